@@ -1,0 +1,29 @@
+// Reverse-mode differentiation over the thread's tape.
+//
+// Grad(outputs, inputs, grad_outputs) returns sum_k J_k' g_k: the adjoints of
+// `inputs` for outputs y_k seeded with g_k (default: ones, i.e. d(sum y_k)).
+// With create_graph=true the backward rules are recorded on the tape, so the
+// returned gradients are differentiable again (Hessians, double-VJP JVPs).
+// Inputs that no output depends on get zeros.
+//
+// Backward(loss) is the training shortcut: it accumulates d(loss)/dp into
+// p.grad() for every parameter p that loss depends on (seed: ones).
+#ifndef FLOWTAPE_AUTODIFF_GRAD_H_
+#define FLOWTAPE_AUTODIFF_GRAD_H_
+
+#include <vector>
+
+#include "autodiff/tensor.h"
+
+namespace flowtape {
+
+std::vector<Tensor> Grad(const std::vector<Tensor>& outputs,
+                         const std::vector<Tensor>& inputs,
+                         const std::vector<Tensor>& grad_outputs = {},
+                         bool create_graph = false);
+
+void Backward(const Tensor& loss, const Tensor& grad_output = Tensor());
+
+}  // namespace flowtape
+
+#endif  // FLOWTAPE_AUTODIFF_GRAD_H_

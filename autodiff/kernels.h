@@ -1,0 +1,94 @@
+// Internal: loops shared by the op files (broadcast iteration, unary maps).
+// Not part of the public API.
+#ifndef FLOWTAPE_AUTODIFF_KERNELS_H_
+#define FLOWTAPE_AUTODIFF_KERNELS_H_
+
+#include <array>
+#include <cstdint>
+
+#include "autodiff/shape.h"
+#include "autodiff/tape.h"
+#include "autodiff/tensor.h"
+
+namespace flowtape::internal {
+
+// Strides (in elements) of `in` broadcast against the rank-4 padded `out`.
+inline std::array<int64_t, 4> BroadcastStrides(const Shape& in,
+                                               const Shape& out) {
+  std::array<int64_t, 4> st{0, 0, 0, 0};
+  int64_t s = 1;
+  for (int i = in.rank() - 1; i >= 0; --i) {
+    int o = 4 - in.rank() + i;
+    st[o] = in[i] == 1 ? 0 : s;
+    s *= in[i];
+  }
+  (void)out;
+  return st;
+}
+
+inline std::array<int64_t, 4> Padded(const Shape& s) {
+  std::array<int64_t, 4> d{1, 1, 1, 1};
+  for (int i = 0; i < s.rank(); ++i) d[4 - s.rank() + i] = s[i];
+  return d;
+}
+
+// out[i] = f(a[ia], b[ib]) over the broadcast of a and b into `os`.
+template <typename F>
+void BroadcastBinary(const double* a, const Shape& as, const double* b,
+                     const Shape& bs, double* out, const Shape& os, F f) {
+  const int64_t n = os.numel();
+  if (as == os && bs == os) {
+    for (int64_t i = 0; i < n; ++i) out[i] = f(a[i], b[i]);
+    return;
+  }
+  if (as.numel() == 1 && bs == os) {
+    const double av = a[0];
+    for (int64_t i = 0; i < n; ++i) out[i] = f(av, b[i]);
+    return;
+  }
+  if (bs.numel() == 1 && as == os) {
+    const double bv = b[0];
+    for (int64_t i = 0; i < n; ++i) out[i] = f(a[i], bv);
+    return;
+  }
+  auto d = Padded(os);
+  auto sa = BroadcastStrides(as, os), sb = BroadcastStrides(bs, os);
+  int64_t k = 0;
+  for (int64_t i0 = 0; i0 < d[0]; ++i0)
+    for (int64_t i1 = 0; i1 < d[1]; ++i1)
+      for (int64_t i2 = 0; i2 < d[2]; ++i2) {
+        const double* pa = a + i0 * sa[0] + i1 * sa[1] + i2 * sa[2];
+        const double* pb = b + i0 * sb[0] + i1 * sb[1] + i2 * sb[2];
+        for (int64_t i3 = 0; i3 < d[3]; ++i3)
+          out[k++] = f(pa[i3 * sa[3]], pb[i3 * sb[3]]);
+      }
+}
+
+// Applies a value function elementwise; returns the (maybe recorded) output.
+template <typename F>
+Tensor MapUnary(const char* name, const Tensor& x, BackwardFn backward, F f,
+                const OpAux& aux = {}) {
+  const bool rec = ShouldRecord({&x});
+  Tensor out = NewOutput(x.shape(), rec);
+  const double* px = x.data();
+  double* po = const_cast<double*>(out.data());
+  const int64_t n = x.numel();
+  for (int64_t i = 0; i < n; ++i) po[i] = f(px[i]);
+  return Record(out, rec, name, {&x}, backward, aux);
+}
+
+template <typename F>
+Tensor MapBinary(const char* name, const Tensor& a, const Tensor& b,
+                 BackwardFn backward, F f) {
+  FT_CHECK(a.defined() && b.defined(), name, ": undefined input");
+  Shape os = BroadcastShapes(name, a.shape(), b.shape());
+  const bool rec = ShouldRecord({&a, &b});
+  Tensor out = NewOutput(os, rec);
+  BroadcastBinary(a.data(), a.shape(), b.data(), b.shape(),
+                  const_cast<double*>(out.data()), os, f);
+  return Record(out, rec, name, {&a, &b}, backward);
+}
+
+}  // namespace flowtape::internal
+
+#endif  // FLOWTAPE_AUTODIFF_KERNELS_H_

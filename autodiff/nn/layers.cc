@@ -1,0 +1,84 @@
+#include "autodiff/nn/layers.h"
+
+#include "absl/strings/str_cat.h"
+#include "autodiff/check.h"
+#include "autodiff/nn/init.h"
+#include "autodiff/ops.h"
+
+namespace flowtape::nn {
+
+Tensor Apply(Activation a, const Tensor& x) {
+  switch (a) {
+    case Activation::kTanh: return Tanh(x);
+    case Activation::kRelu: return Relu(x);
+    case Activation::kElu: return Elu(x);
+    case Activation::kLeakyRelu: return LeakyRelu(x);
+    case Activation::kSoftplus: return Softplus(x);
+    case Activation::kSigmoid: return Sigmoid(x);
+  }
+  return x;
+}
+
+absl::StatusOr<Activation> ParseActivation(const std::string& name) {
+  if (name == "tanh") return Activation::kTanh;
+  if (name == "relu") return Activation::kRelu;
+  if (name == "elu") return Activation::kElu;
+  if (name == "leaky_relu") return Activation::kLeakyRelu;
+  if (name == "softplus") return Activation::kSoftplus;
+  if (name == "sigmoid") return Activation::kSigmoid;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown activation '", name,
+      "' (want tanh, relu, elu, leaky_relu, softplus or sigmoid)"));
+}
+
+Linear::Linear(int64_t in, int64_t out, Rng& rng, bool bias) {
+  w_ = RegisterParameter("weight", XavierUniform({in, out}, rng));
+  if (bias) b_ = RegisterParameter("bias", Zeros({out}));
+}
+
+Tensor Linear::operator()(const Tensor& x) const {
+  FT_CHECK(x.rank() == 2 && x.dim(1) == w_.dim(0), "linear: input ",
+           x.shape().ToString(), " vs weight ", w_.shape().ToString());
+  Tensor y = MatMul(x, w_);
+  return b_.defined() ? y + b_ : y;
+}
+
+MaskedLinear::MaskedLinear(const Tensor& mask, Rng& rng) : mask_(mask) {
+  FT_CHECK(mask.rank() == 2, "masked_linear: mask must be [in, out], got ",
+           mask.shape().ToString());
+  w_ = RegisterParameter("weight", XavierUniform(mask.shape(), rng));
+  b_ = RegisterParameter("bias", Zeros({mask.dim(1)}));
+}
+
+Tensor MaskedLinear::operator()(const Tensor& x) const {
+  FT_CHECK(x.rank() == 2 && x.dim(1) == w_.dim(0), "masked_linear: input ",
+           x.shape().ToString(), " vs weight ", w_.shape().ToString());
+  return MatMul(x, w_ * mask_) + b_;
+}
+
+MLP::MLP(const std::vector<int64_t>& sizes, Activation act, Rng& rng,
+         bool zero_last)
+    : sizes_(sizes), act_(act) {
+  FT_CHECK(sizes.size() >= 2, "mlp: need at least {in, out} sizes");
+  for (size_t i = 0; i + 1 < sizes.size(); ++i) {
+    auto layer = std::make_shared<Linear>(sizes[i], sizes[i + 1], rng);
+    layers_.push_back(RegisterModule(absl::StrCat("layer", i), layer));
+  }
+  if (zero_last) {
+    for (Tensor p : layers_.back()->Parameters()) {
+      double* d = p.mutable_data();
+      for (int64_t i = 0; i < p.numel(); ++i) d[i] = 0.0;
+    }
+  }
+}
+
+Tensor MLP::operator()(const Tensor& x) const {
+  Tensor h = x;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    h = (*layers_[i])(h);
+    if (i + 1 < layers_.size()) h = Apply(act_, h);
+  }
+  return h;
+}
+
+}  // namespace flowtape::nn

@@ -1,0 +1,127 @@
+// Differentiable tensor operations. Each op computes its value and, when any
+// input requires grad, records one tape node whose backward rule sits next to
+// the value code in ops_*.cc (written with these same ops, so every rule is
+// itself differentiable: gradients of gradients to any order).
+//
+// Conventions:
+// - Binary elementwise ops broadcast as NumPy does (scalar, row, column ...).
+// - Axis arguments may be negative (from the back).
+// - Matrices are row-major [rows, cols]; batched matrices are [B, rows, cols].
+// - Backward rules never turn a zero adjoint into NaN: where a derivative is
+//   infinite (log at 0, sqrt at 0, ...) a zero incoming adjoint stays zero.
+// - Shape mistakes abort with the op name and the offending shapes.
+#ifndef FLOWTAPE_AUTODIFF_OPS_H_
+#define FLOWTAPE_AUTODIFF_OPS_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "autodiff/tensor.h"
+
+namespace flowtape {
+
+// ---- elementwise, broadcasting ----
+Tensor Add(const Tensor& a, const Tensor& b);
+Tensor Sub(const Tensor& a, const Tensor& b);
+Tensor Mul(const Tensor& a, const Tensor& b);
+Tensor Div(const Tensor& a, const Tensor& b);
+// g * d, except that g == 0 gives 0 even where d is inf/NaN. Used by backward
+// rules; differentiable.
+Tensor GradMul(const Tensor& g, const Tensor& d);
+
+Tensor operator+(const Tensor& a, const Tensor& b);
+Tensor operator-(const Tensor& a, const Tensor& b);
+Tensor operator*(const Tensor& a, const Tensor& b);
+Tensor operator/(const Tensor& a, const Tensor& b);
+Tensor operator+(const Tensor& a, double b);
+Tensor operator-(const Tensor& a, double b);
+Tensor operator*(const Tensor& a, double b);
+Tensor operator/(const Tensor& a, double b);
+Tensor operator+(double a, const Tensor& b);
+Tensor operator-(double a, const Tensor& b);
+Tensor operator*(double a, const Tensor& b);
+Tensor operator/(double a, const Tensor& b);
+Tensor operator-(const Tensor& a);
+
+// ---- elementwise, unary ----
+Tensor Neg(const Tensor& x);
+Tensor Exp(const Tensor& x);
+Tensor Log(const Tensor& x);
+Tensor Log1p(const Tensor& x);
+Tensor Expm1(const Tensor& x);
+Tensor Sqrt(const Tensor& x);
+Tensor Square(const Tensor& x);
+Tensor Pow(const Tensor& x, double p);  // x^p (x > 0 unless p is an integer)
+Tensor Abs(const Tensor& x);            // derivative sign(x), 0 at 0
+Tensor Sin(const Tensor& x);
+Tensor Cos(const Tensor& x);
+Tensor Tanh(const Tensor& x);
+Tensor Sigmoid(const Tensor& x);
+Tensor Softplus(const Tensor& x);    // log(1 + e^x), stable
+Tensor LogSigmoid(const Tensor& x);  // -softplus(-x), stable
+Tensor Relu(const Tensor& x);
+Tensor Elu(const Tensor& x, double alpha = 1.0);
+Tensor LeakyRelu(const Tensor& x, double slope = 0.01);
+// Constant 0/1 step of x > 0 (no gradient), used by relu-like rules.
+Tensor Step(const Tensor& x);
+
+// ---- reductions ----
+Tensor Sum(const Tensor& x);  // scalar
+Tensor Sum(const Tensor& x, int axis, bool keepdim = false);
+Tensor Mean(const Tensor& x);
+Tensor Mean(const Tensor& x, int axis, bool keepdim = false);
+Tensor Max(const Tensor& x);  // gradient to the (first) arg-max
+Tensor Max(const Tensor& x, int axis, bool keepdim = false);
+Tensor LogSumExp(const Tensor& x, int axis, bool keepdim = false);
+Tensor Softmax(const Tensor& x, int axis);
+Tensor LogSoftmax(const Tensor& x, int axis);
+
+// ---- shape ----
+Tensor BroadcastTo(const Tensor& x, const Shape& shape);
+Tensor SumTo(const Tensor& x, const Shape& shape);  // adjoint of BroadcastTo
+// One dimension may be -1 (inferred). Zero-copy.
+Tensor Reshape(const Tensor& x, const std::vector<int64_t>& dims);
+Tensor Transpose(const Tensor& x);  // swaps the last two axes
+Tensor Permute(const Tensor& x, const std::vector<int>& axes);
+Tensor Narrow(const Tensor& x, int axis, int64_t start, int64_t length);
+Tensor Concat(const std::vector<Tensor>& xs, int axis);
+// Picks `index` entries along `axis` (gather/permute of columns; repeats ok).
+Tensor IndexSelect(const Tensor& x, int axis, const std::vector<int64_t>& index);
+// cond is a constant 0/1 tensor (broadcasting); picks a where cond != 0.
+Tensor Where(const Tensor& cond, const Tensor& a, const Tensor& b);
+Tensor Clamp(const Tensor& x, double lo, double hi);  // gradient 0 outside
+
+// ---- matrix products ----
+// [m,k] x [k,n]; [B,m,k] x [B,k,n]; [B,m,k] x [k,n] (shared right factor).
+Tensor MatMul(const Tensor& a, const Tensor& b);
+// op(a) op(b) with op = transpose when the flag is set (no copies).
+Tensor MatMulT(const Tensor& a, const Tensor& b, bool transpose_a,
+               bool transpose_b);
+
+// ---- convolution (Glow's coupling nets) ----
+// x [N, Cin, H, W], w [Cout, Cin, KH, KW] (odd KH, KW), stride 1, zero
+// padding "same"; bias [Cout] optional (undefined tensor = none).
+Tensor Conv2d(const Tensor& x, const Tensor& w, const Tensor& bias = Tensor());
+
+// ---- linear algebra (square [n, n] unless stated) ----
+Tensor Solve(const Tensor& a, const Tensor& b);  // a^-1 b, b [n] or [n, k]
+Tensor Inverse(const Tensor& a);
+struct SlogdetResult {
+  double sign;       // -1, 0 or +1 (a constant)
+  Tensor logabsdet;  // scalar; gradient a^-T
+};
+SlogdetResult Slogdet(const Tensor& a);
+Tensor LogAbsDet(const Tensor& a);  // Slogdet(a).logabsdet
+// Solves op(t) x = b for triangular t (lower unless upper), b [n] or [n, k].
+Tensor TriangularSolve(const Tensor& t, const Tensor& b, bool upper,
+                       bool transpose = false, bool unit_diagonal = false);
+struct QrResult {
+  Tensor q;  // [m, n] orthonormal columns (reduced QR, m >= n)
+  Tensor r;  // [n, n] upper triangular, diagonal made non-negative
+};
+// Householder QR. Gradient defined for full-rank a with m >= n.
+QrResult Qr(const Tensor& a);
+
+}  // namespace flowtape
+
+#endif  // FLOWTAPE_AUTODIFF_OPS_H_

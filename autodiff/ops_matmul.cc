@@ -1,0 +1,73 @@
+// Matrix products with Eigen GEMM: value and backward rule side by side.
+#include <Eigen/Dense>
+
+#include "autodiff/check.h"
+#include "autodiff/kernels.h"
+#include "autodiff/ops.h"
+
+namespace flowtape {
+namespace {
+using RowMat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using CMap = Eigen::Map<const RowMat>;
+using Map = Eigen::Map<RowMat>;
+
+// C (+)= op(A) op(B) for one matrix pair.
+void Gemm(const double* a, int64_t ar, int64_t ac, bool ta, const double* b,
+          int64_t br, int64_t bc, bool tb, double* c) {
+  CMap A(a, ar, ac), B(b, br, bc);
+  int64_t m = ta ? ac : ar, n = tb ? br : bc;
+  Map C(c, m, n);
+  if (!ta && !tb) C.noalias() = A * B;
+  if (!ta && tb) C.noalias() = A * B.transpose();
+  if (ta && !tb) C.noalias() = A.transpose() * B;
+  if (ta && tb) C.noalias() = A.transpose() * B.transpose();
+}
+
+void MatMulBackward(const OpContext& c, const Tensor& g, Tensor* gin) {
+  const bool ta = c.iaux()[0], tb = c.iaux()[1];
+  Tensor a = c.in(0), b = c.in(1);
+  // C = op(A) op(B); each case keeps the transposes implicit.
+  if (c.node->inputs[0]->requires_grad)
+    gin[0] = !ta ? MatMulT(g, b, false, !tb) : MatMulT(b, g, tb, true);
+  if (c.node->inputs[1]->requires_grad)
+    gin[1] = !tb ? MatMulT(a, g, !ta, false) : MatMulT(g, a, true, ta);
+}
+}  // namespace
+
+Tensor MatMulT(const Tensor& a, const Tensor& b, bool ta, bool tb) {
+  FT_CHECK(a.rank() == b.rank() && (a.rank() == 2 || a.rank() == 3),
+           "matmul: want two [m,k] or two [B,m,k] tensors, got ",
+           a.shape().ToString(), " and ", b.shape().ToString());
+  const int r = a.rank();
+  const int64_t batch = r == 3 ? a.dim(0) : 1;
+  FT_CHECK(r == 2 || b.dim(0) == batch, "matmul: batch sizes differ: ",
+           a.shape().ToString(), " and ", b.shape().ToString());
+  const int64_t ar = a.dim(r - 2), ac = a.dim(r - 1);
+  const int64_t br = b.dim(r - 2), bc = b.dim(r - 1);
+  const int64_t m = ta ? ac : ar, k = ta ? ar : ac;
+  const int64_t k2 = tb ? bc : br, n = tb ? br : bc;
+  FT_CHECK(k == k2, "matmul: inner sizes differ: ", a.shape().ToString(),
+           (ta ? "^T" : ""), " x ", b.shape().ToString(), (tb ? "^T" : ""));
+  const bool rec = internal::ShouldRecord({&a, &b});
+  Shape os = r == 3 ? Shape{batch, m, n} : Shape{m, n};
+  Tensor out = internal::NewOutput(os, rec);
+  double* po = const_cast<double*>(out.data());
+  const double *pa = a.data(), *pb = b.data();
+  for (int64_t i = 0; i < batch; ++i)
+    Gemm(pa + i * ar * ac, ar, ac, ta, pb + i * br * bc, br, bc, tb,
+         po + i * m * n);
+  return internal::Record(out, rec, "matmul", {&a, &b}, MatMulBackward,
+                          {{}, {ta, tb}});
+}
+
+Tensor MatMul(const Tensor& a, const Tensor& b) {
+  if (a.rank() == 3 && b.rank() == 2) {
+    // Shared right factor: fold the batch into rows.
+    Tensor c = MatMulT(Reshape(a, {a.dim(0) * a.dim(1), a.dim(2)}), b, false,
+                       false);
+    return Reshape(c, {a.dim(0), a.dim(1), b.dim(1)});
+  }
+  return MatMulT(a, b, false, false);
+}
+
+}  // namespace flowtape

@@ -1,0 +1,220 @@
+// Reductions and broadcasting: value and backward rule side by side.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "autodiff/check.h"
+#include "autodiff/kernels.h"
+#include "autodiff/ops.h"
+
+namespace flowtape {
+namespace {
+using internal::NewOutput;
+using internal::Record;
+using internal::ShouldRecord;
+
+// x viewed as [outer, n, inner] around `axis`.
+struct AxisView {
+  int64_t outer = 1, n = 1, inner = 1;
+  AxisView(const Shape& s, int axis) {
+    for (int i = 0; i < s.rank(); ++i) {
+      if (i < axis) outer *= s[i];
+      if (i == axis) n = s[i];
+      if (i > axis) inner *= s[i];
+    }
+  }
+};
+
+// Shape of a reduction over `axis`, kept as size 1.
+Shape KeepDimShape(const Shape& s, int axis) { return s.WithDim(axis, 1); }
+
+// Adjoint g of a reduction over iaux[0] (keepdim iaux[1]) broadcast back.
+Tensor ExpandReduced(const OpContext& c, const Tensor& g) {
+  const Shape& in = c.node->inputs[0]->shape;
+  if (c.node->iaux[0] < 0) return BroadcastTo(g, in);  // full reduction
+  Shape keep = KeepDimShape(in, static_cast<int>(c.node->iaux[0]));
+  return BroadcastTo(Reshape(g, keep.dims()), in);
+}
+}  // namespace
+
+Tensor Sum(const Tensor& x) {
+  const bool rec = ShouldRecord({&x});
+  Tensor out = NewOutput(Shape{}, rec);
+  const double* p = x.data();
+  double s = 0;
+  for (int64_t i = 0, n = x.numel(); i < n; ++i) s += p[i];
+  const_cast<double*>(out.data())[0] = s;
+  return Record(out, rec, "sum", {&x},
+      [](const OpContext& c, const Tensor& g, Tensor* gin) {
+        gin[0] = ExpandReduced(c, g);
+      },
+      {{}, {-1}});
+}
+
+Tensor Sum(const Tensor& x, int axis, bool keepdim) {
+  axis = x.shape().NormalizeAxis(axis);
+  AxisView v(x.shape(), axis);
+  const bool rec = ShouldRecord({&x});
+  Shape os = keepdim ? KeepDimShape(x.shape(), axis) : x.shape().WithDim(axis, -1);
+  Tensor out = NewOutput(os, rec);
+  double* po = const_cast<double*>(out.data());
+  const double* px = x.data();
+  std::fill_n(po, os.numel(), 0.0);
+  for (int64_t o = 0; o < v.outer; ++o)
+    for (int64_t j = 0; j < v.n; ++j) {
+      const double* row = px + (o * v.n + j) * v.inner;
+      double* dst = po + o * v.inner;
+      for (int64_t k = 0; k < v.inner; ++k) dst[k] += row[k];
+    }
+  return Record(out, rec, "sum_axis", {&x},
+      [](const OpContext& c, const Tensor& g, Tensor* gin) {
+        gin[0] = ExpandReduced(c, g);
+      },
+      {{}, {axis, keepdim}});
+}
+
+Tensor Mean(const Tensor& x) {
+  return Sum(x) * (1.0 / static_cast<double>(std::max<int64_t>(x.numel(), 1)));
+}
+
+Tensor Mean(const Tensor& x, int axis, bool keepdim) {
+  int64_t n = x.shape()[axis];
+  return Sum(x, axis, keepdim) * (1.0 / static_cast<double>(std::max<int64_t>(n, 1)));
+}
+
+namespace {
+// Constant 0/1 mask marking the first arg-max along the reduction.
+Tensor ArgMaxMask(const Tensor& x, int axis) {
+  Tensor mask = Tensor::Zeros(x.shape());
+  double* m = mask.mutable_data();
+  const double* px = x.data();
+  AxisView v = axis < 0 ? AxisView(Shape{x.numel()}, 0) : AxisView(x.shape(), axis);
+  for (int64_t o = 0; o < v.outer; ++o)
+    for (int64_t k = 0; k < v.inner; ++k) {
+      int64_t best = 0;
+      for (int64_t j = 1; j < v.n; ++j)
+        if (px[(o * v.n + j) * v.inner + k] > px[(o * v.n + best) * v.inner + k])
+          best = j;
+      if (v.n > 0) m[(o * v.n + best) * v.inner + k] = 1.0;
+    }
+  return mask;
+}
+
+void MaxBackward(const OpContext& c, const Tensor& g, Tensor* gin) {
+  Tensor mask = ArgMaxMask(c.in(0), static_cast<int>(c.node->iaux[0]));
+  gin[0] = ExpandReduced(c, g) * mask;
+}
+}  // namespace
+
+Tensor Max(const Tensor& x) {
+  FT_CHECK(x.numel() > 0, "max: empty tensor ", x.shape().ToString());
+  const bool rec = ShouldRecord({&x});
+  Tensor out = NewOutput(Shape{}, rec);
+  const double* p = x.data();
+  const_cast<double*>(out.data())[0] = *std::max_element(p, p + x.numel());
+  return Record(out, rec, "max", {&x}, MaxBackward, {{}, {-1}});
+}
+
+Tensor Max(const Tensor& x, int axis, bool keepdim) {
+  axis = x.shape().NormalizeAxis(axis);
+  FT_CHECK(x.shape()[axis] > 0, "max: empty axis in ", x.shape().ToString());
+  AxisView v(x.shape(), axis);
+  const bool rec = ShouldRecord({&x});
+  Shape os = keepdim ? KeepDimShape(x.shape(), axis) : x.shape().WithDim(axis, -1);
+  Tensor out = NewOutput(os, rec);
+  double* po = const_cast<double*>(out.data());
+  const double* px = x.data();
+  for (int64_t o = 0; o < v.outer; ++o)
+    for (int64_t k = 0; k < v.inner; ++k) {
+      double m = -std::numeric_limits<double>::infinity();
+      for (int64_t j = 0; j < v.n; ++j)
+        m = std::max(m, px[(o * v.n + j) * v.inner + k]);
+      po[o * v.inner + k] = m;
+    }
+  return Record(out, rec, "max_axis", {&x}, MaxBackward, {{}, {axis, keepdim}});
+}
+
+Tensor LogSumExp(const Tensor& x, int axis, bool keepdim) {
+  axis = x.shape().NormalizeAxis(axis);
+  AxisView v(x.shape(), axis);
+  const bool rec = ShouldRecord({&x});
+  Shape os = keepdim ? KeepDimShape(x.shape(), axis) : x.shape().WithDim(axis, -1);
+  Tensor out = NewOutput(os, rec);
+  double* po = const_cast<double*>(out.data());
+  const double* px = x.data();
+  for (int64_t o = 0; o < v.outer; ++o)
+    for (int64_t k = 0; k < v.inner; ++k) {
+      double m = -std::numeric_limits<double>::infinity();
+      for (int64_t j = 0; j < v.n; ++j)
+        m = std::max(m, px[(o * v.n + j) * v.inner + k]);
+      double s = 0;
+      if (std::isfinite(m))
+        for (int64_t j = 0; j < v.n; ++j)
+          s += std::exp(px[(o * v.n + j) * v.inner + k] - m);
+      po[o * v.inner + k] = std::isfinite(m) ? m + std::log(s) : m;
+    }
+  return Record(out, rec, "logsumexp", {&x},
+      [](const OpContext& c, const Tensor& g, Tensor* gin) {
+        // d/dx = softmax(x) = exp(x - y).
+        int axis = static_cast<int>(c.node->iaux[0]);
+        Shape keep = KeepDimShape(c.node->inputs[0]->shape, axis);
+        Tensor y = Reshape(c.out(), keep.dims());
+        gin[0] = GradMul(ExpandReduced(c, g), Exp(c.in(0) - y));
+      },
+      {{}, {axis, keepdim}});
+}
+
+Tensor LogSoftmax(const Tensor& x, int axis) {
+  return x - LogSumExp(x, axis, /*keepdim=*/true);
+}
+
+Tensor Softmax(const Tensor& x, int axis) { return Exp(LogSoftmax(x, axis)); }
+
+Tensor BroadcastTo(const Tensor& x, const Shape& shape) {
+  if (x.shape() == shape) return x;
+  FT_CHECK(BroadcastShapes("broadcast_to", x.shape(), shape) == shape,
+           "broadcast_to: ", x.shape().ToString(), " cannot broadcast to ",
+           shape.ToString());
+  const bool rec = ShouldRecord({&x});
+  Tensor out = NewOutput(shape, rec);
+  internal::BroadcastBinary(x.data(), x.shape(), x.data(), x.shape(),
+                            const_cast<double*>(out.data()), shape,
+                            [](double a, double) { return a; });
+  return Record(out, rec, "broadcast_to", {&x},
+      [](const OpContext& c, const Tensor& g, Tensor* gin) {
+        gin[0] = SumTo(g, c.node->inputs[0]->shape);
+      });
+}
+
+Tensor SumTo(const Tensor& x, const Shape& shape) {
+  if (x.shape() == shape) return x;
+  FT_CHECK(BroadcastShapes("sum_to", shape, x.shape()) == x.shape(),
+           "sum_to: ", shape.ToString(), " does not broadcast to ",
+           x.shape().ToString());
+  const bool rec = ShouldRecord({&x});
+  Tensor out = NewOutput(shape, rec);
+  double* po = const_cast<double*>(out.data());
+  std::fill_n(po, shape.numel(), 0.0);
+  const double* px = x.data();
+  if (shape.numel() == 1) {
+    double s = 0;
+    for (int64_t i = 0, n = x.numel(); i < n; ++i) s += px[i];
+    po[0] = s;
+  } else {
+    auto d = internal::Padded(x.shape());
+    auto so = internal::BroadcastStrides(shape, x.shape());
+    int64_t k = 0;
+    for (int64_t i0 = 0; i0 < d[0]; ++i0)
+      for (int64_t i1 = 0; i1 < d[1]; ++i1)
+        for (int64_t i2 = 0; i2 < d[2]; ++i2) {
+          double* dst = po + i0 * so[0] + i1 * so[1] + i2 * so[2];
+          for (int64_t i3 = 0; i3 < d[3]; ++i3) dst[i3 * so[3]] += px[k++];
+        }
+  }
+  return Record(out, rec, "sum_to", {&x},
+      [](const OpContext& c, const Tensor& g, Tensor* gin) {
+        gin[0] = BroadcastTo(g, c.node->inputs[0]->shape);
+      });
+}
+
+}  // namespace flowtape

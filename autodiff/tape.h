@@ -1,0 +1,168 @@
+// Tape: the thread-local record of tensor operations for reverse-mode autodiff.
+//
+// One Node per op on whole tensors. Nodes, their input lists and their output
+// values are bump-allocated in an arena, in creation order, so creation order
+// is a topological order and Reset() (or RewindTo(mark)) is O(1) in the
+// number of nodes: memory is kept for the next step, nothing is destructed.
+// Each thread has its own tape, so two threads can train two models at once.
+//
+// A backward rule maps the adjoint g of an op's output to adjoints of its
+// inputs, written with Tensor ops: when Grad(..., create_graph=true) runs, the
+// rules are themselves recorded, giving gradients of gradients to any order.
+#ifndef FLOWTAPE_AUTODIFF_TAPE_H_
+#define FLOWTAPE_AUTODIFF_TAPE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <vector>
+
+#include "autodiff/shape.h"
+#include "autodiff/tensor.h"
+
+namespace flowtape {
+
+struct Node;
+
+// What a backward rule sees: input and output values (as tape tensors so that
+// higher-order graphs connect), plus small op parameters.
+struct OpContext {
+  Node* node;
+  Tensor in(int i) const;
+  Tensor out() const;
+  int num_inputs() const;
+  const double* aux() const;
+  const int64_t* iaux() const;
+};
+
+// Writes the adjoint of input i to gin[i] (left undefined = zero / none).
+using BackwardFn = void (*)(const OpContext& ctx, const Tensor& gout,
+                            Tensor* gin);
+
+struct Node {
+  const char* op;  // op name, for messages
+  Shape shape;
+  double* value;
+  Node** inputs;
+  int num_inputs;
+  BackwardFn backward;  // nullptr for leaves
+  bool requires_grad;   // on a path from some parameter
+  int64_t id;           // position on the tape
+  uint64_t serial;      // unique per tape, detects stale tensors
+  internal::Storage* leaf_storage;  // parameters: where grads accumulate
+  double aux[4];
+  int64_t iaux[8];
+};
+
+// Small op parameters stored on the node (axes, bounds, slopes ...).
+struct OpAux {
+  std::initializer_list<double> d = {};
+  std::initializer_list<int64_t> i = {};
+};
+
+class Tape {
+ public:
+  // The calling thread's tape.
+  static Tape& Get();
+
+  struct Mark {
+    size_t block, offset, nodes, pinned;
+  };
+  Mark GetMark() const;
+  // Drops every node recorded after `mark` (tensors from them become stale).
+  void RewindTo(const Mark& mark);
+  void Reset() { RewindTo(Mark{0, 0, 0, 0}); }
+
+  int64_t num_nodes() const { return static_cast<int64_t>(nodes_.size()); }
+  Node* node(int64_t id) const { return nodes_[id]; }
+  size_t bytes_in_use() const;   // arena bytes holding nodes and values now
+  size_t bytes_reserved() const;  // arena capacity kept for reuse
+
+  bool grad_enabled() const { return grad_enabled_; }
+  void set_grad_enabled(bool on) { grad_enabled_ = on; }
+
+  // ---- used by ops ----
+  void* Allocate(size_t bytes);  // 64-byte aligned, arena
+  Node* NewNode(const char* op, const Shape& shape, double* value,
+                std::initializer_list<Node*> inputs, BackwardFn backward,
+                const OpAux& aux);
+  Node* NewLeaf(const Shape& shape, double* value, internal::Storage* storage,
+                bool requires_grad);
+  void Pin(std::shared_ptr<internal::Storage> s) { pinned_.push_back(std::move(s)); }
+  bool Owns(const Node* n, uint64_t serial) const;
+
+ private:
+  Tape();
+  struct Block {
+    std::unique_ptr<char, void (*)(void*)> mem;
+    size_t size;
+  };
+  std::vector<Block> blocks_;
+  size_t block_ = 0, offset_ = 0;
+  std::vector<Node*> nodes_;
+  std::vector<std::shared_ptr<internal::Storage>> pinned_;
+  uint64_t next_serial_ = 1;
+  bool grad_enabled_ = true;
+};
+
+// Disables recording in its scope (ops return constants).
+class NoGradScope {
+ public:
+  NoGradScope() : prev_(Tape::Get().grad_enabled()) {
+    Tape::Get().set_grad_enabled(false);
+  }
+  ~NoGradScope() { Tape::Get().set_grad_enabled(prev_); }
+  NoGradScope(const NoGradScope&) = delete;
+  NoGradScope& operator=(const NoGradScope&) = delete;
+
+ private:
+  bool prev_;
+};
+
+// Enables recording in its scope, e.g. inside a no-grad region.
+class EnableGradScope {
+ public:
+  EnableGradScope() : prev_(Tape::Get().grad_enabled()) {
+    Tape::Get().set_grad_enabled(true);
+  }
+  ~EnableGradScope() { Tape::Get().set_grad_enabled(prev_); }
+  EnableGradScope(const EnableGradScope&) = delete;
+  EnableGradScope& operator=(const EnableGradScope&) = delete;
+
+ private:
+  bool prev_;
+};
+
+// Rewinds the tape to where it was at construction (nested sub-computations,
+// e.g. the many VJPs of an ODE adjoint solve).
+class TapeScope {
+ public:
+  TapeScope() : mark_(Tape::Get().GetMark()) {}
+  ~TapeScope() { Tape::Get().RewindTo(mark_); }
+  TapeScope(const TapeScope&) = delete;
+  TapeScope& operator=(const TapeScope&) = delete;
+
+ private:
+  Tape::Mark mark_;
+};
+
+// ---- the op-writing kit (see ops_*.cc) ----
+namespace internal {
+// True when an op with these inputs must be recorded.
+bool ShouldRecord(std::initializer_list<const Tensor*> inputs);
+// Output buffer: arena when recording, heap constant otherwise.
+Tensor NewOutput(const Shape& shape, bool record);
+// Records `out` as the result of op `name` (no-op when !record); 1-3 inputs.
+Tensor Record(Tensor out, bool record, const char* name,
+              std::initializer_list<const Tensor*> inputs, BackwardFn backward,
+              const OpAux& aux = {});
+// Same for any number of inputs (concat).
+Tensor RecordN(Tensor out, bool record, const char* name,
+               const std::vector<Tensor>& inputs, BackwardFn backward,
+               const OpAux& aux = {});
+}  // namespace internal
+
+}  // namespace flowtape
+
+#endif  // FLOWTAPE_AUTODIFF_TAPE_H_

@@ -1,6 +1,7 @@
 #include "autodiff/tape.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 
 #include "autodiff/check.h"
@@ -21,7 +22,12 @@ Tape& Tape::Get() {
   return tape;
 }
 
-Tape::Tape() { nodes_.reserve(1024); }
+Tape::Tape() {
+  static std::atomic<uint64_t> next_uid{1};
+  uid_ = next_uid.fetch_add(1);
+  next_serial_ = (uid_ << kSerialBits) + 1;
+  nodes_.reserve(1024);
+}
 
 void* Tape::Allocate(size_t bytes) {
   bytes = (bytes + 63) & ~size_t{63};
@@ -70,7 +76,7 @@ size_t Tape::bytes_reserved() const {
 }
 
 bool Tape::Owns(const Node* n, uint64_t serial) const {
-  return n != nullptr && n->id >= 0 && n->id < num_nodes() &&
+  return n != nullptr && (serial >> kSerialBits) == uid_ && n->id >= 0 && n->id < num_nodes() &&
          nodes_[n->id] == n && n->serial == serial;
 }
 

@@ -90,7 +90,11 @@ class Tape {
   Node* NewLeaf(const Shape& shape, double* value, internal::Storage* storage,
                 bool requires_grad);
   void Pin(std::shared_ptr<internal::Storage> s) { pinned_.push_back(std::move(s)); }
+  // True if n is a live node of this tape with that serial. Serials carry the
+  // tape's id in their top bits, so nodes of other (maybe dead) tapes are
+  // rejected without being dereferenced.
   bool Owns(const Node* n, uint64_t serial) const;
+  static constexpr int kSerialBits = 40;
 
  private:
   Tape();
@@ -102,7 +106,8 @@ class Tape {
   size_t block_ = 0, offset_ = 0;
   std::vector<Node*> nodes_;
   std::vector<std::shared_ptr<internal::Storage>> pinned_;
-  uint64_t next_serial_ = 1;
+  uint64_t uid_;          // unique per tape (per thread)
+  uint64_t next_serial_;  // (uid_ << kSerialBits) + count
   bool grad_enabled_ = true;
 };
 

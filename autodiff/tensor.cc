@@ -141,12 +141,11 @@ Node* Tensor::NodeForOp(bool materialize) const {
   Tape& tape = Tape::Get();
   internal::Storage* s = storage_.get();
   if (!s->requires_grad && !materialize) return nullptr;
-  if (s->leaf_tape == &tape && tape.Owns(s->leaf, s->leaf_serial) &&
+  if (tape.Owns(s->leaf, s->leaf_serial) &&
       s->leaf->shape == shape_ && s->leaf->requires_grad == s->requires_grad)
     return s->leaf;
   tape.Pin(storage_);
   Node* leaf = tape.NewLeaf(shape_, data_, s, s->requires_grad);
-  s->leaf_tape = &tape;
   s->leaf = leaf;
   s->leaf_serial = leaf->serial;
   return leaf;

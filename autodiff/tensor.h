@@ -6,6 +6,8 @@
 // or rewound past them (using one afterwards fails loudly: "stale tensor").
 // A constant marked requires_grad (a parameter) becomes a leaf node the first
 // time an op uses it on a tape; Backward() accumulates into its grad().
+// Thread safety: each thread records on its own tape; a parameter may be used
+// by one thread's tape at a time (two threads train two models, not one).
 #ifndef FLOWTAPE_AUTODIFF_TENSOR_H_
 #define FLOWTAPE_AUTODIFF_TENSOR_H_
 
@@ -51,8 +53,7 @@ struct Storage {
   bool requires_grad = false;
   std::shared_ptr<Storage> grad;  // accumulated by Backward()
   Shape grad_shape;
-  // Leaf node of this storage on a tape (valid while serial matches).
-  Tape* leaf_tape = nullptr;
+  // Leaf node of this storage on a tape (valid while Tape::Owns(leaf, serial)).
   Node* leaf = nullptr;
   uint64_t leaf_serial = 0;
 };

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
 #include "autodiff/check.h"
 #include "autodiff/ops.h"
@@ -11,8 +12,18 @@ namespace flowtape {
 namespace {
 
 // Adds g into slot (slot = g when empty).
-void Accumulate(Tensor& slot, const Tensor& g) {
-  slot = slot.defined() ? slot + g : g;
+void Accumulate(Tensor& slot, Tensor g) {
+  slot = slot.defined() ? slot + g : std::move(g);
+}
+
+// Plain sweeps only: a full Sum hands its scalar adjoint on unexpanded (a
+// uniform adjoint), saving a pass that writes it out and one that reads it.
+// These rules broadcast a scalar g themselves; every other node gets g
+// expanded to its shape first.
+bool ScalarAdjointFrom(const Node* n) { return std::strcmp(n->op, "sum") == 0; }
+bool TakesScalarAdjoint(const Node* n) {
+  return std::strcmp(n->op, "mul") == 0 && n->inputs[0]->shape == n->shape &&
+         n->inputs[1]->shape == n->shape;
 }
 
 // Runs the backward sweep from `outputs` down to tape id `min_id`, visiting
@@ -48,6 +59,8 @@ std::vector<Tensor> Sweep(const std::vector<Tensor>& outputs,
     Tensor& g = adj[id - min_id];
     if (!g.defined()) continue;
     Node* n = tape.node(id);
+    if (g.shape() != n->shape && !TakesScalarAdjoint(n))
+      g = BroadcastTo(g, n->shape);
     if (n->leaf_storage != nullptr) on_leaf(n, g);
     if (n->backward == nullptr) continue;
     Tensor* out = gin;
@@ -61,10 +74,12 @@ std::vector<Tensor> Sweep(const std::vector<Tensor>& outputs,
     for (int i = 0; i < n->num_inputs; ++i) {
       Node* in = n->inputs[i];
       if (!in->requires_grad || in->id < min_id || !out[i].defined()) continue;
-      FT_CHECK(out[i].shape() == in->shape, "backward of '", n->op,
-               "': gradient shape ", out[i].shape().ToString(),
-               " != input shape ", in->shape.ToString());
-      Accumulate(adj[in->id - min_id], out[i]);
+      FT_CHECK(
+          out[i].shape() == in->shape ||
+              (!create_graph && out[i].rank() == 0 && ScalarAdjointFrom(n)),
+          "backward of '", n->op, "': gradient shape ",
+          out[i].shape().ToString(), " != input shape ", in->shape.ToString());
+      Accumulate(adj[in->id - min_id], std::move(out[i]));
     }
     // Free intermediate adjoints early unless someone asked for them.
     if (std::find(want_ids.begin(), want_ids.end(), id) == want_ids.end())
@@ -97,8 +112,11 @@ std::vector<Tensor> Grad(const std::vector<Tensor>& outputs,
     g = Sweep(outputs, grad_outputs, min_id, create_graph,
               [](Node*, const Tensor&) {}, ids);
   g.resize(inputs.size());
-  for (size_t k = 0; k < inputs.size(); ++k)
+  for (size_t k = 0; k < inputs.size(); ++k) {
     if (!g[k].defined()) g[k] = Tensor::Zeros(inputs[k].shape());
+    if (g[k].shape() != inputs[k].shape())  // a scalar adjoint (see above)
+      g[k] = BroadcastTo(g[k], inputs[k].shape());
+  }
   return g;
 }
 
@@ -106,7 +124,11 @@ void Backward(const Tensor& loss, const Tensor& grad_output) {
   auto on_leaf = [](Node* leaf, const Tensor& g) {
     internal::Storage* s = leaf->leaf_storage;
     int64_t n = leaf->shape.numel();
-    if (s->grad == nullptr) {
+    const auto& gs = g.storage();
+    if (s->grad == nullptr && gs != nullptr && gs.use_count() == 1 &&
+        gs->data == g.data() && gs->size == n) {
+      s->grad = gs;  // a temporary nobody else holds: adopt it, no copy
+    } else if (s->grad == nullptr) {
       s->grad = std::make_shared<internal::Storage>(n);
       std::memcpy(s->grad->data, g.data(), sizeof(double) * n);
     } else {

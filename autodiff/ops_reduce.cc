@@ -40,13 +40,12 @@ Tensor ExpandReduced(const OpContext& c, const Tensor& g) {
 Tensor Sum(const Tensor& x) {
   const bool rec = ShouldRecord({&x});
   Tensor out = NewOutput(Shape{}, rec);
-  const double* p = x.data();
-  double s = 0;
-  for (int64_t i = 0, n = x.numel(); i < n; ++i) s += p[i];
-  const_cast<double*>(out.data())[0] = s;
+  const_cast<double*>(out.data())[0] = internal::SumOf(x.data(), x.numel());
   return Record(out, rec, "sum", {&x},
       [](const OpContext& c, const Tensor& g, Tensor* gin) {
-        gin[0] = ExpandReduced(c, g);
+        // Plain (not create_graph) sweeps pass the scalar adjoint on
+        // unexpanded; Sweep broadcasts it unless the consumer does (grad.cc).
+        gin[0] = Tape::Get().grad_enabled() ? ExpandReduced(c, g) : g;
       },
       {{}, {-1}});
 }
@@ -60,12 +59,17 @@ Tensor Sum(const Tensor& x, int axis, bool keepdim) {
   double* po = const_cast<double*>(out.data());
   const double* px = x.data();
   std::fill_n(po, os.numel(), 0.0);
-  for (int64_t o = 0; o < v.outer; ++o)
-    for (int64_t j = 0; j < v.n; ++j) {
-      const double* row = px + (o * v.n + j) * v.inner;
-      double* dst = po + o * v.inner;
-      for (int64_t k = 0; k < v.inner; ++k) dst[k] += row[k];
-    }
+  if (v.inner == 1) {  // rows of a contiguous block: vectorised row sums
+    for (int64_t o = 0; o < v.outer; ++o)
+      po[o] = internal::SumOf(px + o * v.n, v.n);
+  } else {
+    for (int64_t o = 0; o < v.outer; ++o)
+      for (int64_t j = 0; j < v.n; ++j) {
+        const double* row = px + (o * v.n + j) * v.inner;
+        double* dst = po + o * v.inner;
+        for (int64_t k = 0; k < v.inner; ++k) dst[k] += row[k];
+      }
+  }
   return Record(out, rec, "sum_axis", {&x},
       [](const OpContext& c, const Tensor& g, Tensor* gin) {
         gin[0] = ExpandReduced(c, g);
@@ -164,11 +168,64 @@ Tensor LogSumExp(const Tensor& x, int axis, bool keepdim) {
       {{}, {axis, keepdim}});
 }
 
+namespace {
+// Along `axis`, with m = max x: softmax = e^(x-m) / s, log_softmax =
+// (x - m) - log s, s = sum e^(x-m). Shifting by m keeps both exact to a few
+// ulp (x - logsumexp(x) would lose the digits of logsumexp's rounding).
+Tensor SoftmaxValue(const char* name, const Tensor& x, int axis, bool log,
+                    bool rec) {
+  FT_CHECK(x.rank() > 0, name, ": needs rank >= 1, got ", x.shape().ToString());
+  AxisView v(x.shape(), axis);
+  Tensor out = NewOutput(x.shape(), rec);
+  double* po = const_cast<double*>(out.data());
+  const double* px = x.data();
+  for (int64_t o = 0; o < v.outer; ++o)
+    for (int64_t k = 0; k < v.inner; ++k) {
+      const double* src = px + o * v.n * v.inner + k;
+      double* dst = po + o * v.n * v.inner + k;
+      double m = -std::numeric_limits<double>::infinity();
+      for (int64_t j = 0; j < v.n; ++j) m = std::max(m, src[j * v.inner]);
+      double s = 0;
+      for (int64_t j = 0; j < v.n; ++j) {
+        dst[j * v.inner] = src[j * v.inner] - m;
+        s += std::exp(dst[j * v.inner]);
+      }
+      const double ls = std::log(s);
+      for (int64_t j = 0; j < v.n; ++j) {
+        double& d = dst[j * v.inner];
+        d = log ? d - ls : std::exp(d) / s;
+      }
+    }
+  return out;
+}
+}  // namespace
+
+// y = log_softmax(x): dx = g - softmax(x) sum(g).
 Tensor LogSoftmax(const Tensor& x, int axis) {
-  return x - LogSumExp(x, axis, /*keepdim=*/true);
+  axis = x.shape().NormalizeAxis(axis);
+  const bool rec = ShouldRecord({&x});
+  Tensor out = SoftmaxValue("log_softmax", x, axis, /*log=*/true, rec);
+  return Record(out, rec, "log_softmax", {&x},
+      [](const OpContext& c, const Tensor& g, Tensor* gin) {
+        const int axis = static_cast<int>(c.iaux()[0]);
+        gin[0] = g - GradMul(Sum(g, axis, /*keepdim=*/true), Exp(c.out()));
+      },
+      {{}, {axis}});
 }
 
-Tensor Softmax(const Tensor& x, int axis) { return Exp(LogSoftmax(x, axis)); }
+// y = softmax(x): dx = y (g - sum(g y)).
+Tensor Softmax(const Tensor& x, int axis) {
+  axis = x.shape().NormalizeAxis(axis);
+  const bool rec = ShouldRecord({&x});
+  Tensor out = SoftmaxValue("softmax", x, axis, /*log=*/false, rec);
+  return Record(out, rec, "softmax", {&x},
+      [](const OpContext& c, const Tensor& g, Tensor* gin) {
+        const int axis = static_cast<int>(c.iaux()[0]);
+        Tensor y = c.out();
+        gin[0] = y * (g - Sum(g * y, axis, /*keepdim=*/true));
+      },
+      {{}, {axis}});
+}
 
 Tensor BroadcastTo(const Tensor& x, const Shape& shape) {
   if (x.shape() == shape) return x;
@@ -197,9 +254,7 @@ Tensor SumTo(const Tensor& x, const Shape& shape) {
   std::fill_n(po, shape.numel(), 0.0);
   const double* px = x.data();
   if (shape.numel() == 1) {
-    double s = 0;
-    for (int64_t i = 0, n = x.numel(); i < n; ++i) s += px[i];
-    po[0] = s;
+    po[0] = internal::SumOf(px, x.numel());
   } else {
     auto d = internal::Padded(x.shape());
     auto so = internal::BroadcastStrides(shape, x.shape());

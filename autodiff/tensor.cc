@@ -3,21 +3,91 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include "autodiff/check.h"
 #include "autodiff/tape.h"
 
 namespace flowtape {
 namespace internal {
+namespace {
+
+// Per-thread cache of freed tensor buffers, reused by exact (64-byte
+// rounded) size. Training steps allocate the same temporaries every step;
+// recycling them avoids malloc and, for large buffers, the page faults of
+// fresh mmap'ed memory. Bounded, most recently freed first.
+class BufferCache {
+ public:
+  static constexpr size_t kMaxEntries = 64;
+  static constexpr size_t kMaxBytes = size_t{64} << 20;
+
+  ~BufferCache() {
+    for (const Entry& e : entries_) std::free(e.ptr);
+    dead_ = true;
+  }
+  // The calling thread's cache, or nullptr while the thread is exiting.
+  static BufferCache* Get() {
+    if (dead_) return nullptr;
+    static thread_local BufferCache cache;
+    return &cache;
+  }
+  void* Take(size_t bytes) {
+    for (size_t i = entries_.size(); i-- > 0;) {
+      if (entries_[i].bytes != bytes) continue;
+      void* p = entries_[i].ptr;
+      entries_.erase(entries_.begin() + i);
+      total_ -= bytes;
+      return p;
+    }
+    return nullptr;
+  }
+  bool Give(void* p, size_t bytes) {
+#if defined(__SANITIZE_ADDRESS__)
+    return false;  // let ASan see every use after free
+#endif
+    if (bytes > kMaxBytes / 4) return false;
+    while (!entries_.empty() &&
+           (entries_.size() >= kMaxEntries || total_ + bytes > kMaxBytes)) {
+      std::free(entries_.front().ptr);
+      total_ -= entries_.front().bytes;
+      entries_.erase(entries_.begin());
+    }
+    entries_.push_back({p, bytes});
+    total_ += bytes;
+    return true;
+  }
+
+ private:
+  struct Entry {
+    void* ptr;
+    size_t bytes;
+  };
+  std::vector<Entry> entries_;
+  size_t total_ = 0;
+  static thread_local bool dead_;
+};
+thread_local bool BufferCache::dead_ = false;
+
+size_t BufferBytes(int64_t n) {
+  return ((std::max<int64_t>(n, 1) * sizeof(double) + 63) / 64) * 64;
+}
+
+}  // namespace
 
 Storage::Storage(int64_t n) : size(n) {
-  size_t bytes = ((std::max<int64_t>(n, 1) * sizeof(double) + 63) / 64) * 64;
-  data = static_cast<double*>(std::aligned_alloc(64, bytes));
+  const size_t bytes = BufferBytes(n);
+  BufferCache* cache = BufferCache::Get();
+  void* p = cache != nullptr ? cache->Take(bytes) : nullptr;
+  data = static_cast<double*>(p != nullptr ? p : std::aligned_alloc(64, bytes));
   FT_CHECK(data != nullptr, "tensor: out of memory allocating ", bytes,
            " bytes");
 }
 
-Storage::~Storage() { std::free(data); }
+Storage::~Storage() {
+  BufferCache* cache = BufferCache::Get();
+  if (cache == nullptr || !cache->Give(data, BufferBytes(size)))
+    std::free(data);
+}
 
 }  // namespace internal
 

@@ -1,20 +1,29 @@
 #include "autodiff/nn/layers.h"
 
+#include <Eigen/Core>
+
 #include "absl/strings/str_cat.h"
 #include "autodiff/check.h"
 #include "autodiff/nn/init.h"
 #include "autodiff/ops.h"
+#include "autodiff/tape.h"
 
 namespace flowtape::nn {
 
 Tensor Apply(Activation a, const Tensor& x) {
   switch (a) {
-    case Activation::kTanh: return Tanh(x);
-    case Activation::kRelu: return Relu(x);
-    case Activation::kElu: return Elu(x);
-    case Activation::kLeakyRelu: return LeakyRelu(x);
-    case Activation::kSoftplus: return Softplus(x);
-    case Activation::kSigmoid: return Sigmoid(x);
+    case Activation::kTanh:
+      return Tanh(x);
+    case Activation::kRelu:
+      return Relu(x);
+    case Activation::kElu:
+      return Elu(x);
+    case Activation::kLeakyRelu:
+      return LeakyRelu(x);
+    case Activation::kSoftplus:
+      return Softplus(x);
+    case Activation::kSigmoid:
+      return Sigmoid(x);
   }
   return x;
 }
@@ -31,6 +40,34 @@ absl::StatusOr<Activation> ParseActivation(const std::string& name) {
       "' (want tanh, relu, elu, leaky_relu, softplus or sigmoid)"));
 }
 
+namespace {
+using RowMat =
+    Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+// y = x W + b as one tape node: the tape keeps y only, not also x W.
+// Backward, written with ops so that it differentiates again:
+//   gx = g W',  gW = x' g,  gb = sum over rows of g.
+Tensor Affine(const Tensor& x, const Tensor& w, const Tensor& b) {
+  const int64_t n = x.dim(0), in = w.dim(0), out = w.dim(1);
+  const bool rec = internal::ShouldRecord({&x, &w, &b});
+  Tensor y = internal::NewOutput(Shape{n, out}, rec);
+  Eigen::Map<RowMat> Y(const_cast<double*>(y.data()), n, out);
+  Y.noalias() = Eigen::Map<const RowMat>(x.data(), n, in) *
+                Eigen::Map<const RowMat>(w.data(), in, out);
+  Y.rowwise() += Eigen::Map<const Eigen::RowVectorXd>(b.data(), out);
+  return internal::Record(y, rec, "linear", {&x, &w, &b},
+                          [](const OpContext& c, const Tensor& g, Tensor* gin) {
+                            const Node* node = c.node;
+                            if (node->inputs[0]->requires_grad)
+                              gin[0] = MatMulT(g, c.in(1), false, true);
+                            if (node->inputs[1]->requires_grad)
+                              gin[1] = MatMulT(c.in(0), g, true, false);
+                            if (node->inputs[2]->requires_grad)
+                              gin[2] = Sum(g, 0);
+                          });
+}
+}  // namespace
+
 Linear::Linear(int64_t in, int64_t out, Rng& rng, bool bias) {
   w_ = RegisterParameter("weight", XavierUniform({in, out}, rng));
   if (bias) b_ = RegisterParameter("bias", Zeros({out}));
@@ -39,8 +76,7 @@ Linear::Linear(int64_t in, int64_t out, Rng& rng, bool bias) {
 Tensor Linear::operator()(const Tensor& x) const {
   FT_CHECK(x.rank() == 2 && x.dim(1) == w_.dim(0), "linear: input ",
            x.shape().ToString(), " vs weight ", w_.shape().ToString());
-  Tensor y = MatMul(x, w_);
-  return b_.defined() ? y + b_ : y;
+  return b_.defined() ? Affine(x, w_, b_) : MatMul(x, w_);
 }
 
 MaskedLinear::MaskedLinear(const Tensor& mask, Rng& rng) : mask_(mask) {

@@ -1,5 +1,6 @@
 // Basic layers.
 //   Linear:       y = x W + b,        x [N, in], W [in, out], b [out]
+//                 (one tape node "linear": its value is all the tape keeps)
 //   MaskedLinear: y = x (W * M) + b,  M a fixed 0/1 [in, out] mask (MADE)
 //   MLP:          Linear -> act -> ... -> Linear (no activation on the output)
 // Weights start Xavier-uniform, biases zero. `zero_last` starts the MLP's last

@@ -1,0 +1,251 @@
+// Linear algebra ops (values with Eigen, backward rules with flowtape ops so
+// that gradients of gradients work):
+//   X = A^-1 B          gB = A^-T G,  gA = -gB X'
+//   Y = A^-1            gA = -Y' G Y'
+//   l = log|det A|      gA = g A^-T                (sign is a constant)
+//   X = op(T)^-1 B      gB = op(T)^-T G, gT = tri(-gB X') (or its transpose)
+//   A = Q R (reduced)   gA = [gQ + Q copyltu(M)] R^-T,  M = R gR' - gQ' Q
+// where copyltu(M) is the symmetric matrix with M's lower triangle. The QR
+// rule holds for any full-rank m >= n: it equals (I - QQ') gQ R^-T + Q gR +
+// Q (the part of Q' gQ - gR R' fixed by the skew-symmetry of Q' dQ) R^-T.
+#include <Eigen/Dense>
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "autodiff/check.h"
+#include "autodiff/kernels.h"
+#include "autodiff/ops.h"
+
+namespace flowtape {
+namespace {
+using internal::NewOutput;
+using internal::Record;
+using internal::ShouldRecord;
+using RowMat =
+    Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using CMap = Eigen::Map<const RowMat>;
+using Map = Eigen::Map<RowMat>;
+
+CMap AsMat(const Tensor& t) {
+  const int64_t cols = t.rank() == 2 ? t.dim(1) : 1;
+  return CMap(t.data(), t.dim(0), cols);
+}
+Map AsMat(Tensor& t) {
+  const int64_t cols = t.rank() == 2 ? t.dim(1) : 1;
+  return Map(const_cast<double*>(t.data()), t.dim(0), cols);
+}
+// A vector right-hand side [n] seen as the matrix [n, 1].
+Tensor AsColumns(const Tensor& t) {
+  return t.rank() == 1 ? Reshape(t, {t.dim(0), 1}) : t;
+}
+
+void CheckSquare(const char* op, const Tensor& a) {
+  FT_CHECK(a.rank() == 2 && a.dim(0) == a.dim(1), op,
+           ": want a square [n, n] matrix, got ", a.shape().ToString());
+}
+
+void CheckRhs(const char* op, const Tensor& a, const Tensor& b) {
+  FT_CHECK((b.rank() == 1 || b.rank() == 2) && b.dim(0) == a.dim(0), op,
+           ": matrix ", a.shape().ToString(), " and right-hand side ",
+           b.shape().ToString(), " do not match (want [n] or [n, k])");
+}
+
+bool HasZeroPivot(const Eigen::PartialPivLU<RowMat>& lu) {
+  const auto& m = lu.matrixLU();
+  for (Eigen::Index i = 0; i < m.rows(); ++i)
+    if (m(i, i) == 0.0) return true;
+  return false;
+}
+
+Eigen::PartialPivLU<RowMat> FactorOrDie(const char* op, const Tensor& a) {
+  Eigen::PartialPivLU<RowMat> lu(RowMat(AsMat(a)));
+  FT_CHECK(!HasZeroPivot(lu), op, ": matrix ", a.shape().ToString(),
+           " is singular (zero pivot in its LU factorization)");
+  return lu;
+}
+
+// Constant 0/1 mask of a triangle of an [n, n] matrix; `diag` keeps the
+// diagonal.
+Tensor TriangleMask(int64_t n, bool upper, bool diag) {
+  Tensor m = Tensor::Zeros({n, n});
+  double* p = m.mutable_data();
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < n; ++j)
+      if ((upper ? j > i : j < i) || (diag && i == j)) p[i * n + j] = 1.0;
+  return m;
+}
+
+// True when every entry is exactly zero (a zero adjoint).
+bool AllZero(const Tensor& g) {
+  const double* p = g.data();
+  for (int64_t i = 0, n = g.numel(); i < n; ++i)
+    if (p[i] != 0.0) return false;
+  return true;
+}
+}  // namespace
+
+// ---- solve: X = A^-1 B ----
+Tensor Solve(const Tensor& a, const Tensor& b) {
+  CheckSquare("solve", a);
+  CheckRhs("solve", a, b);
+  auto lu = FactorOrDie("solve", a);
+  const bool rec = ShouldRecord({&a, &b});
+  Tensor out = NewOutput(b.shape(), rec);
+  AsMat(out) = lu.solve(RowMat(AsMat(b)));
+  return Record(out, rec, "solve", {&a, &b},
+                [](const OpContext& c, const Tensor& g, Tensor* gin) {
+                  Tensor gb = Solve(Transpose(c.in(0)), g);  // A^-T G
+                  if (c.node->inputs[0]->requires_grad)
+                    gin[0] = -MatMulT(AsColumns(gb), AsColumns(c.out()), false,
+                                      true);
+                  if (c.node->inputs[1]->requires_grad) gin[1] = gb;
+                });
+}
+
+// ---- inverse: Y = A^-1 ----
+Tensor Inverse(const Tensor& a) {
+  CheckSquare("inverse", a);
+  auto lu = FactorOrDie("inverse", a);
+  const bool rec = ShouldRecord({&a});
+  Tensor out = NewOutput(a.shape(), rec);
+  AsMat(out) = lu.inverse();
+  return Record(out, rec, "inverse", {&a},
+                [](const OpContext& c, const Tensor& g, Tensor* gin) {
+                  Tensor y = c.out();
+                  gin[0] = -MatMulT(MatMulT(y, g, true, false), y, false, true);
+                });
+}
+
+// ---- slogdet: log|det A| = sum_i log|U_ii| of A = P L U ----
+SlogdetResult Slogdet(const Tensor& a) {
+  CheckSquare("slogdet", a);
+  Eigen::PartialPivLU<RowMat> lu(RowMat(AsMat(a)));
+  double sign = lu.permutationP().determinant();  // +-1
+  double lad = 0.0;
+  const auto& m = lu.matrixLU();
+  for (Eigen::Index i = 0; i < m.rows(); ++i) {
+    const double u = m(i, i);
+    if (u == 0.0) {
+      sign = 0.0;
+      lad = -std::numeric_limits<double>::infinity();
+      break;
+    }
+    if (u < 0) sign = -sign;
+    lad += std::log(std::fabs(u));
+  }
+  const bool rec = ShouldRecord({&a});
+  Tensor out = NewOutput(Shape{}, rec);
+  const_cast<double*>(out.data())[0] = lad;
+  Tensor t = Record(
+      out, rec, "slogdet", {&a},
+      [](const OpContext& c, const Tensor& g, Tensor* gin) {
+        if (c.iaux()[0] != 0) {  // singular: the gradient is infinite
+          FT_CHECK(AllZero(g), "slogdet: gradient at the singular matrix ",
+                   c.node->inputs[0]->shape.ToString(), " is infinite");
+          gin[0] = Tensor::Zeros(c.node->inputs[0]->shape);
+          return;
+        }
+        gin[0] = g * Transpose(Inverse(c.in(0)));
+      },
+      {{}, {sign == 0.0 ? 1 : 0}});
+  return {sign, t};
+}
+
+Tensor LogAbsDet(const Tensor& a) { return Slogdet(a).logabsdet; }
+
+// ---- triangular solve: X = op(T)^-1 B ----
+Tensor TriangularSolve(const Tensor& t, const Tensor& b, bool upper,
+                       bool transpose, bool unit_diagonal) {
+  CheckSquare("triangular_solve", t);
+  CheckRhs("triangular_solve", t, b);
+  const int64_t n = t.dim(0);
+  if (!unit_diagonal) {
+    const double* pt = t.data();
+    for (int64_t i = 0; i < n; ++i)
+      FT_CHECK(pt[i * n + i] != 0.0, "triangular_solve: matrix ",
+               t.shape().ToString(), " has a zero on its diagonal (row ", i,
+               ")");
+  }
+  const bool rec = ShouldRecord({&t, &b});
+  Tensor out = NewOutput(b.shape(), rec);
+  Map x = AsMat(out);
+  x = AsMat(b);
+  // op(T) is upper triangular iff (upper xor transpose).
+  RowMat opt = transpose ? RowMat(AsMat(t).transpose()) : RowMat(AsMat(t));
+  const bool up = upper != transpose;
+  if (up && unit_diagonal)
+    opt.triangularView<Eigen::UnitUpper>().solveInPlace(x);
+  if (up && !unit_diagonal) opt.triangularView<Eigen::Upper>().solveInPlace(x);
+  if (!up && unit_diagonal)
+    opt.triangularView<Eigen::UnitLower>().solveInPlace(x);
+  if (!up && !unit_diagonal) opt.triangularView<Eigen::Lower>().solveInPlace(x);
+  return Record(out, rec, "triangular_solve", {&t, &b},
+                [](const OpContext& c, const Tensor& g, Tensor* gin) {
+                  const bool upper = c.iaux()[0], transpose = c.iaux()[1],
+                             unit = c.iaux()[2];
+                  Tensor t = c.in(0);
+                  Tensor gb = TriangularSolve(t, g, upper, !transpose, unit);
+                  if (c.node->inputs[0]->requires_grad) {
+                    Tensor gbm = AsColumns(gb), xm = AsColumns(c.out());
+                    // d op(T) = -gB X'; only T's own triangle is an input.
+                    Tensor gop = transpose ? MatMulT(xm, gbm, false, true)
+                                           : MatMulT(gbm, xm, false, true);
+                    gin[0] = -(gop * TriangleMask(t.dim(0), upper, !unit));
+                  }
+                  if (c.node->inputs[1]->requires_grad) gin[1] = gb;
+                },
+                {{}, {upper, transpose, unit_diagonal}});
+}
+
+// ---- Householder QR, reduced: A [m, n] = Q [m, n] R [n, n] ----
+// One tape node holds Q and R packed as [m*n + n*n]; q and r are views.
+QrResult Qr(const Tensor& a) {
+  FT_CHECK(a.rank() == 2 && a.dim(0) >= a.dim(1),
+           "qr: want an [m, n] matrix with m >= n, got ", a.shape().ToString());
+  const int64_t m = a.dim(0), n = a.dim(1);
+  Eigen::HouseholderQR<RowMat> qr{RowMat(AsMat(a))};
+  RowMat q = qr.householderQ() * RowMat::Identity(m, n);
+  RowMat r = qr.matrixQR().topRows(n).triangularView<Eigen::Upper>();
+  for (int64_t i = 0; i < n; ++i)
+    if (r(i, i) < 0) {  // make diag(R) >= 0: Q D, D R with D = diag(+-1)
+      r.row(i) *= -1.0;
+      q.col(i) *= -1.0;
+    }
+  const bool rec = ShouldRecord({&a});
+  Tensor packed = NewOutput(Shape{m * n + n * n}, rec);
+  double* p = const_cast<double*>(packed.data());
+  Map(p, m, n) = q;
+  Map(p + m * n, n, n) = r;
+  packed = Record(
+      packed, rec, "qr", {&a},
+      [](const OpContext& c, const Tensor& g, Tensor* gin) {
+        const int64_t m = c.iaux()[0], n = c.iaux()[1];
+        Tensor out = c.out();
+        Tensor q = Reshape(Narrow(out, 0, 0, m * n), {m, n});
+        Tensor r = Reshape(Narrow(out, 0, m * n, n * n), {n, n});
+        Tensor gq = Reshape(Narrow(g, 0, 0, m * n), {m, n});
+        Tensor gr = Reshape(Narrow(g, 0, m * n, n * n), {n, n});
+        // Rank test as numpy's matrix_rank: diag(R) <= max(m, n) eps max|R_ii|.
+        const double* pr = r.data();
+        double rmax = 0;
+        for (int64_t i = 0; i < n; ++i) rmax = std::max(rmax, pr[i * n + i]);
+        const double tol = m * std::numeric_limits<double>::epsilon() * rmax;
+        for (int64_t i = 0; i < n; ++i)
+          FT_CHECK(pr[i * n + i] > tol,
+                   "qr: gradient undefined for the rank-deficient input ",
+                   c.node->inputs[0]->shape.ToString(), " (R[", i, ",", i,
+                   "] = ", pr[i * n + i], ")");
+        Tensor mm = MatMulT(r, gr, false, true) - MatMulT(gq, q, true, false);
+        Tensor sym = mm * TriangleMask(n, /*upper=*/false, /*diag=*/true) +
+                     Transpose(mm * TriangleMask(n, false, false));
+        Tensor bq = gq + MatMul(q, sym);
+        // gA = B R^-T  <=>  R gA' = B'.
+        gin[0] = Transpose(TriangularSolve(r, Transpose(bq), /*upper=*/true));
+      },
+      {{}, {m, n}});
+  return {Reshape(Narrow(packed, 0, 0, m * n), {m, n}),
+          Reshape(Narrow(packed, 0, m * n, n * n), {n, n})};
+}
+
+}  // namespace flowtape

@@ -1,0 +1,98 @@
+// One maximum-likelihood training step (forward, NLL, backward, Adam update,
+// tape reset) of the three reference models; the steps/s counter is
+// the figure to compare with PyTorch CPU implementations of the same
+// architectures.
+//
+//   ./bazelw run --config=opt //benchmarks:flows_bench
+//
+//   RealNVP 2-D:  8 affine couplings, MLP conditioners 2 x 64 (ReLU),
+//                 alternating half masks; batch 256 of two moons.
+//   MAF 64-D:     5 MADE layers (two hidden layers of 128, ReLU) with
+//                 reversals between; batch 256 of sklearn's 8x8 digits,
+//                 dequantised and logit-transformed (skipped if the digits
+//                 package is not installed: experiments/setup_data.sh).
+//   Glow 1x28x28: 2 levels, depth 4, 64 coupling channels, LU 1x1 convs;
+//                 batch 16 of dequantised, logit-transformed pixels (uniform
+//                 random levels: the cost does not depend on the values).
+#include <memory>
+
+#include "autodiff/grad.h"
+#include "autodiff/nn/optim.h"
+#include "autodiff/ops.h"
+#include "autodiff/tape.h"
+#include "benchmark/benchmark.h"
+#include "experiments/zoo.h"
+#include "flows/data/datasets.h"
+#include "flows/data/preprocess.h"
+#include "flows/data/toy2d.h"
+
+namespace flowtape {
+namespace {
+
+using experiments::MakeModel;
+using experiments::ZooConfig;
+
+void RunSteps(benchmark::State& state, flows::FlowModel& model,
+              const Tensor& x) {
+  nn::Adam adam(model, {.lr = 1e-4});
+  for (auto _ : state) {
+    adam.ZeroGrad();
+    Tensor loss = model.Nll(x);
+    Backward(loss);
+    adam.Step();
+    benchmark::DoNotOptimize(loss.item());
+    Tape::Get().Reset();
+  }
+  state.counters["steps/s"] =
+      benchmark::Counter(state.iterations(), benchmark::Counter::kIsRate);
+  state.counters["params"] = model.NumParameters();
+}
+
+Tensor Logit(const Tensor& pixels, int levels, Rng& rng) {
+  return data::LogitTransform(data::Dequantize(pixels, levels, rng), 0.05).y;
+}
+
+void BM_RealNvp2dStep(benchmark::State& state) {
+  Rng rng(0);
+  ZooConfig c;  // [2], 8 layers, hidden {64, 64}
+  auto model = MakeModel("realnvp", c, rng).value();
+  Tensor x = data::SampleToy2d("moons", 256, rng).value();
+  RunSteps(state, *model, x);
+}
+BENCHMARK(BM_RealNvp2dStep)->Unit(benchmark::kMillisecond);
+
+void BM_Maf64dDigitsStep(benchmark::State& state) {
+  auto digits = data::LoadImageSet("digits", "train");
+  if (!digits.ok()) {
+    state.SkipWithError(std::string(digits.status().message()).c_str());
+    return;
+  }
+  Rng rng(0);
+  ZooConfig c;
+  c.event = Shape{64};
+  c.layers = 5;
+  c.hidden = {128, 128};
+  auto model = MakeModel("maf", c, rng).value();
+  Tensor pixels = data::TakeRows(digits->images, data::Permutation(256, rng));
+  Tensor x = Reshape(Logit(pixels, digits->levels, rng), {256, 64});
+  RunSteps(state, *model, x);
+}
+BENCHMARK(BM_Maf64dDigitsStep)->Unit(benchmark::kMillisecond);
+
+void BM_Glow28x28Step(benchmark::State& state) {
+  Rng rng(0);
+  ZooConfig c;
+  c.event = Shape{1, 28, 28};
+  c.levels = 2;
+  c.depth = 4;
+  c.channels = 64;
+  auto model = MakeModel("glow", c, rng).value();
+  Tensor pixels = Tensor::Empty(Shape{16, 1, 28, 28});
+  for (int64_t i = 0; i < pixels.numel(); ++i)
+    pixels.mutable_data()[i] = static_cast<double>(rng.UniformInt(256));
+  RunSteps(state, *model, Logit(pixels, 256, rng));
+}
+BENCHMARK(BM_Glow28x28Step)->Unit(benchmark::kMillisecond);
+
+}  // namespace
+}  // namespace flowtape

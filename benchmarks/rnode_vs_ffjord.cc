@@ -1,0 +1,158 @@
+// RNODE vs FFJORD (Finlay et al. 2020, Table/Fig. "training time"): the
+// same CNF (ConcatSquash 2 -> 64 -> 64 -> 2, tanh, exact trace or
+// --trace=hutchinson, dopri5 rtol = atol = 1e-5, adjoint), the same data and
+// the same budget of Adam steps, trained by maximum likelihood with and without
+// the optimal-transport regularisers lambda_K int |f|^2 dt + lambda_J int
+// |df/dz|_F^2 dt.
+//
+//   ./bazelw run --config=opt //benchmarks:rnode_vs_ffjord -- [--data=...]
+//   flags: --data=8gaussians --steps=3000 --batch=256 --lambda_k=0.1
+//          --lambda_j=0.1 --trace=exact
+//
+// Prints per model: test NLL (nats, exact trace, rtol 1e-5), mean forward
+// and backward NFE per training step (whole run and the last quarter),
+// wall time and time per step. RNODE's claim: similar NLL with fewer NFE,
+// hence less training time.
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "autodiff/grad.h"
+#include "autodiff/nn/optim.h"
+#include "autodiff/ops.h"
+#include "autodiff/tape.h"
+#include "flows/cnf/cnf.h"
+#include "flows/data/toy2d.h"
+
+ABSL_FLAG(std::string, data, "8gaussians", "toy density");
+ABSL_FLAG(int64_t, steps, 3000, "Adam steps per model (~5 min each)");
+ABSL_FLAG(int64_t, batch, 256, "batch size");
+ABSL_FLAG(double, lr, 1e-3, "Adam learning rate");
+ABSL_FLAG(double, lambda_k, 0.1, "RNODE kinetic-energy weight");
+ABSL_FLAG(double, lambda_j, 0.1, "RNODE Jacobian-Frobenius weight");
+ABSL_FLAG(int64_t, test_size, 2000, "test points");
+ABSL_FLAG(uint64_t, seed, 1, "seed (same for both models)");
+ABSL_FLAG(std::string, trace, "exact", "exact | hutchinson (Gaussian)");
+
+namespace flowtape {
+namespace {
+constexpr double kLog2Pi = 1.8378770664093453;
+
+struct Row {
+  std::string name;
+  double test_nll, nfe_f, nfe_b, nfe_f_late, nfe_b_late, seconds;
+  int64_t steps;
+};
+
+// -mean log p(x) with a standard normal base.
+Tensor Nll(const flows::CnfResult& r) {
+  Tensor logp0 = Sum(Square(r.value), 1) * -0.5 - kLog2Pi;
+  return -Mean(logp0 + r.logdet);
+}
+
+Row Train(const std::string& name, double lk, double lj, const Tensor& test) {
+  const uint64_t seed = absl::GetFlag(FLAGS_seed);
+  Rng rng(seed);
+  flows::CnfOptions o;
+  o.lambda_kinetic = lk;
+  o.lambda_jacobian = lj;
+  if (absl::GetFlag(FLAGS_trace) == "hutchinson")
+    o.trace = flows::TraceEstimator::kHutchinson;
+  auto net = std::make_shared<flows::ConcatSquashNet>(
+      2, std::vector<int64_t>{64, 64}, nn::Activation::kTanh, rng);
+  flows::Cnf cnf(net, o);
+  nn::AdamOptions ao;
+  ao.lr = absl::GetFlag(FLAGS_lr);
+  nn::Adam adam(cnf, ao);
+  Rng data_rng(seed + 100);
+  const int64_t steps = absl::GetFlag(FLAGS_steps);
+  Row row{name, 0, 0, 0, 0, 0, 0, 0};
+  int64_t late = 0;
+  auto t0 = std::chrono::steady_clock::now();
+  for (int64_t step = 0; step < steps; ++step) {
+    Tensor x = *data::SampleToy2d(absl::GetFlag(FLAGS_data),
+                                  absl::GetFlag(FLAGS_batch), data_rng);
+    auto r = cnf.Solve(x, true);
+    if (!r.ok()) {
+      std::printf("%s: solve failed at step %ld: %s\n", name.c_str(),
+                  static_cast<long>(step), r.status().ToString().c_str());
+      break;
+    }
+    Tensor nll = Nll(*r);
+    Tensor loss = nll + cnf.Regularization(*r);
+    adam.ZeroGrad();
+    Backward(loss);
+    adam.Step();
+    const double f = r->stats->forward.nfe, b = r->stats->backward.nfe;
+    row.nfe_f += f;
+    row.nfe_b += b;
+    if (step >= steps * 3 / 4) row.nfe_f_late += f, row.nfe_b_late += b, ++late;
+    if (step % 50 == 0 || step + 1 == steps)
+      std::printf(
+          "  %-7s step %4ld  nll %.4f  loss %.4f  nfe fwd %3.0f bwd %3.0f\n",
+          name.c_str(), static_cast<long>(step), nll.item(), loss.item(), f, b);
+    Tape::Get().Reset();
+    row.steps = step + 1;
+  }
+  row.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+          .count();
+  row.nfe_f /= row.steps;
+  row.nfe_b /= row.steps;
+  row.nfe_f_late /= std::max<int64_t>(1, late);
+  row.nfe_b_late /= std::max<int64_t>(1, late);
+  NoGradScope no_grad;
+  cnf.mutable_options().trace = flows::TraceEstimator::kExact;
+  auto r = cnf.Solve(test, true);
+  row.test_nll = r.ok() ? Nll(*r).item() : NAN;
+  return row;
+}
+
+}  // namespace
+}  // namespace flowtape
+
+int main(int argc, char** argv) {
+  using namespace flowtape;
+  absl::ParseCommandLine(argc, argv);
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress lines when piped
+  Rng test_rng(12345);
+  auto test = data::SampleToy2d(absl::GetFlag(FLAGS_data),
+                                absl::GetFlag(FLAGS_test_size), test_rng);
+  if (!test.ok()) {
+    std::fprintf(stderr, "%s\n", test.status().ToString().c_str());
+    return 1;
+  }
+  std::printf(
+      "data %s, %ld Adam steps, batch %ld, ConcatSquash 2-64-64-2 tanh,"
+      " %s trace, dopri5 rtol=atol=1e-5, adjoint\n",
+      absl::GetFlag(FLAGS_data).c_str(),
+      static_cast<long>(absl::GetFlag(FLAGS_steps)),
+      static_cast<long>(absl::GetFlag(FLAGS_batch)),
+      absl::GetFlag(FLAGS_trace).c_str());
+  Row ffjord = Train("ffjord", 0, 0, *test);
+  Row rnode = Train("rnode", absl::GetFlag(FLAGS_lambda_k),
+                    absl::GetFlag(FLAGS_lambda_j), *test);
+  std::printf(
+      "\n| model  | test NLL | NFE fwd/step | NFE bwd/step | last 25%% fwd | "
+      "last 25%% bwd | wall s | s/step |\n");
+  std::printf(
+      "|--------|----------|--------------|--------------|--------------|------"
+      "--------|--------|--------|\n");
+  for (const Row& r : {ffjord, rnode})
+    std::printf(
+        "| %-6s | %8.4f | %12.1f | %12.1f | %12.1f | %12.1f | %6.1f | %6.3f "
+        "|\n",
+        r.name.c_str(), r.test_nll, r.nfe_f, r.nfe_b, r.nfe_f_late,
+        r.nfe_b_late, r.seconds, r.seconds / r.steps);
+  std::printf(
+      "\nRNODE/FFJORD: NFE (fwd+bwd) x%.2f, wall time x%.2f "
+      "(lambda_K=%g, lambda_J=%g)\n",
+      (rnode.nfe_f + rnode.nfe_b) / (ffjord.nfe_f + ffjord.nfe_b),
+      rnode.seconds / ffjord.seconds, absl::GetFlag(FLAGS_lambda_k),
+      absl::GetFlag(FLAGS_lambda_j));
+  return 0;
+}

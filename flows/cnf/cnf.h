@@ -1,0 +1,115 @@
+// Continuous normalizing flow (FFJORD, Grathwohl et al. 2019) with the RNODE
+// optimal-transport regularisers (Finlay et al. 2020).
+//
+// The flow is the time-T map of dz/dt = f(t, z; theta), integrated together
+// with the log-density change and, optionally, two regularisers:
+//   dz/dt = f,   dl/dt = tr(df/dz),   dK/dt = |f|^2,   dJ/dt = |df/dz|_F^2
+// from l = K = J = 0. Forward(x) (data -> base) solves t: 0 -> T from z = x
+// and returns logdet = l(T) = int_0^T tr(df/dz) dt = log|det dz(T)/dx|.
+// Inverse(z) solves t: T -> 0 and returns l(0) = -int tr = log|det dx/dz|.
+//
+// Trace estimators:
+//   kExact:      d VJPs with the unit vectors e_i: tr = sum_i (e_i' J)_i and
+//                |J|_F^2 = sum_i |e_i' J|^2 (exact).
+//   kHutchinson: one VJP with noise eps (Gaussian or Rademacher, [N, d]),
+//                tr ~ (eps' J) eps and |J|_F^2 ~ |eps' J|^2, both unbiased.
+//                eps is drawn once per solve and reused by every evaluation,
+//                forward and backward (the adjoint sees the same ODE).
+// Regularisers (on when a weight is > 0 or `regularize` is set) are reported
+// per sample as kinetic = K(T), jacobian = J(T); RNODE's loss is
+//   NLL + lambda_kinetic mean(kinetic) + lambda_jacobian mean(jacobian).
+// Gradients flow by the ODE options (adjoint by default, or discretise-then-
+// optimise). If a solve fails (too many steps, blow-up) Forward/Inverse
+// return NaN and last_status() holds the error; Solve returns it directly.
+#ifndef FLOWTAPE_FLOWS_CNF_CNF_H_
+#define FLOWTAPE_FLOWS_CNF_CNF_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "autodiff/functional.h"
+#include "autodiff/tensor.h"
+#include "flows/cnf/dynamics.h"
+#include "flows/flow.h"
+#include "ode/solve.h"
+
+namespace flowtape::flows {
+
+enum class TraceEstimator { kExact, kHutchinson };
+
+struct CnfOptions {
+  double t_end = 1.0;  // T
+  TraceEstimator trace = TraceEstimator::kExact;
+  Noise noise = Noise::kGaussian;
+  double lambda_kinetic = 0.0;
+  double lambda_jacobian = 0.0;
+  bool regularize = false;  // track K and J even with zero weights
+  ode::OdeOptions ode = DefaultOde();
+  uint64_t seed = 0;  // Hutchinson noise
+
+  static ode::OdeOptions DefaultOde() {  // FFJORD's tolerances
+    ode::OdeOptions o;
+    o.rtol = 1e-5;
+    o.atol = 1e-5;
+    return o;
+  }
+};
+
+struct CnfResult {
+  Tensor value;     // [N, d]
+  Tensor logdet;    // [N]
+  Tensor kinetic;   // [N] (undefined without regularisers)
+  Tensor jacobian;  // [N]
+  std::shared_ptr<ode::OdeStats> stats;
+};
+
+class Cnf : public Flow {
+ public:
+  Cnf(std::shared_ptr<CnfDynamics> dynamics, const CnfOptions& options);
+
+  FlowResult Forward(const Tensor& x,
+                     const Tensor& context = Tensor()) const override;
+  FlowResult Inverse(const Tensor& z,
+                     const Tensor& context = Tensor()) const override;
+  bool analytic_inverse() const override { return false; }
+  std::string name() const override;
+
+  // forward: t 0 -> T (data -> base); else T -> 0.
+  absl::StatusOr<CnfResult> Solve(const Tensor& x, bool forward) const;
+  // lambda_kinetic mean(kinetic) + lambda_jacobian mean(jacobian) (scalar).
+  Tensor Regularization(const CnfResult& r) const;
+
+  const CnfOptions& options() const { return options_; }
+  CnfOptions& mutable_options() { return options_; }
+  const CnfDynamics& dynamics() const { return *dynamics_; }
+  bool regularized() const;
+  // Regularization() of the most recent Forward/Inverse (a scalar tape
+  // tensor, valid until the tape is reset): lets a training loop that only
+  // sees FlowModel::Nll add RNODE's terms. Zero without regularisers.
+  Tensor LastRegularization() const { return Regularization(last_); }
+  // Cost of the most recent solve (its backward counters fill in later).
+  const std::shared_ptr<ode::OdeStats>& last_stats() const { return stats_; }
+  const absl::Status& last_status() const { return status_; }
+
+ private:
+  FlowResult Run(const Tensor& x, bool forward) const;
+  std::shared_ptr<CnfDynamics> dynamics_;
+  CnfOptions options_;
+  mutable Rng rng_;
+  mutable std::shared_ptr<ode::OdeStats> stats_;
+  mutable absl::Status status_;
+  mutable CnfResult last_;
+};
+
+// FFJORD's configuration (Grathwohl et al. 2019): ConcatSquash dynamics with
+// tanh, T = 1, rtol = atol = 1e-5, adjoint gradients; exact trace for
+// dim <= 8, else Hutchinson with Gaussian noise (FFJORD's image setting);
+// with `rnode`, RNODE's lambda_kinetic = lambda_jacobian = 0.01.
+std::shared_ptr<Cnf> MakeFfjord(int64_t dim, const std::vector<int64_t>& hidden,
+                                bool rnode, Rng& rng);
+
+}  // namespace flowtape::flows
+
+#endif  // FLOWTAPE_FLOWS_CNF_CNF_H_

@@ -1,0 +1,255 @@
+#include "flows/distribution.h"
+
+#include <cmath>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "autodiff/check.h"
+#include "autodiff/ops.h"
+
+namespace flowtape::flows {
+namespace {
+
+constexpr double kHalfLog2Pi = 0.91893853320467274178;
+
+// Sums a per-coordinate [N, E...] tensor over the event axes: [N].
+Tensor SumEvent(const Tensor& t) { return Sum(Reshape(t, {t.dim(0), -1}), 1); }
+
+absl::Status CheckPositiveFinite(const char* who, const char* what,
+                                 const Tensor& t) {
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    if (!std::isfinite(t[i]) || t[i] <= 0)
+      return absl::InvalidArgumentError(
+          absl::StrCat(who, ": ", what, "[", i, "] = ", t[i],
+                       " must be positive and finite"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckFinite(const char* who, const char* what, const Tensor& t) {
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    if (!std::isfinite(t[i]))
+      return absl::InvalidArgumentError(
+          absl::StrCat(who, ": ", what, "[", i, "] = ", t[i], " not finite"));
+  }
+  return absl::OkStatus();
+}
+
+Tensor LogOf(const Tensor& t) {
+  Tensor out = Tensor::Empty(t.shape());
+  double* p = out.mutable_data();
+  for (int64_t i = 0; i < t.numel(); ++i) p[i] = std::log(t[i]);
+  return out;
+}
+
+}  // namespace
+
+Distribution::Distribution(const Shape& event_shape)
+    : event_shape_(event_shape) {
+  FT_CHECK(event_shape.rank() >= 1 && event_shape.rank() <= 3,
+           "distribution: event shape must have rank 1..3, got ",
+           event_shape.ToString());
+}
+
+void Distribution::CheckEvent(const char* who, const Tensor& x) const {
+  bool ok = x.rank() == event_shape_.rank() + 1;
+  for (int i = 0; ok && i < event_shape_.rank(); ++i)
+    ok = x.dim(i + 1) == event_shape_[i];
+  FT_CHECK(ok, who, ": x ", x.shape().ToString(), " vs event shape ",
+           event_shape_.ToString());
+}
+
+Shape Distribution::BatchShape(int64_t n) const {
+  std::vector<int64_t> d = event_shape_.dims();
+  d.insert(d.begin(), n);
+  return Shape(d);
+}
+
+// ---- StandardNormal ----
+Tensor StandardNormal::LogProb(const Tensor& x) const {
+  CheckEvent("standard_normal.log_prob", x);
+  return SumEvent(Square(x)) * -0.5 - kHalfLog2Pi * event_numel();
+}
+
+Tensor StandardNormal::Sample(int64_t n, Rng& rng) const {
+  return Tensor::Randn(BatchShape(n), rng);
+}
+
+// ---- DiagonalNormal ----
+DiagonalNormal::DiagonalNormal(const Shape& event_shape)
+    : Distribution(event_shape) {
+  loc_ = RegisterParameter("loc", Tensor::Zeros(event_shape));
+  log_scale_ = RegisterParameter("log_scale", Tensor::Zeros(event_shape));
+}
+
+absl::StatusOr<std::shared_ptr<DiagonalNormal>> DiagonalNormal::Create(
+    const Tensor& loc, const Tensor& scale) {
+  if (loc.shape() != scale.shape() || loc.rank() < 1)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "diagonal_normal: loc ", loc.shape().ToString(), " and scale ",
+        scale.shape().ToString(), " must have the same event shape"));
+  if (auto s = CheckFinite("diagonal_normal", "loc", loc); !s.ok()) return s;
+  if (auto s = CheckPositiveFinite("diagonal_normal", "scale", scale); !s.ok())
+    return s;
+  auto d = std::make_shared<DiagonalNormal>(loc.shape());
+  std::copy_n(loc.data(), loc.numel(), d->loc_.mutable_data());
+  Tensor ls = LogOf(scale);
+  std::copy_n(ls.data(), ls.numel(), d->log_scale_.mutable_data());
+  return d;
+}
+
+Tensor DiagonalNormal::LogProb(const Tensor& x) const {
+  CheckEvent("diagonal_normal.log_prob", x);
+  Tensor y = (x - loc_) * Exp(-log_scale_);
+  return SumEvent(Square(y) * -0.5) - Sum(log_scale_) -
+         kHalfLog2Pi * event_numel();
+}
+
+Tensor DiagonalNormal::Sample(int64_t n, Rng& rng) const {
+  return loc_ + Exp(log_scale_) * Tensor::Randn(BatchShape(n), rng);
+}
+
+// ---- Logistic ----
+Logistic::Logistic(const Shape& event_shape, bool learnable)
+    : Distribution(event_shape) {
+  loc_ = Tensor::Zeros(event_shape);
+  log_scale_ = Tensor::Zeros(event_shape);
+  if (learnable) {
+    loc_ = RegisterParameter("loc", loc_);
+    log_scale_ = RegisterParameter("log_scale", log_scale_);
+  }
+}
+
+absl::StatusOr<std::shared_ptr<Logistic>> Logistic::Create(const Tensor& loc,
+                                                           const Tensor& scale,
+                                                           bool learnable) {
+  if (loc.shape() != scale.shape() || loc.rank() < 1)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "logistic: loc ", loc.shape().ToString(), " and scale ",
+        scale.shape().ToString(), " must have the same event shape"));
+  if (auto s = CheckFinite("logistic", "loc", loc); !s.ok()) return s;
+  if (auto s = CheckPositiveFinite("logistic", "scale", scale); !s.ok())
+    return s;
+  auto d = std::make_shared<Logistic>(loc.shape(), learnable);
+  std::copy_n(loc.data(), loc.numel(), d->loc_.mutable_data());
+  Tensor ls = LogOf(scale);
+  std::copy_n(ls.data(), ls.numel(), d->log_scale_.mutable_data());
+  return d;
+}
+
+Tensor Logistic::LogProb(const Tensor& x) const {
+  CheckEvent("logistic.log_prob", x);
+  Tensor y = (x - loc_) * Exp(-log_scale_);
+  return SumEvent(-Softplus(y) - Softplus(-y)) - Sum(log_scale_);
+}
+
+Tensor Logistic::Sample(int64_t n, Rng& rng) const {
+  Tensor u = Tensor::Empty(BatchShape(n));
+  double* p = u.mutable_data();
+  for (int64_t i = 0; i < u.numel(); ++i) {
+    double v = rng.Uniform();
+    while (v == 0.0) v = rng.Uniform();
+    p[i] = std::log(v) - std::log1p(-v);
+  }
+  return loc_ + Exp(log_scale_) * u;
+}
+
+// ---- GaussianMixture ----
+GaussianMixture::GaussianMixture(const Tensor& logits, const Tensor& means,
+                                 const Tensor& log_scales)
+    : Distribution({means.dim(1)}) {
+  logits_ = RegisterParameter("logits", logits);
+  means_ = RegisterParameter("means", means);
+  log_scales_ = RegisterParameter("log_scales", log_scales);
+}
+
+GaussianMixture::GaussianMixture(int64_t k, int64_t d, Rng& rng,
+                                 double init_spread)
+    : GaussianMixture(Tensor::Zeros({k}),
+                      (Tensor::Randn({k, d}, rng) * init_spread).Detach(),
+                      Tensor::Zeros({k, d})) {}
+
+absl::StatusOr<std::shared_ptr<GaussianMixture>> GaussianMixture::Create(
+    const Tensor& weights, const Tensor& means, const Tensor& scales) {
+  if (weights.rank() != 1 || means.rank() != 2 ||
+      means.dim(0) != weights.dim(0) || scales.shape() != means.shape())
+    return absl::InvalidArgumentError(absl::StrCat(
+        "gaussian_mixture: want weights [K], means [K, D], scales [K, D]; got ",
+        weights.shape().ToString(), ", ", means.shape().ToString(), ", ",
+        scales.shape().ToString()));
+  if (auto s = CheckPositiveFinite("gaussian_mixture", "weights", weights);
+      !s.ok())
+    return s;
+  if (auto s = CheckFinite("gaussian_mixture", "means", means); !s.ok())
+    return s;
+  if (auto s = CheckPositiveFinite("gaussian_mixture", "scales", scales);
+      !s.ok())
+    return s;
+  return std::shared_ptr<GaussianMixture>(
+      new GaussianMixture(LogOf(weights), means.Detach(), LogOf(scales)));
+}
+
+Tensor GaussianMixture::LogProb(const Tensor& x) const {
+  CheckEvent("gaussian_mixture.log_prob", x);
+  const int64_t n = x.dim(0), d = x.dim(1);
+  // [N, 1, D] against [K, D] -> [N, K, D].
+  Tensor y = (Reshape(x, {n, 1, d}) - means_) * Exp(-log_scales_);
+  Tensor comp = Sum(Square(y) * -0.5 - log_scales_, 2) - kHalfLog2Pi * d;
+  return LogSumExp(comp + LogSoftmax(logits_, 0), 1);
+}
+
+Tensor GaussianMixture::Sample(int64_t n, Rng& rng) const {
+  const int64_t k = num_components(), d = means_.dim(1);
+  std::vector<double> w(k);
+  double mx = logits_[0];
+  for (int64_t j = 1; j < k; ++j) mx = std::max(mx, logits_[j]);
+  for (int64_t j = 0; j < k; ++j) w[j] = std::exp(logits_[j] - mx);
+  std::discrete_distribution<int64_t> pick(w.begin(), w.end());
+  std::vector<int64_t> idx(n);
+  for (int64_t i = 0; i < n; ++i) idx[i] = pick(rng.engine());
+  return IndexSelect(means_, 0, idx) +
+         Exp(IndexSelect(log_scales_, 0, idx)) * Tensor::Randn({n, d}, rng);
+}
+
+// ---- FactorizedMixture ----
+FactorizedMixture::FactorizedMixture(int64_t d, int64_t k) : Distribution({d}) {
+  FT_CHECK(k >= 1, "factorized_mixture: need K >= 1 components, got ", k);
+  Tensor means = Tensor::Empty({d, k});
+  for (int64_t j = 0; j < d; ++j)
+    for (int64_t c = 0; c < k; ++c)
+      means.mutable_data()[j * k + c] = k == 1 ? 0.0 : -1.0 + 2.0 * c / (k - 1);
+  logits_ = RegisterParameter("logits", Tensor::Zeros({d, k}));
+  means_ = RegisterParameter("means", means);
+  log_scales_ = RegisterParameter("log_scales", Tensor::Zeros({d, k}));
+}
+
+Tensor FactorizedMixture::LogProb(const Tensor& x) const {
+  CheckEvent("factorized_mixture.log_prob", x);
+  const int64_t n = x.dim(0), d = x.dim(1);
+  // [N, D, 1] against [D, K] -> [N, D, K].
+  Tensor y = (Reshape(x, {n, d, 1}) - means_) * Exp(-log_scales_);
+  Tensor comp = Square(y) * -0.5 - log_scales_ - kHalfLog2Pi;
+  return Sum(LogSumExp(comp + LogSoftmax(logits_, 1), 2), 1);
+}
+
+Tensor FactorizedMixture::Sample(int64_t n, Rng& rng) const {
+  const int64_t d = means_.dim(0), k = means_.dim(1);
+  // Per coordinate j: component c_ij by weight, then mu + s * eps; gathered
+  // from the flattened [D * K] parameters (reparametrised given c).
+  std::vector<int64_t> idx(n * d);
+  for (int64_t j = 0; j < d; ++j) {
+    std::vector<double> w(k);
+    double mx = logits_[j * k];
+    for (int64_t c = 1; c < k; ++c) mx = std::max(mx, logits_[j * k + c]);
+    for (int64_t c = 0; c < k; ++c) w[c] = std::exp(logits_[j * k + c] - mx);
+    std::discrete_distribution<int64_t> pick(w.begin(), w.end());
+    for (int64_t i = 0; i < n; ++i) idx[i * d + j] = j * k + pick(rng.engine());
+  }
+  Tensor mu = Reshape(IndexSelect(Reshape(means_, {d * k}), 0, idx), {n, d});
+  Tensor ls =
+      Reshape(IndexSelect(Reshape(log_scales_, {d * k}), 0, idx), {n, d});
+  return mu + Exp(ls) * Tensor::Randn({n, d}, rng);
+}
+
+}  // namespace flowtape::flows

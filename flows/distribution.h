@@ -1,0 +1,140 @@
+// Distribution: a base density for flows, with LogProb and Sample.
+//
+// Shapes: a distribution has an event shape E (e.g. [D] or [C, H, W]).
+// LogProb(x) takes x [N, E...] and returns log p(x) per sample, shape [N]
+// (summed over the event axes). Sample(n, rng) returns [n, E...].
+// Samples are reparametrised where the family allows it (x = loc + scale*eps),
+// so gradients flow from a sample to loc and log_scale (reverse-KL training).
+//
+// Families (per event coordinate x, summed over coordinates):
+//   StandardNormal:  log p = -x^2/2 - log(2 pi)/2
+//   DiagonalNormal:  y = (x - mu)/s,
+//                    log p = -y^2/2 - log s - log(2 pi)/2
+//                    learnable mu and log s (shape E)
+//   Logistic:        y = (x - mu)/s,
+//                    log p = -softplus(y) - softplus(-y) - log s
+//                    (standard logistic by default: mu = 0, s = 1, fixed;
+//                    NICE's prior and Infomax ICA's source density);
+//                    sample: mu + s (log u - log(1 - u)), u ~ U(0, 1)
+//   GaussianMixture: vectors x [N, D], pi = softmax(logits),
+//                    log p(x) = logsumexp_k [log pi_k + log N(x; mu_k, S_k)],
+//                    S_k = diag(s_k^2); learnable logits [K], mu, log s [K, D]
+//   FactorizedMixture: independent coordinates, each a K-component 1-D
+//                    Gaussian mixture,
+//                    log p(x) = sum_j logsumexp_k [log pi_jk
+//                                                  + log N(x_j; mu_jk, s_jk^2)]
+//                    learnable logits, mu, log s [D, K]. Its marginals can be
+//                    super-Gaussian (mixed scales) or sub-Gaussian (split
+//                    means), which lets ICA separate both kinds of sources.
+// Explicit parameter values (Create) are validated: scales must be positive
+// and finite, shapes must agree; otherwise an absl::Status names the problem.
+#ifndef FLOWTAPE_FLOWS_DISTRIBUTION_H_
+#define FLOWTAPE_FLOWS_DISTRIBUTION_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "autodiff/nn/module.h"
+#include "autodiff/tensor.h"
+
+namespace flowtape::flows {
+
+class Distribution : public nn::Module {
+ public:
+  // x [N, E...] -> log p(x) [N].
+  virtual Tensor LogProb(const Tensor& x) const = 0;
+  // [n, E...] samples.
+  virtual Tensor Sample(int64_t n, Rng& rng) const = 0;
+  const Shape& event_shape() const { return event_shape_; }
+  int64_t event_numel() const { return event_shape_.numel(); }
+  virtual std::string name() const = 0;
+
+ protected:
+  explicit Distribution(const Shape& event_shape);
+  // Checks x is [N, E...] (aborts naming `who` otherwise).
+  void CheckEvent(const char* who, const Tensor& x) const;
+  // [n, E...].
+  Shape BatchShape(int64_t n) const;
+
+ private:
+  Shape event_shape_;
+};
+
+class StandardNormal : public Distribution {
+ public:
+  explicit StandardNormal(const Shape& event_shape)
+      : Distribution(event_shape) {}
+  Tensor LogProb(const Tensor& x) const override;
+  Tensor Sample(int64_t n, Rng& rng) const override;
+  std::string name() const override { return "standard_normal"; }
+};
+
+class DiagonalNormal : public Distribution {
+ public:
+  // Starts at mu = 0, s = 1; both learnable.
+  explicit DiagonalNormal(const Shape& event_shape);
+  // Given mean and standard deviation (shape E, scale > 0).
+  static absl::StatusOr<std::shared_ptr<DiagonalNormal>> Create(
+      const Tensor& loc, const Tensor& scale);
+  Tensor LogProb(const Tensor& x) const override;
+  Tensor Sample(int64_t n, Rng& rng) const override;
+  std::string name() const override { return "diagonal_normal"; }
+  const Tensor& loc() const { return loc_; }
+  const Tensor& log_scale() const { return log_scale_; }
+
+ private:
+  Tensor loc_, log_scale_;
+};
+
+class Logistic : public Distribution {
+ public:
+  // Standard logistic (mu = 0, s = 1); learnable parameters if `learnable`.
+  explicit Logistic(const Shape& event_shape, bool learnable = false);
+  static absl::StatusOr<std::shared_ptr<Logistic>> Create(
+      const Tensor& loc, const Tensor& scale, bool learnable = false);
+  Tensor LogProb(const Tensor& x) const override;
+  Tensor Sample(int64_t n, Rng& rng) const override;
+  std::string name() const override { return "logistic"; }
+
+ private:
+  Tensor loc_, log_scale_;
+};
+
+class GaussianMixture : public Distribution {
+ public:
+  // K components in D dimensions: equal weights, means ~ N(0, init_spread^2),
+  // unit scales; all learnable.
+  GaussianMixture(int64_t k, int64_t d, Rng& rng, double init_spread = 1.0);
+  // weights [K] (positive, normalised here), means [K, D], scales [K, D] > 0.
+  static absl::StatusOr<std::shared_ptr<GaussianMixture>> Create(
+      const Tensor& weights, const Tensor& means, const Tensor& scales);
+  Tensor LogProb(const Tensor& x) const override;
+  // Component by weight, then mean + scale * eps (reparametrised given k).
+  Tensor Sample(int64_t n, Rng& rng) const override;
+  std::string name() const override { return "gaussian_mixture"; }
+  int64_t num_components() const { return means_.dim(0); }
+
+ private:
+  GaussianMixture(const Tensor& logits, const Tensor& means,
+                  const Tensor& log_scales);
+  Tensor logits_, means_, log_scales_;
+};
+
+class FactorizedMixture : public Distribution {
+ public:
+  // D coordinates, K components each: means spread over [-1, 1], scales 1,
+  // equal weights; all learnable.
+  FactorizedMixture(int64_t d, int64_t k);
+  Tensor LogProb(const Tensor& x) const override;
+  Tensor Sample(int64_t n, Rng& rng) const override;
+  std::string name() const override { return "factorized_mixture"; }
+
+ private:
+  Tensor logits_, means_, log_scales_;  // [D, K]
+};
+
+}  // namespace flowtape::flows
+
+#endif  // FLOWTAPE_FLOWS_DISTRIBUTION_H_

@@ -1,0 +1,45 @@
+#include "flows/flow_model.h"
+
+#include "autodiff/check.h"
+#include "autodiff/ops.h"
+
+namespace flowtape::flows {
+namespace {
+void CheckContext(const char* who, int64_t n, const Tensor& context) {
+  FT_CHECK(!context.defined() || (context.rank() == 2 && context.dim(0) == n),
+           who, ": context ", context.shape().ToString(), " for batch ", n,
+           " (want [", n, ", K])");
+}
+}  // namespace
+
+FlowModel::FlowModel(std::shared_ptr<Distribution> base,
+                     std::shared_ptr<Flow> flow) {
+  FT_CHECK(base != nullptr && flow != nullptr, "flow_model: null base or flow");
+  flow_ = RegisterModule("flow", std::move(flow));
+  base_ = RegisterModule("base", std::move(base));
+}
+
+Tensor FlowModel::LogProb(const Tensor& x, const Tensor& context) const {
+  CheckContext("flow_model.log_prob", x.dim(0), context);
+  FlowResult r = flow_->Forward(x, context);
+  return base_->LogProb(r.value) + r.logdet;
+}
+
+Tensor FlowModel::Sample(int64_t n, Rng& rng, const Tensor& context) const {
+  CheckContext("flow_model.sample", n, context);
+  return flow_->Inverse(base_->Sample(n, rng), context).value;
+}
+
+FlowModel::SampleResult FlowModel::SampleWithLogProb(
+    int64_t n, Rng& rng, const Tensor& context) const {
+  CheckContext("flow_model.sample", n, context);
+  Tensor z = base_->Sample(n, rng);
+  FlowResult r = flow_->Inverse(z, context);
+  return {r.value, base_->LogProb(z) - r.logdet};
+}
+
+Tensor FlowModel::Nll(const Tensor& x, const Tensor& context) const {
+  return -Mean(LogProb(x, context));
+}
+
+}  // namespace flowtape::flows

@@ -1,0 +1,100 @@
+#include "flows/invconv.h"
+
+#include <Eigen/Dense>
+#include <cmath>
+
+#include "autodiff/check.h"
+#include "autodiff/ops.h"
+
+namespace flowtape::flows {
+namespace {
+using RowMat =
+    Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+Tensor FromMat(const RowMat& m) {
+  Tensor t = Tensor::Empty({m.rows(), m.cols()});
+  Eigen::Map<RowMat>(t.mutable_data(), m.rows(), m.cols()) = m;
+  return t;
+}
+
+int64_t Pixels(const Tensor& x) {
+  return x.rank() == 4 ? x.dim(2) * x.dim(3) : 1;
+}
+
+}  // namespace
+
+InvConv1x1::InvConv1x1(int64_t channels, Rng& rng, InvConvParam param)
+    : c_(channels), param_(param) {
+  FT_CHECK(channels >= 1, "invconv: channels ", channels);
+  RowMat g(c_, c_);
+  for (int64_t i = 0; i < c_; ++i)
+    for (int64_t j = 0; j < c_; ++j) g(i, j) = rng.Normal();
+  RowMat q = Eigen::HouseholderQR<RowMat>(g).householderQ();
+  if (param_ == InvConvParam::kFull) {
+    w_ = RegisterParameter("weight", FromMat(q));
+    return;
+  }
+  // q = P^T L U  (Eigen: P q = L U).
+  Eigen::PartialPivLU<RowMat> lu(q);
+  RowMat lu_m = lu.matrixLU();
+  RowMat l = lu_m.triangularView<Eigen::StrictlyLower>();
+  RowMat u = lu_m.triangularView<Eigen::StrictlyUpper>();
+  RowMat p = lu.permutationP().transpose() * RowMat::Identity(c_, c_);
+  RowMat sign(c_, 1), log_s(c_, 1), lm = RowMat::Zero(c_, c_);
+  for (int64_t i = 0; i < c_; ++i) {
+    sign(i, 0) = lu_m(i, i) < 0 ? -1.0 : 1.0;
+    log_s(i, 0) = std::log(std::fabs(lu_m(i, i)));
+    for (int64_t j = 0; j < i; ++j) lm(i, j) = 1.0;
+  }
+  perm_ = FromMat(p);
+  sign_s_ = Reshape(FromMat(sign), {c_});
+  l_mask_ = FromMat(lm);
+  u_mask_ = Transpose(l_mask_);
+  lower_ = RegisterParameter("lower", FromMat(l));
+  upper_ = RegisterParameter("upper", FromMat(u));
+  log_s_ = RegisterParameter("log_s", Reshape(FromMat(log_s), {c_}).Detach());
+}
+
+Tensor InvConv1x1::Weight() const {
+  if (param_ == InvConvParam::kFull) return w_;
+  Tensor l = lower_ * l_mask_ + Tensor::Eye(c_);
+  Tensor u = upper_ * u_mask_ + Tensor::Eye(c_) * (sign_s_ * Exp(log_s_));
+  return MatMul(perm_, MatMul(l, u));
+}
+
+Tensor InvConv1x1::LogAbsDetWeight() const {
+  return param_ == InvConvParam::kFull ? LogAbsDet(w_) : Sum(log_s_);
+}
+
+Tensor InvConv1x1::InverseWeight() const {
+  if (param_ == InvConvParam::kFull) return flowtape::Inverse(w_);
+  // W^-1 = U'^-1 L^-1 P^T.
+  Tensor l = lower_ * l_mask_ + Tensor::Eye(c_);
+  Tensor u = upper_ * u_mask_ + Tensor::Eye(c_) * (sign_s_ * Exp(log_s_));
+  Tensor linv_pt = TriangularSolve(l, Transpose(perm_), /*upper=*/false,
+                                   /*transpose=*/false, /*unit_diagonal=*/true);
+  return TriangularSolve(u, linv_pt, /*upper=*/true);
+}
+
+Tensor InvConv1x1::Mix(const Tensor& m, const Tensor& x) const {
+  FT_CHECK((x.rank() == 2 || x.rank() == 4) && x.dim(1) == c_, name(),
+           ": input ", x.shape().ToString(), " for ", c_,
+           " channels (want [N, C] or [N, C, H, W])");
+  if (x.rank() == 2) return MatMulT(x, m, false, true);  // rows x W^T
+  const int64_t n = x.dim(0);
+  Tensor flat = Reshape(x, {n, c_, x.dim(2) * x.dim(3)});
+  Tensor y = MatMul(BroadcastTo(m, {n, c_, c_}), flat);
+  return Reshape(y, x.shape().dims());
+}
+
+FlowResult InvConv1x1::Forward(const Tensor& x, const Tensor&) const {
+  Tensor ld = LogAbsDetWeight() * static_cast<double>(Pixels(x));
+  return {Mix(Weight(), x), BroadcastTo(ld, {x.dim(0)})};
+}
+
+FlowResult InvConv1x1::Inverse(const Tensor& z, const Tensor&) const {
+  Tensor ld = LogAbsDetWeight() * static_cast<double>(-Pixels(z));
+  return {Mix(InverseWeight(), z), BroadcastTo(ld, {z.dim(0)})};
+}
+
+}  // namespace flowtape::flows

@@ -1,0 +1,59 @@
+// Invertible 1x1 convolution (Kingma & Dhariwal 2018): a learned C x C matrix
+// W applied to the channel vector of every pixel.
+//
+//   Forward  z[n,:,h,w] = W x[n,:,h,w],     logdet = H * W_img * log|det W|
+//   Inverse  x[n,:,h,w] = W^-1 z[n,:,h,w],  logdet = -H * W_img * log|det W|
+// Inputs are images [N, C, H, W] or vectors [N, C] (H = W_img = 1, a linear
+// flow z = W x).
+//
+// Parametrisations:
+//   kLu (default): W = P L (U + diag(sign_s * exp(log_s))) with P a fixed
+//     permutation, L unit lower triangular, U strictly upper triangular and
+//     sign_s fixed, so log|det W| = sum log_s (O(C)), and W^-1 comes from
+//     two triangular solves.
+//   kFull: W unconstrained, log|det W| from Slogdet and W^-1 from Inverse
+//     (O(C^3) each, differentiable).
+// Both start at a random rotation (QR of a Gaussian matrix), as in Glow.
+#ifndef FLOWTAPE_FLOWS_INVCONV_H_
+#define FLOWTAPE_FLOWS_INVCONV_H_
+
+#include <cstdint>
+#include <string>
+
+#include "flows/flow.h"
+
+namespace flowtape::flows {
+
+enum class InvConvParam { kLu, kFull };
+
+class InvConv1x1 : public Flow {
+ public:
+  InvConv1x1(int64_t channels, Rng& rng,
+             InvConvParam param = InvConvParam::kLu);
+  FlowResult Forward(const Tensor& x,
+                     const Tensor& context = Tensor()) const override;
+  FlowResult Inverse(const Tensor& z,
+                     const Tensor& context = Tensor()) const override;
+  std::string name() const override {
+    return param_ == InvConvParam::kLu ? "invconv_lu" : "invconv";
+  }
+
+  // The current W [C, C] and log|det W| (scalar), differentiable.
+  Tensor Weight() const;
+  Tensor LogAbsDetWeight() const;
+
+ private:
+  Tensor InverseWeight() const;
+  // Applies the C x C matrix m to every pixel's channel vector.
+  Tensor Mix(const Tensor& m, const Tensor& x) const;
+
+  int64_t c_;
+  InvConvParam param_;
+  Tensor w_;                                // kFull
+  Tensor perm_, sign_s_, l_mask_, u_mask_;  // kLu constants
+  Tensor lower_, upper_, log_s_;            // kLu parameters
+};
+
+}  // namespace flowtape::flows
+
+#endif  // FLOWTAPE_FLOWS_INVCONV_H_

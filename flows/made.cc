@@ -1,0 +1,115 @@
+#include "flows/made.h"
+
+#include <algorithm>
+#include <numeric>
+
+#include "absl/strings/str_cat.h"
+#include "autodiff/check.h"
+#include "autodiff/ops.h"
+
+namespace flowtape::flows {
+namespace {
+
+std::vector<int64_t> MakeOrder(const MadeOptions& o, Rng& rng) {
+  const int64_t d = o.dim;
+  if (!o.order.empty()) {
+    std::vector<int64_t> sorted = o.order;
+    std::sort(sorted.begin(), sorted.end());
+    for (int64_t i = 0; i < d; ++i)
+      FT_CHECK(static_cast<int64_t>(sorted.size()) == d && sorted[i] == i + 1,
+               "made: order must be a permutation of 1..", d);
+    return o.order;
+  }
+  std::vector<int64_t> ord(d);
+  std::iota(ord.begin(), ord.end(), 1);
+  if (o.ordering == Ordering::kReversed) std::reverse(ord.begin(), ord.end());
+  if (o.ordering == Ordering::kRandom)
+    std::shuffle(ord.begin(), ord.end(), rng.engine());
+  return ord;
+}
+
+// Degrees of one hidden layer of `n` units given the previous layer's minimum.
+// Degree 0 units see no input (only the context, if any).
+std::vector<int64_t> HiddenLayerDegrees(int64_t n, int64_t d, int64_t min_deg,
+                                        int64_t prev_min, HiddenDegrees kind,
+                                        Rng& rng) {
+  const int64_t hi = d - 1;
+  const int64_t lo = std::min(std::max(prev_min, min_deg), hi);
+  std::vector<int64_t> m(n);
+  for (int64_t k = 0; k < n; ++k)
+    m[k] = kind == HiddenDegrees::kSequential
+               ? std::min(min_deg, hi) + k % (hi - std::min(min_deg, hi) + 1)
+               : lo + rng.UniformInt(hi - lo + 1);
+  return m;
+}
+
+// mask[a, b] = 1 iff allowed(in_deg[a], out_deg[b]).
+template <typename F>
+Tensor Mask(const std::vector<int64_t>& in_deg,
+            const std::vector<int64_t>& out_deg, F allowed) {
+  const int64_t a = in_deg.size(), b = out_deg.size();
+  Tensor m = Tensor::Zeros({a, b});
+  double* p = m.mutable_data();
+  for (int64_t i = 0; i < a; ++i)
+    for (int64_t j = 0; j < b; ++j)
+      p[i * b + j] = allowed(in_deg[i], out_deg[j]) ? 1.0 : 0.0;
+  return m;
+}
+
+}  // namespace
+
+Made::Made(const MadeOptions& options, Rng& rng) : options_(options) {
+  FT_CHECK(options.dim >= 1 && options.params_per_dim >= 1 &&
+               !options.hidden.empty(),
+           "made: need dim >= 1, params_per_dim >= 1 and a hidden layer");
+  const int64_t d = options.dim, p = options.params_per_dim;
+  order_ = MakeOrder(options, rng);
+  std::vector<int64_t> prev = order_;
+  // With a context, degree-0 hidden units carry it to the first dimension.
+  const int64_t min_deg = options.context_dim > 0 ? 0 : 1;
+  for (size_t l = 0; l < options.hidden.size(); ++l) {
+    // The context counts as inputs of degree 0.
+    const int64_t prev_min =
+        l == 0 ? min_deg : *std::min_element(prev.begin(), prev.end());
+    std::vector<int64_t> m = HiddenLayerDegrees(
+        options.hidden[l], d, min_deg, prev_min, options.hidden_degrees, rng);
+    Tensor mask = Mask(prev, m, [](int64_t a, int64_t b) { return b >= a; });
+    layers_.push_back(
+        RegisterModule(absl::StrCat("layer", l),
+                       std::make_shared<nn::MaskedLinear>(mask, rng)));
+    prev = m;
+  }
+  std::vector<int64_t> out_deg(d * p);
+  for (int64_t i = 0; i < d; ++i)
+    for (int64_t q = 0; q < p; ++q) out_deg[i * p + q] = order_[i];
+  Tensor mask = Mask(prev, out_deg, [](int64_t a, int64_t b) { return b > a; });
+  layers_.push_back(
+      RegisterModule(absl::StrCat("layer", layers_.size()),
+                     std::make_shared<nn::MaskedLinear>(mask, rng)));
+  for (size_t l = 0; options.context_dim > 0 && l < options.hidden.size(); ++l)
+    context_.push_back(RegisterModule(
+        absl::StrCat("context", l),
+        std::make_shared<nn::Linear>(options.context_dim, options.hidden[l],
+                                     rng, /*bias=*/false)));
+}
+
+Tensor Made::operator()(const Tensor& x, const Tensor& context) const {
+  FT_CHECK(x.rank() == 2 && x.dim(1) == options_.dim, "made: input ",
+           x.shape().ToString(), " for dim ", options_.dim);
+  FT_CHECK(context.defined() == !context_.empty(),
+           "made: context given to an unconditional MADE or missing");
+  FT_CHECK(!context.defined() ||
+               (context.rank() == 2 && context.dim(0) == x.dim(0) &&
+                context.dim(1) == options_.context_dim),
+           "made: context ", context.shape().ToString(), " for input ",
+           x.shape().ToString(), " and context_dim ", options_.context_dim);
+  Tensor h = x;
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    if (l > 0) h = nn::Apply(options_.activation, h);
+    h = (*layers_[l])(h);
+    if (l < context_.size()) h = h + (*context_[l])(context);
+  }
+  return h;
+}
+
+}  // namespace flowtape::flows

@@ -1,0 +1,29 @@
+#include "flows/scaling.h"
+
+#include "autodiff/check.h"
+#include "autodiff/ops.h"
+
+namespace flowtape::flows {
+
+Scaling::Scaling(const Shape& event_shape) {
+  s_ = RegisterParameter("log_scale", Tensor::Zeros(event_shape));
+}
+
+FlowResult Scaling::Apply(const Tensor& x, double sign) const {
+  bool ok = x.rank() == s_.rank() + 1;
+  for (int i = 0; ok && i < s_.rank(); ++i) ok = x.dim(i + 1) == s_.dim(i);
+  FT_CHECK(ok, "scaling: input ", x.shape().ToString(), " vs event shape ",
+           s_.shape().ToString());
+  Tensor s = sign * s_;
+  return {x * Exp(s), Tensor::Zeros({x.dim(0)}) + Sum(s)};
+}
+
+FlowResult Scaling::Forward(const Tensor& x, const Tensor&) const {
+  return Apply(x, 1.0);
+}
+
+FlowResult Scaling::Inverse(const Tensor& z, const Tensor&) const {
+  return Apply(z, -1.0);
+}
+
+}  // namespace flowtape::flows

@@ -1,0 +1,32 @@
+// ManifoldDensity: a probability density on a Manifold (manifold.h gives the
+// reference measure: area on the sphere, flat coordinates on the simplex).
+//   LogProb(x): [N, n] points -> [N] log-densities, differentiable in x and in
+//               the density's parameters.
+//   Sample(num, rng): [num, n] exact draws (constants).
+#ifndef FLOWTAPE_MANIFOLDS_DENSITY_H_
+#define FLOWTAPE_MANIFOLDS_DENSITY_H_
+
+#include <cstdint>
+#include <string>
+
+#include "autodiff/nn/module.h"
+#include "autodiff/tensor.h"
+#include "manifolds/manifold.h"
+
+namespace flowtape::manifolds {
+
+class ManifoldDensity : public nn::Module {
+ public:
+  explicit ManifoldDensity(Manifold m) : manifold_(m) {}
+  virtual Tensor LogProb(const Tensor& x) const = 0;
+  virtual Tensor Sample(int64_t num, Rng& rng) const = 0;
+  virtual std::string name() const = 0;
+  const Manifold& manifold() const { return manifold_; }
+
+ private:
+  Manifold manifold_;
+};
+
+}  // namespace flowtape::manifolds
+
+#endif  // FLOWTAPE_MANIFOLDS_DENSITY_H_

@@ -1,0 +1,56 @@
+#include "manifolds/dirichlet.h"
+
+#include <cmath>
+#include <random>
+
+#include "absl/status/status.h"
+#include "autodiff/ops.h"
+
+namespace flowtape::manifolds {
+
+absl::StatusOr<std::unique_ptr<Dirichlet>> Dirichlet::Create(
+    const std::vector<double>& alpha) {
+  if (alpha.size() < 2)
+    return absl::InvalidArgumentError("Dirichlet: needs >= 2 concentrations");
+  for (double a : alpha)
+    if (!(a > 0.0) || !std::isfinite(a))
+      return absl::InvalidArgumentError(
+          "Dirichlet: concentrations must be finite and > 0");
+  return std::unique_ptr<Dirichlet>(new Dirichlet(alpha));
+}
+
+Dirichlet::Dirichlet(const std::vector<double>& alpha)
+    : ManifoldDensity(Manifold::Simplex(alpha.size())), alpha_(alpha) {
+  double total = 0.0;
+  log_norm_ = 0.0;
+  for (double a : alpha) {
+    total += a;
+    log_norm_ -= std::lgamma(a);
+  }
+  log_norm_ += std::lgamma(total);
+}
+
+Tensor Dirichlet::LogProb(const Tensor& x) const {
+  const int64_t n = alpha_.size();
+  std::vector<double> am1(n);
+  for (int64_t i = 0; i < n; ++i) am1[i] = alpha_[i] - 1.0;
+  return log_norm_ + Sum(Log(x) * Tensor::FromVector({1, n}, am1), 1);
+}
+
+Tensor Dirichlet::Sample(int64_t num, Rng& rng) const {
+  const int64_t n = alpha_.size();
+  Tensor out = Tensor::Empty({num, n});
+  double* p = out.mutable_data();
+  for (int64_t i = 0; i < num; ++i) {
+    double total = 0.0;
+    for (int64_t j = 0; j < n; ++j) {
+      std::gamma_distribution<double> gamma(alpha_[j], 1.0);
+      p[i * n + j] = gamma(rng.engine());
+      total += p[i * n + j];
+    }
+    for (int64_t j = 0; j < n; ++j) p[i * n + j] /= total;
+  }
+  return out;
+}
+
+}  // namespace flowtape::manifolds

@@ -1,0 +1,108 @@
+#include "manifolds/invertible_matrix.h"
+
+#include <cmath>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "autodiff/ops.h"
+#include "autodiff/tape.h"
+
+namespace flowtape::manifolds {
+namespace {
+Eigen::MatrixXd ToEigen(const Tensor& t) {
+  return Eigen::Map<const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic,
+                                        Eigen::RowMajor>>(t.data(), t.dim(0),
+                                                          t.dim(1));
+}
+Tensor ToTensor(const Eigen::MatrixXd& m) {
+  Tensor t = Tensor::Empty({m.rows(), m.cols()});
+  for (int64_t i = 0; i < m.rows(); ++i)
+    for (int64_t j = 0; j < m.cols(); ++j)
+      t.mutable_data()[i * m.cols() + j] = m(i, j);
+  return t;
+}
+}  // namespace
+
+InvertibleMatrix::InvertibleMatrix(int64_t n) : n_(n) {
+  perm_ = Tensor::Eye(n);
+  signs_ = Tensor::Ones({n});
+  Eigen::MatrixXd lo = Eigen::MatrixXd::Zero(n, n), up = lo;
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < n; ++j) (i > j ? lo : up)(i, j) = i != j;
+  lower_mask_ = ToTensor(lo);
+  upper_mask_ = ToTensor(up);
+}
+
+InvertibleMatrix::InvertibleMatrix(int64_t n, Rng& rng, double noise)
+    : InvertibleMatrix(n) {
+  lower_ = RegisterParameter("lower",
+                             Tensor::Randn({n, n}, rng) * noise * lower_mask_);
+  log_diag_ = RegisterParameter("log_diag", Tensor::Randn({n}, rng) * noise);
+  upper_ = RegisterParameter("upper",
+                             Tensor::Randn({n, n}, rng) * noise * upper_mask_);
+}
+
+absl::StatusOr<std::shared_ptr<InvertibleMatrix>> InvertibleMatrix::Create(
+    const Eigen::MatrixXd& m) {
+  const int64_t n = m.rows();
+  if (n < 1 || m.cols() != n)
+    return absl::InvalidArgumentError(
+        absl::StrCat("InvertibleMatrix: matrix must be square, got ", m.rows(),
+                     "x", m.cols()));
+  if (!m.allFinite())
+    return absl::InvalidArgumentError("InvertibleMatrix: non-finite entries");
+  Eigen::PartialPivLU<Eigen::MatrixXd> lu(m);
+  Eigen::MatrixXd packed = lu.matrixLU();
+  const double scale = m.cwiseAbs().maxCoeff();
+  for (int64_t i = 0; i < n; ++i)
+    if (!(std::abs(packed(i, i)) > 1e-13 * scale))
+      return absl::InvalidArgumentError(
+          absl::StrCat("InvertibleMatrix: matrix is singular (pivot ", i, " = ",
+                       packed(i, i), ")"));
+  std::shared_ptr<InvertibleMatrix> out(new InvertibleMatrix(n));
+  // m = P^-1 L U  (Eigen's convention: P m = L U).
+  Eigen::MatrixXd p = lu.permutationP();
+  out->perm_ = ToTensor(p.transpose());
+  Eigen::MatrixXd lo = Eigen::MatrixXd::Zero(n, n), up = lo;
+  Tensor d = Tensor::Empty({n}), s = Tensor::Empty({n});
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j < n; ++j) (i > j ? lo : up)(i, j) = packed(i, j);
+    up(i, i) = 0.0;
+    d.mutable_data()[i] = std::log(std::abs(packed(i, i)));
+    s.mutable_data()[i] = packed(i, i) > 0 ? 1.0 : -1.0;
+  }
+  out->signs_ = s;
+  out->lower_ = out->RegisterParameter("lower", ToTensor(lo));
+  out->log_diag_ = out->RegisterParameter("log_diag", d);
+  out->upper_ = out->RegisterParameter("upper", ToTensor(up));
+  return out;
+}
+
+Tensor InvertibleMatrix::Matrix() const {
+  Tensor eye = Tensor::Eye(n_);
+  Tensor l = lower_ * lower_mask_ + eye;
+  Tensor diag = Reshape(signs_ * Exp(log_diag_), {1, n_}) * eye;
+  Tensor u = upper_ * upper_mask_ + diag;
+  return MatMul(perm_, MatMul(l, u));
+}
+
+Tensor InvertibleMatrix::LogAbsDet() const { return Sum(log_diag_); }
+
+Eigen::MatrixXd InvertibleMatrix::Value() const {
+  NoGradScope no_grad;
+  return ToEigen(Matrix());
+}
+
+Eigen::MatrixXd InvertibleMatrix::Inverse() const {
+  NoGradScope no_grad;
+  Tensor eye = Tensor::Eye(n_);
+  Eigen::MatrixXd l = ToEigen(lower_ * lower_mask_ + eye);
+  Eigen::MatrixXd u = ToEigen(upper_ * upper_mask_ +
+                              Reshape(signs_ * Exp(log_diag_), {1, n_}) * eye);
+  Eigen::MatrixXd pt = ToEigen(perm_).transpose();
+  // M^-1 = U^-1 L^-1 P^-1 = U^-1 L^-1 P'.
+  Eigen::MatrixXd y = l.triangularView<Eigen::UnitLower>().solve(pt);
+  return u.triangularView<Eigen::Upper>().solve(y);
+}
+
+}  // namespace flowtape::manifolds

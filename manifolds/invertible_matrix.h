@@ -1,0 +1,46 @@
+// InvertibleMatrix: a trainable n x n matrix that stays invertible for every
+// value of its parameters (PLU parametrisation, as in Glow's 1x1 convolution):
+//
+//   M = P L U,  P a fixed permutation, L unit lower triangular (free strict
+//   lower part), U upper triangular with diagonal s_i exp(d_i) (fixed signs
+//   s_i, free d_i, free strict upper part).
+//   log|det M| = sum_i d_i;  det M != 0 whatever the parameters are.
+//
+// Create(M) factors a given matrix (partial pivoting) and rejects singular or
+// non-finite input with a Status. Parameters: "lower", "log_diag", "upper".
+#ifndef FLOWTAPE_MANIFOLDS_INVERTIBLE_MATRIX_H_
+#define FLOWTAPE_MANIFOLDS_INVERTIBLE_MATRIX_H_
+
+#include <cstdint>
+#include <memory>
+
+#include "Eigen/Dense"
+#include "absl/status/statusor.h"
+#include "autodiff/nn/module.h"
+#include "autodiff/tensor.h"
+
+namespace flowtape::manifolds {
+
+class InvertibleMatrix : public nn::Module {
+ public:
+  // Identity plus noise of scale `noise` in L, U and log diag (0 = identity).
+  InvertibleMatrix(int64_t n, Rng& rng, double noise = 0.0);
+  static absl::StatusOr<std::shared_ptr<InvertibleMatrix>> Create(
+      const Eigen::MatrixXd& m);
+
+  int64_t size() const { return n_; }
+  Tensor Matrix() const;            // [n, n], differentiable in the parameters
+  Tensor LogAbsDet() const;         // scalar sum_i d_i
+  Eigen::MatrixXd Value() const;    // current M
+  Eigen::MatrixXd Inverse() const;  // current M^-1 (triangular solves)
+
+ private:
+  explicit InvertibleMatrix(int64_t n);
+  int64_t n_;
+  Tensor perm_, signs_, lower_mask_, upper_mask_;  // constants
+  Tensor lower_, log_diag_, upper_;                // parameters
+};
+
+}  // namespace flowtape::manifolds
+
+#endif  // FLOWTAPE_MANIFOLDS_INVERTIBLE_MATRIX_H_

@@ -1,0 +1,114 @@
+#include "manifolds/manifold.h"
+
+#include <cmath>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "autodiff/check.h"
+#include "autodiff/ops.h"
+
+namespace flowtape::manifolds {
+
+Manifold Manifold::Sphere(int64_t n) {
+  FT_CHECK(n >= 2, "Manifold::Sphere: n must be >= 2, got ", n);
+  return Manifold(ManifoldKind::kSphere, n);
+}
+
+Manifold Manifold::Simplex(int64_t n) {
+  FT_CHECK(n >= 2, "Manifold::Simplex: n must be >= 2, got ", n);
+  return Manifold(ManifoldKind::kSimplex, n);
+}
+
+std::string Manifold::name() const {
+  return kind_ == ManifoldKind::kSphere ? absl::StrCat("S^", n_ - 1)
+                                        : absl::StrCat("Delta^", n_ - 1);
+}
+
+Tensor Manifold::Project(const Tensor& z) const {
+  FT_CHECK(z.rank() == 2 && z.dim(1) == n_, "Manifold::Project: ", name(),
+           " needs [N, ", n_, "], got ", z.shape().ToString());
+  if (kind_ == ManifoldKind::kSphere)
+    return z / Sqrt(Sum(Square(z), 1, /*keepdim=*/true));
+  return z / Sum(z, 1, /*keepdim=*/true);
+}
+
+Eigen::VectorXd Manifold::Project(const Eigen::VectorXd& z) const {
+  return kind_ == ManifoldKind::kSphere ? Eigen::VectorXd(z / z.norm())
+                                        : Eigen::VectorXd(z / z.sum());
+}
+
+Eigen::MatrixXd Manifold::ProjectionJacobian(const Eigen::VectorXd& z) const {
+  FT_CHECK(z.size() == n_, "ProjectionJacobian: size ", z.size(), " vs ", n_);
+  const Eigen::VectorXd x = Project(z);
+  const Eigen::MatrixXd eye = Eigen::MatrixXd::Identity(n_, n_);
+  if (kind_ == ManifoldKind::kSphere)
+    return (eye - x * x.transpose()) / z.norm();
+  return (eye - x * Eigen::RowVectorXd::Ones(n_)) / z.sum();
+}
+
+Eigen::MatrixXd Manifold::TangentBasis(const Eigen::VectorXd& x) const {
+  Eigen::ColPivHouseholderQR<Eigen::MatrixXd> qr(ProjectionJacobian(x));
+  Eigen::MatrixXd q = qr.householderQ();
+  return q.leftCols(dim());
+}
+
+Tensor Manifold::TangentBases(const Tensor& x) const {
+  const int64_t num = x.dim(0), m = dim();
+  Tensor out = Tensor::Empty({num, n_, m});
+  double* p = out.mutable_data();
+  for (int64_t i = 0; i < num; ++i) {
+    Eigen::MatrixXd t = TangentBasis(Row(x, i));
+    for (int64_t r = 0; r < n_; ++r)
+      for (int64_t c = 0; c < m; ++c) p[(i * n_ + r) * m + c] = t(r, c);
+  }
+  return out;
+}
+
+bool Manifold::Contains(const Eigen::VectorXd& x, double tol) const {
+  if (x.size() != n_ || !x.allFinite()) return false;
+  if (kind_ == ManifoldKind::kSphere) return std::abs(x.norm() - 1.0) <= tol;
+  return std::abs(x.sum() - 1.0) <= tol && x.minCoeff() >= -tol;
+}
+
+bool Manifold::ContainsAll(const Tensor& x, double tol) const {
+  if (x.rank() != 2 || x.dim(1) != n_) return false;
+  for (int64_t i = 0; i < x.dim(0); ++i)
+    if (!Contains(Row(x, i), tol)) return false;
+  return true;
+}
+
+Tensor Manifold::SampleUniform(int64_t num, Rng& rng) const {
+  Tensor out = Tensor::Empty({num, n_});
+  double* p = out.mutable_data();
+  for (int64_t i = 0; i < num; ++i) {
+    Eigen::VectorXd z(n_);
+    for (int64_t j = 0; j < n_; ++j)
+      z[j] = kind_ == ManifoldKind::kSphere ? rng.Normal()
+                                            : -std::log1p(-rng.Uniform());
+    z = Project(z);
+    for (int64_t j = 0; j < n_; ++j) p[i * n_ + j] = z[j];
+  }
+  return out;
+}
+
+double Manifold::LogVolume() const {
+  const double n = static_cast<double>(n_);
+  if (kind_ == ManifoldKind::kSphere)
+    return std::log(2.0) + 0.5 * n * std::log(M_PI) - std::lgamma(0.5 * n);
+  return -std::lgamma(n);
+}
+
+Eigen::VectorXd Row(const Tensor& x, int64_t i) {
+  const int64_t n = x.dim(1);
+  return Eigen::Map<const Eigen::VectorXd>(x.data() + i * n, n);
+}
+
+Tensor FromRows(const Eigen::MatrixXd& rows) {
+  Tensor out = Tensor::Empty({rows.rows(), rows.cols()});
+  Eigen::Map<
+      Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(
+      out.mutable_data(), rows.rows(), rows.cols()) = rows;
+  return out;
+}
+
+}  // namespace flowtape::manifolds

@@ -1,0 +1,54 @@
+// CylindricalCouplingFlow: a neural flow on S^2 whose density goes through the
+// generic volume ratio (volume_ratio.h: LogVolumeRatio, the Gram form of
+// |det(T_y' F_x T_x)| with F_x from the autodiff).
+//
+// In cylindrical coordinates x = (r cos phi, r sin phi, z), r = sqrt(1 - z^2):
+//   1. z-coupling conditioned on the azimuth: with u = (z + 1)/2 and
+//      t = logit(u),
+//        u' = e sigmoid(t) + (1 - e) sum_k w_k sigmoid(s_k (t - m_k)),
+//      (w = softmax(.), m, l) = MLP(cos phi, sin phi), s_k = 1 + softplus(l_k),
+//      e = 0.05; z' = 2 u' - 1 (strictly increasing in z, onto (-1, 1)).
+//      Slopes s_k >= 1 and the identity part e keep u' ~ c u near the poles,
+//      so the map is smooth there and R stays bounded away from 0 and inf.
+//   2. azimuth rotation conditioned on the new height: phi' = phi + theta(z'),
+//      theta = MLP(z').
+//   3. a fixed random rotation Q (so stacked layers use different poles).
+//   y = Q (r' cos phi', r' sin phi', z'),  r' = 2 sqrt(u' (1 - u')).
+// Computed with ops in the ambient R^3 (no atan2: cos phi = x_1 / r).
+// Starts as z' = 2 sigmoid(1.69 t) - 1, phi' = phi, then Q (zero last layers).
+// Forward(x) = (y, log R(x)) with the generic ratio; Inverse: theta from y,
+// then the monotone z-map inverted by bisection (analytic_inverse() false).
+#ifndef FLOWTAPE_MANIFOLDS_NEURAL_SPHERE_FLOW_H_
+#define FLOWTAPE_MANIFOLDS_NEURAL_SPHERE_FLOW_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "autodiff/nn/layers.h"
+#include "flows/flow.h"
+
+namespace flowtape::manifolds {
+
+class CylindricalCouplingFlow : public flows::Flow {
+ public:
+  CylindricalCouplingFlow(int64_t components, int64_t hidden, Rng& rng);
+
+  // The map itself (no log-det), [N, 3] -> [N, 3].
+  Tensor Map(const Tensor& x) const;
+  flows::FlowResult Forward(const Tensor& x,
+                            const Tensor& context = Tensor()) const override;
+  flows::FlowResult Inverse(const Tensor& y,
+                            const Tensor& context = Tensor()) const override;
+  bool analytic_inverse() const override { return false; }
+  std::string name() const override { return "CylindricalCouplingFlow"; }
+
+ private:
+  int64_t k_;
+  std::shared_ptr<nn::MLP> z_net_, phi_net_;
+  Tensor rotation_;  // Q [3, 3], constant
+};
+
+}  // namespace flowtape::manifolds
+
+#endif  // FLOWTAPE_MANIFOLDS_NEURAL_SPHERE_FLOW_H_

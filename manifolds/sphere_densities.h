@@ -1,0 +1,72 @@
+// Densities on the sphere S^(n-1) w.r.t. surface area.
+//
+// UniformSphere:   log p = -log|S^(n-1)|,  |S^(n-1)| = 2 pi^(n/2) / Gamma(n/2).
+// AngularCentralGaussian(Sigma), Sigma symmetric positive definite:
+//   log p(x) = -log|S^(n-1)| - 0.5 log det Sigma - (n/2) log(x' Sigma^-1 x);
+//   sample: z ~ N(0, Sigma), x = z / ||z||.
+// VonMisesFisher(mu, kappa), ||mu|| = 1, kappa >= 0:
+//   log p(x) = log C_n(kappa) + kappa mu.x,
+//   log C_n(kappa) = (n/2 - 1) log kappa - (n/2) log(2 pi) - log
+//   I_(n/2-1)(kappa) computed stably (LogVmfNormalizer: the exponentially
+//   scaled Bessel function, an asymptotic series for large kappa, the exact S^2
+//   form log(kappa / (2 pi (1 - exp(-2 kappa)))) - kappa for n = 3); sample:
+//   Wood (1994) rejection sampler for w = mu.x, uniform tangent part.
+// Create() rejects bad parameters with a Status.
+#ifndef FLOWTAPE_MANIFOLDS_SPHERE_DENSITIES_H_
+#define FLOWTAPE_MANIFOLDS_SPHERE_DENSITIES_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "Eigen/Dense"
+#include "absl/status/statusor.h"
+#include "manifolds/density.h"
+
+namespace flowtape::manifolds {
+
+class UniformSphere : public ManifoldDensity {
+ public:
+  explicit UniformSphere(int64_t n) : ManifoldDensity(Manifold::Sphere(n)) {}
+  Tensor LogProb(const Tensor& x) const override;
+  Tensor Sample(int64_t num, Rng& rng) const override;
+  std::string name() const override { return "UniformSphere"; }
+};
+
+class AngularCentralGaussian : public ManifoldDensity {
+ public:
+  static absl::StatusOr<std::unique_ptr<AngularCentralGaussian>> Create(
+      const Eigen::MatrixXd& sigma);
+  Tensor LogProb(const Tensor& x) const override;
+  Tensor Sample(int64_t num, Rng& rng) const override;
+  std::string name() const override { return "AngularCentralGaussian"; }
+
+ private:
+  explicit AngularCentralGaussian(const Eigen::MatrixXd& sigma);
+  Eigen::MatrixXd chol_;  // lower Cholesky factor of Sigma
+  Tensor precision_;      // Sigma^-1
+  double log_norm_;
+};
+
+class VonMisesFisher : public ManifoldDensity {
+ public:
+  static absl::StatusOr<std::unique_ptr<VonMisesFisher>> Create(
+      const Eigen::VectorXd& mu, double kappa);
+  Tensor LogProb(const Tensor& x) const override;
+  Tensor Sample(int64_t num, Rng& rng) const override;
+  std::string name() const override { return "VonMisesFisher"; }
+
+ private:
+  VonMisesFisher(const Eigen::VectorXd& mu, double kappa);
+  Eigen::VectorXd mu_;
+  double kappa_, log_c_;
+};
+
+// log C_n(kappa) of the von Mises-Fisher density on S^(n-1).
+double LogVmfNormalizer(int64_t n, double kappa);
+// log I_v(x) for v >= 0, x >= 0, without overflow.
+double LogBesselI(double v, double x);
+
+}  // namespace flowtape::manifolds
+
+#endif  // FLOWTAPE_MANIFOLDS_SPHERE_DENSITIES_H_

@@ -1,0 +1,152 @@
+#include "manifolds/sphere_flows.h"
+
+#include <cmath>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "autodiff/check.h"
+#include "autodiff/ops.h"
+#include "autodiff/tape.h"
+
+namespace flowtape::manifolds {
+namespace {
+Tensor MatrixTensor(const Eigen::MatrixXd& m) {
+  Tensor t = Tensor::Empty({m.rows(), m.cols()});
+  for (int64_t i = 0; i < m.rows(); ++i)
+    for (int64_t j = 0; j < m.cols(); ++j)
+      t.mutable_data()[i * m.cols() + j] = m(i, j);
+  return t;
+}
+Tensor RowNorm(const Tensor& v) { return Sqrt(Sum(Square(v), 1)); }
+// w with b = w / sqrt(1 + |w|^2), for |b| < 1.
+absl::StatusOr<Tensor> TranslationParameter(const Eigen::VectorXd& b,
+                                            const char* what) {
+  if (!b.allFinite())
+    return absl::InvalidArgumentError(absl::StrCat(what, ": non-finite c"));
+  const double nb = b.norm();
+  if (!(nb < 1.0))
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, ": needs ||M^-1 c|| < 1 to be invertible, got ", nb));
+  Eigen::VectorXd w = b / std::sqrt(1.0 - nb * nb);
+  return Tensor::FromVector({b.size()},
+                            std::vector<double>(w.data(), w.data() + w.size()));
+}
+}  // namespace
+
+NormalizedAffine::NormalizedAffine(int64_t n, Rng& rng, double noise, Kind kind)
+    : n_(n), kind_(kind) {
+  FT_CHECK(n >= 2, "NormalizedAffine: n must be >= 2, got ", n);
+  if (kind != Kind::kTranslation)
+    m_ = RegisterModule("m", std::make_shared<InvertibleMatrix>(n, rng, noise));
+  if (kind != Kind::kLinear)
+    w_ = RegisterParameter("w", Tensor::Randn({n}, rng) * noise);
+}
+
+absl::StatusOr<std::unique_ptr<NormalizedAffine>> NormalizedAffine::Create(
+    const Eigen::MatrixXd& m, const Eigen::VectorXd& c) {
+  auto mat = InvertibleMatrix::Create(m);
+  if (!mat.ok()) return mat.status();
+  if (c.size() != m.rows())
+    return absl::InvalidArgumentError(absl::StrCat(
+        "NormalizedAffine: c has size ", c.size(), ", M is ", m.rows()));
+  auto w = TranslationParameter((*mat)->Inverse() * c, "NormalizedAffine");
+  if (!w.ok()) return w.status();
+  std::unique_ptr<NormalizedAffine> out(
+      new NormalizedAffine(m.rows(), Kind::kAffine));
+  out->m_ = out->RegisterModule("m", *mat);
+  out->w_ = out->RegisterParameter("w", *w);
+  return out;
+}
+
+absl::StatusOr<std::unique_ptr<NormalizedTranslation>>
+NormalizedTranslation::Create(const Eigen::VectorXd& c) {
+  if (c.size() < 2)
+    return absl::InvalidArgumentError("NormalizedTranslation: n must be >= 2");
+  auto w = TranslationParameter(c, "NormalizedTranslation");
+  if (!w.ok()) return w.status();
+  std::unique_ptr<NormalizedTranslation> out(
+      new NormalizedTranslation(c.size()));
+  out->w_ = out->RegisterParameter("w", *w);
+  return out;
+}
+
+absl::StatusOr<std::unique_ptr<NormalizedLinear>> NormalizedLinear::Create(
+    const Eigen::MatrixXd& m) {
+  auto mat = InvertibleMatrix::Create(m);
+  if (!mat.ok()) return mat.status();
+  std::unique_ptr<NormalizedLinear> out(new NormalizedLinear(m.rows()));
+  out->m_ = out->RegisterModule("m", *mat);
+  return out;
+}
+
+std::string NormalizedAffine::name() const {
+  switch (kind_) {
+    case Kind::kTranslation:
+      return "NormalizedTranslation";
+    case Kind::kLinear:
+      return "NormalizedLinear";
+    default:
+      return "NormalizedAffine";
+  }
+}
+
+Tensor NormalizedAffine::M() const {
+  return m_ ? m_->Matrix() : Tensor::Eye(n_);
+}
+
+Tensor NormalizedAffine::B() const {
+  if (!w_.defined()) return Tensor::Zeros({n_});
+  return w_ / Sqrt(1.0 + Sum(Square(w_)));
+}
+
+Eigen::MatrixXd NormalizedAffine::MValue() const {
+  return m_ ? m_->Value() : Eigen::MatrixXd::Identity(n_, n_);
+}
+
+Eigen::VectorXd NormalizedAffine::CValue() const {
+  NoGradScope no_grad;
+  Tensor b = B();
+  return MValue() * Eigen::Map<const Eigen::VectorXd>(b.data(), n_);
+}
+
+flows::FlowResult NormalizedAffine::Forward(const Tensor& x,
+                                            const Tensor&) const {
+  FT_CHECK(x.rank() == 2 && x.dim(1) == n_, name(), "::Forward: needs [N, ", n_,
+           "], got ", x.shape().ToString());
+  Tensor u = x, logdet = Tensor::Zeros({x.dim(0)});
+  if (w_.defined()) {
+    Tensor b = B();
+    u = x + Reshape(b, {1, n_});
+    logdet = Log1p(Sum(x * Reshape(b, {1, n_}), 1));
+  }
+  Tensor v = m_ ? MatMulT(u, m_->Matrix(), false, true) : u;  // rows M u
+  Tensor norm = RowNorm(v);
+  logdet = logdet - static_cast<double>(n_) * Log(norm);
+  if (m_) logdet = logdet + m_->LogAbsDet();
+  return {v / Reshape(norm, {-1, 1}), logdet};
+}
+
+flows::FlowResult NormalizedAffine::Inverse(const Tensor& y,
+                                            const Tensor&) const {
+  FT_CHECK(y.rank() == 2 && y.dim(1) == n_, name(), "::Inverse: needs [N, ", n_,
+           "], got ", y.shape().ToString());
+  Tensor b, log_det_m = Tensor::Scalar(0.0);
+  {
+    NoGradScope no_grad;
+    b = Reshape(B(), {1, n_});
+    if (m_) log_det_m = m_->LogAbsDet();
+  }
+  Tensor z = m_ ? MatMulT(y, MatrixTensor(m_->Inverse()), false, true) : y;
+  Tensor a = Sum(Square(z), 1);  // y' W y
+  Tensor beta = Sum(z * b, 1);   // b' M^-1 y
+  const double bb = Sum(Square(b)).item();
+  Tensor s = (beta + Sqrt(Square(beta) + a * (1.0 - bb))) / a;
+  Tensor x = Reshape(s, {-1, 1}) * z - b;
+  // Forward log R at x: log|det M| + log(1 + x.b) - n log s (||M(x+b)|| = s).
+  Tensor logdet =
+      -(log_det_m + Log1p(Sum(x * b, 1)) - static_cast<double>(n_) * Log(s));
+  return {x, logdet};
+}
+
+}  // namespace flowtape::manifolds

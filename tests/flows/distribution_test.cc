@@ -1,0 +1,254 @@
+// Distributions: densities integrate to 1 (quadrature), sample moments match
+// the parameters, explicit parameters are validated, gradients match finite
+// differences.
+#include "flows/distribution.h"
+
+#include <cmath>
+#include <functional>
+#include <memory>
+
+#include "autodiff/grad.h"
+#include "autodiff/ops.h"
+#include "autodiff/tape.h"
+#include "gtest/gtest.h"
+#include "tests/gradcheck.h"
+
+namespace flowtape::flows {
+namespace {
+
+// Midpoint rule of exp(log p) on [-l, l]^d, d in {1, 2}, m points per axis.
+double Integral(const Distribution& p, double l, int m) {
+  NoGradScope no_grad;
+  const int d = static_cast<int>(p.event_numel());
+  const double h = 2 * l / m;
+  const int64_t n = d == 1 ? m : int64_t{m} * m;
+  Tensor x = Tensor::Empty({n, d});
+  double* px = x.mutable_data();
+  for (int64_t i = 0; i < n; ++i) {
+    px[i * d] = -l + h * (i % m + 0.5);
+    if (d == 2) px[i * d + 1] = -l + h * (i / m + 0.5);
+  }
+  Tensor lp = p.LogProb(x);
+  double s = 0;
+  for (int64_t i = 0; i < n; ++i) s += std::exp(lp[i]);
+  return s * std::pow(h, d);
+}
+
+struct Moments {
+  std::vector<double> mean, var;
+};
+Moments SampleMoments(const Distribution& p, int64_t n, Rng& rng) {
+  NoGradScope no_grad;
+  Tensor s = p.Sample(n, rng);
+  const int64_t d = p.event_numel();
+  Moments m{std::vector<double>(d, 0.0), std::vector<double>(d, 0.0)};
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < d; ++j) m.mean[j] += s[i * d + j] / n;
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < d; ++j)
+      m.var[j] += std::pow(s[i * d + j] - m.mean[j], 2) / (n - 1);
+  return m;
+}
+
+TEST(Distribution, StandardNormalIntegratesAndMoments) {
+  StandardNormal p1({1}), p2({2});
+  EXPECT_NEAR(Integral(p1, 10, 4000), 1.0, 1e-10);
+  EXPECT_NEAR(Integral(p2, 10, 600), 1.0, 1e-8);
+  // log N(0; 0, 1) in 2-D is -log(2 pi).
+  EXPECT_NEAR(p2.LogProb(Tensor::Zeros({1, 2})).item(), -std::log(2 * M_PI),
+              1e-14);
+  Rng rng(1);
+  Moments m = SampleMoments(p2, 200000, rng);
+  for (int j = 0; j < 2; ++j) {
+    EXPECT_NEAR(m.mean[j], 0.0, 0.01);
+    EXPECT_NEAR(m.var[j], 1.0, 0.015);
+  }
+}
+
+TEST(Distribution, StandardNormalImageEvent) {
+  StandardNormal p({2, 3, 3});
+  Rng rng(2);
+  Tensor x = p.Sample(4, rng);
+  ASSERT_EQ(x.shape(), Shape({4, 2, 3, 3}));
+  Tensor lp = p.LogProb(x);
+  ASSERT_EQ(lp.shape(), Shape({4}));
+  double expect = -9 * std::log(2 * M_PI);
+  for (int j = 0; j < 18; ++j) expect -= 0.5 * x[j] * x[j];
+  EXPECT_NEAR(lp[0], expect, 1e-12);
+}
+
+TEST(Distribution, DiagonalNormal) {
+  auto p = DiagonalNormal::Create(Tensor::FromVector({2}, {0.5, -1.0}),
+                                  Tensor::FromVector({2}, {0.7, 1.6}));
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_NEAR(Integral(**p, 12, 800), 1.0, 1e-8);
+  Rng rng(3);
+  Moments m = SampleMoments(**p, 200000, rng);
+  EXPECT_NEAR(m.mean[0], 0.5, 0.01);
+  EXPECT_NEAR(m.mean[1], -1.0, 0.02);
+  EXPECT_NEAR(m.var[0], 0.49, 0.01);
+  EXPECT_NEAR(m.var[1], 2.56, 0.04);
+  // Closed form at one point.
+  Tensor x = Tensor::FromVector({1, 2}, {1.0, 0.0});
+  double expect = 0;
+  const double mu[2] = {0.5, -1.0}, s[2] = {0.7, 1.6};
+  for (int j = 0; j < 2; ++j)
+    expect += -0.5 * std::pow((x[j] - mu[j]) / s[j], 2) - std::log(s[j]) -
+              0.5 * std::log(2 * M_PI);
+  EXPECT_NEAR((*p)->LogProb(x).item(), expect, 1e-13);
+}
+
+TEST(Distribution, LogisticIntegratesAndMoments) {
+  Logistic p1({1});
+  EXPECT_NEAR(Integral(p1, 40, 20000), 1.0, 1e-9);
+  auto p = Logistic::Create(Tensor::FromVector({2}, {1.0, -2.0}),
+                            Tensor::FromVector({2}, {0.5, 1.5}));
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_NEAR(Integral(**p, 40, 1500), 1.0, 1e-6);
+  // Variance of a logistic is s^2 pi^2 / 3.
+  Rng rng(4);
+  Moments m = SampleMoments(**p, 200000, rng);
+  EXPECT_NEAR(m.mean[0], 1.0, 0.01);
+  EXPECT_NEAR(m.mean[1], -2.0, 0.03);
+  EXPECT_NEAR(m.var[0], 0.25 * M_PI * M_PI / 3, 0.02);
+  EXPECT_NEAR(m.var[1], 2.25 * M_PI * M_PI / 3, 0.15);
+  // Standard logistic density at 0 is 1/4.
+  EXPECT_NEAR(p1.LogProb(Tensor::Zeros({1, 1})).item(), std::log(0.25), 1e-14);
+}
+
+TEST(Distribution, GaussianMixture) {
+  auto p = GaussianMixture::Create(
+      Tensor::FromVector({3}, {1.0, 2.0, 1.0}),
+      Tensor::FromVector({3, 2}, {-2, 0, 2, 1, 0, -2}),
+      Tensor::FromVector({3, 2}, {0.5, 1.0, 0.8, 0.6, 1.2, 0.4}));
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_NEAR(Integral(**p, 12, 800), 1.0, 1e-8);
+  // Mixture mean = sum_k pi_k mu_k with pi = (1, 2, 1)/4.
+  Rng rng(5);
+  Moments m = SampleMoments(**p, 200000, rng);
+  EXPECT_NEAR(m.mean[0], 0.25 * (-2) + 0.5 * 2 + 0.25 * 0, 0.02);
+  EXPECT_NEAR(m.mean[1], 0.25 * 0 + 0.5 * 1 + 0.25 * (-2), 0.02);
+  // Second moment of coordinate 0: sum pi_k (s_k^2 + mu_k^2) - mean^2.
+  double e2 = 0.25 * (0.25 + 4) + 0.5 * (0.64 + 4) + 0.25 * (1.44 + 0);
+  EXPECT_NEAR(m.var[0], e2 - 0.25, 0.04);
+  // One component: a mixture of one is its Gaussian.
+  auto one = GaussianMixture::Create(Tensor::FromVector({1}, {3.0}),
+                                     Tensor::FromVector({1, 2}, {0.5, -1.0}),
+                                     Tensor::FromVector({1, 2}, {0.7, 1.6}));
+  auto diag = DiagonalNormal::Create(Tensor::FromVector({2}, {0.5, -1.0}),
+                                     Tensor::FromVector({2}, {0.7, 1.6}));
+  Tensor x = Tensor::FromVector({2, 2}, {0.3, 0.1, -2.0, 4.0});
+  Tensor a = (*one)->LogProb(x), b = (*diag)->LogProb(x);
+  for (int i = 0; i < 2; ++i) EXPECT_NEAR(a[i], b[i], 1e-13);
+}
+
+TEST(Distribution, FactorizedMixture) {
+  FactorizedMixture p(2, 3);
+  Rng rng(8);
+  for (Tensor q : p.Parameters()) {  // move off the symmetric start
+    double* v = q.mutable_data();
+    for (int64_t j = 0; j < q.numel(); ++j) v[j] += 0.3 * rng.Normal();
+  }
+  EXPECT_NEAR(Integral(p, 12, 800), 1.0, 1e-8);
+  // Coordinates are independent: log p(x0, x1) = log p0(x0) + log p1(x1),
+  // which the 2-D density must factor into (checked via sample moments of
+  // the product: E[x0 x1] = E[x0] E[x1]).
+  Moments m = SampleMoments(p, 200000, rng);
+  Tensor s;
+  {
+    NoGradScope ng;
+    s = p.Sample(200000, rng);
+  }
+  double cross = 0;
+  for (int64_t i = 0; i < 200000; ++i) cross += s[2 * i] * s[2 * i + 1] / 2e5;
+  EXPECT_NEAR(cross, m.mean[0] * m.mean[1], 0.02);
+  // Mean of coordinate 0 from the parameters: sum_k softmax(logits)_k mu_k.
+  auto named = p.NamedParameters();
+  Tensor logits = named[0].second, means = named[1].second;
+  double z = 0, mean0 = 0;
+  for (int c = 0; c < 3; ++c) z += std::exp(logits[c]);
+  for (int c = 0; c < 3; ++c) mean0 += std::exp(logits[c]) / z * means[c];
+  EXPECT_NEAR(m.mean[0], mean0, 0.01);
+}
+
+TEST(Distribution, ExplicitParametersAreValidated) {
+  auto bad_scale = DiagonalNormal::Create(Tensor::FromVector({2}, {0, 0}),
+                                          Tensor::FromVector({2}, {1, -1}));
+  ASSERT_FALSE(bad_scale.ok());
+  EXPECT_NE(bad_scale.status().message().find("scale[1]"), std::string::npos)
+      << bad_scale.status();
+  EXPECT_FALSE(Logistic::Create(Tensor::FromVector({1}, {NAN}),
+                                Tensor::FromVector({1}, {1}))
+                   .ok());
+  EXPECT_FALSE(
+      DiagonalNormal::Create(Tensor::Zeros({2}), Tensor::Ones({3})).ok());
+  auto bad_w =
+      GaussianMixture::Create(Tensor::FromVector({2}, {1, 0}),
+                              Tensor::Zeros({2, 1}), Tensor::Ones({2, 1}));
+  ASSERT_FALSE(bad_w.ok());
+  EXPECT_NE(bad_w.status().message().find("weights[1]"), std::string::npos);
+  EXPECT_FALSE(GaussianMixture::Create(Tensor::Ones({2}), Tensor::Zeros({3, 1}),
+                                       Tensor::Ones({3, 1}))
+                   .ok());
+}
+
+// Gradient of the mean log-density w.r.t. every parameter, by central
+// differences on the parameters in place.
+double ParamGradError(const Distribution& p, const Tensor& x) {
+  TapeScope scope;
+  for (Tensor q : p.Parameters()) q.ZeroGrad();
+  Backward(Mean(p.LogProb(x)));
+  double worst = 0;
+  for (Tensor q : p.Parameters()) {
+    Tensor g = q.grad().Detach();
+    for (int64_t j = 0; j < q.numel(); ++j) {
+      double* v = q.mutable_data();
+      const double old = v[j], h = 1e-6;
+      v[j] = old + h;
+      double fp, fm;
+      {
+        NoGradScope ng;
+        fp = Mean(p.LogProb(x)).item();
+        v[j] = old - h;
+        fm = Mean(p.LogProb(x)).item();
+      }
+      v[j] = old;
+      double n = (fp - fm) / (2 * h);
+      worst =
+          std::max(worst, std::fabs(g[j] - n) / std::max(1.0, std::fabs(n)));
+    }
+  }
+  return worst;
+}
+
+TEST(Distribution, ParameterGradients) {
+  Rng rng(6);
+  Tensor x = Tensor::Randn({5, 3}, rng);
+  DiagonalNormal dn({3});
+  GaussianMixture gm(4, 3, rng);
+  Logistic lg({3}, /*learnable=*/true);
+  FactorizedMixture fm(3, 2);
+  for (Distribution* d : std::vector<Distribution*>{&dn, &gm, &lg, &fm}) {
+    for (Tensor q : d->Parameters()) {  // move off the symmetric start
+      double* v = q.mutable_data();
+      for (int64_t j = 0; j < q.numel(); ++j) v[j] += 0.3 * rng.Normal();
+    }
+    EXPECT_LT(ParamGradError(*d, x), 1e-7) << d->name();
+  }
+  EXPECT_EQ(gm.NumParameters(), 4 + 12 + 12);
+  EXPECT_EQ(Logistic({3}).NumParameters(), 0);
+}
+
+TEST(Distribution, ReparametrisedSampleGradient) {
+  // d/d mu of mean(sample) is 1 per coordinate (x = mu + s eps).
+  DiagonalNormal p({2});
+  Rng rng(7);
+  TapeScope scope;
+  Tensor s = p.Sample(10, rng);
+  std::vector<Tensor> g = Grad({Mean(s)}, {p.loc()});
+  EXPECT_NEAR(g[0][0], 0.5, 1e-14);
+  EXPECT_NEAR(g[0][1], 0.5, 1e-14);
+}
+
+}  // namespace
+}  // namespace flowtape::flows

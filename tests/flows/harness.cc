@@ -1,0 +1,317 @@
+#include "tests/flows/harness.h"
+
+#include <Eigen/Dense>
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "autodiff/functional.h"
+#include "autodiff/grad.h"
+#include "autodiff/ops.h"
+#include "autodiff/tape.h"
+#include "flows/distribution.h"
+#include "flows/flow_model.h"
+#include "tests/gradcheck.h"
+
+namespace flowtape::testing {
+
+void PerturbParameters(const nn::Module& m, Rng& rng, double scale) {
+  for (Tensor p : m.Parameters()) {
+    double* v = p.mutable_data();
+    for (int64_t i = 0; i < p.numel(); ++i) v[i] += scale * rng.Normal();
+  }
+}
+
+double LogAbsDetOf(const double* a, int64_t n) {
+  Eigen::Map<const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic,
+                                 Eigen::RowMajor>>
+      m(a, n, n);
+  Eigen::FullPivLU<Eigen::MatrixXd> lu(m);
+  const Eigen::MatrixXd& u = lu.matrixLU();
+  double s = 0;
+  for (int64_t i = 0; i < n; ++i) s += std::log(std::fabs(u(i, i)));
+  return s;
+}
+
+namespace {
+
+using flows::Flow;
+using flows::FlowResult;
+
+Shape BatchShape(const FlowCase& c, int64_t n) {
+  std::vector<int64_t> d = c.event_shape.dims();
+  d.insert(d.begin(), n);
+  return Shape(d);
+}
+
+// A flow of the case with perturbed parameters, plus inputs and context.
+struct Instance {
+  std::shared_ptr<Flow> flow;
+  Tensor x, z, context;
+};
+
+Instance Make(const FlowCase& c, uint64_t seed) {
+  Rng rng(seed);
+  Instance s;
+  s.flow = c.make(rng);
+  if (c.perturb > 0) PerturbParameters(*s.flow, rng, c.perturb);
+  s.x = (Tensor::Randn(BatchShape(c, c.batch), rng) * c.input_scale).Detach();
+  s.z = Tensor::Randn(BatchShape(c, c.batch), rng);
+  if (c.context_dim > 0)
+    s.context = Tensor::Randn({c.batch, c.context_dim}, rng);
+  return s;
+}
+
+double MaxAbsDiff(const Tensor& a, const Tensor& b) {
+  EXPECT_EQ(a.shape(), b.shape());
+  double m = 0;
+  for (int64_t i = 0; i < a.numel(); ++i)
+    m = std::max(m, std::fabs(a[i] - b[i]));
+  return m;
+}
+
+void ExpectFinite(const Tensor& t, const char* what) {
+  for (int64_t i = 0; i < t.numel(); ++i)
+    ASSERT_TRUE(std::isfinite(t[i])) << what << "[" << i << "] = " << t[i];
+}
+
+// Checks logdet against the brute-force Jacobian of the batch map x -> f(x).
+// Small batches (N*D <= 512) use the full [N*D, N*D] Jacobian: its off-
+// diagonal D x D blocks must be zero (samples are treated independently) and
+// each diagonal block's log|det| must equal logdet[i]. Larger ones use the
+// per-sample BatchJacobian (D VJPs) and check independence by running the
+// first sample alone.
+void CheckAgainstJacobian(const Flow& flow, bool inverse, const Tensor& x,
+                          const Tensor& context, double tol) {
+  const char* dir = inverse ? "inverse" : "forward";
+  auto f = [&](const Tensor& in, const Tensor& ctx) {
+    return inverse ? flow.Inverse(in, ctx) : flow.Forward(in, ctx);
+  };
+  TapeScope scope;
+  const int64_t n = x.dim(0), d = x.numel() / n;
+  FlowResult batch = f(x, context);
+  Tensor logdet = batch.logdet.Detach();
+  ASSERT_EQ(logdet.shape(), Shape({n})) << dir << " logdet shape";
+  std::vector<double> jac;  // [N, D, D] diagonal blocks
+  if (n * d <= 512) {
+    Tensor full = Jacobian(
+        [&](const Tensor& flat) {
+          return Reshape(f(Reshape(flat, x.shape().dims()), context).value,
+                         {n * d});
+        },
+        Reshape(x, {n * d}));
+    const double* j = full.data();
+    jac.resize(n * d * d);
+    for (int64_t a = 0; a < n; ++a)
+      for (int64_t b = 0; b < n; ++b)
+        for (int64_t r = 0; r < d; ++r)
+          for (int64_t k = 0; k < d; ++k) {
+            const double v = j[(a * d + r) * (n * d) + b * d + k];
+            if (a == b)
+              jac[(a * d + r) * d + k] = v;
+            else
+              ASSERT_EQ(v, 0.0) << dir << ": output of sample " << a
+                                << " depends on input of sample " << b;
+          }
+  } else {
+    Tensor bj = BatchJacobian(
+        [&](const Tensor& flat) {
+          return Reshape(f(Reshape(flat, x.shape().dims()), context).value,
+                         {n, d});
+        },
+        Reshape(x, {n, d}));
+    jac = bj.ToVector();
+    FlowResult first =
+        f(Narrow(x, 0, 0, 1),
+          context.defined() ? Narrow(context, 0, 0, 1) : Tensor());
+    for (int64_t k = 0; k < d; ++k)
+      ASSERT_NEAR(first.value[k], batch.value[k], 1e-12)
+          << dir << ": sample 0 alone differs from sample 0 in the batch";
+  }
+  for (int64_t a = 0; a < n; ++a)
+    EXPECT_NEAR(logdet[a], LogAbsDetOf(jac.data() + a * d * d, d), tol)
+        << dir << " logdet of sample " << a;
+}
+
+// Checks d(loss)/d(parameter) of every parameter tensor of `m` against
+// central differences (in place) on an evenly spread subset of at most
+// c.max_grad_entries entries, and that every tensor gets a nonzero gradient.
+void CheckParameterGradients(const FlowCase& c, const nn::Module& m,
+                             const std::function<Tensor()>& loss,
+                             const char* what) {
+  std::vector<std::pair<std::string, Tensor>> params = m.NamedParameters();
+  {
+    TapeScope scope;
+    for (auto& np : params) np.second.ZeroGrad();
+    Backward(loss());
+  }
+  int64_t total = 0;
+  for (auto& [name, p] : params) {
+    total += p.numel();
+    Tensor g = p.grad();
+    double norm = 0;
+    for (int64_t i = 0; g.defined() && i < g.numel(); ++i)
+      norm += std::fabs(g[i]);
+    EXPECT_GT(norm, 0.0) << "parameter " << name << " does not affect the "
+                         << what;
+  }
+  const int64_t stride = std::max<int64_t>(
+      1, (total + c.max_grad_entries - 1) / c.max_grad_entries);
+  const double h = 1e-6;
+  auto value = [&] {
+    NoGradScope no_grad;
+    return loss().item();
+  };
+  int64_t flat = 0;
+  double worst = 0;
+  std::string worst_at;
+  for (auto& [name, p] : params) {
+    Tensor g = p.grad();
+    for (int64_t i = 0; i < p.numel(); ++i, ++flat) {
+      if (flat % stride != 0) continue;
+      double* v = p.mutable_data();
+      const double old = v[i];
+      v[i] = old + h;
+      const double fp = value();
+      v[i] = old - h;
+      const double fm = value();
+      v[i] = old;
+      const double num = (fp - fm) / (2 * h);
+      const double ana = g.defined() ? g[i] : 0.0;
+      const double err = std::fabs(ana - num) / std::max(1.0, std::fabs(num));
+      if (err > worst) {
+        worst = err;
+        worst_at = name + "[" + std::to_string(i) + "]: analytic " +
+                   std::to_string(ana) + " numeric " + std::to_string(num);
+      }
+    }
+  }
+  EXPECT_LT(worst, c.grad_tol) << what << " gradient, worst at " << worst_at;
+}
+
+}  // namespace
+
+void CheckRoundTrip(const FlowCase& c) {
+  Instance s = Make(c, 11);
+  NoGradScope no_grad;
+  FlowResult fz = s.flow->Forward(s.x, s.context);
+  ASSERT_EQ(fz.value.shape(), s.x.shape());
+  ExpectFinite(fz.value, "forward z");
+  FlowResult fx = s.flow->Inverse(fz.value, s.context);
+  EXPECT_LT(MaxAbsDiff(fx.value, s.x), c.inverse_tol) << "inverse(forward(x))";
+  FlowResult gx = s.flow->Inverse(s.z, s.context);
+  ExpectFinite(gx.value, "inverse x");
+  FlowResult gz = s.flow->Forward(gx.value, s.context);
+  EXPECT_LT(MaxAbsDiff(gz.value, s.z), c.inverse_tol) << "forward(inverse(z))";
+}
+
+void CheckLogdetIsJacobian(const FlowCase& c) {
+  Instance s = Make(c, 12);
+  CheckAgainstJacobian(*s.flow, /*inverse=*/false, s.x, s.context,
+                       c.logdet_tol);
+  CheckAgainstJacobian(*s.flow, /*inverse=*/true, s.z, s.context, c.logdet_tol);
+}
+
+void CheckLogdetsCancel(const FlowCase& c) {
+  Instance s = Make(c, 13);
+  NoGradScope no_grad;
+  FlowResult fz = s.flow->Forward(s.x, s.context);
+  FlowResult fx = s.flow->Inverse(fz.value, s.context);
+  ASSERT_EQ(fz.logdet.shape(), Shape({c.batch}));
+  ASSERT_EQ(fx.logdet.shape(), Shape({c.batch}));
+  for (int64_t i = 0; i < c.batch; ++i)
+    EXPECT_NEAR(fz.logdet[i], -fx.logdet[i], c.logdet_tol) << "sample " << i;
+}
+
+void CheckDensityIntegratesToOne(const FlowCase& c) {
+  const int64_t d = c.event_shape.numel();
+  if (d > 2) return;  // quadrature only in 1-D and 2-D
+  Instance s = Make(c, 14);
+  flows::FlowModel model(std::make_shared<flows::StandardNormal>(c.event_shape),
+                         s.flow);
+  const int m =
+      c.quadrature_points > 0 ? c.quadrature_points : (d == 1 ? 4000 : 400);
+  const double l = c.quadrature_bound, h = 2 * l / m;
+  const int64_t n = d == 1 ? m : int64_t{m} * m;
+  NoGradScope no_grad;
+  Tensor x = Tensor::Empty(BatchShape(c, n));
+  double* px = x.mutable_data();
+  for (int64_t i = 0; i < n; ++i) {
+    px[i * d] = -l + h * (i % m + 0.5);
+    if (d == 2) px[i * d + 1] = -l + h * (i / m + 0.5);
+  }
+  Tensor ctx;  // one context for the whole grid: p(x | c) integrates to 1
+  if (c.context_dim > 0) {
+    Tensor row = Reshape(Narrow(s.context, 0, 0, 1), {1, c.context_dim});
+    ctx = BroadcastTo(row, Shape({n, c.context_dim}));
+  }
+  Tensor lp = model.LogProb(x, ctx);
+  double total = 0;
+  for (int64_t i = 0; i < n; ++i) total += std::exp(lp[i]);
+  EXPECT_NEAR(total * std::pow(h, d), 1.0, c.integral_tol);
+}
+
+void CheckGradients(const FlowCase& c) {
+  Instance s = Make(c, 15);
+  flows::FlowModel model(std::make_shared<flows::StandardNormal>(c.event_shape),
+                         s.flow);
+  CheckParameterGradients(
+      c, *s.flow, [&] { return model.Nll(s.x, s.context); }, "NLL");
+  // Gradients w.r.t. the data (and context) through the shared checker.
+  std::vector<Tensor> inputs = {s.x};
+  if (s.context.defined()) inputs.push_back(s.context);
+  double input_err = GradientError(
+      [&](const std::vector<Tensor>& in) {
+        return model.Nll(in[0], in.size() > 1 ? in[1] : Tensor());
+      },
+      inputs);
+  EXPECT_LT(input_err, c.grad_tol) << "gradient w.r.t. x / context";
+}
+
+void CheckInverseGradients(const FlowCase& c) {
+  Instance s = Make(c, 17);
+  Rng rng(18);
+  Tensor r = Tensor::Randn(s.z.shape(), rng);
+  CheckParameterGradients(
+      c, *s.flow,
+      [&] {
+        FlowResult g = s.flow->Inverse(s.z, s.context);
+        return Mean(Sum(Reshape(g.value * r, {c.batch, -1}), 1) + g.logdet);
+      },
+      "inverse");
+}
+
+void CheckContextMatters(const FlowCase& c) {
+  if (c.context_dim == 0) return;
+  Instance s = Make(c, 16);
+  NoGradScope no_grad;
+  Tensor other = (s.context + 1.0).Detach();
+  FlowResult a = s.flow->Forward(s.x, s.context);
+  FlowResult b = s.flow->Forward(s.x, other);
+  EXPECT_GT(MaxAbsDiff(a.value, b.value), 1e-6)
+      << "the context does not reach the flow";
+}
+
+// ---- the parameterised suite ----
+TEST_P(FlowHarness, RoundTrip) { CheckRoundTrip(GetParam()); }
+TEST_P(FlowHarness, LogdetIsJacobian) { CheckLogdetIsJacobian(GetParam()); }
+TEST_P(FlowHarness, LogdetsCancel) { CheckLogdetsCancel(GetParam()); }
+TEST_P(FlowHarness, DensityIntegratesToOne) {
+  if (GetParam().event_shape.numel() > 2)
+    GTEST_SKIP() << "quadrature only in 1-D and 2-D";
+  CheckDensityIntegratesToOne(GetParam());
+}
+TEST_P(FlowHarness, GradientsMatchFiniteDifferences) {
+  CheckGradients(GetParam());
+}
+TEST_P(FlowHarness, InverseGradientsMatchFiniteDifferences) {
+  CheckInverseGradients(GetParam());
+}
+TEST_P(FlowHarness, ContextMatters) {
+  if (GetParam().context_dim == 0) GTEST_SKIP() << "unconditional";
+  CheckContextMatters(GetParam());
+}
+
+}  // namespace flowtape::testing
+
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(FlowHarness);

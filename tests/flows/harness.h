@@ -1,0 +1,145 @@
+// The flow harness: one parameterised GoogleTest suite that every Flow in
+// flowtape runs through. Given a factory, the event shape and an optional
+// context dimension it checks, on random parameters and inputs:
+//   RoundTrip:        Inverse(Forward(x)) == x and Forward(Inverse(z)) == z
+//   LogdetIsJacobian: Forward and Inverse logdets equal log|det J| of the
+//                     brute-force autodiff Jacobian (Eigen LU), which must
+//                     be block diagonal: samples are treated independently
+//                     (full Jacobian up to N*D = 512, else per sample)
+//   LogdetsCancel:    Forward(x).logdet == -Inverse(Forward(x).value).logdet
+//   DensityIntegratesToOne (events of 1 or 2 numbers): with a standard
+//                     normal base, sum of p(x) over a grid on [-L, L]^d times
+//                     the cell volume is 1
+//   GradientsMatchFiniteDifferences: the NLL gradient w.r.t. every flow
+//                     parameter (central differences, in place) and w.r.t.
+//                     x and the context (tests/gradcheck.h); every parameter
+//                     tensor influences the NLL
+//   InverseGradientsMatchFiniteDifferences: the same for a loss of the
+//                     generative direction, mean(sum(Inverse(z) * r) +
+//                     Inverse logdet) (sampling / reverse-KL training)
+//   ContextMatters (context_dim > 0): changing the context changes z.
+//
+// Adding a flow is one line in a test file of its family:
+//   FLOWTAPE_FLOW_CASES(Coupling,
+//       FlowCase("realnvp_2d", MakeRealNvp2d, {2}),
+//       FlowCase("realnvp_cond", MakeCond, {3}, /*context_dim=*/2),
+//       FlowCase("planar", MakePlanar, {2}).InverseTol(1e-10));
+// A factory is `std::shared_ptr<flows::Flow>(Rng&)`. Unless Perturb(0) is
+// set, the harness adds N(0, 0.1^2) noise to every parameter after
+// construction, so flows that start at the identity are tested away from it.
+// The test target must depend on //tests/flows:harness (alwayslink).
+#ifndef FLOWTAPE_TESTS_FLOWS_HARNESS_H_
+#define FLOWTAPE_TESTS_FLOWS_HARNESS_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <ostream>
+#include <string>
+#include <utility>
+
+#include "autodiff/nn/module.h"
+#include "autodiff/tensor.h"
+#include "flows/flow.h"
+#include "gtest/gtest.h"
+
+namespace flowtape::testing {
+
+using FlowFactory = std::function<std::shared_ptr<flows::Flow>(Rng&)>;
+
+struct FlowCase {
+  FlowCase(std::string name, FlowFactory make, Shape event_shape,
+           int64_t context_dim = 0)
+      : name(std::move(name)),
+        make(std::move(make)),
+        event_shape(event_shape),
+        context_dim(context_dim) {}
+
+  std::string name;  // letters, digits and '_' (a test name)
+  FlowFactory make;
+  Shape event_shape;  // e.g. {2} or {C, H, W}
+  int64_t context_dim = 0;
+
+  // Tolerances and sizes (chainable setters below).
+  double inverse_tol = 1e-10;   // max |x - x'| of the round trips
+  double logdet_tol = 1e-9;     // |logdet - log|det J|| per sample
+  double integral_tol = 1e-4;   // |integral - 1|
+  double grad_tol = 1e-6;       // relative error, as in tests/gradcheck.h
+  double quadrature_bound = 8;  // grid on [-L, L]^d
+  int quadrature_points = 0;    // per axis (0: 4000 in 1-D, 400 in 2-D)
+  double input_scale = 1.0;     // x ~ N(0, input_scale^2)
+  double perturb = 0.1;         // parameter noise after construction
+  int64_t batch = 4;
+  int max_grad_entries = 300;  // parameter entries checked by differences
+
+  FlowCase& InverseTol(double v) {
+    inverse_tol = v;
+    return *this;
+  }
+  FlowCase& LogdetTol(double v) {
+    logdet_tol = v;
+    return *this;
+  }
+  FlowCase& IntegralTol(double v) {
+    integral_tol = v;
+    return *this;
+  }
+  FlowCase& GradTol(double v) {
+    grad_tol = v;
+    return *this;
+  }
+  FlowCase& Quadrature(double bound, int points) {
+    quadrature_bound = bound;
+    quadrature_points = points;
+    return *this;
+  }
+  FlowCase& InputScale(double v) {
+    input_scale = v;
+    return *this;
+  }
+  FlowCase& Perturb(double v) {
+    perturb = v;
+    return *this;
+  }
+  FlowCase& Batch(int64_t v) {
+    batch = v;
+    return *this;
+  }
+  FlowCase& MaxGradEntries(int v) {
+    max_grad_entries = v;
+    return *this;
+  }
+};
+
+inline void PrintTo(const FlowCase& c, std::ostream* os) { *os << c.name; }
+
+// Adds N(0, scale^2) noise to every parameter of `m`.
+void PerturbParameters(const nn::Module& m, Rng& rng, double scale);
+
+// log|det a| of a square row-major n x n matrix (Eigen, full-pivot LU).
+double LogAbsDetOf(const double* a, int64_t n);
+
+// The checks behind the suite's tests (each reports gtest failures; the
+// harness's own test runs them on deliberately broken flows).
+void CheckRoundTrip(const FlowCase& c);
+void CheckLogdetIsJacobian(const FlowCase& c);
+void CheckLogdetsCancel(const FlowCase& c);
+void CheckDensityIntegratesToOne(const FlowCase& c);  // event of 1 or 2 only
+void CheckGradients(const FlowCase& c);
+// The generative direction's parameter gradients (sampling, reverse KL):
+// loss = mean_i [sum(Inverse(z_i) * r_i) + Inverse(z_i).logdet], r random.
+void CheckInverseGradients(const FlowCase& c);
+void CheckContextMatters(const FlowCase& c);  // context_dim > 0 only
+
+class FlowHarness : public ::testing::TestWithParam<FlowCase> {};
+
+}  // namespace flowtape::testing
+
+#define FLOWTAPE_FLOW_CASES(prefix, ...)                                \
+  using ::flowtape::testing::FlowHarness;                               \
+  INSTANTIATE_TEST_SUITE_P(                                             \
+      prefix, FlowHarness, ::testing::Values(__VA_ARGS__),              \
+      [](const ::testing::TestParamInfo<::flowtape::testing::FlowCase>& \
+             info) { return info.param.name; })
+
+#endif  // FLOWTAPE_TESTS_FLOWS_HARNESS_H_

@@ -1,0 +1,190 @@
+// Closed-form manifold flows: inverse round trips (1e-10), outputs stay on
+// the manifold, Status for parameters outside the invertible domain, the
+// generalized calibration group law, temperature scaling as a special case,
+// the normalized linear flow pushing uniform to the ACG, the neural flow.
+#include <cmath>
+#include <memory>
+#include <vector>
+
+#include "autodiff/ops.h"
+#include "autodiff/tape.h"
+#include "gtest/gtest.h"
+#include "manifolds/calibration.h"
+#include "manifolds/manifold.h"
+#include "manifolds/manifold_flow.h"
+#include "manifolds/neural_sphere_flow.h"
+#include "manifolds/sphere_densities.h"
+#include "manifolds/sphere_flows.h"
+#include "tests/manifolds/test_util.h"
+
+namespace flowtape::manifolds {
+namespace {
+using testing::RandomInvertible;
+using testing::RandomVector;
+
+double MaxAbsDiff(const Tensor& a, const Tensor& b) {
+  double worst = 0.0;
+  for (int64_t i = 0; i < a.numel(); ++i)
+    worst = std::max(worst, std::abs(a[i] - b[i]));
+  return worst;
+}
+
+void ExpectRoundTrip(const flows::Flow& f, const Manifold& m, const Tensor& x,
+                     double tol) {
+  NoGradScope no_grad;
+  flows::FlowResult fwd = f.Forward(x);
+  ASSERT_TRUE(m.ContainsAll(fwd.value, 1e-12)) << f.name();
+  flows::FlowResult inv = f.Inverse(fwd.value);
+  EXPECT_LT(MaxAbsDiff(inv.value, x), tol) << f.name();
+  EXPECT_LT(MaxAbsDiff(inv.logdet, -fwd.logdet), 1e-9) << f.name();
+}
+
+TEST(SphereFlows, RoundTrips) {
+  Rng rng(11);
+  for (int64_t n = 2; n <= 6; ++n) {
+    Manifold s = Manifold::Sphere(n);
+    Tensor x = s.SampleUniform(50, rng);
+    ExpectRoundTrip(NormalizedAffine(n, rng, 0.5), s, x, 1e-10);
+    ExpectRoundTrip(NormalizedTranslation(n, rng, 0.5), s, x, 1e-10);
+    ExpectRoundTrip(NormalizedLinear(n, rng, 0.5), s, x, 1e-10);
+    Eigen::MatrixXd m = RandomInvertible(n, rng);
+    Eigen::VectorXd b = RandomVector(n, rng).normalized() * 0.95;
+    ExpectRoundTrip(**NormalizedAffine::Create(m, m * b), s, x, 1e-10);
+  }
+}
+
+TEST(SphereFlows, TranslationInverseIsTheIssueFormula) {
+  Rng rng(12);
+  Eigen::VectorXd c(3);
+  c << 0.3, -0.5, 0.2;
+  auto f = *NormalizedTranslation::Create(c);
+  Tensor y = Manifold::Sphere(3).SampleUniform(5, rng);
+  Tensor x = f->Inverse(y).value;
+  for (int64_t i = 0; i < 5; ++i) {
+    Eigen::VectorXd yi = Row(y, i);
+    const double yc = yi.dot(c);
+    const double rho = yc + std::sqrt(yc * yc + 1.0 - c.squaredNorm());
+    EXPECT_LT((Row(x, i) - (rho * yi - c)).norm(), 1e-14);
+  }
+}
+
+TEST(SphereFlows, RejectsParametersOutsideTheDomain) {
+  Eigen::MatrixXd eye = Eigen::MatrixXd::Identity(3, 3);
+  Eigen::VectorXd c = Eigen::VectorXd::Constant(3, 0.7);  // |c| = 1.21
+  EXPECT_FALSE(NormalizedTranslation::Create(c).ok());
+  EXPECT_FALSE(NormalizedAffine::Create(eye, c).ok());
+  EXPECT_TRUE(NormalizedAffine::Create(2.0 * eye, c).ok());  // |M^-1 c| < 1
+  Eigen::MatrixXd singular = eye;
+  singular(2, 2) = 0.0;
+  auto s = NormalizedLinear::Create(singular);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("singular"), std::string::npos);
+  EXPECT_FALSE(
+      NormalizedLinear::Create(Eigen::MatrixXd::Constant(3, 3, NAN)).ok());
+}
+
+TEST(SphereFlows, ParametrisationStaysInvertibleForWildParameters) {
+  Rng rng(13);
+  NormalizedAffine f(4, rng, 1.5);  // large random parameters
+  Manifold s = Manifold::Sphere(4);
+  NoGradScope no_grad;
+  double bb = Sum(Square(f.B())).item();
+  EXPECT_LT(bb, 1.0);
+  EXPECT_GT(std::abs(f.MValue().determinant()), 0.0);
+  ExpectRoundTrip(f, s, s.SampleUniform(20, rng), 1e-8);
+}
+
+TEST(SphereFlows, NormalizedLinearPushesUniformToAcg) {
+  Rng rng(14);
+  for (int64_t n = 2; n <= 5; ++n) {
+    Eigen::MatrixXd m = RandomInvertible(n, rng);
+    auto acg = *AngularCentralGaussian::Create(m * m.transpose());
+    ManifoldFlowModel model(
+        std::make_shared<UniformSphere>(n),
+        {std::shared_ptr<flows::Flow>(*NormalizedLinear::Create(m.inverse()))});
+    // The model's generative map is f = (y -> M^-1 y / |.|)^-1 = (x -> Mx/|.|).
+    Tensor y = Manifold::Sphere(n).SampleUniform(20, rng);
+    NoGradScope no_grad;
+    EXPECT_LT(MaxAbsDiff(model.LogProb(y), acg->LogProb(y)), 1e-10);
+  }
+}
+
+TEST(Calibration, RoundTripsAndStaysOnSimplex) {
+  Rng rng(15);
+  for (int64_t n = 2; n <= 6; ++n) {
+    Manifold d = Manifold::Simplex(n);
+    Tensor p = d.SampleUniform(50, rng);
+    std::vector<double> c(n);
+    for (double& v : c) v = rng.Normal();
+    ExpectRoundTrip(**SimplexCalibration::Create(0.4, c), d, p, 1e-10);
+    ExpectRoundTrip(**SimplexCalibration::Create(-2.5, c), d, p, 1e-10);
+    ExpectRoundTrip(GeneralizedCalibration(n, rng, 0.4), d, p, 1e-10);
+  }
+}
+
+TEST(Calibration, TemperatureScalingIsSoftmaxOfScaledLogits) {
+  auto t = *SimplexCalibration::Create(2.0, {0, 0, 0}, true);
+  Tensor logits = Tensor::FromVector({1, 3}, {1.0, -0.5, 2.0});
+  Tensor q = t->Forward(Softmax(logits, 1)).value;
+  Tensor expect = Softmax(logits / 2.0, 1);
+  EXPECT_LT(MaxAbsDiff(q, expect), 1e-15);
+  EXPECT_TRUE(t->Parameters().size() == 1u);  // only the temperature
+  EXPECT_FALSE(SimplexCalibration::Create(0.0, {0, 0}).ok());
+  EXPECT_FALSE(SimplexCalibration::Create(1.0, {1, 0}, true).ok());
+}
+
+TEST(Calibration, GeneralizedConstraintHoldsExactlyByConstruction) {
+  Rng rng(16);
+  GeneralizedCalibration g(6, rng, 1.0);
+  Eigen::MatrixXd a = g.AValue();
+  Eigen::VectorXd row_sums = a.rowwise().sum();
+  EXPECT_LT((row_sums.array() - g.lambda()).abs().maxCoeff(), 1e-13);
+  // A 1 != lambda 1 and singular A are rejected.
+  Eigen::MatrixXd bad = Eigen::MatrixXd::Identity(3, 3);
+  bad(0, 1) = 0.5;
+  EXPECT_FALSE(
+      GeneralizedCalibration::Create(bad, Eigen::VectorXd::Zero(3)).ok());
+  EXPECT_FALSE(GeneralizedCalibration::Create(Eigen::MatrixXd::Ones(3, 3),
+                                              Eigen::VectorXd::Zero(3))
+                   .ok());
+}
+
+TEST(Calibration, GeneralizedCalibrationIsAGroup) {
+  Rng rng(17);
+  for (int64_t n = 2; n <= 6; ++n) {
+    GeneralizedCalibration f1(n, rng, 0.5), f2(n, rng, 0.5);
+    Eigen::MatrixXd a = f2.AValue() * f1.AValue();
+    Eigen::VectorXd c = f2.AValue() * f1.CValue() + f2.CValue();
+    auto f21 = *GeneralizedCalibration::Create(a, c);
+    EXPECT_NEAR(f21->lambda(), f1.lambda() * f2.lambda(), 1e-12);
+    Tensor p = Manifold::Simplex(n).SampleUniform(20, rng);
+    NoGradScope no_grad;
+    flows::FlowResult r1 = f1.Forward(p), r2 = f2.Forward(r1.value);
+    flows::FlowResult r21 = f21->Forward(p);
+    EXPECT_LT(MaxAbsDiff(r21.value, r2.value), 1e-12);
+    EXPECT_LT(MaxAbsDiff(r21.logdet, r1.logdet + r2.logdet), 1e-10);
+    // The identity element and inverses are in the family too.
+    auto inv = *GeneralizedCalibration::Create(
+        f1.AValue().inverse(), -f1.AValue().inverse() * f1.CValue());
+    EXPECT_LT(MaxAbsDiff(inv->Forward(r1.value).value, p), 1e-12);
+  }
+}
+
+TEST(NeuralSphereFlow, RoundTripAndOnSphere) {
+  Rng rng(18);
+  CylindricalCouplingFlow f(4, 16, rng);
+  for (Tensor p : f.Parameters())
+    for (int64_t j = 0; j < p.numel(); ++j)
+      p.mutable_data()[j] += 0.3 * rng.Normal();
+  Manifold s = Manifold::Sphere(3);
+  Tensor x = s.SampleUniform(40, rng);
+  flows::FlowResult fwd = f.Forward(x);
+  ASSERT_TRUE(s.ContainsAll(fwd.value.Detach(), 1e-12));
+  flows::FlowResult inv = f.Inverse(fwd.value.Detach());
+  EXPECT_LT(MaxAbsDiff(inv.value, x), 1e-10);
+  EXPECT_LT(MaxAbsDiff(inv.logdet, fwd.logdet.Detach() * -1.0), 1e-9);
+  Tape::Get().Reset();
+}
+
+}  // namespace
+}  // namespace flowtape::manifolds

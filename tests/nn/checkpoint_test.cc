@@ -1,0 +1,238 @@
+// Checkpoints: round trip (with optimizer state) and every corruption case
+// returning its error while leaving the module untouched.
+#include "autodiff/nn/checkpoint.h"
+
+#include <dirent.h>
+
+#include <cstdio>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <vector>
+
+#include "autodiff/grad.h"
+#include "autodiff/nn/layers.h"
+#include "autodiff/nn/optim.h"
+#include "autodiff/ops.h"
+#include "autodiff/tape.h"
+#include "gtest/gtest.h"
+
+namespace flowtape::nn {
+namespace {
+
+std::string TmpPath(const std::string& name) {
+  const char* dir = std::getenv("TEST_TMPDIR");
+  return std::string(dir != nullptr ? dir : "/tmp") + "/" + name;
+}
+
+std::vector<std::vector<double>> Values(const NamedTensors& ts) {
+  std::vector<std::vector<double>> v;
+  for (const auto& [name, t] : ts) v.push_back(t.ToVector());
+  return v;
+}
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+void WriteAll(const std::string& path, const std::string& data) {
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f << data;
+}
+
+void TrainSteps(const MLP& net, Optimizer& opt, int steps) {
+  Tensor x = Tensor::FromVector({3, 2}, {0.1, -0.4, 1.0, 0.3, -0.7, 0.2});
+  for (int i = 0; i < steps; ++i) {
+    opt.ZeroGrad();
+    Backward(Mean(Square(net(x))));
+    Tape::Get().Reset();
+    opt.Step();
+  }
+}
+
+TEST(Checkpoint, RoundTripWithOptimizerResumesBitIdentically) {
+  Rng r1(1), r2(2);
+  MLP a({2, 5, 3}, Activation::kTanh, r1), b({2, 5, 3}, Activation::kTanh, r2);
+  AdamOptions o;
+  o.lr = 0.05;
+  Adam oa(a, o), ob(b, o);
+  TrainSteps(a, oa, 3);
+  const std::string path = TmpPath("round_trip.ckpt");
+  ASSERT_TRUE(SaveCheckpoint(path, a, &oa).ok());
+  ASSERT_NE(Values(a.NamedParameters()), Values(b.NamedParameters()));
+  absl::Status s = LoadCheckpoint(path, b, &ob);
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(Values(a.NamedParameters()), Values(b.NamedParameters()));
+  EXPECT_EQ(Values(oa.NamedState()), Values(ob.NamedState()));
+  EXPECT_EQ(ob.step_count(), 3);
+  TrainSteps(a, oa, 4);
+  TrainSteps(b, ob, 4);
+  EXPECT_EQ(Values(a.NamedParameters()), Values(b.NamedParameters()));
+}
+
+TEST(Checkpoint, WeightsOnlyIgnoresOptimizerEntriesAndLeavesNoTempFiles) {
+  Rng r1(1), r2(2);
+  MLP a({2, 4, 1}, Activation::kRelu, r1), b({2, 4, 1}, Activation::kRelu, r2);
+  Sgd opt(a, SgdOptions());
+  const std::string dir = TmpPath("atomic");
+  std::system(("mkdir -p " + dir).c_str());
+  const std::string path = dir + "/w.ckpt";
+  ASSERT_TRUE(SaveCheckpoint(path, a, &opt).ok());
+  ASSERT_TRUE(SaveCheckpoint(path, a, &opt).ok());  // overwrite in place
+  ASSERT_TRUE(LoadCheckpoint(path, b).ok());
+  EXPECT_EQ(Values(a.NamedParameters()), Values(b.NamedParameters()));
+  std::vector<std::string> files;
+  DIR* d = opendir(dir.c_str());
+  while (dirent* e = readdir(d))
+    if (e->d_name[0] != '.') files.push_back(e->d_name);
+  closedir(d);
+  EXPECT_EQ(files, std::vector<std::string>{"w.ckpt"});
+}
+
+TEST(Checkpoint, TensorFileRoundTripsEveryRank) {
+  Rng rng(3);
+  NamedTensors ts = {{"scalar", Tensor::Scalar(-0.0)},
+                     {"v", Tensor::Randn({3}, rng)},
+                     {"empty", Tensor::Zeros({0, 2})},
+                     {"img", Tensor::Randn({1, 2, 3, 2}, rng)}};
+  ts[1].second.mutable_data()[1] = 1e-310;  // subnormal survives
+  const std::string path = TmpPath("ranks.ckpt");
+  ASSERT_TRUE(WriteTensorFile(path, ts).ok());
+  auto back = ReadTensorFile(path);
+  ASSERT_TRUE(back.ok()) << back.status();
+  ASSERT_EQ(back->size(), ts.size());
+  for (size_t i = 0; i < ts.size(); ++i) {
+    EXPECT_EQ((*back)[i].first, ts[i].first);
+    EXPECT_EQ((*back)[i].second.shape(), ts[i].second.shape());
+    EXPECT_EQ((*back)[i].second.ToVector(), ts[i].second.ToVector());
+  }
+  EXPECT_TRUE(std::signbit((*back)[0].second.item()));
+}
+
+// Each corruption: (file bytes, optimizer wanted) -> status code + message.
+class Corruption : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    MLP saved({2, 3, 1}, Activation::kTanh, rng_saved_);
+    Adam opt(saved, AdamOptions());
+    ASSERT_TRUE(SaveCheckpoint(good_path_, saved, &opt).ok());
+    good_ = ReadAll(good_path_);
+  }
+  // Loads `bytes` into a fresh module (and optimizer) and checks that the
+  // error matches and nothing changed.
+  void ExpectError(const std::string& bytes, absl::StatusCode code,
+                   const std::string& needle, bool with_optimizer = false,
+                   std::vector<int64_t> sizes = {2, 3, 1}) {
+    const std::string path = TmpPath("bad.ckpt");
+    WriteAll(path, bytes);
+    Rng rng(99);
+    MLP m(sizes, Activation::kTanh, rng);
+    Sgd opt(m, SgdOptions());
+    auto before = Values(m.NamedParameters());
+    auto state_before = Values(opt.NamedState());
+    absl::Status s = LoadCheckpoint(path, m, with_optimizer ? &opt : nullptr);
+    EXPECT_EQ(s.code(), code) << s;
+    EXPECT_NE(s.message().find(needle), std::string::npos) << s;
+    EXPECT_NE(s.message().find(path), std::string::npos) << s;
+    EXPECT_EQ(Values(m.NamedParameters()), before);
+    EXPECT_EQ(Values(opt.NamedState()), state_before);
+  }
+  std::string Saved(std::vector<int64_t> sizes) {
+    Rng rng(5);
+    MLP m(sizes, Activation::kTanh, rng);
+    const std::string path = TmpPath("other.ckpt");
+    EXPECT_TRUE(SaveCheckpoint(path, m).ok());
+    return ReadAll(path);
+  }
+  Rng rng_saved_{5};
+  std::string good_path_ = TmpPath("good.ckpt");
+  std::string good_;
+};
+
+TEST_F(Corruption, MissingFile) {
+  Rng rng(1);
+  MLP m({2, 3, 1}, Activation::kTanh, rng);
+  auto before = Values(m.NamedParameters());
+  absl::Status s = LoadCheckpoint(TmpPath("does_not_exist.ckpt"), m);
+  EXPECT_EQ(s.code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(s.message().find("file not found"), std::string::npos);
+  EXPECT_EQ(Values(m.NamedParameters()), before);
+}
+
+TEST_F(Corruption, Truncated) {
+  ExpectError("", absl::StatusCode::kDataLoss, "truncated");
+  ExpectError(good_.substr(0, 20), absl::StatusCode::kDataLoss, "truncated");
+  ExpectError(good_.substr(0, 40), absl::StatusCode::kDataLoss, "truncated");
+  ExpectError(good_.substr(0, good_.size() - 1), absl::StatusCode::kDataLoss,
+              "truncated");
+}
+
+TEST_F(Corruption, TrailingBytes) {
+  ExpectError(good_ + "x", absl::StatusCode::kDataLoss, "trailing bytes");
+}
+
+TEST_F(Corruption, BadMagic) {
+  std::string b = good_;
+  b[0] = 'X';
+  ExpectError(b, absl::StatusCode::kDataLoss, "bad magic");
+}
+
+TEST_F(Corruption, UnsupportedVersion) {
+  std::string b = good_;
+  b[8] = 2;
+  ExpectError(b, absl::StatusCode::kFailedPrecondition,
+              "unsupported version 2");
+}
+
+TEST_F(Corruption, ChecksumMismatch) {
+  for (size_t at : {size_t{32}, size_t{45}, good_.size() - 3}) {
+    std::string b = good_;
+    b[at] ^= 0x10;
+    ExpectError(b, absl::StatusCode::kDataLoss, "checksum mismatch");
+  }
+}
+
+TEST_F(Corruption, MissingName) {
+  ExpectError(Saved({2, 3}), absl::StatusCode::kInvalidArgument,
+              "missing 'layer1.weight'", false, {2, 3, 1});
+}
+
+TEST_F(Corruption, UnknownName) {
+  ExpectError(Saved({2, 3, 1}), absl::StatusCode::kInvalidArgument,
+              "unknown name 'layer1.bias'", false, {2, 3});
+}
+
+TEST_F(Corruption, WrongShape) {
+  // layer0 matches by name but layer0.weight is [2, 4] in the file.
+  ExpectError(Saved({2, 4, 1}), absl::StatusCode::kInvalidArgument,
+              "'layer0.weight' has shape [2, 4] in the file but [2, 3]");
+}
+
+TEST_F(Corruption, OptimizerStateMissingOrForeign) {
+  // Weights-only file, optimizer requested.
+  ExpectError(Saved({2, 3, 1}), absl::StatusCode::kInvalidArgument,
+              "missing 'optimizer/step'", true);
+  // Adam state loaded into an SGD (no momentum): Adam's slots are unknown.
+  ExpectError(good_, absl::StatusCode::kInvalidArgument,
+              "unknown name 'optimizer/layer0.bias.exp_avg'", true);
+}
+
+TEST_F(Corruption, MalformedPayloadWithValidChecksum) {
+  // A payload that claims more tensors than it holds, correctly checksummed.
+  NamedTensors one = {{"a", Tensor::Ones({2})}};
+  const std::string path = TmpPath("one.ckpt");
+  ASSERT_TRUE(WriteTensorFile(path, one).ok());
+  std::string b = ReadAll(path);
+  b[32] = 2;  // count 1 -> 2
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 32; i < b.size(); ++i) {
+    h ^= static_cast<unsigned char>(b[i]);
+    h *= 1099511628211ull;
+  }
+  for (int i = 0; i < 8; ++i) b[24 + i] = static_cast<char>(h >> (8 * i));
+  ExpectError(b, absl::StatusCode::kDataLoss, "malformed payload");
+}
+
+}  // namespace
+}  // namespace flowtape::nn

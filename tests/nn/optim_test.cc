@@ -1,0 +1,227 @@
+// Optimizers, schedules and clipping against hand-computed values.
+#include "autodiff/nn/optim.h"
+
+#include <cmath>
+
+#include "autodiff/grad.h"
+#include "autodiff/nn/schedule.h"
+#include "autodiff/ops.h"
+#include "autodiff/tape.h"
+#include "gtest/gtest.h"
+
+namespace flowtape::nn {
+namespace {
+
+// Sets p.grad() to the gradient of sum(w * p^2) / 2, i.e. w * p.
+void QuadraticGrad(const Tensor& p, const Tensor& w) {
+  Tensor q = p;
+  q.ZeroGrad();
+  Backward(Sum(w * Square(p)) * 0.5);
+  Tape::Get().Reset();
+}
+
+// Sets p.grad() = c (gradient of sum(c * p)).
+void LinearGrad(const Tensor& p, const Tensor& c) {
+  Tensor q = p;
+  q.ZeroGrad();
+  Backward(Sum(c * p));
+  Tape::Get().Reset();
+}
+
+template <typename Options>
+Options Lr(double lr) {
+  Options o;
+  o.lr = lr;
+  return o;
+}
+
+Tensor Param(std::vector<double> v) {
+  return Tensor::FromVector({static_cast<int64_t>(v.size())}, v)
+      .set_requires_grad(true);
+}
+
+TEST(Sgd, MomentumAndWeightDecayTwoSteps) {
+  Tensor p = Param({1.0, -2.0});
+  Tensor c = Tensor::FromVector({2}, {0.5, 1.0});
+  SgdOptions o;
+  o.lr = 0.1;
+  o.momentum = 0.9;
+  o.weight_decay = 0.01;
+  Sgd opt({p}, o);
+  LinearGrad(p, c);
+  opt.Step();
+  // d = c + 0.01 p = [0.51, 0.98]; b = d; p -= 0.1 b.
+  EXPECT_NEAR(p[0], 0.949, 1e-15);
+  EXPECT_NEAR(p[1], -2.098, 1e-15);
+  LinearGrad(p, c);
+  opt.Step();
+  // d = [0.50949, 0.97902]; b = 0.9 [0.51, 0.98] + d = [0.96849, 1.86102].
+  EXPECT_NEAR(p[0], 0.852151, 1e-15);
+  EXPECT_NEAR(p[1], -2.284102, 1e-15);
+  EXPECT_EQ(opt.step_count(), 2);
+}
+
+TEST(Sgd, PlainAndNesterov) {
+  Tensor p = Param({1.0, -2.0}), q = Param({1.0, -2.0});
+  Tensor c = Tensor::FromVector({2}, {0.5, 1.0});
+  SgdOptions o;
+  o.lr = 0.1;
+  Sgd plain({p}, o);
+  o.momentum = 0.9;
+  o.nesterov = true;
+  o.weight_decay = 0.01;
+  Sgd nesterov({q}, o);
+  LinearGrad(p, c);
+  LinearGrad(q, c);
+  plain.Step();
+  nesterov.Step();
+  EXPECT_NEAR(p[0], 0.95, 1e-15);
+  EXPECT_NEAR(p[1], -2.1, 1e-15);
+  // d = [0.51, 0.98]; b = d; step d + 0.9 b = 1.9 d = [0.969, 1.862].
+  EXPECT_NEAR(q[0], 0.9031, 1e-15);
+  EXPECT_NEAR(q[1], -2.1862, 1e-15);
+}
+
+TEST(Adam, FirstStepIsSignedLr) {
+  // Bias correction makes step 1: p -= lr g / (|g| + eps).
+  Tensor p = Param({1.0, -2.0, 0.5});
+  Tensor c = Tensor::FromVector({3}, {0.5, -4.0, 1e-3});
+  Adam opt({p}, Lr<AdamOptions>(0.1));
+  LinearGrad(p, c);
+  opt.Step();
+  EXPECT_NEAR(p[0], 1.0 - 0.1 * 0.5 / (0.5 + 1e-8), 1e-15);
+  EXPECT_NEAR(p[1], -2.0 + 0.1 * 4.0 / (4.0 + 1e-8), 1e-15);
+  EXPECT_NEAR(p[2], 0.5 - 0.1 * 1e-3 / (1e-3 + 1e-8), 1e-15);
+}
+
+// Three steps on sum(w p^2)/2 (gradient w * p), p0 = [1, -2, 0.5],
+// w = [1, 3, 0.2], lr 0.1, betas (0.9, 0.999), eps 1e-8. Reference values
+// from an independent scalar transcription of the papers' update rules.
+struct AdamCase {
+  bool decoupled;
+  double wd;
+  double want[3];
+};
+
+TEST(Adam, ThreeStepsMatchReference) {
+  const AdamCase cases[] = {
+      {false,
+       0.0,
+       {0.70158627450441502, -1.7006233917912488, 0.20487128117265999}},
+      {false,
+       0.1,
+       {0.70158627422107234, -1.7006233917747833, 0.20487127057549021}},
+      {true,
+       0.1,
+       {0.67510122318920074, -1.6443686833067828, 0.19341563267674738}},
+  };
+  Tensor w = Tensor::FromVector({3}, {1.0, 3.0, 0.2});
+  for (const AdamCase& c : cases) {
+    Tensor p = Param({1.0, -2.0, 0.5});
+    AdamOptions o = Lr<AdamOptions>(0.1);
+    o.weight_decay = c.wd;
+    std::unique_ptr<Optimizer> opt;
+    if (c.decoupled)
+      opt = std::make_unique<AdamW>(std::vector<Tensor>{p}, o);
+    else
+      opt = std::make_unique<Adam>(std::vector<Tensor>{p}, o);
+    for (int t = 0; t < 3; ++t) {
+      QuadraticGrad(p, w);
+      opt->Step();
+    }
+    for (int i = 0; i < 3; ++i) EXPECT_NEAR(p[i], c.want[i], 1e-14) << i;
+  }
+}
+
+TEST(Adam, ConvergesOnQuadratic) {
+  // f(x) = sum((x - t)^2 * s) with an ill-conditioned diagonal s.
+  Tensor x = Param({3.0, -1.0, 0.0, 10.0});
+  Tensor target = Tensor::FromVector({4}, {1.0, 2.0, -3.0, 0.5});
+  Tensor s = Tensor::FromVector({4}, {1.0, 100.0, 0.01, 5.0});
+  Adam opt({x}, Lr<AdamOptions>(0.1));
+  opt.set_schedule(CosineAnnealingLr(0.1, 3000));
+  for (int t = 0; t < 3000; ++t) {
+    opt.ZeroGrad();
+    Backward(Sum(Square(x - target) * s));
+    Tape::Get().Reset();
+    opt.Step();
+  }
+  for (int i = 0; i < 4; ++i) EXPECT_NEAR(x[i], target[i], 1e-4) << i;
+}
+
+TEST(Optimizer, SkipsParametersWithoutGradAndExposesState) {
+  Tensor a = Param({1.0}), b = Param({2.0, 3.0});
+  Adam opt({a, b}, Lr<AdamOptions>(0.5));
+  LinearGrad(a, Tensor::FromVector({1}, {1.0}));
+  b.ZeroGrad();
+  opt.Step();
+  EXPECT_NEAR(a[0], 0.5, 1e-7);
+  EXPECT_EQ(b[0], 2.0);
+  NamedTensors st = opt.NamedState();
+  ASSERT_EQ(st.size(), 5u);
+  EXPECT_EQ(st[0].first, "step");
+  EXPECT_EQ(st[0].second.item(), 1.0);
+  EXPECT_EQ(st[1].first, "param0.exp_avg");
+  EXPECT_NEAR(st[1].second[0], 0.1, 1e-16);
+  EXPECT_EQ(st[4].first, "param1.exp_avg_sq");
+  EXPECT_EQ(st[4].second[1], 0.0);
+  // Writing into the state restores it (what checkpoints do).
+  st[0].second.mutable_data()[0] = 7.0;
+  EXPECT_EQ(opt.step_count(), 7);
+}
+
+TEST(Schedule, Values) {
+  EXPECT_EQ(ConstantLr(0.3)(1000), 0.3);
+  Schedule s = StepDecayLr(1.0, 10, 0.5);
+  EXPECT_EQ(s(0), 1.0);
+  EXPECT_EQ(s(9), 1.0);
+  EXPECT_EQ(s(10), 0.5);
+  EXPECT_EQ(s(25), 0.25);
+  EXPECT_NEAR(ExponentialLr(2.0, 0.9)(3), 2.0 * 0.729, 1e-15);
+  Schedule cos = CosineAnnealingLr(1.0, 100, 0.1);
+  EXPECT_NEAR(cos(0), 1.0, 1e-15);
+  EXPECT_NEAR(cos(50), 0.55, 1e-15);
+  EXPECT_NEAR(cos(25), 0.1 + 0.9 * 0.5 * (1 + std::sqrt(0.5)), 1e-15);
+  EXPECT_EQ(cos(100), 0.1);
+  EXPECT_EQ(cos(1000), 0.1);
+  Schedule w = LinearWarmup(4, StepDecayLr(1.0, 2, 0.1));
+  EXPECT_NEAR(w(0), 0.25, 1e-15);
+  EXPECT_NEAR(w(3), 1.0, 1e-15);
+  EXPECT_NEAR(w(4), 1.0, 1e-15);  // wrapped schedule at its step 0
+  EXPECT_NEAR(w(6), 0.1, 1e-15);  // its step 2
+}
+
+TEST(Optimizer, UsesScheduleAtCurrentStep) {
+  Tensor p = Param({0.0});
+  Sgd opt({p}, Lr<SgdOptions>(1.0));
+  opt.set_schedule(StepDecayLr(1.0, 1, 0.5));  // 1, 0.5, 0.25
+  for (int t = 0; t < 3; ++t) {
+    EXPECT_EQ(opt.lr(), std::pow(0.5, t));
+    LinearGrad(p, Tensor::FromVector({1}, {1.0}));
+    opt.Step();
+  }
+  EXPECT_EQ(p[0], -1.75);
+}
+
+TEST(Clip, GlobalNormScalesAllAndReturnsPreClipNorm) {
+  Tensor a = Param({0.0, 0.0}), b = Param({0.0});
+  LinearGrad(a, Tensor::FromVector({2}, {3.0, 4.0}));
+  LinearGrad(b, Tensor::FromVector({1}, {12.0}));
+  EXPECT_DOUBLE_EQ(ClipGradNorm({a, b}, 20.0), 13.0);  // no change
+  EXPECT_EQ(a.grad()[1], 4.0);
+  EXPECT_DOUBLE_EQ(ClipGradNorm({a, b}, 6.5), 13.0);
+  EXPECT_DOUBLE_EQ(a.grad()[0], 1.5);
+  EXPECT_DOUBLE_EQ(a.grad()[1], 2.0);
+  EXPECT_DOUBLE_EQ(b.grad()[0], 6.0);
+  EXPECT_DOUBLE_EQ(ClipGradNorm({a, b}, 100.0), 6.5);
+}
+
+TEST(Clip, ByValue) {
+  Tensor a = Param({0.0, 0.0, 0.0});
+  LinearGrad(a, Tensor::FromVector({3}, {-3.0, 0.2, 5.0}));
+  ClipGradValue({a}, 1.0);
+  EXPECT_EQ(a.grad().ToVector(), (std::vector<double>{-1.0, 0.2, 1.0}));
+}
+
+}  // namespace
+}  // namespace flowtape::nn

@@ -1,0 +1,57 @@
+// Test fixture: the linear ODE dy/dt = A y on rows y [N, d] (f = y A'),
+// with its exact solution and exact gradients via matrix exponentials.
+//   y_n(t) = expm(A t) y0_n
+//   L = sum_n w_n . y_n(t)  =>  dL/dy0_n = expm(A t)' w_n,
+//   dL/dA = sum_n int_0^t expm(A'(t-s)) w_n y0_n' expm(A' s) ds
+//         = upper-right block of expm([[A', W' Y0], [0, A']] t)  (Van Loan).
+#ifndef FLOWTAPE_TESTS_ODE_LINEAR_ODE_H_
+#define FLOWTAPE_TESTS_ODE_LINEAR_ODE_H_
+
+#include <Eigen/Dense>
+#include <unsupported/Eigen/MatrixFunctions>
+
+#include "autodiff/ops.h"
+#include "autodiff/tensor.h"
+
+namespace flowtape::testing {
+
+using Mat =
+    Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+inline Mat ToMat(const Tensor& t) {
+  return Eigen::Map<const Mat>(t.data(), t.dim(0), t.dim(1));
+}
+inline Tensor ToTensor(const Mat& m) {
+  Tensor t = Tensor::Empty({m.rows(), m.cols()});
+  Eigen::Map<Mat>(t.mutable_data(), m.rows(), m.cols()) = m;
+  return t;
+}
+
+// f(t, y) = y A' for y [N, d].
+inline Tensor LinearField(const Tensor& a, const Tensor& y) {
+  return MatMulT(y, a, false, true);
+}
+
+// Rows of y(t) for rows y0 (shift t relative to the initial time).
+inline Mat LinearSolution(const Mat& a, const Mat& y0, double t) {
+  Mat e = (a * t).exp();
+  return y0 * e.transpose();
+}
+
+// dL/dY0 and dL/dA for L = sum(W * Y(t)).
+inline Mat LinearGradY0(const Mat& a, const Mat& w, double t) {
+  return w * (a * t).exp();
+}
+inline Mat LinearGradA(const Mat& a, const Mat& y0, const Mat& w, double t) {
+  const int64_t d = a.rows();
+  Mat m = Mat::Zero(2 * d, 2 * d);
+  m.topLeftCorner(d, d) = a.transpose();
+  m.topRightCorner(d, d) = w.transpose() * y0;
+  m.bottomRightCorner(d, d) = a.transpose();
+  Mat e = (m * t).exp();
+  return e.topRightCorner(d, d);
+}
+
+}  // namespace flowtape::testing
+
+#endif  // FLOWTAPE_TESTS_ODE_LINEAR_ODE_H_

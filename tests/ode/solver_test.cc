@@ -1,0 +1,200 @@
+// Numeric ODE solves: accuracy against the exact solution of dy/dt = A y,
+// convergence orders, cost counters, requested-time edge cases and errors.
+#include "ode/solver.h"
+
+#include <cmath>
+
+#include "gtest/gtest.h"
+#include "ode/solve.h"
+#include "tests/ode/linear_ode.h"
+
+namespace flowtape::ode {
+namespace {
+using testing::Mat;
+
+Mat TestA() {
+  Mat a(3, 3);
+  a << -0.5, 1.2, 0.1, -1.0, -0.3, 0.4, 0.2, -0.6, -0.8;
+  return a;
+}
+Mat TestY0() {
+  Mat y(2, 3);
+  y << 1.0, -0.5, 0.3, -0.2, 0.8, 1.1;
+  return y;
+}
+
+// Solves the linear ODE numerically on the flattened rows.
+absl::StatusOr<std::vector<std::vector<double>>> SolveLinear(
+    const Mat& a, const Mat& y0, const std::vector<double>& times,
+    const SolverOptions& o, SolverCounters* c = nullptr) {
+  VectorField f = [a](double, const std::vector<double>& y,
+                      std::vector<double>& dy) {
+    Eigen::Map<const Mat> ym(y.data(), y.size() / 3, 3);
+    Eigen::Map<Mat>(dy.data(), y.size() / 3, 3) = ym * a.transpose();
+  };
+  std::vector<double> v(y0.data(), y0.data() + y0.size());
+  return Integrate(f, v, times, o, c);
+}
+
+double MaxRelError(const std::vector<double>& got, const Mat& want) {
+  double err = 0, scale = want.cwiseAbs().maxCoeff();
+  for (int64_t i = 0; i < want.size(); ++i)
+    err = std::max(err, std::fabs(got[i] - want.data()[i]));
+  return err / scale;
+}
+
+TEST(SolverTest, Dopri5MatchesMatrixExponential) {
+  for (ErrorNorm norm : {ErrorNorm::kRms, ErrorNorm::kMax}) {
+    SolverOptions o;
+    o.rtol = 1e-10;
+    o.atol = 1e-12;
+    o.norm = norm;
+    std::vector<double> times{0.0, 0.4, 1.3, 2.0};
+    auto ys = SolveLinear(TestA(), TestY0(), times, o);
+    ASSERT_TRUE(ys.ok()) << ys.status();
+    ASSERT_EQ(ys->size(), times.size());
+    for (size_t i = 0; i < times.size(); ++i)
+      EXPECT_LT(MaxRelError((*ys)[i], testing::LinearSolution(TestA(), TestY0(),
+                                                              times[i])),
+                1e-9)
+          << "t=" << times[i];
+  }
+}
+
+TEST(SolverTest, BackwardInTime) {
+  SolverOptions o;
+  o.rtol = 1e-10;
+  o.atol = 1e-12;
+  std::vector<double> times{1.0, 0.2, -0.5};
+  auto ys = SolveLinear(TestA(), TestY0(), times, o);
+  ASSERT_TRUE(ys.ok()) << ys.status();
+  for (size_t i = 0; i < times.size(); ++i)
+    EXPECT_LT(MaxRelError((*ys)[i], testing::LinearSolution(TestA(), TestY0(),
+                                                            times[i] - 1.0)),
+              1e-9);
+}
+
+// Global error ~ h^p: halving h divides it by 2^p.
+TEST(SolverTest, FixedStepConvergenceOrders) {
+  const Mat want = testing::LinearSolution(TestA(), TestY0(), 1.0);
+  for (auto [method, order] :
+       {std::pair{Method::kRk4, 4}, {Method::kEuler, 1}}) {
+    SolverOptions o;
+    o.method = method;
+    o.step_size = 0.05;
+    double e1 =
+        MaxRelError(SolveLinear(TestA(), TestY0(), {0, 1}, o)->back(), want);
+    o.step_size = 0.025;
+    double e2 =
+        MaxRelError(SolveLinear(TestA(), TestY0(), {0, 1}, o)->back(), want);
+    EXPECT_NEAR(std::log2(e1 / e2), order, 0.15) << MethodName(method);
+  }
+}
+
+TEST(SolverTest, CountersAreExact) {
+  SolverOptions o;
+  o.rtol = 1e-8;
+  SolverCounters c;
+  ASSERT_TRUE(SolveLinear(TestA(), TestY0(), {0.0, 0.7, 3.0}, o, &c).ok());
+  EXPECT_GT(c.accepted, 5);
+  // f(t0) once, one probe for the first step, then 6 per attempted step
+  // (FSAL: the 7th stage is the next step's first).
+  EXPECT_EQ(c.nfe, 2 + 6 * (c.accepted + c.rejected));
+
+  o.first_step = 1.0;  // too large: forces rejections
+  SolverCounters c2;
+  ASSERT_TRUE(SolveLinear(TestA(), TestY0(), {0.0, 3.0}, o, &c2).ok());
+  EXPECT_GT(c2.rejected, 0);
+  EXPECT_EQ(c2.nfe, 1 + 6 * (c2.accepted + c2.rejected));
+
+  SolverOptions fixed;
+  fixed.method = Method::kRk4;
+  fixed.step_size = 0.3;  // [0, 1]: 4 steps, [1, 2.5]: 5 steps
+  SolverCounters c3;
+  ASSERT_TRUE(SolveLinear(TestA(), TestY0(), {0.0, 1.0, 2.5}, fixed, &c3).ok());
+  EXPECT_EQ(c3.accepted, 9);
+  EXPECT_EQ(c3.nfe, 36);
+}
+
+TEST(SolverTest, TighterToleranceCostsMoreAndMaxDtIsRespected) {
+  SolverOptions o;
+  SolverCounters loose, tight, capped;
+  o.rtol = 1e-4;
+  ASSERT_TRUE(SolveLinear(TestA(), TestY0(), {0, 3}, o, &loose).ok());
+  o.rtol = 1e-10;
+  ASSERT_TRUE(SolveLinear(TestA(), TestY0(), {0, 3}, o, &tight).ok());
+  EXPECT_GT(tight.accepted, 2 * loose.accepted);
+  o.rtol = 1e-4;
+  o.max_dt = 0.01;
+  ASSERT_TRUE(SolveLinear(TestA(), TestY0(), {0, 3}, o, &capped).ok());
+  EXPECT_GE(capped.accepted, 300);
+}
+
+TEST(SolverTest, RequestedTimeEdgeCases) {
+  SolverOptions o;
+  SolverCounters c;
+  // A single time returns y0 and evaluates nothing.
+  auto one = SolveLinear(TestA(), TestY0(), {0.5}, o, &c);
+  ASSERT_TRUE(one.ok());
+  ASSERT_EQ(one->size(), 1u);
+  EXPECT_EQ(MaxRelError((*one)[0], TestY0()), 0.0);
+  EXPECT_EQ(c.nfe, 0);
+  // Very close requested times are each hit exactly.
+  auto close = SolveLinear(TestA(), TestY0(), {0.0, 1e-9, 2e-9, 1.0}, o);
+  ASSERT_TRUE(close.ok()) << close.status();
+  EXPECT_LT(MaxRelError((*close)[2],
+                        testing::LinearSolution(TestA(), TestY0(), 2e-9)),
+            1e-12);
+  // Repeated, non-monotone, empty and non-finite times are errors.
+  for (std::vector<double> bad : {std::vector<double>{0.0, 1.0, 1.0},
+                                  {0.0, 1.0, 0.5},
+                                  {},
+                                  {0.0, std::nan("")}}) {
+    auto r = SolveLinear(TestA(), TestY0(), bad, o);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  }
+}
+
+TEST(SolverTest, TooManyStepsAndUnderflowAreErrors) {
+  SolverOptions o;
+  o.max_steps = 5;
+  auto r = SolveLinear(TestA(), TestY0(), {0.0, 10.0}, o);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(r.status().message().find("max_steps"), std::string::npos);
+
+  // dy/dt = y^2, y(0) = 1 blows up at t = 1.
+  VectorField blowup = [](double, const std::vector<double>& y,
+                          std::vector<double>& dy) { dy[0] = y[0] * y[0]; };
+  SolverOptions o2;
+  auto r2 = Integrate(blowup, {1.0}, {0.0, 2.0}, o2);
+  ASSERT_FALSE(r2.ok());
+  EXPECT_NE(r2.status().message().find("t="), std::string::npos) << r2.status();
+
+  SolverOptions fixed;
+  fixed.method = Method::kEuler;
+  fixed.step_size = 0.0;
+  EXPECT_EQ(SolveLinear(TestA(), TestY0(), {0, 1}, fixed).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(SolverTest, SeminormIgnoresUncontrolledComponents) {
+  // Component 1 oscillates fast but only component 0 is error-controlled.
+  VectorField f = [](double t, const std::vector<double>& y,
+                     std::vector<double>& dy) {
+    dy[0] = -y[0];
+    dy[1] = 50.0 * std::cos(50.0 * t);
+  };
+  SolverOptions o;
+  o.rtol = 1e-8;
+  SolverCounters full, semi;
+  auto r1 = Integrate(f, {1.0, 0.0}, {0.0, 2.0}, o, &full);
+  o.error_control_size = 1;
+  auto r2 = Integrate(f, {1.0, 0.0}, {0.0, 2.0}, o, &semi);
+  ASSERT_TRUE(r1.ok() && r2.ok());
+  EXPECT_LT(semi.accepted, full.accepted);
+  EXPECT_NEAR((*r2)[1][0], std::exp(-2.0), 1e-7);
+  EXPECT_NEAR((*r1)[1][1], std::sin(100.0), 1e-6);
+}
+
+}  // namespace
+}  // namespace flowtape::ode

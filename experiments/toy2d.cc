@@ -27,6 +27,7 @@
 #include "autodiff/tape.h"
 #include "experiments/common.h"
 #include "experiments/zoo.h"
+#include "flows/cnf/cnf.h"
 #include "flows/training/energies.h"
 #include "flows/training/reverse_kl.h"
 #include "flows/training/train.h"
@@ -134,7 +135,16 @@ absl::Status Run() {
     o.log_every = std::max<int64_t>(1, steps / 10);
     o.patience = absl::GetFlag(FLAGS_patience);
     o.seed = absl::GetFlag(FLAGS_seed);
-    auto r = training::TrainNll(model, adam, data, o);
+    // RNODE: the CNF's kinetic/Jacobian terms join the training loss.
+    training::NllFn nll_fn = training::ModelNll(model);
+    if (auto cnf = std::dynamic_pointer_cast<flows::Cnf>(model.flow());
+        cnf != nullptr && cnf->regularized()) {
+      nll_fn = [&model, cnf](const Tensor& x, const Tensor& c, Rng&) {
+        Tensor nll = model.Nll(x, c);  // runs the solve first
+        return nll + cnf->LastRegularization();
+      };
+    }
+    auto r = training::TrainNll(model, nll_fn, adam, data, o);
     if (!r.ok()) return r.status();
     const double nll =
         training::EvaluateNll(training::ModelNll(model), test, Tensor(), 2000);

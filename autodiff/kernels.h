@@ -21,6 +21,18 @@ inline double SumOf(const double* p, int64_t n) {
   return Eigen::Map<const Eigen::ArrayXd>(p, n).sum();
 }
 
+// A tensor seen as [outer, n, inner] around `axis` (reductions, slicing).
+struct AxisView {
+  int64_t outer = 1, n = 1, inner = 1;
+  AxisView(const Shape& s, int axis) {
+    for (int i = 0; i < s.rank(); ++i) {
+      if (i < axis) outer *= s[i];
+      if (i == axis) n = s[i];
+      if (i > axis) inner *= s[i];
+    }
+  }
+};
+
 // Strides (in elements) of `in` broadcast against the rank-4 padded `out`.
 inline std::array<int64_t, 4> BroadcastStrides(const Shape& in,
                                                const Shape& out) {

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "autodiff/check.h"
+#include "autodiff/eigen.h"
 #include "autodiff/kernels.h"
 #include "autodiff/ops.h"
 
@@ -28,8 +29,7 @@ namespace {
 using internal::NewOutput;
 using internal::Record;
 using internal::ShouldRecord;
-using RowMat =
-    Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using RowMat = RowMatrix;
 using CMap = Eigen::Map<const RowMat>;
 using Map = Eigen::Map<RowMat>;
 

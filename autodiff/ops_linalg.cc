@@ -14,6 +14,7 @@
 #include <limits>
 
 #include "autodiff/check.h"
+#include "autodiff/eigen.h"
 #include "autodiff/kernels.h"
 #include "autodiff/ops.h"
 
@@ -22,8 +23,7 @@ namespace {
 using internal::NewOutput;
 using internal::Record;
 using internal::ShouldRecord;
-using RowMat =
-    Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using RowMat = RowMatrix;
 using CMap = Eigen::Map<const RowMat>;
 using Map = Eigen::Map<RowMat>;
 

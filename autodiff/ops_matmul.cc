@@ -2,12 +2,13 @@
 #include <Eigen/Dense>
 
 #include "autodiff/check.h"
+#include "autodiff/eigen.h"
 #include "autodiff/kernels.h"
 #include "autodiff/ops.h"
 
 namespace flowtape {
 namespace {
-using RowMat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using RowMat = RowMatrix;
 using CMap = Eigen::Map<const RowMat>;
 using Map = Eigen::Map<RowMat>;
 
@@ -40,8 +41,9 @@ Tensor MatMulT(const Tensor& a, const Tensor& b, bool ta, bool tb) {
            a.shape().ToString(), " and ", b.shape().ToString());
   const int r = a.rank();
   const int64_t batch = r == 3 ? a.dim(0) : 1;
-  FT_CHECK(r == 2 || b.dim(0) == batch, "matmul: batch sizes differ: ",
-           a.shape().ToString(), " and ", b.shape().ToString());
+  FT_CHECK(r == 2 || b.dim(0) == batch,
+           "matmul: batch sizes differ: ", a.shape().ToString(), " and ",
+           b.shape().ToString());
   const int64_t ar = a.dim(r - 2), ac = a.dim(r - 1);
   const int64_t br = b.dim(r - 2), bc = b.dim(r - 1);
   const int64_t m = ta ? ac : ar, k = ta ? ar : ac;
@@ -63,8 +65,8 @@ Tensor MatMulT(const Tensor& a, const Tensor& b, bool ta, bool tb) {
 Tensor MatMul(const Tensor& a, const Tensor& b) {
   if (a.rank() == 3 && b.rank() == 2) {
     // Shared right factor: fold the batch into rows.
-    Tensor c = MatMulT(Reshape(a, {a.dim(0) * a.dim(1), a.dim(2)}), b, false,
-                       false);
+    Tensor c =
+        MatMulT(Reshape(a, {a.dim(0) * a.dim(1), a.dim(2)}), b, false, false);
     return Reshape(c, {a.dim(0), a.dim(1), b.dim(1)});
   }
   return MatMulT(a, b, false, false);

@@ -14,16 +14,7 @@ using internal::Record;
 using internal::ShouldRecord;
 
 // x viewed as [outer, n, inner] around `axis`.
-struct AxisView {
-  int64_t outer = 1, n = 1, inner = 1;
-  AxisView(const Shape& s, int axis) {
-    for (int i = 0; i < s.rank(); ++i) {
-      if (i < axis) outer *= s[i];
-      if (i == axis) n = s[i];
-      if (i > axis) inner *= s[i];
-    }
-  }
-};
+using internal::AxisView;
 
 // Shape of a reduction over `axis`, kept as size 1.
 Shape KeepDimShape(const Shape& s, int axis) { return s.WithDim(axis, 1); }

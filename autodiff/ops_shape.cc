@@ -15,16 +15,7 @@ using internal::NewOutput;
 using internal::Record;
 using internal::ShouldRecord;
 
-struct AxisView {
-  int64_t outer = 1, n = 1, inner = 1;
-  AxisView(const Shape& s, int axis) {
-    for (int i = 0; i < s.rank(); ++i) {
-      if (i < axis) outer *= s[i];
-      if (i == axis) n = s[i];
-      if (i > axis) inner *= s[i];
-    }
-  }
-};
+using internal::AxisView;
 }  // namespace
 
 Tensor Reshape(const Tensor& x, const std::vector<int64_t>& dims) {

@@ -4,18 +4,12 @@
 #include <cmath>
 
 #include "autodiff/check.h"
+#include "autodiff/eigen.h"
 #include "autodiff/ops.h"
 
 namespace flowtape::flows {
 namespace {
-using RowMat =
-    Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-
-Tensor FromMat(const RowMat& m) {
-  Tensor t = Tensor::Empty({m.rows(), m.cols()});
-  Eigen::Map<RowMat>(t.mutable_data(), m.rows(), m.cols()) = m;
-  return t;
-}
+using RowMat = RowMatrix;
 
 int64_t Pixels(const Tensor& x) {
   return x.rank() == 4 ? x.dim(2) * x.dim(3) : 1;
@@ -31,7 +25,7 @@ InvConv1x1::InvConv1x1(int64_t channels, Rng& rng, InvConvParam param)
     for (int64_t j = 0; j < c_; ++j) g(i, j) = rng.Normal();
   RowMat q = Eigen::HouseholderQR<RowMat>(g).householderQ();
   if (param_ == InvConvParam::kFull) {
-    w_ = RegisterParameter("weight", FromMat(q));
+    w_ = RegisterParameter("weight", FromMatrix(q));
     return;
   }
   // q = P^T L U  (Eigen: P q = L U).
@@ -46,13 +40,14 @@ InvConv1x1::InvConv1x1(int64_t channels, Rng& rng, InvConvParam param)
     log_s(i, 0) = std::log(std::fabs(lu_m(i, i)));
     for (int64_t j = 0; j < i; ++j) lm(i, j) = 1.0;
   }
-  perm_ = FromMat(p);
-  sign_s_ = Reshape(FromMat(sign), {c_});
-  l_mask_ = FromMat(lm);
+  perm_ = FromMatrix(p);
+  sign_s_ = Reshape(FromMatrix(sign), {c_});
+  l_mask_ = FromMatrix(lm);
   u_mask_ = Transpose(l_mask_);
-  lower_ = RegisterParameter("lower", FromMat(l));
-  upper_ = RegisterParameter("upper", FromMat(u));
-  log_s_ = RegisterParameter("log_s", Reshape(FromMat(log_s), {c_}).Detach());
+  lower_ = RegisterParameter("lower", FromMatrix(l));
+  upper_ = RegisterParameter("upper", FromMatrix(u));
+  log_s_ =
+      RegisterParameter("log_s", Reshape(FromMatrix(log_s), {c_}).Detach());
 }
 
 Tensor InvConv1x1::Weight() const {

@@ -5,6 +5,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "autodiff/check.h"
+#include "autodiff/eigen.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
 
@@ -21,13 +22,6 @@ Tensor LogRatio(const Tensor& log_q, const Tensor& log_p) {
 Tensor VectorTensor(const Eigen::VectorXd& v) {
   return Tensor::FromVector({v.size()},
                             std::vector<double>(v.data(), v.data() + v.size()));
-}
-Tensor MatrixTensor(const Eigen::MatrixXd& m) {
-  Tensor t = Tensor::Empty({m.rows(), m.cols()});
-  for (int64_t i = 0; i < m.rows(); ++i)
-    for (int64_t j = 0; j < m.cols(); ++j)
-      t.mutable_data()[i * m.cols() + j] = m(i, j);
-  return t;
 }
 }  // namespace
 
@@ -100,7 +94,7 @@ Eigen::MatrixXd OnesComplementBasis(int64_t n) {
 GeneralizedCalibration::GeneralizedCalibration(
     int64_t n, std::shared_ptr<InvertibleMatrix> k, double log_lambda,
     const Eigen::VectorXd& c)
-    : n_(n), basis_(MatrixTensor(OnesComplementBasis(n))) {
+    : n_(n), basis_(FromMatrix(OnesComplementBasis(n))) {
   k_ = RegisterModule("k", std::move(k));
   log_lambda_ = Tensor::Scalar(log_lambda);  // not trained: see header
   c_ = RegisterParameter("c", VectorTensor(c));
@@ -185,7 +179,7 @@ flows::FlowResult GeneralizedCalibration::Inverse(const Tensor& q,
   Eigen::MatrixXd a_inv = AValue().inverse();
   Tensor log_q = Log(q);
   Tensor log_p = LogSoftmax(
-      MatMulT(log_q - c_.Detach(), MatrixTensor(a_inv), false, true), 1);
+      MatMulT(log_q - c_.Detach(), FromMatrix(a_inv), false, true), 1);
   double log_det_k;
   {
     NoGradScope no_grad;

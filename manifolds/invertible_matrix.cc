@@ -4,24 +4,11 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "autodiff/eigen.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
 
 namespace flowtape::manifolds {
-namespace {
-Eigen::MatrixXd ToEigen(const Tensor& t) {
-  return Eigen::Map<const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic,
-                                        Eigen::RowMajor>>(t.data(), t.dim(0),
-                                                          t.dim(1));
-}
-Tensor ToTensor(const Eigen::MatrixXd& m) {
-  Tensor t = Tensor::Empty({m.rows(), m.cols()});
-  for (int64_t i = 0; i < m.rows(); ++i)
-    for (int64_t j = 0; j < m.cols(); ++j)
-      t.mutable_data()[i * m.cols() + j] = m(i, j);
-  return t;
-}
-}  // namespace
 
 InvertibleMatrix::InvertibleMatrix(int64_t n) : n_(n) {
   perm_ = Tensor::Eye(n);
@@ -29,8 +16,8 @@ InvertibleMatrix::InvertibleMatrix(int64_t n) : n_(n) {
   Eigen::MatrixXd lo = Eigen::MatrixXd::Zero(n, n), up = lo;
   for (int64_t i = 0; i < n; ++i)
     for (int64_t j = 0; j < n; ++j) (i > j ? lo : up)(i, j) = i != j;
-  lower_mask_ = ToTensor(lo);
-  upper_mask_ = ToTensor(up);
+  lower_mask_ = FromMatrix(lo);
+  upper_mask_ = FromMatrix(up);
 }
 
 InvertibleMatrix::InvertibleMatrix(int64_t n, Rng& rng, double noise)
@@ -62,7 +49,7 @@ absl::StatusOr<std::shared_ptr<InvertibleMatrix>> InvertibleMatrix::Create(
   std::shared_ptr<InvertibleMatrix> out(new InvertibleMatrix(n));
   // m = P^-1 L U  (Eigen's convention: P m = L U).
   Eigen::MatrixXd p = lu.permutationP();
-  out->perm_ = ToTensor(p.transpose());
+  out->perm_ = FromMatrix(p.transpose());
   Eigen::MatrixXd lo = Eigen::MatrixXd::Zero(n, n), up = lo;
   Tensor d = Tensor::Empty({n}), s = Tensor::Empty({n});
   for (int64_t i = 0; i < n; ++i) {
@@ -72,9 +59,9 @@ absl::StatusOr<std::shared_ptr<InvertibleMatrix>> InvertibleMatrix::Create(
     s.mutable_data()[i] = packed(i, i) > 0 ? 1.0 : -1.0;
   }
   out->signs_ = s;
-  out->lower_ = out->RegisterParameter("lower", ToTensor(lo));
+  out->lower_ = out->RegisterParameter("lower", FromMatrix(lo));
   out->log_diag_ = out->RegisterParameter("log_diag", d);
-  out->upper_ = out->RegisterParameter("upper", ToTensor(up));
+  out->upper_ = out->RegisterParameter("upper", FromMatrix(up));
   return out;
 }
 
@@ -90,16 +77,16 @@ Tensor InvertibleMatrix::LogAbsDet() const { return Sum(log_diag_); }
 
 Eigen::MatrixXd InvertibleMatrix::Value() const {
   NoGradScope no_grad;
-  return ToEigen(Matrix());
+  return AsMatrix(Matrix());
 }
 
 Eigen::MatrixXd InvertibleMatrix::Inverse() const {
   NoGradScope no_grad;
   Tensor eye = Tensor::Eye(n_);
-  Eigen::MatrixXd l = ToEigen(lower_ * lower_mask_ + eye);
-  Eigen::MatrixXd u = ToEigen(upper_ * upper_mask_ +
-                              Reshape(signs_ * Exp(log_diag_), {1, n_}) * eye);
-  Eigen::MatrixXd pt = ToEigen(perm_).transpose();
+  Eigen::MatrixXd l = AsMatrix(lower_ * lower_mask_ + eye);
+  Eigen::MatrixXd u = AsMatrix(upper_ * upper_mask_ +
+                               Reshape(signs_ * Exp(log_diag_), {1, n_}) * eye);
+  Eigen::MatrixXd pt = AsMatrix(perm_).transpose();
   // M^-1 = U^-1 L^-1 P^-1 = U^-1 L^-1 P'.
   Eigen::MatrixXd y = l.triangularView<Eigen::UnitLower>().solve(pt);
   return u.triangularView<Eigen::Upper>().solve(y);

@@ -6,18 +6,10 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "autodiff/eigen.h"
 #include "autodiff/ops.h"
 
 namespace flowtape::manifolds {
-namespace {
-Tensor MatrixTensor(const Eigen::MatrixXd& m) {
-  Tensor t = Tensor::Empty({m.rows(), m.cols()});
-  for (int64_t i = 0; i < m.rows(); ++i)
-    for (int64_t j = 0; j < m.cols(); ++j)
-      t.mutable_data()[i * m.cols() + j] = m(i, j);
-  return t;
-}
-}  // namespace
 
 // ---- uniform ----
 Tensor UniformSphere::LogProb(const Tensor& x) const {
@@ -48,7 +40,7 @@ AngularCentralGaussian::AngularCentralGaussian(const Eigen::MatrixXd& sigma)
     : ManifoldDensity(Manifold::Sphere(sigma.rows())) {
   Eigen::LLT<Eigen::MatrixXd> llt(sigma);
   chol_ = llt.matrixL();
-  precision_ = MatrixTensor(
+  precision_ = FromMatrix(
       llt.solve(Eigen::MatrixXd::Identity(sigma.rows(), sigma.rows())));
   log_norm_ = -manifold().LogVolume() -
               chol_.diagonal().array().log().sum();  // -0.5 log det Sigma

@@ -6,18 +6,12 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "autodiff/check.h"
+#include "autodiff/eigen.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
 
 namespace flowtape::manifolds {
 namespace {
-Tensor MatrixTensor(const Eigen::MatrixXd& m) {
-  Tensor t = Tensor::Empty({m.rows(), m.cols()});
-  for (int64_t i = 0; i < m.rows(); ++i)
-    for (int64_t j = 0; j < m.cols(); ++j)
-      t.mutable_data()[i * m.cols() + j] = m(i, j);
-  return t;
-}
 Tensor RowNorm(const Tensor& v) { return Sqrt(Sum(Square(v), 1)); }
 // w with b = w / sqrt(1 + |w|^2), for |b| < 1.
 absl::StatusOr<Tensor> TranslationParameter(const Eigen::VectorXd& b,
@@ -137,7 +131,7 @@ flows::FlowResult NormalizedAffine::Inverse(const Tensor& y,
     b = Reshape(B(), {1, n_});
     if (m_) log_det_m = m_->LogAbsDet();
   }
-  Tensor z = m_ ? MatMulT(y, MatrixTensor(m_->Inverse()), false, true) : y;
+  Tensor z = m_ ? MatMulT(y, FromMatrix(m_->Inverse()), false, true) : y;
   Tensor a = Sum(Square(z), 1);  // y' W y
   Tensor beta = Sum(z * b, 1);   // b' M^-1 y
   const double bb = Sum(Square(b)).item();

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "autodiff/check.h"
+#include "autodiff/eigen.h"
 #include "autodiff/nn/init.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
@@ -41,8 +42,7 @@ absl::StatusOr<Activation> ParseActivation(const std::string& name) {
 }
 
 namespace {
-using RowMat =
-    Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using RowMat = RowMatrix;
 
 // y = x W + b as one tape node: the tape keeps y only, not also x W.
 // Backward, written with ops so that it differentiates again:

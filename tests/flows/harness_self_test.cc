@@ -90,8 +90,9 @@ TEST(HarnessSelfTest, IntactFlowPassesEverything) {
     EXPECT_EQ(Failures(CheckRoundTrip, c), 0);
     EXPECT_EQ(Failures(CheckLogdetIsJacobian, c), 0);
     EXPECT_EQ(Failures(CheckLogdetsCancel, c), 0);
-    if (c.event_shape.numel() <= 2)
+    if (c.event_shape.numel() <= 2) {
       EXPECT_EQ(Failures(CheckDensityIntegratesToOne, c), 0);
+    }
     EXPECT_EQ(Failures(CheckGradients, c), 0);
     EXPECT_EQ(Failures(CheckInverseGradients, c), 0);
     EXPECT_EQ(Failures(CheckContextMatters, c), 0);

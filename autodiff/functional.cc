@@ -21,8 +21,8 @@ std::pair<Tensor, Tensor> Vjp(const TensorFn& f, const Tensor& x,
   EnableGradScope on;
   Tensor xd = Differentiable(x);
   Tensor y = f(xd);
-  FT_CHECK(v.shape() == y.shape(), "vjp: v ", v.shape().ToString(),
-           " vs f(x) ", y.shape().ToString());
+  FT_CHECK(v.shape() == y.shape(), "vjp: v ", v.shape().ToString(), " vs f(x) ",
+           y.shape().ToString());
   Tensor g = Grad({y}, {xd}, {v}, create_graph)[0];
   return {y, g};
 }
@@ -75,8 +75,8 @@ Tensor BatchJacobian(const TensorFn& f, const Tensor& x, bool create_graph) {
   return Concat(rows, 1);
 }
 
-Tensor HessianVectorProduct(const TensorFn& f, const Tensor& x,
-                            const Tensor& v, bool create_graph) {
+Tensor HessianVectorProduct(const TensorFn& f, const Tensor& x, const Tensor& v,
+                            bool create_graph) {
   EnableGradScope on;
   Tensor xd = Differentiable(x);
   Tensor y = f(xd);

@@ -30,13 +30,14 @@ std::pair<Tensor, Tensor> Jvp(const TensorFn& f, const Tensor& x,
 Tensor Jacobian(const TensorFn& f, const Tensor& x, bool create_graph = false);
 Tensor BatchJacobian(const TensorFn& f, const Tensor& x,
                      bool create_graph = false);
-Tensor HessianVectorProduct(const TensorFn& f, const Tensor& x,
-                            const Tensor& v, bool create_graph = false);
+Tensor HessianVectorProduct(const TensorFn& f, const Tensor& x, const Tensor& v,
+                            bool create_graph = false);
 
 enum class Noise { kGaussian, kRademacher };
 // Draws noise shaped like x.
 Tensor SampleNoise(const Shape& shape, Noise noise, Rng& rng);
-Tensor ExactTrace(const TensorFn& f, const Tensor& x, bool create_graph = false);
+Tensor ExactTrace(const TensorFn& f, const Tensor& x,
+                  bool create_graph = false);
 // Uses the given noise eps (shape of x) so callers can reuse one draw.
 Tensor HutchinsonTrace(const TensorFn& f, const Tensor& x, const Tensor& eps,
                        bool create_graph = false);

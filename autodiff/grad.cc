@@ -109,8 +109,9 @@ std::vector<Tensor> Grad(const std::vector<Tensor>& outputs,
   }
   std::vector<Tensor> g;
   if (min_id != INT64_MAX)
-    g = Sweep(outputs, grad_outputs, min_id, create_graph,
-              [](Node*, const Tensor&) {}, ids);
+    g = Sweep(
+        outputs, grad_outputs, min_id, create_graph,
+        [](Node*, const Tensor&) {}, ids);
   g.resize(inputs.size());
   for (size_t k = 0; k < inputs.size(); ++k) {
     if (!g[k].defined()) g[k] = Tensor::Zeros(inputs[k].shape());

@@ -3,11 +3,10 @@
 #ifndef FLOWTAPE_AUTODIFF_KERNELS_H_
 #define FLOWTAPE_AUTODIFF_KERNELS_H_
 
+#include <Eigen/Core>
 #include <algorithm>
 #include <array>
 #include <cstdint>
-
-#include <Eigen/Core>
 
 #include "autodiff/shape.h"
 #include "autodiff/tape.h"

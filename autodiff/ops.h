@@ -86,7 +86,8 @@ Tensor Permute(const Tensor& x, const std::vector<int>& axes);
 Tensor Narrow(const Tensor& x, int axis, int64_t start, int64_t length);
 Tensor Concat(const std::vector<Tensor>& xs, int axis);
 // Picks `index` entries along `axis` (gather/permute of columns; repeats ok).
-Tensor IndexSelect(const Tensor& x, int axis, const std::vector<int64_t>& index);
+Tensor IndexSelect(const Tensor& x, int axis,
+                   const std::vector<int64_t>& index);
 // cond is a constant 0/1 tensor (broadcasting); picks a where cond != 0.
 Tensor Where(const Tensor& cond, const Tensor& a, const Tensor& b);
 Tensor Clamp(const Tensor& x, double lo, double hi);  // gradient 0 outside

@@ -12,7 +12,8 @@ using internal::MapUnary;
 
 // ---- binary ----
 Tensor Add(const Tensor& a, const Tensor& b) {
-  return MapBinary("add", a, b,
+  return MapBinary(
+      "add", a, b,
       [](const OpContext& c, const Tensor& g, Tensor* gin) {
         gin[0] = SumTo(g, c.node->inputs[0]->shape);
         gin[1] = SumTo(g, c.node->inputs[1]->shape);
@@ -21,7 +22,8 @@ Tensor Add(const Tensor& a, const Tensor& b) {
 }
 
 Tensor Sub(const Tensor& a, const Tensor& b) {
-  return MapBinary("sub", a, b,
+  return MapBinary(
+      "sub", a, b,
       [](const OpContext& c, const Tensor& g, Tensor* gin) {
         gin[0] = SumTo(g, c.node->inputs[0]->shape);
         gin[1] = SumTo(-g, c.node->inputs[1]->shape);
@@ -82,7 +84,8 @@ bool MulBackwardFused(const OpContext& c, const Tensor& g, Tensor* gin) {
 }  // namespace
 
 Tensor Mul(const Tensor& a, const Tensor& b) {
-  return MapBinary("mul", a, b,
+  return MapBinary(
+      "mul", a, b,
       [](const OpContext& c, const Tensor& g, Tensor* gin) {
         if (MulBackwardFused(c, g, gin)) return;
         if (c.node->inputs[0]->requires_grad)
@@ -94,7 +97,8 @@ Tensor Mul(const Tensor& a, const Tensor& b) {
 }
 
 Tensor Div(const Tensor& a, const Tensor& b) {
-  return MapBinary("div", a, b,
+  return MapBinary(
+      "div", a, b,
       [](const OpContext& c, const Tensor& g, Tensor* gin) {
         Tensor gb = GradMul(g, 1.0 / c.in(1));  // g / b
         if (c.node->inputs[0]->requires_grad)
@@ -106,7 +110,8 @@ Tensor Div(const Tensor& a, const Tensor& b) {
 }
 
 Tensor GradMul(const Tensor& g, const Tensor& d) {
-  return MapBinary("grad_mul", g, d,
+  return MapBinary(
+      "grad_mul", g, d,
       [](const OpContext& c, const Tensor& gg, Tensor* gin) {
         if (c.node->inputs[0]->requires_grad)
           gin[0] = SumTo(GradMul(gg, c.in(1)), c.node->inputs[0]->shape);
@@ -121,25 +126,43 @@ Tensor operator+(const Tensor& a, const Tensor& b) { return Add(a, b); }
 Tensor operator-(const Tensor& a, const Tensor& b) { return Sub(a, b); }
 Tensor operator*(const Tensor& a, const Tensor& b) { return Mul(a, b); }
 Tensor operator/(const Tensor& a, const Tensor& b) { return Div(a, b); }
-Tensor operator+(const Tensor& a, double b) { return Add(a, Tensor::Scalar(b)); }
-Tensor operator-(const Tensor& a, double b) { return Sub(a, Tensor::Scalar(b)); }
-Tensor operator*(const Tensor& a, double b) { return Mul(a, Tensor::Scalar(b)); }
-Tensor operator/(const Tensor& a, double b) { return Mul(a, Tensor::Scalar(1.0 / b)); }
-Tensor operator+(double a, const Tensor& b) { return Add(Tensor::Scalar(a), b); }
-Tensor operator-(double a, const Tensor& b) { return Sub(Tensor::Scalar(a), b); }
-Tensor operator*(double a, const Tensor& b) { return Mul(Tensor::Scalar(a), b); }
-Tensor operator/(double a, const Tensor& b) { return Div(Tensor::Scalar(a), b); }
+Tensor operator+(const Tensor& a, double b) {
+  return Add(a, Tensor::Scalar(b));
+}
+Tensor operator-(const Tensor& a, double b) {
+  return Sub(a, Tensor::Scalar(b));
+}
+Tensor operator*(const Tensor& a, double b) {
+  return Mul(a, Tensor::Scalar(b));
+}
+Tensor operator/(const Tensor& a, double b) {
+  return Mul(a, Tensor::Scalar(1.0 / b));
+}
+Tensor operator+(double a, const Tensor& b) {
+  return Add(Tensor::Scalar(a), b);
+}
+Tensor operator-(double a, const Tensor& b) {
+  return Sub(Tensor::Scalar(a), b);
+}
+Tensor operator*(double a, const Tensor& b) {
+  return Mul(Tensor::Scalar(a), b);
+}
+Tensor operator/(double a, const Tensor& b) {
+  return Div(Tensor::Scalar(a), b);
+}
 Tensor operator-(const Tensor& a) { return Neg(a); }
 
 // ---- unary: y = f(x), dx = g * f'(x) ----
 Tensor Neg(const Tensor& x) {
-  return MapUnary("neg", x,
+  return MapUnary(
+      "neg", x,
       [](const OpContext&, const Tensor& g, Tensor* gin) { gin[0] = -g; },
       [](double v) { return -v; });
 }
 
 Tensor Exp(const Tensor& x) {
-  return MapUnary("exp", x,
+  return MapUnary(
+      "exp", x,
       [](const OpContext& c, const Tensor& g, Tensor* gin) {
         gin[0] = GradMul(g, c.out());
       },
@@ -147,7 +170,8 @@ Tensor Exp(const Tensor& x) {
 }
 
 Tensor Log(const Tensor& x) {
-  return MapUnary("log", x,
+  return MapUnary(
+      "log", x,
       [](const OpContext& c, const Tensor& g, Tensor* gin) {
         gin[0] = GradMul(g, 1.0 / c.in(0));
       },
@@ -155,7 +179,8 @@ Tensor Log(const Tensor& x) {
 }
 
 Tensor Log1p(const Tensor& x) {
-  return MapUnary("log1p", x,
+  return MapUnary(
+      "log1p", x,
       [](const OpContext& c, const Tensor& g, Tensor* gin) {
         gin[0] = GradMul(g, 1.0 / (c.in(0) + 1.0));
       },
@@ -163,7 +188,8 @@ Tensor Log1p(const Tensor& x) {
 }
 
 Tensor Expm1(const Tensor& x) {
-  return MapUnary("expm1", x,
+  return MapUnary(
+      "expm1", x,
       [](const OpContext& c, const Tensor& g, Tensor* gin) {
         gin[0] = GradMul(g, c.out() + 1.0);
       },
@@ -171,7 +197,8 @@ Tensor Expm1(const Tensor& x) {
 }
 
 Tensor Sqrt(const Tensor& x) {
-  return MapUnary("sqrt", x,
+  return MapUnary(
+      "sqrt", x,
       [](const OpContext& c, const Tensor& g, Tensor* gin) {
         gin[0] = GradMul(g, 0.5 / c.out());
       },
@@ -179,7 +206,8 @@ Tensor Sqrt(const Tensor& x) {
 }
 
 Tensor Square(const Tensor& x) {
-  return MapUnary("square", x,
+  return MapUnary(
+      "square", x,
       [](const OpContext& c, const Tensor& g, Tensor* gin) {
         gin[0] = GradMul(g, 2.0 * c.in(0));
       },
@@ -187,7 +215,8 @@ Tensor Square(const Tensor& x) {
 }
 
 Tensor Pow(const Tensor& x, double p) {
-  return MapUnary("pow", x,
+  return MapUnary(
+      "pow", x,
       [](const OpContext& c, const Tensor& g, Tensor* gin) {
         double p = c.aux()[0];
         gin[0] = GradMul(g, p == 1.0 ? Tensor::Ones(c.node->shape)
@@ -197,7 +226,8 @@ Tensor Pow(const Tensor& x, double p) {
 }
 
 Tensor Abs(const Tensor& x) {
-  return MapUnary("abs", x,
+  return MapUnary(
+      "abs", x,
       [](const OpContext& c, const Tensor& g, Tensor* gin) {
         Tensor s = Step(c.in(0)) - Step(-c.in(0));  // sign, 0 at 0
         gin[0] = GradMul(g, s);
@@ -206,7 +236,8 @@ Tensor Abs(const Tensor& x) {
 }
 
 Tensor Sin(const Tensor& x) {
-  return MapUnary("sin", x,
+  return MapUnary(
+      "sin", x,
       [](const OpContext& c, const Tensor& g, Tensor* gin) {
         gin[0] = GradMul(g, Cos(c.in(0)));
       },
@@ -214,7 +245,8 @@ Tensor Sin(const Tensor& x) {
 }
 
 Tensor Cos(const Tensor& x) {
-  return MapUnary("cos", x,
+  return MapUnary(
+      "cos", x,
       [](const OpContext& c, const Tensor& g, Tensor* gin) {
         gin[0] = GradMul(g, -Sin(c.in(0)));
       },
@@ -274,15 +306,16 @@ Tensor Tanh(const Tensor& x) {
   Tensor out = internal::NewOutput(x.shape(), rec);
   TanhKernel(x.data(), const_cast<double*>(out.data()), x.numel());
   return internal::Record(out, rec, "tanh", {&x},
-      [](const OpContext& c, const Tensor& g, Tensor* gin) {
-        Tensor y = c.out();
-        if (!Tape::Get().grad_enabled()) {
-          gin[0] = Tensor::Empty(y.shape());
-          TanhGradKernel(g.data(), y.data(), gin[0].mutable_data(), y.numel());
-          return;
-        }
-        gin[0] = GradMul(g, 1.0 - y * y);
-      });
+                          [](const OpContext& c, const Tensor& g, Tensor* gin) {
+                            Tensor y = c.out();
+                            if (!Tape::Get().grad_enabled()) {
+                              gin[0] = Tensor::Empty(y.shape());
+                              TanhGradKernel(g.data(), y.data(),
+                                             gin[0].mutable_data(), y.numel());
+                              return;
+                            }
+                            gin[0] = GradMul(g, 1.0 - y * y);
+                          });
 }
 
 namespace {
@@ -297,7 +330,8 @@ double StableSoftplus(double v) {
 }  // namespace
 
 Tensor Sigmoid(const Tensor& x) {
-  return MapUnary("sigmoid", x,
+  return MapUnary(
+      "sigmoid", x,
       [](const OpContext& c, const Tensor& g, Tensor* gin) {
         Tensor y = c.out();
         gin[0] = GradMul(g, y * (1.0 - y));
@@ -306,7 +340,8 @@ Tensor Sigmoid(const Tensor& x) {
 }
 
 Tensor Softplus(const Tensor& x) {
-  return MapUnary("softplus", x,
+  return MapUnary(
+      "softplus", x,
       [](const OpContext& c, const Tensor& g, Tensor* gin) {
         gin[0] = GradMul(g, Sigmoid(c.in(0)));
       },
@@ -314,7 +349,8 @@ Tensor Softplus(const Tensor& x) {
 }
 
 Tensor LogSigmoid(const Tensor& x) {
-  return MapUnary("log_sigmoid", x,
+  return MapUnary(
+      "log_sigmoid", x,
       [](const OpContext& c, const Tensor& g, Tensor* gin) {
         gin[0] = GradMul(g, Sigmoid(-c.in(0)));
       },
@@ -328,7 +364,8 @@ Tensor Step(const Tensor& x) {
 }
 
 Tensor Relu(const Tensor& x) {
-  return MapUnary("relu", x,
+  return MapUnary(
+      "relu", x,
       [](const OpContext& c, const Tensor& g, Tensor* gin) {
         gin[0] = GradMul(g, Step(c.in(0)));
       },
@@ -336,7 +373,8 @@ Tensor Relu(const Tensor& x) {
 }
 
 Tensor Elu(const Tensor& x, double alpha) {
-  return MapUnary("elu", x,
+  return MapUnary(
+      "elu", x,
       [](const OpContext& c, const Tensor& g, Tensor* gin) {
         // f' = 1 for x > 0, alpha e^x = y + alpha otherwise.
         Tensor pos = Step(c.in(0));
@@ -348,7 +386,8 @@ Tensor Elu(const Tensor& x, double alpha) {
 }
 
 Tensor LeakyRelu(const Tensor& x, double slope) {
-  return MapUnary("leaky_relu", x,
+  return MapUnary(
+      "leaky_relu", x,
       [](const OpContext& c, const Tensor& g, Tensor* gin) {
         Tensor pos = Step(c.in(0));
         gin[0] = GradMul(g, pos + (1.0 - pos) * c.aux()[0]);

@@ -33,19 +33,21 @@ Tensor Sum(const Tensor& x) {
   Tensor out = NewOutput(Shape{}, rec);
   const_cast<double*>(out.data())[0] = internal::SumOf(x.data(), x.numel());
   return Record(out, rec, "sum", {&x},
-      [](const OpContext& c, const Tensor& g, Tensor* gin) {
-        // Plain (not create_graph) sweeps pass the scalar adjoint on
-        // unexpanded; Sweep broadcasts it unless the consumer does (grad.cc).
-        gin[0] = Tape::Get().grad_enabled() ? ExpandReduced(c, g) : g;
-      },
-      {{}, {-1}});
+                [](const OpContext& c, const Tensor& g, Tensor* gin) {
+                  // Plain (not create_graph) sweeps pass the scalar adjoint on
+                  // unexpanded; Sweep broadcasts it unless the consumer does
+                  // (grad.cc).
+                  gin[0] = Tape::Get().grad_enabled() ? ExpandReduced(c, g) : g;
+                },
+                {{}, {-1}});
 }
 
 Tensor Sum(const Tensor& x, int axis, bool keepdim) {
   axis = x.shape().NormalizeAxis(axis);
   AxisView v(x.shape(), axis);
   const bool rec = ShouldRecord({&x});
-  Shape os = keepdim ? KeepDimShape(x.shape(), axis) : x.shape().WithDim(axis, -1);
+  Shape os =
+      keepdim ? KeepDimShape(x.shape(), axis) : x.shape().WithDim(axis, -1);
   Tensor out = NewOutput(os, rec);
   double* po = const_cast<double*>(out.data());
   const double* px = x.data();
@@ -62,10 +64,10 @@ Tensor Sum(const Tensor& x, int axis, bool keepdim) {
       }
   }
   return Record(out, rec, "sum_axis", {&x},
-      [](const OpContext& c, const Tensor& g, Tensor* gin) {
-        gin[0] = ExpandReduced(c, g);
-      },
-      {{}, {axis, keepdim}});
+                [](const OpContext& c, const Tensor& g, Tensor* gin) {
+                  gin[0] = ExpandReduced(c, g);
+                },
+                {{}, {axis, keepdim}});
 }
 
 Tensor Mean(const Tensor& x) {
@@ -74,7 +76,8 @@ Tensor Mean(const Tensor& x) {
 
 Tensor Mean(const Tensor& x, int axis, bool keepdim) {
   int64_t n = x.shape()[axis];
-  return Sum(x, axis, keepdim) * (1.0 / static_cast<double>(std::max<int64_t>(n, 1)));
+  return Sum(x, axis, keepdim) *
+         (1.0 / static_cast<double>(std::max<int64_t>(n, 1)));
 }
 
 namespace {
@@ -83,12 +86,14 @@ Tensor ArgMaxMask(const Tensor& x, int axis) {
   Tensor mask = Tensor::Zeros(x.shape());
   double* m = mask.mutable_data();
   const double* px = x.data();
-  AxisView v = axis < 0 ? AxisView(Shape{x.numel()}, 0) : AxisView(x.shape(), axis);
+  AxisView v =
+      axis < 0 ? AxisView(Shape{x.numel()}, 0) : AxisView(x.shape(), axis);
   for (int64_t o = 0; o < v.outer; ++o)
     for (int64_t k = 0; k < v.inner; ++k) {
       int64_t best = 0;
       for (int64_t j = 1; j < v.n; ++j)
-        if (px[(o * v.n + j) * v.inner + k] > px[(o * v.n + best) * v.inner + k])
+        if (px[(o * v.n + j) * v.inner + k] >
+            px[(o * v.n + best) * v.inner + k])
           best = j;
       if (v.n > 0) m[(o * v.n + best) * v.inner + k] = 1.0;
     }
@@ -115,7 +120,8 @@ Tensor Max(const Tensor& x, int axis, bool keepdim) {
   FT_CHECK(x.shape()[axis] > 0, "max: empty axis in ", x.shape().ToString());
   AxisView v(x.shape(), axis);
   const bool rec = ShouldRecord({&x});
-  Shape os = keepdim ? KeepDimShape(x.shape(), axis) : x.shape().WithDim(axis, -1);
+  Shape os =
+      keepdim ? KeepDimShape(x.shape(), axis) : x.shape().WithDim(axis, -1);
   Tensor out = NewOutput(os, rec);
   double* po = const_cast<double*>(out.data());
   const double* px = x.data();
@@ -133,7 +139,8 @@ Tensor LogSumExp(const Tensor& x, int axis, bool keepdim) {
   axis = x.shape().NormalizeAxis(axis);
   AxisView v(x.shape(), axis);
   const bool rec = ShouldRecord({&x});
-  Shape os = keepdim ? KeepDimShape(x.shape(), axis) : x.shape().WithDim(axis, -1);
+  Shape os =
+      keepdim ? KeepDimShape(x.shape(), axis) : x.shape().WithDim(axis, -1);
   Tensor out = NewOutput(os, rec);
   double* po = const_cast<double*>(out.data());
   const double* px = x.data();
@@ -149,14 +156,14 @@ Tensor LogSumExp(const Tensor& x, int axis, bool keepdim) {
       po[o * v.inner + k] = std::isfinite(m) ? m + std::log(s) : m;
     }
   return Record(out, rec, "logsumexp", {&x},
-      [](const OpContext& c, const Tensor& g, Tensor* gin) {
-        // d/dx = softmax(x) = exp(x - y).
-        int axis = static_cast<int>(c.node->iaux[0]);
-        Shape keep = KeepDimShape(c.node->inputs[0]->shape, axis);
-        Tensor y = Reshape(c.out(), keep.dims());
-        gin[0] = GradMul(ExpandReduced(c, g), Exp(c.in(0) - y));
-      },
-      {{}, {axis, keepdim}});
+                [](const OpContext& c, const Tensor& g, Tensor* gin) {
+                  // d/dx = softmax(x) = exp(x - y).
+                  int axis = static_cast<int>(c.node->iaux[0]);
+                  Shape keep = KeepDimShape(c.node->inputs[0]->shape, axis);
+                  Tensor y = Reshape(c.out(), keep.dims());
+                  gin[0] = GradMul(ExpandReduced(c, g), Exp(c.in(0) - y));
+                },
+                {{}, {axis, keepdim}});
 }
 
 namespace {
@@ -197,11 +204,12 @@ Tensor LogSoftmax(const Tensor& x, int axis) {
   const bool rec = ShouldRecord({&x});
   Tensor out = SoftmaxValue("log_softmax", x, axis, /*log=*/true, rec);
   return Record(out, rec, "log_softmax", {&x},
-      [](const OpContext& c, const Tensor& g, Tensor* gin) {
-        const int axis = static_cast<int>(c.iaux()[0]);
-        gin[0] = g - GradMul(Sum(g, axis, /*keepdim=*/true), Exp(c.out()));
-      },
-      {{}, {axis}});
+                [](const OpContext& c, const Tensor& g, Tensor* gin) {
+                  const int axis = static_cast<int>(c.iaux()[0]);
+                  gin[0] =
+                      g - GradMul(Sum(g, axis, /*keepdim=*/true), Exp(c.out()));
+                },
+                {{}, {axis}});
 }
 
 // y = softmax(x): dx = y (g - sum(g y)).
@@ -210,12 +218,12 @@ Tensor Softmax(const Tensor& x, int axis) {
   const bool rec = ShouldRecord({&x});
   Tensor out = SoftmaxValue("softmax", x, axis, /*log=*/false, rec);
   return Record(out, rec, "softmax", {&x},
-      [](const OpContext& c, const Tensor& g, Tensor* gin) {
-        const int axis = static_cast<int>(c.iaux()[0]);
-        Tensor y = c.out();
-        gin[0] = y * (g - Sum(g * y, axis, /*keepdim=*/true));
-      },
-      {{}, {axis}});
+                [](const OpContext& c, const Tensor& g, Tensor* gin) {
+                  const int axis = static_cast<int>(c.iaux()[0]);
+                  Tensor y = c.out();
+                  gin[0] = y * (g - Sum(g * y, axis, /*keepdim=*/true));
+                },
+                {{}, {axis}});
 }
 
 Tensor BroadcastTo(const Tensor& x, const Shape& shape) {
@@ -229,9 +237,9 @@ Tensor BroadcastTo(const Tensor& x, const Shape& shape) {
                             const_cast<double*>(out.data()), shape,
                             [](double a, double) { return a; });
   return Record(out, rec, "broadcast_to", {&x},
-      [](const OpContext& c, const Tensor& g, Tensor* gin) {
-        gin[0] = SumTo(g, c.node->inputs[0]->shape);
-      });
+                [](const OpContext& c, const Tensor& g, Tensor* gin) {
+                  gin[0] = SumTo(g, c.node->inputs[0]->shape);
+                });
 }
 
 Tensor SumTo(const Tensor& x, const Shape& shape) {
@@ -258,9 +266,9 @@ Tensor SumTo(const Tensor& x, const Shape& shape) {
         }
   }
   return Record(out, rec, "sum_to", {&x},
-      [](const OpContext& c, const Tensor& g, Tensor* gin) {
-        gin[0] = BroadcastTo(g, c.node->inputs[0]->shape);
-      });
+                [](const OpContext& c, const Tensor& g, Tensor* gin) {
+                  gin[0] = BroadcastTo(g, c.node->inputs[0]->shape);
+                });
 }
 
 }  // namespace flowtape

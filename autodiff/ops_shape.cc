@@ -32,18 +32,18 @@ Tensor Reshape(const Tensor& x, const std::vector<int64_t>& dims) {
   }
   if (infer >= 0) d[infer] = known == 0 ? 0 : x.numel() / known;
   Shape s(d);
-  FT_CHECK(s.numel() == x.numel(), "reshape: ", x.shape().ToString(),
-           " has ", x.numel(), " elements, cannot view as [",
-           absl::StrJoin(dims, ", "), "]");
+  FT_CHECK(s.numel() == x.numel(), "reshape: ", x.shape().ToString(), " has ",
+           x.numel(), " elements, cannot view as [", absl::StrJoin(dims, ", "),
+           "]");
   if (s == x.shape()) return x;
   const bool rec = ShouldRecord({&x});
   if (!rec) return Tensor::Alias(x, s);
   // Zero-copy on the tape: the node's value aliases the input's.
   Tensor out = Tensor::FromArena(s, const_cast<double*>(x.data()));
   return Record(out, rec, "reshape", {&x},
-      [](const OpContext& c, const Tensor& g, Tensor* gin) {
-        gin[0] = Reshape(g, c.node->inputs[0]->shape.dims());
-      });
+                [](const OpContext& c, const Tensor& g, Tensor* gin) {
+                  gin[0] = Reshape(g, c.node->inputs[0]->shape.dims());
+                });
 }
 
 Tensor Permute(const Tensor& x, const std::vector<int>& axes) {
@@ -82,12 +82,12 @@ Tensor Permute(const Tensor& x, const std::vector<int>& axes) {
   int64_t inv[4] = {0, 0, 0, 0};
   for (int i = 0; i < r; ++i) inv[x.shape().NormalizeAxis(axes[i])] = i;
   return Record(out, rec, "permute", {&x},
-      [](const OpContext& c, const Tensor& g, Tensor* gin) {
-        int r = c.node->shape.rank();
-        std::vector<int> inv(c.iaux(), c.iaux() + r);
-        gin[0] = Permute(g, inv);
-      },
-      {{}, {inv[0], inv[1], inv[2], inv[3]}});
+                [](const OpContext& c, const Tensor& g, Tensor* gin) {
+                  int r = c.node->shape.rank();
+                  std::vector<int> inv(c.iaux(), c.iaux() + r);
+                  gin[0] = Permute(g, inv);
+                },
+                {{}, {inv[0], inv[1], inv[2], inv[3]}});
 }
 
 Tensor Transpose(const Tensor& x) {
@@ -114,19 +114,21 @@ Tensor Narrow(const Tensor& x, int axis, int64_t start, int64_t length) {
     std::memcpy(po + o * length * v.inner, px + (o * v.n + start) * v.inner,
                 sizeof(double) * length * v.inner);
   return Record(out, rec, "narrow", {&x},
-      [](const OpContext& c, const Tensor& g, Tensor* gin) {
-        // Pad g with zeros back to the input's extent.
-        int axis = static_cast<int>(c.iaux()[0]);
-        const Shape& in = c.node->inputs[0]->shape;
-        int64_t start = c.iaux()[1], len = c.node->shape[axis];
-        std::vector<Tensor> parts;
-        if (start > 0) parts.push_back(Tensor::Zeros(in.WithDim(axis, start)));
-        parts.push_back(g);
-        int64_t rest = in[axis] - start - len;
-        if (rest > 0) parts.push_back(Tensor::Zeros(in.WithDim(axis, rest)));
-        gin[0] = Concat(parts, axis);
-      },
-      {{}, {axis, start}});
+                [](const OpContext& c, const Tensor& g, Tensor* gin) {
+                  // Pad g with zeros back to the input's extent.
+                  int axis = static_cast<int>(c.iaux()[0]);
+                  const Shape& in = c.node->inputs[0]->shape;
+                  int64_t start = c.iaux()[1], len = c.node->shape[axis];
+                  std::vector<Tensor> parts;
+                  if (start > 0)
+                    parts.push_back(Tensor::Zeros(in.WithDim(axis, start)));
+                  parts.push_back(g);
+                  int64_t rest = in[axis] - start - len;
+                  if (rest > 0)
+                    parts.push_back(Tensor::Zeros(in.WithDim(axis, rest)));
+                  gin[0] = Concat(parts, axis);
+                },
+                {{}, {axis, start}});
 }
 
 Tensor Concat(const std::vector<Tensor>& xs, int axis) {
@@ -136,8 +138,8 @@ Tensor Concat(const std::vector<Tensor>& xs, int axis) {
   axis = s0.NormalizeAxis(axis);
   int64_t total = 0;
   for (const Tensor& t : xs) {
-    FT_CHECK(t.rank() == s0.rank() && t.shape().WithDim(axis, 1) ==
-                                          s0.WithDim(axis, 1),
+    FT_CHECK(t.rank() == s0.rank() &&
+                 t.shape().WithDim(axis, 1) == s0.WithDim(axis, 1),
              "concat: shapes ", s0.ToString(), " and ", t.shape().ToString(),
              " differ off axis ", axis);
     total += t.shape()[axis];
@@ -157,13 +159,15 @@ Tensor Concat(const std::vector<Tensor>& xs, int axis) {
                   sizeof(double) * n * v.inner);
     offset += n;
   }
-  return internal::RecordN(out, rec, "concat", xs,
+  return internal::RecordN(
+      out, rec, "concat", xs,
       [](const OpContext& c, const Tensor& g, Tensor* gin) {
         int axis = static_cast<int>(c.iaux()[0]);
         int64_t offset = 0;
         for (int i = 0; i < c.num_inputs(); ++i) {
           int64_t n = c.node->inputs[i]->shape[axis];
-          if (c.node->inputs[i]->requires_grad) gin[i] = Narrow(g, axis, offset, n);
+          if (c.node->inputs[i]->requires_grad)
+            gin[i] = Narrow(g, axis, offset, n);
           offset += n;
         }
       },
@@ -173,8 +177,8 @@ Tensor Concat(const std::vector<Tensor>& xs, int axis) {
 namespace {
 // index list stored on the tape (arena) for the backward rule.
 int64_t* StoreIndex(const std::vector<int64_t>& index) {
-  auto* p = static_cast<int64_t*>(
-      Tape::Get().Allocate(sizeof(int64_t) * std::max<size_t>(index.size(), 1)));
+  auto* p = static_cast<int64_t*>(Tape::Get().Allocate(
+      sizeof(int64_t) * std::max<size_t>(index.size(), 1)));
   std::copy(index.begin(), index.end(), p);
   return p;
 }
@@ -201,9 +205,9 @@ Tensor ScatterAdd(const Tensor& g, const Shape& in, int axis,
                   const int64_t* index, int64_t count);
 
 void IndexSelectBackward(const OpContext& c, const Tensor& g, Tensor* gin) {
-  gin[0] = ScatterAdd(g, c.node->inputs[0]->shape, static_cast<int>(c.iaux()[0]),
-                      reinterpret_cast<const int64_t*>(c.iaux()[1]),
-                      c.iaux()[2]);
+  gin[0] =
+      ScatterAdd(g, c.node->inputs[0]->shape, static_cast<int>(c.iaux()[0]),
+                 reinterpret_cast<const int64_t*>(c.iaux()[1]), c.iaux()[2]);
 }
 
 // Adjoint of gather: out (shape `in`) accumulates g at the gathered places.
@@ -215,16 +219,17 @@ Tensor ScatterAdd(const Tensor& g, const Shape& in, int axis,
   std::fill_n(po, in.numel(), 0.0);
   Gather(g.data(), g.shape(), po, in, axis, index, count, /*scatter=*/true);
   return Record(out, rec, "scatter_add", {&g},
-      [](const OpContext& c, const Tensor& gg, Tensor* gin) {
-        auto* index = reinterpret_cast<const int64_t*>(c.iaux()[1]);
-        std::vector<int64_t> idx(index, index + c.iaux()[2]);
-        gin[0] = IndexSelect(gg, static_cast<int>(c.iaux()[0]), idx);
-      },
-      {{}, {axis, reinterpret_cast<int64_t>(index), count}});
+                [](const OpContext& c, const Tensor& gg, Tensor* gin) {
+                  auto* index = reinterpret_cast<const int64_t*>(c.iaux()[1]);
+                  std::vector<int64_t> idx(index, index + c.iaux()[2]);
+                  gin[0] = IndexSelect(gg, static_cast<int>(c.iaux()[0]), idx);
+                },
+                {{}, {axis, reinterpret_cast<int64_t>(index), count}});
 }
 }  // namespace
 
-Tensor IndexSelect(const Tensor& x, int axis, const std::vector<int64_t>& index) {
+Tensor IndexSelect(const Tensor& x, int axis,
+                   const std::vector<int64_t>& index) {
   axis = x.shape().NormalizeAxis(axis);
   for (int64_t i : index)
     FT_CHECK(i >= 0 && i < x.shape()[axis], "index_select: index ", i,
@@ -237,14 +242,15 @@ Tensor IndexSelect(const Tensor& x, int axis, const std::vector<int64_t>& index)
   if (!rec) return out;
   int64_t* stored = StoreIndex(index);
   return Record(out, rec, "index_select", {&x}, IndexSelectBackward,
-                {{}, {axis, reinterpret_cast<int64_t>(stored),
-                      static_cast<int64_t>(index.size())}});
+                {{},
+                 {axis, reinterpret_cast<int64_t>(stored),
+                  static_cast<int64_t>(index.size())}});
 }
 
 Tensor Where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   FT_CHECK(!cond.requires_grad(), "where: the condition must be a constant");
-  Shape os = BroadcastShapes("where", BroadcastShapes("where", cond.shape(),
-                                                      a.shape()), b.shape());
+  Shape os = BroadcastShapes(
+      "where", BroadcastShapes("where", cond.shape(), a.shape()), b.shape());
   const bool rec = ShouldRecord({&a, &b});
   Tensor c = BroadcastTo(cond, os);
   Tensor ab, bb;
@@ -258,7 +264,8 @@ Tensor Where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   const double *pc = c.data(), *pa = ab.data(), *pb = bb.data();
   for (int64_t i = 0, n = os.numel(); i < n; ++i)
     po[i] = pc[i] != 0.0 ? pa[i] : pb[i];
-  return Record(out, rec, "where", {&c, &a, &b},
+  return Record(
+      out, rec, "where", {&c, &a, &b},
       [](const OpContext& ctx, const Tensor& g, Tensor* gin) {
         Tensor zero = Tensor::Zeros(Shape{});
         if (ctx.node->inputs[1]->requires_grad)
@@ -270,7 +277,8 @@ Tensor Where(const Tensor& cond, const Tensor& a, const Tensor& b) {
 
 Tensor Clamp(const Tensor& x, double lo, double hi) {
   FT_CHECK(lo <= hi, "clamp: lo ", lo, " > hi ", hi);
-  return internal::MapUnary("clamp", x,
+  return internal::MapUnary(
+      "clamp", x,
       [](const OpContext& c, const Tensor& g, Tensor* gin) {
         double lo = c.aux()[0], hi = c.aux()[1];
         Tensor inside = Tensor::Empty(c.node->shape);

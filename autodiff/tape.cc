@@ -65,7 +65,8 @@ void Tape::RewindTo(const Mark& mark) {
 
 size_t Tape::bytes_in_use() const {
   size_t n = 0;
-  for (size_t i = 0; i < block_ && i < blocks_.size(); ++i) n += blocks_[i].size;
+  for (size_t i = 0; i < block_ && i < blocks_.size(); ++i)
+    n += blocks_[i].size;
   return n + offset_;
 }
 
@@ -76,8 +77,8 @@ size_t Tape::bytes_reserved() const {
 }
 
 bool Tape::Owns(const Node* n, uint64_t serial) const {
-  return n != nullptr && (serial >> kSerialBits) == uid_ && n->id >= 0 && n->id < num_nodes() &&
-         nodes_[n->id] == n && n->serial == serial;
+  return n != nullptr && (serial >> kSerialBits) == uid_ && n->id >= 0 &&
+         n->id < num_nodes() && nodes_[n->id] == n && n->serial == serial;
 }
 
 Node* Tape::NewNode(const char* op, const Shape& shape, double* value,
@@ -144,10 +145,23 @@ Tensor Record(Tensor out, bool record, const char* name,
   for (const Tensor* t : inputs) in[k++] = t->NodeForOp(/*materialize=*/true);
   Node* n;
   switch (k) {
-    case 1: n = Tape::Get().NewNode(name, out.shape(), const_cast<double*>(out.data()), {in[0]}, backward, aux); break;
-    case 2: n = Tape::Get().NewNode(name, out.shape(), const_cast<double*>(out.data()), {in[0], in[1]}, backward, aux); break;
-    case 3: n = Tape::Get().NewNode(name, out.shape(), const_cast<double*>(out.data()), {in[0], in[1], in[2]}, backward, aux); break;
-    default: FT_CHECK(false, name, ": Record supports 1-3 inputs; use RecordN");
+    case 1:
+      n = Tape::Get().NewNode(name, out.shape(),
+                              const_cast<double*>(out.data()), {in[0]},
+                              backward, aux);
+      break;
+    case 2:
+      n = Tape::Get().NewNode(name, out.shape(),
+                              const_cast<double*>(out.data()), {in[0], in[1]},
+                              backward, aux);
+      break;
+    case 3:
+      n = Tape::Get().NewNode(name, out.shape(),
+                              const_cast<double*>(out.data()),
+                              {in[0], in[1], in[2]}, backward, aux);
+      break;
+    default:
+      FT_CHECK(false, name, ": Record supports 1-3 inputs; use RecordN");
   }
   return Tensor::FromNode(n);
 }

@@ -46,10 +46,10 @@ struct Node {
   double* value;
   Node** inputs;
   int num_inputs;
-  BackwardFn backward;  // nullptr for leaves
-  bool requires_grad;   // on a path from some parameter
-  int64_t id;           // position on the tape
-  uint64_t serial;      // unique per tape, detects stale tensors
+  BackwardFn backward;              // nullptr for leaves
+  bool requires_grad;               // on a path from some parameter
+  int64_t id;                       // position on the tape
+  uint64_t serial;                  // unique per tape, detects stale tensors
   internal::Storage* leaf_storage;  // parameters: where grads accumulate
   double aux[4];
   int64_t iaux[8];
@@ -76,7 +76,7 @@ class Tape {
 
   int64_t num_nodes() const { return static_cast<int64_t>(nodes_.size()); }
   Node* node(int64_t id) const { return nodes_[id]; }
-  size_t bytes_in_use() const;   // arena bytes holding nodes and values now
+  size_t bytes_in_use() const;    // arena bytes holding nodes and values now
   size_t bytes_reserved() const;  // arena capacity kept for reuse
 
   bool grad_enabled() const { return grad_enabled_; }
@@ -89,7 +89,9 @@ class Tape {
                 const OpAux& aux);
   Node* NewLeaf(const Shape& shape, double* value, internal::Storage* storage,
                 bool requires_grad);
-  void Pin(std::shared_ptr<internal::Storage> s) { pinned_.push_back(std::move(s)); }
+  void Pin(std::shared_ptr<internal::Storage> s) {
+    pinned_.push_back(std::move(s));
+  }
   // True if n is a live node of this tape with that serial. Serials carry the
   // tape's id in their top bits, so nodes of other (maybe dead) tapes are
   // rejected without being dereferenced.

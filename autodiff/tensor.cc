@@ -154,8 +154,8 @@ double* Tensor::mutable_data() {
 }
 
 double Tensor::item() const {
-  FT_CHECK(numel() == 1, "item: tensor of shape ", shape_.ToString(),
-           " has ", numel(), " elements, want 1");
+  FT_CHECK(numel() == 1, "item: tensor of shape ", shape_.ToString(), " has ",
+           numel(), " elements, want 1");
   return data()[0];
 }
 
@@ -206,13 +206,14 @@ Node* Tensor::node() const {
 
 Node* Tensor::NodeForOp(bool materialize) const {
   if (node_ != nullptr) return node();
-  FT_CHECK(storage_ != nullptr, "op on an undefined tensor (or a buffer that "
+  FT_CHECK(storage_ != nullptr,
+           "op on an undefined tensor (or a buffer that "
            "was never recorded)");
   Tape& tape = Tape::Get();
   internal::Storage* s = storage_.get();
   if (!s->requires_grad && !materialize) return nullptr;
-  if (tape.Owns(s->leaf, s->leaf_serial) &&
-      s->leaf->shape == shape_ && s->leaf->requires_grad == s->requires_grad)
+  if (tape.Owns(s->leaf, s->leaf_serial) && s->leaf->shape == shape_ &&
+      s->leaf->requires_grad == s->requires_grad)
     return s->leaf;
   tape.Pin(storage_);
   Node* leaf = tape.NewLeaf(shape_, data_, s, s->requires_grad);

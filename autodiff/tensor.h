@@ -29,7 +29,7 @@ class Rng {
   explicit Rng(uint64_t seed = 0) : gen_(seed) {}
   double Normal() { return normal_(gen_); }
   double Uniform() { return uniform_(gen_); }  // in [0, 1)
-  int64_t UniformInt(int64_t n) {             // in [0, n)
+  int64_t UniformInt(int64_t n) {              // in [0, n)
     return std::uniform_int_distribution<int64_t>(0, n - 1)(gen_);
   }
   std::mt19937_64& engine() { return gen_; }
@@ -71,8 +71,8 @@ class Tensor {
   static Tensor Scalar(double value);
   static Tensor FromVector(const Shape& shape, const std::vector<double>& v);
   static Tensor Eye(int64_t n);
-  static Tensor Randn(const Shape& shape, Rng& rng);  // N(0, 1)
-  static Tensor Rand(const Shape& shape, Rng& rng);   // U[0, 1)
+  static Tensor Randn(const Shape& shape, Rng& rng);       // N(0, 1)
+  static Tensor Rand(const Shape& shape, Rng& rng);        // U[0, 1)
   static Tensor Rademacher(const Shape& shape, Rng& rng);  // +-1
 
   bool defined() const { return data_ != nullptr; }
@@ -116,8 +116,8 @@ class Tensor {
   Shape shape_;
   double* data_ = nullptr;
   std::shared_ptr<internal::Storage> storage_;  // owner for constants
-  Node* node_ = nullptr;                         // tape node, if any
-  uint64_t serial_ = 0;                          // node_'s serial when taken
+  Node* node_ = nullptr;                        // tape node, if any
+  uint64_t serial_ = 0;                         // node_'s serial when taken
 };
 
 }  // namespace flowtape

@@ -4,6 +4,7 @@
 #include <fstream>
 #include <iostream>
 
+#include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 
 namespace flowtape::experiments {
@@ -33,6 +34,17 @@ void WritePngOrWarn(const viz::Image& image, const std::string& file) {
     std::cout << "wrote " << path << "\n";
   else
     std::cerr << "warning: " << s << "\n";
+}
+
+int RunMain(int argc, char** argv, const char* name,
+            const std::function<absl::Status()>& run) {
+  absl::ParseCommandLine(argc, argv);
+  absl::Status s = run();
+  if (!s.ok()) {
+    std::cerr << name << ": " << s << "\n";
+    return 1;
+  }
+  return 0;
 }
 
 }  // namespace flowtape::experiments

@@ -102,11 +102,6 @@ absl::Status Run() {
 }  // namespace flowtape::experiments
 
 int main(int argc, char** argv) {
-  absl::ParseCommandLine(argc, argv);
-  absl::Status s = flowtape::experiments::Run();
-  if (!s.ok()) {
-    std::cerr << "images: " << s << "\n";
-    return 1;
-  }
-  return 0;
+  return flowtape::experiments::RunMain(argc, argv, "images",
+                                        flowtape::experiments::Run);
 }

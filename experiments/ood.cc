@@ -111,11 +111,6 @@ absl::Status Run() {
 }  // namespace flowtape::experiments
 
 int main(int argc, char** argv) {
-  absl::ParseCommandLine(argc, argv);
-  absl::Status s = flowtape::experiments::Run();
-  if (!s.ok()) {
-    std::cerr << "ood: " << s << "\n";
-    return 1;
-  }
-  return 0;
+  return flowtape::experiments::RunMain(argc, argv, "ood",
+                                        flowtape::experiments::Run);
 }

@@ -170,11 +170,6 @@ absl::Status Run() {
 }  // namespace flowtape::experiments
 
 int main(int argc, char** argv) {
-  absl::ParseCommandLine(argc, argv);
-  absl::Status s = flowtape::experiments::Run();
-  if (!s.ok()) {
-    std::cerr << "toy2d: " << s << "\n";
-    return 1;
-  }
-  return 0;
+  return flowtape::experiments::RunMain(argc, argv, "toy2d",
+                                        flowtape::experiments::Run);
 }

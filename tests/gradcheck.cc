@@ -81,7 +81,8 @@ double HessianVectorError(const ScalarFn& f, const std::vector<Tensor>& inputs,
   double worst = 0;
   for (size_t i = 0; i < ps.size(); ++i)
     for (int64_t j = 0; j < ps[i].numel(); ++j)
-      worst = std::max(worst, RelErr(hv[i][j], (gp[i][j] - gm[i][j]) / (2 * h)));
+      worst =
+          std::max(worst, RelErr(hv[i][j], (gp[i][j] - gm[i][j]) / (2 * h)));
   return worst;
 }
 

@@ -7,8 +7,10 @@
 namespace flowtape::nn {
 namespace {
 void Fans(const Shape& s, double* fan_in, double* fan_out) {
-  FT_CHECK(s.rank() == 2 || s.rank() == 4, "init: want a matrix or conv "
-           "kernel shape, got ", s.ToString());
+  FT_CHECK(s.rank() == 2 || s.rank() == 4,
+           "init: want a matrix or conv "
+           "kernel shape, got ",
+           s.ToString());
   if (s.rank() == 2) {
     *fan_in = s[0];
     *fan_out = s[1];
@@ -26,7 +28,8 @@ Tensor XavierUniform(const Shape& shape, Rng& rng) {
   double a = std::sqrt(6.0 / (fi + fo));
   Tensor t = Tensor::Empty(shape);
   double* p = t.mutable_data();
-  for (int64_t i = 0; i < t.numel(); ++i) p[i] = a * (2.0 * rng.Uniform() - 1.0);
+  for (int64_t i = 0; i < t.numel(); ++i)
+    p[i] = a * (2.0 * rng.Uniform() - 1.0);
   return t;
 }
 

@@ -24,7 +24,9 @@ TEST(Core, SimpleGradient) {
 TEST(Core, BroadcastMulGradient) {
   Rng rng(1);
   Tensor a = Tensor::Randn({4, 3}, rng), b = Tensor::Randn({3}, rng);
-  auto f = [](const std::vector<Tensor>& v) { return Sum(Tanh(v[0] * v[1] + v[1])); };
+  auto f = [](const std::vector<Tensor>& v) {
+    return Sum(Tanh(v[0] * v[1] + v[1]));
+  };
   EXPECT_LT(GradientError(f, {a, b}), 1e-6);
   EXPECT_LT(HessianVectorError(f, {a, b}), 1e-6);
 }

@@ -1,6 +1,10 @@
 #!/usr/bin/env python3
 # Run: apt-get install -y python3-torch; /usr/bin/python3 benchmarks/flows_torch_reference.py [threads]
 # Compare with: ./bazelw run --config=opt //benchmarks:flows_bench
+# Debian's torch calls the system libblas.so.3 (netlib reference BLAS unless
+# another is selected): 3-5x slower. With libopenblas0-pthread installed, run
+# with OPENBLAS_NUM_THREADS=1 LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-pthread
+# (OpenBLAS threads on top of torch's OpenMP threads oversubscribe 2 cores).
 # PyTorch CPU reference of flows_bench: one training step (forward, NLL,
 # backward, Adam) of RealNVP 2-D (8 affine couplings, MLP 2x64 ReLU, tanh-
 # bounded log-scale, alternating half masks, batch 256) and MAF 64-D

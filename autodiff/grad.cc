@@ -16,16 +16,6 @@ void Accumulate(Tensor& slot, Tensor g) {
   slot = slot.defined() ? slot + g : std::move(g);
 }
 
-// Plain sweeps only: a full Sum hands its scalar adjoint on unexpanded (a
-// uniform adjoint), saving a pass that writes it out and one that reads it.
-// These rules broadcast a scalar g themselves; every other node gets g
-// expanded to its shape first.
-bool ScalarAdjointFrom(const Node* n) { return std::strcmp(n->op, "sum") == 0; }
-bool TakesScalarAdjoint(const Node* n) {
-  return std::strcmp(n->op, "mul") == 0 && n->inputs[0]->shape == n->shape &&
-         n->inputs[1]->shape == n->shape;
-}
-
 // Runs the backward sweep from `outputs` down to tape id `min_id`, visiting
 // only nodes that require grad. `on_leaf` sees every parameter leaf reached.
 template <typename OnLeaf>
@@ -59,7 +49,7 @@ std::vector<Tensor> Sweep(const std::vector<Tensor>& outputs,
     Tensor& g = adj[id - min_id];
     if (!g.defined()) continue;
     Node* n = tape.node(id);
-    if (g.shape() != n->shape && !TakesScalarAdjoint(n))
+    if (g.shape() != n->shape && !(n->flags & kTakesUniformAdjoint))
       g = BroadcastTo(g, n->shape);
     if (n->leaf_storage != nullptr) on_leaf(n, g);
     if (n->backward == nullptr) continue;
@@ -75,8 +65,8 @@ std::vector<Tensor> Sweep(const std::vector<Tensor>& outputs,
       Node* in = n->inputs[i];
       if (!in->requires_grad || in->id < min_id || !out[i].defined()) continue;
       FT_CHECK(
-          out[i].shape() == in->shape ||
-              (!create_graph && out[i].rank() == 0 && ScalarAdjointFrom(n)),
+          out[i].shape() == in->shape || (!create_graph && out[i].rank() == 0 &&
+                                          (n->flags & kEmitsUniformAdjoint)),
           "backward of '", n->op, "': gradient shape ",
           out[i].shape().ToString(), " != input shape ", in->shape.ToString());
       Accumulate(adj[in->id - min_id], std::move(out[i]));
@@ -115,7 +105,7 @@ std::vector<Tensor> Grad(const std::vector<Tensor>& outputs,
   g.resize(inputs.size());
   for (size_t k = 0; k < inputs.size(); ++k) {
     if (!g[k].defined()) g[k] = Tensor::Zeros(inputs[k].shape());
-    if (g[k].shape() != inputs[k].shape())  // a scalar adjoint (see above)
+    if (g[k].shape() != inputs[k].shape())  // a uniform adjoint (NodeFlag)
       g[k] = BroadcastTo(g[k], inputs[k].shape());
   }
   return g;

@@ -123,14 +123,14 @@ Tensor MapUnary(const char* name, const Tensor& x, BackwardFn backward, F f,
 
 template <typename F>
 Tensor MapBinary(const char* name, const Tensor& a, const Tensor& b,
-                 BackwardFn backward, F f) {
+                 BackwardFn backward, F f, const OpAux& aux = {}) {
   FT_CHECK(a.defined() && b.defined(), name, ": undefined input");
   Shape os = BroadcastShapes(name, a.shape(), b.shape());
   const bool rec = ShouldRecord({&a, &b});
   Tensor out = NewOutput(os, rec);
   BroadcastBinary(a.data(), a.shape(), b.data(), b.shape(),
                   const_cast<double*>(out.data()), os, f);
-  return Record(out, rec, name, {&a, &b}, backward);
+  return Record(out, rec, name, {&a, &b}, backward, aux);
 }
 
 }  // namespace flowtape::internal

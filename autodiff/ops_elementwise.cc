@@ -93,7 +93,8 @@ Tensor Mul(const Tensor& a, const Tensor& b) {
         if (c.node->inputs[1]->requires_grad)
           gin[1] = SumTo(GradMul(g, c.in(0)), c.node->inputs[1]->shape);
       },
-      [](double x, double y) { return x * y; });
+      [](double x, double y) { return x * y; },
+      {{}, {}, a.shape() == b.shape() ? kTakesUniformAdjoint : uint8_t{0}});
 }
 
 Tensor Div(const Tensor& a, const Tensor& b) {

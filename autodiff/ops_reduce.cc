@@ -34,12 +34,10 @@ Tensor Sum(const Tensor& x) {
   const_cast<double*>(out.data())[0] = internal::SumOf(x.data(), x.numel());
   return Record(out, rec, "sum", {&x},
                 [](const OpContext& c, const Tensor& g, Tensor* gin) {
-                  // Plain (not create_graph) sweeps pass the scalar adjoint on
-                  // unexpanded; Sweep broadcasts it unless the consumer does
-                  // (grad.cc).
+                  // Plain sweeps pass the scalar adjoint on (NodeFlag).
                   gin[0] = Tape::Get().grad_enabled() ? ExpandReduced(c, g) : g;
                 },
-                {{}, {-1}});
+                {{}, {-1}, kEmitsUniformAdjoint});
 }
 
 Tensor Sum(const Tensor& x, int axis, bool keepdim) {

@@ -103,6 +103,7 @@ Node* Tape::NewNode(const char* op, const Shape& shape, double* value,
   FT_CHECK(aux.d.size() <= 4 && aux.i.size() <= 8, op, ": too many aux values");
   std::copy(aux.d.begin(), aux.d.end(), n->aux);
   std::copy(aux.i.begin(), aux.i.end(), n->iaux);
+  n->flags = aux.flags;
   nodes_.push_back(n);
   return n;
 }

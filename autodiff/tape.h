@@ -53,12 +53,23 @@ struct Node {
   internal::Storage* leaf_storage;  // parameters: where grads accumulate
   double aux[4];
   int64_t iaux[8];
+  uint8_t flags;  // NodeFlag bits
+};
+
+// Uniform adjoints, for plain (not create_graph) sweeps: a full reduction may
+// hand its scalar adjoint on unexpanded, saving a pass that writes it out and
+// one that reads it. A consumer whose rule broadcasts a scalar adjoint itself
+// takes it as is; every other node gets it expanded to its shape first.
+enum NodeFlag : uint8_t {
+  kEmitsUniformAdjoint = 1,  // backward may return a rank-0 input adjoint
+  kTakesUniformAdjoint = 2,  // backward accepts a rank-0 output adjoint
 };
 
 // Small op parameters stored on the node (axes, bounds, slopes ...).
 struct OpAux {
   std::initializer_list<double> d = {};
   std::initializer_list<int64_t> i = {};
+  uint8_t flags = 0;  // NodeFlag bits
 };
 
 class Tape {

@@ -94,7 +94,10 @@ Tensor Mul(const Tensor& a, const Tensor& b) {
           gin[1] = SumTo(GradMul(g, c.in(0)), c.node->inputs[1]->shape);
       },
       [](double x, double y) { return x * y; },
-      {{}, {}, a.shape() == b.shape() ? kTakesUniformAdjoint : uint8_t{0}});
+      {{},
+       {},
+       static_cast<uint8_t>(a.shape() == b.shape() ? kTakesUniformAdjoint
+                                                   : 0)});
 }
 
 Tensor Div(const Tensor& a, const Tensor& b) {

@@ -17,6 +17,8 @@ namespace flowtape {
 
 using RowMatrix =
     Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using ConstMatrixMap = Eigen::Map<const RowMatrix>;
+using MatrixMap = Eigen::Map<RowMatrix>;
 
 inline Eigen::Map<const RowMatrix> AsMatrix(const Tensor& t) {
   FT_CHECK(t.rank() == 1 || t.rank() == 2, "as_matrix: want rank 1 or 2, got ",

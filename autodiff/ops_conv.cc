@@ -29,9 +29,6 @@ namespace {
 using internal::NewOutput;
 using internal::Record;
 using internal::ShouldRecord;
-using RowMat = RowMatrix;
-using CMap = Eigen::Map<const RowMat>;
-using Map = Eigen::Map<RowMat>;
 
 // cols[(c*kh + p)*kw + q, y*w + x] = img[c, y+p-kh/2, x+q-kw/2] (0 outside).
 void Im2Col(const double* img, int64_t c, int64_t h, int64_t w, int64_t kh,
@@ -164,7 +161,7 @@ Tensor ConvCore(const Tensor& x, const Tensor& w, const Tensor& bias) {
   double* po = const_cast<double*>(out.data());
   std::vector<double> scratch;
   if (UseShiftAdd(cin, cout, kh, kw)) {
-    RowMat v(cout * kh * kw, cin);  // V[(o,p,q), i] = W[o,i,KH-1-p,KW-1-q]
+    RowMatrix v(cout * kh * kw, cin);  // V[(o,p,q), i] = W[o,i,KH-1-p,KW-1-q]
     const double* pw = w.data();
     for (int64_t o = 0; o < cout; ++o)
       for (int64_t i = 0; i < cin; ++i)
@@ -174,18 +171,18 @@ Tensor ConvCore(const Tensor& x, const Tensor& w, const Tensor& bias) {
                 pw[((o * cin + i) * kh + p) * kw + q];
     scratch.resize(cout * kh * kw * hw);
     for (int64_t b = 0; b < n; ++b) {
-      Map cols(scratch.data(), cout * kh * kw, hw);
-      cols.noalias() = v * CMap(x.data() + b * cin * hw, cin, hw);
+      MatrixMap cols(scratch.data(), cout * kh * kw, hw);
+      cols.noalias() = v * ConstMatrixMap(x.data() + b * cin * hw, cin, hw);
       double* y = po + b * cout * hw;
       for (int64_t o = 0; o < cout; ++o)
         std::fill_n(y + o * hw, hw, bias.defined() ? bias.data()[o] : 0.0);
       Col2ImAdd(scratch.data(), cout, h, wd, kh, kw, y);
     }
   } else {
-    CMap wm(w.data(), cout, k);
+    ConstMatrixMap wm(w.data(), cout, k);
     for (int64_t b = 0; b < n; ++b) {
-      CMap cols(Columns(x, b, kh, kw, scratch), k, hw);
-      Map y(po + b * cout * hw, cout, hw);
+      ConstMatrixMap cols(Columns(x, b, kh, kw, scratch), k, hw);
+      MatrixMap y(po + b * cout * hw, cout, hw);
       y.noalias() = wm * cols;
       if (bias.defined())
         y.colwise() += Eigen::Map<const Eigen::VectorXd>(bias.data(), cout);
@@ -202,17 +199,17 @@ Tensor WeightGrad(const Tensor& x, const Tensor& g, int64_t kh, int64_t kw) {
   const int64_t cout = g.dim(1), k = cin * kh * kw;
   const bool rec = ShouldRecord({&x, &g});
   Tensor out = NewOutput(Shape{cout, cin, kh, kw}, rec);
-  Map gw(const_cast<double*>(out.data()), cout, k);
+  MatrixMap gw(const_cast<double*>(out.data()), cout, k);
   gw.setZero();
   std::vector<double> scratch;
   if (UseShiftAdd(cin, cout, kh, kw)) {
     // With u = im2col(g): gW[o,i,p,q] = sum_hw u[(o,KH-1-p,KW-1-q), hw]
     // x[i,hw].
-    RowMat acc = RowMat::Zero(cout * kh * kw, cin);
+    RowMatrix acc = RowMatrix::Zero(cout * kh * kw, cin);
     for (int64_t b = 0; b < n; ++b) {
-      CMap cols(Columns(g, b, kh, kw, scratch), cout * kh * kw, hw);
+      ConstMatrixMap cols(Columns(g, b, kh, kw, scratch), cout * kh * kw, hw);
       acc.noalias() +=
-          cols * CMap(x.data() + b * cin * hw, cin, hw).transpose();
+          cols * ConstMatrixMap(x.data() + b * cin * hw, cin, hw).transpose();
     }
     for (int64_t o = 0; o < cout; ++o)
       for (int64_t i = 0; i < cin; ++i)
@@ -222,9 +219,9 @@ Tensor WeightGrad(const Tensor& x, const Tensor& g, int64_t kh, int64_t kw) {
                 acc((o * kh + kh - 1 - p) * kw + kw - 1 - q, i);
   } else {
     for (int64_t b = 0; b < n; ++b) {
-      CMap cols(Columns(x, b, kh, kw, scratch), k, hw);
+      ConstMatrixMap cols(Columns(x, b, kh, kw, scratch), k, hw);
       gw.noalias() +=
-          CMap(g.data() + b * cout * hw, cout, hw) * cols.transpose();
+          ConstMatrixMap(g.data() + b * cout * hw, cout, hw) * cols.transpose();
     }
   }
   return Record(out, rec, "conv2d_wgrad", {&x, &g},

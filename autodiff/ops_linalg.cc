@@ -23,17 +23,14 @@ namespace {
 using internal::NewOutput;
 using internal::Record;
 using internal::ShouldRecord;
-using RowMat = RowMatrix;
-using CMap = Eigen::Map<const RowMat>;
-using Map = Eigen::Map<RowMat>;
 
-CMap AsMat(const Tensor& t) {
+ConstMatrixMap AsMat(const Tensor& t) {
   const int64_t cols = t.rank() == 2 ? t.dim(1) : 1;
-  return CMap(t.data(), t.dim(0), cols);
+  return ConstMatrixMap(t.data(), t.dim(0), cols);
 }
-Map AsMat(Tensor& t) {
+MatrixMap AsMat(Tensor& t) {
   const int64_t cols = t.rank() == 2 ? t.dim(1) : 1;
-  return Map(const_cast<double*>(t.data()), t.dim(0), cols);
+  return MatrixMap(const_cast<double*>(t.data()), t.dim(0), cols);
 }
 // A vector right-hand side [n] seen as the matrix [n, 1].
 Tensor AsColumns(const Tensor& t) {
@@ -51,15 +48,15 @@ void CheckRhs(const char* op, const Tensor& a, const Tensor& b) {
            b.shape().ToString(), " do not match (want [n] or [n, k])");
 }
 
-bool HasZeroPivot(const Eigen::PartialPivLU<RowMat>& lu) {
+bool HasZeroPivot(const Eigen::PartialPivLU<RowMatrix>& lu) {
   const auto& m = lu.matrixLU();
   for (Eigen::Index i = 0; i < m.rows(); ++i)
     if (m(i, i) == 0.0) return true;
   return false;
 }
 
-Eigen::PartialPivLU<RowMat> FactorOrDie(const char* op, const Tensor& a) {
-  Eigen::PartialPivLU<RowMat> lu(RowMat(AsMat(a)));
+Eigen::PartialPivLU<RowMatrix> FactorOrDie(const char* op, const Tensor& a) {
+  Eigen::PartialPivLU<RowMatrix> lu(RowMatrix(AsMat(a)));
   FT_CHECK(!HasZeroPivot(lu), op, ": matrix ", a.shape().ToString(),
            " is singular (zero pivot in its LU factorization)");
   return lu;
@@ -92,7 +89,7 @@ Tensor Solve(const Tensor& a, const Tensor& b) {
   auto lu = FactorOrDie("solve", a);
   const bool rec = ShouldRecord({&a, &b});
   Tensor out = NewOutput(b.shape(), rec);
-  AsMat(out) = lu.solve(RowMat(AsMat(b)));
+  AsMat(out) = lu.solve(RowMatrix(AsMat(b)));
   return Record(out, rec, "solve", {&a, &b},
                 [](const OpContext& c, const Tensor& g, Tensor* gin) {
                   Tensor gb = Solve(Transpose(c.in(0)), g);  // A^-T G
@@ -120,7 +117,7 @@ Tensor Inverse(const Tensor& a) {
 // ---- slogdet: log|det A| = sum_i log|U_ii| of A = P L U ----
 SlogdetResult Slogdet(const Tensor& a) {
   CheckSquare("slogdet", a);
-  Eigen::PartialPivLU<RowMat> lu(RowMat(AsMat(a)));
+  Eigen::PartialPivLU<RowMatrix> lu(RowMatrix(AsMat(a)));
   double sign = lu.permutationP().determinant();  // +-1
   double lad = 0.0;
   const auto& m = lu.matrixLU();
@@ -169,10 +166,11 @@ Tensor TriangularSolve(const Tensor& t, const Tensor& b, bool upper,
   }
   const bool rec = ShouldRecord({&t, &b});
   Tensor out = NewOutput(b.shape(), rec);
-  Map x = AsMat(out);
+  MatrixMap x = AsMat(out);
   x = AsMat(b);
   // op(T) is upper triangular iff (upper xor transpose).
-  RowMat opt = transpose ? RowMat(AsMat(t).transpose()) : RowMat(AsMat(t));
+  RowMatrix opt =
+      transpose ? RowMatrix(AsMat(t).transpose()) : RowMatrix(AsMat(t));
   const bool up = upper != transpose;
   if (up && unit_diagonal)
     opt.triangularView<Eigen::UnitUpper>().solveInPlace(x);
@@ -204,9 +202,9 @@ QrResult Qr(const Tensor& a) {
   FT_CHECK(a.rank() == 2 && a.dim(0) >= a.dim(1),
            "qr: want an [m, n] matrix with m >= n, got ", a.shape().ToString());
   const int64_t m = a.dim(0), n = a.dim(1);
-  Eigen::HouseholderQR<RowMat> qr{RowMat(AsMat(a))};
-  RowMat q = qr.householderQ() * RowMat::Identity(m, n);
-  RowMat r = qr.matrixQR().topRows(n).triangularView<Eigen::Upper>();
+  Eigen::HouseholderQR<RowMatrix> qr{RowMatrix(AsMat(a))};
+  RowMatrix q = qr.householderQ() * RowMatrix::Identity(m, n);
+  RowMatrix r = qr.matrixQR().topRows(n).triangularView<Eigen::Upper>();
   for (int64_t i = 0; i < n; ++i)
     if (r(i, i) < 0) {  // make diag(R) >= 0: Q D, D R with D = diag(+-1)
       r.row(i) *= -1.0;
@@ -215,8 +213,8 @@ QrResult Qr(const Tensor& a) {
   const bool rec = ShouldRecord({&a});
   Tensor packed = NewOutput(Shape{m * n + n * n}, rec);
   double* p = const_cast<double*>(packed.data());
-  Map(p, m, n) = q;
-  Map(p + m * n, n, n) = r;
+  MatrixMap(p, m, n) = q;
+  MatrixMap(p + m * n, n, n) = r;
   packed = Record(
       packed, rec, "qr", {&a},
       [](const OpContext& c, const Tensor& g, Tensor* gin) {

@@ -8,16 +8,13 @@
 
 namespace flowtape {
 namespace {
-using RowMat = RowMatrix;
-using CMap = Eigen::Map<const RowMat>;
-using Map = Eigen::Map<RowMat>;
 
 // C (+)= op(A) op(B) for one matrix pair.
 void Gemm(const double* a, int64_t ar, int64_t ac, bool ta, const double* b,
           int64_t br, int64_t bc, bool tb, double* c) {
-  CMap A(a, ar, ac), B(b, br, bc);
+  ConstMatrixMap A(a, ar, ac), B(b, br, bc);
   int64_t m = ta ? ac : ar, n = tb ? br : bc;
-  Map C(c, m, n);
+  MatrixMap C(c, m, n);
   if (!ta && !tb) C.noalias() = A * B;
   if (!ta && tb) C.noalias() = A * B.transpose();
   if (ta && !tb) C.noalias() = A.transpose() * B;

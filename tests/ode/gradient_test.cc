@@ -18,16 +18,8 @@ using testing::Mat;
 using testing::ToMat;
 using testing::ToTensor;
 
-Mat TestA() {
-  Mat a(3, 3);
-  a << -0.5, 1.2, 0.1, -1.0, -0.3, 0.4, 0.2, -0.6, -0.8;
-  return a;
-}
-Mat TestY0() {
-  Mat y(2, 3);
-  y << 1.0, -0.5, 0.3, -0.2, 0.8, 1.1;
-  return y;
-}
+using testing::TestA;
+using testing::TestY0;
 Mat Weights(int i) {  // loss weights for the i-th requested time
   Mat w(2, 3);
   w << 0.3, -1.0, 0.5, 0.7, 0.2, -0.4;

@@ -10,21 +10,26 @@
 #include <Eigen/Dense>
 #include <unsupported/Eigen/MatrixFunctions>
 
+#include "autodiff/eigen.h"
 #include "autodiff/ops.h"
 #include "autodiff/tensor.h"
 
 namespace flowtape::testing {
 
-using Mat =
-    Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using Mat = RowMatrix;
+inline Mat ToMat(const Tensor& t) { return AsMatrix(t); }
+inline Tensor ToTensor(const Mat& m) { return FromMatrix(m); }
 
-inline Mat ToMat(const Tensor& t) {
-  return Eigen::Map<const Mat>(t.data(), t.dim(0), t.dim(1));
+// The fixture's stable 3x3 A and two initial rows.
+inline Mat TestA() {
+  Mat a(3, 3);
+  a << -0.5, 1.2, 0.1, -1.0, -0.3, 0.4, 0.2, -0.6, -0.8;
+  return a;
 }
-inline Tensor ToTensor(const Mat& m) {
-  Tensor t = Tensor::Empty({m.rows(), m.cols()});
-  Eigen::Map<Mat>(t.mutable_data(), m.rows(), m.cols()) = m;
-  return t;
+inline Mat TestY0() {
+  Mat y(2, 3);
+  y << 1.0, -0.5, 0.3, -0.2, 0.8, 1.1;
+  return y;
 }
 
 // f(t, y) = y A' for y [N, d].

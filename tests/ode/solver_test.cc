@@ -12,16 +12,8 @@ namespace flowtape::ode {
 namespace {
 using testing::Mat;
 
-Mat TestA() {
-  Mat a(3, 3);
-  a << -0.5, 1.2, 0.1, -1.0, -0.3, 0.4, 0.2, -0.6, -0.8;
-  return a;
-}
-Mat TestY0() {
-  Mat y(2, 3);
-  y << 1.0, -0.5, 0.3, -0.2, 0.8, 1.1;
-  return y;
-}
+using testing::TestA;
+using testing::TestY0;
 
 // Solves the linear ODE numerically on the flattened rows.
 absl::StatusOr<std::vector<std::vector<double>>> SolveLinear(

@@ -63,22 +63,10 @@ FlowPtr Radial(const ZooConfig& c, Rng& rng) {
   });
 }
 
-// Zeroes each MADE's output layer so every affine step starts at the
-// identity (mu = 0, alpha = 0), as MlpNet does for couplings: a random
-// unbounded log-scale compounds over layers and overflows on image data.
-void ZeroMadeOutputs(const flows::Flow& flow, const ZooConfig& c) {
-  const std::string last = absl::StrCat("made.layer", c.hidden.size(), ".");
-  for (auto& [name, p] : flow.NamedParameters())
-    if (name.find(last) != std::string::npos)
-      std::fill_n(p.mutable_data(), p.numel(), 0.0);
-}
-
 FlowPtr Maf(const ZooConfig& c, Rng& rng, bool inverted) {
-  auto flow = Stack(c, true, [&](int) {
+  return Stack(c, true, [&](int) {
     return std::make_shared<flows::Maf>(Made(c), rng, inverted);
   });
-  ZeroMadeOutputs(*flow, c);
-  return flow;
 }
 
 FlowPtr SplineCoupling(const ZooConfig& c, Rng& rng) {

@@ -8,6 +8,7 @@ namespace flowtape::flows {
 MadeAutoregressive::MadeAutoregressive(MadeOptions made, bool inverted,
                                        Rng& rng)
     : inverted_(inverted) {
+  made.zero_last = true;
   made_ = RegisterModule("made", std::make_shared<Made>(made, rng));
 }
 

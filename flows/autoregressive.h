@@ -42,7 +42,8 @@ class MadeAutoregressive : public Flow {
   bool inverted() const { return inverted_; }
 
  protected:
-  // `made` options: params_per_dim is set by the subclass. inverted = IAF
+  // `made` options: params_per_dim is set by the subclass, zero_last here (a
+  // fresh flow starts at its zero-parameter transform). inverted = IAF
   // semantics (fast direction is Inverse).
   MadeAutoregressive(MadeOptions made, bool inverted, Rng& rng);
   // The elementwise map u = tau(v; params) for params [N, D, P] (inverse:

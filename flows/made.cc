@@ -86,6 +86,9 @@ Made::Made(const MadeOptions& options, Rng& rng) : options_(options) {
   layers_.push_back(
       RegisterModule(absl::StrCat("layer", layers_.size()),
                      std::make_shared<nn::MaskedLinear>(mask, rng)));
+  if (options.zero_last)
+    for (auto& [name, param] : layers_.back()->NamedParameters())
+      std::fill_n(param.mutable_data(), param.numel(), 0.0);
   for (size_t l = 0; options.context_dim > 0 && l < options.hidden.size(); ++l)
     context_.push_back(RegisterModule(
         absl::StrCat("context", l),

@@ -44,6 +44,9 @@ struct MadeOptions {
   std::vector<int64_t> order;
   HiddenDegrees hidden_degrees = HiddenDegrees::kSequential;
   nn::Activation activation = nn::Activation::kRelu;
+  // Output layer starts at zero (MAF/IAF/spline flows set this, so a fresh
+  // flow is the identity, or the uniform-bin spline, in every layer).
+  bool zero_last = false;
 };
 
 class Made : public nn::Module {

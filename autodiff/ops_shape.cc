@@ -16,6 +16,37 @@ using internal::Record;
 using internal::ShouldRecord;
 
 using internal::AxisView;
+
+// dst[0..n) = src[0..n): a plain loop for the short runs of narrow/concat/
+// gather on the last axis, where a memcpy call per element dominates.
+inline void CopyN(double* dst, const double* src, int64_t n) {
+  if (n >= 16) {
+    std::memcpy(dst, src, sizeof(double) * n);
+    return;
+  }
+  for (int64_t k = 0; k < n; ++k) dst[k] = src[k];
+}
+
+// Adjoint of narrow: x (the narrowed part) zero-padded back to `in` along
+// `axis` from `start`. Its own adjoint is the narrow again.
+Tensor PadNarrowed(const Tensor& x, const Shape& in, int axis, int64_t start) {
+  const bool rec = ShouldRecord({&x});
+  Tensor out = NewOutput(in, rec);
+  double* po = const_cast<double*>(out.data());
+  std::fill_n(po, in.numel(), 0.0);
+  AxisView v(in, axis);
+  const int64_t width = x.shape()[axis] * v.inner;
+  const double* px = x.data();
+  for (int64_t o = 0; o < v.outer; ++o)
+    CopyN(po + (o * v.n + start) * v.inner, px + o * width, width);
+  return Record(out, rec, "pad_narrowed", {&x},
+                [](const OpContext& c, const Tensor& g, Tensor* gin) {
+                  const int axis = static_cast<int>(c.iaux()[0]);
+                  gin[0] = Narrow(g, axis, c.iaux()[1],
+                                  c.node->inputs[0]->shape[axis]);
+                },
+                {{}, {axis, start}});
+}
 }  // namespace
 
 Tensor Reshape(const Tensor& x, const std::vector<int64_t>& dims) {
@@ -111,22 +142,13 @@ Tensor Narrow(const Tensor& x, int axis, int64_t start, int64_t length) {
   double* po = const_cast<double*>(out.data());
   const double* px = x.data();
   for (int64_t o = 0; o < v.outer; ++o)
-    std::memcpy(po + o * length * v.inner, px + (o * v.n + start) * v.inner,
-                sizeof(double) * length * v.inner);
+    CopyN(po + o * length * v.inner, px + (o * v.n + start) * v.inner,
+          length * v.inner);
   return Record(out, rec, "narrow", {&x},
                 [](const OpContext& c, const Tensor& g, Tensor* gin) {
-                  // Pad g with zeros back to the input's extent.
-                  int axis = static_cast<int>(c.iaux()[0]);
-                  const Shape& in = c.node->inputs[0]->shape;
-                  int64_t start = c.iaux()[1], len = c.node->shape[axis];
-                  std::vector<Tensor> parts;
-                  if (start > 0)
-                    parts.push_back(Tensor::Zeros(in.WithDim(axis, start)));
-                  parts.push_back(g);
-                  int64_t rest = in[axis] - start - len;
-                  if (rest > 0)
-                    parts.push_back(Tensor::Zeros(in.WithDim(axis, rest)));
-                  gin[0] = Concat(parts, axis);
+                  gin[0] =
+                      PadNarrowed(g, c.node->inputs[0]->shape,
+                                  static_cast<int>(c.iaux()[0]), c.iaux()[1]);
                 },
                 {{}, {axis, start}});
 }
@@ -155,8 +177,8 @@ Tensor Concat(const std::vector<Tensor>& xs, int axis) {
     int64_t n = t.shape()[axis];
     const double* pt = t.data();
     for (int64_t o = 0; o < v.outer; ++o)
-      std::memcpy(po + (o * total + offset) * v.inner, pt + o * n * v.inner,
-                  sizeof(double) * n * v.inner);
+      CopyN(po + (o * total + offset) * v.inner, pt + o * n * v.inner,
+            n * v.inner);
     offset += n;
   }
   return internal::RecordN(
@@ -190,9 +212,8 @@ void Gather(const double* px, const Shape& xs, double* po, const Shape& os,
   for (int64_t o = 0; o < vx.outer; ++o)
     for (int64_t j = 0; j < count; ++j) {
       if (!scatter) {
-        std::memcpy(po + (o * vo.n + j) * vo.inner,
-                    px + (o * vx.n + index[j]) * vx.inner,
-                    sizeof(double) * vx.inner);
+        CopyN(po + (o * vo.n + j) * vo.inner,
+              px + (o * vx.n + index[j]) * vx.inner, vx.inner);
       } else {
         double* dst = po + (o * vo.n + index[j]) * vo.inner;
         const double* src = px + (o * vx.n + j) * vx.inner;

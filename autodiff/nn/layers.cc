@@ -52,9 +52,11 @@ Tensor Affine(const Tensor& x, const Tensor& w, const Tensor& b) {
   const bool rec = internal::ShouldRecord({&x, &w, &b});
   Tensor y = internal::NewOutput(Shape{n, out}, rec);
   Eigen::Map<RowMat> Y(const_cast<double*>(y.data()), n, out);
-  Y.noalias() = Eigen::Map<const RowMat>(x.data(), n, in) *
-                Eigen::Map<const RowMat>(w.data(), in, out);
-  Y.rowwise() += Eigen::Map<const Eigen::RowVectorXd>(b.data(), out);
+  // Start from the bias: GEMM accumulates into Y, so this saves both the
+  // zero fill and a second pass for the bias.
+  Y.rowwise() = Eigen::Map<const Eigen::RowVectorXd>(b.data(), out);
+  Y.noalias() += Eigen::Map<const RowMat>(x.data(), n, in) *
+                 Eigen::Map<const RowMat>(w.data(), in, out);
   return internal::Record(y, rec, "linear", {&x, &w, &b},
                           [](const OpContext& c, const Tensor& g, Tensor* gin) {
                             const Node* node = c.node;
@@ -89,7 +91,7 @@ MaskedLinear::MaskedLinear(const Tensor& mask, Rng& rng) : mask_(mask) {
 Tensor MaskedLinear::operator()(const Tensor& x) const {
   FT_CHECK(x.rank() == 2 && x.dim(1) == w_.dim(0), "masked_linear: input ",
            x.shape().ToString(), " vs weight ", w_.shape().ToString());
-  return MatMul(x, w_ * mask_) + b_;
+  return Affine(x, w_ * mask_, b_);
 }
 
 MLP::MLP(const std::vector<int64_t>& sizes, Activation act, Rng& rng,

@@ -1,5 +1,6 @@
 #include "autodiff/nn/optim.h"
 
+#include <Eigen/Dense>
 #include <algorithm>
 #include <cmath>
 #include <utility>
@@ -108,14 +109,13 @@ void Adam::Update(size_t i, double* p, const double* g, int64_t n, double lr,
   const double c2 = 1.0 - std::pow(b2, static_cast<double>(t));
   const double l2 = decoupled_ ? 0.0 : o_.weight_decay;
   const double shrink = decoupled_ ? 1.0 - lr * o_.weight_decay : 1.0;
-  double* m = m_[i].mutable_data();
-  double* v = v_[i].mutable_data();
-  for (int64_t k = 0; k < n; ++k) {
-    const double gk = g[k] + l2 * p[k];
-    m[k] = b1 * m[k] + (1.0 - b1) * gk;
-    v[k] = b2 * v[k] + (1.0 - b2) * gk * gk;
-    p[k] = shrink * p[k] - lr * (m[k] / c1) / (std::sqrt(v[k] / c2) + eps);
-  }
+  // Whole-array Eigen expressions: vectorised sqrt and division.
+  Eigen::Map<Eigen::ArrayXd> P(p, n), M(m_[i].mutable_data(), n),
+      V(v_[i].mutable_data(), n);
+  Eigen::Map<const Eigen::ArrayXd> G(g, n);
+  M = b1 * M + (1.0 - b1) * (G + l2 * P);
+  V = b2 * V + (1.0 - b2) * (G + l2 * P).square();
+  P = shrink * P - lr * (M / c1) / ((V / c2).sqrt() + eps);
 }
 
 AdamW::AdamW(std::vector<Tensor> params, const AdamOptions& options)

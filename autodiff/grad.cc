@@ -24,9 +24,15 @@ std::vector<Tensor> Sweep(const std::vector<Tensor>& outputs,
                           int64_t min_id, bool create_graph, OnLeaf on_leaf,
                           const std::vector<int64_t>& want_ids) {
   Tape& tape = Tape::Get();
+  // A parameter output (e.g. passed through a no-op Reshape) is its own leaf:
+  // the same node its inputs get, so d p / d p = 1.
+  std::vector<Node*> out_nodes;
   int64_t max_id = -1;
-  for (const Tensor& y : outputs)
-    if (Node* n = y.node()) max_id = std::max(max_id, n->id);
+  for (const Tensor& y : outputs) {
+    out_nodes.push_back(y.defined() ? y.NodeForOp(/*materialize=*/false)
+                                    : nullptr);
+    if (Node* n = out_nodes.back()) max_id = std::max(max_id, n->id);
+  }
   std::vector<Tensor> adj(max_id >= min_id ? max_id - min_id + 1 : 0);
   std::vector<Tensor> result(want_ids.size());
   if (adj.empty()) return result;
@@ -34,7 +40,7 @@ std::vector<Tensor> Sweep(const std::vector<Tensor>& outputs,
   bool prev = tape.grad_enabled();
   tape.set_grad_enabled(create_graph);
   for (size_t k = 0; k < outputs.size(); ++k) {
-    Node* n = outputs[k].node();
+    Node* n = out_nodes[k];
     if (n == nullptr || !n->requires_grad || n->id < min_id) continue;
     Tensor g = k < grad_outputs.size() && grad_outputs[k].defined()
                    ? grad_outputs[k]
@@ -112,6 +118,12 @@ std::vector<Tensor> Grad(const std::vector<Tensor>& outputs,
 }
 
 void Backward(const Tensor& loss, const Tensor& grad_output) {
+  FT_CHECK(loss.defined(), "backward: undefined loss");
+  FT_CHECK(!loss.is_constant() || loss.requires_grad() ||
+               loss.storage() == nullptr || !loss.storage()->unrecorded,
+           "backward: loss does not require grad: it was computed with "
+           "recording off (under NoGradScope, or from gradients taken without "
+           "create_graph)");
   auto on_leaf = [](Node* leaf, const Tensor& g) {
     internal::Storage* s = leaf->leaf_storage;
     int64_t n = leaf->shape.numel();

@@ -7,7 +7,9 @@
 // Inputs that no output depends on get zeros.
 //
 // Backward(loss) is the training shortcut: it accumulates d(loss)/dp into
-// p.grad() for every parameter p that loss depends on (seed: ones).
+// p.grad() for every parameter p that loss depends on (seed: ones). A loss
+// computed from parameters with recording off (NoGradScope) aborts; a loss
+// with no parameter in it at all (a constant) changes nothing.
 #ifndef FLOWTAPE_AUTODIFF_GRAD_H_
 #define FLOWTAPE_AUTODIFF_GRAD_H_
 

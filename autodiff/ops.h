@@ -51,8 +51,10 @@ Tensor Log1p(const Tensor& x);
 Tensor Expm1(const Tensor& x);
 Tensor Sqrt(const Tensor& x);
 Tensor Square(const Tensor& x);
-Tensor Pow(const Tensor& x, double p);  // x^p (x > 0 unless p is an integer)
-Tensor Abs(const Tensor& x);            // derivative sign(x), 0 at 0
+// x^p (x > 0 unless p is an integer); dx = p x^(p-1), except 0 for p = 0
+// (also at x = 0). At x = 0 with 0 < p < 1 the derivative is +inf.
+Tensor Pow(const Tensor& x, double p);
+Tensor Abs(const Tensor& x);  // derivative sign(x), 0 at 0
 Tensor Sin(const Tensor& x);
 Tensor Cos(const Tensor& x);
 Tensor Tanh(const Tensor& x);
@@ -70,7 +72,9 @@ Tensor Sum(const Tensor& x);  // scalar
 Tensor Sum(const Tensor& x, int axis, bool keepdim = false);
 Tensor Mean(const Tensor& x);
 Tensor Mean(const Tensor& x, int axis, bool keepdim = false);
-Tensor Max(const Tensor& x);  // gradient to the (first) arg-max
+// Max: NaN if any reduced entry is NaN (gradient to the first NaN), else the
+// maximum with its gradient to the first arg-max.
+Tensor Max(const Tensor& x);
 Tensor Max(const Tensor& x, int axis, bool keepdim = false);
 Tensor LogSumExp(const Tensor& x, int axis, bool keepdim = false);
 Tensor Softmax(const Tensor& x, int axis);

@@ -223,6 +223,7 @@ Tensor Pow(const Tensor& x, double p) {
       "pow", x,
       [](const OpContext& c, const Tensor& g, Tensor* gin) {
         double p = c.aux()[0];
+        if (p == 0.0) return;  // x^0 = 1: zero gradient (0 x^-1 is NaN at 0)
         gin[0] = GradMul(g, p == 1.0 ? Tensor::Ones(c.node->shape)
                                      : p * Pow(c.in(0), p - 1.0));
       },

@@ -79,7 +79,19 @@ Tensor Mean(const Tensor& x, int axis, bool keepdim) {
 }
 
 namespace {
-// Constant 0/1 mask marking the first arg-max along the reduction.
+// Index of the first NaN among p[0], p[stride], ... p[(n-1) stride] (NaN
+// propagates, as in NumPy and PyTorch), else of the first maximum.
+int64_t ArgMax(const double* p, int64_t n, int64_t stride) {
+  int64_t best = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    const double v = p[j * stride];
+    if (std::isnan(v)) return j;
+    if (v > p[best * stride]) best = j;
+  }
+  return best;
+}
+
+// Constant 0/1 mask marking the arg-max (above) along the reduction.
 Tensor ArgMaxMask(const Tensor& x, int axis) {
   Tensor mask = Tensor::Zeros(x.shape());
   double* m = mask.mutable_data();
@@ -88,12 +100,8 @@ Tensor ArgMaxMask(const Tensor& x, int axis) {
       axis < 0 ? AxisView(Shape{x.numel()}, 0) : AxisView(x.shape(), axis);
   for (int64_t o = 0; o < v.outer; ++o)
     for (int64_t k = 0; k < v.inner; ++k) {
-      int64_t best = 0;
-      for (int64_t j = 1; j < v.n; ++j)
-        if (px[(o * v.n + j) * v.inner + k] >
-            px[(o * v.n + best) * v.inner + k])
-          best = j;
-      if (v.n > 0) m[(o * v.n + best) * v.inner + k] = 1.0;
+      const int64_t base = o * v.n * v.inner + k;
+      if (v.n > 0) m[base + ArgMax(px + base, v.n, v.inner) * v.inner] = 1.0;
     }
   return mask;
 }
@@ -109,7 +117,7 @@ Tensor Max(const Tensor& x) {
   const bool rec = ShouldRecord({&x});
   Tensor out = NewOutput(Shape{}, rec);
   const double* p = x.data();
-  const_cast<double*>(out.data())[0] = *std::max_element(p, p + x.numel());
+  const_cast<double*>(out.data())[0] = p[ArgMax(p, x.numel(), 1)];
   return Record(out, rec, "max", {&x}, MaxBackward, {{}, {-1}});
 }
 
@@ -125,10 +133,8 @@ Tensor Max(const Tensor& x, int axis, bool keepdim) {
   const double* px = x.data();
   for (int64_t o = 0; o < v.outer; ++o)
     for (int64_t k = 0; k < v.inner; ++k) {
-      double m = -std::numeric_limits<double>::infinity();
-      for (int64_t j = 0; j < v.n; ++j)
-        m = std::max(m, px[(o * v.n + j) * v.inner + k]);
-      po[o * v.inner + k] = m;
+      const double* row = px + o * v.n * v.inner + k;
+      po[o * v.inner + k] = row[ArgMax(row, v.n, v.inner) * v.inner];
     }
   return Record(out, rec, "max_axis", {&x}, MaxBackward, {{}, {axis, keepdim}});
 }

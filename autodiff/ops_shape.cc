@@ -68,7 +68,11 @@ Tensor Reshape(const Tensor& x, const std::vector<int64_t>& dims) {
            "]");
   if (s == x.shape()) return x;
   const bool rec = ShouldRecord({&x});
-  if (!rec) return Tensor::Alias(x, s);
+  // Not recording: a constant shares x's storage; a tape value (no storage,
+  // its arena memory is reused after a reset) is copied first, like any op.
+  if (!rec && x.is_constant()) return Tensor::Alias(x, s);
+  if (!rec)
+    return Record(Tensor::Alias(x.Detach(), s), rec, "reshape", {&x}, nullptr);
   // Zero-copy on the tape: the node's value aliases the input's.
   Tensor out = Tensor::FromArena(s, const_cast<double*>(x.data()));
   return Record(out, rec, "reshape", {&x},
@@ -260,7 +264,7 @@ Tensor IndexSelect(const Tensor& x, int axis,
   Tensor out = NewOutput(os, rec);
   Gather(x.data(), x.shape(), const_cast<double*>(out.data()), os, axis,
          index.data(), static_cast<int64_t>(index.size()), /*scatter=*/false);
-  if (!rec) return out;
+  if (!rec) return Record(out, rec, "index_select", {&x}, nullptr);
   int64_t* stored = StoreIndex(index);
   return Record(out, rec, "index_select", {&x}, IndexSelectBackward,
                 {{},

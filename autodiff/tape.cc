@@ -25,6 +25,8 @@ Tape& Tape::Get() {
 Tape::Tape() {
   static std::atomic<uint64_t> next_uid{1};
   uid_ = next_uid.fetch_add(1);
+  FT_CHECK(uid_ < (uint64_t{1} << (64 - kSerialBits)),
+           "tape: more than 2^24 threads made a tape; tape ids overflow");
   next_serial_ = (uid_ << kSerialBits) + 1;
   nodes_.reserve(1024);
 }
@@ -99,6 +101,9 @@ Node* Tape::NewNode(const char* op, const Shape& shape, double* value,
   n->backward = backward;
   n->id = static_cast<int64_t>(nodes_.size());
   n->serial = next_serial_++;
+  FT_CHECK((n->serial >> kSerialBits) == uid_,
+           "tape: 2^40 nodes recorded on this thread's tape; node serials "
+           "overflow (stale tensors could no longer be detected)");
   n->leaf_storage = nullptr;
   FT_CHECK(aux.d.size() <= 4 && aux.i.size() <= 8, op, ": too many aux values");
   std::copy(aux.d.begin(), aux.d.end(), n->aux);
@@ -118,6 +123,29 @@ Node* Tape::NewLeaf(const Shape& shape, double* value,
 
 namespace internal {
 
+namespace {
+const Tensor& Deref(const Tensor* t) { return *t; }
+const Tensor& Deref(const Tensor& t) { return t; }
+
+// Marks `out` (a constant) unrecorded if an input that it was computed from
+// needed grads or was itself unrecorded (see Storage::unrecorded).
+template <typename Inputs>
+void MarkUnrecorded(const Tensor& out, const Inputs& inputs) {
+  Storage* s = out.storage().get();
+  if (s == nullptr || s->unrecorded) return;
+  for (const auto& in : inputs) {
+    const Tensor& t = Deref(in);
+    if (!t.defined()) continue;
+    const Storage* ts = t.storage().get();
+    if (!t.is_constant() ||
+        (ts != nullptr && (ts->requires_grad || ts->unrecorded))) {
+      s->unrecorded = true;
+      return;
+    }
+  }
+}
+}  // namespace
+
 bool ShouldRecord(std::initializer_list<const Tensor*> inputs) {
   if (!Tape::Get().grad_enabled()) return false;
   for (const Tensor* t : inputs)
@@ -135,7 +163,10 @@ Tensor NewOutput(const Shape& shape, bool record) {
 Tensor Record(Tensor out, bool record, const char* name,
               std::initializer_list<const Tensor*> inputs, BackwardFn backward,
               const OpAux& aux) {
-  if (!record) return out;
+  if (!record) {
+    MarkUnrecorded(out, inputs);
+    return out;
+  }
   FT_CHECK(out.is_constant() && out.storage() == nullptr, name,
            ": output was not made by NewOutput(shape, record=true)");
   // Inputs get their nodes (new leaves for parameters and constants) before
@@ -170,7 +201,10 @@ Tensor Record(Tensor out, bool record, const char* name,
 Tensor RecordN(Tensor out, bool record, const char* name,
                const std::vector<Tensor>& inputs, BackwardFn backward,
                const OpAux& aux) {
-  if (!record) return out;
+  if (!record) {
+    MarkUnrecorded(out, inputs);
+    return out;
+  }
   Tape& tape = Tape::Get();
   std::vector<Node*> in;
   in.reserve(inputs.size());

@@ -107,7 +107,13 @@ class Tape {
   // tape's id in their top bits, so nodes of other (maybe dead) tapes are
   // rejected without being dereferenced.
   bool Owns(const Node* n, uint64_t serial) const;
+  // Low bits: nodes recorded so far (2^40, then recording aborts rather than
+  // reuse a serial); high bits: the tape's id (2^24 tapes per process).
   static constexpr int kSerialBits = 40;
+  // Tests only: pretends `count` nodes were recorded on this tape already.
+  void set_serial_count_for_testing(uint64_t count) {
+    next_serial_ = (uid_ << kSerialBits) + count;
+  }
 
  private:
   Tape();
@@ -171,7 +177,8 @@ namespace internal {
 bool ShouldRecord(std::initializer_list<const Tensor*> inputs);
 // Output buffer: arena when recording, heap constant otherwise.
 Tensor NewOutput(const Shape& shape, bool record);
-// Records `out` as the result of op `name` (no-op when !record); 1-3 inputs.
+// Records `out` as the result of op `name`; 1-3 inputs. When !record it only
+// marks `out` unrecorded if an input needed grads (Storage::unrecorded).
 Tensor Record(Tensor out, bool record, const char* name,
               std::initializer_list<const Tensor*> inputs, BackwardFn backward,
               const OpAux& aux = {});

@@ -56,6 +56,10 @@ struct Storage {
   // Leaf node of this storage on a tape (valid while Tape::Owns(leaf, serial)).
   Node* leaf = nullptr;
   uint64_t leaf_serial = 0;
+  // Computed with recording off from a parameter, a tape value or another
+  // such constant (NoGradScope, plain backward sweeps): Backward() of it is a
+  // mistake, not a zero gradient. Detach() makes an unmarked copy.
+  bool unrecorded = false;
 };
 }  // namespace internal
 

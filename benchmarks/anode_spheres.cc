@@ -72,7 +72,7 @@ Row Train(int64_t augment, const Tensor& x, const Tensor& y, const Tensor& xt,
   flows::NeuralOdeModel model(d, o, rng);
   nn::Adam adam(model, nn::AdamOptions{});
   Row row{0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t late = 0;
+  int64_t late = 0, done = 0;  // steps completed
   const char* name = augment > 0 ? "anode" : "node";
   auto t0 = std::chrono::steady_clock::now();
   for (int64_t step = 0; step < steps; ++step) {
@@ -96,13 +96,16 @@ Row Train(int64_t augment, const Tensor& x, const Tensor& y, const Tensor& xt,
       std::printf("  %-5s step %4ld  loss %.4f  nfe fwd %3.0f bwd %3.0f\n",
                   name, static_cast<long>(step), loss.item(), f, b);
     Tape::Get().Reset();
+    done = step + 1;
   }
   row.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
           .count();
-  row.nfe_f /= steps, row.nfe_b /= steps;
-  row.nfe_f_late /= std::max<int64_t>(1, late);
-  row.nfe_b_late /= std::max<int64_t>(1, late);
+  // Per completed step (NaN if training stopped before the first).
+  auto per = [](double total, int64_t n) { return n > 0 ? total / n : NAN; };
+  row.nfe_f = per(row.nfe_f, done), row.nfe_b = per(row.nfe_b, done);
+  row.nfe_f_late = per(row.nfe_f_late, late);
+  row.nfe_b_late = per(row.nfe_b_late, late);
   NoGradScope no_grad;
   auto out = model(x);
   if (out.ok()) {

@@ -6,10 +6,14 @@
 //     the value alone: the "matrix_product" problem of the published C++ AD
 //     comparisons (FastAD's ADBenchmark; Stan Math). Counter
 //     `ratio_vs_eigen` = time(AD value + gradient) / time(Eigen value).
-//     Target <= 3.5. EigenSumMatMulHandGradient is the hand-written floor:
-//     the value plus dA = 1 B^T and dB = A^T 1 as two more GEMMs.
+//     Target <= 3.5. EigenSumMatMulHandGradient is the three-GEMM
+//     hand-written reference: the value plus dA = 1 B^T and dB = A^T 1 as
+//     two more GEMMs, the work the tape's generic matmul rule does. It is
+//     not a floor: dA = 1 B^T is only the row sums of B repeated (and dB the
+//     column sums of A), so a rank-one shortcut would cost about 1x the
+//     value; the tape deliberately runs the generic two GEMMs.
 // (a') SumMul: the same for the elementwise sum(A .* B), a memory-bound
-//     problem whose hand-written floor (value + copies dA = B, dB = A) is
+//     problem whose hand-written gradient (value + copies dA = B, dB = A) is
 //     already 2.5-4x the value; reported, not targeted.
 // (b) Mlp: 2-64-64-2 tanh MLP, batch 256, mean squared output: forward and
 //     backward (gradients accumulated into the parameters) per step.
@@ -81,7 +85,9 @@ void BM_EigenSumMatMul(benchmark::State& state) {
 }
 BENCHMARK(BM_EigenSumMatMul)->Arg(64)->Arg(128)->Arg(256);
 
-// Hand-written value and gradient (no AD): dA = 1 B^T, dB = A^T 1.
+// Hand-written value and gradient (no AD): dA = 1 B^T, dB = A^T 1 as two
+// GEMMs, the same work as the tape's generic rule (a reference, not a floor:
+// the rank-one row/column sums would be ~1x the value).
 void BM_EigenSumMatMulHandGradient(benchmark::State& state) {
   const int64_t n = state.range(0);
   Rng rng(1);

@@ -1,6 +1,7 @@
 // Density estimation on the sphere: the four earth-science catalogues
 // (volcano, earthquake, flood, fire) with manifold flows, protocol of the
-// published table (../shared/data/earth/README.md): random 80/10/10 split,
+// published table (benchmarks/data/earth/README.md, which also gives the
+// data's sources and licences): random 80/10/10 split,
 // maximum likelihood with the validation NLL picking the best parameters,
 // test NLL in nats w.r.t. the area of the unit sphere, mean +- std over seeds.
 //
@@ -18,8 +19,8 @@
 //       deterministic, so --datasets=flood etc. can run in parallel processes)
 // Writes equirectangular density maps earth_<data>_<model>.png (seed 0) to
 // the directory bazel was run from.
+#include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <functional>
 #include <iomanip>
 #include <iostream>
@@ -29,7 +30,6 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
@@ -49,8 +49,8 @@
 
 ABSL_FLAG(bool, full, false, "bigger models, more steps (tens of minutes)");
 ABSL_FLAG(std::string, data_dir, "",
-          "directory of the csv files (default: ../shared/data/earth next to "
-          "the workspace)");
+          "directory of the csv files (default: benchmarks/data/earth from "
+          "the runfiles or the workspace)");
 ABSL_FLAG(int, seeds, 5, "number of random splits / initialisations");
 ABSL_FLAG(std::string, datasets, "volcano,earthquake,flood,fire",
           "comma-separated subset");
@@ -211,30 +211,47 @@ struct Cell {
   }
 };
 
-int Run() {
+absl::Status Run() {
   const bool full = absl::GetFlag(FLAGS_full);
   Config cfg = MakeConfig(full);
-  if (int v = absl::GetFlag(FLAGS_components)) cfg.mixture_components = v;
-  if (int v = absl::GetFlag(FLAGS_layers)) cfg.mixture_layers = v;
-  if (int v = absl::GetFlag(FLAGS_steps)) cfg.steps = cfg.neural_steps = v;
-  if (double v = absl::GetFlag(FLAGS_neural_lr)) cfg.neural_lr = v;
+  const int seeds = absl::GetFlag(FLAGS_seeds);
+  const int components = absl::GetFlag(FLAGS_components);
+  const int layers = absl::GetFlag(FLAGS_layers);
+  const int steps = absl::GetFlag(FLAGS_steps);
+  const double neural_lr = absl::GetFlag(FLAGS_neural_lr);
+  if (absl::Status s = experiments::CheckFlags({
+          {"seeds", seeds, seeds > 0, "> 0"},
+          {"components", components, components >= 0, ">= 0"},
+          {"layers", layers, layers >= 0, ">= 0"},
+          {"steps", steps, steps >= 0, ">= 0"},
+          {"neural_lr", neural_lr, std::isfinite(neural_lr) && neural_lr >= 0,
+           "finite and >= 0"},
+      });
+      !s.ok())
+    return s;
+  if (components) cfg.mixture_components = components;
+  if (layers) cfg.mixture_layers = layers;
+  if (steps) cfg.steps = cfg.neural_steps = steps;
+  if (neural_lr) cfg.neural_lr = neural_lr;
   std::string dir = absl::GetFlag(FLAGS_data_dir);
-  if (dir.empty()) {
-    const char* ws = std::getenv("BUILD_WORKSPACE_DIRECTORY");
-    dir = absl::StrCat(ws ? ws : ".", "/../shared/data/earth");
-  }
+  if (dir.empty()) dir = earth::DefaultEarthDataDir();
   std::vector<std::string> sets =
       absl::StrSplit(absl::GetFlag(FLAGS_datasets), ',');
   std::vector<std::string> models =
       absl::StrSplit(absl::GetFlag(FLAGS_models), ',');
-  const int seeds = absl::GetFlag(FLAGS_seeds);
+  for (const std::string& set : sets)
+    if (std::find(kDatasets.begin(), kDatasets.end(), set) == kDatasets.end())
+      return absl::InvalidArgumentError(
+          absl::StrCat("--datasets: unknown '", set,
+                       "' (volcano, earthquake, flood, fire)"));
+  for (const std::string& name : models)
+    if (name != "affine" && name != "mixture" && name != "neural")
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--models: unknown '", name, "' (affine, mixture, neural)"));
   std::map<std::string, std::map<std::string, Cell>> results;  // model, data
   for (const std::string& set : sets) {
     auto data = earth::LoadEarthCsv(absl::StrCat(dir, "/", set, ".csv"));
-    if (!data.ok()) {
-      std::cerr << data.status() << "\n";
-      return 1;
-    }
+    if (!data.ok()) return data.status();
     for (int seed = 0; seed < seeds; ++seed) {
       earth::Split split = earth::RandomSplit(*data, 1000 + seed);
       for (const std::string& name : models) {
@@ -256,10 +273,7 @@ int Run() {
         };
         auto r = training::TrainNll(*model, nll, opt,
                                     {split.train, split.val, {}, {}}, topt);
-        if (!r.ok()) {
-          std::cerr << r.status() << "\n";
-          return 1;
-        }
+        if (!r.ok()) return r.status();
         const double test = MeanNll(*model, split.test);
         results[name][set].nll.push_back(test);
         std::cout << absl::StrFormat(
@@ -302,13 +316,12 @@ int Run() {
     }
     std::cout << "\n";
   }
-  return 0;
+  return absl::OkStatus();
 }
 
 }  // namespace
 }  // namespace flowtape
 
 int main(int argc, char** argv) {
-  absl::ParseCommandLine(argc, argv);
-  return flowtape::Run();
+  return flowtape::experiments::RunMain(argc, argv, "earth", flowtape::Run);
 }

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <numeric>
 #include <random>
@@ -23,6 +25,16 @@ void ToUnitVector(double lat_deg, double lon_deg, double* xyz) {
   xyz[2] = std::sin(lat);
 }
 
+namespace {
+
+bool IsNumber(absl::string_view field, double* value) {
+  return absl::SimpleAtod(absl::StripAsciiWhitespace(field), value);
+}
+
+constexpr char kDataDir[] = "benchmarks/data/earth";
+
+}  // namespace
+
 absl::StatusOr<Tensor> ParseEarthCsv(const std::string& text,
                                      const std::string& source) {
   std::vector<double> xyz;
@@ -34,16 +46,12 @@ absl::StatusOr<Tensor> ParseEarthCsv(const std::string& text,
     if (line.empty() || line[0] == '#') continue;
     std::vector<absl::string_view> f = absl::StrSplit(line, ',');
     double lat, lon;
-    const bool numeric =
-        f.size() == 2 &&
-        absl::SimpleAtod(absl::StripAsciiWhitespace(f[0]), &lat) &&
-        absl::SimpleAtod(absl::StripAsciiWhitespace(f[1]), &lon);
-    if (!numeric && first_record) {  // header
+    if (first_record) {  // a header: two fields, neither a number
       first_record = false;
-      continue;
+      if (f.size() == 2 && !IsNumber(f[0], &lat) && !IsNumber(f[1], &lon))
+        continue;
     }
-    first_record = false;
-    if (!numeric)
+    if (f.size() != 2 || !IsNumber(f[0], &lat) || !IsNumber(f[1], &lon))
       return absl::InvalidArgumentError(
           absl::StrCat(source, ":", line_no,
                        ": expected 'latitude,longitude', got '", line, "'"));
@@ -61,10 +69,37 @@ absl::StatusOr<Tensor> ParseEarthCsv(const std::string& text,
 
 absl::StatusOr<Tensor> LoadEarthCsv(const std::string& path) {
   std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
+  if (!in)
+    return absl::NotFoundError(absl::StrCat(
+        "cannot open ", path,
+        "; the four catalogues (volcano, earthquake, "
+        "flood, fire .csv) ship with flowtape in ",
+        kDataDir,
+        "/ (sources in its README.md): run `./bazelw run //benchmarks:earth` "
+        "in the workspace, or pass --data_dir=DIR"));
   std::stringstream ss;
   ss << in.rdbuf();
   return ParseEarthCsv(ss.str(), path);
+}
+
+std::string DefaultEarthDataDir() {
+  std::vector<std::string> roots;
+  for (const char* var : {"RUNFILES_DIR", "TEST_SRCDIR"})
+    if (const char* d = std::getenv(var); d && *d)
+      roots.push_back(absl::StrCat(d, "/flowtape/"));
+  // The runfiles tree next to the running binary (bazel-bin/.../earth run
+  // by hand from any directory).
+  std::error_code ec;
+  const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec) roots.push_back(absl::StrCat(exe.string(), ".runfiles/flowtape/"));
+  roots.push_back("");
+  if (const char* ws = std::getenv("BUILD_WORKSPACE_DIRECTORY"); ws && *ws)
+    roots.push_back(absl::StrCat(ws, "/"));
+  for (const std::string& root : roots) {
+    const std::string dir = absl::StrCat(root, kDataDir);
+    if (std::ifstream(dir + "/volcano.csv").good()) return dir;
+  }
+  return kDataDir;
 }
 
 Split RandomSplit(const Tensor& x, uint64_t seed) {

@@ -1,12 +1,15 @@
-// Earth-science event catalogues (../shared/data/earth/*.csv) as points on
-// the unit sphere S^2, and the benchmark's random 80/10/10 split.
+// Earth-science event catalogues (benchmarks/data/earth/*.csv, shipped with
+// the repository; sources and licences in its README.md) as points on the
+// unit sphere S^2, and the benchmark's random 80/10/10 split.
 //
-// File format: lines starting with '#' are comments; an optional header line
-// (any non-numeric first record, e.g. "Latitude,Longitude", "lat,long");
-// then "latitude,longitude" in degrees per line. A point is
+// File format: lines starting with '#' are comments; the first record may be
+// a header: two fields, neither of them a number (e.g. "Latitude,Longitude",
+// "lat,long"); every other record is "latitude,longitude" in degrees. A
+// point is
 //   x = (cos(lat) cos(lon), cos(lat) sin(lon), sin(lat)).
-// Errors (InvalidArgument / NotFound) name the file and line: unparsable or
-// out-of-range coordinates, wrong field counts, no data.
+// Errors name the file and line (InvalidArgument): unparsable or
+// out-of-range coordinates, wrong field counts (also on the first record),
+// no data; a missing file is NotFound and says where the data lives.
 #ifndef FLOWTAPE_BENCHMARKS_EARTH_DATA_H_
 #define FLOWTAPE_BENCHMARKS_EARTH_DATA_H_
 
@@ -22,6 +25,13 @@ namespace flowtape::earth {
 absl::StatusOr<Tensor> ParseEarthCsv(const std::string& text,
                                      const std::string& source);
 absl::StatusOr<Tensor> LoadEarthCsv(const std::string& path);
+
+// The directory holding volcano.csv etc.: the first of
+// $RUNFILES_DIR/flowtape/, $TEST_SRCDIR/flowtape/, <this binary>.runfiles/
+// flowtape/, the current directory (bazel run starts in the runfiles tree)
+// and $BUILD_WORKSPACE_DIRECTORY/, each followed by benchmarks/data/earth,
+// that has volcano.csv; else the relative "benchmarks/data/earth".
+std::string DefaultEarthDataDir();
 
 // Degrees (lat, lon) <-> unit vector.
 void ToUnitVector(double lat_deg, double lon_deg, double* xyz);

@@ -9,8 +9,9 @@
 //                 alternating half masks; batch 256 of two moons.
 //   MAF 64-D:     5 MADE layers (two hidden layers of 128, ReLU) with
 //                 reversals between; batch 256 of sklearn's 8x8 digits,
-//                 dequantised and logit-transformed (skipped if the digits
-//                 package is not installed: experiments/setup_data.sh).
+//                 dequantised and logit-transformed (installs Debian's
+//                 python3-sklearn through experiments/setup_data.sh if
+//                 missing; skipped, with the reason, if that fails).
 //   Glow 1x28x28: 2 levels, depth 4, 64 coupling channels, LU 1x1 convs;
 //                 batch 16 of dequantised, logit-transformed pixels (uniform
 //                 random levels: the cost does not depend on the values).
@@ -21,6 +22,7 @@
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
 #include "benchmark/benchmark.h"
+#include "experiments/common.h"
 #include "experiments/zoo.h"
 #include "flows/data/datasets.h"
 #include "flows/data/preprocess.h"
@@ -62,7 +64,7 @@ void BM_RealNvp2dStep(benchmark::State& state) {
 BENCHMARK(BM_RealNvp2dStep)->Unit(benchmark::kMillisecond);
 
 void BM_Maf64dDigitsStep(benchmark::State& state) {
-  auto digits = data::LoadImageSet("digits", "train");
+  auto digits = experiments::LoadImageSetOrSetup("digits", "train");
   if (!digits.ok()) {
     state.SkipWithError(std::string(digits.status().message()).c_str());
     return;

@@ -2,12 +2,19 @@
 // same CNF (ConcatSquash 2 -> 64 -> 64 -> 2, tanh, exact trace or
 // --trace=hutchinson, dopri5 rtol = atol = 1e-5, adjoint), the same data and
 // the same budget of Adam steps, trained by maximum likelihood with and without
-// the optimal-transport regularisers lambda_K int |f|^2 dt + lambda_J int
-// |df/dz|_F^2 dt.
+// the optimal-transport regularisers. Models (--models, comma-separated):
+//   ffjord:    no regulariser;
+//   rnode:     lambda_k int |f|^2 dt + lambda_j int |df/dz|_F^2 dt (the
+//              paper's equations as written, CnfOptions kIntegral units);
+//   rnode_ref: the paper's lambda = --ref_lambda (0.01) in the units of the
+//              reference code (cfinlay/ffjord-rnode: 0.5 mean_i f_i^2 and
+//              mean_i (eps'J)_i^2, kPerDimMean), i.e. lambda/(2d) int |f|^2
+//              + lambda/d int |J|_F^2: the paper's actual setting.
 //
 //   ./bazelw run --config=opt //benchmarks:rnode_vs_ffjord -- [--data=...]
 //   flags: --data=8gaussians --steps=3000 --batch=256 --lambda_k=0.1
-//          --lambda_j=0.1 --trace=exact
+//          --lambda_j=0.1 --ref_lambda=0.01 --trace=exact
+//          --models=ffjord,rnode,rnode_ref
 //
 // Prints per model: test NLL (nats, exact trace, rtol 1e-5), mean forward
 // and backward NFE per training step (whole run and the last quarter),
@@ -18,9 +25,11 @@
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/str_split.h"
 #include "autodiff/grad.h"
 #include "autodiff/nn/optim.h"
 #include "autodiff/ops.h"
@@ -29,13 +38,19 @@
 #include "flows/data/toy2d.h"
 
 ABSL_FLAG(std::string, data, "8gaussians", "toy density");
-ABSL_FLAG(int64_t, steps, 3000, "Adam steps per model (~5 min each)");
+ABSL_FLAG(int64_t, steps, 3000, "Adam steps per model (~2.5 min each)");
 ABSL_FLAG(int64_t, batch, 256, "batch size");
 ABSL_FLAG(double, lr, 1e-3, "Adam learning rate");
-ABSL_FLAG(double, lambda_k, 0.1, "RNODE kinetic-energy weight");
-ABSL_FLAG(double, lambda_j, 0.1, "RNODE Jacobian-Frobenius weight");
+ABSL_FLAG(double, lambda_k, 0.1,
+          "rnode: kinetic-energy weight (int |f|^2 units)");
+ABSL_FLAG(double, lambda_j, 0.1,
+          "rnode: Jacobian-Frobenius weight (int |J|_F^2 units)");
+ABSL_FLAG(double, ref_lambda, 0.01,
+          "rnode_ref: both weights in the reference code's per-dim units");
+ABSL_FLAG(std::string, models, "ffjord,rnode,rnode_ref",
+          "comma-separated subset of ffjord, rnode, rnode_ref");
 ABSL_FLAG(int64_t, test_size, 2000, "test points");
-ABSL_FLAG(uint64_t, seed, 1, "seed (same for both models)");
+ABSL_FLAG(uint64_t, seed, 1, "seed (the same for every model)");
 ABSL_FLAG(std::string, trace, "exact", "exact | hutchinson (Gaussian)");
 
 namespace flowtape {
@@ -48,18 +63,23 @@ struct Row {
   int64_t steps;
 };
 
+// total / n, NaN when nothing was counted (training stopped at step 0).
+double PerStep(double total, int64_t n) { return n > 0 ? total / n : NAN; }
+
 // -mean log p(x) with a standard normal base.
 Tensor Nll(const flows::CnfResult& r) {
   Tensor logp0 = Sum(Square(r.value), 1) * -0.5 - kLog2Pi;
   return -Mean(logp0 + r.logdet);
 }
 
-Row Train(const std::string& name, double lk, double lj, const Tensor& test) {
+Row Train(const std::string& name, double lk, double lj,
+          flows::RegularizerUnits units, const Tensor& test) {
   const uint64_t seed = absl::GetFlag(FLAGS_seed);
   Rng rng(seed);
   flows::CnfOptions o;
   o.lambda_kinetic = lk;
   o.lambda_jacobian = lj;
+  o.regularizer_units = units;
   if (absl::GetFlag(FLAGS_trace) == "hutchinson")
     o.trace = flows::TraceEstimator::kHutchinson;
   auto net = std::make_shared<flows::ConcatSquashNet>(
@@ -101,10 +121,10 @@ Row Train(const std::string& name, double lk, double lj, const Tensor& test) {
   row.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
           .count();
-  row.nfe_f /= row.steps;
-  row.nfe_b /= row.steps;
-  row.nfe_f_late /= std::max<int64_t>(1, late);
-  row.nfe_b_late /= std::max<int64_t>(1, late);
+  row.nfe_f = PerStep(row.nfe_f, row.steps);
+  row.nfe_b = PerStep(row.nfe_b, row.steps);
+  row.nfe_f_late = PerStep(row.nfe_f_late, late);
+  row.nfe_b_late = PerStep(row.nfe_b_late, late);
   NoGradScope no_grad;
   cnf.mutable_options().trace = flows::TraceEstimator::kExact;
   auto r = cnf.Solve(test, true);
@@ -133,26 +153,50 @@ int main(int argc, char** argv) {
       static_cast<long>(absl::GetFlag(FLAGS_steps)),
       static_cast<long>(absl::GetFlag(FLAGS_batch)),
       absl::GetFlag(FLAGS_trace).c_str());
-  Row ffjord = Train("ffjord", 0, 0, *test);
-  Row rnode = Train("rnode", absl::GetFlag(FLAGS_lambda_k),
-                    absl::GetFlag(FLAGS_lambda_j), *test);
+  const std::vector<std::string> models =
+      absl::StrSplit(absl::GetFlag(FLAGS_models), ',');
+  std::vector<Row> rows;
+  for (const std::string& m : models) {
+    if (m == "ffjord") {
+      rows.push_back(Train(m, 0, 0, flows::RegularizerUnits::kIntegral, *test));
+    } else if (m == "rnode") {
+      rows.push_back(Train(m, absl::GetFlag(FLAGS_lambda_k),
+                           absl::GetFlag(FLAGS_lambda_j),
+                           flows::RegularizerUnits::kIntegral, *test));
+    } else if (m == "rnode_ref") {
+      const double l = absl::GetFlag(FLAGS_ref_lambda);
+      rows.push_back(
+          Train(m, l, l, flows::RegularizerUnits::kPerDimMean, *test));
+    } else {
+      std::fprintf(stderr, "unknown model '%s'\n", m.c_str());
+      return 1;
+    }
+  }
   std::printf(
-      "\n| model  | test NLL | NFE fwd/step | NFE bwd/step | last 25%% fwd | "
+      "\n| model     | test NLL | NFE fwd/step | NFE bwd/step | last 25%% fwd "
+      "| "
       "last 25%% bwd | wall s | s/step |\n");
   std::printf(
-      "|--------|----------|--------------|--------------|--------------|------"
-      "--------|--------|--------|\n");
-  for (const Row& r : {ffjord, rnode})
+      "|-----------|----------|--------------|--------------|--------------|---"
+      "-----------|--------|--------|\n");
+  for (const Row& r : rows)
     std::printf(
-        "| %-6s | %8.4f | %12.1f | %12.1f | %12.1f | %12.1f | %6.1f | %6.3f "
+        "| %-9s | %8.4f | %12.1f | %12.1f | %12.1f | %12.1f | %6.1f | %6.3f "
         "|\n",
         r.name.c_str(), r.test_nll, r.nfe_f, r.nfe_b, r.nfe_f_late,
-        r.nfe_b_late, r.seconds, r.seconds / r.steps);
+        r.nfe_b_late, r.seconds, PerStep(r.seconds, r.steps));
   std::printf(
-      "\nRNODE/FFJORD: NFE (fwd+bwd) x%.2f, wall time x%.2f "
-      "(lambda_K=%g, lambda_J=%g)\n",
-      (rnode.nfe_f + rnode.nfe_b) / (ffjord.nfe_f + ffjord.nfe_b),
-      rnode.seconds / ffjord.seconds, absl::GetFlag(FLAGS_lambda_k),
-      absl::GetFlag(FLAGS_lambda_j));
+      "\nrnode: lambda_K=%g, lambda_J=%g (int |f|^2, int |J|_F^2); rnode_ref: "
+      "lambda=%g in per-dim units (= %g int |f|^2 + %g int |J|_F^2 in d=2)\n",
+      absl::GetFlag(FLAGS_lambda_k), absl::GetFlag(FLAGS_lambda_j),
+      absl::GetFlag(FLAGS_ref_lambda), absl::GetFlag(FLAGS_ref_lambda) / 4,
+      absl::GetFlag(FLAGS_ref_lambda) / 2);
+  if (!rows.empty() && rows[0].name == "ffjord")
+    for (size_t k = 1; k < rows.size(); ++k)
+      std::printf(
+          "%s/ffjord: NFE (fwd+bwd) x%.2f, wall time x%.2f\n",
+          rows[k].name.c_str(),
+          (rows[k].nfe_f + rows[k].nfe_b) / (rows[0].nfe_f + rows[0].nfe_b),
+          rows[k].seconds / rows[0].seconds);
   return 0;
 }

@@ -29,8 +29,8 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/strings/str_format.h"
+#include "autodiff/check.h"
 #include "autodiff/grad.h"
 #include "autodiff/nn/layers.h"
 #include "autodiff/nn/optim.h"
@@ -50,10 +50,15 @@ using manifolds::GeneralizedCalibration;
 using manifolds::SimplexCalibration;
 
 constexpr int kClasses = 10, kBins = 15;
+constexpr int64_t kCalibration = 10000;  // held-out calibration images
+constexpr int64_t kBatch = 128;          // classifier minibatch
 
 // Rows idx of images [N, 1, 28, 28] as [len, 784] in [0, 1].
 Tensor Features(const Tensor& images, const std::vector<int64_t>& idx) {
   const int64_t d = 784;
+  FT_CHECK(images.rank() == 4 && images.numel() == images.dim(0) * d,
+           "Features: images ", images.shape().ToString(),
+           ", expected [N, 1, 28, 28]");
   Tensor out = Tensor::Empty({static_cast<int64_t>(idx.size()), d});
   for (size_t i = 0; i < idx.size(); ++i)
     for (int64_t j = 0; j < d; ++j)
@@ -149,19 +154,38 @@ void Fit(const flows::Flow& flow, const Tensor& p, const std::vector<int>& y,
   }
 }
 
-int Run() {
+absl::Status Run() {
+  const int epochs = absl::GetFlag(FLAGS_epochs);
+  const int steps = absl::GetFlag(FLAGS_calib_steps);
+  if (absl::Status s = experiments::CheckFlags({
+          {"epochs", epochs, epochs > 0, "> 0"},
+          {"calib_steps", steps, steps >= 0, ">= 0"},
+      });
+      !s.ok())
+    return s;
   auto train = experiments::LoadImageSetOrSetup("fashion", "train");
+  if (!train.ok()) return train.status();
   auto test = experiments::LoadImageSetOrSetup("fashion", "test");
-  if (!train.ok() || !test.ok()) {
-    std::cerr << (train.ok() ? test.status() : train.status()) << "\n";
-    return 1;
-  }
+  if (!test.ok()) return test.status();
+  // Features() reads 784 pixels per image and the labels index one-hot
+  // rows; the calibration split takes kCalibration training images and the
+  // classifier needs at least one minibatch of the rest.
+  const Shape image{1, 28, 28};
+  if (absl::Status s = experiments::CheckImageSet(
+          *train, "fashion train", image, kClasses, kCalibration + kBatch);
+      !s.ok())
+    return s;
+  if (absl::Status s =
+          experiments::CheckImageSet(*test, "fashion test", image, kClasses, 1);
+      !s.ok())
+    return s;
   Rng rng(absl::GetFlag(FLAGS_seed));
   std::vector<int64_t> perm(train->labels.size());
   std::iota(perm.begin(), perm.end(), 0);
   std::shuffle(perm.begin(), perm.end(), rng.engine());
-  std::vector<int64_t> fit_idx(perm.begin(), perm.end() - 10000),
-      cal_idx(perm.end() - 10000, perm.end()), test_idx(test->labels.size());
+  std::vector<int64_t> fit_idx(perm.begin(), perm.end() - kCalibration),
+      cal_idx(perm.end() - kCalibration, perm.end()),
+      test_idx(test->labels.size());
   std::iota(test_idx.begin(), test_idx.end(), 0);
   auto labels = [](const data::ImageSet& s, const std::vector<int64_t>& idx) {
     std::vector<int> y;
@@ -180,8 +204,8 @@ int Run() {
   nn::AdamOptions o;
   o.lr = 1e-3;
   nn::Adam opt(net, o);
-  const int64_t batch = 128, n_fit = x_fit.dim(0);
-  for (int epoch = 0; epoch < absl::GetFlag(FLAGS_epochs); ++epoch) {
+  const int64_t batch = kBatch, n_fit = x_fit.dim(0);
+  for (int epoch = 0; epoch < epochs; ++epoch) {
     std::vector<int64_t> order(n_fit);
     std::iota(order.begin(), order.end(), 0);
     std::shuffle(order.begin(), order.end(), rng.engine());
@@ -212,7 +236,6 @@ int Run() {
   auto temperature = std::make_unique<SimplexCalibration>(kClasses, true);
   auto fcal = std::make_unique<SimplexCalibration>(kClasses);
   auto general = std::make_unique<GeneralizedCalibration>(kClasses, rng);
-  const int steps = absl::GetFlag(FLAGS_calib_steps);
   Fit(*temperature, p_cal, y_cal, steps, 0.02);
   Fit(*fcal, p_cal, y_cal, steps, 0.02);
   Fit(*general, p_cal, y_cal, steps, 0.01);
@@ -247,13 +270,13 @@ int Run() {
             r.m.bin_acc[b], r.m.bin_conf[b]);
   }
   experiments::WritePngOrWarn(viz::HStack(panels), "reliability.png");
-  return 0;
+  return absl::OkStatus();
 }
 
 }  // namespace
 }  // namespace flowtape
 
 int main(int argc, char** argv) {
-  absl::ParseCommandLine(argc, argv);
-  return flowtape::Run();
+  return flowtape::experiments::RunMain(argc, argv, "calibration",
+                                        flowtape::Run);
 }

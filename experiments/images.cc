@@ -1,6 +1,6 @@
 // Density estimation on MNIST / Fashion-MNIST (or sklearn's 8x8 digits):
-// RealNVP, Glow or MAF on dequantised, logit-transformed pixels; reports
-// test bits/dim and writes a grid of samples.
+// RealNVP, Glow, MAF, FFJORD (any zoo flow) on dequantised, logit-transformed
+// pixels; reports test bits/dim and writes a grid of samples.
 //
 //   bazel run --config=opt //experiments:images -- --flow=glow --data=fashion
 //   bazel run --config=opt //experiments:images -- --flow=maf --paper
@@ -11,6 +11,7 @@
 // model sizes on the full training set, 100k steps (image_flows.h) — days
 // on a CPU.
 // Missing data sets are installed by experiments/setup_data.sh.
+#include <cmath>
 #include <iostream>
 #include <numeric>
 
@@ -23,7 +24,8 @@
 #include "flows/training/train.h"
 #include "flows/viz/plots.h"
 
-ABSL_FLAG(std::string, flow, "realnvp", "realnvp | glow | maf (any zoo flow)");
+ABSL_FLAG(std::string, flow, "realnvp",
+          "realnvp | glow | maf | ffjord (any zoo flow)");
 ABSL_FLAG(std::string, data, "mnist", "mnist | fashion | digits");
 ABSL_FLAG(bool, paper, false, "paper-sized model and schedule");
 ABSL_FLAG(bool, conditional, false,
@@ -44,13 +46,31 @@ namespace {
 absl::Status Run() {
   const std::string flow = absl::GetFlag(FLAGS_flow);
   const std::string name = absl::GetFlag(FLAGS_data);
+  const int64_t steps = absl::GetFlag(FLAGS_steps);
+  const int64_t batch = absl::GetFlag(FLAGS_batch);
+  const int64_t n_train = absl::GetFlag(FLAGS_n_train);
+  const int64_t n_test = absl::GetFlag(FLAGS_n_test);
+  const double lr = absl::GetFlag(FLAGS_lr);
+  const double alpha = absl::GetFlag(FLAGS_alpha);
+  const char* or_config = "-1 (the config's) or > 0";
+  if (absl::Status s = CheckFlags({
+          {"steps", steps, steps == -1 || steps > 0, or_config},
+          {"batch", batch, batch == -1 || batch > 0, or_config},
+          {"n_train", n_train, n_train == -1 || n_train > 0, or_config},
+          {"n_test", n_test, n_test == -1 || n_test > 0, or_config},
+          {"lr", lr, lr == -1 || (std::isfinite(lr) && lr > 0),
+           "-1 (the config's) or finite and > 0"},
+          {"alpha", alpha, alpha >= 0 && alpha < 0.5, "in [0, 0.5)"},
+      });
+      !s.ok())
+    return s;
   ImageRunConfig c = DefaultImageConfig(flow, absl::GetFlag(FLAGS_paper));
   auto flag = [](int64_t v, int64_t def) { return v > 0 ? v : def; };
-  c.steps = flag(absl::GetFlag(FLAGS_steps), c.steps);
-  c.batch = flag(absl::GetFlag(FLAGS_batch), c.batch);
-  c.n_train = flag(absl::GetFlag(FLAGS_n_train), c.n_train);
-  c.n_test = flag(absl::GetFlag(FLAGS_n_test), c.n_test);
-  if (absl::GetFlag(FLAGS_lr) > 0) c.lr = absl::GetFlag(FLAGS_lr);
+  c.steps = flag(steps, c.steps);
+  c.batch = flag(batch, c.batch);
+  c.n_train = flag(n_train, c.n_train);
+  c.n_test = flag(n_test, c.n_test);
+  if (lr > 0) c.lr = lr;
   c.seed = absl::GetFlag(FLAGS_seed);
   c.checkpoint = absl::GetFlag(FLAGS_checkpoint);
 
@@ -58,6 +78,15 @@ absl::Status Run() {
   if (!train_set.ok()) return train_set.status();
   auto test_set = LoadImageSetOrSetup(name, "test");
   if (!test_set.ok()) return test_set.status();
+  const Shape expected = name == "digits" ? Shape{1, 8, 8} : Shape{1, 28, 28};
+  if (absl::Status s =
+          CheckImageSet(*train_set, name + " train", expected, 10, 10);
+      !s.ok())
+    return s;
+  if (absl::Status s =
+          CheckImageSet(*test_set, name + " test", expected, 10, 1);
+      !s.ok())
+    return s;
   Tensor test = Narrow(test_set->images, 0, 0,
                        std::min(c.n_test, test_set->images.dim(0)));
   const Tensor& all = train_set->images;
@@ -72,7 +101,7 @@ absl::Status Run() {
   }
   auto f = MakeImageFlow(flow, c.zoo, image, train_set->levels, rng);
   if (!f.ok()) return f.status();
-  f->alpha = absl::GetFlag(FLAGS_alpha);
+  f->alpha = alpha;
   auto r = TrainImageFlow(*f, all, c, rng, train_ctx);
   if (!r.ok()) return r.status();
 

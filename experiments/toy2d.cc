@@ -14,6 +14,7 @@
 // and <prefix>_samples.png (samples of q).
 #include "flows/data/toy2d.h"
 
+#include <cmath>
 #include <iostream>
 
 #include "absl/flags/flag.h"
@@ -62,8 +63,24 @@ absl::Status Run() {
     std::cout << "\nenergies: u1 u2 u3 u4\n";
     return absl::OkStatus();
   }
+  const int64_t steps = absl::GetFlag(FLAGS_steps);
+  const int64_t batch = absl::GetFlag(FLAGS_batch);
+  const double lr = absl::GetFlag(FLAGS_lr);
+  const int layers = absl::GetFlag(FLAGS_layers);
+  const int64_t n_train = absl::GetFlag(FLAGS_n_train);
+  const int64_t patience = absl::GetFlag(FLAGS_patience);
+  if (absl::Status s = CheckFlags({
+          {"steps", steps, steps > 0, "> 0"},
+          {"batch", batch, batch > 0, "> 0"},
+          {"lr", lr, std::isfinite(lr) && lr > 0, "finite and > 0"},
+          {"layers", layers, layers > 0, "> 0"},
+          {"n_train", n_train, n_train > 0, "> 0"},
+          {"patience", patience, patience >= 0, ">= 0"},
+      });
+      !s.ok())
+    return s;
   ZooConfig config;
-  config.layers = absl::GetFlag(FLAGS_layers);
+  config.layers = layers;
   config.hidden.clear();
   for (absl::string_view h : absl::StrSplit(absl::GetFlag(FLAGS_hidden), ',')) {
     int64_t v;
@@ -77,8 +94,6 @@ absl::Status Run() {
   auto model_or = MakeModel(flow, config, rng);
   if (!model_or.ok()) return model_or.status();
   flows::FlowModel& model = **model_or;
-  const int64_t steps = absl::GetFlag(FLAGS_steps);
-  const double lr = absl::GetFlag(FLAGS_lr);
   nn::Adam adam(model, {.lr = lr});
   adam.set_schedule(nn::CosineAnnealingLr(lr, steps));
   const std::string energy_name = absl::GetFlag(FLAGS_energy);
@@ -97,7 +112,7 @@ absl::Status Run() {
     if (!energy.ok()) return energy.status();
     auto log_p = training::EnergyLogDensity(*energy);
     training::ReverseKlOptions o;
-    o.batch_size = absl::GetFlag(FLAGS_batch);
+    o.batch_size = batch;
     o.steps = steps;
     o.anneal_steps = steps / 2;
     o.log_every = std::max<int64_t>(1, steps / 10);
@@ -119,7 +134,7 @@ absl::Status Run() {
                                 viz::DensityHeatmap(log_q, box)}),
                    prefix + "_density.png");
   } else {
-    const int64_t n = absl::GetFlag(FLAGS_n_train);
+    const int64_t n = n_train;
     const std::string name = absl::GetFlag(FLAGS_data);
     training::TrainData data;
     auto train = data::SampleToy2d(name, n, rng);
@@ -129,11 +144,11 @@ absl::Status Run() {
         data::SampleToy2d(name, std::max<int64_t>(n / 10, 1), rng).value();
     Tensor test = data::SampleToy2d(name, 10000, rng).value();
     training::TrainOptions o;
-    o.batch_size = absl::GetFlag(FLAGS_batch);
+    o.batch_size = batch;
     o.max_steps = steps;
     o.eval_every = std::max<int64_t>(1, steps / 20);
     o.log_every = std::max<int64_t>(1, steps / 10);
-    o.patience = absl::GetFlag(FLAGS_patience);
+    o.patience = patience;
     o.seed = absl::GetFlag(FLAGS_seed);
     // RNODE: the CNF's kinetic/Jacobian terms join the training loss.
     training::NllFn nll_fn = training::ModelNll(model);

@@ -64,12 +64,15 @@ FlowPtr Radial(const ZooConfig& c, Rng& rng) {
 }
 
 FlowPtr Maf(const ZooConfig& c, Rng& rng, bool inverted) {
+  if (absl::Status s = flows::ValidateMadeOptions(Made(c)); !s.ok()) return s;
   return Stack(c, true, [&](int) {
     return std::make_shared<flows::Maf>(Made(c), rng, inverted);
   });
 }
 
 FlowPtr SplineCoupling(const ZooConfig& c, Rng& rng) {
+  if (absl::Status s = flows::ValidateRqSplineOptions(Spline(c)); !s.ok())
+    return s;
   return Stack(c, false, [&](int i) {
     flows::SplineCouplingOptions o;
     o.dim = Dim(c);
@@ -82,6 +85,9 @@ FlowPtr SplineCoupling(const ZooConfig& c, Rng& rng) {
 }
 
 FlowPtr SplineAr(const ZooConfig& c, Rng& rng) {
+  if (absl::Status s = flows::ValidateRqSplineOptions(Spline(c)); !s.ok())
+    return s;
+  if (absl::Status s = flows::ValidateMadeOptions(Made(c)); !s.ok()) return s;
   return Stack(c, true, [&](int) {
     return std::make_shared<flows::SplineAutoregressive>(Made(c), Spline(c),
                                                          rng);

@@ -3,9 +3,11 @@
 #include <Eigen/Dense>
 #include <cmath>
 
+#include "absl/strings/str_cat.h"
 #include "autodiff/check.h"
 #include "autodiff/eigen.h"
 #include "autodiff/ops.h"
+#include "autodiff/tape.h"
 
 namespace flowtape::flows {
 namespace {
@@ -48,6 +50,34 @@ InvConv1x1::InvConv1x1(int64_t channels, Rng& rng, InvConvParam param)
   upper_ = RegisterParameter("upper", FromMatrix(u));
   log_s_ =
       RegisterParameter("log_s", Reshape(FromMatrix(log_s), {c_}).Detach());
+}
+
+absl::StatusOr<std::shared_ptr<InvConv1x1>> InvConv1x1::Create(
+    const Tensor& w) {
+  if (w.rank() != 2 || w.dim(0) != w.dim(1) || w.dim(0) < 1)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "invconv: W must be square [C, C], got ", w.shape().ToString()));
+  Rng rng(0);
+  auto f = std::make_shared<InvConv1x1>(w.dim(0), rng, InvConvParam::kFull);
+  std::copy_n(w.data(), w.numel(), f->w_.mutable_data());
+  if (absl::Status s = f->Validate(); !s.ok()) return s;
+  return f;
+}
+
+absl::Status InvConv1x1::Validate() const {
+  NoGradScope no_grad;
+  Tensor w = Weight();
+  for (int64_t i = 0; i < w.numel(); ++i)
+    if (!std::isfinite(w[i]))
+      return absl::InvalidArgumentError(absl::StrCat(name(), ": W[", i / c_,
+                                                     ", ", i % c_, "] = ", w[i],
+                                                     " is not finite"));
+  Eigen::VectorXd sv = Eigen::JacobiSVD<RowMat>(AsMatrix(w)).singularValues();
+  if (!(sv(c_ - 1) > 1e-12 * sv(0)))
+    return absl::InvalidArgumentError(
+        absl::StrCat(name(), ": W is singular (singular values ", sv(0), " to ",
+                     sv(c_ - 1), "): not invertible"));
+  return absl::OkStatus();
 }
 
 Tensor InvConv1x1::Weight() const {

@@ -14,12 +14,17 @@
 //   kFull: W unconstrained, log|det W| from Slogdet and W^-1 from Inverse
 //     (O(C^3) each, differentiable).
 // Both start at a random rotation (QR of a Gaussian matrix), as in Glow.
+// Validate() checks that the current W is finite and invertible (after
+// loading a checkpoint, or training); Create(W) builds a kFull layer from a
+// user's matrix and validates it.
 #ifndef FLOWTAPE_FLOWS_INVCONV_H_
 #define FLOWTAPE_FLOWS_INVCONV_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
+#include "absl/status/statusor.h"
 #include "flows/flow.h"
 
 namespace flowtape::flows {
@@ -30,6 +35,11 @@ class InvConv1x1 : public Flow {
  public:
   InvConv1x1(int64_t channels, Rng& rng,
              InvConvParam param = InvConvParam::kLu);
+  // kFull with the given W [C, C]; InvalidArgument unless Validate() passes.
+  static absl::StatusOr<std::shared_ptr<InvConv1x1>> Create(const Tensor& w);
+  // InvalidArgument if an entry of W is not finite or W is singular
+  // (sigma_min <= 1e-12 sigma_max, its singular values).
+  absl::Status Validate() const;
   FlowResult Forward(const Tensor& x,
                      const Tensor& context = Tensor()) const override;
   FlowResult Inverse(const Tensor& z,

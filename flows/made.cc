@@ -4,6 +4,7 @@
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "autodiff/check.h"
 #include "autodiff/ops.h"
 
@@ -12,14 +13,7 @@ namespace {
 
 std::vector<int64_t> MakeOrder(const MadeOptions& o, Rng& rng) {
   const int64_t d = o.dim;
-  if (!o.order.empty()) {
-    std::vector<int64_t> sorted = o.order;
-    std::sort(sorted.begin(), sorted.end());
-    for (int64_t i = 0; i < d; ++i)
-      FT_CHECK(static_cast<int64_t>(sorted.size()) == d && sorted[i] == i + 1,
-               "made: order must be a permutation of 1..", d);
-    return o.order;
-  }
+  if (!o.order.empty()) return o.order;  // a permutation (validated)
   std::vector<int64_t> ord(d);
   std::iota(ord.begin(), ord.end(), 1);
   if (o.ordering == Ordering::kReversed) std::reverse(ord.begin(), ord.end());
@@ -58,10 +52,30 @@ Tensor Mask(const std::vector<int64_t>& in_deg,
 
 }  // namespace
 
+absl::Status ValidateMadeOptions(const MadeOptions& o) {
+  bool hidden_ok = !o.hidden.empty();
+  for (int64_t h : o.hidden) hidden_ok &= h >= 1;
+  if (o.dim < 1 || o.params_per_dim < 1 || !hidden_ok || o.context_dim < 0)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "made: need dim >= 1, params_per_dim >= 1, context_dim >= 0 and at "
+        "least one hidden layer of size >= 1; got dim ",
+        o.dim, ", params_per_dim ", o.params_per_dim, ", context_dim ",
+        o.context_dim, ", hidden [", absl::StrJoin(o.hidden, ", "), "]"));
+  if (!o.order.empty()) {
+    std::vector<int64_t> sorted = o.order;
+    std::sort(sorted.begin(), sorted.end());
+    for (int64_t i = 0; i < o.dim; ++i)
+      if (static_cast<int64_t>(sorted.size()) != o.dim || sorted[i] != i + 1)
+        return absl::InvalidArgumentError(
+            absl::StrCat("made: order [", absl::StrJoin(o.order, ", "),
+                         "] is not a permutation of 1..", o.dim));
+  }
+  return absl::OkStatus();
+}
+
 Made::Made(const MadeOptions& options, Rng& rng) : options_(options) {
-  FT_CHECK(options.dim >= 1 && options.params_per_dim >= 1 &&
-               !options.hidden.empty(),
-           "made: need dim >= 1, params_per_dim >= 1 and a hidden layer");
+  absl::Status valid = ValidateMadeOptions(options);
+  FT_CHECK(valid.ok(), valid.message());
   const int64_t d = options.dim, p = options.params_per_dim;
   order_ = MakeOrder(options, rng);
   std::vector<int64_t> prev = order_;

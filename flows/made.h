@@ -24,6 +24,7 @@
 #include <memory>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "autodiff/nn/layers.h"
 #include "autodiff/nn/module.h"
 #include "autodiff/tensor.h"
@@ -48,6 +49,11 @@ struct MadeOptions {
   // flow is the identity, or the uniform-bin spline, in every layer).
   bool zero_last = false;
 };
+
+// OK iff dim >= 1, params_per_dim >= 1, at least one hidden layer, every
+// hidden size >= 1, context_dim >= 0 and `order` (if given) a permutation of
+// 1..dim. Made aborts on invalid options.
+absl::Status ValidateMadeOptions(const MadeOptions& options);
 
 class Made : public nn::Module {
  public:

@@ -105,10 +105,12 @@ FlowResult Planar::Forward(const Tensor& x, const Tensor&) const {
   Tensor a0 = Tensor::Empty({n, 1});
   for (int64_t i = 0; i < n; ++i)
     a0.mutable_data()[i] = SolveAlongW(wx[i], wuh.item(), b_[0]);
-  // One recorded Newton step: exact first derivatives of the root.
-  Tensor t0 = Tanh(a0 + b_);
-  Tensor g = a0 + wuh * t0 - wx;
-  Tensor a = a0 - g / (1.0 + wuh * (1.0 - Square(t0)));
+  // Two recorded Newton steps: exact first and second derivatives of the root.
+  auto newton = [&](const Tensor& a) {
+    Tensor t = Tanh(a + b_);
+    return a - (a + wuh * t - wx) / (1.0 + wuh * (1.0 - Square(t)));
+  };
+  Tensor a = newton(newton(a0));
   Tensor t = Tanh(a + b_);
   Tensor z = x - t * uh;
   Tensor logdet = -Log1p((1.0 - Square(t)) * wuh);

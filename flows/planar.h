@@ -13,9 +13,11 @@
 //   g(a) = a + (w.u^) tanh(a + b) - w.x = 0,
 //   g'(a) = 1 + (w.u^) tanh'(a + b) > 0,
 // bracketed by |a - w.x| <= |w.u^|; safeguarded Newton/bisection to machine
-// precision. One Newton step from the converged root is then recorded on the
-// tape, which makes da/d(x, w, u, b) the exact implicit-function derivative
-// -g_theta / g'; so density gradients are exact to first order.
+// precision. Two Newton steps from the converged root are then recorded on
+// the tape: the first makes da/d(x, w, u, b) the exact implicit-function
+// derivative -g_theta / g', the second (Newton converges quadratically, so a
+// start O(e) off lands O(e^4) away) makes second derivatives exact too, as
+// Hessian-vector products and gradient-of-gradient training need.
 //   Forward(x): z = x - u^ tanh(a + b),  logdet = -log(1 + (w.u^) tanh'(a + b))
 // The context is ignored (not a conditioned family).
 #ifndef FLOWTAPE_FLOWS_PLANAR_H_

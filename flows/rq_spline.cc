@@ -21,7 +21,6 @@ Tensor Knots(const Tensor& sizes, double bound) {
   const int64_t n = sizes.dim(0), d = sizes.dim(1), k = sizes.dim(2);
   Tensor lo = Tensor::Full({n, d, 1}, -bound),
          hi = Tensor::Full({n, d, 1}, bound);
-  if (k == 1) return Concat({lo, hi}, 2);
   // Inner knot j (j < K-1) = -B + sum_{i <= j} sizes_i: a product with an
   // upper-triangular ones matrix.
   Tensor tri = Tensor::Zeros({k, k - 1});
@@ -55,13 +54,14 @@ void FindBins(const Tensor& v, const Tensor& knots, double bound,
 }  // namespace
 
 absl::Status ValidateRqSplineOptions(const RqSplineOptions& o) {
-  if (o.bins >= 1 && o.bound > 0 && o.min_bin_width * o.bins < 1 &&
-      o.min_bin_height * o.bins < 1 && o.min_derivative > 0 &&
-      o.min_derivative < 1)
+  if (o.bins >= 2 && o.bound > 0 && std::isfinite(o.bound) &&
+      o.min_bin_width >= 0 && o.min_bin_width * o.bins < 1 &&
+      o.min_bin_height >= 0 && o.min_bin_height * o.bins < 1 &&
+      o.min_derivative > 0 && o.min_derivative < 1)
     return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrCat(
-      "rq_spline: need bins >= 1, bound > 0, bins * min_bin_width < 1, bins * "
-      "min_bin_height < 1, 0 < min_derivative < 1; got bins ",
+      "rq_spline: need bins >= 2, 0 < bound < inf, 0 <= bins * min_bin_width "
+      "< 1, 0 <= bins * min_bin_height < 1, 0 < min_derivative < 1; got bins ",
       o.bins, ", bound ", o.bound, ", min width ", o.min_bin_width,
       ", min height ", o.min_bin_height, ", min derivative ",
       o.min_derivative));
@@ -69,7 +69,7 @@ absl::Status ValidateRqSplineOptions(const RqSplineOptions& o) {
 
 RqKnots RqSplineKnots(const Tensor& params, const RqSplineOptions& o) {
   const int64_t k = o.bins;
-  FT_CHECK(k >= 1 && params.rank() == 3 && params.dim(2) == o.num_params(),
+  FT_CHECK(params.rank() == 3 && params.dim(2) == o.num_params(),
            "rq_spline: params ", params.shape().ToString(), " for ", k,
            " bins (want [N, D, ", o.num_params(), "])");
   absl::Status valid = ValidateRqSplineOptions(o);
@@ -81,14 +81,10 @@ RqKnots RqSplineKnots(const Tensor& params, const RqSplineOptions& o) {
   r.y = Knots(BinSizes(Narrow(params, 2, k, k), o.min_bin_height, o.bound),
               o.bound);
   Tensor one = Tensor::Ones({n, d, 1});
-  if (k == 1) {
-    r.derivative = Concat({one, one}, 2);
-  } else {
-    const double shift = std::log(std::expm1(1.0 - o.min_derivative));
-    Tensor inner =
-        Softplus(Narrow(params, 2, 2 * k, k - 1) + shift) + o.min_derivative;
-    r.derivative = Concat({one, inner, one}, 2);
-  }
+  const double shift = std::log(std::expm1(1.0 - o.min_derivative));
+  Tensor inner =
+      Softplus(Narrow(params, 2, 2 * k, k - 1) + shift) + o.min_derivative;
+  r.derivative = Concat({one, inner, one}, 2);
   return r;
 }
 

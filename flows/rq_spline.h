@@ -43,7 +43,8 @@ struct RqSplineOptions {
   int64_t num_params() const { return 3 * bins - 1; }
 };
 
-// OK iff bins >= 1, bound > 0, K * min_bin_width < 1, K * min_bin_height < 1
+// OK iff bins >= 2 (one bin is the identity whatever its parameters),
+// 0 < bound < inf, 0 <= K * min_bin_width < 1, 0 <= K * min_bin_height < 1
 // and 0 < min_derivative < 1 (RqSpline aborts on invalid options).
 absl::Status ValidateRqSplineOptions(const RqSplineOptions& options);
 

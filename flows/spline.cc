@@ -1,16 +1,40 @@
 #include "flows/spline.h"
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "autodiff/check.h"
 #include "autodiff/ops.h"
 
 namespace flowtape::flows {
 
+namespace {
+
+absl::Status Validate(const SplineCouplingOptions& o) {
+  bool hidden_ok = true;
+  for (int64_t h : o.hidden) hidden_ok &= h >= 1;
+  if (o.dim < 2 || (o.parity != 0 && o.parity != 1) || o.context_dim < 0 ||
+      !hidden_ok)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "spline_coupling: need dim >= 2, parity 0 or 1, context_dim >= 0 and "
+        "hidden sizes >= 1; got dim ",
+        o.dim, ", parity ", o.parity, ", context_dim ", o.context_dim,
+        ", hidden [", absl::StrJoin(o.hidden, ", "), "]"));
+  return ValidateRqSplineOptions(o.spline);
+}
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<SplineCoupling>> SplineCoupling::Create(
+    const SplineCouplingOptions& options, Rng& rng) {
+  if (absl::Status s = Validate(options); !s.ok()) return s;
+  return std::make_shared<SplineCoupling>(options, rng);
+}
+
 SplineCoupling::SplineCoupling(const SplineCouplingOptions& options, Rng& rng)
     : options_(options) {
+  absl::Status valid = Validate(options);
+  FT_CHECK(valid.ok(), valid.message());
   const int64_t d = options.dim;
-  FT_CHECK(d >= 2 && (options.parity == 0 || options.parity == 1),
-           "spline_coupling: need dim >= 2 and parity 0 or 1, got dim ", d,
-           " parity ", options.parity);
   id_size_ = d / 2;
   tr_size_ = d - id_size_;
   id_start_ = options.parity == 0 ? 0 : tr_size_;
@@ -51,11 +75,24 @@ FlowResult SplineCoupling::Inverse(const Tensor& z,
   return Apply(z, context, /*inverse=*/true);
 }
 
+absl::StatusOr<std::shared_ptr<SplineAutoregressive>>
+SplineAutoregressive::Create(const MadeOptions& made,
+                             const RqSplineOptions& spline, Rng& rng,
+                             bool inverted) {
+  if (absl::Status s = ValidateRqSplineOptions(spline); !s.ok()) return s;
+  if (absl::Status s = ValidateMadeOptions(WithParams(made, spline)); !s.ok())
+    return s;
+  return std::make_shared<SplineAutoregressive>(made, spline, rng, inverted);
+}
+
 SplineAutoregressive::SplineAutoregressive(MadeOptions made,
                                            const RqSplineOptions& spline,
                                            Rng& rng, bool inverted)
     : MadeAutoregressive(WithParams(made, spline), inverted, rng),
-      spline_(spline) {}
+      spline_(spline) {
+  absl::Status valid = ValidateRqSplineOptions(spline);
+  FT_CHECK(valid.ok(), valid.message());
+}
 
 FlowResult SplineAutoregressive::Transform(const Tensor& in,
                                            const Tensor& params,

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "autodiff/nn/layers.h"
 #include "flows/autoregressive.h"
 #include "flows/flow.h"
@@ -35,6 +36,11 @@ struct SplineCouplingOptions {
 
 class SplineCoupling : public Flow {
  public:
+  // InvalidArgument unless dim >= 2, parity is 0 or 1, context_dim >= 0,
+  // every hidden size >= 1 and the spline options are valid (rq_spline.h).
+  static absl::StatusOr<std::shared_ptr<SplineCoupling>> Create(
+      const SplineCouplingOptions& options, Rng& rng);
+  // Aborts on invalid options (use Create for options from users).
   SplineCoupling(const SplineCouplingOptions& options, Rng& rng);
   FlowResult Forward(const Tensor& x,
                      const Tensor& context = Tensor()) const override;
@@ -52,7 +58,12 @@ class SplineCoupling : public Flow {
 
 class SplineAutoregressive : public MadeAutoregressive {
  public:
-  // made.params_per_dim is set to spline.num_params().
+  // made.params_per_dim is set to spline.num_params(). Create returns
+  // InvalidArgument for invalid MADE (made.h) or spline options; the
+  // constructor aborts on them.
+  static absl::StatusOr<std::shared_ptr<SplineAutoregressive>> Create(
+      const MadeOptions& made, const RqSplineOptions& spline, Rng& rng,
+      bool inverted = false);
   SplineAutoregressive(MadeOptions made, const RqSplineOptions& spline,
                        Rng& rng, bool inverted = false);
   std::string name() const override {

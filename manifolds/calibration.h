@@ -43,7 +43,8 @@ class SimplexCalibration : public flows::Flow {
  public:
   // Identity map (a = 1, c = 0).
   explicit SimplexCalibration(int64_t n, bool temperature_only = false);
-  // a != 0 finite, c finite of size n (empty = zeros).
+  // a != 0 finite; c finite, its size is n >= 2 (pass n zeros for
+  // temperature scaling; an empty c is InvalidArgument).
   static absl::StatusOr<std::unique_ptr<SimplexCalibration>> Create(
       double a, const std::vector<double>& c, bool temperature_only = false);
 

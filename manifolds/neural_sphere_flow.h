@@ -8,16 +8,24 @@
 //        u' = e sigmoid(t) + (1 - e) sum_k w_k sigmoid(s_k (t - m_k)),
 //      (w = softmax(.), m, l) = MLP(cos phi, sin phi), s_k = 1 + softplus(l_k),
 //      e = 0.05; z' = 2 u' - 1 (strictly increasing in z, onto (-1, 1)).
-//      Slopes s_k >= 1 and the identity part e keep u' ~ c u near the poles,
-//      so the map is smooth there and R stays bounded away from 0 and inf.
 //   2. azimuth rotation conditioned on the new height: phi' = phi + theta(z'),
 //      theta = MLP(z').
 //   3. a fixed random rotation Q (so stacked layers use different poles).
 //   y = Q (r' cos phi', r' sin phi', z'),  r' = 2 sqrt(u' (1 - u')).
 // Computed with ops in the ambient R^3 (no atan2: cos phi = x_1 / r).
-// Starts as z' = 2 sigmoid(1.69 t) - 1, phi' = phi, then Q (zero last layers).
+// Poles (z = +-1, r = 0, phi undefined): since s_k > 1, near a pole
+// 1 - u' = e (1 - u) (1 + O(r^(2 min_k softplus(l_k)))), so the map extends
+// continuously to y = Q (0, 0, +-1) and its tangent Jacobian tends to
+// sqrt(e) times a rotation: R -> e there. The rate can be arbitrarily slow
+// (softplus(l_k) -> 0), so do not rely on more than continuity at the pole.
+// Numerically, t is formed from r (1 -+ z = r^2 / (1 +- z)) and r is
+// regularised as sqrt(r^2 + 1e-60), so values, R and gradients stay finite
+// and accurate up to and at the poles (Forward gives log R = log e there).
+// Starts as u' = e sigmoid(t) + (1 - e) sigmoid((1 + log 2) t), phi' = phi,
+// then Q (zero last layers: w uniform, m = 0, l = 0).
 // Forward(x) = (y, log R(x)) with the generic ratio; Inverse: theta from y,
-// then the monotone z-map inverted by bisection (analytic_inverse() false).
+// then the monotone z-map inverted by bisection on the smaller of u' and
+// 1 - u' (full relative precision near the poles); analytic_inverse() false.
 #ifndef FLOWTAPE_MANIFOLDS_NEURAL_SPHERE_FLOW_H_
 #define FLOWTAPE_MANIFOLDS_NEURAL_SPHERE_FLOW_H_
 

@@ -1,5 +1,6 @@
 #include "manifolds/sphere_densities.h"
 
+#include <boost/math/special_functions/bessel.hpp>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -64,18 +65,93 @@ Tensor AngularCentralGaussian::Sample(int64_t num, Rng& rng) const {
 }
 
 // ---- von Mises-Fisher ----
-double LogBesselI(double v, double x) {
-  if (x == 0.0) return v == 0.0 ? 0.0 : -INFINITY;
-  if (x <= 500.0) return std::log(std::cyl_bessel_i(v, x));
-  // Large argument: I_v(x) = e^x / sqrt(2 pi x) sum_k (-1)^k a_k / x^k,
-  // a_k = prod_{j<=k} (4 v^2 - (2j - 1)^2) / (k! 8^k).
-  const double mu = 4.0 * v * v;
+namespace {
+
+// Coefficients (in p) of the Debye polynomials U_0 .. U_K:
+//   U_0 = 1,  U_(k+1)(p) = p^2 (1 - p^2) U_k'(p) / 2
+//                          + (1/8) int_0^p (1 - 5 t^2) U_k(t) dt.
+constexpr int kDebyeTerms = 10;
+const std::vector<std::vector<double>>& DebyePolynomials() {
+  static const auto* u = [] {
+    auto* u = new std::vector<std::vector<double>>{{1.0}};
+    for (int k = 0; k < kDebyeTerms; ++k) {
+      const std::vector<double>& a = u->back();
+      std::vector<double> b(a.size() + 3, 0.0);
+      for (size_t i = 1; i < a.size(); ++i) {  // p^2 (1 - p^2) i a_i p^(i-1)
+        b[i + 1] += 0.5 * i * a[i];
+        b[i + 3] -= 0.5 * i * a[i];
+      }
+      for (size_t i = 0; i < a.size(); ++i) {  // (1/8) int (a_i t^i - 5 ...)
+        b[i + 1] += a[i] / (8.0 * (i + 1));
+        b[i + 3] -= 5.0 * a[i] / (8.0 * (i + 3));
+      }
+      u->push_back(b);
+    }
+    return u;
+  }();
+  return *u;
+}
+
+// Uniform (Debye) expansion for large v, any x > 0 (Abramowitz & Stegun
+// 9.7.7): with z = x / v, s = sqrt(1 + z^2), p = 1 / s,
+//   I_v(v z) ~ e^(v eta) / (sqrt(2 pi v) s^(1/2)) sum_k U_k(p) / v^k,
+//   eta = s + log(z / (1 + s)).  Relative error ~ U_11(p) / v^11.
+double LogBesselIDebye(double v, double x) {
+  const double z = x / v, s = std::sqrt(1.0 + z * z), p = 1.0 / s;
+  const double eta = s + std::log(z / (1.0 + s));
+  double sum = 0.0, vk = 1.0;
+  for (const std::vector<double>& u : DebyePolynomials()) {
+    double uk = 0.0;
+    for (size_t i = u.size(); i-- > 0;) uk = uk * p + u[i];
+    sum += uk / vk;
+    vk *= v;
+  }
+  return v * eta - 0.5 * std::log(2.0 * M_PI * v) - 0.5 * std::log(s) +
+         std::log(sum);
+}
+
+// Power series, for x^2 / 4 <= v + 1 (term ratio <= 1 / (k + 1)):
+//   I_v(x) = (x/2)^v / Gamma(v+1) sum_k (x^2/4)^k / (k! (v+1)_k).
+double LogBesselISeries(double v, double x) {
+  const double q = 0.25 * x * x;
   double term = 1.0, sum = 1.0;
-  for (int k = 1; k <= 12; ++k) {
-    term *= -(mu - (2.0 * k - 1) * (2.0 * k - 1)) / (k * 8.0 * x);
+  for (int k = 1; k < 200 && term > 1e-17 * sum; ++k) {
+    term *= q / (k * (v + k));
     sum += term;
   }
+  return v * std::log(0.5 * x) - std::lgamma(v + 1.0) + std::log(sum);
+}
+
+// Large argument (Hankel), for x >= 700 and v < 50:
+//   I_v(x) ~ e^x / sqrt(2 pi x) sum_k (-1)^k a_k(v) / x^k,
+//   a_k = prod_(j<=k) (4 v^2 - (2j - 1)^2) / (k! 8^k).
+// The term ratios (4 v^2 - (2k - 1)^2) / (8 k x) exceed 1 in size only for
+// the first k (when 4 v^2 > 8 x, at most 1.8 here) and again for k > ~2x
+// (the divergent tail, never reached: the terms drop below 1e-17 first).
+double LogBesselIHankel(double v, double x) {
+  const double mu = 4.0 * v * v;
+  double term = 1.0, sum = 1.0;
+  for (int k = 1; k < 400; ++k) {
+    const double odd = (2.0 * k - 1) * (2.0 * k - 1);
+    const double ratio = (mu - odd) / (k * 8.0 * x);
+    if (odd > mu && std::fabs(ratio) >= 1.0) break;  // divergent tail
+    term *= -ratio;
+    sum += term;
+    if (std::fabs(term) < 1e-17 * std::fabs(sum)) break;
+  }
   return x - 0.5 * std::log(2.0 * M_PI * x) + std::log(sum);
+}
+
+}  // namespace
+
+double LogBesselI(double v, double x) {
+  if (x == 0.0) return v == 0.0 ? 0.0 : -INFINITY;
+  if (v >= 50.0) return LogBesselIDebye(v, x);
+  if (0.25 * x * x <= v + 1.0) return LogBesselISeries(v, x);
+  if (x >= 700.0) return LogBesselIHankel(v, x);
+  // v < 50, 2 sqrt(v + 1) < x < 700: 1e-3 < I_v(x) < e^700, no under- or
+  // overflow, Boost's implementation is accurate to a few ulps.
+  return std::log(boost::math::cyl_bessel_i(v, x));
 }
 
 double LogVmfNormalizer(int64_t n, double kappa) {

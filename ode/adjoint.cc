@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <memory>
 
@@ -22,6 +23,10 @@ struct AdjointContext {
   flowtape::internal::Storage anchor{1};
   OdeFn f;
   std::vector<Tensor> params;
+  // derived[k]: the j whose params[j] is computed from params[k] (or is the
+  // same tensor, listed later); `order`: indices, latest tape node first.
+  std::vector<std::vector<int>> derived;
+  std::vector<int> order;
   std::vector<double> times;
   std::vector<State> ys;  // forward solution at `times`
   Shape shape;
@@ -55,6 +60,11 @@ void AugmentedField(const AdjointContext& c, double t, const State& s,
 }
 
 void AdjointBackward(const OpContext& ctx, const Tensor& gout, Tensor* gin) {
+  // The sweep records backward rules only under create_graph; the gradients
+  // built here are constants, so a second derivative would silently be zero.
+  FT_CHECK(!Tape::Get().grad_enabled(),
+           "ode adjoint: create_graph through the adjoint is unsupported; use "
+           "Gradient::kDiscretize");
   auto& c = *reinterpret_cast<AdjointContext*>(ctx.iaux()[0]);
   const int64_t T = static_cast<int64_t>(c.times.size());
   const int64_t n = c.shape.numel();
@@ -92,15 +102,68 @@ void AdjointBackward(const OpContext& ctx, const Tensor& gout, Tensor* gin) {
   if (ctx.node->inputs[0]->requires_grad)
     gin[0] = Tensor::FromVector(
         c.shape, State(final_state.begin() + n, final_state.begin() + 2 * n));
+  std::vector<Tensor> g;
   int64_t off = 2 * n;
-  for (size_t k = 0; k < c.params.size(); ++k) {
-    const Tensor& p = c.params[k];
-    if (ctx.node->inputs[k + 1]->requires_grad)
-      gin[k + 1] = Tensor::FromVector(
-          p.shape(), State(final_state.begin() + off,
-                           final_state.begin() + off + p.numel()));
+  for (const Tensor& p : c.params) {
+    g.push_back(Tensor::FromVector(
+        p.shape(), State(final_state.begin() + off,
+                         final_state.begin() + off + p.numel())));
     off += p.numel();
   }
+  // The VJPs differentiate f through the whole tape, so g[k] also holds the
+  // paths through listed params computed from params[k], which the tape adds
+  // again when it carries g[j] on to params[k]. Keep only the partial:
+  //   g_k -= sum_(j derived from k) (d params[j] / d params[k])' g_j,
+  // latest params first, so every g_j used is already a partial.
+  for (int k : c.order) {
+    if (c.derived[k].empty()) continue;
+    std::vector<Tensor> outs, seeds;
+    for (int j : c.derived[k]) {
+      outs.push_back(c.params[j]);
+      seeds.push_back(g[j]);
+    }
+    g[k] = g[k] - Grad(outs, {c.params[k]}, seeds)[0];
+  }
+  for (size_t k = 0; k < c.params.size(); ++k)
+    if (ctx.node->inputs[k + 1]->requires_grad) gin[k + 1] = g[k];
+}
+
+// Fills c.derived and c.order from the tape ancestry of the listed params
+// (depth-first over inputs that require grad, down to the oldest param).
+void FindDerivedParams(AdjointContext& c) {
+  const int num = static_cast<int>(c.params.size());
+  std::vector<Node*> nodes;
+  int64_t min_id = INT64_MAX;
+  for (const Tensor& p : c.params) {
+    Node* n = p.requires_grad() ? p.NodeForOp(/*materialize=*/false) : nullptr;
+    nodes.push_back(n);
+    if (n != nullptr) min_id = std::min(min_id, n->id);
+  }
+  c.derived.assign(num, {});
+  c.order.clear();
+  for (int j = 0; j < num; ++j) {
+    if (nodes[j] == nullptr) continue;
+    c.order.push_back(j);
+    std::vector<bool> seen(nodes[j]->id - min_id + 1, false);
+    std::vector<Node*> stack(nodes[j]->inputs,
+                             nodes[j]->inputs + nodes[j]->num_inputs);
+    while (!stack.empty()) {
+      Node* a = stack.back();
+      stack.pop_back();
+      if (!a->requires_grad || a->id < min_id || seen[a->id - min_id]) continue;
+      seen[a->id - min_id] = true;
+      stack.insert(stack.end(), a->inputs, a->inputs + a->num_inputs);
+    }
+    for (int k = 0; k < num; ++k) {
+      if (k == j || nodes[k] == nullptr) continue;
+      if ((nodes[k] == nodes[j] && k < j) ||
+          (nodes[k]->id < nodes[j]->id && seen[nodes[k]->id - min_id]))
+        c.derived[k].push_back(j);
+    }
+  }
+  std::sort(c.order.begin(), c.order.end(), [&](int a, int b) {
+    return nodes[a]->id != nodes[b]->id ? nodes[a]->id > nodes[b]->id : a > b;
+  });
 }
 
 }  // namespace
@@ -116,6 +179,7 @@ absl::StatusOr<OdeSolution> AdjointSolve(const OdeFn& f, const Tensor& y0,
   if (!ys.ok()) return ys.status();
   c->f = f;
   c->params = params;
+  FindDerivedParams(*c);
   c->times = times;
   c->ys = std::move(*ys);
   c->shape = y0.shape();

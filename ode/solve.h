@@ -5,7 +5,9 @@
 // y is a tensor of any shape (a batch [N, D] typically); the solver sees it
 // flattened (ode/solver.h documents methods, error norm and errors). `params`
 // lists every tensor f depends on that needs gradients (module parameters,
-// or tape tensors such as a conditioning input).
+// or tape tensors such as a conditioning input). Listed tensors may be
+// computed from each other (w and c = 2 w): the adjoint returns partial
+// derivatives, so each path is counted once.
 //
 // Gradients (when y0 or a param requires grad and recording is on):
 //   kAdjoint (Chen et al. 2018): the forward solve runs without a tape; the
@@ -16,8 +18,10 @@
 //     time t_i, y is reset to the saved forward value y(t_i), a += dL/dy(t_i)
 //     and the FSAL derivative is recomputed. Each backward evaluation records
 //     f and one VJP inside a TapeScope (memory O(one evaluation)). With
-//     `seminorm`, the error norm covers [y, a] only. The adjoint result is
-//     not itself differentiable (use kDiscretize for higher order). If the
+//     `seminorm`, the error norm covers [y, a] only; adjoint_rtol/atol
+//     (when > 0) replace rtol/atol for this backward solve. The adjoint
+//     gradients are constants: running its backward under Grad(...,
+//     create_graph=true) aborts (use kDiscretize for higher order). If the
 //     backward solve fails, gradients are NaN and stats->backward_status
 //     holds the error.
 //   kDiscretize (discretise-then-optimise): the accepted steps of the solve

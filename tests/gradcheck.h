@@ -4,8 +4,10 @@
 // CheckGradient(f, inputs): f maps tensors to a scalar tensor. For each input
 // x_i compares Grad(f, x_i) with (f(x + h e_j) - f(x - h e_j)) / 2h, reporting
 // the worst relative error max|a - n| / max(1, |n|).
-// CheckHessianVectorProduct(f, inputs): compares the create_graph double
-// backward H v with (grad(x + h v) - grad(x - h v)) / 2h for a random v.
+// HessianVectorError(f, inputs): compares the create_graph double backward
+// H v with (grad(x + h v) - grad(x - h v)) / 2h for a random v, and the
+// create_graph gradient itself with (grad(x + h v) + grad(x - h v)) / 2 (the
+// plain gradient at x to O(h^2); GradientError checks that one against f).
 #ifndef FLOWTAPE_TESTS_GRADCHECK_H_
 #define FLOWTAPE_TESTS_GRADCHECK_H_
 

@@ -1,9 +1,11 @@
 #include "autodiff/nn/checkpoint.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -20,6 +22,7 @@ constexpr char kMagic[8] = {'F', 'T', 'C', 'K', 'P', 'T', '\0', '\1'};
 constexpr uint32_t kVersion = 1;
 constexpr size_t kHeaderBytes = 32;
 constexpr char kOptimizerPrefix[] = "optimizer/";
+constexpr uint64_t kMaxElements = uint64_t{1} << 50;
 
 uint64_t Fnv1a64(const char* p, size_t n) {
   uint64_t h = 1469598103934665603ull;
@@ -103,8 +106,11 @@ absl::StatusOr<NamedTensors> Decode(const std::string& path,
     uint64_t numel = 1;
     for (uint64_t i = 0; i < rank; ++i) {
       uint64_t d;
-      if (!r.U(8, &d) || (d != 0 && numel > (uint64_t{1} << 50) / d))
-        return bad(absl::StrCat("'", n, "': bad dims"));
+      if (!r.U(8, &d)) return bad(absl::StrCat("'", n, "': dims cut short"));
+      // Every dim (not only the product: a 0 dim hides the rest) <= 2^50.
+      if (d > kMaxElements || (d != 0 && numel > kMaxElements / d))
+        return bad(absl::StrCat("'", n, "': dim ", i, " = ", d,
+                                " too large (bound 2^50 elements)"));
       dims[i] = static_cast<int64_t>(d);
       numel *= d;
     }
@@ -152,6 +158,12 @@ absl::Status Match(const std::string& path, const NamedTensors& want,
                        "' has shape ", it->second.shape().ToString(),
                        " in the file but ", dst.shape().ToString(), " in the ",
                        prefix.empty() ? "module" : "optimizer"));
+    const double* v = it->second.data();
+    for (int64_t i = 0; i < it->second.numel(); ++i)
+      if (!std::isfinite(v[i]))
+        return absl::InvalidArgumentError(absl::StrCat(
+            "checkpoint '", path, "': '", prefix + name,
+            "' holds a non-finite value (", v[i], ") at entry ", i));
     copies->emplace_back(dst, it->second);
   }
   return absl::OkStatus();
@@ -184,13 +196,18 @@ absl::Status WriteTensorFile(const std::string& path,
     }
     done += static_cast<size_t>(w);
   }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    absl::Status s = IoError("fsync/close failed", path);
+  // mkstemp makes the file 0600; a checkpoint is an ordinary 0644 file.
+  // The descriptor is closed whatever happens.
+  absl::Status s;
+  if (::fchmod(fd, 0644) != 0 || ::fsync(fd) != 0)
+    s = IoError("fchmod/fsync failed", path);
+  if (::close(fd) != 0 && s.ok()) s = IoError("close failed", path);
+  if (!s.ok()) {
     ::unlink(tmp.c_str());
     return s;
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    absl::Status s = IoError("rename from " + tmp + " failed", path);
+    s = IoError("rename from " + tmp + " failed", path);
     ::unlink(tmp.c_str());
     return s;
   }
@@ -237,6 +254,10 @@ absl::StatusOr<NamedTensors> ReadTensorFile(const std::string& path) {
     return absl::FailedPreconditionError(
         absl::StrCat("checkpoint '", path, "': unsupported version ", version,
                      " (this build reads version ", kVersion, ")"));
+  if (flags != 0)
+    return absl::FailedPreconditionError(
+        absl::StrCat("checkpoint '", path, "': reserved header flags are ",
+                     flags, ", want 0 (written by a newer format?)"));
   const uint64_t have = data.size() - kHeaderBytes;
   if (have < size)
     return fail(absl::StrCat("truncated: header promises ", size,

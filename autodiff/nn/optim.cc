@@ -35,10 +35,10 @@ void Optimizer::set_schedule(Schedule s) {
   schedule_ = std::move(s);
 }
 
-std::vector<Tensor> Optimizer::AddSlot(const std::string& slot) {
+std::vector<Tensor> Optimizer::AddSlot(const std::string& slot, bool scalar) {
   std::vector<Tensor> bufs;
   for (const auto& [name, p] : params_) {
-    bufs.push_back(Tensor::Zeros(p.shape()));
+    bufs.push_back(Tensor::Zeros(scalar ? Shape{} : p.shape()));
     state_.emplace_back(absl::StrCat(name, ".", slot), bufs.back());
   }
   return bufs;
@@ -100,13 +100,15 @@ Adam::Adam(NamedTensors params, const AdamOptions& options, bool decoupled)
            "adam: betas must lie in [0, 1), got ", o_.beta1, ", ", o_.beta2);
   m_ = AddSlot("exp_avg");
   v_ = AddSlot("exp_avg_sq");
+  k_ = AddSlot("step", /*scalar=*/true);
 }
 
 void Adam::Update(size_t i, double* p, const double* g, int64_t n, double lr,
-                  int64_t t) {
+                  int64_t) {
   const double b1 = o_.beta1, b2 = o_.beta2, eps = o_.eps;
-  const double c1 = 1.0 - std::pow(b1, static_cast<double>(t));
-  const double c2 = 1.0 - std::pow(b2, static_cast<double>(t));
+  const double k = (k_[i].mutable_data()[0] += 1.0);  // this parameter's step
+  const double c1 = 1.0 - std::pow(b1, k);
+  const double c2 = 1.0 - std::pow(b2, k);
   const double l2 = decoupled_ ? 0.0 : o_.weight_decay;
   const double shrink = decoupled_ ? 1.0 - lr * o_.weight_decay : 1.0;
   // Whole-array Eigen expressions: vectorised sqrt and division.
@@ -127,22 +129,25 @@ AdamW::AdamW(const Module& module, const AdamOptions& options)
 double ClipGradNorm(const std::vector<Tensor>& params, double max_norm) {
   FT_CHECK(max_norm > 0, "clip_grad_norm: max_norm must be > 0, got ",
            max_norm);
-  double sq = 0;
-  for (const Tensor& p : params) {
-    Tensor g = p.grad();
-    if (!g.defined()) continue;
-    const double* d = g.data();
-    for (int64_t k = 0; k < g.numel(); ++k) sq += d[k] * d[k];
-  }
-  const double norm = std::sqrt(sq);
-  if (norm > max_norm) {
-    const double s = max_norm / norm;
+  auto for_each = [&](auto fn) {
     for (const Tensor& p : params) {
       Tensor g = p.grad();
       if (!g.defined()) continue;
       double* d = g.mutable_data();
-      for (int64_t k = 0; k < g.numel(); ++k) d[k] *= s;
+      for (int64_t k = 0; k < g.numel(); ++k) fn(d[k]);
     }
+  };
+  // n = m sqrt(sum (g / m)^2) with m = max |g|: the squares neither overflow
+  // (|g| > 1e154) nor underflow (|g| < 1e-154).
+  double m = 0, sq = 0;
+  for_each([&](double& v) { m = std::max(m, std::fabs(v)); });
+  if (m > 0 && std::isfinite(m))
+    for_each([&](double& v) { sq += (v / m) * (v / m); });
+  const double root = std::sqrt(sq), norm = std::isfinite(m) ? m * root : m;
+  if (norm > max_norm) {
+    // max_norm / n without forming n, which may overflow (returned as inf).
+    const double s = std::isfinite(m) ? max_norm / m / root : 0.0;
+    for_each([&](double& v) { v *= s; });
   }
   return norm;
 }

@@ -9,19 +9,24 @@
 //     mu = 0)
 //   Adam (Kingma & Ba 2015; wd is L2 added to the gradient):
 //     g = grad + wd p;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
-//     p -= lr (m / (1 - b1^t')) / (sqrt(v / (1 - b2^t')) + eps),  t' = t + 1
+//     p -= lr (m / (1 - b1^k)) / (sqrt(v / (1 - b2^k)) + eps)
+//   with k the number of updates of this parameter so far, this one included
+//   (PyTorch's per-parameter step: a parameter that first gets a gradient
+//   late starts with a bias-corrected first step, not the global t).
 //   AdamW (Loshchilov & Hutter 2019; decoupled weight decay):
 //     p -= lr wd p, then the Adam update with wd = 0.
 //
 // Gradient clipping (call between Backward() and Step()):
-//   ClipGradNorm: n = sqrt(sum_p |grad p|^2); if n > max_norm every grad is
-//   scaled by max_norm / n. Returns n (the norm before clipping).
+//   ClipGradNorm: n = sqrt(sum_p |grad p|^2) (computed scaled by the largest
+//   entry, so huge or tiny gradients neither overflow nor underflow); if n >
+//   max_norm every grad is scaled by max_norm / n. Returns n (before clipping).
 //   ClipGradValue: clamps every gradient entry to [-c, c].
 //
 // State: NamedState() lists every buffer under a stable name (shared storage,
 // so writing into the returned tensors restores the optimizer): "step" (a
 // scalar holding t), and per parameter "<name>.momentum" (SGD with mu > 0) or
-// "<name>.exp_avg", "<name>.exp_avg_sq" (Adam/AdamW). Parameter names come
+// "<name>.exp_avg", "<name>.exp_avg_sq", "<name>.step" (Adam/AdamW; the
+// parameter's own update count k, a scalar). Parameter names come
 // from Module::NamedParameters(), or are "param<i>" for a plain list.
 #ifndef FLOWTAPE_AUTODIFF_NN_OPTIM_H_
 #define FLOWTAPE_AUTODIFF_NN_OPTIM_H_
@@ -55,8 +60,9 @@ class Optimizer {
 
  protected:
   Optimizer(NamedTensors params, double lr);
-  // Adds a zero buffer named "<param>.<slot>" per parameter; returns them.
-  std::vector<Tensor> AddSlot(const std::string& slot);
+  // Adds a zero buffer named "<param>.<slot>" per parameter (shaped like it,
+  // or a scalar); returns them.
+  std::vector<Tensor> AddSlot(const std::string& slot, bool scalar = false);
   // Updates parameter i (values p, gradient g, n entries) at step t' = t + 1.
   virtual void Update(size_t i, double* p, const double* g, int64_t n,
                       double lr, int64_t t) = 0;
@@ -109,7 +115,7 @@ class Adam : public Optimizer {
               int64_t t) override;
   AdamOptions o_;
   bool decoupled_;
-  std::vector<Tensor> m_, v_;
+  std::vector<Tensor> m_, v_, k_;  // k_: per-parameter update counts
 };
 
 class AdamW : public Adam {

@@ -1,6 +1,6 @@
 #include "flows/cnf/anode.h"
 
-#include "autodiff/check.h"
+#include "absl/strings/str_cat.h"
 #include "autodiff/ops.h"
 
 namespace flowtape::flows {
@@ -17,8 +17,10 @@ NeuralOdeModel::NeuralOdeModel(int64_t in_dim, const NeuralOdeOptions& options,
 }
 
 absl::StatusOr<Tensor> NeuralOdeModel::Features(const Tensor& x) const {
-  FT_CHECK(x.rank() == 2 && x.dim(1) == in_dim_, "neural_ode: input ",
-           x.shape().ToString(), " vs in_dim ", in_dim_);
+  if (x.rank() != 2 || x.dim(1) != in_dim_)
+    return absl::InvalidArgumentError(
+        absl::StrCat("neural_ode: input must be [N, ", in_dim_, "], got ",
+                     x.shape().ToString()));
   Tensor h0 =
       options_.augment_dim > 0
           ? Concat({x, Tensor::Zeros({x.dim(0), options_.augment_dim})}, 1)

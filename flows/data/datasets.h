@@ -33,6 +33,14 @@ struct ImageSet {
 absl::StatusOr<ImageSet> LoadImageSet(const std::string& name,
                                       const std::string& split);
 
+// The digits table from a CSV of rows "64 pixels (integers 0..16), label
+// (0..9)"; the last kDigitsTest rows are "test", the others "train".
+// InvalidArgument naming the file and row for a bad value, or for
+// kDigitsTest rows or fewer.
+constexpr int64_t kDigitsTest = 300;
+absl::StatusOr<ImageSet> LoadDigitsCsv(const std::string& path,
+                                       const std::string& split);
+
 // Directory searched for a data set's files (may not exist yet).
 std::string DataDir(const std::string& name);
 // Shell command that installs the data set's package.

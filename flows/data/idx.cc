@@ -32,19 +32,24 @@ absl::StatusOr<std::vector<int64_t>> ParseHeader(const std::string& b, int rank,
   if (b.size() < header)
     return absl::InvalidArgumentError(
         absl::StrCat(source, ": truncated IDX header"));
+  const int64_t payload = static_cast<int64_t>(b.size() - header);
   std::vector<int64_t> dims;
   int64_t total = 1;
   for (int k = 0; k < rank; ++k) {
     size_t o = 4 + 4 * k;
-    int64_t d = (int64_t{byte(o)} << 24) | (byte(o + 1) << 16) |
+    int64_t d = (int64_t{byte(o)} << 24) | (int64_t{byte(o + 1)} << 16) |
                 (byte(o + 2) << 8) | byte(o + 3);
     if (d == 0)
       return absl::InvalidArgumentError(
           absl::StrCat(source, ": IDX dimension ", k, " is zero"));
     dims.push_back(d);
+    if (d > payload / total)  // total * d > payload, without overflow
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, ": IDX header dimension ", k, " = ", d,
+                       " makes more elements than the ", payload,
+                       " payload bytes (truncated file or corrupt header)"));
     total *= d;
   }
-  int64_t payload = static_cast<int64_t>(b.size() - header);
   if (payload != total)
     return absl::InvalidArgumentError(absl::StrCat(
         source, ": IDX payload has ", payload, " bytes but the header [",

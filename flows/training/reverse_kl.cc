@@ -35,7 +35,9 @@ absl::StatusOr<ReverseKlResult> TrainReverseKl(const flows::FlowModel& model,
   const std::vector<Tensor> params = model.Parameters();
   Rng rng(o.seed);
   ReverseKlResult r;
+  // The last parameters whose free energy was finite, after good_updates.
   auto last_good = SnapshotParameters(model);
+  int64_t good_updates = 0;
   for (int64_t step = 1; step <= o.steps; ++step) {
     const double beta =
         o.anneal_steps > 0 ? std::min(1.0, o.beta0 + static_cast<double>(step) /
@@ -49,6 +51,8 @@ absl::StatusOr<ReverseKlResult> TrainReverseKl(const flows::FlowModel& model,
     double gnorm = 0.0;
     const bool finite_loss = std::isfinite(f) && std::isfinite(loss.item());
     if (finite_loss) {
+      last_good = SnapshotParameters(model);
+      good_updates = step - 1;
       Backward(loss);
       gnorm = o.clip_grad_norm > 0 ? nn::ClipGradNorm(params, o.clip_grad_norm)
                                    : GradNorm(params);
@@ -56,14 +60,15 @@ absl::StatusOr<ReverseKlResult> TrainReverseKl(const flows::FlowModel& model,
     Tape::Get().Reset();
     if (!finite_loss || !std::isfinite(gnorm)) {
       RestoreParameters(model, last_good);
+      r.steps = good_updates;
       r.diverged = true;
       r.message = absl::StrCat("stopped at step ", step, ": non-finite ",
                                finite_loss ? "gradient" : "free energy",
-                               "; restored the parameters of step ", r.steps);
+                               "; restored the parameters after ", good_updates,
+                               " updates, the last with a finite free energy");
       if (o.log_every > 0) *o.log << r.message << std::endl;
       return r;
     }
-    last_good = SnapshotParameters(model);
     optimizer.Step();
     r.steps = step;
     r.free_energy.push_back(f);

@@ -45,7 +45,7 @@ struct ReverseKlOptions {
 };
 
 struct ReverseKlResult {
-  int64_t steps = 0;
+  int64_t steps = 0;  // updates applied (diverged: those of the restored ones)
   std::vector<double> free_energy;  // F per step at beta = 1 (minibatch)
   bool diverged = false;
   std::string message;

@@ -32,6 +32,43 @@ Tensor Rows(const Tensor& x, const std::vector<int64_t>& index) {
   return x.defined() ? data::TakeRows(x, index) : Tensor();
 }
 
+std::vector<std::vector<double>> Snapshot(const std::vector<Tensor>& ts) {
+  std::vector<std::vector<double>> s;
+  for (const Tensor& t : ts) s.push_back(t.ToVector());
+  return s;
+}
+
+void Restore(std::vector<Tensor> ts,
+             const std::vector<std::vector<double>>& snapshot,
+             const char* who) {
+  FT_CHECK(ts.size() == snapshot.size(), who, ": ", snapshot.size(),
+           " tensors for ", ts.size());
+  for (size_t i = 0; i < ts.size(); ++i) {
+    FT_CHECK(static_cast<int64_t>(snapshot[i].size()) == ts[i].numel(), who,
+             ": size mismatch at tensor ", i);
+    std::copy(snapshot[i].begin(), snapshot[i].end(), ts[i].mutable_data());
+  }
+}
+
+// The optimizer's state buffers (shared storage: writing restores them).
+std::vector<Tensor> StateOf(const nn::Optimizer& optimizer) {
+  std::vector<Tensor> ts;
+  for (const auto& [name, t] : optimizer.NamedState()) ts.push_back(t);
+  return ts;
+}
+
+// OK iff every entry of t (rows along axis 0) is finite.
+absl::Status CheckFinite(const Tensor& t, const char* what) {
+  if (!t.defined() || t.rank() == 0) return absl::OkStatus();
+  const int64_t row = t.numel() / std::max<int64_t>(t.dim(0), 1);
+  for (int64_t i = 0; i < t.numel(); ++i)
+    if (!std::isfinite(t[i]))
+      return absl::InvalidArgumentError(
+          absl::StrCat("train_nll: ", what, " row ", i / row, " has ", t[i],
+                       " at entry ", i % row, " (every value must be finite)"));
+  return absl::OkStatus();
+}
+
 absl::Status Validate(const TrainData& d, const TrainOptions& o) {
   if (!d.train.defined() || d.train.rank() == 0 || d.train.dim(0) == 0)
     return absl::InvalidArgumentError("train_nll: empty training set");
@@ -48,6 +85,20 @@ absl::Status Validate(const TrainData& d, const TrainOptions& o) {
       !rows_match(d.val, d.val_context))
     return absl::InvalidArgumentError(
         "train_nll: context rows do not match the data rows");
+  const bool has_val = d.val.defined() && d.val.rank() > 0 && d.val.dim(0) > 0;
+  if (has_val && d.train_context.defined() != d.val_context.defined())
+    return absl::InvalidArgumentError(absl::StrCat(
+        "train_nll: ", d.train_context.defined() ? "train" : "validation",
+        " data has a context but ",
+        d.train_context.defined() ? "validation" : "train",
+        " data has none (a conditional flow needs both)"));
+  const std::pair<Tensor, const char*> tensors[] = {
+      {d.train, "training data"},
+      {d.train_context, "training context"},
+      {d.val, "validation data"},
+      {d.val_context, "validation context"}};
+  for (const auto& [t, what] : tensors)
+    if (absl::Status s = CheckFinite(t, what); !s.ok()) return s;
   if (o.checkpoint_every > 0 && o.checkpoint_path.empty())
     return absl::InvalidArgumentError(
         "train_nll: checkpoint_every is set but checkpoint_path is empty");
@@ -73,22 +124,12 @@ NllFn ModelNll(const flows::FlowModel& model) {
 }
 
 std::vector<std::vector<double>> SnapshotParameters(const nn::Module& model) {
-  std::vector<std::vector<double>> s;
-  for (const Tensor& p : model.Parameters()) s.push_back(p.ToVector());
-  return s;
+  return Snapshot(model.Parameters());
 }
 
 void RestoreParameters(const nn::Module& model,
                        const std::vector<std::vector<double>>& snapshot) {
-  std::vector<Tensor> params = model.Parameters();
-  FT_CHECK(params.size() == snapshot.size(),
-           "restore_parameters: ", snapshot.size(), " tensors for ",
-           params.size(), " parameters");
-  for (size_t i = 0; i < params.size(); ++i) {
-    FT_CHECK(static_cast<int64_t>(snapshot[i].size()) == params[i].numel(),
-             "restore_parameters: size mismatch at parameter ", i);
-    std::copy(snapshot[i].begin(), snapshot[i].end(), params[i].mutable_data());
-  }
+  Restore(model.Parameters(), snapshot, "restore_parameters");
 }
 
 double EvaluateNll(const NllFn& nll, const Tensor& x, const Tensor& context,
@@ -126,7 +167,11 @@ absl::StatusOr<TrainResult> TrainNll(const nn::Module& model, const NllFn& nll,
   Rng rng(o.seed);
   TrainResult r;
   r.best_val_nll = std::numeric_limits<double>::infinity();
+  // The last parameters (and optimizer state) whose loss was finite, after
+  // good_updates updates; the checkpoint on disk holds saved_updates.
   auto last_good = SnapshotParameters(model);
+  auto last_good_state = Snapshot(StateOf(optimizer));
+  int64_t good_updates = 0, saved_updates = -1;
   auto best = last_good;
   int64_t evals_since_best = 0;
   std::vector<int64_t> order;
@@ -150,34 +195,49 @@ absl::StatusOr<TrainResult> TrainNll(const nn::Module& model, const NllFn& nll,
     const double value = loss.item();
     double gnorm = 0.0;
     if (std::isfinite(value)) {
+      // The current parameters (step - 1 updates) have a finite loss.
+      last_good = SnapshotParameters(model);
+      last_good_state = Snapshot(StateOf(optimizer));
+      good_updates = step - 1;
+      r.last_loss = value;
       Backward(loss);
       gnorm = o.clip_grad_norm > 0 ? nn::ClipGradNorm(params, o.clip_grad_norm)
                                    : GradNorm(params);
     }
     Tape::Get().Reset();
     if (!std::isfinite(value) || !std::isfinite(gnorm)) {
+      optimizer.ZeroGrad();  // no non-finite gradient left behind
       RestoreParameters(model, last_good);
+      Restore(StateOf(optimizer), last_good_state, "train_nll");
+      r.steps = good_updates;
       r.diverged = true;
-      r.message = absl::StrCat("stopped at step ", step, ": non-finite ",
-                               std::isfinite(value) ? "gradient" : "loss",
-                               " (loss ", value, ", grad norm ", gnorm,
-                               "); restored the parameters of step ", r.steps);
+      r.message = absl::StrCat(
+          "stopped at step ", step, ": non-finite ",
+          std::isfinite(value) ? "gradient" : "loss", " (loss ", value,
+          ", grad norm ", gnorm, "); restored the parameters after ",
+          good_updates, " updates, the last with a finite loss");
       if (log) *log << r.message << "\n";
+      // Never leave a checkpoint of parameters whose loss was not finite.
+      if (o.checkpoint_every > 0 && saved_updates > good_updates)
+        if (absl::Status s =
+                nn::SaveCheckpoint(o.checkpoint_path, model, &optimizer);
+            !s.ok())
+          return s;
       break;
     }
-    last_good = SnapshotParameters(model);  // the parameters that gave `value`
     optimizer.Step();
     r.steps = step;
-    r.last_loss = value;
     r.losses.push_back(value);
     window_loss += value;
     ++window;
 
-    if (o.checkpoint_every > 0 && step % o.checkpoint_every == 0)
+    if (o.checkpoint_every > 0 && step % o.checkpoint_every == 0) {
       if (absl::Status s =
               nn::SaveCheckpoint(o.checkpoint_path, model, &optimizer);
           !s.ok())
         return s;
+      saved_updates = step;
+    }
 
     const bool last = step == o.max_steps;
     std::string val_text;

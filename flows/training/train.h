@@ -14,8 +14,11 @@
 // Early stopping: stop after `patience` evaluations without a new best; the
 // parameters of the best evaluation are restored at the end (restore_best).
 // NaN/inf guard: a non-finite loss or gradient stops training with a message
-// and restores the last parameters whose loss was finite (diverged = true;
-// this is an outcome, not an error Status).
+// and restores the last parameters whose loss was finite, and the optimizer
+// state that went with them (diverged = true, steps = the updates those
+// parameters had; this is an outcome, not an error Status). If the checkpoint
+// on disk is newer than them, it is rewritten from them, so a checkpoint
+// never outlives a divergence with parameters whose loss was not finite.
 // Progress line (every log_every steps):
 //   step 200/1000  loss 1.2345  val 1.3000 (best 1.2900)  85.1 steps/s  ETA
 //   0:09
@@ -66,7 +69,7 @@ struct TrainOptions {
 };
 
 struct TrainResult {
-  int64_t steps = 0;          // optimizer updates applied
+  int64_t steps = 0;  // updates applied (diverged: those of the restored state)
   double last_loss = 0.0;     // last finite training loss
   double best_val_nll = 0.0;  // (train loss mean if no val set)
   int64_t best_step = 0;
@@ -79,8 +82,10 @@ struct TrainResult {
 };
 
 // Errors: InvalidArgument for an empty training set, batch_size <= 0, context
-// rows that do not match, checkpoint_every without a path; a failed
-// checkpoint write is returned as its Status.
+// rows that do not match, a context for the training but not the validation
+// data (or the reverse), a non-finite value in the data or context (naming
+// the first bad row), checkpoint_every without a path; a failed checkpoint
+// write is returned as its Status.
 absl::StatusOr<TrainResult> TrainNll(const nn::Module& model, const NllFn& nll,
                                      nn::Optimizer& optimizer,
                                      const TrainData& data,

@@ -68,12 +68,12 @@ Image ScatterPlot(const Tensor& points, const Box& box, int resolution, Rgb ink,
            points.shape().ToString(), " (want [N, 2])");
   Image image(resolution, resolution);
   for (int64_t i = 0; i < points.dim(0); ++i) {
-    double x = points[2 * i], y = points[2 * i + 1];
-    int col = static_cast<int>(
-        std::floor((x - box.xmin) / (box.xmax - box.xmin) * resolution));
-    int row = static_cast<int>(
-        std::floor((box.ymax - y) / (box.ymax - box.ymin) * resolution));
-    if (col < 0 || row < 0 || col >= resolution || row >= resolution) continue;
+    const double x = points[2 * i], y = points[2 * i + 1];
+    const double fx = (x - box.xmin) / (box.xmax - box.xmin) * resolution;
+    const double fy = (box.ymax - y) / (box.ymax - box.ymin) * resolution;
+    // Points outside the box, inf and NaN fail here, before any int cast.
+    if (!(fx >= 0 && fx < resolution && fy >= 0 && fy < resolution)) continue;
+    const int col = static_cast<int>(fx), row = static_cast<int>(fy);
     image.set(col, row, Blend(image.at(col, row), ink, alpha));
   }
   return image;
@@ -121,7 +121,7 @@ Image Histogram(const std::vector<std::vector<double>>& series, int bins,
         }
   }
   Image image(width, height);
-  if (!(hi > lo)) return image;
+  if (!(hi > lo) || !std::isfinite(hi - lo)) return image;
   std::vector<std::vector<double>> freq(series.size(),
                                         std::vector<double>(bins, 0.0));
   double peak = 0.0;
@@ -135,7 +135,7 @@ Image Histogram(const std::vector<std::vector<double>>& series, int bins,
     for (double f : freq[s]) peak = std::max(peak, f);
   }
   const int base = height - 10;
-  for (size_t s = 0; s < series.size(); ++s)
+  for (size_t s = 0; peak > 0 && s < series.size(); ++s)
     for (int b = 0; b < bins; ++b) {
       const int x0 = 10 + b * (width - 20) / bins;
       const int x1 = 10 + (b + 1) * (width - 20) / bins;
@@ -145,7 +145,11 @@ Image Histogram(const std::vector<std::vector<double>>& series, int bins,
           image.set(x, y, Blend(image.at(x, y), kSeriesColors[s % 4], 0.5));
     }
   for (int x = 10; x < width - 10; ++x) image.set(x, base, {0, 0, 0});
-  for (double t = std::ceil(lo); t <= hi; t += 1.0) {
+  // Integer ticks, counted (t += 1 stalls beyond 2^53); none when there are
+  // more integers than pixels.
+  const double first = std::ceil(lo), ticks = std::floor(hi) - first + 1;
+  for (int k = 0; ticks <= width && k < ticks; ++k) {
+    const double t = first + k;
     const int x = 10 + static_cast<int>((t - lo) / (hi - lo) * (width - 20));
     const int len = std::fmod(std::abs(t), 5.0) == 0.0 ? 8 : 4;
     for (int y = base; y <= base + len; ++y) image.set(x, y, {0, 0, 0});

@@ -12,7 +12,11 @@
 //   Histogram: several samples binned on a shared range [lo, hi] (default:
 //     min and max of all finite values), drawn as translucent overlaid bars
 //     (colours from kSeriesColors) over a black baseline with a tick at
-//     every integer value (long ticks at multiples of 5).
+//     every integer value (long ticks at multiples of 5; no ticks when there
+//     are more integers than pixels, and an empty plot for an infinite or
+//     empty range).
+//   Points and values that are NaN, infinite or outside the range are
+//   skipped.
 #ifndef FLOWTAPE_FLOWS_VIZ_PLOTS_H_
 #define FLOWTAPE_FLOWS_VIZ_PLOTS_H_
 

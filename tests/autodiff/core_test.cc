@@ -59,5 +59,56 @@ TEST(Core, ZeroAdjointNeverNaN) {
   EXPECT_DOUBLE_EQ(g[0][1], 1.0);
 }
 
+// y = x^2 whose create_graph gradient is off by a constant 1 (so its
+// derivative, H v, is right) while the plain gradient 2x is right.
+Tensor SquarePlusOneWhenRecorded(const Tensor& x) {
+  const bool rec = internal::ShouldRecord({&x});
+  Tensor out = internal::NewOutput(x.shape(), rec);
+  for (int64_t i = 0; i < x.numel(); ++i)
+    const_cast<double*>(out.data())[i] = x[i] * x[i];
+  return internal::Record(out, rec, "square_plus_one", {&x},
+                          [](const OpContext& c, const Tensor& g, Tensor* gin) {
+                            gin[0] = g * 2.0 * c.in(0);
+                            if (Tape::Get().grad_enabled())
+                              gin[0] = gin[0] + 1.0;  // the bug
+                          });
+}
+
+TEST(GradCheck, HessianVectorErrorChecksTheCreateGraphGradient) {
+  Tensor x = Tensor::FromVector({3}, {0.5, -1.0, 2.0});
+  auto bad = [](const std::vector<Tensor>& v) {
+    return Sum(SquarePlusOneWhenRecorded(v[0]));
+  };
+  auto good = [](const std::vector<Tensor>& v) { return Sum(Square(v[0])); };
+  EXPECT_LT(GradientError(bad, {x}), 1e-8);  // plain gradient is right
+  EXPECT_GT(HessianVectorError(bad, {x}), 0.3);
+  EXPECT_LT(HessianVectorError(good, {x}), 1e-8);
+}
+
+// An output that is the parameter itself (no op recorded) has gradient 1.
+TEST(Core, GradOfIdentityIsOne) {
+  Tensor p = Tensor::FromVector({3}, {1, -2, 5}).set_requires_grad(true);
+  EXPECT_EQ(Grad({p}, {p})[0].ToVector(), (std::vector<double>{1, 1, 1}));
+  Tensor seed = Tensor::FromVector({3}, {2, 3, 4});
+  EXPECT_EQ(Grad({Reshape(p, {3})}, {p}, {seed})[0].ToVector(),
+            seed.ToVector());
+  // Also when p was already used on this tape (same leaf), and twice.
+  Tensor y = Sum(p * p);
+  auto g = Grad({y, p}, {p});
+  EXPECT_EQ(g[0].ToVector(), (std::vector<double>{3, -3, 11}));  // 2p + 1
+  Tape::Get().Reset();
+}
+
+TEST(Core, BackwardThroughNoOpReshape) {
+  Tensor p = Tensor::FromVector({2, 2}, {1, 2, 3, 4}).set_requires_grad(true);
+  Tensor q = Reshape(p, {2, 2});  // same shape: returns p itself
+  Backward(Sum(q));
+  ASSERT_TRUE(p.grad().defined());
+  EXPECT_EQ(p.grad().ToVector(), (std::vector<double>{1, 1, 1, 1}));
+  Backward(Narrow(q, 0, 0, 2), Tensor::Full({2, 2}, 2.0));  // loss = p
+  EXPECT_EQ(p.grad().ToVector(), (std::vector<double>{3, 3, 3, 3}));
+  Tape::Get().Reset();
+}
+
 }  // namespace
 }  // namespace flowtape

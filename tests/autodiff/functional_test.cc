@@ -198,6 +198,44 @@ TEST(Functional, HutchinsonUnbiasedRademacher) {
   CheckHutchinson(Noise::kRademacher);
 }
 
+// Pass-through maps (no op recorded: f returns its input, or a no-op reshape,
+// narrow, concat, broadcast of it) have Jacobian I, not 0.
+TEST(Functional, IdentityMapsHaveIdentityJacobian) {
+  const std::vector<TensorFn> ids = {
+      [](const Tensor& t) { return t; },
+      [](const Tensor& t) {
+        return Reshape(t, {2, 3});
+      },
+      [](const Tensor& t) { return Narrow(t, 1, 0, 3); },
+      [](const Tensor& t) { return Concat({t}, 0); },
+      [](const Tensor& t) {
+        return SumTo(BroadcastTo(t, {2, 3}), {2, 3});
+      }};
+  Rng rng(10);
+  Tensor x = Tensor::Randn({2, 3}, rng), u = Tensor::Randn({2, 3}, rng);
+  for (size_t f = 0; f < ids.size(); ++f) {
+    Tensor j = Jacobian(ids[f], x);
+    ASSERT_EQ(j.shape(), (Shape{6, 6}));
+    for (int64_t r = 0; r < 6; ++r)
+      for (int64_t c = 0; c < 6; ++c)
+        EXPECT_EQ(j[r * 6 + c], r == c ? 1.0 : 0.0) << f << " " << r << c;
+    Tensor tr = ExactTrace(ids[f], x);
+    EXPECT_EQ(tr.ToVector(), (std::vector<double>{3.0, 3.0})) << f;
+    EXPECT_EQ(Jvp(ids[f], x, u).second.ToVector(), u.ToVector()) << f;
+    EXPECT_EQ(Vjp(ids[f], x, u).second.ToVector(), u.ToVector()) << f;
+    Tensor hutch = HutchinsonTrace(ids[f], x, u);  // u' I u per row
+    for (int64_t n = 0; n < 2; ++n)
+      EXPECT_DOUBLE_EQ(hutch[n], u[3 * n] * u[3 * n] +
+                                     u[3 * n + 1] * u[3 * n + 1] +
+                                     u[3 * n + 2] * u[3 * n + 2]);
+    Tensor bj = BatchJacobian(ids[f], x);
+    for (int64_t n = 0; n < 2; ++n)
+      for (int64_t i = 0; i < 9; ++i)
+        EXPECT_EQ(bj[n * 9 + i], i % 4 == 0 ? 1.0 : 0.0) << f;
+    Tape::Get().Reset();
+  }
+}
+
 TEST(Functional, SampleNoiseMoments) {
   Rng rng(9);
   Tensor r = SampleNoise({20000}, Noise::kRademacher, rng);

@@ -64,6 +64,8 @@ std::vector<UnaryCase> UnaryCases() {
        [](double v) { return std::pow(v, -1.5); }, 0.5, 2, false},
       {"pow1", [](const Tensor& x) { return Pow(x, 1.0); },
        [](double v) { return v; }, -2, 2, false},
+      {"pow0", [](const Tensor& x) { return Pow(x, 0.0); },
+       [](double) { return 1.0; }, -2, 2, false},
       {"abs", Abs, [](double v) { return std::fabs(v); }, -2, 2, true},
       {"sin", Sin, [](double v) { return std::sin(v); }, -3, 3, false},
       {"cos", Cos, [](double v) { return std::cos(v); }, -3, 3, false},
@@ -130,6 +132,17 @@ TEST_P(UnaryTest, EmptyAndSizeOneShapes) {
     EXPECT_EQ(g.shape(), s);
     Tape::Get().Reset();
   }
+  // A [1, 1] result broadcast against [2, 3] weights: dx = f'(x) sum(w).
+  Tensor x = Tensor::Full({1, 1}, 0.5).set_requires_grad(true);
+  Tensor w = Tensor::FromVector({2, 3}, {1, -2, 3, 0.5, 4, -1});
+  Tensor y = c.op(x) * w;
+  ASSERT_EQ(y.shape(), (Shape{2, 3}));
+  for (int64_t i = 0; i < 6; ++i) EXPECT_DOUBLE_EQ(y[i], c.ref(0.5) * w[i]);
+  const double h = 1e-6, fd = (c.ref(0.5 + h) - c.ref(0.5 - h)) / (2 * h);
+  Tensor g = Grad({Sum(y)}, {x})[0];
+  ASSERT_EQ(g.shape(), (Shape{1, 1}));
+  EXPECT_NEAR(g.item(), fd * 5.5, 1e-8) << c.name;
+  Tape::Get().Reset();
 }
 
 INSTANTIATE_TEST_SUITE_P(AllUnary, UnaryTest, ::testing::ValuesIn(UnaryCases()),
@@ -204,6 +217,29 @@ TEST(Step, IsConstantZeroOne) {
   Tensor s = Step(x);
   EXPECT_TRUE(s.is_constant());
   EXPECT_EQ(s.ToVector(), (std::vector<double>{0, 0, 1}));
+}
+
+// d/dx x^0 = 0 everywhere, also at x = 0 (not 0 * 0^-1 = NaN), to any
+// order; x^p for 0 < p < 1 at 0 is 0 with derivative +inf.
+TEST(Pow, ZeroAndFractionalPowersAtZero) {
+  Tensor x = Tensor::FromVector({3}, {0.0, -1.5, 2.0}).set_requires_grad(true);
+  Tensor y = Pow(x, 0.0);
+  EXPECT_EQ(y.ToVector(), (std::vector<double>{1, 1, 1}));
+  Tensor g = Grad({Sum(y)}, {x}, {}, /*create_graph=*/true)[0];
+  EXPECT_EQ(g.ToVector(), (std::vector<double>{0, 0, 0}));
+  EXPECT_EQ(Grad({Sum(g * x)}, {x})[0].ToVector(),
+            (std::vector<double>{0, 0, 0}));
+  // Through x^2 = Pow(x, 2): its derivative 2 x^1, then 2 x^0 -> 2.
+  Tensor g2 = Grad({Sum(Pow(x, 2.0))}, {x}, {}, /*create_graph=*/true)[0];
+  EXPECT_EQ(g2.ToVector(), (std::vector<double>{0, -3, 4}));
+  EXPECT_EQ(Grad({Sum(g2)}, {x})[0].ToVector(), (std::vector<double>{2, 2, 2}));
+  Tensor z = Tensor::FromVector({2}, {0.0, 4.0}).set_requires_grad(true);
+  Tensor r = Pow(z, 0.5);
+  EXPECT_EQ(r.ToVector(), (std::vector<double>{0, 2}));
+  Tensor gr = Grad({Sum(r)}, {z})[0];
+  EXPECT_EQ(gr[0], kInf);
+  EXPECT_EQ(gr[1], 0.25);
+  Tape::Get().Reset();
 }
 
 TEST(Abs, DerivativeIsZeroAtZero) {
@@ -319,6 +355,39 @@ TEST_P(BinaryTest, EmptyDimsBroadcast) {
     EXPECT_EQ(g[0].shape(), as);
     EXPECT_EQ(g[1].shape(), bs);
     for (double v : g[1].ToVector()) EXPECT_EQ(v, 0.0);  // nothing summed
+    Tape::Get().Reset();
+  }
+}
+
+// Size-1 dims broadcast: gradient values are the per-element partials
+// (central differences of the reference) summed over the broadcast axes.
+TEST_P(BinaryTest, SizeOneDimsGradientValues) {
+  const BinaryCase& c = GetParam();
+  const double h = 1e-6;
+  for (const auto& [as, bs] : std::vector<std::pair<Shape, Shape>>{
+           {{1, 1}, {2, 3}}, {{2, 1}, {1, 3}}, {{1}, {2, 1}}}) {
+    Rng rng(6);
+    Tensor a = AwayFromZero(as, rng).set_requires_grad(true);
+    Tensor b = AwayFromZero(bs, rng).set_requires_grad(true);
+    auto g = Grad({Sum(c.op(a, b))}, {a, b});
+    std::vector<double> da(a.numel(), 0.0), db(b.numel(), 0.0);
+    Shape os = BroadcastShapes("test", as, bs);  // all rank 2
+    for (int64_t i = 0; i < os[0]; ++i)
+      for (int64_t j = 0; j < os[1]; ++j) {
+        const std::array<int64_t, 4> idx{0, 0, i, j};
+        const double va = At(a, idx), vb = At(b, idx);
+        int64_t ka = 0, kb = 0;  // flat indices of the broadcast elements
+        for (int r = 0; r < a.rank(); ++r)
+          ka = ka * a.dim(r) + (a.dim(r) == 1 ? 0 : idx[4 - a.rank() + r]);
+        for (int r = 0; r < b.rank(); ++r)
+          kb = kb * b.dim(r) + (b.dim(r) == 1 ? 0 : idx[4 - b.rank() + r]);
+        da[ka] += (c.ref(va + h, vb) - c.ref(va - h, vb)) / (2 * h);
+        db[kb] += (c.ref(va, vb + h) - c.ref(va, vb - h)) / (2 * h);
+      }
+    for (int64_t k = 0; k < a.numel(); ++k)
+      EXPECT_NEAR(g[0][k], da[k], 1e-7) << c.name << as.ToString();
+    for (int64_t k = 0; k < b.numel(); ++k)
+      EXPECT_NEAR(g[1][k], db[k], 1e-7) << c.name << bs.ToString();
     Tape::Get().Reset();
   }
 }

@@ -152,6 +152,32 @@ TEST(Max, TieSendsGradientToFirstArgMax) {
   Tape::Get().Reset();
 }
 
+// A NaN anywhere in the reduced set gives NaN, whatever its position, and the
+// gradient goes to that NaN slot (full and per-axis alike).
+TEST(Max, NaNPropagatesAndTakesTheGradient) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  for (const std::vector<double>& v :
+       {std::vector<double>{nan, 1}, std::vector<double>{1, nan}}) {
+    const std::vector<double> hot = {std::isnan(v[0]) ? 1.0 : 0.0,
+                                     std::isnan(v[1]) ? 1.0 : 0.0};
+    Tensor x = Tensor::FromVector({2}, v).set_requires_grad(true);
+    Tensor full = Max(x), axis = Max(x, 0);
+    EXPECT_TRUE(std::isnan(full.item()));
+    EXPECT_TRUE(std::isnan(axis.item()));
+    EXPECT_EQ(Grad({full}, {x})[0].ToVector(), hot);
+    EXPECT_EQ(Grad({axis}, {x})[0].ToVector(), hot);
+    // Per row of a matrix: only the row holding the NaN is NaN.
+    Tensor m = Tensor::FromVector({2, 2}, {v[0], v[1], 3, 2});
+    m.set_requires_grad(true);
+    Tensor rows = Max(m, 1);
+    EXPECT_TRUE(std::isnan(rows[0]));
+    EXPECT_EQ(rows[1], 3.0);
+    EXPECT_EQ(Grad({Sum(rows)}, {m})[0].ToVector(),
+              (std::vector<double>{hot[0], hot[1], 1, 0}));
+    Tape::Get().Reset();
+  }
+}
+
 TEST(LogSumExp, ValuesStableAndGradients) {
   Rng rng(3);
   for (const Shape& s : ReduceShapes()) {

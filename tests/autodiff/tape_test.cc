@@ -7,6 +7,7 @@
 #include <thread>
 #include <vector>
 
+#include "autodiff/functional.h"
 #include "autodiff/grad.h"
 #include "autodiff/ops.h"
 #include "gtest/gtest.h"
@@ -42,6 +43,21 @@ TEST(TapeDeath, StaleTensorAfterResetAborts) {
         (void)Sum(y).item();
       },
       "stale tensor");
+}
+
+// The per-tape node count has 40 bits: recording the 2^40-th node aborts
+// instead of wrapping into the tape-id bits. The last nodes below still work.
+TEST(TapeDeath, SerialOverflowAborts) {
+  EXPECT_DEATH(
+      {
+        Tensor p = Tensor::Ones({2}).set_requires_grad(true);
+        Tape::Get().set_serial_count_for_testing((uint64_t{1} << 40) - 3);
+        Tensor y = Exp(p);   // the leaf of p, then exp: serials 2^40 - 3, -2
+        Tensor z = y * 2.0;  // a constant leaf, then mul: 2^40 - 1, abort
+        if (z[0] != 2 * std::exp(1.0)) std::abort();
+      },
+      "tape: 2\\^40 nodes recorded on this thread's tape; node serials "
+      "overflow");
 }
 
 TEST(TapeDeath, MutatingATapeValueAborts) {
@@ -173,6 +189,96 @@ TEST(Grad, WithRespectToIntermediatesAndConstants) {
   // A parameter is usable again after Reset (a fresh leaf).
   Tensor g2 = Grad({Sum(Exp(p) * Exp(p))}, {p})[0];
   EXPECT_EQ(g2.ToVector(), g[1].ToVector());
+  Tape::Get().Reset();
+}
+
+// Writes new tape values over the arena memory freed by a reset or rewind.
+void OverwriteTape(const Tensor& p) {
+  for (int i = 0; i < 16; ++i) Tensor z = p * (100.0 + i);
+}
+
+// A no-grad reshape of a tape value keeps its values after the tape moves on.
+TEST(Tape, NoGradReshapeOfTapeValueSurvivesReset) {
+  Tape::Get().Reset();
+  Tensor p = Tensor::FromVector({2, 2}, {0, 1, 2, 3}).set_requires_grad(true);
+  Tensor y = Exp(p);
+  Tensor flat;
+  {
+    NoGradScope no_grad;
+    flat = Reshape(y, {4});
+  }
+  Tape::Get().Reset();
+  OverwriteTape(p);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(flat[i], std::exp(i)) << i;
+  Tape::Get().Reset();
+}
+
+// The VJP of a reshape seeded with a tape value made inside a TapeScope.
+TEST(Tape, VjpSeededWithTapeValueSurvivesRewind) {
+  Tape::Get().Reset();
+  Tensor p = Tensor::FromVector({4}, {0, 1, 2, 3}).set_requires_grad(true);
+  Tensor x = Tensor::Ones({2, 2});
+  Tensor g;
+  {
+    TapeScope scope;
+    Tensor seed = Exp(p);  // a tape value
+    g = Vjp([](const Tensor& t) { return Reshape(t, {4}); }, x, seed).second;
+  }
+  OverwriteTape(p);
+  ASSERT_EQ(g.shape(), (Shape{2, 2}));
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(g[i], std::exp(i)) << i;
+  Tape::Get().Reset();
+}
+
+// A loss computed from a parameter with recording off would silently train
+// nothing: Backward aborts, also when the last ops ran outside the scope.
+TEST(BackwardDeath, LossComputedUnderNoGradScope) {
+  const char* msg =
+      "backward: loss does not require grad: it was computed "
+      "with recording off \\(under NoGradScope";
+  EXPECT_DEATH(
+      {
+        Tensor p = Tensor::Ones({2}).set_requires_grad(true);
+        NoGradScope no_grad;
+        Backward(Sum(Square(p)));
+      },
+      msg);
+  EXPECT_DEATH(
+      {
+        Tensor p = Tensor::Ones({2}).set_requires_grad(true);
+        Tensor h;
+        {
+          NoGradScope no_grad;
+          h = Reshape(Exp(p), {2, 1});
+        }
+        Backward(Mean(h * 2.0));
+      },
+      msg);
+  EXPECT_DEATH(
+      {
+        Tensor p = Tensor::Ones({2}).set_requires_grad(true);
+        Tensor y = Exp(p);  // a tape value, reduced with recording off
+        NoGradScope no_grad;
+        Backward(IndexSelect(Reshape(y, {2}), 0, {1}));
+      },
+      msg);
+}
+
+// Without any parameter (or after an explicit Detach) a constant loss has
+// nothing to train: Backward does nothing, Grad gives zeros.
+TEST(Backward, ConstantLossWithoutParametersDoesNothing) {
+  Tensor p = Tensor::Ones({2}).set_requires_grad(true);
+  Backward(Sum(Exp(Tensor::Ones({2}))));
+  Tensor h;
+  {
+    NoGradScope no_grad;
+    h = Exp(p).Detach();
+  }
+  Backward(Sum(h));
+  EXPECT_FALSE(p.grad().defined());
+  NoGradScope no_grad;
+  EXPECT_EQ(Grad({Sum(Exp(p))}, {p})[0].ToVector(),
+            (std::vector<double>{0, 0}));
   Tape::Get().Reset();
 }
 

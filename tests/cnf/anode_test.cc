@@ -5,6 +5,7 @@
 #include "flows/cnf/anode.h"
 
 #include <cmath>
+#include <string>
 
 #include "autodiff/grad.h"
 #include "autodiff/nn/optim.h"
@@ -39,6 +40,24 @@ TEST(AnodeTest, AugmentedStateStartsAtZeroPadding) {
   for (int64_t i = 0; i < 2; ++i)
     for (int64_t j = 0; j < 5; ++j)
       EXPECT_NEAR((*h)[i * 5 + j], j < 2 ? x[i * 2 + j] : 0.0, 1e-10);
+}
+
+TEST(AnodeTest, WrongInputShapeIsAStatus) {
+  Rng rng(1);
+  NeuralOdeModel m(2, Options(1), rng);
+  NoGradScope no_grad;
+  for (const Tensor& x : {Tensor::Zeros({3, 3}), Tensor::Zeros({2})}) {
+    auto h = m.Features(x);
+    EXPECT_EQ(h.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(h.status().message().find("must be [N, 2], got " +
+                                        x.shape().ToString()),
+              std::string::npos)
+        << h.status();
+    EXPECT_EQ(m(x).status().code(), absl::StatusCode::kInvalidArgument);
+  }
+  auto ok = m(Tensor::Zeros({3, 2}));
+  ASSERT_TRUE(ok.ok());
+  EXPECT_EQ(ok->shape(), Shape({3, 1}));
 }
 
 TEST(AnodeTest, InputGradientMatchesFiniteDifferences) {

@@ -7,7 +7,9 @@
 #include <Eigen/Dense>
 #include <cmath>
 #include <memory>
+#include <string>
 #include <unsupported/Eigen/MatrixFunctions>
+#include <utility>
 
 #include "autodiff/functional.h"
 #include "autodiff/grad.h"
@@ -21,6 +23,7 @@
 namespace flowtape::flows {
 namespace {
 using testing::FlowCase;
+using testing::FlowFactory;
 using Mat =
     Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
@@ -91,6 +94,54 @@ TEST(CnfTest, LinearDynamicsExactAnswers) {
     k *= o.t_end / m / 3;
     EXPECT_NEAR(r->kinetic[i], k, 1e-9);
   }
+}
+
+// Regularization() in both lambda units, on linear dynamics in d = 3 where
+// J = T |A|_F^2 exactly: kIntegral weighs K and J as they are, kPerDimMean
+// (the reference code's 0.5 mean_i f_i^2 and mean_i (eps'J)_i^2) as K/(2d)
+// and J/d. MakeFfjord's RNODE uses the reference units.
+TEST(CnfTest, RegularizerUnits) {
+  Mat a(3, 3);
+  a << -0.4, 1.1, 0.2, -0.7, 0.3, 0.5, 0.1, -0.6, -0.2;
+  CnfOptions o = Tight();
+  o.t_end = 0.8;
+  o.lambda_kinetic = 0.3;
+  o.lambda_jacobian = 0.05;
+  Tensor x = Points(4, 3, 2);
+  NoGradScope no_grad;
+  Cnf integral(std::make_shared<LinearDynamics>(a), o);
+  auto r = integral.Solve(x, true);
+  ASSERT_TRUE(r.ok()) << r.status();
+  double k = 0;
+  for (int64_t i = 0; i < 4; ++i) k += r->kinetic[i] / 4;
+  const double j = o.t_end * a.squaredNorm();
+  EXPECT_GT(k, 0.1);
+  EXPECT_NEAR(integral.Regularization(*r).item(), 0.3 * k + 0.05 * j, 1e-9);
+  o.regularizer_units = RegularizerUnits::kPerDimMean;
+  Cnf per_dim(std::make_shared<LinearDynamics>(a), o);
+  EXPECT_NEAR(per_dim.Regularization(*r).item(), 0.3 * k / 6 + 0.05 * j / 3,
+              1e-9);
+  Rng rng(1);
+  auto rnode = MakeFfjord(2, {8}, /*rnode=*/true, rng);
+  EXPECT_EQ(rnode->options().regularizer_units, RegularizerUnits::kPerDimMean);
+  EXPECT_EQ(rnode->options().lambda_kinetic, 0.01);
+  EXPECT_EQ(rnode->options().lambda_jacobian, 0.01);
+}
+
+// Wrong-shaped input is bad user input: a status naming both shapes.
+TEST(CnfTest, SolveRejectsWrongShapes) {
+  Cnf cnf(SmallNet(1), Tight());
+  NoGradScope no_grad;
+  for (const Tensor& x :
+       {Tensor::Zeros({4, 3}), Tensor::Zeros({2}), Tensor::Zeros({2, 2, 1})}) {
+    auto r = cnf.Solve(x, true);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(r.status().message().find("must be [N, 2], got " +
+                                        x.shape().ToString()),
+              std::string::npos)
+        << r.status();
+  }
+  EXPECT_TRUE(cnf.Solve(Tensor::Zeros({4, 2}), false).ok());
 }
 
 // log|det dz/dx| of the discrete solve map, by autodiff through the
@@ -263,14 +314,21 @@ TEST(CnfTest, SolveFailureIsReported) {
   EXPECT_EQ(cnf.last_status().code(), absl::StatusCode::kResourceExhausted);
 }
 
-std::shared_ptr<Flow> FfjordRk4Adjoint(Rng& rng) {
+std::shared_ptr<Flow> FfjordRk4(Rng& rng, ode::Gradient g) {
   CnfOptions o;
   o.ode.method = ode::Method::kRk4;
   o.ode.step_size = 0.05;
+  o.ode.gradient = g;
   return std::make_shared<Cnf>(
       std::make_shared<ConcatSquashNet>(2, std::vector<int64_t>{6},
                                         nn::Activation::kTanh, rng),
       o);
+}
+std::shared_ptr<Flow> FfjordRk4Adjoint(Rng& rng) {
+  return FfjordRk4(rng, ode::Gradient::kAdjoint);
+}
+std::shared_ptr<Flow> FfjordRk4Discrete(Rng& rng) {
+  return FfjordRk4(rng, ode::Gradient::kDiscretize);
 }
 std::shared_ptr<Flow> FfjordDopri5Discrete(Rng& rng) {
   CnfOptions o = Tight(ode::Gradient::kDiscretize);
@@ -282,15 +340,18 @@ std::shared_ptr<Flow> FfjordDopri5Discrete(Rng& rng) {
       o);
 }
 
-FLOWTAPE_FLOW_CASES(Cnf,
-                    FlowCase("ffjord_rk4_adjoint", FfjordRk4Adjoint, {2})
-                        .Perturb(0.3)
-                        .LogdetTol(1e-6)
-                        .InverseTol(1e-6)
-                        .GradTol(1e-6)
-                        .Quadrature(7, 70)
-                        .IntegralTol(2e-3)
-                        .MaxGradEntries(40),
+FlowCase Rk4Case(const char* name, FlowFactory make) {
+  return FlowCase(name, std::move(make), {2})
+      .Perturb(0.3)
+      .LogdetTol(1e-6)
+      .InverseTol(1e-6)
+      .GradTol(1e-6)
+      .Quadrature(7, 70)
+      .IntegralTol(2e-3)
+      .MaxGradEntries(40);
+}
+
+FLOWTAPE_FLOW_CASES(Cnf, Rk4Case("ffjord_rk4_discrete", FfjordRk4Discrete),
                     FlowCase("ffjord_dopri5_discrete", FfjordDopri5Discrete,
                              {2})
                         .Perturb(0.3)
@@ -300,6 +361,30 @@ FLOWTAPE_FLOW_CASES(Cnf,
                         .Quadrature(7, 70)
                         .IntegralTol(2e-3)
                         .MaxGradEntries(40));
+
+// The adjoint CNF through every harness check but the double-backward one:
+// its gradients are constants (ode/solve.h), so a Hessian through it aborts.
+TEST(CnfTest, AdjointPassesTheFirstOrderHarnessChecks) {
+  const FlowCase c = Rk4Case("ffjord_rk4_adjoint", FfjordRk4Adjoint);
+  testing::CheckRoundTrip(c);
+  testing::CheckLogdetIsJacobian(c);
+  testing::CheckLogdetsCancel(c);
+  testing::CheckDensityIntegratesToOne(c);
+  testing::CheckGradients(c);
+  testing::CheckInverseGradients(c);
+}
+
+TEST(CnfDeathTest, NllHessianThroughTheAdjointAborts) {
+  auto hessian = [] {
+    Rng rng(1);
+    FlowModel model(std::make_shared<StandardNormal>(Shape({2})),
+                    FfjordRk4Adjoint(rng));
+    Tensor x = Points(3, 2, 4).set_requires_grad(true);
+    Tensor g = Grad({model.Nll(x)}, {x}, {}, /*create_graph=*/true)[0];
+    Grad({Sum(g)}, {x});
+  };
+  EXPECT_DEATH(hessian(), "create_graph through the adjoint is unsupported");
+}
 
 }  // namespace
 }  // namespace flowtape::flows

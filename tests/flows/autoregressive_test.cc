@@ -69,12 +69,27 @@ TEST(MafTest, DensityIsOnePassAndMatchesFormula) {
 TEST(MafTest, IafIsMafTurnedAround) {
   Rng a(9), b(9);
   Maf maf(Options(4, 0), a);
-  Maf iaf(Options(4, 0), b, /*inverted=*/true);  // same parameters
+  Maf iaf(Options(4, 0), b, /*inverted=*/true);  // same masks and parameters
+  // The output layer starts at zero (both the identity): perturb both alike.
+  Rng pa(10), pb(10);
+  testing::Perturb(maf, 0.3, pa);
+  testing::Perturb(iaf, 0.3, pb);
   Tensor x = Tensor::Randn({3, 4}, a);
   NoGradScope no_grad;
   FlowResult m = maf.Forward(x), i = iaf.Inverse(x);
-  for (int64_t k = 0; k < 12; ++k) EXPECT_EQ(m.value[k], i.value[k]);
-  for (int64_t k = 0; k < 3; ++k) EXPECT_EQ(m.logdet[k], i.logdet[k]);
+  FlowResult mi = maf.Inverse(x), f = iaf.Forward(x);
+  double moved = 0;
+  for (int64_t k = 0; k < 12; ++k) {
+    EXPECT_EQ(m.value[k], i.value[k]);
+    EXPECT_EQ(mi.value[k], f.value[k]);
+    moved = std::max(moved, std::fabs(m.value[k] - x[k]));
+  }
+  for (int64_t k = 0; k < 3; ++k) {
+    EXPECT_EQ(m.logdet[k], i.logdet[k]);
+    EXPECT_EQ(mi.logdet[k], f.logdet[k]);
+    EXPECT_NE(m.logdet[k], 0.0);
+  }
+  EXPECT_GT(moved, 0.1);  // not the identity
 }
 
 std::shared_ptr<Flow> Maf2(Rng& r) {

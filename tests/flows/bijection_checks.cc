@@ -12,10 +12,15 @@
 namespace flowtape::testing {
 namespace {
 
+// max(worst, e) with NaN as +inf, so a NaN error can never pass a check.
+double Worse(double worst, double e) {
+  return std::isnan(e) ? INFINITY : std::max(worst, e);
+}
+
 double MaxAbsDiff(const Tensor& a, const Tensor& b) {
   double worst = 0;
   for (int64_t i = 0; i < a.numel(); ++i)
-    worst = std::max(worst, std::fabs(a[i] - b[i]));
+    worst = Worse(worst, std::fabs(a[i] - b[i]));
   return worst;
 }
 
@@ -37,7 +42,7 @@ double RoundTripError(const flows::Flow& f, const Tensor& x,
   // The other way round, from base points near (not equal to) z.
   Tensor z2 = z * 0.9;
   Tensor x2 = f.Inverse(z2, context).value;
-  return std::max(e, MaxAbsDiff(f.Forward(x2, context).value, z2));
+  return Worse(e, MaxAbsDiff(f.Forward(x2, context).value, z2));
 }
 
 double LogdetError(const flows::Flow& f, const Tensor& x,
@@ -58,7 +63,7 @@ double LogdetError(const flows::Flow& f, const Tensor& x,
                                    Eigen::RowMajor>>
         j(jac.data() + k * d * d, d, d);
     double brute = std::log(std::fabs(j.fullPivLu().determinant()));
-    worst = std::max(worst, std::fabs(brute - logdet[k]));
+    worst = Worse(worst, std::fabs(brute - logdet[k]));
   }
   return worst;
 }
@@ -95,8 +100,8 @@ double ParamGradError(const flows::Flow& f, const Tensor& x,
       const double fm = Nll(f, x, context);
       v[j] = old;
       const double num = (fp - fm) / (2 * h);
-      worst = std::max(
-          worst, std::fabs(g[i][j] - num) / std::max(1.0, std::fabs(num)));
+      worst = Worse(worst,
+                    std::fabs(g[i][j] - num) / std::max(1.0, std::fabs(num)));
     }
   }
   return worst;

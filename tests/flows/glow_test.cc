@@ -81,6 +81,43 @@ TEST(InvConv1x1, LuAndFullAreBijections) {
   }
 }
 
+TEST(InvConv1x1, CreateAndValidateRejectSingularOrNonFiniteWeights) {
+  auto bad = [](const absl::Status& s, const std::string& needle) {
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+    EXPECT_NE(s.message().find(needle), std::string::npos) << s;
+  };
+  // A full-rank W gives the linear flow z = W x.
+  auto ok = InvConv1x1::Create(Tensor::FromVector({2, 2}, {2, 1, 0, 3}));
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  FlowResult r = (*ok)->Forward(Tensor::FromVector({1, 2}, {1, 1}));
+  EXPECT_DOUBLE_EQ(r.value[0], 3);
+  EXPECT_DOUBLE_EQ(r.value[1], 3);
+  EXPECT_NEAR(r.logdet[0], std::log(6.0), 1e-14);
+  bad(InvConv1x1::Create(Tensor::FromVector({2, 2}, {1, 2, 2, 4})).status(),
+      "invconv: W is singular");
+  bad(InvConv1x1::Create(Tensor::FromVector({2, 2}, {1, 2, 1, 2 + 1e-14}))
+          .status(),
+      "singular");
+  bad(InvConv1x1::Create(Tensor::FromVector({2, 2}, {1, NAN, 0, 1})).status(),
+      "W[0, 1] = nan is not finite");
+  bad(InvConv1x1::Create(Tensor::Zeros({2, 3})).status(), "must be square");
+  // After a (bad) checkpoint: both parametrisations.
+  Rng rng(5);
+  InvConv1x1 full(3, rng, InvConvParam::kFull);
+  EXPECT_TRUE(full.Validate().ok());
+  Tensor w = full.Parameters()[0];
+  for (int64_t j = 0; j < 3; ++j) w.mutable_data()[3 + j] = 2 * w[j];
+  bad(full.Validate(), "invconv: W is singular");
+  InvConv1x1 lu(3, rng);
+  EXPECT_TRUE(lu.Validate().ok());
+  for (auto& [name, p] : lu.NamedParameters())
+    if (name == "log_s") p.mutable_data()[1] = -1000;  // exp underflows to 0
+  bad(lu.Validate(), "invconv_lu: W is singular");
+  for (auto& [name, p] : lu.NamedParameters())
+    if (name == "lower") p.mutable_data()[3] = INFINITY;
+  bad(lu.Validate(), "is not finite");
+}
+
 TEST(InvConv1x1, LuStartsAtARotation) {
   Rng rng(3);
   InvConv1x1 f(5, rng);

@@ -62,11 +62,15 @@ Instance Make(const FlowCase& c, uint64_t seed) {
   return s;
 }
 
+// max(worst, e) with NaN as +inf, so a NaN error can never pass a check.
+double Worse(double worst, double e) {
+  return std::isnan(e) ? INFINITY : std::max(worst, e);
+}
+
 double MaxAbsDiff(const Tensor& a, const Tensor& b) {
   EXPECT_EQ(a.shape(), b.shape());
   double m = 0;
-  for (int64_t i = 0; i < a.numel(); ++i)
-    m = std::max(m, std::fabs(a[i] - b[i]));
+  for (int64_t i = 0; i < a.numel(); ++i) m = Worse(m, std::fabs(a[i] - b[i]));
   return m;
 }
 
@@ -179,14 +183,38 @@ void CheckParameterGradients(const FlowCase& c, const nn::Module& m,
       const double num = (fp - fm) / (2 * h);
       const double ana = g.defined() ? g[i] : 0.0;
       const double err = std::fabs(ana - num) / std::max(1.0, std::fabs(num));
-      if (err > worst) {
-        worst = err;
+      if (!(err <= worst)) {  // NaN counts as worse than anything
+        worst = Worse(worst, err);
         worst_at = name + "[" + std::to_string(i) + "]: analytic " +
                    std::to_string(ana) + " numeric " + std::to_string(num);
       }
     }
   }
   EXPECT_LT(worst, c.grad_tol) << what << " gradient, worst at " << worst_at;
+}
+
+std::vector<Tensor> Inputs(const Tensor& x, const Tensor& context) {
+  if (!context.defined()) return {x};
+  return {x, context};
+}
+
+// The gradient of f w.r.t. `inputs` against central differences
+// (tests/gradcheck.h), after checking that f and its gradient are finite.
+void CheckInputGradients(const ScalarFn& f, const std::vector<Tensor>& inputs,
+                         double tol, const char* what) {
+  {
+    TapeScope scope;
+    std::vector<Tensor> ps;
+    for (const Tensor& t : inputs) {
+      ps.push_back(t.Detach());
+      ps.back().set_requires_grad(true);
+    }
+    Tensor y = f(ps);
+    ASSERT_TRUE(std::isfinite(y.item())) << what << " loss = " << y.item();
+    for (const Tensor& g : Grad({y}, ps)) ExpectFinite(g, what);
+  }
+  EXPECT_LT(GradientError(f, inputs), tol)
+      << what << " gradient w.r.t. the inputs (x or z, and context)";
 }
 
 }  // namespace
@@ -198,10 +226,12 @@ void CheckRoundTrip(const FlowCase& c) {
   ASSERT_EQ(fz.value.shape(), s.x.shape());
   ExpectFinite(fz.value, "forward z");
   FlowResult fx = s.flow->Inverse(fz.value, s.context);
+  ExpectFinite(fx.value, "inverse(forward(x))");
   EXPECT_LT(MaxAbsDiff(fx.value, s.x), c.inverse_tol) << "inverse(forward(x))";
   FlowResult gx = s.flow->Inverse(s.z, s.context);
   ExpectFinite(gx.value, "inverse x");
   FlowResult gz = s.flow->Forward(gx.value, s.context);
+  ExpectFinite(gz.value, "forward(inverse(z))");
   EXPECT_LT(MaxAbsDiff(gz.value, s.z), c.inverse_tol) << "forward(inverse(z))";
 }
 
@@ -257,28 +287,45 @@ void CheckGradients(const FlowCase& c) {
                          s.flow);
   CheckParameterGradients(
       c, *s.flow, [&] { return model.Nll(s.x, s.context); }, "NLL");
-  // Gradients w.r.t. the data (and context) through the shared checker.
-  std::vector<Tensor> inputs = {s.x};
-  if (s.context.defined()) inputs.push_back(s.context);
-  double input_err = GradientError(
+  CheckInputGradients(
       [&](const std::vector<Tensor>& in) {
         return model.Nll(in[0], in.size() > 1 ? in[1] : Tensor());
       },
-      inputs);
-  EXPECT_LT(input_err, c.grad_tol) << "gradient w.r.t. x / context";
+      Inputs(s.x, s.context), c.grad_tol, "NLL");
 }
 
 void CheckInverseGradients(const FlowCase& c) {
   Instance s = Make(c, 17);
   Rng rng(18);
   Tensor r = Tensor::Randn(s.z.shape(), rng);
+  auto loss = [&](const Tensor& z, const Tensor& context) {
+    FlowResult g = s.flow->Inverse(z, context);
+    return Mean(Sum(Reshape(g.value * r, {c.batch, -1}), 1) + g.logdet);
+  };
   CheckParameterGradients(
-      c, *s.flow,
-      [&] {
-        FlowResult g = s.flow->Inverse(s.z, s.context);
-        return Mean(Sum(Reshape(g.value * r, {c.batch, -1}), 1) + g.logdet);
+      c, *s.flow, [&] { return loss(s.z, s.context); }, "inverse");
+  CheckInputGradients(
+      [&](const std::vector<Tensor>& in) {
+        return loss(in[0], in.size() > 1 ? in[1] : Tensor());
       },
-      "inverse");
+      Inputs(s.z, s.context), c.grad_tol, "inverse");
+}
+
+void CheckHessianVectorProducts(const FlowCase& c) {
+  Instance s = Make(c, 19);
+  flows::FlowModel model(std::make_shared<flows::StandardNormal>(c.event_shape),
+                         s.flow);
+  {
+    NoGradScope no_grad;  // HessianVectorError ignores NaN
+    const double nll = model.Nll(s.x, s.context).item();
+    ASSERT_TRUE(std::isfinite(nll)) << "NLL = " << nll;
+  }
+  double err = HessianVectorError(
+      [&](const std::vector<Tensor>& in) {
+        return model.Nll(in[0], in.size() > 1 ? in[1] : Tensor());
+      },
+      Inputs(s.x, s.context));
+  EXPECT_LT(err, c.hvp_tol) << "NLL Hessian-vector product";
 }
 
 void CheckContextMatters(const FlowCase& c) {
@@ -286,10 +333,14 @@ void CheckContextMatters(const FlowCase& c) {
   Instance s = Make(c, 16);
   NoGradScope no_grad;
   Tensor other = (s.context + 1.0).Detach();
-  FlowResult a = s.flow->Forward(s.x, s.context);
-  FlowResult b = s.flow->Forward(s.x, other);
-  EXPECT_GT(MaxAbsDiff(a.value, b.value), 1e-6)
-      << "the context does not reach the flow";
+  EXPECT_GT(MaxAbsDiff(s.flow->Forward(s.x, s.context).value,
+                       s.flow->Forward(s.x, other).value),
+            1e-6)
+      << "the context does not reach the forward direction";
+  EXPECT_GT(MaxAbsDiff(s.flow->Inverse(s.z, s.context).value,
+                       s.flow->Inverse(s.z, other).value),
+            1e-6)
+      << "the context does not reach the inverse direction";
 }
 
 // ---- the parameterised suite ----
@@ -306,6 +357,9 @@ TEST_P(FlowHarness, GradientsMatchFiniteDifferences) {
 }
 TEST_P(FlowHarness, InverseGradientsMatchFiniteDifferences) {
   CheckInverseGradients(GetParam());
+}
+TEST_P(FlowHarness, NllHessianVectorProductsMatchFiniteDifferences) {
+  CheckHessianVectorProducts(GetParam());
 }
 TEST_P(FlowHarness, ContextMatters) {
   if (GetParam().context_dim == 0) GTEST_SKIP() << "unconditional";

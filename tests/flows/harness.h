@@ -1,7 +1,8 @@
 // The flow harness: one parameterised GoogleTest suite that every Flow in
 // flowtape runs through. Given a factory, the event shape and an optional
 // context dimension it checks, on random parameters and inputs:
-//   RoundTrip:        Inverse(Forward(x)) == x and Forward(Inverse(z)) == z
+//   RoundTrip:        Inverse(Forward(x)) == x and Forward(Inverse(z)) == z,
+//                     every value finite
 //   LogdetIsJacobian: Forward and Inverse logdets equal log|det J| of the
 //                     brute-force autodiff Jacobian (Eigen LU), which must
 //                     be block diagonal: samples are treated independently
@@ -14,10 +15,18 @@
 //                     parameter (central differences, in place) and w.r.t.
 //                     x and the context (tests/gradcheck.h); every parameter
 //                     tensor influences the NLL
-//   InverseGradientsMatchFiniteDifferences: the same for a loss of the
-//                     generative direction, mean(sum(Inverse(z) * r) +
-//                     Inverse logdet) (sampling / reverse-KL training)
-//   ContextMatters (context_dim > 0): changing the context changes z.
+//   InverseGradientsMatchFiniteDifferences: the same (parameters, z and the
+//                     context) for a loss of the generative direction,
+//                     mean(sum(Inverse(z) * r) + Inverse logdet) (sampling /
+//                     reverse-KL training)
+//   NllHessianVectorProductsMatchFiniteDifferences: the double-backward H v
+//                     of the NLL w.r.t. x and the context equals central
+//                     differences of its gradient along v (random v)
+//   ContextMatters (context_dim > 0): changing the context changes z
+//                     (Forward) and x (Inverse).
+// NaN is a failure everywhere: a NaN value, log-det, loss or first-order
+// gradient never passes a tolerance (H v itself goes through
+// tests/gradcheck.h, whose maxima still skip NaN entries).
 //
 // Adding a flow is one line in a test file of its family:
 //   FLOWTAPE_FLOW_CASES(Coupling,
@@ -65,6 +74,7 @@ struct FlowCase {
   double logdet_tol = 1e-9;     // |logdet - log|det J|| per sample
   double integral_tol = 1e-4;   // |integral - 1|
   double grad_tol = 1e-6;       // relative error, as in tests/gradcheck.h
+  double hvp_tol = 1e-5;        // relative error of H v
   double quadrature_bound = 8;  // grid on [-L, L]^d
   int quadrature_points = 0;    // per axis (0: 4000 in 1-D, 400 in 2-D)
   double input_scale = 1.0;     // x ~ N(0, input_scale^2)
@@ -86,6 +96,10 @@ struct FlowCase {
   }
   FlowCase& GradTol(double v) {
     grad_tol = v;
+    return *this;
+  }
+  FlowCase& HvpTol(double v) {
+    hvp_tol = v;
     return *this;
   }
   FlowCase& Quadrature(double bound, int points) {
@@ -129,6 +143,7 @@ void CheckGradients(const FlowCase& c);
 // The generative direction's parameter gradients (sampling, reverse KL):
 // loss = mean_i [sum(Inverse(z_i) * r_i) + Inverse(z_i).logdet], r random.
 void CheckInverseGradients(const FlowCase& c);
+void CheckHessianVectorProducts(const FlowCase& c);
 void CheckContextMatters(const FlowCase& c);  // context_dim > 0 only
 
 class FlowHarness : public ::testing::TestWithParam<FlowCase> {};

@@ -1,12 +1,14 @@
 // The harness must fail on broken flows: each defect below is planted in an
 // otherwise correct toy flow (z = x e^s + context . c) and the check that
 // should see it must report a failure, while the intact flow passes all.
+#include <cmath>
 #include <memory>
 
 #include "autodiff/ops.h"
 #include "flows/flow.h"
 #include "gtest/gtest-spi.h"
 #include "gtest/gtest.h"
+#include "tests/flows/bijection_checks.h"
 #include "tests/flows/harness.h"
 
 namespace flowtape::testing {
@@ -24,6 +26,11 @@ enum class Defect {
   kDetachedGradient,    // forward logdet cut from the tape
   kBadInverseGradient,  // inverse logdet cut from the tape
   kIgnoresContext,
+  kNanInverse,  // inverse NaN outside [-2.5, 2.5] (a missing tail)
+  kNanLogdet,   // forward logdet NaN
+  kInverseIgnoresContext,
+  kInverseCutFromZ,  // inverse value detached from z (no gradient w.r.t. z)
+  kFirstOrderOnly,   // logdet term x^2 whose gradient 2x is a constant
 };
 
 class Toy : public Flow {
@@ -40,11 +47,21 @@ class Toy : public Flow {
     Tensor ld =
         defect_ == Defect::kDetachedGradient ? Sum(s_.Detach()) : Sum(s_);
     if (defect_ == Defect::kWrongLogdet) ld = ld + 0.1;
+    if (defect_ == Defect::kNanLogdet) ld = ld + std::nan("");
+    if (defect_ == Defect::kFirstOrderOnly) {
+      Tensor xd = x.Detach();  // value x^2, gradient 2x, Hessian 0
+      ld = ld + 0.1 * Sum(2.0 * x * xd - xd * xd, 1);
+    }
     return {z, Tensor::Zeros({x.dim(0)}) + ld};
   }
   FlowResult Inverse(const Tensor& z, const Tensor& ctx) const override {
-    Tensor x = (z - Shift(ctx)) * Exp(-s_);
+    Tensor zz = defect_ == Defect::kInverseCutFromZ ? z.Detach() : z;
+    Tensor shift = defect_ == Defect::kInverseIgnoresContext
+                       ? Tensor::Scalar(0.0)
+                       : Shift(ctx);
+    Tensor x = (zz - shift) * Exp(-s_);
     if (defect_ == Defect::kBadInverse) x = x * 1.001;
+    if (defect_ == Defect::kNanInverse) x = x + 0.0 * Sqrt(2.5 - Abs(z));
     Tensor ld =
         defect_ == Defect::kBadInverseGradient ? Sum(s_.Detach()) : Sum(s_);
     return {x, Tensor::Zeros({z.dim(0)}) - ld};
@@ -95,6 +112,7 @@ TEST(HarnessSelfTest, IntactFlowPassesEverything) {
     }
     EXPECT_EQ(Failures(CheckGradients, c), 0);
     EXPECT_EQ(Failures(CheckInverseGradients, c), 0);
+    EXPECT_EQ(Failures(CheckHessianVectorProducts, c), 0);
     EXPECT_EQ(Failures(CheckContextMatters, c), 0);
   }
 }
@@ -108,6 +126,29 @@ TEST(HarnessSelfTest, CatchesWrongLogdet) {
 
 TEST(HarnessSelfTest, CatchesBadInverse) {
   EXPECT_GT(Failures(CheckRoundTrip, ToyCase(Defect::kBadInverse)), 0);
+}
+
+TEST(HarnessSelfTest, CatchesNanInverse) {
+  // z = Forward(x) reaches beyond 2.5 but the base samples do not: only
+  // Inverse(Forward(x)) is NaN.
+  FlowCase c = ToyCase(Defect::kNanInverse).InputScale(4.0);
+  EXPECT_GT(Failures(CheckRoundTrip, c), 0);
+}
+
+TEST(HarnessSelfTest, CatchesNanLogdet) {
+  FlowCase c = ToyCase(Defect::kNanLogdet);
+  EXPECT_GT(Failures(CheckLogdetIsJacobian, c), 0);
+  EXPECT_GT(Failures(CheckLogdetsCancel, c), 0);
+  EXPECT_GT(Failures(CheckGradients, c), 0);  // the NLL is NaN
+  EXPECT_GT(Failures(CheckHessianVectorProducts, c), 0);
+  // The direct checks of bijection_checks.h report +inf, never 0.
+  Toy flow(2, 0, Defect::kNanLogdet);
+  Tensor x = Tensor::FromVector({2, 2}, {0.3, -1.0, 2.0, 0.5});
+  EXPECT_EQ(LogdetError(flow, x), INFINITY);
+  EXPECT_EQ(AntisymmetryError(flow, x), INFINITY);
+  EXPECT_EQ(ParamGradError(flow, x), INFINITY);
+  Toy inverse_nan(2, 0, Defect::kNanInverse);
+  EXPECT_EQ(RoundTripError(inverse_nan, x * 4.0), INFINITY);
 }
 
 TEST(HarnessSelfTest, CatchesSampleMixing) {
@@ -128,6 +169,21 @@ TEST(HarnessSelfTest, CatchesGradientDefects) {
 TEST(HarnessSelfTest, CatchesIgnoredContext) {
   EXPECT_GT(
       Failures(CheckContextMatters, ToyCase(Defect::kIgnoresContext, 2, 3)), 0);
+  EXPECT_GT(Failures(CheckContextMatters,
+                     ToyCase(Defect::kInverseIgnoresContext, 2, 3)),
+            0);
+}
+
+TEST(HarnessSelfTest, CatchesInverseInputGradientDefect) {
+  FlowCase c = ToyCase(Defect::kInverseCutFromZ);
+  EXPECT_EQ(Failures(CheckGradients, c), 0);
+  EXPECT_GT(Failures(CheckInverseGradients, c), 0);
+}
+
+TEST(HarnessSelfTest, CatchesWrongSecondDerivative) {
+  FlowCase c = ToyCase(Defect::kFirstOrderOnly);
+  EXPECT_EQ(Failures(CheckGradients, c), 0);  // first order is right
+  EXPECT_GT(Failures(CheckHessianVectorProducts, c), 0);
 }
 
 }  // namespace

@@ -38,7 +38,7 @@ Grid MakeGrid(const RqSplineOptions& o, double lo, double hi, int64_t n,
 }
 
 TEST(RqSpline, MonotoneAndInverse) {
-  for (int64_t bins : {1, 2, 5, 10}) {
+  for (int64_t bins : {2, 3, 5, 10}) {
     Rng rng(bins);
     RqSplineOptions o = Opts(bins);
     Grid g = MakeGrid(o, -4.5, 4.5, 2001, rng);
@@ -126,6 +126,87 @@ TEST(RqSpline, ValidatesOptions) {
   EXPECT_FALSE(ValidateRqSplineOptions(o).ok());
   o = Opts(2000);  // 2000 bins of at least 1e-3 do not fit
   EXPECT_FALSE(ValidateRqSplineOptions(o).ok());
+  // Negative minima give decreasing knots (a NaN log-det); zero is fine.
+  auto bad = [](RqSplineOptions o) {
+    absl::Status s = ValidateRqSplineOptions(o);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  };
+  o = Opts(8);
+  o.min_bin_width = -0.05;
+  bad(o);
+  o = Opts(8);
+  o.min_bin_height = -1e-3;
+  bad(o);
+  o = Opts(8);
+  o.min_bin_width = o.min_bin_height = 0;
+  EXPECT_TRUE(ValidateRqSplineOptions(o).ok());
+  bad(Opts(1));  // one bin is the identity whatever its parameters
+  bad(Opts(0));
+  for (double b : {-1.0, double{INFINITY}, double{NAN}}) {
+    o = Opts(8);
+    o.bound = b;
+    bad(o);
+  }
+  for (double m : {0.0, 1.0, double{NAN}}) {
+    o = Opts(8);
+    o.min_derivative = m;
+    bad(o);
+  }
+  o = Opts(8);
+  o.min_bin_width = NAN;
+  bad(o);
+}
+
+MadeOptions Made4(int64_t context) {
+  MadeOptions m;
+  m.dim = 4;
+  m.hidden = {16, 16};
+  m.context_dim = context;
+  m.activation = nn::Activation::kTanh;
+  return m;
+}
+
+TEST(SplineFlows, CreateValidatesOptions) {
+  Rng rng(3);
+  SplineCouplingOptions c;
+  c.dim = 4;
+  c.hidden = {8};
+  c.spline = Opts(4);
+  auto ok = SplineCoupling::Create(c, rng);
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ((*ok)->Forward(Tensor::Zeros({2, 4})).value.shape(), Shape({2, 4}));
+  auto bad = [](const absl::Status& s, const std::string& needle) {
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+    EXPECT_NE(s.message().find(needle), std::string::npos) << s;
+  };
+  SplineCouplingOptions b = c;
+  b.spline.min_bin_width = -0.1;
+  bad(SplineCoupling::Create(b, rng).status(), "min width -0.1");
+  b = c;
+  b.dim = 1;
+  bad(SplineCoupling::Create(b, rng).status(), "got dim 1");
+  b = c;
+  b.parity = 2;
+  bad(SplineCoupling::Create(b, rng).status(), "parity 2");
+  b = c;
+  b.hidden = {8, 0};
+  bad(SplineCoupling::Create(b, rng).status(), "hidden [8, 0]");
+
+  MadeOptions m = Made4(0);
+  auto maf = SplineAutoregressive::Create(m, Opts(4), rng, true);
+  ASSERT_TRUE(maf.ok()) << maf.status();
+  EXPECT_EQ((*maf)->name(), "spline_iaf");
+  RqSplineOptions s = Opts(4);
+  s.min_bin_height = -0.2;
+  bad(SplineAutoregressive::Create(m, s, rng).status(), "min height -0.2");
+  bad(SplineAutoregressive::Create(m, Opts(1), rng).status(), "bins >= 2");
+  m.order = {1, 2, 2, 4};
+  bad(SplineAutoregressive::Create(m, Opts(4), rng).status(),
+      "order [1, 2, 2, 4] is not a permutation of 1..4");
+  m = Made4(0);
+  m.hidden = {};
+  bad(SplineAutoregressive::Create(m, Opts(4), rng).status(),
+      "at least one hidden layer");
 }
 
 TEST(RqSpline, GradientsMatchFiniteDifferences) {
@@ -140,15 +221,6 @@ TEST(RqSpline, GradientsMatchFiniteDifferences) {
     };
     EXPECT_LT(testing::GradientError(f, {x, params}), 1e-6);
   }
-}
-
-MadeOptions Made4(int64_t context) {
-  MadeOptions m;
-  m.dim = 4;
-  m.hidden = {16, 16};
-  m.context_dim = context;
-  m.activation = nn::Activation::kTanh;
-  return m;
 }
 
 TEST(SplineFlows, CouplingAndAutoregressiveAreBijections) {

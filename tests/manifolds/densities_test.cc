@@ -171,20 +171,88 @@ TEST(Densities, MonteCarloOnS4) {
   }
 }
 
-TEST(Densities, VmfNormalizerIsStable) {
-  // I_{1/2}(k) = sqrt(2 / (pi k)) sinh(k), on both sides of the switch.
-  for (double k : {0.1, 10.0, 499.0, 501.0, 5000.0, 1e6}) {
-    const double exact = 0.5 * std::log(2.0 / (M_PI * k)) + k +
-                         std::log1p(-std::exp(-2.0 * k)) - std::log(2.0);
-    EXPECT_NEAR(LogBesselI(0.5, k), exact, 1e-12 * std::max(1.0, k)) << k;
+// log I_v(x) against mpmath (50 digits: mp.log(mp.besseli(v, x))) over every
+// branch (series, Boost, Hankel, Debye) and across the switches at v = 50
+// and x = 700, plus the closed forms of I_(1/2) and I_(3/2).
+TEST(Densities, LogBesselIMatchesReferenceValues) {
+  const double xs[] = {1e-3, 1, 10, 500.1, 600, 700, 710, 1e4};
+  const struct {
+    double v, want[8];
+  } table[] = {
+      {0,
+       {2.49999984375001736e-7, 0.235914358507178649, 7.94297208311869555,
+        496.073907628015078, 595.882805146433893, 695.805699998443449,
+        705.798605162281313, 9994.4759037814323}},
+      {0.5,
+       {-3.67966882546913485, -0.0643519910735317988, 7.92976891823715079,
+        496.073657427582898, 595.882596639187254, 695.805521299273625,
+        705.798428981777647, 9994.47589128080724}},
+      {1.5,
+       {-11.6860364597860441, -1.22579135264472743, 7.82440840715966587,
+        496.071655825633604, 595.880928582086557, 695.804091706464031,
+        705.797019538274413, 9994.4757912758069}},
+      {10,
+       {-91.1134371457690662, -22.0131785779730418, 3.08610785110696887,
+        495.973830797793582, 595.799404181472871, 695.734221547387974,
+        705.728134126923987, 9994.470903531822}},
+      {49.5,
+       {-522.763927233103209, -180.82509067129444, -66.3593792752538477,
+        493.623699164214361, 593.840387063909064, 694.05500071217417,
+        704.072560844231363, 9994.35338540537202}},
+      {50,
+       {-528.522889923975189, -183.130224250007683, -67.5179577376942684,
+        493.573991443337636, 593.798941716810378, 694.019469552935336,
+        704.037529650833811, 9994.35089779124797}},
+      {99,
+       {-1111.62354886174155, -427.753276275949567, -199.550160437995464,
+        486.296868109276919, 587.726958492740633, 688.811626645231539,
+        698.902789480119202, 9993.98583327984414}},
+      {149,
+       {-1732.54393702543103, -703.286733801290418, -360.036646781177974,
+        474.016031015577309, 577.460351226300347, 679.995824782937754,
+        690.209943769494801, 9993.36581881456283}},
+      {499,
+       {-6397.96617767273299, -2950.9957934613961, -1801.9563345517965,
+        263.242877120344358, 398.29096340283153, 524.433835185779876,
+        536.680663003661539, 9982.0278134535284}},
+  };
+  for (const auto& row : table)
+    for (int i = 0; i < 8; ++i)
+      EXPECT_NEAR(LogBesselI(row.v, xs[i]), row.want[i],
+                  2e-14 * std::max(1.0, std::fabs(row.want[i])))
+          << "v=" << row.v << " x=" << xs[i];
+  // I_(1/2)(x) = sqrt(2/(pi x)) sinh x, I_(3/2)(x) = sqrt(2/(pi x)) (cosh x -
+  // sinh x / x), in log form without overflow.
+  for (double x : {0.1, 2.0, 30.0, 499.0, 701.0, 5000.0, 1e6}) {
+    const double base = 0.5 * std::log(2.0 / (M_PI * x)) + x - std::log(2.0);
+    const double half = base + std::log1p(-std::exp(-2.0 * x));
+    const double three_halves =
+        base + std::log((1.0 - 1.0 / x) + (1.0 + 1.0 / x) * std::exp(-2 * x));
+    const double tol = 1e-14 * std::max(1.0, x);
+    EXPECT_NEAR(LogBesselI(0.5, x), half, tol) << x;
+    if (x >= 2) {  // below, the closed form itself cancels
+      EXPECT_NEAR(LogBesselI(1.5, x), three_halves, tol) << x;
+    }
   }
-  for (double v : {0.0, 1.0, 1.5, 3.0})
-    EXPECT_NEAR(LogBesselI(v, 500.0 - 1e-9), LogBesselI(v, 500.0 + 1e-9),
-                5e-9);  // |slope| * 2e-9
-  EXPECT_TRUE(std::isfinite(LogVmfNormalizer(5, 1e5)));
-  EXPECT_TRUE(std::isfinite(LogVmfNormalizer(3, 1e8)));
+  EXPECT_EQ(LogBesselI(0.0, 0.0), 0.0);
+  EXPECT_EQ(LogBesselI(2.0, 0.0), -INFINITY);
+}
+
+TEST(Densities, VmfNormalizerIsStable) {
+  // log C_1000(10) (mpmath): v = 499 at kappa = 10 underflows I_v.
+  EXPECT_NEAR(LogVmfNormalizer(1000, 10.0), 2032.00776275115256, 1e-10);
+  // n = 3 closed form vs the Bessel route at v = 1/2; huge kappa.
+  for (double k : {0.5, 20.0, 800.0, 1e5}) {
+    const double bessel =
+        0.5 * std::log(k) - 1.5 * std::log(2 * M_PI) - LogBesselI(0.5, k);
+    EXPECT_NEAR(LogVmfNormalizer(3, k), bessel, 1e-13 * std::max(1.0, k));
+  }
   EXPECT_NEAR(LogVmfNormalizer(4, 1e-12), -Manifold::Sphere(4).LogVolume(),
               1e-9);
+  // S^1: C_2 = 1 / (2 pi I_0(kappa)), I_0(2) by its series sum (1/k!)^2.
+  double i0 = 0, t = 1;
+  for (int k = 0; k < 30; ++k) i0 += t * t, t /= k + 1;
+  EXPECT_NEAR(LogVmfNormalizer(2, 2.0), -std::log(2 * M_PI * i0), 1e-14);
 }
 
 TEST(Densities, SamplersMatchMoments) {

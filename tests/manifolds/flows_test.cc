@@ -6,6 +6,7 @@
 #include <memory>
 #include <vector>
 
+#include "autodiff/grad.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
 #include "gtest/gtest.h"
@@ -15,6 +16,7 @@
 #include "manifolds/neural_sphere_flow.h"
 #include "manifolds/sphere_densities.h"
 #include "manifolds/sphere_flows.h"
+#include "manifolds/volume_ratio.h"
 #include "tests/manifolds/test_util.h"
 
 namespace flowtape::manifolds {
@@ -130,6 +132,11 @@ TEST(Calibration, TemperatureScalingIsSoftmaxOfScaledLogits) {
   EXPECT_LT(MaxAbsDiff(q, expect), 1e-15);
   EXPECT_TRUE(t->Parameters().size() == 1u);  // only the temperature
   EXPECT_FALSE(SimplexCalibration::Create(0.0, {0, 0}).ok());
+  // c sets n: an empty c (or n = 1) has no simplex to act on.
+  EXPECT_EQ(SimplexCalibration::Create(2.0, {}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(SimplexCalibration::Create(2.0, {0.0}).status().code(),
+            absl::StatusCode::kInvalidArgument);
   EXPECT_FALSE(SimplexCalibration::Create(1.0, {1, 0}, true).ok());
 }
 
@@ -184,6 +191,58 @@ TEST(NeuralSphereFlow, RoundTripAndOnSphere) {
   EXPECT_LT(MaxAbsDiff(inv.value, x), 1e-10);
   EXPECT_LT(MaxAbsDiff(inv.logdet, fwd.logdet.Detach() * -1.0), 1e-9);
   Tape::Get().Reset();
+}
+
+// Near and at the poles of the cylinder (z = +-1, where z rounds to +-1
+// below ~1e-8 rad and the azimuth is undefined at the pole itself): values
+// on the sphere, log R finite and equal to the QR-basis determinant of the
+// tangent Jacobian (a separate code path), log R -> log 0.05 at the poles
+// (1 - u' ~ 0.05 (1 - u) there), full-precision round trips, finite
+// parameter gradients, and continuity of the map into the pole.
+TEST(NeuralSphereFlow, FiniteAndAccurateAtThePoles) {
+  Rng rng(3);
+  CylindricalCouplingFlow f(3, 8, rng);
+  for (Tensor p : f.Parameters())
+    for (int64_t j = 0; j < p.numel(); ++j)
+      p.mutable_data()[j] += 0.3 * rng.Normal();
+  const Manifold s = Manifold::Sphere(3);
+  auto map = [&](const Tensor& v) { return f.Map(v); };
+  for (double pole : {1.0, -1.0}) {
+    std::vector<double> rows;
+    const std::vector<double> angles{1e-3, 1e-8, 1e-12, 1e-20, 1e-40, 0.0};
+    for (double a : angles)
+      rows.insert(rows.end(),
+                  {std::sin(a) * std::cos(0.7), std::sin(a) * std::sin(0.7),
+                   pole * std::cos(a)});
+    const int64_t n = static_cast<int64_t>(angles.size());
+    Tensor x = Tensor::FromVector({n, 3}, rows);
+    {
+      NoGradScope no_grad;
+      flows::FlowResult fwd = f.Forward(x);
+      ASSERT_TRUE(s.ContainsAll(fwd.value, 1e-15));
+      for (int64_t i = 0; i < n; ++i) {
+        const Eigen::Vector3d xi(x[3 * i], x[3 * i + 1], x[3 * i + 2]);
+        ASSERT_TRUE(std::isfinite(fwd.logdet[i])) << angles[i];
+        EXPECT_NEAR(fwd.logdet[i], std::log(VolumeRatio(s, map, xi)), 1e-9)
+            << "angle " << angles[i];
+        // Continuity: |f(x) - f(pole)| <= C |x - pole| (C ~ sqrt(0.05)).
+        double d2 = 0;
+        for (int64_t j = 0; j < 3; ++j)
+          d2 += std::pow(fwd.value[3 * i + j] - fwd.value[3 * (n - 1) + j], 2);
+        EXPECT_LT(std::sqrt(d2), 0.5 * angles[i] + 1e-15) << angles[i];
+      }
+      EXPECT_NEAR(fwd.logdet[n - 1], std::log(0.05), 1e-12);  // the pole
+      EXPECT_NEAR(fwd.logdet[n - 2], std::log(0.05), 1e-12);  // 1e-40 rad
+      ExpectRoundTrip(f, s, x, 1e-14);
+    }
+    Tape::Get().Reset();
+    Backward(Sum(f.Forward(x).logdet));
+    for (const Tensor& p : f.Parameters())
+      for (int64_t j = 0; j < p.numel(); ++j)
+        ASSERT_TRUE(std::isfinite(p.grad()[j]));
+    f.ZeroGrad();
+    Tape::Get().Reset();
+  }
 }
 
 }  // namespace

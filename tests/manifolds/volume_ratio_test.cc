@@ -95,31 +95,73 @@ TEST(VolumeRatio, SimplexClosedFormsMatchGenericQrAndFlatForm) {
   }
 }
 
+// An orthonormal tangent basis built independently of Manifold::TangentBasis:
+// Gram-Schmidt (twice, for accuracy) on random vectors projected onto the
+// tangent space (sphere: I - x x'; simplex: I - 1 1'/n).
+Eigen::MatrixXd GramSchmidtBasis(const Manifold& m, const Eigen::VectorXd& x,
+                                 Rng& rng) {
+  const int64_t n = x.size();
+  const Eigen::VectorXd nu = m.kind() == ManifoldKind::kSphere
+                                 ? Eigen::VectorXd(x / x.norm())
+                                 : Eigen::VectorXd::Ones(n) / std::sqrt(n);
+  Eigen::MatrixXd t(n, n - 1);
+  for (int64_t k = 0; k < n - 1; ++k) {
+    Eigen::VectorXd v = RandomVector(n, rng);
+    for (int pass = 0; pass < 2; ++pass) {
+      v -= nu.dot(v) * nu;
+      for (int64_t j = 0; j < k; ++j) v -= t.col(j).dot(v) * t.col(j);
+    }
+    t.col(k) = v / v.norm();
+  }
+  return t;
+}
+
+// R from Gram-Schmidt bases at x and y equals the library's QR-basis
+// VolumeRatio(m, f, x) and the closed form, on the sphere and the simplex,
+// also for the neural flow (no closed form).
 TEST(VolumeRatio, GenericRatioDoesNotDependOnTheBasis) {
   Rng rng(3);
+  auto check = [&](const Manifold& m, const TensorFn& f,
+                   const Eigen::VectorXd& x, double closed_log_r) {
+    Eigen::VectorXd y;
+    {
+      NoGradScope no_grad;
+      y = Row(f(FromRows(x.transpose())), 0);
+    }
+    Eigen::MatrixXd tx = GramSchmidtBasis(m, x, rng);
+    Eigen::MatrixXd ty = GramSchmidtBasis(m, y, rng);
+    const double gs = VolumeRatio(AmbientJacobian(f, x), tx, ty);
+    const double qr = VolumeRatio(m, f, x);
+    EXPECT_NEAR(gs, qr, 1e-11 * qr) << m.name() << " n=" << x.size();
+    EXPECT_NEAR(std::log(gs), closed_log_r, 1e-9) << m.name();
+    // The library's bases are orthonormal and tangent too.
+    Eigen::MatrixXd tq = m.TangentBasis(x);
+    const int64_t k = x.size() - 1;
+    EXPECT_LT((tq.transpose() * tq - Eigen::MatrixXd::Identity(k, k)).norm(),
+              1e-12);
+    EXPECT_LT((m.ProjectionJacobian(x) * tq - tq).norm(), 1e-12);
+  };
   for (int64_t n = 2; n <= 6; ++n) {
-    Manifold s = Manifold::Sphere(n);
-    auto flows = SphereFlows(n, rng);
-    TensorFn f = ForwardMap(*flows[0]);
-    Eigen::VectorXd x = s.Project(RandomVector(n, rng));
-    Eigen::VectorXd y = Row(f(FromRows(x.transpose())), 0);
-    Eigen::MatrixXd jac = AmbientJacobian(f, x);
-    Eigen::MatrixXd tx = s.TangentBasis(x), ty = s.TangentBasis(y);
-    // Other orthonormal bases: rotate and reflect by random orthogonal m x m.
-    auto orth = [&](int64_t m) {
-      Eigen::MatrixXd q =
-          Eigen::HouseholderQR<Eigen::MatrixXd>(RandomMatrix(m, m, rng))
-              .householderQ();
-      return q;
-    };
-    const double r0 = VolumeRatio(jac, tx, ty);
-    const double r1 = VolumeRatio(jac, tx * orth(n - 1), ty * orth(n - 1));
-    EXPECT_NEAR(r1, r0, 1e-12 * r0);
-    // And the bases really are orthonormal and tangent.
-    EXPECT_LT(
-        (tx.transpose() * tx - Eigen::MatrixXd::Identity(n - 1, n - 1)).norm(),
-        1e-12);
-    EXPECT_LT((x.transpose() * tx).norm(), 1e-12);
+    Manifold s = Manifold::Sphere(n), d = Manifold::Simplex(n);
+    for (auto& f : SphereFlows(n, rng)) {
+      Eigen::VectorXd x = s.Project(RandomVector(n, rng));
+      check(s, ForwardMap(*f), x, ClosedLogR(*f, x));
+    }
+    for (auto& f : SimplexFlows(n, rng)) {
+      Eigen::VectorXd p = Row(d.SampleUniform(1, rng), 0);
+      check(d, ForwardMap(*f), p, ClosedLogR(*f, p));
+    }
+  }
+  CylindricalCouplingFlow neural(3, 8, rng);
+  for (Tensor p : neural.Parameters())
+    for (int64_t j = 0; j < p.numel(); ++j)
+      p.mutable_data()[j] += 0.3 * rng.Normal();
+  const Manifold s3 = Manifold::Sphere(3);
+  for (int trial = 0; trial < 3; ++trial) {
+    Eigen::VectorXd x = s3.Project(RandomVector(3, rng));
+    check(
+        s3, [&](const Tensor& v) { return neural.Map(v); }, x,
+        ClosedLogR(neural, x));  // its Forward uses the Gram form
   }
 }
 

@@ -3,7 +3,9 @@
 #include "autodiff/nn/checkpoint.h"
 
 #include <dirent.h>
+#include <sys/stat.h>
 
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <iterator>
@@ -39,6 +41,16 @@ std::string ReadAll(const std::string& path) {
 void WriteAll(const std::string& path, const std::string& data) {
   std::ofstream f(path, std::ios::binary | std::ios::trunc);
   f << data;
+}
+
+// Recomputes the header checksum after editing the payload.
+void Resum(std::string& b) {
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 32; i < b.size(); ++i) {
+    h ^= static_cast<unsigned char>(b[i]);
+    h *= 1099511628211ull;
+  }
+  for (int i = 0; i < 8; ++i) b[24 + i] = static_cast<char>(h >> (8 * i));
 }
 
 void TrainSteps(const MLP& net, Optimizer& opt, int steps) {
@@ -225,13 +237,67 @@ TEST_F(Corruption, MalformedPayloadWithValidChecksum) {
   ASSERT_TRUE(WriteTensorFile(path, one).ok());
   std::string b = ReadAll(path);
   b[32] = 2;  // count 1 -> 2
-  uint64_t h = 1469598103934665603ull;
-  for (size_t i = 32; i < b.size(); ++i) {
-    h ^= static_cast<unsigned char>(b[i]);
-    h *= 1099511628211ull;
-  }
-  for (int i = 0; i < 8; ++i) b[24 + i] = static_cast<char>(h >> (8 * i));
+  Resum(b);
   ExpectError(b, absl::StatusCode::kDataLoss, "malformed payload");
+}
+
+// Dims [0, 2^63] (numel 0, so a product bound alone lets them through) and
+// [2^51, 0], correctly checksummed: a Status, not a negative dim.
+TEST_F(Corruption, HugeDimWithValidChecksum) {
+  NamedTensors one = {{"a", Tensor::Zeros({0, 2})}};
+  const std::string path = TmpPath("dims.ckpt");
+  ASSERT_TRUE(WriteTensorFile(path, one).ok());
+  const std::string good = ReadAll(path);
+  // Payload: count (8) name_len (4) "a" (1) rank (4), then dims at 49, 57.
+  std::string b = good;
+  b[57] = 0;
+  b[64] = static_cast<char>(0x80);  // dim 1 = 2^63
+  Resum(b);
+  ExpectError(b, absl::StatusCode::kDataLoss,
+              "'a': dim 1 = 9223372036854775808 too large");
+  b = good;
+  b[49] = 0;
+  b[55] = 8;  // dim 0 = 2^51
+  b[57] = 0;
+  Resum(b);
+  ExpectError(b, absl::StatusCode::kDataLoss, "'a': dim 0 = 2251799813685248");
+}
+
+TEST_F(Corruption, NonzeroReservedFlags) {
+  std::string b = good_;
+  b[12] = 1;  // flags live at bytes 12..15, outside the checksum
+  ExpectError(b, absl::StatusCode::kFailedPrecondition,
+              "reserved header flags are 1");
+}
+
+// A file with NaN / Inf parameters (valid format and checksum) is refused,
+// naming the tensor; ReadTensorFile itself still returns the exact bits.
+TEST_F(Corruption, NonFiniteValues) {
+  for (double bad : {std::nan(""), -HUGE_VAL}) {
+    Rng rng(1);
+    MLP m({2, 3, 1}, Activation::kTanh, rng);
+    NamedTensors ts;
+    for (const auto& [name, t] : m.NamedParameters())
+      ts.emplace_back(name, t.Detach());
+    ts[1].second.mutable_data()[2] = bad;
+    const std::string path = TmpPath("nonfinite.ckpt");
+    ASSERT_TRUE(WriteTensorFile(path, ts).ok());
+    ExpectError(ReadAll(path), absl::StatusCode::kInvalidArgument,
+                "'" + ts[1].first + "' holds a non-finite value");
+    auto back = ReadTensorFile(path);
+    ASSERT_TRUE(back.ok());
+    EXPECT_EQ(std::isnan(bad), std::isnan((*back)[1].second[2]));
+  }
+}
+
+TEST(Checkpoint, FileIsWorldReadable) {
+  Rng rng(1);
+  MLP m({2, 3, 1}, Activation::kTanh, rng);
+  const std::string path = TmpPath("mode.ckpt");
+  ASSERT_TRUE(SaveCheckpoint(path, m).ok());
+  struct stat st;
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0644);
 }
 
 }  // namespace

@@ -158,16 +158,53 @@ TEST(Optimizer, SkipsParametersWithoutGradAndExposesState) {
   EXPECT_NEAR(a[0], 0.5, 1e-7);
   EXPECT_EQ(b[0], 2.0);
   NamedTensors st = opt.NamedState();
-  ASSERT_EQ(st.size(), 5u);
+  ASSERT_EQ(st.size(), 7u);
   EXPECT_EQ(st[0].first, "step");
   EXPECT_EQ(st[0].second.item(), 1.0);
   EXPECT_EQ(st[1].first, "param0.exp_avg");
   EXPECT_NEAR(st[1].second[0], 0.1, 1e-16);
   EXPECT_EQ(st[4].first, "param1.exp_avg_sq");
   EXPECT_EQ(st[4].second[1], 0.0);
+  EXPECT_EQ(st[5].first, "param0.step");  // per-parameter update counts
+  EXPECT_EQ(st[5].second.item(), 1.0);
+  EXPECT_EQ(st[6].first, "param1.step");
+  EXPECT_EQ(st[6].second.item(), 0.0);
   // Writing into the state restores it (what checkpoints do).
   st[0].second.mutable_data()[0] = 7.0;
   EXPECT_EQ(opt.step_count(), 7);
+}
+
+// Bias correction counts each parameter's own updates (as PyTorch): one that
+// first gets a gradient at global step 101 takes a first step, lr g / (|g| +
+// eps), not lr (m / c1) / sqrt(v / c2) with c2 = 1 - 0.999^101 (0.98 lr).
+TEST(Adam, LateParameterTakesAFirstStep) {
+  for (bool decoupled : {false, true}) {
+    Tensor a = Param({1.0}), b = Param({2.0, -3.0});
+    const double lr = 0.1;
+    std::unique_ptr<Optimizer> opt;
+    if (decoupled)
+      opt = std::make_unique<AdamW>(std::vector<Tensor>{a, b},
+                                    Lr<AdamOptions>(lr));
+    else
+      opt = std::make_unique<Adam>(std::vector<Tensor>{a, b},
+                                   Lr<AdamOptions>(lr));
+    for (int t = 0; t < 100; ++t) {
+      LinearGrad(a, Tensor::FromVector({1}, {1.0}));
+      b.ZeroGrad();
+      opt->Step();
+    }
+    EXPECT_EQ(b.ToVector(), (std::vector<double>{2.0, -3.0}));
+    LinearGrad(b, Tensor::FromVector({2}, {0.5, -4.0}));
+    opt->Step();
+    EXPECT_NEAR(b[0], 2.0 - lr * 0.5 / (0.5 + 1e-8), 1e-15);
+    EXPECT_NEAR(b[1], -3.0 + lr * 4.0 / (4.0 + 1e-8), 1e-15);
+    EXPECT_NEAR(b[0], 2.0 - lr, 1e-8);  // lr sign(g), up to eps
+    NamedTensors st = opt->NamedState();
+    EXPECT_EQ(st[0].second.item(), 101.0);  // global
+    EXPECT_EQ(st.back().first, "param1.step");
+    EXPECT_EQ(st.back().second.item(), 1.0);
+    EXPECT_EQ(st[st.size() - 2].second.item(), 101.0);  // param0.step
+  }
 }
 
 TEST(Schedule, Values) {
@@ -214,6 +251,25 @@ TEST(Clip, GlobalNormScalesAllAndReturnsPreClipNorm) {
   EXPECT_DOUBLE_EQ(a.grad()[1], 2.0);
   EXPECT_DOUBLE_EQ(b.grad()[0], 6.0);
   EXPECT_DOUBLE_EQ(ClipGradNorm({a, b}, 100.0), 6.5);
+}
+
+// Squares of 1e200 overflow and of 1e-200 underflow; the norm must not, and
+// clipping keeps the direction. A norm above DBL_MAX is inf, yet clips right.
+TEST(Clip, GlobalNormOfHugeAndTinyGradients) {
+  for (double scale : {1e200, 1e-200}) {
+    Tensor a = Param({0.0, 0.0}), b = Param({0.0});
+    LinearGrad(a, Tensor::FromVector({2}, {3.0 * scale, -4.0 * scale}));
+    LinearGrad(b, Tensor::FromVector({1}, {12.0 * scale}));
+    EXPECT_NEAR(ClipGradNorm({a, b}, 6.5 * scale), 13.0 * scale, 1e-14 * scale);
+    EXPECT_NEAR(a.grad()[0], 1.5 * scale, 1e-14 * scale);
+    EXPECT_NEAR(a.grad()[1], -2.0 * scale, 1e-14 * scale);
+    EXPECT_NEAR(b.grad()[0], 6.0 * scale, 1e-14 * scale);
+  }
+  Tensor c = Param({0.0, 0.0});
+  LinearGrad(c, Tensor::FromVector({2}, {1.5e308, -1.5e308}));
+  EXPECT_EQ(ClipGradNorm({c}, 1.0), HUGE_VAL);
+  EXPECT_NEAR(c.grad()[0], std::sqrt(0.5), 1e-15);
+  EXPECT_NEAR(c.grad()[1], -std::sqrt(0.5), 1e-15);
 }
 
 TEST(Clip, ByValue) {

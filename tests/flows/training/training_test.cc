@@ -158,13 +158,105 @@ TEST(TrainNll, NanGuardRestoresTheLastGoodParameters) {
   o.log = &log;
   TrainResult r = TrainNll(*model, nll, adam, data, o).value();
   EXPECT_TRUE(r.diverged);
-  EXPECT_EQ(r.steps, 6);
+  // Step 6 evaluated the parameters after 5 updates: those are restored.
+  EXPECT_EQ(r.steps, 5);
+  EXPECT_EQ(r.losses.size(), 6u);
+  EXPECT_EQ(adam.step_count(), 5);
   EXPECT_EQ(SnapshotParameters(*model), at_step6);
-  EXPECT_NE(log.str().find("stopped at step 7: non-finite loss"),
+  EXPECT_NE(log.str().find("stopped at step 7: non-finite loss (loss nan"),
+            std::string::npos)
+      << log.str();
+  EXPECT_NE(log.str().find("restored the parameters after 5 updates"),
             std::string::npos)
       << log.str();
   for (double v : model->Parameters()[0].ToVector())
     EXPECT_TRUE(std::isfinite(v));
+}
+
+// One parameter b and the loss sqrt(1 - b), NaN for b > 1: gradient descent
+// walks b up until the loss breaks.
+class Root : public nn::Module {
+ public:
+  Root() { b = RegisterParameter("b", Tensor::Zeros(Shape{1})); }
+  Tensor Loss() const { return Sum(Sqrt(1.0 - b)); }
+  Tensor b;
+};
+
+TEST(TrainNll, DivergenceNeverLeavesACheckpointWithoutAFiniteLoss) {
+  // SGD (lr 1, momentum 0.9), gradient -1 / (2 sqrt(1 - b)):
+  //   b: 0 -> 0.5 (buffer -0.5) -> 0.5 + 0.45 + 1/sqrt(2) = 1.657 (NaN loss).
+  Root root;
+  nn::Sgd sgd(root, {.lr = 1.0, .momentum = 0.9});
+  NllFn nll = [&](const Tensor&, const Tensor&, Rng&) { return root.Loss(); };
+  TrainOptions o;
+  o.batch_size = 2;
+  o.max_steps = 10;
+  o.log_every = 0;
+  o.checkpoint_every = 1;
+  o.checkpoint_path =
+      std::string(std::getenv("TEST_TMPDIR")) + "/diverged_ckpt.bin";
+  TrainResult r =
+      TrainNll(root, nll, sgd, D(Tensor::Zeros(Shape{4, 1}), Tensor()), o)
+          .value();
+  ASSERT_TRUE(r.diverged);
+  EXPECT_EQ(r.steps, 1);
+  EXPECT_NE(r.message.find("stopped at step 3: non-finite loss"),
+            std::string::npos)
+      << r.message;
+  EXPECT_NE(r.message.find("after 1 updates"), std::string::npos) << r.message;
+  EXPECT_DOUBLE_EQ(root.b[0], 0.5);
+  EXPECT_EQ(sgd.step_count(), 1);
+  // The file was written at step 2 with b = 1.657; it now holds b = 0.5 and
+  // the optimizer state of that point (one update, momentum buffer -0.5).
+  Root loaded;
+  nn::Sgd sgd2(loaded, {.lr = 1.0, .momentum = 0.9});
+  ASSERT_TRUE(nn::LoadCheckpoint(o.checkpoint_path, loaded, &sgd2).ok());
+  EXPECT_DOUBLE_EQ(loaded.b[0], 0.5);
+  EXPECT_DOUBLE_EQ(loaded.Loss().item(), std::sqrt(0.5));
+  EXPECT_EQ(sgd2.step_count(), 1);
+  int buffers = 0;
+  for (const auto& [name, t] : sgd2.NamedState()) {
+    if (name == "step") continue;
+    EXPECT_DOUBLE_EQ(t[0], -0.5) << name;
+    ++buffers;
+  }
+  EXPECT_EQ(buffers, 1);
+}
+
+TEST(TrainNll, BadDataAreErrorsNamingTheRow) {
+  auto model = AffineModel(2);
+  nn::Adam adam(*model, {});
+  TrainOptions o;
+  o.log_every = 0;
+  TrainData data = D(Tensor::Zeros(Shape{4, 2}), Tensor::Zeros(Shape{3, 2}));
+  data.train.mutable_data()[5] = std::nan("");
+  absl::Status s = TrainNll(*model, adam, data, o).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("training data row 2 has nan at entry 1"),
+            std::string::npos)
+      << s;
+  data.train = Tensor::Zeros(Shape{4, 2});
+  data.val.mutable_data()[0] = INFINITY;
+  s = TrainNll(*model, adam, data, o).status();
+  EXPECT_NE(s.message().find("validation data row 0 has inf"),
+            std::string::npos)
+      << s;
+  // A context for one split only: a conditional flow needs both.
+  data.val = Tensor::Zeros(Shape{3, 2});
+  data.train_context = Tensor::Zeros(Shape{4, 1});
+  s = TrainNll(*model, adam, data, o).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("train data has a context but validation"),
+            std::string::npos)
+      << s;
+  data.train_context = Tensor();
+  data.val_context = Tensor::Zeros(Shape{3, 1});
+  EXPECT_FALSE(TrainNll(*model, adam, data, o).ok());
+  data.train_context = Tensor::Full(Shape{4, 1}, -INFINITY);
+  s = TrainNll(*model, adam, data, o).status();
+  EXPECT_NE(s.message().find("training context row 0 has -inf"),
+            std::string::npos)
+      << s;
 }
 
 TEST(TrainNll, BadOptionsAreErrors) {
@@ -256,11 +348,15 @@ TEST(ReverseKl, NanGuardRestoresTheLastGoodParameters) {
   o.log_every = 0;
   ReverseKlResult r = TrainReverseKl(*model, log_p, adam, o).value();
   EXPECT_TRUE(r.diverged);
-  EXPECT_EQ(r.steps, 3);
+  // Step 4's free energy is NaN: the parameters step 3 evaluated (after 2
+  // updates), the last with a finite free energy, are restored.
+  EXPECT_EQ(r.steps, 2);
   EXPECT_EQ(r.free_energy.size(), 3u);
-  // Step 4's free energy is NaN: the parameters of step 3, the last with a
-  // finite free energy, are restored.
   EXPECT_EQ(SnapshotParameters(*model), at_step3);
+  EXPECT_NE(r.message.find("stopped at step 4: non-finite free energy; "
+                           "restored the parameters after 2 updates"),
+            std::string::npos)
+      << r.message;
 }
 
 }  // namespace

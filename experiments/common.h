@@ -1,6 +1,7 @@
 // Small helpers shared by the experiment binaries.
-//   OutputPath(f): where `bazel run` users expect files: the directory they
-//     ran bazel from ($BUILD_WORKING_DIRECTORY), else the current directory.
+//   OutputPath(f): where `bazel run` users expect files: relative f goes
+//     into the directory they ran bazel from ($BUILD_WORKING_DIRECTORY),
+//     else the current directory; an absolute f is used as given.
 //   LoadImageSetOrSetup(name, split): data::LoadImageSet; if the data set is
 //     missing, runs experiments/setup_data.sh (shipped as runfile data) once
 //     and retries; if that fails, the error gives ManualSetupCommand(name).

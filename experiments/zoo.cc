@@ -9,13 +9,17 @@
 #include "flows/coupling.h"
 #include "flows/distribution.h"
 #include "flows/glow.h"
+#include "flows/householder.h"
 #include "flows/linear.h"
 #include "flows/masked_coupling.h"
 #include "flows/permute.h"
 #include "flows/planar.h"
 #include "flows/radial.h"
+#include "flows/resflow.h"
+#include "flows/scaling.h"
 #include "flows/sequential.h"
 #include "flows/spline.h"
+#include "flows/sylvester.h"
 
 namespace flowtape::experiments {
 namespace {
@@ -61,6 +65,35 @@ FlowPtr Radial(const ZooConfig& c, Rng& rng) {
   return Stack(c, false, [&](int) {
     return std::make_shared<flows::Radial>(Dim(c), rng);
   });
+}
+
+// Orthogonal Sylvester flows with M = D (each layer its own Q).
+FlowPtr Sylvester(const ZooConfig& c, Rng& rng) {
+  flows::SylvesterOptions o;
+  o.dim = Dim(c);
+  if (absl::Status s = flows::ValidateSylvesterOptions(o); !s.ok()) return s;
+  return Stack(c, false,
+               [&](int) { return std::make_shared<flows::Sylvester>(o, rng); });
+}
+
+// Tomczak & Welling's use: a diagonal Gaussian rotated by `layers`
+// reflections, i.e. x = H_K ... H_1 (exp(-s) * z), a full covariance.
+FlowPtr Householder(const ZooConfig& c, Rng& rng) {
+  auto seq = std::make_shared<flows::Sequential>();
+  seq->Add(std::make_shared<flows::Householder>(Dim(c), c.layers, rng));
+  seq->Add(std::make_shared<flows::Scaling>(Shape{Dim(c)}));
+  return seq;
+}
+
+// Residual Flows: `layers` x (ActNorm, residual block with an MLP of the
+// hidden sizes, c = 0.9); exact log-det up to D = 4, Russian roulette above.
+FlowPtr ResFlow(const ZooConfig& c, Rng& rng) {
+  flows::ResidualOptions o;
+  o.dim = Dim(c);
+  o.hidden = c.hidden;
+  if (o.dim > 4) o.estimator = flows::LogdetEstimator::kRussianRoulette;
+  if (absl::Status s = flows::ValidateResidualOptions(o); !s.ok()) return s;
+  return flows::ResidualFlow(o, c.layers, rng);
 }
 
 FlowPtr Maf(const ZooConfig& c, Rng& rng, bool inverted) {
@@ -148,6 +181,10 @@ const std::vector<ZooEntry>& ZooEntries() {
        D::kVectors, B::kNormal, Planar},
       {"radial", "radial flows (Rezende & Mohamed 2015)", D::kVectors,
        B::kNormal, Radial},
+      {"sylvester", "orthogonal Sylvester flows (van den Berg 2018), M = D",
+       D::kVectors, B::kNormal, Sylvester},
+      {"householder", "Householder reflections on a diagonal Gaussian (TW16)",
+       D::kVectors, B::kNormal, Householder},
       {"maf", "masked autoregressive flow (Papamakarios et al. 2017)",
        D::kVectors, B::kNormal,
        [](const ZooConfig& c, Rng& r) { return Maf(c, r, false); }},
@@ -160,13 +197,17 @@ const std::vector<ZooEntry>& ZooEntries() {
       {"ffjord", "continuous flow, ConcatSquash ODE (Grathwohl et al. 2019)",
        D::kVectors, B::kNormal,
        [](const ZooConfig& c, Rng& r) -> FlowPtr {
-         return flows::MakeFfjord(Dim(c), c.hidden, /*rnode=*/false, r);
+         return flows::MakeFfjord(Dim(c), c.hidden, /*rnode=*/false, r,
+                                  c.context_dim);
        }},
       {"rnode", "FFJORD + kinetic/Jacobian regularisers (Finlay et al. 2020)",
        D::kVectors, B::kNormal,
        [](const ZooConfig& c, Rng& r) -> FlowPtr {
-         return flows::MakeFfjord(Dim(c), c.hidden, /*rnode=*/true, r);
+         return flows::MakeFfjord(Dim(c), c.hidden, /*rnode=*/true, r,
+                                  c.context_dim);
        }},
+      {"resflow", "invertible residual blocks, Residual Flows (Chen 2019)",
+       D::kVectors, B::kNormal, ResFlow},
   };
   return *entries;
 }

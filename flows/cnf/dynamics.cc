@@ -5,11 +5,46 @@
 #include "autodiff/ops.h"
 
 namespace flowtape::flows {
+namespace {
+
+void CheckInputs(const char* op, const Tensor& t, const Tensor& z, int64_t dim,
+                 const Tensor& context, int64_t context_dim) {
+  FT_CHECK(t.numel() == 1, op, ": t must be a scalar, got ",
+           t.shape().ToString());
+  FT_CHECK(z.rank() == 2 && z.dim(1) == dim, op, ": z ", z.shape().ToString(),
+           " vs dim ", dim);
+  if (context_dim == 0) {
+    FT_CHECK(!context.defined(), op, ": context ", context.shape().ToString(),
+             " given to unconditional dynamics");
+  } else {
+    FT_CHECK(context.defined() && context.rank() == 2 &&
+                 context.dim(0) == z.dim(0) && context.dim(1) == context_dim,
+             op, ": context ",
+             context.defined() ? context.shape().ToString() : "undefined",
+             " vs [", z.dim(0), ", ", context_dim, "]");
+  }
+}
+
+// t as a [n, 1] column (differentiable in t).
+Tensor TimeColumn(const Tensor& t, int64_t n) {
+  return BroadcastTo(Reshape(t, {1, 1}), Shape({n, 1}));
+}
+
+}  // namespace
+
+Tensor CnfDynamics::operator()(const Tensor& t, const Tensor& z,
+                               const Tensor& context) const {
+  FT_CHECK(!context.defined(), "cnf dynamics: this net takes no context");
+  FT_CHECK(!t.requires_grad(),
+           "cnf dynamics: a differentiable t (learnable T) needs an override "
+           "of operator()(Tensor t, z, context)");
+  return (*this)(t.item(), z);
+}
 
 TimeMlp::TimeMlp(int64_t dim, const std::vector<int64_t>& hidden,
-                 nn::Activation act, Rng& rng)
-    : dim_(dim) {
-  std::vector<int64_t> sizes{dim + 1};
+                 nn::Activation act, Rng& rng, int64_t context_dim)
+    : dim_(dim), context_dim_(context_dim) {
+  std::vector<int64_t> sizes{dim + 1 + context_dim};
   sizes.insert(sizes.end(), hidden.begin(), hidden.end());
   sizes.push_back(dim);
   mlp_ = RegisterModule("mlp", std::make_shared<nn::MLP>(sizes, act, rng));
@@ -18,41 +53,62 @@ TimeMlp::TimeMlp(int64_t dim, const std::vector<int64_t>& hidden,
 Tensor TimeMlp::operator()(double t, const Tensor& z) const {
   FT_CHECK(z.rank() == 2 && z.dim(1) == dim_, "time_mlp: z ",
            z.shape().ToString(), " vs dim ", dim_);
+  FT_CHECK(context_dim_ == 0, "time_mlp: conditional net called without ",
+           "its context");
   return (*mlp_)(Concat({z, Tensor::Full({z.dim(0), 1}, t)}, 1));
 }
 
-ConcatSquashLinear::ConcatSquashLinear(int64_t in, int64_t out, Rng& rng) {
-  layer_ = RegisterModule("layer", std::make_shared<nn::Linear>(in, out, rng));
-  gate_ =
-      RegisterModule("hyper_gate", std::make_shared<nn::Linear>(1, out, rng));
-  hyper_bias_ = RegisterModule(
-      "hyper_bias", std::make_shared<nn::Linear>(1, out, rng, /*bias=*/false));
+Tensor TimeMlp::operator()(const Tensor& t, const Tensor& z,
+                           const Tensor& context) const {
+  CheckInputs("time_mlp", t, z, dim_, context, context_dim_);
+  std::vector<Tensor> in{z, TimeColumn(t, z.dim(0))};
+  if (context.defined()) in.push_back(context);
+  return (*mlp_)(Concat(in, 1));
 }
 
-Tensor ConcatSquashLinear::operator()(double t, const Tensor& h) const {
-  Tensor tt = Tensor::Full({1, 1}, t);
-  return (*layer_)(h)*Sigmoid((*gate_)(tt)) + (*hyper_bias_)(tt);
+ConcatSquashLinear::ConcatSquashLinear(int64_t in, int64_t out, Rng& rng,
+                                       int64_t hyper_in) {
+  layer_ = RegisterModule("layer", std::make_shared<nn::Linear>(in, out, rng));
+  gate_ = RegisterModule("hyper_gate",
+                         std::make_shared<nn::Linear>(hyper_in, out, rng));
+  hyper_bias_ = RegisterModule(
+      "hyper_bias",
+      std::make_shared<nn::Linear>(hyper_in, out, rng, /*bias=*/false));
+}
+
+Tensor ConcatSquashLinear::operator()(const Tensor& u, const Tensor& h) const {
+  return (*layer_)(h)*Sigmoid((*gate_)(u)) + (*hyper_bias_)(u);
 }
 
 ConcatSquashNet::ConcatSquashNet(int64_t dim,
                                  const std::vector<int64_t>& hidden,
-                                 nn::Activation act, Rng& rng)
-    : dim_(dim), act_(act) {
+                                 nn::Activation act, Rng& rng,
+                                 int64_t context_dim)
+    : dim_(dim), context_dim_(context_dim), act_(act) {
   std::vector<int64_t> sizes{dim};
   sizes.insert(sizes.end(), hidden.begin(), hidden.end());
   sizes.push_back(dim);
   for (size_t i = 0; i + 1 < sizes.size(); ++i)
-    layers_.push_back(RegisterModule(
-        absl::StrCat("layer", i),
-        std::make_shared<ConcatSquashLinear>(sizes[i], sizes[i + 1], rng)));
+    layers_.push_back(
+        RegisterModule(absl::StrCat("layer", i),
+                       std::make_shared<ConcatSquashLinear>(
+                           sizes[i], sizes[i + 1], rng, 1 + context_dim)));
 }
 
 Tensor ConcatSquashNet::operator()(double t, const Tensor& z) const {
-  FT_CHECK(z.rank() == 2 && z.dim(1) == dim_, "concat_squash: z ",
-           z.shape().ToString(), " vs dim ", dim_);
+  FT_CHECK(context_dim_ == 0, "concat_squash: conditional net called ",
+           "without its context");
+  return (*this)(Tensor::Full({1, 1}, t), z, Tensor());
+}
+
+Tensor ConcatSquashNet::operator()(const Tensor& t, const Tensor& z,
+                                   const Tensor& context) const {
+  CheckInputs("concat_squash", t, z, dim_, context, context_dim_);
+  Tensor u = t.rank() == 2 ? t : Reshape(t, {1, 1});
+  if (context.defined()) u = Concat({TimeColumn(t, z.dim(0)), context}, 1);
   Tensor h = z;
   for (size_t i = 0; i < layers_.size(); ++i) {
-    h = (*layers_[i])(t, h);
+    h = (*layers_[i])(u, h);
     if (i + 1 < layers_.size()) h = nn::Apply(act_, h);
   }
   return h;

@@ -1,12 +1,25 @@
-// Dynamics nets f(t, z) for continuous flows and neural ODEs: R x R^d -> R^d
-// on batches z [N, d] (t is one scalar shared by the batch).
+// Dynamics nets f(t, z, c) for continuous flows and neural ODEs:
+// R x R^d (x R^K) -> R^d on batches z [N, d] (t is one scalar shared by the
+// batch; c an optional per-sample context [N, K], K = context_dim()).
 //
-//   TimeMlp:        f = MLP([z, t])  (t appended as an input column)
+//   TimeMlp:        f = MLP([z, t, c])  (t, then c, appended as columns)
 //   ConcatSquashNet (FFJORD, Grathwohl et al. 2019): layers
-//                   h' = (h W + b) * sigmoid(t w_g + b_g) + t w_b,
-//                   activation between layers, none after the last.
+//                   h' = (h W + b) * sigmoid(u w_g + b_g) + u w_b,
+//                   u = [t, c] (the hyper-net input; u = t without context,
+//                   as in FFJORD; with context as in PointFlow's conditional
+//                   CNF), activation between layers, none after the last.
 // Weights start Xavier-uniform (nn::Linear); hyper-net weights w_g, b_g, w_b
-// are Linear(1, out) layers (w_b without bias).
+// are Linear(1 + K, out) layers (w_b without bias). context_dim = 0 builds
+// (and draws from the Rng) exactly what the unconditional nets always did.
+//
+// Two call forms:
+//   f(t, z):             double t, no context (neural ODEs, benchmarks).
+//   f(t, z, c):          t a scalar Tensor, which may be a tape node: a CNF
+//                        with learnable integration time T evaluates
+//                        f(s T, z, c), and dL/dT needs df/dt. c is [N, K] or
+//                        undefined (K = 0). The base class's default accepts
+//                        neither a context nor a t that requires grad;
+//                        TimeMlp and ConcatSquashNet handle both.
 #ifndef FLOWTAPE_FLOWS_CNF_DYNAMICS_H_
 #define FLOWTAPE_FLOWS_CNF_DYNAMICS_H_
 
@@ -24,26 +37,36 @@ class CnfDynamics : public nn::Module {
  public:
   // z [N, dim()] -> dz/dt [N, dim()].
   virtual Tensor operator()(double t, const Tensor& z) const = 0;
+  // t scalar (rank 0 or numel 1), z [N, dim()], context [N, context_dim()]
+  // (undefined iff context_dim() == 0) -> dz/dt [N, dim()].
+  virtual Tensor operator()(const Tensor& t, const Tensor& z,
+                            const Tensor& context) const;
   virtual int64_t dim() const = 0;
+  virtual int64_t context_dim() const { return 0; }
 };
 
 class TimeMlp : public CnfDynamics {
  public:
   // hidden: hidden layer widths.
   TimeMlp(int64_t dim, const std::vector<int64_t>& hidden, nn::Activation act,
-          Rng& rng);
+          Rng& rng, int64_t context_dim = 0);
   Tensor operator()(double t, const Tensor& z) const override;
+  Tensor operator()(const Tensor& t, const Tensor& z,
+                    const Tensor& context) const override;
   int64_t dim() const override { return dim_; }
+  int64_t context_dim() const override { return context_dim_; }
 
  private:
-  int64_t dim_;
+  int64_t dim_, context_dim_;
   std::shared_ptr<nn::MLP> mlp_;
 };
 
 class ConcatSquashLinear : public nn::Module {
  public:
-  ConcatSquashLinear(int64_t in, int64_t out, Rng& rng);
-  Tensor operator()(double t, const Tensor& h) const;
+  // hyper_in: width of the hyper-net input u (1 + context_dim).
+  ConcatSquashLinear(int64_t in, int64_t out, Rng& rng, int64_t hyper_in = 1);
+  // u [1, hyper_in] (shared by the batch) or [N, hyper_in]; h [N, in].
+  Tensor operator()(const Tensor& u, const Tensor& h) const;
 
  private:
   std::shared_ptr<nn::Linear> layer_, gate_, hyper_bias_;
@@ -52,12 +75,15 @@ class ConcatSquashLinear : public nn::Module {
 class ConcatSquashNet : public CnfDynamics {
  public:
   ConcatSquashNet(int64_t dim, const std::vector<int64_t>& hidden,
-                  nn::Activation act, Rng& rng);
+                  nn::Activation act, Rng& rng, int64_t context_dim = 0);
   Tensor operator()(double t, const Tensor& z) const override;
+  Tensor operator()(const Tensor& t, const Tensor& z,
+                    const Tensor& context) const override;
   int64_t dim() const override { return dim_; }
+  int64_t context_dim() const override { return context_dim_; }
 
  private:
-  int64_t dim_;
+  int64_t dim_, context_dim_;
   nn::Activation act_;
   std::vector<std::shared_ptr<ConcatSquashLinear>> layers_;
 };

@@ -1,15 +1,18 @@
 // CNF (FFJORD/RNODE): exact answers for linear dynamics, log-det against the
 // brute-force Jacobian of the solve map, Hutchinson unbiasedness, round
 // trips, adjoint vs discretise-then-optimise vs finite differences, and the
-// common flow harness.
+// common flow harness; fixed-T results equal values recorded before learnable
+// T and conditioning existed (cnf_train_t_test, cnf_context_test test those).
 #include "flows/cnf/cnf.h"
 
 #include <Eigen/Dense>
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <string>
 #include <unsupported/Eigen/MatrixFunctions>
 #include <utility>
+#include <vector>
 
 #include "autodiff/functional.h"
 #include "autodiff/grad.h"
@@ -93,6 +96,100 @@ TEST(CnfTest, LinearDynamicsExactAnswers) {
     }
     k *= o.t_end / m / 3;
     EXPECT_NEAR(r->kinetic[i], k, 1e-9);
+  }
+}
+
+// Fixed T is integrated exactly as before learnable T and conditioning were
+// added: solution, log-det, regularisers, loss, parameter gradients and an
+// inverse solve, recorded (%.17g) from the code at commit 8a929d0, agree to
+// 1e-12 relative (bit-for-bit at the default build when recorded).
+TEST(CnfTest, FixedTimeResultsAreUnchanged) {
+  const std::vector<std::vector<double>> before = {
+      {// concat_squash_adjoint
+       -0.26928474553546111, -0.28545291846725396,  0.89157377688630313,
+       0.63707327316003581,  -0.58693171852335624,  0.34827164455896104,
+       0.018442581840108666, 0.81579967211187221,   0.034308850325796142,
+       0.14583083523090984,  0.55152712084054245,   0.056567126101162553,
+       -0.04639854506139357, 0.83991768335258776,   0.026649809251888232,
+       0.34554254066193213,  0.013068180675953864,  0.0064268099564635832,
+       0.011218859189939883, -0.046973121119029335, 0.052749042055406759,
+       0.11002417954836408,  -0.029719509892555739, 0.050359606958000604,
+       -0.31035477485982643, 0.010511663831109351},
+      {// concat_squash_discretize
+       -0.26928474553546111,  -0.28545291846725351,  0.89157377688630324,
+       0.63707327316003626,   -0.58693171852335613,  0.34827164455896104,
+       0.018442581840108656,  0.81579967211187221,   0.034308850325796156,
+       0.14583083523090981,   0.55152712084054234,   0.056567126101162567,
+       -0.046398545061393577, 0.83991768335258765,   0.026649809251888229,
+       0.34554254066193224,   0.013068180510418127,  0.0064268100609302077,
+       0.011218859022418733,  -0.046973121168496015, 0.052749041860875728,
+       0.11002417941998631,   -0.029719509723851862, 0.050359607003914897,
+       -0.3103547748598266,   0.010511663831109363},
+      {// time_mlp_hutchinson_adjoint
+       -0.96207500782933097, -2.0150505065926274,   1.8161429512087528,
+       -3.0440279134572856,  -0.23412172684148269,  -1.7737303855093129,
+       0.086980579444528347, 1.6301693505874495,    0.19698930527534625,
+       -0.11037502050980384, 9.452084063649334,     0.97613146413288487,
+       0.3484490533678069,   2.8727819060577158,    3.0637540990679799,
+       4.0978463787073229,   -0.058774119882223759, -1.0042439548878241,
+       -1.0217561904088206,  -0.12083727841655623},
+      {// time_mlp_hutchinson_discretize
+       -0.96207500782933009, -2.0150505065926279,   1.8161429512087526,
+       -3.0440279134572856,  -0.23412172684148252,  -1.7737303855093129,
+       0.086980579444528389, 1.6301693505874504,    0.19698930527534619,
+       -0.11037502050980387, 9.4520840636493322,    0.97613146413288454,
+       0.34844905336780702,  2.8727819060577162,    3.0637540990679804,
+       4.0978463787073229,   -0.058774119616467273, -1.0042439500742935,
+       -1.0217561904088213,  -0.12083727841655638},
+  };
+  int row = 0;
+  for (int net_kind = 0; net_kind < 2; ++net_kind) {
+    for (ode::Gradient g :
+         {ode::Gradient::kAdjoint, ode::Gradient::kDiscretize}) {
+      Rng rng(21);
+      std::shared_ptr<CnfDynamics> net;
+      if (net_kind == 0)
+        net = std::make_shared<ConcatSquashNet>(2, std::vector<int64_t>{8, 8},
+                                                nn::Activation::kTanh, rng);
+      else
+        net = std::make_shared<TimeMlp>(2, std::vector<int64_t>{8},
+                                        nn::Activation::kTanh, rng);
+      testing::PerturbParameters(*net, *std::make_unique<Rng>(22), 0.5);
+      CnfOptions o;
+      o.ode.rtol = 1e-8;
+      o.ode.atol = 1e-9;
+      o.ode.gradient = g;
+      o.t_end = 1.3;
+      o.lambda_kinetic = 0.1;
+      o.lambda_jacobian = 0.2;
+      if (net_kind == 1) {
+        o.trace = TraceEstimator::kHutchinson;
+        o.seed = 5;
+      }
+      Cnf cnf(net, o);
+      Tensor x = Tensor::Randn({3, 2}, *std::make_unique<Rng>(23));
+      Tape::Get().Reset();
+      auto r = cnf.Solve(x, true);
+      ASSERT_TRUE(r.ok()) << r.status();
+      Tensor loss = Mean(Sum(Square(r->value), 1) * 0.5 - r->logdet) +
+                    cnf.Regularization(*r);
+      Backward(loss);
+      std::vector<double> now;
+      for (int64_t i = 0; i < 6; ++i) now.push_back(r->value[i]);
+      for (int64_t i = 0; i < 3; ++i)
+        now.insert(now.end(), {r->logdet[i], r->kinetic[i], r->jacobian[i]});
+      now.push_back(loss.item());
+      std::vector<Tensor> ps = net->Parameters();
+      for (size_t k = 0; k < ps.size(); k += 2) now.push_back(ps[k].grad()[0]);
+      FlowResult inv = cnf.Inverse(x);
+      now.insert(now.end(), {inv.value[0], inv.logdet[2]});
+      Tape::Get().Reset();
+      const std::vector<double>& want = before[row++];
+      ASSERT_EQ(now.size(), want.size());
+      for (size_t i = 0; i < want.size(); ++i)
+        EXPECT_NEAR(now[i], want[i], 1e-12 * std::max(1.0, std::fabs(want[i])))
+            << "row " << row - 1 << " entry " << i;
+    }
   }
 }
 

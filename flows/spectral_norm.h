@@ -1,0 +1,67 @@
+// SpectralLinear: a linear layer whose weight is spectrally normalised
+// (Miyato et al. 2018), the building block of i-ResNets / Residual Flows.
+//
+//   y = x W_sn + b,   x [N, in], W [in, out], b [out]
+//   W_sn = W * min(1, c / sigma),   sigma ~ sigma_max(W) = u' W v
+// so that the layer is Lipschitz with constant <= c (in the 2-norm).
+// (u [in], v [out]) are unit vectors kept as non-parameter state and refined
+// by power iteration on the values:
+//   v <- W' u / |W' u|,   u <- W v / |W v|.
+// The gradient treats u, v as constants (Miyato): d sigma / dW = u v', which
+// is the exact derivative of sigma_max(W) once (u, v) are its singular
+// vectors. u' W v <= sigma_max(W) always, so the bound holds exactly only at
+// convergence (kConverged); a few iterations per step (kTrain) track a
+// slowly changing W.
+//
+// SpectralMode:
+//   kTrain     calls that record on the tape (grad enabled) first run
+//              `iterations` power steps and store (u, v); calls under
+//              NoGradScope (evaluation, sampling) use the stored vectors.
+//   kFrozen    always the stored (u, v): a fixed, deterministic function.
+//   kConverged power iteration from the stored u to convergence on every
+//              call (nothing stored): W_sn is a deterministic function of W
+//              with the true sigma_max and its exact first derivative (tests,
+//              exact evaluation; O(in*out) per iteration).
+#ifndef FLOWTAPE_FLOWS_SPECTRAL_NORM_H_
+#define FLOWTAPE_FLOWS_SPECTRAL_NORM_H_
+
+#include <cstdint>
+
+#include "autodiff/nn/module.h"
+#include "autodiff/tensor.h"
+
+namespace flowtape::flows {
+
+enum class SpectralMode { kTrain, kFrozen, kConverged };
+
+class SpectralLinear : public nn::Module {
+ public:
+  // W Xavier-uniform, b zero, u random unit; c in (0, inf) is the bound.
+  SpectralLinear(int64_t in, int64_t out, double c, Rng& rng);
+
+  // W_sn for this call (see SpectralMode; kTrain may update u, v).
+  Tensor NormalizedWeight(SpectralMode mode, int iterations) const;
+  Tensor operator()(const Tensor& x, SpectralMode mode, int iterations) const;
+
+  const Tensor& weight() const { return w_; }
+  const Tensor& bias() const { return b_; }
+  double bound() const { return c_; }
+  // sigma_max(W) by power iteration to convergence (values only).
+  double ConvergedSigma() const;
+  // Runs the stored (u, v) to convergence for the current W (e.g. after
+  // loading a checkpoint: (u, v) are state, not parameters, and not saved).
+  void Refresh() const;
+
+ private:
+  // Runs power iteration on (u, v) in place; `iterations` < 0: to
+  // convergence. Returns u' W v.
+  double PowerIterate(double* u, double* v, int iterations) const;
+
+  Tensor w_, b_;
+  mutable Tensor u_, v_;  // constants, [in] and [out]
+  double c_;
+};
+
+}  // namespace flowtape::flows
+
+#endif  // FLOWTAPE_FLOWS_SPECTRAL_NORM_H_

@@ -1,0 +1,389 @@
+// Invertible residual blocks (i-ResNet / Residual Flows): the harness with
+// exact log-dets, the Lipschitz bound, the series identity behind the
+// estimators, unbiasedness of the Hutchinson / Russian-roulette estimators
+// (statistical, 4 standard errors) and the inverse's error reporting.
+#include "flows/resflow.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <memory>
+#include <vector>
+
+#include "Eigen/Dense"
+#include "autodiff/functional.h"
+#include "autodiff/grad.h"
+#include "autodiff/ops.h"
+#include "autodiff/tape.h"
+#include "flows/actnorm.h"
+#include "flows/permute.h"
+#include "flows/sequential.h"
+#include "gtest/gtest.h"
+#include "tests/flows/harness.h"
+#include "tests/gradcheck.h"
+
+namespace flowtape::flows {
+namespace {
+using testing::FlowCase;
+using Mat =
+    Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+ResidualOptions Exact(int64_t d, double c = 0.9) {
+  ResidualOptions o;
+  o.dim = d;
+  o.hidden = {8, 8};
+  o.activation = nn::Activation::kTanh;
+  o.lipschitz = c;
+  o.spectral = SpectralMode::kConverged;
+  o.estimator = LogdetEstimator::kExact;
+  return o;
+}
+
+// A block with raw weights scaled by 4: sigma(W) > c, so the spectral
+// normalisation is active and g (hence log det) is far from zero.
+std::shared_ptr<ResidualBlock> Strong(const ResidualOptions& o, Rng& r) {
+  auto f = std::make_shared<ResidualBlock>(o, r);
+  for (const auto& layer : f->layers()) {
+    Tensor w = layer->weight(), b = layer->bias();
+    for (int64_t i = 0; i < w.numel(); ++i) w.mutable_data()[i] *= 4;
+    for (int64_t i = 0; i < b.numel(); ++i)
+      b.mutable_data()[i] = 0.3 * r.Normal();
+  }
+  return f;
+}
+
+std::shared_ptr<Flow> Res1(Rng& r) { return Strong(Exact(1), r); }
+std::shared_ptr<Flow> Res2(Rng& r) { return Strong(Exact(2), r); }
+std::shared_ptr<Flow> Res3(Rng& r) { return Strong(Exact(3), r); }
+std::shared_ptr<Flow> Res2Elu(Rng& r) {
+  ResidualOptions o = Exact(2);
+  o.activation = nn::Activation::kElu;
+  o.hidden = {6};
+  return Strong(o, r);
+}
+// The power series with exact traces and Lip(g) <= 0.25: 30 terms are exact
+// to ~1e-19, so the harness checks the VJP-chain estimator's derivatives.
+std::shared_ptr<Flow> Res2Series(Rng& r) {
+  ResidualOptions o = Exact(2, 0.5);
+  o.hidden = {8};
+  o.estimator = LogdetEstimator::kPowerSeries;
+  o.exact_trace = true;
+  o.series_terms = 30;
+  return Strong(o, r);
+}
+std::shared_ptr<Flow> ResStack(Rng& r) {  // actnorm, block, permutation, ...
+  auto s = std::make_shared<Sequential>();
+  for (int k = 0; k < 2; ++k) {
+    s->Add(std::make_shared<ActNorm>(3));
+    s->Add(Strong(Exact(3), r));
+    s->Add(RandomPermutation(3, r));
+  }
+  return s;
+}
+std::shared_ptr<Flow> ResFlow2(Rng& r) { return ResidualFlow(Exact(2), 2, r); }
+
+FLOWTAPE_FLOW_CASES(
+    Residual, FlowCase("resflow_1d", Res1, {1}).Perturb(0.3),
+    FlowCase("resflow_2d", Res2, {2}).Perturb(0.3),
+    FlowCase("resflow_3d", Res3, {3}).Perturb(0.3),
+    FlowCase("resflow_2d_elu", Res2Elu, {2}).Perturb(0.3),
+    FlowCase("resflow_2d_series", Res2Series, {2}).Quadrature(8, 200),
+    FlowCase("resflow_actnorm_permute_stack", ResStack, {3}).Perturb(0.2),
+    FlowCase("residual_flow_2d", ResFlow2, {2}).Perturb(0.2));
+
+// Per-sample Jacobians of g as Eigen matrices.
+std::vector<Mat> Jacobians(const ResidualBlock& f, const Tensor& x) {
+  TapeScope scope;
+  Tensor j = BatchJacobian([&](const Tensor& y) { return f.Residual(y); }, x);
+  const int64_t n = x.dim(0), d = x.dim(1);
+  std::vector<Mat> out;
+  for (int64_t i = 0; i < n; ++i)
+    out.push_back(Eigen::Map<const Mat>(j.data() + i * d * d, d, d));
+  return out;
+}
+
+// sum_{k=1..terms} (-1)^(k+1)/k tr(J^k) per sample, from the full Jacobian.
+std::vector<double> SeriesByMatrixPowers(const std::vector<Mat>& js,
+                                         int terms) {
+  std::vector<double> out;
+  for (const Mat& j : js) {
+    Mat p = Mat::Identity(j.rows(), j.cols());
+    double s = 0;
+    for (int k = 1; k <= terms; ++k) {
+      p = p * j;
+      s += (k % 2 ? 1.0 : -1.0) / k * p.trace();
+    }
+    out.push_back(s);
+  }
+  return out;
+}
+
+TEST(ResidualBlock, LipschitzBoundHoldsNumerically) {
+  for (nn::Activation act : {nn::Activation::kElu, nn::Activation::kTanh}) {
+    Rng rng(3);
+    ResidualOptions o = Exact(3, 0.7);
+    o.hidden = {16, 16};
+    o.activation = act;
+    ResidualBlock f(o, rng);
+    // Large raw weights: sigma(W) >> c, so normalisation must act.
+    for (const auto& layer : f.layers()) {
+      Tensor w = layer->weight();
+      for (int64_t i = 0; i < w.numel(); ++i) w.mutable_data()[i] *= 5;
+      Tensor wsn = layer->NormalizedWeight(SpectralMode::kConverged, 0);
+      Eigen::JacobiSVD<Mat> svd_w(
+          Eigen::Map<const Mat>(w.data(), w.dim(0), w.dim(1)));
+      Eigen::JacobiSVD<Mat> svd_sn(
+          Eigen::Map<const Mat>(wsn.data(), w.dim(0), w.dim(1)));
+      EXPECT_NEAR(layer->ConvergedSigma(), svd_w.singularValues()(0),
+                  1e-10 * svd_w.singularValues()(0));
+      EXPECT_GT(svd_w.singularValues()(0), 1.0);
+      EXPECT_NEAR(svd_sn.singularValues()(0), 0.7, 1e-12);
+    }
+    NoGradScope no_grad;
+    Tensor x = Tensor::Randn({300, 3}, rng) * 2.0;
+    double worst = 0;
+    for (const Mat& j : Jacobians(f, x))
+      worst = std::max(worst, Eigen::JacobiSVD<Mat>(j).singularValues()(0));
+    EXPECT_LE(worst, 0.7 + 1e-12);
+    EXPECT_GT(worst, 0.05);  // g is not trivially small
+  }
+}
+
+TEST(ResidualBlock, PowerSeriesWithExactTracesMatchesExactLogdet) {
+  Rng rng(5);
+  ResidualOptions o = Exact(3, 0.5);
+  o.hidden = {8};  // Lip(g) <= 0.25: 30 terms leave < 1e-19
+  o.estimator = LogdetEstimator::kPowerSeries;
+  o.exact_trace = true;
+  o.series_terms = 30;
+  auto keep = Strong(o, rng);
+  ResidualBlock& f = *keep;
+  Tensor x = Tensor::Randn({5, 3}, rng);
+  Tensor exact = f.Logdet(x, LogdetEstimator::kExact);
+  Tensor series = f.Forward(x).logdet;
+  std::vector<double> by_powers = SeriesByMatrixPowers(Jacobians(f, x), 30);
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_GT(std::fabs(exact[i]), 0.01);
+    EXPECT_NEAR(series[i], exact[i], 1e-8) << i;
+    EXPECT_NEAR(series[i], by_powers[i], 1e-12) << i;  // the VJP chain
+  }
+}
+
+// Mean and standard error of `draws` calls of est() per sample.
+struct Stats {
+  std::vector<double> mean, se;
+};
+template <typename F>
+Stats Sampled(F est, int n, int draws) {
+  std::vector<double> s(n, 0), s2(n, 0);
+  for (int k = 0; k < draws; ++k) {
+    Tensor e = est();
+    for (int i = 0; i < n; ++i) {
+      s[i] += e[i];
+      s2[i] += e[i] * e[i];
+    }
+  }
+  Stats st;
+  for (int i = 0; i < n; ++i) {
+    const double m = s[i] / draws;
+    st.mean.push_back(m);
+    st.se.push_back(std::sqrt((s2[i] / draws - m * m) / (draws - 1)));
+  }
+  return st;
+}
+
+TEST(ResidualBlock, HutchinsonPowerSeriesIsUnbiasedForItsTruncation) {
+  for (Noise noise : {Noise::kRademacher, Noise::kGaussian}) {
+    Rng rng(7);
+    ResidualOptions o = Exact(3, 0.8);
+    o.estimator = LogdetEstimator::kPowerSeries;
+    o.series_terms = 3;
+    o.noise = noise;
+    auto keep = Strong(o, rng);
+    ResidualBlock& f = *keep;
+    Tensor x = Tensor::Randn({4, 3}, rng);
+    NoGradScope no_grad;
+    std::vector<double> truth = SeriesByMatrixPowers(Jacobians(f, x), 3);
+    Stats st = Sampled(
+        [&] { return f.Logdet(x, LogdetEstimator::kPowerSeries); }, 4, 4000);
+    for (int i = 0; i < 4; ++i) {
+      EXPECT_GT(st.se[i], 0);
+      EXPECT_LT(std::fabs(st.mean[i] - truth[i]), 4 * st.se[i])
+          << i << " mean " << st.mean[i] << " truth " << truth[i];
+    }
+  }
+}
+
+TEST(ResidualBlock, RussianRouletteIsUnbiasedForTheFullLogdet) {
+  for (RouletteDistribution dist :
+       {RouletteDistribution::kGeometric, RouletteDistribution::kPoisson}) {
+    for (bool exact_trace : {false, true}) {
+      Rng rng(9);
+      ResidualOptions o = Exact(2, 0.6);
+      o.hidden = {8};
+      o.estimator = LogdetEstimator::kRussianRoulette;
+      o.roulette = dist;
+      o.roulette_exact_terms = 1;
+      o.roulette_param = dist == RouletteDistribution::kGeometric ? 0.5 : 2.0;
+      o.exact_trace = exact_trace;
+      auto keep = Strong(o, rng);
+      ResidualBlock& f = *keep;
+      Tensor x = Tensor::Randn({4, 2}, rng);
+      NoGradScope no_grad;
+      Tensor exact = f.Logdet(x, LogdetEstimator::kExact);
+      std::vector<double> first = SeriesByMatrixPowers(Jacobians(f, x), 1);
+      Stats st = Sampled(
+          [&] { return f.Logdet(x, LogdetEstimator::kRussianRoulette); }, 4,
+          6000);
+      for (int i = 0; i < 4; ++i) {
+        EXPECT_LT(std::fabs(st.mean[i] - exact[i]), 4 * st.se[i])
+            << i << " mean " << st.mean[i] << " exact " << exact[i];
+        // Power of the test: without the random tail (the first term
+        // alone) the mean would lie far outside that band.
+        if (exact_trace)
+          EXPECT_GT(std::fabs(first[i] - exact[i]), 10 * st.se[i]) << i;
+      }
+    }
+  }
+}
+
+TEST(ResidualBlock, RussianRouletteGradientIsUnbiased) {
+  Rng rng(11);
+  ResidualOptions o = Exact(2, 0.6);
+  o.hidden = {4};
+  o.estimator = LogdetEstimator::kRussianRoulette;
+  o.roulette_exact_terms = 1;
+  auto keep = Strong(o, rng);
+  ResidualBlock& f = *keep;
+  Tensor x = Tensor::Randn({3, 2}, rng);
+  std::vector<Tensor> params = f.Parameters();
+  auto grads = [&](LogdetEstimator e) {
+    TapeScope scope;
+    std::vector<Tensor> g = Grad({Sum(f.Logdet(x, e))}, params);
+    std::vector<double> flat;
+    for (const Tensor& t : g)
+      for (int64_t i = 0; i < t.numel(); ++i) flat.push_back(t[i]);
+    return flat;
+  };
+  const std::vector<double> exact = grads(LogdetEstimator::kExact);
+  const int m = static_cast<int>(exact.size()), draws = 3000;
+  std::vector<double> s(m, 0), s2(m, 0);
+  for (int k = 0; k < draws; ++k) {
+    std::vector<double> g = grads(LogdetEstimator::kRussianRoulette);
+    for (int i = 0; i < m; ++i) {
+      s[i] += g[i];
+      s2[i] += g[i] * g[i];
+    }
+  }
+  int checked = 0;
+  for (int i = 0; i < m; ++i) {
+    const double mean = s[i] / draws;
+    const double se = std::sqrt((s2[i] / draws - mean * mean) / (draws - 1));
+    if (se == 0 && exact[i] == 0) continue;
+    ++checked;
+    EXPECT_LT(std::fabs(mean - exact[i]), 4.5 * se + 1e-12)
+        << "entry " << i << " mean " << mean << " exact " << exact[i];
+  }
+  EXPECT_GT(checked, m / 2);
+}
+
+TEST(ResidualBlock, InverseHasExactSecondDerivatives) {
+  // Two recorded Newton steps: H v of a loss of Inverse(z) w.r.t. z matches
+  // differences of its gradient; one step (derivative of a constant start)
+  // gets first derivatives right but not second ones.
+  for (int steps : {2, 1}) {
+    Rng rng(19);
+    ResidualOptions o = Exact(3);
+    o.newton_steps = steps;
+    auto f = Strong(o, rng);
+    Tensor z = Tensor::Randn({3, 3}, rng);
+    Tensor r = Tensor::Randn({3, 3}, rng);
+    auto loss = [&](const std::vector<Tensor>& in) {
+      FlowResult x = f->Inverse(in[0]);
+      return Sum(Square(x.value) * r) + Sum(Square(x.logdet));
+    };
+    const double grad_err = testing::GradientError(loss, {z});
+    const double hvp_err = testing::HessianVectorError(loss, {z});
+    EXPECT_LT(grad_err, 1e-6) << steps;
+    if (steps == 2) EXPECT_LT(hvp_err, 1e-5);
+    if (steps == 1) EXPECT_GT(hvp_err, 1e-4);
+  }
+}
+
+TEST(ResidualBlock, InverseReportsBadInputAndNonConvergence) {
+  Rng rng(13);
+  ResidualBlock f(Exact(2), rng);
+  testing::PerturbParameters(f, rng, 0.3);
+  Tensor z = Tensor::FromVector({2, 2}, {0.5, std::nan(""), 1.0, 2.0});
+  auto r = f.TryInverse(z);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("not finite"), std::string::npos)
+      << r.status();
+  FlowResult bad = f.Inverse(z);
+  EXPECT_TRUE(std::isnan(bad.value[0]) && std::isnan(bad.logdet[0]));
+  EXPECT_FALSE(f.last_inverse_status().ok());
+
+  Tensor good = Tensor::Randn({3, 2}, rng) * 3.0;
+  f.set_inverse_max_iterations(2);
+  auto r2 = f.TryInverse(good);
+  ASSERT_FALSE(r2.ok());
+  EXPECT_NE(r2.status().message().find("did not converge"), std::string::npos)
+      << r2.status();
+  f.set_inverse_max_iterations(2000);
+  NoGradScope no_grad;  // no Newton steps: the fixed point alone
+  FlowResult x = f.Inverse(good);
+  EXPECT_TRUE(f.last_inverse_status().ok());
+  Tensor back = f.Forward(x.value).value;
+  for (int i = 0; i < 6; ++i) EXPECT_NEAR(back[i], good[i], 1e-11);
+}
+
+TEST(ResidualBlock, TrainModeTracksSigmaOnlyWhenRecording) {
+  Rng rng(17);
+  ResidualOptions o = Exact(2, 0.5);
+  o.spectral = SpectralMode::kTrain;
+  o.power_iterations = 1;
+  ResidualBlock f(o, rng);
+  testing::PerturbParameters(f, rng, 0.5);  // stored (u, v) now stale
+  const SpectralLinear& l = *f.layers()[0];
+  auto stored_sigma = [&] {  // c / scale of the frozen W_sn
+    Tensor wsn = l.NormalizedWeight(SpectralMode::kFrozen, 0);
+    Tensor w = l.weight();
+    return wsn[0] == w[0] ? 0.0 : 0.5 * w[0] / wsn[0];
+  };
+  Tensor x = Tensor::Randn({4, 2}, rng);
+  const double before = stored_sigma();
+  {
+    NoGradScope no_grad;
+    f.Forward(x);
+  }
+  EXPECT_EQ(stored_sigma(), before);  // evaluation does not update
+  for (int k = 0; k < 60; ++k) {
+    TapeScope scope;
+    f.Forward(x);
+  }
+  EXPECT_NEAR(stored_sigma(), l.ConvergedSigma(), 1e-9);
+  // A checkpoint-style change of W: Refresh() converges (u, v) again.
+  Tensor w = l.weight();
+  for (int64_t i = 0; i < w.numel(); ++i) w.mutable_data()[i] *= -1.5;
+  EXPECT_GT(std::fabs(stored_sigma() - l.ConvergedSigma()), 0.1);
+  f.RefreshSpectralNorms();
+  EXPECT_NEAR(stored_sigma(), l.ConvergedSigma(), 1e-12);
+}
+
+TEST(ResidualBlock, ValidatesOptions) {
+  ResidualOptions o;
+  EXPECT_TRUE(ValidateResidualOptions(o).ok());
+  o.lipschitz = 1.0;
+  absl::Status s = ValidateResidualOptions(o);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("(0, 1)"), std::string::npos) << s;
+  o = ResidualOptions();
+  o.roulette_param = 1.5;
+  EXPECT_FALSE(ValidateResidualOptions(o).ok());
+  o = ResidualOptions();
+  o.hidden = {4, 0};
+  EXPECT_FALSE(ValidateResidualOptions(o).ok());
+}
+
+}  // namespace
+}  // namespace flowtape::flows

@@ -1,0 +1,257 @@
+// Sylvester flows (orthogonal, Householder, triangular) and Householder
+// flows through the harness, plus what the harness cannot see: Q's
+// orthonormality, closed-form values, the invertibility domain.
+#include "flows/sylvester.h"
+
+#include <cmath>
+#include <memory>
+
+#include "autodiff/ops.h"
+#include "autodiff/tape.h"
+#include "flows/householder.h"
+#include "flows/permute.h"
+#include "flows/planar.h"
+#include "flows/radial.h"
+#include "flows/scaling.h"
+#include "flows/sequential.h"
+#include "gtest/gtest.h"
+#include "tests/flows/harness.h"
+
+namespace flowtape::flows {
+namespace {
+using testing::FlowCase;
+
+SylvesterOptions Options(int64_t d, SylvesterQ q, int64_t m = 0) {
+  SylvesterOptions o;
+  o.dim = d;
+  o.q = q;
+  o.m = m;
+  return o;
+}
+
+testing::FlowFactory Make(SylvesterOptions o) {
+  return [o](Rng& r) -> std::shared_ptr<Flow> {
+    return std::make_shared<Sylvester>(o, r);
+  };
+}
+testing::FlowFactory Orthogonal(int64_t d, int64_t m) {
+  return Make(Options(d, SylvesterQ::kOrthogonal, m));
+}
+testing::FlowFactory HouseholderQ(int64_t d, int64_t k) {
+  SylvesterOptions o = Options(d, SylvesterQ::kHouseholder);
+  o.reflections = k;
+  return Make(o);
+}
+testing::FlowFactory Triangular(int64_t d, bool reverse) {
+  SylvesterOptions o = Options(d, SylvesterQ::kTriangular);
+  o.reverse = reverse;
+  return Make(o);
+}
+
+// Householder then a diagonal scaling: the reflections are seen by the NLL
+// (alone they are not: the standard normal base is rotation invariant).
+std::shared_ptr<Flow> HouseholderScaling(Rng& r) {
+  auto s = std::make_shared<Sequential>();
+  s->Add(std::make_shared<Householder>(3, 2, r));
+  s->Add(std::make_shared<Scaling>(Shape{3}));
+  return s;
+}
+
+std::shared_ptr<Flow> Conditional(Rng& r) {
+  SylvesterOptions o = Options(3, SylvesterQ::kHouseholder);
+  o.context_dim = 2;
+  return std::make_shared<Sylvester>(o, r);
+}
+
+// Every variant, interleaved with other flows.
+std::shared_ptr<Flow> Stack(Rng& r) {
+  auto s = std::make_shared<Sequential>();
+  s->Add(
+      std::make_shared<Sylvester>(Options(3, SylvesterQ::kOrthogonal, 2), r));
+  s->Add(std::make_shared<Planar>(3, r));
+  s->Add(Make(Options(3, SylvesterQ::kHouseholder))(r));
+  s->Add(std::make_shared<Householder>(3, 1, r));
+  s->Add(Triangular(3, true)(r));
+  s->Add(std::make_shared<Radial>(3, r));
+  s->Add(Triangular(3, false)(r));
+  return s;
+}
+
+FLOWTAPE_FLOW_CASES(
+    Sylvester,
+    FlowCase("triangular_1d", Triangular(1, false), {1}).Perturb(0.5),
+    FlowCase("triangular_2d", Triangular(2, false), {2}).Perturb(0.5),
+    FlowCase("triangular_reverse_3d", Triangular(3, true), {3}).Perturb(0.5),
+    FlowCase("orthogonal_2d", Orthogonal(2, 2), {2}).Perturb(0.5),
+    FlowCase("orthogonal_2d_m1", Orthogonal(2, 1), {2}).Perturb(0.5),
+    FlowCase("orthogonal_3d_m1", Orthogonal(3, 1), {3}).Perturb(0.5),
+    FlowCase("orthogonal_4d_m2", Orthogonal(4, 2), {4}).Perturb(0.5),
+    FlowCase("orthogonal_4d", Orthogonal(4, 4), {4}).Perturb(0.5),
+    FlowCase("householder_q_2d", HouseholderQ(2, 2), {2}).Perturb(0.5),
+    FlowCase("householder_q_3d_k1", HouseholderQ(3, 1), {3}).Perturb(0.5),
+    FlowCase("householder_q_4d", HouseholderQ(4, 4), {4}).Perturb(0.5),
+    FlowCase("householder_scaling", HouseholderScaling, {3}).Perturb(0.5),
+    FlowCase("stack", Stack, {3}).Perturb(0.3),
+    FlowCase("conditional_3d", Conditional, {3}, /*context_dim=*/2)
+        .Perturb(0.5));
+
+double MaxOrthoError(const Tensor& q) {
+  Tensor qtq = MatMulT(q, q, true, false);
+  double e = 0;
+  for (int64_t i = 0; i < qtq.dim(0); ++i)
+    for (int64_t j = 0; j < qtq.dim(1); ++j)
+      e = std::max(e, std::fabs(qtq[i * qtq.dim(1) + j] - (i == j)));
+  return e;
+}
+
+TEST(Sylvester, QHasOrthonormalColumnsAndRIsTriangular) {
+  Rng rng(3);
+  for (const SylvesterOptions& o : {Options(5, SylvesterQ::kOrthogonal, 3),
+                                    Options(6, SylvesterQ::kOrthogonal, 6),
+                                    Options(5, SylvesterQ::kHouseholder),
+                                    Options(4, SylvesterQ::kTriangular)}) {
+    Sylvester f(o, rng);
+    testing::PerturbParameters(f, rng, 2.0);
+    NoGradScope no_grad;
+    Tensor q = f.Q();
+    ASSERT_EQ(q.shape(), Shape({o.dim, f.options().m}));
+    EXPECT_LT(MaxOrthoError(q), 1e-12);
+    const int64_t m = f.options().m;
+    for (const Tensor& r : {f.R(), f.RTilde()})
+      for (int64_t i = 0; i < m; ++i) {
+        EXPECT_LT(std::fabs(r[i * m + i]), 1.0);
+        for (int64_t j = 0; j < i; ++j) EXPECT_EQ(r[i * m + j], 0.0);
+      }
+  }
+  SylvesterOptions rev = Options(3, SylvesterQ::kTriangular);
+  rev.reverse = true;
+  Sylvester f(rev, rng);
+  EXPECT_EQ(f.Q().ToVector(), std::vector<double>({0, 0, 1, 0, 1, 0, 1, 0, 0}));
+}
+
+TEST(Sylvester, ClosedFormValueAndOrthogonalComplementKept) {
+  // D = 2, M = 1: x = z + q R tanh(R~ q.z + b) q-direction only.
+  Tensor q = Tensor::FromVector({2, 1}, {0.6, 0.8});
+  auto f = Sylvester::Create(q, Tensor::FromVector({1, 1}, {0.5}),
+                             Tensor::FromVector({1, 1}, {-0.9}),
+                             Tensor::FromVector({1}, {0.3}));
+  ASSERT_TRUE(f.ok()) << f.status();
+  Tensor z = Tensor::FromVector({2, 2}, {0.2, -0.25, 3.0, -1.0});
+  FlowResult x = (*f)->Inverse(z);
+  for (int64_t n = 0; n < 2; ++n) {
+    const double qz = 0.6 * z[2 * n] + 0.8 * z[2 * n + 1];
+    const double t = std::tanh(-0.9 * qz + 0.3);
+    EXPECT_NEAR(x.value[2 * n], z[2 * n] + 0.6 * 0.5 * t, 1e-15);
+    EXPECT_NEAR(x.value[2 * n + 1], z[2 * n + 1] + 0.8 * 0.5 * t, 1e-15);
+    EXPECT_NEAR(x.logdet[n], std::log1p(-0.45 * (1 - t * t)), 1e-15);
+  }
+  // Forward keeps z_perp = x - Q Q^T x and inverts.
+  FlowResult back = (*f)->Forward(x.value);
+  for (int64_t i = 0; i < 4; ++i) EXPECT_NEAR(back.value[i], z[i], 1e-14);
+  for (int64_t n = 0; n < 2; ++n) {
+    auto perp = [&](const Tensor& v) {
+      return -0.8 * v[2 * n] + 0.6 * v[2 * n + 1];
+    };
+    EXPECT_NEAR(perp(back.value), perp(x.value), 1e-15);
+    EXPECT_NEAR(back.logdet[n], -x.logdet[n], 1e-14);
+  }
+}
+
+TEST(Sylvester, CreateRejectsParametersOutsideTheDomain) {
+  Tensor q = Tensor::Eye(2), b = Tensor::Zeros({2});
+  auto upper = [](double a, double b, double c) {
+    return Tensor::FromVector({2, 2}, {a, b, 0.0, c});
+  };
+  // R_11 R~_11 = -1: on the boundary, not invertible.
+  auto bad = Sylvester::Create(q, upper(-1, 0.3, 0.5), upper(1, 0, 0.5), b);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("must be > -1"), std::string::npos)
+      << bad.status();
+  // Invertible, but not representable by the tanh parametrisation.
+  bad = Sylvester::Create(q, upper(2, 0, 0.5), upper(0.1, 0, 0.5), b);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("(-1, 1)"), std::string::npos);
+  Tensor lower = Tensor::FromVector({2, 2}, {0.5, 0, 0.1, 0.5});
+  EXPECT_FALSE(Sylvester::Create(q, lower, upper(0.5, 0, 0.5), b).ok());
+  EXPECT_FALSE(
+      Sylvester::Create(q * 1.1, upper(0.5, 0, 0.5), upper(0.5, 0, 0.5), b)
+          .ok());  // Q not orthonormal
+  EXPECT_FALSE(Sylvester::Create(Tensor::Ones({1, 2}), upper(0.5, 0, 0.5),
+                                 upper(0.5, 0, 0.5), b)
+                   .ok());  // M > D
+  EXPECT_FALSE(
+      Sylvester::Create(q, upper(NAN, 0, 0.5), upper(0.5, 0, 0.5), b).ok());
+  // Close to the boundary: R_11 R~_11 = -0.9999998. Steep but invertible.
+  auto f = Sylvester::Create(q, upper(0.9999999, 0.4, 0.5),
+                             upper(-0.9999999, 0.3, -0.2), b);
+  ASSERT_TRUE(f.ok()) << f.status();
+  Tensor x = Tensor::FromVector({3, 2}, {0.0, 0.1, 1e-4, -2.0, -3.0, 0.5});
+  FlowResult z = (*f)->Forward(x);
+  FlowResult back = (*f)->Inverse(z.value);
+  for (int64_t i = 0; i < 6; ++i) EXPECT_NEAR(back.value[i], x[i], 1e-12);
+  for (int64_t n = 0; n < 3; ++n) {
+    EXPECT_TRUE(std::isfinite(z.logdet[n]));
+    EXPECT_NEAR(z.logdet[n], -back.logdet[n], 1e-9);
+  }
+}
+
+TEST(Sylvester, ParametrisationCannotLeaveTheDomain) {
+  // Free diagonals pushed far out (tanh(10) = 1 - 4e-9, opposite signs):
+  // R_mm R~_mm stays > -1, the map stays invertible and log-dets finite.
+  Rng rng(5);
+  Sylvester f(Options(3, SylvesterQ::kOrthogonal), rng);
+  auto params = f.NamedParameters();
+  ASSERT_EQ(params[1].first, "r");
+  ASSERT_EQ(params[2].first, "r_tilde");
+  for (int64_t i = 0; i < 3; ++i) {
+    params[1].second.mutable_data()[i * 4] = 10.0;
+    params[2].second.mutable_data()[i * 4] = -10.0;
+  }
+  Tensor r = f.R(), rt = f.RTilde();
+  for (int64_t i = 0; i < 3; ++i) EXPECT_GT(r[i * 4] * rt[i * 4], -1.0);
+  Tensor x = Tensor::Randn({8, 3}, rng);
+  FlowResult z = f.Forward(x);
+  FlowResult back = f.Inverse(z.value);
+  for (int64_t i = 0; i < x.numel(); ++i)
+    EXPECT_NEAR(back.value[i], x[i], 1e-10);
+  for (int64_t n = 0; n < 8; ++n) EXPECT_TRUE(std::isfinite(z.logdet[n]));
+  EXPECT_FALSE(f.analytic_inverse());
+}
+
+TEST(Sylvester, InvalidOptionsAreErrors) {
+  EXPECT_TRUE(
+      ValidateSylvesterOptions(Options(3, SylvesterQ::kOrthogonal, 2)).ok());
+  EXPECT_FALSE(
+      ValidateSylvesterOptions(Options(3, SylvesterQ::kOrthogonal, 4)).ok());
+  EXPECT_FALSE(
+      ValidateSylvesterOptions(Options(3, SylvesterQ::kTriangular, 2)).ok());
+  EXPECT_FALSE(
+      ValidateSylvesterOptions(Options(0, SylvesterQ::kHouseholder)).ok());
+}
+
+TEST(Householder, ReflectionsAreOrthogonalAndVolumePreserving) {
+  auto f = Householder::Create(
+      Tensor::FromVector({2, 3}, {1.0, 2.0, -2.0, 0.5, 0.0, 1.0}));
+  ASSERT_TRUE(f.ok()) << f.status();
+  Tensor h = (*f)->Matrix();
+  EXPECT_LT(MaxOrthoError(h), 1e-12);
+  // H_1 H_1 = I: a single reflection maps its v to -v.
+  auto one = Householder::Create(Tensor::FromVector({1, 3}, {1.0, 2.0, -2.0}));
+  ASSERT_TRUE(one.ok());
+  FlowResult r = (*one)->Inverse(Tensor::FromVector({1, 3}, {1.0, 2.0, -2.0}));
+  EXPECT_NEAR(r.value[0], -1.0, 1e-15);
+  EXPECT_NEAR(r.value[2], 2.0, 1e-15);
+  // Inverse is x = H z, Forward z = H^T x, log-dets zero.
+  Tensor z = Tensor::FromVector({2, 3}, {0.3, -1.0, 2.0, 1.5, 0.2, -0.7});
+  FlowResult x = (*f)->Inverse(z);
+  Tensor hz = MatMulT(z, h, false, true);
+  for (int64_t i = 0; i < 6; ++i) EXPECT_NEAR(x.value[i], hz[i], 1e-14);
+  FlowResult back = (*f)->Forward(x.value);
+  for (int64_t i = 0; i < 6; ++i) EXPECT_NEAR(back.value[i], z[i], 1e-14);
+  EXPECT_EQ(x.logdet.ToVector(), std::vector<double>({0.0, 0.0}));
+  EXPECT_FALSE(Householder::Create(Tensor::Zeros({1, 3})).ok());
+  EXPECT_FALSE(Householder::Create(Tensor::Ones({3})).ok());
+}
+
+}  // namespace
+}  // namespace flowtape::flows

@@ -47,6 +47,7 @@ ABSL_FLAG(std::string, hidden, "64,64", "hidden sizes of conditioner nets");
 ABSL_FLAG(int64_t, n_train, 30000, "training samples");
 ABSL_FLAG(int64_t, patience, 0, "early stopping patience (evaluations)");
 ABSL_FLAG(uint64_t, seed, 0, "random seed");
+ABSL_FLAG(bool, train_t, false, "ffjord/rnode: learn the integration time T");
 ABSL_FLAG(std::string, prefix, "", "output file prefix (default flow_data)");
 
 namespace flowtape::experiments {
@@ -81,6 +82,7 @@ absl::Status Run() {
     return s;
   ZooConfig config;
   config.layers = layers;
+  config.train_t = absl::GetFlag(FLAGS_train_t);
   config.hidden.clear();
   for (absl::string_view h : absl::StrSplit(absl::GetFlag(FLAGS_hidden), ',')) {
     int64_t v;

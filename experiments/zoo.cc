@@ -198,13 +198,13 @@ const std::vector<ZooEntry>& ZooEntries() {
        D::kVectors, B::kNormal,
        [](const ZooConfig& c, Rng& r) -> FlowPtr {
          return flows::MakeFfjord(Dim(c), c.hidden, /*rnode=*/false, r,
-                                  c.context_dim);
+                                  c.context_dim, c.train_t);
        }},
       {"rnode", "FFJORD + kinetic/Jacobian regularisers (Finlay et al. 2020)",
        D::kVectors, B::kNormal,
        [](const ZooConfig& c, Rng& r) -> FlowPtr {
          return flows::MakeFfjord(Dim(c), c.hidden, /*rnode=*/true, r,
-                                  c.context_dim);
+                                  c.context_dim, c.train_t);
        }},
       {"resflow", "invertible residual blocks, Residual Flows (Chen 2019)",
        D::kVectors, B::kNormal, ResFlow},

@@ -37,6 +37,8 @@ struct ZooConfig {
   // Spline families: bins and tail bound B (linear outside [-B, B]).
   int64_t bins = 8;
   double bound = 4.0;
+  // Continuous families (ffjord, rnode): learn the integration time T.
+  bool train_t = false;
 };
 
 enum class Domain { kVectors, kImages };

@@ -44,6 +44,37 @@ TEST(Zoo, EveryEntryBuildsAndInvertsItsOwnSamples) {
   }
 }
 
+TEST(Zoo, ContinuousFlowsTakeLearnedTimeAndContext) {
+  for (const std::string name : {"ffjord", "rnode"}) {
+    Rng rng(2);
+    ZooConfig c;
+    c.hidden = {8};
+    auto fixed = MakeModel(name, c, rng);
+    c.train_t = true;
+    c.context_dim = 2;
+    auto learned = MakeModel(name, c, rng);
+    ASSERT_TRUE(fixed.ok() && learned.ok()) << name;
+    auto has_t = [](const flows::FlowModel& m) {
+      for (const auto& [n, p] : m.NamedParameters())
+        if (n.find("sqrt_end_time") != std::string::npos) return true;
+      return false;
+    };
+    EXPECT_FALSE(has_t(**fixed)) << name;
+    EXPECT_TRUE(has_t(**learned)) << name;
+    // The context changes the map.
+    NoGradScope no_grad;
+    Tensor x = Tensor::Randn({3, 2}, rng);
+    for (Tensor p : (*learned)->Parameters())
+      for (int64_t i = 0; i < p.numel(); ++i)
+        p.mutable_data()[i] += 0.1 * rng.Normal();
+    Tensor a = (*learned)->flow()->Forward(x, Tensor::Zeros({3, 2})).value;
+    Tensor b = (*learned)->flow()->Forward(x, Tensor::Ones({3, 2})).value;
+    double diff = 0;
+    for (int64_t i = 0; i < a.numel(); ++i) diff += std::fabs(a[i] - b[i]);
+    EXPECT_GT(diff, 1e-6) << name;
+  }
+}
+
 TEST(Zoo, UnknownNamesAndWrongDomainsAreErrors) {
   Rng rng(0);
   ZooConfig c;

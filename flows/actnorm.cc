@@ -17,6 +17,12 @@ int64_t Pixels(const Tensor& x) {
 ActNorm::ActNorm(int64_t channels) : channels_(channels) {
   log_scale_ = RegisterParameter("log_scale", Tensor::Zeros({channels}));
   bias_ = RegisterParameter("bias", Tensor::Zeros({channels}));
+  initialized_ = RegisterBuffer("initialized", Tensor::Scalar(0.0));
+}
+
+void ActNorm::set_initialized(bool on) const {
+  Tensor flag = initialized_;  // shared storage
+  flag.mutable_data()[0] = on ? 1.0 : 0.0;
 }
 
 Tensor ActNorm::View(const Tensor& p, const Tensor& x) const {
@@ -48,16 +54,16 @@ void ActNorm::Initialize(const Tensor& x) const {
     pls[ch] = -std::log(std::sqrt(var) + 1e-6);
     pb[ch] = -mean * std::exp(pls[ch]);
   }
-  initialized_ = true;
+  set_initialized(true);
 }
 
 FlowResult ActNorm::Forward(const Tensor& x, const Tensor&) const {
-  if (!initialized_) {
+  if (!initialized()) {
     bool untouched = true;
     for (int64_t c = 0; c < channels_; ++c)
       untouched = untouched && log_scale_[c] == 0.0 && bias_[c] == 0.0;
     if (untouched) Initialize(x);
-    initialized_ = true;
+    set_initialized(true);
   }
   Tensor logdet =
       BroadcastTo(Sum(log_scale_) * static_cast<double>(Pixels(x)), {x.dim(0)});

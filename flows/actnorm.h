@@ -10,10 +10,11 @@
 // Initialisation: parameters start at the identity (all zero); the first
 // Forward call (or Initialize) sets them from that batch so that z has zero
 // mean and unit variance per channel: log_scale = -log(std + 1e-6),
-// bias = -mean e^log_scale. Forward only initialises while the parameters are
-// still all zero, so parameters loaded from a checkpoint (or set by hand) are
-// kept. Inverse never initialises (an untrained model samples through the
-// identity).
+// bias = -mean e^log_scale. The flag is the scalar buffer "initialized" (1 or
+// 0), so a checkpoint restores it with the parameters. Forward initialises
+// only while the flag is 0 and the parameters are still all zero (parameters
+// set by hand are kept). Inverse never initialises (an untrained model
+// samples through the identity).
 #ifndef FLOWTAPE_FLOWS_ACTNORM_H_
 #define FLOWTAPE_FLOWS_ACTNORM_H_
 
@@ -36,9 +37,9 @@ class ActNorm : public Flow {
   // Sets the parameters from the batch x (values only) and marks the layer
   // initialised.
   void Initialize(const Tensor& x) const;
-  bool initialized() const { return initialized_; }
+  bool initialized() const { return initialized_.item() != 0; }
   // Marks the layer initialised (or not) without touching the parameters.
-  void set_initialized(bool on) { initialized_ = on; }
+  void set_initialized(bool on) const;
   const Tensor& log_scale() const { return log_scale_; }
   const Tensor& bias() const { return bias_; }
 
@@ -47,7 +48,7 @@ class ActNorm : public Flow {
   Tensor View(const Tensor& p, const Tensor& x) const;
   int64_t channels_;
   Tensor log_scale_, bias_;
-  mutable bool initialized_ = false;
+  Tensor initialized_;  // buffer, scalar 0 / 1 (shared storage)
 };
 
 }  // namespace flowtape::flows

@@ -41,7 +41,10 @@
 // Inverse then returns NaN and keeps the Status in last_inverse_status().
 // Defaults: c = 0.9, ELU, SpectralMode kTrain (the bound is exact once the
 // stored singular vectors have converged; kConverged recomputes them every
-// call), kExact. The context is ignored (not a conditioned family).
+// call), kExact. The stored (u, v) are module buffers ("layer<k>.u/.v"), so
+// a checkpoint round trip reproduces log-probs exactly in every SpectralMode
+// (the series estimators' probe/roulette Rng is not module state: set_seed).
+// The context is ignored (not a conditioned family).
 #ifndef FLOWTAPE_FLOWS_RESFLOW_H_
 #define FLOWTAPE_FLOWS_RESFLOW_H_
 
@@ -109,8 +112,9 @@ class ResidualBlock : public Flow {
   void set_seed(uint64_t seed) const { rng_ = Rng(seed); }
   void set_inverse_max_iterations(int n) { o_.inverse_max_iterations = n; }
   const absl::Status& last_inverse_status() const { return last_status_; }
-  // Converges every layer's stored (u, v) for the current weights: call after
-  // loading a checkpoint when using SpectralMode kTrain or kFrozen.
+  // Converges every layer's stored (u, v) for the current weights (after
+  // editing weights by hand; checkpoints save and restore (u, v) as buffers,
+  // so a loaded model computes the same sigma without this).
   void RefreshSpectralNorms() const {
     for (const auto& l : layers_) l->Refresh();
   }

@@ -29,8 +29,8 @@ SpectralLinear::SpectralLinear(int64_t in, int64_t out, double c, Rng& rng)
            " c ", c);
   w_ = RegisterParameter("weight", nn::XavierUniform({in, out}, rng));
   b_ = RegisterParameter("bias", Tensor::Zeros({out}));
-  u_ = Tensor::Randn({in}, rng);
-  v_ = Tensor::Zeros({out});
+  u_ = RegisterBuffer("u", Tensor::Randn({in}, rng));
+  v_ = RegisterBuffer("v", Tensor::Zeros({out}));
   Normalize(u_.mutable_data(), in);
   PowerIterate(u_.mutable_data(), v_.mutable_data(), /*iterations=*/-1);
 }

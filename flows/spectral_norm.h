@@ -4,8 +4,9 @@
 //   y = x W_sn + b,   x [N, in], W [in, out], b [out]
 //   W_sn = W * min(1, c / sigma),   sigma ~ sigma_max(W) = u' W v
 // so that the layer is Lipschitz with constant <= c (in the 2-norm).
-// (u [in], v [out]) are unit vectors kept as non-parameter state and refined
-// by power iteration on the values:
+// (u [in], v [out]) are unit vectors kept as module buffers ("u", "v": saved
+// and restored by checkpoints, never trained) and refined in place by power
+// iteration on the values:
 //   v <- W' u / |W' u|,   u <- W v / |W v|.
 // The gradient treats u, v as constants (Miyato): d sigma / dW = u v', which
 // is the exact derivative of sigma_max(W) once (u, v) are its singular
@@ -49,7 +50,7 @@ class SpectralLinear : public nn::Module {
   // sigma_max(W) by power iteration to convergence (values only).
   double ConvergedSigma() const;
   // Runs the stored (u, v) to convergence for the current W (e.g. after
-  // loading a checkpoint: (u, v) are state, not parameters, and not saved).
+  // changing W by hand; a checkpoint restores (u, v) with W).
   void Refresh() const;
 
  private:
@@ -58,7 +59,7 @@ class SpectralLinear : public nn::Module {
   double PowerIterate(double* u, double* v, int iterations) const;
 
   Tensor w_, b_;
-  mutable Tensor u_, v_;  // constants, [in] and [out]
+  mutable Tensor u_, v_;  // buffers [in] and [out], updated in place
   double c_;
 };
 

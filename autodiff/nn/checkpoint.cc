@@ -22,6 +22,7 @@ constexpr char kMagic[8] = {'F', 'T', 'C', 'K', 'P', 'T', '\0', '\1'};
 constexpr uint32_t kVersion = 1;
 constexpr size_t kHeaderBytes = 32;
 constexpr char kOptimizerPrefix[] = "optimizer/";
+constexpr char kBufferPrefix[] = "buffer/";
 constexpr uint64_t kMaxElements = uint64_t{1} << 50;
 
 uint64_t Fnv1a64(const char* p, size_t n) {
@@ -142,22 +143,25 @@ std::string Dir(const std::string& path) {
   return slash == 0 ? "/" : path.substr(0, slash);
 }
 
-// Matches file entries to `want` by name and shape; collects the copies.
+// Matches file entries to `want` (names under `prefix`) by name and shape;
+// collects the copies. `owner` ("module", "optimizer") is for messages.
 absl::Status Match(const std::string& path, const NamedTensors& want,
-                   const std::string& prefix,
+                   const std::string& prefix, const std::string& owner,
                    const std::map<std::string, Tensor>& file,
                    std::vector<std::pair<Tensor, Tensor>>* copies) {
   for (const auto& [name, dst] : want) {
     auto it = file.find(prefix + name);
     if (it == file.end())
       return absl::InvalidArgumentError(absl::StrCat(
-          "checkpoint '", path, "': missing '", prefix + name, "'"));
+          "checkpoint '", path, "': missing '", prefix + name, "'",
+          prefix == kBufferPrefix ? " (a module buffer: the file predates "
+                                    "buffers or holds another model)"
+                                  : ""));
     if (it->second.shape() != dst.shape())
-      return absl::InvalidArgumentError(
-          absl::StrCat("checkpoint '", path, "': '", prefix + name,
-                       "' has shape ", it->second.shape().ToString(),
-                       " in the file but ", dst.shape().ToString(), " in the ",
-                       prefix.empty() ? "module" : "optimizer"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "checkpoint '", path, "': '", prefix + name, "' has shape ",
+          it->second.shape().ToString(), " in the file but ",
+          dst.shape().ToString(), " in the ", owner));
     const double* v = it->second.data();
     for (int64_t i = 0; i < it->second.numel(); ++i)
       if (!std::isfinite(v[i]))
@@ -167,6 +171,10 @@ absl::Status Match(const std::string& path, const NamedTensors& want,
     copies->emplace_back(dst, it->second);
   }
   return absl::OkStatus();
+}
+
+bool HasPrefix(const std::string& name, absl::string_view prefix) {
+  return absl::string_view(name).substr(0, prefix.size()) == prefix;
 }
 
 }  // namespace
@@ -273,6 +281,8 @@ absl::StatusOr<NamedTensors> ReadTensorFile(const std::string& path) {
 absl::Status SaveCheckpoint(const std::string& path, const Module& module,
                             const Optimizer* optimizer) {
   NamedTensors all = module.NamedParameters();
+  for (auto& [name, t] : module.NamedBuffers())
+    all.emplace_back(kBufferPrefix + name, t);
   if (optimizer != nullptr)
     for (auto& [name, t] : optimizer->NamedState())
       all.emplace_back(kOptimizerPrefix + name, t);
@@ -288,25 +298,30 @@ absl::Status LoadCheckpoint(const std::string& path, Module& module,
   // Validate every entry first; copy only when all of them check out.
   std::vector<std::pair<Tensor, Tensor>> copies;
   const NamedTensors params = module.NamedParameters();
-  absl::Status s = Match(path, params, "", file, &copies);
+  const NamedTensors buffers = module.NamedBuffers();
+  absl::Status s = Match(path, params, "", "module", file, &copies);
+  if (!s.ok()) return s;
+  s = Match(path, buffers, kBufferPrefix, "module", file, &copies);
   if (!s.ok()) return s;
   NamedTensors state;
   if (optimizer != nullptr) {
     state = optimizer->NamedState();
-    s = Match(path, state, kOptimizerPrefix, file, &copies);
+    s = Match(path, state, kOptimizerPrefix, "optimizer", file, &copies);
     if (!s.ok()) return s;
   }
   std::set<std::string> known;
   for (const auto& [name, t] : params) known.insert(name);
+  for (const auto& [name, t] : buffers) known.insert(kBufferPrefix + name);
   for (const auto& [name, t] : state) known.insert(kOptimizerPrefix + name);
   for (const auto& [name, t] : file) {
-    const bool opt_entry =
-        absl::string_view(name).substr(0, sizeof(kOptimizerPrefix) - 1) ==
-        kOptimizerPrefix;
+    const bool opt_entry = HasPrefix(name, kOptimizerPrefix);
     if (known.count(name) == 0 && !(opt_entry && optimizer == nullptr))
       return absl::InvalidArgumentError(absl::StrCat(
           "checkpoint '", path, "': unknown name '", name, "' (not in the ",
-          opt_entry ? "optimizer" : "module", ")"));
+          opt_entry                        ? "optimizer"
+          : HasPrefix(name, kBufferPrefix) ? "module's buffers"
+                                           : "module",
+          ")"));
   }
   for (auto& [dst, src] : copies)
     std::memcpy(dst.mutable_data(), src.data(), sizeof(double) * src.numel());

@@ -1,5 +1,5 @@
-// Checkpoints: a Module's parameters (and optionally an Optimizer's state) in
-// a self-checking binary file.
+// Checkpoints: a Module's parameters and buffers (and optionally an
+// Optimizer's state) in a self-checking binary file.
 //
 // File format, version 1. All integers little-endian, doubles IEEE-754
 // binary64 little-endian:
@@ -15,8 +15,13 @@
 //                uint32 rank (0..4); int64 dims[rank] (each <= 2^50, and
 //                so is their product);
 //                float64 data[prod(dims)] (row-major) }
-// Names are Module::NamedParameters() names ("layer0.weight"); optimizer
-// state (Optimizer::NamedState()) is stored under "optimizer/<name>".
+// Names are Module::NamedParameters() names ("layer0.weight"); buffers
+// (Module::NamedBuffers(): spectral-norm vectors, initialised flags) are
+// stored under "buffer/<name>" and optimizer state (Optimizer::NamedState())
+// under "optimizer/<name>". Buffers added entries, not a new layout, so the
+// version stays 1: a file written before buffers were saved still loads into
+// a module without buffers, and into one with buffers fails with a
+// "missing 'buffer/...'" Status.
 //
 // Writes are atomic: the file is written to a temporary in the same
 // directory, made mode 0644, fsync'ed and renamed over `path`, so a crash
@@ -25,8 +30,9 @@
 // Loading validates everything before changing anything: on any error (file
 // missing, truncated or with trailing bytes, bad magic, unsupported version,
 // checksum mismatch, nonzero flags, malformed payload, duplicate / missing /
-// unknown names, wrong shapes, NaN or Inf in a loaded value) it returns a
-// Status naming the problem and leaves the module and optimizer untouched.
+// unknown names, wrong shapes, NaN or Inf in a loaded value; buffers are
+// checked exactly like parameters) it returns a Status naming the problem and
+// leaves the module (parameters and buffers) and optimizer untouched.
 // Optimizer entries in a file are ignored when no optimizer is passed; passing
 // one requires its complete state in the file.
 #ifndef FLOWTAPE_AUTODIFF_NN_CHECKPOINT_H_

@@ -1,6 +1,14 @@
 #include "autodiff/nn/module.h"
 
+#include "autodiff/check.h"
+
 namespace flowtape::nn {
+
+void Module::CheckNewName(const std::string& name) const {
+  for (const Named* list : {&params_, &buffers_})
+    for (const auto& [n, t] : *list)
+      FT_CHECK(n != name, "module: name '", name, "' registered twice");
+}
 
 Tensor Module::RegisterParameter(const std::string& name, Tensor value) {
   value.set_requires_grad(true);
@@ -8,15 +16,32 @@ Tensor Module::RegisterParameter(const std::string& name, Tensor value) {
   return value;
 }
 
-void Module::Collect(const std::string& prefix,
-                     std::vector<std::pair<std::string, Tensor>>* out) const {
-  for (const auto& [name, p] : params_) out->emplace_back(prefix + name, p);
-  for (const auto& [name, m] : children_) m->Collect(prefix + name + ".", out);
+Tensor Module::RegisterBuffer(const std::string& name, Tensor value) {
+  CheckNewName(name);
+  FT_CHECK(value.defined() && value.is_constant() && !value.requires_grad(),
+           "module: buffer '", name,
+           "' must be a defined constant without requires_grad");
+  buffers_.emplace_back(name, value);
+  return value;
+}
+
+void Module::Collect(const std::string& prefix, bool buffers,
+                     Named* out) const {
+  for (const auto& [name, t] : buffers ? buffers_ : params_)
+    out->emplace_back(prefix + name, t);
+  for (const auto& [name, m] : children_)
+    m->Collect(prefix + name + ".", buffers, out);
 }
 
 std::vector<std::pair<std::string, Tensor>> Module::NamedParameters() const {
-  std::vector<std::pair<std::string, Tensor>> out;
-  Collect("", &out);
+  Named out;
+  Collect("", /*buffers=*/false, &out);
+  return out;
+}
+
+std::vector<std::pair<std::string, Tensor>> Module::NamedBuffers() const {
+  Named out;
+  Collect("", /*buffers=*/true, &out);
   return out;
 }
 

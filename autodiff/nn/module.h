@@ -5,6 +5,13 @@
 // optimizers update and checkpoints save. Submodules are registered by name.
 // Parameter tensors share storage with every copy of the handle, so updating a
 // parameter in place (optimizers) is seen by the module that owns it.
+//
+// A buffer (PyTorch's register_buffer) is non-trainable state that is part of
+// the function the module computes, e.g. spectral-norm power-iteration
+// vectors or an "initialised" flag: a constant that never requires_grad,
+// never reaches an optimizer (Parameters() excludes it), and is saved and
+// restored by checkpoints under "buffer/<dotted name>". The module updates a
+// buffer in place (mutable_data), so the registered handle stays valid.
 #ifndef FLOWTAPE_AUTODIFF_NN_MODULE_H_
 #define FLOWTAPE_AUTODIFF_NN_MODULE_H_
 
@@ -31,10 +38,15 @@ class Module {
   std::vector<Tensor> Parameters() const;
   int64_t NumParameters() const;  // total scalar count
   void ZeroGrad();
+  // Every buffer, with the same traversal and dotted names as parameters.
+  std::vector<std::pair<std::string, Tensor>> NamedBuffers() const;
 
  protected:
   // Registers `value` (made a parameter: requires_grad) and returns it.
   Tensor RegisterParameter(const std::string& name, Tensor value);
+  // Registers `value` (a constant without requires_grad) as a buffer and
+  // returns it; keep the handle and update it in place.
+  Tensor RegisterBuffer(const std::string& name, Tensor value);
   template <typename M>
   std::shared_ptr<M> RegisterModule(const std::string& name,
                                     std::shared_ptr<M> m) {
@@ -43,9 +55,11 @@ class Module {
   }
 
  private:
-  void Collect(const std::string& prefix,
-               std::vector<std::pair<std::string, Tensor>>* out) const;
-  std::vector<std::pair<std::string, Tensor>> params_;
+  using Named = std::vector<std::pair<std::string, Tensor>>;
+  void CheckNewName(const std::string& name) const;
+  // Appends this module's (buffers ? buffers_ : params_) and its children's.
+  void Collect(const std::string& prefix, bool buffers, Named* out) const;
+  Named params_, buffers_;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
 };
 

@@ -42,8 +42,10 @@ InvConv1x1::InvConv1x1(int64_t channels, Rng& rng, InvConvParam param)
     log_s(i, 0) = std::log(std::fabs(lu_m(i, i)));
     for (int64_t j = 0; j < i; ++j) lm(i, j) = 1.0;
   }
-  perm_ = FromMatrix(p);
-  sign_s_ = Reshape(FromMatrix(sign), {c_});
+  // P and sign_s come from the random starting rotation: buffers, so a
+  // checkpoint restores the function exactly (the masks are fixed by C).
+  perm_ = RegisterBuffer("perm", FromMatrix(p));
+  sign_s_ = RegisterBuffer("sign_s", Reshape(FromMatrix(sign), {c_}).Detach());
   l_mask_ = FromMatrix(lm);
   u_mask_ = Transpose(l_mask_);
   lower_ = RegisterParameter("lower", FromMatrix(l));

@@ -10,7 +10,8 @@
 //   kLu (default): W = P L (U + diag(sign_s * exp(log_s))) with P a fixed
 //     permutation, L unit lower triangular, U strictly upper triangular and
 //     sign_s fixed, so log|det W| = sum log_s (O(C)), and W^-1 comes from
-//     two triangular solves.
+//     two triangular solves. P and sign_s depend on the random start, so
+//     they are buffers ("perm", "sign_s") that checkpoints save and restore.
 //   kFull: W unconstrained, log|det W| from Slogdet and W^-1 from Inverse
 //     (O(C^3) each, differentiable).
 // Both start at a random rotation (QR of a Gaussian matrix), as in Glow.
@@ -59,9 +60,10 @@ class InvConv1x1 : public Flow {
 
   int64_t c_;
   InvConvParam param_;
-  Tensor w_;                                // kFull
-  Tensor perm_, sign_s_, l_mask_, u_mask_;  // kLu constants
-  Tensor lower_, upper_, log_s_;            // kLu parameters
+  Tensor w_;                      // kFull
+  Tensor perm_, sign_s_;          // kLu buffers
+  Tensor l_mask_, u_mask_;        // kLu constants (depend on C)
+  Tensor lower_, upper_, log_s_;  // kLu parameters
 };
 
 }  // namespace flowtape::flows

@@ -1,6 +1,7 @@
 #include "flows/made.h"
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
@@ -77,8 +78,10 @@ Made::Made(const MadeOptions& options, Rng& rng) : options_(options) {
   absl::Status valid = ValidateMadeOptions(options);
   FT_CHECK(valid.ok(), valid.message());
   const int64_t d = options.dim, p = options.params_per_dim;
-  order_ = MakeOrder(options, rng);
-  std::vector<int64_t> prev = order_;
+  const std::vector<int64_t> order = MakeOrder(options, rng);
+  std::vector<double> order_values(order.begin(), order.end());
+  order_ = RegisterBuffer("order", Tensor::FromVector({d}, order_values));
+  std::vector<int64_t> prev = order;
   // With a context, degree-0 hidden units carry it to the first dimension.
   const int64_t min_deg = options.context_dim > 0 ? 0 : 1;
   for (size_t l = 0; l < options.hidden.size(); ++l) {
@@ -95,7 +98,7 @@ Made::Made(const MadeOptions& options, Rng& rng) : options_(options) {
   }
   std::vector<int64_t> out_deg(d * p);
   for (int64_t i = 0; i < d; ++i)
-    for (int64_t q = 0; q < p; ++q) out_deg[i * p + q] = order_[i];
+    for (int64_t q = 0; q < p; ++q) out_deg[i * p + q] = order[i];
   Tensor mask = Mask(prev, out_deg, [](int64_t a, int64_t b) { return b > a; });
   layers_.push_back(
       RegisterModule(absl::StrCat("layer", layers_.size()),
@@ -108,6 +111,13 @@ Made::Made(const MadeOptions& options, Rng& rng) : options_(options) {
         absl::StrCat("context", l),
         std::make_shared<nn::Linear>(options.context_dim, options.hidden[l],
                                      rng, /*bias=*/false)));
+}
+
+std::vector<int64_t> Made::order() const {
+  std::vector<int64_t> out(options_.dim);
+  for (int64_t i = 0; i < options_.dim; ++i)
+    out[i] = static_cast<int64_t>(std::llround(order_[i]));
+  return out;
 }
 
 Tensor Made::operator()(const Tensor& x, const Tensor& context) const {

@@ -64,12 +64,13 @@ class Made : public nn::Module {
   int64_t dim() const { return options_.dim; }
   int64_t params_per_dim() const { return options_.params_per_dim; }
   int64_t context_dim() const { return options_.context_dim; }
-  // order()[i] = ord(i) in 1..D.
-  const std::vector<int64_t>& order() const { return order_; }
+  // order()[i] = ord(i) in 1..D (from the "order" buffer, so it matches the
+  // masks after a checkpoint is loaded).
+  std::vector<int64_t> order() const;
 
  private:
   MadeOptions options_;
-  std::vector<int64_t> order_;
+  Tensor order_;  // buffer [D], ord(i) as doubles
   std::vector<std::shared_ptr<nn::MaskedLinear>> layers_;
   std::vector<std::shared_ptr<nn::Linear>> context_;  // K -> hidden l
 };

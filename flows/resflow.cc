@@ -3,6 +3,7 @@
 #include <cmath>
 #include <limits>
 #include <random>
+#include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -227,26 +228,46 @@ absl::StatusOr<FlowResult> ResidualBlock::TryInverse(const Tensor& z) const {
           absl::StrCat("resflow.inverse: z[", i / d, ", ", i % d, "] = ", z[i],
                        " is not finite"));
   Net net = Weights();
-  // Banach fixed point x <- z - g(x) on the values.
+  // Banach fixed point x <- z - g(x) on the values. Under Lip(g) <= c < 1 the
+  // step's 2-norm shrinks by c per iteration, so a non-finite iterate or a
+  // step that grows (above the tolerance) kDivergent times in a row means
+  // the map does not contract: stale (u, v) underestimate sigma.
+  constexpr int kDivergent = 10;
+  auto diverged = [&](int j, const std::string& why) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "resflow.inverse: fixed-point iteration x <- z - g(x) diverged "
+        "(Lip(g) >= 1?) at iteration ",
+        j, ": ", why,
+        "; it contracts only if Lip(g) < 1, which needs converged spectral "
+        "norms (SpectralMode::kConverged or RefreshSpectralNorms)"));
+  };
   Tensor x;
   double step = std::numeric_limits<double>::infinity();
   int it = 0;
   {
     NoGradScope values;
     x = z.Detach();
+    double prev_norm = std::numeric_limits<double>::infinity();
+    int growing = 0;
     while (it < o_.inverse_max_iterations) {
       Tensor next = (z - G(net, x)).Detach();
       ++it;
-      double big = 0;
+      double big = 0, norm2 = 0;
       step = 0;
       for (int64_t i = 0; i < next.numel(); ++i) {
-        step = std::max(step, std::fabs(next[i] - x[i]));
+        if (!std::isfinite(next[i])) return diverged(it, "non-finite iterate");
+        const double diff = std::fabs(next[i] - x[i]);
+        step = std::max(step, diff);
+        norm2 += diff * diff;
         big = std::max(big, std::fabs(next[i]));
-        if (std::isnan(next[i])) step = big = std::nan("");
       }
       x = next;
-      if (!(step == step)) break;
       if (step <= o_.inverse_tol * (1 + big)) break;
+      growing = norm2 > prev_norm ? growing + 1 : 0;
+      if (growing >= kDivergent)
+        return diverged(
+            it, absl::StrCat("the step grew ", kDivergent, " times in a row"));
+      prev_norm = norm2;
     }
     if (!(step <= o_.inverse_tol * (1 + Max(Abs(x)).item())))
       return absl::FailedPreconditionError(absl::StrCat(

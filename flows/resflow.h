@@ -36,9 +36,10 @@
 // the converged fixed point are recorded (per-sample Jacobian + Solve: meant
 // for moderate D). The first gives the exact implicit-function derivative
 // dx = (I + J)^-1 (dz - dg), the second makes second derivatives exact too.
-// Non-finite z or no convergence (possible only if sigma is underestimated,
-// SpectralMode kTrain/kFrozen) is reported by TryInverse as a Status;
-// Inverse then returns NaN and keeps the Status in last_inverse_status().
+// Non-finite z, divergence (a non-finite iterate, or the step growing 10
+// times in a row) or no convergence (possible only if sigma is
+// underestimated, SpectralMode kTrain/kFrozen) is reported by TryInverse as
+// a Status; Inverse then returns NaN and keeps it in last_inverse_status().
 // Defaults: c = 0.9, ELU, SpectralMode kTrain (the bound is exact once the
 // stored singular vectors have converged; kConverged recomputes them every
 // call), kExact. The stored (u, v) are module buffers ("layer<k>.u/.v"), so

@@ -1,6 +1,8 @@
 #include "flows/spectral_norm.h"
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "autodiff/check.h"
@@ -10,6 +12,8 @@
 
 namespace flowtape::flows {
 namespace {
+
+constexpr int kMaxSteps = 20000;  // power steps "to convergence" at most
 
 // Normalises x[0..n) in place; returns its former norm (0: left as is).
 double Normalize(double* x, int64_t n) {
@@ -56,14 +60,25 @@ double SpectralLinear::PowerIterate(double* u, double* v,
     for (int k = 0; k < iterations; ++k) sigma = step();
     return sigma;
   }
-  // To convergence: until sigma stops changing, then 20 more steps so that
-  // the stopping point hardly depends on W (kConverged is differentiated).
-  int extra = -1;
-  for (int k = 0; k < 20000 && extra != 0; ++k) {
-    const double prev = sigma;
+  // To convergence of the vectors, not of sigma: sigma's error is the square
+  // of theirs, and d sigma / dW = u v' needs (u, v) themselves. The error
+  // shrinks by (sigma_2 / sigma_1)^2 per step; stop when no entry of u moves
+  // by more than 1e-15, or when the change sits at the rounding floor
+  // (< 1e-13, no new minimum for 50 steps), or after kMaxSteps.
+  std::vector<double> prev(u, u + m);
+  double best = std::numeric_limits<double>::infinity();
+  int since_best = 0;
+  for (int k = 0; k < kMaxSteps; ++k) {
     sigma = step();
-    if (extra > 0) --extra;
-    if (extra < 0 && std::fabs(sigma - prev) <= 1e-15 * sigma) extra = 20;
+    double change = 0;
+    for (int64_t i = 0; i < m; ++i) {
+      change = std::max(change, std::fabs(u[i] - prev[i]));
+      prev[i] = u[i];
+    }
+    if (change <= 1e-15) break;
+    since_best = change < best ? 0 : since_best + 1;
+    best = std::min(best, change);
+    if (best < 1e-13 && since_best >= 50) break;
   }
   return sigma;
 }

@@ -157,10 +157,10 @@ absl::StatusOr<std::shared_ptr<Sylvester>> Sylvester::Create(
       return absl::InvalidArgumentError(absl::StrCat(
           "sylvester: R_mm R~_mm = ", ri * rti, " at m = ", i,
           " must be > -1 for the map to be invertible (van den Berg 2018)"));
-    if (!(std::fabs(ri) < 1 && std::fabs(rti) < 1))
+    if (!(std::fabs(ri) < kMaxDiag && std::fabs(rti) < kMaxDiag))
       return absl::InvalidArgumentError(absl::StrCat(
           "sylvester: diagonal R_mm = ", ri, ", R~_mm = ", rti, " at m = ", i,
-          " outside the tanh parametrisation's range (-1, 1)"));
+          " outside the parametrisation's range (-c, c), c = 1 - 1e-9"));
   }
   SylvesterOptions o;
   o.dim = d;
@@ -170,8 +170,9 @@ absl::StatusOr<std::shared_ptr<Sylvester>> Sylvester::Create(
   for (int64_t i = 0; i < q.numel(); ++i) f->q_raw_.mutable_data()[i] = q[i];
   for (int64_t i = 0; i < m * m; ++i) {
     const bool diag = i / m == i % m;
-    f->r_.mutable_data()[i] = diag ? std::atanh(r[i]) : r[i];
-    f->rt_.mutable_data()[i] = diag ? std::atanh(r_tilde[i]) : r_tilde[i];
+    f->r_.mutable_data()[i] = diag ? std::atanh(r[i] / kMaxDiag) : r[i];
+    f->rt_.mutable_data()[i] =
+        diag ? std::atanh(r_tilde[i] / kMaxDiag) : r_tilde[i];
   }
   for (int64_t i = 0; i < m; ++i) f->b_.mutable_data()[i] = b[i];
   return f;
@@ -191,7 +192,7 @@ Tensor Sylvester::Q() const {
 
 Tensor Sylvester::Triangular(const Tensor& raw) const {
   const int64_t m = raw.dim(0);
-  return raw * StrictUpperMask(m) + Tensor::Eye(m) * Tanh(raw);
+  return raw * StrictUpperMask(m) + Tensor::Eye(m) * (kMaxDiag * Tanh(raw));
 }
 
 Tensor Sylvester::Bias(const Tensor& context, int64_t n) const {

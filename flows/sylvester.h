@@ -12,9 +12,14 @@
 //
 // Invertibility: the map is invertible iff every 1 + h'(.) R_mm R~_mm > 0,
 // i.e. (tanh' in (0, 1]) R_mm R~_mm > -1. As in the paper it is kept by the
-// parametrisation: R_mm = tanh(r_mm), R~_mm = tanh(r~_mm) with free r, r~, so
-// R_mm R~_mm is in (-1, 1) for every parameter value. (In double precision
-// tanh rounds to +-1 beyond |r| ~ 19; training never gets there in practice.)
+// parametrisation, here R_mm = c tanh(r_mm), R~_mm = c tanh(r~_mm) with free
+// r, r~ and c = kMaxDiag = 1 - 1e-9, so R_mm R~_mm >= -c^2 > -1 + 1.9e-9 for
+// every parameter value. (The paper's c = 1 is not enough in double
+// precision: tanh rounds to exactly +-1 for |r| > ~19, so R_mm R~_mm = -1,
+// an infinite log-det and a division by zero in the Newton solve, would be
+// reachable; with c < 1, |log(1 + h' R_mm R~_mm)| <= 21 always. Near that
+// bound the map is nearly flat, so Forward can lose up to 1 / (1 - c^2) ~
+// 5e8 times rounding there: a conditioning limit, not a solver one.)
 // Entries of r, r~ above the diagonal are R, R~ there; those below are unused.
 //
 // Q, three variants (SylvesterOptions::q):
@@ -82,7 +87,8 @@ class Sylvester : public Flow {
   // An orthogonal Sylvester flow with the given Q [D, M] (orthonormal
   // columns, to 1e-10), upper triangular R, R~ [M, M] and b [M]. Errors if
   // R_mm R~_mm <= -1 (not invertible) or a diagonal entry is outside the
-  // parametrisation's range (-1, 1), or on shapes / non-finite values.
+  // parametrisation's range (-kMaxDiag, kMaxDiag), or on shapes / non-finite
+  // values.
   static absl::StatusOr<std::shared_ptr<Sylvester>> Create(
       const Tensor& q, const Tensor& r, const Tensor& r_tilde, const Tensor& b);
 
@@ -95,8 +101,11 @@ class Sylvester : public Flow {
 
   const SylvesterOptions& options() const { return o_; }
   Tensor Q() const;       // [D, M], orthonormal columns
-  Tensor R() const;       // [M, M] upper triangular, |R_mm| < 1
-  Tensor RTilde() const;  // [M, M] upper triangular, |R~_mm| < 1
+  Tensor R() const;       // [M, M] upper triangular, |R_mm| < kMaxDiag
+  Tensor RTilde() const;  // [M, M] upper triangular, |R~_mm| < kMaxDiag
+
+  // Bound c on |R_mm|, |R~_mm| (strictly inside (-1, 1) in double).
+  static constexpr double kMaxDiag = 1.0 - 1e-9;
 
  private:
   Tensor Triangular(const Tensor& raw) const;

@@ -35,7 +35,7 @@ CylindricalCouplingFlow::CylindricalCouplingFlow(int64_t components,
   Eigen::MatrixXd g(3, 3);
   for (int i = 0; i < 9; ++i) g(i / 3, i % 3) = rng.Normal();
   Eigen::MatrixXd q = Eigen::HouseholderQR<Eigen::MatrixXd>(g).householderQ();
-  rotation_ = FromRows(q);
+  rotation_ = RegisterBuffer("rotation", FromRows(q));
 }
 
 Tensor CylindricalCouplingFlow::Map(const Tensor& x) const {

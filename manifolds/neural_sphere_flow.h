@@ -10,7 +10,8 @@
 //      e = 0.05; z' = 2 u' - 1 (strictly increasing in z, onto (-1, 1)).
 //   2. azimuth rotation conditioned on the new height: phi' = phi + theta(z'),
 //      theta = MLP(z').
-//   3. a fixed random rotation Q (so stacked layers use different poles).
+//   3. a fixed random rotation Q (so stacked layers use different poles);
+//      a buffer ("rotation"), so checkpoints save and restore it.
 //   y = Q (r' cos phi', r' sin phi', z'),  r' = 2 sqrt(u' (1 - u')).
 // Computed with ops in the ambient R^3 (no atan2: cos phi = x_1 / r).
 // Poles (z = +-1, r = 0, phi undefined): since s_k > 1, near a pole
@@ -54,7 +55,7 @@ class CylindricalCouplingFlow : public flows::Flow {
  private:
   int64_t k_;
   std::shared_ptr<nn::MLP> z_net_, phi_net_;
-  Tensor rotation_;  // Q [3, 3], constant
+  Tensor rotation_;  // Q [3, 3], buffer
 };
 
 }  // namespace flowtape::manifolds

@@ -81,9 +81,11 @@ Tensor Linear::operator()(const Tensor& x) const {
   return b_.defined() ? Affine(x, w_, b_) : MatMul(x, w_);
 }
 
-MaskedLinear::MaskedLinear(const Tensor& mask, Rng& rng) : mask_(mask) {
+MaskedLinear::MaskedLinear(const Tensor& mask, Rng& rng) {
   FT_CHECK(mask.rank() == 2, "masked_linear: mask must be [in, out], got ",
            mask.shape().ToString());
+  // A copy, so the buffer is a constant this layer owns.
+  mask_ = RegisterBuffer("mask", mask.Detach());
   w_ = RegisterParameter("weight", XavierUniform(mask.shape(), rng));
   b_ = RegisterParameter("bias", Zeros({mask.dim(1)}));
 }

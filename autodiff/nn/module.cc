@@ -11,6 +11,7 @@ void Module::CheckNewName(const std::string& name) const {
 }
 
 Tensor Module::RegisterParameter(const std::string& name, Tensor value) {
+  CheckNewName(name);
   value.set_requires_grad(true);
   params_.emplace_back(name, value);
   return value;

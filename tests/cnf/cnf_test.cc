@@ -102,7 +102,13 @@ TEST(CnfTest, LinearDynamicsExactAnswers) {
 // Fixed T is integrated exactly as before learnable T and conditioning were
 // added: solution, log-det, regularisers, loss, parameter gradients and an
 // inverse solve, recorded (%.17g) from the code at commit 8a929d0, agree to
-// 1e-12 relative (bit-for-bit at the default build when recorded).
+// 1e-9 relative (bit-for-bit at the default build when recorded). Not
+// tighter: the solves are adaptive dopri5 (rtol 1e-8), whose step sizes are
+// continuous functions of error estimates, so a last-bit change anywhere
+// (another -O level or FMA contraction, a reordered sum in an op) moves the
+// step sequence and the result by far more than rounding. 1e-9 is still 10x
+// below rtol, so a change to the integrator or dynamics, which moves the
+// results by about the solve tolerance or more, fails.
 TEST(CnfTest, FixedTimeResultsAreUnchanged) {
   const std::vector<std::vector<double>> before = {
       {// concat_squash_adjoint
@@ -187,7 +193,7 @@ TEST(CnfTest, FixedTimeResultsAreUnchanged) {
       const std::vector<double>& want = before[row++];
       ASSERT_EQ(now.size(), want.size());
       for (size_t i = 0; i < want.size(); ++i)
-        EXPECT_NEAR(now[i], want[i], 1e-12 * std::max(1.0, std::fabs(want[i])))
+        EXPECT_NEAR(now[i], want[i], 1e-9 * std::max(1.0, std::fabs(want[i])))
             << "row " << row - 1 << " entry " << i;
     }
   }

@@ -1,8 +1,10 @@
 // Invertible residual blocks (i-ResNet / Residual Flows): the harness with
 // exact log-dets, the Lipschitz bound, the series identity behind the
 // estimators, unbiasedness of the Hutchinson / Russian-roulette estimators
-// (statistical, 4 standard errors), the inverse's error reporting, and exact
-// log-probs after a checkpoint round trip (spectral-norm vectors are buffers).
+// (statistical, 4 standard errors, with negative controls that must fall
+// outside), the inverse's error reporting (bad input, divergence), the
+// spectral-norm gradient against SVD vectors, and exact log-probs after a
+// checkpoint round trip (spectral-norm vectors are buffers).
 #include "flows/resflow.h"
 
 #include <algorithm>
@@ -151,7 +153,8 @@ TEST(ResidualBlock, LipschitzBoundHoldsNumerically) {
     double worst = 0;
     for (const Mat& j : Jacobians(f, x))
       worst = std::max(worst, Eigen::JacobiSVD<Mat>(j).singularValues()(0));
-    EXPECT_LE(worst, 0.7 + 1e-12);
+    // K = 3 layers with sigma(W_sn) = 0.7 and 1-Lipschitz activations.
+    EXPECT_LE(worst, std::pow(0.7, 3) + 1e-12);
     EXPECT_GT(worst, 0.05);  // g is not trivially small
   }
 }
@@ -199,25 +202,85 @@ Stats Sampled(F est, int n, int draws) {
   return st;
 }
 
+// Each of `points` rows of x repeated `reps` times (rows p*reps .. p*reps +
+// reps - 1): the probe noise is drawn per row, so one call gives `reps`
+// independent probes per point.
+Tensor Repeat(const Tensor& x, int reps) {
+  std::vector<Tensor> rows;
+  for (int64_t p = 0; p < x.dim(0); ++p)
+    for (int r = 0; r < reps; ++r) rows.push_back(Narrow(x, 0, p, 1));
+  return Concat(rows, 0);
+}
+// Mean over each block of `reps` rows of e [points * reps] -> [points].
+Tensor BlockMean(const Tensor& e, int points, int reps) {
+  std::vector<double> m(points, 0);
+  for (int p = 0; p < points; ++p)
+    for (int r = 0; r < reps; ++r) m[p] += e[p * reps + r] / reps;
+  return Tensor::FromVector({points}, m);
+}
+
+// A test-side Hutchinson estimate sum_{k<=terms} (-1)^(k+1)/k v' J^k v with
+// the probe v scaled by `scale`: the nominal estimator (terms = n, scale 1)
+// and deliberately wrong variants (negative controls).
+Tensor Hutchinson(const ResidualBlock& f, const Tensor& x, int terms,
+                  double scale, Noise noise, Rng& rng) {
+  TapeScope scope;
+  EnableGradScope on;
+  Tensor xd = x.Detach().set_requires_grad(true);
+  Tensor gx = f.Residual(xd);
+  Tensor v = SampleNoise(x.shape(), noise, rng) * scale;
+  Tensor w = v, est = Tensor::Zeros({x.dim(0)});
+  for (int k = 1; k <= terms; ++k) {
+    w = Grad({gx}, {xd}, {w})[0];  // v' J^k
+    est = est + Sum(w * v, 1) * ((k % 2 ? 1.0 : -1.0) / k);
+  }
+  return est.Detach();
+}
+
+// The library's estimator lies within 4 SE of the exact 3-term series; the
+// SE is small enough (256 probes per point per call) that a 2-term
+// truncation or a probe scaled by 1.1 lies outside that band.
 TEST(ResidualBlock, HutchinsonPowerSeriesIsUnbiasedForItsTruncation) {
+  constexpr int kPoints = 4, kReps = 256, kDraws = 1500;
   for (Noise noise : {Noise::kRademacher, Noise::kGaussian}) {
     Rng rng(7);
-    ResidualOptions o = Exact(3, 0.8);
+    ResidualOptions o = Exact(3, 0.95);
+    o.hidden = {8};
     o.estimator = LogdetEstimator::kPowerSeries;
     o.series_terms = 3;
     o.noise = noise;
     auto keep = Strong(o, rng);
     ResidualBlock& f = *keep;
-    Tensor x = Tensor::Randn({4, 3}, rng);
+    Tensor x = Tensor::Randn({kPoints, 3}, rng);
+    Tensor xr = Repeat(x, kReps);
     NoGradScope no_grad;
     std::vector<double> truth = SeriesByMatrixPowers(Jacobians(f, x), 3);
-    Stats st = Sampled(
-        [&] { return f.Logdet(x, LogdetEstimator::kPowerSeries); }, 4, 4000);
-    for (int i = 0; i < 4; ++i) {
-      EXPECT_GT(st.se[i], 0);
-      EXPECT_LT(std::fabs(st.mean[i] - truth[i]), 4 * st.se[i])
-          << i << " mean " << st.mean[i] << " truth " << truth[i];
+    auto sampled = [&](auto est) {
+      return Sampled([&] { return BlockMean(est(), kPoints, kReps); }, kPoints,
+                     kDraws);
+    };
+    Stats lib =
+        sampled([&] { return f.Logdet(xr, LogdetEstimator::kPowerSeries); });
+    Stats nominal =
+        sampled([&] { return Hutchinson(f, xr, 3, 1.0, noise, rng); });
+    Stats two = sampled([&] { return Hutchinson(f, xr, 2, 1.0, noise, rng); });
+    Stats scaled =
+        sampled([&] { return Hutchinson(f, xr, 3, 1.1, noise, rng); });
+    // The band test fails if any point is outside: the controls must.
+    double two_worst = 0, scaled_worst = 0;
+    for (int i = 0; i < kPoints; ++i) {
+      auto off = [&](const Stats& st) {  // distance from truth in SEs
+        EXPECT_GT(st.se[i], 0);
+        return std::fabs(st.mean[i] - truth[i]) / st.se[i];
+      };
+      EXPECT_LT(off(lib), 4)
+          << i << " mean " << lib.mean[i] << " truth " << truth[i];
+      EXPECT_LT(off(nominal), 4) << i;
+      two_worst = std::max(two_worst, off(two));
+      scaled_worst = std::max(scaled_worst, off(scaled));
     }
+    EXPECT_GT(two_worst, 4);
+    EXPECT_GT(scaled_worst, 4);
   }
 }
 
@@ -255,12 +318,17 @@ TEST(ResidualBlock, RussianRouletteIsUnbiasedForTheFullLogdet) {
   }
 }
 
+// With exact traces only the roulette draw is random: the mean gradient over
+// 20000 draws lies within 4.5 SE of the exact one, while the 2-term
+// truncation's gradient lies > 10 SE away in most entries (measured 15/20).
 TEST(ResidualBlock, RussianRouletteGradientIsUnbiased) {
   Rng rng(11);
   ResidualOptions o = Exact(2, 0.6);
   o.hidden = {4};
   o.estimator = LogdetEstimator::kRussianRoulette;
   o.roulette_exact_terms = 1;
+  o.exact_trace = true;  // only the roulette's randomness remains
+  o.series_terms = 2;    // kPowerSeries: the truncated negative control
   auto keep = Strong(o, rng);
   ResidualBlock& f = *keep;
   Tensor x = Tensor::Randn({3, 2}, rng);
@@ -274,7 +342,8 @@ TEST(ResidualBlock, RussianRouletteGradientIsUnbiased) {
     return flat;
   };
   const std::vector<double> exact = grads(LogdetEstimator::kExact);
-  const int m = static_cast<int>(exact.size()), draws = 3000;
+  const std::vector<double> two = grads(LogdetEstimator::kPowerSeries);
+  const int m = static_cast<int>(exact.size()), draws = 20000;
   std::vector<double> s(m, 0), s2(m, 0);
   for (int k = 0; k < draws; ++k) {
     std::vector<double> g = grads(LogdetEstimator::kRussianRoulette);
@@ -283,7 +352,7 @@ TEST(ResidualBlock, RussianRouletteGradientIsUnbiased) {
       s2[i] += g[i] * g[i];
     }
   }
-  int checked = 0;
+  int checked = 0, control_out = 0;
   for (int i = 0; i < m; ++i) {
     const double mean = s[i] / draws;
     const double se = std::sqrt((s2[i] / draws - mean * mean) / (draws - 1));
@@ -291,8 +360,11 @@ TEST(ResidualBlock, RussianRouletteGradientIsUnbiased) {
     ++checked;
     EXPECT_LT(std::fabs(mean - exact[i]), 4.5 * se + 1e-12)
         << "entry " << i << " mean " << mean << " exact " << exact[i];
+    // Negative control: the 2-term truncation's gradient (deterministic).
+    if (std::fabs(two[i] - exact[i]) > 10 * se) ++control_out;
   }
   EXPECT_GT(checked, m / 2);
+  EXPECT_GT(control_out, checked / 2) << control_out << " of " << checked;
 }
 
 TEST(ResidualBlock, InverseHasExactSecondDerivatives) {
@@ -346,6 +418,84 @@ TEST(ResidualBlock, InverseReportsBadInputAndNonConvergence) {
   EXPECT_TRUE(f.last_inverse_status().ok());
   Tensor back = f.Forward(x.value).value;
   for (int i = 0; i < 6; ++i) EXPECT_NEAR(back[i], good[i], 1e-11);
+}
+
+// Weights edited by hand under kFrozen: each is turned orthogonal to its
+// stale (u, v), so u' W v = 0 <= c and nothing is normalised, and scaled
+// up, so Lip(g) >> 1 and x <- z - g(x) runs off to infinity. TryInverse
+// must say so instead of returning x = inf with a NaN log-det.
+TEST(ResidualBlock, InverseReportsDivergence) {
+  for (double s : {10.0, -10.0, 1e200}) {
+    Rng rng(1);
+    ResidualOptions o;
+    o.dim = 1;
+    o.hidden = {2};
+    o.spectral = SpectralMode::kFrozen;
+    ResidualBlock f(o, rng);
+    Tensor w1 = f.layers()[0]->weight(), w2 = f.layers()[1]->weight();
+    const double a = w1[0], b = w1[1], c = w2[0], d = w2[1];
+    w1.mutable_data()[0] = -b * 10 / std::hypot(a, b);
+    w1.mutable_data()[1] = a * 10 / std::hypot(a, b);
+    w2.mutable_data()[0] = -d * s / std::hypot(c, d);
+    w2.mutable_data()[1] = c * s / std::hypot(c, d);
+    Tensor z = Tensor::FromVector({2, 1}, {0.5, -0.5});
+    NoGradScope no_grad;
+    auto r = f.TryInverse(z);
+    ASSERT_FALSE(r.ok()) << s << " x " << r->value[0];
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_NE(r.status().message().find("diverged (Lip(g) >= 1?) at iteration"),
+              std::string::npos)
+        << r.status();
+    // |s| = 10: finite but growing steps; 1e200: inf at the 2nd iterate.
+    EXPECT_NE(r.status().message().find(s > 1e3 ? "non-finite" : "grew"),
+              std::string::npos)
+        << r.status();
+    FlowResult bad = f.Inverse(z);
+    EXPECT_TRUE(std::isnan(bad.value[0]) && std::isnan(bad.logdet[1]));
+    EXPECT_EQ(f.last_inverse_status(), r.status());
+  }
+}
+
+// kConverged differentiates sigma = u' W v with (u, v) constants, which is
+// exact only if (u, v) are the singular vectors to rounding, not just sigma
+// (its error is the square of theirs). With sigma_2 / sigma_1 = 0.98 the
+// gradient of sum(W_sn * R) matches the one from Eigen's SVD vectors:
+//   d/dW = c R / s - c <W, R> / s^2 u v'   (W_sn = c W / s, s > c).
+TEST(SpectralLinear, ConvergedGradientMatchesSvd) {
+  constexpr int n = 16;
+  const double c = 0.5;
+  Rng rng(23);
+  SpectralLinear l(n, n, c, rng);
+  auto orthogonal = [&] {
+    Tensor a = Tensor::Randn({n, n}, rng);
+    return Mat(Eigen::HouseholderQR<Mat>(Eigen::Map<const Mat>(a.data(), n, n))
+                   .householderQ());
+  };
+  Eigen::VectorXd sv(n);
+  sv(0) = 2.0;
+  sv(1) = 1.96;
+  for (int i = 2; i < n; ++i) sv(i) = 1.8 * (n - i) / n;
+  const Mat wm = orthogonal() * sv.asDiagonal() * orthogonal().transpose();
+  Tensor w = l.weight();
+  std::copy(wm.data(), wm.data() + n * n, w.mutable_data());
+  Tensor r = Tensor::Randn({n, n}, rng);
+  Tensor g;
+  {
+    TapeScope scope;
+    g = Grad({Sum(l.NormalizedWeight(SpectralMode::kConverged, 0) * r)}, {w})[0]
+            .Detach();
+  }
+  Eigen::JacobiSVD<Mat> svd(wm, Eigen::ComputeFullU | Eigen::ComputeFullV);
+  const double s = svd.singularValues()(0);
+  ASSERT_NEAR(svd.singularValues()(1) / s, 0.98, 1e-12);
+  EXPECT_NEAR(l.ConvergedSigma(), s, 1e-14 * s);
+  Eigen::Map<const Mat> rm(r.data(), n, n), gm(g.data(), n, n);
+  const Mat want = c * rm / s - c * wm.cwiseProduct(rm).sum() / (s * s) *
+                                    svd.matrixU().col(0) *
+                                    svd.matrixV().col(0).transpose();
+  const double err =
+      (gm - want).cwiseAbs().maxCoeff() / want.cwiseAbs().maxCoeff();
+  EXPECT_LT(err, 1e-12);
 }
 
 TEST(ResidualBlock, TrainModeTracksSigmaOnlyWhenRecording) {

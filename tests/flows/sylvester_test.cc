@@ -3,6 +3,7 @@
 // orthonormality, closed-form values, the invertibility domain.
 #include "flows/sylvester.h"
 
+#include <Eigen/Dense>
 #include <cmath>
 #include <memory>
 
@@ -170,7 +171,13 @@ TEST(Sylvester, CreateRejectsParametersOutsideTheDomain) {
   // Invertible, but not representable by the tanh parametrisation.
   bad = Sylvester::Create(q, upper(2, 0, 0.5), upper(0.1, 0, 0.5), b);
   ASSERT_FALSE(bad.ok());
-  EXPECT_NE(bad.status().message().find("(-1, 1)"), std::string::npos);
+  EXPECT_NE(bad.status().message().find("(-c, c), c = 1 - 1e-9"),
+            std::string::npos)
+      << bad.status();
+  // |R_mm| < 1 but above c = kMaxDiag: not reachable either.
+  EXPECT_FALSE(
+      Sylvester::Create(q, upper(1 - 1e-10, 0, 0.5), upper(0.1, 0, 0.5), b)
+          .ok());
   Tensor lower = Tensor::FromVector({2, 2}, {0.5, 0, 0.1, 0.5});
   EXPECT_FALSE(Sylvester::Create(q, lower, upper(0.5, 0, 0.5), b).ok());
   EXPECT_FALSE(
@@ -218,6 +225,39 @@ TEST(Sylvester, ParametrisationCannotLeaveTheDomain) {
   EXPECT_FALSE(f.analytic_inverse());
 }
 
+// Raw diagonals at +-40 with opposite signs: tanh rounds to exactly +-1
+// there, so with R_mm = tanh(r) the product R_mm R~_mm would be exactly -1 (an
+// infinite log-det where a = 0, and 0/0 in the recorded Newton sweep). With
+// R_mm = c tanh(r), c = 1 - 1e-9, 1 + h' R_mm R~_mm >= 1 - c^2 ~ 2e-9 > 0.
+// Q = I, b = 0: row 0 (z = 0) has a = 0 in both coordinates.
+TEST(Sylvester, SaturatedDiagonalsStayInvertible) {
+  Rng rng(12);
+  Sylvester f(Options(2, SylvesterQ::kTriangular), rng);
+  const double raw[2][2] = {{40.0, -40.0}, {-40.0, 40.0}};  // {r, r~} at m
+  for (auto& [name, p] : f.NamedParameters()) {
+    if (name != "r" && name != "r_tilde") continue;
+    for (int64_t m = 0; m < 2; ++m)
+      p.mutable_data()[m * 2 + m] = raw[m][name == "r" ? 0 : 1];
+    p.mutable_data()[1] = name == "r" ? 0.3 : -0.4;  // above the diagonal
+  }
+  const double c = Sylvester::kMaxDiag;
+  EXPECT_EQ(f.R()[0], c);
+  EXPECT_EQ(f.RTilde()[0], -c);
+  NoGradScope no_grad;
+  Tensor z = Tensor::FromVector({3, 2}, {0.0, 0.0, 0.7, -1.3, 1.5, 0.4});
+  FlowResult x = f.Inverse(z);
+  FlowResult back = f.Forward(x.value);
+  for (int64_t n = 0; n < 3; ++n) {
+    ASSERT_TRUE(std::isfinite(x.logdet[n])) << n;
+    EXPECT_NEAR(back.logdet[n], -x.logdet[n], 1e-9) << n;
+    for (int64_t i = 0; i < 2; ++i)
+      EXPECT_NEAR(back.value[2 * n + i], z[2 * n + i], 1e-9) << n << "," << i;
+  }
+  // At a = 0 each coordinate contributes log(1 - c^2) = log(2e-9) (to the
+  // ~1e-7 relative rounding of 1 - c^2 in double).
+  EXPECT_NEAR(x.logdet[0], 2.0 * std::log(2e-9), 1e-6);
+}
+
 TEST(Sylvester, InvalidOptionsAreErrors) {
   EXPECT_TRUE(
       ValidateSylvesterOptions(Options(3, SylvesterQ::kOrthogonal, 2)).ok());
@@ -235,17 +275,31 @@ TEST(Householder, ReflectionsAreOrthogonalAndVolumePreserving) {
   ASSERT_TRUE(f.ok()) << f.status();
   Tensor h = (*f)->Matrix();
   EXPECT_LT(MaxOrthoError(h), 1e-12);
+  // The documented order, by hand: Matrix() = H_2 H_1, H = I - 2 v v' / |v|^2.
+  auto reflection = [](const Eigen::Vector3d& v) -> Eigen::Matrix3d {
+    return Eigen::Matrix3d::Identity() - 2.0 * v * v.transpose() / v.dot(v);
+  };
+  const Eigen::Matrix3d hand = reflection(Eigen::Vector3d(0.5, 0.0, 1.0)) *
+                               reflection(Eigen::Vector3d(1.0, 2.0, -2.0));
+  for (int64_t i = 0; i < 3; ++i)
+    for (int64_t j = 0; j < 3; ++j)
+      EXPECT_NEAR(h[i * 3 + j], hand(i, j), 1e-15) << i << "," << j;
   // H_1 H_1 = I: a single reflection maps its v to -v.
   auto one = Householder::Create(Tensor::FromVector({1, 3}, {1.0, 2.0, -2.0}));
   ASSERT_TRUE(one.ok());
   FlowResult r = (*one)->Inverse(Tensor::FromVector({1, 3}, {1.0, 2.0, -2.0}));
   EXPECT_NEAR(r.value[0], -1.0, 1e-15);
   EXPECT_NEAR(r.value[2], 2.0, 1e-15);
-  // Inverse is x = H z, Forward z = H^T x, log-dets zero.
+  // Inverse is x = H_2 H_1 z (the hand-built product, not Matrix(), which
+  // shares ReflectRows with Inverse), Forward z = H^T x, log-dets zero.
   Tensor z = Tensor::FromVector({2, 3}, {0.3, -1.0, 2.0, 1.5, 0.2, -0.7});
   FlowResult x = (*f)->Inverse(z);
-  Tensor hz = MatMulT(z, h, false, true);
-  for (int64_t i = 0; i < 6; ++i) EXPECT_NEAR(x.value[i], hz[i], 1e-14);
+  for (int64_t n = 0; n < 2; ++n) {
+    const Eigen::Vector3d hz =
+        hand * Eigen::Vector3d(z[3 * n], z[3 * n + 1], z[3 * n + 2]);
+    for (int64_t i = 0; i < 3; ++i)
+      EXPECT_NEAR(x.value[3 * n + i], hz(i), 1e-14) << n << "," << i;
+  }
   FlowResult back = (*f)->Forward(x.value);
   for (int64_t i = 0; i < 6; ++i) EXPECT_NEAR(back.value[i], z[i], 1e-14);
   EXPECT_EQ(x.logdet.ToVector(), std::vector<double>({0.0, 0.0}));

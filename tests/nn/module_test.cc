@@ -88,6 +88,14 @@ TEST(ModuleBuffers, NamedLikeParametersAndNeverTrained) {
   EXPECT_NE(m.NamedParameters()[0].second.item(), 2.0);
 }
 
+class TwiceParameter : public Module {
+ public:
+  TwiceParameter() {
+    RegisterParameter("a", Tensor::Zeros({2}));
+    RegisterParameter("a", Tensor::Zeros({3}));
+  }
+};
+
 class BadBuffer : public Module {
  public:
   explicit BadBuffer(bool twice) {
@@ -103,6 +111,7 @@ class BadBuffer : public Module {
 TEST(ModuleBuffersDeathTest, RejectsTrainableOrDuplicateBuffers) {
   EXPECT_DEATH(BadBuffer(false), "buffer 'g' must be a defined constant");
   EXPECT_DEATH(BadBuffer(true), "name 'a' registered twice");
+  EXPECT_DEATH(TwiceParameter(), "name 'a' registered twice");
 }
 
 }  // namespace

@@ -109,11 +109,17 @@ Tensor MatMulT(const Tensor& a, const Tensor& b, bool transpose_a,
 Tensor Conv2d(const Tensor& x, const Tensor& w, const Tensor& bias = Tensor());
 
 // ---- linear algebra (square [n, n] unless stated) ----
-Tensor Solve(const Tensor& a, const Tensor& b);  // a^-1 b, b [n] or [n, k]
+// a^-1 b, b [n] or [n, k]. Batched: a [B, n, n], b [B, n] or [B, n, k], one
+// solve per member. Gradients gb = a^-T g, ga = -gb x'. Aborts if singular.
+Tensor Solve(const Tensor& a, const Tensor& b);
 Tensor Inverse(const Tensor& a);
+// log|det a| for a [n, n] (scalar) or, batched, a [B, n, n] ([B]); gradient
+// g a^-T per member. Singular: sign 0, logabsdet -inf, and a zero gradient if
+// its incoming adjoint is 0 (else the gradient is infinite and it aborts).
 struct SlogdetResult {
-  double sign;       // -1, 0 or +1 (a constant)
-  Tensor logabsdet;  // scalar; gradient a^-T
+  double sign;       // -1, 0 or +1 (a constant); batched: sign of prod det
+  Tensor logabsdet;  // scalar, or [B] for a [B, n, n]
+  Tensor signs;      // constant, logabsdet's shape: each member's sign
 };
 SlogdetResult Slogdet(const Tensor& a);
 Tensor LogAbsDet(const Tensor& a);  // Slogdet(a).logabsdet

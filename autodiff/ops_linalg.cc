@@ -8,6 +8,8 @@
 // where copyltu(M) is the symmetric matrix with M's lower triangle. The QR
 // rule holds for any full-rank m >= n: it equals (I - QQ') gQ R^-T + Q gR +
 // Q (the part of Q' gQ - gR R' fixed by the skew-symmetry of Q' dQ) R^-T.
+// Solve and Slogdet also take batches A [B, n, n]: the same rules per member,
+// one tape node for the batch.
 #include <Eigen/Dense>
 #include <algorithm>
 #include <cmath>
@@ -48,6 +50,18 @@ void CheckRhs(const char* op, const Tensor& a, const Tensor& b) {
            b.shape().ToString(), " do not match (want [n] or [n, k])");
 }
 
+// Batched forms: a [B, n, n] with rhs [B, n] or [B, n, k].
+void CheckBatchedRhs(const char* op, const Tensor& a, const Tensor& b) {
+  FT_CHECK((b.rank() == 2 || b.rank() == 3) && b.dim(0) == a.dim(0) &&
+               b.dim(1) == a.dim(1),
+           op, ": matrices ", a.shape().ToString(), " and right-hand side ",
+           b.shape().ToString(), " do not match (want [B, n] or [B, n, k])");
+}
+// A batched vector right-hand side [B, n] seen as [B, n, 1].
+Tensor AsBatchedColumns(const Tensor& t) {
+  return t.rank() == 2 ? Reshape(t, {t.dim(0), t.dim(1), 1}) : t;
+}
+
 bool HasZeroPivot(const Eigen::PartialPivLU<RowMatrix>& lu) {
   const auto& m = lu.matrixLU();
   for (Eigen::Index i = 0; i < m.rows(); ++i)
@@ -60,6 +74,24 @@ Eigen::PartialPivLU<RowMatrix> FactorOrDie(const char* op, const Tensor& a) {
   FT_CHECK(!HasZeroPivot(lu), op, ": matrix ", a.shape().ToString(),
            " is singular (zero pivot in its LU factorization)");
   return lu;
+}
+
+// sign(det m) (+-1, 0 if singular) and log|det m| (-inf if singular) from
+// the factorization m = P L U.
+double LogAbsDetOf(const Eigen::PartialPivLU<RowMatrix>& lu, double* sign) {
+  *sign = lu.permutationP().determinant();  // +-1
+  double lad = 0.0;
+  const auto& f = lu.matrixLU();
+  for (Eigen::Index i = 0; i < f.rows(); ++i) {
+    const double u = f(i, i);
+    if (u == 0.0) {
+      *sign = 0.0;
+      return -std::numeric_limits<double>::infinity();
+    }
+    if (u < 0) *sign = -*sign;
+    lad += std::log(std::fabs(u));
+  }
+  return lad;
 }
 
 // Constant 0/1 mask of a triangle of an [n, n] matrix; `diag` keeps the
@@ -83,7 +115,12 @@ bool AllZero(const Tensor& g) {
 }  // namespace
 
 // ---- solve: X = A^-1 B ----
+namespace {
+Tensor BatchedSolve(const Tensor& a, const Tensor& b);
+}  // namespace
+
 Tensor Solve(const Tensor& a, const Tensor& b) {
+  if (a.rank() == 3) return BatchedSolve(a, b);
   CheckSquare("solve", a);
   CheckRhs("solve", a, b);
   auto lu = FactorOrDie("solve", a);
@@ -100,6 +137,37 @@ Tensor Solve(const Tensor& a, const Tensor& b) {
                 });
 }
 
+namespace {
+// Per member i: X_i = A_i^-1 B_i; gB_i = A_i^-T G_i, gA_i = -gB_i X_i'.
+Tensor BatchedSolve(const Tensor& a, const Tensor& b) {
+  FT_CHECK(a.dim(1) == a.dim(2), "solve: want square [B, n, n] matrices, got ",
+           a.shape().ToString());
+  CheckBatchedRhs("solve", a, b);
+  const int64_t batch = a.dim(0), n = a.dim(1);
+  const int64_t k = b.rank() == 3 ? b.dim(2) : 1;
+  const bool rec = ShouldRecord({&a, &b});
+  Tensor out = NewOutput(b.shape(), rec);
+  double* po = const_cast<double*>(out.data());
+  Eigen::PartialPivLU<RowMatrix> lu(n);  // storage reused by every member
+  for (int64_t i = 0; i < batch; ++i) {
+    lu.compute(ConstMatrixMap(a.data() + i * n * n, n, n));
+    FT_CHECK(!HasZeroPivot(lu), "solve: matrix ", i, " of ",
+             a.shape().ToString(),
+             " is singular (zero pivot in its LU factorization)");
+    MatrixMap(po + i * n * k, n, k) =
+        lu.solve(ConstMatrixMap(b.data() + i * n * k, n, k));
+  }
+  return Record(out, rec, "solve", {&a, &b},
+                [](const OpContext& c, const Tensor& g, Tensor* gin) {
+                  Tensor gb = Solve(Transpose(c.in(0)), g);  // A^-T G
+                  if (c.node->inputs[0]->requires_grad)
+                    gin[0] = -MatMulT(AsBatchedColumns(gb),
+                                      AsBatchedColumns(c.out()), false, true);
+                  if (c.node->inputs[1]->requires_grad) gin[1] = gb;
+                });
+}
+}  // namespace
+
 // ---- inverse: Y = A^-1 ----
 Tensor Inverse(const Tensor& a) {
   CheckSquare("inverse", a);
@@ -115,22 +183,16 @@ Tensor Inverse(const Tensor& a) {
 }
 
 // ---- slogdet: log|det A| = sum_i log|U_ii| of A = P L U ----
+namespace {
+SlogdetResult BatchedSlogdet(const Tensor& a);
+}  // namespace
+
 SlogdetResult Slogdet(const Tensor& a) {
+  if (a.rank() == 3) return BatchedSlogdet(a);
   CheckSquare("slogdet", a);
   Eigen::PartialPivLU<RowMatrix> lu(RowMatrix(AsMat(a)));
-  double sign = lu.permutationP().determinant();  // +-1
-  double lad = 0.0;
-  const auto& m = lu.matrixLU();
-  for (Eigen::Index i = 0; i < m.rows(); ++i) {
-    const double u = m(i, i);
-    if (u == 0.0) {
-      sign = 0.0;
-      lad = -std::numeric_limits<double>::infinity();
-      break;
-    }
-    if (u < 0) sign = -sign;
-    lad += std::log(std::fabs(u));
-  }
+  double sign;
+  const double lad = LogAbsDetOf(lu, &sign);
   const bool rec = ShouldRecord({&a});
   Tensor out = NewOutput(Shape{}, rec);
   const_cast<double*>(out.data())[0] = lad;
@@ -146,8 +208,60 @@ SlogdetResult Slogdet(const Tensor& a) {
         gin[0] = g * Transpose(Inverse(c.in(0)));
       },
       {{}, {sign == 0.0 ? 1 : 0}});
-  return {sign, t};
+  return {sign, t, Tensor::Scalar(sign)};
 }
+
+namespace {
+// Per member i: l_i = log|det A_i|, gA_i = g_i A_i^-T. A singular member has
+// l_i = -inf, sign 0 and (as the rank-2 op) gradient 0 if g_i = 0, else it
+// aborts. iaux[0] counts the singular members; they are the l_i = -inf.
+SlogdetResult BatchedSlogdet(const Tensor& a) {
+  FT_CHECK(a.dim(1) == a.dim(2),
+           "slogdet: want square [B, n, n] matrices, got ",
+           a.shape().ToString());
+  const int64_t batch = a.dim(0), n = a.dim(1);
+  Tensor signs = Tensor::Empty(Shape{batch});
+  const bool rec = ShouldRecord({&a});
+  Tensor out = NewOutput(Shape{batch}, rec);
+  double* po = const_cast<double*>(out.data());
+  double* ps = signs.mutable_data();
+  double sign = 1.0;
+  int64_t singular = 0;
+  Eigen::PartialPivLU<RowMatrix> lu(n);  // storage reused by every member
+  for (int64_t i = 0; i < batch; ++i) {
+    lu.compute(ConstMatrixMap(a.data() + i * n * n, n, n));
+    po[i] = LogAbsDetOf(lu, &ps[i]);
+    sign *= ps[i];
+    singular += ps[i] == 0.0;
+  }
+  Tensor t =
+      Record(out, rec, "slogdet", {&a},
+             [](const OpContext& c, const Tensor& g, Tensor* gin) {
+               Tensor a = c.in(0);
+               const int64_t batch = a.dim(0), n = a.dim(1);
+               Tensor eye = BroadcastTo(Tensor::Eye(n), a.shape());
+               Tensor gm = g;
+               if (c.iaux()[0] != 0) {  // mask the singular members out
+                 Tensor keep = Tensor::Ones(Shape{batch});
+                 const double* pl = c.out().data();
+                 for (int64_t i = 0; i < batch; ++i) {
+                   if (pl[i] != -std::numeric_limits<double>::infinity())
+                     continue;
+                   FT_CHECK(g.data()[i] == 0.0,
+                            "slogdet: gradient at the singular ", "matrix ", i,
+                            " of ", a.shape().ToString(), " is infinite");
+                   keep.mutable_data()[i] = 0.0;
+                 }
+                 a = Where(Reshape(keep, {batch, 1, 1}), a, eye);
+                 gm = g * keep;
+               }
+               // A^-T = (A')^-1, one batched solve against I.
+               gin[0] = Reshape(gm, {batch, 1, 1}) * Solve(Transpose(a), eye);
+             },
+             {{}, {singular}});
+  return {singular > 0 ? 0.0 : sign, t, signs};
+}
+}  // namespace
 
 Tensor LogAbsDet(const Tensor& a) { return Slogdet(a).logabsdet; }
 

@@ -17,6 +17,7 @@
 #include "flows/distribution.h"
 #include "flows/flow_model.h"
 #include "gtest/gtest.h"
+#include "tests/cnf/cnf_fixtures.h"
 #include "tests/flows/harness.h"
 
 namespace flowtape::flows {
@@ -24,17 +25,6 @@ namespace {
 using testing::FlowCase;
 
 constexpr int64_t kContext = 2;
-
-std::shared_ptr<Flow> ConcatSquashRk4(Rng& rng, ode::Gradient g) {
-  CnfOptions o;
-  o.ode.method = ode::Method::kRk4;
-  o.ode.step_size = 0.05;
-  o.ode.gradient = g;
-  return std::make_shared<Cnf>(
-      std::make_shared<ConcatSquashNet>(2, std::vector<int64_t>{6},
-                                        nn::Activation::kTanh, rng, kContext),
-      o);
-}
 
 // TimeMlp with context and a learnable T, adaptive dopri5.
 std::shared_ptr<Flow> TimeMlpDopri5TrainT(Rng& rng) {
@@ -52,8 +42,11 @@ std::shared_ptr<Flow> TimeMlpDopri5TrainT(Rng& rng) {
 
 FlowCase Rk4Case(const char* name, ode::Gradient g) {
   return FlowCase(
-             name, [g](Rng& rng) { return ConcatSquashRk4(rng, g); }, {2},
-             kContext)
+             name,
+             [g](Rng& rng) {
+               return testing_cnf::ConcatSquashRk4(rng, g, kContext);
+             },
+             {2}, kContext)
       .Perturb(0.3)
       .LogdetTol(1e-6)
       .InverseTol(1e-6)

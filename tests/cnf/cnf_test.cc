@@ -21,31 +21,16 @@
 #include "flows/distribution.h"
 #include "flows/flow_model.h"
 #include "gtest/gtest.h"
+#include "tests/cnf/cnf_fixtures.h"
 #include "tests/flows/harness.h"
 
 namespace flowtape::flows {
 namespace {
 using testing::FlowCase;
 using testing::FlowFactory;
-using Mat =
-    Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-
-// f(t, z) = z A' with a learnable A.
-class LinearDynamics : public CnfDynamics {
- public:
-  explicit LinearDynamics(const Mat& a) {
-    Tensor t = Tensor::Empty({a.rows(), a.cols()});
-    Eigen::Map<Mat>(t.mutable_data(), a.rows(), a.cols()) = a;
-    a_ = RegisterParameter("a", t);
-  }
-  Tensor operator()(double, const Tensor& z) const override {
-    return MatMulT(z, a_, false, true);
-  }
-  int64_t dim() const override { return a_.dim(0); }
-
- private:
-  Tensor a_;
-};
+using testing_cnf::ConcatSquashRk4;
+using testing_cnf::LinearDynamics;
+using testing_cnf::Mat;
 
 CnfOptions Tight(ode::Gradient g = ode::Gradient::kAdjoint) {
   CnfOptions o;
@@ -417,21 +402,11 @@ TEST(CnfTest, SolveFailureIsReported) {
   EXPECT_EQ(cnf.last_status().code(), absl::StatusCode::kResourceExhausted);
 }
 
-std::shared_ptr<Flow> FfjordRk4(Rng& rng, ode::Gradient g) {
-  CnfOptions o;
-  o.ode.method = ode::Method::kRk4;
-  o.ode.step_size = 0.05;
-  o.ode.gradient = g;
-  return std::make_shared<Cnf>(
-      std::make_shared<ConcatSquashNet>(2, std::vector<int64_t>{6},
-                                        nn::Activation::kTanh, rng),
-      o);
-}
 std::shared_ptr<Flow> FfjordRk4Adjoint(Rng& rng) {
-  return FfjordRk4(rng, ode::Gradient::kAdjoint);
+  return ConcatSquashRk4(rng, ode::Gradient::kAdjoint);
 }
 std::shared_ptr<Flow> FfjordRk4Discrete(Rng& rng) {
-  return FfjordRk4(rng, ode::Gradient::kDiscretize);
+  return ConcatSquashRk4(rng, ode::Gradient::kDiscretize);
 }
 std::shared_ptr<Flow> FfjordDopri5Discrete(Rng& rng) {
   CnfOptions o = Tight(ode::Gradient::kDiscretize);

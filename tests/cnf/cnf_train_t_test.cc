@@ -16,33 +16,13 @@
 #include "autodiff/tape.h"
 #include "flows/cnf/cnf.h"
 #include "gtest/gtest.h"
+#include "tests/cnf/cnf_fixtures.h"
 #include "tests/flows/harness.h"
 
 namespace flowtape::flows {
 namespace {
-using Mat =
-    Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-
-// f(t, z) = z A': autonomous, so its tensor-time form ignores t.
-class LinearDynamics : public CnfDynamics {
- public:
-  explicit LinearDynamics(const Mat& a) {
-    Tensor t = Tensor::Empty({a.rows(), a.cols()});
-    Eigen::Map<Mat>(t.mutable_data(), a.rows(), a.cols()) = a;
-    a_ = RegisterParameter("a", t);
-  }
-  Tensor operator()(double, const Tensor& z) const override {
-    return MatMulT(z, a_, false, true);
-  }
-  Tensor operator()(const Tensor&, const Tensor& z,
-                    const Tensor&) const override {
-    return MatMulT(z, a_, false, true);
-  }
-  int64_t dim() const override { return a_.dim(0); }
-
- private:
-  Tensor a_;
-};
+using testing_cnf::LinearDynamics;
+using testing_cnf::Mat;
 
 CnfOptions Tight(ode::Gradient g, bool train_t, double t_end) {
   CnfOptions o;

@@ -18,7 +18,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "autodiff/grad.h"
-#include "autodiff/nn/optim.h"
+#include "nn/optim.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
 #include "flows/cnf/anode.h"
@@ -64,12 +64,12 @@ Row Train(int64_t augment, const Tensor& x, const Tensor& y, const Tensor& xt,
                 steps = absl::GetFlag(FLAGS_steps);
   const int64_t batch = absl::GetFlag(FLAGS_batch), n = x.dim(0);
   Rng rng(absl::GetFlag(FLAGS_seed));
-  flows::NeuralOdeOptions o;
+  flows::cnf::NeuralOdeOptions o;
   o.augment_dim = augment;
   o.hidden = {32};
   o.activation = nn::Activation::kRelu;
   o.ode.rtol = o.ode.atol = 1e-3;
-  flows::NeuralOdeModel model(d, o, rng);
+  flows::cnf::NeuralOdeModel model(d, o, rng);
   nn::Adam adam(model, nn::AdamOptions{});
   Row row{0, 0, 0, 0, 0, 0, 0, 0};
   int64_t late = 0, done = 0;  // steps completed

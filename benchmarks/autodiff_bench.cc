@@ -29,7 +29,7 @@
 #include <vector>
 
 #include "autodiff/grad.h"
-#include "autodiff/nn/layers.h"
+#include "nn/layers.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
 #include "benchmark/benchmark.h"

@@ -21,7 +21,7 @@
 #include "flows/cnf/cnf.h"
 #include "flows/cnf/dynamics.h"
 
-namespace flowtape::flows {
+namespace flowtape::flows::cnf {
 namespace {
 
 constexpr int64_t kBatch = 256;
@@ -123,4 +123,4 @@ BENCHMARK(BM_TrainStep)
     ->Unit(benchmark::kMillisecond);
 
 }  // namespace
-}  // namespace flowtape::flows
+}  // namespace flowtape::flows::cnf

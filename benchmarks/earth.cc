@@ -1,6 +1,6 @@
 // Density estimation on the sphere: the four earth-science catalogues
 // (volcano, earthquake, flood, fire) with manifold flows, protocol of the
-// published table (benchmarks/data/earth/README.md, which also gives the
+// published table (data/earth/README.md, which also gives the
 // data's sources and licences): random 80/10/10 split,
 // maximum likelihood with the validation NLL picking the best parameters,
 // test NLL in nats w.r.t. the area of the unit sphere, mean +- std over seeds.
@@ -33,14 +33,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
-#include "autodiff/nn/optim.h"
+#include "nn/optim.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
-#include "benchmarks/earth_data.h"
+#include "data/earth.h"
 #include "experiments/common.h"
-#include "flows/training/train.h"
-#include "flows/viz/plots.h"
-#include "flows/viz/png.h"
+#include "training/train.h"
+#include "viz/plots.h"
+#include "viz/png.h"
 #include "manifolds/manifold.h"
 #include "manifolds/manifold_flow.h"
 #include "manifolds/neural_sphere_flow.h"
@@ -49,7 +49,7 @@
 
 ABSL_FLAG(bool, full, false, "bigger models, more steps (tens of minutes)");
 ABSL_FLAG(std::string, data_dir, "",
-          "directory of the csv files (default: benchmarks/data/earth from "
+          "directory of the csv files (default: data/earth from "
           "the runfiles or the workspace)");
 ABSL_FLAG(int, seeds, 5, "number of random splits / initialisations");
 ABSL_FLAG(std::string, datasets, "volcano,earthquake,flood,fire",
@@ -169,7 +169,7 @@ viz::Image DensityMap(const ManifoldDensity& model, const Tensor& points) {
   Tensor grid = Tensor::Empty({int64_t{w} * h, 3});
   for (int i = 0; i < h; ++i)
     for (int j = 0; j < w; ++j)
-      earth::ToUnitVector(90.0 - (i + 0.5) * 180.0 / h,
+      data::ToUnitVector(90.0 - (i + 0.5) * 180.0 / h,
                           -180.0 + (j + 0.5) * 360.0 / w,
                           grid.mutable_data() + 3 * (int64_t{i} * w + j));
   std::vector<double> lp(int64_t{w} * h);
@@ -234,7 +234,7 @@ absl::Status Run() {
   if (steps) cfg.steps = cfg.neural_steps = steps;
   if (neural_lr) cfg.neural_lr = neural_lr;
   std::string dir = absl::GetFlag(FLAGS_data_dir);
-  if (dir.empty()) dir = earth::DefaultEarthDataDir();
+  if (dir.empty()) dir = data::DefaultEarthDataDir();
   std::vector<std::string> sets =
       absl::StrSplit(absl::GetFlag(FLAGS_datasets), ',');
   std::vector<std::string> models =
@@ -250,10 +250,10 @@ absl::Status Run() {
           "--models: unknown '", name, "' (affine, mixture, neural)"));
   std::map<std::string, std::map<std::string, Cell>> results;  // model, data
   for (const std::string& set : sets) {
-    auto data = earth::LoadEarthCsv(absl::StrCat(dir, "/", set, ".csv"));
-    if (!data.ok()) return data.status();
+    auto points = data::LoadEarthCsv(absl::StrCat(dir, "/", set, ".csv"));
+    if (!points.ok()) return points.status();
     for (int seed = 0; seed < seeds; ++seed) {
-      earth::Split split = earth::RandomSplit(*data, 1000 + seed);
+      data::Split split = data::RandomSplit(*points, 1000 + seed);
       for (const std::string& name : models) {
         Rng rng(77 + seed);
         auto model = MakeModel(name, cfg, split.train, rng);

@@ -18,21 +18,21 @@
 #include <memory>
 
 #include "autodiff/grad.h"
-#include "autodiff/nn/optim.h"
+#include "nn/optim.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
 #include "benchmark/benchmark.h"
 #include "experiments/common.h"
-#include "experiments/zoo.h"
-#include "flows/data/datasets.h"
-#include "flows/data/preprocess.h"
-#include "flows/data/toy2d.h"
+#include "models/zoo.h"
+#include "data/datasets.h"
+#include "data/preprocess.h"
+#include "data/toy2d.h"
 
 namespace flowtape {
 namespace {
 
-using experiments::MakeModel;
-using experiments::ZooConfig;
+
+
 
 void RunSteps(benchmark::State& state, flows::FlowModel& model,
               const Tensor& x) {
@@ -56,8 +56,8 @@ Tensor Logit(const Tensor& pixels, int levels, Rng& rng) {
 
 void BM_RealNvp2dStep(benchmark::State& state) {
   Rng rng(0);
-  ZooConfig c;  // [2], 8 layers, hidden {64, 64}
-  auto model = MakeModel("realnvp", c, rng).value();
+  models::ModelConfig c;  // [2], 8 layers, hidden {64, 64}
+  auto model = models::MakeModel("realnvp", c, rng).value();
   Tensor x = data::SampleToy2d("moons", 256, rng).value();
   RunSteps(state, *model, x);
 }
@@ -70,11 +70,11 @@ void BM_Maf64dDigitsStep(benchmark::State& state) {
     return;
   }
   Rng rng(0);
-  ZooConfig c;
+  models::ModelConfig c;
   c.event = Shape{64};
   c.layers = 5;
   c.hidden = {128, 128};
-  auto model = MakeModel("maf", c, rng).value();
+  auto model = models::MakeModel("maf", c, rng).value();
   Tensor pixels = data::TakeRows(digits->images, data::Permutation(256, rng));
   Tensor x = Reshape(Logit(pixels, digits->levels, rng), {256, 64});
   RunSteps(state, *model, x);
@@ -83,12 +83,12 @@ BENCHMARK(BM_Maf64dDigitsStep)->Unit(benchmark::kMillisecond);
 
 void BM_Glow28x28Step(benchmark::State& state) {
   Rng rng(0);
-  ZooConfig c;
+  models::ModelConfig c;
   c.event = Shape{1, 28, 28};
   c.levels = 2;
   c.depth = 4;
   c.channels = 64;
-  auto model = MakeModel("glow", c, rng).value();
+  auto model = models::MakeModel("glow", c, rng).value();
   Tensor pixels = Tensor::Empty(Shape{16, 1, 28, 28});
   for (int64_t i = 0; i < pixels.numel(); ++i)
     pixels.mutable_data()[i] = static_cast<double>(rng.UniformInt(256));

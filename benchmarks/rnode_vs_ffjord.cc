@@ -31,11 +31,11 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/str_split.h"
 #include "autodiff/grad.h"
-#include "autodiff/nn/optim.h"
+#include "nn/optim.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
 #include "flows/cnf/cnf.h"
-#include "flows/data/toy2d.h"
+#include "data/toy2d.h"
 
 ABSL_FLAG(std::string, data, "8gaussians", "toy density");
 ABSL_FLAG(int64_t, steps, 3000, "Adam steps per model (~2.5 min each)");
@@ -67,24 +67,24 @@ struct Row {
 double PerStep(double total, int64_t n) { return n > 0 ? total / n : NAN; }
 
 // -mean log p(x) with a standard normal base.
-Tensor Nll(const flows::CnfResult& r) {
+Tensor Nll(const flows::cnf::CnfResult& r) {
   Tensor logp0 = Sum(Square(r.value), 1) * -0.5 - kLog2Pi;
   return -Mean(logp0 + r.logdet);
 }
 
 Row Train(const std::string& name, double lk, double lj,
-          flows::RegularizerUnits units, const Tensor& test) {
+          flows::cnf::RegularizerUnits units, const Tensor& test) {
   const uint64_t seed = absl::GetFlag(FLAGS_seed);
   Rng rng(seed);
-  flows::CnfOptions o;
+  flows::cnf::CnfOptions o;
   o.lambda_kinetic = lk;
   o.lambda_jacobian = lj;
   o.regularizer_units = units;
   if (absl::GetFlag(FLAGS_trace) == "hutchinson")
-    o.trace = flows::TraceEstimator::kHutchinson;
-  auto net = std::make_shared<flows::ConcatSquashNet>(
+    o.trace = flows::cnf::TraceEstimator::kHutchinson;
+  auto net = std::make_shared<flows::cnf::ConcatSquashNet>(
       2, std::vector<int64_t>{64, 64}, nn::Activation::kTanh, rng);
-  flows::Cnf cnf(net, o);
+  flows::cnf::Cnf cnf(net, o);
   nn::AdamOptions ao;
   ao.lr = absl::GetFlag(FLAGS_lr);
   nn::Adam adam(cnf, ao);
@@ -126,7 +126,7 @@ Row Train(const std::string& name, double lk, double lj,
   row.nfe_f_late = PerStep(row.nfe_f_late, late);
   row.nfe_b_late = PerStep(row.nfe_b_late, late);
   NoGradScope no_grad;
-  cnf.mutable_options().trace = flows::TraceEstimator::kExact;
+  cnf.mutable_options().trace = flows::cnf::TraceEstimator::kExact;
   auto r = cnf.Solve(test, true);
   row.test_nll = r.ok() ? Nll(*r).item() : NAN;
   return row;
@@ -158,15 +158,15 @@ int main(int argc, char** argv) {
   std::vector<Row> rows;
   for (const std::string& m : models) {
     if (m == "ffjord") {
-      rows.push_back(Train(m, 0, 0, flows::RegularizerUnits::kIntegral, *test));
+      rows.push_back(Train(m, 0, 0, flows::cnf::RegularizerUnits::kIntegral, *test));
     } else if (m == "rnode") {
       rows.push_back(Train(m, absl::GetFlag(FLAGS_lambda_k),
                            absl::GetFlag(FLAGS_lambda_j),
-                           flows::RegularizerUnits::kIntegral, *test));
+                           flows::cnf::RegularizerUnits::kIntegral, *test));
     } else if (m == "rnode_ref") {
       const double l = absl::GetFlag(FLAGS_ref_lambda);
       rows.push_back(
-          Train(m, l, l, flows::RegularizerUnits::kPerDimMean, *test));
+          Train(m, l, l, flows::cnf::RegularizerUnits::kPerDimMean, *test));
     } else {
       std::fprintf(stderr, "unknown model '%s'\n", m.c_str());
       return 1;

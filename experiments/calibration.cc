@@ -32,12 +32,12 @@
 #include "absl/strings/str_format.h"
 #include "autodiff/check.h"
 #include "autodiff/grad.h"
-#include "autodiff/nn/layers.h"
-#include "autodiff/nn/optim.h"
+#include "nn/layers.h"
+#include "nn/optim.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
 #include "experiments/common.h"
-#include "flows/viz/png.h"
+#include "viz/png.h"
 
 ABSL_FLAG(int, epochs, 15, "classifier training epochs");
 ABSL_FLAG(int, calib_steps, 1500, "Adam steps for each calibration map");

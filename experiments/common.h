@@ -27,8 +27,8 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "autodiff/shape.h"
-#include "flows/data/datasets.h"
-#include "flows/viz/png.h"
+#include "data/datasets.h"
+#include "viz/png.h"
 
 namespace flowtape::experiments {
 

@@ -8,7 +8,7 @@
 //
 // Default: a small configuration that finishes in minutes on 2 cores
 // (a subset of the training set, 1000 steps of 64). --paper: the papers'
-// model sizes on the full training set, 100k steps (image_flows.h) — days
+// model sizes on the full training set, 100k steps (models/image_flow.h) — days
 // on a CPU.
 // Missing data sets are installed by experiments/setup_data.sh.
 #include <cmath>
@@ -20,9 +20,9 @@
 #include "absl/strings/str_format.h"
 #include "autodiff/ops.h"
 #include "experiments/common.h"
-#include "experiments/image_flows.h"
-#include "flows/training/train.h"
-#include "flows/viz/plots.h"
+#include "models/image_flow.h"
+#include "training/train.h"
+#include "viz/plots.h"
 
 ABSL_FLAG(std::string, flow, "realnvp",
           "realnvp | glow | maf | ffjord (any zoo flow)");
@@ -64,7 +64,7 @@ absl::Status Run() {
       });
       !s.ok())
     return s;
-  ImageRunConfig c = DefaultImageConfig(flow, absl::GetFlag(FLAGS_paper));
+  models::ImageRunConfig c = models::DefaultImageConfig(flow, absl::GetFlag(FLAGS_paper));
   auto flag = [](int64_t v, int64_t def) { return v > 0 ? v : def; };
   c.steps = flag(steps, c.steps);
   c.batch = flag(batch, c.batch);
@@ -96,13 +96,13 @@ absl::Status Run() {
   Tensor train_ctx, test_ctx;
   if (conditional) {
     c.zoo.context_dim = 10;
-    train_ctx = OneHot(train_set->labels, 10);
-    test_ctx = Narrow(OneHot(test_set->labels, 10), 0, 0, test.dim(0));
+    train_ctx = models::OneHot(train_set->labels, 10);
+    test_ctx = Narrow(models::OneHot(test_set->labels, 10), 0, 0, test.dim(0));
   }
-  auto f = MakeImageFlow(flow, c.zoo, image, train_set->levels, rng);
+  auto f = models::MakeImageFlow(flow, c.zoo, image, train_set->levels, rng);
   if (!f.ok()) return f.status();
   f->alpha = alpha;
-  auto r = TrainImageFlow(*f, all, c, rng, train_ctx);
+  auto r = models::TrainImageFlow(*f, all, c, rng, train_ctx);
   if (!r.ok()) return r.status();
 
   std::vector<double> bpd = f->BitsPerDim(test, 256, test_ctx);
@@ -117,7 +117,7 @@ absl::Status Run() {
   if (conditional) {
     std::vector<int> classes;
     for (int k = 0; k < 10; ++k) classes.insert(classes.end(), 8, k);
-    sample_ctx = OneHot(classes, 10);
+    sample_ctx = models::OneHot(classes, 10);
   }
   Tensor samples = f->SampleImages(conditional ? 80 : 64, rng, sample_ctx);
   WritePngOrWarn(

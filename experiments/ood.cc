@@ -22,8 +22,8 @@
 #include "absl/strings/str_format.h"
 #include "autodiff/ops.h"
 #include "experiments/common.h"
-#include "experiments/image_flows.h"
-#include "flows/viz/plots.h"
+#include "models/image_flow.h"
+#include "viz/plots.h"
 
 ABSL_FLAG(std::string, flow, "glow", "realnvp | glow | maf (any zoo flow)");
 ABSL_FLAG(bool, paper, false, "paper-sized model and schedule");
@@ -65,7 +65,7 @@ absl::Status Run() {
       });
       !s.ok())
     return s;
-  ImageRunConfig c = DefaultImageConfig(flow, absl::GetFlag(FLAGS_paper));
+  models::ImageRunConfig c = models::DefaultImageConfig(flow, absl::GetFlag(FLAGS_paper));
   if (steps > 0) c.steps = steps;
   if (n_train > 0) c.n_train = n_train;
   if (n_test > 0) c.n_test = n_test;
@@ -86,9 +86,9 @@ absl::Status Run() {
       return s;
 
   Rng rng(c.seed);
-  auto f = MakeImageFlow(flow, c.zoo, Shape{1, 28, 28}, 256, rng);
+  auto f = models::MakeImageFlow(flow, c.zoo, Shape{1, 28, 28}, 256, rng);
   if (!f.ok()) return f.status();
-  auto r = TrainImageFlow(*f, fashion->images, c, rng);
+  auto r = models::TrainImageFlow(*f, fashion->images, c, rng);
   if (!r.ok()) return r.status();
 
   const int64_t n = std::min(

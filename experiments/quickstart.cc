@@ -8,14 +8,14 @@
 #include <iostream>
 
 #include "absl/strings/str_format.h"
-#include "autodiff/nn/optim.h"
-#include "autodiff/nn/schedule.h"
+#include "nn/optim.h"
+#include "nn/schedule.h"
 #include "autodiff/tape.h"
 #include "experiments/common.h"
-#include "experiments/zoo.h"
-#include "flows/data/toy2d.h"
-#include "flows/training/train.h"
-#include "flows/viz/plots.h"
+#include "models/zoo.h"
+#include "data/toy2d.h"
+#include "training/train.h"
+#include "viz/plots.h"
 
 using namespace flowtape;  // NOLINT: a demo reads better without prefixes
 
@@ -28,8 +28,8 @@ int main() {
   Tensor test = data::SampleToy2d("moons", 5000, rng).value();
 
   // 2. Model: standard normal base + 8 RealNVP couplings.
-  experiments::ZooConfig config;  // event [2], 8 layers, hidden {64, 64}
-  auto model = experiments::MakeModel("realnvp", config, rng).value();
+  models::ModelConfig config;  // event [2], 8 layers, hidden {64, 64}
+  auto model = models::MakeModel("realnvp", config, rng).value();
 
   // 3. Train: Adam with cosine decay, validation every 250 steps.
   const int64_t steps = 5000;

@@ -12,7 +12,7 @@
 // KL(q || p) = F + log Z (log Z by quadrature; U2-U4 are improper along z1,
 // so only F is meaningful), and writes <prefix>_density.png (target | q)
 // and <prefix>_samples.png (samples of q).
-#include "flows/data/toy2d.h"
+#include "data/toy2d.h"
 
 #include <cmath>
 #include <iostream>
@@ -22,17 +22,17 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
-#include "autodiff/nn/optim.h"
-#include "autodiff/nn/schedule.h"
+#include "nn/optim.h"
+#include "nn/schedule.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
 #include "experiments/common.h"
-#include "experiments/zoo.h"
+#include "models/zoo.h"
 #include "flows/cnf/cnf.h"
-#include "flows/training/energies.h"
-#include "flows/training/reverse_kl.h"
-#include "flows/training/train.h"
-#include "flows/viz/plots.h"
+#include "training/energies.h"
+#include "training/reverse_kl.h"
+#include "training/train.h"
+#include "viz/plots.h"
 
 ABSL_FLAG(std::string, flow, "realnvp", "zoo flow name (--list)");
 ABSL_FLAG(std::string, data, "moons", "toy data set (--list)");
@@ -55,10 +55,10 @@ namespace {
 
 absl::Status Run() {
   if (absl::GetFlag(FLAGS_list)) {
-    for (const ZooEntry& e : ZooEntries())
+    for (const models::ZooEntry& e : models::ZooEntries())
       std::cout << absl::StrFormat(
           "%-14s %-7s %s\n", e.name,
-          e.domain == Domain::kVectors ? "vectors" : "images", e.description);
+          e.domain == models::Domain::kVectors ? "vectors" : "images", e.description);
     std::cout << "data:";
     for (const std::string& d : data::Toy2dNames()) std::cout << " " << d;
     std::cout << "\nenergies: u1 u2 u3 u4\n";
@@ -80,7 +80,7 @@ absl::Status Run() {
       });
       !s.ok())
     return s;
-  ZooConfig config;
+  models::ModelConfig config;
   config.layers = layers;
   config.train_t = absl::GetFlag(FLAGS_train_t);
   config.hidden.clear();
@@ -93,7 +93,7 @@ absl::Status Run() {
   }
   Rng rng(absl::GetFlag(FLAGS_seed));
   const std::string flow = absl::GetFlag(FLAGS_flow);
-  auto model_or = MakeModel(flow, config, rng);
+  auto model_or = models::MakeModel(flow, config, rng);
   if (!model_or.ok()) return model_or.status();
   flows::FlowModel& model = **model_or;
   nn::Adam adam(model, {.lr = lr});
@@ -154,7 +154,7 @@ absl::Status Run() {
     o.seed = absl::GetFlag(FLAGS_seed);
     // RNODE: the CNF's kinetic/Jacobian terms join the training loss.
     training::NllFn nll_fn = training::ModelNll(model);
-    if (auto cnf = std::dynamic_pointer_cast<flows::Cnf>(model.flow());
+    if (auto cnf = std::dynamic_pointer_cast<flows::cnf::Cnf>(model.flow());
         cnf != nullptr && cnf->regularized()) {
       nll_fn = [&model, cnf](const Tensor& x, const Tensor& c, Rng&) {
         Tensor nll = model.Nll(x, c);  // runs the solve first

@@ -1,7 +1,7 @@
 #include "flows/conditioner.h"
 
 #include "autodiff/check.h"
-#include "autodiff/nn/conv.h"
+#include "nn/conv.h"
 #include "autodiff/ops.h"
 
 namespace flowtape::flows {

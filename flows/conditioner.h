@@ -21,8 +21,8 @@
 #include <memory>
 #include <vector>
 
-#include "autodiff/nn/layers.h"
-#include "autodiff/nn/module.h"
+#include "nn/layers.h"
+#include "nn/module.h"
 #include "autodiff/tensor.h"
 
 namespace flowtape::flows {

@@ -24,7 +24,7 @@
 #include <string>
 #include <vector>
 
-#include "autodiff/nn/layers.h"
+#include "nn/layers.h"
 #include "flows/conditioner.h"
 #include "flows/flow.h"
 

@@ -36,7 +36,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "autodiff/nn/module.h"
+#include "nn/module.h"
 #include "autodiff/tensor.h"
 
 namespace flowtape::flows {

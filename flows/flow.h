@@ -17,7 +17,7 @@
 
 #include <string>
 
-#include "autodiff/nn/module.h"
+#include "nn/module.h"
 #include "autodiff/tensor.h"
 
 namespace flowtape::flows {

@@ -16,7 +16,7 @@
 #include <memory>
 #include <string>
 
-#include "autodiff/nn/module.h"
+#include "nn/module.h"
 #include "autodiff/tensor.h"
 #include "flows/distribution.h"
 #include "flows/flow.h"

@@ -27,8 +27,8 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "autodiff/nn/conv.h"
-#include "autodiff/nn/layers.h"
+#include "nn/conv.h"
+#include "nn/layers.h"
 #include "flows/flow.h"
 #include "flows/invconv.h"
 

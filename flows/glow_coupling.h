@@ -16,8 +16,8 @@
 #include <memory>
 #include <string>
 
-#include "autodiff/nn/conv.h"
-#include "autodiff/nn/layers.h"
+#include "nn/conv.h"
+#include "nn/layers.h"
 #include "flows/flow.h"
 
 namespace flowtape::flows {

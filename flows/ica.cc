@@ -7,7 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "autodiff/check.h"
 #include "autodiff/grad.h"
-#include "autodiff/nn/optim.h"
+#include "nn/optim.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
 #include "flows/distribution.h"

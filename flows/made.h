@@ -25,8 +25,8 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "autodiff/nn/layers.h"
-#include "autodiff/nn/module.h"
+#include "nn/layers.h"
+#include "nn/module.h"
 #include "autodiff/tensor.h"
 
 namespace flowtape::flows {

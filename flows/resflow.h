@@ -57,7 +57,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "autodiff/functional.h"
-#include "autodiff/nn/layers.h"
+#include "nn/layers.h"
 #include "flows/flow.h"
 #include "flows/spectral_norm.h"
 

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "autodiff/check.h"
-#include "autodiff/nn/init.h"
+#include "nn/init.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
 

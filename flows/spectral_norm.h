@@ -35,7 +35,7 @@
 
 #include <cstdint>
 
-#include "autodiff/nn/module.h"
+#include "nn/module.h"
 #include "autodiff/tensor.h"
 
 namespace flowtape::flows {

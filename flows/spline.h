@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "autodiff/nn/layers.h"
+#include "nn/layers.h"
 #include "flows/autoregressive.h"
 #include "flows/flow.h"
 #include "flows/made.h"

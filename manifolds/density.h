@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <string>
 
-#include "autodiff/nn/module.h"
+#include "nn/module.h"
 #include "autodiff/tensor.h"
 #include "manifolds/manifold.h"
 

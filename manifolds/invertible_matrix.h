@@ -16,7 +16,7 @@
 
 #include "Eigen/Dense"
 #include "absl/status/statusor.h"
-#include "autodiff/nn/module.h"
+#include "nn/module.h"
 #include "autodiff/tensor.h"
 
 namespace flowtape::manifolds {

@@ -34,7 +34,7 @@
 #include <memory>
 #include <string>
 
-#include "autodiff/nn/layers.h"
+#include "nn/layers.h"
 #include "flows/flow.h"
 
 namespace flowtape::manifolds {

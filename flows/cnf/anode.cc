@@ -3,7 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "autodiff/ops.h"
 
-namespace flowtape::flows {
+namespace flowtape::flows::cnf {
 
 NeuralOdeModel::NeuralOdeModel(int64_t in_dim, const NeuralOdeOptions& options,
                                Rng& rng)
@@ -40,4 +40,4 @@ absl::StatusOr<Tensor> NeuralOdeModel::operator()(const Tensor& x) const {
   return (*head_)(*h);
 }
 
-}  // namespace flowtape::flows
+}  // namespace flowtape::flows::cnf

@@ -16,13 +16,13 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "autodiff/nn/layers.h"
-#include "autodiff/nn/module.h"
+#include "nn/layers.h"
+#include "nn/module.h"
 #include "autodiff/tensor.h"
 #include "flows/cnf/dynamics.h"
 #include "ode/solve.h"
 
-namespace flowtape::flows {
+namespace flowtape::flows::cnf {
 
 struct NeuralOdeOptions {
   int64_t augment_dim = 0;
@@ -54,6 +54,6 @@ class NeuralOdeModel : public nn::Module {
   mutable std::shared_ptr<ode::OdeStats> stats_;
 };
 
-}  // namespace flowtape::flows
+}  // namespace flowtape::flows::cnf
 
 #endif  // FLOWTAPE_FLOWS_CNF_ANODE_H_

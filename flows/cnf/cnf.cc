@@ -10,7 +10,7 @@
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
 
-namespace flowtape::flows {
+namespace flowtape::flows::cnf {
 namespace {
 
 // What the augmented field depends on besides (t, state).
@@ -194,9 +194,9 @@ FlowResult Cnf::Inverse(const Tensor& z, const Tensor& context) const {
   return Run(z, context, false);
 }
 
-}  // namespace flowtape::flows
+}  // namespace flowtape::flows::cnf
 
-namespace flowtape::flows {
+namespace flowtape::flows::cnf {
 
 std::shared_ptr<Cnf> MakeFfjord(int64_t dim, const std::vector<int64_t>& hidden,
                                 bool rnode, Rng& rng, int64_t context_dim,
@@ -214,4 +214,4 @@ std::shared_ptr<Cnf> MakeFfjord(int64_t dim, const std::vector<int64_t>& hidden,
       o);
 }
 
-}  // namespace flowtape::flows
+}  // namespace flowtape::flows::cnf

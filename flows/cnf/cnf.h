@@ -63,7 +63,7 @@
 #include "flows/flow.h"
 #include "ode/solve.h"
 
-namespace flowtape::flows {
+namespace flowtape::flows::cnf {
 
 enum class TraceEstimator { kExact, kHutchinson };
 // Units of lambda_kinetic / lambda_jacobian (see the header comment).
@@ -159,6 +159,6 @@ std::shared_ptr<Cnf> MakeFfjord(int64_t dim, const std::vector<int64_t>& hidden,
                                 bool rnode, Rng& rng, int64_t context_dim = 0,
                                 bool train_t = false);
 
-}  // namespace flowtape::flows
+}  // namespace flowtape::flows::cnf
 
 #endif  // FLOWTAPE_FLOWS_CNF_CNF_H_

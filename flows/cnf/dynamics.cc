@@ -4,7 +4,7 @@
 #include "autodiff/check.h"
 #include "autodiff/ops.h"
 
-namespace flowtape::flows {
+namespace flowtape::flows::cnf {
 namespace {
 
 void CheckInputs(const char* op, const Tensor& t, const Tensor& z, int64_t dim,
@@ -114,4 +114,4 @@ Tensor ConcatSquashNet::operator()(const Tensor& t, const Tensor& z,
   return h;
 }
 
-}  // namespace flowtape::flows
+}  // namespace flowtape::flows::cnf

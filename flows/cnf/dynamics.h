@@ -27,11 +27,11 @@
 #include <memory>
 #include <vector>
 
-#include "autodiff/nn/layers.h"
-#include "autodiff/nn/module.h"
+#include "nn/layers.h"
+#include "nn/module.h"
 #include "autodiff/tensor.h"
 
-namespace flowtape::flows {
+namespace flowtape::flows::cnf {
 
 class CnfDynamics : public nn::Module {
  public:
@@ -88,6 +88,6 @@ class ConcatSquashNet : public CnfDynamics {
   std::vector<std::shared_ptr<ConcatSquashLinear>> layers_;
 };
 
-}  // namespace flowtape::flows
+}  // namespace flowtape::flows::cnf
 
 #endif  // FLOWTAPE_FLOWS_CNF_DYNAMICS_H_

@@ -8,7 +8,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "autodiff/nn/checkpoint.h"
+#include "nn/checkpoint.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
 #include "gtest/gtest.h"

@@ -1,4 +1,4 @@
-// Direct checks for flows (helper C3's tests; the shared harness is
+// Direct checks for flows (the shared harness is
 // tests/flows/harness.h). Every check returns a worst-case error so tests can
 // assert a tolerance; a NaN anywhere (value, log-det, gradient) gives +inf:
 //   RoundTripError:   max |Inverse(Forward(x)) - x| and the same for z

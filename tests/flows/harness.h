@@ -47,7 +47,7 @@
 #include <string>
 #include <utility>
 
-#include "autodiff/nn/module.h"
+#include "nn/module.h"
 #include "autodiff/tensor.h"
 #include "flows/flow.h"
 #include "gtest/gtest.h"

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "autodiff/grad.h"
-#include "autodiff/nn/checkpoint.h"
+#include "nn/checkpoint.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
 #include "gtest/gtest.h"

@@ -10,7 +10,7 @@
 
 #include "Eigen/Dense"
 #include "autodiff/grad.h"
-#include "autodiff/nn/module.h"
+#include "nn/module.h"
 #include "autodiff/tape.h"
 #include "autodiff/tensor.h"
 

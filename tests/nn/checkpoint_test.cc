@@ -1,6 +1,6 @@
 // Checkpoints: round trip (with optimizer state and module buffers) and every
 // corruption case returning its error while leaving the module untouched.
-#include "autodiff/nn/checkpoint.h"
+#include "nn/checkpoint.h"
 
 #include <dirent.h>
 #include <sys/stat.h>
@@ -13,8 +13,8 @@
 #include <vector>
 
 #include "autodiff/grad.h"
-#include "autodiff/nn/layers.h"
-#include "autodiff/nn/optim.h"
+#include "nn/layers.h"
+#include "nn/optim.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
 #include "gtest/gtest.h"

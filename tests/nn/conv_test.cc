@@ -1,6 +1,6 @@
 // Conv2d module: forward against a direct sum, initialisers, and parameter /
 // input gradients against finite differences.
-#include "autodiff/nn/conv.h"
+#include "nn/conv.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,6 +1,6 @@
 // Linear / MaskedLinear / MLP: parameter gradients (Backward into p.grad())
 // and input gradients against central finite differences.
-#include "autodiff/nn/layers.h"
+#include "nn/layers.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,13 +1,13 @@
 // Module buffers: dotted names with the parameters' traversal, never trained
 // (no requires_grad, not in Parameters(), untouched by optimizers), updated
 // in place through the registered handle.
-#include "autodiff/nn/module.h"
+#include "nn/module.h"
 
 #include <string>
 #include <vector>
 
 #include "autodiff/grad.h"
-#include "autodiff/nn/optim.h"
+#include "nn/optim.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
 #include "gtest/gtest.h"

@@ -1,10 +1,10 @@
 // Optimizers, schedules and clipping against hand-computed values.
-#include "autodiff/nn/optim.h"
+#include "nn/optim.h"
 
 #include <cmath>
 
 #include "autodiff/grad.h"
-#include "autodiff/nn/schedule.h"
+#include "nn/schedule.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
 #include "gtest/gtest.h"

@@ -7,8 +7,8 @@
 #include <vector>
 
 #include "autodiff/grad.h"
-#include "autodiff/nn/layers.h"
-#include "autodiff/nn/optim.h"
+#include "nn/layers.h"
+#include "nn/optim.h"
 #include "autodiff/ops.h"
 #include "gtest/gtest.h"
 

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "autodiff/grad.h"
-#include "autodiff/nn/layers.h"
+#include "nn/layers.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
 #include "gtest/gtest.h"

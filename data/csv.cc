@@ -1,0 +1,64 @@
+#include "data/csv.h"
+
+#include <cmath>
+#include <cstdlib>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "data/read_file.h"
+
+namespace flowtape::data {
+
+absl::StatusOr<Tensor> ParseCsv(const std::string& text,
+                                const CsvOptions& options,
+                                const std::string& source) {
+  std::vector<double> values;
+  int64_t cols = -1, rows = 0, line_no = 0;
+  bool skip_header = options.header;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    ++line_no;
+    line = absl::StripTrailingAsciiWhitespace(line);
+    if (absl::StripAsciiWhitespace(line).empty()) continue;
+    if (skip_header) {
+      skip_header = false;
+      continue;
+    }
+    std::vector<absl::string_view> fields =
+        absl::StrSplit(line, options.delimiter);
+    if (cols < 0) cols = static_cast<int64_t>(fields.size());
+    if (static_cast<int64_t>(fields.size()) != cols)
+      return absl::InvalidArgumentError(absl::StrCat(
+          source, ":", line_no, ": ragged row with ", fields.size(),
+          " fields, expected ", cols, " (as in the first row)"));
+    for (size_t c = 0; c < fields.size(); ++c) {
+      std::string field(absl::StripAsciiWhitespace(fields[c]));
+      char* end = nullptr;
+      double v = std::strtod(field.c_str(), &end);
+      if (field.empty() || end != field.c_str() + field.size())
+        return absl::InvalidArgumentError(
+            absl::StrCat(source, ":", line_no, ": column ", c + 1,
+                         ": cannot parse '", field, "' as a number"));
+      if (!std::isfinite(v))
+        return absl::InvalidArgumentError(
+            absl::StrCat(source, ":", line_no, ": column ", c + 1,
+                         ": non-finite value '", field, "'"));
+      values.push_back(v);
+    }
+    ++rows;
+  }
+  if (rows == 0)
+    return absl::InvalidArgumentError(absl::StrCat(source, ": no data rows"));
+  return Tensor::FromVector(Shape{rows, cols}, values);
+}
+
+absl::StatusOr<Tensor> LoadCsv(const std::string& path,
+                               const CsvOptions& options) {
+  absl::StatusOr<std::string> text = ReadFileMaybeGz(path);
+  if (!text.ok()) return text.status();
+  return ParseCsv(*text, options, path);
+}
+
+}  // namespace flowtape::data

@@ -1,0 +1,68 @@
+// The flow zoo: every flow family by name, built to a common configuration,
+// so experiments take --flow=NAME. Adding a family is one line in zoo.cc's
+// table (plus its BUILD dep).
+//
+// A model is FlowModel(base, flow): base standard normal over the flow's
+// output (logistic for NICE and ICA). Vector entries work on [N, D] with
+// D = event[0]; image entries on [N, C, H, W] with event [C, H, W], and map
+// to z of the same shape (unless flat_output: z [N, C*H*W]). A name
+// may have one entry per domain (realnvp: MLP couplings on vectors,
+// checkerboard conv couplings on images).
+// MakeModel gives InvalidArgument for an unknown name or an event shape the
+// family cannot take (e.g. glow on vectors).
+#ifndef FLOWTAPE_MODELS_ZOO_H_
+#define FLOWTAPE_MODELS_ZOO_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "autodiff/tensor.h"
+#include "flows/flow.h"
+#include "flows/flow_model.h"
+
+namespace flowtape::models {
+
+struct ModelConfig {
+  Shape event = Shape{2};  // [D] or [C, H, W]
+  int layers = 8;          // couplings / autoregressive layers / planar units
+  std::vector<int64_t> hidden = {64, 64};  // MLP / MADE hidden sizes
+  int64_t context_dim = 0;                 // 0 = unconditional
+  // Image families (Glow): levels, steps per level, coupling channels.
+  int levels = 2, depth = 4;
+  int64_t channels = 64;
+  // Spline families: bins and tail bound B (linear outside [-B, B]).
+  int64_t bins = 8;
+  double bound = 4.0;
+  // Continuous families (ffjord, rnode): learn the integration time T.
+  bool train_t = false;
+};
+
+enum class Domain { kVectors, kImages };
+enum class BaseKind { kNormal, kLogistic };
+using FlowFactory = std::function<absl::StatusOr<std::shared_ptr<flows::Flow>>(
+    const ModelConfig&, Rng&)>;
+
+struct ZooEntry {
+  std::string name;
+  std::string description;
+  Domain domain;
+  BaseKind base;
+  FlowFactory make;
+  bool flat_output = false;  // image flow whose z is [N, C*H*W]
+};
+
+const std::vector<ZooEntry>& ZooEntries();
+std::vector<std::string> ZooNames();
+// The entry for `name` on data of the given domain.
+absl::StatusOr<ZooEntry> FindFlow(const std::string& name, Domain domain);
+
+absl::StatusOr<std::shared_ptr<flows::FlowModel>> MakeModel(
+    const std::string& name, const ModelConfig& config, Rng& rng);
+
+}  // namespace flowtape::models
+
+#endif  // FLOWTAPE_MODELS_ZOO_H_

@@ -1,0 +1,124 @@
+#include "nn/layers.h"
+
+#include <Eigen/Core>
+
+#include "absl/strings/str_cat.h"
+#include "autodiff/check.h"
+#include "autodiff/eigen.h"
+#include "nn/init.h"
+#include "autodiff/ops.h"
+#include "autodiff/tape.h"
+
+namespace flowtape::nn {
+
+Tensor Apply(Activation a, const Tensor& x) {
+  switch (a) {
+    case Activation::kTanh:
+      return Tanh(x);
+    case Activation::kRelu:
+      return Relu(x);
+    case Activation::kElu:
+      return Elu(x);
+    case Activation::kLeakyRelu:
+      return LeakyRelu(x);
+    case Activation::kSoftplus:
+      return Softplus(x);
+    case Activation::kSigmoid:
+      return Sigmoid(x);
+  }
+  return x;
+}
+
+absl::StatusOr<Activation> ParseActivation(const std::string& name) {
+  if (name == "tanh") return Activation::kTanh;
+  if (name == "relu") return Activation::kRelu;
+  if (name == "elu") return Activation::kElu;
+  if (name == "leaky_relu") return Activation::kLeakyRelu;
+  if (name == "softplus") return Activation::kSoftplus;
+  if (name == "sigmoid") return Activation::kSigmoid;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown activation '", name,
+      "' (want tanh, relu, elu, leaky_relu, softplus or sigmoid)"));
+}
+
+namespace {
+using RowMat = RowMatrix;
+
+// y = x W + b as one tape node: the tape keeps y only, not also x W.
+// Backward, written with ops so that it differentiates again:
+//   gx = g W',  gW = x' g,  gb = sum over rows of g.
+Tensor Affine(const Tensor& x, const Tensor& w, const Tensor& b) {
+  const int64_t n = x.dim(0), in = w.dim(0), out = w.dim(1);
+  const bool rec = internal::ShouldRecord({&x, &w, &b});
+  Tensor y = internal::NewOutput(Shape{n, out}, rec);
+  Eigen::Map<RowMat> Y(const_cast<double*>(y.data()), n, out);
+  // Start from the bias: GEMM accumulates into Y, so this saves both the
+  // zero fill and a second pass for the bias.
+  Y.rowwise() = Eigen::Map<const Eigen::RowVectorXd>(b.data(), out);
+  Y.noalias() += Eigen::Map<const RowMat>(x.data(), n, in) *
+                 Eigen::Map<const RowMat>(w.data(), in, out);
+  return internal::Record(y, rec, "linear", {&x, &w, &b},
+                          [](const OpContext& c, const Tensor& g, Tensor* gin) {
+                            const Node* node = c.node;
+                            if (node->inputs[0]->requires_grad)
+                              gin[0] = MatMulT(g, c.in(1), false, true);
+                            if (node->inputs[1]->requires_grad)
+                              gin[1] = MatMulT(c.in(0), g, true, false);
+                            if (node->inputs[2]->requires_grad)
+                              gin[2] = Sum(g, 0);
+                          });
+}
+}  // namespace
+
+Linear::Linear(int64_t in, int64_t out, Rng& rng, bool bias) {
+  w_ = RegisterParameter("weight", XavierUniform({in, out}, rng));
+  if (bias) b_ = RegisterParameter("bias", Zeros({out}));
+}
+
+Tensor Linear::operator()(const Tensor& x) const {
+  FT_CHECK(x.rank() == 2 && x.dim(1) == w_.dim(0), "linear: input ",
+           x.shape().ToString(), " vs weight ", w_.shape().ToString());
+  return b_.defined() ? Affine(x, w_, b_) : MatMul(x, w_);
+}
+
+MaskedLinear::MaskedLinear(const Tensor& mask, Rng& rng) {
+  FT_CHECK(mask.rank() == 2, "masked_linear: mask must be [in, out], got ",
+           mask.shape().ToString());
+  // A copy, so the buffer is a constant this layer owns.
+  mask_ = RegisterBuffer("mask", mask.Detach());
+  w_ = RegisterParameter("weight", XavierUniform(mask.shape(), rng));
+  b_ = RegisterParameter("bias", Zeros({mask.dim(1)}));
+}
+
+Tensor MaskedLinear::operator()(const Tensor& x) const {
+  FT_CHECK(x.rank() == 2 && x.dim(1) == w_.dim(0), "masked_linear: input ",
+           x.shape().ToString(), " vs weight ", w_.shape().ToString());
+  return Affine(x, w_ * mask_, b_);
+}
+
+MLP::MLP(const std::vector<int64_t>& sizes, Activation act, Rng& rng,
+         bool zero_last)
+    : sizes_(sizes), act_(act) {
+  FT_CHECK(sizes.size() >= 2, "mlp: need at least {in, out} sizes");
+  for (size_t i = 0; i + 1 < sizes.size(); ++i) {
+    auto layer = std::make_shared<Linear>(sizes[i], sizes[i + 1], rng);
+    layers_.push_back(RegisterModule(absl::StrCat("layer", i), layer));
+  }
+  if (zero_last) {
+    for (Tensor p : layers_.back()->Parameters()) {
+      double* d = p.mutable_data();
+      for (int64_t i = 0; i < p.numel(); ++i) d[i] = 0.0;
+    }
+  }
+}
+
+Tensor MLP::operator()(const Tensor& x) const {
+  Tensor h = x;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    h = (*layers_[i])(h);
+    if (i + 1 < layers_.size()) h = Apply(act_, h);
+  }
+  return h;
+}
+
+}  // namespace flowtape::nn

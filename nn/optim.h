@@ -1,0 +1,134 @@
+// Optimizers over parameter tensors, reading the gradients that Backward()
+// accumulated in p.grad(). Each Step() applies one update in place with the
+// learning rate lr = schedule(t), t = updates applied so far (schedule.h),
+// then increments t. Parameters whose grad() is undefined are skipped.
+//
+//   SGD  (PyTorch semantics, no dampening):
+//     g = grad + wd p;  b = mu b + g;  d = nesterov ? g + mu b : b  (mu > 0)
+//     p -= lr d                                                     (d = g if
+//     mu = 0)
+//   Adam (Kingma & Ba 2015; wd is L2 added to the gradient):
+//     g = grad + wd p;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
+//     p -= lr (m / (1 - b1^k)) / (sqrt(v / (1 - b2^k)) + eps)
+//   with k the number of updates of this parameter so far, this one included
+//   (PyTorch's per-parameter step: a parameter that first gets a gradient
+//   late starts with a bias-corrected first step, not the global t).
+//   AdamW (Loshchilov & Hutter 2019; decoupled weight decay):
+//     p -= lr wd p, then the Adam update with wd = 0.
+//
+// Gradient clipping (call between Backward() and Step()):
+//   ClipGradNorm: n = sqrt(sum_p |grad p|^2) (computed scaled by the largest
+//   entry, so huge or tiny gradients neither overflow nor underflow); if n >
+//   max_norm every grad is scaled by max_norm / n. Returns n (before clipping).
+//   ClipGradValue: clamps every gradient entry to [-c, c].
+//
+// State: NamedState() lists every buffer under a stable name (shared storage,
+// so writing into the returned tensors restores the optimizer): "step" (a
+// scalar holding t), and per parameter "<name>.momentum" (SGD with mu > 0) or
+// "<name>.exp_avg", "<name>.exp_avg_sq", "<name>.step" (Adam/AdamW; the
+// parameter's own update count k, a scalar). Parameter names come
+// from Module::NamedParameters(), or are "param<i>" for a plain list.
+#ifndef FLOWTAPE_NN_OPTIM_H_
+#define FLOWTAPE_NN_OPTIM_H_
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "nn/module.h"
+#include "nn/schedule.h"
+#include "autodiff/tensor.h"
+
+namespace flowtape::nn {
+
+using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
+
+class Optimizer {
+ public:
+  virtual ~Optimizer() = default;
+  Optimizer(const Optimizer&) = delete;
+  Optimizer& operator=(const Optimizer&) = delete;
+
+  void Step();      // one update of every parameter that has a gradient
+  void ZeroGrad();  // drops the accumulated gradients
+  int64_t step_count() const { return static_cast<int64_t>(step_.item()); }
+  double lr() const { return schedule_(step_count()); }  // for the next Step
+  void set_schedule(Schedule s);
+  const NamedTensors& named_parameters() const { return params_; }
+  NamedTensors NamedState() const;
+
+ protected:
+  Optimizer(NamedTensors params, double lr);
+  // Adds a zero buffer named "<param>.<slot>" per parameter (shaped like it,
+  // or a scalar); returns them.
+  std::vector<Tensor> AddSlot(const std::string& slot, bool scalar = false);
+  // Updates parameter i (values p, gradient g, n entries) at step t' = t + 1.
+  virtual void Update(size_t i, double* p, const double* g, int64_t n,
+                      double lr, int64_t t) = 0;
+
+ private:
+  NamedTensors params_;
+  NamedTensors state_;
+  Tensor step_ = Tensor::Scalar(0.0);
+  Schedule schedule_;
+};
+
+struct SgdOptions {
+  double lr = 1e-2;
+  double momentum = 0.0;
+  bool nesterov = false;
+  double weight_decay = 0.0;
+};
+
+class Sgd : public Optimizer {
+ public:
+  Sgd(std::vector<Tensor> params, const SgdOptions& options);
+  Sgd(const Module& module, const SgdOptions& options);
+
+ private:
+  Sgd(NamedTensors params, const SgdOptions& options);
+  void Update(size_t i, double* p, const double* g, int64_t n, double lr,
+              int64_t t) override;
+  SgdOptions o_;
+  std::vector<Tensor> momentum_;
+};
+
+struct AdamOptions {
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.0;  // Adam: L2 in the gradient; AdamW: decoupled
+};
+
+class Adam : public Optimizer {
+ public:
+  Adam(std::vector<Tensor> params, const AdamOptions& options);
+  Adam(const Module& module, const AdamOptions& options);
+
+ protected:
+  Adam(NamedTensors params, const AdamOptions& options, bool decoupled);
+
+ private:
+  void Update(size_t i, double* p, const double* g, int64_t n, double lr,
+              int64_t t) override;
+  AdamOptions o_;
+  bool decoupled_;
+  std::vector<Tensor> m_, v_, k_;  // k_: per-parameter update counts
+};
+
+class AdamW : public Adam {
+ public:
+  // AdamW's customary default decay is 1e-2; set options.weight_decay.
+  AdamW(std::vector<Tensor> params, const AdamOptions& options);
+  AdamW(const Module& module, const AdamOptions& options);
+};
+
+// Returns the global gradient norm before clipping.
+double ClipGradNorm(const std::vector<Tensor>& params, double max_norm);
+void ClipGradValue(const std::vector<Tensor>& params, double clip);
+
+}  // namespace flowtape::nn
+
+#endif  // FLOWTAPE_NN_OPTIM_H_

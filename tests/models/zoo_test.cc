@@ -1,0 +1,136 @@
+// The flow zoo: every entry builds for its domain, is a normalised density
+// model in its own right (sampling then scoring round-trips through
+// Forward(Inverse(z)) = z), and bad names / shapes are errors. The image
+// pipeline's bits/dim agree with its NLL.
+#include "models/zoo.h"
+
+#include <cmath>
+
+#include "autodiff/ops.h"
+#include "autodiff/tape.h"
+#include "models/image_flow.h"
+#include "data/preprocess.h"
+#include "gtest/gtest.h"
+
+namespace flowtape::models {
+namespace {
+
+TEST(Zoo, EveryEntryBuildsAndInvertsItsOwnSamples) {
+  for (const ZooEntry& e : ZooEntries()) {
+    Rng rng(1);
+    ModelConfig c;
+    c.layers = 2;
+    c.hidden = {8};
+    c.channels = 4;
+    c.levels = 1;
+    c.depth = 1;
+    c.event = e.domain == Domain::kVectors ? Shape{3} : Shape{1, 4, 4};
+    auto model = MakeModel(e.name, c, rng);
+    ASSERT_TRUE(model.ok()) << e.name << ": " << model.status();
+    // Random parameters, so the flow is not the identity.
+    for (Tensor p : (*model)->Parameters())
+      for (int64_t i = 0; i < p.numel(); ++i)
+        p.mutable_data()[i] += 0.1 * rng.Normal();
+    NoGradScope no_grad;
+    Tensor z = (*model)->base()->Sample(5, rng);
+    flows::FlowResult x = (*model)->flow()->Inverse(z);
+    flows::FlowResult back = (*model)->flow()->Forward(x.value);
+    // Numeric inverses (planar root finding, ODE solves) to their tolerance.
+    const double tol = (*model)->flow()->analytic_inverse() ? 1e-6 : 1e-4;
+    for (int64_t i = 0; i < z.numel(); ++i)
+      EXPECT_NEAR(back.value[i], z[i], tol) << e.name;
+    for (int64_t i = 0; i < 5; ++i)
+      EXPECT_NEAR(back.logdet[i], -x.logdet[i], tol) << e.name;
+  }
+}
+
+TEST(Zoo, ContinuousFlowsTakeLearnedTimeAndContext) {
+  for (const std::string name : {"ffjord", "rnode"}) {
+    Rng rng(2);
+    ModelConfig c;
+    c.hidden = {8};
+    auto fixed = MakeModel(name, c, rng);
+    c.train_t = true;
+    c.context_dim = 2;
+    auto learned = MakeModel(name, c, rng);
+    ASSERT_TRUE(fixed.ok() && learned.ok()) << name;
+    auto has_t = [](const flows::FlowModel& m) {
+      for (const auto& [n, p] : m.NamedParameters())
+        if (n.find("sqrt_end_time") != std::string::npos) return true;
+      return false;
+    };
+    EXPECT_FALSE(has_t(**fixed)) << name;
+    EXPECT_TRUE(has_t(**learned)) << name;
+    // The context changes the map.
+    NoGradScope no_grad;
+    Tensor x = Tensor::Randn({3, 2}, rng);
+    for (Tensor p : (*learned)->Parameters())
+      for (int64_t i = 0; i < p.numel(); ++i)
+        p.mutable_data()[i] += 0.1 * rng.Normal();
+    Tensor a = (*learned)->flow()->Forward(x, Tensor::Zeros({3, 2})).value;
+    Tensor b = (*learned)->flow()->Forward(x, Tensor::Ones({3, 2})).value;
+    double diff = 0;
+    for (int64_t i = 0; i < a.numel(); ++i) diff += std::fabs(a[i] - b[i]);
+    EXPECT_GT(diff, 1e-6) << name;
+  }
+}
+
+TEST(Zoo, UnknownNamesAndWrongDomainsAreErrors) {
+  Rng rng(0);
+  ModelConfig c;
+  auto bad = MakeModel("realnvq", c, rng);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("realnvp"), std::string::npos);
+  EXPECT_FALSE(MakeModel("glow", c, rng).ok());  // vectors
+  c.event = Shape{1, 6, 6};                      // not divisible by 2^2
+  EXPECT_FALSE(MakeModel("glow", c, rng).ok());
+  c.event = Shape{2, 2};
+  EXPECT_FALSE(MakeModel("maf", c, rng).ok());
+  EXPECT_TRUE(FindFlow("maf", Domain::kVectors).ok());
+  EXPECT_FALSE(FindFlow("maf", Domain::kImages).ok());
+}
+
+TEST(ImageFlow, BitsPerDimAgreeWithTheNll) {
+  Rng rng(2);
+  ModelConfig c;
+  c.layers = 2;
+  c.hidden = {16};
+  for (const std::string name : {"maf", "realnvp"}) {
+    auto f = MakeImageFlow(name, c, Shape{1, 4, 4}, 17, rng).value();
+    EXPECT_EQ(f.flatten, name == "maf");
+    Tensor pixels = Tensor::Empty(Shape{6, 1, 4, 4});
+    for (int64_t i = 0; i < pixels.numel(); ++i)
+      pixels.mutable_data()[i] = static_cast<double>(rng.UniformInt(17));
+    std::vector<double> bpd = f.BitsPerDim(pixels, 4, Tensor(), /*seed=*/5);
+    double mean = 0;
+    for (double b : bpd) mean += b / bpd.size();
+    Rng same(5);  // the same dequantisation noise as BitsPerDim's
+    NoGradScope no_grad;
+    const double nll = f.Nll(pixels, same).item();
+    EXPECT_NEAR(mean, data::BitsPerDim(nll, 16, 17), 1e-9) << name;
+  }
+}
+
+TEST(ImageFlow, TheContextReachesTheConditionalModel) {
+  Rng rng(3);
+  ModelConfig c;
+  c.layers = 2;
+  c.channels = 4;
+  c.context_dim = 3;
+  auto f = MakeImageFlow("realnvp", c, Shape{1, 4, 4}, 256, rng).value();
+  for (Tensor p : f.model->Parameters())
+    for (int64_t i = 0; i < p.numel(); ++i)
+      p.mutable_data()[i] += 0.1 * rng.Normal();
+  Tensor pixels = Tensor::Full(Shape{2, 1, 4, 4}, 100.0);
+  Tensor a = OneHot({0, 1}, 3), b = OneHot({2, 2}, 3);
+  EXPECT_EQ(a.ToVector(), (std::vector<double>{1, 0, 0, 0, 1, 0}));
+  NoGradScope no_grad;
+  training::NllFn nll = f.AsNllFn();
+  Rng r1(4), r2(4), r3(4);
+  const double with_a = nll(pixels, a, r1).item();
+  EXPECT_DOUBLE_EQ(with_a, f.Nll(pixels, r2, a).item());
+  EXPECT_GT(std::abs(with_a - nll(pixels, b, r3).item()), 1e-6);
+}
+
+}  // namespace
+}  // namespace flowtape::models

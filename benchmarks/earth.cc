@@ -19,6 +19,8 @@
 //       deterministic, so --datasets=flood etc. can run in parallel processes)
 // Writes equirectangular density maps earth_<data>_<model>.png (seed 0) to
 // the directory bazel was run from.
+#include "data/earth.h"
+
 #include <algorithm>
 #include <cmath>
 #include <functional>
@@ -33,19 +35,19 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
-#include "nn/optim.h"
+#include "autodiff/check.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
-#include "data/earth.h"
 #include "experiments/common.h"
-#include "training/train.h"
-#include "viz/plots.h"
-#include "viz/png.h"
 #include "manifolds/manifold.h"
 #include "manifolds/manifold_flow.h"
 #include "manifolds/neural_sphere_flow.h"
 #include "manifolds/sphere_densities.h"
 #include "manifolds/sphere_flows.h"
+#include "nn/optim.h"
+#include "training/train.h"
+#include "viz/plots.h"
+#include "viz/png.h"
 
 ABSL_FLAG(bool, full, false, "bigger models, more steps (tens of minutes)");
 ABSL_FLAG(std::string, data_dir, "",
@@ -114,7 +116,9 @@ std::vector<std::shared_ptr<flows::Flow>> AffineChain(
   return chain;
 }
 
+// x is a nonempty training split (RandomSplit guarantees >= 8 rows).
 Eigen::Vector3d RandomRow(const Tensor& x, Rng& rng) {
+  FT_CHECK(x.dim(0) > 0, "earth: RandomRow of an empty set");
   return manifolds::Row(x, rng.UniformInt(x.dim(0)));
 }
 
@@ -170,8 +174,8 @@ viz::Image DensityMap(const ManifoldDensity& model, const Tensor& points) {
   for (int i = 0; i < h; ++i)
     for (int j = 0; j < w; ++j)
       data::ToUnitVector(90.0 - (i + 0.5) * 180.0 / h,
-                          -180.0 + (j + 0.5) * 360.0 / w,
-                          grid.mutable_data() + 3 * (int64_t{i} * w + j));
+                         -180.0 + (j + 0.5) * 360.0 / w,
+                         grid.mutable_data() + 3 * (int64_t{i} * w + j));
   std::vector<double> lp(int64_t{w} * h);
   for (int64_t s = 0; s < grid.dim(0); s += 4096) {
     TapeScope scope;
@@ -250,10 +254,13 @@ absl::Status Run() {
           "--models: unknown '", name, "' (affine, mixture, neural)"));
   std::map<std::string, std::map<std::string, Cell>> results;  // model, data
   for (const std::string& set : sets) {
-    auto points = data::LoadEarthCsv(absl::StrCat(dir, "/", set, ".csv"));
+    const std::string path = absl::StrCat(dir, "/", set, ".csv");
+    auto points = data::LoadEarthCsv(path);
     if (!points.ok()) return points.status();
     for (int seed = 0; seed < seeds; ++seed) {
-      data::Split split = data::RandomSplit(*points, 1000 + seed);
+      auto split_or = data::RandomSplit(*points, 1000 + seed, path);
+      if (!split_or.ok()) return split_or.status();
+      const data::Split& split = *split_or;
       for (const std::string& name : models) {
         Rng rng(77 + seed);
         auto model = MakeModel(name, cfg, split.train, rng);

@@ -42,6 +42,17 @@ expect benchmarks/earth "--seeds=0: must be > 0" --seeds=0
 expect benchmarks/earth "--datasets: unknown 'mars'" --datasets=mars
 expect benchmarks/earth "--models: unknown 'kent'" --models=kent
 
+# Catalogues too small for a nonempty 80/10/10 split: a clear error (a
+# one-row catalogue used to crash the mixture model, and 2-9 rows trained
+# with the training loss reported as validation).
+mkdir -p "$tmp/tiny"
+echo "10,20" >"$tmp/tiny/volcano.csv"
+expect benchmarks/earth "volcano.csv: 1 points; the 80/10/10 split needs at least 10" \
+  --data_dir="$tmp/tiny" --datasets=volcano --models=mixture --seeds=1 --steps=1 --maps=false
+for i in 1 2 3 4 5 6 7 8 9; do echo "$i,$i"; done >"$tmp/tiny/volcano.csv"
+expect benchmarks/earth "9 points; the 80/10/10 split needs at least 10" \
+  --data_dir="$tmp/tiny" --datasets=volcano --models=affine --seeds=1 --steps=1 --maps=false
+
 # Valid flags run.
 out=$("$root/experiments/toy2d" --steps=2 --n_train=64 --layers=2 --hidden=8 2>&1)
 [[ $? -eq 0 && $out == *"test NLL"* ]] || {

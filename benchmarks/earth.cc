@@ -235,6 +235,24 @@ absl::Status Run() {
     return s;
   if (components) cfg.mixture_components = components;
   if (layers) cfg.mixture_layers = layers;
+  // Normalized affine flows on S^2: 12 parameters (3x3 A, b) and ~30 values
+  // per point each; data: at most kEarthMaxBytes of "lat,lon" text, i.e.
+  // under 1.5 M points of 3 values. The density map is 720 x 360 points.
+  {
+    const double flows =
+        static_cast<double>(cfg.mixture_components) * cfg.mixture_layers +
+        cfg.affine_layers + 2.0 * cfg.neural_blocks;
+    experiments::Footprint f;
+    f.parameters = 12.0 * flows;
+    f.activations_per_example = 30.0 * flows;
+    f.batch = std::max<double>(std::max(cfg.batch, cfg.neural_batch), 4096);
+    f.data_values = 3.0 * (data::kEarthMaxBytes / 11.0) + 720.0 * 360 * 3;
+    if (absl::Status s = experiments::CheckRunMemory(
+            f, absl::StrCat("--components=", cfg.mixture_components,
+                            " --layers=", cfg.mixture_layers));
+        !s.ok())
+      return s;
+  }
   if (steps) cfg.steps = cfg.neural_steps = steps;
   if (neural_lr) cfg.neural_lr = neural_lr;
   std::string dir = absl::GetFlag(FLAGS_data_dir);

@@ -32,11 +32,11 @@
 #include "absl/strings/str_format.h"
 #include "autodiff/check.h"
 #include "autodiff/grad.h"
-#include "nn/layers.h"
-#include "nn/optim.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
 #include "experiments/common.h"
+#include "nn/layers.h"
+#include "nn/optim.h"
 #include "viz/png.h"
 
 ABSL_FLAG(int, epochs, 15, "classifier training epochs");

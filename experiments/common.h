@@ -13,6 +13,10 @@
 //     outside [0, classes).
 //   CheckFlags({{name, value, ok, rule}, ...}): InvalidArgument listing every
 //     flag with ok == false as "--name=value: must be rule".
+//   CheckRunMemory(footprint, flags): CheckMemory (experiments/budget.h)
+//     against MemoryLimitBytes(--max_memory_gb); every binary calls it on
+//     its size flags before allocating. --max_memory_gb must be finite and
+//     >= 0 (0: the machine's physical memory).
 //   WritePngOrWarn(image, file): writes OutputPath(file), printing the path.
 //   RunMain(argc, argv, name, run): parses flags, runs `run`, prints a failed
 //     Status as "name: status" and returns the process exit code.
@@ -28,6 +32,7 @@
 #include "absl/strings/str_cat.h"
 #include "autodiff/shape.h"
 #include "data/datasets.h"
+#include "experiments/budget.h"
 #include "viz/png.h"
 
 namespace flowtape::experiments {
@@ -49,6 +54,8 @@ struct FlagCheck {
   std::string rule;  // e.g. "> 0", "-1 (the config's) or > 0"
 };
 absl::Status CheckFlags(std::initializer_list<FlagCheck> checks);
+absl::Status CheckRunMemory(const Footprint& footprint,
+                            const std::string& flags);
 
 void WritePngOrWarn(const viz::Image& image, const std::string& file);
 int RunMain(int argc, char** argv, const char* name,

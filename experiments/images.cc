@@ -64,7 +64,8 @@ absl::Status Run() {
       });
       !s.ok())
     return s;
-  models::ImageRunConfig c = models::DefaultImageConfig(flow, absl::GetFlag(FLAGS_paper));
+  models::ImageRunConfig c =
+      models::DefaultImageConfig(flow, absl::GetFlag(FLAGS_paper));
   auto flag = [](int64_t v, int64_t def) { return v > 0 ? v : def; };
   c.steps = flag(steps, c.steps);
   c.batch = flag(batch, c.batch);
@@ -73,12 +74,23 @@ absl::Status Run() {
   if (lr > 0) c.lr = lr;
   c.seed = absl::GetFlag(FLAGS_seed);
   c.checkpoint = absl::GetFlag(FLAGS_checkpoint);
+  const bool conditional = absl::GetFlag(FLAGS_conditional);
+  const Shape expected = name == "digits" ? Shape{1, 8, 8} : Shape{1, 28, 28};
+  // n_train and n_test are capped by the data set; the batch and the
+  // config's model decide the footprint.
+  if (absl::Status s = CheckRunMemory(
+          ImageFlowFootprint(flow, c.zoo.layers, c.zoo.levels, c.zoo.depth,
+                             c.zoo.channels, c.zoo.hidden, conditional ? 10 : 0,
+                             expected[0], expected[1], expected[2], c.batch),
+          absl::StrCat("--batch=", c.batch, " (--flow=", flow,
+                       absl::GetFlag(FLAGS_paper) ? " --paper" : "", ")"));
+      !s.ok())
+    return s;
 
   auto train_set = LoadImageSetOrSetup(name, "train");
   if (!train_set.ok()) return train_set.status();
   auto test_set = LoadImageSetOrSetup(name, "test");
   if (!test_set.ok()) return test_set.status();
-  const Shape expected = name == "digits" ? Shape{1, 8, 8} : Shape{1, 28, 28};
   if (absl::Status s =
           CheckImageSet(*train_set, name + " train", expected, 10, 10);
       !s.ok())
@@ -92,7 +104,6 @@ absl::Status Run() {
   const Tensor& all = train_set->images;
   const Shape image{all.dim(1), all.dim(2), all.dim(3)};
   Rng rng(c.seed);
-  const bool conditional = absl::GetFlag(FLAGS_conditional);
   Tensor train_ctx, test_ctx;
   if (conditional) {
     c.zoo.context_dim = 10;

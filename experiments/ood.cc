@@ -65,11 +65,22 @@ absl::Status Run() {
       });
       !s.ok())
     return s;
-  models::ImageRunConfig c = models::DefaultImageConfig(flow, absl::GetFlag(FLAGS_paper));
+  models::ImageRunConfig c =
+      models::DefaultImageConfig(flow, absl::GetFlag(FLAGS_paper));
   if (steps > 0) c.steps = steps;
   if (n_train > 0) c.n_train = n_train;
   if (n_test > 0) c.n_test = n_test;
   c.seed = absl::GetFlag(FLAGS_seed);
+  // n_train and n_test are capped by the data sets; the config's model and
+  // batch decide the footprint.
+  if (absl::Status s = CheckRunMemory(
+          ImageFlowFootprint(flow, c.zoo.layers, c.zoo.levels, c.zoo.depth,
+                             c.zoo.channels, c.zoo.hidden, 0, 1, 28, 28,
+                             c.batch),
+          absl::StrCat("--flow=", flow,
+                       absl::GetFlag(FLAGS_paper) ? " --paper" : ""));
+      !s.ok())
+    return s;
   auto fashion = LoadImageSetOrSetup("fashion", "train");
   if (!fashion.ok()) return fashion.status();
   auto fashion_test = LoadImageSetOrSetup("fashion", "test");

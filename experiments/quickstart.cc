@@ -8,12 +8,12 @@
 #include <iostream>
 
 #include "absl/strings/str_format.h"
-#include "nn/optim.h"
-#include "nn/schedule.h"
 #include "autodiff/tape.h"
+#include "data/toy2d.h"
 #include "experiments/common.h"
 #include "models/zoo.h"
-#include "data/toy2d.h"
+#include "nn/optim.h"
+#include "nn/schedule.h"
 #include "training/train.h"
 #include "viz/plots.h"
 

@@ -22,13 +22,13 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
-#include "nn/optim.h"
-#include "nn/schedule.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
 #include "experiments/common.h"
-#include "models/zoo.h"
 #include "flows/cnf/cnf.h"
+#include "models/zoo.h"
+#include "nn/optim.h"
+#include "nn/schedule.h"
 #include "training/energies.h"
 #include "training/reverse_kl.h"
 #include "training/train.h"
@@ -58,7 +58,8 @@ absl::Status Run() {
     for (const models::ZooEntry& e : models::ZooEntries())
       std::cout << absl::StrFormat(
           "%-14s %-7s %s\n", e.name,
-          e.domain == models::Domain::kVectors ? "vectors" : "images", e.description);
+          e.domain == models::Domain::kVectors ? "vectors" : "images",
+          e.description);
     std::cout << "data:";
     for (const std::string& d : data::Toy2dNames()) std::cout << " " << d;
     std::cout << "\nenergies: u1 u2 u3 u4\n";
@@ -70,6 +71,8 @@ absl::Status Run() {
   const int layers = absl::GetFlag(FLAGS_layers);
   const int64_t n_train = absl::GetFlag(FLAGS_n_train);
   const int64_t patience = absl::GetFlag(FLAGS_patience);
+  auto hidden = ParseSizeList("hidden", absl::GetFlag(FLAGS_hidden));
+  if (!hidden.ok()) return hidden.status();
   if (absl::Status s = CheckFlags({
           {"steps", steps, steps > 0, "> 0"},
           {"batch", batch, batch > 0, "> 0"},
@@ -80,17 +83,22 @@ absl::Status Run() {
       });
       !s.ok())
     return s;
+  // Train + validation (n/10) + 10000 test points of 2 values; evaluation
+  // and plots run in chunks of at most 5000 without a tape.
+  const double data_values =
+      2.0 * (static_cast<double>(n_train) * 1.1 + 10000.0);
+  if (absl::Status s = CheckRunMemory(
+          FlowFootprint(layers, 2, 0, *hidden, std::max<int64_t>(batch, 5000),
+                        data_values),
+          absl::StrCat("--layers=", layers,
+                       " --hidden=", absl::GetFlag(FLAGS_hidden),
+                       " --batch=", batch, " --n_train=", n_train));
+      !s.ok())
+    return s;
   models::ModelConfig config;
   config.layers = layers;
   config.train_t = absl::GetFlag(FLAGS_train_t);
-  config.hidden.clear();
-  for (absl::string_view h : absl::StrSplit(absl::GetFlag(FLAGS_hidden), ',')) {
-    int64_t v;
-    if (!absl::SimpleAtoi(h, &v) || v <= 0)
-      return absl::InvalidArgumentError(
-          absl::StrCat("--hidden: bad size '", h, "'"));
-    config.hidden.push_back(v);
-  }
+  config.hidden = *hidden;
   Rng rng(absl::GetFlag(FLAGS_seed));
   const std::string flow = absl::GetFlag(FLAGS_flow);
   auto model_or = models::MakeModel(flow, config, rng);

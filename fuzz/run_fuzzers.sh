@@ -46,7 +46,10 @@ fuzzers=(${FUZZERS:-csv_fuzzer earth_fuzzer idx_fuzzer digits_fuzzer png_fuzzer 
 base="${FLOWTAPE_FUZZ_OUTPUT_BASE:-$HOME/.cache/flowtape-fuzz-bazel}"
 targets=()
 for f in "${fuzzers[@]}"; do targets+=("//fuzz:$f"); done
-./bazelw --output_base="$base" build --config=fuzz "${targets[@]}" || exit 1
+# --symlink_prefix=/: no bazel-* links in the workspace (they would point
+# into this output base, and //... would then wander into it).
+./bazelw --output_base="$base" build --config=fuzz --symlink_prefix=/ \
+  "${targets[@]}" || exit 1
 bin=$(./bazelw --output_base="$base" info --config=fuzz bazel-bin 2>/dev/null)
 
 scratch=$(mktemp -d)

@@ -44,7 +44,7 @@ args=("$@")
 ((${#args[@]})) || args=(-runs=2000)
 fuzzers=(${FUZZERS:-csv_fuzzer earth_fuzzer idx_fuzzer digits_fuzzer png_fuzzer flags_fuzzer})
 # One output base per checkout (an output base belongs to one workspace).
-base="${FLOWTAPE_FUZZ_OUTPUT_BASE:-$HOME/.cache/flowtape-fuzz-bazel/$(pwd | md5sum | cut -c1-12)}"
+base="${FLOWTAPE_FUZZ_OUTPUT_BASE:-$HOME/.cache/flowtape-fuzz-bazel-$(pwd | md5sum | cut -c1-12)}"
 targets=()
 for f in "${fuzzers[@]}"; do targets+=("//fuzz:$f"); done
 # --symlink_prefix=/: no bazel-* links in the workspace (they would point

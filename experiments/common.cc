@@ -77,9 +77,9 @@ absl::Status CheckFlags(std::initializer_list<FlagCheck> checks) {
   return absl::InvalidArgumentError(absl::StrJoin(bad, "; "));
 }
 
-void WritePngOrWarn(const viz::Image& image, const std::string& file) {
+void WriteFigureOrWarn(const viz::Figure& figure, const std::string& file) {
   const std::string path = OutputPath(file);
-  absl::Status s = viz::WritePng(path, image);
+  absl::Status s = figure.Write(path);
   if (s.ok())
     std::cout << "wrote " << path << "\n";
   else

@@ -13,7 +13,8 @@
 //     outside [0, classes).
 //   CheckFlags({{name, value, ok, rule}, ...}): InvalidArgument listing every
 //     flag with ok == false as "--name=value: must be rule".
-//   WritePngOrWarn(image, file): writes OutputPath(file), printing the path.
+//   WriteFigureOrWarn(figure, file): writes the figure as a PNG to
+//     OutputPath(file), printing the path (or a warning with the error).
 //   RunMain(argc, argv, name, run): parses flags, runs `run`, prints a failed
 //     Status as "name: status" and returns the process exit code.
 #ifndef FLOWTAPE_EXPERIMENTS_COMMON_H_
@@ -28,7 +29,7 @@
 #include "absl/strings/str_cat.h"
 #include "autodiff/shape.h"
 #include "data/datasets.h"
-#include "viz/png.h"
+#include "viz/figure.h"
 
 namespace flowtape::experiments {
 
@@ -50,7 +51,7 @@ struct FlagCheck {
 };
 absl::Status CheckFlags(std::initializer_list<FlagCheck> checks);
 
-void WritePngOrWarn(const viz::Image& image, const std::string& file);
+void WriteFigureOrWarn(const viz::Figure& figure, const std::string& file);
 int RunMain(int argc, char** argv, const char* name,
             const std::function<absl::Status()>& run);
 

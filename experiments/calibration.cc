@@ -12,9 +12,9 @@
 //    (manifolds/calibration.h; all start at the identity map).
 // 3. Prints test log-loss, accuracy and 15-bin ECE before and after, and
 //    writes reliability.png: one reliability diagram per method in a 2 x 2
-//    grid (uncalibrated, temperature; fcal, generalized), each with its ECE
-//    (viz/reliability.h: accuracy bars per confidence bin, the gap to the
-//    bin's mean confidence shaded red, the diagonal dashed).
+//    grid (uncalibrated, temperature; fcal, generalized), each titled with
+//    its ECE (viz/reliability.h: accuracy bars per confidence bin, the gap to
+//    the bin's mean confidence hatched red, the diagonal dashed).
 // The data set is Debian's dataset-fashion-mnist; if it is missing the
 // experiment runs experiments/setup_data.sh fashion.
 #include "manifolds/calibration.h"
@@ -112,13 +112,14 @@ Metrics Evaluate(const Tensor& q, const std::vector<int>& y) {
   return m;
 }
 
-viz::Reliability Reliability(const std::string& title, const Metrics& m) {
+viz::Reliability Reliability(const std::string& name, const Metrics& m,
+                             bool legend) {
   viz::Reliability r;
-  r.title = title;
+  r.title = absl::StrFormat("%s: ECE %.3f", name, m.ece);
   r.accuracy = m.bin_acc;
   r.confidence = m.bin_conf;
   r.count = m.bin_count;
-  r.note = absl::StrFormat("ECE %.3f", m.ece);
+  r.legend = legend;
   return r;
 }
 
@@ -247,7 +248,7 @@ absl::Status Run() {
   for (const Row& r : rows) {
     std::cout << absl::StrFormat("%-30s %10.4f %10.4f %10.4f\n", r.name,
                                  r.m.log_loss, r.m.ece, r.m.accuracy);
-    reliability.Add(Reliability(r.name, r.m));
+    reliability.Add(Reliability(r.name, r.m, reliability.size() == 0));
     if (absl::GetFlag(FLAGS_print_bins))
       for (int b = 0; b < kBins; ++b)
         std::cout << absl::StrFormat(

@@ -46,16 +46,16 @@ struct Box {
 struct Axis {
   double lo = 0, hi = 1;
   bool log = false;
-  std::string label;
-  std::vector<double> ticks;                  // empty: NiceTicks / LogTicks
-  std::function<std::string(double)> format;  // empty: FormatTicks
+  std::string label{};
+  std::vector<double> ticks{};                  // empty: NiceTicks / LogTicks
+  std::function<std::string(double)> format{};  // empty: FormatTicks
 };
 
 Axis MakeAxis(double lo, double hi, std::string label = "", bool log = false);
 
 struct Axes {
-  Rect area;  // the plot area in pixels
-  Axis x, y;
+  Rect area{};  // the plot area in pixels
+  Axis x{}, y{};
 
   double PixelX(double v) const;
   double PixelY(double v) const;

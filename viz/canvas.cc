@@ -28,6 +28,31 @@ cairo_status_t WriteToFile(void* closure, const unsigned char* data,
   return CAIRO_STATUS_SUCCESS;
 }
 
+// cairo refuses (and stops drawing after) text that is not UTF-8: bytes
+// that do not form a valid sequence become '?'.
+std::string ValidUtf8(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    const size_t len = c < 0x80           ? 1
+                       : (c >> 5) == 0x6  ? 2
+                       : (c >> 4) == 0xe  ? 3
+                       : (c >> 3) == 0x1e ? 4
+                                          : 0;
+    bool ok = len > 0 && i + len <= s.size();
+    for (size_t k = 1; ok && k < len; ++k)
+      ok = (static_cast<unsigned char>(s[i + k]) & 0xc0) == 0x80;
+    if (ok) {
+      out.append(s, i, len);
+      i += len;
+    } else {
+      out += '?';
+      ++i;
+    }
+  }
+  return out;
+}
+
 absl::Status SystemError(int error, const std::string& what,
                          const std::string& path) {
   return absl::ErrnoToStatus(error, absl::StrCat(what, " ", path));
@@ -65,7 +90,7 @@ void Canvas::SetFont(double size, bool bold) const {
 double Canvas::TextWidth(const std::string& s, double size, bool bold) const {
   SetFont(size, bold);
   cairo_text_extents_t e;
-  cairo_text_extents(cr_, s.c_str(), &e);
+  cairo_text_extents(cr_, ValidUtf8(s).c_str(), &e);
   return e.x_advance;
 }
 
@@ -76,8 +101,9 @@ double Canvas::TextHeight(double size) const {
   return f.ascent + f.descent;
 }
 
-void Canvas::Text(const std::string& s, double x, double y, double size,
+void Canvas::Text(const std::string& text, double x, double y, double size,
                   double ax, double ay, double angle, bool bold) {
+  const std::string s = ValidUtf8(text);
   SetFont(size, bold);
   cairo_text_extents_t e;
   cairo_text_extents(cr_, s.c_str(), &e);
@@ -119,6 +145,13 @@ void Canvas::DrawImage(const Image& image, const Rect& dest, bool smooth) {
   cairo_paint(cr_);
   cairo_restore(cr_);
   cairo_surface_destroy(src);
+}
+
+absl::Status Canvas::status() const {
+  const cairo_status_t s = cairo_status(cr_);
+  if (s == CAIRO_STATUS_SUCCESS) return absl::OkStatus();
+  return absl::InternalError(
+      absl::StrCat("cairo: ", cairo_status_to_string(s)));
 }
 
 double Canvas::Ink(const Rect& r, const Color& background) const {

@@ -9,6 +9,10 @@
 // The box is then turned by `angle` radians about (x, y), cairo's convention
 // (positive turns clockwise on screen; -pi/2 reads upwards).
 //
+// Text that is not valid UTF-8 is drawn with '?' for the bad bytes.
+// status(): cairo's state; once a drawing call failed (e.g. a non-finite
+// transform) cairo ignores every later one, so figures check it.
+//
 // Ink(r, background): the fraction of pixels of r (clipped to the canvas)
 // that differ from `background` by more than 8/255 in a channel: what the
 // legend uses to find an empty place.
@@ -56,6 +60,7 @@ class Canvas {
   // Draws `image` scaled into `dest` (nearest-neighbour or bilinear).
   void DrawImage(const Image& image, const Rect& dest, bool smooth);
 
+  absl::Status status() const;
   double Ink(const Rect& r, const Color& background = {1, 1, 1}) const;
   Image ToImage() const;
   absl::Status WritePng(const std::string& path) const;

@@ -37,6 +37,7 @@ absl::Status Figure::DrawAll(Canvas& canvas, std::vector<Axes>* axes) const {
     cairo_save(canvas.cr());
     absl::StatusOr<Axes> a = panels_[i].draw(canvas, cell);
     cairo_restore(canvas.cr());
+    if (a.ok() && !canvas.status().ok()) a = canvas.status();
     if (!a.ok())
       return absl::Status(
           a.status().code(),

@@ -45,12 +45,12 @@ inline constexpr double kMaxPixels = 1e8;
 struct FigureOptions {
   int cols = 0;
   int width = 0, height = 0;
-  std::string title;
+  std::string title{};
 };
 
 struct Rendering {
-  Image image;
-  std::vector<Axes> axes;  // one per panel
+  Image image{};
+  std::vector<Axes> axes{};  // one per panel
 };
 
 class Figure {

@@ -32,12 +32,12 @@
 namespace flowtape::viz {
 
 struct Heatmap {
-  std::string title;
+  std::string title{};
   std::string xlabel = "x\u2081", ylabel = "x\u2082";  // x1, x2
-  Box box;
+  Box box{};
   int nx = 0, ny = 0;
-  std::vector<double> values;
-  std::string colorbar_label;
+  std::vector<double> values{};
+  std::string colorbar_label{};
   double vmin = NAN, vmax = NAN;
   bool equal_aspect = true;
 };

@@ -27,14 +27,14 @@
 namespace flowtape::viz {
 
 struct HistogramSeries {
-  std::string label;  // empty: not in the legend
-  std::vector<double> values;
-  std::optional<Color> color;
+  std::string label{};  // empty: not in the legend
+  std::vector<double> values{};
+  std::optional<Color> color{};
 };
 
 struct Histogram {
-  std::string title, xlabel, ylabel = "density";
-  std::vector<HistogramSeries> series;
+  std::string title{}, xlabel{}, ylabel = "density";
+  std::vector<HistogramSeries> series{};
   int bins = 50;
   double lo = NAN, hi = NAN;
 };

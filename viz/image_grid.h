@@ -26,11 +26,11 @@
 namespace flowtape::viz {
 
 struct ImageGrid {
-  std::string title;
-  Tensor images;
+  std::string title{};
+  Tensor images{};
   int cols = 8;
   int pad = 2;
-  std::vector<std::string> row_labels;
+  std::vector<std::string> row_labels{};
 };
 
 // The tiles as one image (pad white pixels between tiles, none around).

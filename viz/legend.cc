@@ -7,6 +7,28 @@
 
 namespace flowtape::viz {
 
+void HatchRect(Canvas& canvas, const Rect& r, const Color& color, double alpha,
+               double spacing) {
+  cairo_t* cr = canvas.cr();
+  cairo_save(cr);
+  cairo_rectangle(cr, r.x, r.y, r.w, r.h);
+  canvas.SetColor(color, alpha);
+  cairo_fill_preserve(cr);
+  cairo_clip(cr);
+  canvas.SetColor(color, 0.9);
+  cairo_set_line_width(cr, 1.0);
+  for (double d = -r.h; d < r.w; d += spacing) {
+    cairo_move_to(cr, r.x + d, r.bottom());
+    cairo_line_to(cr, r.x + d + r.h, r.y);
+  }
+  cairo_stroke(cr);
+  cairo_restore(cr);
+  cairo_rectangle(cr, r.x, r.y, r.w, r.h);
+  canvas.SetColor(color, 0.9);
+  cairo_set_line_width(cr, 1.2);
+  cairo_stroke(cr);
+}
+
 Rect DrawLegend(Canvas& canvas, const Rect& area,
                 const std::vector<LegendEntry>& entries,
                 const Color& background) {
@@ -54,7 +76,9 @@ Rect DrawLegend(Canvas& canvas, const Rect& area,
     canvas.SetColor(e.color, e.alpha);
     cairo_set_dash(cr, nullptr, 0, 0);
     switch (e.mark) {
-      case LegendMark::kNone:
+      case LegendMark::kHatchedBar:
+        HatchRect(canvas, {x0 + 2, cy - 5, mark_w - 4, 10}, e.color, e.alpha,
+                  4.0);
         break;
       case LegendMark::kDot:
         cairo_arc(cr, (x0 + x1) / 2, cy, 3.5, 0, 2 * M_PI);

@@ -15,15 +15,27 @@
 
 namespace flowtape::viz {
 
-// kNone: a row of text only (a note such as "ECE 0.014").
-enum class LegendMark { kDot, kLine, kDashedLine, kLineWithDot, kBar, kNone };
+// kHatchedBar: a box with diagonal lines (HatchRect).
+enum class LegendMark {
+  kDot,
+  kLine,
+  kDashedLine,
+  kLineWithDot,
+  kBar,
+  kHatchedBar
+};
 
 struct LegendEntry {
-  std::string label;
-  Color color;
+  std::string label{};
+  Color color{};
   LegendMark mark = LegendMark::kLine;
   double alpha = 1.0;
 };
+
+// Fills r with `color` at `alpha`, draws diagonal lines in `color` every
+// `spacing` pixels across it, and outlines it.
+void HatchRect(Canvas& canvas, const Rect& r, const Color& color, double alpha,
+               double spacing = 6.0);
 
 // Returns the box it drew (w = 0 when none).
 Rect DrawLegend(Canvas& canvas, const Rect& area,

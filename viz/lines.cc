@@ -1,5 +1,6 @@
 #include "viz/lines.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -64,11 +65,15 @@ absl::StatusOr<Axes> Draw(Canvas& canvas, const Rect& cell, const Lines& p) {
     cairo_set_dash(cr, dash, l.dashed ? 2 : 0, 0);
     bool open = false;
     for (size_t i = 0; i < l.x.size(); ++i) {
-      const double px = axes->PixelX(l.x[i]), py = axes->PixelY(l.y[i]);
+      double px = axes->PixelX(l.x[i]), py = axes->PixelY(l.y[i]);
       if (!std::isfinite(px) || !std::isfinite(py)) {
         open = false;
         continue;
       }
+      // Far outside the area (clipped anyway): keep within cairo's
+      // fixed-point range.
+      px = std::clamp(px, -1e6, 1e6);
+      py = std::clamp(py, -1e6, 1e6);
       if (open)
         cairo_line_to(cr, px, py);
       else

@@ -25,9 +25,9 @@
 namespace flowtape::viz {
 
 struct LineSeries {
-  std::string label;  // empty: not in the legend
-  std::vector<double> x, y;
-  std::optional<Color> color;
+  std::string label{};  // empty: not in the legend
+  std::vector<double> x{}, y{};
+  std::optional<Color> color{};
   double width = 1.8;  // pixels
   double alpha = 1.0;
   bool dashed = false;
@@ -35,10 +35,10 @@ struct LineSeries {
 };
 
 struct Lines {
-  std::string title, xlabel, ylabel;
-  std::vector<LineSeries> series;
+  std::string title{}, xlabel{}, ylabel{};
+  std::vector<LineSeries> series{};
   bool log_y = false;
-  std::optional<Box> box;
+  std::optional<Box> box{};
 };
 
 absl::StatusOr<Axes> Draw(Canvas& canvas, const Rect& cell, const Lines& p);

@@ -42,11 +42,8 @@ absl::StatusOr<Axes> Draw(Canvas& canvas, const Rect& cell,
     canvas.SetColor({1, 1, 1});
     cairo_set_line_width(cr, 1.0);
     cairo_stroke(cr);
-    cairo_rectangle(cr, x0, std::min(acc, conf), x1 - x0, std::abs(conf - acc));
-    canvas.SetColor(gap, 0.35);
-    cairo_fill_preserve(cr);
-    canvas.SetColor(gap, 0.9);
-    cairo_stroke(cr);
+    HatchRect(canvas, {x0, std::min(acc, conf), x1 - x0, std::abs(conf - acc)},
+              gap, 0.0);
   }
   const double dash[2] = {6, 4};
   cairo_set_dash(cr, dash, 2, 0);
@@ -57,11 +54,12 @@ absl::StatusOr<Axes> Draw(Canvas& canvas, const Rect& cell,
   cairo_stroke(cr);
   cairo_set_dash(cr, nullptr, 0, 0);
   DrawAxes(canvas, *axes, p.title);
-  DrawLegend(canvas, axes->area,
-             {{"accuracy", bar, LegendMark::kBar, 0.85},
-              {"gap to confidence", gap, LegendMark::kBar, 0.35},
-              {"perfect calibration", {0.3, 0.3, 0.3}, LegendMark::kDashedLine},
-              {p.note, {0, 0, 0}, LegendMark::kNone}});
+  if (p.legend)
+    DrawLegend(
+        canvas, axes->area,
+        {{"accuracy", bar, LegendMark::kBar, 0.85},
+         {"gap to confidence", gap, LegendMark::kHatchedBar, 0.0},
+         {"perfect calibration", {0.3, 0.3, 0.3}, LegendMark::kDashedLine}});
   return axes;
 }
 

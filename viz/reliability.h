@@ -4,7 +4,8 @@
 // the bar and the bin's mean confidence is shaded red (above the bar:
 // overconfident; inside it: underconfident), and the dashed diagonal
 // accuracy = confidence is perfect calibration. Empty bins (count 0) are
-// left out. `note` is the legend's last row (e.g. "ECE 0.014").
+// left out. `legend`: a legend naming bars, gap and diagonal (a figure of
+// several diagrams usually shows it once).
 //
 // Errors: InvalidArgument for accuracy, confidence and count of different
 // (or zero) lengths, a negative count, or a cell too small to plot in.
@@ -22,11 +23,11 @@
 namespace flowtape::viz {
 
 struct Reliability {
-  std::string title;
+  std::string title{};
   std::string xlabel = "confidence", ylabel = "accuracy";
-  std::vector<double> accuracy, confidence;  // per bin
-  std::vector<int64_t> count;
-  std::string note;
+  std::vector<double> accuracy{}, confidence{};  // per bin
+  std::vector<int64_t> count{};
+  bool legend = true;
 };
 
 absl::StatusOr<Axes> Draw(Canvas& canvas, const Rect& cell,

@@ -25,18 +25,18 @@
 namespace flowtape::viz {
 
 struct ScatterSeries {
-  std::string label;  // empty: not in the legend
-  Tensor points;
-  std::optional<Color> color;
+  std::string label{};  // empty: not in the legend
+  Tensor points{};
+  std::optional<Color> color{};
   double radius = 1.5;  // pixels
   double alpha = 0.5;
 };
 
 struct Scatter {
-  std::string title;
+  std::string title{};
   std::string xlabel = "x\u2081", ylabel = "x\u2082";  // x1, x2
-  std::vector<ScatterSeries> series;
-  std::optional<Box> box;
+  std::vector<ScatterSeries> series{};
+  std::optional<Box> box{};
   bool equal_aspect = true;
 };
 

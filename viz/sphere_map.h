@@ -45,20 +45,20 @@ namespace flowtape::viz {
 std::string DefaultCoastlines();
 
 struct SpherePoints {
-  std::string label;  // empty: not in the legend
-  Tensor points;
-  std::optional<Color> color;
+  std::string label{};  // empty: not in the legend
+  Tensor points{};
+  std::optional<Color> color{};
   double radius = 1.6;
   double alpha = 0.7;
 };
 
 struct SphereMap {
-  std::string title;
+  std::string title{};
   int nlon = 0, nlat = 0;
-  std::vector<double> values;
-  std::string colorbar_label;
+  std::vector<double> values{};
+  std::string colorbar_label{};
   double vmin = NAN, vmax = NAN;
-  std::vector<SpherePoints> points;
+  std::vector<SpherePoints> points{};
   std::string coastlines = DefaultCoastlines();
   double grid_degrees = 30;
 };

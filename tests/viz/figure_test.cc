@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 
@@ -100,6 +101,30 @@ TEST(Figure, UnwritablePathsAreAStatusNamingPathAndReason) {
     EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
     EXPECT_TRUE(absl::StrContains(s.message(), "No space left on device")) << s;
     EXPECT_TRUE(absl::StrContains(s.message(), "/dev/full")) << s;
+  }
+}
+
+TEST(Figure, BadTextAndFarPointsStillDraw) {
+  // Invalid UTF-8 in a title (cairo would stop drawing) and a point 1e12
+  // axis lengths away (beyond cairo's fixed-point range).
+  Lines l = Diagonal("bad \xff\xfe title");
+  l.series[0].x = {0, 1, 1};
+  l.series[0].y = {0, 1, 1e12};
+  l.series[0].width = 3;
+  l.box = Box{0, 2, 0, 2};
+  FigureOptions o;
+  o.title = "figure \xc3";
+  Figure f(o);
+  f.Add(l);
+  absl::StatusOr<Rendering> r = f.Render();
+  ASSERT_TRUE(r.ok()) << r.status();
+  // The diagonal through (0.5, 0.5), then straight up from (1, 1).
+  const Axes& a = r->axes[0];
+  for (double y : {0.5, 1.5, 1.9}) {
+    const double x = std::min(y, 1.0);
+    const Rgb c = r->image.at(static_cast<int>(a.PixelX(x)),
+                              static_cast<int>(a.PixelY(y)));
+    EXPECT_LT(c.r, 150) << "at y = " << y;
   }
 }
 

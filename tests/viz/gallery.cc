@@ -135,7 +135,7 @@ int Run(const std::string& dir) {
         r.accuracy.push_back(std::pow(conf, m == 0 ? 1.6 : 1.05));
         r.count.push_back(b < 3 ? 0 : 100 * b);
       }
-      r.note = m == 0 ? "ECE 0.030" : "ECE 0.014";
+      r.legend = m == 0;
       f.Add(r);
     }
     ok &= write(f, "reliability.png");

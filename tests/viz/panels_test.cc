@@ -314,10 +314,22 @@ TEST(Reliability, BarsReachTheAccuracyAndGapsTheConfidence) {
   EXPECT_TRUE(Near(AtData(r, 0.58, 0.3), bar, 40));
   EXPECT_FALSE(White(AtData(r, 0.58, 0.88)));
   EXPECT_TRUE(White(AtData(r, 0.58, 0.93)));
-  // Bin 3 = [0.75, 1]: bar to 0.6, red gap above it to 0.9, white above.
+  // Bin 3 = [0.75, 1]: bar to 0.6, red hatching above it to 0.9, white
+  // above that.
   EXPECT_TRUE(Near(AtData(r, 0.85, 0.3), bar, 40));
-  const Rgb gap = AtData(r, 0.8, 0.75);
-  EXPECT_GT(gap.r, gap.b);
+  auto red = [&](double x0, double x1, double y0, double y1) {
+    const Axes& a = r.axes[0];
+    int n = 0;
+    for (int py = static_cast<int>(a.PixelY(y1)); py < a.PixelY(y0); ++py)
+      for (int px = static_cast<int>(a.PixelX(x0)); px < a.PixelX(x1); ++px) {
+        const Rgb c = r.image.at(px, py);
+        n += c.r > c.b + 60 && c.r > c.g + 60;
+      }
+    return n;
+  };
+  EXPECT_GT(red(0.77, 0.98, 0.62, 0.88), 50);
+  EXPECT_EQ(red(0.77, 0.98, 0.05, 0.55), 0);
+  EXPECT_EQ(red(0.77, 0.98, 0.92, 0.97), 0);
   EXPECT_TRUE(White(AtData(r, 0.8, 0.95)));
   // Empty bin 0: nothing but the diagonal near it.
   EXPECT_TRUE(White(AtData(r, 0.2, 0.05)));

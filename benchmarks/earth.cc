@@ -38,6 +38,7 @@
 #include "autodiff/check.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
+#include "data/earth.h"
 #include "experiments/common.h"
 #include "manifolds/manifold.h"
 #include "manifolds/manifold_flow.h"
@@ -46,8 +47,8 @@
 #include "manifolds/sphere_flows.h"
 #include "nn/optim.h"
 #include "training/train.h"
-#include "viz/plots.h"
-#include "viz/png.h"
+#include "viz/figure.h"
+#include "viz/sphere_map.h"
 
 ABSL_FLAG(bool, full, false, "bigger models, more steps (tens of minutes)");
 ABSL_FLAG(std::string, data_dir, "",
@@ -167,39 +168,24 @@ double MeanNll(const ManifoldDensity& model, const Tensor& x) {
 }
 
 // Log density on a lat/lon grid, shown over the 10 nats below its maximum,
-// with the test points in red.
-viz::Image DensityMap(const ManifoldDensity& model, const Tensor& points) {
-  const int w = 720, h = 360;
-  Tensor grid = Tensor::Empty({int64_t{w} * h, 3});
-  for (int i = 0; i < h; ++i)
-    for (int j = 0; j < w; ++j)
-      data::ToUnitVector(90.0 - (i + 0.5) * 180.0 / h,
-                         -180.0 + (j + 0.5) * 360.0 / w,
-                         grid.mutable_data() + 3 * (int64_t{i} * w + j));
-  std::vector<double> lp(int64_t{w} * h);
-  for (int64_t s = 0; s < grid.dim(0); s += 4096) {
-    TapeScope scope;
-    NoGradScope no_grad;
-    const int64_t len = std::min<int64_t>(4096, grid.dim(0) - s);
-    Tensor v = model.LogProb(Narrow(grid, 0, s, len));
-    std::copy(v.data(), v.data() + len, lp.begin() + s);
-  }
-  double top = -INFINITY;
-  for (double v : lp)
-    if (std::isfinite(v)) top = std::max(top, v);
-  viz::Image img(w, h);
-  for (int i = 0; i < h; ++i)
-    for (int j = 0; j < w; ++j)
-      img.set(j, i, viz::Viridis((lp[int64_t{i} * w + j] - top + 10.0) / 10.0));
-  for (int64_t k = 0; k < points.dim(0); ++k) {
-    const double* p = points.data() + 3 * k;
-    const double lat = std::asin(std::max(-1.0, std::min(1.0, p[2])));
-    const double lon = std::atan2(p[1], p[0]);
-    const int x = static_cast<int>((lon + M_PI) / (2 * M_PI) * w);
-    const int y = static_cast<int>((M_PI / 2 - lat) / M_PI * h);
-    img.set(x, y, {230, 30, 30});
-  }
-  return img;
+// with the test points in red, coastlines and a lat/lon grid.
+viz::Figure DensityMap(const ManifoldDensity& model, const Tensor& points,
+                       const std::string& title) {
+  viz::SphereMap map =
+      viz::SphereDensityMap([&](const Tensor& x) { return model.LogProb(x); });
+  map.title = title;
+  map.colorbar_label = "log p(x) (nats, unit sphere)";
+  viz::SpherePoints test;
+  test.label = "test events";
+  test.points = points;
+  test.radius = 1.3;
+  map.points.push_back(test);
+  viz::FigureOptions size;
+  size.width = 960;
+  size.height = 480;
+  viz::Figure figure(size);
+  figure.Add(map);
+  return figure;
 }
 
 struct Cell {
@@ -308,8 +294,9 @@ absl::Status Run() {
                          r->seconds, r->diverged ? ", diverged" : "")
                   << std::endl;
         if (seed == 0 && absl::GetFlag(FLAGS_maps))
-          experiments::WritePngOrWarn(
-              DensityMap(*model, split.test),
+          experiments::WriteFigureOrWarn(
+              DensityMap(*model, split.test,
+                         absl::StrCat(set, ": ", name, " model (seed 0)")),
               absl::StrCat("earth_", set, "_", name, ".png"));
       }
     }

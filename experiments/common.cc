@@ -94,9 +94,9 @@ absl::Status CheckRunMemory(const Footprint& footprint,
   return CheckMemory(footprint, flags, MemoryLimitBytes(gb));
 }
 
-void WritePngOrWarn(const viz::Image& image, const std::string& file) {
+void WriteFigureOrWarn(const viz::Figure& figure, const std::string& file) {
   const std::string path = OutputPath(file);
-  absl::Status s = viz::WritePng(path, image);
+  absl::Status s = figure.Write(path);
   if (s.ok())
     std::cout << "wrote " << path << "\n";
   else

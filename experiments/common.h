@@ -17,7 +17,8 @@
 //     against MemoryLimitBytes(--max_memory_gb); every binary calls it on
 //     its size flags before allocating. --max_memory_gb must be finite and
 //     >= 0 (0: the machine's physical memory).
-//   WritePngOrWarn(image, file): writes OutputPath(file), printing the path.
+//   WriteFigureOrWarn(figure, file): writes the figure as a PNG to
+//     OutputPath(file), printing the path (or a warning with the error).
 //   RunMain(argc, argv, name, run): parses flags, runs `run`, prints a failed
 //     Status as "name: status" and returns the process exit code.
 #ifndef FLOWTAPE_EXPERIMENTS_COMMON_H_
@@ -33,7 +34,7 @@
 #include "autodiff/shape.h"
 #include "data/datasets.h"
 #include "experiments/budget.h"
-#include "viz/png.h"
+#include "viz/figure.h"
 
 namespace flowtape::experiments {
 
@@ -57,7 +58,7 @@ absl::Status CheckFlags(std::initializer_list<FlagCheck> checks);
 absl::Status CheckRunMemory(const Footprint& footprint,
                             const std::string& flags);
 
-void WritePngOrWarn(const viz::Image& image, const std::string& file);
+void WriteFigureOrWarn(const viz::Figure& figure, const std::string& file);
 int RunMain(int argc, char** argv, const char* name,
             const std::function<absl::Status()>& run);
 

@@ -1,6 +1,7 @@
 // Density estimation on MNIST / Fashion-MNIST (or sklearn's 8x8 digits):
 // RealNVP, Glow, MAF, FFJORD (any zoo flow) on dequantised, logit-transformed
-// pixels; reports test bits/dim and writes a grid of samples.
+// pixels; reports test bits/dim and writes a grid of samples and the loss
+// curve.
 //
 //   bazel run --config=opt //experiments:images -- --flow=glow --data=fashion
 //   bazel run --config=opt //experiments:images -- --flow=maf --paper
@@ -20,9 +21,10 @@
 #include "absl/strings/str_format.h"
 #include "autodiff/ops.h"
 #include "experiments/common.h"
+#include "experiments/figures.h"
 #include "models/image_flow.h"
 #include "training/train.h"
-#include "viz/plots.h"
+#include "viz/image_grid.h"
 
 ABSL_FLAG(std::string, flow, "realnvp",
           "realnvp | glow | maf | ffjord (any zoo flow)");
@@ -130,11 +132,21 @@ absl::Status Run() {
     for (int k = 0; k < 10; ++k) classes.insert(classes.end(), 8, k);
     sample_ctx = models::OneHot(classes, 10);
   }
-  Tensor samples = f->SampleImages(conditional ? 80 : 64, rng, sample_ctx);
-  WritePngOrWarn(
-      viz::ImageGrid(samples, 8, 2, 2),
-      absl::StrCat("images_", flow, "_", name,
-                   conditional ? "_conditional" : "", "_samples.png"));
+  const std::string prefix = absl::StrCat("images_", flow, "_", name,
+                                          conditional ? "_conditional" : "");
+  viz::ImageGrid grid;
+  grid.title = absl::StrCat(flow, " samples (", name, ")");
+  grid.images = f->SampleImages(conditional ? 80 : 64, rng, sample_ctx);
+  for (int k = 0; conditional && k < 10; ++k)
+    grid.row_labels.push_back(absl::StrCat(k));
+  viz::FigureOptions size;
+  size.width = 560;
+  size.height = conditional ? 680 : 580;
+  viz::Figure samples(size);
+  samples.Add(grid);
+  WriteFigureOrWarn(samples, prefix + "_samples.png");
+  WriteFigureOrWarn(LossFigure(*r, absl::StrCat(flow, " on ", name)),
+                    prefix + "_loss.png");
   return absl::OkStatus();
 }
 

@@ -7,7 +7,8 @@
 //
 // Maximum likelihood: --n_train samples (plus 10% validation and a 10000
 // point test set), prints the test NLL in nats and writes
-// <prefix>_density.png and <prefix>_samples.png (data | model).
+// <prefix>_density.png, <prefix>_samples.png (data | model) and
+// <prefix>_loss.png (training and validation NLL per step).
 // Reverse KL: prints the free energy F = E_q[log q - log p~] and, for U1,
 // KL(q || p) = F + log Z (log Z by quadrature; U2-U4 are improper along z1,
 // so only F is meaningful), and writes <prefix>_density.png (target | q)
@@ -25,6 +26,7 @@
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
 #include "experiments/common.h"
+#include "experiments/figures.h"
 #include "flows/cnf/cnf.h"
 #include "models/zoo.h"
 #include "nn/optim.h"
@@ -32,7 +34,7 @@
 #include "training/energies.h"
 #include "training/reverse_kl.h"
 #include "training/train.h"
-#include "viz/plots.h"
+#include "viz/heatmap.h"
 
 ABSL_FLAG(std::string, flow, "realnvp", "zoo flow name (--list)");
 ABSL_FLAG(std::string, data, "moons", "toy data set (--list)");
@@ -116,7 +118,7 @@ absl::Status Run() {
   const viz::Box box{-4, 4, -4, 4};
   auto log_q = [&](const Tensor& x) { return model.LogProb(x); };
 
-  Tensor shown;  // data (or target) samples for the left scatter plot
+  Tensor shown;  // data samples for the left scatter plot
   if (!energy_name.empty()) {
     auto energy = training::ParseEnergy(energy_name);
     if (!energy.ok()) return energy.status();
@@ -140,9 +142,12 @@ absl::Status Run() {
     std::cout << absl::StrFormat("%s: F = E_q[log q - log p~] = %.4f (%s)%s\n",
                                  what, f, kl,
                                  r->diverged ? "  [" + r->message + "]" : "");
-    WritePngOrWarn(viz::HStack({viz::DensityHeatmap(log_p, box),
-                                viz::DensityHeatmap(log_q, box)}),
-                   prefix + "_density.png");
+    viz::Heatmap target = viz::DensityHeatmap(log_p, box);
+    target.title = "target exp(\u2212U)";
+    target.colorbar_label = "exp(\u2212U(x))";
+    viz::Figure density;
+    density.Add(target).Add(viz::DensityHeatmap(log_q, box));
+    WriteFigureOrWarn(density, prefix + "_density.png");
   } else {
     const int64_t n = n_train;
     const std::string name = absl::GetFlag(FLAGS_data);
@@ -176,7 +181,11 @@ absl::Status Run() {
     std::cout << absl::StrFormat(
         "%s: test NLL %.4f nats (%d steps, %.1f s, %s)\n", what, nll, r->steps,
         r->seconds, r->message);
-    WritePngOrWarn(viz::DensityHeatmap(log_q, box), prefix + "_density.png");
+    viz::Figure density;
+    density.Add(viz::DensityHeatmap(log_q, box));
+    WriteFigureOrWarn(density, prefix + "_density.png");
+    WriteFigureOrWarn(LossFigure(*r, model.name() + " on " + what),
+                      prefix + "_loss.png");
     shown = test;
   }
   Tensor samples;
@@ -184,10 +193,8 @@ absl::Status Run() {
     NoGradScope no_grad;
     samples = model.Sample(5000, rng);
   }
-  std::vector<viz::Image> panels;
-  if (shown.defined()) panels.push_back(viz::ScatterPlot(shown, box));
-  panels.push_back(viz::ScatterPlot(samples, box));
-  WritePngOrWarn(viz::HStack(panels), prefix + "_samples.png");
+  WriteFigureOrWarn(SamplesFigure(shown, samples, box),
+                    prefix + "_samples.png");
   return absl::OkStatus();
 }
 

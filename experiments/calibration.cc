@@ -166,7 +166,7 @@ absl::Status Run() {
   Rng rng(absl::GetFlag(FLAGS_seed));
   std::vector<int64_t> perm(train->labels.size());
   std::iota(perm.begin(), perm.end(), 0);
-  std::shuffle(perm.begin(), perm.end(), rng.engine());
+  rng.Shuffle(perm);
   std::vector<int64_t> fit_idx(perm.begin(), perm.end() - kCalibration),
       cal_idx(perm.end() - kCalibration, perm.end()),
       test_idx(test->labels.size());
@@ -192,7 +192,7 @@ absl::Status Run() {
   for (int epoch = 0; epoch < epochs; ++epoch) {
     std::vector<int64_t> order(n_fit);
     std::iota(order.begin(), order.end(), 0);
-    std::shuffle(order.begin(), order.end(), rng.engine());
+    rng.Shuffle(order);
     double total = 0;
     for (int64_t s = 0; s + batch <= n_fit; s += batch) {
       std::vector<int64_t> idx(order.begin() + s, order.begin() + s + batch);

@@ -204,12 +204,11 @@ Tensor VonMisesFisher::Sample(int64_t num, Rng& rng) const {
       d / (2.0 * kappa_ + std::sqrt(4.0 * kappa_ * kappa_ + d * d));
   const double x0 = (1.0 - b) / (1.0 + b);
   const double c = kappa_ * x0 + d * std::log(1.0 - x0 * x0);
-  std::gamma_distribution<double> gamma(0.5 * d, 1.0);
   Eigen::MatrixXd rows(num, n);
   for (int64_t i = 0; i < num; ++i) {
     double w;
     while (true) {
-      const double g1 = gamma(rng.engine()), g2 = gamma(rng.engine());
+      const double g1 = rng.Gamma(0.5 * d), g2 = rng.Gamma(0.5 * d);
       const double z = g1 / (g1 + g2);
       w = (1.0 - (1.0 + b) * z) / (1.0 - (1.0 - b) * z);
       const double u = rng.Uniform();

@@ -57,7 +57,7 @@ void ActNorm::Initialize(const Tensor& x) const {
   set_initialized(true);
 }
 
-FlowResult ActNorm::Forward(const Tensor& x, const Tensor&) const {
+FlowResult ActNorm::Forward(const Tensor& x, const Tensor&, Rng* /*rng*/) const {
   if (!initialized()) {
     bool untouched = true;
     for (int64_t c = 0; c < channels_; ++c)
@@ -70,7 +70,7 @@ FlowResult ActNorm::Forward(const Tensor& x, const Tensor&) const {
   return {x * Exp(View(log_scale_, x)) + View(bias_, x), logdet};
 }
 
-FlowResult ActNorm::Inverse(const Tensor& z, const Tensor&) const {
+FlowResult ActNorm::Inverse(const Tensor& z, const Tensor&, Rng* /*rng*/) const {
   Tensor logdet = BroadcastTo(Sum(log_scale_) * static_cast<double>(-Pixels(z)),
                               {z.dim(0)});
   return {(z - View(bias_, z)) * Exp(-View(log_scale_, z)), logdet};

@@ -29,9 +29,9 @@ class ActNorm : public Flow {
  public:
   explicit ActNorm(int64_t channels);
   FlowResult Forward(const Tensor& x,
-                     const Tensor& context = Tensor()) const override;
+                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
   FlowResult Inverse(const Tensor& z,
-                     const Tensor& context = Tensor()) const override;
+                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
   std::string name() const override { return "actnorm"; }
 
   // Sets the parameters from the batch x (values only) and marks the layer

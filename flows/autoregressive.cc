@@ -39,12 +39,12 @@ FlowResult MadeAutoregressive::Sequential(const Tensor& u,
 }
 
 FlowResult MadeAutoregressive::Forward(const Tensor& x,
-                                       const Tensor& context) const {
+                                       const Tensor& context, Rng* /*rng*/) const {
   return inverted_ ? Sequential(x, context) : OnePass(x, context);
 }
 
 FlowResult MadeAutoregressive::Inverse(const Tensor& z,
-                                       const Tensor& context) const {
+                                       const Tensor& context, Rng* /*rng*/) const {
   return inverted_ ? OnePass(z, context) : Sequential(z, context);
 }
 

@@ -35,9 +35,9 @@ namespace flowtape::flows {
 class MadeAutoregressive : public Flow {
  public:
   FlowResult Forward(const Tensor& x,
-                     const Tensor& context = Tensor()) const override;
+                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
   FlowResult Inverse(const Tensor& z,
-                     const Tensor& context = Tensor()) const override;
+                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
   const Made& made() const { return *made_; }
   bool inverted() const { return inverted_; }
 

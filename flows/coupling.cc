@@ -118,11 +118,11 @@ FlowResult Coupling::Apply(const Tensor& x, const Tensor& context,
   return {IndexSelect(Concat({xa, zb}, 1), 1, merge_), logdet};
 }
 
-FlowResult Coupling::Forward(const Tensor& x, const Tensor& context) const {
+FlowResult Coupling::Forward(const Tensor& x, const Tensor& context, Rng* /*rng*/) const {
   return Apply(x, context, /*inverse=*/false);
 }
 
-FlowResult Coupling::Inverse(const Tensor& z, const Tensor& context) const {
+FlowResult Coupling::Inverse(const Tensor& z, const Tensor& context, Rng* /*rng*/) const {
   return Apply(z, context, /*inverse=*/true);
 }
 

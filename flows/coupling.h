@@ -49,9 +49,9 @@ class Coupling : public Flow {
            int64_t context_dim = 0, double scale_bound = 3.0);
 
   FlowResult Forward(const Tensor& x,
-                     const Tensor& context = Tensor()) const override;
+                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
   FlowResult Inverse(const Tensor& z,
-                     const Tensor& context = Tensor()) const override;
+                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
   std::string name() const override;
   int64_t context_dim() const { return context_dim_; }
 

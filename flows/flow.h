@@ -11,28 +11,54 @@
 // Tensor = unconditional).
 //
 // A flow whose inverse has no closed form (planar, CNFs) computes it
-// numerically and reports analytic_inverse() == false.
+// numerically and reports analytic_inverse() == false; a numeric pass that
+// fails reports it in FlowResult::status (never an abort: data can cause it).
+// Flows keep no per-call state: what a pass learns (status, regulariser
+// terms, statistics) comes back in its FlowResult, and randomness comes in
+// through `rng`.
 #ifndef FLOWTAPE_FLOWS_FLOW_H_
 #define FLOWTAPE_FLOWS_FLOW_H_
 
 #include <string>
+#include <utility>
+#include <vector>
 
-#include "nn/module.h"
+#include "absl/status/status.h"
 #include "autodiff/tensor.h"
+#include "nn/module.h"
 
 namespace flowtape::flows {
 
 struct FlowResult {
+  FlowResult() = default;
+  FlowResult(Tensor v, Tensor ld) : value(std::move(v)), logdet(std::move(ld)) {}
+
   Tensor value;   // z for Forward, x for Inverse
   Tensor logdet;  // [N]
+  // Not ok when a numeric inverse or an ODE solve failed; value and logdet
+  // are then NaN (a loss built from them is non-finite) and this says why.
+  absl::Status status;
+  // Per-sample side results of the pass, [N] each (a CNF's regulariser
+  // integrals "kinetic" and "jacobian", ...); a composition sums equal names.
+  std::vector<std::pair<std::string, Tensor>> extras;
+
+  // The extra named `name`, or an undefined tensor.
+  Tensor extra(const std::string& name) const;
+  // Adds `t` to the extra `name` (creating it).
+  void AddExtra(const std::string& name, const Tensor& t);
+  // Folds in the status and extras of a step of a composition.
+  void Absorb(const FlowResult& step);
 };
 
 class Flow : public nn::Module {
  public:
-  virtual FlowResult Forward(const Tensor& x,
-                             const Tensor& context = Tensor()) const = 0;
-  virtual FlowResult Inverse(const Tensor& z,
-                             const Tensor& context = Tensor()) const = 0;
+  // `rng` drives stochastic estimators (Hutchinson traces, Russian-roulette
+  // series); a flow that draws no randomness ignores it, one that does fails
+  // loudly when it is null. Deterministic flows never need it.
+  virtual FlowResult Forward(const Tensor& x, const Tensor& context = Tensor(),
+                             Rng* rng = nullptr) const = 0;
+  virtual FlowResult Inverse(const Tensor& z, const Tensor& context = Tensor(),
+                             Rng* rng = nullptr) const = 0;
   virtual bool analytic_inverse() const { return true; }
   virtual std::string name() const = 0;
 };

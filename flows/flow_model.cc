@@ -19,27 +19,35 @@ FlowModel::FlowModel(std::shared_ptr<Distribution> base,
   base_ = RegisterModule("base", std::move(base));
 }
 
-Tensor FlowModel::LogProb(const Tensor& x, const Tensor& context) const {
+FlowModel::Density FlowModel::Score(const Tensor& x, const Tensor& context,
+                                    Rng* rng) const {
   CheckContext("flow_model.log_prob", x.dim(0), context);
-  FlowResult r = flow_->Forward(x, context);
-  return base_->LogProb(r.value) + r.logdet;
+  Density d;
+  d.pass = flow_->Forward(x, context, rng);
+  d.log_prob = base_->LogProb(d.pass.value) + d.pass.logdet;
+  return d;
+}
+
+Tensor FlowModel::LogProb(const Tensor& x, const Tensor& context,
+                          Rng* rng) const {
+  return Score(x, context, rng).log_prob;
 }
 
 Tensor FlowModel::Sample(int64_t n, Rng& rng, const Tensor& context) const {
   CheckContext("flow_model.sample", n, context);
-  return flow_->Inverse(base_->Sample(n, rng), context).value;
+  return flow_->Inverse(base_->Sample(n, rng), context, &rng).value;
 }
 
 FlowModel::SampleResult FlowModel::SampleWithLogProb(
     int64_t n, Rng& rng, const Tensor& context) const {
   CheckContext("flow_model.sample", n, context);
   Tensor z = base_->Sample(n, rng);
-  FlowResult r = flow_->Inverse(z, context);
+  FlowResult r = flow_->Inverse(z, context, &rng);
   return {r.value, base_->LogProb(z) - r.logdet};
 }
 
-Tensor FlowModel::Nll(const Tensor& x, const Tensor& context) const {
-  return -Mean(LogProb(x, context));
+Tensor FlowModel::Nll(const Tensor& x, const Tensor& context, Rng* rng) const {
+  return -Mean(LogProb(x, context, rng));
 }
 
 }  // namespace flowtape::flows

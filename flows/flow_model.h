@@ -28,7 +28,16 @@ class FlowModel : public nn::Module {
   // Parameters are named "flow.*" and "base.*".
   FlowModel(std::shared_ptr<Distribution> base, std::shared_ptr<Flow> flow);
 
-  Tensor LogProb(const Tensor& x, const Tensor& context = Tensor()) const;
+  // `rng` feeds stochastic flows (flow.h); deterministic ones ignore it.
+  Tensor LogProb(const Tensor& x, const Tensor& context = Tensor(),
+                 Rng* rng = nullptr) const;
+  // LogProb with the flow pass it came from (its status and extras).
+  struct Density {
+    Tensor log_prob;  // [N]
+    FlowResult pass;  // Forward(x, c): z, logdet, status, extras
+  };
+  Density Score(const Tensor& x, const Tensor& context = Tensor(),
+                Rng* rng = nullptr) const;
   Tensor Sample(int64_t n, Rng& rng, const Tensor& context = Tensor()) const;
   struct SampleResult {
     Tensor x;         // [n, E...]
@@ -36,7 +45,8 @@ class FlowModel : public nn::Module {
   };
   SampleResult SampleWithLogProb(int64_t n, Rng& rng,
                                  const Tensor& context = Tensor()) const;
-  Tensor Nll(const Tensor& x, const Tensor& context = Tensor()) const;
+  Tensor Nll(const Tensor& x, const Tensor& context = Tensor(),
+             Rng* rng = nullptr) const;
 
   const std::shared_ptr<Distribution>& base() const { return base_; }
   const std::shared_ptr<Flow>& flow() const { return flow_; }

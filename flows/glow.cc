@@ -81,7 +81,7 @@ void Glow::Prior(const Level& lv, const Tensor& h1, const Tensor& context,
   *log_sigma = Narrow(p, 1, co, co);
 }
 
-FlowResult Glow::Forward(const Tensor& x, const Tensor& context) const {
+FlowResult Glow::Forward(const Tensor& x, const Tensor& context, Rng* /*rng*/) const {
   const GlowOptions& o = options_;
   FT_CHECK(x.rank() == 4 && x.dim(1) == o.channels && x.dim(2) == o.height &&
                x.dim(3) == o.width,
@@ -112,7 +112,7 @@ FlowResult Glow::Forward(const Tensor& x, const Tensor& context) const {
   return {Reshape(Concat(outs, 1), x.shape().dims()), logdet};
 }
 
-FlowResult Glow::Inverse(const Tensor& z, const Tensor& context) const {
+FlowResult Glow::Inverse(const Tensor& z, const Tensor& context, Rng* /*rng*/) const {
   const GlowOptions& o = options_;
   const int64_t d = o.channels * o.height * o.width;
   FT_CHECK((z.rank() == 2 || z.rank() == 4) && z.numel() == z.dim(0) * d,

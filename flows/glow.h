@@ -53,10 +53,10 @@ class Glow : public Flow {
   Glow(const GlowOptions& options, Rng& rng);
   // x [N, C, H, W] -> z [N, C, H, W] (layout above).
   FlowResult Forward(const Tensor& x,
-                     const Tensor& context = Tensor()) const override;
+                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
   // z [N, C, H, W] or [N, C*H*W] -> x [N, C, H, W].
   FlowResult Inverse(const Tensor& z,
-                     const Tensor& context = Tensor()) const override;
+                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
   std::string name() const override { return "glow"; }
   const GlowOptions& options() const { return options_; }
 

@@ -54,11 +54,11 @@ FlowResult GlowCoupling::Apply(const Tensor& in, const Tensor& context,
   return {Concat({a, b * Exp(-log_scale) - shift}, 1), -logdet};
 }
 
-FlowResult GlowCoupling::Forward(const Tensor& x, const Tensor& context) const {
+FlowResult GlowCoupling::Forward(const Tensor& x, const Tensor& context, Rng* /*rng*/) const {
   return Apply(x, context, /*inverse=*/false);
 }
 
-FlowResult GlowCoupling::Inverse(const Tensor& z, const Tensor& context) const {
+FlowResult GlowCoupling::Inverse(const Tensor& z, const Tensor& context, Rng* /*rng*/) const {
   return Apply(z, context, /*inverse=*/true);
 }
 

@@ -27,9 +27,9 @@ class GlowCoupling : public Flow {
   GlowCoupling(int64_t channels, int64_t hidden, Rng& rng,
                int64_t context_dim = 0);
   FlowResult Forward(const Tensor& x,
-                     const Tensor& context = Tensor()) const override;
+                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
   FlowResult Inverse(const Tensor& z,
-                     const Tensor& context = Tensor()) const override;
+                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
   std::string name() const override { return "glow_coupling"; }
 
  private:

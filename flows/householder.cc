@@ -57,11 +57,11 @@ absl::StatusOr<std::shared_ptr<Householder>> Householder::Create(
   return f;
 }
 
-FlowResult Householder::Inverse(const Tensor& z, const Tensor&) const {
+FlowResult Householder::Inverse(const Tensor& z, const Tensor&, Rng* /*rng*/) const {
   return {ReflectRows(z, v_), Tensor::Zeros({z.dim(0)})};
 }
 
-FlowResult Householder::Forward(const Tensor& x, const Tensor&) const {
+FlowResult Householder::Forward(const Tensor& x, const Tensor&, Rng* /*rng*/) const {
   return {ReflectRows(x, v_, /*transposed=*/true), Tensor::Zeros({x.dim(0)})};
 }
 

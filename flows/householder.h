@@ -39,9 +39,9 @@ class Householder : public Flow {
   static absl::StatusOr<std::shared_ptr<Householder>> Create(const Tensor& v);
 
   FlowResult Forward(const Tensor& x,
-                     const Tensor& context = Tensor()) const override;
+                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
   FlowResult Inverse(const Tensor& z,
-                     const Tensor& context = Tensor()) const override;
+                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
   std::string name() const override { return "householder"; }
 
   Tensor Matrix() const { return HouseholderProduct(v_); }  // x = Matrix() z

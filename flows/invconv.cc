@@ -114,12 +114,12 @@ Tensor InvConv1x1::Mix(const Tensor& m, const Tensor& x) const {
   return Reshape(y, x.shape().dims());
 }
 
-FlowResult InvConv1x1::Forward(const Tensor& x, const Tensor&) const {
+FlowResult InvConv1x1::Forward(const Tensor& x, const Tensor&, Rng*) const {
   Tensor ld = LogAbsDetWeight() * static_cast<double>(Pixels(x));
   return {Mix(Weight(), x), BroadcastTo(ld, {x.dim(0)})};
 }
 
-FlowResult InvConv1x1::Inverse(const Tensor& z, const Tensor&) const {
+FlowResult InvConv1x1::Inverse(const Tensor& z, const Tensor&, Rng*) const {
   Tensor ld = LogAbsDetWeight() * static_cast<double>(-Pixels(z));
   return {Mix(InverseWeight(), z), BroadcastTo(ld, {z.dim(0)})};
 }

@@ -42,9 +42,9 @@ class InvConv1x1 : public Flow {
   // (sigma_min <= 1e-12 sigma_max, its singular values).
   absl::Status Validate() const;
   FlowResult Forward(const Tensor& x,
-                     const Tensor& context = Tensor()) const override;
+                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
   FlowResult Inverse(const Tensor& z,
-                     const Tensor& context = Tensor()) const override;
+                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
   std::string name() const override {
     return param_ == InvConvParam::kLu ? "invconv_lu" : "invconv";
   }

@@ -23,12 +23,12 @@ class Invert : public Flow {
     FT_CHECK(flow_ != nullptr, "invert: null flow");
   }
   FlowResult Forward(const Tensor& x,
-                     const Tensor& context = Tensor()) const override {
-    return flow_->Inverse(x, context);
+                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override {
+    return flow_->Inverse(x, context, rng);
   }
   FlowResult Inverse(const Tensor& z,
-                     const Tensor& context = Tensor()) const override {
-    return flow_->Forward(z, context);
+                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override {
+    return flow_->Forward(z, context, rng);
   }
   // Both directions of the wrapped flow run; neither is numeric only if the
   // wrapped flow's inverse is analytic.

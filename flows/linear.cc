@@ -37,14 +37,14 @@ absl::StatusOr<std::shared_ptr<LinearFlow>> LinearFlow::Create(
   return f;
 }
 
-FlowResult LinearFlow::Forward(const Tensor& x, const Tensor&) const {
+FlowResult LinearFlow::Forward(const Tensor& x, const Tensor&, Rng* /*rng*/) const {
   FT_CHECK(x.rank() == 2 && x.dim(1) == a_.dim(0), "linear.forward: input ",
            x.shape().ToString(), " vs matrix ", a_.shape().ToString());
   return {MatMulT(x, a_, false, true),
           Tensor::Zeros({x.dim(0)}) + LogAbsDet(a_)};
 }
 
-FlowResult LinearFlow::Inverse(const Tensor& z, const Tensor&) const {
+FlowResult LinearFlow::Inverse(const Tensor& z, const Tensor&, Rng* /*rng*/) const {
   FT_CHECK(z.rank() == 2 && z.dim(1) == a_.dim(0), "linear.inverse: input ",
            z.shape().ToString(), " vs matrix ", a_.shape().ToString());
   return {Transpose(Solve(a_, Transpose(z))),

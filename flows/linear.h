@@ -32,9 +32,9 @@ class LinearFlow : public Flow {
       const Tensor& unmixing);
 
   FlowResult Forward(const Tensor& x,
-                     const Tensor& context = Tensor()) const override;
+                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
   FlowResult Inverse(const Tensor& z,
-                     const Tensor& context = Tensor()) const override;
+                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
   std::string name() const override { return "linear"; }
 
   const Tensor& unmixing() const { return a_; }  // A

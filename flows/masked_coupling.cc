@@ -76,12 +76,12 @@ FlowResult MaskedCoupling::Apply(const Tensor& x, const Tensor& context,
 }
 
 FlowResult MaskedCoupling::Forward(const Tensor& x,
-                                   const Tensor& context) const {
+                                   const Tensor& context, Rng* /*rng*/) const {
   return Apply(x, context, /*inverse=*/false);
 }
 
 FlowResult MaskedCoupling::Inverse(const Tensor& z,
-                                   const Tensor& context) const {
+                                   const Tensor& context, Rng* /*rng*/) const {
   return Apply(z, context, /*inverse=*/true);
 }
 

@@ -38,14 +38,14 @@ absl::StatusOr<std::shared_ptr<Permute>> Permute::Create(
   return std::make_shared<Permute>(std::move(perm));
 }
 
-FlowResult Permute::Forward(const Tensor& x, const Tensor&) const {
+FlowResult Permute::Forward(const Tensor& x, const Tensor&, Rng* /*rng*/) const {
   FT_CHECK(x.rank() >= 2 && x.dim(1) == static_cast<int64_t>(perm_.size()),
            "permute: input ", x.shape().ToString(), " vs ", perm_.size(),
            " features");
   return {IndexSelect(x, 1, perm_), Tensor::Zeros({x.dim(0)})};
 }
 
-FlowResult Permute::Inverse(const Tensor& z, const Tensor&) const {
+FlowResult Permute::Inverse(const Tensor& z, const Tensor&, Rng* /*rng*/) const {
   FT_CHECK(z.rank() >= 2 && z.dim(1) == static_cast<int64_t>(perm_.size()),
            "permute: input ", z.shape().ToString(), " vs ", perm_.size(),
            " features");

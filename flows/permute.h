@@ -28,9 +28,9 @@ class Permute : public Flow {
       std::vector<int64_t> perm);
 
   FlowResult Forward(const Tensor& x,
-                     const Tensor& context = Tensor()) const override;
+                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
   FlowResult Inverse(const Tensor& z,
-                     const Tensor& context = Tensor()) const override;
+                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
   std::string name() const override { return "permute"; }
   const std::vector<int64_t>& perm() const { return perm_; }
 

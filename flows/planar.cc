@@ -85,7 +85,7 @@ Tensor Planar::u_hat() const {
   return u_ + (Softplus(wu) - 1.0 - wu) / Sum(Square(w_)) * w_;
 }
 
-FlowResult Planar::Inverse(const Tensor& z, const Tensor&) const {
+FlowResult Planar::Inverse(const Tensor& z, const Tensor&, Rng* /*rng*/) const {
   const int64_t d = w_.numel();
   CheckInput("planar.inverse", z, d);
   Tensor uh = u_hat();
@@ -95,7 +95,7 @@ FlowResult Planar::Inverse(const Tensor& z, const Tensor&) const {
   return {x, Reshape(logdet, {z.dim(0)})};
 }
 
-FlowResult Planar::Forward(const Tensor& x, const Tensor&) const {
+FlowResult Planar::Forward(const Tensor& x, const Tensor&, Rng* /*rng*/) const {
   const int64_t n = x.dim(0), d = w_.numel();
   CheckInput("planar.forward", x, d);
   Tensor uh = u_hat();

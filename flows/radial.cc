@@ -56,7 +56,7 @@ absl::StatusOr<std::shared_ptr<Radial>> Radial::Create(const Tensor& z0,
 Tensor Radial::Alpha() const { return Softplus(alpha_raw_); }
 Tensor Radial::Beta() const { return Softplus(beta_raw_) - Alpha(); }
 
-FlowResult Radial::Inverse(const Tensor& z, const Tensor&) const {
+FlowResult Radial::Inverse(const Tensor& z, const Tensor&, Rng* /*rng*/) const {
   const int64_t d = z0_.numel();
   CheckInput("radial.inverse", z, d);
   Tensor alpha = Alpha(), beta = Beta();
@@ -67,7 +67,7 @@ FlowResult Radial::Inverse(const Tensor& z, const Tensor&) const {
   return {x, Reshape(logdet, {z.dim(0)})};
 }
 
-FlowResult Radial::Forward(const Tensor& x, const Tensor&) const {
+FlowResult Radial::Forward(const Tensor& x, const Tensor&, Rng* /*rng*/) const {
   const int64_t d = z0_.numel();
   CheckInput("radial.forward", x, d);
   Tensor alpha = Alpha(), beta = Beta();

@@ -37,9 +37,9 @@ class Radial : public Flow {
                                                         double beta);
 
   FlowResult Forward(const Tensor& x,
-                     const Tensor& context = Tensor()) const override;
+                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
   FlowResult Inverse(const Tensor& z,
-                     const Tensor& context = Tensor()) const override;
+                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
   std::string name() const override { return "radial"; }
 
  private:

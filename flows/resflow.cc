@@ -201,7 +201,7 @@ Tensor ResidualBlock::Logdet(const Tensor& x, LogdetEstimator e) const {
   return LogdetOf(Weights(), x, e);
 }
 
-FlowResult ResidualBlock::Forward(const Tensor& x, const Tensor&) const {
+FlowResult ResidualBlock::Forward(const Tensor& x, const Tensor&, Rng* /*rng*/) const {
   CheckInput("resflow.forward", x, o_.dim);
   Net net = Weights();
   return {x + G(net, x), LogdetOf(net, x, o_.estimator)};
@@ -278,7 +278,7 @@ absl::StatusOr<FlowResult> ResidualBlock::TryInverse(const Tensor& z) const {
   return FlowResult{x, logdet};
 }
 
-FlowResult ResidualBlock::Inverse(const Tensor& z, const Tensor&) const {
+FlowResult ResidualBlock::Inverse(const Tensor& z, const Tensor&, Rng* /*rng*/) const {
   absl::StatusOr<FlowResult> r = TryInverse(z);
   last_status_ = r.status();
   if (r.ok()) return *std::move(r);

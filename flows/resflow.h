@@ -95,9 +95,9 @@ class ResidualBlock : public Flow {
   ResidualBlock(const ResidualOptions& o, Rng& rng);
 
   FlowResult Forward(const Tensor& x,
-                     const Tensor& context = Tensor()) const override;
+                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
   FlowResult Inverse(const Tensor& z,
-                     const Tensor& context = Tensor()) const override;
+                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
   absl::StatusOr<FlowResult> TryInverse(const Tensor& z) const;
   bool analytic_inverse() const override { return false; }
   std::string name() const override { return "resflow"; }

@@ -18,11 +18,11 @@ FlowResult Scaling::Apply(const Tensor& x, double sign) const {
   return {x * Exp(s), Tensor::Zeros({x.dim(0)}) + Sum(s)};
 }
 
-FlowResult Scaling::Forward(const Tensor& x, const Tensor&) const {
+FlowResult Scaling::Forward(const Tensor& x, const Tensor&, Rng* /*rng*/) const {
   return Apply(x, 1.0);
 }
 
-FlowResult Scaling::Inverse(const Tensor& z, const Tensor&) const {
+FlowResult Scaling::Inverse(const Tensor& z, const Tensor&, Rng* /*rng*/) const {
   return Apply(z, -1.0);
 }
 

@@ -17,9 +17,9 @@ class Scaling : public Flow {
  public:
   explicit Scaling(const Shape& event_shape);
   FlowResult Forward(const Tensor& x,
-                     const Tensor& context = Tensor()) const override;
+                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
   FlowResult Inverse(const Tensor& z,
-                     const Tensor& context = Tensor()) const override;
+                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
   std::string name() const override { return "scaling"; }
   const Tensor& log_scale() const { return s_; }
 

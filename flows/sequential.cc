@@ -16,20 +16,26 @@ Sequential& Sequential::Add(std::shared_ptr<Flow> step) {
   return *this;
 }
 
-FlowResult Sequential::Forward(const Tensor& x, const Tensor& context) const {
-  FlowResult r{x, Tensor::Zeros({x.dim(0)})};
+FlowResult Sequential::Forward(const Tensor& x, const Tensor& context,
+                               Rng* rng) const {
+  FlowResult r{x, Tensor::Zeros({x.dim(0)}, x.dtype())};
   for (const auto& s : steps_) {
-    FlowResult k = s->Forward(r.value, context);
-    r = {k.value, r.logdet + k.logdet};
+    FlowResult k = s->Forward(r.value, context, rng);
+    r.value = k.value;
+    r.logdet = r.logdet + k.logdet;
+    r.Absorb(k);
   }
   return r;
 }
 
-FlowResult Sequential::Inverse(const Tensor& z, const Tensor& context) const {
-  FlowResult r{z, Tensor::Zeros({z.dim(0)})};
+FlowResult Sequential::Inverse(const Tensor& z, const Tensor& context,
+                               Rng* rng) const {
+  FlowResult r{z, Tensor::Zeros({z.dim(0)}, z.dtype())};
   for (auto it = steps_.rbegin(); it != steps_.rend(); ++it) {
-    FlowResult k = (*it)->Inverse(r.value, context);
-    r = {k.value, r.logdet + k.logdet};
+    FlowResult k = (*it)->Inverse(r.value, context, rng);
+    r.value = k.value;
+    r.logdet = r.logdet + k.logdet;
+    r.Absorb(k);
   }
   return r;
 }

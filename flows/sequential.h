@@ -23,9 +23,9 @@ class Sequential : public Flow {
   Sequential& Add(std::shared_ptr<Flow> step);
 
   FlowResult Forward(const Tensor& x,
-                     const Tensor& context = Tensor()) const override;
+                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
   FlowResult Inverse(const Tensor& z,
-                     const Tensor& context = Tensor()) const override;
+                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
   bool analytic_inverse() const override;
   std::string name() const override;
 

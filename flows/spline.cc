@@ -66,12 +66,12 @@ FlowResult SplineCoupling::Apply(const Tensor& in, const Tensor& context,
 }
 
 FlowResult SplineCoupling::Forward(const Tensor& x,
-                                   const Tensor& context) const {
+                                   const Tensor& context, Rng* /*rng*/) const {
   return Apply(x, context, /*inverse=*/false);
 }
 
 FlowResult SplineCoupling::Inverse(const Tensor& z,
-                                   const Tensor& context) const {
+                                   const Tensor& context, Rng* /*rng*/) const {
   return Apply(z, context, /*inverse=*/true);
 }
 

@@ -43,9 +43,9 @@ class SplineCoupling : public Flow {
   // Aborts on invalid options (use Create for options from users).
   SplineCoupling(const SplineCouplingOptions& options, Rng& rng);
   FlowResult Forward(const Tensor& x,
-                     const Tensor& context = Tensor()) const override;
+                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
   FlowResult Inverse(const Tensor& z,
-                     const Tensor& context = Tensor()) const override;
+                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
   std::string name() const override { return "spline_coupling"; }
 
  private:

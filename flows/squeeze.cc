@@ -25,7 +25,7 @@ Squeeze::Squeeze(int64_t channels, int64_t height, int64_t width)
           }
 }
 
-FlowResult Squeeze::Forward(const Tensor& x, const Tensor&) const {
+FlowResult Squeeze::Forward(const Tensor& x, const Tensor&, Rng* /*rng*/) const {
   FT_CHECK(x.rank() == 4 && x.dim(1) == c_ && x.dim(2) == h_ && x.dim(3) == w_,
            "squeeze: input ", x.shape().ToString(), " for image ", c_, "x", h_,
            "x", w_);
@@ -34,7 +34,7 @@ FlowResult Squeeze::Forward(const Tensor& x, const Tensor&) const {
   return {Reshape(z, {n, 4 * c_, h_ / 2, w_ / 2}), Tensor::Zeros({n})};
 }
 
-FlowResult Squeeze::Inverse(const Tensor& z, const Tensor&) const {
+FlowResult Squeeze::Inverse(const Tensor& z, const Tensor&, Rng* /*rng*/) const {
   FT_CHECK(z.rank() == 4 && z.dim(1) == 4 * c_ && z.dim(2) == h_ / 2 &&
                z.dim(3) == w_ / 2,
            "squeeze: inverse input ", z.shape().ToString(), " for image ", c_,

@@ -19,9 +19,9 @@ class Squeeze : public Flow {
   // The input image shape C x H x W (H and W even).
   Squeeze(int64_t channels, int64_t height, int64_t width);
   FlowResult Forward(const Tensor& x,
-                     const Tensor& context = Tensor()) const override;
+                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
   FlowResult Inverse(const Tensor& z,
-                     const Tensor& context = Tensor()) const override;
+                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
   std::string name() const override { return "squeeze"; }
 
  private:

@@ -209,7 +209,7 @@ Tensor Sylvester::Bias(const Tensor& context, int64_t n) const {
 Tensor Sylvester::R() const { return Triangular(r_); }
 Tensor Sylvester::RTilde() const { return Triangular(rt_); }
 
-FlowResult Sylvester::Inverse(const Tensor& z, const Tensor& context) const {
+FlowResult Sylvester::Inverse(const Tensor& z, const Tensor& context, Rng* /*rng*/) const {
   FT_CHECK(z.rank() == 2 && z.dim(1) == o_.dim, "sylvester.inverse: input ",
            z.shape().ToString(), " vs dimension ", o_.dim);
   Tensor q = Q(), r = R(), rt = RTilde();
@@ -220,7 +220,7 @@ FlowResult Sylvester::Inverse(const Tensor& z, const Tensor& context) const {
   return {x, Sum(Log1p((1.0 - Square(u)) * diag), 1)};
 }
 
-FlowResult Sylvester::Forward(const Tensor& x, const Tensor& context) const {
+FlowResult Sylvester::Forward(const Tensor& x, const Tensor& context, Rng* /*rng*/) const {
   FT_CHECK(x.rank() == 2 && x.dim(1) == o_.dim, "sylvester.forward: input ",
            x.shape().ToString(), " vs dimension ", o_.dim);
   const int64_t n = x.dim(0), m = o_.m;

@@ -93,9 +93,9 @@ class Sylvester : public Flow {
       const Tensor& q, const Tensor& r, const Tensor& r_tilde, const Tensor& b);
 
   FlowResult Forward(const Tensor& x,
-                     const Tensor& context = Tensor()) const override;
+                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
   FlowResult Inverse(const Tensor& z,
-                     const Tensor& context = Tensor()) const override;
+                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
   bool analytic_inverse() const override { return false; }
   std::string name() const override { return "sylvester"; }
 

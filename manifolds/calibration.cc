@@ -62,7 +62,7 @@ double SimplexCalibration::a() const {
 }
 
 flows::FlowResult SimplexCalibration::Forward(const Tensor& p,
-                                              const Tensor&) const {
+                                              const Tensor&, Rng* /*rng*/) const {
   CheckInput("SimplexCalibration::Forward", p, n_);
   Tensor log_p = Log(p);
   Tensor inv_a = sign_ * Exp(-log_abs_a_);
@@ -72,7 +72,7 @@ flows::FlowResult SimplexCalibration::Forward(const Tensor& p,
 }
 
 flows::FlowResult SimplexCalibration::Inverse(const Tensor& q,
-                                              const Tensor&) const {
+                                              const Tensor&, Rng* /*rng*/) const {
   CheckInput("SimplexCalibration::Inverse", q, n_);
   Tensor log_q = Log(q);
   Tensor log_p = LogSoftmax((log_q - c_.Detach()) * a(), 1);
@@ -164,7 +164,7 @@ Eigen::VectorXd GeneralizedCalibration::CValue() const {
 }
 
 flows::FlowResult GeneralizedCalibration::Forward(const Tensor& p,
-                                                  const Tensor&) const {
+                                                  const Tensor&, Rng* /*rng*/) const {
   CheckInput("GeneralizedCalibration::Forward", p, n_);
   Tensor log_p = Log(p);
   Tensor log_q = LogSoftmax(MatMulT(log_p, A(), false, true) + c_, 1);
@@ -174,7 +174,7 @@ flows::FlowResult GeneralizedCalibration::Forward(const Tensor& p,
 }
 
 flows::FlowResult GeneralizedCalibration::Inverse(const Tensor& q,
-                                                  const Tensor&) const {
+                                                  const Tensor&, Rng* /*rng*/) const {
   CheckInput("GeneralizedCalibration::Inverse", q, n_);
   Eigen::MatrixXd a_inv = AValue().inverse();
   Tensor log_q = Log(q);

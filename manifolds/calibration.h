@@ -49,9 +49,9 @@ class SimplexCalibration : public flows::Flow {
       double a, const std::vector<double>& c, bool temperature_only = false);
 
   flows::FlowResult Forward(const Tensor& p,
-                            const Tensor& context = Tensor()) const override;
+                            const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
   flows::FlowResult Inverse(const Tensor& q,
-                            const Tensor& context = Tensor()) const override;
+                            const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
   std::string name() const override { return "SimplexCalibration"; }
   double a() const;
   Tensor c() const { return c_; }
@@ -71,9 +71,9 @@ class GeneralizedCalibration : public flows::Flow {
       const Eigen::MatrixXd& a, const Eigen::VectorXd& c);
 
   flows::FlowResult Forward(const Tensor& p,
-                            const Tensor& context = Tensor()) const override;
+                            const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
   flows::FlowResult Inverse(const Tensor& q,
-                            const Tensor& context = Tensor()) const override;
+                            const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
   std::string name() const override { return "GeneralizedCalibration"; }
 
   Tensor A() const;  // [n, n], differentiable in the parameters

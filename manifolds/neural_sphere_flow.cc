@@ -77,14 +77,14 @@ Tensor CylindricalCouplingFlow::Map(const Tensor& x) const {
 }
 
 flows::FlowResult CylindricalCouplingFlow::Forward(const Tensor& x,
-                                                   const Tensor&) const {
+                                                   const Tensor&, Rng* /*rng*/) const {
   Tensor logdet = LogVolumeRatio(
       Manifold::Sphere(3), [this](const Tensor& v) { return Map(v); }, x);
   return {Map(x), logdet};
 }
 
 flows::FlowResult CylindricalCouplingFlow::Inverse(const Tensor& y,
-                                                   const Tensor&) const {
+                                                   const Tensor&, Rng* /*rng*/) const {
   const int64_t num = y.dim(0);
   Tensor x = Tensor::Empty({num, 3});
   {

@@ -46,9 +46,9 @@ class CylindricalCouplingFlow : public flows::Flow {
   // The map itself (no log-det), [N, 3] -> [N, 3].
   Tensor Map(const Tensor& x) const;
   flows::FlowResult Forward(const Tensor& x,
-                            const Tensor& context = Tensor()) const override;
+                            const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
   flows::FlowResult Inverse(const Tensor& y,
-                            const Tensor& context = Tensor()) const override;
+                            const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
   bool analytic_inverse() const override { return false; }
   std::string name() const override { return "CylindricalCouplingFlow"; }
 

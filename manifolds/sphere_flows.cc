@@ -105,7 +105,7 @@ Eigen::VectorXd NormalizedAffine::CValue() const {
 }
 
 flows::FlowResult NormalizedAffine::Forward(const Tensor& x,
-                                            const Tensor&) const {
+                                            const Tensor&, Rng* /*rng*/) const {
   FT_CHECK(x.rank() == 2 && x.dim(1) == n_, name(), "::Forward: needs [N, ", n_,
            "], got ", x.shape().ToString());
   Tensor u = x, logdet = Tensor::Zeros({x.dim(0)});
@@ -122,7 +122,7 @@ flows::FlowResult NormalizedAffine::Forward(const Tensor& x,
 }
 
 flows::FlowResult NormalizedAffine::Inverse(const Tensor& y,
-                                            const Tensor&) const {
+                                            const Tensor&, Rng* /*rng*/) const {
   FT_CHECK(y.rank() == 2 && y.dim(1) == n_, name(), "::Inverse: needs [N, ", n_,
            "], got ", y.shape().ToString());
   Tensor b, log_det_m = Tensor::Scalar(0.0);

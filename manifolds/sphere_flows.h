@@ -46,9 +46,9 @@ class NormalizedAffine : public flows::Flow {
       const Eigen::MatrixXd& m, const Eigen::VectorXd& c);
 
   flows::FlowResult Forward(const Tensor& x,
-                            const Tensor& context = Tensor()) const override;
+                            const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
   flows::FlowResult Inverse(const Tensor& y,
-                            const Tensor& context = Tensor()) const override;
+                            const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
   std::string name() const override;
 
   Tensor M() const;  // [n, n] (identity for kTranslation)

@@ -186,11 +186,11 @@ FlowResult Cnf::Run(const Tensor& x, const Tensor& context,
   return {Tensor::Full(x.shape(), nan), Tensor::Full({x.dim(0)}, nan)};
 }
 
-FlowResult Cnf::Forward(const Tensor& x, const Tensor& context) const {
+FlowResult Cnf::Forward(const Tensor& x, const Tensor& context, Rng* /*rng*/) const {
   return Run(x, context, true);
 }
 
-FlowResult Cnf::Inverse(const Tensor& z, const Tensor& context) const {
+FlowResult Cnf::Inverse(const Tensor& z, const Tensor& context, Rng* /*rng*/) const {
   return Run(z, context, false);
 }
 

@@ -106,9 +106,9 @@ class Cnf : public Flow {
   Cnf(std::shared_ptr<CnfDynamics> dynamics, const CnfOptions& options);
 
   FlowResult Forward(const Tensor& x,
-                     const Tensor& context = Tensor()) const override;
+                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
   FlowResult Inverse(const Tensor& z,
-                     const Tensor& context = Tensor()) const override;
+                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
   bool analytic_inverse() const override { return false; }
   std::string name() const override;
 

@@ -41,7 +41,7 @@ class Toy : public Flow {
     if (defect == Defect::kUnusedParameter)
       RegisterParameter("unused", Tensor::Zeros({1}));
   }
-  FlowResult Forward(const Tensor& x, const Tensor& ctx) const override {
+  FlowResult Forward(const Tensor& x, const Tensor& ctx, Rng* /*rng*/) const override {
     Tensor z = x * Exp(s_) + Shift(ctx);
     if (defect_ == Defect::kMixesSamples) z = z + 0.1 * Mean(x, 0, true);
     Tensor ld =
@@ -54,7 +54,7 @@ class Toy : public Flow {
     }
     return {z, Tensor::Zeros({x.dim(0)}) + ld};
   }
-  FlowResult Inverse(const Tensor& z, const Tensor& ctx) const override {
+  FlowResult Inverse(const Tensor& z, const Tensor& ctx, Rng* /*rng*/) const override {
     Tensor zz = defect_ == Defect::kInverseCutFromZ ? z.Detach() : z;
     Tensor shift = defect_ == Defect::kInverseIgnoresContext
                        ? Tensor::Scalar(0.0)

@@ -33,11 +33,11 @@ class AffineFlow : public flows::Flow {
     b_ = RegisterParameter("shift", Tensor::Full(Shape{d}, b0));
     s_ = RegisterParameter("log_scale", Tensor::Zeros(Shape{d}));
   }
-  flows::FlowResult Forward(const Tensor& x, const Tensor&) const override {
+  flows::FlowResult Forward(const Tensor& x, const Tensor&, Rng* /*rng*/) const override {
     Tensor ld = BroadcastTo(-Sum(s_), Shape{x.dim(0)});
     return {(x - b_) * Exp(-s_), ld};
   }
-  flows::FlowResult Inverse(const Tensor& z, const Tensor&) const override {
+  flows::FlowResult Inverse(const Tensor& z, const Tensor&, Rng* /*rng*/) const override {
     Tensor ld = BroadcastTo(Sum(s_), Shape{z.dim(0)});
     return {z * Exp(s_) + b_, ld};
   }

@@ -1,0 +1,27 @@
+#include "flows/flow.h"
+
+#include "autodiff/ops.h"
+
+namespace flowtape::flows {
+
+Tensor FlowResult::extra(const std::string& name) const {
+  for (const auto& [n, t] : extras)
+    if (n == name) return t;
+  return Tensor();
+}
+
+void FlowResult::AddExtra(const std::string& name, const Tensor& t) {
+  for (auto& [n, v] : extras)
+    if (n == name) {
+      v = v + t;
+      return;
+    }
+  extras.emplace_back(name, t);
+}
+
+void FlowResult::Absorb(const FlowResult& step) {
+  if (status.ok() && !step.status.ok()) status = step.status;
+  for (const auto& [n, t] : step.extras) AddExtra(n, t);
+}
+
+}  // namespace flowtape::flows

@@ -32,6 +32,19 @@ TEST(CostTest, MatchesDirectDifferences) {
     EXPECT_LE((*self)(i, i), 1e-14 * x0.row(i).squaredNorm());
 }
 
+TEST(CostTest, NeverNegativeUnderCancellation) {
+  // Far from the origin the expanded form cancels ~1e6-sized terms; without
+  // the clamp some C_ii come out slightly negative.
+  Rng rng(1);
+  Eigen::MatrixXd x(64, 5);
+  for (int i = 0; i < x.size(); ++i) x.data()[i] = 1e3 + rng.Normal();
+  absl::StatusOr<Eigen::MatrixXd> c = SquaredEuclideanCost(x, x);
+  ASSERT_TRUE(c.ok());
+  EXPECT_GE(c->minCoeff(), 0.0);
+  // cost.h: error <= ~4 d eps_mach (2 ||x||^2) = 4 * 5 * 2.2e-16 * 1e7.
+  for (int i = 0; i < 64; ++i) EXPECT_LE((*c)(i, i), 5e-8);
+}
+
 TEST(CostTest, RejectsBadInput) {
   const auto kBad = absl::StatusCode::kInvalidArgument;
   EXPECT_EQ(

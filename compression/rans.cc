@@ -1,0 +1,147 @@
+#include "compression/rans.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+
+namespace flowtape::compression {
+namespace {
+
+constexpr uint64_t kL = kRansLowerBound;
+
+absl::Status CheckSymbol(uint32_t start, uint32_t freq, int precision_bits) {
+  if (precision_bits < 1 || precision_bits > kRansMaxPrecisionBits) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("rANS: precision_bits ", precision_bits, " outside 1..",
+                     kRansMaxPrecisionBits));
+  }
+  if (freq == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("rANS: symbol at start ", start,
+                     " has frequency 0 (it can never be coded)"));
+  }
+  if (uint64_t{start} + freq > (uint64_t{1} << precision_bits)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("rANS: symbol [", start, ", ", uint64_t{start} + freq,
+                     ") exceeds the total 2^", precision_bits));
+  }
+  return absl::OkStatus();
+}
+
+void PutU32(uint32_t w, uint8_t* out) {
+  for (int k = 0; k < 4; ++k) out[k] = static_cast<uint8_t>(w >> (8 * k));
+}
+
+uint32_t GetU32(const uint8_t* in) {
+  uint32_t w = 0;
+  for (int k = 0; k < 4; ++k) w |= uint32_t{in[k]} << (8 * k);
+  return w;
+}
+
+}  // namespace
+
+absl::Status RansEncoder::Put(uint32_t start, uint32_t freq,
+                              int precision_bits) {
+  if (absl::Status s = CheckSymbol(start, freq, precision_bits); !s.ok()) {
+    return s;
+  }
+  queue_.push_back({start, freq, static_cast<uint8_t>(precision_bits)});
+  return absl::OkStatus();
+}
+
+std::vector<uint8_t> RansEncoder::Finish() {
+  std::vector<uint32_t> words;  // in emission order
+  words.reserve(queue_.size() / 2 + 1);
+  uint64_t x = kL;
+  for (size_t k = queue_.size(); k-- > 0;) {
+    const Symbol& s = queue_[k];
+    const int p = s.precision_bits;
+    const uint64_t x_max = ((kL >> p) << 32) * s.freq;
+    if (x >= x_max) {
+      words.push_back(static_cast<uint32_t>(x));
+      x >>= 32;
+    }
+    x = ((x / s.freq) << p) + (x % s.freq) + s.start;
+  }
+  queue_.clear();
+
+  std::vector<uint8_t> out(8 + 4 * words.size());
+  PutU32(static_cast<uint32_t>(x), out.data());
+  PutU32(static_cast<uint32_t>(x >> 32), out.data() + 4);
+  uint8_t* w = out.data() + 8;
+  for (size_t k = words.size(); k-- > 0; w += 4) PutU32(words[k], w);
+  return out;
+}
+
+absl::StatusOr<RansDecoder> RansDecoder::Create(
+    absl::Span<const uint8_t> stream) {
+  if (stream.size() < 8 || stream.size() % 4 != 0) {
+    return absl::DataLossError(absl::StrCat(
+        "rANS: stream of ", stream.size(),
+        " bytes is not a flush (8 bytes) plus whole 32-bit words"));
+  }
+  const uint64_t x = uint64_t{GetU32(stream.data())} |
+                     (uint64_t{GetU32(stream.data() + 4)} << 32);
+  if (x < kL || (x >> 32) >= kL) {
+    return absl::DataLossError(
+        absl::StrCat("rANS: initial state ", x, " outside [2^31, 2^63)"));
+  }
+  return RansDecoder(stream, x, 8);
+}
+
+uint32_t RansDecoder::Peek(int precision_bits) const {
+  if (!status_.ok() || precision_bits < 1 ||
+      precision_bits > kRansMaxPrecisionBits) {
+    return 0;
+  }
+  return static_cast<uint32_t>(state_ & ((uint64_t{1} << precision_bits) - 1));
+}
+
+absl::Status RansDecoder::Advance(uint32_t start, uint32_t freq,
+                                  int precision_bits) {
+  if (!status_.ok()) return status_;
+  if (absl::Status s = CheckSymbol(start, freq, precision_bits); !s.ok()) {
+    status_ = s;
+    return status_;
+  }
+  const uint64_t mask = (uint64_t{1} << precision_bits) - 1;
+  const uint64_t slot = state_ & mask;
+  if (slot < start || slot - start >= freq) {
+    status_ = absl::InvalidArgumentError(
+        absl::StrCat("rANS: symbol [", start, ", ", uint64_t{start} + freq,
+                     ") does not contain the decoded slot ", slot,
+                     " (table differs from the encoder's)"));
+    return status_;
+  }
+  uint64_t x = freq * (state_ >> precision_bits) + (slot - start);
+  if (x < kL) {
+    if (stream_.size() - pos_ < 4) {
+      status_ = absl::DataLossError(absl::StrCat(
+          "rANS: stream truncated or corrupt (needs a word at byte ", pos_,
+          " of ", stream_.size(), ")"));
+      return status_;
+    }
+    x = (x << 32) | GetU32(stream_.data() + pos_);
+    pos_ += 4;
+  }
+  state_ = x;
+  return absl::OkStatus();
+}
+
+absl::Status RansDecoder::Finish() const {
+  if (!status_.ok()) return status_;
+  if (pos_ != stream_.size()) {
+    return absl::DataLossError(
+        absl::StrCat("rANS: ", stream_.size() - pos_,
+                     " bytes left after the last symbol (corrupt stream or "
+                     "too few symbols decoded)"));
+  }
+  if (state_ != kL) {
+    return absl::DataLossError(absl::StrCat("rANS: final state ", state_,
+                                            " != 2^31 (corrupt stream or wrong "
+                                            "symbol count)"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace flowtape::compression

@@ -6,10 +6,11 @@
 // (different code paths per ISA) and compilers; an entropy decoder that
 // rebuilds a table one unit different from the encoder's decodes garbage.
 // These functions use only +, -, *, / (correctly rounded by IEEE-754),
-// std::floor, std::frexp and std::ldexp (exact, or one IEEE rounding for
-// subnormal results), fixed polynomial evaluation orders, and constants
-// written as exactly representable hex/decimal literals. The library target
-// is compiled with -ffp-contract=off so no multiply-add is fused.
+// std::floor, std::frexp, multiplication by exact powers of two and
+// std::ldexp (exact, or one IEEE rounding for subnormal results), fixed
+// polynomial evaluation orders, and constants written as exactly representable
+// hex/decimal literals. The library target is compiled with -ffp-contract=off
+// so no multiply-add is fused.
 //
 // Guarantee: bit-identical results for bit-identical inputs on any platform
 // with binary64 doubles, round-to-nearest-even, no excess precision and
@@ -27,9 +28,9 @@
 //               log m = 2 atanh z = 2 (z + z^3/3 + ... + z^25/25);
 //               log x = e ln2 + log m. -inf at 0, NaN below 0 or for NaN,
 //               +inf at +inf.
-//   DetLog1p(x) = log(1 + x) for x >= 0: the alternating series
-//               x - x^2/2 + x^3/3 - ... - x^16/16 for x < 1/16, else
-//               DetLog(u) + (x - (u - 1)) / u with u = 1 + x rounded.
+//   DetLog1p(x) = log(1 + x) for x >= 0: 2 atanh(x / (2 + x)) by the same
+//               series (6 terms) for x < 1/16, else DetLog(u) +
+//               (x - (u - 1)) / u with u = 1 + x rounded.
 //               NaN for x < 0 or NaN.
 //   DetSigmoid(x) = 1 / (1 + e^-x): 1/(1 + DetExp(-x)) for x >= 0,
 //               e/(1 + e) with e = DetExp(x) for x < 0 (no cancellation);

@@ -32,16 +32,20 @@ struct Entry {
 // Heap orders (std::push_heap keeps the "largest" on top). Gains: largest
 // key first; losses: smallest key first; ties: smaller symbol first, then
 // newer version (stale entries are discarded when they surface).
-bool GainBelow(const Entry& a, const Entry& b) {
-  if (a.key != b.key) return a.key < b.key;
-  if (a.symbol != b.symbol) return a.symbol > b.symbol;
-  return a.version < b.version;
-}
-bool LossBelow(const Entry& a, const Entry& b) {
-  if (a.key != b.key) return a.key > b.key;
-  if (a.symbol != b.symbol) return a.symbol > b.symbol;
-  return a.version < b.version;
-}
+struct GainBelow {
+  bool operator()(const Entry& a, const Entry& b) const {
+    if (a.key != b.key) return a.key < b.key;
+    if (a.symbol != b.symbol) return a.symbol > b.symbol;
+    return a.version < b.version;
+  }
+};
+struct LossBelow {
+  bool operator()(const Entry& a, const Entry& b) const {
+    if (a.key != b.key) return a.key > b.key;
+    if (a.symbol != b.symbol) return a.symbol > b.symbol;
+    return a.version < b.version;
+  }
+};
 
 // The core: masses q (validated: finite, >= 0, total > 0), coded[s] says
 // whether symbol s gets f_s >= 1.
@@ -72,27 +76,27 @@ std::vector<uint32_t> Quantize(absl::Span<const double> q,
     for (int s = 0; s < k; ++s) {
       if (coded[s]) gains.push_back({unit(s, f[s]), s, 0});
     }
-    std::make_heap(gains.begin(), gains.end(), GainBelow);
+    std::make_heap(gains.begin(), gains.end(), GainBelow());
     for (; sum < m; ++sum) {
-      std::pop_heap(gains.begin(), gains.end(), GainBelow);
+      std::pop_heap(gains.begin(), gains.end(), GainBelow());
       const int s = gains.back().symbol;
       ++f[s];
       gains.back() = {unit(s, f[s]), s, 0};
-      std::push_heap(gains.begin(), gains.end(), GainBelow);
+      std::push_heap(gains.begin(), gains.end(), GainBelow());
     }
   } else if (sum > m) {
     for (int s = 0; s < k; ++s) {
       if (f[s] >= 2) losses.push_back({unit(s, f[s] - 1), s, 0});
     }
-    std::make_heap(losses.begin(), losses.end(), LossBelow);
+    std::make_heap(losses.begin(), losses.end(), LossBelow());
     // sum - m <= sum_s (f_s - 1): the coded symbols number at most m.
     for (; sum > m; --sum) {
-      std::pop_heap(losses.begin(), losses.end(), LossBelow);
+      std::pop_heap(losses.begin(), losses.end(), LossBelow());
       const int s = losses.back().symbol;
       --f[s];
       if (f[s] >= 2) {
         losses.back() = {unit(s, f[s] - 1), s, 0};
-        std::push_heap(losses.begin(), losses.end(), LossBelow);
+        std::push_heap(losses.begin(), losses.end(), LossBelow());
       } else {
         losses.pop_back();
       }
@@ -108,10 +112,9 @@ std::vector<uint32_t> Quantize(absl::Span<const double> q,
     gains.push_back({unit(s, f[s]), s, 0});
     if (f[s] >= 2) losses.push_back({unit(s, f[s] - 1), s, 0});
   }
-  std::make_heap(gains.begin(), gains.end(), GainBelow);
-  std::make_heap(losses.begin(), losses.end(), LossBelow);
-  auto drop_stale = [&](std::vector<Entry>& heap,
-                        bool (*below)(const Entry&, const Entry&)) {
+  std::make_heap(gains.begin(), gains.end(), GainBelow());
+  std::make_heap(losses.begin(), losses.end(), LossBelow());
+  auto drop_stale = [&](std::vector<Entry>& heap, auto below) {
     while (!heap.empty() &&
            heap.front().version != version[heap.front().symbol]) {
       std::pop_heap(heap.begin(), heap.end(), below);
@@ -120,8 +123,8 @@ std::vector<uint32_t> Quantize(absl::Span<const double> q,
   };
   const int max_moves = 4 * k + 64;
   for (int move = 0; move < max_moves; ++move) {
-    drop_stale(gains, GainBelow);
-    drop_stale(losses, LossBelow);
+    drop_stale(gains, GainBelow());
+    drop_stale(losses, LossBelow());
     if (gains.empty() || losses.empty()) break;
     const Entry best = gains.front(), cheapest = losses.front();
     // Same symbol on both tops: no exchange between two others can beat it
@@ -133,10 +136,10 @@ std::vector<uint32_t> Quantize(absl::Span<const double> q,
     for (int s : {i, j}) {
       ++version[s];
       gains.push_back({unit(s, f[s]), s, version[s]});
-      std::push_heap(gains.begin(), gains.end(), GainBelow);
+      std::push_heap(gains.begin(), gains.end(), GainBelow());
       if (f[s] >= 2) {
         losses.push_back({unit(s, f[s] - 1), s, version[s]});
-        std::push_heap(losses.begin(), losses.end(), LossBelow);
+        std::push_heap(losses.begin(), losses.end(), LossBelow());
       }
     }
   }
@@ -250,19 +253,35 @@ absl::StatusOr<std::vector<double>> DiscretizedLogisticMixturePmf(
     return absl::InvalidArgumentError(absl::StrCat(
         "discretized logistic: total mixture weight ", total_weight));
   }
+  // Tail masses at the K - 1 interior bin edges t_e = (e + 0.5 - mu) / s
+  // from one exponential each: with z = exp(-|t|), the smaller tail is
+  // z / (1 + z) and the larger 1 / (1 + z) (both without cancellation):
+  //   below[e] = P(X < edge) = sigma(t),  above[e] = P(X > edge) = sigma(-t).
+  // The outer edges are -inf and +inf. A bin [lo, hi] has mass
+  // above[lo] - above[hi] when t_lo >= 0 (upper tail) and below[hi] -
+  // below[lo] otherwise.
+  const int num_edges = num_symbols + 1;
+  std::vector<double> t(num_edges), below(num_edges), above(num_edges);
   std::vector<double> pmf(num_symbols, 0.0);
   for (const LogisticComponent& comp : components) {
     const double w = comp.weight / total_weight;
+    t[0] = -kInf;
+    below[0] = 0.0;
+    above[0] = 1.0;
+    t[num_symbols] = kInf;
+    below[num_symbols] = 1.0;
+    above[num_symbols] = 0.0;
+    for (int e = 1; e < num_symbols; ++e) {
+      const double te = (static_cast<double>(e) - 0.5 - comp.mean) / comp.scale;
+      const double z = DetExp(te >= 0.0 ? -te : te);
+      const double small = z / (1.0 + z), large = 1.0 / (1.0 + z);
+      t[e] = te;
+      below[e] = te >= 0.0 ? large : small;
+      above[e] = te >= 0.0 ? small : large;
+    }
     for (int k = 0; k < num_symbols; ++k) {
-      const double lo =
-          k == 0 ? -kInf
-                 : (static_cast<double>(k) - 0.5 - comp.mean) / comp.scale;
-      const double hi =
-          k == num_symbols - 1
-              ? kInf
-              : (static_cast<double>(k) + 0.5 - comp.mean) / comp.scale;
-      const double mass = lo >= 0.0 ? DetSigmoid(-lo) - DetSigmoid(-hi)
-                                    : DetSigmoid(hi) - DetSigmoid(lo);
+      const double mass =
+          t[k] >= 0.0 ? above[k] - above[k + 1] : below[k + 1] - below[k];
       pmf[k] += w * std::max(0.0, mass);
     }
   }
@@ -315,12 +334,6 @@ absl::StatusOr<FrequencyTable> FrequencyTable::Create(
   }
   starts.back() = static_cast<uint32_t>(m);
   return FrequencyTable(std::move(freqs), std::move(starts), precision_bits);
-}
-
-int FrequencyTable::SymbolForCumulative(uint32_t v) const {
-  if (v >= starts_.back()) return -1;
-  const auto it = std::upper_bound(starts_.begin(), starts_.end(), v);
-  return static_cast<int>(it - starts_.begin()) - 1;
 }
 
 }  // namespace flowtape::compression

@@ -43,8 +43,8 @@
 // encoder and the decoder of an IDF model only need bit-identical (mu, s, w).
 //
 // Lookup. FrequencyTable holds f and the starts c_s = f_0 + ... + f_{s-1};
-// SymbolForCumulative(v) is the s with c_s <= v < c_s + f_s (binary search,
-// never a zero-frequency symbol), -1 for v >= M.
+// SymbolForCumulative(v) is the s with c_s <= v < c_s + f_s (branch-free
+// binary search; never a zero-frequency symbol), -1 for v >= M.
 #ifndef FLOWTAPE_COMPRESSION_FREQUENCIES_H_
 #define FLOWTAPE_COMPRESSION_FREQUENCIES_H_
 
@@ -102,7 +102,20 @@ class FrequencyTable {
   uint32_t start(int symbol) const { return starts_[symbol]; }
 
   // The symbol whose interval contains v, or -1 if v >= 2^precision_bits.
-  int SymbolForCumulative(uint32_t v) const;
+  int SymbolForCumulative(uint32_t v) const {
+    if (v >= starts_.back()) return -1;
+    // The largest s < K with c_s <= v: branch-free binary search over the
+    // range [base, base + n) that holds it. A zero-frequency symbol shares
+    // its start with the next symbol, so the largest such s has f_s >= 1.
+    const uint32_t* base = starts_.data();
+    size_t n = freqs_.size();
+    while (n > 1) {
+      const size_t half = n / 2;
+      base = base[half] <= v ? base + half : base;
+      n -= half;
+    }
+    return static_cast<int>(base - starts_.data());
+  }
 
  private:
   FrequencyTable(std::vector<uint32_t> freqs, std::vector<uint32_t> starts,

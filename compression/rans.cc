@@ -1,6 +1,7 @@
 #include "compression/rans.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 
@@ -8,25 +9,6 @@ namespace flowtape::compression {
 namespace {
 
 constexpr uint64_t kL = kRansLowerBound;
-
-absl::Status CheckSymbol(uint32_t start, uint32_t freq, int precision_bits) {
-  if (precision_bits < 1 || precision_bits > kRansMaxPrecisionBits) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("rANS: precision_bits ", precision_bits, " outside 1..",
-                     kRansMaxPrecisionBits));
-  }
-  if (freq == 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("rANS: symbol at start ", start,
-                     " has frequency 0 (it can never be coded)"));
-  }
-  if (uint64_t{start} + freq > (uint64_t{1} << precision_bits)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("rANS: symbol [", start, ", ", uint64_t{start} + freq,
-                     ") exceeds the total 2^", precision_bits));
-  }
-  return absl::OkStatus();
-}
 
 void PutU32(uint32_t w, uint8_t* out) {
   for (int k = 0; k < 4; ++k) out[k] = static_cast<uint8_t>(w >> (8 * k));
@@ -40,14 +22,23 @@ uint32_t GetU32(const uint8_t* in) {
 
 }  // namespace
 
-absl::Status RansEncoder::Put(uint32_t start, uint32_t freq,
-                              int precision_bits) {
-  if (absl::Status s = CheckSymbol(start, freq, precision_bits); !s.ok()) {
-    return s;
+namespace internal {
+absl::Status SymbolError(uint32_t start, uint32_t freq, int precision_bits) {
+  if (precision_bits < 1 || precision_bits > kRansMaxPrecisionBits) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("rANS: precision_bits ", precision_bits, " outside 1..",
+                     kRansMaxPrecisionBits));
   }
-  queue_.push_back({start, freq, static_cast<uint8_t>(precision_bits)});
-  return absl::OkStatus();
+  if (freq == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("rANS: symbol at start ", start,
+                     " has frequency 0 (it can never be coded)"));
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("rANS: symbol [", start, ", ", uint64_t{start} + freq,
+                   ") exceeds the total 2^", precision_bits));
 }
+}  // namespace internal
 
 std::vector<uint8_t> RansEncoder::Finish() {
   std::vector<uint32_t> words;  // in emission order
@@ -89,43 +80,23 @@ absl::StatusOr<RansDecoder> RansDecoder::Create(
   return RansDecoder(stream, x, 8);
 }
 
-uint32_t RansDecoder::Peek(int precision_bits) const {
-  if (!status_.ok() || precision_bits < 1 ||
-      precision_bits > kRansMaxPrecisionBits) {
-    return 0;
-  }
-  return static_cast<uint32_t>(state_ & ((uint64_t{1} << precision_bits) - 1));
+absl::Status RansDecoder::Fail(absl::Status s) {
+  status_ = std::move(s);
+  return status_;
 }
 
-absl::Status RansDecoder::Advance(uint32_t start, uint32_t freq,
-                                  int precision_bits) {
-  if (!status_.ok()) return status_;
-  if (absl::Status s = CheckSymbol(start, freq, precision_bits); !s.ok()) {
-    status_ = s;
-    return status_;
-  }
-  const uint64_t mask = (uint64_t{1} << precision_bits) - 1;
-  const uint64_t slot = state_ & mask;
-  if (slot < start || slot - start >= freq) {
-    status_ = absl::InvalidArgumentError(
-        absl::StrCat("rANS: symbol [", start, ", ", uint64_t{start} + freq,
-                     ") does not contain the decoded slot ", slot,
-                     " (table differs from the encoder's)"));
-    return status_;
-  }
-  uint64_t x = freq * (state_ >> precision_bits) + (slot - start);
-  if (x < kL) {
-    if (stream_.size() - pos_ < 4) {
-      status_ = absl::DataLossError(absl::StrCat(
-          "rANS: stream truncated or corrupt (needs a word at byte ", pos_,
-          " of ", stream_.size(), ")"));
-      return status_;
-    }
-    x = (x << 32) | GetU32(stream_.data() + pos_);
-    pos_ += 4;
-  }
-  state_ = x;
-  return absl::OkStatus();
+absl::Status RansDecoder::FailSlot(uint32_t start, uint32_t freq,
+                                   uint64_t slot) {
+  return Fail(absl::InvalidArgumentError(
+      absl::StrCat("rANS: symbol [", start, ", ", uint64_t{start} + freq,
+                   ") does not contain the decoded slot ", slot,
+                   " (table differs from the encoder's)")));
+}
+
+absl::Status RansDecoder::FailTruncated() {
+  return Fail(absl::DataLossError(
+      absl::StrCat("rANS: stream truncated or corrupt (needs a word at byte ",
+                   pos_, " of ", stream_.size(), ")")));
 }
 
 absl::Status RansDecoder::Finish() const {

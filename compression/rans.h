@@ -7,8 +7,8 @@
 // is freq / M; frequencies.h builds such tables). State x, a uint64 in
 //   I = [L, 2^32 L),  L = 2^31.
 // Encode s (x -> x'):
-//   renormalise: while x >= x_max(f) = ((L >> p) << 32) f: emit the low 32
-//                bits of x, x >>= 32      (once at most: x < 2^32 x_max)
+//   renormalise: if x >= x_max(f) = ((L >> p) << 32) f: emit the low 32
+//                bits of x, x >>= 32   (once suffices: x < 2^63 <= 2^32 x_max)
 //   x' = floor(x / f) M + (x mod f) + start
 // Decode (x' -> s, x), the exact inverse:
 //   slot = x' mod M  (Peek);  s = the symbol with start <= slot < start + f
@@ -59,6 +59,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "absl/base/optimization.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
@@ -68,11 +69,27 @@ namespace flowtape::compression {
 inline constexpr int kRansMaxPrecisionBits = 31;
 inline constexpr uint64_t kRansLowerBound = uint64_t{1} << 31;  // L
 
+namespace internal {
+inline bool ValidSymbol(uint32_t start, uint32_t freq, int precision_bits) {
+  return precision_bits >= 1 && precision_bits <= kRansMaxPrecisionBits &&
+         freq != 0 && uint64_t{start} + freq <= (uint64_t{1} << precision_bits);
+}
+// InvalidArgument naming what is wrong with (start, freq, precision_bits).
+absl::Status SymbolError(uint32_t start, uint32_t freq, int precision_bits);
+}  // namespace internal
+
 class RansEncoder {
  public:
   // Queues one symbol. InvalidArgument (nothing queued) unless
   // 1 <= precision_bits <= 31, freq >= 1 and start + freq <= 2^precision_bits.
-  absl::Status Put(uint32_t start, uint32_t freq, int precision_bits);
+  absl::Status Put(uint32_t start, uint32_t freq, int precision_bits) {
+    if (ABSL_PREDICT_FALSE(
+            !internal::ValidSymbol(start, freq, precision_bits))) {
+      return internal::SymbolError(start, freq, precision_bits);
+    }
+    queue_.push_back({start, freq, static_cast<uint8_t>(precision_bits)});
+    return absl::OkStatus();
+  }
 
   // Encodes the queued symbols and returns the stream; the encoder is then
   // empty and can be reused.
@@ -98,10 +115,39 @@ class RansDecoder {
   // (FrequencyTable::SymbolForCumulative) and call Advance with that
   // symbol's start and freq. Returns 0 after an error or for a precision
   // outside 1..31 (the following Advance then fails).
-  uint32_t Peek(int precision_bits) const;
+  uint32_t Peek(int precision_bits) const {
+    if (ABSL_PREDICT_FALSE(!status_.ok() || precision_bits < 1 ||
+                           precision_bits > kRansMaxPrecisionBits)) {
+      return 0;
+    }
+    return static_cast<uint32_t>(state_ &
+                                 ((uint64_t{1} << precision_bits) - 1));
+  }
 
   // Consumes the symbol [start, start + freq) at this precision.
-  absl::Status Advance(uint32_t start, uint32_t freq, int precision_bits);
+  absl::Status Advance(uint32_t start, uint32_t freq, int precision_bits) {
+    if (ABSL_PREDICT_FALSE(!status_.ok())) return status_;
+    if (ABSL_PREDICT_FALSE(
+            !internal::ValidSymbol(start, freq, precision_bits))) {
+      return Fail(internal::SymbolError(start, freq, precision_bits));
+    }
+    const uint64_t slot = state_ & ((uint64_t{1} << precision_bits) - 1);
+    if (ABSL_PREDICT_FALSE(slot < start || slot - start >= freq)) {
+      return FailSlot(start, freq, slot);
+    }
+    uint64_t x = freq * (state_ >> precision_bits) + (slot - start);
+    if (x < kRansLowerBound) {
+      if (ABSL_PREDICT_FALSE(stream_.size() - pos_ < 4)) {
+        return FailTruncated();
+      }
+      const uint8_t* w = stream_.data() + pos_;
+      x = (x << 32) | uint32_t{w[0]} | (uint32_t{w[1]} << 8) |
+          (uint32_t{w[2]} << 16) | (uint32_t{w[3]} << 24);
+      pos_ += 4;
+    }
+    state_ = x;
+    return absl::OkStatus();
+  }
 
   // OK iff no error occurred, every byte was consumed and the state is L:
   // call after the last symbol.
@@ -115,6 +161,10 @@ class RansDecoder {
  private:
   RansDecoder(absl::Span<const uint8_t> stream, uint64_t state, size_t pos)
       : stream_(stream), state_(state), pos_(pos) {}
+  // Error paths, out of line; each records the sticky status and returns it.
+  absl::Status Fail(absl::Status s);
+  absl::Status FailSlot(uint32_t start, uint32_t freq, uint64_t slot);
+  absl::Status FailTruncated();
 
   absl::Span<const uint8_t> stream_;
   uint64_t state_;

@@ -11,6 +11,7 @@
 #ifndef FLOWTAPE_COMPRESSION_SYMBOL_CODING_H_
 #define FLOWTAPE_COMPRESSION_SYMBOL_CODING_H_
 
+#include "absl/base/optimization.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "compression/frequencies.h"
@@ -18,11 +19,32 @@
 
 namespace flowtape::compression {
 
-absl::Status EncodeSymbol(RansEncoder& encoder, const FrequencyTable& table,
-                          int symbol);
+namespace internal {
+absl::Status BadSymbol(const FrequencyTable& table, int symbol);
+}  // namespace internal
 
-absl::StatusOr<int> DecodeSymbol(RansDecoder& decoder,
-                                 const FrequencyTable& table);
+inline absl::Status EncodeSymbol(RansEncoder& encoder,
+                                 const FrequencyTable& table, int symbol) {
+  if (ABSL_PREDICT_FALSE(symbol < 0 || symbol >= table.num_symbols() ||
+                         table.freq(symbol) == 0)) {
+    return internal::BadSymbol(table, symbol);
+  }
+  return encoder.Put(table.start(symbol), table.freq(symbol),
+                     table.precision_bits());
+}
+
+inline absl::StatusOr<int> DecodeSymbol(RansDecoder& decoder,
+                                        const FrequencyTable& table) {
+  const int p = table.precision_bits();
+  const int s = table.SymbolForCumulative(decoder.Peek(p));
+  if (ABSL_PREDICT_FALSE(!decoder.status().ok())) return decoder.status();
+  // s >= 0: Peek is below 2^p and the table covers [0, 2^p).
+  if (absl::Status st = decoder.Advance(table.start(s), table.freq(s), p);
+      ABSL_PREDICT_FALSE(!st.ok())) {
+    return st;
+  }
+  return s;
+}
 
 }  // namespace flowtape::compression
 

@@ -81,7 +81,9 @@ void ExpectCertificate(const Eigen::MatrixXd& c, const Assignment& a,
   }
   for (Eigen::Index j = 0; j < m; ++j) {
     EXPECT_LE(a.col_potential(j), tol);
-    if (!used[j]) EXPECT_NEAR(a.col_potential(j), 0.0, tol);
+    if (!used[j]) {
+      EXPECT_NEAR(a.col_potential(j), 0.0, tol);
+    }
   }
   // Strong duality: the dual objective equals the primal cost.
   EXPECT_NEAR(a.row_potential.sum() + a.col_potential.sum(), a.cost,

@@ -8,7 +8,8 @@
 //   standard normal points and n points of a shifted, scaled normal in d = 2
 //   (more structured than uniform costs: longer augmenting paths).
 // Sinkhorn/n: log-domain Sinkhorn on the same Gaussian cost divided by its
-//   maximum, uniform marginals, eps = 0.05, tol 1e-6; counter `iters`.
+//   maximum, uniform marginals, eps = 0.05, tol 1e-6; counters `iters`,
+//   `converged`.
 // SquaredEuclideanCost/n: the n x n cost for d = 784 (MNIST-sized points).
 #include <Eigen/Dense>
 
@@ -77,12 +78,15 @@ void BM_Sinkhorn(benchmark::State& state) {
   opt.tol = 1e-6;
   opt.max_iters = 10000;
   int iters = 0;
+  bool converged = false;
   for (auto _ : state) {
     SinkhornResult r = Sinkhorn(c, opt).value();
     iters = r.iterations;
+    converged = r.converged;
     benchmark::DoNotOptimize(r.plan.data());
   }
   state.counters["iters"] = iters;
+  state.counters["converged"] = converged;
 }
 BENCHMARK(BM_Sinkhorn)->Arg(128)->Arg(512)->Unit(benchmark::kMillisecond);
 

@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "autodiff/tensor.h"
+#include "autodiff/rng.h"
 
 namespace flowtape::flows::matching {
 

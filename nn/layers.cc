@@ -7,6 +7,7 @@
 #include "autodiff/eigen.h"
 #include "autodiff/gemm.h"
 #include "nn/init.h"
+#include "nn/masked_matmul.h"
 #include "autodiff/ops.h"
 #include "autodiff/op_kit.h"
 
@@ -91,7 +92,7 @@ MaskedLinear::MaskedLinear(const Tensor& mask, Rng& rng) {
 Tensor MaskedLinear::operator()(const Tensor& x) const {
   FT_CHECK(x.rank() == 2 && x.dim(1) == w_.dim(0), "masked_linear: input ",
            x.shape().ToString(), " vs weight ", w_.shape().ToString());
-  return Affine(x, w_ * mask_, b_);
+  return MaskedAffine(x, w_, mask_, b_);
 }
 
 MLP::MLP(const std::vector<int64_t>& sizes, Activation act, Rng& rng,

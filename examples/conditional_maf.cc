@@ -39,7 +39,10 @@ Tensor Normal(int64_t n, int64_t d, Rng& rng) {  // [n, d], entries N(0, 1)
 
 std::shared_ptr<flows::FlowModel> MakeMaf(uint64_t seed) {
   Rng rng(seed);
-  flows::MadeOptions made{.dim = 5, .hidden = {64, 64}, .context_dim = 2};
+  flows::MadeOptions made;
+  made.dim = 5;
+  made.hidden = {64, 64};
+  made.context_dim = 2;  // c feeds every hidden layer
   return std::make_shared<flows::FlowModel>(
       std::make_shared<flows::StandardNormal>(Shape{5}),
       std::make_shared<flows::Maf>(made, rng));

@@ -7,6 +7,13 @@
 
 namespace flowtape {
 namespace {
+// Zeros of `shape` with ones at flat indices i, i + stride, i + 2 stride ...
+Tensor OneHot(const Shape& shape, DType dtype, int64_t i, int64_t stride) {
+  std::vector<double> v(shape.numel(), 0.0);
+  for (int64_t k = i; k < shape.numel(); k += stride) v[k] = 1.0;
+  return Tensor::FromVector(shape, v, dtype);
+}
+
 // x itself when it is on a differentiable path, else a leaf copy.
 Tensor Differentiable(const Tensor& x) {
   if (x.requires_grad() && Tape::Get().grad_enabled()) return x;
@@ -34,7 +41,7 @@ std::pair<Tensor, Tensor> Jvp(const TensorFn& f, const Tensor& x,
            x.shape().ToString());
   Tensor xd = Differentiable(x);
   Tensor y = f(xd);
-  Tensor w = Tensor::Zeros(y.shape()).set_requires_grad(true);
+  Tensor w = Tensor::Zeros(y.shape(), y.dtype()).set_requires_grad(true);
   Tensor jtw = Grad({y}, {xd}, {w}, /*create_graph=*/true)[0];
   Tensor ju = Grad({jtw}, {w}, {u}, create_graph)[0];
   return {y, ju};
@@ -47,11 +54,10 @@ Tensor Jacobian(const TensorFn& f, const Tensor& x, bool create_graph) {
   const int64_t m = y.numel(), n = x.numel();
   std::vector<Tensor> rows;
   for (int64_t i = 0; i < m; ++i) {
-    Tensor e = Tensor::Zeros(y.shape());
-    e.mutable_data()[i] = 1.0;
+    Tensor e = OneHot(y.shape(), y.dtype(), i, m);  // e_i (m = numel)
     rows.push_back(Reshape(Grad({y}, {xd}, {e}, create_graph)[0], {1, n}));
   }
-  if (m == 0) return Tensor::Zeros({0, n});
+  if (m == 0) return Tensor::Zeros({0, n}, x.dtype());
   return Concat(rows, 0);
 }
 
@@ -66,12 +72,10 @@ Tensor BatchJacobian(const TensorFn& f, const Tensor& x, bool create_graph) {
   const int64_t n = x.dim(0), m = y.dim(1), d = x.dim(1);
   std::vector<Tensor> rows;
   for (int64_t i = 0; i < m; ++i) {
-    Tensor e = Tensor::Zeros(y.shape());
-    double* pe = e.mutable_data();
-    for (int64_t k = 0; k < n; ++k) pe[k * m + i] = 1.0;
+    Tensor e = OneHot(y.shape(), y.dtype(), i, m);
     rows.push_back(Reshape(Grad({y}, {xd}, {e}, create_graph)[0], {n, 1, d}));
   }
-  if (m == 0) return Tensor::Zeros({n, 0, d});
+  if (m == 0) return Tensor::Zeros({n, 0, d}, x.dtype());
   return Concat(rows, 1);
 }
 
@@ -85,9 +89,9 @@ Tensor HessianVectorProduct(const TensorFn& f, const Tensor& x, const Tensor& v,
   return Grad({Sum(g * v)}, {xd}, {}, create_graph)[0];
 }
 
-Tensor SampleNoise(const Shape& shape, Noise noise, Rng& rng) {
-  return noise == Noise::kGaussian ? Tensor::Randn(shape, rng)
-                                   : Tensor::Rademacher(shape, rng);
+Tensor SampleNoise(const Shape& shape, Noise noise, Rng& rng, DType dtype) {
+  return noise == Noise::kGaussian ? Tensor::Randn(shape, rng, dtype)
+                                   : Tensor::Rademacher(shape, rng, dtype);
 }
 
 Tensor ExactTrace(const TensorFn& f, const Tensor& x, bool create_graph) {
@@ -99,11 +103,9 @@ Tensor ExactTrace(const TensorFn& f, const Tensor& x, bool create_graph) {
   FT_CHECK(y.shape() == x.shape(), "exact_trace: f(x) ", y.shape().ToString(),
            " must match x ", x.shape().ToString());
   const int64_t n = x.dim(0), d = x.dim(1);
-  Tensor tr = Tensor::Zeros({n});
+  Tensor tr = Tensor::Zeros({n}, x.dtype());
   for (int64_t i = 0; i < d; ++i) {
-    Tensor e = Tensor::Zeros(x.shape());
-    double* pe = e.mutable_data();
-    for (int64_t k = 0; k < n; ++k) pe[k * d + i] = 1.0;
+    Tensor e = OneHot(x.shape(), x.dtype(), i, d);
     Tensor g = Grad({y}, {xd}, {e}, create_graph)[0];  // row i of each J_n
     tr = tr + Reshape(Narrow(g, 1, i, 1), {n});
   }

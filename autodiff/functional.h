@@ -34,8 +34,9 @@ Tensor HessianVectorProduct(const TensorFn& f, const Tensor& x, const Tensor& v,
                             bool create_graph = false);
 
 enum class Noise { kGaussian, kRademacher };
-// Draws noise shaped like x.
-Tensor SampleNoise(const Shape& shape, Noise noise, Rng& rng);
+// Draws noise of `shape` (Gaussian or +-1).
+Tensor SampleNoise(const Shape& shape, Noise noise, Rng& rng,
+                   DType dtype = kFloat64);
 Tensor ExactTrace(const TensorFn& f, const Tensor& x,
                   bool create_graph = false);
 // Uses the given noise eps (shape of x) so callers can reuse one draw.

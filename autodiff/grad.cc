@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "autodiff/check.h"
+#include "autodiff/op_kit.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
 
@@ -16,13 +17,16 @@ void Accumulate(Tensor& slot, Tensor g) {
   slot = slot.defined() ? slot + g : std::move(g);
 }
 
-// Runs the backward sweep from `outputs` down to tape id `min_id`, visiting
-// only nodes that require grad. `on_leaf` sees every parameter leaf reached.
+// Runs the backward sweep from `outputs` down to tape id `min_id`. When
+// `want_ids` is given, only nodes on a path to one of them are visited and a
+// rule computes only the input adjoints that lead there (OpContext::
+// needs_grad); otherwise every node that requires grad is (Backward).
+// `on_leaf` sees every parameter leaf reached.
 template <typename OnLeaf>
 std::vector<Tensor> Sweep(const std::vector<Tensor>& outputs,
                           const std::vector<Tensor>& grad_outputs,
                           int64_t min_id, bool create_graph, OnLeaf on_leaf,
-                          const std::vector<int64_t>& want_ids) {
+                          const std::vector<int64_t>* want_ids) {
   Tape& tape = Tape::Get();
   // A parameter output (e.g. passed through a no-op Reshape) is its own leaf:
   // the same node its inputs get, so d p / d p = 1.
@@ -33,20 +37,47 @@ std::vector<Tensor> Sweep(const std::vector<Tensor>& outputs,
                                     : nullptr);
     if (Node* n = out_nodes.back()) max_id = std::max(max_id, n->id);
   }
-  std::vector<Tensor> adj(max_id >= min_id ? max_id - min_id + 1 : 0);
-  std::vector<Tensor> result(want_ids.size());
-  if (adj.empty()) return result;
+  const size_t nwant = want_ids != nullptr ? want_ids->size() : 0;
+  std::vector<Tensor> result(nwant);
+  if (max_id < min_id) return result;
+  std::vector<Tensor> adj(max_id - min_id + 1);
+
+  // Reachability: reach[id] = the node is a wanted input or one of its
+  // inputs reaches one (creation order is topological).
+  internal::SweepInfo info;
+  info.min_id = min_id;
+  info.create_graph = create_graph;
+  std::vector<uint8_t> reach;
+  if (want_ids != nullptr) {
+    reach.assign(adj.size(), 0);
+    for (int64_t id : *want_ids)
+      if (id >= min_id && id <= max_id) reach[id - min_id] = 1;
+    for (int64_t id = min_id; id <= max_id; ++id) {
+      uint8_t& r = reach[id - min_id];
+      if (r) continue;
+      const Node* n = tape.node(id);
+      if (!n->requires_grad) continue;
+      for (int i = 0; i < n->num_inputs && !r; ++i) {
+        const Node* in = n->inputs[i];
+        r = in->id >= min_id && reach[in->id - min_id];
+      }
+    }
+    info.reach = reach.data();
+  }
 
   bool prev = tape.grad_enabled();
   tape.set_grad_enabled(create_graph);
   for (size_t k = 0; k < outputs.size(); ++k) {
     Node* n = out_nodes[k];
     if (n == nullptr || !n->requires_grad || n->id < min_id) continue;
+    if (!reach.empty() && !reach[n->id - min_id]) continue;
     Tensor g = k < grad_outputs.size() && grad_outputs[k].defined()
                    ? grad_outputs[k]
-                   : Tensor::Ones(n->shape);
+                   : Tensor::Ones(n->shape, n->dtype);
     FT_CHECK(g.shape() == n->shape, "grad: grad_output shape ",
              g.shape().ToString(), " != output shape ", n->shape.ToString());
+    FT_CHECK(g.dtype() == n->dtype, "grad: grad_output is ",
+             DTypeName(g.dtype()), ", output is ", DTypeName(n->dtype));
     Accumulate(adj[n->id - min_id], g);
   }
   Tensor gin[8];
@@ -66,25 +97,31 @@ std::vector<Tensor> Sweep(const std::vector<Tensor>& outputs,
     } else {
       for (int i = 0; i < n->num_inputs; ++i) gin[i] = Tensor();
     }
-    n->backward(OpContext{n}, g, out);
+    const OpContext ctx(n, &info);
+    n->backward(ctx, g, out);
     for (int i = 0; i < n->num_inputs; ++i) {
       Node* in = n->inputs[i];
-      if (!in->requires_grad || in->id < min_id || !out[i].defined()) continue;
+      if (!out[i].defined() || !ctx.needs_grad(i)) continue;
       FT_CHECK(
           out[i].shape() == in->shape || (!create_graph && out[i].rank() == 0 &&
                                           (n->flags & kEmitsUniformAdjoint)),
           "backward of '", n->op, "': gradient shape ",
           out[i].shape().ToString(), " != input shape ", in->shape.ToString());
+      FT_CHECK(out[i].dtype() == in->dtype, "backward of '", n->op,
+               "': gradient is ", DTypeName(out[i].dtype()), ", input is ",
+               DTypeName(in->dtype));
       Accumulate(adj[in->id - min_id], std::move(out[i]));
     }
     // Free intermediate adjoints early unless someone asked for them.
-    if (std::find(want_ids.begin(), want_ids.end(), id) == want_ids.end())
+    if (want_ids == nullptr ||
+        std::find(want_ids->begin(), want_ids->end(), id) == want_ids->end())
       g = Tensor();
   }
   tape.set_grad_enabled(prev);
-  for (size_t k = 0; k < want_ids.size(); ++k)
-    if (want_ids[k] >= min_id && want_ids[k] <= max_id)
-      result[k] = adj[want_ids[k] - min_id];
+  for (size_t k = 0; k < nwant; ++k) {
+    const int64_t id = (*want_ids)[k];
+    if (id >= min_id && id <= max_id) result[k] = adj[id - min_id];
+  }
   return result;
 }
 
@@ -107,10 +144,11 @@ std::vector<Tensor> Grad(const std::vector<Tensor>& outputs,
   if (min_id != INT64_MAX)
     g = Sweep(
         outputs, grad_outputs, min_id, create_graph,
-        [](Node*, const Tensor&) {}, ids);
+        [](Node*, const Tensor&) {}, &ids);
   g.resize(inputs.size());
   for (size_t k = 0; k < inputs.size(); ++k) {
-    if (!g[k].defined()) g[k] = Tensor::Zeros(inputs[k].shape());
+    if (!g[k].defined())
+      g[k] = Tensor::Zeros(inputs[k].shape(), inputs[k].dtype());
     if (g[k].shape() != inputs[k].shape())  // a uniform adjoint (NodeFlag)
       g[k] = BroadcastTo(g[k], inputs[k].shape());
   }
@@ -126,20 +164,26 @@ void Backward(const Tensor& loss, const Tensor& grad_output) {
            "create_graph)");
   auto on_leaf = [](Node* leaf, const Tensor& g) {
     internal::Storage* s = leaf->leaf_storage;
-    int64_t n = leaf->shape.numel();
+    const int64_t n = leaf->shape.numel();
     const auto& gs = g.storage();
+    if (s->grad != nullptr && s->grad->dtype != g.dtype())
+      s->grad.reset();  // the parameter changed dtype since (Module::To)
     if (s->grad == nullptr && gs != nullptr && gs.use_count() == 1 &&
-        gs->data == g.data() && gs->size == n) {
+        gs->size == n) {
       s->grad = gs;  // a temporary nobody else holds: adopt it, no copy
     } else if (s->grad == nullptr) {
-      s->grad = std::make_shared<internal::Storage>(n);
-      std::memcpy(s->grad->data, g.data(), sizeof(double) * n);
+      s->grad = std::make_shared<internal::Storage>(n, g.dtype());
+      std::memcpy(s->grad->data, g.raw_data(), DTypeSize(g.dtype()) * n);
     } else {
-      const double* src = g.data();
-      for (int64_t i = 0; i < n; ++i) s->grad->data[i] += src[i];
+      VisitDType(g.dtype(), [&](auto zero) {
+        using T = decltype(zero);
+        const T* src = g.data<T>();
+        T* dst = static_cast<T*>(s->grad->data);
+        for (int64_t i = 0; i < n; ++i) dst[i] += src[i];
+      });
     }
   };
-  Sweep({loss}, {grad_output}, 0, /*create_graph=*/false, on_leaf, {});
+  Sweep({loss}, {grad_output}, 0, /*create_graph=*/false, on_leaf, nullptr);
 }
 
 }  // namespace flowtape

@@ -1,5 +1,6 @@
-// Internal: loops shared by the op files (broadcast iteration, unary maps).
-// Not part of the public API.
+// Internal: loops shared by the op files (broadcast iteration, reductions),
+// templated on the element type T (float or double). Not part of the public
+// API; op_kit.h builds MapUnary / MapBinary on them.
 #ifndef FLOWTAPE_AUTODIFF_KERNELS_H_
 #define FLOWTAPE_AUTODIFF_KERNELS_H_
 
@@ -9,15 +10,14 @@
 #include <cstdint>
 
 #include "autodiff/shape.h"
-#include "autodiff/tape.h"
-#include "autodiff/tensor.h"
 
 namespace flowtape::internal {
 
 // sum_i p[i], vectorised (Eigen's blocked reduction: several accumulators,
 // also more accurate than one running sum).
-inline double SumOf(const double* p, int64_t n) {
-  return Eigen::Map<const Eigen::ArrayXd>(p, n).sum();
+template <typename T>
+T SumOf(const T* p, int64_t n) {
+  return Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>(p, n).sum();
 }
 
 // A tensor seen as [outer, n, inner] around `axis` (reductions, slicing).
@@ -54,28 +54,28 @@ inline std::array<int64_t, 4> Padded(const Shape& s) {
 
 // out[i] = f(a[i], b[i]); out never overlaps a or b (fresh outputs), which
 // __restrict tells the vectoriser.
-template <typename F>
-void SameShapeBinary(const double* __restrict a, const double* __restrict b,
-                     double* __restrict out, int64_t n, F f) {
+template <typename T, typename F>
+void SameShapeBinary(const T* __restrict a, const T* __restrict b,
+                     T* __restrict out, int64_t n, F f) {
   for (int64_t i = 0; i < n; ++i) out[i] = f(a[i], b[i]);
 }
 
 // out[i] = f(a[ia], b[ib]) over the broadcast of a and b into `os`.
-template <typename F>
-void BroadcastBinary(const double* a, const Shape& as, const double* b,
-                     const Shape& bs, double* out, const Shape& os, F f) {
+template <typename T, typename F>
+void BroadcastBinary(const T* a, const Shape& as, const T* b, const Shape& bs,
+                     T* out, const Shape& os, F f) {
   const int64_t n = os.numel();
   if (as == os && bs == os) {
     SameShapeBinary(a, b, out, n, f);
     return;
   }
   if (as.numel() == 1 && bs == os) {
-    const double av = a[0];
+    const T av = a[0];
     for (int64_t i = 0; i < n; ++i) out[i] = f(av, b[i]);
     return;
   }
   if (bs.numel() == 1 && as == os) {
-    const double bv = b[0];
+    const T bv = b[0];
     for (int64_t i = 0; i < n; ++i) out[i] = f(a[i], bv);
     return;
   }
@@ -89,48 +89,23 @@ void BroadcastBinary(const double* a, const Shape& as, const double* b,
   for (int64_t i0 = 0; i0 < d[0]; ++i0)
     for (int64_t i1 = 0; i1 < d[1]; ++i1)
       for (int64_t i2 = 0; i2 < d[2]; ++i2) {
-        const double* pa = a + i0 * sa[0] + i1 * sa[1] + i2 * sa[2];
-        const double* pb = b + i0 * sb[0] + i1 * sb[1] + i2 * sb[2];
-        double* po = out + ((i0 * d[1] + i1) * d[2] + i2) * m;
+        const T* pa = a + i0 * sa[0] + i1 * sa[1] + i2 * sa[2];
+        const T* pb = b + i0 * sb[0] + i1 * sb[1] + i2 * sb[2];
+        T* po = out + ((i0 * d[1] + i1) * d[2] + i2) * m;
         // Contiguous inner rows (e.g. a bias row) get vectorisable loops.
         if (sa[3] == 1 && sb[3] == 1) {
           for (int64_t i3 = 0; i3 < m; ++i3) po[i3] = f(pa[i3], pb[i3]);
         } else if (sa[3] == 1 && sb[3] == 0) {
-          const double bv = pb[0];
+          const T bv = pb[0];
           for (int64_t i3 = 0; i3 < m; ++i3) po[i3] = f(pa[i3], bv);
         } else if (sa[3] == 0 && sb[3] == 1) {
-          const double av = pa[0];
+          const T av = pa[0];
           for (int64_t i3 = 0; i3 < m; ++i3) po[i3] = f(av, pb[i3]);
         } else {
           for (int64_t i3 = 0; i3 < m; ++i3)
             po[i3] = f(pa[i3 * sa[3]], pb[i3 * sb[3]]);
         }
       }
-}
-
-// Applies a value function elementwise; returns the (maybe recorded) output.
-template <typename F>
-Tensor MapUnary(const char* name, const Tensor& x, BackwardFn backward, F f,
-                const OpAux& aux = {}) {
-  const bool rec = ShouldRecord({&x});
-  Tensor out = NewOutput(x.shape(), rec);
-  const double* px = x.data();
-  double* po = const_cast<double*>(out.data());
-  const int64_t n = x.numel();
-  for (int64_t i = 0; i < n; ++i) po[i] = f(px[i]);
-  return Record(out, rec, name, {&x}, backward, aux);
-}
-
-template <typename F>
-Tensor MapBinary(const char* name, const Tensor& a, const Tensor& b,
-                 BackwardFn backward, F f, const OpAux& aux = {}) {
-  FT_CHECK(a.defined() && b.defined(), name, ": undefined input");
-  Shape os = BroadcastShapes(name, a.shape(), b.shape());
-  const bool rec = ShouldRecord({&a, &b});
-  Tensor out = NewOutput(os, rec);
-  BroadcastBinary(a.data(), a.shape(), b.data(), b.shape(),
-                  const_cast<double*>(out.data()), os, f);
-  return Record(out, rec, name, {&a, &b}, backward, aux);
 }
 
 }  // namespace flowtape::internal

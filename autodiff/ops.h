@@ -1,9 +1,14 @@
 // Differentiable tensor operations. Each op computes its value and, when any
 // input requires grad, records one tape node whose backward rule sits next to
 // the value code in ops_*.cc (written with these same ops, so every rule is
-// itself differentiable: gradients of gradients to any order).
+// itself differentiable: gradients of gradients to any order). They are
+// written with the public op kit (op_kit.h), as your own ops can be.
 //
 // Conventions:
+// - float32 and float64: an op's inputs share one dtype (a mismatch fails
+//   loudly naming the op and both dtypes); the result has it too. A double
+//   operand of an arithmetic operator (x * 2.0) takes the tensor's dtype.
+//   Cast converts, with its gradient.
 // - Binary elementwise ops broadcast as NumPy does (scalar, row, column ...).
 // - Axis arguments may be negative (from the back).
 // - Matrices are row-major [rows, cols]; batched matrices are [B, rows, cols].
@@ -16,6 +21,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "autodiff/dtype.h"
 #include "autodiff/tensor.h"
 
 namespace flowtape {
@@ -42,6 +48,9 @@ Tensor operator-(double a, const Tensor& b);
 Tensor operator*(double a, const Tensor& b);
 Tensor operator/(double a, const Tensor& b);
 Tensor operator-(const Tensor& a);
+
+// y = x converted to `dtype` (x itself if it has it); dx = g converted back.
+Tensor Cast(const Tensor& x, DType dtype);
 
 // ---- elementwise, unary ----
 Tensor Neg(const Tensor& x);
@@ -92,7 +101,8 @@ Tensor Concat(const std::vector<Tensor>& xs, int axis);
 // Picks `index` entries along `axis` (gather/permute of columns; repeats ok).
 Tensor IndexSelect(const Tensor& x, int axis,
                    const std::vector<int64_t>& index);
-// cond is a constant 0/1 tensor (broadcasting); picks a where cond != 0.
+// cond is a constant 0/1 tensor of any dtype (broadcasting); picks a where
+// cond != 0.
 Tensor Where(const Tensor& cond, const Tensor& a, const Tensor& b);
 Tensor Clamp(const Tensor& x, double lo, double hi);  // gradient 0 outside
 
@@ -109,28 +119,34 @@ Tensor MatMulT(const Tensor& a, const Tensor& b, bool transpose_a,
 Tensor Conv2d(const Tensor& x, const Tensor& w, const Tensor& bias = Tensor());
 
 // ---- linear algebra (square [n, n] unless stated) ----
+// A singular (or, for QR's gradient, rank-deficient) matrix is a state that
+// data and training dynamics can reach, so it never aborts: the affected
+// values or gradients are NaN, which a training loop's NaN guard handles.
 // a^-1 b, b [n] or [n, k]. Batched: a [B, n, n], b [B, n] or [B, n, k], one
-// solve per member. Gradients gb = a^-T g, ga = -gb x'. Aborts if singular.
+// solve per member. Gradients gb = a^-T g, ga = -gb x'. Singular (a zero
+// pivot in the LU factorization): x is NaN (per member when batched).
 Tensor Solve(const Tensor& a, const Tensor& b);
-Tensor Inverse(const Tensor& a);
+Tensor Inverse(const Tensor& a);  // NaN if singular
 // log|det a| for a [n, n] (scalar) or, batched, a [B, n, n] ([B]); gradient
-// g a^-T per member. Singular: sign 0, logabsdet -inf, and a zero gradient if
-// its incoming adjoint is 0 (else the gradient is infinite and it aborts).
+// g a^-T per member. Singular: sign 0, logabsdet -inf, and a gradient of 0
+// where its incoming adjoint is 0, else NaN (it is infinite).
 struct SlogdetResult {
-  double sign;       // -1, 0 or +1 (a constant); batched: sign of prod det
+  double sign;  // -1, 0 or +1 (a constant); batched: sign of prod det
   Tensor logabsdet;  // scalar, or [B] for a [B, n, n]
   Tensor signs;      // constant, logabsdet's shape: each member's sign
 };
 SlogdetResult Slogdet(const Tensor& a);
 Tensor LogAbsDet(const Tensor& a);  // Slogdet(a).logabsdet
 // Solves op(t) x = b for triangular t (lower unless upper), b [n] or [n, k].
+// A zero on t's diagonal (not unit_diagonal): x is NaN.
 Tensor TriangularSolve(const Tensor& t, const Tensor& b, bool upper,
                        bool transpose = false, bool unit_diagonal = false);
 struct QrResult {
   Tensor q;  // [m, n] orthonormal columns (reduced QR, m >= n)
   Tensor r;  // [n, n] upper triangular, diagonal made non-negative
 };
-// Householder QR. Gradient defined for full-rank a with m >= n.
+// Householder QR. Gradient defined for full-rank a with m >= n; NaN when
+// diag(R) has an entry <= max(m, n) eps max|R_ii| (numpy's matrix_rank test).
 QrResult Qr(const Tensor& a);
 
 }  // namespace flowtape

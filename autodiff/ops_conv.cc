@@ -21,46 +21,45 @@
 
 #include "autodiff/check.h"
 #include "autodiff/eigen.h"
-#include "autodiff/kernels.h"
+#include "autodiff/op_kit.h"
 #include "autodiff/ops.h"
 
 namespace flowtape {
 namespace {
-using internal::NewOutput;
-using internal::Record;
-using internal::ShouldRecord;
 
 // cols[(c*kh + p)*kw + q, y*w + x] = img[c, y+p-kh/2, x+q-kw/2] (0 outside).
-void Im2Col(const double* img, int64_t c, int64_t h, int64_t w, int64_t kh,
-            int64_t kw, double* cols) {
+template <typename T>
+void Im2Col(const T* img, int64_t c, int64_t h, int64_t w, int64_t kh,
+            int64_t kw, T* cols) {
   const int64_t ph = kh / 2, pw = kw / 2;
   for (int64_t ci = 0; ci < c; ++ci)
     for (int64_t p = 0; p < kh; ++p)
       for (int64_t q = 0; q < kw; ++q) {
-        double* row = cols + ((ci * kh + p) * kw + q) * h * w;
+        T* row = cols + ((ci * kh + p) * kw + q) * h * w;
         // Output columns x with 0 <= x + q - pw < w.
         const int64_t lo = std::max<int64_t>(0, pw - q);
         const int64_t hi = std::min<int64_t>(w, w + pw - q);
         for (int64_t y = 0; y < h; ++y) {
-          double* dst = row + y * w;
+          T* dst = row + y * w;
           const int64_t sy = y + p - ph;
           if (sy < 0 || sy >= h || hi <= lo) {
-            std::fill_n(dst, w, 0.0);
+            std::fill_n(dst, w, T(0));
             continue;
           }
-          std::fill_n(dst, lo, 0.0);
+          std::fill_n(dst, lo, T(0));
           std::memcpy(dst + lo, img + (ci * h + sy) * w + lo + q - pw,
-                      sizeof(double) * (hi - lo));
-          std::fill_n(dst + hi, w - hi, 0.0);
+                      sizeof(T) * (hi - lo));
+          std::fill_n(dst + hi, w - hi, T(0));
         }
       }
 }
 
 // Columns of image n (x itself for 1x1 kernels, else im2col into scratch).
-const double* Columns(const Tensor& x, int64_t n, int64_t kh, int64_t kw,
-                      std::vector<double>& scratch) {
+template <typename T>
+const T* Columns(const Tensor& x, int64_t n, int64_t kh, int64_t kw,
+                 std::vector<T>& scratch) {
   const int64_t c = x.dim(1), h = x.dim(2), w = x.dim(3);
-  const double* img = x.data() + n * c * h * w;
+  const T* img = x.data<T>() + n * c * h * w;
   if (kh == 1 && kw == 1) return img;
   scratch.resize(c * kh * kw * h * w);
   Im2Col(img, c, h, w, kh, kw, scratch.data());
@@ -69,20 +68,21 @@ const double* Columns(const Tensor& x, int64_t n, int64_t kh, int64_t kw,
 
 // Adjoint of Im2Col (col2im): img[c, y+p-kh/2, x+q-kw/2] += cols[(c*kh + p)*kw
 // + q, y*w + x], for an img that is already initialised.
-void Col2ImAdd(const double* cols, int64_t c, int64_t h, int64_t w, int64_t kh,
-               int64_t kw, double* img) {
+template <typename T>
+void Col2ImAdd(const T* cols, int64_t c, int64_t h, int64_t w, int64_t kh,
+               int64_t kw, T* img) {
   const int64_t ph = kh / 2, pw = kw / 2;
   for (int64_t ci = 0; ci < c; ++ci)
     for (int64_t p = 0; p < kh; ++p)
       for (int64_t q = 0; q < kw; ++q) {
-        const double* row = cols + ((ci * kh + p) * kw + q) * h * w;
+        const T* row = cols + ((ci * kh + p) * kw + q) * h * w;
         const int64_t lo = std::max<int64_t>(0, pw - q);
         const int64_t hi = std::min<int64_t>(w, w + pw - q);
         for (int64_t y = 0; y < h; ++y) {
           const int64_t sy = y + p - ph;
           if (sy < 0 || sy >= h) continue;
-          double* dst = img + (ci * h + sy) * w;
-          const double* src = row + y * w;
+          T* dst = img + (ci * h + sy) * w;
+          const T* src = row + y * w;
           for (int64_t x = lo; x < hi; ++x) dst[x + q - pw] += src[x];
         }
       }
@@ -105,50 +105,51 @@ Tensor WeightGrad(const Tensor& x, const Tensor& g, int64_t kh, int64_t kw);
 // F(W)[i,o,p,q] = W[o,i,KH-1-p,KW-1-q]; an involution, so its own adjoint.
 Tensor FlipSwap(const Tensor& w) {
   const int64_t co = w.dim(0), ci = w.dim(1), kh = w.dim(2), kw = w.dim(3);
-  const bool rec = ShouldRecord({&w});
-  Tensor out = NewOutput(Shape{ci, co, kh, kw}, rec);
-  double* po = const_cast<double*>(out.data());
-  const double* pw = w.data();
-  for (int64_t o = 0; o < co; ++o)
-    for (int64_t i = 0; i < ci; ++i)
-      for (int64_t p = 0; p < kh; ++p)
-        for (int64_t q = 0; q < kw; ++q)
-          po[((i * co + o) * kh + kh - 1 - p) * kw + kw - 1 - q] =
-              pw[((o * ci + i) * kh + p) * kw + q];
-  return Record(out, rec, "conv2d_flip", {&w},
-                [](const OpContext&, const Tensor& g, Tensor* gin) {
-                  gin[0] = FlipSwap(g);
-                });
+  Op op("conv2d_flip", {w});
+  Tensor out = op.NewOutput(Shape{ci, co, kh, kw});
+  VisitDType(op.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    T* po = out.mutable_data<T>();
+    const T* pw = w.data<T>();
+    for (int64_t o = 0; o < co; ++o)
+      for (int64_t i = 0; i < ci; ++i)
+        for (int64_t p = 0; p < kh; ++p)
+          for (int64_t q = 0; q < kw; ++q)
+            po[((i * co + o) * kh + kh - 1 - p) * kw + kw - 1 - q] =
+                pw[((o * ci + i) * kh + p) * kw + q];
+  });
+  return op.Finish(out, [](const OpContext&, const Tensor& g, Tensor* gin) {
+    gin[0] = FlipSwap(g);
+  });
 }
 
 // gb[o] = sum_{n,h,w} g[n,o,h,w]; adjoint: broadcast back over n, h, w.
 Tensor BiasGrad(const Tensor& g) {
   const int64_t n = g.dim(0), c = g.dim(1), hw = g.dim(2) * g.dim(3);
-  const bool rec = ShouldRecord({&g});
-  Tensor out = NewOutput(Shape{c}, rec);
-  double* po = const_cast<double*>(out.data());
-  const double* pg = g.data();
-  for (int64_t o = 0; o < c; ++o) {
-    double s = 0;
-    for (int64_t b = 0; b < n; ++b)
-      s += Eigen::Map<const Eigen::VectorXd>(pg + (b * c + o) * hw, hw).sum();
-    po[o] = s;
-  }
-  return Record(out, rec, "conv2d_bias_grad", {&g},
-                [](const OpContext& c, const Tensor& gg, Tensor* gin) {
-                  const Shape& gs = c.node->inputs[0]->shape;
-                  gin[0] = BroadcastTo(Reshape(gg, {1, gs[1], 1, 1}), gs);
-                });
+  Op op("conv2d_bias_grad", {g});
+  Tensor out = op.NewOutput(Shape{c});
+  VisitDType(op.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    T* po = out.mutable_data<T>();
+    const T* pg = g.data<T>();
+    for (int64_t o = 0; o < c; ++o) {
+      T s = 0;
+      for (int64_t b = 0; b < n; ++b)
+        s += internal::SumOf(pg + (b * c + o) * hw, hw);
+      po[o] = s;
+    }
+  });
+  return op.Finish(out, [](const OpContext& c, const Tensor& gg, Tensor* gin) {
+    const Shape& gs = c.input_shape(0);
+    gin[0] = BroadcastTo(Reshape(gg, {1, gs[1], 1, 1}), gs);
+  });
 }
 
 void ConvBackward(const OpContext& c, const Tensor& g, Tensor* gin) {
-  Tensor x = c.in(0), w = c.in(1);
-  if (c.node->inputs[0]->requires_grad)
-    gin[0] = ConvCore(g, FlipSwap(w), Tensor());
-  if (c.node->inputs[1]->requires_grad)
-    gin[1] = WeightGrad(x, g, w.dim(2), w.dim(3));
-  if (c.num_inputs() == 3 && c.node->inputs[2]->requires_grad)
-    gin[2] = BiasGrad(g);
+  if (c.needs_grad(0)) gin[0] = ConvCore(g, FlipSwap(c.input(1)), Tensor());
+  if (c.needs_grad(1))
+    gin[1] = WeightGrad(c.input(0), g, c.input_shape(1)[2], c.input_shape(1)[3]);
+  if (c.num_inputs() == 3 && c.needs_grad(2)) gin[2] = BiasGrad(g);
 }
 
 // y = conv(x, w) (+ bias); shapes already checked.
@@ -156,81 +157,90 @@ Tensor ConvCore(const Tensor& x, const Tensor& w, const Tensor& bias) {
   const int64_t n = x.dim(0), cin = x.dim(1), h = x.dim(2), wd = x.dim(3);
   const int64_t cout = w.dim(0), kh = w.dim(2), kw = w.dim(3);
   const int64_t k = cin * kh * kw, hw = h * wd;
-  const bool rec = ShouldRecord({&x, &w, &bias});
-  Tensor out = NewOutput(Shape{n, cout, h, wd}, rec);
-  double* po = const_cast<double*>(out.data());
-  std::vector<double> scratch;
-  if (UseShiftAdd(cin, cout, kh, kw)) {
-    RowMatrix v(cout * kh * kw, cin);  // V[(o,p,q), i] = W[o,i,KH-1-p,KW-1-q]
-    const double* pw = w.data();
-    for (int64_t o = 0; o < cout; ++o)
-      for (int64_t i = 0; i < cin; ++i)
-        for (int64_t p = 0; p < kh; ++p)
-          for (int64_t q = 0; q < kw; ++q)
-            v((o * kh + kh - 1 - p) * kw + kw - 1 - q, i) =
-                pw[((o * cin + i) * kh + p) * kw + q];
-    scratch.resize(cout * kh * kw * hw);
-    for (int64_t b = 0; b < n; ++b) {
-      MatrixMap cols(scratch.data(), cout * kh * kw, hw);
-      cols.noalias() = v * ConstMatrixMap(x.data() + b * cin * hw, cin, hw);
-      double* y = po + b * cout * hw;
+  Op op("conv2d", {x, w, bias});
+  Tensor out = op.NewOutput(Shape{n, cout, h, wd});
+  VisitDType(op.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    T* po = out.mutable_data<T>();
+    const T* pb = bias.defined() ? bias.data<T>() : nullptr;
+    std::vector<T> scratch;
+    if (UseShiftAdd(cin, cout, kh, kw)) {
+      // V[(o,p,q), i] = W[o,i,KH-1-p,KW-1-q]
+      RowMatrixT<T> v(cout * kh * kw, cin);
+      const T* pw = w.data<T>();
       for (int64_t o = 0; o < cout; ++o)
-        std::fill_n(y + o * hw, hw, bias.defined() ? bias.data()[o] : 0.0);
-      Col2ImAdd(scratch.data(), cout, h, wd, kh, kw, y);
+        for (int64_t i = 0; i < cin; ++i)
+          for (int64_t p = 0; p < kh; ++p)
+            for (int64_t q = 0; q < kw; ++q)
+              v((o * kh + kh - 1 - p) * kw + kw - 1 - q, i) =
+                  pw[((o * cin + i) * kh + p) * kw + q];
+      scratch.resize(cout * kh * kw * hw);
+      for (int64_t b = 0; b < n; ++b) {
+        MatrixMapT<T> cols(scratch.data(), cout * kh * kw, hw);
+        cols.noalias() =
+            v * ConstMatrixMapT<T>(x.data<T>() + b * cin * hw, cin, hw);
+        T* y = po + b * cout * hw;
+        for (int64_t o = 0; o < cout; ++o)
+          std::fill_n(y + o * hw, hw, pb != nullptr ? pb[o] : T(0));
+        Col2ImAdd(scratch.data(), cout, h, wd, kh, kw, y);
+      }
+    } else {
+      ConstMatrixMapT<T> wm(w.data<T>(), cout, k);
+      for (int64_t b = 0; b < n; ++b) {
+        ConstMatrixMapT<T> cols(Columns(x, b, kh, kw, scratch), k, hw);
+        MatrixMapT<T> y(po + b * cout * hw, cout, hw);
+        y.noalias() = wm * cols;
+        if (pb != nullptr)
+          y.colwise() +=
+              Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>(pb, cout);
+      }
     }
-  } else {
-    ConstMatrixMap wm(w.data(), cout, k);
-    for (int64_t b = 0; b < n; ++b) {
-      ConstMatrixMap cols(Columns(x, b, kh, kw, scratch), k, hw);
-      MatrixMap y(po + b * cout * hw, cout, hw);
-      y.noalias() = wm * cols;
-      if (bias.defined())
-        y.colwise() += Eigen::Map<const Eigen::VectorXd>(bias.data(), cout);
-    }
-  }
-  if (!bias.defined())
-    return Record(out, rec, "conv2d", {&x, &w}, ConvBackward);
-  return Record(out, rec, "conv2d", {&x, &w, &bias}, ConvBackward);
+  });
+  return op.Finish(out, ConvBackward);
 }
 
 // gW[o,i,p,q] = sum_{n,h,w} g[n,o,h,w] x[n,i,h+p-P,w+q-Q].
 Tensor WeightGrad(const Tensor& x, const Tensor& g, int64_t kh, int64_t kw) {
   const int64_t n = x.dim(0), cin = x.dim(1), hw = x.dim(2) * x.dim(3);
   const int64_t cout = g.dim(1), k = cin * kh * kw;
-  const bool rec = ShouldRecord({&x, &g});
-  Tensor out = NewOutput(Shape{cout, cin, kh, kw}, rec);
-  MatrixMap gw(const_cast<double*>(out.data()), cout, k);
-  gw.setZero();
-  std::vector<double> scratch;
-  if (UseShiftAdd(cin, cout, kh, kw)) {
-    // With u = im2col(g): gW[o,i,p,q] = sum_hw u[(o,KH-1-p,KW-1-q), hw]
-    // x[i,hw].
-    RowMatrix acc = RowMatrix::Zero(cout * kh * kw, cin);
-    for (int64_t b = 0; b < n; ++b) {
-      ConstMatrixMap cols(Columns(g, b, kh, kw, scratch), cout * kh * kw, hw);
-      acc.noalias() +=
-          cols * ConstMatrixMap(x.data() + b * cin * hw, cin, hw).transpose();
+  Op op("conv2d_wgrad", {x, g});
+  Tensor out = op.NewOutput(Shape{cout, cin, kh, kw});
+  VisitDType(op.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    MatrixMapT<T> gw(out.mutable_data<T>(), cout, k);
+    gw.setZero();
+    std::vector<T> scratch;
+    if (UseShiftAdd(cin, cout, kh, kw)) {
+      // With u = im2col(g): gW[o,i,p,q] = sum_hw u[(o,KH-1-p,KW-1-q), hw]
+      // x[i,hw].
+      RowMatrixT<T> acc = RowMatrixT<T>::Zero(cout * kh * kw, cin);
+      for (int64_t b = 0; b < n; ++b) {
+        ConstMatrixMapT<T> cols(Columns(g, b, kh, kw, scratch), cout * kh * kw,
+                                hw);
+        acc.noalias() +=
+            cols *
+            ConstMatrixMapT<T>(x.data<T>() + b * cin * hw, cin, hw).transpose();
+      }
+      for (int64_t o = 0; o < cout; ++o)
+        for (int64_t i = 0; i < cin; ++i)
+          for (int64_t p = 0; p < kh; ++p)
+            for (int64_t q = 0; q < kw; ++q)
+              gw(o, (i * kh + p) * kw + q) =
+                  acc((o * kh + kh - 1 - p) * kw + kw - 1 - q, i);
+    } else {
+      for (int64_t b = 0; b < n; ++b) {
+        ConstMatrixMapT<T> cols(Columns(x, b, kh, kw, scratch), k, hw);
+        gw.noalias() +=
+            ConstMatrixMapT<T>(g.data<T>() + b * cout * hw, cout, hw) *
+            cols.transpose();
+      }
     }
-    for (int64_t o = 0; o < cout; ++o)
-      for (int64_t i = 0; i < cin; ++i)
-        for (int64_t p = 0; p < kh; ++p)
-          for (int64_t q = 0; q < kw; ++q)
-            gw(o, (i * kh + p) * kw + q) =
-                acc((o * kh + kh - 1 - p) * kw + kw - 1 - q, i);
-  } else {
-    for (int64_t b = 0; b < n; ++b) {
-      ConstMatrixMap cols(Columns(x, b, kh, kw, scratch), k, hw);
-      gw.noalias() +=
-          ConstMatrixMap(g.data() + b * cout * hw, cout, hw) * cols.transpose();
-    }
-  }
-  return Record(out, rec, "conv2d_wgrad", {&x, &g},
-                [](const OpContext& c, const Tensor& gg, Tensor* gin) {
-                  if (c.node->inputs[0]->requires_grad)
-                    gin[0] = ConvCore(c.in(1), FlipSwap(gg), Tensor());
-                  if (c.node->inputs[1]->requires_grad)
-                    gin[1] = ConvCore(c.in(0), gg, Tensor());
-                });
+  });
+  return op.Finish(out, [](const OpContext& c, const Tensor& gg, Tensor* gin) {
+    if (c.needs_grad(0))
+      gin[0] = ConvCore(c.input(1), FlipSwap(gg), Tensor());
+    if (c.needs_grad(1)) gin[1] = ConvCore(c.input(0), gg, Tensor());
+  });
 }
 }  // namespace
 

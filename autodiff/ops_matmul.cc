@@ -3,18 +3,19 @@
 
 #include "autodiff/check.h"
 #include "autodiff/eigen.h"
-#include "autodiff/kernels.h"
+#include "autodiff/op_kit.h"
 #include "autodiff/ops.h"
 
 namespace flowtape {
 namespace {
 
-// C (+)= op(A) op(B) for one matrix pair.
-void Gemm(const double* a, int64_t ar, int64_t ac, bool ta, const double* b,
-          int64_t br, int64_t bc, bool tb, double* c) {
-  ConstMatrixMap A(a, ar, ac), B(b, br, bc);
+// C = op(A) op(B) for one matrix pair.
+template <typename T>
+void Gemm(const T* a, int64_t ar, int64_t ac, bool ta, const T* b, int64_t br,
+          int64_t bc, bool tb, T* c) {
+  ConstMatrixMapT<T> A(a, ar, ac), B(b, br, bc);
   int64_t m = ta ? ac : ar, n = tb ? br : bc;
-  MatrixMap C(c, m, n);
+  MatrixMapT<T> C(c, m, n);
   if (!ta && !tb) C.noalias() = A * B;
   if (!ta && tb) C.noalias() = A * B.transpose();
   if (ta && !tb) C.noalias() = A.transpose() * B;
@@ -22,13 +23,16 @@ void Gemm(const double* a, int64_t ar, int64_t ac, bool ta, const double* b,
 }
 
 void MatMulBackward(const OpContext& c, const Tensor& g, Tensor* gin) {
-  const bool ta = c.iaux()[0], tb = c.iaux()[1];
-  Tensor a = c.in(0), b = c.in(1);
+  const bool ta = c.saved_int(0), tb = c.saved_int(1);
   // C = op(A) op(B); each case keeps the transposes implicit.
-  if (c.node->inputs[0]->requires_grad)
+  if (c.needs_grad(0)) {
+    Tensor b = c.input(1);
     gin[0] = !ta ? MatMulT(g, b, false, !tb) : MatMulT(b, g, tb, true);
-  if (c.node->inputs[1]->requires_grad)
+  }
+  if (c.needs_grad(1)) {
+    Tensor a = c.input(0);
     gin[1] = !tb ? MatMulT(a, g, !ta, false) : MatMulT(g, a, true, ta);
+  }
 }
 }  // namespace
 
@@ -47,16 +51,19 @@ Tensor MatMulT(const Tensor& a, const Tensor& b, bool ta, bool tb) {
   const int64_t k2 = tb ? bc : br, n = tb ? br : bc;
   FT_CHECK(k == k2, "matmul: inner sizes differ: ", a.shape().ToString(),
            (ta ? "^T" : ""), " x ", b.shape().ToString(), (tb ? "^T" : ""));
-  const bool rec = internal::ShouldRecord({&a, &b});
-  Shape os = r == 3 ? Shape{batch, m, n} : Shape{m, n};
-  Tensor out = internal::NewOutput(os, rec);
-  double* po = const_cast<double*>(out.data());
-  const double *pa = a.data(), *pb = b.data();
-  for (int64_t i = 0; i < batch; ++i)
-    Gemm(pa + i * ar * ac, ar, ac, ta, pb + i * br * bc, br, bc, tb,
-         po + i * m * n);
-  return internal::Record(out, rec, "matmul", {&a, &b}, MatMulBackward,
-                          {{}, {ta, tb}});
+  Op op("matmul", {a, b});
+  Tensor out = op.NewOutput(r == 3 ? Shape{batch, m, n} : Shape{m, n});
+  VisitDType(op.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    T* po = out.mutable_data<T>();
+    const T *pa = a.data<T>(), *pb = b.data<T>();
+    for (int64_t i = 0; i < batch; ++i)
+      Gemm(pa + i * ar * ac, ar, ac, ta, pb + i * br * bc, br, bc, tb,
+           po + i * m * n);
+  });
+  op.SaveInt(ta);
+  op.SaveInt(tb);
+  return op.Finish(out, MatMulBackward);
 }
 
 Tensor MatMul(const Tensor& a, const Tensor& b) {

@@ -9,6 +9,7 @@
 // A backward rule maps the adjoint g of an op's output to adjoints of its
 // inputs, written with Tensor ops: when Grad(..., create_graph=true) runs, the
 // rules are themselves recorded, giving gradients of gradients to any order.
+// Ops are written with the public kit in op_kit.h; this header is the tape.
 #ifndef FLOWTAPE_AUTODIFF_TAPE_H_
 #define FLOWTAPE_AUTODIFF_TAPE_H_
 
@@ -18,42 +19,40 @@
 #include <memory>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
+#include "autodiff/dtype.h"
 #include "autodiff/shape.h"
 #include "autodiff/tensor.h"
 
 namespace flowtape {
 
-struct Node;
+class OpContext;  // op_kit.h
 
-// What a backward rule sees: input and output values (as tape tensors so that
-// higher-order graphs connect), plus small op parameters.
-struct OpContext {
-  Node* node;
-  Tensor in(int i) const;
-  Tensor out() const;
-  int num_inputs() const;
-  const double* aux() const;
-  const int64_t* iaux() const;
-};
+// Maps the adjoint of an op's output to adjoints of its inputs: writes
+// grad_inputs[i] for the inputs that need one (op_kit.h).
+using BackwardFn = void (*)(const OpContext& ctx, const Tensor& grad_output,
+                            Tensor* grad_inputs);
 
-// Writes the adjoint of input i to gin[i] (left undefined = zero / none).
-using BackwardFn = void (*)(const OpContext& ctx, const Tensor& gout,
-                            Tensor* gin);
-
+// One recorded op (or leaf) on the tape.
 struct Node {
   const char* op;  // op name, for messages
   Shape shape;
-  double* value;
-  Node** inputs;
+  DType dtype;
+  uint8_t flags;  // NodeFlag bits
+  bool requires_grad;  // on a path from some parameter
   int num_inputs;
+  void* value;
+  Node** inputs;
   BackwardFn backward;              // nullptr for leaves
-  bool requires_grad;               // on a path from some parameter
   int64_t id;                       // position on the tape
   uint64_t serial;                  // unique per tape, detects stale tensors
   internal::Storage* leaf_storage;  // parameters: where grads accumulate
-  double aux[4];
-  int64_t iaux[8];
-  uint8_t flags;  // NodeFlag bits
+  // Values saved for the backward rule (op_kit.h: Op::Save*).
+  double saved_doubles[4];
+  int64_t saved_ints[6];
+  int num_saved_doubles, num_saved_ints;
+  const void* saved_object;   // Op::SaveArray / Op::SaveObject, else nullptr
+  int64_t saved_object_size;  // elements of a saved array
 };
 
 // Uniform adjoints, for plain (not create_graph) sweeps: a full reduction may
@@ -63,13 +62,6 @@ struct Node {
 enum NodeFlag : uint8_t {
   kEmitsUniformAdjoint = 1,  // backward may return a rank-0 input adjoint
   kTakesUniformAdjoint = 2,  // backward accepts a rank-0 output adjoint
-};
-
-// Small op parameters stored on the node (axes, bounds, slopes ...).
-struct OpAux {
-  std::initializer_list<double> d = {};
-  std::initializer_list<int64_t> i = {};
-  uint8_t flags = 0;  // NodeFlag bits
 };
 
 class Tape {
@@ -93,15 +85,20 @@ class Tape {
   bool grad_enabled() const { return grad_enabled_; }
   void set_grad_enabled(bool on) { grad_enabled_ = on; }
 
-  // ---- used by ops ----
+  // ---- used by the op kit ----
   void* Allocate(size_t bytes);  // 64-byte aligned, arena
-  Node* NewNode(const char* op, const Shape& shape, double* value,
-                std::initializer_list<Node*> inputs, BackwardFn backward,
-                const OpAux& aux);
-  Node* NewLeaf(const Shape& shape, double* value, internal::Storage* storage,
-                bool requires_grad);
-  void Pin(std::shared_ptr<internal::Storage> s) {
-    pinned_.push_back(std::move(s));
+  // A node for op `op` whose value lives at `value` (arena), with inputs
+  // inputs[0..n) already on this tape; saved values start empty.
+  Node* NewNode(const char* op, const Shape& shape, DType dtype, void* value,
+                Node* const* inputs, int n, BackwardFn backward);
+  // The leaf of a constant or parameter on this tape: one per storage (a
+  // per-tape cache, so threads sharing a parameter never share a leaf),
+  // pinning the storage until the tape drops the leaf.
+  Node* LeafFor(const std::shared_ptr<internal::Storage>& s,
+                const Shape& shape);
+  // Keeps `object` alive until the tape is reset or rewound past this point.
+  void Pin(std::shared_ptr<const void> object) {
+    pinned_.push_back(std::move(object));
   }
   // True if n is a live node of this tape with that serial. Serials carry the
   // tape's id in their top bits, so nodes of other (maybe dead) tapes are
@@ -124,7 +121,10 @@ class Tape {
   std::vector<Block> blocks_;
   size_t block_ = 0, offset_ = 0;
   std::vector<Node*> nodes_;
-  std::vector<std::shared_ptr<internal::Storage>> pinned_;
+  std::vector<std::shared_ptr<const void>> pinned_;
+  // Storage id -> (leaf, its serial); entries may be stale after a rewind
+  // (checked with Owns) and are dropped by Reset.
+  absl::flat_hash_map<uint64_t, std::pair<Node*, uint64_t>> leaves_;
   uint64_t uid_;          // unique per tape (per thread)
   uint64_t next_serial_;  // (uid_ << kSerialBits) + count
   bool grad_enabled_ = true;
@@ -170,23 +170,6 @@ class TapeScope {
  private:
   Tape::Mark mark_;
 };
-
-// ---- the op-writing kit (see ops_*.cc) ----
-namespace internal {
-// True when an op with these inputs must be recorded.
-bool ShouldRecord(std::initializer_list<const Tensor*> inputs);
-// Output buffer: arena when recording, heap constant otherwise.
-Tensor NewOutput(const Shape& shape, bool record);
-// Records `out` as the result of op `name`; 1-3 inputs. When !record it only
-// marks `out` unrecorded if an input needed grads (Storage::unrecorded).
-Tensor Record(Tensor out, bool record, const char* name,
-              std::initializer_list<const Tensor*> inputs, BackwardFn backward,
-              const OpAux& aux = {});
-// Same for any number of inputs (concat).
-Tensor RecordN(Tensor out, bool record, const char* name,
-               const std::vector<Tensor>& inputs, BackwardFn backward,
-               const OpAux& aux = {});
-}  // namespace internal
 
 }  // namespace flowtape
 

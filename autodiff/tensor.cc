@@ -1,6 +1,7 @@
 #include "autodiff/tensor.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -68,100 +69,163 @@ class BufferCache {
 };
 thread_local bool BufferCache::dead_ = false;
 
-size_t BufferBytes(int64_t n) {
-  return ((std::max<int64_t>(n, 1) * sizeof(double) + 63) / 64) * 64;
+size_t BufferBytes(int64_t n, DType dtype) {
+  return ((std::max<int64_t>(n, 1) * DTypeSize(dtype) + 63) / 64) * 64;
 }
+
+void* AllocateBuffer(int64_t n, DType dtype) {
+  const size_t bytes = BufferBytes(n, dtype);
+  BufferCache* cache = BufferCache::Get();
+  void* p = cache != nullptr ? cache->Take(bytes) : nullptr;
+  if (p == nullptr) p = std::aligned_alloc(64, bytes);
+  FT_CHECK(p != nullptr, "tensor: out of memory allocating ", bytes, " bytes");
+  return p;
+}
+
+void FreeBuffer(void* p, int64_t n, DType dtype) {
+  BufferCache* cache = BufferCache::Get();
+  if (cache == nullptr || !cache->Give(p, BufferBytes(n, dtype))) std::free(p);
+}
+
+std::atomic<uint64_t> next_storage_id{1};
 
 }  // namespace
 
-Storage::Storage(int64_t n) : size(n) {
-  const size_t bytes = BufferBytes(n);
-  BufferCache* cache = BufferCache::Get();
-  void* p = cache != nullptr ? cache->Take(bytes) : nullptr;
-  data = static_cast<double*>(p != nullptr ? p : std::aligned_alloc(64, bytes));
-  FT_CHECK(data != nullptr, "tensor: out of memory allocating ", bytes,
-           " bytes");
-}
+Storage::Storage(int64_t n, DType dt)
+    : data(AllocateBuffer(n, dt)),
+      size(n),
+      dtype(dt),
+      id(next_storage_id.fetch_add(1, std::memory_order_relaxed)) {}
 
-Storage::~Storage() {
-  BufferCache* cache = BufferCache::Get();
-  if (cache == nullptr || !cache->Give(data, BufferBytes(size)))
-    std::free(data);
+Storage::~Storage() { FreeBuffer(data, size, dtype); }
+
+void Storage::ConvertTo(DType to) {
+  if (to == dtype) return;
+  void* fresh = AllocateBuffer(size, to);
+  if (to == kFloat32) {
+    const double* src = static_cast<const double*>(data);
+    float* dst = static_cast<float*>(fresh);
+    for (int64_t i = 0; i < size; ++i) dst[i] = static_cast<float>(src[i]);
+  } else {
+    const float* src = static_cast<const float*>(data);
+    double* dst = static_cast<double*>(fresh);
+    for (int64_t i = 0; i < size; ++i) dst[i] = src[i];
+  }
+  FreeBuffer(data, size, dtype);
+  data = fresh;
+  dtype = to;
+  // A new id: leaves that tapes cached for the old values are not reused.
+  id = next_storage_id.fetch_add(1, std::memory_order_relaxed);
+  grad.reset();
 }
 
 }  // namespace internal
 
-Tensor Tensor::Empty(const Shape& shape) {
+namespace {
+// Fills a fresh constant from a double-valued generator.
+template <typename F>
+Tensor Generate(const Shape& shape, DType dtype, F next) {
+  Tensor t = Tensor::Empty(shape, dtype);
+  VisitDType(dtype, [&](auto zero) {
+    using T = decltype(zero);
+    T* p = t.mutable_data<T>();
+    for (int64_t i = 0, n = t.numel(); i < n; ++i)
+      p[i] = static_cast<T>(next(i));
+  });
+  return t;
+}
+}  // namespace
+
+Tensor Tensor::Empty(const Shape& shape, DType dtype) {
   Tensor t;
   t.shape_ = shape;
-  t.storage_ = std::make_shared<internal::Storage>(shape.numel());
-  t.data_ = t.storage_->data;
+  t.storage_ = std::make_shared<internal::Storage>(shape.numel(), dtype);
   return t;
 }
 
-Tensor Tensor::Full(const Shape& shape, double value) {
-  Tensor t = Empty(shape);
-  std::fill_n(t.data_, shape.numel(), value);
-  return t;
+Tensor Tensor::Full(const Shape& shape, double value, DType dtype) {
+  return Generate(shape, dtype, [value](int64_t) { return value; });
 }
-Tensor Tensor::Zeros(const Shape& shape) { return Full(shape, 0.0); }
-Tensor Tensor::Ones(const Shape& shape) { return Full(shape, 1.0); }
-Tensor Tensor::Scalar(double value) { return Full(Shape{}, value); }
+Tensor Tensor::Zeros(const Shape& shape, DType dtype) {
+  return Full(shape, 0.0, dtype);
+}
+Tensor Tensor::Ones(const Shape& shape, DType dtype) {
+  return Full(shape, 1.0, dtype);
+}
+Tensor Tensor::Scalar(double value, DType dtype) {
+  return Full(Shape{}, value, dtype);
+}
 
-Tensor Tensor::FromVector(const Shape& shape, const std::vector<double>& v) {
+Tensor Tensor::FromVector(const Shape& shape, const std::vector<double>& v,
+                          DType dtype) {
   FT_CHECK(static_cast<int64_t>(v.size()) == shape.numel(),
            "from_vector: ", v.size(), " values for shape ", shape.ToString());
-  Tensor t = Empty(shape);
-  std::copy(v.begin(), v.end(), t.data_);
-  return t;
+  return Generate(shape, dtype, [&v](int64_t i) { return v[i]; });
 }
 
-Tensor Tensor::Eye(int64_t n) {
-  Tensor t = Zeros(Shape{n, n});
-  for (int64_t i = 0; i < n; ++i) t.data_[i * n + i] = 1.0;
-  return t;
+Tensor Tensor::Eye(int64_t n, DType dtype) {
+  return Generate(Shape{n, n}, dtype,
+                  [n](int64_t i) { return i / n == i % n ? 1.0 : 0.0; });
 }
 
-Tensor Tensor::Randn(const Shape& shape, Rng& rng) {
-  Tensor t = Empty(shape);
-  for (int64_t i = 0; i < t.numel(); ++i) t.data_[i] = rng.Normal();
-  return t;
+Tensor Tensor::Randn(const Shape& shape, Rng& rng, DType dtype) {
+  return Generate(shape, dtype, [&rng](int64_t) { return rng.Normal(); });
 }
 
-Tensor Tensor::Rand(const Shape& shape, Rng& rng) {
-  Tensor t = Empty(shape);
-  for (int64_t i = 0; i < t.numel(); ++i) t.data_[i] = rng.Uniform();
-  return t;
+Tensor Tensor::Rand(const Shape& shape, Rng& rng, DType dtype) {
+  return Generate(shape, dtype, [&rng](int64_t) { return rng.Uniform(); });
 }
 
-Tensor Tensor::Rademacher(const Shape& shape, Rng& rng) {
-  Tensor t = Empty(shape);
-  for (int64_t i = 0; i < t.numel(); ++i)
-    t.data_[i] = rng.Uniform() < 0.5 ? -1.0 : 1.0;
-  return t;
+Tensor Tensor::Rademacher(const Shape& shape, Rng& rng, DType dtype) {
+  return Generate(shape, dtype, [&rng](int64_t) { return rng.Rademacher(); });
 }
 
-const double* Tensor::data() const {
-  if (node_ != nullptr) node();  // validates
+DType Tensor::dtype() const {
+  if (node_ != nullptr) return node()->dtype;
+  if (storage_ != nullptr) return storage_->dtype;
+  return dtype_;
+}
+
+void Tensor::CheckDType(DType want, const char* what) const {
+  const DType have = dtype();
+  FT_CHECK(have == want, what, "<", DTypeName(want), ">: tensor ",
+           shape_.ToString(), " is ", DTypeName(have));
+}
+
+const void* Tensor::raw_data() const {
+  if (node_ != nullptr) return node()->value;  // validates
+  if (storage_ != nullptr) return storage_->data;
   return data_;
 }
 
-double* Tensor::mutable_data() {
+void* Tensor::raw_mutable_data() {
   FT_CHECK(node_ == nullptr, "mutable_data: tensor is a tape value (op '",
            node_ ? node()->op : "", "'); only constants are writable");
-  FT_CHECK(storage_ != nullptr, "mutable_data: undefined tensor");
-  return data_;
+  FT_CHECK(defined(), "mutable_data: undefined tensor");
+  return storage_ != nullptr ? storage_->data : data_;
+}
+
+double Tensor::operator[](int64_t i) const {
+  FT_CHECK(i >= 0 && i < numel(), "tensor[", i, "]: out of range for ",
+           shape_.ToString());
+  return dtype() == kFloat32 ? static_cast<const float*>(raw_data())[i]
+                             : static_cast<const double*>(raw_data())[i];
 }
 
 double Tensor::item() const {
   FT_CHECK(numel() == 1, "item: tensor of shape ", shape_.ToString(), " has ",
            numel(), " elements, want 1");
-  return data()[0];
+  return (*this)[0];
 }
 
 std::vector<double> Tensor::ToVector() const {
-  const double* d = data();
-  return std::vector<double>(d, d + numel());
+  std::vector<double> out(numel());
+  VisitDType(dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    const T* p = static_cast<const T*>(raw_data());
+    std::copy(p, p + numel(), out.begin());
+  });
+  return out;
 }
 
 bool Tensor::requires_grad() const {
@@ -181,7 +245,6 @@ Tensor Tensor::grad() const {
   Tensor g;
   g.shape_ = shape_;
   g.storage_ = storage_->grad;
-  g.data_ = g.storage_->data;
   return g;
 }
 
@@ -191,8 +254,8 @@ void Tensor::ZeroGrad() {
 
 Tensor Tensor::Detach() const {
   FT_CHECK(defined(), "detach: undefined tensor");
-  Tensor t = Empty(shape_);
-  std::memcpy(t.data_, data(), sizeof(double) * numel());
+  Tensor t = Empty(shape_, dtype());
+  std::memcpy(t.storage_->data, raw_data(), DTypeSize(dtype()) * numel());
   return t;
 }
 
@@ -209,22 +272,14 @@ Node* Tensor::NodeForOp(bool materialize) const {
   FT_CHECK(storage_ != nullptr,
            "op on an undefined tensor (or a buffer that "
            "was never recorded)");
-  Tape& tape = Tape::Get();
-  internal::Storage* s = storage_.get();
-  if (!s->requires_grad && !materialize) return nullptr;
-  if (tape.Owns(s->leaf, s->leaf_serial) && s->leaf->shape == shape_ &&
-      s->leaf->requires_grad == s->requires_grad)
-    return s->leaf;
-  tape.Pin(storage_);
-  Node* leaf = tape.NewLeaf(shape_, data_, s, s->requires_grad);
-  s->leaf = leaf;
-  s->leaf_serial = leaf->serial;
-  return leaf;
+  if (!storage_->requires_grad && !materialize) return nullptr;
+  return Tape::Get().LeafFor(storage_, shape_);
 }
 
-Tensor Tensor::FromArena(const Shape& shape, double* data) {
+Tensor Tensor::FromArena(const Shape& shape, DType dtype, void* data) {
   Tensor t;
   t.shape_ = shape;
+  t.dtype_ = dtype;
   t.data_ = data;
   return t;
 }
@@ -232,9 +287,10 @@ Tensor Tensor::FromArena(const Shape& shape, double* data) {
 Tensor Tensor::Alias(const Tensor& base, const Shape& shape) {
   FT_CHECK(base.numel() == shape.numel(), "alias: ", base.shape_.ToString(),
            " -> ", shape.ToString());
+  FT_CHECK(base.storage_ != nullptr, "alias: ", base.shape_.ToString(),
+           " is not a constant");
   Tensor t;
   t.shape_ = shape;
-  t.data_ = const_cast<double*>(base.data());
   t.storage_ = base.storage_;
   return t;
 }
@@ -242,7 +298,6 @@ Tensor Tensor::Alias(const Tensor& base, const Shape& shape) {
 Tensor Tensor::FromNode(Node* node) {
   Tensor t;
   t.shape_ = node->shape;
-  t.data_ = node->value;
   t.node_ = node;
   t.serial_ = node->serial;
   return t;

@@ -1,21 +1,32 @@
-// Tensor: a dense, contiguous, row-major array of doubles (rank 0..4) that is
-// either a constant or a node on the current thread's tape (see tape.h).
+// Tensor: a dense, contiguous, row-major array (rank 0..4) of float32 or
+// float64 (dtype.h) that is either a constant or a node on the current
+// thread's tape (see tape.h).
 //
 // Copying a Tensor is cheap: constants share reference-counted heap storage;
 // tape values live in the tape's arena and stay valid until the tape is reset
 // or rewound past them (using one afterwards fails loudly: "stale tensor").
 // A constant marked requires_grad (a parameter) becomes a leaf node the first
 // time an op uses it on a tape; Backward() accumulates into its grad().
-// Thread safety: each thread records on its own tape; a parameter may be used
-// by one thread's tape at a time (two threads train two models, not one).
+//
+// Values: data<T>() / mutable_data<T>() with T = float or double matching
+// dtype() (a mismatch fails loudly); item(), ToVector() and operator[]
+// convert to double whatever the dtype. Factories default to float64.
+//
+// Threads: each thread records on its own tape, and a tape keeps its own
+// parameter leaves (tape.h), so threads may share parameters for reading
+// (inference, replicas reading one model). Backward() accumulates into the
+// shared grad() without locks: concurrent Backward()s over one parameter
+// race; data-parallel training gives each thread its own replica.
 #ifndef FLOWTAPE_AUTODIFF_TENSOR_H_
 #define FLOWTAPE_AUTODIFF_TENSOR_H_
 
 #include <cstdint>
 #include <memory>
-#include <random>
 #include <vector>
 
+#include "autodiff/check.h"
+#include "autodiff/dtype.h"
+#include "autodiff/rng.h"
 #include "autodiff/shape.h"
 
 namespace flowtape {
@@ -23,39 +34,23 @@ namespace flowtape {
 struct Node;
 class Tape;
 
-// Seedable random source used by every sampler in flowtape.
-class Rng {
- public:
-  explicit Rng(uint64_t seed = 0) : gen_(seed) {}
-  double Normal() { return normal_(gen_); }
-  double Uniform() { return uniform_(gen_); }  // in [0, 1)
-  int64_t UniformInt(int64_t n) {              // in [0, n)
-    return std::uniform_int_distribution<int64_t>(0, n - 1)(gen_);
-  }
-  std::mt19937_64& engine() { return gen_; }
-
- private:
-  std::mt19937_64 gen_;
-  std::normal_distribution<double> normal_;
-  std::uniform_real_distribution<double> uniform_;
-};
-
 namespace internal {
 // Heap storage of a constant (or parameter) tensor.
 struct Storage {
-  explicit Storage(int64_t n);
+  Storage(int64_t n, DType dtype);
   ~Storage();
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
+  // Replaces the values by their conversion to `dtype` (Module::To); every
+  // Tensor sharing this storage sees the new dtype.
+  void ConvertTo(DType dtype);
 
-  double* data;
+  void* data;
   int64_t size;
+  DType dtype;
+  uint64_t id;  // unique in the process: keys the tapes' leaf caches
   bool requires_grad = false;
   std::shared_ptr<Storage> grad;  // accumulated by Backward()
-  Shape grad_shape;
-  // Leaf node of this storage on a tape (valid while Tape::Owns(leaf, serial)).
-  Node* leaf = nullptr;
-  uint64_t leaf_serial = 0;
   // Computed with recording off from a parameter, a tape value or another
   // such constant (NoGradScope, plain backward sweeps): Backward() of it is a
   // mistake, not a zero gradient. Detach() makes an unmarked copy.
@@ -68,30 +63,45 @@ class Tensor {
   Tensor() = default;  // undefined
 
   // ---- factories (constants) ----
-  static Tensor Empty(const Shape& shape);  // uninitialised values
-  static Tensor Zeros(const Shape& shape);
-  static Tensor Ones(const Shape& shape);
-  static Tensor Full(const Shape& shape, double value);
-  static Tensor Scalar(double value);
-  static Tensor FromVector(const Shape& shape, const std::vector<double>& v);
-  static Tensor Eye(int64_t n);
-  static Tensor Randn(const Shape& shape, Rng& rng);       // N(0, 1)
-  static Tensor Rand(const Shape& shape, Rng& rng);        // U[0, 1)
-  static Tensor Rademacher(const Shape& shape, Rng& rng);  // +-1
+  static Tensor Empty(const Shape& shape, DType dtype = kFloat64);
+  static Tensor Zeros(const Shape& shape, DType dtype = kFloat64);
+  static Tensor Ones(const Shape& shape, DType dtype = kFloat64);
+  static Tensor Full(const Shape& shape, double value, DType dtype = kFloat64);
+  static Tensor Scalar(double value, DType dtype = kFloat64);
+  static Tensor FromVector(const Shape& shape, const std::vector<double>& v,
+                           DType dtype = kFloat64);
+  static Tensor Eye(int64_t n, DType dtype = kFloat64);
+  // Draws in float64 (Rng), rounded to dtype: both dtypes see one stream.
+  static Tensor Randn(const Shape& shape, Rng& rng, DType dtype = kFloat64);
+  static Tensor Rand(const Shape& shape, Rng& rng,
+                     DType dtype = kFloat64);  // U[0, 1)
+  static Tensor Rademacher(const Shape& shape, Rng& rng,
+                           DType dtype = kFloat64);  // +-1
 
-  bool defined() const { return data_ != nullptr; }
+  bool defined() const { return storage_ != nullptr || node_ != nullptr || data_ != nullptr; }
   const Shape& shape() const { return shape_; }
   int rank() const { return shape_.rank(); }
   int64_t dim(int axis) const { return shape_[axis]; }
   int64_t numel() const { return shape_.numel(); }
+  DType dtype() const;
 
-  const double* data() const;
-  // Writable values of a constant; fails loudly on a tape value. Changing a
-  // parameter that the live tape still references invalidates that graph.
-  double* mutable_data();
-  double item() const;  // value of a one-element tensor
-  double operator[](int64_t flat_index) const { return data()[flat_index]; }
-  std::vector<double> ToVector() const;
+  template <typename T = double>
+  const T* data() const {
+    CheckDType(kDTypeOf<T>, "data");
+    return static_cast<const T*>(raw_data());
+  }
+  // Writable values of a constant (or of an op's fresh output, op_kit.h);
+  // fails loudly on a tape value. Changing a parameter that the live tape
+  // still references invalidates that graph.
+  template <typename T = double>
+  T* mutable_data() {
+    CheckDType(kDTypeOf<T>, "mutable_data");
+    return static_cast<T*>(raw_mutable_data());
+  }
+  double item() const;  // value of a one-element tensor, as double
+  double operator[](int64_t flat_index) const;  // as double
+  std::vector<double> ToVector() const;          // as doubles
+  const void* raw_data() const;
 
   // ---- autodiff ----
   bool requires_grad() const;  // parameter, or a tape node that needs grads
@@ -103,22 +113,25 @@ class Tensor {
   Tensor Detach() const;  // same values as a new constant (a copy)
   Tensor Clone() const { return Detach(); }
 
-  // ---- internals used by ops and the tape ----
+  // ---- internals used by the tape and the op kit ----
   // Node for this tensor on the current tape, creating a leaf for parameters
   // and a constant leaf (pinning the storage) when `materialize` is true.
   // Returns nullptr for a constant when !materialize.
   Node* NodeForOp(bool materialize) const;
   Node* node() const;  // validated node (nullptr for constants)
   static Tensor FromNode(Node* node);
-  // Arena buffer not yet on the tape (between NewOutput and Record).
-  static Tensor FromArena(const Shape& shape, double* data);
+  // A writable buffer not yet on the tape (an op's output before recording).
+  static Tensor FromArena(const Shape& shape, DType dtype, void* data);
   // Same values (and storage) seen with another shape of equal numel.
   static Tensor Alias(const Tensor& base, const Shape& shape);
   const std::shared_ptr<internal::Storage>& storage() const { return storage_; }
 
  private:
+  void CheckDType(DType want, const char* what) const;
+  void* raw_mutable_data();
   Shape shape_;
-  double* data_ = nullptr;
+  DType dtype_ = kFloat64;  // arena buffers only; else storage / node
+  void* data_ = nullptr;    // arena buffer before recording
   std::shared_ptr<internal::Storage> storage_;  // owner for constants
   Node* node_ = nullptr;                        // tape node, if any
   uint64_t serial_ = 0;                         // node_'s serial when taken

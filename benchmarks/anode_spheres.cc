@@ -17,11 +17,13 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/str_cat.h"
 #include "autodiff/grad.h"
-#include "nn/optim.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
+#include "experiments/common.h"
 #include "flows/cnf/anode.h"
+#include "nn/optim.h"
 
 ABSL_FLAG(int64_t, dim, 2, "data dimension d");
 ABSL_FLAG(int64_t, augment, 1, "augmented dimensions p of the ANODE");
@@ -122,9 +124,38 @@ Row Train(int64_t augment, const Tensor& x, const Tensor& y, const Tensor& xt,
 }  // namespace
 }  // namespace flowtape
 
+// Flags, and the run's memory (an MLP of (d + p) -> 32 -> (d + p) with up to
+// ~100 function evaluations per step on the tape) before anything is made.
+absl::Status CheckAnodeFlags() {
+  namespace experiments = flowtape::experiments;
+  const int64_t d = absl::GetFlag(FLAGS_dim), p = absl::GetFlag(FLAGS_augment),
+                steps = absl::GetFlag(FLAGS_steps),
+                batch = absl::GetFlag(FLAGS_batch),
+                n = absl::GetFlag(FLAGS_train_size);
+  if (absl::Status s = experiments::CheckFlags({
+          {"dim", d, d > 0, "> 0"},
+          {"augment", p, p >= 0, ">= 0"},
+          {"steps", steps, steps > 0, "> 0"},
+          {"batch", batch, batch > 0, "> 0"},
+          {"train_size", n, n > 0, "> 0"},
+      });
+      !s.ok())
+    return s;
+  const double width = static_cast<double>(d) + static_cast<double>(p);
+  return experiments::CheckRunMemory(
+      experiments::FlowFootprint(100, width, 0, {32}, batch,
+                                 (static_cast<double>(n) + 2000.0) * (d + 1)),
+      absl::StrCat("--dim=", d, " --augment=", p, " --batch=", batch,
+                   " --train_size=", n));
+}
+
 int main(int argc, char** argv) {
   using namespace flowtape;
   absl::ParseCommandLine(argc, argv);
+  if (absl::Status s = CheckAnodeFlags(); !s.ok()) {
+    std::fprintf(stderr, "anode_spheres: %s\n", s.ToString().c_str());
+    return 1;
+  }
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress lines when piped
   Rng rng(absl::GetFlag(FLAGS_seed) + 7);
   Tensor x, y;

@@ -19,6 +19,8 @@
 //       deterministic, so --datasets=flood etc. can run in parallel processes)
 // Writes equirectangular density maps earth_<data>_<model>.png (seed 0) to
 // the directory bazel was run from.
+#include "data/earth.h"
+
 #include <algorithm>
 #include <cmath>
 #include <functional>
@@ -33,19 +35,20 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
-#include "nn/optim.h"
+#include "autodiff/check.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
 #include "data/earth.h"
 #include "experiments/common.h"
-#include "training/train.h"
-#include "viz/plots.h"
-#include "viz/png.h"
 #include "manifolds/manifold.h"
 #include "manifolds/manifold_flow.h"
 #include "manifolds/neural_sphere_flow.h"
 #include "manifolds/sphere_densities.h"
 #include "manifolds/sphere_flows.h"
+#include "nn/optim.h"
+#include "training/train.h"
+#include "viz/figure.h"
+#include "viz/sphere_map.h"
 
 ABSL_FLAG(bool, full, false, "bigger models, more steps (tens of minutes)");
 ABSL_FLAG(std::string, data_dir, "",
@@ -114,7 +117,9 @@ std::vector<std::shared_ptr<flows::Flow>> AffineChain(
   return chain;
 }
 
+// x is a nonempty training split (RandomSplit guarantees >= 8 rows).
 Eigen::Vector3d RandomRow(const Tensor& x, Rng& rng) {
+  FT_CHECK(x.dim(0) > 0, "earth: RandomRow of an empty set");
   return manifolds::Row(x, rng.UniformInt(x.dim(0)));
 }
 
@@ -163,39 +168,24 @@ double MeanNll(const ManifoldDensity& model, const Tensor& x) {
 }
 
 // Log density on a lat/lon grid, shown over the 10 nats below its maximum,
-// with the test points in red.
-viz::Image DensityMap(const ManifoldDensity& model, const Tensor& points) {
-  const int w = 720, h = 360;
-  Tensor grid = Tensor::Empty({int64_t{w} * h, 3});
-  for (int i = 0; i < h; ++i)
-    for (int j = 0; j < w; ++j)
-      data::ToUnitVector(90.0 - (i + 0.5) * 180.0 / h,
-                          -180.0 + (j + 0.5) * 360.0 / w,
-                          grid.mutable_data() + 3 * (int64_t{i} * w + j));
-  std::vector<double> lp(int64_t{w} * h);
-  for (int64_t s = 0; s < grid.dim(0); s += 4096) {
-    TapeScope scope;
-    NoGradScope no_grad;
-    const int64_t len = std::min<int64_t>(4096, grid.dim(0) - s);
-    Tensor v = model.LogProb(Narrow(grid, 0, s, len));
-    std::copy(v.data(), v.data() + len, lp.begin() + s);
-  }
-  double top = -INFINITY;
-  for (double v : lp)
-    if (std::isfinite(v)) top = std::max(top, v);
-  viz::Image img(w, h);
-  for (int i = 0; i < h; ++i)
-    for (int j = 0; j < w; ++j)
-      img.set(j, i, viz::Viridis((lp[int64_t{i} * w + j] - top + 10.0) / 10.0));
-  for (int64_t k = 0; k < points.dim(0); ++k) {
-    const double* p = points.data() + 3 * k;
-    const double lat = std::asin(std::max(-1.0, std::min(1.0, p[2])));
-    const double lon = std::atan2(p[1], p[0]);
-    const int x = static_cast<int>((lon + M_PI) / (2 * M_PI) * w);
-    const int y = static_cast<int>((M_PI / 2 - lat) / M_PI * h);
-    img.set(x, y, {230, 30, 30});
-  }
-  return img;
+// with the test points in red, coastlines and a lat/lon grid.
+viz::Figure DensityMap(const ManifoldDensity& model, const Tensor& points,
+                       const std::string& title) {
+  viz::SphereMap map =
+      viz::SphereDensityMap([&](const Tensor& x) { return model.LogProb(x); });
+  map.title = title;
+  map.colorbar_label = "log p(x) (nats, unit sphere)";
+  viz::SpherePoints test;
+  test.label = "test events";
+  test.points = points;
+  test.radius = 1.3;
+  map.points.push_back(test);
+  viz::FigureOptions size;
+  size.width = 960;
+  size.height = 480;
+  viz::Figure figure(size);
+  figure.Add(map);
+  return figure;
 }
 
 struct Cell {
@@ -231,6 +221,24 @@ absl::Status Run() {
     return s;
   if (components) cfg.mixture_components = components;
   if (layers) cfg.mixture_layers = layers;
+  // Normalized affine flows on S^2: 12 parameters (3x3 A, b) and ~30 values
+  // per point each; data: at most kEarthMaxBytes of "lat,lon" text, i.e.
+  // under 1.5 M points of 3 values. The density map is 720 x 360 points.
+  {
+    const double flows =
+        static_cast<double>(cfg.mixture_components) * cfg.mixture_layers +
+        cfg.affine_layers + 2.0 * cfg.neural_blocks;
+    experiments::Footprint f;
+    f.parameters = 12.0 * flows;
+    f.activations_per_example = 30.0 * flows;
+    f.batch = std::max<double>(std::max(cfg.batch, cfg.neural_batch), 4096);
+    f.data_values = 3.0 * (data::kEarthMaxBytes / 11.0) + 720.0 * 360 * 3;
+    if (absl::Status s = experiments::CheckRunMemory(
+            f, absl::StrCat("--components=", cfg.mixture_components,
+                            " --layers=", cfg.mixture_layers));
+        !s.ok())
+      return s;
+  }
   if (steps) cfg.steps = cfg.neural_steps = steps;
   if (neural_lr) cfg.neural_lr = neural_lr;
   std::string dir = absl::GetFlag(FLAGS_data_dir);
@@ -250,10 +258,13 @@ absl::Status Run() {
           "--models: unknown '", name, "' (affine, mixture, neural)"));
   std::map<std::string, std::map<std::string, Cell>> results;  // model, data
   for (const std::string& set : sets) {
-    auto points = data::LoadEarthCsv(absl::StrCat(dir, "/", set, ".csv"));
+    const std::string path = absl::StrCat(dir, "/", set, ".csv");
+    auto points = data::LoadEarthCsv(path);
     if (!points.ok()) return points.status();
     for (int seed = 0; seed < seeds; ++seed) {
-      data::Split split = data::RandomSplit(*points, 1000 + seed);
+      auto split_or = data::RandomSplit(*points, 1000 + seed, path);
+      if (!split_or.ok()) return split_or.status();
+      const data::Split& split = *split_or;
       for (const std::string& name : models) {
         Rng rng(77 + seed);
         auto model = MakeModel(name, cfg, split.train, rng);
@@ -283,8 +294,9 @@ absl::Status Run() {
                          r->seconds, r->diverged ? ", diverged" : "")
                   << std::endl;
         if (seed == 0 && absl::GetFlag(FLAGS_maps))
-          experiments::WritePngOrWarn(
-              DensityMap(*model, split.test),
+          experiments::WriteFigureOrWarn(
+              DensityMap(*model, split.test,
+                         absl::StrCat(set, ": ", name, " model (seed 0)")),
               absl::StrCat("earth_", set, "_", name, ".png"));
       }
     }

@@ -29,13 +29,15 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "autodiff/grad.h"
-#include "nn/optim.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
-#include "flows/cnf/cnf.h"
 #include "data/toy2d.h"
+#include "experiments/common.h"
+#include "flows/cnf/cnf.h"
+#include "nn/optim.h"
 
 ABSL_FLAG(std::string, data, "8gaussians", "toy density");
 ABSL_FLAG(int64_t, steps, 3000, "Adam steps per model (~2.5 min each)");
@@ -135,9 +137,45 @@ Row Train(const std::string& name, double lk, double lj,
 }  // namespace
 }  // namespace flowtape
 
+// Flags, and the run's memory (ConcatSquash 2-64-64-2 with up to ~100
+// function evaluations per step on the tape) before anything is made.
+absl::Status CheckRnodeFlags() {
+  namespace experiments = flowtape::experiments;
+  const int64_t steps = absl::GetFlag(FLAGS_steps),
+                batch = absl::GetFlag(FLAGS_batch),
+                test_size = absl::GetFlag(FLAGS_test_size);
+  const double lr = absl::GetFlag(FLAGS_lr), lk = absl::GetFlag(FLAGS_lambda_k),
+               lj = absl::GetFlag(FLAGS_lambda_j),
+               lr_ref = absl::GetFlag(FLAGS_ref_lambda);
+  const std::string trace = absl::GetFlag(FLAGS_trace);
+  auto finite_nonneg = [](double v) { return std::isfinite(v) && v >= 0; };
+  if (absl::Status s = experiments::CheckFlags({
+          {"steps", steps, steps > 0, "> 0"},
+          {"batch", batch, batch > 0, "> 0"},
+          {"test_size", test_size, test_size > 0, "> 0"},
+          {"lr", lr, std::isfinite(lr) && lr > 0, "finite and > 0"},
+          {"lambda_k", lk, finite_nonneg(lk), "finite and >= 0"},
+          {"lambda_j", lj, finite_nonneg(lj), "finite and >= 0"},
+          {"ref_lambda", lr_ref, finite_nonneg(lr_ref), "finite and >= 0"},
+          {"trace", trace, trace == "exact" || trace == "hutchinson",
+           "exact or hutchinson"},
+      });
+      !s.ok())
+    return s;
+  return experiments::CheckRunMemory(
+      experiments::FlowFootprint(
+          100, 2, 1, {64, 64}, batch,
+          2.0 * (static_cast<double>(test_size) + static_cast<double>(batch))),
+      absl::StrCat("--batch=", batch, " --test_size=", test_size));
+}
+
 int main(int argc, char** argv) {
   using namespace flowtape;
   absl::ParseCommandLine(argc, argv);
+  if (absl::Status s = CheckRnodeFlags(); !s.ok()) {
+    std::fprintf(stderr, "rnode_vs_ffjord: %s\n", s.ToString().c_str());
+    return 1;
+  }
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress lines when piped
   Rng test_rng(12345);
   auto test = data::SampleToy2d(absl::GetFlag(FLAGS_data),
@@ -158,7 +196,8 @@ int main(int argc, char** argv) {
   std::vector<Row> rows;
   for (const std::string& m : models) {
     if (m == "ffjord") {
-      rows.push_back(Train(m, 0, 0, flows::cnf::RegularizerUnits::kIntegral, *test));
+      rows.push_back(
+          Train(m, 0, 0, flows::cnf::RegularizerUnits::kIntegral, *test));
     } else if (m == "rnode") {
       rows.push_back(Train(m, absl::GetFlag(FLAGS_lambda_k),
                            absl::GetFlag(FLAGS_lambda_j),

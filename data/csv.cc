@@ -1,13 +1,12 @@
 #include "data/csv.h"
 
-#include <cmath>
-#include <cstdlib>
 #include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "data/number.h"
 #include "data/read_file.h"
 
 namespace flowtape::data {
@@ -34,17 +33,12 @@ absl::StatusOr<Tensor> ParseCsv(const std::string& text,
           source, ":", line_no, ": ragged row with ", fields.size(),
           " fields, expected ", cols, " (as in the first row)"));
     for (size_t c = 0; c < fields.size(); ++c) {
-      std::string field(absl::StripAsciiWhitespace(fields[c]));
-      char* end = nullptr;
-      double v = std::strtod(field.c_str(), &end);
-      if (field.empty() || end != field.c_str() + field.size())
-        return absl::InvalidArgumentError(
-            absl::StrCat(source, ":", line_no, ": column ", c + 1,
-                         ": cannot parse '", field, "' as a number"));
-      if (!std::isfinite(v))
-        return absl::InvalidArgumentError(
-            absl::StrCat(source, ":", line_no, ": column ", c + 1,
-                         ": non-finite value '", field, "'"));
+      double v = 0.0;
+      if (absl::Status s =
+              ParseDecimal(absl::StripAsciiWhitespace(fields[c]), &v);
+          !s.ok())
+        return absl::InvalidArgumentError(absl::StrCat(
+            source, ":", line_no, ": column ", c + 1, ": ", s.message()));
       values.push_back(v);
     }
     ++rows;
@@ -56,7 +50,8 @@ absl::StatusOr<Tensor> ParseCsv(const std::string& text,
 
 absl::StatusOr<Tensor> LoadCsv(const std::string& path,
                                const CsvOptions& options) {
-  absl::StatusOr<std::string> text = ReadFileMaybeGz(path);
+  absl::StatusOr<std::string> text =
+      ReadFileMaybeGz(path, options.max_bytes, "CSV");
   if (!text.ok()) return text.status();
   return ParseCsv(*text, options, path);
 }

@@ -7,14 +7,16 @@
 #include <fstream>
 #include <numeric>
 #include <random>
-#include <sstream>
 #include <vector>
 
 #include "absl/status/status.h"
-#include "absl/strings/numbers.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "data/number.h"
+#include "data/read_file.h"
 
 namespace flowtape::data {
 
@@ -27,8 +29,12 @@ void ToUnitVector(double lat_deg, double lon_deg, double* xyz) {
 
 namespace {
 
-bool IsNumber(absl::string_view field, double* value) {
-  return absl::SimpleAtod(absl::StripAsciiWhitespace(field), value);
+// A header field: does not start like a number (digit, sign or '.').
+bool IsHeaderField(absl::string_view field) {
+  field = absl::StripAsciiWhitespace(field);
+  if (field.empty()) return false;
+  const char c = field[0];
+  return !(absl::ascii_isdigit(c) || c == '+' || c == '-' || c == '.');
 }
 
 constexpr char kDataDir[] = "data/earth";
@@ -45,16 +51,22 @@ absl::StatusOr<Tensor> ParseEarthCsv(const std::string& text,
     line = absl::StripAsciiWhitespace(line);
     if (line.empty() || line[0] == '#') continue;
     std::vector<absl::string_view> f = absl::StrSplit(line, ',');
-    double lat, lon;
-    if (first_record) {  // a header: two fields, neither a number
+    double lat = 0.0, lon = 0.0;
+    if (first_record) {  // a header: two fields, neither starts numerically
       first_record = false;
-      if (f.size() == 2 && !IsNumber(f[0], &lat) && !IsNumber(f[1], &lon))
-        continue;
+      if (f.size() == 2 && IsHeaderField(f[0]) && IsHeaderField(f[1])) continue;
     }
-    if (f.size() != 2 || !IsNumber(f[0], &lat) || !IsNumber(f[1], &lon))
-      return absl::InvalidArgumentError(
-          absl::StrCat(source, ":", line_no,
-                       ": expected 'latitude,longitude', got '", line, "'"));
+    if (f.size() != 2)
+      return absl::InvalidArgumentError(absl::StrCat(
+          source, ":", line_no, ": expected 'latitude,longitude', got '",
+          absl::CHexEscape(line.substr(0, 200)), "'"));
+    for (int k = 0; k < 2; ++k)
+      if (absl::Status s = ParseDecimal(absl::StripAsciiWhitespace(f[k]),
+                                        k == 0 ? &lat : &lon);
+          !s.ok())
+        return absl::InvalidArgumentError(
+            absl::StrCat(source, ":", line_no, ": ",
+                         k == 0 ? "latitude: " : "longitude: ", s.message()));
     if (!(std::abs(lat) <= 90.0) || !(lon >= -180.0 && lon <= 360.0))
       return absl::InvalidArgumentError(
           absl::StrCat(source, ":", line_no, ": coordinates out of range (",
@@ -67,19 +79,20 @@ absl::StatusOr<Tensor> ParseEarthCsv(const std::string& text,
   return Tensor::FromVector({static_cast<int64_t>(xyz.size() / 3), 3}, xyz);
 }
 
-absl::StatusOr<Tensor> LoadEarthCsv(const std::string& path) {
-  std::ifstream in(path);
-  if (!in)
+absl::StatusOr<Tensor> LoadEarthCsv(const std::string& path,
+                                    int64_t max_bytes) {
+  absl::StatusOr<std::string> text =
+      ReadFileMaybeGz(path, max_bytes, "earth catalogue");
+  if (absl::IsNotFound(text.status()))
     return absl::NotFoundError(absl::StrCat(
-        "cannot open ", path,
+        text.status().message(),
         "; the four catalogues (volcano, earthquake, "
         "flood, fire .csv) ship with flowtape in ",
         kDataDir,
         "/ (sources in its README.md): run `./bazelw run //benchmarks:earth` "
         "in the workspace, or pass --data_dir=DIR"));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ParseEarthCsv(ss.str(), path);
+  if (!text.ok()) return text.status();
+  return ParseEarthCsv(*text, path);
 }
 
 std::string DefaultEarthDataDir() {
@@ -102,8 +115,17 @@ std::string DefaultEarthDataDir() {
   return kDataDir;
 }
 
-Split RandomSplit(const Tensor& x, uint64_t seed) {
+absl::StatusOr<Split> RandomSplit(const Tensor& x, uint64_t seed,
+                                  const std::string& source) {
+  if (x.shape().rank() != 2)
+    return absl::InvalidArgumentError(absl::StrCat(
+        source, ": points are ", x.shape().ToString(), ", expected [n, d]"));
   const int64_t n = x.dim(0), d = x.dim(1);
+  if (n < kMinSplitRows)
+    return absl::InvalidArgumentError(absl::StrCat(
+        source, ": ", n, " points; the 80/10/10 split needs at least ",
+        kMinSplitRows,
+        " (8 train, 1 validation, 1 test) so that no part is empty"));
   std::vector<int64_t> idx(n);
   std::iota(idx.begin(), idx.end(), 0);
   std::mt19937_64 gen(seed);
@@ -116,8 +138,8 @@ Split RandomSplit(const Tensor& x, uint64_t seed) {
                 x.data() + (idx[from + i] + 1) * d, out.mutable_data() + i * d);
     return out;
   };
-  return {take(0, n_train), take(n_train, n_val),
-          take(n_train + n_val, n - n_train - n_val)};
+  return Split{take(0, n_train), take(n_train, n_val),
+               take(n_train + n_val, n - n_train - n_val)};
 }
 
 }  // namespace flowtape::data

@@ -3,13 +3,18 @@
 // unit sphere S^2, and the benchmark's random 80/10/10 split.
 //
 // File format: lines starting with '#' are comments; the first record may be
-// a header: two fields, neither of them a number (e.g. "Latitude,Longitude",
-// "lat,long"); every other record is "latitude,longitude" in degrees. A
-// point is
+// a header: two fields, neither of which starts like a number (a digit,
+// sign or '.'; e.g. "Latitude,Longitude", "lat,long"); every other record
+// is "latitude,longitude" in degrees, each a strict decimal number
+// (data/number.h: no hex, inf, nan, overflow or underflow) with
+// |lat| <= 90 and -180 <= lon <= 360. A point is
 //   x = (cos(lat) cos(lon), cos(lat) sin(lon), sin(lat)).
 // Errors name the file and line (InvalidArgument): unparsable or
 // out-of-range coordinates, wrong field counts (also on the first record),
 // no data; a missing file is NotFound and says where the data lives.
+// Files: regular files only (gzip accepted), at most max_bytes (default
+// kEarthMaxBytes = 16 MiB; the largest shipped catalogue is 180 KB) on disk
+// and decompressed; otherwise InvalidArgument naming the path.
 #ifndef FLOWTAPE_DATA_EARTH_H_
 #define FLOWTAPE_DATA_EARTH_H_
 
@@ -24,7 +29,9 @@ namespace flowtape::data {
 // [N, 3] unit vectors.
 absl::StatusOr<Tensor> ParseEarthCsv(const std::string& text,
                                      const std::string& source);
-absl::StatusOr<Tensor> LoadEarthCsv(const std::string& path);
+inline constexpr int64_t kEarthMaxBytes = int64_t{16} << 20;
+absl::StatusOr<Tensor> LoadEarthCsv(const std::string& path,
+                                    int64_t max_bytes = kEarthMaxBytes);
 
 // The directory holding volcano.csv etc.: the first of
 // $RUNFILES_DIR/flowtape/, $TEST_SRCDIR/flowtape/, <this binary>.runfiles/
@@ -39,9 +46,13 @@ void ToUnitVector(double lat_deg, double lon_deg, double* xyz);
 struct Split {
   Tensor train, val, test;
 };
-// Random permutation (seed), then the first 80% train, next 10% validation,
-// the rest test.
-Split RandomSplit(const Tensor& x, uint64_t seed);
+// Random permutation (seed), then the first floor(0.8 n) rows train, the
+// next floor(0.1 n) validation, the rest test. Every part must be nonempty,
+// so n >= kMinSplitRows = 10 (8 / 1 / 1); fewer rows (or x not [n, d]) is
+// InvalidArgument naming `source` and the minimum.
+inline constexpr int64_t kMinSplitRows = 10;
+absl::StatusOr<Split> RandomSplit(const Tensor& x, uint64_t seed,
+                                  const std::string& source = "catalogue");
 
 }  // namespace flowtape::data
 

@@ -83,14 +83,16 @@ absl::StatusOr<std::vector<int>> ParseIdxLabels(const std::string& bytes,
   return labels;
 }
 
-absl::StatusOr<Tensor> LoadIdxImages(const std::string& path) {
-  auto bytes = ReadFileMaybeGz(path);
+absl::StatusOr<Tensor> LoadIdxImages(const std::string& path,
+                                     int64_t max_bytes) {
+  auto bytes = ReadFileMaybeGz(path, max_bytes, "IDX");
   if (!bytes.ok()) return bytes.status();
   return ParseIdxImages(*bytes, path);
 }
 
-absl::StatusOr<std::vector<int>> LoadIdxLabels(const std::string& path) {
-  auto bytes = ReadFileMaybeGz(path);
+absl::StatusOr<std::vector<int>> LoadIdxLabels(const std::string& path,
+                                               int64_t max_bytes) {
+  auto bytes = ReadFileMaybeGz(path, max_bytes, "IDX");
   if (!bytes.ok()) return bytes.status();
   return ParseIdxLabels(*bytes, path);
 }

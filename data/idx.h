@@ -9,6 +9,12 @@
 // 0..255 (no scaling). Errors (InvalidArgument unless the file is missing):
 // short header, wrong magic / element type / rank, zero sizes, a payload
 // shorter or longer than the header says.
+//
+// Files: regular files only, at most max_bytes (default kIdxMaxBytes =
+// 128 MiB; MNIST's training images are 47 MB) on disk and after
+// decompression (read_file.h): a directory, FIFO, device or larger file is
+// InvalidArgument naming the path. The tensor takes 8 bytes per pixel, so
+// the limit also bounds it (1 GiB).
 #ifndef FLOWTAPE_DATA_IDX_H_
 #define FLOWTAPE_DATA_IDX_H_
 
@@ -21,8 +27,12 @@
 
 namespace flowtape::data {
 
-absl::StatusOr<Tensor> LoadIdxImages(const std::string& path);
-absl::StatusOr<std::vector<int>> LoadIdxLabels(const std::string& path);
+inline constexpr int64_t kIdxMaxBytes = int64_t{128} << 20;
+
+absl::StatusOr<Tensor> LoadIdxImages(const std::string& path,
+                                     int64_t max_bytes = kIdxMaxBytes);
+absl::StatusOr<std::vector<int>> LoadIdxLabels(
+    const std::string& path, int64_t max_bytes = kIdxMaxBytes);
 
 // Parsers on bytes in memory (tests); `source` names them in messages.
 absl::StatusOr<Tensor> ParseIdxImages(const std::string& bytes,

@@ -54,7 +54,7 @@ Tensor TakeRows(const Tensor& x, const std::vector<int64_t>& index) {
 std::vector<int64_t> Permutation(int64_t n, Rng& rng) {
   std::vector<int64_t> p(n);
   std::iota(p.begin(), p.end(), 0);
-  std::shuffle(p.begin(), p.end(), rng.engine());
+  rng.Shuffle(p);
   return p;
 }
 

@@ -16,7 +16,7 @@ constexpr double kPi = 3.14159265358979323846;
 double Lin(int64_t i, int64_t n, double end) { return end * i / n; }
 
 void Shuffle(Points& p, Rng& rng) {
-  std::shuffle(p.begin(), p.end(), rng.engine());
+  rng.Shuffle(p);
 }
 
 Points SwissRoll(int64_t n, Rng& rng) {

@@ -11,11 +11,10 @@
 //      generalized           q = softmax(A log(p) + c), A 1 = lambda 1
 //    (manifolds/calibration.h; all start at the identity map).
 // 3. Prints test log-loss, accuracy and 15-bin ECE before and after, and
-//    writes reliability.png: one reliability diagram per method (left to
-//    right: uncalibrated, temperature, fcal, generalized). Bars are the
-//    accuracy per confidence bin (dark blue up to the bin's mean confidence);
-//    the gap to the mean confidence is red above the bar (overconfident) or
-//    light blue inside it (underconfident); grey is the diagonal.
+//    writes reliability.png: one reliability diagram per method in a 2 x 2
+//    grid (uncalibrated, temperature; fcal, generalized), each titled with
+//    its ECE (viz/reliability.h: accuracy bars per confidence bin, the gap to
+//    the bin's mean confidence hatched red, the diagonal dashed).
 // The data set is Debian's dataset-fashion-mnist; if it is missing the
 // experiment runs experiments/setup_data.sh fashion.
 #include "manifolds/calibration.h"
@@ -32,12 +31,13 @@
 #include "absl/strings/str_format.h"
 #include "autodiff/check.h"
 #include "autodiff/grad.h"
-#include "nn/layers.h"
-#include "nn/optim.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
 #include "experiments/common.h"
-#include "viz/png.h"
+#include "nn/layers.h"
+#include "nn/optim.h"
+#include "viz/figure.h"
+#include "viz/reliability.h"
 
 ABSL_FLAG(int, epochs, 15, "classifier training epochs");
 ABSL_FLAG(int, calib_steps, 1500, "Adam steps for each calibration map");
@@ -112,31 +112,15 @@ Metrics Evaluate(const Tensor& q, const std::vector<int>& y) {
   return m;
 }
 
-viz::Image Reliability(const Metrics& m) {
-  const int size = 300, pad = 10, inner = size - 2 * pad;
-  viz::Image img(size, size);
-  auto px = [&](double v) { return pad + static_cast<int>(v * inner); };
-  for (int b = 0; b < kBins; ++b) {
-    if (m.bin_count[b] == 0) continue;
-    const int x0 = px(double(b) / kBins) + 1,
-              x1 = px(double(b + 1) / kBins) - 1;
-    const int top = px(1.0 - m.bin_acc[b]);
-    const int conf = px(1.0 - m.bin_conf[b]);
-    for (int x = x0; x <= x1; ++x) {
-      for (int y = top; y < size - pad; ++y) img.set(x, y, {60, 110, 200});
-      // Gap to the mean confidence: red above the bar when overconfident,
-      // light blue inside it when underconfident.
-      for (int y = std::min(top, conf); y < std::max(top, conf); ++y)
-        img.set(x, y,
-                conf < top ? viz::Rgb{230, 80, 80} : viz::Rgb{150, 190, 240});
-    }
-  }
-  for (int t = 0; t <= inner; ++t) {
-    img.set(pad + t, size - pad - t, {120, 120, 120});  // diagonal
-    img.set(pad + t, size - pad, {0, 0, 0});            // axes
-    img.set(pad, size - pad - t, {0, 0, 0});
-  }
-  return img;
+viz::Reliability Reliability(const std::string& name, const Metrics& m,
+                             bool legend) {
+  viz::Reliability r;
+  r.title = absl::StrFormat("%s: ECE %.3f", name, m.ece);
+  r.accuracy = m.bin_acc;
+  r.confidence = m.bin_conf;
+  r.count = m.bin_count;
+  r.legend = legend;
+  return r;
 }
 
 // Fits `flow` on held-out probabilities p by minimising the log-loss.
@@ -182,7 +166,7 @@ absl::Status Run() {
   Rng rng(absl::GetFlag(FLAGS_seed));
   std::vector<int64_t> perm(train->labels.size());
   std::iota(perm.begin(), perm.end(), 0);
-  std::shuffle(perm.begin(), perm.end(), rng.engine());
+  rng.Shuffle(perm);
   std::vector<int64_t> fit_idx(perm.begin(), perm.end() - kCalibration),
       cal_idx(perm.end() - kCalibration, perm.end()),
       test_idx(test->labels.size());
@@ -208,7 +192,7 @@ absl::Status Run() {
   for (int epoch = 0; epoch < epochs; ++epoch) {
     std::vector<int64_t> order(n_fit);
     std::iota(order.begin(), order.end(), 0);
-    std::shuffle(order.begin(), order.end(), rng.engine());
+    rng.Shuffle(order);
     double total = 0;
     for (int64_t s = 0; s + batch <= n_fit; s += batch) {
       std::vector<int64_t> idx(order.begin() + s, order.begin() + s + batch);
@@ -258,18 +242,20 @@ absl::Status Run() {
                                static_cast<int>(y_test.size()));
   std::cout << absl::StrFormat("%-30s %10s %10s %10s\n", "method", "log-loss",
                                "ECE (15)", "accuracy");
-  std::vector<viz::Image> panels;
+  viz::FigureOptions grid;
+  grid.cols = 2;
+  viz::Figure reliability(grid);
   for (const Row& r : rows) {
     std::cout << absl::StrFormat("%-30s %10.4f %10.4f %10.4f\n", r.name,
                                  r.m.log_loss, r.m.ece, r.m.accuracy);
-    panels.push_back(Reliability(r.m));
+    reliability.Add(Reliability(r.name, r.m, reliability.size() == 0));
     if (absl::GetFlag(FLAGS_print_bins))
       for (int b = 0; b < kBins; ++b)
         std::cout << absl::StrFormat(
             "    bin %2d  n %5d  acc %.3f  conf %.3f\n", b, r.m.bin_count[b],
             r.m.bin_acc[b], r.m.bin_conf[b]);
   }
-  experiments::WritePngOrWarn(viz::HStack(panels), "reliability.png");
+  experiments::WriteFigureOrWarn(reliability, "reliability.png");
   return absl::OkStatus();
 }
 

@@ -1,13 +1,19 @@
 #include "experiments/common.h"
 
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
 
+#include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+
+ABSL_FLAG(double, max_memory_gb, 0,
+          "memory limit in GiB for the run's estimated footprint "
+          "(experiments/budget.h); 0 = the machine's physical memory");
 
 namespace flowtape::experiments {
 
@@ -77,9 +83,20 @@ absl::Status CheckFlags(std::initializer_list<FlagCheck> checks) {
   return absl::InvalidArgumentError(absl::StrJoin(bad, "; "));
 }
 
-void WritePngOrWarn(const viz::Image& image, const std::string& file) {
+absl::Status CheckRunMemory(const Footprint& footprint,
+                            const std::string& flags) {
+  const double gb = absl::GetFlag(FLAGS_max_memory_gb);
+  if (!(gb >= 0) || !std::isfinite(gb))
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max_memory_gb=", gb,
+                     ": must be finite and >= 0 (0: physical "
+                     "memory)"));
+  return CheckMemory(footprint, flags, MemoryLimitBytes(gb));
+}
+
+void WriteFigureOrWarn(const viz::Figure& figure, const std::string& file) {
   const std::string path = OutputPath(file);
-  absl::Status s = viz::WritePng(path, image);
+  absl::Status s = figure.Write(path);
   if (s.ok())
     std::cout << "wrote " << path << "\n";
   else

@@ -13,7 +13,12 @@
 //     outside [0, classes).
 //   CheckFlags({{name, value, ok, rule}, ...}): InvalidArgument listing every
 //     flag with ok == false as "--name=value: must be rule".
-//   WritePngOrWarn(image, file): writes OutputPath(file), printing the path.
+//   CheckRunMemory(footprint, flags): CheckMemory (experiments/budget.h)
+//     against MemoryLimitBytes(--max_memory_gb); every binary calls it on
+//     its size flags before allocating. --max_memory_gb must be finite and
+//     >= 0 (0: the machine's physical memory).
+//   WriteFigureOrWarn(figure, file): writes the figure as a PNG to
+//     OutputPath(file), printing the path (or a warning with the error).
 //   RunMain(argc, argv, name, run): parses flags, runs `run`, prints a failed
 //     Status as "name: status" and returns the process exit code.
 #ifndef FLOWTAPE_EXPERIMENTS_COMMON_H_
@@ -28,7 +33,8 @@
 #include "absl/strings/str_cat.h"
 #include "autodiff/shape.h"
 #include "data/datasets.h"
-#include "viz/png.h"
+#include "experiments/budget.h"
+#include "viz/figure.h"
 
 namespace flowtape::experiments {
 
@@ -49,8 +55,10 @@ struct FlagCheck {
   std::string rule;  // e.g. "> 0", "-1 (the config's) or > 0"
 };
 absl::Status CheckFlags(std::initializer_list<FlagCheck> checks);
+absl::Status CheckRunMemory(const Footprint& footprint,
+                            const std::string& flags);
 
-void WritePngOrWarn(const viz::Image& image, const std::string& file);
+void WriteFigureOrWarn(const viz::Figure& figure, const std::string& file);
 int RunMain(int argc, char** argv, const char* name,
             const std::function<absl::Status()>& run);
 

@@ -1,6 +1,7 @@
 // Density estimation on MNIST / Fashion-MNIST (or sklearn's 8x8 digits):
 // RealNVP, Glow, MAF, FFJORD (any zoo flow) on dequantised, logit-transformed
-// pixels; reports test bits/dim and writes a grid of samples.
+// pixels; reports test bits/dim and writes a grid of samples and the loss
+// curve.
 //
 //   bazel run --config=opt //experiments:images -- --flow=glow --data=fashion
 //   bazel run --config=opt //experiments:images -- --flow=maf --paper
@@ -20,9 +21,10 @@
 #include "absl/strings/str_format.h"
 #include "autodiff/ops.h"
 #include "experiments/common.h"
+#include "experiments/figures.h"
 #include "models/image_flow.h"
 #include "training/train.h"
-#include "viz/plots.h"
+#include "viz/image_grid.h"
 
 ABSL_FLAG(std::string, flow, "realnvp",
           "realnvp | glow | maf | ffjord (any zoo flow)");
@@ -64,7 +66,8 @@ absl::Status Run() {
       });
       !s.ok())
     return s;
-  models::ImageRunConfig c = models::DefaultImageConfig(flow, absl::GetFlag(FLAGS_paper));
+  models::ImageRunConfig c =
+      models::DefaultImageConfig(flow, absl::GetFlag(FLAGS_paper));
   auto flag = [](int64_t v, int64_t def) { return v > 0 ? v : def; };
   c.steps = flag(steps, c.steps);
   c.batch = flag(batch, c.batch);
@@ -73,12 +76,23 @@ absl::Status Run() {
   if (lr > 0) c.lr = lr;
   c.seed = absl::GetFlag(FLAGS_seed);
   c.checkpoint = absl::GetFlag(FLAGS_checkpoint);
+  const bool conditional = absl::GetFlag(FLAGS_conditional);
+  const Shape expected = name == "digits" ? Shape{1, 8, 8} : Shape{1, 28, 28};
+  // n_train and n_test are capped by the data set; the batch and the
+  // config's model decide the footprint.
+  if (absl::Status s = CheckRunMemory(
+          ImageFlowFootprint(flow, c.zoo.layers, c.zoo.levels, c.zoo.depth,
+                             c.zoo.channels, c.zoo.hidden, conditional ? 10 : 0,
+                             expected[0], expected[1], expected[2], c.batch),
+          absl::StrCat("--batch=", c.batch, " (--flow=", flow,
+                       absl::GetFlag(FLAGS_paper) ? " --paper" : "", ")"));
+      !s.ok())
+    return s;
 
   auto train_set = LoadImageSetOrSetup(name, "train");
   if (!train_set.ok()) return train_set.status();
   auto test_set = LoadImageSetOrSetup(name, "test");
   if (!test_set.ok()) return test_set.status();
-  const Shape expected = name == "digits" ? Shape{1, 8, 8} : Shape{1, 28, 28};
   if (absl::Status s =
           CheckImageSet(*train_set, name + " train", expected, 10, 10);
       !s.ok())
@@ -92,7 +106,6 @@ absl::Status Run() {
   const Tensor& all = train_set->images;
   const Shape image{all.dim(1), all.dim(2), all.dim(3)};
   Rng rng(c.seed);
-  const bool conditional = absl::GetFlag(FLAGS_conditional);
   Tensor train_ctx, test_ctx;
   if (conditional) {
     c.zoo.context_dim = 10;
@@ -119,11 +132,21 @@ absl::Status Run() {
     for (int k = 0; k < 10; ++k) classes.insert(classes.end(), 8, k);
     sample_ctx = models::OneHot(classes, 10);
   }
-  Tensor samples = f->SampleImages(conditional ? 80 : 64, rng, sample_ctx);
-  WritePngOrWarn(
-      viz::ImageGrid(samples, 8, 2, 2),
-      absl::StrCat("images_", flow, "_", name,
-                   conditional ? "_conditional" : "", "_samples.png"));
+  const std::string prefix = absl::StrCat("images_", flow, "_", name,
+                                          conditional ? "_conditional" : "");
+  viz::ImageGrid grid;
+  grid.title = absl::StrCat(flow, " samples (", name, ")");
+  grid.images = f->SampleImages(conditional ? 80 : 64, rng, sample_ctx);
+  for (int k = 0; conditional && k < 10; ++k)
+    grid.row_labels.push_back(absl::StrCat(k));
+  viz::FigureOptions size;
+  size.width = 560;
+  size.height = conditional ? 680 : 580;
+  viz::Figure samples(size);
+  samples.Add(grid);
+  WriteFigureOrWarn(samples, prefix + "_samples.png");
+  WriteFigureOrWarn(LossFigure(*r, absl::StrCat(flow, " on ", name)),
+                    prefix + "_loss.png");
   return absl::OkStatus();
 }
 

@@ -9,8 +9,8 @@
 // Prints the mean test bits/dim of both sets, the fraction of MNIST images
 // scored above the Fashion median likelihood, and the AUROC of likelihood
 // as an in-distribution detector (0.5 = chance; below 0.5 = the failure
-// mode); writes ood_histogram.png (blue: Fashion-MNIST test, red: MNIST
-// test; x axis bits/dim, low = likely) and ood_samples.png.
+// mode); writes ood_histogram.png (bits/dim of Fashion-MNIST test and MNIST
+// test images, low = likely) and ood_samples.png.
 #include <algorithm>
 #include <cmath>
 #include <iostream>
@@ -23,7 +23,8 @@
 #include "autodiff/ops.h"
 #include "experiments/common.h"
 #include "models/image_flow.h"
-#include "viz/plots.h"
+#include "viz/histogram.h"
+#include "viz/image_grid.h"
 
 ABSL_FLAG(std::string, flow, "glow", "realnvp | glow | maf (any zoo flow)");
 ABSL_FLAG(bool, paper, false, "paper-sized model and schedule");
@@ -65,11 +66,22 @@ absl::Status Run() {
       });
       !s.ok())
     return s;
-  models::ImageRunConfig c = models::DefaultImageConfig(flow, absl::GetFlag(FLAGS_paper));
+  models::ImageRunConfig c =
+      models::DefaultImageConfig(flow, absl::GetFlag(FLAGS_paper));
   if (steps > 0) c.steps = steps;
   if (n_train > 0) c.n_train = n_train;
   if (n_test > 0) c.n_test = n_test;
   c.seed = absl::GetFlag(FLAGS_seed);
+  // n_train and n_test are capped by the data sets; the config's model and
+  // batch decide the footprint.
+  if (absl::Status s = CheckRunMemory(
+          ImageFlowFootprint(flow, c.zoo.layers, c.zoo.levels, c.zoo.depth,
+                             c.zoo.channels, c.zoo.hidden, 0, 1, 28, 28,
+                             c.batch),
+          absl::StrCat("--flow=", flow,
+                       absl::GetFlag(FLAGS_paper) ? " --paper" : ""));
+      !s.ok())
+    return s;
   auto fashion = LoadImageSetOrSetup("fashion", "train");
   if (!fashion.ok()) return fashion.status();
   auto fashion_test = LoadImageSetOrSetup("fashion", "test");
@@ -118,12 +130,31 @@ absl::Status Run() {
   const auto [lo2, hi2] = std::minmax_element(out.begin(), out.end());
   const double x0 = std::floor(std::min(*lo, *lo2));
   const double x1 = std::ceil(std::max(*hi, *hi2));
-  std::cout << absl::StrFormat(
-      "  histogram: x from %.0f to %.0f bits/dim, a tick per bit\n", x0, x1);
-  WritePngOrWarn(viz::Histogram({in, out}, 80, 640, 240, x0, x1),
-                 "ood_histogram.png");
-  WritePngOrWarn(viz::ImageGrid(f->SampleImages(64, rng), 8, 2, 2),
-                 "ood_samples.png");
+  std::cout << absl::StrFormat("  histogram: bits/dim from %.0f to %.0f\n", x0,
+                               x1);
+  viz::Histogram histogram;
+  histogram.title = flow + " trained on Fashion-MNIST";
+  histogram.xlabel = "bits/dim";
+  histogram.series = {{"Fashion-MNIST test (in-distribution)", in, {}},
+                      {"MNIST test (out-of-distribution)", out, {}}};
+  histogram.bins = 80;
+  histogram.lo = x0;
+  histogram.hi = x1;
+  viz::FigureOptions wide;
+  wide.width = 720;
+  wide.height = 420;
+  viz::Figure hist(wide);
+  hist.Add(histogram);
+  WriteFigureOrWarn(hist, "ood_histogram.png");
+  viz::ImageGrid grid;
+  grid.title = flow + " samples (Fashion-MNIST)";
+  grid.images = f->SampleImages(64, rng);
+  viz::FigureOptions square;
+  square.width = 560;
+  square.height = 580;
+  viz::Figure samples(square);
+  samples.Add(grid);
+  WriteFigureOrWarn(samples, "ood_samples.png");
   return absl::OkStatus();
 }
 

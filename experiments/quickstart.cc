@@ -3,19 +3,21 @@
 //   bazel run --config=opt //experiments:quickstart
 //
 // Trains 8 affine couplings (MLP 2 x 64) by maximum likelihood on 30k points,
-// prints the test NLL (nats) and writes density.png (the learned density)
-// and samples.png (data | model samples) to the directory you ran it from.
+// prints the test NLL (nats) and writes density.png (the learned density),
+// samples.png (data | model samples) and loss.png (training and validation
+// NLL per step) to the directory you ran it from.
 #include <iostream>
 
 #include "absl/strings/str_format.h"
+#include "autodiff/tape.h"
+#include "data/toy2d.h"
+#include "experiments/common.h"
+#include "experiments/figures.h"
+#include "models/zoo.h"
 #include "nn/optim.h"
 #include "nn/schedule.h"
-#include "autodiff/tape.h"
-#include "experiments/common.h"
-#include "models/zoo.h"
-#include "data/toy2d.h"
 #include "training/train.h"
-#include "viz/plots.h"
+#include "viz/heatmap.h"
 
 using namespace flowtape;  // NOLINT: a demo reads better without prefixes
 
@@ -52,17 +54,19 @@ int main() {
   std::cout << absl::StrFormat(
       "RealNVP on moons: test NLL %.4f nats (%d steps, %.1f s)\n", nll,
       result->steps, result->seconds);
-  viz::Box box{-4, 4, -4, 4};
+  const viz::Box box{-4, 4, -4, 4};
   auto log_prob = [&](const Tensor& x) { return model->LogProb(x); };
-  experiments::WritePngOrWarn(viz::DensityHeatmap(log_prob, box, 256),
-                              "density.png");
+  viz::Figure density;
+  density.Add(viz::DensityHeatmap(log_prob, box));
+  experiments::WriteFigureOrWarn(density, "density.png");
   Tensor samples;
   {
     NoGradScope no_grad;
     samples = model->Sample(5000, rng);
   }
-  experiments::WritePngOrWarn(viz::HStack({viz::ScatterPlot(test, box),
-                                           viz::ScatterPlot(samples, box)}),
-                              "samples.png");
+  experiments::WriteFigureOrWarn(experiments::SamplesFigure(test, samples, box),
+                                 "samples.png");
+  experiments::WriteFigureOrWarn(
+      experiments::LossFigure(*result, "RealNVP on moons"), "loss.png");
   return 0;
 }

@@ -7,7 +7,8 @@
 //
 // Maximum likelihood: --n_train samples (plus 10% validation and a 10000
 // point test set), prints the test NLL in nats and writes
-// <prefix>_density.png and <prefix>_samples.png (data | model).
+// <prefix>_density.png, <prefix>_samples.png (data | model) and
+// <prefix>_loss.png (training and validation NLL per step).
 // Reverse KL: prints the free energy F = E_q[log q - log p~] and, for U1,
 // KL(q || p) = F + log Z (log Z by quadrature; U2-U4 are improper along z1,
 // so only F is meaningful), and writes <prefix>_density.png (target | q)
@@ -22,17 +23,18 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
-#include "nn/optim.h"
-#include "nn/schedule.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
 #include "experiments/common.h"
-#include "models/zoo.h"
+#include "experiments/figures.h"
 #include "flows/cnf/cnf.h"
+#include "models/zoo.h"
+#include "nn/optim.h"
+#include "nn/schedule.h"
 #include "training/energies.h"
 #include "training/reverse_kl.h"
 #include "training/train.h"
-#include "viz/plots.h"
+#include "viz/heatmap.h"
 
 ABSL_FLAG(std::string, flow, "realnvp", "zoo flow name (--list)");
 ABSL_FLAG(std::string, data, "moons", "toy data set (--list)");
@@ -58,7 +60,8 @@ absl::Status Run() {
     for (const models::ZooEntry& e : models::ZooEntries())
       std::cout << absl::StrFormat(
           "%-14s %-7s %s\n", e.name,
-          e.domain == models::Domain::kVectors ? "vectors" : "images", e.description);
+          e.domain == models::Domain::kVectors ? "vectors" : "images",
+          e.description);
     std::cout << "data:";
     for (const std::string& d : data::Toy2dNames()) std::cout << " " << d;
     std::cout << "\nenergies: u1 u2 u3 u4\n";
@@ -70,6 +73,8 @@ absl::Status Run() {
   const int layers = absl::GetFlag(FLAGS_layers);
   const int64_t n_train = absl::GetFlag(FLAGS_n_train);
   const int64_t patience = absl::GetFlag(FLAGS_patience);
+  auto hidden = ParseSizeList("hidden", absl::GetFlag(FLAGS_hidden));
+  if (!hidden.ok()) return hidden.status();
   if (absl::Status s = CheckFlags({
           {"steps", steps, steps > 0, "> 0"},
           {"batch", batch, batch > 0, "> 0"},
@@ -80,17 +85,22 @@ absl::Status Run() {
       });
       !s.ok())
     return s;
+  // Train + validation (n/10) + 10000 test points of 2 values; evaluation
+  // and plots run in chunks of at most 5000 without a tape.
+  const double data_values =
+      2.0 * (static_cast<double>(n_train) * 1.1 + 10000.0);
+  if (absl::Status s = CheckRunMemory(
+          FlowFootprint(layers, 2, 0, *hidden, std::max<int64_t>(batch, 5000),
+                        data_values),
+          absl::StrCat("--layers=", layers,
+                       " --hidden=", absl::GetFlag(FLAGS_hidden),
+                       " --batch=", batch, " --n_train=", n_train));
+      !s.ok())
+    return s;
   models::ModelConfig config;
   config.layers = layers;
   config.train_t = absl::GetFlag(FLAGS_train_t);
-  config.hidden.clear();
-  for (absl::string_view h : absl::StrSplit(absl::GetFlag(FLAGS_hidden), ',')) {
-    int64_t v;
-    if (!absl::SimpleAtoi(h, &v) || v <= 0)
-      return absl::InvalidArgumentError(
-          absl::StrCat("--hidden: bad size '", h, "'"));
-    config.hidden.push_back(v);
-  }
+  config.hidden = *hidden;
   Rng rng(absl::GetFlag(FLAGS_seed));
   const std::string flow = absl::GetFlag(FLAGS_flow);
   auto model_or = models::MakeModel(flow, config, rng);
@@ -108,7 +118,7 @@ absl::Status Run() {
   const viz::Box box{-4, 4, -4, 4};
   auto log_q = [&](const Tensor& x) { return model.LogProb(x); };
 
-  Tensor shown;  // data (or target) samples for the left scatter plot
+  Tensor shown;  // data samples for the left scatter plot
   if (!energy_name.empty()) {
     auto energy = training::ParseEnergy(energy_name);
     if (!energy.ok()) return energy.status();
@@ -132,9 +142,12 @@ absl::Status Run() {
     std::cout << absl::StrFormat("%s: F = E_q[log q - log p~] = %.4f (%s)%s\n",
                                  what, f, kl,
                                  r->diverged ? "  [" + r->message + "]" : "");
-    WritePngOrWarn(viz::HStack({viz::DensityHeatmap(log_p, box),
-                                viz::DensityHeatmap(log_q, box)}),
-                   prefix + "_density.png");
+    viz::Heatmap target = viz::DensityHeatmap(log_p, box);
+    target.title = "target exp(\u2212U)";
+    target.colorbar_label = "exp(\u2212U(x))";
+    viz::Figure density;
+    density.Add(target).Add(viz::DensityHeatmap(log_q, box));
+    WriteFigureOrWarn(density, prefix + "_density.png");
   } else {
     const int64_t n = n_train;
     const std::string name = absl::GetFlag(FLAGS_data);
@@ -168,7 +181,11 @@ absl::Status Run() {
     std::cout << absl::StrFormat(
         "%s: test NLL %.4f nats (%d steps, %.1f s, %s)\n", what, nll, r->steps,
         r->seconds, r->message);
-    WritePngOrWarn(viz::DensityHeatmap(log_q, box), prefix + "_density.png");
+    viz::Figure density;
+    density.Add(viz::DensityHeatmap(log_q, box));
+    WriteFigureOrWarn(density, prefix + "_density.png");
+    WriteFigureOrWarn(LossFigure(*r, model.name() + " on " + what),
+                      prefix + "_loss.png");
     shown = test;
   }
   Tensor samples;
@@ -176,10 +193,8 @@ absl::Status Run() {
     NoGradScope no_grad;
     samples = model.Sample(5000, rng);
   }
-  std::vector<viz::Image> panels;
-  if (shown.defined()) panels.push_back(viz::ScatterPlot(shown, box));
-  panels.push_back(viz::ScatterPlot(samples, box));
-  WritePngOrWarn(viz::HStack(panels), prefix + "_samples.png");
+  WriteFigureOrWarn(SamplesFigure(shown, samples, box),
+                    prefix + "_samples.png");
   return absl::OkStatus();
 }
 

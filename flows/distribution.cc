@@ -205,9 +205,8 @@ Tensor GaussianMixture::Sample(int64_t n, Rng& rng) const {
   double mx = logits_[0];
   for (int64_t j = 1; j < k; ++j) mx = std::max(mx, logits_[j]);
   for (int64_t j = 0; j < k; ++j) w[j] = std::exp(logits_[j] - mx);
-  std::discrete_distribution<int64_t> pick(w.begin(), w.end());
   std::vector<int64_t> idx(n);
-  for (int64_t i = 0; i < n; ++i) idx[i] = pick(rng.engine());
+  for (int64_t i = 0; i < n; ++i) idx[i] = rng.Categorical(w);
   return IndexSelect(means_, 0, idx) +
          Exp(IndexSelect(log_scales_, 0, idx)) * Tensor::Randn({n, d}, rng);
 }
@@ -243,8 +242,7 @@ Tensor FactorizedMixture::Sample(int64_t n, Rng& rng) const {
     double mx = logits_[j * k];
     for (int64_t c = 1; c < k; ++c) mx = std::max(mx, logits_[j * k + c]);
     for (int64_t c = 0; c < k; ++c) w[c] = std::exp(logits_[j * k + c] - mx);
-    std::discrete_distribution<int64_t> pick(w.begin(), w.end());
-    for (int64_t i = 0; i < n; ++i) idx[i * d + j] = j * k + pick(rng.engine());
+    for (int64_t i = 0; i < n; ++i) idx[i * d + j] = j * k + rng.Categorical(w);
   }
   Tensor mu = Reshape(IndexSelect(Reshape(means_, {d * k}), 0, idx), {n, d});
   Tensor ls =

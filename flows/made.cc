@@ -19,7 +19,7 @@ std::vector<int64_t> MakeOrder(const MadeOptions& o, Rng& rng) {
   std::iota(ord.begin(), ord.end(), 1);
   if (o.ordering == Ordering::kReversed) std::reverse(ord.begin(), ord.end());
   if (o.ordering == Ordering::kRandom)
-    std::shuffle(ord.begin(), ord.end(), rng.engine());
+    rng.Shuffle(ord);
   return ord;
 }
 

@@ -61,7 +61,7 @@ std::shared_ptr<Permute> Reverse(int64_t d) {
 std::shared_ptr<Permute> RandomPermutation(int64_t d, Rng& rng) {
   std::vector<int64_t> p(d);
   std::iota(p.begin(), p.end(), 0);
-  std::shuffle(p.begin(), p.end(), rng.engine());
+  rng.Shuffle(p);
   return std::make_shared<Permute>(p);
 }
 

@@ -99,7 +99,7 @@ absl::Status ValidateResidualOptions(const ResidualOptions& o) {
 }
 
 ResidualBlock::ResidualBlock(const ResidualOptions& o, Rng& rng)
-    : o_(o), rng_(o.seed ^ rng.engine()()) {
+    : o_(o), rng_(o.seed ^ rng.Bits64()) {
   absl::Status s = ValidateResidualOptions(o);
   FT_CHECK(s.ok(), s.ToString());
   std::vector<int64_t> sizes = {o.dim};
@@ -145,9 +145,9 @@ Tensor ResidualBlock::SeriesLogdet(const Net& net, const Tensor& x,
     const double p = o_.roulette_param;
     int extra;
     if (o_.roulette == RouletteDistribution::kGeometric)
-      extra = std::geometric_distribution<int>(p)(rng_.engine());
+      extra = static_cast<int>(rng_.Geometric(p));
     else
-      extra = std::poisson_distribution<int>(p)(rng_.engine());
+      extra = static_cast<int>(rng_.Poisson(p));
     terms = m + extra;
     weight.assign(terms, 1.0);
     for (int j = 1; j <= extra; ++j)

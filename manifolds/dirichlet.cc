@@ -44,8 +44,7 @@ Tensor Dirichlet::Sample(int64_t num, Rng& rng) const {
   for (int64_t i = 0; i < num; ++i) {
     double total = 0.0;
     for (int64_t j = 0; j < n; ++j) {
-      std::gamma_distribution<double> gamma(alpha_[j], 1.0);
-      p[i * n + j] = gamma(rng.engine());
+      p[i * n + j] = rng.Gamma(alpha_[j]);
       total += p[i * n + j];
     }
     for (int64_t j = 0; j < n; ++j) p[i * n + j] /= total;

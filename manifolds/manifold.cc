@@ -99,6 +99,8 @@ double Manifold::LogVolume() const {
 }
 
 Eigen::VectorXd Row(const Tensor& x, int64_t i) {
+  FT_CHECK(x.shape().rank() == 2 && i >= 0 && i < x.dim(0), "Row: row ", i,
+           " of ", x.shape().ToString());
   const int64_t n = x.dim(1);
   return Eigen::Map<const Eigen::VectorXd>(x.data() + i * n, n);
 }

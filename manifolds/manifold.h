@@ -65,7 +65,8 @@ class Manifold {
   int64_t n_;
 };
 
-// Row i of a [N, n] tensor as an Eigen vector, and back.
+// Row i of a [N, n] tensor as an Eigen vector (0 <= i < N, else FT_CHECK
+// fails), and back.
 Eigen::VectorXd Row(const Tensor& x, int64_t i);
 Tensor FromRows(const Eigen::MatrixXd& rows);  // [N, n] from an N x n matrix
 

@@ -63,9 +63,8 @@ Tensor FlowMixture::Sample(int64_t num, Rng& rng) const {
   NoGradScope no_grad;
   const int64_t k = parts_.size(), n = manifold().ambient();
   std::vector<double> w = Softmax(logits_, 0).ToVector();
-  std::discrete_distribution<int64_t> pick(w.begin(), w.end());
   std::vector<int64_t> counts(k, 0), which(num);
-  for (int64_t i = 0; i < num; ++i) ++counts[which[i] = pick(rng.engine())];
+  for (int64_t i = 0; i < num; ++i) ++counts[which[i] = rng.Categorical(w)];
   std::vector<Tensor> draws(k);
   std::vector<int64_t> used(k, 0);
   for (int64_t j = 0; j < k; ++j)

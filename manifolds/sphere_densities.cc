@@ -111,15 +111,20 @@ double LogBesselIDebye(double v, double x) {
 }
 
 // Power series, for x^2 / 4 <= v + 1 (term ratio <= 1 / (k + 1)):
-//   I_v(x) = (x/2)^v / Gamma(v+1) sum_k (x^2/4)^k / (k! (v+1)_k).
+//   I_v(x) = (x/2)^v / Gamma(v+1) (1 + t),
+//   t = sum_(k>=1) (x^2/4)^k / (k! (v+1)_k),
+// and log(1 + t) as log1p(t): for v = 0 and small x, log I_0(x) ~ x^2 / 4
+// keeps its relative accuracy (log(1 + t) would round 1 + t first).
 double LogBesselISeries(double v, double x) {
   const double q = 0.25 * x * x;
-  double term = 1.0, sum = 1.0;
-  for (int k = 1; k < 200 && term > 1e-17 * sum; ++k) {
+  double term = 1.0, tail = 0.0;
+  for (int k = 1; k < 200 && term > 1e-17 * (1.0 + tail); ++k) {
     term *= q / (k * (v + k));
-    sum += term;
+    tail += term;
   }
-  return v * std::log(0.5 * x) - std::lgamma(v + 1.0) + std::log(sum);
+  const double lead =
+      v == 0.0 ? 0.0 : v * std::log(0.5 * x) - std::lgamma(v + 1.0);
+  return lead + std::log1p(tail);
 }
 
 // Large argument (Hankel), for x >= 700 and v < 50:
@@ -157,9 +162,12 @@ double LogBesselI(double v, double x) {
 double LogVmfNormalizer(int64_t n, double kappa) {
   const double h = 0.5 * static_cast<double>(n);
   if (kappa < 1e-10) return -Manifold::Sphere(n).LogVolume();
+  // log(1 - e^(-2 kappa)) as log(-expm1(-2 kappa)): log1p(-exp(-2 kappa))
+  // rounds exp(-2 kappa) ~ 1 - 2 kappa first and loses digits for small
+  // kappa.
   if (n == 3)
     return std::log(kappa) - std::log(2.0 * M_PI) - kappa -
-           std::log1p(-std::exp(-2.0 * kappa));
+           std::log(-std::expm1(-2.0 * kappa));
   return (h - 1.0) * std::log(kappa) - h * std::log(2.0 * M_PI) -
          LogBesselI(h - 1.0, kappa);
 }
@@ -196,12 +204,11 @@ Tensor VonMisesFisher::Sample(int64_t num, Rng& rng) const {
       d / (2.0 * kappa_ + std::sqrt(4.0 * kappa_ * kappa_ + d * d));
   const double x0 = (1.0 - b) / (1.0 + b);
   const double c = kappa_ * x0 + d * std::log(1.0 - x0 * x0);
-  std::gamma_distribution<double> gamma(0.5 * d, 1.0);
   Eigen::MatrixXd rows(num, n);
   for (int64_t i = 0; i < num; ++i) {
     double w;
     while (true) {
-      const double g1 = gamma(rng.engine()), g2 = gamma(rng.engine());
+      const double g1 = rng.Gamma(0.5 * d), g2 = rng.Gamma(0.5 * d);
       const double z = g1 / (g1 + g2);
       w = (1.0 - (1.0 + b) * z) / (1.0 - (1.0 - b) * z);
       const double u = rng.Uniform();

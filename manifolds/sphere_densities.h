@@ -10,10 +10,16 @@
 //   I_(n/2-1)(kappa) (LogVmfNormalizer; the exact S^2 form
 //   log(kappa / (2 pi (1 - exp(-2 kappa)))) - kappa for n = 3); sample:
 //   Wood (1994) rejection sampler for w = mu.x, uniform tangent part.
-// LogBesselI(v, x) = log I_v(x) for all v >= 0, x >= 0, to ~1e-14 relative,
-// without over- or underflow: the uniform (Debye) expansion for v >= 50, the
-// power series in log form for x^2/4 <= v + 1, the large-argument (Hankel)
-// series for x >= 700, and Boost's cyl_bessel_i in between.
+// LogBesselI(v, x) = log I_v(x) for all v >= 0, x >= 0, without over- or
+// underflow: the uniform (Debye) expansion for v >= 50, the power series in
+// log form (log1p of its tail) for x^2/4 <= v + 1, the large-argument
+// (Hankel) series for x >= 700, and Boost's cyl_bessel_i in between.
+// Accuracy: absolute error <= ~2e-14 max(1, |log I_v(x)|) everywhere
+// (tests: 2e-14; measured <= 5e-16 against 80-digit series on v in {0, 0.5,
+// 1, 2, 5, 20, 49.5}, x in [1e-10, 1e3]). That is ~1e-14 relative wherever
+// |log I_v(x)| >= 1, and also for v = 0 at any x (log I_0(x) ~ x^2/4 keeps
+// its digits: 2.5e-17 at x = 1e-8). For v > 0, log I_v(x) passes through
+// 0 where I_v(x) = 1; near that point only the absolute bound holds.
 // Create() rejects bad parameters with a Status.
 #ifndef FLOWTAPE_MANIFOLDS_SPHERE_DENSITIES_H_
 #define FLOWTAPE_MANIFOLDS_SPHERE_DENSITIES_H_

@@ -31,7 +31,8 @@ int64_t Dim(const ModelConfig& c) { return c.event[0]; }
 
 // `layers` steps from make(i), with a Reverse permutation between steps.
 template <typename F>
-std::shared_ptr<Flow> Stack(const ModelConfig& c, bool reverse_between, F make) {
+std::shared_ptr<Flow> Stack(const ModelConfig& c, bool reverse_between,
+                            F make) {
   auto seq = std::make_shared<flows::Sequential>();
   for (int i = 0; i < c.layers; ++i) {
     if (reverse_between && i > 0) seq->Add(flows::Reverse(Dim(c)));
@@ -176,20 +177,22 @@ const std::vector<ZooEntry>& ZooEntries() {
        D::kVectors, B::kLogistic,
        [](const ModelConfig& c, Rng&) -> FlowPtr {
          return std::make_shared<flows::LinearFlow>(Dim(c));
-       }},
+       },
+       false, false},
       {"planar", "planar flows (Rezende & Mohamed 2015), numeric inverse",
-       D::kVectors, B::kNormal, Planar},
+       D::kVectors, B::kNormal, Planar, false, false},
       {"radial", "radial flows (Rezende & Mohamed 2015)", D::kVectors,
-       B::kNormal, Radial},
+       B::kNormal, Radial, false, false},
       {"sylvester", "orthogonal Sylvester flows (van den Berg 2018), M = D",
-       D::kVectors, B::kNormal, Sylvester},
+       D::kVectors, B::kNormal, Sylvester, false, false},
       {"householder", "Householder reflections on a diagonal Gaussian (TW16)",
-       D::kVectors, B::kNormal, Householder},
+       D::kVectors, B::kNormal, Householder, false, false},
       {"maf", "masked autoregressive flow (Papamakarios et al. 2017)",
        D::kVectors, B::kNormal,
        [](const ModelConfig& c, Rng& r) { return Maf(c, r, false); }},
       {"iaf", "inverse autoregressive flow (Kingma et al. 2016)", D::kVectors,
-       B::kNormal, [](const ModelConfig& c, Rng& r) { return Maf(c, r, true); }},
+       B::kNormal,
+       [](const ModelConfig& c, Rng& r) { return Maf(c, r, true); }},
       {"nsf_coupling", "rational-quadratic spline coupling (Durkan 2019)",
        D::kVectors, B::kNormal, SplineCoupling},
       {"nsf_ar", "rational-quadratic autoregressive spline (Durkan 2019)",
@@ -198,16 +201,16 @@ const std::vector<ZooEntry>& ZooEntries() {
        D::kVectors, B::kNormal,
        [](const ModelConfig& c, Rng& r) -> FlowPtr {
          return flows::cnf::MakeFfjord(Dim(c), c.hidden, /*rnode=*/false, r,
-                                  c.context_dim, c.train_t);
+                                       c.context_dim, c.train_t);
        }},
       {"rnode", "FFJORD + kinetic/Jacobian regularisers (Finlay et al. 2020)",
        D::kVectors, B::kNormal,
        [](const ModelConfig& c, Rng& r) -> FlowPtr {
          return flows::cnf::MakeFfjord(Dim(c), c.hidden, /*rnode=*/true, r,
-                                  c.context_dim, c.train_t);
+                                       c.context_dim, c.train_t);
        }},
       {"resflow", "invertible residual blocks, Residual Flows (Chen 2019)",
-       D::kVectors, B::kNormal, ResFlow},
+       D::kVectors, B::kNormal, ResFlow, false, false},
   };
   return *entries;
 }
@@ -247,6 +250,19 @@ absl::StatusOr<std::shared_ptr<flows::FlowModel>> MakeModel(
   if (!entry.ok()) return entry.status();
   if (config.layers < 1)
     return absl::InvalidArgumentError("zoo: layers must be >= 1");
+  if (config.context_dim < 0)
+    return absl::InvalidArgumentError("zoo: context_dim must be >= 0");
+  if (config.context_dim > 0 && !entry->takes_context) {
+    std::vector<std::string> conditional;
+    for (const ZooEntry& e : ZooEntries())
+      if (e.takes_context && e.domain == entry->domain &&
+          (conditional.empty() || conditional.back() != e.name))
+        conditional.push_back(e.name);
+    return absl::InvalidArgumentError(absl::StrCat(
+        "flow '", name,
+        "' does not support a context (context_dim = ", config.context_dim,
+        "); conditional families here: ", absl::StrJoin(conditional, ", ")));
+  }
   auto flow = entry->make(config, rng);
   if (!flow.ok()) return flow.status();
   Shape base_event =

@@ -10,6 +10,13 @@
 // checkerboard conv couplings on images).
 // MakeModel gives InvalidArgument for an unknown name or an event shape the
 // family cannot take (e.g. glow on vectors).
+//
+// Context: with context_dim > 0 every conditional family (takes_context)
+// feeds the context [N, context_dim] to its conditioners, so log p(x | c)
+// depends on c. Families with no conditioner network (ica, planar, radial,
+// sylvester, householder, resflow) refuse a context: MakeModel returns
+// InvalidArgument "flow 'X' does not support a context" rather than a model
+// that silently ignores it.
 #ifndef FLOWTAPE_MODELS_ZOO_H_
 #define FLOWTAPE_MODELS_ZOO_H_
 
@@ -52,7 +59,8 @@ struct ZooEntry {
   Domain domain;
   BaseKind base;
   FlowFactory make;
-  bool flat_output = false;  // image flow whose z is [N, C*H*W]
+  bool flat_output = false;   // image flow whose z is [N, C*H*W]
+  bool takes_context = true;  // false: context_dim > 0 is refused
 };
 
 const std::vector<ZooEntry>& ZooEntries();

@@ -72,10 +72,10 @@ std::string Encode(const NamedTensors& tensors) {
     p += name;
     PutU(&p, t.rank(), 4);
     for (int64_t d : t.shape().dims()) PutU(&p, static_cast<uint64_t>(d), 8);
-    const double* v = t.data();
-    for (int64_t i = 0; i < t.numel(); ++i) {
+    // float32 values widen exactly.
+    for (double v : t.ToVector()) {
       uint64_t bits;
-      std::memcpy(&bits, &v[i], 8);
+      std::memcpy(&bits, &v, 8);
       PutU(&p, bits, 8);
     }
   }
@@ -162,7 +162,7 @@ absl::Status Match(const std::string& path, const NamedTensors& want,
           "checkpoint '", path, "': '", prefix + name, "' has shape ",
           it->second.shape().ToString(), " in the file but ",
           dst.shape().ToString(), " in the ", owner));
-    const double* v = it->second.data();
+    const double* v = it->second.data<double>();
     for (int64_t i = 0; i < it->second.numel(); ++i)
       if (!std::isfinite(v[i]))
         return absl::InvalidArgumentError(absl::StrCat(
@@ -323,8 +323,16 @@ absl::Status LoadCheckpoint(const std::string& path, Module& module,
                                            : "module",
           ")"));
   }
-  for (auto& [dst, src] : copies)
-    std::memcpy(dst.mutable_data(), src.data(), sizeof(double) * src.numel());
+  // Values take the destination's dtype (a float32 model's file holds
+  // float32 values widened, so they round-trip exactly).
+  for (auto& [dst, src] : copies) {
+    const double* v = src.data<double>();
+    VisitDType(dst.dtype(), [&](auto zero) {
+      using T = decltype(zero);
+      T* d = dst.mutable_data<T>();
+      for (int64_t i = 0; i < src.numel(); ++i) d[i] = static_cast<T>(v[i]);
+    });
+  }
   return absl::OkStatus();
 }
 

@@ -7,7 +7,7 @@
 #include "autodiff/eigen.h"
 #include "nn/init.h"
 #include "autodiff/ops.h"
-#include "autodiff/tape.h"
+#include "autodiff/op_kit.h"
 
 namespace flowtape::nn {
 
@@ -42,31 +42,28 @@ absl::StatusOr<Activation> ParseActivation(const std::string& name) {
 }
 
 namespace {
-using RowMat = RowMatrix;
-
 // y = x W + b as one tape node: the tape keeps y only, not also x W.
 // Backward, written with ops so that it differentiates again:
 //   gx = g W',  gW = x' g,  gb = sum over rows of g.
 Tensor Affine(const Tensor& x, const Tensor& w, const Tensor& b) {
   const int64_t n = x.dim(0), in = w.dim(0), out = w.dim(1);
-  const bool rec = internal::ShouldRecord({&x, &w, &b});
-  Tensor y = internal::NewOutput(Shape{n, out}, rec);
-  Eigen::Map<RowMat> Y(const_cast<double*>(y.data()), n, out);
-  // Start from the bias: GEMM accumulates into Y, so this saves both the
-  // zero fill and a second pass for the bias.
-  Y.rowwise() = Eigen::Map<const Eigen::RowVectorXd>(b.data(), out);
-  Y.noalias() += Eigen::Map<const RowMat>(x.data(), n, in) *
-                 Eigen::Map<const RowMat>(w.data(), in, out);
-  return internal::Record(y, rec, "linear", {&x, &w, &b},
-                          [](const OpContext& c, const Tensor& g, Tensor* gin) {
-                            const Node* node = c.node;
-                            if (node->inputs[0]->requires_grad)
-                              gin[0] = MatMulT(g, c.in(1), false, true);
-                            if (node->inputs[1]->requires_grad)
-                              gin[1] = MatMulT(c.in(0), g, true, false);
-                            if (node->inputs[2]->requires_grad)
-                              gin[2] = Sum(g, 0);
-                          });
+  Op op("linear", {x, w, b});
+  Tensor y = op.NewOutput(Shape{n, out});
+  VisitDType(op.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    MatrixMapT<T> Y(y.mutable_data<T>(), n, out);
+    // Start from the bias: GEMM accumulates into Y, so this saves both the
+    // zero fill and a second pass for the bias.
+    Y.rowwise() =
+        Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>(b.data<T>(), out);
+    Y.noalias() += ConstMatrixMapT<T>(x.data<T>(), n, in) *
+                   ConstMatrixMapT<T>(w.data<T>(), in, out);
+  });
+  return op.Finish(y, [](const OpContext& c, const Tensor& g, Tensor* gin) {
+    if (c.needs_grad(0)) gin[0] = MatMulT(g, c.input(1), false, true);
+    if (c.needs_grad(1)) gin[1] = MatMulT(c.input(0), g, true, false);
+    if (c.needs_grad(2)) gin[2] = Sum(g, 0);
+  });
 }
 }  // namespace
 

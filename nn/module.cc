@@ -58,6 +58,22 @@ int64_t Module::NumParameters() const {
   return n;
 }
 
+void Module::To(DType dtype) {
+  for (const Named& list : {NamedParameters(), NamedBuffers()})
+    for (const auto& [name, t] : list) t.storage()->ConvertTo(dtype);
+}
+
+DType Module::dtype() const {
+  const Named params = NamedParameters();
+  if (params.empty()) return kFloat64;
+  const DType d = params.front().second.dtype();
+  for (const auto& [name, p] : params)
+    FT_CHECK(p.dtype() == d, "module: parameter '", name, "' is ",
+             DTypeName(p.dtype()), ", '", params.front().first, "' is ",
+             DTypeName(d));
+  return d;
+}
+
 void Module::ZeroGrad() {
   for (auto& [name, p] : NamedParameters()) p.ZeroGrad();
 }

@@ -12,6 +12,9 @@
 // never reaches an optimizer (Parameters() excludes it), and is saved and
 // restored by checkpoints under "buffer/<dotted name>". The module updates a
 // buffer in place (mutable_data), so the registered handle stays valid.
+//
+// dtype: a module computes in its parameters' dtype (To converts); its
+// forward code creates constants in the input's dtype.
 #ifndef FLOWTAPE_NN_MODULE_H_
 #define FLOWTAPE_NN_MODULE_H_
 
@@ -40,6 +43,15 @@ class Module {
   void ZeroGrad();
   // Every buffer, with the same traversal and dotted names as parameters.
   std::vector<std::pair<std::string, Tensor>> NamedBuffers() const;
+
+  // Converts every parameter and buffer to `dtype` in place: every handle
+  // (the module's members, an optimizer's list) sees the new values. Models
+  // are built in float64 and converted, so both dtypes start from the same
+  // (rounded) values. Call it before recording anything with the module.
+  void To(DType dtype);
+  // The parameters' dtype (float64 for a module without parameters); a
+  // module whose parameters disagree fails loudly.
+  DType dtype() const;
 
  protected:
   // Registers `value` (made a parameter: requires_grad) and returns it.

@@ -36,10 +36,15 @@ void Optimizer::set_schedule(Schedule s) {
 }
 
 std::vector<Tensor> Optimizer::AddSlot(const std::string& slot, bool scalar) {
+  // Counters stay float64 (exact); moments take the parameter's dtype.
   std::vector<Tensor> bufs;
-  for (const auto& [name, p] : params_) {
-    bufs.push_back(Tensor::Zeros(scalar ? Shape{} : p.shape()));
+  param_slots_.resize(params_.size());
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const auto& [name, p] = params_[i];
+    bufs.push_back(scalar ? Tensor::Scalar(0.0)
+                          : Tensor::Zeros(p.shape(), p.dtype()));
     state_.emplace_back(absl::StrCat(name, ".", slot), bufs.back());
+    if (!scalar) param_slots_[i].push_back(bufs.back());
   }
   return bufs;
 }
@@ -53,9 +58,17 @@ void Optimizer::Step() {
     Tensor& p = params_[i].second;
     Tensor g = p.grad();
     if (!g.defined()) continue;
-    Update(i, p.mutable_data(), g.data(), p.numel(), lr, t + 1);
+    // A module converted (Module::To) after this optimizer was built: its
+    // state follows the parameter's dtype.
+    if (i < param_slots_.size())
+      for (Tensor& slot : param_slots_[i])
+        if (slot.dtype() != p.dtype()) slot.storage()->ConvertTo(p.dtype());
+    FT_CHECK(g.dtype() == p.dtype(), "optimizer: '", params_[i].first,
+             "' is ", DTypeName(p.dtype()), " but its gradient is ",
+             DTypeName(g.dtype()));
+    Update(i, p, g, lr, t + 1);
   }
-  step_.mutable_data()[0] = static_cast<double>(t + 1);
+  step_.mutable_data<double>()[0] = static_cast<double>(t + 1);
 }
 
 void Optimizer::ZeroGrad() {
@@ -73,18 +86,23 @@ Sgd::Sgd(NamedTensors params, const SgdOptions& options)
   if (o_.momentum != 0.0) momentum_ = AddSlot("momentum");
 }
 
-void Sgd::Update(size_t i, double* p, const double* g, int64_t n, double lr,
+void Sgd::Update(size_t i, Tensor& param, const Tensor& grad, double lr,
                  int64_t) {
-  const double wd = o_.weight_decay, mu = o_.momentum;
-  double* b = momentum_.empty() ? nullptr : momentum_[i].mutable_data();
-  for (int64_t k = 0; k < n; ++k) {
-    double d = g[k] + wd * p[k];
-    if (b != nullptr) {
-      b[k] = mu * b[k] + d;
-      d = o_.nesterov ? d + mu * b[k] : b[k];
+  VisitDType(param.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    const T wd = o_.weight_decay, mu = o_.momentum, step = lr;
+    T* p = param.mutable_data<T>();
+    const T* g = grad.data<T>();
+    T* b = momentum_.empty() ? nullptr : momentum_[i].mutable_data<T>();
+    for (int64_t k = 0, n = param.numel(); k < n; ++k) {
+      T d = g[k] + wd * p[k];
+      if (b != nullptr) {
+        b[k] = mu * b[k] + d;
+        d = o_.nesterov ? d + mu * b[k] : b[k];
+      }
+      p[k] -= step * d;
     }
-    p[k] -= lr * d;
-  }
+  });
 }
 
 // ---- Adam / AdamW ----
@@ -103,21 +121,28 @@ Adam::Adam(NamedTensors params, const AdamOptions& options, bool decoupled)
   k_ = AddSlot("step", /*scalar=*/true);
 }
 
-void Adam::Update(size_t i, double* p, const double* g, int64_t n, double lr,
+void Adam::Update(size_t i, Tensor& param, const Tensor& grad, double lr,
                   int64_t) {
-  const double b1 = o_.beta1, b2 = o_.beta2, eps = o_.eps;
-  const double k = (k_[i].mutable_data()[0] += 1.0);  // this parameter's step
-  const double c1 = 1.0 - std::pow(b1, k);
-  const double c2 = 1.0 - std::pow(b2, k);
-  const double l2 = decoupled_ ? 0.0 : o_.weight_decay;
-  const double shrink = decoupled_ ? 1.0 - lr * o_.weight_decay : 1.0;
-  // Whole-array Eigen expressions: vectorised sqrt and division.
-  Eigen::Map<Eigen::ArrayXd> P(p, n), M(m_[i].mutable_data(), n),
-      V(v_[i].mutable_data(), n);
-  Eigen::Map<const Eigen::ArrayXd> G(g, n);
-  M = b1 * M + (1.0 - b1) * (G + l2 * P);
-  V = b2 * V + (1.0 - b2) * (G + l2 * P).square();
-  P = shrink * P - lr * (M / c1) / ((V / c2).sqrt() + eps);
+  // Coefficients in double, applied in the parameter's dtype.
+  const double k = (k_[i].mutable_data<double>()[0] += 1.0);  // its step
+  const double c1 = 1.0 - std::pow(o_.beta1, k);
+  const double c2 = 1.0 - std::pow(o_.beta2, k);
+  VisitDType(param.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
+    const T b1 = o_.beta1, b2 = o_.beta2, eps = o_.eps;
+    const T l2 = decoupled_ ? 0.0 : o_.weight_decay;
+    const T shrink = decoupled_ ? 1.0 - lr * o_.weight_decay : 1.0;
+    const T step = lr, tc1 = c1, tc2 = c2;
+    const int64_t n = param.numel();
+    // Whole-array Eigen expressions: vectorised sqrt and division.
+    Eigen::Map<Array> P(param.mutable_data<T>(), n),
+        M(m_[i].mutable_data<T>(), n), V(v_[i].mutable_data<T>(), n);
+    Eigen::Map<const Array> G(grad.data<T>(), n);
+    M = b1 * M + (T(1) - b1) * (G + l2 * P);
+    V = b2 * V + (T(1) - b2) * (G + l2 * P).square();
+    P = shrink * P - step * (M / tc1) / ((V / tc2).sqrt() + eps);
+  });
 }
 
 AdamW::AdamW(std::vector<Tensor> params, const AdamOptions& options)
@@ -129,12 +154,20 @@ AdamW::AdamW(const Module& module, const AdamOptions& options)
 double ClipGradNorm(const std::vector<Tensor>& params, double max_norm) {
   FT_CHECK(max_norm > 0, "clip_grad_norm: max_norm must be > 0, got ",
            max_norm);
+  // Visits every gradient entry as a double (written back in its dtype).
   auto for_each = [&](auto fn) {
     for (const Tensor& p : params) {
       Tensor g = p.grad();
       if (!g.defined()) continue;
-      double* d = g.mutable_data();
-      for (int64_t k = 0; k < g.numel(); ++k) fn(d[k]);
+      VisitDType(g.dtype(), [&](auto zero) {
+        using T = decltype(zero);
+        T* d = g.mutable_data<T>();
+        for (int64_t k = 0; k < g.numel(); ++k) {
+          double v = d[k];
+          fn(v);
+          d[k] = static_cast<T>(v);
+        }
+      });
     }
   };
   // n = m sqrt(sum (g / m)^2) with m = max |g|: the squares neither overflow
@@ -157,9 +190,12 @@ void ClipGradValue(const std::vector<Tensor>& params, double clip) {
   for (const Tensor& p : params) {
     Tensor g = p.grad();
     if (!g.defined()) continue;
-    double* d = g.mutable_data();
-    for (int64_t k = 0; k < g.numel(); ++k)
-      d[k] = std::clamp(d[k], -clip, clip);
+    VisitDType(g.dtype(), [&](auto zero) {
+      using T = decltype(zero);
+      T* d = g.mutable_data<T>();
+      for (int64_t k = 0; k < g.numel(); ++k)
+        d[k] = std::clamp(d[k], static_cast<T>(-clip), static_cast<T>(clip));
+    });
   }
 }
 

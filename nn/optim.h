@@ -63,13 +63,16 @@ class Optimizer {
   // Adds a zero buffer named "<param>.<slot>" per parameter (shaped like it,
   // or a scalar); returns them.
   std::vector<Tensor> AddSlot(const std::string& slot, bool scalar = false);
-  // Updates parameter i (values p, gradient g, n entries) at step t' = t + 1.
-  virtual void Update(size_t i, double* p, const double* g, int64_t n,
-                      double lr, int64_t t) = 0;
+  // Updates parameter i (values p, gradient g: same dtype, as its slots) at
+  // step t' = t + 1.
+  virtual void Update(size_t i, Tensor& p, const Tensor& g, double lr,
+                      int64_t t) = 0;
 
  private:
   NamedTensors params_;
   NamedTensors state_;
+  // Slots shaped like their parameter (not the scalar counters), by index.
+  std::vector<std::vector<Tensor>> param_slots_;
   Tensor step_ = Tensor::Scalar(0.0);
   Schedule schedule_;
 };
@@ -88,7 +91,7 @@ class Sgd : public Optimizer {
 
  private:
   Sgd(NamedTensors params, const SgdOptions& options);
-  void Update(size_t i, double* p, const double* g, int64_t n, double lr,
+  void Update(size_t i, Tensor& p, const Tensor& g, double lr,
               int64_t t) override;
   SgdOptions o_;
   std::vector<Tensor> momentum_;
@@ -111,7 +114,7 @@ class Adam : public Optimizer {
   Adam(NamedTensors params, const AdamOptions& options, bool decoupled);
 
  private:
-  void Update(size_t i, double* p, const double* g, int64_t n, double lr,
+  void Update(size_t i, Tensor& p, const Tensor& g, double lr,
               int64_t t) override;
   AdamOptions o_;
   bool decoupled_;

@@ -10,17 +10,16 @@
 #include "autodiff/check.h"
 #include "autodiff/grad.h"
 #include "autodiff/ops.h"
+#include "autodiff/op_kit.h"
 #include "autodiff/tape.h"
 
 namespace flowtape::ode::internal {
 namespace {
 using State = std::vector<double>;
 
-// Everything the backward rule needs. Kept alive by the tape: a pinned
-// aliasing pointer to `anchor` owns it, and is dropped when the tape is reset
-// or rewound past the op.
+// Everything the backward rule needs, saved with the op (Op::SaveObject):
+// the tape keeps it alive until it is reset or rewound past the op.
 struct AdjointContext {
-  flowtape::internal::Storage anchor{1};
   OdeFn f;
   std::vector<Tensor> params;
   // derived[k]: the j whose params[j] is computed from params[k] (or is the
@@ -30,6 +29,7 @@ struct AdjointContext {
   std::vector<double> times;
   std::vector<State> ys;  // forward solution at `times`
   Shape shape;
+  DType dtype;  // y0's: f is evaluated in it
   OdeOptions options;
   std::shared_ptr<OdeStats> stats;
 };
@@ -40,21 +40,23 @@ void AugmentedField(const AdjointContext& c, double t, const State& s,
   const int64_t n = c.shape.numel();
   TapeScope scope;
   EnableGradScope grad_on;
-  Tensor y = Tensor::FromVector(c.shape, State(s.begin(), s.begin() + n));
+  Tensor y =
+      Tensor::FromVector(c.shape, State(s.begin(), s.begin() + n), c.dtype);
   y.set_requires_grad(true);
-  Tensor a =
-      Tensor::FromVector(c.shape, State(s.begin() + n, s.begin() + 2 * n));
+  Tensor a = Tensor::FromVector(
+      c.shape, State(s.begin() + n, s.begin() + 2 * n), c.dtype);
   Tensor fy = c.f(t, y);
   FT_CHECK(fy.shape() == c.shape, "ode: f(t, y) has shape ",
            fy.shape().ToString(), ", y has ", c.shape.ToString());
   std::vector<Tensor> inputs{y};
   inputs.insert(inputs.end(), c.params.begin(), c.params.end());
   std::vector<Tensor> g = Grad({fy}, inputs, {a});
-  std::copy(fy.data(), fy.data() + n, ds.begin());
+  const std::vector<double> fv = fy.ToVector();
+  std::copy(fv.begin(), fv.end(), ds.begin());
   int64_t off = n;
   for (const Tensor& gi : g) {
-    const double* p = gi.data();
-    for (int64_t i = 0; i < gi.numel(); ++i) ds[off + i] = -p[i];
+    const std::vector<double> p = gi.ToVector();
+    for (size_t i = 0; i < p.size(); ++i) ds[off + i] = -p[i];
     off += gi.numel();
   }
 }
@@ -65,12 +67,13 @@ void AdjointBackward(const OpContext& ctx, const Tensor& gout, Tensor* gin) {
   FT_CHECK(!Tape::Get().grad_enabled(),
            "ode adjoint: create_graph through the adjoint is unsupported; use "
            "Gradient::kDiscretize");
-  auto& c = *reinterpret_cast<AdjointContext*>(ctx.iaux()[0]);
+  const auto& c = ctx.saved_object<AdjointContext>();
   const int64_t T = static_cast<int64_t>(c.times.size());
   const int64_t n = c.shape.numel();
   int64_t num_p = 0;
   for (const Tensor& p : c.params) num_p += p.numel();
-  const double* go = gout.data();  // [T, n]
+  const std::vector<double> gv = gout.ToVector();  // [T, n]
+  const double* go = gv.data();
 
   State s(2 * n + num_p, 0.0);
   std::copy(c.ys[T - 1].begin(), c.ys[T - 1].end(), s.begin());
@@ -99,15 +102,17 @@ void AdjointBackward(const OpContext& ctx, const Tensor& gout, Tensor* gin) {
                 std::numeric_limits<double>::quiet_NaN());
     }
   }
-  if (ctx.node->inputs[0]->requires_grad)
+  if (ctx.needs_grad(0))
     gin[0] = Tensor::FromVector(
-        c.shape, State(final_state.begin() + n, final_state.begin() + 2 * n));
+        c.shape, State(final_state.begin() + n, final_state.begin() + 2 * n),
+        c.dtype);
   std::vector<Tensor> g;
   int64_t off = 2 * n;
   for (const Tensor& p : c.params) {
     g.push_back(Tensor::FromVector(
-        p.shape(), State(final_state.begin() + off,
-                         final_state.begin() + off + p.numel())));
+        p.shape(),
+        State(final_state.begin() + off, final_state.begin() + off + p.numel()),
+        p.dtype()));
     off += p.numel();
   }
   // The VJPs differentiate f through the whole tape, so g[k] also holds the
@@ -125,7 +130,7 @@ void AdjointBackward(const OpContext& ctx, const Tensor& gout, Tensor* gin) {
     g[k] = g[k] - Grad(outs, {c.params[k]}, seeds)[0];
   }
   for (size_t k = 0; k < c.params.size(); ++k)
-    if (ctx.node->inputs[k + 1]->requires_grad) gin[k + 1] = g[k];
+    if (ctx.needs_grad(static_cast<int>(k) + 1)) gin[k + 1] = g[k];
 }
 
 // Fills c.derived and c.order from the tape ancestry of the listed params
@@ -174,7 +179,7 @@ absl::StatusOr<OdeSolution> AdjointSolve(const OdeFn& f, const Tensor& y0,
                                          const OdeOptions& options) {
   auto c = std::make_shared<AdjointContext>();
   c->stats = std::make_shared<OdeStats>();
-  auto ys = Integrate(ValueField(f, y0.shape()), y0.ToVector(), times, options,
+  auto ys = Integrate(ValueField(f, y0.shape(), y0.dtype()), y0.ToVector(), times, options,
                       &c->stats->forward);
   if (!ys.ok()) return ys.status();
   c->f = f;
@@ -183,19 +188,23 @@ absl::StatusOr<OdeSolution> AdjointSolve(const OdeFn& f, const Tensor& y0,
   c->times = times;
   c->ys = std::move(*ys);
   c->shape = y0.shape();
+  c->dtype = y0.dtype();
   c->options = options;
 
   const int64_t T = static_cast<int64_t>(times.size()), n = y0.numel();
-  Tensor out = flowtape::internal::NewOutput({T, n}, /*record=*/true);
-  double* po = const_cast<double*>(out.data());
-  for (int64_t i = 0; i < T; ++i)
-    std::copy(c->ys[i].begin(), c->ys[i].end(), po + i * n);
-  Tape::Get().Pin(std::shared_ptr<flowtape::internal::Storage>(c, &c->anchor));
   std::vector<Tensor> inputs{y0};
   inputs.insert(inputs.end(), params.begin(), params.end());
-  out = flowtape::internal::RecordN(
-      out, true, "ode_adjoint", inputs, AdjointBackward,
-      OpAux{{}, {reinterpret_cast<int64_t>(c.get())}});
+  // Recorded whenever an input needs grads (else a constant solution).
+  Op op("ode_adjoint", inputs);
+  Tensor out = op.NewOutput({T, n});
+  VisitDType(op.dtype(), [&](auto zero) {
+    using T_ = decltype(zero);
+    T_* po = out.mutable_data<T_>();
+    for (int64_t i = 0; i < T; ++i)
+      std::copy(c->ys[i].begin(), c->ys[i].end(), po + i * n);
+  });
+  op.SaveObject(std::shared_ptr<const AdjointContext>(c));
+  out = op.Finish(out, AdjointBackward);
 
   OdeSolution sol{{}, c->stats};
   for (int64_t i = 0; i < T; ++i)

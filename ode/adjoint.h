@@ -14,7 +14,7 @@ namespace flowtape::ode::internal {
 
 // f as a flat vector field, evaluated without recording (inside a TapeScope,
 // so any tape work f does internally is dropped).
-VectorField ValueField(const OdeFn& f, const Shape& shape);
+VectorField ValueField(const OdeFn& f, const Shape& shape, DType dtype);
 
 // OdeSolve with Gradient::kAdjoint when recording is needed: one tape node
 // [T, numel(y0)] whose backward rule runs the adjoint solve.

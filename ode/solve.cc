@@ -12,15 +12,16 @@
 namespace flowtape::ode {
 namespace internal {
 
-VectorField ValueField(const OdeFn& f, const Shape& shape) {
-  return [&f, shape](double t, const std::vector<double>& y,
-                     std::vector<double>& dydt) {
+VectorField ValueField(const OdeFn& f, const Shape& shape, DType dtype) {
+  return [&f, shape, dtype](double t, const std::vector<double>& y,
+                            std::vector<double>& dydt) {
     TapeScope scope;
     NoGradScope no_grad;
-    Tensor out = f(t, Tensor::FromVector(shape, y));
+    Tensor out = f(t, Tensor::FromVector(shape, y, dtype));
     FT_CHECK(out.shape() == shape, "ode: f(t, y) has shape ",
              out.shape().ToString(), ", y has ", shape.ToString());
-    std::copy(out.data(), out.data() + out.numel(), dydt.begin());
+    const std::vector<double> v = out.ToVector();
+    std::copy(v.begin(), v.end(), dydt.begin());
   };
 }
 
@@ -29,9 +30,9 @@ VectorField ValueField(const OdeFn& f, const Shape& shape) {
 namespace {
 
 std::vector<Tensor> ToTensors(const std::vector<std::vector<double>>& ys,
-                              const Shape& shape) {
+                              const Shape& shape, DType dtype) {
   std::vector<Tensor> out;
-  for (const auto& y : ys) out.push_back(Tensor::FromVector(shape, y));
+  for (const auto& y : ys) out.push_back(Tensor::FromVector(shape, y, dtype));
   return out;
 }
 
@@ -42,7 +43,7 @@ absl::StatusOr<OdeSolution> DiscreteSolve(const OdeFn& f, const Tensor& y0,
                                           std::shared_ptr<OdeStats> stats) {
   std::vector<Step> steps;
   if (o.method == Method::kDopri5) {
-    auto ys = Integrate(internal::ValueField(f, y0.shape()), y0.ToVector(),
+    auto ys = Integrate(internal::ValueField(f, y0.shape(), y0.dtype()), y0.ToVector(),
                         times, o, &stats->forward, &steps);
     if (!ys.ok()) return ys.status();
   } else {
@@ -87,10 +88,10 @@ absl::StatusOr<OdeSolution> OdeSolve(const OdeFn& f, const Tensor& y0,
     return DiscreteSolve(f, y0, times, options, stats);
   if (needs_grad && options.gradient == Gradient::kAdjoint)
     return internal::AdjointSolve(f, y0, times, params, options);
-  auto ys = Integrate(internal::ValueField(f, y0.shape()), y0.ToVector(), times,
+  auto ys = Integrate(internal::ValueField(f, y0.shape(), y0.dtype()), y0.ToVector(), times,
                       options, &stats->forward);
   if (!ys.ok()) return ys.status();
-  return OdeSolution{ToTensors(*ys, y0.shape()), stats};
+  return OdeSolution{ToTensors(*ys, y0.shape(), y0.dtype()), stats};
 }
 
 }  // namespace flowtape::ode

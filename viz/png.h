@@ -4,6 +4,20 @@
 // (rgb[3 * (y * width + x) + c]). WritePng writes an 8-bit RGB PNG; ReadPng
 // reads any PNG libpng understands and converts it to 8-bit RGB (palette,
 // grey, 16-bit and alpha are expanded / stripped). Errors name the file.
+//
+// ReadPng limits (checked on the header, before any pixel buffer exists):
+//   * regular files only (a directory, FIFO or device is InvalidArgument;
+//     a FIFO is never opened blocking), at most kPngMaxFileBytes (256 MiB);
+//   * width, height <= kPngMaxSide (16384) and width * height <=
+//     kPngMaxPixels (2^26 = 64 Mi pixels, 192 MiB as 8-bit RGB);
+//   * the file must be large enough for the declared pixels: deflate
+//     compresses at most 1032:1, so a file of S bytes holds at most
+//     1032 S bytes of pixel data (height * ceil(width * bits per pixel / 8)
+//     before filtering); a header declaring more is a truncated or corrupt
+//     file;
+//   * libpng's own limits are set to the same (png_set_user_limits) and
+//     ancillary chunks are capped at 8 MiB each (png_set_chunk_malloc_max).
+// Violations are InvalidArgument naming the file and the limit.
 #ifndef FLOWTAPE_VIZ_PNG_H_
 #define FLOWTAPE_VIZ_PNG_H_
 
@@ -28,6 +42,10 @@ struct Image {
   int width = 0, height = 0;
   std::vector<uint8_t> rgb;
 };
+
+inline constexpr int kPngMaxSide = 16384;
+inline constexpr int64_t kPngMaxPixels = int64_t{1} << 26;
+inline constexpr int64_t kPngMaxFileBytes = int64_t{256} << 20;
 
 absl::Status WritePng(const std::string& path, const Image& image);
 absl::StatusOr<Image> ReadPng(const std::string& path);

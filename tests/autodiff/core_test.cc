@@ -1,6 +1,7 @@
 #include <cmath>
 
 #include "autodiff/grad.h"
+#include "autodiff/op_kit.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
 #include "gtest/gtest.h"
@@ -62,16 +63,14 @@ TEST(Core, ZeroAdjointNeverNaN) {
 // y = x^2 whose create_graph gradient is off by a constant 1 (so its
 // derivative, H v, is right) while the plain gradient 2x is right.
 Tensor SquarePlusOneWhenRecorded(const Tensor& x) {
-  const bool rec = internal::ShouldRecord({&x});
-  Tensor out = internal::NewOutput(x.shape(), rec);
+  Op op("square_plus_one", {x});
+  Tensor out = op.NewOutput(x.shape());
   for (int64_t i = 0; i < x.numel(); ++i)
-    const_cast<double*>(out.data())[i] = x[i] * x[i];
-  return internal::Record(out, rec, "square_plus_one", {&x},
-                          [](const OpContext& c, const Tensor& g, Tensor* gin) {
-                            gin[0] = g * 2.0 * c.in(0);
-                            if (Tape::Get().grad_enabled())
-                              gin[0] = gin[0] + 1.0;  // the bug
-                          });
+    out.mutable_data<double>()[i] = x[i] * x[i];
+  return op.Finish(out, [](const OpContext& c, const Tensor& g, Tensor* gin) {
+    gin[0] = g * 2.0 * c.input(0);
+    if (c.create_graph()) gin[0] = gin[0] + 1.0;  // the bug
+  });
 }
 
 TEST(GradCheck, HessianVectorErrorChecksTheCreateGraphGradient) {

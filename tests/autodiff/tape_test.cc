@@ -54,7 +54,7 @@ TEST(TapeDeath, SerialOverflowAborts) {
         Tape::Get().set_serial_count_for_testing((uint64_t{1} << 40) - 3);
         Tensor y = Exp(p);   // the leaf of p, then exp: serials 2^40 - 3, -2
         Tensor z = y * 2.0;  // a constant leaf, then mul: 2^40 - 1, abort
-        if (z[0] != 2 * std::exp(1.0)) std::abort();
+        if (std::fabs(z[0] - 2 * std::exp(1.0)) > 1e-15) std::abort();
       },
       "tape: 2\\^40 nodes recorded on this thread's tape; node serials "
       "overflow");
@@ -76,8 +76,8 @@ TEST(Tape, DetachedValuesSurviveReset) {
   Tensor kept = y.Detach();
   const double item = Sum(y).item();
   Tape::Get().Reset();
-  EXPECT_EQ(kept[1], std::exp(1.0));
-  EXPECT_EQ(item, 1.0 + std::exp(1.0));
+  EXPECT_DOUBLE_EQ(kept[1], std::exp(1.0));
+  EXPECT_DOUBLE_EQ(item, 1.0 + std::exp(1.0));
   EXPECT_EQ(Tape::Get().num_nodes(), 0);
 }
 
@@ -209,7 +209,7 @@ TEST(Tape, NoGradReshapeOfTapeValueSurvivesReset) {
   }
   Tape::Get().Reset();
   OverwriteTape(p);
-  for (int i = 0; i < 4; ++i) EXPECT_EQ(flat[i], std::exp(i)) << i;
+  for (int i = 0; i < 4; ++i) EXPECT_DOUBLE_EQ(flat[i], std::exp(i)) << i;
   Tape::Get().Reset();
 }
 
@@ -226,7 +226,7 @@ TEST(Tape, VjpSeededWithTapeValueSurvivesRewind) {
   }
   OverwriteTape(p);
   ASSERT_EQ(g.shape(), (Shape{2, 2}));
-  for (int i = 0; i < 4; ++i) EXPECT_EQ(g[i], std::exp(i)) << i;
+  for (int i = 0; i < 4; ++i) EXPECT_DOUBLE_EQ(g[i], std::exp(i)) << i;
   Tape::Get().Reset();
 }
 

@@ -9,6 +9,7 @@
 #include <string>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 
 namespace flowtape::data {
@@ -65,8 +66,7 @@ TEST(EarthData, MissingFileSaysWhereTheDataLives) {
   EXPECT_EQ(x.status().code(), absl::StatusCode::kNotFound);
   EXPECT_NE(x.status().message().find("/nonexistent/volcano.csv"),
             std::string::npos);
-  EXPECT_NE(x.status().message().find("data/earth"),
-            std::string::npos);
+  EXPECT_NE(x.status().message().find("data/earth"), std::string::npos);
   EXPECT_NE(x.status().message().find("--data_dir"), std::string::npos);
 }
 
@@ -91,7 +91,7 @@ TEST(EarthData, ShippedCataloguesLoad) {
 TEST(EarthData, SplitIsAPartition) {
   Tensor x = Tensor::Empty({101, 3});
   for (int64_t i = 0; i < 303; ++i) x.mutable_data()[i] = i;
-  Split s = RandomSplit(x, 3);
+  Split s = RandomSplit(x, 3).value();
   EXPECT_EQ(s.train.dim(0), 80);
   EXPECT_EQ(s.val.dim(0), 10);
   EXPECT_EQ(s.test.dim(0), 11);
@@ -99,9 +99,32 @@ TEST(EarthData, SplitIsAPartition) {
   for (const Tensor* t : {&s.train, &s.val, &s.test})
     for (int64_t i = 0; i < t->dim(0); ++i) seen.insert(t->data()[3 * i]);
   EXPECT_EQ(seen.size(), 101u);
-  Split again = RandomSplit(x, 3), other = RandomSplit(x, 4);
+  Split again = RandomSplit(x, 3).value(), other = RandomSplit(x, 4).value();
   EXPECT_EQ(again.test.ToVector(), s.test.ToVector());
   EXPECT_NE(other.test.ToVector(), s.test.ToVector());
+}
+
+// Too few rows for a nonempty validation and test part: an error naming the
+// minimum, not an empty validation set (whose "loss" would be the training
+// loss) or an empty training set.
+TEST(EarthData, SplitNeedsTenRows) {
+  for (int64_t n : {0, 1, 2, 9}) {
+    Tensor x = Tensor::Zeros({n, 3});
+    auto s = RandomSplit(x, 0, "tiny.csv");
+    ASSERT_FALSE(s.ok()) << n;
+    EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(
+        s.status().message().find(absl::StrCat("tiny.csv: ", n,
+                                               " points; the 80/10/10 split "
+                                               "needs at least 10")),
+        std::string::npos)
+        << s.status();
+  }
+  Split ten = RandomSplit(Tensor::Zeros({10, 3}), 0).value();
+  EXPECT_EQ(ten.train.dim(0), 8);
+  EXPECT_EQ(ten.val.dim(0), 1);
+  EXPECT_EQ(ten.test.dim(0), 1);
+  EXPECT_FALSE(RandomSplit(Tensor::Zeros({12}), 0).ok());  // not [n, d]
 }
 
 }  // namespace

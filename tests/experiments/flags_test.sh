@@ -42,6 +42,39 @@ expect benchmarks/earth "--seeds=0: must be > 0" --seeds=0
 expect benchmarks/earth "--datasets: unknown 'mars'" --datasets=mars
 expect benchmarks/earth "--models: unknown 'kent'" --models=kent
 
+# Sizes whose memory cannot exist are refused before anything is allocated
+# (they used to abort in tensor.cc or run until memory ran out), with the
+# flags named; --max_memory_gb overrides the limit (physical memory).
+mem="above the memory limit"
+expect experiments/toy2d "--hidden=100000,100000 --batch=256 --n_train=30000: the run needs about" --hidden=100000,100000
+expect experiments/toy2d "$mem" --hidden=300000000
+expect experiments/toy2d "--n_train=1000000000000: the run needs" --n_train=1000000000000
+expect experiments/toy2d "--layers=1000000000 " --layers=1000000000
+expect experiments/toy2d "$mem of 0.0001 GiB (--max_memory_gb" --max_memory_gb=0.0001
+expect experiments/toy2d "--max_memory_gb=-1: must be finite and >= 0" --max_memory_gb=-1
+expect experiments/toy2d "--hidden: bad size '99999999999999999999'" --hidden=99999999999999999999
+expect experiments/toy2d "--hidden: bad size ''" --hidden=64,,64
+expect experiments/images "--batch=1000000000000 (--flow=realnvp): the run needs" --batch=1000000000000
+expect experiments/ood "--flow=glow: the run needs" --max_memory_gb=0.001
+expect benchmarks/earth "--components=1000000000 --layers=2: the run needs" --components=1000000000
+expect benchmarks/earth "--layers=1000000000: the run needs" --layers=1000000000
+expect benchmarks/anode_spheres "anode_spheres: INVALID_ARGUMENT: --train_size=0: must be > 0" --train_size=0
+expect benchmarks/anode_spheres "--batch=1000000000000 --train_size=2000: the run needs" --batch=1000000000000
+expect benchmarks/rnode_vs_ffjord "rnode_vs_ffjord: INVALID_ARGUMENT: --batch=0: must be > 0" --batch=0
+expect benchmarks/rnode_vs_ffjord "--trace=bogus: must be exact or hutchinson" --trace=bogus
+expect benchmarks/rnode_vs_ffjord "--test_size=1000000000000: the run needs" --test_size=1000000000000
+
+# Catalogues too small for a nonempty 80/10/10 split: a clear error (a
+# one-row catalogue used to crash the mixture model, and 2-9 rows trained
+# with the training loss reported as validation).
+mkdir -p "$tmp/tiny"
+echo "10,20" >"$tmp/tiny/volcano.csv"
+expect benchmarks/earth "volcano.csv: 1 points; the 80/10/10 split needs at least 10" \
+  --data_dir="$tmp/tiny" --datasets=volcano --models=mixture --seeds=1 --steps=1 --maps=false
+for i in 1 2 3 4 5 6 7 8 9; do echo "$i,$i"; done >"$tmp/tiny/volcano.csv"
+expect benchmarks/earth "9 points; the 80/10/10 split needs at least 10" \
+  --data_dir="$tmp/tiny" --datasets=volcano --models=affine --seeds=1 --steps=1 --maps=false
+
 # Valid flags run.
 out=$("$root/experiments/toy2d" --steps=2 --n_train=64 --layers=2 --hidden=8 2>&1)
 [[ $? -eq 0 && $out == *"test NLL"* ]] || {

@@ -19,7 +19,8 @@ namespace {
 
 std::shared_ptr<Scaling> MakeScaling(std::vector<double> s) {
   auto f = std::make_shared<Scaling>(Shape({static_cast<int64_t>(s.size())}));
-  std::copy(s.begin(), s.end(), f->log_scale().storage()->data);
+  Tensor ls = f->log_scale();
+  std::copy(s.begin(), s.end(), ls.mutable_data<double>());
   return f;
 }
 

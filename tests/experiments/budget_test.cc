@@ -1,0 +1,58 @@
+// The memory estimate of experiments/budget.h: MLP parameter and activation
+// counts against hand counts, the byte formula, the limit check's message,
+// no overflow for absurd sizes, and the strict size-list parser.
+#include "experiments/budget.h"
+
+#include <cmath>
+
+#include "gtest/gtest.h"
+
+namespace flowtape::experiments {
+namespace {
+
+TEST(Budget, MlpCountsByHand) {
+  // 2 -> 64 -> 64 -> 4: (2+1) 64 + (64+1) 64 + (64+1) 4 = 4612 parameters.
+  EXPECT_EQ(MlpParameters(2, {64, 64}, 4), 4612);
+  EXPECT_EQ(MlpParameters(3, {}, 5), 20);                  // one layer
+  EXPECT_EQ(MlpActivations(2, {64, 64}, 4), 2 + 4 + 256);  // in, out, 2x2x64
+  Footprint f = FlowFootprint(8, 2, 0, {64, 64}, 256, 1000);
+  EXPECT_EQ(f.parameters, 8 * 4612);
+  EXPECT_EQ(f.activations_per_example, 8 * (262 + 8));
+  EXPECT_EQ(f.Bytes(), 8.0 * (4 * 8 * 4612 + 3.0 * 8 * 270 * 256 + 1000));
+}
+
+TEST(Budget, LimitAndMessage) {
+  Footprint f;
+  f.parameters = 1e9;  // 32e9 bytes: 29.8 GiB
+  EXPECT_TRUE(CheckMemory(f, "--x=1", 4e10).ok());
+  absl::Status s = CheckMemory(f, "--x=1", std::pow(2.0, 30));
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message().substr(0, 38),
+            "--x=1: the run needs about 29.8 GiB (1");
+  EXPECT_NE(s.message().find("above the memory limit of 1 GiB"),
+            std::string::npos)
+      << s;
+  // Sizes whose product overflows int64 are doubles here: inf, refused.
+  Footprint huge = FlowFootprint(1e9, 2, 0, {int64_t{1} << 62}, 1e18, 1e300);
+  EXPECT_FALSE(CheckMemory(huge, "--h", 1e300).ok());
+  Footprint nan;
+  nan.parameters = NAN;
+  EXPECT_FALSE(CheckMemory(nan, "--h", 1e300).ok());
+  EXPECT_GT(MemoryLimitBytes(0), 1e8);  // the machine's memory
+  EXPECT_EQ(MemoryLimitBytes(2), 2 * std::pow(2.0, 30));
+}
+
+TEST(Budget, SizeListsAreStrictPositiveIntegers) {
+  EXPECT_EQ(ParseSizeList("hidden", "64,32,1").value(),
+            (std::vector<int64_t>{64, 32, 1}));
+  for (const char* bad : {"", "0", "-3", "+3", "1,,2", " 4", "4 ", "0x10",
+                          "1e3", "99999999999999999999", "64,"}) {
+    auto r = ParseSizeList("hidden", bad);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_EQ(r.status().message().substr(0, 20), "--hidden: bad size '")
+        << bad;
+  }
+}
+
+}  // namespace
+}  // namespace flowtape::experiments

@@ -1,0 +1,82 @@
+#include "viz/heatmap.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "autodiff/check.h"
+#include "autodiff/tape.h"
+#include "viz/colorbar.h"
+#include "viz/colormap.h"
+
+namespace flowtape::viz {
+
+Heatmap DensityHeatmap(const std::function<Tensor(const Tensor&)>& log_prob,
+                       const Box& box, const DensityHeatmapOptions& options) {
+  const int n = options.resolution;
+  FT_CHECK(n > 0, "density_heatmap: resolution ", n);
+  Heatmap h;
+  h.title = "model density";
+  h.box = box;
+  h.nx = h.ny = n;
+  h.values.resize(static_cast<size_t>(n) * n);
+  for (int row = 0; row < n; ++row) {
+    NoGradScope no_grad;
+    TapeScope scope;
+    Tensor pts = Tensor::Zeros(Shape{n, 2});
+    double* p = pts.mutable_data();
+    const double y = box.ymax - (row + 0.5) * (box.ymax - box.ymin) / n;
+    for (int col = 0; col < n; ++col) {
+      p[2 * col] = box.xmin + (col + 0.5) * (box.xmax - box.xmin) / n;
+      p[2 * col + 1] = y;
+    }
+    Tensor lp = log_prob(pts);
+    FT_CHECK(lp.numel() == n, "density_heatmap: log_prob returned ",
+             lp.shape().ToString(), " for ", n, " points");
+    std::copy_n(lp.data(), n, h.values.begin() + static_cast<size_t>(row) * n);
+  }
+  if (options.log_scale) {
+    double top = -INFINITY;
+    for (double v : h.values)
+      if (std::isfinite(v)) top = std::max(top, v);
+    if (std::isfinite(top)) {
+      h.vmax = top;
+      h.vmin = top - options.log_range;
+    }
+    h.colorbar_label = "log p(x)";
+  } else {
+    for (double& v : h.values) v = std::exp(v);
+    h.vmin = 0.0;
+    h.colorbar_label = "p(x)";
+  }
+  return h;
+}
+
+absl::StatusOr<Axes> Draw(Canvas& canvas, const Rect& cell, const Heatmap& p) {
+  if (p.nx <= 0 || p.ny <= 0 ||
+      p.values.size() != static_cast<size_t>(p.nx) * p.ny)
+    return absl::InvalidArgumentError(
+        absl::StrCat("heat map: ", p.values.size(), " values for a ", p.nx, "x",
+                     p.ny, " grid"));
+  if (!(p.box.xmax > p.box.xmin && p.box.ymax > p.box.ymin))
+    return absl::InvalidArgumentError(
+        absl::StrCat("heat map: empty box [", p.box.xmin, ", ", p.box.xmax,
+                     "] x [", p.box.ymin, ", ", p.box.ymax, "]"));
+  double vmin = p.vmin, vmax = p.vmax;
+  if (absl::Status s = ColorRange(p.values, vmin, vmax); !s.ok()) return s;
+  const Axis x = MakeAxis(p.box.xmin, p.box.xmax, p.xlabel);
+  const Axis y = MakeAxis(p.box.ymin, p.box.ymax, p.ylabel);
+  const double aspect =
+      p.equal_aspect ? (p.box.ymax - p.box.ymin) / (p.box.xmax - p.box.xmin)
+                     : 0.0;
+  absl::StatusOr<Axes> axes =
+      LayoutAxes(canvas, cell, p.title, x, y,
+                 ColorbarWidth(canvas, vmin, vmax, p.colorbar_label), aspect);
+  if (!axes.ok()) return axes.status();
+  canvas.DrawImage(Colorize(p.nx, p.ny, p.values, vmin, vmax), axes->area,
+                   /*smooth=*/true);
+  DrawAxes(canvas, *axes, p.title);
+  DrawColorbar(canvas, axes->area, vmin, vmax, p.colorbar_label);
+  return axes;
+}
+
+}  // namespace flowtape::viz

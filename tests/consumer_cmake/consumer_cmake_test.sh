@@ -9,7 +9,7 @@
 #   - the example also compiles with nothing but
 #     `pkg-config --cflags --libs flowtape`, and runs.
 # First, every library package of the Bazel build (a directory outside tests/,
-# third_party/, benchmarks/, experiments/, examples/ whose BUILD has a
+# third_party/, benchmarks/, experiments/, examples/, fuzz/ whose BUILD has a
 # cc_library and which holds .cc or .h files) must be a CMake package, so neither build
 # silently drops one. FLOWTAPE_CMAKE_FLAGS (default: -O1, a moderate level
 # that keeps the whole-library build short) replaces Release's flags.
@@ -33,7 +33,8 @@ cmake -S "$checkout" -B "$build" -DCMAKE_BUILD_TYPE=Release \
 echo "== Bazel library packages are CMake packages"
 bazel_packages=$(cd "$checkout" && find . -name BUILD -not -path './bazel-*' \
     -not -path './tests/*' -not -path './third_party/*' -not -path './benchmarks/*' \
-    -not -path './experiments/*' -not -path './examples/*' -printf '%h\n' |
+    -not -path './experiments/*' -not -path './examples/*' -not -path './fuzz/*' \
+    -printf '%h\n' |
   sed 's|^\./||' | sort | while read -r d; do
     if [[ $d != . ]] && grep -q 'cc_library(' "$d/BUILD" &&
       { compgen -G "$d/*.cc" || compgen -G "$d/*.h"; } >/dev/null; then

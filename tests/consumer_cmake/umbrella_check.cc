@@ -1,7 +1,8 @@
 // Links flowtape::flowtape and uses several packages: every zoo family that
 // takes 2-D vectors gives finite log-probs (models, flows, flows/cnf, ode),
-// the installed earth catalogue loads (data), a PNG round trip (viz), and
-// flowtape/version.h agrees with find_package's flowtape_VERSION.
+// the installed earth catalogue loads (data), a cairo figure is written as PNG
+// and read back (viz), and flowtape/version.h agrees with find_package's
+// flowtape_VERSION.
 #include <cmath>
 #include <cstdio>
 #include <string>
@@ -10,7 +11,9 @@
 #include "data/earth.h"
 #include "flowtape/version.h"
 #include "models/zoo.h"
+#include "viz/figure.h"
 #include "viz/png.h"
+#include "viz/scatter.h"
 
 using namespace flowtape;  // NOLINT
 
@@ -54,10 +57,14 @@ int main(int argc, char** argv) {
     std::printf("volcano: %lld points\n",
                 static_cast<long long>(volcano->dim(0)));
 
+  // A cairo-drawn figure (viz), written and read back.
   const std::string png = argc > 1 ? argv[1] : "umbrella_check.png";
-  viz::Image image(3, 2, {10, 20, 30});
-  auto read = viz::WritePng(png, image).ok() ? viz::ReadPng(png)
-                                             : absl::InternalError("write");
-  if (!read.ok() || read->rgb != image.rgb) fail("PNG round trip");
+  viz::Figure figure({.title = "umbrella_check"});
+  figure.Add(viz::Scatter{.title = "points", .series = {{.points = x}}});
+  absl::Status written = figure.Write(png);
+  auto read = written.ok() ? viz::ReadPng(png) : written;
+  if (!read.ok() || read->width != figure.width() ||
+      read->height != figure.height())
+    fail("figure PNG: " + read.status().ToString());
   return failures == 0 ? 0 : 1;
 }

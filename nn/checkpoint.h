@@ -48,16 +48,14 @@
 // model rounds to nearest (and a value beyond float32's range, |v| > 3.4e38,
 // is refused rather than turned into Inf).
 //
-// Writes are atomic: the file is written to a temporary
-// "<path>.tmp.<pid>.XXXXXX" in the same directory (locked with flock while
-// it is written), made mode 0644, fsync'ed and renamed over `path`, so a
-// crash never leaves a half-written checkpoint under the final name. A
-// process killed mid-save leaves its temporary behind; the next successful
-// save of the same path removes every stale one: a temporary of this path
-// whose <pid> is not a live process on this machine and whose lock nobody
-// holds. Temporaries of live processes (a concurrent save, or a dead
-// writer's pid reused by a live process) and files of other paths are
-// left alone.
+// Writes are atomic (io/atomic_file.h): a temporary
+// "<path>.tmp.<pid>.XXXXXX" in the same directory, fsync'ed and renamed over
+// `path`, so a crash never leaves a half-written checkpoint under the final
+// name; the file is mode 0644. A process killed mid-save leaves its
+// temporary behind; the next successful save of the same path removes every
+// stale one: a temporary of this path whose <pid> is not a live process on
+// this machine and whose flock nobody holds. Temporaries of live processes
+// and files of other paths are left alone.
 //
 // Loading validates everything before changing anything: on any error (file
 // missing, not a regular file, over kCheckpointMaxBytes, truncated or with

@@ -1,7 +1,7 @@
 // torch_exchange: the flowtape side of the PyTorch exchange checks
 // (tools/torch_exchange.py, tests/io/numpy_reader_test.sh).
 //
-//   torch_exchange export --spec=JSON --seed=S --n=N --out=DIR
+//   torch_exchange export --spec=JSON --seed=S --n=N --out=DIR (created)
 //     builds the catalogue model the spec describes (models/model_spec.h)
 //     from Rng(S), adds 0.1 N(0, 1) to every parameter (so no layer is the
 //     identity), draws x ~ N(0, 1) [N, event...] (and a context [N, K] when
@@ -18,7 +18,11 @@
 //     BATCH's "x" (and "context") to FILE as "log_prob".
 // Models compute in the spec's dtype; stochastic flows draw from Rng(0).
 // Exit status 1 with the Status on stderr for any error.
+#include <sys/stat.h>
+
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -69,6 +73,9 @@ absl::Status Export() {
     return absl::InvalidArgumentError("--n must lie in [1, 100000]");
   const std::string dir = absl::GetFlag(FLAGS_out);
   if (dir.empty()) return absl::InvalidArgumentError("--out is required");
+  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST)
+    return absl::InvalidArgumentError(
+        absl::StrCat("--out: cannot create ", dir, ": ", std::strerror(errno)));
   FT_ASSIGN_OR_RETURN(auto model, Build(spec, absl::GetFlag(FLAGS_seed)));
   Rng rng(absl::GetFlag(FLAGS_seed) + 1);
   for (Tensor p : model->Parameters())

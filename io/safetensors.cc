@@ -50,7 +50,9 @@ std::string EncodeSafetensors(const nn::NamedTensors& tensors,
                               const Metadata& metadata) {
   Json header = Json::object();
   std::string data;
-  for (const auto& [name, t] : tensors) {
+  for (const auto& entry : tensors) {
+    const std::string& name = entry.first;
+    const Tensor& t = entry.second;  // (lambdas cannot capture bindings)
     FT_CHECK(!name.empty() && name != kMetadataKey && !header.contains(name),
              "safetensors: tensor name '", name,
              "' is empty, reserved or repeated");
@@ -115,7 +117,9 @@ absl::StatusOr<nn::NamedTensors> DecodeSafetensors(absl::string_view bytes,
 
   Metadata meta;
   std::vector<Entry> entries;
-  for (const auto& [name, e] : parsed->items()) {
+  for (const auto& item : parsed->items()) {
+    const std::string& name = item.key();
+    const Json& e = item.value();
     if (name == kMetadataKey) {
       if (!e.is_object()) return bad("__metadata__ is not an object");
       for (const auto& [key, value] : e.items()) {

@@ -91,7 +91,9 @@ std::string Encode(const NamedTensors& tensors, const Metadata& metadata) {
     p += value;
   }
   PutU(&p, tensors.size(), 8);
-  for (const auto& [name, t] : tensors) {
+  for (const auto& entry : tensors) {
+    const std::string& name = entry.first;
+    const Tensor& t = entry.second;  // (lambdas cannot capture bindings)
     PutU(&p, name.size(), 4);
     p += name;
     PutU(&p, t.dtype() == kFloat32 ? 0 : 1, 4);
@@ -383,7 +385,9 @@ absl::Status RestoreFromTensors(const std::string& source,
           ")"));
   }
   // Values take the destination's dtype (checkpoint.h).
-  for (auto& [dst, src] : copies) {
+  for (auto& copy : copies) {
+    Tensor& dst = copy.first;
+    const Tensor& src = copy.second;
     VisitDType(dst.dtype(), [&](auto zero) {
       using T = decltype(zero);
       T* d = dst.mutable_data<T>();

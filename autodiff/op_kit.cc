@@ -56,16 +56,22 @@ void Op::Init() {
     }
     FT_CHECK(!seen_undefined, name_,
              ": only trailing inputs may be undefined (optional ones)");
+    // One validation per input: its node (tape value) or storage (constant).
+    Node* node = t->node_ != nullptr ? t->node() : nullptr;
+    FT_CHECK(node != nullptr || t->storage_ != nullptr, name_,
+             ": input ", inputs_.size(), " is a buffer that was never recorded");
+    const DType d = node != nullptr ? node->dtype : t->storage_->dtype;
+    nodes_.push_back(node);
     if (first == nullptr) {
       first = t;
-      dtype_ = t->dtype();
+      dtype_ = d;
     } else {
-      FT_CHECK(t->dtype() == dtype_, name_, ": mixed dtypes ",
-               DTypeName(dtype_), " ", first->shape().ToString(), " and ",
-               DTypeName(t->dtype()), " ", t->shape().ToString(),
-               "; convert one with Cast");
+      FT_CHECK(d == dtype_, name_, ": mixed dtypes ", DTypeName(dtype_), " ",
+               first->shape().ToString(), " and ", DTypeName(d), " ",
+               t->shape().ToString(), "; convert one with Cast");
     }
-    any_grad = any_grad || t->requires_grad();
+    any_grad = any_grad || (node != nullptr ? node->requires_grad
+                                            : t->storage_->requires_grad);
   }
   FT_CHECK(first != nullptr || inputs_.empty(), name_,
            ": every input is undefined");
@@ -127,8 +133,10 @@ Tensor Op::Finish(Tensor out, BackwardFn backward) {
   // Inputs get their nodes (leaves for parameters and constants) before the
   // output node, so tape order stays topological.
   absl::InlinedVector<Node*, 4> in;
-  for (const Tensor* t : inputs_)
-    if (t->defined()) in.push_back(t->NodeForOp(/*materialize=*/true));
+  for (size_t i = 0; i < nodes_.size(); ++i)
+    in.push_back(nodes_[i] != nullptr
+                     ? nodes_[i]
+                     : inputs_[i]->NodeForOp(/*materialize=*/true));
   Tape& tape = Tape::Get();
   Node* n = tape.NewNode(name_, out.shape(), out.dtype(),
                          const_cast<void*>(out.raw_data()), in.data(),

@@ -158,6 +158,7 @@ class Op {
   void Init();
   const char* name_;
   absl::InlinedVector<const Tensor*, 4> inputs_;
+  absl::InlinedVector<Node*, 4> nodes_;  // inputs' tape nodes (null: constant)
   DType dtype_ = kFloat64;
   bool record_ = false;
   uint8_t flags_ = 0;

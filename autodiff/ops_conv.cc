@@ -21,6 +21,7 @@
 
 #include "autodiff/check.h"
 #include "autodiff/eigen.h"
+#include "autodiff/gemm.h"
 #include "autodiff/op_kit.h"
 #include "autodiff/ops.h"
 
@@ -176,20 +177,20 @@ Tensor ConvCore(const Tensor& x, const Tensor& w, const Tensor& bias) {
                   pw[((o * cin + i) * kh + p) * kw + q];
       scratch.resize(cout * kh * kw * hw);
       for (int64_t b = 0; b < n; ++b) {
-        MatrixMapT<T> cols(scratch.data(), cout * kh * kw, hw);
-        cols.noalias() =
-            v * ConstMatrixMapT<T>(x.data<T>() + b * cin * hw, cin, hw);
+        internal::Gemm(v.data(), cout * kh * kw, cin, false,
+                       x.data<T>() + b * cin * hw, cin, hw, false,
+                       scratch.data());
         T* y = po + b * cout * hw;
         for (int64_t o = 0; o < cout; ++o)
           std::fill_n(y + o * hw, hw, pb != nullptr ? pb[o] : T(0));
         Col2ImAdd(scratch.data(), cout, h, wd, kh, kw, y);
       }
     } else {
-      ConstMatrixMapT<T> wm(w.data<T>(), cout, k);
       for (int64_t b = 0; b < n; ++b) {
-        ConstMatrixMapT<T> cols(Columns(x, b, kh, kw, scratch), k, hw);
+        internal::Gemm(w.data<T>(), cout, k, false,
+                       Columns(x, b, kh, kw, scratch), k, hw, false,
+                       po + b * cout * hw);
         MatrixMapT<T> y(po + b * cout * hw, cout, hw);
-        y.noalias() = wm * cols;
         if (pb != nullptr)
           y.colwise() +=
               Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>(pb, cout);
@@ -214,13 +215,10 @@ Tensor WeightGrad(const Tensor& x, const Tensor& g, int64_t kh, int64_t kw) {
       // With u = im2col(g): gW[o,i,p,q] = sum_hw u[(o,KH-1-p,KW-1-q), hw]
       // x[i,hw].
       RowMatrixT<T> acc = RowMatrixT<T>::Zero(cout * kh * kw, cin);
-      for (int64_t b = 0; b < n; ++b) {
-        ConstMatrixMapT<T> cols(Columns(g, b, kh, kw, scratch), cout * kh * kw,
-                                hw);
-        acc.noalias() +=
-            cols *
-            ConstMatrixMapT<T>(x.data<T>() + b * cin * hw, cin, hw).transpose();
-      }
+      for (int64_t b = 0; b < n; ++b)
+        internal::Gemm(Columns(g, b, kh, kw, scratch), cout * kh * kw, hw,
+                       false, x.data<T>() + b * cin * hw, cin, hw, true,
+                       acc.data(), /*accumulate=*/true);
       for (int64_t o = 0; o < cout; ++o)
         for (int64_t i = 0; i < cin; ++i)
           for (int64_t p = 0; p < kh; ++p)
@@ -228,12 +226,10 @@ Tensor WeightGrad(const Tensor& x, const Tensor& g, int64_t kh, int64_t kw) {
               gw(o, (i * kh + p) * kw + q) =
                   acc((o * kh + kh - 1 - p) * kw + kw - 1 - q, i);
     } else {
-      for (int64_t b = 0; b < n; ++b) {
-        ConstMatrixMapT<T> cols(Columns(x, b, kh, kw, scratch), k, hw);
-        gw.noalias() +=
-            ConstMatrixMapT<T>(g.data<T>() + b * cout * hw, cout, hw) *
-            cols.transpose();
-      }
+      for (int64_t b = 0; b < n; ++b)
+        internal::Gemm(g.data<T>() + b * cout * hw, cout, hw, false,
+                       Columns(x, b, kh, kw, scratch), k, hw, true, gw.data(),
+                       /*accumulate=*/true);
     }
   });
   return op.Finish(out, [](const OpContext& c, const Tensor& gg, Tensor* gin) {

@@ -3,24 +3,12 @@
 
 #include "autodiff/check.h"
 #include "autodiff/eigen.h"
+#include "autodiff/gemm.h"
 #include "autodiff/op_kit.h"
 #include "autodiff/ops.h"
 
 namespace flowtape {
 namespace {
-
-// C = op(A) op(B) for one matrix pair.
-template <typename T>
-void Gemm(const T* a, int64_t ar, int64_t ac, bool ta, const T* b, int64_t br,
-          int64_t bc, bool tb, T* c) {
-  ConstMatrixMapT<T> A(a, ar, ac), B(b, br, bc);
-  int64_t m = ta ? ac : ar, n = tb ? br : bc;
-  MatrixMapT<T> C(c, m, n);
-  if (!ta && !tb) C.noalias() = A * B;
-  if (!ta && tb) C.noalias() = A * B.transpose();
-  if (ta && !tb) C.noalias() = A.transpose() * B;
-  if (ta && tb) C.noalias() = A.transpose() * B.transpose();
-}
 
 void MatMulBackward(const OpContext& c, const Tensor& g, Tensor* gin) {
   const bool ta = c.saved_int(0), tb = c.saved_int(1);
@@ -58,8 +46,8 @@ Tensor MatMulT(const Tensor& a, const Tensor& b, bool ta, bool tb) {
     T* po = out.mutable_data<T>();
     const T *pa = a.data<T>(), *pb = b.data<T>();
     for (int64_t i = 0; i < batch; ++i)
-      Gemm(pa + i * ar * ac, ar, ac, ta, pb + i * br * bc, br, bc, tb,
-           po + i * m * n);
+      internal::Gemm(pa + i * ar * ac, ar, ac, ta, pb + i * br * bc, br, bc,
+                     tb, po + i * m * n);
   });
   op.SaveInt(ta);
   op.SaveInt(tb);

@@ -29,12 +29,6 @@ Shape::Shape(const std::vector<int64_t>& dims) {
   }
 }
 
-int64_t Shape::numel() const {
-  int64_t n = 1;
-  for (int i = 0; i < rank_; ++i) n *= d_[i];
-  return n;
-}
-
 int Shape::NormalizeAxis(int axis) const {
   int a = axis < 0 ? axis + rank_ : axis;
   FT_CHECK(a >= 0 && a < rank_, "axis ", axis, " out of range for shape ",
@@ -55,13 +49,6 @@ Shape Shape::WithDim(int axis, int64_t size) const {
 
 std::string Shape::ToString() const {
   return absl::StrCat("[", absl::StrJoin(dims(), ", "), "]");
-}
-
-bool Shape::operator==(const Shape& o) const {
-  if (rank_ != o.rank_) return false;
-  for (int i = 0; i < rank_; ++i)
-    if (d_[i] != o.d_[i]) return false;
-  return true;
 }
 
 Shape BroadcastShapes(const char* op, const Shape& a, const Shape& b) {

@@ -23,8 +23,14 @@ class Shape {
   explicit Shape(const std::vector<int64_t>& dims);
 
   int rank() const { return rank_; }
-  int64_t operator[](int axis) const { return d_[NormalizeAxis(axis)]; }
-  int64_t numel() const;
+  int64_t operator[](int axis) const {
+    return axis >= 0 && axis < rank_ ? d_[axis] : d_[NormalizeAxis(axis)];
+  }
+  int64_t numel() const {
+    int64_t n = 1;
+    for (int i = 0; i < rank_; ++i) n *= d_[i];
+    return n;
+  }
   // Maps a possibly negative axis into [0, rank); fails loudly if out of range.
   int NormalizeAxis(int axis) const;
   std::vector<int64_t> dims() const { return {d_.begin(), d_.begin() + rank_}; }
@@ -32,7 +38,12 @@ class Shape {
   Shape WithDim(int axis, int64_t size) const;
   std::string ToString() const;  // e.g. "[2, 3]"
 
-  bool operator==(const Shape& o) const;
+  bool operator==(const Shape& o) const {
+    if (rank_ != o.rank_) return false;
+    for (int i = 0; i < rank_; ++i)
+      if (d_[i] != o.d_[i]) return false;
+    return true;
+  }
   bool operator!=(const Shape& o) const { return !(*this == o); }
 
  private:

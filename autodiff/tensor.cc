@@ -186,10 +186,23 @@ DType Tensor::dtype() const {
   return dtype_;
 }
 
-void Tensor::CheckDType(DType want, const char* what) const {
-  const DType have = dtype();
+const void* Tensor::TypedData(DType want, const char* what) const {
+  const void* p;
+  DType have;
+  if (node_ != nullptr) {
+    const Node* n = node();  // validates
+    p = n->value;
+    have = n->dtype;
+  } else if (storage_ != nullptr) {
+    p = storage_->data;
+    have = storage_->dtype;
+  } else {
+    p = data_;
+    have = dtype_;
+  }
   FT_CHECK(have == want, what, "<", DTypeName(want), ">: tensor ",
            shape_.ToString(), " is ", DTypeName(have));
+  return p;
 }
 
 const void* Tensor::raw_data() const {

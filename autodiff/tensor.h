@@ -87,15 +87,14 @@ class Tensor {
 
   template <typename T = double>
   const T* data() const {
-    CheckDType(kDTypeOf<T>, "data");
-    return static_cast<const T*>(raw_data());
+    return static_cast<const T*>(TypedData(kDTypeOf<T>, "data"));
   }
   // Writable values of a constant (or of an op's fresh output, op_kit.h);
   // fails loudly on a tape value. Changing a parameter that the live tape
   // still references invalidates that graph.
   template <typename T = double>
   T* mutable_data() {
-    CheckDType(kDTypeOf<T>, "mutable_data");
+    TypedData(kDTypeOf<T>, "mutable_data");
     return static_cast<T*>(raw_mutable_data());
   }
   double item() const;  // value of a one-element tensor, as double
@@ -127,7 +126,9 @@ class Tensor {
   const std::shared_ptr<internal::Storage>& storage() const { return storage_; }
 
  private:
-  void CheckDType(DType want, const char* what) const;
+  friend class Op;  // op_kit.h: resolves each input once per op
+  // The values, after one validation; fails loudly unless dtype() == want.
+  const void* TypedData(DType want, const char* what) const;
   void* raw_mutable_data();
   Shape shape_;
   DType dtype_ = kFloat64;  // arena buffers only; else storage / node

@@ -225,7 +225,16 @@ void BM_BackwardSumMul(benchmark::State& s) { SumMul(s, 1); }
 BENCHMARK(BM_GradSumMul)->Arg(64)->Arg(128)->Arg(256);
 BENCHMARK(BM_BackwardSumMul)->Arg(64)->Arg(128)->Arg(256);
 
+// Benchmarks with a dtype argument: 0 = float64, 1 = float32.
+DType ArgDType(const benchmark::State& state, int i) {
+  return state.range(i) == 1 ? kFloat32 : kFloat64;
+}
+
 struct MlpSetup {
+  explicit MlpSetup(DType dtype) {
+    mlp.To(dtype);
+    x = Cast(x, dtype);
+  }
   Rng rng{3};
   nn::MLP mlp{{2, 64, 64, 2}, nn::Activation::kTanh, rng};
   Tensor x = Tensor::Randn({256, 2}, rng);
@@ -233,7 +242,7 @@ struct MlpSetup {
 };
 
 void BM_MlpForwardBackward(benchmark::State& state) {
-  MlpSetup s;
+  MlpSetup s(ArgDType(state, 0));
   Tape& tape = Tape::Get();
   tape.Reset();
   for (auto _ : state) {
@@ -242,20 +251,22 @@ void BM_MlpForwardBackward(benchmark::State& state) {
     tape.Reset();
   }
 }
-BENCHMARK(BM_MlpForwardBackward);
+BENCHMARK(BM_MlpForwardBackward)->Arg(0)->Arg(1);
 
 void BM_MlpForwardNoGrad(benchmark::State& state) {
-  MlpSetup s;
+  MlpSetup s(ArgDType(state, 0));
   NoGradScope ng;
   for (auto _ : state) benchmark::DoNotOptimize(s.Loss().item());
 }
-BENCHMARK(BM_MlpForwardNoGrad);
+BENCHMARK(BM_MlpForwardNoGrad)->Arg(0)->Arg(1);
 
 // K ops on [2] tensors (alternating add and mul), then Backward.
 void BM_TinyOps(benchmark::State& state) {
   const int k = static_cast<int>(state.range(0));
-  Tensor x = Tensor::FromVector({2}, {0.5, -0.25}).set_requires_grad(true);
-  Tensor c = Tensor::FromVector({2}, {1.0, 0.999});
+  const DType dtype = ArgDType(state, 1);
+  Tensor x =
+      Tensor::FromVector({2}, {0.5, -0.25}, dtype).set_requires_grad(true);
+  Tensor c = Tensor::FromVector({2}, {1.0, 0.999}, dtype);
   Tape& tape = Tape::Get();
   tape.Reset();
   int64_t iters = 0;
@@ -263,7 +274,7 @@ void BM_TinyOps(benchmark::State& state) {
   for (auto _ : state) {
     Tensor y = x;
     for (int i = 0; i < k; ++i) y = (i % 2 == 0) ? y + x : y * c;
-    Backward(y, Tensor::Ones({2}));
+    Backward(y, Tensor::Ones({2}, dtype));
     tape.Reset();
     ++iters;
   }
@@ -271,10 +282,10 @@ void BM_TinyOps(benchmark::State& state) {
   state.counters["ns_per_op"] = t / k * 1e9;
   x.ZeroGrad();
 }
-BENCHMARK(BM_TinyOps)->Arg(100)->Arg(1000);
+BENCHMARK(BM_TinyOps)->ArgsProduct({{100, 1000}, {0, 1}});
 
 void BM_MlpTapeBytes(benchmark::State& state) {
-  MlpSetup s;
+  MlpSetup s(kFloat64);
   Tape& tape = Tape::Get();
   tape.Reset();
   size_t forward = 0, step = 0;

@@ -1,5 +1,7 @@
-#!/usr/bin/env python3
-# Run: apt-get install -y python3-torch; /usr/bin/python3 benchmarks/flows_torch_reference.py [threads]
+#!/usr/bin/python3
+# Run: apt-get install -y python3-torch libopenblas0-pthread;
+#   OPENBLAS_NUM_THREADS=1 LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-pthread \
+#   /usr/bin/python3 benchmarks/flows_torch_reference.py --threads=1 --dtype=f32
 # Compare with: ./bazelw run --config=opt //benchmarks:flows_bench
 # Debian's torch calls the system libblas.so.3 (netlib reference BLAS unless
 # another is selected): 3-5x slower. With libopenblas0-pthread installed, run
@@ -12,14 +14,22 @@
 # 1x28x28 (flows/glow.h: 2 levels of squeeze + 4 steps of ActNorm -> LU 1x1
 # conv -> affine coupling with a 3x3/1x1/3x3 conv net of 64 channels and
 # sigmoid(r + 2) scale; learned conv prior on the factored-out half; batch 16
-# of logit-transformed pixels). float64 to match flowtape. ms/step is wall
-# time; CPU is the process CPU time (all threads) per step.
-import math, sys, time
+# of logit-transformed pixels), in float32 or float64 (--dtype), with
+# --threads intra-op threads; --maf_batch also times MAF at another batch.
+# ms/step is wall time; CPU is the process CPU time (all threads) per step.
+import argparse, math, time
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-torch.set_default_dtype(torch.float64)
-threads = int(sys.argv[1]) if len(sys.argv) > 1 else 1
+parser = argparse.ArgumentParser()
+parser.add_argument("--threads", type=int, default=1)
+parser.add_argument("--dtype", choices=["f32", "f64"], default="f64")
+parser.add_argument("--maf_batch", type=int, default=0)
+parser.add_argument("--seconds", type=float, default=3.0)
+parser.add_argument("--models", default="realnvp,maf,glow")
+args = parser.parse_args()
+torch.set_default_dtype(torch.float32 if args.dtype == "f32" else torch.float64)
+threads = args.threads
 torch.set_num_threads(threads)
 
 class Coupling(nn.Module):
@@ -60,10 +70,11 @@ class Made(nn.Module):
         super().__init__()
         deg_in = torch.arange(1, d + 1)
         deg_h = [torch.arange(h) % (d - 1) + 1 for _ in range(2)]
-        m1 = (deg_h[0][:, None] >= deg_in[None, :]).double()
-        m2 = (deg_h[1][:, None] >= deg_h[0][None, :]).double()
+        dt = torch.get_default_dtype()
+        m1 = (deg_h[0][:, None] >= deg_in[None, :]).to(dt)
+        m2 = (deg_h[1][:, None] >= deg_h[0][None, :]).to(dt)
         deg_out = deg_in.repeat(2)
-        m3 = (deg_out[:, None] > deg_h[1][None, :]).double()
+        m3 = (deg_out[:, None] > deg_h[1][None, :]).to(dt)
         self.l1, self.l2, self.l3 = MaskedLinear(d, h, m1), MaskedLinear(h, h, m2), MaskedLinear(h, 2 * d, m3)
         self.d = d
     def forward(self, x):
@@ -189,11 +200,11 @@ class Glow(nn.Module):
         return -(logp + ld).mean()
 
 def logit_pixels(n, alpha=0.05):
-    v = (torch.randint(0, 256, (n, 1, 28, 28)).double() + torch.rand(n, 1, 28, 28)) / 256
+    v = (torch.randint(0, 256, (n, 1, 28, 28)).to(torch.get_default_dtype()) + torch.rand(n, 1, 28, 28)) / 256
     s = alpha + (1 - 2 * alpha) * v
     return torch.log(s) - torch.log1p(-s)
 
-def bench(model, x, seconds=3.0):
+def bench(model, x, seconds=args.seconds):
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     for _ in range(20):
         opt.zero_grad(); model.nll(x).backward(); opt.step()
@@ -204,9 +215,15 @@ def bench(model, x, seconds=3.0):
     return dt * 1e3, cpu * 1e3, 1.0 / dt
 
 torch.manual_seed(0)
-for name, model, x in [("RealNVP2d", RealNvp(), torch.randn(256, 2)), ("MAF64d", Maf(64), torch.randn(256, 64)),
-                       ("Glow28x28", Glow(), logit_pixels(16))]:
-    ms, cpu, rate = bench(model, x)
-    params = sum(p.numel() for p in model.parameters())
-    print(f"torch {torch.__version__} threads={threads} {name + ':':11} {ms:7.2f} ms/step, {cpu:7.2f} ms CPU, "
-          f"{rate:6.1f} steps/s, {params} params")
+cases = {"realnvp": [("RealNVP2d", RealNvp, lambda: torch.randn(256, 2))],
+         "maf": [("MAF64d", lambda: Maf(64), lambda: torch.randn(256, 64))],
+         "glow": [("Glow28x28", Glow, lambda: logit_pixels(16))]}
+if args.maf_batch:
+    cases["maf"].append((f"MAF64d/{args.maf_batch}", lambda: Maf(64), lambda: torch.randn(args.maf_batch, 64)))
+for key in args.models.split(","):
+    for name, make, data in cases[key]:
+        model, x = make(), data()
+        ms, cpu, rate = bench(model, x)
+        params = sum(p.numel() for p in model.parameters())
+        print(f"torch {torch.__version__} {args.dtype} threads={threads} {name + ':':15} {ms:7.2f} ms/step, "
+              f"{cpu:7.2f} ms CPU, {rate:6.1f} steps/s, {params} params")

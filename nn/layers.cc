@@ -5,7 +5,9 @@
 #include "absl/strings/str_cat.h"
 #include "autodiff/check.h"
 #include "autodiff/eigen.h"
+#include "autodiff/gemm.h"
 #include "nn/init.h"
+#include "nn/masked_matmul.h"
 #include "autodiff/ops.h"
 #include "autodiff/op_kit.h"
 
@@ -56,8 +58,8 @@ Tensor Affine(const Tensor& x, const Tensor& w, const Tensor& b) {
     // zero fill and a second pass for the bias.
     Y.rowwise() =
         Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>(b.data<T>(), out);
-    Y.noalias() += ConstMatrixMapT<T>(x.data<T>(), n, in) *
-                   ConstMatrixMapT<T>(w.data<T>(), in, out);
+    internal::Gemm(x.data<T>(), n, in, false, w.data<T>(), in, out, false,
+                   y.mutable_data<T>(), /*accumulate=*/true);
   });
   return op.Finish(y, [](const OpContext& c, const Tensor& g, Tensor* gin) {
     if (c.needs_grad(0)) gin[0] = MatMulT(g, c.input(1), false, true);
@@ -90,7 +92,7 @@ MaskedLinear::MaskedLinear(const Tensor& mask, Rng& rng) {
 Tensor MaskedLinear::operator()(const Tensor& x) const {
   FT_CHECK(x.rank() == 2 && x.dim(1) == w_.dim(0), "masked_linear: input ",
            x.shape().ToString(), " vs weight ", w_.shape().ToString());
-  return Affine(x, w_ * mask_, b_);
+  return MaskedAffine(x, w_, mask_, b_);
 }
 
 MLP::MLP(const std::vector<int64_t>& sizes, Activation act, Rng& rng,

@@ -2,7 +2,8 @@
 //   Linear:       y = x W + b,        x [N, in], W [in, out], b [out]
 //                 (one tape node "linear": its value is all the tape keeps)
 //   MaskedLinear: y = x (W * M) + b,  M a fixed 0/1 [in, out] mask (MADE);
-//                 M is a buffer ("mask"), so checkpoints restore random masks
+//                 M is a buffer ("mask"), so checkpoints restore random masks;
+//                 the product skips M's zero blocks (masked_matmul.h)
 //   MLP:          Linear -> act -> ... -> Linear (no activation on the output)
 // Weights start Xavier-uniform, biases zero. `zero_last` starts the MLP's last
 // layer at zero (flows that should begin at the identity).

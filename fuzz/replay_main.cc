@@ -64,6 +64,16 @@ const std::string kTokens[] = {"1e999",
                                std::string("\x00\x00\x08\x01", 4),
                                "\xff\xff\xff\xff",
                                "\x7f\xff\xff\xff",
+                               "{",
+                               "}",
+                               "[",
+                               "]",
+                               "\"",
+                               "\"F64\"",
+                               "\"F32\"",
+                               "\"data_offsets\"",
+                               "\"__metadata__\"",
+                               "FTCKPT",
                                std::string(4, '\0')};
 
 std::string Mutate(const std::vector<std::string>& seeds, std::mt19937_64& g) {

@@ -46,6 +46,15 @@ std::vector<std::pair<std::string, Tensor>> Module::NamedBuffers() const {
   return out;
 }
 
+std::vector<std::pair<std::string, const Module*>> Module::NamedModules()
+    const {
+  std::vector<std::pair<std::string, const Module*>> out = {{"", this}};
+  for (const auto& [name, m] : children_)
+    for (const auto& [prefix, sub] : m->NamedModules())
+      out.emplace_back(name + "." + prefix, sub);
+  return out;
+}
+
 std::vector<Tensor> Module::Parameters() const {
   std::vector<Tensor> out;
   for (auto& [name, p] : NamedParameters()) out.push_back(p);

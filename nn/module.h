@@ -43,6 +43,11 @@ class Module {
   void ZeroGrad();
   // Every buffer, with the same traversal and dotted names as parameters.
   std::vector<std::pair<std::string, Tensor>> NamedBuffers() const;
+  // This module (named "") and every submodule, depth first, in
+  // registration order, with the dotted prefixes of their tensors' names
+  // ("net.layer0."): what the layout of a layer depends on (nn::Linear's
+  // [in, out] weight) is found by type.
+  std::vector<std::pair<std::string, const Module*>> NamedModules() const;
 
   // Converts every parameter and buffer to `dtype` in place: every handle
   // (the module's members, an optimizer's list) sees the new values. Models

@@ -3,8 +3,14 @@
 #include "nn/checkpoint.h"
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -12,12 +18,13 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "autodiff/grad.h"
-#include "nn/layers.h"
-#include "nn/optim.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
 #include "gtest/gtest.h"
+#include "nn/layers.h"
+#include "nn/optim.h"
 
 namespace flowtape::nn {
 namespace {
@@ -43,13 +50,28 @@ void WriteAll(const std::string& path, const std::string& data) {
   f << data;
 }
 
+// CRC-32 (ISO-HDLC: reflected polynomial 0xEDB88320, init and xorout
+// 0xFFFFFFFF) bit by bit, independent of zlib; CrcCheckValue pins it to the
+// catalogued check value.
+uint32_t BitwiseCrc32(const std::string& s, size_t from = 0) {
+  uint32_t c = 0xFFFFFFFFu;
+  for (size_t i = from; i < s.size(); ++i) {
+    c ^= static_cast<unsigned char>(s[i]);
+    for (int k = 0; k < 8; ++k) c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1)));
+  }
+  return c ^ 0xFFFFFFFFu;
+}
+
+uint64_t HeaderU64(const std::string& b, size_t at) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i)
+    v |= uint64_t{static_cast<unsigned char>(b[at + i])} << (8 * i);
+  return v;
+}
+
 // Recomputes the header checksum after editing the payload.
 void Resum(std::string& b) {
-  uint64_t h = 1469598103934665603ull;
-  for (size_t i = 32; i < b.size(); ++i) {
-    h ^= static_cast<unsigned char>(b[i]);
-    h *= 1099511628211ull;
-  }
+  const uint64_t h = BitwiseCrc32(b, 32);
   for (int i = 0; i < 8; ++i) b[24 + i] = static_cast<char>(h >> (8 * i));
 }
 
@@ -192,9 +214,9 @@ TEST_F(Corruption, BadMagic) {
 
 TEST_F(Corruption, UnsupportedVersion) {
   std::string b = good_;
-  b[8] = 2;
+  b[8] = 3;
   ExpectError(b, absl::StatusCode::kFailedPrecondition,
-              "unsupported version 2");
+              "unsupported version 3");
 }
 
 TEST_F(Corruption, ChecksumMismatch) {
@@ -236,7 +258,7 @@ TEST_F(Corruption, MalformedPayloadWithValidChecksum) {
   const std::string path = TmpPath("one.ckpt");
   ASSERT_TRUE(WriteTensorFile(path, one).ok());
   std::string b = ReadAll(path);
-  b[32] = 2;  // count 1 -> 2
+  b[40] = 2;  // count 1 -> 2 (after the 8-byte metadata count)
   Resum(b);
   ExpectError(b, absl::StatusCode::kDataLoss, "malformed payload");
 }
@@ -248,17 +270,17 @@ TEST_F(Corruption, HugeDimWithValidChecksum) {
   const std::string path = TmpPath("dims.ckpt");
   ASSERT_TRUE(WriteTensorFile(path, one).ok());
   const std::string good = ReadAll(path);
-  // Payload: count (8) name_len (4) "a" (1) rank (4), then dims at 49, 57.
+  // Payload: meta_count (8) count (8) name_len (4) "a" (1) dtype (4)
+  // rank (4), then dims at 61, 69.
   std::string b = good;
-  b[57] = 0;
-  b[64] = static_cast<char>(0x80);  // dim 1 = 2^63
+  b[69] = 0;
+  b[76] = static_cast<char>(0x80);  // dim 1 = 2^63
   Resum(b);
   ExpectError(b, absl::StatusCode::kDataLoss,
               "'a': dim 1 = 9223372036854775808 too large");
   b = good;
-  b[49] = 0;
-  b[55] = 8;  // dim 0 = 2^51
-  b[57] = 0;
+  b[67] = 8;  // dim 0 = 2^51
+  b[69] = 0;
   Resum(b);
   ExpectError(b, absl::StatusCode::kDataLoss, "'a': dim 0 = 2251799813685248");
 }
@@ -386,6 +408,264 @@ TEST(CheckpointBuffers, MissingExtraMisshapedOrNonFiniteBuffers) {
   ASSERT_TRUE(WriteTensorFile(inf_path, ts).ok());
   ExpectBufferError(inf_path, fresh,
                     "'buffer/net_calls' holds a non-finite value");
+}
+
+// ---- format version 2 ----
+
+TEST(CheckpointFormat, ChecksumIsZlibCrc32OfThePayload) {
+  // The catalogued CRC-32 check value; Python agrees:
+  //   python3 -c "import zlib; print(hex(zlib.crc32(b'123456789')))"
+  //   0xcbf43926
+  ASSERT_EQ(BitwiseCrc32("123456789"), 0xCBF43926u);
+  Rng rng(1);
+  MLP m({2, 3, 1}, Activation::kTanh, rng);
+  const std::string path = TmpPath("crc.ckpt");
+  ASSERT_TRUE(SaveCheckpoint(path, m, nullptr, {{"note", "x"}}).ok());
+  const std::string b = ReadAll(path);
+  EXPECT_EQ(b[8], 2);  // version
+  EXPECT_EQ(HeaderU64(b, 16), b.size() - 32);
+  EXPECT_EQ(HeaderU64(b, 24), BitwiseCrc32(b, 32));
+}
+
+// A file written by the version-1 writer (MLP {2, 3, 1} with Adam after two
+// steps; checked in): its checksum is FNV-1a's loop from offset basis
+// 1469598103934665603, as a Python one-liner over the payload computes:
+//   h = 1469598103934665603
+//   for c in open(f, 'rb').read()[32:]: h = ((h ^ c) * 1099511628211) % 2**64
+// and it loads into float64 and float32 models.
+TEST(CheckpointFormat, Version1FilesStillLoadIntoEitherDtype) {
+  const std::string path = "tests/nn/testdata/v1_mlp_adam.ckpt";
+  const std::string b = ReadAll(path);
+  ASSERT_EQ(b.size(), 1094u);
+  EXPECT_EQ(b[8], 1);
+  EXPECT_EQ(HeaderU64(b, 24), 0x3c6b321f83481300ull);
+  uint64_t standard = 14695981039346656037ull;  // true FNV-1a 64 basis
+  for (size_t i = 32; i < b.size(); ++i)
+    standard = (standard ^ static_cast<unsigned char>(b[i])) * 1099511628211ull;
+  EXPECT_NE(HeaderU64(b, 24), standard);
+  const std::vector<double> w0 = {0.5500559824984903,  -0.90577825844322513,
+                                  0.64493502681325143, 1.0051081678183489,
+                                  -1.0749254607971093, 0.7619209303097314};
+  for (DType dtype : {kFloat64, kFloat32}) {
+    Rng rng(1);
+    MLP m({2, 3, 1}, Activation::kTanh, rng);
+    m.To(dtype);
+    Adam opt(m, AdamOptions());
+    absl::Status s = LoadCheckpoint(path, m, &opt);
+    ASSERT_TRUE(s.ok()) << s;
+    EXPECT_EQ(opt.step_count(), 2);
+    const Tensor& w = m.NamedParameters()[0].second;
+    EXPECT_EQ(w.dtype(), dtype);
+    for (size_t i = 0; i < w0.size(); ++i)
+      EXPECT_EQ(w[i], dtype == kFloat32
+                          ? static_cast<double>(static_cast<float>(w0[i]))
+                          : w0[i]);
+    EXPECT_EQ(
+        m.NamedParameters()[3].second[0],
+        dtype == kFloat32
+            ? static_cast<double>(static_cast<float>(-0.0020003496033212794))
+            : -0.0020003496033212794);
+  }
+}
+
+// Each tensor keeps its dtype in the file; loading converts: float32 into
+// float64 exactly, float64 into float32 rounded to nearest.
+TEST(CheckpointFormat, DtypesAreStoredAndConverted) {
+  Rng r1(1), r2(2), r3(3);
+  MLP f32({2, 5, 3}, Activation::kTanh, r1);
+  f32.To(kFloat32);
+  MLP f64({2, 5, 3}, Activation::kTanh, r2);
+  const std::string p32 = TmpPath("f32.ckpt"), p64 = TmpPath("f64.ckpt");
+  ASSERT_TRUE(SaveCheckpoint(p32, f32).ok());
+  ASSERT_TRUE(SaveCheckpoint(p64, f64).ok());
+  auto file = ReadTensorFile(p32);
+  ASSERT_TRUE(file.ok());
+  for (const auto& [name, t] : *file) EXPECT_EQ(t.dtype(), kFloat32) << name;
+  // 4 bytes a value instead of 8: 33 values.
+  EXPECT_EQ(ReadAll(p64).size() - ReadAll(p32).size(), 33u * 4);
+
+  MLP wide({2, 5, 3}, Activation::kTanh, r3);  // float64
+  ASSERT_TRUE(LoadCheckpoint(p32, wide).ok());
+  EXPECT_EQ(Values(wide.NamedParameters()), Values(f32.NamedParameters()));
+
+  ASSERT_TRUE(LoadCheckpoint(p64, f32).ok());
+  const auto want = f64.NamedParameters(), got = f32.NamedParameters();
+  bool rounded = false;
+  for (size_t k = 0; k < want.size(); ++k)
+    for (int64_t i = 0; i < want[k].second.numel(); ++i) {
+      const double v = want[k].second[i];
+      EXPECT_EQ(got[k].second[i], static_cast<double>(static_cast<float>(v)));
+      rounded |= got[k].second[i] != v;
+    }
+  EXPECT_TRUE(rounded);
+}
+
+TEST(CheckpointFormat, MetadataRoundTrips) {
+  const std::string path = TmpPath("meta.ckpt");
+  const Metadata meta = {{"model", "{\"family\": \"maf\"}"},
+                         {"bytes", std::string("\0\xff\n", 3)}};
+  NamedTensors ts = {{"a", Tensor::Ones({2})}};
+  ASSERT_TRUE(WriteTensorFile(path, ts, meta).ok());
+  Metadata back;
+  auto read = ReadTensorFile(path, &back);
+  ASSERT_TRUE(read.ok()) << read.status();
+  EXPECT_EQ(back, meta);
+  EXPECT_EQ(read->size(), 1u);
+}
+
+// Optimizer counters must be integers in [0, 2^53]; Adam's second moments
+// non-negative; a float64 value beyond float32's range does not load into a
+// float32 model. Each with a valid checksum.
+class Domains : public ::testing::Test {
+ protected:
+  // Saves an Adam-trained MLP with entry `name`'s first value set to `v`
+  // and loads it into a fresh model + Adam.
+  absl::Status LoadWith(const std::string& name, double v,
+                        DType dtype = kFloat64) {
+    Rng r1(1), r2(2);
+    MLP a({2, 3, 1}, Activation::kTanh, r1);
+    Adam oa(a, AdamOptions());
+    TrainSteps(a, oa, 2);
+    const std::string path = TmpPath("domain.ckpt");
+    EXPECT_TRUE(SaveCheckpoint(path, a, &oa).ok());
+    auto file = ReadTensorFile(path);
+    EXPECT_TRUE(file.ok());
+    bool found = false;
+    for (auto& [n, t] : *file)
+      if (n == name) {
+        t.mutable_data<double>()[0] = v;
+        found = true;
+      }
+    EXPECT_TRUE(found) << name;
+    EXPECT_TRUE(WriteTensorFile(path, *file).ok());
+    MLP b({2, 3, 1}, Activation::kTanh, r2);
+    b.To(dtype);
+    Adam ob(b, AdamOptions());
+    auto before = Values(b.NamedParameters());
+    absl::Status s = LoadCheckpoint(path, b, &ob);
+    if (!s.ok()) {
+      EXPECT_EQ(Values(b.NamedParameters()), before);
+      EXPECT_EQ(ob.step_count(), 0);
+    }
+    return s;
+  }
+};
+
+TEST_F(Domains, CountersAreIntegersInRange) {
+  for (double bad : {1e300, 9.3e18, -5.0, 0.5, 9007199254740994.0}) {
+    for (const std::string name :
+         {"optimizer/step", "optimizer/layer0.weight.step"}) {
+      absl::Status s = LoadWith(name, bad);
+      EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << bad;
+      EXPECT_NE(s.message().find("'" + name +
+                                 "' holds a counter that is not "
+                                 "an integer in [0, 2^53]"),
+                std::string::npos)
+          << s;
+    }
+  }
+  EXPECT_TRUE(LoadWith("optimizer/step", 9007199254740992.0).ok());
+  EXPECT_TRUE(LoadWith("optimizer/step", 0.0).ok());
+}
+
+TEST_F(Domains, SecondMomentsAreNonNegative) {
+  absl::Status s = LoadWith("optimizer/layer1.bias.exp_avg_sq", -1e-9);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("holds a negative second moment"),
+            std::string::npos)
+      << s;
+  EXPECT_TRUE(LoadWith("optimizer/layer1.bias.exp_avg", -1e-9).ok());
+}
+
+TEST_F(Domains, Float32RangeOnConversion) {
+  EXPECT_TRUE(LoadWith("layer0.weight", 1e300).ok());
+  absl::Status s = LoadWith("layer0.weight", 1e300, kFloat32);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("'layer0.weight' holds a value beyond float32's "
+                             "range (1e+300)"),
+            std::string::npos)
+      << s;
+  EXPECT_TRUE(LoadWith("layer0.weight", FLT_MAX, kFloat32).ok());
+}
+
+class Masked : public Module {
+ public:
+  explicit Masked(Rng& rng) {
+    layer_ = RegisterModule("layer",
+                            std::make_shared<MaskedLinear>(
+                                Tensor::FromVector({2, 2}, {1, 0, 1, 1}), rng));
+  }
+  std::shared_ptr<MaskedLinear> layer_;
+};
+
+TEST(CheckpointDomains, MaskEntriesAreZeroOrOne) {
+  Rng rng(1);
+  Masked m(rng);
+  NamedTensors ts;
+  for (const auto& [name, t] : m.NamedParameters())
+    ts.emplace_back(name, t.Detach());
+  ts.emplace_back("buffer/layer.mask",
+                  Tensor::FromVector({2, 2}, {1, 0, 2, 1}));
+  const std::string path = TmpPath("mask.ckpt");
+  ASSERT_TRUE(WriteTensorFile(path, ts).ok());
+  ExpectBufferError(path, m,
+                    "'buffer/layer.mask' holds a mask entry other than 0 or "
+                    "1 (2) at entry 2");
+  ts.back().second.mutable_data<double>()[2] = 0;
+  ASSERT_TRUE(WriteTensorFile(path, ts).ok());
+  ASSERT_TRUE(LoadCheckpoint(path, m).ok());
+  EXPECT_EQ(m.layer_->mask().ToVector(), (std::vector<double>{1, 0, 0, 1}));
+}
+
+// ---- stale temporaries ----
+
+std::vector<std::string> Listing(const std::string& dir) {
+  std::vector<std::string> files;
+  DIR* d = opendir(dir.c_str());
+  while (dirent* e = readdir(d))
+    if (e->d_name[0] != '.') files.push_back(e->d_name);
+  closedir(d);
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+// A pid that belonged to a process that has exited (and been reaped).
+pid_t DeadPid() {
+  pid_t pid = fork();
+  if (pid == 0) _exit(0);
+  int status;
+  waitpid(pid, &status, 0);
+  return pid;
+}
+
+// A save removes its path's temporaries whose pid is dead and whose lock is
+// free, and nothing else.
+TEST(CheckpointTemporaries, NextSaveRemovesStaleOnesOnly) {
+  const std::string dir = TmpPath("stale");
+  std::system(("rm -rf " + dir + " && mkdir -p " + dir).c_str());
+  const std::string dead = absl::StrCat(DeadPid());
+  const std::vector<std::string> stale = {"w.ckpt.tmp." + dead + ".Ab3xYz",
+                                          "w.ckpt.tmp." + dead + ".000000"};
+  const std::vector<std::string> kept = {
+      "w.ckpt.tmp.1.Ab3xYz",                         // pid 1 is alive
+      "w.ckpt.tmp." + dead + ".locked",              // someone holds its lock
+      "other.ckpt.tmp." + dead + ".Ab3xYz",          // another checkpoint
+      "w.ckpt.tmp." + dead + ".Ab3xY",               // not a temporary's name
+      "w.ckpt.tmp.x" + dead + ".Ab3xYz",             // not a pid
+      "w.ckpt.tmp." + dead + ".Ab3xYz.tmp.1.Ab3xYz"  // w.ckpt.tmp....'s
+  };
+  for (const auto& names : {stale, kept})
+    for (const std::string& name : names) WriteAll(dir + "/" + name, "x");
+  const int held = ::open((dir + "/" + kept[1]).c_str(), O_RDONLY);
+  ASSERT_EQ(::flock(held, LOCK_EX), 0);
+  Rng rng(1);
+  MLP m({2, 3, 1}, Activation::kTanh, rng);
+  ASSERT_TRUE(SaveCheckpoint(dir + "/w.ckpt", m).ok());
+  ::close(held);
+  std::vector<std::string> want = kept;
+  want.push_back("w.ckpt");
+  std::sort(want.begin(), want.end());
+  EXPECT_EQ(Listing(dir), want);
 }
 
 }  // namespace

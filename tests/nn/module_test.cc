@@ -7,10 +7,10 @@
 #include <vector>
 
 #include "autodiff/grad.h"
-#include "nn/optim.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
 #include "gtest/gtest.h"
+#include "nn/optim.h"
 
 namespace flowtape::nn {
 namespace {
@@ -52,6 +52,17 @@ std::vector<std::string> Names(const NamedTensors& ts) {
   std::vector<std::string> out;
   for (const auto& [name, t] : ts) out.push_back(name);
   return out;
+}
+
+TEST(Module, NamedModulesGiveTheTensorsPrefixes) {
+  Outer m;
+  std::vector<std::string> prefixes;
+  for (const auto& [prefix, module] : m.NamedModules()) {
+    prefixes.push_back(prefix);
+    EXPECT_EQ(dynamic_cast<const Counter*>(module) != nullptr,
+              prefix == "inner.");
+  }
+  EXPECT_EQ(prefixes, (std::vector<std::string>{"", "inner."}));
 }
 
 TEST(ModuleBuffers, NamedLikeParametersAndNeverTrained) {

@@ -1,0 +1,102 @@
+// Checkpoint reader (nn/checkpoint.h) on arbitrary bytes as a file. An
+// accepted file's tensors are rank <= 4 and round-trip (WriteTensorFile /
+// ReadTensorFile) bit for bit with their metadata; a model description in
+// the metadata parses or is refused (models/model_spec.h); LoadCheckpoint
+// into a small MLP with Adam either succeeds with finite parameters and
+// integer counters, or fails and leaves both untouched.
+#include <zlib.h>
+
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "fuzz/fuzz_util.h"
+#include "models/model_spec.h"
+#include "nn/checkpoint.h"
+#include "nn/layers.h"
+#include "nn/optim.h"
+
+namespace {
+
+using flowtape::Tensor;
+using flowtape::nn::NamedTensors;
+
+bool SameBits(const Tensor& a, const Tensor& b) {
+  return a.dtype() == b.dtype() && a.shape() == b.shape() &&
+         std::memcmp(a.raw_data(), b.raw_data(),
+                     a.numel() * flowtape::DTypeSize(a.dtype())) == 0;
+}
+
+std::vector<std::vector<double>> Values(const NamedTensors& ts) {
+  std::vector<std::vector<double>> v;
+  for (const auto& [name, t] : ts) v.push_back(t.ToVector());
+  return v;
+}
+
+// Checks one file's bytes (see the top).
+void Check(const std::string& bytes) {
+  namespace nn = flowtape::nn;
+  const std::string path = flowtape::fuzz::WriteScratch(
+      reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), ".ckpt");
+  nn::Metadata meta;
+  auto read = nn::ReadTensorFile(path, &meta);
+  flowtape::fuzz::Count(read.status());
+  if (read.ok()) {
+    for (const auto& [name, t] : *read) FUZZ_EXPECT(t.rank() <= 4);
+    const std::string copy = path + ".copy";
+    FUZZ_EXPECT(nn::WriteTensorFile(copy, *read, meta).ok());
+    nn::Metadata meta2;
+    auto back = nn::ReadTensorFile(copy, &meta2);
+    FUZZ_EXPECT(back.ok() && back->size() == read->size() && meta2 == meta);
+    for (size_t i = 0; back.ok() && i < back->size(); ++i)
+      FUZZ_EXPECT((*back)[i].first == (*read)[i].first &&
+                  SameBits((*back)[i].second, (*read)[i].second));
+    auto it = meta.find("model");
+    if (it != meta.end()) {
+      auto spec = flowtape::models::ModelSpecFromJson(it->second);
+      flowtape::fuzz::Count(spec.status());
+      if (spec.ok())
+        FUZZ_EXPECT(flowtape::models::ModelSpecFromJson(
+                        flowtape::models::ModelSpecToJson(*spec))
+                        .ok());
+    }
+  }
+  flowtape::Rng rng(1);
+  nn::MLP mlp({2, 3, 1}, nn::Activation::kTanh, rng);
+  nn::Adam adam(mlp, nn::AdamOptions());
+  const auto params = Values(mlp.NamedParameters());
+  const auto state = Values(adam.NamedState());
+  absl::Status s = nn::LoadCheckpoint(path, mlp, &adam);
+  flowtape::fuzz::Count(s);
+  if (s.ok()) {
+    for (const auto& v : Values(mlp.NamedParameters()))
+      for (double x : v) FUZZ_EXPECT(std::isfinite(x));
+    FUZZ_EXPECT(adam.step_count() >= 0);
+  } else {
+    FUZZ_EXPECT(Values(mlp.NamedParameters()) == params);
+    FUZZ_EXPECT(Values(adam.NamedState()) == state);
+  }
+}
+
+}  // namespace
+
+// The bytes as given, and (most mutations break the checksum) the same bytes
+// with the header's payload length and CRC-32 made to match, so the payload
+// decoder and the value checks see the mutations too.
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  std::string bytes(reinterpret_cast<const char*>(data), size);
+  Check(bytes);
+  if (size >= 32) {
+    const uint64_t payload = size - 32;
+    const uint64_t crc =
+        crc32(crc32(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(data + 32),
+              static_cast<uInt>(payload));
+    for (int i = 0; i < 8; ++i) {
+      bytes[16 + i] = static_cast<char>(payload >> (8 * i));
+      bytes[24 + i] = static_cast<char>(crc >> (8 * i));
+    }
+    Check(bytes);
+  }
+  return 0;
+}

@@ -1,0 +1,132 @@
+#include "models/model_file.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "autodiff/status_macros.h"
+#include "nn/checkpoint.h"
+
+namespace flowtape::models {
+namespace {
+
+constexpr char kModelKey[] = "model";
+
+std::string Source(const std::string& path) {
+  return absl::StrCat("model file '", path, "'");
+}
+
+absl::Status Prefixed(const std::string& path, const absl::Status& s) {
+  return absl::Status(s.code(), absl::StrCat(Source(path), ": ", s.message()));
+}
+
+// The size estimate of model_file.h, in doubles (no overflow: every field is
+// capped by model_spec.h).
+double EstimatedValues(const ModelConfig& c) {
+  const double e = static_cast<double>(c.event.numel());
+  const double steps =
+      std::max<double>(c.layers, static_cast<double>(c.levels) * c.depth);
+  double width = static_cast<double>(c.channels) * c.channels;
+  if (!c.hidden.empty()) {
+    width += (e / 2 + c.context_dim) * c.hidden.front();
+    for (size_t i = 0; i + 1 < c.hidden.size(); ++i)
+      width += static_cast<double>(c.hidden[i]) * c.hidden[i + 1];
+    width += c.hidden.back() * (e / 2) * (3.0 * c.bins + 1);
+  }
+  return steps * width;
+}
+
+absl::Status CheckSize(const ModelConfig& c, double file_values) {
+  const double estimate = EstimatedValues(c);
+  const double limit = 16 * file_values + std::ldexp(1.0, 26);
+  if (estimate <= limit) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "model description: config: describes a model of about ", estimate,
+      " values, more than 16 x the ", file_values,
+      " values the file holds + 2^26 (see models/model_file.h; a field the "
+      "family ignores may be set too high)"));
+}
+
+double Values(const nn::NamedTensors& tensors) {
+  double n = 0;
+  for (const auto& [name, t] : tensors) n += static_cast<double>(t.numel());
+  return n;
+}
+
+nn::NamedTensors State(const nn::Module& m) {
+  nn::NamedTensors all = m.NamedParameters();
+  for (const auto& [name, t] : m.NamedBuffers())
+    all.emplace_back("buffer/" + name, t);
+  return all;
+}
+
+}  // namespace
+
+absl::Status SaveModel(const std::string& path, const ModelSpec& spec,
+                       const flows::FlowModel& model) {
+  const nn::NamedTensors state = State(model);
+  FT_RETURN_IF_ERROR(Prefixed(path, CheckSize(spec.config, Values(state))));
+  if (model.dtype() != spec.dtype)
+    return absl::InvalidArgumentError(
+        absl::StrCat(Source(path), ": the model is ", DTypeName(model.dtype()),
+                     " but the spec says ", DTypeName(spec.dtype)));
+  Rng rng(0);
+  absl::StatusOr<std::shared_ptr<flows::FlowModel>> fresh =
+      MakeModel(spec.family, spec.config, rng);
+  if (!fresh.ok()) return Prefixed(path, fresh.status());
+  const nn::NamedTensors want = State(**fresh);
+  bool same = want.size() == state.size();
+  for (size_t i = 0; same && i < want.size(); ++i)
+    same = want[i].first == state[i].first &&
+           want[i].second.shape() == state[i].second.shape();
+  if (!same)
+    return absl::InvalidArgumentError(
+        absl::StrCat(Source(path),
+                     ": the model's parameters and buffers are not what "
+                     "family '",
+                     spec.family, "' builds from the given config"));
+  return nn::SaveCheckpoint(path, model, nullptr,
+                            {{kModelKey, ModelSpecToJson(spec)}});
+}
+
+namespace {
+
+absl::StatusOr<ModelSpec> SpecOf(const std::string& path,
+                                 const nn::Metadata& meta,
+                                 const nn::NamedTensors& tensors) {
+  auto it = meta.find(kModelKey);
+  if (it == meta.end())
+    return absl::InvalidArgumentError(absl::StrCat(
+        Source(path), ": no model description (metadata '", kModelKey,
+        "'): a plain checkpoint; build the model and use LoadCheckpoint"));
+  absl::StatusOr<ModelSpec> spec = ModelSpecFromJson(it->second);
+  if (!spec.ok()) return Prefixed(path, spec.status());
+  FT_RETURN_IF_ERROR(Prefixed(path, CheckSize(spec->config, Values(tensors))));
+  return spec;
+}
+
+}  // namespace
+
+absl::StatusOr<ModelSpec> ReadModelSpec(const std::string& path) {
+  nn::Metadata meta;
+  FT_ASSIGN_OR_RETURN(nn::NamedTensors tensors,
+                      nn::ReadTensorFile(path, &meta));
+  return SpecOf(path, meta, tensors);
+}
+
+absl::StatusOr<std::shared_ptr<flows::FlowModel>> LoadModel(
+    const std::string& path) {
+  nn::Metadata meta;
+  FT_ASSIGN_OR_RETURN(nn::NamedTensors tensors,
+                      nn::ReadTensorFile(path, &meta));
+  FT_ASSIGN_OR_RETURN(ModelSpec spec, SpecOf(path, meta, tensors));
+  Rng rng(0);
+  absl::StatusOr<std::shared_ptr<flows::FlowModel>> model =
+      MakeModel(spec.family, spec.config, rng);
+  if (!model.ok()) return Prefixed(path, model.status());
+  (*model)->To(spec.dtype);
+  FT_RETURN_IF_ERROR(nn::RestoreFromTensors(Source(path), tensors, **model));
+  return model;
+}
+
+}  // namespace flowtape::models

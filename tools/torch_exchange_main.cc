@@ -1,0 +1,160 @@
+// torch_exchange: the flowtape side of the PyTorch exchange checks
+// (tools/torch_exchange.py, tests/io/numpy_reader_test.sh).
+//
+//   torch_exchange export --spec=JSON --seed=S --n=N --out=DIR (created)
+//     builds the catalogue model the spec describes (models/model_spec.h)
+//     from Rng(S), adds 0.1 N(0, 1) to every parameter (so no layer is the
+//     identity), draws x ~ N(0, 1) [N, event...] (and a context [N, K] when
+//     context_dim > 0), computes log p(x | c), and writes
+//       DIR/model.safetensors  parameters and buffers in PyTorch's layout
+//                              (io/torch_exchange.h), metadata
+//                              "flowtape.model" = the spec
+//       DIR/model.ftm          the same model as a model file
+//                              (models/model_file.h)
+//       DIR/batch.safetensors  "x", "log_prob" [N] (and "context")
+//   torch_exchange logprob --model=WEIGHTS --batch=BATCH --out=FILE
+//     builds the model that WEIGHTS' "flowtape.model" metadata describes,
+//     imports WEIGHTS (e.g. saved from PyTorch), and writes log p(x | c) for
+//     BATCH's "x" (and "context") to FILE as "log_prob".
+// Models compute in the spec's dtype; stochastic flows draw from Rng(0).
+// Exit status 1 with the Status on stderr for any error.
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/str_cat.h"
+#include "autodiff/status_macros.h"
+#include "autodiff/tape.h"
+#include "io/safetensors.h"
+#include "io/torch_exchange.h"
+#include "models/model_file.h"
+#include "models/model_spec.h"
+#include "models/zoo.h"
+
+ABSL_FLAG(std::string, spec, "", "export: the model's JSON description");
+ABSL_FLAG(uint64_t, seed, 1, "export: seed of the model and the batch");
+ABSL_FLAG(int64_t, n, 16, "export: batch size (1..100000)");
+ABSL_FLAG(std::string, out, "", "export: output directory; logprob: file");
+ABSL_FLAG(std::string, model, "", "logprob: weights (safetensors)");
+ABSL_FLAG(std::string, batch, "", "logprob: batch (safetensors)");
+
+namespace flowtape {
+namespace {
+
+constexpr char kSpecKey[] = "flowtape.model";
+
+absl::StatusOr<std::shared_ptr<flows::FlowModel>> Build(
+    const models::ModelSpec& spec, uint64_t seed) {
+  Rng rng(seed);
+  FT_ASSIGN_OR_RETURN(auto model,
+                      models::MakeModel(spec.family, spec.config, rng));
+  model->To(spec.dtype);
+  return model;
+}
+
+Tensor LogProb(const flows::FlowModel& model, const Tensor& x,
+               const Tensor& context) {
+  NoGradScope no_grad;
+  Rng rng(0);
+  return model.LogProb(x, context, &rng).Detach();
+}
+
+absl::Status Export() {
+  FT_ASSIGN_OR_RETURN(models::ModelSpec spec,
+                      models::ModelSpecFromJson(absl::GetFlag(FLAGS_spec)));
+  const int64_t n = absl::GetFlag(FLAGS_n);
+  if (n < 1 || n > 100000)
+    return absl::InvalidArgumentError("--n must lie in [1, 100000]");
+  const std::string dir = absl::GetFlag(FLAGS_out);
+  if (dir.empty()) return absl::InvalidArgumentError("--out is required");
+  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST)
+    return absl::InvalidArgumentError(
+        absl::StrCat("--out: cannot create ", dir, ": ", std::strerror(errno)));
+  FT_ASSIGN_OR_RETURN(auto model, Build(spec, absl::GetFlag(FLAGS_seed)));
+  Rng rng(absl::GetFlag(FLAGS_seed) + 1);
+  for (Tensor p : model->Parameters())
+    VisitDType(p.dtype(), [&](auto zero) {
+      using T = decltype(zero);
+      for (int64_t i = 0; i < p.numel(); ++i)
+        p.mutable_data<T>()[i] += static_cast<T>(0.1 * rng.Normal());
+    });
+  std::vector<int64_t> dims = {n};
+  for (int64_t d : spec.config.event.dims()) dims.push_back(d);
+  Tensor x = Tensor::Randn(Shape(dims), rng, spec.dtype);
+  Tensor c = spec.config.context_dim > 0
+                 ? Tensor::Randn({n, spec.config.context_dim}, rng, spec.dtype)
+                 : Tensor();
+  LogProb(*model, x, c);  // data-dependent initialisation (ActNorm)
+  nn::NamedTensors batch = {{"x", x}, {"log_prob", LogProb(*model, x, c)}};
+  if (c.defined()) batch.emplace_back("context", c);
+  const std::string json = models::ModelSpecToJson(spec);
+  FT_RETURN_IF_ERROR(io::ExportSafetensors(dir + "/model.safetensors", *model,
+                                           {{kSpecKey, json}}));
+  FT_RETURN_IF_ERROR(models::SaveModel(dir + "/model.ftm", spec, *model));
+  return io::WriteSafetensors(dir + "/batch.safetensors", batch);
+}
+
+absl::Status LogProbOfImported() {
+  const std::string weights = absl::GetFlag(FLAGS_model);
+  io::Metadata meta;
+  FT_ASSIGN_OR_RETURN(nn::NamedTensors ignored,
+                      io::ReadSafetensors(weights, &meta));
+  auto it = meta.find(kSpecKey);
+  if (it == meta.end())
+    return absl::InvalidArgumentError(
+        absl::StrCat(weights, ": no \"", kSpecKey, "\" entry in __metadata__"));
+  FT_ASSIGN_OR_RETURN(models::ModelSpec spec,
+                      models::ModelSpecFromJson(it->second));
+  FT_ASSIGN_OR_RETURN(auto model, Build(spec, 0));
+  FT_RETURN_IF_ERROR(io::ImportSafetensors(weights, *model));
+  FT_ASSIGN_OR_RETURN(nn::NamedTensors batch,
+                      io::ReadSafetensors(absl::GetFlag(FLAGS_batch)));
+  Tensor x, c;
+  for (const auto& [name, t] : batch) {
+    if (name == "x") x = t;
+    if (name == "context") c = t;
+  }
+  if (!x.defined())
+    return absl::InvalidArgumentError("--batch has no tensor \"x\"");
+  std::vector<int64_t> dims = {x.dim(0)};
+  for (int64_t d : spec.config.event.dims()) dims.push_back(d);
+  if (x.shape() != Shape(dims) || x.dtype() != spec.dtype ||
+      (c.defined() != (spec.config.context_dim > 0)) ||
+      (c.defined() &&
+       (c.shape() != Shape({x.dim(0), spec.config.context_dim}) ||
+        c.dtype() != spec.dtype)))
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--batch: x ", x.shape().ToString(), " (and context) ",
+        "do not fit the model (event ", spec.config.event.ToString(),
+        ", context_dim ", spec.config.context_dim, ", ", DTypeName(spec.dtype),
+        ")"));
+  return io::WriteSafetensors(absl::GetFlag(FLAGS_out),
+                              {{"log_prob", LogProb(*model, x, c)}});
+}
+
+}  // namespace
+}  // namespace flowtape
+
+int main(int argc, char** argv) {
+  std::vector<char*> args = absl::ParseCommandLine(argc, argv);
+  const std::string command = args.size() == 2 ? args[1] : "";
+  absl::Status s;
+  if (command == "export") {
+    s = flowtape::Export();
+  } else if (command == "logprob") {
+    s = flowtape::LogProbOfImported();
+  } else {
+    s = absl::InvalidArgumentError("usage: torch_exchange export|logprob ...");
+  }
+  if (!s.ok()) {
+    std::fprintf(stderr, "torch_exchange: %s\n", s.ToString().c_str());
+    return 1;
+  }
+  return 0;
+}

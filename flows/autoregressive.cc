@@ -56,8 +56,8 @@ FlowResult Autoregressive::OnePass(const Tensor& v,
   return Transform(v, Params(v, context), /*inverse=*/false);
 }
 
-FlowResult Autoregressive::Sequential(const Tensor& u,
-                                      const Tensor& context) const {
+FlowResult Autoregressive::SequentialPasses(const Tensor& u,
+                                            const Tensor& context) const {
   FT_CHECK(u.rank() == 2 && u.dim(1) == made_->dim(), name(), ": input ",
            u.shape().ToString(), " for dim ", made_->dim());
   // After pass k the dimensions at positions <= k are exact, so after D passes
@@ -73,12 +73,12 @@ FlowResult Autoregressive::Sequential(const Tensor& u,
 
 FlowResult Autoregressive::Forward(const Tensor& x, const Tensor& context,
                                    Rng*) const {
-  return o_.inverted ? Sequential(x, context) : OnePass(x, context);
+  return o_.inverted ? SequentialPasses(x, context) : OnePass(x, context);
 }
 
 FlowResult Autoregressive::Inverse(const Tensor& z, const Tensor& context,
                                    Rng*) const {
-  return o_.inverted ? OnePass(z, context) : Sequential(z, context);
+  return o_.inverted ? OnePass(z, context) : SequentialPasses(z, context);
 }
 
 }  // namespace flowtape::flows

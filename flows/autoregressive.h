@@ -69,7 +69,7 @@ class Autoregressive : public Flow {
   // u = tau(v; theta(v)): one pass.
   FlowResult OnePass(const Tensor& v, const Tensor& context) const;
   // u = tau(v; theta(v)) solved for v: D passes.
-  FlowResult Sequential(const Tensor& u, const Tensor& context) const;
+  FlowResult SequentialPasses(const Tensor& u, const Tensor& context) const;
   FlowResult Transform(const Tensor& in, const Tensor& params,
                        bool inverse) const;
 

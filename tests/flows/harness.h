@@ -41,6 +41,8 @@
 //                     is not finite (a training loop's NaN guard undoes it);
 //                     then Sample() and the samples' log-probabilities are
 //                     finite and the generative pass reports no error.
+// A family that computes in float64 only says why with Float64Only(reason):
+// its float32 tests are skipped with that reason.
 // NaN is a failure everywhere: a NaN value, log-det, loss, gradient or H v
 // never passes a tolerance.
 //
@@ -50,9 +52,9 @@
 //       FlowCase("realnvp_cond", MakeCond, {3}, /*context_dim=*/2),
 //       FlowCase("planar", MakePlanar, {2}).InverseTol(1e-10));
 // A factory is `std::shared_ptr<flows::Flow>(Rng&)` (building in float64).
-// Unless Perturb(0) is
-// set, the harness adds N(0, 0.1^2) noise to every parameter after
-// construction, so flows that start at the identity are tested away from it.
+// Unless Perturb(0) is set, the harness adds N(0, 0.1^2) noise to every
+// parameter after construction, so flows that start at the identity are
+// tested away from it.
 // The test target must depend on //tests/flows:harness (alwayslink).
 #ifndef FLOWTAPE_TESTS_FLOWS_HARNESS_H_
 #define FLOWTAPE_TESTS_FLOWS_HARNESS_H_

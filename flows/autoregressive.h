@@ -1,7 +1,9 @@
-// Autoregressive flows driven by a MADE conditioner: MAF and IAF.
+// Autoregressive flows driven by a MADE conditioner: MAF, IAF and
+// autoregressive neural spline flows.
 //
-// A masked autoregressive transform applies an elementwise bijection tau to
-// every dimension, with parameters from a MADE of the *conditioning* side:
+// An autoregressive transform applies an elementwise bijection tau
+// (elementwise.h) to every dimension, with parameters from a MADE of the
+// *conditioning* side:
 //   u_i = tau(v_i; theta_i(v_<i)),  theta = MADE(v, context)
 // which is evaluated in one pass from v, and inverted in D sequential passes
 // (pass k fixes the dimension of position k; each pass is one whole-batch
@@ -10,80 +12,70 @@
 // recording on the tape holds D MADE graphs: sample under NoGradScope unless
 // gradients through sampling are needed.
 //
-// MAF (Papamakarios et al. 2017): the MADE sees the data x, tau affine:
-//   Forward  z_i = (x_i - mu_i(x_<i)) * exp(-alpha_i(x_<i)),
-//            logdet = log|dz/dx| = -sum_i alpha_i          (one pass)
-//   Inverse  x_i = z_i * exp(alpha_i) + mu_i                (D passes)
-// IAF (Kingma et al. 2016) = Invert(MAF): the MADE sees the base variable z,
-// sampling is one pass, density evaluation takes D passes:
-//   Inverse  x = (z - mu(z)) * exp(-alpha(z)),  logdet = -sum alpha  (fast)
-//   Forward  solves that for z sequentially,    logdet = +sum alpha
-// Conventions as in flow.h: Forward is data -> base, logdet = log|det dz/dx|.
-// MADE output column 2i is mu_i, 2i+1 is alpha_i.
+// inverted = false (MAF, Papamakarios et al. 2017): the MADE sees the data x,
+//   Forward  z = tau(x; theta(x))                           (one pass)
+//   Inverse  x solves z = tau(x; theta(x))                  (D passes)
+// inverted = true (IAF, Kingma et al. 2016): the MADE sees the base variable
+// z, sampling is one pass, density evaluation takes D passes:
+//   Inverse  x = tau(z; theta(z))                            (fast)
+//   Forward  z solves x = tau(z; theta(z))                   (D passes)
+// i.e. IAF = Invert(MAF) with tau and tau^-1 exchanged. The logdets follow
+// flow.h: Forward's is log|det dz/dx|. With the default transform kAffineMaf
+// (theta = (mu, alpha)) MAF is z_i = (x_i - mu_i) exp(-alpha_i), logdet =
+// -sum alpha_i; kSpline gives the autoregressive neural spline flow.
+// MADE output column P i + p is parameter p of dimension i.
 #ifndef FLOWTAPE_FLOWS_AUTOREGRESSIVE_H_
 #define FLOWTAPE_FLOWS_AUTOREGRESSIVE_H_
 
 #include <memory>
 #include <string>
 
+#include "absl/status/statusor.h"
+#include "flows/elementwise.h"
 #include "flows/flow.h"
 #include "flows/made.h"
 
 namespace flowtape::flows {
 
-// Base for MADE-conditioned elementwise flows (affine MAF/IAF, spline).
-class MadeAutoregressive : public Flow {
- public:
-  FlowResult Forward(const Tensor& x,
-                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
-  FlowResult Inverse(const Tensor& z,
-                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
-  const Made& made() const { return *made_; }
-  bool inverted() const { return inverted_; }
+struct AutoregressiveOptions {
+  // The conditioner; params_per_dim and zero_last are set here (P of the
+  // transform, and a fresh flow starts at theta = 0).
+  MadeOptions made;
+  ElementwiseOptions transform = {ElementwiseKind::kAffineMaf, 3.0, {}};
+  bool inverted = false;  // IAF
+  // InvalidArgument for invalid MADE (made.h) or transform options.
+  absl::Status Validate() const;
+};
 
- protected:
-  // `made` options: params_per_dim is set by the subclass, zero_last here (a
-  // fresh flow starts at its zero-parameter transform). inverted = IAF
-  // semantics (fast direction is Inverse).
-  MadeAutoregressive(MadeOptions made, bool inverted, Rng& rng);
-  // The elementwise map u = tau(v; params) for params [N, D, P] (inverse:
-  // v = tau^-1(u)), with logdet [N] = sum_i log|d out_i / d in_i|.
-  virtual FlowResult Transform(const Tensor& in, const Tensor& params,
-                               bool inverse) const = 0;
+class Autoregressive : public Flow {
+ public:
+  static absl::StatusOr<std::shared_ptr<Autoregressive>> Create(
+      const AutoregressiveOptions& options, Rng& rng);
+
+  FlowResult Forward(const Tensor& x, const Tensor& context = Tensor(),
+                     Rng* rng = nullptr) const override;
+  FlowResult Inverse(const Tensor& z, const Tensor& context = Tensor(),
+                     Rng* rng = nullptr) const override;
+  // maf / iaf (kAffineMaf), else "<transform>_maf" / "<transform>_iaf"
+  // (spline_maf, ...).
+  std::string name() const override;
+  const Made& made() const { return *made_; }
+  const AutoregressiveOptions& options() const { return o_; }
 
  private:
+  Autoregressive(const AutoregressiveOptions& options,
+                 std::shared_ptr<Made> made);
   Tensor Params(const Tensor& v, const Tensor& context) const;
-  // u -> v where u = tau(v; theta(v)): one pass.
+  // u = tau(v; theta(v)): one pass.
   FlowResult OnePass(const Tensor& v, const Tensor& context) const;
   // u = tau(v; theta(v)) solved for v: D passes.
-  FlowResult Sequential(const Tensor& u, const Tensor& context) const;
-
-  std::shared_ptr<Made> made_;
-  bool inverted_;
-};
-
-// Affine MAF (inverted = false) or IAF (inverted = true).
-class Maf : public MadeAutoregressive {
- public:
-  Maf(const MadeOptions& made, Rng& rng, bool inverted = false)
-      : MadeAutoregressive(WithParams(made), inverted, rng) {}
-  std::string name() const override { return inverted() ? "iaf" : "maf"; }
-
- protected:
+  FlowResult SequentialPasses(const Tensor& u, const Tensor& context) const;
   FlowResult Transform(const Tensor& in, const Tensor& params,
-                       bool inverse) const override;
+                       bool inverse) const;
 
- private:
-  static MadeOptions WithParams(MadeOptions o) {
-    o.params_per_dim = 2;
-    return o;
-  }
+  AutoregressiveOptions o_;
+  std::shared_ptr<Made> made_;
 };
-
-// IAF = Maf with inverted = true.
-inline std::shared_ptr<Maf> MakeIaf(const MadeOptions& made, Rng& rng) {
-  return std::make_shared<Maf>(made, rng, /*inverted=*/true);
-}
 
 }  // namespace flowtape::flows
 

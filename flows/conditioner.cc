@@ -1,28 +1,42 @@
 #include "flows/conditioner.h"
 
+#include "absl/strings/str_cat.h"
 #include "autodiff/check.h"
-#include "nn/conv.h"
 #include "autodiff/ops.h"
+#include "nn/conv.h"
 
 namespace flowtape::flows {
 namespace {
 
 class ConvNetModule : public nn::Module {
  public:
-  ConvNetModule(int64_t in, int64_t hidden, int64_t out, Rng& rng)
-      : a_(RegisterModule("conv0",
-                          std::make_shared<nn::Conv2d>(in, hidden, 3, rng))),
-        b_(RegisterModule(
-            "conv1", std::make_shared<nn::Conv2d>(hidden, hidden, 1, rng))),
-        c_(RegisterModule(
-            "conv2", std::make_shared<nn::Conv2d>(hidden, out, 3, rng,
-                                                  nn::ConvInit::kZeros))) {}
+  ConvNetModule(int64_t in, const std::vector<int64_t>& hidden, int64_t out,
+                nn::Activation act, Rng& rng)
+      : act_(act) {
+    FT_CHECK(!hidden.empty(), "conv_net: needs a hidden width");
+    for (size_t l = 0; l <= hidden.size(); ++l) {
+      const bool last = l == hidden.size();
+      const int64_t from = l == 0 ? in : hidden[l - 1];
+      const int64_t to = last ? out : hidden[l];
+      convs_.push_back(
+          RegisterModule(absl::StrCat("conv", l),
+                         std::make_shared<nn::Conv2d>(
+                             from, to, l == 0 || last ? 3 : 1, rng,
+                             last ? nn::ConvInit::kZeros : nn::ConvInit::kHe)));
+    }
+  }
   Tensor operator()(const Tensor& x) const {
-    return (*c_)(Relu((*b_)(Relu((*a_)(x)))));
+    Tensor h = x;
+    for (size_t l = 0; l < convs_.size(); ++l) {
+      if (l > 0) h = nn::Apply(act_, h);
+      h = (*convs_[l])(h);
+    }
+    return h;
   }
 
  private:
-  std::shared_ptr<nn::Conv2d> a_, b_, c_;
+  nn::Activation act_;
+  std::vector<std::shared_ptr<nn::Conv2d>> convs_;
 };
 
 }  // namespace
@@ -36,10 +50,10 @@ Net MlpNet(int64_t in, const std::vector<int64_t>& hidden, int64_t out,
       std::make_shared<nn::MLP>(sizes, act, rng, /*zero_last=*/true));
 }
 
-Net ConvNet(int64_t in_channels, int64_t hidden, int64_t out_channels,
-            Rng& rng) {
-  return MakeNet(
-      std::make_shared<ConvNetModule>(in_channels, hidden, out_channels, rng));
+Net ConvNet(int64_t in_channels, const std::vector<int64_t>& hidden,
+            int64_t out_channels, Rng& rng, nn::Activation act) {
+  return MakeNet(std::make_shared<ConvNetModule>(in_channels, hidden,
+                                                 out_channels, act, rng));
 }
 
 Tensor WithContext(const Tensor& x, const Tensor& context) {

@@ -1,163 +1,161 @@
 #include "flows/coupling.h"
 
+#include <vector>
+
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "autodiff/check.h"
 #include "autodiff/ops.h"
-#include "flows/scaling.h"
-#include "flows/sequential.h"
+#include "autodiff/status_macros.h"
 
 namespace flowtape::flows {
 namespace {
+
 bool Contiguous(const std::vector<int64_t>& idx) {
   for (size_t i = 1; i < idx.size(); ++i)
     if (idx[i] != idx[0] + static_cast<int64_t>(i)) return false;
   return true;
 }
-}  // namespace
 
-int ParamsPerFeature(CouplingKind kind) {
-  return kind == CouplingKind::kAdditive ? 1 : 2;
-}
-
-Tensor LogScale(CouplingKind kind, const Tensor& raw, double scale_bound) {
-  switch (kind) {
-    case CouplingKind::kAffineTanh:
-      return scale_bound * Tanh(raw * (1.0 / scale_bound));
-    case CouplingKind::kAffineSigmoid:
-      return LogSigmoid(raw + 2.0);
-    case CouplingKind::kAdditive:
-      break;
-  }
-  FT_CHECK(false, "coupling: additive coupling has no scale");
-  return Tensor();
-}
-
-std::vector<bool> HalfMask(int64_t d, bool flip) {
-  std::vector<bool> m(d);
-  for (int64_t i = 0; i < d; ++i) m[i] = (i < (d + 1) / 2) != flip;
-  return m;
-}
-
-std::vector<bool> ParityMask(int64_t d, bool flip) {
-  std::vector<bool> m(d);
-  for (int64_t i = 0; i < d; ++i) m[i] = (i % 2 == 0) != flip;
-  return m;
-}
-
-Coupling::Coupling(std::vector<bool> identity_mask, Net net, CouplingKind kind,
-                   int64_t context_dim, double scale_bound)
-    : net_(std::move(net)),
-      kind_(kind),
-      dim_(static_cast<int64_t>(identity_mask.size())),
-      context_dim_(context_dim),
-      scale_bound_(scale_bound) {
-  FT_CHECK(net_.module != nullptr, "coupling: null conditioner");
-  FT_CHECK(scale_bound > 0, "coupling: scale_bound must be positive, got ",
-           scale_bound);
-  RegisterModule("net", net_.module);
-  for (int64_t i = 0; i < dim_; ++i) (identity_mask[i] ? a_ : b_).push_back(i);
-  FT_CHECK(!a_.empty() && !b_.empty(), "coupling: mask of ", dim_,
-           " features must keep at least one and transform at least one");
-  merge_.resize(dim_);
-  for (size_t i = 0; i < a_.size(); ++i) merge_[a_[i]] = i;
-  for (size_t i = 0; i < b_.size(); ++i) merge_[b_[i]] = a_.size() + i;
-  a_contiguous_ = Contiguous(a_);
-  b_contiguous_ = Contiguous(b_);
-  // Cheapest reassembly of [z_a, z_b] into the original feature order.
-  merge_kind_ = Merge::kGather;
-  if (a_contiguous_ && b_contiguous_)
-    merge_kind_ = a_[0] == 0 ? Merge::kAB : Merge::kBA;
-}
-
-std::string Coupling::name() const {
-  return kind_ == CouplingKind::kAdditive ? "additive_coupling"
-                                          : "affine_coupling";
-}
-
-Tensor Coupling::Gather(const Tensor& x, const std::vector<int64_t>& idx,
-                        bool contiguous) const {
+Tensor Gather(const Tensor& x, const std::vector<int64_t>& idx,
+              bool contiguous) {
   return contiguous ? Narrow(x, 1, idx[0], static_cast<int64_t>(idx.size()))
                     : IndexSelect(x, 1, idx);
 }
 
+}  // namespace
+
+absl::Status CouplingOptions::Validate() const {
+  auto bad = [](auto... msg) {
+    return absl::InvalidArgumentError(absl::StrCat("coupling: ", msg...));
+  };
+  bool sizes_ok = event.rank() == 1 || event.rank() == 3;
+  for (int i = 0; sizes_ok && i < event.rank(); ++i) sizes_ok = event[i] >= 1;
+  if (!sizes_ok)
+    return bad("event ", event.ToString(), " must be [D] or [C, H, W]");
+  if (mask == CouplingMask::kCheckerboard) {
+    if (event.rank() != 3 || event[1] * event[2] < 2)
+      return bad(
+          "a checkerboard mask needs an image [C, H, W] of >= 2 "
+          "pixels, got event ",
+          event.ToString());
+  } else if (event[0] < 2) {
+    return bad("event ", event.ToString(),
+               " has fewer than 2 entries on axis 1 to split");
+  }
+  bool hidden_ok = !hidden.empty();
+  for (int64_t h : hidden) hidden_ok &= h >= 1;
+  if (!hidden_ok)
+    return bad("need at least one hidden size, all >= 1; got [",
+               absl::StrJoin(hidden, ", "), "]");
+  if (context_dim < 0) return bad("context_dim = ", context_dim, " < 0");
+  return transform.Validate();
+}
+
+absl::StatusOr<std::shared_ptr<Coupling>> Coupling::Create(
+    const CouplingOptions& options, Rng& rng) {
+  FT_RETURN_IF_ERROR(options.Validate());
+  return std::shared_ptr<Coupling>(new Coupling(options, rng));
+}
+
+Coupling::Coupling(const CouplingOptions& o, Rng& rng) : o_(o) {
+  const int64_t p = o.transform.params_per_entry(), k = o.context_dim;
+  const bool image = o.event.rank() == 3;
+  if (o.mask == CouplingMask::kCheckerboard) {
+    const int64_t c = o.event[0], h = o.event[1], w = o.event[2];
+    std::vector<double> m(h * w);
+    for (int64_t i = 0; i < h * w; ++i)
+      m[i] = ((i / w + i % w) % 2 == 0) != o.flip ? 1.0 : 0.0;
+    pixel_mask_ = RegisterBuffer("pixel_mask", Tensor::FromVector({h, w}, m));
+    merge_kind_ = Merge::kPixels;
+    net_ = ConvNet(c + k, o.hidden, c * p, rng, o.activation);
+  } else {
+    const int64_t n = o.event[0];
+    for (int64_t i = 0; i < n; ++i) {
+      const bool pass =
+          o.mask == CouplingMask::kHalf ? i < (n + 1) / 2 : i % 2 == 0;
+      (pass != o.flip ? a_ : b_).push_back(i);
+    }
+    merge_.resize(n);
+    for (size_t i = 0; i < a_.size(); ++i) merge_[a_[i]] = i;
+    for (size_t i = 0; i < b_.size(); ++i) merge_[b_[i]] = a_.size() + i;
+    // Cheapest reassembly of [z_a, z_b] into the original order.
+    merge_kind_ = Merge::kGather;
+    if (Contiguous(a_) && Contiguous(b_))
+      merge_kind_ = a_[0] == 0 ? Merge::kAB : Merge::kBA;
+    const int64_t na = a_.size(), nb = b_.size();
+    net_ = image ? ConvNet(na + k, o.hidden, nb * p, rng, o.activation)
+                 : MlpNet(na + k, o.hidden, nb * p, rng, o.activation);
+  }
+  RegisterModule("conditioner", net_.module);
+}
+
+std::string Coupling::name() const { return o_.transform.name() + "_coupling"; }
+
+Tensor Coupling::Params(const Tensor& h, int64_t k) const {
+  const int64_t n = h.dim(0), p = o_.transform.params_per_entry();
+  if (h.rank() == 2) return Reshape(h, {n, k, p});
+  const int64_t hw = h.dim(2) * h.dim(3);
+  if (p == 1) return Reshape(h, {n, k * hw, 1});
+  // [N, k P, H, W] -> [N, k, P, HW] -> [N, k, HW, P] -> [N, k HW, P].
+  Tensor t = Permute(Reshape(h, {n, k, p, hw}), {0, 1, 3, 2});
+  return Reshape(t, {n, k * hw, p});
+}
+
 FlowResult Coupling::Apply(const Tensor& x, const Tensor& context,
                            bool inverse) const {
-  FT_CHECK(x.rank() == 2 && x.dim(1) == dim_, name(), ": input ",
-           x.shape().ToString(), " vs ", dim_, " features");
-  FT_CHECK(context_dim_ == 0 ? !context.defined()
-                             : context.defined() && context.rank() == 2 &&
-                                   context.dim(1) == context_dim_,
+  bool shape_ok = x.rank() == o_.event.rank() + 1;
+  for (int i = 0; shape_ok && i < o_.event.rank(); ++i)
+    shape_ok = x.dim(i + 1) == o_.event[i];
+  FT_CHECK(shape_ok, name(), ": input ", x.shape().ToString(), " for event ",
+           o_.event.ToString());
+  FT_CHECK(o_.context_dim == 0 ? !context.defined()
+                               : context.defined() && context.rank() == 2 &&
+                                     context.dim(1) == o_.context_dim,
            name(), ": context ", context.shape().ToString(), " vs context_dim ",
-           context_dim_);
-  const int64_t n = x.dim(0), nb = static_cast<int64_t>(b_.size());
-  Tensor xa = Gather(x, a_, a_contiguous_), xb = Gather(x, b_, b_contiguous_);
-  Tensor h = net_(WithContext(xa, context));
-  FT_CHECK(h.rank() == 2 && h.dim(0) == n &&
-               h.dim(1) == ParamsPerFeature(kind_) * nb,
-           name(), ": conditioner output ", h.shape().ToString(), ", want [", n,
-           ", ", ParamsPerFeature(kind_) * nb, "]");
-  Tensor zb, logdet;
-  if (kind_ == CouplingKind::kAdditive) {
-    zb = inverse ? xb - h : xb + h;
-    logdet = Tensor::Zeros({n});
-  } else {
-    Tensor t = Narrow(h, 1, 0, nb);
-    Tensor log_s = LogScale(kind_, Narrow(h, 1, nb, nb), scale_bound_);
-    zb = inverse ? (xb - t) * Exp(-log_s) : xb * Exp(log_s) + t;
-    logdet = Sum(log_s, 1);
-    if (inverse) logdet = -logdet;
+           o_.context_dim);
+  const int64_t n = x.dim(0), p = o_.transform.params_per_entry();
+  if (merge_kind_ == Merge::kPixels) {
+    const int64_t c = o_.event[0];
+    Tensor h = net_(WithContext(x * pixel_mask_, context));
+    FT_CHECK(h.shape() == Shape({n, c * p, x.dim(2), x.dim(3)}), name(),
+             ": conditioner output ", h.shape().ToString());
+    ElementwiseResult r = ApplyElementwise(o_.transform, Reshape(x, {n, -1}),
+                                           Params(h, c), inverse);
+    Tensor lad = Where(pixel_mask_, Tensor::Zeros({}, x.dtype()),
+                       Reshape(r.logabsdet, x.shape().dims()));
+    return {Where(pixel_mask_, x, Reshape(r.value, x.shape().dims())),
+            Sum(Reshape(lad, {n, -1}), 1)};
   }
+  const bool contiguous = merge_kind_ != Merge::kGather;
+  Tensor xa = Gather(x, a_, contiguous), xb = Gather(x, b_, contiguous);
+  Tensor h = net_(WithContext(xa, context));
+  const int64_t nb = b_.size(), kb = xb.numel() / n;
+  FT_CHECK(h.rank() == x.rank() && h.dim(0) == n && h.dim(1) == nb * p, name(),
+           ": conditioner output ", h.shape().ToString(), " for ", nb,
+           " transformed entries of ", p, " parameters");
+  ElementwiseResult r = ApplyElementwise(o_.transform, Reshape(xb, {n, kb}),
+                                         Params(h, nb), inverse);
+  Tensor zb = Reshape(r.value, xb.shape().dims());
+  Tensor logdet = Sum(r.logabsdet, 1);
   switch (merge_kind_) {
     case Merge::kAB:
       return {Concat({xa, zb}, 1), logdet};
     case Merge::kBA:
       return {Concat({zb, xa}, 1), logdet};
-    case Merge::kGather:
-      break;
+    default:
+      return {IndexSelect(Concat({xa, zb}, 1), 1, merge_), logdet};
   }
-  return {IndexSelect(Concat({xa, zb}, 1), 1, merge_), logdet};
 }
 
-FlowResult Coupling::Forward(const Tensor& x, const Tensor& context, Rng* /*rng*/) const {
+FlowResult Coupling::Forward(const Tensor& x, const Tensor& context,
+                             Rng*) const {
   return Apply(x, context, /*inverse=*/false);
 }
 
-FlowResult Coupling::Inverse(const Tensor& z, const Tensor& context, Rng* /*rng*/) const {
+FlowResult Coupling::Inverse(const Tensor& z, const Tensor& context,
+                             Rng*) const {
   return Apply(z, context, /*inverse=*/true);
-}
-
-std::shared_ptr<Coupling> MlpCoupling(std::vector<bool> identity_mask,
-                                      const std::vector<int64_t>& hidden,
-                                      CouplingKind kind, Rng& rng,
-                                      int64_t context_dim, nn::Activation act) {
-  int64_t na = 0;
-  for (bool m : identity_mask) na += m;
-  const int64_t nb = static_cast<int64_t>(identity_mask.size()) - na;
-  Net net =
-      MlpNet(na + context_dim, hidden, ParamsPerFeature(kind) * nb, rng, act);
-  return std::make_shared<Coupling>(std::move(identity_mask), std::move(net),
-                                    kind, context_dim);
-}
-
-std::shared_ptr<Flow> RealNvp(int64_t d, int layers,
-                              const std::vector<int64_t>& hidden, Rng& rng,
-                              int64_t context_dim) {
-  auto s = std::make_shared<Sequential>();
-  for (int i = 0; i < layers; ++i)
-    s->Add(MlpCoupling(HalfMask(d, i % 2 == 1), hidden,
-                       CouplingKind::kAffineTanh, rng, context_dim));
-  return s;
-}
-
-std::shared_ptr<Flow> Nice(int64_t d, int layers,
-                           const std::vector<int64_t>& hidden, Rng& rng,
-                           int64_t context_dim) {
-  auto s = std::make_shared<Sequential>();
-  for (int i = 0; i < layers; ++i)
-    s->Add(MlpCoupling(HalfMask(d, i % 2 == 1), hidden, CouplingKind::kAdditive,
-                       rng, context_dim));
-  s->Add(std::make_shared<Scaling>(Shape({d})));
-  return s;
 }
 
 }  // namespace flowtape::flows

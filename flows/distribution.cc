@@ -1,5 +1,6 @@
 #include "flows/distribution.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -36,11 +37,17 @@ absl::Status CheckFinite(const char* who, const char* what, const Tensor& t) {
   return absl::OkStatus();
 }
 
+// log of every entry, as a float64 tensor (parameters are built in float64).
 Tensor LogOf(const Tensor& t) {
-  Tensor out = Tensor::Empty(t.shape());
-  double* p = out.mutable_data();
-  for (int64_t i = 0; i < t.numel(); ++i) p[i] = std::log(t[i]);
-  return out;
+  std::vector<double> v = t.ToVector();
+  for (double& e : v) e = std::log(e);
+  return Tensor::FromVector(t.shape(), v);
+}
+
+// Copies t's values into the float64 parameter p.
+void CopyInto(const Tensor& t, Tensor p) {
+  const std::vector<double> v = t.ToVector();
+  std::copy(v.begin(), v.end(), p.mutable_data<double>());
 }
 
 }  // namespace
@@ -67,13 +74,19 @@ Shape Distribution::BatchShape(int64_t n) const {
 }
 
 // ---- StandardNormal ----
+StandardNormal::StandardNormal(const Shape& event_shape)
+    : Distribution(event_shape) {
+  log_norm_ = RegisterBuffer(
+      "log_norm", Tensor::Scalar(-kHalfLog2Pi * event_shape.numel()));
+}
+
 Tensor StandardNormal::LogProb(const Tensor& x) const {
   CheckEvent("standard_normal.log_prob", x);
-  return SumEvent(Square(x)) * -0.5 - kHalfLog2Pi * event_numel();
+  return SumEvent(Square(x)) * -0.5 + log_norm_;
 }
 
 Tensor StandardNormal::Sample(int64_t n, Rng& rng) const {
-  return Tensor::Randn(BatchShape(n), rng);
+  return Tensor::Randn(BatchShape(n), rng, log_norm_.dtype());
 }
 
 // ---- DiagonalNormal ----
@@ -93,9 +106,8 @@ absl::StatusOr<std::shared_ptr<DiagonalNormal>> DiagonalNormal::Create(
   if (auto s = CheckPositiveFinite("diagonal_normal", "scale", scale); !s.ok())
     return s;
   auto d = std::make_shared<DiagonalNormal>(loc.shape());
-  std::copy_n(loc.data(), loc.numel(), d->loc_.mutable_data());
-  Tensor ls = LogOf(scale);
-  std::copy_n(ls.data(), ls.numel(), d->log_scale_.mutable_data());
+  CopyInto(loc, d->loc_);
+  CopyInto(LogOf(scale), d->log_scale_);
   return d;
 }
 
@@ -107,18 +119,19 @@ Tensor DiagonalNormal::LogProb(const Tensor& x) const {
 }
 
 Tensor DiagonalNormal::Sample(int64_t n, Rng& rng) const {
-  return loc_ + Exp(log_scale_) * Tensor::Randn(BatchShape(n), rng);
+  return loc_ +
+         Exp(log_scale_) * Tensor::Randn(BatchShape(n), rng, loc_.dtype());
 }
 
 // ---- Logistic ----
 Logistic::Logistic(const Shape& event_shape, bool learnable)
     : Distribution(event_shape) {
-  loc_ = Tensor::Zeros(event_shape);
-  log_scale_ = Tensor::Zeros(event_shape);
-  if (learnable) {
-    loc_ = RegisterParameter("loc", loc_);
-    log_scale_ = RegisterParameter("log_scale", log_scale_);
-  }
+  auto add = [&](const char* name) {
+    Tensor t = Tensor::Zeros(event_shape);
+    return learnable ? RegisterParameter(name, t) : RegisterBuffer(name, t);
+  };
+  loc_ = add("loc");
+  log_scale_ = add("log_scale");
 }
 
 absl::StatusOr<std::shared_ptr<Logistic>> Logistic::Create(const Tensor& loc,
@@ -132,9 +145,8 @@ absl::StatusOr<std::shared_ptr<Logistic>> Logistic::Create(const Tensor& loc,
   if (auto s = CheckPositiveFinite("logistic", "scale", scale); !s.ok())
     return s;
   auto d = std::make_shared<Logistic>(loc.shape(), learnable);
-  std::copy_n(loc.data(), loc.numel(), d->loc_.mutable_data());
-  Tensor ls = LogOf(scale);
-  std::copy_n(ls.data(), ls.numel(), d->log_scale_.mutable_data());
+  CopyInto(loc, d->loc_);
+  CopyInto(LogOf(scale), d->log_scale_);
   return d;
 }
 
@@ -145,14 +157,14 @@ Tensor Logistic::LogProb(const Tensor& x) const {
 }
 
 Tensor Logistic::Sample(int64_t n, Rng& rng) const {
-  Tensor u = Tensor::Empty(BatchShape(n));
-  double* p = u.mutable_data();
-  for (int64_t i = 0; i < u.numel(); ++i) {
+  const Shape shape = BatchShape(n);
+  std::vector<double> u(shape.numel());
+  for (double& e : u) {
     double v = rng.Uniform();
     while (v == 0.0) v = rng.Uniform();
-    p[i] = std::log(v) - std::log1p(-v);
+    e = std::log(v) - std::log1p(-v);
   }
-  return loc_ + Exp(log_scale_) * u;
+  return loc_ + Exp(log_scale_) * Tensor::FromVector(shape, u, loc_.dtype());
 }
 
 // ---- GaussianMixture ----
@@ -186,8 +198,9 @@ absl::StatusOr<std::shared_ptr<GaussianMixture>> GaussianMixture::Create(
   if (auto s = CheckPositiveFinite("gaussian_mixture", "scales", scales);
       !s.ok())
     return s;
-  return std::shared_ptr<GaussianMixture>(
-      new GaussianMixture(LogOf(weights), means.Detach(), LogOf(scales)));
+  return std::shared_ptr<GaussianMixture>(new GaussianMixture(
+      LogOf(weights), Tensor::FromVector(means.shape(), means.ToVector()),
+      LogOf(scales)));
 }
 
 Tensor GaussianMixture::LogProb(const Tensor& x) const {
@@ -208,7 +221,8 @@ Tensor GaussianMixture::Sample(int64_t n, Rng& rng) const {
   std::vector<int64_t> idx(n);
   for (int64_t i = 0; i < n; ++i) idx[i] = rng.Categorical(w);
   return IndexSelect(means_, 0, idx) +
-         Exp(IndexSelect(log_scales_, 0, idx)) * Tensor::Randn({n, d}, rng);
+         Exp(IndexSelect(log_scales_, 0, idx)) *
+             Tensor::Randn({n, d}, rng, means_.dtype());
 }
 
 // ---- FactorizedMixture ----
@@ -217,7 +231,8 @@ FactorizedMixture::FactorizedMixture(int64_t d, int64_t k) : Distribution({d}) {
   Tensor means = Tensor::Empty({d, k});
   for (int64_t j = 0; j < d; ++j)
     for (int64_t c = 0; c < k; ++c)
-      means.mutable_data()[j * k + c] = k == 1 ? 0.0 : -1.0 + 2.0 * c / (k - 1);
+      means.mutable_data<double>()[j * k + c] =
+          k == 1 ? 0.0 : -1.0 + 2.0 * c / (k - 1);
   logits_ = RegisterParameter("logits", Tensor::Zeros({d, k}));
   means_ = RegisterParameter("means", means);
   log_scales_ = RegisterParameter("log_scales", Tensor::Zeros({d, k}));
@@ -247,7 +262,7 @@ Tensor FactorizedMixture::Sample(int64_t n, Rng& rng) const {
   Tensor mu = Reshape(IndexSelect(Reshape(means_, {d * k}), 0, idx), {n, d});
   Tensor ls =
       Reshape(IndexSelect(Reshape(log_scales_, {d * k}), 0, idx), {n, d});
-  return mu + Exp(ls) * Tensor::Randn({n, d}, rng);
+  return mu + Exp(ls) * Tensor::Randn({n, d}, rng, means_.dtype());
 }
 
 }  // namespace flowtape::flows

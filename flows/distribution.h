@@ -28,6 +28,10 @@
 //                    means), which lets ICA separate both kinds of sources.
 // Explicit parameter values (Create) are validated: scales must be positive
 // and finite, shapes must agree; otherwise an absl::Status names the problem.
+// dtype: a distribution samples and scores in dtype(), the dtype of its
+// parameters and buffers (every family has some: StandardNormal keeps its
+// normalising constant, a fixed Logistic its loc and scale, as buffers), so
+// Module::To converts it; LogProb's x must have that dtype.
 #ifndef FLOWTAPE_FLOWS_DISTRIBUTION_H_
 #define FLOWTAPE_FLOWS_DISTRIBUTION_H_
 
@@ -36,8 +40,8 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "nn/module.h"
 #include "autodiff/tensor.h"
+#include "nn/module.h"
 
 namespace flowtape::flows {
 
@@ -64,11 +68,13 @@ class Distribution : public nn::Module {
 
 class StandardNormal : public Distribution {
  public:
-  explicit StandardNormal(const Shape& event_shape)
-      : Distribution(event_shape) {}
+  explicit StandardNormal(const Shape& event_shape);
   Tensor LogProb(const Tensor& x) const override;
   Tensor Sample(int64_t n, Rng& rng) const override;
   std::string name() const override { return "standard_normal"; }
+
+ private:
+  Tensor log_norm_;  // buffer: -|E| log(2 pi) / 2
 };
 
 class DiagonalNormal : public Distribution {
@@ -99,7 +105,7 @@ class Logistic : public Distribution {
   std::string name() const override { return "logistic"; }
 
  private:
-  Tensor loc_, log_scale_;
+  Tensor loc_, log_scale_;  // parameters if learnable, else buffers
 };
 
 class GaussianMixture : public Distribution {

@@ -1,8 +1,23 @@
 #include "flows/flow.h"
 
 #include "autodiff/ops.h"
+#include "autodiff/tape.h"
 
 namespace flowtape::flows {
+namespace {
+thread_local bool initialization_pass = false;
+}  // namespace
+
+bool InInitializationPass() { return initialization_pass; }
+
+absl::Status InitializeFromData(const Flow& flow, const Tensor& x,
+                                const Tensor& context, Rng* rng) {
+  NoGradScope no_grad;
+  initialization_pass = true;
+  FlowResult r = flow.Forward(x, context, rng);
+  initialization_pass = false;
+  return r.status;
+}
 
 Tensor FlowResult::extra(const std::string& name) const {
   for (const auto& [n, t] : extras)

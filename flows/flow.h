@@ -16,6 +16,22 @@
 // Flows keep no per-call state: what a pass learns (status, regulariser
 // terms, statistics) comes back in its FlowResult, and randomness comes in
 // through `rng`.
+//
+// Construction: a flow family T is built by T::Create(options, rng) (or
+// its own arguments), which returns InvalidArgument for bad options (each
+// options struct has Validate()); constructors are private. The
+// combinators Sequential and Invert, which have no options, are
+// constructed directly.
+//
+// dtype: flows are built in float64 and converted with Module::To; a flow
+// computes in its parameters' dtype and makes constants in its input's.
+//
+// Data-dependent initialisation (ActNorm): InitializeFromData(flow, x, c)
+// runs one Forward(x, c) with recording off as an *initialisation pass*, in
+// which such layers set their parameters from the batch reaching them (once:
+// a flag buffer records it). Outside that pass Forward and Inverse only read
+// module state, so a shared model may be evaluated from many threads; run
+// the pass from one thread before sharing the model.
 #ifndef FLOWTAPE_FLOWS_FLOW_H_
 #define FLOWTAPE_FLOWS_FLOW_H_
 
@@ -31,7 +47,8 @@ namespace flowtape::flows {
 
 struct FlowResult {
   FlowResult() = default;
-  FlowResult(Tensor v, Tensor ld) : value(std::move(v)), logdet(std::move(ld)) {}
+  FlowResult(Tensor v, Tensor ld)
+      : value(std::move(v)), logdet(std::move(ld)) {}
 
   Tensor value;   // z for Forward, x for Inverse
   Tensor logdet;  // [N]
@@ -62,6 +79,13 @@ class Flow : public nn::Module {
   virtual bool analytic_inverse() const { return true; }
   virtual std::string name() const = 0;
 };
+
+// The initialisation pass above; returns the pass's status.
+absl::Status InitializeFromData(const Flow& flow, const Tensor& x,
+                                const Tensor& context = Tensor(),
+                                Rng* rng = nullptr);
+// True on this thread while InitializeFromData runs.
+bool InInitializationPass();
 
 }  // namespace flowtape::flows
 

@@ -10,6 +10,9 @@ void CheckContext(const char* who, int64_t n, const Tensor& context) {
            who, ": context ", context.shape().ToString(), " for batch ", n,
            " (want [", n, ", K])");
 }
+Tensor ToDType(const Tensor& t, DType dtype) {
+  return t.defined() ? Cast(t, dtype) : t;
+}
 }  // namespace
 
 FlowModel::FlowModel(std::shared_ptr<Distribution> base,
@@ -23,7 +26,7 @@ FlowModel::Density FlowModel::Score(const Tensor& x, const Tensor& context,
                                     Rng* rng) const {
   CheckContext("flow_model.log_prob", x.dim(0), context);
   Density d;
-  d.pass = flow_->Forward(x, context, rng);
+  d.pass = flow_->Forward(Cast(x, dtype()), ToDType(context, dtype()), rng);
   d.log_prob = base_->LogProb(d.pass.value) + d.pass.logdet;
   return d;
 }
@@ -35,19 +38,28 @@ Tensor FlowModel::LogProb(const Tensor& x, const Tensor& context,
 
 Tensor FlowModel::Sample(int64_t n, Rng& rng, const Tensor& context) const {
   CheckContext("flow_model.sample", n, context);
-  return flow_->Inverse(base_->Sample(n, rng), context, &rng).value;
+  return flow_->Inverse(base_->Sample(n, rng), ToDType(context, dtype()), &rng)
+      .value;
 }
 
 FlowModel::SampleResult FlowModel::SampleWithLogProb(
     int64_t n, Rng& rng, const Tensor& context) const {
   CheckContext("flow_model.sample", n, context);
   Tensor z = base_->Sample(n, rng);
-  FlowResult r = flow_->Inverse(z, context, &rng);
+  FlowResult r = flow_->Inverse(z, ToDType(context, dtype()), &rng);
   return {r.value, base_->LogProb(z) - r.logdet};
 }
 
 Tensor FlowModel::Nll(const Tensor& x, const Tensor& context, Rng* rng) const {
   return -Mean(LogProb(x, context, rng));
+}
+
+absl::Status FlowModel::InitializeFromData(const Tensor& x,
+                                           const Tensor& context,
+                                           Rng* rng) const {
+  CheckContext("flow_model.initialize_from_data", x.dim(0), context);
+  return flows::InitializeFromData(*flow_, Cast(x, dtype()),
+                                   ToDType(context, dtype()), rng);
 }
 
 }  // namespace flowtape::flows

@@ -9,6 +9,10 @@
 //                    for reverse-KL / variational training.
 //   Nll(x | c) = -mean_i LogProb(x_i | c_i)  (a scalar, in nats)
 // x is [N, E...] with E the base's event shape; context [N, K] or undefined.
+// dtype: the model computes in dtype(), its base's (Module::To converts
+// base and flow together); x and the context are converted to it (with
+// their gradients), so float64 data can feed a float32 model, and results
+// come back in dtype().
 #ifndef FLOWTAPE_FLOWS_FLOW_MODEL_H_
 #define FLOWTAPE_FLOWS_FLOW_MODEL_H_
 
@@ -16,10 +20,11 @@
 #include <memory>
 #include <string>
 
-#include "nn/module.h"
+#include "absl/status/status.h"
 #include "autodiff/tensor.h"
 #include "flows/distribution.h"
 #include "flows/flow.h"
+#include "nn/module.h"
 
 namespace flowtape::flows {
 
@@ -47,6 +52,11 @@ class FlowModel : public nn::Module {
                                  const Tensor& context = Tensor()) const;
   Tensor Nll(const Tensor& x, const Tensor& context = Tensor(),
              Rng* rng = nullptr) const;
+  // The flow's data-dependent initialisation pass on a batch (flow.h).
+  absl::Status InitializeFromData(const Tensor& x,
+                                  const Tensor& context = Tensor(),
+                                  Rng* rng = nullptr) const;
+  DType dtype() const { return base_->dtype(); }
 
   const std::shared_ptr<Distribution>& base() const { return base_; }
   const std::shared_ptr<Flow>& flow() const { return flow_; }

@@ -1,19 +1,29 @@
 #include "flows/glow.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "autodiff/check.h"
 #include "autodiff/ops.h"
+#include "autodiff/status_macros.h"
 #include "flows/actnorm.h"
-#include "flows/glow_coupling.h"
+#include "flows/coupling.h"
 #include "flows/squeeze.h"
 
 namespace flowtape::flows {
 
-absl::Status ValidateGlowOptions(const GlowOptions& o) {
-  if (o.levels < 1 || o.depth < 1 || o.hidden < 1 || o.channels < 1)
+absl::Status GlowOptions::Validate() const {
+  const GlowOptions& o = *this;
+  if (o.levels < 1 || o.depth < 1 || o.hidden < 1 || o.channels < 1 ||
+      o.context_dim < 0)
     return absl::InvalidArgumentError(absl::StrCat(
-        "glow: need levels, depth, hidden, channels >= 1, got ", o.levels, ", ",
-        o.depth, ", ", o.hidden, ", ", o.channels));
+        "glow: need levels, depth, hidden, channels >= 1 and context_dim >= "
+        "0, got ",
+        o.levels, ", ", o.depth, ", ", o.hidden, ", ", o.channels, ", ",
+        o.context_dim));
+  if (o.levels > 20)
+    return absl::InvalidArgumentError(
+        absl::StrCat("glow: levels = ", o.levels, " > 20"));
   const int64_t f = int64_t{1} << o.levels;
   if (o.height % f != 0 || o.width % f != 0)
     return absl::InvalidArgumentError(absl::StrCat(
@@ -22,26 +32,35 @@ absl::Status ValidateGlowOptions(const GlowOptions& o) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::shared_ptr<Glow>> Glow::Create(const GlowOptions& options,
+                                                   Rng& rng) {
+  FT_RETURN_IF_ERROR(options.Validate());
+  return std::shared_ptr<Glow>(new Glow(options, rng));
+}
+
+// Sub-flows of validated options cannot fail to build.
 Glow::Glow(const GlowOptions& o, Rng& rng) : options_(o) {
-  absl::Status valid = ValidateGlowOptions(o);
-  FT_CHECK(valid.ok(), valid.message());
   int64_t c = o.channels, h = o.height, w = o.width;
   for (int l = 0; l < o.levels; ++l) {
     Level lv;
     const std::string pre = absl::StrCat("level", l, ".");
     lv.squeeze =
-        RegisterModule(pre + "squeeze", std::make_shared<Squeeze>(c, h, w));
+        RegisterModule(pre + "squeeze", Squeeze::Create(c, h, w).value());
     c *= 4, h /= 2, w /= 2;
     lv.c = c, lv.h = h, lv.w = w;
     for (int k = 0; k < o.depth; ++k) {
       const std::string s = absl::StrCat(pre, "step", k, ".");
+      CouplingOptions co;
+      co.event = Shape{c, h, w};
+      co.hidden = {o.hidden, o.hidden};
+      co.context_dim = o.context_dim;
+      co.transform.kind = ElementwiseKind::kAffineSigmoid;
       lv.steps.push_back(
-          RegisterModule(s + "actnorm", std::make_shared<ActNorm>(c)));
+          RegisterModule(s + "actnorm", ActNorm::Create(c).value()));
       lv.steps.push_back(RegisterModule(
-          s + "invconv", std::make_shared<InvConv1x1>(c, rng, o.invconv)));
-      lv.steps.push_back(RegisterModule(
-          s + "coupling",
-          std::make_shared<GlowCoupling>(c, o.hidden, rng, o.context_dim)));
+          s + "invconv", InvConv1x1::Create(c, rng, o.invconv).value()));
+      lv.steps.push_back(
+          RegisterModule(s + "coupling", Coupling::Create(co, rng).value()));
     }
     const bool last = l + 1 == o.levels;
     lv.out_channels = last ? c : c - c / 2;
@@ -54,10 +73,8 @@ Glow::Glow(const GlowOptions& o, Rng& rng) : options_(o) {
       lv.context = RegisterModule(pre + "prior_context",
                                   std::make_shared<nn::Linear>(
                                       o.context_dim, 2 * lv.out_channels, rng));
-      for (Tensor p : lv.context->Parameters()) {
-        double* v = p.mutable_data();
-        for (int64_t i = 0; i < p.numel(); ++i) v[i] = 0.0;
-      }
+      for (Tensor p : lv.context->Parameters())
+        std::fill_n(p.mutable_data<double>(), p.numel(), 0.0);
     }
     levels_.push_back(std::move(lv));
     if (!last) c = c / 2;
@@ -81,19 +98,20 @@ void Glow::Prior(const Level& lv, const Tensor& h1, const Tensor& context,
   *log_sigma = Narrow(p, 1, co, co);
 }
 
-FlowResult Glow::Forward(const Tensor& x, const Tensor& context, Rng* /*rng*/) const {
+FlowResult Glow::Forward(const Tensor& x, const Tensor& context,
+                         Rng* rng) const {
   const GlowOptions& o = options_;
   FT_CHECK(x.rank() == 4 && x.dim(1) == o.channels && x.dim(2) == o.height &&
                x.dim(3) == o.width,
            "glow: input ", x.shape().ToString(), " for images ", o.channels,
            "x", o.height, "x", o.width);
   const int64_t n = x.dim(0);
-  Tensor h = x, logdet = Tensor::Zeros({n});
+  Tensor h = x, logdet = Tensor::Zeros({n}, x.dtype());
   std::vector<Tensor> outs;
   for (const Level& lv : levels_) {
     h = lv.squeeze->Forward(h).value;
     for (const auto& step : lv.steps) {
-      FlowResult r = step->Forward(h, context);
+      FlowResult r = step->Forward(h, context, rng);
       h = r.value;
       logdet = logdet + r.logdet;
     }
@@ -112,7 +130,8 @@ FlowResult Glow::Forward(const Tensor& x, const Tensor& context, Rng* /*rng*/) c
   return {Reshape(Concat(outs, 1), x.shape().dims()), logdet};
 }
 
-FlowResult Glow::Inverse(const Tensor& z, const Tensor& context, Rng* /*rng*/) const {
+FlowResult Glow::Inverse(const Tensor& z, const Tensor& context,
+                         Rng* rng) const {
   const GlowOptions& o = options_;
   const int64_t d = o.channels * o.height * o.width;
   FT_CHECK((z.rank() == 2 || z.rank() == 4) && z.numel() == z.dim(0) * d,
@@ -127,7 +146,7 @@ FlowResult Glow::Inverse(const Tensor& z, const Tensor& context, Rng* /*rng*/) c
     offset.push_back(at);
     at += lv.out_channels * lv.h * lv.w;
   }
-  Tensor h, logdet = Tensor::Zeros({n});
+  Tensor h, logdet = Tensor::Zeros({n}, z.dtype());
   for (int l = static_cast<int>(levels_.size()) - 1; l >= 0; --l) {
     const Level& lv = levels_[l];
     const int64_t size = lv.out_channels * lv.h * lv.w;
@@ -141,7 +160,7 @@ FlowResult Glow::Inverse(const Tensor& z, const Tensor& context, Rng* /*rng*/) c
     }
     h = h.defined() ? Concat({h, eps}, 1) : eps;
     for (auto it = lv.steps.rbegin(); it != lv.steps.rend(); ++it) {
-      FlowResult r = (*it)->Inverse(h, context);
+      FlowResult r = (*it)->Inverse(h, context, rng);
       h = r.value;
       logdet = logdet + r.logdet;
     }

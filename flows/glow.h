@@ -3,7 +3,9 @@
 //
 // Level l = 0..L-1 (x_0 = x):
 //   h = Squeeze(x_l)                         [N, 4C_l, H_l/2, W_l/2]
-//   h = K steps of ActNorm -> InvConv1x1 -> GlowCoupling
+//   h = K steps of ActNorm -> InvConv1x1 -> affine coupling (coupling.h:
+//       channels split in halves, kAffineSigmoid, ConvNet with `hidden`
+//       channels {hidden, hidden}, the context as constant channels)
 //   l < L-1: factor out, h = [h_1 | h_2] by channels (h_1 the first half):
 //     h_2 is scored by a learned conditional Gaussian prior
 //       (mu, log_sigma) = Conv3x3(h_1) (+ Linear(context) per channel),
@@ -17,7 +19,8 @@
 // normal under the model: the learned priors are affine flows to N(0, I), so
 // log p(x) = log N(z; 0, I) + logdet (flow.h conventions). Inverse maps such
 // a z ([N, C, H, W], or flat [N, C*H*W]) back to images, top level first.
-// Every step's log-det is exact and analytic.
+// Every step's log-det is exact and analytic. ActNorm layers initialise
+// from data in an initialisation pass (flow.h, InitializeFromData).
 #ifndef FLOWTAPE_FLOWS_GLOW_H_
 #define FLOWTAPE_FLOWS_GLOW_H_
 
@@ -27,10 +30,11 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "nn/conv.h"
-#include "nn/layers.h"
+#include "absl/status/statusor.h"
 #include "flows/flow.h"
 #include "flows/invconv.h"
+#include "nn/conv.h"
+#include "nn/layers.h"
 
 namespace flowtape::flows {
 
@@ -41,26 +45,26 @@ struct GlowOptions {
   int64_t hidden = 64;      // coupling net channels
   int64_t context_dim = 0;  // 0 = unconditional
   InvConvParam invconv = InvConvParam::kLu;
+  // OK iff H and W are divisible by 2^L and L, K, hidden, channels >= 1 and
+  // context_dim >= 0; else InvalidArgument.
+  absl::Status Validate() const;
 };
-
-// OK iff H and W are divisible by 2^L and L, K, hidden >= 1.
-absl::Status ValidateGlowOptions(const GlowOptions& options);
 
 class Glow : public Flow {
  public:
-  // Aborts on invalid options (check ValidateGlowOptions first for user
-  // input).
-  Glow(const GlowOptions& options, Rng& rng);
+  static absl::StatusOr<std::shared_ptr<Glow>> Create(
+      const GlowOptions& options, Rng& rng);
   // x [N, C, H, W] -> z [N, C, H, W] (layout above).
-  FlowResult Forward(const Tensor& x,
-                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
+  FlowResult Forward(const Tensor& x, const Tensor& context = Tensor(),
+                     Rng* rng = nullptr) const override;
   // z [N, C, H, W] or [N, C*H*W] -> x [N, C, H, W].
-  FlowResult Inverse(const Tensor& z,
-                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
+  FlowResult Inverse(const Tensor& z, const Tensor& context = Tensor(),
+                     Rng* rng = nullptr) const override;
   std::string name() const override { return "glow"; }
   const GlowOptions& options() const { return options_; }
 
  private:
+  Glow(const GlowOptions& options, Rng& rng);
   struct Level {
     std::shared_ptr<Flow> squeeze;
     std::vector<std::shared_ptr<Flow>> steps;

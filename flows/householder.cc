@@ -25,12 +25,19 @@ Tensor ReflectRows(const Tensor& x, const Tensor& v, bool transposed) {
 
 Tensor HouseholderProduct(const Tensor& v) {
   // Rows of ReflectRows(I) are (H_K ... H_1 e_i)^T: the transpose.
-  return Transpose(ReflectRows(Tensor::Eye(v.dim(1)), v));
+  return Transpose(ReflectRows(Tensor::Eye(v.dim(1), v.dtype()), v));
+}
+
+absl::StatusOr<std::shared_ptr<Householder>> Householder::Create(
+    int64_t d, int64_t reflections, Rng& rng) {
+  if (d < 1 || reflections < 1)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "householder: need d >= 1 and reflections >= 1, got d = ", d,
+        ", reflections = ", reflections));
+  return std::shared_ptr<Householder>(new Householder(d, reflections, rng));
 }
 
 Householder::Householder(int64_t d, int64_t k, Rng& rng) {
-  FT_CHECK(d >= 1 && k >= 1, "householder: need d >= 1 and k >= 1, got d = ", d,
-           ", k = ", k);
   v_ = RegisterParameter("v", Tensor::Randn({k, d}, rng));
 }
 
@@ -52,17 +59,19 @@ absl::StatusOr<std::shared_ptr<Householder>> Householder::Create(
           "householder: v_", i, " is zero (a reflection needs a direction)"));
   }
   Rng rng(0);
-  auto f = std::make_shared<Householder>(v.dim(1), v.dim(0), rng);
-  for (int64_t i = 0; i < v.numel(); ++i) f->v_.mutable_data()[i] = v[i];
+  std::shared_ptr<Householder> f(new Householder(v.dim(1), v.dim(0), rng));
+  for (int64_t i = 0; i < v.numel(); ++i)
+    f->v_.mutable_data<double>()[i] = v[i];
   return f;
 }
 
-FlowResult Householder::Inverse(const Tensor& z, const Tensor&, Rng* /*rng*/) const {
-  return {ReflectRows(z, v_), Tensor::Zeros({z.dim(0)})};
+FlowResult Householder::Inverse(const Tensor& z, const Tensor&, Rng*) const {
+  return {ReflectRows(z, v_), Tensor::Zeros({z.dim(0)}, z.dtype())};
 }
 
-FlowResult Householder::Forward(const Tensor& x, const Tensor&, Rng* /*rng*/) const {
-  return {ReflectRows(x, v_, /*transposed=*/true), Tensor::Zeros({x.dim(0)})};
+FlowResult Householder::Forward(const Tensor& x, const Tensor&, Rng*) const {
+  return {ReflectRows(x, v_, /*transposed=*/true),
+          Tensor::Zeros({x.dim(0)}, x.dtype())};
 }
 
 }  // namespace flowtape::flows

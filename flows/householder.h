@@ -33,20 +33,22 @@ Tensor HouseholderProduct(const Tensor& v);
 
 class Householder : public Flow {
  public:
-  // K reflections in R^d, v_k ~ N(0, I).
-  Householder(int64_t d, int64_t k, Rng& rng);
+  // K = reflections in R^d, v_k ~ N(0, I); InvalidArgument unless d, K >= 1.
+  static absl::StatusOr<std::shared_ptr<Householder>> Create(
+      int64_t d, int64_t reflections, Rng& rng);
   // Explicit v [K, D]: every row finite and nonzero.
   static absl::StatusOr<std::shared_ptr<Householder>> Create(const Tensor& v);
 
-  FlowResult Forward(const Tensor& x,
-                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
-  FlowResult Inverse(const Tensor& z,
-                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
+  FlowResult Forward(const Tensor& x, const Tensor& context = Tensor(),
+                     Rng* rng = nullptr) const override;
+  FlowResult Inverse(const Tensor& z, const Tensor& context = Tensor(),
+                     Rng* rng = nullptr) const override;
   std::string name() const override { return "householder"; }
 
   Tensor Matrix() const { return HouseholderProduct(v_); }  // x = Matrix() z
 
  private:
+  Householder(int64_t d, int64_t k, Rng& rng);
   Tensor v_;
 };
 

@@ -7,17 +7,27 @@
 #include "absl/strings/str_cat.h"
 #include "autodiff/check.h"
 #include "autodiff/grad.h"
-#include "nn/optim.h"
 #include "autodiff/ops.h"
+#include "autodiff/status_macros.h"
 #include "autodiff/tape.h"
 #include "flows/distribution.h"
 #include "flows/flow_model.h"
 #include "flows/linear.h"
+#include "nn/optim.h"
 
 namespace flowtape::flows {
 
+absl::Status IcaOptions::Validate() const {
+  if (steps < 0 || !(lr > 0 && std::isfinite(lr)) || mixture_components < 0)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "ica: need steps >= 0, 0 < lr < inf, mixture_components >= 0; got ",
+        steps, ", ", lr, ", ", mixture_components));
+  return absl::OkStatus();
+}
+
 absl::StatusOr<IcaResult> FitInfomaxIca(const Tensor& x,
                                         const IcaOptions& options) {
+  FT_RETURN_IF_ERROR(options.Validate());
   if (x.rank() != 2 || x.dim(0) <= x.dim(1) || x.dim(1) < 1)
     return absl::InvalidArgumentError(absl::StrCat(
         "ica: want data [N, D] with N > D, got ", x.shape().ToString()));
@@ -34,13 +44,14 @@ absl::StatusOr<IcaResult> FitInfomaxIca(const Tensor& x,
     r.mean = Mean(x, 0).Detach();
     centred = (x - r.mean).Detach();
   }
-  auto flow = std::make_shared<LinearFlow>(d);
+  FT_ASSIGN_OR_RETURN(std::shared_ptr<LinearFlow> flow, LinearFlow::Create(d));
   std::shared_ptr<Distribution> base;
   if (options.mixture_components > 0)
     base = std::make_shared<FactorizedMixture>(d, options.mixture_components);
   else
     base = std::make_shared<Logistic>(Shape({d}));
   FlowModel model(base, flow);
+  model.To(x.dtype());
   nn::AdamOptions o;
   o.lr = options.lr;
   nn::Adam adam(model, o);
@@ -80,7 +91,7 @@ double AmariIndex(const Tensor& p) {
 
 Tensor LaplaceSources(int64_t n, int64_t d, Rng& rng) {
   Tensor s = Tensor::Empty({n, d});
-  double* p = s.mutable_data();
+  double* p = s.mutable_data<double>();
   for (int64_t i = 0; i < n * d; ++i) {
     double u = rng.Uniform() - 0.5;  // inverse CDF of Laplace(0, 1)
     p[i] = -std::copysign(std::log1p(-2 * std::fabs(u)), u);

@@ -28,6 +28,8 @@ struct IcaOptions {
   int steps = 400;
   double lr = 0.05;            // Adam
   int mixture_components = 0;  // 0: logistic base (Infomax)
+  // InvalidArgument unless steps >= 0, 0 < lr < inf, mixture_components >= 0.
+  absl::Status Validate() const;
 };
 
 struct IcaResult {
@@ -39,6 +41,7 @@ struct IcaResult {
 };
 
 // x [N, D] with N > D finite rows; otherwise a Status naming the problem.
+// The model computes in x's dtype (float32 or float64).
 absl::StatusOr<IcaResult> FitInfomaxIca(const Tensor& x,
                                         const IcaOptions& options = {});
 

@@ -2,11 +2,13 @@
 
 #include <Eigen/Dense>
 #include <cmath>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "autodiff/check.h"
 #include "autodiff/eigen.h"
 #include "autodiff/ops.h"
+#include "autodiff/status_macros.h"
 #include "autodiff/tape.h"
 
 namespace flowtape::flows {
@@ -19,9 +21,16 @@ int64_t Pixels(const Tensor& x) {
 
 }  // namespace
 
+absl::StatusOr<std::shared_ptr<InvConv1x1>> InvConv1x1::Create(
+    int64_t channels, Rng& rng, InvConvParam param) {
+  if (channels < 1)
+    return absl::InvalidArgumentError(
+        absl::StrCat("invconv: channels = ", channels, " must be >= 1"));
+  return std::shared_ptr<InvConv1x1>(new InvConv1x1(channels, rng, param));
+}
+
 InvConv1x1::InvConv1x1(int64_t channels, Rng& rng, InvConvParam param)
     : c_(channels), param_(param) {
-  FT_CHECK(channels >= 1, "invconv: channels ", channels);
   RowMat g(c_, c_);
   for (int64_t i = 0; i < c_; ++i)
     for (int64_t j = 0; j < c_; ++j) g(i, j) = rng.Normal();
@@ -46,8 +55,8 @@ InvConv1x1::InvConv1x1(int64_t channels, Rng& rng, InvConvParam param)
   // checkpoint restores the function exactly (the masks are fixed by C).
   perm_ = RegisterBuffer("perm", FromMatrix(p));
   sign_s_ = RegisterBuffer("sign_s", Reshape(FromMatrix(sign), {c_}).Detach());
-  l_mask_ = FromMatrix(lm);
-  u_mask_ = Transpose(l_mask_);
+  l_mask_ = RegisterBuffer("l_mask", FromMatrix(lm));
+  u_mask_ = RegisterBuffer("u_mask", FromMatrix(RowMat(lm.transpose())));
   lower_ = RegisterParameter("lower", FromMatrix(l));
   upper_ = RegisterParameter("upper", FromMatrix(u));
   log_s_ =
@@ -60,33 +69,43 @@ absl::StatusOr<std::shared_ptr<InvConv1x1>> InvConv1x1::Create(
     return absl::InvalidArgumentError(absl::StrCat(
         "invconv: W must be square [C, C], got ", w.shape().ToString()));
   Rng rng(0);
-  auto f = std::make_shared<InvConv1x1>(w.dim(0), rng, InvConvParam::kFull);
-  std::copy_n(w.data(), w.numel(), f->w_.mutable_data());
-  if (absl::Status s = f->Validate(); !s.ok()) return s;
+  std::shared_ptr<InvConv1x1> f(
+      new InvConv1x1(w.dim(0), rng, InvConvParam::kFull));
+  const std::vector<double> v = w.ToVector();
+  std::copy(v.begin(), v.end(), f->w_.mutable_data<double>());
+  FT_RETURN_IF_ERROR(f->Validate());
   return f;
 }
 
 absl::Status InvConv1x1::Validate() const {
   NoGradScope no_grad;
-  Tensor w = Weight();
+  const double rcond = dtype() == kFloat32 ? 1e-5 : 1e-12;
+  Tensor w = Cast(Weight(), kFloat64);
   for (int64_t i = 0; i < w.numel(); ++i)
     if (!std::isfinite(w[i]))
       return absl::InvalidArgumentError(absl::StrCat(name(), ": W[", i / c_,
                                                      ", ", i % c_, "] = ", w[i],
                                                      " is not finite"));
   Eigen::VectorXd sv = Eigen::JacobiSVD<RowMat>(AsMatrix(w)).singularValues();
-  if (!(sv(c_ - 1) > 1e-12 * sv(0)))
+  if (!(sv(c_ - 1) > rcond * sv(0)))
     return absl::InvalidArgumentError(
         absl::StrCat(name(), ": W is singular (singular values ", sv(0), " to ",
                      sv(c_ - 1), "): not invertible"));
   return absl::OkStatus();
 }
 
+Tensor InvConv1x1::Lower() const {
+  return lower_ * l_mask_ + Tensor::Eye(c_, lower_.dtype());
+}
+
+Tensor InvConv1x1::Upper() const {
+  return upper_ * u_mask_ +
+         Tensor::Eye(c_, upper_.dtype()) * (sign_s_ * Exp(log_s_));
+}
+
 Tensor InvConv1x1::Weight() const {
   if (param_ == InvConvParam::kFull) return w_;
-  Tensor l = lower_ * l_mask_ + Tensor::Eye(c_);
-  Tensor u = upper_ * u_mask_ + Tensor::Eye(c_) * (sign_s_ * Exp(log_s_));
-  return MatMul(perm_, MatMul(l, u));
+  return MatMul(perm_, MatMul(Lower(), Upper()));
 }
 
 Tensor InvConv1x1::LogAbsDetWeight() const {
@@ -96,11 +115,9 @@ Tensor InvConv1x1::LogAbsDetWeight() const {
 Tensor InvConv1x1::InverseWeight() const {
   if (param_ == InvConvParam::kFull) return flowtape::Inverse(w_);
   // W^-1 = U'^-1 L^-1 P^T.
-  Tensor l = lower_ * l_mask_ + Tensor::Eye(c_);
-  Tensor u = upper_ * u_mask_ + Tensor::Eye(c_) * (sign_s_ * Exp(log_s_));
-  Tensor linv_pt = TriangularSolve(l, Transpose(perm_), /*upper=*/false,
+  Tensor linv_pt = TriangularSolve(Lower(), Transpose(perm_), /*upper=*/false,
                                    /*transpose=*/false, /*unit_diagonal=*/true);
-  return TriangularSolve(u, linv_pt, /*upper=*/true);
+  return TriangularSolve(Upper(), linv_pt, /*upper=*/true);
 }
 
 Tensor InvConv1x1::Mix(const Tensor& m, const Tensor& x) const {

@@ -17,7 +17,8 @@
 // Both start at a random rotation (QR of a Gaussian matrix), as in Glow.
 // Validate() checks that the current W is finite and invertible (after
 // loading a checkpoint, or training); Create(W) builds a kFull layer from a
-// user's matrix and validates it.
+// user's matrix and validates it. The triangular masks of kLu are buffers
+// too, so Module::To converts them with the parameters.
 #ifndef FLOWTAPE_FLOWS_INVCONV_H_
 #define FLOWTAPE_FLOWS_INVCONV_H_
 
@@ -34,17 +35,19 @@ enum class InvConvParam { kLu, kFull };
 
 class InvConv1x1 : public Flow {
  public:
-  InvConv1x1(int64_t channels, Rng& rng,
-             InvConvParam param = InvConvParam::kLu);
+  // InvalidArgument unless channels >= 1.
+  static absl::StatusOr<std::shared_ptr<InvConv1x1>> Create(
+      int64_t channels, Rng& rng, InvConvParam param = InvConvParam::kLu);
   // kFull with the given W [C, C]; InvalidArgument unless Validate() passes.
   static absl::StatusOr<std::shared_ptr<InvConv1x1>> Create(const Tensor& w);
-  // InvalidArgument if an entry of W is not finite or W is singular
-  // (sigma_min <= 1e-12 sigma_max, its singular values).
+  // InvalidArgument if an entry of W is not finite or W is singular in its
+  // dtype: sigma_min <= r sigma_max (its singular values), r = 1e-12 in
+  // float64 and 1e-5 in float32 (about 4500 and 84 machine epsilons).
   absl::Status Validate() const;
-  FlowResult Forward(const Tensor& x,
-                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
-  FlowResult Inverse(const Tensor& z,
-                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
+  FlowResult Forward(const Tensor& x, const Tensor& context = Tensor(),
+                     Rng* rng = nullptr) const override;
+  FlowResult Inverse(const Tensor& z, const Tensor& context = Tensor(),
+                     Rng* rng = nullptr) const override;
   std::string name() const override {
     return param_ == InvConvParam::kLu ? "invconv_lu" : "invconv";
   }
@@ -54,7 +57,11 @@ class InvConv1x1 : public Flow {
   Tensor LogAbsDetWeight() const;
 
  private:
+  InvConv1x1(int64_t channels, Rng& rng, InvConvParam param);
   Tensor InverseWeight() const;
+  // kLu: L (unit lower) and U' = U + diag(sign_s exp(log_s)).
+  Tensor Lower() const;
+  Tensor Upper() const;
   // Applies the C x C matrix m to every pixel's channel vector.
   Tensor Mix(const Tensor& m, const Tensor& x) const;
 
@@ -62,7 +69,7 @@ class InvConv1x1 : public Flow {
   InvConvParam param_;
   Tensor w_;                      // kFull
   Tensor perm_, sign_s_;          // kLu buffers
-  Tensor l_mask_, u_mask_;        // kLu constants (depend on C)
+  Tensor l_mask_, u_mask_;        // kLu buffers (fixed by C)
   Tensor lower_, upper_, log_s_;  // kLu parameters
 };
 

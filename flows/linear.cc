@@ -1,6 +1,7 @@
 #include "flows/linear.h"
 
 #include <cmath>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -9,6 +10,13 @@
 #include "autodiff/tape.h"
 
 namespace flowtape::flows {
+
+absl::StatusOr<std::shared_ptr<LinearFlow>> LinearFlow::Create(int64_t d) {
+  if (d < 1)
+    return absl::InvalidArgumentError(
+        absl::StrCat("linear: dimension d = ", d, " must be >= 1"));
+  return std::shared_ptr<LinearFlow>(new LinearFlow(d));
+}
 
 LinearFlow::LinearFlow(int64_t d) {
   a_ = RegisterParameter("unmixing", Tensor::Eye(d));
@@ -32,23 +40,24 @@ absl::StatusOr<std::shared_ptr<LinearFlow>> LinearFlow::Create(
   if (!std::isfinite(lad))
     return absl::InvalidArgumentError(
         "linear: unmixing matrix is singular (det = 0): not invertible");
-  auto f = std::make_shared<LinearFlow>(unmixing.dim(0));
-  std::copy_n(unmixing.data(), unmixing.numel(), f->a_.mutable_data());
+  std::shared_ptr<LinearFlow> f(new LinearFlow(unmixing.dim(0)));
+  const std::vector<double> v = unmixing.ToVector();
+  std::copy(v.begin(), v.end(), f->a_.mutable_data<double>());
   return f;
 }
 
-FlowResult LinearFlow::Forward(const Tensor& x, const Tensor&, Rng* /*rng*/) const {
+FlowResult LinearFlow::Forward(const Tensor& x, const Tensor&, Rng*) const {
   FT_CHECK(x.rank() == 2 && x.dim(1) == a_.dim(0), "linear.forward: input ",
            x.shape().ToString(), " vs matrix ", a_.shape().ToString());
   return {MatMulT(x, a_, false, true),
-          Tensor::Zeros({x.dim(0)}) + LogAbsDet(a_)};
+          Tensor::Zeros({x.dim(0)}, x.dtype()) + LogAbsDet(a_)};
 }
 
-FlowResult LinearFlow::Inverse(const Tensor& z, const Tensor&, Rng* /*rng*/) const {
+FlowResult LinearFlow::Inverse(const Tensor& z, const Tensor&, Rng*) const {
   FT_CHECK(z.rank() == 2 && z.dim(1) == a_.dim(0), "linear.inverse: input ",
            z.shape().ToString(), " vs matrix ", a_.shape().ToString());
   return {Transpose(Solve(a_, Transpose(z))),
-          Tensor::Zeros({z.dim(0)}) - LogAbsDet(a_)};
+          Tensor::Zeros({z.dim(0)}, z.dtype()) - LogAbsDet(a_)};
 }
 
 Tensor LinearFlow::Mixing() const {

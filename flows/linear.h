@@ -25,22 +25,23 @@ namespace flowtape::flows {
 
 class LinearFlow : public Flow {
  public:
-  // A = I (the identity) before training.
-  explicit LinearFlow(int64_t d);
+  // A = I (the identity) before training; InvalidArgument unless d >= 1.
+  static absl::StatusOr<std::shared_ptr<LinearFlow>> Create(int64_t d);
   // Explicit unmixing matrix [D, D]; a singular or non-finite one is refused.
   static absl::StatusOr<std::shared_ptr<LinearFlow>> Create(
       const Tensor& unmixing);
 
-  FlowResult Forward(const Tensor& x,
-                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
-  FlowResult Inverse(const Tensor& z,
-                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
+  FlowResult Forward(const Tensor& x, const Tensor& context = Tensor(),
+                     Rng* rng = nullptr) const override;
+  FlowResult Inverse(const Tensor& z, const Tensor& context = Tensor(),
+                     Rng* rng = nullptr) const override;
   std::string name() const override { return "linear"; }
 
   const Tensor& unmixing() const { return a_; }  // A
   Tensor Mixing() const;                         // W = A^-1 (a constant)
 
  private:
+  explicit LinearFlow(int64_t d);
   Tensor a_;
 };
 

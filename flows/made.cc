@@ -8,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "autodiff/check.h"
 #include "autodiff/ops.h"
+#include "autodiff/status_macros.h"
 
 namespace flowtape::flows {
 namespace {
@@ -18,8 +19,7 @@ std::vector<int64_t> MakeOrder(const MadeOptions& o, Rng& rng) {
   std::vector<int64_t> ord(d);
   std::iota(ord.begin(), ord.end(), 1);
   if (o.ordering == Ordering::kReversed) std::reverse(ord.begin(), ord.end());
-  if (o.ordering == Ordering::kRandom)
-    rng.Shuffle(ord);
+  if (o.ordering == Ordering::kRandom) rng.Shuffle(ord);
   return ord;
 }
 
@@ -44,7 +44,7 @@ Tensor Mask(const std::vector<int64_t>& in_deg,
             const std::vector<int64_t>& out_deg, F allowed) {
   const int64_t a = in_deg.size(), b = out_deg.size();
   Tensor m = Tensor::Zeros({a, b});
-  double* p = m.mutable_data();
+  double* p = m.mutable_data<double>();
   for (int64_t i = 0; i < a; ++i)
     for (int64_t j = 0; j < b; ++j)
       p[i * b + j] = allowed(in_deg[i], out_deg[j]) ? 1.0 : 0.0;
@@ -53,7 +53,8 @@ Tensor Mask(const std::vector<int64_t>& in_deg,
 
 }  // namespace
 
-absl::Status ValidateMadeOptions(const MadeOptions& o) {
+absl::Status MadeOptions::Validate() const {
+  const MadeOptions& o = *this;
   bool hidden_ok = !o.hidden.empty();
   for (int64_t h : o.hidden) hidden_ok &= h >= 1;
   if (o.dim < 1 || o.params_per_dim < 1 || !hidden_ok || o.context_dim < 0)
@@ -74,9 +75,13 @@ absl::Status ValidateMadeOptions(const MadeOptions& o) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::shared_ptr<Made>> Made::Create(const MadeOptions& options,
+                                                   Rng& rng) {
+  FT_RETURN_IF_ERROR(options.Validate());
+  return std::shared_ptr<Made>(new Made(options, rng));
+}
+
 Made::Made(const MadeOptions& options, Rng& rng) : options_(options) {
-  absl::Status valid = ValidateMadeOptions(options);
-  FT_CHECK(valid.ok(), valid.message());
   const int64_t d = options.dim, p = options.params_per_dim;
   const std::vector<int64_t> order = MakeOrder(options, rng);
   std::vector<double> order_values(order.begin(), order.end());
@@ -105,7 +110,7 @@ Made::Made(const MadeOptions& options, Rng& rng) : options_(options) {
                      std::make_shared<nn::MaskedLinear>(mask, rng)));
   if (options.zero_last)
     for (auto& [name, param] : layers_.back()->NamedParameters())
-      std::fill_n(param.mutable_data(), param.numel(), 0.0);
+      std::fill_n(param.mutable_data<double>(), param.numel(), 0.0);
   for (size_t l = 0; options.context_dim > 0 && l < options.hidden.size(); ++l)
     context_.push_back(RegisterModule(
         absl::StrCat("context", l),

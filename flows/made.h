@@ -25,9 +25,10 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "autodiff/tensor.h"
 #include "nn/layers.h"
 #include "nn/module.h"
-#include "autodiff/tensor.h"
 
 namespace flowtape::flows {
 
@@ -45,19 +46,19 @@ struct MadeOptions {
   std::vector<int64_t> order;
   HiddenDegrees hidden_degrees = HiddenDegrees::kSequential;
   nn::Activation activation = nn::Activation::kRelu;
-  // Output layer starts at zero (MAF/IAF/spline flows set this, so a fresh
-  // flow is the identity, or the uniform-bin spline, in every layer).
+  // Output layer starts at zero (autoregressive flows set this, so a fresh
+  // flow is its transform at theta = 0 in every layer).
   bool zero_last = false;
+  // OK iff dim >= 1, params_per_dim >= 1, at least one hidden layer, every
+  // hidden size >= 1, context_dim >= 0 and `order` (if given) a permutation
+  // of 1..dim; else InvalidArgument naming the field.
+  absl::Status Validate() const;
 };
-
-// OK iff dim >= 1, params_per_dim >= 1, at least one hidden layer, every
-// hidden size >= 1, context_dim >= 0 and `order` (if given) a permutation of
-// 1..dim. Made aborts on invalid options.
-absl::Status ValidateMadeOptions(const MadeOptions& options);
 
 class Made : public nn::Module {
  public:
-  Made(const MadeOptions& options, Rng& rng);
+  static absl::StatusOr<std::shared_ptr<Made>> Create(
+      const MadeOptions& options, Rng& rng);
   // x [N, D], context [N, K] (or undefined) -> [N, D * P].
   Tensor operator()(const Tensor& x, const Tensor& context = Tensor()) const;
 
@@ -69,8 +70,9 @@ class Made : public nn::Module {
   std::vector<int64_t> order() const;
 
  private:
+  Made(const MadeOptions& options, Rng& rng);
   MadeOptions options_;
-  Tensor order_;  // buffer [D], ord(i) as doubles
+  Tensor order_;  // buffer [D], ord(i) as numbers
   std::vector<std::shared_ptr<nn::MaskedLinear>> layers_;
   std::vector<std::shared_ptr<nn::Linear>> context_;  // K -> hidden l
 };

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "autodiff/check.h"
 #include "autodiff/ops.h"
+#include "autodiff/status_macros.h"
 
 namespace flowtape::flows {
 namespace {
@@ -26,43 +27,43 @@ absl::Status ValidatePermutation(const std::vector<int64_t>& perm) {
 }  // namespace
 
 Permute::Permute(std::vector<int64_t> perm) : perm_(std::move(perm)) {
-  absl::Status s = ValidatePermutation(perm_);
-  FT_CHECK(s.ok(), s.message());
   inverse_.resize(perm_.size());
   for (size_t i = 0; i < perm_.size(); ++i) inverse_[perm_[i]] = i;
 }
 
 absl::StatusOr<std::shared_ptr<Permute>> Permute::Create(
     std::vector<int64_t> perm) {
-  if (absl::Status s = ValidatePermutation(perm); !s.ok()) return s;
-  return std::make_shared<Permute>(std::move(perm));
+  FT_RETURN_IF_ERROR(ValidatePermutation(perm));
+  return std::shared_ptr<Permute>(new Permute(std::move(perm)));
 }
 
-FlowResult Permute::Forward(const Tensor& x, const Tensor&, Rng* /*rng*/) const {
+FlowResult Permute::Forward(const Tensor& x, const Tensor&, Rng*) const {
   FT_CHECK(x.rank() >= 2 && x.dim(1) == static_cast<int64_t>(perm_.size()),
            "permute: input ", x.shape().ToString(), " vs ", perm_.size(),
            " features");
-  return {IndexSelect(x, 1, perm_), Tensor::Zeros({x.dim(0)})};
+  return {IndexSelect(x, 1, perm_), Tensor::Zeros({x.dim(0)}, x.dtype())};
 }
 
-FlowResult Permute::Inverse(const Tensor& z, const Tensor&, Rng* /*rng*/) const {
+FlowResult Permute::Inverse(const Tensor& z, const Tensor&, Rng*) const {
   FT_CHECK(z.rank() >= 2 && z.dim(1) == static_cast<int64_t>(perm_.size()),
            "permute: input ", z.shape().ToString(), " vs ", perm_.size(),
            " features");
-  return {IndexSelect(z, 1, inverse_), Tensor::Zeros({z.dim(0)})};
+  return {IndexSelect(z, 1, inverse_), Tensor::Zeros({z.dim(0)}, z.dtype())};
 }
 
 std::shared_ptr<Permute> Reverse(int64_t d) {
+  FT_CHECK(d >= 0, "reverse: d = ", d);
   std::vector<int64_t> p(d);
   for (int64_t i = 0; i < d; ++i) p[i] = d - 1 - i;
-  return std::make_shared<Permute>(p);
+  return *Permute::Create(std::move(p));
 }
 
 std::shared_ptr<Permute> RandomPermutation(int64_t d, Rng& rng) {
+  FT_CHECK(d >= 0, "random_permutation: d = ", d);
   std::vector<int64_t> p(d);
   std::iota(p.begin(), p.end(), 0);
   rng.Shuffle(p);
-  return std::make_shared<Permute>(p);
+  return *Permute::Create(std::move(p));
 }
 
 }  // namespace flowtape::flows

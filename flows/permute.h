@@ -21,23 +21,23 @@ namespace flowtape::flows {
 
 class Permute : public Flow {
  public:
-  // perm must be a permutation of 0..d-1 (checked: aborts otherwise).
-  explicit Permute(std::vector<int64_t> perm);
-  // Same, but returns a Status for a user-supplied list that is not one.
+  // InvalidArgument unless perm is a permutation of 0..d-1.
   static absl::StatusOr<std::shared_ptr<Permute>> Create(
       std::vector<int64_t> perm);
 
-  FlowResult Forward(const Tensor& x,
-                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
-  FlowResult Inverse(const Tensor& z,
-                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
+  FlowResult Forward(const Tensor& x, const Tensor& context = Tensor(),
+                     Rng* rng = nullptr) const override;
+  FlowResult Inverse(const Tensor& z, const Tensor& context = Tensor(),
+                     Rng* rng = nullptr) const override;
   std::string name() const override { return "permute"; }
   const std::vector<int64_t>& perm() const { return perm_; }
 
  private:
+  explicit Permute(std::vector<int64_t> perm);
   std::vector<int64_t> perm_, inverse_;
 };
 
+// Permutations that are valid by construction (d >= 0).
 std::shared_ptr<Permute> Reverse(int64_t d);
 std::shared_ptr<Permute> RandomPermutation(int64_t d, Rng& rng);
 

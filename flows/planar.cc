@@ -1,6 +1,7 @@
 #include "flows/planar.h"
 
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -41,6 +42,13 @@ double SolveAlongW(double y, double c, double b) {
 
 }  // namespace
 
+absl::StatusOr<std::shared_ptr<Planar>> Planar::Create(int64_t d, Rng& rng) {
+  if (d < 1)
+    return absl::InvalidArgumentError(
+        absl::StrCat("planar: dimension d = ", d, " must be >= 1"));
+  return std::shared_ptr<Planar>(new Planar(d, rng));
+}
+
 Planar::Planar(int64_t d, Rng& rng) {
   const double s = 1.0 / std::sqrt(static_cast<double>(d));
   w_ = RegisterParameter("w", (Tensor::Randn({d}, rng) * s).Detach());
@@ -68,15 +76,15 @@ absl::StatusOr<std::shared_ptr<Planar>> Planar::Create(const Tensor& w,
         "planar: w.u = ", wu,
         " must be > -1 for the map to be invertible (Rezende & Mohamed 2015)"));
   Rng rng(0);
-  auto f = std::make_shared<Planar>(w.numel(), rng);
+  std::shared_ptr<Planar> f(new Planar(w.numel(), rng));
   // Free u whose reparametrisation is the given u: w.u_free =
   // softplus^-1(wu+1).
   const double y = wu + 1, s = y + std::log(-std::expm1(-y));
   for (int64_t i = 0; i < w.numel(); ++i) {
-    f->w_.mutable_data()[i] = w[i];
-    f->u_.mutable_data()[i] = u[i] + (s - wu) * w[i] / ww;
+    f->w_.mutable_data<double>()[i] = w[i];
+    f->u_.mutable_data<double>()[i] = u[i] + (s - wu) * w[i] / ww;
   }
-  f->b_.mutable_data()[0] = b;
+  f->b_.mutable_data<double>()[0] = b;
   return f;
 }
 
@@ -85,7 +93,7 @@ Tensor Planar::u_hat() const {
   return u_ + (Softplus(wu) - 1.0 - wu) / Sum(Square(w_)) * w_;
 }
 
-FlowResult Planar::Inverse(const Tensor& z, const Tensor&, Rng* /*rng*/) const {
+FlowResult Planar::Inverse(const Tensor& z, const Tensor&, Rng*) const {
   const int64_t d = w_.numel();
   CheckInput("planar.inverse", z, d);
   Tensor uh = u_hat();
@@ -95,16 +103,28 @@ FlowResult Planar::Inverse(const Tensor& z, const Tensor&, Rng* /*rng*/) const {
   return {x, Reshape(logdet, {z.dim(0)})};
 }
 
-FlowResult Planar::Forward(const Tensor& x, const Tensor&, Rng* /*rng*/) const {
+FlowResult Planar::Forward(const Tensor& x, const Tensor&, Rng*) const {
   const int64_t n = x.dim(0), d = w_.numel();
   CheckInput("planar.forward", x, d);
   Tensor uh = u_hat();
   Tensor wuh = Sum(w_ * uh);
   Tensor wx = MatMul(x, Reshape(w_, {d, 1}));  // [N, 1]
-  // Numeric root per sample, on values.
-  Tensor a0 = Tensor::Empty({n, 1});
-  for (int64_t i = 0; i < n; ++i)
-    a0.mutable_data()[i] = SolveAlongW(wx[i], wuh.item(), b_[0]);
+  // Numeric root per sample, on values (in double).
+  std::vector<double> roots(n);
+  const double c = wuh.item(), b = b_[0];
+  for (int64_t i = 0; i < n; ++i) {
+    if (!std::isfinite(wx[i]) || !std::isfinite(c) || !std::isfinite(b)) {
+      const double nan = std::numeric_limits<double>::quiet_NaN();
+      FlowResult r{Tensor::Full(x.shape(), nan, x.dtype()),
+                   Tensor::Full({n}, nan, x.dtype())};
+      r.status = absl::InvalidArgumentError(absl::StrCat(
+          "planar.forward: w.x = ", wx[i], " (sample ", i, "), w.u^ = ", c,
+          ", b = ", b, ": the root along w needs finite values"));
+      return r;
+    }
+    roots[i] = SolveAlongW(wx[i], c, b);
+  }
+  Tensor a0 = Tensor::FromVector({n, 1}, roots, x.dtype());
   // Two recorded Newton steps: exact first and second derivatives of the root.
   auto newton = [&](const Tensor& a) {
     Tensor t = Tanh(a + b_);

@@ -12,8 +12,12 @@
 // the scalar a solves
 //   g(a) = a + (w.u^) tanh(a + b) - w.x = 0,
 //   g'(a) = 1 + (w.u^) tanh'(a + b) > 0,
-// bracketed by |a - w.x| <= |w.u^|; safeguarded Newton/bisection to machine
-// precision. Two Newton steps from the converged root are then recorded on
+// bracketed by |a - w.x| <= |w.u^|; safeguarded Newton/bisection to float64
+// machine precision whatever the flow's dtype (float32 values are exact
+// doubles), so float32 inherits only the rounding of the steps below; a
+// sample whose w.x is not finite gets NaN values and a status naming it
+// (FlowResult::status; the bracket makes the solve itself always converge).
+// Two Newton steps from the converged root are then recorded on
 // the tape: the first makes da/d(x, w, u, b) the exact implicit-function
 // derivative -g_theta / g', the second (Newton converges quadratically, so a
 // start O(e) off lands O(e^4) away) makes second derivatives exact too, as
@@ -34,23 +38,24 @@ namespace flowtape::flows {
 
 class Planar : public Flow {
  public:
-  // w, u ~ N(0, 1/D), b = 0.
-  Planar(int64_t d, Rng& rng);
+  // w, u ~ N(0, 1/D), b = 0; InvalidArgument unless d >= 1.
+  static absl::StatusOr<std::shared_ptr<Planar>> Create(int64_t d, Rng& rng);
   // Explicit w [D], u [D] (used as u^: needs w != 0 and w.u > -1), b.
   static absl::StatusOr<std::shared_ptr<Planar>> Create(const Tensor& w,
                                                         const Tensor& u,
                                                         double b);
 
-  FlowResult Forward(const Tensor& x,
-                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
-  FlowResult Inverse(const Tensor& z,
-                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
+  FlowResult Forward(const Tensor& x, const Tensor& context = Tensor(),
+                     Rng* rng = nullptr) const override;
+  FlowResult Inverse(const Tensor& z, const Tensor& context = Tensor(),
+                     Rng* rng = nullptr) const override;
   bool analytic_inverse() const override { return false; }
   std::string name() const override { return "planar"; }
 
   Tensor u_hat() const;  // the constrained u (w.u^ > -1)
 
  private:
+  Planar(int64_t d, Rng& rng);
   Tensor w_, u_, b_;
 };
 

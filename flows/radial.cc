@@ -1,6 +1,7 @@
 #include "flows/radial.h"
 
 #include <cmath>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -19,6 +20,13 @@ void CheckInput(const char* who, const Tensor& x, int64_t d) {
 // |v| per row, [N, 1].
 Tensor RowNorm(const Tensor& v) { return Sqrt(Sum(Square(v), 1, true)); }
 }  // namespace
+
+absl::StatusOr<std::shared_ptr<Radial>> Radial::Create(int64_t d, Rng& rng) {
+  if (d < 1)
+    return absl::InvalidArgumentError(
+        absl::StrCat("radial: dimension d = ", d, " must be >= 1"));
+  return std::shared_ptr<Radial>(new Radial(d, rng));
+}
 
 Radial::Radial(int64_t d, Rng& rng) {
   z0_ = RegisterParameter("z0", Tensor::Randn({d}, rng));
@@ -46,17 +54,18 @@ absl::StatusOr<std::shared_ptr<Radial>> Radial::Create(const Tensor& z0,
         absl::StrCat("radial: beta = ", beta, " must be > -alpha = ", -alpha,
                      " for the map to be invertible"));
   Rng rng(0);
-  auto f = std::make_shared<Radial>(z0.numel(), rng);
-  std::copy_n(z0.data(), z0.numel(), f->z0_.mutable_data());
-  f->alpha_raw_.mutable_data()[0] = SoftplusInverse(alpha);
-  f->beta_raw_.mutable_data()[0] = SoftplusInverse(beta + alpha);
+  std::shared_ptr<Radial> f(new Radial(z0.numel(), rng));
+  const std::vector<double> c = z0.ToVector();
+  std::copy(c.begin(), c.end(), f->z0_.mutable_data<double>());
+  f->alpha_raw_.mutable_data<double>()[0] = SoftplusInverse(alpha);
+  f->beta_raw_.mutable_data<double>()[0] = SoftplusInverse(beta + alpha);
   return f;
 }
 
 Tensor Radial::Alpha() const { return Softplus(alpha_raw_); }
 Tensor Radial::Beta() const { return Softplus(beta_raw_) - Alpha(); }
 
-FlowResult Radial::Inverse(const Tensor& z, const Tensor&, Rng* /*rng*/) const {
+FlowResult Radial::Inverse(const Tensor& z, const Tensor&, Rng*) const {
   const int64_t d = z0_.numel();
   CheckInput("radial.inverse", z, d);
   Tensor alpha = Alpha(), beta = Beta();
@@ -67,7 +76,7 @@ FlowResult Radial::Inverse(const Tensor& z, const Tensor&, Rng* /*rng*/) const {
   return {x, Reshape(logdet, {z.dim(0)})};
 }
 
-FlowResult Radial::Forward(const Tensor& x, const Tensor&, Rng* /*rng*/) const {
+FlowResult Radial::Forward(const Tensor& x, const Tensor&, Rng*) const {
   const int64_t d = z0_.numel();
   CheckInput("radial.forward", x, d);
   Tensor alpha = Alpha(), beta = Beta();

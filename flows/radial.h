@@ -29,20 +29,22 @@ namespace flowtape::flows {
 
 class Radial : public Flow {
  public:
-  // z0 ~ N(0, 1), alpha = 1, beta = 0 (identity) before training.
-  Radial(int64_t d, Rng& rng);
+  // z0 ~ N(0, 1), alpha = 1, beta = 0 (identity) before training;
+  // InvalidArgument unless d >= 1.
+  static absl::StatusOr<std::shared_ptr<Radial>> Create(int64_t d, Rng& rng);
   // Explicit centre [D], alpha > 0 and beta > -alpha.
   static absl::StatusOr<std::shared_ptr<Radial>> Create(const Tensor& z0,
                                                         double alpha,
                                                         double beta);
 
-  FlowResult Forward(const Tensor& x,
-                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
-  FlowResult Inverse(const Tensor& z,
-                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
+  FlowResult Forward(const Tensor& x, const Tensor& context = Tensor(),
+                     Rng* rng = nullptr) const override;
+  FlowResult Inverse(const Tensor& z, const Tensor& context = Tensor(),
+                     Rng* rng = nullptr) const override;
   std::string name() const override { return "radial"; }
 
  private:
+  Radial(int64_t d, Rng& rng);
   Tensor Alpha() const;
   Tensor Beta() const;
   Tensor z0_, alpha_raw_, beta_raw_;

@@ -2,7 +2,6 @@
 
 #include <cmath>
 #include <limits>
-#include <random>
 #include <string>
 #include <utility>
 
@@ -10,6 +9,7 @@
 #include "autodiff/check.h"
 #include "autodiff/grad.h"
 #include "autodiff/ops.h"
+#include "autodiff/status_macros.h"
 #include "autodiff/tape.h"
 #include "flows/actnorm.h"
 #include "flows/sequential.h"
@@ -36,7 +36,7 @@ Tensor LogDetIPlus(const Tensor& j) {
   if (d == 2)
     return Log(
         Abs((1.0 + Col(f, 0)) * (1.0 + Col(f, 3)) - Col(f, 1) * Col(f, 2)));
-  return LogAbsDet(Tensor::Eye(d) + j);
+  return LogAbsDet(Tensor::Eye(d, j.dtype()) + j);
 }
 
 // (I + J_n)^-1 r_n per sample, J [N, D, D], r [N, D]. D = 1, 2 in closed
@@ -53,7 +53,7 @@ Tensor SolveIPlus(const Tensor& j, const Tensor& r) {
                    Reshape((a * r1 - c * r0) / det, {n, 1})},
                   1);
   }
-  return Solve(Tensor::Eye(d) + j, r);
+  return Solve(Tensor::Eye(d, j.dtype()) + j, r);
 }
 
 // P(M >= j) for M ~ Poisson(lam).
@@ -69,7 +69,8 @@ double PoissonTail(double lam, int j) {
 
 }  // namespace
 
-absl::Status ValidateResidualOptions(const ResidualOptions& o) {
+absl::Status ResidualOptions::Validate() const {
+  const ResidualOptions& o = *this;
   auto bad = [](auto... msg) {
     return absl::InvalidArgumentError(absl::StrCat("resflow: ", msg...));
   };
@@ -91,25 +92,29 @@ absl::Status ValidateResidualOptions(const ResidualOptions& o) {
       !(o.roulette_param > 0 && o.roulette_param < 100))
     return bad("Poisson roulette lambda = ", o.roulette_param,
                " must be in (0, 100)");
-  if (!(o.inverse_tol > 0)) return bad("inverse_tol must be > 0");
+  if (!(o.inverse_tol >= 0 && o.inverse_tol < 1))
+    return bad("inverse_tol = ", o.inverse_tol, " must be in [0, 1)");
   if (o.inverse_max_iterations < 1)
     return bad("inverse_max_iterations must be >= 1");
   if (o.newton_steps < 0) return bad("newton_steps must be >= 0");
   return absl::OkStatus();
 }
 
-ResidualBlock::ResidualBlock(const ResidualOptions& o, Rng& rng)
-    : o_(o), rng_(o.seed ^ rng.Bits64()) {
-  absl::Status s = ValidateResidualOptions(o);
-  FT_CHECK(s.ok(), s.ToString());
+absl::StatusOr<std::shared_ptr<ResidualBlock>> ResidualBlock::Create(
+    const ResidualOptions& o, Rng& rng) {
+  FT_RETURN_IF_ERROR(o.Validate());
+  return std::shared_ptr<ResidualBlock>(new ResidualBlock(o, rng));
+}
+
+ResidualBlock::ResidualBlock(const ResidualOptions& o, Rng& rng) : o_(o) {
   std::vector<int64_t> sizes = {o.dim};
   sizes.insert(sizes.end(), o.hidden.begin(), o.hidden.end());
   sizes.push_back(o.dim);
   for (size_t l = 0; l + 1 < sizes.size(); ++l)
-    layers_.push_back(
-        RegisterModule(absl::StrCat("layer", l),
-                       std::make_shared<SpectralLinear>(sizes[l], sizes[l + 1],
-                                                        o.lipschitz, rng)));
+    layers_.push_back(RegisterModule(
+        absl::StrCat("layer", l),
+        SpectralLinear::Create(sizes[l], sizes[l + 1], o.lipschitz, rng)
+            .value()));
 }
 
 ResidualBlock::Net ResidualBlock::Weights() const {
@@ -136,8 +141,16 @@ Tensor ResidualBlock::Residual(const Tensor& x) const {
 }
 
 Tensor ResidualBlock::SeriesLogdet(const Net& net, const Tensor& x,
-                                   LogdetEstimator e, bool create_graph) const {
+                                   LogdetEstimator e, bool create_graph,
+                                   Rng* rng) const {
   const int64_t n = x.dim(0);
+  FT_CHECK(
+      rng != nullptr || (o_.exact_trace && e == LogdetEstimator::kPowerSeries),
+      "resflow: the ",
+      e == LogdetEstimator::kPowerSeries ? "power-series (Hutchinson)"
+                                         : "Russian-roulette",
+      " log-det estimator draws random numbers: pass an Rng to "
+      "Forward / Inverse / LogProb");
   int terms = o_.series_terms;
   std::vector<double> weight(terms, 1.0);  // 1 / P(number of terms >= k)
   if (e == LogdetEstimator::kRussianRoulette) {
@@ -145,9 +158,9 @@ Tensor ResidualBlock::SeriesLogdet(const Net& net, const Tensor& x,
     const double p = o_.roulette_param;
     int extra;
     if (o_.roulette == RouletteDistribution::kGeometric)
-      extra = static_cast<int>(rng_.Geometric(p));
+      extra = static_cast<int>(rng->Geometric(p));
     else
-      extra = static_cast<int>(rng_.Poisson(p));
+      extra = static_cast<int>(rng->Poisson(p));
     terms = m + extra;
     weight.assign(terms, 1.0);
     for (int j = 1; j <= extra; ++j)
@@ -162,14 +175,14 @@ Tensor ResidualBlock::SeriesLogdet(const Net& net, const Tensor& x,
   std::vector<Tensor> probes;
   if (o_.exact_trace) {
     for (int64_t i = 0; i < o_.dim; ++i) {
-      Tensor e = Tensor::Zeros(x.shape());
-      for (int64_t r = 0; r < n; ++r) e.mutable_data()[r * o_.dim + i] = 1;
-      probes.push_back(e);
+      std::vector<double> e(x.numel(), 0.0);
+      for (int64_t r = 0; r < n; ++r) e[r * o_.dim + i] = 1;
+      probes.push_back(Tensor::FromVector(x.shape(), e, x.dtype()));
     }
   } else {
-    probes.push_back(SampleNoise(x.shape(), o_.noise, rng_));
+    probes.push_back(SampleNoise(x.shape(), o_.noise, *rng, x.dtype()));
   }
-  Tensor est = Tensor::Zeros({n});
+  Tensor est = Tensor::Zeros({n}, x.dtype());
   for (const Tensor& v : probes) {
     Tensor w = v;
     for (int k = 1; k <= terms; ++k) {
@@ -182,12 +195,12 @@ Tensor ResidualBlock::SeriesLogdet(const Net& net, const Tensor& x,
 }
 
 Tensor ResidualBlock::LogdetOf(const Net& net, const Tensor& x,
-                               LogdetEstimator e) const {
+                               LogdetEstimator e, Rng* rng) const {
   auto compute = [&](bool create_graph) {
     if (e == LogdetEstimator::kExact)
       return LogDetIPlus(BatchJacobian(
           [&](const Tensor& y) { return G(net, y); }, x, create_graph));
-    return SeriesLogdet(net, x, e, create_graph);
+    return SeriesLogdet(net, x, e, create_graph, rng);
   };
   if (Tape::Get().grad_enabled()) return compute(true);
   // Evaluation: the VJPs need the tape; keep only the values.
@@ -196,26 +209,30 @@ Tensor ResidualBlock::LogdetOf(const Net& net, const Tensor& x,
   return compute(false).Detach();
 }
 
-Tensor ResidualBlock::Logdet(const Tensor& x, LogdetEstimator e) const {
+Tensor ResidualBlock::Logdet(const Tensor& x, LogdetEstimator e,
+                             Rng* rng) const {
   CheckInput("resflow.logdet", x, o_.dim);
-  return LogdetOf(Weights(), x, e);
+  return LogdetOf(Weights(), x, e, rng);
 }
 
-FlowResult ResidualBlock::Forward(const Tensor& x, const Tensor&, Rng* /*rng*/) const {
+FlowResult ResidualBlock::Forward(const Tensor& x, const Tensor&,
+                                  Rng* rng) const {
   CheckInput("resflow.forward", x, o_.dim);
   Net net = Weights();
-  return {x + G(net, x), LogdetOf(net, x, o_.estimator)};
+  return {x + G(net, x), LogdetOf(net, x, o_.estimator, rng)};
 }
 
-absl::StatusOr<FlowResult> ResidualBlock::TryInverse(const Tensor& z) const {
-  CheckInput("resflow.inverse", z, o_.dim);
-  const int64_t n = z.dim(0), d = o_.dim;
+absl::StatusOr<Tensor> ResidualBlock::FixedPoint(const Net& net,
+                                                 const Tensor& z) const {
+  const int64_t d = o_.dim;
   for (int64_t i = 0; i < z.numel(); ++i)
     if (!std::isfinite(z[i]))
       return absl::InvalidArgumentError(
           absl::StrCat("resflow.inverse: z[", i / d, ", ", i % d, "] = ", z[i],
                        " is not finite"));
-  Net net = Weights();
+  const double tol = o_.inverse_tol > 0      ? o_.inverse_tol
+                     : z.dtype() == kFloat32 ? 1e-6
+                                             : 1e-13;
   // Banach fixed point x <- z - g(x) on the values. Under Lip(g) <= c < 1 the
   // step's 2-norm shrinks by c per iteration, so a non-finite iterate or a
   // step that grows (above the tolerance) kDivergent times in a row means
@@ -229,42 +246,52 @@ absl::StatusOr<FlowResult> ResidualBlock::TryInverse(const Tensor& z) const {
         "; it contracts only if Lip(g) < 1, which needs converged spectral "
         "norms (SpectralMode::kConverged or RefreshSpectralNorms)"));
   };
-  Tensor x;
+  NoGradScope values;
+  Tensor x = z.Detach();
   double step = std::numeric_limits<double>::infinity();
-  int it = 0;
-  {
-    NoGradScope values;
-    x = z.Detach();
-    double prev_norm = std::numeric_limits<double>::infinity();
-    int growing = 0;
-    while (it < o_.inverse_max_iterations) {
-      Tensor next = (z - G(net, x)).Detach();
-      ++it;
-      double big = 0, norm2 = 0;
-      step = 0;
-      for (int64_t i = 0; i < next.numel(); ++i) {
-        if (!std::isfinite(next[i])) return diverged(it, "non-finite iterate");
-        const double diff = std::fabs(next[i] - x[i]);
-        step = std::max(step, diff);
-        norm2 += diff * diff;
-        big = std::max(big, std::fabs(next[i]));
-      }
-      x = next;
-      if (step <= o_.inverse_tol * (1 + big)) break;
-      growing = norm2 > prev_norm ? growing + 1 : 0;
-      if (growing >= kDivergent)
-        return diverged(
-            it, absl::StrCat("the step grew ", kDivergent, " times in a row"));
-      prev_norm = norm2;
+  double prev_norm = std::numeric_limits<double>::infinity();
+  int it = 0, growing = 0;
+  while (it < o_.inverse_max_iterations) {
+    Tensor next = (z - G(net, x)).Detach();
+    ++it;
+    double big = 0, norm2 = 0;
+    step = 0;
+    for (int64_t i = 0; i < next.numel(); ++i) {
+      if (!std::isfinite(next[i])) return diverged(it, "non-finite iterate");
+      const double diff = std::fabs(next[i] - x[i]);
+      step = std::max(step, diff);
+      norm2 += diff * diff;
+      big = std::max(big, std::fabs(next[i]));
     }
-    if (!(step <= o_.inverse_tol * (1 + Max(Abs(x)).item())))
-      return absl::FailedPreconditionError(absl::StrCat(
-          "resflow.inverse: fixed-point iteration x <- z - g(x) did not "
-          "converge in ",
-          it, " iterations (last step ", step,
-          "); it contracts only if Lip(g) < 1, which needs converged "
-          "spectral norms (SpectralMode::kConverged)"));
+    x = next;
+    if (step <= tol * (1 + big)) return x;
+    growing = norm2 > prev_norm ? growing + 1 : 0;
+    if (growing >= kDivergent)
+      return diverged(
+          it, absl::StrCat("the step grew ", kDivergent, " times in a row"));
+    prev_norm = norm2;
   }
+  return absl::FailedPreconditionError(absl::StrCat(
+      "resflow.inverse: fixed-point iteration x <- z - g(x) did not "
+      "converge in ",
+      it, " iterations (last step ", step,
+      "); it contracts only if Lip(g) < 1, which needs converged "
+      "spectral norms (SpectralMode::kConverged)"));
+}
+
+FlowResult ResidualBlock::Inverse(const Tensor& z, const Tensor&,
+                                  Rng* rng) const {
+  CheckInput("resflow.inverse", z, o_.dim);
+  Net net = Weights();
+  absl::StatusOr<Tensor> root = FixedPoint(net, z);
+  if (!root.ok()) {
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    FlowResult r{Tensor::Full(z.shape(), nan, z.dtype()),
+                 Tensor::Full({z.dim(0)}, nan, z.dtype())};
+    r.status = root.status();
+    return r;
+  }
+  Tensor x = *std::move(root);
   // Recorded Newton steps: exact first and second derivatives of the root.
   if (Tape::Get().grad_enabled()) {
     auto g = [&](const Tensor& y) { return G(net, y); };
@@ -273,27 +300,22 @@ absl::StatusOr<FlowResult> ResidualBlock::TryInverse(const Tensor& z) const {
       x = x - SolveIPlus(j, x + G(net, x) - z);
     }
   }
-  Tensor logdet = -LogdetOf(net, x, o_.estimator);
-  FT_CHECK(logdet.numel() == n, "resflow.inverse: logdet");
-  return FlowResult{x, logdet};
+  return {x, -LogdetOf(net, x, o_.estimator, rng)};
 }
 
-FlowResult ResidualBlock::Inverse(const Tensor& z, const Tensor&, Rng* /*rng*/) const {
-  absl::StatusOr<FlowResult> r = TryInverse(z);
-  last_status_ = r.status();
-  if (r.ok()) return *std::move(r);
-  const double nan = std::numeric_limits<double>::quiet_NaN();
-  return {Tensor::Full(z.shape(), nan), Tensor::Full({z.dim(0)}, nan)};
-}
-
-std::shared_ptr<Flow> ResidualFlow(const ResidualOptions& o, int blocks,
-                                   Rng& rng) {
+absl::StatusOr<std::shared_ptr<Flow>> ResidualFlow(const ResidualOptions& o,
+                                                   int blocks, Rng& rng) {
+  if (blocks < 1)
+    return absl::InvalidArgumentError(
+        absl::StrCat("resflow: blocks = ", blocks, " must be >= 1"));
   auto seq = std::make_shared<Sequential>();
   for (int b = 0; b < blocks; ++b) {
-    seq->Add(std::make_shared<ActNorm>(o.dim));
-    seq->Add(std::make_shared<ResidualBlock>(o, rng));
+    FT_ASSIGN_OR_RETURN(std::shared_ptr<ActNorm> norm, ActNorm::Create(o.dim));
+    FT_ASSIGN_OR_RETURN(std::shared_ptr<ResidualBlock> block,
+                        ResidualBlock::Create(o, rng));
+    seq->Add(norm).Add(block);
   }
-  return seq;
+  return std::shared_ptr<Flow>(seq);
 }
 
 }  // namespace flowtape::flows

@@ -29,22 +29,25 @@
 //                    variance is finite when c^2 < 1 - p (geometric).
 // The series are recorded with create_graph, so they train by backprop.
 // exact_trace replaces the probe by all D unit vectors (deterministic traces).
-// Noise and the roulette draw come from the block's own Rng (set_seed).
+// The probes and the roulette draw come from the `rng` argument of Forward /
+// Inverse / Logdet: a random estimator given a null rng fails loudly.
 //
 // Gradients of the numeric inverse: when the call records on the tape,
 // `newton_steps` Newton steps x <- x - (I + J_g(x))^-1 (x + g(x) - z) from
 // the converged fixed point are recorded (per-sample Jacobian + Solve: meant
 // for moderate D). The first gives the exact implicit-function derivative
 // dx = (I + J)^-1 (dz - dg), the second makes second derivatives exact too.
-// Non-finite z, divergence (a non-finite iterate, or the step growing 10
-// times in a row) or no convergence (possible only if sigma is
-// underestimated, SpectralMode kTrain/kFrozen) is reported by TryInverse as
-// a Status; Inverse then returns NaN and keeps it in last_inverse_status().
+// The fixed point stops when max |x_{j+1} - x_j| <= tol (1 + max |x|), tol =
+// inverse_tol, or when it is 0 (the default) 1e-13 in float64 and 1e-6 in
+// float32 (450 and 8 machine epsilons: the iteration's rounding floor is a
+// few epsilons times 1 / (1 - c)). Non-finite z, divergence (a non-finite
+// iterate, or the step growing 10 times in a row) or no convergence
+// (possible only if sigma is underestimated, SpectralMode kTrain/kFrozen)
+// is reported in FlowResult::status, with NaN values and log-det.
 // Defaults: c = 0.9, ELU, SpectralMode kTrain (the bound is exact once the
 // stored singular vectors have converged; kConverged recomputes them every
 // call), kExact. The stored (u, v) are module buffers ("layer<k>.u/.v"), so
-// a checkpoint round trip reproduces log-probs exactly in every SpectralMode
-// (the series estimators' probe/roulette Rng is not module state: set_seed).
+// a checkpoint round trip reproduces log-probs exactly in every SpectralMode.
 // The context is ignored (not a conditioned family).
 #ifndef FLOWTAPE_FLOWS_RESFLOW_H_
 #define FLOWTAPE_FLOWS_RESFLOW_H_
@@ -57,9 +60,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "autodiff/functional.h"
-#include "nn/layers.h"
 #include "flows/flow.h"
 #include "flows/spectral_norm.h"
+#include "nn/layers.h"
 
 namespace flowtape::flows {
 
@@ -82,37 +85,33 @@ struct ResidualOptions {
   // Series estimators with the D probes e_i instead of one random v:
   // sum_i e_i' J^k e_i = tr(J^k) exactly (D times the cost; tests, small D).
   bool exact_trace = false;
-  double inverse_tol = 1e-13;  // max |x_{j+1} - x_j| <= tol (1 + max |x|)
+  double inverse_tol = 0;  // 0: the dtype's default (above)
   int inverse_max_iterations = 2000;
   int newton_steps = 2;
-  uint64_t seed = 0;  // mixed with the constructor rng: noise, roulette
+  // InvalidArgument naming the bad field.
+  absl::Status Validate() const;
 };
-absl::Status ValidateResidualOptions(const ResidualOptions& o);
 
 class ResidualBlock : public Flow {
  public:
-  // Options must be valid (ValidateResidualOptions; aborts otherwise).
-  ResidualBlock(const ResidualOptions& o, Rng& rng);
+  static absl::StatusOr<std::shared_ptr<ResidualBlock>> Create(
+      const ResidualOptions& o, Rng& rng);
 
-  FlowResult Forward(const Tensor& x,
-                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
-  FlowResult Inverse(const Tensor& z,
-                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
-  absl::StatusOr<FlowResult> TryInverse(const Tensor& z) const;
+  FlowResult Forward(const Tensor& x, const Tensor& context = Tensor(),
+                     Rng* rng = nullptr) const override;
+  FlowResult Inverse(const Tensor& z, const Tensor& context = Tensor(),
+                     Rng* rng = nullptr) const override;
   bool analytic_inverse() const override { return false; }
   std::string name() const override { return "resflow"; }
 
   // g(x) with this call's normalised weights.
   Tensor Residual(const Tensor& x) const;
-  // The log-det estimate at x with the given estimator (Forward's logdet).
-  Tensor Logdet(const Tensor& x, LogdetEstimator estimator) const;
+  // The log-det estimate at x with the given estimator (Forward's logdet);
+  // `rng` as for Forward.
+  Tensor Logdet(const Tensor& x, LogdetEstimator estimator,
+                Rng* rng = nullptr) const;
 
   const ResidualOptions& options() const { return o_; }
-  void set_estimator(LogdetEstimator e) { o_.estimator = e; }
-  void set_spectral_mode(SpectralMode m) { o_.spectral = m; }
-  void set_seed(uint64_t seed) const { rng_ = Rng(seed); }
-  void set_inverse_max_iterations(int n) { o_.inverse_max_iterations = n; }
-  const absl::Status& last_inverse_status() const { return last_status_; }
   // Converges every layer's stored (u, v) for the current weights (after
   // editing weights by hand; checkpoints save and restore (u, v) as buffers,
   // so a loaded model computes the same sigma without this).
@@ -124,24 +123,26 @@ class ResidualBlock : public Flow {
   }
 
  private:
+  ResidualBlock(const ResidualOptions& o, Rng& rng);
   struct Net {  // normalised weights of one call
     std::vector<Tensor> w, b;
   };
   Net Weights() const;
   Tensor G(const Net& net, const Tensor& x) const;
-  Tensor LogdetOf(const Net& net, const Tensor& x, LogdetEstimator e) const;
+  Tensor LogdetOf(const Net& net, const Tensor& x, LogdetEstimator e,
+                  Rng* rng) const;
   Tensor SeriesLogdet(const Net& net, const Tensor& x, LogdetEstimator e,
-                      bool create_graph) const;
+                      bool create_graph, Rng* rng) const;
+  // The fixed point x = z - g(x) (values) or a Status saying why not.
+  absl::StatusOr<Tensor> FixedPoint(const Net& net, const Tensor& z) const;
 
   ResidualOptions o_;
   std::vector<std::shared_ptr<SpectralLinear>> layers_;
-  mutable Rng rng_;
-  mutable absl::Status last_status_;
 };
 
 // `blocks` residual blocks, each preceded by ActNorm (Residual Flows' stack).
-std::shared_ptr<Flow> ResidualFlow(const ResidualOptions& o, int blocks,
-                                   Rng& rng);
+absl::StatusOr<std::shared_ptr<Flow>> ResidualFlow(const ResidualOptions& o,
+                                                   int blocks, Rng& rng);
 
 }  // namespace flowtape::flows
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "autodiff/check.h"
@@ -19,14 +20,15 @@ Tensor BinSizes(const Tensor& logits, double min, double bound) {
 // Knots [N, D, K+1] from bin sizes [N, D, K]: -B, -B + cumsum, B.
 Tensor Knots(const Tensor& sizes, double bound) {
   const int64_t n = sizes.dim(0), d = sizes.dim(1), k = sizes.dim(2);
-  Tensor lo = Tensor::Full({n, d, 1}, -bound),
-         hi = Tensor::Full({n, d, 1}, bound);
+  const DType dt = sizes.dtype();
+  Tensor lo = Tensor::Full({n, d, 1}, -bound, dt),
+         hi = Tensor::Full({n, d, 1}, bound, dt);
   // Inner knot j (j < K-1) = -B + sum_{i <= j} sizes_i: a product with an
   // upper-triangular ones matrix.
-  Tensor tri = Tensor::Zeros({k, k - 1});
-  double* pt = tri.mutable_data();
+  std::vector<double> ones(k * (k - 1), 0.0);
   for (int64_t i = 0; i < k; ++i)
-    for (int64_t j = i; j < k - 1; ++j) pt[i * (k - 1) + j] = 1.0;
+    for (int64_t j = i; j < k - 1; ++j) ones[i * (k - 1) + j] = 1.0;
+  Tensor tri = Tensor::FromVector({k, k - 1}, ones, dt);
   Tensor inner = MatMul(Reshape(sizes, {n * d, k}), tri) - bound;
   return Concat({lo, Reshape(inner, {n, d, k - 1}), hi}, 2);
 }
@@ -36,24 +38,28 @@ Tensor Knots(const Tensor& sizes, double bound) {
 void FindBins(const Tensor& v, const Tensor& knots, double bound,
               Tensor* onehot, Tensor* inside) {
   const int64_t nd = v.numel(), k = knots.dim(2) - 1;
-  *onehot = Tensor::Zeros({v.dim(0), v.dim(1), k});
-  *inside = Tensor::Zeros(v.shape());
-  double* po = onehot->mutable_data();
-  double* pi = inside->mutable_data();
-  const double* pv = v.data();
-  const double* pk = knots.data();
-  for (int64_t e = 0; e < nd; ++e) {
-    pi[e] = (pv[e] > -bound && pv[e] < bound) ? 1.0 : 0.0;
-    const double* kn = pk + e * (k + 1);
-    // Number of inner knots <= v.
-    int64_t b = std::upper_bound(kn + 1, kn + k, pv[e]) - (kn + 1);
-    po[e * k + std::min<int64_t>(std::max<int64_t>(b, 0), k - 1)] = 1.0;
-  }
+  *onehot = Tensor::Zeros({v.dim(0), v.dim(1), k}, v.dtype());
+  *inside = Tensor::Zeros(v.shape(), v.dtype());
+  VisitDType(v.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    T* po = onehot->mutable_data<T>();
+    T* pi = inside->mutable_data<T>();
+    const T* pv = v.data<T>();
+    const T* pk = knots.data<T>();
+    for (int64_t e = 0; e < nd; ++e) {
+      pi[e] = (pv[e] > -bound && pv[e] < bound) ? 1 : 0;
+      const T* kn = pk + e * (k + 1);
+      // Number of inner knots <= v.
+      int64_t b = std::upper_bound(kn + 1, kn + k, pv[e]) - (kn + 1);
+      po[e * k + std::min<int64_t>(std::max<int64_t>(b, 0), k - 1)] = 1;
+    }
+  });
 }
 
 }  // namespace
 
-absl::Status ValidateRqSplineOptions(const RqSplineOptions& o) {
+absl::Status RqSplineOptions::Validate() const {
+  const RqSplineOptions& o = *this;
   if (o.bins >= 2 && o.bound > 0 && std::isfinite(o.bound) &&
       o.min_bin_width >= 0 && o.min_bin_width * o.bins < 1 &&
       o.min_bin_height >= 0 && o.min_bin_height * o.bins < 1 &&
@@ -72,7 +78,7 @@ RqKnots RqSplineKnots(const Tensor& params, const RqSplineOptions& o) {
   FT_CHECK(params.rank() == 3 && params.dim(2) == o.num_params(),
            "rq_spline: params ", params.shape().ToString(), " for ", k,
            " bins (want [N, D, ", o.num_params(), "])");
-  absl::Status valid = ValidateRqSplineOptions(o);
+  absl::Status valid = o.Validate();
   FT_CHECK(valid.ok(), valid.message());
   const int64_t n = params.dim(0), d = params.dim(1);
   RqKnots r;
@@ -80,7 +86,7 @@ RqKnots RqSplineKnots(const Tensor& params, const RqSplineOptions& o) {
               o.bound);
   r.y = Knots(BinSizes(Narrow(params, 2, k, k), o.min_bin_height, o.bound),
               o.bound);
-  Tensor one = Tensor::Ones({n, d, 1});
+  Tensor one = Tensor::Ones({n, d, 1}, params.dtype());
   const double shift = std::log(std::expm1(1.0 - o.min_derivative));
   Tensor inner =
       Softplus(Narrow(params, 2, 2 * k, k - 1) + shift) + o.min_derivative;
@@ -124,7 +130,7 @@ RqSplineResult RqSpline(const Tensor& input, const Tensor& params,
   Tensor lad = 2.0 * Log(s) +
                Log(d1 * Square(xi) + 2.0 * s * t + d0 * Square(1.0 - xi)) -
                2.0 * Log(den);
-  Tensor zero = Tensor::Zeros({});
+  Tensor zero = Tensor::Zeros({}, input.dtype());
   if (!inverse) {
     Tensor y = yk + hk * (s * Square(xi) + d0 * t) / den;
     return {Where(inside, y, input), Where(inside, lad, zero)};

@@ -23,7 +23,8 @@
 //
 // Everything is whole-tensor ops on [N, D] and [N, D, K] tensors (the bin
 // search produces a constant one-hot selector), so gradients w.r.t. inputs and
-// parameters, of any order, come from the tape.
+// parameters, of any order, come from the tape. float32 or float64: the
+// result has the input's dtype (params must share it).
 #ifndef FLOWTAPE_FLOWS_RQ_SPLINE_H_
 #define FLOWTAPE_FLOWS_RQ_SPLINE_H_
 
@@ -41,12 +42,11 @@ struct RqSplineOptions {
   double min_bin_height = 1e-3;
   double min_derivative = 1e-3;
   int64_t num_params() const { return 3 * bins - 1; }
+  // OK iff bins >= 2 (one bin is the identity whatever its parameters),
+  // 0 < bound < inf, 0 <= K * min_bin_width < 1, 0 <= K * min_bin_height < 1
+  // and 0 < min_derivative < 1 (RqSpline aborts on invalid options).
+  absl::Status Validate() const;
 };
-
-// OK iff bins >= 2 (one bin is the identity whatever its parameters),
-// 0 < bound < inf, 0 <= K * min_bin_width < 1, 0 <= K * min_bin_height < 1
-// and 0 < min_derivative < 1 (RqSpline aborts on invalid options).
-absl::Status ValidateRqSplineOptions(const RqSplineOptions& options);
 
 // Knot positions and derivatives, each [N, D, K+1].
 struct RqKnots {

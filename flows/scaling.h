@@ -6,8 +6,10 @@
 #ifndef FLOWTAPE_FLOWS_SCALING_H_
 #define FLOWTAPE_FLOWS_SCALING_H_
 
+#include <memory>
 #include <string>
 
+#include "absl/status/statusor.h"
 #include "autodiff/tensor.h"
 #include "flows/flow.h"
 
@@ -15,15 +17,18 @@ namespace flowtape::flows {
 
 class Scaling : public Flow {
  public:
-  explicit Scaling(const Shape& event_shape);
-  FlowResult Forward(const Tensor& x,
-                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
-  FlowResult Inverse(const Tensor& z,
-                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
+  // InvalidArgument unless the event shape has rank 1..3 and positive sizes.
+  static absl::StatusOr<std::shared_ptr<Scaling>> Create(
+      const Shape& event_shape);
+  FlowResult Forward(const Tensor& x, const Tensor& context = Tensor(),
+                     Rng* rng = nullptr) const override;
+  FlowResult Inverse(const Tensor& z, const Tensor& context = Tensor(),
+                     Rng* rng = nullptr) const override;
   std::string name() const override { return "scaling"; }
   const Tensor& log_scale() const { return s_; }
 
  private:
+  explicit Scaling(const Shape& event_shape);
   FlowResult Apply(const Tensor& x, double sign) const;
   Tensor s_;
 };

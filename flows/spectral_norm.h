@@ -13,6 +13,8 @@
 // vectors. u' W v <= sigma_max(W) always, so the bound holds exactly only at
 // convergence (kConverged); a few iterations per step (kTrain) track a
 // slowly changing W.
+// Power iteration runs in double on the weight's values whatever its dtype
+// (float32 weights are exact doubles), and stores (u, v) rounded to it.
 // "To convergence" iterates until no entry of u changes by more than 1e-15
 // (or the change stalls at the rounding floor), at most 20000 steps. The
 // vectors' error shrinks like (sigma_2 / sigma_1)^(2k) (sigma's like its
@@ -34,9 +36,12 @@
 #define FLOWTAPE_FLOWS_SPECTRAL_NORM_H_
 
 #include <cstdint>
+#include <memory>
+#include <vector>
 
-#include "nn/module.h"
+#include "absl/status/statusor.h"
 #include "autodiff/tensor.h"
+#include "nn/module.h"
 
 namespace flowtape::flows {
 
@@ -45,7 +50,11 @@ enum class SpectralMode { kTrain, kFrozen, kConverged };
 class SpectralLinear : public nn::Module {
  public:
   // W Xavier-uniform, b zero, u random unit; c in (0, inf) is the bound.
-  SpectralLinear(int64_t in, int64_t out, double c, Rng& rng);
+  // InvalidArgument unless in, out >= 1 and c is positive and finite.
+  static absl::StatusOr<std::shared_ptr<SpectralLinear>> Create(int64_t in,
+                                                                int64_t out,
+                                                                double c,
+                                                                Rng& rng);
 
   // W_sn for this call (see SpectralMode; kTrain may update u, v).
   Tensor NormalizedWeight(SpectralMode mode, int iterations) const;
@@ -61,12 +70,14 @@ class SpectralLinear : public nn::Module {
   void Refresh() const;
 
  private:
+  SpectralLinear(int64_t in, int64_t out, double c, Rng& rng);
   // Runs power iteration on (u, v) in place; `iterations` < 0: to
   // convergence. Returns u' W v.
-  double PowerIterate(double* u, double* v, int iterations) const;
+  double PowerIterate(std::vector<double>& u, std::vector<double>& v,
+                      int iterations) const;
 
   Tensor w_, b_;
-  mutable Tensor u_, v_;  // buffers [in] and [out], updated in place
+  Tensor u_, v_;  // buffers [in] and [out], updated in place (shared storage)
   double c_;
 };
 

@@ -7,24 +7,30 @@
 #define FLOWTAPE_FLOWS_SQUEEZE_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "flows/flow.h"
 
 namespace flowtape::flows {
 
 class Squeeze : public Flow {
  public:
-  // The input image shape C x H x W (H and W even).
-  Squeeze(int64_t channels, int64_t height, int64_t width);
-  FlowResult Forward(const Tensor& x,
-                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
-  FlowResult Inverse(const Tensor& z,
-                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
+  // The input image shape C x H x W; InvalidArgument unless C >= 1 and H, W
+  // are even and >= 2.
+  static absl::StatusOr<std::shared_ptr<Squeeze>> Create(int64_t channels,
+                                                         int64_t height,
+                                                         int64_t width);
+  FlowResult Forward(const Tensor& x, const Tensor& context = Tensor(),
+                     Rng* rng = nullptr) const override;
+  FlowResult Inverse(const Tensor& z, const Tensor& context = Tensor(),
+                     Rng* rng = nullptr) const override;
   std::string name() const override { return "squeeze"; }
 
  private:
+  Squeeze(int64_t channels, int64_t height, int64_t width);
   int64_t c_, h_, w_;
   std::vector<int64_t> forward_index_, inverse_index_;
 };

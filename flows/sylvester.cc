@@ -1,11 +1,13 @@
 #include "flows/sylvester.h"
 
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "autodiff/check.h"
 #include "autodiff/ops.h"
+#include "autodiff/status_macros.h"
 #include "flows/householder.h"
 
 namespace flowtape::flows {
@@ -29,13 +31,6 @@ double SolveCoordinate(double t, double c, double w, double s) {
     if (done) break;
   }
   return y;
-}
-
-Tensor StrictUpperMask(int64_t m) {
-  Tensor mask = Tensor::Zeros({m, m});
-  for (int64_t i = 0; i < m; ++i)
-    for (int64_t j = i + 1; j < m; ++j) mask.mutable_data()[i * m + j] = 1;
-  return mask;
 }
 
 Tensor Entry(const Tensor& a, int64_t i, int64_t j) {  // [1, 1]
@@ -72,7 +67,8 @@ std::pair<Tensor, Tensor> NewtonSweep(const Tensor& y0, const Tensor& qx,
 
 }  // namespace
 
-absl::Status ValidateSylvesterOptions(const SylvesterOptions& o) {
+absl::Status SylvesterOptions::Validate() const {
+  const SylvesterOptions& o = *this;
   if (o.dim < 1)
     return absl::InvalidArgumentError(
         absl::StrCat("sylvester: dim = ", o.dim, " must be >= 1"));
@@ -92,9 +88,13 @@ absl::Status ValidateSylvesterOptions(const SylvesterOptions& o) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::shared_ptr<Sylvester>> Sylvester::Create(
+    const SylvesterOptions& o, Rng& rng) {
+  FT_RETURN_IF_ERROR(o.Validate());
+  return std::shared_ptr<Sylvester>(new Sylvester(o, rng));
+}
+
 Sylvester::Sylvester(const SylvesterOptions& o, Rng& rng) : o_(o) {
-  absl::Status status = ValidateSylvesterOptions(o);
-  FT_CHECK(status.ok(), status.ToString());
   const int64_t d = o.dim;
   if (o.q != SylvesterQ::kOrthogonal || o.m == 0) o_.m = d;
   const int64_t m = o_.m;
@@ -106,12 +106,19 @@ Sylvester::Sylvester(const SylvesterOptions& o, Rng& rng) : o_(o) {
       o_.reflections = o.reflections > 0 ? o.reflections : d;
       q_raw_ = RegisterParameter("v", Tensor::Randn({o_.reflections, d}, rng));
       break;
-    case SylvesterQ::kTriangular:
-      q_raw_ = Tensor::Zeros({d, d});
+    case SylvesterQ::kTriangular: {
+      Tensor q = Tensor::Zeros({d, d});
       for (int64_t i = 0; i < d; ++i)
-        q_raw_.mutable_data()[i * d + (o.reverse ? d - 1 - i : i)] = 1;
+        q.mutable_data<double>()[i * d + (o.reverse ? d - 1 - i : i)] = 1;
+      q_raw_ = RegisterBuffer("q", q);
       break;
+    }
   }
+  Tensor mask = Tensor::Zeros({m, m});
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = i + 1; j < m; ++j)
+      mask.mutable_data<double>()[i * m + j] = 1;
+  upper_mask_ = RegisterBuffer("upper_mask", mask);
   const double s = 1.0 / std::sqrt(static_cast<double>(m));
   r_ = RegisterParameter("r", (Tensor::Randn({m, m}, rng) * s).Detach());
   rt_ = RegisterParameter("r_tilde", (Tensor::Randn({m, m}, rng) * s).Detach());
@@ -160,21 +167,22 @@ absl::StatusOr<std::shared_ptr<Sylvester>> Sylvester::Create(
     if (!(std::fabs(ri) < kMaxDiag && std::fabs(rti) < kMaxDiag))
       return absl::InvalidArgumentError(absl::StrCat(
           "sylvester: diagonal R_mm = ", ri, ", R~_mm = ", rti, " at m = ", i,
-          " outside the parametrisation's range (-c, c), c = 1 - 1e-9"));
+          " outside the parametrisation's range (-c, c), c = 1 - 2^-12"));
   }
   SylvesterOptions o;
   o.dim = d;
   o.m = m;
   Rng rng(0);
-  auto f = std::make_shared<Sylvester>(o, rng);
-  for (int64_t i = 0; i < q.numel(); ++i) f->q_raw_.mutable_data()[i] = q[i];
+  std::shared_ptr<Sylvester> f(new Sylvester(o, rng));
+  for (int64_t i = 0; i < q.numel(); ++i)
+    f->q_raw_.mutable_data<double>()[i] = q[i];
   for (int64_t i = 0; i < m * m; ++i) {
     const bool diag = i / m == i % m;
-    f->r_.mutable_data()[i] = diag ? std::atanh(r[i] / kMaxDiag) : r[i];
-    f->rt_.mutable_data()[i] =
+    f->r_.mutable_data<double>()[i] = diag ? std::atanh(r[i] / kMaxDiag) : r[i];
+    f->rt_.mutable_data<double>()[i] =
         diag ? std::atanh(r_tilde[i] / kMaxDiag) : r_tilde[i];
   }
-  for (int64_t i = 0; i < m; ++i) f->b_.mutable_data()[i] = b[i];
+  for (int64_t i = 0; i < m; ++i) f->b_.mutable_data<double>()[i] = b[i];
   return f;
 }
 
@@ -192,7 +200,8 @@ Tensor Sylvester::Q() const {
 
 Tensor Sylvester::Triangular(const Tensor& raw) const {
   const int64_t m = raw.dim(0);
-  return raw * StrictUpperMask(m) + Tensor::Eye(m) * (kMaxDiag * Tanh(raw));
+  return raw * upper_mask_ +
+         Tensor::Eye(m, raw.dtype()) * (kMaxDiag * Tanh(raw));
 }
 
 Tensor Sylvester::Bias(const Tensor& context, int64_t n) const {
@@ -209,44 +218,61 @@ Tensor Sylvester::Bias(const Tensor& context, int64_t n) const {
 Tensor Sylvester::R() const { return Triangular(r_); }
 Tensor Sylvester::RTilde() const { return Triangular(rt_); }
 
-FlowResult Sylvester::Inverse(const Tensor& z, const Tensor& context, Rng* /*rng*/) const {
+FlowResult Sylvester::Inverse(const Tensor& z, const Tensor& context,
+                              Rng*) const {
   FT_CHECK(z.rank() == 2 && z.dim(1) == o_.dim, "sylvester.inverse: input ",
            z.shape().ToString(), " vs dimension ", o_.dim);
   Tensor q = Q(), r = R(), rt = RTilde();
   Tensor b = Bias(context, z.dim(0));
   Tensor u = Tanh(MatMulT(MatMul(z, q), rt, false, true) + b);  // [N, M]
   Tensor x = z + MatMulT(MatMulT(u, r, false, true), q, false, true);
-  Tensor diag = Sum(r * rt * Tensor::Eye(o_.m), 1);  // R_mm R~_mm
+  Tensor diag = Sum(r * rt * Tensor::Eye(o_.m, z.dtype()), 1);  // R_mm R~_mm
   return {x, Sum(Log1p((1.0 - Square(u)) * diag), 1)};
 }
 
-FlowResult Sylvester::Forward(const Tensor& x, const Tensor& context, Rng* /*rng*/) const {
+FlowResult Sylvester::Forward(const Tensor& x, const Tensor& context,
+                              Rng*) const {
   FT_CHECK(x.rank() == 2 && x.dim(1) == o_.dim, "sylvester.forward: input ",
            x.shape().ToString(), " vs dimension ", o_.dim);
   const int64_t n = x.dim(0), m = o_.m;
   Tensor q = Q(), r = R(), rt = RTilde(), b = Bias(context, n);
   Tensor qx = MatMul(x, q);  // rows (Q^T x_n)^T
-  // Exact back substitution on values, coordinate by coordinate.
-  Tensor y0 = Tensor::Empty({n, m});
-  std::vector<double> u(m);
+  // Exact back substitution on values (in double), coordinate by coordinate.
+  const std::vector<double> vq = qx.ToVector(), vr = r.ToVector(),
+                            vrt = rt.ToVector(), vb = b.ToVector();
+  std::vector<double> y0(n * m), u(m);
   for (int64_t s = 0; s < n; ++s) {
-    double* y = y0.mutable_data() + s * m;
-    const double* bs = b.data() + (b.dim(0) == 1 ? 0 : s * m);
+    double* y = y0.data() + s * m;
+    const double* bs = vb.data() + (b.dim(0) == 1 ? 0 : s * m);
     for (int64_t i = m - 1; i >= 0; --i) {
-      double shift = bs[i], t = qx[s * m + i];
+      double shift = bs[i], t = vq[s * m + i];
       for (int64_t j = i + 1; j < m; ++j) {
-        shift += rt[i * m + j] * y[j];
-        t -= r[i * m + j] * u[j];
+        shift += vrt[i * m + j] * y[j];
+        t -= vr[i * m + j] * u[j];
       }
-      y[i] = SolveCoordinate(t, r[i * m + i], rt[i * m + i], shift);
-      u[i] = std::tanh(rt[i * m + i] * y[i] + shift);
+      const double c = vr[i * m + i], w = vrt[i * m + i];
+      if (!std::isfinite(t) || !std::isfinite(shift) || !std::isfinite(c) ||
+          !std::isfinite(w)) {
+        const double nan = std::numeric_limits<double>::quiet_NaN();
+        FlowResult bad{Tensor::Full(x.shape(), nan, x.dtype()),
+                       Tensor::Full({n}, nan, x.dtype())};
+        bad.status = absl::InvalidArgumentError(absl::StrCat(
+            "sylvester.forward: coordinate ", i, " of sample ", s,
+            " has a non-finite equation (target ", t, ", shift ", shift,
+            "): the back substitution needs finite values"));
+        return bad;
+      }
+      y[i] = SolveCoordinate(t, c, w, shift);
+      u[i] = std::tanh(w * y[i] + shift);
     }
   }
   // Two recorded sweeps: exact first and second derivatives of the root.
-  Tensor y1 = NewtonSweep(y0, qx, r, rt, b).first;
+  Tensor y1 =
+      NewtonSweep(Tensor::FromVector({n, m}, y0, x.dtype()), qx, r, rt, b)
+          .first;
   Tensor uh = NewtonSweep(y1, qx, r, rt, b).second;
   Tensor z = x - MatMulT(MatMulT(uh, r, false, true), q, false, true);
-  Tensor diag = Sum(r * rt * Tensor::Eye(m), 1);
+  Tensor diag = Sum(r * rt * Tensor::Eye(m, x.dtype()), 1);
   return {z, -Sum(Log1p((1.0 - Square(uh)) * diag), 1)};
 }
 

@@ -13,13 +13,14 @@
 // Invertibility: the map is invertible iff every 1 + h'(.) R_mm R~_mm > 0,
 // i.e. (tanh' in (0, 1]) R_mm R~_mm > -1. As in the paper it is kept by the
 // parametrisation, here R_mm = c tanh(r_mm), R~_mm = c tanh(r~_mm) with free
-// r, r~ and c = kMaxDiag = 1 - 1e-9, so R_mm R~_mm >= -c^2 > -1 + 1.9e-9 for
-// every parameter value. (The paper's c = 1 is not enough in double
-// precision: tanh rounds to exactly +-1 for |r| > ~19, so R_mm R~_mm = -1,
-// an infinite log-det and a division by zero in the Newton solve, would be
-// reachable; with c < 1, |log(1 + h' R_mm R~_mm)| <= 21 always. Near that
-// bound the map is nearly flat, so Forward can lose up to 1 / (1 - c^2) ~
-// 5e8 times rounding there: a conditioning limit, not a solver one.)
+// r, r~ and c = kMaxDiag = 1 - 2^-12, so R_mm R~_mm >= -c^2 = -1 + 2^-11 -
+// 2^-24 for every parameter value, in float64 and float32 alike (c and c^2
+// are exact in float32). (The paper's c = 1 is not enough: tanh rounds to
+// exactly +-1 for |r| > ~19 in double, ~9 in float32, so R_mm R~_mm = -1, an
+// infinite log-det and a division by zero in the Newton solve, would be
+// reachable.) With c < 1, |log(1 + h' R_mm R~_mm)| <= 11 log 2 ~ 7.6 always,
+// and Forward loses at most 1 / (1 - c^2) ~ 2048 times rounding near the
+// bound: a conditioning limit, not a solver one.
 // Entries of r, r~ above the diagonal are R, R~ there; those below are unused.
 //
 // Q, three variants (SylvesterOptions::q):
@@ -40,7 +41,9 @@
 //   g(y_m) = y_m + R_mm tanh(R~_mm y_m + s_m) - t_m,
 //   g' = 1 + R_mm R~_mm tanh'(.) > 0,      |y_m - t_m| <= |R_mm|,
 //   s_m = b_m + sum_{k>m} R~_mk y_k,  t_m = (Q^T x)_m - sum_{j>m} R_mj h(a_j),
-// by safeguarded Newton/bisection to machine precision; then
+// by safeguarded Newton/bisection to float64 machine precision whatever the
+// dtype (float32 values are exact doubles; a non-finite input gives NaN
+// values and a FlowResult::status naming the sample); then
 //   z = x - Q R h(R~ y + b)     (so z - Q Q^T z = x - Q Q^T x: z_perp kept),
 //   logdet = -sum_m log(1 + h'(a_m) R~_mm R_mm).
 // Two back-substitution Newton sweeps from the converged y are recorded on
@@ -74,16 +77,15 @@ struct SylvesterOptions {
   int64_t reflections = 0;  // kHouseholder: K >= 1 (0: dim)
   bool reverse = false;     // kTriangular: Q = reversal permutation
   int64_t context_dim = 0;  // > 0: b(c) = b + c W_c
+  // InvalidArgument naming the bad field (dim < 1, m outside 0..dim, ...).
+  absl::Status Validate() const;
 };
-
-// InvalidArgument naming the bad field (dim < 1, m outside 0..dim, ...).
-absl::Status ValidateSylvesterOptions(const SylvesterOptions& o);
 
 class Sylvester : public Flow {
  public:
-  // V, v ~ N(0, 1); r, r~ ~ N(0, 1/M); b = 0. Options must validate (aborts
-  // otherwise).
-  Sylvester(const SylvesterOptions& o, Rng& rng);
+  // V, v ~ N(0, 1); r, r~ ~ N(0, 1/M); b = 0.
+  static absl::StatusOr<std::shared_ptr<Sylvester>> Create(
+      const SylvesterOptions& o, Rng& rng);
   // An orthogonal Sylvester flow with the given Q [D, M] (orthonormal
   // columns, to 1e-10), upper triangular R, R~ [M, M] and b [M]. Errors if
   // R_mm R~_mm <= -1 (not invertible) or a diagonal entry is outside the
@@ -92,10 +94,10 @@ class Sylvester : public Flow {
   static absl::StatusOr<std::shared_ptr<Sylvester>> Create(
       const Tensor& q, const Tensor& r, const Tensor& r_tilde, const Tensor& b);
 
-  FlowResult Forward(const Tensor& x,
-                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
-  FlowResult Inverse(const Tensor& z,
-                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
+  FlowResult Forward(const Tensor& x, const Tensor& context = Tensor(),
+                     Rng* rng = nullptr) const override;
+  FlowResult Inverse(const Tensor& z, const Tensor& context = Tensor(),
+                     Rng* rng = nullptr) const override;
   bool analytic_inverse() const override { return false; }
   std::string name() const override { return "sylvester"; }
 
@@ -104,14 +106,16 @@ class Sylvester : public Flow {
   Tensor R() const;       // [M, M] upper triangular, |R_mm| < kMaxDiag
   Tensor RTilde() const;  // [M, M] upper triangular, |R~_mm| < kMaxDiag
 
-  // Bound c on |R_mm|, |R~_mm| (strictly inside (-1, 1) in double).
-  static constexpr double kMaxDiag = 1.0 - 1e-9;
+  // Bound c on |R_mm|, |R~_mm|: 1 - 2^-12.
+  static constexpr double kMaxDiag = 1.0 - 1.0 / 4096;
 
  private:
+  Sylvester(const SylvesterOptions& o, Rng& rng);
   Tensor Triangular(const Tensor& raw) const;
   Tensor Bias(const Tensor& context, int64_t n) const;  // [1, M] or [N, M]
   SylvesterOptions o_;
-  Tensor q_raw_, r_, rt_, b_;  // q_raw_: V, v, or a constant Q (triangular)
+  Tensor q_raw_, r_, rt_, b_;  // q_raw_: V, v, or Q (triangular: a buffer)
+  Tensor upper_mask_;          // buffer [M, M], 1 strictly above the diagonal
   Tensor w_context_;           // [K, M] if conditional
 };
 

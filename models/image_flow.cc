@@ -5,27 +5,39 @@
 #include <iostream>
 
 #include "absl/strings/str_format.h"
-#include "nn/optim.h"
-#include "nn/schedule.h"
 #include "autodiff/ops.h"
+#include "autodiff/status_macros.h"
 #include "autodiff/tape.h"
 #include "data/preprocess.h"
+#include "nn/optim.h"
+#include "nn/schedule.h"
 
 namespace flowtape::models {
+namespace {
+
+// The model's input for integer pixels (dequantised, logit-transformed, in
+// the model's dtype, flattened for vector flows) and the transform's logdet.
+data::LogitResult ModelInput(const ImageFlow& f, const Tensor& pixels,
+                             Rng& rng) {
+  Tensor v = Cast(data::Dequantize(pixels, f.levels, rng), f.model->dtype());
+  data::LogitResult y = data::LogitTransform(v, f.alpha);
+  if (f.flatten) y.y = Reshape(y.y, {pixels.dim(0), -1});
+  return y;
+}
+
+}  // namespace
 
 Tensor ImageFlow::Nll(const Tensor& pixels, Rng& rng,
                       const Tensor& context) const {
-  data::LogitResult y =
-      data::LogitTransform(data::Dequantize(pixels, levels, rng), alpha);
-  Tensor in = flatten ? Reshape(y.y, {pixels.dim(0), -1}) : y.y;
-  return model->Nll(in, context) - Mean(y.logdet);
+  data::LogitResult y = ModelInput(*this, pixels, rng);
+  return model->Nll(y.y, context) - Mean(y.logdet);
 }
 
 Tensor OneHot(const std::vector<int>& labels, int k) {
   Tensor t = Tensor::Zeros(Shape{static_cast<int64_t>(labels.size()), k});
   for (size_t i = 0; i < labels.size(); ++i)
     if (labels[i] >= 0 && labels[i] < k)
-      t.mutable_data()[i * k + labels[i]] = 1;
+      t.mutable_data<double>()[i * k + labels[i]] = 1;
   return t;
 }
 
@@ -38,12 +50,9 @@ std::vector<double> ImageFlow::BitsPerDim(const Tensor& pixels, int64_t batch,
   std::vector<double> out;
   for (int64_t start = 0; start < n; start += batch) {
     const int64_t len = std::min(batch, n - start);
-    Tensor x = Narrow(pixels, 0, start, len);
-    data::LogitResult y =
-        data::LogitTransform(data::Dequantize(x, levels, rng), alpha);
-    Tensor in = flatten ? Reshape(y.y, {len, -1}) : y.y;
+    data::LogitResult y = ModelInput(*this, Narrow(pixels, 0, start, len), rng);
     Tensor c = context.defined() ? Narrow(context, 0, start, len) : Tensor();
-    Tensor log_p = model->LogProb(in, c) + y.logdet;
+    Tensor log_p = model->LogProb(y.y, c) + y.logdet;
     for (int64_t i = 0; i < len; ++i)
       out.push_back(data::BitsPerDim(-log_p[i], d, levels));
   }
@@ -101,6 +110,15 @@ absl::StatusOr<training::TrainResult> TrainImageFlow(const ImageFlow& f,
     Tensor ctx = data::TakeRows(context, order);
     d.train_context = Narrow(ctx, 0, 0, n_train);
     d.val_context = Narrow(ctx, 0, n_train, n_val);
+  }
+  // Data-dependent initialisation (ActNorm) from the first training batch.
+  {
+    Rng noise(c.seed);
+    const int64_t b = std::min(c.batch, n_train);
+    data::LogitResult y = ModelInput(f, Narrow(d.train, 0, 0, b), noise);
+    Tensor ctx =
+        d.train_context.defined() ? Narrow(d.train_context, 0, 0, b) : Tensor();
+    FT_RETURN_IF_ERROR(f.model->InitializeFromData(y.y, ctx));
   }
   nn::Adam adam(*f.model, {.lr = c.lr});
   const int64_t warmup = std::min<int64_t>(200, c.steps / 10);

@@ -7,6 +7,7 @@
 //   nll_v = -log p_Y(y) - ld(v)      (nats per image, density of v on [0,1)^D)
 //   bits/dim = (nll_v + D log L) / (D log 2)          (data/preprocess.h).
 // Vector flows (MAF) see y flattened to [N, C*H*W]; image flows the image.
+// The transform runs in the model's dtype.
 #ifndef FLOWTAPE_MODELS_IMAGE_FLOW_H_
 #define FLOWTAPE_MODELS_IMAGE_FLOW_H_
 
@@ -16,8 +17,8 @@
 
 #include "absl/status/statusor.h"
 #include "autodiff/tensor.h"
-#include "models/zoo.h"
 #include "flows/flow_model.h"
+#include "models/zoo.h"
 #include "training/train.h"
 
 namespace flowtape::models {
@@ -60,9 +61,10 @@ struct ImageRunConfig {
 ImageRunConfig DefaultImageConfig(const std::string& flow, bool paper);
 
 // Trains on n_train images of a shuffled `pixels` set (the next n_train / 10
-// are the validation set), printing progress to stderr. `context` [N, K]
-// (e.g. OneHot(labels)) is shuffled with the images; undefined if
-// unconditional.
+// are the validation set), printing progress to stderr, after the model's
+// data-dependent initialisation pass (flows/flow.h) on the first batch.
+// `context` [N, K] (e.g. OneHot(labels)) is shuffled with the images; undefined
+// if unconditional.
 absl::StatusOr<training::TrainResult> TrainImageFlow(
     const ImageFlow& f, const Tensor& pixels, const ImageRunConfig& c, Rng& rng,
     const Tensor& context = Tensor());

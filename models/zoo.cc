@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "autodiff/status_macros.h"
 #include "flows/autoregressive.h"
 #include "flows/cnf/cnf.h"
 #include "flows/coupling.h"
@@ -11,14 +12,12 @@
 #include "flows/glow.h"
 #include "flows/householder.h"
 #include "flows/linear.h"
-#include "flows/masked_coupling.h"
 #include "flows/permute.h"
 #include "flows/planar.h"
 #include "flows/radial.h"
 #include "flows/resflow.h"
 #include "flows/scaling.h"
 #include "flows/sequential.h"
-#include "flows/spline.h"
 #include "flows/sylvester.h"
 
 namespace flowtape::models {
@@ -29,16 +28,17 @@ using FlowPtr = absl::StatusOr<std::shared_ptr<Flow>>;
 
 int64_t Dim(const ModelConfig& c) { return c.event[0]; }
 
-// `layers` steps from make(i), with a Reverse permutation between steps.
+// `layers` steps from make(i) (each a StatusOr of a flow), with a Reverse
+// permutation between steps.
 template <typename F>
-std::shared_ptr<Flow> Stack(const ModelConfig& c, bool reverse_between,
-                            F make) {
+FlowPtr Stack(const ModelConfig& c, bool reverse_between, F make) {
   auto seq = std::make_shared<flows::Sequential>();
   for (int i = 0; i < c.layers; ++i) {
     if (reverse_between && i > 0) seq->Add(flows::Reverse(Dim(c)));
-    seq->Add(make(i));
+    FT_ASSIGN_OR_RETURN(auto step, make(i));
+    seq->Add(step);
   }
-  return seq;
+  return std::shared_ptr<Flow>(seq);
 }
 
 flows::MadeOptions Made(const ModelConfig& c) {
@@ -57,33 +57,30 @@ flows::RqSplineOptions Spline(const ModelConfig& c) {
 }
 
 FlowPtr Planar(const ModelConfig& c, Rng& rng) {
-  return Stack(c, false, [&](int) {
-    return std::make_shared<flows::Planar>(Dim(c), rng);
-  });
+  return Stack(c, false,
+               [&](int) { return flows::Planar::Create(Dim(c), rng); });
 }
 
 FlowPtr Radial(const ModelConfig& c, Rng& rng) {
-  return Stack(c, false, [&](int) {
-    return std::make_shared<flows::Radial>(Dim(c), rng);
-  });
+  return Stack(c, false,
+               [&](int) { return flows::Radial::Create(Dim(c), rng); });
 }
 
 // Orthogonal Sylvester flows with M = D (each layer its own Q).
 FlowPtr Sylvester(const ModelConfig& c, Rng& rng) {
   flows::SylvesterOptions o;
   o.dim = Dim(c);
-  if (absl::Status s = flows::ValidateSylvesterOptions(o); !s.ok()) return s;
-  return Stack(c, false,
-               [&](int) { return std::make_shared<flows::Sylvester>(o, rng); });
+  return Stack(c, false, [&](int) { return flows::Sylvester::Create(o, rng); });
 }
 
 // Tomczak & Welling's use: a diagonal Gaussian rotated by `layers`
 // reflections, i.e. x = H_K ... H_1 (exp(-s) * z), a full covariance.
 FlowPtr Householder(const ModelConfig& c, Rng& rng) {
-  auto seq = std::make_shared<flows::Sequential>();
-  seq->Add(std::make_shared<flows::Householder>(Dim(c), c.layers, rng));
-  seq->Add(std::make_shared<flows::Scaling>(Shape{Dim(c)}));
-  return seq;
+  FT_ASSIGN_OR_RETURN(auto reflections,
+                      flows::Householder::Create(Dim(c), c.layers, rng));
+  FT_ASSIGN_OR_RETURN(auto scaling, flows::Scaling::Create(Shape{Dim(c)}));
+  return std::shared_ptr<Flow>(std::make_shared<flows::Sequential>(
+      std::vector<std::shared_ptr<Flow>>{reflections, scaling}));
 }
 
 // Residual Flows: `layers` x (ActNorm, residual block with an MLP of the
@@ -93,57 +90,50 @@ FlowPtr ResFlow(const ModelConfig& c, Rng& rng) {
   o.dim = Dim(c);
   o.hidden = c.hidden;
   if (o.dim > 4) o.estimator = flows::LogdetEstimator::kRussianRoulette;
-  if (absl::Status s = flows::ValidateResidualOptions(o); !s.ok()) return s;
   return flows::ResidualFlow(o, c.layers, rng);
 }
 
-FlowPtr Maf(const ModelConfig& c, Rng& rng, bool inverted) {
-  if (absl::Status s = flows::ValidateMadeOptions(Made(c)); !s.ok()) return s;
-  return Stack(c, true, [&](int) {
-    return std::make_shared<flows::Maf>(Made(c), rng, inverted);
-  });
+FlowPtr Autoregressive(const ModelConfig& c, Rng& rng,
+                       flows::ElementwiseKind kind, bool inverted) {
+  flows::AutoregressiveOptions o;
+  o.made = Made(c);
+  o.transform.kind = kind;
+  o.transform.spline = Spline(c);
+  o.inverted = inverted;
+  return Stack(c, true,
+               [&](int) { return flows::Autoregressive::Create(o, rng); });
 }
 
-FlowPtr SplineCoupling(const ModelConfig& c, Rng& rng) {
-  if (absl::Status s = flows::ValidateRqSplineOptions(Spline(c)); !s.ok())
-    return s;
+// `layers` couplings of `kind` with alternating half masks (vectors: MLP
+// conditioners; images: checkerboard masks and conv conditioners).
+FlowPtr Couplings(const ModelConfig& c, Rng& rng, flows::ElementwiseKind kind) {
+  flows::CouplingOptions o;
+  o.event = c.event;
+  o.hidden = c.hidden;
+  o.context_dim = c.context_dim;
+  o.transform.kind = kind;
+  o.transform.spline = Spline(c);
+  if (c.event.rank() == 3) {
+    o.mask = flows::CouplingMask::kCheckerboard;
+    o.hidden = {c.channels, c.channels};
+  }
   return Stack(c, false, [&](int i) {
-    flows::SplineCouplingOptions o;
-    o.dim = Dim(c);
-    o.hidden = c.hidden;
-    o.context_dim = c.context_dim;
-    o.parity = i % 2;
-    o.spline = Spline(c);
-    return std::make_shared<flows::SplineCoupling>(o, rng);
+    o.flip = i % 2 == 1;
+    return flows::Coupling::Create(o, rng);
   });
 }
 
-FlowPtr SplineAr(const ModelConfig& c, Rng& rng) {
-  if (absl::Status s = flows::ValidateRqSplineOptions(Spline(c)); !s.ok())
-    return s;
-  if (absl::Status s = flows::ValidateMadeOptions(Made(c)); !s.ok()) return s;
-  return Stack(c, true, [&](int) {
-    return std::make_shared<flows::SplineAutoregressive>(Made(c), Spline(c),
-                                                         rng);
-  });
+FlowPtr RealNvp(const ModelConfig& c, Rng& rng) {
+  return Couplings(c, rng, flows::ElementwiseKind::kAffine);
 }
 
-FlowPtr RealNvpVectors(const ModelConfig& c, Rng& rng) {
-  return flows::RealNvp(Dim(c), c.layers, c.hidden, rng, c.context_dim);
-}
-
-FlowPtr NiceVectors(const ModelConfig& c, Rng& rng) {
-  return flows::Nice(Dim(c), c.layers, c.hidden, rng, c.context_dim);
-}
-
-// Single-scale RealNVP on images: affine conv couplings with alternating
-// checkerboard masks.
-FlowPtr RealNvpImages(const ModelConfig& c, Rng& rng) {
-  return Stack(c, false, [&](int i) {
-    return flows::ConvCoupling(
-        flows::CheckerboardMask(c.event[0], c.event[1], c.event[2], i % 2),
-        c.channels, flows::CouplingKind::kAffineTanh, rng, c.context_dim);
-  });
+// NICE: additive couplings, then the diagonal scaling layer.
+FlowPtr Nice(const ModelConfig& c, Rng& rng) {
+  FT_ASSIGN_OR_RETURN(auto couplings,
+                      Couplings(c, rng, flows::ElementwiseKind::kAdditive));
+  FT_ASSIGN_OR_RETURN(auto scaling, flows::Scaling::Create(c.event));
+  return std::shared_ptr<Flow>(std::make_shared<flows::Sequential>(
+      std::vector<std::shared_ptr<Flow>>{couplings, scaling}));
 }
 
 FlowPtr Glow(const ModelConfig& c, Rng& rng) {
@@ -155,8 +145,8 @@ FlowPtr Glow(const ModelConfig& c, Rng& rng) {
   o.depth = c.depth;
   o.hidden = c.channels;
   o.context_dim = c.context_dim;
-  if (absl::Status s = flows::ValidateGlowOptions(o); !s.ok()) return s;
-  return std::make_shared<flows::Glow>(o, rng);
+  FT_ASSIGN_OR_RETURN(auto glow, flows::Glow::Create(o, rng));
+  return std::shared_ptr<Flow>(glow);
 }
 
 }  // namespace
@@ -166,17 +156,18 @@ const std::vector<ZooEntry>& ZooEntries() {
   using B = BaseKind;
   static const auto* entries = new std::vector<ZooEntry>{
       {"realnvp", "affine coupling, MLP conditioners (Dinh et al. 2017)",
-       D::kVectors, B::kNormal, RealNvpVectors},
+       D::kVectors, B::kNormal, RealNvp},
       {"realnvp", "affine conv coupling, checkerboard masks (Dinh 2017)",
-       D::kImages, B::kNormal, RealNvpImages},
+       D::kImages, B::kNormal, RealNvp},
       {"nice", "additive coupling + scaling (Dinh et al. 2014)", D::kVectors,
-       B::kLogistic, NiceVectors},
+       B::kLogistic, Nice},
       {"glow", "multi-scale Glow (Kingma & Dhariwal 2018)", D::kImages,
        B::kNormal, Glow},
       {"ica", "linear flow x = W s, logistic base: Infomax ICA (K = 1)",
        D::kVectors, B::kLogistic,
        [](const ModelConfig& c, Rng&) -> FlowPtr {
-         return std::make_shared<flows::LinearFlow>(Dim(c));
+         FT_ASSIGN_OR_RETURN(auto f, flows::LinearFlow::Create(Dim(c)));
+         return std::shared_ptr<Flow>(f);
        },
        false, false},
       {"planar", "planar flows (Rezende & Mohamed 2015), numeric inverse",
@@ -189,14 +180,24 @@ const std::vector<ZooEntry>& ZooEntries() {
        D::kVectors, B::kNormal, Householder, false, false},
       {"maf", "masked autoregressive flow (Papamakarios et al. 2017)",
        D::kVectors, B::kNormal,
-       [](const ModelConfig& c, Rng& r) { return Maf(c, r, false); }},
+       [](const ModelConfig& c, Rng& r) {
+         return Autoregressive(c, r, flows::ElementwiseKind::kAffineMaf, false);
+       }},
       {"iaf", "inverse autoregressive flow (Kingma et al. 2016)", D::kVectors,
        B::kNormal,
-       [](const ModelConfig& c, Rng& r) { return Maf(c, r, true); }},
+       [](const ModelConfig& c, Rng& r) {
+         return Autoregressive(c, r, flows::ElementwiseKind::kAffineMaf, true);
+       }},
       {"nsf_coupling", "rational-quadratic spline coupling (Durkan 2019)",
-       D::kVectors, B::kNormal, SplineCoupling},
+       D::kVectors, B::kNormal,
+       [](const ModelConfig& c, Rng& r) {
+         return Couplings(c, r, flows::ElementwiseKind::kSpline);
+       }},
       {"nsf_ar", "rational-quadratic autoregressive spline (Durkan 2019)",
-       D::kVectors, B::kNormal, SplineAr},
+       D::kVectors, B::kNormal,
+       [](const ModelConfig& c, Rng& r) {
+         return Autoregressive(c, r, flows::ElementwiseKind::kSpline, false);
+       }},
       {"ffjord", "continuous flow, ConcatSquash ODE (Grathwohl et al. 2019)",
        D::kVectors, B::kNormal,
        [](const ModelConfig& c, Rng& r) -> FlowPtr {
@@ -263,8 +264,7 @@ absl::StatusOr<std::shared_ptr<flows::FlowModel>> MakeModel(
         "' does not support a context (context_dim = ", config.context_dim,
         "); conditional families here: ", absl::StrJoin(conditional, ", ")));
   }
-  auto flow = entry->make(config, rng);
-  if (!flow.ok()) return flow.status();
+  FT_ASSIGN_OR_RETURN(std::shared_ptr<Flow> flow, entry->make(config, rng));
   Shape base_event =
       entry->flat_output ? Shape{config.event.numel()} : config.event;
   std::shared_ptr<flows::Distribution> base;
@@ -272,7 +272,9 @@ absl::StatusOr<std::shared_ptr<flows::FlowModel>> MakeModel(
     base = std::make_shared<flows::Logistic>(base_event);
   else
     base = std::make_shared<flows::StandardNormal>(base_event);
-  return std::make_shared<flows::FlowModel>(base, *std::move(flow));
+  auto model = std::make_shared<flows::FlowModel>(base, std::move(flow));
+  model->To(config.dtype);
+  return model;
 }
 
 }  // namespace flowtape::models

@@ -11,6 +11,11 @@
 // MakeModel gives InvalidArgument for an unknown name or an event shape the
 // family cannot take (e.g. glow on vectors).
 //
+// dtype: MakeModel builds in float64 and converts the model to
+// config.dtype (Module::To), so both precisions start from the same
+// (rounded) parameters. The model takes data of either dtype (FlowModel
+// converts it).
+//
 // Context: with context_dim > 0 every conditional family (takes_context)
 // feeds the context [N, context_dim] to its conditioners, so log p(x | c)
 // depends on c. Families with no conditioner network (ica, planar, radial,
@@ -27,6 +32,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "autodiff/dtype.h"
 #include "autodiff/tensor.h"
 #include "flows/flow.h"
 #include "flows/flow_model.h"
@@ -46,6 +52,7 @@ struct ModelConfig {
   double bound = 4.0;
   // Continuous families (ffjord, rnode): learn the integration time T.
   bool train_t = false;
+  DType dtype = kFloat64;  // the model's precision
 };
 
 enum class Domain { kVectors, kImages };

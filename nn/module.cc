@@ -73,7 +73,8 @@ void Module::To(DType dtype) {
 }
 
 DType Module::dtype() const {
-  const Named params = NamedParameters();
+  Named params = NamedParameters();
+  if (params.empty()) params = NamedBuffers();
   if (params.empty()) return kFloat64;
   const DType d = params.front().second.dtype();
   for (const auto& [name, p] : params)

@@ -54,8 +54,8 @@ class Module {
   // are built in float64 and converted, so both dtypes start from the same
   // (rounded) values. Call it before recording anything with the module.
   void To(DType dtype);
-  // The parameters' dtype (float64 for a module without parameters); a
-  // module whose parameters disagree fails loudly.
+  // The parameters' dtype (a module without parameters: its buffers',
+  // float64 without either); a module whose parameters disagree fails loudly.
   DType dtype() const;
 
  protected:

@@ -1,17 +1,19 @@
-// MAF and IAF: both directions are inverse to each other, the log-determinant
-// equals log|det| of the brute-force Jacobian (one-pass and D-pass
-// directions), logdets are antisymmetric, and the NLL gradient matches finite
-// differences. IAF is checked to be MAF turned around.
+// MAF, IAF and autoregressive splines: both directions are inverse to each
+// other, the log-determinant equals log|det| of the brute-force Jacobian
+// (one-pass and D-pass directions), logdets are antisymmetric, and the NLL
+// gradient matches finite differences. IAF is checked to be MAF turned
+// around; options are validated.
 #include "flows/autoregressive.h"
 
 #include <cmath>
 #include <cstdlib>
+#include <memory>
 #include <string>
 
-#include "nn/checkpoint.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
 #include "gtest/gtest.h"
+#include "nn/checkpoint.h"
 #include "tests/flows/bijection_checks.h"
 #include "tests/flows/harness.h"
 
@@ -23,13 +25,29 @@ using testing::LogdetError;
 using testing::ParamGradError;
 using testing::RoundTripError;
 
-MadeOptions Options(int64_t dim, int64_t context) {
-  MadeOptions o;
-  o.dim = dim;
-  o.hidden = {16, 16};
-  o.context_dim = context;
-  o.ordering = Ordering::kRandom;
-  o.activation = nn::Activation::kTanh;
+AutoregressiveOptions Options(int64_t dim, int64_t context,
+                              bool inverted = false) {
+  AutoregressiveOptions o;
+  o.made.dim = dim;
+  o.made.hidden = {16, 16};
+  o.made.context_dim = context;
+  o.made.ordering = Ordering::kRandom;
+  o.made.activation = nn::Activation::kTanh;
+  o.inverted = inverted;
+  return o;
+}
+
+std::shared_ptr<Autoregressive> Make(const AutoregressiveOptions& o, Rng& r) {
+  return Autoregressive::Create(o, r).value();
+}
+
+AutoregressiveOptions SplineOptions(int64_t dim, int64_t context,
+                                    bool inverted) {
+  AutoregressiveOptions o = Options(dim, context, inverted);
+  o.made.hidden = {8, 8};
+  o.made.ordering = Ordering::kNatural;
+  o.transform.kind = ElementwiseKind::kSpline;
+  o.transform.spline.bins = 4;
   return o;
 }
 
@@ -38,7 +56,8 @@ class MafTest : public ::testing::TestWithParam<bool> {};
 TEST_P(MafTest, Bijection) {
   const bool inverted = GetParam();
   Rng rng(5);
-  Maf flow(Options(5, 3), rng, inverted);
+  auto keep = Make(Options(5, 3, inverted), rng);
+  Autoregressive& flow = *keep;
   testing::Perturb(flow, 0.1, rng);
   Tensor x = Tensor::Randn({4, 5}, rng);
   Tensor ctx = Tensor::Randn({4, 3}, rng);
@@ -53,7 +72,8 @@ INSTANTIATE_TEST_SUITE_P(MafIaf, MafTest, ::testing::Bool());
 
 TEST(MafTest, DensityIsOnePassAndMatchesFormula) {
   Rng rng(2);
-  Maf flow(Options(3, 0), rng);
+  auto keep = Make(Options(3, 0), rng);
+  Autoregressive& flow = *keep;
   testing::Perturb(flow, 0.2, rng);
   Tensor x = Tensor::Randn({2, 3}, rng);
   NoGradScope no_grad;
@@ -73,8 +93,9 @@ TEST(MafTest, DensityIsOnePassAndMatchesFormula) {
 
 TEST(MafTest, IafIsMafTurnedAround) {
   Rng a(9), b(9);
-  Maf maf(Options(4, 0), a);
-  Maf iaf(Options(4, 0), b, /*inverted=*/true);  // same masks and parameters
+  auto keep_maf = Make(Options(4, 0), a);
+  auto keep_iaf = Make(Options(4, 0, /*inverted=*/true), b);  // same masks
+  Autoregressive &maf = *keep_maf, &iaf = *keep_iaf;          // and params
   // The output layer starts at zero (both the identity): perturb both alike.
   Rng pa(10), pb(10);
   testing::Perturb(maf, 0.3, pa);
@@ -97,30 +118,62 @@ TEST(MafTest, IafIsMafTurnedAround) {
   EXPECT_GT(moved, 0.1);  // not the identity
 }
 
-std::shared_ptr<Flow> Maf2(Rng& r) {
-  return std::make_shared<Maf>(Options(2, 0), r);
+testing::FlowFactory Factory(AutoregressiveOptions o) {
+  return [o](Rng& r) -> std::shared_ptr<Flow> { return Make(o, r); };
 }
-std::shared_ptr<Flow> Maf5Cond(Rng& r) {
-  return std::make_shared<Maf>(Options(5, 3), r);
-}
-std::shared_ptr<Flow> Iaf3Cond(Rng& r) { return MakeIaf(Options(3, 2), r); }
 
+// Splines: Perturb(0.5), far from the identity.
 FLOWTAPE_FLOW_CASES(
-    Autoregressive, testing::FlowCase("maf_2d", Maf2, {2}),
-    testing::FlowCase("maf_5d_cond", Maf5Cond, {5}, 3),
-    testing::FlowCase("iaf_2d",
-                      [](Rng& r) { return MakeIaf(Options(2, 0), r); }, {2}),
-    testing::FlowCase("iaf_3d_cond", Iaf3Cond, {3}, 2));
+    Autoregressive, testing::FlowCase("maf_2d", Factory(Options(2, 0)), {2}),
+    testing::FlowCase("maf_5d_cond", Factory(Options(5, 3)), {5}, 3),
+    testing::FlowCase("iaf_2d", Factory(Options(2, 0, true)), {2}),
+    testing::FlowCase("iaf_3d_cond", Factory(Options(3, 2, true)), {3}, 2),
+    testing::FlowCase("spline_maf_2d", Factory(SplineOptions(2, 0, false)), {2})
+        .Perturb(0.5)
+        .Quadrature(7, 1000),  // the density has kinks at the knots
+    testing::FlowCase("spline_maf_4d_cond", Factory(SplineOptions(4, 3, false)),
+                      {4}, 3)
+        .Perturb(0.5)
+        .InputScale(2.0),
+    testing::FlowCase("spline_iaf_3d_cond", Factory(SplineOptions(3, 2, true)),
+                      {3}, 2)
+        .Perturb(0.5));
+
+TEST(AutoregressiveTest, CreateValidatesOptions) {
+  Rng rng(3);
+  auto bad = [&](const AutoregressiveOptions& o, const std::string& needle) {
+    absl::Status s = Autoregressive::Create(o, rng).status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+    EXPECT_NE(s.message().find(needle), std::string::npos) << s;
+  };
+  AutoregressiveOptions o = SplineOptions(4, 0, true);
+  EXPECT_EQ(Make(o, rng)->name(), "spline_iaf");
+  o.transform.spline.min_bin_height = -0.2;
+  bad(o, "min height -0.2");
+  o = SplineOptions(4, 0, false);
+  o.transform.spline.bins = 1;
+  bad(o, "bins >= 2");
+  o = SplineOptions(4, 0, false);
+  o.made.order = {1, 2, 2, 4};
+  bad(o, "order [1, 2, 2, 4] is not a permutation of 1..4");
+  o = SplineOptions(4, 0, false);
+  o.made.hidden = {};
+  bad(o, "at least one hidden layer");
+  o = Options(3, 0);
+  o.transform.kind = ElementwiseKind::kAffine;
+  EXPECT_EQ(Make(o, rng)->name(), "affine_maf");
+}
 
 // A random ordering and random hidden degrees are drawn at construction:
 // the masks (MaskedLinear buffers) and the order (a Made buffer) must come
 // back with a checkpoint, so a MAF built from another seed gives the same
 // log-likelihood log N(z; 0, I) + logdet after loading.
 TEST(MafTest, CheckpointRestoresRandomMasksAcrossSeeds) {
-  MadeOptions o = Options(5, 0);
-  o.hidden_degrees = HiddenDegrees::kRandom;
+  AutoregressiveOptions o = Options(5, 0);
+  o.made.hidden_degrees = HiddenDegrees::kRandom;
   Rng r1(31), r2(32), rx(33);
-  Maf saved(o, r1), fresh(o, r2);
+  auto keep_saved = Make(o, r1), keep_fresh = Make(o, r2);
+  Autoregressive &saved = *keep_saved, &fresh = *keep_fresh;
   ASSERT_NE(saved.made().order(), fresh.made().order());
   testing::Perturb(saved, 0.3, rx);
   const char* dir = std::getenv("TEST_TMPDIR");

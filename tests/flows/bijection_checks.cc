@@ -57,11 +57,12 @@ double LogdetError(const flows::Flow& f, const Tensor& x,
   };
   Tensor jac = BatchJacobian(fn, Flat(x));  // [N, D, D]
   const int64_t n = jac.dim(0), d = jac.dim(1);
+  const std::vector<double> jac_values = jac.ToVector();
   double worst = 0;
   for (int64_t k = 0; k < n; ++k) {
     Eigen::Map<const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic,
                                    Eigen::RowMajor>>
-        j(jac.data() + k * d * d, d, d);
+        j(jac_values.data() + k * d * d, d, d);
     double brute = std::log(std::fabs(j.fullPivLu().determinant()));
     worst = Worse(worst, std::fabs(brute - logdet[k]));
   }
@@ -92,7 +93,7 @@ double ParamGradError(const flows::Flow& f, const Tensor& x,
     const int64_t n = ps[i].numel();
     const int64_t step = std::max<int64_t>(1, n / max_coords);
     for (int64_t j = 0; j < n; j += step) {
-      double* v = ps[i].mutable_data();
+      double* v = ps[i].mutable_data<double>();
       const double old = v[j];
       v[j] = old + h;
       const double fp = Nll(f, x, context);
@@ -109,7 +110,7 @@ double ParamGradError(const flows::Flow& f, const Tensor& x,
 
 void Perturb(flows::Flow& f, double scale, Rng& rng) {
   for (Tensor p : f.Parameters()) {
-    double* v = p.mutable_data();
+    double* v = p.mutable_data<double>();
     for (int64_t i = 0; i < p.numel(); ++i) v[i] += scale * rng.Normal();
   }
 }

@@ -18,7 +18,7 @@ namespace flowtape::flows {
 namespace {
 
 std::shared_ptr<Scaling> MakeScaling(std::vector<double> s) {
-  auto f = std::make_shared<Scaling>(Shape({static_cast<int64_t>(s.size())}));
+  auto f = Scaling::Create(Shape({static_cast<int64_t>(s.size())})).value();
   Tensor ls = f->log_scale();
   std::copy(s.begin(), s.end(), ls.mutable_data<double>());
   return f;
@@ -119,6 +119,31 @@ TEST(FlowModel, SampleWithLogProbMatchesLogProb) {
   Backward(Mean(s.log_prob));
   for (auto& [name, p] : model.NamedParameters())
     EXPECT_TRUE(p.grad().defined()) << name;
+}
+
+TEST(FlowModel, ConvertsItsInputsToItsDtype) {
+  // A float32 model scores float64 data (converted, with its gradient) and
+  // samples in float32; the base knows its dtype from its buffer.
+  FlowModel model(std::make_shared<StandardNormal>(Shape({2})),
+                  MakeScaling({0.7, -0.4}));
+  Tensor x = Tensor::FromVector({2, 2}, {0.3, -1.2, 2.0, 0.1});
+  const std::vector<double> want = model.LogProb(x).ToVector();
+  model.To(kFloat32);
+  EXPECT_EQ(model.dtype(), kFloat32);
+  EXPECT_EQ(model.base()->dtype(), kFloat32);
+  TapeScope scope;
+  Tensor xg = x.Detach().set_requires_grad(true);
+  Tensor lp = model.LogProb(xg);
+  ASSERT_EQ(lp.dtype(), kFloat32);
+  for (int i = 0; i < 2; ++i) EXPECT_NEAR(lp[i], want[i], 1e-5);
+  Tensor g = Grad({Sum(lp)}, {xg})[0];
+  ASSERT_EQ(g.dtype(), kFloat64);
+  // d log p / dx = -x e^{2s}.
+  EXPECT_NEAR(g[0], -0.3 * std::exp(1.4), 1e-5);
+  Rng rng(6);
+  NoGradScope ng;
+  EXPECT_EQ(model.Sample(3, rng).dtype(), kFloat32);
+  EXPECT_EQ(model.Sample(3, rng, Tensor()).shape(), Shape({3, 2}));
 }
 
 }  // namespace

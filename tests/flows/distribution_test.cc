@@ -23,7 +23,7 @@ double Integral(const Distribution& p, double l, int m) {
   const double h = 2 * l / m;
   const int64_t n = d == 1 ? m : int64_t{m} * m;
   Tensor x = Tensor::Empty({n, d});
-  double* px = x.mutable_data();
+  double* px = x.mutable_data<double>();
   for (int64_t i = 0; i < n; ++i) {
     px[i * d] = -l + h * (i % m + 0.5);
     if (d == 2) px[i * d + 1] = -l + h * (i / m + 0.5);
@@ -146,7 +146,7 @@ TEST(Distribution, FactorizedMixture) {
   FactorizedMixture p(2, 3);
   Rng rng(8);
   for (Tensor q : p.Parameters()) {  // move off the symmetric start
-    double* v = q.mutable_data();
+    double* v = q.mutable_data<double>();
     for (int64_t j = 0; j < q.numel(); ++j) v[j] += 0.3 * rng.Normal();
   }
   EXPECT_NEAR(Integral(p, 12, 800), 1.0, 1e-8);
@@ -202,7 +202,7 @@ double ParamGradError(const Distribution& p, const Tensor& x) {
   for (Tensor q : p.Parameters()) {
     Tensor g = q.grad().Detach();
     for (int64_t j = 0; j < q.numel(); ++j) {
-      double* v = q.mutable_data();
+      double* v = q.mutable_data<double>();
       const double old = v[j], h = 1e-6;
       v[j] = old + h;
       double fp, fm;
@@ -230,7 +230,7 @@ TEST(Distribution, ParameterGradients) {
   FactorizedMixture fm(3, 2);
   for (Distribution* d : std::vector<Distribution*>{&dn, &gm, &lg, &fm}) {
     for (Tensor q : d->Parameters()) {  // move off the symmetric start
-      double* v = q.mutable_data();
+      double* v = q.mutable_data<double>();
       for (int64_t j = 0; j < q.numel(); ++j) v[j] += 0.3 * rng.Normal();
     }
     EXPECT_LT(ParamGradError(*d, x), 1e-7) << d->name();
@@ -248,6 +248,31 @@ TEST(Distribution, ReparametrisedSampleGradient) {
   std::vector<Tensor> g = Grad({Mean(s)}, {p.loc()});
   EXPECT_NEAR(g[0][0], 0.5, 1e-14);
   EXPECT_NEAR(g[0][1], 0.5, 1e-14);
+}
+
+TEST(Distribution, EveryFamilySamplesAndScoresInItsDtype) {
+  Rng rng(7);
+  std::vector<std::shared_ptr<Distribution>> all = {
+      std::make_shared<StandardNormal>(Shape{3}),
+      std::make_shared<DiagonalNormal>(Shape{3}),
+      std::make_shared<Logistic>(Shape{3}),
+      std::make_shared<Logistic>(Shape{3}, /*learnable=*/true),
+      std::make_shared<GaussianMixture>(2, 3, rng),
+      std::make_shared<FactorizedMixture>(3, 2)};
+  for (const auto& d : all) {
+    SCOPED_TRACE(d->name());
+    Tensor x = d->Sample(4, rng);
+    const std::vector<double> want = d->LogProb(x).ToVector();
+    d->To(kFloat32);
+    EXPECT_EQ(d->dtype(), kFloat32);
+    NoGradScope ng;
+    Tensor s = d->Sample(4, rng);
+    EXPECT_EQ(s.dtype(), kFloat32);
+    Tensor lp = d->LogProb(Cast(x, kFloat32));
+    ASSERT_EQ(lp.dtype(), kFloat32);
+    for (int i = 0; i < 4; ++i)
+      EXPECT_NEAR(lp[i], want[i], 1e-5 * (1 + std::fabs(want[i])));
+  }
 }
 
 }  // namespace

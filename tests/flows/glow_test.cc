@@ -1,22 +1,35 @@
-// Glow's pieces (ActNorm, invertible 1x1 convolution, affine coupling,
-// squeeze) and the multi-scale Glow: exact bijections whose log-determinants
-// equal log|det| of the brute-force autodiff Jacobian, plus the properties
-// specific to each piece. (Squeeze changes the shape, which the harness does
-// not allow; it is checked directly.)
+// Glow's pieces (ActNorm, invertible 1x1 convolution, squeeze; its coupling
+// runs in coupling_test) and the multi-scale Glow: exact bijections whose
+// log-determinants equal log|det| of the brute-force autodiff Jacobian, plus
+// the properties specific to each piece: ActNorm's explicit, thread-safe
+// data-dependent initialisation, checkpoints restoring random choices.
+// (Squeeze changes the shape, which the harness does not allow; it is
+// checked directly.)
+//
+// Glow's generative direction explodes after aggressive training
+// (Behrmann et al. 2021, "Understanding and mitigating exploding inverses in
+// invertible neural networks"): the split prior's exp(log sigma) and the
+// coupling's 1 / sigmoid(r + 2) are unbounded, and each level amplifies the
+// next. After 20 Adam steps at lr 0.1 (the harness's default) base samples
+// reach ~1e99 and then overflow; at 0.05 they overflow float32. The
+// unconditional case therefore trains at lr 0.03 in SamplesFiniteAfterTraining.
 #include "flows/glow.h"
 
 #include <cmath>
 #include <cstdlib>
 #include <string>
+#include <thread>
+#include <vector>
 
-#include "nn/checkpoint.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
 #include "flows/actnorm.h"
-#include "flows/glow_coupling.h"
+#include "flows/distribution.h"
+#include "flows/flow_model.h"
 #include "flows/invconv.h"
 #include "flows/squeeze.h"
 #include "gtest/gtest.h"
+#include "nn/checkpoint.h"
 #include "tests/flows/bijection_checks.h"
 #include "tests/flows/harness.h"
 
@@ -34,13 +47,22 @@ void ExpectBijection(Flow& f, const Tensor& x, const Tensor& ctx = Tensor(),
   }
 }
 
-TEST(ActNorm, DataDependentInitThenBijection) {
+std::shared_ptr<ActNorm> MakeActNorm(int64_t c) {
+  return ActNorm::Create(c).value();
+}
+
+TEST(ActNorm, DataDependentInitIsAnExplicitPass) {
   Rng rng(1);
-  ActNorm an(3);
+  auto keep = MakeActNorm(3);
+  ActNorm& an = *keep;
   Tensor x = Tensor::Randn({5, 3, 4, 2}, rng) * 3.0 + 1.5;
+  // Outside the pass: the identity, nothing written.
+  FlowResult id = an.Forward(x);
+  EXPECT_EQ(id.value.ToVector(), x.ToVector());
   EXPECT_FALSE(an.initialized());
-  FlowResult r = an.Forward(x);
+  ASSERT_TRUE(InitializeFromData(an, x).ok());
   EXPECT_TRUE(an.initialized());
+  FlowResult r = an.Forward(x);
   for (int64_t c = 0; c < 3; ++c) {
     double s = 0, sq = 0;
     for (int64_t n = 0; n < 5; ++n)
@@ -55,54 +77,93 @@ TEST(ActNorm, DataDependentInitThenBijection) {
   double sum_log_scale = 0;
   for (int64_t c = 0; c < 3; ++c) sum_log_scale += an.log_scale()[c];
   EXPECT_NEAR(r.logdet[0], 8 * sum_log_scale, 1e-12);
-  // Parameters that are not all zero (e.g. loaded) are kept by Forward.
-  ActNorm loaded(3);
-  Tensor ls = loaded.log_scale();
-  ls.mutable_data()[1] = 0.5;
-  loaded.Forward(x);
-  EXPECT_EQ(loaded.log_scale()[0], 0.0);
-  EXPECT_EQ(loaded.log_scale()[1], 0.5);
-  EXPECT_TRUE(loaded.initialized());
+  // Once: a second pass on other data changes nothing.
+  const std::vector<double> before = an.log_scale().ToVector();
+  ASSERT_TRUE(InitializeFromData(an, x * 2.0).ok());
+  EXPECT_EQ(an.log_scale().ToVector(), before);
+  // Parameters that are not all zero (e.g. set by hand) are kept.
+  auto keep_loaded = MakeActNorm(3);
+  Tensor ls = keep_loaded->log_scale();
+  ls.mutable_data<double>()[1] = 0.5;
+  ASSERT_TRUE(InitializeFromData(*keep_loaded, x).ok());
+  EXPECT_EQ(keep_loaded->log_scale()[0], 0.0);
+  EXPECT_EQ(keep_loaded->log_scale()[1], 0.5);
+  EXPECT_TRUE(keep_loaded->initialized());
   testing::Perturb(an, 0.2, rng);
   ExpectBijection(an, x);
-  ActNorm vec(4);  // [N, C] inputs
-  ExpectBijection(vec, Tensor::Randn({3, 4}, rng));
+  auto vec = MakeActNorm(4);  // [N, C] inputs
+  ExpectBijection(*vec, Tensor::Randn({3, 4}, rng));
 }
 
-// The initialised flag is a buffer: an identity ActNorm marked initialised
-// (all-zero parameters, which Forward would otherwise re-initialise from the
-// batch) keeps being the identity after a checkpoint round trip.
+// Two threads score one shared, uninitialised model: both see the same
+// function as a lone caller, and nothing is written (the initialisation is
+// an explicit pass, never a side effect of LogProb).
+TEST(ActNorm, ConcurrentScoringOfAnUninitialisedModelWritesNothing) {
+  Rng rng(11);
+  GlowOptions o;
+  o.channels = 2;
+  o.height = o.width = 4;
+  o.depth = 2;
+  o.hidden = 6;
+  auto glow = Glow::Create(o, rng).value();
+  FlowModel model(std::make_shared<StandardNormal>(Shape{2, 4, 4}), glow);
+  Tensor x = Tensor::Randn({8, 2, 4, 4}, rng) * 3.0 + 1.0;
+  std::vector<double> alone;
+  {
+    NoGradScope no_grad;
+    alone = model.LogProb(x).ToVector();
+  }
+  std::vector<double> got[2];
+  auto score = [&](int t) {
+    NoGradScope no_grad;
+    for (int k = 0; k < 20; ++k) got[t] = model.LogProb(x).ToVector();
+  };
+  std::thread a(score, 0), b(score, 1);
+  a.join();
+  b.join();
+  EXPECT_EQ(got[0], alone);
+  EXPECT_EQ(got[1], alone);
+  for (const auto& [name, t] : model.NamedBuffers())
+    if (name.find("initialized") != std::string::npos) {
+      EXPECT_EQ(t.item(), 0.0) << name;
+    }
+  // The explicit pass (one thread) then initialises every ActNorm.
+  ASSERT_TRUE(model.InitializeFromData(x).ok());
+  int initialised = 0;
+  for (const auto& [name, t] : model.NamedBuffers())
+    if (name.find("initialized") != std::string::npos) {
+      EXPECT_EQ(t.item(), 1.0) << name;
+      ++initialised;
+    }
+  EXPECT_EQ(initialised, 2 * o.levels);
+}
+
+// The initialised flag is a buffer: it comes back with a checkpoint, so a
+// loaded model is not re-initialised by a later pass.
 TEST(ActNorm, InitializedFlagSurvivesCheckpoint) {
   Rng rng(4);
-  ActNorm saved(3), fresh(3);
-  saved.set_initialized(true);
+  auto trained = MakeActNorm(3), other = MakeActNorm(3);
+  Tensor x = Tensor::Randn({4, 3, 2, 2}, rng) * 3.0 + 1.5;
+  ASSERT_TRUE(InitializeFromData(*trained, x).ok());
   const char* dir = std::getenv("TEST_TMPDIR");
   const std::string path =
       std::string(dir != nullptr ? dir : "/tmp") + "/actnorm.ckpt";
-  ASSERT_TRUE(nn::SaveCheckpoint(path, saved).ok());
-  ASSERT_FALSE(fresh.initialized());
-  absl::Status s = nn::LoadCheckpoint(path, fresh);
+  ASSERT_TRUE(nn::SaveCheckpoint(path, *trained).ok());
+  ASSERT_FALSE(other->initialized());
+  absl::Status s = nn::LoadCheckpoint(path, *other);
   ASSERT_TRUE(s.ok()) << s;
-  EXPECT_TRUE(fresh.initialized());
-  Tensor x = Tensor::Randn({4, 3, 2, 2}, rng) * 3.0 + 1.5;
-  FlowResult r = fresh.Forward(x);
-  EXPECT_EQ(r.value.ToVector(), x.ToVector());
-  EXPECT_EQ(r.logdet[0], 0.0);
-  // And an initialised flag set by data-dependent init is saved as 1.
-  ActNorm trained(3), other(3);
-  trained.Forward(x);
-  ASSERT_TRUE(nn::SaveCheckpoint(path, trained).ok());
-  ASSERT_TRUE(nn::LoadCheckpoint(path, other).ok());
-  EXPECT_TRUE(other.initialized());
-  EXPECT_EQ(other.Forward(x).value.ToVector(),
-            trained.Forward(x).value.ToVector());
+  EXPECT_TRUE(other->initialized());
+  ASSERT_TRUE(InitializeFromData(*other, x * 5.0).ok());  // keeps its values
+  EXPECT_EQ(other->Forward(x).value.ToVector(),
+            trained->Forward(x).value.ToVector());
 }
 
 TEST(InvConv1x1, LuAndFullAreBijections) {
   Rng rng(2);
   Tensor img = Tensor::Randn({2, 4, 3, 3}, rng);
   for (InvConvParam p : {InvConvParam::kLu, InvConvParam::kFull}) {
-    InvConv1x1 f(4, rng, p);
+    auto keep = InvConv1x1::Create(4, rng, p).value();
+    InvConv1x1& f = *keep;
     testing::Perturb(f, 0.2, rng);
     ExpectBijection(f, img);
     ExpectBijection(f, Tensor::Randn({3, 4}, rng));
@@ -135,24 +196,35 @@ TEST(InvConv1x1, CreateAndValidateRejectSingularOrNonFiniteWeights) {
   bad(InvConv1x1::Create(Tensor::Zeros({2, 3})).status(), "must be square");
   // After a (bad) checkpoint: both parametrisations.
   Rng rng(5);
-  InvConv1x1 full(3, rng, InvConvParam::kFull);
-  EXPECT_TRUE(full.Validate().ok());
-  Tensor w = full.Parameters()[0];
-  for (int64_t j = 0; j < 3; ++j) w.mutable_data()[3 + j] = 2 * w[j];
-  bad(full.Validate(), "invconv: W is singular");
-  InvConv1x1 lu(3, rng);
-  EXPECT_TRUE(lu.Validate().ok());
-  for (auto& [name, p] : lu.NamedParameters())
-    if (name == "log_s") p.mutable_data()[1] = -1000;  // exp underflows to 0
-  bad(lu.Validate(), "invconv_lu: W is singular");
-  for (auto& [name, p] : lu.NamedParameters())
-    if (name == "lower") p.mutable_data()[3] = INFINITY;
-  bad(lu.Validate(), "is not finite");
+  auto full = InvConv1x1::Create(3, rng, InvConvParam::kFull).value();
+  EXPECT_TRUE(full->Validate().ok());
+  Tensor w = full->Parameters()[0];
+  for (int64_t j = 0; j < 3; ++j) w.mutable_data<double>()[3 + j] = 2 * w[j];
+  bad(full->Validate(), "invconv: W is singular");
+  auto lu = InvConv1x1::Create(3, rng).value();
+  EXPECT_TRUE(lu->Validate().ok());
+  // In float32 the threshold is float32's: a W with sigma_min / sigma_max =
+  // 1e-7 is fine in float64 and singular in float32.
+  for (auto& [name, p] : lu->NamedParameters())
+    if (name == "log_s") p.mutable_data<double>()[1] = std::log(1e-7);
+  EXPECT_TRUE(lu->Validate().ok());
+  lu->To(kFloat32);
+  bad(lu->Validate(), "invconv_lu: W is singular");
+  lu->To(kFloat64);
+  for (auto& [name, p] : lu->NamedParameters())
+    if (name == "log_s") p.mutable_data<double>()[1] = -1000;  // exp: 0
+  bad(lu->Validate(), "invconv_lu: W is singular");
+  for (auto& [name, p] : lu->NamedParameters())
+    if (name == "lower") p.mutable_data<double>()[3] = INFINITY;
+  bad(lu->Validate(), "is not finite");
+  EXPECT_EQ(InvConv1x1::Create(0, rng).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(InvConv1x1, LuStartsAtARotation) {
   Rng rng(3);
-  InvConv1x1 f(5, rng);
+  auto keep = InvConv1x1::Create(5, rng).value();
+  InvConv1x1& f = *keep;
   NoGradScope no_grad;
   Tensor w = f.Weight();
   Tensor wtw = MatMulT(w, w, true, false);
@@ -162,25 +234,10 @@ TEST(InvConv1x1, LuStartsAtARotation) {
   EXPECT_NEAR(f.LogAbsDetWeight().item(), 0.0, 1e-12);
 }
 
-TEST(GlowCoupling, ConditionalBijection) {
-  Rng rng(4);
-  GlowCoupling f(3, 6, rng, /*context_dim=*/2);
-  testing::Perturb(f, 0.2, rng);
-  Tensor x = Tensor::Randn({2, 3, 4, 4}, rng);
-  Tensor ctx = Tensor::Randn({2, 2}, rng);
-  ExpectBijection(f, x, ctx);
-  NoGradScope no_grad;
-  // The identity half passes through; the context changes the output.
-  Tensor z = f.Forward(x, ctx).value;
-  for (int64_t n = 0; n < 2; ++n)
-    for (int64_t p = 0; p < 16; ++p) EXPECT_EQ(z[n * 48 + p], x[n * 48 + p]);
-  Tensor z2 = f.Forward(x, ctx + 1.0).value;
-  EXPECT_NE(z[20], z2[20]);
-}
-
 TEST(Squeeze, SpaceToDepthLayout) {
   Rng rng(5);
-  Squeeze sq(2, 4, 6);
+  auto keep = Squeeze::Create(2, 4, 6).value();
+  Squeeze& sq = *keep;
   Tensor x = Tensor::Randn({2, 2, 4, 6}, rng);
   FlowResult r = sq.Forward(x);
   ASSERT_EQ(r.value.shape(), Shape({2, 8, 2, 3}));
@@ -193,6 +250,8 @@ TEST(Squeeze, SpaceToDepthLayout) {
               EXPECT_EQ(r.value[((n * 8 + 4 * c + 2 * i + j) * 2 + h) * 3 + w],
                         x[((n * 2 + c) * 4 + 2 * h + i) * 6 + 2 * w + j]);
   ExpectBijection(sq, x, Tensor(), /*grads=*/false);
+  EXPECT_FALSE(Squeeze::Create(2, 3, 4).ok());
+  EXPECT_FALSE(Squeeze::Create(0, 2, 2).ok());
 }
 
 TEST(Glow, MultiScaleBijection) {
@@ -205,10 +264,11 @@ TEST(Glow, MultiScaleBijection) {
     o.depth = 2;
     o.hidden = 6;
     o.context_dim = context;
-    Glow glow(o, rng);
+    auto keep = Glow::Create(o, rng).value();
+    Glow& glow = *keep;
     Tensor x = Tensor::Randn({3, 2, 4, 4}, rng);
     Tensor ctx = context ? Tensor::Randn({3, context}, rng) : Tensor();
-    glow.Forward(x, ctx);  // data-dependent init
+    ASSERT_TRUE(InitializeFromData(glow, x, ctx).ok());
     testing::Perturb(glow, 0.1, rng);
     ExpectBijection(glow, x, ctx);
     EXPECT_EQ(glow.Forward(x, ctx).value.shape(), Shape({3, 2, 4, 4}));
@@ -220,9 +280,10 @@ TEST(Glow, MapsMnistShapedImages) {
   GlowOptions o;  // 1x28x28, 2 levels
   o.depth = 1;
   o.hidden = 8;
-  Glow glow(o, rng);
+  auto keep = Glow::Create(o, rng).value();
+  Glow& glow = *keep;
   Tensor x = Tensor::Rand({2, 1, 28, 28}, rng);
-  glow.Forward(x);
+  ASSERT_TRUE(InitializeFromData(glow, x).ok());
   testing::Perturb(glow, 0.05, rng);
   NoGradScope no_grad;
   FlowResult r = glow.Forward(x);
@@ -231,7 +292,8 @@ TEST(Glow, MapsMnistShapedImages) {
   EXPECT_LT(testing::AntisymmetryError(glow, x), 1e-10);
   GlowOptions bad = o;
   bad.levels = 3;  // 28 is not divisible by 8
-  EXPECT_FALSE(ValidateGlowOptions(bad).ok());
+  EXPECT_FALSE(bad.Validate().ok());
+  EXPECT_FALSE(Glow::Create(bad, rng).ok());
 }
 
 std::shared_ptr<Flow> SmallGlow(int64_t context, InvConvParam p, Rng& r) {
@@ -242,7 +304,7 @@ std::shared_ptr<Flow> SmallGlow(int64_t context, InvConvParam p, Rng& r) {
   o.hidden = 6;
   o.context_dim = context;
   o.invconv = p;
-  return std::make_shared<Glow>(o, r);
+  return Glow::Create(o, r).value();
 }
 
 // Saves `saved` (parameters moved off their start by 0.2 N(0, 1)) and loads
@@ -252,11 +314,12 @@ std::shared_ptr<Flow> SmallGlow(int64_t context, InvConvParam p, Rng& r) {
 void ExpectCheckpointRestoresFunction(Flow& saved, Flow& fresh, const Tensor& x,
                                       const std::string& file) {
   Rng rng(99);
+  ASSERT_TRUE(InitializeFromData(saved, x).ok());
   for (Tensor p : saved.Parameters())
     for (int64_t j = 0; j < p.numel(); ++j)
-      p.mutable_data()[j] += 0.2 * rng.Normal();
+      p.mutable_data<double>()[j] += 0.2 * rng.Normal();
   NoGradScope no_grad;
-  FlowResult want = saved.Forward(x);  // also initialises any ActNorm
+  FlowResult want = saved.Forward(x);
   const char* dir = std::getenv("TEST_TMPDIR");
   const std::string path =
       std::string(dir != nullptr ? dir : "/tmp") + "/" + file;
@@ -273,13 +336,14 @@ void ExpectCheckpointRestoresFunction(Flow& saved, Flow& fresh, const Tensor& x,
 
 TEST(InvConv1x1, LuCheckpointRestoresPermutationAndSigns) {
   Rng r1(5), r2(6), rx(7);
-  InvConv1x1 saved(4, r1), fresh(4, r2);
+  auto saved = InvConv1x1::Create(4, r1).value();
+  auto fresh = InvConv1x1::Create(4, r2).value();
   ExpectCheckpointRestoresFunction(
-      saved, fresh, Tensor::Randn({3, 4, 2, 2}, rx), "invconv.ckpt");
-  InvConv1x1 full(4, r1, InvConvParam::kFull),
-      full_fresh(4, r2, InvConvParam::kFull);
-  ExpectCheckpointRestoresFunction(full, full_fresh, Tensor::Randn({3, 4}, rx),
-                                   "invconv_full.ckpt");
+      *saved, *fresh, Tensor::Randn({3, 4, 2, 2}, rx), "invconv.ckpt");
+  auto full = InvConv1x1::Create(4, r1, InvConvParam::kFull).value();
+  auto full_fresh = InvConv1x1::Create(4, r2, InvConvParam::kFull).value();
+  ExpectCheckpointRestoresFunction(
+      *full, *full_fresh, Tensor::Randn({3, 4}, rx), "invconv_full.ckpt");
 }
 
 TEST(Glow, CheckpointRestoresFunctionAcrossSeeds) {
@@ -290,39 +354,31 @@ TEST(Glow, CheckpointRestoresFunctionAcrossSeeds) {
       *saved, *fresh, Tensor::Randn({3, 2, 4, 4}, rx) * 2.0 + 0.5, "glow.ckpt");
 }
 
-// ActNorm with its parameters as given (data-dependent init is tested above;
-// the quadrature grid is no data batch).
-std::shared_ptr<Flow> PlainActNorm(int64_t c) {
-  auto a = std::make_shared<ActNorm>(c);
-  a->set_initialized(true);
-  return a;
-}
-
+// ActNorm with its parameters as given (outside an initialisation pass the
+// layer is the affine map of its parameters; the quadrature grid is no data
+// batch).
 FLOWTAPE_FLOW_CASES(
     Glow,
-    testing::FlowCase("actnorm_image", [](Rng&) { return PlainActNorm(3); },
+    testing::FlowCase("actnorm_image", [](Rng&) { return MakeActNorm(3); },
                       {3, 2, 2}),
-    testing::FlowCase("actnorm_vector", [](Rng&) { return PlainActNorm(2); },
+    testing::FlowCase("actnorm_vector", [](Rng&) { return MakeActNorm(2); },
                       {2}),
     testing::FlowCase("invconv_lu",
-                      [](Rng& r) { return std::make_shared<InvConv1x1>(4, r); },
+                      [](Rng& r) { return InvConv1x1::Create(4, r).value(); },
                       {4, 2, 2}),
-    testing::FlowCase("invconv_full",
-                      [](Rng& r) {
-                        return std::make_shared<InvConv1x1>(
-                            4, r, InvConvParam::kFull);
-                      },
-                      {4, 2, 2}),
-    testing::FlowCase("invconv_lu_vector",
-                      [](Rng& r) { return std::make_shared<InvConv1x1>(2, r); },
-                      {2}),
     testing::FlowCase(
-        "glow_coupling_cond",
-        [](Rng& r) { return std::make_shared<GlowCoupling>(4, 6, r, 2); },
-        {4, 2, 2}, 2),
+        "invconv_full",
+        [](Rng& r) {
+          return InvConv1x1::Create(4, r, InvConvParam::kFull).value();
+        },
+        {4, 2, 2}),
+    testing::FlowCase("invconv_lu_vector",
+                      [](Rng& r) { return InvConv1x1::Create(2, r).value(); },
+                      {2}),
     testing::FlowCase("glow_2x4x4",
                       [](Rng& r) { return SmallGlow(0, InvConvParam::kLu, r); },
-                      {2, 4, 4}),
+                      {2, 4, 4})
+        .TrainLr(0.03),  // exploding inverses: see the top of the file
     testing::FlowCase(
         "glow_2x4x4_cond_full",
         [](Rng& r) { return SmallGlow(3, InvConvParam::kFull, r); }, {2, 4, 4},

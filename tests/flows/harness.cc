@@ -11,15 +11,27 @@
 #include "autodiff/tape.h"
 #include "flows/distribution.h"
 #include "flows/flow_model.h"
+#include "nn/optim.h"
 #include "tests/gradcheck.h"
 
 namespace flowtape::testing {
 
 void PerturbParameters(const nn::Module& m, Rng& rng, double scale) {
-  for (Tensor p : m.Parameters()) {
-    double* v = p.mutable_data();
-    for (int64_t i = 0; i < p.numel(); ++i) v[i] += scale * rng.Normal();
-  }
+  for (Tensor p : m.Parameters())
+    VisitDType(p.dtype(), [&](auto zero) {
+      using T = decltype(zero);
+      T* v = p.mutable_data<T>();
+      for (int64_t i = 0; i < p.numel(); ++i)
+        v[i] += static_cast<T>(scale * rng.Normal());
+    });
+}
+
+Float32Tolerances::Float32Tolerances(const FlowCase& c) {
+  const double d = static_cast<double>(c.event_shape.numel());
+  const double base = c.float32_condition * 1024 * kEps;
+  value = base * std::sqrt(d);
+  logdet = base * d;
+  integral = std::max(c.integral_tol, 4 * logdet);
 }
 
 double LogAbsDetOf(const double* a, int64_t n) {
@@ -50,7 +62,9 @@ struct Instance {
   Tensor x, z, context;
 };
 
-Instance Make(const FlowCase& c, uint64_t seed) {
+// Built and perturbed in float64, then converted to `dtype` with its
+// inputs, so both dtypes see the same (rounded) numbers.
+Instance Make(const FlowCase& c, uint64_t seed, DType dtype = kFloat64) {
   Rng rng(seed);
   Instance s;
   s.flow = c.make(rng);
@@ -59,7 +73,19 @@ Instance Make(const FlowCase& c, uint64_t seed) {
   s.z = Tensor::Randn(BatchShape(c, c.batch), rng);
   if (c.context_dim > 0)
     s.context = Tensor::Randn({c.batch, c.context_dim}, rng);
+  if (dtype != kFloat64) {
+    s.flow->To(dtype);
+    for (Tensor* t : {&s.x, &s.z, &s.context})
+      if (t->defined()) *t = Cast(*t, dtype).Detach();
+  }
   return s;
+}
+
+double ValueTol(const FlowCase& c, DType dtype) {
+  return dtype == kFloat64 ? c.inverse_tol : Float32Tolerances(c).value;
+}
+double LogdetTol(const FlowCase& c, DType dtype) {
+  return dtype == kFloat64 ? c.logdet_tol : Float32Tolerances(c).logdet;
 }
 
 // max(worst, e) with NaN as +inf, so a NaN error can never pass a check.
@@ -71,6 +97,19 @@ double MaxAbsDiff(const Tensor& a, const Tensor& b) {
   EXPECT_EQ(a.shape(), b.shape());
   double m = 0;
   for (int64_t i = 0; i < a.numel(); ++i) m = Worse(m, std::fabs(a[i] - b[i]));
+  return m;
+}
+
+// The error of a against the reference b: absolute in float64 (the case's
+// own tolerances), relative to 1 + |b| in float32 (Float32Tolerances).
+double Err(double a, double b, DType dtype) {
+  const double e = std::fabs(a - b);
+  return dtype == kFloat64 ? e : e / (1 + std::fabs(b));
+}
+double MaxErr(const Tensor& a, const Tensor& b, DType dtype) {
+  EXPECT_EQ(a.shape(), b.shape());
+  double m = 0;
+  for (int64_t i = 0; i < a.numel(); ++i) m = Worse(m, Err(a[i], b[i], dtype));
   return m;
 }
 
@@ -86,7 +125,8 @@ void ExpectFinite(const Tensor& t, const char* what) {
 // per-sample BatchJacobian (D VJPs) and check independence by running the
 // first sample alone.
 void CheckAgainstJacobian(const Flow& flow, bool inverse, const Tensor& x,
-                          const Tensor& context, double tol) {
+                          const Tensor& context, double tol,
+                          double independence_tol) {
   const char* dir = inverse ? "inverse" : "forward";
   auto f = [&](const Tensor& in, const Tensor& ctx) {
     return inverse ? flow.Inverse(in, ctx) : flow.Forward(in, ctx);
@@ -104,7 +144,7 @@ void CheckAgainstJacobian(const Flow& flow, bool inverse, const Tensor& x,
                          {n * d});
         },
         Reshape(x, {n * d}));
-    const double* j = full.data();
+    const std::vector<double> j = full.ToVector();
     jac.resize(n * d * d);
     for (int64_t a = 0; a < n; ++a)
       for (int64_t b = 0; b < n; ++b)
@@ -129,12 +169,15 @@ void CheckAgainstJacobian(const Flow& flow, bool inverse, const Tensor& x,
         f(Narrow(x, 0, 0, 1),
           context.defined() ? Narrow(context, 0, 0, 1) : Tensor());
     for (int64_t k = 0; k < d; ++k)
-      ASSERT_NEAR(first.value[k], batch.value[k], 1e-12)
+      ASSERT_NEAR(first.value[k], batch.value[k], independence_tol)
           << dir << ": sample 0 alone differs from sample 0 in the batch";
   }
-  for (int64_t a = 0; a < n; ++a)
-    EXPECT_NEAR(logdet[a], LogAbsDetOf(jac.data() + a * d * d, d), tol)
-        << dir << " logdet of sample " << a;
+  for (int64_t a = 0; a < n; ++a) {
+    const double brute = LogAbsDetOf(jac.data() + a * d * d, d);
+    EXPECT_LT(Err(logdet[a], brute, x.dtype()), tol)
+        << dir << " logdet of sample " << a << ": " << logdet[a]
+        << ", brute force " << brute;
+  }
 }
 
 // Checks d(loss)/d(parameter) of every parameter tensor of `m` against
@@ -173,7 +216,7 @@ void CheckParameterGradients(const FlowCase& c, const nn::Module& m,
     Tensor g = p.grad();
     for (int64_t i = 0; i < p.numel(); ++i, ++flat) {
       if (flat % stride != 0) continue;
-      double* v = p.mutable_data();
+      double* v = p.mutable_data<double>();
       const double old = v[i];
       v[i] = old + h;
       const double fp = value();
@@ -219,57 +262,69 @@ void CheckInputGradients(const ScalarFn& f, const std::vector<Tensor>& inputs,
 
 }  // namespace
 
-void CheckRoundTrip(const FlowCase& c) {
-  Instance s = Make(c, 11);
+void CheckRoundTrip(const FlowCase& c, DType dtype) {
+  Instance s = Make(c, 11, dtype);
+  const double tol = ValueTol(c, dtype);
   NoGradScope no_grad;
   FlowResult fz = s.flow->Forward(s.x, s.context);
   ASSERT_EQ(fz.value.shape(), s.x.shape());
+  ASSERT_EQ(fz.value.dtype(), dtype);
+  EXPECT_TRUE(fz.status.ok()) << fz.status;
   ExpectFinite(fz.value, "forward z");
   FlowResult fx = s.flow->Inverse(fz.value, s.context);
+  EXPECT_TRUE(fx.status.ok()) << fx.status;
   ExpectFinite(fx.value, "inverse(forward(x))");
-  EXPECT_LT(MaxAbsDiff(fx.value, s.x), c.inverse_tol) << "inverse(forward(x))";
+  EXPECT_LT(MaxErr(fx.value, s.x, dtype), tol) << "inverse(forward(x))";
   FlowResult gx = s.flow->Inverse(s.z, s.context);
+  EXPECT_TRUE(gx.status.ok()) << gx.status;
   ExpectFinite(gx.value, "inverse x");
   FlowResult gz = s.flow->Forward(gx.value, s.context);
   ExpectFinite(gz.value, "forward(inverse(z))");
-  EXPECT_LT(MaxAbsDiff(gz.value, s.z), c.inverse_tol) << "forward(inverse(z))";
+  EXPECT_LT(MaxErr(gz.value, s.z, dtype), tol) << "forward(inverse(z))";
 }
 
-void CheckLogdetIsJacobian(const FlowCase& c) {
-  Instance s = Make(c, 12);
-  CheckAgainstJacobian(*s.flow, /*inverse=*/false, s.x, s.context,
-                       c.logdet_tol);
-  CheckAgainstJacobian(*s.flow, /*inverse=*/true, s.z, s.context, c.logdet_tol);
+void CheckLogdetIsJacobian(const FlowCase& c, DType dtype) {
+  Instance s = Make(c, 12, dtype);
+  const double tol = LogdetTol(c, dtype);
+  const double independence = dtype == kFloat64 ? 1e-12 : ValueTol(c, dtype);
+  CheckAgainstJacobian(*s.flow, /*inverse=*/false, s.x, s.context, tol,
+                       independence);
+  CheckAgainstJacobian(*s.flow, /*inverse=*/true, s.z, s.context, tol,
+                       independence);
 }
 
-void CheckLogdetsCancel(const FlowCase& c) {
-  Instance s = Make(c, 13);
+void CheckLogdetsCancel(const FlowCase& c, DType dtype) {
+  Instance s = Make(c, 13, dtype);
+  const double tol = LogdetTol(c, dtype);
   NoGradScope no_grad;
   FlowResult fz = s.flow->Forward(s.x, s.context);
   FlowResult fx = s.flow->Inverse(fz.value, s.context);
   ASSERT_EQ(fz.logdet.shape(), Shape({c.batch}));
   ASSERT_EQ(fx.logdet.shape(), Shape({c.batch}));
   for (int64_t i = 0; i < c.batch; ++i)
-    EXPECT_NEAR(fz.logdet[i], -fx.logdet[i], c.logdet_tol) << "sample " << i;
+    EXPECT_LT(Err(-fx.logdet[i], fz.logdet[i], dtype), tol)
+        << "sample " << i << ": forward " << fz.logdet[i] << ", inverse "
+        << fx.logdet[i];
 }
 
-void CheckDensityIntegratesToOne(const FlowCase& c) {
+void CheckDensityIntegratesToOne(const FlowCase& c, DType dtype) {
   const int64_t d = c.event_shape.numel();
   if (d > 2) return;  // quadrature only in 1-D and 2-D
-  Instance s = Make(c, 14);
+  Instance s = Make(c, 14, dtype);
   flows::FlowModel model(std::make_shared<flows::StandardNormal>(c.event_shape),
                          s.flow);
+  model.To(dtype);
   const int m =
       c.quadrature_points > 0 ? c.quadrature_points : (d == 1 ? 4000 : 400);
   const double l = c.quadrature_bound, h = 2 * l / m;
   const int64_t n = d == 1 ? m : int64_t{m} * m;
   NoGradScope no_grad;
-  Tensor x = Tensor::Empty(BatchShape(c, n));
-  double* px = x.mutable_data();
+  std::vector<double> grid(n * d);
   for (int64_t i = 0; i < n; ++i) {
-    px[i * d] = -l + h * (i % m + 0.5);
-    if (d == 2) px[i * d + 1] = -l + h * (i / m + 0.5);
+    grid[i * d] = -l + h * (i % m + 0.5);
+    if (d == 2) grid[i * d + 1] = -l + h * (i / m + 0.5);
   }
+  Tensor x = Tensor::FromVector(BatchShape(c, n), grid, dtype);
   Tensor ctx;  // one context for the whole grid: p(x | c) integrates to 1
   if (c.context_dim > 0) {
     Tensor row = Reshape(Narrow(s.context, 0, 0, 1), {1, c.context_dim});
@@ -278,7 +333,96 @@ void CheckDensityIntegratesToOne(const FlowCase& c) {
   Tensor lp = model.LogProb(x, ctx);
   double total = 0;
   for (int64_t i = 0; i < n; ++i) total += std::exp(lp[i]);
-  EXPECT_NEAR(total * std::pow(h, d), 1.0, c.integral_tol);
+  const double tol =
+      dtype == kFloat64 ? c.integral_tol : Float32Tolerances(c).integral;
+  EXPECT_NEAR(total * std::pow(h, d), 1.0, tol);
+}
+
+void CheckFloat32AgreesWithFloat64(const FlowCase& c) {
+  Instance a = Make(c, 21, kFloat32);
+  Instance b = Make(c, 21, kFloat64);
+  b.flow->To(kFloat32);  // the float32 parameters, held in float64
+  b.flow->To(kFloat64);
+  auto wide = [](const Tensor& t) {
+    return t.defined() ? Cast(t, kFloat64).Detach() : t;
+  };
+  const Float32Tolerances tol(c);
+  NoGradScope no_grad;
+  for (bool inverse : {false, true}) {
+    const char* dir = inverse ? "inverse" : "forward";
+    const Tensor& in = inverse ? a.z : a.x;
+    FlowResult r32 = inverse ? a.flow->Inverse(in, a.context)
+                             : a.flow->Forward(in, a.context);
+    FlowResult r64 = inverse ? b.flow->Inverse(wide(in), wide(a.context))
+                             : b.flow->Forward(wide(in), wide(a.context));
+    ASSERT_EQ(r32.value.dtype(), kFloat32) << dir;
+    ASSERT_EQ(r32.logdet.dtype(), kFloat32) << dir;
+    EXPECT_LT(MaxErr(r32.value, r64.value, kFloat32), tol.value)
+        << dir << " values, float32 vs float64";
+    EXPECT_LT(MaxErr(r32.logdet, r64.logdet, kFloat32), tol.logdet)
+        << dir << " log-dets, float32 vs float64";
+  }
+}
+
+void CheckSamplesFiniteAfterTraining(const FlowCase& c, DType dtype) {
+  constexpr int kSteps = 20;
+  constexpr int64_t kBatch = 32, kSamples = 256;
+  Instance s = Make(c, 23, dtype);
+  flows::FlowModel model(std::make_shared<flows::StandardNormal>(c.event_shape),
+                         s.flow);
+  model.To(dtype);
+  Rng rng(24);
+  Tensor x =
+      Cast(Tensor::Randn(BatchShape(c, kBatch), rng) * c.input_scale, dtype)
+          .Detach();
+  auto context = [&](int64_t n) {
+    return c.context_dim > 0 ? Tensor::Randn({n, c.context_dim}, rng, dtype)
+                             : Tensor();
+  };
+  Tensor ctx = context(kBatch);
+  std::vector<Tensor> params = model.Parameters();
+  nn::Adam opt(params, {.lr = c.train_lr});
+  int steps = 0;
+  for (; steps < kSteps; ++steps) {
+    std::vector<Tensor> before;
+    for (const Tensor& p : params) before.push_back(p.Detach());
+    TapeScope scope;
+    opt.ZeroGrad();
+    Tensor loss = model.Nll(x, ctx, &rng);
+    bool finite = std::isfinite(loss.item());
+    if (finite) {
+      Backward(loss);
+      for (const Tensor& p : params)
+        for (int64_t i = 0; finite && p.grad().defined() && i < p.numel(); ++i)
+          finite = std::isfinite(p.grad()[i]);
+    }
+    if (!finite) break;
+    opt.Step();
+    // A step that makes the next loss non-finite is undone below.
+    Tensor next;
+    {
+      NoGradScope no_grad;
+      next = model.Nll(x, ctx, &rng);
+    }
+    if (!std::isfinite(next.item())) {
+      for (size_t i = 0; i < params.size(); ++i) {
+        Tensor p = params[i];
+        VisitDType(p.dtype(), [&](auto zero) {
+          using T = decltype(zero);
+          std::copy_n(before[i].data<T>(), p.numel(), p.mutable_data<T>());
+        });
+      }
+      break;
+    }
+  }
+  NoGradScope no_grad;
+  Tensor z = model.base()->Sample(kSamples, rng);
+  FlowResult r = model.flow()->Inverse(z, context(kSamples), &rng);
+  EXPECT_TRUE(r.status.ok()) << "after " << steps << " steps: " << r.status;
+  ExpectFinite(r.value, "sample");
+  ExpectFinite(r.logdet, "sample log-det");
+  Tensor xs = model.Sample(kSamples, rng, context(kSamples));
+  ExpectFinite(xs, "Sample()");
 }
 
 void CheckGradients(const FlowCase& c) {
@@ -351,6 +495,39 @@ TEST_P(FlowHarness, DensityIntegratesToOne) {
   if (GetParam().event_shape.numel() > 2)
     GTEST_SKIP() << "quadrature only in 1-D and 2-D";
   CheckDensityIntegratesToOne(GetParam());
+}
+#define FLOWTAPE_SKIP_IF_FLOAT64_ONLY() \
+  if (!GetParam().float64_only.empty()) \
+  GTEST_SKIP() << "float64 only: " << GetParam().float64_only
+
+TEST_P(FlowHarness, RoundTripFloat32) {
+  FLOWTAPE_SKIP_IF_FLOAT64_ONLY();
+  CheckRoundTrip(GetParam(), kFloat32);
+}
+TEST_P(FlowHarness, LogdetIsJacobianFloat32) {
+  FLOWTAPE_SKIP_IF_FLOAT64_ONLY();
+  CheckLogdetIsJacobian(GetParam(), kFloat32);
+}
+TEST_P(FlowHarness, LogdetsCancelFloat32) {
+  FLOWTAPE_SKIP_IF_FLOAT64_ONLY();
+  CheckLogdetsCancel(GetParam(), kFloat32);
+}
+TEST_P(FlowHarness, DensityIntegratesToOneFloat32) {
+  FLOWTAPE_SKIP_IF_FLOAT64_ONLY();
+  if (GetParam().event_shape.numel() > 2)
+    GTEST_SKIP() << "quadrature only in 1-D and 2-D";
+  CheckDensityIntegratesToOne(GetParam(), kFloat32);
+}
+TEST_P(FlowHarness, Float32AgreesWithFloat64) {
+  FLOWTAPE_SKIP_IF_FLOAT64_ONLY();
+  CheckFloat32AgreesWithFloat64(GetParam());
+}
+TEST_P(FlowHarness, SamplesFiniteAfterTraining) {
+  CheckSamplesFiniteAfterTraining(GetParam());
+}
+TEST_P(FlowHarness, SamplesFiniteAfterTrainingFloat32) {
+  FLOWTAPE_SKIP_IF_FLOAT64_ONLY();
+  CheckSamplesFiniteAfterTraining(GetParam(), kFloat32);
 }
 TEST_P(FlowHarness, GradientsMatchFiniteDifferences) {
   CheckGradients(GetParam());

@@ -25,6 +25,24 @@
 //                     skipped for FirstOrderOnly() cases (ODE adjoint)
 //   ContextMatters (context_dim > 0): changing the context changes z
 //                     (Forward) and x (Inverse).
+// Float32: the case is also converted to float32 after construction and
+// perturbation (Module::To; inputs rounded), and
+//   RoundTripFloat32, LogdetIsJacobianFloat32, LogdetsCancelFloat32,
+//   DensityIntegratesToOneFloat32: the checks above in float32, with the
+//                     tolerances of Float32Tolerances (derivative checks
+//                     stay float64: finite differences need its precision)
+//   Float32AgreesWithFloat64: the float32 flow and the float64 flow at the
+//                     same (float32-rounded) parameters and inputs give the
+//                     same z, x and log-dets in both directions
+//   SamplesFiniteAfterTraining (float64 and float32): up to 20 Adam steps
+//                     at a large learning rate (train_lr = 0.1: every
+//                     parameter may move by ~2) on N(0, s^2) data,
+//                     stopping before the first step whose loss or gradient
+//                     is not finite (a training loop's NaN guard undoes it);
+//                     then Sample() and the samples' log-probabilities are
+//                     finite and the generative pass reports no error.
+// A family that computes in float64 only says why with Float64Only(reason):
+// its float32 tests are skipped with that reason.
 // NaN is a failure everywhere: a NaN value, log-det, loss, gradient or H v
 // never passes a tolerance.
 //
@@ -33,9 +51,10 @@
 //       FlowCase("realnvp_2d", MakeRealNvp2d, {2}),
 //       FlowCase("realnvp_cond", MakeCond, {3}, /*context_dim=*/2),
 //       FlowCase("planar", MakePlanar, {2}).InverseTol(1e-10));
-// A factory is `std::shared_ptr<flows::Flow>(Rng&)`. Unless Perturb(0) is
-// set, the harness adds N(0, 0.1^2) noise to every parameter after
-// construction, so flows that start at the identity are tested away from it.
+// A factory is `std::shared_ptr<flows::Flow>(Rng&)` (building in float64).
+// Unless Perturb(0) is set, the harness adds N(0, 0.1^2) noise to every
+// parameter after construction, so flows that start at the identity are
+// tested away from it.
 // The test target must depend on //tests/flows:harness (alwayslink).
 #ifndef FLOWTAPE_TESTS_FLOWS_HARNESS_H_
 #define FLOWTAPE_TESTS_FLOWS_HARNESS_H_
@@ -47,10 +66,11 @@
 #include <string>
 #include <utility>
 
-#include "nn/module.h"
+#include "autodiff/dtype.h"
 #include "autodiff/tensor.h"
 #include "flows/flow.h"
 #include "gtest/gtest.h"
+#include "nn/module.h"
 
 namespace flowtape::testing {
 
@@ -84,6 +104,13 @@ struct FlowCase {
   // False for flows whose gradients are not themselves differentiable (the
   // ODE adjoint): the Hessian-vector test is skipped, the rest still runs.
   bool second_order = true;
+  // k of Float32Tolerances: > 1 for maps that amplify rounding (steep
+  // numeric inverses), stated per case with its reason.
+  double float32_condition = 1;
+  double train_lr = 0.1;  // SamplesFiniteAfterTraining's Adam step
+  // Non-empty: the family computes in float64 only, for this reason; the
+  // float32 tests are skipped with it.
+  std::string float64_only;
 
   FlowCase& InverseTol(double v) {
     inverse_tol = v;
@@ -130,6 +157,47 @@ struct FlowCase {
     second_order = false;
     return *this;
   }
+  FlowCase& Float32Condition(double k) {
+    float32_condition = k;
+    return *this;
+  }
+  FlowCase& TrainLr(double v) {
+    train_lr = v;
+    return *this;
+  }
+  FlowCase& Float64Only(std::string reason) {
+    float64_only = std::move(reason);
+    return *this;
+  }
+};
+
+// The float32 tolerances, in one place. eps = 2^-23 ~ 1.19e-7 is float32's
+// machine epsilon (float64's is 2^-52, which the case's own tolerances
+// serve). Float32 errors are relative: |a - b| / (1 + |b|) against the
+// reference b (values reach ~4 input_scale, log-dets ~D per-entry terms).
+// For a case with event size D and condition factor k
+// (FlowCase::float32_condition, 1 unless a map amplifies rounding):
+//   value  = k 2^10 eps sqrt(D)   ~ 1.2e-4 k sqrt(D)
+//     every op rounds with a relative error <= eps / 2; an entry goes
+//     through tens to hundreds of them (conditioner layers, the elementwise
+//     map, every step of a stack), and a D-dimensional mixing (dot
+//     products, rotations, Jacobian rows) adds D independent roundings,
+//     which grow like sqrt(D). The worst relative round-trip error measured
+//     over the harness's cases is ~100 eps sqrt(D) (glow_2x4x4, spline_2d):
+//     2^10 leaves a 10x margin.
+//   logdet = k 2^10 eps D         ~ 1.2e-4 k D
+//     a log-det sums D per-entry log-scales, each with a value's error,
+//     without cancellation in the worst case; the brute-force reference (an
+//     LU of the float32 autodiff Jacobian) carries errors of the same size.
+//     Measured worst: ~40 eps D (spline_2d's Jacobian, image splines'
+//     forward vs inverse).
+//   integral = max(integral_tol, 4 logdet)
+//     the quadrature of exp(log p) inherits log p's error as a relative
+//     error of the integral (plus the case's own discretisation error).
+struct Float32Tolerances {
+  static constexpr double kEps = 1.0 / (1 << 23);
+  double value, logdet, integral;
+  explicit Float32Tolerances(const FlowCase& c);
 };
 
 inline void PrintTo(const FlowCase& c, std::ostream* os) { *os << c.name; }
@@ -141,11 +209,15 @@ void PerturbParameters(const nn::Module& m, Rng& rng, double scale);
 double LogAbsDetOf(const double* a, int64_t n);
 
 // The checks behind the suite's tests (each reports gtest failures; the
-// harness's own test runs them on deliberately broken flows).
-void CheckRoundTrip(const FlowCase& c);
-void CheckLogdetIsJacobian(const FlowCase& c);
-void CheckLogdetsCancel(const FlowCase& c);
-void CheckDensityIntegratesToOne(const FlowCase& c);  // event of 1 or 2 only
+// harness's own test runs them on deliberately broken flows). `dtype`
+// selects the case's precision and tolerances (float64: the case's own).
+void CheckRoundTrip(const FlowCase& c, DType dtype = kFloat64);
+void CheckLogdetIsJacobian(const FlowCase& c, DType dtype = kFloat64);
+void CheckLogdetsCancel(const FlowCase& c, DType dtype = kFloat64);
+// Event of 1 or 2 numbers only.
+void CheckDensityIntegratesToOne(const FlowCase& c, DType dtype = kFloat64);
+void CheckFloat32AgreesWithFloat64(const FlowCase& c);
+void CheckSamplesFiniteAfterTraining(const FlowCase& c, DType dtype = kFloat64);
 void CheckGradients(const FlowCase& c);
 // The generative direction's parameter gradients (sampling, reverse KL):
 // loss = mean_i [sum(Inverse(z_i) * r_i) + Inverse(z_i).logdet], r random.

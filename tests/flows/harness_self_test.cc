@@ -2,6 +2,7 @@
 // otherwise correct toy flow (z = x e^s + context . c) and the check that
 // should see it must report a failure, while the intact flow passes all.
 #include <cmath>
+#include <functional>
 #include <memory>
 
 #include "autodiff/ops.h"
@@ -31,6 +32,16 @@ enum class Defect {
   kInverseIgnoresContext,
   kInverseCutFromZ,  // inverse value detached from z (no gradient w.r.t. z)
   kFirstOrderOnly,   // logdet term x^2 whose gradient 2x is a constant
+  // Defects of the float32 path only (the float64 flow is intact):
+  kFloat32WrongLogdet,  // forward logdet off by 0.01
+  kFloat32BadInverse,   // inverse scaled by 1.001
+  kFloat32Shifted,      // z shifted by 0.001, consistently in both directions
+  // Sampling breaks once training has moved every s_i below -0.4 (data of
+  // scale 2 pull s to -log 2): the inverse is NaN there.
+  kNanSamplesAfterTraining,
+  // The log-det is NaN where some |s_i| > 1: an aggressive step there is
+  // undone, and the samples of the last good parameters are fine.
+  kNanLossBeyondOne,
 };
 
 class Toy : public Flow {
@@ -41,37 +52,49 @@ class Toy : public Flow {
     if (defect == Defect::kUnusedParameter)
       RegisterParameter("unused", Tensor::Zeros({1}));
   }
-  FlowResult Forward(const Tensor& x, const Tensor& ctx, Rng* /*rng*/) const override {
-    Tensor z = x * Exp(s_) + Shift(ctx);
+  FlowResult Forward(const Tensor& x, const Tensor& ctx,
+                     Rng* /*rng*/) const override {
+    const bool f32 = x.dtype() == kFloat32;
+    Tensor z = x * Exp(s_) + Shift(ctx, x.dtype());
+    if (f32 && defect_ == Defect::kFloat32Shifted) z = z + 1e-3;
     if (defect_ == Defect::kMixesSamples) z = z + 0.1 * Mean(x, 0, true);
     Tensor ld =
         defect_ == Defect::kDetachedGradient ? Sum(s_.Detach()) : Sum(s_);
     if (defect_ == Defect::kWrongLogdet) ld = ld + 0.1;
     if (defect_ == Defect::kNanLogdet) ld = ld + std::nan("");
+    if (f32 && defect_ == Defect::kFloat32WrongLogdet) ld = ld + 0.01;
+    if (defect_ == Defect::kNanLossBeyondOne && Max(Abs(s_)).item() > 1)
+      ld = ld + std::nan("");
     if (defect_ == Defect::kFirstOrderOnly) {
       Tensor xd = x.Detach();  // value x^2, gradient 2x, Hessian 0
       ld = ld + 0.1 * Sum(2.0 * x * xd - xd * xd, 1);
     }
-    return {z, Tensor::Zeros({x.dim(0)}) + ld};
+    return {z, Tensor::Zeros({x.dim(0)}, x.dtype()) + ld};
   }
-  FlowResult Inverse(const Tensor& z, const Tensor& ctx, Rng* /*rng*/) const override {
+  FlowResult Inverse(const Tensor& z, const Tensor& ctx,
+                     Rng* /*rng*/) const override {
+    const bool f32 = z.dtype() == kFloat32;
     Tensor zz = defect_ == Defect::kInverseCutFromZ ? z.Detach() : z;
+    if (f32 && defect_ == Defect::kFloat32Shifted) zz = zz - 1e-3;
     Tensor shift = defect_ == Defect::kInverseIgnoresContext
-                       ? Tensor::Scalar(0.0)
-                       : Shift(ctx);
+                       ? Tensor::Scalar(0.0, z.dtype())
+                       : Shift(ctx, z.dtype());
     Tensor x = (zz - shift) * Exp(-s_);
     if (defect_ == Defect::kBadInverse) x = x * 1.001;
+    if (f32 && defect_ == Defect::kFloat32BadInverse) x = x * 1.001;
+    if (defect_ == Defect::kNanSamplesAfterTraining && Max(s_).item() < -0.4)
+      x = x + std::nan("");
     if (defect_ == Defect::kNanInverse) x = x + 0.0 * Sqrt(2.5 - Abs(z));
     Tensor ld =
         defect_ == Defect::kBadInverseGradient ? Sum(s_.Detach()) : Sum(s_);
-    return {x, Tensor::Zeros({z.dim(0)}) - ld};
+    return {x, Tensor::Zeros({z.dim(0)}, z.dtype()) - ld};
   }
   std::string name() const override { return "toy"; }
 
  private:
-  Tensor Shift(const Tensor& ctx) const {
+  Tensor Shift(const Tensor& ctx, DType dtype) const {
     if (!ctx.defined() || defect_ == Defect::kIgnoresContext)
-      return Tensor::Scalar(0.0);
+      return Tensor::Scalar(0.0, dtype);
     return MatMul(ctx, c_);  // [N, 1]
   }
   Defect defect_;
@@ -88,16 +111,23 @@ FlowCase ToyCase(Defect defect, int64_t d = 2, int64_t k = 0) {
       .Perturb(0.3);
 }
 
-int Failures(void (*check)(const FlowCase&), const FlowCase& c) {
+int Failures(const std::function<void()>& check) {
   ::testing::TestPartResultArray results;
   {
     ::testing::ScopedFakeTestPartResultReporter reporter(
         ::testing::ScopedFakeTestPartResultReporter::
             INTERCEPT_ONLY_CURRENT_THREAD,
         &results);
-    check(c);
+    check();
   }
   return results.size();
+}
+int Failures(void (*check)(const FlowCase&), const FlowCase& c) {
+  return Failures([&] { check(c); });
+}
+int Failures(void (*check)(const FlowCase&, DType), const FlowCase& c,
+             DType dtype = kFloat64) {
+  return Failures([&] { check(c, dtype); });
 }
 
 TEST(HarnessSelfTest, IntactFlowPassesEverything) {
@@ -114,6 +144,66 @@ TEST(HarnessSelfTest, IntactFlowPassesEverything) {
     EXPECT_EQ(Failures(CheckInverseGradients, c), 0);
     EXPECT_EQ(Failures(CheckHessianVectorProducts, c), 0);
     EXPECT_EQ(Failures(CheckContextMatters, c), 0);
+    for (DType dtype : {kFloat64, kFloat32}) {
+      EXPECT_EQ(Failures(CheckSamplesFiniteAfterTraining, c, dtype), 0);
+    }
+    EXPECT_EQ(Failures(CheckRoundTrip, c, kFloat32), 0);
+    EXPECT_EQ(Failures(CheckLogdetIsJacobian, c, kFloat32), 0);
+    EXPECT_EQ(Failures(CheckLogdetsCancel, c, kFloat32), 0);
+    if (c.event_shape.numel() <= 2) {
+      EXPECT_EQ(Failures(CheckDensityIntegratesToOne, c, kFloat32), 0);
+    }
+    EXPECT_EQ(Failures(CheckFloat32AgreesWithFloat64, c), 0);
+  }
+}
+
+// Each float32 check fails on a defect of the float32 path that every
+// float64 check misses.
+TEST(HarnessSelfTest, CatchesFloat32WrongLogdet) {
+  FlowCase c = ToyCase(Defect::kFloat32WrongLogdet);
+  EXPECT_EQ(Failures(CheckLogdetIsJacobian, c), 0);
+  EXPECT_EQ(Failures(CheckLogdetsCancel, c), 0);
+  EXPECT_EQ(Failures(CheckDensityIntegratesToOne, c), 0);
+  EXPECT_GT(Failures(CheckLogdetIsJacobian, c, kFloat32), 0);
+  EXPECT_GT(Failures(CheckLogdetsCancel, c, kFloat32), 0);
+  EXPECT_GT(Failures(CheckDensityIntegratesToOne, c, kFloat32), 0);
+  EXPECT_GT(Failures(CheckFloat32AgreesWithFloat64, c), 0);
+}
+
+TEST(HarnessSelfTest, CatchesFloat32BadInverse) {
+  FlowCase c = ToyCase(Defect::kFloat32BadInverse);
+  EXPECT_EQ(Failures(CheckRoundTrip, c), 0);
+  EXPECT_GT(Failures(CheckRoundTrip, c, kFloat32), 0);
+  EXPECT_GT(Failures(CheckFloat32AgreesWithFloat64, c), 0);
+}
+
+TEST(HarnessSelfTest, CatchesFloat32ComputingAnotherFunction) {
+  // A consistent bijection in float32, only not the float64 one.
+  FlowCase c = ToyCase(Defect::kFloat32Shifted);
+  EXPECT_EQ(Failures(CheckRoundTrip, c, kFloat32), 0);
+  EXPECT_EQ(Failures(CheckLogdetIsJacobian, c, kFloat32), 0);
+  EXPECT_EQ(Failures(CheckLogdetsCancel, c, kFloat32), 0);
+  EXPECT_GT(Failures(CheckFloat32AgreesWithFloat64, c), 0);
+}
+
+TEST(HarnessSelfTest, CatchesNonFiniteSamplesAfterTraining) {
+  FlowCase c = ToyCase(Defect::kNanSamplesAfterTraining, 1).InputScale(2);
+  for (DType dtype : {kFloat64, kFloat32}) {
+    EXPECT_GT(Failures(CheckSamplesFiniteAfterTraining, c, dtype), 0);
+    // Without the training steps the samples are finite: the steps matter.
+    EXPECT_EQ(Failures(CheckSamplesFiniteAfterTraining, FlowCase(c).TrainLr(0),
+                       dtype),
+              0);
+  }
+  EXPECT_EQ(Failures(CheckRoundTrip, c), 0);
+}
+
+TEST(HarnessSelfTest, AStepThatBreaksTheLossIsUndone) {
+  // lr 50 throws s beyond 1 (a NaN loss) on the first step; the check undoes
+  // it like a NaN guard, and the samples of the parameters before are fine.
+  FlowCase c = ToyCase(Defect::kNanLossBeyondOne).TrainLr(50);
+  for (DType dtype : {kFloat64, kFloat32}) {
+    EXPECT_EQ(Failures(CheckSamplesFiniteAfterTraining, c, dtype), 0);
   }
 }
 

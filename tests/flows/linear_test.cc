@@ -7,22 +7,22 @@
 #include <memory>
 
 #include "autodiff/grad.h"
-#include "nn/optim.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
 #include "flows/distribution.h"
 #include "flows/flow_model.h"
 #include "flows/ica.h"
 #include "gtest/gtest.h"
+#include "nn/optim.h"
 #include "tests/flows/harness.h"
 
 namespace flowtape::flows {
 namespace {
 using testing::FlowCase;
 
-std::shared_ptr<Flow> Linear1(Rng&) { return std::make_shared<LinearFlow>(1); }
-std::shared_ptr<Flow> Linear2(Rng&) { return std::make_shared<LinearFlow>(2); }
-std::shared_ptr<Flow> Linear6(Rng&) { return std::make_shared<LinearFlow>(6); }
+std::shared_ptr<Flow> Linear1(Rng&) { return LinearFlow::Create(1).value(); }
+std::shared_ptr<Flow> Linear2(Rng&) { return LinearFlow::Create(2).value(); }
+std::shared_ptr<Flow> Linear6(Rng&) { return LinearFlow::Create(6).value(); }
 
 FLOWTAPE_FLOW_CASES(Linear, FlowCase("linear_1d", Linear1, {1}).Perturb(0.5),
                     FlowCase("linear_2d", Linear2, {2}).Perturb(0.5),
@@ -64,7 +64,8 @@ TEST(Linear, MixtureBaseIcaUnmixesUniformAndLaplaceSources) {
   Tensor s = LaplaceSources(n, d, rng);
   for (int64_t i = 0; i < n; ++i)  // sources 0 and 2 uniform (sub-Gaussian)
     for (int64_t j : {0, 2})
-      s.mutable_data()[i * d + j] = std::sqrt(3.0) * (2 * rng.Uniform() - 1);
+      s.mutable_data<double>()[i * d + j] =
+          std::sqrt(3.0) * (2 * rng.Uniform() - 1);
   Tensor mix = Tensor::FromVector(
       {d, d}, {1.0, 0.6, -0.3, 0.4, 1.0, 0.5, 0.2, -0.7, 1.0});
   Tensor x = MatMulT(s, mix, false, true).Detach();
@@ -89,11 +90,14 @@ TEST(Linear, MixtureBaseIcaUnmixesUniformAndLaplaceSources) {
 TEST(Linear, IcaRefusesBadData) {
   EXPECT_FALSE(FitInfomaxIca(Tensor::Zeros({2, 3})).ok());
   Tensor x = Tensor::Zeros({10, 2});
-  x.mutable_data()[7] = NAN;
+  x.mutable_data<double>()[7] = NAN;
   auto r = FitInfomaxIca(x);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("x[3, 1]"), std::string::npos)
       << r.status();
+  IcaOptions o;
+  o.lr = 0;
+  EXPECT_FALSE(FitInfomaxIca(Tensor::Zeros({10, 2}), o).ok());
 }
 
 TEST(Linear, SingularOrBadMatricesAreRefused) {
@@ -108,6 +112,21 @@ TEST(Linear, SingularOrBadMatricesAreRefused) {
   EXPECT_NEAR(r.value[0], 3.0, 1e-15);
   EXPECT_NEAR(r.value[1], -3.0, 1e-15);
   EXPECT_NEAR(r.logdet[0], std::log(6.0), 1e-15);
+  EXPECT_FALSE(LinearFlow::Create(0).ok());
+}
+
+TEST(Linear, Float32IcaUnmixesLaplaceSources) {
+  // The same fit with float32 data (the model follows the data's dtype).
+  const int64_t n = 2000, d = 3;
+  Rng rng(1);
+  Tensor s = LaplaceSources(n, d, rng);
+  Tensor mix = Tensor::FromVector(
+      {d, d}, {1.0, 0.6, -0.3, 0.4, 1.0, 0.5, 0.2, -0.7, 1.0});
+  Tensor x = Cast(MatMulT(s, mix, false, true) + 2.0, kFloat32).Detach();
+  auto fit = FitInfomaxIca(x);
+  ASSERT_TRUE(fit.ok()) << fit.status();
+  EXPECT_EQ(fit->unmixing.dtype(), kFloat32);
+  EXPECT_LT(AmariIndex(MatMul(Cast(fit->unmixing, kFloat64), mix)), 0.05);
 }
 
 }  // namespace

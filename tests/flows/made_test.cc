@@ -31,7 +31,8 @@ TEST_P(MadeTest, AutoregressiveAndConnected) {
   o.ordering = c.ordering;
   o.hidden_degrees = c.degrees;
   o.activation = nn::Activation::kTanh;
-  Made made(o, rng);
+  auto keep = Made::Create(o, rng).value();
+  const Made& made = *keep;
   const int64_t d = c.dim, p = 3;
   Tensor x = Tensor::Randn({1, d}, rng);
   Tensor ctx = Tensor::Randn({1, 2}, rng);
@@ -71,14 +72,18 @@ TEST(MadeOrder, ExplicitOrderAndOrderings) {
   MadeOptions o;
   o.dim = 4;
   o.ordering = Ordering::kReversed;
-  EXPECT_EQ(Made(o, rng).order(), (std::vector<int64_t>{4, 3, 2, 1}));
+  EXPECT_EQ(Made::Create(o, rng).value()->order(),
+            (std::vector<int64_t>{4, 3, 2, 1}));
   o.order = {2, 4, 1, 3};
-  EXPECT_EQ(Made(o, rng).order(), o.order);
+  EXPECT_EQ(Made::Create(o, rng).value()->order(), o.order);
   o.order.clear();
   o.ordering = Ordering::kRandom;
-  std::vector<int64_t> ord = Made(o, rng).order();
+  std::vector<int64_t> ord = Made::Create(o, rng).value()->order();
   std::sort(ord.begin(), ord.end());
   EXPECT_EQ(ord, (std::vector<int64_t>{1, 2, 3, 4}));
+  o.order = {1, 1, 2, 3};
+  EXPECT_EQ(Made::Create(o, rng).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 // the harness, plus the invertibility constraints the harness cannot see.
 #include <cmath>
 #include <memory>
+#include <string>
 
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
@@ -17,21 +18,27 @@ namespace flowtape::flows {
 namespace {
 using testing::FlowCase;
 
-std::shared_ptr<Flow> Planar1(Rng& r) { return std::make_shared<Planar>(1, r); }
-std::shared_ptr<Flow> Planar2(Rng& r) { return std::make_shared<Planar>(2, r); }
-std::shared_ptr<Flow> Radial2(Rng& r) { return std::make_shared<Radial>(2, r); }
-std::shared_ptr<Flow> Radial5(Rng& r) { return std::make_shared<Radial>(5, r); }
+std::shared_ptr<Planar> MakePlanar(int64_t d, Rng& r) {
+  return Planar::Create(d, r).value();
+}
+std::shared_ptr<Radial> MakeRadial(int64_t d, Rng& r) {
+  return Radial::Create(d, r).value();
+}
+std::shared_ptr<Flow> Planar1(Rng& r) { return MakePlanar(1, r); }
+std::shared_ptr<Flow> Planar2(Rng& r) { return MakePlanar(2, r); }
+std::shared_ptr<Flow> Radial2(Rng& r) { return MakeRadial(2, r); }
+std::shared_ptr<Flow> Radial5(Rng& r) { return MakeRadial(5, r); }
 std::shared_ptr<Flow> PlanarStack(Rng& r) {  // planar, reverse, radial, ...
   auto s = std::make_shared<Sequential>();
   for (int k = 0; k < 3; ++k) {
-    s->Add(std::make_shared<Planar>(2, r)).Add(Reverse(2));
-    s->Add(std::make_shared<Radial>(2, r));
+    s->Add(MakePlanar(2, r)).Add(Reverse(2));
+    s->Add(MakeRadial(2, r));
   }
   return s;
 }
 std::shared_ptr<Flow> Permute4(Rng& r) { return RandomPermutation(4, r); }
 std::shared_ptr<Flow> InvertedPlanar(Rng& r) {
-  return std::make_shared<Invert>(std::make_shared<Planar>(3, r));
+  return std::make_shared<Invert>(MakePlanar(3, r));
 }
 
 FLOWTAPE_FLOW_CASES(
@@ -46,12 +53,13 @@ FLOWTAPE_FLOW_CASES(
 TEST(Planar, ReparametrisationKeepsWuAboveMinusOne) {
   // Free parameters with w.u = -10 (not invertible as given): u^ fixes it.
   Rng rng(1);
-  Planar f(3, rng);
+  auto keep = MakePlanar(3, rng);
+  Planar& f = *keep;
   auto params = f.NamedParameters();
   Tensor w = params[0].second, u = params[1].second;
   ASSERT_EQ(params[1].first, "u");
   for (int i = 0; i < 3; ++i)
-    u.mutable_data()[i] =
+    u.mutable_data<double>()[i] =
         -10.0 * w[i] / (w[0] * w[0] + w[1] * w[1] + w[2] * w[2]);
   Tensor uh = f.u_hat();
   double wuh = 0;
@@ -62,6 +70,7 @@ TEST(Planar, ReparametrisationKeepsWuAboveMinusOne) {
 }
 
 TEST(Planar, ExplicitParameters) {
+  Rng rng(3);
   Tensor w = Tensor::FromVector({2}, {1.0, 2.0});
   auto bad = Planar::Create(w, Tensor::FromVector({2}, {-1.0, 0.0}), 0.3);
   ASSERT_FALSE(bad.ok());  // w.u = -1: on the boundary, not invertible
@@ -85,6 +94,18 @@ TEST(Planar, ExplicitParameters) {
   FlowResult back = (*f)->Forward(x.value);
   for (int64_t i = 0; i < z.numel(); ++i)
     EXPECT_NEAR(back.value[i], z[i], 1e-9);
+  EXPECT_FALSE(Planar::Create(0, rng).ok());
+}
+
+TEST(Planar, NonFiniteInputIsReportedInTheStatus) {
+  Rng rng(2);
+  auto f = MakePlanar(2, rng);
+  Tensor x = Tensor::FromVector({2, 2}, {0.5, 1.0, std::nan(""), 0.0});
+  FlowResult r = f->Forward(x);
+  ASSERT_FALSE(r.status.ok());
+  EXPECT_NE(r.status.message().find("sample 1"), std::string::npos) << r.status;
+  EXPECT_TRUE(std::isnan(r.value[0]) && std::isnan(r.logdet[0]));
+  EXPECT_TRUE(f->Forward(Tensor::Ones({2, 2})).status.ok());
 }
 
 TEST(Radial, ExplicitParameters) {
@@ -108,6 +129,8 @@ TEST(Radial, ExplicitParameters) {
   FlowResult back = (*f)->Forward(x.value);
   for (int64_t i = 0; i < z.numel(); ++i)
     EXPECT_NEAR(back.value[i], z[i], 1e-13);
+  Rng rng(4);
+  EXPECT_FALSE(Radial::Create(0, rng).ok());
 }
 
 }  // namespace

@@ -18,8 +18,6 @@
 #include "Eigen/Dense"
 #include "autodiff/functional.h"
 #include "autodiff/grad.h"
-#include "nn/checkpoint.h"
-#include "nn/optim.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
 #include "flows/actnorm.h"
@@ -28,6 +26,8 @@
 #include "flows/permute.h"
 #include "flows/sequential.h"
 #include "gtest/gtest.h"
+#include "nn/checkpoint.h"
+#include "nn/optim.h"
 #include "tests/flows/harness.h"
 #include "tests/gradcheck.h"
 
@@ -50,13 +50,17 @@ ResidualOptions Exact(int64_t d, double c = 0.9) {
 
 // A block with raw weights scaled by 4: sigma(W) > c, so the spectral
 // normalisation is active and g (hence log det) is far from zero.
+std::shared_ptr<ResidualBlock> Block(const ResidualOptions& o, Rng& r) {
+  return ResidualBlock::Create(o, r).value();
+}
+
 std::shared_ptr<ResidualBlock> Strong(const ResidualOptions& o, Rng& r) {
-  auto f = std::make_shared<ResidualBlock>(o, r);
+  auto f = Block(o, r);
   for (const auto& layer : f->layers()) {
     Tensor w = layer->weight(), b = layer->bias();
-    for (int64_t i = 0; i < w.numel(); ++i) w.mutable_data()[i] *= 4;
+    for (int64_t i = 0; i < w.numel(); ++i) w.mutable_data<double>()[i] *= 4;
     for (int64_t i = 0; i < b.numel(); ++i)
-      b.mutable_data()[i] = 0.3 * r.Normal();
+      b.mutable_data<double>()[i] = 0.3 * r.Normal();
   }
   return f;
 }
@@ -83,13 +87,15 @@ std::shared_ptr<Flow> Res2Series(Rng& r) {
 std::shared_ptr<Flow> ResStack(Rng& r) {  // actnorm, block, permutation, ...
   auto s = std::make_shared<Sequential>();
   for (int k = 0; k < 2; ++k) {
-    s->Add(std::make_shared<ActNorm>(3));
+    s->Add(ActNorm::Create(3).value());
     s->Add(Strong(Exact(3), r));
     s->Add(RandomPermutation(3, r));
   }
   return s;
 }
-std::shared_ptr<Flow> ResFlow2(Rng& r) { return ResidualFlow(Exact(2), 2, r); }
+std::shared_ptr<Flow> ResFlow2(Rng& r) {
+  return ResidualFlow(Exact(2), 2, r).value();
+}
 
 FLOWTAPE_FLOW_CASES(
     Residual, FlowCase("resflow_1d", Res1, {1}).Perturb(0.3),
@@ -107,7 +113,7 @@ std::vector<Mat> Jacobians(const ResidualBlock& f, const Tensor& x) {
   const int64_t n = x.dim(0), d = x.dim(1);
   std::vector<Mat> out;
   for (int64_t i = 0; i < n; ++i)
-    out.push_back(Eigen::Map<const Mat>(j.data() + i * d * d, d, d));
+    out.push_back(Eigen::Map<const Mat>(j.data<double>() + i * d * d, d, d));
   return out;
 }
 
@@ -133,16 +139,17 @@ TEST(ResidualBlock, LipschitzBoundHoldsNumerically) {
     ResidualOptions o = Exact(3, 0.7);
     o.hidden = {16, 16};
     o.activation = act;
-    ResidualBlock f(o, rng);
+    auto keep = Block(o, rng);
+    ResidualBlock& f = *keep;
     // Large raw weights: sigma(W) >> c, so normalisation must act.
     for (const auto& layer : f.layers()) {
       Tensor w = layer->weight();
-      for (int64_t i = 0; i < w.numel(); ++i) w.mutable_data()[i] *= 5;
+      for (int64_t i = 0; i < w.numel(); ++i) w.mutable_data<double>()[i] *= 5;
       Tensor wsn = layer->NormalizedWeight(SpectralMode::kConverged, 0);
       Eigen::JacobiSVD<Mat> svd_w(
-          Eigen::Map<const Mat>(w.data(), w.dim(0), w.dim(1)));
+          Eigen::Map<const Mat>(w.data<double>(), w.dim(0), w.dim(1)));
       Eigen::JacobiSVD<Mat> svd_sn(
-          Eigen::Map<const Mat>(wsn.data(), w.dim(0), w.dim(1)));
+          Eigen::Map<const Mat>(wsn.data<double>(), w.dim(0), w.dim(1)));
       EXPECT_NEAR(layer->ConvergedSigma(), svd_w.singularValues()(0),
                   1e-10 * svd_w.singularValues()(0));
       EXPECT_GT(svd_w.singularValues()(0), 1.0);
@@ -259,8 +266,8 @@ TEST(ResidualBlock, HutchinsonPowerSeriesIsUnbiasedForItsTruncation) {
       return Sampled([&] { return BlockMean(est(), kPoints, kReps); }, kPoints,
                      kDraws);
     };
-    Stats lib =
-        sampled([&] { return f.Logdet(xr, LogdetEstimator::kPowerSeries); });
+    Stats lib = sampled(
+        [&] { return f.Logdet(xr, LogdetEstimator::kPowerSeries, &rng); });
     Stats nominal =
         sampled([&] { return Hutchinson(f, xr, 3, 1.0, noise, rng); });
     Stats two = sampled([&] { return Hutchinson(f, xr, 2, 1.0, noise, rng); });
@@ -303,8 +310,8 @@ TEST(ResidualBlock, RussianRouletteIsUnbiasedForTheFullLogdet) {
       Tensor exact = f.Logdet(x, LogdetEstimator::kExact);
       std::vector<double> first = SeriesByMatrixPowers(Jacobians(f, x), 1);
       Stats st = Sampled(
-          [&] { return f.Logdet(x, LogdetEstimator::kRussianRoulette); }, 4,
-          6000);
+          [&] { return f.Logdet(x, LogdetEstimator::kRussianRoulette, &rng); },
+          4, 6000);
       for (int i = 0; i < 4; ++i) {
         EXPECT_LT(std::fabs(st.mean[i] - exact[i]), 4 * st.se[i])
             << i << " mean " << st.mean[i] << " exact " << exact[i];
@@ -335,7 +342,7 @@ TEST(ResidualBlock, RussianRouletteGradientIsUnbiased) {
   std::vector<Tensor> params = f.Parameters();
   auto grads = [&](LogdetEstimator e) {
     TapeScope scope;
-    std::vector<Tensor> g = Grad({Sum(f.Logdet(x, e))}, params);
+    std::vector<Tensor> g = Grad({Sum(f.Logdet(x, e, &rng))}, params);
     std::vector<double> flat;
     for (const Tensor& t : g)
       for (int64_t i = 0; i < t.numel(); ++i) flat.push_back(t[i]);
@@ -394,36 +401,57 @@ TEST(ResidualBlock, InverseHasExactSecondDerivatives) {
 }
 
 TEST(ResidualBlock, InverseReportsBadInputAndNonConvergence) {
-  Rng rng(13);
-  ResidualBlock f(Exact(2), rng);
-  testing::PerturbParameters(f, rng, 0.3);
+  ResidualOptions o = Exact(2);
+  Rng rng(13), same(13);
+  auto f = Block(o, rng);
+  o.inverse_max_iterations = 2;
+  auto capped = Block(o, same);  // 2 iterations at most
+  testing::PerturbParameters(*f, rng, 0.3);
+  for (size_t i = 0; i < f->Parameters().size(); ++i) {  // the same weights
+    Tensor dst = capped->Parameters()[i];
+    const std::vector<double> v = f->Parameters()[i].ToVector();
+    std::copy(v.begin(), v.end(), dst.mutable_data<double>());
+  }
   Tensor z = Tensor::FromVector({2, 2}, {0.5, std::nan(""), 1.0, 2.0});
-  auto r = f.TryInverse(z);
-  ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.status().message().find("not finite"), std::string::npos)
-      << r.status();
-  FlowResult bad = f.Inverse(z);
+  FlowResult bad = f->Inverse(z);
+  ASSERT_FALSE(bad.status.ok());
+  EXPECT_NE(bad.status.message().find("not finite"), std::string::npos)
+      << bad.status;
   EXPECT_TRUE(std::isnan(bad.value[0]) && std::isnan(bad.logdet[0]));
-  EXPECT_FALSE(f.last_inverse_status().ok());
 
   Tensor good = Tensor::Randn({3, 2}, rng) * 3.0;
-  f.set_inverse_max_iterations(2);
-  auto r2 = f.TryInverse(good);
-  ASSERT_FALSE(r2.ok());
-  EXPECT_NE(r2.status().message().find("did not converge"), std::string::npos)
-      << r2.status();
-  f.set_inverse_max_iterations(2000);
+  FlowResult r2 = capped->Inverse(good);
+  ASSERT_FALSE(r2.status.ok());
+  EXPECT_NE(r2.status.message().find("did not converge"), std::string::npos)
+      << r2.status;
   NoGradScope no_grad;  // no Newton steps: the fixed point alone
-  FlowResult x = f.Inverse(good);
-  EXPECT_TRUE(f.last_inverse_status().ok());
-  Tensor back = f.Forward(x.value).value;
+  FlowResult x = f->Inverse(good);
+  EXPECT_TRUE(x.status.ok()) << x.status;
+  Tensor back = f->Forward(x.value).value;
   for (int i = 0; i < 6; ++i) EXPECT_NEAR(back[i], good[i], 1e-11);
+  // In float32 the default tolerance is float32's.
+  f->To(kFloat32);
+  FlowResult x32 = f->Inverse(Cast(good, kFloat32));
+  EXPECT_TRUE(x32.status.ok()) << x32.status;
+  Tensor back32 = f->Forward(x32.value).value;
+  for (int i = 0; i < 6; ++i) EXPECT_NEAR(back32[i], good[i], 1e-4);
+}
+
+// A random estimator without an Rng is a programming error.
+TEST(ResidualBlockDeathTest, RandomEstimatorNeedsAnRng) {
+  ResidualOptions o = Exact(2);
+  o.estimator = LogdetEstimator::kRussianRoulette;
+  Rng rng(3);
+  auto f = Block(o, rng);
+  Tensor x = Tensor::Randn({2, 2}, rng);
+  EXPECT_DEATH(f->Forward(x), "pass an Rng");
+  EXPECT_TRUE(std::isfinite(f->Forward(x, Tensor(), &rng).logdet[0]));
 }
 
 // Weights edited by hand under kFrozen: each is turned orthogonal to its
 // stale (u, v), so u' W v = 0 <= c and nothing is normalised, and scaled
-// up, so Lip(g) >> 1 and x <- z - g(x) runs off to infinity. TryInverse
-// must say so instead of returning x = inf with a NaN log-det.
+// up, so Lip(g) >> 1 and x <- z - g(x) runs off to infinity. Inverse must
+// say so in its status instead of returning x = inf with a NaN log-det.
 TEST(ResidualBlock, InverseReportsDivergence) {
   for (double s : {10.0, -10.0, 1e200}) {
     Rng rng(1);
@@ -431,28 +459,27 @@ TEST(ResidualBlock, InverseReportsDivergence) {
     o.dim = 1;
     o.hidden = {2};
     o.spectral = SpectralMode::kFrozen;
-    ResidualBlock f(o, rng);
+    auto keep = Block(o, rng);
+    ResidualBlock& f = *keep;
     Tensor w1 = f.layers()[0]->weight(), w2 = f.layers()[1]->weight();
     const double a = w1[0], b = w1[1], c = w2[0], d = w2[1];
-    w1.mutable_data()[0] = -b * 10 / std::hypot(a, b);
-    w1.mutable_data()[1] = a * 10 / std::hypot(a, b);
-    w2.mutable_data()[0] = -d * s / std::hypot(c, d);
-    w2.mutable_data()[1] = c * s / std::hypot(c, d);
+    w1.mutable_data<double>()[0] = -b * 10 / std::hypot(a, b);
+    w1.mutable_data<double>()[1] = a * 10 / std::hypot(a, b);
+    w2.mutable_data<double>()[0] = -d * s / std::hypot(c, d);
+    w2.mutable_data<double>()[1] = c * s / std::hypot(c, d);
     Tensor z = Tensor::FromVector({2, 1}, {0.5, -0.5});
     NoGradScope no_grad;
-    auto r = f.TryInverse(z);
-    ASSERT_FALSE(r.ok()) << s << " x " << r->value[0];
-    EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
-    EXPECT_NE(r.status().message().find("diverged (Lip(g) >= 1?) at iteration"),
+    FlowResult r = f.Inverse(z);
+    ASSERT_FALSE(r.status.ok()) << s << " x " << r.value[0];
+    EXPECT_EQ(r.status.code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_NE(r.status.message().find("diverged (Lip(g) >= 1?) at iteration"),
               std::string::npos)
-        << r.status();
+        << r.status;
     // |s| = 10: finite but growing steps; 1e200: inf at the 2nd iterate.
-    EXPECT_NE(r.status().message().find(s > 1e3 ? "non-finite" : "grew"),
+    EXPECT_NE(r.status.message().find(s > 1e3 ? "non-finite" : "grew"),
               std::string::npos)
-        << r.status();
-    FlowResult bad = f.Inverse(z);
-    EXPECT_TRUE(std::isnan(bad.value[0]) && std::isnan(bad.logdet[1]));
-    EXPECT_EQ(f.last_inverse_status(), r.status());
+        << r.status;
+    EXPECT_TRUE(std::isnan(r.value[0]) && std::isnan(r.logdet[1]));
   }
 }
 
@@ -465,11 +492,13 @@ TEST(SpectralLinear, ConvergedGradientMatchesSvd) {
   constexpr int n = 16;
   const double c = 0.5;
   Rng rng(23);
-  SpectralLinear l(n, n, c, rng);
+  auto keep = SpectralLinear::Create(n, n, c, rng).value();
+  SpectralLinear& l = *keep;
   auto orthogonal = [&] {
     Tensor a = Tensor::Randn({n, n}, rng);
-    return Mat(Eigen::HouseholderQR<Mat>(Eigen::Map<const Mat>(a.data(), n, n))
-                   .householderQ());
+    return Mat(
+        Eigen::HouseholderQR<Mat>(Eigen::Map<const Mat>(a.data<double>(), n, n))
+            .householderQ());
   };
   Eigen::VectorXd sv(n);
   sv(0) = 2.0;
@@ -477,7 +506,7 @@ TEST(SpectralLinear, ConvergedGradientMatchesSvd) {
   for (int i = 2; i < n; ++i) sv(i) = 1.8 * (n - i) / n;
   const Mat wm = orthogonal() * sv.asDiagonal() * orthogonal().transpose();
   Tensor w = l.weight();
-  std::copy(wm.data(), wm.data() + n * n, w.mutable_data());
+  std::copy(wm.data(), wm.data() + n * n, w.mutable_data<double>());
   Tensor r = Tensor::Randn({n, n}, rng);
   Tensor g;
   {
@@ -489,7 +518,7 @@ TEST(SpectralLinear, ConvergedGradientMatchesSvd) {
   const double s = svd.singularValues()(0);
   ASSERT_NEAR(svd.singularValues()(1) / s, 0.98, 1e-12);
   EXPECT_NEAR(l.ConvergedSigma(), s, 1e-14 * s);
-  Eigen::Map<const Mat> rm(r.data(), n, n), gm(g.data(), n, n);
+  Eigen::Map<const Mat> rm(r.data<double>(), n, n), gm(g.data<double>(), n, n);
   const Mat want = c * rm / s - c * wm.cwiseProduct(rm).sum() / (s * s) *
                                     svd.matrixU().col(0) *
                                     svd.matrixV().col(0).transpose();
@@ -503,7 +532,8 @@ TEST(ResidualBlock, TrainModeTracksSigmaOnlyWhenRecording) {
   ResidualOptions o = Exact(2, 0.5);
   o.spectral = SpectralMode::kTrain;
   o.power_iterations = 1;
-  ResidualBlock f(o, rng);
+  auto keep = Block(o, rng);
+  ResidualBlock& f = *keep;
   testing::PerturbParameters(f, rng, 0.5);  // stored (u, v) now stale
   const SpectralLinear& l = *f.layers()[0];
   auto stored_sigma = [&] {  // c / scale of the frozen W_sn
@@ -525,7 +555,7 @@ TEST(ResidualBlock, TrainModeTracksSigmaOnlyWhenRecording) {
   EXPECT_NEAR(stored_sigma(), l.ConvergedSigma(), 1e-9);
   // A change of W by hand: Refresh() converges (u, v) again.
   Tensor w = l.weight();
-  for (int64_t i = 0; i < w.numel(); ++i) w.mutable_data()[i] *= -1.5;
+  for (int64_t i = 0; i < w.numel(); ++i) w.mutable_data<double>()[i] *= -1.5;
   EXPECT_GT(std::fabs(stored_sigma() - l.ConvergedSigma()), 0.1);
   f.RefreshSpectralNorms();
   EXPECT_NEAR(stored_sigma(), l.ConvergedSigma(), 1e-12);
@@ -558,7 +588,8 @@ TEST(ResidualFlow, CheckpointRoundTripReproducesLogProb) {
   auto make = [&](uint64_t seed) {
     Rng rng(seed);
     return std::make_shared<FlowModel>(
-        std::make_shared<StandardNormal>(Shape({2})), ResidualFlow(o, 2, rng));
+        std::make_shared<StandardNormal>(Shape({2})),
+        ResidualFlow(o, 2, rng).value());
   };
   auto a = make(1), b = make(2), params_only = make(3);
   Rng data(7);
@@ -573,8 +604,9 @@ TEST(ResidualFlow, CheckpointRoundTripReproducesLogProb) {
   ASSERT_TRUE(nn::SaveCheckpoint(path, *a, &opt_a).ok());
   absl::Status s = nn::LoadCheckpoint(path, *b, &opt_b);
   ASSERT_TRUE(s.ok()) << s;
-  // Two layers' (u, v) per block and one ActNorm flag per block.
-  EXPECT_EQ(b->NamedBuffers().size(), 2u * (3 * 2 + 1));
+  // Three layers' (u, v) and one ActNorm flag per block, the base's
+  // normalising constant.
+  EXPECT_EQ(b->NamedBuffers().size(), 2u * (3 * 2 + 1) + 1);
 
   const std::vector<double> want = EvalLogProb(*a, x);
   std::vector<double> got = EvalLogProb(*b, x);
@@ -584,8 +616,8 @@ TEST(ResidualFlow, CheckpointRoundTripReproducesLogProb) {
   auto pa = a->NamedParameters(), pp = params_only->NamedParameters();
   for (size_t i = 0; i < pa.size(); ++i) {
     Tensor dst = pp[i].second;
-    std::copy(pa[i].second.data(), pa[i].second.data() + pa[i].second.numel(),
-              dst.mutable_data());
+    const std::vector<double> v = pa[i].second.ToVector();
+    std::copy(v.begin(), v.end(), dst.mutable_data<double>());
   }
   std::vector<double> stale = EvalLogProb(*params_only, x);
   double worst = 0;
@@ -603,17 +635,23 @@ TEST(ResidualFlow, CheckpointRoundTripReproducesLogProb) {
 
 TEST(ResidualBlock, ValidatesOptions) {
   ResidualOptions o;
-  EXPECT_TRUE(ValidateResidualOptions(o).ok());
+  EXPECT_TRUE(o.Validate().ok());
   o.lipschitz = 1.0;
-  absl::Status s = ValidateResidualOptions(o);
+  absl::Status s = o.Validate();
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.message().find("(0, 1)"), std::string::npos) << s;
+  Rng rng(1);
+  EXPECT_EQ(ResidualBlock::Create(o, rng).status(), s);
   o = ResidualOptions();
   o.roulette_param = 1.5;
-  EXPECT_FALSE(ValidateResidualOptions(o).ok());
+  EXPECT_FALSE(o.Validate().ok());
   o = ResidualOptions();
   o.hidden = {4, 0};
-  EXPECT_FALSE(ValidateResidualOptions(o).ok());
+  EXPECT_FALSE(o.Validate().ok());
+  o = ResidualOptions();
+  o.inverse_tol = -1;
+  EXPECT_FALSE(o.Validate().ok());
+  EXPECT_FALSE(ResidualFlow(ResidualOptions(), 0, rng).ok());
 }
 
 }  // namespace

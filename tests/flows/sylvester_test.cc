@@ -30,10 +30,12 @@ SylvesterOptions Options(int64_t d, SylvesterQ q, int64_t m = 0) {
   return o;
 }
 
+std::shared_ptr<Sylvester> MakeSylvester(const SylvesterOptions& o, Rng& r) {
+  return Sylvester::Create(o, r).value();
+}
+
 testing::FlowFactory Make(SylvesterOptions o) {
-  return [o](Rng& r) -> std::shared_ptr<Flow> {
-    return std::make_shared<Sylvester>(o, r);
-  };
+  return [o](Rng& r) -> std::shared_ptr<Flow> { return MakeSylvester(o, r); };
 }
 testing::FlowFactory Orthogonal(int64_t d, int64_t m) {
   return Make(Options(d, SylvesterQ::kOrthogonal, m));
@@ -53,27 +55,26 @@ testing::FlowFactory Triangular(int64_t d, bool reverse) {
 // (alone they are not: the standard normal base is rotation invariant).
 std::shared_ptr<Flow> HouseholderScaling(Rng& r) {
   auto s = std::make_shared<Sequential>();
-  s->Add(std::make_shared<Householder>(3, 2, r));
-  s->Add(std::make_shared<Scaling>(Shape{3}));
+  s->Add(Householder::Create(3, 2, r).value());
+  s->Add(Scaling::Create(Shape{3}).value());
   return s;
 }
 
 std::shared_ptr<Flow> Conditional(Rng& r) {
   SylvesterOptions o = Options(3, SylvesterQ::kHouseholder);
   o.context_dim = 2;
-  return std::make_shared<Sylvester>(o, r);
+  return MakeSylvester(o, r);
 }
 
 // Every variant, interleaved with other flows.
 std::shared_ptr<Flow> Stack(Rng& r) {
   auto s = std::make_shared<Sequential>();
-  s->Add(
-      std::make_shared<Sylvester>(Options(3, SylvesterQ::kOrthogonal, 2), r));
-  s->Add(std::make_shared<Planar>(3, r));
+  s->Add(MakeSylvester(Options(3, SylvesterQ::kOrthogonal, 2), r));
+  s->Add(Planar::Create(3, r).value());
   s->Add(Make(Options(3, SylvesterQ::kHouseholder))(r));
-  s->Add(std::make_shared<Householder>(3, 1, r));
+  s->Add(Householder::Create(3, 1, r).value());
   s->Add(Triangular(3, true)(r));
-  s->Add(std::make_shared<Radial>(3, r));
+  s->Add(Radial::Create(3, r).value());
   s->Add(Triangular(3, false)(r));
   return s;
 }
@@ -111,7 +112,8 @@ TEST(Sylvester, QHasOrthonormalColumnsAndRIsTriangular) {
                                     Options(6, SylvesterQ::kOrthogonal, 6),
                                     Options(5, SylvesterQ::kHouseholder),
                                     Options(4, SylvesterQ::kTriangular)}) {
-    Sylvester f(o, rng);
+    auto keep = MakeSylvester(o, rng);
+    Sylvester& f = *keep;
     testing::PerturbParameters(f, rng, 2.0);
     NoGradScope no_grad;
     Tensor q = f.Q();
@@ -126,8 +128,8 @@ TEST(Sylvester, QHasOrthonormalColumnsAndRIsTriangular) {
   }
   SylvesterOptions rev = Options(3, SylvesterQ::kTriangular);
   rev.reverse = true;
-  Sylvester f(rev, rng);
-  EXPECT_EQ(f.Q().ToVector(), std::vector<double>({0, 0, 1, 0, 1, 0, 1, 0, 0}));
+  EXPECT_EQ(MakeSylvester(rev, rng)->Q().ToVector(),
+            std::vector<double>({0, 0, 1, 0, 1, 0, 1, 0, 0}));
 }
 
 TEST(Sylvester, ClosedFormValueAndOrthogonalComplementKept) {
@@ -171,12 +173,12 @@ TEST(Sylvester, CreateRejectsParametersOutsideTheDomain) {
   // Invertible, but not representable by the tanh parametrisation.
   bad = Sylvester::Create(q, upper(2, 0, 0.5), upper(0.1, 0, 0.5), b);
   ASSERT_FALSE(bad.ok());
-  EXPECT_NE(bad.status().message().find("(-c, c), c = 1 - 1e-9"),
+  EXPECT_NE(bad.status().message().find("(-c, c), c = 1 - 2^-12"),
             std::string::npos)
       << bad.status();
   // |R_mm| < 1 but above c = kMaxDiag: not reachable either.
   EXPECT_FALSE(
-      Sylvester::Create(q, upper(1 - 1e-10, 0, 0.5), upper(0.1, 0, 0.5), b)
+      Sylvester::Create(q, upper(1 - 1e-4, 0, 0.5), upper(0.1, 0, 0.5), b)
           .ok());
   Tensor lower = Tensor::FromVector({2, 2}, {0.5, 0, 0.1, 0.5});
   EXPECT_FALSE(Sylvester::Create(q, lower, upper(0.5, 0, 0.5), b).ok());
@@ -188,9 +190,9 @@ TEST(Sylvester, CreateRejectsParametersOutsideTheDomain) {
                    .ok());  // M > D
   EXPECT_FALSE(
       Sylvester::Create(q, upper(NAN, 0, 0.5), upper(0.5, 0, 0.5), b).ok());
-  // Close to the boundary: R_11 R~_11 = -0.9999998. Steep but invertible.
-  auto f = Sylvester::Create(q, upper(0.9999999, 0.4, 0.5),
-                             upper(-0.9999999, 0.3, -0.2), b);
+  // Close to the boundary: R_11 R~_11 = -0.9995. Steep but invertible.
+  auto f = Sylvester::Create(q, upper(0.99975, 0.4, 0.5),
+                             upper(-0.99975, 0.3, -0.2), b);
   ASSERT_TRUE(f.ok()) << f.status();
   Tensor x = Tensor::FromVector({3, 2}, {0.0, 0.1, 1e-4, -2.0, -3.0, 0.5});
   FlowResult z = (*f)->Forward(x);
@@ -206,13 +208,14 @@ TEST(Sylvester, ParametrisationCannotLeaveTheDomain) {
   // Free diagonals pushed far out (tanh(10) = 1 - 4e-9, opposite signs):
   // R_mm R~_mm stays > -1, the map stays invertible and log-dets finite.
   Rng rng(5);
-  Sylvester f(Options(3, SylvesterQ::kOrthogonal), rng);
+  auto keep = MakeSylvester(Options(3, SylvesterQ::kOrthogonal), rng);
+  Sylvester& f = *keep;
   auto params = f.NamedParameters();
   ASSERT_EQ(params[1].first, "r");
   ASSERT_EQ(params[2].first, "r_tilde");
   for (int64_t i = 0; i < 3; ++i) {
-    params[1].second.mutable_data()[i * 4] = 10.0;
-    params[2].second.mutable_data()[i * 4] = -10.0;
+    params[1].second.mutable_data<double>()[i * 4] = 10.0;
+    params[2].second.mutable_data<double>()[i * 4] = -10.0;
   }
   Tensor r = f.R(), rt = f.RTilde();
   for (int64_t i = 0; i < 3; ++i) EXPECT_GT(r[i * 4] * rt[i * 4], -1.0);
@@ -228,45 +231,54 @@ TEST(Sylvester, ParametrisationCannotLeaveTheDomain) {
 // Raw diagonals at +-40 with opposite signs: tanh rounds to exactly +-1
 // there, so with R_mm = tanh(r) the product R_mm R~_mm would be exactly -1 (an
 // infinite log-det where a = 0, and 0/0 in the recorded Newton sweep). With
-// R_mm = c tanh(r), c = 1 - 1e-9, 1 + h' R_mm R~_mm >= 1 - c^2 ~ 2e-9 > 0.
-// Q = I, b = 0: row 0 (z = 0) has a = 0 in both coordinates.
+// R_mm = c tanh(r), c = 1 - 2^-12, 1 + h' R_mm R~_mm >= 1 - c^2 ~ 4.9e-4 > 0,
+// in float64 and float32. Q = I, b = 0: row 0 (z = 0) has a = 0 in both
+// coordinates.
 TEST(Sylvester, SaturatedDiagonalsStayInvertible) {
-  Rng rng(12);
-  Sylvester f(Options(2, SylvesterQ::kTriangular), rng);
-  const double raw[2][2] = {{40.0, -40.0}, {-40.0, 40.0}};  // {r, r~} at m
-  for (auto& [name, p] : f.NamedParameters()) {
-    if (name != "r" && name != "r_tilde") continue;
-    for (int64_t m = 0; m < 2; ++m)
-      p.mutable_data()[m * 2 + m] = raw[m][name == "r" ? 0 : 1];
-    p.mutable_data()[1] = name == "r" ? 0.3 : -0.4;  // above the diagonal
+  for (DType dtype : {kFloat64, kFloat32}) {
+    Rng rng(12);
+    auto keep = MakeSylvester(Options(2, SylvesterQ::kTriangular), rng);
+    Sylvester& f = *keep;
+    const double raw[2][2] = {{40.0, -40.0}, {-40.0, 40.0}};  // {r, r~} at m
+    for (auto& [name, p] : f.NamedParameters()) {
+      if (name != "r" && name != "r_tilde") continue;
+      for (int64_t m = 0; m < 2; ++m)
+        p.mutable_data<double>()[m * 2 + m] = raw[m][name == "r" ? 0 : 1];
+      p.mutable_data<double>()[1] = name == "r" ? 0.3 : -0.4;  // above diag
+    }
+    f.To(dtype);
+    const double c = Sylvester::kMaxDiag;
+    EXPECT_EQ(f.R()[0], c);
+    EXPECT_EQ(f.RTilde()[0], -c);
+    NoGradScope no_grad;
+    Tensor z =
+        Tensor::FromVector({3, 2}, {0.0, 0.0, 0.7, -1.3, 1.5, 0.4}, dtype);
+    FlowResult x = f.Inverse(z);
+    FlowResult back = f.Forward(x.value);
+    // Forward loses up to 1 / (1 - c^2) = 2048 times the dtype's rounding.
+    const double tol = dtype == kFloat64 ? 1e-11 : 2e-3;
+    for (int64_t n = 0; n < 3; ++n) {
+      ASSERT_TRUE(std::isfinite(x.logdet[n])) << n;
+      EXPECT_NEAR(back.logdet[n], -x.logdet[n], tol) << n;
+      for (int64_t i = 0; i < 2; ++i)
+        EXPECT_NEAR(back.value[2 * n + i], z[2 * n + i], tol) << n << "," << i;
+    }
+    // At a = 0 each coordinate contributes log(1 - c^2), exactly representable.
+    EXPECT_NEAR(x.logdet[0], 2.0 * std::log1p(-c * c),
+                dtype == kFloat64 ? 1e-12 : 1e-5);
   }
-  const double c = Sylvester::kMaxDiag;
-  EXPECT_EQ(f.R()[0], c);
-  EXPECT_EQ(f.RTilde()[0], -c);
-  NoGradScope no_grad;
-  Tensor z = Tensor::FromVector({3, 2}, {0.0, 0.0, 0.7, -1.3, 1.5, 0.4});
-  FlowResult x = f.Inverse(z);
-  FlowResult back = f.Forward(x.value);
-  for (int64_t n = 0; n < 3; ++n) {
-    ASSERT_TRUE(std::isfinite(x.logdet[n])) << n;
-    EXPECT_NEAR(back.logdet[n], -x.logdet[n], 1e-9) << n;
-    for (int64_t i = 0; i < 2; ++i)
-      EXPECT_NEAR(back.value[2 * n + i], z[2 * n + i], 1e-9) << n << "," << i;
-  }
-  // At a = 0 each coordinate contributes log(1 - c^2) = log(2e-9) (to the
-  // ~1e-7 relative rounding of 1 - c^2 in double).
-  EXPECT_NEAR(x.logdet[0], 2.0 * std::log(2e-9), 1e-6);
 }
 
 TEST(Sylvester, InvalidOptionsAreErrors) {
-  EXPECT_TRUE(
-      ValidateSylvesterOptions(Options(3, SylvesterQ::kOrthogonal, 2)).ok());
-  EXPECT_FALSE(
-      ValidateSylvesterOptions(Options(3, SylvesterQ::kOrthogonal, 4)).ok());
-  EXPECT_FALSE(
-      ValidateSylvesterOptions(Options(3, SylvesterQ::kTriangular, 2)).ok());
-  EXPECT_FALSE(
-      ValidateSylvesterOptions(Options(0, SylvesterQ::kHouseholder)).ok());
+  EXPECT_TRUE(Options(3, SylvesterQ::kOrthogonal, 2).Validate().ok());
+  EXPECT_FALSE(Options(3, SylvesterQ::kOrthogonal, 4).Validate().ok());
+  EXPECT_FALSE(Options(3, SylvesterQ::kTriangular, 2).Validate().ok());
+  EXPECT_FALSE(Options(0, SylvesterQ::kHouseholder).Validate().ok());
+  Rng rng(1);
+  EXPECT_EQ(Sylvester::Create(Options(3, SylvesterQ::kOrthogonal, 4), rng)
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(Householder, ReflectionsAreOrthogonalAndVolumePreserving) {
@@ -305,6 +317,8 @@ TEST(Householder, ReflectionsAreOrthogonalAndVolumePreserving) {
   EXPECT_EQ(x.logdet.ToVector(), std::vector<double>({0.0, 0.0}));
   EXPECT_FALSE(Householder::Create(Tensor::Zeros({1, 3})).ok());
   EXPECT_FALSE(Householder::Create(Tensor::Ones({3})).ok());
+  Rng rng(2);
+  EXPECT_FALSE(Householder::Create(3, 0, rng).ok());
 }
 
 }  // namespace

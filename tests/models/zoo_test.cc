@@ -30,7 +30,7 @@ TEST(Zoo, EveryEntryBuildsAndInvertsItsOwnSamples) {
     // Random parameters, so the flow is not the identity.
     for (Tensor p : (*model)->Parameters())
       for (int64_t i = 0; i < p.numel(); ++i)
-        p.mutable_data()[i] += 0.1 * rng.Normal();
+        p.mutable_data<double>()[i] += 0.1 * rng.Normal();
     NoGradScope no_grad;
     Tensor z = (*model)->base()->Sample(5, rng);
     flows::FlowResult x = (*model)->flow()->Inverse(z);
@@ -41,6 +41,47 @@ TEST(Zoo, EveryEntryBuildsAndInvertsItsOwnSamples) {
       EXPECT_NEAR(back.value[i], z[i], tol) << e.name;
     for (int64_t i = 0; i < 5; ++i)
       EXPECT_NEAR(back.logdet[i], -x.logdet[i], tol) << e.name;
+  }
+}
+
+// config.dtype = float32: the model is float32 throughout, scores float64
+// data, and agrees with itself converted to float64 (the same parameter
+// values) to float32 rounding. flows/cnf's entries run in float64 only.
+TEST(Zoo, EveryEntryRunsInFloat32) {
+  for (const ZooEntry& e : ZooEntries()) {
+    if (e.name == "ffjord" || e.name == "rnode") continue;
+    SCOPED_TRACE(e.name);
+    Rng rng(4);
+    ModelConfig c;
+    c.layers = 2;
+    c.hidden = {8};
+    c.channels = 4;
+    c.levels = 1;
+    c.depth = 1;
+    c.dtype = kFloat32;
+    c.event = e.domain == Domain::kVectors ? Shape{3} : Shape{1, 4, 4};
+    auto model = MakeModel(e.name, c, rng);
+    ASSERT_TRUE(model.ok()) << model.status();
+    flows::FlowModel& m = **model;
+    EXPECT_EQ(m.dtype(), kFloat32);
+    for (const auto& [name, p] : m.NamedParameters())
+      ASSERT_EQ(p.dtype(), kFloat32) << name;
+    for (Tensor p : m.Parameters())
+      for (int64_t i = 0; i < p.numel(); ++i)
+        p.mutable_data<float>()[i] += static_cast<float>(0.1 * rng.Normal());
+    std::vector<int64_t> dims = {5};
+    for (int64_t d : c.event.dims()) dims.push_back(d);
+    Tensor x = Tensor::Randn(Shape(dims), rng);  // float64 data
+    NoGradScope no_grad;
+    Tensor lp32 = m.LogProb(x, Tensor(), &rng);
+    ASSERT_EQ(lp32.dtype(), kFloat32);
+    EXPECT_EQ(m.Sample(3, rng).dtype(), kFloat32);
+    m.To(kFloat64);
+    Tensor lp64 = m.LogProb(x, Tensor(), &rng);
+    for (int64_t i = 0; i < 5; ++i) {
+      ASSERT_TRUE(std::isfinite(lp32[i]));
+      EXPECT_NEAR(lp32[i], lp64[i], 1e-4 * (1 + std::fabs(lp64[i])));
+    }
   }
 }
 
@@ -66,7 +107,7 @@ TEST(Zoo, ContinuousFlowsTakeLearnedTimeAndContext) {
     Tensor x = Tensor::Randn({3, 2}, rng);
     for (Tensor p : (*learned)->Parameters())
       for (int64_t i = 0; i < p.numel(); ++i)
-        p.mutable_data()[i] += 0.1 * rng.Normal();
+        p.mutable_data<double>()[i] += 0.1 * rng.Normal();
     Tensor a = (*learned)->flow()->Forward(x, Tensor::Zeros({3, 2})).value;
     Tensor b = (*learned)->flow()->Forward(x, Tensor::Ones({3, 2})).value;
     double diff = 0;
@@ -106,7 +147,7 @@ TEST(Zoo, EveryEntryUsesTheContextOrRefusesIt) {
     ++conditional;
     for (Tensor p : (*model)->Parameters())
       for (int64_t i = 0; i < p.numel(); ++i)
-        p.mutable_data()[i] += 0.3 * rng.Normal();
+        p.mutable_data<double>()[i] += 0.3 * rng.Normal();
     NoGradScope no_grad;
     std::vector<int64_t> dims = {4};
     for (int64_t d : c.event.dims()) dims.push_back(d);
@@ -147,7 +188,8 @@ TEST(ImageFlow, BitsPerDimAgreeWithTheNll) {
     EXPECT_EQ(f.flatten, name == "maf");
     Tensor pixels = Tensor::Empty(Shape{6, 1, 4, 4});
     for (int64_t i = 0; i < pixels.numel(); ++i)
-      pixels.mutable_data()[i] = static_cast<double>(rng.UniformInt(17));
+      pixels.mutable_data<double>()[i] =
+          static_cast<double>(rng.UniformInt(17));
     std::vector<double> bpd = f.BitsPerDim(pixels, 4, Tensor(), /*seed=*/5);
     double mean = 0;
     for (double b : bpd) mean += b / bpd.size();
@@ -183,7 +225,7 @@ TEST(ImageFlow, TheContextReachesTheConditionalModel) {
   auto f = MakeImageFlow("realnvp", c, Shape{1, 4, 4}, 256, rng).value();
   for (Tensor p : f.model->Parameters())
     for (int64_t i = 0; i < p.numel(); ++i)
-      p.mutable_data()[i] += 0.1 * rng.Normal();
+      p.mutable_data<double>()[i] += 0.1 * rng.Normal();
   Tensor pixels = Tensor::Full(Shape{2, 1, 4, 4}, 100.0);
   Tensor a = OneHot({0, 1}, 3), b = OneHot({2, 2}, 3);
   EXPECT_EQ(a.ToVector(), (std::vector<double>{1, 0, 0, 0, 1, 0}));

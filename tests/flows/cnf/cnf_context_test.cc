@@ -53,7 +53,8 @@ FlowCase Rk4Case(const char* name, ode::Gradient g) {
       .GradTol(1e-6)
       .Quadrature(7, 70)
       .IntegralTol(2e-3)
-      .MaxGradEntries(40);
+      .MaxGradEntries(40)
+      .Float64Only("the CNF's ODE solves run in float64");
 }
 
 FLOWTAPE_FLOW_CASES(ConditionalCnf,
@@ -67,7 +68,8 @@ FLOWTAPE_FLOW_CASES(ConditionalCnf,
                         .GradTol(1e-5)
                         .Quadrature(7, 70)
                         .IntegralTol(2e-3)
-                        .MaxGradEntries(40),
+                        .MaxGradEntries(40)
+                        .Float64Only("the CNF's ODE solves run in float64"),
                     // The adjoint: every check but the Hessian (its
                     // gradients are constants).
                     Rk4Case("ffjord_cond_rk4_adjoint", ode::Gradient::kAdjoint)

@@ -425,7 +425,8 @@ FlowCase Rk4Case(const char* name, FlowFactory make) {
       .GradTol(1e-6)
       .Quadrature(7, 70)
       .IntegralTol(2e-3)
-      .MaxGradEntries(40);
+      .MaxGradEntries(40)
+      .Float64Only("the CNF's ODE solves run in float64");
 }
 
 FLOWTAPE_FLOW_CASES(
@@ -437,7 +438,8 @@ FLOWTAPE_FLOW_CASES(
         .GradTol(1e-5)
         .Quadrature(7, 70)
         .IntegralTol(2e-3)
-        .MaxGradEntries(40),
+        .MaxGradEntries(40)
+        .Float64Only("the CNF's ODE solves run in float64"),
     // The adjoint's gradients are constants (ode/solve.h):
     // a Hessian through it aborts (death test below).
     Rk4Case("ffjord_rk4_adjoint", FfjordRk4Adjoint).FirstOrderOnly());

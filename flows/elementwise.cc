@@ -1,0 +1,84 @@
+#include "flows/elementwise.h"
+
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "autodiff/check.h"
+#include "autodiff/ops.h"
+
+namespace flowtape::flows {
+namespace {
+
+// Parameter p of every entry, [N, K].
+Tensor Param(const Tensor& params, int64_t p) {
+  return Reshape(Narrow(params, 2, p, 1), {params.dim(0), params.dim(1)});
+}
+
+}  // namespace
+
+int64_t ElementwiseOptions::params_per_entry() const {
+  switch (kind) {
+    case ElementwiseKind::kAdditive:
+      return 1;
+    case ElementwiseKind::kSpline:
+      return spline.num_params();
+    default:
+      return 2;
+  }
+}
+
+std::string ElementwiseOptions::name() const {
+  switch (kind) {
+    case ElementwiseKind::kAdditive:
+      return "additive";
+    case ElementwiseKind::kAffine:
+      return "affine";
+    case ElementwiseKind::kAffineSigmoid:
+      return "affine_sigmoid";
+    case ElementwiseKind::kAffineMaf:
+      return "affine_maf";
+    case ElementwiseKind::kSpline:
+      return "spline";
+  }
+  return "?";
+}
+
+absl::Status ElementwiseOptions::Validate() const {
+  if (kind == ElementwiseKind::kAffine &&
+      !(scale_bound > 0 && std::isfinite(scale_bound)))
+    return absl::InvalidArgumentError(
+        absl::StrCat("elementwise affine: scale_bound = ", scale_bound,
+                     " must be positive and finite"));
+  if (kind == ElementwiseKind::kSpline) return spline.Validate();
+  return absl::OkStatus();
+}
+
+ElementwiseResult ApplyElementwise(const ElementwiseOptions& o,
+                                   const Tensor& in, const Tensor& params,
+                                   bool inverse) {
+  FT_CHECK(in.rank() == 2 && params.rank() == 3 && params.dim(0) == in.dim(0) &&
+               params.dim(1) == in.dim(1) &&
+               params.dim(2) == o.params_per_entry(),
+           "elementwise ", o.name(), ": input ", in.shape().ToString(),
+           " with params ", params.shape().ToString(), " (want [N, K, ",
+           o.params_per_entry(), "])");
+  if (o.kind == ElementwiseKind::kSpline) {
+    RqSplineResult r = RqSpline(in, params, o.spline, inverse);
+    return {r.value, r.logabsdet};
+  }
+  Tensor t = Param(params, 0);
+  if (o.kind == ElementwiseKind::kAdditive)
+    return {inverse ? in - t : in + t, Tensor::Zeros(in.shape(), in.dtype())};
+  Tensor r = Param(params, 1);
+  if (o.kind == ElementwiseKind::kAffineMaf) {  // t = mu, r = alpha
+    if (inverse) return {in * Exp(r) + t, r};
+    return {(in - t) * Exp(-r), -r};
+  }
+  Tensor s = o.kind == ElementwiseKind::kAffine
+                 ? o.scale_bound * Tanh(r * (1.0 / o.scale_bound))
+                 : LogSigmoid(r + 2.0);
+  if (inverse) return {(in - t) * Exp(-s), -s};
+  return {in * Exp(s) + t, s};
+}
+
+}  // namespace flowtape::flows

@@ -23,6 +23,7 @@
 
 #include "autodiff/grad.h"
 #include "autodiff/ops.h"
+#include "autodiff/status_macros.h"
 #include "autodiff/tape.h"
 #include "flows/autoregressive.h"
 #include "flows/distribution.h"
@@ -39,15 +40,15 @@ Tensor Normal(int64_t n, int64_t d, Rng& rng) {  // [n, d], entries N(0, 1)
   return Tensor::FromVector({n, d}, v);
 }
 
-std::shared_ptr<flows::FlowModel> MakeMaf(uint64_t seed) {
+absl::StatusOr<std::shared_ptr<flows::FlowModel>> MakeMaf(uint64_t seed) {
   Rng rng(seed);
-  flows::MadeOptions made;
-  made.dim = 5;
-  made.hidden = {64, 64};
-  made.context_dim = 2;  // c feeds every hidden layer
+  flows::AutoregressiveOptions maf;  // default transform: MAF's affine map
+  maf.made.dim = 5;
+  maf.made.hidden = {64, 64};
+  maf.made.context_dim = 2;  // c feeds every hidden layer
+  FT_ASSIGN_OR_RETURN(auto flow, flows::Autoregressive::Create(maf, rng));
   return std::make_shared<flows::FlowModel>(
-      std::make_shared<flows::StandardNormal>(Shape{5}),
-      std::make_shared<flows::Maf>(made, rng));
+      std::make_shared<flows::StandardNormal>(Shape{5}), flow);
 }
 
 int main(int argc, char** argv) {
@@ -65,7 +66,12 @@ int main(int argc, char** argv) {
     c = Normal(n, 2, rng);
     x = MatMul(c, a) + MatMul(Normal(n, 5, rng), lt);
   };
-  auto model = MakeMaf(/*seed=*/0);
+  auto made = MakeMaf(/*seed=*/0);
+  if (!made.ok()) {
+    std::printf("%s\n", made.status().ToString().c_str());
+    return 1;
+  }
+  std::shared_ptr<flows::FlowModel> model = *made;
   nn::Adam adam(*model, {.lr = 1e-2});
   adam.set_schedule(nn::CosineAnnealingLr(1e-2, 200));  // decays to 0
   for (int step = 0; step < 200; ++step) {
@@ -81,19 +87,20 @@ int main(int argc, char** argv) {
   sample(10000);
   const double nll = model->Nll(x, c).item();
   double h = 2.5 * std::log(2 * M_PI * M_E);
-  for (int i = 0; i < 5; ++i) h += std::log(lt.data()[6 * i]);
+  for (int i = 0; i < 5; ++i) h += std::log(lt[6 * i]);
   std::printf("test NLL %.4f nats, closed form %.4f, tolerance 0.1\n", nll, h);
 
   const std::string path = argc > 1 ? argv[1] : "maf.ckpt";
   auto reloaded = MakeMaf(/*seed=*/7);
-  absl::Status status = nn::SaveCheckpoint(path, *model);
-  if (status.ok()) status = nn::LoadCheckpoint(path, *reloaded);
+  absl::Status status = reloaded.status();
+  if (status.ok()) status = nn::SaveCheckpoint(path, *model);
+  if (status.ok()) status = nn::LoadCheckpoint(path, **reloaded);
   if (!status.ok()) {
     std::printf("%s\n", status.ToString().c_str());
     return 1;
   }
   const std::vector<double> p = model->LogProb(x, c).ToVector();
-  const std::vector<double> q = reloaded->LogProb(x, c).ToVector();
+  const std::vector<double> q = (*reloaded)->LogProb(x, c).ToVector();
   const bool same = std::memcmp(p.data(), q.data(), 8 * p.size()) == 0;
   std::printf("reloaded log-probs bit-identical: %s\n", same ? "yes" : "no");
   return std::abs(nll - h) < 0.1 && same ? 0 : 1;

@@ -166,7 +166,7 @@ TEST(TrainNll, NanGuardRestoresTheLastGoodParameters) {
   EXPECT_NE(log.str().find("stopped at step 7: non-finite loss (loss nan"),
             std::string::npos)
       << log.str();
-  EXPECT_NE(log.str().find("restored the parameters after 5 updates"),
+  EXPECT_NE(log.str().find("restored the state after 5 updates"),
             std::string::npos)
       << log.str();
   for (double v : model->Parameters()[0].ToVector())

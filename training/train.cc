@@ -307,6 +307,18 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
   last_good.Capture();
   int64_t good_updates = 0, saved_updates = -1;
   ModuleState best(model, nullptr);
+  // Can the model sample and score? Rank 0 decides for all (the outer
+  // Status is the communicator's).
+  auto check_usable = [&]() -> absl::StatusOr<absl::Status> {
+    absl::Status usable;
+    if (rank == 0) {
+      Rng check_rng(o.seed, kCheckStream);
+      usable = o.check_model ? o.check_model(check_rng)
+                             : CheckModelUsable(model, nll, data.train,
+                                                data.train_context, check_rng);
+    }
+    return ShareVerdict(comm, usable);
+  };
   parallel::GradientAllReduce reducer(params, o.bucket_bytes);
   int64_t evals_since_best = 0;
   double window_loss = 0.0;
@@ -370,11 +382,18 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
     ++window;
 
     if (checkpoints && step % o.checkpoint_every == 0) {
-      absl::Status s;
-      if (rank == 0)
-        s = nn::SaveCheckpoint(o.checkpoint_path, model, &optimizer);
-      FT_RETURN_IF_ERROR(AgreeWithRankZero(comm, s));
-      saved_updates = step;
+      // Only a model that can sample and score is written.
+      FT_ASSIGN_OR_RETURN(absl::Status usable, check_usable());
+      if (usable.ok()) {
+        absl::Status s;
+        if (rank == 0)
+          s = nn::SaveCheckpoint(o.checkpoint_path, model, &optimizer);
+        FT_RETURN_IF_ERROR(AgreeWithRankZero(comm, s));
+        saved_updates = step;
+      } else if (log) {
+        *log << "step " << step
+             << ": checkpoint not written: " << usable.message() << std::endl;
+      }
     }
 
     const bool last = step == o.max_steps;
@@ -423,16 +442,7 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
     best.Restore();
   if (!has_val) r.best_val_nll = r.last_loss;
 
-  // Can the final model sample and score? (Rank 0 decides for all.)
-  absl::Status usable;
-  if (rank == 0) {
-    Rng check_rng(o.seed, kCheckStream);
-    usable = o.check_model ? o.check_model(check_rng)
-                           : CheckModelUsable(model, nll, data.train,
-                                              data.train_context, check_rng);
-    Tape::Get().Reset();
-  }
-  FT_ASSIGN_OR_RETURN(r.model_status, ShareVerdict(comm, usable));
+  FT_ASSIGN_OR_RETURN(r.model_status, check_usable());
   if (!r.model_status.ok())
     r.message = absl::StrCat(r.message, "; ", r.model_status.message());
   // Never leave a checkpoint of a state whose loss was not finite: rewrite

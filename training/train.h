@@ -26,10 +26,12 @@
 // samples finite values (TrainResult::model_status; options.check_model, by
 // default for a FlowModel: 64 samples, their log-densities and those of 64
 // training rows all finite; for another module: nll of 64 training rows).
-// After a divergence a checkpoint newer than the restored state is rewritten
-// from it only if it passes; if it does not, that checkpoint (of a state
-// whose loss was not finite) is deleted. TrainNll returns a model that fails
-// the check as an error Status (FailedPrecondition, naming why);
+// Checkpoints are written only of a model that passes the check (a periodic
+// checkpoint of one that does not is skipped, so the file keeps the last
+// usable state). After a divergence a checkpoint newer than the restored
+// state is rewritten from it if it passes; if it does not, that checkpoint
+// (of a state whose loss was not finite) is deleted. TrainNll returns a model
+// that fails the check as an error Status (FailedPrecondition, naming why);
 // TrainNllOutcome returns it in TrainResult.
 //
 // Data parallel (options.communicator with size N > 1): every rank runs this

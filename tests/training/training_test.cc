@@ -8,18 +8,18 @@
 #include <memory>
 #include <sstream>
 
-#include "nn/checkpoint.h"
-#include "nn/optim.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
 #include "flows/distribution.h"
 #include "flows/flow.h"
 #include "flows/flow_model.h"
+#include "gtest/gtest.h"
+#include "nn/checkpoint.h"
+#include "nn/optim.h"
+#include "tests/gradcheck.h"
 #include "training/energies.h"
 #include "training/reverse_kl.h"
 #include "training/train.h"
-#include "gtest/gtest.h"
-#include "tests/gradcheck.h"
 
 namespace flowtape::training {
 namespace {
@@ -33,11 +33,13 @@ class AffineFlow : public flows::Flow {
     b_ = RegisterParameter("shift", Tensor::Full(Shape{d}, b0));
     s_ = RegisterParameter("log_scale", Tensor::Zeros(Shape{d}));
   }
-  flows::FlowResult Forward(const Tensor& x, const Tensor&, Rng* /*rng*/) const override {
+  flows::FlowResult Forward(const Tensor& x, const Tensor&,
+                            Rng* /*rng*/) const override {
     Tensor ld = BroadcastTo(-Sum(s_), Shape{x.dim(0)});
     return {(x - b_) * Exp(-s_), ld};
   }
-  flows::FlowResult Inverse(const Tensor& z, const Tensor&, Rng* /*rng*/) const override {
+  flows::FlowResult Inverse(const Tensor& z, const Tensor&,
+                            Rng* /*rng*/) const override {
     Tensor ld = BroadcastTo(Sum(s_), Shape{z.dim(0)});
     return {z * Exp(s_) + b_, ld};
   }

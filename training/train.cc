@@ -442,6 +442,7 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
     best.Restore();
   if (!has_val) r.best_val_nll = r.last_loss;
 
+  r.seconds = Seconds(start);  // the steps, not the final check
   FT_ASSIGN_OR_RETURN(r.model_status, check_usable());
   if (!r.model_status.ok())
     r.message = absl::StrCat(r.message, "; ", r.model_status.message());
@@ -459,7 +460,6 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
     }
     FT_RETURN_IF_ERROR(AgreeWithRankZero(comm, s));
   }
-  r.seconds = Seconds(start);
   if (log && (r.stopped_early || r.diverged || !r.model_status.ok()))
     *log << r.message << std::endl;
   return r;

@@ -155,7 +155,7 @@ struct TrainResult {
   bool stopped_early = false;
   bool diverged = false;  // NaN/inf guard fired
   std::string message;    // why training stopped
-  double seconds = 0.0;
+  double seconds = 0.0;  // in the training loop (not the final check)
   // OK iff the final model scores and samples finite values; else why not.
   absl::Status model_status;
   // Data parallel: ranks, seconds spent in gradient all-reduces (this

@@ -29,7 +29,7 @@ FlowResult MadeAutoregressive::Sequential(const Tensor& u,
            u.shape().ToString(), " for dim ", made_->dim());
   // After pass k the dimensions at positions <= k are exact, so after D passes
   // all are, and the last pass's parameters are those of the exact v_<i.
-  Tensor v = Tensor::Zeros(u.shape());
+  Tensor v = Tensor::Zeros(u.shape(), u.dtype());
   FlowResult r;
   for (int64_t k = 0; k < made_->dim(); ++k) {
     r = Transform(u, Params(v, context), /*inverse=*/true);

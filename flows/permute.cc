@@ -42,14 +42,14 @@ FlowResult Permute::Forward(const Tensor& x, const Tensor&, Rng* /*rng*/) const 
   FT_CHECK(x.rank() >= 2 && x.dim(1) == static_cast<int64_t>(perm_.size()),
            "permute: input ", x.shape().ToString(), " vs ", perm_.size(),
            " features");
-  return {IndexSelect(x, 1, perm_), Tensor::Zeros({x.dim(0)})};
+  return {IndexSelect(x, 1, perm_), Tensor::Zeros({x.dim(0)}, x.dtype())};
 }
 
 FlowResult Permute::Inverse(const Tensor& z, const Tensor&, Rng* /*rng*/) const {
   FT_CHECK(z.rank() >= 2 && z.dim(1) == static_cast<int64_t>(perm_.size()),
            "permute: input ", z.shape().ToString(), " vs ", perm_.size(),
            " features");
-  return {IndexSelect(z, 1, inverse_), Tensor::Zeros({z.dim(0)})};
+  return {IndexSelect(z, 1, inverse_), Tensor::Zeros({z.dim(0)}, z.dtype())};
 }
 
 std::shared_ptr<Permute> Reverse(int64_t d) {

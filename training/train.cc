@@ -3,12 +3,14 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "autodiff/check.h"
 #include "autodiff/grad.h"
+#include "autodiff/ops.h"
 #include "autodiff/status_macros.h"
 #include "autodiff/tape.h"
 #include "data/preprocess.h"
@@ -32,8 +34,23 @@ std::string FormatDuration(double s) {
   return absl::StrFormat("%d:%02d", t / 60, t % 60);
 }
 
+// Rows `index` of x (any dtype; undefined stays undefined).
 Tensor Rows(const Tensor& x, const std::vector<int64_t>& index) {
-  return x.defined() ? data::TakeRows(x, index) : Tensor();
+  if (!x.defined()) return Tensor();
+  std::vector<int64_t> dims = x.shape().dims();
+  dims[0] = static_cast<int64_t>(index.size());
+  Tensor out = Tensor::Empty(Shape(dims), x.dtype());
+  const size_t row = x.numel() / x.dim(0) * DTypeSize(x.dtype());
+  const char* src = static_cast<const char*>(x.raw_data());
+  char* dst = x.dtype() == kFloat32
+                  ? reinterpret_cast<char*>(out.mutable_data<float>())
+                  : reinterpret_cast<char*>(out.mutable_data<double>());
+  for (size_t i = 0; i < index.size(); ++i) {
+    FT_CHECK(index[i] >= 0 && index[i] < x.dim(0), "train_nll: row ", index[i],
+             " out of range for ", x.shape().ToString());
+    std::memcpy(dst + i * row, src + index[i] * row, row);
+  }
+  return out;
 }
 
 std::vector<std::vector<double>> Snapshot(const std::vector<Tensor>& ts) {
@@ -176,7 +193,11 @@ absl::Status CheckModelUsable(const nn::Module& model, const NllFn& nll,
     return absl::FailedPreconditionError(absl::StrCat(
         "the model cannot score: nll of ", n, " training rows is ", v));
   }
-  const Tensor samples = flow->Sample(n, rng, c);
+  // FlowModel::Sample, with the base's draws (float64) in the model's dtype.
+  const Tensor samples =
+      flow->flow()
+          ->Inverse(Cast(flow->base()->Sample(n, rng), model.dtype()), c, &rng)
+          .value;
   if (int64_t bad = BadRows(samples); bad > 0)
     return absl::FailedPreconditionError(
         absl::StrCat("the model cannot sample: ", bad, " of ", n,

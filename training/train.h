@@ -143,6 +143,9 @@ struct TrainOptions {
   // many (at most the batch size).
   int threads = 0;
   int64_t min_rows_per_thread = 1024;
+  // TrainNllThreads: a rank waiting longer than this at a collective fails
+  // the run (DeadlineExceeded).
+  double peer_timeout_seconds = 600.0;
 };
 
 struct TrainResult {
@@ -155,7 +158,7 @@ struct TrainResult {
   bool stopped_early = false;
   bool diverged = false;  // NaN/inf guard fired
   std::string message;    // why training stopped
-  double seconds = 0.0;  // in the training loop (not the final check)
+  double seconds = 0.0;   // in the training loop (not the final check)
   // OK iff the final model scores and samples finite values; else why not.
   absl::Status model_status;
   // Data parallel: ranks, seconds spent in gradient all-reduces (this

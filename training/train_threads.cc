@@ -43,6 +43,12 @@ absl::StatusOr<ThreadedTraining> TrainNllThreads(const ReplicaFactory& make,
   const int64_t rows =
       data.train.defined() && data.train.rank() > 0 ? data.train.dim(0) : 0;
   FT_ASSIGN_OR_RETURN(int threads, ThreadCount(options, rows));
+  if (!(options.peer_timeout_seconds > 0))
+    return absl::InvalidArgumentError(absl::StrCat(
+        "train_nll_threads: peer_timeout_seconds must be > 0, got ",
+        options.peer_timeout_seconds));
+  parallel::ThreadGroupOptions group;
+  group.timeout = absl::Seconds(options.peer_timeout_seconds);
   std::vector<Replica> replicas(threads);
   absl::StatusOr<TrainResult> r = parallel::RunOnThreads(
       threads,
@@ -58,7 +64,8 @@ absl::StatusOr<ThreadedTraining> TrainNllThreads(const ReplicaFactory& make,
         mine.communicator = &comm;
         return TrainNllOutcome(*replica.model, replica.nll, *replica.optimizer,
                                data, mine);
-      });
+      },
+      group);
   if (!r.ok()) return r.status();
   if (!r->model_status.ok())
     return absl::FailedPreconditionError(

@@ -165,6 +165,38 @@ TEST(DataParallel, ActNormRealNvpMatchesOneProcess) {
   CheckMatchesOneProcess(ActNormRealNvp, Momentum);
 }
 
+TEST(DataParallel, Float32MatchesOneProcess) {
+  // The all-reduce runs in the model's dtype: float32 replicas agree with one
+  // float32 process to float32 rounding.
+  auto make = [] {
+    auto m = Maf();
+    m->To(kFloat32);
+    return m;
+  };
+  TrainData data = Dataset();
+  {
+    NoGradScope no_grad;
+    data.train = Cast(data.train, kFloat32).Detach();
+    data.val = Cast(data.val, kFloat32).Detach();
+  }
+  auto alone = make();
+  auto optimizer = Momentum(*alone);
+  ASSERT_TRUE(TrainNll(*alone, *optimizer, data, Options()).ok());
+  std::shared_ptr<flows::FlowModel> rank0;
+  ReplicaFactory factory = [&](int rank) -> absl::StatusOr<Replica> {
+    auto m = make();
+    if (rank == 0) rank0 = m;
+    return Replica{m, ModelNll(*m), Momentum(*m)};
+  };
+  TrainOptions o = Options();
+  o.threads = 3;
+  ThreadedTraining run = TrainNllThreads(factory, data, o).value();
+  EXPECT_EQ(run.result.allreduce_bytes_per_step % 4, 0);
+  EXPECT_EQ(rank0->dtype(), kFloat32);
+  EXPECT_LE(MaxAbsDiff(Flat(*rank0), Flat(*alone)), 1e-4);
+  EXPECT_GT(MaxAbsDiff(Flat(*rank0), Flat(*make())), 1e-3);
+}
+
 TEST(DataParallel, TheNanGuardDecidesForAllRanks) {
   // Rank 1's loss turns NaN at its 6th step (the parameters after 5
   // updates): every rank stops there and restores the state whose loss was

@@ -113,6 +113,9 @@ absl::Status Validate(const TrainData& d, const TrainOptions& o) {
       {d.val_context, "validation context"}};
   for (const auto& [t, what] : tensors)
     if (absl::Status s = CheckFinite(t, what); !s.ok()) return s;
+  if (o.guard_every < 1)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "train_nll: guard_every must be >= 1, got ", o.guard_every));
   if (o.checkpoint_every > 0 && o.checkpoint_path.empty())
     return absl::InvalidArgumentError(
         "train_nll: checkpoint_every is set but checkpoint_path is empty");
@@ -321,12 +324,17 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
     }
     FT_RETURN_IF_ERROR(AgreeWithRankZero(comm, s));
   }
-  // The state of the last step whose loss was finite (after good_updates
-  // updates); the checkpoint on disk holds saved_updates.
-  ModuleState last_good(model, &optimizer);
-  FT_RETURN_IF_ERROR(parallel::BroadcastTensors(comm, last_good.tensors(), 0));
-  last_good.Capture();
-  int64_t good_updates = 0, saved_updates = -1;
+  // The NaN guard's snapshots, taken before the forward pass of every
+  // guard_every-th step: `pending` until that step's loss is known,
+  // `good` the latest whose loss was finite (after good_updates updates).
+  // The checkpoint on disk holds saved_updates.
+  ModuleState snapshot_a(model, &optimizer), snapshot_b(model, &optimizer);
+  ModuleState *good = &snapshot_a, *pending = &snapshot_b;
+  FT_RETURN_IF_ERROR(parallel::BroadcastTensors(comm, good->tensors(), 0));
+  good->Capture();
+  int64_t good_updates = 0, pending_updates = -1, saved_updates = -1;
+  int64_t diverged_at = 0;
+  const int64_t guard_every = o.guard_every;
   ModuleState best(model, nullptr);
   // Can the model sample and score? Rank 0 decides for all (the outer
   // Status is the communicator's).
@@ -355,6 +363,10 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
                                order.begin() + cursor + hi);
     cursor += batch;
 
+    if ((step - 1) % guard_every == 0) {
+      pending->Capture();
+      pending_updates = step - 1;
+    }
     optimizer.ZeroGrad();
     Tensor loss =
         nll(Rows(data.train, index), Rows(data.train_context, index), rng);
@@ -377,23 +389,30 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
     }
     double gnorm = std::numeric_limits<double>::quiet_NaN();
     if (std::isfinite(value)) {
-      // The current state (step - 1 updates) has a finite loss.
-      last_good.Capture();
-      good_updates = step - 1;
+      if (pending_updates == step - 1) {  // its loss is finite
+        std::swap(good, pending);
+        good_updates = pending_updates;
+        pending_updates = -1;
+      }
       r.last_loss = value;
       gnorm = o.clip_grad_norm > 0 ? nn::ClipGradNorm(params, o.clip_grad_norm)
                                    : GradNorm(params);
     }
     if (!std::isfinite(value) || !std::isfinite(gnorm)) {
       optimizer.ZeroGrad();  // no non-finite gradient left behind
-      last_good.Restore();
+      good->Restore();
+      diverged_at = step;
       r.steps = good_updates;
       r.diverged = true;
-      r.message = absl::StrCat("stopped at step ", step, ": non-finite ",
-                               std::isfinite(value) ? "gradient" : "loss",
-                               " (loss ", value, ", grad norm ", gnorm,
-                               "); restored the state after ", good_updates,
-                               " updates, the last with a finite loss");
+      r.message = absl::StrCat(
+          "stopped at step ", step, ": non-finite ",
+          std::isfinite(value) ? "gradient" : "loss", " (loss ", value,
+          ", grad norm ", gnorm, "); restored the state after ", good_updates,
+          " updates, the last ",
+          guard_every > 1
+              ? absl::StrCat("snapshot (every ", guard_every, " steps) ")
+              : "",
+          "with a finite loss");
       break;
     }
     optimizer.Step();
@@ -467,9 +486,11 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
   FT_ASSIGN_OR_RETURN(r.model_status, check_usable());
   if (!r.model_status.ok())
     r.message = absl::StrCat(r.message, "; ", r.model_status.message());
-  // Never leave a checkpoint of a state whose loss was not finite: rewrite
-  // it from the restored state if that state is usable, else delete it.
-  if (r.diverged && checkpoints && saved_updates > good_updates) {
+  // After a divergence the checkpoint holds the restored state if it is
+  // usable; if not, a checkpoint of the state whose loss (or gradient) was
+  // not finite is deleted.
+  if (r.diverged && checkpoints &&
+      (r.model_status.ok() || saved_updates == diverged_at - 1)) {
     absl::Status s;
     if (rank == 0) {
       if (r.model_status.ok()) {

@@ -15,12 +15,17 @@
 // model (parameters and buffers) of the best evaluation is restored at the
 // end (restore_best).
 //
-// NaN/inf guard: a non-finite loss or gradient stops training and restores
-// the whole state of the last step whose loss was finite: parameters,
-// buffers (spectral-norm u, v, ActNorm's flag: what that step's forward pass
-// used) and optimizer state (diverged = true, steps = the updates that state
-// had). The state is kept in a preallocated ModuleState (module_state.h)
-// copied once per step, without allocation.
+// NaN/inf guard: before the forward pass of every guard_every-th step the
+// whole state is copied into a preallocated ModuleState (module_state.h):
+// parameters, buffers (spectral-norm u, v, ActNorm's flag) and optimizer
+// state. Once that step's loss is finite the copy is the latest good
+// snapshot. A non-finite loss or gradient stops training and restores the
+// latest good snapshot (diverged = true, steps = the updates it had), at most
+// guard_every - 1 steps before the last finite loss; guard_every = 1 restores
+// the state of exactly that step. (The copy costs the bandwidth of ~3x the
+// parameters with Adam, ~4% of a 64-D MAF step at batch 256 if taken every
+// step, whether or not its buffers are preallocated: benchmarks/flows_bench
+// Guard cases; every 10th step makes it ~0.4%.)
 //
 // Usable model: every run ends by checking that the final model scores and
 // samples finite values (TrainResult::model_status; options.check_model, by
@@ -28,9 +33,10 @@
 // training rows all finite; for another module: nll of 64 training rows).
 // Checkpoints are written only of a model that passes the check (a periodic
 // checkpoint of one that does not is skipped, so the file keeps the last
-// usable state). After a divergence a checkpoint newer than the restored
-// state is rewritten from it if it passes; if it does not, that checkpoint
-// (of a state whose loss was not finite) is deleted. TrainNll returns a model
+// usable state). After a divergence the checkpoint is rewritten from the
+// restored state if it passes; if it does not, a checkpoint of the state
+// whose loss (or gradient) was not finite is deleted (an older one, which
+// passed the check when written, is kept). TrainNll returns a model
 // that fails the check as an error Status (FailedPrecondition, naming why);
 // TrainNllOutcome returns it in TrainResult.
 //
@@ -123,6 +129,9 @@ struct TrainOptions {
   std::string checkpoint_path;
   uint64_t seed = 0;
   std::ostream* log = &std::cerr;
+
+  // The NaN guard's snapshot interval in steps (see above; >= 1).
+  int64_t guard_every = 10;
 
   // Data parallel: this rank's group (nullptr = one process). Not owned.
   parallel::Communicator* communicator = nullptr;

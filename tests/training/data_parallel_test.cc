@@ -221,6 +221,7 @@ TEST(DataParallel, TheNanGuardDecidesForAllRanks) {
   TrainOptions o = Options();
   o.threads = 2;
   o.eval_every = 1000;
+  o.guard_every = 1;
   ThreadedTraining run = TrainNllThreads(make, data, o).value();
   EXPECT_TRUE(run.result.diverged);
   EXPECT_EQ(run.result.steps, 4);

@@ -112,6 +112,7 @@ TEST(TrainNll, TheGuardRestoresBuffers) {
   o.batch_size = 64;
   o.max_steps = 20;
   o.log_every = 0;
+  o.guard_every = 1;
   o.checkpoint_every = 1;
   o.checkpoint_path =
       std::string(std::getenv("TEST_TMPDIR")) + "/resflow_nan.ckpt";

@@ -21,9 +21,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "nn/optim.h"
 #include "autodiff/tensor.h"
 #include "flows/flow_model.h"
+#include "nn/optim.h"
 #include "training/energies.h"
 
 namespace flowtape::training {

@@ -2,15 +2,21 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstring>
 #include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "autodiff/check.h"
 #include "autodiff/grad.h"
-#include "nn/checkpoint.h"
+#include "autodiff/ops.h"
+#include "autodiff/status_macros.h"
 #include "autodiff/tape.h"
 #include "data/preprocess.h"
+#include "nn/checkpoint.h"
+#include "parallel/tensor_collectives.h"
+#include "training/module_state.h"
 
 namespace flowtape::training {
 namespace {
@@ -28,8 +34,23 @@ std::string FormatDuration(double s) {
   return absl::StrFormat("%d:%02d", t / 60, t % 60);
 }
 
+// Rows `index` of x (any dtype; undefined stays undefined).
 Tensor Rows(const Tensor& x, const std::vector<int64_t>& index) {
-  return x.defined() ? data::TakeRows(x, index) : Tensor();
+  if (!x.defined()) return Tensor();
+  std::vector<int64_t> dims = x.shape().dims();
+  dims[0] = static_cast<int64_t>(index.size());
+  Tensor out = Tensor::Empty(Shape(dims), x.dtype());
+  const size_t row = x.numel() / x.dim(0) * DTypeSize(x.dtype());
+  const char* src = static_cast<const char*>(x.raw_data());
+  char* dst = x.dtype() == kFloat32
+                  ? reinterpret_cast<char*>(out.mutable_data<float>())
+                  : reinterpret_cast<char*>(out.mutable_data<double>());
+  for (size_t i = 0; i < index.size(); ++i) {
+    FT_CHECK(index[i] >= 0 && index[i] < x.dim(0), "train_nll: row ", index[i],
+             " out of range for ", x.shape().ToString());
+    std::memcpy(dst + i * row, src + index[i] * row, row);
+  }
+  return out;
 }
 
 std::vector<std::vector<double>> Snapshot(const std::vector<Tensor>& ts) {
@@ -48,13 +69,6 @@ void Restore(std::vector<Tensor> ts,
              ": size mismatch at tensor ", i);
     std::copy(snapshot[i].begin(), snapshot[i].end(), ts[i].mutable_data());
   }
-}
-
-// The optimizer's state buffers (shared storage: writing restores them).
-std::vector<Tensor> StateOf(const nn::Optimizer& optimizer) {
-  std::vector<Tensor> ts;
-  for (const auto& [name, t] : optimizer.NamedState()) ts.push_back(t);
-  return ts;
 }
 
 // OK iff every entry of t (rows along axis 0) is finite.
@@ -99,13 +113,109 @@ absl::Status Validate(const TrainData& d, const TrainOptions& o) {
       {d.val_context, "validation context"}};
   for (const auto& [t, what] : tensors)
     if (absl::Status s = CheckFinite(t, what); !s.ok()) return s;
+  if (o.guard_every < 1)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "train_nll: guard_every must be >= 1, got ", o.guard_every));
   if (o.checkpoint_every > 0 && o.checkpoint_path.empty())
     return absl::InvalidArgumentError(
         "train_nll: checkpoint_every is set but checkpoint_path is empty");
   return absl::OkStatus();
 }
 
+// Sum over rows [begin, end) of x of the per-row nll, in chunks of
+// batch_size, without recording.
+double SumNll(const NllFn& nll, const Tensor& x, const Tensor& context,
+              int64_t begin, int64_t end, int64_t batch_size, Rng& rng) {
+  NoGradScope no_grad;
+  double total = 0.0;
+  for (int64_t start = begin; start < end; start += batch_size) {
+    const int64_t len = std::min(batch_size, end - start);
+    std::vector<int64_t> index(len);
+    for (int64_t i = 0; i < len; ++i) index[i] = start + i;
+    total += nll(Rows(x, index), Rows(context, index), rng).item() * len;
+  }
+  return total;
+}
+
+// Rank 0's verdict `s` on every rank (others get its code and a message
+// naming rank 0); an error of the communicator itself is the outer Status.
+absl::StatusOr<absl::Status> ShareVerdict(parallel::Communicator& comm,
+                                          const absl::Status& s) {
+  if (comm.size() == 1) return s;
+  double code[1] = {static_cast<double>(s.code())};
+  FT_RETURN_IF_ERROR(comm.Broadcast(absl::MakeSpan(code), 0));
+  if (comm.rank() == 0 || code[0] == 0) return s;
+  return absl::Status(static_cast<absl::StatusCode>(code[0]),
+                      "train_nll: rank 0 reported an error");
+}
+
+absl::Status AgreeWithRankZero(parallel::Communicator& comm,
+                               const absl::Status& s) {
+  FT_ASSIGN_OR_RETURN(absl::Status verdict, ShareVerdict(comm, s));
+  return verdict;
+}
+
+bool AllFinite(const Tensor& t) {
+  for (int64_t i = 0; i < t.numel(); ++i)
+    if (!std::isfinite(t[i])) return false;
+  return true;
+}
+
+// Counts the non-finite rows of t (axis 0).
+int64_t BadRows(const Tensor& t) {
+  const int64_t n = t.dim(0), row = t.numel() / std::max<int64_t>(n, 1);
+  int64_t bad = 0;
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < row; ++j)
+      if (!std::isfinite(t[i * row + j])) {
+        ++bad;
+        break;
+      }
+  return bad;
+}
+
+constexpr uint64_t kOrderStream = ~uint64_t{0};  // the shared permutation
+constexpr uint64_t kInitStream = ~uint64_t{0} - 1;
+constexpr uint64_t kCheckStream = ~uint64_t{0} - 2;
+
 }  // namespace
+
+absl::Status CheckModelUsable(const nn::Module& model, const NllFn& nll,
+                              const Tensor& x, const Tensor& context, Rng& rng,
+                              int64_t n) {
+  NoGradScope no_grad;
+  TapeScope scope;
+  n = std::min(n, x.dim(0));
+  std::vector<int64_t> index(n);
+  for (int64_t i = 0; i < n; ++i) index[i] = i;
+  const Tensor rows = Rows(x, index), c = Rows(context, index);
+  const auto* flow = dynamic_cast<const flows::FlowModel*>(&model);
+  if (flow == nullptr) {
+    const double v = nll(rows, c, rng).item();
+    if (std::isfinite(v)) return absl::OkStatus();
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the model cannot score: nll of ", n, " training rows is ", v));
+  }
+  // FlowModel::Sample, with the base's draws (float64) in the model's dtype.
+  const Tensor samples =
+      flow->flow()
+          ->Inverse(Cast(flow->base()->Sample(n, rng), model.dtype()), c, &rng)
+          .value;
+  if (int64_t bad = BadRows(samples); bad > 0)
+    return absl::FailedPreconditionError(
+        absl::StrCat("the model cannot sample: ", bad, " of ", n,
+                     " samples are not finite"));
+  if (!AllFinite(flow->LogProb(samples, c, &rng)))
+    return absl::FailedPreconditionError(
+        absl::StrCat("the model cannot score its own samples: log-densities "
+                     "of ",
+                     n, " samples are not all finite"));
+  if (!AllFinite(flow->LogProb(rows, c, &rng)))
+    return absl::FailedPreconditionError(
+        absl::StrCat("the model cannot score: log-densities of ", n,
+                     " training rows are not all finite"));
+  return absl::OkStatus();
+}
 
 double GradNorm(const std::vector<Tensor>& params) {
   double sq = 0.0;
@@ -118,8 +228,8 @@ double GradNorm(const std::vector<Tensor>& params) {
 }
 
 NllFn ModelNll(const flows::FlowModel& model) {
-  return [&model](const Tensor& x, const Tensor& context, Rng&) {
-    return model.Nll(x, context);
+  return [&model](const Tensor& x, const Tensor& context, Rng& rng) {
+    return model.Nll(x, context, &rng);
   };
 }
 
@@ -134,17 +244,20 @@ void RestoreParameters(const nn::Module& model,
 
 double EvaluateNll(const NllFn& nll, const Tensor& x, const Tensor& context,
                    int64_t batch_size, uint64_t seed) {
-  NoGradScope no_grad;
   Rng rng(seed);
-  const int64_t n = x.dim(0);
-  double total = 0.0;
-  for (int64_t start = 0; start < n; start += batch_size) {
-    const int64_t len = std::min(batch_size, n - start);
-    std::vector<int64_t> index(len);
-    for (int64_t i = 0; i < len; ++i) index[i] = start + i;
-    total += nll(Rows(x, index), Rows(context, index), rng).item() * len;
-  }
-  return total / n;
+  return SumNll(nll, x, context, 0, x.dim(0), batch_size, rng) / x.dim(0);
+}
+
+absl::StatusOr<double> EvaluateNll(parallel::Communicator& comm,
+                                   const NllFn& nll, const Tensor& x,
+                                   const Tensor& context, int64_t batch_size,
+                                   uint64_t seed) {
+  const int64_t n = x.dim(0), r = comm.rank(), size = comm.size();
+  Rng rng(seed, r);
+  double total[1] = {SumNll(nll, x, context, n * r / size, n * (r + 1) / size,
+                            batch_size, rng)};
+  FT_RETURN_IF_ERROR(comm.AllReduceSum(absl::MakeSpan(total)));
+  return total[0] / n;
 }
 
 absl::StatusOr<TrainResult> TrainNll(const flows::FlowModel& model,
@@ -157,72 +270,149 @@ absl::StatusOr<TrainResult> TrainNll(const flows::FlowModel& model,
 absl::StatusOr<TrainResult> TrainNll(const nn::Module& model, const NllFn& nll,
                                      nn::Optimizer& optimizer,
                                      const TrainData& data,
-                                     const TrainOptions& o) {
-  if (absl::Status s = Validate(data, o); !s.ok()) return s;
-  std::ostream* log = o.log_every > 0 ? o.log : nullptr;
+                                     const TrainOptions& options) {
+  FT_ASSIGN_OR_RETURN(TrainResult r,
+                      TrainNllOutcome(model, nll, optimizer, data, options));
+  if (!r.model_status.ok())
+    return absl::FailedPreconditionError(
+        absl::StrCat("train_nll: ", r.message));
+  return r;
+}
+
+namespace {
+
+absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
+                                  const nn::Module& model, const NllFn& nll,
+                                  nn::Optimizer& optimizer,
+                                  const TrainData& data,
+                                  const TrainOptions& o) {
+  const int rank = comm.rank(), size = comm.size();
+  std::ostream* log = o.log_every > 0 && rank == 0 ? o.log : nullptr;
   const std::vector<Tensor> params = model.Parameters();
   const int64_t n = data.train.dim(0);
   const int64_t batch = std::min(o.batch_size, n);
+  if (batch < size)
+    return absl::InvalidArgumentError(
+        absl::StrCat("train_nll: a global batch of ", batch,
+                     " rows cannot be split across ", size, " ranks"));
+  // This rank's shard of every global batch, and its gradient's weight.
+  const int64_t lo = batch * rank / size, hi = batch * (rank + 1) / size;
+  const double weight = static_cast<double>(hi - lo) / batch;
   const bool has_val = data.val.defined() && data.val.dim(0) > 0;
-  Rng rng(o.seed);
+  const bool checkpoints = o.checkpoint_every > 0;
+  Rng order_rng(o.seed, kOrderStream), rng(o.seed, rank);
   TrainResult r;
+  r.ranks = size;
   r.best_val_nll = std::numeric_limits<double>::infinity();
-  // The last parameters (and optimizer state) whose loss was finite, after
-  // good_updates updates; the checkpoint on disk holds saved_updates.
-  auto last_good = SnapshotParameters(model);
-  auto last_good_state = Snapshot(StateOf(optimizer));
-  int64_t good_updates = 0, saved_updates = -1;
-  auto best = last_good;
+
+  std::vector<int64_t> order = data::Permutation(n, order_rng);
+  int64_t cursor = 0;
+  if (size > 1 || o.initialize) {
+    absl::Status s;
+    if (rank == 0) {
+      std::vector<int64_t> first(order.begin(), order.begin() + batch);
+      const Tensor x = Rows(data.train, first),
+                   c = Rows(data.train_context, first);
+      if (o.initialize) {
+        s = o.initialize(x, c);
+      } else {
+        NoGradScope no_grad;
+        Rng init_rng(o.seed, kInitStream);
+        nll(x, c, init_rng);
+      }
+      Tape::Get().Reset();
+    }
+    FT_RETURN_IF_ERROR(AgreeWithRankZero(comm, s));
+  }
+  // The NaN guard's snapshots, taken before the forward pass of every
+  // guard_every-th step: `pending` until that step's loss is known,
+  // `good` the latest whose loss was finite (after good_updates updates).
+  // The checkpoint on disk holds saved_updates.
+  ModuleState snapshot_a(model, &optimizer), snapshot_b(model, &optimizer);
+  ModuleState *good = &snapshot_a, *pending = &snapshot_b;
+  FT_RETURN_IF_ERROR(parallel::BroadcastTensors(comm, good->tensors(), 0));
+  good->Capture();
+  int64_t good_updates = 0, pending_updates = -1, saved_updates = -1;
+  int64_t diverged_at = 0;
+  const int64_t guard_every = o.guard_every;
+  ModuleState best(model, nullptr);
+  // Can the model sample and score? Rank 0 decides for all (the outer
+  // Status is the communicator's).
+  auto check_usable = [&]() -> absl::StatusOr<absl::Status> {
+    absl::Status usable;
+    if (rank == 0) {
+      Rng check_rng(o.seed, kCheckStream);
+      usable = o.check_model ? o.check_model(check_rng)
+                             : CheckModelUsable(model, nll, data.train,
+                                                data.train_context, check_rng);
+    }
+    return ShareVerdict(comm, usable);
+  };
+  parallel::GradientAllReduce reducer(params, o.bucket_bytes);
   int64_t evals_since_best = 0;
-  std::vector<int64_t> order;
-  int64_t cursor = n;  // forces a fresh permutation on the first step
   double window_loss = 0.0;
   int64_t window = 0;
   const auto start = Clock::now();
 
   for (int64_t step = 1; step <= o.max_steps; ++step) {
     if (cursor + batch > n) {
-      order = data::Permutation(n, rng);
+      order = data::Permutation(n, order_rng);
       cursor = 0;
     }
-    std::vector<int64_t> index(order.begin() + cursor,
-                               order.begin() + cursor + batch);
+    std::vector<int64_t> index(order.begin() + cursor + lo,
+                               order.begin() + cursor + hi);
     cursor += batch;
 
+    if ((step - 1) % guard_every == 0) {
+      pending->Capture();
+      pending_updates = step - 1;
+    }
     optimizer.ZeroGrad();
     Tensor loss =
         nll(Rows(data.train, index), Rows(data.train_context, index), rng);
-    const double value = loss.item();
-    double gnorm = 0.0;
+    double value = loss.item();
+    if (std::isfinite(value)) Backward(loss);
+    Tape::Get().Reset();
+    if (size > 1) {
+      // Gradients and loss: weighted sums over ranks, the same on each.
+      double extras[1] = {value * weight};
+      FT_RETURN_IF_ERROR(reducer.Run(comm, weight, absl::MakeSpan(extras)));
+      r.allreduce_seconds += reducer.last_seconds();
+      r.allreduce_bytes_per_step = reducer.last_bytes();
+      value = extras[0];
+      if (std::isfinite(value))
+        for (size_t k = 0; k < params.size(); ++k)
+          if (int c = reducer.defined_count(k); c != 0 && c != size)
+            return absl::InternalError(absl::StrCat(
+                "train_nll: parameter ", k, " has a gradient on ", c, " of ",
+                size, " ranks (the replicas' graphs differ)"));
+    }
+    double gnorm = std::numeric_limits<double>::quiet_NaN();
     if (std::isfinite(value)) {
-      // The current parameters (step - 1 updates) have a finite loss.
-      last_good = SnapshotParameters(model);
-      last_good_state = Snapshot(StateOf(optimizer));
-      good_updates = step - 1;
+      if (pending_updates == step - 1) {  // its loss is finite
+        std::swap(good, pending);
+        good_updates = pending_updates;
+        pending_updates = -1;
+      }
       r.last_loss = value;
-      Backward(loss);
       gnorm = o.clip_grad_norm > 0 ? nn::ClipGradNorm(params, o.clip_grad_norm)
                                    : GradNorm(params);
     }
-    Tape::Get().Reset();
     if (!std::isfinite(value) || !std::isfinite(gnorm)) {
       optimizer.ZeroGrad();  // no non-finite gradient left behind
-      RestoreParameters(model, last_good);
-      Restore(StateOf(optimizer), last_good_state, "train_nll");
+      good->Restore();
+      diverged_at = step;
       r.steps = good_updates;
       r.diverged = true;
       r.message = absl::StrCat(
           "stopped at step ", step, ": non-finite ",
           std::isfinite(value) ? "gradient" : "loss", " (loss ", value,
-          ", grad norm ", gnorm, "); restored the parameters after ",
-          good_updates, " updates, the last with a finite loss");
-      if (log) *log << r.message << "\n";
-      // Never leave a checkpoint of parameters whose loss was not finite.
-      if (o.checkpoint_every > 0 && saved_updates > good_updates)
-        if (absl::Status s =
-                nn::SaveCheckpoint(o.checkpoint_path, model, &optimizer);
-            !s.ok())
-          return s;
+          ", grad norm ", gnorm, "); restored the state after ", good_updates,
+          " updates, the last ",
+          guard_every > 1
+              ? absl::StrCat("snapshot (every ", guard_every, " steps) ")
+              : "",
+          "with a finite loss");
       break;
     }
     optimizer.Step();
@@ -231,24 +421,37 @@ absl::StatusOr<TrainResult> TrainNll(const nn::Module& model, const NllFn& nll,
     window_loss += value;
     ++window;
 
-    if (o.checkpoint_every > 0 && step % o.checkpoint_every == 0) {
-      if (absl::Status s =
-              nn::SaveCheckpoint(o.checkpoint_path, model, &optimizer);
-          !s.ok())
-        return s;
-      saved_updates = step;
+    if (checkpoints && step % o.checkpoint_every == 0) {
+      // Only a model that can sample and score is written.
+      FT_ASSIGN_OR_RETURN(absl::Status usable, check_usable());
+      if (usable.ok()) {
+        absl::Status s;
+        if (rank == 0)
+          s = nn::SaveCheckpoint(o.checkpoint_path, model, &optimizer);
+        FT_RETURN_IF_ERROR(AgreeWithRankZero(comm, s));
+        saved_updates = step;
+      } else if (log) {
+        *log << "step " << step
+             << ": checkpoint not written: " << usable.message() << std::endl;
+      }
     }
 
     const bool last = step == o.max_steps;
     std::string val_text;
     if (has_val && (step % o.eval_every == 0 || last)) {
-      double v =
-          EvaluateNll(nll, data.val, data.val_context, o.eval_batch_size);
+      double v = 0.0;
+      if (size == 1) {
+        v = EvaluateNll(nll, data.val, data.val_context, o.eval_batch_size);
+      } else {
+        FT_ASSIGN_OR_RETURN(v,
+                            EvaluateNll(comm, nll, data.val, data.val_context,
+                                        o.eval_batch_size));
+      }
       r.val_history.emplace_back(step, v);
       if (v < r.best_val_nll) {
         r.best_val_nll = v;
         r.best_step = step;
-        best = SnapshotParameters(model);
+        best.Capture();
         evals_since_best = 0;
       } else {
         ++evals_since_best;
@@ -276,10 +479,51 @@ absl::StatusOr<TrainResult> TrainNll(const nn::Module& model, const NllFn& nll,
     r.message = absl::StrCat("finished ", r.steps, " steps");
   if (has_val && o.restore_best && !r.diverged && r.best_step > 0 &&
       r.best_step != r.steps)
-    RestoreParameters(model, best);
+    best.Restore();
   if (!has_val) r.best_val_nll = r.last_loss;
-  r.seconds = Seconds(start);
-  if (log && (r.stopped_early || r.diverged)) *log << r.message << std::endl;
+
+  r.seconds = Seconds(start);  // the steps, not the final check
+  FT_ASSIGN_OR_RETURN(r.model_status, check_usable());
+  if (!r.model_status.ok())
+    r.message = absl::StrCat(r.message, "; ", r.model_status.message());
+  // After a divergence the checkpoint holds the restored state if it is
+  // usable; if not, a checkpoint of the state whose loss (or gradient) was
+  // not finite is deleted.
+  if (r.diverged && checkpoints &&
+      (r.model_status.ok() || saved_updates == diverged_at - 1)) {
+    absl::Status s;
+    if (rank == 0) {
+      if (r.model_status.ok()) {
+        s = nn::SaveCheckpoint(o.checkpoint_path, model, &optimizer);
+      } else if (std::remove(o.checkpoint_path.c_str()) == 0) {
+        r.message = absl::StrCat(r.message, "; deleted the checkpoint ",
+                                 o.checkpoint_path, " of step ", saved_updates);
+      }
+    }
+    FT_RETURN_IF_ERROR(AgreeWithRankZero(comm, s));
+  }
+  if (log && (r.stopped_early || r.diverged || !r.model_status.ok()))
+    *log << r.message << std::endl;
+  return r;
+}
+
+}  // namespace
+
+absl::StatusOr<TrainResult> TrainNllOutcome(const nn::Module& model,
+                                            const NllFn& nll,
+                                            nn::Optimizer& optimizer,
+                                            const TrainData& data,
+                                            const TrainOptions& options) {
+  if (absl::Status s = Validate(data, options); !s.ok()) {
+    if (options.communicator != nullptr) options.communicator->Abort(s);
+    return s;
+  }
+  parallel::SoloCommunicator solo;
+  parallel::Communicator& comm =
+      options.communicator != nullptr ? *options.communicator : solo;
+  absl::StatusOr<TrainResult> r =
+      Train(comm, model, nll, optimizer, data, options);
+  if (!r.ok()) comm.Abort(r.status());
   return r;
 }
 

@@ -1,25 +1,87 @@
 // Maximum-likelihood training of a flow: minibatch NLL descent with a
-// validation split, early stopping, a progress line, a NaN/inf guard and
-// periodic checkpoints.
+// validation split, early stopping, a progress line, a NaN/inf guard,
+// periodic checkpoints, and data parallelism over a Communicator.
 //
 // Objective: minimise E_batch[nll(batch)], nll = -mean_i log p(x_i) in nats
 // (FlowModel::Nll by default; image pipelines pass an NllFn that dequantises,
 // applies the logit transform and subtracts its log-det, see
-// data/preprocess.h). Each step: draw the next minibatch of a shuffled epoch,
-// loss = nll(batch), Backward, optional gradient-norm clipping, optimizer Step,
-// tape Reset.
+// data/preprocess.h). Each step: draw the next global minibatch of B rows of
+// a shuffled epoch, loss = nll(batch), Backward, optional gradient-norm
+// clipping, optimizer Step, tape Reset.
 //
 // Validation: every eval_every steps the mean NLL over the whole validation
 // set (NoGradScope, fixed rng seed so every evaluation sees the same noise).
 // Early stopping: stop after `patience` evaluations without a new best; the
-// parameters of the best evaluation are restored at the end (restore_best).
-// NaN/inf guard: a non-finite loss or gradient stops training with a message
-// and restores the last parameters whose loss was finite, and the optimizer
-// state that went with them (diverged = true, steps = the updates those
-// parameters had; this is an outcome, not an error Status). If the checkpoint
-// on disk is newer than them, it is rewritten from them, so a checkpoint
-// never outlives a divergence with parameters whose loss was not finite.
-// Progress line (every log_every steps):
+// model (parameters and buffers) of the best evaluation is restored at the
+// end (restore_best).
+//
+// NaN/inf guard: before the forward pass of every guard_every-th step the
+// whole state is copied into a preallocated ModuleState (module_state.h):
+// parameters, buffers (spectral-norm u, v, ActNorm's flag) and optimizer
+// state. Once that step's loss is finite the copy is the latest good
+// snapshot. A non-finite loss or gradient stops training and restores the
+// latest good snapshot (diverged = true, steps = the updates it had), at most
+// guard_every - 1 steps before the last finite loss; guard_every = 1 restores
+// the state of exactly that step. (The copy costs the bandwidth of ~3x the
+// parameters with Adam, ~4% of a 64-D MAF step at batch 256 if taken every
+// step, whether or not its buffers are preallocated: benchmarks/flows_bench
+// Guard cases; every 10th step makes it ~0.4%.)
+//
+// Usable model: every run ends by checking that the final model scores and
+// samples finite values (TrainResult::model_status; options.check_model, by
+// default for a FlowModel: 64 samples, their log-densities and those of 64
+// training rows all finite; for another module: nll of 64 training rows).
+// Checkpoints are written only of a model that passes the check (a periodic
+// checkpoint of one that does not is skipped, so the file keeps the last
+// usable state). After a divergence the checkpoint is rewritten from the
+// restored state if it passes; if it does not, a checkpoint of the state
+// whose loss (or gradient) was not finite is deleted (an older one, which
+// passed the check when written, is kept). TrainNll returns a model
+// that fails the check as an error Status (FailedPrecondition, naming why);
+// TrainNllOutcome returns it in TrainResult.
+//
+// Data parallel (options.communicator with size N > 1): every rank runs this
+// same loop on its own replica (own model, nll and optimizer, on its own
+// thread-local tape; see parallel/communicator.h) over the same TrainData:
+//   - the global minibatch (B rows, the same permutation on every rank) is
+//     split into contiguous shards, rank r taking rows [B r/N, B (r+1)/N);
+//   - rank r's gradient is scaled by w_r = b_r / B (b_r its shard's rows), so
+//     the all-reduced sum_r w_r grad(mean nll over shard r) is the gradient
+//     of the global-batch mean, uneven shards included; the reduction runs in
+//     buckets in the model's dtype, summing in rank order (the same bits on
+//     every rank), and carries the weighted loss, so the reported loss, the
+//     NaN guard's decision, clipping and the optimizer step are identical on
+//     every rank;
+//   - before the first step rank 0 runs the data-dependent initialisation on
+//     the global first batch (options.initialize, by default one no-grad
+//     nll pass, which initialises lazily-initialised layers such as ActNorm)
+//     and then broadcasts its parameters, buffers and optimizer state, so all
+//     ranks start from rank 0's model. Buffers must then evolve identically
+//     given identical parameters (true of spectral-norm vectors and ActNorm);
+//   - validation: each rank evaluates a contiguous share of the rows, summed
+//     across ranks; the model check runs on rank 0 and its verdict is shared;
+//   - only rank 0 logs and writes checkpoints (a failed write fails every
+//     rank); a rank returning an error aborts the group (Communicator::Abort);
+//   - randomness: the permutation from Rng(seed, 2^64 - 1) on every rank; the
+//     nll's rng (dequantisation noise, stochastic estimators) Rng(seed, rank).
+// With N = 1 (or no communicator) this is the single-process loop. With a
+// deterministic nll, N ranks reproduce single-process training up to the
+// rounding of the summation order (tests: 1e-12 in float64 after 20 steps).
+//
+// Using threads in an experiment (train_threads.h runs N replicas from a
+// factory on N threads and returns rank 0's model):
+//   auto make = [&](int rank) -> absl::StatusOr<training::Replica> {
+//     Rng init(seed);  // any model: rank 0's is broadcast
+//     FT_ASSIGN_OR_RETURN(auto m, models::MakeModel(flow, config, init));
+//     auto adam = std::make_shared<nn::Adam>(*m, nn::AdamOptions{.lr = lr});
+//     return training::Replica{m, training::ModelNll(*m), adam};
+//   };
+//   options.threads = absl::GetFlag(FLAGS_threads);  // 0: FLOWTAPE_NUM_THREADS
+//   FT_ASSIGN_OR_RETURN(auto run, training::TrainNllThreads(make, data,
+//   options));
+//   // run.replica.model is the trained model, run.result the TrainResult.
+//
+// Progress line (rank 0, every log_every steps):
 //   step 200/1000  loss 1.2345  val 1.3000 (best 1.2900)  85.1 steps/s  ETA
 //   0:09
 #ifndef FLOWTAPE_TRAINING_TRAIN_H_
@@ -33,10 +95,11 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "nn/module.h"
-#include "nn/optim.h"
 #include "autodiff/tensor.h"
 #include "flows/flow_model.h"
+#include "nn/module.h"
+#include "nn/optim.h"
+#include "parallel/communicator.h"
 
 namespace flowtape::training {
 
@@ -44,7 +107,7 @@ namespace flowtape::training {
 // parameters). `context` is undefined for unconditional data.
 using NllFn =
     std::function<Tensor(const Tensor& batch, const Tensor& context, Rng& rng)>;
-// FlowModel::Nll.
+// FlowModel::Nll (passing the rng on to stochastic flows).
 NllFn ModelNll(const flows::FlowModel& model);
 
 struct TrainData {
@@ -66,6 +129,32 @@ struct TrainOptions {
   std::string checkpoint_path;
   uint64_t seed = 0;
   std::ostream* log = &std::cerr;
+
+  // The NaN guard's snapshot interval in steps (see above; >= 1).
+  int64_t guard_every = 10;
+
+  // Data parallel: this rank's group (nullptr = one process). Not owned.
+  parallel::Communicator* communicator = nullptr;
+  // Gradient all-reduce bucket size (bytes per AllReduceSum call).
+  size_t bucket_bytes = size_t{1} << 20;
+  // Data-dependent initialisation on the global first batch, before the
+  // first step (rank 0; then broadcast). Unset: with N > 1 ranks, one no-grad
+  // nll pass on rank 0; with one process, nothing (lazy layers initialise on
+  // the first step's batch, the same rows).
+  std::function<absl::Status(const Tensor& x, const Tensor& context)>
+      initialize;
+  // The final model check (see above); unset = the default for the model.
+  std::function<absl::Status(Rng& rng)> check_model;
+
+  // TrainNllThreads (train_threads.h): replicas to run. 0 = the value of
+  // FLOWTAPE_NUM_THREADS (1 when unset), capped so that every replica gets at
+  // least min_rows_per_thread rows of the global batch; > 0 = exactly that
+  // many (at most the batch size).
+  int threads = 0;
+  int64_t min_rows_per_thread = 1024;
+  // TrainNllThreads: a rank waiting longer than this at a collective fails
+  // the run (DeadlineExceeded).
+  double peer_timeout_seconds = 600.0;
 };
 
 struct TrainResult {
@@ -78,14 +167,23 @@ struct TrainResult {
   bool stopped_early = false;
   bool diverged = false;  // NaN/inf guard fired
   std::string message;    // why training stopped
-  double seconds = 0.0;
+  double seconds = 0.0;   // in the training loop (not the final check)
+  // OK iff the final model scores and samples finite values; else why not.
+  absl::Status model_status;
+  // Data parallel: ranks, seconds spent in gradient all-reduces (this
+  // rank, waiting included) and bytes all-reduced per step.
+  int ranks = 1;
+  double allreduce_seconds = 0.0;
+  int64_t allreduce_bytes_per_step = 0;
 };
 
 // Errors: InvalidArgument for an empty training set, batch_size <= 0, context
 // rows that do not match, a context for the training but not the validation
 // data (or the reverse), a non-finite value in the data or context (naming
-// the first bad row), checkpoint_every without a path; a failed checkpoint
-// write is returned as its Status.
+// the first bad row), checkpoint_every without a path, a global batch smaller
+// than the number of ranks; a failed checkpoint write or initialisation is
+// returned as its Status, and so is a communicator's (a failed or timed-out
+// peer). A final model that fails the check is FailedPrecondition.
 absl::StatusOr<TrainResult> TrainNll(const nn::Module& model, const NllFn& nll,
                                      nn::Optimizer& optimizer,
                                      const TrainData& data,
@@ -94,11 +192,31 @@ absl::StatusOr<TrainResult> TrainNll(const flows::FlowModel& model,
                                      nn::Optimizer& optimizer,
                                      const TrainData& data,
                                      const TrainOptions& options);
+// The same loop, returning a model that fails the final check as a result
+// (model_status not ok, message saying why) rather than an error.
+absl::StatusOr<TrainResult> TrainNllOutcome(const nn::Module& model,
+                                            const NllFn& nll,
+                                            nn::Optimizer& optimizer,
+                                            const TrainData& data,
+                                            const TrainOptions& options);
+
+// The default model check: for a FlowModel, n samples (with the first n rows
+// of `context` if it is defined), their log-densities and those of the first
+// n rows of x must be finite; for another module, nll of those rows.
+absl::Status CheckModelUsable(const nn::Module& model, const NllFn& nll,
+                              const Tensor& x, const Tensor& context, Rng& rng,
+                              int64_t n = 64);
 
 // Mean of nll over all rows of x in chunks of batch_size, without recording
 // (NoGradScope). Chunk means are weighted by their sizes.
 double EvaluateNll(const NllFn& nll, const Tensor& x, const Tensor& context,
                    int64_t batch_size, uint64_t seed = 12345);
+// Data parallel: rank r evaluates rows [M r/N, M (r+1)/N) with
+// Rng(seed, r); the sum over ranks (the same value on every rank).
+absl::StatusOr<double> EvaluateNll(parallel::Communicator& comm,
+                                   const NllFn& nll, const Tensor& x,
+                                   const Tensor& context, int64_t batch_size,
+                                   uint64_t seed = 12345);
 
 // Global L2 norm of the accumulated gradients (inf/NaN if any entry is).
 double GradNorm(const std::vector<Tensor>& params);

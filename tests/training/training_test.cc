@@ -8,18 +8,18 @@
 #include <memory>
 #include <sstream>
 
-#include "nn/checkpoint.h"
-#include "nn/optim.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
 #include "flows/distribution.h"
 #include "flows/flow.h"
 #include "flows/flow_model.h"
+#include "gtest/gtest.h"
+#include "nn/checkpoint.h"
+#include "nn/optim.h"
+#include "tests/gradcheck.h"
 #include "training/energies.h"
 #include "training/reverse_kl.h"
 #include "training/train.h"
-#include "gtest/gtest.h"
-#include "tests/gradcheck.h"
 
 namespace flowtape::training {
 namespace {
@@ -33,11 +33,13 @@ class AffineFlow : public flows::Flow {
     b_ = RegisterParameter("shift", Tensor::Full(Shape{d}, b0));
     s_ = RegisterParameter("log_scale", Tensor::Zeros(Shape{d}));
   }
-  flows::FlowResult Forward(const Tensor& x, const Tensor&, Rng* /*rng*/) const override {
+  flows::FlowResult Forward(const Tensor& x, const Tensor&,
+                            Rng* /*rng*/) const override {
     Tensor ld = BroadcastTo(-Sum(s_), Shape{x.dim(0)});
     return {(x - b_) * Exp(-s_), ld};
   }
-  flows::FlowResult Inverse(const Tensor& z, const Tensor&, Rng* /*rng*/) const override {
+  flows::FlowResult Inverse(const Tensor& z, const Tensor&,
+                            Rng* /*rng*/) const override {
     Tensor ld = BroadcastTo(Sum(s_), Shape{z.dim(0)});
     return {z * Exp(s_) + b_, ld};
   }
@@ -156,6 +158,7 @@ TEST(TrainNll, NanGuardRestoresTheLastGoodParameters) {
   o.batch_size = 50;
   o.max_steps = 100;
   o.log = &log;
+  o.guard_every = 1;
   TrainResult r = TrainNll(*model, nll, adam, data, o).value();
   EXPECT_TRUE(r.diverged);
   // Step 6 evaluated the parameters after 5 updates: those are restored.
@@ -166,11 +169,56 @@ TEST(TrainNll, NanGuardRestoresTheLastGoodParameters) {
   EXPECT_NE(log.str().find("stopped at step 7: non-finite loss (loss nan"),
             std::string::npos)
       << log.str();
-  EXPECT_NE(log.str().find("restored the parameters after 5 updates"),
+  EXPECT_NE(log.str().find("restored the state after 5 updates"),
             std::string::npos)
       << log.str();
   for (double v : model->Parameters()[0].ToVector())
     EXPECT_TRUE(std::isfinite(v));
+}
+
+TEST(TrainNll, NanGuardRestoresTheLatestGoodSnapshot) {
+  // Snapshots before steps 1, 4, 7, 10: the NaN at step 10 (the parameters
+  // after 9 updates) restores the one before step 7 (after 6 updates), and
+  // the NaN at step 9 restores the one before step 7 too.
+  for (int bad_call : {9, 10}) {
+    Rng rng(3);
+    TrainData data = D(Gaussian(1000, 1.0, 1.0, 1.0, 1.0, rng), Tensor());
+    auto model = AffineModel(2);
+    nn::Adam adam(*model, {.lr = 0.01});
+    int calls = 0;
+    std::vector<std::vector<double>> at_step7;
+    NllFn nll = [&](const Tensor& x, const Tensor& c, Rng& r) {
+      ++calls;
+      if (calls == 7) at_step7 = SnapshotParameters(*model);
+      if (calls == bad_call) model->Parameters()[0].mutable_data()[1] = NAN;
+      return model->Nll(x, c, &r);
+    };
+    TrainOptions o;
+    o.batch_size = 50;
+    o.max_steps = 100;
+    o.log_every = 0;
+    o.guard_every = 3;
+    TrainResult r = TrainNll(*model, nll, adam, data, o).value();
+    EXPECT_TRUE(r.diverged);
+    EXPECT_EQ(r.steps, 6);
+    EXPECT_EQ(adam.step_count(), 6);
+    EXPECT_EQ(SnapshotParameters(*model), at_step7);
+    EXPECT_NE(r.message.find("after 6 updates, the last snapshot (every 3 "
+                             "steps) with a finite loss"),
+              std::string::npos)
+        << r.message;
+  }
+  // guard_every < 1 is refused.
+  auto model = AffineModel(2);
+  nn::Adam adam(*model, {});
+  TrainOptions o;
+  o.guard_every = 0;
+  Rng rng(1);
+  EXPECT_EQ(
+      TrainNll(*model, adam, D(Gaussian(10, 0, 1, 0, 1, rng), Tensor()), o)
+          .status()
+          .code(),
+      absl::StatusCode::kInvalidArgument);
 }
 
 // One parameter b and the loss sqrt(1 - b), NaN for b > 1: gradient descent
@@ -192,6 +240,7 @@ TEST(TrainNll, DivergenceNeverLeavesACheckpointWithoutAFiniteLoss) {
   o.batch_size = 2;
   o.max_steps = 10;
   o.log_every = 0;
+  o.guard_every = 1;
   o.checkpoint_every = 1;
   o.checkpoint_path =
       std::string(std::getenv("TEST_TMPDIR")) + "/diverged_ckpt.bin";

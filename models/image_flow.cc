@@ -18,7 +18,7 @@ Tensor ImageFlow::Nll(const Tensor& pixels, Rng& rng,
   data::LogitResult y =
       data::LogitTransform(data::Dequantize(pixels, levels, rng), alpha);
   Tensor in = flatten ? Reshape(y.y, {pixels.dim(0), -1}) : y.y;
-  return model->Nll(in, context) - Mean(y.logdet);
+  return model->Nll(in, context, &rng) - Mean(y.logdet);
 }
 
 Tensor OneHot(const std::vector<int>& labels, int k) {
@@ -43,7 +43,7 @@ std::vector<double> ImageFlow::BitsPerDim(const Tensor& pixels, int64_t batch,
         data::LogitTransform(data::Dequantize(x, levels, rng), alpha);
     Tensor in = flatten ? Reshape(y.y, {len, -1}) : y.y;
     Tensor c = context.defined() ? Narrow(context, 0, start, len) : Tensor();
-    Tensor log_p = model->LogProb(in, c) + y.logdet;
+    Tensor log_p = model->LogProb(in, c, &rng) + y.logdet;
     for (int64_t i = 0; i < len; ++i)
       out.push_back(data::BitsPerDim(-log_p[i], d, levels));
   }

@@ -118,8 +118,8 @@ double GradNorm(const std::vector<Tensor>& params) {
 }
 
 NllFn ModelNll(const flows::FlowModel& model) {
-  return [&model](const Tensor& x, const Tensor& context, Rng&) {
-    return model.Nll(x, context);
+  return [&model](const Tensor& x, const Tensor& context, Rng& rng) {
+    return model.Nll(x, context, &rng);
   };
 }
 

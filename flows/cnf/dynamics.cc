@@ -3,9 +3,51 @@
 #include "absl/strings/str_cat.h"
 #include "autodiff/check.h"
 #include "autodiff/ops.h"
+#include "autodiff/status_macros.h"
 
 namespace flowtape::flows::cnf {
+namespace internal {
+
+// h' = (h W + b) * sigmoid(u w_g + b_g) + u w_b; u [1, hyper_in] (shared by
+// the batch) or [N, hyper_in], h [N, in].
+class ConcatSquashLinear : public nn::Module {
+ public:
+  ConcatSquashLinear(int64_t in, int64_t out, Rng& rng, int64_t hyper_in) {
+    layer_ =
+        RegisterModule("layer", std::make_shared<nn::Linear>(in, out, rng));
+    gate_ = RegisterModule("hyper_gate",
+                           std::make_shared<nn::Linear>(hyper_in, out, rng));
+    hyper_bias_ = RegisterModule(
+        "hyper_bias",
+        std::make_shared<nn::Linear>(hyper_in, out, rng, /*bias=*/false));
+  }
+  Tensor operator()(const Tensor& u, const Tensor& h) const {
+    return (*layer_)(h)*Sigmoid((*gate_)(u)) + (*hyper_bias_)(u);
+  }
+
+ private:
+  std::shared_ptr<nn::Linear> layer_, gate_, hyper_bias_;
+};
+
+}  // namespace internal
+
 namespace {
+
+absl::Status CheckSizes(const char* who, int64_t dim,
+                        const std::vector<int64_t>& hidden,
+                        int64_t context_dim) {
+  if (dim < 1)
+    return absl::InvalidArgumentError(
+        absl::StrCat(who, ": dim must be >= 1, got ", dim));
+  for (int64_t h : hidden)
+    if (h < 1)
+      return absl::InvalidArgumentError(
+          absl::StrCat(who, ": hidden widths must be >= 1, got ", h));
+  if (context_dim < 0)
+    return absl::InvalidArgumentError(
+        absl::StrCat(who, ": context_dim must be >= 0, got ", context_dim));
+  return absl::OkStatus();
+}
 
 void CheckInputs(const char* op, const Tensor& t, const Tensor& z, int64_t dim,
                  const Tensor& context, int64_t context_dim) {
@@ -41,6 +83,14 @@ Tensor CnfDynamics::operator()(const Tensor& t, const Tensor& z,
   return (*this)(t.item(), z);
 }
 
+absl::StatusOr<std::shared_ptr<TimeMlp>> TimeMlp::Create(
+    int64_t dim, const std::vector<int64_t>& hidden, nn::Activation act,
+    Rng& rng, int64_t context_dim) {
+  FT_RETURN_IF_ERROR(CheckSizes("time_mlp", dim, hidden, context_dim));
+  return std::shared_ptr<TimeMlp>(
+      new TimeMlp(dim, hidden, act, rng, context_dim));
+}
+
 TimeMlp::TimeMlp(int64_t dim, const std::vector<int64_t>& hidden,
                  nn::Activation act, Rng& rng, int64_t context_dim)
     : dim_(dim), context_dim_(context_dim) {
@@ -55,7 +105,7 @@ Tensor TimeMlp::operator()(double t, const Tensor& z) const {
            z.shape().ToString(), " vs dim ", dim_);
   FT_CHECK(context_dim_ == 0, "time_mlp: conditional net called without ",
            "its context");
-  return (*mlp_)(Concat({z, Tensor::Full({z.dim(0), 1}, t)}, 1));
+  return (*mlp_)(Concat({z, Tensor::Full({z.dim(0), 1}, t, z.dtype())}, 1));
 }
 
 Tensor TimeMlp::operator()(const Tensor& t, const Tensor& z,
@@ -66,18 +116,12 @@ Tensor TimeMlp::operator()(const Tensor& t, const Tensor& z,
   return (*mlp_)(Concat(in, 1));
 }
 
-ConcatSquashLinear::ConcatSquashLinear(int64_t in, int64_t out, Rng& rng,
-                                       int64_t hyper_in) {
-  layer_ = RegisterModule("layer", std::make_shared<nn::Linear>(in, out, rng));
-  gate_ = RegisterModule("hyper_gate",
-                         std::make_shared<nn::Linear>(hyper_in, out, rng));
-  hyper_bias_ = RegisterModule(
-      "hyper_bias",
-      std::make_shared<nn::Linear>(hyper_in, out, rng, /*bias=*/false));
-}
-
-Tensor ConcatSquashLinear::operator()(const Tensor& u, const Tensor& h) const {
-  return (*layer_)(h)*Sigmoid((*gate_)(u)) + (*hyper_bias_)(u);
+absl::StatusOr<std::shared_ptr<ConcatSquashNet>> ConcatSquashNet::Create(
+    int64_t dim, const std::vector<int64_t>& hidden, nn::Activation act,
+    Rng& rng, int64_t context_dim) {
+  FT_RETURN_IF_ERROR(CheckSizes("concat_squash", dim, hidden, context_dim));
+  return std::shared_ptr<ConcatSquashNet>(
+      new ConcatSquashNet(dim, hidden, act, rng, context_dim));
 }
 
 ConcatSquashNet::ConcatSquashNet(int64_t dim,
@@ -91,14 +135,14 @@ ConcatSquashNet::ConcatSquashNet(int64_t dim,
   for (size_t i = 0; i + 1 < sizes.size(); ++i)
     layers_.push_back(
         RegisterModule(absl::StrCat("layer", i),
-                       std::make_shared<ConcatSquashLinear>(
+                       std::make_shared<internal::ConcatSquashLinear>(
                            sizes[i], sizes[i + 1], rng, 1 + context_dim)));
 }
 
 Tensor ConcatSquashNet::operator()(double t, const Tensor& z) const {
   FT_CHECK(context_dim_ == 0, "concat_squash: conditional net called ",
            "without its context");
-  return (*this)(Tensor::Full({1, 1}, t), z, Tensor());
+  return (*this)(Tensor::Full({1, 1}, t, z.dtype()), z, Tensor());
 }
 
 Tensor ConcatSquashNet::operator()(const Tensor& t, const Tensor& z,

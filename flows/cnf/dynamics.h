@@ -11,6 +11,9 @@
 // Weights start Xavier-uniform (nn::Linear); hyper-net weights w_g, b_g, w_b
 // are Linear(1 + K, out) layers (w_b without bias). context_dim = 0 builds
 // (and draws from the Rng) exactly what the unconditional nets always did.
+// Built in float64 by Create (InvalidArgument for dim < 1, a hidden width
+// < 1 or context_dim < 0); Module::To converts, and the nets compute in
+// the dtype of z (t and c follow it).
 //
 // Two call forms:
 //   f(t, z):             double t, no context (neural ODEs, benchmarks).
@@ -27,9 +30,10 @@
 #include <memory>
 #include <vector>
 
+#include "absl/status/statusor.h"
+#include "autodiff/tensor.h"
 #include "nn/layers.h"
 #include "nn/module.h"
-#include "autodiff/tensor.h"
 
 namespace flowtape::flows::cnf {
 
@@ -48,8 +52,9 @@ class CnfDynamics : public nn::Module {
 class TimeMlp : public CnfDynamics {
  public:
   // hidden: hidden layer widths.
-  TimeMlp(int64_t dim, const std::vector<int64_t>& hidden, nn::Activation act,
-          Rng& rng, int64_t context_dim = 0);
+  static absl::StatusOr<std::shared_ptr<TimeMlp>> Create(
+      int64_t dim, const std::vector<int64_t>& hidden, nn::Activation act,
+      Rng& rng, int64_t context_dim = 0);
   Tensor operator()(double t, const Tensor& z) const override;
   Tensor operator()(const Tensor& t, const Tensor& z,
                     const Tensor& context) const override;
@@ -57,25 +62,21 @@ class TimeMlp : public CnfDynamics {
   int64_t context_dim() const override { return context_dim_; }
 
  private:
+  TimeMlp(int64_t dim, const std::vector<int64_t>& hidden, nn::Activation act,
+          Rng& rng, int64_t context_dim);
   int64_t dim_, context_dim_;
   std::shared_ptr<nn::MLP> mlp_;
 };
 
-class ConcatSquashLinear : public nn::Module {
- public:
-  // hyper_in: width of the hyper-net input u (1 + context_dim).
-  ConcatSquashLinear(int64_t in, int64_t out, Rng& rng, int64_t hyper_in = 1);
-  // u [1, hyper_in] (shared by the batch) or [N, hyper_in]; h [N, in].
-  Tensor operator()(const Tensor& u, const Tensor& h) const;
-
- private:
-  std::shared_ptr<nn::Linear> layer_, gate_, hyper_bias_;
-};
+namespace internal {
+class ConcatSquashLinear;  // one layer (dynamics.cc)
+}  // namespace internal
 
 class ConcatSquashNet : public CnfDynamics {
  public:
-  ConcatSquashNet(int64_t dim, const std::vector<int64_t>& hidden,
-                  nn::Activation act, Rng& rng, int64_t context_dim = 0);
+  static absl::StatusOr<std::shared_ptr<ConcatSquashNet>> Create(
+      int64_t dim, const std::vector<int64_t>& hidden, nn::Activation act,
+      Rng& rng, int64_t context_dim = 0);
   Tensor operator()(double t, const Tensor& z) const override;
   Tensor operator()(const Tensor& t, const Tensor& z,
                     const Tensor& context) const override;
@@ -83,9 +84,11 @@ class ConcatSquashNet : public CnfDynamics {
   int64_t context_dim() const override { return context_dim_; }
 
  private:
+  ConcatSquashNet(int64_t dim, const std::vector<int64_t>& hidden,
+                  nn::Activation act, Rng& rng, int64_t context_dim);
   int64_t dim_, context_dim_;
   nn::Activation act_;
-  std::vector<std::shared_ptr<ConcatSquashLinear>> layers_;
+  std::vector<std::shared_ptr<internal::ConcatSquashLinear>> layers_;
 };
 
 }  // namespace flowtape::flows::cnf

@@ -19,10 +19,17 @@ namespace {
 struct FieldInputs {
   std::shared_ptr<const CnfDynamics> f;
   Tensor eps;  // Hutchinson noise [N, d], or undefined (exact trace)
+  // Exact trace: the seeds e_i, made once per pass (or per evaluation when
+  // empty, above kUnitCacheBytes).
+  std::vector<Tensor> units;
   bool regularize;
   Tensor context;  // [N, K] or undefined
   Tensor sqrt_t;   // learnable T's parameter, or undefined (fixed T)
 };
+
+// The exact trace's seeds are kept for a pass up to this size (d x [N, d]):
+// making them per evaluation costs d fresh [N, d] buffers per NFE.
+constexpr int64_t kUnitCacheBytes = int64_t{64} << 20;
 
 // e_i: ones in column i of an [n, d] tensor of `dtype`.
 Tensor UnitColumn(int64_t n, int64_t d, int64_t i, DType dtype) {
@@ -60,8 +67,9 @@ Tensor Field(const FieldInputs& in, double t, const Tensor& s, bool build) {
     if (in.regularize) frob = Sum(Square(g), 1, true);
   } else {
     for (int64_t i = 0; i < d; ++i) {
-      Tensor row = Grad({fz}, {z}, {UnitColumn(n, d, i, dtype)}, build)[0];
-      Tensor di = Narrow(row, 1, i, 1);  // (e_i' J)_i
+      Tensor e = in.units.empty() ? UnitColumn(n, d, i, dtype) : in.units[i];
+      Tensor row = Grad({fz}, {z}, {e}, build)[0];  // e_i' J
+      Tensor di = Narrow(row, 1, i, 1);
       tr = tr.defined() ? tr + di : di;
       if (in.regularize) {
         Tensor r2 = Sum(Square(row), 1, true);
@@ -166,7 +174,11 @@ FlowResult Cnf::Run(const Tensor& x, const Tensor& context, bool forward,
   const int64_t n = x.dim(0);
   const DType dtype = x.dtype();
   const bool reg = regularized();
-  FieldInputs in{dynamics_, Tensor(), reg, context, sqrt_end_time_};
+  FieldInputs in{dynamics_, Tensor(), {}, reg, context, sqrt_end_time_};
+  if (options_.trace == TraceEstimator::kExact &&
+      n * d * d * static_cast<int64_t>(DTypeSize(dtype)) <= kUnitCacheBytes)
+    for (int64_t i = 0; i < d; ++i)
+      in.units.push_back(UnitColumn(n, d, i, dtype));
   if (options_.trace == TraceEstimator::kHutchinson) {
     FT_CHECK(rng != nullptr,
              "cnf: the Hutchinson trace needs an Rng: pass one to "

@@ -22,7 +22,12 @@ class ConcatSquashLinear : public nn::Module {
         std::make_shared<nn::Linear>(hyper_in, out, rng, /*bias=*/false));
   }
   Tensor operator()(const Tensor& u, const Tensor& h) const {
-    return (*layer_)(h)*Sigmoid((*gate_)(u)) + (*hyper_bias_)(u);
+    Tensor gate = Sigmoid((*gate_)(u)), shift = (*hyper_bias_)(u);
+    if (u.dim(0) > 1) return (*layer_)(h)*gate + shift;  // per sample
+    // u shared by the batch: the gate folds into the weights,
+    // h' = h (W diag(g)) + (b g + c), so the batch sees one product and one
+    // bias instead of three [N, out] passes (and its VJPs likewise).
+    return MatMul(h, layer_->weight() * gate) + (layer_->bias() * gate + shift);
   }
 
  private:

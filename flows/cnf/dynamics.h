@@ -8,6 +8,9 @@
 //                   u = [t, c] (the hyper-net input; u = t without context,
 //                   as in FFJORD; with context as in PointFlow's conditional
 //                   CNF), activation between layers, none after the last.
+//                   Without context u is shared by the batch and the layer
+//                   is computed as h (W diag(g)) + (b g + c), g = sigmoid(.),
+//                   c = u w_b: the same function, one [N, out] product.
 // Weights start Xavier-uniform (nn::Linear); hyper-net weights w_g, b_g, w_b
 // are Linear(1 + K, out) layers (w_b without bias). context_dim = 0 builds
 // (and draws from the Rng) exactly what the unconditional nets always did.

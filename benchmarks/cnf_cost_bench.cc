@@ -4,9 +4,11 @@
 // + torchdiffeq, the same cases and measurement).
 //   ./bazelw run --config=opt //benchmarks:cnf_cost_bench
 //
-// Case (args d/exact/dtype/threads): ConcatSquash d-64-64-d, tanh, batch
-// 256, x ~ N(0, 1), d = 2 and 64, exact trace (d VJPs) or Hutchinson (one
-// VJP, Gaussian noise drawn once per pass), dtype 32 or 64. One step is
+// Case (args d/trace/dtype/threads): ConcatSquash d-64-64-d, tanh, batch
+// 256, x ~ N(0, 1), d = 2 and 64; trace 2 = exact by d VJPs (kExactVjp,
+// what FFJORD does), 1 = exact in closed form (kExact: ConcatSquashNet's
+// ValueAndTrace), 0 = Hutchinson (one VJP, Gaussian noise drawn once per
+// pass); dtype 32 or 64. One step is
 // FFJORD's training step at initialisation: Cnf::Forward over t in [0, 1]
 // (dopri5, rtol = atol = 1e-5, adjoint gradients; the forward solve records
 // nothing), loss = mean(|z|^2 / 2 - logdet), Backward (the adjoint solve).
@@ -85,13 +87,13 @@ struct Replica {
   std::shared_ptr<Cnf> cnf;
   std::shared_ptr<ode::OdeStatsSink> stats;
   Tensor x;
-  Replica(int64_t d, bool exact, DType dtype) {
+  Replica(int64_t d, TraceEstimator trace, DType dtype) {
     Rng rng(1);
     auto net = ConcatSquashNet::Create(d, {64, 64}, nn::Activation::kTanh, rng)
                    .value();
     net->To(dtype);
     CnfOptions o;
-    o.trace = exact ? TraceEstimator::kExact : TraceEstimator::kHutchinson;
+    o.trace = trace;
     stats = o.ode.stats = std::make_shared<ode::OdeStatsSink>();
     cnf = Cnf::Create(net, o).value();
     x = Tensor::Randn({kBatch, d}, rng, dtype);
@@ -106,12 +108,15 @@ struct StepCost {
 
 void BM_CnfStep(benchmark::State& state) {
   const int64_t d = state.range(0);
-  const bool exact = state.range(1) == 1;
+  const TraceEstimator trace = state.range(1) == 2 ? TraceEstimator::kExactVjp
+                               : state.range(1) == 1
+                                   ? TraceEstimator::kExact
+                                   : TraceEstimator::kHutchinson;
   const DType dtype = state.range(2) == 32 ? kFloat32 : kFloat64;
   const int threads = static_cast<int>(state.range(3));
   std::vector<std::unique_ptr<Replica>> reps;
   for (int k = 0; k < threads; ++k)
-    reps.push_back(std::make_unique<Replica>(d, exact, dtype));
+    reps.push_back(std::make_unique<Replica>(d, trace, dtype));
   StepCost total;
   int64_t steps = 0;
   for (auto _ : state) {
@@ -164,13 +169,14 @@ void BM_CnfStep(benchmark::State& state) {
   state.counters["adj_cpu_us"] = 1e6 * total.adj_cpu / a;
   state.counters["nfe_fwd"] = f / static_cast<double>(steps * threads);
   state.counters["nfe_adj"] = a / static_cast<double>(steps * threads);
-  state.SetLabel(std::string(exact ? "exact" : "hutchinson") + " " +
-                 DTypeName(dtype) + (threads > 1 ? " 2 threads" : ""));
+  const char* names[] = {"hutchinson", "exact closed form", "exact d VJPs"};
+  state.SetLabel(std::string(names[state.range(1)]) + " " + DTypeName(dtype) +
+                 (threads > 1 ? " 2 threads" : ""));
 }
 
 BENCHMARK(BM_CnfStep)
-    ->ArgNames({"d", "exact", "dtype", "threads"})
-    ->ArgsProduct({{2, 64}, {1, 0}, {32, 64}, {1, 2}})
+    ->ArgNames({"d", "trace", "dtype", "threads"})
+    ->ArgsProduct({{2, 64}, {2, 1, 0}, {32, 64}, {1, 2}})
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
 

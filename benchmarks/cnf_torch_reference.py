@@ -17,8 +17,11 @@
 #
 # Each case: ConcatSquash d-64-64-d (tanh between layers; FFJORD's
 # ConcatSquashLinear: (h W + b) * sigmoid(t w_g + b_g) + t w_b), batch 256,
-# x ~ N(0, 1), d = 2 and 64, exact trace (d VJPs with the unit vectors) or
-# Hutchinson (one VJP, Gaussian noise drawn once per solve). One "step" is
+# x ~ N(0, 1), d = 2 and 64; traces: exact (d VJPs with the unit vectors,
+# FFJORD's), exact_closed (flowtape's closed form for two hidden layers:
+# with A_l = W_l diag(gate_l) and S_l = tanh' of layer l, tr = rowsum(S_1 *
+# (S_2 M')), M = A_2 * (A_3 A_1)'; flows/cnf/dynamics.h), hutchinson (one
+# VJP, Gaussian noise drawn once per solve). One "step" is
 # FFJORD's training step: odeint_adjoint over t in [0, 1], dopri5,
 # rtol = atol = 1e-5, then loss = mean(|z|^2 / 2 - logdet) and backward.
 #   forward us/NFE = time of the forward solve / its NFE
@@ -42,7 +45,7 @@ def parse_args():
     p.add_argument("--threads", default="1,2")
     p.add_argument("--dtypes", default="float32,float64")
     p.add_argument("--dims", default="2,64")
-    p.add_argument("--traces", default="exact,hutchinson")
+    p.add_argument("--traces", default="exact,exact_closed,hutchinson")
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--batch", type=int, default=256)
     a = p.parse_args()
@@ -85,18 +88,38 @@ class ConcatSquashNet(nn.Module):
                 h = torch.tanh(h)
         return h
 
+    def value_and_trace(self, t, z):
+        """f and tr(df/dz) per sample in closed form (two hidden layers)."""
+        u = t.reshape(1, 1)
+        ws, slopes, h = [], [], z
+        for i, l in enumerate(self.layers):
+            gate = torch.sigmoid(l.hyper_gate(u))
+            w = l.layer.weight.t() * gate
+            a = h @ w + (l.layer.bias * gate + l.hyper_bias(u))
+            ws.append(w)
+            if i + 1 < len(self.layers):
+                h = torch.tanh(a)
+                slopes.append(1 - h * h)
+            else:
+                h = a
+        m = ws[1] * (ws[2] @ ws[0]).t()
+        return h, (slopes[0] * (slopes[1] @ m.t())).sum(1)
+
 
 class CnfField(nn.Module):
     """d/dt [z, l] = [f, tr df/dz] (FFJORD's ODEfunc with the sign of l
     flipped: l(1) is log|det dz(1)/dx|)."""
 
-    def __init__(self, net, exact):
+    def __init__(self, net, trace):
         super().__init__()
-        self.net, self.exact, self.eps, self.nfe = net, exact, None, 0
+        self.net, self.trace, self.eps, self.nfe = net, trace, None, 0
+        self.exact = trace != "hutchinson"
 
     def forward(self, t, state):
         self.nfe += 1
         z = state[0]
+        if self.trace == "exact_closed":
+            return self.net.value_and_trace(t, z)
         build = torch.is_grad_enabled()  # the adjoint's VJPs need graphs
         with torch.enable_grad():
             if not z.requires_grad:
@@ -157,7 +180,7 @@ def main():
                 for trace in args.traces.split(","):
                     torch.manual_seed(1)
                     net = ConcatSquashNet(d).to(dtype)
-                    field = CnfField(net, trace == "exact")
+                    field = CnfField(net, trace)
                     x = torch.randn(args.batch, d, dtype=dtype)
                     one_step(field, x)  # warm-up
                     runs = [one_step(field, x) for _ in range(args.reps)]

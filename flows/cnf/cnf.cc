@@ -18,7 +18,8 @@ namespace {
 // What the augmented field depends on besides (t, state).
 struct FieldInputs {
   std::shared_ptr<const CnfDynamics> f;
-  Tensor eps;  // Hutchinson noise [N, d], or undefined (exact trace)
+  bool closed_form;  // tr from f.ValueAndTrace (kExact, no regularisers)
+  Tensor eps;        // Hutchinson noise [N, d], or undefined (exact trace)
   // Exact trace: the seeds e_i, made once per pass (or per evaluation when
   // empty, above kUnitCacheBytes).
   std::vector<Tensor> units;
@@ -50,30 +51,35 @@ Tensor Field(const FieldInputs& in, double t, const Tensor& s, bool build) {
   const int64_t d = f.dim(), n = s.dim(0);
   const DType dtype = s.dtype();
   Tensor z = Narrow(s, 1, 0, d);
-  if (!build || !z.requires_grad()) z = z.Detach().set_requires_grad(true);
-  Tensor scale, fz;
+  // The VJPs differentiate w.r.t. z (the closed-form trace needs none).
+  if (!in.closed_form && (!build || !z.requires_grad()))
+    z = z.Detach().set_requires_grad(true);
+  Tensor scale, time;  // time: t as a tensor, or undefined (double t)
   if (in.sqrt_t.defined()) {
     scale = Square(in.sqrt_t);  // T
-    fz = f(scale * t, z, in.context);
-  } else if (in.context.defined()) {
-    fz = f(Tensor::Scalar(t, dtype), z, in.context);
-  } else {
-    fz = f(t, z);
+    time = scale * t;
+  } else if (in.context.defined() || in.closed_form) {
+    time = Tensor::Scalar(t, dtype);
   }
-  Tensor tr, frob;
-  if (in.eps.defined()) {
-    Tensor g = Grad({fz}, {z}, {in.eps}, build)[0];  // eps' J
-    tr = Sum(g * in.eps, 1, true);
-    if (in.regularize) frob = Sum(Square(g), 1, true);
+  Tensor fz, tr, frob;
+  if (in.closed_form) {
+    fz = f.ValueAndTrace(time, z, in.context, &tr);
   } else {
-    for (int64_t i = 0; i < d; ++i) {
-      Tensor e = in.units.empty() ? UnitColumn(n, d, i, dtype) : in.units[i];
-      Tensor row = Grad({fz}, {z}, {e}, build)[0];  // e_i' J
-      Tensor di = Narrow(row, 1, i, 1);
-      tr = tr.defined() ? tr + di : di;
-      if (in.regularize) {
-        Tensor r2 = Sum(Square(row), 1, true);
-        frob = frob.defined() ? frob + r2 : r2;
+    fz = time.defined() ? f(time, z, in.context) : f(t, z);
+    if (in.eps.defined()) {
+      Tensor g = Grad({fz}, {z}, {in.eps}, build)[0];  // eps' J
+      tr = Sum(g * in.eps, 1, true);
+      if (in.regularize) frob = Sum(Square(g), 1, true);
+    } else {
+      for (int64_t i = 0; i < d; ++i) {
+        Tensor e = in.units.empty() ? UnitColumn(n, d, i, dtype) : in.units[i];
+        Tensor row = Grad({fz}, {z}, {e}, build)[0];  // e_i' J
+        Tensor di = Narrow(row, 1, i, 1);
+        tr = tr.defined() ? tr + di : di;
+        if (in.regularize) {
+          Tensor r2 = Sum(Square(row), 1, true);
+          frob = frob.defined() ? frob + r2 : r2;
+        }
       }
     }
   }
@@ -84,10 +90,12 @@ Tensor Field(const FieldInputs& in, double t, const Tensor& s, bool build) {
   return scale.defined() ? out * scale : out;
 }
 
-// Recording on (adjoint VJPs, replay): the graph. Off: values, computed in
-// a scratch region of the tape that is rewound before returning.
+// Recording on (adjoint VJPs, replay): the graph. Off: values; the VJPs
+// record in a scratch region of the tape that is rewound before returning,
+// the closed-form trace records nothing.
 Tensor AugmentedField(const FieldInputs& in, double t, const Tensor& s) {
   if (Tape::Get().grad_enabled()) return Field(in, t, s, true);
+  if (in.closed_form) return Field(in, t, s, false);
   TapeScope scratch;
   EnableGradScope grad_on;
   return Field(in, t, s, false).Detach();
@@ -174,8 +182,11 @@ FlowResult Cnf::Run(const Tensor& x, const Tensor& context, bool forward,
   const int64_t n = x.dim(0);
   const DType dtype = x.dtype();
   const bool reg = regularized();
-  FieldInputs in{dynamics_, Tensor(), {}, reg, context, sqrt_end_time_};
-  if (options_.trace == TraceEstimator::kExact &&
+  const bool closed_form = options_.trace == TraceEstimator::kExact && !reg &&
+                           dynamics_->has_closed_form_trace();
+  FieldInputs in{dynamics_, closed_form, Tensor(),      {},
+                 reg,       context,     sqrt_end_time_};
+  if (options_.trace != TraceEstimator::kHutchinson && !closed_form &&
       n * d * d * static_cast<int64_t>(DTypeSize(dtype)) <= kUnitCacheBytes)
     for (int64_t i = 0; i < d; ++i)
       in.units.push_back(UnitColumn(n, d, i, dtype));

@@ -29,8 +29,13 @@
 // s, so a train_t solve takes different steps than a fixed-T one.
 //
 // Trace estimators:
-//   kExact:      d VJPs with the unit vectors e_i: tr = sum_i (e_i' J)_i and
+//   kExactVjp:   d VJPs with the unit vectors e_i: tr = sum_i (e_i' J)_i and
 //                |J|_F^2 = sum_i |e_i' J|^2 (exact).
+//   kExact:      the dynamics' closed-form trace when they have one
+//                (CnfDynamics::ValueAndTrace; ConcatSquashNet without
+//                context and with <= 2 hidden layers: one extra [N, h] x
+//                [h, h] product instead of d backward passes), else, and
+//                whenever the regularisers need |J|_F^2, as kExactVjp.
 //   kHutchinson: one VJP with noise eps (Gaussian or Rademacher, [N, d]),
 //                tr ~ (eps' J) eps and |J|_F^2 ~ |eps' J|^2, both unbiased.
 //                eps is drawn from the pass's `rng` (Forward/Inverse's
@@ -89,7 +94,7 @@
 
 namespace flowtape::flows::cnf {
 
-enum class TraceEstimator { kExact, kHutchinson };
+enum class TraceEstimator { kExact, kExactVjp, kHutchinson };
 // Units of lambda_kinetic / lambda_jacobian (see the header comment).
 enum class RegularizerUnits { kIntegral, kPerDimMean };
 

@@ -22,12 +22,21 @@ class ConcatSquashLinear : public nn::Module {
         std::make_shared<nn::Linear>(hyper_in, out, rng, /*bias=*/false));
   }
   Tensor operator()(const Tensor& u, const Tensor& h) const {
-    Tensor gate = Sigmoid((*gate_)(u)), shift = (*hyper_bias_)(u);
-    if (u.dim(0) > 1) return (*layer_)(h)*gate + shift;  // per sample
+    if (u.dim(0) > 1)  // per-sample u
+      return (*layer_)(h)*Sigmoid((*gate_)(u)) + (*hyper_bias_)(u);
     // u shared by the batch: the gate folds into the weights,
     // h' = h (W diag(g)) + (b g + c), so the batch sees one product and one
     // bias instead of three [N, out] passes (and its VJPs likewise).
-    return MatMul(h, layer_->weight() * gate) + (layer_->bias() * gate + shift);
+    Tensor w, b;
+    Fold(u, &w, &b);
+    return MatMul(h, w) + b;
+  }
+  // The folded weight W diag(g) [in, out] and bias b g + c [1, out] for a
+  // u [1, hyper_in] shared by the batch.
+  void Fold(const Tensor& u, Tensor* w, Tensor* b) const {
+    Tensor gate = Sigmoid((*gate_)(u));
+    *w = layer_->weight() * gate;
+    *b = layer_->bias() * gate + (*hyper_bias_)(u);
   }
 
  private:
@@ -72,12 +81,39 @@ void CheckInputs(const char* op, const Tensor& t, const Tensor& z, int64_t dim,
   }
 }
 
+bool HasDerivative(nn::Activation act) {
+  return act == nn::Activation::kTanh || act == nn::Activation::kSigmoid ||
+         act == nn::Activation::kSoftplus || act == nn::Activation::kRelu;
+}
+
+// sigma'(a) from the pre-activation a and h = sigma(a), differentiable, for
+// the activations HasDerivative accepts.
+Tensor ActivationDerivative(nn::Activation act, const Tensor& a,
+                            const Tensor& h) {
+  switch (act) {
+    case nn::Activation::kTanh:
+      return 1.0 - Square(h);
+    case nn::Activation::kSigmoid:
+      return h * (1.0 - h);
+    case nn::Activation::kSoftplus:
+      return Sigmoid(a);
+    default:  // kRelu
+      return Step(a);
+  }
+}
+
 // t as a [n, 1] column (differentiable in t).
 Tensor TimeColumn(const Tensor& t, int64_t n) {
   return BroadcastTo(Reshape(t, {1, 1}), Shape({n, 1}));
 }
 
 }  // namespace
+
+Tensor CnfDynamics::ValueAndTrace(const Tensor&, const Tensor&, const Tensor&,
+                                  Tensor*) const {
+  FT_CHECK(false, "cnf dynamics: no closed-form trace");
+  return Tensor();
+}
 
 Tensor CnfDynamics::operator()(const Tensor& t, const Tensor& z,
                                const Tensor& context) const {
@@ -148,6 +184,46 @@ Tensor ConcatSquashNet::operator()(double t, const Tensor& z) const {
   FT_CHECK(context_dim_ == 0, "concat_squash: conditional net called ",
            "without its context");
   return (*this)(Tensor::Full({1, 1}, t, z.dtype()), z, Tensor());
+}
+
+bool ConcatSquashNet::has_closed_form_trace() const {
+  return context_dim_ == 0 && layers_.size() <= 3 && HasDerivative(act_);
+}
+
+Tensor ConcatSquashNet::ValueAndTrace(const Tensor& t, const Tensor& z,
+                                      const Tensor& context,
+                                      Tensor* trace) const {
+  FT_CHECK(has_closed_form_trace(),
+           "concat_squash: no closed-form trace for this net");
+  const size_t num = layers_.size();
+  CheckInputs("concat_squash", t, z, dim_, context, context_dim_);
+  Tensor u = t.rank() == 2 ? t : Reshape(t, {1, 1});
+  std::vector<Tensor> w(num), slope;  // A_l; S_l
+  Tensor h = z;
+  for (size_t i = 0; i < num; ++i) {
+    Tensor b;
+    layers_[i]->Fold(u, &w[i], &b);
+    Tensor a = MatMul(h, w[i]) + b;
+    if (i + 1 == num) {
+      h = a;
+      break;
+    }
+    h = nn::Apply(act_, a);
+    slope.push_back(ActivationDerivative(act_, a, h));
+  }
+  const int64_t n = z.dim(0);
+  if (num == 1) {
+    Tensor tr = Sum(w[0] * Tensor::Eye(dim_, z.dtype()));
+    *trace = BroadcastTo(Reshape(tr, {1, 1}), Shape({n, 1}));
+  } else if (num == 2) {
+    const int64_t h1 = w[0].dim(1);
+    Tensor diag = Sum(MatMul(w[1], w[0]) * Tensor::Eye(h1, z.dtype()), 1, true);
+    *trace = MatMul(slope[0], diag);
+  } else {
+    Tensor m = w[1] * Transpose(MatMul(w[2], w[0]));  // [h1, h2]
+    *trace = Sum(slope[0] * MatMulT(slope[1], m, false, true), 1, true);
+  }
+  return h;
 }
 
 Tensor ConcatSquashNet::operator()(const Tensor& t, const Tensor& z,

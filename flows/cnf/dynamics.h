@@ -26,6 +26,19 @@
 //                        undefined (K = 0). The base class's default accepts
 //                        neither a context nor a t that requires grad;
 //                        TimeMlp and ConcatSquashNet handle both.
+//
+// Closed-form trace (ValueAndTrace): f and tr(df/dz) per sample from the
+// net's structure instead of d VJPs. ConcatSquashNet without context has
+// one for up to two hidden layers and tanh, sigmoid, softplus or relu: with
+// A_l = W_l diag(g_l) the folded weights, a_l the pre-activations and
+// S_l = sigma'(a_l) [N, h_l], the row-Jacobian is A_1 D_1 A_2 D_2 A_3
+// (D_l = diag of a row of S_l), so
+//   no hidden layer:  tr = tr(A_1)
+//   one:              tr = S_1 diag(A_2 A_1)
+//   two:              tr = rowsum(S_1 .* (S_2 M')),  M = A_2 .* (A_3 A_1)'
+// i.e. one [N, h2] x [h2, h1] product per evaluation for any d (d VJPs cost
+// d backward passes). Built from ops, so it is differentiable (adjoint,
+// second order).
 #ifndef FLOWTAPE_FLOWS_CNF_DYNAMICS_H_
 #define FLOWTAPE_FLOWS_CNF_DYNAMICS_H_
 
@@ -50,6 +63,12 @@ class CnfDynamics : public nn::Module {
                             const Tensor& context) const;
   virtual int64_t dim() const = 0;
   virtual int64_t context_dim() const { return 0; }
+  // Whether ValueAndTrace is available (see the header comment).
+  virtual bool has_closed_form_trace() const { return false; }
+  // f(t, z, c), with tr(df/dz) [N, 1] in closed form in *trace. Same
+  // arguments as the tensor call form; only when has_closed_form_trace().
+  virtual Tensor ValueAndTrace(const Tensor& t, const Tensor& z,
+                               const Tensor& context, Tensor* trace) const;
 };
 
 class TimeMlp : public CnfDynamics {
@@ -85,6 +104,9 @@ class ConcatSquashNet : public CnfDynamics {
                     const Tensor& context) const override;
   int64_t dim() const override { return dim_; }
   int64_t context_dim() const override { return context_dim_; }
+  bool has_closed_form_trace() const override;
+  Tensor ValueAndTrace(const Tensor& t, const Tensor& z, const Tensor& context,
+                       Tensor* trace) const override;
 
  private:
   ConcatSquashNet(int64_t dim, const std::vector<int64_t>& hidden,

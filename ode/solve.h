@@ -35,7 +35,10 @@
 //
 // f is called with recording enabled when gradients are being built (the
 // replay and the adjoint VJPs) and disabled for plain evaluations, so a
-// dynamics function can skip graph work it does not need.
+// dynamics function can skip graph work it does not need. A plain
+// evaluation runs inside a TapeScope that is rewound once its result has
+// been read: f may record scratch work (its own VJPs) and return a tape
+// tensor.
 //
 // Cost counters: OdeSolution::forward holds the solve's own counters. The
 // adjoint's backward solve runs later, inside Backward/Grad, and reports to

@@ -51,9 +51,13 @@ Tensor Field(const FieldInputs& in, double t, const Tensor& s, bool build) {
   const int64_t d = f.dim(), n = s.dim(0);
   const DType dtype = s.dtype();
   Tensor z = Narrow(s, 1, 0, d);
-  // The VJPs differentiate w.r.t. z (the closed-form trace needs none).
-  if (!in.closed_form && (!build || !z.requires_grad()))
-    z = z.Detach().set_requires_grad(true);
+  // The VJPs differentiate w.r.t. z (the closed-form trace needs none): a
+  // leaf unless the graph is being built through it. Narrow of a constant
+  // state is already a fresh constant.
+  if (!in.closed_form && (!build || !z.requires_grad())) {
+    if (!z.is_constant()) z = z.Detach();
+    z.set_requires_grad(true);
+  }
   Tensor scale, time;  // time: t as a tensor, or undefined (double t)
   if (in.sqrt_t.defined()) {
     scale = Square(in.sqrt_t);  // T
@@ -90,15 +94,15 @@ Tensor Field(const FieldInputs& in, double t, const Tensor& s, bool build) {
   return scale.defined() ? out * scale : out;
 }
 
-// Recording on (adjoint VJPs, replay): the graph. Off: values; the VJPs
-// record in a scratch region of the tape that is rewound before returning,
-// the closed-form trace records nothing.
+// Recording on (adjoint VJPs, replay): the graph. Off: values, for the
+// solver's value field (ode/adjoint.h ValueField), which reads the result
+// inside its own TapeScope: the VJPs record there, the closed-form trace
+// records nothing.
 Tensor AugmentedField(const FieldInputs& in, double t, const Tensor& s) {
-  if (Tape::Get().grad_enabled()) return Field(in, t, s, true);
-  if (in.closed_form) return Field(in, t, s, false);
-  TapeScope scratch;
+  if (Tape::Get().grad_enabled() || in.closed_form)
+    return Field(in, t, s, Tape::Get().grad_enabled());
   EnableGradScope grad_on;
-  return Field(in, t, s, false).Detach();
+  return Field(in, t, s, false);
 }
 
 absl::Status CheckShapes(const Tensor& x, const Tensor& context, int64_t d,

@@ -43,7 +43,7 @@ void Spheres(int64_t n, int64_t d, Rng& rng, Tensor* x, Tensor* y) {
   *x = Tensor::Empty({n, d});
   *y = Tensor::Empty({n, 1});
   for (int64_t i = 0; i < n; ++i) {
-    double* xi = x->mutable_data() + i * d;
+    double* xi = x->mutable_data<double>() + i * d;
     double norm = 0;
     for (int64_t j = 0; j < d; ++j) {
       xi[j] = rng.Normal();
@@ -53,7 +53,7 @@ void Spheres(int64_t n, int64_t d, Rng& rng, Tensor* x, Tensor* y) {
     const bool inner = i % 2 == 0;
     const double r = inner ? 0.5 * rng.Uniform() : 1.0 + 0.5 * rng.Uniform();
     for (int64_t j = 0; j < d; ++j) xi[j] *= r / norm;
-    y->mutable_data()[i] = inner ? -1.0 : 1.0;
+    y->mutable_data<double>()[i] = inner ? -1.0 : 1.0;
   }
 }
 

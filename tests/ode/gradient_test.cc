@@ -326,7 +326,7 @@ TEST(OdeGradientTest, NeuralOdeAdjointMatchesDiscreteAndFiniteDifferences) {
   const double h = 1e-5;
   for (size_t k = 0; k < params.size(); ++k) {
     for (int64_t j = 0; j < params[k].numel(); ++j) {
-      double* p = params[k].mutable_data();
+      double* p = params[k].mutable_data<double>();
       const double old = p[j];
       double v[2];
       for (int s = 0; s < 2; ++s) {

@@ -159,6 +159,41 @@ TEST(CnfTrainTTest, GradientMatchesFiniteDifferences) {
   EXPECT_LT(worst / scale, 1e-9);
 }
 
+// float32 with a learnable T (sqrt_end_time converted with the net): the
+// rescaled solve equals the fixed-T one to float32 tolerance at FFJORD's
+// rtol, and dL/d sqrt_end_time matches the float64 one to 1e-3 relative.
+TEST(CnfTrainTTest, Float32MatchesFloat64) {
+  Tensor x = Points(4, 8);
+  double dr[2];
+  for (DType dtype : {kFloat64, kFloat32}) {
+    CnfOptions o;
+    o.train_t = true;
+    o.t_end = 0.8;
+    auto cnf = MakeCnf(PerturbedNet(9), o);
+    cnf->To(dtype);
+    ASSERT_EQ(cnf->sqrt_end_time().dtype(), dtype);
+    Tape::Get().Reset();
+    FlowResult r = cnf->Forward(Cast(x, dtype));
+    ASSERT_TRUE(r.status.ok()) << r.status;
+    Backward(Mean(Sum(Square(r.value), 1) * 0.5 - r.logdet));
+    dr[dtype == kFloat32] = cnf->sqrt_end_time().grad().item();
+    const std::vector<double> z = r.value.ToVector();
+    Tape::Get().Reset();
+    if (dtype == kFloat32) {
+      NoGradScope no_grad;
+      CnfOptions fixed_o;
+      fixed_o.t_end = 0.8;
+      auto net = PerturbedNet(9);
+      net->To(kFloat32);
+      FlowResult fixed = MakeCnf(net, fixed_o)->Forward(Cast(x, dtype));
+      for (int64_t i = 0; i < x.numel(); ++i)
+        EXPECT_NEAR(fixed.value[i], z[i], 1e-4);
+    }
+  }
+  EXPECT_GT(std::fabs(dr[0]), 1e-2);
+  EXPECT_NEAR(dr[1], dr[0], 1e-3 * std::fabs(dr[0]));
+}
+
 // A trained T moves the flow: round trip at a changed sqrt_end_time.
 TEST(CnfTrainTTest, RoundTripAfterChangingT) {
   auto net = PerturbedNet(6);

@@ -14,12 +14,14 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <memory>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "autodiff/grad.h"
 #include "autodiff/ops.h"
+#include "autodiff/status_macros.h"
 #include "autodiff/tape.h"
 #include "experiments/common.h"
 #include "flows/cnf/anode.h"
@@ -41,7 +43,7 @@ void Spheres(int64_t n, int64_t d, Rng& rng, Tensor* x, Tensor* y) {
   *x = Tensor::Empty({n, d});
   *y = Tensor::Empty({n, 1});
   for (int64_t i = 0; i < n; ++i) {
-    double* xi = x->mutable_data() + i * d;
+    double* xi = x->mutable_data<double>() + i * d;
     double norm = 0;
     for (int64_t j = 0; j < d; ++j) {
       xi[j] = rng.Normal();
@@ -51,7 +53,7 @@ void Spheres(int64_t n, int64_t d, Rng& rng, Tensor* x, Tensor* y) {
     const bool inner = i % 2 == 0;
     const double r = inner ? 0.5 * rng.Uniform() : 1.0 + 0.5 * rng.Uniform();
     for (int64_t j = 0; j < d; ++j) xi[j] *= r / norm;
-    y->mutable_data()[i] = inner ? -1.0 : 1.0;
+    y->mutable_data<double>()[i] = inner ? -1.0 : 1.0;
   }
 }
 
@@ -60,8 +62,8 @@ struct Row {
       seconds;
 };
 
-Row Train(int64_t augment, const Tensor& x, const Tensor& y, const Tensor& xt,
-          const Tensor& yt) {
+absl::StatusOr<Row> Train(int64_t augment, const Tensor& x, const Tensor& y,
+                          const Tensor& xt, const Tensor& yt) {
   const int64_t d = absl::GetFlag(FLAGS_dim),
                 steps = absl::GetFlag(FLAGS_steps);
   const int64_t batch = absl::GetFlag(FLAGS_batch), n = x.dim(0);
@@ -71,7 +73,10 @@ Row Train(int64_t augment, const Tensor& x, const Tensor& y, const Tensor& xt,
   o.hidden = {32};
   o.activation = nn::Activation::kRelu;
   o.ode.rtol = o.ode.atol = 1e-3;
-  flows::cnf::NeuralOdeModel model(d, o, rng);
+  o.ode.stats = std::make_shared<ode::OdeStatsSink>();  // NFE per step
+  FT_ASSIGN_OR_RETURN(std::shared_ptr<flows::cnf::NeuralOdeModel> created,
+                      flows::cnf::NeuralOdeModel::Create(d, o, rng));
+  const flows::cnf::NeuralOdeModel& model = *created;
   nn::Adam adam(model, nn::AdamOptions{});
   Row row{0, 0, 0, 0, 0, 0, 0, 0};
   int64_t late = 0, done = 0;  // steps completed
@@ -81,6 +86,7 @@ Row Train(int64_t augment, const Tensor& x, const Tensor& y, const Tensor& xt,
     std::vector<int64_t> idx;
     for (int64_t k = 0; k < batch; ++k) idx.push_back(rng.UniformInt(n));
     Tensor xb = IndexSelect(x, 0, idx), yb = IndexSelect(y, 0, idx);
+    o.ode.stats->Reset();
     auto out = model(xb);
     if (!out.ok()) {
       std::printf("%s: %s\n", name, out.status().ToString().c_str());
@@ -90,8 +96,8 @@ Row Train(int64_t augment, const Tensor& x, const Tensor& y, const Tensor& xt,
     adam.ZeroGrad();
     Backward(loss);
     adam.Step();
-    const double f = model.last_stats()->forward.nfe;
-    const double b = model.last_stats()->backward.nfe;
+    const ode::OdeStats stats = o.ode.stats->Get();
+    const double f = stats.forward.nfe, b = stats.backward.nfe;
     row.nfe_f += f, row.nfe_b += b;
     if (step >= steps * 3 / 4) row.nfe_f_late += f, row.nfe_b_late += b, ++late;
     if (step % 50 == 0 || step + 1 == steps)
@@ -168,8 +174,15 @@ int main(int argc, char** argv) {
               static_cast<long>(absl::GetFlag(FLAGS_dim)),
               static_cast<long>(x.dim(0)),
               static_cast<long>(absl::GetFlag(FLAGS_steps)));
-  Row node = Train(0, x, y, xt, yt);
-  Row anode = Train(p, x, y, xt, yt);
+  absl::StatusOr<Row> node_or = Train(0, x, y, xt, yt);
+  absl::StatusOr<Row> anode_or = Train(p, x, y, xt, yt);
+  for (const auto* r : {&node_or, &anode_or})
+    if (!r->ok()) {
+      std::fprintf(stderr, "anode_spheres: %s\n",
+                   r->status().ToString().c_str());
+      return 1;
+    }
+  const Row &node = *node_or, &anode = *anode_or;
   std::printf(
       "\n| model       | train MSE | accuracy | test MSE | NFE fwd/step | NFE "
       "bwd/step | "

@@ -17,7 +17,8 @@
 //          --models=ffjord,rnode,rnode_ref
 //
 // Prints per model: test NLL (nats, exact trace, rtol 1e-5), mean forward
-// and backward NFE per training step (whole run and the last quarter),
+// NFE (the pass's "nfe" extra) and backward NFE (an ode::OdeStatsSink in the
+// options) per training step (whole run and the last quarter),
 // wall time and time per step. RNODE's claim: similar NLL with fewer NFE,
 // hence less training time.
 #include <chrono>
@@ -33,6 +34,7 @@
 #include "absl/strings/str_split.h"
 #include "autodiff/grad.h"
 #include "autodiff/ops.h"
+#include "autodiff/status_macros.h"
 #include "autodiff/tape.h"
 #include "data/toy2d.h"
 #include "experiments/common.h"
@@ -69,28 +71,32 @@ struct Row {
 double PerStep(double total, int64_t n) { return n > 0 ? total / n : NAN; }
 
 // -mean log p(x) with a standard normal base.
-Tensor Nll(const flows::cnf::CnfResult& r) {
+Tensor Nll(const flows::FlowResult& r) {
   Tensor logp0 = Sum(Square(r.value), 1) * -0.5 - kLog2Pi;
   return -Mean(logp0 + r.logdet);
 }
 
-Row Train(const std::string& name, double lk, double lj,
-          flows::cnf::RegularizerUnits units, const Tensor& test) {
+absl::StatusOr<Row> Train(const std::string& name, double lk, double lj,
+                          flows::cnf::RegularizerUnits units,
+                          const Tensor& test) {
   const uint64_t seed = absl::GetFlag(FLAGS_seed);
   Rng rng(seed);
   flows::cnf::CnfOptions o;
   o.lambda_kinetic = lk;
   o.lambda_jacobian = lj;
   o.regularizer_units = units;
+  o.ode.stats = std::make_shared<ode::OdeStatsSink>();  // backward NFE
   if (absl::GetFlag(FLAGS_trace) == "hutchinson")
     o.trace = flows::cnf::TraceEstimator::kHutchinson;
-  auto net = std::make_shared<flows::cnf::ConcatSquashNet>(
-      2, std::vector<int64_t>{64, 64}, nn::Activation::kTanh, rng);
-  flows::cnf::Cnf cnf(net, o);
+  FT_ASSIGN_OR_RETURN(std::shared_ptr<flows::cnf::ConcatSquashNet> net,
+                      flows::cnf::ConcatSquashNet::Create(
+                          2, {64, 64}, nn::Activation::kTanh, rng));
+  FT_ASSIGN_OR_RETURN(std::shared_ptr<flows::cnf::Cnf> cnf,
+                      flows::cnf::Cnf::Create(net, o));
   nn::AdamOptions ao;
   ao.lr = absl::GetFlag(FLAGS_lr);
-  nn::Adam adam(cnf, ao);
-  Rng data_rng(seed + 100);
+  nn::Adam adam(*cnf, ao);
+  Rng data_rng(seed + 100), noise_rng(seed + 200);
   const int64_t steps = absl::GetFlag(FLAGS_steps);
   Row row{name, 0, 0, 0, 0, 0, 0, 0};
   int64_t late = 0;
@@ -98,18 +104,21 @@ Row Train(const std::string& name, double lk, double lj,
   for (int64_t step = 0; step < steps; ++step) {
     Tensor x = *data::SampleToy2d(absl::GetFlag(FLAGS_data),
                                   absl::GetFlag(FLAGS_batch), data_rng);
-    auto r = cnf.Solve(x, true);
-    if (!r.ok()) {
+    o.ode.stats->Reset();
+    flows::FlowResult r = cnf->Forward(x, Tensor(), &noise_rng);
+    if (!r.status.ok()) {
       std::printf("%s: solve failed at step %ld: %s\n", name.c_str(),
-                  static_cast<long>(step), r.status().ToString().c_str());
+                  static_cast<long>(step), r.status.ToString().c_str());
       break;
     }
-    Tensor nll = Nll(*r);
-    Tensor loss = nll + cnf.Regularization(*r);
+    Tensor nll = Nll(r);
+    Tensor penalty = r.extra(flows::cnf::kRegularization);
+    Tensor loss = penalty.defined() ? nll + Mean(penalty) : nll;
     adam.ZeroGrad();
     Backward(loss);
     adam.Step();
-    const double f = r->stats->forward.nfe, b = r->stats->backward.nfe;
+    const double f = r.extra(flows::cnf::kNfe)[0];
+    const double b = static_cast<double>(o.ode.stats->Get().backward.nfe);
     row.nfe_f += f;
     row.nfe_b += b;
     if (step >= steps * 3 / 4) row.nfe_f_late += f, row.nfe_b_late += b, ++late;
@@ -128,9 +137,12 @@ Row Train(const std::string& name, double lk, double lj,
   row.nfe_f_late = PerStep(row.nfe_f_late, late);
   row.nfe_b_late = PerStep(row.nfe_b_late, late);
   NoGradScope no_grad;
-  cnf.mutable_options().trace = flows::cnf::TraceEstimator::kExact;
-  auto r = cnf.Solve(test, true);
-  row.test_nll = r.ok() ? Nll(*r).item() : NAN;
+  flows::cnf::CnfOptions exact = o;
+  exact.trace = flows::cnf::TraceEstimator::kExact;
+  FT_ASSIGN_OR_RETURN(std::shared_ptr<flows::cnf::Cnf> eval,
+                      flows::cnf::Cnf::Create(net, exact));
+  flows::FlowResult r = eval->Forward(test);
+  row.test_nll = r.status.ok() ? Nll(r).item() : NAN;
   return row;
 }
 
@@ -195,21 +207,26 @@ int main(int argc, char** argv) {
       absl::StrSplit(absl::GetFlag(FLAGS_models), ',');
   std::vector<Row> rows;
   for (const std::string& m : models) {
+    absl::StatusOr<Row> row;
     if (m == "ffjord") {
-      rows.push_back(
-          Train(m, 0, 0, flows::cnf::RegularizerUnits::kIntegral, *test));
+      row = Train(m, 0, 0, flows::cnf::RegularizerUnits::kIntegral, *test);
     } else if (m == "rnode") {
-      rows.push_back(Train(m, absl::GetFlag(FLAGS_lambda_k),
-                           absl::GetFlag(FLAGS_lambda_j),
-                           flows::cnf::RegularizerUnits::kIntegral, *test));
+      row =
+          Train(m, absl::GetFlag(FLAGS_lambda_k), absl::GetFlag(FLAGS_lambda_j),
+                flows::cnf::RegularizerUnits::kIntegral, *test);
     } else if (m == "rnode_ref") {
       const double l = absl::GetFlag(FLAGS_ref_lambda);
-      rows.push_back(
-          Train(m, l, l, flows::cnf::RegularizerUnits::kPerDimMean, *test));
+      row = Train(m, l, l, flows::cnf::RegularizerUnits::kPerDimMean, *test);
     } else {
       std::fprintf(stderr, "unknown model '%s'\n", m.c_str());
       return 1;
     }
+    if (!row.ok()) {
+      std::fprintf(stderr, "%s: %s\n", m.c_str(),
+                   row.status().ToString().c_str());
+      return 1;
+    }
+    rows.push_back(*row);
   }
   std::printf(
       "\n| model     | test NLL | NFE fwd/step | NFE bwd/step | last 25%% fwd "

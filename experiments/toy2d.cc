@@ -165,15 +165,15 @@ absl::Status Run() {
     o.log_every = std::max<int64_t>(1, steps / 10);
     o.patience = patience;
     o.seed = absl::GetFlag(FLAGS_seed);
-    // RNODE: the CNF's kinetic/Jacobian terms join the training loss.
-    training::NllFn nll_fn = training::ModelNll(model);
-    if (auto cnf = std::dynamic_pointer_cast<flows::cnf::Cnf>(model.flow());
-        cnf != nullptr && cnf->regularized()) {
-      nll_fn = [&model, cnf](const Tensor& x, const Tensor& c, Rng&) {
-        Tensor nll = model.Nll(x, c);  // runs the solve first
-        return nll + cnf->LastRegularization();
-      };
-    }
+    // RNODE: a pass's "regularization" extra (the CNF's kinetic/Jacobian
+    // penalty) joins the training loss; other flows have none.
+    training::NllFn nll_fn = [&model](const Tensor& x, const Tensor& c,
+                                      Rng& rng) {
+      flows::FlowModel::Density d = model.Score(x, c, &rng);
+      Tensor loss = -Mean(d.log_prob);
+      Tensor penalty = d.pass.extra(flows::cnf::kRegularization);
+      return penalty.defined() ? loss + Mean(penalty) : loss;
+    };
     auto r = training::TrainNll(model, nll_fn, adam, data, o);
     if (!r.ok()) return r.status();
     const double nll =

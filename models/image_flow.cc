@@ -30,7 +30,7 @@ data::LogitResult ModelInput(const ImageFlow& f, const Tensor& pixels,
 Tensor ImageFlow::Nll(const Tensor& pixels, Rng& rng,
                       const Tensor& context) const {
   data::LogitResult y = ModelInput(*this, pixels, rng);
-  return model->Nll(y.y, context) - Mean(y.logdet);
+  return model->Nll(y.y, context, &rng) - Mean(y.logdet);
 }
 
 Tensor OneHot(const std::vector<int>& labels, int k) {
@@ -52,7 +52,7 @@ std::vector<double> ImageFlow::BitsPerDim(const Tensor& pixels, int64_t batch,
     const int64_t len = std::min(batch, n - start);
     data::LogitResult y = ModelInput(*this, Narrow(pixels, 0, start, len), rng);
     Tensor c = context.defined() ? Narrow(context, 0, start, len) : Tensor();
-    Tensor log_p = model->LogProb(y.y, c) + y.logdet;
+    Tensor log_p = model->LogProb(y.y, c, &rng) + y.logdet;
     for (int64_t i = 0; i < len; ++i)
       out.push_back(data::BitsPerDim(-log_p[i], d, levels));
   }

@@ -9,17 +9,18 @@
 
 #include "autodiff/check.h"
 #include "autodiff/grad.h"
-#include "autodiff/ops.h"
 #include "autodiff/op_kit.h"
+#include "autodiff/ops.h"
 #include "autodiff/tape.h"
 
 namespace flowtape::ode::internal {
 namespace {
-using State = std::vector<double>;
 
 // Everything the backward rule needs, saved with the op (Op::SaveObject):
 // the tape keeps it alive until it is reset or rewound past the op.
+template <typename T>
 struct AdjointContext {
+  using State = std::vector<T>;
   OdeFn f;
   std::vector<Tensor> params;
   // derived[k]: the j whose params[j] is computed from params[k] (or is the
@@ -29,90 +30,85 @@ struct AdjointContext {
   std::vector<double> times;
   std::vector<State> ys;  // forward solution at `times`
   Shape shape;
-  DType dtype;  // y0's: f is evaluated in it
   OdeOptions options;
-  std::shared_ptr<OdeStats> stats;
 };
 
 // d/dt [y, a, g] = [f, -a' df/dy, -a' df/dtheta], one f + one VJP.
-void AugmentedField(const AdjointContext& c, double t, const State& s,
-                    State& ds) {
+template <typename T>
+void AugmentedField(const AdjointContext<T>& c, double t,
+                    const std::vector<T>& s, std::vector<T>& ds) {
   const int64_t n = c.shape.numel();
   TapeScope scope;
   EnableGradScope grad_on;
-  Tensor y =
-      Tensor::FromVector(c.shape, State(s.begin(), s.begin() + n), c.dtype);
+  Tensor y = StateTensor(c.shape, s);
   y.set_requires_grad(true);
-  Tensor a = Tensor::FromVector(
-      c.shape, State(s.begin() + n, s.begin() + 2 * n), c.dtype);
+  Tensor a = StateTensor(c.shape, s, n);
   Tensor fy = c.f(t, y);
-  FT_CHECK(fy.shape() == c.shape, "ode: f(t, y) has shape ",
-           fy.shape().ToString(), ", y has ", c.shape.ToString());
+  FT_CHECK(fy.shape() == c.shape && fy.dtype() == kDTypeOf<T>,
+           "ode: f(t, y) is ", DTypeName(fy.dtype()), " ",
+           fy.shape().ToString(), ", y is ", DTypeName(kDTypeOf<T>), " ",
+           c.shape.ToString());
   std::vector<Tensor> inputs{y};
   inputs.insert(inputs.end(), c.params.begin(), c.params.end());
   std::vector<Tensor> g = Grad({fy}, inputs, {a});
-  const std::vector<double> fv = fy.ToVector();
-  std::copy(fv.begin(), fv.end(), ds.begin());
+  const T* pf = fy.data<T>();
+  std::copy(pf, pf + n, ds.begin());
   int64_t off = n;
   for (const Tensor& gi : g) {
-    const std::vector<double> p = gi.ToVector();
-    for (size_t i = 0; i < p.size(); ++i) ds[off + i] = -p[i];
+    const T* p = gi.data<T>();
+    for (int64_t i = 0; i < gi.numel(); ++i) ds[off + i] = -p[i];
     off += gi.numel();
   }
 }
 
+template <typename T>
 void AdjointBackward(const OpContext& ctx, const Tensor& gout, Tensor* gin) {
+  using State = std::vector<T>;
   // The sweep records backward rules only under create_graph; the gradients
   // built here are constants, so a second derivative would silently be zero.
   FT_CHECK(!Tape::Get().grad_enabled(),
            "ode adjoint: create_graph through the adjoint is unsupported; use "
            "Gradient::kDiscretize");
-  const auto& c = ctx.saved_object<AdjointContext>();
-  const int64_t T = static_cast<int64_t>(c.times.size());
+  const auto& c = ctx.saved_object<AdjointContext<T>>();
+  const int64_t num_t = static_cast<int64_t>(c.times.size());
   const int64_t n = c.shape.numel();
   int64_t num_p = 0;
   for (const Tensor& p : c.params) num_p += p.numel();
-  const std::vector<double> gv = gout.ToVector();  // [T, n]
-  const double* go = gv.data();
+  const T* go = gout.data<T>();  // [num_t, n]
 
-  State s(2 * n + num_p, 0.0);
-  std::copy(c.ys[T - 1].begin(), c.ys[T - 1].end(), s.begin());
-  std::copy(go + (T - 1) * n, go + T * n, s.begin() + n);
+  State s(2 * n + num_p, T{0});
+  std::copy(c.ys[num_t - 1].begin(), c.ys[num_t - 1].end(), s.begin());
+  std::copy(go + (num_t - 1) * n, go + num_t * n, s.begin() + n);
   State final_state = s;
-  if (T > 1) {
+  if (num_t > 1) {
     std::vector<double> rev(c.times.rbegin(), c.times.rend());
     SolverOptions o = c.options;
     if (c.options.adjoint_rtol > 0) o.rtol = c.options.adjoint_rtol;
     if (c.options.adjoint_atol > 0) o.atol = c.options.adjoint_atol;
     o.error_control_size = c.options.seminorm ? 2 * n : 0;
-    auto field = [&c](double t, const State& x, State& dx) {
+    VectorField<T> field = [&c](double t, const State& x, State& dx) {
       AugmentedField(c, t, x, dx);
     };
-    // At reversed index i (forward index j = T-1-i): reset y, jump a.
-    auto hook = [&](int64_t i, double, State& x) {
-      const int64_t j = T - 1 - i;
+    // At reversed index i (forward index j = num_t-1-i): reset y, jump a.
+    ObservationHook<T> hook = [&](int64_t i, double, State& x) {
+      const int64_t j = num_t - 1 - i;
       std::copy(c.ys[j].begin(), c.ys[j].end(), x.begin());
       for (int64_t k = 0; k < n; ++k) x[n + k] += go[j * n + k];
       if (j == 0) final_state = x;
     };
-    auto r = Integrate(field, s, rev, o, &c.stats->backward, nullptr, hook);
-    if (!r.ok()) {
-      c.stats->backward_status = r.status();
+    SolverCounters counters;
+    auto r = Integrate<T>(field, s, rev, o, &counters, nullptr, hook);
+    if (c.options.stats != nullptr)
+      c.options.stats->AddBackward(counters, r.status());
+    if (!r.ok())
       std::fill(final_state.begin(), final_state.end(),
-                std::numeric_limits<double>::quiet_NaN());
-    }
+                std::numeric_limits<T>::quiet_NaN());
   }
-  if (ctx.needs_grad(0))
-    gin[0] = Tensor::FromVector(
-        c.shape, State(final_state.begin() + n, final_state.begin() + 2 * n),
-        c.dtype);
+  if (ctx.needs_grad(0)) gin[0] = StateTensor(c.shape, final_state, n);
   std::vector<Tensor> g;
-  int64_t off = 2 * n;
+  size_t off = 2 * n;
   for (const Tensor& p : c.params) {
-    g.push_back(Tensor::FromVector(
-        p.shape(),
-        State(final_state.begin() + off, final_state.begin() + off + p.numel()),
-        p.dtype()));
+    g.push_back(StateTensor(p.shape(), final_state, off));
     off += p.numel();
   }
   // The VJPs differentiate f through the whole tape, so g[k] also holds the
@@ -135,7 +131,8 @@ void AdjointBackward(const OpContext& ctx, const Tensor& gout, Tensor* gin) {
 
 // Fills c.derived and c.order from the tape ancestry of the listed params
 // (depth-first over inputs that require grad, down to the oldest param).
-void FindDerivedParams(AdjointContext& c) {
+template <typename T>
+void FindDerivedParams(AdjointContext<T>& c) {
   const int num = static_cast<int>(c.params.size());
   std::vector<Node*> nodes;
   int64_t min_id = INT64_MAX;
@@ -173,14 +170,15 @@ void FindDerivedParams(AdjointContext& c) {
 
 }  // namespace
 
+template <typename T>
 absl::StatusOr<OdeSolution> AdjointSolve(const OdeFn& f, const Tensor& y0,
                                          const std::vector<double>& times,
                                          const std::vector<Tensor>& params,
                                          const OdeOptions& options) {
-  auto c = std::make_shared<AdjointContext>();
-  c->stats = std::make_shared<OdeStats>();
-  auto ys = Integrate(ValueField(f, y0.shape(), y0.dtype()), y0.ToVector(), times, options,
-                      &c->stats->forward);
+  auto c = std::make_shared<AdjointContext<T>>();
+  OdeSolution sol;
+  auto ys = Integrate<T>(ValueField<T>(f, y0.shape()), TensorState<T>(y0),
+                         times, options, &sol.forward);
   if (!ys.ok()) return ys.status();
   c->f = f;
   c->params = params;
@@ -188,28 +186,30 @@ absl::StatusOr<OdeSolution> AdjointSolve(const OdeFn& f, const Tensor& y0,
   c->times = times;
   c->ys = std::move(*ys);
   c->shape = y0.shape();
-  c->dtype = y0.dtype();
   c->options = options;
 
-  const int64_t T = static_cast<int64_t>(times.size()), n = y0.numel();
+  const int64_t num_t = static_cast<int64_t>(times.size()), n = y0.numel();
   std::vector<Tensor> inputs{y0};
   inputs.insert(inputs.end(), params.begin(), params.end());
   // Recorded whenever an input needs grads (else a constant solution).
   Op op("ode_adjoint", inputs);
-  Tensor out = op.NewOutput({T, n});
-  VisitDType(op.dtype(), [&](auto zero) {
-    using T_ = decltype(zero);
-    T_* po = out.mutable_data<T_>();
-    for (int64_t i = 0; i < T; ++i)
-      std::copy(c->ys[i].begin(), c->ys[i].end(), po + i * n);
-  });
-  op.SaveObject(std::shared_ptr<const AdjointContext>(c));
-  out = op.Finish(out, AdjointBackward);
+  Tensor out = op.NewOutput({num_t, n});
+  T* po = out.mutable_data<T>();
+  for (int64_t i = 0; i < num_t; ++i)
+    std::copy(c->ys[i].begin(), c->ys[i].end(), po + i * n);
+  op.SaveObject(std::shared_ptr<const AdjointContext<T>>(c));
+  out = op.Finish(out, AdjointBackward<T>);
 
-  OdeSolution sol{{}, c->stats};
-  for (int64_t i = 0; i < T; ++i)
+  for (int64_t i = 0; i < num_t; ++i)
     sol.ys.push_back(Reshape(Narrow(out, 0, i, 1), y0.shape().dims()));
   return sol;
 }
+
+template absl::StatusOr<OdeSolution> AdjointSolve<float>(
+    const OdeFn&, const Tensor&, const std::vector<double>&,
+    const std::vector<Tensor>&, const OdeOptions&);
+template absl::StatusOr<OdeSolution> AdjointSolve<double>(
+    const OdeFn&, const Tensor&, const std::vector<double>&,
+    const std::vector<Tensor>&, const OdeOptions&);
 
 }  // namespace flowtape::ode::internal

@@ -3,12 +3,13 @@
 #include <algorithm>
 #include <boost/numeric/odeint.hpp>
 #include <cmath>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "autodiff/status_macros.h"
 
 namespace flowtape::ode {
 namespace odeint = boost::numeric::odeint;
-using State = std::vector<double>;
 
 absl::StatusOr<Method> ParseMethod(const std::string& name) {
   if (name == "dopri5") return Method::kDopri5;
@@ -30,19 +31,27 @@ const char* MethodName(Method m) {
   return "?";
 }
 
+double MinRtol(DType state) {
+  return VisitDType(state, [](auto zero) {
+    return 0.5 * std::numeric_limits<decltype(zero)>::epsilon();
+  });
+}
+
 namespace {
 
 // Weighted norm of v with weights atol + rtol * max(|a_i|, |b_i|) over the
 // first `size` components (all when size <= 0).
-double WeightedNorm(const State& v, const State& a, const State& b,
-                    const SolverOptions& o) {
+template <typename T>
+double WeightedNorm(const std::vector<T>& v, const std::vector<T>& a,
+                    const std::vector<T>& b, const SolverOptions& o) {
   const size_t n = o.error_control_size > 0
                        ? std::min<size_t>(v.size(), o.error_control_size)
                        : v.size();
   double acc = 0.0;
   for (size_t i = 0; i < n; ++i) {
-    double w = o.atol + o.rtol * std::max(std::fabs(a[i]), std::fabs(b[i]));
-    double r = std::fabs(v[i]) / w;
+    double w = o.atol + o.rtol * std::max(std::fabs(double{a[i]}),
+                                          std::fabs(double{b[i]}));
+    double r = std::fabs(double{v[i]}) / w;
     acc = o.norm == ErrorNorm::kMax ? std::max(acc, r) : acc + r * r;
   }
   if (o.norm == ErrorNorm::kMax || n == 0) return acc;
@@ -52,8 +61,10 @@ double WeightedNorm(const State& v, const State& a, const State& b,
 // Odeint ErrorChecker: the documented weighted norm. Needs the proposed new
 // state, which Odeint's try_step (version 4) writes before asking for the
 // error, so the checker reads it through a pointer.
+template <typename T>
 class ErrorChecker {
  public:
+  using State = std::vector<T>;
   ErrorChecker(const SolverOptions* o, const State* x_new)
       : o_(o), x_new_(x_new) {}
   template <class Algebra>
@@ -67,28 +78,33 @@ class ErrorChecker {
   const State* x_new_;
 };
 
-using Dopri5 = odeint::runge_kutta_dopri5<State>;
+// Coefficients, stage sums and time in double whatever the state type.
+template <typename T>
 using Controlled = odeint::controlled_runge_kutta<
-    Dopri5, ErrorChecker, odeint::default_step_adjuster<double, double>,
+    odeint::runge_kutta_dopri5<std::vector<T>, double, std::vector<T>, double>,
+    ErrorChecker<T>, odeint::default_step_adjuster<double, double>,
     odeint::initially_resizer, odeint::explicit_error_stepper_fsal_tag>;
 
-bool AllFinite(const State& y) {
-  for (double v : y)
+template <typename T>
+bool AllFinite(const std::vector<T>& y) {
+  for (T v : y)
     if (!std::isfinite(v)) return false;
   return true;
 }
 
 // Hairer, Norsett & Wanner (1993) II.4 starting step, order 5; f0 = f(t0, y0).
-double InitialStep(const VectorField& f, double t0, const State& y0,
-                   const State& f0, double direction, const SolverOptions& o,
-                   SolverCounters& c) {
+template <typename T>
+double InitialStep(const VectorField<T>& f, double t0, const std::vector<T>& y0,
+                   const std::vector<T>& f0, double direction,
+                   const SolverOptions& o, SolverCounters& c) {
   SolverOptions rms = o;
   rms.norm = ErrorNorm::kRms;
   double d0 = WeightedNorm(y0, y0, y0, rms);
   double d1 = WeightedNorm(f0, y0, y0, rms);
   double h0 = (d0 < 1e-5 || d1 < 1e-5) ? 1e-6 : 0.01 * d0 / d1;
-  State y1(y0.size()), f1(y0.size()), df(y0.size());
-  for (size_t i = 0; i < y0.size(); ++i) y1[i] = y0[i] + direction * h0 * f0[i];
+  std::vector<T> y1(y0.size()), f1(y0.size()), df(y0.size());
+  for (size_t i = 0; i < y0.size(); ++i)
+    y1[i] = static_cast<T>(y0[i] + direction * h0 * f0[i]);
   f(t0 + direction * h0, y1, f1);
   ++c.nfe;
   for (size_t i = 0; i < y0.size(); ++i) df[i] = f1[i] - f0[i];
@@ -106,13 +122,16 @@ absl::Status StepError(const char* what, double t, const SolverOptions& o) {
 
 // Adaptive dopri5 from t to t_end (y, dxdt updated in place). dt carries the
 // proposed step across intervals.
-absl::Status AdaptiveInterval(const VectorField& f, double& t, double t_end,
-                              State& y, State& dxdt, double& dt,
-                              const SolverOptions& o, SolverCounters& c,
-                              int64_t& steps_taken, std::vector<Step>* steps) {
+template <typename T>
+absl::Status AdaptiveInterval(const VectorField<T>& f, double& t, double t_end,
+                              std::vector<T>& y, std::vector<T>& dxdt,
+                              double& dt, const SolverOptions& o,
+                              SolverCounters& c, int64_t& steps_taken,
+                              std::vector<Step>* steps) {
+  using State = std::vector<T>;
   const double dir = t_end > t ? 1.0 : -1.0;
   State y_new(y.size()), dxdt_new(y.size());
-  Controlled ctrl(ErrorChecker(&o, &y_new));
+  Controlled<T> ctrl(ErrorChecker<T>(&o, &y_new));
   auto sys = [&](const State& x, State& dx, double tt) {
     ++c.nfe;
     f(tt, x, dx);
@@ -152,15 +171,18 @@ absl::Status AdaptiveInterval(const VectorField& f, double& t, double t_end,
 }
 
 // Fixed-step rk4/euler over one interval with equal steps.
-absl::Status FixedInterval(const VectorField& f, double& t, double t_end,
-                           State& y, const SolverOptions& o, SolverCounters& c,
-                           int64_t& steps_taken, std::vector<Step>* steps) {
+template <typename T>
+absl::Status FixedInterval(const VectorField<T>& f, double& t, double t_end,
+                           std::vector<T>& y, const SolverOptions& o,
+                           SolverCounters& c, int64_t& steps_taken,
+                           std::vector<Step>* steps) {
+  using State = std::vector<T>;
   auto sys = [&](const State& x, State& dx, double tt) {
     ++c.nfe;
     f(tt, x, dx);
   };
-  odeint::runge_kutta4<State> rk4;
-  odeint::euler<State> euler;
+  odeint::runge_kutta4<State, double, State, double> rk4;
+  odeint::euler<State, double, State, double> euler;
   for (const Step& st : FixedSteps(t, t_end, o.step_size)) {
     if (steps_taken >= o.max_steps)
       return absl::ResourceExhaustedError(
@@ -192,8 +214,29 @@ std::vector<Step> FixedSteps(double t0, double t1, double step_size) {
   return steps;
 }
 
+absl::Status SolverOptions::Validate(DType state) const {
+  if (!(rtol > 0) || !(atol >= 0) || !std::isfinite(rtol) ||
+      !std::isfinite(atol))
+    return absl::InvalidArgumentError(absl::StrCat(
+        "ode: need finite rtol > 0 and atol >= 0, got ", rtol, ", ", atol));
+  if (method == Method::kDopri5 && rtol < MinRtol(state))
+    return absl::InvalidArgumentError(absl::StrCat(
+        "ode: rtol ", rtol, " is below the ", DTypeName(state), " floor ",
+        MinRtol(state), " (the unit roundoff of the state type): use ",
+        state == kFloat32 ? "float64 or " : "", "a looser rtol"));
+  if (!(max_dt > 0))
+    return absl::InvalidArgumentError("ode: max_dt must be positive");
+  if (method != Method::kDopri5 && !(step_size > 0 && std::isfinite(step_size)))
+    return absl::InvalidArgumentError("ode: step_size must be positive");
+  if (max_steps <= 0)
+    return absl::InvalidArgumentError("ode: max_steps must be positive");
+  if (error_control_size < 0)
+    return absl::InvalidArgumentError("ode: error_control_size must be >= 0");
+  return absl::OkStatus();
+}
+
 absl::Status ValidateSolve(const std::vector<double>& times,
-                           const SolverOptions& o) {
+                           const SolverOptions& o, DType state) {
   if (times.empty()) return absl::InvalidArgumentError("ode: no times given");
   for (double t : times)
     if (!std::isfinite(t))
@@ -206,24 +249,17 @@ absl::Status ValidateSolve(const std::vector<double>& times,
             absl::StrCat("ode: times must be strictly monotone; times[", i - 1,
                          "]=", times[i - 1], ", times[", i, "]=", times[i]));
   }
-  if (!(o.rtol > 0) || !(o.atol >= 0))
-    return absl::InvalidArgumentError(absl::StrCat(
-        "ode: need rtol > 0 and atol >= 0, got ", o.rtol, ", ", o.atol));
-  if (!(o.max_dt > 0))
-    return absl::InvalidArgumentError("ode: max_dt must be positive");
-  if (o.method != Method::kDopri5 &&
-      !(o.step_size > 0 && std::isfinite(o.step_size)))
-    return absl::InvalidArgumentError("ode: step_size must be positive");
-  if (o.max_steps <= 0)
-    return absl::InvalidArgumentError("ode: max_steps must be positive");
-  return absl::OkStatus();
+  return o.Validate(state);
 }
 
-absl::StatusOr<std::vector<State>> Integrate(
-    const VectorField& f, const State& y0, const std::vector<double>& times,
-    const SolverOptions& o, SolverCounters* counters, std::vector<Step>* steps,
-    const ObservationHook& hook) {
-  if (absl::Status s = ValidateSolve(times, o); !s.ok()) return s;
+template <typename T>
+absl::StatusOr<std::vector<std::vector<T>>> Integrate(
+    const VectorField<T>& f, const std::vector<T>& y0,
+    const std::vector<double>& times, const SolverOptions& o,
+    SolverCounters* counters, std::vector<Step>* steps,
+    const ObservationHook<T>& hook) {
+  using State = std::vector<T>;
+  FT_RETURN_IF_ERROR(ValidateSolve(times, o, kDTypeOf<T>));
   if (!AllFinite(y0))
     return absl::InvalidArgumentError("ode: non-finite initial state");
   SolverCounters local;
@@ -247,7 +283,7 @@ absl::StatusOr<std::vector<State>> Integrate(
         adaptive ? AdaptiveInterval(f, t, times[i], y, dxdt, dt, o, c,
                                     steps_taken, steps)
                  : FixedInterval(f, t, times[i], y, o, c, steps_taken, steps);
-    if (!s.ok()) return s;
+    FT_RETURN_IF_ERROR(s);
     out.push_back(y);
     if (hook) {
       hook(static_cast<int64_t>(i), t, y);
@@ -259,5 +295,14 @@ absl::StatusOr<std::vector<State>> Integrate(
   }
   return out;
 }
+
+#define FLOWTAPE_ODE_INSTANTIATE_INTEGRATE(T)                            \
+  template absl::StatusOr<std::vector<std::vector<T>>> Integrate<T>(     \
+      const VectorField<T>&, const std::vector<T>&,                      \
+      const std::vector<double>&, const SolverOptions&, SolverCounters*, \
+      std::vector<Step>*, const ObservationHook<T>&);
+FLOWTAPE_ODE_INSTANTIATE_INTEGRATE(float)
+FLOWTAPE_ODE_INSTANTIATE_INTEGRATE(double)
+#undef FLOWTAPE_ODE_INSTANTIATE_INTEGRATE
 
 }  // namespace flowtape::ode

@@ -8,6 +8,8 @@
 // from l = K = J = 0. Forward(x, c) (data -> base) solves t: 0 -> T from
 // z = x and returns logdet = l(T) = int_0^T tr(df/dz) dt = log|det dz(T)/dx|.
 // Inverse(z, c) solves t: T -> 0 and returns l(0) = -int tr = log|det dx/dz|.
+// The solve runs in x's dtype (float32 or float64, the dtype the dynamics
+// were converted to with Module::To); ode/solver.h gives float32's rtol floor.
 //
 // Context (conditional CNF): c [N, K], K = dynamics().context_dim(), is a
 // per-sample input of f, constant in time (dynamics.h: concatenated to the
@@ -27,28 +29,55 @@
 // s, so a train_t solve takes different steps than a fixed-T one.
 //
 // Trace estimators:
-//   kExact:      d VJPs with the unit vectors e_i: tr = sum_i (e_i' J)_i and
+//   kExactVjp:   d VJPs with the unit vectors e_i: tr = sum_i (e_i' J)_i and
 //                |J|_F^2 = sum_i |e_i' J|^2 (exact).
+//   kExact:      the dynamics' closed-form trace when they have one
+//                (CnfDynamics::ValueAndTrace; ConcatSquashNet without
+//                context and with <= 2 hidden layers: one extra [N, h] x
+//                [h, h] product instead of d backward passes), else, and
+//                whenever the regularisers need |J|_F^2, as kExactVjp.
 //   kHutchinson: one VJP with noise eps (Gaussian or Rademacher, [N, d]),
 //                tr ~ (eps' J) eps and |J|_F^2 ~ |eps' J|^2, both unbiased.
-//                eps is drawn once per solve and reused by every evaluation,
-//                forward and backward (the adjoint sees the same ODE).
-// Regularisers (on when a weight is > 0 or `regularize` is set) are reported
-// per sample as kinetic = K(T) = int |f|^2 dt and jacobian = J(T) =
-// int |df/dz|_F^2 dt (the paper's equations; |t_end| times the time-mean).
-// RNODE's loss is NLL + Regularization(), whose lambda units are chosen by
+//                eps is drawn from the pass's `rng` (Forward/Inverse's
+//                argument; a null rng fails loudly) once per pass and reused
+//                by every evaluation, forward and backward (the adjoint sees
+//                the same ODE).
+//
+// What a pass returns (FlowResult, flows/flow.h): value, logdet, status and
+// these extras, each [N] in x's dtype:
+//   "kinetic", "jacobian"  K(T) = int |f|^2 dt and J(T) = int |df/dz|_F^2 dt
+//                          (the paper's equations; |t_end| times the
+//                          time-mean), when regularized();
+//   "regularization"       the per-sample RNODE penalty
+//                          w_K K(T) + w_J J(T), when a lambda is > 0: the
+//                          training loss is NLL + mean(regularization),
+//                          mean(regularization) = RNODE's term;
+//   "nfe", "accepted_steps", "rejected_steps"
+//                          the forward solve's evaluations of the augmented
+//                          field (rejected steps included) and step counts,
+//                          one number broadcast to every sample (so a
+//                          composition of CNFs sums them to its total).
+// The weights w_K, w_J are lambda_kinetic, lambda_jacobian in the units of
 // CnfOptions::regularizer_units (d = dim):
-//   kIntegral:   lambda_kinetic mean(K) + lambda_jacobian mean(J)
+//   kIntegral:   w_K = lambda_kinetic, w_J = lambda_jacobian
 //                (the paper's equations as written);
-//   kPerDimMean: lambda_kinetic mean(K) / (2 d) + lambda_jacobian mean(J) / d
+//   kPerDimMean: w_K = lambda_kinetic / (2 d), w_J = lambda_jacobian / d
 //                (the reference code, cfinlay/ffjord-rnode, integrates
 //                0.5 mean_i f_i^2 and mean_i (eps' df/dz)_i^2; the paper's
 //                lambda = 0.01 is in these units).
-// The same lambda is 2d (kinetic) and d (Jacobian) times stronger in
-// kIntegral units than in kPerDimMean units.
+// The adjoint's backward solve happens later, inside Backward/Grad, so its
+// cost cannot be in the result: set options.ode.stats to a caller-owned
+// ode::OdeStatsSink and read it after the backward pass (ode/solve.h); the
+// sink also collects a failed backward solve's status.
+//
+// Failures come back in FlowResult::status with NaN value and logdet (no
+// extras): a solve that fails (too many steps, blow-up, float32 options
+// below the rtol floor) and wrong shapes of x ([N, dim] expected) or of the
+// context (InvalidArgument naming both shapes).
+//
 // Gradients flow by the ODE options (adjoint by default, or discretise-then-
-// optimise). If a solve fails (too many steps, blow-up) Forward/Inverse
-// return NaN and last_status() holds the error; Solve returns it directly.
+// optimise). Construction: Cnf::Create validates the options (InvalidArgument
+// naming the field).
 #ifndef FLOWTAPE_FLOWS_CNF_CNF_H_
 #define FLOWTAPE_FLOWS_CNF_CNF_H_
 
@@ -65,16 +94,26 @@
 
 namespace flowtape::flows::cnf {
 
-enum class TraceEstimator { kExact, kHutchinson };
+enum class TraceEstimator { kExact, kExactVjp, kHutchinson };
 // Units of lambda_kinetic / lambda_jacobian (see the header comment).
 enum class RegularizerUnits { kIntegral, kPerDimMean };
 
+// Names of the FlowResult extras (see the header comment).
+inline constexpr char kKinetic[] = "kinetic";
+inline constexpr char kJacobian[] = "jacobian";
+inline constexpr char kRegularization[] = "regularization";
+inline constexpr char kNfe[] = "nfe";
+inline constexpr char kAcceptedSteps[] = "accepted_steps";
+inline constexpr char kRejectedSteps[] = "rejected_steps";
+
 struct CnfOptions {
+  // InvalidArgument naming the field: t_end finite and nonzero (> 0 with
+  // train_t), lambdas finite and >= 0, ode options valid (float64 floor;
+  // a float32 pass checks float32's when it runs).
+  absl::Status Validate() const;
+
   double t_end = 1.0;  // T (fixed), or the initial T with train_t
   // Learnable T = sqrt_end_time^2 (FFJORD's train_T; see the header comment).
-  // Read at construction (t_end > 0 then): T lives in the parameter from
-  // then on, so later changes to train_t, or to t_end with train_t, are
-  // ignored.
   bool train_t = false;
   TraceEstimator trace = TraceEstimator::kExact;
   Noise noise = Noise::kGaussian;
@@ -83,7 +122,6 @@ struct CnfOptions {
   RegularizerUnits regularizer_units = RegularizerUnits::kIntegral;
   bool regularize = false;  // track K and J even with zero weights
   ode::OdeOptions ode = DefaultOde();
-  uint64_t seed = 0;  // Hutchinson noise
 
   static ode::OdeOptions DefaultOde() {  // FFJORD's tolerances
     ode::OdeOptions o;
@@ -93,59 +131,36 @@ struct CnfOptions {
   }
 };
 
-struct CnfResult {
-  Tensor value;     // [N, d]
-  Tensor logdet;    // [N]
-  Tensor kinetic;   // [N] (undefined without regularisers)
-  Tensor jacobian;  // [N]
-  std::shared_ptr<ode::OdeStats> stats;
-};
-
 class Cnf : public Flow {
  public:
-  Cnf(std::shared_ptr<CnfDynamics> dynamics, const CnfOptions& options);
+  static absl::StatusOr<std::shared_ptr<Cnf>> Create(
+      std::shared_ptr<CnfDynamics> dynamics, const CnfOptions& options);
 
-  FlowResult Forward(const Tensor& x,
-                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
-  FlowResult Inverse(const Tensor& z,
-                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
+  FlowResult Forward(const Tensor& x, const Tensor& context = Tensor(),
+                     Rng* rng = nullptr) const override;
+  FlowResult Inverse(const Tensor& z, const Tensor& context = Tensor(),
+                     Rng* rng = nullptr) const override;
   bool analytic_inverse() const override { return false; }
   std::string name() const override;
 
-  // forward: t 0 -> T (data -> base); else T -> 0. x must be [N, dim] and
-  // the context [N, context_dim()] (undefined when context_dim() == 0);
-  // InvalidArgument otherwise. Forward/Inverse abort on such shapes.
-  absl::StatusOr<CnfResult> Solve(const Tensor& x, bool forward,
-                                  const Tensor& context = Tensor()) const;
-  // The weighted regularisers (scalar), in options().regularizer_units.
-  Tensor Regularization(const CnfResult& r) const;
-
   const CnfOptions& options() const { return options_; }
-  CnfOptions& mutable_options() { return options_; }
-  const CnfDynamics& dynamics() const { return *dynamics_; }
+  const std::shared_ptr<CnfDynamics>& dynamics() const { return dynamics_; }
   int64_t context_dim() const { return dynamics_->context_dim(); }
   // The integration time T: t_end, or sqrt_end_time^2 with train_t.
   double end_time() const;
   // The parameter behind a learnable T (undefined when T is fixed).
   const Tensor& sqrt_end_time() const { return sqrt_end_time_; }
+  // K and J are integrated (a lambda > 0 or options().regularize).
   bool regularized() const;
-  // Regularization() of the most recent Forward/Inverse (a scalar tape
-  // tensor, valid until the tape is reset): lets a training loop that only
-  // sees FlowModel::Nll add RNODE's terms. Zero without regularisers.
-  Tensor LastRegularization() const { return Regularization(last_); }
-  // Cost of the most recent solve (its backward counters fill in later).
-  const std::shared_ptr<ode::OdeStats>& last_stats() const { return stats_; }
-  const absl::Status& last_status() const { return status_; }
 
  private:
-  FlowResult Run(const Tensor& x, const Tensor& context, bool forward) const;
+  Cnf(std::shared_ptr<CnfDynamics> dynamics, const CnfOptions& options);
+  // forward: t 0 -> T (data -> base); else T -> 0.
+  FlowResult Run(const Tensor& x, const Tensor& context, bool forward,
+                 Rng* rng) const;
   std::shared_ptr<CnfDynamics> dynamics_;
   CnfOptions options_;
   Tensor sqrt_end_time_;
-  mutable Rng rng_;
-  mutable std::shared_ptr<ode::OdeStats> stats_;
-  mutable absl::Status status_;
-  mutable CnfResult last_;
 };
 
 // FFJORD's configuration (Grathwohl et al. 2019): ConcatSquash dynamics with
@@ -155,9 +170,9 @@ class Cnf : public Flow {
 // reference code's units (kPerDimMean). context_dim > 0: a conditional CNF
 // (the context enters ConcatSquash's hyper-nets); train_t: learnable T
 // (FFJORD's train_T, on by default in some of its scripts; off here).
-std::shared_ptr<Cnf> MakeFfjord(int64_t dim, const std::vector<int64_t>& hidden,
-                                bool rnode, Rng& rng, int64_t context_dim = 0,
-                                bool train_t = false);
+absl::StatusOr<std::shared_ptr<Cnf>> MakeFfjord(
+    int64_t dim, const std::vector<int64_t>& hidden, bool rnode, Rng& rng,
+    int64_t context_dim = 0, bool train_t = false);
 
 }  // namespace flowtape::flows::cnf
 

@@ -6,10 +6,10 @@
 #include <string>
 
 #include "autodiff/grad.h"
-#include "nn/layers.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
 #include "gtest/gtest.h"
+#include "nn/layers.h"
 #include "ode/solve.h"
 #include "tests/ode/linear_ode.h"
 
@@ -42,28 +42,33 @@ double RelErr(const Mat& got, const Mat& want) {
 
 struct Grads {
   Mat y0, a;
-  std::shared_ptr<OdeStats> stats;
+  OdeStats stats;  // forward and backward counters of the solve
 };
 
-// L = sum_i sum(W_i * y(times[i])), gradients wrt y0 and A.
-Grads LinearGrads(const std::vector<double>& times, const OdeOptions& o) {
+// L = sum_i sum(W_i * y(times[i])), gradients wrt y0 and A, computed in
+// `dtype` (converted to double for comparison).
+Grads LinearGrads(const std::vector<double>& times, OdeOptions o,
+                  DType dtype = kFloat64) {
   Tape::Get().Reset();
-  Tensor y0 = ToTensor(TestY0()).set_requires_grad(true);
-  Tensor a = ToTensor(TestA()).set_requires_grad(true);
+  o.stats = std::make_shared<OdeStatsSink>();
+  Tensor y0 = Cast(ToTensor(TestY0()), dtype).set_requires_grad(true);
+  Tensor a = Cast(ToTensor(TestA()), dtype).set_requires_grad(true);
   OdeFn f = [a](double, const Tensor& y) { return testing::LinearField(a, y); };
   auto sol = OdeSolve(f, y0, times, {a}, o);
   EXPECT_TRUE(sol.ok()) << sol.status();
-  Tensor loss = Tensor::Scalar(0.0);
+  Tensor loss = Tensor::Scalar(0.0, dtype);
   for (size_t i = 0; i < times.size(); ++i)
-    loss = loss + Sum(sol->ys[i] * ToTensor(Weights(i)));
+    loss = loss + Sum(sol->ys[i] * Cast(ToTensor(Weights(i)), dtype));
   auto g = Grad({loss}, {y0, a});
-  Grads out{ToMat(g[0]), ToMat(g[1]), sol->stats};
+  Grads out{ToMat(Cast(g[0], kFloat64)), ToMat(Cast(g[1], kFloat64)),
+            o.stats->Get()};
+  EXPECT_EQ(out.stats.forward.nfe, sol->forward.nfe);
   Tape::Get().Reset();
   return out;
 }
 
 Grads ExactGrads(const std::vector<double>& times) {
-  Grads g{Mat::Zero(2, 3), Mat::Zero(3, 3), nullptr};
+  Grads g{Mat::Zero(2, 3), Mat::Zero(3, 3), {}};
   for (size_t i = 0; i < times.size(); ++i) {
     double t = times[i] - times[0];
     g.y0 += testing::LinearGradY0(TestA(), Weights(i), t);
@@ -80,10 +85,29 @@ TEST(OdeGradientTest, LinearOdeAdjointAndDiscreteMatchExact) {
     std::printf(
         "mode %d: rel err dL/dy0 %.2e dL/dA %.2e, nfe fwd %ld bwd %ld\n",
         static_cast<int>(mode), RelErr(g.y0, exact.y0), RelErr(g.a, exact.a),
-        static_cast<long>(g.stats->forward.nfe),
-        static_cast<long>(g.stats->backward.nfe));
+        static_cast<long>(g.stats.forward.nfe),
+        static_cast<long>(g.stats.backward.nfe));
     EXPECT_LT(RelErr(g.y0, exact.y0), 1e-8) << static_cast<int>(mode);
     EXPECT_LT(RelErr(g.a, exact.a), 1e-8) << static_cast<int>(mode);
+  }
+}
+
+// float32 state (y0, A and the solve in float32): both gradient modes still
+// give the exact gradients, to the float32 tolerance rtol = 1e-5 allows
+// (gradient checks proper stay float64). The adjoint's parameter adjoints
+// accumulate in the float32 augmented state.
+TEST(OdeGradientTest, Float32GradientsMatchExact) {
+  const std::vector<double> times{0.0, 0.5, 2.0};
+  Grads exact = ExactGrads(times);
+  for (Gradient mode : {Gradient::kAdjoint, Gradient::kDiscretize}) {
+    OdeOptions o;
+    o.gradient = mode;
+    o.rtol = 1e-5;
+    o.atol = 1e-7;
+    Grads g = LinearGrads(times, o, kFloat32);
+    EXPECT_LT(RelErr(g.y0, exact.y0), 1e-4) << static_cast<int>(mode);
+    EXPECT_LT(RelErr(g.a, exact.a), 1e-4) << static_cast<int>(mode);
+    EXPECT_GT(RelErr(g.a, exact.a), 1e-9);  // genuinely float32
   }
 }
 
@@ -113,9 +137,9 @@ TEST(OdeGradientTest, SeminormKeepsAccuracyWithFewerBackwardEvaluations) {
   o.seminorm = true;
   Grads semi = LinearGrads(times, o);
   EXPECT_LT(RelErr(semi.a, exact.a), 1e-8);
-  EXPECT_LT(semi.stats->backward.nfe, full.stats->backward.nfe);
-  EXPECT_GT(semi.stats->backward.nfe, 0);
-  EXPECT_TRUE(full.stats->backward_status.ok());
+  EXPECT_LT(semi.stats.backward.nfe, full.stats.backward.nfe);
+  EXPECT_GT(semi.stats.backward.nfe, 0);
+  EXPECT_TRUE(full.stats.backward_status.ok());
 }
 
 // adjoint_rtol/atol drive the backward solve only: looser ones cost fewer
@@ -134,10 +158,10 @@ TEST(OdeGradientTest, AdjointTolerancesControlTheBackwardSolve) {
   o.adjoint_rtol = 1e-11;
   o.adjoint_atol = 1e-13;
   Grads tight = LinearGrads(times, o);
-  EXPECT_EQ(loose.stats->forward.nfe, same.stats->forward.nfe);
-  EXPECT_EQ(tight.stats->forward.nfe, same.stats->forward.nfe);
-  EXPECT_LT(loose.stats->backward.nfe, same.stats->backward.nfe);
-  EXPECT_GT(tight.stats->backward.nfe, same.stats->backward.nfe);
+  EXPECT_EQ(loose.stats.forward.nfe, same.stats.forward.nfe);
+  EXPECT_EQ(tight.stats.forward.nfe, same.stats.forward.nfe);
+  EXPECT_LT(loose.stats.backward.nfe, same.stats.backward.nfe);
+  EXPECT_GT(tight.stats.backward.nfe, same.stats.backward.nfe);
   EXPECT_LT(RelErr(same.a, exact.a), 1e-6);
   EXPECT_GT(RelErr(loose.a, exact.a), 10 * RelErr(same.a, exact.a));
   EXPECT_LT(RelErr(loose.a, exact.a), 1e-2);
@@ -145,21 +169,21 @@ TEST(OdeGradientTest, AdjointTolerancesControlTheBackwardSolve) {
 
 // A backward solve that fails (here: the tight adjoint tolerance needs more
 // than max_steps steps, which the forward solve did not) leaves NaN
-// gradients and the error in stats->backward_status.
+// gradients and the error in the stats sink's backward_status.
 TEST(OdeGradientTest, BackwardFailureGivesNanGradientsAndAStatus) {
   OdeOptions o = Tight(Gradient::kAdjoint);
   o.rtol = 1e-4;
   o.atol = 1e-6;
   Grads ok = LinearGrads({0.0, 2.0}, o);
-  ASSERT_TRUE(ok.stats->backward_status.ok());
-  o.max_steps = ok.stats->forward.accepted + 2;
+  ASSERT_TRUE(ok.stats.backward_status.ok());
+  o.max_steps = ok.stats.forward.accepted + 2;
   o.adjoint_rtol = 1e-12;
   o.adjoint_atol = 1e-14;
   Grads g = LinearGrads({0.0, 2.0}, o);
-  EXPECT_EQ(g.stats->backward_status.code(),
+  EXPECT_EQ(g.stats.backward_status.code(),
             absl::StatusCode::kResourceExhausted)
-      << g.stats->backward_status;
-  EXPECT_GT(g.stats->backward.nfe, 0);
+      << g.stats.backward_status;
+  EXPECT_GT(g.stats.backward.nfe, 0);
   for (int64_t i = 0; i < g.y0.size(); ++i)
     EXPECT_TRUE(std::isnan(g.y0.data()[i]));
   for (int64_t i = 0; i < g.a.size(); ++i)
@@ -264,7 +288,8 @@ TEST(OdeGradientTest, DiscreteGradientIsExactForTheDiscreteMap) {
     fd.data()[k] = (v[0] - v[1]) / (2 * h);
   }
   EXPECT_LT(RelErr(g.a, fd), 1e-8);
-  EXPECT_EQ(g.stats->forward.nfe, 4 * 8);
+  EXPECT_EQ(g.stats.forward.nfe, 4 * 8);
+  EXPECT_EQ(g.stats.backward_solves, 0);
   o.gradient = Gradient::kAdjoint;
   Grads adj = LinearGrads(times, o);
   double gap = RelErr(adj.a, g.a);
@@ -301,7 +326,7 @@ TEST(OdeGradientTest, NeuralOdeAdjointMatchesDiscreteAndFiniteDifferences) {
   const double h = 1e-5;
   for (size_t k = 0; k < params.size(); ++k) {
     for (int64_t j = 0; j < params[k].numel(); ++j) {
-      double* p = params[k].mutable_data();
+      double* p = params[k].mutable_data<double>();
       const double old = p[j];
       double v[2];
       for (int s = 0; s < 2; ++s) {
@@ -329,11 +354,13 @@ TEST(OdeGradientTest, AdjointBackwardLeavesNoTapeBehind) {
   Tensor y0 = ToTensor(TestY0()).set_requires_grad(true);
   Tensor a = ToTensor(TestA()).set_requires_grad(true);
   OdeFn f = [a](double, const Tensor& y) { return testing::LinearField(a, y); };
-  auto sol = OdeSolve(f, y0, {0.0, 1.0}, {a}, Tight(Gradient::kAdjoint));
+  OdeOptions o = Tight(Gradient::kAdjoint);
+  o.stats = std::make_shared<OdeStatsSink>();
+  auto sol = OdeSolve(f, y0, {0.0, 1.0}, {a}, o);
   Tensor loss = Sum(sol->ys[1]);
   const int64_t nodes = Tape::Get().num_nodes();
   Grad({loss}, {y0, a});
-  EXPECT_GT(sol->stats->backward.nfe, 10);
+  EXPECT_GT(o.stats->Get().backward.nfe, 10);
   EXPECT_EQ(Tape::Get().num_nodes(), nodes);
   Tape::Get().Reset();
 }

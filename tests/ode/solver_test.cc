@@ -2,7 +2,10 @@
 // convergence orders, cost counters, requested-time edge cases and errors.
 #include "ode/solver.h"
 
+#include <algorithm>
 #include <cmath>
+#include <string>
+#include <vector>
 
 #include "gtest/gtest.h"
 #include "ode/solve.h"
@@ -19,8 +22,8 @@ using testing::TestY0;
 absl::StatusOr<std::vector<std::vector<double>>> SolveLinear(
     const Mat& a, const Mat& y0, const std::vector<double>& times,
     const SolverOptions& o, SolverCounters* c = nullptr) {
-  VectorField f = [a](double, const std::vector<double>& y,
-                      std::vector<double>& dy) {
+  VectorField<double> f = [a](double, const std::vector<double>& y,
+                              std::vector<double>& dy) {
     Eigen::Map<const Mat> ym(y.data(), y.size() / 3, 3);
     Eigen::Map<Mat>(dy.data(), y.size() / 3, 3) = ym * a.transpose();
   };
@@ -155,10 +158,12 @@ TEST(SolverTest, TooManyStepsAndUnderflowAreErrors) {
   EXPECT_NE(r.status().message().find("max_steps"), std::string::npos);
 
   // dy/dt = y^2, y(0) = 1 blows up at t = 1.
-  VectorField blowup = [](double, const std::vector<double>& y,
-                          std::vector<double>& dy) { dy[0] = y[0] * y[0]; };
+  VectorField<double> blowup = [](double, const std::vector<double>& y,
+                                  std::vector<double>& dy) {
+    dy[0] = y[0] * y[0];
+  };
   SolverOptions o2;
-  auto r2 = Integrate(blowup, {1.0}, {0.0, 2.0}, o2);
+  auto r2 = Integrate<double>(blowup, {1.0}, {0.0, 2.0}, o2);
   ASSERT_FALSE(r2.ok());
   EXPECT_NE(r2.status().message().find("t="), std::string::npos) << r2.status();
 
@@ -171,21 +176,88 @@ TEST(SolverTest, TooManyStepsAndUnderflowAreErrors) {
 
 TEST(SolverTest, SeminormIgnoresUncontrolledComponents) {
   // Component 1 oscillates fast but only component 0 is error-controlled.
-  VectorField f = [](double t, const std::vector<double>& y,
-                     std::vector<double>& dy) {
+  VectorField<double> f = [](double t, const std::vector<double>& y,
+                             std::vector<double>& dy) {
     dy[0] = -y[0];
     dy[1] = 50.0 * std::cos(50.0 * t);
   };
   SolverOptions o;
   o.rtol = 1e-8;
   SolverCounters full, semi;
-  auto r1 = Integrate(f, {1.0, 0.0}, {0.0, 2.0}, o, &full);
+  auto r1 = Integrate<double>(f, {1.0, 0.0}, {0.0, 2.0}, o, &full);
   o.error_control_size = 1;
-  auto r2 = Integrate(f, {1.0, 0.0}, {0.0, 2.0}, o, &semi);
+  auto r2 = Integrate<double>(f, {1.0, 0.0}, {0.0, 2.0}, o, &semi);
   ASSERT_TRUE(r1.ok() && r2.ok());
   EXPECT_LT(semi.accepted, full.accepted);
   EXPECT_NEAR((*r2)[1][0], std::exp(-2.0), 1e-7);
   EXPECT_NEAR((*r1)[1][1], std::sin(100.0), 1e-6);
+}
+
+// float32 state: the solver integrates floats (f sees and returns float
+// vectors). At FFJORD's rtol = 1e-5 and at 1e-6 it takes float64's steps
+// and its error is set by rtol; at the floor MinRtol(float32) = 2^-24 it
+// still converges at about float64's cost, its error now at the float
+// rounding level (above float64's), which is why tighter tolerances are
+// refused.
+TEST(SolverTest, Float32StateAccuracyAndCost) {
+  const Mat a = TestA(), y0 = TestY0();
+  VectorField<float> f = [a](double, const std::vector<float>& y,
+                             std::vector<float>& dy) {
+    for (size_t r = 0; r < y.size() / 3; ++r)
+      for (int i = 0; i < 3; ++i) {
+        double acc = 0;
+        for (int j = 0; j < 3; ++j) acc += a(i, j) * y[3 * r + j];
+        dy[3 * r + i] = static_cast<float>(acc);
+      }
+  };
+  std::vector<float> v(y0.data(), y0.data() + y0.size());
+  const Mat want = testing::LinearSolution(a, y0, 2.0);
+  EXPECT_EQ(MinRtol(kFloat32), std::ldexp(1.0, -24));
+  EXPECT_EQ(MinRtol(kFloat64), std::ldexp(1.0, -53));
+  for (double rtol : {1e-5, 1e-6, MinRtol(kFloat32)}) {
+    SolverOptions o;
+    o.rtol = rtol;
+    o.atol = rtol * 1e-2;
+    SolverCounters c32, c64;
+    auto ys = Integrate<float>(f, v, {0.0, 2.0}, o, &c32);
+    ASSERT_TRUE(ys.ok()) << ys.status();
+    auto yd = SolveLinear(a, y0, {0.0, 2.0}, o, &c64);
+    ASSERT_TRUE(yd.ok());
+    std::vector<double> got((*ys)[1].begin(), (*ys)[1].end());
+    const double err32 = MaxRelError(got, want);
+    const double err64 = MaxRelError((*yd)[1], want);
+    EXPECT_LE(c32.accepted + c32.rejected, c64.accepted + c64.rejected + 2)
+        << rtol;
+    if (rtol >= 1e-6) {
+      EXPECT_LT(err32, 1.5 * err64) << rtol;
+    } else {
+      EXPECT_GT(err32, 1.5 * err64);  // float rounding shows
+      EXPECT_LT(err32, 1e-6);
+    }
+  }
+}
+
+// Tolerances below the unit roundoff of the state are refused by name.
+TEST(SolverTest, RtolFloorIsPerDtype) {
+  SolverOptions o;
+  o.rtol = 5e-8;
+  EXPECT_TRUE(o.Validate(kFloat64).ok());
+  absl::Status s = o.Validate(kFloat32);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("below the float32 floor"), std::string::npos)
+      << s;
+  o.rtol = 1e-16;
+  EXPECT_EQ(o.Validate(kFloat64).code(), absl::StatusCode::kInvalidArgument);
+  o.method = Method::kRk4;  // fixed step: no error control, no floor
+  EXPECT_TRUE(o.Validate(kFloat32).ok());
+  VectorField<float> zero = [](double, const std::vector<float>&,
+                               std::vector<float>& dy) {
+    std::fill(dy.begin(), dy.end(), 0.0f);
+  };
+  SolverOptions tight;
+  tight.rtol = 1e-8;
+  EXPECT_EQ(Integrate<float>(zero, {1.0f}, {0.0, 1.0}, tight).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

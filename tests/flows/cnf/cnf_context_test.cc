@@ -34,10 +34,8 @@ std::shared_ptr<Flow> TimeMlpDopri5TrainT(Rng& rng) {
   o.ode.gradient = ode::Gradient::kDiscretize;
   o.train_t = true;
   o.t_end = 0.8;
-  return std::make_shared<Cnf>(
-      std::make_shared<TimeMlp>(2, std::vector<int64_t>{6},
-                                nn::Activation::kTanh, rng, kContext),
-      o);
+  return testing_cnf::MakeCnf(
+      TimeMlp::Create(2, {6}, nn::Activation::kTanh, rng, kContext).value(), o);
 }
 
 FlowCase Rk4Case(const char* name, ode::Gradient g) {
@@ -82,8 +80,8 @@ FLOWTAPE_FLOW_CASES(ConditionalCnf,
 // directions (Forward: NLL; Inverse: a sampling loss).
 TEST(ConditionalCnfTest, AdjointContextGradientsMatchDiscretize) {
   Rng rng(3);
-  auto net = std::make_shared<ConcatSquashNet>(2, std::vector<int64_t>{8, 8},
-                                               nn::Activation::kTanh, rng, 3);
+  auto net =
+      ConcatSquashNet::Create(2, {8, 8}, nn::Activation::kTanh, rng, 3).value();
   testing::PerturbParameters(*net, rng, 0.5);
   Tensor x = Tensor::Randn({4, 2}, rng);
   Tensor u = Tensor::Randn({4, 2}, rng).set_requires_grad(true);
@@ -100,14 +98,15 @@ TEST(ConditionalCnfTest, AdjointContextGradientsMatchDiscretize) {
       o.ode.gradient = g;
       o.lambda_kinetic = 0.1;
       o.lambda_jacobian = 0.2;
-      Cnf cnf(net, o);
+      auto cnf = testing_cnf::MakeCnf(net, o);
       Tape::Get().Reset();
-      cnf.ZeroGrad();
+      cnf->ZeroGrad();
       Tensor context = MatMul(u, Narrow(w0, 1, 0, 3)) + c0;
-      auto r = cnf.Solve(x, forward, context);
-      ASSERT_TRUE(r.ok()) << r.status();
-      Tensor loss = Mean(Sum(Square(r->value), 1) * 0.5 - r->logdet) +
-                    cnf.Regularization(*r);
+      FlowResult r =
+          forward ? cnf->Forward(x, context) : cnf->Inverse(x, context);
+      ASSERT_TRUE(r.status.ok()) << r.status;
+      Tensor loss = Mean(Sum(Square(r.value), 1) * 0.5 - r.logdet) +
+                    Mean(r.extra(kRegularization));
       std::vector<Tensor> wrt = net->Parameters();
       wrt.insert(wrt.end(), {u, c0});
       std::vector<double> flat;
@@ -129,30 +128,74 @@ TEST(ConditionalCnfTest, AdjointContextGradientsMatchDiscretize) {
   }
 }
 
-// Bad contexts are bad input: Solve names the problem.
-TEST(ConditionalCnfTest, SolveRejectsWrongContexts) {
+// Bad contexts are bad input: the pass's status names the problem.
+TEST(ConditionalCnfTest, ForwardRejectsWrongContexts) {
   Rng rng(1);
-  Cnf cond(std::make_shared<ConcatSquashNet>(2, std::vector<int64_t>{4},
-                                             nn::Activation::kTanh, rng, 3),
-           CnfOptions());
-  Cnf plain(std::make_shared<ConcatSquashNet>(2, std::vector<int64_t>{4},
-                                              nn::Activation::kTanh, rng),
-            CnfOptions());
+  auto cond = testing_cnf::MakeCnf(
+      ConcatSquashNet::Create(2, {4}, nn::Activation::kTanh, rng, 3).value(),
+      CnfOptions());
+  auto plain = testing_cnf::MakeCnf(
+      ConcatSquashNet::Create(2, {4}, nn::Activation::kTanh, rng).value(),
+      CnfOptions());
   Tensor x = Tensor::Zeros({4, 2});
   NoGradScope no_grad;
   for (const Tensor& c : {Tensor(), Tensor::Zeros({4, 2}),
                           Tensor::Zeros({5, 3}), Tensor::Zeros({4, 3, 1})}) {
-    auto r = cond.Solve(x, true, c);
-    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
-    EXPECT_NE(r.status().message().find("context must be [4, 3], got"),
+    FlowResult r = cond->Forward(x, c);
+    EXPECT_EQ(r.status.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(r.status.message().find("context must be [4, 3], got"),
               std::string::npos)
-        << r.status();
+        << r.status;
   }
-  auto r = plain.Solve(x, true, Tensor::Zeros({4, 3}));
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(r.status().message().find("context_dim 0"), std::string::npos);
-  EXPECT_TRUE(cond.Solve(x, false, Tensor::Zeros({4, 3})).ok());
-  EXPECT_EQ(MakeFfjord(2, {4}, false, rng, 3)->context_dim(), 3);
+  FlowResult r = plain->Forward(x, Tensor::Zeros({4, 3}));
+  EXPECT_EQ(r.status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status.message().find("context_dim 0"), std::string::npos);
+  EXPECT_TRUE(cond->Inverse(x, Tensor::Zeros({4, 3})).status.ok());
+  EXPECT_EQ(MakeFfjord(2, {4}, false, rng, 3).value()->context_dim(), 3);
+}
+
+// float32 (Module::To) with a context, both gradient modes: the round trip
+// holds to float32 tolerance, the context changes the map, and dL/dc comes
+// back in float32, equal to the float64 one to 1e-3 relative.
+TEST(ConditionalCnfTest, Float32RoundTripAndContextGradient) {
+  for (ode::Gradient g :
+       {ode::Gradient::kAdjoint, ode::Gradient::kDiscretize}) {
+    std::vector<double> grads[2];
+    for (DType dtype : {kFloat64, kFloat32}) {
+      Rng rng(9);
+      auto flow = testing_cnf::ConcatSquashRk4(rng, g, kContext);
+      testing::PerturbParameters(*flow, rng, 0.3);
+      flow->To(dtype);
+      Tensor x = Tensor::Randn({4, 2}, rng, dtype);
+      Tensor c =
+          Tensor::Randn({4, kContext}, rng, dtype).set_requires_grad(true);
+      Tape::Get().Reset();
+      FlowResult f = flow->Forward(x, c);
+      ASSERT_TRUE(f.status.ok()) << f.status;
+      ASSERT_EQ(f.value.dtype(), dtype);
+      Tensor gc =
+          Grad({Mean(Sum(Square(f.value), 1) * 0.5 - f.logdet)}, {c})[0];
+      ASSERT_EQ(gc.dtype(), dtype);
+      grads[dtype == kFloat32] = gc.ToVector();
+      if (dtype == kFloat32) {
+        NoGradScope no_grad;
+        FlowResult b = flow->Inverse(f.value.Detach(), c);
+        for (int64_t i = 0; i < x.numel(); ++i)
+          EXPECT_NEAR(b.value[i], x[i], 2e-4);
+        FlowResult other =
+            flow->Forward(x, Tensor::Zeros({4, kContext}, dtype));
+        EXPECT_GT(std::fabs(other.value[0] - f.value[0]), 1e-3);
+      }
+      Tape::Get().Reset();
+    }
+    double worst = 0, scale = 0;
+    for (size_t i = 0; i < grads[0].size(); ++i) {
+      worst = std::max(worst, std::fabs(grads[0][i] - grads[1][i]));
+      scale = std::max(scale, std::fabs(grads[0][i]));
+    }
+    EXPECT_GT(scale, 1e-3);
+    EXPECT_LT(worst / scale, 1e-3) << static_cast<int>(g);
+  }
 }
 
 // A conditional model: p(x | c) for samples drawn given c.
@@ -161,8 +204,9 @@ TEST(ConditionalCnfTest, SamplesCarryTheirConditionalLogDensity) {
   CnfOptions o;
   o.ode.rtol = 1e-10;
   o.ode.atol = 1e-12;
-  auto flow = MakeFfjord(2, {8}, /*rnode=*/false, rng, kContext);
-  flow->mutable_options().ode = o.ode;
+  auto flow = testing_cnf::MakeCnf(
+      MakeFfjord(2, {8}, /*rnode=*/false, rng, kContext).value()->dynamics(),
+      o);
   testing::PerturbParameters(*flow, rng, 0.3);
   FlowModel model(std::make_shared<StandardNormal>(Shape({2})), flow);
   Tensor c = Tensor::Randn({5, kContext}, rng);

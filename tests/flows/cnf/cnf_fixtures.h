@@ -4,12 +4,15 @@
 //     answers: z(T) = expm(A T) x, logdet = T tr A.
 //   ConcatSquashRk4(rng, g, context_dim): a small FFJORD (ConcatSquash 6
 //     hidden, tanh) on 2-D data, fixed-step rk4 (h = 0.05), gradient mode g.
+//   MakeCnf(dynamics, options): Cnf::Create that must succeed.
 #ifndef FLOWTAPE_TESTS_FLOWS_CNF_CNF_FIXTURES_H_
 #define FLOWTAPE_TESTS_FLOWS_CNF_CNF_FIXTURES_H_
 
 #include <memory>
+#include <utility>
 #include <vector>
 
+#include "autodiff/check.h"
 #include "autodiff/eigen.h"
 #include "autodiff/ops.h"
 #include "flows/cnf/cnf.h"
@@ -37,15 +40,22 @@ class LinearDynamics : public CnfDynamics {
   Tensor a_;
 };
 
-inline std::shared_ptr<Flow> ConcatSquashRk4(Rng& rng, ode::Gradient g,
-                                             int64_t context_dim = 0) {
+inline std::shared_ptr<Cnf> MakeCnf(std::shared_ptr<CnfDynamics> dynamics,
+                                    const CnfOptions& options) {
+  auto cnf = Cnf::Create(std::move(dynamics), options);
+  FT_CHECK(cnf.ok(), "test cnf: ", cnf.status().ToString());
+  return *cnf;
+}
+
+inline std::shared_ptr<Cnf> ConcatSquashRk4(Rng& rng, ode::Gradient g,
+                                            int64_t context_dim = 0) {
   CnfOptions o;
   o.ode.method = ode::Method::kRk4;
   o.ode.step_size = 0.05;
   o.ode.gradient = g;
-  return std::make_shared<Cnf>(
-      std::make_shared<ConcatSquashNet>(
-          2, std::vector<int64_t>{6}, nn::Activation::kTanh, rng, context_dim),
+  return MakeCnf(
+      ConcatSquashNet::Create(2, {6}, nn::Activation::kTanh, rng, context_dim)
+          .value(),
       o);
 }
 

@@ -22,6 +22,7 @@
 namespace flowtape::flows::cnf {
 namespace {
 using testing_cnf::LinearDynamics;
+using testing_cnf::MakeCnf;
 using testing_cnf::Mat;
 
 CnfOptions Tight(ode::Gradient g, bool train_t, double t_end) {
@@ -36,8 +37,8 @@ CnfOptions Tight(ode::Gradient g, bool train_t, double t_end) {
 
 std::shared_ptr<CnfDynamics> PerturbedNet(uint64_t seed) {
   Rng rng(seed);
-  auto net = std::make_shared<ConcatSquashNet>(2, std::vector<int64_t>{8, 8},
-                                               nn::Activation::kTanh, rng);
+  std::shared_ptr<CnfDynamics> net =
+      ConcatSquashNet::Create(2, {8, 8}, nn::Activation::kTanh, rng).value();
   testing::PerturbParameters(*net, rng, 0.5);
   return net;
 }
@@ -60,25 +61,25 @@ TEST(CnfTrainTTest, LinearDynamicsExactTimeDerivative) {
   w << 0.3, -1.2, 0.8, 0.5, -0.6, 0.9;
   Tensor x = Points(3, 1);
   for (ode::Gradient g : kModes) {
-    Cnf cnf(std::make_shared<LinearDynamics>(a), Tight(g, true, 1.3));
-    ASSERT_EQ(cnf.Parameters().size(), 2u);  // A and sqrt_end_time
-    EXPECT_NEAR(cnf.end_time(), 1.3, 1e-15);
+    auto cnf =
+        MakeCnf(std::make_shared<LinearDynamics>(a), Tight(g, true, 1.3));
+    ASSERT_EQ(cnf->Parameters().size(), 2u);  // A and sqrt_end_time
+    EXPECT_NEAR(cnf->end_time(), 1.3, 1e-15);
     Tape::Get().Reset();
-    cnf.ZeroGrad();
-    auto r = cnf.Solve(x, true);
-    ASSERT_TRUE(r.ok()) << r.status();
+    cnf->ZeroGrad();
+    FlowResult r = cnf->Forward(x);
+    ASSERT_TRUE(r.status.ok()) << r.status;
     Tensor wt =
         Tensor::FromVector({3, 2}, std::vector<double>(w.data(), w.data() + 6));
-    Backward(Sum(r->value * wt) + Mean(r->logdet));
-    const Mat xm = Eigen::Map<const Mat>(x.data(), 3, 2);
+    Backward(Sum(r.value * wt) + Mean(r.logdet));
+    const Mat xm = Eigen::Map<const Mat>(x.data<double>(), 3, 2);
     const Mat zt = xm * (a * 1.3).exp().transpose();
     const double dldt =
         (w.array() * (zt * a.transpose()).array()).sum() + a.trace();
-    for (int64_t i = 0; i < 6; ++i)
-      EXPECT_NEAR(r->value[i], zt.data()[i], 1e-9);
-    EXPECT_NEAR(r->logdet[0], 1.3 * a.trace(), 1e-9);
+    for (int64_t i = 0; i < 6; ++i) EXPECT_NEAR(r.value[i], zt.data()[i], 1e-9);
+    EXPECT_NEAR(r.logdet[0], 1.3 * a.trace(), 1e-9);
     const double r0 = std::sqrt(1.3);
-    EXPECT_NEAR(cnf.sqrt_end_time().grad().item(), 2 * r0 * dldt, 1e-9)
+    EXPECT_NEAR(cnf->sqrt_end_time().grad().item(), 2 * r0 * dldt, 1e-9)
         << static_cast<int>(g);
     Tape::Get().Reset();
   }
@@ -93,16 +94,20 @@ TEST(CnfTrainTTest, SameSolutionAsFixedTime) {
   for (bool forward : {true, false}) {
     CnfOptions o = Tight(ode::Gradient::kNone, false, 0.7);
     o.regularize = true;
-    auto fixed = Cnf(net, o).Solve(x, forward);
+    auto solve = [&](const CnfOptions& opt) {
+      auto cnf = MakeCnf(net, opt);
+      return forward ? cnf->Forward(x) : cnf->Inverse(x);
+    };
+    FlowResult fixed = solve(o);
     o.train_t = true;
-    auto learnable = Cnf(net, o).Solve(x, forward);
-    ASSERT_TRUE(fixed.ok() && learnable.ok());
-    for (auto [u, v] : {std::pair{fixed->value, learnable->value},
-                        {fixed->logdet, learnable->logdet},
-                        {fixed->kinetic, learnable->kinetic},
-                        {fixed->jacobian, learnable->jacobian}})
+    FlowResult learnable = solve(o);
+    ASSERT_TRUE(fixed.status.ok() && learnable.status.ok());
+    for (auto [u, v] : {std::pair{fixed.value, learnable.value},
+                        {fixed.logdet, learnable.logdet},
+                        {fixed.extra(kKinetic), learnable.extra(kKinetic)},
+                        {fixed.extra(kJacobian), learnable.extra(kJacobian)}})
       for (int64_t i = 0; i < u.numel(); ++i) EXPECT_NEAR(u[i], v[i], 1e-8);
-    EXPECT_GT(std::fabs(fixed->logdet[0]), 1e-2);
+    EXPECT_GT(std::fabs(fixed.logdet[0]), 1e-2);
   }
 }
 
@@ -114,35 +119,35 @@ TEST(CnfTrainTTest, GradientMatchesFiniteDifferences) {
   Tensor x = Points(3, 4);
   auto net = PerturbedNet(5);
   auto loss_of = [&](const Cnf& cnf) {
-    auto r = cnf.Solve(x, true);
-    EXPECT_TRUE(r.ok()) << r.status();
-    return Mean(Sum(Square(r->value), 1) * 0.5 - r->logdet) +
-           cnf.Regularization(*r);
+    FlowResult r = cnf.Forward(x);
+    EXPECT_TRUE(r.status.ok()) << r.status;
+    return Mean(Sum(Square(r.value), 1) * 0.5 - r.logdet) +
+           Mean(r.extra(kRegularization));
   };
   std::vector<std::vector<double>> grads;
   for (ode::Gradient g : kModes) {
     CnfOptions o = Tight(g, true, 0.8);
     o.lambda_kinetic = 0.1;
     o.lambda_jacobian = 0.2;
-    Cnf cnf(net, o);
+    auto cnf = MakeCnf(net, o);
     Tape::Get().Reset();
-    cnf.ZeroGrad();
-    Backward(loss_of(cnf));
+    cnf->ZeroGrad();
+    Backward(loss_of(*cnf));
     std::vector<double> flat;
-    for (const Tensor& p : cnf.Parameters())
+    for (const Tensor& p : cnf->Parameters())
       for (double v : p.grad().ToVector()) flat.push_back(v);
     grads.push_back(flat);
     Tape::Get().Reset();
 
-    Tensor r = cnf.sqrt_end_time();
+    Tensor r = cnf->sqrt_end_time();
     const double analytic = r.grad().item(), r0 = r.item(), h = 1e-5;
     auto at = [&](double v) {
-      r.mutable_data()[0] = v;
+      r.mutable_data<double>()[0] = v;
       NoGradScope no_grad;
-      return loss_of(cnf).item();
+      return loss_of(*cnf).item();
     };
     const double fd = (at(r0 + h) - at(r0 - h)) / (2 * h);
-    r.mutable_data()[0] = r0;
+    r.mutable_data<double>()[0] = r0;
     EXPECT_GT(std::fabs(analytic), 1e-2);
     EXPECT_NEAR(analytic, fd, 5e-9 * std::fabs(fd)) << static_cast<int>(g);
   }
@@ -154,21 +159,56 @@ TEST(CnfTrainTTest, GradientMatchesFiniteDifferences) {
   EXPECT_LT(worst / scale, 1e-9);
 }
 
+// float32 with a learnable T (sqrt_end_time converted with the net): the
+// rescaled solve equals the fixed-T one to float32 tolerance at FFJORD's
+// rtol, and dL/d sqrt_end_time matches the float64 one to 1e-3 relative.
+TEST(CnfTrainTTest, Float32MatchesFloat64) {
+  Tensor x = Points(4, 8);
+  double dr[2];
+  for (DType dtype : {kFloat64, kFloat32}) {
+    CnfOptions o;
+    o.train_t = true;
+    o.t_end = 0.8;
+    auto cnf = MakeCnf(PerturbedNet(9), o);
+    cnf->To(dtype);
+    ASSERT_EQ(cnf->sqrt_end_time().dtype(), dtype);
+    Tape::Get().Reset();
+    FlowResult r = cnf->Forward(Cast(x, dtype));
+    ASSERT_TRUE(r.status.ok()) << r.status;
+    Backward(Mean(Sum(Square(r.value), 1) * 0.5 - r.logdet));
+    dr[dtype == kFloat32] = cnf->sqrt_end_time().grad().item();
+    const std::vector<double> z = r.value.ToVector();
+    Tape::Get().Reset();
+    if (dtype == kFloat32) {
+      NoGradScope no_grad;
+      CnfOptions fixed_o;
+      fixed_o.t_end = 0.8;
+      auto net = PerturbedNet(9);
+      net->To(kFloat32);
+      FlowResult fixed = MakeCnf(net, fixed_o)->Forward(Cast(x, dtype));
+      for (int64_t i = 0; i < x.numel(); ++i)
+        EXPECT_NEAR(fixed.value[i], z[i], 1e-4);
+    }
+  }
+  EXPECT_GT(std::fabs(dr[0]), 1e-2);
+  EXPECT_NEAR(dr[1], dr[0], 1e-3 * std::fabs(dr[0]));
+}
+
 // A trained T moves the flow: round trip at a changed sqrt_end_time.
 TEST(CnfTrainTTest, RoundTripAfterChangingT) {
   auto net = PerturbedNet(6);
-  Cnf cnf(net, Tight(ode::Gradient::kAdjoint, true, 1.0));
-  Tensor r = cnf.sqrt_end_time();
-  r.mutable_data()[0] = 1.3;
-  EXPECT_NEAR(cnf.end_time(), 1.69, 1e-15);
+  auto cnf = MakeCnf(net, Tight(ode::Gradient::kAdjoint, true, 1.0));
+  Tensor r = cnf->sqrt_end_time();
+  r.mutable_data<double>()[0] = 1.3;
+  EXPECT_NEAR(cnf->end_time(), 1.69, 1e-15);
   Tensor x = Points(5, 7);
   NoGradScope no_grad;
-  FlowResult f = cnf.Forward(x);
-  FlowResult b = cnf.Inverse(f.value);
+  FlowResult f = cnf->Forward(x);
+  FlowResult b = cnf->Inverse(f.value);
   for (int64_t i = 0; i < x.numel(); ++i) EXPECT_NEAR(b.value[i], x[i], 1e-8);
   for (int64_t i = 0; i < 5; ++i) EXPECT_NEAR(b.logdet[i], -f.logdet[i], 1e-8);
   CnfOptions o = Tight(ode::Gradient::kNone, false, 1.69);
-  FlowResult fixed = Cnf(net, o).Forward(x);
+  FlowResult fixed = MakeCnf(net, o)->Forward(x);
   for (int64_t i = 0; i < x.numel(); ++i)
     EXPECT_NEAR(fixed.value[i], f.value[i], 1e-8);
 }
@@ -183,18 +223,21 @@ class TimeAsDouble : public CnfDynamics {
 
 TEST(CnfTrainTDeathTest, NeedsDifferentiableTime) {
   Rng rng(1);
-  auto ffjord = MakeFfjord(2, {4}, /*rnode=*/false, rng, 0, /*train_t=*/true);
+  auto ffjord =
+      MakeFfjord(2, {4}, /*rnode=*/false, rng, 0, /*train_t=*/true).value();
   EXPECT_TRUE(ffjord->sqrt_end_time().requires_grad());
   int found = 0;
   for (const auto& [name, p] : ffjord->NamedParameters())
-    if (name == "sqrt_end_time" && p.data() == ffjord->sqrt_end_time().data())
+    if (name == "sqrt_end_time" &&
+        p.raw_data() == ffjord->sqrt_end_time().raw_data())
       ++found;
   EXPECT_EQ(found, 1);
-  EXPECT_FALSE(MakeFfjord(2, {4}, false, rng)->sqrt_end_time().defined());
+  EXPECT_FALSE(
+      MakeFfjord(2, {4}, false, rng).value()->sqrt_end_time().defined());
   CnfOptions o;
   o.train_t = true;
-  Cnf cnf(std::make_shared<TimeAsDouble>(), o);
-  EXPECT_DEATH(cnf.Forward(Points(2, 1)), "learnable T");
+  auto cnf = MakeCnf(std::make_shared<TimeAsDouble>(), o);
+  EXPECT_DEATH(cnf->Forward(Points(2, 1)), "learnable T");
 }
 
 }  // namespace

@@ -10,13 +10,19 @@ thread_local bool initialization_pass = false;
 
 bool InInitializationPass() { return initialization_pass; }
 
+InitializationPassScope::InitializationPassScope()
+    : previous_(initialization_pass) {
+  initialization_pass = true;
+}
+InitializationPassScope::~InitializationPassScope() {
+  initialization_pass = previous_;
+}
+
 absl::Status InitializeFromData(const Flow& flow, const Tensor& x,
                                 const Tensor& context, Rng* rng) {
   NoGradScope no_grad;
-  initialization_pass = true;
-  FlowResult r = flow.Forward(x, context, rng);
-  initialization_pass = false;
-  return r.status;
+  InitializationPassScope pass;
+  return flow.Forward(x, context, rng).status;
 }
 
 Tensor FlowResult::extra(const std::string& name) const {

@@ -84,8 +84,22 @@ class Flow : public nn::Module {
 absl::Status InitializeFromData(const Flow& flow, const Tensor& x,
                                 const Tensor& context = Tensor(),
                                 Rng* rng = nullptr);
-// True on this thread while InitializeFromData runs.
+// True on this thread while InitializeFromData runs or an
+// InitializationPassScope lives.
 bool InInitializationPass();
+// Makes every flow evaluation on this thread part of an initialisation pass
+// while it lives (for passes through code that wraps the flow, e.g. a
+// training loop's loss function). Turn recording off yourself.
+class InitializationPassScope {
+ public:
+  InitializationPassScope();
+  ~InitializationPassScope();
+  InitializationPassScope(const InitializationPassScope&) = delete;
+  InitializationPassScope& operator=(const InitializationPassScope&) = delete;
+
+ private:
+  bool previous_;
+};
 
 }  // namespace flowtape::flows
 

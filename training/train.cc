@@ -15,6 +15,7 @@
 #include "autodiff/tape.h"
 #include "data/preprocess.h"
 #include "nn/checkpoint.h"
+#include "flows/flow.h"
 #include "parallel/tensor_collectives.h"
 #include "training/module_state.h"
 
@@ -307,7 +308,7 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
 
   std::vector<int64_t> order = data::Permutation(n, order_rng);
   int64_t cursor = 0;
-  if (size > 1 || o.initialize) {
+  {
     absl::Status s;
     if (rank == 0) {
       std::vector<int64_t> first(order.begin(), order.begin() + batch);
@@ -317,8 +318,13 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
         s = o.initialize(x, c);
       } else {
         NoGradScope no_grad;
+        flows::InitializationPassScope pass;
         Rng init_rng(o.seed, kInitStream);
-        nll(x, c, init_rng);
+        const double loss = nll(x, c, init_rng).item();
+        if (!std::isfinite(loss))
+          s = absl::InvalidArgumentError(absl::StrCat(
+              "train_nll: the initialisation pass on the first batch gave a "
+              "non-finite loss (", loss, ")"));
       }
       Tape::Get().Reset();
     }

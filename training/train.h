@@ -138,9 +138,9 @@ struct TrainOptions {
   // Gradient all-reduce bucket size (bytes per AllReduceSum call).
   size_t bucket_bytes = size_t{1} << 20;
   // Data-dependent initialisation on the global first batch, before the
-  // first step (rank 0; then broadcast). Unset: with N > 1 ranks, one no-grad
-  // nll pass on rank 0; with one process, nothing (lazy layers initialise on
-  // the first step's batch, the same rows).
+  // first step (rank 0; then broadcast). Unset: one no-grad nll pass on
+  // rank 0 inside a flows::InitializationPassScope (ActNorm layers whose
+  // flag is unset initialise from it; a non-finite loss is an error).
   std::function<absl::Status(const Tensor& x, const Tensor& context)>
       initialize;
   // The final model check (see above); unset = the default for the model.

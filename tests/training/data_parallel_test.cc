@@ -54,11 +54,16 @@ std::shared_ptr<flows::FlowModel> Maf() {
 // the first batch they see.
 std::shared_ptr<flows::FlowModel> ActNormRealNvp() {
   Rng rng(12);
+  flows::CouplingOptions coupling;
+  coupling.event = Shape{4};
+  coupling.hidden = {16};
+  coupling.transform.kind = flows::ElementwiseKind::kAffine;
   auto seq = std::make_shared<flows::Sequential>();
-  seq->Add(std::make_shared<flows::ActNorm>(4));
-  seq->Add(flows::RealNvp(4, 1, {16}, rng));
-  seq->Add(std::make_shared<flows::ActNorm>(4));
-  seq->Add(flows::RealNvp(4, 1, {16}, rng));
+  for (bool flip : {false, true}) {
+    coupling.flip = flip;
+    seq->Add(flows::ActNorm::Create(4).value());
+    seq->Add(flows::Coupling::Create(coupling, rng).value());
+  }
   return std::make_shared<flows::FlowModel>(
       std::make_shared<flows::StandardNormal>(Shape{4}), seq);
 }

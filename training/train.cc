@@ -14,8 +14,8 @@
 #include "autodiff/status_macros.h"
 #include "autodiff/tape.h"
 #include "data/preprocess.h"
-#include "nn/checkpoint.h"
 #include "flows/flow.h"
+#include "nn/checkpoint.h"
 #include "parallel/tensor_collectives.h"
 #include "training/module_state.h"
 
@@ -324,7 +324,8 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
         if (!std::isfinite(loss))
           s = absl::InvalidArgumentError(absl::StrCat(
               "train_nll: the initialisation pass on the first batch gave a "
-              "non-finite loss (", loss, ")"));
+              "non-finite loss (",
+              loss, ")"));
       }
       Tape::Get().Reset();
     }

@@ -208,10 +208,11 @@ TEST(ModelFile, BadDescriptionsNameTheField) {
   ExpectRefused(Spec(R"({"layers": 2, "hidden": [8]})", R"("glow")"),
                 "flow 'glow' does not take vector data");
   ExpectRefused(Spec(R"({"layers": 3, "hidden": [8]})"),
-                "missing 'flow.2.net.layer0.weight'");
-  ExpectRefused(Spec(R"({"layers": 2, "hidden": [9]})"),
-                "'flow.0.net.layer0.weight' has shape [1, 8] in the file but "
-                "[1, 9] in the module");
+                "missing 'flow.2.conditioner.layer0.weight'");
+  ExpectRefused(
+      Spec(R"({"layers": 2, "hidden": [9]})"),
+      "'flow.0.conditioner.layer0.weight' has shape [1, 8] in the file but "
+      "[1, 9] in the module");
 }
 
 TEST(ModelFile, PlainCheckpointsAndMismatchedSpecsAreRefused) {

@@ -147,6 +147,7 @@ TEST(TrainNll, NanGuardRestoresTheLastGoodParameters) {
   int calls = 0;
   std::vector<std::vector<double>> at_step6;
   NllFn nll = [&](const Tensor& x, const Tensor& c, Rng&) {
+    if (flows::InInitializationPass()) return model->Nll(x, c);  // not a step
     ++calls;
     if (calls == 6) at_step6 = SnapshotParameters(*model);
     if (calls == 7)  // a parameter blows up
@@ -188,6 +189,7 @@ TEST(TrainNll, NanGuardRestoresTheLatestGoodSnapshot) {
     int calls = 0;
     std::vector<std::vector<double>> at_step7;
     NllFn nll = [&](const Tensor& x, const Tensor& c, Rng& r) {
+      if (flows::InInitializationPass()) return model->Nll(x, c, &r);
       ++calls;
       if (calls == 7) at_step7 = SnapshotParameters(*model);
       if (calls == bad_call) model->Parameters()[0].mutable_data()[1] = NAN;

@@ -28,7 +28,8 @@ exceeds 1e-10. The modules below follow flowtape's definitions
     alpha_i; z = (x - mu) exp(-alpha), log det = -sum alpha.
   RealNVP: layers affine couplings flow.i; features a = the first
     ceil(D/2) (the rest when i is odd) condition the others through an MLP
-    ([x_a, c] -> hidden (ReLU) -> [t, r]); log s = 3 tanh(r / 3),
+    ([x_a, c] -> hidden (ReLU) -> (t_j, r_j) interleaved per entry j);
+    log s = 3 tanh(r / 3),
     z_b = x_b exp(log s) + t.
   Base: standard normal.
 """
@@ -159,13 +160,13 @@ class Coupling(nn.Module):
         super().__init__()
         self.a = [i for i in range(d) if (i < (d + 1) // 2) != flip]
         self.b = [i for i in range(d) if i not in self.a]
-        self.net = Mlp([len(self.a) + context_dim] + hidden + [2 * len(self.b)])
+        self.conditioner = Mlp([len(self.a) + context_dim] + hidden +
+                               [2 * len(self.b)])
 
     def forward(self, x, c):
         xa, xb = x[:, self.a], x[:, self.b]
-        h = self.net(xa if c is None else torch.cat([xa, c], 1))
-        nb = len(self.b)
-        t, log_s = h[:, :nb], 3.0 * torch.tanh(h[:, nb:] / 3.0)
+        h = self.conditioner(xa if c is None else torch.cat([xa, c], 1))
+        t, log_s = h[:, 0::2], 3.0 * torch.tanh(h[:, 1::2] / 3.0)
         z = torch.empty_like(x)
         z[:, self.a], z[:, self.b] = xa, xb * torch.exp(log_s) + t
         return z, log_s.sum(1)

@@ -23,11 +23,6 @@ namespace {
 std::string TmpPath(const std::string& name) {
   return std::string(std::getenv("TEST_TMPDIR")) + "/" + name;
 }
-std::string WriteFile(const std::string& name, const std::string& bytes) {
-  std::string path = TmpPath(name);
-  std::ofstream(path, std::ios::binary) << bytes;
-  return path;
-}
 
 void ExpectError(const absl::Status& s, absl::StatusCode code,
                  const std::string& needle) {

@@ -27,7 +27,7 @@ import zlib
 import numpy as np
 
 LINEAR = re.compile(r"(made\.(layer|context)\d+\.(weight|mask)|"
-                    r"net\.layer\d+\.weight)$")
+                    r"conditioner\.layer\d+\.weight)$")
 
 
 def fail(msg):

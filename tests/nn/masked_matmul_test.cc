@@ -67,9 +67,11 @@ TEST(MaskedMatMul, PlanCoversEveryColumnsRunWithBoundedWaste) {
       EXPECT_EQ(b.c0, next) << c.name;
       next = b.c1;
       for (int64_t j = b.c0; j < b.c1; ++j)
-        for (int64_t i = 0; i < in; ++i)
-          if (c.mask[i * out + j] != 0)
+        for (int64_t i = 0; i < in; ++i) {
+          if (c.mask[i * out + j] != 0) {
             EXPECT_TRUE(i >= b.lo && i < b.hi) << c.name << " " << i << j;
+          }
+        }
     }
     EXPECT_EQ(next, out) << c.name;
   }

@@ -178,6 +178,9 @@ class Model(nn.Module):
     def __init__(self, family, d, layers, hidden, context_dim):
         super().__init__()
         self.flow = nn.Module()
+        self.base = nn.Module()  # standard normal: its normalising constant
+        self.base.register_buffer(
+            "log_norm", torch.tensor(-0.5 * d * math.log(2 * math.pi)))
         self.steps = []
         for i in range(layers):
             if family == "maf":
@@ -197,8 +200,7 @@ class Model(nn.Module):
                 continue
             x, ld = step(x, c)
             logdet = logdet + ld
-        d = x.shape[1]
-        return -0.5 * (x ** 2).sum(1) - 0.5 * d * math.log(2 * math.pi) + logdet
+        return -0.5 * (x ** 2).sum(1) + self.base.log_norm + logdet
 
 
 def spec_json(family, d, layers, hidden, context_dim):

@@ -38,21 +38,21 @@ std::vector<Case> Cases() {
   for (int64_t& h : hidden) h = 1 + rng.UniformInt(11);
   std::sort(hidden.begin(), hidden.end());
   return {
-      {"prefix", MakeMask(12, 40, [&](int64_t i, int64_t j) {
-         return i + 1 <= hidden[j];
-       }),
+      {"prefix",
+       MakeMask(12, 40,
+                [&](int64_t i, int64_t j) { return i + 1 <= hidden[j]; }),
        true},
-      {"suffix", MakeMask(12, 40, [&](int64_t i, int64_t j) {
-         return 12 - i <= hidden[j];
-       }),
+      {"suffix",
+       MakeMask(12, 40,
+                [&](int64_t i, int64_t j) { return 12 - i <= hidden[j]; }),
        true},
-      {"empty_columns", MakeMask(12, 30, [](int64_t i, int64_t j) {
-         return j % 3 != 0 && i < j / 3;
-       }),
+      {"empty_columns",
+       MakeMask(12, 30,
+                [](int64_t i, int64_t j) { return j % 3 != 0 && i < j / 3; }),
        true},
-      {"unstructured", MakeMask(9, 13, [](int64_t i, int64_t j) {
-         return (i * 7 + j * 3) % 4 != 0;
-       }),
+      {"unstructured",
+       MakeMask(9, 13,
+                [](int64_t i, int64_t j) { return (i * 7 + j * 3) % 4 != 0; }),
        false},
   };
 }
@@ -68,8 +68,9 @@ TEST(MaskedMatMul, PlanCoversEveryColumnsRunWithBoundedWaste) {
       next = b.c1;
       for (int64_t j = b.c0; j < b.c1; ++j)
         for (int64_t i = 0; i < in; ++i)
-          if (c.mask[i * out + j] != 0)
+          if (c.mask[i * out + j] != 0) {
             EXPECT_TRUE(i >= b.lo && i < b.hi) << c.name << " " << i << j;
+          }
     }
     EXPECT_EQ(next, out) << c.name;
   }

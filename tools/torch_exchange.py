@@ -20,17 +20,19 @@ context), both directions, in float64:
 Prints max |log p_flowtape - log p_torch| per case and exits 1 if any
 exceeds 1e-10. The modules below follow flowtape's definitions
 (flows/made.h, flows/autoregressive.h, flows/coupling.h, models/zoo.cc):
-  MAF: layers MADE-affine steps named flow.0, flow.2, ... with a reversal
-    (flow.1, flow.3, ...: no parameters) between them; MADE with natural
-    order, sequential hidden degrees (in [1, D-1], or [0, D-1] with a
-    context), masks as buffers, ReLU, a bias-free context map per hidden
+  MAF: layers MADE-affine steps named flow.0, flow.1, ...; step i's MADE
+    has the natural order for even i and the reversed one for odd i (the
+    reversals between steps folded into the orderings), sequential hidden
+    degrees (in [1, D-1], or [0, D-1] with a context) sorted ascending,
+    masks as buffers, ReLU, a bias-free context map per hidden
     layer added before the activation; output column 2i is mu_i, 2i+1 is
     alpha_i; z = (x - mu) exp(-alpha), log det = -sum alpha.
   RealNVP: layers affine couplings flow.i; features a = the first
     ceil(D/2) (the rest when i is odd) condition the others through an MLP
     ([x_a, c] -> hidden (ReLU) -> [t, r]); log s = 3 tanh(r / 3),
     z_b = x_b exp(log s) + t.
-  Base: standard normal.
+  Base: standard normal, its log normaliser -D log(2 pi) / 2 a buffer
+    (base.log_norm).
 """
 import argparse
 import json
@@ -98,14 +100,16 @@ class MaskedLinear(nn.Module):
 
 
 class Made(nn.Module):
-    def __init__(self, d, hidden, per_dim, context_dim):
+    def __init__(self, d, hidden, per_dim, context_dim, reverse):
         super().__init__()
         order = torch.arange(1, d + 1)
+        if reverse:
+            order = order.flip(0)
         self.register_buffer("order", order.to(torch.float64))
         lo = min(0 if context_dim > 0 else 1, d - 1)
         prev, self.n = order, len(hidden) + 1
         for l, h in enumerate(hidden):
-            deg = lo + torch.arange(h) % (d - 1 - lo + 1)
+            deg = (lo + torch.arange(h) % (d - 1 - lo + 1)).sort().values
             self.add_module("layer%d" % l, MaskedLinear(
                 (deg[:, None] >= prev[None, :]).to(torch.float64)))
             prev = deg
@@ -129,9 +133,9 @@ class Made(nn.Module):
 
 
 class MafStep(nn.Module):
-    def __init__(self, d, hidden, context_dim):
+    def __init__(self, d, hidden, context_dim, reverse):
         super().__init__()
-        self.made = Made(d, hidden, 2, context_dim)
+        self.made = Made(d, hidden, 2, context_dim, reverse)
 
     def forward(self, x, c):
         p = self.made(x, c).view(x.shape[0], x.shape[1], 2)
@@ -177,12 +181,13 @@ class Model(nn.Module):
     def __init__(self, family, d, layers, hidden, context_dim):
         super().__init__()
         self.flow = nn.Module()
+        self.base = nn.Module()
+        self.base.register_buffer(
+            "log_norm", torch.tensor(-0.5 * d * math.log(2 * math.pi)))
         self.steps = []
         for i in range(layers):
             if family == "maf":
-                if i > 0:
-                    self.steps.append("reverse")
-                step = MafStep(d, hidden, context_dim)
+                step = MafStep(d, hidden, context_dim, i % 2 == 1)
             else:
                 step = Coupling(d, i % 2 == 1, hidden, context_dim)
             self.flow.add_module(str(len(self.steps)), step)
@@ -191,13 +196,9 @@ class Model(nn.Module):
     def log_prob(self, x, c):
         logdet = torch.zeros(x.shape[0])
         for step in self.steps:
-            if step == "reverse":
-                x = x.flip(1)
-                continue
             x, ld = step(x, c)
             logdet = logdet + ld
-        d = x.shape[1]
-        return -0.5 * (x ** 2).sum(1) - 0.5 * d * math.log(2 * math.pi) + logdet
+        return -0.5 * (x ** 2).sum(1) + self.base.log_norm + logdet
 
 
 def spec_json(family, d, layers, hidden, context_dim):

@@ -95,6 +95,9 @@ Made::Made(const MadeOptions& options, Rng& rng) : options_(options) {
         l == 0 ? min_deg : *std::min_element(prev.begin(), prev.end());
     std::vector<int64_t> m = HiddenLayerDegrees(
         options.hidden[l], d, min_deg, prev_min, options.hidden_degrees, rng);
+    // Units in degree order: every mask's columns are runs of rows that
+    // move monotonically (a staircase), so MaskedAffine skips its zeros.
+    std::sort(m.begin(), m.end());
     Tensor mask = Mask(prev, m, [](int64_t a, int64_t b) { return b >= a; });
     layers_.push_back(
         RegisterModule(absl::StrCat("layer", l),

@@ -9,7 +9,13 @@
 // so d out_i / d x_j = 0 whenever ord(j) >= ord(i) (the autoregressive
 // property). Hidden degrees lie in [1, D-1], or [0, D-1] with a context
 // ({0} when D = 1), assigned cyclically (kSequential) or uniformly at random
-// above the previous layer's minimum (kRandom). An optional context [N, K]
+// above the previous layer's minimum (kRandom), then sorted: hidden units
+// are stored in ascending degree (inputs and outputs stay in data order), so
+// with the natural or reversed ordering every mask is a staircase whose
+// zero blocks nn/masked_matmul.h skips (a random ordering's first layer runs
+// dense). Only the masks (buffers) carry the degrees, so a checkpoint with
+// another unit order (older cyclic, unsorted degrees) loads and computes
+// exactly. An optional context [N, K]
 // feeds every hidden unit directly (one unmasked linear map per hidden
 // layer, added before the activation); degree-0 units see only the context,
 // so the parameters of the first dimension depend on it too.

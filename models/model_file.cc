@@ -125,6 +125,7 @@ absl::StatusOr<std::shared_ptr<flows::FlowModel>> LoadModel(
       MakeModel(spec.family, spec.config, rng);
   if (!model.ok()) return Prefixed(path, model.status());
   (*model)->To(spec.dtype);
+  UpgradeFoldedReversals(spec.family, spec.config, &tensors);
   FT_RETURN_IF_ERROR(nn::RestoreFromTensors(Source(path), tensors, **model));
   return model;
 }

@@ -16,7 +16,9 @@
 //      checked as LoadCheckpoint does; values converted to the model's
 //      dtype). Every state a catalogue model computes with is a parameter
 //      or buffer, so the loaded model's log-probabilities equal the saved
-//      one's bit for bit.
+//      one's bit for bit. Files of maf / iaf / nsf_ar written with reversal
+//      layers between the steps are first rewritten to the folded stack
+//      (zoo.h, UpgradeFoldedReversals): same density, to rounding.
 // Size guard: with E = prod(event), K = context_dim, h = hidden,
 // S = max(layers, levels * depth) steps and F the values in the file,
 //   S * ((E/2 + K) h_0 + sum_i h_i h_{i+1} + h_last (E/2) (3 bins + 1)

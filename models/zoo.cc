@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "autodiff/status_macros.h"
@@ -12,7 +14,6 @@
 #include "flows/glow.h"
 #include "flows/householder.h"
 #include "flows/linear.h"
-#include "flows/permute.h"
 #include "flows/planar.h"
 #include "flows/radial.h"
 #include "flows/resflow.h"
@@ -28,13 +29,11 @@ using FlowPtr = absl::StatusOr<std::shared_ptr<Flow>>;
 
 int64_t Dim(const ModelConfig& c) { return c.event[0]; }
 
-// `layers` steps from make(i) (each a StatusOr of a flow), with a Reverse
-// permutation between steps.
+// `layers` steps from make(i) (each a StatusOr of a flow).
 template <typename F>
-FlowPtr Stack(const ModelConfig& c, bool reverse_between, F make) {
+FlowPtr Stack(const ModelConfig& c, F make) {
   auto seq = std::make_shared<flows::Sequential>();
   for (int i = 0; i < c.layers; ++i) {
-    if (reverse_between && i > 0) seq->Add(flows::Reverse(Dim(c)));
     FT_ASSIGN_OR_RETURN(auto step, make(i));
     seq->Add(step);
   }
@@ -57,20 +56,18 @@ flows::RqSplineOptions Spline(const ModelConfig& c) {
 }
 
 FlowPtr Planar(const ModelConfig& c, Rng& rng) {
-  return Stack(c, false,
-               [&](int) { return flows::Planar::Create(Dim(c), rng); });
+  return Stack(c, [&](int) { return flows::Planar::Create(Dim(c), rng); });
 }
 
 FlowPtr Radial(const ModelConfig& c, Rng& rng) {
-  return Stack(c, false,
-               [&](int) { return flows::Radial::Create(Dim(c), rng); });
+  return Stack(c, [&](int) { return flows::Radial::Create(Dim(c), rng); });
 }
 
 // Orthogonal Sylvester flows with M = D (each layer its own Q).
 FlowPtr Sylvester(const ModelConfig& c, Rng& rng) {
   flows::SylvesterOptions o;
   o.dim = Dim(c);
-  return Stack(c, false, [&](int) { return flows::Sylvester::Create(o, rng); });
+  return Stack(c, [&](int) { return flows::Sylvester::Create(o, rng); });
 }
 
 // Tomczak & Welling's use: a diagonal Gaussian rotated by `layers`
@@ -93,6 +90,14 @@ FlowPtr ResFlow(const ModelConfig& c, Rng& rng) {
   return flows::ResidualFlow(o, c.layers, rng);
 }
 
+// `layers` autoregressive steps, the data reversed between them (R, the
+// reversal of the D features): A_0, R, A_1, R, A_2, ... Since R A R is A
+// with the reversed ordering (its first layer's rows and its output
+// dimensions reversed), the reversals are folded into the orderings: step i
+// uses the natural ordering for even i and the reversed one for odd i, and
+// no permutation layer runs. An even number of steps leaves one R at the
+// end, which the bases (iid standard normal or logistic) do not see: the
+// density is that of the stack with reversals, z comes out reversed.
 FlowPtr Autoregressive(const ModelConfig& c, Rng& rng,
                        flows::ElementwiseKind kind, bool inverted) {
   flows::AutoregressiveOptions o;
@@ -100,8 +105,11 @@ FlowPtr Autoregressive(const ModelConfig& c, Rng& rng,
   o.transform.kind = kind;
   o.transform.spline = Spline(c);
   o.inverted = inverted;
-  return Stack(c, true,
-               [&](int) { return flows::Autoregressive::Create(o, rng); });
+  return Stack(c, [&](int i) {
+    o.made.ordering =
+        i % 2 == 1 ? flows::Ordering::kReversed : flows::Ordering::kNatural;
+    return flows::Autoregressive::Create(o, rng);
+  });
 }
 
 // `layers` couplings of `kind` with alternating half masks (vectors: MLP
@@ -117,7 +125,7 @@ FlowPtr Couplings(const ModelConfig& c, Rng& rng, flows::ElementwiseKind kind) {
     o.mask = flows::CouplingMask::kCheckerboard;
     o.hidden = {c.channels, c.channels};
   }
-  return Stack(c, false, [&](int i) {
+  return Stack(c, [&](int i) {
     o.flip = i % 2 == 1;
     return flows::Coupling::Create(o, rng);
   });
@@ -275,6 +283,61 @@ absl::StatusOr<std::shared_ptr<flows::FlowModel>> MakeModel(
   auto model = std::make_shared<flows::FlowModel>(base, std::move(flow));
   model->To(config.dtype);
   return model;
+}
+
+namespace {
+
+// t viewed as [outer, n, inner] with n = d blocks: the blocks in reverse
+// order (d = n: single rows or entries).
+Tensor ReverseBlocks(const Tensor& t, int64_t outer, int64_t n, int64_t inner,
+                     int64_t d) {
+  const std::vector<double> v = t.ToVector();
+  std::vector<double> out(v.size());
+  const int64_t block = n / d * inner;
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t b = 0; b < d; ++b)
+      std::copy_n(v.begin() + (o * n * inner + (d - 1 - b) * block), block,
+                  out.begin() + (o * n * inner + b * block));
+  return Tensor::FromVector(t.shape(), out, t.dtype());
+}
+
+}  // namespace
+
+void UpgradeFoldedReversals(
+    const std::string& family, const ModelConfig& config,
+    std::vector<std::pair<std::string, Tensor>>* tensors) {
+  if (family != "maf" && family != "iaf" && family != "nsf_ar") return;
+  const int layers = config.layers;
+  const std::string last = absl::StrCat("buffer/flow.", 2 * (layers - 1), ".");
+  if (layers < 2 ||
+      std::none_of(tensors->begin(), tensors->end(), [&](const auto& e) {
+        return e.first == last + "made.order";
+      }))
+    return;
+  const int64_t d = Dim(config);
+  const std::string out_layer =
+      absl::StrCat("made.layer", config.hidden.size(), ".");
+  for (auto& [name, t] : *tensors) {
+    const bool buffer = absl::StartsWith(name, "buffer/");
+    const std::string prefix = buffer ? "buffer/flow." : "flow.";
+    int step = 0;
+    const size_t dot = name.find('.', prefix.size());
+    if (!absl::StartsWith(name, prefix) || dot == std::string::npos ||
+        !absl::SimpleAtoi(name.substr(prefix.size(), dot - prefix.size()),
+                          &step) ||
+        step % 2 != 0)
+      continue;
+    const std::string rest = name.substr(dot + 1);
+    name = absl::StrCat(prefix, step / 2, ".", rest);
+    if (step / 2 % 2 == 0 || t.rank() == 0) continue;
+    if (rest == "made.order" || rest == "made.layer0.weight" ||
+        rest == "made.layer0.mask")
+      t = ReverseBlocks(t, 1, d, t.numel() / d, d);
+    else if (rest == out_layer + "weight" || rest == out_layer + "mask")
+      t = ReverseBlocks(t, t.dim(0), t.dim(1), 1, d);
+    else if (rest == out_layer + "bias")
+      t = ReverseBlocks(t, 1, t.numel(), 1, d);
+  }
 }
 
 }  // namespace flowtape::models

@@ -78,6 +78,18 @@ absl::StatusOr<ZooEntry> FindFlow(const std::string& name, Domain domain);
 absl::StatusOr<std::shared_ptr<flows::FlowModel>> MakeModel(
     const std::string& name, const ModelConfig& config, Rng& rng);
 
+// The tensors ("name" / "buffer/name", as a checkpoint stores them) of an
+// autoregressive family (maf, iaf, nsf_ar) saved when its stack had a
+// reversal layer between steps (steps named 0, 2, 4, ...; zoo.cc folds the
+// reversals into the orderings now), rewritten in place to the current
+// names and coordinates: old step 2j becomes step j, and for odd j its
+// MADE is conjugated by the reversal (first layer's rows, output dimensions
+// and "order" reversed), so the loaded model has the saved density. Any
+// other tensors are left as they are.
+void UpgradeFoldedReversals(
+    const std::string& family, const ModelConfig& config,
+    std::vector<std::pair<std::string, Tensor>>* tensors);
+
 }  // namespace flowtape::models
 
 #endif  // FLOWTAPE_MODELS_ZOO_H_

@@ -4,6 +4,7 @@
 
 #include "autodiff/check.h"
 #include "autodiff/eigen.h"
+#include "autodiff/gemm.h"
 #include "autodiff/op_kit.h"
 #include "autodiff/ops.h"
 
@@ -23,7 +24,7 @@ std::vector<MaskBlock> PlanMaskBlocks(const Tensor& mask) {
       while (i < in && m[i * out + j] != T(0)) ++i;
       hi[j] = i;
       while (i < in && m[i * out + j] == T(0)) ++i;
-      runs = i == in;  // nothing after the run
+      runs = i == in;                         // nothing after the run
       if (lo[j] == hi[j]) lo[j] = hi[j] = 0;  // empty column
     }
   });
@@ -66,12 +67,36 @@ using CMat = ConstMatrixMapT<T>;
 template <typename T>
 RowMatrixT<T> MaskedWeight(const Tensor& w, const Tensor& mask) {
   const int64_t in = w.dim(0), out = w.dim(1);
-  return CMat<T>(w.data<T>(), in, out).cwiseProduct(
-      CMat<T>(mask.data<T>(), in, out));
+  return CMat<T>(w.data<T>(), in, out)
+      .cwiseProduct(CMat<T>(mask.data<T>(), in, out));
 }
 
-void CheckShapes(const char* op, const Tensor& x, int64_t rows,
-                 const Tensor& w, const Tensor& mask) {
+// Multiply-adds per row of x that a plan computes.
+int64_t PlanWork(const std::vector<MaskBlock>& plan) {
+  int64_t work = 0;
+  for (const MaskBlock& k : plan) work += (k.c1 - k.c0) * (k.hi - k.lo);
+  return work;
+}
+
+// f(r0, len) over rows [0, n): one call for a small product, else fixed
+// chunks of rows chosen from the sizes alone (as autodiff/gemm.h does), spread
+// over the intra-op pool, so the result is the same for every thread count.
+template <typename F>
+void ForRowChunks(int64_t n, int64_t work_per_row, const F& f) {
+  using internal::kMinBlock;
+  if (n * work_per_row < internal::kParallelFlops || n < 2 * kMinBlock) {
+    f(0, n);
+    return;
+  }
+  int64_t block = std::max(kMinBlock, (n + 15) / 16);
+  block = (block + 7) / 8 * 8;
+  internal::ParallelChunks((n + block - 1) / block, [&](int64_t i) {
+    f(i * block, std::min(block, n - i * block));
+  });
+}
+
+void CheckShapes(const char* op, const Tensor& x, int64_t rows, const Tensor& w,
+                 const Tensor& mask) {
   FT_CHECK(x.rank() == 2 && w.rank() == 2 && mask.shape() == w.shape() &&
                x.dim(1) == rows,
            op, ": input ", x.shape().ToString(), ", weight ",
@@ -96,16 +121,19 @@ Tensor MaskedAffine(const Tensor& x, const Tensor& w, const Tensor& mask,
     const RowMatrixT<T> wm = MaskedWeight<T>(w, mask);
     CMat<T> X(x.data<T>(), n, in);
     Mat<T> Y(y.mutable_data<T>(), n, out);
-    if (b.defined())
-      Y.rowwise() = Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>(
-          b.data<T>(), out);
-    else
-      Y.setZero();
-    for (const MaskBlock& k : plan)
-      if (k.hi > k.lo)
-        Y.middleCols(k.c0, k.c1 - k.c0).noalias() +=
-            X.middleCols(k.lo, k.hi - k.lo) *
-            wm.block(k.lo, k.c0, k.hi - k.lo, k.c1 - k.c0);
+    ForRowChunks(n, PlanWork(plan), [&](int64_t r0, int64_t len) {
+      auto yr = Y.middleRows(r0, len);
+      if (b.defined())
+        yr.rowwise() = Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>(
+            b.data<T>(), out);
+      else
+        yr.setZero();
+      for (const MaskBlock& k : plan)
+        if (k.hi > k.lo)
+          yr.middleCols(k.c0, k.c1 - k.c0).noalias() +=
+              X.block(r0, k.lo, len, k.hi - k.lo) *
+              wm.block(k.lo, k.c0, k.hi - k.lo, k.c1 - k.c0);
+    });
   });
   return op.Finish(y, [](const OpContext& c, const Tensor& g, Tensor* gin) {
     const Tensor mask = c.input(2);
@@ -129,12 +157,15 @@ Tensor MaskedMatMulT(const Tensor& g, const Tensor& w, const Tensor& mask) {
     const RowMatrixT<T> wm = MaskedWeight<T>(w, mask);
     CMat<T> G(g.data<T>(), n, out);
     Mat<T> Z(z.mutable_data<T>(), n, in);
-    Z.setZero();
-    for (const MaskBlock& k : plan)
-      if (k.hi > k.lo)
-        Z.middleCols(k.lo, k.hi - k.lo).noalias() +=
-            G.middleCols(k.c0, k.c1 - k.c0) *
-            wm.block(k.lo, k.c0, k.hi - k.lo, k.c1 - k.c0).transpose();
+    ForRowChunks(n, PlanWork(plan), [&](int64_t r0, int64_t len) {
+      auto zr = Z.middleRows(r0, len);
+      zr.setZero();
+      for (const MaskBlock& k : plan)
+        if (k.hi > k.lo)
+          zr.middleCols(k.lo, k.hi - k.lo).noalias() +=
+              G.block(r0, k.c0, len, k.c1 - k.c0) *
+              wm.block(k.lo, k.c0, k.hi - k.lo, k.c1 - k.c0).transpose();
+    });
   });
   return op.Finish(z, [](const OpContext& c, const Tensor& gz, Tensor* gin) {
     const Tensor mask = c.input(2);
@@ -159,13 +190,20 @@ Tensor MaskedOuter(const Tensor& x, const Tensor& g, const Tensor& mask) {
         M(mask.data<T>(), in, out);
     Mat<T> O(o.mutable_data<T>(), in, out);
     O.setZero();
-    for (const MaskBlock& k : plan) {
-      if (k.hi == k.lo) continue;
+    // Blocks write disjoint columns: one chunk per block when large.
+    auto one = [&](int64_t i) {
+      const MaskBlock& k = plan[i];
+      if (k.hi == k.lo) return;
       auto ob = O.block(k.lo, k.c0, k.hi - k.lo, k.c1 - k.c0);
       ob.noalias() = X.middleCols(k.lo, k.hi - k.lo).transpose() *
                      G.middleCols(k.c0, k.c1 - k.c0);
       ob = ob.cwiseProduct(M.block(k.lo, k.c0, k.hi - k.lo, k.c1 - k.c0));
-    }
+    };
+    const int64_t blocks = static_cast<int64_t>(plan.size());
+    if (n * PlanWork(plan) < internal::kParallelFlops || blocks == 1)
+      for (int64_t i = 0; i < blocks; ++i) one(i);
+    else
+      internal::ParallelChunks(blocks, one);
   });
   return op.Finish(o, [](const OpContext& c, const Tensor& go, Tensor* gin) {
     const Tensor mask = c.input(2);

@@ -18,6 +18,11 @@
 //   O(x, g) = m .* (x' g)   gx = T(g, go),  gg = A(x, go)
 // each computed block by block with the same plan (O only on the blocks:
 // its masked entries are exactly zero).
+//
+// Threads (autodiff/thread_pool.h): a product of at least kParallelFlops
+// computed multiply-adds is split into fixed chunks chosen from the sizes
+// alone, as autodiff/gemm.h does (A and T: chunks of rows of x or g; O: one
+// chunk per block), so results are the same for every thread count.
 #ifndef FLOWTAPE_NN_MASKED_MATMUL_H_
 #define FLOWTAPE_NN_MASKED_MATMUL_H_
 

@@ -20,10 +20,11 @@ context), both directions, in float64:
 Prints max |log p_flowtape - log p_torch| per case and exits 1 if any
 exceeds 1e-10. The modules below follow flowtape's definitions
 (flows/made.h, flows/autoregressive.h, flows/coupling.h, models/zoo.cc):
-  MAF: layers MADE-affine steps named flow.0, flow.2, ... with a reversal
-    (flow.1, flow.3, ...: no parameters) between them; MADE with natural
-    order, sequential hidden degrees (in [1, D-1], or [0, D-1] with a
-    context), masks as buffers, ReLU, a bias-free context map per hidden
+  MAF: layers MADE-affine steps named flow.0, flow.1, ...; step i's MADE
+    has the natural order for even i and the reversed one for odd i (the
+    reversals between steps folded into the orderings), sequential hidden
+    degrees (in [1, D-1], or [0, D-1] with a context) sorted ascending,
+    masks as buffers, ReLU, a bias-free context map per hidden
     layer added before the activation; output column 2i is mu_i, 2i+1 is
     alpha_i; z = (x - mu) exp(-alpha), log det = -sum alpha.
   RealNVP: layers affine couplings flow.i; features a = the first
@@ -31,7 +32,8 @@ exceeds 1e-10. The modules below follow flowtape's definitions
     ([x_a, c] -> hidden (ReLU) -> (t_j, r_j) interleaved per entry j);
     log s = 3 tanh(r / 3),
     z_b = x_b exp(log s) + t.
-  Base: standard normal.
+  Base: standard normal, its log normaliser -D log(2 pi) / 2 a buffer
+    (base.log_norm).
 """
 import argparse
 import json
@@ -99,14 +101,16 @@ class MaskedLinear(nn.Module):
 
 
 class Made(nn.Module):
-    def __init__(self, d, hidden, per_dim, context_dim):
+    def __init__(self, d, hidden, per_dim, context_dim, reverse):
         super().__init__()
         order = torch.arange(1, d + 1)
+        if reverse:
+            order = order.flip(0)
         self.register_buffer("order", order.to(torch.float64))
         lo = min(0 if context_dim > 0 else 1, d - 1)
         prev, self.n = order, len(hidden) + 1
         for l, h in enumerate(hidden):
-            deg = lo + torch.arange(h) % (d - 1 - lo + 1)
+            deg = (lo + torch.arange(h) % (d - 1 - lo + 1)).sort().values
             self.add_module("layer%d" % l, MaskedLinear(
                 (deg[:, None] >= prev[None, :]).to(torch.float64)))
             prev = deg
@@ -130,9 +134,9 @@ class Made(nn.Module):
 
 
 class MafStep(nn.Module):
-    def __init__(self, d, hidden, context_dim):
+    def __init__(self, d, hidden, context_dim, reverse):
         super().__init__()
-        self.made = Made(d, hidden, 2, context_dim)
+        self.made = Made(d, hidden, 2, context_dim, reverse)
 
     def forward(self, x, c):
         p = self.made(x, c).view(x.shape[0], x.shape[1], 2)
@@ -184,9 +188,7 @@ class Model(nn.Module):
         self.steps = []
         for i in range(layers):
             if family == "maf":
-                if i > 0:
-                    self.steps.append("reverse")
-                step = MafStep(d, hidden, context_dim)
+                step = MafStep(d, hidden, context_dim, i % 2 == 1)
             else:
                 step = Coupling(d, i % 2 == 1, hidden, context_dim)
             self.flow.add_module(str(len(self.steps)), step)
@@ -195,9 +197,6 @@ class Model(nn.Module):
     def log_prob(self, x, c):
         logdet = torch.zeros(x.shape[0])
         for step in self.steps:
-            if step == "reverse":
-                x = x.flip(1)
-                continue
             x, ld = step(x, c)
             logdet = logdet + ld
         return -0.5 * (x ** 2).sum(1) + self.base.log_norm + logdet

@@ -5,10 +5,12 @@
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "autodiff/check.h"
+#include "autodiff/eigen.h"
 #include "autodiff/grad.h"
 #include "autodiff/ops.h"
 #include "autodiff/status_macros.h"
@@ -218,12 +220,20 @@ absl::Status CheckModelUsable(const nn::Module& model, const NllFn& nll,
   return absl::OkStatus();
 }
 
+// Read in place, in the gradient's dtype, summed in double (vectorised).
 double GradNorm(const std::vector<Tensor>& params) {
   double sq = 0.0;
   for (const Tensor& p : params) {
-    Tensor g = p.grad();
+    const Tensor g = p.grad();
     if (!g.defined()) continue;
-    for (int64_t i = 0; i < g.numel(); ++i) sq += g[i] * g[i];
+    VisitDType(g.dtype(), [&](auto zero) {
+      using T = decltype(zero);
+      sq += Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>(g.data<T>(),
+                                                                 g.numel())
+                .template cast<double>()
+                .square()
+                .sum();
+    });
   }
   return std::sqrt(sq);
 }
@@ -342,7 +352,9 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
   int64_t good_updates = 0, pending_updates = -1, saved_updates = -1;
   int64_t diverged_at = 0;
   const int64_t guard_every = o.guard_every;
-  ModuleState best(model, nullptr);
+  // The best validated state (allocated only when there is validation data).
+  std::optional<ModuleState> best;
+  if (has_val) best.emplace(model, nullptr);
   // Can the model sample and score? Rank 0 decides for all (the outer
   // Status is the communicator's).
   auto check_usable = [&]() -> absl::StatusOr<absl::Status> {
@@ -458,7 +470,7 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
       if (v < r.best_val_nll) {
         r.best_val_nll = v;
         r.best_step = step;
-        best.Capture();
+        best->Capture();
         evals_since_best = 0;
       } else {
         ++evals_since_best;
@@ -486,7 +498,7 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
     r.message = absl::StrCat("finished ", r.steps, " steps");
   if (has_val && o.restore_best && !r.diverged && r.best_step > 0 &&
       r.best_step != r.steps)
-    best.Restore();
+    best->Restore();
   if (!has_val) r.best_val_nll = r.last_loss;
 
   r.seconds = Seconds(start);  // the steps, not the final check

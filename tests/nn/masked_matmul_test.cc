@@ -4,12 +4,14 @@
 // and on a mask with no run structure (one dense block).
 #include "nn/masked_matmul.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
 #include "autodiff/grad.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
+#include "autodiff/thread_pool.h"
 #include "gtest/gtest.h"
 #include "tests/gradcheck.h"
 
@@ -38,21 +40,21 @@ std::vector<Case> Cases() {
   for (int64_t& h : hidden) h = 1 + rng.UniformInt(11);
   std::sort(hidden.begin(), hidden.end());
   return {
-      {"prefix", MakeMask(12, 40, [&](int64_t i, int64_t j) {
-         return i + 1 <= hidden[j];
-       }),
+      {"prefix",
+       MakeMask(12, 40,
+                [&](int64_t i, int64_t j) { return i + 1 <= hidden[j]; }),
        true},
-      {"suffix", MakeMask(12, 40, [&](int64_t i, int64_t j) {
-         return 12 - i <= hidden[j];
-       }),
+      {"suffix",
+       MakeMask(12, 40,
+                [&](int64_t i, int64_t j) { return 12 - i <= hidden[j]; }),
        true},
-      {"empty_columns", MakeMask(12, 30, [](int64_t i, int64_t j) {
-         return j % 3 != 0 && i < j / 3;
-       }),
+      {"empty_columns",
+       MakeMask(12, 30,
+                [](int64_t i, int64_t j) { return j % 3 != 0 && i < j / 3; }),
        true},
-      {"unstructured", MakeMask(9, 13, [](int64_t i, int64_t j) {
-         return (i * 7 + j * 3) % 4 != 0;
-       }),
+      {"unstructured",
+       MakeMask(9, 13,
+                [](int64_t i, int64_t j) { return (i * 7 + j * 3) % 4 != 0; }),
        false},
   };
 }
@@ -130,6 +132,47 @@ TEST(MaskedMatMul, GradientsFirstAndSecondOrder) {
         EXPECT_NEAR(g[k][i], d[k][i], 1e-12) << c.name << " " << k << " " << i;
     Tape::Get().Reset();
   }
+}
+
+// Products above the threshold run in row chunks (A, T) and block chunks
+// (O) over the intra-op pool: equal to the dense product, and bitwise the
+// same on 1 and 2 threads, value and both gradients.
+TEST(MaskedMatMul, LargeProductsAreChunkedTheSameOnAnyThreadCount) {
+  Rng rng(3);
+  std::vector<int64_t> deg(192);
+  for (int64_t& h : deg) h = 1 + rng.UniformInt(63);
+  std::sort(deg.begin(), deg.end());
+  const Tensor mask =
+      MakeMask(64, 192, [&](int64_t i, int64_t j) { return i + 1 <= deg[j]; });
+  ASSERT_GT(PlanMaskBlocks(mask).size(), 1u);
+  const Tensor x = Tensor::Randn({600, 64}, rng),
+               w = Tensor::Randn({64, 192}, rng), b = Tensor::Randn({192}, rng);
+  std::vector<std::vector<double>> runs;
+  for (int threads : {1, 2}) {
+    SetIntraOpThreads(threads);
+    Tensor xv = x.Detach().set_requires_grad(true),
+           wv = w.Detach().set_requires_grad(true);
+    Tensor y = MaskedAffine(xv, wv, mask, b);
+    auto g = Grad({Sum(Tanh(y))}, {xv, wv});
+    std::vector<double> all = y.ToVector();
+    for (const Tensor& t : g) {
+      std::vector<double> v = t.ToVector();
+      all.insert(all.end(), v.begin(), v.end());
+    }
+    runs.push_back(all);
+    if (threads == 1) {
+      Tensor want = Dense(x, w, mask, b);
+      for (int64_t i = 0; i < want.numel(); ++i)
+        EXPECT_NEAR(y[i], want[i], 1e-12 * (1 + std::fabs(want[i]))) << i;
+      auto d = Grad({Sum(Tanh(Dense(xv, wv, mask, b)))}, {xv, wv});
+      for (int k = 0; k < 2; ++k)
+        for (int64_t i = 0; i < d[k].numel(); ++i)
+          EXPECT_NEAR(g[k][i], d[k][i], 1e-10) << k << " " << i;
+    }
+    Tape::Get().Reset();
+  }
+  SetIntraOpThreads(1);
+  EXPECT_TRUE(runs[0] == runs[1]);
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -213,6 +214,33 @@ std::string History::Csv() const {
                     has_nfe_ ? absl::StrCat(",", Number(r.nfe)) : "", ",",
                     r.run, "\n");
   return out;
+}
+
+HistoryWindow::HistoryWindow(History& history, std::string run, int64_t every)
+    : history_(history),
+      run_(std::move(run)),
+      every_(std::max<int64_t>(1, every)),
+      since_(std::chrono::steady_clock::now()) {}
+
+void HistoryWindow::Step(double loss, double nfe) {
+  ++step_, ++count_;
+  loss_ += loss, nfe_ += nfe;
+  if (step_ % every_ == 0) Flush();
+}
+
+void HistoryWindow::Flush() {
+  if (count_ == 0) return;
+  const auto now = std::chrono::steady_clock::now();
+  const double dt = std::chrono::duration<double>(now - since_).count();
+  HistoryRow row;
+  row.step = step_;
+  row.train_loss = loss_ / count_;
+  row.steps_per_s = dt > 0 ? count_ / dt : NAN;
+  row.nfe = nfe_ / count_;
+  row.run = run_;
+  history_.Add(row);
+  count_ = 0, loss_ = 0, nfe_ = 0;
+  since_ = now;
 }
 
 Experiment::Experiment(const CliSpec& spec,

@@ -42,7 +42,8 @@
 //   step,train_loss,val_loss,steps_per_s[,nfe],run
 // train_loss is the mean over the steps since the previous row, val_loss
 // empty where no validation ran, steps_per_s the rate over those steps, nfe
-// (only in binaries that solve ODEs) function evaluations per step, run a
+// (only in binaries that solve ODEs) function evaluations per step (forward
+// and backward solves), run a
 // label (the model or series, for binaries that train several).
 #ifndef FLOWTAPE_EXPERIMENTS_CLI_H_
 #define FLOWTAPE_EXPERIMENTS_CLI_H_
@@ -105,6 +106,23 @@ class History {
  private:
   std::vector<HistoryRow> rows_;
   bool has_nfe_ = false;
+};
+
+// History rows of a hand-written training loop: Step() after every step;
+// every `every` steps, and at Flush() for a partial window, a row with the
+// window's mean loss and nfe and its steps per second.
+class HistoryWindow {
+ public:
+  HistoryWindow(History& history, std::string run, int64_t every);
+  void Step(double loss, double nfe = NAN);
+  void Flush();
+
+ private:
+  History& history_;
+  std::string run_;
+  int64_t every_, step_ = 0, count_ = 0;
+  double loss_ = 0, nfe_ = 0;
+  std::chrono::steady_clock::time_point since_;
 };
 
 class Experiment {

@@ -76,10 +76,11 @@ TEST(Cli, HelpPrintsUsageAndExitsZero) {
 
 TEST(Cli, UnknownFlagsAndPositionalArgumentsFail) {
   for (const char* bin : kBinaries) {
-    Proc p = Exec(bin, "--no_such_flag=3", Tmp("bad"));
+    // --steps=1: a binary that ignored the defect would finish quickly.
+    Proc p = Exec(bin, "--steps=1 --no_such_flag=3", Tmp("bad"));
     EXPECT_EQ(p.code, 1) << bin;
     EXPECT_TRUE(absl::StrContains(p.err, "no_such_flag")) << bin << p.err;
-    p = Exec(bin, "stray_word", Tmp("bad"));
+    p = Exec(bin, "--steps=1 stray_word", Tmp("bad"));
     EXPECT_EQ(p.code, 1) << bin;
     EXPECT_TRUE(
         absl::StrContains(p.err, "unexpected positional argument 'stray_word'"))
@@ -94,8 +95,8 @@ TEST(Cli, UnknownFlagsAndPositionalArgumentsFail) {
 TEST(Cli, UnusableOutDirFailsBeforeTraining) {
   std::ofstream(Tmp("a_file")) << "x";
   for (const char* bin : kBinaries) {
-    Proc p =
-        Exec(bin, absl::StrCat("--out_dir=", Tmp("a_file/run")), Tmp("outdir"));
+    Proc p = Exec(bin, absl::StrCat("--steps=1 --out_dir=", Tmp("a_file/run")),
+                  Tmp("outdir"));
     EXPECT_EQ(p.code, 1) << bin;
     EXPECT_TRUE(absl::StrContains(
         p.err,

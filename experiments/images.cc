@@ -84,8 +84,18 @@ absl::Status Run(Experiment& ex) {
   c.seed = absl::GetFlag(FLAGS_seed);
   ex.set_seed(c.seed);
   c.zoo.dtype = ex.dtype();
-  if (!absl::GetFlag(FLAGS_checkpoint).empty())
+  if (!absl::GetFlag(FLAGS_checkpoint).empty()) {
+    // Its directory must take files before any training.
     c.checkpoint = ResolvePath(absl::GetFlag(FLAGS_checkpoint));
+    const size_t slash = c.checkpoint.rfind('/');
+    if (slash != std::string::npos && slash > 0)
+      if (absl::Status s = MakeOutputDir(c.checkpoint.substr(0, slash));
+          !s.ok())
+        return absl::Status(
+            s.code(),
+            absl::StrCat("--checkpoint=", absl::GetFlag(FLAGS_checkpoint), ": ",
+                         s.message()));
+  }
   const bool conditional = absl::GetFlag(FLAGS_conditional);
   const Shape expected = name == "digits" ? Shape{1, 8, 8} : Shape{1, 28, 28};
   // n_train and n_test are capped by the data set; the batch and the

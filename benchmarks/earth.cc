@@ -254,6 +254,17 @@ absl::Status Run(experiments::Experiment& ex) {
   }
   if (steps) cfg.steps = cfg.neural_steps = steps;
   if (neural_lr) cfg.neural_lr = neural_lr;
+  ex.config() = {{"affine_layers", cfg.affine_layers},
+                 {"mixture_components", cfg.mixture_components},
+                 {"mixture_layers", cfg.mixture_layers},
+                 {"neural_blocks", cfg.neural_blocks},
+                 {"hidden", cfg.hidden},
+                 {"steps", cfg.steps},
+                 {"neural_steps", cfg.neural_steps},
+                 {"batch", cfg.batch},
+                 {"neural_batch", cfg.neural_batch},
+                 {"lr", cfg.lr},
+                 {"neural_lr", cfg.neural_lr}};
   std::string dir = absl::GetFlag(FLAGS_data_dir);
   dir =
       dir.empty() ? data::DefaultEarthDataDir() : experiments::ResolvePath(dir);

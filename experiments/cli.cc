@@ -294,6 +294,7 @@ io::Json Experiment::Results(const absl::Status& status) const {
   j["command_line"] = command_line_;
   j["status"] = status.ok() ? std::string("ok") : status.ToString();
   j["flags"] = flags;
+  j["config"] = config_;
   j["seed"] = seed_;
   j["dtype"] = DTypeFlagName(dtype_);
   j["threads"] = threads_;

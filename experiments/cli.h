@@ -32,6 +32,7 @@
 // results.json (io/json.h):
 //   {"binary", "command_line": [argv...], "status": "ok" | the error,
 //    "flags": {name: value as text, for every flag not from Abseil},
+//    "config": {...the effective configuration, e.g. the model spec...},
 //    "seed", "dtype": "f32" | "f64", "threads", "out_dir" (absolute),
 //    "started" (UTC, ISO 8601),
 //    "machine": {"cpu_model" (/proc/cpuinfo), "cores", "compiler",
@@ -143,6 +144,7 @@ class Experiment {
   // Writes the figure as <out_dir>/file (PNG) and prints the path.
   absl::Status WriteFigure(const viz::Figure& figure, const std::string& file);
 
+  io::Json& config() { return config_; }  // the effective configuration
   io::Json& metrics() { return metrics_; }
   io::Json& timings() { return timings_; }
   History& history() { return history_; }
@@ -166,7 +168,8 @@ class Experiment {
   uint64_t seed_ = 0;
   std::string started_;
   std::chrono::steady_clock::time_point start_;
-  io::Json metrics_ = io::Json::object(), timings_ = io::Json::object();
+  io::Json config_ = io::Json::object(), metrics_ = io::Json::object(),
+           timings_ = io::Json::object();
   std::vector<std::string> files_;
   History history_;
 };

@@ -72,6 +72,16 @@ absl::StatusOr<ImageRun> TrainImages(Experiment& ex, const std::string& flow,
   ex.history().AddTraining(run.result, o.log_every, flow);
   ImageRun out{rank0, {flow, c.zoo, c.zoo.dtype}, run.result};
   out.spec.config.event = rank0.flatten ? Shape{image.numel()} : Shape(image);
+  FT_ASSIGN_OR_RETURN(
+      ex.config()["model"],
+      io::ParseJson(models::ModelSpecToJson(out.spec), "model spec"));
+  ex.config()["run"] = {{"steps", c.steps},
+                        {"batch", c.batch},
+                        {"n_train", n_train},
+                        {"n_val", n_val},
+                        {"lr", c.lr},
+                        {"alpha", alpha},
+                        {"checkpoint", c.checkpoint}};
   return out;
 }
 

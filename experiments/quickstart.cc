@@ -82,6 +82,8 @@ absl::Status Run(experiments::Experiment& ex) {
   ex.metrics()["best_val_nll"] = run.result.best_val_nll;
   ex.metrics()["steps"] = run.result.steps;
   ex.timings()["train_s"] = run.result.seconds;
+  FT_ASSIGN_OR_RETURN(ex.config()["model"],
+                      io::ParseJson(models::ModelSpecToJson(spec), "spec"));
   FT_RETURN_IF_ERROR(models::SaveModel(ex.Output("model.ftm"), spec, model));
   const viz::Box box{-4, 4, -4, 4};
   auto log_prob = [&](const Tensor& x) {

@@ -225,8 +225,10 @@ absl::Status Run(Experiment& ex) {
     trained =
         std::static_pointer_cast<const flows::FlowModel>(run.replica.model);
   }
-  FT_RETURN_IF_ERROR(models::SaveModel(ex.Output("model.ftm"),
-                                       {flow, config, ex.dtype()}, *trained));
+  const models::ModelSpec spec{flow, config, ex.dtype()};
+  FT_ASSIGN_OR_RETURN(ex.config()["model"],
+                      io::ParseJson(models::ModelSpecToJson(spec), "spec"));
+  FT_RETURN_IF_ERROR(models::SaveModel(ex.Output("model.ftm"), spec, *trained));
   Tensor samples;
   {
     NoGradScope no_grad;

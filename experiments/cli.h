@@ -42,10 +42,11 @@
 // history.csv, one row per logged training step:
 //   step,train_loss,val_loss,steps_per_s[,nfe],run
 // train_loss is the mean over the steps since the previous row, val_loss
-// empty where no validation ran, steps_per_s the rate over those steps, nfe
-// (only in binaries that solve ODEs) function evaluations per step (forward
-// and backward solves), run a
-// label (the model or series, for binaries that train several).
+// empty where no validation ran, steps_per_s the rate over those steps
+// (empty where the loop does not time its steps), nfe (only in binaries
+// that solve ODEs) function evaluations per step (forward and backward
+// solves), run a label (the model or series, for binaries that train
+// several).
 #ifndef FLOWTAPE_EXPERIMENTS_CLI_H_
 #define FLOWTAPE_EXPERIMENTS_CLI_H_
 

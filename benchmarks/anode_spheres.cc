@@ -10,7 +10,10 @@
 //
 // Both models: TimeMlp dynamics (hidden 32, relu), linear head, MSE loss,
 // Adam lr 1e-3, dopri5 rtol = atol = 1e-3 (Dupont's), adjoint gradients.
-// Prints loss and forward/backward NFE along training, then a table.
+// Prints loss and forward/backward NFE along training, then a table. Writes
+// to --out_dir (experiments/cli.h) node_loss.png, anode_loss.png,
+// results.json (the table) and history.csv (MSE and NFE per 50 steps, run
+// "node" / "anode"). --dtype: default f64 (Dupont's runs).
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -23,7 +26,9 @@
 #include "autodiff/ops.h"
 #include "autodiff/status_macros.h"
 #include "autodiff/tape.h"
+#include "experiments/cli.h"
 #include "experiments/common.h"
+#include "experiments/figures.h"
 #include "flows/cnf/anode.h"
 #include "nn/optim.h"
 
@@ -60,10 +65,12 @@ void Spheres(int64_t n, int64_t d, Rng& rng, Tensor* x, Tensor* y) {
 struct Row {
   double loss_final, accuracy, test_mse, nfe_f, nfe_b, nfe_f_late, nfe_b_late,
       seconds;
+  training::TrainResult losses;  // per step
 };
 
 absl::StatusOr<Row> Train(int64_t augment, const Tensor& x, const Tensor& y,
-                          const Tensor& xt, const Tensor& yt) {
+                          const Tensor& xt, const Tensor& yt,
+                          experiments::Experiment& ex) {
   const int64_t d = absl::GetFlag(FLAGS_dim),
                 steps = absl::GetFlag(FLAGS_steps);
   const int64_t batch = absl::GetFlag(FLAGS_batch), n = x.dim(0);
@@ -77,10 +84,12 @@ absl::StatusOr<Row> Train(int64_t augment, const Tensor& x, const Tensor& y,
   FT_ASSIGN_OR_RETURN(std::shared_ptr<flows::cnf::NeuralOdeModel> created,
                       flows::cnf::NeuralOdeModel::Create(d, o, rng));
   const flows::cnf::NeuralOdeModel& model = *created;
+  created->To(ex.dtype());
   nn::Adam adam(model, nn::AdamOptions{});
-  Row row{0, 0, 0, 0, 0, 0, 0, 0};
+  Row row{0, 0, 0, 0, 0, 0, 0, 0, {}};
   int64_t late = 0, done = 0;  // steps completed
   const char* name = augment > 0 ? "anode" : "node";
+  experiments::HistoryWindow history(ex.history(), name, 50);
   auto t0 = std::chrono::steady_clock::now();
   for (int64_t step = 0; step < steps; ++step) {
     std::vector<int64_t> idx;
@@ -99,6 +108,8 @@ absl::StatusOr<Row> Train(int64_t augment, const Tensor& x, const Tensor& y,
     const ode::OdeStats stats = o.ode.stats->Get();
     const double f = stats.forward.nfe, b = stats.backward.nfe;
     row.nfe_f += f, row.nfe_b += b;
+    row.losses.losses.push_back(loss.item());
+    history.Step(loss.item(), f + b);
     if (step >= steps * 3 / 4) row.nfe_f_late += f, row.nfe_b_late += b, ++late;
     if (step % 50 == 0 || step + 1 == steps)
       std::printf("  %-5s step %4ld  loss %.4f  nfe fwd %3.0f bwd %3.0f\n",
@@ -106,6 +117,7 @@ absl::StatusOr<Row> Train(int64_t augment, const Tensor& x, const Tensor& y,
     Tape::Get().Reset();
     done = step + 1;
   }
+  history.Flush();
   row.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
           .count();
@@ -155,34 +167,40 @@ absl::Status CheckAnodeFlags() {
                    " --train_size=", n));
 }
 
-int main(int argc, char** argv) {
+absl::Status Run(flowtape::experiments::Experiment& ex) {
   using namespace flowtape;
-  absl::ParseCommandLine(argc, argv);
-  if (absl::Status s = CheckAnodeFlags(); !s.ok()) {
-    std::fprintf(stderr, "anode_spheres: %s\n", s.ToString().c_str());
-    return 1;
-  }
-  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress lines when piped
+  FT_RETURN_IF_ERROR(CheckAnodeFlags());
+  ex.SingleThreaded("the ODE models train in one loop counting NFE");
+  ex.set_seed(absl::GetFlag(FLAGS_seed));
   Rng rng(absl::GetFlag(FLAGS_seed) + 7);
   Tensor x, y;
   Spheres(absl::GetFlag(FLAGS_train_size), absl::GetFlag(FLAGS_dim), rng, &x,
           &y);
   Tensor xt, yt;  // fresh points from the same regions
   Spheres(2000, absl::GetFlag(FLAGS_dim), rng, &xt, &yt);
+  for (Tensor* t : {&x, &y, &xt, &yt}) *t = Cast(*t, ex.dtype());
   const int64_t p = absl::GetFlag(FLAGS_augment);
   std::printf("concentric spheres in R^%ld, %ld points, %ld Adam steps\n",
               static_cast<long>(absl::GetFlag(FLAGS_dim)),
               static_cast<long>(x.dim(0)),
               static_cast<long>(absl::GetFlag(FLAGS_steps)));
-  absl::StatusOr<Row> node_or = Train(0, x, y, xt, yt);
-  absl::StatusOr<Row> anode_or = Train(p, x, y, xt, yt);
-  for (const auto* r : {&node_or, &anode_or})
-    if (!r->ok()) {
-      std::fprintf(stderr, "anode_spheres: %s\n",
-                   r->status().ToString().c_str());
-      return 1;
-    }
-  const Row &node = *node_or, &anode = *anode_or;
+  ex.history().set_has_nfe(true);
+  FT_ASSIGN_OR_RETURN(Row node, Train(0, x, y, xt, yt, ex));
+  FT_ASSIGN_OR_RETURN(Row anode, Train(p, x, y, xt, yt, ex));
+  for (const auto& [name, r] :
+       {std::pair<const char*, const Row&>{"node", node}, {"anode", anode}}) {
+    ex.metrics()[name] = {{"train_mse", r.loss_final},
+                          {"accuracy", r.accuracy},
+                          {"test_mse", r.test_mse},
+                          {"nfe_forward", r.nfe_f},
+                          {"nfe_backward", r.nfe_b},
+                          {"nfe_forward_late", r.nfe_f_late},
+                          {"nfe_backward_late", r.nfe_b_late},
+                          {"seconds", r.seconds}};
+    FT_RETURN_IF_ERROR(ex.WriteFigure(
+        experiments::LossFigure(r.losses, absl::StrCat(name, ": MSE")),
+        absl::StrCat(name, "_loss.png")));
+  }
   std::printf(
       "\n| model       | train MSE | accuracy | test MSE | NFE fwd/step | NFE "
       "bwd/step | "
@@ -204,5 +222,16 @@ int main(int argc, char** argv) {
       static_cast<long>(p), anode.loss_final, anode.accuracy, anode.test_mse,
       anode.nfe_f, anode.nfe_b, anode.nfe_f_late, anode.nfe_b_late,
       anode.seconds);
-  return 0;
+  return absl::OkStatus();
+}
+
+int main(int argc, char** argv) {
+  return flowtape::experiments::Main(
+      {"anode_spheres",
+       "Dupont et al. 2019 concentric spheres: neural ODE vs augmented neural "
+       "ODE, MSE, accuracy and NFE per step.\n"
+       "  ./bazelw run --config=opt //benchmarks:anode_spheres -- --dim=2 "
+       "--augment=1",
+       flowtape::kFloat64},
+      argc, argv, Run);
 }

@@ -17,8 +17,10 @@
 //   ./bazelw run --config=opt //benchmarks:earth -- --full
 //       bigger models, 3x the steps: ~18 CPU-minutes (results are
 //       deterministic, so --datasets=flood etc. can run in parallel processes)
-// Writes equirectangular density maps earth_<data>_<model>.png (seed 0) to
-// the directory bazel was run from.
+// Writes to --out_dir (experiments/cli.h) equirectangular density maps
+// <data>_<model>.png (seed 0), results.json (test NLL per data set, model
+// and seed) and history.csv (run "<data>/<model>/seed<k>"). --threads:
+// replicas per training run (training/train_threads.h).
 #include "data/earth.h"
 
 #include <algorithm>
@@ -37,8 +39,10 @@
 #include "absl/strings/str_split.h"
 #include "autodiff/check.h"
 #include "autodiff/ops.h"
+#include "autodiff/status_macros.h"
 #include "autodiff/tape.h"
 #include "data/earth.h"
+#include "experiments/cli.h"
 #include "experiments/common.h"
 #include "manifolds/manifold.h"
 #include "manifolds/manifold_flow.h"
@@ -53,7 +57,8 @@
 ABSL_FLAG(bool, full, false, "bigger models, more steps (tens of minutes)");
 ABSL_FLAG(std::string, data_dir, "",
           "directory of the csv files (default: data/earth from "
-          "the runfiles or the workspace)");
+          "the runfiles or the workspace; relative: to the directory bazel "
+          "run was called from)");
 ABSL_FLAG(int, seeds, 5, "number of random splits / initialisations");
 ABSL_FLAG(std::string, datasets, "volcano,earthquake,flood,fire",
           "comma-separated subset");
@@ -171,13 +176,16 @@ double MeanNll(const ManifoldDensity& model, const Tensor& x) {
 // with the test points in red, coastlines and a lat/lon grid.
 viz::Figure DensityMap(const ManifoldDensity& model, const Tensor& points,
                        const std::string& title) {
-  viz::SphereMap map =
-      viz::SphereDensityMap([&](const Tensor& x) { return model.LogProb(x); });
+  viz::SphereMap map;
+  map.title = title;
+  map = viz::SphereDensityMap([&](const Tensor& x) {
+    return Cast(model.LogProb(Cast(x, model.dtype())), kFloat64);
+  });
   map.title = title;
   map.colorbar_label = "log p(x) (nats, unit sphere)";
   viz::SpherePoints test;
   test.label = "test events";
-  test.points = points;
+  test.points = Cast(points, kFloat64);
   test.radius = 1.3;
   map.points.push_back(test);
   viz::FigureOptions size;
@@ -190,18 +198,23 @@ viz::Figure DensityMap(const ManifoldDensity& model, const Tensor& points,
 
 struct Cell {
   std::vector<double> nll;
+  double Mean() const {
+    double m = 0;
+    for (double x : nll) m += x;
+    return m / nll.size();
+  }
+  double Sd() const {
+    double v = 0, m = Mean();
+    for (double x : nll) v += (x - m) * (x - m);
+    return nll.size() > 1 ? std::sqrt(v / (nll.size() - 1)) : 0.0;
+  }
   std::string Format() const {
     if (nll.empty()) return "-";
-    double m = 0, v = 0;
-    for (double x : nll) m += x;
-    m /= nll.size();
-    for (double x : nll) v += (x - m) * (x - m);
-    const double sd = nll.size() > 1 ? std::sqrt(v / (nll.size() - 1)) : 0.0;
-    return absl::StrFormat("%.2f +- %.2f", m, sd);
+    return absl::StrFormat("%.2f +- %.2f", Mean(), Sd());
   }
 };
 
-absl::Status Run() {
+absl::Status Run(experiments::Experiment& ex) {
   const bool full = absl::GetFlag(FLAGS_full);
   Config cfg = MakeConfig(full);
   const int seeds = absl::GetFlag(FLAGS_seeds);
@@ -241,8 +254,25 @@ absl::Status Run() {
   }
   if (steps) cfg.steps = cfg.neural_steps = steps;
   if (neural_lr) cfg.neural_lr = neural_lr;
+  ex.config() = {{"affine_layers", cfg.affine_layers},
+                 {"mixture_components", cfg.mixture_components},
+                 {"mixture_layers", cfg.mixture_layers},
+                 {"neural_blocks", cfg.neural_blocks},
+                 {"hidden", cfg.hidden},
+                 {"steps", cfg.steps},
+                 {"neural_steps", cfg.neural_steps},
+                 {"batch", cfg.batch},
+                 {"neural_batch", cfg.neural_batch},
+                 {"lr", cfg.lr},
+                 {"neural_lr", cfg.neural_lr}};
   std::string dir = absl::GetFlag(FLAGS_data_dir);
-  if (dir.empty()) dir = data::DefaultEarthDataDir();
+  dir =
+      dir.empty() ? data::DefaultEarthDataDir() : experiments::ResolvePath(dir);
+  ex.set_seed(0);  // seed k: split 1000 + k, initialisation 77 + k
+  const DType dtype = ex.dtype();
+  if (dtype != kFloat64)
+    return absl::UnimplementedError(
+        "--dtype=f32: the sphere flows (manifolds/) compute in float64 only");
   std::vector<std::string> sets =
       absl::StrSplit(absl::GetFlag(FLAGS_datasets), ',');
   std::vector<std::string> models =
@@ -266,12 +296,21 @@ absl::Status Run() {
       if (!split_or.ok()) return split_or.status();
       const data::Split& split = *split_or;
       for (const std::string& name : models) {
-        Rng rng(77 + seed);
-        auto model = MakeModel(name, cfg, split.train, rng);
         const bool neural = name == "neural";
-        nn::AdamOptions adam;
-        adam.lr = neural ? cfg.neural_lr : cfg.lr;
-        nn::Adam opt(*model, adam);
+        auto make = [&](int) -> absl::StatusOr<training::Replica> {
+          Rng rng(77 + seed);
+          std::shared_ptr<ManifoldDensity> model =
+              MakeModel(name, cfg, split.train, rng);
+          model->To(dtype);
+          const ManifoldDensity* m = model.get();
+          training::NllFn nll = [m](const Tensor& b, const Tensor&, Rng&) {
+            return -Mean(m->LogProb(b));
+          };
+          nn::AdamOptions adam;
+          adam.lr = neural ? cfg.neural_lr : cfg.lr;
+          return training::Replica{model, nll,
+                                   std::make_shared<nn::Adam>(*model, adam)};
+        };
         training::TrainOptions topt;
         topt.batch_size = neural ? cfg.neural_batch : cfg.batch;
         topt.max_steps = neural ? cfg.neural_steps : cfg.steps;
@@ -279,13 +318,17 @@ absl::Status Run() {
         topt.log_every = absl::GetFlag(FLAGS_verbose) ? 50 : 0;
         topt.seed = seed;
         topt.clip_grad_norm = 100.0;
-        training::NllFn nll = [&](const Tensor& b, const Tensor&, Rng&) {
-          return -Mean(model->LogProb(b));
-        };
-        auto r = training::TrainNll(*model, nll, opt,
-                                    {split.train, split.val, {}, {}}, topt);
-        if (!r.ok()) return r.status();
-        const double test = MeanNll(*model, split.test);
+        FT_ASSIGN_OR_RETURN(
+            training::ThreadedTraining run,
+            ex.Train(make,
+                     {Cast(split.train, dtype), Cast(split.val, dtype), {}, {}},
+                     topt));
+        const training::TrainResult* r = &run.result;
+        const auto& model =
+            static_cast<const ManifoldDensity&>(*run.replica.model);
+        ex.history().AddTraining(*r, topt.eval_every,
+                                 absl::StrCat(set, "/", name, "/seed", seed));
+        const double test = MeanNll(model, Cast(split.test, dtype));
         results[name][set].nll.push_back(test);
         std::cout << absl::StrFormat(
                          "%-10s %-8s seed %d: val %.3f test %.3f  (%lld steps, "
@@ -294,13 +337,17 @@ absl::Status Run() {
                          r->seconds, r->diverged ? ", diverged" : "")
                   << std::endl;
         if (seed == 0 && absl::GetFlag(FLAGS_maps))
-          experiments::WriteFigureOrWarn(
-              DensityMap(*model, split.test,
+          FT_RETURN_IF_ERROR(ex.WriteFigure(
+              DensityMap(model, split.test,
                          absl::StrCat(set, ": ", name, " model (seed 0)")),
-              absl::StrCat("earth_", set, "_", name, ".png"));
+              absl::StrCat(set, "_", name, ".png")));
       }
     }
   }
+  for (const auto& [name, by_set] : results)
+    for (const auto& [set, cell] : by_set)
+      ex.metrics()["test_nll"][set][name] = {
+          {"mean", cell.Mean()}, {"std", cell.Sd()}, {"per_seed", cell.nll}};
   // Table: published rows, then ours.
   std::cout
       << "\nTest NLL (nats, unit sphere; uniform = 2.53), mean +- std over "
@@ -335,5 +382,11 @@ absl::Status Run() {
 }  // namespace flowtape
 
 int main(int argc, char** argv) {
-  return flowtape::experiments::RunMain(argc, argv, "earth", flowtape::Run);
+  return flowtape::experiments::Main(
+      {"earth",
+       "spherical flows on the volcano, earthquake, flood and fire catalogues "
+       "vs the published table (test NLL, mean +- std over seeds).\n"
+       "  ./bazelw run --config=opt //benchmarks:earth [-- --full]",
+       flowtape::kFloat64},
+      argc, argv, flowtape::Run);
 }

@@ -20,7 +20,9 @@
 // NFE (the pass's "nfe" extra) and backward NFE (an ode::OdeStatsSink in the
 // options) per training step (whole run and the last quarter),
 // wall time and time per step. RNODE's claim: similar NLL with fewer NFE,
-// hence less training time.
+// hence less training time. Writes to --out_dir (experiments/cli.h)
+// <model>_loss.png, results.json (the table) and history.csv (NLL + penalty
+// and NFE per 50 steps, run = the model). --dtype: default f64.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -37,7 +39,9 @@
 #include "autodiff/status_macros.h"
 #include "autodiff/tape.h"
 #include "data/toy2d.h"
+#include "experiments/cli.h"
 #include "experiments/common.h"
+#include "experiments/figures.h"
 #include "flows/cnf/cnf.h"
 #include "nn/optim.h"
 
@@ -65,6 +69,7 @@ struct Row {
   std::string name;
   double test_nll, nfe_f, nfe_b, nfe_f_late, nfe_b_late, seconds;
   int64_t steps;
+  training::TrainResult losses;  // per step
 };
 
 // total / n, NaN when nothing was counted (training stopped at step 0).
@@ -78,7 +83,7 @@ Tensor Nll(const flows::FlowResult& r) {
 
 absl::StatusOr<Row> Train(const std::string& name, double lk, double lj,
                           flows::cnf::RegularizerUnits units,
-                          const Tensor& test) {
+                          const Tensor& test, experiments::Experiment& ex) {
   const uint64_t seed = absl::GetFlag(FLAGS_seed);
   Rng rng(seed);
   flows::cnf::CnfOptions o;
@@ -93,17 +98,20 @@ absl::StatusOr<Row> Train(const std::string& name, double lk, double lj,
                           2, {64, 64}, nn::Activation::kTanh, rng));
   FT_ASSIGN_OR_RETURN(std::shared_ptr<flows::cnf::Cnf> cnf,
                       flows::cnf::Cnf::Create(net, o));
+  cnf->To(ex.dtype());
   nn::AdamOptions ao;
   ao.lr = absl::GetFlag(FLAGS_lr);
   nn::Adam adam(*cnf, ao);
   Rng data_rng(seed + 100), noise_rng(seed + 200);
   const int64_t steps = absl::GetFlag(FLAGS_steps);
-  Row row{name, 0, 0, 0, 0, 0, 0, 0};
+  Row row{name, 0, 0, 0, 0, 0, 0, 0, {}};
+  experiments::HistoryWindow history(ex.history(), name, 50);
   int64_t late = 0;
   auto t0 = std::chrono::steady_clock::now();
   for (int64_t step = 0; step < steps; ++step) {
-    Tensor x = *data::SampleToy2d(absl::GetFlag(FLAGS_data),
-                                  absl::GetFlag(FLAGS_batch), data_rng);
+    Tensor x = Cast(*data::SampleToy2d(absl::GetFlag(FLAGS_data),
+                                       absl::GetFlag(FLAGS_batch), data_rng),
+                    ex.dtype());
     o.ode.stats->Reset();
     flows::FlowResult r = cnf->Forward(x, Tensor(), &noise_rng);
     if (!r.status.ok()) {
@@ -121,6 +129,8 @@ absl::StatusOr<Row> Train(const std::string& name, double lk, double lj,
     const double b = static_cast<double>(o.ode.stats->Get().backward.nfe);
     row.nfe_f += f;
     row.nfe_b += b;
+    row.losses.losses.push_back(loss.item());
+    history.Step(loss.item(), f + b);
     if (step >= steps * 3 / 4) row.nfe_f_late += f, row.nfe_b_late += b, ++late;
     if (step % 50 == 0 || step + 1 == steps)
       std::printf(
@@ -129,6 +139,7 @@ absl::StatusOr<Row> Train(const std::string& name, double lk, double lj,
     Tape::Get().Reset();
     row.steps = step + 1;
   }
+  history.Flush();
   row.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
           .count();
@@ -181,21 +192,17 @@ absl::Status CheckRnodeFlags() {
       absl::StrCat("--batch=", batch, " --test_size=", test_size));
 }
 
-int main(int argc, char** argv) {
+absl::Status Run(flowtape::experiments::Experiment& ex) {
   using namespace flowtape;
-  absl::ParseCommandLine(argc, argv);
-  if (absl::Status s = CheckRnodeFlags(); !s.ok()) {
-    std::fprintf(stderr, "rnode_vs_ffjord: %s\n", s.ToString().c_str());
-    return 1;
-  }
-  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress lines when piped
+  FT_RETURN_IF_ERROR(CheckRnodeFlags());
+  ex.SingleThreaded("the CNFs train in one loop counting NFE");
+  ex.set_seed(absl::GetFlag(FLAGS_seed));
   Rng test_rng(12345);
-  auto test = data::SampleToy2d(absl::GetFlag(FLAGS_data),
-                                absl::GetFlag(FLAGS_test_size), test_rng);
-  if (!test.ok()) {
-    std::fprintf(stderr, "%s\n", test.status().ToString().c_str());
-    return 1;
-  }
+  FT_ASSIGN_OR_RETURN(
+      Tensor test, data::SampleToy2d(absl::GetFlag(FLAGS_data),
+                                     absl::GetFlag(FLAGS_test_size), test_rng));
+  test = Cast(test, ex.dtype());
+  ex.history().set_has_nfe(true);
   std::printf(
       "data %s, %ld Adam steps, batch %ld, ConcatSquash 2-64-64-2 tanh,"
       " %s trace, dopri5 rtol=atol=1e-5, adjoint\n",
@@ -205,28 +212,36 @@ int main(int argc, char** argv) {
       absl::GetFlag(FLAGS_trace).c_str());
   const std::vector<std::string> models =
       absl::StrSplit(absl::GetFlag(FLAGS_models), ',');
+  for (const std::string& m : models)
+    if (m != "ffjord" && m != "rnode" && m != "rnode_ref")
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--models: unknown '", m, "' (ffjord, rnode, rnode_ref)"));
   std::vector<Row> rows;
   for (const std::string& m : models) {
     absl::StatusOr<Row> row;
     if (m == "ffjord") {
-      row = Train(m, 0, 0, flows::cnf::RegularizerUnits::kIntegral, *test);
+      row = Train(m, 0, 0, flows::cnf::RegularizerUnits::kIntegral, test, ex);
     } else if (m == "rnode") {
       row =
           Train(m, absl::GetFlag(FLAGS_lambda_k), absl::GetFlag(FLAGS_lambda_j),
-                flows::cnf::RegularizerUnits::kIntegral, *test);
-    } else if (m == "rnode_ref") {
+                flows::cnf::RegularizerUnits::kIntegral, test, ex);
+    } else {  // rnode_ref
       const double l = absl::GetFlag(FLAGS_ref_lambda);
-      row = Train(m, l, l, flows::cnf::RegularizerUnits::kPerDimMean, *test);
-    } else {
-      std::fprintf(stderr, "unknown model '%s'\n", m.c_str());
-      return 1;
+      row = Train(m, l, l, flows::cnf::RegularizerUnits::kPerDimMean, test, ex);
     }
-    if (!row.ok()) {
-      std::fprintf(stderr, "%s: %s\n", m.c_str(),
-                   row.status().ToString().c_str());
-      return 1;
-    }
+    if (!row.ok()) return row.status();
     rows.push_back(*row);
+    const Row& r = rows.back();
+    ex.metrics()[m] = {{"test_nll", r.test_nll},
+                       {"nfe_forward", r.nfe_f},
+                       {"nfe_backward", r.nfe_b},
+                       {"nfe_forward_late", r.nfe_f_late},
+                       {"nfe_backward_late", r.nfe_b_late},
+                       {"seconds", r.seconds},
+                       {"steps", r.steps}};
+    FT_RETURN_IF_ERROR(
+        ex.WriteFigure(experiments::LossFigure(r.losses, m + ": NLL + penalty"),
+                       m + "_loss.png"));
   }
   std::printf(
       "\n| model     | test NLL | NFE fwd/step | NFE bwd/step | last 25%% fwd "
@@ -254,5 +269,16 @@ int main(int argc, char** argv) {
           rows[k].name.c_str(),
           (rows[k].nfe_f + rows[k].nfe_b) / (rows[0].nfe_f + rows[0].nfe_b),
           rows[k].seconds / rows[0].seconds);
-  return 0;
+  return absl::OkStatus();
+}
+
+int main(int argc, char** argv) {
+  return flowtape::experiments::Main(
+      {"rnode_vs_ffjord",
+       "RNODE vs FFJORD (Finlay et al. 2020) on a 2-D toy density: test NLL, "
+       "NFE per step, wall time.\n"
+       "  ./bazelw run --config=opt //benchmarks:rnode_vs_ffjord -- "
+       "--data=8gaussians --steps=3000",
+       flowtape::kFloat64},
+      argc, argv, Run);
 }

@@ -2,19 +2,23 @@
 //
 //   ./bazelw run --config=opt //experiments:calibration [-- --epochs=N]
 //
-// 1. Trains a softmax classifier (MLP 784-256-256-10, ReLU, Adam) on 50k of
-//    the 60k training images (pixels / 255), long enough to be overconfident.
+// 1. Trains a softmax classifier (MLP 784-256-256-10, ReLU, Adam, in
+//    --dtype, on --threads replicas: the log-loss is the NLL of the labels,
+//    fed to training::TrainNll as one-hot context) on 50k of the 60k
+//    training images (pixels / 255), long enough to be overconfident.
 // 2. Takes the remaining 10k training images as the held-out calibration
 //    split and fits, by minimising the held-out log-loss -log q_y:
 //      temperature scaling   q = softmax(log(p) / a)            (fcal, c = 0)
 //      fcal                  q = softmax(log(p) / a + c)
 //      generalized           q = softmax(A log(p) + c), A 1 = lambda 1
-//    (manifolds/calibration.h; all start at the identity map).
+//    (manifolds/calibration.h; all start at the identity map; float64).
 // 3. Prints test log-loss, accuracy and 15-bin ECE before and after, and
 //    writes reliability.png: one reliability diagram per method in a 2 x 2
 //    grid (uncalibrated, temperature; fcal, generalized), each titled with
 //    its ECE (viz/reliability.h: accuracy bars per confidence bin, the gap to
 //    the bin's mean confidence hatched red, the diagonal dashed).
+// Output in --out_dir (experiments/cli.h): reliability.png, results.json,
+// history.csv (the classifier's log-loss, then each map's, by "run").
 // The data set is Debian's dataset-fashion-mnist; if it is missing the
 // experiment runs experiments/setup_data.sh fashion.
 #include "manifolds/calibration.h"
@@ -32,7 +36,9 @@
 #include "autodiff/check.h"
 #include "autodiff/grad.h"
 #include "autodiff/ops.h"
+#include "autodiff/status_macros.h"
 #include "autodiff/tape.h"
+#include "experiments/cli.h"
 #include "experiments/common.h"
 #include "nn/layers.h"
 #include "nn/optim.h"
@@ -123,14 +129,18 @@ viz::Reliability Reliability(const std::string& name, const Metrics& m,
   return r;
 }
 
-// Fits `flow` on held-out probabilities p by minimising the log-loss.
+// Fits `flow` on held-out probabilities p by minimising the log-loss; the
+// loss every 100 steps goes to the history as run `name`.
 void Fit(const flows::Flow& flow, const Tensor& p, const std::vector<int>& y,
-         int steps, double lr) {
+         int steps, double lr, const std::string& name,
+         experiments::History& history) {
   nn::AdamOptions o;
   o.lr = lr;
   nn::Adam opt(flow, o);
   for (int s = 0; s < steps; ++s) {
     Tensor loss = LogLoss(Log(flow.Forward(p).value), y);
+    if ((s + 1) % 100 == 0 || s + 1 == steps)
+      history.Add({s + 1, loss.item(), NAN, NAN, NAN, name});
     Backward(loss);
     opt.Step();
     opt.ZeroGrad();
@@ -138,7 +148,7 @@ void Fit(const flows::Flow& flow, const Tensor& p, const std::vector<int>& y,
   }
 }
 
-absl::Status Run() {
+absl::Status Run(experiments::Experiment& ex) {
   const int epochs = absl::GetFlag(FLAGS_epochs);
   const int steps = absl::GetFlag(FLAGS_calib_steps);
   if (absl::Status s = experiments::CheckFlags({
@@ -163,7 +173,9 @@ absl::Status Run() {
           experiments::CheckImageSet(*test, "fashion test", image, kClasses, 1);
       !s.ok())
     return s;
-  Rng rng(absl::GetFlag(FLAGS_seed));
+  const uint64_t seed = absl::GetFlag(FLAGS_seed);
+  ex.set_seed(seed);
+  Rng rng(seed);
   std::vector<int64_t> perm(train->labels.size());
   std::iota(perm.begin(), perm.end(), 0);
   rng.Shuffle(perm);
@@ -183,46 +195,55 @@ absl::Status Run() {
                    y_cal = labels(*train, cal_idx),
                    y_test = labels(*test, test_idx);
 
-  // 1. Classifier.
-  nn::MLP net({784, 256, 256, kClasses}, nn::Activation::kRelu, rng);
-  nn::AdamOptions o;
-  o.lr = 1e-3;
-  nn::Adam opt(net, o);
-  const int64_t batch = kBatch, n_fit = x_fit.dim(0);
-  for (int epoch = 0; epoch < epochs; ++epoch) {
-    std::vector<int64_t> order(n_fit);
-    std::iota(order.begin(), order.end(), 0);
-    rng.Shuffle(order);
-    double total = 0;
-    for (int64_t s = 0; s + batch <= n_fit; s += batch) {
-      std::vector<int64_t> idx(order.begin() + s, order.begin() + s + batch);
-      std::vector<int> yb;
-      for (int64_t i : idx) yb.push_back(y_fit[i]);
-      Tensor loss = LogLoss(LogSoftmax(net(IndexSelect(x_fit, 0, idx)), 1), yb);
-      total += loss.item() * batch;
-      Backward(loss);
-      opt.Step();
-      opt.ZeroGrad();
-      Tape::Get().Reset();
-    }
-    std::cout << absl::StrFormat("epoch %2d  train log-loss %.4f\n", epoch + 1,
-                                 total / (n_fit - n_fit % batch))
-              << std::flush;
-  }
+  // 1. Classifier: log-loss = NLL of the one-hot labels (the context).
+  auto onehot = [](const std::vector<int>& y) {
+    Tensor t = Tensor::Zeros({static_cast<int64_t>(y.size()), kClasses});
+    for (size_t i = 0; i < y.size(); ++i)
+      t.mutable_data<double>()[i * kClasses + y[i]] = 1;
+    return t;
+  };
+  const DType dtype = ex.dtype();
+  training::TrainData data;
+  data.train = Cast(x_fit, dtype);
+  data.train_context = Cast(onehot(y_fit), dtype);
+  auto make = [&](int) -> absl::StatusOr<training::Replica> {
+    Rng init(seed);
+    auto net =
+        std::make_shared<nn::MLP>(std::vector<int64_t>{784, 256, 256, kClasses},
+                                  nn::Activation::kRelu, init);
+    net->To(dtype);
+    const nn::MLP* m = net.get();
+    training::NllFn nll = [m](const Tensor& x, const Tensor& c, Rng&) {
+      return -Sum(LogSoftmax((*m)(x), 1) * c) / static_cast<double>(x.dim(0));
+    };
+    auto adam = std::make_shared<nn::Adam>(*net, nn::AdamOptions{.lr = 1e-3});
+    return training::Replica{net, nll, adam};
+  };
+  const int64_t per_epoch = x_fit.dim(0) / kBatch;
+  training::TrainOptions topt;
+  topt.batch_size = kBatch;
+  topt.max_steps = epochs * per_epoch;
+  topt.log_every = per_epoch;
+  topt.seed = seed;
+  FT_ASSIGN_OR_RETURN(training::ThreadedTraining run,
+                      ex.Train(make, data, topt));
+  ex.history().AddTraining(run.result, topt.log_every, "classifier");
+  ex.timings()["classifier_s"] = run.result.seconds;
+  const auto& net = static_cast<const nn::MLP&>(*run.replica.model);
   Tensor p_cal, p_test;
   {
     NoGradScope no_grad;
-    p_cal = Softmax(net(x_cal), 1);
-    p_test = Softmax(net(x_test), 1);
+    p_cal = Cast(Softmax(net(Cast(x_cal, dtype)), 1), kFloat64);
+    p_test = Cast(Softmax(net(Cast(x_test, dtype)), 1), kFloat64);
   }
 
   // 2. Calibration maps, fitted on the held-out split.
   auto temperature = std::make_unique<SimplexCalibration>(kClasses, true);
   auto fcal = std::make_unique<SimplexCalibration>(kClasses);
   auto general = std::make_unique<GeneralizedCalibration>(kClasses, rng);
-  Fit(*temperature, p_cal, y_cal, steps, 0.02);
-  Fit(*fcal, p_cal, y_cal, steps, 0.02);
-  Fit(*general, p_cal, y_cal, steps, 0.01);
+  Fit(*temperature, p_cal, y_cal, steps, 0.02, "temperature", ex.history());
+  Fit(*fcal, p_cal, y_cal, steps, 0.02, "fcal", ex.history());
+  Fit(*general, p_cal, y_cal, steps, 0.01, "generalized", ex.history());
 
   // 3. Test metrics and reliability diagrams.
   struct Row {
@@ -245,7 +266,12 @@ absl::Status Run() {
   viz::FigureOptions grid;
   grid.cols = 2;
   viz::Figure reliability(grid);
-  for (const Row& r : rows) {
+  const char* keys[] = {"uncalibrated", "temperature", "fcal", "generalized"};
+  for (size_t k = 0; k < rows.size(); ++k) {
+    const Row& r = rows[k];
+    ex.metrics()[keys[k]] = {{"log_loss", r.m.log_loss},
+                             {"ece", r.m.ece},
+                             {"accuracy", r.m.accuracy}};
     std::cout << absl::StrFormat("%-30s %10.4f %10.4f %10.4f\n", r.name,
                                  r.m.log_loss, r.m.ece, r.m.accuracy);
     reliability.Add(Reliability(r.name, r.m, reliability.size() == 0));
@@ -255,14 +281,19 @@ absl::Status Run() {
             "    bin %2d  n %5d  acc %.3f  conf %.3f\n", b, r.m.bin_count[b],
             r.m.bin_acc[b], r.m.bin_conf[b]);
   }
-  experiments::WriteFigureOrWarn(reliability, "reliability.png");
-  return absl::OkStatus();
+  return ex.WriteFigure(reliability, "reliability.png");
 }
 
 }  // namespace
 }  // namespace flowtape
 
 int main(int argc, char** argv) {
-  return flowtape::experiments::RunMain(argc, argv, "calibration",
-                                        flowtape::Run);
+  return flowtape::experiments::Main(
+      {"calibration",
+       "calibrate a Fashion-MNIST MLP classifier with flows on the simplex "
+       "(temperature, fcal, generalized): log-loss, ECE, reliability "
+       "diagrams.\n"
+       "  ./bazelw run --config=opt //experiments:calibration -- --epochs=15",
+       flowtape::kFloat32},
+      argc, argv, flowtape::Run);
 }

@@ -6,7 +6,6 @@
 #include <iostream>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
@@ -16,12 +15,6 @@ ABSL_FLAG(double, max_memory_gb, 0,
           "(experiments/budget.h); 0 = the machine's physical memory");
 
 namespace flowtape::experiments {
-
-std::string OutputPath(const std::string& file) {
-  const char* dir = std::getenv("BUILD_WORKING_DIRECTORY");
-  if (!file.empty() && file[0] == '/') return file;  // absolute: as given
-  return dir && *dir ? absl::StrCat(dir, "/", file) : file;
-}
 
 absl::StatusOr<data::ImageSet> LoadImageSetOrSetup(const std::string& name,
                                                    const std::string& split) {
@@ -92,26 +85,6 @@ absl::Status CheckRunMemory(const Footprint& footprint,
                      ": must be finite and >= 0 (0: physical "
                      "memory)"));
   return CheckMemory(footprint, flags, MemoryLimitBytes(gb));
-}
-
-void WriteFigureOrWarn(const viz::Figure& figure, const std::string& file) {
-  const std::string path = OutputPath(file);
-  absl::Status s = figure.Write(path);
-  if (s.ok())
-    std::cout << "wrote " << path << "\n";
-  else
-    std::cerr << "warning: " << s << "\n";
-}
-
-int RunMain(int argc, char** argv, const char* name,
-            const std::function<absl::Status()>& run) {
-  absl::ParseCommandLine(argc, argv);
-  absl::Status s = run();
-  if (!s.ok()) {
-    std::cerr << name << ": " << s << "\n";
-    return 1;
-  }
-  return 0;
 }
 
 }  // namespace flowtape::experiments

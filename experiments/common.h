@@ -1,7 +1,4 @@
 // Small helpers shared by the experiment binaries.
-//   OutputPath(f): where `bazel run` users expect files: relative f goes
-//     into the directory they ran bazel from ($BUILD_WORKING_DIRECTORY),
-//     else the current directory; an absolute f is used as given.
 //   LoadImageSetOrSetup(name, split): data::LoadImageSet; if the data set is
 //     missing, runs experiments/setup_data.sh (shipped as runfile data) once
 //     and retries; if that fails, the error gives ManualSetupCommand(name).
@@ -17,15 +14,11 @@
 //     against MemoryLimitBytes(--max_memory_gb); every binary calls it on
 //     its size flags before allocating. --max_memory_gb must be finite and
 //     >= 0 (0: the machine's physical memory).
-//   WriteFigureOrWarn(figure, file): writes the figure as a PNG to
-//     OutputPath(file), printing the path (or a warning with the error).
-//   RunMain(argc, argv, name, run): parses flags, runs `run`, prints a failed
-//     Status as "name: status" and returns the process exit code.
+// The command line itself, output paths and results: experiments/cli.h.
 #ifndef FLOWTAPE_EXPERIMENTS_COMMON_H_
 #define FLOWTAPE_EXPERIMENTS_COMMON_H_
 
 #include <cstdint>
-#include <functional>
 #include <initializer_list>
 #include <string>
 
@@ -34,11 +27,9 @@
 #include "autodiff/shape.h"
 #include "data/datasets.h"
 #include "experiments/budget.h"
-#include "viz/figure.h"
 
 namespace flowtape::experiments {
 
-std::string OutputPath(const std::string& file);
 absl::StatusOr<data::ImageSet> LoadImageSetOrSetup(const std::string& name,
                                                    const std::string& split);
 std::string ManualSetupCommand(const std::string& name);
@@ -57,10 +48,6 @@ struct FlagCheck {
 absl::Status CheckFlags(std::initializer_list<FlagCheck> checks);
 absl::Status CheckRunMemory(const Footprint& footprint,
                             const std::string& flags);
-
-void WriteFigureOrWarn(const viz::Figure& figure, const std::string& file);
-int RunMain(int argc, char** argv, const char* name,
-            const std::function<absl::Status()>& run);
 
 }  // namespace flowtape::experiments
 

@@ -1,7 +1,8 @@
 // Density estimation on MNIST / Fashion-MNIST (or sklearn's 8x8 digits):
 // RealNVP, Glow, MAF, FFJORD (any zoo flow) on dequantised, logit-transformed
-// pixels; reports test bits/dim and writes a grid of samples and the loss
-// curve.
+// pixels; reports test bits/dim and writes, to --out_dir (experiments/cli.h),
+// model.ftm, samples.png (a grid of samples), loss.png, results.json and
+// history.csv. Training runs on --threads replicas (experiments/image_run.h).
 //
 //   bazel run --config=opt //experiments:images -- --flow=glow --data=fashion
 //   bazel run --config=opt //experiments:images -- --flow=maf --paper
@@ -20,9 +21,13 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/str_format.h"
 #include "autodiff/ops.h"
+#include "autodiff/status_macros.h"
+#include "experiments/cli.h"
 #include "experiments/common.h"
 #include "experiments/figures.h"
+#include "experiments/image_run.h"
 #include "models/image_flow.h"
+#include "models/model_file.h"
 #include "training/train.h"
 #include "viz/image_grid.h"
 
@@ -40,12 +45,14 @@ ABSL_FLAG(double, lr, -1,
           "Adam learning rate, warm-up + cosine (-1: config's)");
 ABSL_FLAG(double, alpha, 0.05, "logit transform alpha (data/preprocess.h)");
 ABSL_FLAG(uint64_t, seed, 0, "random seed");
-ABSL_FLAG(std::string, checkpoint, "", "checkpoint file (every 500 steps)");
+ABSL_FLAG(std::string, checkpoint, "",
+          "checkpoint file, every 500 steps (relative: to the directory "
+          "bazel run was called from)");
 
 namespace flowtape::experiments {
 namespace {
 
-absl::Status Run() {
+absl::Status Run(Experiment& ex) {
   const std::string flow = absl::GetFlag(FLAGS_flow);
   const std::string name = absl::GetFlag(FLAGS_data);
   const int64_t steps = absl::GetFlag(FLAGS_steps);
@@ -75,7 +82,20 @@ absl::Status Run() {
   c.n_test = flag(n_test, c.n_test);
   if (lr > 0) c.lr = lr;
   c.seed = absl::GetFlag(FLAGS_seed);
-  c.checkpoint = absl::GetFlag(FLAGS_checkpoint);
+  ex.set_seed(c.seed);
+  c.zoo.dtype = ex.dtype();
+  if (!absl::GetFlag(FLAGS_checkpoint).empty()) {
+    // Its directory must take files before any training.
+    c.checkpoint = ResolvePath(absl::GetFlag(FLAGS_checkpoint));
+    const size_t slash = c.checkpoint.rfind('/');
+    if (slash != std::string::npos && slash > 0)
+      if (absl::Status s = MakeOutputDir(c.checkpoint.substr(0, slash));
+          !s.ok())
+        return absl::Status(
+            s.code(),
+            absl::StrCat("--checkpoint=", absl::GetFlag(FLAGS_checkpoint), ": ",
+                         s.message()));
+  }
   const bool conditional = absl::GetFlag(FLAGS_conditional);
   const Shape expected = name == "digits" ? Shape{1, 8, 8} : Shape{1, 28, 28};
   // n_train and n_test are capped by the data set; the batch and the
@@ -112,11 +132,11 @@ absl::Status Run() {
     train_ctx = models::OneHot(train_set->labels, 10);
     test_ctx = Narrow(models::OneHot(test_set->labels, 10), 0, 0, test.dim(0));
   }
-  auto f = models::MakeImageFlow(flow, c.zoo, image, train_set->levels, rng);
-  if (!f.ok()) return f.status();
-  f->alpha = alpha;
-  auto r = models::TrainImageFlow(*f, all, c, rng, train_ctx);
-  if (!r.ok()) return r.status();
+  FT_ASSIGN_OR_RETURN(ImageRun run,
+                      TrainImages(ex, flow, c, image, train_set->levels, alpha,
+                                  all, rng, train_ctx));
+  const models::ImageFlow* f = &run.flow;
+  const training::TrainResult* r = &run.result;
 
   std::vector<double> bpd = f->BitsPerDim(test, 256, test_ctx);
   const double mean = std::accumulate(bpd.begin(), bpd.end(), 0.0) / bpd.size();
@@ -125,6 +145,13 @@ absl::Status Run() {
       "%d steps in %.1f s; %s)\n",
       flow, name, mean, bpd.size(), r->best_val_nll, r->steps, r->seconds,
       r->message);
+  ex.metrics()["test_bits_per_dim"] = mean;
+  ex.metrics()["test_images"] = bpd.size();
+  ex.metrics()["best_val_nll"] = r->best_val_nll;
+  ex.metrics()["steps"] = r->steps;
+  ex.timings()["train_s"] = r->seconds;
+  FT_RETURN_IF_ERROR(
+      models::SaveModel(ex.Output("model.ftm"), run.spec, *f->model));
   // Unconditional: 64 samples. Conditional: row k holds 8 samples of class k.
   Tensor sample_ctx;
   if (conditional) {
@@ -132,11 +159,10 @@ absl::Status Run() {
     for (int k = 0; k < 10; ++k) classes.insert(classes.end(), 8, k);
     sample_ctx = models::OneHot(classes, 10);
   }
-  const std::string prefix = absl::StrCat("images_", flow, "_", name,
-                                          conditional ? "_conditional" : "");
   viz::ImageGrid grid;
   grid.title = absl::StrCat(flow, " samples (", name, ")");
-  grid.images = f->SampleImages(conditional ? 80 : 64, rng, sample_ctx);
+  grid.images =
+      Cast(f->SampleImages(conditional ? 80 : 64, rng, sample_ctx), kFloat64);
   for (int k = 0; conditional && k < 10; ++k)
     grid.row_labels.push_back(absl::StrCat(k));
   viz::FigureOptions size;
@@ -144,16 +170,22 @@ absl::Status Run() {
   size.height = conditional ? 680 : 580;
   viz::Figure samples(size);
   samples.Add(grid);
-  WriteFigureOrWarn(samples, prefix + "_samples.png");
-  WriteFigureOrWarn(LossFigure(*r, absl::StrCat(flow, " on ", name)),
-                    prefix + "_loss.png");
-  return absl::OkStatus();
+  FT_RETURN_IF_ERROR(ex.WriteFigure(samples, "samples.png"));
+  return ex.WriteFigure(LossFigure(*r, absl::StrCat(flow, " on ", name)),
+                        "loss.png");
 }
 
 }  // namespace
 }  // namespace flowtape::experiments
 
 int main(int argc, char** argv) {
-  return flowtape::experiments::RunMain(argc, argv, "images",
-                                        flowtape::experiments::Run);
+  return flowtape::experiments::Main(
+      {"images",
+       "density estimation on MNIST, Fashion-MNIST or 8x8 digits with any zoo "
+       "flow: test bits/dim, samples, loss curve.\n"
+       "  ./bazelw run --config=opt //experiments:images -- --flow=glow "
+       "--data=fashion\n"
+       "  ./bazelw run --config=opt //experiments:images -- --flow=maf --paper",
+       flowtape::kFloat32},
+      argc, argv, flowtape::experiments::Run);
 }

@@ -9,8 +9,10 @@
 // Prints the mean test bits/dim of both sets, the fraction of MNIST images
 // scored above the Fashion median likelihood, and the AUROC of likelihood
 // as an in-distribution detector (0.5 = chance; below 0.5 = the failure
-// mode); writes ood_histogram.png (bits/dim of Fashion-MNIST test and MNIST
-// test images, low = likely) and ood_samples.png.
+// mode); writes, to --out_dir (experiments/cli.h), histogram.png (bits/dim
+// of Fashion-MNIST test and MNIST test images, low = likely), samples.png,
+// model.ftm, results.json and history.csv. Training runs on --threads
+// replicas (experiments/image_run.h).
 #include <algorithm>
 #include <cmath>
 #include <iostream>
@@ -21,8 +23,12 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/str_format.h"
 #include "autodiff/ops.h"
+#include "autodiff/status_macros.h"
+#include "experiments/cli.h"
 #include "experiments/common.h"
+#include "experiments/image_run.h"
 #include "models/image_flow.h"
+#include "models/model_file.h"
 #include "viz/histogram.h"
 #include "viz/image_grid.h"
 
@@ -53,7 +59,7 @@ double Auroc(std::vector<double> in, std::vector<double> out) {
   return wins / (static_cast<double>(in.size()) * out.size());
 }
 
-absl::Status Run() {
+absl::Status Run(Experiment& ex) {
   const std::string flow = absl::GetFlag(FLAGS_flow);
   const int64_t steps = absl::GetFlag(FLAGS_steps);
   const int64_t n_train = absl::GetFlag(FLAGS_n_train);
@@ -72,6 +78,8 @@ absl::Status Run() {
   if (n_train > 0) c.n_train = n_train;
   if (n_test > 0) c.n_test = n_test;
   c.seed = absl::GetFlag(FLAGS_seed);
+  c.zoo.dtype = ex.dtype();
+  ex.set_seed(c.seed);
   // n_train and n_test are capped by the data sets; the config's model and
   // batch decide the footprint.
   if (absl::Status s = CheckRunMemory(
@@ -98,10 +106,12 @@ absl::Status Run() {
       return s;
 
   Rng rng(c.seed);
-  auto f = models::MakeImageFlow(flow, c.zoo, Shape{1, 28, 28}, 256, rng);
-  if (!f.ok()) return f.status();
-  auto r = models::TrainImageFlow(*f, fashion->images, c, rng);
-  if (!r.ok()) return r.status();
+  FT_ASSIGN_OR_RETURN(ImageRun run, TrainImages(ex, flow, c, mnist_shape, 256,
+                                                0.05, fashion->images, rng));
+  const models::ImageFlow* f = &run.flow;
+  const training::TrainResult* r = &run.result;
+  FT_RETURN_IF_ERROR(
+      models::SaveModel(ex.Output("model.ftm"), run.spec, *f->model));
 
   const int64_t n = std::min(
       {c.n_test, fashion_test->images.dim(0), mnist_test->images.dim(0)});
@@ -126,6 +136,12 @@ absl::Status Run() {
       Auroc(in, out),
       Mean(out) < Mean(in) ? "  => OOD set is MORE likely (Nalisnick et al.)"
                            : "");
+  ex.metrics()["fashion_test_bits_per_dim"] = Mean(in);
+  ex.metrics()["mnist_test_bits_per_dim"] = Mean(out);
+  ex.metrics()["mnist_above_fashion_median"] = above;
+  ex.metrics()["auroc"] = Auroc(in, out);
+  ex.metrics()["steps"] = r->steps;
+  ex.timings()["train_s"] = r->seconds;
   const auto [lo, hi] = std::minmax_element(in.begin(), in.end());
   const auto [lo2, hi2] = std::minmax_element(out.begin(), out.end());
   const double x0 = std::floor(std::min(*lo, *lo2));
@@ -145,23 +161,27 @@ absl::Status Run() {
   wide.height = 420;
   viz::Figure hist(wide);
   hist.Add(histogram);
-  WriteFigureOrWarn(hist, "ood_histogram.png");
+  FT_RETURN_IF_ERROR(ex.WriteFigure(hist, "histogram.png"));
   viz::ImageGrid grid;
   grid.title = flow + " samples (Fashion-MNIST)";
-  grid.images = f->SampleImages(64, rng);
+  grid.images = Cast(f->SampleImages(64, rng), kFloat64);
   viz::FigureOptions square;
   square.width = 560;
   square.height = 580;
   viz::Figure samples(square);
   samples.Add(grid);
-  WriteFigureOrWarn(samples, "ood_samples.png");
-  return absl::OkStatus();
+  return ex.WriteFigure(samples, "samples.png");
 }
 
 }  // namespace
 }  // namespace flowtape::experiments
 
 int main(int argc, char** argv) {
-  return flowtape::experiments::RunMain(argc, argv, "ood",
-                                        flowtape::experiments::Run);
+  return flowtape::experiments::Main(
+      {"ood",
+       "train a flow on Fashion-MNIST, score MNIST test images (Nalisnick et "
+       "al. 2019): bits/dim of both sets, AUROC, histogram.\n"
+       "  ./bazelw run --config=opt //experiments:ood -- --flow=glow",
+       flowtape::kFloat32},
+      argc, argv, flowtape::experiments::Run);
 }

@@ -5,14 +5,16 @@
 //   bazel run --config=opt //experiments:toy2d -- --flow=planar --energy=u2
 //   bazel run //experiments:toy2d -- --list
 //
-// Maximum likelihood: --n_train samples (plus 10% validation and a 10000
-// point test set), prints the test NLL in nats and writes
-// <prefix>_density.png, <prefix>_samples.png (data | model) and
-// <prefix>_loss.png (training and validation NLL per step).
+// Maximum likelihood (on --threads replicas): --n_train samples (plus 10%
+// validation and a 10000 point test set), prints the test NLL in nats and
+// writes density.png, samples.png (data | model) and loss.png (training and
+// validation NLL per step).
 // Reverse KL: prints the free energy F = E_q[log q - log p~] and, for U1,
 // KL(q || p) = F + log Z (log Z by quadrature; U2-U4 are improper along z1,
-// so only F is meaningful), and writes <prefix>_density.png (target | q)
-// and <prefix>_samples.png (samples of q).
+// so only F is meaningful), and writes density.png (target | q) and
+// samples.png (samples of q); history.csv's train_loss is the minibatch F.
+// Both write model.ftm, results.json and history.csv to --out_dir
+// (experiments/cli.h).
 #include "data/toy2d.h"
 
 #include <cmath>
@@ -24,10 +26,13 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "autodiff/ops.h"
+#include "autodiff/status_macros.h"
 #include "autodiff/tape.h"
+#include "experiments/cli.h"
 #include "experiments/common.h"
 #include "experiments/figures.h"
 #include "flows/cnf/cnf.h"
+#include "models/model_file.h"
 #include "models/zoo.h"
 #include "nn/optim.h"
 #include "nn/schedule.h"
@@ -50,12 +55,11 @@ ABSL_FLAG(int64_t, n_train, 30000, "training samples");
 ABSL_FLAG(int64_t, patience, 0, "early stopping patience (evaluations)");
 ABSL_FLAG(uint64_t, seed, 0, "random seed");
 ABSL_FLAG(bool, train_t, false, "ffjord/rnode: learn the integration time T");
-ABSL_FLAG(std::string, prefix, "", "output file prefix (default flow_data)");
 
 namespace flowtape::experiments {
 namespace {
 
-absl::Status Run() {
+absl::Status Run(Experiment& ex) {
   if (absl::GetFlag(FLAGS_list)) {
     for (const models::ZooEntry& e : models::ZooEntries())
       std::cout << absl::StrFormat(
@@ -101,107 +105,154 @@ absl::Status Run() {
   config.layers = layers;
   config.train_t = absl::GetFlag(FLAGS_train_t);
   config.hidden = *hidden;
-  Rng rng(absl::GetFlag(FLAGS_seed));
+  config.dtype = ex.dtype();
+  const uint64_t seed = absl::GetFlag(FLAGS_seed);
+  ex.set_seed(seed);
+  Rng rng(seed);
   const std::string flow = absl::GetFlag(FLAGS_flow);
-  auto model_or = models::MakeModel(flow, config, rng);
-  if (!model_or.ok()) return model_or.status();
-  flows::FlowModel& model = **model_or;
-  nn::Adam adam(model, {.lr = lr});
-  adam.set_schedule(nn::CosineAnnealingLr(lr, steps));
   const std::string energy_name = absl::GetFlag(FLAGS_energy);
   const std::string what =
       energy_name.empty() ? absl::GetFlag(FLAGS_data) : energy_name;
-  std::string prefix = absl::GetFlag(FLAGS_prefix);
-  if (prefix.empty()) prefix = flow + "_" + what;
-  std::cout << absl::StrFormat("%s on %s: %d parameters\n", model.name(), what,
-                               model.NumParameters());
+  // One replica per thread; every replica starts from Rng(seed) (rank 0's
+  // model is broadcast anyway).
+  auto make = [&](int) -> absl::StatusOr<training::Replica> {
+    Rng init(seed);
+    FT_ASSIGN_OR_RETURN(std::shared_ptr<flows::FlowModel> model,
+                        models::MakeModel(flow, config, init));
+    auto adam = std::make_shared<nn::Adam>(*model, nn::AdamOptions{.lr = lr});
+    adam->set_schedule(nn::CosineAnnealingLr(lr, steps));
+    // RNODE: a pass's "regularization" extra (the CNF's kinetic/Jacobian
+    // penalty) joins the training loss; other flows have none.
+    const flows::FlowModel* m = model.get();
+    training::NllFn nll = [m](const Tensor& x, const Tensor& c, Rng& rng) {
+      flows::FlowModel::Density d = m->Score(x, c, &rng);
+      Tensor loss = -Mean(d.log_prob);
+      Tensor penalty = d.pass.extra(flows::cnf::kRegularization);
+      return penalty.defined() ? loss + Mean(penalty) : loss;
+    };
+    return training::Replica{model, nll, adam};
+  };
   const viz::Box box{-4, 4, -4, 4};
-  auto log_q = [&](const Tensor& x) { return model.LogProb(x); };
-
+  std::shared_ptr<const flows::FlowModel> trained;
   Tensor shown;  // data samples for the left scatter plot
   if (!energy_name.empty()) {
-    auto energy = training::ParseEnergy(energy_name);
-    if (!energy.ok()) return energy.status();
-    auto log_p = training::EnergyLogDensity(*energy);
+    ex.SingleThreaded("reverse KL trains one model");
+    FT_ASSIGN_OR_RETURN(training::Energy energy,
+                        training::ParseEnergy(energy_name));
+    FT_ASSIGN_OR_RETURN(training::Replica replica, make(0));
+    const auto& model = static_cast<const flows::FlowModel&>(*replica.model);
+    std::cout << absl::StrFormat("%s on %s: %d parameters\n", model.name(),
+                                 what, model.NumParameters());
+    auto log_p = training::EnergyLogDensity(energy);
     training::ReverseKlOptions o;
     o.batch_size = batch;
     o.steps = steps;
     o.anneal_steps = steps / 2;
     o.log_every = std::max<int64_t>(1, steps / 10);
-    o.seed = absl::GetFlag(FLAGS_seed);
-    auto r = training::TrainReverseKl(model, log_p, adam, o);
-    if (!r.ok()) return r.status();
+    o.seed = seed;
+    FT_ASSIGN_OR_RETURN(
+        training::ReverseKlResult r,
+        training::TrainReverseKl(model, log_p, *replica.optimizer, o));
+    training::TrainResult as_losses;
+    as_losses.losses = r.free_energy;
+    ex.history().AddTraining(as_losses, o.log_every, flow);
     Rng eval(123);
     const double f = training::FreeEnergy(model, log_p, 20000, eval);
+    ex.metrics()["free_energy"] = f;
+    ex.metrics()["steps"] = r.steps;
     std::string kl = "KL undefined: exp(-U) is improper along z1";
-    if (*energy == training::Energy::kU1) {
-      const double log_z = training::LogNormalizer(*energy);
+    if (energy == training::Energy::kU1) {
+      const double log_z = training::LogNormalizer(energy);
       kl = absl::StrFormat("KL(q || p) = %.4f nats, log Z = %.4f", f + log_z,
                            log_z);
+      ex.metrics()["kl"] = f + log_z;
     }
     std::cout << absl::StrFormat("%s: F = E_q[log q - log p~] = %.4f (%s)%s\n",
                                  what, f, kl,
-                                 r->diverged ? "  [" + r->message + "]" : "");
+                                 r.diverged ? "  [" + r.message + "]" : "");
     viz::Heatmap target = viz::DensityHeatmap(log_p, box);
     target.title = "target exp(\u2212U)";
     target.colorbar_label = "exp(\u2212U(x))";
     viz::Figure density;
-    density.Add(target).Add(viz::DensityHeatmap(log_q, box));
-    WriteFigureOrWarn(density, prefix + "_density.png");
+    density.Add(target).Add(viz::DensityHeatmap(
+        [&](const Tensor& x) { return Cast(model.LogProb(x), kFloat64); },
+        box));
+    FT_RETURN_IF_ERROR(ex.WriteFigure(density, "density.png"));
+    trained = std::static_pointer_cast<const flows::FlowModel>(replica.model);
   } else {
     const int64_t n = n_train;
     const std::string name = absl::GetFlag(FLAGS_data);
     training::TrainData data;
-    auto train = data::SampleToy2d(name, n, rng);
-    if (!train.ok()) return train.status();
-    data.train = *train;
-    data.val =
-        data::SampleToy2d(name, std::max<int64_t>(n / 10, 1), rng).value();
-    Tensor test = data::SampleToy2d(name, 10000, rng).value();
+    FT_ASSIGN_OR_RETURN(Tensor train, data::SampleToy2d(name, n, rng));
+    FT_ASSIGN_OR_RETURN(
+        Tensor val, data::SampleToy2d(name, std::max<int64_t>(n / 10, 1), rng));
+    FT_ASSIGN_OR_RETURN(Tensor test, data::SampleToy2d(name, 10000, rng));
+    data.train = Cast(train, ex.dtype());
+    data.val = Cast(val, ex.dtype());
+    test = Cast(test, ex.dtype());
     training::TrainOptions o;
     o.batch_size = batch;
     o.max_steps = steps;
     o.eval_every = std::max<int64_t>(1, steps / 20);
     o.log_every = std::max<int64_t>(1, steps / 10);
     o.patience = patience;
-    o.seed = absl::GetFlag(FLAGS_seed);
-    // RNODE: a pass's "regularization" extra (the CNF's kinetic/Jacobian
-    // penalty) joins the training loss; other flows have none.
-    training::NllFn nll_fn = [&model](const Tensor& x, const Tensor& c,
-                                      Rng& rng) {
-      flows::FlowModel::Density d = model.Score(x, c, &rng);
-      Tensor loss = -Mean(d.log_prob);
-      Tensor penalty = d.pass.extra(flows::cnf::kRegularization);
-      return penalty.defined() ? loss + Mean(penalty) : loss;
-    };
-    auto r = training::TrainNll(model, nll_fn, adam, data, o);
-    if (!r.ok()) return r.status();
+    o.seed = seed;
+    FT_ASSIGN_OR_RETURN(training::ThreadedTraining run,
+                        ex.Train(make, data, o));
+    const training::TrainResult& r = run.result;
+    const auto& model =
+        static_cast<const flows::FlowModel&>(*run.replica.model);
+    ex.history().AddTraining(r, o.log_every, flow);
     const double nll =
-        training::EvaluateNll(training::ModelNll(model), test, Tensor(), 2000);
+        training::EvaluateNll(run.replica.nll, test, Tensor(), 2000);
     std::cout << absl::StrFormat(
-        "%s: test NLL %.4f nats (%d steps, %.1f s, %s)\n", what, nll, r->steps,
-        r->seconds, r->message);
+        "%s on %s: test NLL %.4f nats (%d parameters, %d steps, %.1f s, %s)\n",
+        model.name(), what, nll, model.NumParameters(), r.steps, r.seconds,
+        r.message);
+    ex.metrics()["test_nll"] = nll;
+    ex.metrics()["best_val_nll"] = r.best_val_nll;
+    ex.metrics()["steps"] = r.steps;
+    ex.metrics()["parameters"] = model.NumParameters();
+    ex.timings()["train_s"] = r.seconds;
     viz::Figure density;
-    density.Add(viz::DensityHeatmap(log_q, box));
-    WriteFigureOrWarn(density, prefix + "_density.png");
-    WriteFigureOrWarn(LossFigure(*r, model.name() + " on " + what),
-                      prefix + "_loss.png");
+    density.Add(viz::DensityHeatmap(
+        [&](const Tensor& x) { return Cast(model.LogProb(x), kFloat64); },
+        box));
+    FT_RETURN_IF_ERROR(ex.WriteFigure(density, "density.png"));
+    FT_RETURN_IF_ERROR(ex.WriteFigure(
+        LossFigure(r, model.name() + " on " + what), "loss.png"));
     shown = test;
+    trained =
+        std::static_pointer_cast<const flows::FlowModel>(run.replica.model);
   }
+  const models::ModelSpec spec{flow, config, ex.dtype()};
+  FT_ASSIGN_OR_RETURN(ex.config()["model"],
+                      io::ParseJson(models::ModelSpecToJson(spec), "spec"));
+  FT_RETURN_IF_ERROR(models::SaveModel(ex.Output("model.ftm"), spec, *trained));
   Tensor samples;
   {
     NoGradScope no_grad;
-    samples = model.Sample(5000, rng);
+    samples = trained->Sample(5000, rng);
   }
-  WriteFigureOrWarn(SamplesFigure(shown, samples, box),
-                    prefix + "_samples.png");
-  return absl::OkStatus();
+  return ex.WriteFigure(
+      SamplesFigure(shown.defined() ? Cast(shown, kFloat64) : shown,
+                    Cast(samples, kFloat64), box),
+      "samples.png");
 }
 
 }  // namespace
 }  // namespace flowtape::experiments
 
 int main(int argc, char** argv) {
-  return flowtape::experiments::RunMain(argc, argv, "toy2d",
-                                        flowtape::experiments::Run);
+  return flowtape::experiments::Main(
+      {"toy2d",
+       "any zoo flow on a 2-D toy density (maximum likelihood) or a Rezende & "
+       "Mohamed energy (reverse KL).\n"
+       "  ./bazelw run --config=opt //experiments:toy2d -- --flow=maf "
+       "--data=pinwheel\n"
+       "  ./bazelw run --config=opt //experiments:toy2d -- --flow=planar "
+       "--energy=u2\n"
+       "  ./bazelw run //experiments:toy2d -- --list",
+       flowtape::kFloat32},
+      argc, argv, flowtape::experiments::Run);
 }

@@ -437,6 +437,7 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
     optimizer.Step();
     r.steps = step;
     r.losses.push_back(value);
+    r.elapsed.push_back(Seconds(start));
     window_loss += value;
     ++window;
 

@@ -162,7 +162,8 @@ struct TrainResult {
   double last_loss = 0.0;     // last finite training loss
   double best_val_nll = 0.0;  // (train loss mean if no val set)
   int64_t best_step = 0;
-  std::vector<double> losses;                           // per step
+  std::vector<double> losses;   // per step
+  std::vector<double> elapsed;  // per step: seconds since the loop started
   std::vector<std::pair<int64_t, double>> val_history;  // (step, val NLL)
   bool stopped_early = false;
   bool diverged = false;  // NaN/inf guard fired

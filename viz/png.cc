@@ -54,8 +54,9 @@ absl::Status WritePng(const std::string& path, const Image& image) {
       image.height);
   File f(std::fopen(path.c_str(), "wb"));
   if (!f)
-    return absl::PermissionDeniedError(
-        absl::StrCat("cannot open ", path, " for writing"));
+    return absl::ErrnoToStatus(
+        errno, absl::StrCat("cannot open ", path,
+                            " for writing: ", std::strerror(errno)));
   png_structp png =
       png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
   png_infop info = png ? png_create_info_struct(png) : nullptr;

@@ -18,14 +18,6 @@ bool Has(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
 }
 
-TEST(OutputPath, RelativeGoesToTheWorkingDirectoryAbsoluteStays) {
-  setenv("BUILD_WORKING_DIRECTORY", "/home/u/proj", 1);
-  EXPECT_EQ(OutputPath("a.png"), "/home/u/proj/a.png");
-  EXPECT_EQ(OutputPath("/tmp/x/a.png"), "/tmp/x/a.png");
-  unsetenv("BUILD_WORKING_DIRECTORY");
-  EXPECT_EQ(OutputPath("a.png"), "a.png");
-}
-
 TEST(CheckFlags, ListsEveryBadFlagWithItsValue) {
   EXPECT_TRUE(CheckFlags({{"steps", int64_t{5}, true, "> 0"}}).ok());
   absl::Status s = CheckFlags({

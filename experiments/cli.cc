@@ -1,0 +1,390 @@
+#include "experiments/cli.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <thread>
+#include <utility>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/reflection.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+#include "data/atomic_file.h"
+#include "flowtape/version.h"
+
+ABSL_FLAG(std::string, out_dir, "",
+          "output directory for results.json, history.csv, the model and "
+          "figures (default: runs/<binary>-YYYYmmdd-HHMMSS)");
+ABSL_FLAG(std::string, dtype, "",
+          "f32 | f64: the model's dtype (empty: the binary's default, "
+          "shown by --help)");
+ABSL_FLAG(int, threads, 0,
+          "data-parallel replicas for NLL training (0: $FLOWTAPE_NUM_THREADS, "
+          "else 1)");
+
+namespace flowtape::experiments {
+namespace {
+
+// The status code of errno `err`, message "what: <strerror(err)>".
+absl::Status ErrnoError(int err, const std::string& what) {
+  return absl::ErrnoToStatus(err, what);
+}
+
+std::string Now(const char* format, bool utc) {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  if (utc)
+    gmtime_r(&t, &tm);
+  else
+    localtime_r(&t, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof(buf), format, &tm);
+  return buf;
+}
+
+std::string CpuModel() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line))
+    if (absl::StartsWith(line, "model name")) {
+      const size_t colon = line.find(':');
+      if (colon != std::string::npos)
+        return std::string(absl::StripAsciiWhitespace(line.substr(colon + 1)));
+    }
+  return "unknown";
+}
+
+std::string Compiler() {
+#if defined(__clang__)
+  return absl::StrCat("clang ", __clang_version__);
+#elif defined(__GNUC__)
+  return absl::StrCat("gcc ", __VERSION__);
+#else
+  return "unknown";
+#endif
+}
+
+bool IsAbseilFlag(const absl::CommandLineFlag& flag) {
+  return absl::StrContains(flag.Filename(), "absl/");
+}
+
+// --help (own flags, shared ones included) or --helpfull (every flag).
+void PrintHelp(const CliSpec& spec, bool full) {
+  std::cout << spec.name << ": " << spec.usage
+            << "\n\nFlags (--dtype default here: " << DTypeFlagName(spec.dtype)
+            << "):\n";
+  std::map<std::string, const absl::CommandLineFlag*> sorted;
+  for (const auto& [name, flag] : absl::GetAllFlags())
+    if (full || !IsAbseilFlag(*flag)) sorted[std::string(name)] = flag;
+  for (const auto& [name, flag] : sorted)
+    std::cout << absl::StrFormat("  --%s  %s (default: \"%s\")\n", name,
+                                 flag->Help(), flag->DefaultValue());
+  if (!full) std::cout << "\n--helpfull lists Abseil's flags too.\n";
+}
+
+// 1 = --help/--helpshort, 2 = --helpfull, 0 = neither (before any "--").
+int HelpRequest(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    absl::string_view a = argv[i];
+    if (a == "--") break;
+    if (!absl::ConsumePrefix(&a, "--")) absl::ConsumePrefix(&a, "-");
+    if (a == "help" || a == "helpshort") return 1;
+    if (a == "helpfull") return 2;
+  }
+  return 0;
+}
+
+absl::StatusOr<int> ResolveThreads(int flag) {
+  if (flag < 0)
+    return absl::InvalidArgumentError(
+        absl::StrCat("--threads=", flag, ": must be >= 0"));
+  if (flag > 0) return flag;
+  const char* env = std::getenv("FLOWTAPE_NUM_THREADS");
+  if (env == nullptr || *env == '\0') return 1;
+  int n = 0;
+  if (!absl::SimpleAtoi(env, &n) || n < 1)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "FLOWTAPE_NUM_THREADS='", env, "': must be a positive integer"));
+  return n;
+}
+
+std::string Number(double v) {
+  return std::isfinite(v) ? absl::StrFormat("%.9g", v) : std::string();
+}
+
+}  // namespace
+
+std::string ResolvePath(const std::string& file) {
+  if (!file.empty() && file[0] == '/') return file;
+  const char* dir = std::getenv("BUILD_WORKING_DIRECTORY");
+  return dir && *dir ? absl::StrCat(dir, "/", file) : file;
+}
+
+absl::Status MakeOutputDir(const std::string& dir) {
+  if (dir.empty()) return absl::InvalidArgumentError("empty directory name");
+  for (size_t i = 1; i <= dir.size(); ++i) {
+    if (i < dir.size() && dir[i] != '/') continue;
+    const std::string prefix = dir.substr(0, i);
+    if (::mkdir(prefix.c_str(), 0777) != 0 && errno != EEXIST)
+      return ErrnoError(errno,
+                        absl::StrCat("cannot create directory '", prefix, "'"));
+  }
+  struct stat st;
+  if (::stat(dir.c_str(), &st) != 0)
+    return ErrnoError(errno,
+                      absl::StrCat("cannot create directory '", dir, "'"));
+  if (!S_ISDIR(st.st_mode))
+    return ErrnoError(ENOTDIR,
+                      absl::StrCat("cannot create directory '", dir, "'"));
+  std::string probe = absl::StrCat(dir, "/.write_probe_XXXXXX");
+  const int fd = ::mkstemp(probe.data());
+  if (fd < 0)
+    return ErrnoError(errno, absl::StrCat("cannot write in '", dir, "'"));
+  ::close(fd);
+  ::unlink(probe.c_str());
+  return absl::OkStatus();
+}
+
+absl::StatusOr<DType> ParseDType(const std::string& text) {
+  if (text == "f32") return kFloat32;
+  if (text == "f64") return kFloat64;
+  return absl::InvalidArgumentError(
+      absl::StrCat("--dtype=", text, ": must be f32 or f64"));
+}
+
+std::string DTypeFlagName(DType dtype) {
+  return dtype == kFloat32 ? "f32" : "f64";
+}
+
+void History::Add(const HistoryRow& row) { rows_.push_back(row); }
+
+void History::AddTraining(const training::TrainResult& result,
+                          int64_t log_every, const std::string& run) {
+  const auto& losses = result.losses;
+  const auto& elapsed = result.elapsed;
+  std::map<int64_t, double> val(result.val_history.begin(),
+                                result.val_history.end());
+  const int64_t n = static_cast<int64_t>(losses.size());
+  int64_t prev = 0;
+  double sum = 0;
+  for (int64_t s = 1; s <= n; ++s) {
+    sum += losses[s - 1];
+    const auto v = val.find(s);
+    if (!(log_every > 0 && s % log_every == 0) && v == val.end() && s != n)
+      continue;
+    HistoryRow row;
+    row.step = s;
+    row.train_loss = sum / (s - prev);
+    if (v != val.end()) row.val_loss = v->second;
+    if (static_cast<int64_t>(elapsed.size()) >= s) {
+      const double t0 = prev > 0 ? elapsed[prev - 1] : 0.0;
+      const double dt = elapsed[s - 1] - t0;
+      if (dt > 0) row.steps_per_s = (s - prev) / dt;
+    }
+    row.run = run;
+    rows_.push_back(row);
+    prev = s;
+    sum = 0;
+  }
+}
+
+std::string History::Csv() const {
+  std::string out = absl::StrCat("step,train_loss,val_loss,steps_per_s",
+                                 has_nfe_ ? ",nfe" : "", ",run\n");
+  for (const HistoryRow& r : rows_)
+    absl::StrAppend(&out, r.step, ",", Number(r.train_loss), ",",
+                    Number(r.val_loss), ",", Number(r.steps_per_s),
+                    has_nfe_ ? absl::StrCat(",", Number(r.nfe)) : "", ",",
+                    r.run, "\n");
+  return out;
+}
+
+HistoryWindow::HistoryWindow(History& history, std::string run, int64_t every)
+    : history_(history),
+      run_(std::move(run)),
+      every_(std::max<int64_t>(1, every)),
+      since_(std::chrono::steady_clock::now()) {}
+
+void HistoryWindow::Step(double loss, double nfe) {
+  ++step_, ++count_;
+  loss_ += loss, nfe_ += nfe;
+  if (step_ % every_ == 0) Flush();
+}
+
+void HistoryWindow::Flush() {
+  if (count_ == 0) return;
+  const auto now = std::chrono::steady_clock::now();
+  const double dt = std::chrono::duration<double>(now - since_).count();
+  HistoryRow row;
+  row.step = step_;
+  row.train_loss = loss_ / count_;
+  row.steps_per_s = dt > 0 ? count_ / dt : NAN;
+  row.nfe = nfe_ / count_;
+  row.run = run_;
+  history_.Add(row);
+  count_ = 0, loss_ = 0, nfe_ = 0;
+  since_ = now;
+}
+
+Experiment::Experiment(const CliSpec& spec,
+                       std::vector<std::string> command_line, DType dtype,
+                       int threads, std::string out_dir)
+    : spec_(spec),
+      command_line_(std::move(command_line)),
+      dtype_(dtype),
+      threads_(threads),
+      out_dir_(std::move(out_dir)),
+      started_(Now("%Y-%m-%dT%H:%M:%SZ", true)),
+      start_(std::chrono::steady_clock::now()) {}
+
+void Experiment::SingleThreaded(const std::string& why) {
+  if (threads_ > 1)
+    std::cerr << spec_.name << ": --threads=" << threads_
+              << " not used: " << why << "\n";
+  threads_ = 1;
+}
+
+std::string Experiment::Output(const std::string& file) {
+  files_.push_back(file);
+  return absl::StrCat(out_dir_, "/", file);
+}
+
+absl::Status Experiment::WriteFigure(const viz::Figure& figure,
+                                     const std::string& file) {
+  const std::string path = Output(file);
+  if (absl::Status s = figure.Write(path); !s.ok()) return s;
+  std::cout << "wrote " << path << "\n";
+  return absl::OkStatus();
+}
+
+absl::StatusOr<training::ThreadedTraining> Experiment::Train(
+    const training::ReplicaFactory& make, const training::TrainData& data,
+    training::TrainOptions options) {
+  options.threads = threads_;
+  return training::TrainNllThreads(make, data, options);
+}
+
+io::Json Experiment::Results(const absl::Status& status) const {
+  io::Json flags = io::Json::object();
+  for (const auto& [name, flag] : absl::GetAllFlags())
+    if (!IsAbseilFlag(*flag)) flags[std::string(name)] = flag->CurrentValue();
+  io::Json timings = timings_;
+  timings["total_s"] =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start_)
+          .count();
+  io::Json j;
+  j["binary"] = spec_.name;
+  j["command_line"] = command_line_;
+  j["status"] = status.ok() ? std::string("ok") : status.ToString();
+  j["flags"] = flags;
+  j["config"] = config_;
+  j["seed"] = seed_;
+  j["dtype"] = DTypeFlagName(dtype_);
+  j["threads"] = threads_;
+  j["out_dir"] = out_dir_;
+  j["started"] = started_;
+  j["machine"] = {
+      {"cpu_model", CpuModel()},
+      {"cores", std::thread::hardware_concurrency()},
+      {"compiler", Compiler()},
+      {"flowtape_version", FLOWTAPE_VERSION_STRING},
+  };
+  j["metrics"] = metrics_;
+  j["timings"] = timings;
+  j["files"] = files_;
+  return j;
+}
+
+absl::Status Experiment::Finish(const absl::Status& status) {
+  const std::string json = Results(status).dump(2) + "\n";
+  const std::string results = absl::StrCat(out_dir_, "/results.json");
+  const std::string history = absl::StrCat(out_dir_, "/history.csv");
+  if (absl::Status s = data::WriteFileAtomically(results, json); !s.ok())
+    return s;
+  if (absl::Status s = data::WriteFileAtomically(history, history_.Csv());
+      !s.ok())
+    return s;
+  std::cout << "wrote " << results << " and history.csv\n";
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Experiment> ParseCommandLine(const CliSpec& spec, int argc,
+                                            char** argv) {
+  absl::SetProgramUsageMessage(spec.usage);
+  if (int help = HelpRequest(argc, argv)) {
+    PrintHelp(spec, help == 2);
+    std::exit(0);
+  }
+  std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
+  if (rest.size() > 1) {
+    std::cerr << spec.name << ": unexpected positional argument '" << rest[1]
+              << "' (flags are --name=value; --help lists them)\n";
+    std::exit(1);
+  }
+  DType dtype = spec.dtype;
+  if (const std::string d = absl::GetFlag(FLAGS_dtype); !d.empty()) {
+    auto parsed = ParseDType(d);
+    if (!parsed.ok()) return parsed.status();
+    dtype = *parsed;
+  }
+  auto threads = ResolveThreads(absl::GetFlag(FLAGS_threads));
+  if (!threads.ok()) return threads.status();
+  const std::string given = absl::GetFlag(FLAGS_out_dir);
+  std::string dir = given;
+  if (dir.empty())
+    dir = absl::StrCat("runs/", spec.name, "-", Now("%Y%m%d-%H%M%S", false));
+  dir = ResolvePath(dir);
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  if (absl::Status s = MakeOutputDir(dir); !s.ok())
+    return absl::Status(
+        s.code(), absl::StrCat("--out_dir=", given.empty() ? dir : given, ": ",
+                               s.message()));
+  if (dir[0] != '/') {
+    char cwd[4096];
+    if (::getcwd(cwd, sizeof(cwd)) != nullptr)
+      dir = absl::StrCat(cwd, "/", dir);
+  }
+  return Experiment(spec, std::vector<std::string>(argv, argv + argc), dtype,
+                    *threads, dir);
+}
+
+int Main(const CliSpec& spec, int argc, char** argv,
+         const std::function<absl::Status(Experiment&)>& run) {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress lines when piped
+  auto ex = ParseCommandLine(spec, argc, argv);
+  if (!ex.ok()) {
+    std::cerr << spec.name << ": " << ex.status() << "\n";
+    return 1;
+  }
+  std::cout << spec.name << ": output in " << ex->out_dir() << "\n";
+  const absl::Status s = run(*ex);
+  const absl::Status written = ex->Finish(s);
+  if (!s.ok()) {
+    std::cerr << spec.name << ": " << s << "\n";
+    return 1;
+  }
+  if (!written.ok()) {
+    std::cerr << spec.name << ": " << written << "\n";
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace flowtape::experiments

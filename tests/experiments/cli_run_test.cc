@@ -1,0 +1,198 @@
+// The experiment binaries as a user runs them (experiments/cli.h):
+//   --help prints the usage and exits 0; an unknown flag or a positional
+//   argument exits 1 naming it; an --out_dir that cannot be created fails
+//   with the errno text before any training; a short run writes
+//   results.json (required keys, dtype as the flag says, also in model.ftm)
+//   and history.csv (header, one row per logged step); relative paths
+//   resolve against BUILD_WORKING_DIRECTORY.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "gtest/gtest.h"
+#include "io/json.h"
+#include "models/model_file.h"
+
+namespace flowtape {
+namespace {
+
+struct Proc {
+  int code = -1;
+  std::string out, err;
+};
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::string Tmp(const std::string& name) {
+  return std::string(std::getenv("TEST_TMPDIR")) + "/" + name;
+}
+
+// Runs the binary (a runfiles path) from directory `cwd` with `env`
+// assignments prepended.
+Proc Exec(const std::string& binary, const std::string& args,
+          const std::string& cwd, const std::string& env = "") {
+  static int n = 0;
+  char here[4096];
+  EXPECT_NE(getcwd(here, sizeof(here)), nullptr);
+  const std::string out = Tmp(absl::StrCat("out", n)),
+                    err = Tmp(absl::StrCat("err", n++));
+  const std::string cmd = absl::StrCat(
+      "mkdir -p '", cwd, "' && cd '", cwd, "' && ", env, " '", here, "/",
+      binary, "' ", args, " >'", out, "' 2>'", err, "'");
+  const int status = std::system(cmd.c_str());
+  Proc p;
+  p.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  p.out = Slurp(out);
+  p.err = Slurp(err);
+  return p;
+}
+
+const char* kBinaries[] = {"experiments/quickstart", "experiments/toy2d",
+                           "experiments/ica", "benchmarks/anode_spheres"};
+
+TEST(Cli, HelpPrintsUsageAndExitsZero) {
+  for (const char* bin : kBinaries)
+    for (const char* flag : {"--help", "-helpfull"}) {
+      Proc p = Exec(bin, flag, Tmp("help"));
+      EXPECT_EQ(p.code, 0) << bin << " " << flag << ": " << p.err;
+      EXPECT_TRUE(absl::StrContains(p.out, "./bazelw run")) << bin << p.out;
+      EXPECT_TRUE(absl::StrContains(p.out, "--out_dir")) << bin << p.out;
+      EXPECT_TRUE(absl::StrContains(p.out, "--dtype")) << bin << p.out;
+    }
+}
+
+TEST(Cli, UnknownFlagsAndPositionalArgumentsFail) {
+  for (const char* bin : kBinaries) {
+    // --steps=1: a binary that ignored the defect would finish quickly.
+    Proc p = Exec(bin, "--steps=1 --no_such_flag=3", Tmp("bad"));
+    EXPECT_EQ(p.code, 1) << bin;
+    EXPECT_TRUE(absl::StrContains(p.err, "no_such_flag")) << bin << p.err;
+    p = Exec(bin, "--steps=1 stray_word", Tmp("bad"));
+    EXPECT_EQ(p.code, 1) << bin;
+    EXPECT_TRUE(
+        absl::StrContains(p.err, "unexpected positional argument 'stray_word'"))
+        << bin << p.err;
+  }
+  Proc p = Exec("experiments/toy2d", "--dtype=f16", Tmp("bad"));
+  EXPECT_EQ(p.code, 1);
+  EXPECT_TRUE(absl::StrContains(p.err, "--dtype=f16: must be f32 or f64"))
+      << p.err;
+}
+
+TEST(Cli, UnusableOutDirFailsBeforeTraining) {
+  std::ofstream(Tmp("a_file")) << "x";
+  for (const char* bin : kBinaries) {
+    Proc p = Exec(bin, absl::StrCat("--steps=1 --out_dir=", Tmp("a_file/run")),
+                  Tmp("outdir"));
+    EXPECT_EQ(p.code, 1) << bin;
+    EXPECT_TRUE(absl::StrContains(
+        p.err,
+        "cannot create directory '" + Tmp("a_file/run") + "': Not a directory"))
+        << bin << p.err;
+    // Nothing ran: no progress lines, no results.
+    EXPECT_FALSE(absl::StrContains(p.out + p.err, "step")) << bin << p.out;
+  }
+}
+
+// history.csv as rows of fields (header first).
+std::vector<std::vector<std::string>> Csv(const std::string& path) {
+  std::vector<std::vector<std::string>> rows;
+  for (absl::string_view line :
+       absl::StrSplit(Slurp(path), '\n', absl::SkipEmpty()))
+    rows.push_back(absl::StrSplit(line, ','));
+  return rows;
+}
+
+io::Json Results(const std::string& dir) {
+  auto j = io::ParseJson(Slurp(dir + "/results.json"), dir + "/results.json");
+  EXPECT_TRUE(j.ok()) << j.status();
+  if (!j.ok()) return io::Json::object();
+  for (const char* key :
+       {"binary", "command_line", "status", "flags", "seed", "dtype", "threads",
+        "out_dir", "started", "machine", "metrics", "timings"})
+    EXPECT_TRUE(j->contains(key)) << dir << ": no " << key;
+  for (const char* key : {"cpu_model", "cores", "compiler", "flowtape_version"})
+    EXPECT_TRUE((*j)["machine"].contains(key)) << dir << ": no " << key;
+  return *j;
+}
+
+TEST(Cli, ShortRunWritesResultsHistoryAndModel) {
+  for (const char* dtype : {"f32", "f64"}) {
+    const std::string dir = Tmp(absl::StrCat("quick_", dtype));
+    Proc p =
+        Exec("experiments/quickstart",
+             absl::StrCat("--steps=20 --dtype=", dtype, " --out_dir=", dir),
+             Tmp("cwd"));
+    ASSERT_EQ(p.code, 0) << p.err;
+    io::Json j = Results(dir);
+    EXPECT_EQ(j["status"], "ok");
+    EXPECT_EQ(j["dtype"], dtype);
+    EXPECT_EQ(j["binary"], "quickstart");
+    EXPECT_EQ(j["flags"]["steps"], "20");
+    EXPECT_TRUE(j["metrics"]["test_nll"].is_number());
+    auto spec = models::ReadModelSpec(dir + "/model.ftm");
+    ASSERT_TRUE(spec.ok()) << spec.status();
+    EXPECT_EQ(spec->dtype, std::string(dtype) == "f32" ? kFloat32 : kFloat64);
+    // 20 steps, validation every 2, log every 4: rows at 2, 4, ..., 20.
+    auto rows = Csv(dir + "/history.csv");
+    ASSERT_EQ(rows.size(), 11u);
+    EXPECT_EQ(rows[0],
+              (std::vector<std::string>{"step", "train_loss", "val_loss",
+                                        "steps_per_s", "run"}));
+    for (size_t i = 1; i < rows.size(); ++i) {
+      ASSERT_EQ(rows[i].size(), 5u);
+      EXPECT_EQ(rows[i][0], absl::StrCat(2 * i));
+      EXPECT_FALSE(rows[i][1].empty());
+      EXPECT_FALSE(rows[i][2].empty());
+    }
+  }
+  // An ODE binary: the nfe column, its default dtype f64 overridden.
+  const std::string dir = Tmp("anode");
+  Proc p = Exec("benchmarks/anode_spheres",
+                "--steps=60 --train_size=64 --dtype=f32 --out_dir=" + dir,
+                Tmp("cwd"));
+  ASSERT_EQ(p.code, 0) << p.err;
+  EXPECT_EQ(Results(dir)["dtype"], "f32");
+  auto rows = Csv(dir + "/history.csv");
+  ASSERT_EQ(rows.size(), 5u);  // per model: steps 50 and 60
+  EXPECT_EQ(rows[0], (std::vector<std::string>{"step", "train_loss", "val_loss",
+                                               "steps_per_s", "nfe", "run"}));
+  EXPECT_EQ(rows[2][0], "60");
+  EXPECT_EQ(rows[4][5], "anode");
+}
+
+TEST(Cli, RelativePathsResolveAgainstBuildWorkingDirectory) {
+  const std::string wd = Tmp("user_dir");
+  Proc p = Exec("experiments/ica", "--steps=5 --n=100 --out_dir=rel/out",
+                Tmp("elsewhere"), "BUILD_WORKING_DIRECTORY='" + wd + "'");
+  ASSERT_EQ(p.code, 0) << p.err;
+  EXPECT_EQ(Results(wd + "/rel/out")["out_dir"], wd + "/rel/out");
+  EXPECT_FALSE(std::ifstream(Tmp("elsewhere/rel/out/results.json")).good());
+  // The default: runs/<binary>-<time> under that directory.
+  p = Exec("experiments/ica", "--steps=5 --n=100", Tmp("elsewhere"),
+           "BUILD_WORKING_DIRECTORY='" + wd + "'");
+  ASSERT_EQ(p.code, 0) << p.err;
+  const std::string prefix = "ica: output in ";
+  size_t at = p.out.find(prefix);
+  ASSERT_NE(at, std::string::npos) << p.out;
+  at += prefix.size();
+  const std::string dir = p.out.substr(at, p.out.find('\n', at) - at);
+  EXPECT_TRUE(absl::StartsWith(dir, wd + "/runs/ica-")) << dir;
+  EXPECT_EQ(Results(dir)["binary"], "ica") << dir;
+}
+
+}  // namespace
+}  // namespace flowtape

@@ -37,6 +37,7 @@
 #include "absl/strings/str_split.h"
 #include "autodiff/check.h"
 #include "autodiff/ops.h"
+#include "autodiff/status_macros.h"
 #include "autodiff/tape.h"
 #include "data/earth.h"
 #include "experiments/common.h"
@@ -46,6 +47,7 @@
 #include "manifolds/sphere_densities.h"
 #include "manifolds/sphere_flows.h"
 #include "nn/optim.h"
+#include "parallel/mpi/mpi_communicator.h"
 #include "training/train.h"
 #include "viz/figure.h"
 #include "viz/sphere_map.h"
@@ -256,6 +258,11 @@ absl::Status Run() {
     if (name != "affine" && name != "mixture" && name != "neural")
       return absl::InvalidArgumentError(absl::StrCat(
           "--models: unknown '", name, "' (affine, mixture, neural)"));
+  // Under mpirun: one replica per process; rank 0 reports.
+  FT_ASSIGN_OR_RETURN(parallel::Communicator * comm,
+                      parallel::CommunicatorFromEnvironment());
+  if (comm != nullptr && comm->rank() != 0)
+    std::cout.setstate(std::ios::badbit);
   std::map<std::string, std::map<std::string, Cell>> results;  // model, data
   for (const std::string& set : sets) {
     const std::string path = absl::StrCat(dir, "/", set, ".csv");
@@ -279,6 +286,7 @@ absl::Status Run() {
         topt.log_every = absl::GetFlag(FLAGS_verbose) ? 50 : 0;
         topt.seed = seed;
         topt.clip_grad_norm = 100.0;
+        topt.communicator = comm;
         training::NllFn nll = [&](const Tensor& b, const Tensor&, Rng&) {
           return -Mean(model->LogProb(b));
         };

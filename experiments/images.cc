@@ -20,9 +20,11 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/str_format.h"
 #include "autodiff/ops.h"
+#include "autodiff/status_macros.h"
 #include "experiments/common.h"
 #include "experiments/figures.h"
 #include "models/image_flow.h"
+#include "parallel/mpi/mpi_communicator.h"
 #include "training/train.h"
 #include "viz/image_grid.h"
 
@@ -115,8 +117,12 @@ absl::Status Run() {
   auto f = models::MakeImageFlow(flow, c.zoo, image, train_set->levels, rng);
   if (!f.ok()) return f.status();
   f->alpha = alpha;
+  // Under mpirun: one replica per process; rank 0 reports.
+  FT_ASSIGN_OR_RETURN(c.communicator, parallel::CommunicatorFromEnvironment());
   auto r = models::TrainImageFlow(*f, all, c, rng, train_ctx);
   if (!r.ok()) return r.status();
+  if (c.communicator != nullptr && c.communicator->rank() != 0)
+    return absl::OkStatus();
 
   std::vector<double> bpd = f->BitsPerDim(test, 256, test_ctx);
   const double mean = std::accumulate(bpd.begin(), bpd.end(), 0.0) / bpd.size();

@@ -16,6 +16,7 @@
 #include "models/zoo.h"
 #include "nn/optim.h"
 #include "nn/schedule.h"
+#include "parallel/mpi/mpi_communicator.h"
 #include "training/train.h"
 #include "viz/heatmap.h"
 
@@ -42,11 +43,18 @@ int main() {
   options.max_steps = steps;
   options.eval_every = 500;
   options.log_every = 1000;
+  auto comm = parallel::CommunicatorFromEnvironment();  // under mpirun
+  if (!comm.ok()) {
+    std::cerr << comm.status() << "\n";
+    return 1;
+  }
+  options.communicator = *comm;
   auto result = training::TrainNll(*model, adam, data, options);
   if (!result.ok()) {
     std::cerr << result.status() << "\n";
     return 1;
   }
+  if (*comm != nullptr && (*comm)->rank() != 0) return 0;  // rank 0 reports
 
   // 4. Evaluate and draw.
   const double nll =

@@ -24,6 +24,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "autodiff/ops.h"
+#include "autodiff/status_macros.h"
 #include "autodiff/tape.h"
 #include "experiments/common.h"
 #include "experiments/figures.h"
@@ -31,6 +32,7 @@
 #include "models/zoo.h"
 #include "nn/optim.h"
 #include "nn/schedule.h"
+#include "parallel/mpi/mpi_communicator.h"
 #include "training/energies.h"
 #include "training/reverse_kl.h"
 #include "training/train.h"
@@ -165,6 +167,9 @@ absl::Status Run() {
     o.log_every = std::max<int64_t>(1, steps / 10);
     o.patience = patience;
     o.seed = absl::GetFlag(FLAGS_seed);
+    // Under mpirun: one replica per process; rank 0 reports.
+    FT_ASSIGN_OR_RETURN(o.communicator,
+                        parallel::CommunicatorFromEnvironment());
     // RNODE: a pass's "regularization" extra (the CNF's kinetic/Jacobian
     // penalty) joins the training loss; other flows have none.
     training::NllFn nll_fn = [&model](const Tensor& x, const Tensor& c,
@@ -176,6 +181,8 @@ absl::Status Run() {
     };
     auto r = training::TrainNll(model, nll_fn, adam, data, o);
     if (!r.ok()) return r.status();
+    if (o.communicator != nullptr && o.communicator->rank() != 0)
+      return absl::OkStatus();
     const double nll =
         training::EvaluateNll(training::ModelNll(model), test, Tensor(), 2000);
     std::cout << absl::StrFormat(

@@ -195,9 +195,13 @@ absl::Status MpiCommunicator::Wait(const char* what) {
           std::chrono::duration<double>(now - start).count(), " s at ", what,
           " for its peers (timeout ", absl::FormatDuration(options_.timeout),
           "): a peer died, hung or stopped calling collectives")));
-    // Spin ~50 us, then sleep, doubling up to 1 ms: a rank waiting for a
-    // descheduled peer gives its core away.
-    if (now - start > std::chrono::microseconds(50)) {
+    // Poll, yielding the core, for 20 ms (a large message moves in many
+    // fragments, each needing both sides to poll: sleeping here would cost
+    // bandwidth), then sleep, doubling up to 1 ms: a rank waiting for a slow
+    // or descheduled peer gives its core away.
+    if (now - start < std::chrono::milliseconds(20)) {
+      std::this_thread::yield();
+    } else {
       nap = std::min<std::chrono::microseconds>(
           std::chrono::microseconds(1000),
           std::max<std::chrono::microseconds>(nap * 2,

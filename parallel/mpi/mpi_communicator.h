@@ -13,16 +13,17 @@
 // receives 2 (N - 1) / N * n elements (a ring all-reduce's volume).
 // Broadcast and Barrier are MPI_Ibcast and MPI_Ibarrier.
 //
-// Timeout: MPI has none, so every collective is non-blocking, polled (spin,
-// then sleeps of up to 1 ms) until it completes, a peer reports a failure, or
-// `timeout` passes (DeadlineExceeded naming this rank, the collective and the
-// waited time: a peer died, hung or stopped calling collectives). Abort(s)
-// sends s to every peer on a control channel; a peer polling a collective
-// receives it and returns it (naming the failed rank). After a failure every
-// later collective returns the first failure; the job cannot continue, and
-// MpiEnvironment skips MPI_Finalize so that mpirun ends every process.
-// Communicators use MPI_ERRORS_RETURN: an MPI error is a Status naming the
-// call and MPI's message. Buffers longer than 2^31 - 1 elements, and
+// Timeout: MPI has none, so every collective is non-blocking, polled
+// (yielding the core for 20 ms, then sleeping up to 1 ms between polls:
+// a large message needs both sides polling) until it completes, a peer reports
+// a failure, or `timeout` passes (DeadlineExceeded naming this rank, the
+// collective and the waited time: a peer died, hung or stopped calling
+// collectives). Abort(s) sends s to every peer on a control channel; a peer
+// polling a collective receives it and returns it (naming the failed rank).
+// After a failure every later collective returns the first failure; the job
+// cannot continue, and MpiEnvironment skips MPI_Finalize so that mpirun ends
+// every process. Communicators use MPI_ERRORS_RETURN: an MPI error is a Status
+// naming the call and MPI's message. Buffers longer than 2^31 - 1 elements, and
 // lengths that differ between ranks (MPI reports a truncation), are errors.
 //
 // MpiEnvironment: MPI_Init_thread (MPI_THREAD_FUNNELED: collectives from the

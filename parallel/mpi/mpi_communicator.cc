@@ -314,8 +314,7 @@ absl::StatusOr<Communicator*> CommunicatorFromEnvironment() {
     std::unique_ptr<MpiEnvironment> env;
     std::unique_ptr<MpiCommunicator> comm;
     absl::Status status;
-    ~Process() { comm.reset(); }  // before env (MPI_Finalize)
-  };
+  };  // (members die in reverse order: comm, then env's MPI_Finalize)
   static Process* process = [] {
     static Process p;
     MpiOptions options;

@@ -15,6 +15,8 @@ repository of that name:
                          Bazel 4, the real one is a download)
   remote_coverage_tools  empty targets, so Bazel never downloads them
   eigen                  Debian's libeigen3-dev headers, /usr/include/eigen3
+  openmpi                Debian's libopenmpi-dev, /usr/lib/x86_64-linux-gnu/openmpi
+                         (fetched only by targets that use MPI: parallel/mpi)
 
 platforms and rules_java are not declared here: where they live depends on
 how Bazel was installed, so a consumer's .bazelrc points them at Debian's
@@ -76,15 +78,38 @@ _eigen_repository = repository_rule(
           "with a wrapper per public header (third_party/eigen.BUILD).",
 )
 
+def _openmpi_repository_impl(ctx):
+    root = ctx.path(ctx.attr.path)
+    if not root.get_child("include").get_child("mpi.h").exists:
+        fail("@openmpi: no include/mpi.h in %s (Debian: apt-get install libopenmpi-dev)" % root)
+    ctx.symlink(root.get_child("include"), "include")
+    ctx.template("BUILD", ctx.attr.build_file, {"@OPENMPI_LIB@": str(root.get_child("lib"))})
+    ctx.file("WORKSPACE", "workspace(name = \"%s\")\n" % ctx.name)
+
+_openmpi_repository = repository_rule(
+    implementation = _openmpi_repository_impl,
+    attrs = {
+        "path": attr.string(mandatory = True),
+        "build_file": attr.label(allow_single_file = True, mandatory = True),
+    },
+    local = True,
+    doc = "Open MPI's headers and library from a local installation " +
+          "(Debian: /usr/lib/x86_64-linux-gnu/openmpi; `mpicc --showme`).",
+)
+
 def _maybe(rule, name, **kwargs):
     if not native.existing_rule(name):
         rule(name = name, **kwargs)
 
-def flowtape_dependencies(eigen_path = "/usr/include/eigen3"):
+def flowtape_dependencies(
+        eigen_path = "/usr/include/eigen3",
+        openmpi_path = "/usr/lib/x86_64-linux-gnu/openmpi"):
     """Declares the repositories flowtape's BUILD files load or depend on.
 
     Args:
       eigen_path: directory holding Eigen/ (Debian: /usr/include/eigen3).
+      openmpi_path: directory holding Open MPI's include/mpi.h and lib/
+        (Debian: /usr/lib/x86_64-linux-gnu/openmpi).
     """
     _maybe(
         _local_directory,
@@ -102,4 +127,10 @@ def flowtape_dependencies(eigen_path = "/usr/include/eigen3"):
         path = eigen_path,
         build_file = Label("//third_party:eigen.BUILD"),
         wrapper = Label("//third_party:eigen_wrapper.h.in"),
+    )
+    _maybe(
+        _openmpi_repository,
+        name = "openmpi",
+        path = openmpi_path,
+        build_file = Label("//third_party:openmpi.BUILD"),
     )

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -26,8 +27,10 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "autodiff/status_macros.h"
 #include "data/atomic_file.h"
 #include "flowtape/version.h"
+#include "parallel/mpi/mpi_communicator.h"
 
 ABSL_FLAG(std::string, out_dir, "",
           "output directory for results.json, history.csv, the model and "
@@ -41,6 +44,13 @@ ABSL_FLAG(int, threads, 0,
 
 namespace flowtape::experiments {
 namespace {
+
+// This process's rank under mpirun (Open MPI's OMPI_COMM_WORLD_RANK), else 0.
+int MpiRank() {
+  const char* rank = std::getenv("OMPI_COMM_WORLD_RANK");
+  int r = 0;
+  return rank != nullptr && absl::SimpleAtoi(rank, &r) ? r : 0;
+}
 
 // The status code of errno `err`, message "what: <strerror(err)>".
 absl::Status ErrnoError(int err, const std::string& what) {
@@ -277,8 +287,24 @@ absl::Status Experiment::WriteFigure(const viz::Figure& figure,
 absl::StatusOr<training::ThreadedTraining> Experiment::Train(
     const training::ReplicaFactory& make, const training::TrainData& data,
     training::TrainOptions options) {
-  options.threads = threads_;
-  return training::TrainNllThreads(make, data, options);
+  FT_ASSIGN_OR_RETURN(parallel::Communicator * comm,
+                      parallel::CommunicatorFromEnvironment());
+  if (comm == nullptr) {
+    options.threads = threads_;
+    return training::TrainNllThreads(make, data, options);
+  }
+  // Under mpirun the processes are the replicas.
+  if (threads_ > 1)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--threads=", threads_,
+        " under mpirun: the ranks are the replicas; run one thread per rank"));
+  options.communicator = comm;
+  training::ThreadedTraining run;
+  FT_ASSIGN_OR_RETURN(run.replica, make(comm->rank()));
+  FT_ASSIGN_OR_RETURN(
+      run.result, training::TrainNll(*run.replica.model, run.replica.nll,
+                                     *run.replica.optimizer, data, options));
+  return run;
 }
 
 io::Json Experiment::Results(const absl::Status& status) const {
@@ -348,6 +374,18 @@ absl::StatusOr<Experiment> ParseCommandLine(const CliSpec& spec, int argc,
   if (!threads.ok()) return threads.status();
   const std::string given = absl::GetFlag(FLAGS_out_dir);
   std::string dir = given;
+  if (MpiRank() > 0) {
+    // Under mpirun every rank runs the whole program; rank 0's outputs are
+    // the run's, the others' go to a scratch folder removed at the end.
+    std::string scratch = absl::StrCat(
+        std::getenv("TMPDIR") != nullptr ? std::getenv("TMPDIR") : "/tmp",
+        "/flowtape-rank", MpiRank(), "-XXXXXX");
+    if (::mkdtemp(scratch.data()) == nullptr)
+      return ErrnoError(errno, absl::StrCat("mkdtemp ", scratch));
+    std::cout.setstate(std::ios::badbit);
+    return Experiment(spec, std::vector<std::string>(argv, argv + argc), dtype,
+                      *threads, scratch);
+  }
   if (dir.empty())
     dir = absl::StrCat("runs/", spec.name, "-", Now("%Y%m%d-%H%M%S", false));
   dir = ResolvePath(dir);
@@ -376,6 +414,10 @@ int Main(const CliSpec& spec, int argc, char** argv,
   std::cout << spec.name << ": output in " << ex->out_dir() << "\n";
   const absl::Status s = run(*ex);
   const absl::Status written = ex->Finish(s);
+  if (MpiRank() > 0) {
+    std::error_code ignored;
+    std::filesystem::remove_all(ex->out_dir(), ignored);
+  }
   if (!s.ok()) {
     std::cerr << spec.name << ": " << s << "\n";
     return 1;

@@ -132,6 +132,7 @@ absl::StatusOr<training::TrainResult> TrainImageFlow(const ImageFlow& f,
   o.log_every = std::max<int64_t>(1, c.steps / 20);
   o.clip_grad_norm = 100.0;
   o.seed = c.seed;
+  o.communicator = c.communicator;
   if (!c.checkpoint.empty()) {
     o.checkpoint_every = 500;
     o.checkpoint_path = c.checkpoint;

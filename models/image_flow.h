@@ -53,6 +53,8 @@ struct ImageRunConfig {
   int64_t steps = 1000, batch = 64, n_train = 20000, n_test = 2000;
   double lr = 1e-3;        // Adam, linear warm-up then cosine decay
   std::string checkpoint;  // saved every 500 steps when set
+  // Data parallel: TrainOptions::communicator (nullptr = one process).
+  parallel::Communicator* communicator = nullptr;
   uint64_t seed = 0;
 };
 // Small (default): minutes on 2 cores. Paper: the model sizes of RealNVP

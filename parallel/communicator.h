@@ -1,8 +1,8 @@
 // Communicator: the collective operations of data-parallel training, over a
 // group of `size()` ranks that all call the same operations in the same order
 // (SPMD). Implementations: ThreadCommunicator (thread_communicator.h, ranks
-// are threads of one process); a multi-process backend (MPI) implements the
-// same interface.
+// are threads of one process) and MpiCommunicator (mpi/mpi_communicator.h,
+// ranks are the processes of an MPI job).
 //
 //   AllReduceSum(buf):  buf_r <- s  on every rank r, where element-wise
 //                       s = (...((buf_0 + buf_1) + buf_2) + ...) + buf_{N-1}

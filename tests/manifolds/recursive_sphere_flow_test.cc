@@ -4,7 +4,8 @@
 // autodiff Jacobian, Gram form), the model density integrates to 1 over S^2
 // (quadrature in (z, phi), dA = dz dphi), gradients w.r.t. points and
 // parameters equal finite differences, float32 agrees with float64, and
-// training a few steps lowers the NLL of a von Mises-Fisher sample.
+// 60 Adam steps from the uniform density reach within 0.15 nats of a von
+// Mises-Fisher sample's own NLL.
 #include "manifolds/recursive_sphere_flow.h"
 
 #include <cmath>
@@ -181,11 +182,12 @@ TEST(RecursiveSphereFlow, Float32AgreesWithFloat64) {
   }
 }
 
-TEST(RecursiveSphereFlow, TrainingLowersTheNll) {
+TEST(RecursiveSphereFlow, TrainingReachesTheVmfNll) {
   Rng rng(7);
   Eigen::Vector3d mu(0.3, -0.5, 0.8);
   auto vmf = *VonMisesFisher::Create(mu.normalized(), 8.0);
   Tensor data = vmf->Sample(512, rng);
+  const double truth = -Mean(vmf->LogProb(data)).item();
   for (const auto& o : Cases()) {
     std::vector<std::shared_ptr<flows::Flow>> chain = {
         *RecursiveSphereFlow::Create(o, rng),
@@ -205,10 +207,10 @@ TEST(RecursiveSphereFlow, TrainingLowersTheNll) {
       Backward(loss);
       opt.Step();
     }
-    // The vMF entropy is log(4 pi) - 7 nats-ish below uniform: learning
-    // must close a good part of that gap.
+    // From the uniform density to within 0.15 nats of the vMF's own NLL on
+    // the sample (uniform is 1.8 nats worse).
     EXPECT_NEAR(first, std::log(4 * M_PI), 1e-9) << chain[0]->name();
-    EXPECT_LT(last, first - 1.0) << chain[0]->name();
+    EXPECT_LT(last, truth + 0.15) << chain[0]->name();
   }
 }
 

@@ -1,6 +1,6 @@
 // Circle maps: monotone diffeomorphisms of S^1 = [0, 2 pi) applied
 // elementwise to angles (Rezende et al. 2020, "Normalizing flows on tori and
-// spheres", section 2). They are the elementwise maps of the flows on the
+// spheres"). They are the elementwise maps of the flows on the
 // torus (torus_flows.h) and of the azimuth in RecursiveSphereFlow.
 //
 // Shapes: theta, out [N, K] (angles; inputs are first wrapped to [0, 2 pi),
@@ -25,12 +25,14 @@
 //                 = (1 - |w|^2) / (1 - 2 (a cos + b sin) + |w|^2).
 //   With rho = softmax(0, logits), g = sum_j rho_j g_{w_j} (a convex
 //   combination of monotone lifts fixing 0 and 2 pi: one again).
-//   Inverse, M = 1: h_w^-1 = h_{-w}, so with c = arg h_w(1) = -2 arg(1 - conj
-//   w) and s = t + c,  theta = wrap(s - 2 arg(1 + conj(w) e^{i s})). Inverse, M
-//   > 1: bisection on [0, 2 pi] for g(theta) = t in double, then two recorded
+//   Inverse, M = 1: h_w^-1 = h_{-w}; with c = arg h_w(1) = -2 arg(1 - w*)
+//   (w* = conj(w)) and s = t + c,
+//     theta = wrap(s - 2 arg(1 + w* e^{i s})).
+//   Inverse, M > 1: bisection for g(theta) = t in double on [-1, 2 pi + 1]
+//   (g is monotone on R with g(x + 2 pi) = g(x) + 2 pi), then two recorded
 //   Newton steps (exact first and second derivatives w.r.t. t and the
-//   parameters); a non-finite parameter or target, or a residual above 1e-8,
-//   sets the status (values NaN).
+//   parameters); a non-finite parameter or target, or a residual above
+//   1e-8, sets the status (values NaN).
 // kSpline (bins K, P = 3K + 1): [width logits (K) | height logits (K) |
 //   derivative pre-activations (K) | phi]. The rational-quadratic spline of
 //   flows/rq_spline.h on [0, 2 pi] (widths, heights and inner derivatives as

@@ -1,7 +1,7 @@
 // RecursiveSphereFlow: a neural flow on S^2 built from an interval spline
-// for the height and a circle map for the azimuth (Rezende et al. 2020,
-// section 4, "recursive flows on S^D", with D = 2 and the height conditioned
-// on the azimuth as well).
+// for the height and a circle map for the azimuth (the recursive flow on S^D
+// of Rezende et al. 2020, "Normalizing flows on tori and spheres", with
+// D = 2 and the height conditioned on the azimuth as well).
 //
 // Cylindrical coordinates: x = (r cos phi, r sin phi, z), r = sqrt(1 - z^2),
 // phi = wrap(atan2(x_2, x_1)) in [0, 2 pi). By Archimedes, surface area is

@@ -1,5 +1,5 @@
-// TorusFlow: flows on the torus T^n = [0, 2 pi)^n (Rezende et al. 2020,
-// section 3) whose elementwise maps are the circle maps of circle_maps.h.
+// TorusFlow: flows on the torus T^n = [0, 2 pi)^n (Rezende et al. 2020)
+// whose elementwise maps are the circle maps of circle_maps.h.
 // Points are angles [N, n]; inputs are wrapped to [0, 2 pi), outputs lie in
 // it. The density is w.r.t. the flat measure d theta_1 ... d theta_n (the
 // uniform density is (2 pi)^-n).

@@ -11,6 +11,11 @@
 //   neural   normalized affine flows alternating with cylindrical coupling
 //            flows whose log R is the generic volume ratio (autodiff Jacobian,
 //            Gram form of |det(T_y' F T_x)|)
+//   recursive, recursive_mobius (not run by default)
+//            normalized affine flows alternating with recursive sphere
+//            flows (manifolds/recursive_sphere_flow.h: an interval spline
+//            for the height, a circle spline / a mixture of 4 Moebius maps
+//            for the azimuth; closed-form log R)
 // Usage:
 //   ./bazelw run --config=opt //benchmarks:earth
 //       quick: 5 seeds x 4 sets x 3 models, ~3.5 CPU-minutes
@@ -47,6 +52,7 @@
 #include "manifolds/manifold.h"
 #include "manifolds/manifold_flow.h"
 #include "manifolds/neural_sphere_flow.h"
+#include "manifolds/recursive_sphere_flow.h"
 #include "manifolds/sphere_densities.h"
 #include "manifolds/sphere_flows.h"
 #include "nn/optim.h"
@@ -63,7 +69,8 @@ ABSL_FLAG(int, seeds, 5, "number of random splits / initialisations");
 ABSL_FLAG(std::string, datasets, "volcano,earthquake,flood,fire",
           "comma-separated subset");
 ABSL_FLAG(std::string, models, "affine,mixture,neural",
-          "comma-separated subset of affine, mixture, neural");
+          "comma-separated subset of affine, mixture, neural, recursive, "
+          "recursive_mobius");
 ABSL_FLAG(bool, maps, true, "write density maps for seed 0");
 ABSL_FLAG(bool, verbose, false, "print training progress");
 ABSL_FLAG(int, components, 0, "mixture components (0 = mode default)");
@@ -152,9 +159,18 @@ std::shared_ptr<ManifoldDensity> MakeModel(const std::string& name,
   }
   std::vector<std::shared_ptr<flows::Flow>> chain =
       AffineChain(1, MeanDirection(train), 0.3, rng);
+  manifolds::RecursiveSphereFlowOptions rec;
+  rec.hidden = {c.hidden, c.hidden};
+  if (name == "recursive_mobius") {
+    rec.azimuth.kind = manifolds::CircleMapKind::kMobius;
+    rec.azimuth.components = 4;
+  }
   for (int b = 0; b < c.neural_blocks; ++b) {
-    chain.push_back(
-        std::make_shared<CylindricalCouplingFlow>(8, c.hidden, rng));
+    if (name == "neural")
+      chain.push_back(
+          std::make_shared<CylindricalCouplingFlow>(8, c.hidden, rng));
+    else
+      chain.push_back(*manifolds::RecursiveSphereFlow::Create(rec, rng));
     chain.push_back(std::make_shared<NormalizedAffine>(3, rng, 0.1));
   }
   return std::make_shared<ManifoldFlowModel>(base, chain);
@@ -283,9 +299,12 @@ absl::Status Run(experiments::Experiment& ex) {
           absl::StrCat("--datasets: unknown '", set,
                        "' (volcano, earthquake, flood, fire)"));
   for (const std::string& name : models)
-    if (name != "affine" && name != "mixture" && name != "neural")
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--models: unknown '", name, "' (affine, mixture, neural)"));
+    if (name != "affine" && name != "mixture" && name != "neural" &&
+        name != "recursive" && name != "recursive_mobius")
+      return absl::InvalidArgumentError(
+          absl::StrCat("--models: unknown '", name,
+                       "' (affine, mixture, neural, recursive, "
+                       "recursive_mobius)"));
   std::map<std::string, std::map<std::string, Cell>> results;  // model, data
   for (const std::string& set : sets) {
     const std::string path = absl::StrCat(dir, "/", set, ".csv");
@@ -296,7 +315,7 @@ absl::Status Run(experiments::Experiment& ex) {
       if (!split_or.ok()) return split_or.status();
       const data::Split& split = *split_or;
       for (const std::string& name : models) {
-        const bool neural = name == "neural";
+        const bool neural = name != "affine" && name != "mixture";
         auto make = [&](int) -> absl::StatusOr<training::Replica> {
           Rng rng(77 + seed);
           std::shared_ptr<ManifoldDensity> model =
@@ -365,7 +384,11 @@ absl::Status Run(experiments::Experiment& ex) {
       {"mixture", absl::StrCat("Mixture ", cfg.mixture_components, " x ",
                                cfg.mixture_layers, " affine")},
       {"neural",
-       absl::StrCat("Affine + cylindrical coupling x", cfg.neural_blocks)}};
+       absl::StrCat("Affine + cylindrical coupling x", cfg.neural_blocks)},
+      {"recursive",
+       absl::StrCat("Affine + recursive (spline) x", cfg.neural_blocks)},
+      {"recursive_mobius",
+       absl::StrCat("Affine + recursive (Moebius) x", cfg.neural_blocks)}};
   for (const std::string& name : models) {
     std::cout << absl::StrFormat("%-40s", label.at(name) + " (ours)");
     for (const auto& d : kDatasets) {

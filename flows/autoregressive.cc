@@ -48,7 +48,9 @@ Tensor Autoregressive::Params(const Tensor& v, const Tensor& context) const {
 FlowResult Autoregressive::Transform(const Tensor& in, const Tensor& params,
                                      bool inverse) const {
   ElementwiseResult r = ApplyElementwise(o_.transform, in, params, inverse);
-  return {r.value, Sum(r.logabsdet, 1)};
+  FlowResult out(r.value, Sum(r.logabsdet, 1));
+  out.status = r.status;
+  return out;
 }
 
 FlowResult Autoregressive::OnePass(const Tensor& v,
@@ -64,10 +66,13 @@ FlowResult Autoregressive::SequentialPasses(const Tensor& u,
   // all are, and the last pass's parameters are those of the exact v_<i.
   Tensor v = Tensor::Zeros(u.shape(), u.dtype());
   FlowResult r;
+  absl::Status first_failure;  // a numeric inverse failing in any pass
   for (int64_t k = 0; k < made_->dim(); ++k) {
     r = Transform(u, Params(v, context), /*inverse=*/true);
+    first_failure.Update(r.status);
     v = r.value;
   }
+  r.status = first_failure;
   return r;
 }
 

@@ -24,8 +24,9 @@
 // (theta = (mu, alpha)) MAF is z_i = (x_i - mu_i) exp(-alpha_i), logdet =
 // -sum alpha_i; kSpline gives the autoregressive neural spline flow, kDsf
 // NAF's deep sigmoidal flow, kUmnn UMNN-MAF, kSos SOS flows and kBernstein
-// Bernstein-polynomial flows (a failed numeric inverse of tau in any of the D
-// passes is reported in FlowResult::status).
+// Bernstein-polynomial flows (their numeric inverse failing in the last of
+// the D passes is reported in FlowResult::status; an input that makes it
+// fail, such as a NaN, fails every pass).
 // MADE output column P i + p is parameter p of dimension i.
 #ifndef FLOWTAPE_FLOWS_AUTOREGRESSIVE_H_
 #define FLOWTAPE_FLOWS_AUTOREGRESSIVE_H_

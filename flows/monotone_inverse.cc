@@ -141,13 +141,14 @@ MonotoneResult ApplyMonotone(const std::string& name, const MonotoneMap& f,
   };
   r.value = newton(newton(Tensor::FromVector(in.shape(), roots, in.dtype())));
   r.logabsdet = -f(r.value, params).logderiv;
-  if (!r.status.ok()) {  // NaN where the root is (a map may ignore v there)
+  if (!r.status.ok()) {
+    // The value is NaN where the root is; so is the log-det, even where the
+    // map's derivative does not depend on v (Bernstein's tails).
     std::vector<double> failed(roots.size());
     for (size_t i = 0; i < roots.size(); ++i) failed[i] = std::isnan(roots[i]);
     const Tensor mask = Tensor::FromVector(in.shape(), failed, in.dtype());
-    const Tensor nan = Tensor::Scalar(std::nan(""), in.dtype());
-    r.value = Where(mask, nan, r.value);
-    r.logabsdet = Where(mask, nan, r.logabsdet);
+    r.logabsdet =
+        Where(mask, Tensor::Scalar(std::nan(""), in.dtype()), r.logabsdet);
   }
   return r;
 }

@@ -4,8 +4,10 @@
 // forward against inverse, normalisation, float32 against float64, first
 // and second derivatives against finite differences. The maps themselves:
 // monotone_test.
+#include <cmath>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "flows/autoregressive.h"
 #include "flows/coupling.h"
@@ -83,6 +85,27 @@ FLOWTAPE_FLOW_CASES(
     FlowCase("umnn_maf_2d", Ar(K::kUmnn, 2, 0, false), {2}).Perturb(0.3),
     FlowCase("umnn_iaf_3d_cond", Ar(K::kUmnn, 3, 2, true), {3}, 2)
         .Perturb(0.3));
+
+// A failed numeric inverse reaches FlowResult::status through couplings
+// and through every pass of the autoregressive inverse, with NaN values.
+TEST(MonotoneFlows, FailedInverseIsReportedByTheFlow) {
+  for (K kind : {K::kDsf, K::kSos, K::kBernstein, K::kUmnn}) {
+    Rng rng(3);
+    std::shared_ptr<Flow> coupling = Couplings(kind, 3)(rng);
+    std::shared_ptr<Flow> maf = Ar(kind, 3, 0, false)(rng);
+    std::shared_ptr<Flow> iaf = Ar(kind, 3, 0, true)(rng);
+    Tensor z = Tensor::Randn({2, 3}, rng);
+    z.mutable_data<double>()[5] = std::nan("");  // sample 1, last entry
+    for (const auto& [flow, inverse] :
+         {std::pair{coupling, true}, {maf, true}, {iaf, false}}) {
+      FlowResult r = inverse ? flow->Inverse(z) : flow->Forward(z);
+      EXPECT_EQ(r.status.code(), absl::StatusCode::kInvalidArgument)
+          << flow->name() << ": " << r.status;
+      EXPECT_TRUE(std::isnan(r.logdet[1])) << flow->name();
+      EXPECT_TRUE(std::isfinite(r.logdet[0])) << flow->name();
+    }
+  }
+}
 
 }  // namespace
 }  // namespace flowtape::flows

@@ -8,6 +8,7 @@
 // through the harness in monotone_flows_test.
 #include <cmath>
 #include <functional>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,7 @@ struct Named {
   std::string name;
   K kind;
 };
+void PrintTo(const Named& n, std::ostream* os) { *os << n.name; }
 const std::vector<Named>& Kinds() {
   static const auto* k = new std::vector<Named>{{"dsf", K::kDsf},
                                                 {"sos", K::kSos},

@@ -48,7 +48,9 @@ Tensor Autoregressive::Params(const Tensor& v, const Tensor& context) const {
 FlowResult Autoregressive::Transform(const Tensor& in, const Tensor& params,
                                      bool inverse) const {
   ElementwiseResult r = ApplyElementwise(o_.transform, in, params, inverse);
-  return {r.value, Sum(r.logabsdet, 1)};
+  FlowResult out(r.value, Sum(r.logabsdet, 1));
+  out.status = r.status;
+  return out;
 }
 
 FlowResult Autoregressive::OnePass(const Tensor& v,

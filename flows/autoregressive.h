@@ -22,7 +22,11 @@
 // i.e. IAF = Invert(MAF) with tau and tau^-1 exchanged. The logdets follow
 // flow.h: Forward's is log|det dz/dx|. With the default transform kAffineMaf
 // (theta = (mu, alpha)) MAF is z_i = (x_i - mu_i) exp(-alpha_i), logdet =
-// -sum alpha_i; kSpline gives the autoregressive neural spline flow.
+// -sum alpha_i; kSpline gives the autoregressive neural spline flow, kDsf
+// NAF's deep sigmoidal flow, kUmnn UMNN-MAF, kSos SOS flows and kBernstein
+// Bernstein-polynomial flows (their numeric inverse failing in the last of
+// the D passes is reported in FlowResult::status; an input that makes it
+// fail, such as a NaN, fails every pass).
 // MADE output column P i + p is parameter p of dimension i.
 #ifndef FLOWTAPE_FLOWS_AUTOREGRESSIVE_H_
 #define FLOWTAPE_FLOWS_AUTOREGRESSIVE_H_
@@ -41,7 +45,7 @@ struct AutoregressiveOptions {
   // The conditioner; params_per_dim and zero_last are set here (P of the
   // transform, and a fresh flow starts at theta = 0).
   MadeOptions made;
-  ElementwiseOptions transform = {ElementwiseKind::kAffineMaf, 3.0, {}};
+  ElementwiseOptions transform{ElementwiseKind::kAffineMaf};
   bool inverted = false;  // IAF
   // InvalidArgument for invalid MADE (made.h) or transform options.
   absl::Status Validate() const;

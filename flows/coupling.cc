@@ -124,8 +124,10 @@ FlowResult Coupling::Apply(const Tensor& x, const Tensor& context,
                                            Params(h, c), inverse);
     Tensor lad = Where(pixel_mask_, Tensor::Zeros({}, x.dtype()),
                        Reshape(r.logabsdet, x.shape().dims()));
-    return {Where(pixel_mask_, x, Reshape(r.value, x.shape().dims())),
-            Sum(Reshape(lad, {n, -1}), 1)};
+    FlowResult out(Where(pixel_mask_, x, Reshape(r.value, x.shape().dims())),
+                   Sum(Reshape(lad, {n, -1}), 1));
+    out.status = r.status;
+    return out;
   }
   const bool contiguous = merge_kind_ != Merge::kGather;
   Tensor xa = Gather(x, a_, contiguous), xb = Gather(x, b_, contiguous);
@@ -137,15 +139,20 @@ FlowResult Coupling::Apply(const Tensor& x, const Tensor& context,
   ElementwiseResult r = ApplyElementwise(o_.transform, Reshape(xb, {n, kb}),
                                          Params(h, nb), inverse);
   Tensor zb = Reshape(r.value, xb.shape().dims());
-  Tensor logdet = Sum(r.logabsdet, 1);
+  FlowResult out;
+  out.logdet = Sum(r.logabsdet, 1);
+  out.status = r.status;
   switch (merge_kind_) {
     case Merge::kAB:
-      return {Concat({xa, zb}, 1), logdet};
+      out.value = Concat({xa, zb}, 1);
+      break;
     case Merge::kBA:
-      return {Concat({zb, xa}, 1), logdet};
+      out.value = Concat({zb, xa}, 1);
+      break;
     default:
-      return {IndexSelect(Concat({xa, zb}, 1), 1, merge_), logdet};
+      out.value = IndexSelect(Concat({xa, zb}, 1), 1, merge_);
   }
+  return out;
 }
 
 FlowResult Coupling::Forward(const Tensor& x, const Tensor& context,

@@ -10,6 +10,8 @@
 //   Inverse: x_b = tau^-1(z_b; theta),  logdet = -sum_b log|tau'(x_b)|
 // Additive (NICE), affine (RealNVP, Glow) and spline couplings differ only in
 // tau (CouplingOptions::transform).
+// A tau with a numeric inverse (the monotone maps of elementwise.h) reports
+// a failed inverse in FlowResult::status.
 //
 // Splits (CouplingOptions::mask; `flip` swaps the two parts):
 //   kHalf          along axis 1 (features, or image channels): the first

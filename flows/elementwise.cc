@@ -22,6 +22,14 @@ int64_t ElementwiseOptions::params_per_entry() const {
       return 1;
     case ElementwiseKind::kSpline:
       return spline.num_params();
+    case ElementwiseKind::kDsf:
+      return dsf.num_params();
+    case ElementwiseKind::kSos:
+      return sos.num_params();
+    case ElementwiseKind::kBernstein:
+      return bernstein.num_params();
+    case ElementwiseKind::kUmnn:
+      return umnn.num_params();
     default:
       return 2;
   }
@@ -39,6 +47,14 @@ std::string ElementwiseOptions::name() const {
       return "affine_maf";
     case ElementwiseKind::kSpline:
       return "spline";
+    case ElementwiseKind::kDsf:
+      return "dsf";
+    case ElementwiseKind::kSos:
+      return "sos";
+    case ElementwiseKind::kBernstein:
+      return "bernstein";
+    case ElementwiseKind::kUmnn:
+      return "umnn";
   }
   return "?";
 }
@@ -49,8 +65,20 @@ absl::Status ElementwiseOptions::Validate() const {
     return absl::InvalidArgumentError(
         absl::StrCat("elementwise affine: scale_bound = ", scale_bound,
                      " must be positive and finite"));
-  if (kind == ElementwiseKind::kSpline) return spline.Validate();
-  return absl::OkStatus();
+  switch (kind) {
+    case ElementwiseKind::kSpline:
+      return spline.Validate();
+    case ElementwiseKind::kDsf:
+      return dsf.Validate();
+    case ElementwiseKind::kSos:
+      return sos.Validate();
+    case ElementwiseKind::kBernstein:
+      return bernstein.Validate();
+    case ElementwiseKind::kUmnn:
+      return umnn.Validate();
+    default:
+      return absl::OkStatus();
+  }
 }
 
 ElementwiseResult ApplyElementwise(const ElementwiseOptions& o,
@@ -65,6 +93,23 @@ ElementwiseResult ApplyElementwise(const ElementwiseOptions& o,
   if (o.kind == ElementwiseKind::kSpline) {
     RqSplineResult r = RqSpline(in, params, o.spline, inverse);
     return {r.value, r.logabsdet};
+  }
+  MonotoneResult m;
+  switch (o.kind) {
+    case ElementwiseKind::kDsf:
+      m = Dsf(in, params, o.dsf, inverse);
+      return {m.value, m.logabsdet, m.status};
+    case ElementwiseKind::kSos:
+      m = SosPolynomial(in, params, o.sos, inverse);
+      return {m.value, m.logabsdet, m.status};
+    case ElementwiseKind::kBernstein:
+      m = Bernstein(in, params, o.bernstein, inverse);
+      return {m.value, m.logabsdet, m.status};
+    case ElementwiseKind::kUmnn:
+      m = Umnn(in, params, o.umnn, inverse);
+      return {m.value, m.logabsdet, m.status};
+    default:
+      break;
   }
   Tensor t = Param(params, 0);
   if (o.kind == ElementwiseKind::kAdditive)

@@ -21,17 +21,35 @@
 //   kSpline         P = 3 bins - 1: the rational-quadratic spline of
 //                   rq_spline.h on [-B, B], identity tails (Durkan et al.
 //                   2019)
+// Monotone maps with a numeric inverse (monotone_inverse.h: bracketed
+// Newton; a failed inverse sets ElementwiseResult::status):
+//   kDsf            P = 3 units: deep sigmoidal flow, dsf.h (NAF, Huang et
+//                   al. 2018)
+//   kSos            P = R (L + 1) + 1: sum-of-squares polynomial,
+//                   sos_polynomial.h (Jaini et al. 2019)
+//   kBernstein      P = M - 1: Bernstein polynomial with linear tails,
+//                   bernstein.h (Sick et al. 2021, Arpogaus et al. 2022)
+//   kUmnn           P = 3 units + 2: integral of a positive network by
+//                   Clenshaw-Curtis quadrature, umnn.h (Wehenkel & Louppe
+//                   2019)
 // theta = 0 is the identity for every kind but kAffineSigmoid (scale
-// sigmoid(2) = 0.88). float32 or float64: the result has v's dtype.
+// sigmoid(2) = 0.88), kDsf and kSos (whose fixed offsets break the symmetry
+// of their units; see their headers). float32 or float64: the result has
+// v's dtype.
 #ifndef FLOWTAPE_FLOWS_ELEMENTWISE_H_
 #define FLOWTAPE_FLOWS_ELEMENTWISE_H_
 
 #include <cstdint>
 #include <string>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "autodiff/tensor.h"
+#include "flows/bernstein.h"
+#include "flows/dsf.h"
 #include "flows/rq_spline.h"
+#include "flows/sos_polynomial.h"
+#include "flows/umnn.h"
 
 namespace flowtape::flows {
 
@@ -40,25 +58,41 @@ enum class ElementwiseKind {
   kAffine,
   kAffineSigmoid,
   kAffineMaf,
-  kSpline
+  kSpline,
+  kDsf,
+  kSos,
+  kBernstein,
+  kUmnn
 };
 
 struct ElementwiseOptions {
+  ElementwiseOptions() = default;
+  explicit ElementwiseOptions(ElementwiseKind k) : kind(k) {}
   ElementwiseKind kind = ElementwiseKind::kAffine;
-  double scale_bound = 3.0;  // kAffine: B
-  RqSplineOptions spline;    // kSpline
+  double scale_bound = 3.0;    // kAffine: B
+  RqSplineOptions spline;      // kSpline
+  DsfOptions dsf;              // kDsf
+  SosOptions sos;              // kSos
+  BernsteinOptions bernstein;  // kBernstein
+  UmnnOptions umnn;            // kUmnn
   // P, the parameters per entry.
   int64_t params_per_entry() const;
-  // "additive", "affine", "affine_sigmoid", "affine_maf" or "spline".
+  // "additive", "affine", "affine_sigmoid", "affine_maf", "spline", "dsf",
+  // "sos", "bernstein" or "umnn".
   std::string name() const;
-  // InvalidArgument unless 0 < scale_bound < inf (kAffine) and the spline
-  // options are valid (kSpline).
+  // InvalidArgument unless 0 < scale_bound < inf (kAffine) and the options
+  // of the chosen kind's map are valid (kSpline, kDsf, kSos, kBernstein,
+  // kUmnn).
   absl::Status Validate() const;
 };
 
 struct ElementwiseResult {
+  ElementwiseResult(Tensor v, Tensor lad, absl::Status s = absl::OkStatus())
+      : value(std::move(v)), logabsdet(std::move(lad)), status(std::move(s)) {}
   Tensor value;      // [N, K]: u (forward) or v (inverse)
   Tensor logabsdet;  // [N, K]: log|d value / d input| per entry
+  // Not ok when a numeric inverse failed (its entries are then NaN).
+  absl::Status status;
 };
 
 // in [N, K], params [N, K, P]; the options must be valid.

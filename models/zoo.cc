@@ -112,6 +112,47 @@ FlowPtr Autoregressive(const ModelConfig& c, Rng& rng,
   });
 }
 
+// `layers` autoregressive layers (MAF direction) on a monotone map with a
+// numeric inverse (flows/elementwise.h), reversed between layers.
+FlowPtr MonotoneMaf(const ModelConfig& c, Rng& rng,
+                    const flows::ElementwiseOptions& transform) {
+  flows::AutoregressiveOptions o;
+  o.made = Made(c);
+  o.transform = transform;
+  return Stack(c, true,
+               [&](int) { return flows::Autoregressive::Create(o, rng); });
+}
+
+FlowPtr Naf(const ModelConfig& c, Rng& rng) {
+  flows::ElementwiseOptions t(flows::ElementwiseKind::kDsf);
+  t.dsf.units = 8;
+  return MonotoneMaf(c, rng, t);
+}
+
+FlowPtr Unaf(const ModelConfig& c, Rng& rng) {
+  flows::ElementwiseOptions t(flows::ElementwiseKind::kUmnn);
+  t.umnn.units = 8;
+  t.umnn.intervals = 32;
+  return MonotoneMaf(c, rng, t);
+}
+
+// Three squares of degree 3 (a degree-7 map), scaled by `bound`.
+FlowPtr Sospf(const ModelConfig& c, Rng& rng) {
+  flows::ElementwiseOptions t(flows::ElementwiseKind::kSos);
+  t.sos.polynomials = 3;
+  t.sos.degree = 3;
+  t.sos.scale = c.bound;
+  return MonotoneMaf(c, rng, t);
+}
+
+// Degree 2 * bins on [-bound, bound], linear tails.
+FlowPtr Bpf(const ModelConfig& c, Rng& rng) {
+  flows::ElementwiseOptions t(flows::ElementwiseKind::kBernstein);
+  t.bernstein.degree = 2 * c.bins;
+  t.bernstein.bound = c.bound;
+  return MonotoneMaf(c, rng, t);
+}
+
 // `layers` couplings of `kind` with alternating half masks (vectors: MLP
 // conditioners; images: checkerboard masks and conv conditioners).
 FlowPtr Couplings(const ModelConfig& c, Rng& rng, flows::ElementwiseKind kind) {
@@ -220,6 +261,14 @@ const std::vector<ZooEntry>& ZooEntries() {
        }},
       {"resflow", "invertible residual blocks, Residual Flows (Chen 2019)",
        D::kVectors, B::kNormal, ResFlow, false, false},
+      {"naf", "neural autoregressive flow, deep sigmoidal (Huang 2018)",
+       D::kVectors, B::kNormal, Naf},
+      {"unaf", "UMNN autoregressive flow, quadrature (Wehenkel 2019)",
+       D::kVectors, B::kNormal, Unaf},
+      {"sospf", "sum-of-squares polynomial flow (Jaini et al. 2019)",
+       D::kVectors, B::kNormal, Sospf},
+      {"bpf", "Bernstein polynomial flow (Sick 2021, Arpogaus 2022)",
+       D::kVectors, B::kNormal, Bpf},
   };
   return *entries;
 }

@@ -47,7 +47,8 @@ struct ModelConfig {
   // Image families (Glow): levels, steps per level, coupling channels.
   int levels = 2, depth = 4;
   int64_t channels = 64;
-  // Spline families: bins and tail bound B (linear outside [-B, B]).
+  // Spline families: bins and tail bound B (linear outside [-B, B]); bpf:
+  // degree 2 bins on [-B, B]; sospf: B scales the polynomials' variable.
   int64_t bins = 8;
   double bound = 4.0;
   // Continuous families (ffjord, rnode): learn the integration time T.

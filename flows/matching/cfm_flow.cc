@@ -48,4 +48,11 @@ absl::StatusOr<std::shared_ptr<cnf::Cnf>> MakeFlowMatchingCnf(
       std::make_shared<TimeReversedField>(std::move(velocity)), o);
 }
 
+std::shared_ptr<cnf::CnfDynamics> MatchedVelocity(const Flow& flow) {
+  const auto* c = dynamic_cast<const cnf::Cnf*>(&flow);
+  if (c == nullptr) return nullptr;
+  const auto* f = dynamic_cast<const TimeReversedField*>(c->dynamics().get());
+  return f == nullptr ? nullptr : f->velocity();
+}
+
 }  // namespace flowtape::flows::matching

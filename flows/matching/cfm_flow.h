@@ -16,7 +16,9 @@
 // (negated) when v has one. MakeFlowMatchingCnf(v, options) builds the Cnf
 // over it; the options must keep t_end = 1, train_t off and no RNODE
 // weights (InvalidArgument otherwise): the field was trained for that map.
-// Its name() is "cfm".
+// Its name() is "cfm". MatchedVelocity(flow) gives back v from a flow made
+// by MakeFlowMatchingCnf (nullptr for any other flow), so a model built by
+// name (models/zoo.h, "cfm") can be trained by flow matching.
 #ifndef FLOWTAPE_FLOWS_MATCHING_CFM_FLOW_H_
 #define FLOWTAPE_FLOWS_MATCHING_CFM_FLOW_H_
 
@@ -53,6 +55,8 @@ class TimeReversedField : public cnf::CnfDynamics {
 absl::StatusOr<std::shared_ptr<cnf::Cnf>> MakeFlowMatchingCnf(
     std::shared_ptr<cnf::CnfDynamics> velocity,
     const cnf::CnfOptions& options = cnf::CnfOptions());
+
+std::shared_ptr<cnf::CnfDynamics> MatchedVelocity(const Flow& flow);
 
 }  // namespace flowtape::flows::matching
 

@@ -179,11 +179,16 @@ absl::StatusOr<std::shared_ptr<FlowMatching>> FlowMatching::Create(
       std::move(velocity), std::move(path), options, std::move(source)));
 }
 
-absl::StatusOr<Tensor> FlowMatching::Loss(const Tensor& x1,
-                                          const Tensor& context,
+absl::StatusOr<Tensor> FlowMatching::Loss(const Tensor& data,
+                                          const Tensor& data_context,
                                           Rng& rng) const {
-  FT_RETURN_IF_ERROR(
-      CheckBatch(x1, context, velocity_->dim(), velocity_->context_dim()));
+  FT_RETURN_IF_ERROR(CheckBatch(data, data_context, velocity_->dim(),
+                                velocity_->context_dim()));
+  // In the field's dtype (float64 data can train a float32 field).
+  const DType dtype = velocity_->dtype();
+  const Tensor x1 = Cast(data, dtype);
+  const Tensor context =
+      data_context.defined() ? Cast(data_context, dtype) : Tensor();
   const int64_t n = x1.dim(0);
   Tensor x0 = source_(n, x1.dtype(), rng);
   Tensor t = Tensor::Rand({n, 1}, rng, x1.dtype());

@@ -26,8 +26,9 @@
 // still the source (OT across contexts would make x0 depend on c); with
 // continuous, all-distinct contexts every group is one row: independent.
 //
-// FlowMatching::Loss(x1, c, rng): draws x0 ~ source (default N(0, I), in
-// x1's dtype), t ~ U[0, 1) per row, pairs by the coupling and returns
+// FlowMatching::Loss(x1, c, rng): converts x1 and c to the field's dtype
+// (Module::dtype), draws x0 ~ source (default N(0, I), in that dtype),
+// t ~ U[0, 1) per row, pairs by the coupling and returns
 // CfmLoss on the pairs (x0_i, x1_j, c_j). Draws, in order: x0 (N d
 // normals), t (N uniforms), then the coupling's (Sinkhorn: N uniforms).
 // Errors (Status): an exact-OT batch above max_assignment_batch, a

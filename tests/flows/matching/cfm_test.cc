@@ -255,5 +255,27 @@ TEST(CouplingTest, ErrorsAreStatuses) {
   EXPECT_TRUE(fm_ot->Loss(Tensor::Randn({4, 2}, rng), Tensor(), rng).ok());
 }
 
+// A float32 field trains on float64 data (the batch is converted).
+TEST(FlowMatchingTest, Float32FieldOnFloat64Data) {
+  Rng rng(8);
+  auto net = cnf::ConcatSquashNet::Create(2, {4}, nn::Activation::kTanh, rng,
+                                          /*context_dim=*/1)
+                 .value();
+  net->To(kFloat32);
+  for (CouplingKind kind :
+       {CouplingKind::kIndependent, CouplingKind::kExactOt}) {
+    FlowMatchingOptions o;
+    o.coupling = kind;
+    auto fm =
+        FlowMatching::Create(net, AffinePath::OptimalTransport().value(), o)
+            .value();
+    Tensor loss =
+        fm->Loss(Tensor::Randn({8, 2}, rng), Tensor::Randn({8, 1}, rng), rng)
+            .value();
+    EXPECT_EQ(loss.dtype(), kFloat32);
+    EXPECT_TRUE(std::isfinite(loss.item()));
+  }
+}
+
 }  // namespace
 }  // namespace flowtape::flows::matching

@@ -197,6 +197,23 @@ absl::StatusOr<TrainResult> TrainFlowMatching(const flows::FlowModel& model,
     return CheckModelUsable(model, nll, data.train, data.train_context,
                             check_rng);
   };
+  // Writes the checkpoint files of a usable model (the EMA weights are
+  // checked); returns the check's verdict, or a failed write.
+  auto save = [&]() -> absl::StatusOr<absl::Status> {
+    absl::Status usable;
+    {
+      EmaScope swap(averaged);
+      usable = check_usable();
+      if (usable.ok() && averaged != nullptr)
+        FT_RETURN_IF_ERROR(
+            nn::SaveCheckpoint(o.checkpoint_path + ".ema", model));
+    }
+    if (usable.ok())
+      FT_RETURN_IF_ERROR(
+          nn::SaveCheckpoint(o.checkpoint_path, model, &optimizer));
+    return usable;
+  };
+  int64_t saved_updates = -1;
   int64_t evals_since_best = 0, window = 0;
   double window_loss = 0.0;
   const auto start = Clock::now();
@@ -247,6 +264,15 @@ absl::StatusOr<TrainResult> TrainFlowMatching(const flows::FlowModel& model,
                                " (loss ", value, ", grad norm ", gnorm,
                                "); restored the state (EMA included) after ",
                                good_updates, " updates");
+      // A checkpoint of the condemned state is rewritten from the restored
+      // one (or deleted if that cannot sample and score).
+      if (checkpoints && saved_updates == step - 1) {
+        FT_ASSIGN_OR_RETURN(absl::Status usable, save());
+        if (!usable.ok()) {
+          std::remove(o.checkpoint_path.c_str());
+          std::remove((o.checkpoint_path + ".ema").c_str());
+        }
+      }
       break;
     }
     optimizer.Step();
@@ -258,17 +284,9 @@ absl::StatusOr<TrainResult> TrainFlowMatching(const flows::FlowModel& model,
     ++window;
 
     if (checkpoints && step % o.checkpoint_every == 0) {
-      absl::Status usable;
-      {
-        EmaScope swap(averaged);
-        usable = check_usable();
-        if (usable.ok() && averaged != nullptr)
-          FT_RETURN_IF_ERROR(
-              nn::SaveCheckpoint(o.checkpoint_path + ".ema", model));
-      }
+      FT_ASSIGN_OR_RETURN(absl::Status usable, save());
       if (usable.ok()) {
-        FT_RETURN_IF_ERROR(
-            nn::SaveCheckpoint(o.checkpoint_path, model, &optimizer));
+        saved_updates = step;
       } else if (log) {
         *log << "step " << step
              << ": checkpoint not written: " << usable.message() << std::endl;

@@ -25,7 +25,9 @@
 // NaN guard (as TrainNll, module_state.h): before the forward pass of every
 // guard_every-th step the parameters, buffers, optimizer state and the EMA
 // are copied; a non-finite loss or gradient restores the latest copy whose
-// loss was finite (diverged = true) and ends training.
+// loss was finite (diverged = true) and ends training. A checkpoint written
+// of the state whose loss was not finite is rewritten from the restored
+// state (deleted if that fails the usability check).
 //
 // Checkpoints every checkpoint_every steps, of a model that passes the
 // usability check (CheckModelUsable on the EMA weights): `checkpoint_path`

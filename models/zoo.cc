@@ -14,6 +14,8 @@
 #include "flows/glow.h"
 #include "flows/householder.h"
 #include "flows/linear.h"
+#include "flows/matching/cfm_flow.h"
+#include "flows/permute.h"
 #include "flows/planar.h"
 #include "flows/radial.h"
 #include "flows/resflow.h"
@@ -258,6 +260,20 @@ const std::vector<ZooEntry>& ZooEntries() {
        [](const ModelConfig& c, Rng& r) -> FlowPtr {
          return flows::cnf::MakeFfjord(Dim(c), c.hidden, /*rnode=*/true, r,
                                        c.context_dim, c.train_t);
+       }},
+      {"cfm",
+       "flow matching field as a CNF (Lipman 2023; train with "
+       "TrainFlowMatching)",
+       D::kVectors, B::kNormal,
+       [](const ModelConfig& c, Rng& r) -> FlowPtr {
+         flows::cnf::CnfOptions o;
+         o.train_t = c.train_t;  // refused: the field maps over [0, 1]
+         if (Dim(c) > 8) o.trace = flows::cnf::TraceEstimator::kHutchinson;
+         FT_ASSIGN_OR_RETURN(
+             auto net,
+             flows::cnf::ConcatSquashNet::Create(
+                 Dim(c), c.hidden, nn::Activation::kTanh, r, c.context_dim));
+         return flows::matching::MakeFlowMatchingCnf(std::move(net), o);
        }},
       {"resflow", "invertible residual blocks, Residual Flows (Chen 2019)",
        D::kVectors, B::kNormal, ResFlow, false, false},

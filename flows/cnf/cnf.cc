@@ -170,7 +170,10 @@ double Cnf::end_time() const {
   return r * r;
 }
 
-std::string Cnf::name() const { return regularized() ? "rnode" : "ffjord"; }
+std::string Cnf::name() const {
+  if (!options_.name.empty()) return options_.name;
+  return regularized() ? "rnode" : "ffjord";
+}
 
 bool Cnf::regularized() const {
   return options_.regularize || options_.lambda_kinetic > 0 ||

@@ -121,6 +121,7 @@ struct CnfOptions {
   double lambda_jacobian = 0.0;
   RegularizerUnits regularizer_units = RegularizerUnits::kIntegral;
   bool regularize = false;  // track K and J even with zero weights
+  std::string name;  // Cnf::name(); empty: "rnode" if regularized, "ffjord"
   ode::OdeOptions ode = DefaultOde();
 
   static ode::OdeOptions DefaultOde() {  // FFJORD's tolerances

@@ -65,8 +65,10 @@ absl::Status CheckSizes(const char* who, int64_t dim,
 
 void CheckInputs(const char* op, const Tensor& t, const Tensor& z, int64_t dim,
                  const Tensor& context, int64_t context_dim) {
-  FT_CHECK(t.numel() == 1, op, ": t must be a scalar, got ",
-           t.shape().ToString());
+  FT_CHECK(t.numel() == 1 ||
+               (t.rank() == 2 && t.dim(0) == z.dim(0) && t.dim(1) == 1),
+           op, ": t must be a scalar or [N, 1] for z ", z.shape().ToString(),
+           ", got ", t.shape().ToString());
   FT_CHECK(z.rank() == 2 && z.dim(1) == dim, op, ": z ", z.shape().ToString(),
            " vs dim ", dim);
   if (context_dim == 0) {
@@ -102,8 +104,10 @@ Tensor ActivationDerivative(nn::Activation act, const Tensor& a,
   }
 }
 
-// t as a [n, 1] column (differentiable in t).
+// t (a scalar, or already per-sample [n, 1]) as a [n, 1] column
+// (differentiable in t).
 Tensor TimeColumn(const Tensor& t, int64_t n) {
+  if (t.rank() == 2 && t.dim(0) == n && t.numel() == n) return t;
   return BroadcastTo(Reshape(t, {1, 1}), Shape({n, 1}));
 }
 
@@ -118,6 +122,10 @@ Tensor CnfDynamics::ValueAndTrace(const Tensor&, const Tensor&, const Tensor&,
 Tensor CnfDynamics::operator()(const Tensor& t, const Tensor& z,
                                const Tensor& context) const {
   FT_CHECK(!context.defined(), "cnf dynamics: this net takes no context");
+  FT_CHECK(t.numel() == 1,
+           "cnf dynamics: per-sample times [N, 1] need an override of "
+           "operator()(Tensor t, z, context), got t ",
+           t.shape().ToString());
   FT_CHECK(!t.requires_grad(),
            "cnf dynamics: a differentiable t (learnable T) needs an override "
            "of operator()(Tensor t, z, context)");
@@ -197,7 +205,9 @@ Tensor ConcatSquashNet::ValueAndTrace(const Tensor& t, const Tensor& z,
            "concat_squash: no closed-form trace for this net");
   const size_t num = layers_.size();
   CheckInputs("concat_squash", t, z, dim_, context, context_dim_);
-  Tensor u = t.rank() == 2 ? t : Reshape(t, {1, 1});
+  FT_CHECK(t.numel() == 1, "concat_squash: the closed-form trace takes one ",
+           "t for the batch, got ", t.shape().ToString());
+  Tensor u = Reshape(t, {1, 1});
   std::vector<Tensor> w(num), slope;  // A_l; S_l
   Tensor h = z;
   for (size_t i = 0; i < num; ++i) {
@@ -229,7 +239,8 @@ Tensor ConcatSquashNet::ValueAndTrace(const Tensor& t, const Tensor& z,
 Tensor ConcatSquashNet::operator()(const Tensor& t, const Tensor& z,
                                    const Tensor& context) const {
   CheckInputs("concat_squash", t, z, dim_, context, context_dim_);
-  Tensor u = t.rank() == 2 ? t : Reshape(t, {1, 1});
+  // u [1, 1] shared by the batch, or [N, 1 (+ K)] per sample.
+  Tensor u = t.numel() == 1 ? Reshape(t, {1, 1}) : t;
   if (context.defined()) u = Concat({TimeColumn(t, z.dim(0)), context}, 1);
   Tensor h = z;
   for (size_t i = 0; i < layers_.size(); ++i) {

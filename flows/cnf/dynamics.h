@@ -23,9 +23,12 @@
 //   f(t, z, c):          t a scalar Tensor, which may be a tape node: a CNF
 //                        with learnable integration time T evaluates
 //                        f(s T, z, c), and dL/dT needs df/dt. c is [N, K] or
-//                        undefined (K = 0). The base class's default accepts
-//                        neither a context nor a t that requires grad;
-//                        TimeMlp and ConcatSquashNet handle both.
+//                        undefined (K = 0). t may also be [N, 1], one time
+//                        per sample (flow matching regresses the field at
+//                        random (t_i, x_i)). The base class's default
+//                        accepts neither a context, a t that requires grad
+//                        nor per-sample times; TimeMlp and ConcatSquashNet
+//                        handle all three (ValueAndTrace: scalar t only).
 //
 // Closed-form trace (ValueAndTrace): f and tr(df/dz) per sample from the
 // net's structure instead of d VJPs. ConcatSquashNet without context has
@@ -57,7 +60,8 @@ class CnfDynamics : public nn::Module {
  public:
   // z [N, dim()] -> dz/dt [N, dim()].
   virtual Tensor operator()(double t, const Tensor& z) const = 0;
-  // t scalar (rank 0 or numel 1), z [N, dim()], context [N, context_dim()]
+  // t scalar (rank 0 or numel 1) or [N, 1], z [N, dim()], context
+  // [N, context_dim()]
   // (undefined iff context_dim() == 0) -> dz/dt [N, dim()].
   virtual Tensor operator()(const Tensor& t, const Tensor& z,
                             const Tensor& context) const;

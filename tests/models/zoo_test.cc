@@ -9,6 +9,7 @@
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
 #include "data/preprocess.h"
+#include "flows/matching/cfm_flow.h"
 #include "gtest/gtest.h"
 #include "models/image_flow.h"
 
@@ -235,6 +236,24 @@ TEST(ImageFlow, TheContextReachesTheConditionalModel) {
   const double with_a = nll(pixels, a, r1).item();
   EXPECT_DOUBLE_EQ(with_a, f.Nll(pixels, r2, a).item());
   EXPECT_GT(std::abs(with_a - nll(pixels, b, r3).item()), 1e-6);
+}
+
+// The flow-matching entry: its velocity is reachable for TrainFlowMatching,
+// it takes a context, and a learnable T is refused (the field maps [0, 1]).
+TEST(Zoo, FlowMatchingEntryExposesItsVelocity) {
+  Rng rng(7);
+  ModelConfig c;
+  c.hidden = {8};
+  c.context_dim = 2;
+  auto model = MakeModel("cfm", c, rng);
+  ASSERT_TRUE(model.ok()) << model.status();
+  auto v = flows::matching::MatchedVelocity(*(*model)->flow());
+  ASSERT_NE(v, nullptr);
+  EXPECT_EQ(v->context_dim(), 2);
+  EXPECT_EQ((*model)->flow()->name(), "cfm");
+  c.train_t = true;
+  EXPECT_EQ(MakeModel("cfm", c, rng).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -1,0 +1,353 @@
+#include "training/train_flow_matching.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "autodiff/check.h"
+#include "autodiff/grad.h"
+#include "autodiff/ops.h"
+#include "autodiff/status_macros.h"
+#include "autodiff/tape.h"
+#include "data/preprocess.h"
+#include "nn/checkpoint.h"
+#include "training/module_state.h"
+
+namespace flowtape::training {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string FormatDuration(double s) {
+  int64_t t = static_cast<int64_t>(s + 0.5);
+  if (t >= 3600)
+    return absl::StrFormat("%d:%02d:%02d", t / 3600, (t / 60) % 60, t % 60);
+  return absl::StrFormat("%d:%02d", t / 60, t % 60);
+}
+
+absl::Status CheckFinite(const Tensor& t, const char* what) {
+  if (!t.defined() || t.rank() == 0) return absl::OkStatus();
+  const int64_t row = t.numel() / std::max<int64_t>(t.dim(0), 1);
+  for (int64_t i = 0; i < t.numel(); ++i)
+    if (!std::isfinite(t[i]))
+      return absl::InvalidArgumentError(absl::StrCat(
+          "train_flow_matching: ", what, " row ", i / row, " has ", t[i],
+          " at entry ", i % row, " (every value must be finite)"));
+  return absl::OkStatus();
+}
+
+absl::Status Validate(const TrainData& d, const FlowMatchingTrainOptions& o) {
+  if (!d.train.defined() || d.train.rank() == 0 || d.train.dim(0) == 0)
+    return absl::InvalidArgumentError(
+        "train_flow_matching: empty training set");
+  if (o.batch_size <= 0 || o.eval_batch_size <= 0 || o.eval_every <= 0 ||
+      o.guard_every < 1)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "train_flow_matching: batch_size, eval_batch_size, eval_every and "
+        "guard_every must be >= 1, got ",
+        o.batch_size, ", ", o.eval_batch_size, ", ", o.eval_every, ", ",
+        o.guard_every));
+  if (!(o.ema_decay >= 0 && o.ema_decay < 1))
+    return absl::InvalidArgumentError(absl::StrCat(
+        "train_flow_matching: ema_decay must be in [0, 1), got ", o.ema_decay));
+  if (o.communicator != nullptr)
+    return absl::InvalidArgumentError(
+        "train_flow_matching: runs in one process (no communicator)");
+  if (o.checkpoint_every > 0 && o.checkpoint_path.empty())
+    return absl::InvalidArgumentError(
+        "train_flow_matching: checkpoint_every is set but checkpoint_path is "
+        "empty");
+  auto rows_match = [](const Tensor& x, const Tensor& c) {
+    return !c.defined() || (x.defined() && c.dim(0) == x.dim(0));
+  };
+  if (!rows_match(d.train, d.train_context) ||
+      !rows_match(d.val, d.val_context))
+    return absl::InvalidArgumentError(
+        "train_flow_matching: context rows do not match the data rows");
+  const bool has_val = d.val.defined() && d.val.rank() > 0 && d.val.dim(0) > 0;
+  if (has_val && d.train_context.defined() != d.val_context.defined())
+    return absl::InvalidArgumentError(
+        "train_flow_matching: the training and validation data must both "
+        "have a context or neither");
+  FT_RETURN_IF_ERROR(CheckFinite(d.train, "training data"));
+  FT_RETURN_IF_ERROR(CheckFinite(d.train_context, "training context"));
+  FT_RETURN_IF_ERROR(CheckFinite(d.val, "validation data"));
+  return CheckFinite(d.val_context, "validation context");
+}
+
+Tensor Rows(const Tensor& x, const std::vector<int64_t>& index) {
+  return x.defined() ? data::TakeRows(x, index) : Tensor();
+}
+
+// The EMA swapped into the model for the lifetime of the scope.
+class EmaScope {
+ public:
+  explicit EmaScope(ParameterEma* ema) : ema_(ema) {
+    if (ema_ != nullptr) ema_->Swap();
+  }
+  ~EmaScope() {
+    if (ema_ != nullptr) ema_->Swap();
+  }
+
+ private:
+  ParameterEma* ema_;
+};
+
+}  // namespace
+
+ParameterEma::ParameterEma(const nn::Module& module)
+    : params_(module.Parameters()) {
+  for (size_t i = 0; i < params_.size(); ++i)
+    shadow_.push_back(
+        RegisterBuffer(absl::StrCat("p", i), params_[i].Detach()));
+}
+
+void ParameterEma::Update(double decay) {
+  for (size_t i = 0; i < params_.size(); ++i)
+    VisitDType(params_[i].dtype(), [&](auto zero) {
+      using T = decltype(zero);
+      const T* p = params_[i].template data<T>();
+      T* s = shadow_[i].template mutable_data<T>();
+      for (int64_t k = 0; k < params_[i].numel(); ++k)
+        s[k] = static_cast<T>(decay * s[k] + (1 - decay) * p[k]);
+    });
+}
+
+void ParameterEma::Swap() {
+  for (size_t i = 0; i < params_.size(); ++i) {
+    FT_CHECK(params_[i].dtype() == shadow_[i].dtype(),
+             "parameter_ema: the module changed dtype after the EMA was made");
+    VisitDType(params_[i].dtype(), [&](auto zero) {
+      using T = decltype(zero);
+      T* p = params_[i].template mutable_data<T>();
+      T* s = shadow_[i].template mutable_data<T>();
+      std::swap_ranges(p, p + params_[i].numel(), s);
+    });
+  }
+}
+
+absl::Status LoadFlowMatchingCheckpoint(const std::string& path,
+                                        nn::Module& model,
+                                        nn::Optimizer* optimizer,
+                                        ParameterEma* ema) {
+  FT_RETURN_IF_ERROR(nn::LoadCheckpoint(path, model, optimizer));
+  if (ema == nullptr) return absl::OkStatus();
+  // The model's parameters go to the EMA's slots and back: the file's
+  // values land in the EMA, the raw parameters stay.
+  ema->Swap();
+  absl::Status s = nn::LoadCheckpoint(path + ".ema", model);
+  ema->Swap();
+  return s;
+}
+
+absl::StatusOr<TrainResult> TrainFlowMatching(const flows::FlowModel& model,
+                                              const FlowMatchingLossFn& loss_fn,
+                                              nn::Optimizer& optimizer,
+                                              const TrainData& data,
+                                              const FlowMatchingTrainOptions& o,
+                                              ParameterEma* ema) {
+  FT_RETURN_IF_ERROR(Validate(data, o));
+  std::ostream* log = o.log_every > 0 ? o.log : nullptr;
+  const std::vector<Tensor> params = model.Parameters();
+  const NllFn nll = ModelNll(model);
+  const int64_t n = data.train.dim(0), batch = std::min(o.batch_size, n);
+  const bool has_val = data.val.defined() && data.val.dim(0) > 0;
+  const bool checkpoints = o.checkpoint_every > 0;
+  std::unique_ptr<ParameterEma> own_ema;
+  if (o.ema_decay > 0 && ema == nullptr) {
+    own_ema = std::make_unique<ParameterEma>(model);
+    ema = own_ema.get();
+  }
+  ParameterEma* averaged = o.ema_decay > 0 ? ema : nullptr;
+  Rng order_rng(o.seed, ~uint64_t{0}), rng(o.seed, 0);
+  TrainResult r;
+  r.best_val_nll = std::numeric_limits<double>::infinity();
+  std::vector<int64_t> order = data::Permutation(n, order_rng);
+  int64_t cursor = 0;
+
+  // NaN guard: model + optimizer, and the EMA, captured together.
+  ModuleState model_a(model, &optimizer), model_b(model, &optimizer);
+  std::unique_ptr<ModuleState> ema_a, ema_b;
+  if (averaged != nullptr) {
+    ema_a = std::make_unique<ModuleState>(*averaged, nullptr);
+    ema_b = std::make_unique<ModuleState>(*averaged, nullptr);
+  }
+  struct Snapshot {
+    ModuleState* model;
+    ModuleState* ema;
+    void Capture() {
+      model->Capture();
+      if (ema) ema->Capture();
+    }
+    void Restore() const {
+      model->Restore();
+      if (ema) ema->Restore();
+    }
+  } good{&model_a, ema_a.get()}, pending{&model_b, ema_b.get()};
+  good.Capture();
+  int64_t good_updates = 0, pending_updates = -1;
+  ModuleState best(model, nullptr);
+  auto check_usable = [&]() {
+    Rng check_rng(o.seed, ~uint64_t{0} - 2);
+    return CheckModelUsable(model, nll, data.train, data.train_context,
+                            check_rng);
+  };
+  // Writes the checkpoint files of a usable model (the EMA weights are
+  // checked); returns the check's verdict, or a failed write.
+  auto save = [&]() -> absl::StatusOr<absl::Status> {
+    absl::Status usable;
+    {
+      EmaScope swap(averaged);
+      usable = check_usable();
+      if (usable.ok() && averaged != nullptr)
+        FT_RETURN_IF_ERROR(
+            nn::SaveCheckpoint(o.checkpoint_path + ".ema", model));
+    }
+    if (usable.ok())
+      FT_RETURN_IF_ERROR(
+          nn::SaveCheckpoint(o.checkpoint_path, model, &optimizer));
+    return usable;
+  };
+  int64_t saved_updates = -1;
+  int64_t evals_since_best = 0, window = 0;
+  double window_loss = 0.0;
+  const auto start = Clock::now();
+  auto seconds = [&] {
+    return std::chrono::duration<double>(Clock::now() - start).count();
+  };
+
+  for (int64_t step = 1; step <= o.max_steps; ++step) {
+    if (cursor + batch > n) {
+      order = data::Permutation(n, order_rng);
+      cursor = 0;
+    }
+    std::vector<int64_t> index(order.begin() + cursor,
+                               order.begin() + cursor + batch);
+    cursor += batch;
+    if ((step - 1) % o.guard_every == 0) {
+      pending.Capture();
+      pending_updates = step - 1;
+    }
+    optimizer.ZeroGrad();
+    absl::StatusOr<Tensor> loss =
+        loss_fn(Rows(data.train, index), Rows(data.train_context, index), rng);
+    if (!loss.ok()) {
+      Tape::Get().Reset();
+      return loss.status();
+    }
+    const double value = loss->item();
+    if (std::isfinite(value)) Backward(*loss);
+    Tape::Get().Reset();
+    double gnorm = std::numeric_limits<double>::quiet_NaN();
+    if (std::isfinite(value)) {
+      if (pending_updates == step - 1) {
+        std::swap(good, pending);
+        good_updates = pending_updates;
+        pending_updates = -1;
+      }
+      r.last_loss = value;
+      gnorm = o.clip_grad_norm > 0 ? nn::ClipGradNorm(params, o.clip_grad_norm)
+                                   : GradNorm(params);
+    }
+    if (!std::isfinite(value) || !std::isfinite(gnorm)) {
+      optimizer.ZeroGrad();
+      good.Restore();
+      r.steps = good_updates;
+      r.diverged = true;
+      r.message = absl::StrCat("stopped at step ", step, ": non-finite ",
+                               std::isfinite(value) ? "gradient" : "loss",
+                               " (loss ", value, ", grad norm ", gnorm,
+                               "); restored the state (EMA included) after ",
+                               good_updates, " updates");
+      // A checkpoint of the condemned state is rewritten from the restored
+      // one (or deleted if that cannot sample and score).
+      if (checkpoints && saved_updates == step - 1) {
+        FT_ASSIGN_OR_RETURN(absl::Status usable, save());
+        if (!usable.ok()) {
+          std::remove(o.checkpoint_path.c_str());
+          std::remove((o.checkpoint_path + ".ema").c_str());
+        }
+      }
+      break;
+    }
+    optimizer.Step();
+    if (averaged != nullptr)
+      averaged->Update(std::min(o.ema_decay, (1.0 + step) / (10.0 + step)));
+    r.steps = step;
+    r.losses.push_back(value);
+    window_loss += value;
+    ++window;
+
+    if (checkpoints && step % o.checkpoint_every == 0) {
+      FT_ASSIGN_OR_RETURN(absl::Status usable, save());
+      if (usable.ok()) {
+        saved_updates = step;
+      } else if (log) {
+        *log << "step " << step
+             << ": checkpoint not written: " << usable.message() << std::endl;
+      }
+    }
+
+    const bool last = step == o.max_steps;
+    std::string val_text;
+    if (has_val && (step % o.eval_every == 0 || last)) {
+      EmaScope swap(averaged);
+      const double v =
+          EvaluateNll(nll, data.val, data.val_context, o.eval_batch_size);
+      r.val_history.emplace_back(step, v);
+      if (v < r.best_val_nll) {
+        r.best_val_nll = v;
+        r.best_step = step;
+        best.Capture();
+        evals_since_best = 0;
+      } else {
+        ++evals_since_best;
+      }
+      val_text = absl::StrFormat("  val %.4f (best %.4f)", v, r.best_val_nll);
+      if (o.patience > 0 && evals_since_best >= o.patience) {
+        r.stopped_early = true;
+        r.message = absl::StrCat(
+            "early stop at step ", step, ": no better validation NLL for ",
+            o.patience, " evaluations (best at step ", r.best_step, ")");
+      }
+    }
+    if (log && (step % o.log_every == 0 || last || r.stopped_early)) {
+      const double rate = step / seconds();
+      *log << absl::StrFormat("step %d/%d  loss %.4f%s  %.1f steps/s  ETA %s",
+                              step, o.max_steps, window_loss / window, val_text,
+                              rate, FormatDuration((o.max_steps - step) / rate))
+           << std::endl;
+      window_loss = 0.0;
+      window = 0;
+    }
+    if (r.stopped_early) break;
+  }
+  if (r.message.empty())
+    r.message = absl::StrCat("finished ", r.steps, " steps");
+  // The model becomes the evaluated one: the EMA (a copy: `ema` keeps it),
+  // or the best evaluation's.
+  if (averaged != nullptr) {
+    averaged->Swap();
+    averaged->Update(0.0);  // the EMA again: the model's values
+  }
+  if (has_val && o.restore_best && !r.diverged && r.best_step > 0)
+    best.Restore();
+  if (!has_val) r.best_val_nll = r.last_loss;
+  r.seconds = seconds();
+  r.model_status = check_usable();
+  if (!r.model_status.ok()) {
+    r.message = absl::StrCat(r.message, "; ", r.model_status.message());
+    if (log) *log << r.message << std::endl;
+    return absl::FailedPreconditionError(
+        absl::StrCat("train_flow_matching: ", r.message));
+  }
+  if (log && (r.stopped_early || r.diverged)) *log << r.message << std::endl;
+  return r;
+}
+
+}  // namespace flowtape::training

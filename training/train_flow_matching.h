@@ -1,0 +1,101 @@
+// Flow-matching training: minibatch descent on a regression loss (the CFM
+// loss, flows/matching/cfm.h) with validation by the flow's NLL, an
+// exponential moving average (EMA) of the parameters, the whole-state NaN
+// guard and checkpoints. Single process.
+//
+// Each step: the next minibatch x1 of a shuffled epoch (rows, and their
+// context), loss = loss_fn(x1, c, rng) (a Status from it ends training
+// with that Status), Backward, optional clipping, optimizer Step, then
+//   ema <- d ema + (1 - d) theta,  d = min(ema_decay, (1 + k) / (10 + k))
+// (k = the update count; the warm-up keeps early averages from remembering
+// the initialisation), every parameter in its own dtype. ema_decay = 0 is
+// no EMA (the model keeps its raw parameters).
+//
+// Validation: the loss is not a likelihood, so every eval_every steps (and at
+// the end) the model, with its parameters swapped for the EMA, is scored by
+// mean NLL on the validation set (FlowModel::Nll, training/train.h's
+// EvaluateNll: fixed seed, no tape). Early stopping (patience) and
+// restore_best as in TrainNll, on that NLL; the best evaluation's weights
+// are the EMA weights it scored.
+//
+// Result: on return the model holds the EMA weights (the best evaluation's
+// with restore_best and a validation set), i.e. the model that was
+// evaluated; `ema`, when the caller passes one, holds the last EMA.
+//
+// NaN guard (as TrainNll, module_state.h): before the forward pass of every
+// guard_every-th step the parameters, buffers, optimizer state and the EMA
+// are copied; a non-finite loss or gradient restores the latest copy whose
+// loss was finite (diverged = true) and ends training. A checkpoint written
+// of the state whose loss was not finite is rewritten from the restored
+// state (deleted if that fails the usability check).
+//
+// Checkpoints every checkpoint_every steps, of a model that passes the
+// usability check (CheckModelUsable on the EMA weights): `checkpoint_path`
+// holds the raw parameters and the optimizer (nn/checkpoint.h, resumable)
+// and, with an EMA, `checkpoint_path + ".ema"` the EMA weights as a
+// checkpoint of the same model (loadable with nn::LoadCheckpoint as the
+// trained model). LoadFlowMatchingCheckpoint restores all three.
+//
+// Progress line (every log_every steps), as TrainNll's:
+//   step 200/1000  loss 1.2345  val 1.3000 (best 1.2900)  85.1 steps/s  ETA
+//   0:09
+// (loss: the mean CFM loss of the window; val: the EMA model's NLL).
+// Errors (InvalidArgument): those of TrainNll's data and option checks,
+// ema_decay not in [0, 1), a communicator (not supported here). A final
+// model that fails the usability check is FailedPrecondition.
+#ifndef FLOWTAPE_TRAINING_TRAIN_FLOW_MATCHING_H_
+#define FLOWTAPE_TRAINING_TRAIN_FLOW_MATCHING_H_
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "autodiff/tensor.h"
+#include "flows/flow_model.h"
+#include "nn/module.h"
+#include "nn/optim.h"
+#include "training/train.h"
+
+namespace flowtape::training {
+
+// An EMA of a module's parameters, kept as buffers ("p0", "p1", ... in
+// Module::Parameters() order) so ModuleState and checkpoints handle it.
+class ParameterEma : public nn::Module {
+ public:
+  // Starts at the module's current parameters (in their dtypes).
+  explicit ParameterEma(const nn::Module& module);
+  // ema <- decay ema + (1 - decay) theta.
+  void Update(double decay);
+  // Exchanges the module's parameter values with the EMA's (twice: undone).
+  void Swap();
+
+ private:
+  std::vector<Tensor> params_, shadow_;
+};
+
+struct FlowMatchingTrainOptions : TrainOptions {
+  double ema_decay = 0.999;  // 0: no EMA
+};
+
+// The minibatch loss (FlowMatching::Loss): x1 [B, ...], context or undefined.
+using FlowMatchingLossFn = std::function<absl::StatusOr<Tensor>(
+    const Tensor& x1, const Tensor& context, Rng& rng)>;
+
+// `ema`: optional caller-owned EMA of `model` (a resumed one); null = one
+// starting at the model's parameters.
+absl::StatusOr<TrainResult> TrainFlowMatching(
+    const flows::FlowModel& model, const FlowMatchingLossFn& loss,
+    nn::Optimizer& optimizer, const TrainData& data,
+    const FlowMatchingTrainOptions& options, ParameterEma* ema = nullptr);
+
+// Restores what TrainFlowMatching's checkpoints hold: the raw parameters and
+// optimizer from `path`, and the EMA from `path + ".ema"` when `ema` is given.
+absl::Status LoadFlowMatchingCheckpoint(const std::string& path,
+                                        nn::Module& model,
+                                        nn::Optimizer* optimizer,
+                                        ParameterEma* ema);
+
+}  // namespace flowtape::training
+
+#endif  // FLOWTAPE_TRAINING_TRAIN_FLOW_MATCHING_H_

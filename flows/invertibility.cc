@@ -352,4 +352,35 @@ std::string FormatInvertibility(const Invertibility& r) {
   return out;
 }
 
+std::string InvertibilityAlarm(const Invertibility& r, double max_condition,
+                               double max_inverse_lipschitz) {
+  const LayerInvertibility& m = r.model;
+  std::string why;
+  if (!m.native.status.ok()) {
+    why = absl::StrCat("inverse failed: ", m.native.status.message());
+  } else if (std::isinf(m.native.max_digits_lost)) {
+    why = "round trip not finite";
+  } else if (max_condition > 0 && !(m.max_condition <= max_condition)) {
+    why = absl::StrFormat("condition Lip(f) Lip(f^-1) %s > %s",
+                          Num(m.max_condition), Num(max_condition));
+  } else if (max_inverse_lipschitz > 0 &&
+             !(m.max_inverse_lipschitz <= max_inverse_lipschitz)) {
+    why = absl::StrFormat("Lip(f^-1) %s > %s", Num(m.max_inverse_lipschitz),
+                          Num(max_inverse_lipschitz));
+  } else {
+    return "";
+  }
+  std::string out = absl::StrFormat(
+      "bad inverse: %s (Lip(f) %s, Lip(f^-1) %s, %.1f digits lost in %s)", why,
+      Num(m.max_lipschitz), Num(m.max_inverse_lipschitz),
+      m.native.max_digits_lost, DTypeName(r.dtype));
+  if (!r.worst_layers.empty()) {
+    const LayerInvertibility& w = r.layers[r.worst_layers[0]];
+    absl::StrAppendFormat(&out, "; worst layer %s (condition %s, %.1f digits)",
+                          w.name, Num(w.max_condition),
+                          w.native.max_digits_lost);
+  }
+  return out;
+}
+
 }  // namespace flowtape::flows

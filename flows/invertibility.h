@@ -119,6 +119,15 @@ absl::StatusOr<Invertibility> InvertibilityReport(
 // lost, status; then the layers that lose the most digits.
 std::string FormatInvertibility(const Invertibility& report);
 
+// The alarm of a training loop (training/train.h): empty when the model's
+// round trips are finite (no numeric-inverse failure), its largest
+// condition number is <= max_condition and its largest Lip(f^-1) <=
+// max_inverse_lipschitz (a threshold <= 0 is not checked); otherwise one line
+// saying which limit was passed, naming the layer that loses the most digits.
+std::string InvertibilityAlarm(const Invertibility& report,
+                               double max_condition,
+                               double max_inverse_lipschitz);
+
 }  // namespace flowtape::flows
 
 #endif  // FLOWTAPE_FLOWS_INVERTIBILITY_H_

@@ -118,7 +118,7 @@ absl::StatusOr<training::TrainResult> TrainImageFlow(const ImageFlow& f,
     data::LogitResult y = ModelInput(f, Narrow(d.train, 0, 0, b), noise);
     Tensor ctx =
         d.train_context.defined() ? Narrow(d.train_context, 0, 0, b) : Tensor();
-    FT_RETURN_IF_ERROR(f.model->InitializeFromData(y.y, ctx));
+    FT_RETURN_IF_ERROR(f.model->InitializeFromData(y.y, ctx, &noise));
   }
   nn::Adam adam(*f.model, {.lr = c.lr});
   const int64_t warmup = std::min<int64_t>(200, c.steps / 10);

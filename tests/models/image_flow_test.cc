@@ -1,6 +1,8 @@
 // TrainImageFlow's final model check goes through the image pipeline: a
 // vector flow on flattened images (MAF) and an image flow (RealNVP) both
-// train and pass it (the flow never sees raw pixel rows).
+// train and pass it (the flow never sees raw pixel rows); a stochastic flow
+// (residual flow, Russian-roulette log-det) gets an rng in its
+// initialisation pass.
 #include "models/image_flow.h"
 
 #include <string>
@@ -12,9 +14,9 @@ namespace {
 
 void TrainBriefly(const std::string& flow) {
   ModelConfig z;
-  z.layers = 2;
   z.hidden = {16};
   z.channels = 4;
+  z.layers = flow == "resflow" ? 1 : 2;
   Rng rng(0);
   auto f = MakeImageFlow(flow, z, Shape{1, 4, 4}, 16, rng);
   ASSERT_TRUE(f.ok()) << f.status();
@@ -34,6 +36,8 @@ void TrainBriefly(const std::string& flow) {
 TEST(TrainImageFlow, VectorFlowOnFlattenedImages) { TrainBriefly("maf"); }
 
 TEST(TrainImageFlow, ImageFlow) { TrainBriefly("realnvp"); }
+
+TEST(TrainImageFlow, StochasticFlow) { TrainBriefly("resflow"); }
 
 }  // namespace
 }  // namespace flowtape::models

@@ -118,7 +118,7 @@ absl::StatusOr<training::TrainResult> TrainImageFlow(const ImageFlow& f,
     data::LogitResult y = ModelInput(f, Narrow(d.train, 0, 0, b), noise);
     Tensor ctx =
         d.train_context.defined() ? Narrow(d.train_context, 0, 0, b) : Tensor();
-    FT_RETURN_IF_ERROR(f.model->InitializeFromData(y.y, ctx));
+    FT_RETURN_IF_ERROR(f.model->InitializeFromData(y.y, ctx, &noise));
   }
   nn::Adam adam(*f.model, {.lr = c.lr});
   const int64_t warmup = std::min<int64_t>(200, c.steps / 10);
@@ -133,6 +133,25 @@ absl::StatusOr<training::TrainResult> TrainImageFlow(const ImageFlow& f,
   o.clip_grad_norm = 100.0;
   o.seed = c.seed;
   o.communicator = c.communicator;
+  // The default check would score raw pixel rows with the flow, whose input
+  // is the transformed image (flattened for vector flows): check the
+  // pipeline instead, samples and the nll of training images finite.
+  o.check_model = [&f, &d](Rng& rng) -> absl::Status {
+    NoGradScope no_grad;
+    const int64_t n = std::min<int64_t>(64, d.train.dim(0));
+    const Tensor ctx =
+        d.train_context.defined() ? Narrow(d.train_context, 0, 0, n) : Tensor();
+    const Tensor samples = f.SampleImages(n, rng, ctx);
+    const double nll = f.Nll(Narrow(d.train, 0, 0, n), rng, ctx).item();
+    for (int64_t i = 0; i < samples.numel(); ++i)
+      if (!std::isfinite(samples[i]))
+        return absl::FailedPreconditionError(
+            "the model cannot sample: a sample is not finite");
+    if (!std::isfinite(nll))
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "the model cannot score: nll of %d training images is %g", n, nll));
+    return absl::OkStatus();
+  };
   if (!c.checkpoint.empty()) {
     o.checkpoint_every = 500;
     o.checkpoint_path = c.checkpoint;

@@ -15,7 +15,6 @@
 #include "flows/householder.h"
 #include "flows/linear.h"
 #include "flows/matching/cfm_flow.h"
-#include "flows/permute.h"
 #include "flows/planar.h"
 #include "flows/radial.h"
 #include "flows/resflow.h"

@@ -17,6 +17,7 @@
 #include "autodiff/tape.h"
 #include "data/preprocess.h"
 #include "flows/flow.h"
+#include "flows/invertibility.h"
 #include "nn/checkpoint.h"
 #include "parallel/tensor_collectives.h"
 #include "training/module_state.h"
@@ -119,6 +120,11 @@ absl::Status Validate(const TrainData& d, const TrainOptions& o) {
   if (o.guard_every < 1)
     return absl::InvalidArgumentError(absl::StrCat(
         "train_nll: guard_every must be >= 1, got ", o.guard_every));
+  if (o.invertibility_every < 0 || o.invertibility_rows < 1 ||
+      !(o.max_inverse_condition >= 0) || !(o.max_inverse_lipschitz >= 0))
+    return absl::InvalidArgumentError(
+        "train_nll: invertibility_every must be >= 0, invertibility_rows >= "
+        "1 and the inverse limits >= 0");
   if (o.checkpoint_every > 0 && o.checkpoint_path.empty())
     return absl::InvalidArgumentError(
         "train_nll: checkpoint_every is set but checkpoint_path is empty");
@@ -292,6 +298,36 @@ absl::StatusOr<TrainResult> TrainNll(const nn::Module& model, const NllFn& nll,
 
 namespace {
 
+// The invertibility check of TrainOptions: rank 0 measures and shares its
+// verdict; the warning text, empty when the inverse is fine.
+absl::StatusOr<std::string> CheckInverse(parallel::Communicator& comm,
+                                         const flows::FlowModel& model,
+                                         const TrainData& data,
+                                         const TrainOptions& o, int64_t step,
+                                         TrainResult* r) {
+  absl::Status verdict;
+  if (comm.rank() == 0) {
+    const bool has_val = data.val.defined() && data.val.dim(0) > 0;
+    const Tensor& x = has_val ? data.val : data.train;
+    const Tensor& c = has_val ? data.val_context : data.train_context;
+    const int64_t rows = std::min(o.invertibility_rows, x.dim(0));
+    flows::InvertibilityOptions io;
+    if (c.defined()) io.context = Narrow(c, 0, 0, rows);
+    io.seed = o.seed;
+    FT_ASSIGN_OR_RETURN(
+        flows::Invertibility report,
+        flows::InvertibilityReport(*model.flow(), Narrow(x, 0, 0, rows), io));
+    r->inverse_condition_history.emplace_back(step, report.model.max_condition);
+    const std::string alarm = flows::InvertibilityAlarm(
+        report, o.max_inverse_condition, o.max_inverse_lipschitz);
+    if (!alarm.empty())
+      verdict = absl::FailedPreconditionError(
+          absl::StrCat("step ", step, ": ", alarm));
+  }
+  FT_ASSIGN_OR_RETURN(absl::Status shared, ShareVerdict(comm, verdict));
+  return std::string(shared.message());
+}
+
 absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
                                   const nn::Module& model, const NllFn& nll,
                                   nn::Optimizer& optimizer,
@@ -311,6 +347,10 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
   const double weight = static_cast<double>(hi - lo) / batch;
   const bool has_val = data.val.defined() && data.val.dim(0) > 0;
   const bool checkpoints = o.checkpoint_every > 0;
+  const auto* flow_model = dynamic_cast<const flows::FlowModel*>(&model);
+  if (o.invertibility_every > 0 && flow_model == nullptr)
+    return absl::InvalidArgumentError(
+        "train_nll: invertibility_every needs a FlowModel");
   Rng order_rng(o.seed, kOrderStream), rng(o.seed, rank);
   TrainResult r;
   r.ranks = size;
@@ -453,6 +493,18 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
       } else if (log) {
         *log << "step " << step
              << ": checkpoint not written: " << usable.message() << std::endl;
+      }
+    }
+
+    if (o.invertibility_every > 0 && step % o.invertibility_every == 0) {
+      FT_ASSIGN_OR_RETURN(std::string alarm,
+                          CheckInverse(comm, *flow_model, data, o, step, &r));
+      if (!alarm.empty() && rank == 0 && o.log != nullptr)
+        *o.log << alarm << std::endl;
+      if (!alarm.empty() && o.stop_on_bad_inverse) {
+        r.bad_inverse = true;
+        r.message = alarm;
+        break;
       }
     }
 

@@ -154,6 +154,21 @@ struct TrainOptions {
   // The final model check (see above); unset = the default for the model.
   std::function<absl::Status(Rng& rng)> check_model;
 
+  // Invertibility check (flows/invertibility.h; the model must be a
+  // FlowModel): every invertibility_every steps (0 = never) rank 0 runs
+  // InvertibilityReport on the first invertibility_rows validation rows
+  // (training rows without a validation set) as the flow's input, and logs
+  // a warning when a round trip is not finite or the model's condition
+  // number Lip(f) Lip(f^-1) passes max_inverse_condition (or Lip(f^-1)
+  // passes max_inverse_lipschitz; 0 = no limit). stop_on_bad_inverse stops
+  // training there instead (TrainResult::bad_inverse, the warning as the
+  // message; the model is kept as it is).
+  int64_t invertibility_every = 0;
+  int64_t invertibility_rows = 16;
+  double max_inverse_condition = 0.0;
+  double max_inverse_lipschitz = 0.0;
+  bool stop_on_bad_inverse = false;
+
   // TrainNllThreads (train_threads.h): replicas to run. 0 = the value of
   // FLOWTAPE_NUM_THREADS (1 when unset), capped so that every replica gets at
   // least min_rows_per_thread rows of the global batch; > 0 = exactly that
@@ -184,6 +199,10 @@ struct TrainResult {
   int ranks = 1;
   double allreduce_seconds = 0.0;
   int64_t allreduce_bytes_per_step = 0;
+  // The invertibility check (rank 0): (step, the model's condition number)
+  // per check, and whether it stopped training.
+  std::vector<std::pair<int64_t, double>> inverse_condition_history;
+  bool bad_inverse = false;
 };
 
 // Errors: InvalidArgument for an empty training set, batch_size <= 0, context

@@ -38,6 +38,7 @@
 #include "autodiff/tape.h"
 #include "data/toy2d.h"
 #include "experiments/budget.h"
+#include "experiments/cli.h"
 #include "experiments/common.h"
 #include "flows/cnf/cnf.h"
 #include "flows/matching/cfm.h"
@@ -173,7 +174,12 @@ std::string TimeTo(const Row& r, double target) {
   return "-";
 }
 
-absl::Status Run() {
+absl::Status Run(experiments::Experiment& ex) {
+  if (ex.dtype() != kFloat64)
+    return absl::UnimplementedError(
+        "--dtype=f32: cnf_training_methods compares the methods in float64");
+  ex.SingleThreaded("each method runs its own training loop");
+  ex.set_seed(absl::GetFlag(FLAGS_seed));
   Settings st{absl::GetFlag(FLAGS_steps),      absl::GetFlag(FLAGS_batch),
               absl::GetFlag(FLAGS_eval_every), absl::GetFlag(FLAGS_test_size),
               absl::GetFlag(FLAGS_lr),         absl::GetFlag(FLAGS_seed)};
@@ -230,6 +236,10 @@ absl::Status Run() {
     double target = NAN;
     for (const Row& f : rows)
       if (f.data == r.data && f.method == "ffjord") target = f.test_nll;
+    ex.metrics()[r.data + "/" + r.method] = {{"test_nll", r.test_nll},
+                                             {"nfe_per_step", r.nfe_per_step},
+                                             {"sampling_nfe", r.sampling_nfe},
+                                             {"seconds", r.seconds}};
     std::printf("| %-12s | %-6s | %8.4f | %8.1f | %12.0f | %7.1f | %15s |\n",
                 r.data.c_str(), r.method.c_str(), r.test_nll, r.nfe_per_step,
                 r.sampling_nfe, r.seconds, TimeTo(r, target).c_str());
@@ -241,6 +251,12 @@ absl::Status Run() {
 }  // namespace flowtape
 
 int main(int argc, char** argv) {
-  return flowtape::experiments::RunMain(argc, argv, "cnf_training_methods",
-                                        flowtape::Run);
+  return flowtape::experiments::Main(
+      {"cnf_training_methods",
+       "FFJORD, RNODE, CFM and OT-CFM on toy densities: test NLL, NFE per "
+       "step, sampling NFE, time to FFJORD's test NLL.\n"
+       "  ./bazelw run --config=opt //benchmarks:cnf_training_methods -- "
+       "--quick",
+       flowtape::kFloat64},
+      argc, argv, flowtape::Run);
 }

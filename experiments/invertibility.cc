@@ -36,8 +36,10 @@
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
 #include "data/preprocess.h"
+#include "experiments/cli.h"
 #include "experiments/common.h"
 #include "models/image_flow.h"
+#include "viz/figure.h"
 #include "viz/scatter.h"
 
 ABSL_FLAG(std::string, flows, "realnvp,glow,nice,resflow",
@@ -53,7 +55,6 @@ ABSL_FLAG(int64_t, n_lipschitz, 4, "images per set for Lipschitz estimates");
 ABSL_FLAG(bool, lipschitz_numeric, false,
           "also estimate Lipschitz constants of flows with a numeric inverse "
           "(resflow: slow, D VJPs per inverse pass)");
-ABSL_FLAG(bool, float64, false, "train and evaluate in float64");
 ABSL_FLAG(uint64_t, seed, 0, "random seed");
 
 namespace flowtape::experiments {
@@ -82,7 +83,7 @@ struct EvalSet {
   Tensor pixels;  // [n, 1, 28, 28], integer levels
 };
 
-absl::Status Run() {
+absl::Status Run(Experiment& ex) {
   const std::vector<std::string> flows =
       absl::StrSplit(absl::GetFlag(FLAGS_flows), ',', absl::SkipEmpty());
   const std::string train_name = absl::GetFlag(FLAGS_data);
@@ -105,7 +106,9 @@ absl::Status Run() {
       !s.ok())
     return s;
   const std::string other = train_name == "mnist" ? "fashion" : "mnist";
-  const DType dtype = absl::GetFlag(FLAGS_float64) ? kFloat64 : kFloat32;
+  const DType dtype = ex.dtype();
+  ex.set_seed(seed);
+  ex.SingleThreaded("each flow trains through models::TrainImageFlow");
   for (const std::string& flow : flows) {
     models::ImageRunConfig c = models::DefaultImageConfig(flow, false);
     if (absl::Status s = CheckRunMemory(
@@ -220,14 +223,19 @@ absl::Status Run() {
     figure.Add(panel);
     Tape::Get().Reset();
   }
-  WriteFigureOrWarn(figure, "invertibility_error.png");
-  return absl::OkStatus();
+  return ex.WriteFigure(figure, "invertibility_error.png");
 }
 
 }  // namespace
 }  // namespace flowtape::experiments
 
 int main(int argc, char** argv) {
-  return flowtape::experiments::RunMain(argc, argv, "invertibility",
-                                        flowtape::experiments::Run);
+  return flowtape::experiments::Main(
+      {"invertibility",
+       "Exploding inverses (Behrmann et al. 2021): affine vs additive "
+       "couplings vs residual flows, reconstruction error on test images, the "
+       "other data set and uniform noise.\n"
+       "  ./bazelw run --config=opt //experiments:invertibility -- --steps=100",
+       flowtape::kFloat32},
+      argc, argv, flowtape::experiments::Run);
 }

@@ -114,14 +114,17 @@ FlowPtr Autoregressive(const ModelConfig& c, Rng& rng,
 }
 
 // `layers` autoregressive layers (MAF direction) on a monotone map with a
-// numeric inverse (flows/elementwise.h), reversed between layers.
+// numeric inverse (flows/elementwise.h), orderings alternating as above.
 FlowPtr MonotoneMaf(const ModelConfig& c, Rng& rng,
                     const flows::ElementwiseOptions& transform) {
   flows::AutoregressiveOptions o;
   o.made = Made(c);
   o.transform = transform;
-  return Stack(c, true,
-               [&](int) { return flows::Autoregressive::Create(o, rng); });
+  return Stack(c, [&](int i) {
+    o.made.ordering =
+        i % 2 == 1 ? flows::Ordering::kReversed : flows::Ordering::kNatural;
+    return flows::Autoregressive::Create(o, rng);
+  });
 }
 
 FlowPtr Naf(const ModelConfig& c, Rng& rng) {

@@ -81,6 +81,11 @@ MpiEnvironment::~MpiEnvironment() {
 struct MpiCommunicator::Handles {
   MPI_Comm data = MPI_COMM_NULL, control = MPI_COMM_NULL;
   std::vector<MPI_Request> pending;  // the current collective's requests
+  // Everything a pending collective reads or writes lives here, never in
+  // the caller's memory: after a failure its requests stay pending, and
+  // these are kept (leaked) for them.
+  std::vector<char> staging, parts;  // the data; the all-to-all's receipts
+  std::vector<int> counts, displs, recv_counts, recv_displs;
   std::vector<MPI_Request> abort_sends;
   std::string abort_message;  // kept alive for abort_sends
   bool told_peers = false;    // Abort sent the failure, or it came from one
@@ -108,7 +113,10 @@ MpiCommunicator::MpiCommunicator(std::unique_ptr<Handles> h, int rank, int size,
     : h_(std::move(h)), rank_(rank), size_(size), options_(options) {}
 
 MpiCommunicator::~MpiCommunicator() {
-  if (!failure_.ok()) return;  // requests may be pending: leave them
+  if (!failure_.ok()) {  // requests may be pending: keep their memory
+    h_.release();
+    return;
+  }
   MPI_Comm_free(&h_->data);
   MPI_Comm_free(&h_->control);
 }
@@ -220,8 +228,10 @@ absl::Status MpiCommunicator::AllReduce(absl::Span<T> buffer) {
         absl::StrCat("mpi: all_reduce_sum of ", buffer.size(),
                      " elements (at most 2^31 - 1 per call)")));
   const int64_t n = static_cast<int64_t>(buffer.size());
-  std::vector<int> counts(size_), displs(size_), recv_counts(size_),
-      recv_displs(size_);
+  std::vector<int>&counts = h_->counts, &displs = h_->displs,
+  &recv_counts = h_->recv_counts, &recv_displs = h_->recv_displs;
+  for (std::vector<int>* v : {&counts, &displs, &recv_counts, &recv_displs})
+    v->resize(size_);
   for (int q = 0; q < size_; ++q) {
     displs[q] = static_cast<int>(n * q / size_);
     counts[q] = static_cast<int>(n * (q + 1) / size_) - displs[q];
@@ -231,21 +241,24 @@ absl::Status MpiCommunicator::AllReduce(absl::Span<T> buffer) {
     recv_counts[q] = mine;
     recv_displs[q] = q * mine;
   }
-  scratch_.resize(static_cast<size_t>(size_) * mine * sizeof(T));
-  T* parts = reinterpret_cast<T*>(scratch_.data());
+  h_->staging.resize(n * sizeof(T));
+  h_->parts.resize(static_cast<size_t>(size_) * mine * sizeof(T));
+  T* data = reinterpret_cast<T*>(h_->staging.data());
+  T* parts = reinterpret_cast<T*>(h_->parts.data());
+  std::copy(buffer.begin(), buffer.end(), data);
   // Reduce-scatter: rank q receives every rank's slice S_q...
   MPI_Request r;
   if (absl::Status s =
-          Check(MPI_Ialltoallv(buffer.data(), counts.data(), displs.data(),
-                               Type<T>(), parts, recv_counts.data(),
-                               recv_displs.data(), Type<T>(), h_->data, &r),
+          Check(MPI_Ialltoallv(data, counts.data(), displs.data(), Type<T>(),
+                               parts, recv_counts.data(), recv_displs.data(),
+                               Type<T>(), h_->data, &r),
                 "MPI_Ialltoallv");
       !s.ok())
     return Fail(s);
   h_->pending.assign(1, r);
   if (absl::Status s = Wait("all_reduce_sum"); !s.ok()) return s;
   // ... and sums it in rank order.
-  T* out = buffer.data() + displs[rank_];
+  T* out = data + displs[rank_];
   std::copy(parts, parts + mine, out);
   for (int q = 1; q < size_; ++q) {
     const T* x = parts + static_cast<size_t>(q) * mine;
@@ -253,14 +266,15 @@ absl::Status MpiCommunicator::AllReduce(absl::Span<T> buffer) {
   }
   // All-gather the summed slices.
   if (absl::Status s =
-          Check(MPI_Iallgatherv(MPI_IN_PLACE, 0, Type<T>(), buffer.data(),
-                                counts.data(), displs.data(), Type<T>(),
-                                h_->data, &r),
+          Check(MPI_Iallgatherv(MPI_IN_PLACE, 0, Type<T>(), data, counts.data(),
+                                displs.data(), Type<T>(), h_->data, &r),
                 "MPI_Iallgatherv");
       !s.ok())
     return Fail(s);
   h_->pending.assign(1, r);
-  return Wait("all_reduce_sum");
+  if (absl::Status s = Wait("all_reduce_sum"); !s.ok()) return s;
+  std::copy(data, data + n, buffer.begin());
+  return absl::OkStatus();
 }
 
 template <typename T>
@@ -273,15 +287,19 @@ absl::Status MpiCommunicator::Bcast(absl::Span<T> buffer, int root) {
     return Fail(absl::InvalidArgumentError(
         absl::StrCat("mpi: broadcast of ", buffer.size(),
                      " elements (at most 2^31 - 1 per call)")));
+  h_->staging.resize(buffer.size() * sizeof(T));
+  T* data = reinterpret_cast<T*>(h_->staging.data());
+  std::copy(buffer.begin(), buffer.end(), data);
   MPI_Request r;
-  if (absl::Status s =
-          Check(MPI_Ibcast(buffer.data(), static_cast<int>(buffer.size()),
-                           Type<T>(), root, h_->data, &r),
-                "MPI_Ibcast");
+  if (absl::Status s = Check(MPI_Ibcast(data, static_cast<int>(buffer.size()),
+                                        Type<T>(), root, h_->data, &r),
+                             "MPI_Ibcast");
       !s.ok())
     return Fail(s);
   h_->pending.assign(1, r);
-  return Wait("broadcast");
+  if (absl::Status s = Wait("broadcast"); !s.ok()) return s;
+  std::copy(data, data + buffer.size(), buffer.begin());
+  return absl::OkStatus();
 }
 
 absl::Status MpiCommunicator::Barrier() {

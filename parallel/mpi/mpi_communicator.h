@@ -25,6 +25,9 @@
 // every process. Communicators use MPI_ERRORS_RETURN: an MPI error is a Status
 // naming the call and MPI's message. Buffers longer than 2^31 - 1 elements, and
 // lengths that differ between ranks (MPI reports a truncation), are errors.
+// Collectives run on the communicator's own copy of the data (copied in, and
+// out on success): requests a failure leaves pending never touch the
+// caller's memory, and a failed communicator's buffers are never freed.
 //
 // MpiEnvironment: MPI_Init_thread (MPI_THREAD_FUNNELED: collectives from the
 // thread that created the environment) on construction, MPI_Finalize on
@@ -40,7 +43,6 @@
 #define FLOWTAPE_PARALLEL_MPI_MPI_COMMUNICATOR_H_
 
 #include <memory>
-#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -109,7 +111,6 @@ class MpiCommunicator final : public Communicator {
   int rank_, size_;
   MpiOptions options_;
   absl::Status failure_;
-  std::vector<char> scratch_;  // the all-to-all's receive buffer
 };
 
 // See the header comment. Errors: those of MpiEnvironment::Create and

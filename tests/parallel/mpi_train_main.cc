@@ -24,6 +24,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "autodiff/tensor.h"
 #include "models/zoo.h"
@@ -143,7 +144,8 @@ int Run() {
   absl::StatusOr<training::TrainResult> r =
       training::TrainNll(*model, nll, *optimizer, data, o);
   if (!r.ok()) {
-    std::cerr << "rank " << rank << ": " << r.status() << "\n";
+    // One write per line: the ranks' lines must not interleave.
+    std::cerr << absl::StrCat("rank ", rank, ": ", r.status().ToString(), "\n");
     return 2;
   }
   if (rank != 0) return 0;

@@ -149,8 +149,7 @@ absl::Status Run() {
                                "worst layer (digits lost)");
   viz::FigureOptions fo;
   fo.cols = std::min<int>(2, flows.size());
-  fo.title = absl::StrFormat("reconstruction error vs input norm (%s, %s)",
-                             train_name, DTypeName(dtype));
+  fo.title = absl::StrFormat("trained on %s, %s", train_name, DTypeName(dtype));
   viz::Figure figure(fo);
   for (const std::string& flow : flows) {
     models::ImageRunConfig c = models::DefaultImageConfig(flow, false);
@@ -164,8 +163,7 @@ absl::Status Run() {
     auto r = models::TrainImageFlow(*f, train->images, c, rng);
     if (!r.ok()) return r.status();
     viz::Scatter panel;
-    panel.title = absl::StrFormat("%s (%s, val %.3f nats)", flow,
-                                  (*f).model->flow()->name(), r->best_val_nll);
+    panel.title = absl::StrFormat("%s (val %.0f nats)", flow, r->best_val_nll);
     panel.xlabel = "|y| (input norm)";
     panel.ylabel = "log10 |f^-1(f(y)) - y|";
     panel.equal_aspect = false;

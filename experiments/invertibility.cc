@@ -150,7 +150,9 @@ absl::Status Run() {
   viz::FigureOptions fo;
   fo.cols = std::min<int>(2, flows.size());
   fo.title = absl::StrFormat("trained on %s, %s", train_name, DTypeName(dtype));
-  viz::Figure figure(fo);
+  // One box for every panel, so that the flows compare at a glance.
+  std::vector<viz::Scatter> panels;
+  viz::Box box{INFINITY, -INFINITY, INFINITY, -INFINITY};
   for (const std::string& flow : flows) {
     models::ImageRunConfig c = models::DefaultImageConfig(flow, false);
     c.steps = steps;
@@ -197,6 +199,12 @@ absl::Status Run() {
         norm[i] = std::sqrt(norm[i]);
         pts.push_back(norm[i]);
         pts.push_back(std::log10(std::max(err[i], 1e-30)));
+        if (std::isfinite(pts.back())) {
+          box.xmin = std::min(box.xmin, norm[i]);
+          box.xmax = std::max(box.xmax, norm[i]);
+          box.ymin = std::min(box.ymin, pts.back());
+          box.ymax = std::max(box.ymax, pts.back());
+        }
       }
       std::string worst = "-";
       if (!rep->worst_layers.empty()) {
@@ -215,8 +223,15 @@ absl::Status Run() {
       panel.series.push_back(
           {set.name, Tensor::FromVector({y.dim(0), 2}, pts), {}, 2.0, 0.6});
     }
-    figure.Add(panel);
+    panels.push_back(panel);
     Tape::Get().Reset();
+  }
+  viz::Figure figure(fo);
+  for (viz::Scatter& panel : panels) {
+    if (box.xmin < box.xmax && box.ymin < box.ymax)
+      panel.box =
+          viz::Box{box.xmin - 2, box.xmax + 2, box.ymin - 0.2, box.ymax + 0.2};
+    figure.Add(panel);
   }
   WriteFigureOrWarn(figure, "invertibility_error.png");
   return absl::OkStatus();

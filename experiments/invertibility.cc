@@ -152,9 +152,10 @@ absl::Status Run(Experiment& ex) {
                                "worst layer (digits lost)");
   viz::FigureOptions fo;
   fo.cols = std::min<int>(2, flows.size());
-  fo.title = absl::StrFormat("reconstruction error vs input norm (%s, %s)",
-                             train_name, DTypeName(dtype));
-  viz::Figure figure(fo);
+  fo.title = absl::StrFormat("trained on %s, %s", train_name, DTypeName(dtype));
+  // One box for every panel, so that the flows compare at a glance.
+  std::vector<viz::Scatter> panels;
+  viz::Box box{INFINITY, -INFINITY, INFINITY, -INFINITY};
   for (const std::string& flow : flows) {
     models::ImageRunConfig c = models::DefaultImageConfig(flow, false);
     c.steps = steps;
@@ -167,8 +168,7 @@ absl::Status Run(Experiment& ex) {
     auto r = models::TrainImageFlow(*f, train->images, c, rng);
     if (!r.ok()) return r.status();
     viz::Scatter panel;
-    panel.title = absl::StrFormat("%s (%s, val %.3f nats)", flow,
-                                  (*f).model->flow()->name(), r->best_val_nll);
+    panel.title = absl::StrFormat("%s (val %.0f nats)", flow, r->best_val_nll);
     panel.xlabel = "|y| (input norm)";
     panel.ylabel = "log10 |f^-1(f(y)) - y|";
     panel.equal_aspect = false;
@@ -202,6 +202,12 @@ absl::Status Run(Experiment& ex) {
         norm[i] = std::sqrt(norm[i]);
         pts.push_back(norm[i]);
         pts.push_back(std::log10(std::max(err[i], 1e-30)));
+        if (std::isfinite(pts.back())) {
+          box.xmin = std::min(box.xmin, norm[i]);
+          box.xmax = std::max(box.xmax, norm[i]);
+          box.ymin = std::min(box.ymin, pts.back());
+          box.ymax = std::max(box.ymax, pts.back());
+        }
       }
       std::string worst = "-";
       if (!rep->worst_layers.empty()) {
@@ -220,8 +226,15 @@ absl::Status Run(Experiment& ex) {
       panel.series.push_back(
           {set.name, Tensor::FromVector({y.dim(0), 2}, pts), {}, 2.0, 0.6});
     }
-    figure.Add(panel);
+    panels.push_back(panel);
     Tape::Get().Reset();
+  }
+  viz::Figure figure(fo);
+  for (viz::Scatter& panel : panels) {
+    if (box.xmin < box.xmax && box.ymin < box.ymax)
+      panel.box =
+          viz::Box{box.xmin - 2, box.xmax + 2, box.ymin - 0.2, box.ymax + 0.2};
+    figure.Add(panel);
   }
   return ex.WriteFigure(figure, "invertibility_error.png");
 }

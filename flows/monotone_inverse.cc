@@ -23,15 +23,34 @@ std::vector<double> Roots(const std::string& name, const MonotoneMap& f,
                           const Tensor& u_in, const Tensor& params_in,
                           absl::Status* status) {
   NoGradScope no_grad;
-  const Tensor params = Cast(params_in, kFloat64);
   const std::vector<double> u = u_in.ToVector();
   const int64_t n = u.size(), k = u_in.dim(1);
+  // Every entry is its own map: evaluate the entries still being solved as
+  // a batch [m, 1] with their parameters [m, 1, P].
+  const Tensor params =
+      Reshape(Cast(params_in, kFloat64), {n, 1, params_in.dim(2)});
   const double nan = std::numeric_limits<double>::quiet_NaN();
-  auto eval = [&](const std::vector<double>& v, std::vector<double>* value,
-                  std::vector<double>* logd) {
-    MonotoneEval e = f(Tensor::FromVector(u_in.shape(), v), params);
-    *value = e.value.ToVector();
-    if (logd != nullptr) *logd = e.logderiv.ToVector();
+  auto eval = [&](const std::vector<char>& which, const std::vector<double>& v,
+                  std::vector<double>* value, std::vector<double>* logd) {
+    std::vector<int64_t> index;
+    std::vector<double> vs;
+    for (int64_t i = 0; i < n; ++i)
+      if (which[i]) {
+        index.push_back(i);
+        vs.push_back(v[i]);
+      }
+    value->assign(n, nan);
+    if (logd != nullptr) logd->assign(n, nan);
+    if (index.empty()) return;
+    const int64_t m = index.size();
+    MonotoneEval e =
+        f(Tensor::FromVector({m, 1}, vs), IndexSelect(params, 0, index));
+    const std::vector<double> fv = e.value.ToVector(),
+                              fd = e.logderiv.ToVector();
+    for (int64_t j = 0; j < m; ++j) {
+      (*value)[index[j]] = fv[j];
+      if (logd != nullptr) (*logd)[index[j]] = fd[j];
+    }
   };
   std::vector<double> lo(n, -1.0), hi(n, 1.0), root(n, 0.0);
   std::vector<char> active(n, 1);
@@ -52,8 +71,10 @@ std::vector<double> Roots(const std::string& name, const MonotoneMap& f,
   std::vector<double> flo, fhi;
   std::vector<char> bracketed(n, 0);
   for (int it = 0; it <= kMaxDoublings && remaining > 0; ++it) {
-    eval(lo, &flo, nullptr);
-    eval(hi, &fhi, nullptr);
+    std::vector<char> open(n);
+    for (int64_t i = 0; i < n; ++i) open[i] = active[i] && !bracketed[i];
+    eval(open, lo, &flo, nullptr);
+    eval(open, hi, &fhi, nullptr);
     bool all = true;
     for (int64_t i = 0; i < n; ++i) {
       if (!active[i] || bracketed[i]) continue;
@@ -87,7 +108,7 @@ std::vector<double> Roots(const std::string& name, const MonotoneMap& f,
   std::vector<double> v(n), fv, logd;
   for (int64_t i = 0; i < n; ++i) v[i] = active[i] ? 0.5 * (lo[i] + hi[i]) : 0;
   for (int it = 0; it < kMaxIterations && remaining > 0; ++it) {
-    eval(v, &fv, &logd);
+    eval(active, v, &fv, &logd);
     for (int64_t i = 0; i < n; ++i) {
       if (!active[i]) continue;
       const double r = fv[i] - u[i];

@@ -10,8 +10,9 @@
 // [lo, hi] with f(lo) <= u <= f(hi) is grown from [-1, 1] by doubling (at
 // most 128 times, so |v| < 2^128), then safeguarded Newton (a Newton step
 // leaving the bracket is replaced by bisection) until the step or the bracket
-// is below 1e-15 (1 + |v|), at most 300 iterations. Two Newton steps from the
-// root are then recorded on the tape,
+// is below 1e-15 (1 + |v|), at most 300 iterations; each iteration evaluates
+// only the entries not yet solved (as a batch [m, 1]). Two Newton steps from
+// the root are then recorded on the tape,
 //   v <- v - (f(v; theta) - u) exp(-log f'(v; theta))
 // (as in planar.h): the first makes dv/d(u, theta) the implicit-function
 // derivative (1, -df/dtheta) / f', the second makes second derivatives exact

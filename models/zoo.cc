@@ -140,7 +140,10 @@ FlowPtr Unaf(const ModelConfig& c, Rng& rng) {
   return MonotoneMaf(c, rng, t);
 }
 
-// Three squares of degree 3 (a degree-7 map), scaled by `bound`.
+// Three squares of degree 3 (a degree-7 map), scaled by `bound`. Stacked
+// layers compose their degrees, so a point beyond the training data can get
+// an extremely low log-density (zuko's SOSPF puts a soft clip between
+// layers; this entry does not).
 FlowPtr Sospf(const ModelConfig& c, Rng& rng) {
   flows::ElementwiseOptions t(flows::ElementwiseKind::kSos);
   t.sos.polynomials = 3;

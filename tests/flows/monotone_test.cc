@@ -77,7 +77,9 @@ TEST_P(MonotoneKernel, IncreasingAndInverse) {
     ElementwiseResult b = ApplyElementwise(o, f.value, g.params, true);
     ASSERT_TRUE(b.status.ok()) << b.status;
     for (int64_t i = 0; i < 601; ++i) {
-      if (i > 0) EXPECT_GT(f.value[i], f.value[i - 1]) << i;
+      if (i > 0) {
+        EXPECT_GT(f.value[i], f.value[i - 1]) << i;
+      }
       EXPECT_NEAR(b.value[i], g.v[i], 1e-12 * (1 + std::fabs(g.v[i]))) << i;
       EXPECT_NEAR(b.logabsdet[i], -f.logabsdet[i], 1e-10) << i;
     }

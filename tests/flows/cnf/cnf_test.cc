@@ -272,8 +272,9 @@ TEST(CnfTest, ClosedFormTraceMatchesVjps) {
         EXPECT_NEAR(tr[i], want[i], 1e-12 * std::max(1.0, std::fabs(want[i])))
             << hidden.size() << " hidden, activation " << static_cast<int>(act);
       for (int64_t i = 0; i < f.numel(); ++i) EXPECT_NEAR(f[i], fv[i], 1e-12);
-      if (!hidden.empty())  // a nonlinear net: the trace depends on z
+      if (!hidden.empty()) {  // a nonlinear net: the trace depends on z
         EXPECT_GT(std::fabs(want[0] - want[1]), 1e-3);
+      }
     }
   }
   Rng rng(52);

@@ -36,7 +36,7 @@ for ((r = 1; r <= rounds; r++)); do
   for dtype in 32 64; do
     for threads in 1 2; do
       "$bench" --benchmark_min_time=1 --benchmark_format=csv \
-        --benchmark_filter="^(RealNVP2d|MAF64d|MAF64d/4096|Glow28x28)/dtype:$dtype/threads:$threads\$" \
+        --benchmark_filter="^(RealNVP2d|MAF64d|MAF64d/4096|Glow28x28)/dtype:$dtype/threads:$threads/real_time\$" \
         2>/dev/null | awk -F, -v r="$r" 'NR > 1 && $1 ~ /dtype/ {
           gsub(/"/, "", $1); split($1, p, "/dtype:"); print p[1], $3 }' \
         >>"$out/flowtape.$dtype.$threads"

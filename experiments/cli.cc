@@ -324,6 +324,9 @@ io::Json Experiment::Results(const absl::Status& status) const {
   j["seed"] = seed_;
   j["dtype"] = DTypeFlagName(dtype_);
   j["threads"] = threads_;
+  const char* ranks = std::getenv("OMPI_COMM_WORLD_SIZE");  // under mpirun
+  int r = 1;
+  j["ranks"] = ranks != nullptr && absl::SimpleAtoi(ranks, &r) ? r : 1;
   j["out_dir"] = out_dir_;
   j["started"] = started_;
   j["machine"] = {

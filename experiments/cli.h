@@ -33,7 +33,8 @@
 //   {"binary", "command_line": [argv...], "status": "ok" | the error,
 //    "flags": {name: value as text, for every flag not from Abseil},
 //    "config": {...the effective configuration, e.g. the model spec...},
-//    "seed", "dtype": "f32" | "f64", "threads", "out_dir" (absolute),
+//    "seed", "dtype": "f32" | "f64", "threads", "ranks" (the mpirun group
+//    size, else 1), "out_dir" (absolute),
 //    "started" (UTC, ISO 8601),
 //    "machine": {"cpu_model" (/proc/cpuinfo), "cores", "compiler",
 //                "flowtape_version"},

@@ -13,8 +13,8 @@ bool OpContext::needs_grad(int i) const {
 }
 
 double OpContext::saved_double(int k) const {
-  FT_CHECK(k >= 0 && k < node_->num_saved_doubles, node_->op,
-           ": saved double ", k, " of ", node_->num_saved_doubles);
+  FT_CHECK(k >= 0 && k < node_->num_saved_doubles, node_->op, ": saved double ",
+           k, " of ", node_->num_saved_doubles);
   return node_->saved_doubles[k];
 }
 
@@ -58,8 +58,8 @@ void Op::Init() {
              ": only trailing inputs may be undefined (optional ones)");
     // One validation per input: its node (tape value) or storage (constant).
     Node* node = t->node_ != nullptr ? t->node() : nullptr;
-    FT_CHECK(node != nullptr || t->storage_ != nullptr, name_,
-             ": input ", inputs_.size(), " is a buffer that was never recorded");
+    FT_CHECK(node != nullptr || t->storage_ != nullptr, name_, ": input ",
+             inputs_.size(), " is a buffer that was never recorded");
     const DType d = node != nullptr ? node->dtype : t->storage_->dtype;
     nodes_.push_back(node);
     if (first == nullptr) {

@@ -91,7 +91,9 @@ class OpContext {
   // Input i is on a path to a gradient this sweep computes.
   bool needs_grad(int i) const;
   // The rule's own ops are recorded (Grad with create_graph).
-  bool create_graph() const { return sweep_ != nullptr && sweep_->create_graph; }
+  bool create_graph() const {
+    return sweep_ != nullptr && sweep_->create_graph;
+  }
 
   double saved_double(int k) const;
   int64_t saved_int(int k) const;

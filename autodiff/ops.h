@@ -131,7 +131,7 @@ Tensor Inverse(const Tensor& a);  // NaN if singular
 // g a^-T per member. Singular: sign 0, logabsdet -inf, and a gradient of 0
 // where its incoming adjoint is 0, else NaN (it is infinite).
 struct SlogdetResult {
-  double sign;  // -1, 0 or +1 (a constant); batched: sign of prod det
+  double sign;       // -1, 0 or +1 (a constant); batched: sign of prod det
   Tensor logabsdet;  // scalar, or [B] for a [B, n, n]
   Tensor signs;      // constant, logabsdet's shape: each member's sign
 };

@@ -149,7 +149,8 @@ Tensor BiasGrad(const Tensor& g) {
 void ConvBackward(const OpContext& c, const Tensor& g, Tensor* gin) {
   if (c.needs_grad(0)) gin[0] = ConvCore(g, FlipSwap(c.input(1)), Tensor());
   if (c.needs_grad(1))
-    gin[1] = WeightGrad(c.input(0), g, c.input_shape(1)[2], c.input_shape(1)[3]);
+    gin[1] =
+        WeightGrad(c.input(0), g, c.input_shape(1)[2], c.input_shape(1)[3]);
   if (c.num_inputs() == 3 && c.needs_grad(2)) gin[2] = BiasGrad(g);
 }
 
@@ -233,8 +234,7 @@ Tensor WeightGrad(const Tensor& x, const Tensor& g, int64_t kh, int64_t kw) {
     }
   });
   return op.Finish(out, [](const OpContext& c, const Tensor& gg, Tensor* gin) {
-    if (c.needs_grad(0))
-      gin[0] = ConvCore(c.input(1), FlipSwap(gg), Tensor());
+    if (c.needs_grad(0)) gin[0] = ConvCore(c.input(1), FlipSwap(gg), Tensor());
     if (c.needs_grad(1)) gin[1] = ConvCore(c.input(0), gg, Tensor());
   });
 }

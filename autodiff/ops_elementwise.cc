@@ -321,8 +321,8 @@ void TanhKernel(const float* x, float* y, int64_t n) {
 // Plain (not create_graph) tanh backward in one pass: g (1 - y^2).
 template <typename T>
 [[gnu::noinline]] void TanhGradKernel(const T* __restrict g,
-                                      const T* __restrict y,
-                                      T* __restrict gx, int64_t n) {
+                                      const T* __restrict y, T* __restrict gx,
+                                      int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const T gi = g[i], d = gi * (T(1) - y[i] * y[i]);
     gx[i] = gi == T(0) ? T(0) : d;
@@ -395,8 +395,9 @@ Tensor LogSigmoid(const Tensor& x) {
 
 Tensor Step(const Tensor& x) {
   NoGradScope constant;
-  return MapUnary("step", x, nullptr,
-                  [](auto v) { return v > 0 ? decltype(v)(1) : decltype(v)(0); });
+  return MapUnary("step", x, nullptr, [](auto v) {
+    return v > 0 ? decltype(v)(1) : decltype(v)(0);
+  });
 }
 
 Tensor Relu(const Tensor& x) {

@@ -19,18 +19,8 @@ absl::StatusOr<ImageRun> TrainImages(Experiment& ex, const std::string& flow,
                                      const Shape& image, int levels,
                                      double alpha, const Tensor& pixels,
                                      Rng& rng, const Tensor& context) {
-  const std::vector<int64_t> order = data::Permutation(pixels.dim(0), rng);
-  Tensor all = data::TakeRows(pixels, order);
-  const int64_t n_train = std::min(c.n_train, all.dim(0) * 9 / 10);
-  const int64_t n_val = std::max<int64_t>(n_train / 10, 1);
-  training::TrainData d;
-  d.train = Narrow(all, 0, 0, n_train);
-  d.val = Narrow(all, 0, n_train, n_val);
-  if (context.defined()) {
-    Tensor ctx = data::TakeRows(context, order);
-    d.train_context = Narrow(ctx, 0, 0, n_train);
-    d.val_context = Narrow(ctx, 0, n_train, n_val);
-  }
+  const training::TrainData d = models::SplitImages(pixels, context, c, rng);
+  const int64_t n_train = d.train.dim(0), n_val = d.val.dim(0);
   std::mutex mu;
   models::ImageFlow rank0;
   auto make = [&](int rank) -> absl::StatusOr<training::Replica> {
@@ -39,11 +29,7 @@ absl::StatusOr<ImageRun> TrainImages(Experiment& ex, const std::string& flow,
         models::ImageFlow f,
         models::MakeImageFlow(flow, c.zoo, image, levels, init));
     f.alpha = alpha;
-    auto adam =
-        std::make_shared<nn::Adam>(*f.model, nn::AdamOptions{.lr = c.lr});
-    const int64_t warmup = std::min<int64_t>(200, c.steps / 10);
-    adam->set_schedule(nn::LinearWarmup(
-        warmup, nn::CosineAnnealingLr(c.lr, c.steps - warmup)));
+    std::shared_ptr<nn::Adam> adam = models::ImageAdam(f, c);
     if (rank == 0) {
       std::lock_guard<std::mutex> lock(mu);
       rank0 = f;
@@ -53,18 +39,9 @@ absl::StatusOr<ImageRun> TrainImages(Experiment& ex, const std::string& flow,
     };
     return training::Replica{f.model, nll, adam};
   };
-  training::TrainOptions o;
-  o.batch_size = c.batch;
-  o.max_steps = c.steps;
-  o.eval_every = std::max<int64_t>(1, c.steps / 10);
-  o.eval_batch_size = 256;
-  o.log_every = std::max<int64_t>(1, c.steps / 20);
-  o.clip_grad_norm = 100.0;
-  o.seed = c.seed;
-  if (!c.checkpoint.empty()) {
-    o.checkpoint_every = 500;
-    o.checkpoint_path = c.checkpoint;
-  }
+  // Rank 0's model, set by `make` before training starts, is the one the
+  // final check sees.
+  training::TrainOptions o = models::ImageTrainOptions(rank0, d, c);
   std::cerr << absl::StrFormat(
       "training %s: %d train / %d val images, %d steps of %d, %d thread(s)\n",
       flow, n_train, n_val, c.steps, c.batch, ex.threads());

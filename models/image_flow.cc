@@ -94,11 +94,8 @@ ImageRunConfig DefaultImageConfig(const std::string& flow, bool paper) {
   return c;
 }
 
-absl::StatusOr<training::TrainResult> TrainImageFlow(const ImageFlow& f,
-                                                     const Tensor& pixels,
-                                                     const ImageRunConfig& c,
-                                                     Rng& rng,
-                                                     const Tensor& context) {
+training::TrainData SplitImages(const Tensor& pixels, const Tensor& context,
+                                const ImageRunConfig& c, Rng& rng) {
   const std::vector<int64_t> order = data::Permutation(pixels.dim(0), rng);
   Tensor all = data::TakeRows(pixels, order);
   const int64_t n_train = std::min(c.n_train, all.dim(0) * 9 / 10);
@@ -111,19 +108,21 @@ absl::StatusOr<training::TrainResult> TrainImageFlow(const ImageFlow& f,
     d.train_context = Narrow(ctx, 0, 0, n_train);
     d.val_context = Narrow(ctx, 0, n_train, n_val);
   }
-  // Data-dependent initialisation (ActNorm) from the first training batch.
-  {
-    Rng noise(c.seed);
-    const int64_t b = std::min(c.batch, n_train);
-    data::LogitResult y = ModelInput(f, Narrow(d.train, 0, 0, b), noise);
-    Tensor ctx =
-        d.train_context.defined() ? Narrow(d.train_context, 0, 0, b) : Tensor();
-    FT_RETURN_IF_ERROR(f.model->InitializeFromData(y.y, ctx, &noise));
-  }
-  nn::Adam adam(*f.model, {.lr = c.lr});
+  return d;
+}
+
+std::shared_ptr<nn::Adam> ImageAdam(const ImageFlow& f,
+                                    const ImageRunConfig& c) {
+  auto adam = std::make_shared<nn::Adam>(*f.model, nn::AdamOptions{.lr = c.lr});
   const int64_t warmup = std::min<int64_t>(200, c.steps / 10);
-  adam.set_schedule(
+  adam->set_schedule(
       nn::LinearWarmup(warmup, nn::CosineAnnealingLr(c.lr, c.steps - warmup)));
+  return adam;
+}
+
+training::TrainOptions ImageTrainOptions(const ImageFlow& f,
+                                         const training::TrainData& d,
+                                         const ImageRunConfig& c) {
   training::TrainOptions o;
   o.batch_size = c.batch;
   o.max_steps = c.steps;
@@ -135,7 +134,7 @@ absl::StatusOr<training::TrainResult> TrainImageFlow(const ImageFlow& f,
   o.communicator = c.communicator;
   // The default check would score raw pixel rows with the flow, whose input
   // is the transformed image (flattened for vector flows): check the
-  // pipeline instead, samples and the nll of training images finite.
+  // pipeline instead.
   o.check_model = [&f, &d](Rng& rng) -> absl::Status {
     NoGradScope no_grad;
     const int64_t n = std::min<int64_t>(64, d.train.dim(0));
@@ -156,11 +155,31 @@ absl::StatusOr<training::TrainResult> TrainImageFlow(const ImageFlow& f,
     o.checkpoint_every = 500;
     o.checkpoint_path = c.checkpoint;
   }
+  return o;
+}
+
+absl::StatusOr<training::TrainResult> TrainImageFlow(const ImageFlow& f,
+                                                     const Tensor& pixels,
+                                                     const ImageRunConfig& c,
+                                                     Rng& rng,
+                                                     const Tensor& context) {
+  const training::TrainData d = SplitImages(pixels, context, c, rng);
+  // Data-dependent initialisation (ActNorm) from the first training batch.
+  {
+    Rng noise(c.seed);
+    const int64_t b = std::min(c.batch, d.train.dim(0));
+    data::LogitResult y = ModelInput(f, Narrow(d.train, 0, 0, b), noise);
+    Tensor ctx =
+        d.train_context.defined() ? Narrow(d.train_context, 0, 0, b) : Tensor();
+    FT_RETURN_IF_ERROR(f.model->InitializeFromData(y.y, ctx, &noise));
+  }
+  std::shared_ptr<nn::Adam> adam = ImageAdam(f, c);
   std::cerr << absl::StrFormat(
       "training %s: %d parameters, %d train / %d val images, %d steps of %d\n",
-      f.model->name(), f.model->NumParameters(), n_train, d.val.dim(0), c.steps,
-      c.batch);
-  return training::TrainNll(*f.model, f.AsNllFn(), adam, d, o);
+      f.model->name(), f.model->NumParameters(), d.train.dim(0), d.val.dim(0),
+      c.steps, c.batch);
+  return training::TrainNll(*f.model, f.AsNllFn(), *adam, d,
+                            ImageTrainOptions(f, d, c));
 }
 
 absl::StatusOr<ImageFlow> MakeImageFlow(const std::string& name,

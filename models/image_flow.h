@@ -19,6 +19,7 @@
 #include "autodiff/tensor.h"
 #include "flows/flow_model.h"
 #include "models/zoo.h"
+#include "nn/optim.h"
 #include "training/train.h"
 
 namespace flowtape::models {
@@ -61,6 +62,21 @@ struct ImageRunConfig {
 // (Dinh et al. 2017), Glow (Kingma & Dhariwal 2018) and MAF (Papamakarios et
 // al. 2017) for MNIST, full training set, 100k steps.
 ImageRunConfig DefaultImageConfig(const std::string& flow, bool paper);
+
+// The pieces of TrainImageFlow, shared with data-parallel image runs:
+// `pixels` (and `context`, if defined) shuffled together; the first
+// min(c.n_train, 90%) rows train, the next max(n_train / 10, 1) validate.
+training::TrainData SplitImages(const Tensor& pixels, const Tensor& context,
+                                const ImageRunConfig& c, Rng& rng);
+// Adam at c.lr with a linear warm-up (min(200, steps / 10)) into cosine decay.
+std::shared_ptr<nn::Adam> ImageAdam(const ImageFlow& f,
+                                    const ImageRunConfig& c);
+// TrainNll's options for c, with a final model check through the image
+// pipeline (samples and the nll of training images finite). `f` and `d`
+// must outlive training.
+training::TrainOptions ImageTrainOptions(const ImageFlow& f,
+                                         const training::TrainData& d,
+                                         const ImageRunConfig& c);
 
 // Trains on n_train images of a shuffled `pixels` set (the next n_train / 10
 // are the validation set), printing progress to stderr, after the model's

@@ -31,13 +31,6 @@ double Seconds(Clock::time_point since) {
   return std::chrono::duration<double>(Clock::now() - since).count();
 }
 
-std::string FormatDuration(double s) {
-  int64_t t = static_cast<int64_t>(s + 0.5);
-  if (t >= 3600)
-    return absl::StrFormat("%d:%02d:%02d", t / 3600, (t / 60) % 60, t % 60);
-  return absl::StrFormat("%d:%02d", t / 60, t % 60);
-}
-
 // Rows `index` of x (any dtype; undefined stays undefined).
 Tensor Rows(const Tensor& x, const std::vector<int64_t>& index) {
   if (!x.defined()) return Tensor();
@@ -188,6 +181,18 @@ constexpr uint64_t kInitStream = ~uint64_t{0} - 1;
 constexpr uint64_t kCheckStream = ~uint64_t{0} - 2;
 
 }  // namespace
+
+std::string ProgressLine(int64_t step, int64_t max_steps, double loss,
+                         const std::string& val_text, double steps_per_s) {
+  const int64_t eta =
+      static_cast<int64_t>((max_steps - step) / steps_per_s + 0.5);
+  const std::string eta_text =
+      eta >= 3600 ? absl::StrFormat("%d:%02d:%02d", eta / 3600, (eta / 60) % 60,
+                                    eta % 60)
+                  : absl::StrFormat("%d:%02d", eta / 60, eta % 60);
+  return absl::StrFormat("step %d/%d  loss %.4f%s  %.1f steps/s  ETA %s", step,
+                         max_steps, loss, val_text, steps_per_s, eta_text);
+}
 
 absl::Status CheckModelUsable(const nn::Module& model, const NllFn& nll,
                               const Tensor& x, const Tensor& context, Rng& rng,
@@ -537,10 +542,8 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
       }
     }
     if (log && (step % o.log_every == 0 || last || r.stopped_early)) {
-      double elapsed = Seconds(start), rate = step / elapsed;
-      *log << absl::StrFormat("step %d/%d  loss %.4f%s  %.1f steps/s  ETA %s",
-                              step, o.max_steps, window_loss / window, val_text,
-                              rate, FormatDuration((o.max_steps - step) / rate))
+      *log << ProgressLine(step, o.max_steps, window_loss / window, val_text,
+                           step / Seconds(start))
            << std::endl;
       window_loss = 0.0;
       window = 0;

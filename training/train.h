@@ -111,6 +111,12 @@
 
 namespace flowtape::training {
 
+// The progress line of the training loops (format above): step, windowed
+// mean loss, `val_text` (e.g. "  val 1.3000 (best 1.2900)" or empty), rate
+// and the ETA of the remaining steps.
+std::string ProgressLine(int64_t step, int64_t max_steps, double loss,
+                         const std::string& val_text, double steps_per_s);
+
 // Mean NLL in nats of a minibatch (scalar tensor, differentiable in the
 // parameters). `context` is undefined for unconditional data.
 using NllFn =

@@ -23,13 +23,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::string FormatDuration(double s) {
-  int64_t t = static_cast<int64_t>(s + 0.5);
-  if (t >= 3600)
-    return absl::StrFormat("%d:%02d:%02d", t / 3600, (t / 60) % 60, t % 60);
-  return absl::StrFormat("%d:%02d", t / 60, t % 60);
-}
-
 absl::Status CheckFinite(const Tensor& t, const char* what) {
   if (!t.defined() || t.rank() == 0) return absl::OkStatus();
   const int64_t row = t.numel() / std::max<int64_t>(t.dim(0), 1);
@@ -317,10 +310,8 @@ absl::StatusOr<TrainResult> TrainFlowMatching(const flows::FlowModel& model,
       }
     }
     if (log && (step % o.log_every == 0 || last || r.stopped_early)) {
-      const double rate = step / seconds();
-      *log << absl::StrFormat("step %d/%d  loss %.4f%s  %.1f steps/s  ETA %s",
-                              step, o.max_steps, window_loss / window, val_text,
-                              rate, FormatDuration((o.max_steps - step) / rate))
+      *log << ProgressLine(step, o.max_steps, window_loss / window, val_text,
+                           step / seconds())
            << std::endl;
       window_loss = 0.0;
       window = 0;

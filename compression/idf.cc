@@ -153,9 +153,12 @@ IntegerDiscreteFlow::IntegerDiscreteFlow(const IdfOptions& options, Rng& rng)
                                   /*zero_last=*/true)));
   }
   const int c = options.components;
-  std::vector<double> means(d * c), scales(d * c, std::log(16.0));
+  std::vector<double> means(d * c),
+      scales(d * c, std::log(8.0) / kIdfLogScaleUnit);
   for (int64_t i = 0; i < d; ++i) {
-    for (int j = 0; j < c; ++j) means[i * c + j] = (j + 0.5) * 255.0 / c;
+    for (int j = 0; j < c; ++j) {
+      means[i * c + j] = (c == 1 ? 127.5 : j * 255.0 / (c - 1)) / kIdfMeanUnit;
+    }
   }
   logits_ = RegisterParameter("prior.logits", Tensor::Zeros({d, c}));
   means_ = RegisterParameter("prior.means", Tensor::FromVector({d, c}, means));
@@ -195,8 +198,8 @@ Tensor IntegerDiscreteFlow::LatentLogProb(const Tensor& z) const {
   const int64_t d = options_.dims();
   FT_CHECK(z.rank() == 2 && z.dim(1) == d, "idf prior: input ",
            z.shape().ToString(), " for D = ", d);
-  Tensor centred = Reshape(z, {-1, d, 1}) - means_;  // [N, D, K]
-  Tensor inv_s = Exp(-log_scales_);                  // [D, K]
+  Tensor centred = Reshape(z, {-1, d, 1}) - means_ * kIdfMeanUnit;  // [N,D,K]
+  Tensor inv_s = Exp(log_scales_ * -kIdfLogScaleUnit);              // [D, K]
   Tensor hi = (centred + 0.5) * inv_s;
   Tensor lo = (centred - 0.5) * inv_s;
   Tensor log_bin = LogSigmoid(hi) + LogSigmoid(-lo) + Log(-Expm1(-inv_s));

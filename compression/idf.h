@@ -23,15 +23,17 @@
 // outside.
 //
 // Prior (learned per dimension, not conditional): for latent dimension d,
-// components c = 1..K with logits l_dc, means mu_dc and log-scales g_dc,
-// w_dc = softmax_c(l_d), s_dc = exp(g_dc), over all integers z:
+// components c = 1..K with parameters l_dc (logits), m_dc, g_dc,
+// w_dc = softmax_c(l_d), mu_dc = 32 m_dc, s_dc = exp(4 g_dc) (the factors
+// kIdfMeanUnit, kIdfLogScaleUnit give Adam's steps a useful size in pixel
+// units; both are powers of two, so exact), over all integers z:
 //   P_d(z) = sum_c w_dc [sigma((z + 1/2 - mu_dc)/s_dc)
 //                        - sigma((z - 1/2 - mu_dc)/s_dc)].
 // Each bin is computed without cancellation as
 //   log(sigma(b) - sigma(a)) = logsigmoid(b) + logsigmoid(-a) + log(1 -
 //   e^-(b-a))
-// (b - a = 1/s). Initial means spread over [0, 255] (c + 1/2) 255 / K, scales
-// 16, equal weights.
+// (b - a = 1/s). Initial means c 255 / (K - 1) (127.5 for K = 1: the
+// extremes 0 and 255 are MNIST's commonest pixels), scales 8, equal weights.
 // NLL: -log P(x) = -sum_d log P_d(z_d) nats; bits/dim = that / (D ln 2).
 // The coder (idf_codec.h) uses these components in frequencies.h's
 // discretised logistic mixture, whose interior bins are the same P_d(z).
@@ -62,6 +64,8 @@ namespace flowtape::compression {
 inline constexpr double kIdfMaxShift = 4096.0;
 inline constexpr double kIdfInputCenter = 128.0;
 inline constexpr double kIdfInputScale = 1.0 / 128.0;
+inline constexpr double kIdfMeanUnit = 32.0;
+inline constexpr double kIdfLogScaleUnit = 4.0;
 
 // y = round(x) (halves away from zero); dy/dx := 1 (straight-through).
 Tensor RoundStraightThrough(const Tensor& x);
@@ -108,7 +112,7 @@ class IntegerDiscreteFlow : public nn::Module {
   }
   const std::vector<int64_t>& updated(int k) const { return split_[k % 2][1]; }
   const nn::MLP& net(int k) const { return *nets_[k]; }
-  // Prior parameters [D, K].
+  // Prior parameters [D, K]: l, m = mu / 32, g = log(s) / 4.
   const Tensor& prior_logits() const { return logits_; }
   const Tensor& prior_means() const { return means_; }
   const Tensor& prior_log_scales() const { return log_scales_; }

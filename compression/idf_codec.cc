@@ -153,8 +153,8 @@ absl::StatusOr<IdfCodec> IdfCodec::Create(const IntegerDiscreteFlow& flow) {
     std::vector<LogisticComponent> comps(kc);
     for (int c = 0; c < kc; ++c) {
       comps[c].weight = DetExp(logits[i * kc + c] - top);
-      comps[c].mean = means[i * kc + c] - kIdfLow;
-      comps[c].scale = DetExp(log_scales[i * kc + c]);
+      comps[c].mean = means[i * kc + c] * kIdfMeanUnit - kIdfLow;
+      comps[c].scale = DetExp(log_scales[i * kc + c] * kIdfLogScaleUnit);
     }
     absl::StatusOr<std::vector<uint32_t>> freqs =
         DiscretizedLogisticMixtureFrequencies(comps, kIdfSymbols,

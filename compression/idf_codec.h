@@ -7,7 +7,7 @@
 // kIdfLow + s (-256..511); the table is frequencies.h's discretised logistic
 // mixture over those symbols (edge bins open: symbol 0 holds all of
 // z <= kIdfLow, the last all of z >= kIdfHigh) with component weights
-// exp(l - max l), means mu - kIdfLow and scales exp(g), at kIdfPrecisionBits
+// exp(l - max l), means mu - kIdfLow and scales s (idf.h), at kIdfPrecisionBits
 // = 18 (every symbol f >= 1, so at most 767 / 2^18 of the mass, <= 0.0042
 // bits per symbol, goes to the floor). A latent at or beyond an edge is
 // escaped: its edge symbol, then the offset kIdfLow - z or z - kIdfHigh as a
@@ -21,7 +21,7 @@
 // code in this target only, compiled with -ffp-contract=off: the couplings'
 // MLPs in float64 with +, *, max and std::round in a fixed order (h_j = b_j,
 // then h_j += u_i W_ij for i = 0..in-1, skipping u_i = 0, which adds an exact
-// zero), the weights exp(l - max l) and scales exp(g) with DetExp
+// zero), the weights exp(l - max l) and scales exp(4 g) with DetExp
 // (deterministic_math.h), the tables by frequencies.h (float64, its stated
 // determinism). No threads, no libm transcendental, no BLAS. So the same
 // model file gives the same tables and latents, hence the same bytes, on any

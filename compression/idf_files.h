@@ -11,16 +11,11 @@
 // Errors are the loaders' and the codec's Status (the path in the message);
 // InvalidArgument for a range outside the file, a shape that is not the
 // model's, or pixels that are not integers 0..255.
-//
-// RunCommand is the shared main: --help prints the usage and flags to stdout
-// (exit 0); a positional argument or a failed run prints "<name>: <status>"
-// to stderr (exit 1). Relative paths resolve against $BUILD_WORKING_DIRECTORY
-// when set (bazel run), as experiments/cli.h does.
+
 #ifndef FLOWTAPE_COMPRESSION_IDF_FILES_H_
 #define FLOWTAPE_COMPRESSION_IDF_FILES_H_
 
 #include <cstdint>
-#include <functional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -49,10 +44,6 @@ absl::StatusOr<CompressReport> CompressIdxFile(const std::string& model,
 absl::StatusOr<IdfImages> DecompressToIdx(const std::string& model,
                                           const std::string& container,
                                           const std::string& out);
-
-std::string ResolveCommandPath(const std::string& path);
-int RunCommand(const char* name, const char* usage, int argc, char** argv,
-               const std::function<absl::Status()>& run);
 
 }  // namespace flowtape::compression
 

@@ -110,7 +110,7 @@ TEST(IdfCodecTest, EscapedLatentsRoundTrip) {
   Tensor means = flow->prior_means();
   double* m = means.mutable_data<double>();
   for (int64_t i = 0; i < flow->prior_means().numel(); ++i) {
-    m[i] = (i % 2 == 0) ? -2000.0 : 3000.0;
+    m[i] = ((i % 2 == 0) ? -2000.0 : 3000.0) / kIdfMeanUnit;
   }
   IdfCodec codec = MakeCodec(*flow);
   IdfImages images = RandomImages(3, 6);

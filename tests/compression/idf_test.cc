@@ -115,8 +115,9 @@ TEST(IdfTest, NllIsSumOfLatentLogPmf) {
       std::vector<LogisticComponent> comps(k);
       for (int c = 0; c < k; ++c) {
         comps[c].weight = std::exp(flow->prior_logits()[d * k + c]);
-        comps[c].mean = flow->prior_means()[d * k + c] - offset;
-        comps[c].scale = std::exp(flow->prior_log_scales()[d * k + c]);
+        comps[c].mean = flow->prior_means()[d * k + c] * kIdfMeanUnit - offset;
+        comps[c].scale =
+            std::exp(flow->prior_log_scales()[d * k + c] * kIdfLogScaleUnit);
       }
       auto pmf = DiscretizedLogisticMixturePmf(comps, 900);
       ASSERT_TRUE(pmf.ok());
@@ -144,8 +145,8 @@ TEST(IdfTest, PmfSumsToOneOverZ2) {
   Tensor log_scales = flow->prior_log_scales();
   double* g = log_scales.mutable_data<double>();
   for (int i = 0; i < 4; ++i) {
-    m[i] = -20.0 + 13.0 * i;
-    g[i] = std::log(3.0 + i);
+    m[i] = (-20.0 + 13.0 * i) / kIdfMeanUnit;
+    g[i] = std::log(3.0 + i) / kIdfLogScaleUnit;
   }
   // The map is a bijection of Z^2, so sum_x P(x) over a box B is P_Z(f(B)),
   // which tends to 1 as B grows (here: tails below 1e-9).

@@ -5,6 +5,7 @@
 #include "absl/flags/flag.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "compression/cli/command.h"
 #include "compression/idf_files.h"
 
 ABSL_FLAG(std::string, model, "", "IDF model file (compression/idf.h)");
@@ -30,21 +31,16 @@ constexpr char kUsage[] =
 
 absl::Status Run() {
   using flowtape::compression::ResolveCommandPath;
-  for (const char* flag : {"model", "images", "out"}) {
-    const std::string v =
-        flag == std::string("model")    ? absl::GetFlag(FLAGS_model)
-        : flag == std::string("images") ? absl::GetFlag(FLAGS_images)
-                                        : absl::GetFlag(FLAGS_out);
-    if (v.empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--", flag, " is required"));
-    }
-  }
+  const std::string model = absl::GetFlag(FLAGS_model);
+  const std::string images = absl::GetFlag(FLAGS_images);
+  const std::string out = absl::GetFlag(FLAGS_out);
+  if (model.empty()) return absl::InvalidArgumentError("--model is required");
+  if (images.empty()) return absl::InvalidArgumentError("--images is required");
+  if (out.empty()) return absl::InvalidArgumentError("--out is required");
   auto report = flowtape::compression::CompressIdxFile(
-      ResolveCommandPath(absl::GetFlag(FLAGS_model)),
-      ResolveCommandPath(absl::GetFlag(FLAGS_images)),
+      ResolveCommandPath(model), ResolveCommandPath(images),
       absl::GetFlag(FLAGS_first), absl::GetFlag(FLAGS_count),
-      ResolveCommandPath(absl::GetFlag(FLAGS_out)));
+      ResolveCommandPath(out));
   if (!report.ok()) return report.status();
   std::cout << report->count << " images " << report->height << "x"
             << report->width << " -> " << report->bytes << " bytes ("

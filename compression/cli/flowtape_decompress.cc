@@ -5,6 +5,7 @@
 #include "absl/flags/flag.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "compression/cli/command.h"
 #include "compression/idf_files.h"
 
 ABSL_FLAG(std::string, model, "", "IDF model file the container was made with");

@@ -240,6 +240,7 @@ TEST(IdfTest, PriorGradientMatchesFiniteDifferences) {
   for (Tensor p :
        {flow->prior_logits(), flow->prior_means(), flow->prior_log_scales()}) {
     Tensor grad = p.grad();
+    ASSERT_TRUE(grad.defined());
     double* v = p.mutable_data<double>();
     for (int64_t i = 0; i < p.numel(); i += 5) {
       const double keep = v[i], h = 1e-5;

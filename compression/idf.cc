@@ -82,14 +82,14 @@ absl::StatusOr<IdfOptions> IdfOptions::FromJson(const io::Json& j) {
       return Bad(k, "is not an option");
     }
   }
-  // Integers in -2^40..2^40 (Validate checks the real ranges).
+  // Integers in -2^30..2^30 (fit an int; Validate checks the real ranges).
   auto integer = [&](const io::Json& v, const std::string& name,
                      int64_t* out) -> absl::Status {
-    const bool small =
-        v.is_number_unsigned()
-            ? v.get<uint64_t>() <= (uint64_t{1} << 40)
-            : v.is_number_integer() &&
-                  std::abs(v.get<int64_t>()) <= (int64_t{1} << 40);
+    const bool small = v.is_number_unsigned()
+                           ? v.get<uint64_t>() <= (uint64_t{1} << 30)
+                           : v.is_number_integer() &&
+                                 v.get<int64_t>() >= -(int64_t{1} << 30) &&
+                                 v.get<int64_t>() <= (int64_t{1} << 30);
     if (!small) return Bad(name, "must be an integer in range");
     *out = v.get<int64_t>();
     return absl::OkStatus();

@@ -73,6 +73,18 @@ TEST(IdfTest, OptionsAreValidated) {
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   EXPECT_EQ(parsed->ToJson(), Small().ToJson());
   EXPECT_EQ(MakeFlow(Small(), 1)->NumParameters(), Small().NumParameters());
+  for (const char* bad :
+       {"couplings\": 4294967297", "couplings\": -9223372036854775808",
+        "couplings\": 2.5", "couplings\": 65"}) {
+    std::string text = Small().ToJson().dump();
+    const size_t at = text.find("couplings\":");
+    text.replace(at, text.find(',', at) - at, bad);
+    auto j = io::ParseJson(text, "test");
+    ASSERT_TRUE(j.ok()) << text;
+    EXPECT_EQ(IdfOptions::FromJson(*j).status().code(),
+              absl::StatusCode::kInvalidArgument)
+        << text;
+  }
 }
 
 TEST(IdfTest, RoundTripIsExactOnIntegers) {

@@ -286,9 +286,6 @@ absl::Status Run(experiments::Experiment& ex) {
       dir.empty() ? data::DefaultEarthDataDir() : experiments::ResolvePath(dir);
   ex.set_seed(0);  // seed k: split 1000 + k, initialisation 77 + k
   const DType dtype = ex.dtype();
-  if (dtype != kFloat64)
-    return absl::UnimplementedError(
-        "--dtype=f32: the sphere flows (manifolds/) compute in float64 only");
   std::vector<std::string> sets =
       absl::StrSplit(absl::GetFlag(FLAGS_datasets), ',');
   std::vector<std::string> models =

@@ -23,8 +23,10 @@
 //       bigger models, 3x the steps: ~18 CPU-minutes (results are
 //       deterministic, so --datasets=flood etc. can run in parallel processes)
 // Writes to --out_dir (experiments/cli.h) equirectangular density maps
-// <data>_<model>.png (seed 0), results.json (test NLL per data set, model
-// and seed) and history.csv (run "<data>/<model>/seed<k>"). --threads:
+// <data>_<model>.png (seed 0), the trained models of seed 0 as
+// <data>_<model>.ftm (models/sphere_model.h: LoadSphereModel rebuilds them),
+// results.json (test NLL per data set, model and seed) and history.csv (run
+// "<data>/<model>/seed<k>"). --threads:
 // replicas per training run (training/train_threads.h).
 #include "data/earth.h"
 
@@ -50,11 +52,7 @@
 #include "experiments/cli.h"
 #include "experiments/common.h"
 #include "manifolds/manifold.h"
-#include "manifolds/manifold_flow.h"
-#include "manifolds/neural_sphere_flow.h"
-#include "manifolds/recursive_sphere_flow.h"
-#include "manifolds/sphere_densities.h"
-#include "manifolds/sphere_flows.h"
+#include "models/sphere_model.h"
 #include "nn/optim.h"
 #include "training/train.h"
 #include "viz/figure.h"
@@ -80,12 +78,7 @@ ABSL_FLAG(double, neural_lr, 0, "neural model learning rate (0 = default)");
 
 namespace flowtape {
 namespace {
-using manifolds::CylindricalCouplingFlow;
-using manifolds::FlowMixture;
 using manifolds::ManifoldDensity;
-using manifolds::ManifoldFlowModel;
-using manifolds::NormalizedAffine;
-using manifolds::UniformSphere;
 
 const std::vector<std::string> kDatasets = {"volcano", "earthquake", "flood",
                                             "fire"};
@@ -116,19 +109,6 @@ Config MakeConfig(bool full) {
   return {12, 32, 2, 2, 32, 1000, 500, 1024, 512, 2e-2, 1e-2};
 }
 
-// A chain of normalized affine flows; the first (data side) is centred on
-// `centre` (b = -beta centre puts extra density around it), the rest start
-// near the identity.
-std::vector<std::shared_ptr<flows::Flow>> AffineChain(
-    int layers, const Eigen::Vector3d& centre, double beta, Rng& rng) {
-  std::vector<std::shared_ptr<flows::Flow>> chain;
-  chain.push_back(std::shared_ptr<flows::Flow>(
-      *NormalizedAffine::Create(Eigen::Matrix3d::Identity(), -beta * centre)));
-  for (int k = 1; k < layers; ++k)
-    chain.push_back(std::make_shared<NormalizedAffine>(3, rng, 0.1));
-  return chain;
-}
-
 // x is a nonempty training split (RandomSplit guarantees >= 8 rows).
 Eigen::Vector3d RandomRow(const Tensor& x, Rng& rng) {
   FT_CHECK(x.dim(0) > 0, "earth: RandomRow of an empty set");
@@ -142,38 +122,25 @@ Eigen::Vector3d MeanDirection(const Tensor& x) {
                          : Eigen::Vector3d(0, 0, 1);
 }
 
-std::shared_ptr<ManifoldDensity> MakeModel(const std::string& name,
-                                           const Config& c, const Tensor& train,
-                                           Rng& rng) {
-  auto base = std::make_shared<UniformSphere>(3);
-  if (name == "affine")
-    return std::make_shared<ManifoldFlowModel>(
-        base, AffineChain(c.affine_layers, MeanDirection(train), 0.3, rng));
-  if (name == "mixture") {
-    std::vector<std::shared_ptr<ManifoldDensity>> parts;
-    for (int j = 0; j < c.mixture_components; ++j)
-      parts.push_back(std::make_shared<ManifoldFlowModel>(
-          base,
-          AffineChain(c.mixture_layers, RandomRow(train, rng), 0.7, rng)));
-    return std::make_shared<FlowMixture>(parts);
-  }
-  std::vector<std::shared_ptr<flows::Flow>> chain =
-      AffineChain(1, MeanDirection(train), 0.3, rng);
-  manifolds::RecursiveSphereFlowOptions rec;
-  rec.hidden = {c.hidden, c.hidden};
-  if (name == "recursive_mobius") {
-    rec.azimuth.kind = manifolds::CircleMapKind::kMobius;
-    rec.azimuth.components = 4;
-  }
-  for (int b = 0; b < c.neural_blocks; ++b) {
-    if (name == "neural")
-      chain.push_back(
-          std::make_shared<CylindricalCouplingFlow>(8, c.hidden, rng));
-    else
-      chain.push_back(*manifolds::RecursiveSphereFlow::Create(rec, rng));
-    chain.push_back(std::make_shared<NormalizedAffine>(3, rng, 0.1));
-  }
-  return std::make_shared<ManifoldFlowModel>(base, chain);
+// The model `name` of models/sphere_model.h with the sizes of `c`.
+models::SphereModelSpec Spec(const std::string& name, const Config& c,
+                             DType dtype) {
+  models::SphereModelSpec spec;
+  spec.kind = name;
+  spec.layers = name == "affine" ? c.affine_layers : c.mixture_layers;
+  spec.components = c.mixture_components;
+  spec.blocks = c.neural_blocks;
+  spec.hidden = c.hidden;
+  spec.dtype = dtype;
+  return spec;
+}
+
+absl::StatusOr<std::shared_ptr<ManifoldDensity>> MakeModel(
+    const models::SphereModelSpec& spec, const Tensor& train, Rng& rng) {
+  models::SphereModelInit init;
+  init.mean_direction = MeanDirection(train);
+  init.random_point = [&train](Rng& r) { return RandomRow(train, r); };
+  return models::MakeSphereModel(spec, init, rng);
 }
 
 double MeanNll(const ManifoldDensity& model, const Tensor& x) {
@@ -286,9 +253,6 @@ absl::Status Run(experiments::Experiment& ex) {
       dir.empty() ? data::DefaultEarthDataDir() : experiments::ResolvePath(dir);
   ex.set_seed(0);  // seed k: split 1000 + k, initialisation 77 + k
   const DType dtype = ex.dtype();
-  if (dtype != kFloat64)
-    return absl::UnimplementedError(
-        "--dtype=f32: the sphere flows (manifolds/) compute in float64 only");
   std::vector<std::string> sets =
       absl::StrSplit(absl::GetFlag(FLAGS_datasets), ',');
   std::vector<std::string> models =
@@ -318,9 +282,9 @@ absl::Status Run(experiments::Experiment& ex) {
         const bool neural = name != "affine" && name != "mixture";
         auto make = [&](int) -> absl::StatusOr<training::Replica> {
           Rng rng(77 + seed);
-          std::shared_ptr<ManifoldDensity> model =
-              MakeModel(name, cfg, split.train, rng);
-          model->To(dtype);
+          FT_ASSIGN_OR_RETURN(
+              std::shared_ptr<ManifoldDensity> model,
+              MakeModel(Spec(name, cfg, dtype), split.train, rng));
           const ManifoldDensity* m = model.get();
           training::NllFn nll = [m](const Tensor& b, const Tensor&, Rng&) {
             return -Mean(m->LogProb(b));
@@ -355,6 +319,10 @@ absl::Status Run(experiments::Experiment& ex) {
                          set, name, seed, r->best_val_nll, test, r->steps,
                          r->seconds, r->diverged ? ", diverged" : "")
                   << std::endl;
+        if (seed == 0)
+          FT_RETURN_IF_ERROR(models::SaveSphereModel(
+              ex.Output(absl::StrCat(set, "_", name, ".ftm")),
+              Spec(name, cfg, dtype), model));
         if (seed == 0 && absl::GetFlag(FLAGS_maps))
           FT_RETURN_IF_ERROR(ex.WriteFigure(
               DensityMap(model, split.test,

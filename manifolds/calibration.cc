@@ -8,6 +8,7 @@
 #include "autodiff/eigen.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
+#include "manifolds/manifold.h"
 
 namespace flowtape::manifolds {
 namespace {
@@ -20,8 +21,7 @@ Tensor LogRatio(const Tensor& log_q, const Tensor& log_p) {
   return Sum(log_q - log_p, 1);
 }
 Tensor VectorTensor(const Eigen::VectorXd& v) {
-  return Tensor::FromVector({v.size()},
-                            std::vector<double>(v.data(), v.data() + v.size()));
+  return Tensor::FromVector({v.size()}, {v.data(), v.data() + v.size()});
 }
 }  // namespace
 
@@ -30,7 +30,7 @@ SimplexCalibration::SimplexCalibration(int64_t n, bool temperature_only)
     : n_(n) {
   FT_CHECK(n >= 2, "SimplexCalibration: n must be >= 2, got ", n);
   log_abs_a_ = RegisterParameter("log_abs_a", Tensor::Scalar(0.0));
-  c_ = temperature_only ? Tensor::Zeros({n})
+  c_ = temperature_only ? RegisterBuffer("c", Tensor::Zeros({n}))
                         : RegisterParameter("c", Tensor::Zeros({n}));
 }
 
@@ -52,8 +52,8 @@ absl::StatusOr<std::unique_ptr<SimplexCalibration>> SimplexCalibration::Create(
             "SimplexCalibration: temperature scaling needs c = 0");
   auto out = std::make_unique<SimplexCalibration>(c.size(), temperature_only);
   out->sign_ = a > 0 ? 1.0 : -1.0;
-  out->log_abs_a_.mutable_data()[0] = std::log(std::abs(a));
-  std::copy(c.begin(), c.end(), out->c_.mutable_data());
+  out->log_abs_a_.mutable_data<double>()[0] = std::log(std::abs(a));
+  std::copy(c.begin(), c.end(), out->c_.mutable_data<double>());
   return out;
 }
 
@@ -61,8 +61,8 @@ double SimplexCalibration::a() const {
   return sign_ * std::exp(log_abs_a_.item());
 }
 
-flows::FlowResult SimplexCalibration::Forward(const Tensor& p,
-                                              const Tensor&, Rng* /*rng*/) const {
+flows::FlowResult SimplexCalibration::Forward(const Tensor& p, const Tensor&,
+                                              Rng* /*rng*/) const {
   CheckInput("SimplexCalibration::Forward", p, n_);
   Tensor log_p = Log(p);
   Tensor inv_a = sign_ * Exp(-log_abs_a_);
@@ -71,8 +71,8 @@ flows::FlowResult SimplexCalibration::Forward(const Tensor& p,
   return {Exp(log_q), logdet};
 }
 
-flows::FlowResult SimplexCalibration::Inverse(const Tensor& q,
-                                              const Tensor&, Rng* /*rng*/) const {
+flows::FlowResult SimplexCalibration::Inverse(const Tensor& q, const Tensor&,
+                                              Rng* /*rng*/) const {
   CheckInput("SimplexCalibration::Inverse", q, n_);
   Tensor log_q = Log(q);
   Tensor log_p = LogSoftmax((log_q - c_.Detach()) * a(), 1);
@@ -94,9 +94,11 @@ Eigen::MatrixXd OnesComplementBasis(int64_t n) {
 GeneralizedCalibration::GeneralizedCalibration(
     int64_t n, std::shared_ptr<InvertibleMatrix> k, double log_lambda,
     const Eigen::VectorXd& c)
-    : n_(n), basis_(FromMatrix(OnesComplementBasis(n))) {
+    : n_(n) {
+  basis_ = RegisterBuffer("basis", FromMatrix(OnesComplementBasis(n)));
   k_ = RegisterModule("k", std::move(k));
-  log_lambda_ = Tensor::Scalar(log_lambda);  // not trained: see header
+  // Not trained (see header): a buffer.
+  log_lambda_ = RegisterBuffer("log_lambda", Tensor::Scalar(log_lambda));
   c_ = RegisterParameter("c", VectorTensor(c));
 }
 
@@ -107,7 +109,8 @@ GeneralizedCalibration::GeneralizedCalibration(int64_t n, Rng& rng,
           noise * rng.Normal(), Eigen::VectorXd::Zero(n)) {
   FT_CHECK(n >= 2, "GeneralizedCalibration: n must be >= 2, got ", n);
   if (noise > 0)
-    for (int64_t i = 0; i < n; ++i) c_.mutable_data()[i] = noise * rng.Normal();
+    for (int64_t i = 0; i < n; ++i)
+      c_.mutable_data<double>()[i] = noise * rng.Normal();
 }
 
 absl::StatusOr<std::unique_ptr<GeneralizedCalibration>>
@@ -141,7 +144,7 @@ GeneralizedCalibration::Create(const Eigen::MatrixXd& a,
 }
 
 Tensor GeneralizedCalibration::A() const {
-  Tensor uu = Tensor::Full({n_, n_}, 1.0 / n_);
+  Tensor uu = Tensor::Full({n_, n_}, 1.0 / n_, c_.dtype());
   Tensor vkv = MatMulT(MatMul(basis_, k_->Matrix()), basis_, false, true);
   return Exp(log_lambda_) * uu + vkv;
 }
@@ -152,19 +155,14 @@ double GeneralizedCalibration::lambda() const {
 
 Eigen::MatrixXd GeneralizedCalibration::AValue() const {
   NoGradScope no_grad;
-  Tensor a = A();
-  Eigen::MatrixXd out(n_, n_);
-  for (int64_t i = 0; i < n_; ++i)
-    for (int64_t j = 0; j < n_; ++j) out(i, j) = a.data()[i * n_ + j];
-  return out;
+  return Rows(A());
 }
 
-Eigen::VectorXd GeneralizedCalibration::CValue() const {
-  return Eigen::Map<const Eigen::VectorXd>(c_.data(), n_);
-}
+Eigen::VectorXd GeneralizedCalibration::CValue() const { return Rows(c_); }
 
 flows::FlowResult GeneralizedCalibration::Forward(const Tensor& p,
-                                                  const Tensor&, Rng* /*rng*/) const {
+                                                  const Tensor&,
+                                                  Rng* /*rng*/) const {
   CheckInput("GeneralizedCalibration::Forward", p, n_);
   Tensor log_p = Log(p);
   Tensor log_q = LogSoftmax(MatMulT(log_p, A(), false, true) + c_, 1);
@@ -174,12 +172,13 @@ flows::FlowResult GeneralizedCalibration::Forward(const Tensor& p,
 }
 
 flows::FlowResult GeneralizedCalibration::Inverse(const Tensor& q,
-                                                  const Tensor&, Rng* /*rng*/) const {
+                                                  const Tensor&,
+                                                  Rng* /*rng*/) const {
   CheckInput("GeneralizedCalibration::Inverse", q, n_);
   Eigen::MatrixXd a_inv = AValue().inverse();
   Tensor log_q = Log(q);
   Tensor log_p = LogSoftmax(
-      MatMulT(log_q - c_.Detach(), FromMatrix(a_inv), false, true), 1);
+      MatMulT(log_q - c_.Detach(), FromRows(a_inv, q.dtype()), false, true), 1);
   double log_det_k;
   {
     NoGradScope no_grad;

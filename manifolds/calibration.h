@@ -23,7 +23,9 @@
 // Both follow flow.h: Forward(p) = (q, log R(p)), Inverse(q) = (p, -log R(p)).
 // R is the volume ratio on the simplex (flat or orthonormal measure: equal).
 // Inverse maps use the current parameter values as constants (no gradient to
-// the parameters; gradients w.r.t. the input flow).
+// the parameters; gradients w.r.t. the input flow). dtype: fixed tensors
+// (V, log lambda, a temperature-only c) are buffers; A^-1 is computed in
+// double and rounded to the input's dtype.
 #ifndef FLOWTAPE_MANIFOLDS_CALIBRATION_H_
 #define FLOWTAPE_MANIFOLDS_CALIBRATION_H_
 
@@ -48,10 +50,10 @@ class SimplexCalibration : public flows::Flow {
   static absl::StatusOr<std::unique_ptr<SimplexCalibration>> Create(
       double a, const std::vector<double>& c, bool temperature_only = false);
 
-  flows::FlowResult Forward(const Tensor& p,
-                            const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
-  flows::FlowResult Inverse(const Tensor& q,
-                            const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
+  flows::FlowResult Forward(const Tensor& p, const Tensor& context = Tensor(),
+                            Rng* rng = nullptr) const override;
+  flows::FlowResult Inverse(const Tensor& q, const Tensor& context = Tensor(),
+                            Rng* rng = nullptr) const override;
   std::string name() const override { return "SimplexCalibration"; }
   double a() const;
   Tensor c() const { return c_; }
@@ -70,10 +72,10 @@ class GeneralizedCalibration : public flows::Flow {
   static absl::StatusOr<std::unique_ptr<GeneralizedCalibration>> Create(
       const Eigen::MatrixXd& a, const Eigen::VectorXd& c);
 
-  flows::FlowResult Forward(const Tensor& p,
-                            const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
-  flows::FlowResult Inverse(const Tensor& q,
-                            const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
+  flows::FlowResult Forward(const Tensor& p, const Tensor& context = Tensor(),
+                            Rng* rng = nullptr) const override;
+  flows::FlowResult Inverse(const Tensor& q, const Tensor& context = Tensor(),
+                            Rng* rng = nullptr) const override;
   std::string name() const override { return "GeneralizedCalibration"; }
 
   Tensor A() const;  // [n, n], differentiable in the parameters
@@ -85,7 +87,7 @@ class GeneralizedCalibration : public flows::Flow {
   GeneralizedCalibration(int64_t n, std::shared_ptr<InvertibleMatrix> k,
                          double log_lambda, const Eigen::VectorXd& c);
   int64_t n_;
-  Tensor basis_;  // [n, n-1] V, constant
+  Tensor basis_;  // [n, n-1] V, buffer
   std::shared_ptr<InvertibleMatrix> k_;
   Tensor log_lambda_, c_;
 };

@@ -3,15 +3,18 @@
 //   LogProb(x): [N, n] points -> [N] log-densities, differentiable in x and in
 //               the density's parameters.
 //   Sample(num, rng): [num, n] exact draws (constants).
+// dtype: LogProb computes in x's dtype (fixed tensors are buffers, so To
+// converts them); Sample draws in double and returns dtype() (float64 for a
+// density without tensors).
 #ifndef FLOWTAPE_MANIFOLDS_DENSITY_H_
 #define FLOWTAPE_MANIFOLDS_DENSITY_H_
 
 #include <cstdint>
 #include <string>
 
-#include "nn/module.h"
 #include "autodiff/tensor.h"
 #include "manifolds/manifold.h"
+#include "nn/module.h"
 
 namespace flowtape::manifolds {
 

@@ -1,7 +1,7 @@
 #include "manifolds/dirichlet.h"
 
 #include <cmath>
-#include <random>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "autodiff/ops.h"
@@ -28,19 +28,20 @@ Dirichlet::Dirichlet(const std::vector<double>& alpha)
     log_norm_ -= std::lgamma(a);
   }
   log_norm_ += std::lgamma(total);
+  std::vector<double> am1(alpha.size());
+  for (size_t i = 0; i < alpha.size(); ++i) am1[i] = alpha[i] - 1.0;
+  alpha_minus_one_ = RegisterBuffer(
+      "alpha_minus_one",
+      Tensor::FromVector({1, static_cast<int64_t>(alpha.size())}, am1));
 }
 
 Tensor Dirichlet::LogProb(const Tensor& x) const {
-  const int64_t n = alpha_.size();
-  std::vector<double> am1(n);
-  for (int64_t i = 0; i < n; ++i) am1[i] = alpha_[i] - 1.0;
-  return log_norm_ + Sum(Log(x) * Tensor::FromVector({1, n}, am1), 1);
+  return log_norm_ + Sum(Log(x) * alpha_minus_one_, 1);
 }
 
 Tensor Dirichlet::Sample(int64_t num, Rng& rng) const {
   const int64_t n = alpha_.size();
-  Tensor out = Tensor::Empty({num, n});
-  double* p = out.mutable_data();
+  std::vector<double> p(num * n);
   for (int64_t i = 0; i < num; ++i) {
     double total = 0.0;
     for (int64_t j = 0; j < n; ++j) {
@@ -49,7 +50,7 @@ Tensor Dirichlet::Sample(int64_t num, Rng& rng) const {
     }
     for (int64_t j = 0; j < n; ++j) p[i * n + j] /= total;
   }
-  return out;
+  return Tensor::FromVector({num, n}, p, dtype());
 }
 
 }  // namespace flowtape::manifolds

@@ -27,6 +27,7 @@ class Dirichlet : public ManifoldDensity {
  private:
   explicit Dirichlet(const std::vector<double>& alpha);
   std::vector<double> alpha_;
+  Tensor alpha_minus_one_;  // [1, n], buffer
   double log_norm_;
 };
 

@@ -11,13 +11,13 @@
 namespace flowtape::manifolds {
 
 InvertibleMatrix::InvertibleMatrix(int64_t n) : n_(n) {
-  perm_ = Tensor::Eye(n);
-  signs_ = Tensor::Ones({n});
+  perm_ = RegisterBuffer("perm", Tensor::Eye(n));
+  signs_ = RegisterBuffer("signs", Tensor::Ones({n}));
   Eigen::MatrixXd lo = Eigen::MatrixXd::Zero(n, n), up = lo;
   for (int64_t i = 0; i < n; ++i)
     for (int64_t j = 0; j < n; ++j) (i > j ? lo : up)(i, j) = i != j;
-  lower_mask_ = FromMatrix(lo);
-  upper_mask_ = FromMatrix(up);
+  lower_mask_ = RegisterBuffer("lower_mask", FromMatrix(lo));
+  upper_mask_ = RegisterBuffer("upper_mask", FromMatrix(up));
 }
 
 InvertibleMatrix::InvertibleMatrix(int64_t n, Rng& rng, double noise)
@@ -48,17 +48,17 @@ absl::StatusOr<std::shared_ptr<InvertibleMatrix>> InvertibleMatrix::Create(
                        packed(i, i), ")"));
   std::shared_ptr<InvertibleMatrix> out(new InvertibleMatrix(n));
   // m = P^-1 L U  (Eigen's convention: P m = L U).
+  // The buffers are float64 here (a fresh module): set them in place.
   Eigen::MatrixXd p = lu.permutationP();
-  out->perm_ = FromMatrix(p.transpose());
+  MatrixMap(out->perm_.mutable_data<double>(), n, n) = p.transpose();
   Eigen::MatrixXd lo = Eigen::MatrixXd::Zero(n, n), up = lo;
-  Tensor d = Tensor::Empty({n}), s = Tensor::Empty({n});
+  Tensor d = Tensor::Empty({n});
   for (int64_t i = 0; i < n; ++i) {
     for (int64_t j = 0; j < n; ++j) (i > j ? lo : up)(i, j) = packed(i, j);
     up(i, i) = 0.0;
-    d.mutable_data()[i] = std::log(std::abs(packed(i, i)));
-    s.mutable_data()[i] = packed(i, i) > 0 ? 1.0 : -1.0;
+    d.mutable_data<double>()[i] = std::log(std::abs(packed(i, i)));
+    out->signs_.mutable_data<double>()[i] = packed(i, i) > 0 ? 1.0 : -1.0;
   }
-  out->signs_ = s;
   out->lower_ = out->RegisterParameter("lower", FromMatrix(lo));
   out->log_diag_ = out->RegisterParameter("log_diag", d);
   out->upper_ = out->RegisterParameter("upper", FromMatrix(up));
@@ -66,7 +66,7 @@ absl::StatusOr<std::shared_ptr<InvertibleMatrix>> InvertibleMatrix::Create(
 }
 
 Tensor InvertibleMatrix::Matrix() const {
-  Tensor eye = Tensor::Eye(n_);
+  Tensor eye = Tensor::Eye(n_, log_diag_.dtype());
   Tensor l = lower_ * lower_mask_ + eye;
   Tensor diag = Reshape(signs_ * Exp(log_diag_), {1, n_}) * eye;
   Tensor u = upper_ * upper_mask_ + diag;
@@ -77,16 +77,19 @@ Tensor InvertibleMatrix::LogAbsDet() const { return Sum(log_diag_); }
 
 Eigen::MatrixXd InvertibleMatrix::Value() const {
   NoGradScope no_grad;
-  return AsMatrix(Matrix());
+  return AsMatrix(Cast(Matrix(), kFloat64));
 }
 
 Eigen::MatrixXd InvertibleMatrix::Inverse() const {
   NoGradScope no_grad;
+  // In double from the (possibly float32) parameters' values.
+  auto d64 = [](const Tensor& t) { return Cast(t, kFloat64); };
   Tensor eye = Tensor::Eye(n_);
-  Eigen::MatrixXd l = AsMatrix(lower_ * lower_mask_ + eye);
-  Eigen::MatrixXd u = AsMatrix(upper_ * upper_mask_ +
-                               Reshape(signs_ * Exp(log_diag_), {1, n_}) * eye);
-  Eigen::MatrixXd pt = AsMatrix(perm_).transpose();
+  Eigen::MatrixXd l = AsMatrix(d64(lower_) * d64(lower_mask_) + eye);
+  Eigen::MatrixXd u =
+      AsMatrix(d64(upper_) * d64(upper_mask_) +
+               Reshape(d64(signs_) * Exp(d64(log_diag_)), {1, n_}) * eye);
+  Eigen::MatrixXd pt = AsMatrix(d64(perm_)).transpose();
   // M^-1 = U^-1 L^-1 P^-1 = U^-1 L^-1 P'.
   Eigen::MatrixXd y = l.triangularView<Eigen::UnitLower>().solve(pt);
   return u.triangularView<Eigen::Upper>().solve(y);

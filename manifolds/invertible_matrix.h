@@ -7,7 +7,10 @@
 //   log|det M| = sum_i d_i;  det M != 0 whatever the parameters are.
 //
 // Create(M) factors a given matrix (partial pivoting) and rejects singular or
-// non-finite input with a Status. Parameters: "lower", "log_diag", "upper".
+// non-finite input with a Status. Parameters: "lower", "log_diag", "upper";
+// buffers (fixed, converted by To, saved by checkpoints): "perm", "signs",
+// "lower_mask", "upper_mask". Value() and Inverse() compute in double
+// whatever the dtype.
 #ifndef FLOWTAPE_MANIFOLDS_INVERTIBLE_MATRIX_H_
 #define FLOWTAPE_MANIFOLDS_INVERTIBLE_MATRIX_H_
 
@@ -16,8 +19,8 @@
 
 #include "Eigen/Dense"
 #include "absl/status/statusor.h"
-#include "nn/module.h"
 #include "autodiff/tensor.h"
+#include "nn/module.h"
 
 namespace flowtape::manifolds {
 
@@ -37,7 +40,7 @@ class InvertibleMatrix : public nn::Module {
  private:
   explicit InvertibleMatrix(int64_t n);
   int64_t n_;
-  Tensor perm_, signs_, lower_mask_, upper_mask_;  // constants
+  Tensor perm_, signs_, lower_mask_, upper_mask_;  // buffers
   Tensor lower_, log_diag_, upper_;                // parameters
 };
 

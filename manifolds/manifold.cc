@@ -1,10 +1,11 @@
 #include "manifolds/manifold.h"
 
 #include <cmath>
-#include <random>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "autodiff/check.h"
+#include "autodiff/eigen.h"
 #include "autodiff/ops.h"
 
 namespace flowtape::manifolds {
@@ -54,14 +55,13 @@ Eigen::MatrixXd Manifold::TangentBasis(const Eigen::VectorXd& x) const {
 
 Tensor Manifold::TangentBases(const Tensor& x) const {
   const int64_t num = x.dim(0), m = dim();
-  Tensor out = Tensor::Empty({num, n_, m});
-  double* p = out.mutable_data();
+  std::vector<double> v(num * n_ * m);
   for (int64_t i = 0; i < num; ++i) {
     Eigen::MatrixXd t = TangentBasis(Row(x, i));
     for (int64_t r = 0; r < n_; ++r)
-      for (int64_t c = 0; c < m; ++c) p[(i * n_ + r) * m + c] = t(r, c);
+      for (int64_t c = 0; c < m; ++c) v[(i * n_ + r) * m + c] = t(r, c);
   }
-  return out;
+  return Tensor::FromVector({num, n_, m}, v, x.dtype());
 }
 
 bool Manifold::Contains(const Eigen::VectorXd& x, double tol) const {
@@ -77,18 +77,16 @@ bool Manifold::ContainsAll(const Tensor& x, double tol) const {
   return true;
 }
 
-Tensor Manifold::SampleUniform(int64_t num, Rng& rng) const {
-  Tensor out = Tensor::Empty({num, n_});
-  double* p = out.mutable_data();
+Tensor Manifold::SampleUniform(int64_t num, Rng& rng, DType dtype) const {
+  Eigen::MatrixXd rows(num, n_);
   for (int64_t i = 0; i < num; ++i) {
     Eigen::VectorXd z(n_);
     for (int64_t j = 0; j < n_; ++j)
       z[j] = kind_ == ManifoldKind::kSphere ? rng.Normal()
                                             : -std::log1p(-rng.Uniform());
-    z = Project(z);
-    for (int64_t j = 0; j < n_; ++j) p[i * n_ + j] = z[j];
+    rows.row(i) = Project(z).transpose();
   }
-  return out;
+  return FromRows(rows, dtype);
 }
 
 double Manifold::LogVolume() const {
@@ -102,15 +100,28 @@ Eigen::VectorXd Row(const Tensor& x, int64_t i) {
   FT_CHECK(x.shape().rank() == 2 && i >= 0 && i < x.dim(0), "Row: row ", i,
            " of ", x.shape().ToString());
   const int64_t n = x.dim(1);
-  return Eigen::Map<const Eigen::VectorXd>(x.data() + i * n, n);
+  return VisitDType(x.dtype(), [&](auto zero) -> Eigen::VectorXd {
+    using T = decltype(zero);
+    return Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>(
+               x.data<T>() + i * n, n)
+        .template cast<double>();
+  });
 }
 
-Tensor FromRows(const Eigen::MatrixXd& rows) {
-  Tensor out = Tensor::Empty({rows.rows(), rows.cols()});
-  Eigen::Map<
-      Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(
-      out.mutable_data(), rows.rows(), rows.cols()) = rows;
-  return out;
+Eigen::MatrixXd Rows(const Tensor& x) {
+  FT_CHECK(x.rank() == 1 || x.rank() == 2, "Rows: needs [N, n] or [n], got ",
+           x.shape().ToString());
+  return VisitDType(x.dtype(), [&](auto zero) -> Eigen::MatrixXd {
+    using T = decltype(zero);
+    return AsMatrix<T>(x).template cast<double>();
+  });
+}
+
+Tensor FromRows(const Eigen::MatrixXd& rows, DType dtype) {
+  return VisitDType(dtype, [&](auto zero) {
+    using T = decltype(zero);
+    return FromMatrix(rows.cast<T>());
+  });
 }
 
 }  // namespace flowtape::manifolds

@@ -14,7 +14,8 @@
 //   simplex: Lebesgue measure of the flat coordinates (x_1..x_(n-1)); the
 //            simplex has volume 1/(n-1)! (uniform = Dirichlet(1,...,1)).
 // Volume ratios (volume_ratio.h) are the same for either normalisation.
-// Batched tensors are [N, n] (one point per row).
+// Batched tensors are [N, n] (one point per row), float32 or float64: tensor
+// results take the input's dtype; the Eigen helpers compute in double.
 #ifndef FLOWTAPE_MANIFOLDS_MANIFOLD_H_
 #define FLOWTAPE_MANIFOLDS_MANIFOLD_H_
 
@@ -45,7 +46,7 @@ class Manifold {
   Eigen::MatrixXd ProjectionJacobian(const Eigen::VectorXd& z) const;
   // Orthonormal tangent basis T_x (n x m) from Householder QR of Pi_x.
   Eigen::MatrixXd TangentBasis(const Eigen::VectorXd& x) const;
-  // T_x for every row of x [N, n], as a constant [N, n, m].
+  // T_x for every row of x [N, n], as a constant [N, n, m] in x's dtype.
   Tensor TangentBases(const Tensor& x) const;
 
   // True when x is on the manifold to within tol (norm / sum, and x >= -tol
@@ -54,8 +55,8 @@ class Manifold {
   bool ContainsAll(const Tensor& x, double tol = 1e-9) const;  // [N, n]
 
   // Uniform samples [num, n]: normalised Gaussians (sphere), normalised
-  // exponentials (simplex).
-  Tensor SampleUniform(int64_t num, Rng& rng) const;
+  // exponentials (simplex), drawn in double and rounded to `dtype`.
+  Tensor SampleUniform(int64_t num, Rng& rng, DType dtype = kFloat64) const;
   // log of the total measure: log|S^(n-1)|, or log(1/(n-1)!).
   double LogVolume() const;
 
@@ -65,10 +66,12 @@ class Manifold {
   int64_t n_;
 };
 
-// Row i of a [N, n] tensor as an Eigen vector (0 <= i < N, else FT_CHECK
-// fails), and back.
+// Row i of a [N, n] tensor of either dtype as a double Eigen vector
+// (0 <= i < N, else FT_CHECK fails); the whole [N, n] (or [n]) tensor as an
+// N x n double matrix; and back, rounded to `dtype`.
 Eigen::VectorXd Row(const Tensor& x, int64_t i);
-Tensor FromRows(const Eigen::MatrixXd& rows);  // [N, n] from an N x n matrix
+Eigen::MatrixXd Rows(const Tensor& x);
+Tensor FromRows(const Eigen::MatrixXd& rows, DType dtype = kFloat64);
 
 }  // namespace flowtape::manifolds
 

@@ -1,7 +1,6 @@
 #include "manifolds/manifold_flow.h"
 
 #include <cmath>
-#include <random>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -23,7 +22,7 @@ ManifoldFlowModel::ManifoldFlowModel(
 }
 
 Tensor ManifoldFlowModel::LogProb(const Tensor& y) const {
-  Tensor x = y, logdet = Tensor::Zeros({y.dim(0)});
+  Tensor x = y, logdet = Tensor::Zeros({y.dim(0)}, y.dtype());
   for (const auto& f : flows_) {
     flows::FlowResult r = f->Forward(x);
     x = r.value;
@@ -34,7 +33,7 @@ Tensor ManifoldFlowModel::LogProb(const Tensor& y) const {
 
 Tensor ManifoldFlowModel::Sample(int64_t num, Rng& rng) const {
   NoGradScope no_grad;
-  Tensor x = base_->Sample(num, rng);
+  Tensor x = Cast(base_->Sample(num, rng), dtype());
   for (auto it = flows_.rbegin(); it != flows_.rend(); ++it)
     x = (*it)->Inverse(x).value;
   return x;
@@ -69,13 +68,16 @@ Tensor FlowMixture::Sample(int64_t num, Rng& rng) const {
   std::vector<int64_t> used(k, 0);
   for (int64_t j = 0; j < k; ++j)
     if (counts[j] > 0) draws[j] = parts_[j]->Sample(counts[j], rng);
-  Tensor out = Tensor::Empty({num, n});
+  std::vector<std::vector<double>> values(k);
+  for (int64_t j = 0; j < k; ++j)
+    if (counts[j] > 0) values[j] = draws[j].ToVector();
+  std::vector<double> out(num * n);
   for (int64_t i = 0; i < num; ++i) {
     const int64_t j = which[i];
-    const double* src = draws[j].data() + (used[j]++) * n;
-    std::copy(src, src + n, out.mutable_data() + i * n);
+    const double* src = values[j].data() + (used[j]++) * n;
+    std::copy(src, src + n, out.begin() + i * n);
   }
-  return out;
+  return Tensor::FromVector({num, n}, out, dtype());
 }
 
 }  // namespace flowtape::manifolds

@@ -9,6 +9,8 @@
 // multiplicative under composition). Sample: x ~ p, then the Inverses in
 // reverse order.
 // Mixture: log q(y) = logsumexp_j (log softmax(logits)_j + log q_j(y)).
+// dtype: LogProb computes in y's dtype; Sample returns the model's dtype()
+// (the base's draws are cast to it).
 #ifndef FLOWTAPE_MANIFOLDS_MANIFOLD_FLOW_H_
 #define FLOWTAPE_MANIFOLDS_MANIFOLD_FLOW_H_
 

@@ -15,9 +15,11 @@ namespace {
 Tensor Col(const Tensor& x, int64_t j) { return Narrow(x, 1, j, 1); }
 // Weight of the identity component of the z-map (keeps R > 0 at the poles).
 constexpr double kFloor = 0.05;
-// Regularises the distance from the z-axis, r -> sqrt(r^2 + kPole^2), so the
-// map and its derivatives stay finite at the poles (see Map).
-constexpr double kPole = 1e-30;
+// Regularises the distance from the z-axis, r -> sqrt(r^2 + pole^2), so the
+// map and its derivatives stay finite at the poles (see Map). pole^2 must be
+// a normal number of the dtype: 1e-60 in float64, 1e-36 in float32 (whose
+// smallest normal is 1.2e-38).
+double Pole(DType dtype) { return dtype == kFloat32 ? 1e-18 : 1e-30; }
 }  // namespace
 
 CylindricalCouplingFlow::CylindricalCouplingFlow(int64_t components,
@@ -42,9 +44,11 @@ Tensor CylindricalCouplingFlow::Map(const Tensor& x) const {
   FT_CHECK(x.rank() == 2 && x.dim(1) == 3,
            "CylindricalCouplingFlow: needs [N, 3], got ", x.shape().ToString());
   Tensor x1 = Col(x, 0), x2 = Col(x, 1), z = Col(x, 2);
-  // r_eps^2 = r^2 + kPole^2: the same as r^2 to the last bit unless the point
-  // is within ~1e-22 of a pole, and never 0 (at the pole cs = (0, 0)).
-  Tensor r2_eps = Square(x1) + Square(x2) + kPole * kPole;
+  // r_eps^2 = r^2 + pole^2: the same as r^2 to the last bit unless the point
+  // is within ~1e-22 (float32: ~1e-14) of a pole, and never 0 (at the pole
+  // cs = (0, 0)).
+  const double pole = Pole(x.dtype());
+  Tensor r2_eps = Square(x1) + Square(x2) + pole * pole;
   Tensor r = Sqrt(r2_eps);
   Tensor cs = Concat({x1 / r, x2 / r}, 1);
   Tensor h = (*z_net_)(cs);  // [N, 3K]
@@ -77,37 +81,44 @@ Tensor CylindricalCouplingFlow::Map(const Tensor& x) const {
 }
 
 flows::FlowResult CylindricalCouplingFlow::Forward(const Tensor& x,
-                                                   const Tensor&, Rng* /*rng*/) const {
+                                                   const Tensor&,
+                                                   Rng* /*rng*/) const {
   Tensor logdet = LogVolumeRatio(
       Manifold::Sphere(3), [this](const Tensor& v) { return Map(v); }, x);
   return {Map(x), logdet};
 }
 
 flows::FlowResult CylindricalCouplingFlow::Inverse(const Tensor& y,
-                                                   const Tensor&, Rng* /*rng*/) const {
+                                                   const Tensor&,
+                                                   Rng* /*rng*/) const {
   const int64_t num = y.dim(0);
-  Tensor x = Tensor::Empty({num, 3});
+  const double pole = Pole(y.dtype());
+  std::vector<double> xs(num * 3);
   {
     NoGradScope no_grad;
     Tensor v = MatMul(y.Detach(), rotation_);  // undo Q
     Tensor z2 = Col(v, 2);
     Tensor theta = (*phi_net_)(z2);
-    Tensor r2 = Sqrt(Square(Col(v, 0)) + Square(Col(v, 1)) + kPole * kPole);
+    Tensor r2 = Sqrt(Square(Col(v, 0)) + Square(Col(v, 1)) + pole * pole);
     Tensor c2 = Col(v, 0) / r2, s2 = Col(v, 1) / r2;
     Tensor ct = Cos(theta), st = Sin(theta);
     Tensor c = c2 * ct + s2 * st, s = s2 * ct - c2 * st;  // rotate by -theta
     Tensor h = (*z_net_)(Concat({c, s}, 1));
     Tensor w = Softmax(Narrow(h, 1, 0, k_), 1);
-    const double* pw = w.data();
-    const double* ph = h.data();
-    double* px = x.mutable_data();
+    // The bisection runs in double whatever the dtype.
+    const std::vector<double> wv = w.ToVector(), hv = h.ToVector(),
+                              vv = v.ToVector(), cv = c.ToVector(),
+                              sv = s.ToVector();
+    const double* pw = wv.data();
+    const double* ph = hv.data();
+    double* px = xs.data();
     auto sigmoid = [](double a) { return 1.0 / (1.0 + std::exp(-a)); };
     for (int64_t i = 0; i < num; ++i) {
       // Solve v'(t) = 1 - u'(t) = target in the north (z' > 0), u'(t) =
       // target in the south, with the small one of u', v' from the radius:
       // v' = r'^2 / (2 (1 + z')), u' = r'^2 / (2 (1 - z')), so the poles
       // keep full relative precision.
-      const double* vi = v.data() + 3 * i;
+      const double* vi = vv.data() + 3 * i;
       const double zi = vi[2], rsq = vi[0] * vi[0] + vi[1] * vi[1];
       const bool north = zi > 0;
       const double target = rsq / (2.0 * (1.0 + std::fabs(zi)));
@@ -122,7 +133,7 @@ flows::FlowResult CylindricalCouplingFlow::Inverse(const Tensor& y,
         }
         return kFloor * sigmoid(sign * t) + (1.0 - kFloor) * sum;
       };
-      double lo = -200.0, hi = 200.0;  // Map's |t| <= 2 log(2 / kPole) < 140
+      double lo = -200.0, hi = 200.0;  // Map's |t| <= 2 log(2 / pole) < 140
       for (int it = 0; it < 300 && hi - lo > 1e-14 * (1.0 + std::abs(lo));
            ++it) {
         const double mid = 0.5 * (lo + hi);
@@ -130,11 +141,12 @@ flows::FlowResult CylindricalCouplingFlow::Inverse(const Tensor& y,
       }
       const double t = 0.5 * (lo + hi);
       const double z = std::tanh(0.5 * t), r = 1.0 / std::cosh(0.5 * t);
-      px[i * 3 + 0] = r * c.data()[i];
-      px[i * 3 + 1] = r * s.data()[i];
+      px[i * 3 + 0] = r * cv[i];
+      px[i * 3 + 1] = r * sv[i];
       px[i * 3 + 2] = z;
     }
   }
+  Tensor x = Tensor::FromVector({num, 3}, xs, y.dtype());
   Tensor logdet = -Forward(x).logdet.Detach();
   return {x, logdet};
 }

@@ -20,13 +20,15 @@
 // sqrt(e) times a rotation: R -> e there. The rate can be arbitrarily slow
 // (softplus(l_k) -> 0), so do not rely on more than continuity at the pole.
 // Numerically, t is formed from r (1 -+ z = r^2 / (1 +- z)) and r is
-// regularised as sqrt(r^2 + 1e-60), so values, R and gradients stay finite
-// and accurate up to and at the poles (Forward gives log R = log e there).
+// regularised as sqrt(r^2 + 1e-60) (float32: sqrt(r^2 + 1e-36), a normal
+// float), so values, R and gradients stay finite and accurate up to and at
+// the poles (Forward gives log R = log e there).
 // Starts as u' = e sigmoid(t) + (1 - e) sigmoid((1 + log 2) t), phi' = phi,
 // then Q (zero last layers: w uniform, m = 0, l = 0).
 // Forward(x) = (y, log R(x)) with the generic ratio; Inverse: theta from y,
 // then the monotone z-map inverted by bisection on the smaller of u' and
-// 1 - u' (full relative precision near the poles); analytic_inverse() false.
+// 1 - u' (full relative precision near the poles), in double for either
+// dtype; analytic_inverse() false.
 #ifndef FLOWTAPE_MANIFOLDS_NEURAL_SPHERE_FLOW_H_
 #define FLOWTAPE_MANIFOLDS_NEURAL_SPHERE_FLOW_H_
 
@@ -34,8 +36,8 @@
 #include <memory>
 #include <string>
 
-#include "nn/layers.h"
 #include "flows/flow.h"
+#include "nn/layers.h"
 
 namespace flowtape::manifolds {
 
@@ -45,10 +47,10 @@ class CylindricalCouplingFlow : public flows::Flow {
 
   // The map itself (no log-det), [N, 3] -> [N, 3].
   Tensor Map(const Tensor& x) const;
-  flows::FlowResult Forward(const Tensor& x,
-                            const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
-  flows::FlowResult Inverse(const Tensor& y,
-                            const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
+  flows::FlowResult Forward(const Tensor& x, const Tensor& context = Tensor(),
+                            Rng* rng = nullptr) const override;
+  flows::FlowResult Inverse(const Tensor& y, const Tensor& context = Tensor(),
+                            Rng* rng = nullptr) const override;
   bool analytic_inverse() const override { return false; }
   std::string name() const override { return "CylindricalCouplingFlow"; }
 

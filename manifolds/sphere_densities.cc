@@ -2,7 +2,6 @@
 
 #include <boost/math/special_functions/bessel.hpp>
 #include <cmath>
-#include <random>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -14,7 +13,7 @@ namespace flowtape::manifolds {
 
 // ---- uniform ----
 Tensor UniformSphere::LogProb(const Tensor& x) const {
-  return Tensor::Full({x.dim(0)}, -manifold().LogVolume());
+  return Tensor::Full({x.dim(0)}, -manifold().LogVolume(), x.dtype());
 }
 Tensor UniformSphere::Sample(int64_t num, Rng& rng) const {
   return manifold().SampleUniform(num, rng);
@@ -41,8 +40,9 @@ AngularCentralGaussian::AngularCentralGaussian(const Eigen::MatrixXd& sigma)
     : ManifoldDensity(Manifold::Sphere(sigma.rows())) {
   Eigen::LLT<Eigen::MatrixXd> llt(sigma);
   chol_ = llt.matrixL();
-  precision_ = FromMatrix(
-      llt.solve(Eigen::MatrixXd::Identity(sigma.rows(), sigma.rows())));
+  precision_ = RegisterBuffer(
+      "precision", FromMatrix(llt.solve(
+                       Eigen::MatrixXd::Identity(sigma.rows(), sigma.rows()))));
   log_norm_ = -manifold().LogVolume() -
               chol_.diagonal().array().log().sum();  // -0.5 log det Sigma
 }
@@ -61,7 +61,7 @@ Tensor AngularCentralGaussian::Sample(int64_t num, Rng& rng) const {
     Eigen::VectorXd z = chol_ * g;
     rows.row(i) = z.transpose() / z.norm();
   }
-  return FromRows(rows);
+  return FromRows(rows, dtype());
 }
 
 // ---- von Mises-Fisher ----
@@ -187,13 +187,12 @@ VonMisesFisher::VonMisesFisher(const Eigen::VectorXd& mu, double kappa)
     : ManifoldDensity(Manifold::Sphere(mu.size())),
       mu_(mu),
       kappa_(kappa),
-      log_c_(LogVmfNormalizer(mu.size(), kappa)) {}
+      log_c_(LogVmfNormalizer(mu.size(), kappa)) {
+  mu_row_ = RegisterBuffer("mu", FromRows(mu.transpose()));
+}
 
 Tensor VonMisesFisher::LogProb(const Tensor& x) const {
-  const int64_t n = mu_.size();
-  Tensor mu = Tensor::FromVector(
-      {1, n}, std::vector<double>(mu_.data(), mu_.data() + n));
-  return log_c_ + kappa_ * Sum(x * mu, 1);
+  return log_c_ + kappa_ * Sum(x * mu_row_, 1);
 }
 
 Tensor VonMisesFisher::Sample(int64_t num, Rng& rng) const {
@@ -223,7 +222,7 @@ Tensor VonMisesFisher::Sample(int64_t num, Rng& rng) const {
     rows.row(i) =
         (w * mu_ + std::sqrt(std::max(0.0, 1.0 - w * w)) * v).transpose();
   }
-  return FromRows(rows);
+  return FromRows(rows, dtype());
 }
 
 }  // namespace flowtape::manifolds

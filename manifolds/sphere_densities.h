@@ -53,7 +53,7 @@ class AngularCentralGaussian : public ManifoldDensity {
  private:
   explicit AngularCentralGaussian(const Eigen::MatrixXd& sigma);
   Eigen::MatrixXd chol_;  // lower Cholesky factor of Sigma
-  Tensor precision_;      // Sigma^-1
+  Tensor precision_;      // Sigma^-1, buffer
   double log_norm_;
 };
 
@@ -68,6 +68,7 @@ class VonMisesFisher : public ManifoldDensity {
  private:
   VonMisesFisher(const Eigen::VectorXd& mu, double kappa);
   Eigen::VectorXd mu_;
+  Tensor mu_row_;  // [1, n], buffer
   double kappa_, log_c_;
 };
 

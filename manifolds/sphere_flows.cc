@@ -6,9 +6,9 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "autodiff/check.h"
-#include "autodiff/eigen.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
+#include "manifolds/manifold.h"
 
 namespace flowtape::manifolds {
 namespace {
@@ -22,9 +22,8 @@ absl::StatusOr<Tensor> TranslationParameter(const Eigen::VectorXd& b,
   if (!(nb < 1.0))
     return absl::InvalidArgumentError(absl::StrCat(
         what, ": needs ||M^-1 c|| < 1 to be invertible, got ", nb));
-  Eigen::VectorXd w = b / std::sqrt(1.0 - nb * nb);
-  return Tensor::FromVector({b.size()},
-                            std::vector<double>(w.data(), w.data() + w.size()));
+  const Eigen::VectorXd w = b / std::sqrt(1.0 - nb * nb);
+  return Tensor::FromVector({w.size()}, {w.data(), w.data() + w.size()});
 }
 }  // namespace
 
@@ -86,11 +85,11 @@ std::string NormalizedAffine::name() const {
 }
 
 Tensor NormalizedAffine::M() const {
-  return m_ ? m_->Matrix() : Tensor::Eye(n_);
+  return m_ ? m_->Matrix() : Tensor::Eye(n_, dtype());
 }
 
 Tensor NormalizedAffine::B() const {
-  if (!w_.defined()) return Tensor::Zeros({n_});
+  if (!w_.defined()) return Tensor::Zeros({n_}, dtype());
   return w_ / Sqrt(1.0 + Sum(Square(w_)));
 }
 
@@ -100,15 +99,14 @@ Eigen::MatrixXd NormalizedAffine::MValue() const {
 
 Eigen::VectorXd NormalizedAffine::CValue() const {
   NoGradScope no_grad;
-  Tensor b = B();
-  return MValue() * Eigen::Map<const Eigen::VectorXd>(b.data(), n_);
+  return MValue() * Rows(B());
 }
 
-flows::FlowResult NormalizedAffine::Forward(const Tensor& x,
-                                            const Tensor&, Rng* /*rng*/) const {
+flows::FlowResult NormalizedAffine::Forward(const Tensor& x, const Tensor&,
+                                            Rng* /*rng*/) const {
   FT_CHECK(x.rank() == 2 && x.dim(1) == n_, name(), "::Forward: needs [N, ", n_,
            "], got ", x.shape().ToString());
-  Tensor u = x, logdet = Tensor::Zeros({x.dim(0)});
+  Tensor u = x, logdet = Tensor::Zeros({x.dim(0)}, x.dtype());
   if (w_.defined()) {
     Tensor b = B();
     u = x + Reshape(b, {1, n_});
@@ -121,17 +119,18 @@ flows::FlowResult NormalizedAffine::Forward(const Tensor& x,
   return {v / Reshape(norm, {-1, 1}), logdet};
 }
 
-flows::FlowResult NormalizedAffine::Inverse(const Tensor& y,
-                                            const Tensor&, Rng* /*rng*/) const {
+flows::FlowResult NormalizedAffine::Inverse(const Tensor& y, const Tensor&,
+                                            Rng* /*rng*/) const {
   FT_CHECK(y.rank() == 2 && y.dim(1) == n_, name(), "::Inverse: needs [N, ", n_,
            "], got ", y.shape().ToString());
-  Tensor b, log_det_m = Tensor::Scalar(0.0);
+  Tensor b, log_det_m = Tensor::Scalar(0.0, y.dtype());
   {
     NoGradScope no_grad;
     b = Reshape(B(), {1, n_});
     if (m_) log_det_m = m_->LogAbsDet();
   }
-  Tensor z = m_ ? MatMulT(y, FromMatrix(m_->Inverse()), false, true) : y;
+  Tensor z =
+      m_ ? MatMulT(y, FromRows(m_->Inverse(), y.dtype()), false, true) : y;
   Tensor a = Sum(Square(z), 1);  // y' W y
   Tensor beta = Sum(z * b, 1);   // b' M^-1 y
   const double bb = Sum(Square(b)).item();

@@ -21,7 +21,8 @@
 // M is singular or ||M^-1 c|| >= 1.
 // Direction (flow.h): Forward(x) = (f(x), log R_f(x)); Inverse(y) =
 // (f^-1(y), -log R_f(f^-1(y))). Inverse uses the current M^-1 as a constant
-// (gradients flow to its input, not to the parameters).
+// (gradients flow to its input, not to the parameters), computed in double
+// and rounded to the input's dtype. MValue/CValue are double in either dtype.
 #ifndef FLOWTAPE_MANIFOLDS_SPHERE_FLOWS_H_
 #define FLOWTAPE_MANIFOLDS_SPHERE_FLOWS_H_
 
@@ -45,10 +46,10 @@ class NormalizedAffine : public flows::Flow {
   static absl::StatusOr<std::unique_ptr<NormalizedAffine>> Create(
       const Eigen::MatrixXd& m, const Eigen::VectorXd& c);
 
-  flows::FlowResult Forward(const Tensor& x,
-                            const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
-  flows::FlowResult Inverse(const Tensor& y,
-                            const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
+  flows::FlowResult Forward(const Tensor& x, const Tensor& context = Tensor(),
+                            Rng* rng = nullptr) const override;
+  flows::FlowResult Inverse(const Tensor& y, const Tensor& context = Tensor(),
+                            Rng* rng = nullptr) const override;
   std::string name() const override;
 
   Tensor M() const;  // [n, n] (identity for kTranslation)

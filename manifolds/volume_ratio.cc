@@ -9,18 +9,15 @@
 
 namespace flowtape::manifolds {
 
-Eigen::MatrixXd AmbientJacobian(const TensorFn& f, const Eigen::VectorXd& x) {
+Eigen::MatrixXd AmbientJacobian(const TensorFn& f, const Eigen::VectorXd& x,
+                                DType dtype) {
   const int64_t n = x.size();
-  Tensor xt = Tensor::Empty({1, n});
-  for (int64_t j = 0; j < n; ++j) xt.mutable_data()[j] = x[j];
+  Tensor xt = FromRows(x.transpose(), dtype);
   TapeScope scope;
   Tensor jac = Jacobian(f, xt);
-  FT_CHECK(jac.dim(0) == n, "AmbientJacobian: f must map [1, ", n, "] to [1, ",
-           n, "], got ", jac.shape().ToString());
-  Eigen::MatrixXd out(n, n);
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t j = 0; j < n; ++j) out(i, j) = jac.data()[i * n + j];
-  return out;
+  FT_CHECK(jac.numel() == n * n, "AmbientJacobian: f must map [1, ", n,
+           "] to [1, ", n, "], got ", jac.shape().ToString());
+  return Rows(Reshape(jac, {n, n}));
 }
 
 double VolumeRatio(const Eigen::MatrixXd& f_jac, const Eigen::MatrixXd& tx,
@@ -29,23 +26,23 @@ double VolumeRatio(const Eigen::MatrixXd& f_jac, const Eigen::MatrixXd& tx,
 }
 
 double VolumeRatio(const Manifold& m, const TensorFn& f,
-                   const Eigen::VectorXd& x) {
+                   const Eigen::VectorXd& x, DType dtype) {
   Eigen::VectorXd y;
   {
     NoGradScope no_grad;
-    Tensor xt = FromRows(x.transpose());
-    y = Row(f(xt), 0);
+    y = Row(f(FromRows(x.transpose(), dtype)), 0);
   }
-  return VolumeRatio(AmbientJacobian(f, x), m.TangentBasis(x),
+  return VolumeRatio(AmbientJacobian(f, x, dtype), m.TangentBasis(x),
                      m.TangentBasis(y));
 }
 
-double FlatSimplexVolumeRatio(const TensorFn& f, const Eigen::VectorXd& p) {
+double FlatSimplexVolumeRatio(const TensorFn& f, const Eigen::VectorXd& p,
+                              DType dtype) {
   const int64_t n = p.size();
   Eigen::MatrixXd e(n, n - 1);
   e << Eigen::MatrixXd::Identity(n - 1, n - 1),
       -Eigen::RowVectorXd::Ones(n - 1);
-  Eigen::MatrixXd rfe = AmbientJacobian(f, p).topRows(n - 1) * e;
+  Eigen::MatrixXd rfe = AmbientJacobian(f, p, dtype).topRows(n - 1) * e;
   return std::abs(rfe.determinant());
 }
 
@@ -58,11 +55,12 @@ Tensor LogVolumeRatio(const Manifold& m, const TensorFn& f, const Tensor& x) {
   Tensor a = MatMulT(jac, jac, /*transpose_a=*/true, false);  // F'F
   // Unit normal nu at x (depends on x, so upstream parameters get the right
   // gradient), P = I - nu nu', B = P F'F P + nu nu'.
-  Tensor nu = m.kind() == ManifoldKind::kSphere
-                  ? x / Sqrt(Sum(Square(x), 1, /*keepdim=*/true))
-                  : Tensor::Full({num, n}, 1.0 / std::sqrt(double(n)));
+  Tensor nu =
+      m.kind() == ManifoldKind::kSphere
+          ? x / Sqrt(Sum(Square(x), 1, /*keepdim=*/true))
+          : Tensor::Full({num, n}, 1.0 / std::sqrt(double(n)), x.dtype());
   Tensor nn = Reshape(nu, {num, n, 1}) * Reshape(nu, {num, 1, n});
-  Tensor p = Reshape(Tensor::Eye(n), {1, n, n}) - nn;
+  Tensor p = Reshape(Tensor::Eye(n, x.dtype()), {1, n, n}) - nn;
   Tensor b = MatMul(MatMul(p, a), p) + nn;
   return 0.5 * LogDetSpd(b);
 }
@@ -77,7 +75,7 @@ Tensor LogDetSpd(const Tensor& g) {
   // Cholesky g = L L': L_jj = sqrt(g_jj - sum_t L_jt^2),
   // L_ij = (g_ij - sum_t L_it L_jt) / L_jj for i > j.
   std::vector<std::vector<Tensor>> l(k, std::vector<Tensor>(k));
-  Tensor logdet = Tensor::Zeros({num});
+  Tensor logdet = Tensor::Zeros({num}, g.dtype());
   for (int64_t j = 0; j < k; ++j) {
     Tensor d = entry(j, j);
     for (int64_t t = 0; t < j; ++t) d = d - Square(l[j][t]);

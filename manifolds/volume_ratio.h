@@ -15,6 +15,9 @@
 // Change of variables: a density p on M pushed through f has
 //   log q(y) = log p(x) - log R_f(x),  x = f^-1(y).
 // f is a batched map [N, n] -> [N, n]; single points are passed as [1, n].
+// The Eigen forms evaluate f on a point rounded to `dtype` (a float32 map
+// needs float32 input) and return double; the tensor forms compute in the
+// input's dtype.
 #ifndef FLOWTAPE_MANIFOLDS_VOLUME_RATIO_H_
 #define FLOWTAPE_MANIFOLDS_VOLUME_RATIO_H_
 
@@ -26,7 +29,8 @@
 namespace flowtape::manifolds {
 
 // F_x: the n x n Jacobian of f at the point x (autodiff, one VJP per row).
-Eigen::MatrixXd AmbientJacobian(const TensorFn& f, const Eigen::VectorXd& x);
+Eigen::MatrixXd AmbientJacobian(const TensorFn& f, const Eigen::VectorXd& x,
+                                DType dtype = kFloat64);
 
 // |det(Ty' F Tx)| for given bases (any orthonormal bases of the tangent
 // spaces give the same value).
@@ -34,9 +38,10 @@ double VolumeRatio(const Eigen::MatrixXd& f_jac, const Eigen::MatrixXd& tx,
                    const Eigen::MatrixXd& ty);
 // R_f(x) with QR tangent bases at x and y = f(x).
 double VolumeRatio(const Manifold& m, const TensorFn& f,
-                   const Eigen::VectorXd& x);
+                   const Eigen::VectorXd& x, DType dtype = kFloat64);
 // |det(R F_p E)| on the simplex.
-double FlatSimplexVolumeRatio(const TensorFn& f, const Eigen::VectorXd& p);
+double FlatSimplexVolumeRatio(const TensorFn& f, const Eigen::VectorXd& p,
+                              DType dtype = kFloat64);
 
 // log R_f(x_i) for every row of x [N, n] as a differentiable [N] (through the
 // Jacobian and the basis-free Gram form), w.r.t. the parameters of f and x,

@@ -112,11 +112,13 @@ TEST(TorchExchange, LinearWeightsAndMasksAreOutByIn) {
   Tensor ours;
   for (const auto& [n, t] : maf->NamedParameters())
     if (n == "flow.0.made.layer1.weight") ours = t;
-  for (const auto& [n, t] : file)
-    if (n == "flow.0.made.layer1.weight")
+  for (const auto& [n, t] : file) {
+    if (n == "flow.0.made.layer1.weight") {
       for (int64_t o = 0; o < 6; ++o)
         for (int64_t i = 0; i < 8; ++i)
           EXPECT_EQ(t[o * 8 + i], ours[i * 6 + o]);
+    }
+  }
 
   // Convolutions and 1x1 invertible convolutions keep their layout.
   ModelConfig g;

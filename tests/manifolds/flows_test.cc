@@ -217,6 +217,27 @@ TEST(NeuralSphereFlow, CheckpointRestoresRotationAcrossSeeds) {
   EXPECT_LT(MaxAbsDiff(got.logdet, want.logdet), 1e-14);
 }
 
+// A factored M (Create) carries a permutation and signs: they are buffers, so
+// a checkpoint restores them into a flow built another way.
+TEST(SphereFlows, CheckpointRestoresPermutationAndSigns) {
+  Rng rng(24);
+  Eigen::MatrixXd m(3, 3);
+  m << 0.1, -2.0, 0.3, 1.5, 0.2, -0.4, 0.3, 0.5, -1.2;  // pivots, signs < 0
+  auto saved = *NormalizedAffine::Create(m, Eigen::Vector3d(0.2, 0.1, -0.3));
+  NormalizedAffine fresh(3, rng, 0.1);
+  const char* dir = std::getenv("TEST_TMPDIR");
+  const std::string path =
+      std::string(dir != nullptr ? dir : "/tmp") + "/affine.ckpt";
+  ASSERT_TRUE(nn::SaveCheckpoint(path, *saved).ok());
+  absl::Status st = nn::LoadCheckpoint(path, fresh);
+  ASSERT_TRUE(st.ok()) << st;
+  EXPECT_LT((fresh.MValue() - m).cwiseAbs().maxCoeff(), 1e-14);
+  NoGradScope no_grad;
+  Tensor x = Manifold::Sphere(3).SampleUniform(10, rng);
+  EXPECT_LT(MaxAbsDiff(fresh.Forward(x).value, saved->Forward(x).value),
+            1e-15);
+}
+
 // Near and at the poles of the cylinder (z = +-1, where z rounds to +-1
 // below ~1e-8 rad and the azimuth is undefined at the pole itself): values
 // on the sphere, log R finite and equal to the QR-basis determinant of the

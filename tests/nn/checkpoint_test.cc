@@ -454,7 +454,8 @@ TEST(CheckpointFormat, Version1FilesStillLoadIntoEitherDtype) {
     absl::Status s = LoadCheckpoint(path, m, &opt);
     ASSERT_TRUE(s.ok()) << s;
     EXPECT_EQ(opt.step_count(), 2);
-    const Tensor& w = m.NamedParameters()[0].second;
+    // A copy: NamedParameters() returns a temporary list.
+    const Tensor w = m.NamedParameters()[0].second;
     EXPECT_EQ(w.dtype(), dtype);
     for (size_t i = 0; i < w0.size(); ++i)
       EXPECT_EQ(w[i], dtype == kFloat32

@@ -79,8 +79,9 @@ TEST_P(GuardTest, ADivergedRunLeavesAUsableModelOrAnError) {
     // a model that cannot sample are skipped, and one of a state whose loss
     // was not finite is deleted).
     auto loaded = Make(GetParam());
-    if (nn::LoadCheckpoint(o.checkpoint_path, *loaded).ok())
+    if (nn::LoadCheckpoint(o.checkpoint_path, *loaded).ok()) {
       EXPECT_TRUE(CanSampleAndScore(*loaded));
+    }
   }
   std::cerr << GetParam() << ": "
             << (r.ok() ? r->message : std::string(r.status().message()))

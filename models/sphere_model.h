@@ -1,0 +1,81 @@
+// Sphere models: the densities on S^2 of benchmarks/earth (manifolds/), built
+// from a SphereModelSpec, and their self-describing model files.
+//
+// Kinds (all with a uniform base density on S^2; "affine" = a normalized
+// affine flow, manifolds/sphere_flows.h):
+//   affine            a chain of `layers` affine flows
+//   mixture           `components` chains of `layers` affine flows, mixed
+//                     with trained weights (manifold_flow.h, FlowMixture)
+//   neural            affine, then `blocks` x (cylindrical coupling flow
+//                     (8 components, MLPs of `hidden` units) + affine)
+//   recursive, recursive_mobius
+//                     the same with recursive sphere flows (an interval
+//                     spline for the height, a circle spline / a mixture of
+//                     4 Moebius maps for the azimuth)
+// The first affine flow of each chain starts centred on a point (b = -beta
+// centre, beta 0.3 for a single chain and 0.7 in a mixture): SphereModelInit
+// gives the points (the training data's mean direction, random training
+// rows); only initial values depend on them, never the parameters' names or
+// shapes.
+//
+// A sphere model file is a checkpoint (nn/checkpoint.h) of the model's
+// parameters and buffers whose metadata entry "sphere_model" holds
+//   {"format": "flowtape.sphere_model", "version": 1, "kind": "mixture",
+//    "layers": 2, "components": 32, "blocks": 2, "hidden": 32,
+//    "dtype": "float64"}
+// Reading is strict (every key required, no others; kind one of the above;
+// layers, components in [1, 4096]; blocks in [1, 1024]; hidden in [1, 4096];
+// dtype "float32" or "float64"), and the model the spec describes must be
+// about as large as the file (parameters <= 16 x the file's values + 2^20)
+// before it is built. LoadSphereModel builds it (float64, default
+// SphereModelInit, Rng(0)), converts it to the dtype and restores every
+// tensor (names, shapes and values checked as LoadCheckpoint does), so its
+// log-densities equal the saved model's bit for bit. SaveSphereModel checks
+// that the model is what the spec builds (names, shapes, dtype). Errors name
+// the file.
+#ifndef FLOWTAPE_MODELS_SPHERE_MODEL_H_
+#define FLOWTAPE_MODELS_SPHERE_MODEL_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "Eigen/Dense"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "autodiff/dtype.h"
+#include "autodiff/rng.h"
+#include "manifolds/density.h"
+
+namespace flowtape::models {
+
+struct SphereModelSpec {
+  std::string kind = "affine";
+  int layers = 12, components = 32, blocks = 2;
+  int64_t hidden = 32;
+  DType dtype = kFloat64;
+};
+
+struct SphereModelInit {
+  Eigen::Vector3d mean_direction = Eigen::Vector3d(0, 0, 1);
+  // A random data point per mixture component (default: mean_direction).
+  std::function<Eigen::Vector3d(Rng&)> random_point;
+};
+
+// InvalidArgument for an unknown kind or a field out of range.
+absl::StatusOr<std::shared_ptr<manifolds::ManifoldDensity>> MakeSphereModel(
+    const SphereModelSpec& spec, const SphereModelInit& init, Rng& rng);
+
+absl::Status SaveSphereModel(const std::string& path,
+                             const SphereModelSpec& spec,
+                             const manifolds::ManifoldDensity& model);
+absl::StatusOr<std::shared_ptr<manifolds::ManifoldDensity>> LoadSphereModel(
+    const std::string& path);
+
+std::string SphereModelSpecToJson(const SphereModelSpec& spec);
+absl::StatusOr<SphereModelSpec> SphereModelSpecFromJson(
+    const std::string& json);
+
+}  // namespace flowtape::models
+
+#endif  // FLOWTAPE_MODELS_SPHERE_MODEL_H_

@@ -99,14 +99,18 @@ absl::StatusOr<Tensor> Latents(const LossyModel& m, const Tensor& pixels) {
   }
   if (absl::Status s = CheckPixels(m, pixels); !s.ok()) return s;
   NoGradScope no_grad;
-  const int64_t n = pixels.dim(0);
-  Tensor y = Cast(pixels, m.flow->dtype());
-  if (m.pixel_map == PixelMap::kLogit) {
-    y = data::LogitTransform((y + 0.5) * (1.0 / m.levels), m.alpha).y;
+  std::vector<Tensor> chunks;
+  for (int64_t start = 0; start < pixels.dim(0); start += kLossyChunk) {
+    const int64_t n = std::min(kLossyChunk, pixels.dim(0) - start);
+    Tensor y = Cast(Narrow(pixels, 0, start, n), m.flow->dtype());
+    if (m.pixel_map == PixelMap::kLogit) {
+      y = data::LogitTransform((y + 0.5) * (1.0 / m.levels), m.alpha).y;
+    }
+    flows::FlowResult r = m.flow->Forward(Reshape(y, WithBatch(n, m.event)));
+    if (!r.status.ok()) return r.status;
+    chunks.push_back(Cast(Reshape(r.value, {n, -1}), kFloat64));
   }
-  flows::FlowResult r = m.flow->Forward(Reshape(y, WithBatch(n, m.event)));
-  if (!r.status.ok()) return r.status;
-  Tensor z = Cast(Reshape(r.value, {n, -1}), kFloat64).Detach();
+  Tensor z = Concat(chunks, 0).Detach();
   const double* pz = z.data<double>();
   for (int64_t i = 0; i < z.numel(); ++i) {
     if (!std::isfinite(pz[i])) {
@@ -279,16 +283,21 @@ absl::StatusOr<Tensor> LossyCodec::Reconstruct(const Tensor& z_hat) const {
                      z_hat.shape().ToString(), " is not [N, ", d, "]"));
   }
   NoGradScope no_grad;
-  const int64_t n = z_hat.dim(0);
   const LossyModel& m = model_;
-  Tensor z = Reshape(Cast(z_hat, m.flow->dtype()), WithBatch(n, m.event));
-  flows::FlowResult r = m.flow->Inverse(z);
-  if (!r.status.ok()) return r.status;
-  Tensor y = Reshape(r.value, WithBatch(n, m.image));
-  if (m.pixel_map == PixelMap::kLogit) {
-    y = data::InverseLogit(y, m.alpha) * static_cast<double>(m.levels) - 0.5;
+  std::vector<Tensor> chunks;
+  for (int64_t start = 0; start < z_hat.dim(0); start += kLossyChunk) {
+    const int64_t n = std::min(kLossyChunk, z_hat.dim(0) - start);
+    Tensor z = Reshape(Cast(Narrow(z_hat, 0, start, n), m.flow->dtype()),
+                       WithBatch(n, m.event));
+    flows::FlowResult r = m.flow->Inverse(z);
+    if (!r.status.ok()) return r.status;
+    Tensor y = Reshape(r.value, WithBatch(n, m.image));
+    if (m.pixel_map == PixelMap::kLogit) {
+      y = data::InverseLogit(y, m.alpha) * static_cast<double>(m.levels) - 0.5;
+    }
+    chunks.push_back(Cast(y, kFloat64));
   }
-  Tensor x = Cast(y, kFloat64).Detach();
+  Tensor x = Concat(chunks, 0).Detach();
   double* px = x.mutable_data<double>();
   const double top = m.levels - 1.0;
   for (int64_t i = 0; i < x.numel(); ++i) {

@@ -73,6 +73,8 @@ namespace flowtape::compression {
 inline constexpr double kLossyTailScales = 20.0;
 inline constexpr int64_t kLossyMaxSymbols = int64_t{1} << 28;
 inline constexpr size_t kLossyHeaderBytes = 48;
+// Images per flow pass (Latents, Reconstruct): bounds their memory.
+inline constexpr int64_t kLossyChunk = 256;
 
 enum class PixelMap { kIdentity, kLogit };
 
@@ -91,9 +93,9 @@ struct LossyModel {
 };
 
 // z = f(g(x)) as float64 rows [N, D], computed in the flow's dtype without
-// recording. InvalidArgument for pixels that are not [N, C, H, W] integers in
-// 0..L-1; the flow's failure status; FailedPrecondition for a non-finite
-// latent.
+// recording, kLossyChunk images at a time. InvalidArgument for pixels that are
+// not [N, C, H, W] integers in 0..L-1; the flow's failure status;
+// FailedPrecondition for a non-finite latent.
 absl::StatusOr<Tensor> Latents(const LossyModel& model, const Tensor& pixels);
 // The prior fitted to latents [N, D] (N >= 2): mean and sqrt(3)/pi * std
 // per column, the scale floored at 1e-6. InvalidArgument for non-finite rows.

@@ -75,7 +75,8 @@ TEST(LossyCodec, RoundTripReproducesTheDirectComputation) {
   for (PixelMap map : {PixelMap::kIdentity, PixelMap::kLogit}) {
     const LossyModel m = OrthogonalModel(map);
     Rng rng(1);
-    const Tensor x = Images(30, 0, 255, rng);
+    // More than kLossyChunk images: the flow passes run in chunks.
+    const Tensor x = Images(kLossyChunk + 44, 0, 255, rng);
     for (double delta : {0.05, 0.5, 4.0, 40.0}) {
       SCOPED_TRACE(delta);
       const LossyCodec codec = MakeCodec(m, delta);

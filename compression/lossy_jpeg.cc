@@ -216,4 +216,27 @@ absl::StatusOr<GrayImage> DecodeJpegAbbreviated(
   return Decompress(tables, bytes);
 }
 
+absl::StatusOr<size_t> JpegScanBytes(absl::Span<const uint8_t> stream) {
+  const size_t n = stream.size();
+  if (n < 4 || stream[n - 2] != 0xFF || stream[n - 1] != 0xD9) {
+    return absl::DataLossError("jpeg: the stream does not end with EOI");
+  }
+  // Marker segments from after SOI up to SOS: FF xx, then a 2-byte length
+  // that counts itself.
+  size_t pos = 2;
+  while (pos + 4 <= n) {
+    if (stream[pos] != 0xFF) {
+      return absl::DataLossError(absl::StrCat("jpeg: no marker at byte ", pos));
+    }
+    const size_t length = size_t{stream[pos + 2]} << 8 | stream[pos + 3];
+    if (length < 2 || pos + 2 + length > n - 2) {
+      return absl::DataLossError(
+          absl::StrCat("jpeg: segment at byte ", pos, " overruns the stream"));
+    }
+    if (stream[pos + 1] == 0xDA) return n - 2 - (pos + 2 + length);
+    pos += 2 + length;
+  }
+  return absl::DataLossError("jpeg: no SOS segment");
+}
+
 }  // namespace flowtape::compression

@@ -17,6 +17,12 @@
 //                 DecodeJpegAbbreviated. For tiny images (28 x 28) the
 //                 tables are most of a file, so a set shares them.
 // Both decode to the same pixels at the same quality.
+// JpegScanBytes: the entropy-coded data of a (full or abbreviated) stream,
+// the bytes after the SOS segment and before the final EOI marker: what a
+// set of images coded together would pay per image once the per-image
+// markers (SOI, SOF, SOS, EOI: 27 bytes for a grayscale baseline
+// abbreviated stream) are shared too. DataLoss unless the stream ends with
+// EOI and holds one SOS segment that fits.
 //
 // Errors: InvalidArgument for quality outside 1..100 or an image whose size
 // is outside 1..65500 a side or whose pixel count differs from height x
@@ -53,6 +59,8 @@ absl::StatusOr<std::vector<uint8_t>> EncodeJpegAbbreviated(
     const GrayImage& image, int quality);
 absl::StatusOr<GrayImage> DecodeJpegAbbreviated(
     absl::Span<const uint8_t> tables, absl::Span<const uint8_t> bytes);
+
+absl::StatusOr<size_t> JpegScanBytes(absl::Span<const uint8_t> stream);
 
 }  // namespace flowtape::compression
 

@@ -76,6 +76,22 @@ TEST(Jpeg, SharedTablesDecodeToTheSamePixelsAsAFile) {
   }
 }
 
+TEST(Jpeg, ScanBytesAreTheStreamLessItsMarkers) {
+  const GrayImage image = Synthetic();
+  for (int q : {10, 90}) {
+    const std::vector<uint8_t> a = *EncodeJpegAbbreviated(image, q);
+    // SOI 2, SOF0 2 + 11, SOS 2 + 8, EOI 2.
+    EXPECT_EQ(*JpegScanBytes(a), a.size() - 27);
+    const std::vector<uint8_t> file = *EncodeJpeg(image, q, false);
+    EXPECT_EQ(*JpegScanBytes(file), *JpegScanBytes(a));
+  }
+  const std::vector<uint8_t> a = *EncodeJpegAbbreviated(image, 50);
+  for (size_t len = 0; len < a.size(); ++len) {
+    EXPECT_FALSE(JpegScanBytes(absl::MakeConstSpan(a.data(), len)).ok());
+  }
+  EXPECT_FALSE(JpegScanBytes(*JpegTables(50)).ok());
+}
+
 TEST(Jpeg, EveryTruncationIsDataLoss) {
   const GrayImage image = Synthetic();
   const std::vector<uint8_t> file = *EncodeJpeg(image, 80);

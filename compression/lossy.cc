@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "autodiff/check.h"
+#include "autodiff/functional.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
 #include "compression/rans.h"
@@ -91,6 +92,19 @@ absl::Status CheckPixels(const LossyModel& m, const Tensor& pixels) {
   return absl::OkStatus();
 }
 
+// x = g^-1(f^-1(z)) for latents z [n, D] in the flow's dtype, unclamped,
+// as [n, D] (differentiable).
+absl::StatusOr<Tensor> DecodeMap(const LossyModel& m, const Tensor& z) {
+  const int64_t n = z.dim(0);
+  flows::FlowResult r = m.flow->Inverse(Reshape(z, WithBatch(n, m.event)));
+  if (!r.status.ok()) return r.status;
+  Tensor y = Reshape(r.value, {n, -1});
+  if (m.pixel_map == PixelMap::kLogit) {
+    y = data::InverseLogit(y, m.alpha) * static_cast<double>(m.levels) - 0.5;
+  }
+  return y;
+}
+
 }  // namespace
 
 absl::StatusOr<Tensor> Latents(const LossyModel& m, const Tensor& pixels) {
@@ -119,6 +133,59 @@ absl::StatusOr<Tensor> Latents(const LossyModel& m, const Tensor& pixels) {
     }
   }
   return z;
+}
+
+absl::StatusOr<std::vector<double>> SensitivityStepScales(const LossyModel& m,
+                                                          const Tensor& pixels,
+                                                          int probes,
+                                                          Rng& rng) {
+  if (probes < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("SensitivityStepScales: probes = ", probes));
+  }
+  absl::StatusOr<Tensor> z = Latents(m, pixels);
+  if (!z.ok()) return z.status();
+  const int64_t n = z->dim(0), d = z->dim(1);
+  EnableGradScope grad;
+  std::vector<double> sq(d, 0.0);  // sum of (J^T v)_d^2
+  for (int64_t start = 0; start < n; start += kLossyChunk) {
+    const int64_t len = std::min(kLossyChunk, n - start);
+    const Tensor zc = Cast(Narrow(*z, 0, start, len), m.flow->dtype());
+    for (int p = 0; p < probes; ++p) {
+      TapeScope scope;
+      absl::Status status;
+      const TensorFn decode = [&](const Tensor& t) {
+        absl::StatusOr<Tensor> x = DecodeMap(m, t);
+        if (!x.ok()) {
+          status = x.status();
+          return t * 0.0;
+        }
+        return *x;
+      };
+      const Tensor v = Tensor::Rademacher(Shape{len, d}, rng, zc.dtype());
+      const Tensor jtv = Cast(Vjp(decode, zc, v).second, kFloat64).Detach();
+      if (!status.ok()) return status;
+      const double* g = jtv.data<double>();
+      for (int64_t i = 0; i < len * d; ++i) sq[i % d] += g[i] * g[i];
+    }
+  }
+  // w_d = G / |J_d|, G the geometric mean of |J_d| (floored away from 0).
+  std::vector<double> norm(d);
+  double log_mean = 0;
+  for (int64_t j = 0; j < d; ++j) {
+    norm[j] = std::max(std::sqrt(sq[j] / (n * probes)), 1e-12);
+    log_mean += std::log(norm[j]) / d;
+  }
+  std::vector<double> w(d);
+  for (int64_t j = 0; j < d; ++j) {
+    w[j] = std::clamp(std::exp(log_mean) / norm[j], 1 / kLossyMaxStepRatio,
+                      kLossyMaxStepRatio);
+    if (!std::isfinite(w[j])) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "SensitivityStepScales: latent ", j, " sensitivity ", norm[j]));
+    }
+  }
+  return w;
 }
 
 absl::StatusOr<LatentPrior> FitLatentPrior(const Tensor& latents) {
@@ -192,6 +259,20 @@ absl::StatusOr<LossyCodec> LossyCodec::Create(LossyModel model, double delta,
                prior.scale.size(), " scales for ", d, " latents");
   }
   if (!std::isfinite(delta) || !(delta > 0)) return bad("Delta = ", delta);
+  std::vector<double> steps(d, delta);
+  if (!model.step_scale.empty()) {
+    if (static_cast<int64_t>(model.step_scale.size()) != d) {
+      return bad(model.step_scale.size(), " step scales for ", d, " latents");
+    }
+    for (int64_t j = 0; j < d; ++j) {
+      const double w = model.step_scale[j];
+      if (!std::isfinite(w) || !(w > 0)) return bad("step scale ", j, " = ", w);
+      steps[j] = delta * w;
+      if (!std::isfinite(steps[j]) || !(steps[j] > 0)) {
+        return bad("Delta_", j, " = ", steps[j]);
+      }
+    }
+  }
   if (precision_bits < 8 || precision_bits > 24) {
     return bad("precision_bits = ", precision_bits, " outside 8..24");
   }
@@ -211,20 +292,22 @@ absl::StatusOr<LossyCodec> LossyCodec::Create(LossyModel model, double delta,
     if (!std::isfinite(mu) || !std::isfinite(s) || !(s > 0)) {
       return bad("prior ", j, ": mean ", mu, ", scale ", s);
     }
+    const double step = steps[j];
     fp.Add(Bits(mu));
     fp.Add(Bits(s));
-    const double centre = std::round(mu / delta);
-    const double half = std::ceil(kLossyTailScales * s / delta) + 1;
+    fp.Add(Bits(step));
+    const double centre = std::round(mu / step);
+    const double half = std::ceil(kLossyTailScales * s / step) + 1;
     if (!(std::abs(centre) <= 0x1p40) ||
         !(2 * half + 1 <= std::ldexp(1.0, precision_bits - 1))) {
       return bad("latent ", j, " (mean ", mu, ", scale ", s, ") needs ",
-                 2 * half + 1, " symbols at Delta = ", delta, " (at most 2^",
+                 2 * half + 1, " symbols at Delta_d = ", step, " (at most 2^",
                  precision_bits - 1, ")");
     }
     const int k = static_cast<int>(2 * half + 1);
     const int64_t lo = static_cast<int64_t>(centre - half);
     absl::StatusOr<std::vector<uint32_t>> f = DiscretizedLogisticFrequencies(
-        mu / delta - static_cast<double>(lo), s / delta, k, precision_bits);
+        mu / step - static_cast<double>(lo), s / step, k, precision_bits);
     if (!f.ok()) return f.status();
     absl::StatusOr<FrequencyTable> t =
         FrequencyTable::Create(*std::move(f), precision_bits);
@@ -235,8 +318,8 @@ absl::StatusOr<LossyCodec> LossyCodec::Create(LossyModel model, double delta,
   for (const Tensor& p : model.flow->Parameters()) {
     for (double v : p.ToVector()) fp.Add(Bits(v));
   }
-  return LossyCodec(std::move(model), delta, std::move(tables),
-                    std::move(first), fp.h);
+  return LossyCodec(std::move(model), delta, std::move(steps),
+                    std::move(tables), std::move(first), fp.h);
 }
 
 absl::StatusOr<std::vector<int32_t>> LossyCodec::Quantize(
@@ -255,7 +338,7 @@ absl::StatusOr<std::vector<int32_t>> LossyCodec::Quantize(
           absl::StrCat("LossyCodec::Quantize: latent ", i, " is ", z[i]));
     }
     const FrequencyTable& t = tables_[i % d];
-    const double k = std::round(z[i] / delta_) - first_[i % d];
+    const double k = std::round(z[i] / steps_[i % d]) - first_[i % d];
     symbols[i] = static_cast<int32_t>(
         std::clamp(k, 0.0, static_cast<double>(t.num_symbols() - 1)));
   }
@@ -270,7 +353,7 @@ Tensor LossyCodec::Dequantize(absl::Span<const int32_t> symbols) const {
   Tensor z = Tensor::Zeros(Shape{n, d}, kFloat64);
   double* pz = z.mutable_data<double>();
   for (size_t i = 0; i < symbols.size(); ++i) {
-    pz[i] = delta_ * static_cast<double>(first_[i % d] + symbols[i]);
+    pz[i] = steps_[i % d] * static_cast<double>(first_[i % d] + symbols[i]);
   }
   return z;
 }
@@ -287,15 +370,10 @@ absl::StatusOr<Tensor> LossyCodec::Reconstruct(const Tensor& z_hat) const {
   std::vector<Tensor> chunks;
   for (int64_t start = 0; start < z_hat.dim(0); start += kLossyChunk) {
     const int64_t n = std::min(kLossyChunk, z_hat.dim(0) - start);
-    Tensor z = Reshape(Cast(Narrow(z_hat, 0, start, n), m.flow->dtype()),
-                       WithBatch(n, m.event));
-    flows::FlowResult r = m.flow->Inverse(z);
-    if (!r.status.ok()) return r.status;
-    Tensor y = Reshape(r.value, WithBatch(n, m.image));
-    if (m.pixel_map == PixelMap::kLogit) {
-      y = data::InverseLogit(y, m.alpha) * static_cast<double>(m.levels) - 0.5;
-    }
-    chunks.push_back(Cast(y, kFloat64));
+    absl::StatusOr<Tensor> y =
+        DecodeMap(m, Cast(Narrow(z_hat, 0, start, n), m.flow->dtype()));
+    if (!y.ok()) return y.status();
+    chunks.push_back(Cast(Reshape(*y, WithBatch(n, m.image)), kFloat64));
   }
   Tensor x = Concat(chunks, 0).Detach();
   double* px = x.mutable_data<double>();

@@ -12,16 +12,29 @@
 //   p_d(z) = Logistic(z; mu_d, s_d),  FitLatentPrior: mu_d = mean, s_d =
 //   sqrt(3) / pi * std of training latents (the logistic's moments).
 //
-// Codec at step Delta (LossyCodec). Dimension d has the symbols
-//   k = 0..K_d - 1 <-> z_hat = Delta (c_d - h_d + k),
-//   c_d = round(mu_d / Delta),  h_d = ceil(kLossyTailScales s_d / Delta) + 1,
-//   K_d = 2 h_d + 1,
-// and quantisation is q_d(z) = clamp(round(z / Delta) - c_d + h_d, 0, K_d - 1)
-// (z_hat = Delta round(z / Delta) unless z is more than ~kLossyTailScales
-// scales from mu_d). Symbol k has the prior's mass over its bin
-// [z_hat - Delta/2, z_hat + Delta/2] (edge bins open), i.e. the discretised
-// logistic of frequencies.h with mean mu_d / Delta - c_d + h_d and scale
-// s_d / Delta in symbol units, quantised to 2^precision_bits.
+// Codec at step Delta (LossyCodec). Dimension d is quantised with step
+// Delta_d = Delta w_d (w_d = LossyModel::step_scale, default 1) and has the
+// symbols
+//   k = 0..K_d - 1 <-> z_hat = Delta_d (c_d - h_d + k),
+//   c_d = round(mu_d / Delta_d),  h_d = ceil(kLossyTailScales s_d / Delta_d)
+//   + 1,  K_d = 2 h_d + 1,
+// and quantisation is q_d(z) = clamp(round(z / Delta_d) - c_d + h_d, 0,
+// K_d - 1) (z_hat = Delta_d round(z / Delta_d) unless z is more than
+// ~kLossyTailScales scales from mu_d). Symbol k has the prior's mass over
+// its bin [z_hat - Delta_d/2, z_hat + Delta_d/2] (edge bins open), i.e. the
+// discretised logistic of frequencies.h with mean mu_d / Delta_d - c_d + h_d
+// and scale s_d / Delta_d in symbol units, quantised to 2^precision_bits.
+//
+// Step scales (SensitivityStepScales). At high rate the error of latent d
+// reaches the pixels as |J_d|^2 Delta_d^2 / 12 (J = dx/dz of the decoder
+// g^-1 o f^-1, J_d its column d), and its rate falls as -log2 Delta_d; the
+// sum of rates at a fixed total distortion is least when every latent adds
+// the same distortion (reverse water-filling), Delta_d proportional to
+// 1 / |J_d|. The estimate is E|J_d|^2 = E_v (J^T v)_d^2 over Rademacher
+// probes v at the latents of given images, and
+//   w_d = clamp(G / sqrt(E|J_d|^2), 1/kLossyMaxStepRatio, kLossyMaxStepRatio),
+// G the geometric mean of sqrt(E|J_d|^2) (so prod w_d ~ 1 and Delta keeps
+// its scale).
 //   rate       R = -sum_{i,d} log2 P_d(k_{i,d})   bits (IdealBits); the
 //              stream's length obeys rans.h's bound around it;
 //   decoding   x_hat = clamp(g^-1(f^-1(z_hat)), 0, L - 1)  (continuous;
@@ -29,14 +42,15 @@
 //   distortion MSE = mean (x - x_hat)^2,  PSNR = 10 log10((L - 1)^2 / MSE).
 // For an orthogonal flow with kIdentity, |x - x_hat| <= |z - z_hat| (the
 // clamp only moves x_hat towards [0, L - 1], which holds x), so MSE <=
-// Delta^2 / 4 while no latent is clamped.
+// max_d Delta_d^2 / 4 while no latent is clamped.
 //
 // Container (Encode / Decode), integers little-endian:
 //   0  "FTLY"              magic
 //   4  uint32 version = 1
 //   8  float64 Delta (bits)
 //   16 uint64 fingerprint of the codec: FNV-1a over D, L, pixel map, alpha,
-//      Delta, precision, every mu_d and s_d and the flow's parameters (bits)
+//      Delta, precision, every mu_d, s_d, w_d and the flow's parameters
+//      (bits)
 //   24 uint32 count N, C, H, W
 //   40 uint64 stream bytes S
 //   48 the rANS stream (rans.h) of the N D symbols, image by image, d in
@@ -64,6 +78,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "autodiff/rng.h"
 #include "autodiff/tensor.h"
 #include "compression/frequencies.h"
 #include "flows/flow.h"
@@ -75,6 +90,7 @@ inline constexpr int64_t kLossyMaxSymbols = int64_t{1} << 28;
 inline constexpr size_t kLossyHeaderBytes = 48;
 // Images per flow pass (Latents, Reconstruct): bounds their memory.
 inline constexpr int64_t kLossyChunk = 256;
+inline constexpr double kLossyMaxStepRatio = 16.0;
 
 enum class PixelMap { kIdentity, kLogit };
 
@@ -90,6 +106,7 @@ struct LossyModel {
   PixelMap pixel_map = PixelMap::kLogit;
   double alpha = 0.05;  // kLogit only
   LatentPrior prior;
+  std::vector<double> step_scale;  // w_d per latent; empty: all 1
 };
 
 // z = f(g(x)) as float64 rows [N, D], computed in the flow's dtype without
@@ -97,6 +114,12 @@ struct LossyModel {
 // not [N, C, H, W] integers in 0..L-1; the flow's failure status;
 // FailedPrecondition for a non-finite latent.
 absl::StatusOr<Tensor> Latents(const LossyModel& model, const Tensor& pixels);
+// w_d (above) from `probes` Rademacher VJPs of the decoder at the latents of
+// `pixels` (in kLossyChunk chunks). Errors as Latents, and InvalidArgument
+// for probes < 1.
+absl::StatusOr<std::vector<double>> SensitivityStepScales(
+    const LossyModel& model, const Tensor& pixels, int probes, Rng& rng);
+
 // The prior fitted to latents [N, D] (N >= 2): mean and sqrt(3)/pi * std
 // per column, the scale floored at 1e-6. InvalidArgument for non-finite rows.
 absl::StatusOr<LatentPrior> FitLatentPrior(const Tensor& latents);
@@ -111,12 +134,14 @@ class LossyCodec {
  public:
   // InvalidArgument: no flow, shapes whose sizes differ, levels < 2, alpha
   // outside [0, 1/2) for kLogit, a prior of another size or with non-finite
-  // means or scales <= 0, Delta not finite and > 0, precision outside
-  // 8..24, mu_d / Delta beyond 2^40, or K_d > 2^(precision - 1).
+  // means or scales <= 0, step scales not empty or D finite values > 0,
+  // Delta not finite and > 0, precision outside 8..24, mu_d / Delta_d beyond
+  // 2^40, or K_d > 2^(precision - 1).
   static absl::StatusOr<LossyCodec> Create(LossyModel model, double delta,
                                            int precision_bits = 20);
 
   double delta() const { return delta_; }
+  double step(int64_t d) const { return steps_[d]; }  // Delta_d
   int64_t dims() const { return static_cast<int64_t>(tables_.size()); }
   uint64_t fingerprint() const { return fingerprint_; }
   const LossyModel& model() const { return model_; }
@@ -138,16 +163,19 @@ class LossyCodec {
   absl::StatusOr<Decoded> Decode(absl::Span<const uint8_t> bytes) const;
 
  private:
-  LossyCodec(LossyModel model, double delta, std::vector<FrequencyTable> t,
-             std::vector<int64_t> first, uint64_t fingerprint)
+  LossyCodec(LossyModel model, double delta, std::vector<double> steps,
+             std::vector<FrequencyTable> t, std::vector<int64_t> first,
+             uint64_t fingerprint)
       : model_(std::move(model)),
         delta_(delta),
+        steps_(std::move(steps)),
         tables_(std::move(t)),
         first_(std::move(first)),
         fingerprint_(fingerprint) {}
 
   LossyModel model_;
   double delta_;
+  std::vector<double> steps_;           // Delta_d
   std::vector<FrequencyTable> tables_;  // one per latent dimension
   std::vector<int64_t> first_;          // c_d - h_d: symbol 0's multiple
   uint64_t fingerprint_;

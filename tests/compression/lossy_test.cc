@@ -9,6 +9,7 @@
 #include "autodiff/rng.h"
 #include "autodiff/tensor.h"
 #include "flows/householder.h"
+#include "flows/scaling.h"
 #include "gtest/gtest.h"
 
 namespace flowtape::compression {
@@ -100,6 +101,55 @@ TEST(LossyCodec, RoundTripReproducesTheDirectComputation) {
       EXPECT_EQ(again->symbols, direct.symbols);
     }
   }
+}
+
+TEST(LossyCodec, PerLatentStepsRoundTrip) {
+  LossyModel m = OrthogonalModel(PixelMap::kIdentity);
+  Rng rng(9);
+  for (int j = 0; j < 16; ++j) m.step_scale.push_back(0.5 + rng.Uniform());
+  const Tensor x = Images(20, 0, 255, rng);
+  const LossyCodec codec = MakeCodec(m, 2.0);
+  const Direct direct = Compute(codec, x);
+  const LossyCodec::Decoded got = *codec.Decode(*codec.Encode(x));
+  EXPECT_EQ(got.symbols, direct.symbols);
+  EXPECT_TRUE(BitwiseEqual(got.pixels, direct.x_hat));
+  for (int64_t i = 0; i < direct.z.numel(); ++i) {
+    const double step = 2.0 * m.step_scale[i % 16];
+    ASSERT_EQ(codec.step(i % 16), step);
+    ASSERT_EQ(direct.z_hat[i], step * std::round(direct.z[i] / step));
+  }
+  // Other step scales: another codec.
+  LossyModel other = m;
+  other.step_scale[3] *= 1.01;
+  EXPECT_EQ(MakeCodec(other, 2.0).Decode(*codec.Encode(x)).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+// A diagonal flow z = x exp(s) has decoder Jacobian columns |J_d| =
+// exp(-s_d), so the steps are w_d = exp(s_d - mean s) exactly (Rademacher
+// probes square to 1 on a diagonal Jacobian).
+TEST(LossyCodec, StepScalesOfADiagonalFlowFollowItsScales) {
+  auto flow = flows::Scaling::Create(Shape{16});
+  ASSERT_TRUE(flow.ok()) << flow.status();
+  Tensor s = (*flow)->log_scale();
+  double mean = 0;
+  for (int j = 0; j < 16; ++j) {
+    s.mutable_data<double>()[j] = 0.15 * (j - 5);
+    mean += 0.15 * (j - 5) / 16;
+  }
+  LossyModel m;
+  m.flow = *flow;
+  m.image = Shape{1, 4, 4};
+  m.event = Shape{16};
+  m.pixel_map = PixelMap::kIdentity;
+  Rng rng(10);
+  absl::StatusOr<std::vector<double>> w =
+      SensitivityStepScales(m, Images(5, 0, 255, rng), 2, rng);
+  ASSERT_TRUE(w.ok()) << w.status();
+  for (int j = 0; j < 16; ++j) {
+    EXPECT_NEAR((*w)[j], std::exp(0.15 * (j - 5) - mean), 1e-12) << j;
+  }
+  EXPECT_FALSE(SensitivityStepScales(m, Images(5, 0, 255, rng), 0, rng).ok());
 }
 
 TEST(LossyCodec, StreamLengthIsTheIdealCodeLengthPlusTheRansOverhead) {

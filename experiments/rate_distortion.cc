@@ -4,10 +4,13 @@
 // The flow is a catalogue image flow (default RealNVP, models/image_flow.h)
 // trained by NLL on dequantised, logit-transformed pixels (or loaded with
 // --model from a model.ftm of //experiments:images). The codec
-// (compression/lossy.h) quantises its latents z = f(logit(...)) with step
-// Delta and rANS-codes them under a per-dimension logistic fitted to the
-// latents of --n_fit training images; every Delta codes the --n_test test
-// images into one container and decodes it again. JPEG (libjpeg-turbo,
+// (compression/lossy.h) quantises its latents z = f(logit(...)) and
+// rANS-codes them under a per-dimension logistic fitted to the latents of
+// --n_fit training images, in two variants: one step Delta for every latent
+// ("flow"), and steps Delta w_d with w_d proportional to 1 / |dx/dz_d|
+// estimated on 1000 training images ("flow_w", SensitivityStepScales).
+// Every Delta codes the --n_test test images into one container and
+// decodes it again. JPEG (libjpeg-turbo,
 // compression/lossy_jpeg.h) codes the same images at quality 1..100, the
 // tables once for the set and an abbreviated stream per image. Its bytes
 // are counted three ways: those streams plus the tables ("shared tables"),
@@ -53,7 +56,7 @@ ABSL_FLAG(std::string, data, "mnist", "mnist | fashion");
 ABSL_FLAG(std::string, flow, "realnvp", "an image flow of the zoo");
 ABSL_FLAG(std::string, model, "",
           "a model.ftm of //experiments:images to load instead of training");
-ABSL_FLAG(std::string, deltas, "0.03125,0.0625,0.125,0.25,0.5,1,2,4",
+ABSL_FLAG(std::string, deltas, "0.03125,0.0625,0.125,0.25,0.5,1,2,4,8",
           "quantisation steps Delta, comma-separated");
 ABSL_FLAG(int64_t, steps, 1000, "optimizer steps");
 ABSL_FLAG(int64_t, batch, 64, "minibatch size");
@@ -228,25 +231,43 @@ absl::Status Run(Experiment& ex) {
   const std::vector<double> px = x.ToVector();
   const double pixels = static_cast<double>(px.size());
   std::vector<Point> flow_points, jpeg_points;
-  std::vector<std::vector<double>> flow_images;
-  for (double delta : deltas) {
-    FT_ASSIGN_OR_RETURN(LossyCodec codec, LossyCodec::Create(lm, delta));
-    FT_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, codec.Encode(x));
-    const std::string file =
-        ex.Output(absl::StrCat("test_delta_", delta, ".ftly"));
-    std::ofstream(file, std::ios::binary)
-        .write(reinterpret_cast<const char*>(bytes.data()), bytes.size());
-    FT_ASSIGN_OR_RETURN(LossyCodec::Decoded d, codec.Decode(bytes));
-    std::vector<double> xh = d.pixels.ToVector();
-    double sse = 0;
-    for (size_t i = 0; i < xh.size(); ++i) {
-      xh[i] = std::round(xh[i]);  // the 8-bit image
-      sse += (xh[i] - px[i]) * (xh[i] - px[i]);
+  std::vector<std::vector<double>> flow_images;  // of the last variant
+  // Two variants: one step Delta for every latent ("flow"), and steps
+  // Delta w_d weighted by the decoder's sensitivity ("flow_w", reverse
+  // water-filling; compression/lossy.h).
+  for (const std::string variant : {"flow", "flow_w"}) {
+    compression::LossyModel vm = lm;
+    if (variant == "flow_w") {
+      const int64_t m = std::min<int64_t>(n_fit, 1000);
+      Rng probe(c.seed + 1);
+      FT_ASSIGN_OR_RETURN(vm.step_scale,
+                          compression::SensitivityStepScales(
+                              vm, Narrow(train.images, 0, 0, m), 2, probe));
+      double lo = INFINITY, hi = 0;
+      for (double w : vm.step_scale) lo = std::min(lo, w), hi = std::max(hi, w);
+      ex.metrics()["step_scale_min"] = lo;
+      ex.metrics()["step_scale_max"] = hi;
     }
-    Point p{"flow", delta, 8.0 * bytes.size() / pixels, Psnr(sse, pixels)};
-    p.ideal_bpp = codec.IdealBits(d.symbols) / pixels;
-    flow_points.push_back(p);
-    flow_images.push_back(std::move(xh));
+    flow_images.clear();
+    for (double delta : deltas) {
+      FT_ASSIGN_OR_RETURN(LossyCodec codec, LossyCodec::Create(vm, delta));
+      FT_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, codec.Encode(x));
+      const std::string file =
+          ex.Output(absl::StrCat("test_", variant, "_delta_", delta, ".ftly"));
+      std::ofstream(file, std::ios::binary)
+          .write(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+      FT_ASSIGN_OR_RETURN(LossyCodec::Decoded d, codec.Decode(bytes));
+      std::vector<double> xh = d.pixels.ToVector();
+      double sse = 0;
+      for (size_t i = 0; i < xh.size(); ++i) {
+        xh[i] = std::round(xh[i]);  // the 8-bit image
+        sse += (xh[i] - px[i]) * (xh[i] - px[i]);
+      }
+      Point p{variant, delta, 8.0 * bytes.size() / pixels, Psnr(sse, pixels)};
+      p.ideal_bpp = codec.IdealBits(d.symbols) / pixels;
+      flow_points.push_back(p);
+      flow_images.push_back(std::move(xh));
+    }
   }
   std::vector<std::vector<double>> jpeg_images(101);
   for (int q = 1; q <= 100; ++q) {
@@ -261,9 +282,9 @@ absl::Status Run(Experiment& ex) {
   auto scan = [](const Point& p) { return p.scan_bpp; };
   std::cout << absl::StrFormat(
       "%s on %s, %d test images (test %.3f bits/dim lossless NLL)\n"
-      "%8s %9s %9s %8s | %13s %13s | %9s %9s %8s\n",
-      flow_name, name, n, mean_bpd, "Delta", "flow bpp", "ideal", "PSNR",
-      "JPEG@bpp", "JPEG scan@bpp", "nearest q", "scan bpp", "PSNR");
+      "%6s %8s %9s %9s %8s | %13s %13s | %9s %9s %8s\n",
+      flow_name, name, n, mean_bpd, "steps", "Delta", "flow bpp", "ideal",
+      "PSNR", "JPEG@bpp", "JPEG scan@bpp", "nearest q", "scan bpp", "PSNR");
   io::Json table = io::Json::array();
   std::vector<int> matched_q;
   auto json = [](double v) {
@@ -278,10 +299,12 @@ absl::Status Run(Experiment& ex) {
         best = &j;
     matched_q.push_back(static_cast<int>(best->setting));
     std::cout << absl::StrFormat(
-        "%8g %9.3f %9.3f %8.2f | %13.2f %13.2f | %9d %9.3f %8.2f\n", p.setting,
-        p.bpp, p.ideal_bpp, p.psnr, at_shared, at_scan,
-        static_cast<int>(best->setting), best->scan_bpp, best->psnr);
-    table.push_back({{"delta", p.setting},
+        "%6s %8g %9.3f %9.3f %8.2f | %13.2f %13.2f | %9d %9.3f %8.2f\n",
+        p.codec == "flow" ? "Delta" : "w_d", p.setting, p.bpp, p.ideal_bpp,
+        p.psnr, at_shared, at_scan, static_cast<int>(best->setting),
+        best->scan_bpp, best->psnr);
+    table.push_back({{"codec", p.codec},
+                     {"delta", p.setting},
                      {"flow_bpp", p.bpp},
                      {"flow_ideal_bpp", p.ideal_bpp},
                      {"flow_psnr", p.psnr},
@@ -314,11 +337,13 @@ absl::Status Run(Experiment& ex) {
       absl::StrCat("rate-distortion, ", name, " test (", n, " images)");
   plot.xlabel = "bits per pixel";
   plot.ylabel = "PSNR (dB)";
-  viz::LineSeries fs{absl::StrCat(flow_name, " latents + rANS")};
-  fs.markers = true;
+  viz::LineSeries fs{absl::StrCat(flow_name, " latents, one Delta")},
+      fw{absl::StrCat(flow_name, " latents, Delta w_d")};
+  fs.markers = fw.markers = true;
   for (const Point& p : flow_points) {
-    fs.x.push_back(p.bpp);
-    fs.y.push_back(p.psnr);
+    viz::LineSeries& series = p.codec == "flow" ? fs : fw;
+    series.x.push_back(p.bpp);
+    series.y.push_back(p.psnr);
   }
   viz::LineSeries js{"JPEG, shared tables"}, jc{"JPEG, scan data only"},
       jf{"JPEG, JFIF files"};
@@ -331,7 +356,7 @@ absl::Status Run(Experiment& ex) {
   jc.dashed = true;
   jf.dashed = true;
   jf.alpha = 0.5;
-  plot.series = {fs, js, jc, jf};
+  plot.series = {fs, fw, js, jc, jf};
   double xmax = 0;
   for (const Point& p : flow_points) xmax = std::max(xmax, p.bpp);
   plot.box = viz::Box{0, std::max(4.0, 1.1 * xmax), 5, 50};
@@ -348,17 +373,19 @@ absl::Status Run(Experiment& ex) {
     for (int i = 0; i < k * 784; ++i) tiles.push_back(images[i] / 255.0);
   };
   add_row(px);
-  for (size_t j = 0; j < flow_points.size(); ++j) {
+  // The weighted variant's rows (the last deltas.size() points).
+  const size_t first = flow_points.size() - flow_images.size();
+  for (size_t j = 0; j < flow_images.size(); ++j) {
     add_row(flow_images[j]);
-    labels.push_back(absl::StrFormat("D=%g", flow_points[j].setting));
+    labels.push_back(absl::StrFormat("D=%g", flow_points[first + j].setting));
   }
-  for (size_t j = 0; j < matched_q.size(); ++j) {
+  for (size_t j = first; j < matched_q.size(); ++j) {
     add_row(jpeg_images[matched_q[j]]);
     labels.push_back(absl::StrFormat("q=%d", matched_q[j]));
   }
   if (n >= k) {
     viz::ImageGrid grid;
-    grid.title = "flow (D = Delta) vs JPEG at matched rates (q)";
+    grid.title = "flow, Delta w_d (D = Delta) vs JPEG at matched rates (q)";
     grid.images = Tensor::FromVector(
         Shape{static_cast<int64_t>(labels.size()) * k, 1, 28, 28}, tiles);
     grid.row_labels = labels;

@@ -35,6 +35,8 @@
 //   w_d = clamp(G / sqrt(E|J_d|^2), 1/kLossyMaxStepRatio, kLossyMaxStepRatio),
 // G the geometric mean of sqrt(E|J_d|^2) (so prod w_d ~ 1 and Delta keeps
 // its scale).
+//
+// Rate and distortion:
 //   rate       R = -sum_{i,d} log2 P_d(k_{i,d})   bits (IdealBits); the
 //              stream's length obeys rans.h's bound around it;
 //   decoding   x_hat = clamp(g^-1(f^-1(z_hat)), 0, L - 1)  (continuous;
@@ -61,11 +63,13 @@
 // for a container of another codec (Delta, fingerprint, image shape), never
 // aborts, and bounds N by kLossyMaxSymbols before allocating.
 //
-// Determinism: the frequency tables depend only on (mu_d, s_d, Delta,
+// Determinism: the frequency tables depend only on (mu_d, s_d, Delta_d,
 // precision) and are built in float64 by frequencies.h (deterministic_math,
 // -ffp-contract=off, no threads), so an encoder and a decoder holding the
-// same prior build bit-identical tables on any platform frequencies.h covers,
-// and the decoder recovers exactly the encoder's symbols (hence z_hat). The
+// same prior and step scales (part of the model, like the flow's weights:
+// the fingerprint checks them) build bit-identical tables on any platform
+// frequencies.h covers, and the decoder recovers exactly the encoder's
+// symbols (hence z_hat). The
 // flow's f and f^-1 are ordinary float code: x_hat is reproducible on one
 // build and machine, and elsewhere equal up to floating-point rounding (it
 // never feeds the coder).

@@ -42,7 +42,7 @@ fi
 
 args=("$@")
 ((${#args[@]})) || args=(-runs=2000)
-fuzzers=(${FUZZERS:-csv_fuzzer earth_fuzzer idx_fuzzer digits_fuzzer png_fuzzer flags_fuzzer checkpoint_fuzzer safetensors_fuzzer idf_container_fuzzer})
+fuzzers=(${FUZZERS:-csv_fuzzer earth_fuzzer idx_fuzzer digits_fuzzer png_fuzzer flags_fuzzer checkpoint_fuzzer safetensors_fuzzer idf_container_fuzzer lossy_fuzzer})
 # One output base per checkout (an output base belongs to one workspace).
 base="${FLOWTAPE_FUZZ_OUTPUT_BASE:-$HOME/.cache/flowtape-fuzz-bazel-$(pwd | md5sum | cut -c1-12)}"
 targets=()

@@ -36,6 +36,11 @@ expect experiments/images "--n_test=-5" --n_test=-5
 expect experiments/images "--lr=-2: must be -1" --lr=-2
 expect experiments/images "--alpha=0.5: must be in [0, 0.5)" --alpha=0.5
 expect experiments/ood "--n_train=0" --n_train=0
+expect experiments/rate_distortion "rate_distortion: INVALID_ARGUMENT: --steps=0: must be > 0" --steps=0
+expect experiments/rate_distortion "--data=digits: must be mnist | fashion" --data=digits
+expect experiments/rate_distortion "--deltas=0.5,x: 'x' is not a finite number > 0" --deltas=0.5,x
+expect experiments/rate_distortion "--deltas=0: '0' is not a finite number > 0" --deltas=0
+expect experiments/rate_distortion "--batch=1000000000000 (--flow=realnvp): the run needs" --batch=1000000000000
 expect experiments/calibration "calibration: INVALID_ARGUMENT: --epochs=0" --epochs=0
 expect experiments/calibration "--calib_steps=-1" --calib_steps=-1
 expect benchmarks/earth "--seeds=0: must be > 0" --seeds=0

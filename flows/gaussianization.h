@@ -60,17 +60,21 @@
 namespace flowtape::flows {
 
 // y = log Phi(x) elementwise (SciPy's log_ndtr), in float64: erfc down to
-// x = -20, the asymptotic series of the Mills ratio below, so it is accurate
-// for every finite x. Derivative phi(x) / Phi(x) = exp(log phi(x) - y),
-// written with ops (any order).
+// x = -20, the asymptotic series of the Mills ratio below, so it stays
+// finite and accurate for every finite x (within 2e-14 relative of a
+// long-double reference from x = -1000 to 40). Derivative
+// phi(x) / Phi(x) = exp(log phi(x) - y), written with ops (any order); its
+// two terms cancel to O(log |x|) for x << 0, so it loses about
+// x^2 / 2 ulps there (1e-10 relative at x = -1000).
 Tensor LogNdtr(const Tensor& x);
 
 // y = Phi^-1(exp(l)) elementwise for l <= 0, the normal quantile of a
 // log-probability (SciPy's ndtri_exp): -inf at l = -inf, +inf at l = 0, NaN
 // for l > 0 or NaN. Solved in float64 by Newton's method on log Phi (which
 // is concave, so it converges from any start), with log Phi from erfc and,
-// below -20, its asymptotic series; accurate to a few ulps of float64 for
-// l down to -1e300. Derivative dy/dl = exp(l) / phi(y) =
+// below -20, its asymptotic series: log Phi(y) = l to 4e-15 relative
+// (tested down to l = -1e4), and y ~ -sqrt(2 |l|) down to l = -1e300.
+// Derivative dy/dl = exp(l) / phi(y) =
 // exp(l + y^2 / 2 + log(2 pi) / 2), written with ops (any order).
 Tensor NdtriExp(const Tensor& l);
 

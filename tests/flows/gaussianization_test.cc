@@ -161,7 +161,9 @@ TEST(MarginalGaussianization, MatchesTheFormulaAndHasStableTails) {
     for (int i = 0; i < 6; ++i) {
       ASSERT_TRUE(std::isfinite(fwd.value[i]) && std::isfinite(fwd.logdet[i]))
           << far[i];
-      if (i > 0) EXPECT_GT(fwd.value[i], fwd.value[i - 1]);
+      if (i > 0) {
+        EXPECT_GT(fwd.value[i], fwd.value[i - 1]);
+      }
     }
     EXPECT_LT(fwd.value[0], -100);
     EXPECT_GT(fwd.value[5], 100);

@@ -55,6 +55,11 @@ ABSL_FLAG(int64_t, n_train, 30000, "training samples");
 ABSL_FLAG(int64_t, patience, 0, "early stopping patience (evaluations)");
 ABSL_FLAG(uint64_t, seed, 0, "random seed");
 ABSL_FLAG(bool, train_t, false, "ffjord/rnode: learn the integration time T");
+ABSL_FLAG(std::string, base, "family",
+          "base distribution: family (the flow's own) or gmm (a trainable "
+          "Gaussian mixture of --components components)");
+ABSL_FLAG(int64_t, components, 8,
+          "mixture components: gf's kernels per layer, the gmm base's");
 
 namespace flowtape::experiments {
 namespace {
@@ -77,6 +82,8 @@ absl::Status Run(Experiment& ex) {
   const int layers = absl::GetFlag(FLAGS_layers);
   const int64_t n_train = absl::GetFlag(FLAGS_n_train);
   const int64_t patience = absl::GetFlag(FLAGS_patience);
+  const std::string base = absl::GetFlag(FLAGS_base);
+  const int64_t components = absl::GetFlag(FLAGS_components);
   auto hidden = ParseSizeList("hidden", absl::GetFlag(FLAGS_hidden));
   if (!hidden.ok()) return hidden.status();
   if (absl::Status s = CheckFlags({
@@ -86,6 +93,8 @@ absl::Status Run(Experiment& ex) {
           {"layers", layers, layers > 0, "> 0"},
           {"n_train", n_train, n_train > 0, "> 0"},
           {"patience", patience, patience >= 0, ">= 0"},
+          {"components", components, components >= 1 && components <= 4096,
+           "in [1, 4096]"},
       });
       !s.ok())
     return s;
@@ -105,6 +114,11 @@ absl::Status Run(Experiment& ex) {
   config.layers = layers;
   config.train_t = absl::GetFlag(FLAGS_train_t);
   config.hidden = *hidden;
+  config.components = components;
+  if (base != "family" && base != "gmm")
+    return absl::InvalidArgumentError(
+        absl::StrCat("--base=", base, ": want family or gmm"));
+  if (base == "gmm") config.base = models::BaseChoice::kGaussianMixture;
   config.dtype = ex.dtype();
   const uint64_t seed = absl::GetFlag(FLAGS_seed);
   ex.set_seed(seed);

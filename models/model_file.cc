@@ -33,7 +33,8 @@ double EstimatedValues(const ModelConfig& c) {
       width += static_cast<double>(c.hidden[i]) * c.hidden[i + 1];
     width += c.hidden.back() * (e / 2) * (3.0 * c.bins + 1);
   }
-  return steps * width;
+  const double k = static_cast<double>(c.components);
+  return steps * (width + 2 * k * e) + k * (2 * e + 1);
 }
 
 absl::Status CheckSize(const ModelConfig& c, double file_values) {

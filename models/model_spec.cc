@@ -73,10 +73,10 @@ absl::Status SizeList(const Json& j, const std::string& field, size_t min_len,
 
 absl::Status ReadConfig(const Json& c, ModelConfig* config) {
   if (!c.is_object()) return Bad("config", "an object", c);
-  if (absl::Status s =
-          OnlyKeys(c, "config.",
-                   {"event", "layers", "hidden", "context_dim", "levels",
-                    "depth", "channels", "bins", "bound", "train_t"});
+  if (absl::Status s = OnlyKeys(
+          c, "config.",
+          {"event", "layers", "hidden", "context_dim", "levels", "depth",
+           "channels", "bins", "bound", "train_t", "components", "base"});
       !s.ok())
     return s;
   auto has = [&](const char* key) { return c.contains(key); };
@@ -106,6 +106,7 @@ absl::Status ReadConfig(const Json& c, ModelConfig* config) {
       {"depth", 1, 1024, [&](int64_t v) { config->depth = int(v); }},
       {"channels", 1, 16384, [&](int64_t v) { config->channels = v; }},
       {"bins", 1, 1024, [&](int64_t v) { config->bins = v; }},
+      {"components", 1, 4096, [&](int64_t v) { config->components = v; }},
   };
   for (const IntField& f : ints) {
     if (!has(f.key)) continue;
@@ -133,6 +134,13 @@ absl::Status ReadConfig(const Json& c, ModelConfig* config) {
       return Bad("config.train_t", "true or false", c["train_t"]);
     config->train_t = c["train_t"].get<bool>();
   }
+  if (has("base")) {
+    const Json& b = c["base"];
+    if (b != "family" && b != "gmm")
+      return Bad("config.base", "\"family\" or \"gmm\"", b);
+    config->base =
+        b == "gmm" ? BaseChoice::kGaussianMixture : BaseChoice::kFamily;
+  }
   return absl::OkStatus();
 }
 
@@ -145,6 +153,11 @@ std::string ModelSpecToJson(const ModelSpec& spec) {
                  {"levels", c.levels},      {"depth", c.depth},
                  {"channels", c.channels},  {"bins", c.bins},
                  {"bound", c.bound},        {"train_t", c.train_t}};
+  // Written only when they differ from their defaults, so files of models
+  // that do not use them stay readable by readers that predate them.
+  if (c.components != ModelConfig{}.components)
+    config["components"] = c.components;
+  if (c.base == BaseChoice::kGaussianMixture) config["base"] = "gmm";
   Json j = {{"format", "flowtape.model"},
             {"version", kFormatVersion},
             {"family", spec.family},
@@ -196,7 +209,8 @@ bool operator==(const ModelSpec& a, const ModelSpec& b) {
          x.layers == y.layers && x.hidden == y.hidden &&
          x.context_dim == y.context_dim && x.levels == y.levels &&
          x.depth == y.depth && x.channels == y.channels && x.bins == y.bins &&
-         x.bound == y.bound && x.train_t == y.train_t;
+         x.bound == y.bound && x.train_t == y.train_t &&
+         x.components == y.components && x.base == y.base;
 }
 
 }  // namespace flowtape::models

@@ -6,7 +6,8 @@
 //    "family": "maf", "dtype": "float64",
 //    "config": {"event": [3], "layers": 8, "hidden": [64, 64],
 //               "context_dim": 0, "levels": 2, "depth": 4,
-//               "channels": 64, "bins": 8, "bound": 4.0, "train_t": false}}
+//               "channels": 64, "bins": 8, "bound": 4.0, "train_t": false,
+//               "components": 8, "base": "gmm"}}
 //
 // Reading is strict: "format", "version", "family", "dtype" and "config"
 // are required; a config field left out takes ModelConfig{}'s default (so
@@ -21,9 +22,12 @@
 //   context_dim  [0, 65536]         levels  [1, 8]     depth [1, 1024]
 //   channels     [1, 16384]         bins    [1, 1024]
 //   bound        finite, in (0, 1e6]                   train_t  boolean
+//   components   [1, 4096]          base    "family" or "gmm"
 //   dtype        "float32" or "float64"
 // Writing gives one line of JSON (keys in alphabetical order) that reads
-// back to an equal spec (bound is printed with 17 significant digits).
+// back to an equal spec (bound is printed with 17 significant digits);
+// "components" and "base" are written only when they differ from their
+// defaults (8, "family"), so such files read in versions without them.
 #ifndef FLOWTAPE_MODELS_MODEL_SPEC_H_
 #define FLOWTAPE_MODELS_MODEL_SPEC_H_
 

@@ -11,6 +11,7 @@
 #include "flows/cnf/cnf.h"
 #include "flows/coupling.h"
 #include "flows/distribution.h"
+#include "flows/gaussianization.h"
 #include "flows/glow.h"
 #include "flows/householder.h"
 #include "flows/linear.h"
@@ -192,6 +193,18 @@ FlowPtr Nice(const ModelConfig& c, Rng& rng) {
       std::vector<std::shared_ptr<Flow>>{couplings, scaling}));
 }
 
+// Gaussianization flow: `layers` kernel-density marginal layers of
+// `components` kernels, Householder rotations between them.
+FlowPtr Gf(const ModelConfig& c, Rng& rng,
+           flows::GaussianizationKernel kernel) {
+  flows::GaussianizationFlowOptions o;
+  o.dim = Dim(c);
+  o.layers = c.layers;
+  o.components = c.components;
+  o.kernel = kernel;
+  return flows::GaussianizationFlow(o, rng);
+}
+
 FlowPtr Glow(const ModelConfig& c, Rng& rng) {
   flows::GlowOptions o;
   o.channels = c.event[0];
@@ -290,6 +303,18 @@ const std::vector<ZooEntry>& ZooEntries() {
        D::kVectors, B::kNormal, Sospf},
       {"bpf", "Bernstein polynomial flow (Sick 2021, Arpogaus 2022)",
        D::kVectors, B::kNormal, Bpf},
+      {"gf", "Gaussianization flow, Gaussian kernels (Meng et al. 2020)",
+       D::kVectors, B::kNormal,
+       [](const ModelConfig& c, Rng& r) {
+         return Gf(c, r, flows::GaussianizationKernel::kGaussian);
+       },
+       false, false},
+      {"gf_logistic", "Gaussianization flow, logistic kernels (Meng 2020)",
+       D::kVectors, B::kNormal,
+       [](const ModelConfig& c, Rng& r) {
+         return Gf(c, r, flows::GaussianizationKernel::kLogistic);
+       },
+       false, false},
   };
   return *entries;
 }
@@ -342,11 +367,22 @@ absl::StatusOr<std::shared_ptr<flows::FlowModel>> MakeModel(
         "' does not support a context (context_dim = ", config.context_dim,
         "); conditional families here: ", absl::StrJoin(conditional, ", ")));
   }
+  if (config.components < 1 || config.components > 4096)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "zoo: components = ", config.components, " must be in [1, 4096]"));
+  if (config.base == BaseChoice::kGaussianMixture &&
+      (entry->domain != Domain::kVectors || entry->flat_output))
+    return absl::InvalidArgumentError(
+        absl::StrCat("zoo: a Gaussian-mixture base takes vector flows; '", name,
+                     "' is an image flow"));
   FT_ASSIGN_OR_RETURN(std::shared_ptr<Flow> flow, entry->make(config, rng));
   Shape base_event =
       entry->flat_output ? Shape{config.event.numel()} : config.event;
   std::shared_ptr<flows::Distribution> base;
-  if (entry->base == BaseKind::kLogistic)
+  if (config.base == BaseChoice::kGaussianMixture)
+    base = std::make_shared<flows::GaussianMixture>(config.components,
+                                                    Dim(config), rng);
+  else if (entry->base == BaseKind::kLogistic)
     base = std::make_shared<flows::Logistic>(base_event);
   else
     base = std::make_shared<flows::StandardNormal>(base_event);

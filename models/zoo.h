@@ -11,6 +11,13 @@
 // MakeModel gives InvalidArgument for an unknown name or an event shape the
 // family cannot take (e.g. glow on vectors).
 //
+// Base: config.base = BaseChoice::kGaussianMixture (vector entries only)
+// replaces the family's base by a trainable Gaussian mixture of
+// config.components diagonal components (flows/distribution.h's
+// GaussianMixture: softmax weights, means drawn N(0, I), unit scales;
+// normflows' GaussianMixture base), built after the flow, so the flow's
+// parameters do not depend on the base.
+//
 // dtype: MakeModel builds in float64 and converts the model to
 // config.dtype (Module::To), so both precisions start from the same
 // (rounded) parameters. The model takes data of either dtype (FlowModel
@@ -19,7 +26,7 @@
 // Context: with context_dim > 0 every conditional family (takes_context)
 // feeds the context [N, context_dim] to its conditioners, so log p(x | c)
 // depends on c. Families with no conditioner network (ica, planar, radial,
-// sylvester, householder, resflow) refuse a context: MakeModel returns
+// sylvester, householder, resflow, gf) refuse a context: MakeModel returns
 // InvalidArgument "flow 'X' does not support a context" rather than a model
 // that silently ignores it.
 #ifndef FLOWTAPE_MODELS_ZOO_H_
@@ -39,6 +46,9 @@
 
 namespace flowtape::models {
 
+// The base a model gets: the family's own, or a trainable Gaussian mixture.
+enum class BaseChoice { kFamily, kGaussianMixture };
+
 struct ModelConfig {
   Shape event = Shape{2};  // [D] or [C, H, W]
   int layers = 8;          // couplings / autoregressive layers / planar units
@@ -53,6 +63,10 @@ struct ModelConfig {
   double bound = 4.0;
   // Continuous families (ffjord, rnode): learn the integration time T.
   bool train_t = false;
+  // Mixture components: the kernels per coordinate and layer of gf, and the
+  // components of a Gaussian-mixture base.
+  int64_t components = 8;
+  BaseChoice base = BaseChoice::kFamily;
   DType dtype = kFloat64;  // the model's precision
 };
 

@@ -239,6 +239,67 @@ TEST(Distribution, ParameterGradients) {
   EXPECT_EQ(Logistic({3}).NumParameters(), 0);
 }
 
+// The mixture's score and its derivative in x (the flow's output feeds it):
+// first and second derivatives against finite differences, and the score
+// in closed form, grad log p = sum_k r_k (mu_k - x) / s_k^2 with
+// responsibilities r_k.
+TEST(Distribution, GaussianMixtureDerivativesInX) {
+  auto p = GaussianMixture::Create(
+      Tensor::FromVector({3}, {1.0, 2.0, 1.0}),
+      Tensor::FromVector({3, 2}, {-2, 0, 2, 1, 0, -2}),
+      Tensor::FromVector({3, 2}, {0.5, 1.0, 0.8, 0.6, 1.2, 0.4}));
+  ASSERT_TRUE(p.ok());
+  Rng rng(9);
+  const Tensor x = Tensor::Randn({4, 2}, rng) * 1.5;
+  auto f = [&](const std::vector<Tensor>& in) {
+    return Sum((*p)->LogProb(in[0]) * Tensor::FromVector({4}, {1, -1, 2, .5}));
+  };
+  EXPECT_LT(testing::GradientError(f, {x}), 1e-7);
+  EXPECT_LT(testing::HessianVectorError(f, {x}), 1e-6);
+  const double w[3] = {0.25, 0.5, 0.25}, mu[3][2] = {{-2, 0}, {2, 1}, {0, -2}},
+               sd[3][2] = {{0.5, 1.0}, {0.8, 0.6}, {1.2, 0.4}};
+  TapeScope scope;
+  Tensor v = x.Detach();
+  v.set_requires_grad(true);
+  Tensor g = Grad({Sum((*p)->LogProb(v))}, {v})[0];
+  for (int i = 0; i < 4; ++i) {
+    double r[3], z = 0;
+    for (int k = 0; k < 3; ++k) {
+      r[k] = w[k];
+      for (int j = 0; j < 2; ++j)
+        r[k] *=
+            std::exp(-0.5 * std::pow((x[2 * i + j] - mu[k][j]) / sd[k][j], 2)) /
+            sd[k][j];
+      z += r[k];
+    }
+    for (int j = 0; j < 2; ++j) {
+      double want = 0;
+      for (int k = 0; k < 3; ++k)
+        want += r[k] / z * (mu[k][j] - x[2 * i + j]) / (sd[k][j] * sd[k][j]);
+      EXPECT_NEAR(g[2 * i + j], want, 1e-12);
+    }
+  }
+}
+
+// Sampling picks component k with probability softmax(logits)_k: the
+// fraction of samples nearest each of three far-apart means.
+TEST(Distribution, GaussianMixtureSamplesItsWeights) {
+  auto p = GaussianMixture::Create(Tensor::FromVector({3}, {1.0, 3.0, 6.0}),
+                                   Tensor::FromVector({3, 1}, {-50, 0, 50}),
+                                   Tensor::Ones({3, 1}));
+  ASSERT_TRUE(p.ok());
+  Rng rng(10);
+  NoGradScope ng;
+  Tensor s = (*p)->Sample(100000, rng);
+  double count[3] = {0, 0, 0};
+  for (int64_t i = 0; i < 100000; ++i)
+    count[s[i] < -25 ? 0 : (s[i] > 25 ? 2 : 1)] += 1e-5;
+  // Binomial standard deviations <= 0.0016.
+  EXPECT_NEAR(count[0], 0.1, 0.006);
+  EXPECT_NEAR(count[1], 0.3, 0.006);
+  EXPECT_NEAR(count[2], 0.6, 0.006);
+}
+
 TEST(Distribution, ReparametrisedSampleGradient) {
   // d/d mu of mean(sample) is 1 per coordinate (x = mu + s eps).
   DiagonalNormal p({2});

@@ -9,6 +9,7 @@
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
 #include "data/preprocess.h"
+#include "flows/distribution.h"
 #include "flows/matching/cfm_flow.h"
 #include "gtest/gtest.h"
 #include "models/image_flow.h"
@@ -162,6 +163,43 @@ TEST(Zoo, EveryEntryUsesTheContextOrRefusesIt) {
   }
   EXPECT_GT(conditional, 0);
   EXPECT_GT(refused, 0);
+}
+
+// config.base = kGaussianMixture puts a trainable K-component mixture under
+// any vector flow; the flow is built as without it (same parameters), and
+// image flows refuse it.
+TEST(Zoo, GaussianMixtureBase) {
+  ModelConfig c;
+  c.layers = 2;
+  c.hidden = {8};
+  c.components = 5;
+  Rng r1(3), r2(3);
+  auto plain = MakeModel("realnvp", c, r1).value();
+  c.base = BaseChoice::kGaussianMixture;
+  auto gmm = MakeModel("realnvp", c, r2).value();
+  auto mixture = std::dynamic_pointer_cast<flows::GaussianMixture>(gmm->base());
+  ASSERT_NE(mixture, nullptr);
+  EXPECT_EQ(mixture->num_components(), 5);
+  EXPECT_EQ(gmm->NumParameters(),
+            plain->NumParameters() + 5 + 2 * 5 * 2);  // logits, means, scales
+  const auto a = plain->flow()->NamedParameters(),
+             b = gmm->flow()->NamedParameters();
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i)
+    EXPECT_EQ(a[i].second.ToVector(), b[i].second.ToVector()) << a[i].first;
+  // log p = log q_mixture(z) + logdet.
+  NoGradScope no_grad;
+  Tensor x = Tensor::Randn({4, 2}, r1);
+  flows::FlowResult f = gmm->flow()->Forward(x);
+  Tensor want = mixture->LogProb(f.value) + f.logdet, got = gmm->LogProb(x);
+  for (int i = 0; i < 4; ++i) EXPECT_NEAR(got[i], want[i], 1e-12);
+  c.event = Shape{1, 4, 4};
+  c.channels = 4;
+  EXPECT_EQ(MakeModel("realnvp", c, r1).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  c.event = Shape{2};
+  c.components = 0;
+  EXPECT_FALSE(MakeModel("maf", c, r1).ok());
 }
 
 TEST(Zoo, UnknownNamesAndWrongDomainsAreErrors) {

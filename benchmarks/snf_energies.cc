@@ -66,8 +66,13 @@ absl::StatusOr<flows::EnergyPtr> MakeTarget(const std::string& name) {
     FT_ASSIGN_OR_RETURN(auto dw, flows::DoubleWellEnergy::Create({}));
     return flows::EnergyPtr(dw);
   }
-  FT_ASSIGN_OR_RETURN(auto u, flows::RezendeEnergy::Create(name));
-  if (name == "u1") return flows::EnergyPtr(u);
+  auto rezende = flows::RezendeEnergy::Create(name);
+  if (!rezende.ok())
+    return absl::InvalidArgumentError(
+        absl::StrCat("--energies: unknown energy '", name,
+                     "'; expected u1, u2, u3, u4 or double_well"));
+  flows::EnergyPtr u = *rezende;
+  if (name == "u1") return u;
   FT_ASSIGN_OR_RETURN(auto c, flows::ConfinedEnergy::Create(u, 4.0, 0.1));
   return flows::EnergyPtr(c);
 }
@@ -179,8 +184,14 @@ absl::Status Run(experiments::Experiment& ex) {
       absl::StrSplit(absl::GetFlag(FLAGS_energies), ',', absl::SkipEmpty());
   const std::vector<std::string> models =
       absl::StrSplit(absl::GetFlag(FLAGS_models), ',', absl::SkipEmpty());
+  if (energies.empty() || models.empty())
+    return absl::InvalidArgumentError(
+        "--energies and --models must name one "
+        "or more targets and models");
   for (const std::string& m : models)
     FT_RETURN_IF_ERROR(ParseModel(m).status());
+  for (const std::string& name : energies)
+    FT_RETURN_IF_ERROR(MakeTarget(name).status());
   std::vector<Row> rows;
   for (const std::string& name : energies) {
     FT_ASSIGN_OR_RETURN(flows::EnergyPtr target, MakeTarget(name));

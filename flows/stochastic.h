@@ -51,7 +51,10 @@
 //
 // Gradients: the step is reparametrised (xi and the accept decisions are
 // constants); y depends on x and, through grad u with recording on, on the
-// second derivatives of u. The layers have no trainable parameters.
+// second derivatives of u. The accept decisions' own dependence on the
+// parameters upstream is not differentiated (a biased but low-variance
+// pathwise gradient, as in the paper's code and normflows). The layers have
+// no trainable parameters.
 #ifndef FLOWTAPE_FLOWS_STOCHASTIC_H_
 #define FLOWTAPE_FLOWS_STOCHASTIC_H_
 

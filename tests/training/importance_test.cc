@@ -91,6 +91,33 @@ TEST(Importance, LogZOfAGaussianThroughStochasticLayers) {
   ExpectLogZ(model, "langevin + mala + metropolis");
 }
 
+// A whole SNF (random couplings with stochastic layers between them): the
+// couplings' log-dets and the layers' path weights add up to unbiased
+// weights for every kind of layer.
+TEST(Importance, LogZOfAGaussianThroughAnSnf) {
+  for (auto kind :
+       {flows::StochasticKind::kMetropolis, flows::StochasticKind::kLangevin,
+        flows::StochasticKind::kMala}) {
+    Rng rng(4);
+    flows::SnfOptions o;
+    o.target = Target();
+    o.blocks = 2;
+    o.hidden = {8};
+    o.kind = kind;
+    o.mcmc_steps = 2;
+    o.step_size = 0.05;
+    o.proposal_scale = 0.4;
+    auto snf = *flows::MakeSnf(o, rng);
+    for (Tensor& p : snf->Parameters()) {
+      NoGradScope off;
+      p.mutable_data<double>()[0] += 0.1;
+    }
+    flows::FlowModel model(std::make_shared<flows::StandardNormal>(Shape{2}),
+                           snf);
+    ExpectLogZ(model, snf->name());
+  }
+}
+
 // Reverse-KL training of an SNF on U1 lowers the free energy
 // F = E[u(x) + log_prob] of its paths, which stays above -log Z.
 TEST(Importance, ReverseKlTrainsAnSnf) {

@@ -1,5 +1,6 @@
 // The 2-D test energies of Rezende & Mohamed 2015 (Variational Inference
-// with Normalizing Flows, Table 1): unnormalised densities p(z) ~ exp(-U(z)).
+// with Normalizing Flows, Table 1): unnormalised densities p(z) ~ exp(-U(z)),
+// by name (toy2d --energy); computed by flows::RezendeEnergy (energies.h).
 //
 //   w1(z) = sin(2 pi z1 / 4)
 //   w2(z) = 3 exp(-((z1 - 1) / 0.6)^2 / 2)

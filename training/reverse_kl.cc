@@ -16,6 +16,10 @@ LogDensityFn EnergyLogDensity(Energy e) {
   return [e](const Tensor& x) { return -PotentialEnergy(e, x); };
 }
 
+LogDensityFn EnergyLogDensity(flows::EnergyPtr u) {
+  return [u](const Tensor& x) { return -u->Value(x); };
+}
+
 double FreeEnergy(const flows::FlowModel& model, const LogDensityFn& log_p,
                   int64_t n, Rng& rng) {
   NoGradScope no_grad;

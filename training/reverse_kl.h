@@ -22,6 +22,7 @@
 
 #include "absl/status/statusor.h"
 #include "autodiff/tensor.h"
+#include "flows/energies.h"
 #include "flows/flow_model.h"
 #include "nn/optim.h"
 #include "training/energies.h"
@@ -32,6 +33,8 @@ namespace flowtape::training {
 using LogDensityFn = std::function<Tensor(const Tensor& x)>;
 // log p~ = -U for one of the Rezende & Mohamed energies.
 LogDensityFn EnergyLogDensity(Energy e);
+// log p~ = -u for any energy (flows/energies.h).
+LogDensityFn EnergyLogDensity(flows::EnergyPtr u);
 
 struct ReverseKlOptions {
   int64_t batch_size = 256;

@@ -68,6 +68,10 @@ expect benchmarks/earth "--layers=1000000000: the run needs" --layers=1000000000
 expect benchmarks/anode_spheres "anode_spheres: INVALID_ARGUMENT: --train_size=0: must be > 0" --train_size=0
 expect benchmarks/anode_spheres "--batch=1000000000000 --train_size=2000: the run needs" --batch=1000000000000
 expect benchmarks/rnode_vs_ffjord "rnode_vs_ffjord: INVALID_ARGUMENT: --batch=0: must be > 0" --batch=0
+expect benchmarks/snf_energies "snf_energies: INVALID_ARGUMENT: --steps=0: must be > 0" --steps=0
+expect benchmarks/snf_energies "--models: unknown model 'foo'" --models=foo
+expect benchmarks/snf_energies "--energies: unknown energy 'u9'" --energies=u9
+expect benchmarks/snf_energies "--batch=1000000000000 --blocks=3 --hidden=32 --mcmc_steps=5: the run needs" --batch=1000000000000
 expect benchmarks/rnode_vs_ffjord "--trace=bogus: must be exact or hutchinson" --trace=bogus
 expect benchmarks/rnode_vs_ffjord "--test_size=1000000000000: the run needs" --test_size=1000000000000
 

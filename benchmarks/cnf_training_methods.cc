@@ -17,12 +17,13 @@
 // Every method trains ConcatSquash d-h-h-d (tanh; h = 64 for d = 2, 256 for
 // the digits) with Adam at the same batch, from the same initial weights,
 // and is scored as the same kind of flow: test NLL by the exact trace (the
-// net's closed form) with dopri5 (rtol = atol = 1e-5), sampling NFE = the
-// dopri5 evaluations of one generative solve of 1000 base draws. The ML
-// methods run --steps steps, the flow-matching ones --fm_steps (default:
-// the same). Training NFE per step: the forward solve's plus the adjoint's
-// backward solve's evaluations (ML methods), also as its mean over each
-// quarter of training ("NFE by quarter": FFJORD's dynamics stiffen as it
+// net's closed form) with dopri5 (rtol = atol = 1e-5; the ML methods train
+// with that trace in d = 2 and with Hutchinson's estimator on the digits),
+// sampling NFE = the dopri5 evaluations of one generative solve of 1000 base
+// draws. The ML methods run --steps steps, the flow-matching ones --fm_steps
+// (default: the same). Training NFE per step: the forward solve's plus the
+// adjoint's backward solve's evaluations (ML methods), also as its mean over
+// each quarter of training ("NFE by quarter": FFJORD's dynamics stiffen as it
 // trains, RNODE's regularisers are meant to keep them flat); 1 field
 // evaluation (flow matching). "s to ffjord" is the training wall time
 // (evaluations excluded) after which the method's test NLL, evaluated every
@@ -206,14 +207,15 @@ absl::StatusOr<Row> Train(const Problem& problem, const std::string& method,
   std::shared_ptr<flows::matching::FlowMatching> fm;
   if (ml) {
     FT_ASSIGN_OR_RETURN(cnf, flows::cnf::Cnf::Create(net, o));
+    // Training pass: in d > 8 Hutchinson's estimator (FFJORD's image
+    // setting; RNODE's |J|_F^2 would otherwise cost d VJPs per evaluation).
+    flows::cnf::CnfOptions r = o;
+    if (problem.dim > 8) r.trace = flows::cnf::TraceEstimator::kHutchinson;
     if (method == "rnode") {
-      flows::cnf::CnfOptions r = o;
       r.lambda_kinetic = r.lambda_jacobian = 0.01;
       r.regularizer_units = flows::cnf::RegularizerUnits::kPerDimMean;
-      FT_ASSIGN_OR_RETURN(trained, flows::cnf::Cnf::Create(net, r));
-    } else {
-      trained = cnf;
     }
+    FT_ASSIGN_OR_RETURN(trained, flows::cnf::Cnf::Create(net, r));
   } else {
     FT_ASSIGN_OR_RETURN(cnf, flows::matching::MakeFlowMatchingCnf(net, o));
     flows::matching::FlowMatchingOptions fo;

@@ -9,10 +9,42 @@
 #include "autodiff/ops.h"
 #include "autodiff/status_macros.h"
 #include "data/preprocess.h"
+#include "flows/matching/cfm.h"
+#include "flows/matching/cfm_flow.h"
+#include "flows/matching/path.h"
 #include "nn/optim.h"
 #include "nn/schedule.h"
+#include "training/train_flow_matching.h"
 
 namespace flowtape::experiments {
+namespace {
+
+// A flow whose model is a matched field's CNF (zoo "cfm"): conditional flow
+// matching on the OT path (sigma_min 1e-4, independent pairs) regresses the
+// field on the transformed images; validation by the pipeline's NLL. One
+// process (TrainFlowMatching takes no communicator).
+absl::StatusOr<training::TrainResult> TrainImagesByFlowMatching(
+    Experiment& ex, const models::ImageFlow& f,
+    std::shared_ptr<flows::cnf::CnfDynamics> velocity,
+    const models::ImageRunConfig& c, const training::TrainData& d) {
+  ex.SingleThreaded("flow matching trains in one process");
+  FT_ASSIGN_OR_RETURN(auto path,
+                      flows::matching::AffinePath::OptimalTransport(1e-4));
+  FT_ASSIGN_OR_RETURN(
+      std::shared_ptr<flows::matching::FlowMatching> fm,
+      flows::matching::FlowMatching::Create(std::move(velocity), path));
+  training::FlowMatchingLossFn loss = [&f, fm](const Tensor& pixels,
+                                               const Tensor& ctx, Rng& rng) {
+    return fm->Loss(f.Input(pixels, rng), ctx, rng);
+  };
+  training::FlowMatchingTrainOptions o;
+  static_cast<training::TrainOptions&>(o) = models::ImageTrainOptions(f, d, c);
+  o.communicator = nullptr;
+  std::shared_ptr<nn::Adam> adam = models::ImageAdam(f, c);
+  return training::TrainFlowMatching(*f.model, f.AsNllFn(), loss, *adam, d, o);
+}
+
+}  // namespace
 
 absl::StatusOr<ImageRun> TrainImages(Experiment& ex, const std::string& flow,
                                      const models::ImageRunConfig& c,
@@ -21,34 +53,55 @@ absl::StatusOr<ImageRun> TrainImages(Experiment& ex, const std::string& flow,
                                      Rng& rng, const Tensor& context) {
   const training::TrainData d = models::SplitImages(pixels, context, c, rng);
   const int64_t n_train = d.train.dim(0), n_val = d.val.dim(0);
-  std::mutex mu;
-  models::ImageFlow rank0;
-  auto make = [&](int rank) -> absl::StatusOr<training::Replica> {
+  auto make_flow = [&]() -> absl::StatusOr<models::ImageFlow> {
     Rng init(c.seed);
     FT_ASSIGN_OR_RETURN(
         models::ImageFlow f,
         models::MakeImageFlow(flow, c.zoo, image, levels, init));
     f.alpha = alpha;
-    std::shared_ptr<nn::Adam> adam = models::ImageAdam(f, c);
-    if (rank == 0) {
-      std::lock_guard<std::mutex> lock(mu);
-      rank0 = f;
-    }
-    training::NllFn nll = [f](const Tensor& x, const Tensor& ctx, Rng& r) {
-      return f.Nll(x, r, ctx);
-    };
-    return training::Replica{f.model, nll, adam};
+    return f;
   };
-  // Rank 0's model, set by `make` before training starts, is the one the
-  // final check sees.
-  training::TrainOptions o = models::ImageTrainOptions(rank0, d, c);
-  std::cerr << absl::StrFormat(
-      "training %s: %d train / %d val images, %d steps of %d, %d thread(s)\n",
-      flow, n_train, n_val, c.steps, c.batch, ex.threads());
-  FT_ASSIGN_OR_RETURN(training::ThreadedTraining run, ex.Train(make, d, o));
-  ex.history().AddTraining(run.result, o.log_every, flow);
-  ImageRun out{rank0, {flow, c.zoo, c.zoo.dtype}, run.result};
-  out.spec.config.event = rank0.flatten ? Shape{image.numel()} : Shape(image);
+  ImageRun out;
+  FT_ASSIGN_OR_RETURN(out.flow, make_flow());
+  int64_t log_every = 0;
+  if (auto velocity =
+          flows::matching::MatchedVelocity(*out.flow.model->flow())) {
+    std::cerr << absl::StrFormat(
+        "training %s by flow matching: %d train / %d val images, %d steps of "
+        "%d\n",
+        flow, n_train, n_val, c.steps, c.batch);
+    FT_ASSIGN_OR_RETURN(
+        out.result, TrainImagesByFlowMatching(ex, out.flow, velocity, c, d));
+    log_every = models::ImageTrainOptions(out.flow, d, c).log_every;
+  } else {
+    std::mutex mu;
+    auto make = [&](int rank) -> absl::StatusOr<training::Replica> {
+      FT_ASSIGN_OR_RETURN(models::ImageFlow f, make_flow());
+      std::shared_ptr<nn::Adam> adam = models::ImageAdam(f, c);
+      if (rank == 0) {
+        std::lock_guard<std::mutex> lock(mu);
+        out.flow = f;
+      }
+      training::NllFn nll = [f](const Tensor& x, const Tensor& ctx, Rng& r) {
+        return f.Nll(x, r, ctx);
+      };
+      return training::Replica{f.model, nll, adam};
+    };
+    // Rank 0's model, set by `make` before training starts, is the one the
+    // final check sees.
+    training::TrainOptions o = models::ImageTrainOptions(out.flow, d, c);
+    log_every = o.log_every;
+    std::cerr << absl::StrFormat(
+        "training %s: %d train / %d val images, %d steps of %d, %d "
+        "thread(s)\n",
+        flow, n_train, n_val, c.steps, c.batch, ex.threads());
+    FT_ASSIGN_OR_RETURN(training::ThreadedTraining run, ex.Train(make, d, o));
+    out.result = run.result;
+  }
+  ex.history().AddTraining(out.result, log_every, flow);
+  out.spec = {flow, c.zoo, c.zoo.dtype};
+  out.spec.config.event =
+      out.flow.flatten ? Shape{image.numel()} : Shape(image);
   FT_ASSIGN_OR_RETURN(
       ex.config()["model"],
       io::ParseJson(models::ModelSpecToJson(out.spec), "model spec"));

@@ -12,6 +12,12 @@
 // Every replica is MakeImageFlow(flow, c.zoo, image, levels, Rng(c.seed))
 // in c.zoo.dtype; the result holds rank 0's trained flow and the spec that
 // rebuilds it (models/model_file.h).
+// A flow whose model is a matched field's CNF (zoo "cfm",
+// flows/matching/cfm_flow.h) trains instead by conditional flow matching on
+// the OT path (sigma_min 1e-4) over the transformed images y
+// (ImageFlow::Input), in one process (training/train_flow_matching.h: EMA
+// 0.999, validation by the pipeline's NLL, the same split, schedule and
+// model check).
 #ifndef FLOWTAPE_EXPERIMENTS_IMAGE_RUN_H_
 #define FLOWTAPE_EXPERIMENTS_IMAGE_RUN_H_
 

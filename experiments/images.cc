@@ -1,8 +1,9 @@
 // Density estimation on MNIST / Fashion-MNIST (or sklearn's 8x8 digits):
-// RealNVP, Glow, MAF, FFJORD (any zoo flow) on dequantised, logit-transformed
-// pixels; reports test bits/dim and writes, to --out_dir (experiments/cli.h),
-// model.ftm, samples.png (a grid of samples), loss.png, results.json and
-// history.csv. Training runs on --threads replicas (experiments/image_run.h).
+// RealNVP, Glow, MAF, FFJORD, CFM (any zoo flow; cfm trains by flow matching,
+// experiments/image_run.h) on dequantised, logit-transformed pixels; reports
+// test bits/dim and writes, to --out_dir (experiments/cli.h), model.ftm,
+// samples.png (a grid of samples), loss.png, results.json and history.csv.
+// Training runs on --threads replicas (experiments/image_run.h).
 //
 //   bazel run --config=opt //experiments:images -- --flow=glow --data=fashion
 //   bazel run --config=opt //experiments:images -- --flow=maf --paper
@@ -32,7 +33,7 @@
 #include "viz/image_grid.h"
 
 ABSL_FLAG(std::string, flow, "realnvp",
-          "realnvp | glow | maf | ffjord (any zoo flow)");
+          "realnvp | glow | maf | ffjord | cfm (any zoo flow)");
 ABSL_FLAG(std::string, data, "mnist", "mnist | fashion | digits");
 ABSL_FLAG(bool, paper, false, "paper-sized model and schedule");
 ABSL_FLAG(bool, conditional, false,

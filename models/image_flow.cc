@@ -27,6 +27,10 @@ data::LogitResult ModelInput(const ImageFlow& f, const Tensor& pixels,
 
 }  // namespace
 
+Tensor ImageFlow::Input(const Tensor& pixels, Rng& rng) const {
+  return ModelInput(*this, pixels, rng).y;
+}
+
 Tensor ImageFlow::Nll(const Tensor& pixels, Rng& rng,
                       const Tensor& context) const {
   data::LogitResult y = ModelInput(*this, pixels, rng);
@@ -83,7 +87,7 @@ ImageRunConfig DefaultImageConfig(const std::string& flow, bool paper) {
     // MAF's unbounded log-scales diverge at 1e-3 on MNIST; 3e-4 is stable.
     if (flow == "maf") z.layers = 5, z.hidden = {512}, c.lr = 3e-4;
     // FFJORD pays ~20 NFE per step: a shorter run (about 8 min on 2 cores).
-    if (flow == "ffjord") c.steps = 800, c.batch = 32;
+    if (flow == "ffjord" || flow == "cfm") c.steps = 800, c.batch = 32;
     return c;
   }
   c.steps = 100000, c.n_train = 54000, c.n_test = 10000;

@@ -31,6 +31,10 @@ struct ImageFlow {
   int levels = 256;  // pixel levels L
   double alpha = 0.05;
 
+  // The model's input y for integer images (dequantised with fresh noise
+  // from `rng`, logit-transformed, in the model's dtype, flattened for
+  // vector flows): what flow matching regresses the field on.
+  Tensor Input(const Tensor& pixels, Rng& rng) const;
   // Mean nll_v of a batch of integer images (differentiable); `context`
   // [N, K] for class-conditional models, else undefined.
   Tensor Nll(const Tensor& pixels, Rng& rng,
@@ -58,9 +62,10 @@ struct ImageRunConfig {
   parallel::Communicator* communicator = nullptr;
   uint64_t seed = 0;
 };
-// Small (default): minutes on 2 cores. Paper: the model sizes of RealNVP
-// (Dinh et al. 2017), Glow (Kingma & Dhariwal 2018) and MAF (Papamakarios et
-// al. 2017) for MNIST, full training set, 100k steps.
+// Small (default): minutes on 2 cores; ffjord and cfm (the matched field's
+// CNF, trained by flow matching) get the same shorter run. Paper: the model
+// sizes of RealNVP (Dinh et al. 2017), Glow (Kingma & Dhariwal 2018) and MAF
+// (Papamakarios et al. 2017) for MNIST, full training set, 100k steps.
 ImageRunConfig DefaultImageConfig(const std::string& flow, bool paper);
 
 // The pieces of TrainImageFlow, shared with data-parallel image runs:

@@ -144,10 +144,20 @@ absl::StatusOr<TrainResult> TrainFlowMatching(const flows::FlowModel& model,
                                               const TrainData& data,
                                               const FlowMatchingTrainOptions& o,
                                               ParameterEma* ema) {
+  return TrainFlowMatching(model, ModelNll(model), loss_fn, optimizer, data, o,
+                           ema);
+}
+
+absl::StatusOr<TrainResult> TrainFlowMatching(const nn::Module& model,
+                                              const NllFn& nll,
+                                              const FlowMatchingLossFn& loss_fn,
+                                              nn::Optimizer& optimizer,
+                                              const TrainData& data,
+                                              const FlowMatchingTrainOptions& o,
+                                              ParameterEma* ema) {
   FT_RETURN_IF_ERROR(Validate(data, o));
   std::ostream* log = o.log_every > 0 ? o.log : nullptr;
   const std::vector<Tensor> params = model.Parameters();
-  const NllFn nll = ModelNll(model);
   const int64_t n = data.train.dim(0), batch = std::min(o.batch_size, n);
   const bool has_val = data.val.defined() && data.val.dim(0) > 0;
   const bool checkpoints = o.checkpoint_every > 0;
@@ -187,6 +197,7 @@ absl::StatusOr<TrainResult> TrainFlowMatching(const flows::FlowModel& model,
   ModuleState best(model, nullptr);
   auto check_usable = [&]() {
     Rng check_rng(o.seed, ~uint64_t{0} - 2);
+    if (o.check_model) return o.check_model(check_rng);
     return CheckModelUsable(model, nll, data.train, data.train_context,
                             check_rng);
   };
@@ -273,6 +284,7 @@ absl::StatusOr<TrainResult> TrainFlowMatching(const flows::FlowModel& model,
       averaged->Update(std::min(o.ema_decay, (1.0 + step) / (10.0 + step)));
     r.steps = step;
     r.losses.push_back(value);
+    r.elapsed.push_back(seconds());
     window_loss += value;
     ++window;
 

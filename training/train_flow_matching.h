@@ -13,10 +13,14 @@
 //
 // Validation: the loss is not a likelihood, so every eval_every steps (and at
 // the end) the model, with its parameters swapped for the EMA, is scored by
-// mean NLL on the validation set (FlowModel::Nll, training/train.h's
-// EvaluateNll: fixed seed, no tape). Early stopping (patience) and
-// restore_best as in TrainNll, on that NLL; the best evaluation's weights
-// are the EMA weights it scored.
+// mean NLL on the validation set (training/train.h's EvaluateNll of `nll`:
+// fixed seed, no tape). The model is any module with a likelihood: a
+// FlowModel (nll = FlowModel::Nll), a density on a manifold (e.g. the
+// sphere's SphereCnf inside a ManifoldFlowModel, nll = -mean log q), or an
+// image pipeline (nll = the dequantised, logit-transformed NLL, with the
+// loss regressing the field on the transformed images). Early stopping
+// (patience) and restore_best as in TrainNll, on that NLL; the best
+// evaluation's weights are the EMA weights it scored.
 //
 // Result: on return the model holds the EMA weights (the best evaluation's
 // with restore_best and a validation set), i.e. the model that was
@@ -30,7 +34,8 @@
 // state (deleted if that fails the usability check).
 //
 // Checkpoints every checkpoint_every steps, of a model that passes the
-// usability check (CheckModelUsable on the EMA weights): `checkpoint_path`
+// usability check (options.check_model if set, else CheckModelUsable on the
+// EMA weights): `checkpoint_path`
 // holds the raw parameters and the optimizer (nn/checkpoint.h, resumable)
 // and, with an EMA, `checkpoint_path + ".ema"` the EMA weights as a
 // checkpoint of the same model (loadable with nn::LoadCheckpoint as the
@@ -83,7 +88,13 @@ using FlowMatchingLossFn = std::function<absl::StatusOr<Tensor>(
     const Tensor& x1, const Tensor& context, Rng& rng)>;
 
 // `ema`: optional caller-owned EMA of `model` (a resumed one); null = one
-// starting at the model's parameters.
+// starting at the model's parameters. `nll` scores validation rows (and the
+// final check, unless options.check_model is set).
+absl::StatusOr<TrainResult> TrainFlowMatching(
+    const nn::Module& model, const NllFn& nll, const FlowMatchingLossFn& loss,
+    nn::Optimizer& optimizer, const TrainData& data,
+    const FlowMatchingTrainOptions& options, ParameterEma* ema = nullptr);
+// A FlowModel, validated by FlowModel::Nll.
 absl::StatusOr<TrainResult> TrainFlowMatching(
     const flows::FlowModel& model, const FlowMatchingLossFn& loss,
     nn::Optimizer& optimizer, const TrainData& data,

@@ -74,6 +74,10 @@ expect benchmarks/snf_energies "--energies: unknown energy 'u9'" --energies=u9
 expect benchmarks/snf_energies "--batch=1000000000000 --blocks=3 --hidden=32 --mcmc_steps=5: the run needs" --batch=1000000000000
 expect benchmarks/rnode_vs_ffjord "--trace=bogus: must be exact or hutchinson" --trace=bogus
 expect benchmarks/rnode_vs_ffjord "--test_size=1000000000000: the run needs" --test_size=1000000000000
+expect benchmarks/earth "--rfm_width=-1: must be in [0, 4096]" --rfm_width=-1 --models=rfm
+expect benchmarks/earth "--rfm_depth=17: must be in [0, 16]" --rfm_depth=17 --models=rfm
+expect benchmarks/cnf_training_methods "--fm_steps=-1: must be >= 0 (0: --steps)" --fm_steps=-1
+expect benchmarks/cnf_training_methods "--data=digitz: must be toy densities (data/toy2d.h) or digits" --data=digitz
 
 # Catalogues too small for a nonempty 80/10/10 split: a clear error (a
 # one-row catalogue used to crash the mixture model, and 2-9 rows trained
@@ -96,6 +100,12 @@ out=$("$root/benchmarks/earth" --seeds=1 --steps=1 --datasets=volcano \
   --models=affine --maps=false 2>&1)
 [[ $? -eq 0 && $out == *"volcano"*"seed 0"* ]] || {
   echo "FAIL: earth on the shipped volcano data: $out"
+  fails=$((fails + 1))
+}
+out=$("$root/benchmarks/earth" --seeds=1 --steps=2 --datasets=volcano \
+  --models=rfm --rfm_width=8 --rfm_depth=1 --maps=false 2>&1)
+[[ $? -eq 0 && $out == *"volcano"*"rfm"*"seed 0"*"Riemannian flow matching 1 x 8"* ]] || {
+  echo "FAIL: earth --models=rfm on the shipped volcano data: $out"
   fails=$((fails + 1))
 }
 

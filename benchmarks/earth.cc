@@ -101,6 +101,8 @@ ABSL_FLAG(int, rfm_depth, 0, "rfm field hidden layers (0 = mode default)");
 namespace flowtape {
 namespace {
 using manifolds::ManifoldDensity;
+using manifolds::ManifoldFlowModel;
+using manifolds::UniformSphere;
 
 const std::vector<std::string> kDatasets = {"volcano", "earthquake", "flood",
                                             "fire"};
@@ -188,6 +190,7 @@ absl::StatusOr<training::ThreadedTraining> TrainRfm(
                       flows::cnf::ConcatSquashNet::Create(
                           3, std::vector<int64_t>(c.depth, c.width),
                           nn::Activation::kTanh, rng));
+  net->To(data.train.dtype());
   auto field = std::make_shared<manifolds::TangentProjectedField>(net);
   auto uniform = std::make_shared<UniformSphere>(3);
   for (double h : {0.02, 0.01}) {

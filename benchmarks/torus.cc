@@ -19,7 +19,7 @@
 //                  theta_1 | theta_2) with those maps
 // Usage:
 //   ./bazelw run --config=opt //benchmarks:torus
-//       quick: 3 seeds x 3 targets x 4 models, 1500 steps
+//       quick: 3 seeds x 3 targets x 4 models, 1000 steps
 //   ./bazelw run --config=opt //benchmarks:torus -- --full
 //       5 seeds, 20000 steps (the paper's count; tens of CPU-minutes)
 // Writes results.json (KL and ESS per target, model and seed) and
@@ -58,7 +58,7 @@
 
 ABSL_FLAG(bool, full, false, "5 seeds, 20000 steps");
 ABSL_FLAG(int, seeds, 0, "seeds per cell (0 = mode default: 3, --full 5)");
-ABSL_FLAG(int, steps, 0, "training steps (0 = mode default: 1500, 20000)");
+ABSL_FLAG(int, steps, 0, "training steps (0 = mode default: 1000, 20000)");
 ABSL_FLAG(std::string, targets, "unimodal,multimodal,correlated",
           "comma-separated subset");
 ABSL_FLAG(std::string, models,
@@ -159,7 +159,7 @@ absl::Status Run(experiments::Experiment& ex) {
   const bool full = absl::GetFlag(FLAGS_full);
   int seeds = absl::GetFlag(FLAGS_seeds), steps = absl::GetFlag(FLAGS_steps);
   if (seeds == 0) seeds = full ? 5 : 3;
-  if (steps == 0) steps = full ? 20000 : 1500;
+  if (steps == 0) steps = full ? 20000 : 1000;
   const Settings settings{
       absl::GetFlag(FLAGS_layers), absl::GetFlag(FLAGS_bins),
       absl::GetFlag(FLAGS_components), absl::GetFlag(FLAGS_hidden)};

@@ -2,7 +2,8 @@
 # The experiment binaries reject bad flags with an InvalidArgument status
 # naming the flag and its value (exit 1, no abort), before loading data or
 # training; valid flags still run (a 2-step toy2d, a 1-step earth on the
-# shipped volcano catalogue found from an unrelated working directory).
+# shipped volcano catalogue found from an unrelated working directory, a
+# 2-step torus).
 set -uo pipefail
 root=$PWD
 tmp=$(mktemp -d "${TEST_TMPDIR:-/tmp}/flags.XXXXXX")
@@ -41,6 +42,10 @@ expect experiments/calibration "--calib_steps=-1" --calib_steps=-1
 expect benchmarks/earth "--seeds=0: must be > 0" --seeds=0
 expect benchmarks/earth "--datasets: unknown 'mars'" --datasets=mars
 expect benchmarks/earth "--models: unknown 'kent'" --models=kent
+expect benchmarks/torus "--bins=1: must be in [2, 256]" --bins=1
+expect benchmarks/torus "--lr=nan: must be in (0, 1)" --lr=nan
+expect benchmarks/torus "unknown torus target 'bimodal'" --targets=bimodal
+expect benchmarks/torus "--models: unknown 'maf'" --models=maf
 
 # Sizes whose memory cannot exist are refused before anything is allocated
 # (they used to abort in tensor.cc or run until memory ran out), with the
@@ -85,6 +90,12 @@ out=$("$root/benchmarks/earth" --seeds=1 --steps=1 --datasets=volcano \
   --models=affine --maps=false 2>&1)
 [[ $? -eq 0 && $out == *"volcano"*"seed 0"* ]] || {
   echo "FAIL: earth on the shipped volcano data: $out"
+  fails=$((fails + 1))
+}
+out=$("$root/benchmarks/torus" --seeds=1 --steps=2 --eval_samples=100 \
+  --targets=correlated --models=ar_mobius 2>&1)
+[[ $? -eq 0 && $out == *"correlated"*"seed 0: KL"* ]] || {
+  echo "FAIL: torus with valid flags: $out"
   fails=$((fails + 1))
 }
 

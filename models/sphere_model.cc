@@ -42,7 +42,8 @@ absl::Status Validate(const SphereModelSpec& s) {
   for (const Range& r :
        {Range{"layers", s.layers, 4096},
         Range{"components", s.components, 4096},
-        Range{"blocks", s.blocks, 1024}, Range{"hidden", s.hidden, 4096}})
+        Range{"blocks", s.blocks, 1024}, Range{"hidden", s.hidden, 4096},
+        Range{"bins", s.bins, 1024}})
     if (r.value < 1 || r.value > r.hi)
       return absl::InvalidArgumentError(absl::StrCat(
           r.name, ": want an integer in [1, ", r.hi, "], got ", r.value));
@@ -56,7 +57,8 @@ double EstimatedValues(const SphereModelSpec& s) {
   if (s.kind == "affine") return affine * s.layers;
   if (s.kind == "mixture") return (affine * s.layers + 1) * s.components;
   const double h = static_cast<double>(s.hidden);
-  return affine + s.blocks * (4 * h * h + 200 * h + 1000 + affine);
+  const double k = static_cast<double>(s.bins);
+  return affine + s.blocks * (4 * h * h + 200 * h + 12 * k * h + 1000 + affine);
 }
 
 // A chain of normalized affine flows; the first (data side) centred on
@@ -126,6 +128,7 @@ absl::StatusOr<std::shared_ptr<ManifoldDensity>> MakeSphereModel(
     FlowChain chain = AffineChain(1, init.mean_direction, 0.3, rng);
     manifolds::RecursiveSphereFlowOptions rec;
     rec.hidden = {spec.hidden, spec.hidden};
+    rec.height_bins = rec.azimuth.bins = spec.bins;
     if (spec.kind == "recursive_mobius") {
       rec.azimuth.kind = manifolds::CircleMapKind::kMobius;
       rec.azimuth.components = 4;
@@ -156,6 +159,7 @@ std::string SphereModelSpecToJson(const SphereModelSpec& spec) {
                 {"components", spec.components},
                 {"blocks", spec.blocks},
                 {"hidden", spec.hidden},
+                {"bins", spec.bins},
                 {"dtype", DTypeName(spec.dtype)}};
   return j.dump();
 }
@@ -170,7 +174,7 @@ absl::StatusOr<SphereModelSpec> SphereModelSpecFromJson(
   if (!j.is_object()) return bad("want an object");
   const std::vector<std::string> keys = {"format", "version",    "kind",
                                          "layers", "components", "blocks",
-                                         "hidden", "dtype"};
+                                         "hidden", "bins",       "dtype"};
   for (const auto& [key, value] : j.items())
     if (std::find(keys.begin(), keys.end(), key) == keys.end())
       return bad(absl::StrCat("unknown key '", key, "'"));
@@ -196,6 +200,7 @@ absl::StatusOr<SphereModelSpec> SphereModelSpecFromJson(
   FT_RETURN_IF_ERROR(integer("components", 4096, &components));
   FT_RETURN_IF_ERROR(integer("blocks", 1024, &blocks));
   FT_RETURN_IF_ERROR(integer("hidden", 4096, &s.hidden));
+  FT_RETURN_IF_ERROR(integer("bins", 1024, &s.bins));
   s.layers = static_cast<int>(layers);
   s.components = static_cast<int>(components);
   s.blocks = static_cast<int>(blocks);

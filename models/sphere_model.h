@@ -21,10 +21,11 @@
 // A sphere model file is a checkpoint (nn/checkpoint.h) of the model's
 // parameters and buffers whose metadata entry "sphere_model" holds
 //   {"format": "flowtape.sphere_model", "version": 1, "kind": "mixture",
-//    "layers": 2, "components": 32, "blocks": 2, "hidden": 32,
+//    "layers": 2, "components": 32, "blocks": 2, "hidden": 32, "bins": 8,
 //    "dtype": "float64"}
 // Reading is strict (every key required, no others; kind one of the above;
-// layers, components in [1, 4096]; blocks in [1, 1024]; hidden in [1, 4096];
+// layers, components in [1, 4096]; blocks, bins in [1, 1024]; hidden in
+// [1, 4096];
 // dtype "float32" or "float64"), and the model the spec describes must be
 // about as large as the file (parameters <= 16 x the file's values + 2^20)
 // before it is built. LoadSphereModel builds it (float64, default
@@ -53,6 +54,7 @@ struct SphereModelSpec {
   std::string kind = "affine";
   int layers = 12, components = 32, blocks = 2;
   int64_t hidden = 32;
+  int64_t bins = 8;  // recursive kinds: spline bins of height and azimuth
   DType dtype = kFloat64;
 };
 

@@ -2,7 +2,8 @@
 # The experiment binaries reject bad flags with an InvalidArgument status
 # naming the flag and its value (exit 1, no abort), before loading data or
 # training; valid flags still run (a 2-step toy2d, a 1-step earth on the
-# shipped volcano catalogue found from an unrelated working directory).
+# shipped volcano catalogue found from an unrelated working directory, a
+# 2-step torus).
 set -uo pipefail
 root=$PWD
 tmp=$(mktemp -d "${TEST_TMPDIR:-/tmp}/flags.XXXXXX")
@@ -48,6 +49,10 @@ expect experiments/calibration "--calib_steps=-1" --calib_steps=-1
 expect benchmarks/earth "--seeds=0: must be > 0" --seeds=0
 expect benchmarks/earth "--datasets: unknown 'mars'" --datasets=mars
 expect benchmarks/earth "--models: unknown 'kent'" --models=kent
+expect benchmarks/torus "--bins=1: must be in [2, 256]" --bins=1
+expect benchmarks/torus "--lr=nan: must be in (0, 1)" --lr=nan
+expect benchmarks/torus "unknown torus target 'bimodal'" --targets=bimodal
+expect benchmarks/torus "--models: unknown 'maf'" --models=maf
 
 # Sizes whose memory cannot exist are refused before anything is allocated
 # (they used to abort in tensor.cc or run until memory ran out), with the
@@ -106,6 +111,12 @@ out=$("$root/benchmarks/earth" --seeds=1 --steps=2 --datasets=volcano \
   --models=rfm --rfm_width=8 --rfm_depth=1 --maps=false 2>&1)
 [[ $? -eq 0 && $out == *"volcano"*"rfm"*"seed 0"*"Riemannian flow matching 1 x 8"* ]] || {
   echo "FAIL: earth --models=rfm on the shipped volcano data: $out"
+  fails=$((fails + 1))
+}
+out=$("$root/benchmarks/torus" --seeds=1 --steps=2 --eval_samples=100 \
+  --targets=correlated --models=ar_mobius 2>&1)
+[[ $? -eq 0 && $out == *"correlated"*"seed 0: KL"* ]] || {
+  echo "FAIL: torus with valid flags: $out"
   fails=$((fails + 1))
 }
 

@@ -36,6 +36,11 @@ Tensor PadNarrowed(const Tensor& x, const Shape& in, int axis, int64_t start) {
     T* po = out.mutable_data<T>();
     std::fill_n(po, in.numel(), T(0));
     const T* px = x.data<T>();
+    if (width == 1) {  // one entry per outer index: a strided scatter
+      for (int64_t o = 0; o < v.outer; ++o)
+        po[(o * v.n + start) * v.inner] = px[o];
+      return;
+    }
     for (int64_t o = 0; o < v.outer; ++o)
       CopyN(po + (o * v.n + start) * v.inner, px + o * width, width);
   });
@@ -149,6 +154,11 @@ Tensor Narrow(const Tensor& x, int axis, int64_t start, int64_t length) {
     using T = decltype(zero);
     T* po = out.mutable_data<T>();
     const T* px = x.data<T>();
+    if (length * v.inner == 1) {  // one entry per outer index: a gather
+      for (int64_t o = 0; o < v.outer; ++o)
+        po[o] = px[(o * v.n + start) * v.inner];
+      return;
+    }
     for (int64_t o = 0; o < v.outer; ++o)
       CopyN(po + o * length * v.inner, px + (o * v.n + start) * v.inner,
             length * v.inner);

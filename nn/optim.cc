@@ -135,13 +135,20 @@ void Adam::Update(size_t i, Tensor& param, const Tensor& grad, double lr,
     const T shrink = decoupled_ ? 1.0 - lr * o_.weight_decay : 1.0;
     const T step = lr, tc1 = c1, tc2 = c2;
     const int64_t n = param.numel();
-    // Whole-array Eigen expressions: vectorised sqrt and division.
-    Eigen::Map<Array> P(param.mutable_data<T>(), n),
-        M(m_[i].mutable_data<T>(), n), V(v_[i].mutable_data<T>(), n);
-    Eigen::Map<const Array> G(grad.data<T>(), n);
-    M = b1 * M + (T(1) - b1) * (G + l2 * P);
-    V = b2 * V + (T(1) - b2) * (G + l2 * P).square();
-    P = shrink * P - step * (M / tc1) / ((V / tc2).sqrt() + eps);
+    T *p = param.mutable_data<T>(), *m = m_[i].mutable_data<T>(),
+      *v = v_[i].mutable_data<T>();
+    const T* g = grad.data<T>();
+    // Eigen expressions (vectorised sqrt and division) over chunks small
+    // enough that the three passes reuse them from L1.
+    constexpr int64_t kChunk = 512;
+    for (int64_t c0 = 0; c0 < n; c0 += kChunk) {
+      const int64_t len = std::min(kChunk, n - c0);
+      Eigen::Map<Array> P(p + c0, len), M(m + c0, len), V(v + c0, len);
+      Eigen::Map<const Array> G(g + c0, len);
+      M = b1 * M + (T(1) - b1) * (G + l2 * P);
+      V = b2 * V + (T(1) - b2) * (G + l2 * P).square();
+      P = shrink * P - step * (M / tc1) / ((V / tc2).sqrt() + eps);
+    }
   });
 }
 

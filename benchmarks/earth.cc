@@ -36,7 +36,7 @@
 //       flow matching: quick 3 x 128 field, 3000 steps of 512;
 //       --full 4 x 256, 20000 steps of 1024
 // Writes to --out_dir (experiments/cli.h) equirectangular density maps
-// <data>_<model>.png (seed 0), the trained models of seed 0 as
+// <data>_<model>.png (seed 0), the trained models of seed 0 (all but rfm) as
 // <data>_<model>.ftm (models/sphere_model.h: LoadSphereModel rebuilds them),
 // results.json (test NLL per data set, model and seed) and history.csv (run
 // "<data>/<model>/seed<k>"). --threads:
@@ -446,7 +446,9 @@ absl::Status Run(experiments::Experiment& ex) {
                          set, name, seed, r->best_val_nll, test, r->steps,
                          r->seconds, r->diverged ? ", diverged" : "")
                   << std::endl;
-        if (seed == 0)
+        // rfm's field is not a models/sphere_model.h kind: its run keeps
+        // only results and the map.
+        if (seed == 0 && name != "rfm")
           FT_RETURN_IF_ERROR(models::SaveSphereModel(
               ex.Output(absl::StrCat(set, "_", name, ".ftm")),
               Spec(name, cfg, dtype), model));

@@ -41,13 +41,16 @@ Tensor TakeRows(const Tensor& x, const std::vector<int64_t>& index) {
   const int64_t row = x.numel() / x.dim(0);
   std::vector<int64_t> dims = x.shape().dims();
   dims[0] = static_cast<int64_t>(index.size());
-  Tensor out = Tensor::Empty(Shape(dims));
-  double* o = out.mutable_data();
-  for (size_t i = 0; i < index.size(); ++i) {
-    FT_CHECK(index[i] >= 0 && index[i] < x.dim(0), "take_rows: index ",
-             index[i], " out of range for ", x.shape().ToString());
-    std::copy_n(x.data() + index[i] * row, row, o + i * row);
-  }
+  Tensor out = Tensor::Empty(Shape(dims), x.dtype());
+  VisitDType(x.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    T* o = out.mutable_data<T>();
+    for (size_t i = 0; i < index.size(); ++i) {
+      FT_CHECK(index[i] >= 0 && index[i] < x.dim(0), "take_rows: index ",
+               index[i], " out of range for ", x.shape().ToString());
+      std::copy_n(x.data<T>() + index[i] * row, row, o + i * row);
+    }
+  });
   return out;
 }
 

@@ -38,7 +38,7 @@ Tensor InverseLogit(const Tensor& y, double alpha);
 // bpd from a mean NLL of v (nats per sample) in `dims` dimensions.
 double BitsPerDim(double nll_v, int64_t dims, int levels = 256);
 
-// Rows `index` of x along axis 0 (any rank), as a constant.
+// Rows `index` of x along axis 0 (any rank), as a constant in x's dtype.
 Tensor TakeRows(const Tensor& x, const std::vector<int64_t>& index);
 // A random permutation of 0..n-1.
 std::vector<int64_t> Permutation(int64_t n, Rng& rng);

@@ -331,6 +331,9 @@ TEST(Preprocess, TakeRowsAndPermutation) {
   Tensor t = TakeRows(x, {2, 0});
   EXPECT_EQ(t.shape(), (Shape{2, 1, 1, 2}));
   EXPECT_EQ(t.ToVector(), (std::vector<double>{4, 5, 0, 1}));
+  Tensor t32 = TakeRows(Cast(x, kFloat32), {1, 2});
+  EXPECT_EQ(t32.dtype(), kFloat32);
+  EXPECT_EQ(t32.ToVector(), (std::vector<double>{2, 3, 4, 5}));
 }
 
 }  // namespace

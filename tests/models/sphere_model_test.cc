@@ -87,6 +87,7 @@ TEST(SphereModel, RefusesBadDescriptionsAndMismatchedModels) {
   refused(edit("\"kind\":\"affine\"", "\"kind\":\"cube\""), "kind");
   refused(edit("\"layers\":12", "\"layers\":0"), "layers");
   refused(edit("\"hidden\":32", "\"hidden\":1e9"), "hidden");
+  refused(edit("\"bins\":8", "\"bins\":0"), "bins");
   refused(edit("\"blocks\":2", "\"blocks\":2,\"extra\":1"), "unknown key");
   refused(edit("\"dtype\":\"float64\"", "\"dtype\":\"int8\""), "dtype");
   refused(edit("\"version\":1", "\"version\":2"), "version");

@@ -64,9 +64,9 @@ MaskPlans PlanMask(const Tensor& mask) {
   using U = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
   constexpr int64_t L = kLanes<T>;
   auto zeros = [](const T* p) {
-    U bits[L], any = 0;
+    U bits[kLanes<T>], any = 0;
     std::memcpy(bits, p, sizeof(bits));
-    for (int64_t k = 0; k < L; ++k) any |= bits[k] << 1;
+    for (int64_t k = 0; k < kLanes<T>; ++k) any |= bits[k] << 1;
     return any == 0;
   };
   std::vector<int64_t> lo(in), hi(in);
@@ -194,10 +194,6 @@ void BlockRows(int64_t n, int64_t width, const T* a, int64_t lda, const T* b,
   if (n - r >= 2) step(std::integral_constant<int, 2>(), r), r += 2;
   if (n - r >= 1) step(std::integral_constant<int, 1>(), r);
 }
-
-}  // namespace
-
-namespace {
 
 Tensor MaskedMatMulT(const Tensor& g, const Tensor& w, const Tensor& mask,
                      const MaskPlans& plans);

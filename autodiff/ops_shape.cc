@@ -79,8 +79,7 @@ Tensor Reshape(const Tensor& x, const std::vector<int64_t>& dims) {
     return op.Finish(Tensor::Alias(x.Detach(), s), nullptr);
   }
   // Zero-copy on the tape: the node's value aliases the input's.
-  Tensor out =
-      Tensor::FromArena(s, x.dtype(), const_cast<void*>(x.raw_data()));
+  Tensor out = Tensor::FromArena(s, x.dtype(), const_cast<void*>(x.raw_data()));
   return op.Finish(out, [](const OpContext& c, const Tensor& g, Tensor* gin) {
     gin[0] = Reshape(g, c.input_shape(0).dims());
   });
@@ -247,8 +246,7 @@ Tensor ScatterAdd(const Tensor& g, const Shape& in, int axis,
   op.SaveInt(axis);
   op.SaveArray(index);
   return op.Finish(out, [](const OpContext& c, const Tensor& gg, Tensor* gin) {
-    gin[0] =
-        IndexSelect(gg, static_cast<int>(c.saved_int(0)), c.saved_array());
+    gin[0] = IndexSelect(gg, static_cast<int>(c.saved_int(0)), c.saved_array());
   });
 }
 }  // namespace

@@ -63,8 +63,8 @@ void Optimizer::Step() {
     if (i < param_slots_.size())
       for (Tensor& slot : param_slots_[i])
         if (slot.dtype() != p.dtype()) slot.storage()->ConvertTo(p.dtype());
-    FT_CHECK(g.dtype() == p.dtype(), "optimizer: '", params_[i].first,
-             "' is ", DTypeName(p.dtype()), " but its gradient is ",
+    FT_CHECK(g.dtype() == p.dtype(), "optimizer: '", params_[i].first, "' is ",
+             DTypeName(p.dtype()), " but its gradient is ",
              DTypeName(g.dtype()));
     Update(i, p, g, lr, t + 1);
   }

@@ -9,7 +9,6 @@
 #include <vector>
 
 #include "autodiff/grad.h"
-#include "nn/checkpoint.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
 #include "gtest/gtest.h"
@@ -20,6 +19,7 @@
 #include "manifolds/sphere_densities.h"
 #include "manifolds/sphere_flows.h"
 #include "manifolds/volume_ratio.h"
+#include "nn/checkpoint.h"
 #include "tests/manifolds/test_util.h"
 
 namespace flowtape::manifolds {
@@ -234,8 +234,7 @@ TEST(SphereFlows, CheckpointRestoresPermutationAndSigns) {
   EXPECT_LT((fresh.MValue() - m).cwiseAbs().maxCoeff(), 1e-14);
   NoGradScope no_grad;
   Tensor x = Manifold::Sphere(3).SampleUniform(10, rng);
-  EXPECT_LT(MaxAbsDiff(fresh.Forward(x).value, saved->Forward(x).value),
-            1e-15);
+  EXPECT_LT(MaxAbsDiff(fresh.Forward(x).value, saved->Forward(x).value), 1e-15);
 }
 
 // Near and at the poles of the cylinder (z = +-1, where z rounds to +-1

@@ -69,47 +69,26 @@ void Restore(std::vector<Tensor> ts,
 }
 
 // OK iff every entry of t (rows along axis 0) is finite.
-absl::Status CheckFinite(const Tensor& t, const char* what) {
+absl::Status CheckFinite(const Tensor& t, const char* what,
+                         absl::string_view op) {
   if (!t.defined() || t.rank() == 0) return absl::OkStatus();
   const int64_t row = t.numel() / std::max<int64_t>(t.dim(0), 1);
   for (int64_t i = 0; i < t.numel(); ++i)
     if (!std::isfinite(t[i]))
       return absl::InvalidArgumentError(
-          absl::StrCat("train_nll: ", what, " row ", i / row, " has ", t[i],
+          absl::StrCat(op, ": ", what, " row ", i / row, " has ", t[i],
                        " at entry ", i % row, " (every value must be finite)"));
   return absl::OkStatus();
 }
 
 absl::Status Validate(const TrainData& d, const TrainOptions& o) {
-  if (!d.train.defined() || d.train.rank() == 0 || d.train.dim(0) == 0)
-    return absl::InvalidArgumentError("train_nll: empty training set");
+  FT_RETURN_IF_ERROR(ValidateTrainData(d, "train_nll"));
   if (o.batch_size <= 0 || o.eval_batch_size <= 0)
     return absl::InvalidArgumentError(
         absl::StrCat("train_nll: batch sizes must be positive, got ",
                      o.batch_size, " and ", o.eval_batch_size));
   if (o.eval_every <= 0)
     return absl::InvalidArgumentError("train_nll: eval_every must be >= 1");
-  auto rows_match = [](const Tensor& x, const Tensor& c) {
-    return !c.defined() || (x.defined() && c.dim(0) == x.dim(0));
-  };
-  if (!rows_match(d.train, d.train_context) ||
-      !rows_match(d.val, d.val_context))
-    return absl::InvalidArgumentError(
-        "train_nll: context rows do not match the data rows");
-  const bool has_val = d.val.defined() && d.val.rank() > 0 && d.val.dim(0) > 0;
-  if (has_val && d.train_context.defined() != d.val_context.defined())
-    return absl::InvalidArgumentError(absl::StrCat(
-        "train_nll: ", d.train_context.defined() ? "train" : "validation",
-        " data has a context but ",
-        d.train_context.defined() ? "validation" : "train",
-        " data has none (a conditional flow needs both)"));
-  const std::pair<Tensor, const char*> tensors[] = {
-      {d.train, "training data"},
-      {d.train_context, "training context"},
-      {d.val, "validation data"},
-      {d.val_context, "validation context"}};
-  for (const auto& [t, what] : tensors)
-    if (absl::Status s = CheckFinite(t, what); !s.ok()) return s;
   if (o.guard_every < 1)
     return absl::InvalidArgumentError(absl::StrCat(
         "train_nll: guard_every must be >= 1, got ", o.guard_every));
@@ -181,6 +160,33 @@ constexpr uint64_t kInitStream = ~uint64_t{0} - 1;
 constexpr uint64_t kCheckStream = ~uint64_t{0} - 2;
 
 }  // namespace
+
+absl::Status ValidateTrainData(const TrainData& d, absl::string_view op) {
+  if (!d.train.defined() || d.train.rank() == 0 || d.train.dim(0) == 0)
+    return absl::InvalidArgumentError(absl::StrCat(op, ": empty training set"));
+  auto rows_match = [](const Tensor& x, const Tensor& c) {
+    return !c.defined() || (x.defined() && c.dim(0) == x.dim(0));
+  };
+  if (!rows_match(d.train, d.train_context) ||
+      !rows_match(d.val, d.val_context))
+    return absl::InvalidArgumentError(
+        absl::StrCat(op, ": context rows do not match the data rows"));
+  const bool has_val = d.val.defined() && d.val.rank() > 0 && d.val.dim(0) > 0;
+  if (has_val && d.train_context.defined() != d.val_context.defined())
+    return absl::InvalidArgumentError(absl::StrCat(
+        op, ": ", d.train_context.defined() ? "train" : "validation",
+        " data has a context but ",
+        d.train_context.defined() ? "validation" : "train",
+        " data has none (a conditional flow needs both)"));
+  const std::pair<Tensor, const char*> tensors[] = {
+      {d.train, "training data"},
+      {d.train_context, "training context"},
+      {d.val, "validation data"},
+      {d.val_context, "validation context"}};
+  for (const auto& [t, what] : tensors)
+    FT_RETURN_IF_ERROR(CheckFinite(t, what, op));
+  return absl::OkStatus();
+}
 
 std::string ProgressLine(int64_t step, int64_t max_steps, double loss,
                          const std::string& val_text, double steps_per_s) {

@@ -102,7 +102,9 @@
 #include <utility>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "autodiff/tensor.h"
 #include "flows/flow_model.h"
 #include "nn/module.h"
@@ -129,6 +131,11 @@ struct TrainData {
   Tensor val;    // [M, ...]; undefined = no validation (no early stopping)
   Tensor train_context, val_context;  // [N, K] / [M, K] or undefined
 };
+
+// OK iff a training loop can use `d`: a nonempty training set, context rows
+// matching data rows, a context on both splits or on neither, every value
+// finite. InvalidArgument naming the problem, prefixed "<op>: ".
+absl::Status ValidateTrainData(const TrainData& d, absl::string_view op);
 
 struct TrainOptions {
   int64_t batch_size = 256;

@@ -23,21 +23,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-absl::Status CheckFinite(const Tensor& t, const char* what) {
-  if (!t.defined() || t.rank() == 0) return absl::OkStatus();
-  const int64_t row = t.numel() / std::max<int64_t>(t.dim(0), 1);
-  for (int64_t i = 0; i < t.numel(); ++i)
-    if (!std::isfinite(t[i]))
-      return absl::InvalidArgumentError(absl::StrCat(
-          "train_flow_matching: ", what, " row ", i / row, " has ", t[i],
-          " at entry ", i % row, " (every value must be finite)"));
-  return absl::OkStatus();
-}
-
 absl::Status Validate(const TrainData& d, const FlowMatchingTrainOptions& o) {
-  if (!d.train.defined() || d.train.rank() == 0 || d.train.dim(0) == 0)
-    return absl::InvalidArgumentError(
-        "train_flow_matching: empty training set");
+  FT_RETURN_IF_ERROR(ValidateTrainData(d, "train_flow_matching"));
   if (o.batch_size <= 0 || o.eval_batch_size <= 0 || o.eval_every <= 0 ||
       o.guard_every < 1)
     return absl::InvalidArgumentError(absl::StrCat(
@@ -55,22 +42,7 @@ absl::Status Validate(const TrainData& d, const FlowMatchingTrainOptions& o) {
     return absl::InvalidArgumentError(
         "train_flow_matching: checkpoint_every is set but checkpoint_path is "
         "empty");
-  auto rows_match = [](const Tensor& x, const Tensor& c) {
-    return !c.defined() || (x.defined() && c.dim(0) == x.dim(0));
-  };
-  if (!rows_match(d.train, d.train_context) ||
-      !rows_match(d.val, d.val_context))
-    return absl::InvalidArgumentError(
-        "train_flow_matching: context rows do not match the data rows");
-  const bool has_val = d.val.defined() && d.val.rank() > 0 && d.val.dim(0) > 0;
-  if (has_val && d.train_context.defined() != d.val_context.defined())
-    return absl::InvalidArgumentError(
-        "train_flow_matching: the training and validation data must both "
-        "have a context or neither");
-  FT_RETURN_IF_ERROR(CheckFinite(d.train, "training data"));
-  FT_RETURN_IF_ERROR(CheckFinite(d.train_context, "training context"));
-  FT_RETURN_IF_ERROR(CheckFinite(d.val, "validation data"));
-  return CheckFinite(d.val_context, "validation context");
+  return absl::OkStatus();
 }
 
 Tensor Rows(const Tensor& x, const std::vector<int64_t>& index) {

@@ -296,6 +296,22 @@ TEST(TrainFlowMatchingTest, BadOptionsAreStatuses) {
   o.ema_decay = 0.5;
   o.checkpoint_every = 1;
   EXPECT_FALSE(TrainFlowMatching(*s.model, s.loss, *s.adam, data, o).ok());
+  // Bad data: the checks of training::ValidateTrainData, named by this loop.
+  o.checkpoint_every = 0;
+  TrainData bad = data;
+  bad.train = Tensor::FromVector(data.train.shape(), data.train.ToVector());
+  bad.train.mutable_data<double>()[5] = std::nan("");
+  absl::Status nan =
+      TrainFlowMatching(*s.model, s.loss, *s.adam, bad, o).status();
+  EXPECT_EQ(nan.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(nan.message().rfind("train_flow_matching: training data row 2", 0),
+            0u)
+      << nan;
+  bad = data;
+  bad.train_context = Tensor::Zeros({3, 1});
+  EXPECT_EQ(
+      TrainFlowMatching(*s.model, s.loss, *s.adam, bad, o).status().message(),
+      "train_flow_matching: context rows do not match the data rows");
   // A loss error ends training with it.
   o.checkpoint_every = 0;
   o.max_steps = 3;

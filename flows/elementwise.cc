@@ -117,12 +117,16 @@ ElementwiseResult ApplyElementwise(const ElementwiseOptions& o,
   Tensor r = Param(params, 1);
   if (o.kind == ElementwiseKind::kAffineMaf) {  // t = mu, r = alpha
     if (inverse) return {in * Exp(r) + t, r};
-    return {(in - t) * Exp(-r), -r};
+    Tensor neg_r = -r;
+    return {(in - t) * Exp(neg_r), neg_r};
   }
   Tensor s = o.kind == ElementwiseKind::kAffine
                  ? o.scale_bound * Tanh(r * (1.0 / o.scale_bound))
                  : LogSigmoid(r + 2.0);
-  if (inverse) return {(in - t) * Exp(-s), -s};
+  if (inverse) {
+    Tensor neg_s = -s;
+    return {(in - t) * Exp(neg_s), neg_s};
+  }
   return {in * Exp(s) + t, s};
 }
 

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "autodiff/status_macros.h"
+#include "models/model_state.h"
 #include "nn/checkpoint.h"
 
 namespace flowtape::models {
@@ -48,25 +49,12 @@ absl::Status CheckSize(const ModelConfig& c, double file_values) {
       "family ignores may be set too high)"));
 }
 
-double Values(const nn::NamedTensors& tensors) {
-  double n = 0;
-  for (const auto& [name, t] : tensors) n += static_cast<double>(t.numel());
-  return n;
-}
-
-nn::NamedTensors State(const nn::Module& m) {
-  nn::NamedTensors all = m.NamedParameters();
-  for (const auto& [name, t] : m.NamedBuffers())
-    all.emplace_back("buffer/" + name, t);
-  return all;
-}
-
 }  // namespace
 
 absl::Status SaveModel(const std::string& path, const ModelSpec& spec,
                        const flows::FlowModel& model) {
-  const nn::NamedTensors state = State(model);
-  FT_RETURN_IF_ERROR(Prefixed(path, CheckSize(spec.config, Values(state))));
+  const nn::NamedTensors state = ModelState(model);
+  FT_RETURN_IF_ERROR(Prefixed(path, CheckSize(spec.config, ValueCount(state))));
   if (model.dtype() != spec.dtype)
     return absl::InvalidArgumentError(
         absl::StrCat(Source(path), ": the model is ", DTypeName(model.dtype()),
@@ -75,12 +63,8 @@ absl::Status SaveModel(const std::string& path, const ModelSpec& spec,
   absl::StatusOr<std::shared_ptr<flows::FlowModel>> fresh =
       MakeModel(spec.family, spec.config, rng);
   if (!fresh.ok()) return Prefixed(path, fresh.status());
-  const nn::NamedTensors want = State(**fresh);
-  bool same = want.size() == state.size();
-  for (size_t i = 0; same && i < want.size(); ++i)
-    same = want[i].first == state[i].first &&
-           want[i].second.shape() == state[i].second.shape();
-  if (!same)
+  const nn::NamedTensors want = ModelState(**fresh);
+  if (!SameLayout(want, state))
     return absl::InvalidArgumentError(
         absl::StrCat(Source(path),
                      ": the model's parameters and buffers are not what "
@@ -102,7 +86,8 @@ absl::StatusOr<ModelSpec> SpecOf(const std::string& path,
         "'): a plain checkpoint; build the model and use LoadCheckpoint"));
   absl::StatusOr<ModelSpec> spec = ModelSpecFromJson(it->second);
   if (!spec.ok()) return Prefixed(path, spec.status());
-  FT_RETURN_IF_ERROR(Prefixed(path, CheckSize(spec->config, Values(tensors))));
+  FT_RETURN_IF_ERROR(
+      Prefixed(path, CheckSize(spec->config, ValueCount(tensors))));
   return spec;
 }
 

@@ -13,6 +13,7 @@
 #include "manifolds/recursive_sphere_flow.h"
 #include "manifolds/sphere_densities.h"
 #include "manifolds/sphere_flows.h"
+#include "models/model_state.h"
 #include "nn/checkpoint.h"
 
 namespace flowtape::models {
@@ -80,19 +81,6 @@ std::string Source(const std::string& path) {
 
 absl::Status Prefixed(const std::string& path, const absl::Status& s) {
   return absl::Status(s.code(), absl::StrCat(Source(path), ": ", s.message()));
-}
-
-nn::NamedTensors State(const nn::Module& m) {
-  nn::NamedTensors all = m.NamedParameters();
-  for (const auto& [name, t] : m.NamedBuffers())
-    all.emplace_back("buffer/" + name, t);
-  return all;
-}
-
-double Values(const nn::NamedTensors& tensors) {
-  double n = 0;
-  for (const auto& [name, t] : tensors) n += static_cast<double>(t.numel());
-  return n;
 }
 
 absl::Status CheckSize(const SphereModelSpec& s, double file_values) {
@@ -216,9 +204,9 @@ absl::StatusOr<SphereModelSpec> SphereModelSpecFromJson(
 absl::Status SaveSphereModel(const std::string& path,
                              const SphereModelSpec& spec,
                              const ManifoldDensity& model) {
-  const nn::NamedTensors state = State(model);
+  const nn::NamedTensors state = ModelState(model);
   FT_RETURN_IF_ERROR(Prefixed(path, Validate(spec)));
-  FT_RETURN_IF_ERROR(Prefixed(path, CheckSize(spec, Values(state))));
+  FT_RETURN_IF_ERROR(Prefixed(path, CheckSize(spec, ValueCount(state))));
   if (model.dtype() != spec.dtype)
     return absl::InvalidArgumentError(
         absl::StrCat(Source(path), ": the model is ", DTypeName(model.dtype()),
@@ -226,12 +214,8 @@ absl::Status SaveSphereModel(const std::string& path,
   Rng rng(0);
   FT_ASSIGN_OR_RETURN(std::shared_ptr<ManifoldDensity> fresh,
                       MakeSphereModel(spec, {}, rng));
-  const nn::NamedTensors want = State(*fresh);
-  bool same = want.size() == state.size();
-  for (size_t i = 0; same && i < want.size(); ++i)
-    same = want[i].first == state[i].first &&
-           want[i].second.shape() == state[i].second.shape();
-  if (!same)
+  const nn::NamedTensors want = ModelState(*fresh);
+  if (!SameLayout(want, state))
     return absl::InvalidArgumentError(
         absl::StrCat(Source(path),
                      ": the model's parameters and buffers are not what "
@@ -251,7 +235,7 @@ absl::StatusOr<std::shared_ptr<ManifoldDensity>> LoadSphereModel(
         Source(path), ": no model description (metadata '", kKey, "')"));
   absl::StatusOr<SphereModelSpec> spec = SphereModelSpecFromJson(it->second);
   if (!spec.ok()) return Prefixed(path, spec.status());
-  FT_RETURN_IF_ERROR(Prefixed(path, CheckSize(*spec, Values(tensors))));
+  FT_RETURN_IF_ERROR(Prefixed(path, CheckSize(*spec, ValueCount(tensors))));
   Rng rng(0);
   FT_ASSIGN_OR_RETURN(std::shared_ptr<ManifoldDensity> model,
                       MakeSphereModel(*spec, {}, rng));

@@ -23,10 +23,11 @@
 // draws. The ML methods run --steps steps, the flow-matching ones --fm_steps
 // (default: the same). Training NFE per step: the forward solve's plus the
 // adjoint's backward solve's evaluations (ML methods), also as its mean over
-// each quarter of training ("NFE by quarter": FFJORD's dynamics stiffen as it
-// trains, RNODE's regularisers are meant to keep them flat); 1 field
-// evaluation (flow matching). "s to ffjord" is the training wall time
-// (evaluations excluded) after which the method's test NLL, evaluated every
+// the first, middle and last 10% of the steps ("NFE 10/50/90%": FFJORD's
+// dynamics stiffen as it trains, RNODE's regularisers are meant to keep them
+// flat, Finlay et al. 2020); 1 field evaluation (flow matching). "s to ffjord"
+// is the training wall time (evaluations excluded) after which the method's
+// test NLL, evaluated every
 // --eval_every steps, first reaches FFJORD's final test NLL ("-" if never).
 //
 // Times are given as wall / CPU seconds of training (this process's CPU
@@ -37,9 +38,11 @@
 //   flags: --data=8gaussians,moons,checkerboard[,digits] --steps=2000
 //          --fm_steps=0 (= --steps) --batch=256 --lr=1e-3 --eval_every=200
 //          --test_size=2000 (toy sets) --seed=1 --quick
+//          --methods=ffjord,rnode,cfm,otcfm (a subset)
 //   (--quick: 150 steps, evaluation every 50, 500 test points.)
 #include <time.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cmath>
@@ -79,6 +82,8 @@ ABSL_FLAG(double, lr, 1e-3, "Adam learning rate");
 ABSL_FLAG(int64_t, eval_every, 200, "test NLL every N steps");
 ABSL_FLAG(int64_t, test_size, 2000, "test points");
 ABSL_FLAG(uint64_t, seed, 1, "seed (the same for every method)");
+ABSL_FLAG(std::string, methods, "ffjord,rnode,cfm,otcfm",
+          "comma-separated subset of ffjord, rnode, cfm, otcfm");
 ABSL_FLAG(bool, quick, false, "150 steps, eval every 50, 500 test points");
 
 namespace flowtape {
@@ -164,17 +169,18 @@ Tensor Nll(const flows::FlowResult& r) {
   return -Mean(Sum(Square(r.value), 1) * -0.5 - 0.5 * d * kLog2Pi + r.logdet);
 }
 
-// Mean NFE per step over each quarter of training, "a/b/c/d".
-std::string Quarters(const std::vector<double>& nfe) {
+// Mean NFE per step over the first 10%, the middle 10% and the last 10% of
+// the steps, "a/b/c" ("-" below 10 steps).
+std::string NfeWindows(const std::vector<double>& nfe) {
+  const size_t n = nfe.size(), w = n / 10;
+  if (w == 0) return "-";
   std::vector<std::string> parts;
-  const size_t n = nfe.size();
-  for (size_t q = 0; q < 4 && n >= 4; ++q) {
+  for (size_t lo : {size_t{0}, (n - w) / 2, n - w}) {
     double sum = 0;
-    const size_t lo = q * n / 4, hi = (q + 1) * n / 4;
-    for (size_t i = lo; i < hi; ++i) sum += nfe[i];
-    parts.push_back(absl::StrFormat("%.0f", sum / (hi - lo)));
+    for (size_t i = lo; i < lo + w; ++i) sum += nfe[i];
+    parts.push_back(absl::StrFormat("%.0f", sum / w));
   }
-  return parts.empty() ? "-" : absl::StrJoin(parts, "/");
+  return absl::StrJoin(parts, "/");
 }
 
 // Test NLL and sampling NFE of the field's flow (dopri5, 1e-5).
@@ -266,9 +272,14 @@ absl::StatusOr<Row> Train(const Problem& problem, const std::string& method,
     row.cpu_seconds += CpuSeconds() - cpu0;
     if (step % st.eval_every == 0 || step == steps) {
       Score(*cnf, test, eval_rng, &row, step == steps);
-      std::printf("  %-12s %-7s step %5ld  loss %.4f  test NLL %.4f\n",
-                  data.c_str(), method.c_str(), static_cast<long>(step),
-                  loss_value, row.curve.back()[2]);
+      const int64_t window = std::min<int64_t>(st.eval_every, step);
+      double recent = 0;  // mean NFE per step since the last evaluation
+      for (int64_t i = step - window; i < step; ++i) recent += row.nfe[i];
+      std::printf(
+          "  %-12s %-7s step %5ld  loss %.4f  test NLL %.4f  NFE/step %.1f "
+          "(%.0f s CPU)\n",
+          data.c_str(), method.c_str(), static_cast<long>(step), loss_value,
+          row.curve.back()[2], recent / window, row.cpu_seconds);
     }
   }
   double nfe = 0;
@@ -308,9 +319,17 @@ absl::Status Run(experiments::Experiment& ex) {
     for (const std::string& n : data::Toy2dNames()) found |= n == d;
     known &= found;
   }
+  const std::vector<std::string> methods =
+      absl::StrSplit(absl::GetFlag(FLAGS_methods), ',');
+  bool known_methods = true;
+  for (const std::string& m : methods)
+    known_methods &= std::find(std::begin(kMethods), std::end(kMethods), m) !=
+                     std::end(kMethods);
   FT_RETURN_IF_ERROR(experiments::CheckFlags({
       {"data", absl::GetFlag(FLAGS_data), known,
        "toy densities (data/toy2d.h) or digits"},
+      {"methods", absl::GetFlag(FLAGS_methods), known_methods,
+       "a comma-separated subset of ffjord, rnode, cfm, otcfm"},
       {"steps", st.steps, st.steps > 0, "> 0"},
       {"fm_steps", absl::GetFlag(FLAGS_fm_steps),
        absl::GetFlag(FLAGS_fm_steps) >= 0, ">= 0 (0: --steps)"},
@@ -335,7 +354,7 @@ absl::Status Run(experiments::Experiment& ex) {
   std::vector<Row> rows;
   for (const std::string& d : sets) {
     FT_ASSIGN_OR_RETURN(Problem problem, MakeProblem(d, st.test_size));
-    for (const char* m : kMethods) {
+    for (const std::string& m : methods) {
       FT_ASSIGN_OR_RETURN(Row r, Train(problem, m, st));
       rows.push_back(r);
     }
@@ -343,9 +362,9 @@ absl::Status Run(experiments::Experiment& ex) {
   ex.config()["fm_steps"] = st.fm_steps;
   ex.config()["fm_steps_own"] = fm_own;
   std::printf(
-      "\n| data         | method | steps | test NLL | NFE/step | NFE by "
-      "quarter | sampling NFE | train s (wall / CPU) | s to ffjord NLL (wall "
-      "/ CPU) |\n"
+      "\n| data         | method | steps | test NLL | NFE/step | NFE "
+      "10/50/90%%   | sampling NFE | train s (wall / CPU) | s to ffjord NLL "
+      "(wall / CPU) |\n"
       "|--------------|--------|-------|----------|----------|---------------"
       "--|--------------|----------------------|-----------------------------"
       "|\n");
@@ -357,7 +376,7 @@ absl::Status Run(experiments::Experiment& ex) {
         {"steps", r.nfe.size()},
         {"test_nll", r.test_nll},
         {"nfe_per_step", r.nfe_per_step},
-        {"nfe_by_quarter", Quarters(r.nfe)},
+        {"nfe_first_mid_last_10pct", NfeWindows(r.nfe)},
         {"sampling_nfe", r.sampling_nfe},
         {"seconds", r.seconds},
         {"cpu_seconds", r.cpu_seconds},
@@ -366,7 +385,7 @@ absl::Status Run(experiments::Experiment& ex) {
         "| %-12s | %-6s | %5zu | %8.4f | %8.1f | %15s | %12.0f | %20s | "
         "%27s |\n",
         r.data.c_str(), r.method.c_str(), r.nfe.size(), r.test_nll,
-        r.nfe_per_step, Quarters(r.nfe).c_str(), r.sampling_nfe,
+        r.nfe_per_step, NfeWindows(r.nfe).c_str(), r.sampling_nfe,
         absl::StrFormat("%.1f / %.1f", r.seconds, r.cpu_seconds).c_str(),
         TimeTo(r, target).c_str());
   }

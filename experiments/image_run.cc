@@ -4,11 +4,14 @@
 #include <iostream>
 #include <memory>
 #include <mutex>
+#include <vector>
 
 #include "absl/strings/str_format.h"
 #include "autodiff/ops.h"
 #include "autodiff/status_macros.h"
+#include "autodiff/tape.h"
 #include "data/preprocess.h"
+#include "flows/cnf/mixture_baseline_velocity.h"
 #include "flows/matching/cfm.h"
 #include "flows/matching/cfm_flow.h"
 #include "flows/matching/path.h"
@@ -19,17 +22,67 @@
 namespace flowtape::experiments {
 namespace {
 
+// The OT path's sigma_min: the zoo cfm field's own (its mixture baseline
+// is the marginal field of that path), else 1e-4.
+double FieldSigmaMin(const flows::cnf::CnfDynamics& velocity) {
+  const auto* mix =
+      dynamic_cast<const flows::cnf::MixtureBaselineVelocity*>(&velocity);
+  return mix == nullptr ? 1e-4 : mix->sigma_min();
+}
+
+// Per pixel, two components of the transformed images y = f.Input(pixels)
+// (the first 10000 rows, one dequantisation draw): the background (pixel
+// level 0) and the other levels, each with its frequency, mean and
+// variance (floored at 1e-6); a component with fewer than 2 rows gets
+// weight 1e-6, the pixel's mean and variance 1.
+absl::Status FitPixelMixture(const models::ImageFlow& f, const Tensor& pixels,
+                             uint64_t seed,
+                             flows::cnf::MixtureBaselineVelocity& field) {
+  NoGradScope no_grad;
+  const int64_t n = std::min<int64_t>(pixels.dim(0), 10000);
+  Tensor raw = Narrow(pixels, 0, 0, n);
+  Rng rng(seed + 17);
+  const Tensor y = Cast(f.Input(raw, rng), kFloat64);
+  const int64_t d = y.dim(1);
+  raw = Reshape(Cast(raw, kFloat64), {n, d});
+  std::vector<double> w(2 * d), m(2 * d), q(2 * d);
+  for (int64_t k = 0; k < d; ++k) {
+    double count[2] = {0, 0}, s1[2] = {0, 0}, s2[2] = {0, 0}, all = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const int j = raw[i * d + k] == 0 ? 0 : 1;
+      const double v = y[i * d + k];
+      count[j] += 1, s1[j] += v, s2[j] += v * v, all += v;
+    }
+    for (int j = 0; j < 2; ++j) {
+      const int64_t at = j * d + k;
+      if (count[j] < 2) {
+        w[at] = 1e-6, m[at] = all / n, q[at] = 1;
+        continue;
+      }
+      w[at] = count[j] / n;
+      m[at] = s1[j] / count[j];
+      q[at] = std::max(s2[j] / count[j] - m[at] * m[at], 1e-6);
+    }
+  }
+  return field.SetMixture(Tensor::FromVector({2, d}, w),
+                          Tensor::FromVector({2, d}, m),
+                          Tensor::FromVector({2, d}, q));
+}
+
 // A flow whose model is a matched field's CNF (zoo "cfm"): conditional flow
-// matching on the OT path (sigma_min 1e-4, independent pairs) regresses the
-// field on the transformed images; validation by the pipeline's NLL. One
-// process (TrainFlowMatching takes no communicator).
+// matching on the OT path (the field's sigma_min, independent pairs)
+// regresses the field on the transformed images; validation by the
+// pipeline's NLL. One process (TrainFlowMatching takes no communicator).
 absl::StatusOr<training::TrainResult> TrainImagesByFlowMatching(
     Experiment& ex, const models::ImageFlow& f,
     std::shared_ptr<flows::cnf::CnfDynamics> velocity,
     const models::ImageRunConfig& c, const training::TrainData& d) {
   ex.SingleThreaded("flow matching trains in one process");
-  FT_ASSIGN_OR_RETURN(auto path,
-                      flows::matching::AffinePath::OptimalTransport(1e-4));
+  if (auto* mix =
+          dynamic_cast<flows::cnf::MixtureBaselineVelocity*>(velocity.get()))
+    FT_RETURN_IF_ERROR(FitPixelMixture(f, d.train, c.seed, *mix));
+  FT_ASSIGN_OR_RETURN(auto path, flows::matching::AffinePath::OptimalTransport(
+                                     FieldSigmaMin(*velocity)));
   FT_ASSIGN_OR_RETURN(
       std::shared_ptr<flows::matching::FlowMatching> fm,
       flows::matching::FlowMatching::Create(std::move(velocity), path));

@@ -17,7 +17,11 @@
 // the OT path (sigma_min 1e-4) over the transformed images y
 // (ImageFlow::Input), in one process (training/train_flow_matching.h: EMA
 // 0.999, validation by the pipeline's NLL, the same split, schedule and
-// model check).
+// model check). The zoo's cfm field is a ConcatSquash residual over a
+// per-pixel two-component mixture field (flows/cnf/
+// mixture_baseline_velocity.h), fitted here before training to the
+// transformed training images: background pixels (level 0) and the rest,
+// each component's frequency, mean and variance per pixel.
 #ifndef FLOWTAPE_EXPERIMENTS_IMAGE_RUN_H_
 #define FLOWTAPE_EXPERIMENTS_IMAGE_RUN_H_
 

@@ -9,6 +9,7 @@
 #include "autodiff/status_macros.h"
 #include "flows/autoregressive.h"
 #include "flows/cnf/cnf.h"
+#include "flows/cnf/mixture_baseline_velocity.h"
 #include "flows/coupling.h"
 #include "flows/distribution.h"
 #include "flows/gaussianization.h"
@@ -286,12 +287,22 @@ const std::vector<ZooEntry>& ZooEntries() {
        [](const ModelConfig& c, Rng& r) -> FlowPtr {
          flows::cnf::CnfOptions o;
          o.train_t = c.train_t;  // refused: the field maps over [0, 1]
-         if (Dim(c) > 8) o.trace = flows::cnf::TraceEstimator::kHutchinson;
          FT_ASSIGN_OR_RETURN(
              auto net,
              flows::cnf::ConcatSquashNet::Create(
                  Dim(c), c.hidden, nn::Activation::kTanh, r, c.context_dim));
-         return flows::matching::MakeFlowMatchingCnf(std::move(net), o);
+         // The closed-form trace where the net has one, else Hutchinson's
+         // in d > 8 (d VJPs per evaluation would be too dear).
+         if (Dim(c) > 8 && !net->has_closed_form_trace())
+           o.trace = flows::cnf::TraceEstimator::kHutchinson;
+         // ConcatSquash residual over a 2-component per-dimension mixture
+         // field (OT path, sigma_min 1e-4), off until fitted to data
+         // (flows/cnf/mixture_baseline_velocity.h; the image pipeline
+         // fits it, experiments/image_run.h).
+         FT_ASSIGN_OR_RETURN(auto field,
+                             flows::cnf::MixtureBaselineVelocity::Create(
+                                 std::move(net), /*components=*/2, 1e-4));
+         return flows::matching::MakeFlowMatchingCnf(std::move(field), o);
        }},
       {"resflow", "invertible residual blocks, Residual Flows (Chen 2019)",
        D::kVectors, B::kNormal, ResFlow, false, false},

@@ -7,8 +7,8 @@
 // first use):
 //   ffjord:  maximum likelihood through the ODE (Grathwohl et al. 2019);
 //   rnode:   the same plus the kinetic and Jacobian regularisers
-//            (Finlay et al. 2020; lambda = 0.01 in the reference code's
-//            per-dimension units);
+//            (Finlay et al. 2020; lambda = --rnode_lambda, default the
+//            paper's 0.01, in the reference code's per-dimension units);
 //   cfm:     conditional flow matching on the OT path, sigma_min = 1e-4,
 //            independent pairs (Lipman et al. 2023): no ODE solve in
 //            training;
@@ -38,7 +38,7 @@
 //   flags: --data=8gaussians,moons,checkerboard[,digits] --steps=2000
 //          --fm_steps=0 (= --steps) --batch=256 --lr=1e-3 --eval_every=200
 //          --test_size=2000 (toy sets) --seed=1 --quick
-//          --methods=ffjord,rnode,cfm,otcfm (a subset)
+//          --methods=ffjord,rnode,cfm,otcfm (a subset) --rnode_lambda=0.01
 //   (--quick: 150 steps, evaluation every 50, 500 test points.)
 #include <time.h>
 
@@ -84,6 +84,8 @@ ABSL_FLAG(int64_t, test_size, 2000, "test points");
 ABSL_FLAG(uint64_t, seed, 1, "seed (the same for every method)");
 ABSL_FLAG(std::string, methods, "ffjord,rnode,cfm,otcfm",
           "comma-separated subset of ffjord, rnode, cfm, otcfm");
+ABSL_FLAG(double, rnode_lambda, 0.01,
+          "RNODE's lambda (kinetic and Jacobian, per-dimension units)");
 ABSL_FLAG(bool, quick, false, "150 steps, eval every 50, 500 test points");
 
 namespace flowtape {
@@ -94,7 +96,7 @@ const char* const kMethods[] = {"ffjord", "rnode", "cfm", "otcfm"};
 
 struct Settings {
   int64_t steps, fm_steps, batch, eval_every, test_size;
-  double lr;
+  double lr, rnode_lambda;
   uint64_t seed;
 };
 
@@ -218,7 +220,7 @@ absl::StatusOr<Row> Train(const Problem& problem, const std::string& method,
     flows::cnf::CnfOptions r = o;
     if (problem.dim > 8) r.trace = flows::cnf::TraceEstimator::kHutchinson;
     if (method == "rnode") {
-      r.lambda_kinetic = r.lambda_jacobian = 0.01;
+      r.lambda_kinetic = r.lambda_jacobian = st.rnode_lambda;
       r.regularizer_units = flows::cnf::RegularizerUnits::kPerDimMean;
     }
     FT_ASSIGN_OR_RETURN(trained, flows::cnf::Cnf::Create(net, r));
@@ -300,10 +302,11 @@ absl::Status Run(experiments::Experiment& ex) {
         "--dtype=f32: cnf_training_methods compares the methods in float64");
   ex.SingleThreaded("each method runs its own training loop");
   ex.set_seed(absl::GetFlag(FLAGS_seed));
-  Settings st{absl::GetFlag(FLAGS_steps),     absl::GetFlag(FLAGS_fm_steps),
-              absl::GetFlag(FLAGS_batch),     absl::GetFlag(FLAGS_eval_every),
-              absl::GetFlag(FLAGS_test_size), absl::GetFlag(FLAGS_lr),
-              absl::GetFlag(FLAGS_seed)};
+  Settings st{
+      absl::GetFlag(FLAGS_steps),        absl::GetFlag(FLAGS_fm_steps),
+      absl::GetFlag(FLAGS_batch),        absl::GetFlag(FLAGS_eval_every),
+      absl::GetFlag(FLAGS_test_size),    absl::GetFlag(FLAGS_lr),
+      absl::GetFlag(FLAGS_rnode_lambda), absl::GetFlag(FLAGS_seed)};
   if (absl::GetFlag(FLAGS_quick)) {
     st.steps = 150;
     st.eval_every = 50;
@@ -336,6 +339,9 @@ absl::Status Run(experiments::Experiment& ex) {
       {"batch", st.batch, st.batch > 0 && st.batch <= 512,
        "in [1, 512] (the exact OT coupling)"},
       {"lr", st.lr, std::isfinite(st.lr) && st.lr > 0, "finite and > 0"},
+      {"rnode_lambda", st.rnode_lambda,
+       std::isfinite(st.rnode_lambda) && st.rnode_lambda >= 0,
+       "finite and >= 0"},
       {"eval_every", st.eval_every, st.eval_every > 0, "> 0"},
       {"test_size", st.test_size, st.test_size > 0, "> 0"},
   }));
@@ -361,6 +367,7 @@ absl::Status Run(experiments::Experiment& ex) {
   }
   ex.config()["fm_steps"] = st.fm_steps;
   ex.config()["fm_steps_own"] = fm_own;
+  ex.config()["rnode_lambda"] = st.rnode_lambda;
   std::printf(
       "\n| data         | method | steps | test NLL | NFE/step | NFE "
       "10/50/90%%   | sampling NFE | train s (wall / CPU) | s to ffjord NLL "

@@ -1,5 +1,7 @@
 #include "flows/cnf/dynamics.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "autodiff/check.h"
 #include "autodiff/ops.h"
@@ -192,6 +194,17 @@ Tensor ConcatSquashNet::operator()(double t, const Tensor& z) const {
   FT_CHECK(context_dim_ == 0, "concat_squash: conditional net called ",
            "without its context");
   return (*this)(Tensor::Full({1, 1}, t, z.dtype()), z, Tensor());
+}
+
+void ConcatSquashNet::ZeroOutput() {
+  for (const auto& [name, p] : layers_.back()->NamedParameters()) {
+    if (name.rfind("hyper_gate", 0) == 0) continue;
+    Tensor value = p;
+    VisitDType(value.dtype(), [&](auto zero) {
+      using T = decltype(zero);
+      std::fill_n(value.mutable_data<T>(), value.numel(), T(0));
+    });
+  }
 }
 
 bool ConcatSquashNet::has_closed_form_trace() const {

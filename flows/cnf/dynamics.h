@@ -111,6 +111,10 @@ class ConcatSquashNet : public CnfDynamics {
   bool has_closed_form_trace() const override;
   Tensor ValueAndTrace(const Tensor& t, const Tensor& z, const Tensor& context,
                        Tensor* trace) const override;
+  // Sets the output layer's weight, bias and hyper-bias to 0 (in place):
+  // f = 0 everywhere, while the gradient of f in those parameters is not
+  // (a residual net that starts as no correction).
+  void ZeroOutput();
 
  private:
   ConcatSquashNet(int64_t dim, const std::vector<int64_t>& hidden,

@@ -315,6 +315,30 @@ TEST(CnfTest, ClosedFormTraceMatchesVjps) {
         << i;
 }
 
+// ZeroOutput: f = 0 at any (t, z), yet the gradient of a loss in the output
+// layer's weight is not 0 (the residual can learn), and the hidden layers
+// keep their values.
+TEST(CnfTest, ConcatSquashZeroOutput) {
+  auto net = SmallNet(60, 3);
+  const std::vector<double> first = net->Parameters()[0].ToVector();
+  std::static_pointer_cast<ConcatSquashNet>(net)->ZeroOutput();
+  EXPECT_EQ(net->Parameters()[0].ToVector(), first);
+  Tensor z = Points(4, 3, 61);
+  for (double t : {0.0, 0.5, 1.0}) {
+    Tensor f = (*net)(t, z);
+    for (int64_t i = 0; i < f.numel(); ++i) EXPECT_EQ(f[i], 0.0);
+  }
+  Tape::Get().Reset();
+  net->ZeroGrad();
+  Backward(Sum(Square((*net)(0.5, z) - 1.0)));
+  double norm = 0;
+  for (const auto& [name, p] : net->NamedParameters())
+    if (name == "layer2.layer.weight")
+      for (double g : p.grad().ToVector()) norm += g * g;
+  EXPECT_GT(norm, 1e-6);
+  Tape::Get().Reset();
+}
+
 // The cost extras: "nfe" is the forward solve's evaluation count (what the
 // options' stats sink receives) broadcast to every sample, with the step
 // counts; dopri5's NFE = 2 + 6 (accepted + rejected). The adjoint's backward

@@ -25,16 +25,19 @@
 // adjoint's backward solve's evaluations (ML methods), also as its mean over
 // the first, middle and last 10% of the steps ("NFE 10/50/90%": FFJORD's
 // dynamics stiffen as it trains, RNODE's regularisers are meant to keep them
-// flat, Finlay et al. 2020); 1 field evaluation (flow matching). "s to ffjord"
-// is the training wall time (evaluations excluded) after which the method's
-// test NLL, evaluated every
-// --eval_every steps, first reaches FFJORD's final test NLL ("-" if never).
+// flat, Finlay et al. 2020); 1 field evaluation (flow matching). "s to
+// ffjord" is the training wall time (evaluations excluded) after which the
+// method's test NLL, evaluated every --eval_every steps, first reaches
+// FFJORD's final test NLL ("-" if never).
 //
 // Times are given as wall / CPU seconds of training (this process's CPU
 // time; on a machine shared with other jobs the CPU column is the fair
 // one).
 //
 //   ./bazelw run --config=opt //benchmarks:cnf_training_methods -- --quick
+//   ./bazelw run --config=opt //benchmarks:cnf_training_methods -- \
+//     --data=digits --steps=1000 --fm_steps=5000 --batch=64 --eval_every=100
+//   (the digits table of ode/README.md: about 6 CPU-minutes)
 //   flags: --data=8gaussians,moons,checkerboard[,digits] --steps=2000
 //          --fm_steps=0 (= --steps) --batch=256 --lr=1e-3 --eval_every=200
 //          --test_size=2000 (toy sets) --seed=1 --quick
@@ -405,8 +408,9 @@ absl::Status Run(experiments::Experiment& ex) {
 int main(int argc, char** argv) {
   return flowtape::experiments::Main(
       {"cnf_training_methods",
-       "FFJORD, RNODE, CFM and OT-CFM on toy densities: test NLL, NFE per "
-       "step, sampling NFE, time to FFJORD's test NLL.\n"
+       "FFJORD, RNODE, CFM and OT-CFM on toy densities and 64-D digits: "
+       "test NLL, NFE per step over training, sampling NFE, time to "
+       "FFJORD's test NLL.\n"
        "  ./bazelw run --config=opt //benchmarks:cnf_training_methods -- "
        "--quick",
        flowtape::kFloat64},

@@ -35,9 +35,10 @@
 // one).
 //
 //   ./bazelw run --config=opt //benchmarks:cnf_training_methods -- --quick
-//   ./bazelw run --config=opt //benchmarks:cnf_training_methods -- \
+//   ./bazelw run --config=opt //benchmarks:cnf_training_methods --
 //     --data=digits --steps=1000 --fm_steps=5000 --batch=64 --eval_every=100
-//   (the digits table of ode/README.md: about 6 CPU-minutes)
+//   (one command line; the digits table of ode/README.md: about 6
+//   CPU-minutes)
 //   flags: --data=8gaussians,moons,checkerboard[,digits] --steps=2000
 //          --fm_steps=0 (= --steps) --batch=256 --lr=1e-3 --eval_every=200
 //          --test_size=2000 (toy sets) --seed=1 --quick

@@ -20,6 +20,10 @@
 // table row per flow and set, and writes invertibility_error.png:
 // log10 of the per-image reconstruction error against the input norm |y|,
 // one panel per flow, one colour per set.
+//
+// --scales=1,4,16 also evaluates every set at y k for each k (the flow's
+// input scaled, so that |y| grows k-fold: the inputs far from the data where
+// affine inverses blow up first); rows "<set> x<k>".
 #include "flows/invertibility.h"
 
 #include <algorithm>
@@ -35,6 +39,7 @@
 #include "absl/strings/str_split.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
+#include "data/number.h"
 #include "data/preprocess.h"
 #include "experiments/cli.h"
 #include "experiments/common.h"
@@ -55,6 +60,8 @@ ABSL_FLAG(int64_t, n_lipschitz, 4, "images per set for Lipschitz estimates");
 ABSL_FLAG(bool, lipschitz_numeric, false,
           "also estimate Lipschitz constants of flows with a numeric inverse "
           "(resflow: slow, D VJPs per inverse pass)");
+ABSL_FLAG(std::string, scales, "1",
+          "comma-separated factors k: every set is also evaluated at y k");
 ABSL_FLAG(uint64_t, seed, 0, "random seed");
 
 namespace flowtape::experiments {
@@ -83,6 +90,15 @@ struct EvalSet {
   Tensor pixels;  // [n, 1, 28, 28], integer levels
 };
 
+// Every (set, k) pair, sets in order, scales in order within a set.
+std::vector<std::pair<EvalSet, double>> SetsAtScales(
+    const std::vector<EvalSet>& sets, const std::vector<double>& scales) {
+  std::vector<std::pair<EvalSet, double>> out;
+  for (const EvalSet& set : sets)
+    for (double k : scales) out.push_back({set, k});
+  return out;
+}
+
 absl::Status Run(Experiment& ex) {
   const std::vector<std::string> flows =
       absl::StrSplit(absl::GetFlag(FLAGS_flows), ',', absl::SkipEmpty());
@@ -92,6 +108,16 @@ absl::Status Run(Experiment& ex) {
   const int64_t n_eval = absl::GetFlag(FLAGS_n_eval);
   const int64_t n_lip = absl::GetFlag(FLAGS_n_lipschitz);
   const uint64_t seed = absl::GetFlag(FLAGS_seed);
+  std::vector<double> scales;
+  for (absl::string_view s : absl::StrSplit(absl::GetFlag(FLAGS_scales), ',')) {
+    double k = 0;
+    if (!data::ParseDecimal(s, &k).ok() || !(k > 0) || !(k <= 1e6)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--scales=", absl::GetFlag(FLAGS_scales), ": '", s,
+                       "' is not a number in (0, 1e6]"));
+    }
+    scales.push_back(k);
+  }
   if (absl::Status s = CheckFlags({
           {"flows", absl::GetFlag(FLAGS_flows), !flows.empty(),
            "a non-empty list"},
@@ -146,7 +172,7 @@ absl::Status Run(Experiment& ex) {
       "trained on %s (%d steps, %s), %d images per set; errors are "
       "|f^-1(f(y)) - y| per image, y the logit input\n",
       train_name, steps, DTypeName(dtype), n_eval);
-  std::cout << absl::StrFormat("%-8s %-14s %9s %9s %9s %9s %9s %9s  %s\n",
+  std::cout << absl::StrFormat("%-8s %-18s %9s %9s %9s %9s %9s %9s  %s\n",
                                "flow", "set", "median", "max", "max f64",
                                "|y| med", "Lip(f^-1)", "condition",
                                "worst layer (digits lost)");
@@ -172,8 +198,10 @@ absl::Status Run(Experiment& ex) {
     panel.xlabel = "|y| (input norm)";
     panel.ylabel = "log10 |f^-1(f(y)) - y|";
     panel.equal_aspect = false;
-    for (const EvalSet& set : sets) {
-      const Tensor y = FlowInput(*f, set.pixels, seed + 1);
+    for (const auto& [set, k] : SetsAtScales(sets, scales)) {
+      const Tensor y = FlowInput(*f, set.pixels, seed + 1) * k;
+      const std::string set_name =
+          k == 1 ? set.name : absl::StrCat(set.name, " x", k);
       flows::InvertibilityOptions io;
       io.lipschitz = false;
       io.seed = seed;
@@ -215,7 +243,7 @@ absl::Status Run(Experiment& ex) {
         worst = absl::StrFormat("%s (%.1f)", l.name, l.native.max_digits_lost);
       }
       std::cout << absl::StrFormat(
-          "%-8s %-14s %9s %9s %9s %9.1f %9s %9s  %s%s\n", flow, set.name,
+          "%-8s %-18s %9s %9s %9s %9.1f %9s %9s  %s%s\n", flow, set_name,
           Sci(Median(err)), Sci(rep->model.native.forward.max),
           Sci(rep->model.float64.forward.max), Median(norm), lip_inv, condition,
           worst,
@@ -224,7 +252,7 @@ absl::Status Run(Experiment& ex) {
               : absl::StrCat("  [", rep->model.native.status.message(), "]"));
       std::cout.flush();
       panel.series.push_back(
-          {set.name, Tensor::FromVector({y.dim(0), 2}, pts), {}, 2.0, 0.6});
+          {set_name, Tensor::FromVector({y.dim(0), 2}, pts), {}, 2.0, 0.6});
     }
     panels.push_back(panel);
     Tape::Get().Reset();

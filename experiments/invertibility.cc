@@ -99,6 +99,19 @@ std::vector<std::pair<EvalSet, double>> SetsAtScales(
   return out;
 }
 
+// One panel per flow, all in `box` (widened a little) when it is proper.
+viz::Figure Figure(const viz::FigureOptions& fo,
+                   std::vector<viz::Scatter> panels, const viz::Box& box) {
+  viz::Figure figure(fo);
+  for (viz::Scatter& panel : panels) {
+    if (box.xmin < box.xmax && box.ymin < box.ymax)
+      panel.box =
+          viz::Box{box.xmin - 2, box.xmax + 2, box.ymin - 0.2, box.ymax + 0.2};
+    figure.Add(panel);
+  }
+  return figure;
+}
+
 absl::Status Run(Experiment& ex) {
   const std::vector<std::string> flows =
       absl::StrSplit(absl::GetFlag(FLAGS_flows), ',', absl::SkipEmpty());
@@ -256,15 +269,14 @@ absl::Status Run(Experiment& ex) {
     }
     panels.push_back(panel);
     Tape::Get().Reset();
+    // The figure so far after every flow: a long run stopped early keeps it.
+    if (absl::Status s =
+            Figure(fo, panels, box)
+                .Write(absl::StrCat(ex.out_dir(), "/invertibility_error.png"));
+        !s.ok())
+      return s;
   }
-  viz::Figure figure(fo);
-  for (viz::Scatter& panel : panels) {
-    if (box.xmin < box.xmax && box.ymin < box.ymax)
-      panel.box =
-          viz::Box{box.xmin - 2, box.xmax + 2, box.ymin - 0.2, box.ymax + 0.2};
-    figure.Add(panel);
-  }
-  return ex.WriteFigure(figure, "invertibility_error.png");
+  return ex.WriteFigure(Figure(fo, panels, box), "invertibility_error.png");
 }
 
 }  // namespace

@@ -74,6 +74,8 @@ std::vector<int64_t> WithBatch(int64_t n, const Shape& s) {
   return dims;
 }
 
+}  // namespace
+
 absl::Status CheckPixels(const LossyModel& m, const Tensor& pixels) {
   const Shape& s = pixels.shape();
   if (s.rank() != 4 || Shape({s[1], s[2], s[3]}) != m.image || s[0] < 1) {
@@ -92,9 +94,16 @@ absl::Status CheckPixels(const LossyModel& m, const Tensor& pixels) {
   return absl::OkStatus();
 }
 
-// x = g^-1(f^-1(z)) for latents z [n, D] in the flow's dtype, unclamped,
-// as [n, D] (differentiable).
-absl::StatusOr<Tensor> DecodeMap(const LossyModel& m, const Tensor& z) {
+Tensor FlowInput(const LossyModel& m, const Tensor& pixels) {
+  const int64_t n = pixels.dim(0);
+  Tensor y = Cast(pixels, m.flow->dtype());
+  if (m.pixel_map == PixelMap::kLogit) {
+    y = data::LogitTransform((y + 0.5) * (1.0 / m.levels), m.alpha).y;
+  }
+  return Reshape(y, WithBatch(n, m.event));
+}
+
+absl::StatusOr<Tensor> DecodeLatents(const LossyModel& m, const Tensor& z) {
   const int64_t n = z.dim(0);
   flows::FlowResult r = m.flow->Inverse(Reshape(z, WithBatch(n, m.event)));
   if (!r.status.ok()) return r.status;
@@ -105,8 +114,6 @@ absl::StatusOr<Tensor> DecodeMap(const LossyModel& m, const Tensor& z) {
   return y;
 }
 
-}  // namespace
-
 absl::StatusOr<Tensor> Latents(const LossyModel& m, const Tensor& pixels) {
   if (m.flow == nullptr) {
     return absl::InvalidArgumentError("lossy codec: no flow");
@@ -116,11 +123,8 @@ absl::StatusOr<Tensor> Latents(const LossyModel& m, const Tensor& pixels) {
   std::vector<Tensor> chunks;
   for (int64_t start = 0; start < pixels.dim(0); start += kLossyChunk) {
     const int64_t n = std::min(kLossyChunk, pixels.dim(0) - start);
-    Tensor y = Cast(Narrow(pixels, 0, start, n), m.flow->dtype());
-    if (m.pixel_map == PixelMap::kLogit) {
-      y = data::LogitTransform((y + 0.5) * (1.0 / m.levels), m.alpha).y;
-    }
-    flows::FlowResult r = m.flow->Forward(Reshape(y, WithBatch(n, m.event)));
+    flows::FlowResult r =
+        m.flow->Forward(FlowInput(m, Narrow(pixels, 0, start, n)));
     if (!r.status.ok()) return r.status;
     chunks.push_back(Cast(Reshape(r.value, {n, -1}), kFloat64));
   }
@@ -155,7 +159,7 @@ absl::StatusOr<std::vector<double>> SensitivityStepScales(const LossyModel& m,
       TapeScope scope;
       absl::Status status;
       const TensorFn decode = [&](const Tensor& t) {
-        absl::StatusOr<Tensor> x = DecodeMap(m, t);
+        absl::StatusOr<Tensor> x = DecodeLatents(m, t);
         if (!x.ok()) {
           status = x.status();
           return t * 0.0;
@@ -371,7 +375,7 @@ absl::StatusOr<Tensor> LossyCodec::Reconstruct(const Tensor& z_hat) const {
   for (int64_t start = 0; start < z_hat.dim(0); start += kLossyChunk) {
     const int64_t n = std::min(kLossyChunk, z_hat.dim(0) - start);
     absl::StatusOr<Tensor> y =
-        DecodeMap(m, Cast(Narrow(z_hat, 0, start, n), m.flow->dtype()));
+        DecodeLatents(m, Cast(Narrow(z_hat, 0, start, n), m.flow->dtype()));
     if (!y.ok()) return y.status();
     chunks.push_back(Cast(Reshape(*y, WithBatch(n, m.image)), kFloat64));
   }

@@ -113,6 +113,16 @@ struct LossyModel {
   std::vector<double> step_scale;  // w_d per latent; empty: all 1
 };
 
+// OK for pixels [N >= 1, C, H, W] of integers in 0..L-1; else
+// InvalidArgument naming the first bad one.
+absl::Status CheckPixels(const LossyModel& model, const Tensor& pixels);
+// y = g(x), the flow's input [N, event...] in the flow's dtype (recorded;
+// pixels as CheckPixels accepts).
+Tensor FlowInput(const LossyModel& model, const Tensor& pixels);
+// g^-1(f^-1(z)) for latents z [N, D] in the flow's dtype: [N, D], not
+// clamped, recorded; the flow's failure status.
+absl::StatusOr<Tensor> DecodeLatents(const LossyModel& model, const Tensor& z);
+
 // z = f(g(x)) as float64 rows [N, D], computed in the flow's dtype without
 // recording, kLossyChunk images at a time. InvalidArgument for pixels that are
 // not [N, C, H, W] integers in 0..L-1; the flow's failure status;

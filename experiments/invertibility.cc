@@ -20,6 +20,10 @@
 // table row per flow and set, and writes invertibility_error.png:
 // log10 of the per-image reconstruction error against the input norm |y|,
 // one panel per flow, one colour per set.
+//
+// --scales=1,4,16 also evaluates every set at y k for each k (the flow's
+// input scaled, so that |y| grows k-fold: the inputs far from the data where
+// affine inverses blow up first); rows "<set> x<k>".
 #include "flows/invertibility.h"
 
 #include <algorithm>
@@ -35,6 +39,7 @@
 #include "absl/strings/str_split.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
+#include "data/number.h"
 #include "data/preprocess.h"
 #include "experiments/cli.h"
 #include "experiments/common.h"
@@ -55,6 +60,8 @@ ABSL_FLAG(int64_t, n_lipschitz, 4, "images per set for Lipschitz estimates");
 ABSL_FLAG(bool, lipschitz_numeric, false,
           "also estimate Lipschitz constants of flows with a numeric inverse "
           "(resflow: slow, D VJPs per inverse pass)");
+ABSL_FLAG(std::string, scales, "1",
+          "comma-separated factors k: every set is also evaluated at y k");
 ABSL_FLAG(uint64_t, seed, 0, "random seed");
 
 namespace flowtape::experiments {
@@ -83,6 +90,51 @@ struct EvalSet {
   Tensor pixels;  // [n, 1, 28, 28], integer levels
 };
 
+// Every (set, k) pair, sets in order, scales in order within a set.
+std::vector<std::pair<EvalSet, double>> SetsAtScales(
+    const std::vector<EvalSet>& sets, const std::vector<double>& scales) {
+  std::vector<std::pair<EvalSet, double>> out;
+  for (const EvalSet& set : sets)
+    for (double k : scales) out.push_back({set, k});
+  return out;
+}
+
+// One panel per flow, all in `box` (widened a little) when it is proper.
+viz::Figure Figure(const viz::FigureOptions& fo,
+                   std::vector<viz::Scatter> panels, const viz::Box& box) {
+  viz::Figure figure(fo);
+  for (viz::Scatter& panel : panels) {
+    if (box.xmin < box.xmax && box.ymin < box.ymax)
+      panel.box =
+          viz::Box{box.xmin - 2, box.xmax + 2, box.ymin - 0.2, box.ymax + 0.2};
+    figure.Add(panel);
+  }
+  return figure;
+}
+
+// models::TrainImageFlow, except that a trained model whose samples or
+// scores are not finite is kept, its failed check in *check: this experiment
+// measures exactly such inverses.
+absl::StatusOr<training::TrainResult> TrainKeepingUnusable(
+    const models::ImageFlow& f, const Tensor& pixels,
+    const models::ImageRunConfig& c, Rng& rng, absl::Status* check) {
+  const training::TrainData d = models::SplitImages(pixels, Tensor(), c, rng);
+  {
+    const int64_t b = std::min(c.batch, d.train.dim(0));
+    Rng noise(c.seed);
+    const absl::Status init = f.model->InitializeFromData(
+        FlowInput(f, Narrow(d.train, 0, 0, b), c.seed), Tensor(), &noise);
+    if (!init.ok()) return init;
+  }
+  std::shared_ptr<nn::Adam> adam = models::ImageAdam(f, c);
+  training::TrainOptions o = models::ImageTrainOptions(f, d, c);
+  o.check_model = [strict = o.check_model, check](Rng& r) {
+    *check = strict(r);
+    return absl::OkStatus();
+  };
+  return training::TrainNll(*f.model, f.AsNllFn(), *adam, d, o);
+}
+
 absl::Status Run(Experiment& ex) {
   const std::vector<std::string> flows =
       absl::StrSplit(absl::GetFlag(FLAGS_flows), ',', absl::SkipEmpty());
@@ -92,6 +144,16 @@ absl::Status Run(Experiment& ex) {
   const int64_t n_eval = absl::GetFlag(FLAGS_n_eval);
   const int64_t n_lip = absl::GetFlag(FLAGS_n_lipschitz);
   const uint64_t seed = absl::GetFlag(FLAGS_seed);
+  std::vector<double> scales;
+  for (absl::string_view s : absl::StrSplit(absl::GetFlag(FLAGS_scales), ',')) {
+    double k = 0;
+    if (!data::ParseDecimal(s, &k).ok() || !(k > 0) || !(k <= 1e6)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--scales=", absl::GetFlag(FLAGS_scales), ": '", s,
+                       "' is not a number in (0, 1e6]"));
+    }
+    scales.push_back(k);
+  }
   if (absl::Status s = CheckFlags({
           {"flows", absl::GetFlag(FLAGS_flows), !flows.empty(),
            "a non-empty list"},
@@ -146,7 +208,7 @@ absl::Status Run(Experiment& ex) {
       "trained on %s (%d steps, %s), %d images per set; errors are "
       "|f^-1(f(y)) - y| per image, y the logit input\n",
       train_name, steps, DTypeName(dtype), n_eval);
-  std::cout << absl::StrFormat("%-8s %-14s %9s %9s %9s %9s %9s %9s  %s\n",
+  std::cout << absl::StrFormat("%-8s %-18s %9s %9s %9s %9s %9s %9s  %s\n",
                                "flow", "set", "median", "max", "max f64",
                                "|y| med", "Lip(f^-1)", "condition",
                                "worst layer (digits lost)");
@@ -165,15 +227,22 @@ absl::Status Run(Experiment& ex) {
     Rng rng(seed);
     auto f = models::MakeImageFlow(flow, c.zoo, image, 256, rng);
     if (!f.ok()) return f.status();
-    auto r = models::TrainImageFlow(*f, train->images, c, rng);
+    absl::Status check;
+    auto r = TrainKeepingUnusable(*f, train->images, c, rng, &check);
     if (!r.ok()) return r.status();
+    if (!check.ok())
+      std::cout << flow << ": the trained model fails its check (kept): "
+                << check.message() << "\n";
     viz::Scatter panel;
-    panel.title = absl::StrFormat("%s (val %.0f nats)", flow, r->best_val_nll);
+    panel.title = absl::StrFormat("%s (val %.0f nats)%s", flow, r->best_val_nll,
+                                  check.ok() ? "" : ", samples not finite");
     panel.xlabel = "|y| (input norm)";
     panel.ylabel = "log10 |f^-1(f(y)) - y|";
     panel.equal_aspect = false;
-    for (const EvalSet& set : sets) {
-      const Tensor y = FlowInput(*f, set.pixels, seed + 1);
+    for (const auto& [set, k] : SetsAtScales(sets, scales)) {
+      const Tensor y = FlowInput(*f, set.pixels, seed + 1) * k;
+      const std::string set_name =
+          k == 1 ? set.name : absl::StrCat(set.name, " x", k);
       flows::InvertibilityOptions io;
       io.lipschitz = false;
       io.seed = seed;
@@ -215,7 +284,7 @@ absl::Status Run(Experiment& ex) {
         worst = absl::StrFormat("%s (%.1f)", l.name, l.native.max_digits_lost);
       }
       std::cout << absl::StrFormat(
-          "%-8s %-14s %9s %9s %9s %9.1f %9s %9s  %s%s\n", flow, set.name,
+          "%-8s %-18s %9s %9s %9s %9.1f %9s %9s  %s%s\n", flow, set_name,
           Sci(Median(err)), Sci(rep->model.native.forward.max),
           Sci(rep->model.float64.forward.max), Median(norm), lip_inv, condition,
           worst,
@@ -224,19 +293,18 @@ absl::Status Run(Experiment& ex) {
               : absl::StrCat("  [", rep->model.native.status.message(), "]"));
       std::cout.flush();
       panel.series.push_back(
-          {set.name, Tensor::FromVector({y.dim(0), 2}, pts), {}, 2.0, 0.6});
+          {set_name, Tensor::FromVector({y.dim(0), 2}, pts), {}, 2.0, 0.6});
     }
     panels.push_back(panel);
     Tape::Get().Reset();
+    // The figure so far after every flow: a long run stopped early keeps it.
+    if (absl::Status s =
+            Figure(fo, panels, box)
+                .Write(absl::StrCat(ex.out_dir(), "/invertibility_error.png"));
+        !s.ok())
+      return s;
   }
-  viz::Figure figure(fo);
-  for (viz::Scatter& panel : panels) {
-    if (box.xmin < box.xmax && box.ymin < box.ymax)
-      panel.box =
-          viz::Box{box.xmin - 2, box.xmax + 2, box.ymin - 0.2, box.ymax + 0.2};
-    figure.Add(panel);
-  }
-  return ex.WriteFigure(figure, "invertibility_error.png");
+  return ex.WriteFigure(Figure(fo, panels, box), "invertibility_error.png");
 }
 
 }  // namespace

@@ -10,7 +10,17 @@
 // ("flow"), and steps Delta w_d with w_d proportional to 1 / |dx/dz_d|
 // estimated on 1000 training images ("flow_w", SensitivityStepScales).
 // Every Delta codes the --n_test test images into one container and
-// decodes it again. JPEG (libjpeg-turbo,
+// decodes it again. Rate-distortion training ("flow_rd",
+// compression/lossy_rd.h): for each Delta of --rd_deltas a fresh copy of the
+// likelihood-trained flow (with the weighted steps Delta w_d) and a learned
+// prior (initialised to the fitted one) are trained for --rd_steps on
+// bits/pixel + lambda MSE under additive uniform noise (or the
+// straight-through estimator, --rd_proxy=ste), lambda = --rd_lambda_scale /
+// (2 log(2) MSE), MSE what Delta gives the likelihood-trained flow on
+// training images (MatchedLambda); then coded like the others. Each of
+// these rows also gives the likelihood-trained flow_w PSNR at the same rate
+// (interpolated) and the rate the model predicts (-log2 of the rounded
+// latents' bin masses) beside the container's. JPEG (libjpeg-turbo,
 // compression/lossy_jpeg.h) codes the same images at quality 1..100, the
 // tables once for the set and an abbreviated stream per image. Its bytes
 // are counted three ways: those streams plus the tables ("shared tables"),
@@ -29,6 +39,7 @@
 //   ./bazelw run --config=opt //experiments:rate_distortion
 //   ./bazelw run --config=opt //experiments:rate_distortion -- --data=fashion
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <fstream>
 #include <iostream>
@@ -40,8 +51,10 @@
 #include "absl/strings/str_split.h"
 #include "autodiff/ops.h"
 #include "autodiff/status_macros.h"
+#include "autodiff/tape.h"
 #include "compression/lossy.h"
 #include "compression/lossy_jpeg.h"
+#include "compression/lossy_rd.h"
 #include "data/number.h"
 #include "experiments/cli.h"
 #include "experiments/common.h"
@@ -64,6 +77,19 @@ ABSL_FLAG(int64_t, n_train, 20000, "training images");
 ABSL_FLAG(int64_t, n_fit, 5000, "training images the prior is fitted to");
 ABSL_FLAG(int64_t, n_test, 1000, "test images coded");
 ABSL_FLAG(double, alpha, 0.05, "logit transform alpha");
+ABSL_FLAG(std::string, rd_deltas, "0.0625,0.25,1,4",
+          "steps Delta of the rate-distortion-trained models (one model "
+          "each; empty: none)");
+ABSL_FLAG(int64_t, rd_steps, 300, "rate-distortion training steps per model");
+ABSL_FLAG(int64_t, rd_batch, 32, "rate-distortion minibatch size");
+ABSL_FLAG(double, rd_lr, 3e-4, "rate-distortion Adam learning rate (flow)");
+ABSL_FLAG(double, rd_prior_lr, 3e-3,
+          "rate-distortion Adam learning rate (prior)");
+ABSL_FLAG(double, rd_lambda_scale, 1.0,
+          "lambda = scale / (2 log(2) MSE) (1: the matched slope)");
+ABSL_FLAG(std::string, rd_proxy, "noise",
+          "quantisation proxy: noise (additive uniform) | ste "
+          "(straight-through)");
 ABSL_FLAG(uint64_t, seed, 0, "random seed");
 
 namespace flowtape::experiments {
@@ -76,7 +102,22 @@ struct Point {
   std::string codec;
   double setting;  // Delta or quality
   double bpp, psnr, ideal_bpp = NAN, file_bpp = NAN, scan_bpp = NAN;
+  double lambda = NAN, estimate_bpp = NAN;  // flow_rd only
 };
+
+absl::StatusOr<std::vector<double>> ParseList(const std::string& flag,
+                                              const std::string& text) {
+  std::vector<double> out;
+  for (absl::string_view s : absl::StrSplit(text, ',', absl::SkipEmpty())) {
+    double v = 0;
+    if (!data::ParseDecimal(s, &v).ok() || !(v > 0)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--", flag, "=", text, ": '", s, "' is not a finite number > 0"));
+    }
+    out.push_back(v);
+  }
+  return out;
+}
 
 double Psnr(double sse, double count) {
   return 10 * std::log10(255.0 * 255.0 * count / sse);
@@ -145,16 +186,30 @@ absl::Status Run(Experiment& ex) {
   const int64_t n_fit = absl::GetFlag(FLAGS_n_fit);
   const int64_t n_test = absl::GetFlag(FLAGS_n_test);
   const double alpha = absl::GetFlag(FLAGS_alpha);
-  std::vector<double> deltas;
-  for (absl::string_view s : absl::StrSplit(absl::GetFlag(FLAGS_deltas), ',')) {
-    double v = 0;
-    if (!data::ParseDecimal(s, &v).ok() || !(v > 0)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--deltas=", absl::GetFlag(FLAGS_deltas), ": '", s,
-                       "' is not a finite number > 0"));
-    }
-    deltas.push_back(v);
-  }
+  FT_ASSIGN_OR_RETURN(std::vector<double> deltas,
+                      ParseList("deltas", absl::GetFlag(FLAGS_deltas)));
+  FT_ASSIGN_OR_RETURN(std::vector<double> rd_deltas,
+                      ParseList("rd_deltas", absl::GetFlag(FLAGS_rd_deltas)));
+  compression::RdTrainOptions rd;
+  rd.steps = absl::GetFlag(FLAGS_rd_steps);
+  rd.batch = absl::GetFlag(FLAGS_rd_batch);
+  rd.lr = absl::GetFlag(FLAGS_rd_lr);
+  rd.prior_lr = absl::GetFlag(FLAGS_rd_prior_lr);
+  const double lambda_scale = absl::GetFlag(FLAGS_rd_lambda_scale);
+  const std::string proxy = absl::GetFlag(FLAGS_rd_proxy);
+  rd.proxy = proxy == "ste" ? compression::QuantizationProxy::kStraightThrough
+                            : compression::QuantizationProxy::kUniformNoise;
+  FT_RETURN_IF_ERROR(CheckFlags({
+      {"deltas", absl::GetFlag(FLAGS_deltas), !deltas.empty(), "non-empty"},
+      {"rd_steps", rd.steps, rd.steps > 0, "> 0"},
+      {"rd_batch", rd.batch, rd.batch > 0, "> 0"},
+      {"rd_lr", rd.lr, rd.lr > 0 && std::isfinite(rd.lr), "finite, > 0"},
+      {"rd_prior_lr", rd.prior_lr,
+       rd.prior_lr > 0 && std::isfinite(rd.prior_lr), "finite, > 0"},
+      {"rd_lambda_scale", lambda_scale,
+       lambda_scale > 0 && std::isfinite(lambda_scale), "finite, > 0"},
+      {"rd_proxy", proxy, proxy == "noise" || proxy == "ste", "noise | ste"},
+  }));
   FT_RETURN_IF_ERROR(CheckFlags({
       {"data", name, name == "mnist" || name == "fashion", "mnist | fashion"},
       {"steps", steps, steps > 0, "> 0"},
@@ -190,11 +245,13 @@ absl::Status Run(Experiment& ex) {
   f.alpha = alpha;
   Rng rng(c.seed);
   const std::string model_path = absl::GetFlag(FLAGS_model);
+  std::string model_file;  // the likelihood-trained flow, for fresh copies
   if (!model_path.empty()) {
     ex.SingleThreaded("--model: no training");
     const std::string path = ResolvePath(model_path);
     FT_ASSIGN_OR_RETURN(models::ModelSpec spec, models::ReadModelSpec(path));
     FT_ASSIGN_OR_RETURN(f.model, models::LoadModel(path));
+    model_file = path;
     f.flatten = spec.config.event.rank() == 1;
     ex.config()["model"] = path;
   } else {
@@ -205,8 +262,8 @@ absl::Status Run(Experiment& ex) {
     f.alpha = alpha;
     ex.metrics()["best_val_nll"] = run.result.best_val_nll;
     ex.timings()["train_s"] = run.result.seconds;
-    FT_RETURN_IF_ERROR(
-        models::SaveModel(ex.Output("model.ftm"), run.spec, *f.model));
+    model_file = ex.Output("model.ftm");
+    FT_RETURN_IF_ERROR(models::SaveModel(model_file, run.spec, *f.model));
   }
   const std::vector<double> bpd = f.BitsPerDim(x, 256);
   double mean_bpd = 0;
@@ -232,6 +289,7 @@ absl::Status Run(Experiment& ex) {
   const double pixels = static_cast<double>(px.size());
   std::vector<Point> flow_points, jpeg_points;
   std::vector<std::vector<double>> flow_images;  // of the last variant
+  std::vector<double> weights;                   // w_d of flow_w
   // Two variants: one step Delta for every latent ("flow"), and steps
   // Delta w_d weighted by the decoder's sensitivity ("flow_w", reverse
   // water-filling; compression/lossy.h).
@@ -245,6 +303,7 @@ absl::Status Run(Experiment& ex) {
                               vm, Narrow(train.images, 0, 0, m), 2, probe));
       double lo = INFINITY, hi = 0;
       for (double w : vm.step_scale) lo = std::min(lo, w), hi = std::max(hi, w);
+      weights = vm.step_scale;
       ex.metrics()["step_scale_min"] = lo;
       ex.metrics()["step_scale_max"] = hi;
     }
@@ -269,6 +328,85 @@ absl::Status Run(Experiment& ex) {
       flow_images.push_back(std::move(xh));
     }
   }
+  const size_t first = flow_points.size() - flow_images.size();  // flow_w
+  const std::vector<Point> likelihood_w(flow_points.begin() + first,
+                                        flow_points.end());
+
+  // Rate-distortion training: one fresh copy of the flow per Delta.
+  const Tensor rd_train =
+      Narrow(train.images, 0, 0, std::min(n_train, train.images.dim(0)));
+  for (double delta : rd_deltas) {
+    compression::LossyModel rm = lm;
+    rm.step_scale = weights;
+    FT_ASSIGN_OR_RETURN(std::shared_ptr<flows::FlowModel> copy,
+                        models::LoadModel(model_file));
+    copy->To(ex.dtype());
+    rm.flow = copy->flow();
+    compression::LearnedLatentPrior prior(lm.prior);
+    prior.To(ex.dtype());
+    {  // lambda from the likelihood-trained flow's MSE at this Delta
+      NoGradScope no_grad;
+      FT_ASSIGN_OR_RETURN(
+          compression::RateDistortionTerms t,
+          compression::RateDistortion(
+              rm, prior, Narrow(rd_train, 0, 0, std::min<int64_t>(n, 256)),
+              delta, compression::QuantizationProxy::kRound, nullptr));
+      rd.lambda = lambda_scale *
+                  compression::MatchedLambda(Mean(t.sq_error).item() / 784);
+    }
+    rd.delta = delta;
+    rd.seed = c.seed + 7;
+    const std::string label = absl::StrCat("rd_delta_", delta);
+    HistoryWindow window(ex.history(), label,
+                         std::max<int64_t>(1, rd.steps / 20));
+    std::cout << absl::StrFormat(
+        "rate-distortion training at Delta %g, lambda %.4g (%d steps of %d)\n",
+        delta, rd.lambda, rd.steps, rd.batch);
+    const auto t0 = std::chrono::steady_clock::now();
+    FT_ASSIGN_OR_RETURN(
+        std::vector<compression::RdStep> steps_done,
+        compression::TrainRateDistortion(
+            rm, prior, rd_train, rd, [&](const compression::RdStep& s) {
+              window.Step(s.loss);
+              if (s.step % std::max<int64_t>(1, rd.steps / 5) == 0)
+                std::cout << absl::StrFormat(
+                    "  step %d: loss %.4f, proxy %.3f bpp, MSE %.2f\n", s.step,
+                    s.loss, s.bpp, s.mse);
+            }));
+    window.Flush();
+    ex.timings()[label + "_s"] =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+            .count();
+    rm.prior = prior.Values();
+    FT_ASSIGN_OR_RETURN(LossyCodec codec, LossyCodec::Create(rm, delta));
+    FT_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, codec.Encode(x));
+    FT_ASSIGN_OR_RETURN(LossyCodec::Decoded d, codec.Decode(bytes));
+    double sse = 0;
+    const std::vector<double> xh = d.pixels.ToVector();
+    for (size_t i = 0; i < xh.size(); ++i) {
+      const double e = std::round(xh[i]) - px[i];
+      sse += e * e;
+    }
+    Point p{"flow_rd", delta, 8.0 * bytes.size() / pixels, Psnr(sse, pixels)};
+    p.ideal_bpp = codec.IdealBits(d.symbols) / pixels;
+    p.lambda = rd.lambda;
+    {
+      NoGradScope no_grad;
+      double bits = 0;
+      for (int64_t start = 0; start < n; start += compression::kLossyChunk) {
+        const int64_t len = std::min(compression::kLossyChunk, n - start);
+        FT_ASSIGN_OR_RETURN(
+            compression::RateDistortionTerms t,
+            compression::RateDistortion(
+                rm, prior, Narrow(x, 0, start, len), delta,
+                compression::QuantizationProxy::kRound, nullptr));
+        bits += Sum(t.bits).item();
+      }
+      p.estimate_bpp = bits / pixels;
+    }
+    flow_points.push_back(p);
+  }
+
   std::vector<std::vector<double>> jpeg_images(101);
   for (int q = 1; q <= 100; ++q) {
     FT_ASSIGN_OR_RETURN(Point p, JpegPoint(px, n, 28, 28, q, &jpeg_images[q]));
@@ -282,9 +420,10 @@ absl::Status Run(Experiment& ex) {
   auto scan = [](const Point& p) { return p.scan_bpp; };
   std::cout << absl::StrFormat(
       "%s on %s, %d test images (test %.3f bits/dim lossless NLL)\n"
-      "%6s %8s %9s %9s %8s | %13s %13s | %9s %9s %8s\n",
+      "%6s %8s %9s %9s %8s | %13s %13s | %9s %9s %8s | %9s %9s\n",
       flow_name, name, n, mean_bpd, "steps", "Delta", "flow bpp", "ideal",
-      "PSNR", "JPEG@bpp", "JPEG scan@bpp", "nearest q", "scan bpp", "PSNR");
+      "PSNR", "JPEG@bpp", "JPEG scan@bpp", "nearest q", "scan bpp", "PSNR",
+      "w_d@bpp", "estimate");
   io::Json table = io::Json::array();
   std::vector<int> matched_q;
   auto json = [](double v) {
@@ -298,11 +437,18 @@ absl::Status Run(Experiment& ex) {
       if (std::abs(j.scan_bpp - p.bpp) < std::abs(best->scan_bpp - p.bpp))
         best = &j;
     matched_q.push_back(static_cast<int>(best->setting));
+    const double at_likelihood =
+        p.codec == "flow_rd" ? InterpolatePsnr(likelihood_w, p.bpp, shared)
+                             : NAN;
     std::cout << absl::StrFormat(
-        "%6s %8g %9.3f %9.3f %8.2f | %13.2f %13.2f | %9d %9.3f %8.2f\n",
-        p.codec == "flow" ? "Delta" : "w_d", p.setting, p.bpp, p.ideal_bpp,
-        p.psnr, at_shared, at_scan, static_cast<int>(best->setting),
-        best->scan_bpp, best->psnr);
+        "%6s %8g %9.3f %9.3f %8.2f | %13.2f %13.2f | %9d %9.3f %8.2f | %9.2f "
+        "%9.3f\n",
+        p.codec == "flow"     ? "Delta"
+        : p.codec == "flow_w" ? "w_d"
+                              : "RD",
+        p.setting, p.bpp, p.ideal_bpp, p.psnr, at_shared, at_scan,
+        static_cast<int>(best->setting), best->scan_bpp, best->psnr,
+        at_likelihood, p.estimate_bpp);
     table.push_back({{"codec", p.codec},
                      {"delta", p.setting},
                      {"flow_bpp", p.bpp},
@@ -312,11 +458,15 @@ absl::Status Run(Experiment& ex) {
                      {"jpeg_scan_psnr_at_flow_bpp", json(at_scan)},
                      {"jpeg_nearest_quality", best->setting},
                      {"jpeg_nearest_scan_bpp", best->scan_bpp},
-                     {"jpeg_nearest_psnr", best->psnr}});
+                     {"jpeg_nearest_psnr", best->psnr},
+                     {"lambda", json(p.lambda)},
+                     {"estimate_bpp", json(p.estimate_bpp)},
+                     {"likelihood_w_psnr_at_flow_bpp", json(at_likelihood)}});
   }
   ex.metrics()["rate_distortion"] = table;
   ex.metrics()["test_images"] = n;
   ex.config()["deltas"] = deltas;
+  ex.config()["rd_deltas"] = rd_deltas;
 
   {
     std::ofstream csv(ex.Output("rate_distortion.csv"));
@@ -338,10 +488,13 @@ absl::Status Run(Experiment& ex) {
   plot.xlabel = "bits per pixel";
   plot.ylabel = "PSNR (dB)";
   viz::LineSeries fs{absl::StrCat(flow_name, " latents, one Delta")},
-      fw{absl::StrCat(flow_name, " latents, Delta w_d")};
-  fs.markers = fw.markers = true;
+      fw{absl::StrCat(flow_name, " latents, Delta w_d")},
+      fr{absl::StrCat(flow_name, " RD-trained, Delta w_d")};
+  fs.markers = fw.markers = fr.markers = true;
   for (const Point& p : flow_points) {
-    viz::LineSeries& series = p.codec == "flow" ? fs : fw;
+    viz::LineSeries& series = p.codec == "flow"     ? fs
+                              : p.codec == "flow_w" ? fw
+                                                    : fr;
     series.x.push_back(p.bpp);
     series.y.push_back(p.psnr);
   }
@@ -357,12 +510,13 @@ absl::Status Run(Experiment& ex) {
   jf.dashed = true;
   jf.alpha = 0.5;
   plot.series = {fs, fw, js, jc, jf};
+  if (!fr.x.empty()) plot.series.push_back(fr);
   double xmax = 0;
   for (const Point& p : flow_points) xmax = std::max(xmax, p.bpp);
   plot.box = viz::Box{0, std::max(4.0, 1.1 * xmax), 5, 50};
-  viz::Figure rd;
-  rd.Add(plot);
-  FT_RETURN_IF_ERROR(ex.WriteFigure(rd, "rd.png"));
+  viz::Figure rd_figure;
+  rd_figure.Add(plot);
+  FT_RETURN_IF_ERROR(ex.WriteFigure(rd_figure, "rd.png"));
 
   // Eight test images: the original, the flow at each Delta, JPEG at the
   // matched qualities.
@@ -373,13 +527,12 @@ absl::Status Run(Experiment& ex) {
     for (int i = 0; i < k * 784; ++i) tiles.push_back(images[i] / 255.0);
   };
   add_row(px);
-  // The weighted variant's rows (the last deltas.size() points).
-  const size_t first = flow_points.size() - flow_images.size();
+  // The weighted variant's rows.
   for (size_t j = 0; j < flow_images.size(); ++j) {
     add_row(flow_images[j]);
     labels.push_back(absl::StrFormat("D=%g", flow_points[first + j].setting));
   }
-  for (size_t j = first; j < matched_q.size(); ++j) {
+  for (size_t j = first; j < first + flow_images.size(); ++j) {
     add_row(jpeg_images[matched_q[j]]);
     labels.push_back(absl::StrFormat("q=%d", matched_q[j]));
   }

@@ -43,6 +43,10 @@ expect experiments/rate_distortion "rate_distortion: INVALID_ARGUMENT: --steps=0
 expect experiments/rate_distortion "--data=digits: must be mnist | fashion" --data=digits
 expect experiments/rate_distortion "--deltas=0.5,x: 'x' is not a finite number > 0" --deltas=0.5,x
 expect experiments/rate_distortion "--deltas=0: '0' is not a finite number > 0" --deltas=0
+expect experiments/rate_distortion "--rd_deltas=1,-1: '-1' is not a finite number > 0" --rd_deltas=1,-1
+expect experiments/rate_distortion "--rd_steps=0: must be > 0" --rd_steps=0
+expect experiments/rate_distortion "--rd_proxy=round: must be noise | ste" --rd_proxy=round
+expect experiments/rate_distortion "--rd_lambda_scale=nan: must be finite, > 0" --rd_lambda_scale=nan
 expect experiments/rate_distortion "--batch=1000000000000 (--flow=realnvp): the run needs" --batch=1000000000000
 expect experiments/calibration "calibration: INVALID_ARGUMENT: --epochs=0" --epochs=0
 expect experiments/calibration "--calib_steps=-1" --calib_steps=-1

@@ -96,6 +96,10 @@ class SphereCnf : public flows::Flow {
                             Rng* rng = nullptr) const override;
   bool analytic_inverse() const override { return false; }
   std::string name() const override { return "sphere_cfm"; }
+  const std::shared_ptr<flows::cnf::CnfDynamics>& field() const {
+    return field_;
+  }
+  double step_size() const { return step_size_; }
 
  private:
   SphereCnf(std::shared_ptr<flows::cnf::CnfDynamics> field, double step_size);

@@ -12,6 +12,11 @@
 //                     the same with recursive sphere flows (an interval
 //                     spline for the height, a circle spline / a mixture of
 //                     4 Moebius maps for the azimuth)
+//   rfm               Riemannian flow matching (manifolds/
+//                     sphere_flow_matching.h): a ConcatSquash field of
+//                     `field.depth` hidden layers of `field.width` units
+//                     (`field.activation`), projected on the tangent plane,
+//                     integrated by SphereCnf with `field.step_size`
 // The first affine flow of each chain starts centred on a point (b = -beta
 // centre, beta 0.3 for a single chain and 0.7 in a mixture): SphereModelInit
 // gives the points (the training data's mean direction, random training
@@ -23,13 +28,15 @@
 //   {"format": "flowtape.sphere_model", "version": 1, "kind": "mixture",
 //    "layers": 2, "components": 32, "blocks": 2, "hidden": 32, "bins": 8,
 //    "dtype": "float64"}
+// and, for kind "rfm" only, "field": {"width": 256, "depth": 4,
+// "activation": "tanh", "step_size": 0.01}.
 // Reading is strict (every key required, no others; kind one of the above;
 // layers, components in [1, 4096]; blocks, bins in [1, 1024]; hidden in
-// [1, 4096];
-// dtype "float32" or "float64"), and the model the spec describes must be
-// about as large as the file (parameters <= 16 x the file's values + 2^20)
-// before it is built. LoadSphereModel builds it (float64, default
-// SphereModelInit, Rng(0)), converts it to the dtype and restores every
+// [1, 4096]; field: width in [1, 4096], depth in [1, 16], an nn::Activation
+// name, step_size in (0, 1]; dtype "float32" or "float64"), and the model the
+// spec describes must be about as large as the file (parameters <= 16 x the
+// file's values + 2^20) before it is built. LoadSphereModel builds it (float64,
+// default SphereModelInit, Rng(0)), converts it to the dtype and restores every
 // tensor (names, shapes and values checked as LoadCheckpoint does), so its
 // log-densities equal the saved model's bit for bit. SaveSphereModel checks
 // that the model is what the spec builds (names, shapes, dtype). Errors name
@@ -50,11 +57,20 @@
 
 namespace flowtape::models {
 
+// The velocity field of kind "rfm" and the step of its likelihood ODE.
+struct SphereFieldSpec {
+  int64_t width = 128;
+  int depth = 3;
+  std::string activation = "tanh";
+  double step_size = 0.01;  // SphereCnf's RK4 step
+};
+
 struct SphereModelSpec {
   std::string kind = "affine";
   int layers = 12, components = 32, blocks = 2;
   int64_t hidden = 32;
-  int64_t bins = 8;  // recursive kinds: spline bins of height and azimuth
+  int64_t bins = 8;       // recursive kinds: spline bins of height and azimuth
+  SphereFieldSpec field;  // kind "rfm" only
   DType dtype = kFloat64;
 };
 

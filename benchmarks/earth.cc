@@ -36,7 +36,7 @@
 //       flow matching: quick 3 x 128 field, 3000 steps of 512;
 //       --full 4 x 256, 20000 steps of 1024
 // Writes to --out_dir (experiments/cli.h) equirectangular density maps
-// <data>_<model>.png (seed 0), the trained models of seed 0 (all but rfm) as
+// <data>_<model>.png (seed 0), the trained models of seed 0 as
 // <data>_<model>.ftm (models/sphere_model.h: LoadSphereModel rebuilds them),
 // results.json (test NLL per data set, model and seed) and history.csv (run
 // "<data>/<model>/seed<k>"). --threads:
@@ -73,6 +73,7 @@
 #include "manifolds/sphere_flow_matching.h"
 #include "manifolds/sphere_flows.h"
 #include "models/sphere_model.h"
+#include "nn/layers.h"
 #include "nn/optim.h"
 #include "nn/schedule.h"
 #include "training/train.h"
@@ -99,6 +100,10 @@ ABSL_FLAG(int, steps, 0, "training steps (0 = mode default)");
 ABSL_FLAG(double, neural_lr, 0, "neural model learning rate (0 = default)");
 ABSL_FLAG(int, rfm_width, 0, "rfm field hidden width (0 = mode default)");
 ABSL_FLAG(int, rfm_depth, 0, "rfm field hidden layers (0 = mode default)");
+ABSL_FLAG(int, rfm_batch, 0, "rfm minibatch (0 = mode default)");
+ABSL_FLAG(double, rfm_lr, 0, "rfm peak learning rate (0 = mode default)");
+ABSL_FLAG(std::string, rfm_activation, "",
+          "rfm field activation (nn::Activation name; empty = mode default)");
 
 namespace flowtape {
 namespace {
@@ -176,39 +181,49 @@ absl::StatusOr<std::shared_ptr<ManifoldDensity>> MakeModel(
   return models::MakeSphereModel(spec, init, rng);
 }
 
-// Riemannian flow matching (see the header comment).
+// Riemannian flow matching (see the header comment): the field and the
+// test step in `spec` (kind "rfm"), the training run's sizes beside it.
 struct RfmConfig {
-  int64_t width, depth, steps, batch;
+  models::SphereModelSpec spec;
+  int64_t steps, batch;
   double lr;
 };
-RfmConfig MakeRfmConfig(bool full) {
-  if (full) return {256, 4, 20000, 1024, 1e-3};
-  return {128, 3, 3000, 512, 2e-3};
+RfmConfig MakeRfmConfig(bool full, DType dtype) {
+  RfmConfig c;
+  c.spec.kind = "rfm";
+  c.spec.dtype = dtype;
+  c.spec.field.width = full ? 256 : 128;
+  c.spec.field.depth = full ? 4 : 3;
+  c.steps = full ? 20000 : 3000;
+  c.batch = full ? 1024 : 512;
+  c.lr = full ? 1e-3 : 2e-3;
+  return c;
 }
 
 struct RfmModel {
   std::shared_ptr<ManifoldDensity> trained;  // validation step 0.02
-  std::shared_ptr<ManifoldDensity> fine;     // the same field, step 0.01
+  std::shared_ptr<ManifoldDensity> fine;     // the spec's model (test step)
+  std::shared_ptr<ManifoldDensity> half;     // the same at half the step
 };
 
 absl::StatusOr<training::ThreadedTraining> TrainRfm(
     const RfmConfig& c, const training::TrainData& data,
     const training::TrainOptions& base, RfmModel* out) {
   Rng rng(77 + base.seed);
-  FT_ASSIGN_OR_RETURN(std::shared_ptr<flows::cnf::ConcatSquashNet> net,
-                      flows::cnf::ConcatSquashNet::Create(
-                          3, std::vector<int64_t>(c.depth, c.width),
-                          nn::Activation::kTanh, rng));
-  net->To(data.train.dtype());
-  auto field = std::make_shared<manifolds::TangentProjectedField>(net);
-  auto uniform = std::make_shared<UniformSphere>(3);
-  for (double h : {0.02, 0.01}) {
+  FT_ASSIGN_OR_RETURN(out->fine, models::MakeSphereModel(c.spec, {}, rng));
+  const auto& chain = static_cast<const ManifoldFlowModel&>(*out->fine).flows();
+  const std::shared_ptr<flows::cnf::CnfDynamics> field =
+      static_cast<const manifolds::SphereCnf&>(*chain.at(0)).field();
+  auto with_step =
+      [&](double h) -> absl::StatusOr<std::shared_ptr<ManifoldDensity>> {
     FT_ASSIGN_OR_RETURN(std::shared_ptr<manifolds::SphereCnf> cnf,
                         manifolds::SphereCnf::Create(field, h));
-    (h == 0.02 ? out->trained : out->fine) =
-        std::make_shared<ManifoldFlowModel>(
-            uniform, std::vector<std::shared_ptr<flows::Flow>>{cnf});
-  }
+    return std::make_shared<ManifoldFlowModel>(
+        std::make_shared<UniformSphere>(3),
+        std::vector<std::shared_ptr<flows::Flow>>{cnf});
+  };
+  FT_ASSIGN_OR_RETURN(out->trained, with_step(0.02));
+  FT_ASSIGN_OR_RETURN(out->half, with_step(c.spec.field.step_size / 2));
   FT_ASSIGN_OR_RETURN(
       std::shared_ptr<flows::matching::FlowMatching> fm,
       flows::matching::FlowMatching::Create(
@@ -298,9 +313,12 @@ struct Cell {
 absl::Status Run(experiments::Experiment& ex) {
   const bool full = absl::GetFlag(FLAGS_full);
   Config cfg = MakeConfig(full);
-  RfmConfig rfm = MakeRfmConfig(full);
+  RfmConfig rfm = MakeRfmConfig(full, ex.dtype());
   const int rfm_width = absl::GetFlag(FLAGS_rfm_width);
   const int rfm_depth = absl::GetFlag(FLAGS_rfm_depth);
+  const int rfm_batch = absl::GetFlag(FLAGS_rfm_batch);
+  const double rfm_lr = absl::GetFlag(FLAGS_rfm_lr);
+  const std::string rfm_activation = absl::GetFlag(FLAGS_rfm_activation);
   const int seeds = absl::GetFlag(FLAGS_seeds);
   const int components = absl::GetFlag(FLAGS_components);
   const int layers = absl::GetFlag(FLAGS_layers);
@@ -317,6 +335,10 @@ absl::Status Run(experiments::Experiment& ex) {
            "in [0, 4096]"},
           {"rfm_depth", rfm_depth, rfm_depth >= 0 && rfm_depth <= 16,
            "in [0, 16]"},
+          {"rfm_batch", rfm_batch, rfm_batch >= 0 && rfm_batch <= 65536,
+           "in [0, 65536]"},
+          {"rfm_lr", rfm_lr, std::isfinite(rfm_lr) && rfm_lr >= 0 && rfm_lr < 1,
+           "finite, in [0, 1)"},
       });
       !s.ok())
     return s;
@@ -342,8 +364,16 @@ absl::Status Run(experiments::Experiment& ex) {
   }
   if (steps)
     cfg.steps = cfg.neural_steps = cfg.recursive_steps = rfm.steps = steps;
-  if (rfm_width) rfm.width = rfm_width;
-  if (rfm_depth) rfm.depth = rfm_depth;
+  if (rfm_width) rfm.spec.field.width = rfm_width;
+  if (rfm_depth) rfm.spec.field.depth = rfm_depth;
+  if (rfm_batch) rfm.batch = rfm_batch;
+  if (rfm_lr) rfm.lr = rfm_lr;
+  if (!rfm_activation.empty()) {
+    if (absl::Status s = nn::ParseActivation(rfm_activation).status(); !s.ok())
+      return absl::InvalidArgumentError(
+          absl::StrCat("--rfm_activation: ", s.message()));
+    rfm.spec.field.activation = rfm_activation;
+  }
   if (neural_lr) cfg.neural_lr = neural_lr;
   ex.config() = {{"affine_layers", cfg.affine_layers},
                  {"mixture_components", cfg.mixture_components},
@@ -361,8 +391,10 @@ absl::Status Run(experiments::Experiment& ex) {
                  {"recursive_steps", cfg.recursive_steps},
                  {"recursive_lr", cfg.recursive_lr},
                  {"rfm",
-                  {{"width", rfm.width},
-                   {"depth", rfm.depth},
+                  {{"width", rfm.spec.field.width},
+                   {"depth", rfm.spec.field.depth},
+                   {"activation", rfm.spec.field.activation},
+                   {"step_size", rfm.spec.field.step_size},
                    {"steps", rfm.steps},
                    {"batch", rfm.batch},
                    {"lr", rfm.lr}}}};
@@ -440,18 +472,24 @@ absl::Status Run(experiments::Experiment& ex) {
                                  absl::StrCat(set, "/", name, "/seed", seed));
         const double test = MeanNll(model, Cast(split.test, dtype));
         results[name][set].nll.push_back(test);
+        // The ODE's share of the error: the same field at half the step.
+        std::string half_step;
+        if (name == "rfm" && seed == 0) {
+          const double half = MeanNll(*rfm_model.half, Cast(split.test, dtype));
+          ex.metrics()["rfm_test_nll_half_step"][set] = half;
+          half_step = absl::StrFormat(", test at step %g: %.3f",
+                                      rfm.spec.field.step_size / 2, half);
+        }
         std::cout << absl::StrFormat(
                          "%-10s %-8s seed %d: val %.3f test %.3f  (%lld steps, "
-                         "%.1fs%s)",
+                         "%.1fs%s%s)",
                          set, name, seed, r->best_val_nll, test, r->steps,
-                         r->seconds, r->diverged ? ", diverged" : "")
+                         r->seconds, r->diverged ? ", diverged" : "", half_step)
                   << std::endl;
-        // rfm's field is not a models/sphere_model.h kind: its run keeps
-        // only results and the map.
-        if (seed == 0 && name != "rfm")
+        if (seed == 0)
           FT_RETURN_IF_ERROR(models::SaveSphereModel(
               ex.Output(absl::StrCat(set, "_", name, ".ftm")),
-              Spec(name, cfg, dtype), model));
+              name == "rfm" ? rfm.spec : Spec(name, cfg, dtype), model));
         if (seed == 0 && absl::GetFlag(FLAGS_maps))
           FT_RETURN_IF_ERROR(ex.WriteFigure(
               DensityMap(model, split.test,
@@ -488,8 +526,8 @@ absl::Status Run(experiments::Experiment& ex) {
                                  cfg.recursive_bins, ") x", cfg.neural_blocks)},
       {"recursive_mobius",
        absl::StrCat("Affine + recursive (Moebius) x", cfg.neural_blocks)},
-      {"rfm",
-       absl::StrCat("Riemannian flow matching ", rfm.depth, " x ", rfm.width)}};
+      {"rfm", absl::StrCat("Riemannian flow matching ", rfm.spec.field.depth,
+                           " x ", rfm.spec.field.width)}};
   for (const std::string& name : models) {
     std::cout << absl::StrFormat("%-40s", label.at(name) + " (ours)");
     for (const auto& d : kDatasets) {

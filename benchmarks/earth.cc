@@ -101,6 +101,11 @@ ABSL_FLAG(double, neural_lr, 0, "neural model learning rate (0 = default)");
 ABSL_FLAG(int, rfm_width, 0, "rfm field hidden width (0 = mode default)");
 ABSL_FLAG(int, rfm_depth, 0, "rfm field hidden layers (0 = mode default)");
 ABSL_FLAG(int, rfm_batch, 0, "rfm minibatch (0 = mode default)");
+ABSL_FLAG(int, rfm_fourier, -1,
+          "rfm: random Fourier features of x (0 = a ConcatSquash field on "
+          "x; -1 = mode default)");
+ABSL_FLAG(double, rfm_fourier_scale, 0,
+          "rfm: their frequencies' standard deviation (0 = mode default)");
 ABSL_FLAG(double, rfm_lr, 0, "rfm peak learning rate (0 = mode default)");
 ABSL_FLAG(std::string, rfm_activation, "",
           "rfm field activation (nn::Activation name; empty = mode default)");
@@ -318,6 +323,8 @@ absl::Status Run(experiments::Experiment& ex) {
   const int rfm_depth = absl::GetFlag(FLAGS_rfm_depth);
   const int rfm_batch = absl::GetFlag(FLAGS_rfm_batch);
   const double rfm_lr = absl::GetFlag(FLAGS_rfm_lr);
+  const int rfm_fourier = absl::GetFlag(FLAGS_rfm_fourier);
+  const double rfm_fourier_scale = absl::GetFlag(FLAGS_rfm_fourier_scale);
   const std::string rfm_activation = absl::GetFlag(FLAGS_rfm_activation);
   const int seeds = absl::GetFlag(FLAGS_seeds);
   const int components = absl::GetFlag(FLAGS_components);
@@ -337,6 +344,12 @@ absl::Status Run(experiments::Experiment& ex) {
            "in [0, 16]"},
           {"rfm_batch", rfm_batch, rfm_batch >= 0 && rfm_batch <= 65536,
            "in [0, 65536]"},
+          {"rfm_fourier", rfm_fourier, rfm_fourier >= -1 && rfm_fourier <= 4096,
+           "in [-1, 4096]"},
+          {"rfm_fourier_scale", rfm_fourier_scale,
+           std::isfinite(rfm_fourier_scale) && rfm_fourier_scale >= 0 &&
+               rfm_fourier_scale <= 1e4,
+           "in [0, 1e4]"},
           {"rfm_lr", rfm_lr, std::isfinite(rfm_lr) && rfm_lr >= 0 && rfm_lr < 1,
            "finite, in [0, 1)"},
       });
@@ -368,6 +381,8 @@ absl::Status Run(experiments::Experiment& ex) {
   if (rfm_depth) rfm.spec.field.depth = rfm_depth;
   if (rfm_batch) rfm.batch = rfm_batch;
   if (rfm_lr) rfm.lr = rfm_lr;
+  if (rfm_fourier >= 0) rfm.spec.field.fourier = rfm_fourier;
+  if (rfm_fourier_scale) rfm.spec.field.fourier_scale = rfm_fourier_scale;
   if (!rfm_activation.empty()) {
     if (absl::Status s = nn::ParseActivation(rfm_activation).status(); !s.ok())
       return absl::InvalidArgumentError(
@@ -394,6 +409,8 @@ absl::Status Run(experiments::Experiment& ex) {
                   {{"width", rfm.spec.field.width},
                    {"depth", rfm.spec.field.depth},
                    {"activation", rfm.spec.field.activation},
+                   {"fourier", rfm.spec.field.fourier},
+                   {"fourier_scale", rfm.spec.field.fourier_scale},
                    {"step_size", rfm.spec.field.step_size},
                    {"steps", rfm.steps},
                    {"batch", rfm.batch},

@@ -61,6 +61,11 @@ absl::Status Validate(const SphereModelSpec& s) {
       !a.ok())
     return absl::InvalidArgumentError(
         absl::StrCat("field: ", a.status().message()));
+  if (f.fourier < 0 || f.fourier > 4096 ||
+      !(f.fourier_scale > 0 && f.fourier_scale <= 1e4))
+    return absl::InvalidArgumentError(absl::StrCat(
+        "field: want fourier in [0, 4096] and fourier_scale in (0, 1e4], got ",
+        f.fourier, " and ", f.fourier_scale));
   if (!(f.step_size > 0 && f.step_size <= 1))
     return absl::InvalidArgumentError(
         absl::StrCat("field: step_size must be in (0, 1], got ", f.step_size));
@@ -75,7 +80,7 @@ double EstimatedValues(const SphereModelSpec& s) {
   if (s.kind == "mixture") return (affine * s.layers + 1) * s.components;
   if (s.kind == "rfm") {  // ConcatSquash layers: (in + 3) out + out
     const double w = static_cast<double>(s.field.width) + 4;
-    return s.field.depth * w * w + 8 * w;
+    return s.field.depth * w * w + (8 + 2.0 * s.field.fourier) * w;
   }
   const double h = static_cast<double>(s.hidden);
   const double k = static_cast<double>(s.bins);
@@ -135,11 +140,16 @@ absl::StatusOr<std::shared_ptr<ManifoldDensity>> MakeSphereModel(
   } else if (spec.kind == "rfm") {
     FT_ASSIGN_OR_RETURN(nn::Activation act,
                         nn::ParseActivation(spec.field.activation));
-    FT_ASSIGN_OR_RETURN(
-        std::shared_ptr<flows::cnf::ConcatSquashNet> net,
-        flows::cnf::ConcatSquashNet::Create(
-            3, std::vector<int64_t>(spec.field.depth, spec.field.width), act,
-            rng));
+    const std::vector<int64_t> hidden(spec.field.depth, spec.field.width);
+    std::shared_ptr<flows::cnf::CnfDynamics> net;
+    if (spec.field.fourier > 0) {
+      FT_ASSIGN_OR_RETURN(net, manifolds::FourierFeatureField::Create(
+                                   3, spec.field.fourier,
+                                   spec.field.fourier_scale, hidden, act, rng));
+    } else {
+      FT_ASSIGN_OR_RETURN(
+          net, flows::cnf::ConcatSquashNet::Create(3, hidden, act, rng));
+    }
     FT_ASSIGN_OR_RETURN(
         std::shared_ptr<manifolds::SphereCnf> cnf,
         manifolds::SphereCnf::Create(
@@ -188,6 +198,8 @@ std::string SphereModelSpecToJson(const SphereModelSpec& spec) {
     j["field"] = {{"width", spec.field.width},
                   {"depth", spec.field.depth},
                   {"activation", spec.field.activation},
+                  {"fourier", spec.field.fourier},
+                  {"fourier_scale", spec.field.fourier_scale},
                   {"step_size", spec.field.step_size}};
   return j.dump();
 }
@@ -244,8 +256,9 @@ absl::StatusOr<SphereModelSpec> SphereModelSpecFromJson(
   if (s.kind == "rfm") {
     const io::Json& f = j["field"];
     if (!f.is_object()) return bad("field: want an object");
-    const std::vector<std::string> field_keys = {"width", "depth", "activation",
-                                                 "step_size"};
+    const std::vector<std::string> field_keys = {"width",         "depth",
+                                                 "activation",    "fourier",
+                                                 "fourier_scale", "step_size"};
     for (const auto& [key, value] : f.items())
       if (std::find(field_keys.begin(), field_keys.end(), key) ==
           field_keys.end())
@@ -254,10 +267,11 @@ absl::StatusOr<SphereModelSpec> SphereModelSpecFromJson(
       if (!f.contains(key))
         return bad(absl::StrCat("field: missing '", key, "'"));
     if (!f["width"].is_number_integer() || !f["depth"].is_number_integer() ||
-        !f["activation"].is_string() || !f["step_size"].is_number())
+        !f["fourier"].is_number_integer() || !f["activation"].is_string() ||
+        !f["fourier_scale"].is_number() || !f["step_size"].is_number())
       return bad(
-          "field: want integers width and depth, a string activation and a "
-          "number step_size");
+          "field: want integers width, depth and fourier, a string "
+          "activation, numbers fourier_scale and step_size");
     const int64_t width = f["width"].get<int64_t>();
     const int64_t depth = f["depth"].get<int64_t>();
     if (width < 1 || width > 4096 || depth < 1 || depth > 16)
@@ -268,6 +282,12 @@ absl::StatusOr<SphereModelSpec> SphereModelSpecFromJson(
     s.field.width = width;
     s.field.depth = static_cast<int>(depth);
     s.field.activation = f["activation"].get<std::string>();
+    const int64_t fourier = f["fourier"].get<int64_t>();
+    if (fourier < 0 || fourier > 4096)
+      return bad(absl::StrCat("field: want fourier in [0, 4096], got ",
+                              f["fourier"].dump()));
+    s.field.fourier = fourier;
+    s.field.fourier_scale = f["fourier_scale"].get<double>();
     s.field.step_size = f["step_size"].get<double>();
   }
   if (absl::Status v = Validate(s); !v.ok())

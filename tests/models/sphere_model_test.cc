@@ -23,11 +23,11 @@ std::string TmpPath(const std::string& name) {
 
 TEST(SphereModel, RoundTripGivesTheSameLogDensities) {
   for (const char* kind : {"affine", "mixture", "neural", "recursive",
-                           "recursive_mobius", "rfm"}) {
+                           "recursive_mobius", "rfm", "rfm_fourier"}) {
     for (DType dtype : {kFloat64, kFloat32}) {
       SCOPED_TRACE(std::string(kind) + " " + DTypeName(dtype));
       SphereModelSpec spec;
-      spec.kind = kind;
+      spec.kind = std::string(kind) == "rfm_fourier" ? "rfm" : kind;
       spec.layers = 3;
       spec.components = 4;
       spec.blocks = 1;
@@ -35,6 +35,10 @@ TEST(SphereModel, RoundTripGivesTheSameLogDensities) {
       spec.field.width = 8;
       spec.field.depth = 2;
       spec.field.step_size = 0.25;
+      if (std::string(kind) == "rfm_fourier") {
+        spec.field.fourier = 5;
+        spec.field.fourier_scale = 3.0;
+      }
       spec.dtype = dtype;
       SphereModelInit init;
       init.mean_direction = Eigen::Vector3d(0.6, 0.0, 0.8);
@@ -117,6 +121,9 @@ TEST(SphereModel, RefusesBadDescriptionsAndMismatchedModels) {
   refused(rfm_edit("\"width\":128", "\"width\":0"), "width");
   refused(rfm_edit("\"depth\":3", "\"depth\":17"), "depth");
   refused(rfm_edit("\"step_size\":0.01", "\"step_size\":0"), "step_size");
+  refused(rfm_edit("\"fourier\":0", "\"fourier\":-1"), "fourier");
+  refused(rfm_edit("\"fourier_scale\":1.0", "\"fourier_scale\":0"),
+          "fourier_scale");
   refused(rfm_edit("\"step_size\":0.01", "\"step_size\":0.01,\"x\":1"),
           "field: unknown key");
   // A model that is not what the spec builds; a plain checkpoint.

@@ -18,14 +18,19 @@
 //            for the azimuth; closed-form log R); 32 bins, conditioners
 //            64-64, Adam 5e-3, 2000 steps (--full: 6000)
 //   rfm      (not run by default) Riemannian flow matching (Chen & Lipman
-//            2024; manifolds/sphere_flow_matching.h): a ConcatSquash tanh
-//            field (--rfm_width x --rfm_depth) projected on the tangent
-//            plane, regressed on geodesic paths from the uniform density
-//            (training::TrainFlowMatching: Adam with cosine decay, EMA
-//            0.999, validation NLL every steps / 5); likelihoods by the
+//            2024; manifolds/sphere_flow_matching.h): a tanh MLP on 64
+//            random Fourier features of x (frequencies N(0, 8^2);
+//            --rfm_fourier=0: a ConcatSquash net on raw x, which learns the
+//            catalogues' fine structure far more slowly) and of t
+//            (--rfm_width x --rfm_depth), projected on the tangent plane,
+//            regressed on geodesic paths from the uniform density
+//            (training::TrainFlowMatching: Adam 5e-3 with cosine decay, EMA
+//            0.999, validation NLL every steps / 2); likelihoods by the
 //            projected RK4 flow with the exact Riemannian divergence, step
 //            0.02 for validation and 0.01 for the test NLL and the map
-//            (a 180 x 90 grid: the map costs 800 field passes per point).
+//            (a 180 x 90 grid: the map costs 800 field passes per point);
+//            seed 0 also scores 256 test rows at steps 0.01 and 0.005 (the
+//            ODE's share of the error)
 // Usage:
 //   ./bazelw run --config=opt //benchmarks:earth
 //       quick: 5 seeds x 4 sets x 3 models, ~3.5 CPU-minutes
@@ -33,10 +38,10 @@
 //       bigger models, 3x the steps: ~18 CPU-minutes (results are
 //       deterministic, so --datasets=flood etc. can run in parallel processes)
 //   ./bazelw run --config=opt //benchmarks:earth -- --models=rfm [--full]
-//       flow matching: quick 3 x 128 field, 3000 steps of 512;
-//       --full 4 x 256, 20000 steps of 1024
+//       flow matching: quick 3 x 128 field, 6000 steps of 512;
+//       --full 4 x 256 on 128 features, 20000 steps of 1024
 // Writes to --out_dir (experiments/cli.h) equirectangular density maps
-// <data>_<model>.png (seed 0), the trained models of seed 0 (all but rfm) as
+// <data>_<model>.png (seed 0), the trained models of seed 0 as
 // <data>_<model>.ftm (models/sphere_model.h: LoadSphereModel rebuilds them),
 // results.json (test NLL per data set, model and seed) and history.csv (run
 // "<data>/<model>/seed<k>"). --threads:
@@ -73,6 +78,7 @@
 #include "manifolds/sphere_flow_matching.h"
 #include "manifolds/sphere_flows.h"
 #include "models/sphere_model.h"
+#include "nn/layers.h"
 #include "nn/optim.h"
 #include "nn/schedule.h"
 #include "training/train.h"
@@ -99,6 +105,15 @@ ABSL_FLAG(int, steps, 0, "training steps (0 = mode default)");
 ABSL_FLAG(double, neural_lr, 0, "neural model learning rate (0 = default)");
 ABSL_FLAG(int, rfm_width, 0, "rfm field hidden width (0 = mode default)");
 ABSL_FLAG(int, rfm_depth, 0, "rfm field hidden layers (0 = mode default)");
+ABSL_FLAG(int, rfm_batch, 0, "rfm minibatch (0 = mode default)");
+ABSL_FLAG(int, rfm_fourier, -1,
+          "rfm: random Fourier features of x (0 = a ConcatSquash field on "
+          "x; -1 = mode default)");
+ABSL_FLAG(double, rfm_fourier_scale, 0,
+          "rfm: their frequencies' standard deviation (0 = mode default)");
+ABSL_FLAG(double, rfm_lr, 0, "rfm peak learning rate (0 = mode default)");
+ABSL_FLAG(std::string, rfm_activation, "",
+          "rfm field activation (nn::Activation name; empty = mode default)");
 
 namespace flowtape {
 namespace {
@@ -176,39 +191,51 @@ absl::StatusOr<std::shared_ptr<ManifoldDensity>> MakeModel(
   return models::MakeSphereModel(spec, init, rng);
 }
 
-// Riemannian flow matching (see the header comment).
+// Riemannian flow matching (see the header comment): the field and the
+// test step in `spec` (kind "rfm"), the training run's sizes beside it.
 struct RfmConfig {
-  int64_t width, depth, steps, batch;
+  models::SphereModelSpec spec;
+  int64_t steps, batch;
   double lr;
 };
-RfmConfig MakeRfmConfig(bool full) {
-  if (full) return {256, 4, 20000, 1024, 1e-3};
-  return {128, 3, 3000, 512, 2e-3};
+RfmConfig MakeRfmConfig(bool full, DType dtype) {
+  RfmConfig c;
+  c.spec.kind = "rfm";
+  c.spec.dtype = dtype;
+  c.spec.field.width = full ? 256 : 128;
+  c.spec.field.depth = full ? 4 : 3;
+  c.spec.field.fourier = full ? 128 : 64;
+  c.spec.field.fourier_scale = 8;
+  c.steps = full ? 20000 : 6000;
+  c.batch = full ? 1024 : 512;
+  c.lr = full ? 2e-3 : 5e-3;
+  return c;
 }
 
 struct RfmModel {
   std::shared_ptr<ManifoldDensity> trained;  // validation step 0.02
-  std::shared_ptr<ManifoldDensity> fine;     // the same field, step 0.01
+  std::shared_ptr<ManifoldDensity> fine;     // the spec's model (test step)
+  std::shared_ptr<ManifoldDensity> half;     // the same at half the step
 };
 
 absl::StatusOr<training::ThreadedTraining> TrainRfm(
     const RfmConfig& c, const training::TrainData& data,
     const training::TrainOptions& base, RfmModel* out) {
   Rng rng(77 + base.seed);
-  FT_ASSIGN_OR_RETURN(std::shared_ptr<flows::cnf::ConcatSquashNet> net,
-                      flows::cnf::ConcatSquashNet::Create(
-                          3, std::vector<int64_t>(c.depth, c.width),
-                          nn::Activation::kTanh, rng));
-  net->To(data.train.dtype());
-  auto field = std::make_shared<manifolds::TangentProjectedField>(net);
-  auto uniform = std::make_shared<UniformSphere>(3);
-  for (double h : {0.02, 0.01}) {
+  FT_ASSIGN_OR_RETURN(out->fine, models::MakeSphereModel(c.spec, {}, rng));
+  const auto& chain = static_cast<const ManifoldFlowModel&>(*out->fine).flows();
+  const std::shared_ptr<flows::cnf::CnfDynamics> field =
+      static_cast<const manifolds::SphereCnf&>(*chain.at(0)).field();
+  auto with_step =
+      [&](double h) -> absl::StatusOr<std::shared_ptr<ManifoldDensity>> {
     FT_ASSIGN_OR_RETURN(std::shared_ptr<manifolds::SphereCnf> cnf,
                         manifolds::SphereCnf::Create(field, h));
-    (h == 0.02 ? out->trained : out->fine) =
-        std::make_shared<ManifoldFlowModel>(
-            uniform, std::vector<std::shared_ptr<flows::Flow>>{cnf});
-  }
+    return std::make_shared<ManifoldFlowModel>(
+        std::make_shared<UniformSphere>(3),
+        std::vector<std::shared_ptr<flows::Flow>>{cnf});
+  };
+  FT_ASSIGN_OR_RETURN(out->trained, with_step(0.02));
+  FT_ASSIGN_OR_RETURN(out->half, with_step(c.spec.field.step_size / 2));
   FT_ASSIGN_OR_RETURN(
       std::shared_ptr<flows::matching::FlowMatching> fm,
       flows::matching::FlowMatching::Create(
@@ -225,7 +252,7 @@ absl::StatusOr<training::ThreadedTraining> TrainRfm(
   static_cast<training::TrainOptions&>(o) = base;
   o.batch_size = c.batch;
   o.max_steps = c.steps;
-  o.eval_every = std::max<int64_t>(1, c.steps / 5);
+  o.eval_every = std::max<int64_t>(1, c.steps / 2);
   o.clip_grad_norm = 0;
   o.ema_decay = 0.999;
   FT_ASSIGN_OR_RETURN(training::TrainResult r,
@@ -298,9 +325,14 @@ struct Cell {
 absl::Status Run(experiments::Experiment& ex) {
   const bool full = absl::GetFlag(FLAGS_full);
   Config cfg = MakeConfig(full);
-  RfmConfig rfm = MakeRfmConfig(full);
+  RfmConfig rfm = MakeRfmConfig(full, ex.dtype());
   const int rfm_width = absl::GetFlag(FLAGS_rfm_width);
   const int rfm_depth = absl::GetFlag(FLAGS_rfm_depth);
+  const int rfm_batch = absl::GetFlag(FLAGS_rfm_batch);
+  const double rfm_lr = absl::GetFlag(FLAGS_rfm_lr);
+  const int rfm_fourier = absl::GetFlag(FLAGS_rfm_fourier);
+  const double rfm_fourier_scale = absl::GetFlag(FLAGS_rfm_fourier_scale);
+  const std::string rfm_activation = absl::GetFlag(FLAGS_rfm_activation);
   const int seeds = absl::GetFlag(FLAGS_seeds);
   const int components = absl::GetFlag(FLAGS_components);
   const int layers = absl::GetFlag(FLAGS_layers);
@@ -317,6 +349,16 @@ absl::Status Run(experiments::Experiment& ex) {
            "in [0, 4096]"},
           {"rfm_depth", rfm_depth, rfm_depth >= 0 && rfm_depth <= 16,
            "in [0, 16]"},
+          {"rfm_batch", rfm_batch, rfm_batch >= 0 && rfm_batch <= 65536,
+           "in [0, 65536]"},
+          {"rfm_fourier", rfm_fourier, rfm_fourier >= -1 && rfm_fourier <= 4096,
+           "in [-1, 4096]"},
+          {"rfm_fourier_scale", rfm_fourier_scale,
+           std::isfinite(rfm_fourier_scale) && rfm_fourier_scale >= 0 &&
+               rfm_fourier_scale <= 1e4,
+           "in [0, 1e4]"},
+          {"rfm_lr", rfm_lr, std::isfinite(rfm_lr) && rfm_lr >= 0 && rfm_lr < 1,
+           "finite, in [0, 1)"},
       });
       !s.ok())
     return s;
@@ -342,8 +384,18 @@ absl::Status Run(experiments::Experiment& ex) {
   }
   if (steps)
     cfg.steps = cfg.neural_steps = cfg.recursive_steps = rfm.steps = steps;
-  if (rfm_width) rfm.width = rfm_width;
-  if (rfm_depth) rfm.depth = rfm_depth;
+  if (rfm_width) rfm.spec.field.width = rfm_width;
+  if (rfm_depth) rfm.spec.field.depth = rfm_depth;
+  if (rfm_batch) rfm.batch = rfm_batch;
+  if (rfm_lr) rfm.lr = rfm_lr;
+  if (rfm_fourier >= 0) rfm.spec.field.fourier = rfm_fourier;
+  if (rfm_fourier_scale) rfm.spec.field.fourier_scale = rfm_fourier_scale;
+  if (!rfm_activation.empty()) {
+    if (absl::Status s = nn::ParseActivation(rfm_activation).status(); !s.ok())
+      return absl::InvalidArgumentError(
+          absl::StrCat("--rfm_activation: ", s.message()));
+    rfm.spec.field.activation = rfm_activation;
+  }
   if (neural_lr) cfg.neural_lr = neural_lr;
   ex.config() = {{"affine_layers", cfg.affine_layers},
                  {"mixture_components", cfg.mixture_components},
@@ -361,8 +413,12 @@ absl::Status Run(experiments::Experiment& ex) {
                  {"recursive_steps", cfg.recursive_steps},
                  {"recursive_lr", cfg.recursive_lr},
                  {"rfm",
-                  {{"width", rfm.width},
-                   {"depth", rfm.depth},
+                  {{"width", rfm.spec.field.width},
+                   {"depth", rfm.spec.field.depth},
+                   {"activation", rfm.spec.field.activation},
+                   {"fourier", rfm.spec.field.fourier},
+                   {"fourier_scale", rfm.spec.field.fourier_scale},
+                   {"step_size", rfm.spec.field.step_size},
                    {"steps", rfm.steps},
                    {"batch", rfm.batch},
                    {"lr", rfm.lr}}}};
@@ -440,18 +496,33 @@ absl::Status Run(experiments::Experiment& ex) {
                                  absl::StrCat(set, "/", name, "/seed", seed));
         const double test = MeanNll(model, Cast(split.test, dtype));
         results[name][set].nll.push_back(test);
+        // The ODE's share of the error: the first (up to) 256 test rows at
+        // the test step and at half of it.
+        std::string half_step;
+        if (name == "rfm" && seed == 0) {
+          const Tensor rows =
+              Cast(Narrow(split.test, 0, 0,
+                          std::min<int64_t>(256, split.test.dim(0))),
+                   dtype);
+          const double at_h = MeanNll(model, rows);
+          const double at_half = MeanNll(*rfm_model.half, rows);
+          ex.metrics()["rfm_ode_check"][set] = {
+              {"rows", rows.dim(0)}, {"step", at_h}, {"half_step", at_half}};
+          half_step = absl::StrFormat(
+              ", ODE check on %d test rows: %.4f at step %g, %.4f at %g",
+              rows.dim(0), at_h, rfm.spec.field.step_size, at_half,
+              rfm.spec.field.step_size / 2);
+        }
         std::cout << absl::StrFormat(
                          "%-10s %-8s seed %d: val %.3f test %.3f  (%lld steps, "
-                         "%.1fs%s)",
+                         "%.1fs%s%s)",
                          set, name, seed, r->best_val_nll, test, r->steps,
-                         r->seconds, r->diverged ? ", diverged" : "")
+                         r->seconds, r->diverged ? ", diverged" : "", half_step)
                   << std::endl;
-        // rfm's field is not a models/sphere_model.h kind: its run keeps
-        // only results and the map.
-        if (seed == 0 && name != "rfm")
+        if (seed == 0)
           FT_RETURN_IF_ERROR(models::SaveSphereModel(
               ex.Output(absl::StrCat(set, "_", name, ".ftm")),
-              Spec(name, cfg, dtype), model));
+              name == "rfm" ? rfm.spec : Spec(name, cfg, dtype), model));
         if (seed == 0 && absl::GetFlag(FLAGS_maps))
           FT_RETURN_IF_ERROR(ex.WriteFigure(
               DensityMap(model, split.test,
@@ -488,8 +559,8 @@ absl::Status Run(experiments::Experiment& ex) {
                                  cfg.recursive_bins, ") x", cfg.neural_blocks)},
       {"recursive_mobius",
        absl::StrCat("Affine + recursive (Moebius) x", cfg.neural_blocks)},
-      {"rfm",
-       absl::StrCat("Riemannian flow matching ", rfm.depth, " x ", rfm.width)}};
+      {"rfm", absl::StrCat("Riemannian flow matching ", rfm.spec.field.depth,
+                           " x ", rfm.spec.field.width)}};
   for (const std::string& name : models) {
     std::cout << absl::StrFormat("%-40s", label.at(name) + " (ours)");
     for (const auto& d : kDatasets) {

@@ -136,6 +136,65 @@ Tensor TangentProjectedField::operator()(const Tensor& t, const Tensor& z,
   return ProjectToTangent(z, (*velocity_)(t, z, context));
 }
 
+namespace {
+constexpr int kTimeFrequencies = 4;
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<FourierFeatureField>>
+FourierFeatureField::Create(int64_t dim, int64_t features, double scale,
+                            const std::vector<int64_t>& hidden,
+                            nn::Activation act, Rng& rng) {
+  bool widths_ok = true;
+  for (int64_t h : hidden) widths_ok = widths_ok && h >= 1;
+  if (dim < 1 || features < 1 || !widths_ok || !(scale > 0) ||
+      !std::isfinite(scale))
+    return absl::InvalidArgumentError(absl::StrCat(
+        "fourier_feature_field: want dim, features and widths >= 1 and a "
+        "finite scale > 0, got dim ",
+        dim, ", features ", features, ", scale ", scale));
+  return std::shared_ptr<FourierFeatureField>(
+      new FourierFeatureField(dim, features, scale, hidden, act, rng));
+}
+
+FourierFeatureField::FourierFeatureField(int64_t dim, int64_t features,
+                                         double scale,
+                                         const std::vector<int64_t>& hidden,
+                                         nn::Activation act, Rng& rng)
+    : dim_(dim) {
+  std::vector<double> b(dim * features);
+  for (double& v : b) v = scale * rng.Normal();
+  frequencies_ =
+      RegisterBuffer("frequencies", Tensor::FromVector({dim, features}, b));
+  std::vector<int64_t> sizes = {dim + 2 * features + 1 + 2 * kTimeFrequencies};
+  sizes.insert(sizes.end(), hidden.begin(), hidden.end());
+  sizes.push_back(dim);
+  mlp_ = RegisterModule("mlp", std::make_shared<nn::MLP>(sizes, act, rng));
+}
+
+Tensor FourierFeatureField::operator()(double t, const Tensor& z) const {
+  return (*this)(Tensor::Scalar(t, z.dtype()), z, Tensor());
+}
+
+Tensor FourierFeatureField::operator()(const Tensor& t, const Tensor& z,
+                                       const Tensor& context) const {
+  FT_CHECK(z.rank() == 2 && z.dim(1) == dim_ && !context.defined(),
+           "fourier_feature_field: z ", z.shape().ToString(), " (want [N, ",
+           dim_, "], no context)");
+  const int64_t n = z.dim(0);
+  FT_CHECK(t.numel() == 1 || (t.rank() == 2 && t.dim(0) == n && t.dim(1) == 1),
+           "fourier_feature_field: t ", t.shape().ToString(), " for z ",
+           z.shape().ToString());
+  const Tensor tt =
+      t.numel() == 1 ? BroadcastTo(Reshape(t, {1, 1}), {n, 1}) : t;
+  const Tensor zb = MatMul(z, frequencies_);
+  std::vector<Tensor> parts = {z, Sin(zb), Cos(zb), tt};
+  for (int k = 1; k <= kTimeFrequencies; ++k) {
+    parts.push_back(Sin(tt * (M_PI * k)));
+    parts.push_back(Cos(tt * (M_PI * k)));
+  }
+  return (*mlp_)(Concat(parts, 1));
+}
+
 absl::StatusOr<std::shared_ptr<SphereCnf>> SphereCnf::Create(
     std::shared_ptr<CnfDynamics> field, double step_size) {
   if (field == nullptr)

@@ -7,11 +7,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "autodiff/status_macros.h"
+#include "flows/cnf/dynamics.h"
 #include "io/json.h"
 #include "manifolds/manifold_flow.h"
 #include "manifolds/neural_sphere_flow.h"
 #include "manifolds/recursive_sphere_flow.h"
 #include "manifolds/sphere_densities.h"
+#include "manifolds/sphere_flow_matching.h"
 #include "manifolds/sphere_flows.h"
 #include "models/model_state.h"
 #include "nn/checkpoint.h"
@@ -27,14 +29,14 @@ constexpr char kFormat[] = "flowtape.sphere_model";
 
 bool KnownKind(const std::string& kind) {
   return kind == "affine" || kind == "mixture" || kind == "neural" ||
-         kind == "recursive" || kind == "recursive_mobius";
+         kind == "recursive" || kind == "recursive_mobius" || kind == "rfm";
 }
 
 absl::Status Validate(const SphereModelSpec& s) {
   if (!KnownKind(s.kind))
     return absl::InvalidArgumentError(
-        absl::StrCat("kind: want affine, mixture, neural, recursive or "
-                     "recursive_mobius, got '",
+        absl::StrCat("kind: want affine, mixture, neural, recursive, "
+                     "recursive_mobius or rfm, got '",
                      s.kind, "'"));
   struct Range {
     const char* name;
@@ -48,6 +50,25 @@ absl::Status Validate(const SphereModelSpec& s) {
     if (r.value < 1 || r.value > r.hi)
       return absl::InvalidArgumentError(absl::StrCat(
           r.name, ": want an integer in [1, ", r.hi, "], got ", r.value));
+  if (s.kind != "rfm") return absl::OkStatus();
+  const SphereFieldSpec& f = s.field;
+  if (f.width < 1 || f.width > 4096 || f.depth < 1 || f.depth > 16)
+    return absl::InvalidArgumentError(
+        absl::StrCat("field: want width in [1, 4096] and depth in [1, 16], "
+                     "got ",
+                     f.width, " and ", f.depth));
+  if (absl::StatusOr<nn::Activation> a = nn::ParseActivation(f.activation);
+      !a.ok())
+    return absl::InvalidArgumentError(
+        absl::StrCat("field: ", a.status().message()));
+  if (f.fourier < 0 || f.fourier > 4096 ||
+      !(f.fourier_scale > 0 && f.fourier_scale <= 1e4))
+    return absl::InvalidArgumentError(absl::StrCat(
+        "field: want fourier in [0, 4096] and fourier_scale in (0, 1e4], got ",
+        f.fourier, " and ", f.fourier_scale));
+  if (!(f.step_size > 0 && f.step_size <= 1))
+    return absl::InvalidArgumentError(
+        absl::StrCat("field: step_size must be in (0, 1], got ", f.step_size));
   return absl::OkStatus();
 }
 
@@ -57,6 +78,10 @@ double EstimatedValues(const SphereModelSpec& s) {
   const double affine = 54;
   if (s.kind == "affine") return affine * s.layers;
   if (s.kind == "mixture") return (affine * s.layers + 1) * s.components;
+  if (s.kind == "rfm") {  // ConcatSquash layers: (in + 3) out + out
+    const double w = static_cast<double>(s.field.width) + 4;
+    return s.field.depth * w * w + (8 + 2.0 * s.field.fourier) * w;
+  }
   const double h = static_cast<double>(s.hidden);
   const double k = static_cast<double>(s.bins);
   return affine + s.blocks * (4 * h * h + 200 * h + 12 * k * h + 1000 + affine);
@@ -112,6 +137,26 @@ absl::StatusOr<std::shared_ptr<ManifoldDensity>> MakeSphereModel(
           base, AffineChain(spec.layers, centre, 0.7, rng)));
     }
     model = std::make_shared<manifolds::FlowMixture>(parts);
+  } else if (spec.kind == "rfm") {
+    FT_ASSIGN_OR_RETURN(nn::Activation act,
+                        nn::ParseActivation(spec.field.activation));
+    const std::vector<int64_t> hidden(spec.field.depth, spec.field.width);
+    std::shared_ptr<flows::cnf::CnfDynamics> net;
+    if (spec.field.fourier > 0) {
+      FT_ASSIGN_OR_RETURN(net, manifolds::FourierFeatureField::Create(
+                                   3, spec.field.fourier,
+                                   spec.field.fourier_scale, hidden, act, rng));
+    } else {
+      FT_ASSIGN_OR_RETURN(
+          net, flows::cnf::ConcatSquashNet::Create(3, hidden, act, rng));
+    }
+    FT_ASSIGN_OR_RETURN(
+        std::shared_ptr<manifolds::SphereCnf> cnf,
+        manifolds::SphereCnf::Create(
+            std::make_shared<manifolds::TangentProjectedField>(net),
+            spec.field.step_size));
+    model =
+        std::make_shared<manifolds::ManifoldFlowModel>(base, FlowChain{cnf});
   } else {
     FlowChain chain = AffineChain(1, init.mean_direction, 0.3, rng);
     manifolds::RecursiveSphereFlowOptions rec;
@@ -149,6 +194,13 @@ std::string SphereModelSpecToJson(const SphereModelSpec& spec) {
                 {"hidden", spec.hidden},
                 {"bins", spec.bins},
                 {"dtype", DTypeName(spec.dtype)}};
+  if (spec.kind == "rfm")
+    j["field"] = {{"width", spec.field.width},
+                  {"depth", spec.field.depth},
+                  {"activation", spec.field.activation},
+                  {"fourier", spec.field.fourier},
+                  {"fourier_scale", spec.field.fourier_scale},
+                  {"step_size", spec.field.step_size}};
   return j.dump();
 }
 
@@ -164,7 +216,8 @@ absl::StatusOr<SphereModelSpec> SphereModelSpecFromJson(
                                          "layers", "components", "blocks",
                                          "hidden", "bins",       "dtype"};
   for (const auto& [key, value] : j.items())
-    if (std::find(keys.begin(), keys.end(), key) == keys.end())
+    if (key != "field" &&
+        std::find(keys.begin(), keys.end(), key) == keys.end())
       return bad(absl::StrCat("unknown key '", key, "'"));
   for (const std::string& key : keys)
     if (!j.contains(key)) return bad(absl::StrCat("missing '", key, "'"));
@@ -196,6 +249,47 @@ absl::StatusOr<SphereModelSpec> SphereModelSpecFromJson(
   if (!dtype.ok())
     return bad(absl::StrCat("dtype: ", dtype.status().message()));
   s.dtype = *dtype;
+  // "field": required for kind rfm, refused otherwise.
+  if (j.contains("field") != (s.kind == "rfm"))
+    return bad(s.kind == "rfm" ? "missing 'field' (kind rfm)"
+                               : "unknown key 'field' (only kind rfm has one)");
+  if (s.kind == "rfm") {
+    const io::Json& f = j["field"];
+    if (!f.is_object()) return bad("field: want an object");
+    const std::vector<std::string> field_keys = {"width",         "depth",
+                                                 "activation",    "fourier",
+                                                 "fourier_scale", "step_size"};
+    for (const auto& [key, value] : f.items())
+      if (std::find(field_keys.begin(), field_keys.end(), key) ==
+          field_keys.end())
+        return bad(absl::StrCat("field: unknown key '", key, "'"));
+    for (const std::string& key : field_keys)
+      if (!f.contains(key))
+        return bad(absl::StrCat("field: missing '", key, "'"));
+    if (!f["width"].is_number_integer() || !f["depth"].is_number_integer() ||
+        !f["fourier"].is_number_integer() || !f["activation"].is_string() ||
+        !f["fourier_scale"].is_number() || !f["step_size"].is_number())
+      return bad(
+          "field: want integers width, depth and fourier, a string "
+          "activation, numbers fourier_scale and step_size");
+    const int64_t width = f["width"].get<int64_t>();
+    const int64_t depth = f["depth"].get<int64_t>();
+    if (width < 1 || width > 4096 || depth < 1 || depth > 16)
+      return bad(
+          absl::StrCat("field: want width in [1, 4096] and depth in "
+                       "[1, 16], got ",
+                       f["width"].dump(), " and ", f["depth"].dump()));
+    s.field.width = width;
+    s.field.depth = static_cast<int>(depth);
+    s.field.activation = f["activation"].get<std::string>();
+    const int64_t fourier = f["fourier"].get<int64_t>();
+    if (fourier < 0 || fourier > 4096)
+      return bad(absl::StrCat("field: want fourier in [0, 4096], got ",
+                              f["fourier"].dump()));
+    s.field.fourier = fourier;
+    s.field.fourier_scale = f["fourier_scale"].get<double>();
+    s.field.step_size = f["step_size"].get<double>();
+  }
   if (absl::Status v = Validate(s); !v.ok())
     return bad(std::string(v.message()));
   return s;

@@ -12,6 +12,14 @@
 //                     the same with recursive sphere flows (an interval
 //                     spline for the height, a circle spline / a mixture of
 //                     4 Moebius maps for the azimuth)
+//   rfm               Riemannian flow matching (manifolds/
+//                     sphere_flow_matching.h): a velocity net of
+//                     `field.depth` hidden layers of `field.width` units
+//                     (`field.activation`): a ConcatSquash net on (t, x), or
+//                     with field.fourier = m > 0 an MLP on m random Fourier
+//                     features of x (frequencies N(0, fourier_scale^2)) and
+//                     of t; projected on the tangent plane, integrated by
+//                     SphereCnf with `field.step_size`
 // The first affine flow of each chain starts centred on a point (b = -beta
 // centre, beta 0.3 for a single chain and 0.7 in a mixture): SphereModelInit
 // gives the points (the training data's mean direction, random training
@@ -23,13 +31,17 @@
 //   {"format": "flowtape.sphere_model", "version": 1, "kind": "mixture",
 //    "layers": 2, "components": 32, "blocks": 2, "hidden": 32, "bins": 8,
 //    "dtype": "float64"}
+// and, for kind "rfm" only, "field": {"width": 256, "depth": 4,
+// "activation": "tanh", "fourier": 64, "fourier_scale": 4.0,
+// "step_size": 0.01}.
 // Reading is strict (every key required, no others; kind one of the above;
 // layers, components in [1, 4096]; blocks, bins in [1, 1024]; hidden in
-// [1, 4096];
-// dtype "float32" or "float64"), and the model the spec describes must be
-// about as large as the file (parameters <= 16 x the file's values + 2^20)
-// before it is built. LoadSphereModel builds it (float64, default
-// SphereModelInit, Rng(0)), converts it to the dtype and restores every
+// [1, 4096]; field: width in [1, 4096], depth in [1, 16], an nn::Activation
+// name, fourier in [0, 4096], fourier_scale in (0, 1e4], step_size in
+// (0, 1]; dtype "float32" or "float64"), and the model the
+// spec describes must be about as large as the file (parameters <= 16 x the
+// file's values + 2^20) before it is built. LoadSphereModel builds it (float64,
+// default SphereModelInit, Rng(0)), converts it to the dtype and restores every
 // tensor (names, shapes and values checked as LoadCheckpoint does), so its
 // log-densities equal the saved model's bit for bit. SaveSphereModel checks
 // that the model is what the spec builds (names, shapes, dtype). Errors name
@@ -50,11 +62,22 @@
 
 namespace flowtape::models {
 
+// The velocity field of kind "rfm" and the step of its likelihood ODE.
+struct SphereFieldSpec {
+  int64_t width = 128;
+  int depth = 3;
+  std::string activation = "tanh";
+  int64_t fourier = 0;         // Fourier features of x; 0 = ConcatSquash net
+  double fourier_scale = 1.0;  // their frequencies' standard deviation
+  double step_size = 0.01;     // SphereCnf's RK4 step
+};
+
 struct SphereModelSpec {
   std::string kind = "affine";
   int layers = 12, components = 32, blocks = 2;
   int64_t hidden = 32;
-  int64_t bins = 8;  // recursive kinds: spline bins of height and azimuth
+  int64_t bins = 8;       // recursive kinds: spline bins of height and azimuth
+  SphereFieldSpec field;  // kind "rfm" only
   DType dtype = kFloat64;
 };
 

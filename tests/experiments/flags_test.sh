@@ -85,6 +85,8 @@ expect benchmarks/rnode_vs_ffjord "--trace=bogus: must be exact or hutchinson" -
 expect benchmarks/rnode_vs_ffjord "--test_size=1000000000000: the run needs" --test_size=1000000000000
 expect benchmarks/earth "--rfm_width=-1: must be in [0, 4096]" --rfm_width=-1 --models=rfm
 expect benchmarks/earth "--rfm_depth=17: must be in [0, 16]" --rfm_depth=17 --models=rfm
+expect benchmarks/earth "--rfm_lr=nan: must be finite, in [0, 1)" --rfm_lr=nan --models=rfm
+expect benchmarks/earth "--rfm_activation: unknown activation 'cube'" --rfm_activation=cube --models=rfm
 expect benchmarks/cnf_training_methods "--fm_steps=-1: must be >= 0 (0: --steps)" --fm_steps=-1
 expect benchmarks/cnf_training_methods "--data=digitz: must be toy densities (data/toy2d.h) or digits" --data=digitz
 
@@ -112,8 +114,9 @@ out=$("$root/benchmarks/earth" --seeds=1 --steps=1 --datasets=volcano \
   fails=$((fails + 1))
 }
 out=$("$root/benchmarks/earth" --seeds=1 --steps=2 --datasets=volcano \
-  --models=rfm --rfm_width=8 --rfm_depth=1 --maps=false 2>&1)
-[[ $? -eq 0 && $out == *"volcano"*"rfm"*"seed 0"*"Riemannian flow matching 1 x 8"* ]] || {
+  --models=rfm --rfm_width=8 --rfm_depth=1 --maps=false --out_dir="$tmp/rfm" 2>&1)
+[[ $? -eq 0 && $out == *"volcano"*"rfm"*"seed 0"*"Riemannian flow matching 1 x 8"* &&
+  -s $tmp/rfm/volcano_rfm.ftm ]] || {
   echo "FAIL: earth --models=rfm on the shipped volcano data: $out"
   fails=$((fails + 1))
 }

@@ -127,6 +127,39 @@ TEST(SphereCnfTest, LogdetIsTheVolumeRatio) {
   EXPECT_GT(spread, 0.05);  // a flow that changes volume
 }
 
+// The same for a field on random Fourier features of x and t: its
+// divergence (autodiff through sin and cos) is log R of the time-1 map, and
+// per-sample times [N, 1] give the scalar time's values.
+TEST(SphereCnfTest, FourierFieldLogdetIsTheVolumeRatio) {
+  Rng rng(12);
+  auto net =
+      FourierFeatureField::Create(3, 8, 2.0, {16}, nn::Activation::kTanh, rng)
+          .value();
+  Tensor x = UniformPoints(5, 3, 13);
+  Tensor one = (*net)(Tensor::Scalar(0.3), x, Tensor());
+  Tensor each = (*net)(Tensor::Full({5, 1}, 0.3), x, Tensor());
+  for (int64_t i = 0; i < 15; ++i) EXPECT_EQ(one[i], each[i]);
+  auto cnf =
+      SphereCnf::Create(std::make_shared<TangentProjectedField>(net), 0.01)
+          .value();
+  TensorFn map = [&](const Tensor& y) { return cnf->Forward(y).value; };
+  Tensor logdet;
+  {
+    NoGradScope no_grad;
+    logdet = cnf->Forward(x).logdet;
+  }
+  double spread = 0;
+  for (int64_t i = 0; i < 5; ++i) {
+    const double ratio = VolumeRatio(Manifold::Sphere(3), map, Row(x, i));
+    EXPECT_NEAR(std::log(ratio), logdet[i], 1e-7) << i;
+    spread = std::max(spread, std::fabs(logdet[i]));
+  }
+  EXPECT_GT(spread, 0.05);
+  EXPECT_FALSE(
+      FourierFeatureField::Create(3, 8, 0.0, {16}, nn::Activation::kTanh, rng)
+          .ok());
+}
+
 // With a uniform base, q(x) = exp(logdet) / (4 pi) integrates to 1 over S^2
 // (midpoint rule in (z, phi): dA = dz dphi).
 TEST(SphereCnfTest, DensityIntegratesToOneOnS2) {

@@ -22,16 +22,23 @@ std::string TmpPath(const std::string& name) {
 }
 
 TEST(SphereModel, RoundTripGivesTheSameLogDensities) {
-  for (const char* kind :
-       {"affine", "mixture", "neural", "recursive", "recursive_mobius"}) {
+  for (const char* kind : {"affine", "mixture", "neural", "recursive",
+                           "recursive_mobius", "rfm", "rfm_fourier"}) {
     for (DType dtype : {kFloat64, kFloat32}) {
       SCOPED_TRACE(std::string(kind) + " " + DTypeName(dtype));
       SphereModelSpec spec;
-      spec.kind = kind;
+      spec.kind = std::string(kind) == "rfm_fourier" ? "rfm" : kind;
       spec.layers = 3;
       spec.components = 4;
       spec.blocks = 1;
       spec.hidden = 8;
+      spec.field.width = 8;
+      spec.field.depth = 2;
+      spec.field.step_size = 0.25;
+      if (std::string(kind) == "rfm_fourier") {
+        spec.field.fourier = 5;
+        spec.field.fourier_scale = 3.0;
+      }
       spec.dtype = dtype;
       SphereModelInit init;
       init.mean_direction = Eigen::Vector3d(0.6, 0.0, 0.8);
@@ -92,6 +99,33 @@ TEST(SphereModel, RefusesBadDescriptionsAndMismatchedModels) {
   refused(edit("\"dtype\":\"float64\"", "\"dtype\":\"int8\""), "dtype");
   refused(edit("\"version\":1", "\"version\":2"), "version");
   refused("[]", "object");
+  // "field": only and always with kind rfm, strict inside.
+  refused(edit("\"blocks\":2", "\"blocks\":2,\"field\":{}"), "only kind rfm");
+  SphereModelSpec rfm;
+  rfm.kind = "rfm";
+  const std::string rfm_json = SphereModelSpecToJson(rfm);
+  EXPECT_TRUE(SphereModelSpecFromJson(rfm_json).ok());
+  auto rfm_edit = [&](const std::string& from, const std::string& to) {
+    std::string j = rfm_json;
+    const size_t at = j.find(from);
+    EXPECT_NE(at, std::string::npos) << from;
+    return j.replace(at, from.size(), to);
+  };
+  // Keys are written in order, "field":{...} then ",\"format\"".
+  const size_t field_at = rfm_json.find("\"field\":");
+  const std::string field =
+      rfm_json.substr(field_at, rfm_json.find('}', field_at) + 2 - field_at);
+  refused(rfm_edit(field, ""), "missing 'field'");
+  refused(rfm_edit("\"activation\":\"tanh\"", "\"activation\":\"cube\""),
+          "activation");
+  refused(rfm_edit("\"width\":128", "\"width\":0"), "width");
+  refused(rfm_edit("\"depth\":3", "\"depth\":17"), "depth");
+  refused(rfm_edit("\"step_size\":0.01", "\"step_size\":0"), "step_size");
+  refused(rfm_edit("\"fourier\":0", "\"fourier\":-1"), "fourier");
+  refused(rfm_edit("\"fourier_scale\":1.0", "\"fourier_scale\":0"),
+          "fourier_scale");
+  refused(rfm_edit("\"step_size\":0.01", "\"step_size\":0.01,\"x\":1"),
+          "field: unknown key");
   // A model that is not what the spec builds; a plain checkpoint.
   SphereModelSpec spec;
   spec.layers = 2;

@@ -21,7 +21,9 @@
 // energy F = E[u(x) + log_prob] (for SNFs over paths), KL = F + log Z with
 // log Z by quadrature (midpoint rule, h = 0.01), the importance-weighted
 // log Z and its standard error, and the effective sample size.
-// Prints a table; results.json holds every number.
+// Prints a table; results.json holds every number. Published numbers: none
+// printed beside ours: the tables of Wu, Koehler & Noe 2020 could not be
+// read from the sources searched (README.md, `snf_energies`).
 #include <chrono>
 #include <cmath>
 #include <cstdio>

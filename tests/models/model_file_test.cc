@@ -342,6 +342,10 @@ TEST(ModelFile, BadDescriptionsNameTheField) {
   // A description of a huge model is refused before anything is built.
   ExpectRefused(Spec(R"({"layers": 2, "hidden": [65536, 65536]})"),
                 "config: describes a model of about");
+  // Full-covariance factors count: 16 x 4096 x 4095 / 2 lower entries.
+  ExpectRefused(Spec(R"({"layers": 2, "hidden": [8], "event": [4096],
+                         "components": 16, "base": "gmm_full"})"),
+                "config: describes a model of about");
   // Valid descriptions that disagree with the family or the tensors.
   ExpectRefused(Spec(R"({"layers": 2, "hidden": [8]})", R"("glow")"),
                 "flow 'glow' does not take vector data");

@@ -225,6 +225,113 @@ Tensor GaussianMixture::Sample(int64_t n, Rng& rng) const {
              Tensor::Randn({n, d}, rng, means_.dtype());
 }
 
+// ---- FullGaussianMixture ----
+FullGaussianMixture::FullGaussianMixture(const Tensor& logits,
+                                         const Tensor& means,
+                                         const Tensor& log_scales,
+                                         const Tensor& lower)
+    : Distribution({means.dim(1)}) {
+  logits_ = RegisterParameter("logits", logits);
+  means_ = RegisterParameter("means", means);
+  log_scales_ = RegisterParameter("log_scales", log_scales);
+  lower_ = RegisterParameter("lower", lower);
+  const int64_t d = means.dim(1);
+  gather_.assign(d * d, 0);
+  for (int64_t i = 0, p = 0; i < d; ++i) {
+    gather_[i * d + i] = 1 + i;
+    for (int64_t j = 0; j < i; ++j) gather_[i * d + j] = 1 + d + p++;
+  }
+}
+
+FullGaussianMixture::FullGaussianMixture(int64_t k, int64_t d, Rng& rng,
+                                         double init_spread)
+    : FullGaussianMixture(Tensor::Zeros({k}),
+                          (Tensor::Randn({k, d}, rng) * init_spread).Detach(),
+                          Tensor::Zeros({k, d}),
+                          Tensor::Zeros({k, d * (d - 1) / 2})) {}
+
+absl::StatusOr<std::shared_ptr<FullGaussianMixture>>
+FullGaussianMixture::Create(const Tensor& weights, const Tensor& means,
+                            const Tensor& scale_tril) {
+  if (weights.rank() != 1 || means.rank() != 2 ||
+      means.dim(0) != weights.dim(0) || scale_tril.rank() != 3 ||
+      scale_tril.dim(0) != means.dim(0) || scale_tril.dim(1) != means.dim(1) ||
+      scale_tril.dim(2) != means.dim(1))
+    return absl::InvalidArgumentError(absl::StrCat(
+        "full_gaussian_mixture: want weights [K], means [K, D], scale_tril "
+        "[K, D, D]; got ",
+        weights.shape().ToString(), ", ", means.shape().ToString(), ", ",
+        scale_tril.shape().ToString()));
+  if (auto s = CheckPositiveFinite("full_gaussian_mixture", "weights", weights);
+      !s.ok())
+    return s;
+  if (auto s = CheckFinite("full_gaussian_mixture", "means", means); !s.ok())
+    return s;
+  if (auto s = CheckFinite("full_gaussian_mixture", "scale_tril", scale_tril);
+      !s.ok())
+    return s;
+  const int64_t k = means.dim(0), d = means.dim(1);
+  std::vector<double> log_s(k * d), lower;
+  for (int64_t c = 0; c < k; ++c)
+    for (int64_t i = 0; i < d; ++i)
+      for (int64_t j = 0; j < d; ++j) {
+        const int64_t at = (c * d + i) * d + j;
+        const double v = scale_tril[at];
+        if (j < i) lower.push_back(v);
+        if (j == i && !(v > 0))
+          return absl::InvalidArgumentError(
+              absl::StrCat("full_gaussian_mixture: scale_tril[", c, ", ", i,
+                           ", ", i, "] = ", v, " must be positive"));
+        if (j == i) log_s[c * d + i] = std::log(v);
+        if (j > i && v != 0)
+          return absl::InvalidArgumentError(absl::StrCat(
+              "full_gaussian_mixture: scale_tril[", c, ", ", i, ", ", j,
+              "] = ", v, " above the diagonal must be 0"));
+      }
+  return std::shared_ptr<FullGaussianMixture>(new FullGaussianMixture(
+      LogOf(weights), Tensor::FromVector(means.shape(), means.ToVector()),
+      Tensor::FromVector({k, d}, log_s),
+      Tensor::FromVector({k, d * (d - 1) / 2}, lower)));
+}
+
+Tensor FullGaussianMixture::ScaleTril() const {
+  const int64_t k = num_components(), d = means_.dim(1);
+  std::vector<Tensor> pool = {Tensor::Zeros({k, 1}, means_.dtype()),
+                              Exp(log_scales_)};
+  if (d > 1) pool.push_back(lower_);
+  return Reshape(IndexSelect(Concat(pool, 1), 1, gather_), {k, d, d});
+}
+
+Tensor FullGaussianMixture::LogProb(const Tensor& x) const {
+  CheckEvent("full_gaussian_mixture.log_prob", x);
+  const int64_t n = x.dim(0), d = x.dim(1), k = num_components();
+  const Tensor l = ScaleTril();
+  std::vector<Tensor> comp(k);
+  for (int64_t c = 0; c < k; ++c) {
+    // y = L_c^-1 (x - mu_c)^T, [D, N].
+    Tensor y = TriangularSolve(Reshape(Narrow(l, 0, c, 1), {d, d}),
+                               Transpose(x - Narrow(means_, 0, c, 1)),
+                               /*upper=*/false);
+    comp[c] = Reshape(Sum(Square(y), 0) * -0.5, {n, 1});
+  }
+  Tensor log_det = Sum(log_scales_, 1) + kHalfLog2Pi * d;  // [K]
+  return LogSumExp(Concat(comp, 1) - log_det + LogSoftmax(logits_, 0), 1);
+}
+
+Tensor FullGaussianMixture::Sample(int64_t n, Rng& rng) const {
+  const int64_t k = num_components(), d = means_.dim(1);
+  std::vector<double> w(k);
+  double mx = logits_[0];
+  for (int64_t j = 1; j < k; ++j) mx = std::max(mx, logits_[j]);
+  for (int64_t j = 0; j < k; ++j) w[j] = std::exp(logits_[j] - mx);
+  std::vector<int64_t> idx(n);
+  for (int64_t i = 0; i < n; ++i) idx[i] = rng.Categorical(w);
+  // [n, D, D] x [n, D, 1]: L_k eps per sample.
+  Tensor l = IndexSelect(ScaleTril(), 0, idx);
+  Tensor eps = Tensor::Randn({n, d, 1}, rng, means_.dtype());
+  return IndexSelect(means_, 0, idx) + Reshape(MatMul(l, eps), {n, d});
+}
+
 // ---- FactorizedMixture ----
 FactorizedMixture::FactorizedMixture(int64_t d, int64_t k) : Distribution({d}) {
   FT_CHECK(k >= 1, "factorized_mixture: need K >= 1 components, got ", k);

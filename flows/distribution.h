@@ -19,6 +19,14 @@
 //   GaussianMixture: vectors x [N, D], pi = softmax(logits),
 //                    log p(x) = logsumexp_k [log pi_k + log N(x; mu_k, S_k)],
 //                    S_k = diag(s_k^2); learnable logits [K], mu, log s [K, D]
+//   FullGaussianMixture: the same with full covariances S_k = L_k L_k^T,
+//                    L_k lower triangular with diagonal exp(log s_k) > 0
+//                    (learnable logits [K], mu, log s [K, D] and the strict
+//                    lower triangles [K, D (D - 1) / 2], row by row):
+//                    log N(x; mu, L L^T) = -|y|^2 / 2 - sum_j log L_jj
+//                                          - D log(2 pi) / 2,
+//                    y = L^-1 (x - mu) by a triangular solve per component;
+//                    sample: mu_k + L_k eps (reparametrised given k)
 //   FactorizedMixture: independent coordinates, each a K-component 1-D
 //                    Gaussian mixture,
 //                    log p(x) = sum_j logsumexp_k [log pi_jk
@@ -38,6 +46,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "autodiff/tensor.h"
@@ -126,6 +135,31 @@ class GaussianMixture : public Distribution {
   GaussianMixture(const Tensor& logits, const Tensor& means,
                   const Tensor& log_scales);
   Tensor logits_, means_, log_scales_;
+};
+
+class FullGaussianMixture : public Distribution {
+ public:
+  // K components in D dimensions: equal weights, means ~ N(0, init_spread^2),
+  // L = I; all learnable.
+  FullGaussianMixture(int64_t k, int64_t d, Rng& rng, double init_spread = 1.0);
+  // weights [K] (positive, normalised here), means [K, D], scale_tril
+  // [K, D, D]: lower triangular (zeros above the diagonal), diagonal > 0.
+  static absl::StatusOr<std::shared_ptr<FullGaussianMixture>> Create(
+      const Tensor& weights, const Tensor& means, const Tensor& scale_tril);
+  Tensor LogProb(const Tensor& x) const override;
+  Tensor Sample(int64_t n, Rng& rng) const override;
+  std::string name() const override { return "full_gaussian_mixture"; }
+  int64_t num_components() const { return means_.dim(0); }
+  // The Cholesky factors L [K, D, D] (recorded: a function of the parameters).
+  Tensor ScaleTril() const;
+
+ private:
+  FullGaussianMixture(const Tensor& logits, const Tensor& means,
+                      const Tensor& log_scales, const Tensor& lower);
+  Tensor logits_, means_, log_scales_, lower_;
+  // Where each of L's D * D entries comes from in [0, exp(log s), lower]:
+  // 0 above the diagonal, 1 + j on it, 1 + D + p below it.
+  std::vector<int64_t> gather_;
 };
 
 class FactorizedMixture : public Distribution {

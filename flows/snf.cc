@@ -19,7 +19,8 @@ absl::StatusOr<std::shared_ptr<Flow>> StochasticLayer(const SnfOptions& o,
   }
   FT_ASSIGN_OR_RETURN(auto l,
                       LangevinLayer::Create({u, o.step_size, o.mcmc_steps,
-                                             o.kind == StochasticKind::kMala}));
+                                             o.kind == StochasticKind::kMala,
+                                             o.learn_step_size}));
   return std::shared_ptr<Flow>(l);
 }
 

@@ -33,6 +33,9 @@ struct SnfOptions {
   int64_t mcmc_steps = 10;      // kernel steps per stochastic layer
   double proposal_scale = 0.3;  // Metropolis
   double step_size = 0.01;      // Langevin / MALA
+  // Langevin / MALA: each layer learns its own eps = exp(log_step_size),
+  // starting at step_size (flows/stochastic.h).
+  bool learn_step_size = false;
   // InvalidArgument unless target is set with dim >= 2, blocks >= 1, the
   // hidden sizes >= 1 and the stochastic layers' options are valid.
   absl::Status Validate() const;

@@ -65,6 +65,21 @@ absl::StatusOr<std::shared_ptr<LangevinLayer>> LangevinLayer::Create(
   return std::shared_ptr<LangevinLayer>(new LangevinLayer(options));
 }
 
+LangevinLayer::LangevinLayer(const LangevinOptions& o) : o_(o) {
+  if (o.learn_step_size)
+    log_step_size_ = RegisterParameter("log_step_size",
+                                       Tensor::Scalar(std::log(o.step_size)));
+}
+
+Tensor LangevinLayer::StepSize(DType dtype) const {
+  if (!o_.learn_step_size) return Tensor::Scalar(o_.step_size, dtype);
+  return Exp(log_step_size_);
+}
+
+double LangevinLayer::step_size() const {
+  return o_.learn_step_size ? std::exp(log_step_size_.item()) : o_.step_size;
+}
+
 std::string LangevinLayer::name() const {
   return o_.metropolis_adjusted ? "mala" : "langevin";
 }
@@ -74,7 +89,11 @@ FlowResult LangevinLayer::Step(const char* op, const Tensor& x0,
   const Energy& u = *o_.energy;
   CheckStep(op, u, x0, rng);
   const int64_t n = x0.dim(0);
-  const double eps = o_.step_size, s = std::sqrt(2.0 * eps);
+  const Tensor eps = StepSize(x0.dtype());
+  const Tensor s =
+      o_.learn_step_size
+          ? Sqrt(eps * 2.0)
+          : Tensor::Scalar(std::sqrt(2 * o_.step_size), x0.dtype());
   std::vector<double> accepted(n, 0.0);
   Tensor x = x0;
   auto [ux, gx] = u.ValueAndGradient(x);

@@ -53,8 +53,25 @@
 // constants); y depends on x and, through grad u with recording on, on the
 // second derivatives of u. The accept decisions' own dependence on the
 // parameters upstream is not differentiated (a biased but low-variance
-// pathwise gradient, as in the paper's code and normflows). The layers have
-// no trainable parameters.
+// pathwise gradient, as in the paper's code and normflows).
+//
+// Trainable step size (LangevinOptions::learn_step_size): eps = exp(a) with
+// the scalar parameter a = "log_step_size" (starting at log step_size), so
+// eps stays positive. For ULA the path weight is a smooth function of eps
+// at fixed noise xi, which is drawn independently of eps:
+//   d dS / d eps = d/d eps (|xi|^2 - |xi~(eps)|^2) / 2,
+//   xi~ = (x - y + eps grad u(y)) / sqrt(2 eps),
+//   y = x - eps grad u(x) + sqrt(2 eps) xi,
+// and E_xi[d(log w)/d a] = d E[log w]/d a exactly (reparametrisation), so
+// reverse-KL training learns eps without bias. For MALA the gradient is
+// taken along the drawn accept decisions: y_out and dS = u(y_out) - u(x)
+// move with eps through accepted proposals, but the score-function term
+// E[f * d/d a log P(decisions | eps)], with P(accept) = min(1, alpha(eps)),
+// is ignored (the same pathwise approximation as above; biased). Metropolis
+// random-walk layers keep a fixed proposal scale: their weight depends on it
+// only through the accept decisions and accepted positions, i.e. mostly
+// through the ignored term. Without learn_step_size the layers have no
+// trainable parameters.
 #ifndef FLOWTAPE_FLOWS_STOCHASTIC_H_
 #define FLOWTAPE_FLOWS_STOCHASTIC_H_
 
@@ -74,6 +91,8 @@ struct LangevinOptions {
   double step_size = 0.01;  // eps
   int64_t steps = 1;
   bool metropolis_adjusted = false;  // MALA
+  // eps = exp(log_step_size), a trainable parameter starting at step_size.
+  bool learn_step_size = false;
   // InvalidArgument unless energy is set, eps is finite and > 0, steps >= 1.
   absl::Status Validate() const;
 };
@@ -89,11 +108,16 @@ class LangevinLayer : public Flow {
   bool analytic_inverse() const override { return false; }
   std::string name() const override;  // "langevin" or "mala"
   const LangevinOptions& options() const { return o_; }
+  // The current eps (the parameter's value when learned).
+  double step_size() const;
 
  private:
-  explicit LangevinLayer(const LangevinOptions& o) : o_(o) {}
+  explicit LangevinLayer(const LangevinOptions& o);
+  // eps as a scalar in `dtype` (recorded when learned).
+  Tensor StepSize(DType dtype) const;
   FlowResult Step(const char* op, const Tensor& x, Rng* rng) const;
   LangevinOptions o_;
+  Tensor log_step_size_;  // parameter when learned, else undefined
 };
 
 struct MetropolisOptions {

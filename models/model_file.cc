@@ -35,7 +35,9 @@ double EstimatedValues(const ModelConfig& c) {
     width += c.hidden.back() * (e / 2) * (3.0 * c.bins + 1);
   }
   const double k = static_cast<double>(c.components);
-  return steps * (width + 2 * k * e) + k * (2 * e + 1);
+  const double lower =
+      c.base == BaseChoice::kGaussianMixtureFull ? k * e * (e - 1) / 2 : 0;
+  return steps * (width + 2 * k * e) + k * (2 * e + 1) + lower;
 }
 
 absl::Status CheckSize(const ModelConfig& c, double file_values) {

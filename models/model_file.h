@@ -22,8 +22,10 @@
 // Size guard: with E = prod(event), K = context_dim, h = hidden,
 // S = max(layers, levels * depth) steps and F the values in the file,
 //   S * ((E/2 + K) h_0 + sum_i h_i h_{i+1} + h_last (E/2) (3 bins + 1)
-//        + channels^2 + 2 M E) + M (2 E + 1)  <=  16 F + 2^26
-// (M = components: gf's kernels per layer, a mixture base's components)
+//        + channels^2 + 2 M E) + M (2 E + 1) [+ M E (E - 1) / 2]
+//   <=  16 F + 2^26
+// (M = components: gf's kernels per layer, a mixture base's components;
+// the bracket for base "gmm_full", its Cholesky factors' lower triangles)
 // Each term is (at most a small factor above) a layer that the families
 // using that field build, and a field a family ignores is covered by the
 // 2^26 allowance while it keeps a modest value. SaveModel applies the same

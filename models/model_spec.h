@@ -7,7 +7,8 @@
 //    "config": {"event": [3], "layers": 8, "hidden": [64, 64],
 //               "context_dim": 0, "levels": 2, "depth": 4,
 //               "channels": 64, "bins": 8, "bound": 4.0, "train_t": false,
-//               "components": 8, "base": "gmm"}}
+//               "components": 8, "base": "gmm"}}   ("gmm_full": full
+//               covariances)
 //
 // Reading is strict: "format", "version", "family", "dtype" and "config"
 // are required; a config field left out takes ModelConfig{}'s default (so
@@ -22,7 +23,7 @@
 //   context_dim  [0, 65536]         levels  [1, 8]     depth [1, 1024]
 //   channels     [1, 16384]         bins    [1, 1024]
 //   bound        finite, in (0, 1e6]                   train_t  boolean
-//   components   [1, 4096]          base    "family" or "gmm"
+//   components   [1, 4096]          base    "family", "gmm" or "gmm_full"
 //   dtype        "float32" or "float64"
 // Writing gives one line of JSON (keys in alphabetical order) that reads
 // back to an equal spec (bound is printed with 17 significant digits);

@@ -381,7 +381,7 @@ absl::StatusOr<std::shared_ptr<flows::FlowModel>> MakeModel(
   if (config.components < 1 || config.components > 4096)
     return absl::InvalidArgumentError(absl::StrCat(
         "zoo: components = ", config.components, " must be in [1, 4096]"));
-  if (config.base == BaseChoice::kGaussianMixture &&
+  if (config.base != BaseChoice::kFamily &&
       (entry->domain != Domain::kVectors || entry->flat_output))
     return absl::InvalidArgumentError(
         absl::StrCat("zoo: a Gaussian-mixture base takes vector flows; '", name,
@@ -393,6 +393,9 @@ absl::StatusOr<std::shared_ptr<flows::FlowModel>> MakeModel(
   if (config.base == BaseChoice::kGaussianMixture)
     base = std::make_shared<flows::GaussianMixture>(config.components,
                                                     Dim(config), rng);
+  else if (config.base == BaseChoice::kGaussianMixtureFull)
+    base = std::make_shared<flows::FullGaussianMixture>(config.components,
+                                                        Dim(config), rng);
   else if (entry->base == BaseKind::kLogistic)
     base = std::make_shared<flows::Logistic>(base_event);
   else

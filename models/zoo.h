@@ -15,8 +15,9 @@
 // replaces the family's base by a trainable Gaussian mixture of
 // config.components diagonal components (flows/distribution.h's
 // GaussianMixture: softmax weights, means drawn N(0, I), unit scales;
-// normflows' GaussianMixture base), built after the flow, so the flow's
-// parameters do not depend on the base.
+// normflows' GaussianMixture base), kGaussianMixtureFull by one of full
+// covariances (FullGaussianMixture: Cholesky factors starting at I), built
+// after the flow, so the flow's parameters do not depend on the base.
 //
 // dtype: MakeModel builds in float64 and converts the model to
 // config.dtype (Module::To), so both precisions start from the same
@@ -47,7 +48,7 @@
 namespace flowtape::models {
 
 // The base a model gets: the family's own, or a trainable Gaussian mixture.
-enum class BaseChoice { kFamily, kGaussianMixture };
+enum class BaseChoice { kFamily, kGaussianMixture, kGaussianMixtureFull };
 
 struct ModelConfig {
   Shape event = Shape{2};  // [D] or [C, H, W]

@@ -32,7 +32,7 @@ expect experiments/toy2d "--batch=0" --batch=0 --layers=-1
 expect experiments/toy2d "--layers=-1" --batch=0 --layers=-1
 expect experiments/toy2d "--n_train=0" --n_train=0
 expect experiments/toy2d "--components=0: must be in [1, 4096]" --components=0
-expect experiments/toy2d "--base=mixture: want family or gmm" --base=mixture
+expect experiments/toy2d "--base=mixture: want family, gmm or gmm_full" --base=mixture
 expect experiments/toy2d "--hidden: bad size '0'" --hidden=64,0
 expect experiments/images "--steps=0: must be -1 (the config's) or > 0" --steps=0
 expect experiments/images "--n_test=-5" --n_test=-5

@@ -6,7 +6,11 @@
 #include <cmath>
 #include <functional>
 #include <memory>
+#include <string>
+#include <utility>
+#include <vector>
 
+#include "autodiff/check.h"
 #include "autodiff/grad.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
@@ -226,9 +230,10 @@ TEST(Distribution, ParameterGradients) {
   Tensor x = Tensor::Randn({5, 3}, rng);
   DiagonalNormal dn({3});
   GaussianMixture gm(4, 3, rng);
+  FullGaussianMixture fg(4, 3, rng);
   Logistic lg({3}, /*learnable=*/true);
   FactorizedMixture fm(3, 2);
-  for (Distribution* d : std::vector<Distribution*>{&dn, &gm, &lg, &fm}) {
+  for (Distribution* d : std::vector<Distribution*>{&dn, &gm, &fg, &lg, &fm}) {
     for (Tensor q : d->Parameters()) {  // move off the symmetric start
       double* v = q.mutable_data<double>();
       for (int64_t j = 0; j < q.numel(); ++j) v[j] += 0.3 * rng.Normal();
@@ -236,6 +241,7 @@ TEST(Distribution, ParameterGradients) {
     EXPECT_LT(ParamGradError(*d, x), 1e-7) << d->name();
   }
   EXPECT_EQ(gm.NumParameters(), 4 + 12 + 12);
+  EXPECT_EQ(fg.NumParameters(), 4 + 12 + 12 + 12);  // + 4 strict triangles
   EXPECT_EQ(Logistic({3}).NumParameters(), 0);
 }
 
@@ -300,6 +306,185 @@ TEST(Distribution, GaussianMixtureSamplesItsWeights) {
   EXPECT_NEAR(count[2], 0.6, 0.006);
 }
 
+// ---- full covariances ----
+// Three components in 3-D with correlated Cholesky factors (row-major
+// [K, D, D], lower triangular).
+const std::vector<double> kFullW = {1.0, 2.0, 1.5};
+const std::vector<double> kFullMu = {-1, 0, 1, 2, 1, -1, 0, -2, 0.5};
+const std::vector<double> kFullL = {0.8,  0,    0,    //
+                                    0.6,  1.1,  0,    //
+                                    -0.4, 0.3,  0.5,  //
+                                    1.2,  0,    0,    //
+                                    -0.9, 0.4,  0,    //
+                                    0.2,  0.7,  0.9,  //
+                                    0.5,  0,    0,    //
+                                    0.3,  0.6,  0,    //
+                                    0.0,  -0.5, 1.3};
+
+std::shared_ptr<FullGaussianMixture> MakeFull(int d) {
+  // The leading d x d blocks of the factors above (still lower triangular).
+  std::vector<double> mu, l;
+  for (int k = 0; k < 3; ++k)
+    for (int i = 0; i < d; ++i) {
+      mu.push_back(kFullMu[3 * k + i]);
+      for (int j = 0; j < d; ++j) l.push_back(kFullL[9 * k + 3 * i + j]);
+    }
+  auto p = FullGaussianMixture::Create(Tensor::FromVector({3}, kFullW),
+                                       Tensor::FromVector({3, d}, mu),
+                                       Tensor::FromVector({3, d, d}, l));
+  FT_CHECK(p.ok(), p.status().ToString());
+  return *p;
+}
+
+// log sum_k w_k N(x; mu_k, S_k) with S_k = L_k L_k^T formed explicitly, its
+// inverse and determinant by Gauss-Jordan elimination (no triangular solve).
+double BruteForceLogProb(const double* x, int d) {
+  double total = 0, wsum = 0;
+  for (double w : kFullW) wsum += w;
+  for (int k = 0; k < 3; ++k) {
+    std::vector<double> s(d * d, 0.0), inv(d * d, 0.0);
+    for (int i = 0; i < d; ++i)
+      for (int j = 0; j < d; ++j)
+        for (int m = 0; m < d; ++m)
+          s[i * d + j] += kFullL[9 * k + 3 * i + m] * kFullL[9 * k + 3 * j + m];
+    for (int i = 0; i < d; ++i) inv[i * d + i] = 1;
+    double det = 1;
+    for (int c = 0; c < d; ++c) {
+      int piv = c;
+      for (int r = c + 1; r < d; ++r)
+        if (std::fabs(s[r * d + c]) > std::fabs(s[piv * d + c])) piv = r;
+      if (piv != c) {
+        det = -det;
+        for (int j = 0; j < d; ++j) {
+          std::swap(s[c * d + j], s[piv * d + j]);
+          std::swap(inv[c * d + j], inv[piv * d + j]);
+        }
+      }
+      const double p = s[c * d + c];
+      det *= p;
+      for (int j = 0; j < d; ++j) s[c * d + j] /= p, inv[c * d + j] /= p;
+      for (int r = 0; r < d; ++r) {
+        if (r == c) continue;
+        const double f = s[r * d + c];
+        for (int j = 0; j < d; ++j)
+          s[r * d + j] -= f * s[c * d + j],
+              inv[r * d + j] -= f * inv[c * d + j];
+      }
+    }
+    double q = 0;
+    for (int i = 0; i < d; ++i)
+      for (int j = 0; j < d; ++j)
+        q += (x[i] - kFullMu[3 * k + i]) * inv[i * d + j] *
+             (x[j] - kFullMu[3 * k + j]);
+    total += kFullW[k] / wsum * std::exp(-0.5 * q) /
+             std::sqrt(std::pow(2 * M_PI, d) * det);
+  }
+  return std::log(total);
+}
+
+TEST(Distribution, FullGaussianMixtureMatchesBruteForce) {
+  Rng rng(11);
+  for (int d : {1, 2, 3}) {
+    SCOPED_TRACE(d);
+    auto p = MakeFull(d);
+    Tensor x = Tensor::Randn({20, d}, rng) * 2.0;
+    Tensor lp = p->LogProb(x);
+    for (int i = 0; i < 20; ++i)
+      EXPECT_NEAR(lp[i], BruteForceLogProb(x.data<double>() + i * d, d), 1e-12);
+  }
+}
+
+TEST(Distribution, FullGaussianMixtureIntegratesToOne) {
+  // Midpoint rule on [-12, 12]^2 (the widest component has sd < 2).
+  EXPECT_NEAR(Integral(*MakeFull(2), 12, 800), 1.0, 1e-8);
+  EXPECT_NEAR(Integral(*MakeFull(1), 12, 4000), 1.0, 1e-10);
+}
+
+// With zero strict lower triangles it is the diagonal mixture.
+TEST(Distribution, FullGaussianMixtureWithDiagonalFactorsIsDiagonal) {
+  const Tensor w = Tensor::FromVector({2}, {1.0, 3.0});
+  const Tensor mu = Tensor::FromVector({2, 2}, {1, -1, 0, 2});
+  auto diag = GaussianMixture::Create(
+      w, mu, Tensor::FromVector({2, 2}, {0.5, 2.0, 1.5, 0.7}));
+  auto full = FullGaussianMixture::Create(
+      w, mu, Tensor::FromVector({2, 2, 2}, {0.5, 0, 0, 2.0, 1.5, 0, 0, 0.7}));
+  ASSERT_TRUE(diag.ok() && full.ok());
+  Rng rng(12);
+  Tensor x = Tensor::Randn({10, 2}, rng);
+  Tensor a = (*diag)->LogProb(x), b = (*full)->LogProb(x);
+  for (int i = 0; i < 10; ++i) EXPECT_NEAR(a[i], b[i], 1e-13);
+}
+
+// Derivatives in x and in every parameter (the strict triangles included)
+// against central differences, first and second order, in float64.
+TEST(Distribution, FullGaussianMixtureDerivatives) {
+  auto p = MakeFull(3);
+  Rng rng(13);
+  const Tensor x = Tensor::Randn({4, 3}, rng) * 1.5;
+  auto f = [&](const std::vector<Tensor>& in) {
+    return Sum(p->LogProb(in[0]) * Tensor::FromVector({4}, {1, -1, 2, .5}));
+  };
+  EXPECT_LT(testing::GradientError(f, {x}), 1e-7);
+  EXPECT_LT(testing::HessianVectorError(f, {x}), 1e-6);
+  EXPECT_LT(ParamGradError(*p, x), 1e-7);
+}
+
+// Sample mean and covariance against sum_k w_k mu_k and
+// sum_k w_k (L_k L_k^T + mu_k mu_k^T) - mean mean^T (cross terms included).
+TEST(Distribution, FullGaussianMixtureSampleMoments) {
+  auto p = MakeFull(2);
+  Rng rng(14);
+  NoGradScope ng;
+  const int64_t n = 400000;
+  Tensor s = p->Sample(n, rng);
+  double wsum = 0;
+  for (double w : kFullW) wsum += w;
+  double mean[2] = {0, 0}, second[2][2] = {{0, 0}, {0, 0}};
+  for (int k = 0; k < 3; ++k) {
+    const double w = kFullW[k] / wsum;
+    for (int i = 0; i < 2; ++i) {
+      mean[i] += w * kFullMu[3 * k + i];
+      for (int j = 0; j < 2; ++j) {
+        double c = kFullMu[3 * k + i] * kFullMu[3 * k + j];
+        for (int m = 0; m < 2; ++m)
+          c += kFullL[9 * k + 3 * i + m] * kFullL[9 * k + 3 * j + m];
+        second[i][j] += w * c;
+      }
+    }
+  }
+  double sm[2] = {0, 0}, sc[2][2] = {{0, 0}, {0, 0}};
+  for (int64_t r = 0; r < n; ++r)
+    for (int i = 0; i < 2; ++i) sm[i] += s[2 * r + i] / n;
+  for (int64_t r = 0; r < n; ++r)
+    for (int i = 0; i < 2; ++i)
+      for (int j = 0; j < 2; ++j)
+        sc[i][j] += (s[2 * r + i] - sm[i]) * (s[2 * r + j] - sm[j]) / (n - 1);
+  // Standard errors: about sd / sqrt(n) <= 0.003 for the means, <= 0.01 for
+  // the covariances (sd < 2.2 per coordinate).
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_NEAR(sm[i], mean[i], 0.012);
+    for (int j = 0; j < 2; ++j)
+      EXPECT_NEAR(sc[i][j], second[i][j] - mean[i] * mean[j], 0.04);
+  }
+  EXPECT_GT(std::fabs(second[0][1] - mean[0] * mean[1]), 0.3);  // correlated
+}
+
+TEST(Distribution, FullGaussianMixtureChecksItsFactors) {
+  const Tensor w = Tensor::Ones({1}), mu = Tensor::Zeros({1, 2});
+  auto upper = FullGaussianMixture::Create(
+      w, mu, Tensor::FromVector({1, 2, 2}, {1, 0.5, 0, 1}));
+  ASSERT_FALSE(upper.ok());
+  EXPECT_NE(upper.status().message().find("above the diagonal"),
+            std::string::npos);
+  auto diag = FullGaussianMixture::Create(
+      w, mu, Tensor::FromVector({1, 2, 2}, {1, 0, 0.3, -1}));
+  ASSERT_FALSE(diag.ok());
+  EXPECT_NE(diag.status().message().find("scale_tril[0, 1, 1]"),
+            std::string::npos);
+  EXPECT_FALSE(
+      FullGaussianMixture::Create(w, mu, Tensor::Ones({1, 2, 3})).ok());
+}
+
 TEST(Distribution, ReparametrisedSampleGradient) {
   // d/d mu of mean(sample) is 1 per coordinate (x = mu + s eps).
   DiagonalNormal p({2});
@@ -319,6 +504,7 @@ TEST(Distribution, EveryFamilySamplesAndScoresInItsDtype) {
       std::make_shared<Logistic>(Shape{3}),
       std::make_shared<Logistic>(Shape{3}, /*learnable=*/true),
       std::make_shared<GaussianMixture>(2, 3, rng),
+      std::make_shared<FullGaussianMixture>(2, 3, rng),
       std::make_shared<FactorizedMixture>(3, 2)};
   for (const auto& d : all) {
     SCOPED_TRACE(d->name());

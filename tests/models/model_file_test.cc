@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "autodiff/ops.h"
@@ -196,6 +197,10 @@ TEST(ModelSpec, JsonRoundTripsAndDefaultsMissingConfigFields) {
   auto back = ModelSpecFromJson(ModelSpecToJson(s));
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_TRUE(*back == s) << ModelSpecToJson(s);
+  s.config.base = BaseChoice::kGaussianMixtureFull;
+  back = ModelSpecFromJson(ModelSpecToJson(s));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_TRUE(*back == s) << ModelSpecToJson(s);
   auto defaults = ModelSpecFromJson(
       R"({"format": "flowtape.model", "version": 1, "family": "maf",
           "dtype": "float64", "config": {}})");
@@ -208,20 +213,28 @@ TEST(ModelSpec, JsonRoundTripsAndDefaultsMissingConfigFields) {
   EXPECT_EQ(ModelSpecToJson(want).find("base"), std::string::npos);
 }
 
-// A Gaussian-mixture base under a flow (and gf's kernel count) survive a
-// model file: the loaded model has the base and reproduces log p bit for bit.
+// A Gaussian-mixture base (diagonal or full covariances) under a flow (and
+// gf's kernel count) survive a model file: the loaded model has the base and
+// reproduces log p bit for bit.
 TEST(ModelFile, GaussianMixtureBaseLoadsBitForBit) {
-  for (const std::string family : {"maf", "gf", "realnvp"}) {
-    SCOPED_TRACE(family);
+  for (const auto& [family, base, base_name] :
+       std::vector<std::tuple<std::string, BaseChoice, std::string>>{
+           {"maf", BaseChoice::kGaussianMixture, "gaussian_mixture"},
+           {"gf", BaseChoice::kGaussianMixture, "gaussian_mixture"},
+           {"realnvp", BaseChoice::kGaussianMixture, "gaussian_mixture"},
+           {"maf", BaseChoice::kGaussianMixtureFull, "full_gaussian_mixture"},
+           {"realnvp", BaseChoice::kGaussianMixtureFull,
+            "full_gaussian_mixture"}}) {
+    SCOPED_TRACE(family + " " + base_name);
     ModelSpec spec;
     spec.family = family;
     spec.config.layers = 2;
     spec.config.hidden = {8};
     spec.config.components = 3;
-    spec.config.base = BaseChoice::kGaussianMixture;
+    spec.config.base = base;
     Rng rng(4);
     auto model = MakeModel(family, spec.config, rng).value();
-    ASSERT_EQ(model->base()->name(), "gaussian_mixture");
+    ASSERT_EQ(model->base()->name(), base_name);
     for (Tensor p : model->Parameters())
       for (int64_t i = 0; i < p.numel(); ++i)
         p.mutable_data<double>()[i] += 0.2 * rng.Normal();
@@ -229,13 +242,18 @@ TEST(ModelFile, GaussianMixtureBaseLoadsBitForBit) {
     ASSERT_TRUE(SaveModel(path, spec, *model).ok());
     auto loaded = LoadModel(path);
     ASSERT_TRUE(loaded.ok()) << loaded.status();
-    EXPECT_EQ((*loaded)->base()->name(), "gaussian_mixture");
+    EXPECT_EQ((*loaded)->base()->name(), base_name);
     NoGradScope no_grad;
     Tensor x = Tensor::Randn({5, 2}, rng);
     EXPECT_TRUE(SameBits((*loaded)->LogProb(x), model->LogProb(x)));
     // Saved under the default base, the mixture's tensors are unknown.
     ModelSpec plain = spec;
     plain.config.base = BaseChoice::kFamily;
+    EXPECT_FALSE(SaveModel(path, plain, *model).ok());
+    // Nor does the other mixture's layout match.
+    plain.config.base = base == BaseChoice::kGaussianMixture
+                            ? BaseChoice::kGaussianMixtureFull
+                            : BaseChoice::kGaussianMixture;
     EXPECT_FALSE(SaveModel(path, plain, *model).ok());
   }
 }
@@ -306,7 +324,8 @@ TEST(ModelFile, BadDescriptionsNameTheField) {
   ExpectRefused(Spec(R"({"layers": 2, "train_t": "yes"})"),
                 "config.train_t: want true or false, got \"yes\"");
   ExpectRefused(Spec(R"({"layers": 2, "base": "mixture"})"),
-                "config.base: want \"family\" or \"gmm\", got \"mixture\"");
+                "config.base: want \"family\", \"gmm\" or \"gmm_full\", got "
+                "\"mixture\"");
   ExpectRefused(Spec(R"({"layers": 2, "components": 0})"),
                 "config.components: want an integer in [1, 4096], got 0");
   ExpectRefused(Spec(R"({"layers": 2, "hidden": [8], "widht": 3})"),
@@ -322,6 +341,10 @@ TEST(ModelFile, BadDescriptionsNameTheField) {
       "version: want 1");
   // A description of a huge model is refused before anything is built.
   ExpectRefused(Spec(R"({"layers": 2, "hidden": [65536, 65536]})"),
+                "config: describes a model of about");
+  // Full-covariance factors count: 16 x 4096 x 4095 / 2 lower entries.
+  ExpectRefused(Spec(R"({"layers": 2, "hidden": [8], "event": [4096],
+                         "components": 16, "base": "gmm_full"})"),
                 "config: describes a model of about");
   // Valid descriptions that disagree with the family or the tensors.
   ExpectRefused(Spec(R"({"layers": 2, "hidden": [8]})", R"("glow")"),

@@ -85,14 +85,14 @@ class Tensor {
   int64_t numel() const { return shape_.numel(); }
   DType dtype() const;
 
-  template <typename T = double>
+  template <typename T>
   const T* data() const {
     return static_cast<const T*>(TypedData(kDTypeOf<T>, "data"));
   }
   // Writable values of a constant (or of an op's fresh output, op_kit.h);
   // fails loudly on a tape value. Changing a parameter that the live tape
   // still references invalidates that graph.
-  template <typename T = double>
+  template <typename T>
   T* mutable_data() {
     TypedData(kDTypeOf<T>, "mutable_data");
     return static_cast<T*>(raw_mutable_data());

@@ -54,7 +54,7 @@ using RowMat =
 // temporary per call, which at n = 256 (512 KB, fresh pages) costs 2.2x the
 // GEMM itself and would flatter every AD ratio.
 double EigenSumMatMulSeconds(const Tensor& a, const Tensor& b, int64_t n) {
-  Eigen::Map<const RowMat> A(a.data(), n, n), B(b.data(), n, n);
+  Eigen::Map<const RowMat> A(a.data<double>(), n, n), B(b.data<double>(), n, n);
   RowMat C(n, n);
   int64_t reps = 0;
   auto t0 = Clock::now();
@@ -75,7 +75,7 @@ void BM_EigenSumMatMul(benchmark::State& state) {
   const int64_t n = state.range(0);
   Rng rng(1);
   Tensor a = Tensor::Randn({n, n}, rng), b = Tensor::Randn({n, n}, rng);
-  Eigen::Map<const RowMat> A(a.data(), n, n), B(b.data(), n, n);
+  Eigen::Map<const RowMat> A(a.data<double>(), n, n), B(b.data<double>(), n, n);
   RowMat C(n, n);
   for (auto _ : state) {
     C.noalias() = A * B;
@@ -92,7 +92,7 @@ void BM_EigenSumMatMulHandGradient(benchmark::State& state) {
   const int64_t n = state.range(0);
   Rng rng(1);
   Tensor a = Tensor::Randn({n, n}, rng), b = Tensor::Randn({n, n}, rng);
-  Eigen::Map<const RowMat> A(a.data(), n, n), B(b.data(), n, n);
+  Eigen::Map<const RowMat> A(a.data<double>(), n, n), B(b.data<double>(), n, n);
   const RowMat ones = RowMat::Ones(n, n);
   RowMat C(n, n), dA(n, n), dB(n, n);
   const double eigen = EigenSumMatMulSeconds(a, b, n);
@@ -126,7 +126,7 @@ void BM_GradSumMatMul(benchmark::State& state) {
   auto t0 = Clock::now();
   for (auto _ : state) {
     std::vector<Tensor> g = Grad({Sum(MatMul(a, b))}, {a, b});
-    benchmark::DoNotOptimize(g[0].data());
+    benchmark::DoNotOptimize(g[0].data<double>());
     tape.Reset();
     ++iters;
   }
@@ -138,7 +138,7 @@ BENCHMARK(BM_GradSumMatMul)->Arg(64)->Arg(128)->Arg(256);
 
 // Seconds per plain Eigen evaluation of sum(A .* B), timed over >= 0.2 s.
 double EigenSumMulSeconds(const Tensor& a, const Tensor& b, int64_t n) {
-  Eigen::Map<const RowMat> A(a.data(), n, n), B(b.data(), n, n);
+  Eigen::Map<const RowMat> A(a.data<double>(), n, n), B(b.data<double>(), n, n);
   int64_t reps = 0;
   auto t0 = Clock::now();
   double t = 0;
@@ -157,7 +157,7 @@ void BM_EigenSumMul(benchmark::State& state) {
   const int64_t n = state.range(0);
   Rng rng(1);
   Tensor a = Tensor::Randn({n, n}, rng), b = Tensor::Randn({n, n}, rng);
-  Eigen::Map<const RowMat> A(a.data(), n, n), B(b.data(), n, n);
+  Eigen::Map<const RowMat> A(a.data<double>(), n, n), B(b.data<double>(), n, n);
   for (auto _ : state) {
     double v = (A.array() * B.array()).sum();
     benchmark::DoNotOptimize(v);
@@ -171,7 +171,7 @@ void BM_EigenSumMulHandGradient(benchmark::State& state) {
   const int64_t n = state.range(0);
   Rng rng(1);
   Tensor a = Tensor::Randn({n, n}, rng), b = Tensor::Randn({n, n}, rng);
-  Eigen::Map<const RowMat> A(a.data(), n, n), B(b.data(), n, n);
+  Eigen::Map<const RowMat> A(a.data<double>(), n, n), B(b.data<double>(), n, n);
   RowMat dA(n, n), dB(n, n);
   const double eigen = EigenSumMulSeconds(a, b, n);
   const double t0 = Clock::now();
@@ -206,12 +206,12 @@ void SumMul(benchmark::State& state, int mode) {
     Tensor loss = Sum(a * b);
     if (mode == 0) {
       std::vector<Tensor> g = Grad({loss}, {a, b});
-      benchmark::DoNotOptimize(g[0].data());
+      benchmark::DoNotOptimize(g[0].data<double>());
     } else {
       a.ZeroGrad();
       b.ZeroGrad();
       Backward(loss);
-      benchmark::DoNotOptimize(a.grad().data());
+      benchmark::DoNotOptimize(a.grad().data<double>());
     }
     tape.Reset();
     ++iters;

@@ -59,7 +59,7 @@ absl::StatusOr<ImageSet> LoadDigitsCsv(const std::string& path,
     return absl::InvalidArgumentError(absl::StrCat(
         path, ": expected 65 columns (64 pixels + label), got ", t.dim(1)));
   for (int64_t i = 0; i < t.dim(0); ++i) {
-    const double* row = t.data() + i * 65;
+    const double* row = t.data<double>() + i * 65;
     for (int j = 0; j < 64; ++j)
       if (!IntegerIn(row[j], 0, 16))
         return absl::InvalidArgumentError(
@@ -80,9 +80,9 @@ absl::StatusOr<ImageSet> LoadDigitsCsv(const std::string& path,
   ImageSet set;
   set.levels = 17;
   set.images = Tensor::Empty(Shape{n, 1, 8, 8});
-  double* img = set.images.mutable_data();
+  double* img = set.images.mutable_data<double>();
   for (int64_t i = 0; i < n; ++i) {
-    const double* row = t.data() + (begin + i) * 65;
+    const double* row = t.data<double>() + (begin + i) * 65;
     for (int j = 0; j < 64; ++j) img[i * 64 + j] = row[j];
     set.labels.push_back(static_cast<int>(row[64]));
   }

@@ -134,8 +134,9 @@ absl::StatusOr<Split> RandomSplit(const Tensor& x, uint64_t seed,
   auto take = [&](int64_t from, int64_t count) {
     Tensor out = Tensor::Empty({count, d});
     for (int64_t i = 0; i < count; ++i)
-      std::copy(x.data() + idx[from + i] * d,
-                x.data() + (idx[from + i] + 1) * d, out.mutable_data() + i * d);
+      std::copy(x.data<double>() + idx[from + i] * d,
+                x.data<double>() + (idx[from + i] + 1) * d,
+                out.mutable_data<double>() + i * d);
     return out;
   };
   return Split{take(0, n_train), take(n_train, n_val),

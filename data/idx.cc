@@ -66,7 +66,7 @@ absl::StatusOr<Tensor> ParseIdxImages(const std::string& bytes,
   if (!dims.ok()) return dims.status();
   const int64_t n = (*dims)[0], h = (*dims)[1], w = (*dims)[2];
   Tensor t = Tensor::Empty(Shape{n, 1, h, w});
-  double* d = t.mutable_data();
+  double* d = t.mutable_data<double>();
   const unsigned char* p =
       reinterpret_cast<const unsigned char*>(bytes.data()) + 16;
   for (int64_t i = 0; i < n * h * w; ++i) d[i] = p[i];

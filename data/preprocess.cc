@@ -11,8 +11,8 @@ namespace flowtape::data {
 
 Tensor Dequantize(const Tensor& x, int levels, Rng& rng) {
   Tensor v = Tensor::Empty(x.shape());
-  const double* in = x.data();
-  double* out = v.mutable_data();
+  const double* in = x.data<double>();
+  double* out = v.mutable_data<double>();
   for (int64_t i = 0; i < x.numel(); ++i)
     out[i] = (in[i] + rng.Uniform()) / levels;
   return v;

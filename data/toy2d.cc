@@ -183,7 +183,7 @@ absl::StatusOr<Tensor> SampleToy2d(const std::string& name, int64_t n,
   // shuffled, so keeping the first n is a uniform subset.
   p.resize(n);
   Tensor t = Tensor::Empty(Shape{n, 2});
-  double* d = t.mutable_data();
+  double* d = t.mutable_data<double>();
   for (size_t i = 0; i < p.size(); ++i) {
     d[2 * i] = p[i].first;
     d[2 * i + 1] = p[i].second;

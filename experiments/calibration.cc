@@ -68,7 +68,8 @@ Tensor Features(const Tensor& images, const std::vector<int64_t>& idx) {
   Tensor out = Tensor::Empty({static_cast<int64_t>(idx.size()), d});
   for (size_t i = 0; i < idx.size(); ++i)
     for (int64_t j = 0; j < d; ++j)
-      out.mutable_data()[i * d + j] = images.data()[idx[i] * d + j] / 255.0;
+      out.mutable_data<double>()[i * d + j] =
+          images.data<double>()[idx[i] * d + j] / 255.0;
   return out;
 }
 
@@ -77,7 +78,7 @@ Tensor LogLoss(const Tensor& log_q, const std::vector<int>& y) {
   const int64_t n = log_q.dim(0);
   Tensor onehot = Tensor::Zeros({n, kClasses});
   for (int64_t i = 0; i < n; ++i)
-    onehot.mutable_data()[i * kClasses + y[i]] = 1;
+    onehot.mutable_data<double>()[i * kClasses + y[i]] = 1;
   return -Sum(log_q * onehot) / static_cast<double>(n);
 }
 
@@ -96,7 +97,7 @@ Metrics Evaluate(const Tensor& q, const std::vector<int>& y) {
             std::vector<double>(kBins, 0),
             std::vector<int64_t>(kBins, 0)};
   for (int64_t i = 0; i < n; ++i) {
-    const double* row = q.data() + i * kClasses;
+    const double* row = q.data<double>() + i * kClasses;
     const int pred = std::max_element(row, row + kClasses) - row;
     const double conf = row[pred];
     const bool hit = pred == y[i];

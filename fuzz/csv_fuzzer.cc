@@ -17,7 +17,7 @@ void CheckTable(const flowtape::Tensor& t) {
   std::string text;
   for (int64_t i = 0; i < t.dim(0); ++i) {
     for (int64_t j = 0; j < t.dim(1); ++j) {
-      const double v = t.data()[i * t.dim(1) + j];
+      const double v = t.data<double>()[i * t.dim(1) + j];
       FUZZ_EXPECT(std::isfinite(v));
       FUZZ_EXPECT(v == 0.0 || std::fabs(v) >= DBL_MIN);
       char buf[32];

@@ -21,8 +21,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_EXPECT(std::string(split) == "train" ||
                 t.dim(0) == flowtape::data::kDigitsTest);
     for (int64_t i = 0; i < t.numel(); ++i)
-      FUZZ_EXPECT(t.data()[i] >= 0 && t.data()[i] <= 16 &&
-                  t.data()[i] == std::floor(t.data()[i]));
+      FUZZ_EXPECT(t.data<double>()[i] >= 0 && t.data<double>()[i] <= 16 &&
+                  t.data<double>()[i] == std::floor(t.data<double>()[i]));
     for (int label : set->labels) FUZZ_EXPECT(label >= 0 && label <= 9);
   }
   return 0;

@@ -18,7 +18,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!x.ok()) return 0;
   FUZZ_EXPECT(x->shape().rank() == 2 && x->dim(1) == 3 && x->dim(0) > 0);
   for (int64_t i = 0; i < x->dim(0); ++i) {
-    const double* p = x->data() + 3 * i;
+    const double* p = x->data<double>() + 3 * i;
     FUZZ_EXPECT(std::isfinite(p[0]) && std::isfinite(p[1]) &&
                 std::isfinite(p[2]));
     FUZZ_EXPECT(std::fabs(p[0] * p[0] + p[1] * p[1] + p[2] * p[2] - 1) < 1e-12);

@@ -26,7 +26,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       FUZZ_EXPECT(t.shape().rank() == 4 && t.dim(1) == 1);
       FUZZ_EXPECT(16 + t.numel() == static_cast<int64_t>(size));
       for (int64_t i = 0; i < t.numel(); ++i)
-        FUZZ_EXPECT(t.data()[i] == static_cast<uint8_t>(data[16 + i]));
+        FUZZ_EXPECT(t.data<double>()[i] == static_cast<uint8_t>(data[16 + i]));
     }
     auto labels = flowtape::data::LoadIdxLabels(path);
     flowtape::fuzz::Count(labels.status());

@@ -27,7 +27,7 @@ Tensor XavierUniform(const Shape& shape, Rng& rng) {
   Fans(shape, &fi, &fo);
   double a = std::sqrt(6.0 / (fi + fo));
   Tensor t = Tensor::Empty(shape);
-  double* p = t.mutable_data();
+  double* p = t.mutable_data<double>();
   for (int64_t i = 0; i < t.numel(); ++i)
     p[i] = a * (2.0 * rng.Uniform() - 1.0);
   return t;
@@ -38,7 +38,7 @@ Tensor HeNormal(const Shape& shape, Rng& rng) {
   Fans(shape, &fi, &fo);
   double s = std::sqrt(2.0 / fi);
   Tensor t = Tensor::Empty(shape);
-  double* p = t.mutable_data();
+  double* p = t.mutable_data<double>();
   for (int64_t i = 0; i < t.numel(); ++i) p[i] = s * rng.Normal();
   return t;
 }

@@ -105,7 +105,7 @@ MLP::MLP(const std::vector<int64_t>& sizes, Activation act, Rng& rng,
   }
   if (zero_last) {
     for (Tensor p : layers_.back()->Parameters()) {
-      double* d = p.mutable_data();
+      double* d = p.mutable_data<double>();
       for (int64_t i = 0; i < p.numel(); ++i) d[i] = 0.0;
     }
   }

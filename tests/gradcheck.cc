@@ -41,7 +41,7 @@ double GradientError(const ScalarFn& f, const std::vector<Tensor>& inputs,
   double worst = 0;
   for (size_t i = 0; i < ps.size(); ++i) {
     for (int64_t j = 0; j < ps[i].numel(); ++j) {
-      double* v = ps[i].mutable_data();
+      double* v = ps[i].mutable_data<double>();
       double old = v[j];
       v[j] = old + h;
       double fp = Eval(f, ps);

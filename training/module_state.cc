@@ -12,11 +12,16 @@ size_t Bytes(const Tensor& t) { return t.numel() * DTypeSize(t.dtype()); }
 }  // namespace
 
 ModuleState::ModuleState(const nn::Module& module,
-                         const nn::Optimizer* optimizer) {
+                         const nn::Optimizer* optimizer,
+                         const nn::Module* also) {
   tensors_ = module.Parameters();
   for (const auto& [name, t] : module.NamedBuffers()) tensors_.push_back(t);
   if (optimizer != nullptr)
     for (const auto& [name, t] : optimizer->NamedState()) tensors_.push_back(t);
+  if (also != nullptr) {
+    for (const Tensor& t : also->Parameters()) tensors_.push_back(t);
+    for (const auto& [name, t] : also->NamedBuffers()) tensors_.push_back(t);
+  }
   size_t total = 0;
   for (const Tensor& t : tensors_) {
     offsets_.push_back(total);

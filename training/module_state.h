@@ -1,6 +1,7 @@
 // ModuleState: a preallocated copy of everything a training step changes:
 // a module's parameters and buffers (spectral-norm vectors, ActNorm's flag)
-// and, optionally, an optimizer's state (moments, step counts).
+// and, optionally, an optimizer's state (moments, step counts) and a second
+// module's parameters and buffers (a parameter EMA).
 //
 // The storage is allocated once, at construction, in each tensor's own dtype;
 // Capture() and Restore() are plain memcpy's of those bytes (no allocation,
@@ -22,12 +23,13 @@ namespace flowtape::training {
 
 class ModuleState {
  public:
-  // `optimizer` may be null (the module's state only).
-  ModuleState(const nn::Module& module, const nn::Optimizer* optimizer);
+  // `optimizer` and `also` may be null.
+  ModuleState(const nn::Module& module, const nn::Optimizer* optimizer,
+              const nn::Module* also = nullptr);
 
   void Capture();
   void Restore() const;
-  // Parameters, buffers, then optimizer state (shared storage).
+  // Parameters, buffers, optimizer state, then `also`'s (shared storage).
   const std::vector<Tensor>& tensors() const { return tensors_; }
   int64_t bytes() const { return static_cast<int64_t>(bytes_.size()); }
 

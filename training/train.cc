@@ -21,6 +21,7 @@
 #include "nn/checkpoint.h"
 #include "parallel/tensor_collectives.h"
 #include "training/module_state.h"
+#include "training/nan_guard.h"
 
 namespace flowtape::training {
 namespace {
@@ -64,7 +65,11 @@ void Restore(std::vector<Tensor> ts,
   for (size_t i = 0; i < ts.size(); ++i) {
     FT_CHECK(static_cast<int64_t>(snapshot[i].size()) == ts[i].numel(), who,
              ": size mismatch at tensor ", i);
-    std::copy(snapshot[i].begin(), snapshot[i].end(), ts[i].mutable_data());
+    VisitDType(ts[i].dtype(), [&](auto zero) {
+      using T = decltype(zero);
+      std::copy(snapshot[i].begin(), snapshot[i].end(),
+                ts[i].mutable_data<T>());
+    });
   }
 }
 
@@ -392,17 +397,11 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
     }
     FT_RETURN_IF_ERROR(AgreeWithRankZero(comm, s));
   }
-  // The NaN guard's snapshots, taken before the forward pass of every
-  // guard_every-th step: `pending` until that step's loss is known,
-  // `good` the latest whose loss was finite (after good_updates updates).
-  // The checkpoint on disk holds saved_updates.
-  ModuleState snapshot_a(model, &optimizer), snapshot_b(model, &optimizer);
-  ModuleState *good = &snapshot_a, *pending = &snapshot_b;
-  FT_RETURN_IF_ERROR(parallel::BroadcastTensors(comm, good->tensors(), 0));
-  good->Capture();
-  int64_t good_updates = 0, pending_updates = -1, saved_updates = -1;
-  int64_t diverged_at = 0;
-  const int64_t guard_every = o.guard_every;
+  NanGuard guard(model, optimizer, nullptr, o.guard_every);
+  FT_RETURN_IF_ERROR(parallel::BroadcastTensors(comm, guard.tensors(), 0));
+  guard.Reset();
+  // Updates held by the checkpoint on disk, and the step that diverged.
+  int64_t saved_updates = -1, diverged_at = 0;
   // The best validated state (allocated only when there is validation data).
   std::optional<ModuleState> best;
   if (has_val) best.emplace(model, nullptr);
@@ -433,10 +432,7 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
                                order.begin() + cursor + hi);
     cursor += batch;
 
-    if ((step - 1) % guard_every == 0) {
-      pending->Capture();
-      pending_updates = step - 1;
-    }
+    guard.BeforeStep(step);
     optimizer.ZeroGrad();
     Tensor loss =
         nll(Rows(data.train, index), Rows(data.train_context, index), rng);
@@ -459,30 +455,17 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
     }
     double gnorm = std::numeric_limits<double>::quiet_NaN();
     if (std::isfinite(value)) {
-      if (pending_updates == step - 1) {  // its loss is finite
-        std::swap(good, pending);
-        good_updates = pending_updates;
-        pending_updates = -1;
-      }
+      guard.Finite(step);
       r.last_loss = value;
       gnorm = o.clip_grad_norm > 0 ? nn::ClipGradNorm(params, o.clip_grad_norm)
                                    : GradNorm(params);
     }
     if (!std::isfinite(value) || !std::isfinite(gnorm)) {
       optimizer.ZeroGrad();  // no non-finite gradient left behind
-      good->Restore();
+      r.steps = guard.Restore();
       diverged_at = step;
-      r.steps = good_updates;
       r.diverged = true;
-      r.message = absl::StrCat(
-          "stopped at step ", step, ": non-finite ",
-          std::isfinite(value) ? "gradient" : "loss", " (loss ", value,
-          ", grad norm ", gnorm, "); restored the state after ", good_updates,
-          " updates, the last ",
-          guard_every > 1
-              ? absl::StrCat("snapshot (every ", guard_every, " steps) ")
-              : "",
-          "with a finite loss");
+      r.message = guard.Message(step, value, gnorm);
       break;
     }
     optimizer.Step();

@@ -17,6 +17,7 @@
 #include "data/preprocess.h"
 #include "nn/checkpoint.h"
 #include "training/module_state.h"
+#include "training/nan_guard.h"
 
 namespace flowtape::training {
 namespace {
@@ -145,27 +146,8 @@ absl::StatusOr<TrainResult> TrainFlowMatching(const nn::Module& model,
   std::vector<int64_t> order = data::Permutation(n, order_rng);
   int64_t cursor = 0;
 
-  // NaN guard: model + optimizer, and the EMA, captured together.
-  ModuleState model_a(model, &optimizer), model_b(model, &optimizer);
-  std::unique_ptr<ModuleState> ema_a, ema_b;
-  if (averaged != nullptr) {
-    ema_a = std::make_unique<ModuleState>(*averaged, nullptr);
-    ema_b = std::make_unique<ModuleState>(*averaged, nullptr);
-  }
-  struct Snapshot {
-    ModuleState* model;
-    ModuleState* ema;
-    void Capture() {
-      model->Capture();
-      if (ema) ema->Capture();
-    }
-    void Restore() const {
-      model->Restore();
-      if (ema) ema->Restore();
-    }
-  } good{&model_a, ema_a.get()}, pending{&model_b, ema_b.get()};
-  good.Capture();
-  int64_t good_updates = 0, pending_updates = -1;
+  // The NaN guard restores the EMA with the model and the optimizer.
+  NanGuard guard(model, optimizer, averaged, o.guard_every);
   ModuleState best(model, nullptr);
   auto check_usable = [&]() {
     Rng check_rng(o.seed, ~uint64_t{0} - 2);
@@ -205,10 +187,7 @@ absl::StatusOr<TrainResult> TrainFlowMatching(const nn::Module& model,
     std::vector<int64_t> index(order.begin() + cursor,
                                order.begin() + cursor + batch);
     cursor += batch;
-    if ((step - 1) % o.guard_every == 0) {
-      pending.Capture();
-      pending_updates = step - 1;
-    }
+    guard.BeforeStep(step);
     optimizer.ZeroGrad();
     absl::StatusOr<Tensor> loss =
         loss_fn(Rows(data.train, index), Rows(data.train_context, index), rng);
@@ -221,25 +200,16 @@ absl::StatusOr<TrainResult> TrainFlowMatching(const nn::Module& model,
     Tape::Get().Reset();
     double gnorm = std::numeric_limits<double>::quiet_NaN();
     if (std::isfinite(value)) {
-      if (pending_updates == step - 1) {
-        std::swap(good, pending);
-        good_updates = pending_updates;
-        pending_updates = -1;
-      }
+      guard.Finite(step);
       r.last_loss = value;
       gnorm = o.clip_grad_norm > 0 ? nn::ClipGradNorm(params, o.clip_grad_norm)
                                    : GradNorm(params);
     }
     if (!std::isfinite(value) || !std::isfinite(gnorm)) {
       optimizer.ZeroGrad();
-      good.Restore();
-      r.steps = good_updates;
+      r.steps = guard.Restore();
       r.diverged = true;
-      r.message = absl::StrCat("stopped at step ", step, ": non-finite ",
-                               std::isfinite(value) ? "gradient" : "loss",
-                               " (loss ", value, ", grad norm ", gnorm,
-                               "); restored the state (EMA included) after ",
-                               good_updates, " updates");
+      r.message = guard.Message(step, value, gnorm);
       // A checkpoint of the condemned state is rewritten from the restored
       // one (or deleted if that cannot sample and score).
       if (checkpoints && saved_updates == step - 1) {

@@ -23,7 +23,7 @@ Heatmap DensityHeatmap(const std::function<Tensor(const Tensor&)>& log_prob,
     NoGradScope no_grad;
     TapeScope scope;
     Tensor pts = Tensor::Zeros(Shape{n, 2});
-    double* p = pts.mutable_data();
+    double* p = pts.mutable_data<double>();
     const double y = box.ymax - (row + 0.5) * (box.ymax - box.ymin) / n;
     for (int col = 0; col < n; ++col) {
       p[2 * col] = box.xmin + (col + 0.5) * (box.xmax - box.xmin) / n;
@@ -32,7 +32,8 @@ Heatmap DensityHeatmap(const std::function<Tensor(const Tensor&)>& log_prob,
     Tensor lp = log_prob(pts);
     FT_CHECK(lp.numel() == n, "density_heatmap: log_prob returned ",
              lp.shape().ToString(), " for ", n, " points");
-    std::copy_n(lp.data(), n, h.values.begin() + static_cast<size_t>(row) * n);
+    std::copy_n(lp.data<double>(), n,
+                h.values.begin() + static_cast<size_t>(row) * n);
   }
   if (options.log_scale) {
     double top = -INFINITY;

@@ -27,7 +27,7 @@ absl::StatusOr<Image> TileImages(const Tensor& images, int cols, int pad) {
     return absl::InvalidArgumentError(
         absl::StrCat("image grid: ", gw, "x", gh, " pixels"));
   Image out(static_cast<int>(gw), static_cast<int>(gh));
-  const double* d = images.data();
+  const double* d = images.data<double>();
   auto byte = [](double v) {
     return static_cast<uint8_t>(
         std::lround(255.0 * std::clamp(std::isnan(v) ? 0.0 : v, 0.0, 1.0)));

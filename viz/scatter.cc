@@ -16,8 +16,8 @@ absl::StatusOr<Axes> Draw(Canvas& canvas, const Rect& cell, const Scatter& p) {
           "scatter: series ", s, " points ",
           t.defined() ? t.shape().ToString() : "undefined", " (want [N, 2])"));
     for (int64_t i = 0; i < t.dim(0); ++i) {
-      xs.push_back(t.data()[2 * i]);
-      ys.push_back(t.data()[2 * i + 1]);
+      xs.push_back(t.data<double>()[2 * i]);
+      ys.push_back(t.data<double>()[2 * i + 1]);
     }
   }
   Box box;
@@ -51,7 +51,7 @@ absl::StatusOr<Axes> Draw(Canvas& canvas, const Rect& cell, const Scatter& p) {
     const ScatterSeries& series = p.series[s];
     const Color color = series.color.value_or(SeriesColor(s));
     canvas.SetColor(color, series.alpha);
-    const double* d = series.points.data();
+    const double* d = series.points.data<double>();
     for (int64_t i = 0; i < series.points.dim(0); ++i) {
       if (!std::isfinite(d[2 * i]) || !std::isfinite(d[2 * i + 1])) continue;
       const double px = axes->PixelX(d[2 * i]), py = axes->PixelY(d[2 * i + 1]);

@@ -89,7 +89,7 @@ SphereMap SphereDensityMap(const std::function<Tensor(const Tensor&)>& log_prob,
     TapeScope scope;
     const double lat = (90.0 - (row + 0.5) * 180.0 / h) * M_PI / 180.0;
     Tensor pts = Tensor::Zeros(Shape{w, 3});
-    double* p = pts.mutable_data();
+    double* p = pts.mutable_data<double>();
     for (int col = 0; col < w; ++col) {
       const double lon = (-180.0 + (col + 0.5) * 360.0 / w) * M_PI / 180.0;
       p[3 * col] = std::cos(lat) * std::cos(lon);
@@ -99,7 +99,7 @@ SphereMap SphereDensityMap(const std::function<Tensor(const Tensor&)>& log_prob,
     Tensor lp = log_prob(pts);
     FT_CHECK(lp.numel() == w, "sphere_density_map: log_prob returned ",
              lp.shape().ToString(), " for ", w, " points");
-    std::copy_n(lp.data(), w,
+    std::copy_n(lp.data<double>(), w,
                 map.values.begin() + static_cast<size_t>(row) * w);
   }
   if (options.log_scale) {
@@ -203,7 +203,7 @@ absl::StatusOr<Axes> Draw(Canvas& canvas, const Rect& cell,
     const SpherePoints& series = p.points[s];
     const Color color = series.color.value_or(SeriesColor(s == 0 ? 3 : s + 1));
     canvas.SetColor(color, series.alpha);
-    const double* d = series.points.data();
+    const double* d = series.points.data<double>();
     for (int64_t i = 0; i < series.points.dim(0); ++i) {
       double lon, lat;
       ToLonLat(d + 3 * i, &lon, &lat);

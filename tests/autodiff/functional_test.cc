@@ -37,7 +37,7 @@ std::vector<double> FdJacobian(const TensorFn& f, const Tensor& x,
   std::vector<double> j(m * n);
   Tensor xp = x.Detach();
   for (int64_t c = 0; c < n; ++c) {
-    double* p = xp.mutable_data();
+    double* p = xp.mutable_data<double>();
     const double old = p[c];
     p[c] = old + h;
     Tensor fp = f(xp);

@@ -20,7 +20,7 @@ using RowMat =
 
 RowMat ToEigen(const Tensor& t) {
   const int64_t cols = t.rank() == 2 ? t.dim(1) : 1;
-  return Eigen::Map<const RowMat>(t.data(), t.dim(0), cols);
+  return Eigen::Map<const RowMat>(t.data<double>(), t.dim(0), cols);
 }
 
 // Random well-conditioned [n, n]: I + 0.3 * N(0, 1).

@@ -31,7 +31,7 @@ Tensor Uniform(const Shape& s, double lo, double hi, Rng& rng) {
 // Random values with |x| in [0.2, 2] (away from kinks at 0).
 Tensor AwayFromZero(const Shape& s, Rng& rng) {
   Tensor t = Uniform(s, 0.2, 2.0, rng);
-  double* p = t.mutable_data();
+  double* p = t.mutable_data<double>();
   for (int64_t i = 0; i < t.numel(); ++i)
     if (rng.Uniform() < 0.5) p[i] = -p[i];
   return t;
@@ -92,7 +92,7 @@ Tensor Sample(const UnaryCase& c, const Shape& s, Rng& rng) {
   Tensor x =
       c.away_from_zero ? AwayFromZero(s, rng) : Uniform(s, c.lo, c.hi, rng);
   if (c.name == "clamp") {  // keep away from the bounds -1 and 1.5
-    double* p = x.mutable_data();
+    double* p = x.mutable_data<double>();
     for (int64_t i = 0; i < x.numel(); ++i)
       if (std::fabs(p[i] + 1) < 0.1 || std::fabs(p[i] - 1.5) < 0.1) p[i] = 0.3;
   }

@@ -21,7 +21,7 @@ TEST(TapeDeath, StaleTensorAfterResetAborts) {
         Tensor p = Tensor::Ones({2}).set_requires_grad(true);
         Tensor y = Exp(p);
         Tape::Get().Reset();
-        (void)y.data();
+        (void)y.data<double>();
       },
       "stale tensor");
   EXPECT_DEATH(
@@ -65,7 +65,7 @@ TEST(TapeDeath, MutatingATapeValueAborts) {
       {
         Tensor p = Tensor::Ones({2}).set_requires_grad(true);
         Tensor y = Exp(p);
-        y.mutable_data()[0] = 1.0;
+        y.mutable_data<double>()[0] = 1.0;
       },
       "mutable_data: tensor is a tape value \\(op 'exp'\\)");
 }
@@ -132,8 +132,8 @@ TEST(Tape, MemoryReturnsToBaselineOver1000Steps) {
     Tensor loss = Mean(Square(Tanh(MatMul(x, w))));
     w.ZeroGrad();
     Backward(loss);
-    double* pw = w.mutable_data();
-    const double* g = w.grad().data();
+    double* pw = w.mutable_data<double>();
+    const double* g = w.grad().data<double>();
     for (int64_t i = 0; i < w.numel(); ++i) pw[i] -= 0.01 * g[i];
     tape.Reset();
     ASSERT_EQ(tape.bytes_in_use(), 0u);
@@ -306,8 +306,8 @@ std::vector<double> Train(uint64_t seed) {
     w2.ZeroGrad();
     Backward(loss);
     for (Tensor* p : {&w1, &w2}) {
-      double* v = p->mutable_data();
-      const double* g = p->grad().data();
+      double* v = p->mutable_data<double>();
+      const double* g = p->grad().data<double>();
       for (int64_t i = 0; i < p->numel(); ++i) v[i] -= 0.05 * g[i];
     }
     Tape::Get().Reset();

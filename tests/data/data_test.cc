@@ -300,8 +300,8 @@ TEST(Preprocess, LogitLogdetIsTheLogOfTheJacobianDiagonal) {
     double expect = 0;
     for (int64_t d = 0; d < 3; ++d) {
       Tensor vp = v.Clone(), vm = v.Clone();
-      vp.mutable_data()[n * 3 + d] += h;
-      vm.mutable_data()[n * 3 + d] -= h;
+      vp.mutable_data<double>()[n * 3 + d] += h;
+      vm.mutable_data<double>()[n * 3 + d] -= h;
       double dy = (LogitTransform(vp, alpha).y[n * 3 + d] -
                    LogitTransform(vm, alpha).y[n * 3 + d]) /
                   (2 * h);

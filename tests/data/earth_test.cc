@@ -23,7 +23,7 @@ TEST(EarthData, ParsesEveryHeaderVariantAndComments) {
     auto x = ParseEarthCsv(text, "t.csv");
     ASSERT_TRUE(x.ok()) << x.status();
     ASSERT_EQ(x->dim(0), 3);
-    const double* p = x->data();
+    const double* p = x->data<double>();
     EXPECT_NEAR(p[0], 1.0, 1e-15);  // (0, 0) -> (1, 0, 0)
     EXPECT_NEAR(p[5], 1.0, 1e-15);  // north pole
     const double lat = -30.5 * M_PI / 180, lon = -120 * M_PI / 180;
@@ -82,7 +82,7 @@ TEST(EarthData, ShippedCataloguesLoad) {
     ASSERT_TRUE(x.ok()) << x.status();
     ASSERT_EQ(x->dim(0), count) << name;
     for (int64_t i = 0; i < count; ++i) {
-      const double* p = x->data() + 3 * i;
+      const double* p = x->data<double>() + 3 * i;
       ASSERT_NEAR(p[0] * p[0] + p[1] * p[1] + p[2] * p[2], 1.0, 1e-12);
     }
   }
@@ -90,14 +90,15 @@ TEST(EarthData, ShippedCataloguesLoad) {
 
 TEST(EarthData, SplitIsAPartition) {
   Tensor x = Tensor::Empty({101, 3});
-  for (int64_t i = 0; i < 303; ++i) x.mutable_data()[i] = i;
+  for (int64_t i = 0; i < 303; ++i) x.mutable_data<double>()[i] = i;
   Split s = RandomSplit(x, 3).value();
   EXPECT_EQ(s.train.dim(0), 80);
   EXPECT_EQ(s.val.dim(0), 10);
   EXPECT_EQ(s.test.dim(0), 11);
   std::set<double> seen;
   for (const Tensor* t : {&s.train, &s.val, &s.test})
-    for (int64_t i = 0; i < t->dim(0); ++i) seen.insert(t->data()[3 * i]);
+    for (int64_t i = 0; i < t->dim(0); ++i)
+      seen.insert(t->data<double>()[3 * i]);
   EXPECT_EQ(seen.size(), 101u);
   Split again = RandomSplit(x, 3).value(), other = RandomSplit(x, 4).value();
   EXPECT_EQ(again.test.ToVector(), s.test.ToVector());

@@ -51,7 +51,7 @@ double IntegrateS2(const ManifoldDensity& d, int nz, int nphi) {
   std::vector<double> z, w;
   GaussLegendre(nz, -1.0, 1.0, &z, &w);
   Tensor pts = Tensor::Empty({nz * nphi, 3});
-  double* p = pts.mutable_data();
+  double* p = pts.mutable_data<double>();
   for (int i = 0; i < nz; ++i)
     for (int j = 0; j < nphi; ++j) {
       const double phi = 2.0 * M_PI * (j + 0.5) / nphi;
@@ -75,7 +75,7 @@ double IntegrateSimplex2(const ManifoldDensity& d, int k) {
   std::vector<double> t, w;
   GaussLegendre(k, 0.0, 1.0, &t, &w);
   Tensor pts = Tensor::Empty({k * k, 3});
-  double* p = pts.mutable_data();
+  double* p = pts.mutable_data<double>();
   for (int i = 0; i < k; ++i)
     for (int j = 0; j < k; ++j) {
       double* row = p + (i * k + j) * 3;
@@ -125,7 +125,7 @@ TEST(Densities, FlowModelsIntegrateToOneOnS2) {
   auto nf = std::make_shared<CylindricalCouplingFlow>(3, 8, rng);
   for (Tensor p : nf->Parameters())
     for (int64_t j = 0; j < p.numel(); ++j)
-      p.mutable_data()[j] += 0.3 * rng.Normal();
+      p.mutable_data<double>()[j] += 0.3 * rng.Normal();
   ManifoldFlowModel neural(base, {nf});
   EXPECT_NEAR(IntegrateS2(neural, 120, 120), 1.0, 1e-5);
 }

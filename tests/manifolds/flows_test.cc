@@ -185,7 +185,7 @@ TEST(NeuralSphereFlow, RoundTripAndOnSphere) {
   CylindricalCouplingFlow f(4, 16, rng);
   for (Tensor p : f.Parameters())
     for (int64_t j = 0; j < p.numel(); ++j)
-      p.mutable_data()[j] += 0.3 * rng.Normal();
+      p.mutable_data<double>()[j] += 0.3 * rng.Normal();
   Manifold s = Manifold::Sphere(3);
   Tensor x = s.SampleUniform(40, rng);
   flows::FlowResult fwd = f.Forward(x);
@@ -203,7 +203,7 @@ TEST(NeuralSphereFlow, CheckpointRestoresRotationAcrossSeeds) {
   CylindricalCouplingFlow saved(3, 8, r1), fresh(3, 8, r2);
   for (Tensor p : saved.Parameters())
     for (int64_t j = 0; j < p.numel(); ++j)
-      p.mutable_data()[j] += 0.3 * rx.Normal();
+      p.mutable_data<double>()[j] += 0.3 * rx.Normal();
   const char* dir = std::getenv("TEST_TMPDIR");
   const std::string path =
       std::string(dir != nullptr ? dir : "/tmp") + "/sphere_flow.ckpt";
@@ -248,7 +248,7 @@ TEST(NeuralSphereFlow, FiniteAndAccurateAtThePoles) {
   CylindricalCouplingFlow f(3, 8, rng);
   for (Tensor p : f.Parameters())
     for (int64_t j = 0; j < p.numel(); ++j)
-      p.mutable_data()[j] += 0.3 * rng.Normal();
+      p.mutable_data<double>()[j] += 0.3 * rng.Normal();
   const Manifold s = Manifold::Sphere(3);
   auto map = [&](const Tensor& v) { return f.Map(v); };
   for (double pole : {1.0, -1.0}) {

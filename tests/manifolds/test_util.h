@@ -51,7 +51,7 @@ inline double ParameterGradientError(const nn::Module& module,
   };
   double worst = 0.0;
   for (size_t i = 0; i < params.size(); ++i) {
-    double* v = params[i].mutable_data();
+    double* v = params[i].mutable_data<double>();
     for (int64_t j = 0; j < params[i].numel(); ++j) {
       const double old = v[j];
       v[j] = old + h;

@@ -155,7 +155,7 @@ TEST(VolumeRatio, GenericRatioDoesNotDependOnTheBasis) {
   CylindricalCouplingFlow neural(3, 8, rng);
   for (Tensor p : neural.Parameters())
     for (int64_t j = 0; j < p.numel(); ++j)
-      p.mutable_data()[j] += 0.3 * rng.Normal();
+      p.mutable_data<double>()[j] += 0.3 * rng.Normal();
   const Manifold s3 = Manifold::Sphere(3);
   for (int trial = 0; trial < 3; ++trial) {
     Eigen::VectorXd x = s3.Project(RandomVector(3, rng));
@@ -252,7 +252,7 @@ TEST(VolumeRatioGradient, GenericLogRMatchesFiniteDifferences) {
   // Move off the zero-initialised last layers so every parameter matters.
   for (Tensor p : nf.Parameters())
     for (int64_t j = 0; j < p.numel(); ++j)
-      p.mutable_data()[j] += 0.3 * rng.Normal();
+      p.mutable_data<double>()[j] += 0.3 * rng.Normal();
   EXPECT_LT(
       ParameterGradientError(nf, [&] { return Sum(nf.Forward(x).logdet); }),
       1e-6);

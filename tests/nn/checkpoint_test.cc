@@ -130,7 +130,7 @@ TEST(Checkpoint, TensorFileRoundTripsEveryRank) {
                      {"v", Tensor::Randn({3}, rng)},
                      {"empty", Tensor::Zeros({0, 2})},
                      {"img", Tensor::Randn({1, 2, 3, 2}, rng)}};
-  ts[1].second.mutable_data()[1] = 1e-310;  // subnormal survives
+  ts[1].second.mutable_data<double>()[1] = 1e-310;  // subnormal survives
   const std::string path = TmpPath("ranks.ckpt");
   ASSERT_TRUE(WriteTensorFile(path, ts).ok());
   auto back = ReadTensorFile(path);
@@ -301,7 +301,7 @@ TEST_F(Corruption, NonFiniteValues) {
     NamedTensors ts;
     for (const auto& [name, t] : m.NamedParameters())
       ts.emplace_back(name, t.Detach());
-    ts[1].second.mutable_data()[2] = bad;
+    ts[1].second.mutable_data<double>()[2] = bad;
     const std::string path = TmpPath("nonfinite.ckpt");
     ASSERT_TRUE(WriteTensorFile(path, ts).ok());
     ExpectError(ReadAll(path), absl::StatusCode::kInvalidArgument,

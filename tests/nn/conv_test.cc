@@ -34,7 +34,7 @@ TEST(Conv2dModule, ForwardMatchesDirectSum) {
   Rng rng(1);
   Conv2d conv(2, 3, 3, rng);
   Tensor b = conv.bias();
-  for (int o = 0; o < 3; ++o) b.mutable_data()[o] = 0.1 * (o - 1);
+  for (int o = 0; o < 3; ++o) b.mutable_data<double>()[o] = 0.1 * (o - 1);
   Tensor x = Tensor::Randn({2, 2, 4, 5}, rng);
   NoGradScope ng;
   Tensor y = conv(x);
@@ -83,7 +83,7 @@ TEST(Conv2dModule, GradientsMatchFiniteDifferences) {
     ASSERT_TRUE(g.defined()) << name;
     for (int64_t j = 0; j < p.numel(); ++j) {
       NoGradScope ng;
-      double* v = q.mutable_data();
+      double* v = q.mutable_data<double>();
       const double old = v[j];
       v[j] = old + h;
       const double fp = loss().item();

@@ -105,7 +105,7 @@ TEST(FastPaths, BackwardAdoptsOnlyUnsharedBuffers) {
   Tensor x = p[0], y = p[1];
   Backward(Sum(Tanh(x + y)));
   Tape::Get().Reset();
-  ASSERT_NE(x.grad().data(), y.grad().data());
+  ASSERT_NE(x.grad().data<double>(), y.grad().data<double>());
   std::vector<double> gx = x.grad().ToVector();
   EXPECT_EQ(gx, y.grad().ToVector());
   Backward(Sum(x * 3.0));
@@ -119,8 +119,8 @@ TEST(FastPaths, BackwardAdoptsOnlyUnsharedBuffers) {
   x.ZeroGrad();
   Backward(x * 1.0, seed);
   Tape::Get().Reset();
-  EXPECT_NE(x.grad().data(), seed.data());
-  x.grad().mutable_data()[0] = 99.0;
+  EXPECT_NE(x.grad().data<double>(), seed.data<double>());
+  x.grad().mutable_data<double>()[0] = 99.0;
   EXPECT_EQ(seed[0], 2.0);
 }
 

@@ -30,7 +30,7 @@ double ModuleGradError(const Module& m, const LossFn& loss, double h = 1e-6) {
     EXPECT_TRUE(g.defined()) << name;
     if (!g.defined()) return 1e9;
     Tensor q = p;
-    double* v = q.mutable_data();
+    double* v = q.mutable_data<double>();
     for (int64_t j = 0; j < p.numel(); ++j) {
       NoGradScope no_grad;
       const double old = v[j];
@@ -65,7 +65,7 @@ TEST(Linear, GradientsMatchFiniteDifferences) {
   Linear lin(4, 3, rng);
   // Non-zero bias so that it matters.
   Tensor b = lin.bias();
-  for (int i = 0; i < 3; ++i) b.mutable_data()[i] = 0.1 * (i + 1);
+  for (int i = 0; i < 3; ++i) b.mutable_data<double>()[i] = 0.1 * (i + 1);
   Tensor x = Tensor::Randn({5, 4}, rng);
   EXPECT_LT(ModuleGradError(lin, [&] { return Sum(Square(lin(x))); }), 1e-7);
   auto f = [&](const std::vector<Tensor>& v) { return Sum(Tanh(lin(v[0]))); };
@@ -100,7 +100,7 @@ TEST(MaskedLinear, GradientsRespectMask) {
   EXPECT_EQ(gw[1], 0.0);
   EXPECT_EQ(gw[4], 0.0);
   Tensor x1 = Tensor::Zeros({1, 3});
-  x1.mutable_data()[2] = 1.0;  // input 2 only reaches output 1
+  x1.mutable_data<double>()[2] = 1.0;  // input 2 only reaches output 1
   NoGradScope ng;
   Tensor y = lin(x1);
   EXPECT_EQ(y[0], lin.NamedParameters()[1].second[0]);

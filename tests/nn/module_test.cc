@@ -25,8 +25,9 @@ class Counter : public Module {
   }
   Tensor operator()(const Tensor& x) const {
     Tensor count = count_, sum = sum_;  // shared storage
-    count.mutable_data()[0] += 1;
-    for (int64_t i = 0; i < x.numel(); ++i) sum.mutable_data()[i] += x[i];
+    count.mutable_data<double>()[0] += 1;
+    for (int64_t i = 0; i < x.numel(); ++i)
+      sum.mutable_data<double>()[i] += x[i];
     return x * w_;
   }
 

@@ -170,7 +170,7 @@ TEST(Optimizer, SkipsParametersWithoutGradAndExposesState) {
   EXPECT_EQ(st[6].first, "param1.step");
   EXPECT_EQ(st[6].second.item(), 0.0);
   // Writing into the state restores it (what checkpoints do).
-  st[0].second.mutable_data()[0] = 7.0;
+  st[0].second.mutable_data<double>()[0] = 7.0;
   EXPECT_EQ(opt.step_count(), 7);
 }
 

@@ -57,7 +57,7 @@ std::shared_ptr<flows::FlowModel> AffineModel(int64_t d, double b0 = 0.0) {
 Tensor Gaussian(int64_t n, double m0, double s0, double m1, double s1,
                 Rng& rng) {
   Tensor x = Tensor::Randn(Shape{n, 2}, rng);
-  double* d = x.mutable_data();
+  double* d = x.mutable_data<double>();
   for (int64_t i = 0; i < n; ++i) {
     d[2 * i] = m0 + s0 * d[2 * i];
     d[2 * i + 1] = m1 + s1 * d[2 * i + 1];
@@ -151,7 +151,7 @@ TEST(TrainNll, NanGuardRestoresTheLastGoodParameters) {
     ++calls;
     if (calls == 6) at_step6 = SnapshotParameters(*model);
     if (calls == 7)  // a parameter blows up
-      model->Parameters()[0].mutable_data()[1] = std::nan("");
+      model->Parameters()[0].mutable_data<double>()[1] = std::nan("");
     return model->Nll(x, c);
   };
   std::ostringstream log;
@@ -192,7 +192,8 @@ TEST(TrainNll, NanGuardRestoresTheLatestGoodSnapshot) {
       if (flows::InInitializationPass()) return model->Nll(x, c, &r);
       ++calls;
       if (calls == 7) at_step7 = SnapshotParameters(*model);
-      if (calls == bad_call) model->Parameters()[0].mutable_data()[1] = NAN;
+      if (calls == bad_call)
+        model->Parameters()[0].mutable_data<double>()[1] = NAN;
       return model->Nll(x, c, &r);
     };
     TrainOptions o;
@@ -280,14 +281,14 @@ TEST(TrainNll, BadDataAreErrorsNamingTheRow) {
   TrainOptions o;
   o.log_every = 0;
   TrainData data = D(Tensor::Zeros(Shape{4, 2}), Tensor::Zeros(Shape{3, 2}));
-  data.train.mutable_data()[5] = std::nan("");
+  data.train.mutable_data<double>()[5] = std::nan("");
   absl::Status s = TrainNll(*model, adam, data, o).status();
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find("training data row 2 has nan at entry 1"),
             std::string::npos)
       << s;
   data.train = Tensor::Zeros(Shape{4, 2});
-  data.val.mutable_data()[0] = INFINITY;
+  data.val.mutable_data<double>()[0] = INFINITY;
   s = TrainNll(*model, adam, data, o).status();
   EXPECT_NE(s.message().find("validation data row 0 has inf"),
             std::string::npos)

@@ -34,9 +34,10 @@ Tensor Moons(int n, Rng& rng) {
   for (int i = 0; i < n; ++i) {
     const double u = M_PI * rng.Uniform();
     const bool upper = i % 2 == 0;
-    t.mutable_data()[2 * i] = (upper ? std::cos(u) : 1 - std::cos(u)) * 1.6 -
-                              0.8 + 0.08 * rng.Normal();
-    t.mutable_data()[2 * i + 1] =
+    t.mutable_data<double>()[2 * i] =
+        (upper ? std::cos(u) : 1 - std::cos(u)) * 1.6 - 0.8 +
+        0.08 * rng.Normal();
+    t.mutable_data<double>()[2 * i + 1] =
         (upper ? std::sin(u) : 0.5 - std::sin(u)) * 1.6 - 0.4 +
         0.08 * rng.Normal();
   }
@@ -112,7 +113,7 @@ int Run(const std::string& dir) {
     for (int k = 0; k < 80; ++k)
       for (int y = 0; y < 28; ++y)
         for (int x = 0; x < 28; ++x)
-          images.mutable_data()[(k * 28 + y) * 28 + x] =
+          images.mutable_data<double>()[(k * 28 + y) * 28 + x] =
               std::exp(-(std::pow(x - 14 - (k % 8) + 4, 2) +
                          std::pow(y - 14 - (k / 8) % 5 + 2, 2)) /
                        20.0) +
@@ -145,9 +146,9 @@ int Run(const std::string& dir) {
     for (int i = 0; i < 500; ++i) {
       const double lat = (35 + 8 * rng.Normal()) * M_PI / 180;
       const double lon = (140 + 10 * rng.Normal()) * M_PI / 180;
-      pts.mutable_data()[3 * i] = std::cos(lat) * std::cos(lon);
-      pts.mutable_data()[3 * i + 1] = std::cos(lat) * std::sin(lon);
-      pts.mutable_data()[3 * i + 2] = std::sin(lat);
+      pts.mutable_data<double>()[3 * i] = std::cos(lat) * std::cos(lon);
+      pts.mutable_data<double>()[3 * i + 1] = std::cos(lat) * std::sin(lon);
+      pts.mutable_data<double>()[3 * i + 2] = std::sin(lat);
     }
     auto vmf = [](const Tensor& x) {
       const double m[3] = {std::cos(0.6) * std::cos(2.44),

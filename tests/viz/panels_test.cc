@@ -263,7 +263,7 @@ TEST(Histogram, BadRangesAreInvalidArgument) {
 
 TEST(ImageGrid, TilesLandWhereTheMapSays) {
   Tensor imgs = Tensor::Zeros(Shape{5, 1, 4, 6});
-  imgs.mutable_data()[4 * 24 + 2 * 6 + 5] = 1.0;  // image 4, (x 5, y 2)
+  imgs.mutable_data<double>()[4 * 24 + 2 * 6 + 5] = 1.0;  // image 4, (x 5, y 2)
   Image tiles = TileImages(imgs, 3, 1).value();
   EXPECT_EQ(tiles.width, 3 * 6 + 2);
   EXPECT_EQ(tiles.height, 2 * 4 + 1);
@@ -360,7 +360,7 @@ TEST(SphereMap, LonLatOfUnitVectors) {
   Tensor t = UnitVectors({{-120, 35}, {170, -80}, {0, 90}});
   for (int i = 0; i < 2; ++i) {
     double lon, lat;
-    ToLonLat(t.data() + 3 * i, &lon, &lat);
+    ToLonLat(t.data<double>() + 3 * i, &lon, &lat);
     EXPECT_NEAR(lon, i == 0 ? -120 : 170, 1e-9);
     EXPECT_NEAR(lat, i == 0 ? 35 : -80, 1e-9);
   }

@@ -136,10 +136,11 @@ absl::Status ReadConfig(const Json& c, ModelConfig* config) {
   }
   if (has("base")) {
     const Json& b = c["base"];
-    if (b != "family" && b != "gmm")
-      return Bad("config.base", "\"family\" or \"gmm\"", b);
-    config->base =
-        b == "gmm" ? BaseChoice::kGaussianMixture : BaseChoice::kFamily;
+    if (b != "family" && b != "gmm" && b != "factorized")
+      return Bad("config.base", "\"family\", \"gmm\" or \"factorized\"", b);
+    config->base = b == "gmm"          ? BaseChoice::kGaussianMixture
+                   : b == "factorized" ? BaseChoice::kFactorizedMixture
+                                       : BaseChoice::kFamily;
   }
   return absl::OkStatus();
 }
@@ -158,6 +159,7 @@ std::string ModelSpecToJson(const ModelSpec& spec) {
   if (c.components != ModelConfig{}.components)
     config["components"] = c.components;
   if (c.base == BaseChoice::kGaussianMixture) config["base"] = "gmm";
+  if (c.base == BaseChoice::kFactorizedMixture) config["base"] = "factorized";
   Json j = {{"format", "flowtape.model"},
             {"version", kFormatVersion},
             {"family", spec.family},

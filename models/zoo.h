@@ -16,7 +16,10 @@
 // config.components diagonal components (flows/distribution.h's
 // GaussianMixture: softmax weights, means drawn N(0, I), unit scales;
 // normflows' GaussianMixture base), built after the flow, so the flow's
-// parameters do not depend on the base.
+// parameters do not depend on the base. BaseChoice::kFactorizedMixture
+// (vector entries only) makes it flows/distribution.h's FactorizedMixture:
+// independent coordinates, each a mixture of config.components 1-D
+// Gaussians (independent factor analysis's source model, flows/ica.h).
 //
 // dtype: MakeModel builds in float64 and converts the model to
 // config.dtype (Module::To), so both precisions start from the same
@@ -46,8 +49,9 @@
 
 namespace flowtape::models {
 
-// The base a model gets: the family's own, or a trainable Gaussian mixture.
-enum class BaseChoice { kFamily, kGaussianMixture };
+// The base a model gets: the family's own, a trainable Gaussian mixture or
+// a trainable factorized (per-coordinate) mixture.
+enum class BaseChoice { kFamily, kGaussianMixture, kFactorizedMixture };
 
 struct ModelConfig {
   Shape event = Shape{2};  // [D] or [C, H, W]
@@ -64,7 +68,7 @@ struct ModelConfig {
   // Continuous families (ffjord, rnode): learn the integration time T.
   bool train_t = false;
   // Mixture components: the kernels per coordinate and layer of gf, and the
-  // components of a Gaussian-mixture base.
+  // components of a mixture base (per coordinate for a factorized one).
   int64_t components = 8;
   BaseChoice base = BaseChoice::kFamily;
   DType dtype = kFloat64;  // the model's precision

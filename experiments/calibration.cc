@@ -17,8 +17,14 @@
 //    grid (uncalibrated, temperature; fcal, generalized), each titled with
 //    its ECE (viz/reliability.h: accuracy bars per confidence bin, the gap to
 //    the bin's mean confidence hatched red, the diagonal dashed).
-// Output in --out_dir (experiments/cli.h): reliability.png, results.json,
-// history.csv (the classifier's log-loss, then each map's, by "run").
+// 4. Saves each calibrated classifier (the classifier and one map) as a
+//    model file that models::LoadCalibrationModel rebuilds alone
+//    (models/calibration_model.h): uncalibrated.ftm, temperature.ftm,
+//    fcal.ftm, generalized.ftm. The test metrics are computed by these
+//    models, so a loaded file reproduces them.
+// Output in --out_dir (experiments/cli.h): reliability.png, the four model
+// files, results.json (their specs under config.models), history.csv (the
+// classifier's log-loss, then each map's, by "run").
 // The data set is Debian's dataset-fashion-mnist; if it is missing the
 // experiment runs experiments/setup_data.sh fashion.
 #include "manifolds/calibration.h"
@@ -40,6 +46,7 @@
 #include "autodiff/tape.h"
 #include "experiments/cli.h"
 #include "experiments/common.h"
+#include "models/calibration_model.h"
 #include "nn/layers.h"
 #include "nn/optim.h"
 #include "viz/figure.h"
@@ -204,14 +211,17 @@ absl::Status Run(experiments::Experiment& ex) {
     return t;
   };
   const DType dtype = ex.dtype();
+  models::CalibrationModelSpec spec;
+  spec.sizes = {784, 256, 256, kClasses};
+  spec.activation = "relu";
+  spec.dtype = dtype;
   training::TrainData data;
   data.train = Cast(x_fit, dtype);
   data.train_context = Cast(onehot(y_fit), dtype);
   auto make = [&](int) -> absl::StatusOr<training::Replica> {
     Rng init(seed);
     auto net =
-        std::make_shared<nn::MLP>(std::vector<int64_t>{784, 256, 256, kClasses},
-                                  nn::Activation::kRelu, init);
+        std::make_shared<nn::MLP>(spec.sizes, nn::Activation::kRelu, init);
     net->To(dtype);
     const nn::MLP* m = net.get();
     training::NllFn nll = [m](const Tensor& x, const Tensor& c, Rng&) {
@@ -230,21 +240,36 @@ absl::Status Run(experiments::Experiment& ex) {
                       ex.Train(make, data, topt));
   ex.history().AddTraining(run.result, topt.log_every, "classifier");
   ex.timings()["classifier_s"] = run.result.seconds;
-  const auto& net = static_cast<const nn::MLP&>(*run.replica.model);
-  Tensor p_cal, p_test;
+  // The trained net (made by `make` above; Replica holds it as const).
+  const auto classifier = std::const_pointer_cast<nn::MLP>(
+      std::static_pointer_cast<const nn::MLP>(run.replica.model));
+  Tensor p_cal;
   {
     NoGradScope no_grad;
-    p_cal = Cast(Softmax(net(Cast(x_cal, dtype)), 1), kFloat64);
-    p_test = Cast(Softmax(net(Cast(x_test, dtype)), 1), kFloat64);
+    p_cal = Cast(Softmax((*classifier)(Cast(x_cal, dtype)), 1), kFloat64);
   }
 
   // 2. Calibration maps, fitted on the held-out split.
-  auto temperature = std::make_unique<SimplexCalibration>(kClasses, true);
-  auto fcal = std::make_unique<SimplexCalibration>(kClasses);
-  auto general = std::make_unique<GeneralizedCalibration>(kClasses, rng);
+  auto temperature = std::make_shared<SimplexCalibration>(kClasses, true);
+  auto fcal = std::make_shared<SimplexCalibration>(kClasses);
+  auto general = std::make_shared<GeneralizedCalibration>(kClasses, rng);
   Fit(*temperature, p_cal, y_cal, steps, 0.02, "temperature", ex.history());
   Fit(*fcal, p_cal, y_cal, steps, 0.02, "fcal", ex.history());
   Fit(*general, p_cal, y_cal, steps, 0.01, "generalized", ex.history());
+  const char* keys[] = {"uncalibrated", "temperature", "fcal", "generalized"};
+  const std::shared_ptr<flows::Flow> maps[] = {nullptr, temperature, fcal,
+                                               general};
+  std::vector<std::shared_ptr<models::CalibratedClassifier>> calibrated;
+  for (int k = 0; k < 4; ++k) {
+    spec.map = k == 0 ? "none" : keys[k];
+    calibrated.push_back(
+        std::make_shared<models::CalibratedClassifier>(classifier, maps[k]));
+    FT_RETURN_IF_ERROR(models::SaveCalibrationModel(
+        ex.Output(std::string(keys[k]) + ".ftm"), spec, *calibrated.back()));
+    FT_ASSIGN_OR_RETURN(
+        ex.config()["models"][keys[k]],
+        io::ParseJson(models::CalibrationModelSpecToJson(spec), "spec"));
+  }
 
   // 3. Test metrics and reliability diagrams.
   struct Row {
@@ -253,13 +278,14 @@ absl::Status Run(experiments::Experiment& ex) {
   };
   std::vector<Row> rows;
   NoGradScope no_grad;
-  rows.push_back({"uncalibrated", Evaluate(p_test, y_test)});
-  rows.push_back({absl::StrFormat("temperature (T = %.3f)", temperature->a()),
-                  Evaluate(temperature->Forward(p_test).value, y_test)});
-  rows.push_back({absl::StrFormat("fcal (a = %.3f)", fcal->a()),
-                  Evaluate(fcal->Forward(p_test).value, y_test)});
-  rows.push_back({"generalized (A 10x10, c)",
-                  Evaluate(general->Forward(p_test).value, y_test)});
+  const std::string names[] = {
+      "uncalibrated",
+      absl::StrFormat("temperature (T = %.3f)", temperature->a()),
+      absl::StrFormat("fcal (a = %.3f)", fcal->a()),
+      "generalized (A 10x10, c)"};
+  for (int k = 0; k < 4; ++k)
+    rows.push_back(
+        {names[k], Evaluate(calibrated[k]->Probabilities(x_test), y_test)});
   std::cout << absl::StrFormat("\nFashion-MNIST test set (%d images)\n",
                                static_cast<int>(y_test.size()));
   std::cout << absl::StrFormat("%-30s %10s %10s %10s\n", "method", "log-loss",
@@ -267,7 +293,6 @@ absl::Status Run(experiments::Experiment& ex) {
   viz::FigureOptions grid;
   grid.cols = 2;
   viz::Figure reliability(grid);
-  const char* keys[] = {"uncalibrated", "temperature", "fcal", "generalized"};
   for (size_t k = 0; k < rows.size(); ++k) {
     const Row& r = rows[k];
     ex.metrics()[keys[k]] = {{"log_loss", r.m.log_loss},

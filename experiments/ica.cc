@@ -10,8 +10,11 @@
 //      which also fits the sub-Gaussian sine and sawtooth.
 // Prints the Amari index of A M (0 = perfect separation) and, per source,
 // the best |correlation| with a recovered component. Writes to --out_dir
-// (experiments/cli.h) infomax_loss.png, ifa_loss.png (NLL per step),
-// results.json and history.csv (run "infomax" / "ifa").
+// (experiments/cli.h) infomax_loss.png, ifa_loss.png (NLL per step), the
+// fitted densities as model files infomax.ftm and ifa.ftm (catalogue family
+// "ica", the data mean folded into the base: models/ica_model.h; load with
+// models::LoadModel), results.json (their specs under config.models) and
+// history.csv (run "infomax" / "ifa").
 #include "flows/ica.h"
 
 #include <cmath>
@@ -24,6 +27,8 @@
 #include "experiments/cli.h"
 #include "experiments/common.h"
 #include "experiments/figures.h"
+#include "models/ica_model.h"
+#include "models/model_file.h"
 
 ABSL_FLAG(int, steps, 600, "Adam steps per fit (full batch)");
 ABSL_FLAG(int64_t, n, 4000, "samples (8 kHz)");
@@ -88,6 +93,12 @@ absl::Status Run(experiments::Experiment& ex) {
       std::cout << absl::StrFormat("    %-9s best |corr| %.4f\n", names[j],
                                    best);
     }
+    FT_ASSIGN_OR_RETURN(models::SpecifiedModel fitted, models::IcaModel(fit));
+    FT_ASSIGN_OR_RETURN(
+        ex.config()["models"][run],
+        io::ParseJson(models::ModelSpecToJson(fitted.spec), "spec"));
+    FT_RETURN_IF_ERROR(
+        models::SaveModel(ex.Output(run + ".ftm"), fitted.spec, *fitted.model));
     FT_RETURN_IF_ERROR(ex.WriteFigure(
         experiments::LossFigure(losses, run == "ifa" ? "IFA" : "Infomax ICA"),
         run + "_loss.png"));

@@ -50,7 +50,8 @@ absl::StatusOr<IcaResult> FitInfomaxIca(const Tensor& x,
     base = std::make_shared<FactorizedMixture>(d, options.mixture_components);
   else
     base = std::make_shared<Logistic>(Shape({d}));
-  FlowModel model(base, flow);
+  r.model = std::make_shared<FlowModel>(base, flow);
+  FlowModel& model = *r.model;
   model.To(x.dtype());
   nn::AdamOptions o;
   o.lr = options.lr;

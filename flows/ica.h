@@ -17,10 +17,12 @@
 #define FLOWTAPE_FLOWS_ICA_H_
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "autodiff/tensor.h"
+#include "flows/flow_model.h"
 
 namespace flowtape::flows {
 
@@ -38,6 +40,9 @@ struct IcaResult {
   Tensor mean;              // [D], subtracted before unmixing
   Tensor sources;           // A (x - mean), [N, D]
   std::vector<double> nll;  // mean NLL per step (nats)
+  // The fitted density of x - mean: base (Logistic or FactorizedMixture) and
+  // the LinearFlow of `unmixing`, in x's dtype.
+  std::shared_ptr<FlowModel> model;
 };
 
 // x [N, D] with N > D finite rows; otherwise a Status naming the problem.

@@ -1,7 +1,10 @@
 // Checkpoint reader (nn/checkpoint.h) on arbitrary bytes as a file. An
 // accepted file's tensors are rank <= 4 and round-trip (WriteTensorFile /
 // ReadTensorFile) bit for bit with their metadata; a model description in
-// the metadata parses or is refused (models/model_spec.h); LoadCheckpoint
+// the metadata parses or is refused (models/model_spec.h), and so does a
+// calibration model's (models/calibration_model.h), whose file either
+// loads into a model with finite tensors that maps rows to probabilities or
+// is refused; LoadCheckpoint
 // into a small MLP with Adam either succeeds with finite parameters and
 // integer counters, or fails and leaves both untouched.
 #include <zlib.h>
@@ -11,7 +14,10 @@
 #include <string>
 #include <vector>
 
+#include "autodiff/ops.h"
+#include "autodiff/tape.h"
 #include "fuzz/fuzz_util.h"
+#include "models/calibration_model.h"
 #include "models/model_spec.h"
 #include "nn/checkpoint.h"
 #include "nn/layers.h"
@@ -32,6 +38,25 @@ std::vector<std::vector<double>> Values(const NamedTensors& ts) {
   std::vector<std::vector<double>> v;
   for (const auto& [name, t] : ts) v.push_back(t.ToVector());
   return v;
+}
+
+// A file with a calibration model description: LoadCalibrationModel gives
+// a model whose tensors are finite and whose probabilities on a few rows
+// are in [0, 1], or a Status.
+void CheckCalibrationModel(const std::string& path) {
+  namespace models = flowtape::models;
+  auto model = models::LoadCalibrationModel(path);
+  flowtape::fuzz::Count(model.status());
+  if (!model.ok()) return;
+  for (const auto& [name, t] : (*model)->NamedParameters())
+    for (int64_t i = 0; i < t.numel(); ++i) FUZZ_EXPECT(std::isfinite(t[i]));
+  flowtape::NoGradScope no_grad;
+  const int64_t inputs = (*model)->classifier().in_features();
+  if (inputs > 4096) return;
+  flowtape::Rng rng(2);
+  Tensor q = (*model)->Probabilities(Tensor::Randn({3, inputs}, rng));
+  for (int64_t i = 0; i < q.numel(); ++i)
+    FUZZ_EXPECT(!(q[i] < 0) && !(q[i] > 1 + 1e-9));
 }
 
 // Checks one file's bytes (see the top).
@@ -61,6 +86,7 @@ void Check(const std::string& bytes) {
                         flowtape::models::ModelSpecToJson(*spec))
                         .ok());
     }
+    if (meta.count("calibration_model") != 0) CheckCalibrationModel(path);
   }
   flowtape::Rng rng(1);
   nn::MLP mlp({2, 3, 1}, nn::Activation::kTanh, rng);

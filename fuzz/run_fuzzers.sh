@@ -69,7 +69,7 @@ for f in "${fuzzers[@]}"; do
     grep -E "ERROR|SILENT WRONG|SUMMARY|Test unit written" "$scratch/$f.log" | head -20
     mkdir -p /tmp/flowtape-fuzz-artifacts && cp "$scratch/$f"-* /tmp/flowtape-fuzz-artifacts/ 2>/dev/null
   fi
-  grep -E "^#[0-9]+ +DONE|Done [0-9]+ runs|flowtape fuzz stats" "$scratch/$f.log" | tail -n 3
+  grep -E "^#[0-9]+[[:space:]]+DONE|Done [0-9]+ runs|flowtape fuzz stats" "$scratch/$f.log" | tail -n 3
 done
 echo "run_fuzzers: ${#fuzzers[@]} targets, $failed failed"
 ((failed == 0))

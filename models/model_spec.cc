@@ -136,11 +136,13 @@ absl::Status ReadConfig(const Json& c, ModelConfig* config) {
   }
   if (has("base")) {
     const Json& b = c["base"];
-    if (b != "family" && b != "gmm" && b != "gmm_full")
-      return Bad("config.base", "\"family\", \"gmm\" or \"gmm_full\"", b);
-    config->base = b == "gmm"        ? BaseChoice::kGaussianMixture
-                   : b == "gmm_full" ? BaseChoice::kGaussianMixtureFull
-                                     : BaseChoice::kFamily;
+    if (b != "family" && b != "gmm" && b != "gmm_full" && b != "factorized")
+      return Bad("config.base",
+                 "\"family\", \"gmm\", \"gmm_full\" or \"factorized\"", b);
+    config->base = b == "gmm"          ? BaseChoice::kGaussianMixture
+                   : b == "gmm_full"   ? BaseChoice::kGaussianMixtureFull
+                   : b == "factorized" ? BaseChoice::kFactorizedMixture
+                                       : BaseChoice::kFamily;
   }
   return absl::OkStatus();
 }
@@ -160,6 +162,7 @@ std::string ModelSpecToJson(const ModelSpec& spec) {
     config["components"] = c.components;
   if (c.base == BaseChoice::kGaussianMixture) config["base"] = "gmm";
   if (c.base == BaseChoice::kGaussianMixtureFull) config["base"] = "gmm_full";
+  if (c.base == BaseChoice::kFactorizedMixture) config["base"] = "factorized";
   Json j = {{"format", "flowtape.model"},
             {"version", kFormatVersion},
             {"family", spec.family},

@@ -384,7 +384,7 @@ absl::StatusOr<std::shared_ptr<flows::FlowModel>> MakeModel(
   if (config.base != BaseChoice::kFamily &&
       (entry->domain != Domain::kVectors || entry->flat_output))
     return absl::InvalidArgumentError(
-        absl::StrCat("zoo: a Gaussian-mixture base takes vector flows; '", name,
+        absl::StrCat("zoo: a mixture base takes vector flows; '", name,
                      "' is an image flow"));
   FT_ASSIGN_OR_RETURN(std::shared_ptr<Flow> flow, entry->make(config, rng));
   Shape base_event =
@@ -396,6 +396,9 @@ absl::StatusOr<std::shared_ptr<flows::FlowModel>> MakeModel(
   else if (config.base == BaseChoice::kGaussianMixtureFull)
     base = std::make_shared<flows::FullGaussianMixture>(config.components,
                                                         Dim(config), rng);
+  else if (config.base == BaseChoice::kFactorizedMixture)
+    base = std::make_shared<flows::FactorizedMixture>(Dim(config),
+                                                      config.components);
   else if (entry->base == BaseKind::kLogistic)
     base = std::make_shared<flows::Logistic>(base_event);
   else

@@ -18,6 +18,10 @@
 // normflows' GaussianMixture base), kGaussianMixtureFull by one of full
 // covariances (FullGaussianMixture: Cholesky factors starting at I), built
 // after the flow, so the flow's parameters do not depend on the base.
+// BaseChoice::kFactorizedMixture (vector entries only) makes it
+// flows/distribution.h's FactorizedMixture: independent coordinates, each a
+// mixture of config.components 1-D Gaussians (independent factor analysis's
+// source model, flows/ica.h).
 //
 // dtype: MakeModel builds in float64 and converts the model to
 // config.dtype (Module::To), so both precisions start from the same
@@ -47,8 +51,15 @@
 
 namespace flowtape::models {
 
-// The base a model gets: the family's own, or a trainable Gaussian mixture.
-enum class BaseChoice { kFamily, kGaussianMixture, kGaussianMixtureFull };
+// The base a model gets: the family's own, a trainable Gaussian mixture
+// (diagonal or full covariances) or a trainable factorized (per-coordinate)
+// mixture.
+enum class BaseChoice {
+  kFamily,
+  kGaussianMixture,
+  kGaussianMixtureFull,
+  kFactorizedMixture
+};
 
 struct ModelConfig {
   Shape event = Shape{2};  // [D] or [C, H, W]
@@ -65,7 +76,7 @@ struct ModelConfig {
   // Continuous families (ffjord, rnode): learn the integration time T.
   bool train_t = false;
   // Mixture components: the kernels per coordinate and layer of gf, and the
-  // components of a Gaussian-mixture base.
+  // components of a mixture base (per coordinate for a factorized one).
   int64_t components = 8;
   BaseChoice base = BaseChoice::kFamily;
   DType dtype = kFloat64;  // the model's precision

@@ -4,7 +4,7 @@
 //   with the errno text before any training; a short run writes
 //   results.json (required keys, dtype as the flag says, also in model.ftm)
 //   and history.csv (header, one row per logged step); relative paths
-//   resolve against BUILD_WORKING_DIRECTORY.
+//   resolve against BUILD_WORKING_DIRECTORY; ica's fits load as model files.
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -172,6 +172,27 @@ TEST(Cli, ShortRunWritesResultsHistoryAndModel) {
                                                "steps_per_s", "nfe", "run"}));
   EXPECT_EQ(rows[2][0], "60");
   EXPECT_EQ(rows[4][5], "anode");
+}
+
+// ica saves both fits as catalogue model files that LoadModel rebuilds.
+TEST(Cli, IcaSavesModelFilesThatLoad) {
+  const std::string dir = Tmp("ica_models");
+  Proc p =
+      Exec("experiments/ica", "--steps=5 --n=100 --out_dir=" + dir, Tmp("cwd"));
+  ASSERT_EQ(p.code, 0) << p.err;
+  io::Json j = Results(dir);
+  for (const std::string run : {"infomax", "ifa"}) {
+    auto model = models::LoadModel(dir + "/" + run + ".ftm");
+    ASSERT_TRUE(model.ok()) << model.status();
+    EXPECT_EQ((*model)->base()->name(),
+              run == "ifa" ? "factorized_mixture" : "logistic");
+    EXPECT_EQ((*model)->dtype(), kFloat32);  // ica's default --dtype
+    auto spec = models::ReadModelSpec(dir + "/" + run + ".ftm");
+    ASSERT_TRUE(spec.ok()) << spec.status();
+    EXPECT_EQ(j["config"]["models"][run]["family"], "ica");
+    EXPECT_EQ(models::ModelSpecToJson(*spec),
+              j["config"]["models"][run].dump());
+  }
 }
 
 TEST(Cli, RelativePathsResolveAgainstBuildWorkingDirectory) {

@@ -324,7 +324,8 @@ TEST(ModelFile, BadDescriptionsNameTheField) {
   ExpectRefused(Spec(R"({"layers": 2, "train_t": "yes"})"),
                 "config.train_t: want true or false, got \"yes\"");
   ExpectRefused(Spec(R"({"layers": 2, "base": "mixture"})"),
-                "config.base: want \"family\", \"gmm\" or \"gmm_full\", got "
+                "config.base: want \"family\", \"gmm\", \"gmm_full\" or "
+                "\"factorized\", got "
                 "\"mixture\"");
   ExpectRefused(Spec(R"({"layers": 2, "components": 0})"),
                 "config.components: want an integer in [1, 4096], got 0");

@@ -42,9 +42,10 @@ const double kInitialLogScale = std::log(8.0) / kIdfLogScaleUnit;
 // log P(z) of the discretised logistic mixture, components along `axis` of
 // the parameters (z has extent 1 there).
 Tensor MixtureLogProb(const Tensor& z, const Tensor& logits,
-                      const Tensor& means, const Tensor& log_scales, int axis) {
-  Tensor centred = z - means * kIdfMeanUnit;
-  Tensor inv_s = Exp(log_scales * -kIdfLogScaleUnit);
+                      const Tensor& means, const Tensor& log_scales, int axis,
+                      double mean_unit, double log_scale_unit) {
+  Tensor centred = z - means * mean_unit;
+  Tensor inv_s = Exp(log_scales * -log_scale_unit);
   Tensor hi = (centred + 0.5) * inv_s;
   Tensor lo = (centred - 0.5) * inv_s;
   Tensor log_bin = LogSigmoid(hi) + LogSigmoid(-lo) + Log(-Expm1(-inv_s));
@@ -263,8 +264,9 @@ IntegerDiscreteFlow::IntegerDiscreteFlow(const IdfOptions& options, Rng& rng)
     double* b = bias.mutable_data<double>();
     for (int64_t ch = 0; ch < f; ++ch) {
       for (int c = 0; c < kc; ++c) {
-        b[(1 * f + ch) * kc + c] = InitialMean(c, kc) / kIdfMeanUnit;
-        b[(2 * f + ch) * kc + c] = kInitialLogScale;
+        b[(1 * f + ch) * kc + c] = InitialMean(c, kc) / kIdfNetMeanUnit;
+        b[(2 * f + ch) * kc + c] =
+            kInitialLogScale * kIdfLogScaleUnit / kIdfNetLogScaleUnit;
       }
     }
     prior_nets_.push_back(net);
@@ -314,8 +316,9 @@ Tensor IntegerDiscreteFlow::ConditionalLogProb(int l, const Tensor& z,
   auto part = [&](int p) {
     return Reshape(Narrow(params, 1, p, 1), {n * f, kc, s.h * s.w});
   };
-  Tensor lp = MixtureLogProb(Reshape(z, {n * f, 1, s.h * s.w}), part(0),
-                             part(1), part(2), 1);
+  Tensor lp =
+      MixtureLogProb(Reshape(z, {n * f, 1, s.h * s.w}), part(0), part(1),
+                     part(2), 1, kIdfNetMeanUnit, kIdfNetLogScaleUnit);
   return Reshape(lp, {n, f, s.h, s.w});
 }
 
@@ -326,7 +329,7 @@ Tensor IntegerDiscreteFlow::FinalLogProb(const Tensor& z) const {
   const int64_t kc = options_.components;
   auto param = [&](const Tensor& t) { return Reshape(t, {1, d, kc}); };
   return MixtureLogProb(Reshape(z, {-1, d, 1}), param(logits_), param(means_),
-                        param(log_scales_), 2);
+                        param(log_scales_), 2, kIdfMeanUnit, kIdfLogScaleUnit);
 }
 
 Tensor IntegerDiscreteFlow::Run(const Tensor& x, Tensor* log_p) const {

@@ -37,11 +37,14 @@
 // factored channels, K components); at each pixel (r, s), factored channel
 // f and component c read output channels (p F + f) K + c for p = 0 (logit
 // l), 1 (m) and 2 (g). The last convolution starts with zero weights and
-// biases l = 0, m = mu0_c / 32, g = log(8) / 4, mu0_c = c 255 / (K - 1)
-// (127.5 for K = 1), which breaks the symmetry between components.
-// Final prior (z_{L-1}): per dimension d parameters l_dc, m_dc, g_dc with the
-// same initial values. In both, w_c = softmax_c(l), mu_c = 32 m_c, s_c =
-// exp(4 g_c) (kIdfMeanUnit, kIdfLogScaleUnit: powers of two, exact), over all
+// biases l = 0, m = mu0_c, g = log(8), mu0_c = c 255 / (K - 1)
+// (127.5 for K = 1), which breaks the symmetry between components; here
+// mu_c = m_c and s_c = exp(g_c) (pixel units: Adam moves each of a
+// convolution's many weights by ~lr, so the net's outputs need no scaling).
+// Final prior (z_{L-1}): per dimension d parameters l_dc, m_dc, g_dc with
+// mu_c = 32 m_c, s_c = exp(4 g_c) (kIdfMeanUnit, kIdfLogScaleUnit: powers of
+// two, exact; they give Adam's steps on these single parameters a useful
+// size) and the same initial mu, s. In both, w_c = softmax_c(l), over all
 // integers z:
 //   P(z) = sum_c w_c [sigma((z + 1/2 - mu_c)/s_c) - sigma((z - 1/2 -
 //   mu_c)/s_c)]
@@ -87,6 +90,9 @@ inline constexpr double kIdfInputCenter = 128.0;
 inline constexpr double kIdfInputScale = 1.0 / 128.0;
 inline constexpr double kIdfMeanUnit = 32.0;
 inline constexpr double kIdfLogScaleUnit = 4.0;
+// Units of the prior nets' outputs (mu = m, s = exp(g)).
+inline constexpr double kIdfNetMeanUnit = 1.0;
+inline constexpr double kIdfNetLogScaleUnit = 1.0;
 inline constexpr int kIdfKernel = 3;
 
 // y = round(x) (halves away from zero); dy/dx := 1 (straight-through).

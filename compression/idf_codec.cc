@@ -46,17 +46,19 @@ uint64_t GetLe(absl::string_view s, size_t at, int n) {
   return v;
 }
 
-// The table of a mixture whose K parameters sit `stride` apart.
+// The table of a mixture whose K parameters sit `stride` apart (mu =
+// mean_unit m, s = exp(log_scale_unit g)).
 absl::StatusOr<FrequencyTable> MixtureTable(const double* l, const double* m,
                                             const double* g, int64_t stride,
-                                            int kc) {
+                                            int kc, double mean_unit,
+                                            double log_scale_unit) {
   double top = l[0];
   for (int c = 1; c < kc; ++c) top = std::max(top, l[c * stride]);
   std::vector<LogisticComponent> comps(kc);
   for (int c = 0; c < kc; ++c) {
     comps[c].weight = DetExp(l[c * stride] - top);
-    comps[c].mean = m[c * stride] * kIdfMeanUnit - kIdfLow;
-    comps[c].scale = DetExp(g[c * stride] * kIdfLogScaleUnit);
+    comps[c].mean = m[c * stride] * mean_unit - kIdfLow;
+    comps[c].scale = DetExp(g[c * stride] * log_scale_unit);
   }
   FT_ASSIGN_OR_RETURN(std::vector<double> pmf,
                       DiscretizedLogisticMixturePmf(comps, kIdfSymbols));
@@ -222,8 +224,9 @@ absl::StatusOr<IdfCodec> IdfCodec::Create(const IntegerDiscreteFlow& flow) {
   const std::vector<double> means = flow.prior_means().ToVector();
   const std::vector<double> log_scales = flow.prior_log_scales().ToVector();
   for (int64_t i = 0; i < d; ++i) {
-    absl::StatusOr<FrequencyTable> table = MixtureTable(
-        &logits[i * kc], &means[i * kc], &log_scales[i * kc], 1, kc);
+    absl::StatusOr<FrequencyTable> table =
+        MixtureTable(&logits[i * kc], &means[i * kc], &log_scales[i * kc], 1,
+                     kc, kIdfMeanUnit, kIdfLogScaleUnit);
     if (!table.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(
           "IDF final prior of latent ", i, ": ", table.status().message()));
@@ -321,7 +324,8 @@ absl::Status IdfCodec::ConditionalTables(
       const double* m = params.data() + (1 * f + ch) * kc * hw + px;
       const double* g = params.data() + (2 * f + ch) * kc * hw + px;
       absl::StatusOr<FrequencyTable> table =
-          MixtureTable(l, m, g, hw, static_cast<int>(kc));
+          MixtureTable(l, m, g, hw, static_cast<int>(kc), kIdfNetMeanUnit,
+                       kIdfNetLogScaleUnit);
       if (!table.ok()) {
         return absl::InvalidArgumentError(
             absl::StrCat("IDF prior of channel ", ch, ", pixel ", px, ": ",

@@ -77,9 +77,9 @@ void SetPriors(const IntegerDiscreteFlow& flow, double even_mean,
     const int64_t f = o.LevelShape(l).factored();
     for (int64_t i = 0; i < f * kc; ++i) {
       b.mutable_data<double>()[f * kc + i] =
-          (i % 2 == 0 ? even_mean : odd_mean) / kIdfMeanUnit;
+          (i % 2 == 0 ? even_mean : odd_mean) / kIdfNetMeanUnit;
       b.mutable_data<double>()[2 * f * kc + i] =
-          std::log(scale) / kIdfLogScaleUnit;
+          std::log(scale) / kIdfNetLogScaleUnit;
     }
   }
 }

@@ -179,8 +179,8 @@ TEST(IdfTest, ConditionalPriorIsANormalisedMixture) {
           return params[((p * f + ch) * kc + c) * hw + px];
         };
         comps[c].weight = std::exp(at(0));
-        comps[c].mean = at(1) * kIdfMeanUnit - lo;
-        comps[c].scale = std::exp(at(2) * kIdfLogScaleUnit);
+        comps[c].mean = at(1) * kIdfNetMeanUnit - lo;
+        comps[c].scale = std::exp(at(2) * kIdfNetLogScaleUnit);
       }
       auto pmf = DiscretizedLogisticMixturePmf(comps, n);
       ASSERT_TRUE(pmf.ok());
@@ -226,8 +226,8 @@ TEST(IdfTest, PmfSumsToOneOverABoxOfZ4) {
       const int64_t p = i / (f * kc);
       b.mutable_data<double>()[i] = p == 0 ? rng.Normal()
                                     : p == 1
-                                        ? (i % 2 - 0.5) / kIdfMeanUnit
-                                        : std::log(0.35) / kIdfLogScaleUnit;
+                                        ? (i % 2 - 0.5) / kIdfNetMeanUnit
+                                        : std::log(0.35) / kIdfNetLogScaleUnit;
     }
   }
   Tensor means = flow->prior_means(), log_scales = flow->prior_log_scales();

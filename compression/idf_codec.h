@@ -112,9 +112,10 @@ struct IdfCodeStats {
 
 class IdfCodec {
  public:
-  // Copies the flow's parameters (as float64) and builds the D tables.
-  // InvalidArgument if a prior's parameters give no valid table (a scale that
-  // underflows to 0, a non-finite parameter).
+  // Copies the flow's parameters (as float64) and builds the final prior's
+  // tables. InvalidArgument if one of them is not valid (a scale that
+  // underflows to 0, a non-finite parameter); Compress returns the same
+  // error for a conditional prior the images lead to.
   static absl::StatusOr<IdfCodec> Create(const IntegerDiscreteFlow& flow);
 
   uint32_t model_id() const { return model_id_; }
@@ -122,7 +123,8 @@ class IdfCodec {
   int64_t width() const { return width_; }
   int64_t dims() const { return height_ * width_; }
 
-  // The integer map on one image (D values each), deterministic (above).
+  // The integer map on one image (D values each, z in latent order, idf.h),
+  // deterministic (above).
   void Forward(absl::Span<const int64_t> x, absl::Span<int64_t> z) const;
   void Inverse(absl::Span<const int64_t> z, absl::Span<int64_t> x) const;
 

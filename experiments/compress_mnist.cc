@@ -44,7 +44,7 @@
 
 ABSL_FLAG(int64_t, steps, 1500, "training steps");
 ABSL_FLAG(int64_t, batch, 64, "training batch size");
-ABSL_FLAG(double, lr, 1e-2, "Adam learning rate");
+ABSL_FLAG(double, lr, 5e-3, "Adam learning rate");
 ABSL_FLAG(int, couplings, 2,
           "couplings per level (levels: 4 x 14 x 14, 8 x 7 x 7, 4 x 7 x 7, "
           "2 x 7 x 7, final 1 x 7 x 7 without couplings)");

@@ -46,11 +46,11 @@
 // two, exact; they give Adam's steps on these single parameters a useful
 // size) and the same initial mu, s. In both, w_c = softmax_c(l), over all
 // integers z:
-//   P(z) = sum_c w_c [sigma((z + 1/2 - mu_c)/s_c) - sigma((z - 1/2 -
-//   mu_c)/s_c)]
+//   P(z) = sum_c w_c [sigma((z + 1/2 - mu_c) / s_c)
+//                     - sigma((z - 1/2 - mu_c) / s_c)]
 // each bin without cancellation as
-//   log(sigma(b) - sigma(a)) = logsigmoid(b) + logsigmoid(-a) + log(1 -
-//   e^-(b-a)).
+//   log(sigma(b) - sigma(a))
+//     = logsigmoid(b) + logsigmoid(-a) + log(1 - e^-(b-a)).
 // NLL: -log P(x) = -sum over latents of log P(z) nats; bits/dim = that /
 // (D ln 2).
 //

@@ -198,6 +198,35 @@ absl::StatusOr<std::vector<uint32_t>> QuantizeProbabilities(
   return QuantizeChecked(masses, precision_bits, /*code_all=*/false);
 }
 
+absl::StatusOr<std::vector<uint32_t>> QuantizeCumulative(
+    absl::Span<const double> masses, int precision_bits) {
+  if (absl::Status s = CheckPrecision(precision_bits); !s.ok()) return s;
+  double total = 0.0;
+  if (absl::Status s = ValidateMasses(masses, &total); !s.ok()) return s;
+  const int64_t k = static_cast<int64_t>(masses.size());
+  const int64_t m = int64_t{1} << precision_bits;
+  if (k > m) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("frequencies: ", k, " symbols need frequency >= 1 but ",
+                     "the total is only 2^", precision_bits));
+  }
+  const double room = static_cast<double>(m - k);
+  std::vector<uint32_t> f(k);
+  double running = 0.0;
+  int64_t previous = 0;  // C_0
+  for (int64_t s = 0; s < k; ++s) {
+    running += masses[s];
+    const int64_t next =
+        s + 1 == k ? m
+                   : static_cast<int64_t>(
+                         std::floor(std::min(1.0, running / total) * room)) +
+                         s + 1;
+    f[s] = static_cast<uint32_t>(next - previous);
+    previous = next;
+  }
+  return f;
+}
+
 absl::StatusOr<std::vector<uint32_t>> QuantizeCdf(
     const std::function<double(int)>& cdf, int num_symbols,
     int precision_bits) {

@@ -81,6 +81,18 @@ struct LogisticComponent {
 absl::StatusOr<std::vector<double>> DiscretizedLogisticMixturePmf(
     absl::Span<const LogisticComponent> components, int num_symbols);
 
+// Fast quantisation with every symbol >= 1 (used per pixel by the IDF
+// codec, whose conditional priors change with every latent): with the running
+// sums F_s = q_0 + ... + q_{s-1} (index order; non-decreasing in floating
+// point since q >= 0) and F_K = Q,
+//   C_s = floor((F_s / Q) (M - K)) + s,   f_s = C_{s+1} - C_s >= 1,
+// so C_0 = 0, C_K = M and each symbol loses at most (K / M) of its share:
+// the expected code length exceeds -sum (q_s/Q) log2(q_s/Q) by at most
+// -log2(1 - K / M) bits. Deterministic like the rest of this file.
+// InvalidArgument: the errors of QuantizeProbabilities, and K > M.
+absl::StatusOr<std::vector<uint32_t>> QuantizeCumulative(
+    absl::Span<const double> masses, int precision_bits);
+
 // Frequencies of the discretised logistic (mixture), every symbol >= 1.
 // InvalidArgument as above and when num_symbols > 2^precision_bits.
 absl::StatusOr<std::vector<uint32_t>> DiscretizedLogisticFrequencies(

@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
 
 #include "absl/strings/str_cat.h"
+#include "autodiff/check.h"
 #include "autodiff/status_macros.h"
 #include "compression/deterministic_math.h"
 #include "compression/rans.h"
@@ -15,7 +17,7 @@ namespace flowtape::compression {
 namespace {
 
 constexpr char kMagic[8] = {'F', 'T', 'I', 'D', 'F', 'C', '\0', '\1'};
-constexpr uint32_t kVersion = 1;
+constexpr uint32_t kVersion = 2;
 constexpr int kTrailerBytes = 4;
 
 uint32_t Crc32(absl::string_view bytes, uint32_t crc = 0) {
@@ -44,6 +46,69 @@ uint64_t GetLe(absl::string_view s, size_t at, int n) {
   return v;
 }
 
+// The table of a mixture whose K parameters sit `stride` apart (mu =
+// mean_unit m, s = exp(log_scale_unit g)).
+absl::StatusOr<FrequencyTable> MixtureTable(const double* l, const double* m,
+                                            const double* g, int64_t stride,
+                                            int kc, double mean_unit,
+                                            double log_scale_unit) {
+  double top = l[0];
+  for (int c = 1; c < kc; ++c) top = std::max(top, l[c * stride]);
+  std::vector<LogisticComponent> comps(kc);
+  for (int c = 0; c < kc; ++c) {
+    comps[c].weight = DetExp(l[c * stride] - top);
+    comps[c].mean = m[c * stride] * mean_unit - kIdfLow;
+    comps[c].scale = DetExp(g[c * stride] * log_scale_unit);
+  }
+  FT_ASSIGN_OR_RETURN(std::vector<double> pmf,
+                      DiscretizedLogisticMixturePmf(comps, kIdfSymbols));
+  FT_ASSIGN_OR_RETURN(std::vector<uint32_t> freqs,
+                      QuantizeCumulative(pmf, kIdfPrecisionBits));
+  return FrequencyTable::Create(std::move(freqs), kIdfPrecisionBits);
+}
+
+// Codes latent z under `table`, escaping values at or beyond the edges.
+absl::Status PutLatent(RansEncoder& encoder, const FrequencyTable& table,
+                       int64_t z, IdfCodeStats& stats) {
+  int64_t s = z - kIdfLow, offset = -1;
+  if (s <= 0) {
+    offset = -s;
+    s = 0;
+  } else if (s >= kIdfSymbols - 1) {
+    offset = s - (kIdfSymbols - 1);
+    s = kIdfSymbols - 1;
+  }
+  FT_RETURN_IF_ERROR(EncodeSymbol(encoder, table, static_cast<int>(s)));
+  stats.ideal_bits +=
+      kIdfPrecisionBits -
+      std::log2(static_cast<double>(table.freq(static_cast<int>(s))));
+  if (offset >= 0) {
+    if (offset >= (int64_t{1} << kIdfEscapeBits)) {
+      return absl::InternalError(
+          absl::StrCat("latent ", z, " beyond the escape range"));
+    }
+    FT_RETURN_IF_ERROR(
+        encoder.Put(static_cast<uint32_t>(offset), 1, kIdfEscapeBits));
+    stats.ideal_bits += kIdfEscapeBits;
+    // An edge value itself is coded as offset 0: every latent at or beyond
+    // an edge pays for the offset.
+    stats.escapes += offset > 0;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int64_t> GetLatent(RansDecoder& decoder,
+                                  const FrequencyTable& table) {
+  FT_ASSIGN_OR_RETURN(int s, DecodeSymbol(decoder, table));
+  int64_t value = kIdfLow + s;
+  if (s == 0 || s == kIdfSymbols - 1) {
+    const uint32_t offset = decoder.Peek(kIdfEscapeBits);
+    FT_RETURN_IF_ERROR(decoder.Advance(offset, 1, kIdfEscapeBits));
+    value += s == 0 ? -static_cast<int64_t>(offset) : offset;
+  }
+  return value;
+}
+
 }  // namespace
 
 absl::StatusOr<IdfContainer> ParseIdfContainer(absl::string_view bytes) {
@@ -59,6 +124,11 @@ absl::StatusOr<IdfContainer> ParseIdfContainer(absl::string_view bytes) {
   }
   IdfContainer c;
   c.version = static_cast<uint32_t>(GetLe(bytes, 8, 4));
+  if (c.version == 1) {
+    return absl::InvalidArgumentError(
+        "IDF container version 1 (single-scale model) is no longer supported "
+        "(this build reads version 2, the multi-scale flow's)");
+  }
   if (c.version != kVersion) {
     return absl::InvalidArgumentError(
         absl::StrCat("unsupported IDF container version ", c.version,
@@ -110,6 +180,7 @@ absl::StatusOr<IdfCodec> IdfCodec::Create(const IntegerDiscreteFlow& flow) {
   IdfCodec codec;
   codec.height_ = o.height;
   codec.width_ = o.width;
+  codec.components_ = o.components;
   // Model id: the canonical serialisation, parameters as float64.
   uint32_t crc = Crc32(o.ToJson().dump());
   for (const auto& [name, t] : flow.NamedParameters()) {
@@ -124,106 +195,226 @@ absl::StatusOr<IdfCodec> IdfCodec::Create(const IntegerDiscreteFlow& flow) {
     }
   }
   codec.model_id_ = crc;
-  for (int k = 0; k < o.couplings; ++k) {
-    Coupling c;
-    c.a = flow.conditioning(k);
-    c.b = flow.updated(k);
-    const auto params = flow.net(k).NamedParameters();  // weight, bias, ...
-    for (size_t i = 0; i + 1 < params.size(); i += 2) {
-      const Tensor& w = params[i].second;
-      const Tensor& b = params[i + 1].second;
-      Layer layer;
-      layer.in = w.dim(0);
-      layer.out = w.dim(1);
-      layer.w = w.ToVector();
-      layer.b = b.ToVector();
-      c.layers.push_back(std::move(layer));
+  auto copy_net = [](const IdfConvNet& net) {
+    Net out;
+    for (const auto& layer : net.layers()) {
+      Conv c;
+      c.out = layer->weight().dim(0);
+      c.in = layer->weight().dim(1);
+      c.w = layer->weight().ToVector();
+      c.b = layer->bias().ToVector();
+      out.push_back(std::move(c));
     }
-    codec.couplings_.push_back(std::move(c));
+    return out;
+  };
+  const int num_levels = static_cast<int>(o.levels.size());
+  for (int l = 0; l < num_levels; ++l) {
+    Level level;
+    level.squeeze = o.levels[l].squeeze;
+    level.shape = o.LevelShape(l);
+    for (int k = 0; k < o.levels[l].couplings; ++k) {
+      level.couplings.push_back(copy_net(flow.coupling(l, k)));
+    }
+    if (l + 1 < num_levels) level.prior = copy_net(flow.prior_net(l));
+    codec.levels_.push_back(std::move(level));
   }
-  const int64_t d = o.dims();
+  const int64_t d = flow.prior_logits().dim(0);
   const int kc = o.components;
   const std::vector<double> logits = flow.prior_logits().ToVector();
   const std::vector<double> means = flow.prior_means().ToVector();
   const std::vector<double> log_scales = flow.prior_log_scales().ToVector();
-  uint32_t max_freq = 0;
   for (int64_t i = 0; i < d; ++i) {
-    double top = logits[i * kc];
-    for (int c = 1; c < kc; ++c) top = std::max(top, logits[i * kc + c]);
-    std::vector<LogisticComponent> comps(kc);
-    for (int c = 0; c < kc; ++c) {
-      comps[c].weight = DetExp(logits[i * kc + c] - top);
-      comps[c].mean = means[i * kc + c] * kIdfMeanUnit - kIdfLow;
-      comps[c].scale = DetExp(log_scales[i * kc + c] * kIdfLogScaleUnit);
-    }
-    absl::StatusOr<std::vector<uint32_t>> freqs =
-        DiscretizedLogisticMixtureFrequencies(comps, kIdfSymbols,
-                                              kIdfPrecisionBits);
-    if (!freqs.ok()) {
+    absl::StatusOr<FrequencyTable> table =
+        MixtureTable(&logits[i * kc], &means[i * kc], &log_scales[i * kc], 1,
+                     kc, kIdfMeanUnit, kIdfLogScaleUnit);
+    if (!table.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "IDF prior of latent ", i, ": ", freqs.status().message()));
+          "IDF final prior of latent ", i, ": ", table.status().message()));
     }
-    for (uint32_t f : *freqs) max_freq = std::max(max_freq, f);
-    FT_ASSIGN_OR_RETURN(
-        FrequencyTable table,
-        FrequencyTable::Create(std::move(*freqs), kIdfPrecisionBits));
-    codec.tables_.push_back(std::move(table));
+    codec.final_tables_.push_back(std::move(*table));
   }
+  // Every f <= 2^18 - 767 (QuantizeCumulative gives each symbol >= 1).
   const double ln2 = DetLog(2.0);
+  const double m = std::ldexp(1.0, kIdfPrecisionBits);
   codec.min_symbol_bits_ =
-      kIdfPrecisionBits - DetLog(static_cast<double>(max_freq)) / ln2 +
+      -DetLog((m - (kIdfSymbols - 1)) / m) / ln2 +
       2.0 * DetLog(1.0 - std::ldexp(1.0, kIdfPrecisionBits - 31)) / ln2;
   return codec;
 }
 
-void IdfCodec::Shifts(const Coupling& c, absl::Span<const int64_t> v,
-                      std::vector<int64_t>& shift) const {
-  std::vector<double> u(c.a.size()), h;
-  for (size_t i = 0; i < c.a.size(); ++i) {
-    u[i] = (static_cast<double>(v[c.a[i]]) - kIdfInputCenter) * kIdfInputScale;
-  }
-  for (size_t l = 0; l < c.layers.size(); ++l) {
-    const Layer& layer = c.layers[l];
-    h = layer.b;
-    for (int64_t i = 0; i < layer.in; ++i) {
-      const double ui = u[i];
-      if (ui == 0.0) continue;
-      const double* row = layer.w.data() + i * layer.out;
-      for (int64_t j = 0; j < layer.out; ++j) h[j] += ui * row[j];
+void IdfCodec::RunNet(const Net& net, std::vector<double> u, int64_t h,
+                      int64_t w, std::vector<double>& out) {
+  const int64_t hw = h * w;
+  for (size_t l = 0; l < net.size(); ++l) {
+    const Conv& conv = net[l];
+    out.resize(conv.out * hw);
+    for (int64_t o = 0; o < conv.out; ++o) {
+      double* dst = out.data() + o * hw;
+      std::fill(dst, dst + hw, conv.b[o]);
+      for (int64_t i = 0; i < conv.in; ++i) {
+        const double* src = u.data() + i * hw;
+        for (int64_t p = 0; p < kIdfKernel; ++p) {
+          for (int64_t q = 0; q < kIdfKernel; ++q) {
+            const double wv =
+                conv.w[((o * conv.in + i) * kIdfKernel + p) * kIdfKernel + q];
+            const int64_t dy = p - kIdfKernel / 2, dx = q - kIdfKernel / 2;
+            const int64_t x0 = std::max<int64_t>(0, -dx);
+            const int64_t x1 = std::min<int64_t>(w, w - dx);
+            for (int64_t y = std::max<int64_t>(0, -dy);
+                 y < std::min<int64_t>(h, h - dy); ++y) {
+              double* row = dst + y * w;
+              const double* in = src + (y + dy) * w + dx;
+              for (int64_t x = x0; x < x1; ++x) row[x] += wv * in[x];
+            }
+          }
+        }
+      }
     }
-    if (l + 1 < c.layers.size()) {
-      for (double& x : h) x = x > 0.0 ? x : 0.0;
+    if (l + 1 < net.size()) {
+      for (double& v : out) v = v > 0.0 ? v : 0.0;
     }
-    u.swap(h);
+    u.swap(out);
   }
-  shift.resize(c.b.size());
-  for (size_t j = 0; j < c.b.size(); ++j) {
-    const double r = std::round(u[j]);
-    // NaN-safe clamp (a NaN becomes -kIdfMaxShift).
-    shift[j] = static_cast<int64_t>(r >= -kIdfMaxShift
-                                        ? (r <= kIdfMaxShift ? r : kIdfMaxShift)
-                                        : -kIdfMaxShift);
+  out.swap(u);
+}
+
+void IdfCodec::Couple(const Level& level, std::vector<int64_t>& v,
+                      int sign) const {
+  const IdfShape& s = level.shape;
+  const int64_t hw = s.h * s.w, c2 = s.kept();
+  const int num = static_cast<int>(level.couplings.size());
+  std::vector<double> u, t;
+  for (int i = 0; i < num; ++i) {
+    const int k = sign > 0 ? i : num - 1 - i;
+    const bool even = k % 2 == 0;
+    const int64_t a0 = even ? 0 : c2, na = even ? c2 : s.c - c2;
+    const int64_t b0 = even ? c2 : 0, nb = s.c - na;
+    u.resize(na * hw);
+    for (int64_t j = 0; j < na * hw; ++j) {
+      u[j] = (static_cast<double>(v[a0 * hw + j]) - kIdfInputCenter) *
+             kIdfInputScale;
+    }
+    RunNet(level.couplings[k], u, s.h, s.w, t);
+    for (int64_t j = 0; j < nb * hw; ++j) {
+      const double r = std::round(t[j]);
+      // NaN-safe clamp (a NaN becomes -kIdfMaxShift).
+      const int64_t shift = static_cast<int64_t>(
+          r >= -kIdfMaxShift ? (r <= kIdfMaxShift ? r : kIdfMaxShift)
+                             : -kIdfMaxShift);
+      v[b0 * hw + j] += sign * shift;
+    }
+  }
+}
+
+absl::Status IdfCodec::ConditionalTables(
+    const Level& level, const std::vector<int64_t>& kept,
+    std::vector<FrequencyTable>& tables) const {
+  const IdfShape& s = level.shape;
+  const int64_t hw = s.h * s.w, f = s.factored(), kc = components_;
+  std::vector<double> u(kept.size()), params;
+  for (size_t j = 0; j < kept.size(); ++j) {
+    u[j] = (static_cast<double>(kept[j]) - kIdfInputCenter) * kIdfInputScale;
+  }
+  RunNet(level.prior, std::move(u), s.h, s.w, params);
+  tables.clear();
+  for (int64_t ch = 0; ch < f; ++ch) {
+    for (int64_t px = 0; px < hw; ++px) {
+      // Output channel (p f + ch) K + c at pixel px.
+      const double* l = params.data() + (0 * f + ch) * kc * hw + px;
+      const double* m = params.data() + (1 * f + ch) * kc * hw + px;
+      const double* g = params.data() + (2 * f + ch) * kc * hw + px;
+      absl::StatusOr<FrequencyTable> table =
+          MixtureTable(l, m, g, hw, static_cast<int>(kc), kIdfNetMeanUnit,
+                       kIdfNetLogScaleUnit);
+      if (!table.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("IDF prior of channel ", ch, ", pixel ", px, ": ",
+                         table.status().message()));
+      }
+      tables.push_back(std::move(*table));
+    }
+  }
+  return absl::OkStatus();
+}
+
+void IdfCodec::Run(absl::Span<const int64_t> x, absl::Span<int64_t> z,
+                   std::vector<std::vector<int64_t>>* kept) const {
+  std::vector<int64_t> v(x.begin(), x.end()), squeezed;
+  const int num_levels = static_cast<int>(levels_.size());
+  // Latent order: z_{L-1} first, then z_{L-2}, ..., z_0 at the end.
+  int64_t end = dims();
+  if (kept != nullptr) kept->assign(num_levels - 1, {});
+  int64_t c = 1, h = height_, w = width_;
+  for (int l = 0; l < num_levels; ++l) {
+    const Level& level = levels_[l];
+    if (level.squeeze) {
+      const std::vector<int64_t> index = IdfSqueezeIndex(c, h, w);
+      squeezed.resize(index.size());
+      for (size_t q = 0; q < index.size(); ++q) squeezed[q] = v[index[q]];
+      v.swap(squeezed);
+    }
+    const IdfShape& s = level.shape;
+    Couple(level, v, +1);
+    if (l + 1 == num_levels) {
+      std::copy(v.begin(), v.end(), z.begin());
+      break;
+    }
+    const int64_t kept_size = s.kept() * s.h * s.w;
+    const int64_t size = s.size() - kept_size;
+    std::copy(v.begin() + kept_size, v.end(), z.begin() + (end - size));
+    end -= size;
+    v.resize(kept_size);
+    if (kept != nullptr) (*kept)[l] = v;
+    c = s.kept();
+    h = s.h;
+    w = s.w;
   }
 }
 
 void IdfCodec::Forward(absl::Span<const int64_t> x,
                        absl::Span<int64_t> z) const {
-  std::copy(x.begin(), x.end(), z.begin());
-  std::vector<int64_t> shift;
-  for (const Coupling& c : couplings_) {
-    Shifts(c, z, shift);
-    for (size_t j = 0; j < c.b.size(); ++j) z[c.b[j]] += shift[j];
+  Run(x, z, nullptr);
+}
+
+absl::Status IdfCodec::InverseLevels(const NextLatents& next,
+                                     absl::Span<int64_t> x) const {
+  const int num_levels = static_cast<int>(levels_.size());
+  std::vector<int64_t> v, zl, unsqueezed;
+  v.resize(levels_.back().shape.size());
+  FT_RETURN_IF_ERROR(next(num_levels - 1, {}, v));
+  for (int l = num_levels - 1; l >= 0; --l) {
+    const Level& level = levels_[l];
+    const IdfShape& s = level.shape;
+    if (l + 1 < num_levels) {
+      zl.resize(s.factored() * s.h * s.w);
+      FT_RETURN_IF_ERROR(next(l, v, zl));
+      v.insert(v.end(), zl.begin(), zl.end());
+    }
+    Couple(level, v, -1);
+    if (level.squeeze) {
+      const std::vector<int64_t> index =
+          IdfSqueezeIndex(s.c / 4, 2 * s.h, 2 * s.w);
+      unsqueezed.resize(index.size());
+      for (size_t q = 0; q < index.size(); ++q) unsqueezed[index[q]] = v[q];
+      v.swap(unsqueezed);
+    }
   }
+  std::copy(v.begin(), v.end(), x.begin());
+  return absl::OkStatus();
 }
 
 void IdfCodec::Inverse(absl::Span<const int64_t> z,
                        absl::Span<int64_t> x) const {
-  std::copy(z.begin(), z.end(), x.begin());
-  std::vector<int64_t> shift;
-  for (auto c = couplings_.rbegin(); c != couplings_.rend(); ++c) {
-    Shifts(*c, x, shift);
-    for (size_t j = 0; j < c->b.size(); ++j) x[c->b[j]] -= shift[j];
-  }
+  int64_t offset = 0;
+  const absl::Status done = InverseLevels(
+      [&](int, const std::vector<int64_t>&, std::vector<int64_t>& zl) {
+        std::copy(z.begin() + offset, z.begin() + offset + zl.size(),
+                  zl.begin());
+        offset += static_cast<int64_t>(zl.size());
+        return absl::OkStatus();
+      },
+      x);
+  FT_CHECK(done.ok(), "IdfCodec::Inverse: ", done.ToString());
 }
 
 absl::StatusOr<std::string> IdfCodec::Compress(const IdfImages& images,
@@ -242,35 +433,21 @@ absl::StatusOr<std::string> IdfCodec::Compress(const IdfImages& images,
   }
   RansEncoder encoder;
   IdfCodeStats local;
+  const int num_levels = static_cast<int>(levels_.size());
   std::vector<int64_t> x(d), z(d);
+  std::vector<std::vector<int64_t>> kept;
+  std::vector<FrequencyTable> tables;
   for (int64_t n = 0; n < images.count; ++n) {
     for (int64_t i = 0; i < d; ++i) x[i] = images.pixels[n * d + i];
-    Forward(x, absl::MakeSpan(z));
-    for (int64_t i = 0; i < d; ++i) {
-      const FrequencyTable& table = tables_[i];
-      int64_t s = z[i] - kIdfLow, offset = -1;
-      if (s <= 0) {
-        offset = -s;
-        s = 0;
-      } else if (s >= kIdfSymbols - 1) {
-        offset = s - (kIdfSymbols - 1);
-        s = kIdfSymbols - 1;
-      }
-      FT_RETURN_IF_ERROR(EncodeSymbol(encoder, table, static_cast<int>(s)));
-      local.ideal_bits +=
-          kIdfPrecisionBits -
-          std::log2(static_cast<double>(table.freq(static_cast<int>(s))));
-      if (offset >= 0) {
-        if (offset >= (int64_t{1} << kIdfEscapeBits)) {
-          return absl::InternalError(
-              absl::StrCat("latent ", z[i], " beyond the escape range"));
-        }
-        FT_RETURN_IF_ERROR(
-            encoder.Put(static_cast<uint32_t>(offset), 1, kIdfEscapeBits));
-        local.ideal_bits += kIdfEscapeBits;
-        // An edge value itself is coded as offset 0: every latent at or
-        // beyond an edge pays for the offset.
-        local.escapes += offset > 0;
+    Run(x, absl::MakeSpan(z), &kept);
+    int64_t offset = 0;
+    for (const FrequencyTable& table : final_tables_) {
+      FT_RETURN_IF_ERROR(PutLatent(encoder, table, z[offset++], local));
+    }
+    for (int l = num_levels - 2; l >= 0; --l) {
+      FT_RETURN_IF_ERROR(ConditionalTables(levels_[l], kept[l], tables));
+      for (const FrequencyTable& table : tables) {
+        FT_RETURN_IF_ERROR(PutLatent(encoder, table, z[offset++], local));
       }
     }
   }
@@ -321,19 +498,30 @@ absl::StatusOr<IdfImages> IdfCodec::Decompress(
   out.count = c.count;
   out.height = height_;
   out.width = width_;
-  std::vector<int64_t> x(d), z(d);
-  for (int64_t n = 0; n < c.count; ++n) {
-    for (int64_t i = 0; i < d; ++i) {
-      FT_ASSIGN_OR_RETURN(int s, DecodeSymbol(decoder, tables_[i]));
-      int64_t value = kIdfLow + s;
-      if (s == 0 || s == kIdfSymbols - 1) {
-        const uint32_t offset = decoder.Peek(kIdfEscapeBits);
-        FT_RETURN_IF_ERROR(decoder.Advance(offset, 1, kIdfEscapeBits));
-        value += s == 0 ? -static_cast<int64_t>(offset) : offset;
+  const int num_levels = static_cast<int>(levels_.size());
+  std::vector<int64_t> x(d);
+  std::vector<FrequencyTable> tables;
+  auto next = [&](int l, const std::vector<int64_t>& kept,
+                  std::vector<int64_t>& zl) -> absl::Status {
+    if (l == num_levels - 1) {
+      for (size_t i = 0; i < zl.size(); ++i) {
+        FT_ASSIGN_OR_RETURN(zl[i], GetLatent(decoder, final_tables_[i]));
       }
-      z[i] = value;
+      return absl::OkStatus();
     }
-    Inverse(z, absl::MakeSpan(x));
+    if (absl::Status s = ConditionalTables(levels_[l], kept, tables); !s.ok()) {
+      return absl::DataLossError(
+          absl::StrCat("IDF stream decodes to latents whose prior is invalid "
+                       "(the stream is corrupt): ",
+                       s.message()));
+    }
+    for (size_t i = 0; i < zl.size(); ++i) {
+      FT_ASSIGN_OR_RETURN(zl[i], GetLatent(decoder, tables[i]));
+    }
+    return absl::OkStatus();
+  };
+  for (int64_t n = 0; n < c.count; ++n) {
+    FT_RETURN_IF_ERROR(InverseLevels(next, absl::MakeSpan(x)));
     for (int64_t i = 0; i < d; ++i) {
       if (x[i] < 0 || x[i] > 255) {
         return absl::DataLossError(

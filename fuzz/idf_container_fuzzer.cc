@@ -1,5 +1,7 @@
 // IDF container reader (compression/idf_codec.h) on arbitrary bytes, with a
-// fixed small model (1 x 3 x 4 images, two couplings, random weights;
+// fixed small multi-scale model (1 x 4 x 4 images: 4 x 2 x 2 with a coupling,
+// factor 2; 2 x 2 x 2 with a coupling, factor 1; final 1 x 2 x 2; random
+// weights;
 // fuzz/corpus/idf_container holds containers it wrote). Each
 // input is tried as it is and "repaired" (the stream length and the CRC-32
 // rewritten to match), so mutations reach the rANS decoder and the inverse
@@ -23,10 +25,10 @@ using flowtape::compression::IdfCodec;
 const IdfCodec& Codec() {
   static const IdfCodec* codec = [] {
     flowtape::compression::IdfOptions o;
-    o.height = 3;
+    o.height = 4;
     o.width = 4;
-    o.couplings = 2;
-    o.hidden = {4};
+    o.levels = {{true, 1}, {false, 1}, {false, 0}};
+    o.hidden = {3};
     o.components = 2;
     // Exact dyadic values from UniformInt: the same model (and model id)
     // in every build configuration.
@@ -70,9 +72,9 @@ void Check(const std::string& bytes) {
                 code == absl::StatusCode::kInvalidArgument);
     return;
   }
-  FUZZ_EXPECT(images->height == 3 && images->width == 4);
+  FUZZ_EXPECT(images->height == 4 && images->width == 4);
   FUZZ_EXPECT(static_cast<int64_t>(images->pixels.size()) ==
-              images->count * 12);
+              images->count * 16);
   auto again = codec.Compress(*images);
   FUZZ_EXPECT(again.ok());
   FUZZ_EXPECT(*again == bytes);

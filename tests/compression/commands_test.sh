@@ -19,7 +19,7 @@ cmp -s "$tmp/in.idx" "$tmp/out.idx" || fail "decoded IDX differs from the input"
 # A sub-range: images 2..5 equal the input's bytes of those images.
 "$c" --model="$tmp/m.ckpt" --images="$tmp/in.idx" --first=2 --count=4 --out="$tmp/y.idfc" >/dev/null || fail "compress range"
 "$d" --model="$tmp/m.ckpt" --in="$tmp/y.idfc" --out="$tmp/y.idx" >/dev/null || fail "decompress range"
-cmp -s <(tail -c +17 "$tmp/y.idx") <(tail -c +$((17 + 2 * 42)) "$tmp/in.idx" | head -c $((4 * 42))) || fail "range bytes differ"
+cmp -s <(tail -c +17 "$tmp/y.idx") <(tail -c +$((17 + 2 * 48)) "$tmp/in.idx" | head -c $((4 * 48))) || fail "range bytes differ"
 
 "$c" --help | grep -q "flowtape-compress:" || fail "--help"
 expect() {  # expect WANT COMMAND...

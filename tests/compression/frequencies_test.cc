@@ -61,6 +61,32 @@ void ExpectValidTable(const std::vector<double>& q,
   EXPECT_EQ(sum, uint64_t{1} << p);
 }
 
+// QuantizeCumulative: sum 2^p, every symbol (zero masses too) >= 1, and
+// each symbol within its bounds q (M - K) / Q <= f < q (M - K) / Q + 2.
+TEST(FrequenciesTest, CumulativeQuantizationKeepsEachShare) {
+  for (int p : {10, 18}) {
+    std::vector<double> q = {0.0, 1e-9, 3.0, 0.25, 0.0, 7.5, 1e-3, 2.0};
+    for (int i = 0; i < 700; ++i) q.push_back(std::exp(-0.02 * i));
+    auto f = QuantizeCumulative(q, p);
+    ASSERT_TRUE(f.ok()) << f.status();
+    ASSERT_EQ(f->size(), q.size());
+    const double total = std::accumulate(q.begin(), q.end(), 0.0);
+    const double room = std::ldexp(1.0, p) - static_cast<double>(q.size());
+    uint64_t sum = 0;
+    for (size_t s = 0; s < q.size(); ++s) {
+      const double share = q[s] / total * room;
+      EXPECT_GE((*f)[s], 1u);
+      EXPECT_GE((*f)[s] + 1e-9, share) << "symbol " << s;
+      EXPECT_LT((*f)[s], share + 2.0) << "symbol " << s;
+      sum += (*f)[s];
+    }
+    EXPECT_EQ(sum, uint64_t{1} << p);
+  }
+  EXPECT_FALSE(QuantizeCumulative(std::vector<double>(5, 1.0), 2).ok());
+  EXPECT_FALSE(QuantizeCumulative({1.0, -1.0}, 8).ok());
+  EXPECT_FALSE(QuantizeCumulative({0.0, 0.0}, 8).ok());
+}
+
 TEST(FrequenciesTest, QuantizationIsOptimalOnSmallProblems) {
   Rng rng(5);
   int checked = 0;

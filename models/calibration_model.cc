@@ -53,20 +53,6 @@ std::string Source(const std::string& path) {
   return absl::StrCat("calibration model file '", path, "'");
 }
 
-absl::Status Prefixed(const std::string& path, const absl::Status& s) {
-  return absl::Status(s.code(), absl::StrCat(Source(path), ": ", s.message()));
-}
-
-absl::Status CheckSize(const CalibrationModelSpec& s, double file_values) {
-  const double estimate = EstimatedValues(s);
-  if (estimate <= 16 * file_values + std::ldexp(1.0, 20))
-    return absl::OkStatus();
-  return absl::InvalidArgumentError(
-      absl::StrCat("model description: describes a model of about ", estimate,
-                   " values, more than 16 x the ", file_values,
-                   " values the file holds + 2^20"));
-}
-
 }  // namespace
 
 CalibratedClassifier::CalibratedClassifier(std::shared_ptr<nn::MLP> classifier,
@@ -159,8 +145,10 @@ absl::Status SaveCalibrationModel(const std::string& path,
                                   const CalibrationModelSpec& spec,
                                   const CalibratedClassifier& model) {
   const nn::NamedTensors state = ModelState(model);
-  FT_RETURN_IF_ERROR(Prefixed(path, Validate(spec)));
-  FT_RETURN_IF_ERROR(Prefixed(path, CheckSize(spec, ValueCount(state))));
+  FT_RETURN_IF_ERROR(WithSource(Source(path), Validate(spec)));
+  FT_RETURN_IF_ERROR(WithSource(
+      Source(path),
+      CheckDescribedSize(EstimatedValues(spec), ValueCount(state), 20)));
   if (model.classifier_dtype() != spec.dtype)
     return absl::InvalidArgumentError(
         absl::StrCat(Source(path), ": the classifier is ",
@@ -196,8 +184,10 @@ absl::StatusOr<std::shared_ptr<CalibratedClassifier>> LoadCalibrationModel(
         Source(path), ": no model description (metadata '", kKey, "')"));
   absl::StatusOr<CalibrationModelSpec> spec =
       CalibrationModelSpecFromJson(it->second);
-  if (!spec.ok()) return Prefixed(path, spec.status());
-  FT_RETURN_IF_ERROR(Prefixed(path, CheckSize(*spec, ValueCount(tensors))));
+  if (!spec.ok()) return WithSource(Source(path), spec.status());
+  FT_RETURN_IF_ERROR(WithSource(
+      Source(path),
+      CheckDescribedSize(EstimatedValues(*spec), ValueCount(tensors), 20)));
   Rng rng(0);
   FT_ASSIGN_OR_RETURN(std::shared_ptr<CalibratedClassifier> model,
                       MakeCalibrationModel(*spec, rng));

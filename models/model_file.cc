@@ -17,10 +17,6 @@ std::string Source(const std::string& path) {
   return absl::StrCat("model file '", path, "'");
 }
 
-absl::Status Prefixed(const std::string& path, const absl::Status& s) {
-  return absl::Status(s.code(), absl::StrCat(Source(path), ": ", s.message()));
-}
-
 // The size estimate of model_file.h, in doubles (no overflow: every field is
 // capped by model_spec.h).
 double EstimatedValues(const ModelConfig& c) {
@@ -56,7 +52,8 @@ absl::Status CheckSize(const ModelConfig& c, double file_values) {
 absl::Status SaveModel(const std::string& path, const ModelSpec& spec,
                        const flows::FlowModel& model) {
   const nn::NamedTensors state = ModelState(model);
-  FT_RETURN_IF_ERROR(Prefixed(path, CheckSize(spec.config, ValueCount(state))));
+  FT_RETURN_IF_ERROR(
+      WithSource(Source(path), CheckSize(spec.config, ValueCount(state))));
   if (model.dtype() != spec.dtype)
     return absl::InvalidArgumentError(
         absl::StrCat(Source(path), ": the model is ", DTypeName(model.dtype()),
@@ -64,7 +61,7 @@ absl::Status SaveModel(const std::string& path, const ModelSpec& spec,
   Rng rng(0);
   absl::StatusOr<std::shared_ptr<flows::FlowModel>> fresh =
       MakeModel(spec.family, spec.config, rng);
-  if (!fresh.ok()) return Prefixed(path, fresh.status());
+  if (!fresh.ok()) return WithSource(Source(path), fresh.status());
   const nn::NamedTensors want = ModelState(**fresh);
   if (!SameLayout(want, state))
     return absl::InvalidArgumentError(
@@ -87,9 +84,9 @@ absl::StatusOr<ModelSpec> SpecOf(const std::string& path,
         Source(path), ": no model description (metadata '", kModelKey,
         "'): a plain checkpoint; build the model and use LoadCheckpoint"));
   absl::StatusOr<ModelSpec> spec = ModelSpecFromJson(it->second);
-  if (!spec.ok()) return Prefixed(path, spec.status());
+  if (!spec.ok()) return WithSource(Source(path), spec.status());
   FT_RETURN_IF_ERROR(
-      Prefixed(path, CheckSize(spec->config, ValueCount(tensors))));
+      WithSource(Source(path), CheckSize(spec->config, ValueCount(tensors))));
   return spec;
 }
 
@@ -111,7 +108,7 @@ absl::StatusOr<std::shared_ptr<flows::FlowModel>> LoadModel(
   Rng rng(0);
   absl::StatusOr<std::shared_ptr<flows::FlowModel>> model =
       MakeModel(spec.family, spec.config, rng);
-  if (!model.ok()) return Prefixed(path, model.status());
+  if (!model.ok()) return WithSource(Source(path), model.status());
   (*model)->To(spec.dtype);
   UpgradeFoldedReversals(spec.family, spec.config, &tensors);
   FT_RETURN_IF_ERROR(nn::RestoreFromTensors(Source(path), tensors, **model));

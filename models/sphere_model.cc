@@ -104,20 +104,6 @@ std::string Source(const std::string& path) {
   return absl::StrCat("sphere model file '", path, "'");
 }
 
-absl::Status Prefixed(const std::string& path, const absl::Status& s) {
-  return absl::Status(s.code(), absl::StrCat(Source(path), ": ", s.message()));
-}
-
-absl::Status CheckSize(const SphereModelSpec& s, double file_values) {
-  const double estimate = EstimatedValues(s);
-  if (estimate <= 16 * file_values + std::ldexp(1.0, 20))
-    return absl::OkStatus();
-  return absl::InvalidArgumentError(
-      absl::StrCat("model description: describes a model of about ", estimate,
-                   " values, more than 16 x the ", file_values,
-                   " values the file holds + 2^20"));
-}
-
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<ManifoldDensity>> MakeSphereModel(
@@ -299,8 +285,10 @@ absl::Status SaveSphereModel(const std::string& path,
                              const SphereModelSpec& spec,
                              const ManifoldDensity& model) {
   const nn::NamedTensors state = ModelState(model);
-  FT_RETURN_IF_ERROR(Prefixed(path, Validate(spec)));
-  FT_RETURN_IF_ERROR(Prefixed(path, CheckSize(spec, ValueCount(state))));
+  FT_RETURN_IF_ERROR(WithSource(Source(path), Validate(spec)));
+  FT_RETURN_IF_ERROR(WithSource(
+      Source(path),
+      CheckDescribedSize(EstimatedValues(spec), ValueCount(state), 20)));
   if (model.dtype() != spec.dtype)
     return absl::InvalidArgumentError(
         absl::StrCat(Source(path), ": the model is ", DTypeName(model.dtype()),
@@ -328,8 +316,10 @@ absl::StatusOr<std::shared_ptr<ManifoldDensity>> LoadSphereModel(
     return absl::InvalidArgumentError(absl::StrCat(
         Source(path), ": no model description (metadata '", kKey, "')"));
   absl::StatusOr<SphereModelSpec> spec = SphereModelSpecFromJson(it->second);
-  if (!spec.ok()) return Prefixed(path, spec.status());
-  FT_RETURN_IF_ERROR(Prefixed(path, CheckSize(*spec, ValueCount(tensors))));
+  if (!spec.ok()) return WithSource(Source(path), spec.status());
+  FT_RETURN_IF_ERROR(WithSource(
+      Source(path),
+      CheckDescribedSize(EstimatedValues(*spec), ValueCount(tensors), 20)));
   Rng rng(0);
   FT_ASSIGN_OR_RETURN(std::shared_ptr<ManifoldDensity> model,
                       MakeSphereModel(*spec, {}, rng));

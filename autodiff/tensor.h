@@ -78,7 +78,9 @@ class Tensor {
   static Tensor Rademacher(const Shape& shape, Rng& rng,
                            DType dtype = kFloat64);  // +-1
 
-  bool defined() const { return storage_ != nullptr || node_ != nullptr || data_ != nullptr; }
+  bool defined() const {
+    return storage_ != nullptr || node_ != nullptr || data_ != nullptr;
+  }
   const Shape& shape() const { return shape_; }
   int rank() const { return shape_.rank(); }
   int64_t dim(int axis) const { return shape_[axis]; }
@@ -99,7 +101,7 @@ class Tensor {
   }
   double item() const;  // value of a one-element tensor, as double
   double operator[](int64_t flat_index) const;  // as double
-  std::vector<double> ToVector() const;          // as doubles
+  std::vector<double> ToVector() const;         // as doubles
   const void* raw_data() const;
 
   // ---- autodiff ----

@@ -29,10 +29,10 @@
 #include <vector>
 
 #include "autodiff/grad.h"
-#include "nn/layers.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
 #include "benchmark/benchmark.h"
+#include "nn/layers.h"
 
 namespace flowtape {
 namespace {

@@ -15,9 +15,7 @@ constexpr double kPi = 3.14159265358979323846;
 // np.linspace(0, end, n, endpoint=False)[i]
 double Lin(int64_t i, int64_t n, double end) { return end * i / n; }
 
-void Shuffle(Points& p, Rng& rng) {
-  rng.Shuffle(p);
-}
+void Shuffle(Points& p, Rng& rng) { rng.Shuffle(p); }
 
 Points SwissRoll(int64_t n, Rng& rng) {
   Points p(n);

@@ -6,10 +6,10 @@
 #include "autodiff/check.h"
 #include "autodiff/eigen.h"
 #include "autodiff/gemm.h"
+#include "autodiff/op_kit.h"
+#include "autodiff/ops.h"
 #include "nn/init.h"
 #include "nn/masked_matmul.h"
-#include "autodiff/ops.h"
-#include "autodiff/op_kit.h"
 
 namespace flowtape::nn {
 

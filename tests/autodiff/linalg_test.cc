@@ -227,8 +227,8 @@ TEST(Linalg, SingularSolveInverseAndTriangularSolveGiveNaN) {
   };
   EXPECT_TRUE(all_nan(Solve(a, Tensor::Ones({2}))));
   EXPECT_TRUE(all_nan(Inverse(a)));
-  EXPECT_TRUE(all_nan(
-      TriangularSolve(Tensor::Zeros({2, 2}), Tensor::Ones({2}), true)));
+  EXPECT_TRUE(
+      all_nan(TriangularSolve(Tensor::Zeros({2, 2}), Tensor::Ones({2}), true)));
   // Batched: only the singular member.
   Tensor sing = Tensor::FromVector({2, 2, 2}, {1, 0, 0, 1, 1, 2, 2, 4});
   Tensor x = Solve(sing, Tensor::Ones({2, 2}));

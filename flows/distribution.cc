@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "autodiff/check.h"
 #include "autodiff/ops.h"
+#include "autodiff/status_macros.h"
 
 namespace flowtape::flows {
 namespace {
@@ -103,8 +104,7 @@ absl::StatusOr<std::shared_ptr<DiagonalNormal>> DiagonalNormal::Create(
         "diagonal_normal: loc ", loc.shape().ToString(), " and scale ",
         scale.shape().ToString(), " must have the same event shape"));
   if (auto s = CheckFinite("diagonal_normal", "loc", loc); !s.ok()) return s;
-  if (auto s = CheckPositiveFinite("diagonal_normal", "scale", scale); !s.ok())
-    return s;
+  FT_RETURN_IF_ERROR(CheckPositiveFinite("diagonal_normal", "scale", scale));
   auto d = std::make_shared<DiagonalNormal>(loc.shape());
   CopyInto(loc, d->loc_);
   CopyInto(LogOf(scale), d->log_scale_);
@@ -142,8 +142,7 @@ absl::StatusOr<std::shared_ptr<Logistic>> Logistic::Create(const Tensor& loc,
         "logistic: loc ", loc.shape().ToString(), " and scale ",
         scale.shape().ToString(), " must have the same event shape"));
   if (auto s = CheckFinite("logistic", "loc", loc); !s.ok()) return s;
-  if (auto s = CheckPositiveFinite("logistic", "scale", scale); !s.ok())
-    return s;
+  FT_RETURN_IF_ERROR(CheckPositiveFinite("logistic", "scale", scale));
   auto d = std::make_shared<Logistic>(loc.shape(), learnable);
   CopyInto(loc, d->loc_);
   CopyInto(LogOf(scale), d->log_scale_);
@@ -190,14 +189,10 @@ absl::StatusOr<std::shared_ptr<GaussianMixture>> GaussianMixture::Create(
         "gaussian_mixture: want weights [K], means [K, D], scales [K, D]; got ",
         weights.shape().ToString(), ", ", means.shape().ToString(), ", ",
         scales.shape().ToString()));
-  if (auto s = CheckPositiveFinite("gaussian_mixture", "weights", weights);
-      !s.ok())
-    return s;
-  if (auto s = CheckFinite("gaussian_mixture", "means", means); !s.ok())
-    return s;
-  if (auto s = CheckPositiveFinite("gaussian_mixture", "scales", scales);
-      !s.ok())
-    return s;
+  FT_RETURN_IF_ERROR(
+      CheckPositiveFinite("gaussian_mixture", "weights", weights));
+  FT_RETURN_IF_ERROR(CheckFinite("gaussian_mixture", "means", means));
+  FT_RETURN_IF_ERROR(CheckPositiveFinite("gaussian_mixture", "scales", scales));
   return std::shared_ptr<GaussianMixture>(new GaussianMixture(
       LogOf(weights), Tensor::FromVector(means.shape(), means.ToVector()),
       LogOf(scales)));
@@ -262,14 +257,11 @@ FullGaussianMixture::Create(const Tensor& weights, const Tensor& means,
         "[K, D, D]; got ",
         weights.shape().ToString(), ", ", means.shape().ToString(), ", ",
         scale_tril.shape().ToString()));
-  if (auto s = CheckPositiveFinite("full_gaussian_mixture", "weights", weights);
-      !s.ok())
-    return s;
-  if (auto s = CheckFinite("full_gaussian_mixture", "means", means); !s.ok())
-    return s;
-  if (auto s = CheckFinite("full_gaussian_mixture", "scale_tril", scale_tril);
-      !s.ok())
-    return s;
+  FT_RETURN_IF_ERROR(
+      CheckPositiveFinite("full_gaussian_mixture", "weights", weights));
+  FT_RETURN_IF_ERROR(CheckFinite("full_gaussian_mixture", "means", means));
+  FT_RETURN_IF_ERROR(
+      CheckFinite("full_gaussian_mixture", "scale_tril", scale_tril));
   const int64_t k = means.dim(0), d = means.dim(1);
   std::vector<double> log_s(k * d), lower;
   for (int64_t c = 0; c < k; ++c)

@@ -23,7 +23,7 @@
 namespace flowtape::internal {
 
 // m * n * k at which a product is split (measured: benchmarks/gemm_bench).
-inline constexpr int64_t kParallelFlops = int64_t{1} << 21;
+inline constexpr int64_t kParallelFlops = int64_t{1} << 23;
 // Smallest block: rows (or columns) of C per chunk.
 inline constexpr int64_t kMinBlock = 32;
 

@@ -57,10 +57,11 @@ void CheckGemm() {
   Rng rng(3);
   // (Large k too: Eigen blocks k by sizes that depend on m and n, the case
   // where a thread-dependent chunking would change the sums.)
-  for (auto [m, k, n] : {std::array<int64_t, 3>{512, 96, 80},
-                         std::array<int64_t, 3>{40, 128, 700},
+  for (auto [m, k, n] : {std::array<int64_t, 3>{1100, 96, 80},
+                         std::array<int64_t, 3>{40, 256, 900},
                          std::array<int64_t, 3>{300, 3000, 48},
                          std::array<int64_t, 3>{7, 5, 3}}) {
+    if (m > 7) EXPECT_GE(m * k * n, internal::kParallelFlops) << m << k << n;
     for (bool ta : {false, true})
       for (bool tb : {false, true}) {
         RowMatrixT<T> a = ta ? Random<T>(k, m, rng) : Random<T>(m, k, rng);

@@ -239,7 +239,7 @@ TEST(MaskedMatMul, LargeProductsAreChunkedTheSameOnAnyThreadCount) {
   std::sort(deg.begin(), deg.end());
   const Tensor mask =
       MakeMask(64, 192, [&](int64_t i, int64_t j) { return i + 1 <= deg[j]; });
-  const Tensor x = Tensor::Randn({600, 64}, rng),
+  const Tensor x = Tensor::Randn({2400, 64}, rng),
                w = Tensor::Randn({64, 192}, rng), b = Tensor::Randn({192}, rng);
   std::vector<std::vector<double>> runs;
   for (int threads : {1, 2}) {

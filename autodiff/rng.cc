@@ -4,6 +4,16 @@
 
 #include "autodiff/check.h"
 
+// No fused multiply-adds in this file: where the target has FMA (e.g.
+// -march=native) compilers contract a * b + c into one rounding, which
+// changed about one Normal() draw in seven against a default build. Every
+// product and sum here rounds separately, so the bits depend on the seed only.
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+
 namespace flowtape {
 
 std::array<uint32_t, 4> Philox4x32(std::array<uint32_t, 4> c,
@@ -105,8 +115,7 @@ int64_t Rng::UniformInt(int64_t n) {
   const uint64_t un = static_cast<uint64_t>(n);
   const uint64_t threshold = (0 - un) % un;  // 2^64 mod n
   for (;;) {
-    const unsigned __int128 m =
-        static_cast<unsigned __int128>(Bits64()) * un;
+    const unsigned __int128 m = static_cast<unsigned __int128>(Bits64()) * un;
     if (static_cast<uint64_t>(m) >= threshold)
       return static_cast<int64_t>(m >> 64);
   }

@@ -15,8 +15,10 @@
 //   Normal()       Marsaglia's polar method on u, v = 2 Uniform() - 1:
 //                  s = u^2 + v^2 in (0, 1), x = u sqrt(-2 log(s) / s) (and
 //                  the next call returns v sqrt(...)); log is our own
-//                  (PortableLog), sqrt is IEEE-exact, so a seed gives the
-//                  same bits with any compiler and standard library.
+//                  (PortableLog), sqrt is IEEE-exact, and rng.cc is
+//                  compiled without fused multiply-adds, so a seed gives
+//                  the same bits with any compiler, standard library and
+//                  target flags (-march=native included).
 //   UniformInt(n)  in [0, n), n >= 1, unbiased (Lemire's multiply-shift with
 //                  rejection).
 //   Rademacher()   +1 or -1 from one bit.

@@ -127,6 +127,14 @@ struct Published {
   std::string method;
   std::vector<std::string> cells;
 };
+// Sources. The first five rows: the README of oxcsml/riemannian-score-sde
+// (commit b35b739; De Bortoli et al. 2022). Its Mixture of Kent fire cell
+// reads "1.18" there but "-1.18" in the same README before its commit
+// 0eb46e2; the paper's own table was not reached. The RFM row (Chen & Lipman
+// 2024, Table 2) is second-hand, means only: the "RFM" row of the earth table
+// in zhaoyang97/Paper-Notes-en,
+// docs/ICLR2026/image_generation/generalised_flow_maps_for_few-step_generative_modelling_on_riemannian_manifolds.md
+// (a note on a later paper); the paper itself was not reached.
 const std::vector<Published> kPublished = {
     {"Mixture of Kent",
      {"-0.80 +- 0.47", "0.33 +- 0.05", "0.73 +- 0.07", "1.18 +- 0.06"}},
@@ -138,6 +146,7 @@ const std::vector<Published> kPublished = {
      {"-3.80 +- 0.27", "-0.19 +- 0.05", "0.59 +- 0.07", "-1.28 +- 0.12"}},
     {"Riemannian score-based",
      {"-4.92 +- 0.25", "-0.19 +- 0.07", "0.48 +- 0.09", "-1.33 +- 0.06"}},
+    {"RFM (second-hand)", {"-7.93", "-0.28", "0.42", "-1.86"}},
 };
 
 struct Config {

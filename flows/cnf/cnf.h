@@ -74,12 +74,13 @@
 // interval as Forward (forward = true) or Inverse (false), without the
 // log-density, the regularisers or a trace estimator (no rng needed); the
 // result has value, status and the "nfe" / step extras, and logdet is
-// undefined (NaN when status fails). This is the sampling solve when the density is not wanted
-// (FlowModel::Sample discards Inverse's). Its error norm covers z alone, so
-// its steps follow the curvature of the paths; Inverse's also control
-// l(t) = int tr(df/dz), which varies along straight paths too (an affine
-// map's divergence changes with t), and so can take as many steps for a
-// straight field as for a curved one.
+// undefined (NaN when status fails). This is the sampling solve when the
+// density is not wanted (FlowModel::Sample discards Inverse's). Its error
+// norm covers z alone, so its steps follow the curvature of the paths;
+// Inverse's also control l(t) = int tr(df/dz), which varies along straight
+// paths too (an affine map's divergence changes with t): at the default
+// rtol = atol = 1e-5 a straight affine map takes 3 dopri5 steps (20 NFE)
+// by Transport and 6 (38 NFE) by Inverse (tests/flows/cnf/cnf_test.cc).
 //
 // Failures come back in FlowResult::status with NaN value and logdet (no
 // extras): a solve that fails (too many steps, blow-up, float32 options

@@ -20,15 +20,15 @@
 // net's closed form) with dopri5 (rtol = atol = 1e-5; the ML methods train
 // with that trace in d = 2 and with Hutchinson's estimator on the digits),
 // sampling NFE = the dopri5 evaluations of one generative solve of 1000 base
-// draws. The ML methods run --steps steps, the flow-matching ones --fm_steps
-// (default: the same). Training NFE per step: the forward solve's plus the
-// adjoint's backward solve's evaluations (ML methods), also as its mean over
-// the first, middle and last 10% of the steps ("NFE 10/50/90%": FFJORD's
-// dynamics stiffen as it trains, RNODE's regularisers are meant to keep them
-// flat, Finlay et al. 2020); 1 field evaluation (flow matching). "s to
-// ffjord" is the training wall time (evaluations excluded) after which the
-// method's test NLL, evaluated every --eval_every steps, first reaches
-// FFJORD's final test NLL ("-" if never).
+// draws (Cnf::Inverse: x and the log-density). The ML methods run --steps
+// steps, the flow-matching ones --fm_steps (default: the same). Training NFE
+// per step: the forward solve's plus the adjoint's backward solve's evaluations
+// (ML methods), also as its mean over the first, middle and last 10% of the
+// steps ("NFE 10/50/90%": FFJORD's dynamics stiffen as it trains, RNODE's
+// regularisers are meant to keep them flat, Finlay et al. 2020); 1 field
+// evaluation (flow matching). "s to ffjord" is the training wall time
+// (evaluations excluded) after which the method's test NLL, evaluated every
+// --eval_every steps, first reaches FFJORD's final test NLL ("-" if never).
 //
 // Sampling, the second table (every method, the same 1000 base draws z as
 // "sampling NFE"): the generative map alone (Cnf::Transport: no

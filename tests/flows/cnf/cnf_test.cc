@@ -4,7 +4,9 @@
 // vs finite differences, the result's extras (regularisers, cost), options
 // validation, float32 against float64, and the common flow harness; fixed-T
 // results equal values recorded before learnable T and conditioning existed
-// (cnf_train_t_test, cnf_context_test test those).
+// (cnf_train_t_test, cnf_context_test test those); Transport (the map
+// without the log-density): exact on a straight map in the fewest dopri5
+// steps, and Forward's / Inverse's value and gradients.
 #include "flows/cnf/cnf.h"
 
 #include <Eigen/Dense>
@@ -694,6 +696,37 @@ TEST(CnfTest, TransportIsTheMapWithoutTheDensity) {
   // Forward direction: the data -> base map, as Forward's value.
   Tensor x = cnf->Transport(sample.value, Tensor(), true).value;
   for (int64_t i = 0; i < z.numel(); ++i) EXPECT_NEAR(x[i], z[i], 1e-12);
+}
+
+// With a context, a learnable T and the adjoint: Transport's value and its
+// gradients (x, parameters, T, context) are Forward's / Inverse's.
+TEST(CnfTest, TransportMatchesTheFlowWithContextAndLearnableT) {
+  Rng rng(22);
+  CnfOptions o = Tight();
+  o.train_t = true;
+  o.t_end = 0.7;
+  auto cnf = MakeCnf(
+      ConcatSquashNet::Create(2, {8}, nn::Activation::kTanh, rng, 2).value(),
+      o);
+  testing::PerturbParameters(*cnf, rng, 0.5);
+  Tensor x = Points(5, 2, 23);
+  Tensor c = Points(5, 2, 24);
+  x.set_requires_grad(true);
+  c.set_requires_grad(true);
+  std::vector<Tensor> inputs = cnf->Parameters();
+  inputs.insert(inputs.end(), {x, c});
+  for (bool forward : {true, false}) {
+    Tensor want = forward ? cnf->Forward(x, c).value : cnf->Inverse(x, c).value;
+    Tensor got = cnf->Transport(x, c, forward).value;
+    for (int64_t i = 0; i < x.numel(); ++i) EXPECT_NEAR(got[i], want[i], 1e-9);
+    Tensor w = Points(5, 2, 25);  // a fixed linear functional of the value
+    std::vector<Tensor> gw = Grad({Sum(want * w)}, inputs);
+    std::vector<Tensor> gg = Grad({Sum(got * w)}, inputs);
+    for (size_t k = 0; k < inputs.size(); ++k)
+      for (int64_t i = 0; i < gw[k].numel(); ++i)
+        EXPECT_NEAR(gg[k][i], gw[k][i], 1e-7) << k << " " << i;
+    Tape::Get().Reset();
+  }
 }
 
 TEST(CnfTest, SolveFailureIsReported) {

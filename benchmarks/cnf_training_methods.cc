@@ -20,15 +20,30 @@
 // net's closed form) with dopri5 (rtol = atol = 1e-5; the ML methods train
 // with that trace in d = 2 and with Hutchinson's estimator on the digits),
 // sampling NFE = the dopri5 evaluations of one generative solve of 1000 base
-// draws. The ML methods run --steps steps, the flow-matching ones --fm_steps
-// (default: the same). Training NFE per step: the forward solve's plus the
-// adjoint's backward solve's evaluations (ML methods), also as its mean over
-// the first, middle and last 10% of the steps ("NFE 10/50/90%": FFJORD's
-// dynamics stiffen as it trains, RNODE's regularisers are meant to keep them
-// flat, Finlay et al. 2020); 1 field evaluation (flow matching). "s to
-// ffjord" is the training wall time (evaluations excluded) after which the
-// method's test NLL, evaluated every --eval_every steps, first reaches
-// FFJORD's final test NLL ("-" if never).
+// draws (Cnf::Inverse: x and the log-density). The ML methods run --steps
+// steps, the flow-matching ones --fm_steps (default: the same). Training NFE
+// per step: the forward solve's plus the adjoint's backward solve's evaluations
+// (ML methods), also as its mean over the first, middle and last 10% of the
+// steps ("NFE 10/50/90%": FFJORD's dynamics stiffen as it trains, RNODE's
+// regularisers are meant to keep them flat, Finlay et al. 2020); 1 field
+// evaluation (flow matching). "s to ffjord" is the training wall time
+// (evaluations excluded) after which the method's test NLL, evaluated every
+// --eval_every steps, first reaches FFJORD's final test NLL ("-" if never).
+//
+// Sampling, the second table (every method, the same 1000 base draws z as
+// "sampling NFE"): the generative map alone (Cnf::Transport: no
+// log-density), whose cost and error reflect how straight the learned paths
+// are (Tong et al. 2023, Liu et al. 2023):
+//   x-only NFE   dopri5 evaluations at rtol = atol = each of --sample_tols
+//                (first step: Hairer's rule, or --first_step). "sampling
+//                NFE" above also integrates the log-density, whose integrand
+//                tr(df/dz) varies along straight paths too, and its count
+//                can hide the difference (flows/cnf/cnf.h, Transport);
+//   Euler error  mean_i |x_k,i - x_ref,i| (Euclidean) after k equal Euler
+//                steps, k in --euler_steps, x_ref by dopri5 at 1e-9;
+//   S            straightness, int_0^1 E |(x_1 - x_0) - dx/ds|^2 ds along
+//                the reference paths (0 for straight ones; trapezoid on 32
+//                intervals), and S / E |x_1 - x_0|^2 in results.json.
 //
 // Times are given as wall / CPU seconds of training (this process's CPU
 // time; on a machine shared with other jobs the CPU column is the fair
@@ -43,6 +58,8 @@
 //          --fm_steps=0 (= --steps) --batch=256 --lr=1e-3 --eval_every=200
 //          --test_size=2000 (toy sets) --seed=1 --quick
 //          --methods=ffjord,rnode,cfm,otcfm (a subset) --rnode_lambda=0.01
+//          --sample_tols=1e-3,1e-5,1e-7 --euler_steps=1,2,4,8,16
+//          --first_step=0 (Hairer's rule)
 //   (--quick: 150 steps, evaluation every 50, 500 test points.)
 #include <time.h>
 
@@ -57,6 +74,7 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -66,6 +84,7 @@
 #include "autodiff/status_macros.h"
 #include "autodiff/tape.h"
 #include "data/datasets.h"
+#include "data/number.h"
 #include "data/preprocess.h"
 #include "data/toy2d.h"
 #include "experiments/budget.h"
@@ -75,6 +94,7 @@
 #include "flows/matching/cfm.h"
 #include "flows/matching/cfm_flow.h"
 #include "nn/optim.h"
+#include "ode/solve.h"
 
 ABSL_FLAG(std::string, data, "8gaussians,moons,checkerboard",
           "comma-separated toy densities (data/toy2d.h) and/or digits");
@@ -91,6 +111,12 @@ ABSL_FLAG(std::string, methods, "ffjord,rnode,cfm,otcfm",
 ABSL_FLAG(double, rnode_lambda, 0.01,
           "RNODE's lambda (kinetic and Jacobian, per-dimension units)");
 ABSL_FLAG(bool, quick, false, "150 steps, eval every 50, 500 test points");
+ABSL_FLAG(std::string, sample_tols, "1e-3,1e-5,1e-7",
+          "dopri5 tolerances (rtol = atol) of the x-only sampling solves");
+ABSL_FLAG(std::string, euler_steps, "1,2,4,8,16",
+          "Euler step counts of the fixed-step sampling error");
+ABSL_FLAG(double, first_step, 0.0,
+          "first dopri5 step of the x-only sampling solves (0: Hairer's rule)");
 
 namespace flowtape {
 namespace {
@@ -102,7 +128,14 @@ struct Settings {
   int64_t steps, fm_steps, batch, eval_every, test_size;
   double lr, rnode_lambda;
   uint64_t seed;
+  std::vector<double> sample_tols;
+  std::vector<int64_t> euler_steps;
+  double first_step;
 };
+
+constexpr int64_t kSamples = 1000;      // base draws of the sampling measures
+constexpr double kReferenceTol = 1e-9;  // x_ref and the straightness paths
+constexpr int64_t kStraightnessIntervals = 32;
 
 // A data set: training minibatches drawn on demand, a fixed test set.
 struct Problem {
@@ -158,7 +191,10 @@ struct Row {
   std::string data, method;
   double test_nll = NAN, nfe_per_step = 0, sampling_nfe = NAN;
   double seconds = 0, cpu_seconds = 0;  // training only (wall, this process)
-  std::vector<double> nfe;              // per step
+  std::vector<double> sample_nfe;       // x only, per --sample_tols
+  std::vector<double> euler_error;      // per --euler_steps
+  double straightness = NAN, straightness_rel = NAN;
+  std::vector<double> nfe;  // per step
   // (train wall seconds, train CPU seconds, test NLL)
   std::vector<std::array<double, 3>> curve;
 };
@@ -189,17 +225,80 @@ std::string NfeWindows(const std::vector<double>& nfe) {
   return absl::StrJoin(parts, "/");
 }
 
-// Test NLL and sampling NFE of the field's flow (dopri5, 1e-5).
-void Score(const flows::cnf::Cnf& cnf, const Tensor& test, Rng& rng, Row* row,
-           bool final) {
+// Mean over rows of the Euclidean norm of a - b ([N, d] each).
+double MeanDistance(const Tensor& a, const Tensor& b) {
+  return Mean(Sqrt(Sum(Square(a - b), 1))).item();
+}
+
+// The x-only sampling measures of the header comment from base draws z
+// (t: T -> 0; the fields here have T = 1).
+void SamplingMeasures(const flows::cnf::Cnf& cnf, const Tensor& z,
+                      const Settings& st, Row* row) {
+  auto transport = [&](const ode::OdeOptions& ode) {
+    flows::cnf::CnfOptions o = cnf.options();
+    o.ode = ode;
+    o.ode.stats = nullptr;
+    absl::StatusOr<std::shared_ptr<flows::cnf::Cnf>> c =
+        flows::cnf::Cnf::Create(cnf.dynamics(), o);
+    return c.ok() ? (*c)->Transport(z) : flows::FlowResult();
+  };
+  ode::OdeOptions tol = cnf.options().ode;
+  tol.first_step = st.first_step;
+  for (double t : st.sample_tols) {
+    tol.rtol = tol.atol = t;
+    flows::FlowResult r = transport(tol);
+    row->sample_nfe.push_back(r.status.ok() && r.value.defined()
+                                  ? r.extra(flows::cnf::kNfe)[0]
+                                  : NAN);
+  }
+  ode::OdeOptions ref = cnf.options().ode;
+  ref.rtol = ref.atol = kReferenceTol;
+  flows::FlowResult x_ref = transport(ref);
+  if (!x_ref.status.ok() || !x_ref.value.defined()) return;
+  for (int64_t k : st.euler_steps) {
+    ode::OdeOptions euler = cnf.options().ode;
+    euler.method = ode::Method::kEuler;
+    euler.step_size = 1.0 / static_cast<double>(k);
+    flows::FlowResult r = transport(euler);
+    row->euler_error.push_back(
+        r.status.ok() ? MeanDistance(r.value, x_ref.value) : NAN);
+  }
+  // Straightness on the reference paths, in generative time s = 1 - t.
+  const flows::cnf::CnfDynamics& f = *cnf.dynamics();
+  std::vector<double> times;
+  for (int64_t k = 0; k <= kStraightnessIntervals; ++k)
+    times.push_back(1.0 - static_cast<double>(k) / kStraightnessIntervals);
+  ref.gradient = ode::Gradient::kNone;
+  ref.stats = nullptr;
+  absl::StatusOr<ode::OdeSolution> sol = ode::OdeSolve(
+      [&f](double t, const Tensor& y) { return f(t, y); }, z, times, {}, ref);
+  if (!sol.ok()) return;
+  Tensor delta = sol->ys.back() - z;
+  double s = 0;
+  for (int64_t k = 0; k <= kStraightnessIntervals; ++k) {
+    Tensor dxds = -f(times[k], sol->ys[k]);
+    const double e = Mean(Sum(Square(delta - dxds), 1)).item();
+    s += (k == 0 || k == kStraightnessIntervals ? 0.5 : 1.0) * e;
+  }
+  row->straightness = s / kStraightnessIntervals;
+  row->straightness_rel =
+      row->straightness / Mean(Sum(Square(delta), 1)).item();
+}
+
+// Test NLL; at the end also the sampling NFE of the field's flow (dopri5,
+// 1e-5, with the log-density) and the x-only sampling measures.
+void Score(const flows::cnf::Cnf& cnf, const Tensor& test, Rng& rng,
+           const Settings& st, Row* row, bool final) {
   NoGradScope no_grad;
   flows::FlowResult r = cnf.Forward(test);
   const double nll = r.status.ok() ? Nll(r).item() : NAN;
   row->curve.push_back({row->seconds, row->cpu_seconds, nll});
   if (!final) return;
   row->test_nll = nll;
-  flows::FlowResult s = cnf.Inverse(Tensor::Randn({1000, test.dim(1)}, rng));
+  Tensor z = Tensor::Randn({kSamples, test.dim(1)}, rng);
+  flows::FlowResult s = cnf.Inverse(z);
   if (s.status.ok()) row->sampling_nfe = s.extra(flows::cnf::kNfe)[0];
+  SamplingMeasures(cnf, z, st, row);
 }
 
 absl::StatusOr<Row> Train(const Problem& problem, const std::string& method,
@@ -277,7 +376,7 @@ absl::StatusOr<Row> Train(const Problem& problem, const std::string& method,
             .count();
     row.cpu_seconds += CpuSeconds() - cpu0;
     if (step % st.eval_every == 0 || step == steps) {
-      Score(*cnf, test, eval_rng, &row, step == steps);
+      Score(*cnf, test, eval_rng, st, &row, step == steps);
       const int64_t window = std::min<int64_t>(st.eval_every, step);
       double recent = 0;  // mean NFE per step since the last evaluation
       for (int64_t i = step - window; i < step; ++i) recent += row.nfe[i];
@@ -306,11 +405,30 @@ absl::Status Run(experiments::Experiment& ex) {
         "--dtype=f32: cnf_training_methods compares the methods in float64");
   ex.SingleThreaded("each method runs its own training loop");
   ex.set_seed(absl::GetFlag(FLAGS_seed));
-  Settings st{
-      absl::GetFlag(FLAGS_steps),        absl::GetFlag(FLAGS_fm_steps),
-      absl::GetFlag(FLAGS_batch),        absl::GetFlag(FLAGS_eval_every),
-      absl::GetFlag(FLAGS_test_size),    absl::GetFlag(FLAGS_lr),
-      absl::GetFlag(FLAGS_rnode_lambda), absl::GetFlag(FLAGS_seed)};
+  Settings st{absl::GetFlag(FLAGS_steps),
+              absl::GetFlag(FLAGS_fm_steps),
+              absl::GetFlag(FLAGS_batch),
+              absl::GetFlag(FLAGS_eval_every),
+              absl::GetFlag(FLAGS_test_size),
+              absl::GetFlag(FLAGS_lr),
+              absl::GetFlag(FLAGS_rnode_lambda),
+              absl::GetFlag(FLAGS_seed),
+              {},
+              {},
+              absl::GetFlag(FLAGS_first_step)};
+  bool tols_ok = true, euler_ok = true;
+  for (absl::string_view t :
+       absl::StrSplit(absl::GetFlag(FLAGS_sample_tols), ',')) {
+    double v = 0;
+    tols_ok &= data::ParseDecimal(t, &v).ok() && v >= kReferenceTol && v < 1;
+    st.sample_tols.push_back(v);
+  }
+  for (absl::string_view k :
+       absl::StrSplit(absl::GetFlag(FLAGS_euler_steps), ',')) {
+    int64_t v = 0;
+    euler_ok &= absl::SimpleAtoi(k, &v) && v >= 1 && v <= 100000;
+    st.euler_steps.push_back(v);
+  }
   if (absl::GetFlag(FLAGS_quick)) {
     st.steps = 150;
     st.eval_every = 50;
@@ -348,6 +466,13 @@ absl::Status Run(experiments::Experiment& ex) {
        "finite and >= 0"},
       {"eval_every", st.eval_every, st.eval_every > 0, "> 0"},
       {"test_size", st.test_size, st.test_size > 0, "> 0"},
+      {"sample_tols", absl::GetFlag(FLAGS_sample_tols), tols_ok,
+       "comma-separated decimals in [1e-9, 1)"},
+      {"euler_steps", absl::GetFlag(FLAGS_euler_steps), euler_ok,
+       "comma-separated integers in [1, 100000]"},
+      {"first_step", st.first_step,
+       std::isfinite(st.first_step) && st.first_step >= 0 && st.first_step <= 1,
+       "in [0, 1] (0: Hairer's rule)"},
   }));
   FT_RETURN_IF_ERROR(experiments::CheckRunMemory(
       experiments::FlowFootprint(100, 64, 0, {256, 256},
@@ -372,6 +497,9 @@ absl::Status Run(experiments::Experiment& ex) {
   ex.config()["fm_steps"] = st.fm_steps;
   ex.config()["fm_steps_own"] = fm_own;
   ex.config()["rnode_lambda"] = st.rnode_lambda;
+  ex.config()["sample_tols"] = st.sample_tols;
+  ex.config()["euler_steps"] = st.euler_steps;
+  ex.config()["first_step"] = st.first_step;
   std::printf(
       "\n| data         | method | steps | test NLL | NFE/step | NFE "
       "10/50/90%%   | sampling NFE | train s (wall / CPU) | s to ffjord NLL "
@@ -391,7 +519,11 @@ absl::Status Run(experiments::Experiment& ex) {
         {"sampling_nfe", r.sampling_nfe},
         {"seconds", r.seconds},
         {"cpu_seconds", r.cpu_seconds},
-        {"seconds_to_ffjord", TimeTo(r, target)}};
+        {"seconds_to_ffjord", TimeTo(r, target)},
+        {"x_only_sampling_nfe", r.sample_nfe},
+        {"euler_error", r.euler_error},
+        {"straightness", r.straightness},
+        {"straightness_relative", r.straightness_rel}};
     std::printf(
         "| %-12s | %-6s | %5zu | %8.4f | %8.1f | %15s | %12.0f | %20s | "
         "%27s |\n",
@@ -400,6 +532,27 @@ absl::Status Run(experiments::Experiment& ex) {
         absl::StrFormat("%.1f / %.1f", r.seconds, r.cpu_seconds).c_str(),
         TimeTo(r, target).c_str());
   }
+  std::printf(
+      "\nSampling (the map alone, %ld base draws; x_ref: dopri5 at %g):\n\n"
+      "| data | method | x-only NFE at tol %s | Euler error at k = %s | "
+      "S |\n| --- | --- | --- | --- | --- |\n",
+      static_cast<long>(kSamples), kReferenceTol,
+      absl::GetFlag(FLAGS_sample_tols).c_str(),
+      absl::GetFlag(FLAGS_euler_steps).c_str());
+  for (const Row& r : rows)
+    std::printf(
+        "| %s | %s | %s | %s | %.3g |\n", r.data.c_str(), r.method.c_str(),
+        absl::StrJoin(r.sample_nfe, "/",
+                      [](std::string* out, double x) {
+                        absl::StrAppend(out, absl::StrFormat("%.0f", x));
+                      })
+            .c_str(),
+        absl::StrJoin(r.euler_error, "/",
+                      [](std::string* out, double x) {
+                        absl::StrAppend(out, absl::StrFormat("%.3g", x));
+                      })
+            .c_str(),
+        r.straightness);
   return absl::OkStatus();
 }
 

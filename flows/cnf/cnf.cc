@@ -94,6 +94,15 @@ Tensor Field(const FieldInputs& in, double t, const Tensor& s, bool build) {
   return scale.defined() ? out * scale : out;
 }
 
+// f alone (Transport): with a learnable T, T f(t T, z) in rescaled time.
+Tensor MapField(const FieldInputs& in, double t, const Tensor& z) {
+  if (!in.sqrt_t.defined() && !in.context.defined()) return (*in.f)(t, z);
+  Tensor scale = in.sqrt_t.defined() ? Square(in.sqrt_t) : Tensor();
+  Tensor time = scale.defined() ? scale * t : Tensor::Scalar(t, z.dtype());
+  Tensor fz = (*in.f)(time, z, in.context);
+  return scale.defined() ? fz * scale : fz;
+}
+
 // Recording on (adjoint VJPs, replay): the graph. Off: values, for the
 // solver's value field (ode/adjoint.h ValueField), which reads the result
 // inside its own TapeScope: the VJPs record there, the closed-form trace
@@ -181,36 +190,38 @@ bool Cnf::regularized() const {
 }
 
 FlowResult Cnf::Run(const Tensor& x, const Tensor& context, bool forward,
-                    Rng* rng) const {
+                    bool density, Rng* rng) const {
   const int64_t d = dynamics_->dim();
   if (absl::Status s = CheckShapes(x, context, d, dynamics_->context_dim());
       !s.ok())
     return Failed(x, std::move(s));
   const int64_t n = x.dim(0);
   const DType dtype = x.dtype();
-  const bool reg = regularized();
+  const bool reg = density && regularized();
   const bool closed_form = options_.trace == TraceEstimator::kExact && !reg &&
                            dynamics_->has_closed_form_trace();
   FieldInputs in{dynamics_, closed_form, Tensor(),      {},
                  reg,       context,     sqrt_end_time_};
-  if (options_.trace != TraceEstimator::kHutchinson && !closed_form &&
+  if (density && options_.trace != TraceEstimator::kHutchinson &&
+      !closed_form &&
       n * d * d * static_cast<int64_t>(DTypeSize(dtype)) <= kUnitCacheBytes)
     for (int64_t i = 0; i < d; ++i)
       in.units.push_back(UnitColumn(n, d, i, dtype));
-  if (options_.trace == TraceEstimator::kHutchinson) {
+  if (density && options_.trace == TraceEstimator::kHutchinson) {
     FT_CHECK(rng != nullptr,
              "cnf: the Hutchinson trace needs an Rng: pass one to "
              "Forward/Inverse (FlowModel::LogProb/Nll/Score take it too)");
     in.eps = SampleNoise({n, d}, options_.noise, *rng, dtype);
   }
-  ode::OdeFn field = [in](double t, const Tensor& s) {
-    return AugmentedField(in, t, s);
+  ode::OdeFn field = [in, density](double t, const Tensor& s) {
+    return density ? AugmentedField(in, t, s) : MapField(in, t, s);
   };
   // Everything the field depends on that may need gradients.
   std::vector<Tensor> params = dynamics_->Parameters();
   if (sqrt_end_time_.defined()) params.push_back(sqrt_end_time_);
   if (context.defined() && context.requires_grad()) params.push_back(context);
-  Tensor s0 = Concat({x, Tensor::Zeros({n, reg ? 3 : 1}, dtype)}, 1);
+  Tensor s0 =
+      density ? Concat({x, Tensor::Zeros({n, reg ? 3 : 1}, dtype)}, 1) : x;
   // Fixed T: t in [0, T]. Learnable T: rescaled time s in [0, 1].
   const double t_end = sqrt_end_time_.defined() ? 1.0 : options_.t_end;
   std::vector<double> times = forward ? std::vector<double>{0.0, t_end}
@@ -218,7 +229,8 @@ FlowResult Cnf::Run(const Tensor& x, const Tensor& context, bool forward,
   auto sol = ode::OdeSolve(field, s0, times, params, options_.ode);
   if (!sol.ok()) return Failed(x, sol.status());
   const Tensor& s = sol->ys[1];
-  FlowResult r(Narrow(s, 1, 0, d), Reshape(Narrow(s, 1, d, 1), {n}));
+  FlowResult r(density ? Narrow(s, 1, 0, d) : s,
+               density ? Reshape(Narrow(s, 1, d, 1), {n}) : Tensor());
   if (reg) {
     Tensor kinetic = Reshape(Narrow(s, 1, d + 1, 1), {n});
     Tensor jacobian = Reshape(Narrow(s, 1, d + 2, 1), {n});
@@ -246,12 +258,17 @@ FlowResult Cnf::Run(const Tensor& x, const Tensor& context, bool forward,
 
 FlowResult Cnf::Forward(const Tensor& x, const Tensor& context,
                         Rng* rng) const {
-  return Run(x, context, true, rng);
+  return Run(x, context, true, true, rng);
 }
 
 FlowResult Cnf::Inverse(const Tensor& z, const Tensor& context,
                         Rng* rng) const {
-  return Run(z, context, false, rng);
+  return Run(z, context, false, true, rng);
+}
+
+FlowResult Cnf::Transport(const Tensor& x, const Tensor& context,
+                          bool forward) const {
+  return Run(x, context, forward, false, nullptr);
 }
 
 absl::StatusOr<std::shared_ptr<Cnf>> MakeFfjord(

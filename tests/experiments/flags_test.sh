@@ -89,6 +89,10 @@ expect benchmarks/earth "--rfm_lr=nan: must be finite, in [0, 1)" --rfm_lr=nan -
 expect benchmarks/earth "--rfm_activation: unknown activation 'cube'" --rfm_activation=cube --models=rfm
 expect benchmarks/cnf_training_methods "--fm_steps=-1: must be >= 0 (0: --steps)" --fm_steps=-1
 expect benchmarks/cnf_training_methods "--data=digitz: must be toy densities (data/toy2d.h) or digits" --data=digitz
+expect benchmarks/cnf_training_methods "--sample_tols=1e-3,1e-12: must be comma-separated decimals in [1e-9, 1)" --sample_tols=1e-3,1e-12
+expect benchmarks/cnf_training_methods "--sample_tols=nan: must be" --sample_tols=nan
+expect benchmarks/cnf_training_methods "--euler_steps=1,0: must be comma-separated integers" --euler_steps=1,0
+expect benchmarks/cnf_training_methods "--first_step=2: must be in [0, 1]" --first_step=2
 
 # Catalogues too small for a nonempty 80/10/10 split: a clear error (a
 # one-row catalogue used to crash the mixture model, and 2-9 rows trained

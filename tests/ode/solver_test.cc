@@ -111,6 +111,52 @@ TEST(SolverTest, CountersAreExact) {
   EXPECT_EQ(c3.nfe, 36);
 }
 
+// y' = c: dopri5 is exact and its error estimate 0, so the only steps are
+// the ramp from Hairer's first step h = min(100 h0, (0.01 / d1)^(1/5))
+// (h0 = 0.01 d0 / d1, d0 = |y0|_w, d1 = |c|_w) growing by Odeint's largest
+// factor, 0.9 * 5 = 4.5, until t_end. A step cap or a slower growth shows
+// up here as extra steps.
+TEST(SolverTest, StraightLineTakesOnlyTheStartingRamp) {
+  const std::vector<double> c{1.0, -2.0, 0.5, 3.0}, y0{1.0, 1.0, -1.0, 2.0};
+  VectorField<double> f = [&c](double, const std::vector<double>&,
+                               std::vector<double>& dy) { dy = c; };
+  for (double tol : {1e-3, 1e-5, 1e-7}) {
+    SolverOptions o;
+    o.rtol = o.atol = tol;
+    double d0 = 0, d1 = 0;
+    for (size_t i = 0; i < c.size(); ++i) {
+      const double w = tol + tol * std::fabs(y0[i]);
+      d0 += y0[i] * y0[i] / (w * w) / c.size();
+      d1 += c[i] * c[i] / (w * w) / c.size();
+    }
+    double h = std::min(100 * 0.01 * std::sqrt(d0 / d1),
+                        std::pow(0.01 / std::sqrt(d1), 0.2));
+    std::vector<double> want;
+    for (double t = 0; t < 1 - 1e-12; t += h, h *= 4.5)
+      want.push_back(std::min(h, 1 - t));
+    SolverCounters counters;
+    std::vector<Step> steps;
+    auto y = Integrate(f, y0, {0.0, 1.0}, o, &counters, &steps);
+    ASSERT_TRUE(y.ok());
+    ASSERT_EQ(steps.size(), want.size()) << "tol " << tol;
+    for (size_t k = 0; k < want.size(); ++k)
+      EXPECT_NEAR(steps[k].dt, want[k], 1e-12)
+          << "tol " << tol << " step " << k;
+    EXPECT_EQ(counters.rejected, 0);
+    EXPECT_EQ(counters.nfe, 2 + 6 * counters.accepted);
+    for (size_t i = 0; i < c.size(); ++i)
+      EXPECT_NEAR(y->back()[i], y0[i] + c[i], 1e-13);
+  }
+  // Given a first step of the whole interval: one step.
+  SolverOptions o;
+  o.rtol = o.atol = 1e-5;
+  o.first_step = 1.0;
+  SolverCounters counters;
+  ASSERT_TRUE(Integrate(f, y0, {0.0, 1.0}, o, &counters).ok());
+  EXPECT_EQ(counters.accepted, 1);
+  EXPECT_EQ(counters.nfe, 7);
+}
+
 TEST(SolverTest, TighterToleranceCostsMoreAndMaxDtIsRespected) {
   SolverOptions o;
   SolverCounters loose, tight, capped;

@@ -4,7 +4,9 @@
 // vs finite differences, the result's extras (regularisers, cost), options
 // validation, float32 against float64, and the common flow harness; fixed-T
 // results equal values recorded before learnable T and conditioning existed
-// (cnf_train_t_test, cnf_context_test test those).
+// (cnf_train_t_test, cnf_context_test test those); Transport (the map
+// without the log-density): exact on a straight map in the fewest dopri5
+// steps, and Forward's / Inverse's value and gradients.
 #include "flows/cnf/cnf.h"
 
 #include <Eigen/Dense>
@@ -642,6 +644,89 @@ TEST(CnfTest, SamplesCarryTheirLogDensity) {
   auto s = model.SampleWithLogProb(6, rng);
   Tensor lp = model.LogProb(s.x);
   for (int64_t i = 0; i < 6; ++i) EXPECT_NEAR(lp[i], s.log_prob[i], 1e-8);
+}
+
+// The straight-line (displacement) interpolation between x ~ N(mu, s^2 I)
+// at t = 0 and z = (x - mu) / s ~ N(0, I) at t = 1: every path
+// y(t) = (1 - t) x + t z is a straight line at constant speed, so dopri5 is
+// exact on it, while the log-density's integrand
+// tr(df/dy) = d (1/s - 1) / a(t), a(t) = 1 - t + t/s, varies with t.
+//   f(t, y) = (y + t mu / s) (1/s - 1) / a(t) - mu / s.
+class StraightAffineField : public CnfDynamics {
+ public:
+  StraightAffineField(std::vector<double> mu, double s)
+      : mu_(std::move(mu)), s_(s) {}
+  Tensor operator()(double t, const Tensor& y) const override {
+    const int64_t d = dim();
+    Tensor mu = Tensor::FromVector({1, d}, mu_, y.dtype());
+    const double a = 1 - t + t / s_;
+    return (y + mu * (t / s_)) * ((1 / s_ - 1) / a) - mu * (1 / s_);
+  }
+  int64_t dim() const override { return static_cast<int64_t>(mu_.size()); }
+
+ private:
+  std::vector<double> mu_;
+  double s_;
+};
+
+TEST(CnfTest, TransportIsTheMapWithoutTheDensity) {
+  const std::vector<double> mu{1.5, -0.5};
+  const double s = 0.3;
+  auto cnf =
+      MakeCnf(std::make_shared<StraightAffineField>(mu, s), CnfOptions());
+  NoGradScope no_grad;
+  Tensor z = Points(200, 2, 21);
+  FlowResult sample = cnf->Transport(z);
+  FlowResult inverse = cnf->Inverse(z);
+  ASSERT_TRUE(sample.status.ok() && inverse.status.ok());
+  EXPECT_FALSE(sample.logdet.defined());
+  for (int64_t i = 0; i < z.numel(); ++i) {
+    const double x = mu[i % 2] + s * z[i];  // the exact map
+    EXPECT_NEAR(sample.value[i], x, 1e-12);
+    EXPECT_NEAR(inverse.value[i], x, 1e-5);
+  }
+  // Straight paths: only the starting ramp (Hairer's first step, then at
+  // most 4.5x per step; tests/ode/solver_test.cc), no rejection. The
+  // density solve must also follow l(t) = -d log a(t) and takes more.
+  const double steps = sample.extra(kAcceptedSteps)[0];
+  EXPECT_LE(steps, 3);
+  EXPECT_EQ(sample.extra(kRejectedSteps)[0], 0);
+  EXPECT_EQ(sample.extra(kNfe)[0], 2 + 6 * steps);
+  EXPECT_GE(inverse.extra(kNfe)[0], sample.extra(kNfe)[0] + 12);
+  // Forward direction: the data -> base map, as Forward's value.
+  Tensor x = cnf->Transport(sample.value, Tensor(), true).value;
+  for (int64_t i = 0; i < z.numel(); ++i) EXPECT_NEAR(x[i], z[i], 1e-12);
+}
+
+// With a context, a learnable T and the adjoint: Transport's value and its
+// gradients (x, parameters, T, context) are Forward's / Inverse's.
+TEST(CnfTest, TransportMatchesTheFlowWithContextAndLearnableT) {
+  Rng rng(22);
+  CnfOptions o = Tight();
+  o.train_t = true;
+  o.t_end = 0.7;
+  auto cnf = MakeCnf(
+      ConcatSquashNet::Create(2, {8}, nn::Activation::kTanh, rng, 2).value(),
+      o);
+  testing::PerturbParameters(*cnf, rng, 0.5);
+  Tensor x = Points(5, 2, 23);
+  Tensor c = Points(5, 2, 24);
+  x.set_requires_grad(true);
+  c.set_requires_grad(true);
+  std::vector<Tensor> inputs = cnf->Parameters();
+  inputs.insert(inputs.end(), {x, c});
+  for (bool forward : {true, false}) {
+    Tensor want = forward ? cnf->Forward(x, c).value : cnf->Inverse(x, c).value;
+    Tensor got = cnf->Transport(x, c, forward).value;
+    for (int64_t i = 0; i < x.numel(); ++i) EXPECT_NEAR(got[i], want[i], 1e-9);
+    Tensor w = Points(5, 2, 25);  // a fixed linear functional of the value
+    std::vector<Tensor> gw = Grad({Sum(want * w)}, inputs);
+    std::vector<Tensor> gg = Grad({Sum(got * w)}, inputs);
+    for (size_t k = 0; k < inputs.size(); ++k)
+      for (int64_t i = 0; i < gw[k].numel(); ++i)
+        EXPECT_NEAR(gg[k][i], gw[k][i], 1e-7) << k << " " << i;
+    Tape::Get().Reset();
+  }
 }
 
 TEST(CnfTest, SolveFailureIsReported) {

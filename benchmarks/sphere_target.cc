@@ -22,9 +22,9 @@
 // has an unconditional interval spline.
 // Usage:
 //   ./bazelw run --config=opt //benchmarks:sphere_target
-//       quick: 3 seeds x 2 models, 4000 steps (a few CPU minutes)
+//       quick: 3 seeds x 2 models, 4000 steps (under 2 CPU minutes)
 //   ./bazelw run --config=opt //benchmarks:sphere_target -- --full
-//       5 seeds, 20000 steps (the paper's count; tens of CPU minutes)
+//       5 seeds, 20000 steps (the paper's count; about 10 CPU minutes)
 // Writes results.json (KL and ESS per model and seed) and history.csv (F
 // per step, run "<model>/seed<k>") to --out_dir. Its own training loop:
 // --threads is ignored (one replica).

@@ -37,7 +37,9 @@ TEST(GaussLegendre, NodesAndWeightsAreTheKnownOnes) {
     for (int i = 0; i < n; ++i) {
       sum += r.weights[i];
       EXPECT_GT(r.weights[i], 0);
-      if (i > 0) EXPECT_LT(r.nodes[i - 1], r.nodes[i]);
+      if (i > 0) {
+        EXPECT_LT(r.nodes[i - 1], r.nodes[i]);
+      }
     }
     EXPECT_NEAR(sum, 2.0, 1e-13) << n;
     // Exact for z^(2n - 2) (int = 2 / (2n - 1)).

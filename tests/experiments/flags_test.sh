@@ -3,7 +3,7 @@
 # naming the flag and its value (exit 1, no abort), before loading data or
 # training; valid flags still run (a 2-step toy2d, a 1-step earth on the
 # shipped volcano catalogue found from an unrelated working directory, a
-# 2-step torus).
+# 2-step torus, a 2-step sphere_target).
 set -uo pipefail
 root=$PWD
 tmp=$(mktemp -d "${TEST_TMPDIR:-/tmp}/flags.XXXXXX")
@@ -57,6 +57,9 @@ expect benchmarks/torus "--bins=1: must be in [2, 256]" --bins=1
 expect benchmarks/torus "--lr=nan: must be in (0, 1)" --lr=nan
 expect benchmarks/torus "unknown torus target 'bimodal'" --targets=bimodal
 expect benchmarks/torus "--models: unknown 'maf'" --models=maf
+expect benchmarks/sphere_target "--components=0: must be in [1, 256]" --components=0
+expect benchmarks/sphere_target "unknown S^2 target 's3'" --target=s3
+expect benchmarks/sphere_target "--models: unknown 'maf'" --models=maf
 
 # Sizes whose memory cannot exist are refused before anything is allocated
 # (they used to abort in tensor.cc or run until memory ran out), with the
@@ -128,6 +131,12 @@ out=$("$root/benchmarks/torus" --seeds=1 --steps=2 --eval_samples=100 \
   --targets=correlated --models=ar_mobius 2>&1)
 [[ $? -eq 0 && $out == *"correlated"*"seed 0: KL"* ]] || {
   echo "FAIL: torus with valid flags: $out"
+  fails=$((fails + 1))
+}
+out=$("$root/benchmarks/sphere_target" --seeds=1 --steps=2 --eval_samples=100 \
+  --models=mobius --bins=4 --components=2 --hidden=4 2>&1)
+[[ $? -eq 0 && $out == *"mobius  seed 0: KL"* ]] || {
+  echo "FAIL: sphere_target with valid flags: $out"
   fails=$((fails + 1))
 }
 

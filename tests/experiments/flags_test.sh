@@ -53,6 +53,10 @@ expect experiments/calibration "--calib_steps=-1" --calib_steps=-1
 expect benchmarks/earth "--seeds=0: must be > 0" --seeds=0
 expect benchmarks/earth "--datasets: unknown 'mars'" --datasets=mars
 expect benchmarks/earth "--models: unknown 'kent'" --models=kent
+expect benchmarks/earth "--first_seed=-1: must be in [0, 1e6]" --first_seed=-1
+expect benchmarks/earth "--rfm_t_power=-2: must be in [0, 100]" --rfm_t_power=-2
+expect benchmarks/earth "--rfm_coupling: " --rfm_coupling=greedy
+expect benchmarks/earth "--rfm_coupling=exact_ot: the batch (1024) must be <= 512" --rfm_coupling=exact_ot --rfm_batch=1024
 expect benchmarks/torus "--bins=1: must be in [2, 256]" --bins=1
 expect benchmarks/torus "--lr=nan: must be in (0, 1)" --lr=nan
 expect benchmarks/torus "unknown torus target 'bimodal'" --targets=bimodal

@@ -53,6 +53,8 @@ expect experiments/calibration "--calib_steps=-1" --calib_steps=-1
 expect benchmarks/earth "--seeds=0: must be > 0" --seeds=0
 expect benchmarks/earth "--datasets: unknown 'mars'" --datasets=mars
 expect benchmarks/earth "--models: unknown 'kent'" --models=kent
+expect benchmarks/earth "--recursive_blocks=65: must be in [0, 64]" --recursive_blocks=65 --models=recursive
+expect benchmarks/earth "--recursive_lr=nan: must be finite, in [0, 1)" --recursive_lr=nan --models=recursive
 expect benchmarks/torus "--bins=1: must be in [2, 256]" --bins=1
 expect benchmarks/torus "--lr=nan: must be in (0, 1)" --lr=nan
 expect benchmarks/torus "unknown torus target 'bimodal'" --targets=bimodal
@@ -111,6 +113,15 @@ out=$("$root/benchmarks/earth" --seeds=1 --steps=1 --datasets=volcano \
   --models=affine --maps=false 2>&1)
 [[ $? -eq 0 && $out == *"volcano"*"seed 0"* ]] || {
   echo "FAIL: earth on the shipped volcano data: $out"
+  fails=$((fails + 1))
+}
+out=$("$root/benchmarks/earth" --seeds=1 --steps=2 --datasets=volcano \
+  --models=recursive --recursive_blocks=1 --recursive_bins=4 \
+  --recursive_hidden=8 --recursive_batch=64 --maps=false \
+  --out_dir="$tmp/recursive" 2>&1)
+[[ $? -eq 0 && $out == *"volcano"*"recursive"*"seed 0"*"recursive (spline K=4) x1"* &&
+  -s $tmp/recursive/volcano_recursive.ftm ]] || {
+  echo "FAIL: earth --models=recursive on the shipped volcano data: $out"
   fails=$((fails + 1))
 }
 out=$("$root/benchmarks/earth" --seeds=1 --steps=2 --datasets=volcano \

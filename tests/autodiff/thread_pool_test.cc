@@ -61,7 +61,9 @@ void CheckGemm() {
                          std::array<int64_t, 3>{40, 256, 900},
                          std::array<int64_t, 3>{300, 3000, 48},
                          std::array<int64_t, 3>{7, 5, 3}}) {
-    if (m > 7) EXPECT_GE(m * k * n, internal::kParallelFlops) << m << k << n;
+    if (m > 7) {
+      EXPECT_GE(m * k * n, internal::kParallelFlops) << m << k << n;
+    }
     for (bool ta : {false, true})
       for (bool tb : {false, true}) {
         RowMatrixT<T> a = ta ? Random<T>(k, m, rng) : Random<T>(m, k, rng);

@@ -57,6 +57,8 @@ expect benchmarks/earth "--first_seed=-1: must be in [0, 1e6]" --first_seed=-1
 expect benchmarks/earth "--rfm_t_power=-2: must be in [0, 100]" --rfm_t_power=-2
 expect benchmarks/earth "--rfm_coupling: " --rfm_coupling=greedy
 expect benchmarks/earth "--rfm_coupling=exact_ot: the batch (1024) must be <= 512" --rfm_coupling=exact_ot --rfm_batch=1024
+expect benchmarks/earth "--recursive_blocks=65: must be in [0, 64]" --recursive_blocks=65 --models=recursive
+expect benchmarks/earth "--recursive_lr=nan: must be finite, in [0, 1)" --recursive_lr=nan --models=recursive
 expect benchmarks/torus "--bins=1: must be in [2, 256]" --bins=1
 expect benchmarks/torus "--lr=nan: must be in (0, 1)" --lr=nan
 expect benchmarks/torus "unknown torus target 'bimodal'" --targets=bimodal
@@ -122,6 +124,15 @@ out=$("$root/benchmarks/earth" --seeds=1 --steps=1 --datasets=volcano \
   --models=affine --maps=false 2>&1)
 [[ $? -eq 0 && $out == *"volcano"*"seed 0"* ]] || {
   echo "FAIL: earth on the shipped volcano data: $out"
+  fails=$((fails + 1))
+}
+out=$("$root/benchmarks/earth" --seeds=1 --steps=2 --datasets=volcano \
+  --models=recursive --recursive_blocks=1 --recursive_bins=4 \
+  --recursive_hidden=8 --recursive_batch=64 --maps=false \
+  --out_dir="$tmp/recursive" 2>&1)
+[[ $? -eq 0 && $out == *"volcano"*"recursive"*"seed 0"*"recursive (spline K=4) x1"* &&
+  -s $tmp/recursive/volcano_recursive.ftm ]] || {
+  echo "FAIL: earth --models=recursive on the shipped volcano data: $out"
   fails=$((fails + 1))
 }
 out=$("$root/benchmarks/earth" --seeds=1 --steps=2 --datasets=volcano \

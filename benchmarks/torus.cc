@@ -46,7 +46,7 @@
 #include "autodiff/ops.h"
 #include "autodiff/status_macros.h"
 #include "autodiff/tape.h"
-#include "experiments/budget.h"
+#include "benchmarks/reverse_kl_settings.h"
 #include "experiments/cli.h"
 #include "experiments/common.h"
 #include "flows/flow_model.h"
@@ -149,56 +149,27 @@ Score Evaluate(const flows::FlowModel& model, manifolds::TorusTarget target,
 
 struct Cell {
   std::vector<double> kl, ess;
-  static std::string Format(const std::vector<double>& v, const char* fmt) {
-    double m = 0, var = 0;
-    for (double x : v) m += x / v.size();
-    for (double x : v) var += (x - m) * (x - m);
-    const double sd = v.size() > 1 ? std::sqrt(var / (v.size() - 1)) : 0.0;
-    return absl::StrFormat(fmt, m, sd);
-  }
 };
 
 absl::Status Run(experiments::Experiment& ex) {
-  const bool full = absl::GetFlag(FLAGS_full);
-  int seeds = absl::GetFlag(FLAGS_seeds), steps = absl::GetFlag(FLAGS_steps);
-  if (seeds == 0) seeds = full ? 5 : 3;
-  if (steps == 0) steps = full ? 20000 : 1000;
-  const Settings settings{
-      absl::GetFlag(FLAGS_layers), absl::GetFlag(FLAGS_bins),
-      absl::GetFlag(FLAGS_components), absl::GetFlag(FLAGS_hidden)};
-  const int batch = absl::GetFlag(FLAGS_batch);
-  const int eval_samples = absl::GetFlag(FLAGS_eval_samples);
-  const double lr = absl::GetFlag(FLAGS_lr);
-  FT_RETURN_IF_ERROR(experiments::CheckFlags({
-      {"seeds", seeds, seeds > 0 && seeds <= 100, "in [1, 100]"},
-      {"steps", steps, steps > 0 && steps <= 10000000, "in [1, 1e7]"},
-      {"layers", settings.layers, settings.layers >= 1 && settings.layers <= 64,
-       "in [1, 64]"},
-      {"bins", settings.bins, settings.bins >= 2 && settings.bins <= 256,
-       "in [2, 256]"},
-      {"components", settings.components,
-       settings.components >= 1 && settings.components <= 256, "in [1, 256]"},
-      {"hidden", settings.hidden,
-       settings.hidden >= 1 && settings.hidden <= 4096, "in [1, 4096]"},
-      {"batch", batch, batch >= 1 && batch <= 1000000, "in [1, 1e6]"},
-      {"eval_samples", eval_samples,
-       eval_samples >= 2 && eval_samples <= 10000000, "in [2, 1e7]"},
-      {"lr", lr, std::isfinite(lr) && lr > 0 && lr < 1, "in (0, 1)"},
-  }));
-  {
-    // Per sample and layer: ~(2 + 2 hidden + 3 K) values through the
-    // conditioner and the map, a few times over on the tape.
-    experiments::Footprint f;
-    const double width = 2.0 * settings.hidden + 3.0 * settings.bins +
-                         3.0 * settings.components + 4.0;
-    f.parameters = 2.0 * settings.layers *
-                   (settings.hidden * (settings.hidden + 4.0) + width * 64);
-    f.activations_per_example = 20.0 * settings.layers * width;
-    f.batch = std::max(batch, 10000);
-    FT_RETURN_IF_ERROR(experiments::CheckRunMemory(
-        f, absl::StrCat("--layers=", settings.layers,
-                        " --hidden=", settings.hidden, " --batch=", batch)));
-  }
+  benchmarks::ReverseKlSettings rk;
+  rk.full = absl::GetFlag(FLAGS_full);
+  rk.seeds = absl::GetFlag(FLAGS_seeds);
+  rk.steps = absl::GetFlag(FLAGS_steps);
+  rk.layers = absl::GetFlag(FLAGS_layers);
+  rk.bins = absl::GetFlag(FLAGS_bins);
+  rk.components = absl::GetFlag(FLAGS_components);
+  rk.hidden = absl::GetFlag(FLAGS_hidden);
+  rk.batch = absl::GetFlag(FLAGS_batch);
+  rk.eval_samples = absl::GetFlag(FLAGS_eval_samples);
+  rk.lr = absl::GetFlag(FLAGS_lr);
+  FT_RETURN_IF_ERROR(benchmarks::ReadReverseKlSettings(rk, 1000));
+  FT_RETURN_IF_ERROR(benchmarks::CheckReverseKlMemory(rk, 3.0, 10000));
+  const bool full = rk.full;
+  const int seeds = rk.seeds, steps = rk.steps, batch = rk.batch;
+  const int eval_samples = rk.eval_samples;
+  const double lr = rk.lr;
+  const Settings settings{rk.layers, rk.bins, rk.components, rk.hidden};
   std::vector<manifolds::TorusTarget> targets;
   for (const std::string& t : std::vector<std::string>(
            absl::StrSplit(absl::GetFlag(FLAGS_targets), ','))) {
@@ -297,11 +268,11 @@ absl::Status Run(experiments::Experiment& ex) {
     std::cout << absl::StrFormat("%-34s", label);
     for (auto t : targets) {
       const Cell& c = cells[name][manifolds::TorusTargetName(t)];
-      std::cout << absl::StrFormat("%-30s",
-                                   Cell::Format(c.kl, "%.4f+-%.4f") + " / " +
-                                       Cell::Format(c.ess, "%.1f+-%.1f%%"));
+      std::cout << absl::StrFormat(
+          "%-30s", benchmarks::MeanSd(c.kl, "%.4f+-%.4f") + " / " +
+                       benchmarks::MeanSd(c.ess, "%.1f+-%.1f%%"));
       ex.metrics()["kl"][manifolds::TorusTargetName(t)][name] =
-          Cell::Format(c.kl, "%.4f +- %.4f");
+          benchmarks::MeanSd(c.kl, "%.4f +- %.4f");
     }
     std::cout << "\n";
   }

@@ -21,8 +21,8 @@
 //   fwd_cpu_us, adj_cpu_us  process CPU time (all threads) / NFE
 //   nfe_fwd, nfe_adj        NFE per solve (of the last step)
 // Threads: the intra-op pool (autodiff/thread_pool.h) splits only products
-// of at least 2^21 multiply-adds, and this net's largest is 256 x 64 x 64
-// (2^20), so one step cannot use a second core; threads = 2 runs two
+// of at least 2^23 multiply-adds (kParallelFlops), and this net's largest
+// is 256 x 64 x 64 (2^20), so one step cannot use a second core; threads = 2 runs two
 // independent steps at once (one replica model, tape and batch per thread,
 // phases aligned by a barrier) and reports wall / (NFE of both): throughput
 // per NFE on two cores. PyTorch at 2 threads splits each op instead.

@@ -22,10 +22,10 @@
 //   nfe_fwd, nfe_adj        NFE per solve (of the last step)
 // Threads: the intra-op pool (autodiff/thread_pool.h) splits only products
 // of at least 2^23 multiply-adds (kParallelFlops), and this net's largest
-// is 256 x 64 x 64 (2^20), so one step cannot use a second core; threads = 2 runs two
-// independent steps at once (one replica model, tape and batch per thread,
-// phases aligned by a barrier) and reports wall / (NFE of both): throughput
-// per NFE on two cores. PyTorch at 2 threads splits each op instead.
+// is 256 x 64 x 64 (2^20), so one step cannot use a second core; threads = 2
+// runs two independent steps at once (one replica model, tape and batch per
+// thread, phases aligned by a barrier) and reports wall / (NFE of both):
+// throughput per NFE on two cores. PyTorch at 2 threads splits each op instead.
 // Read fwd_cpu_us / adj_cpu_us on a shared machine (wall time includes
 // waiting for the cores).
 #include <time.h>

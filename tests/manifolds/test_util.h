@@ -10,9 +10,9 @@
 
 #include "Eigen/Dense"
 #include "autodiff/grad.h"
-#include "nn/module.h"
 #include "autodiff/tape.h"
 #include "autodiff/tensor.h"
+#include "nn/module.h"
 
 namespace flowtape::manifolds::testing {
 

@@ -4,10 +4,10 @@
 #include <cmath>
 
 #include "autodiff/grad.h"
-#include "nn/schedule.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
 #include "gtest/gtest.h"
+#include "nn/schedule.h"
 
 namespace flowtape::nn {
 namespace {

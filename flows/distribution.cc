@@ -18,6 +18,17 @@ constexpr double kHalfLog2Pi = 0.91893853320467274178;
 // Sums a per-coordinate [N, E...] tensor over the event axes: [N].
 Tensor SumEvent(const Tensor& t) { return Sum(Reshape(t, {t.dim(0), -1}), 1); }
 
+// exp(logits[offset + c] - max) for c < k: a mixture's unnormalised
+// component weights, as Rng::Categorical takes them.
+std::vector<double> MixtureWeights(const Tensor& logits, int64_t offset,
+                                   int64_t k) {
+  double mx = logits[offset];
+  for (int64_t c = 1; c < k; ++c) mx = std::max(mx, logits[offset + c]);
+  std::vector<double> w(k);
+  for (int64_t c = 0; c < k; ++c) w[c] = std::exp(logits[offset + c] - mx);
+  return w;
+}
+
 absl::Status CheckPositiveFinite(const char* who, const char* what,
                                  const Tensor& t) {
   for (int64_t i = 0; i < t.numel(); ++i) {
@@ -209,10 +220,7 @@ Tensor GaussianMixture::LogProb(const Tensor& x) const {
 
 Tensor GaussianMixture::Sample(int64_t n, Rng& rng) const {
   const int64_t k = num_components(), d = means_.dim(1);
-  std::vector<double> w(k);
-  double mx = logits_[0];
-  for (int64_t j = 1; j < k; ++j) mx = std::max(mx, logits_[j]);
-  for (int64_t j = 0; j < k; ++j) w[j] = std::exp(logits_[j] - mx);
+  const std::vector<double> w = MixtureWeights(logits_, 0, k);
   std::vector<int64_t> idx(n);
   for (int64_t i = 0; i < n; ++i) idx[i] = rng.Categorical(w);
   return IndexSelect(means_, 0, idx) +
@@ -312,10 +320,7 @@ Tensor FullGaussianMixture::LogProb(const Tensor& x) const {
 
 Tensor FullGaussianMixture::Sample(int64_t n, Rng& rng) const {
   const int64_t k = num_components(), d = means_.dim(1);
-  std::vector<double> w(k);
-  double mx = logits_[0];
-  for (int64_t j = 1; j < k; ++j) mx = std::max(mx, logits_[j]);
-  for (int64_t j = 0; j < k; ++j) w[j] = std::exp(logits_[j] - mx);
+  const std::vector<double> w = MixtureWeights(logits_, 0, k);
   std::vector<int64_t> idx(n);
   for (int64_t i = 0; i < n; ++i) idx[i] = rng.Categorical(w);
   // [n, D, D] x [n, D, 1]: L_k eps per sample.
@@ -352,10 +357,7 @@ Tensor FactorizedMixture::Sample(int64_t n, Rng& rng) const {
   // from the flattened [D * K] parameters (reparametrised given c).
   std::vector<int64_t> idx(n * d);
   for (int64_t j = 0; j < d; ++j) {
-    std::vector<double> w(k);
-    double mx = logits_[j * k];
-    for (int64_t c = 1; c < k; ++c) mx = std::max(mx, logits_[j * k + c]);
-    for (int64_t c = 0; c < k; ++c) w[c] = std::exp(logits_[j * k + c] - mx);
+    const std::vector<double> w = MixtureWeights(logits_, j * k, k);
     for (int64_t i = 0; i < n; ++i) idx[i * d + j] = j * k + rng.Categorical(w);
   }
   Tensor mu = Reshape(IndexSelect(Reshape(means_, {d * k}), 0, idx), {n, d});

@@ -163,35 +163,28 @@ absl::Status SaveCalibrationModel(const std::string& path,
   Rng rng(0);
   FT_ASSIGN_OR_RETURN(std::shared_ptr<CalibratedClassifier> fresh,
                       MakeCalibrationModel(spec, rng));
-  if (!SameLayout(ModelState(*fresh), state))
-    return absl::InvalidArgumentError(
-        absl::StrCat(Source(path),
-                     ": the model's parameters and buffers are not what "
-                     "the spec builds (map '",
-                     spec.map, "', sizes and dtype)"));
+  FT_RETURN_IF_ERROR(CheckBuildsLayout(
+      Source(path), *fresh, state,
+      absl::StrCat("the spec builds (map '", spec.map, "', sizes and dtype)")));
   return nn::SaveCheckpoint(path, model, nullptr,
                             {{kKey, CalibrationModelSpecToJson(spec)}});
 }
 
 absl::StatusOr<std::shared_ptr<CalibratedClassifier>> LoadCalibrationModel(
     const std::string& path) {
-  nn::Metadata meta;
-  FT_ASSIGN_OR_RETURN(nn::NamedTensors tensors,
-                      nn::ReadTensorFile(path, &meta));
-  auto it = meta.find(kKey);
-  if (it == meta.end())
-    return absl::InvalidArgumentError(absl::StrCat(
-        Source(path), ": no model description (metadata '", kKey, "')"));
+  FT_ASSIGN_OR_RETURN(DescribedFile file,
+                      ReadDescribedFile(Source(path), path, kKey));
   absl::StatusOr<CalibrationModelSpec> spec =
-      CalibrationModelSpecFromJson(it->second);
+      CalibrationModelSpecFromJson(file.description);
   if (!spec.ok()) return WithSource(Source(path), spec.status());
   FT_RETURN_IF_ERROR(WithSource(
-      Source(path),
-      CheckDescribedSize(EstimatedValues(*spec), ValueCount(tensors), 20)));
+      Source(path), CheckDescribedSize(EstimatedValues(*spec),
+                                       ValueCount(file.tensors), 20)));
   Rng rng(0);
   FT_ASSIGN_OR_RETURN(std::shared_ptr<CalibratedClassifier> model,
                       MakeCalibrationModel(*spec, rng));
-  FT_RETURN_IF_ERROR(nn::RestoreFromTensors(Source(path), tensors, *model));
+  FT_RETURN_IF_ERROR(
+      nn::RestoreFromTensors(Source(path), file.tensors, *model));
   return model;
 }
 

@@ -62,13 +62,9 @@ absl::Status SaveModel(const std::string& path, const ModelSpec& spec,
   absl::StatusOr<std::shared_ptr<flows::FlowModel>> fresh =
       MakeModel(spec.family, spec.config, rng);
   if (!fresh.ok()) return WithSource(Source(path), fresh.status());
-  const nn::NamedTensors want = ModelState(**fresh);
-  if (!SameLayout(want, state))
-    return absl::InvalidArgumentError(
-        absl::StrCat(Source(path),
-                     ": the model's parameters and buffers are not what "
-                     "family '",
-                     spec.family, "' builds from the given config"));
+  FT_RETURN_IF_ERROR(CheckBuildsLayout(
+      Source(path), **fresh, state,
+      absl::StrCat("family '", spec.family, "' builds from the given config")));
   return nn::SaveCheckpoint(path, model, nullptr,
                             {{kModelKey, ModelSpecToJson(spec)}});
 }
@@ -76,42 +72,39 @@ absl::Status SaveModel(const std::string& path, const ModelSpec& spec,
 namespace {
 
 absl::StatusOr<ModelSpec> SpecOf(const std::string& path,
-                                 const nn::Metadata& meta,
-                                 const nn::NamedTensors& tensors) {
-  auto it = meta.find(kModelKey);
-  if (it == meta.end())
-    return absl::InvalidArgumentError(absl::StrCat(
-        Source(path), ": no model description (metadata '", kModelKey,
-        "'): a plain checkpoint; build the model and use LoadCheckpoint"));
-  absl::StatusOr<ModelSpec> spec = ModelSpecFromJson(it->second);
+                                 const DescribedFile& file) {
+  absl::StatusOr<ModelSpec> spec = ModelSpecFromJson(file.description);
   if (!spec.ok()) return WithSource(Source(path), spec.status());
-  FT_RETURN_IF_ERROR(
-      WithSource(Source(path), CheckSize(spec->config, ValueCount(tensors))));
+  FT_RETURN_IF_ERROR(WithSource(
+      Source(path), CheckSize(spec->config, ValueCount(file.tensors))));
   return spec;
+}
+
+absl::StatusOr<DescribedFile> ReadModelFile(const std::string& path) {
+  return ReadDescribedFile(
+      Source(path), path, kModelKey,
+      ": a plain checkpoint; build the model and use LoadCheckpoint");
 }
 
 }  // namespace
 
 absl::StatusOr<ModelSpec> ReadModelSpec(const std::string& path) {
-  nn::Metadata meta;
-  FT_ASSIGN_OR_RETURN(nn::NamedTensors tensors,
-                      nn::ReadTensorFile(path, &meta));
-  return SpecOf(path, meta, tensors);
+  FT_ASSIGN_OR_RETURN(DescribedFile file, ReadModelFile(path));
+  return SpecOf(path, file);
 }
 
 absl::StatusOr<std::shared_ptr<flows::FlowModel>> LoadModel(
     const std::string& path) {
-  nn::Metadata meta;
-  FT_ASSIGN_OR_RETURN(nn::NamedTensors tensors,
-                      nn::ReadTensorFile(path, &meta));
-  FT_ASSIGN_OR_RETURN(ModelSpec spec, SpecOf(path, meta, tensors));
+  FT_ASSIGN_OR_RETURN(DescribedFile file, ReadModelFile(path));
+  FT_ASSIGN_OR_RETURN(ModelSpec spec, SpecOf(path, file));
   Rng rng(0);
   absl::StatusOr<std::shared_ptr<flows::FlowModel>> model =
       MakeModel(spec.family, spec.config, rng);
   if (!model.ok()) return WithSource(Source(path), model.status());
   (*model)->To(spec.dtype);
-  UpgradeFoldedReversals(spec.family, spec.config, &tensors);
-  FT_RETURN_IF_ERROR(nn::RestoreFromTensors(Source(path), tensors, **model));
+  UpgradeFoldedReversals(spec.family, spec.config, &file.tensors);
+  FT_RETURN_IF_ERROR(
+      nn::RestoreFromTensors(Source(path), file.tensors, **model));
   return model;
 }
 

@@ -296,34 +296,27 @@ absl::Status SaveSphereModel(const std::string& path,
   Rng rng(0);
   FT_ASSIGN_OR_RETURN(std::shared_ptr<ManifoldDensity> fresh,
                       MakeSphereModel(spec, {}, rng));
-  const nn::NamedTensors want = ModelState(*fresh);
-  if (!SameLayout(want, state))
-    return absl::InvalidArgumentError(
-        absl::StrCat(Source(path),
-                     ": the model's parameters and buffers are not what "
-                     "the spec builds"));
+  FT_RETURN_IF_ERROR(
+      CheckBuildsLayout(Source(path), *fresh, state, "the spec builds"));
   return nn::SaveCheckpoint(path, model, nullptr,
                             {{kKey, SphereModelSpecToJson(spec)}});
 }
 
 absl::StatusOr<std::shared_ptr<ManifoldDensity>> LoadSphereModel(
     const std::string& path) {
-  nn::Metadata meta;
-  FT_ASSIGN_OR_RETURN(nn::NamedTensors tensors,
-                      nn::ReadTensorFile(path, &meta));
-  auto it = meta.find(kKey);
-  if (it == meta.end())
-    return absl::InvalidArgumentError(absl::StrCat(
-        Source(path), ": no model description (metadata '", kKey, "')"));
-  absl::StatusOr<SphereModelSpec> spec = SphereModelSpecFromJson(it->second);
+  FT_ASSIGN_OR_RETURN(DescribedFile file,
+                      ReadDescribedFile(Source(path), path, kKey));
+  absl::StatusOr<SphereModelSpec> spec =
+      SphereModelSpecFromJson(file.description);
   if (!spec.ok()) return WithSource(Source(path), spec.status());
   FT_RETURN_IF_ERROR(WithSource(
-      Source(path),
-      CheckDescribedSize(EstimatedValues(*spec), ValueCount(tensors), 20)));
+      Source(path), CheckDescribedSize(EstimatedValues(*spec),
+                                       ValueCount(file.tensors), 20)));
   Rng rng(0);
   FT_ASSIGN_OR_RETURN(std::shared_ptr<ManifoldDensity> model,
                       MakeSphereModel(*spec, {}, rng));
-  FT_RETURN_IF_ERROR(nn::RestoreFromTensors(Source(path), tensors, *model));
+  FT_RETURN_IF_ERROR(
+      nn::RestoreFromTensors(Source(path), file.tensors, *model));
   return model;
 }
 

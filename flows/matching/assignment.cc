@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <limits>
 #include <utility>
 
@@ -47,93 +49,271 @@ absl::Status ValidateCost(const Eigen::MatrixXd& cost) {
   return absl::OkStatus();
 }
 
-// Four doubles in one vector register (GCC/Clang vector extension: SSE2
-// pairs on baseline x86-64, one AVX register with -mavx); unaligned, may
-// alias the double arrays it is loaded from.
-typedef double Vec4 __attribute__((vector_size(32), aligned(8), may_alias));
+// Eight doubles (GCC/Clang vector extension: one AVX-512 register with
+// -march=native on such hosts, two AVX or four SSE2 registers otherwise);
+// unaligned, may alias the double arrays it is loaded from.
+typedef double Vec8 __attribute__((vector_size(64), aligned(8), may_alias));
+constexpr int kLanes = 8;
 
 // One Dijkstra relaxation through a row with costs ci and offset base:
 //   r_j = base + ci[j] - v_eff[j];  if r_j < dist[j]: dist[j] = r_j,
-//   path[j] = row.
-// Returns min_j dist[j] after the update. Branch-free: whether a distance
-// improves is data-dependent and would mispredict. Scanned columns carry
-// v_eff = -inf and dist = +inf, so they neither improve nor win the minimum.
-double Relax(const double* ci, double base, double row, const double* v_eff,
-             double* dist, double* path, int m) {
-  const Vec4 vbase = {base, base, base, base};
-  const Vec4 vrow = {row, row, row, row};
-  Vec4 vlow = {kInf, kInf, kInf, kInf};
-  int j = 0;
-  for (; j + 4 <= m; j += 4) {
-    const Vec4 r = vbase + *reinterpret_cast<const Vec4*>(ci + j) -
-                   *reinterpret_cast<const Vec4*>(v_eff + j);
-    Vec4& d = *reinterpret_cast<Vec4*>(dist + j);
-    Vec4& p = *reinterpret_cast<Vec4*>(path + j);
+//   path[j] = row,
+// in the same pass as the next column to scan: the first j with the least
+// dist[j] that is free (busy[j] = 0: the search then ends), else the first
+// with the least dist[j]; returned with its distance in *lowest (-1 and
+// +inf if every column is scanned). Distances tie often (the potentials
+// make whole shortest-path trees tight), so the free preference matters.
+// Branch-free: whether a distance improves is data-dependent and would
+// mispredict. Scanned columns carry v_eff = -inf and dist = +inf, so they
+// neither improve nor win.
+int Relax(const double* ci, double base, double row, const double* v_eff,
+          const double* busy, double* dist, double* path, int m,
+          double* lowest) {
+  const Vec8 vbase = {base, base, base, base, base, base, base, base};
+  const Vec8 vrow = {row, row, row, row, row, row, row, row};
+  // Per lane, the least (dist, busy) seen and its first index; two sets
+  // (even and odd blocks of 8) halve the dependency chain through them.
+  struct Track {
+    Vec8 low = {kInf, kInf, kInf, kInf, kInf, kInf, kInf, kInf};
+    Vec8 busy = {1, 1, 1, 1, 1, 1, 1, 1};
+    Vec8 idx = {-1, -1, -1, -1, -1, -1, -1, -1};
+  } even, odd;
+  Vec8 vj = {0, 1, 2, 3, 4, 5, 6, 7};
+  const Vec8 lanes = {kLanes, kLanes, kLanes, kLanes,
+                      kLanes, kLanes, kLanes, kLanes};
+  auto block = [&](int j, Track& t) {
+    const Vec8 r = vbase + *reinterpret_cast<const Vec8*>(ci + j) -
+                   *reinterpret_cast<const Vec8*>(v_eff + j);
+    Vec8& d = *reinterpret_cast<Vec8*>(dist + j);
+    Vec8& p = *reinterpret_cast<Vec8*>(path + j);
+    const Vec8 b = *reinterpret_cast<const Vec8*>(busy + j);
     const auto better = r < d;
-    d = better ? r : d;
+    const Vec8 dn = better ? r : d;
+    d = dn;
     p = better ? vrow : p;
-    vlow = d < vlow ? d : vlow;
+    const auto wins = (dn < t.low) | ((dn == t.low) & (b < t.busy));
+    t.low = wins ? dn : t.low;
+    t.busy = wins ? b : t.busy;
+    t.idx = wins ? vj : t.idx;
+    vj += lanes;
+  };
+  int j = 0;
+  for (; j + 2 * kLanes <= m; j += 2 * kLanes) {
+    block(j, even);
+    block(j + kLanes, odd);
   }
-  double lowest =
-      std::min(std::min(vlow[0], vlow[1]), std::min(vlow[2], vlow[3]));
+  if (j + kLanes <= m) {
+    block(j, even);
+    j += kLanes;
+  }
+  double best = kInf, best_busy = 1;
+  int index = -1;
+  auto consider = [&](double dj, double bj, int k) {
+    if (!(dj < kInf)) return;
+    if (index < 0 || dj < best ||
+        (dj == best && (bj < best_busy || (bj == best_busy && k < index)))) {
+      best = dj;
+      best_busy = bj;
+      index = k;
+    }
+  };
+  for (const Track& t : {even, odd})
+    for (int k = 0; k < kLanes; ++k)
+      consider(t.low[k], t.busy[k], static_cast<int>(t.idx[k]));
   for (; j < m; ++j) {
     const double r = base + ci[j] - v_eff[j];
     if (r < dist[j]) {
       dist[j] = r;
       path[j] = row;
     }
-    lowest = std::min(lowest, dist[j]);
+    consider(dist[j], busy[j], j);
   }
-  return lowest;
+  *lowest = best;
+  return index;
 }
 
-// The first column j with dist[j] == lowest and row4col[j] == -1 (free: the
-// search then ends), else the first with dist[j] == lowest; -1 if none.
-int ArgLowest(const double* dist, const int* row4col, double lowest, int m) {
-  const Vec4 vlow = {lowest, lowest, lowest, lowest};
-  int first = -1;
+// Buffers reused by every call on a thread (no allocation once warm).
+struct Workspace {
+  std::vector<double> u, v, shortest, dist, v_eff, path, busy, row_major;
+  std::vector<int> col4row, row4col, free_rows, scanned_rows, scanned_cols;
+};
+
+Workspace& ThreadWorkspace() {
+  thread_local Workspace w;
+  return w;
+}
+
+// The two least reduced costs r_j = ci[j] - v[j] of a row: *w1 (at the
+// first such column, *j1) and *w2 (= *w1 on a tie).
+void TwoLeast(const double* ci, const double* v, int m, int* j1, double* w1,
+              double* w2) {
+  // Per lane of two blocks of 8: least a (at index ia) and second least b.
+  struct Track {
+    Vec8 a = {kInf, kInf, kInf, kInf, kInf, kInf, kInf, kInf};
+    Vec8 b = {kInf, kInf, kInf, kInf, kInf, kInf, kInf, kInf};
+    Vec8 ia = {-1, -1, -1, -1, -1, -1, -1, -1};
+  } even, odd;
+  Vec8 vj = {0, 1, 2, 3, 4, 5, 6, 7};
+  const Vec8 lanes = {kLanes, kLanes, kLanes, kLanes,
+                      kLanes, kLanes, kLanes, kLanes};
+  auto block = [&](int j, Track& t) {
+    const Vec8 r = *reinterpret_cast<const Vec8*>(ci + j) -
+                   *reinterpret_cast<const Vec8*>(v + j);
+    const auto lower = r < t.a;
+    t.b = lower ? t.a : (r < t.b ? r : t.b);
+    t.ia = lower ? vj : t.ia;
+    t.a = lower ? r : t.a;
+    vj += lanes;
+  };
   int j = 0;
-  for (; j + 4 <= m; j += 4) {
-    const auto eq = *reinterpret_cast<const Vec4*>(dist + j) == vlow;
-    if ((eq[0] | eq[1] | eq[2] | eq[3]) == 0) continue;
-    for (int k = j; k < j + 4; ++k) {
-      if (dist[k] != lowest) continue;
-      if (row4col[k] == -1) return k;
-      if (first < 0) first = k;
+  for (; j + 2 * kLanes <= m; j += 2 * kLanes) {
+    block(j, even);
+    block(j + kLanes, odd);
+  }
+  if (j + kLanes <= m) {
+    block(j, even);
+    j += kLanes;
+  }
+  double a = kInf, b = kInf;
+  int ia = -1;
+  auto take = [&](double r, int k) {
+    if (r < a || (r == a && k < ia)) {
+      b = a;
+      a = r;
+      ia = k;
+    } else {
+      b = std::min(b, r);
+    }
+  };
+  for (const Track& t : {even, odd}) {
+    for (int k = 0; k < kLanes; ++k) {
+      if (t.ia[k] < 0) continue;
+      take(t.a[k], static_cast<int>(t.ia[k]));
+      b = std::min(b, t.b[k]);
     }
   }
-  for (; j < m; ++j) {
-    if (dist[j] != lowest) continue;
-    if (row4col[j] == -1) return j;
-    if (first < 0) first = j;
-  }
-  return first;
+  for (; j < m; ++j) take(ci[j] - v[j], j);
+  *j1 = ia;
+  *w1 = a;
+  *w2 = b;
 }
 
-}  // namespace
+// Forward auction (Bertsekas 1988) with epsilon scaling, c row-major
+// n x n: a free row i bids for its least reduced cost column j1, lowering
+// v_j1 by (second least - least) + eps, and evicts j1's owner. Each phase
+// ends with an eps-optimal matching; only the potentials v are kept, as
+// the starting point of the exact augmenting paths (any v is a valid start
+// with nothing matched). On structured costs (squared distances between
+// point clouds) this cuts the rows those paths scan by an order of
+// magnitude. A phase stops after 64 n bids (the prices are then only a
+// worse start).
+void AuctionPrices(const double* c, int n, Workspace& w) {
+  std::vector<double>& v = w.v;
+  std::fill(v.begin(), v.end(), 0.0);
+  if (n < 2) return;
+  double lo = kInf, hi = -kInf;
+  for (size_t k = 0; k < static_cast<size_t>(n) * n; ++k) {
+    lo = std::min(lo, c[k]);
+    hi = std::max(hi, c[k]);
+  }
+  const double range = hi - lo;
+  if (!(range > 0)) return;
+  // Bertsekas' schedule: eps from range / 8 down by 10x per phase to
+  // range / (10 n), where prices are close enough that the augmenting
+  // paths which follow are short (measured: //benchmarks:ot_bench).
+  double eps = range / 8;
+  const double eps_final = range / (10.0 * n);
+  std::vector<int>& owner = w.row4col;
+  std::vector<int>& queue = w.free_rows;
+  while (true) {
+    std::fill(owner.begin(), owner.end(), -1);
+    queue.resize(n);
+    for (int i = 0; i < n; ++i) queue[i] = n - 1 - i;
+    int64_t bids = 0;
+    while (!queue.empty() && bids < 64 * static_cast<int64_t>(n)) {
+      const int i = queue.back();
+      queue.pop_back();
+      ++bids;
+      int j1;
+      double w1, w2;
+      TwoLeast(c + static_cast<size_t>(i) * n, v.data(), n, &j1, &w1, &w2);
+      v[j1] -= (w2 - w1) + eps;
+      if (owner[j1] >= 0) queue.push_back(owner[j1]);
+      owner[j1] = i;
+    }
+    if (eps <= eps_final) break;
+    eps = std::max(eps / 10, eps_final);
+  }
+  std::fill(owner.begin(), owner.end(), -1);
+}
 
-absl::StatusOr<Assignment> SolveAssignmentWithDuals(
-    const Eigen::MatrixXd& cost) {
-  if (absl::Status s = ValidateCost(cost); !s.ok()) return s;
-  const int n = static_cast<int>(cost.rows());
-  const int m = static_cast<int>(cost.cols());
-  // Row-major copy: each relaxation walks one row.
-  const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>
-      c = cost;
+// The first two steps of LAPJV's initialisation (Jonker & Volgenant 1987)
+// of a square problem, c row-major n x n: column reduction and reduction
+// transfer. Leaves v and a partial matching in which every assigned row i
+// is at its least reduced cost, c_i,x_i - v_x_i = min_j (c_ij - v_j), and
+// the unassigned rows in w.free_rows. (LAPJV's third step, augmenting row
+// reduction, is an auction without eps and made squared-distance costs 4x
+// slower here.)
+void InitializeSquare(const double* c, int n, Workspace& w) {
+  std::vector<double>& v = w.v;
+  std::vector<int>&x = w.col4row, &y = w.row4col;
+  // Column reduction: v_j = min_i c_ij; each column's first minimal row
+  // takes it unless that row already holds a column (scanned from the last).
+  std::fill(v.begin(), v.end(), kInf);
+  for (int i = 0; i < n; ++i) {
+    const double* ci = c + static_cast<size_t>(i) * n;
+    for (int j = 0; j < n; ++j) {
+      if (ci[j] < v[j]) {
+        v[j] = ci[j];
+        y[j] = i;
+      }
+    }
+  }
+  for (int j = n - 1; j >= 0; --j) {
+    const int i = y[j];
+    if (x[i] < 0) {
+      x[i] = j;
+    } else {
+      y[j] = -1;
+    }
+  }
+  // Reduction transfer: an assigned row's own column gets the row's second
+  // least reduced cost, v_j -= min_{k != j} (c_ik - v_k) (>= 0).
+  w.free_rows.clear();
+  for (int i = 0; i < n; ++i) {
+    const int j = x[i];
+    if (j < 0) {
+      w.free_rows.push_back(i);
+      continue;
+    }
+    const double* ci = c + static_cast<size_t>(i) * n;
+    double second = kInf;
+    for (int k = 0; k < n; ++k) {
+      if (k != j) second = std::min(second, ci[k] - v[k]);
+    }
+    if (second < kInf) v[j] -= second;
+  }
+}
 
-  std::vector<double> u(n, 0.0), v(m, 0.0);
-  std::vector<int> col4row(n, -1), row4col(m, -1);
-  std::vector<double> shortest(m);  // final path distance of scanned columns
-  std::vector<double> dist(m);      // tentative distance; +inf once scanned
-  std::vector<double> v_eff(m);     // v, or -inf once scanned (no relaxing)
-  // Predecessor row of each column, as a double so the relaxation
-  // handles it in the same vector lanes as the distances.
-  std::vector<double> path(m);
-  std::vector<int> scanned_rows, scanned_cols;
-  scanned_rows.reserve(n);
-  scanned_cols.reserve(m);
-
-  for (int cur_row = 0; cur_row < n; ++cur_row) {
+// Shortest augmenting paths from every row in w.free_rows (scipy's form of
+// Jonker-Volgenant), c row-major n x m. On entry rows not free hold a
+// column with c_ij - u_i - v_j >= 0 for all j, equality at their column.
+absl::Status AugmentFreeRows(const double* c, int m, Workspace& w) {
+  std::vector<double>& u = w.u;
+  std::vector<double>& v = w.v;
+  std::vector<double>& shortest = w.shortest;  // final distance, scanned
+  std::vector<double>& dist = w.dist;          // tentative; +inf if scanned
+  std::vector<double>& v_eff = w.v_eff;        // v; -inf if scanned
+  // Predecessor row of each column and whether the column is assigned, as
+  // doubles so the relaxation handles them in the distances' vector lanes.
+  std::vector<double>& path = w.path;
+  std::vector<double>& busy = w.busy;
+  std::vector<int>& col4row = w.col4row;
+  std::vector<int>& row4col = w.row4col;
+  std::vector<int>& scanned_rows = w.scanned_rows;
+  std::vector<int>& scanned_cols = w.scanned_cols;
+  for (int j = 0; j < m; ++j) busy[j] = row4col[j] == -1 ? 0.0 : 1.0;
+  for (const int cur_row : w.free_rows) {
     std::fill(dist.begin(), dist.end(), kInf);
     std::copy(v.begin(), v.end(), v_eff.begin());
     scanned_rows.clear();
@@ -143,10 +323,11 @@ absl::StatusOr<Assignment> SolveAssignmentWithDuals(
     int sink = -1;
     while (sink == -1) {
       scanned_rows.push_back(i);
-      const double* const ci = c.row(i).data();
-      const double lowest = Relax(ci, min_val - u[i], static_cast<double>(i),
-                                  v_eff.data(), dist.data(), path.data(), m);
-      const int index = ArgLowest(dist.data(), row4col.data(), lowest, m);
+      const double* const ci = c + static_cast<size_t>(i) * m;
+      double lowest;
+      const int index =
+          Relax(ci, min_val - u[i], static_cast<double>(i), v_eff.data(),
+                busy.data(), dist.data(), path.data(), m, &lowest);
       min_val = lowest;
       if (index < 0 || !std::isfinite(min_val)) {
         return absl::InternalError(
@@ -176,15 +357,76 @@ absl::StatusOr<Assignment> SolveAssignmentWithDuals(
     while (true) {
       const int r = static_cast<int>(path[j]);
       row4col[j] = r;
+      busy[j] = 1.0;
       std::swap(col4row[r], j);
       if (r == cur_row) break;
     }
   }
+  return absl::OkStatus();
+}
 
+}  // namespace
+
+absl::StatusOr<Assignment> SolveAssignmentWithDuals(
+    const Eigen::MatrixXd& cost) {
+  if (absl::Status s = ValidateCost(cost); !s.ok()) return s;
+  const int n = static_cast<int>(cost.rows());
+  const int m = static_cast<int>(cost.cols());
+  Workspace& w = ThreadWorkspace();
+  for (std::vector<double>* a :
+       {&w.u, &w.v, &w.shortest, &w.dist, &w.v_eff, &w.path, &w.busy}) {
+    a->assign(m, 0.0);
+  }
+  w.col4row.assign(m, -1);
+  w.row4col.assign(m, -1);
   Assignment out;
-  out.col_for_row = std::move(col4row);
-  out.row_potential = Eigen::Map<const Eigen::VectorXd>(u.data(), n);
-  out.col_potential = Eigen::Map<const Eigen::VectorXd>(v.data(), m);
+  if (n == m) {
+    // Square: solve the transpose, whose rows are the columns of the
+    // column-major `cost` (contiguous: no copy). Its row potentials are
+    // our v, its column potentials our u.
+    const double* ct = cost.data();
+    InitializeSquare(ct, n, w);
+    if (2 * static_cast<int64_t>(w.free_rows.size()) > n) {
+      // The column minima mostly collide (typical of point clouds): start
+      // from auction prices with nothing matched instead.
+      AuctionPrices(ct, n, w);
+      std::fill(w.col4row.begin(), w.col4row.end(), -1);
+      std::fill(w.row4col.begin(), w.row4col.end(), -1);
+      w.free_rows.resize(n);
+      for (int i = 0; i < n; ++i) w.free_rows[i] = i;
+    }
+    for (int r = 0; r < n; ++r) {
+      const int j = w.col4row[r];
+      w.u[r] = j >= 0 ? ct[static_cast<size_t>(r) * n + j] - w.v[j] : 0.0;
+    }
+    if (absl::Status s = AugmentFreeRows(ct, n, w); !s.ok()) return s;
+    // Shift so that max_j v_j = 0 (the equality dual has no sign
+    // constraint; u_i + v_j is unchanged).
+    double top = -kInf;
+    for (int r = 0; r < n; ++r) top = std::max(top, w.u[r]);
+    out.col_for_row.assign(w.row4col.begin(), w.row4col.end());
+    out.row_potential.resize(n);
+    out.col_potential.resize(n);
+    for (int k = 0; k < n; ++k) {
+      out.row_potential(k) = w.v[k] + top;
+      out.col_potential(k) = w.u[k] - top;
+    }
+  } else {
+    // Rectangular: row-major copy (each relaxation walks one row), every
+    // row free, zero potentials (which keeps v <= 0 and v = 0 on columns
+    // never reached).
+    w.row_major.resize(static_cast<size_t>(n) * m);
+    Eigen::Map<
+        Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(
+        w.row_major.data(), n, m) = cost;
+    w.free_rows.resize(n);
+    for (int i = 0; i < n; ++i) w.free_rows[i] = i;
+    if (absl::Status s = AugmentFreeRows(w.row_major.data(), m, w); !s.ok())
+      return s;
+    out.col_for_row.assign(w.col4row.begin(), w.col4row.begin() + n);
+    out.row_potential = Eigen::Map<const Eigen::VectorXd>(w.u.data(), n);
+    out.col_potential = Eigen::Map<const Eigen::VectorXd>(w.v.data(), m);
+  }
   double total = 0.0;
   for (int r = 0; r < n; ++r) total += cost(r, out.col_for_row[r]);
   out.cost = total;

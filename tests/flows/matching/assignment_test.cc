@@ -43,6 +43,81 @@ Eigen::MatrixXd RandomIntCost(int n, int m, Rng& rng, int levels) {
   return c;
 }
 
+// Squared distances between n points of N(0, I_2) and m points of
+// N((1.5, 1.5), 0.25 I_2): the OT-CFM case, where the column minima collide
+// and the solver starts from auction prices.
+Eigen::MatrixXd PointCloudCost(int n, int m, Rng& rng) {
+  Eigen::MatrixXd x(n, 2), y(m, 2);
+  for (int i = 0; i < x.size(); ++i) x.data()[i] = rng.Normal();
+  for (int i = 0; i < y.size(); ++i) y.data()[i] = 1.5 + 0.5 * rng.Normal();
+  Eigen::MatrixXd c(n, m);
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < m; ++j) c(i, j) = (x.row(i) - y.row(j)).squaredNorm();
+  return c;
+}
+
+// The plain shortest-augmenting-path method (Crouse 2016, scipy's
+// linear_sum_assignment), one row at a time from zero potentials, with no
+// initialisation, vectorisation or auction: the reference the solver must
+// agree with. Returns sigma (col_for_row).
+std::vector<int> ReferenceAssignment(const Eigen::MatrixXd& c) {
+  const int n = static_cast<int>(c.rows()), m = static_cast<int>(c.cols());
+  const double inf = std::numeric_limits<double>::infinity();
+  std::vector<double> u(n, 0.0), v(m, 0.0), shortest(m), dist(m);
+  std::vector<int> col4row(n, -1), row4col(m, -1), path(m, -1);
+  for (int cur = 0; cur < n; ++cur) {
+    std::fill(dist.begin(), dist.end(), inf);
+    std::vector<char> done_col(m, 0);
+    std::vector<int> rows_seen, cols_seen;
+    double min_val = 0.0;
+    int i = cur, sink = -1;
+    while (sink == -1) {
+      rows_seen.push_back(i);
+      int best = -1;
+      double lowest = inf;
+      for (int j = 0; j < m; ++j) {
+        if (done_col[j]) continue;
+        const double r = min_val + c(i, j) - u[i] - v[j];
+        if (r < dist[j]) {
+          dist[j] = r;
+          path[j] = i;
+        }
+        if (dist[j] < lowest ||
+            (dist[j] == lowest && row4col[j] == -1 && row4col[best] != -1)) {
+          lowest = dist[j];
+          best = j;
+        }
+      }
+      min_val = lowest;
+      shortest[best] = lowest;
+      done_col[best] = 1;
+      cols_seen.push_back(best);
+      if (row4col[best] == -1) {
+        sink = best;
+      } else {
+        i = row4col[best];
+      }
+    }
+    u[cur] += min_val;
+    for (int r : rows_seen)
+      if (r != cur) u[r] += min_val - shortest[col4row[r]];
+    for (int j : cols_seen) v[j] -= min_val - shortest[j];
+    for (int j = sink;;) {
+      const int r = path[j];
+      row4col[j] = r;
+      std::swap(col4row[r], j);
+      if (r == cur) break;
+    }
+  }
+  return col4row;
+}
+
+double CostOf(const Eigen::MatrixXd& c, const std::vector<int>& sigma) {
+  double s = 0.0;
+  for (int i = 0; i < c.rows(); ++i) s += c(i, sigma[i]);
+  return s;
+}
+
 // Independent of VerifyAssignment: injective, in range, sum matches.
 void ExpectValidAssignment(const Eigen::MatrixXd& c, const Assignment& a) {
   ASSERT_EQ(a.col_for_row.size(), static_cast<size_t>(c.rows()));
@@ -92,12 +167,14 @@ void ExpectCertificate(const Eigen::MatrixXd& c, const Assignment& a,
 
 struct BruteCase {
   const char* name;
-  int kind;  // 0: uniform [0, 1), 1: integers 0..3 (ties), 2: uniform [-5, 5)
+  int kind;  // 0: uniform [0, 1), 1: integers 0..3 (ties), 2: uniform
+             // [-5, 5), 3: point-cloud squared distances
 };
 
 TEST(AssignmentTest, MatchesBruteForceOnSmallProblems) {
   Rng rng(7);
-  const BruteCase kinds[] = {{"uniform", 0}, {"ties", 1}, {"negative", 2}};
+  const BruteCase kinds[] = {
+      {"uniform", 0}, {"ties", 1}, {"negative", 2}, {"points", 3}};
   int checked = 0;
   for (const BruteCase& kind : kinds) {
     for (int n = 1; n <= 8; ++n) {
@@ -107,7 +184,8 @@ TEST(AssignmentTest, MatchesBruteForceOnSmallProblems) {
         for (int rep = 0; rep < reps; ++rep) {
           Eigen::MatrixXd c = kind.kind == 0   ? RandomCost(n, m, rng, 0, 1)
                               : kind.kind == 1 ? RandomIntCost(n, m, rng, 4)
-                                               : RandomCost(n, m, rng, -5, 5);
+                              : kind.kind == 2 ? RandomCost(n, m, rng, -5, 5)
+                                               : PointCloudCost(n, m, rng);
           absl::StatusOr<Assignment> a = SolveAssignmentWithDuals(c);
           ASSERT_TRUE(a.ok()) << a.status();
           ExpectValidAssignment(c, *a);
@@ -120,7 +198,65 @@ TEST(AssignmentTest, MatchesBruteForceOnSmallProblems) {
       }
     }
   }
-  EXPECT_GT(checked, 300);
+  EXPECT_GT(checked, 400);
+}
+
+// All n! permutations of small square problems, n <= 7, from each family
+// including all-integer costs with many ties.
+TEST(AssignmentTest, MatchesEveryPermutationOnSquareProblems) {
+  Rng rng(17);
+  for (int kind = 0; kind < 4; ++kind) {
+    for (int n = 2; n <= 7; ++n) {
+      for (int rep = 0; rep < 6; ++rep) {
+        const Eigen::MatrixXd c = kind == 0   ? RandomCost(n, n, rng, 0, 1)
+                                  : kind == 1 ? RandomIntCost(n, n, rng, 3)
+                                  : kind == 2 ? RandomCost(n, n, rng, -5, 5)
+                                              : PointCloudCost(n, n, rng);
+        absl::StatusOr<Assignment> a = SolveAssignmentWithDuals(c);
+        ASSERT_TRUE(a.ok()) << a.status();
+        std::vector<int> perm(n);
+        std::iota(perm.begin(), perm.end(), 0);
+        double best = std::numeric_limits<double>::infinity();
+        do {
+          best = std::min(best, CostOf(c, perm));
+        } while (std::next_permutation(perm.begin(), perm.end()));
+        EXPECT_NEAR(a->cost, best, 1e-12 * n * 5)
+            << "kind " << kind << " n " << n << " rep " << rep;
+        ExpectCertificate(c, *a, 1e-12 * 5);
+      }
+    }
+  }
+}
+
+// The same optimum as the plain shortest-augmenting-path method on large
+// problems: equal cost, and on continuous costs (a unique optimum almost
+// surely) the same permutation; on integer costs (massive ties) the cost.
+TEST(AssignmentTest, AgreesWithReferenceOnLargeProblems) {
+  Rng rng(23);
+  for (int n : {256, 512}) {
+    for (int kind = 0; kind < 3; ++kind) {
+      const Eigen::MatrixXd c = kind == 0   ? RandomCost(n, n, rng, 0, 1)
+                                : kind == 1 ? PointCloudCost(n, n, rng)
+                                            : RandomIntCost(n, n, rng, 10);
+      absl::StatusOr<Assignment> a = SolveAssignmentWithDuals(c);
+      ASSERT_TRUE(a.ok()) << a.status();
+      const std::vector<int> ref = ReferenceAssignment(c);
+      const double ref_cost = CostOf(c, ref);
+      EXPECT_NEAR(a->cost, ref_cost, 1e-12 * n * c.cwiseAbs().maxCoeff())
+          << "n " << n << " kind " << kind;
+      if (kind < 2) {
+        EXPECT_EQ(a->col_for_row, ref) << "n " << n << " kind " << kind;
+      }
+      ExpectCertificate(c, *a, 1e-9);
+      EXPECT_TRUE(VerifyAssignment(c, *a).ok()) << VerifyAssignment(c, *a);
+    }
+  }
+  // Rectangular (n < m): the same augmenting paths with no initialisation.
+  const Eigen::MatrixXd c = PointCloudCost(200, 256, rng);
+  absl::StatusOr<Assignment> a = SolveAssignmentWithDuals(c);
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(a->col_for_row, ReferenceAssignment(c));
+  ExpectCertificate(c, *a, 1e-9);
 }
 
 TEST(AssignmentTest, DualCertificateOnLargeRandomProblems) {

@@ -7,6 +7,9 @@
 // AssignmentGaussian/n: the OT-CFM case, squared Euclidean costs between n
 //   standard normal points and n points of a shifted, scaled normal in d = 2
 //   (more structured than uniform costs: longer augmenting paths).
+// AssignmentToy/<set>/n: what OT-CFM solves per training batch in
+//   //benchmarks:cnf_training_methods: n standard normal draws against n
+//   rows of a toy set (0: 8gaussians, 1: moons, 2: checkerboard).
 // Sinkhorn/n: log-domain Sinkhorn on the same Gaussian cost divided by its
 //   maximum, uniform marginals, eps = 0.05, tol 1e-6; counters `iters`,
 //   `converged`.
@@ -15,6 +18,7 @@
 
 #include "autodiff/tensor.h"
 #include "benchmark/benchmark.h"
+#include "data/toy2d.h"
 #include "flows/matching/assignment.h"
 #include "flows/matching/cost.h"
 #include "flows/matching/sinkhorn.h"
@@ -64,9 +68,27 @@ void BM_AssignmentGaussian(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_AssignmentGaussian)
+    ->Arg(64)
     ->Arg(128)
     ->Arg(256)
     ->Arg(512)
+    ->Unit(benchmark::kMillisecond);
+
+void BM_AssignmentToy(benchmark::State& state) {
+  const char* const kSets[] = {"8gaussians", "moons", "checkerboard"};
+  const int n = static_cast<int>(state.range(1));
+  Rng rng(5);
+  const Eigen::MatrixXd x0 = Points(n, 2, 0.0, 1.0, rng);
+  const Tensor t = data::SampleToy2d(kSets[state.range(0)], n, rng).value();
+  Eigen::MatrixXd x1(n, 2);
+  for (int i = 0; i < x1.size(); ++i) x1(i / 2, i % 2) = t[i];
+  const Eigen::MatrixXd c = SquaredEuclideanCost(x0, x1).value();
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(SolveAssignment(c).value());
+  }
+}
+BENCHMARK(BM_AssignmentToy)
+    ->ArgsProduct({{0, 1, 2}, {256}})
     ->Unit(benchmark::kMillisecond);
 
 void BM_Sinkhorn(benchmark::State& state) {

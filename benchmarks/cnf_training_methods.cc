@@ -28,7 +28,10 @@
 // regularisers are meant to keep them flat, Finlay et al. 2020); 1 field
 // evaluation (flow matching). "s to ffjord" is the training wall time
 // (evaluations excluded) after which the method's test NLL, evaluated every
-// --eval_every steps, first reaches FFJORD's final test NLL ("-" if never).
+// --eval_every steps, first reaches FFJORD's final test NLL ("-" if never;
+// FFJORD trained in the same run). results.json keeps each method's
+// evaluations as `curve_step_wall_cpu_nll` ([step, train wall s, train CPU
+// s, test NLL]), so runs of one method each (--methods=) compare too.
 //
 // Sampling, the second table (every method, the same 1000 base draws z as
 // "sampling NFE"): the generative map alone (Cnf::Transport: no
@@ -55,7 +58,8 @@
 //   (one command line; the digits table of ode/README.md: about 6
 //   CPU-minutes)
 //   flags: --data=8gaussians,moons,checkerboard[,digits] --steps=2000
-//          --fm_steps=0 (= --steps) --batch=256 --lr=1e-3 --eval_every=200
+//          --fm_steps=0 (= --steps) --batch=256 --lr=1e-3
+//          --lr_schedule=constant (or cosine) --eval_every=200
 //          --test_size=2000 (toy sets) --seed=1 --quick
 //          --methods=ffjord,rnode,cfm,otcfm (a subset) --rnode_lambda=0.01
 //          --sample_tols=1e-3,1e-5,1e-7 --euler_steps=1,2,4,8,16
@@ -94,6 +98,7 @@
 #include "flows/matching/cfm.h"
 #include "flows/matching/cfm_flow.h"
 #include "nn/optim.h"
+#include "nn/schedule.h"
 #include "ode/solve.h"
 
 ABSL_FLAG(std::string, data, "8gaussians,moons,checkerboard",
@@ -103,6 +108,9 @@ ABSL_FLAG(int64_t, fm_steps, 0,
           "Adam steps of the flow-matching methods (0 = --steps)");
 ABSL_FLAG(int64_t, batch, 256, "batch size");
 ABSL_FLAG(double, lr, 1e-3, "Adam learning rate");
+ABSL_FLAG(std::string, lr_schedule, "constant",
+          "constant, or cosine: lr (1 + cos(pi t / T)) / 2 over each "
+          "method's own T steps (every method alike)");
 ABSL_FLAG(int64_t, eval_every, 200, "test NLL every N steps");
 ABSL_FLAG(int64_t, test_size, 2000, "test points");
 ABSL_FLAG(uint64_t, seed, 1, "seed (the same for every method)");
@@ -127,6 +135,7 @@ const char* const kMethods[] = {"ffjord", "rnode", "cfm", "otcfm"};
 struct Settings {
   int64_t steps, fm_steps, batch, eval_every, test_size;
   double lr, rnode_lambda;
+  bool cosine;
   uint64_t seed;
   std::vector<double> sample_tols;
   std::vector<int64_t> euler_steps;
@@ -195,8 +204,8 @@ struct Row {
   std::vector<double> euler_error;      // per --euler_steps
   double straightness = NAN, straightness_rel = NAN;
   std::vector<double> nfe;  // per step
-  // (train wall seconds, train CPU seconds, test NLL)
-  std::vector<std::array<double, 3>> curve;
+  // (step, train wall seconds, train CPU seconds, test NLL)
+  std::vector<std::array<double, 4>> curve;
 };
 
 // CPU seconds of this process (one thread trains: robust to other load).
@@ -292,7 +301,8 @@ void Score(const flows::cnf::Cnf& cnf, const Tensor& test, Rng& rng,
   NoGradScope no_grad;
   flows::FlowResult r = cnf.Forward(test);
   const double nll = r.status.ok() ? Nll(r).item() : NAN;
-  row->curve.push_back({row->seconds, row->cpu_seconds, nll});
+  row->curve.push_back({static_cast<double>(row->nfe.size()), row->seconds,
+                        row->cpu_seconds, nll});
   if (!final) return;
   row->test_nll = nll;
   Tensor z = Tensor::Randn({kSamples, test.dim(1)}, rng);
@@ -344,6 +354,7 @@ absl::StatusOr<Row> Train(const Problem& problem, const std::string& method,
   row.data = data;
   row.method = method;
   const int64_t steps = ml ? st.steps : st.fm_steps;
+  if (st.cosine) adam.set_schedule(nn::CosineAnnealingLr(st.lr, steps));
   for (int64_t step = 1; step <= steps; ++step) {
     FT_ASSIGN_OR_RETURN(Tensor x, problem.sample(st.batch, data_rng));
     const auto t0 = std::chrono::steady_clock::now();
@@ -382,9 +393,9 @@ absl::StatusOr<Row> Train(const Problem& problem, const std::string& method,
       for (int64_t i = step - window; i < step; ++i) recent += row.nfe[i];
       std::printf(
           "  %-12s %-7s step %5ld  loss %.4f  test NLL %.4f  NFE/step %.1f "
-          "(%.0f s CPU)\n",
+          "(train %.2f s wall, %.2f s CPU)\n",
           data.c_str(), method.c_str(), static_cast<long>(step), loss_value,
-          row.curve.back()[2], recent / window, row.cpu_seconds);
+          row.curve.back()[3], recent / window, row.seconds, row.cpu_seconds);
     }
   }
   double nfe = 0;
@@ -394,7 +405,7 @@ absl::StatusOr<Row> Train(const Problem& problem, const std::string& method,
 }
 
 std::string TimeTo(const Row& r, double target) {
-  for (const auto& [seconds, cpu, nll] : r.curve)
+  for (const auto& [step, seconds, cpu, nll] : r.curve)
     if (nll <= target) return absl::StrFormat("%.1f / %.1f", seconds, cpu);
   return "-";
 }
@@ -412,6 +423,7 @@ absl::Status Run(experiments::Experiment& ex) {
               absl::GetFlag(FLAGS_test_size),
               absl::GetFlag(FLAGS_lr),
               absl::GetFlag(FLAGS_rnode_lambda),
+              absl::GetFlag(FLAGS_lr_schedule) == "cosine",
               absl::GetFlag(FLAGS_seed),
               {},
               {},
@@ -461,6 +473,9 @@ absl::Status Run(experiments::Experiment& ex) {
       {"batch", st.batch, st.batch > 0 && st.batch <= 512,
        "in [1, 512] (the exact OT coupling)"},
       {"lr", st.lr, std::isfinite(st.lr) && st.lr > 0, "finite and > 0"},
+      {"lr_schedule", absl::GetFlag(FLAGS_lr_schedule),
+       absl::GetFlag(FLAGS_lr_schedule) == "constant" || st.cosine,
+       "constant or cosine"},
       {"rnode_lambda", st.rnode_lambda,
        std::isfinite(st.rnode_lambda) && st.rnode_lambda >= 0,
        "finite and >= 0"},
@@ -481,11 +496,12 @@ absl::Status Run(experiments::Experiment& ex) {
       absl::StrCat("--batch=", st.batch, " --test_size=", st.test_size)));
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
   std::printf(
-      "ConcatSquash d-h-h-d tanh (h = 64, 256 for digits), Adam lr %g, batch "
-      "%ld, %ld steps (ML), %ld steps (flow matching); scored by dopri5 "
+      "ConcatSquash d-h-h-d tanh (h = 64, 256 for digits), Adam lr %g (%s), "
+      "batch %ld, %ld steps (ML), %ld steps (flow matching); scored by dopri5 "
       "rtol=atol=1e-5, exact trace, %ld test points (toy sets)\n",
-      st.lr, static_cast<long>(st.batch), static_cast<long>(st.steps),
-      static_cast<long>(st.fm_steps), static_cast<long>(st.test_size));
+      st.lr, st.cosine ? "cosine" : "constant", static_cast<long>(st.batch),
+      static_cast<long>(st.steps), static_cast<long>(st.fm_steps),
+      static_cast<long>(st.test_size));
   std::vector<Row> rows;
   for (const std::string& d : sets) {
     FT_ASSIGN_OR_RETURN(Problem problem, MakeProblem(d, st.test_size));
@@ -497,6 +513,7 @@ absl::Status Run(experiments::Experiment& ex) {
   ex.config()["fm_steps"] = st.fm_steps;
   ex.config()["fm_steps_own"] = fm_own;
   ex.config()["rnode_lambda"] = st.rnode_lambda;
+  ex.config()["lr_schedule"] = absl::GetFlag(FLAGS_lr_schedule);
   ex.config()["sample_tols"] = st.sample_tols;
   ex.config()["euler_steps"] = st.euler_steps;
   ex.config()["first_step"] = st.first_step;
@@ -523,7 +540,8 @@ absl::Status Run(experiments::Experiment& ex) {
         {"x_only_sampling_nfe", r.sample_nfe},
         {"euler_error", r.euler_error},
         {"straightness", r.straightness},
-        {"straightness_relative", r.straightness_rel}};
+        {"straightness_relative", r.straightness_rel},
+        {"curve_step_wall_cpu_nll", r.curve}};
     std::printf(
         "| %-12s | %-6s | %5zu | %8.4f | %8.1f | %15s | %12.0f | %20s | "
         "%27s |\n",

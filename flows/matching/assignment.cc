@@ -143,8 +143,8 @@ Workspace& ThreadWorkspace() {
   return w;
 }
 
-// The two least reduced costs r_j = ci[j] - v[j] of a row: *w1 (at the
-// first such column, *j1) and *w2 (= *w1 on a tie).
+// The two least reduced costs r_j = ci[j] - v[j] of a row: *w1 (at a
+// column *j1, fixed by the order of the scan) and *w2 (= *w1 on a tie).
 void TwoLeast(const double* ci, const double* v, int m, int* j1, double* w1,
               double* w2) {
   // Per lane of two blocks of 8: least a (at index ia) and second least b.
@@ -174,10 +174,24 @@ void TwoLeast(const double* ci, const double* v, int m, int* j1, double* w1,
     block(j, even);
     j += kLanes;
   }
-  double a = kInf, b = kInf;
-  int ia = -1;
+  // Lane-wise merge of the two sets, then across the 8 lanes.
+  const auto odd_lower = odd.a < even.a;
+  const Vec8 hi = odd_lower ? even.a : odd.a;
+  const Vec8 lo_b = even.b < odd.b ? even.b : odd.b;
+  const Vec8 la = odd_lower ? odd.a : even.a;
+  const Vec8 lb = hi < lo_b ? hi : lo_b;
+  const Vec8 li = odd_lower ? odd.ia : even.ia;
+  int k_best = 0;
+  for (int k = 1; k < kLanes; ++k)
+    if (la[k] < la[k_best]) k_best = k;
+  double a = la[k_best], b = kInf;
+  int ia = static_cast<int>(li[k_best]);
+  for (int k = 0; k < kLanes; ++k) {
+    b = std::min(b, lb[k]);
+    if (k != k_best) b = std::min(b, la[k]);
+  }
   auto take = [&](double r, int k) {
-    if (r < a || (r == a && k < ia)) {
+    if (r < a) {
       b = a;
       a = r;
       ia = k;
@@ -185,13 +199,6 @@ void TwoLeast(const double* ci, const double* v, int m, int* j1, double* w1,
       b = std::min(b, r);
     }
   };
-  for (const Track& t : {even, odd}) {
-    for (int k = 0; k < kLanes; ++k) {
-      if (t.ia[k] < 0) continue;
-      take(t.a[k], static_cast<int>(t.ia[k]));
-      b = std::min(b, t.b[k]);
-    }
-  }
   for (; j < m; ++j) take(ci[j] - v[j], j);
   *j1 = ia;
   *w1 = a;
@@ -211,12 +218,9 @@ void AuctionPrices(const double* c, int n, Workspace& w) {
   std::vector<double>& v = w.v;
   std::fill(v.begin(), v.end(), 0.0);
   if (n < 2) return;
-  double lo = kInf, hi = -kInf;
-  for (size_t k = 0; k < static_cast<size_t>(n) * n; ++k) {
-    lo = std::min(lo, c[k]);
-    hi = std::max(hi, c[k]);
-  }
-  const double range = hi - lo;
+  const Eigen::Map<const Eigen::ArrayXd> all(c,
+                                             static_cast<Eigen::Index>(n) * n);
+  const double range = all.maxCoeff() - all.minCoeff();
   if (!(range > 0)) return;
   // Bertsekas' schedule: eps from range / 8 down by 10x per phase to
   // range / (10 n), where prices are close enough that the augmenting
@@ -251,10 +255,11 @@ void AuctionPrices(const double* c, int n, Workspace& w) {
 // of a square problem, c row-major n x n: column reduction and reduction
 // transfer. Leaves v and a partial matching in which every assigned row i
 // is at its least reduced cost, c_i,x_i - v_x_i = min_j (c_ij - v_j), and
-// the unassigned rows in w.free_rows. (LAPJV's third step, augmenting row
-// reduction, is an auction without eps and made squared-distance costs 4x
+// the unassigned rows in w.free_rows; returns false (without the transfer)
+// when more than half the rows are left free. (LAPJV's third step, augmenting
+// row reduction, is an auction without eps and made squared-distance costs 4x
 // slower here.)
-void InitializeSquare(const double* c, int n, Workspace& w) {
+bool InitializeSquare(const double* c, int n, Workspace& w) {
   std::vector<double>& v = w.v;
   std::vector<int>&x = w.col4row, &y = w.row4col;
   // Column reduction: v_j = min_i c_ij; each column's first minimal row
@@ -277,15 +282,15 @@ void InitializeSquare(const double* c, int n, Workspace& w) {
       y[j] = -1;
     }
   }
+  w.free_rows.clear();
+  for (int i = 0; i < n; ++i)
+    if (x[i] < 0) w.free_rows.push_back(i);
+  if (2 * static_cast<int64_t>(w.free_rows.size()) > n) return false;
   // Reduction transfer: an assigned row's own column gets the row's second
   // least reduced cost, v_j -= min_{k != j} (c_ik - v_k) (>= 0).
-  w.free_rows.clear();
   for (int i = 0; i < n; ++i) {
     const int j = x[i];
-    if (j < 0) {
-      w.free_rows.push_back(i);
-      continue;
-    }
+    if (j < 0) continue;
     const double* ci = c + static_cast<size_t>(i) * n;
     double second = kInf;
     for (int k = 0; k < n; ++k) {
@@ -293,6 +298,7 @@ void InitializeSquare(const double* c, int n, Workspace& w) {
     }
     if (second < kInf) v[j] -= second;
   }
+  return true;
 }
 
 // Shortest augmenting paths from every row in w.free_rows (scipy's form of
@@ -385,8 +391,7 @@ absl::StatusOr<Assignment> SolveAssignmentWithDuals(
     // column-major `cost` (contiguous: no copy). Its row potentials are
     // our v, its column potentials our u.
     const double* ct = cost.data();
-    InitializeSquare(ct, n, w);
-    if (2 * static_cast<int64_t>(w.free_rows.size()) > n) {
+    if (!InitializeSquare(ct, n, w)) {
       // The column minima mostly collide (typical of point clouds): start
       // from auction prices with nothing matched instead.
       AuctionPrices(ct, n, w);

@@ -221,7 +221,12 @@ void AuctionPrices(const double* c, int n, Workspace& w) {
   const Eigen::Map<const Eigen::ArrayXd> all(c,
                                              static_cast<Eigen::Index>(n) * n);
   const double range = all.maxCoeff() - all.minCoeff();
-  if (!(range > 0)) return;
+  // Each phase lowers a v_j by at most 64 n (range + eps) in all, over at
+  // most ~log10(80 n) + 1 phases; keep that far below the overflow limit
+  // of ValidateCost (beyond it: zero potentials, still exact).
+  if (!(range > 0) ||
+      range > DBL_MAX / (4096.0 * n * (static_cast<double>(n) + 1.0)))
+    return;
   // Bertsekas' schedule: eps from range / 8 down by 10x per phase to
   // range / (10 n), where prices are close enough that the augmenting
   // paths which follow are short (measured: //benchmarks:ot_bench).

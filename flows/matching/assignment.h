@@ -16,14 +16,24 @@
 // In floating point these hold up to rounding: VerifyAssignment checks them
 // with a tolerance relative to max |C_ij|.
 //
-// Algorithm: rows are added one at a time. For a new row r, Dijkstra over the
-// reduced costs C_ij - u_i - v_j (>= 0 on rows already assigned) finds the
-// cheapest augmenting path from r to a free column; potentials are shifted by
+// Algorithm: shortest augmenting paths. From each free row r, Dijkstra over
+// the reduced costs C_ij - u_i - v_j (>= 0 on rows already assigned) finds
+// the cheapest augmenting path to a free column; potentials are shifted by
 // the path distances (which keeps the reduced costs >= 0 and makes the path
-// tight) and the matching is flipped along the path. n augmentations of
-// O(n m) each: O(n^2 m) worst case, far less on random costs. Negative costs
-// and ties are fine; among equal-cost optima the one returned is
-// deterministic but otherwise unspecified.
+// tight) and the matching is flipped along the path. Square problems first
+// take LAPJV's column reduction and reduction transfer (Jonker & Volgenant
+// 1987), which leave most rows matched on random costs; when they leave
+// more than half the rows free (point clouds: the column minima collide),
+// the paths start instead from the column potentials of an eps-scaling
+// auction (Bertsekas 1988) with nothing matched, which makes them short.
+// The starting potentials only change the work, never the optimum: every
+// augmentation is exact. Rectangular problems start from zero potentials
+// (which keeps v <= 0). O(n^2 m) worst case, far less in practice
+// (//benchmarks:ot_bench). Negative costs and ties are fine; among
+// equal-cost optima the one returned is deterministic but otherwise
+// unspecified. Square problems are solved on the transpose, whose rows are
+// the contiguous columns of the column-major input (no copy); scratch
+// arrays are kept per thread and reused.
 //
 // Errors (InvalidArgument): empty cost (n = 0 or m = 0), n > m (transpose
 // the problem), any non-finite entry, and max |C_ij| > DBL_MAX / (4 (n + 1))

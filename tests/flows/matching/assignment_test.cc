@@ -1,6 +1,7 @@
 #include "flows/matching/assignment.h"
 
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <limits>
 #include <numeric>
@@ -269,6 +270,24 @@ TEST(AssignmentTest, DualCertificateOnLargeRandomProblems) {
     ExpectValidAssignment(c, *a);
     ExpectCertificate(c, *a, 1e-10);
     EXPECT_TRUE(VerifyAssignment(c, *a).ok()) << VerifyAssignment(c, *a);
+  }
+}
+
+// Scaling the cost scales nothing else: the same permutation from tiny
+// costs up to the overflow limit (where the auction's potentials would
+// grow too large and the solver starts from zero potentials instead).
+TEST(AssignmentTest, ScaleInvariantUpToTheOverflowLimit) {
+  Rng rng(29);
+  const int n = 64;
+  const Eigen::MatrixXd c = PointCloudCost(n, n, rng);
+  const std::vector<int> ref = ReferenceAssignment(c);
+  const double limit = DBL_MAX / (4.0 * (n + 1.0));
+  for (double scale : {1e-200, 1.0, 1e290, 0.9 * limit / c.maxCoeff()}) {
+    const Eigen::MatrixXd scaled = c * scale;
+    absl::StatusOr<Assignment> a = SolveAssignmentWithDuals(scaled);
+    ASSERT_TRUE(a.ok()) << a.status();
+    EXPECT_EQ(a->col_for_row, ref) << "scale " << scale;
+    EXPECT_TRUE(VerifyAssignment(scaled, *a).ok()) << "scale " << scale;
   }
 }
 

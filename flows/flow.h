@@ -76,6 +76,15 @@ class Flow : public nn::Module {
                              Rng* rng = nullptr) const = 0;
   virtual FlowResult Inverse(const Tensor& z, const Tensor& context = Tensor(),
                              Rng* rng = nullptr) const = 0;
+  // Inverse(z) without the log-determinant, for sampling: value, status and
+  // extras, logdet possibly undefined. The default runs Inverse; a flow whose
+  // log-det costs work of its own (a CNF integrates it beside the state)
+  // overrides it to skip that work, and Sequential chains its steps'.
+  virtual FlowResult InverseValue(const Tensor& z,
+                                  const Tensor& context = Tensor(),
+                                  Rng* rng = nullptr) const {
+    return Inverse(z, context, rng);
+  }
   virtual bool analytic_inverse() const { return true; }
   virtual std::string name() const = 0;
 };

@@ -38,7 +38,8 @@ Tensor FlowModel::LogProb(const Tensor& x, const Tensor& context,
 
 Tensor FlowModel::Sample(int64_t n, Rng& rng, const Tensor& context) const {
   CheckContext("flow_model.sample", n, context);
-  return flow_->Inverse(base_->Sample(n, rng), ToDType(context, dtype()), &rng)
+  return flow_
+      ->InverseValue(base_->Sample(n, rng), ToDType(context, dtype()), &rng)
       .value;
 }
 

@@ -2,7 +2,8 @@
 //
 //   LogProb(x | c) = base.LogProb(z) + logdet,
 //                    (z, logdet) = flow.Forward(x, c)
-//   Sample(n | c):   z ~ base,  x = flow.Inverse(z, c).value
+//   Sample(n | c):   z ~ base,  x = flow.InverseValue(z, c).value (Inverse
+//                    without its log-det: a CNF skips the density solve)
 //   SampleWithLogProb(n | c): x as above and log q(x | c) = log p0(z) - ldj,
 //                    ldj = flow.Inverse(z, c).logdet (log|det dx/dz|); this
 //                    is differentiable in the flow's (and base's) parameters,

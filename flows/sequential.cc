@@ -40,6 +40,17 @@ FlowResult Sequential::Inverse(const Tensor& z, const Tensor& context,
   return r;
 }
 
+FlowResult Sequential::InverseValue(const Tensor& z, const Tensor& context,
+                                    Rng* rng) const {
+  FlowResult r{z, Tensor()};
+  for (auto it = steps_.rbegin(); it != steps_.rend(); ++it) {
+    FlowResult k = (*it)->InverseValue(r.value, context, rng);
+    r.value = k.value;
+    r.Absorb(k);
+  }
+  return r;
+}
+
 bool Sequential::analytic_inverse() const {
   for (const auto& s : steps_)
     if (!s->analytic_inverse()) return false;

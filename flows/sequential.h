@@ -2,6 +2,7 @@
 //
 //   Forward(x):  z_0 = x, z_k = f_k(z_{k-1}),  logdet = sum_k log|det df_k/dz|
 //   Inverse(z):  runs f_K^-1, ..., f_1^-1 (reverse order), logdets summed.
+//   InverseValue(z): the same order through each step's InverseValue.
 // Every step receives the same context. The inverse is analytic only if
 // every step's is.
 #ifndef FLOWTAPE_FLOWS_SEQUENTIAL_H_
@@ -22,10 +23,12 @@ class Sequential : public Flow {
   // Appends a step (registered as parameter prefix "<index>."); returns this.
   Sequential& Add(std::shared_ptr<Flow> step);
 
-  FlowResult Forward(const Tensor& x,
-                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
-  FlowResult Inverse(const Tensor& z,
-                     const Tensor& context = Tensor(), Rng* rng = nullptr) const override;
+  FlowResult Forward(const Tensor& x, const Tensor& context = Tensor(),
+                     Rng* rng = nullptr) const override;
+  FlowResult Inverse(const Tensor& z, const Tensor& context = Tensor(),
+                     Rng* rng = nullptr) const override;
+  FlowResult InverseValue(const Tensor& z, const Tensor& context = Tensor(),
+                          Rng* rng = nullptr) const override;
   bool analytic_inverse() const override;
   std::string name() const override;
 

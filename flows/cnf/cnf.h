@@ -75,8 +75,8 @@
 // log-density, the regularisers or a trace estimator (no rng needed); the
 // result has value, status and the "nfe" / step extras, and logdet is
 // undefined (NaN when status fails). This is the sampling solve when the
-// density is not wanted (FlowModel::Sample discards Inverse's). Its error
-// norm covers z alone, so its steps follow the curvature of the paths;
+// density is not wanted (FlowModel::Sample runs it through InverseValue). Its
+// error norm covers z alone, so its steps follow the curvature of the paths;
 // Inverse's also control l(t) = int tr(df/dz), which varies along straight
 // paths too (an affine map's divergence changes with t): at the default
 // rtol = atol = 1e-5 a straight affine map takes 3 dopri5 steps (20 NFE)
@@ -156,6 +156,11 @@ class Cnf : public Flow {
   // z only, no log-density (see the header comment).
   FlowResult Transport(const Tensor& x, const Tensor& context = Tensor(),
                        bool forward = false) const;
+  // Transport(z, context, false): sampling skips the log-density.
+  FlowResult InverseValue(const Tensor& z, const Tensor& context = Tensor(),
+                          Rng* rng = nullptr) const override {
+    return Transport(z, context, false);
+  }
   bool analytic_inverse() const override { return false; }
   std::string name() const override;
 

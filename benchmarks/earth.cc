@@ -22,6 +22,12 @@
 //            them. Quick mode, 5 seeds (README, "Paper targets"): below
 //            the --full affine mixture on volcano (-3.48) and fire (-0.99),
 //            above it on earthquake (0.06) and flood (0.70); ~65 CPU s a run
+//   recursive_mixture (not run by default)
+//            a mixture of --recursive_components (4) chains of the
+//            recursive model, each centred on a random training row, with
+//            trained weights (manifolds/manifold_flow.h, FlowMixture);
+//            trained like recursive; K times its cost (README, "Paper
+//            targets")
 //   rfm      (not run by default) Riemannian flow matching (Chen & Lipman
 //            2024; manifolds/sphere_flow_matching.h): a tanh MLP on 64
 //            random Fourier features of x (frequencies N(0, 8^2);

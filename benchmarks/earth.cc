@@ -22,6 +22,12 @@
 //            them. Quick mode, 5 seeds (README, "Paper targets"): below
 //            the --full affine mixture on volcano (-3.48) and fire (-0.99),
 //            above it on earthquake (0.06) and flood (0.70); ~65 CPU s a run
+//   recursive_mixture (not run by default)
+//            a mixture of --recursive_components (4) chains of the
+//            recursive model, each centred on a random training row, with
+//            trained weights (manifolds/manifold_flow.h, FlowMixture);
+//            trained like recursive; K times its cost (README, "Paper
+//            targets")
 //   rfm      (not run by default) Riemannian flow matching (Chen & Lipman
 //            2024; manifolds/sphere_flow_matching.h): a tanh MLP on 64
 //            random Fourier features of x (frequencies N(0, 8^2);
@@ -109,7 +115,7 @@ ABSL_FLAG(std::string, datasets, "volcano,earthquake,flood,fire",
           "comma-separated subset");
 ABSL_FLAG(std::string, models, "affine,mixture,neural",
           "comma-separated subset of affine, mixture, neural, recursive, "
-          "recursive_mobius, rfm");
+          "recursive_mobius, recursive_mixture, rfm");
 ABSL_FLAG(bool, maps, true, "write density maps for seed 0");
 ABSL_FLAG(bool, verbose, false, "print training progress");
 ABSL_FLAG(int, components, 0, "mixture components (0 = mode default)");
@@ -124,6 +130,8 @@ ABSL_FLAG(int, recursive_hidden, 0,
 ABSL_FLAG(int, recursive_batch, 0, "recursive: minibatch (0 = mode default)");
 ABSL_FLAG(double, recursive_lr, 0,
           "recursive: peak learning rate (0 = mode default)");
+ABSL_FLAG(int, recursive_components, 0,
+          "recursive_mixture: recursive chains mixed (0 = mode default)");
 ABSL_FLAG(int, rfm_width, 0, "rfm field hidden width (0 = mode default)");
 ABSL_FLAG(int, rfm_depth, 0, "rfm field hidden layers (0 = mode default)");
 ABSL_FLAG(int, rfm_batch, 0, "rfm minibatch (0 = mode default)");
@@ -182,7 +190,7 @@ struct Config {
   double lr, neural_lr;
   // Recursive flows: spline bins (height and azimuth), conditioner width.
   int64_t recursive_bins = 32, recursive_hidden = 64, recursive_steps = 4000;
-  int recursive_blocks = 2;
+  int recursive_blocks = 2, recursive_components = 4;
   int64_t recursive_batch = 512;
   double recursive_lr = 5e-3;
 };
@@ -212,7 +220,8 @@ models::SphereModelSpec Spec(const std::string& name, const Config& c,
   models::SphereModelSpec spec;
   spec.kind = name;
   spec.layers = name == "affine" ? c.affine_layers : c.mixture_layers;
-  spec.components = c.mixture_components;
+  spec.components = name == "recursive_mixture" ? c.recursive_components
+                                                : c.mixture_components;
   spec.blocks = c.neural_blocks;
   const bool recursive = absl::StartsWith(name, "recursive");
   spec.hidden = recursive ? c.recursive_hidden : c.hidden;
@@ -421,6 +430,7 @@ absl::Status Run(experiments::Experiment& ex) {
   const int recursive_hidden = absl::GetFlag(FLAGS_recursive_hidden);
   const int recursive_batch = absl::GetFlag(FLAGS_recursive_batch);
   const double recursive_lr = absl::GetFlag(FLAGS_recursive_lr);
+  const int recursive_components = absl::GetFlag(FLAGS_recursive_components);
   if (absl::Status s = experiments::CheckFlags({
           {"seeds", seeds, seeds > 0, "> 0"},
           {"first_seed", first_seed, first_seed >= 0 && first_seed <= 1000000,
@@ -444,6 +454,9 @@ absl::Status Run(experiments::Experiment& ex) {
           {"recursive_lr", recursive_lr,
            std::isfinite(recursive_lr) && recursive_lr >= 0 && recursive_lr < 1,
            "finite, in [0, 1)"},
+          {"recursive_components", recursive_components,
+           recursive_components >= 0 && recursive_components <= 64,
+           "in [0, 64]"},
           {"rfm_width", rfm_width, rfm_width >= 0 && rfm_width <= 4096,
            "in [0, 4096]"},
           {"rfm_depth", rfm_depth, rfm_depth >= 0 && rfm_depth <= 16,
@@ -517,6 +530,7 @@ absl::Status Run(experiments::Experiment& ex) {
   if (recursive_hidden) cfg.recursive_hidden = recursive_hidden;
   if (recursive_batch) cfg.recursive_batch = recursive_batch;
   if (recursive_lr) cfg.recursive_lr = recursive_lr;
+  if (recursive_components) cfg.recursive_components = recursive_components;
   ex.config() = {
       {"affine_layers", cfg.affine_layers},
       {"mixture_components", cfg.mixture_components},
@@ -535,6 +549,7 @@ absl::Status Run(experiments::Experiment& ex) {
       {"recursive_lr", cfg.recursive_lr},
       {"recursive_blocks", cfg.recursive_blocks},
       {"recursive_batch", cfg.recursive_batch},
+      {"recursive_components", cfg.recursive_components},
       {"rfm",
        {{"width", rfm.spec.field.width},
         {"depth", rfm.spec.field.depth},
@@ -564,11 +579,12 @@ absl::Status Run(experiments::Experiment& ex) {
                        "' (volcano, earthquake, flood, fire)"));
   for (const std::string& name : models)
     if (name != "affine" && name != "mixture" && name != "neural" &&
-        name != "recursive" && name != "recursive_mobius" && name != "rfm")
+        name != "recursive" && name != "recursive_mobius" &&
+        name != "recursive_mixture" && name != "rfm")
       return absl::InvalidArgumentError(
           absl::StrCat("--models: unknown '", name,
                        "' (affine, mixture, neural, recursive, "
-                       "recursive_mobius, rfm)"));
+                       "recursive_mobius, recursive_mixture, rfm)"));
   std::map<std::string, std::map<std::string, Cell>> results;  // model, data
   for (const std::string& set : sets) {
     const std::string path = absl::StrCat(dir, "/", set, ".csv");
@@ -691,6 +707,9 @@ absl::Status Run(experiments::Experiment& ex) {
                     cfg.recursive_blocks)},
       {"recursive_mobius",
        absl::StrCat("Affine + recursive (Moebius) x", cfg.recursive_blocks)},
+      {"recursive_mixture", absl::StrCat("Mixture ", cfg.recursive_components,
+                                         " x recursive (K=", cfg.recursive_bins,
+                                         ") x", cfg.recursive_blocks)},
       {"rfm", absl::StrCat("Riemannian flow matching ", rfm.spec.field.depth,
                            " x ", rfm.spec.field.width)}};
   for (const std::string& name : models) {

@@ -18,17 +18,6 @@ constexpr double kHalfLog2Pi = 0.91893853320467274178;
 // Sums a per-coordinate [N, E...] tensor over the event axes: [N].
 Tensor SumEvent(const Tensor& t) { return Sum(Reshape(t, {t.dim(0), -1}), 1); }
 
-// exp(logits[offset + c] - max) for c < k: a mixture's unnormalised
-// component weights, as Rng::Categorical takes them.
-std::vector<double> MixtureWeights(const Tensor& logits, int64_t offset,
-                                   int64_t k) {
-  double mx = logits[offset];
-  for (int64_t c = 1; c < k; ++c) mx = std::max(mx, logits[offset + c]);
-  std::vector<double> w(k);
-  for (int64_t c = 0; c < k; ++c) w[c] = std::exp(logits[offset + c] - mx);
-  return w;
-}
-
 absl::Status CheckPositiveFinite(const char* who, const char* what,
                                  const Tensor& t) {
   for (int64_t i = 0; i < t.numel(); ++i) {
@@ -63,6 +52,18 @@ void CopyInto(const Tensor& t, Tensor p) {
 }
 
 }  // namespace
+
+std::vector<double> MixtureWeights(const Tensor& logits, int64_t offset,
+                                   int64_t k) {
+  FT_CHECK(k >= 1 && offset >= 0 && offset + k <= logits.numel(),
+           "MixtureWeights: components [", offset, ", ", offset + k,
+           ") of logits ", logits.shape().ToString());
+  double mx = logits[offset];
+  for (int64_t c = 1; c < k; ++c) mx = std::max(mx, logits[offset + c]);
+  std::vector<double> w(k);
+  for (int64_t c = 0; c < k; ++c) w[c] = std::exp(logits[offset + c] - mx);
+  return w;
+}
 
 Distribution::Distribution(const Shape& event_shape)
     : event_shape_(event_shape) {

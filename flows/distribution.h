@@ -175,6 +175,14 @@ class FactorizedMixture : public Distribution {
   Tensor logits_, means_, log_scales_;  // [D, K]
 };
 
+// The component weights of a mixture with logits a: exp(a_c - max a) for
+// the k entries c = offset ... offset + k - 1 of logits (read flat; a
+// constant read, no gradient), i.e. softmax(a) up to a positive factor, as
+// Rng::Categorical takes them. Every mixture here (the Gaussian mixtures
+// above, manifolds::FlowMixture) draws its components with these.
+std::vector<double> MixtureWeights(const Tensor& logits, int64_t offset,
+                                   int64_t k);
+
 }  // namespace flowtape::flows
 
 #endif  // FLOWTAPE_FLOWS_DISTRIBUTION_H_

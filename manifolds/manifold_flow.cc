@@ -7,6 +7,7 @@
 #include "autodiff/check.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
+#include "flows/distribution.h"
 
 namespace flowtape::manifolds {
 
@@ -61,7 +62,7 @@ Tensor FlowMixture::LogProb(const Tensor& y) const {
 Tensor FlowMixture::Sample(int64_t num, Rng& rng) const {
   NoGradScope no_grad;
   const int64_t k = parts_.size(), n = manifold().ambient();
-  std::vector<double> w = Softmax(logits_, 0).ToVector();
+  const std::vector<double> w = flows::MixtureWeights(logits_, 0, k);
   std::vector<int64_t> counts(k, 0), which(num);
   for (int64_t i = 0; i < num; ++i) ++counts[which[i] = rng.Categorical(w)];
   std::vector<Tensor> draws(k);

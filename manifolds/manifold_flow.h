@@ -8,7 +8,13 @@
 // f = (F_K o ... o F_1)^-1 (log R of an inverse is minus log R, and R is
 // multiplicative under composition). Sample: x ~ p, then the Inverses in
 // reverse order.
-// Mixture: log q(y) = logsumexp_j (log softmax(logits)_j + log q_j(y)).
+// Mixture of any K densities q_j on one manifold (chains of affine flows, of
+// recursive sphere flows, ...):
+//   log q(y) = logsumexp_j (log w_j + log q_j(y)),  w = softmax(logits),
+// logits [K] a trained parameter ("logits", zero at the start: equal
+// weights), so q integrates to 1 when every q_j does. Sample: component j_i
+// ~ Categorical(w) per draw (flows::MixtureWeights), then counts[j] draws of
+// q_j in one call per component, put back in draw order.
 // dtype: LogProb computes in y's dtype; Sample returns the model's dtype()
 // (the base's draws are cast to it).
 #ifndef FLOWTAPE_MANIFOLDS_MANIFOLD_FLOW_H_

@@ -29,14 +29,15 @@ constexpr char kFormat[] = "flowtape.sphere_model";
 
 bool KnownKind(const std::string& kind) {
   return kind == "affine" || kind == "mixture" || kind == "neural" ||
-         kind == "recursive" || kind == "recursive_mobius" || kind == "rfm";
+         kind == "recursive" || kind == "recursive_mobius" ||
+         kind == "recursive_mixture" || kind == "rfm";
 }
 
 absl::Status Validate(const SphereModelSpec& s) {
   if (!KnownKind(s.kind))
     return absl::InvalidArgumentError(
         absl::StrCat("kind: want affine, mixture, neural, recursive, "
-                     "recursive_mobius or rfm, got '",
+                     "recursive_mobius, recursive_mixture or rfm, got '",
                      s.kind, "'"));
   struct Range {
     const char* name;
@@ -84,7 +85,9 @@ double EstimatedValues(const SphereModelSpec& s) {
   }
   const double h = static_cast<double>(s.hidden);
   const double k = static_cast<double>(s.bins);
-  return affine + s.blocks * (4 * h * h + 200 * h + 12 * k * h + 1000 + affine);
+  const double chain =
+      affine + s.blocks * (4 * h * h + 200 * h + 12 * k * h + 1000 + affine);
+  return s.kind == "recursive_mixture" ? (chain + 1) * s.components : chain;
 }
 
 // A chain of normalized affine flows; the first (data side) centred on
@@ -97,6 +100,34 @@ FlowChain AffineChain(int layers, const Eigen::Vector3d& centre, double beta,
           Eigen::Matrix3d::Identity(), -beta * centre)));
   for (int k = 1; k < layers; ++k)
     chain.push_back(std::make_shared<manifolds::NormalizedAffine>(3, rng, 0.1));
+  return chain;
+}
+
+// Affine (the first, centred on `centre`), then `blocks` x (cylindrical
+// coupling / recursive sphere flow + affine): kinds neural, recursive,
+// recursive_mobius and each component of recursive_mixture.
+absl::StatusOr<FlowChain> BlockChain(const SphereModelSpec& spec,
+                                     const Eigen::Vector3d& centre, double beta,
+                                     Rng& rng) {
+  FlowChain chain = AffineChain(1, centre, beta, rng);
+  manifolds::RecursiveSphereFlowOptions rec;
+  rec.hidden = {spec.hidden, spec.hidden};
+  rec.height_bins = rec.azimuth.bins = spec.bins;
+  if (spec.kind == "recursive_mobius") {
+    rec.azimuth.kind = manifolds::CircleMapKind::kMobius;
+    rec.azimuth.components = 4;
+  }
+  for (int b = 0; b < spec.blocks; ++b) {
+    if (spec.kind == "neural") {
+      chain.push_back(std::make_shared<manifolds::CylindricalCouplingFlow>(
+          8, spec.hidden, rng));
+    } else {
+      FT_ASSIGN_OR_RETURN(auto flow,
+                          manifolds::RecursiveSphereFlow::Create(rec, rng));
+      chain.push_back(flow);
+    }
+    chain.push_back(std::make_shared<manifolds::NormalizedAffine>(3, rng, 0.1));
+  }
   return chain;
 }
 
@@ -114,13 +145,19 @@ absl::StatusOr<std::shared_ptr<ManifoldDensity>> MakeSphereModel(
   if (spec.kind == "affine") {
     model = std::make_shared<manifolds::ManifoldFlowModel>(
         base, AffineChain(spec.layers, init.mean_direction, 0.3, rng));
-  } else if (spec.kind == "mixture") {
+  } else if (spec.kind == "mixture" || spec.kind == "recursive_mixture") {
     std::vector<std::shared_ptr<ManifoldDensity>> parts;
     for (int j = 0; j < spec.components; ++j) {
       const Eigen::Vector3d centre =
           init.random_point ? init.random_point(rng) : init.mean_direction;
-      parts.push_back(std::make_shared<manifolds::ManifoldFlowModel>(
-          base, AffineChain(spec.layers, centre, 0.7, rng)));
+      FlowChain chain;
+      if (spec.kind == "mixture") {
+        chain = AffineChain(spec.layers, centre, 0.7, rng);
+      } else {
+        FT_ASSIGN_OR_RETURN(chain, BlockChain(spec, centre, 0.7, rng));
+      }
+      parts.push_back(
+          std::make_shared<manifolds::ManifoldFlowModel>(base, chain));
     }
     model = std::make_shared<manifolds::FlowMixture>(parts);
   } else if (spec.kind == "rfm") {
@@ -144,26 +181,8 @@ absl::StatusOr<std::shared_ptr<ManifoldDensity>> MakeSphereModel(
     model =
         std::make_shared<manifolds::ManifoldFlowModel>(base, FlowChain{cnf});
   } else {
-    FlowChain chain = AffineChain(1, init.mean_direction, 0.3, rng);
-    manifolds::RecursiveSphereFlowOptions rec;
-    rec.hidden = {spec.hidden, spec.hidden};
-    rec.height_bins = rec.azimuth.bins = spec.bins;
-    if (spec.kind == "recursive_mobius") {
-      rec.azimuth.kind = manifolds::CircleMapKind::kMobius;
-      rec.azimuth.components = 4;
-    }
-    for (int b = 0; b < spec.blocks; ++b) {
-      if (spec.kind == "neural") {
-        chain.push_back(std::make_shared<manifolds::CylindricalCouplingFlow>(
-            8, spec.hidden, rng));
-      } else {
-        FT_ASSIGN_OR_RETURN(auto flow,
-                            manifolds::RecursiveSphereFlow::Create(rec, rng));
-        chain.push_back(flow);
-      }
-      chain.push_back(
-          std::make_shared<manifolds::NormalizedAffine>(3, rng, 0.1));
-    }
+    FT_ASSIGN_OR_RETURN(FlowChain chain,
+                        BlockChain(spec, init.mean_direction, 0.3, rng));
     model = std::make_shared<manifolds::ManifoldFlowModel>(base, chain);
   }
   model->To(spec.dtype);

@@ -11,7 +11,18 @@
 //   recursive, recursive_mobius
 //                     the same with recursive sphere flows (an interval
 //                     spline for the height, a circle spline / a mixture of
-//                     4 Moebius maps for the azimuth)
+//                     4 Moebius maps for the azimuth; `bins` bins,
+//                     conditioners `hidden`-`hidden`)
+//   recursive_mixture `components` = K chains p_k of kind recursive, mixed
+//                     with trained weights by FlowMixture:
+//                       log p(x) = logsumexp_k (log w_k + log p_k(x)),
+//                       w = softmax(logits), logits [K] zero at the start;
+//                       log p_k(x) = log R_k(x) (the chain's Forward
+//                       log-det, data -> base) - log(4 pi);
+//                     a density w.r.t. area on the unit sphere (integrates
+//                     to 1); samples: k ~ Categorical(w), then p_k's
+//                     uniform draw through its chain's Inverses.
+//                     `layers` is unused (as for the other block kinds).
 //   rfm               Riemannian flow matching (manifolds/
 //                     sphere_flow_matching.h): a velocity net of
 //                     `field.depth` hidden layers of `field.width` units
@@ -21,7 +32,8 @@
 //                     of t; projected on the tangent plane, integrated by
 //                     SphereCnf with `field.step_size`
 // The first affine flow of each chain starts centred on a point (b = -beta
-// centre, beta 0.3 for a single chain and 0.7 in a mixture): SphereModelInit
+// centre, beta 0.3 for a single chain and 0.7 in a mixture; a mixture's
+// components are centred on random training rows): SphereModelInit
 // gives the points (the training data's mean direction, random training
 // rows); only initial values depend on them, never the parameters' names or
 // shapes.

@@ -22,8 +22,9 @@ std::string TmpPath(const std::string& name) {
 }
 
 TEST(SphereModel, RoundTripGivesTheSameLogDensities) {
-  for (const char* kind : {"affine", "mixture", "neural", "recursive",
-                           "recursive_mobius", "rfm", "rfm_fourier"}) {
+  for (const char* kind :
+       {"affine", "mixture", "neural", "recursive", "recursive_mobius",
+        "recursive_mixture", "rfm", "rfm_fourier"}) {
     for (DType dtype : {kFloat64, kFloat32}) {
       SCOPED_TRACE(std::string(kind) + " " + DTypeName(dtype));
       SphereModelSpec spec;

@@ -194,6 +194,29 @@ TEST(ZeroAdjoint, NeverNaNWhereDerivativeIsInfinite) {
   }
 }
 
+// Tanh's recorded adjoint g (1 - y^2) differentiated in both of its inputs
+// (the adjoint g = v^2 depends on v, y = tanh x on x), by the fused plain
+// rule and by the op-built one (create_graph), against the closed form of
+// f = sum w (1 - tanh^2 x) v^2:
+//   df/dx = -2 w v^2 tanh x (1 - tanh^2 x),  df/dv = 2 w (1 - tanh^2 x) v.
+TEST(TanhAdjoint, BothInputsFusedAndOpBuiltMatchClosedForm) {
+  Rng rng(9);
+  Tensor x = Uniform({3, 4}, -2, 2, rng).set_requires_grad(true);
+  Tensor v = Uniform({3, 4}, -1, 1, rng).set_requires_grad(true);
+  Tensor w = Tensor::Randn({3, 4}, rng);
+  for (bool create_graph : {false, true}) {
+    Tensor dx = Grad({Sum(Tanh(x) * Square(v))}, {x}, {},
+                     /*create_graph=*/true)[0];
+    std::vector<Tensor> g = Grad({Sum(dx * w)}, {x, v}, {}, create_graph);
+    for (int64_t i = 0; i < 12; ++i) {
+      const double t = std::tanh(x[i]), s = 1 - t * t;
+      EXPECT_NEAR(g[0][i], -2 * w[i] * v[i] * v[i] * t * s, 1e-14);
+      EXPECT_NEAR(g[1][i], 2 * w[i] * s * v[i], 1e-14);
+    }
+    Tape::Get().Reset();
+  }
+}
+
 // Distance of `got` from the exact value (long double) in units in the last
 // place of the double nearest to it.
 double UlpError(double got, long double exact) {

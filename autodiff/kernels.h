@@ -11,6 +11,21 @@
 
 #include "autodiff/shape.h"
 
+// GCC's -O2 vectorises a loop only when it needs no scalar remainder (its
+// "very-cheap" cost model), which leaves an elementwise loop over n entries
+// scalar. Code between these marks gets -O3's cost model instead (same
+// values: no reassociation). Other compilers: no-ops.
+#if defined(__GNUC__) && !defined(__clang__)
+#define FLOWTAPE_VECTORIZE_BEGIN \
+  _Pragma("GCC push_options")    \
+      _Pragma("GCC optimize(\"vect-cost-model=dynamic\")")
+#define FLOWTAPE_VECTORIZE_END _Pragma("GCC pop_options")
+#else
+#define FLOWTAPE_VECTORIZE_BEGIN
+#define FLOWTAPE_VECTORIZE_END
+#endif
+
+FLOWTAPE_VECTORIZE_BEGIN
 namespace flowtape::internal {
 
 // sum_i p[i], vectorised (Eigen's blocked reduction: several accumulators,
@@ -109,5 +124,6 @@ void BroadcastBinary(const T* a, const Shape& as, const T* b, const Shape& bs,
 }
 
 }  // namespace flowtape::internal
+FLOWTAPE_VECTORIZE_END
 
 #endif  // FLOWTAPE_AUTODIFF_KERNELS_H_

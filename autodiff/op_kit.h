@@ -171,7 +171,12 @@ class Op {
   int64_t saved_object_size_ = 0;
 };
 
+}  // namespace flowtape
+
 // ---- elementwise ops in a few lines ----
+// (Their loops vectorise under GCC -O2: autodiff/kernels.h.)
+FLOWTAPE_VECTORIZE_BEGIN
+namespace flowtape {
 
 // y = f(x) elementwise; f is a generic lambda called with float or double.
 // `saved` values are read back by the rule with ctx.saved_double(k).
@@ -224,5 +229,6 @@ Tensor MapBinary(const char* name, const Tensor& a, const Tensor& b,
 }
 
 }  // namespace flowtape
+FLOWTAPE_VECTORIZE_END
 
 #endif  // FLOWTAPE_AUTODIFF_OP_KIT_H_

@@ -112,6 +112,9 @@ Tensor MatMul(const Tensor& a, const Tensor& b);
 // op(a) op(b) with op = transpose when the flag is set (no copies).
 Tensor MatMulT(const Tensor& a, const Tensor& b, bool transpose_a,
                bool transpose_b);
+// x w + b: x [n, k], w [k, m], b [m] or [1, m] added to every row, as one
+// product that starts from b (no separate pass for the bias).
+Tensor Affine(const Tensor& x, const Tensor& w, const Tensor& b);
 
 // ---- convolution (Glow's coupling nets) ----
 // x [N, Cin, H, W], w [Cout, Cin, KH, KW] (odd KH, KW), stride 1, zero

@@ -46,12 +46,38 @@ Tensor MatMulT(const Tensor& a, const Tensor& b, bool ta, bool tb) {
     T* po = out.mutable_data<T>();
     const T *pa = a.data<T>(), *pb = b.data<T>();
     for (int64_t i = 0; i < batch; ++i)
-      internal::Gemm(pa + i * ar * ac, ar, ac, ta, pb + i * br * bc, br, bc,
-                     tb, po + i * m * n);
+      internal::Gemm(pa + i * ar * ac, ar, ac, ta, pb + i * br * bc, br, bc, tb,
+                     po + i * m * n);
   });
   op.SaveInt(ta);
   op.SaveInt(tb);
   return op.Finish(out, MatMulBackward);
+}
+
+Tensor Affine(const Tensor& x, const Tensor& w, const Tensor& b) {
+  FT_CHECK(x.rank() == 2 && w.rank() == 2 && x.dim(1) == w.dim(0) &&
+               b.numel() == w.dim(1) &&
+               (b.rank() == 1 || (b.rank() == 2 && b.dim(0) == 1)),
+           "affine: want x [n, k], w [k, m], b [m] or [1, m], got ",
+           x.shape().ToString(), ", ", w.shape().ToString(), ", ",
+           b.shape().ToString());
+  const int64_t n = x.dim(0), k = w.dim(0), m = w.dim(1);
+  Op op("affine", {x, w, b});
+  Tensor y = op.NewOutput(Shape{n, m});
+  VisitDType(op.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    // Start from the bias: GEMM accumulates into y, so this saves both the
+    // zero fill and a second pass for the bias.
+    MatrixMapT<T>(y.mutable_data<T>(), n, m).rowwise() =
+        Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>(b.data<T>(), m);
+    internal::Gemm(x.data<T>(), n, k, false, w.data<T>(), k, m, false,
+                   y.mutable_data<T>(), /*accumulate=*/true);
+  });
+  return op.Finish(y, [](const OpContext& c, const Tensor& g, Tensor* gin) {
+    if (c.needs_grad(0)) gin[0] = MatMulT(g, c.input(1), false, true);
+    if (c.needs_grad(1)) gin[1] = MatMulT(c.input(0), g, true, false);
+    if (c.needs_grad(2)) gin[2] = Sum(g, 0, c.input_shape(2).rank() == 2);
+  });
 }
 
 Tensor MatMul(const Tensor& a, const Tensor& b) {

@@ -1,6 +1,8 @@
 #include "autodiff/rng.h"
 
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 
 #include "autodiff/check.h"
 
@@ -40,14 +42,28 @@ double PortableLog(double x) {
   // x = m 2^e with m in [sqrt(1/2), sqrt(2)); log m = 2 atanh(f),
   // f = (m - 1) / (m + 1), |f| < 0.1716: 2 (f + f^3/3 + ... + f^23/23).
   int e;
-  double m = std::frexp(x, &e);  // m in [0.5, 1)
+  double m;
+  uint64_t bits;
+  std::memcpy(&bits, &x, sizeof(x));
+  if (const int biased = static_cast<int>(bits >> 52); biased > 0) {
+    // Normal x: std::frexp's m and e straight from the bits.
+    e = biased - 1022;
+    bits = (bits & ((uint64_t{1} << 52) - 1)) | (uint64_t{1022} << 52);
+    std::memcpy(&m, &bits, sizeof(m));
+  } else {
+    m = std::frexp(x, &e);  // m in [0.5, 1)
+  }
   if (m < 0.70710678118654752440) {
     m *= 2.0;
     e -= 1;
   }
   const double f = (m - 1.0) / (m + 1.0), s = f * f;
-  double r = 1.0 / 23.0;
-  for (int k = 21; k >= 3; k -= 2) r = 1.0 / k + s * r;
+  // 1 / k for k = 3, 5, ..., 23 (rounded as 1.0 / k rounds at run time).
+  static constexpr double kInverse[] = {1.0 / 3,  1.0 / 5,  1.0 / 7,  1.0 / 9,
+                                        1.0 / 11, 1.0 / 13, 1.0 / 15, 1.0 / 17,
+                                        1.0 / 19, 1.0 / 21, 1.0 / 23};
+  double r = kInverse[10];
+  for (int k = 9; k >= 0; --k) r = kInverse[k] + s * r;
   const double log_m = 2.0 * f + 2.0 * f * (s * r);
   // ln 2 split so that e * kLn2Hi is exact (fdlibm's constants).
   constexpr double kLn2Hi = 6.93147180369123816490e-01;

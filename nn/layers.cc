@@ -1,12 +1,7 @@
 #include "nn/layers.h"
 
-#include <Eigen/Core>
-
 #include "absl/strings/str_cat.h"
 #include "autodiff/check.h"
-#include "autodiff/eigen.h"
-#include "autodiff/gemm.h"
-#include "autodiff/op_kit.h"
 #include "autodiff/ops.h"
 #include "nn/init.h"
 #include "nn/masked_matmul.h"
@@ -43,32 +38,6 @@ absl::StatusOr<Activation> ParseActivation(const std::string& name) {
       "' (want tanh, relu, elu, leaky_relu, softplus or sigmoid)"));
 }
 
-namespace {
-// y = x W + b as one tape node: the tape keeps y only, not also x W.
-// Backward, written with ops so that it differentiates again:
-//   gx = g W',  gW = x' g,  gb = sum over rows of g.
-Tensor Affine(const Tensor& x, const Tensor& w, const Tensor& b) {
-  const int64_t n = x.dim(0), in = w.dim(0), out = w.dim(1);
-  Op op("linear", {x, w, b});
-  Tensor y = op.NewOutput(Shape{n, out});
-  VisitDType(op.dtype(), [&](auto zero) {
-    using T = decltype(zero);
-    MatrixMapT<T> Y(y.mutable_data<T>(), n, out);
-    // Start from the bias: GEMM accumulates into Y, so this saves both the
-    // zero fill and a second pass for the bias.
-    Y.rowwise() =
-        Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>(b.data<T>(), out);
-    internal::Gemm(x.data<T>(), n, in, false, w.data<T>(), in, out, false,
-                   y.mutable_data<T>(), /*accumulate=*/true);
-  });
-  return op.Finish(y, [](const OpContext& c, const Tensor& g, Tensor* gin) {
-    if (c.needs_grad(0)) gin[0] = MatMulT(g, c.input(1), false, true);
-    if (c.needs_grad(1)) gin[1] = MatMulT(c.input(0), g, true, false);
-    if (c.needs_grad(2)) gin[2] = Sum(g, 0);
-  });
-}
-}  // namespace
-
 Linear::Linear(int64_t in, int64_t out, Rng& rng, bool bias) {
   w_ = RegisterParameter("weight", XavierUniform({in, out}, rng));
   if (bias) b_ = RegisterParameter("bias", Zeros({out}));
@@ -77,7 +46,7 @@ Linear::Linear(int64_t in, int64_t out, Rng& rng, bool bias) {
 Tensor Linear::operator()(const Tensor& x) const {
   FT_CHECK(x.rank() == 2 && x.dim(1) == w_.dim(0), "linear: input ",
            x.shape().ToString(), " vs weight ", w_.shape().ToString());
-  return b_.defined() ? Affine(x, w_, b_) : MatMul(x, w_);
+  return b_.defined() ? flowtape::Affine(x, w_, b_) : MatMul(x, w_);
 }
 
 MaskedLinear::MaskedLinear(const Tensor& mask, Rng& rng) {

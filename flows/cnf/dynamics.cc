@@ -31,7 +31,7 @@ class ConcatSquashLinear : public nn::Module {
     // bias instead of three [N, out] passes (and its VJPs likewise).
     Tensor w, b;
     Fold(u, &w, &b);
-    return MatMul(h, w) + b;
+    return Affine(h, w, b);
   }
   // The folded weight W diag(g) [in, out] and bias b g + c [1, out] for a
   // u [1, hyper_in] shared by the batch.
@@ -226,7 +226,7 @@ Tensor ConcatSquashNet::ValueAndTrace(const Tensor& t, const Tensor& z,
   for (size_t i = 0; i < num; ++i) {
     Tensor b;
     layers_[i]->Fold(u, &w[i], &b);
-    Tensor a = MatMul(h, w[i]) + b;
+    Tensor a = Affine(h, w[i], b);
     if (i + 1 == num) {
       h = a;
       break;

@@ -458,6 +458,25 @@ TEST(MatMul, SharedRightFactorAndEmptyInnerDim) {
   EXPECT_EQ(z.ToVector(), std::vector<double>(6, 0.0));
 }
 
+TEST(Affine, MatchesProductPlusBiasRowWithGradients) {
+  Rng rng(15);
+  Tensor x = Tensor::Randn({5, 4}, rng), w = Tensor::Randn({4, 3}, rng);
+  for (Shape bs : {Shape{3}, Shape{1, 3}}) {
+    Tensor b = Tensor::Randn(bs, rng);
+    Tensor y = Affine(x, w, b);
+    ASSERT_EQ(y.shape(), (Shape{5, 3}));
+    std::vector<double> want = NaiveMatMul(x, w, false, false);
+    for (int64_t i = 0; i < 15; ++i)
+      EXPECT_NEAR(y[i], want[i] + b[i % 3], 1e-12) << bs.ToString();
+    ExpectGradientsMatch(
+        [](const Fn& v) { return Probe(Affine(v[0], v[1], v[2])); }, {x, w, b},
+        "affine");
+  }
+  EXPECT_DEATH(Affine(x, w, Tensor::Zeros({2, 3})),
+               "affine: want x \\[n, k\\], w \\[k, m\\], b \\[m\\] or "
+               "\\[1, m\\], got \\[5, 4\\], \\[4, 3\\], \\[2, 3\\]");
+}
+
 // ---- shape errors name the op and the shapes ----
 
 TEST(ShapeDeath, OpsNameThemselvesAndTheShapes) {

@@ -55,6 +55,23 @@ absl::Status ValidateCost(const Eigen::MatrixXd& cost) {
 typedef double Vec8 __attribute__((vector_size(64), aligned(8), may_alias));
 constexpr int kLanes = 8;
 
+// Runs block(j, track) over the whole 8-wide blocks of [0, m), alternating
+// two tracks (two independent dependency chains); returns the first column
+// left for the scalar tail.
+template <typename Block, typename Track>
+int ScanBlocks(int m, Block& block, Track& even, Track& odd) {
+  int j = 0;
+  for (; j + 2 * kLanes <= m; j += 2 * kLanes) {
+    block(j, even);
+    block(j + kLanes, odd);
+  }
+  if (j + kLanes <= m) {
+    block(j, even);
+    j += kLanes;
+  }
+  return j;
+}
+
 // One Dijkstra relaxation through a row with costs ci and offset base:
 //   r_j = base + ci[j] - v_eff[j];  if r_j < dist[j]: dist[j] = r_j,
 //   path[j] = row,
@@ -97,15 +114,7 @@ int Relax(const double* ci, double base, double row, const double* v_eff,
     t.idx = wins ? vj : t.idx;
     vj += lanes;
   };
-  int j = 0;
-  for (; j + 2 * kLanes <= m; j += 2 * kLanes) {
-    block(j, even);
-    block(j + kLanes, odd);
-  }
-  if (j + kLanes <= m) {
-    block(j, even);
-    j += kLanes;
-  }
+  int j = ScanBlocks(m, block, even, odd);
   double best = kInf, best_busy = 1;
   int index = -1;
   auto consider = [&](double dj, double bj, int k) {
@@ -165,15 +174,7 @@ void TwoLeast(const double* ci, const double* v, int m, int* j1, double* w1,
     t.a = lower ? r : t.a;
     vj += lanes;
   };
-  int j = 0;
-  for (; j + 2 * kLanes <= m; j += 2 * kLanes) {
-    block(j, even);
-    block(j + kLanes, odd);
-  }
-  if (j + kLanes <= m) {
-    block(j, even);
-    j += kLanes;
-  }
+  int j = ScanBlocks(m, block, even, odd);
   // Lane-wise merge of the two sets, then across the 8 lanes.
   const auto odd_lower = odd.a < even.a;
   const Vec8 hi = odd_lower ? even.a : odd.a;

@@ -158,7 +158,7 @@ class Cnf : public Flow {
                        bool forward = false) const;
   // Transport(z, context, false): sampling skips the log-density.
   FlowResult InverseValue(const Tensor& z, const Tensor& context = Tensor(),
-                          Rng* rng = nullptr) const override {
+                          Rng* /*rng*/ = nullptr) const override {
     return Transport(z, context, false);
   }
   bool analytic_inverse() const override { return false; }

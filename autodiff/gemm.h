@@ -11,13 +11,26 @@
 // is short and wide), chosen from the sizes alone and computed even with one
 // thread, so the result is bitwise the same for every thread count; the
 // blocks are spread over the intra-op pool. Smaller products run as one call.
+//
+// Structured zeros: when at most a quarter of op(A)'s columns are nonzero
+// (a reverse pass seeded with unit vectors: the rows of a Jacobian, the d
+// VJPs of an exact trace), only those columns and the matching rows of op(B)
+// are multiplied; when at most a quarter of op(B)'s columns are nonzero, only
+// those columns of C are computed and the rest are zero. The shortcut is
+// taken only when the skipped factor is finite, so NaN and Inf propagate as
+// in the full product; the values may differ from the full product's in the
+// last bit (another summation order). It depends on the values alone, so
+// results stay the same for every thread count.
 #ifndef FLOWTAPE_AUTODIFF_GEMM_H_
 #define FLOWTAPE_AUTODIFF_GEMM_H_
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <vector>
 
 #include "autodiff/eigen.h"
+#include "autodiff/kernels.h"
 #include "autodiff/thread_pool.h"
 
 namespace flowtape::internal {
@@ -65,9 +78,110 @@ void GemmBlock(const T* a, int64_t ar, int64_t ac, bool ta, const T* b,
   }
 }
 
+// Products below this many multiply-adds skip the zero scan.
+inline constexpr int64_t kSparseScanFlops = int64_t{1} << 14;
+
+FLOWTAPE_VECTORIZE_BEGIN
+// The lines of the row-major [rows, cols] array p (its columns, or its rows
+// when !columns) holding a nonzero (NaN counts), if there are at most
+// `limit`; false as soon as that is known to fail.
+template <typename T>
+bool NonzeroLines(const T* p, int64_t rows, int64_t cols, bool columns,
+                  int64_t limit, std::vector<int64_t>* lines) {
+  lines->clear();
+  auto nonzero = [](T v) { return v != T{0}; };
+  if (!columns) {
+    for (int64_t r = 0; r < rows; ++r) {
+      if (!std::any_of(p + r * cols, p + (r + 1) * cols, nonzero)) continue;
+      if (static_cast<int64_t>(lines->size()) == limit) return false;
+      lines->push_back(r);
+    }
+    return true;
+  }
+  // A dense first row settles it; then |column| sums (NaN stays NaN, and a
+  // sum of magnitudes is zero only when every term is).
+  if (std::count_if(p, p + cols, nonzero) > limit) return false;
+  // Sixteen columns at a time, their sums held in registers.
+  constexpr int64_t kWidth = 16;
+  for (int64_t j0 = 0; j0 < cols; j0 += kWidth) {
+    T mass[kWidth] = {};
+    const T* block = p + j0;
+    if (cols - j0 >= kWidth) {
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t l = 0; l < kWidth; ++l)
+          mass[l] += std::abs(block[r * cols + l]);
+    } else {
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t l = 0; l < cols - j0; ++l)
+          mass[l] += std::abs(block[r * cols + l]);
+    }
+    for (int64_t l = 0; l < kWidth && j0 + l < cols; ++l) {
+      if (!nonzero(mass[l])) continue;
+      if (static_cast<int64_t>(lines->size()) == limit) return false;
+      lines->push_back(j0 + l);
+    }
+  }
+  return true;
+}
+FLOWTAPE_VECTORIZE_END
+
+// Every entry finite: 0 * x is 0 exactly when x is finite.
+template <typename T>
+bool AllFinite(const T* p, int64_t count) {
+  return (Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>(p, count) * T{0})
+             .sum() == T{0};
+}
+
+// The structured-zeros shortcut of the header comment; false when it does
+// not apply (the caller then runs the full product).
+template <typename T>
+bool SparseGemm(const T* a, int64_t ar, int64_t ac, bool ta, const T* b,
+                int64_t br, int64_t bc, bool tb, T* c, bool accumulate) {
+  const int64_t m = ta ? ac : ar, k = ta ? ar : ac, n = tb ? br : bc;
+  if (m * n * k < kSparseScanFlops) return false;
+  std::vector<int64_t> s;
+  MatrixMapT<T> C(c, m, n);
+  // op(X)(r, j) of a row-major [xr, xc] array.
+  auto at = [](const T* x, int64_t xc, bool t, int64_t r, int64_t j) {
+    return t ? x[j * xc + r] : x[r * xc + j];
+  };
+  // Nonzero columns of op(A): C = sum over them of op(A)[:, j] op(B)[j, :],
+  // if op(B) is finite.
+  if (NonzeroLines(a, ar, ac, !ta, k / 4, &s)) {
+    if (!AllFinite(b, br * bc)) return false;
+    if (!accumulate && s.empty()) C.setZero();
+    Eigen::Matrix<T, Eigen::Dynamic, 1> u(m);
+    Eigen::Matrix<T, 1, Eigen::Dynamic> v(n);
+    for (size_t j = 0; j < s.size(); ++j) {
+      for (int64_t r = 0; r < m; ++r) u[r] = at(a, ac, ta, r, s[j]);
+      for (int64_t q = 0; q < n; ++q) v[q] = at(b, bc, tb, s[j], q);
+      if (j == 0 && !accumulate)
+        C.noalias() = u * v;
+      else
+        C.noalias() += u * v;
+    }
+    return true;
+  }
+  // Nonzero columns of op(B): only those columns of C, if op(A) is finite.
+  if (!NonzeroLines(b, br, bc, !tb, n / 4, &s) || !AllFinite(a, ar * ac))
+    return false;
+  RowMatrixT<T> bs(k, s.size()), cs(m, s.size());
+  for (size_t j = 0; j < s.size(); ++j)
+    for (int64_t q = 0; q < k; ++q) bs(q, j) = at(b, bc, tb, q, s[j]);
+  ConstMatrixMapT<T> A(a, ar, ac);
+  if (ta)
+    cs.noalias() = A.transpose() * bs;
+  else
+    cs.noalias() = A * bs;
+  if (!accumulate) C.setZero();
+  for (size_t j = 0; j < s.size(); ++j) C.col(s[j]) += cs.col(j);
+  return true;
+}
+
 template <typename T>
 void Gemm(const T* a, int64_t ar, int64_t ac, bool ta, const T* b, int64_t br,
           int64_t bc, bool tb, T* c, bool accumulate = false) {
+  if (SparseGemm(a, ar, ac, ta, b, br, bc, tb, c, accumulate)) return;
   const int64_t m = ta ? ac : ar, k = ta ? ar : ac, n = tb ? br : bc;
   const bool large = m * n * k >= kParallelFlops;
   const bool by_rows = m >= n || n < 2 * kMinBlock;

@@ -12,9 +12,31 @@
 namespace flowtape {
 namespace {
 
-// Adds g into slot (slot = g when empty).
+FLOWTAPE_VECTORIZE_BEGIN
+template <typename T>
+void AddInto(T* a, const T* b, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) a[i] += b[i];
+}
+FLOWTAPE_VECTORIZE_END
+
+// Adds g into slot (slot = g when empty). Off the tape, a slot that is the
+// sole owner of its values takes the sum in place (no new buffer).
 void Accumulate(Tensor& slot, Tensor g) {
-  slot = slot.defined() ? slot + g : std::move(g);
+  if (!slot.defined()) {
+    slot = std::move(g);
+    return;
+  }
+  if (!Tape::Get().grad_enabled() && slot.is_constant() &&
+      slot.storage() != nullptr && slot.storage().use_count() == 1 &&
+      !slot.storage()->requires_grad && slot.shape() == g.shape() &&
+      slot.dtype() == g.dtype()) {
+    VisitDType(slot.dtype(), [&](auto zero) {
+      using T = decltype(zero);
+      AddInto(slot.mutable_data<T>(), g.data<T>(), slot.numel());
+    });
+    return;
+  }
+  slot = slot + g;
 }
 
 // Runs the backward sweep from `outputs` down to tape id `min_id`. When

@@ -192,6 +192,26 @@ TEST(Grad, WithRespectToIntermediatesAndConstants) {
   Tape::Get().Reset();
 }
 
+// Adjoints meeting at a value are summed in place only into buffers the
+// sweep owns alone: x + x hands the seed to x twice, and the seed, the
+// adjoints asked for and the result stay distinct.
+TEST(Grad, SumsOfAdjointsNeverWriteIntoSharedValues) {
+  Tensor x = Tensor::FromVector({3}, {1, 2, 3}).set_requires_grad(true);
+  Tensor seed = Tensor::FromVector({3}, {1, -2, 4});
+  Tensor h = x * 1.0;
+  Tensor y = h + h;
+  auto g = Grad({y}, {x, h}, {seed});
+  EXPECT_EQ(seed.ToVector(), (std::vector<double>{1, -2, 4}));
+  EXPECT_EQ(g[1].ToVector(), (std::vector<double>{2, -4, 8}));
+  EXPECT_EQ(g[0].ToVector(), (std::vector<double>{2, -4, 8}));
+  // Three uses: the in-place sum of the first two must not reach the seed.
+  Tensor z = x + x + x;
+  EXPECT_EQ(Grad({z}, {x}, {seed})[0].ToVector(),
+            (std::vector<double>{3, -6, 12}));
+  EXPECT_EQ(seed.ToVector(), (std::vector<double>{1, -2, 4}));
+  Tape::Get().Reset();
+}
+
 // Writes new tape values over the arena memory freed by a reset or rewind.
 void OverwriteTape(const Tensor& p) {
   for (int i = 0; i < 16; ++i) Tensor z = p * (100.0 + i);

@@ -20,8 +20,8 @@ struct FieldInputs {
   std::shared_ptr<const CnfDynamics> f;
   bool closed_form;  // tr from f.ValueAndTrace (kExact, no regularisers)
   Tensor eps;        // Hutchinson noise [N, d], or undefined (exact trace)
-  // Exact trace: the seeds e_i, made once per pass (or per evaluation when
-  // empty, above kUnitCacheBytes).
+  // Exact trace: the seeds e_i, made once per pass for the graph-building
+  // evaluations (or per evaluation when empty, above kUnitCacheBytes).
   std::vector<Tensor> units;
   bool regularize;
   Tensor context;  // [N, K] or undefined
@@ -29,7 +29,9 @@ struct FieldInputs {
 };
 
 // The exact trace's seeds are kept for a pass up to this size (d x [N, d]):
-// making them per evaluation costs d fresh [N, d] buffers per NFE.
+// a graph holds all d of them, and making them per evaluation costs d fresh
+// [N, d] buffers per NFE. A value evaluation makes each one as it needs it
+// (one recycled buffer, still in cache when the product scans it).
 constexpr int64_t kUnitCacheBytes = int64_t{64} << 20;
 
 // e_i: ones in column i of an [n, d] tensor of `dtype`.
@@ -76,7 +78,8 @@ Tensor Field(const FieldInputs& in, double t, const Tensor& s, bool build) {
       if (in.regularize) frob = Sum(Square(g), 1, true);
     } else {
       for (int64_t i = 0; i < d; ++i) {
-        Tensor e = in.units.empty() ? UnitColumn(n, d, i, dtype) : in.units[i];
+        Tensor e = in.units.empty() || !build ? UnitColumn(n, d, i, dtype)
+                                              : in.units[i];
         Tensor row = Grad({fz}, {z}, {e}, build)[0];  // e_i' J
         Tensor di = Narrow(row, 1, i, 1);
         tr = tr.defined() ? tr + di : di;

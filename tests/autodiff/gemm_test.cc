@@ -1,15 +1,18 @@
-// The GEMM's structured-zeros shortcut (autodiff/gemm.h): products whose
-// op(A) or op(B) has few nonzero columns equal the full product, for every
+// The GEMM (autodiff/gemm.h): right against Eigen and bitwise identical for
+// every thread count; and its structured-zeros shortcut: products whose op(A)
+// or op(B) has few nonzero columns equal the full product, for every
 // transpose combination, overwrite and +=, and NaN or Inf in the skipped
 // factor still reaches the result.
 #include "autodiff/gemm.h"
 
+#include <array>
 #include <cmath>
 #include <limits>
 #include <vector>
 
 #include "autodiff/eigen.h"
 #include "autodiff/rng.h"
+#include "autodiff/thread_pool.h"
 #include "gtest/gtest.h"
 
 namespace flowtape {
@@ -20,6 +23,53 @@ RowMatrixT<T> Random(int64_t r, int64_t c, Rng& rng) {
   RowMatrixT<T> m(r, c);
   for (int64_t i = 0; i < m.size(); ++i) m.data()[i] = T(rng.Normal());
   return m;
+}
+
+// Shapes above the split threshold: tall (rows split), short and wide
+// (columns split); all four transpose combinations; overwrite and +=.
+template <typename T>
+void CheckGemm() {
+  Rng rng(3);
+  // (Large k too: Eigen blocks k by sizes that depend on m and n, the case
+  // where a thread-dependent chunking would change the sums.)
+  for (auto [m, k, n] : {std::array<int64_t, 3>{1100, 96, 80},
+                         std::array<int64_t, 3>{40, 256, 900},
+                         std::array<int64_t, 3>{300, 3000, 48},
+                         std::array<int64_t, 3>{7, 5, 3}}) {
+    if (m > 7) {
+      EXPECT_GE(m * k * n, internal::kParallelFlops) << m << k << n;
+    }
+    for (bool ta : {false, true})
+      for (bool tb : {false, true}) {
+        RowMatrixT<T> a = ta ? Random<T>(k, m, rng) : Random<T>(m, k, rng);
+        RowMatrixT<T> b = tb ? Random<T>(n, k, rng) : Random<T>(k, n, rng);
+        RowMatrixT<T> c0 = Random<T>(m, n, rng);
+        RowMatrixT<T> want = (ta ? RowMatrixT<T>(a.transpose()) : a) *
+                             (tb ? RowMatrixT<T>(b.transpose()) : b);
+        std::vector<RowMatrixT<T>> got;
+        for (int threads : {1, 3}) {
+          SetIntraOpThreads(threads);
+          RowMatrixT<T> c = c0;
+          internal::Gemm(a.data(), a.rows(), a.cols(), ta, b.data(), b.rows(),
+                         b.cols(), tb, c.data(), /*accumulate=*/true);
+          got.push_back(c);
+        }
+        const double tol = sizeof(T) == 4 ? 1e-4 : 1e-12;
+        EXPECT_LT((got[0] - c0 - want).cwiseAbs().maxCoeff(),
+                  tol * (1 + want.cwiseAbs().maxCoeff()))
+            << m << "x" << k << "x" << n << " " << ta << tb;
+        EXPECT_TRUE(got[0] == got[1]) << "thread counts disagree: " << m << "x"
+                                      << k << "x" << n << " " << ta << tb;
+      }
+  }
+}
+
+// Once, not per pool size: CheckGemm sets the thread counts it compares
+// (the repeats only cost time, minutes under ThreadSanitizer).
+TEST(Gemm, IsRightAndBitwiseTheSameForEveryThreadCount) {
+  CheckGemm<double>();
+  CheckGemm<float>();
+  SetIntraOpThreads(1);
 }
 
 // op(X) with all columns but `keep` zeroed, stored transposed when t.

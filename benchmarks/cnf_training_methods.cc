@@ -14,18 +14,19 @@
 //            training;
 //   otcfm:   the same with each minibatch paired by the exact assignment
 //            (Tong et al. 2023).
-// Every method trains ConcatSquash d-h-h-d (tanh; h = 64 for d = 2, 256 for
-// the digits) with Adam from the same initial weights. The ML methods run
-// --lr (--lr_schedule) at --batch; flow matching its own recipe: a linear
-// warm-up to --fm_lr = 3e-2 over the first --fm_warmup = 10% of its steps,
-// then cosine to 0 over the rest (--fm_lr_schedule), --fm_batch (default
-// --batch), sigma_min
-// --fm_sigma_min, and it is scored with the EMA of its parameters
-// (--fm_ema_decay = 0.999, with TrainFlowMatching's warm-up d = min(decay,
-// (1 + k) / (10 + k)) after update k; the update is part of the timed
-// step). Every method is scored as the same kind of flow: test NLL by the exact
-// trace (the net's closed form) with dopri5 (rtol = atol = 1e-5; the ML methods
-// train with that trace in d = 2 and with Hutchinson's estimator on the
+// Every method trains ConcatSquash d-h-h-d (tanh; h = 64 for d = 2, 256 for the
+// digits) with Adam from the same initial weights. The ML methods run --lr
+// (--lr_schedule) at --batch; flow matching its own recipe: a linear warm-up to
+// --fm_lr = 3e-2 over the first --fm_warmup = 10% of its steps, then cosine to
+// 0 over the rest (--fm_lr_schedule), batch --fm_batch (default --batch) for
+// CFM and --otcfm_batch = 128 for OT-CFM (whose paired minibatches give
+// lower-variance gradients, and a 128-assignment costs a fraction of a 256
+// one), sigma_min --fm_sigma_min, and it is scored with the EMA of its
+// parameters (--fm_ema_decay = 0.999, with TrainFlowMatching's warm-up d =
+// min(decay, (1 + k) / (10 + k)) after update k; the update is part of the
+// timed step). Every method is scored as the same kind of flow: test NLL by the
+// exact trace (the net's closed form) with dopri5 (rtol = atol = 1e-5; the ML
+// methods train with that trace in d = 2 and with Hutchinson's estimator on the
 // digits), sampling NFE = the dopri5 evaluations of one generative solve of
 // 1000 base draws (Cnf::Inverse: x and the log-density). The ML methods run
 // --steps steps, the flow-matching ones --fm_steps (default: the same).
@@ -35,11 +36,10 @@
 // trains, RNODE's regularisers are meant to keep them flat, Finlay et al.
 // 2020); 1 field evaluation (flow matching). "s to ffjord" is the training wall
 // time (evaluations excluded) after which the method's test NLL, evaluated
-// every
-// --eval_every steps, first reaches FFJORD's final test NLL ("-" if never;
-// FFJORD trained in the same run). results.json keeps each method's
-// evaluations as `curve_step_wall_cpu_nll` ([step, train wall s, train CPU
-// s, test NLL]), so runs of one method each (--methods=) compare too.
+// every --eval_every steps, first reaches FFJORD's final test NLL ("-" if
+// never; FFJORD trained in the same run). results.json keeps each method's
+// evaluations as `curve_step_wall_cpu_nll` ([step, train wall s, train CPU s,
+// test NLL]), so runs of one method each (--methods=) compare too.
 //
 // Sampling, the second table (every method, the same 1000 base draws z as
 // "sampling NFE"): the generative map alone (Cnf::Transport: no
@@ -70,6 +70,7 @@
 //          --lr_schedule=constant (or cosine) --fm_lr=3e-2
 //          --fm_lr_schedule=cosine (or constant) --fm_warmup=0.1
 //          --fm_ema_decay=0.999 (0: raw parameters) --fm_batch=0 (= --batch)
+//          --otcfm_batch=128 (0 = --fm_batch)
 //          --fm_sigma_min=1e-4 --eval_every=200
 //          --test_size=2000 (toy sets) --seed=1 --quick
 //          --methods=ffjord,rnode,cfm,otcfm (a subset) --rnode_lambda=0.01
@@ -133,7 +134,8 @@ ABSL_FLAG(double, fm_warmup, 0.1,
 ABSL_FLAG(double, fm_ema_decay, 0.999,
           "flow matching is scored with the parameter EMA of this decay "
           "(0: the raw parameters)");
-ABSL_FLAG(int64_t, fm_batch, 0, "flow matching's batch (0 = --batch)");
+ABSL_FLAG(int64_t, fm_batch, 0, "CFM's batch (0 = --batch)");
+ABSL_FLAG(int64_t, otcfm_batch, 128, "OT-CFM's batch (0 = --fm_batch)");
 ABSL_FLAG(double, fm_sigma_min, 1e-4, "sigma_min of flow matching's OT path");
 ABSL_FLAG(int64_t, eval_every, 200, "test NLL every N steps");
 ABSL_FLAG(int64_t, test_size, 2000, "test points");
@@ -167,7 +169,7 @@ struct Settings {
   // Flow matching's own recipe (the ML methods use steps, batch, lr, cosine).
   double fm_lr = 0;
   bool fm_cosine = false;
-  int64_t fm_batch = 0;
+  int64_t fm_batch = 0, otcfm_batch = 0;
   double fm_warmup = 0, fm_ema_decay = 0, fm_sigma_min = 0;
 };
 
@@ -388,7 +390,8 @@ absl::StatusOr<Row> Train(const Problem& problem, const std::string& method,
   row.data = data;
   row.method = method;
   const int64_t steps = ml ? st.steps : st.fm_steps;
-  const int64_t batch = ml ? st.batch : st.fm_batch;
+  const int64_t batch =
+      ml ? st.batch : (method == "otcfm" ? st.otcfm_batch : st.fm_batch);
   const int64_t warmup =
       ml ? 0 : static_cast<int64_t>(std::llround(st.fm_warmup * steps));
   nn::Schedule schedule = (ml ? st.cosine : st.fm_cosine)
@@ -477,6 +480,7 @@ absl::Status Run(experiments::Experiment& ex) {
   st.fm_cosine = absl::GetFlag(FLAGS_fm_lr_schedule) == "cosine";
   st.fm_warmup = absl::GetFlag(FLAGS_fm_warmup);
   st.fm_batch = absl::GetFlag(FLAGS_fm_batch);
+  st.otcfm_batch = absl::GetFlag(FLAGS_otcfm_batch);
   st.fm_ema_decay = absl::GetFlag(FLAGS_fm_ema_decay);
   st.fm_sigma_min = absl::GetFlag(FLAGS_fm_sigma_min);
   bool tols_ok = true, euler_ok = true;
@@ -500,6 +504,7 @@ absl::Status Run(experiments::Experiment& ex) {
   const bool fm_own = st.fm_steps > 0;
   if (st.fm_steps == 0) st.fm_steps = st.steps;
   if (st.fm_batch == 0) st.fm_batch = st.batch;
+  if (st.otcfm_batch == 0) st.otcfm_batch = st.fm_batch;
   const std::vector<std::string> sets =
       absl::StrSplit(absl::GetFlag(FLAGS_data), ',');
   bool known = true;
@@ -540,6 +545,9 @@ absl::Status Run(experiments::Experiment& ex) {
       {"fm_batch", absl::GetFlag(FLAGS_fm_batch),
        st.fm_batch > 0 && st.fm_batch <= 512,
        "in [1, 512] (the exact OT coupling; 0: --batch)"},
+      {"otcfm_batch", absl::GetFlag(FLAGS_otcfm_batch),
+       st.otcfm_batch > 0 && st.otcfm_batch <= 512,
+       "in [1, 512] (the exact OT coupling; 0: --fm_batch)"},
       {"fm_sigma_min", st.fm_sigma_min,
        st.fm_sigma_min >= 0 && st.fm_sigma_min < 1, "in [0, 1)"},
       {"rnode_lambda", st.rnode_lambda,
@@ -564,13 +572,15 @@ absl::Status Run(experiments::Experiment& ex) {
   std::printf(
       "ConcatSquash d-h-h-d tanh (h = 64, 256 for digits), Adam; ML: lr %g "
       "(%s), batch %ld, %ld steps; flow matching: lr %g (%s, warm-up %g), "
-      "batch %ld, %ld steps, sigma_min %g, EMA %g; scored by dopri5 "
+      "batch %ld (OT-CFM %ld), %ld steps, sigma_min %g, EMA %g; scored by "
+      "dopri5 "
       "rtol=atol=1e-5, exact trace, %ld test points (toy sets)\n",
       st.lr, st.cosine ? "cosine" : "constant", static_cast<long>(st.batch),
       static_cast<long>(st.steps), st.fm_lr,
       st.fm_cosine ? "cosine" : "constant", st.fm_warmup,
-      static_cast<long>(st.fm_batch), static_cast<long>(st.fm_steps),
-      st.fm_sigma_min, st.fm_ema_decay, static_cast<long>(st.test_size));
+      static_cast<long>(st.fm_batch), static_cast<long>(st.otcfm_batch),
+      static_cast<long>(st.fm_steps), st.fm_sigma_min, st.fm_ema_decay,
+      static_cast<long>(st.test_size));
   std::vector<Row> rows;
   for (const std::string& d : sets) {
     FT_ASSIGN_OR_RETURN(Problem problem, MakeProblem(d, st.test_size));
@@ -587,6 +597,7 @@ absl::Status Run(experiments::Experiment& ex) {
   ex.config()["fm_lr_schedule"] = absl::GetFlag(FLAGS_fm_lr_schedule);
   ex.config()["fm_warmup"] = st.fm_warmup;
   ex.config()["fm_batch"] = st.fm_batch;
+  ex.config()["otcfm_batch"] = st.otcfm_batch;
   ex.config()["fm_ema_decay"] = st.fm_ema_decay;
   ex.config()["fm_sigma_min"] = st.fm_sigma_min;
   ex.config()["sample_tols"] = st.sample_tols;

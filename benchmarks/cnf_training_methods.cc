@@ -9,29 +9,37 @@
 //   rnode:   the same plus the kinetic and Jacobian regularisers
 //            (Finlay et al. 2020; lambda = --rnode_lambda, default the
 //            paper's 0.01, in the reference code's per-dimension units);
-//   cfm:     conditional flow matching on the OT path, sigma_min = 1e-4,
+//   cfm:     conditional flow matching on the OT path (sigma_min 1e-4),
 //            independent pairs (Lipman et al. 2023): no ODE solve in
 //            training;
 //   otcfm:   the same with each minibatch paired by the exact assignment
 //            (Tong et al. 2023).
-// Every method trains ConcatSquash d-h-h-d (tanh; h = 64 for d = 2, 256 for
-// the digits) with Adam at the same batch, from the same initial weights,
-// and is scored as the same kind of flow: test NLL by the exact trace (the
-// net's closed form) with dopri5 (rtol = atol = 1e-5; the ML methods train
-// with that trace in d = 2 and with Hutchinson's estimator on the digits),
-// sampling NFE = the dopri5 evaluations of one generative solve of 1000 base
-// draws (Cnf::Inverse: x and the log-density). The ML methods run --steps
-// steps, the flow-matching ones --fm_steps (default: the same). Training NFE
-// per step: the forward solve's plus the adjoint's backward solve's evaluations
-// (ML methods), also as its mean over the first, middle and last 10% of the
-// steps ("NFE 10/50/90%": FFJORD's dynamics stiffen as it trains, RNODE's
-// regularisers are meant to keep them flat, Finlay et al. 2020); 1 field
-// evaluation (flow matching). "s to ffjord" is the training wall time
-// (evaluations excluded) after which the method's test NLL, evaluated every
-// --eval_every steps, first reaches FFJORD's final test NLL ("-" if never;
-// FFJORD trained in the same run). results.json keeps each method's
-// evaluations as `curve_step_wall_cpu_nll` ([step, train wall s, train CPU
-// s, test NLL]), so runs of one method each (--methods=) compare too.
+// Every method trains ConcatSquash d-h-h-d (tanh; h = 64 for d = 2, 256 for the
+// digits) with Adam from the same initial weights. The ML methods run --lr
+// (--lr_schedule) at --batch; flow matching its own recipe: a linear warm-up to
+// --fm_lr = 3e-2 over the first --fm_warmup = 10% of its steps, then cosine to
+// 0 over the rest (--fm_lr_schedule), batch --fm_batch (default --batch) for
+// CFM and --otcfm_batch = 128 for OT-CFM (on the toy sets it needs about as
+// many steps at 128 as at 256, and a 128-assignment costs a fraction of a 256
+// one), sigma_min --fm_sigma_min, and it is scored with the EMA of its
+// parameters (--fm_ema_decay = 0.999, with TrainFlowMatching's warm-up d =
+// min(decay, (1 + k) / (10 + k)) after update k; the update is part of the
+// timed step). Every method is scored as the same kind of flow: test NLL by the
+// exact trace (the net's closed form) with dopri5 (rtol = atol = 1e-5; the ML
+// methods train with that trace in d = 2 and with Hutchinson's estimator on the
+// digits), sampling NFE = the dopri5 evaluations of one generative solve of
+// 1000 base draws (Cnf::Inverse: x and the log-density). The ML methods run
+// --steps steps, the flow-matching ones --fm_steps (default: the same).
+// Training NFE per step: the forward solve's plus the adjoint's backward
+// solve's evaluations (ML methods), also as its mean over the first, middle and
+// last 10% of the steps ("NFE 10/50/90%": FFJORD's dynamics stiffen as it
+// trains, RNODE's regularisers are meant to keep them flat, Finlay et al.
+// 2020); 1 field evaluation (flow matching). "s to ffjord" is the training wall
+// time (evaluations excluded) after which the method's test NLL, evaluated
+// every --eval_every steps, first reaches FFJORD's final test NLL ("-" if
+// never; FFJORD trained in the same run). results.json keeps each method's
+// evaluations as `curve_step_wall_cpu_nll` ([step, train wall s, train CPU s,
+// test NLL]), so runs of one method each (--methods=) compare too.
 //
 // Sampling, the second table (every method, the same 1000 base draws z as
 // "sampling NFE"): the generative map alone (Cnf::Transport: no
@@ -59,7 +67,11 @@
 //   CPU-minutes)
 //   flags: --data=8gaussians,moons,checkerboard[,digits] --steps=2000
 //          --fm_steps=0 (= --steps) --batch=256 --lr=1e-3
-//          --lr_schedule=constant (or cosine) --eval_every=200
+//          --lr_schedule=constant (or cosine) --fm_lr=3e-2
+//          --fm_lr_schedule=cosine (or constant) --fm_warmup=0.1
+//          --fm_ema_decay=0.999 (0: raw parameters) --fm_batch=0 (= --batch)
+//          --otcfm_batch=128 (0 = --fm_batch)
+//          --fm_sigma_min=1e-4 --eval_every=200
 //          --test_size=2000 (toy sets) --seed=1 --quick
 //          --methods=ffjord,rnode,cfm,otcfm (a subset) --rnode_lambda=0.01
 //          --sample_tols=1e-3,1e-5,1e-7 --euler_steps=1,2,4,8,16
@@ -100,6 +112,7 @@
 #include "nn/optim.h"
 #include "nn/schedule.h"
 #include "ode/solve.h"
+#include "training/train_flow_matching.h"
 
 ABSL_FLAG(std::string, data, "8gaussians,moons,checkerboard",
           "comma-separated toy densities (data/toy2d.h) and/or digits");
@@ -107,10 +120,23 @@ ABSL_FLAG(int64_t, steps, 2000, "Adam steps of the ML methods");
 ABSL_FLAG(int64_t, fm_steps, 0,
           "Adam steps of the flow-matching methods (0 = --steps)");
 ABSL_FLAG(int64_t, batch, 256, "batch size");
-ABSL_FLAG(double, lr, 1e-3, "Adam learning rate");
+ABSL_FLAG(double, lr, 1e-3, "Adam learning rate of the ML methods");
 ABSL_FLAG(std::string, lr_schedule, "constant",
-          "constant, or cosine: lr (1 + cos(pi t / T)) / 2 over each "
-          "method's own T steps (every method alike)");
+          "the ML methods' schedule: constant, or cosine: lr (1 + cos(pi t / "
+          "T)) / 2 over their T = --steps steps");
+ABSL_FLAG(double, fm_lr, 3e-2, "peak Adam learning rate of flow matching");
+ABSL_FLAG(std::string, fm_lr_schedule, "cosine",
+          "flow matching's schedule: constant, or cosine from --fm_lr to 0 "
+          "over the --fm_steps steps after the warm-up");
+ABSL_FLAG(double, fm_warmup, 0.1,
+          "flow matching's linear warm-up to --fm_lr, as a fraction of its "
+          "steps (0: none)");
+ABSL_FLAG(double, fm_ema_decay, 0.999,
+          "flow matching is scored with the parameter EMA of this decay "
+          "(0: the raw parameters)");
+ABSL_FLAG(int64_t, fm_batch, 0, "CFM's batch (0 = --batch)");
+ABSL_FLAG(int64_t, otcfm_batch, 128, "OT-CFM's batch (0 = --fm_batch)");
+ABSL_FLAG(double, fm_sigma_min, 1e-4, "sigma_min of flow matching's OT path");
 ABSL_FLAG(int64_t, eval_every, 200, "test NLL every N steps");
 ABSL_FLAG(int64_t, test_size, 2000, "test points");
 ABSL_FLAG(uint64_t, seed, 1, "seed (the same for every method)");
@@ -140,6 +166,11 @@ struct Settings {
   std::vector<double> sample_tols;
   std::vector<int64_t> euler_steps;
   double first_step;
+  // Flow matching's own recipe (the ML methods use steps, batch, lr, cosine).
+  double fm_lr = 0;
+  bool fm_cosine = false;
+  int64_t fm_batch = 0, otcfm_batch = 0;
+  double fm_warmup = 0, fm_ema_decay = 0, fm_sigma_min = 0;
 };
 
 constexpr int64_t kSamples = 1000;      // base draws of the sampling measures
@@ -342,21 +373,34 @@ absl::StatusOr<Row> Train(const Problem& problem, const std::string& method,
     flows::matching::FlowMatchingOptions fo;
     if (method == "otcfm")
       fo.coupling = flows::matching::CouplingKind::kExactOt;
-    FT_ASSIGN_OR_RETURN(auto path,
-                        flows::matching::AffinePath::OptimalTransport(1e-4));
+    FT_ASSIGN_OR_RETURN(
+        auto path,
+        flows::matching::AffinePath::OptimalTransport(st.fm_sigma_min));
     FT_ASSIGN_OR_RETURN(fm,
                         flows::matching::FlowMatching::Create(net, path, fo));
   }
-  nn::Adam adam(*net, nn::AdamOptions{.lr = st.lr});
+  const double lr = ml ? st.lr : st.fm_lr;
+  nn::Adam adam(*net, nn::AdamOptions{.lr = lr});
+  std::unique_ptr<training::ParameterEma> ema;  // flow matching's, scored
+  if (!ml && st.fm_ema_decay > 0)
+    ema = std::make_unique<training::ParameterEma>(*net);
   Rng data_rng(st.seed + 100), noise_rng(st.seed + 200),
       eval_rng(st.seed + 300);
   Row row;
   row.data = data;
   row.method = method;
   const int64_t steps = ml ? st.steps : st.fm_steps;
-  if (st.cosine) adam.set_schedule(nn::CosineAnnealingLr(st.lr, steps));
+  const int64_t batch =
+      ml ? st.batch : (method == "otcfm" ? st.otcfm_batch : st.fm_batch);
+  const int64_t warmup =  // < steps: the cosine needs one step of its own
+      ml ? 0 : std::min<int64_t>(std::llround(st.fm_warmup * steps), steps - 1);
+  nn::Schedule schedule = (ml ? st.cosine : st.fm_cosine)
+                              ? nn::CosineAnnealingLr(lr, steps - warmup)
+                              : nn::ConstantLr(lr);
+  if (warmup > 0) schedule = nn::LinearWarmup(warmup, schedule);
+  adam.set_schedule(schedule);
   for (int64_t step = 1; step <= steps; ++step) {
-    FT_ASSIGN_OR_RETURN(Tensor x, problem.sample(st.batch, data_rng));
+    FT_ASSIGN_OR_RETURN(Tensor x, problem.sample(batch, data_rng));
     const auto t0 = std::chrono::steady_clock::now();
     const double cpu0 = CpuSeconds();
     adam.ZeroGrad();
@@ -380,6 +424,8 @@ absl::StatusOr<Row> Train(const Problem& problem, const std::string& method,
       row.nfe.push_back(1);
     }
     adam.Step();
+    if (ema)  // TrainFlowMatching's warm-up: d = min(decay, (1 + k) / (10 + k))
+      ema->Update(std::min(st.fm_ema_decay, (1.0 + step) / (10.0 + step)));
     const double loss_value = loss.item();
     Tape::Get().Reset();
     row.seconds +=
@@ -387,7 +433,9 @@ absl::StatusOr<Row> Train(const Problem& problem, const std::string& method,
             .count();
     row.cpu_seconds += CpuSeconds() - cpu0;
     if (step % st.eval_every == 0 || step == steps) {
+      if (ema) ema->Swap();
       Score(*cnf, test, eval_rng, st, &row, step == steps);
+      if (ema) ema->Swap();
       const int64_t window = std::min<int64_t>(st.eval_every, step);
       double recent = 0;  // mean NFE per step since the last evaluation
       for (int64_t i = step - window; i < step; ++i) recent += row.nfe[i];
@@ -428,6 +476,13 @@ absl::Status Run(experiments::Experiment& ex) {
               {},
               {},
               absl::GetFlag(FLAGS_first_step)};
+  st.fm_lr = absl::GetFlag(FLAGS_fm_lr);
+  st.fm_cosine = absl::GetFlag(FLAGS_fm_lr_schedule) == "cosine";
+  st.fm_warmup = absl::GetFlag(FLAGS_fm_warmup);
+  st.fm_batch = absl::GetFlag(FLAGS_fm_batch);
+  st.otcfm_batch = absl::GetFlag(FLAGS_otcfm_batch);
+  st.fm_ema_decay = absl::GetFlag(FLAGS_fm_ema_decay);
+  st.fm_sigma_min = absl::GetFlag(FLAGS_fm_sigma_min);
   bool tols_ok = true, euler_ok = true;
   for (absl::string_view t :
        absl::StrSplit(absl::GetFlag(FLAGS_sample_tols), ',')) {
@@ -448,6 +503,8 @@ absl::Status Run(experiments::Experiment& ex) {
   }
   const bool fm_own = st.fm_steps > 0;
   if (st.fm_steps == 0) st.fm_steps = st.steps;
+  if (st.fm_batch == 0) st.fm_batch = st.batch;
+  if (st.otcfm_batch == 0) st.otcfm_batch = st.fm_batch;
   const std::vector<std::string> sets =
       absl::StrSplit(absl::GetFlag(FLAGS_data), ',');
   bool known = true;
@@ -476,6 +533,23 @@ absl::Status Run(experiments::Experiment& ex) {
       {"lr_schedule", absl::GetFlag(FLAGS_lr_schedule),
        absl::GetFlag(FLAGS_lr_schedule) == "constant" || st.cosine,
        "constant or cosine"},
+      {"fm_lr", st.fm_lr, std::isfinite(st.fm_lr) && st.fm_lr > 0,
+       "finite and > 0"},
+      {"fm_lr_schedule", absl::GetFlag(FLAGS_fm_lr_schedule),
+       absl::GetFlag(FLAGS_fm_lr_schedule) == "constant" || st.fm_cosine,
+       "constant or cosine"},
+      {"fm_warmup", st.fm_warmup, st.fm_warmup >= 0 && st.fm_warmup < 1,
+       "in [0, 1) (a fraction of the flow-matching steps)"},
+      {"fm_ema_decay", st.fm_ema_decay,
+       st.fm_ema_decay >= 0 && st.fm_ema_decay < 1, "in [0, 1) (0: no EMA)"},
+      {"fm_batch", absl::GetFlag(FLAGS_fm_batch),
+       st.fm_batch > 0 && st.fm_batch <= 512,
+       "in [1, 512] (the exact OT coupling; 0: --batch)"},
+      {"otcfm_batch", absl::GetFlag(FLAGS_otcfm_batch),
+       st.otcfm_batch > 0 && st.otcfm_batch <= 512,
+       "in [1, 512] (the exact OT coupling; 0: --fm_batch)"},
+      {"fm_sigma_min", st.fm_sigma_min,
+       st.fm_sigma_min >= 0 && st.fm_sigma_min < 1, "in [0, 1)"},
       {"rnode_lambda", st.rnode_lambda,
        std::isfinite(st.rnode_lambda) && st.rnode_lambda >= 0,
        "finite and >= 0"},
@@ -496,11 +570,16 @@ absl::Status Run(experiments::Experiment& ex) {
       absl::StrCat("--batch=", st.batch, " --test_size=", st.test_size)));
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
   std::printf(
-      "ConcatSquash d-h-h-d tanh (h = 64, 256 for digits), Adam lr %g (%s), "
-      "batch %ld, %ld steps (ML), %ld steps (flow matching); scored by dopri5 "
+      "ConcatSquash d-h-h-d tanh (h = 64, 256 for digits), Adam; ML: lr %g "
+      "(%s), batch %ld, %ld steps; flow matching: lr %g (%s, warm-up %g), "
+      "batch %ld (OT-CFM %ld), %ld steps, sigma_min %g, EMA %g; scored by "
+      "dopri5 "
       "rtol=atol=1e-5, exact trace, %ld test points (toy sets)\n",
       st.lr, st.cosine ? "cosine" : "constant", static_cast<long>(st.batch),
-      static_cast<long>(st.steps), static_cast<long>(st.fm_steps),
+      static_cast<long>(st.steps), st.fm_lr,
+      st.fm_cosine ? "cosine" : "constant", st.fm_warmup,
+      static_cast<long>(st.fm_batch), static_cast<long>(st.otcfm_batch),
+      static_cast<long>(st.fm_steps), st.fm_sigma_min, st.fm_ema_decay,
       static_cast<long>(st.test_size));
   std::vector<Row> rows;
   for (const std::string& d : sets) {
@@ -514,6 +593,13 @@ absl::Status Run(experiments::Experiment& ex) {
   ex.config()["fm_steps_own"] = fm_own;
   ex.config()["rnode_lambda"] = st.rnode_lambda;
   ex.config()["lr_schedule"] = absl::GetFlag(FLAGS_lr_schedule);
+  ex.config()["fm_lr"] = st.fm_lr;
+  ex.config()["fm_lr_schedule"] = absl::GetFlag(FLAGS_fm_lr_schedule);
+  ex.config()["fm_warmup"] = st.fm_warmup;
+  ex.config()["fm_batch"] = st.fm_batch;
+  ex.config()["otcfm_batch"] = st.otcfm_batch;
+  ex.config()["fm_ema_decay"] = st.fm_ema_decay;
+  ex.config()["fm_sigma_min"] = st.fm_sigma_min;
   ex.config()["sample_tols"] = st.sample_tols;
   ex.config()["euler_steps"] = st.euler_steps;
   ex.config()["first_step"] = st.first_step;

@@ -102,6 +102,11 @@ expect benchmarks/cnf_training_methods "--sample_tols=1e-3,1e-12: must be comma-
 expect benchmarks/cnf_training_methods "--sample_tols=nan: must be" --sample_tols=nan
 expect benchmarks/cnf_training_methods "--euler_steps=1,0: must be comma-separated integers" --euler_steps=1,0
 expect benchmarks/cnf_training_methods "--first_step=2: must be in [0, 1]" --first_step=2
+expect benchmarks/cnf_training_methods "--fm_ema_decay=1: must be in [0, 1)" --fm_ema_decay=1
+expect benchmarks/cnf_training_methods "--fm_lr_schedule=linear: must be constant or cosine" --fm_lr_schedule=linear
+expect benchmarks/cnf_training_methods "--fm_warmup=1: must be in [0, 1)" --fm_warmup=1
+expect benchmarks/cnf_training_methods "--fm_batch=600: must be in [1, 512]" --fm_batch=600
+expect benchmarks/cnf_training_methods "--otcfm_batch=-1: must be in [1, 512]" --otcfm_batch=-1
 
 # Catalogues too small for a nonempty 80/10/10 split: a clear error (a
 # one-row catalogue used to crash the mixture model, and 2-9 rows trained

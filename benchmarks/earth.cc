@@ -130,6 +130,9 @@ ABSL_FLAG(int, recursive_hidden, 0,
 ABSL_FLAG(int, recursive_batch, 0, "recursive: minibatch (0 = mode default)");
 ABSL_FLAG(double, recursive_lr, 0,
           "recursive: peak learning rate (0 = mode default)");
+ABSL_FLAG(double, recursive_weight_decay, -1,
+          "recursive: AdamW's decoupled weight decay (0 = Adam; -1 = mode "
+          "default)");
 ABSL_FLAG(int, recursive_components, 0,
           "recursive_mixture: recursive chains mixed (0 = mode default)");
 ABSL_FLAG(int, rfm_width, 0, "rfm field hidden width (0 = mode default)");
@@ -193,6 +196,7 @@ struct Config {
   int recursive_blocks = 2, recursive_components = 4;
   int64_t recursive_batch = 512;
   double recursive_lr = 5e-3;
+  double recursive_weight_decay = 0;  // > 0: AdamW
 };
 Config MakeConfig(bool full) {
   if (!full) return {12, 32, 2, 2, 32, 1000, 500, 1024, 512, 2e-2, 1e-2};
@@ -431,6 +435,8 @@ absl::Status Run(experiments::Experiment& ex) {
   const int recursive_batch = absl::GetFlag(FLAGS_recursive_batch);
   const double recursive_lr = absl::GetFlag(FLAGS_recursive_lr);
   const int recursive_components = absl::GetFlag(FLAGS_recursive_components);
+  const double recursive_weight_decay =
+      absl::GetFlag(FLAGS_recursive_weight_decay);
   if (absl::Status s = experiments::CheckFlags({
           {"seeds", seeds, seeds > 0, "> 0"},
           {"first_seed", first_seed, first_seed >= 0 && first_seed <= 1000000,
@@ -454,6 +460,10 @@ absl::Status Run(experiments::Experiment& ex) {
           {"recursive_lr", recursive_lr,
            std::isfinite(recursive_lr) && recursive_lr >= 0 && recursive_lr < 1,
            "finite, in [0, 1)"},
+          {"recursive_weight_decay", recursive_weight_decay,
+           std::isfinite(recursive_weight_decay) &&
+               recursive_weight_decay >= -1 && recursive_weight_decay < 1,
+           "-1 or in [0, 1)"},
           {"recursive_components", recursive_components,
            recursive_components >= 0 && recursive_components <= 64,
            "in [0, 64]"},
@@ -531,6 +541,8 @@ absl::Status Run(experiments::Experiment& ex) {
   if (recursive_batch) cfg.recursive_batch = recursive_batch;
   if (recursive_lr) cfg.recursive_lr = recursive_lr;
   if (recursive_components) cfg.recursive_components = recursive_components;
+  if (recursive_weight_decay >= 0)
+    cfg.recursive_weight_decay = recursive_weight_decay;
   ex.config() = {
       {"affine_layers", cfg.affine_layers},
       {"mixture_components", cfg.mixture_components},
@@ -550,6 +562,7 @@ absl::Status Run(experiments::Experiment& ex) {
       {"recursive_blocks", cfg.recursive_blocks},
       {"recursive_batch", cfg.recursive_batch},
       {"recursive_components", cfg.recursive_components},
+      {"recursive_weight_decay", cfg.recursive_weight_decay},
       {"rfm",
        {{"width", rfm.spec.field.width},
         {"depth", rfm.spec.field.depth},
@@ -610,7 +623,13 @@ absl::Status Run(experiments::Experiment& ex) {
           adam.lr = recursive ? cfg.recursive_lr
                     : neural  ? cfg.neural_lr
                               : cfg.lr;
-          auto opt = std::make_shared<nn::Adam>(*model, adam);
+          std::shared_ptr<nn::Adam> opt;
+          if (recursive && cfg.recursive_weight_decay > 0) {
+            adam.weight_decay = cfg.recursive_weight_decay;
+            opt = std::make_shared<nn::AdamW>(*model, adam);
+          } else {
+            opt = std::make_shared<nn::Adam>(*model, adam);
+          }
           if (recursive)
             opt->set_schedule(
                 nn::CosineAnnealingLr(cfg.recursive_lr, cfg.recursive_steps));

@@ -478,8 +478,8 @@ absl::Status Run(experiments::Experiment& ex) {
            std::isfinite(recursive_lr) && recursive_lr >= 0 && recursive_lr < 1,
            "finite, in [0, 1)"},
           {"recursive_weight_decay", recursive_weight_decay,
-           std::isfinite(recursive_weight_decay) &&
-               recursive_weight_decay >= -1 && recursive_weight_decay < 1,
+           recursive_weight_decay == -1 ||
+               (recursive_weight_decay >= 0 && recursive_weight_decay < 1),
            "-1 or in [0, 1)"},
           {"recursive_components", recursive_components,
            recursive_components >= 0 && recursive_components <= 64,

@@ -18,16 +18,19 @@
 //            for the azimuth; closed-form log R): affine, then 2 x
 //            (recursive flow + affine), 32 bins, conditioners 64-64, Adam
 //            5e-3 with cosine decay to 0 over 4000 steps of 512 (--full:
-//            8000 steps); --recursive_{blocks,bins,hidden,batch,lr} change
-//            them. Quick mode, 5 seeds (README, "Paper targets"): below
-//            the --full affine mixture on volcano (-3.48) and fire (-0.99),
-//            above it on earthquake (0.06) and flood (0.70); ~65 CPU s a run
+//            8000 steps); --recursive_{blocks,bins,hidden,batch,lr,
+//            weight_decay} change them (weight decay > 0: AdamW). Quick
+//            mode, 5 seeds (README, "Paper targets"): below the --full
+//            affine mixture on volcano (-3.48) and fire (-0.99), above it
+//            on earthquake (0.06) and flood (0.70); ~65 CPU s a run
 //   recursive_mixture (not run by default)
 //            a mixture of --recursive_components (4) chains of the
 //            recursive model, each centred on a random training row, with
 //            trained weights (manifolds/manifold_flow.h, FlowMixture);
-//            trained like recursive; K times its cost (README, "Paper
-//            targets")
+//            trained like recursive, but its chains have 16 bins,
+//            conditioners 32-32 and AdamW weight decay 0.1 (the
+//            --recursive_ flags set both models); ~125 CPU s a run (README,
+//            "Paper targets")
 //   rfm      (not run by default) Riemannian flow matching (Chen & Lipman
 //            2024; manifolds/sphere_flow_matching.h): a tanh MLP on 64
 //            random Fourier features of x (frequencies N(0, 8^2);
@@ -130,6 +133,9 @@ ABSL_FLAG(int, recursive_hidden, 0,
 ABSL_FLAG(int, recursive_batch, 0, "recursive: minibatch (0 = mode default)");
 ABSL_FLAG(double, recursive_lr, 0,
           "recursive: peak learning rate (0 = mode default)");
+ABSL_FLAG(double, recursive_weight_decay, -1,
+          "recursive: AdamW's decoupled weight decay (0 = Adam; -1 = mode "
+          "default)");
 ABSL_FLAG(int, recursive_components, 0,
           "recursive_mixture: recursive chains mixed (0 = mode default)");
 ABSL_FLAG(int, rfm_width, 0, "rfm field hidden width (0 = mode default)");
@@ -193,11 +199,26 @@ struct Config {
   int recursive_blocks = 2, recursive_components = 4;
   int64_t recursive_batch = 512;
   double recursive_lr = 5e-3;
+  double recursive_weight_decay = 0;  // > 0: AdamW
+  // recursive_mixture's chains: narrower, coarser and decayed (README,
+  // "Paper targets": at the single chain's sizes the mixture overfits).
+  int64_t mixture_chain_bins = 16, mixture_chain_hidden = 32;
+  double mixture_chain_weight_decay = 0.1;
 };
 Config MakeConfig(bool full) {
   if (!full) return {12, 32, 2, 2, 32, 1000, 500, 1024, 512, 2e-2, 1e-2};
   Config c{24, 48, 2, 3, 32, 3000, 1500, 1024, 512, 1e-2, 1e-2};
   c.recursive_steps = 8000;
+  return c;
+}
+
+// `c` with the recursive sizes model `name` trains with.
+Config ForModel(Config c, const std::string& name) {
+  if (name == "recursive_mixture") {
+    c.recursive_bins = c.mixture_chain_bins;
+    c.recursive_hidden = c.mixture_chain_hidden;
+    c.recursive_weight_decay = c.mixture_chain_weight_decay;
+  }
   return c;
 }
 
@@ -431,6 +452,8 @@ absl::Status Run(experiments::Experiment& ex) {
   const int recursive_batch = absl::GetFlag(FLAGS_recursive_batch);
   const double recursive_lr = absl::GetFlag(FLAGS_recursive_lr);
   const int recursive_components = absl::GetFlag(FLAGS_recursive_components);
+  const double recursive_weight_decay =
+      absl::GetFlag(FLAGS_recursive_weight_decay);
   if (absl::Status s = experiments::CheckFlags({
           {"seeds", seeds, seeds > 0, "> 0"},
           {"first_seed", first_seed, first_seed >= 0 && first_seed <= 1000000,
@@ -454,6 +477,10 @@ absl::Status Run(experiments::Experiment& ex) {
           {"recursive_lr", recursive_lr,
            std::isfinite(recursive_lr) && recursive_lr >= 0 && recursive_lr < 1,
            "finite, in [0, 1)"},
+          {"recursive_weight_decay", recursive_weight_decay,
+           recursive_weight_decay == -1 ||
+               (recursive_weight_decay >= 0 && recursive_weight_decay < 1),
+           "-1 or in [0, 1)"},
           {"recursive_components", recursive_components,
            recursive_components >= 0 && recursive_components <= 64,
            "in [0, 64]"},
@@ -526,11 +553,16 @@ absl::Status Run(experiments::Experiment& ex) {
   if (rfm_t_power) rfm.t_power = rfm_t_power;
   if (neural_lr) cfg.neural_lr = neural_lr;
   if (recursive_blocks) cfg.recursive_blocks = recursive_blocks;
-  if (recursive_bins) cfg.recursive_bins = recursive_bins;
-  if (recursive_hidden) cfg.recursive_hidden = recursive_hidden;
+  if (recursive_bins)
+    cfg.recursive_bins = cfg.mixture_chain_bins = recursive_bins;
+  if (recursive_hidden)
+    cfg.recursive_hidden = cfg.mixture_chain_hidden = recursive_hidden;
   if (recursive_batch) cfg.recursive_batch = recursive_batch;
   if (recursive_lr) cfg.recursive_lr = recursive_lr;
   if (recursive_components) cfg.recursive_components = recursive_components;
+  if (recursive_weight_decay >= 0)
+    cfg.recursive_weight_decay = cfg.mixture_chain_weight_decay =
+        recursive_weight_decay;
   ex.config() = {
       {"affine_layers", cfg.affine_layers},
       {"mixture_components", cfg.mixture_components},
@@ -550,6 +582,10 @@ absl::Status Run(experiments::Experiment& ex) {
       {"recursive_blocks", cfg.recursive_blocks},
       {"recursive_batch", cfg.recursive_batch},
       {"recursive_components", cfg.recursive_components},
+      {"recursive_weight_decay", cfg.recursive_weight_decay},
+      {"mixture_chain_bins", cfg.mixture_chain_bins},
+      {"mixture_chain_hidden", cfg.mixture_chain_hidden},
+      {"mixture_chain_weight_decay", cfg.mixture_chain_weight_decay},
       {"rfm",
        {{"width", rfm.spec.field.width},
         {"depth", rfm.spec.field.depth},
@@ -597,32 +633,39 @@ absl::Status Run(experiments::Experiment& ex) {
       for (const std::string& name : models) {
         const bool neural = name != "affine" && name != "mixture";
         const bool recursive = absl::StartsWith(name, "recursive");
+        const Config mcfg = ForModel(cfg, name);
         auto make = [&](int) -> absl::StatusOr<training::Replica> {
           Rng rng(77 + seed);
           FT_ASSIGN_OR_RETURN(
               std::shared_ptr<ManifoldDensity> model,
-              MakeModel(Spec(name, cfg, dtype), split.train, rng));
+              MakeModel(Spec(name, mcfg, dtype), split.train, rng));
           const ManifoldDensity* m = model.get();
           training::NllFn nll = [m](const Tensor& b, const Tensor&, Rng&) {
             return -Mean(m->LogProb(b));
           };
           nn::AdamOptions adam;
-          adam.lr = recursive ? cfg.recursive_lr
-                    : neural  ? cfg.neural_lr
-                              : cfg.lr;
-          auto opt = std::make_shared<nn::Adam>(*model, adam);
+          adam.lr = recursive ? mcfg.recursive_lr
+                    : neural  ? mcfg.neural_lr
+                              : mcfg.lr;
+          std::shared_ptr<nn::Adam> opt;
+          if (recursive && mcfg.recursive_weight_decay > 0) {
+            adam.weight_decay = mcfg.recursive_weight_decay;
+            opt = std::make_shared<nn::AdamW>(*model, adam);
+          } else {
+            opt = std::make_shared<nn::Adam>(*model, adam);
+          }
           if (recursive)
             opt->set_schedule(
-                nn::CosineAnnealingLr(cfg.recursive_lr, cfg.recursive_steps));
+                nn::CosineAnnealingLr(mcfg.recursive_lr, mcfg.recursive_steps));
           return training::Replica{model, nll, opt};
         };
         training::TrainOptions topt;
-        topt.batch_size = recursive ? cfg.recursive_batch
-                          : neural  ? cfg.neural_batch
-                                    : cfg.batch;
-        topt.max_steps = recursive ? cfg.recursive_steps
-                         : neural  ? cfg.neural_steps
-                                   : cfg.steps;
+        topt.batch_size = recursive ? mcfg.recursive_batch
+                          : neural  ? mcfg.neural_batch
+                                    : mcfg.batch;
+        topt.max_steps = recursive ? mcfg.recursive_steps
+                         : neural  ? mcfg.neural_steps
+                                   : mcfg.steps;
         topt.eval_every = 100;
         topt.log_every = absl::GetFlag(FLAGS_verbose) ? 50 : 0;
         topt.seed = seed;
@@ -669,7 +712,7 @@ absl::Status Run(experiments::Experiment& ex) {
         if (seed == first_seed)
           FT_RETURN_IF_ERROR(models::SaveSphereModel(
               ex.Output(absl::StrCat(set, "_", name, ".ftm")),
-              name == "rfm" ? rfm.spec : Spec(name, cfg, dtype), model));
+              name == "rfm" ? rfm.spec : Spec(name, mcfg, dtype), model));
         if (seed == first_seed && absl::GetFlag(FLAGS_maps))
           FT_RETURN_IF_ERROR(ex.WriteFigure(
               DensityMap(model, split.test,
@@ -707,9 +750,9 @@ absl::Status Run(experiments::Experiment& ex) {
                     cfg.recursive_blocks)},
       {"recursive_mobius",
        absl::StrCat("Affine + recursive (Moebius) x", cfg.recursive_blocks)},
-      {"recursive_mixture", absl::StrCat("Mixture ", cfg.recursive_components,
-                                         " x recursive (K=", cfg.recursive_bins,
-                                         ") x", cfg.recursive_blocks)},
+      {"recursive_mixture",
+       absl::StrCat("Mixture ", cfg.recursive_components, " x recursive (K=",
+                    cfg.mixture_chain_bins, ") x", cfg.recursive_blocks)},
       {"rfm", absl::StrCat("Riemannian flow matching ", rfm.spec.field.depth,
                            " x ", rfm.spec.field.width)}};
   for (const std::string& name : models) {

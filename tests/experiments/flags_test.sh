@@ -59,6 +59,7 @@ expect benchmarks/earth "--rfm_coupling: " --rfm_coupling=greedy
 expect benchmarks/earth "--rfm_coupling=exact_ot: the batch (1024) must be <= 512" --rfm_coupling=exact_ot --rfm_batch=1024
 expect benchmarks/earth "--recursive_blocks=65: must be in [0, 64]" --recursive_blocks=65 --models=recursive
 expect benchmarks/earth "--recursive_lr=nan: must be finite, in [0, 1)" --recursive_lr=nan --models=recursive
+expect benchmarks/earth "--recursive_weight_decay=-0.5: must be -1 or in [0, 1)" --recursive_weight_decay=-0.5 --models=recursive
 expect benchmarks/torus "--bins=1: must be in [2, 256]" --bins=1
 expect benchmarks/torus "--lr=nan: must be in (0, 1)" --lr=nan
 expect benchmarks/torus "unknown torus target 'bimodal'" --targets=bimodal
@@ -138,6 +139,15 @@ out=$("$root/benchmarks/earth" --seeds=1 --steps=2 --datasets=volcano \
 [[ $? -eq 0 && $out == *"volcano"*"recursive"*"seed 0"*"recursive (spline K=4) x1"* &&
   -s $tmp/recursive/volcano_recursive.ftm ]] || {
   echo "FAIL: earth --models=recursive on the shipped volcano data: $out"
+  fails=$((fails + 1))
+}
+out=$("$root/benchmarks/earth" --seeds=1 --steps=2 --datasets=volcano \
+  --models=recursive_mixture --recursive_components=2 --recursive_blocks=1 \
+  --recursive_bins=4 --recursive_hidden=8 --recursive_batch=64 \
+  --recursive_weight_decay=0.1 --maps=false --out_dir="$tmp/rmix" 2>&1)
+[[ $? -eq 0 && $out == *"volcano"*"recursive_mixture"*"seed 0"*"Mixture 2 x recursive (K=4) x1"* &&
+  -s $tmp/rmix/volcano_recursive_mixture.ftm ]] || {
+  echo "FAIL: earth --models=recursive_mixture (AdamW) on the shipped volcano data: $out"
   fails=$((fails + 1))
 }
 out=$("$root/benchmarks/earth" --seeds=1 --steps=2 --datasets=volcano \

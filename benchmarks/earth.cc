@@ -87,6 +87,7 @@
 #include "autodiff/status_macros.h"
 #include "autodiff/tape.h"
 #include "data/earth.h"
+#include "experiments/budget.h"
 #include "experiments/cli.h"
 #include "experiments/common.h"
 #include "flows/matching/cfm.h"
@@ -297,6 +298,65 @@ RfmConfig RfmFor(RfmConfig c, const std::string& set) {
   return c;
 }
 
+// The memory of each model in `models` (trained one at a time, on the same
+// data), checked against the machine before anything is allocated, naming
+// the flags that size it. Data: at most kEarthMaxBytes of "lat,lon" text,
+// i.e. under 1.5 M points of 3 values; the density map is 720 x 360 points,
+// evaluated in chunks of at most 4096.
+absl::Status CheckModelMemory(const Config& c, const RfmConfig& rfm,
+                              const std::vector<std::string>& models) {
+  auto wants = [&](const std::string& name) {
+    return std::find(models.begin(), models.end(), name) != models.end();
+  };
+  const double data = 3.0 * (data::kEarthMaxBytes / 11.0) + 720.0 * 360 * 3;
+  auto batch = [](int64_t b) {
+    return std::max(static_cast<double>(b), 4096.0);
+  };
+  // Normalized affine flows on S^2: 12 parameters (3x3 A, b) and ~30 values
+  // per point each.
+  const double flows =
+      static_cast<double>(c.mixture_components) * c.mixture_layers +
+      c.affine_layers + 2.0 * c.neural_blocks;
+  if (wants("affine") || wants("mixture") || wants("neural"))
+    FT_RETURN_IF_ERROR(experiments::CheckRunMemory(
+        {12.0 * flows, 30.0 * flows, batch(std::max(c.batch, c.neural_batch)),
+         data},
+        absl::StrCat("--components=", c.mixture_components,
+                     " --layers=", c.mixture_layers)));
+  // Recursive chains: per block an interval and a circle spline, each from
+  // a conditioner hidden-hidden to 3 bins + 1 knots; K chains in a mixture.
+  for (const std::string name :
+       {"recursive", "recursive_mobius", "recursive_mixture"}) {
+    if (!wants(name)) continue;
+    const Config r = ForModel(c, name);
+    const int64_t h = r.recursive_hidden;
+    const double knots = 3.0 * r.recursive_bins + 1;
+    const double splines =
+        2.0 * r.recursive_blocks *
+        (name == "recursive_mixture" ? r.recursive_components : 1);
+    FT_RETURN_IF_ERROR(experiments::CheckRunMemory(
+        {splines * experiments::MlpParameters(4, {h, h}, knots),
+         splines * (experiments::MlpActivations(4, {h, h}, knots) + 3 * knots),
+         batch(r.recursive_batch), data},
+        absl::StrCat(
+            "--models=", name, " --recursive_components=",
+            r.recursive_components, " --recursive_blocks=", r.recursive_blocks,
+            " --recursive_bins=", r.recursive_bins, " --recursive_hidden=", h,
+            " --recursive_batch=", r.recursive_batch)));
+  }
+  if (!wants("rfm")) return absl::OkStatus();
+  // The rfm field: depth x width on 2 fourier features of x, x and t's;
+  // its divergence takes three passes.
+  const models::SphereFieldSpec& f = rfm.spec.field;
+  const std::vector<int64_t> layers(f.depth, f.width);
+  const double in = 2.0 * f.fourier + 12;
+  return experiments::CheckRunMemory(
+      {experiments::MlpParameters(in, layers, 3),
+       3 * experiments::MlpActivations(in, layers, 3), batch(rfm.batch), data},
+      absl::StrCat("--rfm_width=", f.width, " --rfm_depth=", f.depth,
+                   " --rfm_fourier=", f.fourier, " --rfm_batch=", rfm.batch));
+}
+
 struct RfmModel {
   std::shared_ptr<ManifoldDensity> trained;  // validation step 0.02
   std::shared_ptr<ManifoldDensity> fine;     // the spec's model (test step)
@@ -503,24 +563,6 @@ absl::Status Run(experiments::Experiment& ex) {
     return s;
   if (components) cfg.mixture_components = components;
   if (layers) cfg.mixture_layers = layers;
-  // Normalized affine flows on S^2: 12 parameters (3x3 A, b) and ~30 values
-  // per point each; data: at most kEarthMaxBytes of "lat,lon" text, i.e.
-  // under 1.5 M points of 3 values. The density map is 720 x 360 points.
-  {
-    const double flows =
-        static_cast<double>(cfg.mixture_components) * cfg.mixture_layers +
-        cfg.affine_layers + 2.0 * cfg.neural_blocks;
-    experiments::Footprint f;
-    f.parameters = 12.0 * flows;
-    f.activations_per_example = 30.0 * flows;
-    f.batch = std::max<double>(std::max(cfg.batch, cfg.neural_batch), 4096);
-    f.data_values = 3.0 * (data::kEarthMaxBytes / 11.0) + 720.0 * 360 * 3;
-    if (absl::Status s = experiments::CheckRunMemory(
-            f, absl::StrCat("--components=", cfg.mixture_components,
-                            " --layers=", cfg.mixture_layers));
-        !s.ok())
-      return s;
-  }
   if (steps) {
     cfg.steps = cfg.neural_steps = cfg.recursive_steps = rfm.steps = steps;
     rfm.steps_doubled = false;
@@ -621,6 +663,7 @@ absl::Status Run(experiments::Experiment& ex) {
           absl::StrCat("--models: unknown '", name,
                        "' (affine, mixture, neural, recursive, "
                        "recursive_mobius, recursive_mixture, rfm)"));
+  FT_RETURN_IF_ERROR(CheckModelMemory(cfg, rfm, models));
   std::map<std::string, std::map<std::string, Cell>> results;  // model, data
   for (const std::string& set : sets) {
     const std::string path = absl::StrCat(dir, "/", set, ".csv");

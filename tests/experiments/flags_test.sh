@@ -84,6 +84,11 @@ expect experiments/images "--batch=1000000000000 (--flow=realnvp): the run needs
 expect experiments/ood "--flow=glow: the run needs" --max_memory_gb=0.001
 expect benchmarks/earth "--components=1000000000 --layers=2: the run needs" --components=1000000000
 expect benchmarks/earth "--layers=1000000000: the run needs" --layers=1000000000
+expect benchmarks/earth "--recursive_hidden=4096 --recursive_batch=512: the run needs" \
+  --models=recursive_mixture --recursive_components=64 --recursive_blocks=64 \
+  --recursive_hidden=4096 --max_memory_gb=1
+expect benchmarks/earth "--rfm_width=4096 --rfm_depth=16 --rfm_fourier=64 --rfm_batch=256: the run needs" \
+  --models=rfm --rfm_width=4096 --rfm_depth=16 --max_memory_gb=1
 expect benchmarks/anode_spheres "anode_spheres: INVALID_ARGUMENT: --train_size=0: must be > 0" --train_size=0
 expect benchmarks/anode_spheres "--batch=1000000000000 --train_size=2000: the run needs" --batch=1000000000000
 expect benchmarks/rnode_vs_ffjord "rnode_vs_ffjord: INVALID_ARGUMENT: --batch=0: must be > 0" --batch=0

@@ -199,9 +199,7 @@ void Backward(const Tensor& loss, const Tensor& grad_output) {
     } else {
       VisitDType(g.dtype(), [&](auto zero) {
         using T = decltype(zero);
-        const T* src = g.data<T>();
-        T* dst = static_cast<T*>(s->grad->data);
-        for (int64_t i = 0; i < n; ++i) dst[i] += src[i];
+        AddInto(static_cast<T*>(s->grad->data), g.data<T>(), n);
       });
     }
   };

@@ -54,6 +54,8 @@ absl::Status ValidateCost(const Eigen::MatrixXd& cost) {
 // unaligned, may alias the double arrays it is loaded from.
 typedef double Vec8 __attribute__((vector_size(64), aligned(8), may_alias));
 constexpr int kLanes = 8;
+// x in every lane.
+inline Vec8 Splat(double x) { return Vec8{} + x; }
 
 // Runs block(j, track) over the whole 8-wide blocks of [0, m), alternating
 // two tracks (two independent dependency chains); returns the first column
@@ -86,18 +88,16 @@ int ScanBlocks(int m, Block& block, Track& even, Track& odd) {
 int Relax(const double* ci, double base, double row, const double* v_eff,
           const double* busy, double* dist, double* path, int m,
           double* lowest) {
-  const Vec8 vbase = {base, base, base, base, base, base, base, base};
-  const Vec8 vrow = {row, row, row, row, row, row, row, row};
+  const Vec8 vbase = Splat(base);
+  const Vec8 vrow = Splat(row);
   // Per lane, the least (dist, busy) seen and its first index; two sets
   // (even and odd blocks of 8) halve the dependency chain through them.
   struct Track {
-    Vec8 low = {kInf, kInf, kInf, kInf, kInf, kInf, kInf, kInf};
-    Vec8 busy = {1, 1, 1, 1, 1, 1, 1, 1};
-    Vec8 idx = {-1, -1, -1, -1, -1, -1, -1, -1};
+    Vec8 low = Splat(kInf);
+    Vec8 busy = Splat(1);
+    Vec8 idx = Splat(-1);
   } even, odd;
   Vec8 vj = {0, 1, 2, 3, 4, 5, 6, 7};
-  const Vec8 lanes = {kLanes, kLanes, kLanes, kLanes,
-                      kLanes, kLanes, kLanes, kLanes};
   auto block = [&](int j, Track& t) {
     const Vec8 r = vbase + *reinterpret_cast<const Vec8*>(ci + j) -
                    *reinterpret_cast<const Vec8*>(v_eff + j);
@@ -112,7 +112,7 @@ int Relax(const double* ci, double base, double row, const double* v_eff,
     t.low = wins ? dn : t.low;
     t.busy = wins ? b : t.busy;
     t.idx = wins ? vj : t.idx;
-    vj += lanes;
+    vj += kLanes;
   };
   int j = ScanBlocks(m, block, even, odd);
   double best = kInf, best_busy = 1;
@@ -158,13 +158,11 @@ void TwoLeast(const double* ci, const double* v, int m, int* j1, double* w1,
               double* w2) {
   // Per lane of two blocks of 8: least a (at index ia) and second least b.
   struct Track {
-    Vec8 a = {kInf, kInf, kInf, kInf, kInf, kInf, kInf, kInf};
-    Vec8 b = {kInf, kInf, kInf, kInf, kInf, kInf, kInf, kInf};
-    Vec8 ia = {-1, -1, -1, -1, -1, -1, -1, -1};
+    Vec8 a = Splat(kInf);
+    Vec8 b = Splat(kInf);
+    Vec8 ia = Splat(-1);
   } even, odd;
   Vec8 vj = {0, 1, 2, 3, 4, 5, 6, 7};
-  const Vec8 lanes = {kLanes, kLanes, kLanes, kLanes,
-                      kLanes, kLanes, kLanes, kLanes};
   auto block = [&](int j, Track& t) {
     const Vec8 r = *reinterpret_cast<const Vec8*>(ci + j) -
                    *reinterpret_cast<const Vec8*>(v + j);
@@ -172,7 +170,7 @@ void TwoLeast(const double* ci, const double* v, int m, int* j1, double* w1,
     t.b = lower ? t.a : (r < t.b ? r : t.b);
     t.ia = lower ? vj : t.ia;
     t.a = lower ? r : t.a;
-    vj += lanes;
+    vj += kLanes;
   };
   int j = ScanBlocks(m, block, even, odd);
   // Lane-wise merge of the two sets, then across the 8 lanes.

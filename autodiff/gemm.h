@@ -145,21 +145,21 @@ bool SparseGemm(const T* a, int64_t ar, int64_t ac, bool ta, const T* b,
   auto at = [](const T* x, int64_t xc, bool t, int64_t r, int64_t j) {
     return t ? x[j * xc + r] : x[r * xc + j];
   };
-  // Nonzero columns of op(A): C = sum over them of op(A)[:, j] op(B)[j, :],
-  // if op(B) is finite.
+  // Nonzero columns of op(A): C = op(A)[:, s] op(B)[s, :] (an outer product
+  // for one column), if op(B) is finite.
   if (NonzeroLines(a, ar, ac, !ta, k / 4, &s)) {
     if (!AllFinite(b, br * bc)) return false;
-    if (!accumulate && s.empty()) C.setZero();
-    Eigen::Matrix<T, Eigen::Dynamic, 1> u(m);
-    Eigen::Matrix<T, 1, Eigen::Dynamic> v(n);
+    RowMatrixT<T> as(m, s.size()), bs(s.size(), n);
     for (size_t j = 0; j < s.size(); ++j) {
-      for (int64_t r = 0; r < m; ++r) u[r] = at(a, ac, ta, r, s[j]);
-      for (int64_t q = 0; q < n; ++q) v[q] = at(b, bc, tb, s[j], q);
-      if (j == 0 && !accumulate)
-        C.noalias() = u * v;
-      else
-        C.noalias() += u * v;
+      for (int64_t r = 0; r < m; ++r) as(r, j) = at(a, ac, ta, r, s[j]);
+      for (int64_t q = 0; q < n; ++q) bs(j, q) = at(b, bc, tb, s[j], q);
     }
+    if (s.size() != 1)
+      GemmInto<T>(C, as, bs, accumulate);
+    else if (accumulate)
+      C.noalias() += as.col(0) * bs.row(0);
+    else
+      C.noalias() = as.col(0) * bs.row(0);
     return true;
   }
   // Nonzero columns of op(B): only those columns of C, if op(A) is finite.

@@ -106,8 +106,8 @@ Tensor ExactTrace(const TensorFn& f, const Tensor& x, bool create_graph) {
   Tensor tr = Tensor::Zeros({n}, x.dtype());
   for (int64_t i = 0; i < d; ++i) {
     Tensor e = OneHot(x.shape(), x.dtype(), i, d);
-    Tensor g = Grad({y}, {xd}, {e}, create_graph)[0];  // row i of each J_n
-    tr = tr + Reshape(Narrow(g, 1, i, 1), {n});
+    // Entry i of row i of each J_n.
+    tr = tr + Reshape(GradColumns({y}, xd, i, 1, {e}, create_graph), {n});
   }
   return tr;
 }

@@ -39,16 +39,31 @@ void Accumulate(Tensor& slot, Tensor g) {
   slot = slot + g;
 }
 
+// An adjoint of the GradColumns node narrowed to the wanted columns (a
+// rule may have computed just those, or a uniform rank-0 adjoint).
+Tensor Columns(const Tensor& g, const Shape& full,
+               const internal::SweepInfo& info) {
+  const Shape want{full[0], info.column_width};
+  if (g.shape() == want) return g;
+  if (g.rank() == 0) return BroadcastTo(g, want);
+  FT_CHECK(g.shape() == full, "grad: adjoint ", g.shape().ToString(),
+           " is neither the input's ", full.ToString(), " nor its columns ",
+           want.ToString());
+  return Narrow(g, 1, info.column_begin, info.column_width);
+}
+
 // Runs the backward sweep from `outputs` down to tape id `min_id`. When
 // `want_ids` is given, only nodes on a path to one of them are visited and a
 // rule computes only the input adjoints that lead there (OpContext::
 // needs_grad); otherwise every node that requires grad is (Backward).
-// `on_leaf` sees every parameter leaf reached.
+// `on_leaf` sees every parameter leaf reached. With column_width >= 0 (one
+// wanted id), only those columns of its adjoint are computed (GradColumns).
 template <typename OnLeaf>
 std::vector<Tensor> Sweep(const std::vector<Tensor>& outputs,
                           const std::vector<Tensor>& grad_outputs,
                           int64_t min_id, bool create_graph, OnLeaf on_leaf,
-                          const std::vector<int64_t>* want_ids) {
+                          const std::vector<int64_t>* want_ids,
+                          int64_t column_begin = 0, int64_t column_width = -1) {
   Tape& tape = Tape::Get();
   // A parameter output (e.g. passed through a no-op Reshape) is its own leaf:
   // the same node its inputs get, so d p / d p = 1.
@@ -69,6 +84,11 @@ std::vector<Tensor> Sweep(const std::vector<Tensor>& outputs,
   internal::SweepInfo info;
   info.min_id = min_id;
   info.create_graph = create_graph;
+  if (column_width >= 0) {
+    info.column_id = (*want_ids)[0];
+    info.column_begin = column_begin;
+    info.column_width = column_width;
+  }
   std::vector<uint8_t> reach;
   if (want_ids != nullptr) {
     reach.assign(adj.size(), 0);
@@ -100,13 +120,15 @@ std::vector<Tensor> Sweep(const std::vector<Tensor>& outputs,
              g.shape().ToString(), " != output shape ", n->shape.ToString());
     FT_CHECK(g.dtype() == n->dtype, "grad: grad_output is ",
              DTypeName(g.dtype()), ", output is ", DTypeName(n->dtype));
-    Accumulate(adj[n->id - min_id], g);
+    Accumulate(adj[n->id - min_id],
+               n->id == info.column_id ? Columns(g, n->shape, info) : g);
   }
   Tensor gin[8];
   std::vector<Tensor> gin_many;
   for (int64_t id = max_id; id >= min_id; --id) {
     Tensor& g = adj[id - min_id];
     if (!g.defined()) continue;
+    if (id == info.column_id) continue;  // the wanted columns: done
     Node* n = tape.node(id);
     if (g.shape() != n->shape && !(n->flags & kTakesUniformAdjoint))
       g = BroadcastTo(g, n->shape);
@@ -124,6 +146,10 @@ std::vector<Tensor> Sweep(const std::vector<Tensor>& outputs,
     for (int i = 0; i < n->num_inputs; ++i) {
       Node* in = n->inputs[i];
       if (!out[i].defined() || !ctx.needs_grad(i)) continue;
+      if (in->id == info.column_id) {
+        Accumulate(adj[in->id - min_id], Columns(out[i], in->shape, info));
+        continue;
+      }
       FT_CHECK(
           out[i].shape() == in->shape || (!create_graph && out[i].rank() == 0 &&
                                           (n->flags & kEmitsUniformAdjoint)),
@@ -175,6 +201,28 @@ std::vector<Tensor> Grad(const std::vector<Tensor>& outputs,
       g[k] = BroadcastTo(g[k], inputs[k].shape());
   }
   return g;
+}
+
+Tensor GradColumns(const std::vector<Tensor>& outputs, const Tensor& x,
+                   int64_t begin, int64_t width,
+                   const std::vector<Tensor>& grad_outputs, bool create_graph) {
+  FT_CHECK(
+      x.rank() == 2 && begin >= 0 && width >= 0 && begin + width <= x.dim(1),
+      "grad_columns: columns [", begin, ", ", begin + width, ") of ",
+      x.shape().ToString());
+  Node* n = x.NodeForOp(/*materialize=*/false);
+  Tensor g;
+  if (n != nullptr && n->requires_grad) {
+    const std::vector<int64_t> ids{n->id};
+    g = Sweep(
+        outputs, grad_outputs, n->id, create_graph, [](Node*, const Tensor&) {},
+        &ids, begin, width)[0];
+  }
+  internal::SweepInfo info;
+  info.column_begin = begin;
+  info.column_width = width;
+  return g.defined() ? Columns(g, x.shape(), info)
+                     : Tensor::Zeros({x.dim(0), width}, x.dtype());
 }
 
 void Backward(const Tensor& loss, const Tensor& grad_output) {

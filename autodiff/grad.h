@@ -6,6 +6,12 @@
 // returned gradients are differentiable again (Hessians, double-VJP JVPs).
 // Inputs that no output depends on get zeros.
 //
+// GradColumns(outputs, x, begin, width, grad_outputs) is
+// Narrow(Grad(outputs, {x}, grad_outputs)[0], 1, begin, width) for a rank-2
+// x, computed for those columns alone where the rule that consumes x can
+// (OpContext::wanted_columns): a product's dX = G W' then costs N width k
+// multiply-adds instead of N d k. The exact trace's e_i' J reads column i.
+//
 // Backward(loss) is the training shortcut: it accumulates d(loss)/dp into
 // p.grad() for every parameter p that loss depends on (seed: ones). A loss
 // computed from parameters with recording off (NoGradScope) aborts; a loss
@@ -23,6 +29,11 @@ std::vector<Tensor> Grad(const std::vector<Tensor>& outputs,
                          const std::vector<Tensor>& inputs,
                          const std::vector<Tensor>& grad_outputs = {},
                          bool create_graph = false);
+
+Tensor GradColumns(const std::vector<Tensor>& outputs, const Tensor& x,
+                   int64_t begin, int64_t width,
+                   const std::vector<Tensor>& grad_outputs = {},
+                   bool create_graph = false);
 
 void Backward(const Tensor& loss, const Tensor& grad_output = Tensor());
 

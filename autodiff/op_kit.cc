@@ -12,6 +12,14 @@ bool OpContext::needs_grad(int i) const {
   return in->id >= sweep_->min_id && sweep_->reach[in->id - sweep_->min_id];
 }
 
+bool OpContext::wanted_columns(int i, int64_t* begin, int64_t* width) const {
+  if (sweep_ == nullptr || node_->inputs[i]->id != sweep_->column_id)
+    return false;
+  *begin = sweep_->column_begin;
+  *width = sweep_->column_width;
+  return true;
+}
+
 double OpContext::saved_double(int k) const {
   FT_CHECK(k >= 0 && k < node_->num_saved_doubles, node_->op, ": saved double ",
            k, " of ", node_->num_saved_doubles);

@@ -66,11 +66,14 @@ namespace flowtape {
 
 namespace internal {
 // What a backward sweep knows (grad.cc): which nodes lead to a requested
-// gradient (reach[id - min_id]; null: every node that requires grad).
+// gradient (reach[id - min_id]; null: every node that requires grad), and
+// the node of which only columns [column_begin, + column_width) are wanted
+// (GradColumns; -1: none).
 struct SweepInfo {
   const uint8_t* reach = nullptr;
   int64_t min_id = 0;
   bool create_graph = false;
+  int64_t column_id = -1, column_begin = 0, column_width = 0;
 };
 }  // namespace internal
 
@@ -90,6 +93,10 @@ class OpContext {
   const char* op_name() const { return node_->op; }
   // Input i is on a path to a gradient this sweep computes.
   bool needs_grad(int i) const;
+  // True when only columns [*begin, *begin + *width) of rank-2 input i's
+  // adjoint are wanted (GradColumns): the rule may return just those, an
+  // [rows, width] adjoint (a full one is narrowed by the sweep).
+  bool wanted_columns(int i, int64_t* begin, int64_t* width) const;
   // The rule's own ops are recorded (Grad with create_graph).
   bool create_graph() const {
     return sweep_ != nullptr && sweep_->create_graph;

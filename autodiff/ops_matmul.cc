@@ -10,12 +10,23 @@
 namespace flowtape {
 namespace {
 
+// dA = G B' for A [n, k], B [k, m] (tb: B' given as [m, k]), or only its
+// columns [begin, + width) when that is all the sweep wants of input 0:
+// G times rows [begin, + width) of B.
+Tensor LeftAdjoint(const OpContext& c, const Tensor& g, const Tensor& b,
+                   bool tb) {
+  int64_t begin, width;
+  if (b.rank() == 2 && c.wanted_columns(0, &begin, &width))
+    return MatMulT(g, Narrow(b, tb ? 1 : 0, begin, width), false, !tb);
+  return MatMulT(g, b, false, !tb);
+}
+
 void MatMulBackward(const OpContext& c, const Tensor& g, Tensor* gin) {
   const bool ta = c.saved_int(0), tb = c.saved_int(1);
   // C = op(A) op(B); each case keeps the transposes implicit.
   if (c.needs_grad(0)) {
     Tensor b = c.input(1);
-    gin[0] = !ta ? MatMulT(g, b, false, !tb) : MatMulT(b, g, tb, true);
+    gin[0] = !ta ? LeftAdjoint(c, g, b, tb) : MatMulT(b, g, tb, true);
   }
   if (c.needs_grad(1)) {
     Tensor a = c.input(0);
@@ -74,7 +85,7 @@ Tensor Affine(const Tensor& x, const Tensor& w, const Tensor& b) {
                    y.mutable_data<T>(), /*accumulate=*/true);
   });
   return op.Finish(y, [](const OpContext& c, const Tensor& g, Tensor* gin) {
-    if (c.needs_grad(0)) gin[0] = MatMulT(g, c.input(1), false, true);
+    if (c.needs_grad(0)) gin[0] = LeftAdjoint(c, g, c.input(1), false);
     if (c.needs_grad(1)) gin[1] = MatMulT(c.input(0), g, true, false);
     if (c.needs_grad(2)) gin[2] = Sum(g, 0, c.input_shape(2).rank() == 2);
   });

@@ -242,7 +242,7 @@ FlowResult SphereCnf::Run(const Tensor& x, const Tensor& context,
       Tensor fz = (*field_)(Tensor::Scalar(s, dtype), zz, context);
       Tensor div;
       for (int64_t i = 0; i < d; ++i) {
-        Tensor di = Narrow(Grad({fz}, {zz}, {units[i]}, graph)[0], 1, i, 1);
+        Tensor di = GradColumns({fz}, zz, i, 1, {units[i]}, graph);
         div = div.defined() ? div + di : di;
       }
       return std::make_pair(fz, div);

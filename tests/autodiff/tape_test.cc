@@ -3,6 +3,7 @@
 // parameters, and two threads differentiate independently.
 #include "autodiff/tape.h"
 
+#include <algorithm>
 #include <cmath>
 #include <thread>
 #include <vector>
@@ -209,6 +210,57 @@ TEST(Grad, SumsOfAdjointsNeverWriteIntoSharedValues) {
   EXPECT_EQ(Grad({z}, {x}, {seed})[0].ToVector(),
             (std::vector<double>{3, -6, 12}));
   EXPECT_EQ(seed.ToVector(), (std::vector<double>{1, -2, 4}));
+  Tape::Get().Reset();
+}
+
+double MaxDiff(const Tensor& a, const Tensor& b) {
+  EXPECT_EQ(a.shape(), b.shape());
+  double m = 0;
+  for (int64_t i = 0; i < a.numel(); ++i)
+    m = std::max(m, std::abs(a.ToVector()[i] - b.ToVector()[i]));
+  return m;
+}
+
+// GradColumns is the narrowed Grad, to second order: through products that
+// compute only the wanted columns (Affine, MatMulT with B transposed or not)
+// and through ops that do not (an elementwise use of x), for a leaf, an
+// intermediate and an output.
+TEST(Grad, GradColumnsIsTheNarrowedGradToSecondOrder) {
+  Rng rng(3);
+  auto param = [&](Shape s) {
+    return Tensor::Randn(s, rng).set_requires_grad(true);
+  };
+  Tensor x = param({5, 4}), w1 = param({4, 6}), b1 = param({6}),
+         w2 = param({6, 4}), b2 = param({4}), v = param({4, 4}),
+         u = param({4, 4});
+  Tensor seed = Tensor::Randn({5, 4}, rng);
+  auto f = [&](const Tensor& in) {
+    return Affine(Tanh(Affine(in, w1, b1)), w2, b2) +
+           MatMulT(in, v, false, true) + MatMul(Sin(in), u) + Square(in) * 0.5;
+  };
+  Tensor h = x * 2.0;  // an intermediate
+  Tensor y = f(x) + f(h);
+  for (auto [begin, width] :
+       {std::pair<int64_t, int64_t>{1, 1}, {0, 4}, {2, 2}}) {
+    for (const Tensor& at : {x, h}) {
+      Tensor cols = GradColumns({y}, at, begin, width, {seed});
+      Tensor ref = Narrow(Grad({y}, {at}, {seed})[0], 1, begin, width);
+      EXPECT_LT(MaxDiff(cols, ref), 1e-13) << begin << "+" << width;
+    }
+    Tensor s = Sum(Square(GradColumns({y}, x, begin, width, {seed}, true)));
+    Tensor sref =
+        Sum(Square(Narrow(Grad({y}, {x}, {seed}, true)[0], 1, begin, width)));
+    EXPECT_NEAR(s.item(), sref.item(), 1e-12);
+    auto g = Grad({s}, {x, w1, b1, w2, b2, v, u});
+    auto gref = Grad({sref}, {x, w1, b1, w2, b2, v, u});
+    for (size_t k = 0; k < g.size(); ++k)
+      EXPECT_LT(MaxDiff(g[k], gref[k]), 1e-12) << "input " << k;
+  }
+  // x as the output, and an output that does not depend on x.
+  EXPECT_EQ(GradColumns({x}, x, 1, 2, {seed}).ToVector(),
+            Narrow(seed, 1, 1, 2).ToVector());
+  EXPECT_EQ(GradColumns({Sum(b1)}, x, 3, 1).ToVector(),
+            std::vector<double>(5, 0.0));
   Tape::Get().Reset();
 }
 

@@ -105,7 +105,7 @@ Tensor ExactTrace(const TensorFn& f, const Tensor& x, bool create_graph) {
   const int64_t n = x.dim(0), d = x.dim(1);
   Tensor tr = Tensor::Zeros({n}, x.dtype());
   for (int64_t i = 0; i < d; ++i) {
-    Tensor e = OneHot(x.shape(), x.dtype(), i, d);
+    Tensor e = Tensor::UnitColumn(n, d, i, x.dtype());
     // Entry i of row i of each J_n.
     tr = tr + Reshape(GradColumns({y}, xd, i, 1, {e}, create_graph), {n});
   }

@@ -20,7 +20,10 @@
 // taken only when the skipped factor is finite, so NaN and Inf propagate as
 // in the full product; the values may differ from the full product's in the
 // last bit (another summation order). It depends on the values alone, so
-// results stay the same for every thread count.
+// results stay the same for every thread count. The zeros are found by a
+// scan, or told: a_unit / b_unit >= 0 says that column of the row-major A
+// (B) array is its only nonzero one (Tensor::UnitColumn), as a scan would
+// find.
 #ifndef FLOWTAPE_AUTODIFF_GEMM_H_
 #define FLOWTAPE_AUTODIFF_GEMM_H_
 
@@ -136,7 +139,8 @@ bool AllFinite(const T* p, int64_t count) {
 // not apply (the caller then runs the full product).
 template <typename T>
 bool SparseGemm(const T* a, int64_t ar, int64_t ac, bool ta, const T* b,
-                int64_t br, int64_t bc, bool tb, T* c, bool accumulate) {
+                int64_t br, int64_t bc, bool tb, T* c, bool accumulate,
+                int64_t a_unit, int64_t b_unit) {
   const int64_t m = ta ? ac : ar, k = ta ? ar : ac, n = tb ? br : bc;
   if (m * n * k < kSparseScanFlops) return false;
   std::vector<int64_t> s;
@@ -147,7 +151,14 @@ bool SparseGemm(const T* a, int64_t ar, int64_t ac, bool ta, const T* b,
   };
   // Nonzero columns of op(A): C = op(A)[:, s] op(B)[s, :] (an outer product
   // for one column), if op(B) is finite.
-  if (NonzeroLines(a, ar, ac, !ta, k / 4, &s)) {
+  // A told column is a nonzero column of op(X) when X is not transposed.
+  auto lines = [&](const T* x, int64_t xr, int64_t xc, bool t, int64_t unit,
+                   int64_t limit) {
+    if (unit < 0 || t) return NonzeroLines(x, xr, xc, !t, limit, &s);
+    s.assign(1, unit);
+    return limit >= 1;
+  };
+  if (lines(a, ar, ac, ta, a_unit, k / 4)) {
     if (!AllFinite(b, br * bc)) return false;
     RowMatrixT<T> as(m, s.size()), bs(s.size(), n);
     for (size_t j = 0; j < s.size(); ++j) {
@@ -163,7 +174,7 @@ bool SparseGemm(const T* a, int64_t ar, int64_t ac, bool ta, const T* b,
     return true;
   }
   // Nonzero columns of op(B): only those columns of C, if op(A) is finite.
-  if (!NonzeroLines(b, br, bc, !tb, n / 4, &s) || !AllFinite(a, ar * ac))
+  if (!lines(b, br, bc, tb, b_unit, n / 4) || !AllFinite(a, ar * ac))
     return false;
   RowMatrixT<T> bs(k, s.size()), cs(m, s.size());
   for (size_t j = 0; j < s.size(); ++j)
@@ -180,8 +191,10 @@ bool SparseGemm(const T* a, int64_t ar, int64_t ac, bool ta, const T* b,
 
 template <typename T>
 void Gemm(const T* a, int64_t ar, int64_t ac, bool ta, const T* b, int64_t br,
-          int64_t bc, bool tb, T* c, bool accumulate = false) {
-  if (SparseGemm(a, ar, ac, ta, b, br, bc, tb, c, accumulate)) return;
+          int64_t bc, bool tb, T* c, bool accumulate = false,
+          int64_t a_unit = -1, int64_t b_unit = -1) {
+  if (SparseGemm(a, ar, ac, ta, b, br, bc, tb, c, accumulate, a_unit, b_unit))
+    return;
   const int64_t m = ta ? ac : ar, k = ta ? ar : ac, n = tb ? br : bc;
   const bool large = m * n * k >= kParallelFlops;
   const bool by_rows = m >= n || n < 2 * kMinBlock;

@@ -33,6 +33,18 @@ void MatMulBackward(const OpContext& c, const Tensor& g, Tensor* gin) {
     gin[1] = !tb ? MatMulT(a, g, !ta, false) : MatMulT(g, a, true, ta);
   }
 }
+// The column a Tensor::UnitColumn x is told to hold its nonzeros in (on
+// its storage, or on its leaf once recorded), or -1.
+int64_t UnitColumnOf(const Tensor& x) {
+  int64_t column = -1, width = 0;
+  if (const auto& s = x.storage()) {
+    column = s->unit_column, width = s->unit_width;
+  } else if (const Node* n = x.NodeForOp(/*materialize=*/false);
+             n != nullptr && (n->flags & kUnitColumnLeaf)) {
+    column = n->saved_ints[0], width = n->saved_ints[1];
+  }
+  return x.rank() == 2 && x.dim(1) == width ? column : -1;
+}
 }  // namespace
 
 Tensor MatMulT(const Tensor& a, const Tensor& b, bool ta, bool tb) {
@@ -56,6 +68,11 @@ Tensor MatMulT(const Tensor& a, const Tensor& b, bool ta, bool tb) {
     using T = decltype(zero);
     T* po = out.mutable_data<T>();
     const T *pa = a.data<T>(), *pb = b.data<T>();
+    if (r == 2) {
+      internal::Gemm(pa, ar, ac, ta, pb, br, bc, tb, po, false, UnitColumnOf(a),
+                     UnitColumnOf(b));
+      return;
+    }
     for (int64_t i = 0; i < batch; ++i)
       internal::Gemm(pa + i * ar * ac, ar, ac, ta, pb + i * br * bc, br, bc, tb,
                      po + i * m * n);

@@ -115,13 +115,20 @@ Node* Tape::LeafFor(const std::shared_ptr<internal::Storage>& s,
   if (it != leaves_.end()) {
     Node* leaf = it->second.first;
     if (Owns(leaf, it->second.second) && leaf->shape == shape &&
-        leaf->requires_grad == s->requires_grad)
+        leaf->requires_grad == s->requires_grad) {
+      if (s->unit_column < 0) leaf->flags &= ~kUnitColumnLeaf;  // written to
       return leaf;
+    }
   }
   Pin(s);
   Node* leaf = NewNode("leaf", shape, s->dtype, s->data, nullptr, 0, nullptr);
   leaf->requires_grad = s->requires_grad;
   leaf->leaf_storage = s->requires_grad ? s.get() : nullptr;
+  if (s->unit_column >= 0) {
+    leaf->flags |= kUnitColumnLeaf;
+    leaf->saved_ints[0] = s->unit_column;
+    leaf->saved_ints[1] = s->unit_width;
+  }
   leaves_[s->id] = {leaf, leaf->serial};
   return leaf;
 }

@@ -38,7 +38,7 @@ struct Node {
   const char* op;  // op name, for messages
   Shape shape;
   DType dtype;
-  uint8_t flags;  // NodeFlag bits
+  uint8_t flags;       // NodeFlag bits
   bool requires_grad;  // on a path from some parameter
   int num_inputs;
   void* value;
@@ -62,6 +62,9 @@ struct Node {
 enum NodeFlag : uint8_t {
   kEmitsUniformAdjoint = 1,  // backward may return a rank-0 input adjoint
   kTakesUniformAdjoint = 2,  // backward accepts a rank-0 output adjoint
+  // A leaf of a Tensor::UnitColumn: its only nonzero column is
+  // saved_ints[0] of a row width saved_ints[1].
+  kUnitColumnLeaf = 4,
 };
 
 class Tape {

@@ -152,6 +152,19 @@ Tensor Tensor::Zeros(const Shape& shape, DType dtype) {
 Tensor Tensor::Ones(const Shape& shape, DType dtype) {
   return Full(shape, 1.0, dtype);
 }
+Tensor Tensor::UnitColumn(int64_t rows, int64_t cols, int64_t j, DType dtype) {
+  FT_CHECK(rows >= 0 && j >= 0 && j < cols, "unit_column: column ", j, " of [",
+           rows, ", ", cols, "]");
+  Tensor e = Zeros({rows, cols}, dtype);
+  VisitDType(dtype, [&](auto zero) {
+    using T = decltype(zero);
+    T* p = e.mutable_data<T>();
+    for (int64_t r = 0; r < rows; ++r) p[r * cols + j] = T{1};
+  });
+  e.storage_->unit_column = j;
+  e.storage_->unit_width = cols;
+  return e;
+}
 Tensor Tensor::Scalar(double value, DType dtype) {
   return Full(Shape{}, value, dtype);
 }
@@ -215,7 +228,9 @@ void* Tensor::raw_mutable_data() {
   FT_CHECK(node_ == nullptr, "mutable_data: tensor is a tape value (op '",
            node_ ? node()->op : "", "'); only constants are writable");
   FT_CHECK(defined(), "mutable_data: undefined tensor");
-  return storage_ != nullptr ? storage_->data : data_;
+  if (storage_ == nullptr) return data_;
+  storage_->unit_column = -1;  // its zeros are no longer known
+  return storage_->data;
 }
 
 double Tensor::operator[](int64_t i) const {

@@ -55,6 +55,11 @@ struct Storage {
   // such constant (NoGradScope, plain backward sweeps): Backward() of it is a
   // mistake, not a zero gradient. Detach() makes an unmarked copy.
   bool unrecorded = false;
+  // Set by Tensor::UnitColumn alone and cleared by any write access: the
+  // values are zero outside column `unit_column` of the row-major
+  // [size / unit_width, unit_width] array (the product kernel then skips
+  // its zero scan, autodiff/gemm.h).
+  int64_t unit_column = -1, unit_width = 0;
 };
 }  // namespace internal
 
@@ -71,6 +76,11 @@ class Tensor {
   static Tensor FromVector(const Shape& shape, const std::vector<double>& v,
                            DType dtype = kFloat64);
   static Tensor Eye(int64_t n, DType dtype = kFloat64);
+  // e_j: ones in column j of [rows, cols], zeros elsewhere (the seed of
+  // the j-th reverse pass of a Jacobian or exact trace); products with it
+  // know its zeros without scanning (gemm.h).
+  static Tensor UnitColumn(int64_t rows, int64_t cols, int64_t j,
+                           DType dtype = kFloat64);
   // Draws in float64 (Rng), rounded to dtype: both dtypes see one stream.
   static Tensor Randn(const Shape& shape, Rng& rng, DType dtype = kFloat64);
   static Tensor Rand(const Shape& shape, Rng& rng,

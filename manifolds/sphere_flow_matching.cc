@@ -227,9 +227,7 @@ FlowResult SphereCnf::Run(const Tensor& x, const Tensor& context,
   const bool build = Tape::Get().grad_enabled();
   std::vector<Tensor> units;
   for (int64_t i = 0; i < d; ++i) {
-    std::vector<double> e(n * d, 0.0);
-    for (int64_t r = 0; r < n; ++r) e[r * d + i] = 1.0;
-    units.push_back(Tensor::FromVector({n, d}, e, dtype));
+    units.push_back(Tensor::UnitColumn(n, d, i, dtype));
   }
   // (F(s, z), div F(s, z) [N, 1]).
   auto field = [&](double s, const Tensor& z) -> std::pair<Tensor, Tensor> {

@@ -20,8 +20,8 @@ struct FieldInputs {
   std::shared_ptr<const CnfDynamics> f;
   bool closed_form;  // tr from f.ValueAndTrace (kExact, no regularisers)
   Tensor eps;        // Hutchinson noise [N, d], or undefined (exact trace)
-  // Exact trace: the seeds e_i, made once per pass for the graph-building
-  // evaluations (or per evaluation when empty, above kUnitCacheBytes).
+  // Exact trace: the seeds e_i, made once per pass (or per evaluation when
+  // empty, above kUnitCacheBytes).
   std::vector<Tensor> units;
   bool regularize;
   Tensor context;  // [N, K] or undefined
@@ -30,20 +30,9 @@ struct FieldInputs {
 
 // The exact trace's seeds are kept for a pass up to this size (d x [N, d]):
 // a graph holds all d of them, and making them per evaluation costs d fresh
-// [N, d] buffers per NFE. A value evaluation makes each one as it needs it
-// (one recycled buffer, still in cache when the product scans it).
+// [N, d] buffers per NFE (the products know their zeros, Tensor::UnitColumn,
+// so a kept seed is read only where it is nonzero).
 constexpr int64_t kUnitCacheBytes = int64_t{64} << 20;
-
-// e_i: ones in column i of an [n, d] tensor of `dtype`.
-Tensor UnitColumn(int64_t n, int64_t d, int64_t i, DType dtype) {
-  Tensor e = Tensor::Zeros({n, d}, dtype);
-  VisitDType(dtype, [&](auto zero) {
-    using T = decltype(zero);
-    T* pe = e.mutable_data<T>();
-    for (int64_t k = 0; k < n; ++k) pe[k * d + i] = T{1};
-  });
-  return e;
-}
 
 // The augmented field [f, tr J, |f|^2, |J|_F^2] on states [N, d + 1 (+2)];
 // with a learnable T, T times that field at time t * T (rescaled time).
@@ -78,8 +67,8 @@ Tensor Field(const FieldInputs& in, double t, const Tensor& s, bool build) {
       if (in.regularize) frob = Sum(Square(g), 1, true);
     } else {
       for (int64_t i = 0; i < d; ++i) {
-        Tensor e = in.units.empty() || !build ? UnitColumn(n, d, i, dtype)
-                                              : in.units[i];
+        Tensor e =
+            in.units.empty() ? Tensor::UnitColumn(n, d, i, dtype) : in.units[i];
         // e_i' J: the whole row for |J|_F^2, else its entry i alone.
         if (in.regularize) {
           Tensor row = Grad({fz}, {z}, {e}, build)[0];
@@ -213,7 +202,7 @@ FlowResult Cnf::Run(const Tensor& x, const Tensor& context, bool forward,
       !closed_form &&
       n * d * d * static_cast<int64_t>(DTypeSize(dtype)) <= kUnitCacheBytes)
     for (int64_t i = 0; i < d; ++i)
-      in.units.push_back(UnitColumn(n, d, i, dtype));
+      in.units.push_back(Tensor::UnitColumn(n, d, i, dtype));
   if (density && options_.trace == TraceEstimator::kHutchinson) {
     FT_CHECK(rng != nullptr,
              "cnf: the Hutchinson trace needs an Rng: pass one to "

@@ -11,7 +11,10 @@
 #include <vector>
 
 #include "autodiff/eigen.h"
+#include "autodiff/grad.h"
+#include "autodiff/ops.h"
 #include "autodiff/rng.h"
+#include "autodiff/tape.h"
 #include "autodiff/thread_pool.h"
 #include "gtest/gtest.h"
 
@@ -153,6 +156,41 @@ TEST(Gemm, NonFiniteValuesFacingTheZerosPropagate) {
     EXPECT_TRUE(std::isnan(c2(2, q))) << q;  // Inf * 0
   }
   EXPECT_FALSE(std::isnan(c2(3, 0)));
+}
+
+// Tensor::UnitColumn tells the product its zeros (no scan): the same result
+// as the scanned product of the same values, forward and in a recorded
+// backward (the leaf carries it), and forgotten once the values are written.
+TEST(Gemm, ToldUnitColumnsGiveTheScannedProduct) {
+  Rng rng(8);
+  const int64_t n = 256, d = 64;
+  Tensor w = Tensor::Randn({48, d}, rng).set_requires_grad(true);
+  Tensor h = Tensor::Randn({n, d}, rng), g = Tensor::Randn({n, 48}, rng);
+  Tensor told = Tensor::UnitColumn(n, d, 5);
+  auto scanned = [&] {  // the same values, nothing told
+    return Tensor::FromVector(told.shape(), told.ToVector());
+  };
+  auto same = [](const Tensor& a, const Tensor& b) {
+    return a.ToVector() == b.ToVector();
+  };
+  EXPECT_TRUE(
+      same(MatMulT(told, w, false, true), MatMulT(scanned(), w, false, true)));
+  EXPECT_TRUE(
+      same(MatMulT(h, told, true, false), MatMulT(h, scanned(), true, false)));
+  // dW = G' e: the told seed read back from its leaf.
+  EXPECT_TRUE(same(Grad({MatMulT(told, w, false, true)}, {w}, {g})[0],
+                   Grad({MatMulT(scanned(), w, false, true)}, {w}, {g})[0]));
+  // A write anywhere makes the zeros unknown again, on the storage and on
+  // the leaf the tape keeps for it.
+  told.mutable_data<double>()[3 * d + 7] = 2.0;
+  Tensor plain = scanned();
+  EXPECT_TRUE(
+      same(MatMulT(told, w, false, true), MatMulT(plain, w, false, true)));
+  EXPECT_TRUE(
+      same(MatMulT(h, told, true, false), MatMulT(h, plain, true, false)));
+  EXPECT_TRUE(same(Grad({MatMulT(told, w, false, true)}, {w}, {g})[0],
+                   Grad({MatMulT(plain, w, false, true)}, {w}, {g})[0]));
+  Tape::Get().Reset();
 }
 
 }  // namespace

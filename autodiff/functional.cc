@@ -72,7 +72,7 @@ Tensor BatchJacobian(const TensorFn& f, const Tensor& x, bool create_graph) {
   const int64_t n = x.dim(0), m = y.dim(1), d = x.dim(1);
   std::vector<Tensor> rows;
   for (int64_t i = 0; i < m; ++i) {
-    Tensor e = OneHot(y.shape(), y.dtype(), i, m);
+    Tensor e = Tensor::UnitColumn(n, m, i, y.dtype());
     rows.push_back(Reshape(Grad({y}, {xd}, {e}, create_graph)[0], {n, 1, d}));
   }
   if (m == 0) return Tensor::Zeros({n, 0, d}, x.dtype());

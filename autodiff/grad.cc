@@ -241,7 +241,7 @@ void Backward(const Tensor& loss, const Tensor& grad_output) {
     if (s->grad == nullptr && gs != nullptr && gs.use_count() == 1 &&
         gs->size == n) {
       s->grad = gs;  // a temporary nobody else holds: adopt it, no copy
-      s->grad->unit_column = -1;  // sums are written into it
+      s->grad->unit_column = -1;  // sums are written into it (not shared)
     } else if (s->grad == nullptr) {
       s->grad = std::make_shared<internal::Storage>(n, g.dtype());
       std::memcpy(s->grad->data, g.raw_data(), DTypeSize(g.dtype()) * n);

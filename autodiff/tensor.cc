@@ -229,7 +229,9 @@ void* Tensor::raw_mutable_data() {
            node_ ? node()->op : "", "'); only constants are writable");
   FT_CHECK(defined(), "mutable_data: undefined tensor");
   if (storage_ == nullptr) return data_;
-  storage_->unit_column = -1;  // its zeros are no longer known
+  // Its zeros are no longer known (read first: threads that share a
+  // parameter only read this field).
+  if (storage_->unit_column >= 0) storage_->unit_column = -1;
   return storage_->data;
 }
 

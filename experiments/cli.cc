@@ -172,6 +172,25 @@ absl::Status MakeOutputDir(const std::string& dir) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::string> MakeRunDir(const std::string& base) {
+  const size_t slash = base.rfind('/');
+  if (slash != std::string::npos && slash > 0)
+    if (absl::Status s = MakeOutputDir(base.substr(0, slash)); !s.ok())
+      return s;
+  for (int k = 1; k <= 1000; ++k) {
+    std::string dir = k == 1 ? base : absl::StrCat(base, "-", k);
+    if (::mkdir(dir.c_str(), 0777) == 0) {
+      if (absl::Status s = MakeOutputDir(dir); !s.ok()) return s;
+      return dir;
+    }
+    if (errno != EEXIST)
+      return ErrnoError(errno,
+                        absl::StrCat("cannot create directory '", dir, "'"));
+  }
+  return absl::AlreadyExistsError(
+      absl::StrCat("'", base, "' and ", base, "-2 ... -1000 all exist"));
+}
+
 absl::StatusOr<DType> ParseDType(const std::string& text) {
   if (text == "f32") return kFloat32;
   if (text == "f64") return kFloat64;
@@ -389,14 +408,21 @@ absl::StatusOr<Experiment> ParseCommandLine(const CliSpec& spec, int argc,
     return Experiment(spec, std::vector<std::string>(argv, argv + argc), dtype,
                       *threads, scratch);
   }
-  if (dir.empty())
-    dir = absl::StrCat("runs/", spec.name, "-", Now("%Y%m%d-%H%M%S", false));
-  dir = ResolvePath(dir);
-  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
-  if (absl::Status s = MakeOutputDir(dir); !s.ok())
-    return absl::Status(
-        s.code(), absl::StrCat("--out_dir=", given.empty() ? dir : given, ": ",
-                               s.message()));
+  if (dir.empty()) {
+    auto made = MakeRunDir(ResolvePath(
+        absl::StrCat("runs/", spec.name, "-", Now("%Y%m%d-%H%M%S", false))));
+    if (!made.ok())
+      return absl::Status(
+          made.status().code(),
+          absl::StrCat("--out_dir (default): ", made.status().message()));
+    dir = *made;
+  } else {
+    dir = ResolvePath(dir);
+    while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+    if (absl::Status s = MakeOutputDir(dir); !s.ok())
+      return absl::Status(s.code(),
+                          absl::StrCat("--out_dir=", given, ": ", s.message()));
+  }
   if (dir[0] != '/') {
     char cwd[4096];
     if (::getcwd(cwd, sizeof(cwd)) != nullptr)

@@ -17,7 +17,8 @@
 //        --threads=N      data-parallel replicas for NLL training
 //                         (training/train_threads.h); 0 = the value of
 //                         FLOWTAPE_NUM_THREADS, else 1;
-//        --out_dir=D      default runs/<binary>-YYYYmmdd-HHMMSS (local time).
+//        --out_dir=D      default runs/<binary>-YYYYmmdd-HHMMSS (local time;
+//                         -2, -3, ... appended when taken: MakeRunDir).
 //      Relative paths (--out_dir, input paths through ResolvePath) resolve
 //      against $BUILD_WORKING_DIRECTORY, the directory `bazel run` was
 //      called from, when it is set, else the current directory. The output
@@ -82,6 +83,11 @@ std::string ResolvePath(const std::string& file);
 // errno) "cannot create directory 'p': <strerror>", "cannot write in 'dir':
 // <strerror>".
 absl::Status MakeOutputDir(const std::string& dir);
+// A run folder of its own: creates `base`, or base-2, base-3, ... (up to
+// base-1000), the first that did not exist, with MakeOutputDir's checks,
+// and returns it. mkdir is atomic, so runs started in the same second (the
+// default folder's name) never share one.
+absl::StatusOr<std::string> MakeRunDir(const std::string& base);
 // "f32" / "f64" -> dtype; else InvalidArgument naming the flag.
 absl::StatusOr<DType> ParseDType(const std::string& text);
 std::string DTypeFlagName(DType dtype);

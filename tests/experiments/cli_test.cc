@@ -23,6 +23,24 @@ std::string Tmp(const std::string& name) {
   return std::string(std::getenv("TEST_TMPDIR")) + "/" + name;
 }
 
+// Runs started in the same second get folders of their own.
+TEST(MakeRunDir, TakesTheFirstFreeNameAndMakesParents) {
+  const std::string base = Tmp("run_dirs/deep/earth-20261207-051425");
+  auto a = MakeRunDir(base), b = MakeRunDir(base), c = MakeRunDir(base);
+  ASSERT_TRUE(a.ok() && b.ok() && c.ok()) << a.status() << b.status();
+  EXPECT_EQ(*a, base);
+  EXPECT_EQ(*b, base + "-2");
+  EXPECT_EQ(*c, base + "-3");
+  struct stat st;
+  EXPECT_EQ(::stat(c->c_str(), &st), 0);
+  // A parent that is a file: the errno text, no loop.
+  std::ofstream(Tmp("run_file")) << "x";
+  auto bad = MakeRunDir(Tmp("run_file/x"));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_TRUE(absl::StrContains(bad.status().message(), "cannot create"))
+      << bad.status();
+}
+
 TEST(ResolvePath, RelativeGoesToTheWorkingDirectoryAbsoluteStays) {
   setenv("BUILD_WORKING_DIRECTORY", "/home/u/proj", 1);
   EXPECT_EQ(ResolvePath("runs/a"), "/home/u/proj/runs/a");

@@ -32,6 +32,10 @@
 //   ctx.needs_grad(i) (an undefined adjoint means zero): the sweep knows
 //   which inputs lead to a requested gradient, and Grad(f, {z}) never pays
 //   for a parameter's adjoint.
+// - When GradColumns wants only some columns of a rank-2 input's adjoint,
+//   ctx.wanted_columns(i, &begin, &width) says which; a rule may return
+//   just those (Affine and MatMulT do: G times a slice of the weight), or
+//   the whole adjoint, which the sweep narrows.
 // - A rule never turns a zero adjoint into NaN where a derivative is
 //   infinite: multiply with GradMul (ops.h).
 // - Saved values: SaveDouble / SaveInt (a few scalars on the node),

@@ -41,15 +41,15 @@ void Accumulate(Tensor& slot, Tensor g) {
 
 // An adjoint of the GradColumns node narrowed to the wanted columns (a
 // rule may have computed just those, or a uniform rank-0 adjoint).
-Tensor Columns(const Tensor& g, const Shape& full,
-               const internal::SweepInfo& info) {
-  const Shape want{full[0], info.column_width};
+Tensor Columns(const Tensor& g, const Shape& full, int64_t begin,
+               int64_t width) {
+  const Shape want{full[0], width};
   if (g.shape() == want) return g;
   if (g.rank() == 0) return BroadcastTo(g, want);
   FT_CHECK(g.shape() == full, "grad: adjoint ", g.shape().ToString(),
            " is neither the input's ", full.ToString(), " nor its columns ",
            want.ToString());
-  return Narrow(g, 1, info.column_begin, info.column_width);
+  return Narrow(g, 1, begin, width);
 }
 
 // Runs the backward sweep from `outputs` down to tape id `min_id`. When
@@ -121,7 +121,9 @@ std::vector<Tensor> Sweep(const std::vector<Tensor>& outputs,
     FT_CHECK(g.dtype() == n->dtype, "grad: grad_output is ",
              DTypeName(g.dtype()), ", output is ", DTypeName(n->dtype));
     Accumulate(adj[n->id - min_id],
-               n->id == info.column_id ? Columns(g, n->shape, info) : g);
+               n->id == info.column_id
+                   ? Columns(g, n->shape, column_begin, column_width)
+                   : g);
   }
   Tensor gin[8];
   std::vector<Tensor> gin_many;
@@ -147,7 +149,8 @@ std::vector<Tensor> Sweep(const std::vector<Tensor>& outputs,
       Node* in = n->inputs[i];
       if (!out[i].defined() || !ctx.needs_grad(i)) continue;
       if (in->id == info.column_id) {
-        Accumulate(adj[in->id - min_id], Columns(out[i], in->shape, info));
+        Accumulate(adj[in->id - min_id],
+                   Columns(out[i], in->shape, column_begin, column_width));
         continue;
       }
       FT_CHECK(
@@ -218,10 +221,7 @@ Tensor GradColumns(const std::vector<Tensor>& outputs, const Tensor& x,
         outputs, grad_outputs, n->id, create_graph, [](Node*, const Tensor&) {},
         &ids, begin, width)[0];
   }
-  internal::SweepInfo info;
-  info.column_begin = begin;
-  info.column_width = width;
-  return g.defined() ? Columns(g, x.shape(), info)
+  return g.defined() ? Columns(g, x.shape(), begin, width)
                      : Tensor::Zeros({x.dim(0), width}, x.dtype());
 }
 

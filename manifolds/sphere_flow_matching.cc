@@ -226,9 +226,8 @@ FlowResult SphereCnf::Run(const Tensor& x, const Tensor& context,
   const DType dtype = x.dtype();
   const bool build = Tape::Get().grad_enabled();
   std::vector<Tensor> units;
-  for (int64_t i = 0; i < d; ++i) {
+  for (int64_t i = 0; i < d; ++i)
     units.push_back(Tensor::UnitColumn(n, d, i, dtype));
-  }
   // (F(s, z), div F(s, z) [N, 1]).
   auto field = [&](double s, const Tensor& z) -> std::pair<Tensor, Tensor> {
     auto eval = [&](const Tensor& at, bool graph) {

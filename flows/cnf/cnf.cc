@@ -70,16 +70,16 @@ Tensor Field(const FieldInputs& in, double t, const Tensor& s, bool build) {
         Tensor e =
             in.units.empty() ? Tensor::UnitColumn(n, d, i, dtype) : in.units[i];
         // e_i' J: the whole row for |J|_F^2, else its entry i alone.
+        Tensor di;
         if (in.regularize) {
           Tensor row = Grad({fz}, {z}, {e}, build)[0];
           Tensor r2 = Sum(Square(row), 1, true);
           frob = frob.defined() ? frob + r2 : r2;
-          Tensor di = Narrow(row, 1, i, 1);
-          tr = tr.defined() ? tr + di : di;
+          di = Narrow(row, 1, i, 1);
         } else {
-          Tensor di = GradColumns({fz}, z, i, 1, {e}, build);
-          tr = tr.defined() ? tr + di : di;
+          di = GradColumns({fz}, z, i, 1, {e}, build);
         }
+        tr = tr.defined() ? tr + di : di;
       }
     }
   }

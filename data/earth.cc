@@ -115,6 +115,56 @@ std::string DefaultEarthDataDir() {
   return kDataDir;
 }
 
+namespace {
+
+// A uniform draw from [0, range) by Lemire's multiply-and-reject method
+// (arXiv:1805.10941) on 64-bit words: the top 64 bits of u * range, u
+// redrawn while the low 64 bits fall below 2^64 mod range.
+uint64_t UniformBelow(uint64_t range, std::mt19937_64& gen) {
+  auto mul = [&](uint64_t u, uint64_t* low) {  // u * range as (high, low)
+    const uint64_t u0 = u & 0xffffffffu, u1 = u >> 32;
+    const uint64_t r0 = range & 0xffffffffu, r1 = range >> 32;
+    const uint64_t p00 = u0 * r0, p01 = u0 * r1, p10 = u1 * r0, p11 = u1 * r1;
+    const uint64_t mid =
+        (p00 >> 32) + (p01 & 0xffffffffu) + (p10 & 0xffffffffu);
+    *low = (mid << 32) | (p00 & 0xffffffffu);
+    return p11 + (p01 >> 32) + (p10 >> 32) + (mid >> 32);
+  };
+  uint64_t low;
+  uint64_t high = mul(gen(), &low);
+  if (low < range) {
+    const uint64_t threshold = (0 - range) % range;
+    while (low < threshold) high = mul(gen(), &low);
+  }
+  return high;
+}
+
+}  // namespace
+
+std::vector<int64_t> SplitPermutation(int64_t n, uint64_t seed) {
+  std::vector<int64_t> idx(std::max<int64_t>(n, 0));
+  std::iota(idx.begin(), idx.end(), 0);
+  if (n < 2) return idx;
+  std::mt19937_64 gen(seed);
+  const uint64_t un = static_cast<uint64_t>(n);
+  // n < 2^32: two swap positions per draw, from one uniform index below
+  // (i + 1)(i + 2); an even n first swaps element 1 alone.
+  if (un < (uint64_t{1} << 32)) {
+    int64_t i = 1;
+    if (n % 2 == 0) std::swap(idx[i++], idx[UniformBelow(2, gen)]);
+    for (; i < n; i += 2) {
+      const uint64_t b0 = static_cast<uint64_t>(i) + 1, b1 = b0 + 1;
+      const uint64_t x = UniformBelow(b0 * b1, gen);
+      std::swap(idx[i], idx[x / b1]);
+      std::swap(idx[i + 1], idx[x % b1]);
+    }
+    return idx;
+  }
+  for (int64_t i = 1; i < n; ++i)
+    std::swap(idx[i], idx[UniformBelow(static_cast<uint64_t>(i) + 1, gen)]);
+  return idx;
+}
+
 absl::StatusOr<Split> RandomSplit(const Tensor& x, uint64_t seed,
                                   const std::string& source) {
   if (x.shape().rank() != 2)
@@ -126,17 +176,18 @@ absl::StatusOr<Split> RandomSplit(const Tensor& x, uint64_t seed,
         source, ": ", n, " points; the 80/10/10 split needs at least ",
         kMinSplitRows,
         " (8 train, 1 validation, 1 test) so that no part is empty"));
-  std::vector<int64_t> idx(n);
-  std::iota(idx.begin(), idx.end(), 0);
-  std::mt19937_64 gen(seed);
-  std::shuffle(idx.begin(), idx.end(), gen);
+  const std::vector<int64_t> idx = SplitPermutation(n, seed);
   const int64_t n_train = (8 * n) / 10, n_val = n / 10;
   auto take = [&](int64_t from, int64_t count) {
-    Tensor out = Tensor::Empty({count, d});
-    for (int64_t i = 0; i < count; ++i)
-      std::copy(x.data<double>() + idx[from + i] * d,
-                x.data<double>() + (idx[from + i] + 1) * d,
-                out.mutable_data<double>() + i * d);
+    Tensor out = Tensor::Empty({count, d}, x.dtype());
+    VisitDType(x.dtype(), [&](auto zero) {
+      using T = decltype(zero);
+      const T* in = x.data<T>();
+      T* o = out.mutable_data<T>();
+      for (int64_t i = 0; i < count; ++i)
+        std::copy(in + idx[from + i] * d, in + (idx[from + i] + 1) * d,
+                  o + i * d);
+    });
     return out;
   };
   return Split{take(0, n_train), take(n_train, n_val),

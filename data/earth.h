@@ -20,6 +20,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "autodiff/tensor.h"
@@ -43,13 +44,23 @@ std::string DefaultEarthDataDir();
 // Degrees (lat, lon) <-> unit vector.
 void ToUnitVector(double lat_deg, double lon_deg, double* xyz);
 
+// The split's permutation of 0..n-1: Fisher-Yates driven by
+// std::mt19937_64(seed), each position drawn by Lemire's multiply-and-reject
+// (arXiv:1805.10941) and, for n < 2^32, two positions per draw (an index
+// below (i + 1)(i + 2) for elements i and i + 1, after a lone swap of
+// element 1 when n is even). Written out rather than std::shuffle, whose
+// algorithm the standard leaves open: these are the permutations of
+// libstdc++ 11-13's std::shuffle with that engine (the published earth
+// splits), now the same under any standard library.
+std::vector<int64_t> SplitPermutation(int64_t n, uint64_t seed);
+
 struct Split {
   Tensor train, val, test;
 };
-// Random permutation (seed), then the first floor(0.8 n) rows train, the
+// SplitPermutation(n, seed), then the first floor(0.8 n) rows train, the
 // next floor(0.1 n) validation, the rest test. Every part must be nonempty,
 // so n >= kMinSplitRows = 10 (8 / 1 / 1); fewer rows (or x not [n, d]) is
-// InvalidArgument naming `source` and the minimum.
+// InvalidArgument naming `source` and the minimum. The parts keep x's dtype.
 inline constexpr int64_t kMinSplitRows = 10;
 absl::StatusOr<Split> RandomSplit(const Tensor& x, uint64_t seed,
                                   const std::string& source = "catalogue");

@@ -1,15 +1,22 @@
 // The earth catalogue loader: comments, the header spellings, no header,
 // bad rows (also a malformed first record) with file:line messages; the
 // shipped catalogues load with their published event counts; a missing file
-// says where the data lives; the 80/10/10 split partitions the data.
+// says where the data lives; the 80/10/10 split partitions the data, keeps
+// the dtype, and its permutation is pinned (libstdc++'s std::shuffle).
 #include "data/earth.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <numeric>
+#include <random>
 #include <set>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "autodiff/ops.h"
 #include "gtest/gtest.h"
 
 namespace flowtape::data {
@@ -103,6 +110,41 @@ TEST(EarthData, SplitIsAPartition) {
   Split again = RandomSplit(x, 3).value(), other = RandomSplit(x, 4).value();
   EXPECT_EQ(again.test.ToVector(), s.test.ToVector());
   EXPECT_NE(other.test.ToVector(), s.test.ToVector());
+}
+
+// The split's permutation is written out, so a seed gives the same split
+// under any standard library: the first indices are pinned, and under
+// libstdc++ (whose std::shuffle produced the published splits) it is
+// std::shuffle's permutation for every n, even and odd.
+TEST(EarthData, SplitPermutationIsPinnedAndLibstdcxxShuffle) {
+  EXPECT_EQ(SplitPermutation(10, 0),
+            (std::vector<int64_t>{4, 7, 2, 3, 8, 0, 1, 5, 9, 6}));
+  for (int64_t n : {0, 1, 2, 3, 4, 10, 11, 827, 1000}) {
+    std::vector<int64_t> p = SplitPermutation(n, 1000 + n);
+    std::vector<int64_t> sorted = p;
+    std::sort(sorted.begin(), sorted.end());
+    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(sorted[i], i) << n;
+#ifdef __GLIBCXX__
+    for (uint64_t seed : {uint64_t{0}, uint64_t{1000}, uint64_t{1004}}) {
+      std::vector<int64_t> expected(n);
+      std::iota(expected.begin(), expected.end(), 0);
+      std::mt19937_64 gen(seed);
+      std::shuffle(expected.begin(), expected.end(), gen);
+      EXPECT_EQ(SplitPermutation(n, seed), expected) << n << " " << seed;
+    }
+#endif
+  }
+}
+
+// A float32 catalogue splits into the same rows, in float32.
+TEST(EarthData, SplitKeepsTheDtype) {
+  Tensor x = Tensor::Empty({37, 3});
+  for (int64_t i = 0; i < 111; ++i) x.mutable_data<double>()[i] = i;
+  Split s64 = RandomSplit(x, 5).value();
+  Split s32 = RandomSplit(Cast(x, kFloat32), 5).value();
+  ASSERT_EQ(s32.test.dtype(), kFloat32);
+  EXPECT_EQ(Cast(s32.train, kFloat64).ToVector(), s64.train.ToVector());
+  EXPECT_EQ(Cast(s32.test, kFloat64).ToVector(), s64.test.ToVector());
 }
 
 // Too few rows for a nonempty validation and test part: an error naming the

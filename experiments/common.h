@@ -1,4 +1,4 @@
-// Small helpers shared by the experiment binaries.
+// Small utilities shared by the experiment binaries.
 //   LoadImageSetOrSetup(name, split): data::LoadImageSet; if the data set is
 //     missing, runs experiments/setup_data.sh (shipped as runfile data) once
 //     and retries; if that fails, the error gives ManualSetupCommand(name).

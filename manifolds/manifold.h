@@ -15,7 +15,7 @@
 //            simplex has volume 1/(n-1)! (uniform = Dirichlet(1,...,1)).
 // Volume ratios (volume_ratio.h) are the same for either normalisation.
 // Batched tensors are [N, n] (one point per row), float32 or float64: tensor
-// results take the input's dtype; the Eigen helpers compute in double.
+// results take the input's dtype; the Eigen routines compute in double.
 #ifndef FLOWTAPE_MANIFOLDS_MANIFOLD_H_
 #define FLOWTAPE_MANIFOLDS_MANIFOLD_H_
 

@@ -229,7 +229,7 @@ TEST(Softmax, RowsSumToOne) {
   for (double v : e.ToVector()) EXPECT_NEAR(v, 1.0, 1e-14);
 }
 
-// ---- broadcasting helpers ----
+// ---- broadcasting utilities ----
 
 TEST(BroadcastTo, AdjointOfSumTo) {
   Rng rng(5);

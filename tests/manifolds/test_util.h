@@ -1,4 +1,4 @@
-// Shared helpers for the manifold tests: random parameters and a finite
+// Shared utilities for the manifold tests: random parameters and a finite
 // difference check of gradients w.r.t. a module's own parameters.
 #ifndef FLOWTAPE_TESTS_MANIFOLDS_TEST_UTIL_H_
 #define FLOWTAPE_TESTS_MANIFOLDS_TEST_UTIL_H_

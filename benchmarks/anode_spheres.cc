@@ -9,15 +9,26 @@
 //   flags: --dim=2 --augment=1 --steps=1500 --batch=128 --train_size=2000
 //
 // Both models: TimeMlp dynamics (hidden 32, relu), linear head, MSE loss,
-// Adam lr 1e-3, dopri5 rtol = atol = 1e-3 (Dupont's), adjoint gradients.
-// Prints loss and forward/backward NFE along training, then a table. Writes
-// to --out_dir (experiments/cli.h) node_loss.png, anode_loss.png,
-// results.json (the table) and history.csv (MSE and NFE per 50 steps, run
-// "node" / "anode"). --dtype: default f64 (Dupont's runs).
+// Adam (--lr, default 1e-3), dopri5 rtol = atol = 1e-3 (Dupont's), adjoint
+// gradients. Prints loss and forward/backward NFE along training, then a
+// table. Writes to --out_dir (experiments/cli.h) node_loss.png,
+// anode_loss.png, results.json (the table; config: the flags and the model
+// settings) and history.csv (MSE and NFE per 50 steps, run "node" /
+// "anode"), and each trained model as node.ckpt / anode.ckpt: an
+// nn/checkpoint.h file of the NeuralOdeModel's parameters, whose metadata
+// "neural_ode" holds {"dim", "augment_dim", "hidden", "activation", "rtol",
+// "atol", "dtype"} (NeuralOdeModel::Create with those options rebuilds it;
+// LoadCheckpoint restores it). --dtype: default f64 (Dupont's runs).
+// A failed ODE solve, or a non-finite loss or gradient, stops the run: the
+// error names the model, the step and the cause, results.json records it
+// (the metrics of a model trained before stay) and the exit code is 1. There
+// is no retry: a loss that is not finite has no result to report.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <memory>
+#include <tuple>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -30,6 +41,7 @@
 #include "experiments/common.h"
 #include "experiments/figures.h"
 #include "flows/cnf/anode.h"
+#include "nn/checkpoint.h"
 #include "nn/optim.h"
 
 ABSL_FLAG(int64_t, dim, 2, "data dimension d");
@@ -37,6 +49,7 @@ ABSL_FLAG(int64_t, augment, 1, "augmented dimensions p of the ANODE");
 ABSL_FLAG(int64_t, steps, 1500, "Adam steps");
 ABSL_FLAG(int64_t, batch, 128, "batch size");
 ABSL_FLAG(int64_t, train_size, 2000, "training points");
+ABSL_FLAG(double, lr, 1e-3, "Adam learning rate");
 ABSL_FLAG(uint64_t, seed, 1, "seed");
 
 namespace flowtape {
@@ -85,7 +98,7 @@ absl::StatusOr<Row> Train(int64_t augment, const Tensor& x, const Tensor& y,
                       flows::cnf::NeuralOdeModel::Create(d, o, rng));
   const flows::cnf::NeuralOdeModel& model = *created;
   created->To(ex.dtype());
-  nn::Adam adam(model, nn::AdamOptions{});
+  nn::Adam adam(model, nn::AdamOptions{.lr = absl::GetFlag(FLAGS_lr)});
   Row row{0, 0, 0, 0, 0, 0, 0, 0, {}};
   int64_t late = 0, done = 0;  // steps completed
   const char* name = augment > 0 ? "anode" : "node";
@@ -97,24 +110,28 @@ absl::StatusOr<Row> Train(int64_t augment, const Tensor& x, const Tensor& y,
     Tensor xb = IndexSelect(x, 0, idx), yb = IndexSelect(y, 0, idx);
     o.ode.stats->Reset();
     auto out = model(xb);
-    if (!out.ok()) {
-      std::printf("%s: %s\n", name, out.status().ToString().c_str());
-      break;
-    }
+    if (!out.ok())
+      return absl::Status(
+          out.status().code(),
+          absl::StrCat(name, ": step ", step,
+                       ": the ODE solve failed: ", out.status().message()));
     Tensor loss = Mean(Square(*out - yb));
+    const double value = loss.item();
     adam.ZeroGrad();
-    Backward(loss);
+    if (std::isfinite(value)) Backward(loss);
+    Tape::Get().Reset();
+    FT_RETURN_IF_ERROR(
+        experiments::CheckStepFinite(name, step, value, model.Parameters()));
     adam.Step();
     const ode::OdeStats stats = o.ode.stats->Get();
     const double f = stats.forward.nfe, b = stats.backward.nfe;
     row.nfe_f += f, row.nfe_b += b;
-    row.losses.losses.push_back(loss.item());
-    history.Step(loss.item(), f + b);
+    row.losses.losses.push_back(value);
+    history.Step(value, f + b);
     if (step >= steps * 3 / 4) row.nfe_f_late += f, row.nfe_b_late += b, ++late;
     if (step % 50 == 0 || step + 1 == steps)
       std::printf("  %-5s step %4ld  loss %.4f  nfe fwd %3.0f bwd %3.0f\n",
-                  name, static_cast<long>(step), loss.item(), f, b);
-    Tape::Get().Reset();
+                  name, static_cast<long>(step), value, f, b);
     done = step + 1;
   }
   history.Flush();
@@ -128,14 +145,34 @@ absl::StatusOr<Row> Train(int64_t augment, const Tensor& x, const Tensor& y,
   row.nfe_b_late = per(row.nfe_b_late, late);
   NoGradScope no_grad;
   auto out = model(x);
-  if (out.ok()) {
-    row.loss_final = Mean(Square(*out - y)).item();
-    int64_t right = 0;
-    for (int64_t i = 0; i < n; ++i) right += ((*out)[i] > 0) == (y[i] > 0);
-    row.accuracy = static_cast<double>(right) / n;
-  }
+  if (!out.ok())
+    return absl::Status(out.status().code(),
+                        absl::StrCat(name, ": the training-set solve failed: ",
+                                     out.status().message()));
+  row.loss_final = Mean(Square(*out - y)).item();
+  int64_t right = 0;
+  for (int64_t i = 0; i < n; ++i) right += ((*out)[i] > 0) == (y[i] > 0);
+  row.accuracy = static_cast<double>(right) / n;
   auto test_out = model(xt);
-  if (test_out.ok()) row.test_mse = Mean(Square(*test_out - yt)).item();
+  if (!test_out.ok())
+    return absl::Status(test_out.status().code(),
+                        absl::StrCat(name, ": the test-set solve failed: ",
+                                     test_out.status().message()));
+  row.test_mse = Mean(Square(*test_out - yt)).item();
+  if (!std::isfinite(row.loss_final) || !std::isfinite(row.test_mse))
+    return absl::FailedPreconditionError(
+        absl::StrCat(name, ": non-finite MSE of the trained model (train ",
+                     row.loss_final, ", test ", row.test_mse, ")"));
+  const io::Json meta = {{"dim", d},
+                         {"augment_dim", augment},
+                         {"hidden", o.hidden},
+                         {"activation", "relu"},
+                         {"rtol", o.ode.rtol},
+                         {"atol", o.ode.atol},
+                         {"dtype", experiments::DTypeFlagName(ex.dtype())}};
+  FT_RETURN_IF_ERROR(nn::SaveCheckpoint(ex.Output(absl::StrCat(name, ".ckpt")),
+                                        model, nullptr,
+                                        {{"neural_ode", meta.dump()}}));
   return row;
 }
 
@@ -156,6 +193,10 @@ absl::Status CheckAnodeFlags() {
           {"steps", steps, steps > 0, "> 0"},
           {"batch", batch, batch > 0, "> 0"},
           {"train_size", n, n > 0, "> 0"},
+          {"lr", absl::GetFlag(FLAGS_lr),
+           std::isfinite(absl::GetFlag(FLAGS_lr)) &&
+               absl::GetFlag(FLAGS_lr) > 0,
+           "finite and > 0"},
       });
       !s.ok())
     return s;
@@ -185,10 +226,25 @@ absl::Status Run(flowtape::experiments::Experiment& ex) {
               static_cast<long>(x.dim(0)),
               static_cast<long>(absl::GetFlag(FLAGS_steps)));
   ex.history().set_has_nfe(true);
-  FT_ASSIGN_OR_RETURN(Row node, Train(0, x, y, xt, yt, ex));
-  FT_ASSIGN_OR_RETURN(Row anode, Train(p, x, y, xt, yt, ex));
-  for (const auto& [name, r] :
-       {std::pair<const char*, const Row&>{"node", node}, {"anode", anode}}) {
+  ex.config() = {{"dim", absl::GetFlag(FLAGS_dim)},
+                 {"augment", p},
+                 {"steps", absl::GetFlag(FLAGS_steps)},
+                 {"batch", absl::GetFlag(FLAGS_batch)},
+                 {"train_size", absl::GetFlag(FLAGS_train_size)},
+                 {"test_size", 2000},
+                 {"lr", absl::GetFlag(FLAGS_lr)},
+                 {"hidden", std::vector<int64_t>{32}},
+                 {"activation", "relu"},
+                 {"rtol", 1e-3},
+                 {"atol", 1e-3},
+                 {"gradients", "adjoint"},
+                 {"loss", "MSE"}};
+  Row node, anode;
+  for (const auto& [name, aug, row] :
+       {std::tuple<const char*, int64_t, Row*>{"node", 0, &node},
+        {"anode", p, &anode}}) {
+    FT_ASSIGN_OR_RETURN(*row, Train(aug, x, y, xt, yt, ex));
+    const Row& r = *row;
     ex.metrics()[name] = {{"train_mse", r.loss_final},
                           {"accuracy", r.accuracy},
                           {"test_mse", r.test_mse},

@@ -60,6 +60,20 @@
 // time; on a machine shared with other jobs the CPU column is the fair
 // one).
 //
+// Output in --out_dir (experiments/cli.h): results.json (both tables per
+// "<data>/<method>"; config: the settings), history.csv (per --eval_every
+// steps and run "<data>/<method>": the mean training loss and NFE per step)
+// and <data>_<method>.ckpt, an nn/checkpoint.h file of the scored field's
+// parameters (flow matching: the EMA's) whose metadata "cnf_field" holds
+// {"data", "method", "dim", "hidden", "activation", "parameters": "ema" |
+// "raw", "dtype"}: ConcatSquashNet::Create(dim, hidden, tanh) and
+// LoadCheckpoint rebuild it.
+// A failed ODE solve (training, the test NLL or a sampling measure), or a
+// non-finite loss, gradient or measure, stops the run: the error names the
+// method, data set, step and cause, results.json records it and the exit
+// code is 1. There is no retry: FFJORD's stiffening is reported by its NFE,
+// never by NaN in the tables.
+//
 //   ./bazelw run --config=opt //benchmarks:cnf_training_methods -- --quick
 //   ./bazelw run --config=opt //benchmarks:cnf_training_methods --
 //     --data=digits --steps=1000 --fm_steps=5000 --batch=64 --eval_every=100
@@ -109,6 +123,7 @@
 #include "flows/cnf/cnf.h"
 #include "flows/matching/cfm.h"
 #include "flows/matching/cfm_flow.h"
+#include "nn/checkpoint.h"
 #include "nn/optim.h"
 #include "nn/schedule.h"
 #include "ode/solve.h"
@@ -270,38 +285,63 @@ double MeanDistance(const Tensor& a, const Tensor& b) {
   return Mean(Sqrt(Sum(Square(a - b), 1))).item();
 }
 
+// `what` failed: the solve's status with `run` and `what` in front.
+absl::Status SolveFailed(const std::string& run, const std::string& what,
+                         const absl::Status& status) {
+  return absl::Status(
+      status.ok() ? absl::StatusCode::kInternal : status.code(),
+      absl::StrCat(run, ": ", what,
+                   " failed: ", status.ok() ? "no value" : status.message()));
+}
+
+// OK when v is finite, else FailedPrecondition naming `what`.
+absl::Status CheckFinite(const std::string& run, const std::string& what,
+                         double v) {
+  if (std::isfinite(v)) return absl::OkStatus();
+  return absl::FailedPreconditionError(
+      absl::StrCat(run, ": ", what, " is not finite (", v, ")"));
+}
+
 // The x-only sampling measures of the header comment from base draws z
-// (t: T -> 0; the fields here have T = 1).
-void SamplingMeasures(const flows::cnf::Cnf& cnf, const Tensor& z,
-                      const Settings& st, Row* row) {
-  auto transport = [&](const ode::OdeOptions& ode) {
+// (t: T -> 0; the fields here have T = 1). `run` names the method in errors.
+absl::Status SamplingMeasures(const flows::cnf::Cnf& cnf, const Tensor& z,
+                              const Settings& st, const std::string& run,
+                              Row* row) {
+  auto transport =
+      [&](const ode::OdeOptions& ode) -> absl::StatusOr<flows::FlowResult> {
     flows::cnf::CnfOptions o = cnf.options();
     o.ode = ode;
     o.ode.stats = nullptr;
-    absl::StatusOr<std::shared_ptr<flows::cnf::Cnf>> c =
-        flows::cnf::Cnf::Create(cnf.dynamics(), o);
-    return c.ok() ? (*c)->Transport(z) : flows::FlowResult();
+    FT_ASSIGN_OR_RETURN(std::shared_ptr<flows::cnf::Cnf> c,
+                        flows::cnf::Cnf::Create(cnf.dynamics(), o));
+    return c->Transport(z);
   };
   ode::OdeOptions tol = cnf.options().ode;
   tol.first_step = st.first_step;
   for (double t : st.sample_tols) {
     tol.rtol = tol.atol = t;
-    flows::FlowResult r = transport(tol);
-    row->sample_nfe.push_back(r.status.ok() && r.value.defined()
-                                  ? r.extra(flows::cnf::kNfe)[0]
-                                  : NAN);
+    FT_ASSIGN_OR_RETURN(flows::FlowResult r, transport(tol));
+    const std::string what = absl::StrCat("the x-only sampling solve at ", t);
+    if (!r.status.ok() || !r.value.defined())
+      return SolveFailed(run, what, r.status);
+    row->sample_nfe.push_back(r.extra(flows::cnf::kNfe)[0]);
   }
   ode::OdeOptions ref = cnf.options().ode;
   ref.rtol = ref.atol = kReferenceTol;
-  flows::FlowResult x_ref = transport(ref);
-  if (!x_ref.status.ok() || !x_ref.value.defined()) return;
+  FT_ASSIGN_OR_RETURN(flows::FlowResult x_ref, transport(ref));
+  if (!x_ref.status.ok() || !x_ref.value.defined())
+    return SolveFailed(run, "the reference sampling solve", x_ref.status);
   for (int64_t k : st.euler_steps) {
     ode::OdeOptions euler = cnf.options().ode;
     euler.method = ode::Method::kEuler;
     euler.step_size = 1.0 / static_cast<double>(k);
-    flows::FlowResult r = transport(euler);
-    row->euler_error.push_back(
-        r.status.ok() ? MeanDistance(r.value, x_ref.value) : NAN);
+    FT_ASSIGN_OR_RETURN(flows::FlowResult r, transport(euler));
+    const std::string what = absl::StrCat("the ", k, "-step Euler sampling");
+    if (!r.status.ok() || !r.value.defined())
+      return SolveFailed(run, what, r.status);
+    row->euler_error.push_back(MeanDistance(r.value, x_ref.value));
+    FT_RETURN_IF_ERROR(
+        CheckFinite(run, what + " error", row->euler_error.back()));
   }
   // Straightness on the reference paths, in generative time s = 1 - t.
   const flows::cnf::CnfDynamics& f = *cnf.dynamics();
@@ -312,7 +352,8 @@ void SamplingMeasures(const flows::cnf::Cnf& cnf, const Tensor& z,
   ref.stats = nullptr;
   absl::StatusOr<ode::OdeSolution> sol = ode::OdeSolve(
       [&f](double t, const Tensor& y) { return f(t, y); }, z, times, {}, ref);
-  if (!sol.ok()) return;
+  if (!sol.ok())
+    return SolveFailed(run, "the straightness solve", sol.status());
   Tensor delta = sol->ys.back() - z;
   double s = 0;
   for (int64_t k = 0; k <= kStraightnessIntervals; ++k) {
@@ -323,27 +364,33 @@ void SamplingMeasures(const flows::cnf::Cnf& cnf, const Tensor& z,
   row->straightness = s / kStraightnessIntervals;
   row->straightness_rel =
       row->straightness / Mean(Sum(Square(delta), 1)).item();
+  return CheckFinite(run, "the straightness", row->straightness);
 }
 
 // Test NLL; at the end also the sampling NFE of the field's flow (dopri5,
 // 1e-5, with the log-density) and the x-only sampling measures.
-void Score(const flows::cnf::Cnf& cnf, const Tensor& test, Rng& rng,
-           const Settings& st, Row* row, bool final) {
+absl::Status Score(const flows::cnf::Cnf& cnf, const Tensor& test, Rng& rng,
+                   const Settings& st, Row* row, bool final) {
   NoGradScope no_grad;
+  const std::string run = absl::StrCat(row->method, " on ", row->data,
+                                       " after step ", row->nfe.size());
   flows::FlowResult r = cnf.Forward(test);
-  const double nll = r.status.ok() ? Nll(r).item() : NAN;
+  if (!r.status.ok()) return SolveFailed(run, "the test NLL solve", r.status);
+  const double nll = Nll(r).item();
+  FT_RETURN_IF_ERROR(CheckFinite(run, "the test NLL", nll));
   row->curve.push_back({static_cast<double>(row->nfe.size()), row->seconds,
                         row->cpu_seconds, nll});
-  if (!final) return;
+  if (!final) return absl::OkStatus();
   row->test_nll = nll;
   Tensor z = Tensor::Randn({kSamples, test.dim(1)}, rng);
   flows::FlowResult s = cnf.Inverse(z);
-  if (s.status.ok()) row->sampling_nfe = s.extra(flows::cnf::kNfe)[0];
-  SamplingMeasures(cnf, z, st, row);
+  if (!s.status.ok()) return SolveFailed(run, "the sampling solve", s.status);
+  row->sampling_nfe = s.extra(flows::cnf::kNfe)[0];
+  return SamplingMeasures(cnf, z, st, run, row);
 }
 
 absl::StatusOr<Row> Train(const Problem& problem, const std::string& method,
-                          const Settings& st) {
+                          const Settings& st, experiments::Experiment& ex) {
   const std::string& data = problem.name;
   const Tensor& test = problem.test;
   Rng rng(st.seed);
@@ -399,6 +446,8 @@ absl::StatusOr<Row> Train(const Problem& problem, const std::string& method,
                               : nn::ConstantLr(lr);
   if (warmup > 0) schedule = nn::LinearWarmup(warmup, schedule);
   adam.set_schedule(schedule);
+  const std::string run = data + "/" + method;
+  experiments::HistoryWindow history(ex.history(), run, st.eval_every);
   for (int64_t step = 1; step <= steps; ++step) {
     FT_ASSIGN_OR_RETURN(Tensor x, problem.sample(batch, data_rng));
     const auto t0 = std::chrono::steady_clock::now();
@@ -409,33 +458,43 @@ absl::StatusOr<Row> Train(const Problem& problem, const std::string& method,
       o.ode.stats->Reset();
       flows::FlowResult r = trained->Forward(x, Tensor(), &noise_rng);
       if (!r.status.ok())
-        return absl::InternalError(absl::StrCat(method, " on ", data,
-                                                ": solve failed at step ", step,
-                                                ": ", r.status.message()));
+        return absl::Status(
+            r.status.code(),
+            absl::StrCat(run, ": step ", step,
+                         ": the ODE solve failed: ", r.status.message()));
       loss = Nll(r);
       if (Tensor p = r.extra(flows::cnf::kRegularization); p.defined())
         loss = loss + Mean(p);
-      Backward(loss);
+      if (std::isfinite(loss.item())) Backward(loss);
       row.nfe.push_back(r.extra(flows::cnf::kNfe)[0] +
                         static_cast<double>(o.ode.stats->Get().backward.nfe));
     } else {
       FT_ASSIGN_OR_RETURN(loss, fm->Loss(x, Tensor(), noise_rng));
-      Backward(loss);
+      if (std::isfinite(loss.item())) Backward(loss);
       row.nfe.push_back(1);
+    }
+    if (absl::Status s = experiments::CheckStepFinite(run, step, loss.item(),
+                                                      net->Parameters());
+        !s.ok()) {
+      Tape::Get().Reset();
+      return s;
     }
     adam.Step();
     if (ema)  // TrainFlowMatching's warm-up: d = min(decay, (1 + k) / (10 + k))
       ema->Update(std::min(st.fm_ema_decay, (1.0 + step) / (10.0 + step)));
     const double loss_value = loss.item();
     Tape::Get().Reset();
+    history.Step(loss_value, row.nfe.back());
     row.seconds +=
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
             .count();
     row.cpu_seconds += CpuSeconds() - cpu0;
     if (step % st.eval_every == 0 || step == steps) {
       if (ema) ema->Swap();
-      Score(*cnf, test, eval_rng, st, &row, step == steps);
+      const absl::Status scored =
+          Score(*cnf, test, eval_rng, st, &row, step == steps);
       if (ema) ema->Swap();
+      FT_RETURN_IF_ERROR(scored);
       const int64_t window = std::min<int64_t>(st.eval_every, step);
       double recent = 0;  // mean NFE per step since the last evaluation
       for (int64_t i = step - window; i < step; ++i) recent += row.nfe[i];
@@ -446,9 +505,22 @@ absl::StatusOr<Row> Train(const Problem& problem, const std::string& method,
           row.curve.back()[3], recent / window, row.seconds, row.cpu_seconds);
     }
   }
+  history.Flush();
   double nfe = 0;
   for (double n : row.nfe) nfe += n;
   row.nfe_per_step = nfe / steps;
+  // The scored parameters: flow matching's EMA, else the trained ones.
+  const io::Json meta = {
+      {"data", data},         {"method", method},
+      {"dim", problem.dim},   {"hidden", Hidden(problem.dim)},
+      {"activation", "tanh"}, {"parameters", ema ? "ema" : "raw"},
+      {"dtype", "f64"}};
+  if (ema) ema->Swap();
+  const absl::Status saved =
+      nn::SaveCheckpoint(ex.Output(data + "_" + method + ".ckpt"), *net,
+                         nullptr, {{"cnf_field", meta.dump()}});
+  if (ema) ema->Swap();
+  FT_RETURN_IF_ERROR(saved);
   return row;
 }
 
@@ -581,14 +653,14 @@ absl::Status Run(experiments::Experiment& ex) {
       static_cast<long>(st.fm_batch), static_cast<long>(st.otcfm_batch),
       static_cast<long>(st.fm_steps), st.fm_sigma_min, st.fm_ema_decay,
       static_cast<long>(st.test_size));
-  std::vector<Row> rows;
-  for (const std::string& d : sets) {
-    FT_ASSIGN_OR_RETURN(Problem problem, MakeProblem(d, st.test_size));
-    for (const std::string& m : methods) {
-      FT_ASSIGN_OR_RETURN(Row r, Train(problem, m, st));
-      rows.push_back(r);
-    }
-  }
+  ex.config()["data"] = sets;
+  ex.config()["methods"] = methods;
+  ex.config()["steps"] = st.steps;
+  ex.config()["batch"] = st.batch;
+  ex.config()["lr"] = st.lr;
+  ex.config()["eval_every"] = st.eval_every;
+  ex.config()["test_size"] = st.test_size;
+  ex.config()["quick"] = absl::GetFlag(FLAGS_quick);
   ex.config()["fm_steps"] = st.fm_steps;
   ex.config()["fm_steps_own"] = fm_own;
   ex.config()["rnode_lambda"] = st.rnode_lambda;
@@ -603,6 +675,15 @@ absl::Status Run(experiments::Experiment& ex) {
   ex.config()["sample_tols"] = st.sample_tols;
   ex.config()["euler_steps"] = st.euler_steps;
   ex.config()["first_step"] = st.first_step;
+  ex.history().set_has_nfe(true);
+  std::vector<Row> rows;
+  for (const std::string& d : sets) {
+    FT_ASSIGN_OR_RETURN(Problem problem, MakeProblem(d, st.test_size));
+    for (const std::string& m : methods) {
+      FT_ASSIGN_OR_RETURN(Row r, Train(problem, m, st, ex));
+      rows.push_back(r);
+    }
+  }
   std::printf(
       "\n| data         | method | steps | test NLL | NFE/step | NFE "
       "10/50/90%%   | sampling NFE | train s (wall / CPU) | s to ffjord NLL "

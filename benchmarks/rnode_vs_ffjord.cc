@@ -21,8 +21,17 @@
 // options) per training step (whole run and the last quarter),
 // wall time and time per step. RNODE's claim: similar NLL with fewer NFE,
 // hence less training time. Writes to --out_dir (experiments/cli.h)
-// <model>_loss.png, results.json (the table) and history.csv (NLL + penalty
-// and NFE per 50 steps, run = the model). --dtype: default f64.
+// <model>_loss.png, results.json (the table; config: the flags and the
+// CNF's settings), history.csv (NLL + penalty and NFE per 50 steps, run =
+// the model) and <model>.ckpt per model: an nn/checkpoint.h file of the
+// ConcatSquashNet's parameters, whose metadata "cnf" holds {"dim", "hidden",
+// "activation", "rtol", "atol", "dtype"} (ConcatSquashNet::Create with
+// those, then LoadCheckpoint, rebuilds the field; Cnf::Create on it the
+// flow). --dtype: default f64.
+// A failed ODE solve (training or the test NLL), or a non-finite loss or
+// gradient, stops the run: the error names the model, the step and the
+// cause, results.json records it (the metrics of the models trained before
+// stay) and the exit code is 1. There is no retry.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -43,6 +52,7 @@
 #include "experiments/common.h"
 #include "experiments/figures.h"
 #include "flows/cnf/cnf.h"
+#include "nn/checkpoint.h"
 #include "nn/optim.h"
 
 ABSL_FLAG(std::string, data, "8gaussians", "toy density");
@@ -114,29 +124,32 @@ absl::StatusOr<Row> Train(const std::string& name, double lk, double lj,
                     ex.dtype());
     o.ode.stats->Reset();
     flows::FlowResult r = cnf->Forward(x, Tensor(), &noise_rng);
-    if (!r.status.ok()) {
-      std::printf("%s: solve failed at step %ld: %s\n", name.c_str(),
-                  static_cast<long>(step), r.status.ToString().c_str());
-      break;
-    }
+    if (!r.status.ok())
+      return absl::Status(
+          r.status.code(),
+          absl::StrCat(name, ": step ", step,
+                       ": the ODE solve failed: ", r.status.message()));
     Tensor nll = Nll(r);
     Tensor penalty = r.extra(flows::cnf::kRegularization);
     Tensor loss = penalty.defined() ? nll + Mean(penalty) : nll;
+    const double value = loss.item(), nll_value = nll.item();
     adam.ZeroGrad();
-    Backward(loss);
+    if (std::isfinite(value)) Backward(loss);
+    Tape::Get().Reset();
+    FT_RETURN_IF_ERROR(
+        experiments::CheckStepFinite(name, step, value, cnf->Parameters()));
     adam.Step();
     const double f = r.extra(flows::cnf::kNfe)[0];
     const double b = static_cast<double>(o.ode.stats->Get().backward.nfe);
     row.nfe_f += f;
     row.nfe_b += b;
-    row.losses.losses.push_back(loss.item());
-    history.Step(loss.item(), f + b);
+    row.losses.losses.push_back(value);
+    history.Step(value, f + b);
     if (step >= steps * 3 / 4) row.nfe_f_late += f, row.nfe_b_late += b, ++late;
     if (step % 50 == 0 || step + 1 == steps)
       std::printf(
           "  %-7s step %4ld  nll %.4f  loss %.4f  nfe fwd %3.0f bwd %3.0f\n",
-          name.c_str(), static_cast<long>(step), nll.item(), loss.item(), f, b);
-    Tape::Get().Reset();
+          name.c_str(), static_cast<long>(step), nll_value, value, f, b);
     row.steps = step + 1;
   }
   history.Flush();
@@ -153,7 +166,22 @@ absl::StatusOr<Row> Train(const std::string& name, double lk, double lj,
   FT_ASSIGN_OR_RETURN(std::shared_ptr<flows::cnf::Cnf> eval,
                       flows::cnf::Cnf::Create(net, exact));
   flows::FlowResult r = eval->Forward(test);
-  row.test_nll = r.status.ok() ? Nll(r).item() : NAN;
+  if (!r.status.ok())
+    return absl::Status(r.status.code(),
+                        absl::StrCat(name, ": the test NLL solve failed: ",
+                                     r.status.message()));
+  row.test_nll = Nll(r).item();
+  if (!std::isfinite(row.test_nll))
+    return absl::FailedPreconditionError(absl::StrCat(
+        name, ": non-finite test NLL (", row.test_nll, ") after training"));
+  const io::Json meta = {{"dim", 2},
+                         {"hidden", std::vector<int64_t>{64, 64}},
+                         {"activation", "tanh"},
+                         {"rtol", o.ode.rtol},
+                         {"atol", o.ode.atol},
+                         {"dtype", experiments::DTypeFlagName(ex.dtype())}};
+  FT_RETURN_IF_ERROR(nn::SaveCheckpoint(ex.Output(name + ".ckpt"), *net,
+                                        nullptr, {{"cnf", meta.dump()}}));
   return row;
 }
 
@@ -203,6 +231,18 @@ absl::Status Run(flowtape::experiments::Experiment& ex) {
                                      absl::GetFlag(FLAGS_test_size), test_rng));
   test = Cast(test, ex.dtype());
   ex.history().set_has_nfe(true);
+  ex.config() = {{"data", absl::GetFlag(FLAGS_data)},
+                 {"models", absl::GetFlag(FLAGS_models)},
+                 {"steps", absl::GetFlag(FLAGS_steps)},
+                 {"batch", absl::GetFlag(FLAGS_batch)},
+                 {"lr", absl::GetFlag(FLAGS_lr)},
+                 {"lambda_k", absl::GetFlag(FLAGS_lambda_k)},
+                 {"lambda_j", absl::GetFlag(FLAGS_lambda_j)},
+                 {"ref_lambda", absl::GetFlag(FLAGS_ref_lambda)},
+                 {"test_size", absl::GetFlag(FLAGS_test_size)},
+                 {"trace", absl::GetFlag(FLAGS_trace)},
+                 {"net", "ConcatSquash 2-64-64-2 tanh"},
+                 {"ode", "dopri5 rtol = atol = 1e-5, adjoint"}};
   std::printf(
       "data %s, %ld Adam steps, batch %ld, ConcatSquash 2-64-64-2 tanh,"
       " %s trace, dopri5 rtol=atol=1e-5, adjoint\n",

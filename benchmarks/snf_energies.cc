@@ -21,7 +21,17 @@
 // energy F = E[u(x) + log_prob] (for SNFs over paths), KL = F + log Z with
 // log Z by quadrature (midpoint rule, h = 0.01), the importance-weighted
 // log Z and its standard error, and the effective sample size.
-// Prints a table; results.json holds every number. Published numbers: none
+// Prints a table. Output in --out_dir (experiments/cli.h): results.json
+// (every number; config: the flags), history.csv (the free energy per
+// --steps/4 steps, run "<energy>/<model>") and <energy>_<model>.ckpt per
+// trained model: an nn/checkpoint.h file of the FlowModel's parameters and
+// buffers whose metadata "snf" holds {"energy", "model", "blocks", "hidden",
+// "mcmc_steps", "proposal_scale", "step_size", "learn_step_size", "dtype"}:
+// flows::MakeSnf with those options (the target from MakeTarget(energy)) in
+// a FlowModel with a standard normal base, then LoadCheckpoint, rebuilds it.
+// Training that diverges stops at the NaN guard's restored state
+// (training/reverse_kl.h) and is scored there; its row says "[diverged]" and
+// results.json's "note" holds the guard's message. Published numbers: none
 // printed beside ours: the tables of Wu, Koehler & Noe 2020 could not be
 // read from the sources searched (README.md, `snf_energies`).
 #include <chrono>
@@ -44,6 +54,8 @@
 #include "flows/energies.h"
 #include "flows/flow_model.h"
 #include "flows/snf.h"
+#include "io/json.h"
+#include "nn/checkpoint.h"
 #include "nn/optim.h"
 #include "nn/schedule.h"
 #include "training/importance.h"
@@ -152,6 +164,18 @@ absl::StatusOr<Row> TrainOne(experiments::Experiment& ex,
   for (const auto& [name, p] : model.NamedParameters())
     if (absl::EndsWith(name, "log_step_size"))
       row.step_sizes.push_back(std::exp(p.item()));
+  const io::Json meta = {{"energy", target->name()},
+                         {"model", model_name},
+                         {"blocks", o.blocks},
+                         {"hidden", o.hidden},
+                         {"mcmc_steps", o.mcmc_steps},
+                         {"proposal_scale", o.proposal_scale},
+                         {"step_size", o.step_size},
+                         {"learn_step_size", o.learn_step_size},
+                         {"dtype", experiments::DTypeFlagName(ex.dtype())}};
+  FT_RETURN_IF_ERROR(nn::SaveCheckpoint(
+      ex.Output(absl::StrCat(target->name(), "_", model_name, ".ckpt")), model,
+      nullptr, {{"snf", meta.dump()}}));
   row.energy = target->name();
   row.model = model_name;
   row.log_z_quad = log_z;
@@ -205,6 +229,21 @@ absl::Status Run(experiments::Experiment& ex) {
     FT_RETURN_IF_ERROR(ParseModel(m).status());
   for (const std::string& name : energies)
     FT_RETURN_IF_ERROR(MakeTarget(name).status());
+  ex.config() = {{"energies", energies},
+                 {"models", models},
+                 {"steps", absl::GetFlag(FLAGS_steps)},
+                 {"batch", absl::GetFlag(FLAGS_batch)},
+                 {"blocks", absl::GetFlag(FLAGS_blocks)},
+                 {"hidden", absl::GetFlag(FLAGS_hidden)},
+                 {"lr", absl::GetFlag(FLAGS_lr)},
+                 {"lr_schedule", "cosine"},
+                 {"anneal", "inverse temperature 0.01 -> 1 over steps / 2"},
+                 {"mcmc_steps", absl::GetFlag(FLAGS_mcmc_steps)},
+                 {"proposal_scale", absl::GetFlag(FLAGS_proposal_scale)},
+                 {"step_size", absl::GetFlag(FLAGS_step_size)},
+                 {"learn_step_size", absl::GetFlag(FLAGS_learn_step_size)},
+                 {"eval", absl::GetFlag(FLAGS_eval)},
+                 {"objective", "reverse KL"}};
   std::vector<Row> rows;
   for (const std::string& name : energies) {
     FT_ASSIGN_OR_RETURN(flows::EnergyPtr target, MakeTarget(name));

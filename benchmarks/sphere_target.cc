@@ -25,8 +25,14 @@
 //       quick: 3 seeds x 2 models, 4000 steps (under 2 CPU minutes)
 //   ./bazelw run --config=opt //benchmarks:sphere_target -- --full
 //       5 seeds, 20000 steps (the paper's count; about 10 CPU minutes)
-// Writes results.json (KL and ESS per model and seed) and history.csv (F
-// per step, run "<model>/seed<k>") to --out_dir. Its own training loop:
+// Writes results.json (KL and ESS per model and seed; config: the
+// settings), history.csv (F per step, run "<model>/seed<k>") and
+// <model>_seed<k>.ckpt per trained flow to --out_dir: an nn/checkpoint.h
+// file of the FlowModel's parameters whose metadata "sphere_flow" holds
+// {"target", "model", "seed", "layers", "bins", "components", "hidden",
+// "dtype"} (MakeFlow below with those settings in a FlowModel with a
+// UniformSphereBase, then LoadCheckpoint, rebuilds it; these recursive
+// flows are not a models/sphere_model.h kind). Its own training loop:
 // --threads is ignored (one replica).
 #include <algorithm>
 #include <chrono>
@@ -49,9 +55,11 @@
 #include "flows/flow_model.h"
 #include "flows/invert.h"
 #include "flows/sequential.h"
+#include "io/json.h"
 #include "manifolds/recursive_sphere_flow.h"
 #include "manifolds/s2_target.h"
 #include "manifolds/uniform_sphere_base.h"
+#include "nn/checkpoint.h"
 #include "nn/optim.h"
 #include "training/importance.h"
 #include "training/reverse_kl.h"
@@ -195,6 +203,17 @@ absl::Status Run(experiments::Experiment& ex) {
       as_losses.losses = r.free_energy;
       ex.history().AddTraining(as_losses, std::max(1, steps / 50),
                                absl::StrCat(name, "/seed", seed));
+      const io::Json meta = {{"target", tname},
+                             {"model", name},
+                             {"seed", seed},
+                             {"layers", settings.layers},
+                             {"bins", settings.bins},
+                             {"components", settings.components},
+                             {"hidden", settings.hidden},
+                             {"dtype", experiments::DTypeFlagName(ex.dtype())}};
+      FT_RETURN_IF_ERROR(nn::SaveCheckpoint(
+          ex.Output(absl::StrCat(name, "_seed", seed, ".ckpt")), model, nullptr,
+          {{"sphere_flow", meta.dump()}}));
       Rng eval(1000 + seed);
       FT_ASSIGN_OR_RETURN(
           training::ImportanceEstimate est,

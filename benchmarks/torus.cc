@@ -22,8 +22,13 @@
 //       quick: 3 seeds x 3 targets x 4 models, 1000 steps
 //   ./bazelw run --config=opt //benchmarks:torus -- --full
 //       5 seeds, 20000 steps (the paper's count; tens of CPU-minutes)
-// Writes results.json (KL and ESS per target, model and seed) and
-// history.csv (F per step, run "<target>/<model>/seed<k>") to --out_dir.
+// Writes results.json (KL and ESS per target, model and seed; config: the
+// settings), history.csv (F per step, run "<target>/<model>/seed<k>") and
+// <target>_<model>_seed<k>.ckpt per trained flow to --out_dir: an
+// nn/checkpoint.h file of the FlowModel's parameters whose metadata
+// "torus_flow" holds {"target", "model", "seed", "layers", "bins",
+// "components", "hidden", "dtype"} (MakeFlow below with those settings in a
+// FlowModel with a UniformTorus(2) base, then LoadCheckpoint, rebuilds it).
 // Published numbers: the paper's T^2 table could not be found in the
 // sources searched, so none is printed beside ours; its S^2 table, quoted
 // second-hand, is in README.md (`torus` under the measured results).
@@ -52,10 +57,12 @@
 #include "flows/flow_model.h"
 #include "flows/invert.h"
 #include "flows/sequential.h"
+#include "io/json.h"
 #include "manifolds/angle.h"
 #include "manifolds/torus_densities.h"
 #include "manifolds/torus_flows.h"
 #include "manifolds/uniform_torus.h"
+#include "nn/checkpoint.h"
 #include "nn/optim.h"
 #include "training/reverse_kl.h"
 
@@ -233,6 +240,18 @@ absl::Status Run(experiments::Experiment& ex) {
         as_losses.losses = r.free_energy;
         ex.history().AddTraining(as_losses, std::max(1, steps / 50),
                                  absl::StrCat(tname, "/", name, "/seed", seed));
+        const io::Json meta = {
+            {"target", tname},
+            {"model", name},
+            {"seed", seed},
+            {"layers", settings.layers},
+            {"bins", settings.bins},
+            {"components", settings.components},
+            {"hidden", settings.hidden},
+            {"dtype", experiments::DTypeFlagName(ex.dtype())}};
+        FT_RETURN_IF_ERROR(nn::SaveCheckpoint(
+            ex.Output(absl::StrCat(tname, "_", name, "_seed", seed, ".ckpt")),
+            model, nullptr, {{"torus_flow", meta.dump()}}));
         Rng eval(1000 + seed);
         Score sc = Evaluate(model, target, log_z, eval_samples, eval);
         cells[name][tname].kl.push_back(sc.kl);

@@ -25,6 +25,9 @@
 // Output in --out_dir (experiments/cli.h): reliability.png, the four model
 // files, results.json (their specs under config.models), history.csv (the
 // classifier's log-loss, then each map's, by "run").
+// A calibration map whose fit meets a failed pass or a non-finite loss or
+// gradient stops the run with an error naming the map and the step (exit 1,
+// recorded in results.json).
 // The data set is Debian's dataset-fashion-mnist; if it is missing the
 // experiment runs experiments/setup_data.sh fashion.
 #include "manifolds/calibration.h"
@@ -38,6 +41,7 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "autodiff/check.h"
 #include "autodiff/grad.h"
@@ -138,22 +142,36 @@ viz::Reliability Reliability(const std::string& name, const Metrics& m,
 }
 
 // Fits `flow` on held-out probabilities p by minimising the log-loss; the
-// loss every 100 steps goes to the history as run `name`.
-void Fit(const flows::Flow& flow, const Tensor& p, const std::vector<int>& y,
-         int steps, double lr, const std::string& name,
-         experiments::History& history) {
+// loss every 100 steps goes to the history as run `name`. A failed forward
+// pass, or a non-finite loss or gradient, stops the fit with an error naming
+// the map, the step and the cause (experiments::CheckStepFinite).
+absl::Status Fit(const flows::Flow& flow, const Tensor& p,
+                 const std::vector<int>& y, int steps, double lr,
+                 const std::string& name, experiments::History& history) {
   nn::AdamOptions o;
   o.lr = lr;
   nn::Adam opt(flow, o);
   for (int s = 0; s < steps; ++s) {
-    Tensor loss = LogLoss(Log(flow.Forward(p).value), y);
+    flows::FlowResult q = flow.Forward(p);
+    if (!q.status.ok()) {
+      Tape::Get().Reset();
+      return absl::Status(q.status.code(), absl::StrCat(name, ": step ", s + 1,
+                                                        ": the map failed: ",
+                                                        q.status.message()));
+    }
+    Tensor loss = LogLoss(Log(q.value), y);
+    const double value = loss.item();
     if ((s + 1) % 100 == 0 || s + 1 == steps)
-      history.Add({s + 1, loss.item(), NAN, NAN, NAN, name});
-    Backward(loss);
-    opt.Step();
+      history.Add({s + 1, value, NAN, NAN, NAN, name});
     opt.ZeroGrad();
+    if (std::isfinite(value)) Backward(loss);
     Tape::Get().Reset();
+    FT_RETURN_IF_ERROR(
+        experiments::CheckStepFinite(name, s + 1, value, flow.Parameters()));
+    opt.Step();
   }
+  opt.ZeroGrad();
+  return absl::OkStatus();
 }
 
 absl::Status Run(experiments::Experiment& ex) {
@@ -253,9 +271,12 @@ absl::Status Run(experiments::Experiment& ex) {
   auto temperature = std::make_shared<SimplexCalibration>(kClasses, true);
   auto fcal = std::make_shared<SimplexCalibration>(kClasses);
   auto general = std::make_shared<GeneralizedCalibration>(kClasses, rng);
-  Fit(*temperature, p_cal, y_cal, steps, 0.02, "temperature", ex.history());
-  Fit(*fcal, p_cal, y_cal, steps, 0.02, "fcal", ex.history());
-  Fit(*general, p_cal, y_cal, steps, 0.01, "generalized", ex.history());
+  FT_RETURN_IF_ERROR(Fit(*temperature, p_cal, y_cal, steps, 0.02, "temperature",
+                         ex.history()));
+  FT_RETURN_IF_ERROR(
+      Fit(*fcal, p_cal, y_cal, steps, 0.02, "fcal", ex.history()));
+  FT_RETURN_IF_ERROR(
+      Fit(*general, p_cal, y_cal, steps, 0.01, "generalized", ex.history()));
   const char* keys[] = {"uncalibrated", "temperature", "fcal", "generalized"};
   const std::shared_ptr<flows::Flow> maps[] = {nullptr, temperature, fcal,
                                                general};

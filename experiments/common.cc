@@ -87,4 +87,29 @@ absl::Status CheckRunMemory(const Footprint& footprint,
   return CheckMemory(footprint, flags, MemoryLimitBytes(gb));
 }
 
+absl::Status CheckStepFinite(const std::string& run, int64_t step, double loss,
+                             const std::vector<Tensor>& params) {
+  if (!std::isfinite(loss))
+    return absl::FailedPreconditionError(
+        absl::StrCat(run, ": step ", step, ": non-finite loss (", loss, ")"));
+  for (size_t k = 0; k < params.size(); ++k) {
+    const Tensor g = params[k].grad();
+    if (!g.defined()) continue;
+    const bool finite = VisitDType(g.dtype(), [&](auto zero) {
+      using T = decltype(zero);
+      const T* d = g.data<T>();
+      for (int64_t i = 0; i < g.numel(); ++i)
+        if (!std::isfinite(d[i])) return false;
+      return true;
+    });
+    if (!finite)
+      return absl::FailedPreconditionError(
+          absl::StrCat(run, ": step ", step,
+                       ": non-finite gradient of "
+                       "parameter ",
+                       k, " (loss ", loss, ")"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace flowtape::experiments

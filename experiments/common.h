@@ -14,6 +14,13 @@
 //     against MemoryLimitBytes(--max_memory_gb); every binary calls it on
 //     its size flags before allocating. --max_memory_gb must be finite and
 //     >= 0 (0: the machine's physical memory).
+//   CheckStepFinite(run, step, loss, params): the divergence check of a
+//     hand-written training loop, called after Backward and before the
+//     optimizer's Step: OK when `loss` and every entry of every defined
+//     gradient of `params` are finite; else FailedPrecondition
+//     "<run>: step <step>: non-finite loss (<loss>)" or "<run>: step <step>:
+//     non-finite gradient of parameter <k> (loss <loss>)". The loops stop on
+//     it and return it, so the run exits non-zero (experiments/cli.h).
 // The command line itself, output paths and results: experiments/cli.h.
 #ifndef FLOWTAPE_EXPERIMENTS_COMMON_H_
 #define FLOWTAPE_EXPERIMENTS_COMMON_H_
@@ -21,10 +28,12 @@
 #include <cstdint>
 #include <initializer_list>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "autodiff/shape.h"
+#include "autodiff/tensor.h"
 #include "data/datasets.h"
 #include "experiments/budget.h"
 
@@ -48,6 +57,8 @@ struct FlagCheck {
 absl::Status CheckFlags(std::initializer_list<FlagCheck> checks);
 absl::Status CheckRunMemory(const Footprint& footprint,
                             const std::string& flags);
+absl::Status CheckStepFinite(const std::string& run, int64_t step, double loss,
+                             const std::vector<Tensor>& params);
 
 }  // namespace flowtape::experiments
 

@@ -24,6 +24,21 @@
 // --scales=1,4,16 also evaluates every set at y k for each k (the flow's
 // input scaled, so that |y| grows k-fold: the inputs far from the data where
 // affine inverses blow up first); rows "<set> x<k>".
+//
+// Output in --out_dir (experiments/cli.h): invertibility_error.png;
+// results.json with config (the flags, and each flow's model spec under
+// config.models.<flow>) and metrics.<flow>: the training ("best_val_nll",
+// "steps", "diverged", "message", "check": the trained model's sample/score
+// check, "ok" or why it fails) and under "sets" one entry per table row
+// ("<set>[ x<k>]": "median_error", "max_error", "max_error_f64",
+// "median_input_norm", "lipschitz_inverse" and "condition" (null where not
+// estimated), "worst_layer", "worst_layer_digits_lost", "inverse_status");
+// history.csv (each flow's training loss and validation NLL, run = the
+// flow); and <flow>.ftm, each trained flow as a catalogue model file
+// (models::LoadModel rebuilds it). A trained model that fails its check is
+// kept and saved (the experiment measures such inverses): the check's
+// message is in the metrics. Training that diverges stops at the NaN
+// guard's restored state (training/nan_guard.h), recorded as "diverged".
 #include "flows/invertibility.h"
 
 #include <algorithm>
@@ -38,12 +53,15 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "autodiff/ops.h"
+#include "autodiff/status_macros.h"
 #include "autodiff/tape.h"
 #include "data/number.h"
 #include "data/preprocess.h"
 #include "experiments/cli.h"
 #include "experiments/common.h"
+#include "io/json.h"
 #include "models/image_flow.h"
+#include "models/model_file.h"
 #include "viz/figure.h"
 #include "viz/scatter.h"
 
@@ -117,7 +135,8 @@ viz::Figure Figure(const viz::FigureOptions& fo,
 // measures exactly such inverses.
 absl::StatusOr<training::TrainResult> TrainKeepingUnusable(
     const models::ImageFlow& f, const Tensor& pixels,
-    const models::ImageRunConfig& c, Rng& rng, absl::Status* check) {
+    const models::ImageRunConfig& c, Rng& rng, absl::Status* check,
+    int64_t* log_every) {
   const training::TrainData d = models::SplitImages(pixels, Tensor(), c, rng);
   {
     const int64_t b = std::min(c.batch, d.train.dim(0));
@@ -128,6 +147,7 @@ absl::StatusOr<training::TrainResult> TrainKeepingUnusable(
   }
   std::shared_ptr<nn::Adam> adam = models::ImageAdam(f, c);
   training::TrainOptions o = models::ImageTrainOptions(f, d, c);
+  *log_every = o.log_every;
   o.check_model = [strict = o.check_model, check](Rng& r) {
     *check = strict(r);
     return absl::OkStatus();
@@ -170,6 +190,16 @@ absl::Status Run(Experiment& ex) {
   const std::string other = train_name == "mnist" ? "fashion" : "mnist";
   const DType dtype = ex.dtype();
   ex.set_seed(seed);
+  ex.config()["flows"] = flows;
+  ex.config()["data"] = train_name;
+  ex.config()["ood_data"] = other;
+  ex.config()["steps"] = steps;
+  ex.config()["n_train"] = n_train;
+  ex.config()["n_eval"] = n_eval;
+  ex.config()["n_lipschitz"] = n_lip;
+  ex.config()["lipschitz_numeric"] = absl::GetFlag(FLAGS_lipschitz_numeric);
+  ex.config()["scales"] = scales;
+  ex.config()["power_iterations"] = 20;
   ex.SingleThreaded("each flow trains through models::TrainImageFlow");
   for (const std::string& flow : flows) {
     models::ImageRunConfig c = models::DefaultImageConfig(flow, false);
@@ -228,11 +258,28 @@ absl::Status Run(Experiment& ex) {
     auto f = models::MakeImageFlow(flow, c.zoo, image, 256, rng);
     if (!f.ok()) return f.status();
     absl::Status check;
-    auto r = TrainKeepingUnusable(*f, train->images, c, rng, &check);
+    int64_t log_every = 0;
+    auto r =
+        TrainKeepingUnusable(*f, train->images, c, rng, &check, &log_every);
     if (!r.ok()) return r.status();
     if (!check.ok())
       std::cout << flow << ": the trained model fails its check (kept): "
                 << check.message() << "\n";
+    if (r->diverged) std::cout << flow << ": " << r->message << "\n";
+    ex.history().AddTraining(*r, log_every, flow);
+    io::Json& m = ex.metrics()[flow];
+    m["best_val_nll"] = r->best_val_nll;
+    m["steps"] = r->steps;
+    m["diverged"] = r->diverged;
+    m["message"] = r->message;
+    m["check"] = check.ok() ? "ok" : std::string(check.message());
+    ex.timings()[flow + "_train_s"] = r->seconds;
+    models::ModelSpec spec{flow, c.zoo, c.zoo.dtype};
+    spec.config.event = f->flatten ? Shape{image.numel()} : image;
+    FT_ASSIGN_OR_RETURN(ex.config()["models"][flow],
+                        io::ParseJson(models::ModelSpecToJson(spec), flow));
+    FT_RETURN_IF_ERROR(
+        models::SaveModel(ex.Output(flow + ".ftm"), spec, *f->model));
     viz::Scatter panel;
     panel.title = absl::StrFormat("%s (val %.0f nats)%s", flow, r->best_val_nll,
                                   check.ok() ? "" : ", samples not finite");
@@ -249,6 +296,7 @@ absl::Status Run(Experiment& ex) {
       auto rep = flows::InvertibilityReport(*f->model->flow(), y, io);
       if (!rep.ok()) return rep.status();
       std::string lip_inv = "-", condition = "-";
+      io::Json lip_json = nullptr, condition_json = nullptr;
       // A numeric inverse records Newton steps with per-sample Jacobians
       // (resflow.h): D VJPs per pass, too slow for 784-D power iteration.
       if (n_lip > 0 && (f->model->flow()->analytic_inverse() ||
@@ -261,6 +309,8 @@ absl::Status Run(Experiment& ex) {
         if (!lip.ok()) return lip.status();
         lip_inv = Sci(lip->model.max_inverse_lipschitz);
         condition = Sci(lip->model.max_condition);
+        lip_json = lip->model.max_inverse_lipschitz;
+        condition_json = lip->model.max_condition;
       }
       const std::vector<double>& err = rep->model.native.forward.per_sample_max;
       std::vector<double> norm(y.dim(0), 0.0), pts;
@@ -279,10 +329,26 @@ absl::Status Run(Experiment& ex) {
         }
       }
       std::string worst = "-";
+      io::Json worst_name = nullptr, worst_digits = nullptr;
       if (!rep->worst_layers.empty()) {
         const auto& l = rep->layers[rep->worst_layers[0]];
         worst = absl::StrFormat("%s (%.1f)", l.name, l.native.max_digits_lost);
+        worst_name = l.name;
+        worst_digits = l.native.max_digits_lost;
       }
+      m["sets"][set_name] = {
+          {"median_error", Median(err)},
+          {"max_error", rep->model.native.forward.max},
+          {"max_error_f64", rep->model.float64.forward.max},
+          {"median_input_norm", Median(norm)},
+          {"lipschitz_inverse", lip_json},
+          {"condition", condition_json},
+          {"worst_layer", worst_name},
+          {"worst_layer_digits_lost", worst_digits},
+          {"inverse_status",
+           rep->model.native.status.ok()
+               ? std::string("ok")
+               : std::string(rep->model.native.status.message())}};
       std::cout << absl::StrFormat(
           "%-8s %-18s %9s %9s %9s %9.1f %9s %9s  %s%s\n", flow, set_name,
           Sci(Median(err)), Sci(rep->model.native.forward.max),

@@ -4,7 +4,10 @@
 //   with the errno text before any training; a short run writes
 //   results.json (required keys, dtype as the flag says, also in model.ftm)
 //   and history.csv (header, one row per logged step); relative paths
-//   resolve against BUILD_WORKING_DIRECTORY; ica's fits load as model files.
+//   resolve against BUILD_WORKING_DIRECTORY; ica's fits load as model files;
+//   the paper binaries fill config and metrics, write history rows and one
+//   checkpoint per trained model (with its metadata), and a run whose loss,
+//   gradient or ODE solve fails exits 1 with results.json saying why.
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,6 +23,7 @@
 #include "gtest/gtest.h"
 #include "io/json.h"
 #include "models/model_file.h"
+#include "nn/checkpoint.h"
 
 namespace flowtape {
 namespace {
@@ -166,6 +170,7 @@ TEST(Cli, ShortRunWritesResultsHistoryAndModel) {
                 Tmp("cwd"));
   ASSERT_EQ(p.code, 0) << p.err;
   EXPECT_EQ(Results(dir)["dtype"], "f32");
+  EXPECT_EQ(Results(dir)["config"]["steps"], 60);
   auto rows = Csv(dir + "/history.csv");
   ASSERT_EQ(rows.size(), 5u);  // per model: steps 50 and 60
   EXPECT_EQ(rows[0], (std::vector<std::string>{"step", "train_loss", "val_loss",
@@ -192,6 +197,115 @@ TEST(Cli, IcaSavesModelFilesThatLoad) {
     EXPECT_EQ(j["config"]["models"][run]["family"], "ica");
     EXPECT_EQ(models::ModelSpecToJson(*spec),
               j["config"]["models"][run].dump());
+  }
+}
+
+struct PaperRun {
+  const char* binary;
+  const char* args;
+  std::vector<std::string> models;  // checkpoint files written
+  const char* meta;                 // their metadata key
+};
+
+// Tiny runs of the paper binaries: status ok, the config and metrics
+// filled, history rows for every run, and each trained model saved as a
+// checkpoint whose metadata describes it.
+TEST(Cli, PaperBinariesWriteConfigMetricsHistoryAndModels) {
+  const PaperRun runs[] = {
+      {"benchmarks/anode_spheres",
+       "--steps=3 --train_size=16 --batch=8",
+       {"node.ckpt", "anode.ckpt"},
+       "neural_ode"},
+      {"benchmarks/rnode_vs_ffjord",
+       "--steps=3 --batch=16 --test_size=20 --models=ffjord,rnode",
+       {"ffjord.ckpt", "rnode.ckpt"},
+       "cnf"},
+      {"benchmarks/cnf_training_methods",
+       "--data=8gaussians --methods=ffjord,cfm --steps=4 --eval_every=2 "
+       "--test_size=20 --batch=16 --sample_tols=1e-3 --euler_steps=1",
+       {"8gaussians_ffjord.ckpt", "8gaussians_cfm.ckpt"},
+       "cnf_field"},
+      {"benchmarks/snf_energies",
+       "--steps=3 --batch=16 --eval=50 --energies=u1 --models=realnvp,snf_mh",
+       {"u1_realnvp.ckpt", "u1_snf_mh.ckpt"},
+       "snf"},
+      {"benchmarks/torus",
+       "--seeds=1 --steps=2 --eval_samples=50 --targets=correlated "
+       "--models=ar_mobius",
+       {"correlated_ar_mobius_seed0.ckpt"},
+       "torus_flow"},
+      {"benchmarks/sphere_target",
+       "--seeds=1 --steps=2 --eval_samples=50 --models=mobius --bins=4 "
+       "--components=2 --hidden=4",
+       {"mobius_seed0.ckpt"},
+       "sphere_flow"},
+  };
+  int n = 0;
+  for (const PaperRun& run : runs) {
+    const std::string dir = Tmp(absl::StrCat("paper", n++));
+    Proc p = Exec(run.binary, absl::StrCat(run.args, " --out_dir=", dir),
+                  Tmp("cwd"));
+    ASSERT_EQ(p.code, 0) << run.binary << ": " << p.err;
+    io::Json j = Results(dir);
+    EXPECT_EQ(j["status"], "ok") << run.binary;
+    EXPECT_TRUE(j["config"].is_object() && !j["config"].empty())
+        << run.binary << ": " << j["config"].dump();
+    EXPECT_TRUE(j["metrics"].is_object() && !j["metrics"].empty())
+        << run.binary << ": " << j["metrics"].dump();
+    auto rows = Csv(dir + "/history.csv");
+    ASSERT_GE(rows.size(), 2u) << run.binary;
+    for (size_t i = 1; i < rows.size(); ++i) {
+      ASSERT_EQ(rows[i].size(), rows[0].size()) << run.binary;
+      EXPECT_FALSE(rows[i][1].empty()) << run.binary;  // train_loss
+    }
+    std::vector<std::string> labels;  // every model has rows
+    for (size_t i = 1; i < rows.size(); ++i)
+      if (labels.empty() || labels.back() != rows[i].back())
+        labels.push_back(rows[i].back());
+    EXPECT_EQ(labels.size(), run.models.size()) << run.binary;
+    for (const std::string& file : run.models) {
+      nn::Metadata meta;
+      auto tensors = nn::ReadTensorFile(dir + "/" + file, &meta);
+      ASSERT_TRUE(tensors.ok())
+          << run.binary << " " << file << ": " << tensors.status();
+      EXPECT_FALSE(tensors->empty()) << file;
+      ASSERT_EQ(meta.count(run.meta), 1u) << file;
+      auto m = io::ParseJson(meta[run.meta], file);
+      ASSERT_TRUE(m.ok()) << m.status();
+      EXPECT_EQ((*m)["dtype"], "f64") << file;
+    }
+  }
+}
+
+// A learning rate of 1e30 makes the first update explode: the next step's
+// loss, gradient or ODE solve is not finite / fails, and the run exits 1
+// naming the model and the step, with results.json recording the error
+// (before, the loops broke out or scored NaN and exited 0).
+TEST(Cli, DivergedOdeRunsExitNonZero) {
+  const std::pair<const char*, const char*> runs[] = {
+      {"benchmarks/anode_spheres",
+       "--steps=20 --train_size=16 --batch=8 --lr=1e30"},
+      {"benchmarks/rnode_vs_ffjord",
+       "--steps=20 --batch=16 --test_size=20 --models=ffjord --lr=1e30"},
+      {"benchmarks/cnf_training_methods",
+       "--data=8gaussians --methods=ffjord --steps=20 --eval_every=2 "
+       "--test_size=20 --batch=16 --sample_tols=1e-3 --euler_steps=1 "
+       "--lr=1e30"},
+      {"benchmarks/cnf_training_methods",
+       "--data=8gaussians --methods=cfm --steps=20 --eval_every=2 "
+       "--test_size=20 --batch=16 --sample_tols=1e-3 --euler_steps=1 "
+       "--fm_lr=1e30 --fm_ema_decay=0 --fm_warmup=0"},
+  };
+  int n = 0;
+  for (const auto& [binary, args] : runs) {
+    const std::string dir = Tmp(absl::StrCat("diverged", n++));
+    Proc p = Exec(binary, absl::StrCat(args, " --out_dir=", dir), Tmp("cwd"));
+    EXPECT_EQ(p.code, 1) << binary << " " << args << ": " << p.out;
+    EXPECT_TRUE(absl::StrContains(p.err, "step")) << binary << ": " << p.err;
+    io::Json j = Results(dir);
+    EXPECT_NE(j["status"], "ok") << binary;
+    EXPECT_TRUE(absl::StrContains(j["status"].get<std::string>(), "step"))
+        << binary << ": " << j["status"].dump();
   }
 }
 

@@ -8,6 +8,9 @@
 #include <cstdlib>
 #include <string>
 
+#include "autodiff/grad.h"
+#include "autodiff/ops.h"
+#include "autodiff/tape.h"
 #include "gtest/gtest.h"
 
 namespace flowtape::experiments {
@@ -78,6 +81,37 @@ TEST(ManualSetupCommand, InstallsNpmAndIsNotCircular) {
     const std::string c = ManualSetupCommand(name);
     EXPECT_PRED2(Has, c, "apt-get install -y");
     EXPECT_FALSE(Has(c, "setup_data.sh")) << c;
+  }
+}
+
+// A finite loss and gradient pass; a non-finite loss, or a gradient whose
+// entry is NaN or Inf (in either dtype), fails naming the run, the step and
+// the parameter.
+TEST(CheckStepFinite, NamesTheStepAndTheCause) {
+  for (DType dtype : {kFloat32, kFloat64}) {
+    Tensor a = Cast(Tensor::FromVector({2}, {1.0, 2.0}), dtype);
+    Tensor b = Cast(Tensor::FromVector({1}, {3.0}), dtype);
+    a.set_requires_grad(true);
+    b.set_requires_grad(true);
+    Tensor loss = Sum(Square(a)) + Sum(b);
+    Backward(loss);
+    Tape::Get().Reset();
+    EXPECT_TRUE(CheckStepFinite("node", 3, 5.0, {a, b}).ok());
+    absl::Status s = CheckStepFinite("node", 3, NAN, {a, b});
+    EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_PRED2(Has, std::string(s.message()),
+                 "node: step 3: non-finite loss (nan)");
+    EXPECT_FALSE(CheckStepFinite("node", 3, INFINITY, {a, b}).ok());
+    // d/dc sum(c * x) = x: an infinite x gives an infinite gradient of c.
+    Tensor c = Cast(Tensor::FromVector({2}, {1.0, 2.0}), dtype);
+    c.set_requires_grad(true);
+    Tensor x = Cast(Tensor::FromVector({2}, {1.0, INFINITY}), dtype);
+    Backward(Sum(c * x));
+    Tape::Get().Reset();
+    s = CheckStepFinite("anode", 7, 1.0, {a, c});
+    EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_PRED2(Has, std::string(s.message()),
+                 "anode: step 7: non-finite gradient of parameter 1");
   }
 }
 

@@ -90,6 +90,7 @@ expect benchmarks/earth "--recursive_hidden=4096 --recursive_batch=512: the run 
 expect benchmarks/earth "--rfm_width=4096 --rfm_depth=16 --rfm_fourier=64 --rfm_batch=256: the run needs" \
   --models=rfm --rfm_width=4096 --rfm_depth=16 --max_memory_gb=1
 expect benchmarks/anode_spheres "anode_spheres: INVALID_ARGUMENT: --train_size=0: must be > 0" --train_size=0
+expect benchmarks/anode_spheres "--lr=nan: must be finite and > 0" --lr=nan
 expect benchmarks/anode_spheres "--batch=1000000000000 --train_size=2000: the run needs" --batch=1000000000000
 expect benchmarks/rnode_vs_ffjord "rnode_vs_ffjord: INVALID_ARGUMENT: --batch=0: must be > 0" --batch=0
 expect benchmarks/snf_energies "snf_energies: INVALID_ARGUMENT: --steps=0: must be > 0" --steps=0

@@ -3,6 +3,7 @@
 #include <Eigen/Dense>
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -179,8 +180,15 @@ double ClipGradNorm(const std::vector<Tensor>& params, double max_norm) {
   };
   // n = m sqrt(sum (g / m)^2) with m = max |g|: the squares neither overflow
   // (|g| > 1e154) nor underflow (|g| < 1e-154).
+  // A NaN entry makes the norm NaN and leaves every gradient as it is, so
+  // the caller's finiteness check sees it (std::max would skip it).
   double m = 0, sq = 0;
-  for_each([&](double& v) { m = std::max(m, std::fabs(v)); });
+  bool nan = false;
+  for_each([&](double& v) {
+    nan = nan || std::isnan(v);
+    m = std::max(m, std::fabs(v));
+  });
+  if (nan) return std::numeric_limits<double>::quiet_NaN();
   if (m > 0 && std::isfinite(m))
     for_each([&](double& v) { sq += (v / m) * (v / m); });
   const double root = std::sqrt(sq), norm = std::isfinite(m) ? m * root : m;

@@ -19,7 +19,8 @@
 // Gradient clipping (call between Backward() and Step()):
 //   ClipGradNorm: n = sqrt(sum_p |grad p|^2) (computed scaled by the largest
 //   entry, so huge or tiny gradients neither overflow nor underflow); if n >
-//   max_norm every grad is scaled by max_norm / n. Returns n (before clipping).
+//   max_norm every grad is scaled by max_norm / n. Returns n (before clipping);
+//   NaN, with the gradients untouched, when any entry is NaN.
 //   ClipGradValue: clamps every gradient entry to [-c, c].
 //
 // State: NamedState() lists every buffer under a stable name (shared storage,

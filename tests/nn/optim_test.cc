@@ -272,6 +272,19 @@ TEST(Clip, GlobalNormOfHugeAndTinyGradients) {
   EXPECT_NEAR(c.grad()[1], -std::sqrt(0.5), 1e-15);
 }
 
+// A NaN entry beside zeros (max |g| = 0 skipped the sum of squares: norm 0)
+// or beside an infinite one (norm inf): the norm is NaN either way, and no
+// gradient is rescaled, so the caller's finiteness check sees the NaN.
+TEST(Clip, GlobalNormOfANanGradientIsNan) {
+  for (double other : {0.0, HUGE_VAL, 40.0}) {
+    Tensor a = Param({0.0, 0.0}), b = Param({0.0});
+    LinearGrad(a, Tensor::FromVector({2}, {0.0, std::nan("")}));
+    LinearGrad(b, Tensor::FromVector({1}, {other}));
+    EXPECT_TRUE(std::isnan(ClipGradNorm({a, b}, 1.0))) << other;
+    EXPECT_EQ(b.grad()[0], other);
+  }
+}
+
 TEST(Clip, ByValue) {
   Tensor a = Param({0.0, 0.0, 0.0});
   LinearGrad(a, Tensor::FromVector({3}, {-3.0, 0.2, 5.0}));

@@ -28,9 +28,8 @@ void PerturbParameters(const nn::Module& m, Rng& rng, double scale) {
 
 Float32Tolerances::Float32Tolerances(const FlowCase& c) {
   const double d = static_cast<double>(c.event_shape.numel());
-  const double base = c.float32_condition * 1024 * kEps;
-  value = base * std::sqrt(d);
-  logdet = base * d;
+  value = Float32Tol(d, c.float32_condition);
+  logdet = Float32SumTol(d, c.float32_condition);
   integral = std::max(c.integral_tol, 4 * logdet);
 }
 
@@ -103,8 +102,7 @@ double MaxAbsDiff(const Tensor& a, const Tensor& b) {
 // The error of a against the reference b: absolute in float64 (the case's
 // own tolerances), relative to 1 + |b| in float32 (Float32Tolerances).
 double Err(double a, double b, DType dtype) {
-  const double e = std::fabs(a - b);
-  return dtype == kFloat64 ? e : e / (1 + std::fabs(b));
+  return dtype == kFloat64 ? std::fabs(a - b) : Float32Err(a, b);
 }
 double MaxErr(const Tensor& a, const Tensor& b, DType dtype) {
   EXPECT_EQ(a.shape(), b.shape());

@@ -71,6 +71,7 @@
 #include "flows/flow.h"
 #include "gtest/gtest.h"
 #include "nn/module.h"
+#include "tests/float32_tolerance.h"
 
 namespace flowtape::testing {
 
@@ -171,23 +172,17 @@ struct FlowCase {
   }
 };
 
-// The float32 tolerances, in one place. eps = 2^-23 ~ 1.19e-7 is float32's
-// machine epsilon (float64's is 2^-52, which the case's own tolerances
-// serve). Float32 errors are relative: |a - b| / (1 + |b|) against the
-// reference b (values reach ~4 input_scale, log-dets ~D per-entry terms).
-// For a case with event size D and condition factor k
-// (FlowCase::float32_condition, 1 unless a map amplifies rounding):
-//   value  = k 2^10 eps sqrt(D)   ~ 1.2e-4 k sqrt(D)
-//     every op rounds with a relative error <= eps / 2; an entry goes
-//     through tens to hundreds of them (conditioner layers, the elementwise
-//     map, every step of a stack), and a D-dimensional mixing (dot
-//     products, rotations, Jacobian rows) adds D independent roundings,
-//     which grow like sqrt(D). The worst relative round-trip error measured
-//     over the harness's cases is ~100 eps sqrt(D) (glow_2x4x4, spline_2d):
-//     2^10 leaves a 10x margin.
-//   logdet = k 2^10 eps D         ~ 1.2e-4 k D
-//     a log-det sums D per-entry log-scales, each with a value's error,
-//     without cancellation in the worst case; the brute-force reference (an
+// The float32 tolerances: tests/float32_tolerance.h's rules (errors
+// relative to 1 + |b| against the float64 reference b) for a case with event
+// size D and condition factor k (FlowCase::float32_condition, 1 unless a map
+// amplifies rounding):
+//   value  = Float32Tol(D, k)    = k 2^10 eps sqrt(D)   ~ 1.2e-4 k sqrt(D)
+//     an entry goes through tens to hundreds of roundings (conditioner
+//     layers, the elementwise map, every step of a stack) and a
+//     D-dimensional mixing. The worst relative round-trip error measured
+//     over the harness's cases is ~100 eps sqrt(D) (glow_2x4x4, spline_2d).
+//   logdet = Float32SumTol(D, k) = k 2^10 eps D         ~ 1.2e-4 k D
+//     a log-det sums D per-entry log-scales; the brute-force reference (an
 //     LU of the float32 autodiff Jacobian) carries errors of the same size.
 //     Measured worst: ~40 eps D (spline_2d's Jacobian, image splines'
 //     forward vs inverse).
@@ -195,7 +190,6 @@ struct FlowCase {
 //     the quadrature of exp(log p) inherits log p's error as a relative
 //     error of the integral (plus the case's own discretisation error).
 struct Float32Tolerances {
-  static constexpr double kEps = 1.0 / (1 << 23);
   double value, logdet, integral;
   explicit Float32Tolerances(const FlowCase& c);
 };

@@ -42,7 +42,12 @@
 //                     then Sample() and the samples' log-probabilities are
 //                     finite and the generative pass reports no error.
 // A family that computes in float64 only says why with Float64Only(reason):
-// its float32 tests are skipped with that reason.
+// its float32 tests are skipped with that reason. A case whose float64
+// settings float32 cannot meet (an ODE rtol below float32's floor,
+// ode/solver.h) gives its float32 tests another factory with
+// Float32Factory(make, reason): the same architecture and parameter draws
+// with settings float32 can reach (Float32AgreesWithFloat64 then runs that
+// factory in both dtypes).
 // NaN is a failure everywhere: a NaN value, log-det, loss, gradient or H v
 // never passes a tolerance.
 //
@@ -112,6 +117,10 @@ struct FlowCase {
   // Non-empty: the family computes in float64 only, for this reason; the
   // float32 tests are skipped with it.
   std::string float64_only;
+  // Non-null: the float32 tests build the case with this factory (it must
+  // draw the same parameters from the Rng), for float32_factory_reason.
+  FlowFactory float32_make;
+  std::string float32_factory_reason;
 
   FlowCase& InverseTol(double v) {
     inverse_tol = v;
@@ -168,6 +177,11 @@ struct FlowCase {
   }
   FlowCase& Float64Only(std::string reason) {
     float64_only = std::move(reason);
+    return *this;
+  }
+  FlowCase& Float32Factory(FlowFactory make, std::string reason) {
+    float32_make = std::move(make);
+    float32_factory_reason = std::move(reason);
     return *this;
   }
 };

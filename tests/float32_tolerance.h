@@ -21,7 +21,7 @@
 //     a sum of d terms that each carry a value's error, without
 //     cancellation in the worst case (a flow's log-det: D per-entry terms).
 // Users: the flow harness (tests/flows/harness.h, Float32Tolerances), the
-// ops, functional helpers, optimizers and modules (tests/autodiff/
+// ops, functional transforms, optimizers and modules (tests/autodiff/
 // dtype_test.cc, tests/nn).
 #ifndef FLOWTAPE_TESTS_FLOAT32_TOLERANCE_H_
 #define FLOWTAPE_TESTS_FLOAT32_TOLERANCE_H_

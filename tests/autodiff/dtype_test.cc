@@ -1,5 +1,5 @@
 // float32 against float64, op by op: every public op (ops.h) and functional
-// helper (functional.h) run on the same inputs (drawn in float64, rounded
+// transform (functional.h) run on the same inputs (drawn in float64, rounded
 // to float32 so both dtypes see one set of numbers) in both dtypes. The
 // float32 value, its gradient (the fused first-order rules and the
 // op-built create_graph rules) and the double-backward H v must equal the
@@ -570,7 +570,7 @@ TEST(CastDeathTest, GradOutputOfTheOtherDTypeDies) {
   EXPECT_DEATH(run(), "grad_output is float64.*float32");
 }
 
-// ---- functional helpers ----
+// ---- functional transforms ----
 
 // f(x) = tanh(x W + b) in x's dtype: [N, 3] -> [N, 3].
 struct Net {
@@ -629,7 +629,7 @@ TEST(Functional, Float32MatchesFloat64) {
       EXPECT_EQ(SampleNoise({2, 3}, n, rng, d).dtype(), d);
 }
 
-// Mixed dtypes inside a helper: the op that meets them dies naming both.
+// Mixed dtypes inside a transform: the op that meets them dies naming both.
 TEST(FunctionalDeathTest, MixedDTypesDie) {
   Rng rng(8);
   const Tensor w = Tensor::Randn({3, 3}, rng);  // float64

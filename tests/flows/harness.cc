@@ -28,9 +28,8 @@ void PerturbParameters(const nn::Module& m, Rng& rng, double scale) {
 
 Float32Tolerances::Float32Tolerances(const FlowCase& c) {
   const double d = static_cast<double>(c.event_shape.numel());
-  const double base = c.float32_condition * 1024 * kEps;
-  value = base * std::sqrt(d);
-  logdet = base * d;
+  value = Float32Tol(d, c.float32_condition);
+  logdet = Float32SumTol(d, c.float32_condition);
   integral = std::max(c.integral_tol, 4 * logdet);
 }
 
@@ -63,11 +62,15 @@ struct Instance {
 };
 
 // Built and perturbed in float64, then converted to `dtype` with its
-// inputs, so both dtypes see the same (rounded) numbers.
-Instance Make(const FlowCase& c, uint64_t seed, DType dtype = kFloat64) {
+// inputs, so both dtypes see the same (rounded) numbers. The case's float32
+// factory (if any) builds it when `dtype` is float32 or `float32_factory`.
+Instance Make(const FlowCase& c, uint64_t seed, DType dtype = kFloat64,
+              bool float32_factory = false) {
   Rng rng(seed);
   Instance s;
-  s.flow = c.make(rng);
+  const bool other =
+      c.float32_make != nullptr && (dtype == kFloat32 || float32_factory);
+  s.flow = other ? c.float32_make(rng) : c.make(rng);
   if (c.perturb > 0) PerturbParameters(*s.flow, rng, c.perturb);
   s.x = (Tensor::Randn(BatchShape(c, c.batch), rng) * c.input_scale).Detach();
   s.z = Tensor::Randn(BatchShape(c, c.batch), rng);
@@ -103,8 +106,7 @@ double MaxAbsDiff(const Tensor& a, const Tensor& b) {
 // The error of a against the reference b: absolute in float64 (the case's
 // own tolerances), relative to 1 + |b| in float32 (Float32Tolerances).
 double Err(double a, double b, DType dtype) {
-  const double e = std::fabs(a - b);
-  return dtype == kFloat64 ? e : e / (1 + std::fabs(b));
+  return dtype == kFloat64 ? std::fabs(a - b) : Float32Err(a, b);
 }
 double MaxErr(const Tensor& a, const Tensor& b, DType dtype) {
   EXPECT_EQ(a.shape(), b.shape());
@@ -340,7 +342,7 @@ void CheckDensityIntegratesToOne(const FlowCase& c, DType dtype) {
 
 void CheckFloat32AgreesWithFloat64(const FlowCase& c) {
   Instance a = Make(c, 21, kFloat32);
-  Instance b = Make(c, 21, kFloat64);
+  Instance b = Make(c, 21, kFloat64, /*float32_factory=*/true);
   b.flow->To(kFloat32);  // the float32 parameters, held in float64
   b.flow->To(kFloat64);
   auto wide = [](const Tensor& t) {
@@ -496,9 +498,12 @@ TEST_P(FlowHarness, DensityIntegratesToOne) {
     GTEST_SKIP() << "quadrature only in 1-D and 2-D";
   CheckDensityIntegratesToOne(GetParam());
 }
-#define FLOWTAPE_SKIP_IF_FLOAT64_ONLY() \
-  if (!GetParam().float64_only.empty()) \
-  GTEST_SKIP() << "float64 only: " << GetParam().float64_only
+#define FLOWTAPE_SKIP_IF_FLOAT64_ONLY()                             \
+  if (!GetParam().float64_only.empty())                             \
+    GTEST_SKIP() << "float64 only: " << GetParam().float64_only;    \
+  SCOPED_TRACE(GetParam().float32_make == nullptr                   \
+                   ? std::string("float32: the case's own factory") \
+                   : "float32 factory: " + GetParam().float32_factory_reason)
 
 TEST_P(FlowHarness, RoundTripFloat32) {
   FLOWTAPE_SKIP_IF_FLOAT64_ONLY();

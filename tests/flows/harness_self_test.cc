@@ -1,6 +1,7 @@
 // The harness must fail on broken flows: each defect below is planted in an
 // otherwise correct toy flow (z = x e^s + context . c) and the check that
 // should see it must report a failure, while the intact flow passes all.
+// Float32Factory builds the float32 checks' flows (and only theirs).
 #include <cmath>
 #include <functional>
 #include <memory>
@@ -184,6 +185,27 @@ TEST(HarnessSelfTest, CatchesFloat32ComputingAnotherFunction) {
   EXPECT_EQ(Failures(CheckLogdetIsJacobian, c, kFloat32), 0);
   EXPECT_EQ(Failures(CheckLogdetsCancel, c, kFloat32), 0);
   EXPECT_GT(Failures(CheckFloat32AgreesWithFloat64, c), 0);
+}
+
+// Float32Factory: the float32 checks build the case with it, the float64
+// checks with the case's own factory, and Float32AgreesWithFloat64 runs it
+// in both dtypes (here it builds a flow that mixes samples: another function
+// than the case's own, in both dtypes).
+TEST(HarnessSelfTest, Float32FactoryBuildsTheFloat32Checks) {
+  const FlowFactory intact = ToyCase(Defect::kNone).make;
+  FlowCase broken64 = ToyCase(Defect::kBadInverse).Float32Factory(intact, "");
+  EXPECT_GT(Failures(CheckRoundTrip, broken64), 0);
+  EXPECT_EQ(Failures(CheckRoundTrip, broken64, kFloat32), 0);
+  FlowCase broken32 =
+      ToyCase(Defect::kNone)
+          .Float32Factory(ToyCase(Defect::kFloat32BadInverse).make, "");
+  EXPECT_EQ(Failures(CheckRoundTrip, broken32), 0);
+  EXPECT_GT(Failures(CheckRoundTrip, broken32, kFloat32), 0);
+  EXPECT_GT(Failures(CheckFloat32AgreesWithFloat64, broken32), 0);
+  FlowCase other = ToyCase(Defect::kNone)
+                       .Float32Factory(ToyCase(Defect::kMixesSamples).make, "");
+  EXPECT_EQ(Failures(CheckFloat32AgreesWithFloat64, other), 0);
+  EXPECT_EQ(Failures(CheckFloat32AgreesWithFloat64, ToyCase(Defect::kNone)), 0);
 }
 
 TEST(HarnessSelfTest, CatchesNonFiniteSamplesAfterTraining) {

@@ -2,12 +2,18 @@
 #include "nn/optim.h"
 
 #include <cmath>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
 
 #include "autodiff/grad.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
 #include "gtest/gtest.h"
+#include "nn/layers.h"
 #include "nn/schedule.h"
+#include "tests/float32_tolerance.h"
 
 namespace flowtape::nn {
 namespace {
@@ -290,6 +296,142 @@ TEST(Clip, ByValue) {
   LinearGrad(a, Tensor::FromVector({3}, {-3.0, 0.2, 5.0}));
   ClipGradValue({a}, 1.0);
   EXPECT_EQ(a.grad().ToVector(), (std::vector<double>{-1.0, 0.2, 1.0}));
+}
+
+// ---- float32: optimizer state in the parameter's dtype ----
+
+// Rounded to float32 and held in float64.
+Tensor Rounded(const Tensor& t) {
+  return Cast(Cast(t, kFloat32), kFloat64).Detach();
+}
+
+// Compares every parameter and state tensor of a float32 run with its
+// float64 twin: the float32 ones are float32 (the update counters stay
+// float64, exact) and agree to Float32Tol(); k = 8 covers the
+// accumulation of one rounding per step over the runs' 12 steps.
+void ExpectTwins(const Optimizer& o32, const Optimizer& o64,
+                 const std::string& what) {
+  const NamedTensors s32 = o32.NamedState(), s64 = o64.NamedState();
+  NamedTensors p32 = o32.named_parameters(), p64 = o64.named_parameters();
+  NamedTensors all32 = s32, all64 = s64;
+  all32.insert(all32.end(), p32.begin(), p32.end());
+  all64.insert(all64.end(), p64.begin(), p64.end());
+  ASSERT_EQ(all32.size(), all64.size()) << what;
+  for (size_t k = 0; k < all32.size(); ++k) {
+    const auto& [name, a] = all32[k];
+    const Tensor& b = all64[k].second;
+    const bool counter =
+        name == "step" ||
+        (name.size() > 5 && name.substr(name.size() - 5) == ".step");
+    EXPECT_EQ(a.dtype(), counter ? kFloat64 : kFloat32) << what << " " << name;
+    ASSERT_EQ(a.shape(), b.shape()) << what << " " << name;
+    for (int64_t i = 0; i < a.numel(); ++i)
+      EXPECT_LT(testing::Float32Err(a[i], b[i]), testing::Float32Tol(1, 8))
+          << what << " " << name << "[" << i << "]: float32 " << a[i]
+          << ", float64 " << b[i];
+  }
+}
+
+// SGD (plain; momentum, Nesterov and weight decay), Adam (L2) and AdamW
+// (decoupled decay) on sum(w p^2) / 2 for 12 steps in float32 and float64
+// from the same float32-representable start: the same trajectory, with the
+// moments in float32 (checked after every step).
+TEST(OptimizerFloat32, StateInTheParametersDTypeMatchesFloat64) {
+  using Make =
+      std::function<std::unique_ptr<Optimizer>(std::vector<Tensor> params)>;
+  SgdOptions heavy = Lr<SgdOptions>(0.05);
+  heavy.momentum = 0.9;
+  heavy.nesterov = true;
+  heavy.weight_decay = 0.1;
+  AdamOptions adam = Lr<AdamOptions>(0.1);
+  adam.weight_decay = 0.1;
+  const std::vector<std::pair<std::string, Make>> cases = {
+      {"sgd",
+       [](std::vector<Tensor> p) {
+         return std::make_unique<Sgd>(std::move(p), Lr<SgdOptions>(0.1));
+       }},
+      {"sgd_nesterov_wd",
+       [heavy](std::vector<Tensor> p) {
+         return std::make_unique<Sgd>(std::move(p), heavy);
+       }},
+      {"adam_l2",
+       [adam](std::vector<Tensor> p) {
+         return std::make_unique<Adam>(std::move(p), adam);
+       }},
+      {"adamw",
+       [adam](std::vector<Tensor> p) {
+         return std::make_unique<AdamW>(std::move(p), adam);
+       }},
+  };
+  Rng rng(1);
+  const Tensor start = Rounded(Tensor::Randn({7}, rng));
+  const Tensor w = Rounded(0.5 + 1.5 * Tensor::Rand({7}, rng));
+  for (const auto& [name, make] : cases) {
+    Tensor p32 = Cast(start, kFloat32).Detach().set_requires_grad(true);
+    Tensor p64 = start.Detach().set_requires_grad(true);
+    std::unique_ptr<Optimizer> o32 = make({p32}), o64 = make({p64});
+    for (int t = 0; t < 12; ++t) {
+      QuadraticGrad(p32, Cast(w, kFloat32));
+      QuadraticGrad(p64, w);
+      ASSERT_EQ(p32.grad().dtype(), kFloat32);
+      o32->Step();
+      o64->Step();
+      ExpectTwins(*o32, *o64, name + " step " + std::to_string(t + 1));
+    }
+    // The run moved the parameters (else the comparison is empty).
+    EXPECT_GT(std::fabs(p64[0] - start[0]), 1e-2) << name;
+  }
+}
+
+// A module converted with Module::To after its optimizer was built: the
+// state follows the parameters' dtype at the next step and the run goes on
+// as the float64 one does.
+TEST(OptimizerFloat32, StateFollowsModuleTo) {
+  Rng r32(2), r64(2), rx(3);
+  Linear m32(3, 2, r32), m64(3, 2, r64);
+  m32.To(kFloat32);  // the twins start from the same (rounded) values
+  m32.To(kFloat64);
+  m64.To(kFloat32);
+  m64.To(kFloat64);
+  const Tensor x = Rounded(Tensor::Randn({5, 3}, rx));
+  Adam o32(m32, Lr<AdamOptions>(0.05)), o64(m64, Lr<AdamOptions>(0.05));
+  auto step = [&x](Linear& m, Optimizer& o) {
+    o.ZeroGrad();
+    Backward(Sum(Square(m(Cast(x, m.dtype())))));
+    Tape::Get().Reset();
+    o.Step();
+  };
+  step(m32, o32);  // one float64 step each: state in float64
+  step(m64, o64);
+  for (const auto& [name, t] : o32.NamedState())
+    EXPECT_EQ(t.dtype(), kFloat64) << name;
+  m32.To(kFloat32);
+  for (int t = 0; t < 4; ++t) {
+    step(m32, o32);
+    step(m64, o64);
+  }
+  // The float64 step (before the conversion) left unrounded values: their
+  // rounding is one more error of the same size.
+  ExpectTwins(o32, o64, "after Module::To");
+}
+
+// ClipGradNorm and ClipGradValue on float32 gradients: the norm as in
+// float64 and the gradients scaled in place, still float32.
+TEST(ClipFloat32, ScalesFloat32GradientsInPlace) {
+  Tensor a = Tensor::Zeros({2}, kFloat32).set_requires_grad(true);
+  Tensor b = Tensor::Zeros({1}, kFloat32).set_requires_grad(true);
+  Backward(Sum(a * Tensor::FromVector({2}, {3.0, 4.0}, kFloat32)) +
+           Sum(b * Tensor::FromVector({1}, {12.0}, kFloat32)));
+  Tape::Get().Reset();
+  EXPECT_NEAR(ClipGradNorm({a, b}, 1.0), 13.0, 1e-6);
+  ASSERT_EQ(a.grad().dtype(), kFloat32);
+  EXPECT_NEAR(a.grad()[0], 3.0 / 13, 1e-7);
+  EXPECT_NEAR(a.grad()[1], 4.0 / 13, 1e-7);
+  EXPECT_NEAR(b.grad()[0], 12.0 / 13, 1e-7);
+  ClipGradValue({a, b}, 0.5);
+  EXPECT_EQ(b.grad().dtype(), kFloat32);
+  EXPECT_EQ(b.grad()[0], 0.5);
+  EXPECT_NEAR(a.grad()[1], 4.0 / 13, 1e-7);
 }
 
 }  // namespace

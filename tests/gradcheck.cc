@@ -56,16 +56,28 @@ double GradientError(const ScalarFn& f, const std::vector<Tensor>& inputs,
 
 double HessianVectorError(const ScalarFn& f, const std::vector<Tensor>& inputs,
                           uint64_t seed, double h) {
+  return HessianVectorErrorWithParameters(f, inputs, {}, seed, h);
+}
+
+double HessianVectorErrorWithParameters(const ScalarFn& f,
+                                        const std::vector<Tensor>& inputs,
+                                        const std::vector<Tensor>& params,
+                                        uint64_t seed, double h) {
   TapeScope scope;
   Rng rng(seed);
   std::vector<Tensor> ps = AsParams(inputs);
+  // The variables: the inputs' leaves, then the parameters.
+  std::vector<Tensor> all = ps;
+  all.insert(all.end(), params.begin(), params.end());
   std::vector<Tensor> vs;
-  for (const Tensor& p : ps) vs.push_back(Tensor::Randn(p.shape(), rng));
+  for (const Tensor& p : all) vs.push_back(Tensor::Randn(p.shape(), rng));
+  std::vector<std::vector<double>> saved;
+  for (const Tensor& p : params) saved.push_back(p.ToVector());
   // H v = d/dx (grad(x) . v), by double backward.
-  std::vector<Tensor> g = Grad({f(ps)}, ps, {}, /*create_graph=*/true);
+  std::vector<Tensor> g = Grad({f(ps)}, all, {}, /*create_graph=*/true);
   Tensor gv = Tensor::Scalar(0.0);
-  for (size_t i = 0; i < ps.size(); ++i) gv = gv + Sum(g[i] * vs[i]);
-  std::vector<Tensor> hv = Grad({gv}, ps);
+  for (size_t i = 0; i < all.size(); ++i) gv = gv + Sum(g[i] * vs[i]);
+  std::vector<Tensor> hv = Grad({gv}, all);
   // Finite differences of the first-order gradient along v.
   auto grad_at = [&](double t) {
     TapeScope inner;
@@ -75,14 +87,26 @@ double HessianVectorError(const ScalarFn& f, const std::vector<Tensor>& inputs,
       x.set_requires_grad(true);
       xs.push_back(x);
     }
-    std::vector<Tensor> gs = Grad({f(xs)}, xs);
+    for (size_t k = 0; k < params.size(); ++k) {
+      Tensor p = params[k];
+      double* v = p.mutable_data<double>();
+      const Tensor& dv = vs[ps.size() + k];
+      for (int64_t j = 0; j < p.numel(); ++j) v[j] = saved[k][j] + t * dv[j];
+    }
+    std::vector<Tensor> at = xs;
+    at.insert(at.end(), params.begin(), params.end());
+    std::vector<Tensor> gs = Grad({f(xs)}, at);
     for (Tensor& t2 : gs) t2 = t2.Detach();
+    for (size_t k = 0; k < params.size(); ++k) {
+      Tensor p = params[k];
+      std::copy(saved[k].begin(), saved[k].end(), p.mutable_data<double>());
+    }
     return gs;
   };
   std::vector<Tensor> gp = grad_at(h), gm = grad_at(-h);
   double worst = 0;
-  for (size_t i = 0; i < ps.size(); ++i)
-    for (int64_t j = 0; j < ps[i].numel(); ++j) {
+  for (size_t i = 0; i < all.size(); ++i)
+    for (int64_t j = 0; j < all[i].numel(); ++j) {
       worst =
           std::max(worst, RelErr(hv[i][j], (gp[i][j] - gm[i][j]) / (2 * h)));
       // The create_graph gradient itself, against the plain one at x (the

@@ -1,9 +1,10 @@
 // Couplings and autoregressive flows on the monotone elementwise maps (deep
 // sigmoidal, sum-of-squares polynomial, Bernstein polynomial, UMNN) through
 // the flow harness: round trips, log-dets against brute-force Jacobians,
-// forward against inverse, normalisation, float32 against float64, first
-// and second derivatives against finite differences. The maps themselves:
-// monotone_test.
+// forward against inverse, normalisation (also of p(x | c) for the 2-D
+// conditional cases), float32 against float64, first and second derivatives
+// against finite differences, and that the context changes both directions.
+// The maps themselves: monotone_test.
 #include <cmath>
 #include <memory>
 #include <string>
@@ -83,7 +84,30 @@ FLOWTAPE_FLOW_CASES(
         .Perturb(0.3),
     FlowCase("umnn_coupling_2d", Couplings(K::kUmnn, 2), {2}).Perturb(0.2),
     FlowCase("umnn_maf_2d", Ar(K::kUmnn, 2, 0, false), {2}).Perturb(0.3),
-    FlowCase("umnn_iaf_3d_cond", Ar(K::kUmnn, 3, 2, true), {3}, 2)
+    FlowCase("umnn_iaf_3d_cond", Ar(K::kUmnn, 3, 2, true), {3}, 2).Perturb(0.3),
+    // Conditional in 2-D: p(x | c) integrates to 1 for a fixed context, and
+    // the context reaches both directions of couplings and MAFs. The DSF and
+    // UMNN couplings put ~2e-4 of their mass outside [-8, 8]^2 at the
+    // harness's context: their grids reach 12.
+    FlowCase("dsf_coupling_2d_cond", Couplings(K::kDsf, 2, 2), {2}, 2)
+        .Perturb(0.3)
+        .Quadrature(12, 400),
+    FlowCase("dsf_maf_2d_cond", Ar(K::kDsf, 2, 2, false), {2}, 2).Perturb(0.3),
+    FlowCase("sos_coupling_2d_cond", Couplings(K::kSos, 2, 2), {2}, 2)
+        .Perturb(0.3)
+        .Quadrature(12, 600),
+    FlowCase("sos_maf_2d_cond", Ar(K::kSos, 2, 2, false), {2}, 2)
+        .Perturb(0.3)
+        .Quadrature(12, 600),
+    FlowCase("bernstein_coupling_2d_cond", Couplings(K::kBernstein, 2, 2), {2},
+             2)
+        .Perturb(0.3),
+    FlowCase("bernstein_maf_2d_cond", Ar(K::kBernstein, 2, 2, false), {2}, 2)
+        .Perturb(0.3),
+    FlowCase("umnn_coupling_2d_cond", Couplings(K::kUmnn, 2, 2), {2}, 2)
+        .Perturb(0.2)
+        .Quadrature(12, 400),
+    FlowCase("umnn_maf_2d_cond", Ar(K::kUmnn, 2, 2, false), {2}, 2)
         .Perturb(0.3));
 
 // A failed numeric inverse reaches FlowResult::status through couplings

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "autodiff/grad.h"
@@ -39,11 +40,16 @@ Moments MomentsOf(const Tensor& x) {
 // the sample mean and variance of N(1, 4) within 4 standard errors
 // (sd 2 / sqrt(n) = 0.032 for the mean, 4 sqrt(2 / n) = 0.089 for the
 // variance).
-void ExpectReachesTarget(const Flow& layer, double want_var) {
+// In float32 the chains run on the float32-rounded starts (the layer
+// converted with Module::To; the kernels draw the same streams).
+void ExpectReachesTarget(const Flow& layer, double want_var,
+                         DType dtype = kFloat64) {
   Rng rng(11);
-  Tensor x0 = -3.0 + 0.5 * Tensor::Randn({4000, 1}, rng);
+  Tensor x0 = Cast(-3.0 + 0.5 * Tensor::Randn({4000, 1}, rng), dtype);
   NoGradScope off;
-  const Moments m = MomentsOf(layer.Inverse(x0, {}, &rng).value);
+  const Tensor x = layer.Inverse(x0, {}, &rng).value;
+  ASSERT_EQ(x.dtype(), dtype) << layer.name();
+  const Moments m = MomentsOf(x);
   EXPECT_NEAR(m.mean, 1.0, 4 * 2.0 / std::sqrt(4000.0)) << layer.name();
   EXPECT_NEAR(m.var, want_var, 4 * want_var * std::sqrt(2.0 / 4000))
       << layer.name();
@@ -223,6 +229,197 @@ TEST(Stochastic, LearnedStepSizeGradientMatchesFiniteDifferences) {
     const double fd = (fp - fm) / (2 * h);
     EXPECT_GT(std::fabs(fd), 0.1);  // eps matters
     EXPECT_NEAR(g, fd, 1e-6 * std::max(1.0, std::fabs(fd)));
+  }
+}
+
+// ---- float32 ----
+// The layers compute in their input's dtype and draw the same streams in
+// either dtype (Tensor::Randn rounds the same normals; the accept uniforms
+// are doubles), so a float32 step and a float64 step from the same
+// float32-rounded input with the same seed follow the same path. The
+// tolerances are the flow harness's (Float32Tolerances for an event of 2
+// numbers; relative errors |a - b| / (1 + |b|)).
+const testing::Float32Tolerances& Float32Tol() {
+  static const testing::Float32Tolerances tol(
+      testing::FlowCase("stochastic_2d", nullptr, {2}));
+  return tol;
+}
+
+// |a - b| / (1 + |b|), NaN as +inf.
+double Float32Err(double a, double b) {
+  const double e = std::fabs(a - b) / (1 + std::fabs(b));
+  return std::isnan(e) ? INFINITY : e;
+}
+double MaxFloat32Err(const Tensor& a, const Tensor& b) {
+  EXPECT_EQ(a.shape(), b.shape());
+  double m = 0;
+  for (int64_t i = 0; i < a.numel(); ++i)
+    m = std::max(m, Float32Err(a[i], b[i]));
+  return m;
+}
+
+struct NamedLayer {
+  std::string name;
+  std::shared_ptr<Flow> flow;
+};
+
+// Every kernel, with fixed and learned step sizes, on the Rezende energies
+// (3 kernel steps per layer). Built anew on each call (same parameters).
+std::vector<NamedLayer> Float32Layers() {
+  auto u1 = *RezendeEnergy::Create("u1");
+  auto u2 = *RezendeEnergy::Create("u2");
+  auto u4 = *RezendeEnergy::Create("u4");
+  return {
+      {"langevin", *LangevinLayer::Create({u4, 0.05, 3, false})},
+      {"langevin_learned", *LangevinLayer::Create({u4, 0.05, 3, false, true})},
+      {"mala", *LangevinLayer::Create({u2, 0.03, 3, true})},
+      {"mala_learned", *LangevinLayer::Create({u2, 0.03, 3, true, true})},
+      {"metropolis", *MetropolisLayer::Create({u1, 0.5, 3})},
+  };
+}
+
+// Runs `a` (float32) and `b` (float64, the same float32-rounded parameters)
+// from the same float32-rounded input with the same seed, both directions:
+// equal accept counts, values and path weights within the float32
+// tolerances, and the same number of draws taken from the two streams.
+void ExpectFloat32PathMatchesFloat64(const Flow& a, const Flow& b,
+                                     const Tensor& x32,
+                                     const std::string& what) {
+  const Tensor x64 = Cast(x32, kFloat64).Detach();
+  for (bool inverse : {true, false}) {
+    SCOPED_TRACE(what + (inverse ? " inverse" : " forward"));
+    Rng r32(31), r64(31);
+    NoGradScope off;
+    FlowResult f32 =
+        inverse ? a.Inverse(x32, {}, &r32) : a.Forward(x32, {}, &r32);
+    FlowResult f64 =
+        inverse ? b.Inverse(x64, {}, &r64) : b.Forward(x64, {}, &r64);
+    ASSERT_EQ(f32.value.dtype(), kFloat32);
+    ASSERT_EQ(f32.logdet.dtype(), kFloat32);
+    ASSERT_TRUE(f64.extra(kMcmcAccepted).defined());
+    ASSERT_TRUE(f32.extra(kMcmcAccepted).defined());
+    EXPECT_EQ(f32.extra(kMcmcAccepted).ToVector(),
+              f64.extra(kMcmcAccepted).ToVector())
+        << "accept decisions differ";
+    EXPECT_LT(MaxFloat32Err(f32.value, f64.value), Float32Tol().value)
+        << "values, float32 vs float64";
+    EXPECT_LT(MaxFloat32Err(f32.logdet, f64.logdet), Float32Tol().logdet)
+        << "path weights, float32 vs float64";
+    EXPECT_EQ(r32.Uniform(), r64.Uniform()) << "the streams diverged";
+  }
+}
+
+TEST(Stochastic, Float32PathWeightsAgreeWithFloat64OnTheSameNoise) {
+  Rng data(41);
+  const Tensor x32 = Cast(2.0 * Tensor::Randn({64, 2}, data), kFloat32);
+  std::vector<NamedLayer> l32 = Float32Layers(), l64 = Float32Layers();
+  for (size_t k = 0; k < l32.size(); ++k) {
+    l32[k].flow->To(kFloat32);
+    l64[k].flow->To(kFloat32);  // the float32 parameters, held in float64
+    l64[k].flow->To(kFloat64);
+    ExpectFloat32PathMatchesFloat64(*l32[k].flow, *l64[k].flow, x32,
+                                    l32[k].name);
+  }
+}
+
+// In float32 the weights keep their closed forms (computed in float64 from
+// the float32 inputs and outputs): for ULA on a Gaussian the ratio of the
+// Gaussian transition densities (one step); for MALA and Metropolis, whose
+// kernels satisfy detailed balance for exp(-u), the energy change u(y) -
+// u(x) over three steps, with some proposals accepted and some rejected.
+TEST(Stochastic, Float32WeightsKeepTheirClosedForms) {
+  const testing::Float32Tolerances& tol = Float32Tol();
+  Rng data(43);
+  const Tensor x32 = Cast(Tensor::Randn({32, 2}, data), kFloat32);
+  const std::vector<double> a = x32.ToVector();
+  {
+    const std::vector<double> mu = {0.5, -1.0}, sigma = {0.8, 1.5};
+    auto u = *GaussianEnergy::Create(mu, sigma);
+    const double eps = 0.1;
+    auto layer = *LangevinLayer::Create({u, eps, 1, false});
+    for (bool inverse : {true, false}) {
+      Rng rng(9);
+      NoGradScope off;
+      FlowResult r = inverse ? layer->Inverse(x32, {}, &rng)
+                             : layer->Forward(x32, {}, &rng);
+      ASSERT_EQ(r.logdet.dtype(), kFloat32);
+      const std::vector<double> b = r.value.ToVector();
+      double worst = 0;
+      for (int i = 0; i < 32; ++i) {
+        double ma[2], mb[2];
+        for (int j = 0; j < 2; ++j) {
+          ma[j] = a[2 * i + j] -
+                  eps * (a[2 * i + j] - mu[j]) / (sigma[j] * sigma[j]);
+          mb[j] = b[2 * i + j] -
+                  eps * (b[2 * i + j] - mu[j]) / (sigma[j] * sigma[j]);
+        }
+        const double want = LogNormal(&a[2 * i], mb, 2 * eps, 2) -
+                            LogNormal(&b[2 * i], ma, 2 * eps, 2);
+        worst = std::max(worst, Float32Err(r.logdet[i], want));
+      }
+      EXPECT_LT(worst, tol.logdet) << (inverse ? "inverse" : "forward");
+    }
+  }
+  auto u = *RezendeEnergy::Create("u1");
+  const Tensor x = Cast(x32, kFloat64);
+  for (bool mh : {false, true}) {
+    SCOPED_TRACE(mh ? "metropolis" : "mala");
+    std::shared_ptr<Flow> layer;
+    if (mh)
+      layer = *MetropolisLayer::Create({u, 0.5, 3});
+    else
+      layer = *LangevinLayer::Create({u, 0.02, 3, true});
+    Rng rng(5);
+    NoGradScope off;
+    FlowResult r = layer->Inverse(x32, {}, &rng);
+    ASSERT_EQ(r.logdet.dtype(), kFloat32);
+    const Tensor du = u->Value(Cast(r.value, kFloat64)) - u->Value(x);
+    double accepted = 0;
+    for (int i = 0; i < 32; ++i) {
+      EXPECT_LT(Float32Err(r.logdet[i], du[i]), tol.logdet) << "row " << i;
+      accepted += r.extra(kMcmcAccepted)[i];
+    }
+    EXPECT_GT(accepted, 10);  // some moves were made ...
+    EXPECT_LT(accepted, 96);  // ... and some rejected
+  }
+}
+
+// The float32 Metropolis and MALA chains keep N(1, 4) invariant: the same
+// 4000 chains and 200 steps as in float64, the same 4-standard-error bounds.
+TEST(Stochastic, Float32ChainsPreserveAOneDimensionalGaussian) {
+  auto mh = *MetropolisLayer::Create({Gauss1d(), 2.5, 200});
+  ExpectReachesTarget(*mh, 4.0, kFloat32);
+  auto mala = *LangevinLayer::Create({Gauss1d(), 1.0, 200, true});
+  ExpectReachesTarget(*mala, 4.0, kFloat32);
+}
+
+// A whole SNF (RealNVP blocks with a stochastic layer after each) in float32
+// against float64 at the same float32-rounded parameters and noise: the
+// generative path x and its log-weight contribution (the couplings'
+// log-dets plus the path weights), and the normalizing direction.
+TEST(Snf, Float32AgreesWithFloat64OnTheSameNoise) {
+  for (StochasticKind kind :
+       {StochasticKind::kMetropolis, StochasticKind::kLangevin,
+        StochasticKind::kMala}) {
+    SnfOptions o;
+    o.target = *RezendeEnergy::Create("u1");
+    o.kind = kind;
+    o.blocks = 2;
+    o.hidden = {8};
+    o.mcmc_steps = 3;
+    o.step_size = 0.02;
+    o.learn_step_size = kind != StochasticKind::kMetropolis;
+    Rng b32(3), b64(3);
+    std::shared_ptr<Sequential> f32 = *MakeSnf(o, b32), f64 = *MakeSnf(o, b64);
+    Rng n32(4), n64(4);  // the same perturbed parameters
+    testing::PerturbParameters(*f32, n32, 0.1);
+    testing::PerturbParameters(*f64, n64, 0.1);
+    f32->To(kFloat32);
+    f64->To(kFloat32);
+    f64->To(kFloat64);
+    Rng data(45);
+    const Tensor z32 = Cast(Tensor::Randn({64, 2}, data), kFloat32);
+    ExpectFloat32PathMatchesFloat64(*f32, *f64, z32, f32->name());
   }
 }
 

@@ -27,21 +27,34 @@
 // prior's P(z) up to the quantisation.
 //
 // Determinism. The encoder and decoder compute the latents and tables with
-// code in this target only, compiled with -ffp-contract=off: the convnets in
-// float64 with +, *, max and std::round in a fixed order (output channel o:
-// h = b_o, then for each input channel i, kernel row p, column q in order
-// and each pixel, h += W[o, i, p, q] u[i, neighbour], zero padding skipped),
-// the weights exp(l - max l) and scales exp(4 g) with DetExp
+// code in this target, deterministic_math and frequencies only, all compiled
+// with -ffp-contract=off (Bazel copts; CMake compiles compression/ so): the
+// convnets in float64 with +, *, max and std::round in a fixed order (output
+// channel o: h = b_o, then for each input channel i, kernel row p, column q
+// in order and each pixel, h += W[o, i, p, q] u[i, neighbour], zero padding
+// skipped), the weights exp(l - max l) and scales exp(4 g) with DetExp
 // (deterministic_math.h), the tables by frequencies.h (float64, its stated
-// determinism). No threads, no libm transcendental, no BLAS. So the same
-// model file gives the same tables and latents, hence the same bytes, on any
-// platform with IEEE binary64, round-to-nearest-even, no excess precision and
-// subnormals (x86-64 SSE2, AArch64), whatever the compiler or -march, as
-// long as this target keeps -ffp-contract=off. What breaks it: building this
-// target with FMA contraction or -ffast-math (a compiler that reassociates),
-// x87 arithmetic, flush-to-zero modes. The autodiff model (idf.h) computes the
-// same map with other kernels and may round a translation within ~1e-16 of a
-// half differently: it serves training and the reported NLL, never coding.
+// determinism). No threads, no libm transcendental, no BLAS, no arithmetic
+// of autodiff/, nn/ or flows/: Create only copies the flow's parameters (as
+// float64, exact from float32 too). Guarantee: the same model file gives the
+// same tables and latents, hence the same bytes, and a file decodes to the
+// same pixels, on any platform with IEEE binary64, round-to-nearest-even, no
+// excess precision and subnormals (x86-64 SSE2, AArch64), whatever the
+// compiler, libm or -march, as long as these targets keep -ffp-contract=off.
+// tests/compression:codec_golden_test pins the bytes of a seeded model and
+// images and the bits of the float64 values that are quantised; CI runs it
+// in the default build and with -O2 -march=native (x86-64; AArch64 rests on
+// the argument above, no run checks it). Not guaranteed: these targets built
+// with FMA contraction or -ffast-math (a compiler that reassociates), x87
+// arithmetic, flush-to-zero modes; IdfCodeStats::ideal_bits (libm's log2, a
+// statistic outside the bytes); and the model itself: training runs on
+// autodiff/ (multiply-adds may fuse, threads split sums), so the same seed
+// may train parameters that differ in their last bits on another build or
+// machine. The promise is per model file: decode with the file that encoded
+// (the model id below refuses any other). The autodiff model (idf.h) computes
+// the same map with other kernels and may round a translation within ~1e-16
+// of a half differently: it serves training and the reported NLL, never
+// coding.
 //
 // Container (all integers little-endian), kIdfHeaderBytes = 40, then:
 //   char[8] magic "FTIDFC\0\1"   uint32 version (2)

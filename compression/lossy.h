@@ -65,14 +65,22 @@
 //
 // Determinism: the frequency tables depend only on (mu_d, s_d, Delta_d,
 // precision) and are built in float64 by frequencies.h (deterministic_math,
-// -ffp-contract=off, no threads), so an encoder and a decoder holding the
-// same prior and step scales (part of the model, like the flow's weights:
-// the fingerprint checks them) build bit-identical tables on any platform
-// frequencies.h covers, and the decoder recovers exactly the encoder's
-// symbols (hence z_hat). The
-// flow's f and f^-1 are ordinary float code: x_hat is reproducible on one
-// build and machine, and elsewhere equal up to floating-point rounding (it
-// never feeds the coder).
+// -ffp-contract=off, no threads); this file, which also quantises (z /
+// Delta_d, std::round) and dequantises (Delta_d (c_d - h_d + k)), is compiled
+// with -ffp-contract=off too. So an encoder and a decoder holding the same
+// prior and step scales (part of the model, like the flow's weights: the
+// fingerprint checks them) build bit-identical tables on any platform
+// frequencies.h covers, and a container decodes to the same symbols and
+// bit-identical z_hat everywhere. What is not promised across builds and
+// machines: the latents z = f(g(x)) are ordinary float code (autodiff/ and
+// flows/ kernels, where multiply-adds may fuse and threads split sums;
+// kLogit calls libm's log), so the same pixels can give another symbol where
+// a latent lies within a rounding of a bin edge, hence other (equally valid)
+// bytes; and x_hat = g^-1(f^-1(z_hat)) is reproducible on one build and
+// machine, elsewhere equal up to floating-point rounding (it never feeds the
+// coder). The bytes are the same everywhere when the latents are exact, e.g.
+// a permutation flow with kIdentity, which
+// tests/compression:codec_golden_test pins (default and -O2 -march=native).
 #ifndef FLOWTAPE_COMPRESSION_LOSSY_H_
 #define FLOWTAPE_COMPRESSION_LOSSY_H_
 

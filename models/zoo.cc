@@ -22,6 +22,7 @@
 #include "flows/resflow.h"
 #include "flows/scaling.h"
 #include "flows/sequential.h"
+#include "flows/snf.h"
 #include "flows/sylvester.h"
 
 namespace flowtape::models {
@@ -206,6 +207,25 @@ FlowPtr Gf(const ModelConfig& c, Rng& rng,
   return flows::GaussianizationFlow(o, rng);
 }
 
+// Stochastic normalizing flow for data (zoo.h): RealNVP blocks with one
+// learned-step Langevin layer after each, all sampling the prior's energy.
+FlowPtr Snf(const ModelConfig& c, Rng& rng) {
+  if (Dim(c) < 2)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "flow 'snf' needs D >= 2 (its couplings split the vector), got D = ",
+        Dim(c)));
+  flows::SnfOptions o;
+  o.target = flows::GaussianEnergy::Standard(Dim(c));
+  o.blocks = (c.layers + 1) / 2;
+  o.hidden = c.hidden;
+  o.kind = flows::StochasticKind::kLangevin;
+  o.mcmc_steps = 1;
+  o.step_size = 0.01;
+  o.learn_step_size = true;
+  FT_ASSIGN_OR_RETURN(auto snf, flows::MakeSnf(o, rng));
+  return std::shared_ptr<Flow>(snf);
+}
+
 FlowPtr Glow(const ModelConfig& c, Rng& rng) {
   flows::GlowOptions o;
   o.channels = c.event[0];
@@ -326,6 +346,8 @@ const std::vector<ZooEntry>& ZooEntries() {
          return Gf(c, r, flows::GaussianizationKernel::kLogistic);
        },
        false, false},
+      {"snf", "stochastic NF: RealNVP + Langevin layers (Wu et al. 2020)",
+       D::kVectors, B::kNormal, Snf, false, false, /*stochastic=*/true},
   };
   return *entries;
 }

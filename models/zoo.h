@@ -23,6 +23,18 @@
 // mixture of config.components 1-D Gaussians (independent factor analysis's
 // source model, flows/ica.h).
 //
+// snf, the stochastic normalizing flow of Wu, Koehler & Noe 2020
+// (flows/snf.h) fitted to data: ceil(layers / 2) blocks of two RealNVP
+// affine couplings, each followed (generative direction) by one unadjusted
+// Langevin step with a learned step size eps = exp(a) (starting at 0.01).
+// Data give no target energy, so every stochastic layer samples the base's
+// energy |y|^2 / 2 (flows/snf.h's interpolated energies u_k with the
+// standard normal as target: all equal the prior). Its LogProb(x) is the
+// single-path estimate log p0(z) + sum of the Forward log-weights
+// (flows/stochastic.h), whose exponential is unbiased for q(x): the NLL of
+// one draw is an upper bound on -log q(x) in expectation (Jensen). The
+// entry is `stochastic`; it needs D >= 2.
+//
 // dtype: MakeModel builds in float64 and converts the model to
 // config.dtype (Module::To), so both precisions start from the same
 // (rounded) parameters. The model takes data of either dtype (FlowModel
@@ -31,7 +43,7 @@
 // Context: with context_dim > 0 every conditional family (takes_context)
 // feeds the context [N, context_dim] to its conditioners, so log p(x | c)
 // depends on c. Families with no conditioner network (ica, planar, radial,
-// sylvester, householder, resflow, gf) refuse a context: MakeModel returns
+// sylvester, householder, resflow, gf, snf) refuse a context: MakeModel returns
 // InvalidArgument "flow 'X' does not support a context" rather than a model
 // that silently ignores it.
 #ifndef FLOWTAPE_MODELS_ZOO_H_
@@ -95,6 +107,10 @@ struct ZooEntry {
   FlowFactory make;
   bool flat_output = false;   // image flow whose z is [N, C*H*W]
   bool takes_context = true;  // false: context_dim > 0 is refused
+  // The flow draws randomness (stochastic layers, flows/stochastic.h): its
+  // Forward / Inverse need an rng, Forward(Inverse(z)) != z, and LogProb is
+  // a stochastic estimate of log q(x) (low in expectation).
+  bool stochastic = false;
 };
 
 const std::vector<ZooEntry>& ZooEntries();

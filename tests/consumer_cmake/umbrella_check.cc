@@ -42,7 +42,7 @@ int main(int argc, char** argv) {
       fail(name + ": " + model.status().ToString());
       continue;
     }
-    for (double v : (*model)->LogProb(x).ToVector())
+    for (double v : (*model)->LogProb(x, Tensor(), &rng).ToVector())
       if (!std::isfinite(v)) fail(name + ": non-finite log-prob");
     ++families;
   }

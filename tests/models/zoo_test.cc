@@ -1,6 +1,8 @@
 // The flow zoo: every entry builds for its domain, is a normalised density
 // model in its own right (sampling then scoring round-trips through
-// Forward(Inverse(z)) = z), and bad names / shapes are errors. The image
+// Forward(Inverse(z)) = z; a stochastic entry, which is no bijection, is
+// instead a normalised density in expectation), and bad names / shapes are
+// errors. The image
 // pipeline's bits/dim agree with its NLL.
 #include "models/zoo.h"
 
@@ -19,6 +21,9 @@ namespace {
 
 TEST(Zoo, EveryEntryBuildsAndInvertsItsOwnSamples) {
   for (const ZooEntry& e : ZooEntries()) {
+    // Stochastic layers are not bijections (Forward(Inverse(z)) != z):
+    // Zoo.StochasticEntryIsNormalisedInExpectation checks those entries.
+    if (e.stochastic) continue;
     Rng rng(1);
     ModelConfig c;
     c.layers = 2;
@@ -74,11 +79,13 @@ TEST(Zoo, EveryEntryRunsInFloat32) {
     for (int64_t d : c.event.dims()) dims.push_back(d);
     Tensor x = Tensor::Randn(Shape(dims), rng);  // float64 data
     NoGradScope no_grad;
-    Tensor lp32 = m.LogProb(x, Tensor(), &rng);
+    // The same noise for both precisions (stochastic entries draw some).
+    Rng noise32(9), noise64(9);
+    Tensor lp32 = m.LogProb(x, Tensor(), &noise32);
     ASSERT_EQ(lp32.dtype(), kFloat32);
     EXPECT_EQ(m.Sample(3, rng).dtype(), kFloat32);
     m.To(kFloat64);
-    Tensor lp64 = m.LogProb(x, Tensor(), &rng);
+    Tensor lp64 = m.LogProb(x, Tensor(), &noise64);
     for (int64_t i = 0; i < 5; ++i) {
       ASSERT_TRUE(std::isfinite(lp32[i]));
       EXPECT_NEAR(lp32[i], lp64[i], 1e-4 * (1 + std::fabs(lp64[i])));
@@ -199,6 +206,75 @@ TEST(Zoo, GaussianMixtureBase) {
   c.event = Shape{2};
   c.components = 0;
   EXPECT_FALSE(MakeModel("maf", c, r1).ok());
+}
+
+// A stochastic entry's LogProb is a random estimate log q^(x) whose
+// exponential is unbiased for the marginal density q(x) of its sampler
+// (flows/stochastic.h). So E[q^] integrates to one: the grid integral over
+// [-7, 7]^2 of the mean of K draws of exp(log q^) is 1 up to the Monte Carlo
+// error. The estimate is random (two noise streams differ) and reproducible
+// (one seed, one value); samples come with an rng; D = 1 is refused.
+TEST(Zoo, StochasticEntryIsNormalisedInExpectation) {
+  int stochastic = 0;
+  for (const ZooEntry& e : ZooEntries()) {
+    if (!e.stochastic) continue;
+    SCOPED_TRACE(e.name);
+    ++stochastic;
+    Rng rng(6);
+    ModelConfig c;
+    c.layers = 2;
+    c.hidden = {8};
+    auto model = MakeModel(e.name, c, rng);
+    ASSERT_TRUE(model.ok()) << model.status();
+    flows::FlowModel& m = **model;
+    bool has_step = false;
+    for (auto& [name, p] : m.NamedParameters()) {
+      for (int64_t i = 0; i < p.numel(); ++i)
+        p.mutable_data<double>()[i] += 0.3 * rng.Normal();
+      // Langevin steps large enough to move the density: eps = 0.2.
+      if (name.find("log_step_size") != std::string::npos) {
+        p.mutable_data<double>()[0] = std::log(0.2);
+        has_step = true;
+      }
+    }
+    EXPECT_TRUE(has_step);
+    NoGradScope no_grad;
+    const int grid = 141;
+    const double lim = 7.0, h = 2 * lim / (grid - 1);
+    std::vector<double> points;
+    for (int i = 0; i < grid; ++i)
+      for (int j = 0; j < grid; ++j) {
+        points.push_back(-lim + i * h);
+        points.push_back(-lim + j * h);
+      }
+    Tensor x = Tensor::FromVector({grid * grid, 2}, points);
+    const int draws = 32;
+    double integral = 0;
+    Rng noise(7);
+    for (int k = 0; k < draws; ++k) {
+      const std::vector<double> lp = m.LogProb(x, Tensor(), &noise).ToVector();
+      for (double v : lp) {
+        ASSERT_TRUE(std::isfinite(v));
+        integral += std::exp(v) * h * h / draws;
+      }
+    }
+    EXPECT_NEAR(integral, 1.0, 0.02);
+    Tensor few = Tensor::Randn({4, 2}, rng);
+    Rng a(1), b(1), d(2);
+    const Tensor la = m.LogProb(few, Tensor(), &a),
+                 lb = m.LogProb(few, Tensor(), &b),
+                 ld = m.LogProb(few, Tensor(), &d);
+    for (int64_t i = 0; i < 4; ++i) {
+      EXPECT_EQ(la[i], lb[i]);
+      EXPECT_GT(std::fabs(la[i] - ld[i]), 1e-9);
+    }
+    Tensor s = m.Sample(6, rng);
+    EXPECT_EQ(s.shape(), (Shape{6, 2}));
+    c.event = Shape{1};
+    EXPECT_EQ(MakeModel(e.name, c, rng).status().code(),
+              absl::StatusCode::kInvalidArgument);
+  }
+  EXPECT_GT(stochastic, 0);
 }
 
 TEST(Zoo, UnknownNamesAndWrongDomainsAreErrors) {

@@ -26,7 +26,9 @@ FlowModel::Density FlowModel::Score(const Tensor& x, const Tensor& context,
                                     Rng* rng) const {
   CheckContext("flow_model.log_prob", x.dim(0), context);
   Density d;
-  d.pass = flow_->Forward(Cast(x, dtype()), ToDType(context, dtype()), rng);
+  Rng fixed(kDefaultScoreSeed);
+  d.pass = flow_->Forward(Cast(x, dtype()), ToDType(context, dtype()),
+                          rng != nullptr ? rng : &fixed);
   d.log_prob = base_->LogProb(d.pass.value) + d.pass.logdet;
   return d;
 }
@@ -59,8 +61,10 @@ absl::Status FlowModel::InitializeFromData(const Tensor& x,
                                            const Tensor& context,
                                            Rng* rng) const {
   CheckContext("flow_model.initialize_from_data", x.dim(0), context);
+  Rng fixed(kDefaultScoreSeed);
   return flows::InitializeFromData(*flow_, Cast(x, dtype()),
-                                   ToDType(context, dtype()), rng);
+                                   ToDType(context, dtype()),
+                                   rng != nullptr ? rng : &fixed);
 }
 
 }  // namespace flowtape::flows

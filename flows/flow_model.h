@@ -35,6 +35,11 @@ class FlowModel : public nn::Module {
   FlowModel(std::shared_ptr<Distribution> base, std::shared_ptr<Flow> flow);
 
   // `rng` feeds stochastic flows (flow.h); deterministic ones ignore it.
+  // Null: a fresh Rng(kDefaultScoreSeed) per call, so a stochastic flow
+  // (Hutchinson or Russian-roulette log-dets, Langevin layers) scores
+  // reproducibly, with the same draws every call; pass an rng for
+  // independent draws (training, importance-weighted estimates).
+  static constexpr uint64_t kDefaultScoreSeed = 0x5c0e;
   Tensor LogProb(const Tensor& x, const Tensor& context = Tensor(),
                  Rng* rng = nullptr) const;
   // LogProb with the flow pass it came from (its status and extras).

@@ -9,6 +9,8 @@
 #include "autodiff/grad.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
+#include "flows/distribution.h"
+#include "flows/flow_model.h"
 #include "flows/sequential.h"
 #include "flows/snf.h"
 #include "gtest/gtest.h"
@@ -460,6 +462,28 @@ std::shared_ptr<Flow> MakeDeterministicSnf(Rng& rng) {
 
 FLOWTAPE_FLOW_CASES(Snf, testing::FlowCase("snf_deterministic_part",
                                            MakeDeterministicSnf, {2}));
+
+// A FlowModel scores a stochastic flow without an rng (as a plot or a
+// model file's reader does) with a fixed stream: finite, the same every
+// call, and equal to passing Rng(kDefaultScoreSeed); a given rng draws anew.
+TEST(Snf, FlowModelScoresWithoutAnRngOnAFixedStream) {
+  Rng rng(1);
+  SnfOptions o;
+  o.target = *RezendeEnergy::Create("u1");
+  o.kind = StochasticKind::kLangevin;
+  o.blocks = 2;
+  o.hidden = {8};
+  o.step_size = 0.05;
+  FlowModel model(std::make_shared<StandardNormal>(Shape{2}), *MakeSnf(o, rng));
+  Rng data(5);
+  const Tensor x = Tensor::Randn({16, 2}, data);
+  const std::vector<double> a = model.LogProb(x).ToVector();
+  EXPECT_EQ(model.LogProb(x).ToVector(), a);
+  Rng fixed(FlowModel::kDefaultScoreSeed), other(7);
+  EXPECT_EQ(model.LogProb(x, Tensor(), &fixed).ToVector(), a);
+  EXPECT_NE(model.LogProb(x, Tensor(), &other).ToVector(), a);
+  for (double v : a) EXPECT_TRUE(std::isfinite(v));
+}
 
 TEST(Snf, StochasticLayersSitAfterEachBlock) {
   Rng rng(1);

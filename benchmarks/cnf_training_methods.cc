@@ -14,6 +14,22 @@
 //            training;
 //   otcfm:   the same with each minibatch paired by the exact assignment
 //            (Tong et al. 2023).
+// Two flags vary the flow-matching methods without new method names:
+//   --fm_path=vp       both train on the variance-preserving path (Lipman et
+//                      al. 2023 eq. 18-19, beta_min 0.1, beta_max 20,
+//                      sigma_min = --fm_sigma_min, which must be > 0 then;
+//                      flows/matching/path.h) instead of the OT path;
+//   --coupling=sinkhorn  otcfm pairs each minibatch by pairs drawn from the
+//                      entropic plan (--sinkhorn_epsilon relative to the
+//                      batch's largest cost, at most --sinkhorn_max_iters
+//                      iterations to an L1 marginal error of --sinkhorn_tol;
+//                      a plan that does not get there stops the run,
+//                      flows/matching/cfm.h) instead of the exact
+//                      assignment (--otcfm_batch may then be up to 2048);
+//                      cfm keeps independent pairs.
+// A non-default choice is part of the method's label in the tables,
+// results.json, history.csv and checkpoint names: cfm-vp, otcfm-sinkhorn,
+// otcfm-vp-sinkhorn.
 // Every method trains ConcatSquash d-h-h-d (tanh; h = 64 for d = 2, 256 for the
 // digits) with Adam from the same initial weights. The ML methods run --lr
 // (--lr_schedule) at --batch; flow matching its own recipe: a linear warm-up to
@@ -85,7 +101,9 @@
 //          --fm_lr_schedule=cosine (or constant) --fm_warmup=0.1
 //          --fm_ema_decay=0.999 (0: raw parameters) --fm_batch=0 (= --batch)
 //          --otcfm_batch=128 (0 = --fm_batch)
-//          --fm_sigma_min=1e-4 --eval_every=200
+//          --fm_sigma_min=1e-4 --fm_path=ot (or vp) --coupling=exact
+//          (or sinkhorn) --sinkhorn_epsilon=0.05 --sinkhorn_max_iters=1000
+//          --sinkhorn_tol=1e-6 --eval_every=200
 //          --test_size=2000 (toy sets) --seed=1 --quick
 //          --methods=ffjord,rnode,cfm,otcfm (a subset) --rnode_lambda=0.01
 //          --sample_tols=1e-3,1e-5,1e-7 --euler_steps=1,2,4,8,16
@@ -151,7 +169,22 @@ ABSL_FLAG(double, fm_ema_decay, 0.999,
           "(0: the raw parameters)");
 ABSL_FLAG(int64_t, fm_batch, 0, "CFM's batch (0 = --batch)");
 ABSL_FLAG(int64_t, otcfm_batch, 128, "OT-CFM's batch (0 = --fm_batch)");
-ABSL_FLAG(double, fm_sigma_min, 1e-4, "sigma_min of flow matching's OT path");
+ABSL_FLAG(double, fm_sigma_min, 1e-4,
+          "sigma_min of flow matching's path (OT: [0, 1), VP: (0, 1))");
+ABSL_FLAG(std::string, fm_path, "ot",
+          "flow matching's conditional path: ot (the linear path) or vp (the "
+          "variance-preserving one, beta_min 0.1, beta_max 20)");
+ABSL_FLAG(std::string, coupling, "exact",
+          "otcfm's minibatch coupling: exact (the optimal assignment) or "
+          "sinkhorn (pairs drawn from the entropic plan)");
+ABSL_FLAG(double, sinkhorn_epsilon, 0.05,
+          "the Sinkhorn coupling's epsilon, relative to the batch's largest "
+          "cost");
+ABSL_FLAG(int64_t, sinkhorn_max_iters, 1000,
+          "the Sinkhorn coupling's iteration budget (not converged: the run "
+          "stops)");
+ABSL_FLAG(double, sinkhorn_tol, 1e-6,
+          "the Sinkhorn coupling's L1 marginal error at convergence");
 ABSL_FLAG(int64_t, eval_every, 200, "test NLL every N steps");
 ABSL_FLAG(int64_t, test_size, 2000, "test points");
 ABSL_FLAG(uint64_t, seed, 1, "seed (the same for every method)");
@@ -186,7 +219,19 @@ struct Settings {
   bool fm_cosine = false;
   int64_t fm_batch = 0, otcfm_batch = 0;
   double fm_warmup = 0, fm_ema_decay = 0, fm_sigma_min = 0;
+  bool fm_vp = false, sinkhorn = false;  // --fm_path=vp, --coupling=sinkhorn
+  flows::matching::FlowMatchingOptions fm_options;  // the Sinkhorn settings
 };
+
+// The method's label in the tables and files: the method name plus the
+// non-default path and coupling of the flow-matching methods.
+std::string Label(const std::string& method, const Settings& st) {
+  if (method != "cfm" && method != "otcfm") return method;
+  std::string label = method;
+  if (st.fm_vp) label += "-vp";
+  if (method == "otcfm" && st.sinkhorn) label += "-sinkhorn";
+  return label;
+}
 
 constexpr int64_t kSamples = 1000;      // base draws of the sampling measures
 constexpr double kReferenceTol = 1e-9;  // x_ref and the straightness paths
@@ -417,12 +462,17 @@ absl::StatusOr<Row> Train(const Problem& problem, const std::string& method,
     FT_ASSIGN_OR_RETURN(trained, flows::cnf::Cnf::Create(net, r));
   } else {
     FT_ASSIGN_OR_RETURN(cnf, flows::matching::MakeFlowMatchingCnf(net, o));
-    flows::matching::FlowMatchingOptions fo;
-    if (method == "otcfm")
-      fo.coupling = flows::matching::CouplingKind::kExactOt;
+    flows::matching::FlowMatchingOptions fo = st.fm_options;
+    fo.coupling = method != "otcfm"
+                      ? flows::matching::CouplingKind::kIndependent
+                  : st.sinkhorn ? flows::matching::CouplingKind::kSinkhorn
+                                : flows::matching::CouplingKind::kExactOt;
     FT_ASSIGN_OR_RETURN(
-        auto path,
-        flows::matching::AffinePath::OptimalTransport(st.fm_sigma_min));
+        std::shared_ptr<flows::matching::AffinePath> path,
+        st.fm_vp
+            ? flows::matching::AffinePath::VariancePreserving(0.1, 20.0,
+                                                              st.fm_sigma_min)
+            : flows::matching::AffinePath::OptimalTransport(st.fm_sigma_min));
     FT_ASSIGN_OR_RETURN(fm,
                         flows::matching::FlowMatching::Create(net, path, fo));
   }
@@ -435,7 +485,8 @@ absl::StatusOr<Row> Train(const Problem& problem, const std::string& method,
       eval_rng(st.seed + 300);
   Row row;
   row.data = data;
-  row.method = method;
+  const std::string label = Label(method, st);
+  row.method = label;
   const int64_t steps = ml ? st.steps : st.fm_steps;
   const int64_t batch =
       ml ? st.batch : (method == "otcfm" ? st.otcfm_batch : st.fm_batch);
@@ -446,7 +497,7 @@ absl::StatusOr<Row> Train(const Problem& problem, const std::string& method,
                               : nn::ConstantLr(lr);
   if (warmup > 0) schedule = nn::LinearWarmup(warmup, schedule);
   adam.set_schedule(schedule);
-  const std::string run = data + "/" + method;
+  const std::string run = data + "/" + label;
   experiments::HistoryWindow history(ex.history(), run, st.eval_every);
   for (int64_t step = 1; step <= steps; ++step) {
     FT_ASSIGN_OR_RETURN(Tensor x, problem.sample(batch, data_rng));
@@ -469,7 +520,12 @@ absl::StatusOr<Row> Train(const Problem& problem, const std::string& method,
       row.nfe.push_back(r.extra(flows::cnf::kNfe)[0] +
                         static_cast<double>(o.ode.stats->Get().backward.nfe));
     } else {
-      FT_ASSIGN_OR_RETURN(loss, fm->Loss(x, Tensor(), noise_rng));
+      absl::StatusOr<Tensor> l = fm->Loss(x, Tensor(), noise_rng);
+      if (!l.ok())  // e.g. a Sinkhorn plan that did not converge
+        return absl::Status(
+            l.status().code(),
+            absl::StrCat(run, ": step ", step, ": ", l.status().message()));
+      loss = *std::move(l);
       if (std::isfinite(loss.item())) Backward(loss);
       row.nfe.push_back(1);
     }
@@ -501,7 +557,7 @@ absl::StatusOr<Row> Train(const Problem& problem, const std::string& method,
       std::printf(
           "  %-12s %-7s step %5ld  loss %.4f  test NLL %.4f  NFE/step %.1f "
           "(train %.2f s wall, %.2f s CPU)\n",
-          data.c_str(), method.c_str(), static_cast<long>(step), loss_value,
+          data.c_str(), label.c_str(), static_cast<long>(step), loss_value,
           row.curve.back()[3], recent / window, row.seconds, row.cpu_seconds);
     }
   }
@@ -511,14 +567,14 @@ absl::StatusOr<Row> Train(const Problem& problem, const std::string& method,
   row.nfe_per_step = nfe / steps;
   // The scored parameters: flow matching's EMA, else the trained ones.
   const io::Json meta = {
-      {"data", data},         {"method", method},
+      {"data", data},         {"method", label},
       {"dim", problem.dim},   {"hidden", Hidden(problem.dim)},
       {"activation", "tanh"}, {"parameters", ema ? "ema" : "raw"},
       {"dtype", "f64"}};
   if (ema) ema->Swap();
   const absl::Status saved =
-      nn::SaveCheckpoint(ex.Output(data + "_" + method + ".ckpt"), *net,
-                         nullptr, {{"cnf_field", meta.dump()}});
+      nn::SaveCheckpoint(ex.Output(data + "_" + label + ".ckpt"), *net, nullptr,
+                         {{"cnf_field", meta.dump()}});
   if (ema) ema->Swap();
   FT_RETURN_IF_ERROR(saved);
   return row;
@@ -555,6 +611,15 @@ absl::Status Run(experiments::Experiment& ex) {
   st.otcfm_batch = absl::GetFlag(FLAGS_otcfm_batch);
   st.fm_ema_decay = absl::GetFlag(FLAGS_fm_ema_decay);
   st.fm_sigma_min = absl::GetFlag(FLAGS_fm_sigma_min);
+  const std::string fm_path = absl::GetFlag(FLAGS_fm_path);
+  const std::string coupling = absl::GetFlag(FLAGS_coupling);
+  st.fm_vp = fm_path == "vp";
+  st.sinkhorn = coupling == "sinkhorn";
+  st.fm_options.sinkhorn_epsilon = absl::GetFlag(FLAGS_sinkhorn_epsilon);
+  const int64_t sinkhorn_max_iters = absl::GetFlag(FLAGS_sinkhorn_max_iters);
+  st.fm_options.sinkhorn_max_iters =
+      static_cast<int>(std::clamp<int64_t>(sinkhorn_max_iters, 0, 1000000000));
+  st.fm_options.sinkhorn_tol = absl::GetFlag(FLAGS_sinkhorn_tol);
   bool tols_ok = true, euler_ok = true;
   for (absl::string_view t :
        absl::StrSplit(absl::GetFlag(FLAGS_sample_tols), ',')) {
@@ -618,10 +683,27 @@ absl::Status Run(experiments::Experiment& ex) {
        st.fm_batch > 0 && st.fm_batch <= 512,
        "in [1, 512] (the exact OT coupling; 0: --batch)"},
       {"otcfm_batch", absl::GetFlag(FLAGS_otcfm_batch),
-       st.otcfm_batch > 0 && st.otcfm_batch <= 512,
-       "in [1, 512] (the exact OT coupling; 0: --fm_batch)"},
+       st.otcfm_batch > 0 && st.otcfm_batch <= (st.sinkhorn ? 2048 : 512),
+       st.sinkhorn ? "in [1, 2048] (the Sinkhorn coupling; 0: --fm_batch)"
+                   : "in [1, 512] (the exact OT coupling; 0: --fm_batch)"},
+      {"fm_path", fm_path, st.fm_vp || fm_path == "ot", "ot or vp"},
       {"fm_sigma_min", st.fm_sigma_min,
-       st.fm_sigma_min >= 0 && st.fm_sigma_min < 1, "in [0, 1)"},
+       (st.fm_vp ? st.fm_sigma_min > 0 : st.fm_sigma_min >= 0) &&
+           st.fm_sigma_min < 1,
+       st.fm_vp ? "in (0, 1) (the VP path)" : "in [0, 1)"},
+      {"coupling", coupling, st.sinkhorn || coupling == "exact",
+       "exact or sinkhorn"},
+      {"sinkhorn_epsilon", st.fm_options.sinkhorn_epsilon,
+       std::isfinite(st.fm_options.sinkhorn_epsilon) &&
+           st.fm_options.sinkhorn_epsilon > 0,
+       "finite and > 0 (relative to the batch's largest cost)"},
+      {"sinkhorn_max_iters", sinkhorn_max_iters,
+       sinkhorn_max_iters >= 1 && sinkhorn_max_iters <= 1000000000,
+       "in [1, 1e9]"},
+      {"sinkhorn_tol", st.fm_options.sinkhorn_tol,
+       std::isfinite(st.fm_options.sinkhorn_tol) &&
+           st.fm_options.sinkhorn_tol > 0,
+       "finite and > 0"},
       {"rnode_lambda", st.rnode_lambda,
        std::isfinite(st.rnode_lambda) && st.rnode_lambda >= 0,
        "finite and >= 0"},
@@ -641,18 +723,25 @@ absl::Status Run(experiments::Experiment& ex) {
                                  64.0 * (st.test_size + st.batch)),
       absl::StrCat("--batch=", st.batch, " --test_size=", st.test_size)));
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  const std::string coupling_desc =
+      st.sinkhorn
+          ? absl::StrFormat("sinkhorn (eps %g, <= %d iterations, tol %g)",
+                            st.fm_options.sinkhorn_epsilon,
+                            st.fm_options.sinkhorn_max_iters,
+                            st.fm_options.sinkhorn_tol)
+          : "exact";
   std::printf(
       "ConcatSquash d-h-h-d tanh (h = 64, 256 for digits), Adam; ML: lr %g "
       "(%s), batch %ld, %ld steps; flow matching: lr %g (%s, warm-up %g), "
-      "batch %ld (OT-CFM %ld), %ld steps, sigma_min %g, EMA %g; scored by "
-      "dopri5 "
-      "rtol=atol=1e-5, exact trace, %ld test points (toy sets)\n",
+      "batch %ld (OT-CFM %ld), %ld steps, %s path, sigma_min %g, EMA %g, "
+      "OT-CFM coupling %s; scored by dopri5 rtol=atol=1e-5, exact trace, %ld "
+      "test points (toy sets)\n",
       st.lr, st.cosine ? "cosine" : "constant", static_cast<long>(st.batch),
       static_cast<long>(st.steps), st.fm_lr,
       st.fm_cosine ? "cosine" : "constant", st.fm_warmup,
       static_cast<long>(st.fm_batch), static_cast<long>(st.otcfm_batch),
-      static_cast<long>(st.fm_steps), st.fm_sigma_min, st.fm_ema_decay,
-      static_cast<long>(st.test_size));
+      static_cast<long>(st.fm_steps), st.fm_vp ? "VP" : "OT", st.fm_sigma_min,
+      st.fm_ema_decay, coupling_desc.c_str(), static_cast<long>(st.test_size));
   ex.config()["data"] = sets;
   ex.config()["methods"] = methods;
   ex.config()["steps"] = st.steps;
@@ -672,6 +761,11 @@ absl::Status Run(experiments::Experiment& ex) {
   ex.config()["otcfm_batch"] = st.otcfm_batch;
   ex.config()["fm_ema_decay"] = st.fm_ema_decay;
   ex.config()["fm_sigma_min"] = st.fm_sigma_min;
+  ex.config()["fm_path"] = fm_path;
+  ex.config()["coupling"] = coupling;
+  ex.config()["sinkhorn_epsilon"] = st.fm_options.sinkhorn_epsilon;
+  ex.config()["sinkhorn_max_iters"] = st.fm_options.sinkhorn_max_iters;
+  ex.config()["sinkhorn_tol"] = st.fm_options.sinkhorn_tol;
   ex.config()["sample_tols"] = st.sample_tols;
   ex.config()["euler_steps"] = st.euler_steps;
   ex.config()["first_step"] = st.first_step;

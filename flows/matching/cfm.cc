@@ -54,6 +54,16 @@ absl::Status CoupleGroup(const Tensor& x0, const Tensor& x1,
     so.max_iters = o.sinkhorn_max_iters;
     so.tol = o.sinkhorn_tol;
     FT_ASSIGN_OR_RETURN(SinkhornResult plan, Sinkhorn(cost, so));
+    // A plan off its marginals would bias the pairs: never used silently.
+    if (!plan.converged)
+      return absl::FailedPreconditionError(absl::StrCat(
+          "flow matching: the Sinkhorn coupling of ", n,
+          " rows did not converge: marginal error ", plan.marginal_error,
+          " > sinkhorn_tol = ", o.sinkhorn_tol, " after ", plan.iterations,
+          " iterations (sinkhorn_max_iters = ", o.sinkhorn_max_iters,
+          ", sinkhorn_epsilon = ", o.sinkhorn_epsilon,
+          "); raise sinkhorn_max_iters or sinkhorn_epsilon, or loosen "
+          "sinkhorn_tol"));
     FT_ASSIGN_OR_RETURN(local,
                         SampleCoupling(plan.plan, static_cast<int>(n), rng));
   }

@@ -18,7 +18,11 @@
 //                 (max_assignment_batch; O(N^3) worst case).
 //   kSinkhorn:    N pairs drawn i.i.d. from the entropic plan P of C / max C
 //                 with eps = sinkhorn_epsilon (sinkhorn.h, coupling.h; as
-//                 torchcfm's OTPlanSampler with normalised cost).
+//                 torchcfm's OTPlanSampler with normalised cost). P must
+//                 converge: L1 marginal error <= sinkhorn_tol within
+//                 sinkhorn_max_iters iterations, else the call fails
+//                 (a plan off its marginals would bias the pairs; torchcfm,
+//                 through POT, only warns).
 // Either OT coupling keeps both marginals (x0 rows are i.i.d. source draws,
 // x1 the data rows). With a context, pairs are formed only between rows of
 // equal context (x1 row j carries c_j; rows are grouped by identical
@@ -32,7 +36,10 @@
 // CfmLoss on the pairs (x0_i, x1_j, c_j). Draws, in order: x0 (N d
 // normals), t (N uniforms), then the coupling's (Sinkhorn: N uniforms).
 // Errors (Status): an exact-OT batch above max_assignment_batch, a
-// non-finite x1 (the cost), an x1 or context of the wrong shape.
+// non-finite x1 (the cost), an x1 or context of the wrong shape
+// (InvalidArgument); a Sinkhorn plan that did not converge
+// (FailedPrecondition, naming the marginal error, the iterations and the
+// options to change).
 #ifndef FLOWTAPE_FLOWS_MATCHING_CFM_H_
 #define FLOWTAPE_FLOWS_MATCHING_CFM_H_
 

@@ -114,6 +114,14 @@ expect benchmarks/cnf_training_methods "--fm_lr_schedule=linear: must be constan
 expect benchmarks/cnf_training_methods "--fm_warmup=1: must be in [0, 1)" --fm_warmup=1
 expect benchmarks/cnf_training_methods "--fm_batch=600: must be in [1, 512]" --fm_batch=600
 expect benchmarks/cnf_training_methods "--otcfm_batch=-1: must be in [1, 512]" --otcfm_batch=-1
+expect benchmarks/cnf_training_methods "--otcfm_batch=600: must be in [1, 512]" --otcfm_batch=600
+expect benchmarks/cnf_training_methods "--otcfm_batch=3000: must be in [1, 2048] (the Sinkhorn" --otcfm_batch=3000 --coupling=sinkhorn
+expect benchmarks/cnf_training_methods "--fm_path=diffusion: must be ot or vp" --fm_path=diffusion
+expect benchmarks/cnf_training_methods "--fm_sigma_min=0: must be in (0, 1) (the VP path)" --fm_path=vp --fm_sigma_min=0
+expect benchmarks/cnf_training_methods "--coupling=hungarian: must be exact or sinkhorn" --coupling=hungarian
+expect benchmarks/cnf_training_methods "--sinkhorn_epsilon=0: must be finite and > 0" --sinkhorn_epsilon=0
+expect benchmarks/cnf_training_methods "--sinkhorn_max_iters=0: must be in [1, 1e9]" --sinkhorn_max_iters=0
+expect benchmarks/cnf_training_methods "--sinkhorn_tol=nan: must be finite and > 0" --sinkhorn_tol=nan
 
 # Catalogues too small for a nonempty 80/10/10 split: a clear error (a
 # one-row catalogue used to crash the mixture model, and 2-9 rows trained

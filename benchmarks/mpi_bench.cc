@@ -159,7 +159,7 @@ BENCHMARK(BM_MpiAllReduce)
 int main(int argc, char** argv) {
   using flowtape::comm;
   absl::StatusOr<flowtape::parallel::Communicator*> c =
-      flowtape::parallel::CommunicatorFromEnvironment();
+      flowtape::parallel::mpi::CommunicatorFromEnvironment();
   if (!c.ok()) {
     std::fprintf(stderr, "%s\n", c.status().ToString().c_str());
     return 2;

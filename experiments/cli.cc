@@ -307,7 +307,7 @@ absl::StatusOr<training::ThreadedTraining> Experiment::Train(
     const training::ReplicaFactory& make, const training::TrainData& data,
     training::TrainOptions options) {
   FT_ASSIGN_OR_RETURN(parallel::Communicator * comm,
-                      parallel::CommunicatorFromEnvironment());
+                      parallel::mpi::CommunicatorFromEnvironment());
   if (comm == nullptr) {
     options.threads = threads_;
     return training::TrainNllThreads(make, data, options);

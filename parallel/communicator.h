@@ -1,7 +1,7 @@
 // Communicator: the collective operations of data-parallel training, over a
 // group of `size()` ranks that all call the same operations in the same order
 // (SPMD). Implementations: ThreadCommunicator (thread_communicator.h, ranks
-// are threads of one process) and MpiCommunicator (mpi/mpi_communicator.h,
+// are threads of one process) and mpi::MpiCommunicator (mpi/mpi_communicator.h,
 // ranks are the processes of an MPI job).
 //
 //   AllReduceSum(buf):  buf_r <- s  on every rank r, where element-wise

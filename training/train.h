@@ -83,7 +83,7 @@
 //
 // Using MPI (one process per rank, launched by mpirun; the same binary runs
 // alone when not): options.communicator =
-// parallel::CommunicatorFromEnvironment() (parallel/mpi/mpi_communicator.h;
+// parallel::mpi::CommunicatorFromEnvironment() (parallel/mpi/mpi_communicator.h;
 // nullptr outside mpirun). Every process loads the same TrainData; only rank
 // 0's model, checkpoint and log matter. A checkpoint resumes under any
 // number of ranks (load it into every rank's model and optimizer, or only

@@ -17,7 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "autodiff/check.h"
 
-namespace flowtape::parallel {
+namespace flowtape::parallel::mpi {
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -368,4 +368,4 @@ absl::StatusOr<Communicator*> CommunicatorFromEnvironment() {
   return process->comm.get();
 }
 
-}  // namespace flowtape::parallel
+}  // namespace flowtape::parallel::mpi

@@ -49,7 +49,7 @@
 #include "absl/time/time.h"
 #include "parallel/communicator.h"
 
-namespace flowtape::parallel {
+namespace flowtape::parallel::mpi {
 
 // True iff this process was started by Open MPI's mpirun.
 bool LaunchedByMpirun();
@@ -118,6 +118,6 @@ class MpiCommunicator final : public Communicator {
 // FLOWTAPE_MPI_TIMEOUT_SECONDS.
 absl::StatusOr<Communicator*> CommunicatorFromEnvironment();
 
-}  // namespace flowtape::parallel
+}  // namespace flowtape::parallel::mpi
 
 #endif  // FLOWTAPE_PARALLEL_MPI_MPI_COMMUNICATOR_H_

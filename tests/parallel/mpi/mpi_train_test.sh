@@ -13,7 +13,7 @@
 #     survivors name the failed rank (empty data) or the timeout (stopped).
 set -euo pipefail
 
-bin=$TEST_SRCDIR/flowtape/tests/parallel/mpi_train_main
+bin=$TEST_SRCDIR/flowtape/tests/parallel/mpi/mpi_train_main
 tmp=$TEST_TMPDIR
 export HOME=$tmp  # Open MPI writes session files under it
 # Shared memory between the ranks of one machine (no network, no

@@ -5,7 +5,7 @@
 # reports an improper exit: every rank's "rank r: OK" line is the verdict).
 set -euo pipefail
 
-bin=$TEST_SRCDIR/flowtape/tests/parallel/mpi_communicator_test_main
+bin=$TEST_SRCDIR/flowtape/tests/parallel/mpi/mpi_communicator_test_main
 export HOME=$TEST_TMPDIR  # Open MPI writes session files under it
 # One gtest per rank: none of them writes the test runner's files.
 unset TEST_PREMATURE_EXIT_FILE XML_OUTPUT_FILE GTEST_OUTPUT

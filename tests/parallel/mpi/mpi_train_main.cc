@@ -1,7 +1,7 @@
 // The program mpi_train_test.sh runs with and without mpirun: TrainNll of a
 // small float64 MAF (4-D data, Adam) or Glow (2x4x4 images, SGD with
 // momentum; see data_parallel_test.cc for why not Adam) on the group of
-// parallel::CommunicatorFromEnvironment(), then on rank 0:
+// parallel::mpi::CommunicatorFromEnvironment(), then on rank 0:
 //   --out=F        writes the parameters and buffers (one per line, %.17g),
 //                  then "losses", then the per-step losses;
 //   --reference=F  compares parameters and losses with a file of --out's
@@ -76,7 +76,7 @@ bool ReadOut(const std::string& path, std::vector<double>& params,
 
 int Run() {
   absl::StatusOr<parallel::Communicator*> comm =
-      parallel::CommunicatorFromEnvironment();
+      parallel::mpi::CommunicatorFromEnvironment();
   if (!comm.ok()) {
     std::cerr << comm.status() << "\n";
     return 2;

@@ -21,7 +21,7 @@
 #include "autodiff/rng.h"
 #include "gtest/gtest.h"
 
-namespace flowtape::parallel {
+namespace flowtape::parallel::mpi {
 namespace {
 
 MpiEnvironment* env = nullptr;
@@ -127,16 +127,16 @@ TEST(MpiFailure, AbsentRankTimesOut) {
 }
 
 }  // namespace
-}  // namespace flowtape::parallel
+}  // namespace flowtape::parallel::mpi
 
 int main(int argc, char** argv) {
   testing::InitGoogleTest(&argc, argv);
-  auto env = flowtape::parallel::MpiEnvironment::Create();
+  auto env = flowtape::parallel::mpi::MpiEnvironment::Create();
   if (!env.ok()) {
     fprintf(stderr, "%s\n", env.status().ToString().c_str());
     return 2;
   }
-  flowtape::parallel::env = env->get();
+  flowtape::parallel::mpi::env = env->get();
   // Only rank 0 prints gtest's report (every rank's failures still print).
   if ((*env)->world_rank() != 0) {
     auto& listeners = testing::UnitTest::GetInstance()->listeners();
@@ -147,7 +147,7 @@ int main(int argc, char** argv) {
   // without MPI_Finalize, and mpirun then ends the job).
   printf("rank %d: %s\n", (*env)->world_rank(), failed ? "FAILED" : "OK");
   fflush(stdout);
-  auto comm = flowtape::parallel::MpiCommunicator::Create(**env);
+  auto comm = flowtape::parallel::mpi::MpiCommunicator::Create(**env);
   if (!comm.ok() || !(*comm)->Barrier().ok()) return 2;
   return failed;
 }

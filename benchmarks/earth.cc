@@ -42,8 +42,10 @@
 //            the chordal cost |x0 - x1|^2, monotone in the geodesic
 //            distance; batch 256, at most 512) and times t = 1 - (1 - u)^2
 //            (--rfm_t_power: more of the batch near the data)
-//            (training::TrainFlowMatching: Adam 5e-3 with cosine decay, EMA
-//            0.999, validation NLL every steps / 2); likelihoods by the
+//            (training::TrainFlowMatchingThreads on the --threads replicas,
+//            each drawing the whole batch's x0, t and pairs and regressing
+//            on its rows: Adam 5e-3 with cosine decay, EMA 0.999,
+//            validation NLL every steps / 2); likelihoods by the
 //            projected RK4 flow with the exact Riemannian divergence, step
 //            0.02 for validation and 0.01 for the test NLL and the map
 //            (a 180 x 90 grid: the map costs 800 field passes per point);
@@ -74,6 +76,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -363,60 +366,80 @@ struct RfmModel {
   std::shared_ptr<ManifoldDensity> half;     // the same at half the step
 };
 
+// Flow matching on `threads` replicas (TrainFlowMatchingThreads): every
+// replica draws x0, t and the OT pairs of the whole global batch from the
+// shared stream and regresses on its rows, so the run does not depend on
+// the thread count. Rank 0's models land in `out`.
 absl::StatusOr<training::ThreadedTraining> TrainRfm(
     const RfmConfig& c, const training::TrainData& data,
-    const training::TrainOptions& base, RfmModel* out) {
-  Rng rng(77 + base.seed);
-  FT_ASSIGN_OR_RETURN(out->fine, models::MakeSphereModel(c.spec, {}, rng));
-  const auto& chain = static_cast<const ManifoldFlowModel&>(*out->fine).flows();
-  const std::shared_ptr<flows::cnf::CnfDynamics> field =
-      static_cast<const manifolds::SphereCnf&>(*chain.at(0)).field();
-  auto with_step =
-      [&](double h) -> absl::StatusOr<std::shared_ptr<ManifoldDensity>> {
-    FT_ASSIGN_OR_RETURN(std::shared_ptr<manifolds::SphereCnf> cnf,
-                        manifolds::SphereCnf::Create(field, h));
-    return std::make_shared<ManifoldFlowModel>(
-        std::make_shared<UniformSphere>(3),
-        std::vector<std::shared_ptr<flows::Flow>>{cnf});
-  };
-  FT_ASSIGN_OR_RETURN(out->trained, with_step(0.02));
-  FT_ASSIGN_OR_RETURN(out->half, with_step(c.spec.field.step_size / 2));
+    const training::TrainOptions& base, int threads, RfmModel* out) {
   flows::matching::FlowMatchingOptions fm_options;
   fm_options.coupling = c.coupling;
   const auto path = std::make_shared<manifolds::GeodesicSpherePath>();
   const flows::matching::SourceSampler source =
       manifolds::UniformSphereSource(3);
-  // The CFM loss with t = 1 - (1 - u)^p (the minimiser is still the marginal
-  // field at every t; p > 1 spends more of the batch near the data).
-  auto loss = [=](const Tensor& x1, const Tensor&,
-                  Rng& r) -> absl::StatusOr<Tensor> {
-    const int64_t n = x1.dim(0);
-    const Tensor x0 = source(n, x1.dtype(), r);
-    std::vector<double> tv(n);
-    for (double& v : tv) {
-      v = r.Uniform();
-      if (c.t_power != 1) v = 1.0 - std::pow(1.0 - v, c.t_power);
+  std::mutex mu;
+  training::FlowMatchingReplicaFactory make =
+      [&](int rank) -> absl::StatusOr<training::FlowMatchingReplica> {
+    RfmModel m;
+    Rng rng(77 + base.seed);
+    FT_ASSIGN_OR_RETURN(m.fine, models::MakeSphereModel(c.spec, {}, rng));
+    const auto& chain = static_cast<const ManifoldFlowModel&>(*m.fine).flows();
+    const std::shared_ptr<flows::cnf::CnfDynamics> field =
+        static_cast<const manifolds::SphereCnf&>(*chain.at(0)).field();
+    auto with_step =
+        [&](double h) -> absl::StatusOr<std::shared_ptr<ManifoldDensity>> {
+      FT_ASSIGN_OR_RETURN(std::shared_ptr<manifolds::SphereCnf> cnf,
+                          manifolds::SphereCnf::Create(field, h));
+      return std::make_shared<ManifoldFlowModel>(
+          std::make_shared<UniformSphere>(3),
+          std::vector<std::shared_ptr<flows::Flow>>{cnf});
+    };
+    FT_ASSIGN_OR_RETURN(m.trained, with_step(0.02));
+    FT_ASSIGN_OR_RETURN(m.half, with_step(c.spec.field.step_size / 2));
+    // The CFM loss with t = 1 - (1 - u)^p (the minimiser is still the
+    // marginal field at every t; p > 1 spends more of the batch near the
+    // data), of rows [begin, end) of the batch.
+    training::ShardedFlowMatchingLossFn loss =
+        [=](const Tensor& x1, const Tensor&, Rng& r, int64_t begin,
+            int64_t end) -> absl::StatusOr<Tensor> {
+      const int64_t n = x1.dim(0);
+      const Tensor x0 = source(n, x1.dtype(), r);
+      std::vector<double> tv(n);
+      for (double& v : tv) {
+        v = r.Uniform();
+        if (c.t_power != 1) v = 1.0 - std::pow(1.0 - v, c.t_power);
+      }
+      const Tensor t = Tensor::FromVector({n, 1}, tv, x1.dtype());
+      auto part = [&](const Tensor& v) {
+        return begin == 0 && end == n ? v : Narrow(v, 0, begin, end - begin);
+      };
+      if (fm_options.coupling == flows::matching::CouplingKind::kIndependent)
+        return flows::matching::CfmLoss(*field, *path, part(x0), part(x1),
+                                        part(t));
+      FT_ASSIGN_OR_RETURN(
+          std::vector<flows::matching::IndexPair> pairs,
+          flows::matching::PairMinibatch(x0, x1, Tensor(), fm_options, r));
+      std::vector<int64_t> is, js;
+      for (int64_t k = begin; k < end; ++k) {
+        is.push_back(pairs[k].i);
+        js.push_back(pairs[k].j);
+      }
+      return flows::matching::CfmLoss(*field, *path, IndexSelect(x0, 0, is),
+                                      IndexSelect(x1, 0, js), part(t));
+    };
+    training::NllFn nll = [trained = m.trained](const Tensor& b, const Tensor&,
+                                                Rng&) {
+      return -Mean(trained->LogProb(b));
+    };
+    auto adam = std::make_shared<nn::Adam>(*field, nn::AdamOptions{.lr = c.lr});
+    adam->set_schedule(nn::CosineAnnealingLr(c.lr, c.steps));
+    if (rank == 0) {
+      std::lock_guard<std::mutex> lock(mu);
+      *out = m;
     }
-    const Tensor t = Tensor::FromVector({n, 1}, tv, x1.dtype());
-    if (fm_options.coupling == flows::matching::CouplingKind::kIndependent)
-      return flows::matching::CfmLoss(*field, *path, x0, x1, t);
-    FT_ASSIGN_OR_RETURN(
-        std::vector<flows::matching::IndexPair> pairs,
-        flows::matching::PairMinibatch(x0, x1, Tensor(), fm_options, r));
-    std::vector<int64_t> is, js;
-    for (const auto& p : pairs) {
-      is.push_back(p.i);
-      js.push_back(p.j);
-    }
-    return flows::matching::CfmLoss(*field, *path, IndexSelect(x0, 0, is),
-                                    IndexSelect(x1, 0, js), t);
+    return training::FlowMatchingReplica{m.trained, nll, loss, adam, nullptr};
   };
-  const ManifoldDensity* m = out->trained.get();
-  training::NllFn nll = [m](const Tensor& b, const Tensor&, Rng&) {
-    return -Mean(m->LogProb(b));
-  };
-  auto adam = std::make_shared<nn::Adam>(*field, nn::AdamOptions{.lr = c.lr});
-  adam->set_schedule(nn::CosineAnnealingLr(c.lr, c.steps));
   training::FlowMatchingTrainOptions o;
   static_cast<training::TrainOptions&>(o) = base;
   o.batch_size = c.batch;
@@ -424,10 +447,11 @@ absl::StatusOr<training::ThreadedTraining> TrainRfm(
   o.eval_every = std::max<int64_t>(1, c.steps / 2);
   o.clip_grad_norm = 0;
   o.ema_decay = 0.999;
-  FT_ASSIGN_OR_RETURN(
-      training::TrainResult r,
-      training::TrainFlowMatching(*out->trained, nll, loss, *adam, data, o));
-  return training::ThreadedTraining{r, {out->trained, nll, adam}};
+  o.threads = threads;
+  FT_ASSIGN_OR_RETURN(training::ThreadedFlowMatching run,
+                      training::TrainFlowMatchingThreads(make, data, o));
+  return training::ThreadedTraining{
+      run.result, {run.replica.model, run.replica.nll, run.replica.optimizer}};
 }
 
 double MeanNll(const ManifoldDensity& model, const Tensor& x) {
@@ -717,7 +741,8 @@ absl::Status Run(experiments::Experiment& ex) {
             Cast(split.train, dtype), Cast(split.val, dtype), {}, {}};
         RfmModel rfm_model;
         absl::StatusOr<training::ThreadedTraining> trained =
-            name == "rfm" ? TrainRfm(RfmFor(rfm, set), data, topt, &rfm_model)
+            name == "rfm" ? TrainRfm(RfmFor(rfm, set), data, topt, ex.threads(),
+                                     &rfm_model)
                           : ex.Train(make, data, topt);
         FT_ASSIGN_OR_RETURN(training::ThreadedTraining run, trained);
         const training::TrainResult* r = &run.result;

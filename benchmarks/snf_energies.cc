@@ -16,7 +16,10 @@
 // mcmc_steps Metropolis (snf_mh), unadjusted Langevin (snf_langevin) or MALA
 // (snf_mala) steps on the energy interpolated from |x|^2 / 2 to u. Adam,
 // cosine schedule, inverse temperature annealed from 0.01 to 1 over the
-// first half (as Rezende & Mohamed), training by TrainReverseKl.
+// first half (as Rezende & Mohamed), training by TrainReverseKl on --threads
+// replicas (TrainReverseKlThreads; an SNF's stochastic layers then draw
+// their noise per replica, so runs on different thread counts agree in
+// distribution, not bit for bit).
 // Evaluation on --eval fresh samples (training/importance.h): the free
 // energy F = E[u(x) + log_prob] (for SNFs over paths), KL = F + log Z with
 // log Z by quadrature (midpoint rule, h = 0.01), the importance-weighted
@@ -60,6 +63,7 @@
 #include "nn/schedule.h"
 #include "training/importance.h"
 #include "training/reverse_kl.h"
+#include "training/train_threads.h"
 
 ABSL_FLAG(std::string, energies, "u1,u2,u3,u4,double_well",
           "targets: u1..u4 (Rezende & Mohamed), double_well (SNF paper)");
@@ -129,25 +133,35 @@ absl::StatusOr<Row> TrainOne(experiments::Experiment& ex,
   o.step_size = absl::GetFlag(FLAGS_step_size);
   o.learn_step_size = absl::GetFlag(FLAGS_learn_step_size);
   const uint64_t seed = absl::GetFlag(FLAGS_seed);
-  Rng init(seed);
-  FT_ASSIGN_OR_RETURN(auto flow, flows::MakeSnf(o, init));
-  flows::FlowModel model(
-      std::make_shared<flows::StandardNormal>(Shape{target->dim()}), flow);
-  model.To(ex.dtype());
   const int64_t steps = absl::GetFlag(FLAGS_steps);
   const double lr = absl::GetFlag(FLAGS_lr);
-  nn::Adam adam(model, {.lr = lr});
-  adam.set_schedule(nn::CosineAnnealingLr(lr, steps));
+  const training::LogDensityFn log_p = training::EnergyLogDensity(target);
+  // One replica per --threads thread, each taking its share of every step's
+  // samples (training/reverse_kl.h: the base draws are shared, a stochastic
+  // layer's draws are each replica's own).
+  training::ReverseKlReplicaFactory make =
+      [&](int) -> absl::StatusOr<training::ReverseKlReplica> {
+    Rng init(seed);
+    FT_ASSIGN_OR_RETURN(auto flow, flows::MakeSnf(o, init));
+    auto model = std::make_shared<flows::FlowModel>(
+        std::make_shared<flows::StandardNormal>(Shape{target->dim()}), flow);
+    model->To(ex.dtype());
+    auto adam = std::make_shared<nn::Adam>(*model, nn::AdamOptions{.lr = lr});
+    adam->set_schedule(nn::CosineAnnealingLr(lr, steps));
+    return training::ReverseKlReplica{model, log_p, adam};
+  };
   training::ReverseKlOptions t;
   t.batch_size = absl::GetFlag(FLAGS_batch);
   t.steps = steps;
   t.anneal_steps = steps / 2;
   t.log_every = std::max<int64_t>(1, steps / 4);
   t.seed = seed + 1;
-  const training::LogDensityFn log_p = training::EnergyLogDensity(target);
+  t.threads = ex.threads();
   const auto start = std::chrono::steady_clock::now();
-  FT_ASSIGN_OR_RETURN(training::ReverseKlResult r,
-                      training::TrainReverseKl(model, log_p, adam, t));
+  FT_ASSIGN_OR_RETURN(training::ThreadedReverseKl trained,
+                      training::TrainReverseKlThreads(make, t));
+  const training::ReverseKlResult& r = trained.result;
+  const flows::FlowModel& model = *trained.replica.model;
   Row row;
   row.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
@@ -215,7 +229,6 @@ absl::Status CheckSnfFlags() {
 
 absl::Status Run(experiments::Experiment& ex) {
   FT_RETURN_IF_ERROR(CheckSnfFlags());
-  ex.SingleThreaded("reverse-KL training runs its own loop");
   ex.set_seed(absl::GetFlag(FLAGS_seed));
   const std::vector<std::string> energies =
       absl::StrSplit(absl::GetFlag(FLAGS_energies), ',', absl::SkipEmpty());

@@ -32,8 +32,9 @@
 // {"target", "model", "seed", "layers", "bins", "components", "hidden",
 // "dtype"} (MakeFlow below with those settings in a FlowModel with a
 // UniformSphereBase, then LoadCheckpoint, rebuilds it; these recursive
-// flows are not a models/sphere_model.h kind). Its own training loop:
-// --threads is ignored (one replica).
+// flows are not a models/sphere_model.h kind). --threads: replicas per
+// run (TrainReverseKlThreads, each taking its share of every step's
+// samples; the same run on any thread count, up to rounding).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -63,6 +64,7 @@
 #include "nn/optim.h"
 #include "training/importance.h"
 #include "training/reverse_kl.h"
+#include "training/train_threads.h"
 
 ABSL_FLAG(bool, full, false, "5 seeds, 20000 steps");
 ABSL_FLAG(int, seeds, 0, "seeds per model (0 = mode default: 3, --full 5)");
@@ -178,24 +180,30 @@ absl::Status Run(experiments::Experiment& ex) {
   std::map<std::string, std::vector<double>> kl, ess;
   for (const std::string& name : models) {
     for (int seed = 0; seed < seeds; ++seed) {
-      Rng init(300 + seed);
-      FT_ASSIGN_OR_RETURN(std::shared_ptr<flows::Flow> flow,
-                          MakeFlow(name, settings, init));
-      flows::FlowModel model(std::make_shared<manifolds::UniformSphereBase>(),
-                             flow);
-      model.To(ex.dtype());
-      nn::AdamOptions adam;
-      adam.lr = lr;
-      nn::Adam opt(model, adam);
+      training::ReverseKlReplicaFactory make =
+          [&](int) -> absl::StatusOr<training::ReverseKlReplica> {
+        Rng init(300 + seed);
+        FT_ASSIGN_OR_RETURN(std::shared_ptr<flows::Flow> flow,
+                            MakeFlow(name, settings, init));
+        auto model = std::make_shared<flows::FlowModel>(
+            std::make_shared<manifolds::UniformSphereBase>(), flow);
+        model->To(ex.dtype());
+        auto opt =
+            std::make_shared<nn::Adam>(*model, nn::AdamOptions{.lr = lr});
+        return training::ReverseKlReplica{model, log_p, opt};
+      };
       training::ReverseKlOptions o;
       o.batch_size = batch;
       o.steps = steps;
       o.log_every = 0;
       o.seed = seed;
       o.clip_grad_norm = 100.0;
+      o.threads = ex.threads();
       const auto start = std::chrono::steady_clock::now();
-      FT_ASSIGN_OR_RETURN(training::ReverseKlResult r,
-                          training::TrainReverseKl(model, log_p, opt, o));
+      FT_ASSIGN_OR_RETURN(training::ThreadedReverseKl trained,
+                          training::TrainReverseKlThreads(make, o));
+      const training::ReverseKlResult& r = trained.result;
+      const flows::FlowModel& model = *trained.replica.model;
       const double secs = std::chrono::duration<double>(
                               std::chrono::steady_clock::now() - start)
                               .count();

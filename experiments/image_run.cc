@@ -1,6 +1,7 @@
 #include "experiments/image_run.h"
 
 #include <algorithm>
+#include <functional>
 #include <iostream>
 #include <memory>
 #include <mutex>
@@ -69,15 +70,14 @@ absl::Status FitPixelMixture(const models::ImageFlow& f, const Tensor& pixels,
                           Tensor::FromVector({2, d}, q));
 }
 
-// A flow whose model is a matched field's CNF (zoo "cfm"): conditional flow
-// matching on the OT path (the field's sigma_min, independent pairs)
-// regresses the field on the transformed images; validation by the
-// pipeline's NLL. One process (TrainFlowMatching takes no communicator).
-absl::StatusOr<training::TrainResult> TrainImagesByFlowMatching(
-    Experiment& ex, const models::ImageFlow& f,
-    std::shared_ptr<flows::cnf::CnfDynamics> velocity,
-    const models::ImageRunConfig& c, const training::TrainData& d) {
-  ex.SingleThreaded("flow matching trains in one process");
+// The flow-matching objective of a matched field's CNF (zoo "cfm"): the OT
+// path with the field's sigma_min, independent pairs. A mixture-baseline
+// field is first fitted to the transformed images of `f`.
+absl::StatusOr<std::shared_ptr<flows::matching::FlowMatching>>
+MakeImageObjective(const models::ImageFlow& f,
+                   std::shared_ptr<flows::cnf::CnfDynamics> velocity,
+                   const models::ImageRunConfig& c,
+                   const training::TrainData& d) {
   if (auto* mix =
           dynamic_cast<flows::cnf::MixtureBaselineVelocity*>(velocity.get())) {
     FT_RETURN_IF_ERROR(FitPixelMixture(f, d.train, c.seed, *mix));
@@ -89,18 +89,54 @@ absl::StatusOr<training::TrainResult> TrainImagesByFlowMatching(
   }
   FT_ASSIGN_OR_RETURN(auto path, flows::matching::AffinePath::OptimalTransport(
                                      FieldSigmaMin(*velocity)));
-  FT_ASSIGN_OR_RETURN(
-      std::shared_ptr<flows::matching::FlowMatching> fm,
-      flows::matching::FlowMatching::Create(std::move(velocity), path));
-  training::FlowMatchingLossFn loss = [&f, fm](const Tensor& pixels,
-                                               const Tensor& ctx, Rng& rng) {
-    return fm->Loss(f.Input(pixels, rng), ctx, rng);
+  return flows::matching::FlowMatching::Create(std::move(velocity), path);
+}
+
+// A flow whose model is a matched field's CNF: conditional flow matching
+// regresses the field on the transformed images; validation by the
+// pipeline's NLL. Replicas on the experiment's threads
+// (TrainFlowMatchingThreads): each dequantises every image of the global
+// batch from the shared stream and keeps its rows (FlowMatching::LossOfRows),
+// so the run does not depend on the thread count. Rank 0's flow lands in
+// `out` (the final check, through ImageTrainOptions, sees it).
+absl::StatusOr<training::TrainResult> TrainImagesByFlowMatching(
+    Experiment& ex, models::ImageFlow& out,
+    const std::function<absl::StatusOr<models::ImageFlow>()>& make_flow,
+    const models::ImageRunConfig& c, const training::TrainData& d) {
+  std::mutex mu;
+  training::FlowMatchingReplicaFactory make =
+      [&](int rank) -> absl::StatusOr<training::FlowMatchingReplica> {
+    FT_ASSIGN_OR_RETURN(models::ImageFlow f, make_flow());
+    std::shared_ptr<flows::cnf::CnfDynamics> velocity =
+        flows::matching::MatchedVelocity(*f.model->flow());
+    if (velocity == nullptr)
+      return absl::InternalError("flow matching: the flow has no field");
+    FT_ASSIGN_OR_RETURN(std::shared_ptr<flows::matching::FlowMatching> fm,
+                        MakeImageObjective(f, velocity, c, d));
+    if (rank == 0) {
+      std::lock_guard<std::mutex> lock(mu);
+      out = f;
+    }
+    training::ShardedFlowMatchingLossFn loss =
+        [f, fm](const Tensor& pixels, const Tensor& ctx, Rng& rng,
+                int64_t begin, int64_t end) {
+          return fm->LossOfRows(f.Input(pixels, rng), ctx, rng, begin, end);
+        };
+    // By value: f.AsNllFn() would refer to this local.
+    training::NllFn nll = [f](const Tensor& x, const Tensor& ctx, Rng& r) {
+      return f.Nll(x, r, ctx);
+    };
+    return training::FlowMatchingReplica{f.model, nll, loss,
+                                         models::ImageAdam(f, c), nullptr};
   };
   training::FlowMatchingTrainOptions o;
-  static_cast<training::TrainOptions&>(o) = models::ImageTrainOptions(f, d, c);
+  static_cast<training::TrainOptions&>(o) =
+      models::ImageTrainOptions(out, d, c);
   o.communicator = nullptr;
-  std::shared_ptr<nn::Adam> adam = models::ImageAdam(f, c);
-  return training::TrainFlowMatching(*f.model, f.AsNllFn(), loss, *adam, d, o);
+  o.threads = ex.threads();
+  FT_ASSIGN_OR_RETURN(training::ThreadedFlowMatching run,
+                      training::TrainFlowMatchingThreads(make, d, o));
+  return run.result;
 }
 
 }  // namespace
@@ -123,14 +159,13 @@ absl::StatusOr<ImageRun> TrainImages(Experiment& ex, const std::string& flow,
   ImageRun out;
   FT_ASSIGN_OR_RETURN(out.flow, make_flow());
   int64_t log_every = 0;
-  if (auto velocity =
-          flows::matching::MatchedVelocity(*out.flow.model->flow())) {
+  if (flows::matching::MatchedVelocity(*out.flow.model->flow()) != nullptr) {
     std::cerr << absl::StrFormat(
         "training %s by flow matching: %d train / %d val images, %d steps of "
-        "%d\n",
-        flow, n_train, n_val, c.steps, c.batch);
+        "%d, %d thread(s)\n",
+        flow, n_train, n_val, c.steps, c.batch, ex.threads());
     FT_ASSIGN_OR_RETURN(
-        out.result, TrainImagesByFlowMatching(ex, out.flow, velocity, c, d));
+        out.result, TrainImagesByFlowMatching(ex, out.flow, make_flow, c, d));
     log_every = models::ImageTrainOptions(out.flow, d, c).log_every;
   } else {
     std::mutex mu;

@@ -15,11 +15,14 @@
 // A flow whose model is a matched field's CNF (zoo "cfm",
 // flows/matching/cfm_flow.h) trains instead by conditional flow matching on
 // the OT path (sigma_min 1e-4) over the transformed images y
-// (ImageFlow::Input), in one process (training/train_flow_matching.h: EMA
-// 0.999, validation by the pipeline's NLL, the same split, schedule and
-// model check). The zoo's cfm field is a ConcatSquash residual over a
-// per-pixel two-component mixture field (flows/cnf/
-// mixture_baseline_velocity.h), fitted here before training to the
+// (ImageFlow::Input), on the same --threads replicas
+// (training/train_flow_matching.h, TrainFlowMatchingThreads: every replica
+// dequantises the whole global batch from the shared stream and regresses
+// on its rows; EMA 0.999, validation by the pipeline's NLL, the same split,
+// schedule and model check). Every replica fits the mixture below (the same
+// fit; rank 0's state is broadcast anyway). The zoo's cfm field is a
+// ConcatSquash residual over a per-pixel two-component mixture field
+// (flows/cnf/ mixture_baseline_velocity.h), fitted here before training to the
 // transformed training images: background pixels (level 0) and the rest,
 // each component's frequency, mean and variance per pixel.
 #ifndef FLOWTAPE_EXPERIMENTS_IMAGE_RUN_H_

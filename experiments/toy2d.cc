@@ -9,7 +9,8 @@
 // validation and a 10000 point test set), prints the test NLL in nats and
 // writes density.png, samples.png (data | model) and loss.png (training and
 // validation NLL per step).
-// Reverse KL: prints the free energy F = E_q[log q - log p~] and, for U1,
+// Reverse KL (on --threads replicas, each taking its share of every step's
+// samples): prints the free energy F = E_q[log q - log p~] and, for U1,
 // KL(q || p) = F + log Z (log Z by quadrature; U2-U4 are improper along z1,
 // so only F is meaningful), and writes density.png (target | q) and
 // samples.png (samples of q); history.csv's train_loss is the minibatch F.
@@ -191,23 +192,33 @@ absl::Status Run(Experiment& ex) {
   std::shared_ptr<const flows::FlowModel> trained;
   Tensor shown;  // data samples for the left scatter plot
   if (!energy_name.empty()) {
-    ex.SingleThreaded("reverse KL trains one model");
     FT_ASSIGN_OR_RETURN(training::Energy energy,
                         training::ParseEnergy(energy_name));
-    FT_ASSIGN_OR_RETURN(training::Replica replica, make(0));
-    const auto& model = static_cast<const flows::FlowModel&>(*replica.model);
-    std::cout << absl::StrFormat("%s on %s: %d parameters\n", model.name(),
-                                 what, model.NumParameters());
     auto log_p = training::EnergyLogDensity(energy);
+    // Replicas on --threads threads, each taking its share of every step's
+    // samples (training/reverse_kl.h).
+    training::ReverseKlReplicaFactory make_kl =
+        [&](int rank) -> absl::StatusOr<training::ReverseKlReplica> {
+      FT_ASSIGN_OR_RETURN(training::Replica replica, make(rank));
+      return training::ReverseKlReplica{
+          std::static_pointer_cast<const flows::FlowModel>(replica.model),
+          log_p, replica.optimizer};
+    };
     training::ReverseKlOptions o;
     o.batch_size = batch;
     o.steps = steps;
     o.anneal_steps = steps / 2;
     o.log_every = std::max<int64_t>(1, steps / 10);
     o.seed = seed;
-    FT_ASSIGN_OR_RETURN(
-        training::ReverseKlResult r,
-        training::TrainReverseKl(model, log_p, *replica.optimizer, o));
+    o.threads = ex.threads();
+    FT_ASSIGN_OR_RETURN(training::ThreadedReverseKl run,
+                        training::TrainReverseKlThreads(make_kl, o));
+    const training::ReverseKlResult& r = run.result;
+    training::ReverseKlReplica& replica = run.replica;
+    const flows::FlowModel& model = *replica.model;
+    std::cout << absl::StrFormat("%s on %s: %d parameters, %d thread(s)\n",
+                                 model.name(), what, model.NumParameters(),
+                                 r.ranks);
     training::TrainResult as_losses;
     as_losses.losses = r.free_energy;
     ex.history().AddTraining(as_losses, o.log_every, flow);
@@ -233,7 +244,7 @@ absl::Status Run(Experiment& ex) {
     density.Add(target).Add(viz::DensityHeatmap(
         [&](const Tensor& x) { return log_density(model, x, heat); }, box));
     FT_RETURN_IF_ERROR(ex.WriteFigure(density, "density.png"));
-    trained = std::static_pointer_cast<const flows::FlowModel>(replica.model);
+    trained = replica.model;
   } else {
     const int64_t n = n_train;
     const std::string name = absl::GetFlag(FLAGS_data);

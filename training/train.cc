@@ -19,7 +19,7 @@
 #include "flows/flow.h"
 #include "flows/invertibility.h"
 #include "nn/checkpoint.h"
-#include "parallel/tensor_collectives.h"
+#include "training/data_parallel.h"
 #include "training/module_state.h"
 #include "training/nan_guard.h"
 
@@ -123,24 +123,6 @@ double SumNll(const NllFn& nll, const Tensor& x, const Tensor& context,
   return total;
 }
 
-// Rank 0's verdict `s` on every rank (others get its code and a message
-// naming rank 0); an error of the communicator itself is the outer Status.
-absl::StatusOr<absl::Status> ShareVerdict(parallel::Communicator& comm,
-                                          const absl::Status& s) {
-  if (comm.size() == 1) return s;
-  double code[1] = {static_cast<double>(s.code())};
-  FT_RETURN_IF_ERROR(comm.Broadcast(absl::MakeSpan(code), 0));
-  if (comm.rank() == 0 || code[0] == 0) return s;
-  return absl::Status(static_cast<absl::StatusCode>(code[0]),
-                      "train_nll: rank 0 reported an error");
-}
-
-absl::Status AgreeWithRankZero(parallel::Communicator& comm,
-                               const absl::Status& s) {
-  FT_ASSIGN_OR_RETURN(absl::Status verdict, ShareVerdict(comm, s));
-  return verdict;
-}
-
 bool AllFinite(const Tensor& t) {
   for (int64_t i = 0; i < t.numel(); ++i)
     if (!std::isfinite(t[i])) return false;
@@ -159,10 +141,6 @@ int64_t BadRows(const Tensor& t) {
       }
   return bad;
 }
-
-constexpr uint64_t kOrderStream = ~uint64_t{0};  // the shared permutation
-constexpr uint64_t kInitStream = ~uint64_t{0} - 1;
-constexpr uint64_t kCheckStream = ~uint64_t{0} - 2;
 
 }  // namespace
 
@@ -316,13 +294,13 @@ namespace {
 
 // The invertibility check of TrainOptions: rank 0 measures and shares its
 // verdict; the warning text, empty when the inverse is fine.
-absl::StatusOr<std::string> CheckInverse(parallel::Communicator& comm,
+absl::StatusOr<std::string> CheckInverse(DataParallel& dp,
                                          const flows::FlowModel& model,
                                          const TrainData& data,
                                          const TrainOptions& o, int64_t step,
                                          TrainResult* r) {
   absl::Status verdict;
-  if (comm.rank() == 0) {
+  if (dp.lead()) {
     const bool has_val = data.val.defined() && data.val.dim(0) > 0;
     const Tensor& x = has_val ? data.val : data.train;
     const Tensor& c = has_val ? data.val_context : data.train_context;
@@ -340,7 +318,7 @@ absl::StatusOr<std::string> CheckInverse(parallel::Communicator& comm,
       verdict = absl::FailedPreconditionError(
           absl::StrCat("step ", step, ": ", alarm));
   }
-  FT_ASSIGN_OR_RETURN(absl::Status shared, ShareVerdict(comm, verdict));
+  FT_ASSIGN_OR_RETURN(absl::Status shared, dp.ShareVerdict(verdict));
   return std::string(shared.message());
 }
 
@@ -354,30 +332,24 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
   const std::vector<Tensor> params = model.Parameters();
   const int64_t n = data.train.dim(0);
   const int64_t batch = std::min(o.batch_size, n);
-  if (batch < size)
-    return absl::InvalidArgumentError(
-        absl::StrCat("train_nll: a global batch of ", batch,
-                     " rows cannot be split across ", size, " ranks"));
-  // This rank's shard of every global batch, and its gradient's weight.
-  const int64_t lo = batch * rank / size, hi = batch * (rank + 1) / size;
-  const double weight = static_cast<double>(hi - lo) / batch;
+  FT_ASSIGN_OR_RETURN(
+      DataParallel dp,
+      DataParallel::Create(comm, params, batch, o.bucket_bytes, "train_nll"));
   const bool has_val = data.val.defined() && data.val.dim(0) > 0;
   const bool checkpoints = o.checkpoint_every > 0;
   const auto* flow_model = dynamic_cast<const flows::FlowModel*>(&model);
   if (o.invertibility_every > 0 && flow_model == nullptr)
     return absl::InvalidArgumentError(
         "train_nll: invertibility_every needs a FlowModel");
-  Rng order_rng(o.seed, kOrderStream), rng(o.seed, rank);
+  BatchOrder order(n, batch, o.seed);
+  Rng rng(o.seed, rank);
   TrainResult r;
   r.ranks = size;
   r.best_val_nll = std::numeric_limits<double>::infinity();
-
-  std::vector<int64_t> order = data::Permutation(n, order_rng);
-  int64_t cursor = 0;
   {
     absl::Status s;
     if (rank == 0) {
-      std::vector<int64_t> first(order.begin(), order.begin() + batch);
+      const std::vector<int64_t> first = order.Peek(batch);
       const Tensor x = Rows(data.train, first),
                    c = Rows(data.train_context, first);
       if (o.initialize) {
@@ -395,10 +367,10 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
       }
       Tape::Get().Reset();
     }
-    FT_RETURN_IF_ERROR(AgreeWithRankZero(comm, s));
+    FT_RETURN_IF_ERROR(dp.AgreeWithRankZero(s));
   }
   NanGuard guard(model, optimizer, nullptr, o.guard_every);
-  FT_RETURN_IF_ERROR(parallel::BroadcastTensors(comm, guard.tensors(), 0));
+  FT_RETURN_IF_ERROR(dp.BroadcastState(guard.tensors()));
   guard.Reset();
   // Updates held by the checkpoint on disk, and the step that diverged.
   int64_t saved_updates = -1, diverged_at = 0;
@@ -415,23 +387,15 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
                              : CheckModelUsable(model, nll, data.train,
                                                 data.train_context, check_rng);
     }
-    return ShareVerdict(comm, usable);
+    return dp.ShareVerdict(usable);
   };
-  parallel::GradientAllReduce reducer(params, o.bucket_bytes);
   int64_t evals_since_best = 0;
   double window_loss = 0.0;
   int64_t window = 0;
   const auto start = Clock::now();
 
   for (int64_t step = 1; step <= o.max_steps; ++step) {
-    if (cursor + batch > n) {
-      order = data::Permutation(n, order_rng);
-      cursor = 0;
-    }
-    std::vector<int64_t> index(order.begin() + cursor + lo,
-                               order.begin() + cursor + hi);
-    cursor += batch;
-
+    const std::vector<int64_t> index = order.Next(dp.begin(), dp.end());
     guard.BeforeStep(step);
     optimizer.ZeroGrad();
     Tensor loss =
@@ -439,20 +403,8 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
     double value = loss.item();
     if (std::isfinite(value)) Backward(loss);
     Tape::Get().Reset();
-    if (size > 1) {
-      // Gradients and loss: weighted sums over ranks, the same on each.
-      double extras[1] = {value * weight};
-      FT_RETURN_IF_ERROR(reducer.Run(comm, weight, absl::MakeSpan(extras)));
-      r.allreduce_seconds += reducer.last_seconds();
-      r.allreduce_bytes_per_step = reducer.last_bytes();
-      value = extras[0];
-      if (std::isfinite(value))
-        for (size_t k = 0; k < params.size(); ++k)
-          if (int c = reducer.defined_count(k); c != 0 && c != size)
-            return absl::InternalError(absl::StrCat(
-                "train_nll: parameter ", k, " has a gradient on ", c, " of ",
-                size, " ranks (the replicas' graphs differ)"));
-    }
+    // Gradients and loss: weighted sums over ranks, the same on each.
+    FT_RETURN_IF_ERROR(dp.Reduce(absl::MakeSpan(&value, 1), &r));
     double gnorm = std::numeric_limits<double>::quiet_NaN();
     if (std::isfinite(value)) {
       guard.Finite(step);
@@ -482,7 +434,7 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
         absl::Status s;
         if (rank == 0)
           s = nn::SaveCheckpoint(o.checkpoint_path, model, &optimizer);
-        FT_RETURN_IF_ERROR(AgreeWithRankZero(comm, s));
+        FT_RETURN_IF_ERROR(dp.AgreeWithRankZero(s));
         saved_updates = step;
       } else if (log) {
         *log << "step " << step
@@ -492,7 +444,7 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
 
     if (o.invertibility_every > 0 && step % o.invertibility_every == 0) {
       FT_ASSIGN_OR_RETURN(std::string alarm,
-                          CheckInverse(comm, *flow_model, data, o, step, &r));
+                          CheckInverse(dp, *flow_model, data, o, step, &r));
       if (!alarm.empty() && rank == 0 && o.log != nullptr)
         *o.log << alarm << std::endl;
       if (!alarm.empty() && o.stop_on_bad_inverse) {
@@ -505,14 +457,9 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
     const bool last = step == o.max_steps;
     std::string val_text;
     if (has_val && (step % o.eval_every == 0 || last)) {
-      double v = 0.0;
-      if (size == 1) {
-        v = EvaluateNll(nll, data.val, data.val_context, o.eval_batch_size);
-      } else {
-        FT_ASSIGN_OR_RETURN(v,
-                            EvaluateNll(comm, nll, data.val, data.val_context,
-                                        o.eval_batch_size));
-      }
+      FT_ASSIGN_OR_RETURN(
+          const double v,
+          dp.Evaluate(nll, data.val, data.val_context, o.eval_batch_size));
       r.val_history.emplace_back(step, v);
       if (v < r.best_val_nll) {
         r.best_val_nll = v;
@@ -564,7 +511,7 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
                                  o.checkpoint_path, " of step ", saved_updates);
       }
     }
-    FT_RETURN_IF_ERROR(AgreeWithRankZero(comm, s));
+    FT_RETURN_IF_ERROR(dp.AgreeWithRankZero(s));
   }
   if (log && (r.stopped_early || r.diverged || !r.model_status.ok()))
     *log << r.message << std::endl;
@@ -578,7 +525,11 @@ absl::StatusOr<TrainResult> TrainNllOutcome(const nn::Module& model,
                                             nn::Optimizer& optimizer,
                                             const TrainData& data,
                                             const TrainOptions& options) {
-  if (absl::Status s = Validate(data, options); !s.ok()) {
+  absl::Status s = Validate(data, options);
+  if (s.ok())
+    s = CheckThreadsOption(options.threads, options.communicator, "train_nll",
+                           "TrainNllThreads");
+  if (!s.ok()) {
     if (options.communicator != nullptr) options.communicator->Abort(s);
     return s;
   }

@@ -64,7 +64,10 @@
 //     rank); a rank returning an error aborts the group (Communicator::Abort);
 //   - randomness: the permutation from Rng(seed, 2^64 - 1) on every rank; the
 //     nll's rng (dequantisation noise, stochastic estimators) Rng(seed, rank).
-// With N = 1 (or no communicator) this is the single-process loop. With a
+// The shard, the weighted all-reduce, the broadcast and rank 0's verdicts
+// are training/data_parallel.h, shared with TrainFlowMatching and
+// TrainReverseKl. With N = 1 (or no communicator) this is the
+// single-process loop. With a
 // deterministic nll, N ranks reproduce single-process training up to the
 // rounding of the summation order (tests: 1e-12 in float64 after 20 steps).
 //
@@ -185,7 +188,10 @@ struct TrainOptions {
   // TrainNllThreads (train_threads.h): replicas to run. 0 = the value of
   // FLOWTAPE_NUM_THREADS (1 when unset), capped so that every replica gets at
   // least min_rows_per_thread rows of the global batch; > 0 = exactly that
-  // many (at most the batch size).
+  // many (at most the batch size). TrainNll trains the one model it is
+  // given and does not read FLOWTAPE_NUM_THREADS: threads > 1 is
+  // InvalidArgument there unless options.communicator has exactly that many
+  // ranks (as under TrainNllThreads), never a silent single-thread run.
   int threads = 0;
   int64_t min_rows_per_thread = 1024;
   // TrainNllThreads: a rank waiting longer than this at a collective fails
@@ -218,7 +224,9 @@ struct TrainResult {
   bool bad_inverse = false;
 };
 
-// Errors: InvalidArgument for an empty training set, batch_size <= 0, context
+// Errors: InvalidArgument for threads > 1 without a communicator of that
+// many ranks (one model trains on one thread: TrainNllThreads runs replicas
+// on threads), an empty training set, batch_size <= 0, context
 // rows that do not match, a context for the training but not the validation
 // data (or the reverse), a non-finite value in the data or context (naming
 // the first bad row), checkpoint_every without a path, a global batch smaller

@@ -16,13 +16,13 @@
 #include "autodiff/tape.h"
 #include "data/preprocess.h"
 #include "nn/checkpoint.h"
+#include "parallel/thread_communicator.h"
+#include "training/data_parallel.h"
 #include "training/module_state.h"
 #include "training/nan_guard.h"
 
 namespace flowtape::training {
 namespace {
-
-using Clock = std::chrono::steady_clock;
 
 absl::Status Validate(const TrainData& d, const FlowMatchingTrainOptions& o) {
   FT_RETURN_IF_ERROR(ValidateTrainData(d, "train_flow_matching"));
@@ -36,9 +36,6 @@ absl::Status Validate(const TrainData& d, const FlowMatchingTrainOptions& o) {
   if (!(o.ema_decay >= 0 && o.ema_decay < 1))
     return absl::InvalidArgumentError(absl::StrCat(
         "train_flow_matching: ema_decay must be in [0, 1), got ", o.ema_decay));
-  if (o.communicator != nullptr)
-    return absl::InvalidArgumentError(
-        "train_flow_matching: runs in one process (no communicator)");
   if (o.checkpoint_every > 0 && o.checkpoint_path.empty())
     return absl::InvalidArgumentError(
         "train_flow_matching: checkpoint_every is set but checkpoint_path is "
@@ -48,6 +45,11 @@ absl::Status Validate(const TrainData& d, const FlowMatchingTrainOptions& o) {
 
 Tensor Rows(const Tensor& x, const std::vector<int64_t>& index) {
   return x.defined() ? data::TakeRows(x, index) : Tensor();
+}
+
+double Seconds(std::chrono::steady_clock::time_point since) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - since)
+      .count();
 }
 
 // The EMA swapped into the model for the lifetime of the scope.
@@ -128,10 +130,41 @@ absl::StatusOr<TrainResult> TrainFlowMatching(const nn::Module& model,
                                               const TrainData& data,
                                               const FlowMatchingTrainOptions& o,
                                               ParameterEma* ema) {
-  FT_RETURN_IF_ERROR(Validate(data, o));
-  std::ostream* log = o.log_every > 0 ? o.log : nullptr;
+  if (o.communicator != nullptr && o.communicator->size() > 1) {
+    const absl::Status s = absl::InvalidArgumentError(
+        "train_flow_matching: a FlowMatchingLossFn draws for the rows it is "
+        "given, so ranks would not reproduce one process: pass a "
+        "ShardedFlowMatchingLossFn");
+    o.communicator->Abort(s);
+    return s;
+  }
+  ShardedFlowMatchingLossFn sharded =
+      [&loss_fn](const Tensor& x1, const Tensor& c, Rng& rng, int64_t begin,
+                 int64_t end) -> absl::StatusOr<Tensor> {
+    FT_CHECK(begin == 0 && end == x1.dim(0),
+             "train_flow_matching: a whole-batch loss given rows ", begin, "..",
+             end);
+    return loss_fn(x1, c, rng);
+  };
+  return TrainFlowMatching(model, nll, sharded, optimizer, data, o, ema);
+}
+
+namespace {
+
+absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
+                                  const nn::Module& model, const NllFn& nll,
+                                  const ShardedFlowMatchingLossFn& loss_fn,
+                                  nn::Optimizer& optimizer,
+                                  const TrainData& data,
+                                  const FlowMatchingTrainOptions& o,
+                                  ParameterEma* ema) {
+  const bool lead = comm.rank() == 0;
+  std::ostream* log = o.log_every > 0 && lead ? o.log : nullptr;
   const std::vector<Tensor> params = model.Parameters();
   const int64_t n = data.train.dim(0), batch = std::min(o.batch_size, n);
+  FT_ASSIGN_OR_RETURN(DataParallel dp,
+                      DataParallel::Create(comm, params, batch, o.bucket_bytes,
+                                           "train_flow_matching"));
   const bool has_val = data.val.defined() && data.val.dim(0) > 0;
   const bool checkpoints = o.checkpoint_every > 0;
   std::unique_ptr<ParameterEma> own_ema;
@@ -140,64 +173,69 @@ absl::StatusOr<TrainResult> TrainFlowMatching(const nn::Module& model,
     ema = own_ema.get();
   }
   ParameterEma* averaged = o.ema_decay > 0 ? ema : nullptr;
-  Rng order_rng(o.seed, ~uint64_t{0}), rng(o.seed, 0);
+  // The loss's draws: one stream, the same on every rank (each draws for
+  // the whole global batch and keeps its rows).
+  BatchOrder order(n, batch, o.seed);
+  Rng rng(o.seed, 0);
   TrainResult r;
+  r.ranks = dp.size();
   r.best_val_nll = std::numeric_limits<double>::infinity();
-  std::vector<int64_t> order = data::Permutation(n, order_rng);
-  int64_t cursor = 0;
 
-  // The NaN guard restores the EMA with the model and the optimizer.
+  // The NaN guard restores the EMA with the model and the optimizer; its
+  // tensors (model, optimizer, EMA) start as rank 0's.
   NanGuard guard(model, optimizer, averaged, o.guard_every);
-  ModuleState best(model, nullptr);
-  auto check_usable = [&]() {
-    Rng check_rng(o.seed, ~uint64_t{0} - 2);
-    if (o.check_model) return o.check_model(check_rng);
-    return CheckModelUsable(model, nll, data.train, data.train_context,
-                            check_rng);
-  };
-  // Writes the checkpoint files of a usable model (the EMA weights are
-  // checked); returns the check's verdict, or a failed write.
-  auto save = [&]() -> absl::StatusOr<absl::Status> {
+  FT_RETURN_IF_ERROR(dp.BroadcastState(guard.tensors()));
+  guard.Reset();
+  std::optional<ModuleState> best;
+  if (has_val) best.emplace(model, nullptr);
+  // Can the model (holding the weights to check) sample and score? Rank 0
+  // decides for all.
+  auto check_usable = [&]() -> absl::StatusOr<absl::Status> {
     absl::Status usable;
+    if (lead) {
+      Rng check_rng(o.seed, kCheckStream);
+      usable = o.check_model ? o.check_model(check_rng)
+                             : CheckModelUsable(model, nll, data.train,
+                                                data.train_context, check_rng);
+    }
+    return dp.ShareVerdict(usable);
+  };
+  // Writes the checkpoint files (rank 0) of a usable model (the EMA weights
+  // are checked); returns the check's verdict, or a failed write.
+  auto save = [&]() -> absl::StatusOr<absl::Status> {
+    absl::Status usable, written;
     {
       EmaScope swap(averaged);
-      usable = check_usable();
-      if (usable.ok() && averaged != nullptr)
-        FT_RETURN_IF_ERROR(
-            nn::SaveCheckpoint(o.checkpoint_path + ".ema", model));
+      FT_ASSIGN_OR_RETURN(usable, check_usable());
+      if (usable.ok() && averaged != nullptr && lead)
+        written = nn::SaveCheckpoint(o.checkpoint_path + ".ema", model);
     }
-    if (usable.ok())
-      FT_RETURN_IF_ERROR(
-          nn::SaveCheckpoint(o.checkpoint_path, model, &optimizer));
+    if (usable.ok() && written.ok() && lead)
+      written = nn::SaveCheckpoint(o.checkpoint_path, model, &optimizer);
+    FT_RETURN_IF_ERROR(dp.AgreeWithRankZero(written));
     return usable;
   };
   int64_t saved_updates = -1;
   int64_t evals_since_best = 0, window = 0;
   double window_loss = 0.0;
-  const auto start = Clock::now();
-  auto seconds = [&] {
-    return std::chrono::duration<double>(Clock::now() - start).count();
-  };
+  const auto start = std::chrono::steady_clock::now();
 
   for (int64_t step = 1; step <= o.max_steps; ++step) {
-    if (cursor + batch > n) {
-      order = data::Permutation(n, order_rng);
-      cursor = 0;
-    }
-    std::vector<int64_t> index(order.begin() + cursor,
-                               order.begin() + cursor + batch);
-    cursor += batch;
+    const std::vector<int64_t> index = order.Next();
     guard.BeforeStep(step);
     optimizer.ZeroGrad();
     absl::StatusOr<Tensor> loss =
-        loss_fn(Rows(data.train, index), Rows(data.train_context, index), rng);
+        loss_fn(Rows(data.train, index), Rows(data.train_context, index), rng,
+                dp.begin(), dp.end());
     if (!loss.ok()) {
       Tape::Get().Reset();
       return loss.status();
     }
-    const double value = loss->item();
+    double value = loss->item();
     if (std::isfinite(value)) Backward(*loss);
     Tape::Get().Reset();
+    // Gradients and loss: weighted sums over ranks, the same on each.
+    FT_RETURN_IF_ERROR(dp.Reduce(absl::MakeSpan(&value, 1), &r));
     double gnorm = std::numeric_limits<double>::quiet_NaN();
     if (std::isfinite(value)) {
       guard.Finite(step);
@@ -214,7 +252,7 @@ absl::StatusOr<TrainResult> TrainFlowMatching(const nn::Module& model,
       // one (or deleted if that cannot sample and score).
       if (checkpoints && saved_updates == step - 1) {
         FT_ASSIGN_OR_RETURN(absl::Status usable, save());
-        if (!usable.ok()) {
+        if (!usable.ok() && lead) {
           std::remove(o.checkpoint_path.c_str());
           std::remove((o.checkpoint_path + ".ema").c_str());
         }
@@ -226,7 +264,7 @@ absl::StatusOr<TrainResult> TrainFlowMatching(const nn::Module& model,
       averaged->Update(std::min(o.ema_decay, (1.0 + step) / (10.0 + step)));
     r.steps = step;
     r.losses.push_back(value);
-    r.elapsed.push_back(seconds());
+    r.elapsed.push_back(Seconds(start));
     window_loss += value;
     ++window;
 
@@ -243,19 +281,22 @@ absl::StatusOr<TrainResult> TrainFlowMatching(const nn::Module& model,
     const bool last = step == o.max_steps;
     std::string val_text;
     if (has_val && (step % o.eval_every == 0 || last)) {
-      EmaScope swap(averaged);
-      const double v =
-          EvaluateNll(nll, data.val, data.val_context, o.eval_batch_size);
-      r.val_history.emplace_back(step, v);
-      if (v < r.best_val_nll) {
-        r.best_val_nll = v;
+      absl::StatusOr<double> v;
+      {
+        EmaScope swap(averaged);
+        v = dp.Evaluate(nll, data.val, data.val_context, o.eval_batch_size);
+        if (v.ok() && *v < r.best_val_nll) best->Capture();
+      }
+      if (!v.ok()) return v.status();
+      r.val_history.emplace_back(step, *v);
+      if (*v < r.best_val_nll) {
+        r.best_val_nll = *v;
         r.best_step = step;
-        best.Capture();
         evals_since_best = 0;
       } else {
         ++evals_since_best;
       }
-      val_text = absl::StrFormat("  val %.4f (best %.4f)", v, r.best_val_nll);
+      val_text = absl::StrFormat("  val %.4f (best %.4f)", *v, r.best_val_nll);
       if (o.patience > 0 && evals_since_best >= o.patience) {
         r.stopped_early = true;
         r.message = absl::StrCat(
@@ -265,7 +306,7 @@ absl::StatusOr<TrainResult> TrainFlowMatching(const nn::Module& model,
     }
     if (log && (step % o.log_every == 0 || last || r.stopped_early)) {
       *log << ProgressLine(step, o.max_steps, window_loss / window, val_text,
-                           step / seconds())
+                           step / Seconds(start))
            << std::endl;
       window_loss = 0.0;
       window = 0;
@@ -281,10 +322,10 @@ absl::StatusOr<TrainResult> TrainFlowMatching(const nn::Module& model,
     averaged->Update(0.0);  // the EMA again: the model's values
   }
   if (has_val && o.restore_best && !r.diverged && r.best_step > 0)
-    best.Restore();
+    best->Restore();
   if (!has_val) r.best_val_nll = r.last_loss;
-  r.seconds = seconds();
-  r.model_status = check_usable();
+  r.seconds = Seconds(start);
+  FT_ASSIGN_OR_RETURN(r.model_status, check_usable());
   if (!r.model_status.ok()) {
     r.message = absl::StrCat(r.message, "; ", r.model_status.message());
     if (log) *log << r.message << std::endl;
@@ -293,6 +334,62 @@ absl::StatusOr<TrainResult> TrainFlowMatching(const nn::Module& model,
   }
   if (log && (r.stopped_early || r.diverged)) *log << r.message << std::endl;
   return r;
+}
+
+}  // namespace
+
+absl::StatusOr<TrainResult> TrainFlowMatching(
+    const nn::Module& model, const NllFn& nll,
+    const ShardedFlowMatchingLossFn& loss_fn, nn::Optimizer& optimizer,
+    const TrainData& data, const FlowMatchingTrainOptions& o,
+    ParameterEma* ema) {
+  absl::Status s = Validate(data, o);
+  if (s.ok())
+    s = CheckThreadsOption(o.threads, o.communicator, "train_flow_matching",
+                           "TrainFlowMatchingThreads");
+  if (!s.ok()) {
+    if (o.communicator != nullptr) o.communicator->Abort(s);
+    return s;
+  }
+  parallel::SoloCommunicator solo;
+  parallel::Communicator& comm =
+      o.communicator != nullptr ? *o.communicator : solo;
+  absl::StatusOr<TrainResult> r =
+      Train(comm, model, nll, loss_fn, optimizer, data, o, ema);
+  if (!r.ok()) comm.Abort(r.status());  // peers waiting for this rank stop
+  return r;
+}
+
+absl::StatusOr<ThreadedFlowMatching> TrainFlowMatchingThreads(
+    const FlowMatchingReplicaFactory& make, const TrainData& data,
+    const FlowMatchingTrainOptions& options) {
+  const int64_t rows =
+      data.train.defined() && data.train.rank() > 0 ? data.train.dim(0) : 0;
+  FT_ASSIGN_OR_RETURN(
+      ReplicaThreads plan,
+      PlanReplicaThreads(options, std::min(options.batch_size, rows),
+                         "train_flow_matching_threads"));
+  std::vector<FlowMatchingReplica> replicas(plan.threads);
+  absl::StatusOr<TrainResult> r = parallel::RunOnThreads(
+      plan.threads,
+      [&](parallel::Communicator& comm) -> absl::StatusOr<TrainResult> {
+        FT_ASSIGN_OR_RETURN(FlowMatchingReplica replica, make(comm.rank()));
+        if (replica.model == nullptr || !replica.nll || !replica.loss ||
+            replica.optimizer == nullptr)
+          return absl::InvalidArgumentError(absl::StrCat(
+              "train_flow_matching_threads: the factory's replica ",
+              comm.rank(), " lacks a model, an nll, a loss or an optimizer"));
+        replicas[comm.rank()] = replica;
+        FlowMatchingTrainOptions mine = options;
+        mine.communicator = &comm;
+        mine.threads = plan.threads;
+        return TrainFlowMatching(*replica.model, replica.nll, replica.loss,
+                                 *replica.optimizer, data, mine,
+                                 replica.ema.get());
+      },
+      plan.group);
+  if (!r.ok()) return r.status();
+  return ThreadedFlowMatching{*std::move(r), replicas[0]};
 }
 
 }  // namespace flowtape::training

@@ -11,14 +11,13 @@
 
 namespace flowtape::training {
 
-absl::StatusOr<int> ThreadCount(const TrainOptions& o, int64_t train_rows) {
-  const int64_t batch =
-      std::max<int64_t>(1, std::min(o.batch_size, train_rows));
-  if (o.threads < 0)
+absl::StatusOr<int> ThreadCount(int threads, int64_t batch,
+                                int64_t min_rows_per_thread) {
+  batch = std::max<int64_t>(1, batch);
+  if (threads < 0)
     return absl::InvalidArgumentError(
-        absl::StrCat("train_nll: threads must be >= 0, got ", o.threads));
-  if (o.threads > 0)
-    return static_cast<int>(std::min<int64_t>(o.threads, batch));
+        absl::StrCat("threads must be >= 0, got ", threads));
+  if (threads > 0) return static_cast<int>(std::min<int64_t>(threads, batch));
   int requested = 1;
   if (const char* env = std::getenv("FLOWTAPE_NUM_THREADS");
       env != nullptr && *env != '\0') {
@@ -29,29 +28,60 @@ absl::StatusOr<int> ThreadCount(const TrainOptions& o, int64_t train_rows) {
                        env, "'"));
   }
   const int64_t cap =
-      std::max<int64_t>(1, batch / std::max<int64_t>(1, o.min_rows_per_thread));
+      std::max<int64_t>(1, batch / std::max<int64_t>(1, min_rows_per_thread));
   return static_cast<int>(std::min<int64_t>(requested, cap));
+}
+
+absl::StatusOr<int> ThreadCount(const TrainOptions& o, int64_t train_rows) {
+  absl::StatusOr<int> n = ThreadCount(
+      o.threads, std::min(o.batch_size, train_rows), o.min_rows_per_thread);
+  if (!n.ok())
+    return absl::Status(n.status().code(),
+                        absl::StrCat("train_nll: ", n.status().message()));
+  return n;
+}
+
+absl::StatusOr<ReplicaThreads> PlanReplicaThreads(
+    const parallel::Communicator* communicator, int threads, int64_t batch,
+    int64_t min_rows_per_thread, double peer_timeout_seconds,
+    absl::string_view op) {
+  if (communicator != nullptr)
+    return absl::InvalidArgumentError(
+        absl::StrCat(op,
+                     ": options.communicator must be null (the threads make "
+                     "their own)"));
+  ReplicaThreads plan;
+  absl::StatusOr<int> n = ThreadCount(threads, batch, min_rows_per_thread);
+  if (!n.ok())
+    return absl::Status(n.status().code(),
+                        absl::StrCat(op, ": ", n.status().message()));
+  plan.threads = *n;
+  if (!(peer_timeout_seconds > 0))
+    return absl::InvalidArgumentError(absl::StrCat(
+        op, ": peer_timeout_seconds must be > 0, got ", peer_timeout_seconds));
+  plan.group.timeout = absl::Seconds(peer_timeout_seconds);
+  return plan;
+}
+
+absl::StatusOr<ReplicaThreads> PlanReplicaThreads(const TrainOptions& o,
+                                                  int64_t batch,
+                                                  absl::string_view op) {
+  return PlanReplicaThreads(o.communicator, o.threads, batch,
+                            o.min_rows_per_thread, o.peer_timeout_seconds, op);
 }
 
 absl::StatusOr<ThreadedTraining> TrainNllThreads(const ReplicaFactory& make,
                                                  const TrainData& data,
                                                  const TrainOptions& options) {
-  if (options.communicator != nullptr)
-    return absl::InvalidArgumentError(
-        "train_nll_threads: options.communicator must be null (the threads "
-        "make their own)");
   const int64_t rows =
       data.train.defined() && data.train.rank() > 0 ? data.train.dim(0) : 0;
-  FT_ASSIGN_OR_RETURN(int threads, ThreadCount(options, rows));
-  if (!(options.peer_timeout_seconds > 0))
-    return absl::InvalidArgumentError(absl::StrCat(
-        "train_nll_threads: peer_timeout_seconds must be > 0, got ",
-        options.peer_timeout_seconds));
-  parallel::ThreadGroupOptions group;
-  group.timeout = absl::Seconds(options.peer_timeout_seconds);
-  std::vector<Replica> replicas(threads);
+  FT_ASSIGN_OR_RETURN(
+      ReplicaThreads plan,
+      PlanReplicaThreads(options, std::min(options.batch_size, rows),
+                         "train_nll_threads"));
+  std::vector<Replica> replicas(plan.threads);
   absl::StatusOr<TrainResult> r = parallel::RunOnThreads(
-      threads,
+      plan.threads,
       [&](parallel::Communicator& comm) -> absl::StatusOr<TrainResult> {
         FT_ASSIGN_OR_RETURN(Replica replica, make(comm.rank()));
         if (replica.model == nullptr || !replica.nll ||
@@ -62,15 +92,46 @@ absl::StatusOr<ThreadedTraining> TrainNllThreads(const ReplicaFactory& make,
         replicas[comm.rank()] = replica;
         TrainOptions mine = options;
         mine.communicator = &comm;
+        mine.threads = plan.threads;
         return TrainNllOutcome(*replica.model, replica.nll, *replica.optimizer,
                                data, mine);
       },
-      group);
+      plan.group);
   if (!r.ok()) return r.status();
   if (!r->model_status.ok())
     return absl::FailedPreconditionError(
         absl::StrCat("train_nll: ", r->message));
   return ThreadedTraining{*std::move(r), replicas[0]};
+}
+
+absl::StatusOr<ThreadedReverseKl> TrainReverseKlThreads(
+    const ReverseKlReplicaFactory& make, const ReverseKlOptions& options) {
+  FT_ASSIGN_OR_RETURN(
+      ReplicaThreads plan,
+      PlanReplicaThreads(options.communicator, options.threads,
+                         options.batch_size, options.min_rows_per_thread,
+                         options.peer_timeout_seconds,
+                         "train_reverse_kl_threads"));
+  std::vector<ReverseKlReplica> replicas(plan.threads);
+  absl::StatusOr<ReverseKlResult> r = parallel::RunOnThreads(
+      plan.threads,
+      [&](parallel::Communicator& comm) -> absl::StatusOr<ReverseKlResult> {
+        FT_ASSIGN_OR_RETURN(ReverseKlReplica replica, make(comm.rank()));
+        if (replica.model == nullptr || !replica.log_p ||
+            replica.optimizer == nullptr)
+          return absl::InvalidArgumentError(absl::StrCat(
+              "train_reverse_kl_threads: the factory's replica ", comm.rank(),
+              " lacks a model, a log density or an optimizer"));
+        replicas[comm.rank()] = replica;
+        ReverseKlOptions mine = options;
+        mine.communicator = &comm;
+        mine.threads = plan.threads;
+        return TrainReverseKl(*replica.model, replica.log_p, *replica.optimizer,
+                              mine);
+      },
+      plan.group);
+  if (!r.ok()) return r.status();
+  return ThreadedReverseKl{*std::move(r), replicas[0]};
 }
 
 }  // namespace flowtape::training

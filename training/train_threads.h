@@ -1,6 +1,10 @@
-// Data-parallel NLL training on the cores of one machine: N replicas on N
-// threads (parallel::ThreadCommunicator), each running TrainNllOutcome
-// (train.h, "Data parallel") on its own model, nll and optimizer.
+// Data-parallel training on the cores of one machine: N replicas on N
+// threads (parallel::ThreadCommunicator), each running a training loop on
+// its own model, loss and optimizer under the group's communicator (train.h
+// and training/data_parallel.h, "Data parallel"). TrainNllThreads runs
+// TrainNllOutcome, TrainReverseKlThreads TrainReverseKl (reverse_kl.h);
+// TrainFlowMatchingThreads (train_flow_matching.h) is built the same way on
+// PlanReplicaThreads.
 //
 // Thread count: options.threads > 0 runs exactly that many (at most the
 // global batch size). options.threads == 0 takes FLOWTAPE_NUM_THREADS (1
@@ -9,6 +13,11 @@
 // per-step synchronisation (benchmarks/parallel_bench: a 64-D MAF at B = 256
 // is not faster on two threads; at B = 4096 it is ~1.9x).
 //
+// The training loops themselves train the one replica they are given:
+// called without a communicator, TrainNll, TrainFlowMatching and
+// TrainReverseKl refuse options.threads > 1 (InvalidArgument naming the
+// runner here) rather than silently training on one thread.
+//
 // The factory is called once per rank, on that rank's thread, concurrently:
 // it must build an independent replica (its own parameters and optimizer;
 // shared read-only data is fine). The replicas' initial values do not
@@ -16,12 +25,18 @@
 #ifndef FLOWTAPE_TRAINING_TRAIN_THREADS_H_
 #define FLOWTAPE_TRAINING_TRAIN_THREADS_H_
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "flows/flow_model.h"
 #include "nn/module.h"
 #include "nn/optim.h"
+#include "parallel/communicator.h"
+#include "parallel/thread_communicator.h"
+#include "training/reverse_kl.h"
 #include "training/train.h"
 
 namespace flowtape::training {
@@ -38,11 +53,28 @@ struct ThreadedTraining {
   Replica replica;     // rank 0's: the trained model
 };
 
-// The number of replicas TrainNllThreads runs for these options and data
-// (see above). InvalidArgument for a malformed FLOWTAPE_NUM_THREADS or
-// threads < 0.
+// The number of replicas for a global batch of `batch` rows (see above).
+// InvalidArgument for a malformed FLOWTAPE_NUM_THREADS or threads < 0.
+absl::StatusOr<int> ThreadCount(int threads, int64_t batch,
+                                int64_t min_rows_per_thread);
+// The number TrainNllThreads runs for these options and data.
 absl::StatusOr<int> ThreadCount(const TrainOptions& options,
                                 int64_t train_rows);
+
+// How a runner runs its replicas: the count and the group's options.
+struct ReplicaThreads {
+  int threads = 1;
+  parallel::ThreadGroupOptions group;
+};
+// InvalidArgument (prefixed "<op>: ") for a communicator (the runner makes
+// its own), the errors of ThreadCount, peer_timeout_seconds <= 0.
+absl::StatusOr<ReplicaThreads> PlanReplicaThreads(
+    const parallel::Communicator* communicator, int threads, int64_t batch,
+    int64_t min_rows_per_thread, double peer_timeout_seconds,
+    absl::string_view op);
+absl::StatusOr<ReplicaThreads> PlanReplicaThreads(const TrainOptions& options,
+                                                  int64_t batch,
+                                                  absl::string_view op);
 
 // Errors: those of TrainNll (a final model that fails the check is
 // FailedPrecondition), the factory's, InvalidArgument for a replica without
@@ -50,6 +82,25 @@ absl::StatusOr<int> ThreadCount(const TrainOptions& options,
 absl::StatusOr<ThreadedTraining> TrainNllThreads(const ReplicaFactory& make,
                                                  const TrainData& data,
                                                  const TrainOptions& options);
+
+struct ReverseKlReplica {
+  std::shared_ptr<const flows::FlowModel> model;
+  LogDensityFn log_p;
+  std::shared_ptr<nn::Optimizer> optimizer;
+};
+using ReverseKlReplicaFactory =
+    std::function<absl::StatusOr<ReverseKlReplica>(int rank)>;
+struct ThreadedReverseKl {
+  ReverseKlResult result;    // rank 0's
+  ReverseKlReplica replica;  // rank 0's: the trained model
+};
+
+// TrainReverseKl on N replicas (N from options.threads, batch_size and
+// min_rows_per_thread as above). Errors: those of TrainReverseKl, the
+// factory's, InvalidArgument for a replica without a model, log density or
+// optimizer; options.communicator must be null.
+absl::StatusOr<ThreadedReverseKl> TrainReverseKlThreads(
+    const ReverseKlReplicaFactory& make, const ReverseKlOptions& options);
 
 }  // namespace flowtape::training
 

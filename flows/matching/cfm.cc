@@ -194,26 +194,46 @@ absl::StatusOr<Tensor> FlowMatching::Loss(const Tensor& data,
                                           Rng& rng) const {
   FT_RETURN_IF_ERROR(CheckBatch(data, data_context, velocity_->dim(),
                                 velocity_->context_dim()));
+  return LossOfRows(data, data_context, rng, 0, data.dim(0));
+}
+
+absl::StatusOr<Tensor> FlowMatching::LossOfRows(const Tensor& data,
+                                                const Tensor& data_context,
+                                                Rng& rng, int64_t begin,
+                                                int64_t end) const {
+  FT_RETURN_IF_ERROR(CheckBatch(data, data_context, velocity_->dim(),
+                                velocity_->context_dim()));
+  const int64_t n = data.dim(0);
+  if (!(0 <= begin && begin < end && end <= n))
+    return absl::InvalidArgumentError(
+        absl::StrCat("flow matching: rows [", begin, ", ", end,
+                     ") are not a nonempty part of a batch of ", n));
   // In the field's dtype (float64 data can train a float32 field).
   const DType dtype = velocity_->dtype();
   const Tensor x1 = Cast(data, dtype);
   const Tensor context =
       data_context.defined() ? Cast(data_context, dtype) : Tensor();
-  const int64_t n = x1.dim(0);
+  // Every draw is made for the whole batch; only rows [begin, end) enter
+  // the loss.
   Tensor x0 = source_(n, x1.dtype(), rng);
   Tensor t = Tensor::Rand({n, 1}, rng, x1.dtype());
+  const bool whole = begin == 0 && end == n;
+  auto part = [&](const Tensor& v) {
+    return whole || !v.defined() ? v : Narrow(v, 0, begin, end - begin);
+  };
   if (options_.coupling == CouplingKind::kIndependent)
-    return CfmLoss(*velocity_, *path_, x0, x1, t, context);
+    return CfmLoss(*velocity_, *path_, part(x0), part(x1), part(t),
+                   part(context));
   FT_ASSIGN_OR_RETURN(std::vector<IndexPair> pairs,
                       PairMinibatch(x0, x1, context, options_, rng));
   std::vector<int64_t> is, js;
-  for (const IndexPair& p : pairs) {
-    is.push_back(p.i);
-    js.push_back(p.j);
+  for (int64_t k = begin; k < end; ++k) {
+    is.push_back(pairs[k].i);
+    js.push_back(pairs[k].j);
   }
   Tensor c = context.defined() ? IndexSelect(context, 0, js) : Tensor();
   return CfmLoss(*velocity_, *path_, IndexSelect(x0, 0, is),
-                 IndexSelect(x1, 0, js), t, c);
+                 IndexSelect(x1, 0, js), part(t), c);
 }
 
 }  // namespace flowtape::flows::matching

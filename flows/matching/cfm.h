@@ -100,6 +100,18 @@ class FlowMatching {
 
   absl::StatusOr<Tensor> Loss(const Tensor& x1, const Tensor& context,
                               Rng& rng) const;
+  // The loss of rows [begin, end) of the minibatch x1 (all N rows): every
+  // draw (x0, t, the coupling's) is made for all N rows exactly as Loss
+  // makes it, then the mean is taken over the pairs begin..end-1 only
+  // (pair k = (x0_i, x1_j, t_k), (i, j) the coupling's k-th pair). So
+  // sum_r (b_r / N) LossOfRows(x1, c, rng_r, s_r, s_r + b_r) over a split
+  // of [0, N) into parts of b_r rows, each with the same rng state, equals
+  // Loss(x1, c, rng) in value and gradient, whatever the split:
+  // data-parallel ranks each compute their part (the coupling is computed
+  // on every rank). Loss(x1, c, rng) is LossOfRows(x1, c, rng, 0, N).
+  // InvalidArgument unless 0 <= begin < end <= N.
+  absl::StatusOr<Tensor> LossOfRows(const Tensor& x1, const Tensor& context,
+                                    Rng& rng, int64_t begin, int64_t end) const;
 
   const std::shared_ptr<cnf::CnfDynamics>& velocity() const {
     return velocity_;

@@ -20,6 +20,7 @@
 #include "gtest/gtest.h"
 #include "models/zoo.h"
 #include "nn/optim.h"
+#include "parallel/thread_communicator.h"
 #include "training/train.h"
 #include "training/train_threads.h"
 
@@ -253,6 +254,37 @@ TEST(DataParallel, AFailingFactoryFailsTheRun) {
   o.threads = 2;
   absl::StatusOr<ThreadedTraining> run = TrainNllThreads(make, Dataset(), o);
   EXPECT_EQ(run.status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST(DataParallel, TrainNllRefusesThreadsItDoesNotRun) {
+  // TrainNll trains the one model it is given: threads > 1 is an error
+  // naming the runner, not a silent single-thread run; under a communicator
+  // it must match the group's size.
+  const TrainData data = Dataset();
+  auto m = Maf();
+  nn::Adam adam(*m, {.lr = 1e-2});
+  TrainOptions o = Options();
+  o.max_steps = 2;
+  o.threads = 4;
+  absl::Status s = TrainNll(*m, adam, data, o).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("TrainNllThreads"), std::string::npos) << s;
+  o.threads = 1;
+  EXPECT_TRUE(TrainNll(*m, adam, data, o).ok());
+  absl::Status group = parallel::RunOnThreads(
+      2, [&](parallel::Communicator& comm) -> absl::Status {
+        auto mine = Maf();
+        nn::Adam my_adam(*mine, {.lr = 1e-2});
+        TrainOptions t = Options();
+        t.max_steps = 2;
+        t.communicator = &comm;
+        t.threads = 3;
+        return TrainNll(*mine, my_adam, data, t).status();
+      });
+  EXPECT_EQ(group.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(group.message().find("the communicator has 2 ranks"),
+            std::string::npos)
+      << group;
 }
 
 TEST(DataParallel, ThreadCountRule) {

@@ -13,7 +13,11 @@
 //   CheckRunMemory(footprint, flags): CheckMemory (experiments/budget.h)
 //     against MemoryLimitBytes(--max_memory_gb); every binary calls it on
 //     its size flags before allocating. --max_memory_gb must be finite and
-//     >= 0 (0: the machine's physical memory).
+//     >= 0 (0: the memory available, budget.h). The footprint counts
+//     max(footprint.replicas, RunReplicas()) model copies.
+//   SetRunReplicas(n) / RunReplicas(): the data-parallel replicas of this
+//     process's run (1 until set; experiments::ParseCommandLine sets the
+//     resolved --threads).
 // The command line itself, output paths and results: experiments/cli.h.
 #ifndef FLOWTAPE_EXPERIMENTS_COMMON_H_
 #define FLOWTAPE_EXPERIMENTS_COMMON_H_
@@ -48,6 +52,8 @@ struct FlagCheck {
 absl::Status CheckFlags(std::initializer_list<FlagCheck> checks);
 absl::Status CheckRunMemory(const Footprint& footprint,
                             const std::string& flags);
+void SetRunReplicas(int n);
+int RunReplicas();
 
 }  // namespace flowtape::experiments
 

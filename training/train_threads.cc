@@ -14,19 +14,20 @@ namespace flowtape::training {
 absl::StatusOr<int> ThreadCount(const TrainOptions& o, int64_t train_rows) {
   const int64_t batch =
       std::max<int64_t>(1, std::min(o.batch_size, train_rows));
-  if (o.threads < 0)
+  if (o.threads < 0 || o.threads > kMaxThreads)
     return absl::InvalidArgumentError(
-        absl::StrCat("train_nll: threads must be >= 0, got ", o.threads));
+        absl::StrCat("train_nll: threads must be in [0, ", kMaxThreads,
+                     "], got ", o.threads));
   if (o.threads > 0)
     return static_cast<int>(std::min<int64_t>(o.threads, batch));
   int requested = 1;
   if (const char* env = std::getenv("FLOWTAPE_NUM_THREADS");
       env != nullptr && *env != '\0') {
-    if (!absl::SimpleAtoi(env, &requested) || requested < 1 || requested > 4096)
+    if (!absl::SimpleAtoi(env, &requested) || requested < 1 ||
+        requested > kMaxThreads)
       return absl::InvalidArgumentError(
-          absl::StrCat("FLOWTAPE_NUM_THREADS must be an integer in [1, 4096], "
-                       "got '",
-                       env, "'"));
+          absl::StrCat("FLOWTAPE_NUM_THREADS must be an integer in [1, ",
+                       kMaxThreads, "], got '", env, "'"));
   }
   const int64_t cap =
       std::max<int64_t>(1, batch / std::max<int64_t>(1, o.min_rows_per_thread));

@@ -2,12 +2,13 @@
 // threads (parallel::ThreadCommunicator), each running TrainNllOutcome
 // (train.h, "Data parallel") on its own model, nll and optimizer.
 //
-// Thread count: options.threads > 0 runs exactly that many (at most the
-// global batch size). options.threads == 0 takes FLOWTAPE_NUM_THREADS (1
-// when unset) and caps it at floor(B / min_rows_per_thread) (at least 1), B
-// the global batch: a replica needs enough rows for its step to outweigh the
-// per-step synchronisation (benchmarks/parallel_bench: a 64-D MAF at B = 256
-// is not faster on two threads; at B = 4096 it is ~1.9x).
+// Thread count: options.threads in [1, kMaxThreads] runs exactly that many
+// (at most the global batch size). options.threads == 0 takes
+// FLOWTAPE_NUM_THREADS (1 when unset; at most kMaxThreads) and caps it at
+// floor(B / min_rows_per_thread) (at least 1), B the global batch: a replica
+// needs enough rows for its step to outweigh the per-step synchronisation
+// (benchmarks/parallel_bench: a 64-D MAF at B = 256 is not faster on two
+// threads; at B = 4096 it is ~1.9x).
 //
 // The factory is called once per rank, on that rank's thread, concurrently:
 // it must build an independent replica (its own parameters and optimizer;
@@ -38,9 +39,13 @@ struct ThreadedTraining {
   Replica replica;     // rank 0's: the trained model
 };
 
+// The most replicas (threads) a run may ask for, by options.threads or
+// FLOWTAPE_NUM_THREADS.
+inline constexpr int kMaxThreads = 4096;
+
 // The number of replicas TrainNllThreads runs for these options and data
 // (see above). InvalidArgument for a malformed FLOWTAPE_NUM_THREADS or
-// threads < 0.
+// threads outside [0, kMaxThreads].
 absl::StatusOr<int> ThreadCount(const TrainOptions& options,
                                 int64_t train_rows);
 

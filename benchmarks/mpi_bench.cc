@@ -166,6 +166,7 @@ int main(int argc, char** argv) {
   }
   comm = *c;
   benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   if (comm == nullptr || comm->rank() == 0) {
     benchmark::RunSpecifiedBenchmarks();
     return flowtape::Order(0, 0).ok() ? 0 : 1;

@@ -38,14 +38,12 @@ absl::StatusOr<std::string> ReadFileMaybeGz(const std::string& path,
   // files (the only ones read) the flag has no effect.
   const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0)
-    return absl::NotFoundError(
-        absl::StrCat("cannot open ", path, ": ", std::strerror(errno)));
+    return absl::ErrnoToStatus(errno, absl::StrCat("cannot open ", path));
   struct stat st;
   if (::fstat(fd, &st) != 0) {
     const int err = errno;
     ::close(fd);
-    return absl::NotFoundError(
-        absl::StrCat("cannot stat ", path, ": ", std::strerror(err)));
+    return absl::ErrnoToStatus(err, absl::StrCat("cannot stat ", path));
   }
   if (const std::string kind = KindOf(st.st_mode); !kind.empty()) {
     ::close(fd);

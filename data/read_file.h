@@ -9,8 +9,10 @@
 // (a gzip bomb stops at max_bytes + 1 decompressed bytes); every loader passes
 // its format's documented limit (data/csv.h, data/idx.h, data/earth.h).
 //
-// Errors name the path: NotFound when the file cannot be opened (missing,
-// no permission), InvalidArgument for a file that is not regular or is
+// Errors name the path: when the file cannot be opened or stat'ed, the
+// errno's code and text (absl::ErrnoToStatus: NotFound "cannot open p: No
+// such file or directory", PermissionDenied "...: Permission denied"),
+// InvalidArgument for a file that is not regular or is
 // over the limit (`what` names the format in the message, e.g. "CSV"),
 // DataLoss for a corrupt or truncated gzip stream.
 #ifndef FLOWTAPE_DATA_READ_FILE_H_

@@ -15,9 +15,11 @@
 // 10000 samples drawn given c = (1, -1) is within 0.1 of E[x | c] = c A in
 // every coordinate, and (3) a fresh model loaded from the checkpoint gives
 // bit-identical log-probs.
-// Usage: conditional_maf [checkpoint path, default maf.ckpt]
+// Usage: conditional_maf [CHECKPOINT] (default maf.ckpt; relative to
+// $BUILD_WORKING_DIRECTORY under `bazel run`); --help prints this.
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -109,7 +111,20 @@ absl::Status Run(const std::string& path) {
 }
 
 int main(int argc, char** argv) {
-  const absl::Status s = Run(argc > 1 ? argv[1] : "maf.ckpt");
+  // One optional argument: the checkpoint's path.
+  const char* usage = "usage: conditional_maf [CHECKPOINT, default maf.ckpt]";
+  const bool help = argc == 2 && (std::strcmp(argv[1], "--help") == 0 ||
+                                  std::strcmp(argv[1], "-h") == 0);
+  if (help || argc > 2 || (argc == 2 && argv[1][0] == '-')) {
+    if (!help) std::fprintf(stderr, "conditional_maf: bad arguments\n");
+    std::fprintf(help ? stdout : stderr, "%s\n", usage);
+    return help ? 0 : 1;
+  }
+  std::string path = argc == 2 ? argv[1] : "maf.ckpt";
+  const char* dir = std::getenv("BUILD_WORKING_DIRECTORY");  // bazel run
+  if (dir != nullptr && *dir != '\0' && path[0] != '/')
+    path = std::string(dir) + "/" + path;
+  const absl::Status s = Run(path);
   if (!s.ok())
     std::fprintf(stderr, "conditional_maf: %s\n", s.ToString().c_str());
   return s.ok() ? 0 : 1;

@@ -3,18 +3,24 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdint>
+#include <fstream>
+#include <sstream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 
 namespace flowtape::experiments {
 
 double Footprint::Bytes() const {
-  return 8.0 * (4.0 * parameters + 3.0 * activations_per_example * batch +
-                data_values);
+  const double copies = replicas > 1 ? replicas : 1;
+  return 8.0 * (4.0 * parameters * copies +
+                3.0 * activations_per_example * batch + data_values);
 }
 
 double MlpParameters(double in, const std::vector<int64_t>& hidden,
@@ -73,12 +79,58 @@ Footprint ImageFlowFootprint(const std::string& flow, int layers, int levels,
                        static_cast<double>(context), hidden, batch, 0);
 }
 
+namespace {
+
+std::string FileText(const char* path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  if (in) text << in.rdbuf();
+  return text.str();
+}
+
+// A byte count alone on its first line (cgroup files), else -1.
+double ByteCount(const std::string& text) {
+  uint64_t v = 0;
+  const std::string line = text.substr(0, text.find('\n'));
+  return absl::SimpleAtoi(absl::StripAsciiWhitespace(line), &v)
+             ? static_cast<double>(v)
+             : -1;
+}
+
+}  // namespace
+
+double MemoryLimitFrom(const std::string& meminfo,
+                       const std::string& cgroup2_max,
+                       const std::string& cgroup1_limit,
+                       double physical_bytes) {
+  double limit = -1;
+  auto take = [&](double bytes) {
+    if (bytes >= 0 && (limit < 0 || bytes < limit)) limit = bytes;
+  };
+  for (absl::string_view line : absl::StrSplit(meminfo, '\n')) {
+    if (!absl::ConsumePrefix(&line, "MemAvailable:")) continue;
+    line = absl::StripAsciiWhitespace(line);
+    uint64_t kb = 0;
+    if (absl::ConsumeSuffix(&line, "kB") &&
+        absl::SimpleAtoi(absl::StripAsciiWhitespace(line), &kb))
+      take(1024.0 * static_cast<double>(kb));
+  }
+  take(ByteCount(cgroup2_max));  // "max": no limit, not a number
+  take(ByteCount(cgroup1_limit));
+  return limit >= 0 ? limit : physical_bytes;
+}
+
 double MemoryLimitBytes(double max_memory_gb) {
   if (max_memory_gb > 0) return max_memory_gb * std::pow(2.0, 30);
   const long pages = ::sysconf(_SC_PHYS_PAGES);
   const long page = ::sysconf(_SC_PAGE_SIZE);
-  if (pages <= 0 || page <= 0) return 8.0 * std::pow(2.0, 30);  // unknown
-  return static_cast<double>(pages) * static_cast<double>(page);
+  const double physical =
+      pages > 0 && page > 0
+          ? static_cast<double>(pages) * static_cast<double>(page)
+          : 8.0 * std::pow(2.0, 30);  // unknown
+  return MemoryLimitFrom(
+      FileText("/proc/meminfo"), FileText("/sys/fs/cgroup/memory.max"),
+      FileText("/sys/fs/cgroup/memory/memory.limit_in_bytes"), physical);
 }
 
 namespace {
@@ -95,12 +147,14 @@ absl::Status CheckMemory(const Footprint& f, const std::string& flags,
   if (bytes <= limit_bytes) return absl::OkStatus();  // false for NaN
   return absl::InvalidArgumentError(absl::StrCat(
       flags, ": the run needs about ", Gib(bytes), " GiB (",
-      absl::StrFormat("%.3g", f.parameters), " parameters, ",
-      absl::StrFormat("%.3g", f.activations_per_example),
+      absl::StrFormat("%.3g", f.parameters), " parameters",
+      f.replicas > 1 ? absl::StrFormat(" x %.3g replicas", f.replicas) : "",
+      ", ", absl::StrFormat("%.3g", f.activations_per_example),
       " activations per example x batch ", absl::StrFormat("%.3g", f.batch),
       ", ", absl::StrFormat("%.3g", f.data_values),
       " data values; experiments/budget.h), above the memory limit of ",
-      Gib(limit_bytes), " GiB (--max_memory_gb; default: physical memory)"));
+      Gib(limit_bytes),
+      " GiB (--max_memory_gb; default: the memory available)"));
 }
 
 absl::StatusOr<std::vector<int64_t>> ParseSizeList(const std::string& flag,

@@ -5,20 +5,28 @@
 // runs out of memory.
 //
 // The estimate counts float64 values (8 bytes each):
-//   P parameters                -> 4 P  (parameter, gradient, Adam's m, v)
+//   P parameters, R replicas    -> 4 P R (parameter, gradient, Adam's m, v
+//                                  in each data-parallel replica's model
+//                                  copy; R = max(1, replicas))
 //   A activations per example,
 //     batch B                   -> 3 A B (each op's output on the tape and
 //                                  its adjoint; README measures the tape at
 //                                  2.0x the activation bytes, 3 is headroom)
 //   D values of data in memory  -> D    (train + validation + test sets)
-//   bytes = 8 (4 P + 3 A B + D)
+//   bytes = 8 (4 P R + 3 A B + D)   (B: the global batch, split over
+//                                    the replicas)
 // Inputs are doubles, so absurd flag values give huge (or infinite) byte
 // counts, never an integer overflow. The estimate is an order of magnitude,
 // not a prediction to the byte: MLP-conditioned flows count every layer's
 // MLP (families without one, such as planar, are overestimated).
 //
-// Limit: MemoryLimitBytes(gb) = gb GiB when gb > 0, else the machine's
-// physical memory (sysconf); the experiment binaries take it from
+// Limit: MemoryLimitBytes(gb) = gb GiB when gb > 0, else the memory this
+// process can get now: the least of MemAvailable (/proc/meminfo) and the
+// cgroup's limit (v2 /sys/fs/cgroup/memory.max unless "max", v1
+// /sys/fs/cgroup/memory/memory.limit_in_bytes) among those that can be
+// read; when none can, the machine's physical memory (sysconf), and 8 GiB
+// when even that is unknown. MemoryLimitFrom is that rule on the files'
+// texts (empty: not readable). The experiment binaries take gb from
 // --max_memory_gb (experiments/common.h). CheckMemory returns
 // InvalidArgument "<flags>: the run needs about X GiB (...), above the
 // memory limit of Y GiB (--max_memory_gb)" when bytes > limit.
@@ -43,6 +51,7 @@ struct Footprint {
   double activations_per_example = 0;  // values the forward pass makes
   double batch = 0;                    // examples per step (or per chunk)
   double data_values = 0;              // values held as data sets
+  double replicas = 1;                 // model copies (data parallelism)
   double Bytes() const;
 };
 
@@ -75,6 +84,9 @@ Footprint ImageFlowFootprint(const std::string& flow, int layers, int levels,
                              double batch);
 
 double MemoryLimitBytes(double max_memory_gb);
+double MemoryLimitFrom(const std::string& meminfo,
+                       const std::string& cgroup2_max,
+                       const std::string& cgroup1_limit, double physical_bytes);
 absl::Status CheckMemory(const Footprint& f, const std::string& flags,
                          double limit_bytes);
 

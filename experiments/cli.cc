@@ -29,6 +29,7 @@
 #include "absl/strings/strip.h"
 #include "autodiff/status_macros.h"
 #include "data/atomic_file.h"
+#include "experiments/common.h"
 #include "flowtape/version.h"
 #include "parallel/mpi/mpi_communicator.h"
 
@@ -95,43 +96,18 @@ bool IsAbseilFlag(const absl::CommandLineFlag& flag) {
   return absl::StrContains(flag.Filename(), "absl/");
 }
 
-// --help (own flags, shared ones included) or --helpfull (every flag).
-void PrintHelp(const CliSpec& spec, bool full) {
-  std::cout << spec.name << ": " << spec.usage
-            << "\n\nFlags (--dtype default here: " << DTypeFlagName(spec.dtype)
-            << "):\n";
-  std::map<std::string, const absl::CommandLineFlag*> sorted;
-  for (const auto& [name, flag] : absl::GetAllFlags())
-    if (full || !IsAbseilFlag(*flag)) sorted[std::string(name)] = flag;
-  for (const auto& [name, flag] : sorted)
-    std::cout << absl::StrFormat("  --%s  %s (default: \"%s\")\n", name,
-                                 flag->Help(), flag->DefaultValue());
-  if (!full) std::cout << "\n--helpfull lists Abseil's flags too.\n";
-}
-
-// 1 = --help/--helpshort, 2 = --helpfull, 0 = neither (before any "--").
-int HelpRequest(int argc, char** argv) {
-  for (int i = 1; i < argc; ++i) {
-    absl::string_view a = argv[i];
-    if (a == "--") break;
-    if (!absl::ConsumePrefix(&a, "--")) absl::ConsumePrefix(&a, "-");
-    if (a == "help" || a == "helpshort") return 1;
-    if (a == "helpfull") return 2;
-  }
-  return 0;
-}
-
 absl::StatusOr<int> ResolveThreads(int flag) {
-  if (flag < 0)
-    return absl::InvalidArgumentError(
-        absl::StrCat("--threads=", flag, ": must be >= 0"));
+  if (flag < 0 || flag > training::kMaxThreads)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--threads=", flag, ": must be in [0, ", training::kMaxThreads, "]"));
   if (flag > 0) return flag;
   const char* env = std::getenv("FLOWTAPE_NUM_THREADS");
   if (env == nullptr || *env == '\0') return 1;
   int n = 0;
-  if (!absl::SimpleAtoi(env, &n) || n < 1)
+  if (!absl::SimpleAtoi(env, &n) || n < 1 || n > training::kMaxThreads)
     return absl::InvalidArgumentError(absl::StrCat(
-        "FLOWTAPE_NUM_THREADS='", env, "': must be a positive integer"));
+        "FLOWTAPE_NUM_THREADS='", env, "': must be an integer in [1, ",
+        training::kMaxThreads, "]"));
   return n;
 }
 
@@ -140,37 +116,6 @@ std::string Number(double v) {
 }
 
 }  // namespace
-
-std::string ResolvePath(const std::string& file) {
-  if (!file.empty() && file[0] == '/') return file;
-  const char* dir = std::getenv("BUILD_WORKING_DIRECTORY");
-  return dir && *dir ? absl::StrCat(dir, "/", file) : file;
-}
-
-absl::Status MakeOutputDir(const std::string& dir) {
-  if (dir.empty()) return absl::InvalidArgumentError("empty directory name");
-  for (size_t i = 1; i <= dir.size(); ++i) {
-    if (i < dir.size() && dir[i] != '/') continue;
-    const std::string prefix = dir.substr(0, i);
-    if (::mkdir(prefix.c_str(), 0777) != 0 && errno != EEXIST)
-      return ErrnoError(errno,
-                        absl::StrCat("cannot create directory '", prefix, "'"));
-  }
-  struct stat st;
-  if (::stat(dir.c_str(), &st) != 0)
-    return ErrnoError(errno,
-                      absl::StrCat("cannot create directory '", dir, "'"));
-  if (!S_ISDIR(st.st_mode))
-    return ErrnoError(ENOTDIR,
-                      absl::StrCat("cannot create directory '", dir, "'"));
-  std::string probe = absl::StrCat(dir, "/.write_probe_XXXXXX");
-  const int fd = ::mkstemp(probe.data());
-  if (fd < 0)
-    return ErrnoError(errno, absl::StrCat("cannot write in '", dir, "'"));
-  ::close(fd);
-  ::unlink(probe.c_str());
-  return absl::OkStatus();
-}
 
 absl::StatusOr<std::string> MakeRunDir(const std::string& base) {
   const size_t slash = base.rfind('/');
@@ -288,6 +233,7 @@ void Experiment::SingleThreaded(const std::string& why) {
     std::cerr << spec_.name << ": --threads=" << threads_
               << " not used: " << why << "\n";
   threads_ = 1;
+  SetRunReplicas(1);
 }
 
 std::string Experiment::Output(const std::string& file) {
@@ -376,10 +322,10 @@ absl::Status Experiment::Finish(const absl::Status& status) {
 absl::StatusOr<Experiment> ParseCommandLine(const CliSpec& spec, int argc,
                                             char** argv) {
   absl::SetProgramUsageMessage(spec.usage);
-  if (int help = HelpRequest(argc, argv)) {
-    PrintHelp(spec, help == 2);
-    std::exit(0);
-  }
+  ExitIfHelpRequested(
+      spec.name, spec.usage,
+      absl::StrCat(" (--dtype default here: ", DTypeFlagName(spec.dtype), ")"),
+      argc, argv);
   std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
   if (rest.size() > 1) {
     std::cerr << spec.name << ": unexpected positional argument '" << rest[1]
@@ -394,6 +340,7 @@ absl::StatusOr<Experiment> ParseCommandLine(const CliSpec& spec, int argc,
   }
   auto threads = ResolveThreads(absl::GetFlag(FLAGS_threads));
   if (!threads.ok()) return threads.status();
+  SetRunReplicas(*threads);  // memory checks count a model copy per replica
   const std::string given = absl::GetFlag(FLAGS_out_dir);
   std::string dir = given;
   if (MpiRank() > 0) {

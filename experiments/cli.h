@@ -7,16 +7,21 @@
 //     return experiments::Main({"toy2d", kUsage, kFloat32}, argc, argv, Run);
 //   }
 // Main, in order:
-//   1. parses the flags (Abseil). --help / --helpshort: the usage and the
-//      binary's own flags (with the shared ones below); --helpfull: every
-//      flag, Abseil's included; both to stdout, exit 0. An unknown flag or
-//      a malformed value (Abseil's message names it) or a positional
-//      argument ("unexpected positional argument 'x'") exits 1.
+//   1. parses the flags (Abseil). --help / --helpshort / -h: the usage and
+//      the binary's own flags (with the shared ones below); --helpfull:
+//      every flag, Abseil's included; --helpmatch=S / --helpon=S /
+//      --helppackage=S: the flags whose name or source file contains S; all
+//      to stdout, exit 0 (ExitIfHelpRequested, experiments/command_line.h).
+//      An unknown flag or a malformed value (Abseil's message names it) or
+//      a positional argument ("unexpected positional argument 'x'") exits 1.
 //   2. checks the shared flags, before any work:
 //        --dtype=f32|f64  the models' dtype (default: CliSpec::dtype);
 //        --threads=N      data-parallel replicas for NLL training
-//                         (training/train_threads.h); 0 = the value of
-//                         FLOWTAPE_NUM_THREADS, else 1;
+//                         (training/train_threads.h), N in [0, 4096]
+//                         (training::kMaxThreads); 0 = the value of
+//                         FLOWTAPE_NUM_THREADS, else 1. The memory check
+//                         (CheckRunMemory, experiments/common.h) counts one
+//                         model copy per replica;
 //        --out_dir=D      default runs/<binary>-YYYYmmdd-HHMMSS (local time;
 //                         -2, -3, ... appended when taken: MakeRunDir).
 //      Relative paths (--out_dir, input paths through ResolvePath) resolve
@@ -62,6 +67,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "autodiff/dtype.h"
+#include "experiments/command_line.h"
 #include "io/json.h"
 #include "training/train.h"
 #include "training/train_threads.h"
@@ -75,14 +81,7 @@ struct CliSpec {
   DType dtype;        // --dtype default (f32 experiments, f64 paper runs)
 };
 
-// file as given if absolute, else relative to $BUILD_WORKING_DIRECTORY when
-// set and nonempty, else as given.
-std::string ResolvePath(const std::string& file);
-// Creates `dir` and its parents (mkdir -p) and probes that a file can be
-// created in it. Errors: FailedPrecondition / PermissionDenied / ... (from
-// errno) "cannot create directory 'p': <strerror>", "cannot write in 'dir':
-// <strerror>".
-absl::Status MakeOutputDir(const std::string& dir);
+// ResolvePath(file) and MakeOutputDir(dir): experiments/command_line.h.
 // A run folder of its own: creates `base`, or base-2, base-3, ... (up to
 // base-1000), the first that did not exist, with MakeOutputDir's checks,
 // and returns it. mkdir is atomic, so runs started in the same second (the

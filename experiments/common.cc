@@ -1,5 +1,7 @@
 #include "experiments/common.h"
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
@@ -12,7 +14,8 @@
 
 ABSL_FLAG(double, max_memory_gb, 0,
           "memory limit in GiB for the run's estimated footprint "
-          "(experiments/budget.h); 0 = the machine's physical memory");
+          "(experiments/budget.h); 0 = the memory available (MemAvailable, "
+          "cgroup limit)");
 
 namespace flowtape::experiments {
 
@@ -76,6 +79,13 @@ absl::Status CheckFlags(std::initializer_list<FlagCheck> checks) {
   return absl::InvalidArgumentError(absl::StrJoin(bad, "; "));
 }
 
+namespace {
+std::atomic<int> run_replicas{1};
+}  // namespace
+
+void SetRunReplicas(int n) { run_replicas.store(n > 1 ? n : 1); }
+int RunReplicas() { return run_replicas.load(); }
+
 absl::Status CheckRunMemory(const Footprint& footprint,
                             const std::string& flags) {
   const double gb = absl::GetFlag(FLAGS_max_memory_gb);
@@ -84,7 +94,9 @@ absl::Status CheckRunMemory(const Footprint& footprint,
         absl::StrCat("--max_memory_gb=", gb,
                      ": must be finite and >= 0 (0: physical "
                      "memory)"));
-  return CheckMemory(footprint, flags, MemoryLimitBytes(gb));
+  Footprint f = footprint;
+  f.replicas = std::max<double>(f.replicas, RunReplicas());
+  return CheckMemory(f, flags, MemoryLimitBytes(gb));
 }
 
 absl::Status CheckStepFinite(const std::string& run, int64_t step, double loss,

@@ -13,7 +13,11 @@
 //   CheckRunMemory(footprint, flags): CheckMemory (experiments/budget.h)
 //     against MemoryLimitBytes(--max_memory_gb); every binary calls it on
 //     its size flags before allocating. --max_memory_gb must be finite and
-//     >= 0 (0: the machine's physical memory).
+//     >= 0 (0: the memory available, budget.h). The footprint counts
+//     max(footprint.replicas, RunReplicas()) model copies.
+//   SetRunReplicas(n) / RunReplicas(): the data-parallel replicas of this
+//     process's run (1 until set; experiments::ParseCommandLine sets the
+//     resolved --threads).
 //   CheckStepFinite(run, step, loss, params): the divergence check of a
 //     hand-written training loop, called after Backward and before the
 //     optimizer's Step: OK when `loss` and every entry of every defined
@@ -59,6 +63,8 @@ absl::Status CheckRunMemory(const Footprint& footprint,
                             const std::string& flags);
 absl::Status CheckStepFinite(const std::string& run, int64_t step, double loss,
                              const std::vector<Tensor>& params);
+void SetRunReplicas(int n);
+int RunReplicas();
 
 }  // namespace flowtape::experiments
 

@@ -3,7 +3,9 @@
 //
 // The flow is a catalogue image flow (default RealNVP, models/image_flow.h)
 // trained by NLL on dequantised, logit-transformed pixels (or loaded with
-// --model from a model.ftm of //experiments:images). The codec
+// --model from a model.ftm of //experiments:images; a model whose event is
+// not [784] or [1, 28, 28], or that takes a context, is InvalidArgument
+// before any data is read). The codec
 // (compression/lossy.h) quantises its latents z = f(logit(...)) and
 // rANS-codes them under a per-dimension logistic fitted to the latents of
 // --n_fit training images, in two variants: one step Delta for every latent
@@ -231,6 +233,23 @@ absl::Status Run(Experiment& ex) {
                          std::max(c.batch, compression::kLossyChunk)),
       absl::StrCat("--batch=", c.batch, " (--flow=", flow_name, ")")));
 
+  // A --model must score 28 x 28 images without a context: its spec is
+  // checked before any data is read or model built.
+  const std::string model_path = absl::GetFlag(FLAGS_model);
+  models::ModelSpec loaded_spec;
+  if (!model_path.empty()) {
+    FT_ASSIGN_OR_RETURN(loaded_spec,
+                        models::ReadModelSpec(ResolvePath(model_path)));
+    const Shape& event = loaded_spec.config.event;
+    if ((event != Shape{784} && event != image) ||
+        loaded_spec.config.context_dim != 0)
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--model=", model_path, ": the model has event ", event.ToString(),
+          " and context_dim ", loaded_spec.config.context_dim,
+          "; want event [784] or [1, 28, 28] (28 x 28 images) and "
+          "context_dim 0"));
+  }
+
   FT_ASSIGN_OR_RETURN(data::ImageSet train, LoadImageSetOrSetup(name, "train"));
   FT_ASSIGN_OR_RETURN(data::ImageSet test, LoadImageSetOrSetup(name, "test"));
   FT_RETURN_IF_ERROR(CheckImageSet(train, name + " train", image, 10, 10));
@@ -244,15 +263,13 @@ absl::Status Run(Experiment& ex) {
   f.image = image;
   f.alpha = alpha;
   Rng rng(c.seed);
-  const std::string model_path = absl::GetFlag(FLAGS_model);
   std::string model_file;  // the likelihood-trained flow, for fresh copies
   if (!model_path.empty()) {
     ex.SingleThreaded("--model: no training");
     const std::string path = ResolvePath(model_path);
-    FT_ASSIGN_OR_RETURN(models::ModelSpec spec, models::ReadModelSpec(path));
     FT_ASSIGN_OR_RETURN(f.model, models::LoadModel(path));
     model_file = path;
-    f.flatten = spec.config.event.rank() == 1;
+    f.flatten = loaded_spec.config.event.rank() == 1;
     ex.config()["model"] = path;
   } else {
     FT_ASSIGN_OR_RETURN(

@@ -1,5 +1,6 @@
 #include "flows/flow_model.h"
 
+#include "absl/strings/str_cat.h"
 #include "autodiff/check.h"
 #include "autodiff/ops.h"
 
@@ -57,10 +58,31 @@ Tensor FlowModel::Nll(const Tensor& x, const Tensor& context, Rng* rng) const {
   return -Mean(LogProb(x, context, rng));
 }
 
+absl::Status FlowModel::CheckInput(const Tensor& x,
+                                   const Tensor& context) const {
+  const Shape& event = base_->event_shape();
+  bool fits = x.defined() && x.rank() == event.rank() + 1;
+  for (int i = 0; fits && i < event.rank(); ++i)
+    fits = x.dim(i + 1) == event[i];
+  if (!fits) {
+    std::string want = "[N";
+    for (int i = 0; i < event.rank(); ++i)
+      absl::StrAppend(&want, ", ", event[i]);
+    return absl::InvalidArgumentError(absl::StrCat(
+        "flow_model: x ", x.defined() ? x.shape().ToString() : "undefined",
+        " for event ", event.ToString(), " (want ", want, "])"));
+  }
+  if (context.defined() && (context.rank() != 2 || context.dim(0) != x.dim(0)))
+    return absl::InvalidArgumentError(
+        absl::StrCat("flow_model: context ", context.shape().ToString(),
+                     " for batch ", x.dim(0), " (want [", x.dim(0), ", K])"));
+  return absl::OkStatus();
+}
+
 absl::Status FlowModel::InitializeFromData(const Tensor& x,
                                            const Tensor& context,
                                            Rng* rng) const {
-  CheckContext("flow_model.initialize_from_data", x.dim(0), context);
+  if (absl::Status s = CheckInput(x, context); !s.ok()) return s;
   Rng fixed(kDefaultScoreSeed);
   return flows::InitializeFromData(*flow_, Cast(x, dtype()),
                                    ToDType(context, dtype()),

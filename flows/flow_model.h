@@ -10,6 +10,13 @@
 //                    for reverse-KL / variational training.
 //   Nll(x | c) = -mean_i LogProb(x_i | c_i)  (a scalar, in nats)
 // x is [N, E...] with E the base's event shape; context [N, K] or undefined.
+// CheckInput(x, c) says whether x and c have those shapes (InvalidArgument
+// "flow_model: x [3, 5] for event [2] (want [N, 2])" or "... context [4, 3]
+// for batch 3 (want [3, K])"); the scoring calls may abort (FT_CHECK, here
+// or in the flow's layers) on inputs it refuses, so code that scores data it
+// did not make (files, user input) calls CheckInput first.
+// InitializeFromData returns its status instead of aborting.
+// Whether the flow takes a context, and of which K, is the flow's to check.
 // dtype: the model computes in dtype(), its base's (Module::To converts
 // base and flow together); x and the context are converted to it (with
 // their gradients), so float64 data can feed a float32 model, and results
@@ -58,6 +65,9 @@ class FlowModel : public nn::Module {
                                  const Tensor& context = Tensor()) const;
   Tensor Nll(const Tensor& x, const Tensor& context = Tensor(),
              Rng* rng = nullptr) const;
+  // OK iff x is [N, E...] and the context undefined or [N, K] (see above).
+  absl::Status CheckInput(const Tensor& x,
+                          const Tensor& context = Tensor()) const;
   // The flow's data-dependent initialisation pass on a batch (flow.h).
   absl::Status InitializeFromData(const Tensor& x,
                                   const Tensor& context = Tensor(),

@@ -36,7 +36,9 @@ double EstimatedValues(const ModelConfig& c) {
   return steps * (width + 2 * k * e) + k * (2 * e + 1) + lower;
 }
 
-absl::Status CheckSize(const ModelConfig& c, double file_values) {
+}  // namespace
+
+absl::Status CheckModelSize(const ModelConfig& c, double file_values) {
   const double estimate = EstimatedValues(c);
   const double limit = 16 * file_values + std::ldexp(1.0, 26);
   if (estimate <= limit) return absl::OkStatus();
@@ -47,13 +49,11 @@ absl::Status CheckSize(const ModelConfig& c, double file_values) {
       "family ignores may be set too high)"));
 }
 
-}  // namespace
-
 absl::Status SaveModel(const std::string& path, const ModelSpec& spec,
                        const flows::FlowModel& model) {
   const nn::NamedTensors state = ModelState(model);
   FT_RETURN_IF_ERROR(
-      WithSource(Source(path), CheckSize(spec.config, ValueCount(state))));
+      WithSource(Source(path), CheckModelSize(spec.config, ValueCount(state))));
   if (model.dtype() != spec.dtype)
     return absl::InvalidArgumentError(
         absl::StrCat(Source(path), ": the model is ", DTypeName(model.dtype()),
@@ -76,7 +76,7 @@ absl::StatusOr<ModelSpec> SpecOf(const std::string& path,
   absl::StatusOr<ModelSpec> spec = ModelSpecFromJson(file.description);
   if (!spec.ok()) return WithSource(Source(path), spec.status());
   FT_RETURN_IF_ERROR(WithSource(
-      Source(path), CheckSize(spec->config, ValueCount(file.tensors))));
+      Source(path), CheckModelSize(spec->config, ValueCount(file.tensors))));
   return spec;
 }
 

@@ -59,6 +59,13 @@ absl::StatusOr<std::shared_ptr<flows::FlowModel>> LoadModel(
     const std::string& path);
 // The spec stored in a model file (without building the model).
 absl::StatusOr<ModelSpec> ReadModelSpec(const std::string& path);
+// The size guard above, for code that builds a model from a spec it was
+// given (a flag, another file's metadata): OK iff the model `config`
+// describes has at most 16 file_values + 2^26 values by the estimate above
+// (file_values = 0 for a spec without a file: 2^26 values, 512 MiB in
+// float64), else InvalidArgument "model description: config: describes a
+// model of about V values, ...".
+absl::Status CheckModelSize(const ModelConfig& config, double file_values);
 
 }  // namespace flowtape::models
 

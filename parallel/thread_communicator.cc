@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstring>
 #include <mutex>
+#include <system_error>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -117,8 +118,20 @@ absl::Status RunRanks(int n,
   };
   std::vector<std::thread> threads;
   threads.reserve(n - 1);
-  for (int r = 1; r < n; ++r) threads.emplace_back(run, r);
-  run(0);
+  absl::Status started;
+  for (int r = 1; r < n && started.ok(); ++r) {
+    try {
+      threads.emplace_back(run, r);
+    } catch (const std::system_error& e) {
+      // Out of threads (EAGAIN) or memory for a stack: fail the group, so
+      // the ranks already running return from their next collective.
+      started = absl::ResourceExhaustedError(
+          absl::StrCat("parallel: cannot start the thread of rank ", r, " of ",
+                       n, ": ", e.what()));
+      comms[0]->Abort(started);
+    }
+  }
+  if (started.ok()) run(0);
   for (std::thread& t : threads) t.join();
   return comms[0]->failure();
 }

@@ -21,7 +21,10 @@
 // calling thread and the others on new threads, waits for all, and returns
 // rank 0's result (fn returns absl::Status or absl::StatusOr<R>) or the
 // group's first failure: a rank whose fn returns an error aborts the group
-// with it, so peers blocked in a collective return instead of hanging.
+// with it, so peers blocked in a collective return instead of hanging. A
+// thread the system cannot start (std::thread throws) fails the group with
+// ResourceExhausted "rank 0: parallel: cannot start the thread of rank r of
+// n: <what>"; rank 0's fn then does not run.
 #ifndef FLOWTAPE_PARALLEL_THREAD_COMMUNICATOR_H_
 #define FLOWTAPE_PARALLEL_THREAD_COMMUNICATOR_H_
 

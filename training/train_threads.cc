@@ -14,18 +14,18 @@ namespace flowtape::training {
 absl::StatusOr<int> ThreadCount(int threads, int64_t batch,
                                 int64_t min_rows_per_thread) {
   batch = std::max<int64_t>(1, batch);
-  if (threads < 0)
-    return absl::InvalidArgumentError(
-        absl::StrCat("threads must be >= 0, got ", threads));
+  if (threads < 0 || threads > kMaxThreads)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "threads must be in [0, ", kMaxThreads, "], got ", threads));
   if (threads > 0) return static_cast<int>(std::min<int64_t>(threads, batch));
   int requested = 1;
   if (const char* env = std::getenv("FLOWTAPE_NUM_THREADS");
       env != nullptr && *env != '\0') {
-    if (!absl::SimpleAtoi(env, &requested) || requested < 1 || requested > 4096)
+    if (!absl::SimpleAtoi(env, &requested) || requested < 1 ||
+        requested > kMaxThreads)
       return absl::InvalidArgumentError(
-          absl::StrCat("FLOWTAPE_NUM_THREADS must be an integer in [1, 4096], "
-                       "got '",
-                       env, "'"));
+          absl::StrCat("FLOWTAPE_NUM_THREADS must be an integer in [1, ",
+                       kMaxThreads, "], got '", env, "'"));
   }
   const int64_t cap =
       std::max<int64_t>(1, batch / std::max<int64_t>(1, min_rows_per_thread));

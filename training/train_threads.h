@@ -6,12 +6,13 @@
 // TrainFlowMatchingThreads (train_flow_matching.h) is built the same way on
 // PlanReplicaThreads.
 //
-// Thread count: options.threads > 0 runs exactly that many (at most the
-// global batch size). options.threads == 0 takes FLOWTAPE_NUM_THREADS (1
-// when unset) and caps it at floor(B / min_rows_per_thread) (at least 1), B
-// the global batch: a replica needs enough rows for its step to outweigh the
-// per-step synchronisation (benchmarks/parallel_bench: a 64-D MAF at B = 256
-// is not faster on two threads; at B = 4096 it is ~1.9x).
+// Thread count: options.threads in [1, kMaxThreads] runs exactly that many
+// (at most the global batch size). options.threads == 0 takes
+// FLOWTAPE_NUM_THREADS (1 when unset; at most kMaxThreads) and caps it at
+// floor(B / min_rows_per_thread) (at least 1), B the global batch: a replica
+// needs enough rows for its step to outweigh the per-step synchronisation
+// (benchmarks/parallel_bench: a 64-D MAF at B = 256 is not faster on two
+// threads; at B = 4096 it is ~1.9x).
 //
 // The training loops themselves train the one replica they are given:
 // called without a communicator, TrainNll, TrainFlowMatching and
@@ -53,8 +54,13 @@ struct ThreadedTraining {
   Replica replica;     // rank 0's: the trained model
 };
 
+// The most replicas (threads) a run may ask for, by options.threads or
+// FLOWTAPE_NUM_THREADS.
+inline constexpr int kMaxThreads = 4096;
+
 // The number of replicas for a global batch of `batch` rows (see above).
-// InvalidArgument for a malformed FLOWTAPE_NUM_THREADS or threads < 0.
+// InvalidArgument for a malformed FLOWTAPE_NUM_THREADS or threads outside
+// [0, kMaxThreads].
 absl::StatusOr<int> ThreadCount(int threads, int64_t batch,
                                 int64_t min_rows_per_thread);
 // The number TrainNllThreads runs for these options and data.

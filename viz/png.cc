@@ -55,8 +55,7 @@ absl::Status WritePng(const std::string& path, const Image& image) {
   File f(std::fopen(path.c_str(), "wb"));
   if (!f)
     return absl::ErrnoToStatus(
-        errno, absl::StrCat("cannot open ", path,
-                            " for writing: ", std::strerror(errno)));
+        errno, absl::StrCat("cannot open ", path, " for writing"));
   png_structp png =
       png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
   png_infop info = png ? png_create_info_struct(png) : nullptr;
@@ -140,8 +139,7 @@ absl::StatusOr<Image> ReadPng(const std::string& path) {
   // reading a byte so devices (/dev/zero) and directories are refused.
   const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0)
-    return absl::NotFoundError(
-        absl::StrCat("cannot open ", path, ": ", std::strerror(errno)));
+    return absl::ErrnoToStatus(errno, absl::StrCat("cannot open ", path));
   struct stat st;
   if (::fstat(fd, &st) != 0 || !FileKind(st.st_mode).empty()) {
     const std::string kind =
@@ -159,8 +157,9 @@ absl::StatusOr<Image> ReadPng(const std::string& path) {
   }
   File f(::fdopen(fd, "rb"));
   if (!f) {
+    const int err = errno;
     ::close(fd);
-    return absl::NotFoundError(absl::StrCat("cannot open ", path));
+    return absl::ErrnoToStatus(err, absl::StrCat("cannot open ", path));
   }
   unsigned char sig[8] = {};
   if (std::fread(sig, 1, 8, f.get()) != 8 || png_sig_cmp(sig, 0, 8) != 0)

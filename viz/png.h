@@ -3,7 +3,9 @@
 // Image: width x height pixels, 8-bit RGB, row-major from the top-left corner
 // (rgb[3 * (y * width + x) + c]). WritePng writes an 8-bit RGB PNG; ReadPng
 // reads any PNG libpng understands and converts it to 8-bit RGB (palette,
-// grey, 16-bit and alpha are expanded / stripped). Errors name the file.
+// grey, 16-bit and alpha are expanded / stripped). Errors name the file; a
+// file that cannot be opened is errno's code and text (absl::ErrnoToStatus:
+// NotFound, PermissionDenied, ...).
 //
 // ReadPng limits (checked on the header, before any pixel buffer exists):
 //   * regular files only (a directory, FIFO or device is InvalidArgument;

@@ -7,7 +7,10 @@
 
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
 
 namespace flowtape::compression {
 
@@ -19,13 +22,27 @@ std::string ResolveCommandPath(const std::string& path) {
   return absl::StrCat(base, "/", path);
 }
 
+namespace {
+
+// --help, --helpshort, --helpfull, --helpmatch[=S], --helpon[=S],
+// --helppackage[=S] (one dash or two) or -h.
+bool IsHelpFlag(absl::string_view arg) {
+  if (arg == "-h") return true;
+  if (!absl::ConsumePrefix(&arg, "--")) absl::ConsumePrefix(&arg, "-");
+  if (arg == "help" || arg == "helpshort" || arg == "helpfull") return true;
+  for (absl::string_view flag : {"helpmatch", "helpon", "helppackage"})
+    if (absl::ConsumePrefix(&arg, flag) &&
+        (arg.empty() || absl::StartsWith(arg, "=")))
+      return true;
+  return false;
+}
+
+}  // namespace
+
 int RunCommand(const char* name, const char* usage, int argc, char** argv,
                const std::function<absl::Status()>& run) {
-  for (int i = 1; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--help") == 0 ||
-        std::strcmp(argv[i], "-help") == 0 ||
-        std::strcmp(argv[i], "--helpshort") == 0 ||
-        std::strcmp(argv[i], "-h") == 0) {
+  for (int i = 1; i < argc && std::strcmp(argv[i], "--") != 0; ++i) {
+    if (IsHelpFlag(argv[i])) {
       std::cout << usage;
       return 0;
     }

@@ -1,6 +1,8 @@
 // The shared main of flowtape-compress and flowtape-decompress, following
 // experiments/cli.h where it applies (these commands write no results.json):
-// --help / --helpshort / -h print the usage to stdout (exit 0); an unknown
+// --help / --helpshort / --helpfull / --helpmatch / --helpon / --helppackage
+// / -h (before any "--") print the usage, which lists every flag, to stdout
+// (exit 0); an unknown
 // flag (Abseil's message) or a positional argument exits 1; a failed run
 // prints "<name>: <status>" to stderr and exits 1. Relative paths resolve
 // against $BUILD_WORKING_DIRECTORY when it is set (bazel run).

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # flowtape-compress / flowtape-decompress end to end: an IDX file round-trips
-# byte for byte (whole and a sub-range); --help exits 0; missing flags,
+# byte for byte (whole and a sub-range); every help flag exits 0; missing flags,
 # stray arguments, a truncated, a corrupted and a foreign container exit 1
 # with a message naming the problem.
 set -uo pipefail
@@ -22,6 +22,15 @@ cmp -s "$tmp/in.idx" "$tmp/out.idx" || fail "decoded IDX differs from the input"
 cmp -s <(tail -c +17 "$tmp/y.idx") <(tail -c +$((17 + 2 * 48)) "$tmp/in.idx" | head -c $((4 * 48))) || fail "range bytes differ"
 
 "$c" --help | grep -q "flowtape-compress:" || fail "--help"
+# Every help flag prints the usage and exits 0 (Abseil's own handling of
+# --helpfull and --helpmatch exits 1).
+for h in --helpfull -helpfull --helpmatch=model --helpon=command \
+         --helppackage=compression --helpshort -h; do
+  for tool in "$c" "$d"; do
+    out=$("$tool" "$h") || fail "$tool $h -> exit $?"
+    [[ $out == *"--model=FILE"* ]] || fail "$tool $h: no usage in: $out"
+  done
+done
 expect() {  # expect WANT COMMAND...
   local want=$1
   shift

@@ -272,8 +272,10 @@ TEST(FrequenciesTest, MixtureIsTheWeightedSum) {
   }
 }
 
-// FNV-1a over the table: any change in the algorithm or its arithmetic (and
-// so in every stream coded with it) changes this number.
+// A 64-bit xor-multiply hash over the table's bytes (FNV-1a's prime, but
+// the offset basis 1469598103934665603, not FNV's 14695981039346656037: not
+// FNV-1a, and it need not be, only stable): any change in the algorithm or
+// its arithmetic (and so in every stream coded with it) changes this number.
 uint64_t Fingerprint(const std::vector<uint32_t>& f) {
   uint64_t h = 1469598103934665603ull;
   for (uint32_t v : f) {
@@ -323,9 +325,9 @@ TEST(FrequenciesTest, LogisticTables) {
             kBad);
 }
 
-// FNV-1a over the bit patterns of the masses: catches a change of a single
-// rounding anywhere (a different libm, a fused multiply-add), which the
-// quantised table usually absorbs.
+// Fingerprint's hash (not FNV-1a) over the bit patterns of the masses:
+// catches a change of a single rounding anywhere (a different libm, a fused
+// multiply-add), which the quantised table usually absorbs.
 uint64_t BitFingerprint(const std::vector<double>& v) {
   uint64_t h = 1469598103934665603ull;
   for (double d : v) {

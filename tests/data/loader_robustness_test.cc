@@ -1,10 +1,12 @@
 // Hostile inputs to the loaders (CSV, IDX, digits, earth): non-regular files
 // (directory, FIFO, /dev/zero) are refused by name without reading or
-// blocking; files and gzip streams over the per-format size limit stop at the
-// limit; CSV and earth numbers are strict decimals (no hex, inf, nan, trailing
-// garbage, empty fields) and overflow / underflow are errors naming
-// file:line instead of a silent inf or 0.
+// blocking; open failures keep errno's code and text; files and gzip streams
+// over the per-format size limit stop at the limit; CSV and earth numbers are
+// strict decimals (no hex, inf, nan, trailing garbage, empty fields) and
+// overflow / underflow are errors naming file:line instead of a silent inf or
+// 0.
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include <cstdlib>
@@ -59,6 +61,23 @@ TEST(LoaderFiles, FifoIsRefusedWithoutBlocking) {
 
 TEST(LoaderFiles, DevZeroIsRefusedInsteadOfReadForever) {
   ExpectEveryLoaderRefuses("/dev/zero", "a character device");
+}
+
+// A file that cannot be opened keeps errno's code and text: a missing file
+// is NotFound, a path through a regular file (ENOTDIR) FailedPrecondition,
+// an unreadable one (not testable as root) PermissionDenied.
+TEST(LoaderFiles, OpenFailuresKeepTheErrno) {
+  const std::string file = TmpPath("plain.csv");
+  std::ofstream(file) << "1,2\n";
+  ExpectError(LoadCsv(TmpPath("missing.csv")).status(),
+              absl::StatusCode::kNotFound, "No such file or directory");
+  ExpectError(LoadCsv(file + "/x.csv").status(),
+              absl::StatusCode::kFailedPrecondition, "Not a directory");
+  if (::geteuid() != 0) {
+    ASSERT_EQ(::chmod(file.c_str(), 0), 0);
+    ExpectError(LoadCsv(file).status(), absl::StatusCode::kPermissionDenied,
+                "Permission denied");
+  }
 }
 
 // 129 MiB of text that gzip compresses to ~130 KB: the CSV limit is 128 MiB.

@@ -1,9 +1,13 @@
 // The memory estimate of experiments/budget.h: MLP parameter and activation
 // counts against hand counts, the byte formula, the limit check's message,
-// no overflow for absurd sizes, and the strict size-list parser.
+// no overflow for absurd sizes, a model copy per replica, the default limit
+// (MemAvailable and cgroup limits), and the strict size-list parser.
 #include "experiments/budget.h"
 
+#include <unistd.h>
+
 #include <cmath>
+#include <string>
 
 #include "gtest/gtest.h"
 
@@ -38,8 +42,41 @@ TEST(Budget, LimitAndMessage) {
   Footprint nan;
   nan.parameters = NAN;
   EXPECT_FALSE(CheckMemory(nan, "--h", 1e300).ok());
-  EXPECT_GT(MemoryLimitBytes(0), 1e8);  // the machine's memory
+  EXPECT_GT(MemoryLimitBytes(0), 1e8);  // the memory available
   EXPECT_EQ(MemoryLimitBytes(2), 2 * std::pow(2.0, 30));
+}
+
+TEST(Budget, ReplicasEachHoldAModelCopy) {
+  Footprint f = FlowFootprint(8, 2, 0, {64, 64}, 256, 1000);
+  const double one = f.Bytes();
+  f.replicas = 4;  // 3 more copies of parameters, gradients, m and v
+  EXPECT_EQ(f.Bytes(), one + 3 * 8.0 * 4 * f.parameters);
+  f.parameters = 1e8;
+  EXPECT_NE(CheckMemory(f, "--threads=4", 1e9)
+                .message()
+                .find("1e+08 parameters x 4 replicas"),
+            std::string::npos);
+}
+
+// The default limit is what the process can get now, not the installed RAM:
+// the least of MemAvailable and a cgroup limit, physical memory only when
+// neither can be read.
+TEST(Budget, DefaultLimitIsTheMemoryAvailable) {
+  const std::string meminfo =
+      "MemTotal:       16000000 kB\nMemFree:  100 kB\n"
+      "MemAvailable:    2000000 kB\nBuffers: 5 kB\n";
+  EXPECT_EQ(MemoryLimitFrom(meminfo, "", "", 1e12), 2048e6);
+  EXPECT_EQ(MemoryLimitFrom(meminfo, "max\n", "", 1e12), 2048e6);
+  EXPECT_EQ(MemoryLimitFrom(meminfo, "1073741824\n", "", 1e12), 1073741824);
+  EXPECT_EQ(MemoryLimitFrom(meminfo, "", "536870912\n", 1e12), 536870912);
+  EXPECT_EQ(MemoryLimitFrom("", "max\n", "", 1e12), 1e12);
+  EXPECT_EQ(MemoryLimitFrom("MemAvailable: x kB\n", "", "", 1e12), 1e12);
+  EXPECT_EQ(MemoryLimitFrom("", "", "", 3e9), 3e9);
+  // On this machine: no more than installed memory, and (MemAvailable
+  // being below MemTotal) strictly less.
+  const double physical = static_cast<double>(::sysconf(_SC_PHYS_PAGES)) *
+                          static_cast<double>(::sysconf(_SC_PAGE_SIZE));
+  EXPECT_LT(MemoryLimitBytes(0), physical);
 }
 
 TEST(Budget, SizeListsAreStrictPositiveIntegers) {

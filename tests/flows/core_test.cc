@@ -1,5 +1,6 @@
 // Composition, permutation, inversion and FlowModel, on flows whose maps are
-// known in closed form (Scaling: z = x e^s; Permute).
+// known in closed form (Scaling: z = x e^s; Permute); FlowModel::CheckInput
+// refuses inputs of another shape with a Status.
 #include <cmath>
 #include <memory>
 
@@ -119,6 +120,33 @@ TEST(FlowModel, SampleWithLogProbMatchesLogProb) {
   Backward(Mean(s.log_prob));
   for (auto& [name, p] : model.NamedParameters())
     EXPECT_TRUE(p.grad().defined()) << name;
+}
+
+// Inputs of the wrong shape are a Status, for code that scores user data.
+TEST(FlowModel, CheckInputRefusesOtherShapes) {
+  FlowModel model(std::make_shared<StandardNormal>(Shape({2})),
+                  MakeScaling({0.7, -0.4}));
+  EXPECT_TRUE(model.CheckInput(Tensor::Zeros({3, 2})).ok());
+  EXPECT_TRUE(
+      model.CheckInput(Tensor::Zeros({3, 2}), Tensor::Zeros({3, 4})).ok());
+  absl::Status s = model.CheckInput(Tensor::Zeros({3, 5}));
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message(), "flow_model: x [3, 5] for event [2] (want [N, 2])");
+  EXPECT_FALSE(model.CheckInput(Tensor::Zeros({3, 1, 28, 28})).ok());
+  EXPECT_FALSE(model.CheckInput(Tensor::Zeros({2})).ok());
+  EXPECT_FALSE(model.CheckInput(Tensor()).ok());
+  s = model.CheckInput(Tensor::Zeros({3, 2}), Tensor::Zeros({4, 3}));
+  EXPECT_EQ(s.message(),
+            "flow_model: context [4, 3] for batch 3 (want [3, K])");
+  EXPECT_FALSE(
+      model.CheckInput(Tensor::Zeros({3, 2}), Tensor::Zeros({3})).ok());
+  // The initialisation pass returns the same status instead of aborting.
+  EXPECT_EQ(model.InitializeFromData(Tensor::Zeros({3, 5})).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      model.InitializeFromData(Tensor::Zeros({3, 2}), Tensor::Zeros({2, 1}))
+          .code(),
+      absl::StatusCode::kInvalidArgument);
 }
 
 TEST(FlowModel, ConvertsItsInputsToItsDtype) {

@@ -85,7 +85,8 @@ TEST(ModelFile, EveryFamilyReproducesItsLogProbsBitForBit) {
                      : Tensor();
       NoGradScope no_grad;
       Rng r1(3), r2(3);
-      model.LogProb(x, c, &r1);  // data-dependent initialisation (ActNorm)
+      // Data-dependent initialisation (ActNorm's "initialized" flag too).
+      ASSERT_TRUE(model.InitializeFromData(x, c, &r1).ok());
       Rng r3(3);
       const Tensor want = model.LogProb(x, c, &r3);
       const std::string path = TmpPath("model.ftm");

@@ -5,8 +5,8 @@
 // bits the main thread got. A residual flow, under NoGradScope: a recorded
 // call in its default SpectralMode::kTrain runs power iteration and writes
 // its (u, v) buffers, so only no-grad scoring of it may be shared. A Glow,
-// recorded and not: its ActNorms are initialised before the threads start
-// (their lazy initialisation writes the parameters on first use).
+// recorded and not: its ActNorms are initialised (InitializeFromData, the
+// one pass that writes them; flows/actnorm.h) before the threads start.
 #include <memory>
 #include <string>
 #include <thread>
@@ -73,7 +73,8 @@ TEST(SharedInference, GlowScoresFromTwoThreads) {
   std::vector<double> want;
   {
     Rng r(3);
-    want = model->LogProb(x, Tensor(), &r).ToVector();  // initialises ActNorm
+    ASSERT_TRUE(model->InitializeFromData(x, Tensor(), &r).ok());
+    want = model->LogProb(x, Tensor(), &r).ToVector();
   }
   Tape::Get().Reset();
   ScoreOnTwoThreads(*model, x, want, /*no_grad=*/true);

@@ -1,12 +1,17 @@
 // ThreadCommunicator: all-reduce sums in rank order (the same bits on every
 // rank, matching a sequential sum, even where the order changes the result),
 // uneven and tiny buffers, broadcast from any root, barriers order memory,
-// and failures (an aborting rank, a rank that never arrives) reach every
-// peer as a Status instead of a hang.
+// and failures (an aborting rank, a rank that never arrives, a thread the
+// system cannot start) reach every peer as a Status instead of a hang.
 #include "parallel/thread_communicator.h"
+
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <vector>
 
 #include "autodiff/rng.h"
@@ -158,6 +163,41 @@ TEST(ThreadCommunicator, APeerThatNeverArrivesTimesOut) {
   EXPECT_EQ(comms[1]->AllReduceSum(absl::MakeSpan(v)).code(),
             absl::StatusCode::kDeadlineExceeded);
 }
+
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+// Threads the system cannot start (here: an address-space limit leaves no
+// room for their stacks) are a ResourceExhausted status, not an uncaught
+// std::system_error; the ranks already started return.
+// In a child process: limits the address space to what is in use plus 32
+// MiB (not enough for 255 thread stacks) and exits 0 iff RunOnThreads(256)
+// returns ResourceExhausted naming the thread it could not start.
+void RunWithoutRoomForThreads() {
+  long pages = 0;
+  if (std::FILE* f = std::fopen("/proc/self/statm", "r")) {
+    if (std::fscanf(f, "%ld", &pages) != 1) pages = 0;
+    std::fclose(f);
+  }
+  const rlim_t limit =
+      static_cast<rlim_t>(pages) * ::sysconf(_SC_PAGE_SIZE) + (32 << 20);
+  rlimit r;
+  r.rlim_cur = r.rlim_max = limit;
+  if (pages <= 0 || ::setrlimit(RLIMIT_AS, &r) != 0) std::_Exit(3);
+  std::atomic<int> ran{0};
+  absl::Status s = RunOnThreads(256, [&](Communicator& c) {
+    ++ran;
+    return c.Barrier();
+  });
+  const bool named = s.message().find("cannot start the thread of rank") !=
+                     absl::string_view::npos;
+  const bool ok = s.code() == absl::StatusCode::kResourceExhausted && named &&
+                  ran.load() < 256;
+  std::_Exit(ok ? 0 : 2);
+}
+
+TEST(ThreadCommunicatorDeathTest, ThreadsThatCannotStartAreAStatus) {
+  EXPECT_EXIT(RunWithoutRoomForThreads(), ::testing::ExitedWithCode(0), "");
+}
+#endif
 
 TEST(SoloCommunicator, IsAGroupOfOne) {
   SoloCommunicator c;

@@ -306,6 +306,15 @@ TEST(DataParallel, ThreadCountRule) {
   unsetenv("FLOWTAPE_NUM_THREADS");
   o.threads = -1;
   EXPECT_FALSE(ThreadCount(o, 100000).ok());
+  // More threads than kMaxThreads: refused, not one thread per row.
+  o.batch_size = 1000000;
+  o.threads = kMaxThreads;
+  EXPECT_EQ(ThreadCount(o, 1000000).value(), kMaxThreads);
+  o.threads = kMaxThreads + 1;
+  absl::StatusOr<int> many = ThreadCount(o, 1000000);
+  EXPECT_EQ(many.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(many.status().message().find("[0, 4096]"), std::string::npos)
+      << many.status();
 }
 
 }  // namespace

@@ -1,8 +1,10 @@
 // ReadPng on hostile headers: dimensions beyond the documented limits, or more
 // pixel data than the file's size can encode, are refused before any pixel
 // buffer is allocated (a 65-byte file declaring 10^6 x 10^6 pixels used to
-// abort with std::bad_alloc); non-regular files are refused without blocking.
+// abort with std::bad_alloc); non-regular files are refused without blocking;
+// open failures keep errno's code and text.
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include <cstdint>
@@ -95,6 +97,32 @@ TEST(PngLimits, NonRegularFilesAreRefused) {
   ASSERT_EQ(mkfifo(fifo.c_str(), 0644), 0);
   ExpectRefused(fifo, "is a FIFO");
   ExpectRefused(std::getenv("TEST_TMPDIR"), "is a directory");
+}
+
+// A file that cannot be opened keeps errno's code and text (NotFound only
+// for a missing file; PermissionDenied is not testable as root).
+TEST(PngLimits, OpenFailuresKeepTheErrno) {
+  absl::StatusOr<Image> missing = ReadPng(Tmp("missing.png"));
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(missing.status().message().find("No such file or directory"),
+            std::string::npos);
+  const std::string file = Tmp("plain.png");
+  std::ofstream(file) << "x";
+  absl::StatusOr<Image> through = ReadPng(file + "/x.png");
+  EXPECT_EQ(through.status().code(), absl::StatusCode::kFailedPrecondition)
+      << through.status();
+  EXPECT_NE(through.status().message().find("Not a directory"),
+            std::string::npos);
+  if (::geteuid() != 0) {
+    ASSERT_EQ(::chmod(file.c_str(), 0), 0);
+    EXPECT_EQ(ReadPng(file).status().code(),
+              absl::StatusCode::kPermissionDenied);
+  }
+  const Image image(1, 1);
+  const absl::Status s = WritePng(file + "/x.png", image);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_EQ(s.message(),
+            "cannot open " + file + "/x.png for writing: Not a directory");
 }
 
 }  // namespace

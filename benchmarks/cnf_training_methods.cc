@@ -122,7 +122,6 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -132,7 +131,6 @@
 #include "autodiff/status_macros.h"
 #include "autodiff/tape.h"
 #include "data/datasets.h"
-#include "data/number.h"
 #include "data/preprocess.h"
 #include "data/toy2d.h"
 #include "experiments/budget.h"
@@ -620,19 +618,15 @@ absl::Status Run(experiments::Experiment& ex) {
   st.fm_options.sinkhorn_max_iters =
       static_cast<int>(std::clamp<int64_t>(sinkhorn_max_iters, 0, 1000000000));
   st.fm_options.sinkhorn_tol = absl::GetFlag(FLAGS_sinkhorn_tol);
-  bool tols_ok = true, euler_ok = true;
-  for (absl::string_view t :
-       absl::StrSplit(absl::GetFlag(FLAGS_sample_tols), ',')) {
-    double v = 0;
-    tols_ok &= data::ParseDecimal(t, &v).ok() && v >= kReferenceTol && v < 1;
-    st.sample_tols.push_back(v);
-  }
-  for (absl::string_view k :
-       absl::StrSplit(absl::GetFlag(FLAGS_euler_steps), ',')) {
-    int64_t v = 0;
-    euler_ok &= absl::SimpleAtoi(k, &v) && v >= 1 && v <= 100000;
-    st.euler_steps.push_back(v);
-  }
+  FT_ASSIGN_OR_RETURN(
+      st.sample_tols,
+      experiments::ParseDecimalList(
+          "sample_tols", absl::GetFlag(FLAGS_sample_tols), "in [1e-9, 1)",
+          [](double v) { return v >= kReferenceTol && v < 1; }));
+  FT_ASSIGN_OR_RETURN(
+      st.euler_steps,
+      experiments::ParseIntegerList(
+          "euler_steps", absl::GetFlag(FLAGS_euler_steps), 1, 100000));
   if (absl::GetFlag(FLAGS_quick)) {
     st.steps = 150;
     st.eval_every = 50;
@@ -709,10 +703,6 @@ absl::Status Run(experiments::Experiment& ex) {
        "finite and >= 0"},
       {"eval_every", st.eval_every, st.eval_every > 0, "> 0"},
       {"test_size", st.test_size, st.test_size > 0, "> 0"},
-      {"sample_tols", absl::GetFlag(FLAGS_sample_tols), tols_ok,
-       "comma-separated decimals in [1e-9, 1)"},
-      {"euler_steps", absl::GetFlag(FLAGS_euler_steps), euler_ok,
-       "comma-separated integers in [1, 100000]"},
       {"first_step", st.first_step,
        std::isfinite(st.first_step) && st.first_step >= 0 && st.first_step <= 1,
        "in [0, 1] (0: Hairer's rule)"},

@@ -14,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "data/number.h"
 
 namespace flowtape::experiments {
 
@@ -171,6 +172,38 @@ absl::StatusOr<std::vector<int64_t>> ParseSizeList(const std::string& flag,
     sizes.push_back(v);
   }
   return sizes;
+}
+
+absl::StatusOr<std::vector<int64_t>> ParseIntegerList(const std::string& flag,
+                                                      const std::string& text,
+                                                      int64_t lo, int64_t hi) {
+  std::vector<int64_t> out;
+  for (absl::string_view item : absl::StrSplit(text, ',')) {
+    bool digits = !item.empty() && item.size() <= 18;
+    for (char c : item) digits = digits && c >= '0' && c <= '9';
+    int64_t v = 0;
+    if (!digits || !absl::SimpleAtoi(item, &v) || v < lo || v > hi)
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--", flag, ": bad item '", absl::CHexEscape(item.substr(0, 40)),
+          "' (a comma-separated list of integers in [", lo, ", ", hi, "])"));
+    out.push_back(v);
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<double>> ParseDecimalList(
+    const std::string& flag, const std::string& text, const std::string& range,
+    const std::function<bool(double)>& pred) {
+  std::vector<double> out;
+  for (absl::string_view item : absl::StrSplit(text, ',')) {
+    double v = 0;
+    if (!data::ParseDecimal(item, &v).ok() || !pred(v))
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--", flag, ": bad item '", absl::CHexEscape(item.substr(0, 40)),
+          "' (a comma-separated list of decimals ", range, ")"));
+    out.push_back(v);
+  }
+  return out;
 }
 
 }  // namespace flowtape::experiments

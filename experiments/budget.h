@@ -34,10 +34,20 @@
 // ParseSizeList("hidden", "64,64") -> {64, 64}: a comma-separated list of
 // positive decimal integers (no sign, spaces, empty items or overflow),
 // else InvalidArgument naming the flag and the bad item.
+// ParseIntegerList("euler_steps", "1,2,4", 1, 100000) -> {1, 2, 4}: the
+// same items, each in [lo, hi].
+// ParseDecimalList("scales", "0.5,1", "in (0, 1e6]", pred) -> {0.5, 1}: a
+// comma-separated list of decimals (data/number.h: no inf, nan, hex floats,
+// spaces or empty items; overflow and underflow are errors), each with
+// pred(v) true, else InvalidArgument "--scales: bad item 'x' (a
+// comma-separated list of decimals in (0, 1e6])". The experiments' list
+// flags (--scales, --deltas, --rd_deltas, --sample_tols, --euler_steps)
+// are read with these.
 #ifndef FLOWTAPE_EXPERIMENTS_BUDGET_H_
 #define FLOWTAPE_EXPERIMENTS_BUDGET_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -92,6 +102,12 @@ absl::Status CheckMemory(const Footprint& f, const std::string& flags,
 
 absl::StatusOr<std::vector<int64_t>> ParseSizeList(const std::string& flag,
                                                    const std::string& text);
+absl::StatusOr<std::vector<int64_t>> ParseIntegerList(const std::string& flag,
+                                                      const std::string& text,
+                                                      int64_t lo, int64_t hi);
+absl::StatusOr<std::vector<double>> ParseDecimalList(
+    const std::string& flag, const std::string& text, const std::string& range,
+    const std::function<bool(double)>& pred);
 
 }  // namespace flowtape::experiments
 

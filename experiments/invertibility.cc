@@ -55,8 +55,8 @@
 #include "autodiff/ops.h"
 #include "autodiff/status_macros.h"
 #include "autodiff/tape.h"
-#include "data/number.h"
 #include "data/preprocess.h"
+#include "experiments/budget.h"
 #include "experiments/cli.h"
 #include "experiments/common.h"
 #include "io/json.h"
@@ -164,16 +164,10 @@ absl::Status Run(Experiment& ex) {
   const int64_t n_eval = absl::GetFlag(FLAGS_n_eval);
   const int64_t n_lip = absl::GetFlag(FLAGS_n_lipschitz);
   const uint64_t seed = absl::GetFlag(FLAGS_seed);
-  std::vector<double> scales;
-  for (absl::string_view s : absl::StrSplit(absl::GetFlag(FLAGS_scales), ',')) {
-    double k = 0;
-    if (!data::ParseDecimal(s, &k).ok() || !(k > 0) || !(k <= 1e6)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--scales=", absl::GetFlag(FLAGS_scales), ": '", s,
-                       "' is not a number in (0, 1e6]"));
-    }
-    scales.push_back(k);
-  }
+  FT_ASSIGN_OR_RETURN(
+      const std::vector<double> scales,
+      ParseDecimalList("scales", absl::GetFlag(FLAGS_scales), "in (0, 1e6]",
+                       [](double k) { return k > 0 && k <= 1e6; }));
   if (absl::Status s = CheckFlags({
           {"flows", absl::GetFlag(FLAGS_flows), !flows.empty(),
            "a non-empty list"},

@@ -57,7 +57,7 @@
 #include "compression/lossy.h"
 #include "compression/lossy_jpeg.h"
 #include "compression/lossy_rd.h"
-#include "data/number.h"
+#include "experiments/budget.h"
 #include "experiments/cli.h"
 #include "experiments/common.h"
 #include "experiments/image_run.h"
@@ -107,18 +107,10 @@ struct Point {
   double lambda = NAN, estimate_bpp = NAN;  // flow_rd only
 };
 
+// A list flag of positive decimals (budget.h's ParseDecimalList).
 absl::StatusOr<std::vector<double>> ParseList(const std::string& flag,
                                               const std::string& text) {
-  std::vector<double> out;
-  for (absl::string_view s : absl::StrSplit(text, ',', absl::SkipEmpty())) {
-    double v = 0;
-    if (!data::ParseDecimal(s, &v).ok() || !(v > 0)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--", flag, "=", text, ": '", s, "' is not a finite number > 0"));
-    }
-    out.push_back(v);
-  }
-  return out;
+  return ParseDecimalList(flag, text, "> 0", [](double v) { return v > 0; });
 }
 
 double Psnr(double sse, double count) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -45,6 +46,12 @@ Tensor LogOf(const Tensor& t) {
   return Tensor::FromVector(t.shape(), v);
 }
 
+// n rows of D NaNs: the samples of a mixture whose logits define no
+// weights (MixtureWeights).
+Tensor NanRows(int64_t n, int64_t d, DType dtype) {
+  return Tensor::Full({n, d}, std::numeric_limits<double>::quiet_NaN(), dtype);
+}
+
 // Copies t's values into the float64 parameter p.
 void CopyInto(const Tensor& t, Tensor p) {
   const std::vector<double> v = t.ToVector();
@@ -58,8 +65,14 @@ std::vector<double> MixtureWeights(const Tensor& logits, int64_t offset,
   FT_CHECK(k >= 1 && offset >= 0 && offset + k <= logits.numel(),
            "MixtureWeights: components [", offset, ", ", offset + k,
            ") of logits ", logits.shape().ToString());
-  double mx = logits[offset];
-  for (int64_t c = 1; c < k; ++c) mx = std::max(mx, logits[offset + c]);
+  double mx = -std::numeric_limits<double>::infinity();
+  for (int64_t c = 0; c < k; ++c) {
+    const double a = logits[offset + c];
+    if (std::isnan(a) || a == std::numeric_limits<double>::infinity())
+      return {};
+    mx = std::max(mx, a);
+  }
+  if (!std::isfinite(mx)) return {};  // every logit -inf
   std::vector<double> w(k);
   for (int64_t c = 0; c < k; ++c) w[c] = std::exp(logits[offset + c] - mx);
   return w;
@@ -222,6 +235,7 @@ Tensor GaussianMixture::LogProb(const Tensor& x) const {
 Tensor GaussianMixture::Sample(int64_t n, Rng& rng) const {
   const int64_t k = num_components(), d = means_.dim(1);
   const std::vector<double> w = MixtureWeights(logits_, 0, k);
+  if (w.empty()) return NanRows(n, d, means_.dtype());
   std::vector<int64_t> idx(n);
   for (int64_t i = 0; i < n; ++i) idx[i] = rng.Categorical(w);
   return IndexSelect(means_, 0, idx) +
@@ -322,6 +336,7 @@ Tensor FullGaussianMixture::LogProb(const Tensor& x) const {
 Tensor FullGaussianMixture::Sample(int64_t n, Rng& rng) const {
   const int64_t k = num_components(), d = means_.dim(1);
   const std::vector<double> w = MixtureWeights(logits_, 0, k);
+  if (w.empty()) return NanRows(n, d, means_.dtype());
   std::vector<int64_t> idx(n);
   for (int64_t i = 0; i < n; ++i) idx[i] = rng.Categorical(w);
   // [n, D, D] x [n, D, 1]: L_k eps per sample.
@@ -359,6 +374,7 @@ Tensor FactorizedMixture::Sample(int64_t n, Rng& rng) const {
   std::vector<int64_t> idx(n * d);
   for (int64_t j = 0; j < d; ++j) {
     const std::vector<double> w = MixtureWeights(logits_, j * k, k);
+    if (w.empty()) return NanRows(n, d, means_.dtype());
     for (int64_t i = 0; i < n; ++i) idx[i * d + j] = j * k + rng.Categorical(w);
   }
   Tensor mu = Reshape(IndexSelect(Reshape(means_, {d * k}), 0, idx), {n, d});

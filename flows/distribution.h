@@ -180,6 +180,12 @@ class FactorizedMixture : public Distribution {
 // constant read, no gradient), i.e. softmax(a) up to a positive factor, as
 // Rng::Categorical takes them. Every mixture here (the Gaussian mixtures
 // above, manifolds::FlowMixture) draws its components with these.
+// Logits that define no distribution (an entry NaN or +inf, or every entry
+// -inf; e.g. after an optimizer step that overflowed) give an empty vector,
+// and the mixture's Sample then returns rows of NaN (a Gaussian mixture's
+// samples, a FactorizedMixture's if any coordinate's logits are such, a
+// FlowMixture's), as its LogProb is NaN there: the NaN guard and the
+// training loop's model check report it rather than the draw aborting.
 std::vector<double> MixtureWeights(const Tensor& logits, int64_t offset,
                                    int64_t k);
 

@@ -1,6 +1,7 @@
 #include "manifolds/manifold_flow.h"
 
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -63,6 +64,9 @@ Tensor FlowMixture::Sample(int64_t num, Rng& rng) const {
   NoGradScope no_grad;
   const int64_t k = parts_.size(), n = manifold().ambient();
   const std::vector<double> w = flows::MixtureWeights(logits_, 0, k);
+  if (w.empty())  // logits that define no weights: NaN rows
+    return Tensor::Full({num, n}, std::numeric_limits<double>::quiet_NaN(),
+                        dtype());
   std::vector<int64_t> counts(k, 0), which(num);
   for (int64_t i = 0; i < num; ++i) ++counts[which[i] = rng.Categorical(w)];
   std::vector<Tensor> draws(k);

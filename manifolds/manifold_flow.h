@@ -14,7 +14,8 @@
 // logits [K] a trained parameter ("logits", zero at the start: equal
 // weights), so q integrates to 1 when every q_j does. Sample: component j_i
 // ~ Categorical(w) per draw (flows::MixtureWeights), then counts[j] draws of
-// q_j in one call per component, put back in draw order.
+// q_j in one call per component, put back in draw order; logits that define
+// no weights (a NaN or +inf entry: MixtureWeights) give rows of NaN.
 // dtype: LogProb computes in y's dtype; Sample returns the model's dtype()
 // (the base's draws are cast to it).
 #ifndef FLOWTAPE_MANIFOLDS_MANIFOLD_FLOW_H_

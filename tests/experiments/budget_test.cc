@@ -91,5 +91,37 @@ TEST(Budget, SizeListsAreStrictPositiveIntegers) {
   }
 }
 
+TEST(Budget, IntegerListsAreStrictAndInRange) {
+  EXPECT_EQ(ParseIntegerList("euler_steps", "1,2,100000", 1, 100000).value(),
+            (std::vector<int64_t>{1, 2, 100000}));
+  for (const char* bad : {"", "0", "100001", "-1", "+3", "1,,2", " 4", "4 ",
+                          "0x10", "1e3", "99999999999999999999", "8,"}) {
+    auto r = ParseIntegerList("euler_steps", bad, 1, 100000);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(r.status().message().find("--euler_steps: bad item '"),
+              std::string::npos)
+        << r.status();
+    EXPECT_NE(r.status().message().find("in [1, 100000]"), std::string::npos);
+  }
+}
+
+TEST(Budget, DecimalListsAreStrictAndInRange) {
+  auto in_range = [](double v) { return v > 0 && v <= 1e6; };
+  EXPECT_EQ(ParseDecimalList("scales", "0.5,1e6,2E-3", "in (0, 1e6]", in_range)
+                .value(),
+            (std::vector<double>{0.5, 1e6, 2e-3}));
+  for (const char* bad :
+       {"", "0", "-1", "1e6.5", "1000001", "inf", "nan", "0x1p4", "1e999",
+        "1e-999", "1,,2", " 1", "1 ", "0.5,", "1;2"}) {
+    auto r = ParseDecimalList("scales", bad, "in (0, 1e6]", in_range);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(r.status().message().find("--scales: bad item '"),
+              std::string::npos)
+        << r.status();
+    EXPECT_NE(r.status().message().find("decimals in (0, 1e6]"),
+              std::string::npos);
+  }
+}
+
 }  // namespace
 }  // namespace flowtape::experiments

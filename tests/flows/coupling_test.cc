@@ -118,7 +118,11 @@ FLOWTAPE_FLOW_CASES(
     FlowCase("realnvp_2d", RealNvp2, {2}).Perturb(0.1),
     FlowCase("realnvp_2d_conditional", RealNvp2Cond, {2}, 2).Perturb(0.1),
     FlowCase("sigmoid_permuted_5d", SigmoidPermuted5, {5}).Perturb(0.3),
-    FlowCase("maf_affine_3d", MafAffine3, {3}).Perturb(0.3),
+    // Unbounded affine scales exp(s): after 20 Adam steps at lr 1 (every
+    // loss finite) the log-densities of the training rows are not all
+    // finite (float32: 3 of 64 samples), which TrainNll reports as an
+    // unusable model; lr 0.3 passes.
+    FlowCase("maf_affine_3d", MafAffine3, {3}).Perturb(0.3).TrainLr(0.3),
     FlowCase("spline_2d", [](Rng& r) { return Spline(2, 0, r); }, {2})
         .Perturb(0.5)
         .Quadrature(7, 1000),  // the density has kinks at the knots
@@ -133,8 +137,12 @@ FLOWTAPE_FLOW_CASES(
     FlowCase("image_affine", ImageAffine, {2, 4, 4}).Batch(3),
     FlowCase("image_additive_conditional", ImageAdditiveCond, {2, 4, 4}, 3)
         .Batch(3),
+    // Sigmoid scales in float32: after 20 Adam steps at lr 1 one entry of
+    // 256 samples is -inf (the model check's 64 samples pass); lr 0.3
+    // passes.
     FlowCase("image_sigmoid_conditional", ImageSigmoidCond, {2, 4, 4}, 2)
-        .Batch(3),
+        .Batch(3)
+        .TrainLr(0.3),
     FlowCase("image_spline_conditional", ImageSplineCond, {2, 4, 4}, 2)
         .Batch(3),
     FlowCase("image_affine_large_conditional", ImageAffineLarge, {4, 6, 6}, 2),

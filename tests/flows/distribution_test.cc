@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <string>
 #include <utility>
@@ -483,6 +484,68 @@ TEST(Distribution, FullGaussianMixtureChecksItsFactors) {
             std::string::npos);
   EXPECT_FALSE(
       FullGaussianMixture::Create(w, mu, Tensor::Ones({1, 2, 3})).ok());
+}
+
+// MixtureWeights is exp(a - max a); a -inf logit is a weight of 0, and
+// logits that define no distribution (NaN, +inf, all -inf) give no weights.
+TEST(Distribution, MixtureWeights) {
+  const double inf = std::numeric_limits<double>::infinity();
+  Tensor a = Tensor::FromVector({5}, {7.0, 0.0, std::log(2.0), -inf, 1.0});
+  EXPECT_EQ(MixtureWeights(a, 1, 3), (std::vector<double>{0.5, 1.0, 0.0}));
+  const std::vector<std::vector<double>> bad = {
+      {0.0, std::nan(""), 1.0}, {0.0, inf, 1.0}, {-inf, -inf, -inf}};
+  for (const auto& v : bad)
+    EXPECT_TRUE(MixtureWeights(Tensor::FromVector({3}, v), 0, 3).empty());
+}
+
+// A mixture whose logits overflowed in training (an entry +inf or NaN, or
+// all -inf) has NaN log-densities; its samples are rows of NaN, which the
+// training loop's model check reports, rather than an abort in the draw of
+// the components. A single -inf logit is a component of weight 0.
+TEST(Distribution, MixturesWithUndefinedWeightsSampleNaN) {
+  const double inf = std::numeric_limits<double>::infinity();
+  auto diag = GaussianMixture::Create(Tensor::FromVector({3}, {1, 3, 6}),
+                                      Tensor::FromVector({3, 1}, {-50, 0, 50}),
+                                      Tensor::Ones({3, 1}));
+  ASSERT_TRUE(diag.ok());
+  std::vector<std::shared_ptr<Distribution>> mixtures = {
+      *diag, MakeFull(2), std::make_shared<FactorizedMixture>(2, 3)};
+  NoGradScope ng;
+  for (const auto& p : mixtures) {
+    Tensor logits;
+    for (const auto& [name, t] : p->NamedParameters())
+      if (name == "logits") logits = t;
+    ASSERT_TRUE(logits.defined()) << p->name();
+    const std::vector<double> saved = logits.ToVector();
+    for (int c = 0; c < 3; ++c) {
+      for (int64_t j = 0; j < logits.numel(); ++j)
+        logits.mutable_data<double>()[j] =
+            c == 0   ? (j == 1 ? inf : saved[j])
+            : c == 1 ? (j == 0 ? std::nan("") : saved[j])
+                     : -inf;
+      Rng rng(4);
+      Tensor s = p->Sample(6, rng);
+      ASSERT_EQ(s.dim(0), 6) << p->name();
+      ASSERT_EQ(s.dim(1), p->event_numel()) << p->name();
+      for (int64_t i = 0; i < s.numel(); ++i)
+        EXPECT_TRUE(std::isnan(s[i])) << p->name() << " case " << c;
+      Tensor lp = p->LogProb(Tensor::Zeros({2, p->event_numel()}));
+      for (int64_t i = 0; i < lp.numel(); ++i)
+        EXPECT_FALSE(std::isfinite(lp[i])) << p->name() << " case " << c;
+    }
+    std::copy(saved.begin(), saved.end(), logits.mutable_data<double>());
+  }
+  // Weight 0 for the component at +50: no draw lands there.
+  Tensor logits = (*diag)->NamedParameters()[0].second;
+  logits.mutable_data<double>()[2] = -inf;
+  Rng rng(5);
+  Tensor s = (*diag)->Sample(20000, rng);
+  double right = 0;
+  for (int64_t i = 0; i < 20000; ++i) {
+    ASSERT_TRUE(std::isfinite(s[i]));
+    right += s[i] > 25;
+  }
+  EXPECT_EQ(right, 0);
 }
 
 TEST(Distribution, ReparametrisedSampleGradient) {

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "autodiff/functional.h"
 #include "autodiff/grad.h"
 #include "autodiff/ops.h"
@@ -13,6 +14,7 @@
 #include "flows/flow_model.h"
 #include "nn/optim.h"
 #include "tests/gradcheck.h"
+#include "training/train.h"
 
 namespace flowtape::testing {
 
@@ -368,61 +370,44 @@ void CheckFloat32AgreesWithFloat64(const FlowCase& c) {
 
 void CheckSamplesFiniteAfterTraining(const FlowCase& c, DType dtype) {
   constexpr int kSteps = 20;
-  constexpr int64_t kBatch = 32, kSamples = 256;
+  constexpr int64_t kRows = 64, kBatch = 32, kSamples = 256;
   Instance s = Make(c, 23, dtype);
   flows::FlowModel model(std::make_shared<flows::StandardNormal>(c.event_shape),
                          s.flow);
   model.To(dtype);
   Rng rng(24);
-  Tensor x =
-      Cast(Tensor::Randn(BatchShape(c, kBatch), rng) * c.input_scale, dtype)
-          .Detach();
   auto context = [&](int64_t n) {
     return c.context_dim > 0 ? Tensor::Randn({n, c.context_dim}, rng, dtype)
                              : Tensor();
   };
-  Tensor ctx = context(kBatch);
-  std::vector<Tensor> params = model.Parameters();
-  nn::Adam opt(params, {.lr = c.train_lr});
-  int steps = 0;
-  for (; steps < kSteps; ++steps) {
-    std::vector<Tensor> before;
-    for (const Tensor& p : params) before.push_back(p.Detach());
-    TapeScope scope;
-    opt.ZeroGrad();
-    Tensor loss = model.Nll(x, ctx, &rng);
-    bool finite = std::isfinite(loss.item());
-    if (finite) {
-      Backward(loss);
-      for (const Tensor& p : params)
-        for (int64_t i = 0; finite && p.grad().defined() && i < p.numel(); ++i)
-          finite = std::isfinite(p.grad()[i]);
-    }
-    if (!finite) break;
-    opt.Step();
-    // A step that makes the next loss non-finite is undone below.
-    Tensor next;
-    {
-      NoGradScope no_grad;
-      next = model.Nll(x, ctx, &rng);
-    }
-    if (!std::isfinite(next.item())) {
-      for (size_t i = 0; i < params.size(); ++i) {
-        Tensor p = params[i];
-        VisitDType(p.dtype(), [&](auto zero) {
-          using T = decltype(zero);
-          std::copy_n(before[i].data<T>(), p.numel(), p.mutable_data<T>());
-        });
-      }
-      break;
-    }
-  }
+  training::TrainData data;
+  data.train =
+      Cast(Tensor::Randn(BatchShape(c, kRows), rng) * c.input_scale, dtype)
+          .Detach();
+  data.train_context = context(kRows);
+  // The library's guarded loop: a step whose loss or gradient is not finite
+  // stops training and restores the whole state (parameters, buffers,
+  // optimizer) of the last finite step (guard_every = 1); the run must end
+  // with a model that samples and scores.
+  nn::Adam opt(model, {.lr = c.train_lr});
+  training::TrainOptions o;
+  o.batch_size = kBatch;
+  o.max_steps = kSteps;
+  o.log_every = 0;
+  o.guard_every = 1;
+  o.seed = 25;
+  absl::StatusOr<training::TrainResult> r =
+      training::TrainNllOutcome(model, training::ModelNll(model), opt, data, o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->model_status.ok())
+      << "after " << r->steps << " steps: " << r->message;
   NoGradScope no_grad;
   Tensor z = model.base()->Sample(kSamples, rng);
-  FlowResult r = model.flow()->Inverse(z, context(kSamples), &rng);
-  EXPECT_TRUE(r.status.ok()) << "after " << steps << " steps: " << r.status;
-  ExpectFinite(r.value, "sample");
-  ExpectFinite(r.logdet, "sample log-det");
+  FlowResult inv = model.flow()->Inverse(z, context(kSamples), &rng);
+  EXPECT_TRUE(inv.status.ok())
+      << "after " << r->steps << " steps: " << inv.status;
+  ExpectFinite(inv.value, "sample");
+  ExpectFinite(inv.logdet, "sample log-det");
   Tensor xs = model.Sample(kSamples, rng, context(kSamples));
   ExpectFinite(xs, "Sample()");
 }

@@ -34,13 +34,16 @@
 //   Float32AgreesWithFloat64: the float32 flow and the float64 flow at the
 //                     same (float32-rounded) parameters and inputs give the
 //                     same z, x and log-dets in both directions
-//   SamplesFiniteAfterTraining (float64 and float32): up to 20 Adam steps
-//                     at a large learning rate (train_lr = 0.1: every
-//                     parameter may move by ~2) on N(0, s^2) data,
-//                     stopping before the first step whose loss or gradient
-//                     is not finite (a training loop's NaN guard undoes it);
-//                     then Sample() and the samples' log-probabilities are
-//                     finite and the generative pass reports no error.
+//   SamplesFiniteAfterTraining (float64 and float32): 20 aggressive Adam
+//                     steps (train_lr = 1: every parameter may move by ~20)
+//                     on 64 rows of N(0, s^2) data, batch 32, through the
+//                     library's guarded loop (training::TrainNllOutcome,
+//                     guard_every = 1: a non-finite loss or gradient stops
+//                     it and restores the whole state of the last finite
+//                     step); the run must end with a model that passes its
+//                     usability check, Sample() and the samples' log-dets
+//                     must be finite and the generative pass report no
+//                     error.
 // A family that computes in float64 only says why with Float64Only(reason):
 // its float32 tests are skipped with that reason. A case whose float64
 // settings float32 cannot meet (an ODE rtol below float32's floor,
@@ -113,7 +116,7 @@ struct FlowCase {
   // k of Float32Tolerances: > 1 for maps that amplify rounding (steep
   // numeric inverses), stated per case with its reason.
   double float32_condition = 1;
-  double train_lr = 0.1;  // SamplesFiniteAfterTraining's Adam step
+  double train_lr = 1.0;  // SamplesFiniteAfterTraining's Adam step
   // Non-empty: the family computes in float64 only, for this reason; the
   // float32 tests are skipped with it.
   std::string float64_only;

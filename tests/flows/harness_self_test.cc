@@ -6,6 +6,7 @@
 #include <functional>
 #include <memory>
 
+#include "autodiff/dtype.h"
 #include "autodiff/ops.h"
 #include "flows/flow.h"
 #include "gtest/gtest-spi.h"
@@ -43,6 +44,10 @@ enum class Defect {
   // The log-det is NaN where some |s_i| > 1: an aggressive step there is
   // undone, and the samples of the last good parameters are fine.
   kNanLossBeyondOne,
+  // A buffer the forward pass writes, NaN once some |s_i| > 1 (the log-det
+  // NaN there too), which the inverse adds: undoing such a step must
+  // restore the buffer with the parameters, or the samples stay NaN.
+  kNanBufferBeyondOne,
 };
 
 class Toy : public Flow {
@@ -52,6 +57,8 @@ class Toy : public Flow {
     if (k > 0) c_ = RegisterParameter("c", Tensor::Ones({k, 1}));
     if (defect == Defect::kUnusedParameter)
       RegisterParameter("unused", Tensor::Zeros({1}));
+    if (defect == Defect::kNanBufferBeyondOne)
+      b_ = RegisterBuffer("b", Tensor::Zeros({1}));
   }
   FlowResult Forward(const Tensor& x, const Tensor& ctx,
                      Rng* /*rng*/) const override {
@@ -66,6 +73,14 @@ class Toy : public Flow {
     if (f32 && defect_ == Defect::kFloat32WrongLogdet) ld = ld + 0.01;
     if (defect_ == Defect::kNanLossBeyondOne && Max(Abs(s_)).item() > 1)
       ld = ld + std::nan("");
+    if (defect_ == Defect::kNanBufferBeyondOne) {
+      const double v = Max(Abs(s_)).item() > 1 ? std::nan("") : 0.0;
+      Tensor b = b_;  // a handle on the buffer's storage
+      VisitDType(b.dtype(), [&](auto zero) {
+        b.mutable_data<decltype(zero)>()[0] = static_cast<decltype(zero)>(v);
+      });
+      ld = ld + Sum(b_);
+    }
     if (defect_ == Defect::kFirstOrderOnly) {
       Tensor xd = x.Detach();  // value x^2, gradient 2x, Hessian 0
       ld = ld + 0.1 * Sum(2.0 * x * xd - xd * xd, 1);
@@ -86,6 +101,7 @@ class Toy : public Flow {
     if (defect_ == Defect::kNanSamplesAfterTraining && Max(s_).item() < -0.4)
       x = x + std::nan("");
     if (defect_ == Defect::kNanInverse) x = x + 0.0 * Sqrt(2.5 - Abs(z));
+    if (defect_ == Defect::kNanBufferBeyondOne) x = x + Sum(b_);
     Tensor ld =
         defect_ == Defect::kBadInverseGradient ? Sum(s_.Detach()) : Sum(s_);
     return {x, Tensor::Zeros({z.dim(0)}, z.dtype()) - ld};
@@ -99,7 +115,7 @@ class Toy : public Flow {
     return MatMul(ctx, c_);  // [N, 1]
   }
   Defect defect_;
-  Tensor s_, c_;
+  Tensor s_, c_, b_;
 };
 
 FlowCase ToyCase(Defect defect, int64_t d = 2, int64_t k = 0) {
@@ -224,6 +240,17 @@ TEST(HarnessSelfTest, AStepThatBreaksTheLossIsUndone) {
   // lr 50 throws s beyond 1 (a NaN loss) on the first step; the check undoes
   // it like a NaN guard, and the samples of the parameters before are fine.
   FlowCase c = ToyCase(Defect::kNanLossBeyondOne).TrainLr(50);
+  for (DType dtype : {kFloat64, kFloat32}) {
+    EXPECT_EQ(Failures(CheckSamplesFiniteAfterTraining, c, dtype), 0);
+  }
+}
+
+TEST(HarnessSelfTest, AStepThatBreaksABufferIsUndoneWithIt) {
+  // lr 50: the second forward pass writes NaN into the buffer (and the
+  // loss); the training loop's guard restores parameters and buffers, so
+  // the samples are finite. Restoring the parameters alone would leave
+  // them NaN.
+  FlowCase c = ToyCase(Defect::kNanBufferBeyondOne).TrainLr(50);
   for (DType dtype : {kFloat64, kFloat32}) {
     EXPECT_EQ(Failures(CheckSamplesFiniteAfterTraining, c, dtype), 0);
   }

@@ -3,6 +3,7 @@
 // Carlo; the vMF normaliser is stable for large kappa; the samplers match
 // known moments.
 #include <cmath>
+#include <limits>
 #include <memory>
 #include <vector>
 
@@ -128,6 +129,35 @@ TEST(Densities, FlowModelsIntegrateToOneOnS2) {
       p.mutable_data<double>()[j] += 0.3 * rng.Normal();
   ManifoldFlowModel neural(base, {nf});
   EXPECT_NEAR(IntegrateS2(neural, 120, 120), 1.0, 1e-5);
+}
+
+// Mixture logits that overflowed in training (NaN or +inf) define no
+// weights: the samples are rows of NaN (as the log-density is NaN), not an
+// abort in the draw of the components; a -inf logit is a weight of 0.
+TEST(Densities, FlowMixtureWithUndefinedWeightsSamplesNaN) {
+  Rng rng(23);
+  auto base = std::make_shared<UniformSphere>(3);
+  auto part = [&] {
+    return std::make_shared<ManifoldFlowModel>(
+        base, std::vector<std::shared_ptr<flows::Flow>>{
+                  std::make_shared<NormalizedAffine>(3, rng, 0.4)});
+  };
+  FlowMixture mixture({part(), part()});
+  Tensor logits;
+  for (const auto& [name, t] : mixture.NamedParameters())
+    if (name == "logits") logits = t;
+  ASSERT_TRUE(logits.defined());
+  const double inf = std::numeric_limits<double>::infinity();
+  for (double bad : {std::nan(""), inf}) {
+    logits.mutable_data<double>()[1] = bad;
+    Tensor s = mixture.Sample(5, rng);
+    ASSERT_EQ(s.dim(0), 5);
+    ASSERT_EQ(s.dim(1), 3);
+    for (int64_t i = 0; i < s.numel(); ++i) EXPECT_TRUE(std::isnan(s[i]));
+  }
+  logits.mutable_data<double>()[1] = -inf;
+  Tensor s = mixture.Sample(50, rng);
+  for (int64_t i = 0; i < s.numel(); ++i) EXPECT_TRUE(std::isfinite(s[i]));
 }
 
 TEST(Densities, SimplexDensitiesIntegrateToOne) {

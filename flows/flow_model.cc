@@ -27,7 +27,7 @@ FlowModel::Density FlowModel::Score(const Tensor& x, const Tensor& context,
   CheckContext("flow_model.log_prob", x.dim(0), context);
   Density d;
   d.pass = flow_->Forward(Cast(x, dtype()), ToDType(context, dtype()), rng);
-  d.log_prob = base_->LogProb(d.pass.value) + d.pass.logdet;
+  d.log_prob = base_->LogProbEstimate(d.pass.value, rng) + d.pass.logdet;
   return d;
 }
 

@@ -34,7 +34,9 @@ class FlowModel : public nn::Module {
   // Parameters are named "flow.*" and "base.*".
   FlowModel(std::shared_ptr<Distribution> base, std::shared_ptr<Flow> flow);
 
-  // `rng` feeds stochastic flows (flow.h); deterministic ones ignore it.
+  // `rng` feeds stochastic flows (flow.h) and, while a tape records, a
+  // base's Monte Carlo estimate (Distribution::LogProbEstimate);
+  // deterministic ones ignore it.
   Tensor LogProb(const Tensor& x, const Tensor& context = Tensor(),
                  Rng* rng = nullptr) const;
   // LogProb with the flow pass it came from (its status and extras).

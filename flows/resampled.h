@@ -16,7 +16,9 @@
 //  - training (LogProbEstimate(x, rng) while a tape records; FlowModel::Score
 //    calls it with the training step's rng): S fresh z_s drawn from rng at
 //    every call, so each step's Z^ is an unbiased estimate of Z at the
-//    current parameters and its gradient an unbiased estimate of dZ. A fixed
+//    current parameters and its gradient an unbiased estimate of dZ (log p
+//    is nonlinear in Z^, so the loss gradient is not exactly unbiased;
+//    its bias shrinks as 1 / S). A fixed
 //    set of z_s would let maximum likelihood lower a(z) at exactly those
 //    points (Z^ -> 0 below the true Z, the density overstated). The
 //    authors' code (resampled-base-flows; normflows' ResampledGaussian) also
@@ -26,9 +28,9 @@
 //  - evaluation (LogProb, LogProbEstimate without rng or without
 //    recording, Normaliser): S z_s kept as a buffer, so log p is a
 //    deterministic function of the parameters (saved and reloaded with the
-//    model). Training never reads the buffer, so the trained parameters
-//    do not depend on it and its Z^ is an unbiased estimate of their Z;
-//    Redraw(rng) draws a new buffer.
+//    model). Training through LogProbEstimate never reads the buffer, so
+//    the trained parameters do not depend on it and its Z^ is an unbiased
+//    estimate of their Z; Redraw(rng) draws a new buffer.
 // The density then integrates to (1 - alpha^) Z / Z^ + alpha^ (alpha^ from
 // Z^), 1 up to the estimate's relative error, ~ sd(a) / (Z sqrt(S)).
 // The acceptance network's last layer starts at zero: a fresh distribution

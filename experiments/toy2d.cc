@@ -66,8 +66,9 @@ ABSL_FLAG(uint64_t, seed, 0, "random seed");
 ABSL_FLAG(bool, train_t, false, "ffjord/rnode: learn the integration time T");
 ABSL_FLAG(std::string, base, "family",
           "base distribution: family (the flow's own), gmm (a trainable "
-          "Gaussian mixture of --components diagonal components) or "
-          "gmm_full (full covariances)");
+          "Gaussian mixture of --components diagonal components), "
+          "gmm_full (full covariances) or resampled (a standard normal "
+          "resampled by a learned acceptance, Stimper et al. 2022)");
 ABSL_FLAG(int64_t, iw_samples, 16,
           "stochastic flows (snf): paths per point of the importance-weighted "
           "test NLL and of the density plot");
@@ -131,12 +132,14 @@ absl::Status Run(Experiment& ex) {
   config.train_t = absl::GetFlag(FLAGS_train_t);
   config.hidden = *hidden;
   config.components = components;
-  if (base != "family" && base != "gmm" && base != "gmm_full")
-    return absl::InvalidArgumentError(
-        absl::StrCat("--base=", base, ": want family, gmm or gmm_full"));
+  if (base != "family" && base != "gmm" && base != "gmm_full" &&
+      base != "resampled")
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--base=", base, ": want family, gmm, gmm_full or resampled"));
   if (base == "gmm") config.base = models::BaseChoice::kGaussianMixture;
   if (base == "gmm_full")
     config.base = models::BaseChoice::kGaussianMixtureFull;
+  if (base == "resampled") config.base = models::BaseChoice::kResampled;
   config.dtype = ex.dtype();
   const uint64_t seed = absl::GetFlag(FLAGS_seed);
   ex.set_seed(seed);

@@ -34,6 +34,11 @@
 //                    learnable logits, mu, log s [D, K]. Its marginals can be
 //                    super-Gaussian (mixed scales) or sub-Gaussian (split
 //                    means), which lets ICA separate both kinds of sources.
+// LogProbEstimate(x, rng) is what FlowModel::Score calls: log p(x) where a
+// family's density needs a Monte Carlo estimate (flows/resampled.h's
+// normaliser), drawn from `rng` while a tape records (a training step);
+// every other family, and any call without rng or without recording, gives
+// LogProb(x).
 // Explicit parameter values (Create) are validated: scales must be positive
 // and finite, shapes must agree; otherwise an absl::Status names the problem.
 // dtype: a distribution samples and scores in dtype(), the dtype of its
@@ -58,6 +63,11 @@ class Distribution : public nn::Module {
  public:
   // x [N, E...] -> log p(x) [N].
   virtual Tensor LogProb(const Tensor& x) const = 0;
+  // LogProb(x), or a fresh Monte Carlo estimate of it (see above).
+  virtual Tensor LogProbEstimate(const Tensor& x, Rng* rng) const {
+    (void)rng;
+    return LogProb(x);
+  }
   // [n, E...] samples.
   virtual Tensor Sample(int64_t n, Rng& rng) const = 0;
   const Shape& event_shape() const { return event_shape_; }

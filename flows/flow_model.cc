@@ -30,7 +30,7 @@ FlowModel::Density FlowModel::Score(const Tensor& x, const Tensor& context,
   Rng fixed(kDefaultScoreSeed);
   d.pass = flow_->Forward(Cast(x, dtype()), ToDType(context, dtype()),
                           rng != nullptr ? rng : &fixed);
-  d.log_prob = base_->LogProb(d.pass.value) + d.pass.logdet;
+  d.log_prob = base_->LogProbEstimate(d.pass.value, rng) + d.pass.logdet;
   return d;
 }
 

@@ -41,11 +41,14 @@ class FlowModel : public nn::Module {
   // Parameters are named "flow.*" and "base.*".
   FlowModel(std::shared_ptr<Distribution> base, std::shared_ptr<Flow> flow);
 
-  // `rng` feeds stochastic flows (flow.h); deterministic ones ignore it.
-  // Null: a fresh Rng(kDefaultScoreSeed) per call, so a stochastic flow
-  // (Hutchinson or Russian-roulette log-dets, Langevin layers) scores
-  // reproducibly, with the same draws every call; pass an rng for
-  // independent draws (training, importance-weighted estimates).
+  // `rng` feeds stochastic flows (flow.h) and, while a tape records, a
+  // base's Monte Carlo estimate (Distribution::LogProbEstimate);
+  // deterministic ones ignore it. Null: the flow gets a fresh
+  // Rng(kDefaultScoreSeed) per call, so a stochastic flow (Hutchinson or
+  // Russian-roulette log-dets, Langevin layers) scores reproducibly, with
+  // the same draws every call, and the base its exact or stored-sample
+  // density; pass an rng for independent draws (training,
+  // importance-weighted estimates).
   static constexpr uint64_t kDefaultScoreSeed = 0x5c0e;
   Tensor LogProb(const Tensor& x, const Tensor& context = Tensor(),
                  Rng* rng = nullptr) const;

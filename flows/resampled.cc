@@ -62,13 +62,25 @@ void ResampledNormal::Redraw(Rng& rng) {
   });
 }
 
-Tensor ResampledNormal::LogProb(const Tensor& x) const {
-  CheckEvent("resampled_normal.log_prob", x);
-  const Tensor z = Normaliser();
+Tensor ResampledNormal::LogProbGiven(const Tensor& x, const Tensor& z) const {
   // alpha_T = (1 - Z)^(T - 1).
   const Tensor alpha = Exp(Log1p(-z) * static_cast<double>(o_.truncation - 1));
   const Tensor weight = (1.0 - alpha) * Acceptance(x) / z + alpha;
   return Sum(Square(x), 1) * -0.5 + log_norm_ + Log(weight);
+}
+
+Tensor ResampledNormal::LogProb(const Tensor& x) const {
+  CheckEvent("resampled_normal.log_prob", x);
+  return LogProbGiven(x, Normaliser());
+}
+
+Tensor ResampledNormal::LogProbEstimate(const Tensor& x, Rng* rng) const {
+  CheckEvent("resampled_normal.log_prob", x);
+  if (rng == nullptr || !Tape::Get().grad_enabled())
+    return LogProbGiven(x, Normaliser());
+  const Tensor fresh =
+      Tensor::Randn(proposals_.shape(), *rng, proposals_.dtype());
+  return LogProbGiven(x, Mean(Acceptance(fresh)));
 }
 
 Tensor ResampledNormal::Sample(int64_t n, Rng& rng) const {

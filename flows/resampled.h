@@ -11,12 +11,28 @@
 // which tends to log a(z) + log pi(z) - log Z as T -> inf (the untruncated
 // resampled density) and is pi for T = 1. The truncation keeps sampling
 // finite (at most T proposals per sample) and bounds p / pi.
-// Z is estimated by Monte Carlo over S proposal samples z_s kept as a
-// buffer: Z^ = (1/S) sum_s a(z_s), differentiable through a, so log p is a
-// deterministic function of the parameters (the same z_s at every call;
-// Redraw(rng) draws new ones, e.g. once per training step). The density
-// then integrates to (1 - alpha^) Z / Z^ + alpha^ (alpha^ from Z^), 1 up to
-// the estimate's relative error, ~ sd(a) / (Z sqrt(S)).
+// Z is estimated by Monte Carlo over S proposal samples z_s ~ pi:
+// Z^ = (1/S) sum_s a(z_s), differentiable through a, in two ways:
+//  - training (LogProbEstimate(x, rng) while a tape records; FlowModel::Score
+//    calls it with the training step's rng): S fresh z_s drawn from rng at
+//    every call, so each step's Z^ is an unbiased estimate of Z at the
+//    current parameters and its gradient an unbiased estimate of dZ (log p
+//    is nonlinear in Z^, so the loss gradient is not exactly unbiased;
+//    its bias shrinks as 1 / S). A fixed
+//    set of z_s would let maximum likelihood lower a(z) at exactly those
+//    points (Z^ -> 0 below the true Z, the density overstated). The
+//    authors' code (resampled-base-flows; normflows' ResampledGaussian) also
+//    draws fresh proposals every step, but takes the value of Z from an
+//    exponential moving average of past steps' estimates and only the
+//    gradient from the fresh draw; here both come from the same S draws.
+//  - evaluation (LogProb, LogProbEstimate without rng or without
+//    recording, Normaliser): S z_s kept as a buffer, so log p is a
+//    deterministic function of the parameters (saved and reloaded with the
+//    model). Training through LogProbEstimate never reads the buffer, so
+//    the trained parameters do not depend on it and its Z^ is an unbiased
+//    estimate of their Z; Redraw(rng) draws a new buffer.
+// The density then integrates to (1 - alpha^) Z / Z^ + alpha^ (alpha^ from
+// Z^), 1 up to the estimate's relative error, ~ sd(a) / (Z sqrt(S)).
 // The acceptance network's last layer starts at zero: a fresh distribution
 // has a = 1/2 everywhere and is exactly the standard normal.
 // Sample is exact truncated rejection sampling (it does not use Z^) and is
@@ -50,7 +66,10 @@ class ResampledNormal : public Distribution {
  public:
   static absl::StatusOr<std::shared_ptr<ResampledNormal>> Create(
       const ResampledOptions& options, Rng& rng);
-  Tensor LogProb(const Tensor& x) const override;
+  Tensor LogProb(const Tensor& x) const override;  // Z^ from the buffer
+  // With rng while a tape records: Z^ from S fresh proposals drawn from
+  // *rng (the buffer is left as it is); otherwise LogProb(x).
+  Tensor LogProbEstimate(const Tensor& x, Rng* rng) const override;
   Tensor Sample(int64_t n, Rng& rng) const override;
   std::string name() const override { return "resampled_normal"; }
 
@@ -62,6 +81,7 @@ class ResampledNormal : public Distribution {
 
  private:
   ResampledNormal(const ResampledOptions& options, Rng& rng);
+  Tensor LogProbGiven(const Tensor& x, const Tensor& z) const;  // Z^ = z
   ResampledOptions o_;
   std::shared_ptr<nn::MLP> net_;
   Tensor proposals_;  // buffer [S, D]: the z_s of Z^

@@ -136,12 +136,16 @@ absl::Status ReadConfig(const Json& c, ModelConfig* config) {
   }
   if (has("base")) {
     const Json& b = c["base"];
-    if (b != "family" && b != "gmm" && b != "gmm_full" && b != "factorized")
+    if (b != "family" && b != "gmm" && b != "gmm_full" && b != "factorized" &&
+        b != "resampled")
       return Bad("config.base",
-                 "\"family\", \"gmm\", \"gmm_full\" or \"factorized\"", b);
+                 "\"family\", \"gmm\", \"gmm_full\", \"factorized\" or "
+                 "\"resampled\"",
+                 b);
     config->base = b == "gmm"          ? BaseChoice::kGaussianMixture
                    : b == "gmm_full"   ? BaseChoice::kGaussianMixtureFull
                    : b == "factorized" ? BaseChoice::kFactorizedMixture
+                   : b == "resampled"  ? BaseChoice::kResampled
                                        : BaseChoice::kFamily;
   }
   return absl::OkStatus();
@@ -163,6 +167,7 @@ std::string ModelSpecToJson(const ModelSpec& spec) {
   if (c.base == BaseChoice::kGaussianMixture) config["base"] = "gmm";
   if (c.base == BaseChoice::kGaussianMixtureFull) config["base"] = "gmm_full";
   if (c.base == BaseChoice::kFactorizedMixture) config["base"] = "factorized";
+  if (c.base == BaseChoice::kResampled) config["base"] = "resampled";
   Json j = {{"format", "flowtape.model"},
             {"version", kFormatVersion},
             {"family", spec.family},

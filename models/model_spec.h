@@ -23,8 +23,8 @@
 //   context_dim  [0, 65536]         levels  [1, 8]     depth [1, 1024]
 //   channels     [1, 16384]         bins    [1, 1024]
 //   bound        finite, in (0, 1e6]                   train_t  boolean
-//   components   [1, 4096]          base    "family", "gmm", "gmm_full" or
-//                                           "factorized"
+//   components   [1, 4096]          base    "family", "gmm", "gmm_full",
+//                                           "factorized" or "resampled"
 //   dtype        "float32" or "float64"
 // Writing gives one line of JSON (keys in alphabetical order) that reads
 // back to an equal spec (bound is printed with 17 significant digits);

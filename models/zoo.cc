@@ -19,6 +19,7 @@
 #include "flows/matching/cfm_flow.h"
 #include "flows/planar.h"
 #include "flows/radial.h"
+#include "flows/resampled.h"
 #include "flows/resflow.h"
 #include "flows/scaling.h"
 #include "flows/sequential.h"
@@ -406,8 +407,8 @@ absl::StatusOr<std::shared_ptr<flows::FlowModel>> MakeModel(
   if (config.base != BaseChoice::kFamily &&
       (entry->domain != Domain::kVectors || entry->flat_output))
     return absl::InvalidArgumentError(
-        absl::StrCat("zoo: a mixture base takes vector flows; '", name,
-                     "' is an image flow"));
+        absl::StrCat("zoo: a mixture or resampled base takes vector flows; '",
+                     name, "' is an image flow"));
   FT_ASSIGN_OR_RETURN(std::shared_ptr<Flow> flow, entry->make(config, rng));
   Shape base_event =
       entry->flat_output ? Shape{config.event.numel()} : config.event;
@@ -421,7 +422,14 @@ absl::StatusOr<std::shared_ptr<flows::FlowModel>> MakeModel(
   else if (config.base == BaseChoice::kFactorizedMixture)
     base = std::make_shared<flows::FactorizedMixture>(Dim(config),
                                                       config.components);
-  else if (entry->base == BaseKind::kLogistic)
+  else if (config.base == BaseChoice::kResampled) {
+    flows::ResampledOptions o;
+    o.dim = Dim(config);
+    o.hidden = config.hidden;
+    o.truncation = 100;
+    o.normaliser_samples = 4096;
+    FT_ASSIGN_OR_RETURN(base, flows::ResampledNormal::Create(o, rng));
+  } else if (entry->base == BaseKind::kLogistic)
     base = std::make_shared<flows::Logistic>(base_event);
   else
     base = std::make_shared<flows::StandardNormal>(base_event);

@@ -21,7 +21,11 @@
 // BaseChoice::kFactorizedMixture (vector entries only) makes it
 // flows/distribution.h's FactorizedMixture: independent coordinates, each a
 // mixture of config.components 1-D Gaussians (independent factor analysis's
-// source model, flows/ica.h).
+// source model, flows/ica.h). BaseChoice::kResampled (vector entries
+// only) makes it flows/resampled.h's ResampledNormal: the standard normal
+// reweighted by a learned acceptance a(z) = sigmoid(MLP(z)) (MLP of
+// config.hidden sizes, tanh), truncation T = 100, S = 4096 normaliser
+// samples (Stimper et al. 2022; fresh proposals each training step).
 //
 // snf, the stochastic normalizing flow of Wu, Koehler & Noe 2020
 // (flows/snf.h) fitted to data: ceil(layers / 2) blocks of two RealNVP
@@ -65,12 +69,13 @@ namespace flowtape::models {
 
 // The base a model gets: the family's own, a trainable Gaussian mixture
 // (diagonal or full covariances) or a trainable factorized (per-coordinate)
-// mixture.
+// mixture, or a resampled standard normal.
 enum class BaseChoice {
   kFamily,
   kGaussianMixture,
   kGaussianMixtureFull,
-  kFactorizedMixture
+  kFactorizedMixture,
+  kResampled
 };
 
 struct ModelConfig {

@@ -198,10 +198,14 @@ TEST(ModelSpec, JsonRoundTripsAndDefaultsMissingConfigFields) {
   auto back = ModelSpecFromJson(ModelSpecToJson(s));
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_TRUE(*back == s) << ModelSpecToJson(s);
-  s.config.base = BaseChoice::kGaussianMixtureFull;
-  back = ModelSpecFromJson(ModelSpecToJson(s));
-  ASSERT_TRUE(back.ok()) << back.status();
-  EXPECT_TRUE(*back == s) << ModelSpecToJson(s);
+  for (BaseChoice b :
+       {BaseChoice::kGaussianMixtureFull, BaseChoice::kFactorizedMixture,
+        BaseChoice::kResampled}) {
+    s.config.base = b;
+    back = ModelSpecFromJson(ModelSpecToJson(s));
+    ASSERT_TRUE(back.ok()) << back.status();
+    EXPECT_TRUE(*back == s) << ModelSpecToJson(s);
+  }
   auto defaults = ModelSpecFromJson(
       R"({"format": "flowtape.model", "version": 1, "family": "maf",
           "dtype": "float64", "config": {}})");
@@ -214,7 +218,8 @@ TEST(ModelSpec, JsonRoundTripsAndDefaultsMissingConfigFields) {
   EXPECT_EQ(ModelSpecToJson(want).find("base"), std::string::npos);
 }
 
-// A Gaussian-mixture base (diagonal or full covariances) under a flow (and
+// A Gaussian-mixture base (diagonal or full covariances) or a resampled
+// base (its acceptance network and normaliser samples) under a flow (and
 // gf's kernel count) survive a model file: the loaded model has the base and
 // reproduces log p bit for bit.
 TEST(ModelFile, GaussianMixtureBaseLoadsBitForBit) {
@@ -225,7 +230,9 @@ TEST(ModelFile, GaussianMixtureBaseLoadsBitForBit) {
            {"realnvp", BaseChoice::kGaussianMixture, "gaussian_mixture"},
            {"maf", BaseChoice::kGaussianMixtureFull, "full_gaussian_mixture"},
            {"realnvp", BaseChoice::kGaussianMixtureFull,
-            "full_gaussian_mixture"}}) {
+            "full_gaussian_mixture"},
+           {"realnvp", BaseChoice::kResampled, "resampled_normal"},
+           {"maf", BaseChoice::kResampled, "resampled_normal"}}) {
     SCOPED_TRACE(family + " " + base_name);
     ModelSpec spec;
     spec.family = family;
@@ -251,7 +258,7 @@ TEST(ModelFile, GaussianMixtureBaseLoadsBitForBit) {
     ModelSpec plain = spec;
     plain.config.base = BaseChoice::kFamily;
     EXPECT_FALSE(SaveModel(path, plain, *model).ok());
-    // Nor does the other mixture's layout match.
+    // Nor does another base's layout match.
     plain.config.base = base == BaseChoice::kGaussianMixture
                             ? BaseChoice::kGaussianMixtureFull
                             : BaseChoice::kGaussianMixture;
@@ -325,9 +332,8 @@ TEST(ModelFile, BadDescriptionsNameTheField) {
   ExpectRefused(Spec(R"({"layers": 2, "train_t": "yes"})"),
                 "config.train_t: want true or false, got \"yes\"");
   ExpectRefused(Spec(R"({"layers": 2, "base": "mixture"})"),
-                "config.base: want \"family\", \"gmm\", \"gmm_full\" or "
-                "\"factorized\", got "
-                "\"mixture\"");
+                "config.base: want \"family\", \"gmm\", \"gmm_full\", "
+                "\"factorized\" or \"resampled\", got \"mixture\"");
   ExpectRefused(Spec(R"({"layers": 2, "components": 0})"),
                 "config.components: want an integer in [1, 4096], got 0");
   ExpectRefused(Spec(R"({"layers": 2, "hidden": [8], "widht": 3})"),

@@ -85,7 +85,7 @@ absl::StatusOr<Row> Train(int64_t augment, const Tensor& x, const Tensor& y,
                       flows::cnf::NeuralOdeModel::Create(d, o, rng));
   const flows::cnf::NeuralOdeModel& model = *created;
   created->To(ex.dtype());
-  nn::Adam adam(model, nn::AdamOptions{});
+  auto adam = nn::Adam::Create(model, nn::AdamOptions{}).value();
   Row row{0, 0, 0, 0, 0, 0, 0, 0, {}};
   int64_t late = 0, done = 0;  // steps completed
   const char* name = augment > 0 ? "anode" : "node";
@@ -102,9 +102,9 @@ absl::StatusOr<Row> Train(int64_t augment, const Tensor& x, const Tensor& y,
       break;
     }
     Tensor loss = Mean(Square(*out - yb));
-    adam.ZeroGrad();
+    adam->ZeroGrad();
     Backward(loss);
-    adam.Step();
+    adam->Step();
     const ode::OdeStats stats = o.ode.stats->Get();
     const double f = stats.forward.nfe, b = stats.backward.nfe;
     row.nfe_f += f, row.nfe_b += b;

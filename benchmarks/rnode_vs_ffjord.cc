@@ -101,7 +101,7 @@ absl::StatusOr<Row> Train(const std::string& name, double lk, double lj,
   cnf->To(ex.dtype());
   nn::AdamOptions ao;
   ao.lr = absl::GetFlag(FLAGS_lr);
-  nn::Adam adam(*cnf, ao);
+  auto adam = nn::Adam::Create(*cnf, ao).value();
   Rng data_rng(seed + 100), noise_rng(seed + 200);
   const int64_t steps = absl::GetFlag(FLAGS_steps);
   Row row{name, 0, 0, 0, 0, 0, 0, 0, {}};
@@ -122,9 +122,9 @@ absl::StatusOr<Row> Train(const std::string& name, double lk, double lj,
     Tensor nll = Nll(r);
     Tensor penalty = r.extra(flows::cnf::kRegularization);
     Tensor loss = penalty.defined() ? nll + Mean(penalty) : nll;
-    adam.ZeroGrad();
+    adam->ZeroGrad();
     Backward(loss);
-    adam.Step();
+    adam->Step();
     const double f = r.extra(flows::cnf::kNfe)[0];
     const double b = static_cast<double>(o.ode.stats->Get().backward.nfe);
     row.nfe_f += f;

@@ -120,12 +120,12 @@ absl::StatusOr<Row> TrainOne(experiments::Experiment& ex,
   Rng init(seed);
   FT_ASSIGN_OR_RETURN(auto flow, flows::MakeSnf(o, init));
   flows::FlowModel model(
-      std::make_shared<flows::StandardNormal>(Shape{target->dim()}), flow);
+      flows::StandardNormal::Create(Shape{target->dim()}).value(), flow);
   model.To(ex.dtype());
   const int64_t steps = absl::GetFlag(FLAGS_steps);
   const double lr = absl::GetFlag(FLAGS_lr);
-  nn::Adam adam(model, {.lr = lr});
-  adam.set_schedule(nn::CosineAnnealingLr(lr, steps));
+  auto adam = nn::Adam::Create(model, {.lr = lr}).value();
+  adam->set_schedule(nn::CosineAnnealingLr(lr, steps));
   training::ReverseKlOptions t;
   t.batch_size = absl::GetFlag(FLAGS_batch);
   t.steps = steps;
@@ -135,7 +135,7 @@ absl::StatusOr<Row> TrainOne(experiments::Experiment& ex,
   const training::LogDensityFn log_p = training::EnergyLogDensity(target);
   const auto start = std::chrono::steady_clock::now();
   FT_ASSIGN_OR_RETURN(training::ReverseKlResult r,
-                      training::TrainReverseKl(model, log_p, adam, t));
+                      training::TrainReverseKl(model, log_p, *adam, t));
   Row row;
   row.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start)

@@ -178,7 +178,7 @@ absl::Status Run(experiments::Experiment& ex) {
       model.To(ex.dtype());
       nn::AdamOptions adam;
       adam.lr = lr;
-      nn::Adam opt(model, adam);
+      auto opt = nn::Adam::Create(model, adam).value();
       training::ReverseKlOptions o;
       o.batch_size = batch;
       o.steps = steps;
@@ -187,7 +187,7 @@ absl::Status Run(experiments::Experiment& ex) {
       o.clip_grad_norm = 100.0;
       const auto start = std::chrono::steady_clock::now();
       FT_ASSIGN_OR_RETURN(training::ReverseKlResult r,
-                          training::TrainReverseKl(model, log_p, opt, o));
+                          training::TrainReverseKl(model, log_p, *opt, o));
       const double secs = std::chrono::duration<double>(
                               std::chrono::steady_clock::now() - start)
                               .count();

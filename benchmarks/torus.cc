@@ -211,12 +211,12 @@ absl::Status Run(experiments::Experiment& ex) {
     for (const std::string& name : models) {
       for (int seed = 0; seed < seeds; ++seed) {
         Rng init(300 + seed);
-        flows::FlowModel model(std::make_shared<manifolds::UniformTorus>(2),
+        flows::FlowModel model(manifolds::UniformTorus::Create(2).value(),
                                MakeFlow(name, settings, init));
         model.To(ex.dtype());
         nn::AdamOptions adam;
         adam.lr = lr;
-        nn::Adam opt(model, adam);
+        auto opt = nn::Adam::Create(model, adam).value();
         training::ReverseKlOptions o;
         o.batch_size = batch;
         o.steps = steps;
@@ -225,7 +225,7 @@ absl::Status Run(experiments::Experiment& ex) {
         o.clip_grad_norm = 100.0;
         const auto start = std::chrono::steady_clock::now();
         FT_ASSIGN_OR_RETURN(training::ReverseKlResult r,
-                            training::TrainReverseKl(model, log_p, opt, o));
+                            training::TrainReverseKl(model, log_p, *opt, o));
         const double secs = std::chrono::duration<double>(
                                 std::chrono::steady_clock::now() - start)
                                 .count();

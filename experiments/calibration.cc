@@ -144,14 +144,14 @@ void Fit(const flows::Flow& flow, const Tensor& p, const std::vector<int>& y,
          experiments::History& history) {
   nn::AdamOptions o;
   o.lr = lr;
-  nn::Adam opt(flow, o);
+  auto opt = nn::Adam::Create(flow, o).value();
   for (int s = 0; s < steps; ++s) {
     Tensor loss = LogLoss(Log(flow.Forward(p).value), y);
     if ((s + 1) % 100 == 0 || s + 1 == steps)
       history.Add({s + 1, loss.item(), NAN, NAN, NAN, name});
     Backward(loss);
-    opt.Step();
-    opt.ZeroGrad();
+    opt->Step();
+    opt->ZeroGrad();
     Tape::Get().Reset();
   }
 }
@@ -227,7 +227,8 @@ absl::Status Run(experiments::Experiment& ex) {
     training::NllFn nll = [m](const Tensor& x, const Tensor& c, Rng&) {
       return -Sum(LogSoftmax((*m)(x), 1) * c) / static_cast<double>(x.dim(0));
     };
-    auto adam = std::make_shared<nn::Adam>(*net, nn::AdamOptions{.lr = 1e-3});
+    FT_ASSIGN_OR_RETURN(auto adam,
+                        nn::Adam::Create(*net, nn::AdamOptions{.lr = 1e-3}));
     return training::Replica{net, nll, adam};
   };
   const int64_t per_epoch = x_fit.dim(0) / kBatch;
@@ -250,9 +251,12 @@ absl::Status Run(experiments::Experiment& ex) {
   }
 
   // 2. Calibration maps, fitted on the held-out split.
-  auto temperature = std::make_shared<SimplexCalibration>(kClasses, true);
-  auto fcal = std::make_shared<SimplexCalibration>(kClasses);
-  auto general = std::make_shared<GeneralizedCalibration>(kClasses, rng);
+  FT_ASSIGN_OR_RETURN(
+      auto temperature,
+      SimplexCalibration::Create({.n = kClasses, .temperature_only = true}));
+  FT_ASSIGN_OR_RETURN(auto fcal, SimplexCalibration::Create({.n = kClasses}));
+  FT_ASSIGN_OR_RETURN(auto general,
+                      GeneralizedCalibration::Create({.n = kClasses}, rng));
   Fit(*temperature, p_cal, y_cal, steps, 0.02, "temperature", ex.history());
   Fit(*fcal, p_cal, y_cal, steps, 0.02, "fcal", ex.history());
   Fit(*general, p_cal, y_cal, steps, 0.01, "generalized", ex.history());

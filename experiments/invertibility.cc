@@ -38,6 +38,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "autodiff/ops.h"
+#include "autodiff/status_macros.h"
 #include "autodiff/tape.h"
 #include "data/number.h"
 #include "data/preprocess.h"
@@ -126,7 +127,7 @@ absl::StatusOr<training::TrainResult> TrainKeepingUnusable(
         FlowInput(f, Narrow(d.train, 0, 0, b), c.seed), Tensor(), &noise);
     if (!init.ok()) return init;
   }
-  std::shared_ptr<nn::Adam> adam = models::ImageAdam(f, c);
+  FT_ASSIGN_OR_RETURN(std::shared_ptr<nn::Adam> adam, models::ImageAdam(f, c));
   training::TrainOptions o = models::ImageTrainOptions(f, d, c);
   o.check_model = [strict = o.check_model, check](Rng& r) {
     *check = strict(r);

@@ -311,7 +311,7 @@ void CheckDensityIntegratesToOne(const FlowCase& c, DType dtype) {
   const int64_t d = c.event_shape.numel();
   if (d > 2) return;  // quadrature only in 1-D and 2-D
   Instance s = Make(c, 14, dtype);
-  flows::FlowModel model(std::make_shared<flows::StandardNormal>(c.event_shape),
+  flows::FlowModel model(flows::StandardNormal::Create(c.event_shape).value(),
                          s.flow);
   model.To(dtype);
   const int m =
@@ -368,7 +368,7 @@ void CheckSamplesFiniteAfterTraining(const FlowCase& c, DType dtype) {
   constexpr int kSteps = 20;
   constexpr int64_t kBatch = 32, kSamples = 256;
   Instance s = Make(c, 23, dtype);
-  flows::FlowModel model(std::make_shared<flows::StandardNormal>(c.event_shape),
+  flows::FlowModel model(flows::StandardNormal::Create(c.event_shape).value(),
                          s.flow);
   model.To(dtype);
   Rng rng(24);
@@ -381,13 +381,13 @@ void CheckSamplesFiniteAfterTraining(const FlowCase& c, DType dtype) {
   };
   Tensor ctx = context(kBatch);
   std::vector<Tensor> params = model.Parameters();
-  nn::Adam opt(params, {.lr = c.train_lr});
+  auto opt = nn::Adam::Create(params, {.lr = c.train_lr}).value();
   int steps = 0;
   for (; steps < kSteps; ++steps) {
     std::vector<Tensor> before;
     for (const Tensor& p : params) before.push_back(p.Detach());
     TapeScope scope;
-    opt.ZeroGrad();
+    opt->ZeroGrad();
     Tensor loss = model.Nll(x, ctx, &rng);
     bool finite = std::isfinite(loss.item());
     if (finite) {
@@ -397,7 +397,7 @@ void CheckSamplesFiniteAfterTraining(const FlowCase& c, DType dtype) {
           finite = std::isfinite(p.grad()[i]);
     }
     if (!finite) break;
-    opt.Step();
+    opt->Step();
     // A step that makes the next loss non-finite is undone below.
     Tensor next;
     {
@@ -427,7 +427,7 @@ void CheckSamplesFiniteAfterTraining(const FlowCase& c, DType dtype) {
 
 void CheckGradients(const FlowCase& c) {
   Instance s = Make(c, 15);
-  flows::FlowModel model(std::make_shared<flows::StandardNormal>(c.event_shape),
+  flows::FlowModel model(flows::StandardNormal::Create(c.event_shape).value(),
                          s.flow);
   CheckParameterGradients(
       c, *s.flow, [&] { return model.Nll(s.x, s.context); }, "NLL");
@@ -457,7 +457,7 @@ void CheckInverseGradients(const FlowCase& c) {
 
 void CheckHessianVectorProducts(const FlowCase& c) {
   Instance s = Make(c, 19);
-  flows::FlowModel model(std::make_shared<flows::StandardNormal>(c.event_shape),
+  flows::FlowModel model(flows::StandardNormal::Create(c.event_shape).value(),
                          s.flow);
   {
     NoGradScope no_grad;  // HessianVectorError ignores NaN

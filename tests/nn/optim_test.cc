@@ -2,6 +2,7 @@
 #include "nn/optim.h"
 
 #include <cmath>
+#include <string>
 
 #include "autodiff/grad.h"
 #include "autodiff/ops.h"
@@ -47,18 +48,18 @@ TEST(Sgd, MomentumAndWeightDecayTwoSteps) {
   o.lr = 0.1;
   o.momentum = 0.9;
   o.weight_decay = 0.01;
-  Sgd opt({p}, o);
+  auto opt = Sgd::Create({p}, o).value();
   LinearGrad(p, c);
-  opt.Step();
+  opt->Step();
   // d = c + 0.01 p = [0.51, 0.98]; b = d; p -= 0.1 b.
   EXPECT_NEAR(p[0], 0.949, 1e-15);
   EXPECT_NEAR(p[1], -2.098, 1e-15);
   LinearGrad(p, c);
-  opt.Step();
+  opt->Step();
   // d = [0.50949, 0.97902]; b = 0.9 [0.51, 0.98] + d = [0.96849, 1.86102].
   EXPECT_NEAR(p[0], 0.852151, 1e-15);
   EXPECT_NEAR(p[1], -2.284102, 1e-15);
-  EXPECT_EQ(opt.step_count(), 2);
+  EXPECT_EQ(opt->step_count(), 2);
 }
 
 TEST(Sgd, PlainAndNesterov) {
@@ -66,15 +67,15 @@ TEST(Sgd, PlainAndNesterov) {
   Tensor c = Tensor::FromVector({2}, {0.5, 1.0});
   SgdOptions o;
   o.lr = 0.1;
-  Sgd plain({p}, o);
+  auto plain = Sgd::Create({p}, o).value();
   o.momentum = 0.9;
   o.nesterov = true;
   o.weight_decay = 0.01;
-  Sgd nesterov({q}, o);
+  auto nesterov = Sgd::Create({q}, o).value();
   LinearGrad(p, c);
   LinearGrad(q, c);
-  plain.Step();
-  nesterov.Step();
+  plain->Step();
+  nesterov->Step();
   EXPECT_NEAR(p[0], 0.95, 1e-15);
   EXPECT_NEAR(p[1], -2.1, 1e-15);
   // d = [0.51, 0.98]; b = d; step d + 0.9 b = 1.9 d = [0.969, 1.862].
@@ -86,9 +87,9 @@ TEST(Adam, FirstStepIsSignedLr) {
   // Bias correction makes step 1: p -= lr g / (|g| + eps).
   Tensor p = Param({1.0, -2.0, 0.5});
   Tensor c = Tensor::FromVector({3}, {0.5, -4.0, 1e-3});
-  Adam opt({p}, Lr<AdamOptions>(0.1));
+  auto opt = Adam::Create({p}, Lr<AdamOptions>(0.1)).value();
   LinearGrad(p, c);
-  opt.Step();
+  opt->Step();
   EXPECT_NEAR(p[0], 1.0 - 0.1 * 0.5 / (0.5 + 1e-8), 1e-15);
   EXPECT_NEAR(p[1], -2.0 + 0.1 * 4.0 / (4.0 + 1e-8), 1e-15);
   EXPECT_NEAR(p[2], 0.5 - 0.1 * 1e-3 / (1e-3 + 1e-8), 1e-15);
@@ -120,11 +121,11 @@ TEST(Adam, ThreeStepsMatchReference) {
     Tensor p = Param({1.0, -2.0, 0.5});
     AdamOptions o = Lr<AdamOptions>(0.1);
     o.weight_decay = c.wd;
-    std::unique_ptr<Optimizer> opt;
+    std::shared_ptr<Optimizer> opt;
     if (c.decoupled)
-      opt = std::make_unique<AdamW>(std::vector<Tensor>{p}, o);
+      opt = AdamW::Create(std::vector<Tensor>{p}, o).value();
     else
-      opt = std::make_unique<Adam>(std::vector<Tensor>{p}, o);
+      opt = Adam::Create(std::vector<Tensor>{p}, o).value();
     for (int t = 0; t < 3; ++t) {
       QuadraticGrad(p, w);
       opt->Step();
@@ -138,26 +139,26 @@ TEST(Adam, ConvergesOnQuadratic) {
   Tensor x = Param({3.0, -1.0, 0.0, 10.0});
   Tensor target = Tensor::FromVector({4}, {1.0, 2.0, -3.0, 0.5});
   Tensor s = Tensor::FromVector({4}, {1.0, 100.0, 0.01, 5.0});
-  Adam opt({x}, Lr<AdamOptions>(0.1));
-  opt.set_schedule(CosineAnnealingLr(0.1, 3000));
+  auto opt = Adam::Create({x}, Lr<AdamOptions>(0.1)).value();
+  opt->set_schedule(CosineAnnealingLr(0.1, 3000));
   for (int t = 0; t < 3000; ++t) {
-    opt.ZeroGrad();
+    opt->ZeroGrad();
     Backward(Sum(Square(x - target) * s));
     Tape::Get().Reset();
-    opt.Step();
+    opt->Step();
   }
   for (int i = 0; i < 4; ++i) EXPECT_NEAR(x[i], target[i], 1e-4) << i;
 }
 
 TEST(Optimizer, SkipsParametersWithoutGradAndExposesState) {
   Tensor a = Param({1.0}), b = Param({2.0, 3.0});
-  Adam opt({a, b}, Lr<AdamOptions>(0.5));
+  auto opt = Adam::Create({a, b}, Lr<AdamOptions>(0.5)).value();
   LinearGrad(a, Tensor::FromVector({1}, {1.0}));
   b.ZeroGrad();
-  opt.Step();
+  opt->Step();
   EXPECT_NEAR(a[0], 0.5, 1e-7);
   EXPECT_EQ(b[0], 2.0);
-  NamedTensors st = opt.NamedState();
+  NamedTensors st = opt->NamedState();
   ASSERT_EQ(st.size(), 7u);
   EXPECT_EQ(st[0].first, "step");
   EXPECT_EQ(st[0].second.item(), 1.0);
@@ -171,7 +172,7 @@ TEST(Optimizer, SkipsParametersWithoutGradAndExposesState) {
   EXPECT_EQ(st[6].second.item(), 0.0);
   // Writing into the state restores it (what checkpoints do).
   st[0].second.mutable_data<double>()[0] = 7.0;
-  EXPECT_EQ(opt.step_count(), 7);
+  EXPECT_EQ(opt->step_count(), 7);
 }
 
 // Bias correction counts each parameter's own updates (as PyTorch): one that
@@ -181,13 +182,13 @@ TEST(Adam, LateParameterTakesAFirstStep) {
   for (bool decoupled : {false, true}) {
     Tensor a = Param({1.0}), b = Param({2.0, -3.0});
     const double lr = 0.1;
-    std::unique_ptr<Optimizer> opt;
+    std::shared_ptr<Optimizer> opt;
     if (decoupled)
-      opt = std::make_unique<AdamW>(std::vector<Tensor>{a, b},
-                                    Lr<AdamOptions>(lr));
+      opt =
+          AdamW::Create(std::vector<Tensor>{a, b}, Lr<AdamOptions>(lr)).value();
     else
-      opt = std::make_unique<Adam>(std::vector<Tensor>{a, b},
-                                   Lr<AdamOptions>(lr));
+      opt =
+          Adam::Create(std::vector<Tensor>{a, b}, Lr<AdamOptions>(lr)).value();
     for (int t = 0; t < 100; ++t) {
       LinearGrad(a, Tensor::FromVector({1}, {1.0}));
       b.ZeroGrad();
@@ -230,12 +231,12 @@ TEST(Schedule, Values) {
 
 TEST(Optimizer, UsesScheduleAtCurrentStep) {
   Tensor p = Param({0.0});
-  Sgd opt({p}, Lr<SgdOptions>(1.0));
-  opt.set_schedule(StepDecayLr(1.0, 1, 0.5));  // 1, 0.5, 0.25
+  auto opt = Sgd::Create({p}, Lr<SgdOptions>(1.0)).value();
+  opt->set_schedule(StepDecayLr(1.0, 1, 0.5));  // 1, 0.5, 0.25
   for (int t = 0; t < 3; ++t) {
-    EXPECT_EQ(opt.lr(), std::pow(0.5, t));
+    EXPECT_EQ(opt->lr(), std::pow(0.5, t));
     LinearGrad(p, Tensor::FromVector({1}, {1.0}));
-    opt.Step();
+    opt->Step();
   }
   EXPECT_EQ(p[0], -1.75);
 }
@@ -277,6 +278,31 @@ TEST(Clip, ByValue) {
   LinearGrad(a, Tensor::FromVector({3}, {-3.0, 0.2, 5.0}));
   ClipGradValue({a}, 1.0);
   EXPECT_EQ(a.grad().ToVector(), (std::vector<double>{-1.0, 0.2, 1.0}));
+}
+
+// Bad options and non-parameters are a Status naming the problem (no abort).
+TEST(Optimizer, BadOptionsAreAStatus) {
+  Tensor p = Param({1.0});
+  auto expect = [](const absl::Status& s, const std::string& what) {
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+    EXPECT_NE(s.message().find(what), std::string::npos) << s;
+  };
+  expect(Adam::Create({p}, {.beta1 = 1.0}).status(), "beta1 = 1");
+  expect(Adam::Create({p}, {.beta2 = -0.1}).status(), "beta2 = -0.1");
+  expect(AdamW::Create({p}, {.lr = std::nan("")}).status(), "lr = nan");
+  expect(Adam::Create({p}, {.eps = 0.0}).status(), "eps = 0");
+  expect(Adam::Create({p}, {.weight_decay = -1.0}).status(),
+         "weight_decay = -1");
+  expect(Sgd::Create({p}, {.lr = 0.1, .nesterov = true}).status(),
+         "nesterov needs momentum > 0");
+  expect(Sgd::Create({p}, {.lr = INFINITY}).status(), "lr = inf");
+  expect(Sgd::Create({p}, {.momentum = -0.5}).status(), "momentum = -0.5");
+  expect(Adam::Create({Tensor::FromVector({1}, {1.0})}, {}).status(),
+         "'param0' is not a parameter");
+  EXPECT_TRUE(Adam::Create({p}, {.lr = 1e-3}).ok());
+  EXPECT_TRUE(Sgd::Create({p}, {.momentum = 0.9, .nesterov = true}).ok());
+  EXPECT_TRUE(AdamOptions{}.Validate().ok());
+  EXPECT_TRUE(SgdOptions{}.Validate().ok());
 }
 
 }  // namespace

@@ -50,7 +50,7 @@ class GuardTest : public testing::TestWithParam<std::string> {};
 
 TEST_P(GuardTest, ADivergedRunLeavesAUsableModelOrAnError) {
   auto model = Make(GetParam());
-  nn::Sgd sgd(*model, {.lr = 10.0});
+  auto sgd = nn::Sgd::Create(*model, {.lr = 10.0}).value();
   Rng rng(5);
   TrainData data;
   data.train = Tensor::Randn(Shape{512, 2}, rng) * 3.0;
@@ -62,7 +62,7 @@ TEST_P(GuardTest, ADivergedRunLeavesAUsableModelOrAnError) {
   o.checkpoint_path = std::string(std::getenv("TEST_TMPDIR")) + "/" +
                       GetParam() + "_guard.ckpt";
   std::remove(o.checkpoint_path.c_str());
-  absl::StatusOr<TrainResult> r = TrainNll(*model, sgd, data, o);
+  absl::StatusOr<TrainResult> r = TrainNll(*model, *sgd, data, o);
   if (r.ok()) {
     EXPECT_TRUE(r->model_status.ok());
     EXPECT_TRUE(CanSampleAndScore(*model)) << r->message;
@@ -97,7 +97,7 @@ TEST(TrainNll, TheGuardRestoresBuffers) {
   // buffers. Restoring the parameters alone would leave them NaN (finite
   // parameters, NaN samples); the guard restores them too.
   auto model = Make("resflow");
-  nn::Adam adam(*model, {.lr = 1e-3});
+  auto adam = nn::Adam::Create(*model, {.lr = 1e-3}).value();
   Tensor weight;
   for (const auto& [name, p] : model->NamedParameters())
     if (name.find("weight") != std::string::npos) weight = p;
@@ -119,7 +119,7 @@ TEST(TrainNll, TheGuardRestoresBuffers) {
   o.checkpoint_every = 1;
   o.checkpoint_path =
       std::string(std::getenv("TEST_TMPDIR")) + "/resflow_nan.ckpt";
-  TrainResult r = TrainNll(*model, nll, adam, data, o).value();
+  TrainResult r = TrainNll(*model, nll, *adam, data, o).value();
   EXPECT_TRUE(r.diverged);
   EXPECT_EQ(r.steps, 4);
   EXPECT_TRUE(CanSampleAndScore(*model)) << r.message;
@@ -132,7 +132,7 @@ TEST(TrainNllOutcome, ReportsAnUnusableModelInTheResult) {
   // A model whose samples are NaN: TrainNllOutcome returns the run with
   // model_status saying why; TrainNll turns it into an error.
   auto model = Make("maf");
-  nn::Adam adam(*model, {.lr = 1e-3});
+  auto adam = nn::Adam::Create(*model, {.lr = 1e-3}).value();
   Rng rng(5);
   TrainData data;
   data.train = Tensor::Randn(Shape{64, 2}, rng);
@@ -144,28 +144,28 @@ TEST(TrainNllOutcome, ReportsAnUnusableModelInTheResult) {
     return absl::FailedPreconditionError("the model cannot sample: test");
   };
   TrainResult r =
-      TrainNllOutcome(*model, ModelNll(*model), adam, data, o).value();
+      TrainNllOutcome(*model, ModelNll(*model), *adam, data, o).value();
   EXPECT_EQ(r.steps, 3);
   EXPECT_EQ(r.model_status.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(r.message.find("finished 3 steps; the model cannot sample: test"),
             std::string::npos)
       << r.message;
-  absl::Status s = TrainNll(*model, adam, data, o).status();
+  absl::Status s = TrainNll(*model, *adam, data, o).status();
   EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(s.message().find("cannot sample"), absl::string_view::npos) << s;
 }
 
 TEST(ModuleState, RestoresParametersBuffersAndOptimizerState) {
   auto model = Make("resflow");  // buffers: spectral-norm u, v; ActNorm flag
-  nn::Adam adam(*model, {.lr = 1e-2});
-  ModuleState state(*model, &adam);
+  auto adam = nn::Adam::Create(*model, {.lr = 1e-2}).value();
+  ModuleState state(*model, adam.get());
   auto values = [&] {  // parameters, buffers, optimizer state
     std::vector<double> v;
     for (const Tensor& t : model->Parameters())
       for (double x : t.ToVector()) v.push_back(x);
     for (const auto& [name, t] : model->NamedBuffers())
       for (double x : t.ToVector()) v.push_back(x);
-    for (const auto& [name, t] : adam.NamedState())
+    for (const auto& [name, t] : adam->NamedState())
       for (double x : t.ToVector()) v.push_back(x);
     return v;
   };
@@ -176,14 +176,14 @@ TEST(ModuleState, RestoresParametersBuffersAndOptimizerState) {
   // One training step changes parameters, buffers and Adam's moments.
   Rng rng(6);
   Tensor x = Tensor::Randn(Shape{32, 2}, rng);
-  adam.ZeroGrad();
+  adam->ZeroGrad();
   Backward(model->Nll(x, Tensor(), &rng));
-  adam.Step();
+  adam->Step();
   Tape::Get().Reset();
   ASSERT_NE(values(), before);
   state.Restore();
   EXPECT_EQ(values(), before);
-  EXPECT_EQ(adam.step_count(), 0);
+  EXPECT_EQ(adam->step_count(), 0);
 }
 
 }  // namespace

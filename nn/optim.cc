@@ -95,8 +95,8 @@ void Optimizer::ZeroGrad() {
 
 // ---- SGD ----
 absl::Status SgdOptions::Validate() const {
-  FT_RETURN_IF_ERROR(
-      Require(std::isfinite(lr) && lr > 0, "sgd", "lr", lr, "finite and > 0"));
+  FT_RETURN_IF_ERROR(Require(std::isfinite(lr) && lr >= 0, "sgd", "lr", lr,
+                             "finite and >= 0"));
   FT_RETURN_IF_ERROR(Require(std::isfinite(momentum) && momentum >= 0, "sgd",
                              "momentum", momentum, "finite and >= 0"));
   FT_RETURN_IF_ERROR(Require(std::isfinite(weight_decay) && weight_decay >= 0,
@@ -149,8 +149,8 @@ void Sgd::Update(size_t i, Tensor& param, const Tensor& grad, double lr,
 
 // ---- Adam / AdamW ----
 absl::Status AdamOptions::Validate() const {
-  FT_RETURN_IF_ERROR(
-      Require(std::isfinite(lr) && lr > 0, "adam", "lr", lr, "finite and > 0"));
+  FT_RETURN_IF_ERROR(Require(std::isfinite(lr) && lr >= 0, "adam", "lr", lr,
+                             "finite and >= 0"));
   FT_RETURN_IF_ERROR(
       Require(beta1 >= 0 && beta1 < 1, "adam", "beta1", beta1, "in [0, 1)"));
   FT_RETURN_IF_ERROR(

@@ -19,7 +19,7 @@
 // Construction: Sgd::Create / Adam::Create / AdamW::Create(params or
 // module, options) return InvalidArgument naming the field when
 // options.Validate() fails (lr, eps, weight_decay, momentum finite and >= 0,
-// lr > 0, eps > 0, betas in [0, 1), nesterov only with momentum > 0) or an
+// eps > 0, betas in [0, 1), nesterov only with momentum > 0) or an
 // entry of params is not a parameter (a constant with requires_grad):
 //   FT_ASSIGN_OR_RETURN(auto adam, nn::Adam::Create(model, {.lr = 1e-3}));
 //
@@ -96,7 +96,7 @@ struct SgdOptions {
   double momentum = 0.0;
   bool nesterov = false;
   double weight_decay = 0.0;
-  // InvalidArgument unless lr > 0, momentum and weight_decay >= 0 (all
+  // InvalidArgument unless lr, momentum and weight_decay are >= 0 (all
   // finite) and nesterov has momentum > 0.
   absl::Status Validate() const;
 };
@@ -124,7 +124,7 @@ struct AdamOptions {
   double beta2 = 0.999;
   double eps = 1e-8;
   double weight_decay = 0.0;  // Adam: L2 in the gradient; AdamW: decoupled
-  // InvalidArgument unless lr > 0, beta1, beta2 in [0, 1), eps > 0 and
+  // InvalidArgument unless lr >= 0, beta1, beta2 in [0, 1), eps > 0 and
   // weight_decay >= 0 (all finite).
   absl::Status Validate() const;
 };

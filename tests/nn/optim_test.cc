@@ -296,6 +296,8 @@ TEST(Optimizer, BadOptionsAreAStatus) {
   expect(Sgd::Create({p}, {.lr = 0.1, .nesterov = true}).status(),
          "nesterov needs momentum > 0");
   expect(Sgd::Create({p}, {.lr = INFINITY}).status(), "lr = inf");
+  expect(Adam::Create({p}, {.lr = -1e-3}).status(), "lr = -0.001");
+  EXPECT_TRUE(Sgd::Create({p}, {.lr = 0.0}).ok());  // a frozen run
   expect(Sgd::Create({p}, {.momentum = -0.5}).status(), "momentum = -0.5");
   expect(Adam::Create({Tensor::FromVector({1}, {1.0})}, {}).status(),
          "'param0' is not a parameter");

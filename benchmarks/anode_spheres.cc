@@ -98,7 +98,9 @@ absl::StatusOr<Row> Train(int64_t augment, const Tensor& x, const Tensor& y,
                       flows::cnf::NeuralOdeModel::Create(d, o, rng));
   const flows::cnf::NeuralOdeModel& model = *created;
   created->To(ex.dtype());
-  nn::Adam adam(model, nn::AdamOptions{.lr = absl::GetFlag(FLAGS_lr)});
+  FT_ASSIGN_OR_RETURN(
+      auto adam,
+      nn::Adam::Create(model, nn::AdamOptions{.lr = absl::GetFlag(FLAGS_lr)}));
   Row row{0, 0, 0, 0, 0, 0, 0, 0, {}};
   int64_t late = 0, done = 0;  // steps completed
   const char* name = augment > 0 ? "anode" : "node";
@@ -117,12 +119,12 @@ absl::StatusOr<Row> Train(int64_t augment, const Tensor& x, const Tensor& y,
                        ": the ODE solve failed: ", out.status().message()));
     Tensor loss = Mean(Square(*out - yb));
     const double value = loss.item();
-    adam.ZeroGrad();
+    adam->ZeroGrad();
     if (std::isfinite(value)) Backward(loss);
     Tape::Get().Reset();
     FT_RETURN_IF_ERROR(
         experiments::CheckStepFinite(name, step, value, model.Parameters()));
-    adam.Step();
+    adam->Step();
     const ode::OdeStats stats = o.ode.stats->Get();
     const double f = stats.forward.nfe, b = stats.backward.nfe;
     row.nfe_f += f, row.nfe_b += b;

@@ -475,7 +475,7 @@ absl::StatusOr<Row> Train(const Problem& problem, const std::string& method,
                         flows::matching::FlowMatching::Create(net, path, fo));
   }
   const double lr = ml ? st.lr : st.fm_lr;
-  nn::Adam adam(*net, nn::AdamOptions{.lr = lr});
+  auto adam = nn::Adam::Create(*net, nn::AdamOptions{.lr = lr}).value();
   std::unique_ptr<training::ParameterEma> ema;  // flow matching's, scored
   if (!ml && st.fm_ema_decay > 0)
     ema = std::make_unique<training::ParameterEma>(*net);
@@ -494,14 +494,14 @@ absl::StatusOr<Row> Train(const Problem& problem, const std::string& method,
                               ? nn::CosineAnnealingLr(lr, steps - warmup)
                               : nn::ConstantLr(lr);
   if (warmup > 0) schedule = nn::LinearWarmup(warmup, schedule);
-  adam.set_schedule(schedule);
+  adam->set_schedule(schedule);
   const std::string run = data + "/" + label;
   experiments::HistoryWindow history(ex.history(), run, st.eval_every);
   for (int64_t step = 1; step <= steps; ++step) {
     FT_ASSIGN_OR_RETURN(Tensor x, problem.sample(batch, data_rng));
     const auto t0 = std::chrono::steady_clock::now();
     const double cpu0 = CpuSeconds();
-    adam.ZeroGrad();
+    adam->ZeroGrad();
     Tensor loss;
     if (ml) {
       o.ode.stats->Reset();
@@ -533,7 +533,7 @@ absl::StatusOr<Row> Train(const Problem& problem, const std::string& method,
       Tape::Get().Reset();
       return s;
     }
-    adam.Step();
+    adam->Step();
     if (ema)  // TrainFlowMatching's warm-up: d = min(decay, (1 + k) / (10 + k))
       ema->Update(std::min(st.fm_ema_decay, (1.0 + step) / (10.0 + step)));
     const double loss_value = loss.item();

@@ -432,7 +432,8 @@ absl::StatusOr<training::ThreadedTraining> TrainRfm(
                                                 Rng&) {
       return -Mean(trained->LogProb(b));
     };
-    auto adam = std::make_shared<nn::Adam>(*field, nn::AdamOptions{.lr = c.lr});
+    FT_ASSIGN_OR_RETURN(auto adam,
+                        nn::Adam::Create(*field, nn::AdamOptions{.lr = c.lr}));
     adam->set_schedule(nn::CosineAnnealingLr(c.lr, c.steps));
     if (rank == 0) {
       std::lock_guard<std::mutex> lock(mu);
@@ -468,16 +469,16 @@ double MeanNll(const ManifoldDensity& model, const Tensor& x) {
 
 // Log density on a lat/lon grid, shown over the 10 nats below its maximum,
 // with the test points in red, coastlines and a lat/lon grid.
-viz::Figure DensityMap(const ManifoldDensity& model, const Tensor& points,
-                       const std::string& title,
-                       const viz::SphereDensityOptions& grid = {}) {
-  viz::SphereMap map;
-  map.title = title;
-  map = viz::SphereDensityMap(
-      [&](const Tensor& x) {
-        return Cast(model.LogProb(Cast(x, model.dtype())), kFloat64);
-      },
-      grid);
+absl::StatusOr<viz::Figure> DensityMap(
+    const ManifoldDensity& model, const Tensor& points,
+    const std::string& title, const viz::SphereDensityOptions& grid = {}) {
+  FT_ASSIGN_OR_RETURN(viz::SphereMap map,
+                      viz::SphereDensityMap(
+                          [&](const Tensor& x) {
+                            return Cast(model.LogProb(Cast(x, model.dtype())),
+                                        kFloat64);
+                          },
+                          grid));
   map.title = title;
   map.colorbar_label = "log p(x) (nats, unit sphere)";
   viz::SpherePoints test;
@@ -717,9 +718,9 @@ absl::Status Run(experiments::Experiment& ex) {
           std::shared_ptr<nn::Adam> opt;
           if (recursive && mcfg.recursive_weight_decay > 0) {
             adam.weight_decay = mcfg.recursive_weight_decay;
-            opt = std::make_shared<nn::AdamW>(*model, adam);
+            opt = nn::AdamW::Create(*model, adam).value();
           } else {
-            opt = std::make_shared<nn::Adam>(*model, adam);
+            opt = nn::Adam::Create(*model, adam).value();
           }
           if (recursive)
             opt->set_schedule(
@@ -781,13 +782,16 @@ absl::Status Run(experiments::Experiment& ex) {
           FT_RETURN_IF_ERROR(models::SaveSphereModel(
               ex.Output(absl::StrCat(set, "_", name, ".ftm")),
               name == "rfm" ? rfm.spec : Spec(name, mcfg, dtype), model));
-        if (seed == first_seed && absl::GetFlag(FLAGS_maps))
-          FT_RETURN_IF_ERROR(ex.WriteFigure(
+        if (seed == first_seed && absl::GetFlag(FLAGS_maps)) {
+          FT_ASSIGN_OR_RETURN(
+              viz::Figure map,
               DensityMap(model, split.test,
                          absl::StrCat(set, ": ", name, " model (seed 0)"),
                          name == "rfm" ? viz::SphereDensityOptions{180, 90}
-                                       : viz::SphereDensityOptions{}),
-              absl::StrCat(set, "_", name, ".png")));
+                                       : viz::SphereDensityOptions{}));
+          FT_RETURN_IF_ERROR(
+              ex.WriteFigure(map, absl::StrCat(set, "_", name, ".png")));
+        }
       }
     }
   }

@@ -129,14 +129,14 @@ void StepBench(benchmark::State& state, const std::string& name) {
   Rng rng(0);
   auto model = models::MakeModel(k.family, k.config, rng).value();
   const Tensor x = Cast(k.batch(rng), k.config.dtype).Detach();
-  nn::Adam adam(*model, {.lr = 1e-4});
+  auto adam = nn::Adam::Create(*model, {.lr = 1e-4}).value();
   SetIntraOpThreads(static_cast<int>(state.range(1)));
   const double cpu0 = ProcessCpuSeconds();
   for (auto _ : state) {
-    adam.ZeroGrad();
+    adam->ZeroGrad();
     Tensor loss = model->Nll(x);
     Backward(loss);
-    adam.Step();
+    adam->Step();
     benchmark::DoNotOptimize(loss.item());
     Tape::Get().Reset();
   }
@@ -168,7 +168,8 @@ void DataParallelBench(benchmark::State& state, const std::string& name) {
     Rng r(0);
     FT_ASSIGN_OR_RETURN(std::shared_ptr<flows::FlowModel> model,
                         models::MakeModel(k.family, k.config, r));
-    auto adam = std::make_shared<nn::Adam>(*model, nn::AdamOptions{.lr = 1e-4});
+    FT_ASSIGN_OR_RETURN(auto adam,
+                        nn::Adam::Create(*model, nn::AdamOptions{.lr = 1e-4}));
     return training::Replica{model, training::ModelNll(*model), adam};
   };
   double cpu = 0.0;
@@ -253,11 +254,11 @@ std::shared_ptr<flows::FlowModel> Maf64() {
 
 void BM_Maf64dGuardSnapshotVectors(benchmark::State& state) {
   auto model = Maf64();
-  nn::Adam adam(*model, {.lr = 1e-4});
+  auto adam = nn::Adam::Create(*model, {.lr = 1e-4}).value();
   for (auto _ : state) {
     std::vector<std::vector<double>> params, moments;
     for (const Tensor& t : model->Parameters()) params.push_back(t.ToVector());
-    for (const auto& [name, t] : adam.NamedState())
+    for (const auto& [name, t] : adam->NamedState())
       moments.push_back(t.ToVector());
     benchmark::DoNotOptimize(params.data());
     benchmark::DoNotOptimize(moments.data());
@@ -267,8 +268,8 @@ BENCHMARK(BM_Maf64dGuardSnapshotVectors)->Unit(benchmark::kMicrosecond);
 
 void BM_Maf64dGuardSnapshotPreallocated(benchmark::State& state) {
   auto model = Maf64();
-  nn::Adam adam(*model, {.lr = 1e-4});
-  training::ModuleState snapshot(*model, &adam);
+  auto adam = nn::Adam::Create(*model, {.lr = 1e-4}).value();
+  training::ModuleState snapshot(*model, adam.get());
   for (auto _ : state) {
     snapshot.Capture();
     benchmark::ClobberMemory();
@@ -283,7 +284,7 @@ BENCHMARK(BM_Maf64dGuardSnapshotPreallocated)->Unit(benchmark::kMicrosecond);
 // loaded machine).
 void BM_Maf64dTrainNllStep(benchmark::State& state) {
   auto model = Maf64();
-  nn::Adam adam(*model, {.lr = 1e-4});
+  auto adam = nn::Adam::Create(*model, {.lr = 1e-4}).value();
   Rng rng(1);
   training::TrainData data;
   data.train = Tensor::Randn(Shape{1024, 64}, rng);
@@ -306,7 +307,7 @@ void BM_Maf64dTrainNllStep(benchmark::State& state) {
     for (int k = 0; k < 2; ++k) {
       o.max_steps = 20 * (k + 1);
       const double w0 = wall(), c0 = thread_cpu();
-      auto r = training::TrainNll(*model, adam, data, o);
+      auto r = training::TrainNll(*model, *adam, data, o);
       if (!r.ok()) {
         state.SkipWithError(std::string(r.status().message()).c_str());
         return;

@@ -67,15 +67,15 @@ Case Make(int which) {
 }
 
 absl::StatusOr<training::TrainResult> Steps(Case& k) {
-  nn::Adam adam(*k.model, {.lr = 1e-5});
+  auto adam = nn::Adam::Create(*k.model, {.lr = 1e-5}).value();
   training::TrainOptions o;
   o.batch_size = k.batch;
   o.max_steps = k.steps;
   o.log_every = 0;
   o.communicator = comm;
   o.check_model = [](Rng&) { return absl::OkStatus(); };
-  return training::TrainNllOutcome(*k.model, training::ModelNll(*k.model), adam,
-                                   k.data, o);
+  return training::TrainNllOutcome(*k.model, training::ModelNll(*k.model),
+                                   *adam, k.data, o);
 }
 
 // Rank 0's order to the others: {case, 1, n} = run it once (case 2: an

@@ -57,12 +57,12 @@ void BM_Maf64dStep(benchmark::State& state) {
   absl::Status s = parallel::RunOnThreads(
       threads, [&](parallel::Communicator& comm) -> absl::Status {
         auto model = Maf64(dtype);
-        nn::Adam adam(*model, {.lr = 1e-4});
+        auto adam = nn::Adam::Create(*model, {.lr = 1e-4}).value();
         training::TrainOptions mine = o;
         mine.communicator = &comm;
         auto run = [&]() -> absl::StatusOr<training::TrainResult> {
           return training::TrainNllOutcome(*model, training::ModelNll(*model),
-                                           adam, data, mine);
+                                           *adam, data, mine);
         };
         // Rank 0 drives the benchmark loop and tells the others whether to
         // run another iteration (1) or stop (0).

@@ -111,7 +111,7 @@ absl::StatusOr<Row> Train(const std::string& name, double lk, double lj,
   cnf->To(ex.dtype());
   nn::AdamOptions ao;
   ao.lr = absl::GetFlag(FLAGS_lr);
-  nn::Adam adam(*cnf, ao);
+  auto adam = nn::Adam::Create(*cnf, ao).value();
   Rng data_rng(seed + 100), noise_rng(seed + 200);
   const int64_t steps = absl::GetFlag(FLAGS_steps);
   Row row{name, 0, 0, 0, 0, 0, 0, 0, {}};
@@ -133,12 +133,12 @@ absl::StatusOr<Row> Train(const std::string& name, double lk, double lj,
     Tensor penalty = r.extra(flows::cnf::kRegularization);
     Tensor loss = penalty.defined() ? nll + Mean(penalty) : nll;
     const double value = loss.item(), nll_value = nll.item();
-    adam.ZeroGrad();
+    adam->ZeroGrad();
     if (std::isfinite(value)) Backward(loss);
     Tape::Get().Reset();
     FT_RETURN_IF_ERROR(
         experiments::CheckStepFinite(name, step, value, cnf->Parameters()));
-    adam.Step();
+    adam->Step();
     const double f = r.extra(flows::cnf::kNfe)[0];
     const double b = static_cast<double>(o.ode.stats->Get().backward.nfe);
     row.nfe_f += f;

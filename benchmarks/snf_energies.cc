@@ -144,9 +144,10 @@ absl::StatusOr<Row> TrainOne(experiments::Experiment& ex,
     Rng init(seed);
     FT_ASSIGN_OR_RETURN(auto flow, flows::MakeSnf(o, init));
     auto model = std::make_shared<flows::FlowModel>(
-        std::make_shared<flows::StandardNormal>(Shape{target->dim()}), flow);
+        flows::StandardNormal::Create(Shape{target->dim()}).value(), flow);
     model->To(ex.dtype());
-    auto adam = std::make_shared<nn::Adam>(*model, nn::AdamOptions{.lr = lr});
+    FT_ASSIGN_OR_RETURN(auto adam,
+                        nn::Adam::Create(*model, nn::AdamOptions{.lr = lr}));
     adam->set_schedule(nn::CosineAnnealingLr(lr, steps));
     return training::ReverseKlReplica{model, log_p, adam};
   };

@@ -188,8 +188,8 @@ absl::Status Run(experiments::Experiment& ex) {
         auto model = std::make_shared<flows::FlowModel>(
             std::make_shared<manifolds::UniformSphereBase>(), flow);
         model->To(ex.dtype());
-        auto opt =
-            std::make_shared<nn::Adam>(*model, nn::AdamOptions{.lr = lr});
+        FT_ASSIGN_OR_RETURN(
+            auto opt, nn::Adam::Create(*model, nn::AdamOptions{.lr = lr}));
         return training::ReverseKlReplica{model, log_p, opt};
       };
       training::ReverseKlOptions o;

@@ -224,11 +224,11 @@ absl::Status Run(experiments::Experiment& ex) {
             [&](int) -> absl::StatusOr<training::ReverseKlReplica> {
           Rng init(300 + seed);
           auto model = std::make_shared<flows::FlowModel>(
-              std::make_shared<manifolds::UniformTorus>(2),
+              manifolds::UniformTorus::Create(2).value(),
               MakeFlow(name, settings, init));
           model->To(ex.dtype());
-          auto opt =
-              std::make_shared<nn::Adam>(*model, nn::AdamOptions{.lr = lr});
+          FT_ASSIGN_OR_RETURN(
+              auto opt, nn::Adam::Create(*model, nn::AdamOptions{.lr = lr}));
           return training::ReverseKlReplica{model, log_p, opt};
         };
         training::ReverseKlOptions o;

@@ -144,8 +144,8 @@ absl::StatusOr<std::vector<RdStep>> TrainRateDistortion(
   if (absl::Status s = CheckPixels(m, pixels); !s.ok()) return s;
   const std::vector<Tensor> flow_params = m.flow->Parameters();
   const std::vector<Tensor> prior_params = prior.Parameters();
-  nn::Adam adam(flow_params, {.lr = o.lr});
-  nn::Adam prior_adam(prior_params, {.lr = o.prior_lr});
+  auto adam = nn::Adam::Create(flow_params, {.lr = o.lr}).value();
+  auto prior_adam = nn::Adam::Create(prior_params, {.lr = o.prior_lr}).value();
   std::vector<Tensor> all = flow_params;
   all.insert(all.end(), prior_params.begin(), prior_params.end());
   const double d = static_cast<double>(m.image.numel());
@@ -168,12 +168,12 @@ absl::StatusOr<std::vector<RdStep>> TrainRateDistortion(
       return absl::FailedPreconditionError(absl::StrCat(
           "TrainRateDistortion: loss ", record.loss, " at step ", step));
     }
-    adam.ZeroGrad();
-    prior_adam.ZeroGrad();
+    adam->ZeroGrad();
+    prior_adam->ZeroGrad();
     Backward(loss);
     nn::ClipGradNorm(all, o.clip);
-    adam.Step();
-    prior_adam.Step();
+    adam->Step();
+    prior_adam->Step();
     history.push_back(record);
     if (on_step) on_step(record);
   }

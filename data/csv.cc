@@ -2,18 +2,34 @@
 
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
 #include "data/number.h"
 #include "data/read_file.h"
 
 namespace flowtape::data {
 
+absl::Status CsvOptions::Validate() const {
+  if (max_bytes < 1)
+    return absl::InvalidArgumentError(
+        absl::StrCat("csv: max_bytes = ", max_bytes, " must be >= 1"));
+  const unsigned char d = static_cast<unsigned char>(delimiter);
+  if (d == '\0' || d == '\n' || d == '\r' || absl::ascii_isdigit(d) ||
+      absl::string_view(".+-eE").find(delimiter) != absl::string_view::npos)
+    return absl::InvalidArgumentError(
+        absl::StrCat("csv: delimiter (character code ", static_cast<int>(d),
+                     ") must not be a line break, NUL or part of a number"));
+  return absl::OkStatus();
+}
+
 absl::StatusOr<Tensor> ParseCsv(const std::string& text,
                                 const CsvOptions& options,
                                 const std::string& source) {
+  if (absl::Status s = options.Validate(); !s.ok()) return s;
   std::vector<double> values;
   int64_t cols = -1, rows = 0, line_no = 0;
   bool skip_header = options.header;
@@ -50,6 +66,7 @@ absl::StatusOr<Tensor> ParseCsv(const std::string& text,
 
 absl::StatusOr<Tensor> LoadCsv(const std::string& path,
                                const CsvOptions& options) {
+  if (absl::Status s = options.Validate(); !s.ok()) return s;
   absl::StatusOr<std::string> text =
       ReadFileMaybeGz(path, options.max_bytes, "CSV");
   if (!text.ok()) return text.status();

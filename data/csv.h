@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "autodiff/tensor.h"
 
@@ -31,6 +32,10 @@ struct CsvOptions {
   char delimiter = ',';
   bool header = false;               // skip the first non-blank line
   int64_t max_bytes = kCsvMaxBytes;  // file size and decompressed size
+  // InvalidArgument unless max_bytes >= 1 and the delimiter is not a line
+  // break, NUL or a character of a number (digits, '.', '+', '-', 'e',
+  // 'E'). ParseCsv and LoadCsv call it.
+  absl::Status Validate() const;
 };
 
 absl::StatusOr<Tensor> LoadCsv(const std::string& path,

@@ -61,8 +61,8 @@ absl::StatusOr<std::shared_ptr<flows::FlowModel>> MakeMaf(uint64_t seed) {
   maf.made.hidden = {64, 64};
   maf.made.context_dim = 2;  // c feeds every hidden layer
   FT_ASSIGN_OR_RETURN(auto flow, flows::Autoregressive::Create(maf, rng));
-  auto model = std::make_shared<flows::FlowModel>(
-      std::make_shared<flows::StandardNormal>(Shape{5}), flow);
+  FT_ASSIGN_OR_RETURN(auto base, flows::StandardNormal::Create(Shape{5}));
+  auto model = std::make_shared<flows::FlowModel>(base, flow);
   model->To(kFloat32);  // built in float64, trained in float32
   return model;
 }
@@ -73,12 +73,12 @@ absl::Status Run(const std::string& path) {
   Draw(20000, rng, &data.train, &data.train_context);
   Draw(2000, rng, &data.val, &data.val_context);
   FT_ASSIGN_OR_RETURN(auto model, MakeMaf(/*seed=*/0));
-  nn::Adam adam(*model, {.lr = 1e-2});
-  adam.set_schedule(nn::CosineAnnealingLr(1e-2, 400));  // decays to 0
+  FT_ASSIGN_OR_RETURN(auto adam, nn::Adam::Create(*model, {.lr = 1e-2}));
+  adam->set_schedule(nn::CosineAnnealingLr(1e-2, 400));  // decays to 0
   training::TrainOptions o;
   o.max_steps = 400;  // batches of 256
   o.log_every = 100;
-  FT_RETURN_IF_ERROR(training::TrainNll(*model, adam, data, o).status());
+  FT_RETURN_IF_ERROR(training::TrainNll(*model, *adam, data, o).status());
   NoGradScope no_grad;  // evaluation only from here
 
   Tensor x, c;  // score fresh pairs: -mean log q(x | c) in nats

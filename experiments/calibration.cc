@@ -150,7 +150,7 @@ absl::Status Fit(const flows::Flow& flow, const Tensor& p,
                  const std::string& name, experiments::History& history) {
   nn::AdamOptions o;
   o.lr = lr;
-  nn::Adam opt(flow, o);
+  auto opt = nn::Adam::Create(flow, o).value();
   for (int s = 0; s < steps; ++s) {
     flows::FlowResult q = flow.Forward(p);
     if (!q.status.ok()) {
@@ -163,14 +163,14 @@ absl::Status Fit(const flows::Flow& flow, const Tensor& p,
     const double value = loss.item();
     if ((s + 1) % 100 == 0 || s + 1 == steps)
       history.Add({s + 1, value, NAN, NAN, NAN, name});
-    opt.ZeroGrad();
+    opt->ZeroGrad();
     if (std::isfinite(value)) Backward(loss);
     Tape::Get().Reset();
     FT_RETURN_IF_ERROR(
         experiments::CheckStepFinite(name, s + 1, value, flow.Parameters()));
-    opt.Step();
+    opt->Step();
   }
-  opt.ZeroGrad();
+  opt->ZeroGrad();
   return absl::OkStatus();
 }
 
@@ -245,7 +245,8 @@ absl::Status Run(experiments::Experiment& ex) {
     training::NllFn nll = [m](const Tensor& x, const Tensor& c, Rng&) {
       return -Sum(LogSoftmax((*m)(x), 1) * c) / static_cast<double>(x.dim(0));
     };
-    auto adam = std::make_shared<nn::Adam>(*net, nn::AdamOptions{.lr = 1e-3});
+    FT_ASSIGN_OR_RETURN(auto adam,
+                        nn::Adam::Create(*net, nn::AdamOptions{.lr = 1e-3}));
     return training::Replica{net, nll, adam};
   };
   const int64_t per_epoch = x_fit.dim(0) / kBatch;
@@ -268,9 +269,12 @@ absl::Status Run(experiments::Experiment& ex) {
   }
 
   // 2. Calibration maps, fitted on the held-out split.
-  auto temperature = std::make_shared<SimplexCalibration>(kClasses, true);
-  auto fcal = std::make_shared<SimplexCalibration>(kClasses);
-  auto general = std::make_shared<GeneralizedCalibration>(kClasses, rng);
+  FT_ASSIGN_OR_RETURN(
+      auto temperature,
+      SimplexCalibration::Create({.n = kClasses, .temperature_only = true}));
+  FT_ASSIGN_OR_RETURN(auto fcal, SimplexCalibration::Create({.n = kClasses}));
+  FT_ASSIGN_OR_RETURN(auto general,
+                      GeneralizedCalibration::Create({.n = kClasses}, rng));
   FT_RETURN_IF_ERROR(Fit(*temperature, p_cal, y_cal, steps, 0.02, "temperature",
                          ex.history()));
   FT_RETURN_IF_ERROR(

@@ -188,7 +188,8 @@ absl::Status Run(experiments::Experiment& ex) {
     training::NllFn nll = [f](const Tensor& x, const Tensor&, Rng&) {
       return f->Nll(x);
     };
-    auto adam = std::make_shared<nn::Adam>(*flow, nn::AdamOptions{.lr = lr});
+    FT_ASSIGN_OR_RETURN(auto adam,
+                        nn::Adam::Create(*flow, nn::AdamOptions{.lr = lr}));
     adam->set_schedule(nn::CosineAnnealingLr(lr, steps, lr / 100));
     return training::Replica{flow, nll, adam};
   };

@@ -171,7 +171,8 @@ absl::StatusOr<ImageRun> TrainImages(Experiment& ex, const std::string& flow,
     std::mutex mu;
     auto make = [&](int rank) -> absl::StatusOr<training::Replica> {
       FT_ASSIGN_OR_RETURN(models::ImageFlow f, make_flow());
-      std::shared_ptr<nn::Adam> adam = models::ImageAdam(f, c);
+      FT_ASSIGN_OR_RETURN(std::shared_ptr<nn::Adam> adam,
+                          models::ImageAdam(f, c));
       if (rank == 0) {
         std::lock_guard<std::mutex> lock(mu);
         out.flow = f;

@@ -145,7 +145,7 @@ absl::StatusOr<training::TrainResult> TrainKeepingUnusable(
         FlowInput(f, Narrow(d.train, 0, 0, b), c.seed), Tensor(), &noise);
     if (!init.ok()) return init;
   }
-  std::shared_ptr<nn::Adam> adam = models::ImageAdam(f, c);
+  FT_ASSIGN_OR_RETURN(std::shared_ptr<nn::Adam> adam, models::ImageAdam(f, c));
   training::TrainOptions o = models::ImageTrainOptions(f, d, c);
   *log_every = o.log_every;
   o.check_model = [strict = o.check_model, check](Rng& r) {

@@ -55,7 +55,8 @@ absl::Status Run(experiments::Experiment& ex) {
     Rng init(seed);
     FT_ASSIGN_OR_RETURN(auto model,
                         models::MakeModel(spec.family, spec.config, init));
-    auto adam = std::make_shared<nn::Adam>(*model, nn::AdamOptions{.lr = 2e-3});
+    FT_ASSIGN_OR_RETURN(auto adam,
+                        nn::Adam::Create(*model, nn::AdamOptions{.lr = 2e-3}));
     adam->set_schedule(nn::CosineAnnealingLr(2e-3, steps));
     return training::Replica{model, training::ModelNll(*model), adam};
   };
@@ -90,7 +91,8 @@ absl::Status Run(experiments::Experiment& ex) {
     return Cast(model.LogProb(x), kFloat64);
   };
   viz::Figure density;
-  density.Add(viz::DensityHeatmap(log_prob, box));
+  FT_ASSIGN_OR_RETURN(viz::Heatmap heatmap, viz::DensityHeatmap(log_prob, box));
+  density.Add(heatmap);
   FT_RETURN_IF_ERROR(ex.WriteFigure(density, "density.png"));
   Tensor samples;
   {

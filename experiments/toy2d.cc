@@ -178,7 +178,8 @@ absl::Status Run(Experiment& ex) {
     Rng init(seed);
     FT_ASSIGN_OR_RETURN(std::shared_ptr<flows::FlowModel> model,
                         models::MakeModel(flow, config, init));
-    auto adam = std::make_shared<nn::Adam>(*model, nn::AdamOptions{.lr = lr});
+    FT_ASSIGN_OR_RETURN(auto adam,
+                        nn::Adam::Create(*model, nn::AdamOptions{.lr = lr}));
     adam->set_schedule(nn::CosineAnnealingLr(lr, steps));
     // RNODE: a pass's "regularization" extra (the CNF's kinetic/Jacobian
     // penalty) joins the training loss; other flows have none.
@@ -240,12 +241,15 @@ absl::Status Run(Experiment& ex) {
     std::cout << absl::StrFormat("%s: F = E_q[log q - log p~] = %.4f (%s)%s\n",
                                  what, f, kl,
                                  r.diverged ? "  [" + r.message + "]" : "");
-    viz::Heatmap target = viz::DensityHeatmap(log_p, box);
+    FT_ASSIGN_OR_RETURN(viz::Heatmap target, viz::DensityHeatmap(log_p, box));
     target.title = "target exp(\u2212U)";
     target.colorbar_label = "exp(\u2212U(x))";
     viz::Figure density;
-    density.Add(target).Add(viz::DensityHeatmap(
-        [&](const Tensor& x) { return log_density(model, x, heat); }, box));
+    FT_ASSIGN_OR_RETURN(
+        viz::Heatmap learned,
+        viz::DensityHeatmap(
+            [&](const Tensor& x) { return log_density(model, x, heat); }, box));
+    density.Add(target).Add(learned);
     FT_RETURN_IF_ERROR(ex.WriteFigure(density, "density.png"));
     trained = replica.model;
   } else {
@@ -302,8 +306,11 @@ absl::Status Run(Experiment& ex) {
       ex.metrics()["iw_samples"] = iw_samples;
     }
     viz::Figure density;
-    density.Add(viz::DensityHeatmap(
-        [&](const Tensor& x) { return log_density(model, x, heat); }, box));
+    FT_ASSIGN_OR_RETURN(
+        viz::Heatmap learned,
+        viz::DensityHeatmap(
+            [&](const Tensor& x) { return log_density(model, x, heat); }, box));
+    density.Add(learned);
     FT_RETURN_IF_ERROR(ex.WriteFigure(density, "density.png"));
     FT_RETURN_IF_ERROR(ex.WriteFigure(
         LossFigure(r, model.name() + " on " + what), "loss.png"));

@@ -78,6 +78,28 @@ std::vector<double> MixtureWeights(const Tensor& logits, int64_t offset,
   return w;
 }
 
+absl::Status MixtureOptions::Validate() const {
+  if (components < 1 || dims < 1)
+    return absl::InvalidArgumentError(
+        absl::StrCat("mixture: components = ", components, " and dims = ", dims,
+                     " must be >= 1"));
+  if (!std::isfinite(init_spread) || init_spread < 0)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "mixture: init_spread = ", init_spread, " must be finite and >= 0"));
+  return absl::OkStatus();
+}
+
+absl::Status Distribution::ValidateEventShape(const char* who,
+                                              const Shape& event_shape) {
+  bool ok = event_shape.rank() >= 1 && event_shape.rank() <= 3;
+  for (int i = 0; ok && i < event_shape.rank(); ++i) ok = event_shape[i] >= 1;
+  if (!ok)
+    return absl::InvalidArgumentError(
+        absl::StrCat(who, ": event shape ", event_shape.ToString(),
+                     " needs rank 1..3 and every dimension >= 1"));
+  return absl::OkStatus();
+}
+
 Distribution::Distribution(const Shape& event_shape)
     : event_shape_(event_shape) {
   FT_CHECK(event_shape.rank() >= 1 && event_shape.rank() <= 3,
@@ -100,6 +122,12 @@ Shape Distribution::BatchShape(int64_t n) const {
 }
 
 // ---- StandardNormal ----
+absl::StatusOr<std::shared_ptr<StandardNormal>> StandardNormal::Create(
+    const Shape& event_shape) {
+  FT_RETURN_IF_ERROR(ValidateEventShape("standard_normal", event_shape));
+  return std::shared_ptr<StandardNormal>(new StandardNormal(event_shape));
+}
+
 StandardNormal::StandardNormal(const Shape& event_shape)
     : Distribution(event_shape) {
   log_norm_ = RegisterBuffer(
@@ -116,6 +144,12 @@ Tensor StandardNormal::Sample(int64_t n, Rng& rng) const {
 }
 
 // ---- DiagonalNormal ----
+absl::StatusOr<std::shared_ptr<DiagonalNormal>> DiagonalNormal::Create(
+    const Shape& event_shape) {
+  FT_RETURN_IF_ERROR(ValidateEventShape("diagonal_normal", event_shape));
+  return std::shared_ptr<DiagonalNormal>(new DiagonalNormal(event_shape));
+}
+
 DiagonalNormal::DiagonalNormal(const Shape& event_shape)
     : Distribution(event_shape) {
   loc_ = RegisterParameter("loc", Tensor::Zeros(event_shape));
@@ -128,9 +162,10 @@ absl::StatusOr<std::shared_ptr<DiagonalNormal>> DiagonalNormal::Create(
     return absl::InvalidArgumentError(absl::StrCat(
         "diagonal_normal: loc ", loc.shape().ToString(), " and scale ",
         scale.shape().ToString(), " must have the same event shape"));
+  FT_RETURN_IF_ERROR(ValidateEventShape("diagonal_normal", loc.shape()));
   if (auto s = CheckFinite("diagonal_normal", "loc", loc); !s.ok()) return s;
   FT_RETURN_IF_ERROR(CheckPositiveFinite("diagonal_normal", "scale", scale));
-  auto d = std::make_shared<DiagonalNormal>(loc.shape());
+  std::shared_ptr<DiagonalNormal> d(new DiagonalNormal(loc.shape()));
   CopyInto(loc, d->loc_);
   CopyInto(LogOf(scale), d->log_scale_);
   return d;
@@ -149,6 +184,12 @@ Tensor DiagonalNormal::Sample(int64_t n, Rng& rng) const {
 }
 
 // ---- Logistic ----
+absl::StatusOr<std::shared_ptr<Logistic>> Logistic::Create(
+    const Shape& event_shape, bool learnable) {
+  FT_RETURN_IF_ERROR(ValidateEventShape("logistic", event_shape));
+  return std::shared_ptr<Logistic>(new Logistic(event_shape, learnable));
+}
+
 Logistic::Logistic(const Shape& event_shape, bool learnable)
     : Distribution(event_shape) {
   auto add = [&](const char* name) {
@@ -166,9 +207,10 @@ absl::StatusOr<std::shared_ptr<Logistic>> Logistic::Create(const Tensor& loc,
     return absl::InvalidArgumentError(absl::StrCat(
         "logistic: loc ", loc.shape().ToString(), " and scale ",
         scale.shape().ToString(), " must have the same event shape"));
+  FT_RETURN_IF_ERROR(ValidateEventShape("logistic", loc.shape()));
   if (auto s = CheckFinite("logistic", "loc", loc); !s.ok()) return s;
   FT_RETURN_IF_ERROR(CheckPositiveFinite("logistic", "scale", scale));
-  auto d = std::make_shared<Logistic>(loc.shape(), learnable);
+  std::shared_ptr<Logistic> d(new Logistic(loc.shape(), learnable));
   CopyInto(loc, d->loc_);
   CopyInto(LogOf(scale), d->log_scale_);
   return d;
@@ -200,11 +242,14 @@ GaussianMixture::GaussianMixture(const Tensor& logits, const Tensor& means,
   log_scales_ = RegisterParameter("log_scales", log_scales);
 }
 
-GaussianMixture::GaussianMixture(int64_t k, int64_t d, Rng& rng,
-                                 double init_spread)
-    : GaussianMixture(Tensor::Zeros({k}),
-                      (Tensor::Randn({k, d}, rng) * init_spread).Detach(),
-                      Tensor::Zeros({k, d})) {}
+absl::StatusOr<std::shared_ptr<GaussianMixture>> GaussianMixture::Create(
+    const MixtureOptions& o, Rng& rng) {
+  FT_RETURN_IF_ERROR(o.Validate());
+  const int64_t k = o.components, d = o.dims;
+  return std::shared_ptr<GaussianMixture>(new GaussianMixture(
+      Tensor::Zeros({k}), (Tensor::Randn({k, d}, rng) * o.init_spread).Detach(),
+      Tensor::Zeros({k, d})));
+}
 
 absl::StatusOr<std::shared_ptr<GaussianMixture>> GaussianMixture::Create(
     const Tensor& weights, const Tensor& means, const Tensor& scales) {
@@ -261,12 +306,14 @@ FullGaussianMixture::FullGaussianMixture(const Tensor& logits,
   }
 }
 
-FullGaussianMixture::FullGaussianMixture(int64_t k, int64_t d, Rng& rng,
-                                         double init_spread)
-    : FullGaussianMixture(Tensor::Zeros({k}),
-                          (Tensor::Randn({k, d}, rng) * init_spread).Detach(),
-                          Tensor::Zeros({k, d}),
-                          Tensor::Zeros({k, d * (d - 1) / 2})) {}
+absl::StatusOr<std::shared_ptr<FullGaussianMixture>>
+FullGaussianMixture::Create(const MixtureOptions& o, Rng& rng) {
+  FT_RETURN_IF_ERROR(o.Validate());
+  const int64_t k = o.components, d = o.dims;
+  return std::shared_ptr<FullGaussianMixture>(new FullGaussianMixture(
+      Tensor::Zeros({k}), (Tensor::Randn({k, d}, rng) * o.init_spread).Detach(),
+      Tensor::Zeros({k, d}), Tensor::Zeros({k, d * (d - 1) / 2})));
+}
 
 absl::StatusOr<std::shared_ptr<FullGaussianMixture>>
 FullGaussianMixture::Create(const Tensor& weights, const Tensor& means,
@@ -346,8 +393,14 @@ Tensor FullGaussianMixture::Sample(int64_t n, Rng& rng) const {
 }
 
 // ---- FactorizedMixture ----
+absl::StatusOr<std::shared_ptr<FactorizedMixture>> FactorizedMixture::Create(
+    const MixtureOptions& o) {
+  FT_RETURN_IF_ERROR(o.Validate());
+  return std::shared_ptr<FactorizedMixture>(
+      new FactorizedMixture(o.dims, o.components));
+}
+
 FactorizedMixture::FactorizedMixture(int64_t d, int64_t k) : Distribution({d}) {
-  FT_CHECK(k >= 1, "factorized_mixture: need K >= 1 components, got ", k);
   Tensor means = Tensor::Empty({d, k});
   for (int64_t j = 0; j < d; ++j)
     for (int64_t c = 0; c < k; ++c)

@@ -39,8 +39,11 @@
 // normaliser), drawn from `rng` while a tape records (a training step);
 // every other family, and any call without rng or without recording, gives
 // LogProb(x).
-// Explicit parameter values (Create) are validated: scales must be positive
-// and finite, shapes must agree; otherwise an absl::Status names the problem.
+// Construction is through Create only, which returns InvalidArgument naming
+// the problem: event shapes need rank 1..3 and every dimension >= 1
+// (Distribution::ValidateEventShape); mixtures take MixtureOptions
+// (components, dims >= 1, init_spread finite and >= 0); explicit parameter
+// values must have positive, finite scales and shapes that agree.
 // dtype: a distribution samples and scores in dtype(), the dtype of its
 // parameters and buffers (every family has some: StandardNormal keeps its
 // normalising constant, a fixed Logistic its loc and scale, as buffers), so
@@ -53,11 +56,22 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "autodiff/tensor.h"
 #include "nn/module.h"
 
 namespace flowtape::flows {
+
+// A K-component mixture in D dimensions (GaussianMixture,
+// FullGaussianMixture: K components; FactorizedMixture: K per coordinate).
+struct MixtureOptions {
+  int64_t components = 1;    // K
+  int64_t dims = 1;          // D
+  double init_spread = 1.0;  // Gaussian mixtures: means ~ N(0, spread^2)
+  // InvalidArgument unless K, D >= 1 and init_spread is finite and >= 0.
+  absl::Status Validate() const;
+};
 
 class Distribution : public nn::Module {
  public:
@@ -74,7 +88,13 @@ class Distribution : public nn::Module {
   int64_t event_numel() const { return event_shape_.numel(); }
   virtual std::string name() const = 0;
 
+  // InvalidArgument naming `who` unless the rank is 1..3 and every
+  // dimension >= 1.
+  static absl::Status ValidateEventShape(const char* who,
+                                         const Shape& event_shape);
+
  protected:
+  // A valid event shape (ValidateEventShape; aborts otherwise).
   explicit Distribution(const Shape& event_shape);
   // Checks x is [N, E...] (aborts naming `who` otherwise).
   void CheckEvent(const char* who, const Tensor& x) const;
@@ -87,19 +107,22 @@ class Distribution : public nn::Module {
 
 class StandardNormal : public Distribution {
  public:
-  explicit StandardNormal(const Shape& event_shape);
+  static absl::StatusOr<std::shared_ptr<StandardNormal>> Create(
+      const Shape& event_shape);
   Tensor LogProb(const Tensor& x) const override;
   Tensor Sample(int64_t n, Rng& rng) const override;
   std::string name() const override { return "standard_normal"; }
 
  private:
+  explicit StandardNormal(const Shape& event_shape);
   Tensor log_norm_;  // buffer: -|E| log(2 pi) / 2
 };
 
 class DiagonalNormal : public Distribution {
  public:
   // Starts at mu = 0, s = 1; both learnable.
-  explicit DiagonalNormal(const Shape& event_shape);
+  static absl::StatusOr<std::shared_ptr<DiagonalNormal>> Create(
+      const Shape& event_shape);
   // Given mean and standard deviation (shape E, scale > 0).
   static absl::StatusOr<std::shared_ptr<DiagonalNormal>> Create(
       const Tensor& loc, const Tensor& scale);
@@ -110,13 +133,15 @@ class DiagonalNormal : public Distribution {
   const Tensor& log_scale() const { return log_scale_; }
 
  private:
+  explicit DiagonalNormal(const Shape& event_shape);
   Tensor loc_, log_scale_;
 };
 
 class Logistic : public Distribution {
  public:
   // Standard logistic (mu = 0, s = 1); learnable parameters if `learnable`.
-  explicit Logistic(const Shape& event_shape, bool learnable = false);
+  static absl::StatusOr<std::shared_ptr<Logistic>> Create(
+      const Shape& event_shape, bool learnable = false);
   static absl::StatusOr<std::shared_ptr<Logistic>> Create(
       const Tensor& loc, const Tensor& scale, bool learnable = false);
   Tensor LogProb(const Tensor& x) const override;
@@ -124,6 +149,7 @@ class Logistic : public Distribution {
   std::string name() const override { return "logistic"; }
 
  private:
+  Logistic(const Shape& event_shape, bool learnable);
   Tensor loc_, log_scale_;  // parameters if learnable, else buffers
 };
 
@@ -131,7 +157,8 @@ class GaussianMixture : public Distribution {
  public:
   // K components in D dimensions: equal weights, means ~ N(0, init_spread^2),
   // unit scales; all learnable.
-  GaussianMixture(int64_t k, int64_t d, Rng& rng, double init_spread = 1.0);
+  static absl::StatusOr<std::shared_ptr<GaussianMixture>> Create(
+      const MixtureOptions& options, Rng& rng);
   // weights [K] (positive, normalised here), means [K, D], scales [K, D] > 0.
   static absl::StatusOr<std::shared_ptr<GaussianMixture>> Create(
       const Tensor& weights, const Tensor& means, const Tensor& scales);
@@ -151,7 +178,8 @@ class FullGaussianMixture : public Distribution {
  public:
   // K components in D dimensions: equal weights, means ~ N(0, init_spread^2),
   // L = I; all learnable.
-  FullGaussianMixture(int64_t k, int64_t d, Rng& rng, double init_spread = 1.0);
+  static absl::StatusOr<std::shared_ptr<FullGaussianMixture>> Create(
+      const MixtureOptions& options, Rng& rng);
   // weights [K] (positive, normalised here), means [K, D], scale_tril
   // [K, D, D]: lower triangular (zeros above the diagonal), diagonal > 0.
   static absl::StatusOr<std::shared_ptr<FullGaussianMixture>> Create(
@@ -175,13 +203,15 @@ class FullGaussianMixture : public Distribution {
 class FactorizedMixture : public Distribution {
  public:
   // D coordinates, K components each: means spread over [-1, 1], scales 1,
-  // equal weights; all learnable.
-  FactorizedMixture(int64_t d, int64_t k);
+  // equal weights; all learnable (options.init_spread is not used).
+  static absl::StatusOr<std::shared_ptr<FactorizedMixture>> Create(
+      const MixtureOptions& options);
   Tensor LogProb(const Tensor& x) const override;
   Tensor Sample(int64_t n, Rng& rng) const override;
   std::string name() const override { return "factorized_mixture"; }
 
  private:
+  FactorizedMixture(int64_t d, int64_t k);
   Tensor logits_, means_, log_scales_;  // [D, K]
 };
 

@@ -25,10 +25,11 @@ absl::Status GlowOptions::Validate() const {
     return absl::InvalidArgumentError(
         absl::StrCat("glow: levels = ", o.levels, " > 20"));
   const int64_t f = int64_t{1} << o.levels;
-  if (o.height % f != 0 || o.width % f != 0)
-    return absl::InvalidArgumentError(absl::StrCat(
-        "glow: image ", o.height, "x", o.width, " is not divisible by 2^",
-        o.levels, " = ", f, " (one squeeze per level)"));
+  if (o.height < f || o.width < f || o.height % f != 0 || o.width % f != 0)
+    return absl::InvalidArgumentError(
+        absl::StrCat("glow: image ", o.height, "x", o.width,
+                     " needs height and width positive multiples of 2^",
+                     o.levels, " = ", f, " (one squeeze per level)"));
   return absl::OkStatus();
 }
 

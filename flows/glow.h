@@ -45,8 +45,9 @@ struct GlowOptions {
   int64_t hidden = 64;      // coupling net channels
   int64_t context_dim = 0;  // 0 = unconditional
   InvConvParam invconv = InvConvParam::kLu;
-  // OK iff H and W are divisible by 2^L and L, K, hidden, channels >= 1 and
-  // context_dim >= 0; else InvalidArgument.
+  // OK iff H and W are positive multiples of 2^L (so every level's squeeze
+  // sees an even image of side >= 2), L, K, hidden, channels >= 1 (L <= 20)
+  // and context_dim >= 0; else InvalidArgument.
   absl::Status Validate() const;
 };
 

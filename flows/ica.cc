@@ -46,22 +46,25 @@ absl::StatusOr<IcaResult> FitInfomaxIca(const Tensor& x,
   }
   FT_ASSIGN_OR_RETURN(std::shared_ptr<LinearFlow> flow, LinearFlow::Create(d));
   std::shared_ptr<Distribution> base;
-  if (options.mixture_components > 0)
-    base = std::make_shared<FactorizedMixture>(d, options.mixture_components);
-  else
-    base = std::make_shared<Logistic>(Shape({d}));
+  if (options.mixture_components > 0) {
+    FT_ASSIGN_OR_RETURN(
+        base, FactorizedMixture::Create(
+                  {.components = options.mixture_components, .dims = d}));
+  } else {
+    FT_ASSIGN_OR_RETURN(base, Logistic::Create(Shape({d})));
+  }
   r.model = std::make_shared<FlowModel>(base, flow);
   FlowModel& model = *r.model;
   model.To(x.dtype());
   nn::AdamOptions o;
   o.lr = options.lr;
-  nn::Adam adam(model, o);
+  FT_ASSIGN_OR_RETURN(auto adam, nn::Adam::Create(model, o));
   for (int step = 0; step < options.steps; ++step) {
     TapeScope scope;
-    adam.ZeroGrad();
+    adam->ZeroGrad();
     Tensor nll = model.Nll(centred);
     Backward(nll);
-    adam.Step();
+    adam->Step();
     r.nll.push_back(nll.item());
   }
   NoGradScope ng;

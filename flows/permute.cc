@@ -51,19 +51,24 @@ FlowResult Permute::Inverse(const Tensor& z, const Tensor&, Rng*) const {
   return {IndexSelect(z, 1, inverse_), Tensor::Zeros({z.dim(0)}, z.dtype())};
 }
 
-std::shared_ptr<Permute> Reverse(int64_t d) {
-  FT_CHECK(d >= 0, "reverse: d = ", d);
+absl::StatusOr<std::shared_ptr<Permute>> Reverse(int64_t d) {
+  if (d < 1)
+    return absl::InvalidArgumentError(
+        absl::StrCat("reverse: needs d >= 1 features, got d = ", d));
   std::vector<int64_t> p(d);
   for (int64_t i = 0; i < d; ++i) p[i] = d - 1 - i;
-  return *Permute::Create(std::move(p));
+  return Permute::Create(std::move(p));
 }
 
-std::shared_ptr<Permute> RandomPermutation(int64_t d, Rng& rng) {
-  FT_CHECK(d >= 0, "random_permutation: d = ", d);
+absl::StatusOr<std::shared_ptr<Permute>> RandomPermutation(int64_t d,
+                                                           Rng& rng) {
+  if (d < 1)
+    return absl::InvalidArgumentError(
+        absl::StrCat("random_permutation: needs d >= 1 features, got d = ", d));
   std::vector<int64_t> p(d);
   std::iota(p.begin(), p.end(), 0);
   rng.Shuffle(p);
-  return *Permute::Create(std::move(p));
+  return Permute::Create(std::move(p));
 }
 
 }  // namespace flowtape::flows

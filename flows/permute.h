@@ -37,9 +37,10 @@ class Permute : public Flow {
   std::vector<int64_t> perm_, inverse_;
 };
 
-// Permutations that are valid by construction (d >= 0).
-std::shared_ptr<Permute> Reverse(int64_t d);
-std::shared_ptr<Permute> RandomPermutation(int64_t d, Rng& rng);
+// (d-1, ..., 0) and a uniformly random permutation of 0..d-1;
+// InvalidArgument unless d >= 1.
+absl::StatusOr<std::shared_ptr<Permute>> Reverse(int64_t d);
+absl::StatusOr<std::shared_ptr<Permute>> RandomPermutation(int64_t d, Rng& rng);
 
 }  // namespace flowtape::flows
 

@@ -7,6 +7,7 @@
 #include "autodiff/check.h"
 #include "autodiff/eigen.h"
 #include "autodiff/ops.h"
+#include "autodiff/status_macros.h"
 #include "autodiff/tape.h"
 #include "manifolds/manifold.h"
 
@@ -26,15 +27,27 @@ Tensor VectorTensor(const Eigen::VectorXd& v) {
 }  // namespace
 
 // ---- SimplexCalibration ----
-SimplexCalibration::SimplexCalibration(int64_t n, bool temperature_only)
-    : n_(n) {
-  FT_CHECK(n >= 2, "SimplexCalibration: n must be >= 2, got ", n);
-  log_abs_a_ = RegisterParameter("log_abs_a", Tensor::Scalar(0.0));
-  c_ = temperature_only ? RegisterBuffer("c", Tensor::Zeros({n}))
-                        : RegisterParameter("c", Tensor::Zeros({n}));
+absl::Status SimplexCalibrationOptions::Validate() const {
+  if (n < 2)
+    return absl::InvalidArgumentError(
+        absl::StrCat("SimplexCalibration: n = ", n, " must be >= 2"));
+  return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<SimplexCalibration>> SimplexCalibration::Create(
+SimplexCalibration::SimplexCalibration(const SimplexCalibrationOptions& o)
+    : n_(o.n) {
+  log_abs_a_ = RegisterParameter("log_abs_a", Tensor::Scalar(0.0));
+  c_ = o.temperature_only ? RegisterBuffer("c", Tensor::Zeros({o.n}))
+                          : RegisterParameter("c", Tensor::Zeros({o.n}));
+}
+
+absl::StatusOr<std::shared_ptr<SimplexCalibration>> SimplexCalibration::Create(
+    const SimplexCalibrationOptions& options) {
+  FT_RETURN_IF_ERROR(options.Validate());
+  return std::shared_ptr<SimplexCalibration>(new SimplexCalibration(options));
+}
+
+absl::StatusOr<std::shared_ptr<SimplexCalibration>> SimplexCalibration::Create(
     double a, const std::vector<double>& c, bool temperature_only) {
   if (!std::isfinite(a) || a == 0.0)
     return absl::InvalidArgumentError(absl::StrCat(
@@ -50,7 +63,9 @@ absl::StatusOr<std::unique_ptr<SimplexCalibration>> SimplexCalibration::Create(
       if (v != 0.0)
         return absl::InvalidArgumentError(
             "SimplexCalibration: temperature scaling needs c = 0");
-  auto out = std::make_unique<SimplexCalibration>(c.size(), temperature_only);
+  std::shared_ptr<SimplexCalibration> out(
+      new SimplexCalibration({.n = static_cast<int64_t>(c.size()),
+                              .temperature_only = temperature_only}));
   out->sign_ = a > 0 ? 1.0 : -1.0;
   out->log_abs_a_.mutable_data<double>()[0] = std::log(std::abs(a));
   std::copy(c.begin(), c.end(), out->c_.mutable_data<double>());
@@ -102,18 +117,35 @@ GeneralizedCalibration::GeneralizedCalibration(
   c_ = RegisterParameter("c", VectorTensor(c));
 }
 
-GeneralizedCalibration::GeneralizedCalibration(int64_t n, Rng& rng,
-                                               double noise)
-    : GeneralizedCalibration(
-          n, std::make_shared<InvertibleMatrix>(n - 1, rng, noise),
-          noise * rng.Normal(), Eigen::VectorXd::Zero(n)) {
-  FT_CHECK(n >= 2, "GeneralizedCalibration: n must be >= 2, got ", n);
-  if (noise > 0)
-    for (int64_t i = 0; i < n; ++i)
-      c_.mutable_data<double>()[i] = noise * rng.Normal();
+absl::Status GeneralizedCalibrationOptions::Validate() const {
+  if (n < 2)
+    return absl::InvalidArgumentError(
+        absl::StrCat("GeneralizedCalibration: n = ", n, " must be >= 2"));
+  if (!std::isfinite(noise) || noise < 0)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "GeneralizedCalibration: noise = ", noise, " must be finite and >= 0"));
+  return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<GeneralizedCalibration>>
+GeneralizedCalibration::GeneralizedCalibration(
+    const GeneralizedCalibrationOptions& o, Rng& rng)
+    : GeneralizedCalibration(
+          o.n, std::make_shared<InvertibleMatrix>(o.n - 1, rng, o.noise),
+          o.noise * rng.Normal(), Eigen::VectorXd::Zero(o.n)) {
+  if (o.noise > 0)
+    for (int64_t i = 0; i < o.n; ++i)
+      c_.mutable_data<double>()[i] = o.noise * rng.Normal();
+}
+
+absl::StatusOr<std::shared_ptr<GeneralizedCalibration>>
+GeneralizedCalibration::Create(const GeneralizedCalibrationOptions& options,
+                               Rng& rng) {
+  FT_RETURN_IF_ERROR(options.Validate());
+  return std::shared_ptr<GeneralizedCalibration>(
+      new GeneralizedCalibration(options, rng));
+}
+
+absl::StatusOr<std::shared_ptr<GeneralizedCalibration>>
 GeneralizedCalibration::Create(const Eigen::MatrixXd& a,
                                const Eigen::VectorXd& c) {
   const int64_t n = a.rows();
@@ -139,7 +171,7 @@ GeneralizedCalibration::Create(const Eigen::MatrixXd& a,
     return absl::InvalidArgumentError(
         absl::StrCat("GeneralizedCalibration: A is singular on 1-perp: ",
                      k.status().message()));
-  return std::unique_ptr<GeneralizedCalibration>(
+  return std::shared_ptr<GeneralizedCalibration>(
       new GeneralizedCalibration(n, *k, std::log(lambda), c));
 }
 

@@ -26,6 +26,11 @@
 // the parameters; gradients w.r.t. the input flow). dtype: fixed tensors
 // (V, log lambda, a temperature-only c) are buffers; A^-1 is computed in
 // double and rounded to the input's dtype.
+// Construction: Create(options[, rng]) starts at the identity (plus
+// parameter noise of scale options.noise for GeneralizedCalibration);
+// Create(a, c) / Create(A, c) take explicit values. All return
+// InvalidArgument naming the problem (n < 2, negative or non-finite noise,
+// bad values as listed below).
 #ifndef FLOWTAPE_MANIFOLDS_CALIBRATION_H_
 #define FLOWTAPE_MANIFOLDS_CALIBRATION_H_
 
@@ -35,19 +40,27 @@
 #include <vector>
 
 #include "Eigen/Dense"
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "flows/flow.h"
 #include "manifolds/invertible_matrix.h"
 
 namespace flowtape::manifolds {
 
+struct SimplexCalibrationOptions {
+  int64_t n = 2;                  // classes, >= 2
+  bool temperature_only = false;  // c fixed at 0
+  absl::Status Validate() const;  // InvalidArgument unless n >= 2
+};
+
 class SimplexCalibration : public flows::Flow {
  public:
   // Identity map (a = 1, c = 0).
-  explicit SimplexCalibration(int64_t n, bool temperature_only = false);
+  static absl::StatusOr<std::shared_ptr<SimplexCalibration>> Create(
+      const SimplexCalibrationOptions& options);
   // a != 0 finite; c finite, its size is n >= 2 (pass n zeros for
   // temperature scaling; an empty c is InvalidArgument).
-  static absl::StatusOr<std::unique_ptr<SimplexCalibration>> Create(
+  static absl::StatusOr<std::shared_ptr<SimplexCalibration>> Create(
       double a, const std::vector<double>& c, bool temperature_only = false);
 
   flows::FlowResult Forward(const Tensor& p, const Tensor& context = Tensor(),
@@ -59,17 +72,25 @@ class SimplexCalibration : public flows::Flow {
   Tensor c() const { return c_; }
 
  private:
+  explicit SimplexCalibration(const SimplexCalibrationOptions& options);
   int64_t n_;
   double sign_ = 1.0;
   Tensor log_abs_a_, c_;
 };
 
+struct GeneralizedCalibrationOptions {
+  int64_t n = 2;       // classes, >= 2
+  double noise = 0.0;  // parameter noise scale (0 = identity), finite, >= 0
+  absl::Status Validate() const;
+};
+
 class GeneralizedCalibration : public flows::Flow {
  public:
-  // Identity plus parameter noise of scale `noise` (0 = identity).
-  GeneralizedCalibration(int64_t n, Rng& rng, double noise = 0.0);
+  // Identity plus parameter noise of scale options.noise.
+  static absl::StatusOr<std::shared_ptr<GeneralizedCalibration>> Create(
+      const GeneralizedCalibrationOptions& options, Rng& rng);
   // A with A 1 = lambda 1 (relative tolerance 1e-9), lambda > 0, det A != 0.
-  static absl::StatusOr<std::unique_ptr<GeneralizedCalibration>> Create(
+  static absl::StatusOr<std::shared_ptr<GeneralizedCalibration>> Create(
       const Eigen::MatrixXd& a, const Eigen::VectorXd& c);
 
   flows::FlowResult Forward(const Tensor& p, const Tensor& context = Tensor(),
@@ -84,6 +105,8 @@ class GeneralizedCalibration : public flows::Flow {
   Eigen::VectorXd CValue() const;
 
  private:
+  GeneralizedCalibration(const GeneralizedCalibrationOptions& options,
+                         Rng& rng);
   GeneralizedCalibration(int64_t n, std::shared_ptr<InvertibleMatrix> k,
                          double log_lambda, const Eigen::VectorXd& c);
   int64_t n_;

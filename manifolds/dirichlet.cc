@@ -8,7 +8,7 @@
 
 namespace flowtape::manifolds {
 
-absl::StatusOr<std::unique_ptr<Dirichlet>> Dirichlet::Create(
+absl::StatusOr<std::shared_ptr<Dirichlet>> Dirichlet::Create(
     const std::vector<double>& alpha) {
   if (alpha.size() < 2)
     return absl::InvalidArgumentError("Dirichlet: needs >= 2 concentrations");
@@ -16,7 +16,7 @@ absl::StatusOr<std::unique_ptr<Dirichlet>> Dirichlet::Create(
     if (!(a > 0.0) || !std::isfinite(a))
       return absl::InvalidArgumentError(
           "Dirichlet: concentrations must be finite and > 0");
-  return std::unique_ptr<Dirichlet>(new Dirichlet(alpha));
+  return std::shared_ptr<Dirichlet>(new Dirichlet(alpha));
 }
 
 Dirichlet::Dirichlet(const std::vector<double>& alpha)

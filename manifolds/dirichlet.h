@@ -18,7 +18,7 @@ namespace flowtape::manifolds {
 class Dirichlet : public ManifoldDensity {
  public:
   // alpha_i > 0, at least two entries.
-  static absl::StatusOr<std::unique_ptr<Dirichlet>> Create(
+  static absl::StatusOr<std::shared_ptr<Dirichlet>> Create(
       const std::vector<double>& alpha);
   Tensor LogProb(const Tensor& x) const override;
   Tensor Sample(int64_t num, Rng& rng) const override;

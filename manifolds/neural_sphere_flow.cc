@@ -4,8 +4,10 @@
 #include <vector>
 
 #include "Eigen/Dense"
+#include "absl/strings/str_cat.h"
 #include "autodiff/check.h"
 #include "autodiff/ops.h"
+#include "autodiff/status_macros.h"
 #include "autodiff/tape.h"
 #include "manifolds/manifold.h"
 #include "manifolds/volume_ratio.h"
@@ -22,9 +24,26 @@ constexpr double kFloor = 0.05;
 double Pole(DType dtype) { return dtype == kFloat32 ? 1e-18 : 1e-30; }
 }  // namespace
 
-CylindricalCouplingFlow::CylindricalCouplingFlow(int64_t components,
-                                                 int64_t hidden, Rng& rng)
-    : k_(components) {
+absl::Status CylindricalCouplingFlowOptions::Validate() const {
+  if (components < 1 || hidden < 1)
+    return absl::InvalidArgumentError(
+        absl::StrCat("CylindricalCouplingFlow: components = ", components,
+                     " and hidden = ", hidden, " must be >= 1"));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<CylindricalCouplingFlow>>
+CylindricalCouplingFlow::Create(const CylindricalCouplingFlowOptions& options,
+                                Rng& rng) {
+  FT_RETURN_IF_ERROR(options.Validate());
+  return std::shared_ptr<CylindricalCouplingFlow>(
+      new CylindricalCouplingFlow(options, rng));
+}
+
+CylindricalCouplingFlow::CylindricalCouplingFlow(
+    const CylindricalCouplingFlowOptions& options, Rng& rng)
+    : k_(options.components) {
+  const int64_t components = options.components, hidden = options.hidden;
   z_net_ = RegisterModule(
       "z_net", std::make_shared<nn::MLP>(
                    std::vector<int64_t>{2, hidden, hidden, 3 * components},

@@ -29,6 +29,8 @@
 // then the monotone z-map inverted by bisection on the smaller of u' and
 // 1 - u' (full relative precision near the poles), in double for either
 // dtype; analytic_inverse() false.
+// Create(options, rng): K = options.components, MLPs of two hidden layers of
+// options.hidden units; InvalidArgument unless both are >= 1.
 #ifndef FLOWTAPE_MANIFOLDS_NEURAL_SPHERE_FLOW_H_
 #define FLOWTAPE_MANIFOLDS_NEURAL_SPHERE_FLOW_H_
 
@@ -36,14 +38,24 @@
 #include <memory>
 #include <string>
 
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "flows/flow.h"
 #include "nn/layers.h"
 
 namespace flowtape::manifolds {
 
+struct CylindricalCouplingFlowOptions {
+  int64_t components = 8;  // K
+  int64_t hidden = 32;     // units per hidden layer of both MLPs
+  // InvalidArgument unless components >= 1 and hidden >= 1.
+  absl::Status Validate() const;
+};
+
 class CylindricalCouplingFlow : public flows::Flow {
  public:
-  CylindricalCouplingFlow(int64_t components, int64_t hidden, Rng& rng);
+  static absl::StatusOr<std::shared_ptr<CylindricalCouplingFlow>> Create(
+      const CylindricalCouplingFlowOptions& options, Rng& rng);
 
   // The map itself (no log-det), [N, 3] -> [N, 3].
   Tensor Map(const Tensor& x) const;
@@ -55,6 +67,8 @@ class CylindricalCouplingFlow : public flows::Flow {
   std::string name() const override { return "CylindricalCouplingFlow"; }
 
  private:
+  CylindricalCouplingFlow(const CylindricalCouplingFlowOptions& options,
+                          Rng& rng);
   int64_t k_;
   std::shared_ptr<nn::MLP> z_net_, phi_net_;
   Tensor rotation_;  // Q [3, 3], buffer

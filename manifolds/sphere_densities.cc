@@ -20,7 +20,7 @@ Tensor UniformSphere::Sample(int64_t num, Rng& rng) const {
 }
 
 // ---- angular central Gaussian ----
-absl::StatusOr<std::unique_ptr<AngularCentralGaussian>>
+absl::StatusOr<std::shared_ptr<AngularCentralGaussian>>
 AngularCentralGaussian::Create(const Eigen::MatrixXd& sigma) {
   if (sigma.rows() < 2 || sigma.cols() != sigma.rows() || !sigma.allFinite())
     return absl::InvalidArgumentError(
@@ -32,7 +32,7 @@ AngularCentralGaussian::Create(const Eigen::MatrixXd& sigma) {
   if (sigma.llt().info() != Eigen::Success)
     return absl::InvalidArgumentError(
         "AngularCentralGaussian: Sigma must be positive definite");
-  return std::unique_ptr<AngularCentralGaussian>(
+  return std::shared_ptr<AngularCentralGaussian>(
       new AngularCentralGaussian(sigma));
 }
 
@@ -172,7 +172,7 @@ double LogVmfNormalizer(int64_t n, double kappa) {
          LogBesselI(h - 1.0, kappa);
 }
 
-absl::StatusOr<std::unique_ptr<VonMisesFisher>> VonMisesFisher::Create(
+absl::StatusOr<std::shared_ptr<VonMisesFisher>> VonMisesFisher::Create(
     const Eigen::VectorXd& mu, double kappa) {
   if (mu.size() < 2 || !mu.allFinite() || std::abs(mu.norm() - 1.0) > 1e-9)
     return absl::InvalidArgumentError(
@@ -180,7 +180,7 @@ absl::StatusOr<std::unique_ptr<VonMisesFisher>> VonMisesFisher::Create(
   if (!(kappa >= 0.0) || !std::isfinite(kappa))
     return absl::InvalidArgumentError(absl::StrCat(
         "VonMisesFisher: kappa must be finite and >= 0, got ", kappa));
-  return std::unique_ptr<VonMisesFisher>(new VonMisesFisher(mu, kappa));
+  return std::shared_ptr<VonMisesFisher>(new VonMisesFisher(mu, kappa));
 }
 
 VonMisesFisher::VonMisesFisher(const Eigen::VectorXd& mu, double kappa)

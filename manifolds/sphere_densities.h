@@ -44,7 +44,7 @@ class UniformSphere : public ManifoldDensity {
 
 class AngularCentralGaussian : public ManifoldDensity {
  public:
-  static absl::StatusOr<std::unique_ptr<AngularCentralGaussian>> Create(
+  static absl::StatusOr<std::shared_ptr<AngularCentralGaussian>> Create(
       const Eigen::MatrixXd& sigma);
   Tensor LogProb(const Tensor& x) const override;
   Tensor Sample(int64_t num, Rng& rng) const override;
@@ -59,7 +59,7 @@ class AngularCentralGaussian : public ManifoldDensity {
 
 class VonMisesFisher : public ManifoldDensity {
  public:
-  static absl::StatusOr<std::unique_ptr<VonMisesFisher>> Create(
+  static absl::StatusOr<std::shared_ptr<VonMisesFisher>> Create(
       const Eigen::VectorXd& mu, double kappa);
   Tensor LogProb(const Tensor& x) const override;
   Tensor Sample(int64_t num, Rng& rng) const override;

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "autodiff/check.h"
 #include "autodiff/ops.h"
+#include "autodiff/status_macros.h"
 #include "autodiff/tape.h"
 #include "manifolds/manifold.h"
 
@@ -27,16 +28,48 @@ absl::StatusOr<Tensor> TranslationParameter(const Eigen::VectorXd& b,
 }
 }  // namespace
 
-NormalizedAffine::NormalizedAffine(int64_t n, Rng& rng, double noise, Kind kind)
-    : n_(n), kind_(kind) {
-  FT_CHECK(n >= 2, "NormalizedAffine: n must be >= 2, got ", n);
-  if (kind != Kind::kTranslation)
-    m_ = RegisterModule("m", std::make_shared<InvertibleMatrix>(n, rng, noise));
-  if (kind != Kind::kLinear)
-    w_ = RegisterParameter("w", Tensor::Randn({n}, rng) * noise);
+absl::Status NormalizedAffineOptions::Validate() const {
+  if (n < 2)
+    return absl::InvalidArgumentError(
+        absl::StrCat("NormalizedAffine: n = ", n, " must be >= 2"));
+  if (!std::isfinite(noise) || noise < 0)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "NormalizedAffine: noise = ", noise, " must be finite and >= 0"));
+  return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<NormalizedAffine>> NormalizedAffine::Create(
+NormalizedAffine::NormalizedAffine(const NormalizedAffineOptions& o, Rng& rng,
+                                   Kind kind)
+    : n_(o.n), kind_(kind) {
+  if (kind != Kind::kTranslation)
+    m_ = RegisterModule("m",
+                        std::make_shared<InvertibleMatrix>(o.n, rng, o.noise));
+  if (kind != Kind::kLinear)
+    w_ = RegisterParameter("w", Tensor::Randn({o.n}, rng) * o.noise);
+}
+
+absl::StatusOr<std::shared_ptr<NormalizedAffine>> NormalizedAffine::Create(
+    const NormalizedAffineOptions& options, Rng& rng) {
+  FT_RETURN_IF_ERROR(options.Validate());
+  return std::shared_ptr<NormalizedAffine>(
+      new NormalizedAffine(options, rng, Kind::kAffine));
+}
+
+absl::StatusOr<std::shared_ptr<NormalizedTranslation>>
+NormalizedTranslation::Create(const NormalizedAffineOptions& options,
+                              Rng& rng) {
+  FT_RETURN_IF_ERROR(options.Validate());
+  return std::shared_ptr<NormalizedTranslation>(
+      new NormalizedTranslation(options, rng));
+}
+
+absl::StatusOr<std::shared_ptr<NormalizedLinear>> NormalizedLinear::Create(
+    const NormalizedAffineOptions& options, Rng& rng) {
+  FT_RETURN_IF_ERROR(options.Validate());
+  return std::shared_ptr<NormalizedLinear>(new NormalizedLinear(options, rng));
+}
+
+absl::StatusOr<std::shared_ptr<NormalizedAffine>> NormalizedAffine::Create(
     const Eigen::MatrixXd& m, const Eigen::VectorXd& c) {
   auto mat = InvertibleMatrix::Create(m);
   if (!mat.ok()) return mat.status();
@@ -45,30 +78,30 @@ absl::StatusOr<std::unique_ptr<NormalizedAffine>> NormalizedAffine::Create(
         "NormalizedAffine: c has size ", c.size(), ", M is ", m.rows()));
   auto w = TranslationParameter((*mat)->Inverse() * c, "NormalizedAffine");
   if (!w.ok()) return w.status();
-  std::unique_ptr<NormalizedAffine> out(
+  std::shared_ptr<NormalizedAffine> out(
       new NormalizedAffine(m.rows(), Kind::kAffine));
   out->m_ = out->RegisterModule("m", *mat);
   out->w_ = out->RegisterParameter("w", *w);
   return out;
 }
 
-absl::StatusOr<std::unique_ptr<NormalizedTranslation>>
+absl::StatusOr<std::shared_ptr<NormalizedTranslation>>
 NormalizedTranslation::Create(const Eigen::VectorXd& c) {
   if (c.size() < 2)
     return absl::InvalidArgumentError("NormalizedTranslation: n must be >= 2");
   auto w = TranslationParameter(c, "NormalizedTranslation");
   if (!w.ok()) return w.status();
-  std::unique_ptr<NormalizedTranslation> out(
+  std::shared_ptr<NormalizedTranslation> out(
       new NormalizedTranslation(c.size()));
   out->w_ = out->RegisterParameter("w", *w);
   return out;
 }
 
-absl::StatusOr<std::unique_ptr<NormalizedLinear>> NormalizedLinear::Create(
+absl::StatusOr<std::shared_ptr<NormalizedLinear>> NormalizedLinear::Create(
     const Eigen::MatrixXd& m) {
   auto mat = InvertibleMatrix::Create(m);
   if (!mat.ok()) return mat.status();
-  std::unique_ptr<NormalizedLinear> out(new NormalizedLinear(m.rows()));
+  std::shared_ptr<NormalizedLinear> out(new NormalizedLinear(m.rows()));
   out->m_ = out->RegisterModule("m", *mat);
   return out;
 }

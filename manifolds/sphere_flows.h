@@ -17,8 +17,10 @@
 //
 // Parametrisation (invertible for every parameter value): M is an
 // InvertibleMatrix (PLU), b = w / sqrt(1 + ||w||^2) with w free, so
-// ||b|| < 1 always. Create() takes M and c directly and returns a Status when
-// M is singular or ||M^-1 c|| >= 1.
+// ||b|| < 1 always. Create(options, rng) starts at the identity plus noise
+// of scale options.noise on every parameter (InvalidArgument unless n >= 2
+// and noise is finite and >= 0); Create(M, c) takes M and c directly and
+// returns a Status when M is singular or ||M^-1 c|| >= 1.
 // Direction (flow.h): Forward(x) = (f(x), log R_f(x)); Inverse(y) =
 // (f^-1(y), -log R_f(f^-1(y))). Inverse uses the current M^-1 as a constant
 // (gradients flow to its input, not to the parameters), computed in double
@@ -31,19 +33,27 @@
 #include <string>
 
 #include "Eigen/Dense"
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "flows/flow.h"
 #include "manifolds/invertible_matrix.h"
 
 namespace flowtape::manifolds {
 
+// Options of NormalizedAffine, NormalizedTranslation and NormalizedLinear.
+struct NormalizedAffineOptions {
+  int64_t n = 3;       // rows on S^(n-1) in R^n
+  double noise = 0.0;  // scale of the noise on every parameter (0: identity)
+  // InvalidArgument unless n >= 2 and noise is finite and >= 0.
+  absl::Status Validate() const;
+};
+
 class NormalizedAffine : public flows::Flow {
  public:
   enum class Kind { kAffine, kTranslation, kLinear };
-  // Identity plus noise of scale `noise` on every parameter.
-  NormalizedAffine(int64_t n, Rng& rng, double noise = 0.0,
-                   Kind kind = Kind::kAffine);
-  static absl::StatusOr<std::unique_ptr<NormalizedAffine>> Create(
+  static absl::StatusOr<std::shared_ptr<NormalizedAffine>> Create(
+      const NormalizedAffineOptions& options, Rng& rng);
+  static absl::StatusOr<std::shared_ptr<NormalizedAffine>> Create(
       const Eigen::MatrixXd& m, const Eigen::VectorXd& c);
 
   flows::FlowResult Forward(const Tensor& x, const Tensor& context = Tensor(),
@@ -58,6 +68,8 @@ class NormalizedAffine : public flows::Flow {
   Eigen::VectorXd CValue() const;  // c = M b
 
  protected:
+  // Validated options.
+  NormalizedAffine(const NormalizedAffineOptions& options, Rng& rng, Kind kind);
   NormalizedAffine(int64_t n, Kind kind) : n_(n), kind_(kind) {}
   int64_t n_;
   Kind kind_;
@@ -67,26 +79,30 @@ class NormalizedAffine : public flows::Flow {
 
 class NormalizedTranslation : public NormalizedAffine {
  public:
-  NormalizedTranslation(int64_t n, Rng& rng, double noise = 0.0)
-      : NormalizedAffine(n, rng, noise, Kind::kTranslation) {}
+  static absl::StatusOr<std::shared_ptr<NormalizedTranslation>> Create(
+      const NormalizedAffineOptions& options, Rng& rng);
   // ||c|| < 1.
-  static absl::StatusOr<std::unique_ptr<NormalizedTranslation>> Create(
+  static absl::StatusOr<std::shared_ptr<NormalizedTranslation>> Create(
       const Eigen::VectorXd& c);
 
  private:
+  NormalizedTranslation(const NormalizedAffineOptions& options, Rng& rng)
+      : NormalizedAffine(options, rng, Kind::kTranslation) {}
   explicit NormalizedTranslation(int64_t n)
       : NormalizedAffine(n, Kind::kTranslation) {}
 };
 
 class NormalizedLinear : public NormalizedAffine {
  public:
-  NormalizedLinear(int64_t n, Rng& rng, double noise = 0.0)
-      : NormalizedAffine(n, rng, noise, Kind::kLinear) {}
+  static absl::StatusOr<std::shared_ptr<NormalizedLinear>> Create(
+      const NormalizedAffineOptions& options, Rng& rng);
   // M invertible.
-  static absl::StatusOr<std::unique_ptr<NormalizedLinear>> Create(
+  static absl::StatusOr<std::shared_ptr<NormalizedLinear>> Create(
       const Eigen::MatrixXd& m);
 
  private:
+  NormalizedLinear(const NormalizedAffineOptions& options, Rng& rng)
+      : NormalizedAffine(options, rng, Kind::kLinear) {}
   explicit NormalizedLinear(int64_t n) : NormalizedAffine(n, Kind::kLinear) {}
 };
 

@@ -2,14 +2,23 @@
 
 #include <cmath>
 
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "autodiff/check.h"
 #include "autodiff/ops.h"
 #include "manifolds/angle.h"
 
 namespace flowtape::manifolds {
 
+absl::StatusOr<std::shared_ptr<UniformTorus>> UniformTorus::Create(
+    int64_t dims) {
+  if (dims < 1)
+    return absl::InvalidArgumentError(
+        absl::StrCat("uniform_torus: dims = ", dims, " must be >= 1"));
+  return std::shared_ptr<UniformTorus>(new UniformTorus(dims));
+}
+
 UniformTorus::UniformTorus(int64_t dims) : flows::Distribution(Shape({dims})) {
-  FT_CHECK(dims >= 1, "uniform_torus: needs dims >= 1, got ", dims);
   log_norm_ =
       RegisterBuffer("log_norm", Tensor::Scalar(-std::log(kTwoPi) * dims));
 }

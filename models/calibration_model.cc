@@ -79,11 +79,14 @@ absl::StatusOr<std::shared_ptr<CalibratedClassifier>> MakeCalibrationModel(
   classifier->To(spec.dtype);
   const int64_t k = spec.sizes.back();
   std::shared_ptr<flows::Flow> map;
-  if (spec.map == "temperature" || spec.map == "fcal")
-    map = std::make_shared<manifolds::SimplexCalibration>(
-        k, spec.map == "temperature");
-  else if (spec.map == "generalized")
-    map = std::make_shared<manifolds::GeneralizedCalibration>(k, rng);
+  if (spec.map == "temperature" || spec.map == "fcal") {
+    FT_ASSIGN_OR_RETURN(
+        map, manifolds::SimplexCalibration::Create(
+                 {.n = k, .temperature_only = spec.map == "temperature"}));
+  } else if (spec.map == "generalized") {
+    FT_ASSIGN_OR_RETURN(
+        map, manifolds::GeneralizedCalibration::Create({.n = k}, rng));
+  }
   return std::make_shared<CalibratedClassifier>(std::move(classifier),
                                                 std::move(map));
 }

@@ -8,9 +8,9 @@
 //   Probabilities(x) = q [N, K];  LogProbabilities(x) = log q
 // Maps ("map"):
 //   none          q = p
-//   temperature   q = softmax(log(p) / a)        SimplexCalibration(K, true)
-//   fcal          q = softmax(log(p) / a + c)    SimplexCalibration(K)
-//   generalized   q = softmax(A log(p) + c)      GeneralizedCalibration(K)
+//   temperature   q = softmax(log(p) / a)        SimplexCalibration {K,
+//   temperature} fcal          q = softmax(log(p) / a + c) SimplexCalibration
+//   {K} generalized   q = softmax(A log(p) + c)      GeneralizedCalibration {K}
 // The module holds tensors of two dtypes (the classifier's and the map's
 // float64): ask classifier_dtype(), never Module::dtype().
 //

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <iostream>
+#include <tuple>
 
 #include "absl/strings/str_format.h"
 #include "autodiff/ops.h"
@@ -115,9 +116,26 @@ training::TrainData SplitImages(const Tensor& pixels, const Tensor& context,
   return d;
 }
 
-std::shared_ptr<nn::Adam> ImageAdam(const ImageFlow& f,
-                                    const ImageRunConfig& c) {
-  auto adam = std::make_shared<nn::Adam>(*f.model, nn::AdamOptions{.lr = c.lr});
+absl::Status ImageRunConfig::Validate() const {
+  for (const auto& [name, v, min] :
+       {std::make_tuple("steps", steps, int64_t{1}),
+        std::make_tuple("batch", batch, int64_t{1}),
+        std::make_tuple("n_train", n_train, int64_t{1}),
+        std::make_tuple("n_test", n_test, int64_t{0})})
+    if (v < min)
+      return absl::InvalidArgumentError(
+          absl::StrFormat("image run: %s = %d must be >= %d", name, v, min));
+  if (!std::isfinite(lr) || !(lr > 0))
+    return absl::InvalidArgumentError(
+        absl::StrFormat("image run: lr = %g must be finite and > 0", lr));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<nn::Adam>> ImageAdam(const ImageFlow& f,
+                                                    const ImageRunConfig& c) {
+  FT_RETURN_IF_ERROR(c.Validate());
+  FT_ASSIGN_OR_RETURN(auto adam,
+                      nn::Adam::Create(*f.model, nn::AdamOptions{.lr = c.lr}));
   const int64_t warmup = std::min<int64_t>(200, c.steps / 10);
   adam->set_schedule(
       nn::LinearWarmup(warmup, nn::CosineAnnealingLr(c.lr, c.steps - warmup)));
@@ -167,6 +185,7 @@ absl::StatusOr<training::TrainResult> TrainImageFlow(const ImageFlow& f,
                                                      const ImageRunConfig& c,
                                                      Rng& rng,
                                                      const Tensor& context) {
+  FT_RETURN_IF_ERROR(c.Validate());
   const training::TrainData d = SplitImages(pixels, context, c, rng);
   // Data-dependent initialisation (ActNorm) from the first training batch.
   {
@@ -177,7 +196,7 @@ absl::StatusOr<training::TrainResult> TrainImageFlow(const ImageFlow& f,
         d.train_context.defined() ? Narrow(d.train_context, 0, 0, b) : Tensor();
     FT_RETURN_IF_ERROR(f.model->InitializeFromData(y.y, ctx, &noise));
   }
-  std::shared_ptr<nn::Adam> adam = ImageAdam(f, c);
+  FT_ASSIGN_OR_RETURN(std::shared_ptr<nn::Adam> adam, ImageAdam(f, c));
   std::cerr << absl::StrFormat(
       "training %s: %d parameters, %d train / %d val images, %d steps of %d\n",
       f.model->name(), f.model->NumParameters(), d.train.dim(0), d.val.dim(0),

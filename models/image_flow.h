@@ -61,6 +61,10 @@ struct ImageRunConfig {
   // Data parallel: TrainOptions::communicator (nullptr = one process).
   parallel::Communicator* communicator = nullptr;
   uint64_t seed = 0;
+  // InvalidArgument naming the field unless steps, batch, n_train >= 1,
+  // n_test >= 0 and lr is finite and > 0 (the model config is checked by
+  // MakeModel).
+  absl::Status Validate() const;
 };
 // Small (default): minutes on 2 cores; ffjord and cfm (the matched field's
 // CNF, trained by flow matching) get the same shorter run. Paper: the model
@@ -73,9 +77,10 @@ ImageRunConfig DefaultImageConfig(const std::string& flow, bool paper);
 // min(c.n_train, 90%) rows train, the next max(n_train / 10, 1) validate.
 training::TrainData SplitImages(const Tensor& pixels, const Tensor& context,
                                 const ImageRunConfig& c, Rng& rng);
-// Adam at c.lr with a linear warm-up (min(200, steps / 10)) into cosine decay.
-std::shared_ptr<nn::Adam> ImageAdam(const ImageFlow& f,
-                                    const ImageRunConfig& c);
+// Adam at c.lr with a linear warm-up (min(200, steps / 10)) into cosine decay;
+// c.Validate()'s status if c is invalid.
+absl::StatusOr<std::shared_ptr<nn::Adam>> ImageAdam(const ImageFlow& f,
+                                                    const ImageRunConfig& c);
 // TrainNll's options for c, with a final model check through the image
 // pipeline (samples and the nll of training images finite). `f` and `d`
 // must outlive training.
@@ -87,7 +92,7 @@ training::TrainOptions ImageTrainOptions(const ImageFlow& f,
 // are the validation set), printing progress to stderr, after the model's
 // data-dependent initialisation pass (flows/flow.h) on the first batch.
 // `context` [N, K] (e.g. OneHot(labels)) is shuffled with the images; undefined
-// if unconditional.
+// if unconditional. c.Validate()'s status if c is invalid.
 absl::StatusOr<training::TrainResult> TrainImageFlow(
     const ImageFlow& f, const Tensor& pixels, const ImageRunConfig& c, Rng& rng,
     const Tensor& context = Tensor());

@@ -91,15 +91,25 @@ double EstimatedValues(const SphereModelSpec& s) {
 }
 
 // A chain of normalized affine flows; the first (data side) centred on
-// `centre`, the rest near the identity.
-FlowChain AffineChain(int layers, const Eigen::Vector3d& centre, double beta,
-                      Rng& rng) {
+// `centre` (a unit vector to 1e-3: InvalidArgument otherwise), the rest near
+// the identity.
+absl::StatusOr<FlowChain> AffineChain(int layers, const Eigen::Vector3d& centre,
+                                      double beta, Rng& rng) {
+  if (!centre.allFinite() || std::abs(centre.norm() - 1.0) > 1e-3)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "sphere model: the centre (init.mean_direction or a random_point) "
+        "must be a unit vector, got (",
+        centre.x(), ", ", centre.y(), ", ", centre.z(), ")"));
   FlowChain chain;
-  chain.push_back(
-      std::shared_ptr<flows::Flow>(*manifolds::NormalizedAffine::Create(
-          Eigen::Matrix3d::Identity(), -beta * centre)));
-  for (int k = 1; k < layers; ++k)
-    chain.push_back(std::make_shared<manifolds::NormalizedAffine>(3, rng, 0.1));
+  FT_ASSIGN_OR_RETURN(auto first,
+                      manifolds::NormalizedAffine::Create(
+                          Eigen::Matrix3d::Identity(), -beta * centre));
+  chain.push_back(first);
+  for (int k = 1; k < layers; ++k) {
+    FT_ASSIGN_OR_RETURN(auto next, manifolds::NormalizedAffine::Create(
+                                       {.n = 3, .noise = 0.1}, rng));
+    chain.push_back(next);
+  }
   return chain;
 }
 
@@ -109,7 +119,7 @@ FlowChain AffineChain(int layers, const Eigen::Vector3d& centre, double beta,
 absl::StatusOr<FlowChain> BlockChain(const SphereModelSpec& spec,
                                      const Eigen::Vector3d& centre, double beta,
                                      Rng& rng) {
-  FlowChain chain = AffineChain(1, centre, beta, rng);
+  FT_ASSIGN_OR_RETURN(FlowChain chain, AffineChain(1, centre, beta, rng));
   manifolds::RecursiveSphereFlowOptions rec;
   rec.hidden = {spec.hidden, spec.hidden};
   rec.height_bins = rec.azimuth.bins = spec.bins;
@@ -119,14 +129,18 @@ absl::StatusOr<FlowChain> BlockChain(const SphereModelSpec& spec,
   }
   for (int b = 0; b < spec.blocks; ++b) {
     if (spec.kind == "neural") {
-      chain.push_back(std::make_shared<manifolds::CylindricalCouplingFlow>(
-          8, spec.hidden, rng));
+      FT_ASSIGN_OR_RETURN(auto flow,
+                          manifolds::CylindricalCouplingFlow::Create(
+                              {.components = 8, .hidden = spec.hidden}, rng));
+      chain.push_back(flow);
     } else {
       FT_ASSIGN_OR_RETURN(auto flow,
                           manifolds::RecursiveSphereFlow::Create(rec, rng));
       chain.push_back(flow);
     }
-    chain.push_back(std::make_shared<manifolds::NormalizedAffine>(3, rng, 0.1));
+    FT_ASSIGN_OR_RETURN(auto affine, manifolds::NormalizedAffine::Create(
+                                         {.n = 3, .noise = 0.1}, rng));
+    chain.push_back(affine);
   }
   return chain;
 }
@@ -143,8 +157,10 @@ absl::StatusOr<std::shared_ptr<ManifoldDensity>> MakeSphereModel(
   auto base = std::make_shared<manifolds::UniformSphere>(3);
   std::shared_ptr<ManifoldDensity> model;
   if (spec.kind == "affine") {
-    model = std::make_shared<manifolds::ManifoldFlowModel>(
-        base, AffineChain(spec.layers, init.mean_direction, 0.3, rng));
+    FT_ASSIGN_OR_RETURN(
+        FlowChain chain,
+        AffineChain(spec.layers, init.mean_direction, 0.3, rng));
+    model = std::make_shared<manifolds::ManifoldFlowModel>(base, chain);
   } else if (spec.kind == "mixture" || spec.kind == "recursive_mixture") {
     std::vector<std::shared_ptr<ManifoldDensity>> parts;
     for (int j = 0; j < spec.components; ++j) {
@@ -152,7 +168,7 @@ absl::StatusOr<std::shared_ptr<ManifoldDensity>> MakeSphereModel(
           init.random_point ? init.random_point(rng) : init.mean_direction;
       FlowChain chain;
       if (spec.kind == "mixture") {
-        chain = AffineChain(spec.layers, centre, 0.7, rng);
+        FT_ASSIGN_OR_RETURN(chain, AffineChain(spec.layers, centre, 0.7, rng));
       } else {
         FT_ASSIGN_OR_RETURN(chain, BlockChain(spec, centre, 0.7, rng));
       }

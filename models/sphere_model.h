@@ -93,13 +93,16 @@ struct SphereModelSpec {
   DType dtype = kFloat64;
 };
 
+// Both centres are unit vectors (|norm - 1| <= 1e-3; MakeSphereModel
+// returns InvalidArgument otherwise).
 struct SphereModelInit {
   Eigen::Vector3d mean_direction = Eigen::Vector3d(0, 0, 1);
   // A random data point per mixture component (default: mean_direction).
   std::function<Eigen::Vector3d(Rng&)> random_point;
 };
 
-// InvalidArgument for an unknown kind or a field out of range.
+// InvalidArgument for an unknown kind, a field out of range or a centre of
+// `init` that is not a unit vector.
 absl::StatusOr<std::shared_ptr<manifolds::ManifoldDensity>> MakeSphereModel(
     const SphereModelSpec& spec, const SphereModelInit& init, Rng& rng);
 

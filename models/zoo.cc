@@ -377,6 +377,23 @@ absl::StatusOr<ZooEntry> FindFlow(const std::string& name, Domain domain) {
                    "'; available: ", absl::StrJoin(ZooNames(), ", ")));
 }
 
+absl::Status ModelConfig::Validate() const {
+  if (event.rank() != 1 && event.rank() != 3)
+    return absl::InvalidArgumentError(
+        absl::StrCat("zoo: event shape ", event.ToString(),
+                     " is neither [D] nor [C, H, W]"));
+  if (layers < 1)
+    return absl::InvalidArgumentError(
+        absl::StrCat("zoo: layers = ", layers, " must be >= 1"));
+  if (context_dim < 0)
+    return absl::InvalidArgumentError(
+        absl::StrCat("zoo: context_dim = ", context_dim, " must be >= 0"));
+  if (components < 1 || components > 4096)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "zoo: components = ", components, " must be in [1, 4096]"));
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::shared_ptr<flows::FlowModel>> MakeModel(
     const std::string& name, const ModelConfig& config, Rng& rng) {
   if (config.event.rank() != 1 && config.event.rank() != 3)
@@ -386,10 +403,7 @@ absl::StatusOr<std::shared_ptr<flows::FlowModel>> MakeModel(
   auto entry = FindFlow(
       name, config.event.rank() == 1 ? Domain::kVectors : Domain::kImages);
   if (!entry.ok()) return entry.status();
-  if (config.layers < 1)
-    return absl::InvalidArgumentError("zoo: layers must be >= 1");
-  if (config.context_dim < 0)
-    return absl::InvalidArgumentError("zoo: context_dim must be >= 0");
+  FT_RETURN_IF_ERROR(config.Validate());
   if (config.context_dim > 0 && !entry->takes_context) {
     std::vector<std::string> conditional;
     for (const ZooEntry& e : ZooEntries())
@@ -401,9 +415,6 @@ absl::StatusOr<std::shared_ptr<flows::FlowModel>> MakeModel(
         "' does not support a context (context_dim = ", config.context_dim,
         "); conditional families here: ", absl::StrJoin(conditional, ", ")));
   }
-  if (config.components < 1 || config.components > 4096)
-    return absl::InvalidArgumentError(absl::StrCat(
-        "zoo: components = ", config.components, " must be in [1, 4096]"));
   if (config.base != BaseChoice::kFamily &&
       (entry->domain != Domain::kVectors || entry->flat_output))
     return absl::InvalidArgumentError(
@@ -413,26 +424,26 @@ absl::StatusOr<std::shared_ptr<flows::FlowModel>> MakeModel(
   Shape base_event =
       entry->flat_output ? Shape{config.event.numel()} : config.event;
   std::shared_ptr<flows::Distribution> base;
-  if (config.base == BaseChoice::kGaussianMixture)
-    base = std::make_shared<flows::GaussianMixture>(config.components,
-                                                    Dim(config), rng);
-  else if (config.base == BaseChoice::kGaussianMixtureFull)
-    base = std::make_shared<flows::FullGaussianMixture>(config.components,
-                                                        Dim(config), rng);
-  else if (config.base == BaseChoice::kFactorizedMixture)
-    base = std::make_shared<flows::FactorizedMixture>(Dim(config),
-                                                      config.components);
-  else if (config.base == BaseChoice::kResampled) {
+  const flows::MixtureOptions mixture{.components = config.components,
+                                      .dims = Dim(config)};
+  if (config.base == BaseChoice::kGaussianMixture) {
+    FT_ASSIGN_OR_RETURN(base, flows::GaussianMixture::Create(mixture, rng));
+  } else if (config.base == BaseChoice::kGaussianMixtureFull) {
+    FT_ASSIGN_OR_RETURN(base, flows::FullGaussianMixture::Create(mixture, rng));
+  } else if (config.base == BaseChoice::kFactorizedMixture) {
+    FT_ASSIGN_OR_RETURN(base, flows::FactorizedMixture::Create(mixture));
+  } else if (config.base == BaseChoice::kResampled) {
     flows::ResampledOptions o;
     o.dim = Dim(config);
     o.hidden = config.hidden;
     o.truncation = 100;
     o.normaliser_samples = 4096;
     FT_ASSIGN_OR_RETURN(base, flows::ResampledNormal::Create(o, rng));
-  } else if (entry->base == BaseKind::kLogistic)
-    base = std::make_shared<flows::Logistic>(base_event);
-  else
-    base = std::make_shared<flows::StandardNormal>(base_event);
+  } else if (entry->base == BaseKind::kLogistic) {
+    FT_ASSIGN_OR_RETURN(base, flows::Logistic::Create(base_event));
+  } else {
+    FT_ASSIGN_OR_RETURN(base, flows::StandardNormal::Create(base_event));
+  }
   auto model = std::make_shared<flows::FlowModel>(base, std::move(flow));
   model->To(config.dtype);
   return model;

@@ -59,6 +59,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "autodiff/dtype.h"
 #include "autodiff/tensor.h"
@@ -97,6 +98,10 @@ struct ModelConfig {
   int64_t components = 8;
   BaseChoice base = BaseChoice::kFamily;
   DType dtype = kFloat64;  // the model's precision
+  // The checks that need no family (MakeModel adds the family's own):
+  // InvalidArgument unless event is [D] or [C, H, W], layers >= 1,
+  // context_dim >= 0 and components in [1, 4096].
+  absl::Status Validate() const;
 };
 
 enum class Domain { kVectors, kImages };

@@ -8,18 +8,36 @@
 
 #include "absl/strings/str_cat.h"
 #include "autodiff/check.h"
+#include "autodiff/status_macros.h"
 
 namespace flowtape::nn {
 namespace {
 
-NamedTensors NameList(std::vector<Tensor> params) {
+// InvalidArgument "<who>: <field> = <v> must be <what>" unless ok.
+absl::Status Require(bool ok, const char* who, const char* field, double v,
+                     const char* what) {
+  if (ok) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat(who, ": ", field, " = ", v, " must be ", what));
+}
+
+}  // namespace
+
+NamedTensors Optimizer::NameList(std::vector<Tensor> params) {
   NamedTensors out;
   for (size_t i = 0; i < params.size(); ++i)
     out.emplace_back(absl::StrCat("param", i), std::move(params[i]));
   return out;
 }
 
-}  // namespace
+absl::Status Optimizer::ValidateParameters(const NamedTensors& params) {
+  for (const auto& [name, p] : params)
+    if (!p.defined() || !p.is_constant() || !p.requires_grad())
+      return absl::InvalidArgumentError(
+          absl::StrCat("optimizer: '", name,
+                       "' is not a parameter (a constant with requires_grad)"));
+  return absl::OkStatus();
+}
 
 Optimizer::Optimizer(NamedTensors params, double lr)
     : params_(std::move(params)), schedule_(ConstantLr(lr)) {
@@ -77,13 +95,37 @@ void Optimizer::ZeroGrad() {
 }
 
 // ---- SGD ----
-Sgd::Sgd(std::vector<Tensor> params, const SgdOptions& options)
-    : Sgd(NameList(std::move(params)), options) {}
-Sgd::Sgd(const Module& module, const SgdOptions& options)
-    : Sgd(module.NamedParameters(), options) {}
+absl::Status SgdOptions::Validate() const {
+  FT_RETURN_IF_ERROR(Require(std::isfinite(lr) && lr >= 0, "sgd", "lr", lr,
+                             "finite and >= 0"));
+  FT_RETURN_IF_ERROR(Require(std::isfinite(momentum) && momentum >= 0, "sgd",
+                             "momentum", momentum, "finite and >= 0"));
+  FT_RETURN_IF_ERROR(Require(std::isfinite(weight_decay) && weight_decay >= 0,
+                             "sgd", "weight_decay", weight_decay,
+                             "finite and >= 0"));
+  if (nesterov && !(momentum > 0))
+    return absl::InvalidArgumentError(
+        "sgd: nesterov needs momentum > 0, got momentum = 0");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<Sgd>> Sgd::Create(std::vector<Tensor> params,
+                                                 const SgdOptions& options) {
+  return CreateNamed(NameList(std::move(params)), options);
+}
+absl::StatusOr<std::shared_ptr<Sgd>> Sgd::Create(const Module& module,
+                                                 const SgdOptions& options) {
+  return CreateNamed(module.NamedParameters(), options);
+}
+absl::StatusOr<std::shared_ptr<Sgd>> Sgd::CreateNamed(
+    NamedTensors params, const SgdOptions& options) {
+  FT_RETURN_IF_ERROR(options.Validate());
+  FT_RETURN_IF_ERROR(ValidateParameters(params));
+  return std::shared_ptr<Sgd>(new Sgd(std::move(params), options));
+}
+
 Sgd::Sgd(NamedTensors params, const SgdOptions& options)
     : Optimizer(std::move(params), options.lr), o_(options) {
-  FT_CHECK(!o_.nesterov || o_.momentum > 0, "sgd: nesterov needs momentum > 0");
   if (o_.momentum != 0.0) momentum_ = AddSlot("momentum");
 }
 
@@ -107,16 +149,41 @@ void Sgd::Update(size_t i, Tensor& param, const Tensor& grad, double lr,
 }
 
 // ---- Adam / AdamW ----
-Adam::Adam(std::vector<Tensor> params, const AdamOptions& options)
-    : Adam(NameList(std::move(params)), options, /*decoupled=*/false) {}
-Adam::Adam(const Module& module, const AdamOptions& options)
-    : Adam(module.NamedParameters(), options, /*decoupled=*/false) {}
+absl::Status AdamOptions::Validate() const {
+  FT_RETURN_IF_ERROR(Require(std::isfinite(lr) && lr >= 0, "adam", "lr", lr,
+                             "finite and >= 0"));
+  FT_RETURN_IF_ERROR(
+      Require(beta1 >= 0 && beta1 < 1, "adam", "beta1", beta1, "in [0, 1)"));
+  FT_RETURN_IF_ERROR(
+      Require(beta2 >= 0 && beta2 < 1, "adam", "beta2", beta2, "in [0, 1)"));
+  FT_RETURN_IF_ERROR(Require(std::isfinite(eps) && eps > 0, "adam", "eps", eps,
+                             "finite and > 0"));
+  FT_RETURN_IF_ERROR(Require(std::isfinite(weight_decay) && weight_decay >= 0,
+                             "adam", "weight_decay", weight_decay,
+                             "finite and >= 0"));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<Adam>> Adam::Create(std::vector<Tensor> params,
+                                                   const AdamOptions& options) {
+  return CreateNamed(NameList(std::move(params)), options);
+}
+absl::StatusOr<std::shared_ptr<Adam>> Adam::Create(const Module& module,
+                                                   const AdamOptions& options) {
+  return CreateNamed(module.NamedParameters(), options);
+}
+absl::StatusOr<std::shared_ptr<Adam>> Adam::CreateNamed(
+    NamedTensors params, const AdamOptions& options) {
+  FT_RETURN_IF_ERROR(options.Validate());
+  FT_RETURN_IF_ERROR(ValidateParameters(params));
+  return std::shared_ptr<Adam>(
+      new Adam(std::move(params), options, /*decoupled=*/false));
+}
+
 Adam::Adam(NamedTensors params, const AdamOptions& options, bool decoupled)
     : Optimizer(std::move(params), options.lr),
       o_(options),
       decoupled_(decoupled) {
-  FT_CHECK(o_.beta1 >= 0 && o_.beta1 < 1 && o_.beta2 >= 0 && o_.beta2 < 1,
-           "adam: betas must lie in [0, 1), got ", o_.beta1, ", ", o_.beta2);
   m_ = AddSlot("exp_avg");
   v_ = AddSlot("exp_avg_sq");
   k_ = AddSlot("step", /*scalar=*/true);
@@ -153,10 +220,20 @@ void Adam::Update(size_t i, Tensor& param, const Tensor& grad, double lr,
   });
 }
 
-AdamW::AdamW(std::vector<Tensor> params, const AdamOptions& options)
-    : Adam(NameList(std::move(params)), options, /*decoupled=*/true) {}
-AdamW::AdamW(const Module& module, const AdamOptions& options)
-    : Adam(module.NamedParameters(), options, /*decoupled=*/true) {}
+absl::StatusOr<std::shared_ptr<AdamW>> AdamW::Create(
+    std::vector<Tensor> params, const AdamOptions& options) {
+  return CreateNamed(NameList(std::move(params)), options);
+}
+absl::StatusOr<std::shared_ptr<AdamW>> AdamW::Create(
+    const Module& module, const AdamOptions& options) {
+  return CreateNamed(module.NamedParameters(), options);
+}
+absl::StatusOr<std::shared_ptr<AdamW>> AdamW::CreateNamed(
+    NamedTensors params, const AdamOptions& options) {
+  FT_RETURN_IF_ERROR(options.Validate());
+  FT_RETURN_IF_ERROR(ValidateParameters(params));
+  return std::shared_ptr<AdamW>(new AdamW(std::move(params), options));
+}
 
 // ---- clipping ----
 double ClipGradNorm(const std::vector<Tensor>& params, double max_norm) {

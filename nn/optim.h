@@ -16,6 +16,13 @@
 //   AdamW (Loshchilov & Hutter 2019; decoupled weight decay):
 //     p -= lr wd p, then the Adam update with wd = 0.
 //
+// Construction: Sgd::Create / Adam::Create / AdamW::Create(params or
+// module, options) return InvalidArgument naming the field when
+// options.Validate() fails (lr, eps, weight_decay, momentum finite and >= 0,
+// eps > 0, betas in [0, 1), nesterov only with momentum > 0) or an
+// entry of params is not a parameter (a constant with requires_grad):
+//   FT_ASSIGN_OR_RETURN(auto adam, nn::Adam::Create(model, {.lr = 1e-3}));
+//
 // Gradient clipping (call between Backward() and Step()):
 //   ClipGradNorm: n = sqrt(sum_p |grad p|^2) (computed scaled by the largest
 //   entry, so huge or tiny gradients neither overflow nor underflow); if n >
@@ -33,13 +40,16 @@
 #define FLOWTAPE_NN_OPTIM_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "autodiff/tensor.h"
 #include "nn/module.h"
 #include "nn/schedule.h"
-#include "autodiff/tensor.h"
 
 namespace flowtape::nn {
 
@@ -60,7 +70,11 @@ class Optimizer {
   NamedTensors NamedState() const;
 
  protected:
+  // params must be parameters (Validate them first: aborts otherwise).
   Optimizer(NamedTensors params, double lr);
+  // InvalidArgument naming the first entry that is not a parameter.
+  static absl::Status ValidateParameters(const NamedTensors& params);
+  static NamedTensors NameList(std::vector<Tensor> params);
   // Adds a zero buffer named "<param>.<slot>" per parameter (shaped like it,
   // or a scalar); returns them.
   std::vector<Tensor> AddSlot(const std::string& slot, bool scalar = false);
@@ -83,14 +97,21 @@ struct SgdOptions {
   double momentum = 0.0;
   bool nesterov = false;
   double weight_decay = 0.0;
+  // InvalidArgument unless lr, momentum and weight_decay are >= 0 (all
+  // finite) and nesterov has momentum > 0.
+  absl::Status Validate() const;
 };
 
 class Sgd : public Optimizer {
  public:
-  Sgd(std::vector<Tensor> params, const SgdOptions& options);
-  Sgd(const Module& module, const SgdOptions& options);
+  static absl::StatusOr<std::shared_ptr<Sgd>> Create(std::vector<Tensor> params,
+                                                     const SgdOptions& options);
+  static absl::StatusOr<std::shared_ptr<Sgd>> Create(const Module& module,
+                                                     const SgdOptions& options);
 
  private:
+  static absl::StatusOr<std::shared_ptr<Sgd>> CreateNamed(
+      NamedTensors params, const SgdOptions& options);
   Sgd(NamedTensors params, const SgdOptions& options);
   void Update(size_t i, Tensor& p, const Tensor& g, double lr,
               int64_t t) override;
@@ -104,17 +125,24 @@ struct AdamOptions {
   double beta2 = 0.999;
   double eps = 1e-8;
   double weight_decay = 0.0;  // Adam: L2 in the gradient; AdamW: decoupled
+  // InvalidArgument unless lr >= 0, beta1, beta2 in [0, 1), eps > 0 and
+  // weight_decay >= 0 (all finite).
+  absl::Status Validate() const;
 };
 
 class Adam : public Optimizer {
  public:
-  Adam(std::vector<Tensor> params, const AdamOptions& options);
-  Adam(const Module& module, const AdamOptions& options);
+  static absl::StatusOr<std::shared_ptr<Adam>> Create(
+      std::vector<Tensor> params, const AdamOptions& options);
+  static absl::StatusOr<std::shared_ptr<Adam>> Create(
+      const Module& module, const AdamOptions& options);
 
  protected:
   Adam(NamedTensors params, const AdamOptions& options, bool decoupled);
 
  private:
+  static absl::StatusOr<std::shared_ptr<Adam>> CreateNamed(
+      NamedTensors params, const AdamOptions& options);
   void Update(size_t i, Tensor& p, const Tensor& g, double lr,
               int64_t t) override;
   AdamOptions o_;
@@ -125,8 +153,16 @@ class Adam : public Optimizer {
 class AdamW : public Adam {
  public:
   // AdamW's customary default decay is 1e-2; set options.weight_decay.
-  AdamW(std::vector<Tensor> params, const AdamOptions& options);
-  AdamW(const Module& module, const AdamOptions& options);
+  static absl::StatusOr<std::shared_ptr<AdamW>> Create(
+      std::vector<Tensor> params, const AdamOptions& options);
+  static absl::StatusOr<std::shared_ptr<AdamW>> Create(
+      const Module& module, const AdamOptions& options);
+
+ private:
+  static absl::StatusOr<std::shared_ptr<AdamW>> CreateNamed(
+      NamedTensors params, const AdamOptions& options);
+  AdamW(NamedTensors params, const AdamOptions& options)
+      : Adam(std::move(params), options, /*decoupled=*/true) {}
 };
 
 // Returns the global gradient norm before clipping.

@@ -76,7 +76,7 @@
 //   auto make = [&](int rank) -> absl::StatusOr<training::Replica> {
 //     Rng init(seed);  // any model: rank 0's is broadcast
 //     FT_ASSIGN_OR_RETURN(auto m, models::MakeModel(flow, config, init));
-//     auto adam = std::make_shared<nn::Adam>(*m, nn::AdamOptions{.lr = lr});
+//     FT_ASSIGN_OR_RETURN(auto adam, nn::Adam::Create(*m, {.lr = lr}));
 //     return training::Replica{m, training::ModelNll(*m), adam};
 //   };
 //   options.threads = absl::GetFlag(FLAGS_threads);  // 0: FLOWTAPE_NUM_THREADS

@@ -51,7 +51,16 @@ absl::Status Figure::DrawAll(Canvas& canvas, std::vector<Axes>* axes) const {
   return absl::OkStatus();
 }
 
+absl::Status FigureOptions::Validate() const {
+  if (cols < 0 || width < 0 || height < 0)
+    return absl::InvalidArgumentError(
+        absl::StrCat("figure: cols = ", cols, ", width = ", width,
+                     ", height = ", height, " must be >= 0 (0: automatic)"));
+  return absl::OkStatus();
+}
+
 absl::Status Figure::CheckSize() const {
+  if (absl::Status s = options_.Validate(); !s.ok()) return s;
   if (panels_.empty())
     return absl::InvalidArgumentError("figure: no panels to draw");
   if (static_cast<double>(width()) * height() > kMaxPixels)

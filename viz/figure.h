@@ -43,9 +43,12 @@ inline constexpr int kTitleBand = 36;
 inline constexpr double kMaxPixels = 1e8;
 
 struct FigureOptions {
-  int cols = 0;
-  int width = 0, height = 0;
+  int cols = 0;               // 0: one row
+  int width = 0, height = 0;  // pixels; 0: from the cells
   std::string title{};
+  // InvalidArgument unless cols, width and height are >= 0 (Render and
+  // Write check it).
+  absl::Status Validate() const;
 };
 
 struct Rendering {

@@ -1,19 +1,38 @@
 #include "viz/heatmap.h"
 
 #include <algorithm>
+#include <cmath>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "autodiff/check.h"
+#include "autodiff/status_macros.h"
 #include "autodiff/tape.h"
 #include "viz/colorbar.h"
 #include "viz/colormap.h"
 
 namespace flowtape::viz {
 
-Heatmap DensityHeatmap(const std::function<Tensor(const Tensor&)>& log_prob,
-                       const Box& box, const DensityHeatmapOptions& options) {
+absl::Status DensityHeatmapOptions::Validate() const {
+  if (resolution < 1 || resolution > 4096)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "density_heatmap: resolution = ", resolution, " must be in [1, 4096]"));
+  if (!std::isfinite(log_range) || !(log_range > 0))
+    return absl::InvalidArgumentError(absl::StrCat(
+        "density_heatmap: log_range = ", log_range, " must be finite and > 0"));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Heatmap> DensityHeatmap(
+    const std::function<Tensor(const Tensor&)>& log_prob, const Box& box,
+    const DensityHeatmapOptions& options) {
+  FT_RETURN_IF_ERROR(options.Validate());
+  if (!std::isfinite(box.xmin) || !std::isfinite(box.xmax) ||
+      !std::isfinite(box.ymin) || !std::isfinite(box.ymax) ||
+      !(box.xmax > box.xmin && box.ymax > box.ymin))
+    return absl::InvalidArgumentError(
+        absl::StrCat("density_heatmap: empty or non-finite box [", box.xmin,
+                     ", ", box.xmax, "] x [", box.ymin, ", ", box.ymax, "]"));
   const int n = options.resolution;
-  FT_CHECK(n > 0, "density_heatmap: resolution ", n);
   Heatmap h;
   h.title = "model density";
   h.box = box;
@@ -30,10 +49,12 @@ Heatmap DensityHeatmap(const std::function<Tensor(const Tensor&)>& log_prob,
       p[2 * col + 1] = y;
     }
     Tensor lp = log_prob(pts);
-    FT_CHECK(lp.numel() == n, "density_heatmap: log_prob returned ",
-             lp.shape().ToString(), " for ", n, " points");
-    std::copy_n(lp.data<double>(), n,
-                h.values.begin() + static_cast<size_t>(row) * n);
+    if (lp.numel() != n)
+      return absl::InvalidArgumentError(
+          absl::StrCat("density_heatmap: log_prob returned ",
+                       lp.shape().ToString(), " for ", n, " points"));
+    const std::vector<double> v = lp.ToVector();
+    std::copy_n(v.begin(), n, h.values.begin() + static_cast<size_t>(row) * n);
   }
   if (options.log_scale) {
     double top = -INFINITY;

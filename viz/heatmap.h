@@ -15,7 +15,9 @@
 // "log p(x)").
 //
 // Errors: InvalidArgument for values.size() != nx * ny, a grid or box that is
-// empty, no finite value, or a cell too small to plot in.
+// empty, no finite value, or a cell too small to plot in. DensityHeatmap:
+// InvalidArgument for options that fail Validate(), an empty or non-finite
+// box, or a log_prob that does not return one value per point.
 #ifndef FLOWTAPE_VIZ_HEATMAP_H_
 #define FLOWTAPE_VIZ_HEATMAP_H_
 
@@ -24,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "autodiff/tensor.h"
 #include "viz/axes.h"
@@ -46,11 +49,14 @@ struct DensityHeatmapOptions {
   int resolution = 200;  // grid cells per side
   bool log_scale = false;
   double log_range = 10.0;  // nats shown below the maximum (log_scale)
+  // InvalidArgument unless 1 <= resolution <= 4096 and log_range is finite
+  // and > 0.
+  absl::Status Validate() const;
 };
 
-Heatmap DensityHeatmap(const std::function<Tensor(const Tensor&)>& log_prob,
-                       const Box& box,
-                       const DensityHeatmapOptions& options = {});
+absl::StatusOr<Heatmap> DensityHeatmap(
+    const std::function<Tensor(const Tensor&)>& log_prob, const Box& box,
+    const DensityHeatmapOptions& options = {});
 
 absl::StatusOr<Axes> Draw(Canvas& canvas, const Rect& cell, const Heatmap& p);
 

@@ -4,9 +4,10 @@
 #include <shapefil.h>
 
 #include <algorithm>
+#include <cmath>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "autodiff/check.h"
 #include "autodiff/tape.h"
 #include "viz/colorbar.h"
 #include "viz/legend.h"
@@ -75,10 +76,23 @@ void ToLonLat(const double* xyz, double* lon, double* lat) {
   *lon = std::atan2(xyz[1], xyz[0]) * 180.0 / M_PI;
 }
 
-SphereMap SphereDensityMap(const std::function<Tensor(const Tensor&)>& log_prob,
-                           const SphereDensityOptions& options) {
+absl::Status SphereDensityOptions::Validate() const {
+  if (nlon < 1 || nlat < 1 || nlon > 8192 || nlat > 8192)
+    return absl::InvalidArgumentError(
+        absl::StrCat("sphere_density_map: grid nlon = ", nlon,
+                     ", nlat = ", nlat, " must be in [1, 8192]"));
+  if (!std::isfinite(log_range) || !(log_range > 0))
+    return absl::InvalidArgumentError(
+        absl::StrCat("sphere_density_map: log_range = ", log_range,
+                     " must be finite and > 0"));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<SphereMap> SphereDensityMap(
+    const std::function<Tensor(const Tensor&)>& log_prob,
+    const SphereDensityOptions& options) {
+  if (absl::Status s = options.Validate(); !s.ok()) return s;
   const int w = options.nlon, h = options.nlat;
-  FT_CHECK(w > 0 && h > 0, "sphere_density_map: grid ", w, "x", h);
   SphereMap map;
   map.title = "model density";
   map.nlon = w;
@@ -97,9 +111,12 @@ SphereMap SphereDensityMap(const std::function<Tensor(const Tensor&)>& log_prob,
       p[3 * col + 2] = std::sin(lat);
     }
     Tensor lp = log_prob(pts);
-    FT_CHECK(lp.numel() == w, "sphere_density_map: log_prob returned ",
-             lp.shape().ToString(), " for ", w, " points");
-    std::copy_n(lp.data<double>(), w,
+    if (lp.numel() != w)
+      return absl::InvalidArgumentError(
+          absl::StrCat("sphere_density_map: log_prob returned ",
+                       lp.shape().ToString(), " for ", w, " points"));
+    const std::vector<double> v = lp.ToVector();
+    std::copy_n(v.begin(), w,
                 map.values.begin() + static_cast<size_t>(row) * w);
   }
   if (options.log_scale) {

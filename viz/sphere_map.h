@@ -22,7 +22,9 @@
 // Errors: InvalidArgument for values.size() != nlon * nlat, points that are
 // not [N, 3], a coastline file that is not a line or polygon shapefile, or a
 // cell too small to plot in; NotFound for a coastline file that cannot be
-// opened. An empty `coastlines` draws no coastlines.
+// opened. An empty `coastlines` draws no coastlines. SphereDensityMap:
+// InvalidArgument for options that fail Validate() or a log_prob that does
+// not return one value per point.
 #ifndef FLOWTAPE_VIZ_SPHERE_MAP_H_
 #define FLOWTAPE_VIZ_SPHERE_MAP_H_
 
@@ -67,10 +69,14 @@ struct SphereDensityOptions {
   int nlon = 360, nlat = 180;
   bool log_scale = true;
   double log_range = 10.0;  // nats shown below the maximum (log_scale)
+  // InvalidArgument unless nlon and nlat are in [1, 8192] and log_range is
+  // finite and > 0.
+  absl::Status Validate() const;
 };
 
-SphereMap SphereDensityMap(const std::function<Tensor(const Tensor&)>& log_prob,
-                           const SphereDensityOptions& options = {});
+absl::StatusOr<SphereMap> SphereDensityMap(
+    const std::function<Tensor(const Tensor&)>& log_prob,
+    const SphereDensityOptions& options = {});
 
 // Longitude and latitude in degrees of a vector (need not be unit length).
 void ToLonLat(const double* xyz, double* lon, double* lat);

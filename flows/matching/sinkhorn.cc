@@ -40,6 +40,37 @@ absl::Status ValidateMarginal(const Eigen::VectorXd& w, Eigen::Index size,
   return absl::OkStatus();
 }
 
+}  // namespace
+
+absl::Status SinkhornOptions::Validate() const {
+  const SinkhornOptions& o = *this;
+  if (!std::isfinite(o.epsilon) || !(o.epsilon > 0.0)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "Sinkhorn: epsilon must be finite and > 0, got ", o.epsilon));
+  }
+  if (o.max_iters < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("Sinkhorn: max_iters must be >= 1, got ", o.max_iters));
+  }
+  if (!std::isfinite(o.tol) || !(o.tol > 0.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("Sinkhorn: tol must be finite and > 0, got ", o.tol));
+  }
+  if (o.initial_epsilon != 0.0 &&
+      (!std::isfinite(o.initial_epsilon) || o.initial_epsilon < o.epsilon)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "Sinkhorn: initial_epsilon must be 0 (off) or finite and >= epsilon ",
+        o.epsilon, ", got ", o.initial_epsilon));
+  }
+  if (!(o.scaling_factor > 0.0 && o.scaling_factor < 1.0)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "Sinkhorn: scaling_factor must be in (0, 1), got ", o.scaling_factor));
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+
 absl::Status Validate(const Eigen::MatrixXd& cost, const Eigen::VectorXd& a,
                       const Eigen::VectorXd& b, const SinkhornOptions& o) {
   if (cost.rows() == 0 || cost.cols() == 0) {
@@ -66,33 +97,12 @@ absl::Status Validate(const Eigen::MatrixXd& cost, const Eigen::VectorXd& a,
         absl::StrCat("Sinkhorn: marginals have different mass (sum a = ", sa,
                      ", sum b = ", sb, ")"));
   }
-  if (!std::isfinite(o.epsilon) || !(o.epsilon > 0.0)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "Sinkhorn: epsilon must be finite and > 0, got ", o.epsilon));
-  }
+  if (absl::Status s = o.Validate(); !s.ok()) return s;
   const double cmax = cost.cwiseAbs().maxCoeff();
   if (cmax / o.epsilon > 1e290) {
     return absl::InvalidArgumentError(absl::StrCat(
         "Sinkhorn: epsilon ", o.epsilon, " is too small for costs of size ",
         cmax, " (max |C| / eps must stay below 1e290)"));
-  }
-  if (o.max_iters < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("Sinkhorn: max_iters must be >= 1, got ", o.max_iters));
-  }
-  if (!std::isfinite(o.tol) || !(o.tol > 0.0)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("Sinkhorn: tol must be finite and > 0, got ", o.tol));
-  }
-  if (o.initial_epsilon != 0.0 &&
-      (!std::isfinite(o.initial_epsilon) || o.initial_epsilon < o.epsilon)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "Sinkhorn: initial_epsilon must be 0 (off) or finite and >= epsilon ",
-        o.epsilon, ", got ", o.initial_epsilon));
-  }
-  if (!(o.scaling_factor > 0.0 && o.scaling_factor < 1.0)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "Sinkhorn: scaling_factor must be in (0, 1), got ", o.scaling_factor));
   }
   return absl::OkStatus();
 }

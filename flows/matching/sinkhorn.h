@@ -53,6 +53,7 @@
 
 #include <Eigen/Dense>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
 namespace flowtape::flows::matching {
@@ -63,6 +64,10 @@ struct SinkhornOptions {
   double tol = 1e-9;             // on the L1 marginal error
   double initial_epsilon = 0.0;  // 0: no epsilon scaling
   double scaling_factor = 0.5;
+  // InvalidArgument unless epsilon and tol are finite and > 0, max_iters >=
+  // 1, initial_epsilon is 0 or finite and >= epsilon, and scaling_factor is
+  // in (0, 1). Sinkhorn calls it (and checks epsilon against the costs).
+  absl::Status Validate() const;
 };
 
 struct SinkhornResult {

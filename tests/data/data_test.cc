@@ -151,6 +151,22 @@ TEST(Csv, BadInputGivesAClearStatus) {
       << corrupt.status();
 }
 
+// A delimiter that is part of a number (or a line break) would silently
+// split values or rows; max_bytes < 1 reads nothing: both are a Status.
+TEST(Csv, BadOptionsGiveAClearStatus) {
+  EXPECT_TRUE(CsvOptions{}.Validate().ok());
+  for (char d : {'\n', '\r', '\0', '5', '.', '-', 'e'}) {
+    auto r = ParseCsv("1,2\n", {d, false}, "f.csv");
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << int(d);
+    EXPECT_NE(r.status().message().find("delimiter"), std::string::npos)
+        << r.status();
+  }
+  auto r = LoadCsv(TmpPath("no_such.csv"), {',', false, 0});
+  EXPECT_NE(r.status().message().find("max_bytes = 0"), std::string::npos)
+      << r.status();
+  EXPECT_TRUE(ParseCsv("1;2\n", {';', false}).ok());
+}
+
 std::string IdxHeader(int type, std::vector<uint32_t> dims) {
   std::string h = {0, 0, static_cast<char>(type),
                    static_cast<char>(dims.size())};

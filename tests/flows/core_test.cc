@@ -3,7 +3,10 @@
 // refuses inputs of another shape with a Status.
 #include <cmath>
 #include <memory>
+#include <string>
+#include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "autodiff/grad.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
@@ -27,7 +30,7 @@ std::shared_ptr<Scaling> MakeScaling(std::vector<double> s) {
 
 TEST(Sequential, ComposesInOrderAndInvertsInReverse) {
   // x -> permute (swap) -> scale by e^{(1, 2)}: z = (x1 e, x0 e^2).
-  Sequential seq({Reverse(2), MakeScaling({1.0, 2.0})});
+  Sequential seq({Reverse(2).value(), MakeScaling({1.0, 2.0})});
   Tensor x = Tensor::FromVector({1, 2}, {3.0, 5.0});
   FlowResult r = seq.Forward(x);
   EXPECT_NEAR(r.value[0], 5.0 * std::exp(1.0), 1e-13);
@@ -58,10 +61,21 @@ TEST(Invert, SwapsDirections) {
 
 TEST(Permute, RandomIsAPermutationAndBadListsAreRefused) {
   Rng rng(3);
-  auto p = RandomPermutation(7, rng);
+  auto p = RandomPermutation(7, rng).value();
   std::vector<int64_t> sorted = p->perm();
   std::sort(sorted.begin(), sorted.end());
   for (int64_t i = 0; i < 7; ++i) EXPECT_EQ(sorted[i], i);
+  EXPECT_EQ(Reverse(3).value()->perm(), (std::vector<int64_t>{2, 1, 0}));
+  for (int64_t d : {0, -2}) {
+    auto r = Reverse(d);
+    EXPECT_NE(r.status().message().find(absl::StrCat("d = ", d)),
+              std::string::npos)
+        << r.status();
+    auto s = RandomPermutation(d, rng);
+    EXPECT_NE(s.status().message().find(absl::StrCat("d = ", d)),
+              std::string::npos)
+        << s.status();
+  }
   auto dup = Permute::Create({0, 1, 1});
   ASSERT_FALSE(dup.ok());
   EXPECT_NE(dup.status().message().find("entry 2"), std::string::npos);
@@ -77,7 +91,7 @@ TEST(Permute, RandomIsAPermutationAndBadListsAreRefused) {
 TEST(FlowModel, LogProbSampleAndNll) {
   // z = x e^s with a standard normal base: x ~ N(0, e^{-2s}).
   const double s0 = 0.7, s1 = -0.4;
-  FlowModel model(std::make_shared<StandardNormal>(Shape({2})),
+  FlowModel model(StandardNormal::Create(Shape({2})).value(),
                   MakeScaling({s0, s1}));
   Tensor x = Tensor::FromVector({2, 2}, {0.3, -1.2, 2.0, 0.1});
   Tensor lp = model.LogProb(x);
@@ -109,8 +123,8 @@ TEST(FlowModel, LogProbSampleAndNll) {
 
 TEST(FlowModel, SampleWithLogProbMatchesLogProb) {
   auto flow = std::make_shared<Sequential>(std::vector<std::shared_ptr<Flow>>{
-      MakeScaling({0.3, -0.2, 0.1}), Reverse(3)});
-  FlowModel model(std::make_shared<DiagonalNormal>(Shape({3})), flow);
+      MakeScaling({0.3, -0.2, 0.1}), Reverse(3).value()});
+  FlowModel model(DiagonalNormal::Create(Shape({3})).value(), flow);
   Rng rng(5);
   TapeScope scope;
   FlowModel::SampleResult s = model.SampleWithLogProb(5, rng);
@@ -124,7 +138,7 @@ TEST(FlowModel, SampleWithLogProbMatchesLogProb) {
 
 // Inputs of the wrong shape are a Status, for code that scores user data.
 TEST(FlowModel, CheckInputRefusesOtherShapes) {
-  FlowModel model(std::make_shared<StandardNormal>(Shape({2})),
+  FlowModel model(StandardNormal::Create(Shape({2})).value(),
                   MakeScaling({0.7, -0.4}));
   EXPECT_TRUE(model.CheckInput(Tensor::Zeros({3, 2})).ok());
   EXPECT_TRUE(
@@ -152,7 +166,7 @@ TEST(FlowModel, CheckInputRefusesOtherShapes) {
 TEST(FlowModel, ConvertsItsInputsToItsDtype) {
   // A float32 model scores float64 data (converted, with its gradient) and
   // samples in float32; the base knows its dtype from its buffer.
-  FlowModel model(std::make_shared<StandardNormal>(Shape({2})),
+  FlowModel model(StandardNormal::Create(Shape({2})).value(),
                   MakeScaling({0.7, -0.4}));
   Tensor x = Tensor::FromVector({2, 2}, {0.3, -1.2, 2.0, 0.1});
   const std::vector<double> want = model.LogProb(x).ToVector();

@@ -68,7 +68,7 @@ std::shared_ptr<Flow> SigmoidPermuted5(Rng& r) {
   o.activation = nn::Activation::kTanh;
   for (int i = 0; i < 3; ++i) {
     s->Add(Coupling::Create(o, r).value());
-    s->Add(RandomPermutation(5, r));
+    s->Add(RandomPermutation(5, r).value());
   }
   return s;
 }
@@ -84,7 +84,7 @@ std::shared_ptr<Flow> ImageStack(K kind, int64_t k, Rng& r, int64_t c = 2,
                                  int64_t hw = 4) {
   auto s = Stack(
       Options({c, hw, hw}, kind, {6, 6}, k, CouplingMask::kCheckerboard), 2, r);
-  s->Add(RandomPermutation(c, r));
+  s->Add(RandomPermutation(c, r).value());
   s->Add(Stack(Options({c, hw, hw}, kind, {6, 6}, k), 2, r));
   return s;
 }

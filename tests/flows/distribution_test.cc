@@ -56,14 +56,15 @@ Moments SampleMoments(const Distribution& p, int64_t n, Rng& rng) {
 }
 
 TEST(Distribution, StandardNormalIntegratesAndMoments) {
-  StandardNormal p1({1}), p2({2});
-  EXPECT_NEAR(Integral(p1, 10, 4000), 1.0, 1e-10);
-  EXPECT_NEAR(Integral(p2, 10, 600), 1.0, 1e-8);
+  auto p1 = StandardNormal::Create({1}).value();
+  auto p2 = StandardNormal::Create({2}).value();
+  EXPECT_NEAR(Integral(*p1, 10, 4000), 1.0, 1e-10);
+  EXPECT_NEAR(Integral(*p2, 10, 600), 1.0, 1e-8);
   // log N(0; 0, 1) in 2-D is -log(2 pi).
-  EXPECT_NEAR(p2.LogProb(Tensor::Zeros({1, 2})).item(), -std::log(2 * M_PI),
+  EXPECT_NEAR(p2->LogProb(Tensor::Zeros({1, 2})).item(), -std::log(2 * M_PI),
               1e-14);
   Rng rng(1);
-  Moments m = SampleMoments(p2, 200000, rng);
+  Moments m = SampleMoments(*p2, 200000, rng);
   for (int j = 0; j < 2; ++j) {
     EXPECT_NEAR(m.mean[j], 0.0, 0.01);
     EXPECT_NEAR(m.var[j], 1.0, 0.015);
@@ -71,11 +72,11 @@ TEST(Distribution, StandardNormalIntegratesAndMoments) {
 }
 
 TEST(Distribution, StandardNormalImageEvent) {
-  StandardNormal p({2, 3, 3});
+  auto p = StandardNormal::Create({2, 3, 3}).value();
   Rng rng(2);
-  Tensor x = p.Sample(4, rng);
+  Tensor x = p->Sample(4, rng);
   ASSERT_EQ(x.shape(), Shape({4, 2, 3, 3}));
-  Tensor lp = p.LogProb(x);
+  Tensor lp = p->LogProb(x);
   ASSERT_EQ(lp.shape(), Shape({4}));
   double expect = -9 * std::log(2 * M_PI);
   for (int j = 0; j < 18; ++j) expect -= 0.5 * x[j] * x[j];
@@ -104,8 +105,8 @@ TEST(Distribution, DiagonalNormal) {
 }
 
 TEST(Distribution, LogisticIntegratesAndMoments) {
-  Logistic p1({1});
-  EXPECT_NEAR(Integral(p1, 40, 20000), 1.0, 1e-9);
+  auto p1 = Logistic::Create({1}).value();
+  EXPECT_NEAR(Integral(*p1, 40, 20000), 1.0, 1e-9);
   auto p = Logistic::Create(Tensor::FromVector({2}, {1.0, -2.0}),
                             Tensor::FromVector({2}, {0.5, 1.5}));
   ASSERT_TRUE(p.ok()) << p.status();
@@ -118,7 +119,7 @@ TEST(Distribution, LogisticIntegratesAndMoments) {
   EXPECT_NEAR(m.var[0], 0.25 * M_PI * M_PI / 3, 0.02);
   EXPECT_NEAR(m.var[1], 2.25 * M_PI * M_PI / 3, 0.15);
   // Standard logistic density at 0 is 1/4.
-  EXPECT_NEAR(p1.LogProb(Tensor::Zeros({1, 1})).item(), std::log(0.25), 1e-14);
+  EXPECT_NEAR(p1->LogProb(Tensor::Zeros({1, 1})).item(), std::log(0.25), 1e-14);
 }
 
 TEST(Distribution, GaussianMixture) {
@@ -148,27 +149,27 @@ TEST(Distribution, GaussianMixture) {
 }
 
 TEST(Distribution, FactorizedMixture) {
-  FactorizedMixture p(2, 3);
+  auto p = FactorizedMixture::Create({.components = 3, .dims = 2}).value();
   Rng rng(8);
-  for (Tensor q : p.Parameters()) {  // move off the symmetric start
+  for (Tensor q : p->Parameters()) {  // move off the symmetric start
     double* v = q.mutable_data<double>();
     for (int64_t j = 0; j < q.numel(); ++j) v[j] += 0.3 * rng.Normal();
   }
-  EXPECT_NEAR(Integral(p, 12, 800), 1.0, 1e-8);
+  EXPECT_NEAR(Integral(*p, 12, 800), 1.0, 1e-8);
   // Coordinates are independent: log p(x0, x1) = log p0(x0) + log p1(x1),
   // which the 2-D density must factor into (checked via sample moments of
   // the product: E[x0 x1] = E[x0] E[x1]).
-  Moments m = SampleMoments(p, 200000, rng);
+  Moments m = SampleMoments(*p, 200000, rng);
   Tensor s;
   {
     NoGradScope ng;
-    s = p.Sample(200000, rng);
+    s = p->Sample(200000, rng);
   }
   double cross = 0;
   for (int64_t i = 0; i < 200000; ++i) cross += s[2 * i] * s[2 * i + 1] / 2e5;
   EXPECT_NEAR(cross, m.mean[0] * m.mean[1], 0.02);
   // Mean of coordinate 0 from the parameters: sum_k softmax(logits)_k mu_k.
-  auto named = p.NamedParameters();
+  auto named = p->NamedParameters();
   Tensor logits = named[0].second, means = named[1].second;
   double z = 0, mean0 = 0;
   for (int c = 0; c < 3; ++c) z += std::exp(logits[c]);
@@ -226,24 +227,55 @@ double ParamGradError(const Distribution& p, const Tensor& x) {
   return worst;
 }
 
+// Bad event shapes and mixture options are a Status naming the problem.
+TEST(Distribution, BadShapesAndOptionsAreAStatus) {
+  Rng rng(1);
+  auto expect = [](const absl::Status& s, const std::string& what) {
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+    EXPECT_NE(s.message().find(what), std::string::npos) << s;
+  };
+  expect(StandardNormal::Create(Shape{}).status(),
+         "standard_normal: event shape []");
+  expect(StandardNormal::Create(Shape{1, 2, 3, 4}).status(),
+         "event shape [1, 2, 3, 4]");
+  expect(DiagonalNormal::Create(Shape{0}).status(),
+         "diagonal_normal: event shape [0]");
+  expect(Logistic::Create(Shape{2, 0}).status(),
+         "logistic: event shape [2, 0]");
+  expect(GaussianMixture::Create({.components = 0, .dims = 2}, rng).status(),
+         "components = 0");
+  expect(
+      FullGaussianMixture::Create({.components = 2, .dims = 0}, rng).status(),
+      "dims = 0");
+  expect(GaussianMixture::Create(
+             {.components = 2, .dims = 2, .init_spread = NAN}, rng)
+             .status(),
+         "init_spread = nan");
+  expect(FactorizedMixture::Create({.components = -1, .dims = 2}).status(),
+         "components = -1");
+  EXPECT_TRUE(FactorizedMixture::Create({.components = 2, .dims = 2}).ok());
+}
+
 TEST(Distribution, ParameterGradients) {
   Rng rng(6);
   Tensor x = Tensor::Randn({5, 3}, rng);
-  DiagonalNormal dn({3});
-  GaussianMixture gm(4, 3, rng);
-  FullGaussianMixture fg(4, 3, rng);
-  Logistic lg({3}, /*learnable=*/true);
-  FactorizedMixture fm(3, 2);
-  for (Distribution* d : std::vector<Distribution*>{&dn, &gm, &fg, &lg, &fm}) {
+  auto dn = DiagonalNormal::Create({3}).value();
+  auto gm = GaussianMixture::Create({.components = 4, .dims = 3}, rng).value();
+  auto fg =
+      FullGaussianMixture::Create({.components = 4, .dims = 3}, rng).value();
+  auto lg = Logistic::Create({3}, /*learnable=*/true).value();
+  auto fm = FactorizedMixture::Create({.components = 2, .dims = 3}).value();
+  for (Distribution* d : std::vector<Distribution*>{
+           dn.get(), gm.get(), fg.get(), lg.get(), fm.get()}) {
     for (Tensor q : d->Parameters()) {  // move off the symmetric start
       double* v = q.mutable_data<double>();
       for (int64_t j = 0; j < q.numel(); ++j) v[j] += 0.3 * rng.Normal();
     }
     EXPECT_LT(ParamGradError(*d, x), 1e-7) << d->name();
   }
-  EXPECT_EQ(gm.NumParameters(), 4 + 12 + 12);
-  EXPECT_EQ(fg.NumParameters(), 4 + 12 + 12 + 12);  // + 4 strict triangles
-  EXPECT_EQ(Logistic({3}).NumParameters(), 0);
+  EXPECT_EQ(gm->NumParameters(), 4 + 12 + 12);
+  EXPECT_EQ(fg->NumParameters(), 4 + 12 + 12 + 12);  // + 4 strict triangles
+  EXPECT_EQ(Logistic::Create({3}).value()->NumParameters(), 0);
 }
 
 // The mixture's score and its derivative in x (the flow's output feeds it):
@@ -509,7 +541,8 @@ TEST(Distribution, MixturesWithUndefinedWeightsSampleNaN) {
                                       Tensor::Ones({3, 1}));
   ASSERT_TRUE(diag.ok());
   std::vector<std::shared_ptr<Distribution>> mixtures = {
-      *diag, MakeFull(2), std::make_shared<FactorizedMixture>(2, 3)};
+      *diag, MakeFull(2),
+      FactorizedMixture::Create({.components = 3, .dims = 2}).value()};
   NoGradScope ng;
   for (const auto& p : mixtures) {
     Tensor logits;
@@ -550,11 +583,11 @@ TEST(Distribution, MixturesWithUndefinedWeightsSampleNaN) {
 
 TEST(Distribution, ReparametrisedSampleGradient) {
   // d/d mu of mean(sample) is 1 per coordinate (x = mu + s eps).
-  DiagonalNormal p({2});
+  auto p = DiagonalNormal::Create({2}).value();
   Rng rng(7);
   TapeScope scope;
-  Tensor s = p.Sample(10, rng);
-  std::vector<Tensor> g = Grad({Mean(s)}, {p.loc()});
+  Tensor s = p->Sample(10, rng);
+  std::vector<Tensor> g = Grad({Mean(s)}, {p->loc()});
   EXPECT_NEAR(g[0][0], 0.5, 1e-14);
   EXPECT_NEAR(g[0][1], 0.5, 1e-14);
 }
@@ -562,13 +595,13 @@ TEST(Distribution, ReparametrisedSampleGradient) {
 TEST(Distribution, EveryFamilySamplesAndScoresInItsDtype) {
   Rng rng(7);
   std::vector<std::shared_ptr<Distribution>> all = {
-      std::make_shared<StandardNormal>(Shape{3}),
-      std::make_shared<DiagonalNormal>(Shape{3}),
-      std::make_shared<Logistic>(Shape{3}),
-      std::make_shared<Logistic>(Shape{3}, /*learnable=*/true),
-      std::make_shared<GaussianMixture>(2, 3, rng),
-      std::make_shared<FullGaussianMixture>(2, 3, rng),
-      std::make_shared<FactorizedMixture>(3, 2)};
+      StandardNormal::Create(Shape{3}).value(),
+      DiagonalNormal::Create(Shape{3}).value(),
+      Logistic::Create(Shape{3}).value(),
+      Logistic::Create(Shape{3}, /*learnable=*/true).value(),
+      GaussianMixture::Create({.components = 2, .dims = 3}, rng).value(),
+      FullGaussianMixture::Create({.components = 2, .dims = 3}, rng).value(),
+      FactorizedMixture::Create({.components = 2, .dims = 3}).value()};
   for (const auto& d : all) {
     SCOPED_TRACE(d->name());
     Tensor x = d->Sample(4, rng);

@@ -19,8 +19,10 @@
 #include <cstdlib>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
 #include "flows/actnorm.h"
@@ -106,7 +108,7 @@ TEST(ActNorm, ConcurrentScoringOfAnUninitialisedModelWritesNothing) {
   o.depth = 2;
   o.hidden = 6;
   auto glow = Glow::Create(o, rng).value();
-  FlowModel model(std::make_shared<StandardNormal>(Shape{2, 4, 4}), glow);
+  FlowModel model(StandardNormal::Create(Shape{2, 4, 4}).value(), glow);
   Tensor x = Tensor::Randn({8, 2, 4, 4}, rng) * 3.0 + 1.0;
   std::vector<double> alone;
   {
@@ -294,6 +296,26 @@ TEST(Glow, MapsMnistShapedImages) {
   bad.levels = 3;  // 28 is not divisible by 8
   EXPECT_FALSE(bad.Validate().ok());
   EXPECT_FALSE(Glow::Create(bad, rng).ok());
+}
+
+// 0 and negative sides are multiples of 2^L too; they, and sides below
+// 2^L, leave a level without an even image to squeeze: a Status, not an abort
+// inside Create.
+TEST(Glow, EmptyNegativeOrTooSmallImagesAreAStatus) {
+  Rng rng(7);
+  for (auto [h, w] :
+       {std::pair<int64_t, int64_t>{0, 8}, {8, 0}, {-4, 8}, {8, -8}, {2, 8}}) {
+    GlowOptions o;
+    o.height = h, o.width = w, o.levels = 2, o.depth = 1, o.hidden = 4;
+    auto g = Glow::Create(o, rng);
+    EXPECT_EQ(g.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(g.status().message().find(absl::StrCat("image ", h, "x", w)),
+              std::string::npos)
+        << g.status();
+  }
+  GlowOptions ok;
+  ok.height = ok.width = 4, ok.levels = 2, ok.depth = 1, ok.hidden = 4;
+  EXPECT_TRUE(Glow::Create(ok, rng).ok());
 }
 
 std::shared_ptr<Flow> SmallGlow(int64_t context, InvConvParam p, Rng& r) {

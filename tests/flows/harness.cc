@@ -315,7 +315,7 @@ void CheckDensityIntegratesToOne(const FlowCase& c, DType dtype) {
   const int64_t d = c.event_shape.numel();
   if (d > 2) return;  // quadrature only in 1-D and 2-D
   Instance s = Make(c, 14, dtype);
-  flows::FlowModel model(std::make_shared<flows::StandardNormal>(c.event_shape),
+  flows::FlowModel model(flows::StandardNormal::Create(c.event_shape).value(),
                          s.flow);
   model.To(dtype);
   const int m =
@@ -372,7 +372,7 @@ void CheckSamplesFiniteAfterTraining(const FlowCase& c, DType dtype) {
   constexpr int kSteps = 20;
   constexpr int64_t kRows = 64, kBatch = 32, kSamples = 256;
   Instance s = Make(c, 23, dtype);
-  flows::FlowModel model(std::make_shared<flows::StandardNormal>(c.event_shape),
+  flows::FlowModel model(flows::StandardNormal::Create(c.event_shape).value(),
                          s.flow);
   model.To(dtype);
   Rng rng(24);
@@ -389,15 +389,15 @@ void CheckSamplesFiniteAfterTraining(const FlowCase& c, DType dtype) {
   // stops training and restores the whole state (parameters, buffers,
   // optimizer) of the last finite step (guard_every = 1); the run must end
   // with a model that samples and scores.
-  nn::Adam opt(model, {.lr = c.train_lr});
+  auto opt = nn::Adam::Create(model, {.lr = c.train_lr}).value();
   training::TrainOptions o;
   o.batch_size = kBatch;
   o.max_steps = kSteps;
   o.log_every = 0;
   o.guard_every = 1;
   o.seed = 25;
-  absl::StatusOr<training::TrainResult> r =
-      training::TrainNllOutcome(model, training::ModelNll(model), opt, data, o);
+  absl::StatusOr<training::TrainResult> r = training::TrainNllOutcome(
+      model, training::ModelNll(model), *opt, data, o);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_TRUE(r->model_status.ok())
       << "after " << r->steps << " steps: " << r->message;
@@ -414,7 +414,7 @@ void CheckSamplesFiniteAfterTraining(const FlowCase& c, DType dtype) {
 
 void CheckGradients(const FlowCase& c) {
   Instance s = Make(c, 15);
-  flows::FlowModel model(std::make_shared<flows::StandardNormal>(c.event_shape),
+  flows::FlowModel model(flows::StandardNormal::Create(c.event_shape).value(),
                          s.flow);
   CheckParameterGradients(
       c, *s.flow, [&] { return model.Nll(s.x, s.context); }, "NLL");
@@ -444,7 +444,7 @@ void CheckInverseGradients(const FlowCase& c) {
 
 void CheckHessianVectorProducts(const FlowCase& c) {
   Instance s = Make(c, 19);
-  flows::FlowModel model(std::make_shared<flows::StandardNormal>(c.event_shape),
+  flows::FlowModel model(flows::StandardNormal::Create(c.event_shape).value(),
                          s.flow);
   {
     NoGradScope no_grad;  // HessianVectorError ignores NaN

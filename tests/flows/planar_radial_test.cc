@@ -31,12 +31,14 @@ std::shared_ptr<Flow> Radial5(Rng& r) { return MakeRadial(5, r); }
 std::shared_ptr<Flow> PlanarStack(Rng& r) {  // planar, reverse, radial, ...
   auto s = std::make_shared<Sequential>();
   for (int k = 0; k < 3; ++k) {
-    s->Add(MakePlanar(2, r)).Add(Reverse(2));
+    s->Add(MakePlanar(2, r)).Add(Reverse(2).value());
     s->Add(MakeRadial(2, r));
   }
   return s;
 }
-std::shared_ptr<Flow> Permute4(Rng& r) { return RandomPermutation(4, r); }
+std::shared_ptr<Flow> Permute4(Rng& r) {
+  return RandomPermutation(4, r).value();
+}
 std::shared_ptr<Flow> InvertedPlanar(Rng& r) {
   return std::make_shared<Invert>(MakePlanar(3, r));
 }

@@ -212,7 +212,8 @@ TEST(Resampled, TrainedNormaliserMatchesQuadrature) {
   };
   const std::vector<double> buffer_before =
       p->NamedBuffers().front().second.ToVector();
-  nn::Adam opt(p->Parameters(), {.lr = 1e-2});
+  auto opt_ptr = nn::Adam::Create(p->Parameters(), {.lr = 1e-2}).value();
+  nn::Adam& opt = *opt_ptr;
   for (int step = 0; step < 400; ++step) {
     TapeScope scope;
     opt.ZeroGrad();

@@ -89,7 +89,7 @@ std::shared_ptr<Flow> ResStack(Rng& r) {  // actnorm, block, permutation, ...
   for (int k = 0; k < 2; ++k) {
     s->Add(ActNorm::Create(3).value());
     s->Add(Strong(Exact(3), r));
-    s->Add(RandomPermutation(3, r));
+    s->Add(RandomPermutation(3, r).value());
   }
   return s;
 }
@@ -588,7 +588,7 @@ TEST(ResidualFlow, CheckpointRoundTripReproducesLogProb) {
   auto make = [&](uint64_t seed) {
     Rng rng(seed);
     return std::make_shared<FlowModel>(
-        std::make_shared<StandardNormal>(Shape({2})),
+        StandardNormal::Create(Shape({2})).value(),
         ResidualFlow(o, 2, rng).value());
   };
   auto a = make(1), b = make(2), params_only = make(3);
@@ -596,13 +596,14 @@ TEST(ResidualFlow, CheckpointRoundTripReproducesLogProb) {
   Tensor x = Tensor::Randn({16, 2}, data) * 1.5 + 0.5;
   nn::AdamOptions ao;
   ao.lr = 0.05;
-  nn::Adam opt_a(*a, ao), opt_b(*b, ao);
-  TrainSteps(*a, opt_a, x, 5);
+  auto opt_a = nn::Adam::Create(*a, ao).value();
+  auto opt_b = nn::Adam::Create(*b, ao).value();
+  TrainSteps(*a, *opt_a, x, 5);
   const char* dir = std::getenv("TEST_TMPDIR");
   const std::string path =
       std::string(dir != nullptr ? dir : "/tmp") + "/resflow.ckpt";
-  ASSERT_TRUE(nn::SaveCheckpoint(path, *a, &opt_a).ok());
-  absl::Status s = nn::LoadCheckpoint(path, *b, &opt_b);
+  ASSERT_TRUE(nn::SaveCheckpoint(path, *a, opt_a.get()).ok());
+  absl::Status s = nn::LoadCheckpoint(path, *b, opt_b.get());
   ASSERT_TRUE(s.ok()) << s;
   // Three layers' (u, v) and one ActNorm flag per block, the base's
   // normalising constant.
@@ -625,8 +626,8 @@ TEST(ResidualFlow, CheckpointRoundTripReproducesLogProb) {
     worst = std::max(worst, std::fabs(stale[i] - want[i]));
   EXPECT_GT(worst, 1e-6);
 
-  TrainSteps(*a, opt_a, x, 2);  // kTrain updates (u, v) in place on both
-  TrainSteps(*b, opt_b, x, 2);
+  TrainSteps(*a, *opt_a, x, 2);  // kTrain updates (u, v) in place on both
+  TrainSteps(*b, *opt_b, x, 2);
   got = EvalLogProb(*b, x);
   const std::vector<double> want2 = EvalLogProb(*a, x);
   for (size_t i = 0; i < want2.size(); ++i)

@@ -474,7 +474,7 @@ TEST(Snf, FlowModelScoresWithoutAnRngOnAFixedStream) {
   o.blocks = 2;
   o.hidden = {8};
   o.step_size = 0.05;
-  FlowModel model(std::make_shared<StandardNormal>(Shape{2}), *MakeSnf(o, rng));
+  FlowModel model(StandardNormal::Create(Shape{2}).value(), *MakeSnf(o, rng));
   Rng data(5);
   const Tensor x = Tensor::Randn({16, 2}, data);
   const std::vector<double> a = model.LogProb(x).ToVector();

@@ -114,16 +114,18 @@ TEST(Densities, FlowModelsIntegrateToOneOnS2) {
   auto base = std::make_shared<UniformSphere>(3);
   std::vector<std::shared_ptr<flows::Flow>> chain;
   for (int k = 0; k < 4; ++k)
-    chain.push_back(std::make_shared<NormalizedAffine>(3, rng, 0.4));
+    chain.push_back(
+        NormalizedAffine::Create({.n = 3, .noise = 0.4}, rng).value());
   auto model = std::make_shared<ManifoldFlowModel>(base, chain);
   EXPECT_NEAR(IntegrateS2(*model, 200, 200), 1.0, 1e-7);
   auto other = std::make_shared<ManifoldFlowModel>(
       base, std::vector<std::shared_ptr<flows::Flow>>{
-                std::make_shared<NormalizedAffine>(3, rng, 0.4)});
+                NormalizedAffine::Create({.n = 3, .noise = 0.4}, rng).value()});
   FlowMixture mixture({model, other});
   EXPECT_NEAR(IntegrateS2(mixture, 200, 200), 1.0, 1e-7);
   // The neural flow's density goes through the generic volume ratio.
-  auto nf = std::make_shared<CylindricalCouplingFlow>(3, 8, rng);
+  auto nf = CylindricalCouplingFlow::Create({.components = 3, .hidden = 8}, rng)
+                .value();
   for (Tensor p : nf->Parameters())
     for (int64_t j = 0; j < p.numel(); ++j)
       p.mutable_data<double>()[j] += 0.3 * rng.Normal();
@@ -139,8 +141,9 @@ TEST(Densities, FlowMixtureWithUndefinedWeightsSamplesNaN) {
   auto base = std::make_shared<UniformSphere>(3);
   auto part = [&] {
     return std::make_shared<ManifoldFlowModel>(
-        base, std::vector<std::shared_ptr<flows::Flow>>{
-                  std::make_shared<NormalizedAffine>(3, rng, 0.4)});
+        base,
+        std::vector<std::shared_ptr<flows::Flow>>{
+            NormalizedAffine::Create({.n = 3, .noise = 0.4}, rng).value()});
   };
   FlowMixture mixture({part(), part()});
   Tensor logits;
@@ -169,7 +172,8 @@ TEST(Densities, SimplexDensitiesIntegrateToOne) {
       *SimplexCalibration::Create(0.8, {0.3, -0.2, 0.5}));
   EXPECT_NEAR(IntegrateSimplex2(ManifoldFlowModel(dir, {fcal}), 300), 1.0,
               1e-6);
-  auto gcal = std::make_shared<GeneralizedCalibration>(3, rng, 0.2);
+  auto gcal =
+      GeneralizedCalibration::Create({.n = 3, .noise = 0.2}, rng).value();
   EXPECT_NEAR(IntegrateSimplex2(ManifoldFlowModel(dir, {gcal}), 300), 1.0,
               1e-5);
 }
@@ -183,7 +187,8 @@ TEST(Densities, MonteCarloOnS4) {
   Eigen::VectorXd mu = Eigen::VectorXd::Ones(n).normalized();
   std::vector<std::shared_ptr<flows::Flow>> chain;
   for (int k = 0; k < 3; ++k)
-    chain.push_back(std::make_shared<NormalizedAffine>(n, rng, 0.1));
+    chain.push_back(
+        NormalizedAffine::Create({.n = n, .noise = 0.1}, rng).value());
   std::vector<std::shared_ptr<ManifoldDensity>> ds = {
       std::shared_ptr<ManifoldDensity>(
           *AngularCentralGaussian::Create(m * m.transpose())),

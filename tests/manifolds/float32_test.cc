@@ -97,16 +97,21 @@ std::vector<FlowCase> FlowCases() {
     const std::string tag = std::to_string(n);
     cases.push_back({"affine" + tag, s, [n] {
                        Rng rng(100 + n);
-                       return std::make_shared<NormalizedAffine>(n, rng, 0.5);
+                       return NormalizedAffine::Create({.n = n, .noise = 0.5},
+                                                       rng)
+                           .value();
                      }});
     cases.push_back({"translation" + tag, s, [n] {
                        Rng rng(110 + n);
-                       return std::make_shared<NormalizedTranslation>(n, rng,
-                                                                      0.5);
+                       return NormalizedTranslation::Create(
+                                  {.n = n, .noise = 0.5}, rng)
+                           .value();
                      }});
     cases.push_back({"linear" + tag, s, [n] {
                        Rng rng(120 + n);
-                       return std::make_shared<NormalizedLinear>(n, rng, 0.5);
+                       return NormalizedLinear::Create({.n = n, .noise = 0.5},
+                                                       rng)
+                           .value();
                      }});
     // Create() factors M with pivoting: a permutation and signs in buffers.
     cases.push_back({"affine_create" + tag, s, [n] {
@@ -130,14 +135,16 @@ std::vector<FlowCase> FlowCases() {
                      }});
     cases.push_back({"gcal" + tag, d, [n] {
                        Rng rng(150 + n);
-                       return std::make_shared<GeneralizedCalibration>(n, rng,
-                                                                       0.4);
+                       return GeneralizedCalibration::Create(
+                                  {.n = n, .noise = 0.4}, rng)
+                           .value();
                      }});
   }
   cases.push_back({"cylindrical", Manifold::Sphere(3), [] {
                      Rng rng(160);
-                     auto f =
-                         std::make_shared<CylindricalCouplingFlow>(4, 16, rng);
+                     auto f = CylindricalCouplingFlow::Create(
+                                  {.components = 4, .hidden = 16}, rng)
+                                  .value();
                      Perturb(*f, rng, 0.3);
                      return f;
                    }});
@@ -220,7 +227,7 @@ TEST(Float32, GenericVolumeRatioMatchesClosedForm) {
   for (int64_t n : {3, 5}) {
     auto make = [n] {
       Rng rng(170 + n);
-      return std::make_shared<NormalizedAffine>(n, rng, 0.3);
+      return NormalizedAffine::Create({.n = n, .noise = 0.3}, rng).value();
     };
     std::shared_ptr<NormalizedAffine> f64 = make();
     std::shared_ptr<NormalizedAffine> f32 = ToFloat32(make(), *f64);
@@ -244,7 +251,8 @@ TEST(Float32, GenericVolumeRatioMatchesClosedForm) {
 // float32 (1e-60 underflows to 0 there and gives 0/0).
 TEST(Float32, CylindricalFlowIsFiniteAtThePoles) {
   Rng rng(5);
-  auto f = std::make_shared<CylindricalCouplingFlow>(3, 8, rng);
+  auto f = CylindricalCouplingFlow::Create({.components = 3, .hidden = 8}, rng)
+               .value();
   Perturb(*f, rng, 0.3);
   f->To(kFloat32);
   for (double pole : {1.0, -1.0}) {
@@ -278,7 +286,8 @@ std::vector<DensityCase> DensityCases() {
     Rng rng(seed);
     std::vector<std::shared_ptr<flows::Flow>> flows;
     for (int k = 0; k < layers; ++k)
-      flows.push_back(std::make_shared<NormalizedAffine>(n, rng, 0.4));
+      flows.push_back(
+          NormalizedAffine::Create({.n = n, .noise = 0.4}, rng).value());
     return std::make_shared<ManifoldFlowModel>(
         std::make_shared<UniformSphere>(n), flows);
   };
@@ -312,7 +321,8 @@ std::vector<DensityCase> DensityCases() {
        [] {
          Rng rng(204);
          std::vector<std::shared_ptr<flows::Flow>> flows = {
-             std::make_shared<GeneralizedCalibration>(3, rng, 0.3)};
+             GeneralizedCalibration::Create({.n = 3, .noise = 0.3}, rng)
+                 .value()};
          return std::make_shared<ManifoldFlowModel>(
              std::shared_ptr<ManifoldDensity>(*Dirichlet::Create({2, 3, 4})),
              flows);
@@ -320,10 +330,12 @@ std::vector<DensityCase> DensityCases() {
       {"neural",
        [] {
          Rng rng(205);
-         auto nf = std::make_shared<CylindricalCouplingFlow>(3, 8, rng);
+         auto nf = CylindricalCouplingFlow::Create(
+                       {.components = 3, .hidden = 8}, rng)
+                       .value();
          Perturb(*nf, rng, 0.3);
          std::vector<std::shared_ptr<flows::Flow>> flows = {
-             nf, std::make_shared<NormalizedAffine>(3, rng, 0.3)};
+             nf, NormalizedAffine::Create({.n = 3, .noise = 0.3}, rng).value()};
          return std::make_shared<ManifoldFlowModel>(
              std::make_shared<UniformSphere>(3), flows);
        }},
@@ -364,8 +376,8 @@ TEST(Float32, TrainingLowersTheNll) {
       parts.push_back(std::make_shared<ManifoldFlowModel>(
           std::make_shared<UniformSphere>(3),
           std::vector<std::shared_ptr<flows::Flow>>{
-              std::make_shared<NormalizedAffine>(3, rng, 0.3),
-              std::make_shared<NormalizedAffine>(3, rng, 0.3)}));
+              NormalizedAffine::Create({.n = 3, .noise = 0.3}, rng).value(),
+              NormalizedAffine::Create({.n = 3, .noise = 0.3}, rng).value()}));
     return std::make_shared<FlowMixture>(parts);
   };
   auto model = make();
@@ -377,7 +389,7 @@ TEST(Float32, TrainingLowersTheNll) {
            kFloat32);
   nn::AdamOptions opt;
   opt.lr = 0.05;
-  nn::Adam adam(*model, opt);
+  auto adam = nn::Adam::Create(*model, opt).value();
   double first = 0, last = 0;
   for (int step = 0; step < 10; ++step) {
     TapeScope scope;
@@ -387,7 +399,7 @@ TEST(Float32, TrainingLowersTheNll) {
     (step == 0 ? first : last) = nll.item();
     model->ZeroGrad();
     Backward(nll);
-    adam.Step();
+    adam->Step();
   }
   EXPECT_LT(last, first - 0.1);
 }

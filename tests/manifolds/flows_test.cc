@@ -49,9 +49,15 @@ TEST(SphereFlows, RoundTrips) {
   for (int64_t n = 2; n <= 6; ++n) {
     Manifold s = Manifold::Sphere(n);
     Tensor x = s.SampleUniform(50, rng);
-    ExpectRoundTrip(NormalizedAffine(n, rng, 0.5), s, x, 1e-10);
-    ExpectRoundTrip(NormalizedTranslation(n, rng, 0.5), s, x, 1e-10);
-    ExpectRoundTrip(NormalizedLinear(n, rng, 0.5), s, x, 1e-10);
+    ExpectRoundTrip(
+        *NormalizedAffine::Create({.n = n, .noise = 0.5}, rng).value(), s, x,
+        1e-10);
+    ExpectRoundTrip(
+        *NormalizedTranslation::Create({.n = n, .noise = 0.5}, rng).value(), s,
+        x, 1e-10);
+    ExpectRoundTrip(
+        *NormalizedLinear::Create({.n = n, .noise = 0.5}, rng).value(), s, x,
+        1e-10);
     Eigen::MatrixXd m = RandomInvertible(n, rng);
     Eigen::VectorXd b = RandomVector(n, rng).normalized() * 0.95;
     ExpectRoundTrip(**NormalizedAffine::Create(m, m * b), s, x, 1e-10);
@@ -88,15 +94,46 @@ TEST(SphereFlows, RejectsParametersOutsideTheDomain) {
       NormalizedLinear::Create(Eigen::MatrixXd::Constant(3, 3, NAN)).ok());
 }
 
+// Bad options of the random constructors are a Status naming the field.
+TEST(SphereFlows, BadOptionsAreAStatus) {
+  Rng rng(1);
+  auto expect = [](const absl::Status& s, const std::string& what) {
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+    EXPECT_NE(s.message().find(what), std::string::npos) << s;
+  };
+  expect(NormalizedAffine::Create({.n = 1}, rng).status(), "n = 1");
+  expect(NormalizedTranslation::Create({.n = 0}, rng).status(), "n = 0");
+  expect(NormalizedLinear::Create({.n = 3, .noise = NAN}, rng).status(),
+         "noise = nan");
+  expect(NormalizedAffine::Create({.n = 3, .noise = -1}, rng).status(),
+         "noise = -1");
+  expect(CylindricalCouplingFlow::Create({.components = 0}, rng).status(),
+         "components = 0");
+  expect(CylindricalCouplingFlow::Create({.hidden = -2}, rng).status(),
+         "hidden = -2");
+  expect(SimplexCalibration::Create(SimplexCalibrationOptions{.n = 1}).status(),
+         "n = 1");
+  expect(GeneralizedCalibration::Create({.n = 0}, rng).status(), "n = 0");
+  expect(
+      GeneralizedCalibration::Create({.n = 3, .noise = INFINITY}, rng).status(),
+      "noise = inf");
+  // Valid options: the identity map at zero noise.
+  auto f = NormalizedAffine::Create({.n = 3}, rng).value();
+  Tensor x = Manifold::Sphere(3).SampleUniform(4, rng);
+  EXPECT_LT(MaxAbsDiff(f->Forward(x).value, x), 1e-15);
+  EXPECT_TRUE(CylindricalCouplingFlow::Create({}, rng).ok());
+}
+
 TEST(SphereFlows, ParametrisationStaysInvertibleForWildParameters) {
   Rng rng(13);
-  NormalizedAffine f(4, rng, 1.5);  // large random parameters
+  auto f = NormalizedAffine::Create({.n = 4, .noise = 1.5}, rng)
+               .value();  // large random parameters
   Manifold s = Manifold::Sphere(4);
   NoGradScope no_grad;
-  double bb = Sum(Square(f.B())).item();
+  double bb = Sum(Square(f->B())).item();
   EXPECT_LT(bb, 1.0);
-  EXPECT_GT(std::abs(f.MValue().determinant()), 0.0);
-  ExpectRoundTrip(f, s, s.SampleUniform(20, rng), 1e-8);
+  EXPECT_GT(std::abs(f->MValue().determinant()), 0.0);
+  ExpectRoundTrip(*f, s, s.SampleUniform(20, rng), 1e-8);
 }
 
 TEST(SphereFlows, NormalizedLinearPushesUniformToAcg) {
@@ -123,7 +160,9 @@ TEST(Calibration, RoundTripsAndStaysOnSimplex) {
     for (double& v : c) v = rng.Normal();
     ExpectRoundTrip(**SimplexCalibration::Create(0.4, c), d, p, 1e-10);
     ExpectRoundTrip(**SimplexCalibration::Create(-2.5, c), d, p, 1e-10);
-    ExpectRoundTrip(GeneralizedCalibration(n, rng, 0.4), d, p, 1e-10);
+    ExpectRoundTrip(
+        *GeneralizedCalibration::Create({.n = n, .noise = 0.4}, rng).value(), d,
+        p, 1e-10);
   }
 }
 
@@ -145,10 +184,10 @@ TEST(Calibration, TemperatureScalingIsSoftmaxOfScaledLogits) {
 
 TEST(Calibration, GeneralizedConstraintHoldsExactlyByConstruction) {
   Rng rng(16);
-  GeneralizedCalibration g(6, rng, 1.0);
-  Eigen::MatrixXd a = g.AValue();
+  auto g = GeneralizedCalibration::Create({.n = 6, .noise = 1.0}, rng).value();
+  Eigen::MatrixXd a = g->AValue();
   Eigen::VectorXd row_sums = a.rowwise().sum();
-  EXPECT_LT((row_sums.array() - g.lambda()).abs().maxCoeff(), 1e-13);
+  EXPECT_LT((row_sums.array() - g->lambda()).abs().maxCoeff(), 1e-13);
   // A 1 != lambda 1 and singular A are rejected.
   Eigen::MatrixXd bad = Eigen::MatrixXd::Identity(3, 3);
   bad(0, 1) = 0.5;
@@ -162,35 +201,39 @@ TEST(Calibration, GeneralizedConstraintHoldsExactlyByConstruction) {
 TEST(Calibration, GeneralizedCalibrationIsAGroup) {
   Rng rng(17);
   for (int64_t n = 2; n <= 6; ++n) {
-    GeneralizedCalibration f1(n, rng, 0.5), f2(n, rng, 0.5);
-    Eigen::MatrixXd a = f2.AValue() * f1.AValue();
-    Eigen::VectorXd c = f2.AValue() * f1.CValue() + f2.CValue();
+    auto f1 =
+        GeneralizedCalibration::Create({.n = n, .noise = 0.5}, rng).value();
+    auto f2 =
+        GeneralizedCalibration::Create({.n = n, .noise = 0.5}, rng).value();
+    Eigen::MatrixXd a = f2->AValue() * f1->AValue();
+    Eigen::VectorXd c = f2->AValue() * f1->CValue() + f2->CValue();
     auto f21 = *GeneralizedCalibration::Create(a, c);
-    EXPECT_NEAR(f21->lambda(), f1.lambda() * f2.lambda(), 1e-12);
+    EXPECT_NEAR(f21->lambda(), f1->lambda() * f2->lambda(), 1e-12);
     Tensor p = Manifold::Simplex(n).SampleUniform(20, rng);
     NoGradScope no_grad;
-    flows::FlowResult r1 = f1.Forward(p), r2 = f2.Forward(r1.value);
+    flows::FlowResult r1 = f1->Forward(p), r2 = f2->Forward(r1.value);
     flows::FlowResult r21 = f21->Forward(p);
     EXPECT_LT(MaxAbsDiff(r21.value, r2.value), 1e-12);
     EXPECT_LT(MaxAbsDiff(r21.logdet, r1.logdet + r2.logdet), 1e-10);
     // The identity element and inverses are in the family too.
     auto inv = *GeneralizedCalibration::Create(
-        f1.AValue().inverse(), -f1.AValue().inverse() * f1.CValue());
+        f1->AValue().inverse(), -f1->AValue().inverse() * f1->CValue());
     EXPECT_LT(MaxAbsDiff(inv->Forward(r1.value).value, p), 1e-12);
   }
 }
 
 TEST(NeuralSphereFlow, RoundTripAndOnSphere) {
   Rng rng(18);
-  CylindricalCouplingFlow f(4, 16, rng);
-  for (Tensor p : f.Parameters())
+  auto f = CylindricalCouplingFlow::Create({.components = 4, .hidden = 16}, rng)
+               .value();
+  for (Tensor p : f->Parameters())
     for (int64_t j = 0; j < p.numel(); ++j)
       p.mutable_data<double>()[j] += 0.3 * rng.Normal();
   Manifold s = Manifold::Sphere(3);
   Tensor x = s.SampleUniform(40, rng);
-  flows::FlowResult fwd = f.Forward(x);
+  flows::FlowResult fwd = f->Forward(x);
   ASSERT_TRUE(s.ContainsAll(fwd.value.Detach(), 1e-12));
-  flows::FlowResult inv = f.Inverse(fwd.value.Detach());
+  flows::FlowResult inv = f->Inverse(fwd.value.Detach());
   EXPECT_LT(MaxAbsDiff(inv.value, x), 1e-10);
   EXPECT_LT(MaxAbsDiff(inv.logdet, fwd.logdet.Detach() * -1.0), 1e-9);
   Tape::Get().Reset();
@@ -200,19 +243,24 @@ TEST(NeuralSphereFlow, RoundTripAndOnSphere) {
 // so a flow built from another seed computes the same map after loading.
 TEST(NeuralSphereFlow, CheckpointRestoresRotationAcrossSeeds) {
   Rng r1(21), r2(22), rx(23);
-  CylindricalCouplingFlow saved(3, 8, r1), fresh(3, 8, r2);
-  for (Tensor p : saved.Parameters())
+  auto saved =
+      CylindricalCouplingFlow::Create({.components = 3, .hidden = 8}, r1)
+          .value();
+  auto fresh =
+      CylindricalCouplingFlow::Create({.components = 3, .hidden = 8}, r2)
+          .value();
+  for (Tensor p : saved->Parameters())
     for (int64_t j = 0; j < p.numel(); ++j)
       p.mutable_data<double>()[j] += 0.3 * rx.Normal();
   const char* dir = std::getenv("TEST_TMPDIR");
   const std::string path =
       std::string(dir != nullptr ? dir : "/tmp") + "/sphere_flow.ckpt";
-  ASSERT_TRUE(nn::SaveCheckpoint(path, saved).ok());
-  absl::Status st = nn::LoadCheckpoint(path, fresh);
+  ASSERT_TRUE(nn::SaveCheckpoint(path, *saved).ok());
+  absl::Status st = nn::LoadCheckpoint(path, *fresh);
   ASSERT_TRUE(st.ok()) << st;
   NoGradScope no_grad;
   Tensor x = Manifold::Sphere(3).SampleUniform(20, rx);
-  flows::FlowResult want = saved.Forward(x), got = fresh.Forward(x);
+  flows::FlowResult want = saved->Forward(x), got = fresh->Forward(x);
   EXPECT_LT(MaxAbsDiff(got.value, want.value), 1e-14);
   EXPECT_LT(MaxAbsDiff(got.logdet, want.logdet), 1e-14);
 }
@@ -224,17 +272,18 @@ TEST(SphereFlows, CheckpointRestoresPermutationAndSigns) {
   Eigen::MatrixXd m(3, 3);
   m << 0.1, -2.0, 0.3, 1.5, 0.2, -0.4, 0.3, 0.5, -1.2;  // pivots, signs < 0
   auto saved = *NormalizedAffine::Create(m, Eigen::Vector3d(0.2, 0.1, -0.3));
-  NormalizedAffine fresh(3, rng, 0.1);
+  auto fresh = NormalizedAffine::Create({.n = 3, .noise = 0.1}, rng).value();
   const char* dir = std::getenv("TEST_TMPDIR");
   const std::string path =
       std::string(dir != nullptr ? dir : "/tmp") + "/affine.ckpt";
   ASSERT_TRUE(nn::SaveCheckpoint(path, *saved).ok());
-  absl::Status st = nn::LoadCheckpoint(path, fresh);
+  absl::Status st = nn::LoadCheckpoint(path, *fresh);
   ASSERT_TRUE(st.ok()) << st;
-  EXPECT_LT((fresh.MValue() - m).cwiseAbs().maxCoeff(), 1e-14);
+  EXPECT_LT((fresh->MValue() - m).cwiseAbs().maxCoeff(), 1e-14);
   NoGradScope no_grad;
   Tensor x = Manifold::Sphere(3).SampleUniform(10, rng);
-  EXPECT_LT(MaxAbsDiff(fresh.Forward(x).value, saved->Forward(x).value), 1e-15);
+  EXPECT_LT(MaxAbsDiff(fresh->Forward(x).value, saved->Forward(x).value),
+            1e-15);
 }
 
 // Near and at the poles of the cylinder (z = +-1, where z rounds to +-1
@@ -245,12 +294,13 @@ TEST(SphereFlows, CheckpointRestoresPermutationAndSigns) {
 // parameter gradients, and continuity of the map into the pole.
 TEST(NeuralSphereFlow, FiniteAndAccurateAtThePoles) {
   Rng rng(3);
-  CylindricalCouplingFlow f(3, 8, rng);
-  for (Tensor p : f.Parameters())
+  auto f = CylindricalCouplingFlow::Create({.components = 3, .hidden = 8}, rng)
+               .value();
+  for (Tensor p : f->Parameters())
     for (int64_t j = 0; j < p.numel(); ++j)
       p.mutable_data<double>()[j] += 0.3 * rng.Normal();
   const Manifold s = Manifold::Sphere(3);
-  auto map = [&](const Tensor& v) { return f.Map(v); };
+  auto map = [&](const Tensor& v) { return f->Map(v); };
   for (double pole : {1.0, -1.0}) {
     std::vector<double> rows;
     const std::vector<double> angles{1e-3, 1e-8, 1e-12, 1e-20, 1e-40, 0.0};
@@ -262,7 +312,7 @@ TEST(NeuralSphereFlow, FiniteAndAccurateAtThePoles) {
     Tensor x = Tensor::FromVector({n, 3}, rows);
     {
       NoGradScope no_grad;
-      flows::FlowResult fwd = f.Forward(x);
+      flows::FlowResult fwd = f->Forward(x);
       ASSERT_TRUE(s.ContainsAll(fwd.value, 1e-15));
       for (int64_t i = 0; i < n; ++i) {
         const Eigen::Vector3d xi(x[3 * i], x[3 * i + 1], x[3 * i + 2]);
@@ -277,14 +327,14 @@ TEST(NeuralSphereFlow, FiniteAndAccurateAtThePoles) {
       }
       EXPECT_NEAR(fwd.logdet[n - 1], std::log(0.05), 1e-12);  // the pole
       EXPECT_NEAR(fwd.logdet[n - 2], std::log(0.05), 1e-12);  // 1e-40 rad
-      ExpectRoundTrip(f, s, x, 1e-14);
+      ExpectRoundTrip(*f, s, x, 1e-14);
     }
     Tape::Get().Reset();
-    Backward(Sum(f.Forward(x).logdet));
-    for (const Tensor& p : f.Parameters())
+    Backward(Sum(f->Forward(x).logdet));
+    for (const Tensor& p : f->Parameters())
       for (int64_t j = 0; j < p.numel(); ++j)
         ASSERT_TRUE(std::isfinite(p.grad()[j]));
-    f.ZeroGrad();
+    f->ZeroGrad();
     Tape::Get().Reset();
   }
 }

@@ -264,7 +264,7 @@ TEST(RecursiveSphereFlow, TrainingReachesTheVmfNll) {
     ManifoldFlowModel model(std::make_shared<UniformSphere>(3), chain);
     nn::AdamOptions adam;
     adam.lr = 1e-2;
-    nn::Adam opt(model, adam);
+    auto opt = nn::Adam::Create(model, adam).value();
     auto nll = [&] { return -Mean(model.LogProb(data)); };
     double first = 0, last = 0;
     for (int step = 0; step < 60; ++step) {
@@ -272,9 +272,9 @@ TEST(RecursiveSphereFlow, TrainingReachesTheVmfNll) {
       Tensor loss = nll();
       if (step == 0) first = loss.item();
       last = loss.item();
-      opt.ZeroGrad();
+      opt->ZeroGrad();
       Backward(loss);
-      opt.Step();
+      opt->Step();
     }
     // From the uniform density to within 0.15 nats of the vMF's own NLL on
     // the sample (uniform is 1.8 nats worse).

@@ -95,7 +95,7 @@ TEST(S2TargetTraining, AFewHundredStepsBringKlBelowABound) {
   flows::FlowModel model = MakeModel(init);
   nn::AdamOptions adam;
   adam.lr = 5e-3;
-  nn::Adam opt(model, adam);
+  auto opt = nn::Adam::Create(model, adam).value();
   training::ReverseKlOptions o;
   o.batch_size = 128;
   o.steps = 400;
@@ -104,7 +104,7 @@ TEST(S2TargetTraining, AFewHundredStepsBringKlBelowABound) {
   training::LogDensityFn log_p = [](const Tensor& x) {
     return S2TargetLogDensity(kTarget, x);
   };
-  auto r = training::TrainReverseKl(model, log_p, opt, o);
+  auto r = training::TrainReverseKl(model, log_p, *opt, o);
   ASSERT_TRUE(r.ok()) << r.status();
   ASSERT_FALSE(r->diverged) << r->message;
   Score s = Evaluate(model, 4);

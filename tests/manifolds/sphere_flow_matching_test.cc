@@ -197,14 +197,14 @@ TEST(SphereCnfTest, TrainedFieldBeatsUniform) {
                 field, std::make_shared<GeodesicSpherePath>(), {},
                 UniformSphereSource(3))
                 .value();
-  nn::Adam adam(*net, nn::AdamOptions{.lr = 5e-3});
+  auto adam = nn::Adam::Create(*net, nn::AdamOptions{.lr = 5e-3}).value();
   for (int step = 0; step < 300; ++step) {
     std::vector<int64_t> rows(256);
     for (auto& r : rows) r = rng.UniformInt(2048);
-    adam.ZeroGrad();
+    adam->ZeroGrad();
     Tensor loss = fm->Loss(IndexSelect(train, 0, rows), Tensor(), rng).value();
     Backward(loss);
-    adam.Step();
+    adam->Step();
     Tape::Get().Reset();
   }
   auto cnf = SphereCnf::Create(field, 0.05).value();

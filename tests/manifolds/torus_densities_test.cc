@@ -8,6 +8,7 @@
 #include <cmath>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "autodiff/ops.h"
 #include "gtest/gtest.h"
 #include "manifolds/angle.h"
@@ -75,12 +76,22 @@ TEST(TorusDensities, ParseNames) {
   EXPECT_FALSE(ParseTorusTarget("bimodal").ok());
 }
 
+TEST(UniformTorus, NoDimensionsIsAStatus) {
+  for (int64_t d : {0, -3}) {
+    auto base = UniformTorus::Create(d);
+    EXPECT_EQ(base.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(base.status().message().find(absl::StrCat("dims = ", d)),
+              std::string::npos)
+        << base.status();
+  }
+}
+
 TEST(UniformTorus, SamplesTheTorusWithConstantDensity) {
   for (DType dtype : {kFloat64, kFloat32}) {
-    UniformTorus base(3);
-    base.To(dtype);
+    auto base = UniformTorus::Create(3).value();
+    base->To(dtype);
     Rng rng(2);
-    Tensor x = base.Sample(2000, rng);
+    Tensor x = base->Sample(2000, rng);
     ASSERT_EQ(x.dtype(), dtype);
     ASSERT_EQ(x.shape(), Shape({2000, 3}));
     double mean = 0;
@@ -90,7 +101,7 @@ TEST(UniformTorus, SamplesTheTorusWithConstantDensity) {
       mean += x[i] / x.numel();
     }
     EXPECT_NEAR(mean, kTwoPi / 2, 0.1);  // sd of the mean ~0.02
-    Tensor lp = base.LogProb(x);
+    Tensor lp = base->LogProb(x);
     ASSERT_EQ(lp.dtype(), dtype);
     for (int64_t i = 0; i < 2000; ++i)
       EXPECT_NEAR(lp[i], -3 * std::log(kTwoPi), 1e-5);

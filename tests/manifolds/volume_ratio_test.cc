@@ -37,9 +37,9 @@ double ClosedLogR(const flows::Flow& f, const Eigen::VectorXd& x) {
 }
 
 // Random flows of every closed-form family on the sphere S^(n-1).
-std::vector<std::unique_ptr<NormalizedAffine>> SphereFlows(int64_t n,
+std::vector<std::shared_ptr<NormalizedAffine>> SphereFlows(int64_t n,
                                                            Rng& rng) {
-  std::vector<std::unique_ptr<NormalizedAffine>> out;
+  std::vector<std::shared_ptr<NormalizedAffine>> out;
   Eigen::MatrixXd m = RandomInvertible(n, rng);
   Eigen::VectorXd b = RandomVector(n, rng);
   b *= 0.8 / b.norm();
@@ -49,8 +49,8 @@ std::vector<std::unique_ptr<NormalizedAffine>> SphereFlows(int64_t n,
   return out;
 }
 
-std::vector<std::unique_ptr<flows::Flow>> SimplexFlows(int64_t n, Rng& rng) {
-  std::vector<std::unique_ptr<flows::Flow>> out;
+std::vector<std::shared_ptr<flows::Flow>> SimplexFlows(int64_t n, Rng& rng) {
+  std::vector<std::shared_ptr<flows::Flow>> out;
   std::vector<double> c(n);
   for (double& v : c) v = rng.Normal();
   out.push_back(*SimplexCalibration::Create(0.3 + 2.0 * rng.Uniform(), c));
@@ -152,16 +152,18 @@ TEST(VolumeRatio, GenericRatioDoesNotDependOnTheBasis) {
       check(d, ForwardMap(*f), p, ClosedLogR(*f, p));
     }
   }
-  CylindricalCouplingFlow neural(3, 8, rng);
-  for (Tensor p : neural.Parameters())
+  auto neural =
+      CylindricalCouplingFlow::Create({.components = 3, .hidden = 8}, rng)
+          .value();
+  for (Tensor p : neural->Parameters())
     for (int64_t j = 0; j < p.numel(); ++j)
       p.mutable_data<double>()[j] += 0.3 * rng.Normal();
   const Manifold s3 = Manifold::Sphere(3);
   for (int trial = 0; trial < 3; ++trial) {
     Eigen::VectorXd x = s3.Project(RandomVector(3, rng));
     check(
-        s3, [&](const Tensor& v) { return neural.Map(v); }, x,
-        ClosedLogR(neural, x));  // its Forward uses the Gram form
+        s3, [&](const Tensor& v) { return neural->Map(v); }, x,
+        ClosedLogR(*neural, x));  // its Forward uses the Gram form
   }
 }
 
@@ -205,11 +207,11 @@ TEST(VolumeRatio, GramFormMatchesClosedFormBatched) {
   Rng rng(6);
   for (int64_t n = 2; n <= 6; ++n) {
     Manifold s = Manifold::Sphere(n);
-    NormalizedAffine f(n, rng, 0.3);
+    auto f = NormalizedAffine::Create({.n = n, .noise = 0.3}, rng).value();
     Tensor x = s.SampleUniform(7, rng);
-    Tensor generic = LogVolumeRatio(s, ForwardMap(f), x);
+    Tensor generic = LogVolumeRatio(s, ForwardMap(*f), x);
     NoGradScope no_grad;
-    Tensor closed = f.Forward(x).logdet;
+    Tensor closed = f->Forward(x).logdet;
     for (int64_t i = 0; i < 7; ++i) EXPECT_NEAR(generic[i], closed[i], 1e-9);
     Tape::Get().Reset();
   }
@@ -229,32 +231,36 @@ TEST(VolumeRatioGradient, ClosedFormLogRMatchesFiniteDifferences) {
   Rng rng(8);
   Manifold s = Manifold::Sphere(4);
   Tensor x = s.SampleUniform(5, rng);
-  NormalizedAffine f(4, rng, 0.3);
-  EXPECT_LT(ParameterGradientError(f, [&] { return Sum(f.Forward(x).logdet); }),
-            1e-6);
+  auto f = NormalizedAffine::Create({.n = 4, .noise = 0.3}, rng).value();
+  EXPECT_LT(
+      ParameterGradientError(*f, [&] { return Sum(f->Forward(x).logdet); }),
+      1e-6);
   Tensor p = Manifold::Simplex(5).SampleUniform(5, rng);
-  GeneralizedCalibration g(5, rng, 0.3);
-  EXPECT_LT(ParameterGradientError(g, [&] { return Sum(g.Forward(p).logdet); }),
-            1e-6);
-  SimplexCalibration c(5);
-  EXPECT_LT(ParameterGradientError(c, [&] { return Sum(c.Forward(p).logdet); }),
-            1e-6);
+  auto g = GeneralizedCalibration::Create({.n = 5, .noise = 0.3}, rng).value();
+  EXPECT_LT(
+      ParameterGradientError(*g, [&] { return Sum(g->Forward(p).logdet); }),
+      1e-6);
+  auto c = SimplexCalibration::Create({.n = 5}).value();
+  EXPECT_LT(
+      ParameterGradientError(*c, [&] { return Sum(c->Forward(p).logdet); }),
+      1e-6);
 }
 
 TEST(VolumeRatioGradient, GenericLogRMatchesFiniteDifferences) {
   Rng rng(9);
   Manifold s = Manifold::Sphere(3);
   Tensor x = s.SampleUniform(4, rng);
-  NormalizedAffine f(3, rng, 0.3);
-  auto generic = [&] { return Sum(LogVolumeRatio(s, ForwardMap(f), x)); };
-  EXPECT_LT(ParameterGradientError(f, generic), 1e-6);
-  CylindricalCouplingFlow nf(3, 8, rng);
+  auto f = NormalizedAffine::Create({.n = 3, .noise = 0.3}, rng).value();
+  auto generic = [&] { return Sum(LogVolumeRatio(s, ForwardMap(*f), x)); };
+  EXPECT_LT(ParameterGradientError(*f, generic), 1e-6);
+  auto nf = CylindricalCouplingFlow::Create({.components = 3, .hidden = 8}, rng)
+                .value();
   // Move off the zero-initialised last layers so every parameter matters.
-  for (Tensor p : nf.Parameters())
+  for (Tensor p : nf->Parameters())
     for (int64_t j = 0; j < p.numel(); ++j)
       p.mutable_data<double>()[j] += 0.3 * rng.Normal();
   EXPECT_LT(
-      ParameterGradientError(nf, [&] { return Sum(nf.Forward(x).logdet); }),
+      ParameterGradientError(*nf, [&] { return Sum(nf->Forward(x).logdet); }),
       1e-6);
 }
 
@@ -267,28 +273,30 @@ TEST(VolumeRatioGradient, GenericLogRGradientFlowsThroughItsInput) {
   Rng rng(13);
   Manifold s = Manifold::Sphere(3);
   Tensor x0 = s.SampleUniform(4, rng);
-  NormalizedAffine g(3, rng, 0.3), f(3, rng, 0.3);
+  auto g = NormalizedAffine::Create({.n = 3, .noise = 0.3}, rng).value();
+  auto f = NormalizedAffine::Create({.n = 3, .noise = 0.3}, rng).value();
   EXPECT_LT(
-      ParameterGradientError(g,
+      ParameterGradientError(*g,
                              [&] {
-                               return Sum(LogVolumeRatio(s, ForwardMap(f),
-                                                         g.Forward(x0).value));
+                               return Sum(LogVolumeRatio(s, ForwardMap(*f),
+                                                         g->Forward(x0).value));
                              }),
       1e-6);
   Manifold d = Manifold::Simplex(4);
   Tensor p0 = d.SampleUniform(4, rng);
-  GeneralizedCalibration gc(4, rng, 0.3), fc(4, rng, 0.3);
+  auto gc = GeneralizedCalibration::Create({.n = 4, .noise = 0.3}, rng).value();
+  auto fc = GeneralizedCalibration::Create({.n = 4, .noise = 0.3}, rng).value();
   EXPECT_LT(
-      ParameterGradientError(gc,
+      ParameterGradientError(*gc,
                              [&] {
-                               return Sum(LogVolumeRatio(d, ForwardMap(fc),
-                                                         gc.Forward(p0).value));
+                               return Sum(LogVolumeRatio(
+                                   d, ForwardMap(*fc), gc->Forward(p0).value));
                              }),
       1e-6);
   // Simplex values too: generic Gram form against the closed form.
-  Tensor generic = LogVolumeRatio(d, ForwardMap(fc), p0);
+  Tensor generic = LogVolumeRatio(d, ForwardMap(*fc), p0);
   NoGradScope no_grad;
-  Tensor closed = fc.Forward(p0).logdet;
+  Tensor closed = fc->Forward(p0).logdet;
   for (int64_t i = 0; i < 4; ++i) EXPECT_NEAR(generic[i], closed[i], 1e-9);
 }
 

@@ -30,16 +30,16 @@ double TrainedTestNll(DType dtype, int steps) {
   Rng data(1);
   Tensor train = data::SampleToy2d("moons", 4096, data).value();
   Tensor test = data::SampleToy2d("moons", 8192, data).value();
-  nn::Adam adam(*model, {.lr = 2e-3});
-  adam.set_schedule(nn::CosineAnnealingLr(2e-3, steps));
+  auto adam = nn::Adam::Create(*model, {.lr = 2e-3}).value();
+  adam->set_schedule(nn::CosineAnnealingLr(2e-3, steps));
   Rng order(2);
   std::vector<int64_t> batch(256);
   for (int step = 0; step < steps; ++step) {
     for (int64_t& i : batch) i = order.UniformInt(train.dim(0));
     TapeScope scope;
-    adam.ZeroGrad();
+    adam->ZeroGrad();
     Backward(model->Nll(data::TakeRows(train, batch)));
-    adam.Step();
+    adam->Step();
   }
   NoGradScope no_grad;
   return model->Nll(test).item();

@@ -41,7 +41,7 @@ struct GlowRun {
     model = *m;
     nn::AdamOptions o;
     o.lr = 1e-2;
-    opt = std::make_shared<nn::Adam>(*model, o);
+    opt = nn::Adam::Create(*model, o).value();
   }
   Tensor Batch(int64_t t) const {
     Rng data(1000 + static_cast<uint64_t>(t));

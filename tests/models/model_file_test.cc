@@ -138,10 +138,10 @@ TEST(ModelFile, StacksWithReversalsLoadIntoTheFoldedStack) {
         Rng rng(layers + context);
         auto steps = std::make_shared<flows::Sequential>();
         for (int i = 0; i < layers; ++i) {
-          if (i > 0) steps->Add(flows::Reverse(5));
+          if (i > 0) steps->Add(flows::Reverse(5).value());
           steps->Add(flows::Autoregressive::Create(o, rng).value());
         }
-        flows::FlowModel old(std::make_shared<flows::StandardNormal>(Shape{5}),
+        flows::FlowModel old(flows::StandardNormal::Create(Shape{5}).value(),
                              steps);
         for (auto& [name, p] : old.NamedParameters()) {
           double* v = p.mutable_data<double>();

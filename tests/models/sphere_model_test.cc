@@ -75,6 +75,32 @@ TEST(SphereModel, RoundTripGivesTheSameLogDensities) {
   }
 }
 
+// The first affine layer is centred on the mean direction: one off the
+// sphere (or NaN, the mean of an empty set) is a Status, not an abort.
+TEST(SphereModel, ACentreOffTheSphereIsAStatus) {
+  for (const char* kind : {"affine", "mixture", "neural"}) {
+    for (const Eigen::Vector3d& centre :
+         {Eigen::Vector3d(0, 0, 2), Eigen::Vector3d(0, 0, 0),
+          Eigen::Vector3d(NAN, 0, 1)}) {
+      SphereModelSpec spec;
+      spec.kind = kind;
+      spec.layers = 2;
+      spec.components = 2;
+      spec.blocks = 1;
+      spec.hidden = 4;
+      SphereModelInit init;
+      init.mean_direction = centre;
+      Rng rng(1);
+      auto model = MakeSphereModel(spec, init, rng);
+      EXPECT_EQ(model.status().code(), absl::StatusCode::kInvalidArgument)
+          << kind;
+      EXPECT_NE(model.status().message().find("must be a unit vector"),
+                std::string::npos)
+          << model.status();
+    }
+  }
+}
+
 TEST(SphereModel, RefusesBadDescriptionsAndMismatchedModels) {
   EXPECT_EQ(SphereModelSpecToJson({}),
             SphereModelSpecToJson(

@@ -292,6 +292,30 @@ TEST(Zoo, UnknownNamesAndWrongDomainsAreErrors) {
   EXPECT_FALSE(FindFlow("maf", Domain::kImages).ok());
 }
 
+TEST(Zoo, ConfigValidateNamesTheField) {
+  Rng rng(0);
+  auto expect = [&](const ModelConfig& c, const std::string& what) {
+    EXPECT_NE(c.Validate().message().find(what), std::string::npos)
+        << c.Validate();
+    auto m = MakeModel("maf", c, rng);
+    EXPECT_EQ(m.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(m.status().message().find(what), std::string::npos) << m.status();
+  };
+  ModelConfig c;
+  EXPECT_TRUE(c.Validate().ok());
+  c.layers = 0;
+  expect(c, "layers = 0");
+  c = ModelConfig{};
+  c.context_dim = -1;
+  expect(c, "context_dim = -1");
+  c = ModelConfig{};
+  c.components = 0;
+  expect(c, "components = 0");
+  c = ModelConfig{};
+  c.event = Shape{2, 2};
+  expect(c, "neither [D] nor [C, H, W]");
+}
+
 TEST(ImageFlow, BitsPerDimAgreeWithTheNll) {
   Rng rng(2);
   ModelConfig c;

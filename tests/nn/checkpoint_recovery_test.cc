@@ -22,6 +22,7 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
@@ -48,28 +49,31 @@ constexpr int kKills = 60;
 // writes ~1.7 MB and takes a while) fitted by Adam to sin(x) on batches
 // drawn from Rng(step): step t's batch and update depend on t only.
 struct Run {
-  Run() : rng(1), net({8, 256, 256, 8}, Activation::kTanh, rng), opt(net, {}) {}
+  Run()
+      : rng(1),
+        net({8, 256, 256, 8}, Activation::kTanh, rng),
+        opt(Adam::Create(net, {}).value()) {}
   double Step(int64_t t) {
     Rng data(1000 + static_cast<uint64_t>(t));
     Tensor x = Tensor::Randn({32, 8}, data);
-    opt.ZeroGrad();
+    opt->ZeroGrad();
     Tensor loss = Mean(Square(net(x) - Sin(x)));
     Backward(loss);
     const double value = loss.item();
     Tape::Get().Reset();
-    opt.Step();
+    opt->Step();
     return value;
   }
   std::vector<std::vector<double>> State() const {
     std::vector<std::vector<double>> v;
     for (const auto& [name, t] : net.NamedParameters())
       v.push_back(t.ToVector());
-    for (const auto& [name, t] : opt.NamedState()) v.push_back(t.ToVector());
+    for (const auto& [name, t] : opt->NamedState()) v.push_back(t.ToVector());
     return v;
   }
   Rng rng;
   MLP net;
-  Adam opt;
+  std::shared_ptr<Adam> opt;
 };
 
 // The child process: resume from `ckpt` if it exists, then train up to
@@ -79,14 +83,15 @@ struct Run {
 int Child(const std::string& ckpt, const std::string& log, int64_t stop) {
   Run run;
   if (::access(ckpt.c_str(), F_OK) == 0 &&
-      !LoadCheckpoint(ckpt, run.net, &run.opt).ok())
+      !LoadCheckpoint(ckpt, run.net, run.opt.get()).ok())
     return 3;
   std::FILE* f = std::fopen(log.c_str(), "w");
-  for (int64_t t = run.opt.step_count(); t < stop; ++t) {
+  for (int64_t t = run.opt->step_count(); t < stop; ++t) {
     const double loss = run.Step(t);
     std::fprintf(f, "%lld %a\n", static_cast<long long>(t), loss);
     std::fflush(f);
-    if ((t + 1) % kEvery == 0 && !SaveCheckpoint(ckpt, run.net, &run.opt).ok())
+    if ((t + 1) % kEvery == 0 &&
+        !SaveCheckpoint(ckpt, run.net, run.opt.get()).ok())
       return 4;
   }
   std::fclose(f);
@@ -146,8 +151,9 @@ int64_t CheckCheckpoint(const std::string& ckpt, Reference& ref) {
   EXPECT_TRUE(file.ok()) << file.status();
   if (!file.ok()) return -1;
   Run probe;  // same names and shapes
-  EXPECT_TRUE(RestoreFromTensors("ckpt", *file, probe.net, &probe.opt).ok());
-  const int64_t step = probe.opt.step_count();
+  EXPECT_TRUE(
+      RestoreFromTensors("ckpt", *file, probe.net, probe.opt.get()).ok());
+  const int64_t step = probe.opt->step_count();
   EXPECT_EQ(step % kEvery, 0);
   EXPECT_TRUE(probe.State() == ref.State(step)) << "state at step " << step;
   return step;

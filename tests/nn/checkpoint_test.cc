@@ -90,30 +90,31 @@ TEST(Checkpoint, RoundTripWithOptimizerResumesBitIdentically) {
   MLP a({2, 5, 3}, Activation::kTanh, r1), b({2, 5, 3}, Activation::kTanh, r2);
   AdamOptions o;
   o.lr = 0.05;
-  Adam oa(a, o), ob(b, o);
-  TrainSteps(a, oa, 3);
+  auto oa = Adam::Create(a, o).value();
+  auto ob = Adam::Create(b, o).value();
+  TrainSteps(a, *oa, 3);
   const std::string path = TmpPath("round_trip.ckpt");
-  ASSERT_TRUE(SaveCheckpoint(path, a, &oa).ok());
+  ASSERT_TRUE(SaveCheckpoint(path, a, oa.get()).ok());
   ASSERT_NE(Values(a.NamedParameters()), Values(b.NamedParameters()));
-  absl::Status s = LoadCheckpoint(path, b, &ob);
+  absl::Status s = LoadCheckpoint(path, b, ob.get());
   ASSERT_TRUE(s.ok()) << s;
   EXPECT_EQ(Values(a.NamedParameters()), Values(b.NamedParameters()));
-  EXPECT_EQ(Values(oa.NamedState()), Values(ob.NamedState()));
-  EXPECT_EQ(ob.step_count(), 3);
-  TrainSteps(a, oa, 4);
-  TrainSteps(b, ob, 4);
+  EXPECT_EQ(Values(oa->NamedState()), Values(ob->NamedState()));
+  EXPECT_EQ(ob->step_count(), 3);
+  TrainSteps(a, *oa, 4);
+  TrainSteps(b, *ob, 4);
   EXPECT_EQ(Values(a.NamedParameters()), Values(b.NamedParameters()));
 }
 
 TEST(Checkpoint, WeightsOnlyIgnoresOptimizerEntriesAndLeavesNoTempFiles) {
   Rng r1(1), r2(2);
   MLP a({2, 4, 1}, Activation::kRelu, r1), b({2, 4, 1}, Activation::kRelu, r2);
-  Sgd opt(a, SgdOptions());
+  auto opt = Sgd::Create(a, SgdOptions()).value();
   const std::string dir = TmpPath("atomic");
   std::system(("mkdir -p " + dir).c_str());
   const std::string path = dir + "/w.ckpt";
-  ASSERT_TRUE(SaveCheckpoint(path, a, &opt).ok());
-  ASSERT_TRUE(SaveCheckpoint(path, a, &opt).ok());  // overwrite in place
+  ASSERT_TRUE(SaveCheckpoint(path, a, opt.get()).ok());
+  ASSERT_TRUE(SaveCheckpoint(path, a, opt.get()).ok());  // overwrite in place
   ASSERT_TRUE(LoadCheckpoint(path, b).ok());
   EXPECT_EQ(Values(a.NamedParameters()), Values(b.NamedParameters()));
   std::vector<std::string> files;
@@ -149,8 +150,8 @@ class Corruption : public ::testing::Test {
  protected:
   void SetUp() override {
     MLP saved({2, 3, 1}, Activation::kTanh, rng_saved_);
-    Adam opt(saved, AdamOptions());
-    ASSERT_TRUE(SaveCheckpoint(good_path_, saved, &opt).ok());
+    auto opt = Adam::Create(saved, AdamOptions()).value();
+    ASSERT_TRUE(SaveCheckpoint(good_path_, saved, opt.get()).ok());
     good_ = ReadAll(good_path_);
   }
   // Loads `bytes` into a fresh module (and optimizer) and checks that the
@@ -162,15 +163,16 @@ class Corruption : public ::testing::Test {
     WriteAll(path, bytes);
     Rng rng(99);
     MLP m(sizes, Activation::kTanh, rng);
-    Sgd opt(m, SgdOptions());
+    auto opt = Sgd::Create(m, SgdOptions()).value();
     auto before = Values(m.NamedParameters());
-    auto state_before = Values(opt.NamedState());
-    absl::Status s = LoadCheckpoint(path, m, with_optimizer ? &opt : nullptr);
+    auto state_before = Values(opt->NamedState());
+    absl::Status s =
+        LoadCheckpoint(path, m, with_optimizer ? opt.get() : nullptr);
     EXPECT_EQ(s.code(), code) << s;
     EXPECT_NE(s.message().find(needle), std::string::npos) << s;
     EXPECT_NE(s.message().find(path), std::string::npos) << s;
     EXPECT_EQ(Values(m.NamedParameters()), before);
-    EXPECT_EQ(Values(opt.NamedState()), state_before);
+    EXPECT_EQ(Values(opt->NamedState()), state_before);
   }
   std::string Saved(std::vector<int64_t> sizes) {
     Rng rng(5);
@@ -450,10 +452,10 @@ TEST(CheckpointFormat, Version1FilesStillLoadIntoEitherDtype) {
     Rng rng(1);
     MLP m({2, 3, 1}, Activation::kTanh, rng);
     m.To(dtype);
-    Adam opt(m, AdamOptions());
-    absl::Status s = LoadCheckpoint(path, m, &opt);
+    auto opt = Adam::Create(m, AdamOptions()).value();
+    absl::Status s = LoadCheckpoint(path, m, opt.get());
     ASSERT_TRUE(s.ok()) << s;
-    EXPECT_EQ(opt.step_count(), 2);
+    EXPECT_EQ(opt->step_count(), 2);
     // A copy: NamedParameters() returns a temporary list.
     const Tensor w = m.NamedParameters()[0].second;
     EXPECT_EQ(w.dtype(), dtype);
@@ -525,10 +527,10 @@ class Domains : public ::testing::Test {
                         DType dtype = kFloat64) {
     Rng r1(1), r2(2);
     MLP a({2, 3, 1}, Activation::kTanh, r1);
-    Adam oa(a, AdamOptions());
-    TrainSteps(a, oa, 2);
+    auto oa = Adam::Create(a, AdamOptions()).value();
+    TrainSteps(a, *oa, 2);
     const std::string path = TmpPath("domain.ckpt");
-    EXPECT_TRUE(SaveCheckpoint(path, a, &oa).ok());
+    EXPECT_TRUE(SaveCheckpoint(path, a, oa.get()).ok());
     auto file = ReadTensorFile(path);
     EXPECT_TRUE(file.ok());
     bool found = false;
@@ -541,12 +543,12 @@ class Domains : public ::testing::Test {
     EXPECT_TRUE(WriteTensorFile(path, *file).ok());
     MLP b({2, 3, 1}, Activation::kTanh, r2);
     b.To(dtype);
-    Adam ob(b, AdamOptions());
+    auto ob = Adam::Create(b, AdamOptions()).value();
     auto before = Values(b.NamedParameters());
-    absl::Status s = LoadCheckpoint(path, b, &ob);
+    absl::Status s = LoadCheckpoint(path, b, ob.get());
     if (!s.ok()) {
       EXPECT_EQ(Values(b.NamedParameters()), before);
-      EXPECT_EQ(ob.step_count(), 0);
+      EXPECT_EQ(ob->step_count(), 0);
     }
     return s;
   }

@@ -84,16 +84,16 @@ TEST(ModuleBuffers, NamedLikeParametersAndNeverTrained) {
   }
   AdamOptions o;
   o.lr = 0.1;
-  Adam opt(m, o);
-  for (const auto& [name, s] : opt.NamedState())  // "<param>.<slot>"
+  auto opt = Adam::Create(m, o).value();
+  for (const auto& [name, s] : opt->NamedState())  // "<param>.<slot>"
     for (const auto& [buf, b] : m.NamedBuffers())
       EXPECT_NE(name.rfind(buf + ".", 0), 0u) << name;
   Tensor x = Tensor::FromVector({3}, {1.0, -2.0, 0.5});
   for (int step = 0; step < 3; ++step) {
-    opt.ZeroGrad();
+    opt->ZeroGrad();
     Backward(Sum(Square(m(x))));
     Tape::Get().Reset();
-    opt.Step();
+    opt->Step();
   }
   // The buffers changed only through the module's in-place updates; the
   // parameters moved.

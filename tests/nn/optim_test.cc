@@ -53,18 +53,18 @@ TEST(Sgd, MomentumAndWeightDecayTwoSteps) {
   o.lr = 0.1;
   o.momentum = 0.9;
   o.weight_decay = 0.01;
-  Sgd opt({p}, o);
+  auto opt = Sgd::Create({p}, o).value();
   LinearGrad(p, c);
-  opt.Step();
+  opt->Step();
   // d = c + 0.01 p = [0.51, 0.98]; b = d; p -= 0.1 b.
   EXPECT_NEAR(p[0], 0.949, 1e-15);
   EXPECT_NEAR(p[1], -2.098, 1e-15);
   LinearGrad(p, c);
-  opt.Step();
+  opt->Step();
   // d = [0.50949, 0.97902]; b = 0.9 [0.51, 0.98] + d = [0.96849, 1.86102].
   EXPECT_NEAR(p[0], 0.852151, 1e-15);
   EXPECT_NEAR(p[1], -2.284102, 1e-15);
-  EXPECT_EQ(opt.step_count(), 2);
+  EXPECT_EQ(opt->step_count(), 2);
 }
 
 TEST(Sgd, PlainAndNesterov) {
@@ -72,15 +72,15 @@ TEST(Sgd, PlainAndNesterov) {
   Tensor c = Tensor::FromVector({2}, {0.5, 1.0});
   SgdOptions o;
   o.lr = 0.1;
-  Sgd plain({p}, o);
+  auto plain = Sgd::Create({p}, o).value();
   o.momentum = 0.9;
   o.nesterov = true;
   o.weight_decay = 0.01;
-  Sgd nesterov({q}, o);
+  auto nesterov = Sgd::Create({q}, o).value();
   LinearGrad(p, c);
   LinearGrad(q, c);
-  plain.Step();
-  nesterov.Step();
+  plain->Step();
+  nesterov->Step();
   EXPECT_NEAR(p[0], 0.95, 1e-15);
   EXPECT_NEAR(p[1], -2.1, 1e-15);
   // d = [0.51, 0.98]; b = d; step d + 0.9 b = 1.9 d = [0.969, 1.862].
@@ -92,9 +92,9 @@ TEST(Adam, FirstStepIsSignedLr) {
   // Bias correction makes step 1: p -= lr g / (|g| + eps).
   Tensor p = Param({1.0, -2.0, 0.5});
   Tensor c = Tensor::FromVector({3}, {0.5, -4.0, 1e-3});
-  Adam opt({p}, Lr<AdamOptions>(0.1));
+  auto opt = Adam::Create({p}, Lr<AdamOptions>(0.1)).value();
   LinearGrad(p, c);
-  opt.Step();
+  opt->Step();
   EXPECT_NEAR(p[0], 1.0 - 0.1 * 0.5 / (0.5 + 1e-8), 1e-15);
   EXPECT_NEAR(p[1], -2.0 + 0.1 * 4.0 / (4.0 + 1e-8), 1e-15);
   EXPECT_NEAR(p[2], 0.5 - 0.1 * 1e-3 / (1e-3 + 1e-8), 1e-15);
@@ -126,11 +126,11 @@ TEST(Adam, ThreeStepsMatchReference) {
     Tensor p = Param({1.0, -2.0, 0.5});
     AdamOptions o = Lr<AdamOptions>(0.1);
     o.weight_decay = c.wd;
-    std::unique_ptr<Optimizer> opt;
+    std::shared_ptr<Optimizer> opt;
     if (c.decoupled)
-      opt = std::make_unique<AdamW>(std::vector<Tensor>{p}, o);
+      opt = AdamW::Create(std::vector<Tensor>{p}, o).value();
     else
-      opt = std::make_unique<Adam>(std::vector<Tensor>{p}, o);
+      opt = Adam::Create(std::vector<Tensor>{p}, o).value();
     for (int t = 0; t < 3; ++t) {
       QuadraticGrad(p, w);
       opt->Step();
@@ -144,26 +144,26 @@ TEST(Adam, ConvergesOnQuadratic) {
   Tensor x = Param({3.0, -1.0, 0.0, 10.0});
   Tensor target = Tensor::FromVector({4}, {1.0, 2.0, -3.0, 0.5});
   Tensor s = Tensor::FromVector({4}, {1.0, 100.0, 0.01, 5.0});
-  Adam opt({x}, Lr<AdamOptions>(0.1));
-  opt.set_schedule(CosineAnnealingLr(0.1, 3000));
+  auto opt = Adam::Create({x}, Lr<AdamOptions>(0.1)).value();
+  opt->set_schedule(CosineAnnealingLr(0.1, 3000));
   for (int t = 0; t < 3000; ++t) {
-    opt.ZeroGrad();
+    opt->ZeroGrad();
     Backward(Sum(Square(x - target) * s));
     Tape::Get().Reset();
-    opt.Step();
+    opt->Step();
   }
   for (int i = 0; i < 4; ++i) EXPECT_NEAR(x[i], target[i], 1e-4) << i;
 }
 
 TEST(Optimizer, SkipsParametersWithoutGradAndExposesState) {
   Tensor a = Param({1.0}), b = Param({2.0, 3.0});
-  Adam opt({a, b}, Lr<AdamOptions>(0.5));
+  auto opt = Adam::Create({a, b}, Lr<AdamOptions>(0.5)).value();
   LinearGrad(a, Tensor::FromVector({1}, {1.0}));
   b.ZeroGrad();
-  opt.Step();
+  opt->Step();
   EXPECT_NEAR(a[0], 0.5, 1e-7);
   EXPECT_EQ(b[0], 2.0);
-  NamedTensors st = opt.NamedState();
+  NamedTensors st = opt->NamedState();
   ASSERT_EQ(st.size(), 7u);
   EXPECT_EQ(st[0].first, "step");
   EXPECT_EQ(st[0].second.item(), 1.0);
@@ -177,7 +177,7 @@ TEST(Optimizer, SkipsParametersWithoutGradAndExposesState) {
   EXPECT_EQ(st[6].second.item(), 0.0);
   // Writing into the state restores it (what checkpoints do).
   st[0].second.mutable_data<double>()[0] = 7.0;
-  EXPECT_EQ(opt.step_count(), 7);
+  EXPECT_EQ(opt->step_count(), 7);
 }
 
 // Bias correction counts each parameter's own updates (as PyTorch): one that
@@ -187,13 +187,13 @@ TEST(Adam, LateParameterTakesAFirstStep) {
   for (bool decoupled : {false, true}) {
     Tensor a = Param({1.0}), b = Param({2.0, -3.0});
     const double lr = 0.1;
-    std::unique_ptr<Optimizer> opt;
+    std::shared_ptr<Optimizer> opt;
     if (decoupled)
-      opt = std::make_unique<AdamW>(std::vector<Tensor>{a, b},
-                                    Lr<AdamOptions>(lr));
+      opt =
+          AdamW::Create(std::vector<Tensor>{a, b}, Lr<AdamOptions>(lr)).value();
     else
-      opt = std::make_unique<Adam>(std::vector<Tensor>{a, b},
-                                   Lr<AdamOptions>(lr));
+      opt =
+          Adam::Create(std::vector<Tensor>{a, b}, Lr<AdamOptions>(lr)).value();
     for (int t = 0; t < 100; ++t) {
       LinearGrad(a, Tensor::FromVector({1}, {1.0}));
       b.ZeroGrad();
@@ -236,12 +236,12 @@ TEST(Schedule, Values) {
 
 TEST(Optimizer, UsesScheduleAtCurrentStep) {
   Tensor p = Param({0.0});
-  Sgd opt({p}, Lr<SgdOptions>(1.0));
-  opt.set_schedule(StepDecayLr(1.0, 1, 0.5));  // 1, 0.5, 0.25
+  auto opt = Sgd::Create({p}, Lr<SgdOptions>(1.0)).value();
+  opt->set_schedule(StepDecayLr(1.0, 1, 0.5));  // 1, 0.5, 0.25
   for (int t = 0; t < 3; ++t) {
-    EXPECT_EQ(opt.lr(), std::pow(0.5, t));
+    EXPECT_EQ(opt->lr(), std::pow(0.5, t));
     LinearGrad(p, Tensor::FromVector({1}, {1.0}));
-    opt.Step();
+    opt->Step();
   }
   EXPECT_EQ(p[0], -1.75);
 }
@@ -311,7 +311,7 @@ Tensor Rounded(const Tensor& t) {
 // accumulation of one rounding per step over the runs' 12 steps.
 void ExpectTwins(const Optimizer& o32, const Optimizer& o64,
                  const std::string& what) {
-  const NamedTensors s32 = o32.NamedState(), s64 = o64.NamedState();
+  const NamedTensors s32 = o32->NamedState(), s64 = o64.NamedState();
   NamedTensors p32 = o32.named_parameters(), p64 = o64.named_parameters();
   NamedTensors all32 = s32, all64 = s64;
   all32.insert(all32.end(), p32.begin(), p32.end());
@@ -338,7 +338,7 @@ void ExpectTwins(const Optimizer& o32, const Optimizer& o64,
 // moments in float32 (checked after every step).
 TEST(OptimizerFloat32, StateInTheParametersDTypeMatchesFloat64) {
   using Make =
-      std::function<std::unique_ptr<Optimizer>(std::vector<Tensor> params)>;
+      std::function<std::shared_ptr<Optimizer>(std::vector<Tensor> params)>;
   SgdOptions heavy = Lr<SgdOptions>(0.05);
   heavy.momentum = 0.9;
   heavy.nesterov = true;
@@ -348,19 +348,19 @@ TEST(OptimizerFloat32, StateInTheParametersDTypeMatchesFloat64) {
   const std::vector<std::pair<std::string, Make>> cases = {
       {"sgd",
        [](std::vector<Tensor> p) {
-         return std::make_unique<Sgd>(std::move(p), Lr<SgdOptions>(0.1));
+         return Sgd::Create(std::move(p), Lr<SgdOptions>(0.1)).value();
        }},
       {"sgd_nesterov_wd",
        [heavy](std::vector<Tensor> p) {
-         return std::make_unique<Sgd>(std::move(p), heavy);
+         return Sgd::Create(std::move(p), heavy).value();
        }},
       {"adam_l2",
        [adam](std::vector<Tensor> p) {
-         return std::make_unique<Adam>(std::move(p), adam);
+         return Adam::Create(std::move(p), adam).value();
        }},
       {"adamw",
        [adam](std::vector<Tensor> p) {
-         return std::make_unique<AdamW>(std::move(p), adam);
+         return AdamW::Create(std::move(p), adam).value();
        }},
   };
   Rng rng(1);
@@ -369,7 +369,7 @@ TEST(OptimizerFloat32, StateInTheParametersDTypeMatchesFloat64) {
   for (const auto& [name, make] : cases) {
     Tensor p32 = Cast(start, kFloat32).Detach().set_requires_grad(true);
     Tensor p64 = start.Detach().set_requires_grad(true);
-    std::unique_ptr<Optimizer> o32 = make({p32}), o64 = make({p64});
+    std::shared_ptr<Optimizer> o32 = make({p32}), o64 = make({p64});
     for (int t = 0; t < 12; ++t) {
       QuadraticGrad(p32, Cast(w, kFloat32));
       QuadraticGrad(p64, w);
@@ -394,25 +394,26 @@ TEST(OptimizerFloat32, StateFollowsModuleTo) {
   m64.To(kFloat32);
   m64.To(kFloat64);
   const Tensor x = Rounded(Tensor::Randn({5, 3}, rx));
-  Adam o32(m32, Lr<AdamOptions>(0.05)), o64(m64, Lr<AdamOptions>(0.05));
+  auto o32 = Adam::Create(m32, Lr<AdamOptions>(0.05)).value();
+  auto o64 = Adam::Create(m64, Lr<AdamOptions>(0.05)).value();
   auto step = [&x](Linear& m, Optimizer& o) {
     o.ZeroGrad();
     Backward(Sum(Square(m(Cast(x, m.dtype())))));
     Tape::Get().Reset();
     o.Step();
   };
-  step(m32, o32);  // one float64 step each: state in float64
-  step(m64, o64);
-  for (const auto& [name, t] : o32.NamedState())
+  step(m32, *o32);  // one float64 step each: state in float64
+  step(m64, *o64);
+  for (const auto& [name, t] : o32->NamedState())
     EXPECT_EQ(t.dtype(), kFloat64) << name;
   m32.To(kFloat32);
   for (int t = 0; t < 4; ++t) {
-    step(m32, o32);
-    step(m64, o64);
+    step(m32, *o32);
+    step(m64, *o64);
   }
   // The float64 step (before the conversion) left unrounded values: their
   // rounding is one more error of the same size.
-  ExpectTwins(o32, o64, "after Module::To");
+  ExpectTwins(*o32, *o64, "after Module::To");
 }
 
 // ClipGradNorm and ClipGradValue on float32 gradients: the norm as in
@@ -432,6 +433,33 @@ TEST(ClipFloat32, ScalesFloat32GradientsInPlace) {
   EXPECT_EQ(b.grad().dtype(), kFloat32);
   EXPECT_EQ(b.grad()[0], 0.5);
   EXPECT_NEAR(a.grad()[1], 4.0 / 13, 1e-7);
+}
+
+// Bad options and non-parameters are a Status naming the problem (no abort).
+TEST(Optimizer, BadOptionsAreAStatus) {
+  Tensor p = Param({1.0});
+  auto expect = [](const absl::Status& s, const std::string& what) {
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+    EXPECT_NE(s.message().find(what), std::string::npos) << s;
+  };
+  expect(Adam::Create({p}, {.beta1 = 1.0}).status(), "beta1 = 1");
+  expect(Adam::Create({p}, {.beta2 = -0.1}).status(), "beta2 = -0.1");
+  expect(AdamW::Create({p}, {.lr = std::nan("")}).status(), "lr = nan");
+  expect(Adam::Create({p}, {.eps = 0.0}).status(), "eps = 0");
+  expect(Adam::Create({p}, {.weight_decay = -1.0}).status(),
+         "weight_decay = -1");
+  expect(Sgd::Create({p}, {.lr = 0.1, .nesterov = true}).status(),
+         "nesterov needs momentum > 0");
+  expect(Sgd::Create({p}, {.lr = INFINITY}).status(), "lr = inf");
+  expect(Adam::Create({p}, {.lr = -1e-3}).status(), "lr = -0.001");
+  EXPECT_TRUE(Sgd::Create({p}, {.lr = 0.0}).ok());  // a frozen run
+  expect(Sgd::Create({p}, {.momentum = -0.5}).status(), "momentum = -0.5");
+  expect(Adam::Create({Tensor::FromVector({1}, {1.0})}, {}).status(),
+         "'param0' is not a parameter");
+  EXPECT_TRUE(Adam::Create({p}, {.lr = 1e-3}).ok());
+  EXPECT_TRUE(Sgd::Create({p}, {.momentum = 0.9, .nesterov = true}).ok());
+  EXPECT_TRUE(AdamOptions{}.Validate().ok());
+  EXPECT_TRUE(SgdOptions{}.Validate().ok());
 }
 
 }  // namespace

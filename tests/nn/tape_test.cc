@@ -25,7 +25,7 @@ struct TrainResult {
 TrainResult Train(uint64_t seed, int steps) {
   Rng rng(seed);
   MLP mlp({2, 16, 16, 1}, Activation::kTanh, rng);
-  Adam opt(mlp, AdamOptions());
+  auto opt = Adam::Create(mlp, AdamOptions()).value();
   Tensor x = Tensor::Randn({64, 2}, rng);
   Tensor y;
   {
@@ -34,12 +34,12 @@ TrainResult Train(uint64_t seed, int steps) {
   }
   TrainResult result;
   for (int t = 0; t < steps; ++t) {
-    opt.ZeroGrad();
+    opt->ZeroGrad();
     Tensor loss = Mean(Square(mlp(x) - y));
     result.losses.push_back(loss.item());
     Backward(loss);
     Tape::Get().Reset();
-    opt.Step();
+    opt->Step();
   }
   for (auto& [name, p] : mlp.NamedParameters())
     result.params.push_back(p.ToVector());
@@ -73,18 +73,18 @@ TEST(Threads, EachThreadHasItsOwnTape) {
 TEST(TapeMemory, FlatOver1000StepsWithReset) {
   Rng rng(3);
   MLP mlp({2, 32, 32, 2}, Activation::kTanh, rng);
-  Sgd opt(mlp, SgdOptions());
+  auto opt = Sgd::Create(mlp, SgdOptions()).value();
   Tensor x = Tensor::Randn({128, 2}, rng);
   Tape& tape = Tape::Get();
   tape.Reset();
   const size_t baseline = tape.bytes_in_use();
   size_t reserved_after_warmup = 0, peak_in_use = 0;
   for (int t = 0; t < 1000; ++t) {
-    opt.ZeroGrad();
+    opt->ZeroGrad();
     Backward(Mean(Square(mlp(x))));
     peak_in_use = std::max(peak_in_use, tape.bytes_in_use());
     tape.Reset();
-    opt.Step();
+    opt->Step();
     EXPECT_EQ(tape.bytes_in_use(), baseline) << "step " << t;
     if (t == 2) reserved_after_warmup = tape.bytes_reserved();
     if (t > 2) {

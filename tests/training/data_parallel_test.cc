@@ -66,7 +66,7 @@ std::shared_ptr<flows::FlowModel> ActNormRealNvp() {
     seq->Add(flows::Coupling::Create(coupling, rng).value());
   }
   return std::make_shared<flows::FlowModel>(
-      std::make_shared<flows::StandardNormal>(Shape{4}), seq);
+      flows::StandardNormal::Create(Shape{4}).value(), seq);
 }
 
 TrainOptions Options() {
@@ -110,11 +110,11 @@ using OptimizerMaker =
     std::function<std::shared_ptr<nn::Optimizer>(const nn::Module&)>;
 
 std::shared_ptr<nn::Optimizer> Adam(const nn::Module& m) {
-  return std::make_shared<nn::Adam>(m, nn::AdamOptions{.lr = 1e-2});
+  return nn::Adam::Create(m, nn::AdamOptions{.lr = 1e-2}).value();
 }
 std::shared_ptr<nn::Optimizer> Momentum(const nn::Module& m) {
-  return std::make_shared<nn::Sgd>(m,
-                                   nn::SgdOptions{.lr = 1e-2, .momentum = 0.9});
+  return nn::Sgd::Create(m, nn::SgdOptions{.lr = 1e-2, .momentum = 0.9})
+      .value();
 }
 
 void CheckMatchesOneProcess(const ModelMaker& make_model,
@@ -222,7 +222,7 @@ TEST(DataParallel, TheNanGuardDecidesForAllRanks) {
       return ++*calls == 6 && rank == 1 ? v * std::nan("") : v;
     };
     return Replica{m, nll,
-                   std::make_shared<nn::Adam>(*m, nn::AdamOptions{.lr = 1e-2})};
+                   nn::Adam::Create(*m, nn::AdamOptions{.lr = 1e-2}).value()};
   };
   TrainOptions o = Options();
   o.threads = 2;
@@ -235,11 +235,11 @@ TEST(DataParallel, TheNanGuardDecidesForAllRanks) {
   EXPECT_EQ(Flat(*models[1]), Flat(*models[0]));
   // The same as 4 steps of one process.
   auto alone = Maf();
-  nn::Adam adam(*alone, {.lr = 1e-2});
+  auto adam = nn::Adam::Create(*alone, {.lr = 1e-2}).value();
   TrainOptions four = Options();
   four.max_steps = 4;
   four.eval_every = 1000;
-  ASSERT_TRUE(TrainNll(*alone, adam, data, four).ok());
+  ASSERT_TRUE(TrainNll(*alone, *adam, data, four).ok());
   EXPECT_LE(MaxAbsDiff(Flat(*models[0]), Flat(*alone)), 1e-12);
 }
 
@@ -248,7 +248,7 @@ TEST(DataParallel, AFailingFactoryFailsTheRun) {
     if (rank == 1) return absl::NotFoundError("no weights for rank 1");
     auto m = Maf();
     return Replica{m, ModelNll(*m),
-                   std::make_shared<nn::Adam>(*m, nn::AdamOptions{})};
+                   nn::Adam::Create(*m, nn::AdamOptions{}).value()};
   };
   TrainOptions o = Options();
   o.threads = 2;
@@ -262,7 +262,8 @@ TEST(DataParallel, TrainNllRefusesThreadsItDoesNotRun) {
   // it must match the group's size.
   const TrainData data = Dataset();
   auto m = Maf();
-  nn::Adam adam(*m, {.lr = 1e-2});
+  auto adam_ptr = nn::Adam::Create(*m, {.lr = 1e-2}).value();
+  nn::Adam& adam = *adam_ptr;
   TrainOptions o = Options();
   o.max_steps = 2;
   o.threads = 4;
@@ -274,7 +275,8 @@ TEST(DataParallel, TrainNllRefusesThreadsItDoesNotRun) {
   absl::Status group = parallel::RunOnThreads(
       2, [&](parallel::Communicator& comm) -> absl::Status {
         auto mine = Maf();
-        nn::Adam my_adam(*mine, {.lr = 1e-2});
+        auto my_adam_ptr = nn::Adam::Create(*mine, {.lr = 1e-2}).value();
+        nn::Adam& my_adam = *my_adam_ptr;
         TrainOptions t = Options();
         t.max_steps = 2;
         t.communicator = &comm;

@@ -92,7 +92,8 @@ TrainOptions Options(const std::string& file) {
 std::vector<double> StartParams(const std::string& name,
                                 models::BaseChoice base) {
   auto m = Make(name, base);
-  nn::Sgd sgd(*m, {.lr = 0.0});
+  auto sgd_ptr = nn::Sgd::Create(*m, {.lr = 0.0}).value();
+  nn::Sgd& sgd = *sgd_ptr;
   TrainOptions o = Options(name + "_start.ckpt");
   o.max_steps = 1;
   o.checkpoint_every = 0;
@@ -115,7 +116,8 @@ class GuardTest : public testing::TestWithParam<Divergent> {};
 TEST_P(GuardTest, ADivergedRunIsRestoredToAUsableModel) {
   const Divergent& c = GetParam();
   auto model = Make(c.flow);
-  nn::Sgd sgd(*model, {.lr = c.lr});
+  auto sgd_ptr = nn::Sgd::Create(*model, {.lr = c.lr}).value();
+  nn::Sgd& sgd = *sgd_ptr;
   TrainOptions o = Options(c.flow + "_guard.ckpt");
   absl::StatusOr<TrainResult> r = TrainNll(*model, sgd, Data(), o);
   ASSERT_TRUE(r.ok()) << r.status();
@@ -147,7 +149,8 @@ INSTANTIATE_TEST_SUITE_P(Flows, GuardTest,
 TEST_P(GuardTest, GuardEveryStepRestoresTheLastFiniteStep) {
   const Divergent& c = GetParam();
   auto model = Make(c.flow);
-  nn::Sgd sgd(*model, {.lr = c.lr});
+  auto sgd_ptr = nn::Sgd::Create(*model, {.lr = c.lr}).value();
+  nn::Sgd& sgd = *sgd_ptr;
   TrainOptions o = Options(c.flow + "_every.ckpt");
   o.guard_every = 1;
   TrainResult r =
@@ -155,7 +158,8 @@ TEST_P(GuardTest, GuardEveryStepRestoresTheLastFiniteStep) {
   ASSERT_TRUE(r.diverged) << r.message;
   ASSERT_GE(r.steps, 1) << r.message;
   auto again = Make(c.flow);
-  nn::Sgd sgd2(*again, {.lr = c.lr});
+  auto sgd2_ptr = nn::Sgd::Create(*again, {.lr = c.lr}).value();
+  nn::Sgd& sgd2 = *sgd2_ptr;
   TrainOptions stop = o;
   stop.max_steps = r.steps;
   stop.checkpoint_every = 0;
@@ -165,7 +169,8 @@ TEST_P(GuardTest, GuardEveryStepRestoresTheLastFiniteStep) {
   EXPECT_EQ(r.model_status.ok(), CanSampleAndScore(*model, 64)) << r.message;
   if (!r.model_status.ok()) {
     auto other = Make(c.flow);
-    nn::Sgd sgd3(*other, {.lr = c.lr});
+    auto sgd3_ptr = nn::Sgd::Create(*other, {.lr = c.lr}).value();
+    nn::Sgd& sgd3 = *sgd3_ptr;
     absl::Status s = TrainNll(*other, sgd3, Data(), o).status();
     EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
     EXPECT_NE(s.message().find("cannot"), absl::string_view::npos) << s;
@@ -181,7 +186,8 @@ TEST_P(GuardTest, GuardEveryStepRestoresTheLastFiniteStep) {
 // no checkpoint of a model that cannot sample.
 TEST(TrainNll, AFiniteRunThatCannotSampleIsAnError) {
   auto model = Make("nice");
-  nn::Sgd sgd(*model, {.lr = 10.0});
+  auto sgd_ptr = nn::Sgd::Create(*model, {.lr = 10.0}).value();
+  nn::Sgd& sgd = *sgd_ptr;
   TrainOptions o = Options("nice_finite.ckpt");
   absl::StatusOr<TrainResult> r = TrainNll(*model, sgd, Data(), o);
   ASSERT_FALSE(r.ok());
@@ -205,12 +211,12 @@ TEST(TrainNll, AFiniteRunThatCannotSampleIsAnError) {
 // naming the samples.
 class MixtureBaseTest : public testing::TestWithParam<models::BaseChoice> {};
 
-std::unique_ptr<nn::Adam> LogitsAdam(const nn::Module& m) {
+std::shared_ptr<nn::Adam> LogitsAdam(const nn::Module& m) {
   std::vector<Tensor> logits;
   for (const auto& [name, p] : m.NamedParameters())
     if (name.find("logits") != std::string::npos) logits.push_back(p);
   EXPECT_FALSE(logits.empty());
-  return std::make_unique<nn::Adam>(logits, nn::AdamOptions{.lr = 1e308});
+  return nn::Adam::Create(logits, nn::AdamOptions{.lr = 1e308}).value();
 }
 
 TEST_P(MixtureBaseTest, AnOverflowingLogitIsRestoredOrReported) {
@@ -251,7 +257,7 @@ TEST(TrainNll, TheGuardRestoresBuffers) {
   // buffers. Restoring the parameters alone would leave them NaN (finite
   // parameters, NaN samples); the guard restores them too.
   auto model = Make("resflow");
-  nn::Adam adam(*model, {.lr = 1e-3});
+  auto adam = nn::Adam::Create(*model, {.lr = 1e-3}).value();
   Tensor weight;
   for (const auto& [name, p] : model->NamedParameters())
     if (name.find("weight") != std::string::npos) weight = p;
@@ -273,7 +279,7 @@ TEST(TrainNll, TheGuardRestoresBuffers) {
   o.checkpoint_every = 1;
   o.checkpoint_path =
       std::string(std::getenv("TEST_TMPDIR")) + "/resflow_nan.ckpt";
-  TrainResult r = TrainNll(*model, nll, adam, data, o).value();
+  TrainResult r = TrainNll(*model, nll, *adam, data, o).value();
   EXPECT_TRUE(r.diverged);
   EXPECT_EQ(r.steps, 4);
   EXPECT_TRUE(CanSampleAndScore(*model)) << r.message;
@@ -286,7 +292,7 @@ TEST(TrainNllOutcome, ReportsAnUnusableModelInTheResult) {
   // A model whose samples are NaN: TrainNllOutcome returns the run with
   // model_status saying why; TrainNll turns it into an error.
   auto model = Make("maf");
-  nn::Adam adam(*model, {.lr = 1e-3});
+  auto adam = nn::Adam::Create(*model, {.lr = 1e-3}).value();
   Rng rng(5);
   TrainData data;
   data.train = Tensor::Randn(Shape{64, 2}, rng);
@@ -298,28 +304,28 @@ TEST(TrainNllOutcome, ReportsAnUnusableModelInTheResult) {
     return absl::FailedPreconditionError("the model cannot sample: test");
   };
   TrainResult r =
-      TrainNllOutcome(*model, ModelNll(*model), adam, data, o).value();
+      TrainNllOutcome(*model, ModelNll(*model), *adam, data, o).value();
   EXPECT_EQ(r.steps, 3);
   EXPECT_EQ(r.model_status.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(r.message.find("finished 3 steps; the model cannot sample: test"),
             std::string::npos)
       << r.message;
-  absl::Status s = TrainNll(*model, adam, data, o).status();
+  absl::Status s = TrainNll(*model, *adam, data, o).status();
   EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(s.message().find("cannot sample"), absl::string_view::npos) << s;
 }
 
 TEST(ModuleState, RestoresParametersBuffersAndOptimizerState) {
   auto model = Make("resflow");  // buffers: spectral-norm u, v; ActNorm flag
-  nn::Adam adam(*model, {.lr = 1e-2});
-  ModuleState state(*model, &adam);
+  auto adam = nn::Adam::Create(*model, {.lr = 1e-2}).value();
+  ModuleState state(*model, adam.get());
   auto values = [&] {  // parameters, buffers, optimizer state
     std::vector<double> v;
     for (const Tensor& t : model->Parameters())
       for (double x : t.ToVector()) v.push_back(x);
     for (const auto& [name, t] : model->NamedBuffers())
       for (double x : t.ToVector()) v.push_back(x);
-    for (const auto& [name, t] : adam.NamedState())
+    for (const auto& [name, t] : adam->NamedState())
       for (double x : t.ToVector()) v.push_back(x);
     return v;
   };
@@ -330,14 +336,14 @@ TEST(ModuleState, RestoresParametersBuffersAndOptimizerState) {
   // One training step changes parameters, buffers and Adam's moments.
   Rng rng(6);
   Tensor x = Tensor::Randn(Shape{32, 2}, rng);
-  adam.ZeroGrad();
+  adam->ZeroGrad();
   Backward(model->Nll(x, Tensor(), &rng));
-  adam.Step();
+  adam->Step();
   Tape::Get().Reset();
   ASSERT_NE(values(), before);
   state.Restore();
   EXPECT_EQ(values(), before);
-  EXPECT_EQ(adam.step_count(), 0);
+  EXPECT_EQ(adam->step_count(), 0);
 }
 
 }  // namespace

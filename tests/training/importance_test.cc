@@ -70,7 +70,7 @@ TEST(Importance, LogZOfAGaussianThroughADeterministicFlow) {
     NoGradScope off;
     p.mutable_data<double>()[0] += 0.3;  // away from the identity
   }
-  flows::FlowModel model(std::make_shared<flows::StandardNormal>(Shape{2}),
+  flows::FlowModel model(flows::StandardNormal::Create(Shape{2}).value(),
                          coupling);
   ExpectLogZ(model, "coupling");
 }
@@ -86,8 +86,7 @@ TEST(Importance, LogZOfAGaussianThroughStochasticLayers) {
   auto mh = *flows::MetropolisLayer::Create({u, 0.5, 2});
   auto snf = std::make_shared<flows::Sequential>(
       std::vector<std::shared_ptr<flows::Flow>>{mh, mala, ula});
-  flows::FlowModel model(std::make_shared<flows::StandardNormal>(Shape{2}),
-                         snf);
+  flows::FlowModel model(flows::StandardNormal::Create(Shape{2}).value(), snf);
   ExpectLogZ(model, "langevin + mala + metropolis");
 }
 
@@ -112,7 +111,7 @@ TEST(Importance, LogZOfAGaussianThroughAnSnf) {
       NoGradScope off;
       p.mutable_data<double>()[0] += 0.1;
     }
-    flows::FlowModel model(std::make_shared<flows::StandardNormal>(Shape{2}),
+    flows::FlowModel model(flows::StandardNormal::Create(Shape{2}).value(),
                            snf);
     ExpectLogZ(model, snf->name());
   }
@@ -129,17 +128,16 @@ TEST(Importance, ReverseKlTrainsAnSnf) {
   o.mcmc_steps = 3;
   o.proposal_scale = 0.5;
   auto snf = *flows::MakeSnf(o, rng);
-  flows::FlowModel model(std::make_shared<flows::StandardNormal>(Shape{2}),
-                         snf);
+  flows::FlowModel model(flows::StandardNormal::Create(Shape{2}).value(), snf);
   const LogDensityFn log_p = EnergyLogDensity(o.target);
   Rng eval(3);
   const double before = FreeEnergy(model, log_p, 4000, eval);
-  nn::Adam adam(model, {.lr = 3e-3});
+  auto adam = nn::Adam::Create(model, {.lr = 3e-3}).value();
   ReverseKlOptions t;
   t.batch_size = 128;
   t.steps = 150;
   t.log_every = 0;
-  auto r = *TrainReverseKl(model, log_p, adam, t);
+  auto r = *TrainReverseKl(model, log_p, *adam, t);
   EXPECT_FALSE(r.diverged) << r.message;
   const double after = FreeEnergy(model, log_p, 4000, eval);
   EXPECT_LT(after, before - 0.7) << before << " -> " << after;  // 1.07 -> -0.05

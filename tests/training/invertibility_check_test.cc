@@ -46,7 +46,7 @@ std::shared_ptr<flows::FlowModel> Model(double log_scale_gain) {
     seq->Add(c);
   }
   return std::make_shared<flows::FlowModel>(
-      std::make_shared<flows::StandardNormal>(Shape{4}), seq);
+      flows::StandardNormal::Create(Shape{4}).value(), seq);
 }
 
 struct Outcome {
@@ -70,8 +70,8 @@ Outcome Train(double log_scale_gain, bool stop) {
   o.invertibility_every = 2;
   o.max_inverse_condition = 1e8;
   o.stop_on_bad_inverse = stop;
-  nn::Sgd sgd(*model, {.lr = 1e-6});
-  auto r = TrainNllOutcome(*model, ModelNll(*model), sgd, data, o);
+  auto sgd = nn::Sgd::Create(*model, {.lr = 1e-6}).value();
+  auto r = TrainNllOutcome(*model, ModelNll(*model), *sgd, data, o);
   EXPECT_TRUE(r.ok()) << r.status();
   return {r.ok() ? *r : TrainResult(), log.str()};
 }
@@ -120,7 +120,7 @@ TEST(InvertibilityCheck, NeedsAFlowModelAndValidLimits) {
   Rng rng(1);
   TrainData data;
   data.train = Tensor::Randn({32, 4}, rng);
-  nn::Sgd sgd(*model, {.lr = 1e-6});
+  auto sgd = nn::Sgd::Create(*model, {.lr = 1e-6}).value();
   TrainOptions o;
   o.log_every = 0;
   o.max_steps = 1;
@@ -130,10 +130,10 @@ TEST(InvertibilityCheck, NeedsAFlowModelAndValidLimits) {
     const Tensor z = flow.Forward(x).value;
     return Mean(Sum(z * z, 1));
   };
-  EXPECT_EQ(TrainNll(flow, nll, sgd, data, o).status().code(),
+  EXPECT_EQ(TrainNll(flow, nll, *sgd, data, o).status().code(),
             absl::StatusCode::kInvalidArgument);
   o.max_inverse_condition = -1;
-  EXPECT_EQ(TrainNll(*model, sgd, data, o).status().code(),
+  EXPECT_EQ(TrainNll(*model, *sgd, data, o).status().code(),
             absl::StatusCode::kInvalidArgument);
 }
 

@@ -45,8 +45,8 @@ TEST(NanGuard, RestoresTheLastSnapshotWithAFiniteLoss) {
   for (int64_t every : {1, 3}) {
     for (int64_t bad : {2, 7, 8, 10}) {
       Toy model, also;
-      nn::Sgd sgd(model, {.lr = 0.1, .momentum = 0.9});
-      const int64_t updates = RunSteps(every, bad, model, also, sgd);
+      auto sgd = nn::Sgd::Create(model, {.lr = 0.1, .momentum = 0.9}).value();
+      const int64_t updates = RunSteps(every, bad, model, also, *sgd);
       // The snapshot of the bad step itself was never promoted.
       const int64_t want = every * ((bad - 2) / every);
       EXPECT_EQ(updates, want) << "every " << every << " bad " << bad;
@@ -61,8 +61,8 @@ TEST(NanGuard, RestoresTheLastSnapshotWithAFiniteLoss) {
 
 TEST(NanGuard, MessageNamesTheStepTheCauseAndTheSnapshot) {
   Toy model;
-  nn::Sgd sgd(model, {.lr = 0.1});
-  NanGuard guard(model, sgd, nullptr, 3);
+  auto sgd = nn::Sgd::Create(model, {.lr = 0.1}).value();
+  NanGuard guard(model, *sgd, nullptr, 3);
   const double nan = std::numeric_limits<double>::quiet_NaN();
   EXPECT_EQ(guard.Message(5, 1.5, nan),
             "stopped at step 5: non-finite gradient (loss 1.5, grad norm "

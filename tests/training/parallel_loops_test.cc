@@ -83,7 +83,7 @@ FmRig MakeFm(CouplingKind coupling) {
   o.ode.rtol = o.ode.atol = 1e-5;
   FmRig s;
   s.model = std::make_shared<flows::FlowModel>(
-      std::make_shared<flows::StandardNormal>(Shape({2})),
+      flows::StandardNormal::Create(Shape({2})).value(),
       flows::matching::MakeFlowMatchingCnf(velocity, o).value());
   flows::matching::FlowMatchingOptions fo;
   fo.coupling = coupling;
@@ -123,7 +123,8 @@ void CheckFlowMatchingMatchesOneProcess(CouplingKind coupling) {
   const TrainData data = FmData();
   FmRig alone = MakeFm(coupling);
   const std::vector<double> initial = Flat(*alone.model);
-  nn::Adam adam(*alone.model, {.lr = 1e-2});
+  auto adam_ptr = nn::Adam::Create(*alone.model, {.lr = 1e-2}).value();
+  nn::Adam& adam = *adam_ptr;
   // The whole-batch loss of one process: FlowMatching::Loss.
   FlowMatchingLossFn whole = [fm = alone.objective](const Tensor& x,
                                                     const Tensor& c, Rng& rng) {
@@ -148,7 +149,7 @@ void CheckFlowMatchingMatchesOneProcess(CouplingKind coupling) {
       }
       return FlowMatchingReplica{
           s.model, ModelNll(*s.model), ShardedLoss(s.objective),
-          std::make_shared<nn::Adam>(*s.model, nn::AdamOptions{.lr = 1e-2}),
+          nn::Adam::Create(*s.model, nn::AdamOptions{.lr = 1e-2}).value(),
           nullptr};
     };
     FlowMatchingTrainOptions o = FmOptions();
@@ -233,7 +234,8 @@ TEST(ParallelFlowMatching, AWholeBatchLossCannotBeSplit) {
   // communicator of several ranks, on every rank.
   const TrainData data = FmData();
   FmRig s = MakeFm(CouplingKind::kIndependent);
-  nn::Adam adam(*s.model, {.lr = 1e-2});
+  auto adam_ptr = nn::Adam::Create(*s.model, {.lr = 1e-2}).value();
+  nn::Adam& adam = *adam_ptr;
   FlowMatchingLossFn whole = [fm = s.objective](const Tensor& x,
                                                 const Tensor& c, Rng& rng) {
     return fm->Loss(x, c, rng);
@@ -241,7 +243,8 @@ TEST(ParallelFlowMatching, AWholeBatchLossCannotBeSplit) {
   absl::Status st = parallel::RunOnThreads(
       2, [&](parallel::Communicator& comm) -> absl::Status {
         FmRig mine = MakeFm(CouplingKind::kIndependent);
-        nn::Adam my_adam(*mine.model, {.lr = 1e-2});
+        auto my_adam_ptr = nn::Adam::Create(*mine.model, {.lr = 1e-2}).value();
+        nn::Adam& my_adam = *my_adam_ptr;
         FlowMatchingTrainOptions o = FmOptions();
         o.communicator = &comm;
         FlowMatchingLossFn loss = [fm = mine.objective](
@@ -265,7 +268,7 @@ TEST(ParallelFlowMatching, AWholeBatchLossCannotBeSplit) {
     FmRig r = MakeFm(CouplingKind::kIndependent);
     return FlowMatchingReplica{
         r.model, ModelNll(*r.model), nullptr,
-        std::make_shared<nn::Adam>(*r.model, nn::AdamOptions{}), nullptr};
+        nn::Adam::Create(*r.model, nn::AdamOptions{}).value(), nullptr};
   };
   o.threads = 2;
   EXPECT_EQ(TrainFlowMatchingThreads(no_loss, data, o).status().code(),
@@ -299,7 +302,8 @@ TEST(ParallelReverseKl, MatchesOneProcess) {
   const LogDensityFn log_p = EnergyLogDensity(Energy::kU1);
   auto alone = Maf2d();
   const std::vector<double> initial = Flat(*alone);
-  nn::Adam adam(*alone, {.lr = 1e-2});
+  auto adam_ptr = nn::Adam::Create(*alone, {.lr = 1e-2}).value();
+  nn::Adam& adam = *adam_ptr;
   const ReverseKlResult want =
       TrainReverseKl(*alone, log_p, adam, RkOptions()).value();
   ASSERT_EQ(want.steps, 20);
@@ -318,8 +322,7 @@ TEST(ParallelReverseKl, MatchesOneProcess) {
         models[rank] = m;
       }
       return ReverseKlReplica{
-          m, log_p,
-          std::make_shared<nn::Adam>(*m, nn::AdamOptions{.lr = 1e-2})};
+          m, log_p, nn::Adam::Create(*m, nn::AdamOptions{.lr = 1e-2}).value()};
     };
     ReverseKlOptions o = RkOptions();
     o.threads = threads;
@@ -357,7 +360,7 @@ TEST(ParallelReverseKl, TheNanGuardDecidesForAllRanks) {
       return ++*calls == 6 && rank == 1 ? v * std::nan("") : v;
     };
     return ReverseKlReplica{
-        m, log_p, std::make_shared<nn::Adam>(*m, nn::AdamOptions{.lr = 1e-2})};
+        m, log_p, nn::Adam::Create(*m, nn::AdamOptions{.lr = 1e-2}).value()};
   };
   ReverseKlOptions o = RkOptions();
   o.threads = 2;
@@ -372,7 +375,8 @@ TEST(ParallelReverseKl, TheNanGuardDecidesForAllRanks) {
       << run.result.message;
   EXPECT_EQ(Flat(*models[1]), Flat(*models[0]));
   auto alone = Maf2d();
-  nn::Adam adam(*alone, {.lr = 1e-2});
+  auto adam_ptr = nn::Adam::Create(*alone, {.lr = 1e-2}).value();
+  nn::Adam& adam = *adam_ptr;
   ReverseKlOptions four = RkOptions();
   four.steps = 4;
   ASSERT_TRUE(
@@ -382,7 +386,8 @@ TEST(ParallelReverseKl, TheNanGuardDecidesForAllRanks) {
 
 TEST(ParallelReverseKl, OptionErrors) {
   auto m = Maf2d();
-  nn::Adam adam(*m, {.lr = 1e-2});
+  auto adam_ptr = nn::Adam::Create(*m, {.lr = 1e-2}).value();
+  nn::Adam& adam = *adam_ptr;
   const LogDensityFn log_p = EnergyLogDensity(Energy::kU1);
   ReverseKlOptions o = RkOptions();
   o.threads = 3;
@@ -401,7 +406,7 @@ TEST(ParallelReverseKl, OptionErrors) {
   ReverseKlReplicaFactory make = [&](int) -> absl::StatusOr<ReverseKlReplica> {
     auto r = Maf2d();
     return ReverseKlReplica{r, log_p,
-                            std::make_shared<nn::Adam>(*r, nn::AdamOptions{})};
+                            nn::Adam::Create(*r, nn::AdamOptions{}).value()};
   };
   // threads > 0 is capped at the batch: 2 ranks of one sample each.
   EXPECT_EQ(TrainReverseKlThreads(make, o).value().result.ranks, 2);

@@ -48,7 +48,7 @@ struct Rig {
   std::shared_ptr<flows::cnf::ConcatSquashNet> velocity;
   std::shared_ptr<flows::FlowModel> model;
   std::shared_ptr<FlowMatching> objective;
-  std::unique_ptr<nn::Adam> adam;
+  std::shared_ptr<nn::Adam> adam;
   FlowMatchingLossFn loss;
 };
 
@@ -61,12 +61,12 @@ Rig Make(uint64_t seed, double lr = 1e-2) {
   flows::cnf::CnfOptions o;
   o.ode.rtol = o.ode.atol = 1e-6;
   s.model = std::make_shared<flows::FlowModel>(
-      std::make_shared<flows::StandardNormal>(Shape({2})),
+      flows::StandardNormal::Create(Shape({2})).value(),
       flows::matching::MakeFlowMatchingCnf(s.velocity, o).value());
   s.objective =
       FlowMatching::Create(s.velocity, AffinePath::OptimalTransport().value())
           .value();
-  s.adam = std::make_unique<nn::Adam>(*s.model, nn::AdamOptions{.lr = lr});
+  s.adam = nn::Adam::Create(*s.model, nn::AdamOptions{.lr = lr}).value();
   s.loss = [obj = s.objective](const Tensor& x, const Tensor& c, Rng& rng) {
     return obj->Loss(x, c, rng);
   };
@@ -158,14 +158,14 @@ TEST(TrainFlowMatchingTest, SphereModelWithItsOwnNll) {
   NllFn nll = [&](const Tensor& x, const Tensor&, Rng&) {
     return -Mean(model->LogProb(x));
   };
-  nn::Adam adam(*model, nn::AdamOptions{.lr = 5e-3});
+  auto adam = nn::Adam::Create(*model, nn::AdamOptions{.lr = 5e-3}).value();
   FlowMatchingTrainOptions o;
   o.batch_size = 256;
   o.max_steps = 300;
   o.eval_every = 150;
   o.ema_decay = 0.95;
   o.log_every = 0;
-  auto r = TrainFlowMatching(*model, nll, loss, adam, data, o).value();
+  auto r = TrainFlowMatching(*model, nll, loss, *adam, data, o).value();
   ASSERT_EQ(r.val_history.size(), 2u);
   EXPECT_EQ(r.elapsed.size(), 300u);
   const double uniform = std::log(4 * M_PI);
@@ -180,8 +180,9 @@ TEST(TrainFlowMatchingTest, SphereModelWithItsOwnNll) {
 
   o.max_steps = 2;
   o.check_model = [](Rng&) { return absl::InternalError("refused"); };
-  EXPECT_EQ(TrainFlowMatching(*model, nll, loss, adam, data, o).status().code(),
-            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(
+      TrainFlowMatching(*model, nll, loss, *adam, data, o).status().code(),
+      absl::StatusCode::kFailedPrecondition);
 }
 
 TEST(TrainFlowMatchingTest, EmaRecursionAndSwap) {

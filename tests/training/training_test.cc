@@ -49,7 +49,7 @@ class AffineFlow : public flows::Flow {
 
 std::shared_ptr<flows::FlowModel> AffineModel(int64_t d, double b0 = 0.0) {
   return std::make_shared<flows::FlowModel>(
-      std::make_shared<flows::StandardNormal>(Shape{d}),
+      flows::StandardNormal::Create(Shape{d}).value(),
       std::make_shared<AffineFlow>(d, b0));
 }
 
@@ -77,8 +77,8 @@ TEST(TrainNll, ReachesTheGaussianEntropyAndCheckpoints) {
   TrainData data = D(Gaussian(4000, 2.0, 0.5, -1.0, 3.0, rng),
                      Gaussian(1000, 2.0, 0.5, -1.0, 3.0, rng));
   auto model = AffineModel(2);
-  nn::Adam adam(*model, {.lr = 0.05});
-  adam.set_schedule(nn::CosineAnnealingLr(0.05, 600));
+  auto adam = nn::Adam::Create(*model, {.lr = 0.05}).value();
+  adam->set_schedule(nn::CosineAnnealingLr(0.05, 600));
   std::ostringstream log;
   TrainOptions o;
   o.batch_size = 200;
@@ -90,7 +90,7 @@ TEST(TrainNll, ReachesTheGaussianEntropyAndCheckpoints) {
   o.checkpoint_every = 300;
   o.checkpoint_path = std::string(std::getenv("TEST_TMPDIR")) + "/ckpt.bin";
   double before = EvaluateNll(ModelNll(*model), data.val, Tensor(), 512);
-  TrainResult r = TrainNll(*model, adam, data, o).value();
+  TrainResult r = TrainNll(*model, *adam, data, o).value();
   EXPECT_EQ(r.steps, 600);
   EXPECT_FALSE(r.diverged);
   // The fit is the maximum-likelihood Gaussian: shift = mean, scale = std.
@@ -123,14 +123,14 @@ TEST(TrainNll, EarlyStoppingRestoresTheBestValidationParameters) {
   TrainData data = D(Gaussian(2000, 0.0, 1.0, 0.0, 1.0, rng),
                      Gaussian(500, 4.0, 1.0, 4.0, 1.0, rng));
   auto model = AffineModel(2, 4.0);
-  nn::Adam adam(*model, {.lr = 0.05});
+  auto adam = nn::Adam::Create(*model, {.lr = 0.05}).value();
   TrainOptions o;
   o.batch_size = 100;
   o.max_steps = 1000;
   o.eval_every = 10;
   o.patience = 3;
   o.log_every = 0;
-  TrainResult r = TrainNll(*model, adam, data, o).value();
+  TrainResult r = TrainNll(*model, *adam, data, o).value();
   EXPECT_TRUE(r.stopped_early);
   EXPECT_EQ(r.best_step, 10);
   EXPECT_EQ(r.steps, 40);
@@ -143,7 +143,7 @@ TEST(TrainNll, NanGuardRestoresTheLastGoodParameters) {
   Rng rng(3);
   TrainData data = D(Gaussian(1000, 1.0, 1.0, 1.0, 1.0, rng), Tensor());
   auto model = AffineModel(2);
-  nn::Adam adam(*model, {.lr = 0.01});
+  auto adam = nn::Adam::Create(*model, {.lr = 0.01}).value();
   int calls = 0;
   std::vector<std::vector<double>> at_step6;
   NllFn nll = [&](const Tensor& x, const Tensor& c, Rng&) {
@@ -160,12 +160,12 @@ TEST(TrainNll, NanGuardRestoresTheLastGoodParameters) {
   o.max_steps = 100;
   o.log = &log;
   o.guard_every = 1;
-  TrainResult r = TrainNll(*model, nll, adam, data, o).value();
+  TrainResult r = TrainNll(*model, nll, *adam, data, o).value();
   EXPECT_TRUE(r.diverged);
   // Step 6 evaluated the parameters after 5 updates: those are restored.
   EXPECT_EQ(r.steps, 5);
   EXPECT_EQ(r.losses.size(), 6u);
-  EXPECT_EQ(adam.step_count(), 5);
+  EXPECT_EQ(adam->step_count(), 5);
   EXPECT_EQ(SnapshotParameters(*model), at_step6);
   EXPECT_NE(log.str().find("stopped at step 7: non-finite loss (loss nan"),
             std::string::npos)
@@ -185,7 +185,7 @@ TEST(TrainNll, NanGuardRestoresTheLatestGoodSnapshot) {
     Rng rng(3);
     TrainData data = D(Gaussian(1000, 1.0, 1.0, 1.0, 1.0, rng), Tensor());
     auto model = AffineModel(2);
-    nn::Adam adam(*model, {.lr = 0.01});
+    auto adam = nn::Adam::Create(*model, {.lr = 0.01}).value();
     int calls = 0;
     std::vector<std::vector<double>> at_step7;
     NllFn nll = [&](const Tensor& x, const Tensor& c, Rng& r) {
@@ -201,10 +201,10 @@ TEST(TrainNll, NanGuardRestoresTheLatestGoodSnapshot) {
     o.max_steps = 100;
     o.log_every = 0;
     o.guard_every = 3;
-    TrainResult r = TrainNll(*model, nll, adam, data, o).value();
+    TrainResult r = TrainNll(*model, nll, *adam, data, o).value();
     EXPECT_TRUE(r.diverged);
     EXPECT_EQ(r.steps, 6);
-    EXPECT_EQ(adam.step_count(), 6);
+    EXPECT_EQ(adam->step_count(), 6);
     EXPECT_EQ(SnapshotParameters(*model), at_step7);
     EXPECT_NE(r.message.find("after 6 updates, the last snapshot (every 3 "
                              "steps) with a finite loss"),
@@ -213,12 +213,12 @@ TEST(TrainNll, NanGuardRestoresTheLatestGoodSnapshot) {
   }
   // guard_every < 1 is refused.
   auto model = AffineModel(2);
-  nn::Adam adam(*model, {});
+  auto adam = nn::Adam::Create(*model, {}).value();
   TrainOptions o;
   o.guard_every = 0;
   Rng rng(1);
   EXPECT_EQ(
-      TrainNll(*model, adam, D(Gaussian(10, 0, 1, 0, 1, rng), Tensor()), o)
+      TrainNll(*model, *adam, D(Gaussian(10, 0, 1, 0, 1, rng), Tensor()), o)
           .status()
           .code(),
       absl::StatusCode::kInvalidArgument);
@@ -237,7 +237,7 @@ TEST(TrainNll, DivergenceNeverLeavesACheckpointWithoutAFiniteLoss) {
   // SGD (lr 1, momentum 0.9), gradient -1 / (2 sqrt(1 - b)):
   //   b: 0 -> 0.5 (buffer -0.5) -> 0.5 + 0.45 + 1/sqrt(2) = 1.657 (NaN loss).
   Root root;
-  nn::Sgd sgd(root, {.lr = 1.0, .momentum = 0.9});
+  auto sgd = nn::Sgd::Create(root, {.lr = 1.0, .momentum = 0.9}).value();
   NllFn nll = [&](const Tensor&, const Tensor&, Rng&) { return root.Loss(); };
   TrainOptions o;
   o.batch_size = 2;
@@ -248,7 +248,7 @@ TEST(TrainNll, DivergenceNeverLeavesACheckpointWithoutAFiniteLoss) {
   o.checkpoint_path =
       std::string(std::getenv("TEST_TMPDIR")) + "/diverged_ckpt.bin";
   TrainResult r =
-      TrainNll(root, nll, sgd, D(Tensor::Zeros(Shape{4, 1}), Tensor()), o)
+      TrainNll(root, nll, *sgd, D(Tensor::Zeros(Shape{4, 1}), Tensor()), o)
           .value();
   ASSERT_TRUE(r.diverged);
   EXPECT_EQ(r.steps, 1);
@@ -257,17 +257,17 @@ TEST(TrainNll, DivergenceNeverLeavesACheckpointWithoutAFiniteLoss) {
       << r.message;
   EXPECT_NE(r.message.find("after 1 updates"), std::string::npos) << r.message;
   EXPECT_DOUBLE_EQ(root.b[0], 0.5);
-  EXPECT_EQ(sgd.step_count(), 1);
+  EXPECT_EQ(sgd->step_count(), 1);
   // The file was written at step 2 with b = 1.657; it now holds b = 0.5 and
   // the optimizer state of that point (one update, momentum buffer -0.5).
   Root loaded;
-  nn::Sgd sgd2(loaded, {.lr = 1.0, .momentum = 0.9});
-  ASSERT_TRUE(nn::LoadCheckpoint(o.checkpoint_path, loaded, &sgd2).ok());
+  auto sgd2 = nn::Sgd::Create(loaded, {.lr = 1.0, .momentum = 0.9}).value();
+  ASSERT_TRUE(nn::LoadCheckpoint(o.checkpoint_path, loaded, sgd2.get()).ok());
   EXPECT_DOUBLE_EQ(loaded.b[0], 0.5);
   EXPECT_DOUBLE_EQ(loaded.Loss().item(), std::sqrt(0.5));
-  EXPECT_EQ(sgd2.step_count(), 1);
+  EXPECT_EQ(sgd2->step_count(), 1);
   int buffers = 0;
-  for (const auto& [name, t] : sgd2.NamedState()) {
+  for (const auto& [name, t] : sgd2->NamedState()) {
     if (name == "step") continue;
     EXPECT_DOUBLE_EQ(t[0], -0.5) << name;
     ++buffers;
@@ -277,35 +277,35 @@ TEST(TrainNll, DivergenceNeverLeavesACheckpointWithoutAFiniteLoss) {
 
 TEST(TrainNll, BadDataAreErrorsNamingTheRow) {
   auto model = AffineModel(2);
-  nn::Adam adam(*model, {});
+  auto adam = nn::Adam::Create(*model, {}).value();
   TrainOptions o;
   o.log_every = 0;
   TrainData data = D(Tensor::Zeros(Shape{4, 2}), Tensor::Zeros(Shape{3, 2}));
   data.train.mutable_data<double>()[5] = std::nan("");
-  absl::Status s = TrainNll(*model, adam, data, o).status();
+  absl::Status s = TrainNll(*model, *adam, data, o).status();
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find("training data row 2 has nan at entry 1"),
             std::string::npos)
       << s;
   data.train = Tensor::Zeros(Shape{4, 2});
   data.val.mutable_data<double>()[0] = INFINITY;
-  s = TrainNll(*model, adam, data, o).status();
+  s = TrainNll(*model, *adam, data, o).status();
   EXPECT_NE(s.message().find("validation data row 0 has inf"),
             std::string::npos)
       << s;
   // A context for one split only: a conditional flow needs both.
   data.val = Tensor::Zeros(Shape{3, 2});
   data.train_context = Tensor::Zeros(Shape{4, 1});
-  s = TrainNll(*model, adam, data, o).status();
+  s = TrainNll(*model, *adam, data, o).status();
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find("train data has a context but validation"),
             std::string::npos)
       << s;
   data.train_context = Tensor();
   data.val_context = Tensor::Zeros(Shape{3, 1});
-  EXPECT_FALSE(TrainNll(*model, adam, data, o).ok());
+  EXPECT_FALSE(TrainNll(*model, *adam, data, o).ok());
   data.train_context = Tensor::Full(Shape{4, 1}, -INFINITY);
-  s = TrainNll(*model, adam, data, o).status();
+  s = TrainNll(*model, *adam, data, o).status();
   EXPECT_NE(s.message().find("training context row 0 has -inf"),
             std::string::npos)
       << s;
@@ -313,15 +313,15 @@ TEST(TrainNll, BadDataAreErrorsNamingTheRow) {
 
 TEST(TrainNll, BadOptionsAreErrors) {
   auto model = AffineModel(2);
-  nn::Adam adam(*model, {});
+  auto adam = nn::Adam::Create(*model, {}).value();
   TrainOptions o;
-  EXPECT_FALSE(TrainNll(*model, adam, TrainData{}, o).ok());
+  EXPECT_FALSE(TrainNll(*model, *adam, TrainData{}, o).ok());
   TrainData data = D(Tensor::Zeros(Shape{4, 2}), Tensor());
   data.train_context = Tensor::Zeros(Shape{3, 1});
-  EXPECT_FALSE(TrainNll(*model, adam, data, o).ok());
+  EXPECT_FALSE(TrainNll(*model, *adam, data, o).ok());
   data.train_context = Tensor();
   o.checkpoint_every = 10;
-  EXPECT_FALSE(TrainNll(*model, adam, data, o).ok());
+  EXPECT_FALSE(TrainNll(*model, *adam, data, o).ok());
 }
 
 TEST(Energies, MatchHandComputedValuesAndFiniteDifferences) {
@@ -369,12 +369,12 @@ TEST(ReverseKl, LowersTheKlToU1) {
   const double log_z = LogNormalizer(Energy::kU1);
   Rng eval(9);
   const double kl_before = FreeEnergy(*model, log_p, 20000, eval) + log_z;
-  nn::Adam adam(*model, {.lr = 0.02});
+  auto adam = nn::Adam::Create(*model, {.lr = 0.02}).value();
   ReverseKlOptions o;
   o.batch_size = 128;
   o.steps = 300;
   o.log_every = 0;
-  ReverseKlResult r = TrainReverseKl(*model, log_p, adam, o).value();
+  ReverseKlResult r = TrainReverseKl(*model, log_p, *adam, o).value();
   EXPECT_EQ(r.steps, 300);
   EXPECT_FALSE(r.diverged);
   const double kl_after = FreeEnergy(*model, log_p, 20000, eval) + log_z;
@@ -386,7 +386,7 @@ TEST(ReverseKl, LowersTheKlToU1) {
 
 TEST(ReverseKl, NanGuardRestoresTheLastGoodParameters) {
   auto model = AffineModel(2);
-  nn::Adam adam(*model, {.lr = 0.05});
+  auto adam = nn::Adam::Create(*model, {.lr = 0.05}).value();
   int calls = 0;
   std::vector<std::vector<double>> at_step3;
   LogDensityFn log_p = [&](const Tensor& x) {
@@ -398,7 +398,7 @@ TEST(ReverseKl, NanGuardRestoresTheLastGoodParameters) {
   o.batch_size = 16;
   o.steps = 50;
   o.log_every = 0;
-  ReverseKlResult r = TrainReverseKl(*model, log_p, adam, o).value();
+  ReverseKlResult r = TrainReverseKl(*model, log_p, *adam, o).value();
   EXPECT_TRUE(r.diverged);
   // Step 4's free energy is NaN: the parameters step 3 evaluated (after 2
   // updates), the last with a finite free energy, are restored.

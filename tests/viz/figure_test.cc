@@ -128,6 +128,19 @@ TEST(Figure, BadTextAndFarPointsStillDraw) {
   }
 }
 
+TEST(Figure, NegativeSizesAreInvalidArgument) {
+  EXPECT_TRUE(FigureOptions{}.Validate().ok());
+  for (FigureOptions o : {FigureOptions{.cols = -1}, FigureOptions{.width = -5},
+                          FigureOptions{.height = -2}}) {
+    Figure f(o);
+    f.Add(Diagonal("fine"));
+    absl::StatusOr<Rendering> r = f.Render();
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_TRUE(absl::StrContains(r.status().message(), "must be >= 0"))
+        << r.status();
+  }
+}
+
 TEST(Figure, PanelErrorsNameThePanel) {
   Figure f;
   f.Add(Diagonal("fine"));

@@ -55,14 +55,14 @@ int Run(const std::string& dir) {
   const Box box{-4, 4, -4, 4};
   {
     Figure f;
-    f.Add(DensityHeatmap(LogProb, box));
+    f.Add(DensityHeatmap(LogProb, box).value());
     ok &= write(f, "density.png");
   }
   {
     Figure f;
     DensityHeatmapOptions o;
     o.log_scale = true;
-    f.Add(DensityHeatmap(LogProb, box, o));
+    f.Add(DensityHeatmap(LogProb, box, o).value());
     ok &= write(f, "log_density.png");
   }
   {
@@ -157,7 +157,7 @@ int Run(const std::string& dir) {
       return 8.0 * Sum(x * mu, 1) + std::log(8.0 / (4 * M_PI * std::sinh(8.0)));
     };
     Figure f({.width = 960, .height = 480});
-    SphereMap map = SphereDensityMap(vmf);
+    SphereMap map = SphereDensityMap(vmf).value();
     map.title = "earthquake: model density and test points";
     map.points.push_back({.label = "test events", .points = pts});
     f.Add(map);

@@ -73,7 +73,8 @@ Tensor Gaussian(const Tensor& p, double mx, double my) {
 
 TEST(Heatmap, BrightestPixelIsAtTheDensityPeak) {
   Heatmap h = DensityHeatmap([](const Tensor& p) { return Gaussian(p, 1, 2); },
-                             {-4, 4, -4, 4}, {.resolution = 160});
+                             {-4, 4, -4, 4}, {.resolution = 160})
+                  .value();
   EXPECT_EQ(h.colorbar_label, "p(x)");
   Rendering r = RenderOne(h);
   const Axes& a = r.axes[0];
@@ -98,12 +99,35 @@ TEST(Heatmap, BrightestPixelIsAtTheDensityPeak) {
 TEST(Heatmap, LogScaleShowsTenNatsBelowTheMaximum) {
   Heatmap h =
       DensityHeatmap([](const Tensor& p) { return Gaussian(p, 0, 0); },
-                     {-4, 4, -4, 4}, {.resolution = 80, .log_scale = true});
+                     {-4, 4, -4, 4}, {.resolution = 80, .log_scale = true})
+          .value();
   EXPECT_EQ(h.colorbar_label, "log p(x)");
   EXPECT_NEAR(h.vmax - h.vmin, 10.0, 1e-12);
   Rendering r = RenderOne(h);
   // log p = max - 5 on the circle |x| = sqrt(10): the middle colour.
   EXPECT_TRUE(Near(AtData(r, std::sqrt(10.0), 0), Viridis(0.5), 20));
+}
+
+// Options, boxes and log_probs that cannot make a map are a Status naming
+// the problem (no abort).
+TEST(Heatmap, BadDensityOptionsAreInvalidArgument) {
+  auto lp = [](const Tensor& p) { return Gaussian(p, 0, 0); };
+  const Box box{-4, 4, -4, 4};
+  auto expect = [](const absl::StatusOr<Heatmap>& h, const std::string& what) {
+    EXPECT_EQ(h.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(h.status().message().find(what), std::string::npos) << h.status();
+  };
+  expect(DensityHeatmap(lp, box, {.resolution = 0}), "resolution = 0");
+  expect(DensityHeatmap(lp, box, {.resolution = -3}), "resolution = -3");
+  expect(DensityHeatmap(lp, box, {.resolution = 5000}), "resolution = 5000");
+  expect(DensityHeatmap(lp, box, {.log_scale = true, .log_range = NAN}),
+         "log_range = nan");
+  expect(DensityHeatmap(lp, {1, 1, -4, 4}), "empty or non-finite box");
+  expect(DensityHeatmap(lp, {-4, 4, -4, INFINITY}), "empty or non-finite box");
+  expect(DensityHeatmap([](const Tensor&) { return Tensor::Zeros({3}); }, box,
+                        {.resolution = 4}),
+         "log_prob returned [3] for 4 points");
+  EXPECT_TRUE(DensityHeatmap(lp, box, {.resolution = 4}).ok());
 }
 
 TEST(Heatmap, BadGridsAreInvalidArgument) {
@@ -387,13 +411,30 @@ TEST(SphereMap, PointsLandAtTheirLongitudeAndLatitude) {
   EXPECT_FALSE(Near(AtData(r, 90, -45), SeriesColor(3), 60));
 }
 
+TEST(SphereMap, BadDensityOptionsAreInvalidArgument) {
+  auto lp = [](const Tensor& x) { return Sum(x, 1); };
+  auto expect = [](const absl::StatusOr<SphereMap>& m,
+                   const std::string& what) {
+    EXPECT_EQ(m.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(m.status().message().find(what), std::string::npos) << m.status();
+  };
+  expect(SphereDensityMap(lp, {.nlon = 0}), "nlon = 0");
+  expect(SphereDensityMap(lp, {.nlon = 4, .nlat = -1}), "nlat = -1");
+  expect(SphereDensityMap(lp, {.nlon = 4, .nlat = 2, .log_range = -1}),
+         "log_range = -1");
+  expect(SphereDensityMap([](const Tensor&) { return Tensor::Zeros({2}); },
+                          {.nlon = 4, .nlat = 2}),
+         "log_prob returned [2] for 4 points");
+  EXPECT_TRUE(SphereDensityMap(lp, {.nlon = 4, .nlat = 2}).ok());
+}
+
 TEST(SphereMap, DensityPeaksAtTheMeanDirection) {
   // von Mises-Fisher with mean direction (lon -60, lat 20), kappa 10.
   Tensor mu = UnitVectors({{-60, 20}});
   auto vmf = [&](const Tensor& x) {
     return 10.0 * Sum(x * Reshape(mu, {3}), 1);
   };
-  SphereMap m = SphereDensityMap(vmf, {.nlon = 180, .nlat = 90});
+  SphereMap m = SphereDensityMap(vmf, {.nlon = 180, .nlat = 90}).value();
   m.coastlines = "";
   EXPECT_EQ(m.colorbar_label, "log p(x)");
   Rendering r = RenderOne(m, 900, 450);

@@ -80,7 +80,7 @@ double TrainNestedIntervals(int64_t augment) {
   auto m = NeuralOdeModel::Create(1, Options(augment), rng).value();
   nn::AdamOptions ao;
   ao.lr = 0.02;
-  nn::Adam adam(*m, ao);
+  auto adam = nn::Adam::Create(*m, ao).value();
   // -1 on |x| < 0.5, +1 on 1 <= |x| <= 1.5.
   std::vector<double> xs, ys;
   for (int i = 0; i < 40; ++i) {
@@ -94,9 +94,9 @@ double TrainNestedIntervals(int64_t augment) {
   for (int step = 0; step < 150; ++step) {
     Tensor l = Mean(Square(*(*m)(x)-y));
     loss = l.item();
-    adam.ZeroGrad();
+    adam->ZeroGrad();
     Backward(l);
-    adam.Step();
+    adam->Step();
     Tape::Get().Reset();
   }
   return loss;

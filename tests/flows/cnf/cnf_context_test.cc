@@ -213,7 +213,7 @@ TEST(ConditionalCnfTest, SamplesCarryTheirConditionalLogDensity) {
       MakeFfjord(2, {8}, /*rnode=*/false, rng, kContext).value()->dynamics(),
       o);
   testing::PerturbParameters(*flow, rng, 0.3);
-  FlowModel model(std::make_shared<StandardNormal>(Shape({2})), flow);
+  FlowModel model(StandardNormal::Create(Shape({2})).value(), flow);
   Tensor c = Tensor::Randn({5, kContext}, rng);
   NoGradScope no_grad;
   auto s = model.SampleWithLogProb(5, rng, c);

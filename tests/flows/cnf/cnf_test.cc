@@ -638,7 +638,7 @@ TEST(CnfTest, Float32AgreesWithFloat64) {
 TEST(CnfTest, SamplesCarryTheirLogDensity) {
   auto net = SmallNet(13);
   testing::PerturbParameters(*net, *std::make_unique<Rng>(14), 0.5);
-  FlowModel model(std::make_shared<StandardNormal>(Shape({2})),
+  FlowModel model(StandardNormal::Create(Shape({2})).value(),
                   MakeCnf(net, Tight()));
   Rng rng(15);
   NoGradScope no_grad;
@@ -708,12 +708,13 @@ TEST(CnfTest, ModelSamplesSkipTheDensitySolve) {
       MakeCnf(std::make_shared<StraightAffineField>(mu, s), CnfOptions());
   auto chain = std::make_shared<Sequential>();
   chain->Add(cnf);
-  FlowModel model(std::make_shared<StandardNormal>(Shape({2})), chain);
+  FlowModel model(StandardNormal::Create(Shape({2})).value(), chain);
   NoGradScope no_grad;
   Rng a(31), b(31), c(31);
   Tensor x = model.Sample(200, a);
   Tensor expected =
-      cnf->Transport(StandardNormal(Shape({2})).Sample(200, b)).value;
+      cnf->Transport(StandardNormal::Create(Shape({2})).value()->Sample(200, b))
+          .value;
   Tensor with_density = model.SampleWithLogProb(200, c).x;
   double differs = 0;
   for (int64_t i = 0; i < x.numel(); ++i) {
@@ -850,7 +851,7 @@ FLOWTAPE_FLOW_CASES(
 TEST(CnfDeathTest, NllHessianThroughTheAdjointAborts) {
   auto hessian = [] {
     Rng rng(1);
-    FlowModel model(std::make_shared<StandardNormal>(Shape({2})),
+    FlowModel model(StandardNormal::Create(Shape({2})).value(),
                     FfjordRk4Adjoint(rng));
     Tensor x = Points(3, 2, 4).set_requires_grad(true);
     Tensor g = Grad({model.Nll(x)}, {x}, {}, /*create_graph=*/true)[0];

@@ -258,5 +258,28 @@ TEST(SinkhornTest, RejectsBadInput) {
   EXPECT_EQ(code(Sinkhorn(c, o)), kBad);
 }
 
+// The option checks alone, without a problem to solve.
+TEST(SinkhornTest, OptionsValidateNamesTheField) {
+  EXPECT_TRUE(SinkhornOptions{}.Validate().ok());
+  auto message = [](const SinkhornOptions& o) {
+    return std::string(o.Validate().message());
+  };
+  SinkhornOptions o;
+  o.epsilon = std::nan("");
+  EXPECT_NE(message(o).find("epsilon must be finite"), std::string::npos);
+  o = {};
+  o.max_iters = -1;
+  EXPECT_NE(message(o).find("max_iters must be >= 1, got -1"),
+            std::string::npos);
+  o = {};
+  o.tol = std::numeric_limits<double>::infinity();
+  EXPECT_NE(message(o).find("tol must be finite"), std::string::npos);
+  o = {};
+  o.initial_epsilon = 1.0;
+  o.scaling_factor = 0.0;
+  EXPECT_NE(message(o).find("scaling_factor must be in (0, 1)"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace flowtape::flows::matching

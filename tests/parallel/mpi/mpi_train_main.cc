@@ -92,12 +92,13 @@ int Run() {
   c.channels = 8;
   Rng init(11);
   auto model = models::MakeModel(absl::GetFlag(FLAGS_flow), c, init).value();
-  std::unique_ptr<nn::Optimizer> optimizer;
+  std::shared_ptr<nn::Optimizer> optimizer;
   if (glow) {
-    optimizer = std::make_unique<nn::Sgd>(
-        *model, nn::SgdOptions{.lr = 1e-2, .momentum = 0.9});
+    optimizer =
+        nn::Sgd::Create(*model, nn::SgdOptions{.lr = 1e-2, .momentum = 0.9})
+            .value();
   } else {
-    optimizer = std::make_unique<nn::Adam>(*model, nn::AdamOptions{.lr = 1e-2});
+    optimizer = nn::Adam::Create(*model, nn::AdamOptions{.lr = 1e-2}).value();
   }
   if (const std::string r = absl::GetFlag(FLAGS_resume); !r.empty())
     if (absl::Status s = nn::LoadCheckpoint(r, *model, optimizer.get());

@@ -126,8 +126,9 @@ absl::StatusOr<training::TrainResult> TrainImagesByFlowMatching(
     training::NllFn nll = [f](const Tensor& x, const Tensor& ctx, Rng& r) {
       return f.Nll(x, r, ctx);
     };
-    return training::FlowMatchingReplica{f.model, nll, loss,
-                                         models::ImageAdam(f, c), nullptr};
+    FT_ASSIGN_OR_RETURN(std::shared_ptr<nn::Adam> adam,
+                        models::ImageAdam(f, c));
+    return training::FlowMatchingReplica{f.model, nll, loss, adam, nullptr};
   };
   training::FlowMatchingTrainOptions o;
   static_cast<training::TrainOptions&>(o) =

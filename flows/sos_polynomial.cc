@@ -37,8 +37,11 @@ MonotoneEval SosEval(const Tensor& v, const Tensor& params,
   const Tensor alpha = Reshape(Narrow(params, 2, 0, r * l1), {nk, r, l1}) +
                        Tensor::FromVector({1, r, l1}, shift, dt);
   const Tensor c = Reshape(Narrow(params, 2, r * l1, 1), {n, k});
-  // Powers x^0 .. x^(2L+1) of x = v / B, [NK, 2L + 2].
-  const Tensor x = Reshape(v, {nk, 1}) * (1.0 / o.scale);
+  // Powers x^0 .. x^(2L+1) of x = v / B, [NK, 2L + 2]; with linear tails x
+  // is clamped to [-1, 1] (exactly x inside), so every power is at most 1.
+  const Tensor vf = Reshape(v, {nk, 1});
+  Tensor x = vf * (1.0 / o.scale);
+  if (o.linear_tails) x = Clamp(x, -1.0, 1.0);
   std::vector<Tensor> powers = {Tensor::Ones({nk, 1}, dt), x};
   for (int64_t p = 2; p < 2 * l1; ++p) powers.push_back(powers.back() * x);
   const Tensor xp = Concat(powers, 1);
@@ -57,7 +60,11 @@ MonotoneEval SosEval(const Tensor& v, const Tensor& params,
   const Tensor integral = Sum(
       m * IndexSelect(xp, 1, index) * Tensor::FromVector({1, l1 * l1}, inv, dt),
       1);
-  return {c + Reshape(integral, {n, k}), Reshape(Log(g), {n, k})};
+  if (!o.linear_tails)
+    return {c + Reshape(integral, {n, k}), Reshape(Log(g), {n, k})};
+  // Tails: + g(+-1) (v -+ B) beyond +-B, the distance being exactly 0 inside.
+  const Tensor beyond = Reshape(Relu(vf - o.scale) - Relu(-vf - o.scale), {nk});
+  return {c + Reshape(integral + g * beyond, {n, k}), Reshape(Log(g), {n, k})};
 }
 
 MonotoneResult SosPolynomial(const Tensor& in, const Tensor& params,

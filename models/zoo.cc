@@ -144,10 +144,10 @@ FlowPtr Unaf(const ModelConfig& c, Rng& rng) {
   return MonotoneMaf(c, rng, t);
 }
 
-// Three squares of degree 3 (a degree-7 map), scaled by `bound`. Stacked
-// layers compose their degrees, so a point beyond the training data can get
-// an extremely low log-density (zuko's SOSPF puts a soft clip between
-// layers; this entry does not).
+// Three squares of degree 3 (a degree-7 map on [-bound, bound], linear
+// tails beyond: sos_polynomial.h). Without the tails stacked layers compose
+// their degrees and overflow float32 (zuko's SOSPF puts a soft clip between
+// layers instead).
 FlowPtr Sospf(const ModelConfig& c, Rng& rng) {
   flows::ElementwiseOptions t(flows::ElementwiseKind::kSos);
   t.sos.polynomials = 3;

@@ -88,7 +88,8 @@ struct ModelConfig {
   int levels = 2, depth = 4;
   int64_t channels = 64;
   // Spline families: bins and tail bound B (linear outside [-B, B]); bpf:
-  // degree 2 bins on [-B, B]; sospf: B scales the polynomials' variable.
+  // degree 2 bins on [-B, B]; sospf: polynomials in v / B on [-B, B],
+  // linear tails beyond.
   int64_t bins = 8;
   double bound = 4.0;
   // Continuous families (ffjord, rnode): learn the integration time T.

@@ -22,8 +22,22 @@ namespace {
 using testing::FlowCase;
 using K = ElementwiseKind;
 
-ElementwiseOptions Transform(K kind) {
+// SOS options: linear tails beyond +-scale (the default) or the bare
+// polynomial. A tailed map whose end slope g(+-B) is small has a density with
+// heavy (Gaussian in a slowly growing u) tails, far outside any quadrature
+// grid; the bare polynomial's grow like exp(-v^(2(2L+1))), so the 2-D cases
+// whose density is integrated use it, and the tails run through every other
+// check in 3-D cases with a small scale (most inputs beyond +-B).
+struct SosTails {
+  bool linear = true;
+  double scale = 4.0;
+};
+constexpr SosTails kBareSos{false, 4.0};
+
+ElementwiseOptions Transform(K kind, SosTails sos = {}) {
   ElementwiseOptions t(kind);
+  t.sos.linear_tails = sos.linear;
+  t.sos.scale = sos.scale;
   t.dsf.units = 4;
   t.sos.polynomials = 2;
   t.sos.degree = 2;
@@ -34,14 +48,15 @@ ElementwiseOptions Transform(K kind) {
 }
 
 // Two couplings with alternating halves.
-testing::FlowFactory Couplings(K kind, int64_t d, int64_t context = 0) {
+testing::FlowFactory Couplings(K kind, int64_t d, int64_t context = 0,
+                               SosTails sos = {}) {
   return [=](Rng& r) -> std::shared_ptr<Flow> {
     CouplingOptions o;
     o.event = Shape{d};
     o.hidden = {8};
     o.context_dim = context;
     o.activation = nn::Activation::kTanh;
-    o.transform = Transform(kind);
+    o.transform = Transform(kind, sos);
     auto s = std::make_shared<Sequential>();
     for (int i = 0; i < 2; ++i) {
       o.flip = i % 2 == 1;
@@ -51,14 +66,15 @@ testing::FlowFactory Couplings(K kind, int64_t d, int64_t context = 0) {
   };
 }
 
-testing::FlowFactory Ar(K kind, int64_t d, int64_t context, bool inverted) {
+testing::FlowFactory Ar(K kind, int64_t d, int64_t context, bool inverted,
+                        SosTails sos = {}) {
   return [=](Rng& r) -> std::shared_ptr<Flow> {
     AutoregressiveOptions o;
     o.made.dim = d;
     o.made.hidden = {8, 8};
     o.made.context_dim = context;
     o.made.activation = nn::Activation::kTanh;
-    o.transform = Transform(kind);
+    o.transform = Transform(kind, sos);
     o.inverted = inverted;
     return Autoregressive::Create(o, r).value();
   };
@@ -69,13 +85,21 @@ FLOWTAPE_FLOW_CASES(
     FlowCase("dsf_coupling_2d", Couplings(K::kDsf, 2), {2}).Perturb(0.3),
     FlowCase("dsf_maf_2d", Ar(K::kDsf, 2, 0, false), {2}).Perturb(0.3),
     FlowCase("dsf_iaf_3d_cond", Ar(K::kDsf, 3, 2, true), {3}, 2).Perturb(0.3),
-    FlowCase("sos_coupling_2d", Couplings(K::kSos, 2), {2})
+    FlowCase("sos_coupling_2d", Couplings(K::kSos, 2, 0, kBareSos), {2})
         .Perturb(0.3)
         .Quadrature(12, 600),
-    FlowCase("sos_maf_2d", Ar(K::kSos, 2, 0, false), {2})
+    FlowCase("sos_maf_2d", Ar(K::kSos, 2, 0, false, kBareSos), {2})
         .Perturb(0.3)
         .Quadrature(12, 600),
     FlowCase("sos_iaf_3d_cond", Ar(K::kSos, 3, 2, true), {3}, 2).Perturb(0.3),
+    FlowCase("sos_tails_iaf_3d_cond", Ar(K::kSos, 3, 2, true, {true, 0.5}), {3},
+             2)
+        .Perturb(0.3),
+    FlowCase("sos_tails_coupling_3d", Couplings(K::kSos, 3, 0, {true, 0.5}),
+             {3})
+        .Perturb(0.3),
+    FlowCase("sos_tails_maf_3d", Ar(K::kSos, 3, 0, false, {true, 0.5}), {3})
+        .Perturb(0.3),
     FlowCase("bernstein_coupling_2d", Couplings(K::kBernstein, 2), {2})
         .Perturb(0.3),
     FlowCase("bernstein_maf_2d", Ar(K::kBernstein, 2, 0, false), {2})
@@ -93,10 +117,10 @@ FLOWTAPE_FLOW_CASES(
         .Perturb(0.3)
         .Quadrature(12, 400),
     FlowCase("dsf_maf_2d_cond", Ar(K::kDsf, 2, 2, false), {2}, 2).Perturb(0.3),
-    FlowCase("sos_coupling_2d_cond", Couplings(K::kSos, 2, 2), {2}, 2)
+    FlowCase("sos_coupling_2d_cond", Couplings(K::kSos, 2, 2, kBareSos), {2}, 2)
         .Perturb(0.3)
         .Quadrature(12, 600),
-    FlowCase("sos_maf_2d_cond", Ar(K::kSos, 2, 2, false), {2}, 2)
+    FlowCase("sos_maf_2d_cond", Ar(K::kSos, 2, 2, false, kBareSos), {2}, 2)
         .Perturb(0.3)
         .Quadrature(12, 600),
     FlowCase("bernstein_coupling_2d_cond", Couplings(K::kBernstein, 2, 2), {2},

@@ -233,6 +233,7 @@ TEST(Sos, IntegralIsThePolynomialIntegral) {
   o.polynomials = 3;
   o.degree = 3;
   o.scale = 2.0;
+  o.linear_tails = false;  // the bare polynomial, also beyond +-B
   Rng rng(9);
   Tensor params = Tensor::Randn({1, 1, o.num_params()}, rng) * 0.5;
   const double c = params[o.num_params() - 1];
@@ -257,11 +258,87 @@ TEST(Sos, ThetaZeroIsTheDocumentedCubic) {
   o.polynomials = 3;  // offsets -1/2, 0, 1/2: mean(o^2) = 1/6
   o.degree = 2;
   o.scale = 2.0;
+  o.linear_tails = false;
   Tensor params = Tensor::Zeros({1, 1, o.num_params()});
   for (double v : {-3.0, 0.5, 2.0}) {
     MonotoneEval e = SosEval(Tensor::Full({1, 1}, v), params, o);
     EXPECT_NEAR(e.value[0], v + v * v * v / (6.0 * 3 * 4), 1e-13);
     EXPECT_NEAR(e.logderiv[0], std::log(1 + v * v / (6.0 * 4)), 1e-13);
+  }
+}
+
+// Inside [-B, B] the tailed map is the bare polynomial, bit for bit; beyond,
+// the tangent at the bound: u(v) = u(+-B) + g(+-B) (v -+ B), log g(+-B).
+TEST(Sos, LinearTailsAreTheEndTangents) {
+  SosOptions bare;
+  bare.polynomials = 3;
+  bare.degree = 3;
+  bare.scale = 2.0;
+  bare.linear_tails = false;
+  SosOptions tailed = bare;
+  tailed.linear_tails = true;
+  Rng rng(11);
+  Tensor params = Tensor::Randn({1, 1, bare.num_params()}, rng) * 0.5;
+  auto at = [&](const SosOptions& o, double v) {
+    return SosEval(Tensor::Full({1, 1}, v), params, o);
+  };
+  for (double v : {-2.0, -1.3, 0.0, 0.4, 1.999, 2.0}) {
+    EXPECT_EQ(at(tailed, v).value[0], at(bare, v).value[0]) << v;
+    EXPECT_EQ(at(tailed, v).logderiv[0], at(bare, v).logderiv[0]) << v;
+  }
+  for (double edge : {-2.0, 2.0}) {
+    const MonotoneEval end = at(bare, edge);
+    for (double d : {1e-3, 0.5, 3.0, 1e4}) {
+      const double v = edge + std::copysign(d, edge);
+      const MonotoneEval e = at(tailed, v);
+      const double want = end.value[0] + std::exp(end.logderiv[0]) * (v - edge);
+      EXPECT_NEAR(e.value[0], want, 1e-12 * (1 + std::fabs(want))) << v;
+      EXPECT_NEAR(e.logderiv[0], end.logderiv[0], 1e-14) << v;
+      // The bare polynomial has left the tangent (it is not affine there).
+      if (d >= 0.5) {
+        EXPECT_GT(std::fabs(at(bare, v).value[0] - want),
+                  1e-3 * (1 + std::fabs(want)))
+            << v;
+      }
+    }
+  }
+}
+
+// Extreme but finite inputs in both dtypes: the value, log-det and inverse
+// stay finite (the bare degree-7 polynomial overflows: (v / B)^7 exceeds
+// 3.4e38 from |v| ~ 1e6 in float32 and 1.8e308 from |v| ~ 1e44 in float64),
+// and the inverse recovers the input.
+TEST(Sos, ExtremeInputsStayFinite) {
+  SosOptions o;  // R = 3, L = 3, B = 4: zoo's sospf
+  Rng rng(12);
+  for (DType dt : {kFloat32, kFloat64}) {
+    const double big = dt == kFloat32 ? 1e30 : 1e300;
+    const std::vector<double> vs = {-big, -1e7, -1e6, -40, 40, 1e6, 1e7, big};
+    const int64_t n = static_cast<int64_t>(vs.size());
+    Tensor v = Tensor::FromVector({n, 1}, vs, dt);
+    Tensor params = Cast(Tensor::Randn({n, 1, o.num_params()}, rng) * 0.5, dt);
+    MonotoneResult f = SosPolynomial(v, params, o, false);
+    for (int64_t i = 0; i < n; ++i) {
+      EXPECT_TRUE(std::isfinite(f.value[i])) << DTypeName(dt) << " " << vs[i];
+      EXPECT_TRUE(std::isfinite(f.logabsdet[i]))
+          << DTypeName(dt) << " " << vs[i];
+      EXPECT_GT(f.value[i] * vs[i], 0) << DTypeName(dt) << " " << vs[i];
+    }
+    // The numeric inverse brackets |v| < 2^128: invert from at most 1e30.
+    std::vector<double> ws = vs;
+    ws.front() = -1e30;
+    ws.back() = 1e30;
+    Tensor w = Tensor::FromVector({n, 1}, ws, dt);
+    MonotoneResult g = SosPolynomial(w, params, o, false);
+    MonotoneResult b = SosPolynomial(g.value, params, o, true);
+    ASSERT_TRUE(b.status.ok()) << b.status;
+    const double tol = dt == kFloat32 ? 1e-5 : 1e-12;
+    for (int64_t i = 0; i < n; ++i) {
+      EXPECT_NEAR(b.value[i], ws[i], tol * std::fabs(ws[i]))
+          << DTypeName(dt) << " " << ws[i];
+      EXPECT_NEAR(b.logabsdet[i], -g.logabsdet[i], tol * 10)
+          << DTypeName(dt) << " " << ws[i];
+    }
   }
 }
 

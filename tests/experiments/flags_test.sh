@@ -32,7 +32,7 @@ expect experiments/toy2d "--batch=0" --batch=0 --layers=-1
 expect experiments/toy2d "--layers=-1" --batch=0 --layers=-1
 expect experiments/toy2d "--n_train=0" --n_train=0
 expect experiments/toy2d "--components=0: must be in [1, 4096]" --components=0
-expect experiments/toy2d "--base=mixture: want family, gmm or gmm_full" --base=mixture
+expect experiments/toy2d "--base=mixture: want family, gmm, gmm_full or resampled" --base=mixture
 expect experiments/toy2d "--hidden: bad size '0'" --hidden=64,0
 expect experiments/images "--steps=0: must be -1 (the config's) or > 0" --steps=0
 expect experiments/images "--n_test=-5" --n_test=-5
@@ -41,9 +41,9 @@ expect experiments/images "--alpha=0.5: must be in [0, 0.5)" --alpha=0.5
 expect experiments/ood "--n_train=0" --n_train=0
 expect experiments/rate_distortion "rate_distortion: INVALID_ARGUMENT: --steps=0: must be > 0" --steps=0
 expect experiments/rate_distortion "--data=digits: must be mnist | fashion" --data=digits
-expect experiments/rate_distortion "--deltas=0.5,x: 'x' is not a finite number > 0" --deltas=0.5,x
-expect experiments/rate_distortion "--deltas=0: '0' is not a finite number > 0" --deltas=0
-expect experiments/rate_distortion "--rd_deltas=1,-1: '-1' is not a finite number > 0" --rd_deltas=1,-1
+expect experiments/rate_distortion "--deltas: bad item 'x' (a comma-separated list of decimals > 0)" --deltas=0.5,x
+expect experiments/rate_distortion "--deltas: bad item '0'" --deltas=0
+expect experiments/rate_distortion "--rd_deltas: bad item '-1'" --rd_deltas=1,-1
 expect experiments/rate_distortion "--rd_steps=0: must be > 0" --rd_steps=0
 expect experiments/rate_distortion "--rd_proxy=round: must be noise | ste" --rd_proxy=round
 expect experiments/rate_distortion "--rd_lambda_scale=nan: must be finite, > 0" --rd_lambda_scale=nan
@@ -105,9 +105,9 @@ expect benchmarks/earth "--rfm_lr=nan: must be finite, in [0, 1)" --rfm_lr=nan -
 expect benchmarks/earth "--rfm_activation: unknown activation 'cube'" --rfm_activation=cube --models=rfm
 expect benchmarks/cnf_training_methods "--fm_steps=-1: must be >= 0 (0: --steps)" --fm_steps=-1
 expect benchmarks/cnf_training_methods "--data=digitz: must be toy densities (data/toy2d.h) or digits" --data=digitz
-expect benchmarks/cnf_training_methods "--sample_tols=1e-3,1e-12: must be comma-separated decimals in [1e-9, 1)" --sample_tols=1e-3,1e-12
-expect benchmarks/cnf_training_methods "--sample_tols=nan: must be" --sample_tols=nan
-expect benchmarks/cnf_training_methods "--euler_steps=1,0: must be comma-separated integers" --euler_steps=1,0
+expect benchmarks/cnf_training_methods "--sample_tols: bad item '1e-12' (a comma-separated list of decimals in [1e-9, 1))" --sample_tols=1e-3,1e-12
+expect benchmarks/cnf_training_methods "--sample_tols: bad item 'nan'" --sample_tols=nan
+expect benchmarks/cnf_training_methods "--euler_steps: bad item '0' (a comma-separated list of integers in [1, 100000])" --euler_steps=1,0
 expect benchmarks/cnf_training_methods "--first_step=2: must be in [0, 1]" --first_step=2
 expect benchmarks/cnf_training_methods "--fm_ema_decay=1: must be in [0, 1)" --fm_ema_decay=1
 expect benchmarks/cnf_training_methods "--fm_lr_schedule=linear: must be constant or cosine" --fm_lr_schedule=linear

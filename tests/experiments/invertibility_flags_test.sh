@@ -23,7 +23,7 @@ expect "--data=cifar: must be mnist or fashion" --data=cifar
 expect "--flows=: must be a non-empty list" --flows=
 expect "--n_lipschitz=200: must be in [0, n_eval]" --n_lipschitz=200
 expect "--n_eval=0: must be > 0" --n_eval=0
-expect "--scales=1,0: '0' is not a number in (0, 1e6]" --scales=1,0
+expect "--scales: bad item '0' (a comma-separated list of decimals in (0, 1e6])" --scales=1,0
 expect "--flows=glow: the run needs" --flows=glow --max_memory_gb=0.001
 [[ $fails -eq 0 ]] && echo PASS
 exit $fails

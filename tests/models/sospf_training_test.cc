@@ -29,7 +29,8 @@ TEST(SospfTraining, EightGaussiansStaysFiniteInFloat32) {
   Rng data(1);
   Tensor train = data::SampleToy2d("8gaussians", 4096, data).value();
   Tensor test = data::SampleToy2d("8gaussians", 8192, data).value();
-  nn::Adam adam(*model, {.lr = 2e-3});
+  auto adam_ptr = nn::Adam::Create(*model, {.lr = 2e-3}).value();
+  nn::Adam& adam = *adam_ptr;
   adam.set_schedule(nn::CosineAnnealingLr(2e-3, steps));
   Rng order(2);
   std::vector<int64_t> batch(256);

@@ -275,7 +275,7 @@ constexpr int64_t kLossyD = 36;  // 1 x 6 x 6
 LossyModel GoldenLossyModel(uint64_t seed) {
   Rng rng(seed);
   LossyModel m;
-  m.flow = flows::RandomPermutation(kLossyD, rng);
+  m.flow = flows::RandomPermutation(kLossyD, rng).value();
   m.image = Shape{1, 6, 6};
   m.event = Shape{kLossyD};
   m.pixel_map = PixelMap::kIdentity;

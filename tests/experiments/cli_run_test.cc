@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -343,6 +344,28 @@ io::Json Results(const std::string& dir) {
   for (const char* key : {"cpu_model", "cores", "compiler", "flowtape_version"})
     EXPECT_TRUE((*j)["machine"].contains(key)) << dir << ": no " << key;
   return *j;
+}
+
+// toy2d trains cfm by flow matching (config "objective"), the other flows
+// by maximum likelihood, and scores both by the exact test NLL.
+TEST(Cli, Toy2dTrainsCfmByFlowMatching) {
+  for (const char* flow : {"cfm", "realnvp"}) {
+    const std::string dir = Tmp(absl::StrCat("toy2d_", flow));
+    Proc p = Exec("experiments/toy2d",
+                  absl::StrCat("--flow=", flow,
+                               " --data=moons --steps=30 --n_train=2000 "
+                               "--hidden=16 --out_dir=",
+                               dir),
+                  Tmp("cwd"));
+    ASSERT_EQ(p.code, 0) << p.err;
+    io::Json j = Results(dir);
+    EXPECT_EQ(j["config"]["objective"], std::string(flow) == "cfm"
+                                            ? "flow_matching"
+                                            : "maximum_likelihood");
+    ASSERT_TRUE(j["metrics"]["test_nll"].is_number()) << flow;
+    const double nll = j["metrics"]["test_nll"];
+    EXPECT_TRUE(std::isfinite(nll) && nll > 1.0 && nll < 10.0) << flow << nll;
+  }
 }
 
 TEST(Cli, ShortRunWritesResultsHistoryAndModel) {

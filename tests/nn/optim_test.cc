@@ -311,7 +311,7 @@ Tensor Rounded(const Tensor& t) {
 // accumulation of one rounding per step over the runs' 12 steps.
 void ExpectTwins(const Optimizer& o32, const Optimizer& o64,
                  const std::string& what) {
-  const NamedTensors s32 = o32->NamedState(), s64 = o64.NamedState();
+  const NamedTensors s32 = o32.NamedState(), s64 = o64.NamedState();
   NamedTensors p32 = o32.named_parameters(), p64 = o64.named_parameters();
   NamedTensors all32 = s32, all64 = s64;
   all32.insert(all32.end(), p32.begin(), p32.end());

@@ -86,11 +86,11 @@
 //
 // Using MPI (one process per rank, launched by mpirun; the same binary runs
 // alone when not): options.communicator =
-// parallel::mpi::CommunicatorFromEnvironment() (parallel/mpi/mpi_communicator.h;
-// nullptr outside mpirun). Every process loads the same TrainData; only rank
-// 0's model, checkpoint and log matter. A checkpoint resumes under any
-// number of ranks (load it into every rank's model and optimizer, or only
-// rank 0's: its state is broadcast).
+// parallel::mpi::CommunicatorFromEnvironment()
+// (parallel/mpi/mpi_communicator.h; nullptr outside mpirun). Every process
+// loads the same TrainData; only rank 0's model, checkpoint and log matter.
+// A checkpoint resumes under any number of ranks (load it into every rank's
+// model and optimizer, or only rank 0's: its state is broadcast).
 //
 // Progress line (rank 0, every log_every steps):
 //   step 200/1000  loss 1.2345  val 1.3000 (best 1.2900)  85.1 steps/s  ETA

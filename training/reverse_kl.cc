@@ -115,19 +115,32 @@ absl::StatusOr<ReverseKlResult> Train(parallel::Communicator& comm,
 
 }  // namespace
 
+absl::Status ReverseKlOptions::Validate() const {
+  if (batch_size <= 0 || steps <= 0)
+    return absl::InvalidArgumentError(
+        absl::StrCat("batch_size and steps must be positive, got ", batch_size,
+                     " and ", steps));
+  if (guard_every < 1)
+    return absl::InvalidArgumentError(
+        absl::StrCat("guard_every must be >= 1, got ", guard_every));
+  if (anneal_steps < 0 || !(beta0 >= 0 && beta0 <= 1))
+    return absl::InvalidArgumentError(
+        absl::StrCat("anneal_steps must be >= 0 and beta0 in [0, 1], got ",
+                     anneal_steps, " and ", beta0));
+  if (!(clip_grad_norm >= 0))
+    return absl::InvalidArgumentError(
+        absl::StrCat("clip_grad_norm must be >= 0, got ", clip_grad_norm));
+  return absl::OkStatus();
+}
+
 absl::StatusOr<ReverseKlResult> TrainReverseKl(const flows::FlowModel& model,
                                                const LogDensityFn& log_p,
                                                nn::Optimizer& optimizer,
                                                const ReverseKlOptions& o) {
-  absl::Status s;
-  if (o.batch_size <= 0 || o.steps <= 0)
+  absl::Status s = o.Validate();
+  if (!s.ok())
     s = absl::InvalidArgumentError(
-        absl::StrCat("train_reverse_kl: batch_size and steps must be positive,"
-                     " got ",
-                     o.batch_size, " and ", o.steps));
-  else if (o.guard_every < 1)
-    s = absl::InvalidArgumentError(absl::StrCat(
-        "train_reverse_kl: guard_every must be >= 1, got ", o.guard_every));
+        absl::StrCat("train_reverse_kl: ", s.message()));
   else
     s = CheckThreadsOption(o.threads, o.communicator, "train_reverse_kl",
                            "TrainReverseKlThreads");

@@ -38,6 +38,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "autodiff/tensor.h"
 #include "flows/energies.h"
@@ -78,6 +79,11 @@ struct ReverseKlOptions {
   int threads = 0;
   int64_t min_rows_per_thread = 1024;
   double peer_timeout_seconds = 600.0;
+
+  // InvalidArgument naming the first bad option: batch_size or steps < 1,
+  // guard_every < 1, anneal_steps < 0, beta0 outside [0, 1], a negative or
+  // NaN clip_grad_norm.
+  absl::Status Validate() const;
 };
 
 struct ReverseKlResult {

@@ -88,23 +88,8 @@ absl::Status CheckFinite(const Tensor& t, const char* what,
 
 absl::Status Validate(const TrainData& d, const TrainOptions& o) {
   FT_RETURN_IF_ERROR(ValidateTrainData(d, "train_nll"));
-  if (o.batch_size <= 0 || o.eval_batch_size <= 0)
-    return absl::InvalidArgumentError(
-        absl::StrCat("train_nll: batch sizes must be positive, got ",
-                     o.batch_size, " and ", o.eval_batch_size));
-  if (o.eval_every <= 0)
-    return absl::InvalidArgumentError("train_nll: eval_every must be >= 1");
-  if (o.guard_every < 1)
-    return absl::InvalidArgumentError(absl::StrCat(
-        "train_nll: guard_every must be >= 1, got ", o.guard_every));
-  if (o.invertibility_every < 0 || o.invertibility_rows < 1 ||
-      !(o.max_inverse_condition >= 0) || !(o.max_inverse_lipschitz >= 0))
-    return absl::InvalidArgumentError(
-        "train_nll: invertibility_every must be >= 0, invertibility_rows >= "
-        "1 and the inverse limits >= 0");
-  if (o.checkpoint_every > 0 && o.checkpoint_path.empty())
-    return absl::InvalidArgumentError(
-        "train_nll: checkpoint_every is set but checkpoint_path is empty");
+  if (absl::Status s = o.Validate(); !s.ok())
+    return absl::InvalidArgumentError(absl::StrCat("train_nll: ", s.message()));
   return absl::OkStatus();
 }
 
@@ -143,6 +128,27 @@ int64_t BadRows(const Tensor& t) {
 }
 
 }  // namespace
+
+absl::Status TrainOptions::Validate() const {
+  if (batch_size <= 0 || eval_batch_size <= 0)
+    return absl::InvalidArgumentError(
+        absl::StrCat("batch sizes must be positive, got ", batch_size, " and ",
+                     eval_batch_size));
+  if (eval_every <= 0)
+    return absl::InvalidArgumentError("eval_every must be >= 1");
+  if (guard_every < 1)
+    return absl::InvalidArgumentError(
+        absl::StrCat("guard_every must be >= 1, got ", guard_every));
+  if (invertibility_every < 0 || invertibility_rows < 1 ||
+      !(max_inverse_condition >= 0) || !(max_inverse_lipschitz >= 0))
+    return absl::InvalidArgumentError(
+        "invertibility_every must be >= 0, invertibility_rows >= 1 and the "
+        "inverse limits >= 0");
+  if (checkpoint_every > 0 && checkpoint_path.empty())
+    return absl::InvalidArgumentError(
+        "checkpoint_every is set but checkpoint_path is empty");
+  return absl::OkStatus();
+}
 
 absl::Status ValidateTrainData(const TrainData& d, absl::string_view op) {
   if (!d.train.defined() || d.train.rank() == 0 || d.train.dim(0) == 0)

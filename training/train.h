@@ -197,6 +197,12 @@ struct TrainOptions {
   // TrainNllThreads: a rank waiting longer than this at a collective fails
   // the run (DeadlineExceeded).
   double peer_timeout_seconds = 600.0;
+
+  // InvalidArgument naming the first bad option: batch sizes or eval_every
+  // < 1, guard_every < 1, invertibility_every < 0, invertibility_rows < 1,
+  // a negative or NaN inverse limit, checkpoint_every without a path.
+  // (TrainNll calls it, its message prefixed "train_nll: ".)
+  absl::Status Validate() const;
 };
 
 struct TrainResult {

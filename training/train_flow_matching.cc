@@ -26,20 +26,9 @@ namespace {
 
 absl::Status Validate(const TrainData& d, const FlowMatchingTrainOptions& o) {
   FT_RETURN_IF_ERROR(ValidateTrainData(d, "train_flow_matching"));
-  if (o.batch_size <= 0 || o.eval_batch_size <= 0 || o.eval_every <= 0 ||
-      o.guard_every < 1)
-    return absl::InvalidArgumentError(absl::StrCat(
-        "train_flow_matching: batch_size, eval_batch_size, eval_every and "
-        "guard_every must be >= 1, got ",
-        o.batch_size, ", ", o.eval_batch_size, ", ", o.eval_every, ", ",
-        o.guard_every));
-  if (!(o.ema_decay >= 0 && o.ema_decay < 1))
-    return absl::InvalidArgumentError(absl::StrCat(
-        "train_flow_matching: ema_decay must be in [0, 1), got ", o.ema_decay));
-  if (o.checkpoint_every > 0 && o.checkpoint_path.empty())
+  if (absl::Status s = o.Validate(); !s.ok())
     return absl::InvalidArgumentError(
-        "train_flow_matching: checkpoint_every is set but checkpoint_path is "
-        "empty");
+        absl::StrCat("train_flow_matching: ", s.message()));
   return absl::OkStatus();
 }
 
@@ -111,6 +100,23 @@ absl::Status LoadFlowMatchingCheckpoint(const std::string& path,
   absl::Status s = nn::LoadCheckpoint(path + ".ema", model);
   ema->Swap();
   return s;
+}
+
+absl::Status FlowMatchingTrainOptions::Validate() const {
+  if (batch_size <= 0 || eval_batch_size <= 0 || eval_every <= 0 ||
+      guard_every < 1)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "batch_size, eval_batch_size, eval_every and guard_every must be >= "
+        "1, got ",
+        batch_size, ", ", eval_batch_size, ", ", eval_every, ", ",
+        guard_every));
+  if (!(ema_decay >= 0 && ema_decay < 1))
+    return absl::InvalidArgumentError(
+        absl::StrCat("ema_decay must be in [0, 1), got ", ema_decay));
+  if (checkpoint_every > 0 && checkpoint_path.empty())
+    return absl::InvalidArgumentError(
+        "checkpoint_every is set but checkpoint_path is empty");
+  return absl::OkStatus();
 }
 
 absl::StatusOr<TrainResult> TrainFlowMatching(const flows::FlowModel& model,

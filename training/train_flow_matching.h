@@ -80,6 +80,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "autodiff/tensor.h"
 #include "flows/flow_model.h"
@@ -107,6 +108,10 @@ class ParameterEma : public nn::Module {
 
 struct FlowMatchingTrainOptions : TrainOptions {
   double ema_decay = 0.999;  // 0: no EMA
+  // InvalidArgument naming the first bad option: batch_size,
+  // eval_batch_size, eval_every or guard_every < 1, ema_decay outside
+  // [0, 1), checkpoint_every without a path.
+  absl::Status Validate() const;
 };
 
 // The minibatch loss (FlowMatching::Loss): x1 [B, ...], context or undefined.

@@ -12,8 +12,18 @@
 
 #include "absl/strings/str_cat.h"
 #include "autodiff/check.h"
+#include "autodiff/status_macros.h"
 
 namespace flowtape::parallel {
+
+absl::Status ThreadGroupOptions::Validate() const {
+  if (timeout <= absl::ZeroDuration() || spin < absl::ZeroDuration())
+    return absl::InvalidArgumentError(absl::StrCat(
+        "parallel: the timeout must be positive and the spin >= 0, got ",
+        absl::FormatDuration(timeout), " and ", absl::FormatDuration(spin)));
+  return absl::OkStatus();
+}
+
 namespace internal {
 
 using Clock = std::chrono::steady_clock;
@@ -111,6 +121,7 @@ absl::Status RunRanks(int n,
   if (n < 1)
     return absl::InvalidArgumentError(
         absl::StrCat("parallel: need at least 1 thread, got ", n));
+  FT_RETURN_IF_ERROR(options.Validate());
   auto comms = ThreadCommunicator::MakeGroup(n, options);
   auto run = [&](int r) {
     absl::Status s = fn(*comms[r]);

@@ -45,6 +45,8 @@ namespace flowtape::parallel {
 struct ThreadGroupOptions {
   absl::Duration timeout = absl::Minutes(10);    // per wait at a collective
   absl::Duration spin = absl::Microseconds(50);  // before blocking
+  // InvalidArgument unless timeout > 0 and spin >= 0 (RunOnThreads checks).
+  absl::Status Validate() const;
 };
 
 namespace internal {

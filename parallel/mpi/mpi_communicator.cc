@@ -91,12 +91,17 @@ struct MpiCommunicator::Handles {
   bool told_peers = false;    // Abort sent the failure, or it came from one
 };
 
-absl::StatusOr<std::unique_ptr<MpiCommunicator>> MpiCommunicator::Create(
-    MpiEnvironment& env, const MpiOptions& options) {
-  if (options.timeout <= absl::ZeroDuration())
+absl::Status MpiOptions::Validate() const {
+  if (timeout <= absl::ZeroDuration())
     return absl::InvalidArgumentError(
         absl::StrCat("mpi: the timeout must be positive, got ",
-                     absl::FormatDuration(options.timeout)));
+                     absl::FormatDuration(timeout)));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<MpiCommunicator>> MpiCommunicator::Create(
+    MpiEnvironment& env, const MpiOptions& options) {
+  if (absl::Status s = options.Validate(); !s.ok()) return s;
   auto h = std::make_unique<Handles>();
   for (MPI_Comm* c : {&h->data, &h->control}) {
     if (absl::Status s = Check(MPI_Comm_dup(MPI_COMM_WORLD, c), "MPI_Comm_dup");

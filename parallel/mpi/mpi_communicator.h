@@ -73,6 +73,8 @@ class MpiEnvironment {
 
 struct MpiOptions {
   absl::Duration timeout = absl::Minutes(10);  // per collective
+  // InvalidArgument unless timeout > 0 (MpiCommunicator::Create checks).
+  absl::Status Validate() const;
 };
 
 class MpiCommunicator final : public Communicator {

@@ -12,8 +12,11 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <vector>
 
+#include "absl/status/status.h"
+#include "absl/time/time.h"
 #include "autodiff/rng.h"
 #include "gtest/gtest.h"
 
@@ -47,6 +50,28 @@ void CheckAllReduce(int ranks, int64_t n) {
   for (int r = 0; r < ranks; ++r)
     for (int64_t i = 0; i < n; ++i)  // bit-identical, not merely close
       ASSERT_EQ(got[r][i], want[i]) << "rank " << r << " element " << i;
+}
+
+// A group's options validate: a non-positive timeout or a negative spin is
+// InvalidArgument from RunOnThreads, before any thread starts.
+TEST(ThreadCommunicator, BadGroupOptionsAreAStatus) {
+  EXPECT_TRUE(ThreadGroupOptions{}.Validate().ok());
+  ThreadGroupOptions o;
+  o.timeout = absl::ZeroDuration();
+  bool ran = false;
+  absl::Status s = RunOnThreads(
+      2,
+      [&](Communicator&) {
+        ran = true;
+        return absl::OkStatus();
+      },
+      o);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_NE(s.message().find("timeout must be positive"), std::string::npos);
+  EXPECT_FALSE(ran);
+  o = ThreadGroupOptions{};
+  o.spin = -absl::Microseconds(1);
+  EXPECT_EQ(o.Validate().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(ThreadCommunicator, AllReduceIsTheRankOrderSumOnEveryRank) {

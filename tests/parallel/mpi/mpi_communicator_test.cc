@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstring>
 #include <memory>
+#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -67,6 +68,18 @@ void CheckAllReduce() {
   if (size >= 3) {
     EXPECT_GT(order_matters, 0);
   }
+}
+
+// A non-positive timeout is InvalidArgument, from Validate and from Create.
+TEST(MpiCommunicator, BadOptionsAreAStatus) {
+  EXPECT_TRUE(MpiOptions{}.Validate().ok());
+  const MpiOptions zero{.timeout = absl::ZeroDuration()};
+  EXPECT_EQ(zero.Validate().code(), absl::StatusCode::kInvalidArgument);
+  auto c = MpiCommunicator::Create(*env, zero);
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(c.status().message().find("timeout must be positive"),
+            std::string::npos)
+      << c.status();
 }
 
 TEST(MpiCommunicator, AllReduceDoubleIsTheRankOrderSum) {

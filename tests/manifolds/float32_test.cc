@@ -95,24 +95,22 @@ std::vector<FlowCase> FlowCases() {
   for (int64_t n : {3, 5}) {
     const Manifold s = Manifold::Sphere(n), d = Manifold::Simplex(n);
     const std::string tag = std::to_string(n);
-    cases.push_back({"affine" + tag, s, [n] {
-                       Rng rng(100 + n);
-                       return NormalizedAffine::Create({.n = n, .noise = 0.5},
-                                                       rng)
-                           .value();
-                     }});
+    cases.push_back(
+        {"affine" + tag, s, [n] {
+           Rng rng(100 + n);
+           return NormalizedAffine::Create({.n = n, .noise = 0.5}, rng).value();
+         }});
     cases.push_back({"translation" + tag, s, [n] {
                        Rng rng(110 + n);
                        return NormalizedTranslation::Create(
                                   {.n = n, .noise = 0.5}, rng)
                            .value();
                      }});
-    cases.push_back({"linear" + tag, s, [n] {
-                       Rng rng(120 + n);
-                       return NormalizedLinear::Create({.n = n, .noise = 0.5},
-                                                       rng)
-                           .value();
-                     }});
+    cases.push_back(
+        {"linear" + tag, s, [n] {
+           Rng rng(120 + n);
+           return NormalizedLinear::Create({.n = n, .noise = 0.5}, rng).value();
+         }});
     // Create() factors M with pivoting: a permutation and signs in buffers.
     cases.push_back({"affine_create" + tag, s, [n] {
                        Rng rng(130 + n);

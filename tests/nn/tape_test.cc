@@ -7,10 +7,10 @@
 #include <vector>
 
 #include "autodiff/grad.h"
-#include "nn/layers.h"
-#include "nn/optim.h"
 #include "autodiff/ops.h"
 #include "gtest/gtest.h"
+#include "nn/layers.h"
+#include "nn/optim.h"
 
 namespace flowtape::nn {
 namespace {

@@ -375,27 +375,23 @@ absl::StatusOr<ThreadedFlowMatching> TrainFlowMatchingThreads(
       ReplicaThreads plan,
       PlanReplicaThreads(options, std::min(options.batch_size, rows),
                          "train_flow_matching_threads"));
-  std::vector<FlowMatchingReplica> replicas(plan.threads);
-  absl::StatusOr<TrainResult> r = parallel::RunOnThreads(
-      plan.threads,
-      [&](parallel::Communicator& comm) -> absl::StatusOr<TrainResult> {
-        FT_ASSIGN_OR_RETURN(FlowMatchingReplica replica, make(comm.rank()));
-        if (replica.model == nullptr || !replica.nll || !replica.loss ||
-            replica.optimizer == nullptr)
-          return absl::InvalidArgumentError(absl::StrCat(
-              "train_flow_matching_threads: the factory's replica ",
-              comm.rank(), " lacks a model, an nll, a loss or an optimizer"));
-        replicas[comm.rank()] = replica;
-        FlowMatchingTrainOptions mine = options;
-        mine.communicator = &comm;
-        mine.threads = plan.threads;
-        return TrainFlowMatching(*replica.model, replica.nll, replica.loss,
-                                 *replica.optimizer, data, mine,
-                                 replica.ema.get());
-      },
-      plan.group);
-  if (!r.ok()) return r.status();
-  return ThreadedFlowMatching{*std::move(r), replicas[0]};
+  FT_ASSIGN_OR_RETURN(auto run,
+                      (RunReplicaThreads<FlowMatchingReplica,
+                                         FlowMatchingTrainOptions, TrainResult>(
+                          plan, make,
+                          [](const FlowMatchingReplica& r) {
+                            return r.model != nullptr && r.nll && r.loss &&
+                                   r.optimizer != nullptr;
+                          },
+                          "train_flow_matching_threads",
+                          "a model, an nll, a loss or an optimizer", options,
+                          [&data](const FlowMatchingReplica& r,
+                                  const FlowMatchingTrainOptions& o) {
+                            return TrainFlowMatching(*r.model, r.nll, r.loss,
+                                                     *r.optimizer, data, o,
+                                                     r.ema.get());
+                          })));
+  return ThreadedFlowMatching{std::move(run.first), std::move(run.second)};
 }
 
 }  // namespace flowtape::training

@@ -79,29 +79,21 @@ absl::StatusOr<ThreadedTraining> TrainNllThreads(const ReplicaFactory& make,
       ReplicaThreads plan,
       PlanReplicaThreads(options, std::min(options.batch_size, rows),
                          "train_nll_threads"));
-  std::vector<Replica> replicas(plan.threads);
-  absl::StatusOr<TrainResult> r = parallel::RunOnThreads(
-      plan.threads,
-      [&](parallel::Communicator& comm) -> absl::StatusOr<TrainResult> {
-        FT_ASSIGN_OR_RETURN(Replica replica, make(comm.rank()));
-        if (replica.model == nullptr || !replica.nll ||
-            replica.optimizer == nullptr)
-          return absl::InvalidArgumentError(absl::StrCat(
-              "train_nll_threads: the factory's replica ", comm.rank(),
-              " lacks a model, an nll or an optimizer"));
-        replicas[comm.rank()] = replica;
-        TrainOptions mine = options;
-        mine.communicator = &comm;
-        mine.threads = plan.threads;
-        return TrainNllOutcome(*replica.model, replica.nll, *replica.optimizer,
-                               data, mine);
-      },
-      plan.group);
-  if (!r.ok()) return r.status();
-  if (!r->model_status.ok())
+  FT_ASSIGN_OR_RETURN(
+      auto run,
+      (RunReplicaThreads<Replica, TrainOptions, TrainResult>(
+          plan, make,
+          [](const Replica& r) {
+            return r.model != nullptr && r.nll && r.optimizer != nullptr;
+          },
+          "train_nll_threads", "a model, an nll or an optimizer", options,
+          [&data](const Replica& r, const TrainOptions& o) {
+            return TrainNllOutcome(*r.model, r.nll, *r.optimizer, data, o);
+          })));
+  if (!run.first.model_status.ok())
     return absl::FailedPreconditionError(
-        absl::StrCat("train_nll: ", r->message));
-  return ThreadedTraining{*std::move(r), replicas[0]};
+        absl::StrCat("train_nll: ", run.first.message));
+  return ThreadedTraining{std::move(run.first), std::move(run.second)};
 }
 
 absl::StatusOr<ThreadedReverseKl> TrainReverseKlThreads(
@@ -112,26 +104,19 @@ absl::StatusOr<ThreadedReverseKl> TrainReverseKlThreads(
                          options.batch_size, options.min_rows_per_thread,
                          options.peer_timeout_seconds,
                          "train_reverse_kl_threads"));
-  std::vector<ReverseKlReplica> replicas(plan.threads);
-  absl::StatusOr<ReverseKlResult> r = parallel::RunOnThreads(
-      plan.threads,
-      [&](parallel::Communicator& comm) -> absl::StatusOr<ReverseKlResult> {
-        FT_ASSIGN_OR_RETURN(ReverseKlReplica replica, make(comm.rank()));
-        if (replica.model == nullptr || !replica.log_p ||
-            replica.optimizer == nullptr)
-          return absl::InvalidArgumentError(absl::StrCat(
-              "train_reverse_kl_threads: the factory's replica ", comm.rank(),
-              " lacks a model, a log density or an optimizer"));
-        replicas[comm.rank()] = replica;
-        ReverseKlOptions mine = options;
-        mine.communicator = &comm;
-        mine.threads = plan.threads;
-        return TrainReverseKl(*replica.model, replica.log_p, *replica.optimizer,
-                              mine);
-      },
-      plan.group);
-  if (!r.ok()) return r.status();
-  return ThreadedReverseKl{*std::move(r), replicas[0]};
+  FT_ASSIGN_OR_RETURN(
+      auto run,
+      (RunReplicaThreads<ReverseKlReplica, ReverseKlOptions, ReverseKlResult>(
+          plan, make,
+          [](const ReverseKlReplica& r) {
+            return r.model != nullptr && r.log_p && r.optimizer != nullptr;
+          },
+          "train_reverse_kl_threads", "a model, a log density or an optimizer",
+          options,
+          [](const ReverseKlReplica& r, const ReverseKlOptions& o) {
+            return TrainReverseKl(*r.model, r.log_p, *r.optimizer, o);
+          })));
+  return ThreadedReverseKl{std::move(run.first), std::move(run.second)};
 }
 
 }  // namespace flowtape::training

@@ -29,9 +29,13 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "autodiff/status_macros.h"
 #include "flows/flow_model.h"
 #include "nn/module.h"
 #include "nn/optim.h"
@@ -81,6 +85,37 @@ absl::StatusOr<ReplicaThreads> PlanReplicaThreads(
 absl::StatusOr<ReplicaThreads> PlanReplicaThreads(const TrainOptions& options,
                                                   int64_t batch,
                                                   absl::string_view op);
+
+// The runners' common part: plan.threads replicas, rank r's built by
+// make(r) (InvalidArgument "<op>: the factory's replica r lacks <parts>"
+// unless complete(replica)) and trained by train(replica, options with the
+// rank's communicator and the thread count); rank 0's result and replica.
+template <typename ReplicaT, typename OptionsT, typename ResultT>
+absl::StatusOr<std::pair<ResultT, ReplicaT>> RunReplicaThreads(
+    const ReplicaThreads& plan,
+    const std::function<absl::StatusOr<ReplicaT>(int rank)>& make,
+    const std::function<bool(const ReplicaT&)>& complete, absl::string_view op,
+    absl::string_view parts, const OptionsT& options,
+    const std::function<absl::StatusOr<ResultT>(const ReplicaT&,
+                                                const OptionsT&)>& train) {
+  std::vector<ReplicaT> replicas(plan.threads);
+  absl::StatusOr<ResultT> r = parallel::RunOnThreads(
+      plan.threads,
+      [&](parallel::Communicator& comm) -> absl::StatusOr<ResultT> {
+        FT_ASSIGN_OR_RETURN(ReplicaT replica, make(comm.rank()));
+        if (!complete(replica))
+          return absl::InvalidArgumentError(absl::StrCat(
+              op, ": the factory's replica ", comm.rank(), " lacks ", parts));
+        replicas[comm.rank()] = replica;
+        OptionsT mine = options;
+        mine.communicator = &comm;
+        mine.threads = plan.threads;
+        return train(replica, mine);
+      },
+      plan.group);
+  if (!r.ok()) return r.status();
+  return std::make_pair(*std::move(r), replicas[0]);
+}
 
 // Errors: those of TrainNll (a final model that fails the check is
 // FailedPrecondition), the factory's, InvalidArgument for a replica without

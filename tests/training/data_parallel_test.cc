@@ -256,6 +256,25 @@ TEST(DataParallel, AFailingFactoryFailsTheRun) {
   EXPECT_EQ(run.status().code(), absl::StatusCode::kNotFound);
 }
 
+// A replica without an optimizer is refused, naming the rank and the part.
+TEST(DataParallel, AnIncompleteReplicaIsRefused) {
+  ReplicaFactory make = [](int rank) -> absl::StatusOr<Replica> {
+    auto m = Maf();
+    if (rank == 1) return Replica{m, ModelNll(*m), nullptr};
+    return Replica{m, ModelNll(*m),
+                   nn::Adam::Create(*m, nn::AdamOptions{}).value()};
+  };
+  TrainOptions o = Options();
+  o.threads = 2;
+  absl::StatusOr<ThreadedTraining> run = TrainNllThreads(make, Dataset(), o);
+  EXPECT_EQ(run.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(run.status().message().find(
+                "train_nll_threads: the factory's replica 1 lacks a model, an "
+                "nll or an optimizer"),
+            std::string::npos)
+      << run.status();
+}
+
 TEST(DataParallel, TrainNllRefusesThreadsItDoesNotRun) {
   // TrainNll trains the one model it is given: threads > 1 is an error
   // naming the runner, not a silent single-thread run; under a communicator

@@ -11,7 +11,7 @@
 // Both models: TimeMlp dynamics (hidden 32, relu), linear head, MSE loss,
 // Adam (--lr, default 1e-3), dopri5 rtol = atol = 1e-3 (Dupont's), adjoint
 // gradients. Prints loss and forward/backward NFE along training, then a
-// table. Writes to --out_dir (experiments/cli.h) node_loss.png,
+// table. Writes to --out_dir (cli/cli.h) node_loss.png,
 // anode_loss.png, results.json (the table; config: the flags and the model
 // settings) and history.csv (MSE and NFE per 50 steps, run "node" /
 // "anode"), and each trained model as node.ckpt / anode.ckpt: an
@@ -37,9 +37,9 @@
 #include "autodiff/ops.h"
 #include "autodiff/status_macros.h"
 #include "autodiff/tape.h"
-#include "experiments/cli.h"
-#include "experiments/common.h"
-#include "experiments/figures.h"
+#include "cli/checks.h"
+#include "cli/cli.h"
+#include "cli/figures.h"
 #include "flows/cnf/anode.h"
 #include "nn/checkpoint.h"
 #include "nn/optim.h"
@@ -83,7 +83,7 @@ struct Row {
 
 absl::StatusOr<Row> Train(int64_t augment, const Tensor& x, const Tensor& y,
                           const Tensor& xt, const Tensor& yt,
-                          experiments::Experiment& ex) {
+                          cli::Experiment& ex) {
   const int64_t d = absl::GetFlag(FLAGS_dim),
                 steps = absl::GetFlag(FLAGS_steps);
   const int64_t batch = absl::GetFlag(FLAGS_batch), n = x.dim(0);
@@ -104,7 +104,7 @@ absl::StatusOr<Row> Train(int64_t augment, const Tensor& x, const Tensor& y,
   Row row{0, 0, 0, 0, 0, 0, 0, 0, {}};
   int64_t late = 0, done = 0;  // steps completed
   const char* name = augment > 0 ? "anode" : "node";
-  experiments::HistoryWindow history(ex.history(), name, 50);
+  cli::HistoryWindow history(ex.history(), name, 50);
   auto t0 = std::chrono::steady_clock::now();
   for (int64_t step = 0; step < steps; ++step) {
     std::vector<int64_t> idx;
@@ -123,7 +123,7 @@ absl::StatusOr<Row> Train(int64_t augment, const Tensor& x, const Tensor& y,
     if (std::isfinite(value)) Backward(loss);
     Tape::Get().Reset();
     FT_RETURN_IF_ERROR(
-        experiments::CheckStepFinite(name, step, value, model.Parameters()));
+        cli::CheckStepFinite(name, step, value, model.Parameters()));
     adam->Step();
     const ode::OdeStats stats = o.ode.stats->Get();
     const double f = stats.forward.nfe, b = stats.backward.nfe;
@@ -171,7 +171,7 @@ absl::StatusOr<Row> Train(int64_t augment, const Tensor& x, const Tensor& y,
                          {"activation", "relu"},
                          {"rtol", o.ode.rtol},
                          {"atol", o.ode.atol},
-                         {"dtype", experiments::DTypeFlagName(ex.dtype())}};
+                         {"dtype", cli::DTypeFlagName(ex.dtype())}};
   FT_RETURN_IF_ERROR(nn::SaveCheckpoint(ex.Output(absl::StrCat(name, ".ckpt")),
                                         model, nullptr,
                                         {{"neural_ode", meta.dump()}}));
@@ -184,12 +184,12 @@ absl::StatusOr<Row> Train(int64_t augment, const Tensor& x, const Tensor& y,
 // Flags, and the run's memory (an MLP of (d + p) -> 32 -> (d + p) with up to
 // ~100 function evaluations per step on the tape) before anything is made.
 absl::Status CheckAnodeFlags() {
-  namespace experiments = flowtape::experiments;
+  namespace cli = flowtape::cli;
   const int64_t d = absl::GetFlag(FLAGS_dim), p = absl::GetFlag(FLAGS_augment),
                 steps = absl::GetFlag(FLAGS_steps),
                 batch = absl::GetFlag(FLAGS_batch),
                 n = absl::GetFlag(FLAGS_train_size);
-  if (absl::Status s = experiments::CheckFlags({
+  if (absl::Status s = cli::CheckFlags({
           {"dim", d, d > 0, "> 0"},
           {"augment", p, p >= 0, ">= 0"},
           {"steps", steps, steps > 0, "> 0"},
@@ -203,14 +203,14 @@ absl::Status CheckAnodeFlags() {
       !s.ok())
     return s;
   const double width = static_cast<double>(d) + static_cast<double>(p);
-  return experiments::CheckRunMemory(
-      experiments::FlowFootprint(100, width, 0, {32}, batch,
-                                 (static_cast<double>(n) + 2000.0) * (d + 1)),
+  return cli::CheckRunMemory(
+      cli::FlowFootprint(100, width, 0, {32}, batch,
+                         (static_cast<double>(n) + 2000.0) * (d + 1)),
       absl::StrCat("--dim=", d, " --augment=", p, " --batch=", batch,
                    " --train_size=", n));
 }
 
-absl::Status Run(flowtape::experiments::Experiment& ex) {
+absl::Status Run(flowtape::cli::Experiment& ex) {
   using namespace flowtape;
   FT_RETURN_IF_ERROR(CheckAnodeFlags());
   ex.SingleThreaded("the ODE models train in one loop counting NFE");
@@ -255,9 +255,9 @@ absl::Status Run(flowtape::experiments::Experiment& ex) {
                           {"nfe_forward_late", r.nfe_f_late},
                           {"nfe_backward_late", r.nfe_b_late},
                           {"seconds", r.seconds}};
-    FT_RETURN_IF_ERROR(ex.WriteFigure(
-        experiments::LossFigure(r.losses, absl::StrCat(name, ": MSE")),
-        absl::StrCat(name, "_loss.png")));
+    FT_RETURN_IF_ERROR(
+        ex.WriteFigure(cli::LossFigure(r.losses, absl::StrCat(name, ": MSE")),
+                       absl::StrCat(name, "_loss.png")));
   }
   std::printf(
       "\n| model       | train MSE | accuracy | test MSE | NFE fwd/step | NFE "
@@ -284,7 +284,7 @@ absl::Status Run(flowtape::experiments::Experiment& ex) {
 }
 
 int main(int argc, char** argv) {
-  return flowtape::experiments::Main(
+  return flowtape::cli::Main(
       {"anode_spheres",
        "Dupont et al. 2019 concentric spheres: neural ODE vs augmented neural "
        "ODE, MSE, accuracy and NFE per step.\n"

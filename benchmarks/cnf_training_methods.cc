@@ -76,7 +76,7 @@
 // time; on a machine shared with other jobs the CPU column is the fair
 // one).
 //
-// Output in --out_dir (experiments/cli.h): results.json (both tables per
+// Output in --out_dir (cli/cli.h): results.json (both tables per
 // "<data>/<method>"; config: the settings), history.csv (per --eval_every
 // steps and run "<data>/<method>": the mean training loss and NFE per step)
 // and <data>_<method>.ckpt, an nn/checkpoint.h file of the scored field's
@@ -130,12 +130,13 @@
 #include "autodiff/ops.h"
 #include "autodiff/status_macros.h"
 #include "autodiff/tape.h"
+#include "cli/budget.h"
+#include "cli/checks.h"
+#include "cli/cli.h"
 #include "data/datasets.h"
+#include "data/image_setup.h"
 #include "data/preprocess.h"
 #include "data/toy2d.h"
-#include "experiments/budget.h"
-#include "experiments/cli.h"
-#include "experiments/common.h"
 #include "flows/cnf/cnf.h"
 #include "flows/matching/cfm.h"
 #include "flows/matching/cfm_flow.h"
@@ -260,13 +261,13 @@ absl::StatusOr<Problem> MakeProblem(const std::string& name,
         test};
   }
   FT_ASSIGN_OR_RETURN(data::ImageSet train,
-                      experiments::LoadImageSetOrSetup("digits", "train"));
+                      data::LoadImageSetOrSetup("digits", "train"));
   FT_ASSIGN_OR_RETURN(data::ImageSet test,
-                      experiments::LoadImageSetOrSetup("digits", "test"));
-  FT_RETURN_IF_ERROR(experiments::CheckImageSet(train, "digits train",
-                                                Shape{1, 8, 8}, 17, 10));
+                      data::LoadImageSetOrSetup("digits", "test"));
   FT_RETURN_IF_ERROR(
-      experiments::CheckImageSet(test, "digits test", Shape{1, 8, 8}, 17, 1));
+      cli::CheckImageSet(train, "digits train", Shape{1, 8, 8}, 17, 10));
+  FT_RETURN_IF_ERROR(
+      cli::CheckImageSet(test, "digits test", Shape{1, 8, 8}, 17, 1));
   Tensor rows = Reshape(train.images, {train.images.dim(0), 64});
   Rng test_noise(12345);
   Tensor test_y =
@@ -433,7 +434,7 @@ absl::Status Score(const flows::cnf::Cnf& cnf, const Tensor& test, Rng& rng,
 }
 
 absl::StatusOr<Row> Train(const Problem& problem, const std::string& method,
-                          const Settings& st, experiments::Experiment& ex) {
+                          const Settings& st, cli::Experiment& ex) {
   const std::string& data = problem.name;
   const Tensor& test = problem.test;
   Rng rng(st.seed);
@@ -496,7 +497,7 @@ absl::StatusOr<Row> Train(const Problem& problem, const std::string& method,
   if (warmup > 0) schedule = nn::LinearWarmup(warmup, schedule);
   adam->set_schedule(schedule);
   const std::string run = data + "/" + label;
-  experiments::HistoryWindow history(ex.history(), run, st.eval_every);
+  cli::HistoryWindow history(ex.history(), run, st.eval_every);
   for (int64_t step = 1; step <= steps; ++step) {
     FT_ASSIGN_OR_RETURN(Tensor x, problem.sample(batch, data_rng));
     const auto t0 = std::chrono::steady_clock::now();
@@ -527,8 +528,8 @@ absl::StatusOr<Row> Train(const Problem& problem, const std::string& method,
       if (std::isfinite(loss.item())) Backward(loss);
       row.nfe.push_back(1);
     }
-    if (absl::Status s = experiments::CheckStepFinite(run, step, loss.item(),
-                                                      net->Parameters());
+    if (absl::Status s =
+            cli::CheckStepFinite(run, step, loss.item(), net->Parameters());
         !s.ok()) {
       Tape::Get().Reset();
       return s;
@@ -584,7 +585,7 @@ std::string TimeTo(const Row& r, double target) {
   return "-";
 }
 
-absl::Status Run(experiments::Experiment& ex) {
+absl::Status Run(cli::Experiment& ex) {
   if (ex.dtype() != kFloat64)
     return absl::UnimplementedError(
         "--dtype=f32: cnf_training_methods compares the methods in float64");
@@ -620,13 +621,13 @@ absl::Status Run(experiments::Experiment& ex) {
   st.fm_options.sinkhorn_tol = absl::GetFlag(FLAGS_sinkhorn_tol);
   FT_ASSIGN_OR_RETURN(
       st.sample_tols,
-      experiments::ParseDecimalList(
+      cli::ParseDecimalList(
           "sample_tols", absl::GetFlag(FLAGS_sample_tols), "in [1e-9, 1)",
           [](double v) { return v >= kReferenceTol && v < 1; }));
   FT_ASSIGN_OR_RETURN(
       st.euler_steps,
-      experiments::ParseIntegerList(
-          "euler_steps", absl::GetFlag(FLAGS_euler_steps), 1, 100000));
+      cli::ParseIntegerList("euler_steps", absl::GetFlag(FLAGS_euler_steps), 1,
+                            100000));
   if (absl::GetFlag(FLAGS_quick)) {
     st.steps = 150;
     st.eval_every = 50;
@@ -650,7 +651,7 @@ absl::Status Run(experiments::Experiment& ex) {
   for (const std::string& m : methods)
     known_methods &= std::find(std::begin(kMethods), std::end(kMethods), m) !=
                      std::end(kMethods);
-  FT_RETURN_IF_ERROR(experiments::CheckFlags({
+  FT_RETURN_IF_ERROR(cli::CheckFlags({
       {"data", absl::GetFlag(FLAGS_data), known,
        "toy densities (data/toy2d.h) or digits"},
       {"methods", absl::GetFlag(FLAGS_methods), known_methods,
@@ -707,10 +708,10 @@ absl::Status Run(experiments::Experiment& ex) {
        std::isfinite(st.first_step) && st.first_step >= 0 && st.first_step <= 1,
        "in [0, 1] (0: Hairer's rule)"},
   }));
-  FT_RETURN_IF_ERROR(experiments::CheckRunMemory(
-      experiments::FlowFootprint(100, 64, 0, {256, 256},
-                                 std::max<int64_t>(st.batch, st.test_size),
-                                 64.0 * (st.test_size + st.batch)),
+  FT_RETURN_IF_ERROR(cli::CheckRunMemory(
+      cli::FlowFootprint(100, 64, 0, {256, 256},
+                         std::max<int64_t>(st.batch, st.test_size),
+                         64.0 * (st.test_size + st.batch)),
       absl::StrCat("--batch=", st.batch, " --test_size=", st.test_size)));
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
   const std::string coupling_desc =
@@ -829,7 +830,7 @@ absl::Status Run(experiments::Experiment& ex) {
 }  // namespace flowtape
 
 int main(int argc, char** argv) {
-  return flowtape::experiments::Main(
+  return flowtape::cli::Main(
       {"cnf_training_methods",
        "FFJORD, RNODE, CFM and OT-CFM on toy densities and 64-D digits: "
        "test NLL, NFE per step over training, sampling NFE, time to "

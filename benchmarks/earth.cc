@@ -61,7 +61,7 @@
 //       flow matching: quick 3 x 128 field, 6000 steps of 256 (flood and
 //       fire 12000; --steps sets all);
 //       --full 4 x 256 on 128 features, 20000 steps of 512
-// Writes to --out_dir (experiments/cli.h) equirectangular density maps
+// Writes to --out_dir (cli/cli.h) equirectangular density maps
 // <data>_<model>.png (the first seed, --first_seed), its trained models as
 // <data>_<model>.ftm (models/sphere_model.h: LoadSphereModel rebuilds them),
 // results.json (test NLL per data set, model and seed) and history.csv (run
@@ -89,10 +89,10 @@
 #include "autodiff/ops.h"
 #include "autodiff/status_macros.h"
 #include "autodiff/tape.h"
+#include "cli/budget.h"
+#include "cli/checks.h"
+#include "cli/cli.h"
 #include "data/earth.h"
-#include "experiments/budget.h"
-#include "experiments/cli.h"
-#include "experiments/common.h"
 #include "flows/matching/cfm.h"
 #include "manifolds/manifold.h"
 #include "manifolds/manifold_flow.h"
@@ -321,11 +321,11 @@ absl::Status CheckModelMemory(const Config& c, const RfmConfig& rfm,
       static_cast<double>(c.mixture_components) * c.mixture_layers +
       c.affine_layers + 2.0 * c.neural_blocks;
   if (wants("affine") || wants("mixture") || wants("neural"))
-    FT_RETURN_IF_ERROR(experiments::CheckRunMemory(
-        {12.0 * flows, 30.0 * flows, batch(std::max(c.batch, c.neural_batch)),
-         data},
-        absl::StrCat("--components=", c.mixture_components,
-                     " --layers=", c.mixture_layers)));
+    FT_RETURN_IF_ERROR(
+        cli::CheckRunMemory({12.0 * flows, 30.0 * flows,
+                             batch(std::max(c.batch, c.neural_batch)), data},
+                            absl::StrCat("--components=", c.mixture_components,
+                                         " --layers=", c.mixture_layers)));
   // Recursive chains: per block an interval and a circle spline, each from
   // a conditioner hidden-hidden to 3 bins + 1 knots; K chains in a mixture.
   for (const std::string name :
@@ -337,9 +337,9 @@ absl::Status CheckModelMemory(const Config& c, const RfmConfig& rfm,
     const double splines =
         2.0 * r.recursive_blocks *
         (name == "recursive_mixture" ? r.recursive_components : 1);
-    FT_RETURN_IF_ERROR(experiments::CheckRunMemory(
-        {splines * experiments::MlpParameters(4, {h, h}, knots),
-         splines * (experiments::MlpActivations(4, {h, h}, knots) + 3 * knots),
+    FT_RETURN_IF_ERROR(cli::CheckRunMemory(
+        {splines * cli::MlpParameters(4, {h, h}, knots),
+         splines * (cli::MlpActivations(4, {h, h}, knots) + 3 * knots),
          batch(r.recursive_batch), data},
         absl::StrCat(
             "--models=", name, " --recursive_components=",
@@ -353,9 +353,9 @@ absl::Status CheckModelMemory(const Config& c, const RfmConfig& rfm,
   const models::SphereFieldSpec& f = rfm.spec.field;
   const std::vector<int64_t> layers(f.depth, f.width);
   const double in = 2.0 * f.fourier + 12;
-  return experiments::CheckRunMemory(
-      {experiments::MlpParameters(in, layers, 3),
-       3 * experiments::MlpActivations(in, layers, 3), batch(rfm.batch), data},
+  return cli::CheckRunMemory(
+      {cli::MlpParameters(in, layers, 3),
+       3 * cli::MlpActivations(in, layers, 3), batch(rfm.batch), data},
       absl::StrCat("--rfm_width=", f.width, " --rfm_depth=", f.depth,
                    " --rfm_fourier=", f.fourier, " --rfm_batch=", rfm.batch));
 }
@@ -512,7 +512,7 @@ struct Cell {
   }
 };
 
-absl::Status Run(experiments::Experiment& ex) {
+absl::Status Run(cli::Experiment& ex) {
   const bool full = absl::GetFlag(FLAGS_full);
   Config cfg = MakeConfig(full);
   RfmConfig rfm = MakeRfmConfig(full, ex.dtype());
@@ -539,7 +539,7 @@ absl::Status Run(experiments::Experiment& ex) {
   const int recursive_components = absl::GetFlag(FLAGS_recursive_components);
   const double recursive_weight_decay =
       absl::GetFlag(FLAGS_recursive_weight_decay);
-  if (absl::Status s = experiments::CheckFlags({
+  if (absl::Status s = cli::CheckFlags({
           {"seeds", seeds, seeds > 0, "> 0"},
           {"first_seed", first_seed, first_seed >= 0 && first_seed <= 1000000,
            "in [0, 1e6]"},
@@ -667,8 +667,7 @@ absl::Status Run(experiments::Experiment& ex) {
         {"t_power", rfm.t_power},
         {"coupling", flows::matching::CouplingKindName(rfm.coupling)}}}};
   std::string dir = absl::GetFlag(FLAGS_data_dir);
-  dir =
-      dir.empty() ? data::DefaultEarthDataDir() : experiments::ResolvePath(dir);
+  dir = dir.empty() ? data::DefaultEarthDataDir() : cli::ResolvePath(dir);
   ex.set_seed(0);  // seed k: split 1000 + k, initialisation 77 + k
   const DType dtype = ex.dtype();
   std::vector<std::string> sets =
@@ -843,7 +842,7 @@ absl::Status Run(experiments::Experiment& ex) {
 }  // namespace flowtape
 
 int main(int argc, char** argv) {
-  return flowtape::experiments::Main(
+  return flowtape::cli::Main(
       {"earth",
        "spherical flows on the volcano, earthquake, flood and fire catalogues "
        "vs the published table (test NLL, mean +- std over seeds).\n"

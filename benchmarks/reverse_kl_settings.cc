@@ -6,15 +6,15 @@
 
 #include "absl/strings/str_cat.h"
 #include "autodiff/status_macros.h"
-#include "experiments/budget.h"
-#include "experiments/common.h"
+#include "cli/budget.h"
+#include "cli/checks.h"
 
 namespace flowtape::benchmarks {
 
 absl::Status ReadReverseKlSettings(ReverseKlSettings& s, int default_steps) {
   if (s.seeds == 0) s.seeds = s.full ? 5 : 3;
   if (s.steps == 0) s.steps = s.full ? 20000 : default_steps;
-  return experiments::CheckFlags({
+  return cli::CheckFlags({
       {"seeds", s.seeds, s.seeds > 0 && s.seeds <= 100, "in [1, 100]"},
       {"steps", s.steps, s.steps > 0 && s.steps <= 10000000, "in [1, 1e7]"},
       {"layers", s.layers, s.layers >= 1 && s.layers <= 64, "in [1, 64]"},
@@ -33,13 +33,13 @@ absl::Status CheckReverseKlMemory(const ReverseKlSettings& s, double per_bin,
                                   int min_batch) {
   // Per sample and layer: the conditioners of width hidden and the map's
   // parameters, a few times over on the tape.
-  experiments::Footprint f;
+  cli::Footprint f;
   const double width =
       2.0 * s.hidden + per_bin * s.bins + 3.0 * s.components + 4.0;
   f.parameters = 2.0 * s.layers * (s.hidden * (s.hidden + 4.0) + width * 64);
   f.activations_per_example = 20.0 * s.layers * width;
   f.batch = std::max(s.batch, min_batch);
-  return experiments::CheckRunMemory(
+  return cli::CheckRunMemory(
       f, absl::StrCat("--layers=", s.layers, " --hidden=", s.hidden,
                       " --batch=", s.batch));
 }

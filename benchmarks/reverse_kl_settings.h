@@ -7,7 +7,7 @@
 // the mode's defaults (3 seeds and default_steps; --full: 5 and 20000) and
 // checks every field's range: InvalidArgument naming the flag, never an
 // abort. CheckReverseKlMemory refuses a size whose tape would not fit
-// (experiments/budget.h), with `per_bin` values per spline bin and layer
+// (cli/budget.h), with `per_bin` values per spline bin and layer
 // and at least `min_batch` rows evaluated at once.
 // MeanSd(v, fmt) formats mean and sample standard deviation (0 for one
 // value) with a two-argument printf format.

@@ -20,7 +20,7 @@
 // NFE (the pass's "nfe" extra) and backward NFE (an ode::OdeStatsSink in the
 // options) per training step (whole run and the last quarter),
 // wall time and time per step. RNODE's claim: similar NLL with fewer NFE,
-// hence less training time. Writes to --out_dir (experiments/cli.h)
+// hence less training time. Writes to --out_dir (cli/cli.h)
 // <model>_loss.png, results.json (the table; config: the flags and the
 // CNF's settings), history.csv (NLL + penalty and NFE per 50 steps, run =
 // the model) and <model>.ckpt per model: an nn/checkpoint.h file of the
@@ -47,10 +47,10 @@
 #include "autodiff/ops.h"
 #include "autodiff/status_macros.h"
 #include "autodiff/tape.h"
+#include "cli/checks.h"
+#include "cli/cli.h"
+#include "cli/figures.h"
 #include "data/toy2d.h"
-#include "experiments/cli.h"
-#include "experiments/common.h"
-#include "experiments/figures.h"
 #include "flows/cnf/cnf.h"
 #include "nn/checkpoint.h"
 #include "nn/optim.h"
@@ -93,7 +93,7 @@ Tensor Nll(const flows::FlowResult& r) {
 
 absl::StatusOr<Row> Train(const std::string& name, double lk, double lj,
                           flows::cnf::RegularizerUnits units,
-                          const Tensor& test, experiments::Experiment& ex) {
+                          const Tensor& test, cli::Experiment& ex) {
   const uint64_t seed = absl::GetFlag(FLAGS_seed);
   Rng rng(seed);
   flows::cnf::CnfOptions o;
@@ -115,7 +115,7 @@ absl::StatusOr<Row> Train(const std::string& name, double lk, double lj,
   Rng data_rng(seed + 100), noise_rng(seed + 200);
   const int64_t steps = absl::GetFlag(FLAGS_steps);
   Row row{name, 0, 0, 0, 0, 0, 0, 0, {}};
-  experiments::HistoryWindow history(ex.history(), name, 50);
+  cli::HistoryWindow history(ex.history(), name, 50);
   int64_t late = 0;
   auto t0 = std::chrono::steady_clock::now();
   for (int64_t step = 0; step < steps; ++step) {
@@ -137,7 +137,7 @@ absl::StatusOr<Row> Train(const std::string& name, double lk, double lj,
     if (std::isfinite(value)) Backward(loss);
     Tape::Get().Reset();
     FT_RETURN_IF_ERROR(
-        experiments::CheckStepFinite(name, step, value, cnf->Parameters()));
+        cli::CheckStepFinite(name, step, value, cnf->Parameters()));
     adam->Step();
     const double f = r.extra(flows::cnf::kNfe)[0];
     const double b = static_cast<double>(o.ode.stats->Get().backward.nfe);
@@ -179,7 +179,7 @@ absl::StatusOr<Row> Train(const std::string& name, double lk, double lj,
                          {"activation", "tanh"},
                          {"rtol", o.ode.rtol},
                          {"atol", o.ode.atol},
-                         {"dtype", experiments::DTypeFlagName(ex.dtype())}};
+                         {"dtype", cli::DTypeFlagName(ex.dtype())}};
   FT_RETURN_IF_ERROR(nn::SaveCheckpoint(ex.Output(name + ".ckpt"), *net,
                                         nullptr, {{"cnf", meta.dump()}}));
   return row;
@@ -191,7 +191,7 @@ absl::StatusOr<Row> Train(const std::string& name, double lk, double lj,
 // Flags, and the run's memory (ConcatSquash 2-64-64-2 with up to ~100
 // function evaluations per step on the tape) before anything is made.
 absl::Status CheckRnodeFlags() {
-  namespace experiments = flowtape::experiments;
+  namespace cli = flowtape::cli;
   const int64_t steps = absl::GetFlag(FLAGS_steps),
                 batch = absl::GetFlag(FLAGS_batch),
                 test_size = absl::GetFlag(FLAGS_test_size);
@@ -200,7 +200,7 @@ absl::Status CheckRnodeFlags() {
                lr_ref = absl::GetFlag(FLAGS_ref_lambda);
   const std::string trace = absl::GetFlag(FLAGS_trace);
   auto finite_nonneg = [](double v) { return std::isfinite(v) && v >= 0; };
-  if (absl::Status s = experiments::CheckFlags({
+  if (absl::Status s = cli::CheckFlags({
           {"steps", steps, steps > 0, "> 0"},
           {"batch", batch, batch > 0, "> 0"},
           {"test_size", test_size, test_size > 0, "> 0"},
@@ -213,14 +213,14 @@ absl::Status CheckRnodeFlags() {
       });
       !s.ok())
     return s;
-  return experiments::CheckRunMemory(
-      experiments::FlowFootprint(
+  return cli::CheckRunMemory(
+      cli::FlowFootprint(
           100, 2, 1, {64, 64}, batch,
           2.0 * (static_cast<double>(test_size) + static_cast<double>(batch))),
       absl::StrCat("--batch=", batch, " --test_size=", test_size));
 }
 
-absl::Status Run(flowtape::experiments::Experiment& ex) {
+absl::Status Run(flowtape::cli::Experiment& ex) {
   using namespace flowtape;
   FT_RETURN_IF_ERROR(CheckRnodeFlags());
   ex.SingleThreaded("the CNFs train in one loop counting NFE");
@@ -279,9 +279,8 @@ absl::Status Run(flowtape::experiments::Experiment& ex) {
                        {"nfe_backward_late", r.nfe_b_late},
                        {"seconds", r.seconds},
                        {"steps", r.steps}};
-    FT_RETURN_IF_ERROR(
-        ex.WriteFigure(experiments::LossFigure(r.losses, m + ": NLL + penalty"),
-                       m + "_loss.png"));
+    FT_RETURN_IF_ERROR(ex.WriteFigure(
+        cli::LossFigure(r.losses, m + ": NLL + penalty"), m + "_loss.png"));
   }
   std::printf(
       "\n| model     | test NLL | NFE fwd/step | NFE bwd/step | last 25%% fwd "
@@ -313,7 +312,7 @@ absl::Status Run(flowtape::experiments::Experiment& ex) {
 }
 
 int main(int argc, char** argv) {
-  return flowtape::experiments::Main(
+  return flowtape::cli::Main(
       {"rnode_vs_ffjord",
        "RNODE vs FFJORD (Finlay et al. 2020) on a 2-D toy density: test NLL, "
        "NFE per step, wall time.\n"

@@ -24,7 +24,7 @@
 // energy F = E[u(x) + log_prob] (for SNFs over paths), KL = F + log Z with
 // log Z by quadrature (midpoint rule, h = 0.01), the importance-weighted
 // log Z and its standard error, and the effective sample size.
-// Prints a table. Output in --out_dir (experiments/cli.h): results.json
+// Prints a table. Output in --out_dir (cli/cli.h): results.json
 // (every number; config: the flags), history.csv (the free energy per
 // --steps/4 steps, run "<energy>/<model>") and <energy>_<model>.ckpt per
 // trained model: an nn/checkpoint.h file of the FlowModel's parameters and
@@ -51,8 +51,8 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "autodiff/status_macros.h"
-#include "experiments/cli.h"
-#include "experiments/common.h"
+#include "cli/checks.h"
+#include "cli/cli.h"
 #include "flows/distribution.h"
 #include "flows/energies.h"
 #include "flows/flow_model.h"
@@ -119,7 +119,7 @@ struct Row {
   std::vector<double> step_sizes;  // learned eps per stochastic layer
 };
 
-absl::StatusOr<Row> TrainOne(experiments::Experiment& ex,
+absl::StatusOr<Row> TrainOne(cli::Experiment& ex,
                              const flows::EnergyPtr& target,
                              const std::string& model_name, double log_z) {
   FT_ASSIGN_OR_RETURN(flows::StochasticKind kind, ParseModel(model_name));
@@ -187,7 +187,7 @@ absl::StatusOr<Row> TrainOne(experiments::Experiment& ex,
                          {"proposal_scale", o.proposal_scale},
                          {"step_size", o.step_size},
                          {"learn_step_size", o.learn_step_size},
-                         {"dtype", experiments::DTypeFlagName(ex.dtype())}};
+                         {"dtype", cli::DTypeFlagName(ex.dtype())}};
   FT_RETURN_IF_ERROR(nn::SaveCheckpoint(
       ex.Output(absl::StrCat(target->name(), "_", model_name, ".ckpt")), model,
       nullptr, {{"snf", meta.dump()}}));
@@ -207,7 +207,7 @@ absl::Status CheckSnfFlags() {
   const double lr = absl::GetFlag(FLAGS_lr),
                scale = absl::GetFlag(FLAGS_proposal_scale),
                eps = absl::GetFlag(FLAGS_step_size);
-  FT_RETURN_IF_ERROR(experiments::CheckFlags({
+  FT_RETURN_IF_ERROR(cli::CheckFlags({
       {"steps", steps, steps > 0, "> 0"},
       {"batch", batch, batch > 0, "> 0"},
       {"blocks", blocks, blocks > 0 && blocks <= 64, "in [1, 64]"},
@@ -220,15 +220,14 @@ absl::Status CheckSnfFlags() {
   }));
   // Each kernel step keeps an MLP-sized handful of [batch, 2] values per
   // layer on the tape; count them as extra flow layers.
-  return experiments::CheckRunMemory(
-      experiments::FlowFootprint(2.0 * blocks + blocks * mcmc, 2, 0,
-                                 {hidden, hidden},
-                                 std::max(batch, int64_t{4000}), 0),
+  return cli::CheckRunMemory(
+      cli::FlowFootprint(2.0 * blocks + blocks * mcmc, 2, 0, {hidden, hidden},
+                         std::max(batch, int64_t{4000}), 0),
       absl::StrCat("--batch=", batch, " --blocks=", blocks,
                    " --hidden=", hidden, " --mcmc_steps=", mcmc));
 }
 
-absl::Status Run(experiments::Experiment& ex) {
+absl::Status Run(cli::Experiment& ex) {
   FT_RETURN_IF_ERROR(CheckSnfFlags());
   ex.set_seed(absl::GetFlag(FLAGS_seed));
   const std::vector<std::string> energies =
@@ -311,7 +310,7 @@ absl::Status Run(experiments::Experiment& ex) {
 }  // namespace flowtape
 
 int main(int argc, char** argv) {
-  return flowtape::experiments::Main(
+  return flowtape::cli::Main(
       {"snf_energies",
        "Stochastic normalizing flows vs RealNVP by reverse KL on U1-U4 and "
        "the double well:\n  ./bazelw run --config=opt "

@@ -51,8 +51,8 @@
 #include "absl/strings/str_split.h"
 #include "autodiff/status_macros.h"
 #include "benchmarks/reverse_kl_settings.h"
-#include "experiments/cli.h"
-#include "experiments/common.h"
+#include "cli/checks.h"
+#include "cli/cli.h"
 #include "flows/flow_model.h"
 #include "flows/invert.h"
 #include "flows/sequential.h"
@@ -126,7 +126,7 @@ absl::StatusOr<std::shared_ptr<flows::Flow>> MakeFlow(const std::string& name,
       std::make_shared<flows::Sequential>(layers));
 }
 
-absl::Status Run(experiments::Experiment& ex) {
+absl::Status Run(cli::Experiment& ex) {
   benchmarks::ReverseKlSettings rk;
   rk.full = absl::GetFlag(FLAGS_full);
   rk.seeds = absl::GetFlag(FLAGS_seeds);
@@ -218,7 +218,7 @@ absl::Status Run(experiments::Experiment& ex) {
                              {"bins", settings.bins},
                              {"components", settings.components},
                              {"hidden", settings.hidden},
-                             {"dtype", experiments::DTypeFlagName(ex.dtype())}};
+                             {"dtype", cli::DTypeFlagName(ex.dtype())}};
       FT_RETURN_IF_ERROR(nn::SaveCheckpoint(
           ex.Output(absl::StrCat(name, "_seed", seed, ".ckpt")), model, nullptr,
           {{"sphere_flow", meta.dump()}}));
@@ -270,7 +270,7 @@ absl::Status Run(experiments::Experiment& ex) {
 }  // namespace flowtape
 
 int main(int argc, char** argv) {
-  return flowtape::experiments::Main(
+  return flowtape::cli::Main(
       {"sphere_target",
        "recursive sphere flows (Moebius or spline azimuth) trained by reverse "
        "KL on the four-mode S^2 target of Rezende et al. 2020: KL and ESS "

@@ -54,8 +54,8 @@
 #include "autodiff/status_macros.h"
 #include "autodiff/tape.h"
 #include "benchmarks/reverse_kl_settings.h"
-#include "experiments/cli.h"
-#include "experiments/common.h"
+#include "cli/checks.h"
+#include "cli/cli.h"
 #include "flows/flow_model.h"
 #include "flows/invert.h"
 #include "flows/sequential.h"
@@ -161,7 +161,7 @@ struct Cell {
   std::vector<double> kl, ess;
 };
 
-absl::Status Run(experiments::Experiment& ex) {
+absl::Status Run(cli::Experiment& ex) {
   benchmarks::ReverseKlSettings rk;
   rk.full = absl::GetFlag(FLAGS_full);
   rk.seeds = absl::GetFlag(FLAGS_seeds);
@@ -250,15 +250,14 @@ absl::Status Run(experiments::Experiment& ex) {
         as_losses.losses = r.free_energy;
         ex.history().AddTraining(as_losses, std::max(1, steps / 50),
                                  absl::StrCat(tname, "/", name, "/seed", seed));
-        const io::Json meta = {
-            {"target", tname},
-            {"model", name},
-            {"seed", seed},
-            {"layers", settings.layers},
-            {"bins", settings.bins},
-            {"components", settings.components},
-            {"hidden", settings.hidden},
-            {"dtype", experiments::DTypeFlagName(ex.dtype())}};
+        const io::Json meta = {{"target", tname},
+                               {"model", name},
+                               {"seed", seed},
+                               {"layers", settings.layers},
+                               {"bins", settings.bins},
+                               {"components", settings.components},
+                               {"hidden", settings.hidden},
+                               {"dtype", cli::DTypeFlagName(ex.dtype())}};
         FT_RETURN_IF_ERROR(nn::SaveCheckpoint(
             ex.Output(absl::StrCat(tname, "_", name, "_seed", seed, ".ckpt")),
             model, nullptr, {{"torus_flow", meta.dump()}}));
@@ -314,7 +313,7 @@ absl::Status Run(experiments::Experiment& ex) {
 }  // namespace flowtape
 
 int main(int argc, char** argv) {
-  return flowtape::experiments::Main(
+  return flowtape::cli::Main(
       {"torus",
        "torus flows (circle splines, Moebius mixtures) trained by reverse KL "
        "on the unimodal, multimodal and correlated T^2 targets of Rezende et "

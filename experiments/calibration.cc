@@ -22,14 +22,14 @@
 //    (models/calibration_model.h): uncalibrated.ftm, temperature.ftm,
 //    fcal.ftm, generalized.ftm. The test metrics are computed by these
 //    models, so a loaded file reproduces them.
-// Output in --out_dir (experiments/cli.h): reliability.png, the four model
+// Output in --out_dir (cli/cli.h): reliability.png, the four model
 // files, results.json (their specs under config.models), history.csv (the
 // classifier's log-loss, then each map's, by "run").
 // A calibration map whose fit meets a failed pass or a non-finite loss or
 // gradient stops the run with an error naming the map and the step (exit 1,
 // recorded in results.json).
 // The data set is Debian's dataset-fashion-mnist; if it is missing the
-// experiment runs experiments/setup_data.sh fashion.
+// experiment runs data/setup_data.sh fashion.
 #include "manifolds/calibration.h"
 
 #include <algorithm>
@@ -48,8 +48,9 @@
 #include "autodiff/ops.h"
 #include "autodiff/status_macros.h"
 #include "autodiff/tape.h"
-#include "experiments/cli.h"
-#include "experiments/common.h"
+#include "cli/checks.h"
+#include "cli/cli.h"
+#include "data/image_setup.h"
 #include "models/calibration_model.h"
 #include "nn/layers.h"
 #include "nn/optim.h"
@@ -144,10 +145,10 @@ viz::Reliability Reliability(const std::string& name, const Metrics& m,
 // Fits `flow` on held-out probabilities p by minimising the log-loss; the
 // loss every 100 steps goes to the history as run `name`. A failed forward
 // pass, or a non-finite loss or gradient, stops the fit with an error naming
-// the map, the step and the cause (experiments::CheckStepFinite).
+// the map, the step and the cause (cli::CheckStepFinite).
 absl::Status Fit(const flows::Flow& flow, const Tensor& p,
                  const std::vector<int>& y, int steps, double lr,
-                 const std::string& name, experiments::History& history) {
+                 const std::string& name, cli::History& history) {
   nn::AdamOptions o;
   o.lr = lr;
   auto opt = nn::Adam::Create(flow, o).value();
@@ -167,36 +168,36 @@ absl::Status Fit(const flows::Flow& flow, const Tensor& p,
     if (std::isfinite(value)) Backward(loss);
     Tape::Get().Reset();
     FT_RETURN_IF_ERROR(
-        experiments::CheckStepFinite(name, s + 1, value, flow.Parameters()));
+        cli::CheckStepFinite(name, s + 1, value, flow.Parameters()));
     opt->Step();
   }
   opt->ZeroGrad();
   return absl::OkStatus();
 }
 
-absl::Status Run(experiments::Experiment& ex) {
+absl::Status Run(cli::Experiment& ex) {
   const int epochs = absl::GetFlag(FLAGS_epochs);
   const int steps = absl::GetFlag(FLAGS_calib_steps);
-  if (absl::Status s = experiments::CheckFlags({
+  if (absl::Status s = cli::CheckFlags({
           {"epochs", epochs, epochs > 0, "> 0"},
           {"calib_steps", steps, steps >= 0, ">= 0"},
       });
       !s.ok())
     return s;
-  auto train = experiments::LoadImageSetOrSetup("fashion", "train");
+  auto train = data::LoadImageSetOrSetup("fashion", "train");
   if (!train.ok()) return train.status();
-  auto test = experiments::LoadImageSetOrSetup("fashion", "test");
+  auto test = data::LoadImageSetOrSetup("fashion", "test");
   if (!test.ok()) return test.status();
   // Features() reads 784 pixels per image and the labels index one-hot
   // rows; the calibration split takes kCalibration training images and the
   // classifier needs at least one minibatch of the rest.
   const Shape image{1, 28, 28};
-  if (absl::Status s = experiments::CheckImageSet(
-          *train, "fashion train", image, kClasses, kCalibration + kBatch);
+  if (absl::Status s = cli::CheckImageSet(*train, "fashion train", image,
+                                          kClasses, kCalibration + kBatch);
       !s.ok())
     return s;
   if (absl::Status s =
-          experiments::CheckImageSet(*test, "fashion test", image, kClasses, 1);
+          cli::CheckImageSet(*test, "fashion test", image, kClasses, 1);
       !s.ok())
     return s;
   const uint64_t seed = absl::GetFlag(FLAGS_seed);
@@ -339,7 +340,7 @@ absl::Status Run(experiments::Experiment& ex) {
 }  // namespace flowtape
 
 int main(int argc, char** argv) {
-  return flowtape::experiments::Main(
+  return flowtape::cli::Main(
       {"calibration",
        "calibrate a Fashion-MNIST MLP classifier with flows on the simplex "
        "(temperature, fcal, generalized): log-loss, ECE, reliability "

@@ -29,13 +29,14 @@
 #include "autodiff/ops.h"
 #include "autodiff/status_macros.h"
 #include "autodiff/tape.h"
+#include "cli/checks.h"
+#include "cli/cli.h"
 #include "compression/idf.h"
 #include "compression/idf_codec.h"
 #include "compression/idf_files.h"
 #include "data/atomic_file.h"
+#include "data/image_setup.h"
 #include "data/read_file.h"
-#include "experiments/cli.h"
-#include "experiments/common.h"
 #include "lzma.h"
 #include "nn/optim.h"
 #include "nn/schedule.h"
@@ -128,7 +129,7 @@ absl::StatusOr<int64_t> XzBytes(const std::vector<uint8_t>& raw) {
   return static_cast<int64_t>(pos);
 }
 
-absl::Status Run(experiments::Experiment& ex) {
+absl::Status Run(cli::Experiment& ex) {
   const int64_t steps = absl::GetFlag(FLAGS_steps);
   const int64_t batch = absl::GetFlag(FLAGS_batch);
   const double lr = absl::GetFlag(FLAGS_lr);
@@ -142,7 +143,7 @@ absl::Status Run(experiments::Experiment& ex) {
   options.hidden.assign(std::max(hidden_layers, 0),
                         absl::GetFlag(FLAGS_hidden));
   options.components = absl::GetFlag(FLAGS_components);
-  FT_RETURN_IF_ERROR(experiments::CheckFlags({
+  FT_RETURN_IF_ERROR(cli::CheckFlags({
       {"steps", steps, steps >= 0, ">= 0"},
       {"batch", batch, batch >= 1, ">= 1"},
       {"lr", lr, std::isfinite(lr) && lr > 0, "finite and > 0"},
@@ -154,25 +155,25 @@ absl::Status Run(experiments::Experiment& ex) {
   // Activations per image: each convnet keeps ~4 copies of its hidden
   // layers (conv, ReLU, their gradients); nets: couplings + prior per level.
   const double nets = 5.0 * (absl::GetFlag(FLAGS_couplings) + 1);
-  FT_RETURN_IF_ERROR(experiments::CheckRunMemory(
-      {params,
-       6.0 * 784 +
-           nets * 4.0 * hidden_layers * absl::GetFlag(FLAGS_hidden) * 196.0,
-       static_cast<double>(batch), 70000.0 * 784},
-      "--couplings, --hidden, --hidden_layers, --batch"));
+  FT_RETURN_IF_ERROR(
+      cli::CheckRunMemory({params,
+                           6.0 * 784 + nets * 4.0 * hidden_layers *
+                                           absl::GetFlag(FLAGS_hidden) * 196.0,
+                           static_cast<double>(batch), 70000.0 * 784},
+                          "--couplings, --hidden, --hidden_layers, --batch"));
   const uint64_t seed = absl::GetFlag(FLAGS_seed);
   ex.set_seed(seed);
   ex.config()["idf"] = options.ToJson();
 
   FT_ASSIGN_OR_RETURN(data::ImageSet train,
-                      experiments::LoadImageSetOrSetup("mnist", "train"));
+                      data::LoadImageSetOrSetup("mnist", "train"));
   FT_ASSIGN_OR_RETURN(data::ImageSet test,
-                      experiments::LoadImageSetOrSetup("mnist", "test"));
+                      data::LoadImageSetOrSetup("mnist", "test"));
   const Shape image{1, 28, 28};
   FT_RETURN_IF_ERROR(
-      experiments::CheckImageSet(train, "mnist train", image, 10, val + batch));
+      cli::CheckImageSet(train, "mnist train", image, 10, val + batch));
   FT_RETURN_IF_ERROR(
-      experiments::CheckImageSet(test, "mnist test", image, 10, n_images));
+      cli::CheckImageSet(test, "mnist test", image, 10, n_images));
 
   const DType dtype = ex.dtype();
   const int64_t n_train = train.images.dim(0) - val;
@@ -297,7 +298,7 @@ absl::Status Run(experiments::Experiment& ex) {
 }  // namespace flowtape
 
 int main(int argc, char** argv) {
-  return flowtape::experiments::Main(
+  return flowtape::cli::Main(
       {"compress_mnist", flowtape::kUsage, flowtape::kFloat32}, argc, argv,
       flowtape::Run);
 }

@@ -10,7 +10,7 @@
 //      which also fits the sub-Gaussian sine and sawtooth.
 // Prints the Amari index of A M (0 = perfect separation) and, per source,
 // the best |correlation| with a recovered component. Writes to --out_dir
-// (experiments/cli.h) infomax_loss.png, ifa_loss.png (NLL per step), the
+// (cli/cli.h) infomax_loss.png, ifa_loss.png (NLL per step), the
 // fitted densities as model files infomax.ftm and ifa.ftm (catalogue family
 // "ica", the data mean folded into the base: models/ica_model.h; load with
 // models::LoadModel), results.json (their specs under config.models) and
@@ -25,9 +25,9 @@
 #include "absl/strings/str_format.h"
 #include "autodiff/ops.h"
 #include "autodiff/status_macros.h"
-#include "experiments/cli.h"
-#include "experiments/common.h"
-#include "experiments/figures.h"
+#include "cli/checks.h"
+#include "cli/cli.h"
+#include "cli/figures.h"
 #include "models/ica_model.h"
 #include "models/model_file.h"
 
@@ -37,10 +37,10 @@ ABSL_FLAG(uint64_t, seed, 1, "random seed (sources and mixing matrix)");
 
 using namespace flowtape;  // NOLINT: a demo reads better without prefixes
 
-absl::Status Run(experiments::Experiment& ex) {
+absl::Status Run(cli::Experiment& ex) {
   const int steps = absl::GetFlag(FLAGS_steps);
   const int64_t n = absl::GetFlag(FLAGS_n), d = 3;
-  FT_RETURN_IF_ERROR(experiments::CheckFlags({
+  FT_RETURN_IF_ERROR(cli::CheckFlags({
       {"steps", steps, steps > 0, "> 0"},
       {"n", n, n > d && n <= 100000000, "in (3, 1e8]"},
   }));
@@ -48,12 +48,12 @@ absl::Status Run(experiments::Experiment& ex) {
   // Full batch: the tape holds every sample's values (the mixture base's
   // K = 3 components cost about 8 per coordinate and component); the
   // sources, their mix, its centred copy and the recovered sources are data.
-  experiments::Footprint fp;
+  cli::Footprint fp;
   fp.parameters = d * d + d + 3.0 * 3 * d;
   fp.activations_per_example = d * (4.0 + 8.0 * 3);
   fp.batch = static_cast<double>(n);
   fp.data_values = 5.0 * n * d;
-  FT_RETURN_IF_ERROR(experiments::CheckRunMemory(fp, absl::StrCat("--n=", n)));
+  FT_RETURN_IF_ERROR(cli::CheckRunMemory(fp, absl::StrCat("--n=", n)));
   ex.set_seed(absl::GetFlag(FLAGS_seed));
   Rng rng(absl::GetFlag(FLAGS_seed));
   Tensor laplace = flows::LaplaceSources(n, 1, rng);
@@ -110,14 +110,14 @@ absl::Status Run(experiments::Experiment& ex) {
     FT_RETURN_IF_ERROR(
         models::SaveModel(ex.Output(run + ".ftm"), fitted.spec, *fitted.model));
     FT_RETURN_IF_ERROR(ex.WriteFigure(
-        experiments::LossFigure(losses, run == "ifa" ? "IFA" : "Infomax ICA"),
+        cli::LossFigure(losses, run == "ifa" ? "IFA" : "Infomax ICA"),
         run + "_loss.png"));
   }
   return absl::OkStatus();
 }
 
 int main(int argc, char** argv) {
-  return experiments::Main(
+  return cli::Main(
       {"ica",
        "Infomax ICA and IFA as a K = 1 linear flow on audio-like sources: "
        "Amari index, per-source correlation.\n"

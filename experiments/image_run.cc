@@ -100,7 +100,7 @@ MakeImageObjective(const models::ImageFlow& f,
 // so the run does not depend on the thread count. Rank 0's flow lands in
 // `out` (the final check, through ImageTrainOptions, sees it).
 absl::StatusOr<training::TrainResult> TrainImagesByFlowMatching(
-    Experiment& ex, models::ImageFlow& out,
+    cli::Experiment& ex, models::ImageFlow& out,
     const std::function<absl::StatusOr<models::ImageFlow>()>& make_flow,
     const models::ImageRunConfig& c, const training::TrainData& d) {
   std::mutex mu;
@@ -142,7 +142,8 @@ absl::StatusOr<training::TrainResult> TrainImagesByFlowMatching(
 
 }  // namespace
 
-absl::StatusOr<ImageRun> TrainImages(Experiment& ex, const std::string& flow,
+absl::StatusOr<ImageRun> TrainImages(cli::Experiment& ex,
+                                     const std::string& flow,
                                      const models::ImageRunConfig& c,
                                      const Shape& image, int levels,
                                      double alpha, const Tensor& pixels,

@@ -1,5 +1,5 @@
 // Image-flow training for the images and ood binaries on the experiment's
-// --threads replicas (experiments/cli.h): the data split, schedule and
+// --threads replicas (cli/cli.h): the data split, schedule and
 // options of models::TrainImageFlow (models/image_flow.h), with
 // Experiment::Train instead of a single-process loop.
 //
@@ -33,7 +33,7 @@
 #include "absl/status/statusor.h"
 #include "autodiff/rng.h"
 #include "autodiff/tensor.h"
-#include "experiments/cli.h"
+#include "cli/cli.h"
 #include "models/image_flow.h"
 #include "models/model_spec.h"
 #include "training/train.h"
@@ -46,7 +46,8 @@ struct ImageRun {
   training::TrainResult result;
 };
 
-absl::StatusOr<ImageRun> TrainImages(Experiment& ex, const std::string& flow,
+absl::StatusOr<ImageRun> TrainImages(cli::Experiment& ex,
+                                     const std::string& flow,
                                      const models::ImageRunConfig& c,
                                      const Shape& image, int levels,
                                      double alpha, const Tensor& pixels,

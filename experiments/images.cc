@@ -1,7 +1,7 @@
 // Density estimation on MNIST / Fashion-MNIST (or sklearn's 8x8 digits):
 // RealNVP, Glow, MAF, FFJORD, CFM (any zoo flow; cfm trains by flow matching,
 // experiments/image_run.h) on dequantised, logit-transformed pixels; reports
-// test bits/dim and writes, to --out_dir (experiments/cli.h), model.ftm,
+// test bits/dim and writes, to --out_dir (cli/cli.h), model.ftm,
 // samples.png (a grid of samples), loss.png, results.json and history.csv.
 // Training runs on --threads replicas (experiments/image_run.h).
 //
@@ -13,7 +13,7 @@
 // (a subset of the training set, 1000 steps of 64). --paper: the papers'
 // model sizes on the full training set, 100k steps (models/image_flow.h) — days
 // on a CPU.
-// Missing data sets are installed by experiments/setup_data.sh.
+// Missing data sets are installed by data/setup_data.sh.
 #include <cmath>
 #include <iostream>
 #include <numeric>
@@ -23,9 +23,10 @@
 #include "absl/strings/str_format.h"
 #include "autodiff/ops.h"
 #include "autodiff/status_macros.h"
-#include "experiments/cli.h"
-#include "experiments/common.h"
-#include "experiments/figures.h"
+#include "cli/checks.h"
+#include "cli/cli.h"
+#include "cli/figures.h"
+#include "data/image_setup.h"
 #include "experiments/image_run.h"
 #include "models/image_flow.h"
 #include "models/model_file.h"
@@ -53,7 +54,7 @@ ABSL_FLAG(std::string, checkpoint, "",
 namespace flowtape::experiments {
 namespace {
 
-absl::Status Run(Experiment& ex) {
+absl::Status Run(cli::Experiment& ex) {
   const std::string flow = absl::GetFlag(FLAGS_flow);
   const std::string name = absl::GetFlag(FLAGS_data);
   const int64_t steps = absl::GetFlag(FLAGS_steps);
@@ -63,7 +64,7 @@ absl::Status Run(Experiment& ex) {
   const double lr = absl::GetFlag(FLAGS_lr);
   const double alpha = absl::GetFlag(FLAGS_alpha);
   const char* or_config = "-1 (the config's) or > 0";
-  if (absl::Status s = CheckFlags({
+  if (absl::Status s = cli::CheckFlags({
           {"steps", steps, steps == -1 || steps > 0, or_config},
           {"batch", batch, batch == -1 || batch > 0, or_config},
           {"n_train", n_train, n_train == -1 || n_train > 0, or_config},
@@ -87,10 +88,10 @@ absl::Status Run(Experiment& ex) {
   c.zoo.dtype = ex.dtype();
   if (!absl::GetFlag(FLAGS_checkpoint).empty()) {
     // Its directory must take files before any training.
-    c.checkpoint = ResolvePath(absl::GetFlag(FLAGS_checkpoint));
+    c.checkpoint = cli::ResolvePath(absl::GetFlag(FLAGS_checkpoint));
     const size_t slash = c.checkpoint.rfind('/');
     if (slash != std::string::npos && slash > 0)
-      if (absl::Status s = MakeOutputDir(c.checkpoint.substr(0, slash));
+      if (absl::Status s = cli::MakeOutputDir(c.checkpoint.substr(0, slash));
           !s.ok())
         return absl::Status(
             s.code(),
@@ -101,25 +102,26 @@ absl::Status Run(Experiment& ex) {
   const Shape expected = name == "digits" ? Shape{1, 8, 8} : Shape{1, 28, 28};
   // n_train and n_test are capped by the data set; the batch and the
   // config's model decide the footprint.
-  if (absl::Status s = CheckRunMemory(
-          ImageFlowFootprint(flow, c.zoo.layers, c.zoo.levels, c.zoo.depth,
-                             c.zoo.channels, c.zoo.hidden, conditional ? 10 : 0,
-                             expected[0], expected[1], expected[2], c.batch),
+  if (absl::Status s = cli::CheckRunMemory(
+          cli::ImageFlowFootprint(flow, c.zoo.layers, c.zoo.levels, c.zoo.depth,
+                                  c.zoo.channels, c.zoo.hidden,
+                                  conditional ? 10 : 0, expected[0],
+                                  expected[1], expected[2], c.batch),
           absl::StrCat("--batch=", c.batch, " (--flow=", flow,
                        absl::GetFlag(FLAGS_paper) ? " --paper" : "", ")"));
       !s.ok())
     return s;
 
-  auto train_set = LoadImageSetOrSetup(name, "train");
+  auto train_set = data::LoadImageSetOrSetup(name, "train");
   if (!train_set.ok()) return train_set.status();
-  auto test_set = LoadImageSetOrSetup(name, "test");
+  auto test_set = data::LoadImageSetOrSetup(name, "test");
   if (!test_set.ok()) return test_set.status();
   if (absl::Status s =
-          CheckImageSet(*train_set, name + " train", expected, 10, 10);
+          cli::CheckImageSet(*train_set, name + " train", expected, 10, 10);
       !s.ok())
     return s;
   if (absl::Status s =
-          CheckImageSet(*test_set, name + " test", expected, 10, 1);
+          cli::CheckImageSet(*test_set, name + " test", expected, 10, 1);
       !s.ok())
     return s;
   Tensor test = Narrow(test_set->images, 0, 0,
@@ -172,7 +174,7 @@ absl::Status Run(Experiment& ex) {
   viz::Figure samples(size);
   samples.Add(grid);
   FT_RETURN_IF_ERROR(ex.WriteFigure(samples, "samples.png"));
-  return ex.WriteFigure(LossFigure(*r, absl::StrCat(flow, " on ", name)),
+  return ex.WriteFigure(cli::LossFigure(*r, absl::StrCat(flow, " on ", name)),
                         "loss.png");
 }
 
@@ -180,7 +182,7 @@ absl::Status Run(Experiment& ex) {
 }  // namespace flowtape::experiments
 
 int main(int argc, char** argv) {
-  return flowtape::experiments::Main(
+  return flowtape::cli::Main(
       {"images",
        "density estimation on MNIST, Fashion-MNIST or 8x8 digits with any zoo "
        "flow: test bits/dim, samples, loss curve.\n"

@@ -25,7 +25,7 @@
 // input scaled, so that |y| grows k-fold: the inputs far from the data where
 // affine inverses blow up first); rows "<set> x<k>".
 //
-// Output in --out_dir (experiments/cli.h): invertibility_error.png;
+// Output in --out_dir (cli/cli.h): invertibility_error.png;
 // results.json with config (the flags, and each flow's model spec under
 // config.models.<flow>) and metrics.<flow>: the training ("best_val_nll",
 // "steps", "diverged", "message", "check": the trained model's sample/score
@@ -55,10 +55,11 @@
 #include "autodiff/ops.h"
 #include "autodiff/status_macros.h"
 #include "autodiff/tape.h"
+#include "cli/budget.h"
+#include "cli/checks.h"
+#include "cli/cli.h"
+#include "data/image_setup.h"
 #include "data/preprocess.h"
-#include "experiments/budget.h"
-#include "experiments/cli.h"
-#include "experiments/common.h"
 #include "io/json.h"
 #include "models/image_flow.h"
 #include "models/model_file.h"
@@ -155,7 +156,7 @@ absl::StatusOr<training::TrainResult> TrainKeepingUnusable(
   return training::TrainNll(*f.model, f.AsNllFn(), *adam, d, o);
 }
 
-absl::Status Run(Experiment& ex) {
+absl::Status Run(cli::Experiment& ex) {
   const std::vector<std::string> flows =
       absl::StrSplit(absl::GetFlag(FLAGS_flows), ',', absl::SkipEmpty());
   const std::string train_name = absl::GetFlag(FLAGS_data);
@@ -164,11 +165,11 @@ absl::Status Run(Experiment& ex) {
   const int64_t n_eval = absl::GetFlag(FLAGS_n_eval);
   const int64_t n_lip = absl::GetFlag(FLAGS_n_lipschitz);
   const uint64_t seed = absl::GetFlag(FLAGS_seed);
-  FT_ASSIGN_OR_RETURN(
-      const std::vector<double> scales,
-      ParseDecimalList("scales", absl::GetFlag(FLAGS_scales), "in (0, 1e6]",
-                       [](double k) { return k > 0 && k <= 1e6; }));
-  if (absl::Status s = CheckFlags({
+  FT_ASSIGN_OR_RETURN(const std::vector<double> scales,
+                      cli::ParseDecimalList(
+                          "scales", absl::GetFlag(FLAGS_scales), "in (0, 1e6]",
+                          [](double k) { return k > 0 && k <= 1e6; }));
+  if (absl::Status s = cli::CheckFlags({
           {"flows", absl::GetFlag(FLAGS_flows), !flows.empty(),
            "a non-empty list"},
           {"data", train_name, train_name == "mnist" || train_name == "fashion",
@@ -197,27 +198,28 @@ absl::Status Run(Experiment& ex) {
   ex.SingleThreaded("each flow trains through models::TrainImageFlow");
   for (const std::string& flow : flows) {
     models::ImageRunConfig c = models::DefaultImageConfig(flow, false);
-    if (absl::Status s = CheckRunMemory(
-            ImageFlowFootprint(flow, c.zoo.layers, c.zoo.levels, c.zoo.depth,
-                               c.zoo.channels, c.zoo.hidden, 0, 1, 28, 28,
-                               c.batch),
+    if (absl::Status s = cli::CheckRunMemory(
+            cli::ImageFlowFootprint(flow, c.zoo.layers, c.zoo.levels,
+                                    c.zoo.depth, c.zoo.channels, c.zoo.hidden,
+                                    0, 1, 28, 28, c.batch),
             absl::StrCat("--flows=", flow));
         !s.ok())
       return s;
   }
 
-  auto train = LoadImageSetOrSetup(train_name, "train");
+  auto train = data::LoadImageSetOrSetup(train_name, "train");
   if (!train.ok()) return train.status();
-  auto test = LoadImageSetOrSetup(train_name, "test");
+  auto test = data::LoadImageSetOrSetup(train_name, "test");
   if (!test.ok()) return test.status();
-  auto ood = LoadImageSetOrSetup(other, "test");
+  auto ood = data::LoadImageSetOrSetup(other, "test");
   if (!ood.ok()) return ood.status();
   const Shape image{1, 28, 28};
   for (auto [set, what, min_n] :
        {std::make_tuple(&*train, "training set", int64_t{20}),
         std::make_tuple(&*test, "test set", n_eval),
         std::make_tuple(&*ood, "other test set", n_eval)})
-    if (absl::Status s = CheckImageSet(*set, what, image, 10, min_n); !s.ok())
+    if (absl::Status s = cli::CheckImageSet(*set, what, image, 10, min_n);
+        !s.ok())
       return s;
   Rng noise_rng(seed, 99);
   Tensor noise = Tensor::Zeros({n_eval, 1, 28, 28});
@@ -371,7 +373,7 @@ absl::Status Run(Experiment& ex) {
 }  // namespace flowtape::experiments
 
 int main(int argc, char** argv) {
-  return flowtape::experiments::Main(
+  return flowtape::cli::Main(
       {"invertibility",
        "Exploding inverses (Behrmann et al. 2021): affine vs additive "
        "couplings vs residual flows, reconstruction error on test images, the "

@@ -9,7 +9,7 @@
 // Prints the mean test bits/dim of both sets, the fraction of MNIST images
 // scored above the Fashion median likelihood, and the AUROC of likelihood
 // as an in-distribution detector (0.5 = chance; below 0.5 = the failure
-// mode); writes, to --out_dir (experiments/cli.h), histogram.png (bits/dim
+// mode); writes, to --out_dir (cli/cli.h), histogram.png (bits/dim
 // of Fashion-MNIST test and MNIST test images, low = likely), samples.png,
 // model.ftm, results.json and history.csv. Training runs on --threads
 // replicas (experiments/image_run.h).
@@ -24,8 +24,9 @@
 #include "absl/strings/str_format.h"
 #include "autodiff/ops.h"
 #include "autodiff/status_macros.h"
-#include "experiments/cli.h"
-#include "experiments/common.h"
+#include "cli/checks.h"
+#include "cli/cli.h"
+#include "data/image_setup.h"
 #include "experiments/image_run.h"
 #include "models/image_flow.h"
 #include "models/model_file.h"
@@ -59,13 +60,13 @@ double Auroc(std::vector<double> in, std::vector<double> out) {
   return wins / (static_cast<double>(in.size()) * out.size());
 }
 
-absl::Status Run(Experiment& ex) {
+absl::Status Run(cli::Experiment& ex) {
   const std::string flow = absl::GetFlag(FLAGS_flow);
   const int64_t steps = absl::GetFlag(FLAGS_steps);
   const int64_t n_train = absl::GetFlag(FLAGS_n_train);
   const int64_t n_test = absl::GetFlag(FLAGS_n_test);
   const char* or_config = "-1 (the config's) or > 0";
-  if (absl::Status s = CheckFlags({
+  if (absl::Status s = cli::CheckFlags({
           {"steps", steps, steps == -1 || steps > 0, or_config},
           {"n_train", n_train, n_train == -1 || n_train > 0, or_config},
           {"n_test", n_test, n_test == -1 || n_test > 0, or_config},
@@ -82,26 +83,26 @@ absl::Status Run(Experiment& ex) {
   ex.set_seed(c.seed);
   // n_train and n_test are capped by the data sets; the config's model and
   // batch decide the footprint.
-  if (absl::Status s = CheckRunMemory(
-          ImageFlowFootprint(flow, c.zoo.layers, c.zoo.levels, c.zoo.depth,
-                             c.zoo.channels, c.zoo.hidden, 0, 1, 28, 28,
-                             c.batch),
+  if (absl::Status s = cli::CheckRunMemory(
+          cli::ImageFlowFootprint(flow, c.zoo.layers, c.zoo.levels, c.zoo.depth,
+                                  c.zoo.channels, c.zoo.hidden, 0, 1, 28, 28,
+                                  c.batch),
           absl::StrCat("--flow=", flow,
                        absl::GetFlag(FLAGS_paper) ? " --paper" : ""));
       !s.ok())
     return s;
-  auto fashion = LoadImageSetOrSetup("fashion", "train");
+  auto fashion = data::LoadImageSetOrSetup("fashion", "train");
   if (!fashion.ok()) return fashion.status();
-  auto fashion_test = LoadImageSetOrSetup("fashion", "test");
+  auto fashion_test = data::LoadImageSetOrSetup("fashion", "test");
   if (!fashion_test.ok()) return fashion_test.status();
-  auto mnist_test = LoadImageSetOrSetup("mnist", "test");
+  auto mnist_test = data::LoadImageSetOrSetup("mnist", "test");
   if (!mnist_test.ok()) return mnist_test.status();
   const Shape mnist_shape{1, 28, 28};
   for (auto [set, what, min_n] :
        {std::make_tuple(&*fashion, "fashion train", 10),
         std::make_tuple(&*fashion_test, "fashion test", 1),
         std::make_tuple(&*mnist_test, "mnist test", 1)})
-    if (absl::Status s = CheckImageSet(*set, what, mnist_shape, 10, min_n);
+    if (absl::Status s = cli::CheckImageSet(*set, what, mnist_shape, 10, min_n);
         !s.ok())
       return s;
 
@@ -177,7 +178,7 @@ absl::Status Run(Experiment& ex) {
 }  // namespace flowtape::experiments
 
 int main(int argc, char** argv) {
-  return flowtape::experiments::Main(
+  return flowtape::cli::Main(
       {"ood",
        "train a flow on Fashion-MNIST, score MNIST test images (Nalisnick et "
        "al. 2019): bits/dim of both sets, AUROC, histogram.\n"

@@ -3,7 +3,7 @@
 //   ./bazelw run --config=opt //experiments:quickstart [-- --steps=2000]
 //
 // Trains 8 affine couplings (MLP 2 x 64) by maximum likelihood on 30k points,
-// prints the test NLL (nats) and writes, to --out_dir (experiments/cli.h),
+// prints the test NLL (nats) and writes, to --out_dir (cli/cli.h),
 // model.ftm (models/model_file.h), density.png (the learned density),
 // samples.png (data | model samples), loss.png (training and validation NLL
 // per step), results.json and history.csv.
@@ -14,10 +14,10 @@
 #include "autodiff/ops.h"
 #include "autodiff/status_macros.h"
 #include "autodiff/tape.h"
+#include "cli/checks.h"
+#include "cli/cli.h"
+#include "cli/figures.h"
 #include "data/toy2d.h"
-#include "experiments/cli.h"
-#include "experiments/common.h"
-#include "experiments/figures.h"
 #include "models/model_file.h"
 #include "models/zoo.h"
 #include "nn/optim.h"
@@ -30,10 +30,9 @@ ABSL_FLAG(uint64_t, seed, 0, "random seed");
 
 using namespace flowtape;  // NOLINT: a demo reads better without prefixes
 
-absl::Status Run(experiments::Experiment& ex) {
+absl::Status Run(cli::Experiment& ex) {
   const int64_t steps = absl::GetFlag(FLAGS_steps);
-  FT_RETURN_IF_ERROR(
-      experiments::CheckFlags({{"steps", steps, steps > 0, "> 0"}}));
+  FT_RETURN_IF_ERROR(cli::CheckFlags({{"steps", steps, steps > 0, "> 0"}}));
   const uint64_t seed = absl::GetFlag(FLAGS_seed);
   ex.set_seed(seed);
   Rng rng(seed);
@@ -99,16 +98,15 @@ absl::Status Run(experiments::Experiment& ex) {
     NoGradScope no_grad;
     samples = model.Sample(5000, rng);
   }
-  FT_RETURN_IF_ERROR(
-      ex.WriteFigure(experiments::SamplesFigure(Cast(test, kFloat64),
-                                                Cast(samples, kFloat64), box),
-                     "samples.png"));
-  return ex.WriteFigure(experiments::LossFigure(run.result, "RealNVP on moons"),
+  FT_RETURN_IF_ERROR(ex.WriteFigure(
+      cli::SamplesFigure(Cast(test, kFloat64), Cast(samples, kFloat64), box),
+      "samples.png"));
+  return ex.WriteFigure(cli::LossFigure(run.result, "RealNVP on moons"),
                         "loss.png");
 }
 
 int main(int argc, char** argv) {
-  return experiments::Main(
+  return cli::Main(
       {"quickstart",
        "RealNVP on two moons: test NLL, model.ftm, density / samples / loss "
        "figures.\n  ./bazelw run --config=opt //experiments:quickstart -- "

@@ -54,12 +54,13 @@
 #include "autodiff/ops.h"
 #include "autodiff/status_macros.h"
 #include "autodiff/tape.h"
+#include "cli/budget.h"
+#include "cli/checks.h"
+#include "cli/cli.h"
 #include "compression/lossy.h"
 #include "compression/lossy_jpeg.h"
 #include "compression/lossy_rd.h"
-#include "experiments/budget.h"
-#include "experiments/cli.h"
-#include "experiments/common.h"
+#include "data/image_setup.h"
 #include "experiments/image_run.h"
 #include "models/image_flow.h"
 #include "models/model_file.h"
@@ -110,7 +111,8 @@ struct Point {
 // A list flag of positive decimals (budget.h's ParseDecimalList).
 absl::StatusOr<std::vector<double>> ParseList(const std::string& flag,
                                               const std::string& text) {
-  return ParseDecimalList(flag, text, "> 0", [](double v) { return v > 0; });
+  return cli::ParseDecimalList(flag, text, "> 0",
+                               [](double v) { return v > 0; });
 }
 
 double Psnr(double sse, double count) {
@@ -171,7 +173,7 @@ double InterpolatePsnr(std::vector<Point> jpeg, double bpp, Rate rate) {
   return NAN;
 }
 
-absl::Status Run(Experiment& ex) {
+absl::Status Run(cli::Experiment& ex) {
   const std::string name = absl::GetFlag(FLAGS_data);
   const std::string flow_name = absl::GetFlag(FLAGS_flow);
   const int64_t steps = absl::GetFlag(FLAGS_steps);
@@ -193,7 +195,7 @@ absl::Status Run(Experiment& ex) {
   const std::string proxy = absl::GetFlag(FLAGS_rd_proxy);
   rd.proxy = proxy == "ste" ? compression::QuantizationProxy::kStraightThrough
                             : compression::QuantizationProxy::kUniformNoise;
-  FT_RETURN_IF_ERROR(CheckFlags({
+  FT_RETURN_IF_ERROR(cli::CheckFlags({
       {"deltas", absl::GetFlag(FLAGS_deltas), !deltas.empty(), "non-empty"},
       {"rd_steps", rd.steps, rd.steps > 0, "> 0"},
       {"rd_batch", rd.batch, rd.batch > 0, "> 0"},
@@ -204,7 +206,7 @@ absl::Status Run(Experiment& ex) {
        lambda_scale > 0 && std::isfinite(lambda_scale), "finite, > 0"},
       {"rd_proxy", proxy, proxy == "noise" || proxy == "ste", "noise | ste"},
   }));
-  FT_RETURN_IF_ERROR(CheckFlags({
+  FT_RETURN_IF_ERROR(cli::CheckFlags({
       {"data", name, name == "mnist" || name == "fashion", "mnist | fashion"},
       {"steps", steps, steps > 0, "> 0"},
       {"batch", batch, batch > 0, "> 0"},
@@ -219,10 +221,11 @@ absl::Status Run(Experiment& ex) {
   c.zoo.dtype = ex.dtype();
   ex.set_seed(c.seed);
   const Shape image{1, 28, 28};
-  FT_RETURN_IF_ERROR(CheckRunMemory(
-      ImageFlowFootprint(flow_name, c.zoo.layers, c.zoo.levels, c.zoo.depth,
-                         c.zoo.channels, c.zoo.hidden, 0, 1, 28, 28,
-                         std::max(c.batch, compression::kLossyChunk)),
+  FT_RETURN_IF_ERROR(cli::CheckRunMemory(
+      cli::ImageFlowFootprint(flow_name, c.zoo.layers, c.zoo.levels,
+                              c.zoo.depth, c.zoo.channels, c.zoo.hidden, 0, 1,
+                              28, 28,
+                              std::max(c.batch, compression::kLossyChunk)),
       absl::StrCat("--batch=", c.batch, " (--flow=", flow_name, ")")));
 
   // A --model must score 28 x 28 images without a context: its spec is
@@ -231,7 +234,7 @@ absl::Status Run(Experiment& ex) {
   models::ModelSpec loaded_spec;
   if (!model_path.empty()) {
     FT_ASSIGN_OR_RETURN(loaded_spec,
-                        models::ReadModelSpec(ResolvePath(model_path)));
+                        models::ReadModelSpec(cli::ResolvePath(model_path)));
     const Shape& event = loaded_spec.config.event;
     if ((event != Shape{784} && event != image) ||
         loaded_spec.config.context_dim != 0)
@@ -242,10 +245,12 @@ absl::Status Run(Experiment& ex) {
           "context_dim 0"));
   }
 
-  FT_ASSIGN_OR_RETURN(data::ImageSet train, LoadImageSetOrSetup(name, "train"));
-  FT_ASSIGN_OR_RETURN(data::ImageSet test, LoadImageSetOrSetup(name, "test"));
-  FT_RETURN_IF_ERROR(CheckImageSet(train, name + " train", image, 10, 10));
-  FT_RETURN_IF_ERROR(CheckImageSet(test, name + " test", image, 10, 1));
+  FT_ASSIGN_OR_RETURN(data::ImageSet train,
+                      data::LoadImageSetOrSetup(name, "train"));
+  FT_ASSIGN_OR_RETURN(data::ImageSet test,
+                      data::LoadImageSetOrSetup(name, "test"));
+  FT_RETURN_IF_ERROR(cli::CheckImageSet(train, name + " train", image, 10, 10));
+  FT_RETURN_IF_ERROR(cli::CheckImageSet(test, name + " test", image, 10, 1));
   const Tensor x =
       Narrow(test.images, 0, 0, std::min(n_test, test.images.dim(0)));
   const int64_t n = x.dim(0);
@@ -258,7 +263,7 @@ absl::Status Run(Experiment& ex) {
   std::string model_file;  // the likelihood-trained flow, for fresh copies
   if (!model_path.empty()) {
     ex.SingleThreaded("--model: no training");
-    const std::string path = ResolvePath(model_path);
+    const std::string path = cli::ResolvePath(model_path);
     FT_ASSIGN_OR_RETURN(f.model, models::LoadModel(path));
     model_file = path;
     f.flatten = loaded_spec.config.event.rank() == 1;
@@ -366,8 +371,8 @@ absl::Status Run(Experiment& ex) {
     rd.delta = delta;
     rd.seed = c.seed + 7;
     const std::string label = absl::StrCat("rd_delta_", delta);
-    HistoryWindow window(ex.history(), label,
-                         std::max<int64_t>(1, rd.steps / 20));
+    cli::HistoryWindow window(ex.history(), label,
+                              std::max<int64_t>(1, rd.steps / 20));
     std::cout << absl::StrFormat(
         "rate-distortion training at Delta %g, lambda %.4g (%d steps of %d)\n",
         delta, rd.lambda, rd.steps, rd.batch);
@@ -565,7 +570,7 @@ absl::Status Run(Experiment& ex) {
 }  // namespace flowtape::experiments
 
 int main(int argc, char** argv) {
-  return flowtape::experiments::Main(
+  return flowtape::cli::Main(
       {"rate_distortion",
        "lossy compression with a normalizing flow (quantised latents, rANS) "
        "vs JPEG: bits per pixel vs PSNR on MNIST or Fashion-MNIST.\n"

@@ -24,7 +24,7 @@
 // 1e-4, independent pairs; training/train_flow_matching.h, EMA 0.999),
 // validated and scored by its exact NLL like the others.
 // Both write model.ftm, results.json and history.csv to --out_dir
-// (experiments/cli.h).
+// (cli/cli.h).
 #include "data/toy2d.h"
 
 #include <algorithm>
@@ -41,9 +41,9 @@
 #include "autodiff/ops.h"
 #include "autodiff/status_macros.h"
 #include "autodiff/tape.h"
-#include "experiments/cli.h"
-#include "experiments/common.h"
-#include "experiments/figures.h"
+#include "cli/checks.h"
+#include "cli/cli.h"
+#include "cli/figures.h"
 #include "flows/cnf/cnf.h"
 #include "flows/matching/cfm.h"
 #include "flows/matching/cfm_flow.h"
@@ -89,7 +89,7 @@ namespace {
 // cfm's training (see the top): replicas from the NLL factory `make`, whose
 // model's flow is a matched field, regressed by flow matching instead.
 absl::StatusOr<training::ThreadedTraining> TrainByFlowMatching(
-    Experiment& ex, const training::ReplicaFactory& make,
+    cli::Experiment& ex, const training::ReplicaFactory& make,
     const training::TrainData& data, const training::TrainOptions& base) {
   training::FlowMatchingReplicaFactory make_fm =
       [&](int rank) -> absl::StatusOr<training::FlowMatchingReplica> {
@@ -121,7 +121,7 @@ absl::StatusOr<training::ThreadedTraining> TrainByFlowMatching(
       run.result, {run.replica.model, run.replica.nll, run.replica.optimizer}};
 }
 
-absl::Status Run(Experiment& ex) {
+absl::Status Run(cli::Experiment& ex) {
   if (absl::GetFlag(FLAGS_list)) {
     for (const models::ZooEntry& e : models::ZooEntries())
       std::cout << absl::StrFormat(
@@ -142,9 +142,9 @@ absl::Status Run(Experiment& ex) {
   const std::string base = absl::GetFlag(FLAGS_base);
   const int64_t components = absl::GetFlag(FLAGS_components);
   const int64_t iw_samples = absl::GetFlag(FLAGS_iw_samples);
-  auto hidden = ParseSizeList("hidden", absl::GetFlag(FLAGS_hidden));
+  auto hidden = cli::ParseSizeList("hidden", absl::GetFlag(FLAGS_hidden));
   if (!hidden.ok()) return hidden.status();
-  if (absl::Status s = CheckFlags({
+  if (absl::Status s = cli::CheckFlags({
           {"steps", steps, steps > 0, "> 0"},
           {"batch", batch, batch > 0, "> 0"},
           {"lr", lr, std::isfinite(lr) && lr > 0, "finite and > 0"},
@@ -162,9 +162,9 @@ absl::Status Run(Experiment& ex) {
   // and plots run in chunks of at most 5000 without a tape.
   const double data_values =
       2.0 * (static_cast<double>(n_train) * 1.1 + 10000.0);
-  if (absl::Status s = CheckRunMemory(
-          FlowFootprint(layers, 2, 0, *hidden, std::max<int64_t>(batch, 5000),
-                        data_values),
+  if (absl::Status s = cli::CheckRunMemory(
+          cli::FlowFootprint(layers, 2, 0, *hidden,
+                             std::max<int64_t>(batch, 5000), data_values),
           absl::StrCat("--layers=", layers,
                        " --hidden=", absl::GetFlag(FLAGS_hidden),
                        " --batch=", batch, " --n_train=", n_train));
@@ -359,7 +359,7 @@ absl::Status Run(Experiment& ex) {
     density.Add(learned);
     FT_RETURN_IF_ERROR(ex.WriteFigure(density, "density.png"));
     FT_RETURN_IF_ERROR(ex.WriteFigure(
-        LossFigure(r, model.name() + " on " + what), "loss.png"));
+        cli::LossFigure(r, model.name() + " on " + what), "loss.png"));
     shown = test;
     trained =
         std::static_pointer_cast<const flows::FlowModel>(run.replica.model);
@@ -374,8 +374,8 @@ absl::Status Run(Experiment& ex) {
     samples = trained->Sample(5000, rng);
   }
   return ex.WriteFigure(
-      SamplesFigure(shown.defined() ? Cast(shown, kFloat64) : shown,
-                    Cast(samples, kFloat64), box),
+      cli::SamplesFigure(shown.defined() ? Cast(shown, kFloat64) : shown,
+                         Cast(samples, kFloat64), box),
       "samples.png");
 }
 
@@ -383,7 +383,7 @@ absl::Status Run(Experiment& ex) {
 }  // namespace flowtape::experiments
 
 int main(int argc, char** argv) {
-  return flowtape::experiments::Main(
+  return flowtape::cli::Main(
       {"toy2d",
        "any zoo flow on a 2-D toy density (maximum likelihood) or a Rezende & "
        "Mohamed energy (reverse KL).\n"

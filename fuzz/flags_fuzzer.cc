@@ -1,7 +1,7 @@
 // The experiments' flag checks on arbitrary text: a size list
 // (ParseSizeList, as --hidden), integer and floating-point flag values
 // parsed as Abseil parses the command line, CheckFlags, and the memory
-// estimate of experiments/budget.h (FlowFootprint, ImageFlowFootprint,
+// estimate of cli/budget.h (FlowFootprint, ImageFlowFootprint,
 // CheckMemory), and the list flags' parsers (ParseDecimalList as --scales,
 // --deltas / --rd_deltas and --sample_tols read it, ParseIntegerList as
 // --euler_steps). Input: lines "hidden", "layers", "batch", "n_train",
@@ -18,16 +18,16 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
-#include "experiments/budget.h"
-#include "experiments/common.h"
+#include "cli/budget.h"
+#include "cli/checks.h"
 #include "fuzz/fuzz_util.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  namespace ex = flowtape::experiments;
+  namespace cli = flowtape::cli;
   const std::string text(reinterpret_cast<const char*>(data), size);
   std::vector<std::string> f = absl::StrSplit(text, '\n');
   f.resize(10);
-  auto hidden = ex::ParseSizeList("hidden", f[0]);
+  auto hidden = cli::ParseSizeList("hidden", f[0]);
   flowtape::fuzz::Count(hidden.status());
   if (hidden.ok())
     for (int64_t h : *hidden) FUZZ_EXPECT(h > 0);
@@ -38,13 +38,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       1 + static_cast<size_t>(std::count(f[8].begin(), f[8].end(), ',')),
       1 + static_cast<size_t>(std::count(f[9].begin(), f[9].end(), ','))};
   auto scales =
-      ex::ParseDecimalList("scales", f[6], "in (0, 1e6]",
-                           [](double k) { return k > 0 && k <= 1e6; });
-  auto deltas = ex::ParseDecimalList("deltas", f[7], "> 0",
-                                     [](double v) { return v > 0; });
-  auto tols = ex::ParseDecimalList("sample_tols", f[8], "in [1e-9, 1)",
-                                   [](double v) { return v >= 1e-9 && v < 1; });
-  auto euler = ex::ParseIntegerList("euler_steps", f[9], 1, 100000);
+      cli::ParseDecimalList("scales", f[6], "in (0, 1e6]",
+                            [](double k) { return k > 0 && k <= 1e6; });
+  auto deltas = cli::ParseDecimalList("deltas", f[7], "> 0",
+                                      [](double v) { return v > 0; });
+  auto tols =
+      cli::ParseDecimalList("sample_tols", f[8], "in [1e-9, 1)",
+                            [](double v) { return v >= 1e-9 && v < 1; });
+  auto euler = cli::ParseIntegerList("euler_steps", f[9], 1, 100000);
   for (const auto* list : {&scales, &deltas, &tols}) {
     flowtape::fuzz::Count(list->status());
     if (!list->ok()) continue;
@@ -70,8 +71,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     for (double v : *deltas)
       absl::StrAppend(&text, text.empty() ? "" : ",",
                       absl::StrFormat("%.17g", v));
-    auto again = ex::ParseDecimalList("deltas", text, "> 0",
-                                      [](double v) { return v > 0; });
+    auto again = cli::ParseDecimalList("deltas", text, "> 0",
+                                       [](double v) { return v > 0; });
     FUZZ_EXPECT(again.ok() && *again == *deltas);
   }
   // Abseil's own parsers, as absl::ParseCommandLine applies them.
@@ -83,7 +84,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const bool ok_batch = absl::ParseFlag(f[2], &batch, &err);
   const bool ok_n = absl::ParseFlag(f[3], &n_train, &err);
   const bool ok_gb = absl::ParseFlag(f[4], &gb, &err);
-  absl::Status flags = ex::CheckFlags({
+  absl::Status flags = cli::CheckFlags({
       {"layers", layers, ok_layers && layers > 0, "> 0"},
       {"batch", batch, ok_batch && batch > 0, "> 0"},
       {"n_train", n_train, ok_n && n_train > 0, "> 0"},
@@ -92,13 +93,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   });
   flowtape::fuzz::Count(flags);
   if (!flags.ok() || !hidden.ok()) return 0;
-  const double limit = ex::MemoryLimitBytes(gb);
+  const double limit = cli::MemoryLimitBytes(gb);
   FUZZ_EXPECT(limit > 0);
-  for (const ex::Footprint& fp :
-       {ex::FlowFootprint(layers, 2, 0, *hidden, batch, 2.2 * n_train),
-        ex::ImageFlowFootprint(f[5], layers, 2, layers, batch, *hidden, 10, 1,
-                               28, 28, batch)}) {
-    absl::Status s = ex::CheckMemory(fp, "--fuzz", limit);
+  for (const cli::Footprint& fp :
+       {cli::FlowFootprint(layers, 2, 0, *hidden, batch, 2.2 * n_train),
+        cli::ImageFlowFootprint(f[5], layers, 2, layers, batch, *hidden, 10, 1,
+                                28, 28, batch)}) {
+    absl::Status s = cli::CheckMemory(fp, "--fuzz", limit);
     flowtape::fuzz::Count(s);
     if (s.ok()) {
       FUZZ_EXPECT(std::isfinite(fp.Bytes()) && fp.Bytes() <= limit);

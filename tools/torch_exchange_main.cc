@@ -22,7 +22,7 @@
 // CheckModelSize before the model is built (model_file.h: at most 2^26
 // values for --spec, 16 x the values WEIGHTS holds + 2^26 for a file), and
 // export's batch holds at most 2^26 values. Relative paths resolve against
-// $BUILD_WORKING_DIRECTORY (experiments/command_line.h).
+// $BUILD_WORKING_DIRECTORY (cli/command_line.h).
 // --help (and --helpfull, ...) prints the usage and the flags, exit 0; an
 // unknown flag, a missing, unknown or extra command word, or a flag of the
 // other command is an error. Exit status 1 with the Status on stderr for
@@ -40,7 +40,7 @@
 #include "absl/strings/str_cat.h"
 #include "autodiff/status_macros.h"
 #include "autodiff/tape.h"
-#include "experiments/command_line.h"
+#include "cli/command_line.h"
 #include "io/safetensors.h"
 #include "io/torch_exchange.h"
 #include "models/model_file.h"
@@ -115,8 +115,8 @@ absl::Status Export() {
         spec.config.event.ToString(), "), more than 2^26"));
   if (absl::GetFlag(FLAGS_out).empty())
     return absl::InvalidArgumentError("--out is required");
-  const std::string dir = experiments::ResolvePath(absl::GetFlag(FLAGS_out));
-  if (absl::Status s = experiments::MakeOutputDir(dir); !s.ok())
+  const std::string dir = cli::ResolvePath(absl::GetFlag(FLAGS_out));
+  if (absl::Status s = cli::MakeOutputDir(dir); !s.ok())
     return absl::Status(s.code(), absl::StrCat("--out: ", s.message()));
   FT_ASSIGN_OR_RETURN(auto model, Build(spec, absl::GetFlag(FLAGS_seed)));
   Rng rng(absl::GetFlag(FLAGS_seed) + 1);
@@ -150,8 +150,7 @@ absl::Status LogProbOfImported() {
       absl::GetFlag(FLAGS_batch).empty() || absl::GetFlag(FLAGS_out).empty())
     return absl::InvalidArgumentError(
         "logprob needs --model, --batch and --out");
-  const std::string weights =
-      experiments::ResolvePath(absl::GetFlag(FLAGS_model));
+  const std::string weights = cli::ResolvePath(absl::GetFlag(FLAGS_model));
   io::Metadata meta;
   FT_ASSIGN_OR_RETURN(nn::NamedTensors in_file,
                       io::ReadSafetensors(weights, &meta));
@@ -169,9 +168,9 @@ absl::Status LogProbOfImported() {
   in_file.clear();
   FT_ASSIGN_OR_RETURN(auto model, Build(spec, 0));
   FT_RETURN_IF_ERROR(io::ImportSafetensors(weights, *model));
-  FT_ASSIGN_OR_RETURN(nn::NamedTensors batch,
-                      io::ReadSafetensors(experiments::ResolvePath(
-                          absl::GetFlag(FLAGS_batch))));
+  FT_ASSIGN_OR_RETURN(
+      nn::NamedTensors batch,
+      io::ReadSafetensors(cli::ResolvePath(absl::GetFlag(FLAGS_batch))));
   Tensor x, c;
   for (const auto& [name, t] : batch) {
     if (name == "x") x = t;
@@ -191,9 +190,8 @@ absl::Status LogProbOfImported() {
         "do not fit the model (event ", spec.config.event.ToString(),
         ", context_dim ", spec.config.context_dim, ", ", DTypeName(spec.dtype),
         ")"));
-  return io::WriteSafetensors(
-      experiments::ResolvePath(absl::GetFlag(FLAGS_out)),
-      {{"log_prob", LogProb(*model, x, c)}});
+  return io::WriteSafetensors(cli::ResolvePath(absl::GetFlag(FLAGS_out)),
+                              {{"log_prob", LogProb(*model, x, c)}});
 }
 
 }  // namespace
@@ -201,8 +199,7 @@ absl::Status LogProbOfImported() {
 
 int main(int argc, char** argv) {
   using flowtape::kUsage;
-  flowtape::experiments::ExitIfHelpRequested("torch_exchange", kUsage, "", argc,
-                                             argv);
+  flowtape::cli::ExitIfHelpRequested("torch_exchange", kUsage, "", argc, argv);
   absl::SetProgramUsageMessage(kUsage);
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   const std::string command = args.size() >= 2 ? args[1] : "";

@@ -1,5 +1,5 @@
 // The shared main of flowtape-compress and flowtape-decompress, following
-// experiments/cli.h where it applies (these commands write no results.json):
+// cli/cli.h where it applies (these commands write no results.json):
 // --help / --helpshort / --helpfull / --helpmatch / --helpon / --helppackage
 // / -h (before any "--") print the usage, which lists every flag, to stdout
 // (exit 0); an unknown

@@ -1,6 +1,6 @@
-// The experiment binaries as a user runs them (experiments/cli.h):
+// The experiment binaries as a user runs them (cli/cli.h):
 //   every help flag prints the usage and exits 0; an unknown flag or a
-//   positional argument exits 1 naming it (every experiments::Main binary,
+//   positional argument exits 1 naming it (every cli::Main binary,
 //   tools/torch_exchange, examples/conditional_maf, benchmarks/mpi_bench);
 //   --threads is capped; ica checks its memory; rate_distortion refuses a
 //   --model of another shape; torch_exchange guards the size of the models
@@ -77,7 +77,7 @@ Proc Exec(const std::string& binary, const std::string& args,
 const char* kBinaries[] = {"experiments/quickstart", "experiments/toy2d",
                            "experiments/ica", "benchmarks/anode_spheres"};
 
-// Every binary built on experiments::Main.
+// Every binary built on cli::Main.
 const char* kAllMainBinaries[] = {
     "experiments/quickstart",
     "experiments/toy2d",
@@ -108,7 +108,7 @@ TEST(Cli, HelpPrintsUsageAndExitsZero) {
     }
     // Abseil's own handling of these exits 1.
     for (const char* flag : {"--helpmatch=out_dir", "--helpon=cli",
-                             "--helppackage=experiments", "--helpmatch"}) {
+                             "--helppackage=cli/", "--helpmatch"}) {
       Proc p = Exec(bin, flag, Tmp("help"));
       EXPECT_EQ(p.code, 0) << bin << " " << flag << ": " << p.err;
       EXPECT_TRUE(absl::StrContains(p.out, "--out_dir")) << bin << p.out;

@@ -7,7 +7,7 @@
 set -uo pipefail
 root=$PWD
 tmp=$(mktemp -d "${TEST_TMPDIR:-/tmp}/flags.XXXXXX")
-cd "$tmp"  # no experiments/setup_data.sh here: nothing gets installed
+cd "$tmp"  # no data/setup_data.sh here: nothing gets installed
 export FLOWTAPE_DATA_DIR="$tmp/data"  # empty: MNIST counts as missing
 fails=0
 

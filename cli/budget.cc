@@ -1,4 +1,4 @@
-#include "experiments/budget.h"
+#include "cli/budget.h"
 
 #include <unistd.h>
 
@@ -16,7 +16,7 @@
 #include "absl/strings/strip.h"
 #include "data/number.h"
 
-namespace flowtape::experiments {
+namespace flowtape::cli {
 
 double Footprint::Bytes() const {
   const double copies = replicas > 1 ? replicas : 1;
@@ -153,7 +153,7 @@ absl::Status CheckMemory(const Footprint& f, const std::string& flags,
       ", ", absl::StrFormat("%.3g", f.activations_per_example),
       " activations per example x batch ", absl::StrFormat("%.3g", f.batch),
       ", ", absl::StrFormat("%.3g", f.data_values),
-      " data values; experiments/budget.h), above the memory limit of ",
+      " data values; cli/budget.h), above the memory limit of ",
       Gib(limit_bytes),
       " GiB (--max_memory_gb; default: the memory available)"));
 }
@@ -206,4 +206,4 @@ absl::StatusOr<std::vector<double>> ParseDecimalList(
   return out;
 }
 
-}  // namespace flowtape::experiments
+}  // namespace flowtape::cli

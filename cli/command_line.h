@@ -1,6 +1,6 @@
 // Command-line pieces every binary shares, without any flags of their own
-// (experiments/cli.h builds the experiments' command line on them; tools
-// with sub-commands use them directly).
+// (cli/cli.h builds the programs' command line on them; tools with
+// sub-commands use them directly).
 //
 // ResolvePath(file): `file` as given if absolute, else relative to
 //   $BUILD_WORKING_DIRECTORY (the directory `bazel run` was called from)
@@ -21,20 +21,20 @@
 //                                      when S is missing).
 //   Returns when there is no help flag. Call it before
 //   absl::ParseCommandLine (whose own handling of these flags exits 1).
-#ifndef FLOWTAPE_EXPERIMENTS_COMMAND_LINE_H_
-#define FLOWTAPE_EXPERIMENTS_COMMAND_LINE_H_
+#ifndef FLOWTAPE_CLI_COMMAND_LINE_H_
+#define FLOWTAPE_CLI_COMMAND_LINE_H_
 
 #include <string>
 
 #include "absl/status/status.h"
 
-namespace flowtape::experiments {
+namespace flowtape::cli {
 
 std::string ResolvePath(const std::string& file);
 absl::Status MakeOutputDir(const std::string& dir);
 void ExitIfHelpRequested(const std::string& name, const std::string& usage,
                          const std::string& note, int argc, char** argv);
 
-}  // namespace flowtape::experiments
+}  // namespace flowtape::cli
 
-#endif  // FLOWTAPE_EXPERIMENTS_COMMAND_LINE_H_
+#endif  // FLOWTAPE_CLI_COMMAND_LINE_H_

@@ -1,9 +1,9 @@
-// experiments/cli.h's pieces: paths resolve against BUILD_WORKING_DIRECTORY,
+// cli/cli.h's pieces: paths resolve against BUILD_WORKING_DIRECTORY,
 // MakeOutputDir creates parents and fails with the errno text, --dtype
 // parses only f32 / f64, history rows fall on the logged and validation
 // steps with window means and rates, and results.json carries the run's
 // description.
-#include "experiments/cli.h"
+#include "cli/cli.h"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -16,7 +16,7 @@
 #include "absl/strings/match.h"
 #include "gtest/gtest.h"
 
-namespace flowtape::experiments {
+namespace flowtape::cli {
 namespace {
 
 std::string Tmp(const std::string& name) {
@@ -139,4 +139,4 @@ TEST(Experiment, ResultsDescribeTheRun) {
 }
 
 }  // namespace
-}  // namespace flowtape::experiments
+}  // namespace flowtape::cli

@@ -1,4 +1,4 @@
-#include "experiments/figures.h"
+#include "cli/figures.h"
 
 #include <vector>
 
@@ -6,7 +6,7 @@
 #include "viz/loss_curve.h"
 #include "viz/scatter.h"
 
-namespace flowtape::experiments {
+namespace flowtape::cli {
 namespace {
 
 viz::Scatter Panel(const std::string& title, const Tensor& points,
@@ -50,4 +50,4 @@ viz::Figure LossFigure(const training::TrainResult& result,
   return figure;
 }
 
-}  // namespace flowtape::experiments
+}  // namespace flowtape::cli

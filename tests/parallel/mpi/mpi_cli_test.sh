@@ -11,7 +11,10 @@
 #     timings equal (one replica draws other noise and differs at ~1e-2);
 #   - results.json: "ranks" 2 and "threads" 1 under mpirun, rank 0 alone
 #     writes it (the other rank's scratch folder is removed);
-#   - --threads=2 under mpirun: the run fails naming the flag.
+#   - --threads=2 under mpirun: the run fails naming the flag;
+#   - a replica factory (mpi_cli_main: NLL and reverse KL) that fails or
+#     returns a replica without its optimizer on rank 1: rank 0 stops,
+#     naming rank 1 and its error (without the fault the run is ok).
 set -euo pipefail
 
 toy2d=$TEST_SRCDIR/flowtape/experiments/toy2d
@@ -108,4 +111,32 @@ n=$(grep -c "INVALID_ARGUMENT: --threads=2 under mpirun: the ranks are the repli
 grep -q '"status": "INVALID_ARGUMENT: --threads=2 under mpirun' \
   "$tmp/refused/results.json" ||
   { echo "FAIL: results.json does not record the refusal"; exit 1; }
+main=$TEST_SRCDIR/flowtape/tests/parallel/mpi/mpi_cli_main
+for loop in nll kl; do
+  echo "== $loop: no fault"
+  mpi 2 "$main" --loop=$loop --out_dir="$tmp/$loop" >/dev/null
+  grep -q '"status": "ok"' "$tmp/$loop/results.json"
+  for fault in error incomplete; do
+    echo "== $loop: rank 1's factory: $fault"
+    if [[ $fault == error ]]; then
+      why="DATA_LOSS: mpi: rank 0 stopped at [a-z]+: rank 1 failed: rank 1: rank 1's factory"
+    else
+      why="INVALID_ARGUMENT: mpi: rank 0 stopped at [a-z]+: rank 1 failed: rank 1: train_(nll|reverse_kl): the factory's replica 1 lacks"
+    fi
+    # mpirun told not to end the job when rank 1 exits (it then exits 0):
+    # rank 0 must stop on its own and record rank 1's error.
+    rc=0
+    FLOWTAPE_MPI_TIMEOUT_SECONDS=10 mpi 2 --mca orte_abort_on_non_zero_status 0 \
+      "$main" --loop=$loop \
+      --fault=$fault --out_dir="$tmp/$loop-$fault" \
+      2>"$tmp/$loop-$fault.log" >/dev/null || rc=$?
+    if ((rc == 124)) ||
+      ! grep -Eq "^mpi_cli_main: $why" "$tmp/$loop-$fault.log" ||
+      ! grep -Eq "\"status\": \"$why" "$tmp/$loop-$fault/results.json"; then
+      cat "$tmp/$loop-$fault.log"
+      echo "FAIL: $loop, $fault on rank 1: exit $rc, rank 0 did not name it"
+      exit 1
+    fi
+  done
+done
 echo "PASS"

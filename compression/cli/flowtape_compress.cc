@@ -51,6 +51,6 @@ absl::Status Run() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  return flowtape::compression::RunCommand("flowtape-compress", kUsage, argc,
-                                           argv, Run);
+  return flowtape::compression::cli::RunCommand("flowtape-compress", kUsage,
+                                                argc, argv, Run);
 }

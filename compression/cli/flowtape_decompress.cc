@@ -44,6 +44,6 @@ absl::Status Run() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  return flowtape::compression::RunCommand("flowtape-decompress", kUsage, argc,
-                                           argv, Run);
+  return flowtape::compression::cli::RunCommand("flowtape-decompress", kUsage,
+                                                argc, argv, Run);
 }

@@ -30,7 +30,7 @@ constexpr char kUsage[] =
     "    --images=t10k-images-idx3-ubyte --first=0 --count=100 --out=x.idfc\n";
 
 absl::Status Run() {
-  using flowtape::compression::ResolveCommandPath;
+  using flowtape::compression::cli::ResolveCommandPath;
   const std::string model = absl::GetFlag(FLAGS_model);
   const std::string images = absl::GetFlag(FLAGS_images);
   const std::string out = absl::GetFlag(FLAGS_out);

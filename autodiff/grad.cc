@@ -255,4 +255,35 @@ void Backward(const Tensor& loss, const Tensor& grad_output) {
   Sweep({loss}, {grad_output}, 0, /*create_graph=*/false, on_leaf, nullptr);
 }
 
+std::vector<bool> DependsOn(const Tensor& y, const std::vector<Tensor>& xs) {
+  std::vector<bool> result(xs.size(), false);
+  const Node* top =
+      y.requires_grad() ? y.NodeForOp(/*materialize=*/false) : nullptr;
+  if (top == nullptr) return result;
+  std::vector<int64_t> ids(xs.size(), -1);
+  int64_t min_id = top->id + 1;
+  for (size_t i = 0; i < xs.size(); ++i) {
+    const Node* n = xs[i].requires_grad()
+                        ? xs[i].NodeForOp(/*materialize=*/false)
+                        : nullptr;
+    if (n == nullptr || n->id > top->id) continue;  // recorded after y
+    ids[i] = n->id;
+    min_id = std::min(min_id, n->id);
+  }
+  // Depth-first from y over inputs that require grad, down to the oldest x
+  // (creation order is topological, so nothing older can lead to one).
+  std::vector<uint8_t> seen(top->id - min_id + 1, 0);
+  std::vector<const Node*> stack{top};
+  while (!stack.empty()) {
+    const Node* a = stack.back();
+    stack.pop_back();
+    if (!a->requires_grad || a->id < min_id || seen[a->id - min_id]) continue;
+    seen[a->id - min_id] = 1;
+    stack.insert(stack.end(), a->inputs, a->inputs + a->num_inputs);
+  }
+  for (size_t i = 0; i < xs.size(); ++i)
+    result[i] = ids[i] >= 0 && seen[ids[i] - min_id];
+  return result;
+}
+
 }  // namespace flowtape

@@ -16,6 +16,14 @@
 // p.grad() for every parameter p that loss depends on (seed: ones). A loss
 // computed from parameters with recording off (NoGradScope) aborts; a loss
 // with no parameter in it at all (a constant) changes nothing.
+//
+// DependsOn(y, xs)[i] says whether y is computed from xs[i] through ops
+// recorded on this tape, i.e. whether a nonzero d y / d xs[i] can flow
+// through the tape (true when y is xs[i]'s own tape value, e.g. the same
+// parameter listed twice). Constants, and tensors that do not require
+// grad, depend on nothing and nothing depends on them. An op whose rule
+// sums several adjoints into one input uses it to avoid counting a path
+// twice (the ODE adjoint with parameters computed from other parameters).
 #ifndef FLOWTAPE_AUTODIFF_GRAD_H_
 #define FLOWTAPE_AUTODIFF_GRAD_H_
 
@@ -36,6 +44,8 @@ Tensor GradColumns(const std::vector<Tensor>& outputs, const Tensor& x,
                    bool create_graph = false);
 
 void Backward(const Tensor& loss, const Tensor& grad_output = Tensor());
+
+std::vector<bool> DependsOn(const Tensor& y, const std::vector<Tensor>& xs);
 
 }  // namespace flowtape
 

@@ -93,6 +93,20 @@ Tensor Op::NewOutput(const Shape& shape, DType dtype) {
   return Tensor::FromArena(shape, dtype, v);
 }
 
+Tensor Op::NewView(int i, const Shape& shape) {
+  FT_CHECK(i >= 0 && i < static_cast<int>(nodes_.size()), name_,
+           ": a view of input ", i, " of ", nodes_.size());
+  const Tensor& x = *inputs_[i];
+  FT_CHECK(shape.numel() == x.numel(), name_, ": ", x.shape().ToString(),
+           " cannot be viewed as ", shape.ToString());
+  // Not recording: a constant's storage is shared; a tape value (its arena
+  // memory is reused after a reset) is copied first.
+  if (!record_) return Tensor::Alias(x.is_constant() ? x : x.Detach(), shape);
+  const Node* n = nodes_[i];
+  return Tensor::FromArena(shape, n != nullptr ? n->dtype : x.storage_->dtype,
+                           n != nullptr ? n->value : x.storage_->data);
+}
+
 void Op::SaveDouble(double v) {
   FT_CHECK(num_d_ < 4, name_, ": more than 4 saved doubles");
   saved_d_[num_d_++] = v;
@@ -114,11 +128,14 @@ void Op::SaveArray(const std::vector<int64_t>& values) {
 
 namespace {
 // Marks `out` (a constant) unrecorded if an input that it was computed from
-// needed grads or was itself unrecorded (see Storage::unrecorded).
+// needed grads or was itself unrecorded (see Storage::unrecorded). A view
+// of a constant input (Op::NewView) is that input's storage: left as is.
 void MarkUnrecorded(const Tensor& out,
                     const absl::InlinedVector<const Tensor*, 4>& inputs) {
   internal::Storage* s = out.storage().get();
   if (s == nullptr || s->unrecorded) return;
+  for (const Tensor* t : inputs)
+    if (t->defined() && t->storage().get() == s) return;
   for (const Tensor* t : inputs) {
     if (!t->defined()) continue;
     const internal::Storage* ts = t->storage().get();

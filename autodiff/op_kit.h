@@ -43,7 +43,9 @@
 //   object, kept alive by the tape until it is reset or rewound). Read them
 //   back with saved_double(k), saved_int(k), saved_array(),
 //   saved_object<T>(). Nothing is kept when the op is not recorded.
-// - NewOutput's buffer is writable (mutable_data<T>) until Finish.
+// - NewOutput's buffer is writable (mutable_data<T>) until Finish. An op
+//   whose output is an input's values in another shape (Reshape) takes
+//   NewView(i, shape) instead: no copy, and nothing to write.
 // - A rule may compute its adjoint with a fused kernel instead of ops when
 //   !ctx.create_graph() (nothing records it), reading values through
 //   input_data<T>(i) / output_data<T>(); the op-built path stays the
@@ -151,6 +153,10 @@ class Op {
   // The output buffer: tape arena when recording, else a fresh constant.
   Tensor NewOutput(const Shape& shape) { return NewOutput(shape, dtype_); }
   Tensor NewOutput(const Shape& shape, DType dtype);
+  // An output that is input i's values seen with another shape of equal
+  // numel (zero-copy: Reshape). Never written. When not recording, a
+  // constant input's storage is shared and a tape value is copied.
+  Tensor NewView(int i, const Shape& shape);
 
   void SaveDouble(double v);
   void SaveInt(int64_t v);

@@ -72,14 +72,7 @@ Tensor Reshape(const Tensor& x, const std::vector<int64_t>& dims) {
            "]");
   if (s == x.shape()) return x;
   Op op("reshape", {x});
-  // Not recording: a constant shares x's storage; a tape value (no storage,
-  // its arena memory is reused after a reset) is copied first, like any op.
-  if (!op.recording()) {
-    if (x.is_constant()) return Tensor::Alias(x, s);
-    return op.Finish(Tensor::Alias(x.Detach(), s), nullptr);
-  }
-  // Zero-copy on the tape: the node's value aliases the input's.
-  Tensor out = Tensor::FromArena(s, x.dtype(), const_cast<void*>(x.raw_data()));
+  Tensor out = op.NewView(0, s);  // zero-copy on the tape
   return op.Finish(out, [](const OpContext& c, const Tensor& g, Tensor* gin) {
     gin[0] = Reshape(g, c.input_shape(0).dims());
   });

@@ -67,7 +67,8 @@
 //                tr(df/dz) varies along straight paths too, and its count
 //                can hide the difference (flows/cnf/cnf.h, Transport);
 //   Euler error  mean_i |x_k,i - x_ref,i| (Euclidean) after k equal Euler
-//                steps, k in --euler_steps, x_ref by dopri5 at 1e-9;
+//                steps, k in --euler_steps, x_ref by dopri5 at 1e-9
+//                (float32: 1e-6);
 //   S            straightness, int_0^1 E |(x_1 - x_0) - dx/ds|^2 ds along
 //                the reference paths (0 for straight ones; trapezoid on 32
 //                intervals), and S / E |x_1 - x_0|^2 in results.json.
@@ -75,6 +76,24 @@
 // Times are given as wall / CPU seconds of training (this process's CPU
 // time; on a machine shared with other jobs the CPU column is the fair
 // one).
+//
+// --dtype=f64 (default) or f32: every method trains and is scored in that
+// dtype (the net is built in float64 and converted, Module::To, so both start
+// from the same rounded weights; data, test set and base draws are cast).
+// Tolerances by dtype (dopri5, rtol = atol):
+//                      float64              float32
+//   training, test NLL,
+//   sampling NFE       1e-5                 1e-5 (far above float32's floor
+//                                           6e-8, ode/solver.h: the two
+//                                           dtypes take the same steps)
+//   --sample_tols      1e-3,1e-5,1e-7       1e-3,1e-5,1e-6 (default; each
+//                      (each in [1e-9, 1))  in [1e-6, 1): 1e-7 is below
+//                                           float32's epsilon 1.2e-7)
+//   x_ref, S paths     1e-9                 1e-6 (the tightest rtol at which
+//                                           float32's solves still track
+//                                           float64's, ode/solver.h)
+// results.json's "dtype" and each checkpoint's "cnf_field" metadata record
+// the dtype.
 //
 // Output in --out_dir (cli/cli.h): results.json (both tables per
 // "<data>/<method>"; config: the settings), history.csv (per --eval_every
@@ -106,7 +125,7 @@
 //          --sinkhorn_tol=1e-6 --eval_every=200
 //          --test_size=2000 (toy sets) --seed=1 --quick
 //          --methods=ffjord,rnode,cfm,otcfm (a subset) --rnode_lambda=0.01
-//          --sample_tols=1e-3,1e-5,1e-7 --euler_steps=1,2,4,8,16
+//          --sample_tols= (dtype's default) --euler_steps=1,2,4,8,16
 //          --first_step=0 (Hairer's rule)
 //   (--quick: 150 steps, evaluation every 50, 500 test points.)
 #include <time.h>
@@ -192,8 +211,9 @@ ABSL_FLAG(std::string, methods, "ffjord,rnode,cfm,otcfm",
 ABSL_FLAG(double, rnode_lambda, 0.01,
           "RNODE's lambda (kinetic and Jacobian, per-dimension units)");
 ABSL_FLAG(bool, quick, false, "150 steps, eval every 50, 500 test points");
-ABSL_FLAG(std::string, sample_tols, "1e-3,1e-5,1e-7",
-          "dopri5 tolerances (rtol = atol) of the x-only sampling solves");
+ABSL_FLAG(std::string, sample_tols, "",
+          "dopri5 tolerances (rtol = atol) of the x-only sampling solves "
+          "(empty: 1e-3,1e-5,1e-7 in float64, 1e-3,1e-5,1e-6 in float32)");
 ABSL_FLAG(std::string, euler_steps, "1,2,4,8,16",
           "Euler step counts of the fixed-step sampling error");
 ABSL_FLAG(double, first_step, 0.0,
@@ -220,6 +240,8 @@ struct Settings {
   double fm_warmup = 0, fm_ema_decay = 0, fm_sigma_min = 0;
   bool fm_vp = false, sinkhorn = false;  // --fm_path=vp, --coupling=sinkhorn
   flows::matching::FlowMatchingOptions fm_options;  // the Sinkhorn settings
+  DType dtype = kFloat64;       // --dtype: training and scoring
+  double reference_tol = 1e-9;  // x_ref and the straightness paths
 };
 
 // The method's label in the tables and files: the method name plus the
@@ -232,8 +254,13 @@ std::string Label(const std::string& method, const Settings& st) {
   return label;
 }
 
-constexpr int64_t kSamples = 1000;      // base draws of the sampling measures
-constexpr double kReferenceTol = 1e-9;  // x_ref and the straightness paths
+constexpr int64_t kSamples = 1000;  // base draws of the sampling measures
+// The x_ref / straightness tolerance and the default --sample_tols by dtype
+// (the header's table).
+double ReferenceTol(DType dtype) { return dtype == kFloat32 ? 1e-6 : 1e-9; }
+const char* DefaultSampleTols(DType dtype) {
+  return dtype == kFloat32 ? "1e-3,1e-5,1e-6" : "1e-3,1e-5,1e-7";
+}
 constexpr int64_t kStraightnessIntervals = 32;
 
 // A data set: training minibatches drawn on demand, a fixed test set.
@@ -371,7 +398,7 @@ absl::Status SamplingMeasures(const flows::cnf::Cnf& cnf, const Tensor& z,
     row->sample_nfe.push_back(r.extra(flows::cnf::kNfe)[0]);
   }
   ode::OdeOptions ref = cnf.options().ode;
-  ref.rtol = ref.atol = kReferenceTol;
+  ref.rtol = ref.atol = st.reference_tol;
   FT_ASSIGN_OR_RETURN(flows::FlowResult x_ref, transport(ref));
   if (!x_ref.status.ok() || !x_ref.value.defined())
     return SolveFailed(run, "the reference sampling solve", x_ref.status);
@@ -426,7 +453,7 @@ absl::Status Score(const flows::cnf::Cnf& cnf, const Tensor& test, Rng& rng,
                         row->cpu_seconds, nll});
   if (!final) return absl::OkStatus();
   row->test_nll = nll;
-  Tensor z = Tensor::Randn({kSamples, test.dim(1)}, rng);
+  Tensor z = Cast(Tensor::Randn({kSamples, test.dim(1)}, rng), st.dtype);
   flows::FlowResult s = cnf.Inverse(z);
   if (!s.status.ok()) return SolveFailed(run, "the sampling solve", s.status);
   row->sampling_nfe = s.extra(flows::cnf::kNfe)[0];
@@ -436,12 +463,13 @@ absl::Status Score(const flows::cnf::Cnf& cnf, const Tensor& test, Rng& rng,
 absl::StatusOr<Row> Train(const Problem& problem, const std::string& method,
                           const Settings& st, cli::Experiment& ex) {
   const std::string& data = problem.name;
-  const Tensor& test = problem.test;
+  const Tensor test = Cast(problem.test, st.dtype);
   Rng rng(st.seed);
   FT_ASSIGN_OR_RETURN(
       std::shared_ptr<flows::cnf::ConcatSquashNet> net,
       flows::cnf::ConcatSquashNet::Create(problem.dim, Hidden(problem.dim),
                                           nn::Activation::kTanh, rng));
+  net->To(st.dtype);  // built in float64: the same rounded weights in f32
   const bool ml = method == "ffjord" || method == "rnode";
   flows::cnf::CnfOptions o;  // dopri5, rtol = atol = 1e-5, adjoint
   o.ode.stats = std::make_shared<ode::OdeStatsSink>();
@@ -500,6 +528,7 @@ absl::StatusOr<Row> Train(const Problem& problem, const std::string& method,
   cli::HistoryWindow history(ex.history(), run, st.eval_every);
   for (int64_t step = 1; step <= steps; ++step) {
     FT_ASSIGN_OR_RETURN(Tensor x, problem.sample(batch, data_rng));
+    x = Cast(x, st.dtype);
     const auto t0 = std::chrono::steady_clock::now();
     const double cpu0 = CpuSeconds();
     adam->ZeroGrad();
@@ -565,11 +594,13 @@ absl::StatusOr<Row> Train(const Problem& problem, const std::string& method,
   for (double n : row.nfe) nfe += n;
   row.nfe_per_step = nfe / steps;
   // The scored parameters: flow matching's EMA, else the trained ones.
-  const io::Json meta = {
-      {"data", data},         {"method", label},
-      {"dim", problem.dim},   {"hidden", Hidden(problem.dim)},
-      {"activation", "tanh"}, {"parameters", ema ? "ema" : "raw"},
-      {"dtype", "f64"}};
+  const io::Json meta = {{"data", data},
+                         {"method", label},
+                         {"dim", problem.dim},
+                         {"hidden", Hidden(problem.dim)},
+                         {"activation", "tanh"},
+                         {"parameters", ema ? "ema" : "raw"},
+                         {"dtype", cli::DTypeFlagName(st.dtype)}};
   if (ema) ema->Swap();
   const absl::Status saved =
       nn::SaveCheckpoint(ex.Output(data + "_" + label + ".ckpt"), *net, nullptr,
@@ -586,9 +617,6 @@ std::string TimeTo(const Row& r, double target) {
 }
 
 absl::Status Run(cli::Experiment& ex) {
-  if (ex.dtype() != kFloat64)
-    return absl::UnimplementedError(
-        "--dtype=f32: cnf_training_methods compares the methods in float64");
   ex.SingleThreaded("each method runs its own training loop");
   ex.set_seed(absl::GetFlag(FLAGS_seed));
   Settings st{absl::GetFlag(FLAGS_steps),
@@ -619,11 +647,17 @@ absl::Status Run(cli::Experiment& ex) {
   st.fm_options.sinkhorn_max_iters =
       static_cast<int>(std::clamp<int64_t>(sinkhorn_max_iters, 0, 1000000000));
   st.fm_options.sinkhorn_tol = absl::GetFlag(FLAGS_sinkhorn_tol);
+  st.dtype = ex.dtype();
+  st.reference_tol = ReferenceTol(st.dtype);
+  std::string sample_tols = absl::GetFlag(FLAGS_sample_tols);
+  if (sample_tols.empty()) sample_tols = DefaultSampleTols(st.dtype);
+  const double reference_tol = st.reference_tol;
   FT_ASSIGN_OR_RETURN(
       st.sample_tols,
       cli::ParseDecimalList(
-          "sample_tols", absl::GetFlag(FLAGS_sample_tols), "in [1e-9, 1)",
-          [](double v) { return v >= kReferenceTol && v < 1; }));
+          "sample_tols", sample_tols,
+          st.dtype == kFloat32 ? "in [1e-6, 1) (float32)" : "in [1e-9, 1)",
+          [reference_tol](double v) { return v >= reference_tol && v < 1; }));
   FT_ASSIGN_OR_RETURN(
       st.euler_steps,
       cli::ParseIntegerList("euler_steps", absl::GetFlag(FLAGS_euler_steps), 1,
@@ -725,14 +759,16 @@ absl::Status Run(cli::Experiment& ex) {
       "ConcatSquash d-h-h-d tanh (h = 64, 256 for digits), Adam; ML: lr %g "
       "(%s), batch %ld, %ld steps; flow matching: lr %g (%s, warm-up %g), "
       "batch %ld (OT-CFM %ld), %ld steps, %s path, sigma_min %g, EMA %g, "
-      "OT-CFM coupling %s; scored by dopri5 rtol=atol=1e-5, exact trace, %ld "
-      "test points (toy sets)\n",
+      "OT-CFM coupling %s; %s; scored by dopri5 rtol=atol=1e-5, exact trace, "
+      "%ld test points (toy sets)\n",
       st.lr, st.cosine ? "cosine" : "constant", static_cast<long>(st.batch),
       static_cast<long>(st.steps), st.fm_lr,
       st.fm_cosine ? "cosine" : "constant", st.fm_warmup,
       static_cast<long>(st.fm_batch), static_cast<long>(st.otcfm_batch),
       static_cast<long>(st.fm_steps), st.fm_vp ? "VP" : "OT", st.fm_sigma_min,
-      st.fm_ema_decay, coupling_desc.c_str(), static_cast<long>(st.test_size));
+      st.fm_ema_decay, coupling_desc.c_str(),
+      st.dtype == kFloat32 ? "float32" : "float64",
+      static_cast<long>(st.test_size));
   ex.config()["data"] = sets;
   ex.config()["methods"] = methods;
   ex.config()["steps"] = st.steps;
@@ -758,6 +794,7 @@ absl::Status Run(cli::Experiment& ex) {
   ex.config()["sinkhorn_max_iters"] = st.fm_options.sinkhorn_max_iters;
   ex.config()["sinkhorn_tol"] = st.fm_options.sinkhorn_tol;
   ex.config()["sample_tols"] = st.sample_tols;
+  ex.config()["reference_tol"] = st.reference_tol;
   ex.config()["euler_steps"] = st.euler_steps;
   ex.config()["first_step"] = st.first_step;
   ex.history().set_has_nfe(true);
@@ -806,8 +843,7 @@ absl::Status Run(cli::Experiment& ex) {
       "\nSampling (the map alone, %ld base draws; x_ref: dopri5 at %g):\n\n"
       "| data | method | x-only NFE at tol %s | Euler error at k = %s | "
       "S |\n| --- | --- | --- | --- | --- |\n",
-      static_cast<long>(kSamples), kReferenceTol,
-      absl::GetFlag(FLAGS_sample_tols).c_str(),
+      static_cast<long>(kSamples), st.reference_tol, sample_tols.c_str(),
       absl::GetFlag(FLAGS_euler_steps).c_str());
   for (const Row& r : rows)
     std::printf(

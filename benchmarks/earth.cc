@@ -42,7 +42,7 @@
 //            the chordal cost |x0 - x1|^2, monotone in the geodesic
 //            distance; batch 256, at most 512) and times t = 1 - (1 - u)^2
 //            (--rfm_t_power: more of the batch near the data)
-//            (training::TrainFlowMatchingThreads on the --threads replicas,
+//            (Experiment::TrainFlowMatching on the --threads replicas,
 //            each drawing the whole batch's x0, t and pairs and regressing
 //            on its rows: Adam 5e-3 with cosine decay, EMA 0.999,
 //            validation NLL every steps / 2); likelihoods by the
@@ -65,8 +65,8 @@
 // <data>_<model>.png (the first seed, --first_seed), its trained models as
 // <data>_<model>.ftm (models/sphere_model.h: LoadSphereModel rebuilds them),
 // results.json (test NLL per data set, model and seed) and history.csv (run
-// "<data>/<model>/seed<k>"). --threads:
-// replicas per training run (training/train_threads.h).
+// "<data>/<model>/seed<k>"). --threads: replicas per training run
+// (training/train_threads.h); under mpirun the ranks are the replicas.
 #include "data/earth.h"
 
 #include <algorithm>
@@ -366,13 +366,14 @@ struct RfmModel {
   std::shared_ptr<ManifoldDensity> half;     // the same at half the step
 };
 
-// Flow matching on `threads` replicas (TrainFlowMatchingThreads): every
-// replica draws x0, t and the OT pairs of the whole global batch from the
-// shared stream and regresses on its rows, so the run does not depend on
-// the thread count. Rank 0's models land in `out`.
+// Flow matching on the experiment's replicas (Experiment::TrainFlowMatching:
+// --threads threads or the ranks of mpirun): every replica draws x0, t and
+// the OT pairs of the whole global batch from the shared stream and
+// regresses on its rows, so the run does not depend on the replica count.
+// This process's models (rank 0's on threads) land in `out`.
 absl::StatusOr<training::ThreadedTraining> TrainRfm(
-    const RfmConfig& c, const training::TrainData& data,
-    const training::TrainOptions& base, int threads, RfmModel* out) {
+    cli::Experiment& ex, const RfmConfig& c, const training::TrainData& data,
+    const training::TrainOptions& base, RfmModel* out) {
   flows::matching::FlowMatchingOptions fm_options;
   fm_options.coupling = c.coupling;
   const auto path = std::make_shared<manifolds::GeodesicSpherePath>();
@@ -435,7 +436,7 @@ absl::StatusOr<training::ThreadedTraining> TrainRfm(
     FT_ASSIGN_OR_RETURN(auto adam,
                         nn::Adam::Create(*field, nn::AdamOptions{.lr = c.lr}));
     adam->set_schedule(nn::CosineAnnealingLr(c.lr, c.steps));
-    if (rank == 0) {
+    if (rank == ex.rank()) {
       std::lock_guard<std::mutex> lock(mu);
       *out = m;
     }
@@ -448,9 +449,8 @@ absl::StatusOr<training::ThreadedTraining> TrainRfm(
   o.eval_every = std::max<int64_t>(1, c.steps / 2);
   o.clip_grad_norm = 0;
   o.ema_decay = 0.999;
-  o.threads = threads;
   FT_ASSIGN_OR_RETURN(training::ThreadedFlowMatching run,
-                      training::TrainFlowMatchingThreads(make, data, o));
+                      ex.TrainFlowMatching(make, data, o));
   return training::ThreadedTraining{
       run.result, {run.replica.model, run.replica.nll, run.replica.optimizer}};
 }
@@ -741,9 +741,9 @@ absl::Status Run(cli::Experiment& ex) {
             Cast(split.train, dtype), Cast(split.val, dtype), {}, {}};
         RfmModel rfm_model;
         absl::StatusOr<training::ThreadedTraining> trained =
-            name == "rfm" ? TrainRfm(RfmFor(rfm, set), data, topt, ex.threads(),
-                                     &rfm_model)
-                          : ex.Train(make, data, topt);
+            name == "rfm"
+                ? TrainRfm(ex, RfmFor(rfm, set), data, topt, &rfm_model)
+                : ex.Train(make, data, topt);
         FT_ASSIGN_OR_RETURN(training::ThreadedTraining run, trained);
         const training::TrainResult* r = &run.result;
         const auto& model =

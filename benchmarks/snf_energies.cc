@@ -17,9 +17,9 @@
 // (snf_mala) steps on the energy interpolated from |x|^2 / 2 to u. Adam,
 // cosine schedule, inverse temperature annealed from 0.01 to 1 over the
 // first half (as Rezende & Mohamed), training by TrainReverseKl on --threads
-// replicas (TrainReverseKlThreads; an SNF's stochastic layers then draw
-// their noise per replica, so runs on different thread counts agree in
-// distribution, not bit for bit).
+// replicas or the ranks of mpirun (Experiment::TrainReverseKl; an SNF's
+// stochastic layers then draw their noise per replica, so runs on different
+// replica counts agree in distribution, not bit for bit).
 // Evaluation on --eval fresh samples (training/importance.h): the free
 // energy F = E[u(x) + log_prob] (for SNFs over paths), KL = F + log Z with
 // log Z by quadrature (midpoint rule, h = 0.01), the importance-weighted
@@ -136,9 +136,9 @@ absl::StatusOr<Row> TrainOne(cli::Experiment& ex,
   const int64_t steps = absl::GetFlag(FLAGS_steps);
   const double lr = absl::GetFlag(FLAGS_lr);
   const training::LogDensityFn log_p = training::EnergyLogDensity(target);
-  // One replica per --threads thread, each taking its share of every step's
-  // samples (training/reverse_kl.h: the base draws are shared, a stochastic
-  // layer's draws are each replica's own).
+  // One replica per --threads thread (or mpirun rank), each taking its
+  // share of every step's samples (training/reverse_kl.h: the base draws
+  // are shared, a stochastic layer's draws are each replica's own).
   training::ReverseKlReplicaFactory make =
       [&](int) -> absl::StatusOr<training::ReverseKlReplica> {
     Rng init(seed);
@@ -157,10 +157,9 @@ absl::StatusOr<Row> TrainOne(cli::Experiment& ex,
   t.anneal_steps = steps / 2;
   t.log_every = std::max<int64_t>(1, steps / 4);
   t.seed = seed + 1;
-  t.threads = ex.threads();
   const auto start = std::chrono::steady_clock::now();
   FT_ASSIGN_OR_RETURN(training::ThreadedReverseKl trained,
-                      training::TrainReverseKlThreads(make, t));
+                      ex.TrainReverseKl(make, t));
   const training::ReverseKlResult& r = trained.result;
   const flows::FlowModel& model = *trained.replica.model;
   Row row;

@@ -33,8 +33,9 @@
 // "dtype"} (MakeFlow below with those settings in a FlowModel with a
 // UniformSphereBase, then LoadCheckpoint, rebuilds it; these recursive
 // flows are not a models/sphere_model.h kind). --threads: replicas per
-// run (TrainReverseKlThreads, each taking its share of every step's
-// samples; the same run on any thread count, up to rounding).
+// run (Experiment::TrainReverseKl, each taking its share of every step's
+// samples; the same run on any thread count, up to rounding); under mpirun
+// the ranks are the replicas.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -198,10 +199,9 @@ absl::Status Run(cli::Experiment& ex) {
       o.log_every = 0;
       o.seed = seed;
       o.clip_grad_norm = 100.0;
-      o.threads = ex.threads();
       const auto start = std::chrono::steady_clock::now();
       FT_ASSIGN_OR_RETURN(training::ThreadedReverseKl trained,
-                          training::TrainReverseKlThreads(make, o));
+                          ex.TrainReverseKl(make, o));
       const training::ReverseKlResult& r = trained.result;
       const flows::FlowModel& model = *trained.replica.model;
       const double secs = std::chrono::duration<double>(

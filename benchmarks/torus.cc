@@ -32,9 +32,9 @@
 // Published numbers: the paper's T^2 table could not be found in the
 // sources searched, so none is printed beside ours; its S^2 table, quoted
 // second-hand, is in README.md (`torus` under the measured results).
-// --threads: replicas per run (TrainReverseKlThreads, each taking its share
-// of every step's samples; the same run on any thread count, up to
-// rounding).
+// --threads: replicas per run (Experiment::TrainReverseKl, each taking its
+// share of every step's samples; the same run on any thread count, up to
+// rounding); under mpirun the ranks are the replicas.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -237,10 +237,9 @@ absl::Status Run(cli::Experiment& ex) {
         o.log_every = 0;
         o.seed = seed;
         o.clip_grad_norm = 100.0;
-        o.threads = ex.threads();
         const auto start = std::chrono::steady_clock::now();
         FT_ASSIGN_OR_RETURN(training::ThreadedReverseKl trained,
-                            training::TrainReverseKlThreads(make, o));
+                            ex.TrainReverseKl(make, o));
         const training::ReverseKlResult& r = trained.result;
         const flows::FlowModel& model = *trained.replica.model;
         const double secs = std::chrono::duration<double>(

@@ -40,8 +40,8 @@ ABSL_FLAG(std::string, dtype, "",
           "f32 | f64: the model's dtype (empty: the binary's default, "
           "shown by --help)");
 ABSL_FLAG(int, threads, 0,
-          "data-parallel replicas for NLL training (0: $FLOWTAPE_NUM_THREADS, "
-          "else 1)");
+          "data-parallel replicas for training (0: $FLOWTAPE_NUM_THREADS, "
+          "else 1; under mpirun at most 1: the ranks are the replicas)");
 
 namespace flowtape::cli {
 namespace {
@@ -249,26 +249,111 @@ absl::Status Experiment::WriteFigure(const viz::Figure& figure,
   return absl::OkStatus();
 }
 
+namespace {
+
+// The group of the mpirun job this process is a rank of, else nullptr;
+// there the ranks are the replicas, so threads > 1 is refused.
+absl::StatusOr<parallel::Communicator*> MpiRanks(int threads) {
+  FT_ASSIGN_OR_RETURN(parallel::Communicator * comm,
+                      parallel::mpi::CommunicatorFromEnvironment());
+  if (comm != nullptr && threads > 1)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--threads=", threads,
+        " under mpirun: the ranks are the replicas; run one thread per rank"));
+  return comm;
+}
+
+// This rank's replica from `make`. A failed factory, or a replica that
+// lacks one of `parts` (`complete` false), fails the group: the other ranks
+// stop, naming this one.
+template <typename ReplicaT, typename Complete>
+absl::StatusOr<ReplicaT> RankReplica(
+    parallel::Communicator& comm,
+    const std::function<absl::StatusOr<ReplicaT>(int)>& make, Complete complete,
+    const char* op, const char* parts) {
+  absl::StatusOr<ReplicaT> r = make(comm.rank());
+  if (r.ok() && !complete(*r))
+    r = absl::InvalidArgumentError(absl::StrCat(op, ": the factory's replica ",
+                                                comm.rank(), " lacks ", parts));
+  if (!r.ok()) comm.Abort(r.status());
+  return r;
+}
+
+}  // namespace
+
+int Experiment::rank() const { return MpiRank(); }
+
 absl::StatusOr<training::ThreadedTraining> Experiment::Train(
     const training::ReplicaFactory& make, const training::TrainData& data,
     training::TrainOptions options) {
-  FT_ASSIGN_OR_RETURN(parallel::Communicator * comm,
-                      parallel::mpi::CommunicatorFromEnvironment());
+  FT_ASSIGN_OR_RETURN(parallel::Communicator * comm, MpiRanks(threads_));
   if (comm == nullptr) {
     options.threads = threads_;
     return training::TrainNllThreads(make, data, options);
   }
   // Under mpirun the processes are the replicas.
-  if (threads_ > 1)
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--threads=", threads_,
-        " under mpirun: the ranks are the replicas; run one thread per rank"));
   options.communicator = comm;
   training::ThreadedTraining run;
-  FT_ASSIGN_OR_RETURN(run.replica, make(comm->rank()));
+  FT_ASSIGN_OR_RETURN(run.replica,
+                      RankReplica(
+                          *comm, make,
+                          [](const training::Replica& r) {
+                            return r.model != nullptr && r.nll &&
+                                   r.optimizer != nullptr;
+                          },
+                          "train_nll", "a model, an nll or an optimizer"));
   FT_ASSIGN_OR_RETURN(
       run.result, training::TrainNll(*run.replica.model, run.replica.nll,
                                      *run.replica.optimizer, data, options));
+  return run;
+}
+
+absl::StatusOr<training::ThreadedFlowMatching> Experiment::TrainFlowMatching(
+    const training::FlowMatchingReplicaFactory& make,
+    const training::TrainData& data,
+    training::FlowMatchingTrainOptions options) {
+  FT_ASSIGN_OR_RETURN(parallel::Communicator * comm, MpiRanks(threads_));
+  options.threads = comm == nullptr ? threads_ : 1;
+  if (comm == nullptr)
+    return training::TrainFlowMatchingThreads(make, data, options);
+  options.communicator = comm;
+  training::ThreadedFlowMatching run;
+  FT_ASSIGN_OR_RETURN(
+      run.replica,
+      RankReplica(
+          *comm, make,
+          [](const training::FlowMatchingReplica& r) {
+            return r.model != nullptr && r.nll && r.loss &&
+                   r.optimizer != nullptr;
+          },
+          "train_flow_matching", "a model, an nll, a loss or an optimizer"));
+  const training::FlowMatchingReplica& r = run.replica;
+  FT_ASSIGN_OR_RETURN(run.result, training::TrainFlowMatching(
+                                      *r.model, r.nll, r.loss, *r.optimizer,
+                                      data, options, r.ema.get()));
+  return run;
+}
+
+absl::StatusOr<training::ThreadedReverseKl> Experiment::TrainReverseKl(
+    const training::ReverseKlReplicaFactory& make,
+    training::ReverseKlOptions options) {
+  FT_ASSIGN_OR_RETURN(parallel::Communicator * comm, MpiRanks(threads_));
+  options.threads = comm == nullptr ? threads_ : 1;
+  if (comm == nullptr) return training::TrainReverseKlThreads(make, options);
+  options.communicator = comm;
+  training::ThreadedReverseKl run;
+  FT_ASSIGN_OR_RETURN(
+      run.replica,
+      RankReplica(
+          *comm, make,
+          [](const training::ReverseKlReplica& r) {
+            return r.model != nullptr && r.log_p && r.optimizer != nullptr;
+          },
+          "train_reverse_kl", "a model, a log density or an optimizer"));
+  const training::ReverseKlReplica& r = run.replica;
+  FT_ASSIGN_OR_RETURN(
+      run.result,
+      training::TrainReverseKl(*r.model, r.log_p, *r.optimizer, options));
   return run;
 }
 

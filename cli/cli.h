@@ -17,12 +17,14 @@
 //      a positional argument ("unexpected positional argument 'x'") exits 1.
 //   2. checks the shared flags, before any work:
 //        --dtype=f32|f64  the models' dtype (default: CliSpec::dtype);
-//        --threads=N      data-parallel replicas for NLL training
-//                         (training/train_threads.h), N in [0, 4096]
-//                         (training::kMaxThreads); 0 = the value of
-//                         FLOWTAPE_NUM_THREADS, else 1. The memory check
-//                         (CheckRunMemory, cli/checks.h) counts one
-//                         model copy per replica;
+//        --threads=N      data-parallel replicas for NLL, flow-matching
+//                         and reverse-KL training (training/train_threads.h),
+//                         N in [0, 4096] (training::kMaxThreads); 0 = the
+//                         value of FLOWTAPE_NUM_THREADS, else 1. Under
+//                         mpirun the ranks are the replicas (Experiment::
+//                         Train). The memory check (CheckRunMemory,
+//                         cli/checks.h) counts one model copy per
+//                         replica;
 //        --out_dir=D      default runs/<binary>-YYYYmmdd-HHMMSS (local time;
 //                         -2, -3, ... appended when taken: MakeRunDir).
 //      Relative paths (--out_dir, input paths through ResolvePath) resolve
@@ -71,6 +73,7 @@
 #include "cli/command_line.h"
 #include "io/json.h"
 #include "training/train.h"
+#include "training/train_flow_matching.h"
 #include "training/train_threads.h"
 #include "viz/figure.h"
 
@@ -157,11 +160,29 @@ class Experiment {
   io::Json& timings() { return timings_; }
   History& history() { return history_; }
 
-  // NLL training of replicas from `make` on threads() threads (options'
-  // threads are set here; the one place that picks how ranks run).
+  // Data-parallel training of replicas from `make`, the one place that
+  // picks how ranks run: on threads() threads (the options' threads are set
+  // here) or, under mpirun (parallel::mpi::CommunicatorFromEnvironment), on
+  // the processes of the job, this one training replica rank() with one
+  // thread (--threads > 1 is InvalidArgument). The result and replica are
+  // rank 0's on threads, this process's under mpirun (the ranks' parameters
+  // and losses are equal); a factory that keeps more of its replica than it
+  // returns keeps that of rank() (`if (rank == ex.rank()) ...`).
+  // NLL (training/train.h):
   absl::StatusOr<training::ThreadedTraining> Train(
       const training::ReplicaFactory& make, const training::TrainData& data,
       training::TrainOptions options);
+  // Flow matching (training/train_flow_matching.h):
+  absl::StatusOr<training::ThreadedFlowMatching> TrainFlowMatching(
+      const training::FlowMatchingReplicaFactory& make,
+      const training::TrainData& data,
+      training::FlowMatchingTrainOptions options);
+  // Reverse KL (training/reverse_kl.h):
+  absl::StatusOr<training::ThreadedReverseKl> TrainReverseKl(
+      const training::ReverseKlReplicaFactory& make,
+      training::ReverseKlOptions options);
+  // This process's rank under mpirun, else 0.
+  int rank() const;
 
   // results.json and history.csv, recording `status` and the total time.
   absl::Status Finish(const absl::Status& status);

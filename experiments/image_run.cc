@@ -94,11 +94,12 @@ MakeImageObjective(const models::ImageFlow& f,
 
 // A flow whose model is a matched field's CNF: conditional flow matching
 // regresses the field on the transformed images; validation by the
-// pipeline's NLL. Replicas on the experiment's threads
-// (TrainFlowMatchingThreads): each dequantises every image of the global
-// batch from the shared stream and keeps its rows (FlowMatching::LossOfRows),
-// so the run does not depend on the thread count. Rank 0's flow lands in
-// `out` (the final check, through ImageTrainOptions, sees it).
+// pipeline's NLL. Replicas on the experiment's threads or mpirun ranks
+// (Experiment::TrainFlowMatching): each dequantises every image of the
+// global batch from the shared stream and keeps its rows
+// (FlowMatching::LossOfRows), so the run does not depend on the replica
+// count. This process's flow (rank 0's on threads) lands in `out` (the
+// final check, through ImageTrainOptions, sees it).
 absl::StatusOr<training::TrainResult> TrainImagesByFlowMatching(
     cli::Experiment& ex, models::ImageFlow& out,
     const std::function<absl::StatusOr<models::ImageFlow>()>& make_flow,
@@ -113,7 +114,7 @@ absl::StatusOr<training::TrainResult> TrainImagesByFlowMatching(
       return absl::InternalError("flow matching: the flow has no field");
     FT_ASSIGN_OR_RETURN(std::shared_ptr<flows::matching::FlowMatching> fm,
                         MakeImageObjective(f, velocity, c, d));
-    if (rank == 0) {
+    if (rank == ex.rank()) {
       std::lock_guard<std::mutex> lock(mu);
       out = f;
     }
@@ -134,9 +135,8 @@ absl::StatusOr<training::TrainResult> TrainImagesByFlowMatching(
   static_cast<training::TrainOptions&>(o) =
       models::ImageTrainOptions(out, d, c);
   o.communicator = nullptr;
-  o.threads = ex.threads();
   FT_ASSIGN_OR_RETURN(training::ThreadedFlowMatching run,
-                      training::TrainFlowMatchingThreads(make, d, o));
+                      ex.TrainFlowMatching(make, d, o));
   return run.result;
 }
 
@@ -175,7 +175,7 @@ absl::StatusOr<ImageRun> TrainImages(cli::Experiment& ex,
       FT_ASSIGN_OR_RETURN(models::ImageFlow f, make_flow());
       FT_ASSIGN_OR_RETURN(std::shared_ptr<nn::Adam> adam,
                           models::ImageAdam(f, c));
-      if (rank == 0) {
+      if (rank == ex.rank()) {
         std::lock_guard<std::mutex> lock(mu);
         out.flow = f;
       }
@@ -184,8 +184,8 @@ absl::StatusOr<ImageRun> TrainImages(cli::Experiment& ex,
       };
       return training::Replica{f.model, nll, adam};
     };
-    // Rank 0's model, set by `make` before training starts, is the one the
-    // final check sees.
+    // This process's model (rank 0's on threads), set by `make` before
+    // training starts, is the one the final check sees.
     training::TrainOptions o = models::ImageTrainOptions(out.flow, d, c);
     log_every = o.log_every;
     std::cerr << absl::StrFormat(

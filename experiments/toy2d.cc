@@ -114,9 +114,8 @@ absl::StatusOr<training::ThreadedTraining> TrainByFlowMatching(
   training::FlowMatchingTrainOptions o;
   static_cast<training::TrainOptions&>(o) = base;
   o.ema_decay = 0.999;
-  o.threads = ex.threads();
   FT_ASSIGN_OR_RETURN(training::ThreadedFlowMatching run,
-                      training::TrainFlowMatchingThreads(make_fm, data, o));
+                      ex.TrainFlowMatching(make_fm, data, o));
   return training::ThreadedTraining{
       run.result, {run.replica.model, run.replica.nll, run.replica.optimizer}};
 }
@@ -242,8 +241,8 @@ absl::Status Run(cli::Experiment& ex) {
     FT_ASSIGN_OR_RETURN(training::Energy energy,
                         training::ParseEnergy(energy_name));
     auto log_p = training::EnergyLogDensity(energy);
-    // Replicas on --threads threads, each taking its share of every step's
-    // samples (training/reverse_kl.h).
+    // Replicas on --threads threads or the ranks of mpirun, each taking its
+    // share of every step's samples (training/reverse_kl.h).
     training::ReverseKlReplicaFactory make_kl =
         [&](int rank) -> absl::StatusOr<training::ReverseKlReplica> {
       FT_ASSIGN_OR_RETURN(training::Replica replica, make(rank));
@@ -257,13 +256,12 @@ absl::Status Run(cli::Experiment& ex) {
     o.anneal_steps = steps / 2;
     o.log_every = std::max<int64_t>(1, steps / 10);
     o.seed = seed;
-    o.threads = ex.threads();
     FT_ASSIGN_OR_RETURN(training::ThreadedReverseKl run,
-                        training::TrainReverseKlThreads(make_kl, o));
+                        ex.TrainReverseKl(make_kl, o));
     const training::ReverseKlResult& r = run.result;
     training::ReverseKlReplica& replica = run.replica;
     const flows::FlowModel& model = *replica.model;
-    std::cout << absl::StrFormat("%s on %s: %d parameters, %d thread(s)\n",
+    std::cout << absl::StrFormat("%s on %s: %d parameters, %d replica(s)\n",
                                  model.name(), what, model.NumParameters(),
                                  r.ranks);
     training::TrainResult as_losses;

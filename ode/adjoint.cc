@@ -24,7 +24,7 @@ struct AdjointContext {
   OdeFn f;
   std::vector<Tensor> params;
   // derived[k]: the j whose params[j] is computed from params[k] (or is the
-  // same tensor, listed later); `order`: indices, latest tape node first.
+  // same tensor, listed later); `order`: indices, derived params first.
   std::vector<std::vector<int>> derived;
   std::vector<int> order;
   std::vector<double> times;
@@ -129,42 +129,29 @@ void AdjointBackward(const OpContext& ctx, const Tensor& gout, Tensor* gin) {
     if (ctx.needs_grad(static_cast<int>(k) + 1)) gin[k + 1] = g[k];
 }
 
-// Fills c.derived and c.order from the tape ancestry of the listed params
-// (depth-first over inputs that require grad, down to the oldest param).
+// Fills c.derived and c.order from which params are computed from which
+// (DependsOn, autodiff/grad.h). Two listings of one tensor depend on each
+// other: the later one counts as derived. A param derived from another
+// depends on strictly more of the listed params, so ordering by that count
+// (ties: the later listing first) puts every derived param first.
 template <typename T>
 void FindDerivedParams(AdjointContext<T>& c) {
   const int num = static_cast<int>(c.params.size());
-  std::vector<Node*> nodes;
-  int64_t min_id = INT64_MAX;
-  for (const Tensor& p : c.params) {
-    Node* n = p.requires_grad() ? p.NodeForOp(/*materialize=*/false) : nullptr;
-    nodes.push_back(n);
-    if (n != nullptr) min_id = std::min(min_id, n->id);
+  std::vector<std::vector<bool>> dep(num);  // dep[j][k]: params[j] from [k]
+  std::vector<int> count(num, 0);
+  for (int j = 0; j < num; ++j) {
+    dep[j] = DependsOn(c.params[j], c.params);
+    count[j] = static_cast<int>(std::count(dep[j].begin(), dep[j].end(), true));
   }
   c.derived.assign(num, {});
-  c.order.clear();
-  for (int j = 0; j < num; ++j) {
-    if (nodes[j] == nullptr) continue;
-    c.order.push_back(j);
-    std::vector<bool> seen(nodes[j]->id - min_id + 1, false);
-    std::vector<Node*> stack(nodes[j]->inputs,
-                             nodes[j]->inputs + nodes[j]->num_inputs);
-    while (!stack.empty()) {
-      Node* a = stack.back();
-      stack.pop_back();
-      if (!a->requires_grad || a->id < min_id || seen[a->id - min_id]) continue;
-      seen[a->id - min_id] = true;
-      stack.insert(stack.end(), a->inputs, a->inputs + a->num_inputs);
-    }
-    for (int k = 0; k < num; ++k) {
-      if (k == j || nodes[k] == nullptr) continue;
-      if ((nodes[k] == nodes[j] && k < j) ||
-          (nodes[k]->id < nodes[j]->id && seen[nodes[k]->id - min_id]))
+  for (int k = 0; k < num; ++k)
+    for (int j = 0; j < num; ++j)
+      if (j != k && dep[j][k] && (!dep[k][j] || k < j))
         c.derived[k].push_back(j);
-    }
-  }
+  c.order.resize(num);
+  for (int j = 0; j < num; ++j) c.order[j] = j;
   std::sort(c.order.begin(), c.order.end(), [&](int a, int b) {
-    return nodes[a]->id != nodes[b]->id ? nodes[a]->id > nodes[b]->id : a > b;
+    return count[a] != count[b] ? count[a] > count[b] : a > b;
   });
 }
 

@@ -12,7 +12,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
 
-namespace flowtape::compression {
+namespace flowtape::compression::cli {
 
 std::string ResolveCommandPath(const std::string& path) {
   const char* base = std::getenv("BUILD_WORKING_DIRECTORY");
@@ -62,4 +62,4 @@ int RunCommand(const char* name, const char* usage, int argc, char** argv,
   return 0;
 }
 
-}  // namespace flowtape::compression
+}  // namespace flowtape::compression::cli

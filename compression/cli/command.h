@@ -14,12 +14,12 @@
 
 #include "absl/status/status.h"
 
-namespace flowtape::compression {
+namespace flowtape::compression::cli {
 
 std::string ResolveCommandPath(const std::string& path);
 int RunCommand(const char* name, const char* usage, int argc, char** argv,
                const std::function<absl::Status()>& run);
 
-}  // namespace flowtape::compression
+}  // namespace flowtape::compression::cli
 
 #endif  // FLOWTAPE_COMPRESSION_CLI_COMMAND_H_

@@ -30,7 +30,7 @@ constexpr char kUsage[] =
     "    --images=t10k-images-idx3-ubyte --first=0 --count=100 --out=x.idfc\n";
 
 absl::Status Run() {
-  using flowtape::compression::ResolveCommandPath;
+  using flowtape::compression::cli::ResolveCommandPath;
   const std::string model = absl::GetFlag(FLAGS_model);
   const std::string images = absl::GetFlag(FLAGS_images);
   const std::string out = absl::GetFlag(FLAGS_out);
@@ -51,6 +51,6 @@ absl::Status Run() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  return flowtape::compression::RunCommand("flowtape-compress", kUsage, argc,
-                                           argv, Run);
+  return flowtape::compression::cli::RunCommand("flowtape-compress", kUsage,
+                                                argc, argv, Run);
 }

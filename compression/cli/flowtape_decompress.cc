@@ -25,7 +25,7 @@ constexpr char kUsage[] =
     "    --in=x.idfc --out=x-idx3-ubyte\n";
 
 absl::Status Run() {
-  using flowtape::compression::ResolveCommandPath;
+  using flowtape::compression::cli::ResolveCommandPath;
   const std::string model = absl::GetFlag(FLAGS_model);
   const std::string in = absl::GetFlag(FLAGS_in);
   const std::string out = absl::GetFlag(FLAGS_out);
@@ -44,6 +44,6 @@ absl::Status Run() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  return flowtape::compression::RunCommand("flowtape-decompress", kUsage, argc,
-                                           argv, Run);
+  return flowtape::compression::cli::RunCommand("flowtape-decompress", kUsage,
+                                                argc, argv, Run);
 }

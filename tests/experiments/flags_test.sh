@@ -107,6 +107,7 @@ expect benchmarks/cnf_training_methods "--fm_steps=-1: must be >= 0 (0: --steps)
 expect benchmarks/cnf_training_methods "--data=digitz: must be toy densities (data/toy2d.h) or digits" --data=digitz
 expect benchmarks/cnf_training_methods "--sample_tols: bad item '1e-12' (a comma-separated list of decimals in [1e-9, 1))" --sample_tols=1e-3,1e-12
 expect benchmarks/cnf_training_methods "--sample_tols: bad item 'nan'" --sample_tols=nan
+expect benchmarks/cnf_training_methods "--sample_tols: bad item '1e-7' (a comma-separated list of decimals in [1e-6, 1) (float32))" --dtype=f32 --sample_tols=1e-3,1e-7
 expect benchmarks/cnf_training_methods "--euler_steps: bad item '0' (a comma-separated list of integers in [1, 100000])" --euler_steps=1,0
 expect benchmarks/cnf_training_methods "--first_step=2: must be in [0, 1]" --first_step=2
 expect benchmarks/cnf_training_methods "--fm_ema_decay=1: must be in [0, 1)" --fm_ema_decay=1

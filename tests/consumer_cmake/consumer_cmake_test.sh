@@ -5,7 +5,9 @@
 #     find_package(flowtape) and builds README's example
 #     (examples/conditional_maf.cc, run: closed-form NLL, checkpoint round
 #     trip) and umbrella_check.cc (flowtape::flowtape: every 2-D zoo family,
-#     the installed earth catalogue, a PNG round trip, the version);
+#     the installed earth catalogue, a PNG round trip, the version) and,
+#     where MPI is found, cli_program.cc (flowtape::cli: a program of one's
+#     own writes results.json and refuses a bad flag);
 #   - the example also compiles with nothing but
 #     `pkg-config --cflags --libs flowtape`, and runs.
 # First, every library package of the Bazel build (a directory outside tests/,
@@ -65,6 +67,16 @@ cmake --build "$tmp/consumer" -j2 >>"$tmp/consumer.log" 2>&1 ||
   { tail -n 50 "$tmp/consumer.log"; exit 1; }
 "$tmp/consumer/conditional_maf" "$tmp/cmake.ckpt"
 "$tmp/consumer/umbrella_check" "$tmp/umbrella.png"
+if [[ -x $tmp/consumer/cli_program ]]; then  # flowtape::cli (MPI found)
+  "$tmp/consumer/cli_program" --steps=7 --out_dir="$tmp/cli_run" >/dev/null
+  grep -q '"status": "ok"' "$tmp/cli_run/results.json"
+  grep -Eq '"steps_squared": 49\b' "$tmp/cli_run/results.json"
+  rc=0
+  err=$("$tmp/consumer/cli_program" --steps=0 --out_dir="$tmp/cli_bad" 2>&1 >/dev/null) || rc=$?
+  [[ $rc == 1 && $err == *"--steps=0: must be > 0"* ]] ||
+    { echo "cli_program --steps=0: exit $rc, '$err'"; exit 1; }
+  echo "cli_program (flowtape::cli): results.json and flag checks ok"
+fi
 
 echo "== pkg-config flowtape"
 pc=$(find "$prefix" -name flowtape.pc)

@@ -770,6 +770,9 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
       return absl::InternalError(
           "train_nll: resume: the replicas' states differ in size");
     if (o.resume_from == o.checkpoint_path) saved_updates = r.steps;
+    if (log)
+      *log << "resumed from " << o.resume_from << " after step " << t.step
+           << (finished ? " (the run had ended)" : "") << std::endl;
   }
   // Can the model sample and score? Rank 0 decides for all (the outer
   // Status is the communicator's).

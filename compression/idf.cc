@@ -200,6 +200,19 @@ absl::StatusOr<IdfOptions> IdfOptions::FromJson(const io::Json& j) {
   return o;
 }
 
+absl::StatusOr<std::shared_ptr<IdfConvNet>> IdfConvNet::Create(
+    int64_t in, const std::vector<int64_t>& hidden, int64_t out, Rng& rng) {
+  if (in < 1 || out < 1)
+    return absl::InvalidArgumentError(absl::StrCat("idf conv net: in = ", in,
+                                                   " and out = ", out,
+                                                   " channels must be >= 1"));
+  for (size_t i = 0; i < hidden.size(); ++i)
+    if (hidden[i] < 1)
+      return absl::InvalidArgumentError(absl::StrCat(
+          "idf conv net: hidden[", i, "] = ", hidden[i], " must be >= 1"));
+  return std::shared_ptr<IdfConvNet>(new IdfConvNet(in, hidden, out, rng));
+}
+
 IdfConvNet::IdfConvNet(int64_t in, const std::vector<int64_t>& hidden,
                        int64_t out, Rng& rng) {
   for (size_t i = 0; i <= hidden.size(); ++i) {
@@ -251,15 +264,16 @@ IntegerDiscreteFlow::IntegerDiscreteFlow(const IdfOptions& options, Rng& rng)
     const IdfShape s = options.LevelShape(l);
     for (int k = 0; k < options.levels[l].couplings; ++k) {
       const int64_t a = k % 2 == 0 ? s.kept() : s.factored();
-      couplings_[l].push_back(RegisterModule(
-          absl::StrCat("level", l, ".coupling", k),
-          std::make_shared<IdfConvNet>(a, options.hidden, s.c - a, rng)));
+      couplings_[l].push_back(
+          RegisterModule(absl::StrCat("level", l, ".coupling", k),
+                         std::shared_ptr<IdfConvNet>(
+                             new IdfConvNet(a, options.hidden, s.c - a, rng))));
     }
     if (l + 1 == num_levels) break;
     const int64_t f = s.factored();
     auto net = RegisterModule(absl::StrCat("level", l, ".prior"),
-                              std::make_shared<IdfConvNet>(
-                                  s.kept(), options.hidden, 3 * f * kc, rng));
+                              std::shared_ptr<IdfConvNet>(new IdfConvNet(
+                                  s.kept(), options.hidden, 3 * f * kc, rng)));
     Tensor bias = net->layers().back()->bias();
     double* b = bias.mutable_data<double>();
     for (int64_t ch = 0; ch < f; ++ch) {

@@ -137,16 +137,20 @@ struct IdfOptions {
 };
 
 // A ReLU convnet of 3 x 3 "same" convolutions in -> hidden... -> out.
+// Create: InvalidArgument unless in, out and every hidden width are >= 1.
 class IdfConvNet : public nn::Module {
  public:
-  IdfConvNet(int64_t in, const std::vector<int64_t>& hidden, int64_t out,
-             Rng& rng);
+  static absl::StatusOr<std::shared_ptr<IdfConvNet>> Create(
+      int64_t in, const std::vector<int64_t>& hidden, int64_t out, Rng& rng);
   Tensor operator()(const Tensor& x) const;  // [N, in, h, w] -> [N, out, ..]
   const std::vector<std::shared_ptr<nn::Conv2d>>& layers() const {
     return layers_;
   }
 
  private:
+  friend class IntegerDiscreteFlow;  // builds them from validated options
+  IdfConvNet(int64_t in, const std::vector<int64_t>& hidden, int64_t out,
+             Rng& rng);
   std::vector<std::shared_ptr<nn::Conv2d>> layers_;
 };
 

@@ -33,6 +33,26 @@ absl::StatusOr<Tensor> Steps(const LossyModel& m, double delta, int64_t d,
 
 }  // namespace
 
+absl::StatusOr<std::shared_ptr<LearnedLatentPrior>> LearnedLatentPrior::Create(
+    const LatentPrior& init) {
+  const size_t d = init.mean.size();
+  if (d == 0 || init.scale.size() != d)
+    return absl::InvalidArgumentError(
+        absl::StrCat("LearnedLatentPrior: want D >= 1 means and D scales, got ",
+                     d, " means and ", init.scale.size(), " scales"));
+  for (size_t j = 0; j < d; ++j) {
+    if (!std::isfinite(init.mean[j]))
+      return absl::InvalidArgumentError(
+          absl::StrCat("LearnedLatentPrior: mean ", j, " = ", init.mean[j],
+                       " is not finite"));
+    if (!std::isfinite(init.scale[j]) || !(init.scale[j] > 0))
+      return absl::InvalidArgumentError(
+          absl::StrCat("LearnedLatentPrior: scale ", j, " = ", init.scale[j],
+                       " must be finite and > 0"));
+  }
+  return std::make_shared<LearnedLatentPrior>(init);
+}
+
 LearnedLatentPrior::LearnedLatentPrior(const LatentPrior& init) {
   const int64_t d = static_cast<int64_t>(init.mean.size());
   FT_CHECK(static_cast<int64_t>(init.scale.size()) == d,

@@ -6,7 +6,10 @@
 //
 // Learned prior (LearnedLatentPrior): parameters mu [D] and log s [D] of the
 // per-latent logistic p_d(z) = Logistic(z; mu_d, s_d) of lossy.h; Values()
-// gives the LatentPrior a LossyCodec codes with.
+// gives the LatentPrior a LossyCodec codes with. Create(init) returns
+// InvalidArgument unless init has D >= 1 means and D scales, the means finite
+// and the scales finite and > 0; the constructor takes a prior known to be
+// valid (a fitted one) and aborts on a size mismatch.
 //
 // Rate. The codec's symbol at z_hat = Delta_d k has the prior's mass over
 // its bin, P_d(z_hat) = F((z_hat - mu_d + Delta_d/2) / s_d) - F((z_hat -
@@ -49,6 +52,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -63,6 +67,9 @@ namespace flowtape::compression {
 class LearnedLatentPrior : public nn::Module {
  public:
   // Parameters from a fitted prior (float64; convert with To).
+  static absl::StatusOr<std::shared_ptr<LearnedLatentPrior>> Create(
+      const LatentPrior& init);
+  // Precondition: init as Create wants it (else aborts or gives NaN).
   explicit LearnedLatentPrior(const LatentPrior& init);
   const Tensor& mean() const { return mean_; }            // [D]
   const Tensor& log_scale() const { return log_scale_; }  // [D]

@@ -130,7 +130,8 @@ absl::Status GeneralizedCalibrationOptions::Validate() const {
 GeneralizedCalibration::GeneralizedCalibration(
     const GeneralizedCalibrationOptions& o, Rng& rng)
     : GeneralizedCalibration(
-          o.n, std::make_shared<InvertibleMatrix>(o.n - 1, rng, o.noise),
+          o.n,  // o validated: Create cannot fail
+          InvertibleMatrix::Create(o.n - 1, rng, o.noise).value(),
           o.noise * rng.Normal(), Eigen::VectorXd::Zero(o.n)) {
   if (o.noise > 0)
     for (int64_t i = 0; i < o.n; ++i)

@@ -30,6 +30,17 @@ InvertibleMatrix::InvertibleMatrix(int64_t n, Rng& rng, double noise)
 }
 
 absl::StatusOr<std::shared_ptr<InvertibleMatrix>> InvertibleMatrix::Create(
+    int64_t n, Rng& rng, double noise) {
+  if (n < 1)
+    return absl::InvalidArgumentError(
+        absl::StrCat("InvertibleMatrix: n = ", n, " must be >= 1"));
+  if (!std::isfinite(noise) || noise < 0)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "InvertibleMatrix: noise = ", noise, " must be finite and >= 0"));
+  return std::shared_ptr<InvertibleMatrix>(new InvertibleMatrix(n, rng, noise));
+}
+
+absl::StatusOr<std::shared_ptr<InvertibleMatrix>> InvertibleMatrix::Create(
     const Eigen::MatrixXd& m) {
   const int64_t n = m.rows();
   if (n < 1 || m.cols() != n)

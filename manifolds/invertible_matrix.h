@@ -6,10 +6,12 @@
 //   s_i, free d_i, free strict upper part).
 //   log|det M| = sum_i d_i;  det M != 0 whatever the parameters are.
 //
-// Create(M) factors a given matrix (partial pivoting) and rejects singular or
-// non-finite input with a Status. Parameters: "lower", "log_diag", "upper";
-// buffers (fixed, converted by To, saved by checkpoints): "perm", "signs",
-// "lower_mask", "upper_mask". Value() and Inverse() compute in double
+// Create(n, rng, noise) starts at the identity plus noise; Create(M) factors
+// a given matrix (partial pivoting). Both reject bad input with
+// InvalidArgument (n < 1, noise negative or not finite; M not square,
+// singular or with non-finite entries). Parameters: "lower", "log_diag",
+// "upper"; buffers (fixed, converted by To, saved by checkpoints): "perm",
+// "signs", "lower_mask", "upper_mask". Value() and Inverse() compute in double
 // whatever the dtype.
 #ifndef FLOWTAPE_MANIFOLDS_INVERTIBLE_MATRIX_H_
 #define FLOWTAPE_MANIFOLDS_INVERTIBLE_MATRIX_H_
@@ -27,7 +29,8 @@ namespace flowtape::manifolds {
 class InvertibleMatrix : public nn::Module {
  public:
   // Identity plus noise of scale `noise` in L, U and log diag (0 = identity).
-  InvertibleMatrix(int64_t n, Rng& rng, double noise = 0.0);
+  static absl::StatusOr<std::shared_ptr<InvertibleMatrix>> Create(
+      int64_t n, Rng& rng, double noise = 0.0);
   static absl::StatusOr<std::shared_ptr<InvertibleMatrix>> Create(
       const Eigen::MatrixXd& m);
 
@@ -39,6 +42,7 @@ class InvertibleMatrix : public nn::Module {
 
  private:
   explicit InvertibleMatrix(int64_t n);
+  InvertibleMatrix(int64_t n, Rng& rng, double noise);
   int64_t n_;
   Tensor perm_, signs_, lower_mask_, upper_mask_;  // buffers
   Tensor lower_, log_diag_, upper_;                // parameters

@@ -12,6 +12,14 @@
 namespace flowtape::manifolds {
 
 // ---- uniform ----
+absl::StatusOr<std::shared_ptr<UniformSphere>> UniformSphere::Create(
+    int64_t n) {
+  if (n < 2)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "UniformSphere: n = ", n, " must be >= 2 (the sphere S^(n-1) in R^n)"));
+  return std::make_shared<UniformSphere>(n);
+}
+
 Tensor UniformSphere::LogProb(const Tensor& x) const {
   return Tensor::Full({x.dim(0)}, -manifold().LogVolume(), x.dtype());
 }

@@ -20,7 +20,9 @@
 // |log I_v(x)| >= 1, and also for v = 0 at any x (log I_0(x) ~ x^2/4 keeps
 // its digits: 2.5e-17 at x = 1e-8). For v > 0, log I_v(x) passes through
 // 0 where I_v(x) = 1; near that point only the absolute bound holds.
-// Create() rejects bad parameters with a Status.
+// Create() rejects bad parameters with a Status (UniformSphere: n < 2). The
+// UniformSphere constructor takes an n known to be >= 2 (a constant) and
+// aborts otherwise; an n that data or flags choose goes through Create.
 #ifndef FLOWTAPE_MANIFOLDS_SPHERE_DENSITIES_H_
 #define FLOWTAPE_MANIFOLDS_SPHERE_DENSITIES_H_
 
@@ -36,6 +38,8 @@ namespace flowtape::manifolds {
 
 class UniformSphere : public ManifoldDensity {
  public:
+  static absl::StatusOr<std::shared_ptr<UniformSphere>> Create(int64_t n);
+  // Precondition: n >= 2 (else aborts; see Create).
   explicit UniformSphere(int64_t n) : ManifoldDensity(Manifold::Sphere(n)) {}
   Tensor LogProb(const Tensor& x) const override;
   Tensor Sample(int64_t num, Rng& rng) const override;

@@ -42,8 +42,8 @@ NormalizedAffine::NormalizedAffine(const NormalizedAffineOptions& o, Rng& rng,
                                    Kind kind)
     : n_(o.n), kind_(kind) {
   if (kind != Kind::kTranslation)
-    m_ = RegisterModule("m",
-                        std::make_shared<InvertibleMatrix>(o.n, rng, o.noise));
+    m_ = RegisterModule(  // o validated: Create cannot fail
+        "m", InvertibleMatrix::Create(o.n, rng, o.noise).value());
   if (kind != Kind::kLinear)
     w_ = RegisterParameter("w", Tensor::Randn({o.n}, rng) * o.noise);
 }

@@ -18,7 +18,24 @@ namespace {
 constexpr char kKey[] = "calibration_model";
 constexpr char kFormat[] = "flowtape.calibration_model";
 
-absl::Status Validate(const CalibrationModelSpec& s) {
+// Values (parameters and buffers), from above: the MLP's weights and biases,
+// and at most 3 K^2 + 4 K + 8 for a map.
+double EstimatedValues(const CalibrationModelSpec& s) {
+  double values = 0;
+  for (size_t i = 0; i + 1 < s.sizes.size(); ++i)
+    values += (static_cast<double>(s.sizes[i]) + 1) * s.sizes[i + 1];
+  const double k = static_cast<double>(s.sizes.back());
+  return values + 3 * k * k + 4 * k + 8;
+}
+
+std::string Source(const std::string& path) {
+  return absl::StrCat("calibration model file '", path, "'");
+}
+
+}  // namespace
+
+absl::Status CalibrationModelSpec::Validate() const {
+  const CalibrationModelSpec& s = *this;
   if (s.map != "none" && s.map != "temperature" && s.map != "fcal" &&
       s.map != "generalized")
     return absl::InvalidArgumentError(absl::StrCat(
@@ -36,24 +53,10 @@ absl::Status Validate(const CalibrationModelSpec& s) {
   if (absl::Status a = nn::ParseActivation(s.activation).status(); !a.ok())
     return absl::InvalidArgumentError(
         absl::StrCat("activation: ", a.message()));
+  if (s.dtype != kFloat32 && s.dtype != kFloat64)
+    return absl::InvalidArgumentError("dtype: want float32 or float64");
   return absl::OkStatus();
 }
-
-// Values (parameters and buffers), from above: the MLP's weights and biases,
-// and at most 3 K^2 + 4 K + 8 for a map.
-double EstimatedValues(const CalibrationModelSpec& s) {
-  double values = 0;
-  for (size_t i = 0; i + 1 < s.sizes.size(); ++i)
-    values += (static_cast<double>(s.sizes[i]) + 1) * s.sizes[i + 1];
-  const double k = static_cast<double>(s.sizes.back());
-  return values + 3 * k * k + 4 * k + 8;
-}
-
-std::string Source(const std::string& path) {
-  return absl::StrCat("calibration model file '", path, "'");
-}
-
-}  // namespace
 
 CalibratedClassifier::CalibratedClassifier(std::shared_ptr<nn::MLP> classifier,
                                            std::shared_ptr<flows::Flow> map)
@@ -61,10 +64,24 @@ CalibratedClassifier::CalibratedClassifier(std::shared_ptr<nn::MLP> classifier,
   if (map) map_ = RegisterModule("map", std::move(map));
 }
 
-Tensor CalibratedClassifier::Probabilities(const Tensor& x) const {
+flows::FlowResult CalibratedClassifier::Pass(const Tensor& x) const {
   Tensor p =
       Cast(Softmax((*classifier_)(Cast(x, classifier_dtype())), 1), kFloat64);
-  return map_ ? map_->Forward(p).value : p;
+  return map_ ? map_->Forward(p) : flows::FlowResult(p, Tensor());
+}
+
+Tensor CalibratedClassifier::Probabilities(const Tensor& x) const {
+  return Pass(x).value;
+}
+
+absl::StatusOr<Tensor> CalibratedClassifier::TryProbabilities(
+    const Tensor& x) const {
+  flows::FlowResult r = Pass(x);
+  if (!r.status.ok())
+    return absl::Status(r.status.code(),
+                        absl::StrCat("calibration map ", map_->name(), ": ",
+                                     r.status.message()));
+  return r.value;
 }
 
 Tensor CalibratedClassifier::LogProbabilities(const Tensor& x) const {
@@ -73,9 +90,10 @@ Tensor CalibratedClassifier::LogProbabilities(const Tensor& x) const {
 
 absl::StatusOr<std::shared_ptr<CalibratedClassifier>> MakeCalibrationModel(
     const CalibrationModelSpec& spec, Rng& rng) {
-  FT_RETURN_IF_ERROR(Validate(spec));
+  FT_RETURN_IF_ERROR(spec.Validate());
   FT_ASSIGN_OR_RETURN(nn::Activation act, nn::ParseActivation(spec.activation));
-  auto classifier = std::make_shared<nn::MLP>(spec.sizes, act, rng);
+  FT_ASSIGN_OR_RETURN(std::shared_ptr<nn::MLP> classifier,
+                      nn::MLP::Create(spec.sizes, act, rng));
   classifier->To(spec.dtype);
   const int64_t k = spec.sizes.back();
   std::shared_ptr<flows::Flow> map;
@@ -139,7 +157,7 @@ absl::StatusOr<CalibrationModelSpec> CalibrationModelSpecFromJson(
   if (!dtype.ok())
     return bad(absl::StrCat("dtype: ", dtype.status().message()));
   s.dtype = *dtype;
-  if (absl::Status v = Validate(s); !v.ok())
+  if (absl::Status v = s.Validate(); !v.ok())
     return bad(std::string(v.message()));
   return s;
 }
@@ -148,7 +166,7 @@ absl::Status SaveCalibrationModel(const std::string& path,
                                   const CalibrationModelSpec& spec,
                                   const CalibratedClassifier& model) {
   const nn::NamedTensors state = ModelState(model);
-  FT_RETURN_IF_ERROR(WithSource(Source(path), Validate(spec)));
+  FT_RETURN_IF_ERROR(WithSource(Source(path), spec.Validate()));
   FT_RETURN_IF_ERROR(WithSource(
       Source(path),
       CheckDescribedSize(EstimatedValues(spec), ValueCount(state), 20)));

@@ -57,6 +57,11 @@ struct CalibrationModelSpec {
   std::vector<int64_t> sizes = {784, 256, 256, 10};
   std::string activation = "relu";
   DType dtype = kFloat64;  // the classifier's
+  // InvalidArgument naming the first field out of the ranges the file reader
+  // enforces (above: map, sizes, activation, dtype), e.g. "sizes[1]: want an
+  // integer in [1, 65536], got 0". MakeCalibrationModel,
+  // SaveCalibrationModel and the reader call it.
+  absl::Status Validate() const;
 };
 
 class CalibratedClassifier : public nn::Module {
@@ -64,20 +69,24 @@ class CalibratedClassifier : public nn::Module {
   // map == nullptr: no calibration (q = p).
   CalibratedClassifier(std::shared_ptr<nn::MLP> classifier,
                        std::shared_ptr<flows::Flow> map);
-  // x [N, input] (any dtype) -> q [N, K], float64.
+  // x [N, input] (any dtype) -> q [N, K], float64. A map whose Forward
+  // fails (its FlowResult::status) gives NaN rows here and its error from
+  // TryProbabilities; code that scores data it did not make calls that.
   Tensor Probabilities(const Tensor& x) const;
+  absl::StatusOr<Tensor> TryProbabilities(const Tensor& x) const;
   Tensor LogProbabilities(const Tensor& x) const;
   DType classifier_dtype() const { return classifier_->dtype(); }
   const nn::MLP& classifier() const { return *classifier_; }
   const flows::Flow* map() const { return map_.get(); }
 
  private:
+  // (p or the map's Forward(p)): value q, the map's status.
+  flows::FlowResult Pass(const Tensor& x) const;
   std::shared_ptr<nn::MLP> classifier_;
   std::shared_ptr<flows::Flow> map_;
 };
 
-// InvalidArgument for a spec out of range (the messages of the file reader,
-// without the file's name).
+// InvalidArgument for a spec that fails spec.Validate().
 absl::StatusOr<std::shared_ptr<CalibratedClassifier>> MakeCalibrationModel(
     const CalibrationModelSpec& spec, Rng& rng);
 

@@ -51,6 +51,7 @@ absl::Status CheckModelSize(const ModelConfig& c, double file_values) {
 
 absl::Status SaveModel(const std::string& path, const ModelSpec& spec,
                        const flows::FlowModel& model) {
+  FT_RETURN_IF_ERROR(WithSource(Source(path), spec.Validate()));
   const nn::NamedTensors state = ModelState(model);
   FT_RETURN_IF_ERROR(
       WithSource(Source(path), CheckModelSize(spec.config, ValueCount(state))));

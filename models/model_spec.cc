@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "autodiff/status_macros.h"
 #include "io/json.h"
 
 namespace flowtape::models {
@@ -153,6 +154,55 @@ absl::Status ReadConfig(const Json& c, ModelConfig* config) {
 
 }  // namespace
 
+absl::Status ModelSpec::Validate() const {
+  auto bad = [](const std::string& field, const std::string& want,
+                const std::string& got) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": want ", want, ", got ", got));
+  };
+  auto range = [&](const std::string& field, int64_t v, int64_t lo,
+                   int64_t hi) {
+    return v >= lo && v <= hi
+               ? absl::OkStatus()
+               : bad(field, absl::StrCat("an integer in [", lo, ", ", hi, "]"),
+                     absl::StrCat(v));
+  };
+  const std::vector<std::string> names = ZooNames();
+  if (std::find(names.begin(), names.end(), family) == names.end())
+    return absl::InvalidArgumentError(
+        absl::StrCat("family: unknown family \"", family,
+                     "\"; the catalogue has ", absl::StrJoin(names, ", ")));
+  if (dtype != kFloat32 && dtype != kFloat64)
+    return absl::InvalidArgumentError("dtype: want float32 or float64");
+  const ModelConfig& c = config;
+  if (c.event.rank() != 1 && c.event.rank() != 3)
+    return bad("config.event", "[D] or [C, H, W]", c.event.ToString());
+  int64_t numel = 1;
+  for (int i = 0; i < c.event.rank(); ++i) {
+    FT_RETURN_IF_ERROR(
+        range(absl::StrCat("config.event[", i, "]"), c.event[i], 1, 65536));
+    numel *= c.event[i];
+  }
+  if (numel > (int64_t{1} << 24))
+    return bad("config.event", "at most 2^24 values", absl::StrCat(numel));
+  FT_RETURN_IF_ERROR(range("config.layers", c.layers, 1, 4096));
+  if (c.hidden.empty() || c.hidden.size() > 16)
+    return bad("config.hidden", "an array of 1..16 integers",
+               absl::StrCat(c.hidden.size(), " sizes"));
+  for (size_t i = 0; i < c.hidden.size(); ++i)
+    FT_RETURN_IF_ERROR(
+        range(absl::StrCat("config.hidden[", i, "]"), c.hidden[i], 1, 65536));
+  FT_RETURN_IF_ERROR(range("config.context_dim", c.context_dim, 0, 65536));
+  FT_RETURN_IF_ERROR(range("config.levels", c.levels, 1, 8));
+  FT_RETURN_IF_ERROR(range("config.depth", c.depth, 1, 1024));
+  FT_RETURN_IF_ERROR(range("config.channels", c.channels, 1, 16384));
+  FT_RETURN_IF_ERROR(range("config.bins", c.bins, 1, 1024));
+  FT_RETURN_IF_ERROR(range("config.components", c.components, 1, 4096));
+  if (!(c.bound > 0 && c.bound <= 1e6))
+    return bad("config.bound", "a number in (0, 1e6]", absl::StrCat(c.bound));
+  return absl::OkStatus();
+}
+
 std::string ModelSpecToJson(const ModelSpec& spec) {
   const ModelConfig& c = spec.config;
   Json config = {{"event", c.event.dims()}, {"layers", c.layers},
@@ -210,6 +260,9 @@ absl::StatusOr<ModelSpec> ModelSpecFromJson(absl::string_view text) {
     return Bad("dtype", "\"float32\" or \"float64\"", dtype);
   spec.dtype = dtype == "float32" ? kFloat32 : kFloat64;
   if (absl::Status s = ReadConfig(j["config"], &spec.config); !s.ok()) return s;
+  if (absl::Status s = spec.Validate(); !s.ok())
+    return absl::InvalidArgumentError(
+        absl::StrCat("model description: ", s.message()));
   return spec;
 }
 

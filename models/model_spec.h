@@ -35,6 +35,7 @@
 
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "autodiff/dtype.h"
@@ -46,6 +47,12 @@ struct ModelSpec {
   std::string family;  // a ZooNames() entry
   ModelConfig config;
   DType dtype = kFloat64;
+  // InvalidArgument naming the first field outside the ranges above (the
+  // reader's words without "model description: ", e.g. "config.hidden[1]:
+  // want an integer in [1, 65536], got 0"), or a family not in the
+  // catalogue. The reader and SaveModel call it; MakeModel adds the
+  // family's own checks.
+  absl::Status Validate() const;
 };
 
 std::string ModelSpecToJson(const ModelSpec& spec);

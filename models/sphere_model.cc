@@ -33,46 +33,6 @@ bool KnownKind(const std::string& kind) {
          kind == "recursive_mixture" || kind == "rfm";
 }
 
-absl::Status Validate(const SphereModelSpec& s) {
-  if (!KnownKind(s.kind))
-    return absl::InvalidArgumentError(
-        absl::StrCat("kind: want affine, mixture, neural, recursive, "
-                     "recursive_mobius, recursive_mixture or rfm, got '",
-                     s.kind, "'"));
-  struct Range {
-    const char* name;
-    int64_t value, hi;
-  };
-  for (const Range& r :
-       {Range{"layers", s.layers, 4096},
-        Range{"components", s.components, 4096},
-        Range{"blocks", s.blocks, 1024}, Range{"hidden", s.hidden, 4096},
-        Range{"bins", s.bins, 1024}})
-    if (r.value < 1 || r.value > r.hi)
-      return absl::InvalidArgumentError(absl::StrCat(
-          r.name, ": want an integer in [1, ", r.hi, "], got ", r.value));
-  if (s.kind != "rfm") return absl::OkStatus();
-  const SphereFieldSpec& f = s.field;
-  if (f.width < 1 || f.width > 4096 || f.depth < 1 || f.depth > 16)
-    return absl::InvalidArgumentError(
-        absl::StrCat("field: want width in [1, 4096] and depth in [1, 16], "
-                     "got ",
-                     f.width, " and ", f.depth));
-  if (absl::StatusOr<nn::Activation> a = nn::ParseActivation(f.activation);
-      !a.ok())
-    return absl::InvalidArgumentError(
-        absl::StrCat("field: ", a.status().message()));
-  if (f.fourier < 0 || f.fourier > 4096 ||
-      !(f.fourier_scale > 0 && f.fourier_scale <= 1e4))
-    return absl::InvalidArgumentError(absl::StrCat(
-        "field: want fourier in [0, 4096] and fourier_scale in (0, 1e4], got ",
-        f.fourier, " and ", f.fourier_scale));
-  if (!(f.step_size > 0 && f.step_size <= 1))
-    return absl::InvalidArgumentError(
-        absl::StrCat("field: step_size must be in (0, 1], got ", f.step_size));
-  return absl::OkStatus();
-}
-
 // Values (parameters and buffers) of the model, roughly from above: an
 // affine flow holds 54, a neural block about 4 h^2 + 200 h + 1000.
 double EstimatedValues(const SphereModelSpec& s) {
@@ -151,9 +111,52 @@ std::string Source(const std::string& path) {
 
 }  // namespace
 
+absl::Status SphereModelSpec::Validate() const {
+  if (!KnownKind(kind))
+    return absl::InvalidArgumentError(
+        absl::StrCat("kind: want affine, mixture, neural, recursive, "
+                     "recursive_mobius, recursive_mixture or rfm, got '",
+                     kind, "'"));
+  struct Range {
+    const char* name;
+    int64_t value, hi;
+  };
+  for (const Range& r :
+       {Range{"layers", layers, 4096}, Range{"components", components, 4096},
+        Range{"blocks", blocks, 1024}, Range{"hidden", hidden, 4096},
+        Range{"bins", bins, 1024}})
+    if (r.value < 1 || r.value > r.hi)
+      return absl::InvalidArgumentError(absl::StrCat(
+          r.name, ": want an integer in [1, ", r.hi, "], got ", r.value));
+  if (dtype != kFloat32 && dtype != kFloat64)
+    return absl::InvalidArgumentError("dtype: want float32 or float64");
+  return kind == "rfm" ? field.Validate() : absl::OkStatus();
+}
+
+absl::Status SphereFieldSpec::Validate() const {
+  if (width < 1 || width > 4096 || depth < 1 || depth > 16)
+    return absl::InvalidArgumentError(
+        absl::StrCat("field: want width in [1, 4096] and depth in [1, 16], "
+                     "got ",
+                     width, " and ", depth));
+  if (absl::StatusOr<nn::Activation> a = nn::ParseActivation(activation);
+      !a.ok())
+    return absl::InvalidArgumentError(
+        absl::StrCat("field: ", a.status().message()));
+  if (fourier < 0 || fourier > 4096 ||
+      !(fourier_scale > 0 && fourier_scale <= 1e4))
+    return absl::InvalidArgumentError(absl::StrCat(
+        "field: want fourier in [0, 4096] and fourier_scale in (0, 1e4], got ",
+        fourier, " and ", fourier_scale));
+  if (!(step_size > 0 && step_size <= 1))
+    return absl::InvalidArgumentError(
+        absl::StrCat("field: step_size must be in (0, 1], got ", step_size));
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::shared_ptr<ManifoldDensity>> MakeSphereModel(
     const SphereModelSpec& spec, const SphereModelInit& init, Rng& rng) {
-  FT_RETURN_IF_ERROR(Validate(spec));
+  FT_RETURN_IF_ERROR(spec.Validate());
   auto base = std::make_shared<manifolds::UniformSphere>(3);
   std::shared_ptr<ManifoldDensity> model;
   if (spec.kind == "affine") {
@@ -175,7 +178,7 @@ absl::StatusOr<std::shared_ptr<ManifoldDensity>> MakeSphereModel(
       parts.push_back(
           std::make_shared<manifolds::ManifoldFlowModel>(base, chain));
     }
-    model = std::make_shared<manifolds::FlowMixture>(parts);
+    FT_ASSIGN_OR_RETURN(model, manifolds::FlowMixture::Create(parts));
   } else if (spec.kind == "rfm") {
     FT_ASSIGN_OR_RETURN(nn::Activation act,
                         nn::ParseActivation(spec.field.activation));
@@ -311,7 +314,7 @@ absl::StatusOr<SphereModelSpec> SphereModelSpecFromJson(
     s.field.fourier_scale = f["fourier_scale"].get<double>();
     s.field.step_size = f["step_size"].get<double>();
   }
-  if (absl::Status v = Validate(s); !v.ok())
+  if (absl::Status v = s.Validate(); !v.ok())
     return bad(std::string(v.message()));
   return s;
 }
@@ -320,7 +323,7 @@ absl::Status SaveSphereModel(const std::string& path,
                              const SphereModelSpec& spec,
                              const ManifoldDensity& model) {
   const nn::NamedTensors state = ModelState(model);
-  FT_RETURN_IF_ERROR(WithSource(Source(path), Validate(spec)));
+  FT_RETURN_IF_ERROR(WithSource(Source(path), spec.Validate()));
   FT_RETURN_IF_ERROR(WithSource(
       Source(path),
       CheckDescribedSize(EstimatedValues(spec), ValueCount(state), 20)));

@@ -82,6 +82,8 @@ struct SphereFieldSpec {
   int64_t fourier = 0;         // Fourier features of x; 0 = ConcatSquash net
   double fourier_scale = 1.0;  // their frequencies' standard deviation
   double step_size = 0.01;     // SphereCnf's RK4 step
+  // InvalidArgument naming the field out of the ranges above ("field: ...").
+  absl::Status Validate() const;
 };
 
 struct SphereModelSpec {
@@ -91,6 +93,11 @@ struct SphereModelSpec {
   int64_t bins = 8;       // recursive kinds: spline bins of height and azimuth
   SphereFieldSpec field;  // kind "rfm" only
   DType dtype = kFloat64;
+  // InvalidArgument naming the first field out of the ranges above ("kind:
+  // ...", "layers: want an integer in [1, 4096], got 0"); field.Validate()
+  // for kind "rfm" (other kinds ignore `field`). MakeSphereModel,
+  // SaveSphereModel and the file reader call it.
+  absl::Status Validate() const;
 };
 
 // Both centres are unit vectors (|norm - 1| <= 1e-3; MakeSphereModel
@@ -101,7 +108,7 @@ struct SphereModelInit {
   std::function<Eigen::Vector3d(Rng&)> random_point;
 };
 
-// InvalidArgument for an unknown kind, a field out of range or a centre of
+// InvalidArgument for a spec that fails spec.Validate() or a centre of
 // `init` that is not a unit vector.
 absl::StatusOr<std::shared_ptr<manifolds::ManifoldDensity>> MakeSphereModel(
     const SphereModelSpec& spec, const SphereModelInit& init, Rng& rng);

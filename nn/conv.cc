@@ -1,17 +1,43 @@
 #include "nn/conv.h"
 
+#include "absl/strings/str_cat.h"
 #include "autodiff/check.h"
-#include "nn/init.h"
 #include "autodiff/ops.h"
+#include "autodiff/status_macros.h"
+#include "nn/init.h"
 
 namespace flowtape::nn {
+namespace {
+
+absl::Status CheckConv(int64_t in_channels, int64_t out_channels,
+                       int64_t kernel_size) {
+  if (in_channels < 1 || out_channels < 1)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "conv2d: channels must be >= 1, got in_channels = ", in_channels,
+        ", out_channels = ", out_channels));
+  if (kernel_size < 1 || kernel_size % 2 != 1)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "conv2d: kernel_size must be odd and >= 1 (\"same\" padding), got ",
+        kernel_size));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<Conv2d>> Conv2d::Create(int64_t in_channels,
+                                                       int64_t out_channels,
+                                                       int64_t kernel_size,
+                                                       Rng& rng, ConvInit init,
+                                                       bool bias) {
+  FT_RETURN_IF_ERROR(CheckConv(in_channels, out_channels, kernel_size));
+  return std::make_shared<Conv2d>(in_channels, out_channels, kernel_size, rng,
+                                  init, bias);
+}
 
 Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel_size,
                Rng& rng, ConvInit init, bool bias) {
-  FT_CHECK(in_channels > 0 && out_channels > 0 && kernel_size > 0 &&
-               kernel_size % 2 == 1,
-           "conv2d: want positive channels and an odd kernel size, got in=",
-           in_channels, " out=", out_channels, " k=", kernel_size);
+  const absl::Status ok = CheckConv(in_channels, out_channels, kernel_size);
+  FT_CHECK(ok.ok(), ok.message());
   Shape s{out_channels, in_channels, kernel_size, kernel_size};
   switch (init) {
     case ConvInit::kHe:

@@ -7,13 +7,19 @@
 // (default, for ReLU nets), Xavier uniform, or zeros (Glow starts the last
 // conv of each coupling net at zero so the flow begins at the identity).
 // Biases start at zero.
+// Construction: Create returns InvalidArgument unless the channel counts are
+// >= 1 and the kernel size odd and >= 1 (the message names the bad one). The
+// constructor takes arguments already known to be valid (a flow's validated
+// options) and aborts on bad ones (a programmer error).
 #ifndef FLOWTAPE_NN_CONV_H_
 #define FLOWTAPE_NN_CONV_H_
 
 #include <cstdint>
+#include <memory>
 
-#include "nn/module.h"
+#include "absl/status/statusor.h"
 #include "autodiff/tensor.h"
+#include "nn/module.h"
 
 namespace flowtape::nn {
 
@@ -21,6 +27,10 @@ enum class ConvInit { kHe, kXavier, kZeros };
 
 class Conv2d : public Module {
  public:
+  static absl::StatusOr<std::shared_ptr<Conv2d>> Create(
+      int64_t in_channels, int64_t out_channels, int64_t kernel_size, Rng& rng,
+      ConvInit init = ConvInit::kHe, bool bias = true);
+  // Precondition: arguments as Create wants them (else aborts).
   Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel_size,
          Rng& rng, ConvInit init = ConvInit::kHe, bool bias = true);
   Tensor operator()(const Tensor& x) const;

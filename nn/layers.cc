@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "autodiff/check.h"
 #include "autodiff/ops.h"
+#include "autodiff/status_macros.h"
 #include "nn/init.h"
 #include "nn/masked_matmul.h"
 
@@ -49,9 +50,46 @@ Tensor Linear::operator()(const Tensor& x) const {
   return b_.defined() ? flowtape::Affine(x, w_, b_) : MatMul(x, w_);
 }
 
+namespace {
+
+absl::Status CheckMask(const Tensor& mask) {
+  if (!mask.defined() || mask.rank() != 2 || mask.dim(0) < 1 || mask.dim(1) < 1)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "masked_linear: mask must be [in, out] with in, out >= 1, got ",
+        mask.defined() ? mask.shape().ToString() : "undefined"));
+  const std::vector<double> m = mask.ToVector();
+  for (size_t i = 0; i < m.size(); ++i)
+    if (m[i] != 0.0 && m[i] != 1.0)
+      return absl::InvalidArgumentError(
+          absl::StrCat("masked_linear: mask entries must be 0 or 1, entry ", i,
+                       " is ", m[i]));
+  return absl::OkStatus();
+}
+
+absl::Status CheckSizes(const std::vector<int64_t>& sizes) {
+  if (sizes.size() < 2)
+    return absl::InvalidArgumentError(
+        absl::StrCat("mlp: need at least {in, out} sizes, got ", sizes.size(),
+                     " size", sizes.size() == 1 ? "" : "s"));
+  for (size_t i = 0; i < sizes.size(); ++i)
+    if (sizes[i] < 1)
+      return absl::InvalidArgumentError(
+          absl::StrCat("mlp: sizes[", i, "] = ", sizes[i], " must be >= 1"));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<MaskedLinear>> MaskedLinear::Create(
+    const Tensor& mask, Rng& rng) {
+  FT_RETURN_IF_ERROR(CheckMask(mask));
+  return std::make_shared<MaskedLinear>(mask, rng);
+}
+
 MaskedLinear::MaskedLinear(const Tensor& mask, Rng& rng) {
-  FT_CHECK(mask.rank() == 2, "masked_linear: mask must be [in, out], got ",
-           mask.shape().ToString());
+  FT_CHECK(mask.defined() && mask.rank() == 2,
+           "masked_linear: mask must be [in, out], got ",
+           mask.defined() ? mask.shape().ToString() : "undefined");
   // A copy, so the buffer is a constant this layer owns.
   mask_ = RegisterBuffer("mask", mask.Detach());
   w_ = RegisterParameter("weight", XavierUniform(mask.shape(), rng));
@@ -62,6 +100,13 @@ Tensor MaskedLinear::operator()(const Tensor& x) const {
   FT_CHECK(x.rank() == 2 && x.dim(1) == w_.dim(0), "masked_linear: input ",
            x.shape().ToString(), " vs weight ", w_.shape().ToString());
   return MaskedAffine(x, w_, mask_, b_);
+}
+
+absl::StatusOr<std::shared_ptr<MLP>> MLP::Create(
+    const std::vector<int64_t>& sizes, Activation act, Rng& rng,
+    bool zero_last) {
+  FT_RETURN_IF_ERROR(CheckSizes(sizes));
+  return std::make_shared<MLP>(sizes, act, rng, zero_last);
 }
 
 MLP::MLP(const std::vector<int64_t>& sizes, Activation act, Rng& rng,

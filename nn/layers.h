@@ -7,6 +7,12 @@
 //   MLP:          Linear -> act -> ... -> Linear (no activation on the output)
 // Weights start Xavier-uniform, biases zero. `zero_last` starts the MLP's last
 // layer at zero (flows that should begin at the identity).
+// Construction: Create returns InvalidArgument naming the bad argument
+// (MaskedLinear: a mask that is not [in, out] with in, out >= 1 and 0/1
+// entries; MLP: fewer than 2 sizes or a size < 1). The constructors take
+// arguments already known to be valid (a flow's validated options) and abort
+// on bad ones (a programmer error); sizes that data or flags choose go
+// through Create.
 #ifndef FLOWTAPE_NN_LAYERS_H_
 #define FLOWTAPE_NN_LAYERS_H_
 
@@ -15,8 +21,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "nn/module.h"
 #include "autodiff/tensor.h"
+#include "nn/module.h"
 
 namespace flowtape::nn {
 
@@ -38,6 +44,9 @@ class Linear : public Module {
 class MaskedLinear : public Module {
  public:
   // mask [in, out] with 0/1 entries.
+  static absl::StatusOr<std::shared_ptr<MaskedLinear>> Create(
+      const Tensor& mask, Rng& rng);
+  // Precondition: mask [in, out] (else aborts; see Create).
   MaskedLinear(const Tensor& mask, Rng& rng);
   Tensor operator()(const Tensor& x) const;
   const Tensor& mask() const { return mask_; }
@@ -48,7 +57,11 @@ class MaskedLinear : public Module {
 
 class MLP : public Module {
  public:
-  // sizes = {in, hidden..., out}.
+  // sizes = {in, hidden..., out}: at least 2, each >= 1.
+  static absl::StatusOr<std::shared_ptr<MLP>> Create(
+      const std::vector<int64_t>& sizes, Activation act, Rng& rng,
+      bool zero_last = false);
+  // Precondition: sizes as Create wants them (else aborts).
   MLP(const std::vector<int64_t>& sizes, Activation act, Rng& rng,
       bool zero_last = false);
   Tensor operator()(const Tensor& x) const;

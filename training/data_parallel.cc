@@ -115,6 +115,13 @@ std::vector<int64_t> BatchOrder::Next(int64_t begin, int64_t end) {
   return index;
 }
 
+void BatchOrder::Skip(int64_t batches) {
+  for (int64_t i = 0; i < batches; ++i) {
+    Refill();
+    cursor_ += batch_;
+  }
+}
+
 std::vector<int64_t> BatchOrder::Peek(int64_t count) {
   Refill();
   return std::vector<int64_t>(order_.begin() + cursor_,

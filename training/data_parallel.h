@@ -84,7 +84,7 @@ class DataParallel {
   // Rank 0's verdict as a Status (either failure).
   absl::Status AgreeWithRankZero(const absl::Status& s);
   // Mean nll over all rows of x: EvaluateNll (train.h) when N = 1, else its
-  // data-parallel form (rows split over ranks, summed).
+  // data-parallel form (chunks split over ranks; the same value for any N).
   absl::StatusOr<double> Evaluate(const NllFn& nll, const Tensor& x,
                                   const Tensor& context, int64_t batch_size);
 
@@ -117,6 +117,9 @@ class BatchOrder {
   // The first `count` rows of the batch Next() returns, without advancing
   // (valid before the first Next; count <= batch).
   std::vector<int64_t> Peek(int64_t count);
+  // Advances past `batches` global batches (as that many Next() calls, the
+  // same permutations drawn): a resumed run's position in its epochs.
+  void Skip(int64_t batches);
 
  private:
   void Refill();

@@ -41,6 +41,12 @@ void ModuleState::Capture() {
   }
 }
 
+bool ModuleState::SetData(const char* data, size_t size) {
+  if (size != bytes_.size()) return false;
+  std::memcpy(bytes_.data(), data, size);
+  return true;
+}
+
 void ModuleState::Restore() const {
   for (size_t i = 0; i < tensors_.size(); ++i) {
     Tensor t = tensors_[i];  // shared storage

@@ -32,6 +32,11 @@ class ModuleState {
   // Parameters, buffers, optimizer state, then `also`'s (shared storage).
   const std::vector<Tensor>& tensors() const { return tensors_; }
   int64_t bytes() const { return static_cast<int64_t>(bytes_.size()); }
+  // The captured bytes (each tensor's values in its dtype, host byte order,
+  // in tensors() order), and their replacement by bytes of the same layout
+  // (a saved copy; false, nothing changed, when the size differs).
+  const std::vector<char>& data() const { return bytes_; }
+  bool SetData(const char* data, size_t size);
 
  private:
   std::vector<Tensor> tensors_;

@@ -33,6 +33,13 @@ void NanGuard::Finite(int64_t step) {
   pending_updates_ = -1;
 }
 
+bool NanGuard::SetGood(const char* data, size_t size, int64_t updates) {
+  if (!good_->SetData(data, size)) return false;
+  good_updates_ = updates;
+  pending_updates_ = -1;
+  return true;
+}
+
 int64_t NanGuard::Restore() const {
   good_->Restore();
   return good_updates_;

@@ -45,6 +45,12 @@ class NanGuard {
   // state after N updates[, the last snapshot (every k steps) with a finite
   // loss]".
   std::string Message(int64_t step, double loss, double grad_norm) const;
+  // The good snapshot and its updates (between steps no snapshot is
+  // pending), e.g. to save with a checkpoint, and its replacement by a saved
+  // one (false, nothing changed, when its size differs from the state's).
+  const std::vector<char>& good_data() const { return good_->data(); }
+  int64_t good_updates() const { return good_updates_; }
+  bool SetGood(const char* data, size_t size, int64_t updates);
   // The state's tensors (shared storage), e.g. to broadcast before Reset().
   const std::vector<Tensor>& tensors() const { return good_->tensors(); }
 

@@ -4,8 +4,10 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <limits>
 #include <optional>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -93,19 +95,21 @@ absl::Status Validate(const TrainData& d, const TrainOptions& o) {
   return absl::OkStatus();
 }
 
-// Sum over rows [begin, end) of x of the per-row nll, in chunks of
-// batch_size, without recording.
-double SumNll(const NllFn& nll, const Tensor& x, const Tensor& context,
-              int64_t begin, int64_t end, int64_t batch_size, Rng& rng) {
+// |chunk k| nll(chunk k): chunk k of x holds rows [k b, min((k + 1) b, M)),
+// scored without recording with its own stream Rng(seed, k).
+double ChunkSum(const NllFn& nll, const Tensor& x, const Tensor& context,
+                int64_t k, int64_t batch_size, uint64_t seed) {
   NoGradScope no_grad;
-  double total = 0.0;
-  for (int64_t start = begin; start < end; start += batch_size) {
-    const int64_t len = std::min(batch_size, end - start);
-    std::vector<int64_t> index(len);
-    for (int64_t i = 0; i < len; ++i) index[i] = start + i;
-    total += nll(Rows(x, index), Rows(context, index), rng).item() * len;
-  }
-  return total;
+  const int64_t start = k * batch_size;
+  const int64_t len = std::min(batch_size, x.dim(0) - start);
+  std::vector<int64_t> index(len);
+  for (int64_t i = 0; i < len; ++i) index[i] = start + i;
+  Rng rng(seed, static_cast<uint64_t>(k));
+  return nll(Rows(x, index), Rows(context, index), rng).item() * len;
+}
+
+int64_t Chunks(const Tensor& x, int64_t batch_size) {
+  return (x.dim(0) + batch_size - 1) / batch_size;
 }
 
 bool AllFinite(const Tensor& t) {
@@ -261,20 +265,27 @@ void RestoreParameters(const nn::Module& model,
 
 double EvaluateNll(const NllFn& nll, const Tensor& x, const Tensor& context,
                    int64_t batch_size, uint64_t seed) {
-  Rng rng(seed);
-  return SumNll(nll, x, context, 0, x.dim(0), batch_size, rng) / x.dim(0);
+  double total = 0.0;
+  for (int64_t k = 0, n = Chunks(x, batch_size); k < n; ++k)
+    total += ChunkSum(nll, x, context, k, batch_size, seed);
+  return total / x.dim(0);
 }
 
 absl::StatusOr<double> EvaluateNll(parallel::Communicator& comm,
                                    const NllFn& nll, const Tensor& x,
                                    const Tensor& context, int64_t batch_size,
                                    uint64_t seed) {
-  const int64_t n = x.dim(0), r = comm.rank(), size = comm.size();
-  Rng rng(seed, r);
-  double total[1] = {SumNll(nll, x, context, n * r / size, n * (r + 1) / size,
-                            batch_size, rng)};
-  FT_RETURN_IF_ERROR(comm.AllReduceSum(absl::MakeSpan(total)));
-  return total[0] / n;
+  const int64_t chunks = Chunks(x, batch_size), r = comm.rank(),
+                size = comm.size();
+  // One entry per chunk, written by the one rank that scores it: the
+  // all-reduce adds zeros to it (exact), whatever the number of ranks.
+  std::vector<double> sums(chunks, 0.0);
+  for (int64_t k = chunks * r / size; k < chunks * (r + 1) / size; ++k)
+    sums[k] = ChunkSum(nll, x, context, k, batch_size, seed);
+  FT_RETURN_IF_ERROR(comm.AllReduceSum(absl::MakeSpan(sums)));
+  double total = 0.0;
+  for (double v : sums) total += v;
+  return total / x.dim(0);
 }
 
 absl::StatusOr<TrainResult> TrainNll(const flows::FlowModel& model,
@@ -328,6 +339,354 @@ absl::StatusOr<std::string> CheckInverse(DataParallel& dp,
   return std::string(shared.message());
 }
 
+// The training state of TrainNll's checkpoints (train.h, "Resume").
+constexpr char kStateMagic[8] = {'F', 'T', 'T', 'R', 'A', 'I', 'N', '\0'};
+constexpr uint32_t kStateVersion = 1;
+
+struct TrainState {
+  int64_t step = 0;  // loop steps done = global batches consumed
+  uint64_t seed = 0;
+  int64_t batch = 0, rows = 0;
+  uint64_t train_hash = 0, val_hash = 0;
+  int64_t ranks = 1;
+  bool finished = false;  // early stop, divergence or bad inverse
+  int64_t evals_since_best = 0, guard_updates = 0, window = 0;
+  double window_loss = 0.0;
+  TrainResult result;       // its histories, flags, message and clocks
+  std::string guard, best;  // ModuleState bytes (best: empty = none)
+};
+
+// A 64-bit fingerprint of a tensor's dtype, shape and bytes (over 8-byte
+// words, then the tail bytes: h = ((h ^ w) * FNV prime), then h ^= h >> 29,
+// so a difference in any bit reaches every later bit); undefined tensors
+// hash to a constant.
+uint64_t Fingerprint(const Tensor& t, uint64_t h) {
+  constexpr uint64_t kPrime = 1099511628211ULL;
+  auto mix = [&](uint64_t v) {
+    h = (h ^ v) * kPrime;
+    h ^= h >> 29;
+  };
+  if (!t.defined()) {
+    mix(0x5eed);
+    return h;
+  }
+  mix(static_cast<uint64_t>(t.dtype()) + 1);
+  for (int64_t d : t.shape().dims()) mix(static_cast<uint64_t>(d));
+  const size_t n = t.numel() * DTypeSize(t.dtype());
+  const char* p = static_cast<const char*>(t.raw_data());
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w;
+    std::memcpy(&w, p + i, 8);
+    mix(w);
+  }
+  for (; i < n; ++i) mix(static_cast<unsigned char>(p[i]));
+  return h;
+}
+
+constexpr uint64_t kFnvBasis = 14695981039346656037ULL;
+
+uint64_t TrainHash(const TrainData& d) {
+  return Fingerprint(d.train_context, Fingerprint(d.train, kFnvBasis));
+}
+uint64_t ValHash(const TrainData& d) {
+  return Fingerprint(d.val_context, Fingerprint(d.val, kFnvBasis));
+}
+
+class Writer {
+ public:
+  void U64(uint64_t v) {
+    for (int i = 0; i < 8; ++i) out_.push_back(static_cast<char>(v >> 8 * i));
+  }
+  void I64(int64_t v) { U64(static_cast<uint64_t>(v)); }
+  void F64(double v) {
+    uint64_t bits;
+    std::memcpy(&bits, &v, 8);
+    U64(bits);
+  }
+  void Bool(bool b) { out_.push_back(b ? 1 : 0); }
+  void Bytes(const char* p, size_t n) {
+    U64(n);
+    out_.append(p, n);
+  }
+  void Str(const std::string& v) { Bytes(v.data(), v.size()); }
+  void Doubles(const std::vector<double>& v) {
+    U64(v.size());
+    for (double x : v) F64(x);
+  }
+  void Pairs(const std::vector<std::pair<int64_t, double>>& v) {
+    U64(v.size());
+    for (const auto& [k, x] : v) {
+      I64(k);
+      F64(x);
+    }
+  }
+  std::string& out() { return out_; }
+
+ private:
+  std::string out_;
+};
+
+class Reader {
+ public:
+  explicit Reader(absl::string_view in) : in_(in) {}
+  bool U64(uint64_t* v) {
+    if (in_.size() - pos_ < 8) return false;
+    *v = 0;
+    for (int i = 0; i < 8; ++i)
+      *v |= static_cast<uint64_t>(static_cast<unsigned char>(in_[pos_ + i]))
+            << 8 * i;
+    pos_ += 8;
+    return true;
+  }
+  bool I64(int64_t* v) {
+    uint64_t u;
+    if (!U64(&u)) return false;
+    *v = static_cast<int64_t>(u);
+    return true;
+  }
+  bool F64(double* v) {
+    uint64_t bits;
+    if (!U64(&bits)) return false;
+    std::memcpy(v, &bits, 8);
+    return true;
+  }
+  bool Bool(bool* b) {
+    if (pos_ >= in_.size()) return false;
+    const unsigned char c = in_[pos_++];
+    *b = c == 1;
+    return c <= 1;
+  }
+  bool Str(std::string* v) {
+    uint64_t n;
+    if (!U64(&n) || n > in_.size() - pos_) return false;
+    v->assign(in_.data() + pos_, n);
+    pos_ += n;
+    return true;
+  }
+  // A count of items of `item` bytes each that the rest can hold.
+  bool Count(uint64_t* n, size_t item) {
+    return U64(n) && *n <= (in_.size() - pos_) / item;
+  }
+  bool Doubles(std::vector<double>* v) {
+    uint64_t n;
+    if (!Count(&n, 8)) return false;
+    v->resize(n);
+    for (double& x : *v) F64(&x);
+    return true;
+  }
+  bool Pairs(std::vector<std::pair<int64_t, double>>* v) {
+    uint64_t n;
+    if (!Count(&n, 16)) return false;
+    v->resize(n);
+    for (auto& [k, x] : *v) {
+      I64(&k);
+      F64(&x);
+    }
+    return true;
+  }
+  bool done() const { return pos_ == in_.size(); }
+
+ private:
+  absl::string_view in_;
+  size_t pos_ = 0;
+};
+
+std::string EncodeState(const TrainState& s) {
+  Writer w;
+  w.out().append(kStateMagic, 8);
+  w.U64(kStateVersion);
+  w.I64(s.step);
+  w.U64(s.seed);
+  w.I64(s.batch);
+  w.I64(s.rows);
+  w.U64(s.train_hash);
+  w.U64(s.val_hash);
+  w.I64(s.ranks);
+  w.Bool(s.finished);
+  w.I64(s.evals_since_best);
+  w.I64(s.guard_updates);
+  w.I64(s.window);
+  w.F64(s.window_loss);
+  const TrainResult& r = s.result;
+  w.I64(r.steps);
+  w.F64(r.last_loss);
+  w.F64(r.best_val_nll);
+  w.I64(r.best_step);
+  w.Doubles(r.losses);
+  w.Doubles(r.elapsed);
+  w.Pairs(r.val_history);
+  w.Bool(r.stopped_early);
+  w.Bool(r.diverged);
+  w.Str(r.message);
+  w.F64(r.seconds);
+  w.F64(r.allreduce_seconds);
+  w.Pairs(r.inverse_condition_history);
+  w.Bool(r.bad_inverse);
+  w.Str(s.guard);
+  w.Str(s.best);
+  return std::move(w.out());
+}
+
+// DataLoss naming the first malformed field; InvalidArgument for another
+// version.
+absl::StatusOr<TrainState> DecodeState(absl::string_view in) {
+  auto bad = [](absl::string_view what) {
+    return absl::DataLossError(
+        absl::StrCat("malformed training state: ", what));
+  };
+  if (in.size() < 8 || std::memcmp(in.data(), kStateMagic, 8) != 0)
+    return bad("bad magic");
+  Reader rd(in.substr(8));
+  uint64_t version = 0;
+  if (!rd.U64(&version)) return bad("no version");
+  if (version != kStateVersion)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "training state version ", version,
+        " is not supported (this build reads version ", kStateVersion, ")"));
+  TrainState s;
+  TrainResult& r = s.result;
+  if (!rd.I64(&s.step) || !rd.U64(&s.seed) || !rd.I64(&s.batch) ||
+      !rd.I64(&s.rows) || !rd.U64(&s.train_hash) || !rd.U64(&s.val_hash) ||
+      !rd.I64(&s.ranks) || !rd.Bool(&s.finished) ||
+      !rd.I64(&s.evals_since_best) || !rd.I64(&s.guard_updates) ||
+      !rd.I64(&s.window) || !rd.F64(&s.window_loss))
+    return bad("header cut short");
+  if (!rd.I64(&r.steps) || !rd.F64(&r.last_loss) || !rd.F64(&r.best_val_nll) ||
+      !rd.I64(&r.best_step) || !rd.Doubles(&r.losses) ||
+      !rd.Doubles(&r.elapsed) || !rd.Pairs(&r.val_history) ||
+      !rd.Bool(&r.stopped_early) || !rd.Bool(&r.diverged) ||
+      !rd.Str(&r.message) || !rd.F64(&r.seconds) ||
+      !rd.F64(&r.allreduce_seconds) ||
+      !rd.Pairs(&r.inverse_condition_history) || !rd.Bool(&r.bad_inverse))
+    return bad("result cut short");
+  if (!rd.Str(&s.guard) || !rd.Str(&s.best)) return bad("snapshots cut short");
+  if (!rd.done()) return bad("trailing bytes");
+  // Values the loop relies on.
+  if (s.step < 0 || s.batch < 1 || s.rows < 1 || s.ranks < 1 ||
+      s.evals_since_best < 0 || s.window < 0 || r.steps < 0 ||
+      r.steps > s.step || s.guard_updates < 0 || s.guard_updates > s.step ||
+      r.best_step < 0 || r.best_step > s.step ||
+      static_cast<int64_t>(r.losses.size()) != s.step ||
+      r.losses.size() != r.elapsed.size() ||
+      (r.best_step > 0 && s.best.empty()))
+    return bad(absl::StrCat("inconsistent counters (step ", s.step,
+                            ", updates ", r.steps, ", losses ", r.losses.size(),
+                            ", best step ", r.best_step, ")"));
+  return s;
+}
+
+// Rank 0 reads `o.resume_from` (checks the record against this run, then
+// loads the model and optimizer); the record's bytes reach every rank.
+// nullopt: no checkpoint to resume (resume_missing_ok).
+absl::StatusOr<std::optional<TrainState>> ReadResume(
+    DataParallel& dp, const nn::Module& model, nn::Optimizer& optimizer,
+    const TrainData& data, const TrainOptions& o, int64_t batch,
+    const NanGuard& guard, const ModuleState* best) {
+  const std::string where =
+      absl::StrCat("train_nll: resume from '", o.resume_from, "': ");
+  absl::Status s;
+  std::string bytes;
+  bool missing = false;
+  if (dp.lead()) {
+    missing = !std::ifstream(o.resume_from).good();
+    if (missing && !o.resume_missing_ok)
+      s = absl::NotFoundError(absl::StrCat(
+          where, "no such file (resume_missing_ok starts a fresh run)"));
+    absl::StatusOr<nn::NamedTensors> entries;
+    nn::Metadata meta;
+    if (s.ok() && !missing) {
+      entries = nn::ReadTensorFile(o.resume_from, &meta);
+      if (!entries.ok())
+        s = absl::Status(entries.status().code(),
+                         absl::StrCat(where, entries.status().message()));
+    }
+    if (s.ok() && !missing) {
+      auto it = meta.find(kTrainStateKey);
+      absl::StatusOr<TrainState> state =
+          it == meta.end()
+              ? absl::InvalidArgumentError(
+                    "the checkpoint has no training state (it was not "
+                    "written by TrainNll)")
+              : DecodeState(it->second);
+      if (!state.ok()) {
+        s = absl::Status(state.status().code(),
+                         absl::StrCat(where, state.status().message()));
+      } else {
+        const TrainState& t = *state;
+        const bool has_val = data.val.defined() && data.val.dim(0) > 0;
+        std::string mismatch;
+        if (t.seed != o.seed)
+          mismatch = absl::StrCat("seed ", t.seed, " there, ", o.seed, " here");
+        else if (t.batch != batch)
+          mismatch =
+              absl::StrCat("batch size ", t.batch, " there, ", batch, " here");
+        else if (t.rows != data.train.dim(0))
+          mismatch = absl::StrCat(t.rows, " training rows there, ",
+                                  data.train.dim(0), " here");
+        else if (t.train_hash != TrainHash(data))
+          mismatch = "the training data (or its context) differ";
+        else if (t.val_hash != ValHash(data))
+          mismatch = "the validation data (or its context) differ";
+        if (!mismatch.empty()) {
+          s = absl::InvalidArgumentError(absl::StrCat(
+              where,
+              "the checkpoint was written for other options or data (they "
+              "change the data order or the validation): ",
+              mismatch));
+        } else if (t.step > o.max_steps) {
+          s = absl::InvalidArgumentError(
+              absl::StrCat(where, "the checkpoint is at step ", t.step,
+                           ", beyond max_steps = ", o.max_steps));
+        } else if (!t.finished && t.guard.size() != guard.good_data().size()) {
+          s = absl::InvalidArgumentError(absl::StrCat(
+              where, "the NaN guard's snapshot has ", t.guard.size(),
+              " bytes but this model and optimizer's state has ",
+              guard.good_data().size()));
+        } else if (!t.best.empty() &&
+                   (!has_val || t.best.size() != best->data().size())) {
+          s = absl::InvalidArgumentError(absl::StrCat(
+              where, "the best model's snapshot has ", t.best.size(),
+              " bytes but this model's parameters and buffers have ",
+              has_val ? best->data().size() : 0));
+        } else {
+          // Checks every name, shape and value before changing anything.
+          s = nn::RestoreFromTensors(absl::StrCat(where, "checkpoint"),
+                                     *entries, const_cast<nn::Module&>(model),
+                                     &optimizer);
+          if (s.ok()) bytes = it->second;
+        }
+      }
+    }
+  }
+  FT_RETURN_IF_ERROR(dp.AgreeWithRankZero(s));
+  if (dp.size() > 1) {
+    // Rank 0's record: its length, then 4 bytes per double (exact).
+    double n[1] = {missing ? -1.0 : static_cast<double>(bytes.size())};
+    FT_RETURN_IF_ERROR(dp.comm().Broadcast(absl::MakeSpan(n), 0));
+    missing = n[0] < 0;
+    if (!missing) {
+      const size_t len = static_cast<size_t>(n[0]);
+      std::vector<double> packed((len + 3) / 4, 0.0);
+      if (dp.lead())
+        for (size_t i = 0; i < len; ++i)
+          packed[i / 4] += static_cast<double>(
+              static_cast<uint64_t>(static_cast<unsigned char>(bytes[i]))
+              << 8 * (i % 4));
+      FT_RETURN_IF_ERROR(dp.comm().Broadcast(absl::MakeSpan(packed), 0));
+      if (!dp.lead()) {
+        bytes.resize(len);
+        for (size_t i = 0; i < len; ++i)
+          bytes[i] = static_cast<char>(static_cast<uint64_t>(packed[i / 4]) >>
+                                       8 * (i % 4));
+      }
+    }
+  }
+  if (missing) return std::nullopt;
+  FT_ASSIGN_OR_RETURN(TrainState state, DecodeState(bytes));
+  return state;
+}
+
 absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
                                   const nn::Module& model, const NllFn& nll,
                                   nn::Optimizer& optimizer,
@@ -348,11 +707,20 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
     return absl::InvalidArgumentError(
         "train_nll: invertibility_every needs a FlowModel");
   BatchOrder order(n, batch, o.seed);
-  Rng rng(o.seed, rank);
   TrainResult r;
   r.ranks = size;
   r.best_val_nll = std::numeric_limits<double>::infinity();
-  {
+  NanGuard guard(model, optimizer, nullptr, o.guard_every);
+  // The best validated state (allocated only when there is validation data).
+  std::optional<ModuleState> best;
+  if (has_val) best.emplace(model, nullptr);
+  std::optional<TrainState> resumed;
+  if (!o.resume_from.empty()) {
+    FT_ASSIGN_OR_RETURN(resumed,
+                        ReadResume(dp, model, optimizer, data, o, batch, guard,
+                                   best ? &*best : nullptr));
+  }
+  if (!resumed) {
     absl::Status s;
     if (rank == 0) {
       const std::vector<int64_t> first = order.Peek(batch);
@@ -375,14 +743,37 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
     }
     FT_RETURN_IF_ERROR(dp.AgreeWithRankZero(s));
   }
-  NanGuard guard(model, optimizer, nullptr, o.guard_every);
   FT_RETURN_IF_ERROR(dp.BroadcastState(guard.tensors()));
   guard.Reset();
   // Updates held by the checkpoint on disk, and the step that diverged.
   int64_t saved_updates = -1, diverged_at = 0;
-  // The best validated state (allocated only when there is validation data).
-  std::optional<ModuleState> best;
-  if (has_val) best.emplace(model, nullptr);
+  int64_t first_step = 1, evals_since_best = 0, window = 0;
+  double window_loss = 0.0, clock = 0.0;
+  bool finished = false;
+  if (resumed) {
+    const TrainState& t = *resumed;
+    r = t.result;
+    r.ranks = size;
+    r.model_status = absl::OkStatus();
+    first_step = t.step + 1;
+    evals_since_best = t.evals_since_best;
+    window = t.window;
+    window_loss = t.window_loss;
+    clock = r.seconds;
+    finished = t.finished;
+    order.Skip(t.step);
+    if (!finished &&
+        !guard.SetGood(t.guard.data(), t.guard.size(), t.guard_updates))
+      return absl::InternalError(
+          "train_nll: resume: the replicas' states differ in size");
+    if (!t.best.empty() && !best->SetData(t.best.data(), t.best.size()))
+      return absl::InternalError(
+          "train_nll: resume: the replicas' states differ in size");
+    if (o.resume_from == o.checkpoint_path) saved_updates = r.steps;
+    if (log)
+      *log << "resumed from " << o.resume_from << " after step " << t.step
+           << (finished ? " (the run had ended)" : "") << std::endl;
+  }
   // Can the model sample and score? Rank 0 decides for all (the outer
   // Status is the communicator's).
   auto check_usable = [&]() -> absl::StatusOr<absl::Status> {
@@ -395,15 +786,45 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
     }
     return dp.ShareVerdict(usable);
   };
-  int64_t evals_since_best = 0;
-  double window_loss = 0.0;
-  int64_t window = 0;
+  // Rank 0 writes the model, the optimizer and the training state after
+  // `step` loop steps (a failed write fails every rank).
+  std::optional<std::pair<uint64_t, uint64_t>> hashes;  // once, on rank 0
+  auto save = [&](int64_t step, bool ended) -> absl::Status {
+    absl::Status s;
+    if (rank == 0) {
+      if (!hashes) hashes.emplace(TrainHash(data), ValHash(data));
+      TrainState t;
+      t.step = step;
+      t.seed = o.seed;
+      t.batch = batch;
+      t.rows = n;
+      t.train_hash = hashes->first;
+      t.val_hash = hashes->second;
+      t.ranks = size;
+      t.finished = ended;
+      t.evals_since_best = evals_since_best;
+      t.guard_updates = guard.good_updates();
+      t.window = window;
+      t.window_loss = window_loss;
+      t.result = r;
+      t.result.model_status = absl::OkStatus();
+      if (!ended)
+        t.guard.assign(guard.good_data().begin(), guard.good_data().end());
+      if (has_val && r.best_step > 0)
+        t.best.assign(best->data().begin(), best->data().end());
+      s = nn::SaveCheckpoint(o.checkpoint_path, model, &optimizer,
+                             {{kTrainStateKey, EncodeState(t)}});
+    }
+    return dp.AgreeWithRankZero(s);
+  };
   const auto start = Clock::now();
 
-  for (int64_t step = 1; step <= o.max_steps; ++step) {
+  for (int64_t step = first_step; !finished && step <= o.max_steps; ++step) {
     const std::vector<int64_t> index = order.Next(dp.begin(), dp.end());
     guard.BeforeStep(step);
     optimizer.ZeroGrad();
+    // A fresh stream per step and rank: a resumed run draws the same noise.
+    Rng rng(o.seed, (static_cast<uint64_t>(step) << 20) + rank);
     Tensor loss =
         nll(Rows(data.train, index), Rows(data.train_context, index), rng);
     double value = loss.item();
@@ -429,24 +850,9 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
     optimizer.Step();
     r.steps = step;
     r.losses.push_back(value);
-    r.elapsed.push_back(Seconds(start));
+    r.elapsed.push_back(clock + Seconds(start));
     window_loss += value;
     ++window;
-
-    if (checkpoints && step % o.checkpoint_every == 0) {
-      // Only a model that can sample and score is written.
-      FT_ASSIGN_OR_RETURN(absl::Status usable, check_usable());
-      if (usable.ok()) {
-        absl::Status s;
-        if (rank == 0)
-          s = nn::SaveCheckpoint(o.checkpoint_path, model, &optimizer);
-        FT_RETURN_IF_ERROR(dp.AgreeWithRankZero(s));
-        saved_updates = step;
-      } else if (log) {
-        *log << "step " << step
-             << ": checkpoint not written: " << usable.message() << std::endl;
-      }
-    }
 
     if (o.invertibility_every > 0 && step % o.invertibility_every == 0) {
       FT_ASSIGN_OR_RETURN(std::string alarm,
@@ -456,13 +862,12 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
       if (!alarm.empty() && o.stop_on_bad_inverse) {
         r.bad_inverse = true;
         r.message = alarm;
-        break;
       }
     }
 
     const bool last = step == o.max_steps;
     std::string val_text;
-    if (has_val && (step % o.eval_every == 0 || last)) {
+    if (!r.bad_inverse && has_val && (step % o.eval_every == 0 || last)) {
       FT_ASSIGN_OR_RETURN(
           const double v,
           dp.Evaluate(nll, data.val, data.val_context, o.eval_batch_size));
@@ -483,14 +888,28 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
             o.patience, " evaluations (best at step ", r.best_step, ")");
       }
     }
-    if (log && (step % o.log_every == 0 || last || r.stopped_early)) {
+    if (log && !r.bad_inverse &&
+        (step % o.log_every == 0 || last || r.stopped_early)) {
       *log << ProgressLine(step, o.max_steps, window_loss / window, val_text,
-                           step / Seconds(start))
+                           (step - first_step + 1) / Seconds(start))
            << std::endl;
       window_loss = 0.0;
       window = 0;
     }
-    if (r.stopped_early) break;
+    const bool stop = r.stopped_early || r.bad_inverse;
+    if (checkpoints && step % o.checkpoint_every == 0) {
+      // Only a model that can sample and score is written.
+      FT_ASSIGN_OR_RETURN(absl::Status usable, check_usable());
+      if (usable.ok()) {
+        r.seconds = clock + Seconds(start);
+        FT_RETURN_IF_ERROR(save(step, stop));
+        saved_updates = step;
+      } else if (log) {
+        *log << "step " << step
+             << ": checkpoint not written: " << usable.message() << std::endl;
+      }
+    }
+    if (stop) break;
   }
   if (r.message.empty())
     r.message = absl::StrCat("finished ", r.steps, " steps");
@@ -499,25 +918,24 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
     best->Restore();
   if (!has_val) r.best_val_nll = r.last_loss;
 
-  r.seconds = Seconds(start);  // the steps, not the final check
+  r.seconds = clock + Seconds(start);  // the steps, not the final check
   FT_ASSIGN_OR_RETURN(r.model_status, check_usable());
   if (!r.model_status.ok())
     r.message = absl::StrCat(r.message, "; ", r.model_status.message());
   // After a divergence the checkpoint holds the restored state if it is
-  // usable; if not, a checkpoint of the state whose loss (or gradient) was
-  // not finite is deleted.
-  if (r.diverged && checkpoints &&
+  // usable (a record of the ended run); if not, a checkpoint of the state
+  // whose loss (or gradient) was not finite is deleted.
+  if (r.diverged && !finished && checkpoints &&
       (r.model_status.ok() || saved_updates == diverged_at - 1)) {
-    absl::Status s;
-    if (rank == 0) {
-      if (r.model_status.ok()) {
-        s = nn::SaveCheckpoint(o.checkpoint_path, model, &optimizer);
-      } else if (std::remove(o.checkpoint_path.c_str()) == 0) {
+    if (r.model_status.ok()) {
+      FT_RETURN_IF_ERROR(save(diverged_at - 1, true));
+    } else {
+      absl::Status s;
+      if (rank == 0 && std::remove(o.checkpoint_path.c_str()) == 0)
         r.message = absl::StrCat(r.message, "; deleted the checkpoint ",
                                  o.checkpoint_path, " of step ", saved_updates);
-      }
+      FT_RETURN_IF_ERROR(dp.AgreeWithRankZero(s));
     }
-    FT_RETURN_IF_ERROR(dp.AgreeWithRankZero(s));
   }
   if (log && (r.stopped_early || r.diverged || !r.model_status.ok()))
     *log << r.message << std::endl;

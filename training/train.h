@@ -10,7 +10,9 @@
 // clipping, optimizer Step, tape Reset.
 //
 // Validation: every eval_every steps the mean NLL over the whole validation
-// set (NoGradScope, fixed rng seed so every evaluation sees the same noise).
+// set (NoGradScope, EvaluateNll: chunks of eval_batch_size rows, chunk k's
+// noise from Rng(12345, k), so every evaluation sees the same noise, and the
+// same noise for any number of ranks).
 // Early stopping: stop after `patience` evaluations without a new best; the
 // model (parameters and buffers) of the best evaluation is restored at the
 // end (restore_best).
@@ -58,12 +60,22 @@
 //     and then broadcasts its parameters, buffers and optimizer state, so all
 //     ranks start from rank 0's model. Buffers must then evolve identically
 //     given identical parameters (true of spectral-norm vectors and ActNorm);
-//   - validation: each rank evaluates a contiguous share of the rows, summed
-//     across ranks; the model check runs on rank 0 and its verdict is shared;
+//   - validation: the validation rows are cut into chunks of
+//     eval_batch_size rows (chunk k drawing its noise from its own stream)
+//     whatever N is; each rank evaluates a contiguous share of the chunks and
+//     the per-chunk sums are summed in chunk order on every rank, so the
+//     validation NLL, and early stopping, are bit-identical for any N, a
+//     stochastic nll included (ranks without a chunk idle: with M validation
+//     rows every rank works when eval_batch_size <= M / N); the model check
+//     runs on rank 0 and its verdict is shared;
 //   - only rank 0 logs and writes checkpoints (a failed write fails every
 //     rank); a rank returning an error aborts the group (Communicator::Abort);
 //   - randomness: the permutation from Rng(seed, 2^64 - 1) on every rank; the
-//     nll's rng (dequantisation noise, stochastic estimators) Rng(seed, rank).
+//     nll's rng (dequantisation noise, stochastic estimators) at step s on
+//     rank r is Rng(seed, s * 2^20 + r), a fresh stream per step (so a
+//     resumed run draws what the uninterrupted one draws). A rank draws the
+//     noise of its own shard: with a stochastic training nll the trajectory
+//     depends on N (validation does not, see above).
 // The shard, the weighted all-reduce, the broadcast and rank 0's verdicts
 // are training/data_parallel.h, shared with TrainFlowMatching and
 // TrainReverseKl. With N = 1 (or no communicator) this is the
@@ -89,8 +101,49 @@
 // parallel::mpi::CommunicatorFromEnvironment()
 // (parallel/mpi/mpi_communicator.h; nullptr outside mpirun). Every process
 // loads the same TrainData; only rank 0's model, checkpoint and log matter.
-// A checkpoint resumes under any number of ranks (load it into every rank's
-// model and optimizer, or only rank 0's: its state is broadcast).
+//
+// Resume (options.resume_from): a checkpoint written by this loop carries,
+// beside the model's and optimizer's tensors (nn/checkpoint.h), the training
+// state as the metadata entry "flowtape.train_state" (kTrainStateKey), so a
+// run killed at any moment and restarted with the same options plus
+// resume_from = its checkpoint_path continues exactly where the checkpoint
+// was written: the final parameters, losses, val_history, best_val_nll,
+// best_step, steps and message are bit-identical to those of the
+// uninterrupted run (with the same number of ranks; elapsed and seconds
+// continue from the saved clock). A checkpoint is written at the end of
+// step s (after its validation, logging and early-stopping decision). The
+// record (version 1, little-endian; bytes of the model state in host order):
+//   char[8] "FTTRAIN\0", uint64 version,
+//   the step s (batches consumed: BatchOrder::Skip(s) restores the epoch
+//   position and permutation; the nll's per-step streams need no state),
+//   the data-order key (seed, global batch, training rows, a 64-bit
+//   fingerprint of the training data and context, one of the validation
+//   data and context: dtype, shape and bytes), the ranks that wrote it, whether
+//   the run had ended (early stop, divergence, bad inverse), the early-stopping
+//   state (best_val_nll, best_step, evaluations since the best, the best
+//   model's parameters and buffers), the NaN guard's last good snapshot
+//   (parameters, buffers, optimizer state) and its update count, the progress
+//   window, the clock, and every TrainResult history (losses, elapsed,
+//   val_history, inverse_condition_history, message, flags).
+// The file therefore holds up to three copies of the parameters (current,
+// guard, best). nn::LoadCheckpoint reads it as any checkpoint (metadata is
+// ignored). Resuming (rank 0 reads the file; its state and the record are
+// broadcast, so any number of ranks can resume, bit-identically with the
+// same number) skips the initialisation pass, and a record of a run that
+// had ended returns that run's result (restore_best applied, the model
+// check rerun) without training. Errors, nothing changed: NotFound for a
+// missing file (unless resume_missing_ok: a fresh run), the checkpoint's
+// own errors (unreadable, corrupt, a model or optimizer whose names or
+// shapes differ: nn::RestoreFromTensors), InvalidArgument for a file
+// without a training state, a record from an unsupported version, and
+// options or data that change the data order (seed, batch size, training
+// rows or values, validation values), a step beyond max_steps, a saved
+// snapshot whose size differs from the model's state; DataLoss for a
+// malformed record. Options that do not change the data order may differ
+// (max_steps, patience, eval_every, eval_batch_size, logging,
+// checkpointing, clipping, guard_every): the run is then the one they give
+// from the saved state. The learning-rate schedule (nn/schedule.h) is a
+// function of the optimizer's step count, restored with its state.
 //
 // Progress line (rank 0, every log_every steps):
 //   step 200/1000  loss 1.2345  val 1.3000 (best 1.2900)  85.1 steps/s  ETA
@@ -198,6 +251,12 @@ struct TrainOptions {
   // the run (DeadlineExceeded).
   double peer_timeout_seconds = 600.0;
 
+  // Resume from this checkpoint of TrainNll (see "Resume" above); empty =
+  // a fresh run. resume_missing_ok: a missing file starts a fresh run (so a
+  // restart command can always pass resume_from = checkpoint_path).
+  std::string resume_from;
+  bool resume_missing_ok = false;
+
   // InvalidArgument naming the first bad option: batch sizes or eval_every
   // < 1, guard_every < 1, invertibility_every < 0, invertibility_rows < 1,
   // a negative or NaN inverse limit, checkpoint_every without a path.
@@ -238,7 +297,8 @@ struct TrainResult {
 // the first bad row), checkpoint_every without a path, a global batch smaller
 // than the number of ranks; a failed checkpoint write or initialisation is
 // returned as its Status, and so is a communicator's (a failed or timed-out
-// peer). A final model that fails the check is FailedPrecondition.
+// peer); resume errors as under "Resume" above. A final model that fails
+// the check is FailedPrecondition.
 absl::StatusOr<TrainResult> TrainNll(const nn::Module& model, const NllFn& nll,
                                      nn::Optimizer& optimizer,
                                      const TrainData& data,
@@ -262,16 +322,23 @@ absl::Status CheckModelUsable(const nn::Module& model, const NllFn& nll,
                               const Tensor& x, const Tensor& context, Rng& rng,
                               int64_t n = 64);
 
-// Mean of nll over all rows of x in chunks of batch_size, without recording
-// (NoGradScope). Chunk means are weighted by their sizes.
+// Mean of nll over all rows of x, without recording (NoGradScope), in
+// chunks: chunk k holds rows [k b, min((k + 1) b, M)), b = batch_size, and
+// is scored with Rng(seed, k) (a stream of its own):
+//   mean = (sum_k |chunk k| nll(chunk k)) / M, summed in chunk order.
 double EvaluateNll(const NllFn& nll, const Tensor& x, const Tensor& context,
                    int64_t batch_size, uint64_t seed = 12345);
-// Data parallel: rank r evaluates rows [M r/N, M (r+1)/N) with
-// Rng(seed, r); the sum over ranks (the same value on every rank).
+// Data parallel: the K chunks above are split over the N ranks (rank r
+// scores chunks [K r/N, K (r+1)/N)), the per-chunk sums are all-reduced
+// (each entry from one rank, exactly) and summed in chunk order: the same
+// bits as EvaluateNll, on every rank, for any N.
 absl::StatusOr<double> EvaluateNll(parallel::Communicator& comm,
                                    const NllFn& nll, const Tensor& x,
                                    const Tensor& context, int64_t batch_size,
                                    uint64_t seed = 12345);
+
+// The metadata key of the training state in TrainNll's checkpoints.
+inline constexpr char kTrainStateKey[] = "flowtape.train_state";
 
 // Global L2 norm of the accumulated gradients (inf/NaN if any entry is).
 double GradNorm(const std::vector<Tensor>& params);

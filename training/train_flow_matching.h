@@ -58,8 +58,8 @@
 // steps), at the price of drawing (and coupling: exact OT is O(B^3))
 // the whole batch on every rank. The loss must therefore be a
 // ShardedFlowMatchingLossFn (FlowMatching::LossOfRows); a plain
-// FlowMatchingLossFn is accepted only with N = 1. The validation nll's rng
-// is per rank, as in TrainNll.
+// FlowMatchingLossFn is accepted only with N = 1. Validation is TrainNll's
+// (EvaluateNll's chunks, the same value for any N).
 // TrainFlowMatchingThreads runs N replicas on N threads (thread count as
 // TrainNllThreads, train_threads.h) and returns rank 0's.
 //

@@ -120,6 +120,28 @@ TEST(IdfTest, OptionsAreValidated) {
   }
 }
 
+// IdfConvNet::Create refuses what nn::Conv2d's constructor aborts on, naming
+// it; a valid net maps [N, in, h, w] to [N, out, h, w] and starts at zero
+// (its last convolution is zero-initialised).
+TEST(IdfTest, ConvNetCreateRefusesBadSizesWithAStatus) {
+  Rng rng(3);
+  auto expect_bad = [](const absl::Status& s, const std::string& what) {
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+    EXPECT_NE(s.message().find(what), std::string::npos) << s;
+  };
+  expect_bad(IdfConvNet::Create(0, {4}, 2, rng).status(), "in = 0");
+  expect_bad(IdfConvNet::Create(2, {4}, -1, rng).status(), "out = -1");
+  expect_bad(IdfConvNet::Create(2, {4, 0}, 2, rng).status(),
+             "hidden[1] = 0 must be >= 1");
+  auto net = IdfConvNet::Create(2, {4, 3}, 5, rng);
+  ASSERT_TRUE(net.ok()) << net.status();
+  ASSERT_EQ((*net)->layers().size(), 3u);
+  NoGradScope no_grad;
+  Tensor y = (**net)(Tensor::Randn({2, 2, 4, 6}, rng));
+  EXPECT_EQ(y.shape(), (Shape{2, 5, 4, 6}));
+  for (int64_t i = 0; i < y.numel(); ++i) EXPECT_EQ(y[i], 0.0);
+}
+
 TEST(IdfTest, RoundTripIsExactOnIntegers) {
   NoGradScope no_grad;
   auto flow = MakeFlow(Small(), 1);

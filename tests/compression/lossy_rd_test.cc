@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "autodiff/grad.h"
@@ -285,6 +286,31 @@ TEST(RateDistortion, BadInputIsInvalidArgument) {
     EXPECT_EQ(o.Validate().code(), kBad);
     EXPECT_EQ(TrainRateDistortion(m, prior, x, o).status().code(), kBad);
   }
+}
+
+// LearnedLatentPrior::Create refuses priors the constructor aborts on (or
+// would turn into NaN parameters), naming the problem; a valid one holds
+// mu and log s and gives them back through Values().
+TEST(LearnedLatentPrior, CreateRefusesBadPriorsWithAStatus) {
+  auto expect_bad = [](const LatentPrior& p, const std::string& what) {
+    const absl::Status s = LearnedLatentPrior::Create(p).status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+    EXPECT_NE(s.message().find(what), std::string::npos) << s;
+  };
+  expect_bad({{0.0, 1.0}, {1.0}}, "got 2 means and 1 scales");
+  expect_bad({{}, {}}, "want D >= 1 means");
+  expect_bad({{0.0, NAN}, {1.0, 2.0}}, "mean 1 = nan is not finite");
+  expect_bad({{0.0, 1.0}, {1.0, 0.0}}, "scale 1 = 0 must be finite and > 0");
+  expect_bad({{0.0}, {-2.0}}, "scale 0 = -2");
+  expect_bad({{0.0}, {INFINITY}}, "scale 0 = inf");
+  auto prior = LearnedLatentPrior::Create({{0.5, -1.0}, {2.0, 0.25}});
+  ASSERT_TRUE(prior.ok()) << prior.status();
+  EXPECT_EQ((*prior)->mean().ToVector(), (std::vector<double>{0.5, -1.0}));
+  EXPECT_EQ((*prior)->log_scale().ToVector(),
+            (std::vector<double>{std::log(2.0), std::log(0.25)}));
+  const LatentPrior back = (*prior)->Values();
+  EXPECT_NEAR(back.scale[0], 2.0, 1e-15);
+  EXPECT_NEAR(back.scale[1], 0.25, 1e-15);
 }
 
 }  // namespace

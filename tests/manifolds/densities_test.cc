@@ -5,13 +5,17 @@
 #include <cmath>
 #include <limits>
 #include <memory>
+#include <string>
 #include <vector>
 
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
 #include "gtest/gtest.h"
 #include "manifolds/calibration.h"
 #include "manifolds/dirichlet.h"
+#include "manifolds/invertible_matrix.h"
 #include "manifolds/manifold.h"
 #include "manifolds/manifold_flow.h"
 #include "manifolds/neural_sphere_flow.h"
@@ -121,8 +125,8 @@ TEST(Densities, FlowModelsIntegrateToOneOnS2) {
   auto other = std::make_shared<ManifoldFlowModel>(
       base, std::vector<std::shared_ptr<flows::Flow>>{
                 NormalizedAffine::Create({.n = 3, .noise = 0.4}, rng).value()});
-  FlowMixture mixture({model, other});
-  EXPECT_NEAR(IntegrateS2(mixture, 200, 200), 1.0, 1e-7);
+  auto mixture = FlowMixture::Create({model, other}).value();
+  EXPECT_NEAR(IntegrateS2(*mixture, 200, 200), 1.0, 1e-7);
   // The neural flow's density goes through the generic volume ratio.
   auto nf = CylindricalCouplingFlow::Create({.components = 3, .hidden = 8}, rng)
                 .value();
@@ -145,7 +149,9 @@ TEST(Densities, FlowMixtureWithUndefinedWeightsSamplesNaN) {
         std::vector<std::shared_ptr<flows::Flow>>{
             NormalizedAffine::Create({.n = 3, .noise = 0.4}, rng).value()});
   };
-  FlowMixture mixture({part(), part()});
+  auto made = FlowMixture::Create({part(), part()});
+  ASSERT_TRUE(made.ok()) << made.status();
+  const FlowMixture& mixture = **made;
   Tensor logits;
   for (const auto& [name, t] : mixture.NamedParameters())
     if (name == "logits") logits = t;
@@ -367,6 +373,132 @@ TEST(Densities, SamplersMatchMoments) {
   const double mr = Mean(r).item();
   const double sr = std::sqrt(Mean(Square(r - mr)).item());
   EXPECT_NEAR(mr, 1.0, 5.0 * sr / std::sqrt(double(num)));
+}
+
+void ExpectInvalid(const absl::Status& s, const std::string& part) {
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_NE(s.message().find(part), std::string::npos) << s;
+}
+
+// What the constructors abort on (or crash on) is a Status from Create.
+TEST(Densities, CreateRefusesBadArgumentsWithAStatus) {
+  ExpectInvalid(UniformSphere::Create(1).status(), "n = 1 must be >= 2");
+  ExpectInvalid(UniformSphere::Create(-3).status(), "n = -3");
+  auto sphere = UniformSphere::Create(4);
+  ASSERT_TRUE(sphere.ok()) << sphere.status();
+  EXPECT_NEAR((*sphere)->LogProb(Tensor::FromVector({1, 4}, {1, 0, 0, 0}))[0],
+              -std::log(2 * M_PI * M_PI), 1e-14);  // |S^3| = 2 pi^2
+
+  ExpectInvalid(FlowMixture::Create({}).status(), "no components");
+  auto s2 = std::make_shared<UniformSphere>(3);
+  ExpectInvalid(FlowMixture::Create({s2, nullptr}).status(),
+                "component 1 is null");
+  ExpectInvalid(
+      FlowMixture::Create({s2, std::make_shared<UniformSphere>(4)}).status(),
+      "component 1 lives on S^3, component 0 on S^2");
+  std::shared_ptr<ManifoldDensity> simplex(*Dirichlet::Create({1, 2, 3}));
+  ExpectInvalid(FlowMixture::Create({s2, simplex}).status(),
+                "component 1 lives on Delta^2");
+
+  Rng rng(3);
+  ExpectInvalid(InvertibleMatrix::Create(0, rng).status(), "n = 0 must be");
+  ExpectInvalid(InvertibleMatrix::Create(3, rng, -0.1).status(),
+                "noise = -0.1");
+  ExpectInvalid(InvertibleMatrix::Create(3, rng, std::nan("")).status(),
+                "must be finite");
+  auto m = InvertibleMatrix::Create(3, rng, 0.2);
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_NEAR(std::abs((*m)->Value().determinant()),
+              std::exp((*m)->LogAbsDet().item()), 1e-12);
+  auto identity = InvertibleMatrix::Create(3, rng);  // noise 0: M = I
+  ASSERT_TRUE(identity.ok());
+  EXPECT_EQ(((*identity)->Value() - Eigen::MatrixXd::Identity(3, 3))
+                .cwiseAbs()
+                .maxCoeff(),
+            0.0);
+}
+
+// A flow whose pass fails (as a numeric inverse or ODE solve does): NaN
+// values and a status; `forward_ok` lets one direction succeed.
+class FailingFlow : public flows::Flow {
+ public:
+  explicit FailingFlow(bool forward_ok) : forward_ok_(forward_ok) {}
+  flows::FlowResult Forward(const Tensor& x, const Tensor&,
+                            Rng* rng) const override {
+    EXPECT_NE(rng, nullptr);  // the model hands its flows an rng
+    return forward_ok_ ? flows::FlowResult(x, Tensor::Zeros({x.dim(0)}))
+                       : Failed(x);
+  }
+  flows::FlowResult Inverse(const Tensor& z, const Tensor&,
+                            Rng* rng) const override {
+    EXPECT_NE(rng, nullptr);
+    return Failed(z);
+  }
+  std::string name() const override { return "failing"; }
+
+ private:
+  static flows::FlowResult Failed(const Tensor& x) {
+    const double nan = std::nan("");
+    flows::FlowResult r(Tensor::Full(x.shape(), nan, x.dtype()),
+                        Tensor::Full({x.dim(0)}, nan, x.dtype()));
+    r.status = absl::InternalError("failing: the solve did not converge");
+    return r;
+  }
+  bool forward_ok_;
+};
+
+// ManifoldFlowModel passes a failed step's status on (Score, SamplePass,
+// TryLogProb, TrySample; FlowMixture's Try* name the component) instead of
+// returning NaN as if nothing happened; steps after the failing one do not
+// run; healthy chains give LogProb's values from TryLogProb.
+TEST(Densities, FlowModelPassesAFailedStepsStatusOn) {
+  Rng rng(31);
+  auto base = std::make_shared<UniformSphere>(3);
+  auto affine = NormalizedAffine::Create({.n = 3, .noise = 0.4}, rng).value();
+  auto failing = std::make_shared<FailingFlow>(/*forward_ok=*/false);
+  auto bad = std::make_shared<ManifoldFlowModel>(
+      base, std::vector<std::shared_ptr<flows::Flow>>{affine, failing, affine});
+  auto good = std::make_shared<ManifoldFlowModel>(
+      base, std::vector<std::shared_ptr<flows::Flow>>{affine});
+  Tensor y = Manifold::Sphere(3).SampleUniform(6, rng);
+
+  ManifoldFlowModel::Density d = bad->Score(y);
+  EXPECT_EQ(d.pass.status.code(), absl::StatusCode::kInternal);
+  ASSERT_EQ(d.log_prob.shape(), (Shape{6}));
+  for (int64_t i = 0; i < 6; ++i) EXPECT_TRUE(std::isnan(d.log_prob[i]));
+  absl::StatusOr<Tensor> lp = bad->TryLogProb(y);
+  ASSERT_FALSE(lp.ok());
+  EXPECT_EQ(lp.status().message(), "failing: the solve did not converge");
+  Rng a(5);
+  absl::StatusOr<Tensor> drawn = bad->TrySample(4, a);
+  ASSERT_FALSE(drawn.ok());
+  EXPECT_EQ(drawn.status().code(), absl::StatusCode::kInternal);
+
+  // Forward fine, Inverse failing: scoring works, sampling reports.
+  auto half = std::make_shared<ManifoldFlowModel>(
+      base, std::vector<std::shared_ptr<flows::Flow>>{
+                affine, std::make_shared<FailingFlow>(/*forward_ok=*/true)});
+  absl::StatusOr<Tensor> half_lp = half->TryLogProb(y);
+  ASSERT_TRUE(half_lp.ok()) << half_lp.status();
+  EXPECT_EQ(half_lp->ToVector(), good->LogProb(y).ToVector());
+  EXPECT_FALSE(half->TrySample(4, a).ok());
+
+  absl::StatusOr<Tensor> good_lp = good->TryLogProb(y);
+  ASSERT_TRUE(good_lp.ok()) << good_lp.status();
+  EXPECT_EQ(good_lp->ToVector(), good->LogProb(y).ToVector());
+
+  auto mixture = FlowMixture::Create({good, bad}).value();
+  absl::StatusOr<Tensor> mixed = mixture->TryLogProb(y);
+  ASSERT_FALSE(mixed.ok());
+  EXPECT_EQ(mixed.status().message(),
+            "FlowMixture component 1: failing: the solve did not converge");
+  auto fine = FlowMixture::Create({good, half}).value();
+  absl::StatusOr<Tensor> fine_lp = fine->TryLogProb(y);
+  ASSERT_TRUE(fine_lp.ok()) << fine_lp.status();
+  EXPECT_EQ(fine_lp->ToVector(), fine->LogProb(y).ToVector());
+  // log(w1 q + w2 q) = log q for equal components.
+  for (int64_t i = 0; i < 6; ++i)
+    EXPECT_NEAR((*fine_lp)[i], good->LogProb(y)[i], 1e-12);
 }
 
 }  // namespace

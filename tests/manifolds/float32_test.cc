@@ -311,9 +311,10 @@ std::vector<DensityCase> DensityCases() {
       {"chain", [chain] { return chain(3, 6, 201); }},
       {"mixture",
        [chain] {
-         return std::make_shared<FlowMixture>(
-             std::vector<std::shared_ptr<ManifoldDensity>>{chain(3, 2, 202),
-                                                           chain(3, 3, 203)});
+         return FlowMixture::Create(
+                    std::vector<std::shared_ptr<ManifoldDensity>>{
+                        chain(3, 2, 202), chain(3, 3, 203)})
+             .value();
        }},
       {"calibrated",
        [] {
@@ -376,7 +377,7 @@ TEST(Float32, TrainingLowersTheNll) {
           std::vector<std::shared_ptr<flows::Flow>>{
               NormalizedAffine::Create({.n = 3, .noise = 0.3}, rng).value(),
               NormalizedAffine::Create({.n = 3, .noise = 0.3}, rng).value()}));
-    return std::make_shared<FlowMixture>(parts);
+    return FlowMixture::Create(parts).value();
   };
   auto model = make();
   model->To(kFloat32);

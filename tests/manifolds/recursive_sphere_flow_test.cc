@@ -10,11 +10,13 @@
 // Mises-Fisher sample's own NLL.
 #include "manifolds/recursive_sphere_flow.h"
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "autodiff/grad.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
@@ -281,6 +283,55 @@ TEST(RecursiveSphereFlow, TrainingReachesTheVmfNll) {
     EXPECT_NEAR(first, std::log(4 * M_PI), 1e-9) << chain[0]->name();
     EXPECT_LT(last, truth + 0.15) << chain[0]->name();
   }
+}
+
+// A numeric inverse that fails inside a chain (a Moebius mixture whose
+// azimuth net went non-finite) is an error from TrySample, also through a
+// FlowMixture, instead of silent NaN draws; a healthy chain's TrySample gives
+// Sample's draws bit for bit, on the sphere.
+TEST(RecursiveSphereFlow, FailedNumericInverseIsAnErrorWhenSampling) {
+  Rng rng(11);
+  auto f = Make(Cases()[2], rng, 0.3);
+  ASSERT_FALSE(f->analytic_inverse());
+  auto base = std::make_shared<UniformSphere>(3);
+  auto model = std::make_shared<ManifoldFlowModel>(
+      base, std::vector<std::shared_ptr<flows::Flow>>{f});
+  {
+    Rng a(12), b(12);
+    absl::StatusOr<Tensor> drawn = model->TrySample(20, a);
+    ASSERT_TRUE(drawn.ok()) << drawn.status();
+    EXPECT_EQ(drawn->ToVector(), model->Sample(20, b).ToVector());
+    EXPECT_TRUE(Manifold::Sphere(3).ContainsAll(*drawn, 1e-9));
+  }
+  auto healthy = std::make_shared<ManifoldFlowModel>(
+      base, std::vector<std::shared_ptr<flows::Flow>>{Make(Cases()[0], rng)});
+  auto mixture = FlowMixture::Create({model, healthy}).value();
+  int poisoned = 0;
+  for (auto& [name, p] : f->NamedParameters())
+    if (name.rfind("azimuth_net.", 0) == 0) {
+      std::fill_n(p.mutable_data<double>(), p.numel(), std::nan(""));
+      ++poisoned;
+    }
+  ASSERT_GT(poisoned, 0);
+  Rng a(12);
+  absl::StatusOr<Tensor> drawn = model->TrySample(20, a);
+  ASSERT_FALSE(drawn.ok());
+  EXPECT_EQ(drawn.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(drawn.status().message().find("mobius.inverse: bisection"),
+            std::string::npos)
+      << drawn.status();
+  Rng b(12);
+  flows::FlowResult pass = model->SamplePass(20, b);
+  EXPECT_EQ(pass.status, drawn.status());
+  ASSERT_EQ(pass.value.shape(), (Shape{20, 3}));
+  for (int64_t i = 0; i < pass.value.numel(); ++i)
+    EXPECT_TRUE(std::isnan(pass.value[i]));
+  absl::StatusOr<Tensor> mixed = mixture->TrySample(50, a);
+  ASSERT_FALSE(mixed.ok());
+  EXPECT_NE(mixed.status().message().find("FlowMixture component 0: "
+                                          "mobius.inverse"),
+            std::string::npos)
+      << mixed.status();
 }
 
 }  // namespace

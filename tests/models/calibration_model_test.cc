@@ -5,6 +5,7 @@
 // problem.
 #include "models/calibration_model.h"
 
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -218,6 +219,87 @@ TEST(CalibrationModel, CorruptedAndMismatchedFilesAreClearErrors) {
   // Neither kind of model file passes for the other.
   ExpectError(LoadModel(path).status(), absl::StatusCode::kInvalidArgument,
               "no model description (metadata 'model')");
+}
+
+// CalibrationModelSpec::Validate holds the reader's ranges; MakeCalibration-
+// Model refuses a spec built in code by its field instead of aborting in
+// the MLP.
+TEST(CalibrationModel, SpecValidateNamesTheField) {
+  EXPECT_TRUE(CalibrationModelSpec().Validate().ok());
+  struct Bad {
+    void (*edit)(CalibrationModelSpec&);
+    const char* says;
+  };
+  const Bad bad[] = {
+      {[](CalibrationModelSpec& s) { s.map = "platt"; },
+       "map: want none, temperature, fcal or generalized, got 'platt'"},
+      {[](CalibrationModelSpec& s) { s.sizes = {10}; },
+       "sizes: want 2..16 layer sizes, got 1"},
+      {[](CalibrationModelSpec& s) { s.sizes = {}; },
+       "sizes: want 2..16 layer sizes, got 0"},
+      {[](CalibrationModelSpec& s) {
+         s.sizes = {5, 0, 4};
+       },
+       "sizes[1]: want an integer in [1, 65536], got 0"},
+      {[](CalibrationModelSpec& s) {
+         s.sizes = {5, 1};
+       },
+       "sizes: want K in [2, 4096] classes last, got 1"},
+      {[](CalibrationModelSpec& s) { s.activation = "swish"; },
+       "activation: unknown activation 'swish'"},
+  };
+  for (const Bad& b : bad) {
+    CalibrationModelSpec spec = Small("fcal", kFloat64);
+    b.edit(spec);
+    absl::Status s = spec.Validate();
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << b.says;
+    EXPECT_NE(s.message().find(b.says), std::string::npos) << s;
+    Rng rng(1);
+    s = MakeCalibrationModel(spec, rng).status();
+    EXPECT_NE(s.message().find(b.says), std::string::npos) << s;
+  }
+}
+
+// A map whose Forward fails: TryProbabilities returns its error (naming the
+// map) where Probabilities can only return NaN rows; with a working map the
+// two agree bit for bit.
+class FailingMap : public flows::Flow {
+ public:
+  flows::FlowResult Forward(const Tensor& x, const Tensor&,
+                            Rng*) const override {
+    flows::FlowResult r(Tensor::Full(x.shape(), std::nan(""), x.dtype()),
+                        Tensor::Full({x.dim(0)}, std::nan(""), x.dtype()));
+    r.status = absl::InvalidArgumentError("bisection did not converge");
+    return r;
+  }
+  flows::FlowResult Inverse(const Tensor& z, const Tensor& c,
+                            Rng* rng) const override {
+    return Forward(z, c, rng);
+  }
+  std::string name() const override { return "failing_map"; }
+};
+
+TEST(CalibrationModel, TryProbabilitiesPassesTheMapsStatusOn) {
+  Rng rng(4);
+  auto model = Trained(Small("generalized", kFloat64), rng);
+  Tensor x = Tensor::Randn({3, 5}, rng);
+  NoGradScope no_grad;
+  absl::StatusOr<Tensor> q = model->TryProbabilities(x);
+  ASSERT_TRUE(q.ok()) << q.status();
+  EXPECT_TRUE(SameBits(*q, model->Probabilities(x)));
+  std::shared_ptr<nn::MLP> classifier =
+      nn::MLP::Create({5, 7, 4}, nn::Activation::kTanh, rng).value();
+  CalibratedClassifier failing(classifier, std::make_shared<FailingMap>());
+  absl::StatusOr<Tensor> bad = failing.TryProbabilities(x);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(bad.status().message(),
+            "calibration map failing_map: bisection did not converge");
+  Tensor nan = failing.Probabilities(x);
+  for (int64_t i = 0; i < nan.numel(); ++i) EXPECT_TRUE(std::isnan(nan[i]));
+  CalibratedClassifier plain(classifier, nullptr);
+  EXPECT_TRUE(SameBits(*plain.TryProbabilities(x),
+                       Softmax(classifier->operator()(x), 1)));
 }
 
 }  // namespace

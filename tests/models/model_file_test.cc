@@ -394,5 +394,66 @@ TEST(ModelFile, PlainCheckpointsAndMismatchedSpecsAreRefused) {
             absl::StatusCode::kNotFound);
 }
 
+// ModelSpec::Validate checks a spec built in code with the reader's ranges
+// and words; SaveModel refuses such a spec by its field before anything is
+// built, and every catalogue spec the tests use passes.
+TEST(ModelSpec, ValidateNamesTheFieldOutOfRange) {
+  for (const ZooEntry& e : ZooEntries())
+    EXPECT_TRUE(Small(e, kFloat64).Validate().ok()) << e.name;
+  EXPECT_TRUE((ModelSpec{"maf", {}, kFloat32}.Validate().ok()));
+  struct Bad {
+    void (*edit)(ModelSpec&);
+    const char* says;
+  };
+  const Bad bad[] = {
+      {[](ModelSpec& s) { s.family = "nope"; },
+       "family: unknown family \"nope\"; the catalogue has"},
+      {[](ModelSpec& s) {
+         s.config.event = Shape{2, 3};
+       },
+       "config.event: want [D] or [C, H, W], got [2, 3]"},
+      {[](ModelSpec& s) { s.config.event = Shape{0}; },
+       "config.event[0]: want an integer in [1, 65536], got 0"},
+      {[](ModelSpec& s) {
+         s.config.event = Shape{4096, 4096, 2};
+       },
+       "config.event: want at most 2^24 values"},
+      {[](ModelSpec& s) { s.config.layers = 0; },
+       "config.layers: want an integer in [1, 4096], got 0"},
+      {[](ModelSpec& s) { s.config.hidden = {}; },
+       "config.hidden: want an array of 1..16 integers, got 0 sizes"},
+      {[](ModelSpec& s) {
+         s.config.hidden = {8, 0};
+       },
+       "config.hidden[1]: want an integer in [1, 65536], got 0"},
+      {[](ModelSpec& s) { s.config.context_dim = -1; },
+       "config.context_dim: want an integer in [0, 65536], got -1"},
+      {[](ModelSpec& s) { s.config.levels = 9; }, "config.levels"},
+      {[](ModelSpec& s) { s.config.depth = 0; }, "config.depth"},
+      {[](ModelSpec& s) { s.config.channels = 16385; }, "config.channels"},
+      {[](ModelSpec& s) { s.config.bins = 0; }, "config.bins"},
+      {[](ModelSpec& s) { s.config.components = 4097; }, "config.components"},
+      {[](ModelSpec& s) { s.config.bound = std::nan(""); },
+       "config.bound: want a number in (0, 1e6], got nan"},
+      {[](ModelSpec& s) { s.config.bound = 0; }, "config.bound"},
+  };
+  Rng rng(1);
+  ModelSpec good;
+  good.family = "maf";
+  good.config.layers = 2;
+  good.config.hidden = {8};
+  auto model = MakeModel(good.family, good.config, rng).value();
+  for (const Bad& b : bad) {
+    ModelSpec spec = good;
+    b.edit(spec);
+    absl::Status s = spec.Validate();
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << b.says;
+    EXPECT_NE(s.message().find(b.says), std::string::npos) << s;
+    s = SaveModel(TmpPath("bad_spec.ftm"), spec, *model);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << b.says;
+    EXPECT_NE(s.message().find(b.says), std::string::npos) << s;
+  }
+}
+
 }  // namespace
 }  // namespace flowtape::models

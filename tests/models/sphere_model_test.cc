@@ -5,6 +5,7 @@
 // with errors naming the problem.
 #include "models/sphere_model.h"
 
+#include <cmath>
 #include <cstdlib>
 #include <string>
 
@@ -185,6 +186,63 @@ TEST(SphereModel, RefusesBadDescriptionsAndMismatchedModels) {
   ASSERT_FALSE(big.ok());
   EXPECT_NE(big.status().message().find("more than 16 x"), std::string::npos)
       << big.status();
+}
+
+// SphereModelSpec::Validate / SphereFieldSpec::Validate hold the ranges the
+// reader enforces; MakeSphereModel refuses a spec built in code by its
+// field (the field spec only matters for kind "rfm").
+TEST(SphereModel, SpecValidateNamesTheField) {
+  EXPECT_TRUE(SphereModelSpec().Validate().ok());
+  EXPECT_TRUE(SphereFieldSpec().Validate().ok());
+  struct Bad {
+    void (*edit)(SphereModelSpec&);
+    const char* says;
+  };
+  const Bad bad[] = {
+      {[](SphereModelSpec& s) { s.kind = "cube"; }, "kind: want affine"},
+      {[](SphereModelSpec& s) { s.layers = 0; },
+       "layers: want an integer in [1, 4096], got 0"},
+      {[](SphereModelSpec& s) { s.components = 5000; }, "components:"},
+      {[](SphereModelSpec& s) { s.blocks = -1; }, "blocks:"},
+      {[](SphereModelSpec& s) { s.hidden = 0; }, "hidden:"},
+      {[](SphereModelSpec& s) { s.bins = 1025; }, "bins:"},
+      {[](SphereModelSpec& s) {
+         s.kind = "rfm";
+         s.field.depth = 17;
+       },
+       "field: want width in [1, 4096] and depth in [1, 16]"},
+      {[](SphereModelSpec& s) {
+         s.kind = "rfm";
+         s.field.activation = "swish";
+       },
+       "field: unknown activation 'swish'"},
+      {[](SphereModelSpec& s) {
+         s.kind = "rfm";
+         s.field.fourier_scale = 0;
+       },
+       "fourier_scale in (0, 1e4]"},
+      {[](SphereModelSpec& s) {
+         s.kind = "rfm";
+         s.field.step_size = std::nan("");
+       },
+       "field: step_size must be in (0, 1], got nan"},
+  };
+  for (const Bad& b : bad) {
+    SphereModelSpec spec;
+    spec.layers = 2;
+    b.edit(spec);
+    absl::Status s = spec.Validate();
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << b.says;
+    EXPECT_NE(s.message().find(b.says), std::string::npos) << s;
+    Rng rng(1);
+    s = MakeSphereModel(spec, {}, rng).status();
+    EXPECT_NE(s.message().find(b.says), std::string::npos) << s;
+    if (spec.kind == "rfm") {
+      EXPECT_EQ(spec.field.Validate(), spec.Validate());
+      spec.kind = "affine";  // other kinds ignore the field
+      EXPECT_TRUE(spec.Validate().ok());
+    }
+  }
 }
 
 }  // namespace

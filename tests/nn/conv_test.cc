@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
 
+#include "absl/status/status.h"
 #include "autodiff/grad.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
@@ -98,6 +100,29 @@ TEST(Conv2dModule, GradientsMatchFiniteDifferences) {
     return Sum(Square(conv(v[0])));
   };
   EXPECT_LT(testing::GradientError(f, {x}), 1e-7);
+}
+
+// Create refuses what the constructor aborts on, naming the bad argument.
+TEST(Conv2dModule, CreateRefusesBadArgumentsWithAStatus) {
+  Rng rng(12);
+  struct Bad {
+    int64_t in, out, k;
+    const char* says;
+  };
+  for (const Bad& b :
+       {Bad{0, 4, 3, "in_channels = 0"}, Bad{2, -1, 3, "out_channels = -1"},
+        Bad{2, 4, 2, "kernel_size must be odd and >= 1"}, Bad{2, 4, 0, "got 0"},
+        Bad{2, 4, -3, "got -3"}}) {
+    absl::Status s = Conv2d::Create(b.in, b.out, b.k, rng).status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+    EXPECT_NE(s.message().find(b.says), std::string::npos) << s;
+  }
+  Rng a(13), c(13);
+  auto made = Conv2d::Create(2, 4, 3, a, ConvInit::kXavier);
+  ASSERT_TRUE(made.ok()) << made.status();
+  Conv2d direct(2, 4, 3, c, ConvInit::kXavier);
+  EXPECT_EQ((*made)->weight().shape(), (Shape{4, 2, 3, 3}));
+  EXPECT_EQ((*made)->weight().ToVector(), direct.weight().ToVector());
 }
 
 }  // namespace

@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <string>
 
+#include "absl/status/status.h"
 #include "autodiff/grad.h"
 #include "autodiff/ops.h"
 #include "autodiff/tape.h"
@@ -130,6 +132,56 @@ TEST(MLP, ZeroLastStartsAtZeroOutputAndNamesParameters) {
   ASSERT_EQ(named.size(), 4u);
   EXPECT_EQ(named[2].first, "layer1.weight");
   EXPECT_EQ(mlp.NumParameters(), 2 * 4 + 4 + 4 * 3 + 3);
+}
+
+// Create refuses what the constructors abort on (and sizes < 1), naming the
+// problem, and otherwise builds the same layer as the constructor.
+void ExpectInvalid(const absl::Status& s, const std::string& part) {
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_NE(s.message().find(part), std::string::npos) << s;
+}
+
+TEST(MLP, CreateRefusesBadSizesWithAStatus) {
+  Rng rng(6);
+  ExpectInvalid(MLP::Create({}, Activation::kTanh, rng).status(),
+                "at least {in, out} sizes, got 0 sizes");
+  ExpectInvalid(MLP::Create({3}, Activation::kTanh, rng).status(),
+                "got 1 size");
+  ExpectInvalid(MLP::Create({3, 0, 2}, Activation::kTanh, rng).status(),
+                "sizes[1] = 0 must be >= 1");
+  ExpectInvalid(MLP::Create({3, 4, -2}, Activation::kTanh, rng).status(),
+                "sizes[2] = -2");
+  Rng a(7), b(7);
+  auto made = MLP::Create({2, 4, 3}, Activation::kTanh, a);
+  ASSERT_TRUE(made.ok()) << made.status();
+  MLP direct({2, 4, 3}, Activation::kTanh, b);
+  ASSERT_EQ((*made)->NumParameters(), direct.NumParameters());
+  for (size_t i = 0; i < direct.Parameters().size(); ++i)
+    EXPECT_EQ((*made)->Parameters()[i].ToVector(),
+              direct.Parameters()[i].ToVector());
+}
+
+TEST(MaskedLinear, CreateRefusesBadMasksWithAStatus) {
+  Rng rng(8);
+  ExpectInvalid(MaskedLinear::Create(Tensor::Ones({3}), rng).status(),
+                "mask must be [in, out]");
+  ExpectInvalid(MaskedLinear::Create(Tensor::Ones({2, 3, 1}), rng).status(),
+                "got [2, 3, 1]");
+  ExpectInvalid(MaskedLinear::Create(Tensor::Ones({0, 3}), rng).status(),
+                "in, out >= 1");
+  ExpectInvalid(MaskedLinear::Create(Tensor(), rng).status(), "undefined");
+  ExpectInvalid(
+      MaskedLinear::Create(Tensor::FromVector({2, 2}, {1, 0, 0.5, 1}), rng)
+          .status(),
+      "entry 2 is 0.5");
+  Tensor mask = Tensor::FromVector({3, 2}, {1, 0, 1, 1, 0, 1});
+  Rng a(9), b(9);
+  auto made = MaskedLinear::Create(mask, a);
+  ASSERT_TRUE(made.ok()) << made.status();
+  MaskedLinear direct(mask, b);
+  Tensor x = Tensor::Randn({4, 3}, a);
+  NoGradScope ng;
+  EXPECT_EQ((**made)(x).ToVector(), direct(x).ToVector());
 }
 
 }  // namespace

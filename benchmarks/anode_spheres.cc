@@ -52,7 +52,7 @@ ABSL_FLAG(int64_t, train_size, 2000, "training points");
 ABSL_FLAG(double, lr, 1e-3, "Adam learning rate");
 ABSL_FLAG(uint64_t, seed, 1, "seed");
 
-namespace flowtape {
+namespace flowtape::benchmarks {
 namespace {
 
 // n points, half in the ball |x| <= 0.5 (label -1), half in the shell
@@ -179,7 +179,7 @@ absl::StatusOr<Row> Train(int64_t augment, const Tensor& x, const Tensor& y,
 }
 
 }  // namespace
-}  // namespace flowtape
+}  // namespace flowtape::benchmarks
 
 // Flags, and the run's memory (an MLP of (d + p) -> 32 -> (d + p) with up to
 // ~100 function evaluations per step on the tape) before anything is made.
@@ -211,7 +211,8 @@ absl::Status CheckAnodeFlags() {
 }
 
 absl::Status Run(flowtape::cli::Experiment& ex) {
-  using namespace flowtape;
+  using namespace flowtape;              // NOLINT
+  using namespace flowtape::benchmarks;  // NOLINT
   FT_RETURN_IF_ERROR(CheckAnodeFlags());
   ex.SingleThreaded("the ODE models train in one loop counting NFE");
   ex.set_seed(absl::GetFlag(FLAGS_seed));

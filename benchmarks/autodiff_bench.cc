@@ -34,7 +34,7 @@
 #include "benchmark/benchmark.h"
 #include "nn/layers.h"
 
-namespace flowtape {
+namespace flowtape::benchmarks {
 namespace {
 
 // Per-thread CPU time: the ratios stay meaningful on a busy machine.
@@ -307,4 +307,4 @@ void BM_MlpTapeBytes(benchmark::State& state) {
 BENCHMARK(BM_MlpTapeBytes);
 
 }  // namespace
-}  // namespace flowtape
+}  // namespace flowtape::benchmarks

@@ -219,7 +219,7 @@ ABSL_FLAG(std::string, euler_steps, "1,2,4,8,16",
 ABSL_FLAG(double, first_step, 0.0,
           "first dopri5 step of the x-only sampling solves (0: Hairer's rule)");
 
-namespace flowtape {
+namespace flowtape::benchmarks {
 namespace {
 constexpr double kLog2Pi = 1.8378770664093453;
 constexpr double kDigitsAlpha = 0.05;
@@ -863,7 +863,7 @@ absl::Status Run(cli::Experiment& ex) {
 }
 
 }  // namespace
-}  // namespace flowtape
+}  // namespace flowtape::benchmarks
 
 int main(int argc, char** argv) {
   return flowtape::cli::Main(
@@ -874,5 +874,5 @@ int main(int argc, char** argv) {
        "  ./bazelw run --config=opt //benchmarks:cnf_training_methods -- "
        "--quick",
        flowtape::kFloat64},
-      argc, argv, flowtape::Run);
+      argc, argv, flowtape::benchmarks::Run);
 }

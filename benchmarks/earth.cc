@@ -160,7 +160,7 @@ ABSL_FLAG(double, rfm_t_power, 0,
           "rfm: training times t = 1 - (1 - u)^p, u ~ U[0, 1) (1 = uniform; "
           "p > 1 weights the data end; 0 = mode default)");
 
-namespace flowtape {
+namespace flowtape::benchmarks {
 namespace {
 using manifolds::ManifoldDensity;
 using manifolds::ManifoldFlowModel;
@@ -839,7 +839,7 @@ absl::Status Run(cli::Experiment& ex) {
 }
 
 }  // namespace
-}  // namespace flowtape
+}  // namespace flowtape::benchmarks
 
 int main(int argc, char** argv) {
   return flowtape::cli::Main(
@@ -848,5 +848,5 @@ int main(int argc, char** argv) {
        "vs the published table (test NLL, mean +- std over seeds).\n"
        "  ./bazelw run --config=opt //benchmarks:earth [-- --full]",
        flowtape::kFloat64},
-      argc, argv, flowtape::Run);
+      argc, argv, flowtape::benchmarks::Run);
 }

@@ -59,7 +59,7 @@
 #include "training/train.h"
 #include "training/train_threads.h"
 
-namespace flowtape {
+namespace flowtape::benchmarks {
 namespace {
 
 double ProcessCpuSeconds() {
@@ -325,4 +325,4 @@ BENCHMARK(BM_Maf64dTrainNllStep)
     ->Unit(benchmark::kMillisecond);
 
 }  // namespace
-}  // namespace flowtape
+}  // namespace flowtape::benchmarks

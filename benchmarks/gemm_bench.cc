@@ -15,7 +15,7 @@
 #include "autodiff/thread_pool.h"
 #include "benchmark/benchmark.h"
 
-namespace flowtape {
+namespace flowtape::benchmarks {
 namespace {
 
 template <typename T>
@@ -55,4 +55,4 @@ void Shapes(benchmark::internal::Benchmark* b) {
 BENCHMARK(BM_Gemm)->Apply(Shapes)->UseRealTime();
 
 }  // namespace
-}  // namespace flowtape
+}  // namespace flowtape::benchmarks

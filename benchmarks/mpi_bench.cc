@@ -44,7 +44,7 @@
 #include "parallel/mpi/mpi_communicator.h"
 #include "training/train.h"
 
-namespace flowtape {
+namespace flowtape::benchmarks {
 namespace {
 
 parallel::Communicator* comm = nullptr;  // nullptr: one process
@@ -227,11 +227,11 @@ bool ParseDTypeFlag(int* argc, char** argv) {
 }
 
 }  // namespace
-}  // namespace flowtape
+}  // namespace flowtape::benchmarks
 
 int main(int argc, char** argv) {
-  using flowtape::comm;
-  if (!flowtape::ParseDTypeFlag(&argc, argv)) return 1;
+  using flowtape::benchmarks::comm;
+  if (!flowtape::benchmarks::ParseDTypeFlag(&argc, argv)) return 1;
   for (int i = 1; i < argc; ++i)
     if (std::strcmp(argv[i], "--help") == 0)
       std::printf(
@@ -245,28 +245,28 @@ int main(int argc, char** argv) {
   comm = *c;
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::AddCustomContext("dtype", flowtape::DTypeLabel(flowtape::dtype));
-  if (absl::Status s = flowtape::CheckSameDType(); !s.ok()) {
+  benchmark::AddCustomContext("dtype", flowtape::benchmarks::DTypeLabel(flowtape::benchmarks::dtype));
+  if (absl::Status s = flowtape::benchmarks::CheckSameDType(); !s.ok()) {
     std::fprintf(stderr, "mpi_bench: %s\n", s.ToString().c_str());
     return 1;
   }
   if (comm == nullptr || comm->rank() == 0) {
     benchmark::RunSpecifiedBenchmarks();
-    return flowtape::Order(0, 0).ok() ? 0 : 1;
+    return flowtape::benchmarks::Order(0, 0).ok() ? 0 : 1;
   }
   // Follow rank 0's orders; one model per case, kept across iterations.
-  std::unique_ptr<flowtape::Case> cases[2];
+  std::unique_ptr<flowtape::benchmarks::Case> cases[2];
   for (;;) {
     double order[3];
     if (!comm->Broadcast(absl::MakeSpan(order), 0).ok()) return 1;
     if (order[1] == 0) return 0;
     const int which = static_cast<int>(order[0]);
     if (which == 2) {
-      if (!flowtape::AllReduce(static_cast<int64_t>(order[2])).ok()) return 1;
+      if (!flowtape::benchmarks::AllReduce(static_cast<int64_t>(order[2])).ok()) return 1;
       continue;
     }
     if (!cases[which])
-      cases[which] = std::make_unique<flowtape::Case>(flowtape::Make(which));
-    if (!flowtape::Steps(*cases[which]).ok()) return 1;
+      cases[which] = std::make_unique<flowtape::benchmarks::Case>(flowtape::benchmarks::Make(which));
+    if (!flowtape::benchmarks::Steps(*cases[which]).ok()) return 1;
   }
 }

@@ -24,7 +24,7 @@
 #include "parallel/thread_communicator.h"
 #include "training/train.h"
 
-namespace flowtape {
+namespace flowtape::benchmarks {
 namespace {
 
 std::shared_ptr<flows::FlowModel> Maf64(DType dtype) {
@@ -104,4 +104,4 @@ BENCHMARK(BM_Maf64dStep)
     ->Unit(benchmark::kMillisecond);
 
 }  // namespace
-}  // namespace flowtape
+}  // namespace flowtape::benchmarks

@@ -71,7 +71,7 @@ ABSL_FLAG(int64_t, test_size, 2000, "test points");
 ABSL_FLAG(uint64_t, seed, 1, "seed (the same for every model)");
 ABSL_FLAG(std::string, trace, "exact", "exact | hutchinson (Gaussian)");
 
-namespace flowtape {
+namespace flowtape::benchmarks {
 namespace {
 constexpr double kLog2Pi = 1.8378770664093453;
 
@@ -186,7 +186,7 @@ absl::StatusOr<Row> Train(const std::string& name, double lk, double lj,
 }
 
 }  // namespace
-}  // namespace flowtape
+}  // namespace flowtape::benchmarks
 
 // Flags, and the run's memory (ConcatSquash 2-64-64-2 with up to ~100
 // function evaluations per step on the tape) before anything is made.
@@ -221,7 +221,8 @@ absl::Status CheckRnodeFlags() {
 }
 
 absl::Status Run(flowtape::cli::Experiment& ex) {
-  using namespace flowtape;
+  using namespace flowtape;              // NOLINT
+  using namespace flowtape::benchmarks;  // NOLINT
   FT_RETURN_IF_ERROR(CheckRnodeFlags());
   ex.SingleThreaded("the CNFs train in one loop counting NFE");
   ex.set_seed(absl::GetFlag(FLAGS_seed));

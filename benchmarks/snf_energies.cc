@@ -82,7 +82,7 @@ ABSL_FLAG(bool, learn_step_size, false,
 ABSL_FLAG(int64_t, eval, 20000, "samples for the importance estimates");
 ABSL_FLAG(uint64_t, seed, 1, "seed");
 
-namespace flowtape {
+namespace flowtape::benchmarks {
 namespace {
 
 absl::StatusOr<flows::EnergyPtr> MakeTarget(const std::string& name) {
@@ -306,7 +306,7 @@ absl::Status Run(cli::Experiment& ex) {
 }
 
 }  // namespace
-}  // namespace flowtape
+}  // namespace flowtape::benchmarks
 
 int main(int argc, char** argv) {
   return flowtape::cli::Main(
@@ -315,5 +315,5 @@ int main(int argc, char** argv) {
        "the double well:\n  ./bazelw run --config=opt "
        "//benchmarks:snf_energies -- --steps=600",
        flowtape::kFloat64},
-      argc, argv, flowtape::Run);
+      argc, argv, flowtape::benchmarks::Run);
 }

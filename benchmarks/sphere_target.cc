@@ -82,7 +82,7 @@ ABSL_FLAG(int, batch, 256, "samples per step");
 ABSL_FLAG(double, lr, 1e-3, "Adam learning rate");
 ABSL_FLAG(int, eval_samples, 100000, "samples for KL and ESS");
 
-namespace flowtape {
+namespace flowtape::benchmarks {
 namespace {
 
 const std::vector<std::string> kModels = {"mobius", "spline"};
@@ -267,7 +267,7 @@ absl::Status Run(cli::Experiment& ex) {
 }
 
 }  // namespace
-}  // namespace flowtape
+}  // namespace flowtape::benchmarks
 
 int main(int argc, char** argv) {
   return flowtape::cli::Main(
@@ -277,5 +277,5 @@ int main(int argc, char** argv) {
        "beside the paper's Table 1.\n"
        "  ./bazelw run --config=opt //benchmarks:sphere_target [-- --full]",
        flowtape::kFloat64},
-      argc, argv, flowtape::Run);
+      argc, argv, flowtape::benchmarks::Run);
 }

@@ -85,7 +85,7 @@ ABSL_FLAG(int, batch, 256, "samples per step");
 ABSL_FLAG(double, lr, 2e-3, "Adam learning rate");
 ABSL_FLAG(int, eval_samples, 100000, "samples for KL and ESS");
 
-namespace flowtape {
+namespace flowtape::benchmarks {
 namespace {
 using manifolds::CircleMapKind;
 using manifolds::TorusFlow;
@@ -309,7 +309,7 @@ absl::Status Run(cli::Experiment& ex) {
 }
 
 }  // namespace
-}  // namespace flowtape
+}  // namespace flowtape::benchmarks
 
 int main(int argc, char** argv) {
   return flowtape::cli::Main(
@@ -319,5 +319,5 @@ int main(int argc, char** argv) {
        "al. 2020: KL and ESS.\n"
        "  ./bazelw run --config=opt //benchmarks:torus [-- --full]",
        flowtape::kFloat64},
-      argc, argv, flowtape::Run);
+      argc, argv, flowtape::benchmarks::Run);
 }

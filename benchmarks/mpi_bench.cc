@@ -245,7 +245,8 @@ int main(int argc, char** argv) {
   comm = *c;
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::AddCustomContext("dtype", flowtape::benchmarks::DTypeLabel(flowtape::benchmarks::dtype));
+  benchmark::AddCustomContext(
+      "dtype", flowtape::benchmarks::DTypeLabel(flowtape::benchmarks::dtype));
   if (absl::Status s = flowtape::benchmarks::CheckSameDType(); !s.ok()) {
     std::fprintf(stderr, "mpi_bench: %s\n", s.ToString().c_str());
     return 1;
@@ -262,11 +263,13 @@ int main(int argc, char** argv) {
     if (order[1] == 0) return 0;
     const int which = static_cast<int>(order[0]);
     if (which == 2) {
-      if (!flowtape::benchmarks::AllReduce(static_cast<int64_t>(order[2])).ok()) return 1;
+      if (!flowtape::benchmarks::AllReduce(static_cast<int64_t>(order[2])).ok())
+        return 1;
       continue;
     }
     if (!cases[which])
-      cases[which] = std::make_unique<flowtape::benchmarks::Case>(flowtape::benchmarks::Make(which));
+      cases[which] = std::make_unique<flowtape::benchmarks::Case>(
+          flowtape::benchmarks::Make(which));
     if (!flowtape::benchmarks::Steps(*cases[which]).ok()) return 1;
   }
 }

@@ -455,13 +455,15 @@ absl::StatusOr<training::ThreadedTraining> TrainRfm(
       run.result, {run.replica.model, run.replica.nll, run.replica.optimizer}};
 }
 
-double MeanNll(const ManifoldDensity& model, const Tensor& x) {
+// -mean log p(x); a flow that fails (e.g. a numeric inverse) is its error.
+absl::StatusOr<double> MeanNll(const ManifoldDensity& model, const Tensor& x) {
   double total = 0.0;
   const int64_t chunk = 2048;
   for (int64_t s = 0; s < x.dim(0); s += chunk) {
     TapeScope scope;
     NoGradScope no_grad;
-    Tensor lp = model.LogProb(Narrow(x, 0, s, std::min(chunk, x.dim(0) - s)));
+    FT_ASSIGN_OR_RETURN(Tensor lp, model.TryLogProb(Narrow(
+                                       x, 0, s, std::min(chunk, x.dim(0) - s))));
     total -= Sum(lp).item();
   }
   return total / x.dim(0);
@@ -752,7 +754,8 @@ absl::Status Run(cli::Experiment& ex) {
                 : static_cast<const ManifoldDensity&>(*run.replica.model);
         ex.history().AddTraining(*r, topt.eval_every,
                                  absl::StrCat(set, "/", name, "/seed", seed));
-        const double test = MeanNll(model, Cast(split.test, dtype));
+        FT_ASSIGN_OR_RETURN(const double test,
+                            MeanNll(model, Cast(split.test, dtype)));
         results[name][set].nll.push_back(test);
         // The ODE's share of the error: the first (up to) 256 test rows at
         // the test step and at half of it.
@@ -762,8 +765,9 @@ absl::Status Run(cli::Experiment& ex) {
               Cast(Narrow(split.test, 0, 0,
                           std::min<int64_t>(256, split.test.dim(0))),
                    dtype);
-          const double at_h = MeanNll(model, rows);
-          const double at_half = MeanNll(*rfm_model.half, rows);
+          FT_ASSIGN_OR_RETURN(const double at_h, MeanNll(model, rows));
+          FT_ASSIGN_OR_RETURN(const double at_half,
+                              MeanNll(*rfm_model.half, rows));
           ex.metrics()["rfm_ode_check"][set] = {
               {"rows", rows.dim(0)}, {"step", at_h}, {"half_step", at_half}};
           half_step = absl::StrFormat(

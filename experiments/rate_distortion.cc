@@ -356,7 +356,9 @@ absl::Status Run(cli::Experiment& ex) {
                         models::LoadModel(model_file));
     copy->To(ex.dtype());
     rm.flow = copy->flow();
-    compression::LearnedLatentPrior prior(lm.prior);
+    FT_ASSIGN_OR_RETURN(auto learned,
+                        compression::LearnedLatentPrior::Create(lm.prior));
+    compression::LearnedLatentPrior& prior = *learned;
     prior.To(ex.dtype());
     {  // lambda from the likelihood-trained flow's MSE at this Delta
       NoGradScope no_grad;

@@ -42,6 +42,15 @@ ABSL_FLAG(std::string, dtype, "",
 ABSL_FLAG(int, threads, 0,
           "data-parallel replicas for training (0: $FLOWTAPE_NUM_THREADS, "
           "else 1; under mpirun at most 1: the ranks are the replicas)");
+ABSL_FLAG(int64_t, checkpoint_every, 0,
+          "NLL training writes its whole state (model, optimizer, step, data "
+          "order, best model, histories) to <out_dir>/train-K.ckpt, K the "
+          "run's K-th training, every N steps; 0: never");
+ABSL_FLAG(std::string, resume, "",
+          "an earlier run's --out_dir written with --checkpoint_every: each "
+          "NLL training continues from its train-K.ckpt (a finished one "
+          "returns its result, a missing one starts afresh); the other flags "
+          "must be that run's");
 
 namespace flowtape::cli {
 namespace {
@@ -283,10 +292,32 @@ absl::StatusOr<ReplicaT> RankReplica(
 
 int Experiment::rank() const { return MpiRank(); }
 
+void Experiment::SetCheckpointFlags(int64_t every, std::string resume_dir) {
+  checkpoint_every_ = every;
+  resume_dir_ = std::move(resume_dir);
+}
+
+absl::Status Experiment::RefuseCheckpointFlags(const char* what) const {
+  if (checkpoint_every_ == 0 && resume_dir_.empty()) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "--checkpoint_every / --resume: ", what,
+      " training does not checkpoint its whole state; only NLL training "
+      "resumes"));
+}
+
 absl::StatusOr<training::ThreadedTraining> Experiment::Train(
     const training::ReplicaFactory& make, const training::TrainData& data,
     training::TrainOptions options) {
   FT_ASSIGN_OR_RETURN(parallel::Communicator * comm, MpiRanks(threads_));
+  const std::string file = absl::StrCat("train-", ++nll_trainings_, ".ckpt");
+  if (checkpoint_every_ > 0) {
+    options.checkpoint_every = checkpoint_every_;
+    options.checkpoint_path = Output(file);
+  }
+  if (!resume_dir_.empty()) {
+    options.resume_from = absl::StrCat(resume_dir_, "/", file);
+    options.resume_missing_ok = true;
+  }
   if (comm == nullptr) {
     options.threads = threads_;
     return training::TrainNllThreads(make, data, options);
@@ -312,6 +343,7 @@ absl::StatusOr<training::ThreadedFlowMatching> Experiment::TrainFlowMatching(
     const training::FlowMatchingReplicaFactory& make,
     const training::TrainData& data,
     training::FlowMatchingTrainOptions options) {
+  FT_RETURN_IF_ERROR(RefuseCheckpointFlags("flow-matching"));
   FT_ASSIGN_OR_RETURN(parallel::Communicator * comm, MpiRanks(threads_));
   options.threads = comm == nullptr ? threads_ : 1;
   if (comm == nullptr)
@@ -337,6 +369,7 @@ absl::StatusOr<training::ThreadedFlowMatching> Experiment::TrainFlowMatching(
 absl::StatusOr<training::ThreadedReverseKl> Experiment::TrainReverseKl(
     const training::ReverseKlReplicaFactory& make,
     training::ReverseKlOptions options) {
+  FT_RETURN_IF_ERROR(RefuseCheckpointFlags("reverse-KL"));
   FT_ASSIGN_OR_RETURN(parallel::Communicator * comm, MpiRanks(threads_));
   options.threads = comm == nullptr ? threads_ : 1;
   if (comm == nullptr) return training::TrainReverseKlThreads(make, options);
@@ -392,6 +425,10 @@ io::Json Experiment::Results(const absl::Status& status) const {
 }
 
 absl::Status Experiment::Finish(const absl::Status& status) {
+  if ((checkpoint_every_ > 0 || !resume_dir_.empty()) && nll_trainings_ == 0)
+    std::cerr << spec_.name
+              << ": --checkpoint_every / --resume not used: this run trained "
+                 "nothing through Experiment::Train\n";
   const std::string json = Results(status).dump(2) + "\n";
   const std::string results = absl::StrCat(out_dir_, "/results.json");
   const std::string history = absl::StrCat(out_dir_, "/history.csv");
@@ -425,6 +462,24 @@ absl::StatusOr<Experiment> ParseCommandLine(const CliSpec& spec, int argc,
   }
   auto threads = ResolveThreads(absl::GetFlag(FLAGS_threads));
   if (!threads.ok()) return threads.status();
+  const int64_t checkpoint_every = absl::GetFlag(FLAGS_checkpoint_every);
+  if (checkpoint_every < 0)
+    return absl::InvalidArgumentError(
+        absl::StrCat("--checkpoint_every=", checkpoint_every,
+                     ": must be >= 0 (0: no checkpoints)"));
+  std::string resume = absl::GetFlag(FLAGS_resume);
+  if (!resume.empty()) {
+    const std::string given_resume = resume;
+    resume = ResolvePath(resume);
+    struct stat st;
+    if (::stat(resume.c_str(), &st) != 0)
+      return ErrnoError(errno, absl::StrCat("--resume=", given_resume));
+    if (!S_ISDIR(st.st_mode))
+      return absl::InvalidArgumentError(
+          absl::StrCat("--resume=", given_resume,
+                       ": not a directory (want an earlier run's --out_dir)"));
+    while (resume.size() > 1 && resume.back() == '/') resume.pop_back();
+  }
   SetRunReplicas(*threads);  // memory checks count a model copy per replica
   const std::string given = absl::GetFlag(FLAGS_out_dir);
   std::string dir = given;
@@ -437,8 +492,10 @@ absl::StatusOr<Experiment> ParseCommandLine(const CliSpec& spec, int argc,
     if (::mkdtemp(scratch.data()) == nullptr)
       return ErrnoError(errno, absl::StrCat("mkdtemp ", scratch));
     std::cout.setstate(std::ios::badbit);
-    return Experiment(spec, std::vector<std::string>(argv, argv + argc), dtype,
-                      *threads, scratch);
+    Experiment ex(spec, std::vector<std::string>(argv, argv + argc), dtype,
+                  *threads, scratch);
+    ex.SetCheckpointFlags(checkpoint_every, resume);
+    return ex;
   }
   if (dir.empty()) {
     auto made = MakeRunDir(ResolvePath(
@@ -460,8 +517,10 @@ absl::StatusOr<Experiment> ParseCommandLine(const CliSpec& spec, int argc,
     if (::getcwd(cwd, sizeof(cwd)) != nullptr)
       dir = absl::StrCat(cwd, "/", dir);
   }
-  return Experiment(spec, std::vector<std::string>(argv, argv + argc), dtype,
-                    *threads, dir);
+  Experiment ex(spec, std::vector<std::string>(argv, argv + argc), dtype,
+                *threads, dir);
+  ex.SetCheckpointFlags(checkpoint_every, resume);
+  return ex;
 }
 
 int Main(const CliSpec& spec, int argc, char** argv,

@@ -26,7 +26,23 @@
 //                         cli/checks.h) counts one model copy per
 //                         replica;
 //        --out_dir=D      default runs/<binary>-YYYYmmdd-HHMMSS (local time;
-//                         -2, -3, ... appended when taken: MakeRunDir).
+//                         -2, -3, ... appended when taken: MakeRunDir);
+//        --checkpoint_every=N  N >= 0: the K-th Experiment::Train call of
+//                         the run writes <out_dir>/train-K.ckpt every N
+//                         steps (TrainOptions::checkpoint_every; the
+//                         model, optimizer and training state, atomic);
+//                         0: none;
+//        --resume=D       an earlier run's output directory: the K-th
+//                         Train call resumes from D/train-K.ckpt
+//                         (TrainOptions::resume_from, resume_missing_ok):
+//                         rerunning a killed command with --resume=<its
+//                         out_dir> gives the uninterrupted run's results
+//                         (the other flags must be that run's; a changed
+//                         seed, batch or data is an error naming it). D
+//                         must be a directory. Flow-matching and reverse-KL
+//                         training refuse both flags (InvalidArgument); a
+//                         run that trains nothing through Train says on
+//                         stderr that they were not used.
 //      Relative paths (--out_dir, input paths through ResolvePath) resolve
 //      against $BUILD_WORKING_DIRECTORY, the directory `bazel run` was
 //      called from, when it is set, else the current directory. The output
@@ -183,6 +199,8 @@ class Experiment {
       training::ReverseKlOptions options);
   // This process's rank under mpirun, else 0.
   int rank() const;
+  // --checkpoint_every and --resume (ParseCommandLine sets them).
+  void SetCheckpointFlags(int64_t every, std::string resume_dir);
 
   // results.json and history.csv, recording `status` and the total time.
   absl::Status Finish(const absl::Status& status);
@@ -201,6 +219,10 @@ class Experiment {
            timings_ = io::Json::object();
   std::vector<std::string> files_;
   History history_;
+  int64_t checkpoint_every_ = 0;
+  std::string resume_dir_;  // absolute, or empty
+  int nll_trainings_ = 0;   // Train calls so far
+  absl::Status RefuseCheckpointFlags(const char* what) const;
 };
 
 // Parses and checks the command line (steps 1-2 above) into an Experiment.

@@ -456,7 +456,7 @@ class FailingFlow : public flows::Flow {
 TEST(Densities, FlowModelPassesAFailedStepsStatusOn) {
   Rng rng(31);
   auto base = std::make_shared<UniformSphere>(3);
-  auto affine = NormalizedAffine::Create({.n = 3, .noise = 0.4}, rng).value();
+  auto affine = NormalizedAffine::Create(AffineOptions(3, 0.4), rng).value();
   auto failing = std::make_shared<FailingFlow>(/*forward_ok=*/false);
   auto bad = std::make_shared<ManifoldFlowModel>(
       base, std::vector<std::shared_ptr<flows::Flow>>{affine, failing, affine});

@@ -7,7 +7,6 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "autodiff/status_macros.h"
 #include "compression/deterministic_math.h"
 #include "compression/rans.h"
 
@@ -173,9 +172,9 @@ absl::Status ValidateMasses(absl::Span<const double> q, double* total) {
 
 absl::StatusOr<std::vector<uint32_t>> QuantizeChecked(
     absl::Span<const double> q, int precision_bits, bool code_all) {
-  FT_RETURN_IF_ERROR(CheckPrecision(precision_bits));
+  if (absl::Status s = CheckPrecision(precision_bits); !s.ok()) return s;
   double total = 0.0;
-  FT_RETURN_IF_ERROR(ValidateMasses(q, &total));
+  if (absl::Status s = ValidateMasses(q, &total); !s.ok()) return s;
   std::vector<char> coded(q.size());
   int64_t num_coded = 0;
   for (size_t s = 0; s < q.size(); ++s) {
@@ -201,9 +200,9 @@ absl::StatusOr<std::vector<uint32_t>> QuantizeProbabilities(
 
 absl::StatusOr<std::vector<uint32_t>> QuantizeCumulative(
     absl::Span<const double> masses, int precision_bits) {
-  FT_RETURN_IF_ERROR(CheckPrecision(precision_bits));
+  if (absl::Status s = CheckPrecision(precision_bits); !s.ok()) return s;
   double total = 0.0;
-  FT_RETURN_IF_ERROR(ValidateMasses(masses, &total));
+  if (absl::Status s = ValidateMasses(masses, &total); !s.ok()) return s;
   const int64_t k = static_cast<int64_t>(masses.size());
   const int64_t m = int64_t{1} << precision_bits;
   if (k > m) {
@@ -321,16 +320,17 @@ absl::StatusOr<std::vector<double>> DiscretizedLogisticMixturePmf(
 absl::StatusOr<std::vector<uint32_t>> DiscretizedLogisticMixtureFrequencies(
     absl::Span<const LogisticComponent> components, int num_symbols,
     int precision_bits) {
-  FT_RETURN_IF_ERROR(CheckPrecision(precision_bits));
+  if (absl::Status s = CheckPrecision(precision_bits); !s.ok()) return s;
   if (num_symbols > 0 &&
       static_cast<int64_t>(num_symbols) > (int64_t{1} << precision_bits)) {
     return absl::InvalidArgumentError(
         absl::StrCat("discretized logistic: ", num_symbols,
                      " symbols do not fit in a total of 2^", precision_bits));
   }
-  FT_ASSIGN_OR_RETURN(const std::vector<double> pmf,
-                      DiscretizedLogisticMixturePmf(components, num_symbols));
-  return QuantizeChecked(pmf, precision_bits, /*code_all=*/true);
+  absl::StatusOr<std::vector<double>> pmf =
+      DiscretizedLogisticMixturePmf(components, num_symbols);
+  if (!pmf.ok()) return pmf.status();
+  return QuantizeChecked(*pmf, precision_bits, /*code_all=*/true);
 }
 
 absl::StatusOr<std::vector<uint32_t>> DiscretizedLogisticFrequencies(
@@ -342,7 +342,7 @@ absl::StatusOr<std::vector<uint32_t>> DiscretizedLogisticFrequencies(
 
 absl::StatusOr<FrequencyTable> FrequencyTable::Create(
     std::vector<uint32_t> freqs, int precision_bits) {
-  FT_RETURN_IF_ERROR(CheckPrecision(precision_bits));
+  if (absl::Status s = CheckPrecision(precision_bits); !s.ok()) return s;
   if (freqs.empty()) {
     return absl::InvalidArgumentError("FrequencyTable: no symbols");
   }

@@ -7,7 +7,6 @@
 #include <numeric>
 #include <vector>
 
-#include "autodiff/status_macros.h"
 #include "autodiff/tensor.h"
 #include "compression/frequencies.h"
 #include "compression/symbol_coding.h"
@@ -51,14 +50,16 @@ std::vector<uint8_t> Encode(const Message& msg) {
 // accepts the stream.
 absl::StatusOr<std::vector<int>> Decode(const Message& msg,
                                         absl::Span<const uint8_t> bytes) {
-  FT_ASSIGN_OR_RETURN(RansDecoder dec, RansDecoder::Create(bytes));
+  absl::StatusOr<RansDecoder> dec = RansDecoder::Create(bytes);
+  if (!dec.ok()) return dec.status();
   std::vector<int> out;
   out.reserve(msg.symbols.size());
   for (size_t k = 0; k < msg.symbols.size(); ++k) {
-    FT_ASSIGN_OR_RETURN(const int s, DecodeSymbol(dec, *msg.tables[k]));
-    out.push_back(s);
+    absl::StatusOr<int> s = DecodeSymbol(*dec, *msg.tables[k]);
+    if (!s.ok()) return s.status();
+    out.push_back(*s);
   }
-  FT_RETURN_IF_ERROR(dec.Finish());
+  if (absl::Status s = dec->Finish(); !s.ok()) return s;
   return out;
 }
 

@@ -124,6 +124,22 @@ double Rng::Normal() {
   return u * scale;
 }
 
+namespace {
+
+// The 128-bit product a b as its high and low words, from 32-bit halves
+// (ISO C++ has no 128-bit integer): a b = hh 2^64 + (hl + lh) 2^32 + ll.
+void Multiply64(uint64_t a, uint64_t b, uint64_t* high, uint64_t* low) {
+  const uint64_t a0 = a & 0xFFFFFFFFu, a1 = a >> 32;
+  const uint64_t b0 = b & 0xFFFFFFFFu, b1 = b >> 32;
+  const uint64_t ll = a0 * b0, lh = a0 * b1, hl = a1 * b0, hh = a1 * b1;
+  // The middle column and the carry out of ll (< 3 2^32: no overflow).
+  const uint64_t mid = (ll >> 32) + (lh & 0xFFFFFFFFu) + (hl & 0xFFFFFFFFu);
+  *low = (mid << 32) | (ll & 0xFFFFFFFFu);
+  *high = hh + (lh >> 32) + (hl >> 32) + (mid >> 32);
+}
+
+}  // namespace
+
 int64_t Rng::UniformInt(int64_t n) {
   FT_CHECK(n >= 1, "Rng::UniformInt: want n >= 1, got ", n);
   // Lemire (2019): the high word of w * n is uniform on [0, n) once the low
@@ -131,9 +147,9 @@ int64_t Rng::UniformInt(int64_t n) {
   const uint64_t un = static_cast<uint64_t>(n);
   const uint64_t threshold = (0 - un) % un;  // 2^64 mod n
   for (;;) {
-    const unsigned __int128 m = static_cast<unsigned __int128>(Bits64()) * un;
-    if (static_cast<uint64_t>(m) >= threshold)
-      return static_cast<int64_t>(m >> 64);
+    uint64_t high, low;
+    Multiply64(Bits64(), un, &high, &low);
+    if (low >= threshold) return static_cast<int64_t>(high);
   }
 }
 

@@ -12,6 +12,7 @@
 #include "autodiff/check.h"
 #include "autodiff/functional.h"
 #include "autodiff/ops.h"
+#include "autodiff/status_macros.h"
 #include "autodiff/tape.h"
 #include "compression/rans.h"
 #include "compression/symbol_coding.h"
@@ -106,7 +107,7 @@ Tensor FlowInput(const LossyModel& m, const Tensor& pixels) {
 absl::StatusOr<Tensor> DecodeLatents(const LossyModel& m, const Tensor& z) {
   const int64_t n = z.dim(0);
   flows::FlowResult r = m.flow->Inverse(Reshape(z, WithBatch(n, m.event)));
-  if (!r.status.ok()) return r.status;
+  FT_RETURN_IF_ERROR(r.status);
   Tensor y = Reshape(r.value, {n, -1});
   if (m.pixel_map == PixelMap::kLogit) {
     y = data::InverseLogit(y, m.alpha) * static_cast<double>(m.levels) - 0.5;
@@ -118,14 +119,14 @@ absl::StatusOr<Tensor> Latents(const LossyModel& m, const Tensor& pixels) {
   if (m.flow == nullptr) {
     return absl::InvalidArgumentError("lossy codec: no flow");
   }
-  if (absl::Status s = CheckPixels(m, pixels); !s.ok()) return s;
+  FT_RETURN_IF_ERROR(CheckPixels(m, pixels));
   NoGradScope no_grad;
   std::vector<Tensor> chunks;
   for (int64_t start = 0; start < pixels.dim(0); start += kLossyChunk) {
     const int64_t n = std::min(kLossyChunk, pixels.dim(0) - start);
     flows::FlowResult r =
         m.flow->Forward(FlowInput(m, Narrow(pixels, 0, start, n)));
-    if (!r.status.ok()) return r.status;
+    FT_RETURN_IF_ERROR(r.status);
     chunks.push_back(Cast(Reshape(r.value, {n, -1}), kFloat64));
   }
   Tensor z = Concat(chunks, 0).Detach();
@@ -147,14 +148,13 @@ absl::StatusOr<std::vector<double>> SensitivityStepScales(const LossyModel& m,
     return absl::InvalidArgumentError(
         absl::StrCat("SensitivityStepScales: probes = ", probes));
   }
-  absl::StatusOr<Tensor> z = Latents(m, pixels);
-  if (!z.ok()) return z.status();
-  const int64_t n = z->dim(0), d = z->dim(1);
+  FT_ASSIGN_OR_RETURN(const Tensor z, Latents(m, pixels));
+  const int64_t n = z.dim(0), d = z.dim(1);
   EnableGradScope grad;
   std::vector<double> sq(d, 0.0);  // sum of (J^T v)_d^2
   for (int64_t start = 0; start < n; start += kLossyChunk) {
     const int64_t len = std::min(kLossyChunk, n - start);
-    const Tensor zc = Cast(Narrow(*z, 0, start, len), m.flow->dtype());
+    const Tensor zc = Cast(Narrow(z, 0, start, len), m.flow->dtype());
     for (int p = 0; p < probes; ++p) {
       TapeScope scope;
       absl::Status status;
@@ -310,13 +310,13 @@ absl::StatusOr<LossyCodec> LossyCodec::Create(LossyModel model, double delta,
     }
     const int k = static_cast<int>(2 * half + 1);
     const int64_t lo = static_cast<int64_t>(centre - half);
-    absl::StatusOr<std::vector<uint32_t>> f = DiscretizedLogisticFrequencies(
-        mu / step - static_cast<double>(lo), s / step, k, precision_bits);
-    if (!f.ok()) return f.status();
-    absl::StatusOr<FrequencyTable> t =
-        FrequencyTable::Create(*std::move(f), precision_bits);
-    if (!t.ok()) return t.status();
-    tables.push_back(*std::move(t));
+    FT_ASSIGN_OR_RETURN(
+        std::vector<uint32_t> f,
+        DiscretizedLogisticFrequencies(mu / step - static_cast<double>(lo),
+                                       s / step, k, precision_bits));
+    FT_ASSIGN_OR_RETURN(FrequencyTable t,
+                        FrequencyTable::Create(std::move(f), precision_bits));
+    tables.push_back(std::move(t));
     first.push_back(lo);
   }
   for (const Tensor& p : model.flow->Parameters()) {
@@ -374,10 +374,10 @@ absl::StatusOr<Tensor> LossyCodec::Reconstruct(const Tensor& z_hat) const {
   std::vector<Tensor> chunks;
   for (int64_t start = 0; start < z_hat.dim(0); start += kLossyChunk) {
     const int64_t n = std::min(kLossyChunk, z_hat.dim(0) - start);
-    absl::StatusOr<Tensor> y =
-        DecodeLatents(m, Cast(Narrow(z_hat, 0, start, n), m.flow->dtype()));
-    if (!y.ok()) return y.status();
-    chunks.push_back(Cast(Reshape(*y, WithBatch(n, m.image)), kFloat64));
+    FT_ASSIGN_OR_RETURN(
+        const Tensor y,
+        DecodeLatents(m, Cast(Narrow(z_hat, 0, start, n), m.flow->dtype())));
+    chunks.push_back(Cast(Reshape(y, WithBatch(n, m.image)), kFloat64));
   }
   Tensor x = Concat(chunks, 0).Detach();
   double* px = x.mutable_data<double>();
@@ -405,22 +405,17 @@ double LossyCodec::IdealBits(absl::Span<const int32_t> symbols) const {
 
 absl::StatusOr<std::vector<uint8_t>> LossyCodec::Encode(
     const Tensor& pixels) const {
-  absl::StatusOr<Tensor> z = Latents(model_, pixels);
-  if (!z.ok()) return z.status();
-  if (z->numel() > kLossyMaxSymbols) {
+  FT_ASSIGN_OR_RETURN(const Tensor z, Latents(model_, pixels));
+  if (z.numel() > kLossyMaxSymbols) {
     return absl::InvalidArgumentError(
-        absl::StrCat("LossyCodec::Encode: ", z->numel(),
+        absl::StrCat("LossyCodec::Encode: ", z.numel(),
                      " latents exceed the container's ", kLossyMaxSymbols));
   }
-  absl::StatusOr<std::vector<int32_t>> symbols = Quantize(*z);
-  if (!symbols.ok()) return symbols.status();
+  FT_ASSIGN_OR_RETURN(const std::vector<int32_t> symbols, Quantize(z));
   RansEncoder encoder;
   const int64_t d = dims();
-  for (size_t i = 0; i < symbols->size(); ++i) {
-    if (absl::Status s = EncodeSymbol(encoder, tables_[i % d], (*symbols)[i]);
-        !s.ok()) {
-      return s;
-    }
+  for (size_t i = 0; i < symbols.size(); ++i) {
+    FT_RETURN_IF_ERROR(EncodeSymbol(encoder, tables_[i % d], symbols[i]));
   }
   const std::vector<uint8_t> stream = encoder.Finish();
   std::vector<uint8_t> out(kMagic, kMagic + 4);
@@ -482,21 +477,17 @@ absl::StatusOr<LossyCodec::Decoded> LossyCodec::Decode(
     return loss(n, " images of ", d, " latents (1..", kLossyMaxSymbols / d,
                 " allowed)");
   }
-  absl::StatusOr<RansDecoder> decoder =
-      RansDecoder::Create(bytes.subspan(kLossyHeaderBytes, stream_bytes));
-  if (!decoder.ok()) return decoder.status();
+  FT_ASSIGN_OR_RETURN(
+      RansDecoder decoder,
+      RansDecoder::Create(bytes.subspan(kLossyHeaderBytes, stream_bytes)));
   Decoded out;
   out.symbols.resize(n * d);
   for (int64_t i = 0; i < n * d; ++i) {
-    absl::StatusOr<int> s = DecodeSymbol(*decoder, tables_[i % d]);
-    if (!s.ok()) return s.status();
-    out.symbols[i] = *s;
+    FT_ASSIGN_OR_RETURN(out.symbols[i], DecodeSymbol(decoder, tables_[i % d]));
   }
-  if (absl::Status s = decoder->Finish(); !s.ok()) return s;
+  FT_RETURN_IF_ERROR(decoder.Finish());
   out.z_hat = Dequantize(out.symbols);
-  absl::StatusOr<Tensor> x = Reconstruct(out.z_hat);
-  if (!x.ok()) return x.status();
-  out.pixels = *std::move(x);
+  FT_ASSIGN_OR_RETURN(out.pixels, Reconstruct(out.z_hat));
   return out;
 }
 

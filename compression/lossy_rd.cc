@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "autodiff/grad.h"
 #include "autodiff/ops.h"
+#include "autodiff/status_macros.h"
 #include "autodiff/tape.h"
 #include "nn/optim.h"
 
@@ -87,7 +88,7 @@ absl::StatusOr<RateDistortionTerms> RateDistortion(
   if (m.flow == nullptr) {
     return absl::InvalidArgumentError("rate-distortion: no flow");
   }
-  if (absl::Status s = CheckPixels(m, pixels); !s.ok()) return s;
+  FT_RETURN_IF_ERROR(CheckPixels(m, pixels));
   const int64_t n = pixels.dim(0), d = m.image.numel();
   if (prior.mean().numel() != d) {
     return absl::InvalidArgumentError(absl::StrCat("rate-distortion: prior of ",
@@ -99,22 +100,21 @@ absl::StatusOr<RateDistortionTerms> RateDistortion(
         "rate-distortion: uniform-noise proxy without an rng");
   }
   const DType dtype = m.flow->dtype();
-  absl::StatusOr<Tensor> steps = Steps(m, delta, d, dtype);
-  if (!steps.ok()) return steps.status();
+  FT_ASSIGN_OR_RETURN(const Tensor steps, Steps(m, delta, d, dtype));
 
   flows::FlowResult r = m.flow->Forward(FlowInput(m, pixels));
-  if (!r.status.ok()) return r.status;
+  FT_RETURN_IF_ERROR(r.status);
   const Tensor z = Reshape(r.value, {n, d});
   Tensor z_tilde;
   if (proxy == QuantizationProxy::kUniformNoise) {
-    z_tilde = z + (Tensor::Rand(z.shape(), *rng, dtype) - 0.5) * *steps;
+    z_tilde = z + (Tensor::Rand(z.shape(), *rng, dtype) - 0.5) * steps;
   } else {
     // z_hat = Delta_d round(z / Delta_d), a constant.
     Tensor z_hat = z.Detach();
     VisitDType(dtype, [&](auto zero) {
       using T = decltype(zero);
       T* p = z_hat.mutable_data<T>();
-      const T* s = steps->data<T>();
+      const T* s = steps.data<T>();
       for (int64_t i = 0; i < z_hat.numel(); ++i)
         p[i] = s[i % d] * std::round(p[i] / s[i % d]);
     });
@@ -122,12 +122,11 @@ absl::StatusOr<RateDistortionTerms> RateDistortion(
                   ? z_hat
                   : z + (z_hat - z.Detach());  // value z_hat, dz~/dz = 1
   }
-  absl::StatusOr<Tensor> x = DecodeLatents(m, z_tilde);
-  if (!x.ok()) return x.status();
+  FT_ASSIGN_OR_RETURN(const Tensor x, DecodeLatents(m, z_tilde));
   const Tensor err =
-      Clamp(*x, 0.0, m.levels - 1.0) - Reshape(Cast(pixels, dtype), {n, d});
+      Clamp(x, 0.0, m.levels - 1.0) - Reshape(Cast(pixels, dtype), {n, d});
   return RateDistortionTerms{
-      LatentBits(z_tilde, prior.mean(), prior.log_scale(), *steps),
+      LatentBits(z_tilde, prior.mean(), prior.log_scale(), steps),
       Sum(Square(err), 1)};
 }
 
@@ -157,15 +156,18 @@ absl::StatusOr<std::vector<RdStep>> TrainRateDistortion(
     const LossyModel& m, LearnedLatentPrior& prior, const Tensor& pixels,
     const RdTrainOptions& o,
     const std::function<void(const RdStep&)>& on_step) {
-  if (absl::Status s = o.Validate(); !s.ok()) return s;
+  FT_RETURN_IF_ERROR(o.Validate());
   if (m.flow == nullptr) {
     return absl::InvalidArgumentError("rate-distortion: no flow");
   }
-  if (absl::Status s = CheckPixels(m, pixels); !s.ok()) return s;
+  FT_RETURN_IF_ERROR(CheckPixels(m, pixels));
   const std::vector<Tensor> flow_params = m.flow->Parameters();
   const std::vector<Tensor> prior_params = prior.Parameters();
-  auto adam = nn::Adam::Create(flow_params, {.lr = o.lr}).value();
-  auto prior_adam = nn::Adam::Create(prior_params, {.lr = o.prior_lr}).value();
+  nn::AdamOptions flow_adam_options, prior_adam_options;
+  flow_adam_options.lr = o.lr;
+  prior_adam_options.lr = o.prior_lr;
+  auto adam = nn::Adam::Create(flow_params, flow_adam_options).value();
+  auto prior_adam = nn::Adam::Create(prior_params, prior_adam_options).value();
   std::vector<Tensor> all = flow_params;
   all.insert(all.end(), prior_params.begin(), prior_params.end());
   const double d = static_cast<double>(m.image.numel());
@@ -177,11 +179,11 @@ absl::StatusOr<std::vector<RdStep>> TrainRateDistortion(
     std::vector<int64_t> rows(o.batch);
     for (int64_t& i : rows) i = rng.UniformInt(pixels.dim(0));
     const Tensor batch = IndexSelect(pixels, 0, rows);
-    absl::StatusOr<RateDistortionTerms> t =
-        RateDistortion(m, prior, batch, o.delta, o.proxy, &rng);
-    if (!t.ok()) return t.status();
-    const Tensor bpp = Mean(t->bits) * (1.0 / d);
-    const Tensor mse = Mean(t->sq_error) * (1.0 / d);
+    FT_ASSIGN_OR_RETURN(
+        const RateDistortionTerms t,
+        RateDistortion(m, prior, batch, o.delta, o.proxy, &rng));
+    const Tensor bpp = Mean(t.bits) * (1.0 / d);
+    const Tensor mse = Mean(t.sq_error) * (1.0 / d);
     const Tensor loss = bpp + o.lambda * mse;
     const RdStep record{step, loss.item(), bpp.item(), mse.item()};
     if (!std::isfinite(record.loss)) {

@@ -8,6 +8,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
+#include "autodiff/status_macros.h"
 #include "data/number.h"
 #include "data/read_file.h"
 
@@ -29,7 +30,7 @@ absl::Status CsvOptions::Validate() const {
 absl::StatusOr<Tensor> ParseCsv(const std::string& text,
                                 const CsvOptions& options,
                                 const std::string& source) {
-  if (absl::Status s = options.Validate(); !s.ok()) return s;
+  FT_RETURN_IF_ERROR(options.Validate());
   std::vector<double> values;
   int64_t cols = -1, rows = 0, line_no = 0;
   bool skip_header = options.header;
@@ -66,11 +67,10 @@ absl::StatusOr<Tensor> ParseCsv(const std::string& text,
 
 absl::StatusOr<Tensor> LoadCsv(const std::string& path,
                                const CsvOptions& options) {
-  if (absl::Status s = options.Validate(); !s.ok()) return s;
-  absl::StatusOr<std::string> text =
-      ReadFileMaybeGz(path, options.max_bytes, "CSV");
-  if (!text.ok()) return text.status();
-  return ParseCsv(*text, options, path);
+  FT_RETURN_IF_ERROR(options.Validate());
+  FT_ASSIGN_OR_RETURN(const std::string text,
+                      ReadFileMaybeGz(path, options.max_bytes, "CSV"));
+  return ParseCsv(text, options, path);
 }
 
 }  // namespace flowtape::data

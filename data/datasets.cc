@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "autodiff/status_macros.h"
 #include "data/csv.h"
 #include "data/idx.h"
 
@@ -52,9 +53,7 @@ absl::StatusOr<ImageSet> LoadDigitsCsv(const std::string& path,
   if (split != "train" && split != "test")
     return absl::InvalidArgumentError(
         absl::StrCat("unknown split '", split, "'; expected train or test"));
-  auto table = LoadCsv(path);
-  if (!table.ok()) return table.status();
-  const Tensor& t = *table;
+  FT_ASSIGN_OR_RETURN(const Tensor t, LoadCsv(path));
   if (t.dim(1) != 65)
     return absl::InvalidArgumentError(absl::StrCat(
         path, ": expected 65 columns (64 pixels + label), got ", t.dim(1)));
@@ -115,21 +114,17 @@ absl::StatusOr<ImageSet> LoadImageSet(const std::string& name,
                      "'; expected mnist, fashion or "
                      "digits"));
   const std::string prefix = split == "train" ? "train" : "t10k";
-  auto img_path = Find(name, prefix + "-images-idx3-ubyte");
-  if (!img_path.ok()) return img_path.status();
-  auto lab_path = Find(name, prefix + "-labels-idx1-ubyte");
-  if (!lab_path.ok()) return lab_path.status();
+  FT_ASSIGN_OR_RETURN(const std::string img_path,
+                      Find(name, prefix + "-images-idx3-ubyte"));
+  FT_ASSIGN_OR_RETURN(const std::string lab_path,
+                      Find(name, prefix + "-labels-idx1-ubyte"));
   ImageSet set;
-  auto images = LoadIdxImages(*img_path);
-  if (!images.ok()) return images.status();
-  auto labels = LoadIdxLabels(*lab_path);
-  if (!labels.ok()) return labels.status();
-  if (static_cast<int64_t>(labels->size()) != images->dim(0))
+  FT_ASSIGN_OR_RETURN(set.images, LoadIdxImages(img_path));
+  FT_ASSIGN_OR_RETURN(set.labels, LoadIdxLabels(lab_path));
+  if (static_cast<int64_t>(set.labels.size()) != set.images.dim(0))
     return absl::InvalidArgumentError(
-        absl::StrCat(*lab_path, ": ", labels->size(), " labels for ",
-                     images->dim(0), " images in ", *img_path));
-  set.images = *std::move(images);
-  set.labels = *std::move(labels);
+        absl::StrCat(lab_path, ": ", set.labels.size(), " labels for ",
+                     set.images.dim(0), " images in ", img_path));
   return set;
 }
 

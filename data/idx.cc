@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "autodiff/status_macros.h"
 #include "data/read_file.h"
 
 namespace flowtape::data {
@@ -62,9 +63,9 @@ absl::StatusOr<std::vector<int64_t>> ParseHeader(const std::string& b, int rank,
 
 absl::StatusOr<Tensor> ParseIdxImages(const std::string& bytes,
                                       const std::string& source) {
-  auto dims = ParseHeader(bytes, 3, source);
-  if (!dims.ok()) return dims.status();
-  const int64_t n = (*dims)[0], h = (*dims)[1], w = (*dims)[2];
+  FT_ASSIGN_OR_RETURN(const std::vector<int64_t> dims,
+                      ParseHeader(bytes, 3, source));
+  const int64_t n = dims[0], h = dims[1], w = dims[2];
   Tensor t = Tensor::Empty(Shape{n, 1, h, w});
   double* d = t.mutable_data<double>();
   const unsigned char* p =
@@ -75,9 +76,9 @@ absl::StatusOr<Tensor> ParseIdxImages(const std::string& bytes,
 
 absl::StatusOr<std::vector<int>> ParseIdxLabels(const std::string& bytes,
                                                 const std::string& source) {
-  auto dims = ParseHeader(bytes, 1, source);
-  if (!dims.ok()) return dims.status();
-  std::vector<int> labels((*dims)[0]);
+  FT_ASSIGN_OR_RETURN(const std::vector<int64_t> dims,
+                      ParseHeader(bytes, 1, source));
+  std::vector<int> labels(dims[0]);
   for (size_t i = 0; i < labels.size(); ++i)
     labels[i] = static_cast<unsigned char>(bytes[8 + i]);
   return labels;
@@ -85,16 +86,16 @@ absl::StatusOr<std::vector<int>> ParseIdxLabels(const std::string& bytes,
 
 absl::StatusOr<Tensor> LoadIdxImages(const std::string& path,
                                      int64_t max_bytes) {
-  auto bytes = ReadFileMaybeGz(path, max_bytes, "IDX");
-  if (!bytes.ok()) return bytes.status();
-  return ParseIdxImages(*bytes, path);
+  FT_ASSIGN_OR_RETURN(const std::string bytes,
+                      ReadFileMaybeGz(path, max_bytes, "IDX"));
+  return ParseIdxImages(bytes, path);
 }
 
 absl::StatusOr<std::vector<int>> LoadIdxLabels(const std::string& path,
                                                int64_t max_bytes) {
-  auto bytes = ReadFileMaybeGz(path, max_bytes, "IDX");
-  if (!bytes.ok()) return bytes.status();
-  return ParseIdxLabels(*bytes, path);
+  FT_ASSIGN_OR_RETURN(const std::string bytes,
+                      ReadFileMaybeGz(path, max_bytes, "IDX"));
+  return ParseIdxLabels(bytes, path);
 }
 
 }  // namespace flowtape::data

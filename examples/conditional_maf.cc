@@ -73,7 +73,9 @@ absl::Status Run(const std::string& path) {
   Draw(20000, rng, &data.train, &data.train_context);
   Draw(2000, rng, &data.val, &data.val_context);
   FT_ASSIGN_OR_RETURN(auto model, MakeMaf(/*seed=*/0));
-  FT_ASSIGN_OR_RETURN(auto adam, nn::Adam::Create(*model, {.lr = 1e-2}));
+  nn::AdamOptions adam_options;
+  adam_options.lr = 1e-2;
+  FT_ASSIGN_OR_RETURN(auto adam, nn::Adam::Create(*model, adam_options));
   adam->set_schedule(nn::CosineAnnealingLr(1e-2, 400));  // decays to 0
   training::TrainOptions o;
   o.max_steps = 400;  // batches of 256

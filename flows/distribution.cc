@@ -163,7 +163,7 @@ absl::StatusOr<std::shared_ptr<DiagonalNormal>> DiagonalNormal::Create(
         "diagonal_normal: loc ", loc.shape().ToString(), " and scale ",
         scale.shape().ToString(), " must have the same event shape"));
   FT_RETURN_IF_ERROR(ValidateEventShape("diagonal_normal", loc.shape()));
-  if (auto s = CheckFinite("diagonal_normal", "loc", loc); !s.ok()) return s;
+  FT_RETURN_IF_ERROR(CheckFinite("diagonal_normal", "loc", loc));
   FT_RETURN_IF_ERROR(CheckPositiveFinite("diagonal_normal", "scale", scale));
   std::shared_ptr<DiagonalNormal> d(new DiagonalNormal(loc.shape()));
   CopyInto(loc, d->loc_);
@@ -208,7 +208,7 @@ absl::StatusOr<std::shared_ptr<Logistic>> Logistic::Create(const Tensor& loc,
         "logistic: loc ", loc.shape().ToString(), " and scale ",
         scale.shape().ToString(), " must have the same event shape"));
   FT_RETURN_IF_ERROR(ValidateEventShape("logistic", loc.shape()));
-  if (auto s = CheckFinite("logistic", "loc", loc); !s.ok()) return s;
+  FT_RETURN_IF_ERROR(CheckFinite("logistic", "loc", loc));
   FT_RETURN_IF_ERROR(CheckPositiveFinite("logistic", "scale", scale));
   std::shared_ptr<Logistic> d(new Logistic(loc.shape(), learnable));
   CopyInto(loc, d->loc_);

@@ -8,6 +8,7 @@
 #include "autodiff/check.h"
 #include "autodiff/grad.h"
 #include "autodiff/ops.h"
+#include "autodiff/status_macros.h"
 #include "autodiff/tape.h"
 
 namespace flowtape::flows {
@@ -107,7 +108,7 @@ absl::Status DoubleWellOptions::Validate() const {
 
 absl::StatusOr<std::shared_ptr<DoubleWellEnergy>> DoubleWellEnergy::Create(
     const DoubleWellOptions& options) {
-  if (absl::Status s = options.Validate(); !s.ok()) return s;
+  FT_RETURN_IF_ERROR(options.Validate());
   return std::shared_ptr<DoubleWellEnergy>(new DoubleWellEnergy(options));
 }
 

@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "autodiff/check.h"
 #include "autodiff/ops.h"
+#include "autodiff/status_macros.h"
 
 namespace flowtape::flows {
 namespace {
@@ -82,7 +83,7 @@ absl::Status FlowModel::CheckInput(const Tensor& x,
 absl::Status FlowModel::InitializeFromData(const Tensor& x,
                                            const Tensor& context,
                                            Rng* rng) const {
-  if (absl::Status s = CheckInput(x, context); !s.ok()) return s;
+  FT_RETURN_IF_ERROR(CheckInput(x, context));
   Rng fixed(kDefaultScoreSeed);
   return flows::InitializeFromData(*flow_, Cast(x, dtype()),
                                    ToDType(context, dtype()),

@@ -47,9 +47,10 @@ absl::StatusOr<IcaResult> FitInfomaxIca(const Tensor& x,
   FT_ASSIGN_OR_RETURN(std::shared_ptr<LinearFlow> flow, LinearFlow::Create(d));
   std::shared_ptr<Distribution> base;
   if (options.mixture_components > 0) {
-    FT_ASSIGN_OR_RETURN(
-        base, FactorizedMixture::Create(
-                  {.components = options.mixture_components, .dims = d}));
+    MixtureOptions mixture;
+    mixture.components = options.mixture_components;
+    mixture.dims = d;
+    FT_ASSIGN_OR_RETURN(base, FactorizedMixture::Create(mixture));
   } else {
     FT_ASSIGN_OR_RETURN(base, Logistic::Create(Shape({d})));
   }

@@ -10,6 +10,7 @@
 #include "absl/strings/str_format.h"
 #include "autodiff/functional.h"
 #include "autodiff/ops.h"
+#include "autodiff/status_macros.h"
 #include "autodiff/tape.h"
 #include "flows/sequential.h"
 
@@ -265,7 +266,7 @@ absl::Status InvertibilityOptions::Validate() const {
 
 absl::StatusOr<Invertibility> InvertibilityReport(
     const Flow& model, const Tensor& x, const InvertibilityOptions& o) {
-  if (absl::Status s = o.Validate(); !s.ok()) return s;
+  FT_RETURN_IF_ERROR(o.Validate());
   if (!x.defined() || x.rank() < 2 || x.dim(0) == 0)
     return absl::InvalidArgumentError(
         "invertibility: x must be a batch [N, ...] with N >= 1");

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "autodiff/check.h"
 #include "autodiff/ops.h"
+#include "autodiff/status_macros.h"
 
 namespace flowtape::flows {
 namespace {
@@ -61,7 +62,7 @@ absl::Status LangevinOptions::Validate() const {
 
 absl::StatusOr<std::shared_ptr<LangevinLayer>> LangevinLayer::Create(
     const LangevinOptions& options) {
-  if (absl::Status s = options.Validate(); !s.ok()) return s;
+  FT_RETURN_IF_ERROR(options.Validate());
   return std::shared_ptr<LangevinLayer>(new LangevinLayer(options));
 }
 
@@ -137,7 +138,7 @@ absl::Status MetropolisOptions::Validate() const {
 
 absl::StatusOr<std::shared_ptr<MetropolisLayer>> MetropolisLayer::Create(
     const MetropolisOptions& options) {
-  if (absl::Status s = options.Validate(); !s.ok()) return s;
+  FT_RETURN_IF_ERROR(options.Validate());
   return std::shared_ptr<MetropolisLayer>(new MetropolisLayer(options));
 }
 

@@ -7,8 +7,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "autodiff/check.h"
-#include "data/read_file.h"
+#include "autodiff/status_macros.h"
 #include "data/atomic_file.h"
+#include "data/read_file.h"
 #include "io/json.h"
 
 namespace flowtape::io {
@@ -107,17 +108,17 @@ absl::StatusOr<nn::NamedTensors> DecodeSafetensors(absl::string_view bytes,
   if (n > bytes.size() - 8)
     return bad(absl::StrCat("header length ", n, " exceeds the ",
                             bytes.size() - 8, " bytes after it"));
-  absl::StatusOr<Json> parsed =
-      ParseJson(bytes.substr(8, n), absl::StrCat(what, ": header"));
-  if (!parsed.ok()) return parsed.status();
-  if (!parsed->is_object())
-    return bad(absl::StrCat("header is a JSON ", JsonTypeName(*parsed),
+  FT_ASSIGN_OR_RETURN(
+      const Json parsed,
+      ParseJson(bytes.substr(8, n), absl::StrCat(what, ": header")));
+  if (!parsed.is_object())
+    return bad(absl::StrCat("header is a JSON ", JsonTypeName(parsed),
                             ", not an object"));
   const absl::string_view buffer = bytes.substr(8 + n);
 
   Metadata meta;
   std::vector<Entry> entries;
-  for (const auto& item : parsed->items()) {
+  for (const auto& item : parsed.items()) {
     const std::string& name = item.key();
     const Json& e = item.value();
     if (name == kMetadataKey) {

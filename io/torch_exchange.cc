@@ -3,6 +3,7 @@
 #include <map>
 
 #include "absl/strings/str_cat.h"
+#include "autodiff/status_macros.h"
 #include "flows/spectral_norm.h"
 #include "nn/checkpoint.h"
 #include "nn/layers.h"
@@ -53,8 +54,8 @@ absl::Status ExportSafetensors(const std::string& path,
 
 absl::Status ImportSafetensors(const std::string& path, nn::Module& module,
                                Metadata* metadata) {
-  absl::StatusOr<nn::NamedTensors> file = ReadSafetensors(path, metadata);
-  if (!file.ok()) return file.status();
+  FT_ASSIGN_OR_RETURN(const nn::NamedTensors file,
+                      ReadSafetensors(path, metadata));
   const std::string source = absl::StrCat("safetensors '", path, "'");
   const std::set<std::string> transposed = TransposedNames(module);
   std::map<std::string, Tensor> own;
@@ -65,7 +66,7 @@ absl::Status ImportSafetensors(const std::string& path, nn::Module& module,
     buffers.insert(name);
   }
   nn::NamedTensors entries;
-  for (const auto& [name, t] : *file) {
+  for (const auto& [name, t] : file) {
     auto it = own.find(name);
     if (it == own.end())
       return absl::InvalidArgumentError(

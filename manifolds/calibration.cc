@@ -63,9 +63,10 @@ absl::StatusOr<std::shared_ptr<SimplexCalibration>> SimplexCalibration::Create(
       if (v != 0.0)
         return absl::InvalidArgumentError(
             "SimplexCalibration: temperature scaling needs c = 0");
-  std::shared_ptr<SimplexCalibration> out(
-      new SimplexCalibration({.n = static_cast<int64_t>(c.size()),
-                              .temperature_only = temperature_only}));
+  SimplexCalibrationOptions options;
+  options.n = static_cast<int64_t>(c.size());
+  options.temperature_only = temperature_only;
+  std::shared_ptr<SimplexCalibration> out(new SimplexCalibration(options));
   out->sign_ = a > 0 ? 1.0 : -1.0;
   out->log_abs_a_.mutable_data<double>()[0] = std::log(std::abs(a));
   std::copy(c.begin(), c.end(), out->c_.mutable_data<double>());

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "autodiff/ops.h"
+#include "autodiff/status_macros.h"
 #include "autodiff/tape.h"
 #include "flows/distribution.h"
 
@@ -78,14 +79,14 @@ Tensor ManifoldFlowModel::Sample(int64_t num, Rng& rng) const {
 
 absl::StatusOr<Tensor> ManifoldFlowModel::TryLogProb(const Tensor& y) const {
   Density d = Score(y);
-  if (!d.pass.status.ok()) return d.pass.status;
+  FT_RETURN_IF_ERROR(d.pass.status);
   return d.log_prob;
 }
 
 absl::StatusOr<Tensor> ManifoldFlowModel::TrySample(int64_t num,
                                                     Rng& rng) const {
   flows::FlowResult r = SamplePass(num, rng);
-  if (!r.status.ok()) return r.status;
+  FT_RETURN_IF_ERROR(r.status);
   return r.value;
 }
 

@@ -71,17 +71,16 @@ absl::StatusOr<std::shared_ptr<NormalizedLinear>> NormalizedLinear::Create(
 
 absl::StatusOr<std::shared_ptr<NormalizedAffine>> NormalizedAffine::Create(
     const Eigen::MatrixXd& m, const Eigen::VectorXd& c) {
-  auto mat = InvertibleMatrix::Create(m);
-  if (!mat.ok()) return mat.status();
+  FT_ASSIGN_OR_RETURN(auto mat, InvertibleMatrix::Create(m));
   if (c.size() != m.rows())
     return absl::InvalidArgumentError(absl::StrCat(
         "NormalizedAffine: c has size ", c.size(), ", M is ", m.rows()));
-  auto w = TranslationParameter((*mat)->Inverse() * c, "NormalizedAffine");
-  if (!w.ok()) return w.status();
+  FT_ASSIGN_OR_RETURN(
+      Tensor w, TranslationParameter(mat->Inverse() * c, "NormalizedAffine"));
   std::shared_ptr<NormalizedAffine> out(
       new NormalizedAffine(m.rows(), Kind::kAffine));
-  out->m_ = out->RegisterModule("m", *mat);
-  out->w_ = out->RegisterParameter("w", *w);
+  out->m_ = out->RegisterModule("m", mat);
+  out->w_ = out->RegisterParameter("w", w);
   return out;
 }
 
@@ -89,20 +88,19 @@ absl::StatusOr<std::shared_ptr<NormalizedTranslation>>
 NormalizedTranslation::Create(const Eigen::VectorXd& c) {
   if (c.size() < 2)
     return absl::InvalidArgumentError("NormalizedTranslation: n must be >= 2");
-  auto w = TranslationParameter(c, "NormalizedTranslation");
-  if (!w.ok()) return w.status();
+  FT_ASSIGN_OR_RETURN(Tensor w,
+                      TranslationParameter(c, "NormalizedTranslation"));
   std::shared_ptr<NormalizedTranslation> out(
       new NormalizedTranslation(c.size()));
-  out->w_ = out->RegisterParameter("w", *w);
+  out->w_ = out->RegisterParameter("w", w);
   return out;
 }
 
 absl::StatusOr<std::shared_ptr<NormalizedLinear>> NormalizedLinear::Create(
     const Eigen::MatrixXd& m) {
-  auto mat = InvertibleMatrix::Create(m);
-  if (!mat.ok()) return mat.status();
+  FT_ASSIGN_OR_RETURN(auto mat, InvertibleMatrix::Create(m));
   std::shared_ptr<NormalizedLinear> out(new NormalizedLinear(m.rows()));
-  out->m_ = out->RegisterModule("m", *mat);
+  out->m_ = out->RegisterModule("m", mat);
   return out;
 }
 

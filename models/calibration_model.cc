@@ -98,12 +98,15 @@ absl::StatusOr<std::shared_ptr<CalibratedClassifier>> MakeCalibrationModel(
   const int64_t k = spec.sizes.back();
   std::shared_ptr<flows::Flow> map;
   if (spec.map == "temperature" || spec.map == "fcal") {
-    FT_ASSIGN_OR_RETURN(
-        map, manifolds::SimplexCalibration::Create(
-                 {.n = k, .temperature_only = spec.map == "temperature"}));
+    manifolds::SimplexCalibrationOptions options;
+    options.n = k;
+    options.temperature_only = spec.map == "temperature";
+    FT_ASSIGN_OR_RETURN(map, manifolds::SimplexCalibration::Create(options));
   } else if (spec.map == "generalized") {
+    manifolds::GeneralizedCalibrationOptions options;
+    options.n = k;
     FT_ASSIGN_OR_RETURN(
-        map, manifolds::GeneralizedCalibration::Create({.n = k}, rng));
+        map, manifolds::GeneralizedCalibration::Create(options, rng));
   }
   return std::make_shared<CalibratedClassifier>(std::move(classifier),
                                                 std::move(map));

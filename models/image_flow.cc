@@ -134,8 +134,9 @@ absl::Status ImageRunConfig::Validate() const {
 absl::StatusOr<std::shared_ptr<nn::Adam>> ImageAdam(const ImageFlow& f,
                                                     const ImageRunConfig& c) {
   FT_RETURN_IF_ERROR(c.Validate());
-  FT_ASSIGN_OR_RETURN(auto adam,
-                      nn::Adam::Create(*f.model, nn::AdamOptions{.lr = c.lr}));
+  nn::AdamOptions options;
+  options.lr = c.lr;
+  FT_ASSIGN_OR_RETURN(auto adam, nn::Adam::Create(*f.model, options));
   const int64_t warmup = std::min<int64_t>(200, c.steps / 10);
   adam->set_schedule(
       nn::LinearWarmup(warmup, nn::CosineAnnealingLr(c.lr, c.steps - warmup)));
@@ -213,9 +214,7 @@ absl::StatusOr<ImageFlow> MakeImageFlow(const std::string& name,
   f.levels = levels;
   f.flatten = !FindFlow(name, Domain::kImages).ok();
   config.event = f.flatten ? Shape{image.numel()} : image;
-  auto model = MakeModel(name, config, rng);
-  if (!model.ok()) return model.status();
-  f.model = *std::move(model);
+  FT_ASSIGN_OR_RETURN(f.model, MakeModel(name, config, rng));
   return f;
 }
 

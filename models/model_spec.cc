@@ -63,10 +63,8 @@ absl::Status SizeList(const Json& j, const std::string& field, size_t min_len,
   out->clear();
   for (size_t i = 0; i < j.size(); ++i) {
     int64_t v;
-    if (absl::Status s =
-            Integer(j[i], absl::StrCat(field, "[", i, "]"), 1, hi, &v);
-        !s.ok())
-      return s;
+    FT_RETURN_IF_ERROR(
+        Integer(j[i], absl::StrCat(field, "[", i, "]"), 1, hi, &v));
     out->push_back(v);
   }
   return absl::OkStatus();
@@ -74,19 +72,15 @@ absl::Status SizeList(const Json& j, const std::string& field, size_t min_len,
 
 absl::Status ReadConfig(const Json& c, ModelConfig* config) {
   if (!c.is_object()) return Bad("config", "an object", c);
-  if (absl::Status s = OnlyKeys(
-          c, "config.",
-          {"event", "layers", "hidden", "context_dim", "levels", "depth",
-           "channels", "bins", "bound", "train_t", "components", "base"});
-      !s.ok())
-    return s;
+  FT_RETURN_IF_ERROR(
+      OnlyKeys(c, "config.",
+               {"event", "layers", "hidden", "context_dim", "levels", "depth",
+                "channels", "bins", "bound", "train_t", "components", "base"}));
   auto has = [&](const char* key) { return c.contains(key); };
   if (has("event")) {
     std::vector<int64_t> dims;
-    if (absl::Status s =
-            SizeList(c["event"], "config.event", 1, 3, 65536, &dims);
-        !s.ok())
-      return s;
+    FT_RETURN_IF_ERROR(
+        SizeList(c["event"], "config.event", 1, 3, 65536, &dims));
     if (dims.size() == 2)
       return Bad("config.event", "[D] or [C, H, W]", Json(dims));
     int64_t numel = 1;
@@ -112,17 +106,13 @@ absl::Status ReadConfig(const Json& c, ModelConfig* config) {
   for (const IntField& f : ints) {
     if (!has(f.key)) continue;
     int64_t v;
-    if (absl::Status s =
-            Integer(c[f.key], absl::StrCat("config.", f.key), f.lo, f.hi, &v);
-        !s.ok())
-      return s;
+    FT_RETURN_IF_ERROR(
+        Integer(c[f.key], absl::StrCat("config.", f.key), f.lo, f.hi, &v));
     f.set(v);
   }
   if (has("hidden")) {
-    if (absl::Status s = SizeList(c["hidden"], "config.hidden", 1, 16, 65536,
-                                  &config->hidden);
-        !s.ok())
-      return s;
+    FT_RETURN_IF_ERROR(
+        SizeList(c["hidden"], "config.hidden", 1, 16, 65536, &config->hidden));
   }
   if (has("bound")) {
     const Json& b = c["bound"];
@@ -227,14 +217,10 @@ std::string ModelSpecToJson(const ModelSpec& spec) {
 }
 
 absl::StatusOr<ModelSpec> ModelSpecFromJson(absl::string_view text) {
-  absl::StatusOr<Json> parsed = io::ParseJson(text, "model description");
-  if (!parsed.ok()) return parsed.status();
-  const Json& j = *parsed;
+  FT_ASSIGN_OR_RETURN(const Json j, io::ParseJson(text, "model description"));
   if (!j.is_object()) return Bad("(top level)", "an object", j);
-  if (absl::Status s =
-          OnlyKeys(j, "", {"format", "version", "family", "dtype", "config"});
-      !s.ok())
-    return s;
+  FT_RETURN_IF_ERROR(
+      OnlyKeys(j, "", {"format", "version", "family", "dtype", "config"}));
   for (const char* key : {"format", "version", "family", "dtype", "config"})
     if (!j.contains(key))
       return absl::InvalidArgumentError(
@@ -259,7 +245,7 @@ absl::StatusOr<ModelSpec> ModelSpecFromJson(absl::string_view text) {
   if (dtype != "float32" && dtype != "float64")
     return Bad("dtype", "\"float32\" or \"float64\"", dtype);
   spec.dtype = dtype == "float32" ? kFloat32 : kFloat64;
-  if (absl::Status s = ReadConfig(j["config"], &spec.config); !s.ok()) return s;
+  FT_RETURN_IF_ERROR(ReadConfig(j["config"], &spec.config));
   if (absl::Status s = spec.Validate(); !s.ok())
     return absl::InvalidArgumentError(
         absl::StrCat("model description: ", s.message()));

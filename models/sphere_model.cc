@@ -50,6 +50,14 @@ double EstimatedValues(const SphereModelSpec& s) {
   return s.kind == "recursive_mixture" ? (chain + 1) * s.components : chain;
 }
 
+// A normalized affine flow on S^2 near the identity (parameter noise 0.1).
+manifolds::NormalizedAffineOptions NearIdentityAffine() {
+  manifolds::NormalizedAffineOptions options;
+  options.n = 3;
+  options.noise = 0.1;
+  return options;
+}
+
 // A chain of normalized affine flows; the first (data side) centred on
 // `centre` (a unit vector to 1e-3: InvalidArgument otherwise), the rest near
 // the identity.
@@ -67,7 +75,7 @@ absl::StatusOr<FlowChain> AffineChain(int layers, const Eigen::Vector3d& centre,
   chain.push_back(first);
   for (int k = 1; k < layers; ++k) {
     FT_ASSIGN_OR_RETURN(auto next, manifolds::NormalizedAffine::Create(
-                                       {.n = 3, .noise = 0.1}, rng));
+                                       NearIdentityAffine(), rng));
     chain.push_back(next);
   }
   return chain;
@@ -87,11 +95,13 @@ absl::StatusOr<FlowChain> BlockChain(const SphereModelSpec& spec,
     rec.azimuth.kind = manifolds::CircleMapKind::kMobius;
     rec.azimuth.components = 4;
   }
+  manifolds::CylindricalCouplingFlowOptions cylindrical;
+  cylindrical.components = 8;
+  cylindrical.hidden = spec.hidden;
   for (int b = 0; b < spec.blocks; ++b) {
     if (spec.kind == "neural") {
-      FT_ASSIGN_OR_RETURN(auto flow,
-                          manifolds::CylindricalCouplingFlow::Create(
-                              {.components = 8, .hidden = spec.hidden}, rng));
+      FT_ASSIGN_OR_RETURN(auto flow, manifolds::CylindricalCouplingFlow::Create(
+                                         cylindrical, rng));
       chain.push_back(flow);
     } else {
       FT_ASSIGN_OR_RETURN(auto flow,
@@ -99,7 +109,7 @@ absl::StatusOr<FlowChain> BlockChain(const SphereModelSpec& spec,
       chain.push_back(flow);
     }
     FT_ASSIGN_OR_RETURN(auto affine, manifolds::NormalizedAffine::Create(
-                                         {.n = 3, .noise = 0.1}, rng));
+                                         NearIdentityAffine(), rng));
     chain.push_back(affine);
   }
   return chain;

@@ -400,14 +400,15 @@ absl::StatusOr<std::shared_ptr<flows::FlowModel>> MakeModel(
     return absl::InvalidArgumentError(
         absl::StrCat("zoo: event shape ", config.event.ToString(),
                      " is neither [D] nor [C, H, W]"));
-  auto entry = FindFlow(
-      name, config.event.rank() == 1 ? Domain::kVectors : Domain::kImages);
-  if (!entry.ok()) return entry.status();
+  FT_ASSIGN_OR_RETURN(
+      const ZooEntry entry,
+      FindFlow(name,
+               config.event.rank() == 1 ? Domain::kVectors : Domain::kImages));
   FT_RETURN_IF_ERROR(config.Validate());
-  if (config.context_dim > 0 && !entry->takes_context) {
+  if (config.context_dim > 0 && !entry.takes_context) {
     std::vector<std::string> conditional;
     for (const ZooEntry& e : ZooEntries())
-      if (e.takes_context && e.domain == entry->domain &&
+      if (e.takes_context && e.domain == entry.domain &&
           (conditional.empty() || conditional.back() != e.name))
         conditional.push_back(e.name);
     return absl::InvalidArgumentError(absl::StrCat(
@@ -416,16 +417,17 @@ absl::StatusOr<std::shared_ptr<flows::FlowModel>> MakeModel(
         "); conditional families here: ", absl::StrJoin(conditional, ", ")));
   }
   if (config.base != BaseChoice::kFamily &&
-      (entry->domain != Domain::kVectors || entry->flat_output))
+      (entry.domain != Domain::kVectors || entry.flat_output))
     return absl::InvalidArgumentError(
         absl::StrCat("zoo: a mixture or resampled base takes vector flows; '",
                      name, "' is an image flow"));
-  FT_ASSIGN_OR_RETURN(std::shared_ptr<Flow> flow, entry->make(config, rng));
+  FT_ASSIGN_OR_RETURN(std::shared_ptr<Flow> flow, entry.make(config, rng));
   Shape base_event =
-      entry->flat_output ? Shape{config.event.numel()} : config.event;
+      entry.flat_output ? Shape{config.event.numel()} : config.event;
   std::shared_ptr<flows::Distribution> base;
-  const flows::MixtureOptions mixture{.components = config.components,
-                                      .dims = Dim(config)};
+  flows::MixtureOptions mixture;
+  mixture.components = config.components;
+  mixture.dims = Dim(config);
   if (config.base == BaseChoice::kGaussianMixture) {
     FT_ASSIGN_OR_RETURN(base, flows::GaussianMixture::Create(mixture, rng));
   } else if (config.base == BaseChoice::kGaussianMixtureFull) {
@@ -439,7 +441,7 @@ absl::StatusOr<std::shared_ptr<flows::FlowModel>> MakeModel(
     o.truncation = 100;
     o.normaliser_samples = 4096;
     FT_ASSIGN_OR_RETURN(base, flows::ResampledNormal::Create(o, rng));
-  } else if (entry->base == BaseKind::kLogistic) {
+  } else if (entry.base == BaseKind::kLogistic) {
     FT_ASSIGN_OR_RETURN(base, flows::Logistic::Create(base_event));
   } else {
     FT_ASSIGN_OR_RETURN(base, flows::StandardNormal::Create(base_event));

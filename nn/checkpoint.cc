@@ -13,8 +13,9 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
-#include "data/read_file.h"
+#include "autodiff/status_macros.h"
 #include "data/atomic_file.h"
+#include "data/read_file.h"
 #include "nn/layers.h"
 
 namespace flowtape::nn {
@@ -359,16 +360,14 @@ absl::Status RestoreFromTensors(const std::string& source,
   std::vector<std::pair<Tensor, Tensor>> copies;
   const NamedTensors params = module.NamedParameters();
   const NamedTensors buffers = module.NamedBuffers();
-  absl::Status s = Match(source, params, "", "module", file, masks, &copies);
-  if (!s.ok()) return s;
-  s = Match(source, buffers, kBufferPrefix, "module", file, masks, &copies);
-  if (!s.ok()) return s;
+  FT_RETURN_IF_ERROR(Match(source, params, "", "module", file, masks, &copies));
+  FT_RETURN_IF_ERROR(
+      Match(source, buffers, kBufferPrefix, "module", file, masks, &copies));
   NamedTensors state;
   if (optimizer != nullptr) {
     state = optimizer->NamedState();
-    s = Match(source, state, kOptimizerPrefix, "optimizer", file, masks,
-              &copies);
-    if (!s.ok()) return s;
+    FT_RETURN_IF_ERROR(Match(source, state, kOptimizerPrefix, "optimizer", file,
+                             masks, &copies));
   }
   std::set<std::string> known;
   for (const auto& [name, t] : params) known.insert(name);
@@ -400,9 +399,8 @@ absl::Status RestoreFromTensors(const std::string& source,
 
 absl::Status LoadCheckpoint(const std::string& path, Module& module,
                             Optimizer* optimizer) {
-  absl::StatusOr<NamedTensors> read = ReadTensorFile(path);
-  if (!read.ok()) return read.status();
-  return RestoreFromTensors(absl::StrCat("checkpoint '", path, "'"), *read,
+  FT_ASSIGN_OR_RETURN(const NamedTensors read, ReadTensorFile(path));
+  return RestoreFromTensors(absl::StrCat("checkpoint '", path, "'"), read,
                             module, optimizer);
 }
 

@@ -21,7 +21,9 @@
 // options.Validate() fails (lr, eps, weight_decay, momentum finite and >= 0,
 // eps > 0, betas in [0, 1), nesterov only with momentum > 0) or an
 // entry of params is not a parameter (a constant with requires_grad):
-//   FT_ASSIGN_OR_RETURN(auto adam, nn::Adam::Create(model, {.lr = 1e-3}));
+//   nn::AdamOptions options;  // C++17: set fields one by one
+//   options.lr = 1e-3;
+//   FT_ASSIGN_OR_RETURN(auto adam, nn::Adam::Create(model, options));
 //
 // Gradient clipping (call between Backward() and Step()):
 //   ClipGradNorm: n = sqrt(sum_p |grad p|^2) (computed scaled by the largest

@@ -11,6 +11,7 @@
 #include "autodiff/grad.h"
 #include "autodiff/op_kit.h"
 #include "autodiff/ops.h"
+#include "autodiff/status_macros.h"
 #include "autodiff/tape.h"
 
 namespace flowtape::ode::internal {
@@ -164,14 +165,13 @@ absl::StatusOr<OdeSolution> AdjointSolve(const OdeFn& f, const Tensor& y0,
                                          const OdeOptions& options) {
   auto c = std::make_shared<AdjointContext<T>>();
   OdeSolution sol;
-  auto ys = Integrate<T>(ValueField<T>(f, y0.shape()), TensorState<T>(y0),
-                         times, options, &sol.forward);
-  if (!ys.ok()) return ys.status();
+  FT_ASSIGN_OR_RETURN(
+      c->ys, Integrate<T>(ValueField<T>(f, y0.shape()), TensorState<T>(y0),
+                          times, options, &sol.forward));
   c->f = f;
   c->params = params;
   FindDerivedParams(*c);
   c->times = times;
-  c->ys = std::move(*ys);
   c->shape = y0.shape();
   c->options = options;
 

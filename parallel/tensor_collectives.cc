@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "autodiff/check.h"
+#include "autodiff/status_macros.h"
 
 namespace flowtape::parallel {
 namespace {
@@ -133,9 +134,7 @@ absl::Status BroadcastTensors(Communicator& comm,
         if (t.dtype() == d)
           buffer.insert(buffer.end(), t.template data<T>(),
                         t.template data<T>() + t.numel());
-      if (absl::Status s = comm.Broadcast(absl::MakeSpan(buffer), root);
-          !s.ok())
-        return s;
+      FT_RETURN_IF_ERROR(comm.Broadcast(absl::MakeSpan(buffer), root));
       size_t at = 0;
       for (Tensor t : tensors)
         if (t.dtype() == d) {

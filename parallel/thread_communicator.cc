@@ -177,7 +177,7 @@ absl::Status ThreadCommunicator::AllReduce(absl::Span<T> buffer) {
   const int64_t n = static_cast<int64_t>(buffer.size());
   g.buffers[rank_] = buffer.data();
   g.lengths[rank_] = n;
-  if (absl::Status s = g.Wait(rank_); !s.ok()) return s;
+  FT_RETURN_IF_ERROR(g.Wait(rank_));
   for (int q = 0; q < g.size; ++q)
     FT_CHECK(g.lengths[q] == n, "all_reduce_sum: rank ", rank_, " has ", n,
              " elements, rank ", q, " has ", g.lengths[q]);
@@ -207,7 +207,7 @@ absl::Status ThreadCommunicator::Bcast(absl::Span<T> buffer, int root) {
   const int64_t n = static_cast<int64_t>(buffer.size());
   g.buffers[rank_] = buffer.data();
   g.lengths[rank_] = n;
-  if (absl::Status s = g.Wait(rank_); !s.ok()) return s;
+  FT_RETURN_IF_ERROR(g.Wait(rank_));
   FT_CHECK(g.lengths[root] == n, "broadcast: rank ", rank_, " has ", n,
            " elements, root ", root, " has ", g.lengths[root]);
   if (rank_ != root && n > 0)

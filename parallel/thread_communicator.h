@@ -38,6 +38,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "autodiff/status_macros.h"
 #include "parallel/communicator.h"
 
 namespace flowtape::parallel {
@@ -99,9 +100,8 @@ auto RunOnThreads(int n, F&& fn, const ThreadGroupOptions& options = {}) {
     absl::Status s = internal::RunRanks(
         n,
         [&](Communicator& c) -> absl::Status {
-          Out r = fn(c);
-          if (!r.ok()) return r.status();
-          if (c.rank() == 0) result.emplace(*std::move(r));
+          FT_ASSIGN_OR_RETURN(R r, fn(c));
+          if (c.rank() == 0) result.emplace(std::move(r));
           return absl::OkStatus();
         },
         options);

@@ -88,7 +88,9 @@
 //   auto make = [&](int rank) -> absl::StatusOr<training::Replica> {
 //     Rng init(seed);  // any model: rank 0's is broadcast
 //     FT_ASSIGN_OR_RETURN(auto m, models::MakeModel(flow, config, init));
-//     FT_ASSIGN_OR_RETURN(auto adam, nn::Adam::Create(*m, {.lr = lr}));
+//     nn::AdamOptions adam_options;
+//     adam_options.lr = lr;
+//     FT_ASSIGN_OR_RETURN(auto adam, nn::Adam::Create(*m, adam_options));
 //     return training::Replica{m, training::ModelNll(*m), adam};
 //   };
 //   options.threads = absl::GetFlag(FLAGS_threads);  // 0: FLOWTAPE_NUM_THREADS

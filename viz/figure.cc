@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "autodiff/status_macros.h"
 
 namespace flowtape::viz {
 
@@ -60,7 +61,7 @@ absl::Status FigureOptions::Validate() const {
 }
 
 absl::Status Figure::CheckSize() const {
-  if (absl::Status s = options_.Validate(); !s.ok()) return s;
+  FT_RETURN_IF_ERROR(options_.Validate());
   if (panels_.empty())
     return absl::InvalidArgumentError("figure: no panels to draw");
   if (static_cast<double>(width()) * height() > kMaxPixels)
@@ -71,19 +72,19 @@ absl::Status Figure::CheckSize() const {
 }
 
 absl::StatusOr<Rendering> Figure::Render() const {
-  if (absl::Status s = CheckSize(); !s.ok()) return s;
+  FT_RETURN_IF_ERROR(CheckSize());
   Canvas canvas(width(), height());
   Rendering r;
-  if (absl::Status s = DrawAll(canvas, &r.axes); !s.ok()) return s;
+  FT_RETURN_IF_ERROR(DrawAll(canvas, &r.axes));
   r.image = canvas.ToImage();
   return r;
 }
 
 absl::Status Figure::Write(const std::string& path) const {
-  if (absl::Status s = CheckSize(); !s.ok()) return s;
+  FT_RETURN_IF_ERROR(CheckSize());
   Canvas canvas(width(), height());
   std::vector<Axes> axes;
-  if (absl::Status s = DrawAll(canvas, &axes); !s.ok()) return s;
+  FT_RETURN_IF_ERROR(DrawAll(canvas, &axes));
   return canvas.WritePng(path);
 }
 

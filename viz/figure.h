@@ -1,8 +1,14 @@
 // Figure: a grid of panels rendered into one PNG.
 //
-//   Figure fig({.cols = 2, .title = "RealNVP on moons"});
-//   fig.Add(viz::Scatter{.title = "data", ...});
-//   fig.Add(viz::Scatter{.title = "model samples", ...});
+//   FigureOptions options;
+//   options.cols = 2;
+//   options.title = "RealNVP on moons";
+//   Figure fig(options);
+//   viz::Scatter data, model;
+//   data.title = "data";  // and its series, box, ...
+//   model.title = "model samples";
+//   fig.Add(data);
+//   fig.Add(model);
 //   absl::Status s = fig.Write("samples.png");
 //
 // Panels fill the grid row by row: cols per row (0: all in one row), rows =

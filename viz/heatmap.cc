@@ -84,20 +84,20 @@ absl::StatusOr<Axes> Draw(Canvas& canvas, const Rect& cell, const Heatmap& p) {
         absl::StrCat("heat map: empty box [", p.box.xmin, ", ", p.box.xmax,
                      "] x [", p.box.ymin, ", ", p.box.ymax, "]"));
   double vmin = p.vmin, vmax = p.vmax;
-  if (absl::Status s = ColorRange(p.values, vmin, vmax); !s.ok()) return s;
+  FT_RETURN_IF_ERROR(ColorRange(p.values, vmin, vmax));
   const Axis x = MakeAxis(p.box.xmin, p.box.xmax, p.xlabel);
   const Axis y = MakeAxis(p.box.ymin, p.box.ymax, p.ylabel);
   const double aspect =
       p.equal_aspect ? (p.box.ymax - p.box.ymin) / (p.box.xmax - p.box.xmin)
                      : 0.0;
-  absl::StatusOr<Axes> axes =
+  FT_ASSIGN_OR_RETURN(
+      const Axes axes,
       LayoutAxes(canvas, cell, p.title, x, y,
-                 ColorbarWidth(canvas, vmin, vmax, p.colorbar_label), aspect);
-  if (!axes.ok()) return axes.status();
-  canvas.DrawImage(Colorize(p.nx, p.ny, p.values, vmin, vmax), axes->area,
+                 ColorbarWidth(canvas, vmin, vmax, p.colorbar_label), aspect));
+  canvas.DrawImage(Colorize(p.nx, p.ny, p.values, vmin, vmax), axes.area,
                    /*smooth=*/true);
-  DrawAxes(canvas, *axes, p.title);
-  DrawColorbar(canvas, axes->area, vmin, vmax, p.colorbar_label);
+  DrawAxes(canvas, axes, p.title);
+  DrawColorbar(canvas, axes.area, vmin, vmax, p.colorbar_label);
   return axes;
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "autodiff/status_macros.h"
 #include "viz/legend.h"
 
 namespace flowtape::viz {
@@ -48,24 +49,23 @@ absl::StatusOr<Axes> Draw(Canvas& canvas, const Rect& cell,
   }
   const Axis x = MakeAxis(lo, hi, p.xlabel);
   const Axis y = MakeAxis(0, peak > 0 ? peak * 1.08 : 1.0, p.ylabel);
-  absl::StatusOr<Axes> axes = LayoutAxes(canvas, cell, p.title, x, y);
-  if (!axes.ok()) return axes.status();
+  FT_ASSIGN_OR_RETURN(const Axes axes, LayoutAxes(canvas, cell, p.title, x, y));
   cairo_t* cr = canvas.cr();
   std::vector<LegendEntry> legend;
-  const double base = axes->PixelY(0);
+  const double base = axes.PixelY(0);
   for (size_t s = 0; s < p.series.size(); ++s) {
     const Color color = p.series[s].color.value_or(SeriesColor(s));
     legend.push_back({p.series[s].label, color, LegendMark::kBar, 0.35});
     if (heights[s].empty()) continue;
     // Bars, then the outline of their union as one step line.
     const double width = (hi - lo) / p.bins;
-    cairo_move_to(cr, axes->PixelX(lo), base);
+    cairo_move_to(cr, axes.PixelX(lo), base);
     for (int b = 0; b < p.bins; ++b) {
-      const double top = axes->PixelY(heights[s][b]);
-      cairo_line_to(cr, axes->PixelX(lo + b * width), top);
-      cairo_line_to(cr, axes->PixelX(lo + (b + 1) * width), top);
+      const double top = axes.PixelY(heights[s][b]);
+      cairo_line_to(cr, axes.PixelX(lo + b * width), top);
+      cairo_line_to(cr, axes.PixelX(lo + (b + 1) * width), top);
     }
-    cairo_line_to(cr, axes->PixelX(hi), base);
+    cairo_line_to(cr, axes.PixelX(hi), base);
     cairo_close_path(cr);
     canvas.SetColor(color, 0.35);
     cairo_fill_preserve(cr);
@@ -74,8 +74,8 @@ absl::StatusOr<Axes> Draw(Canvas& canvas, const Rect& cell,
     cairo_set_line_join(cr, CAIRO_LINE_JOIN_MITER);
     cairo_stroke(cr);
   }
-  DrawAxes(canvas, *axes, p.title);
-  DrawLegend(canvas, axes->area, legend);
+  DrawAxes(canvas, axes, p.title);
+  DrawLegend(canvas, axes.area, legend);
   return axes;
 }
 

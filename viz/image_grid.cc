@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "autodiff/status_macros.h"
 
 namespace flowtape::viz {
 
@@ -50,8 +51,7 @@ absl::StatusOr<Image> TileImages(const Tensor& images, int cols, int pad) {
 
 absl::StatusOr<Axes> Draw(Canvas& canvas, const Rect& cell,
                           const ImageGrid& p) {
-  absl::StatusOr<Image> grid = TileImages(p.images, p.cols, p.pad);
-  if (!grid.ok()) return grid.status();
+  FT_ASSIGN_OR_RETURN(const Image grid, TileImages(p.images, p.cols, p.pad));
   const int64_t cols = std::min<int64_t>(p.cols, p.images.dim(0));
   const int64_t rows = (p.images.dim(0) + cols - 1) / cols;
   if (static_cast<int64_t>(p.row_labels.size()) > rows)
@@ -67,20 +67,20 @@ absl::StatusOr<Axes> Draw(Canvas& canvas, const Rect& cell,
   if (avail_w < 20 || avail_h < 20)
     return absl::InvalidArgumentError(absl::StrCat(
         "panel of ", cell.w, "x", cell.h, " pixels leaves no room to plot"));
-  double scale = std::min(avail_w / grid->width, avail_h / grid->height);
+  double scale = std::min(avail_w / grid.width, avail_h / grid.height);
   if (scale >= 1) scale = std::floor(scale);
-  const double w = grid->width * scale, h = grid->height * scale;
+  const double w = grid.width * scale, h = grid.height * scale;
   const Rect area{std::round(cell.x + left + (avail_w - w) / 2),
                   std::round(cell.y + top + (avail_h - h) / 2), w, h};
-  canvas.DrawImage(*grid, area, /*smooth=*/scale < 1);
+  canvas.DrawImage(grid, area, /*smooth=*/scale < 1);
   canvas.SetColor({0, 0, 0});
-  const double tile_h = (grid->height + p.pad) / static_cast<double>(rows);
+  const double tile_h = (grid.height + p.pad) / static_cast<double>(rows);
   for (size_t r = 0; r < p.row_labels.size(); ++r)
     canvas.Text(p.row_labels[r], area.x - 8,
                 area.y + (r * tile_h + (tile_h - p.pad) / 2) * scale,
                 kLabelFont, 1.0, 0.5);
   DrawTitle(canvas, area, p.title);
-  return Axes{area, MakeAxis(0, grid->width), MakeAxis(grid->height, 0)};
+  return Axes{area, MakeAxis(0, grid.width), MakeAxis(grid.height, 0)};
 }
 
 }  // namespace flowtape::viz

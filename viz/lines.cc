@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "autodiff/status_macros.h"
 #include "viz/legend.h"
 
 namespace flowtape::viz {
@@ -46,11 +47,10 @@ absl::StatusOr<Axes> Draw(Canvas& canvas, const Rect& cell, const Lines& p) {
                      box.ymin, ", ", box.ymax, "]"));
   const Axis x = MakeAxis(box.xmin, box.xmax, p.xlabel);
   const Axis y = MakeAxis(box.ymin, box.ymax, p.ylabel, p.log_y);
-  absl::StatusOr<Axes> axes = LayoutAxes(canvas, cell, p.title, x, y);
-  if (!axes.ok()) return axes.status();
-  DrawGrid(canvas, *axes);
+  FT_ASSIGN_OR_RETURN(const Axes axes, LayoutAxes(canvas, cell, p.title, x, y));
+  DrawGrid(canvas, axes);
   cairo_t* cr = canvas.cr();
-  const Rect& a = axes->area;
+  const Rect& a = axes.area;
   cairo_save(cr);
   cairo_rectangle(cr, a.x, a.y, a.w, a.h);
   cairo_clip(cr);
@@ -65,7 +65,7 @@ absl::StatusOr<Axes> Draw(Canvas& canvas, const Rect& cell, const Lines& p) {
     cairo_set_dash(cr, dash, l.dashed ? 2 : 0, 0);
     bool open = false;
     for (size_t i = 0; i < l.x.size(); ++i) {
-      double px = axes->PixelX(l.x[i]), py = axes->PixelY(l.y[i]);
+      double px = axes.PixelX(l.x[i]), py = axes.PixelY(l.y[i]);
       if (!std::isfinite(px) || !std::isfinite(py)) {
         open = false;
         continue;
@@ -84,7 +84,7 @@ absl::StatusOr<Axes> Draw(Canvas& canvas, const Rect& cell, const Lines& p) {
     cairo_set_dash(cr, nullptr, 0, 0);
     if (l.markers)
       for (size_t i = 0; i < l.x.size(); ++i) {
-        const double px = axes->PixelX(l.x[i]), py = axes->PixelY(l.y[i]);
+        const double px = axes.PixelX(l.x[i]), py = axes.PixelY(l.y[i]);
         if (!std::isfinite(px) || !std::isfinite(py)) continue;
         cairo_arc(cr, px, py, 3.0, 0, 2 * M_PI);
         cairo_fill(cr);
@@ -96,7 +96,7 @@ absl::StatusOr<Axes> Draw(Canvas& canvas, const Rect& cell, const Lines& p) {
                       l.alpha});
   }
   cairo_restore(cr);
-  DrawAxes(canvas, *axes, p.title);
+  DrawAxes(canvas, axes, p.title);
   DrawLegend(canvas, a, legend);
   return axes;
 }

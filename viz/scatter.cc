@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "autodiff/status_macros.h"
 #include "viz/legend.h"
 
 namespace flowtape::viz {
@@ -38,11 +39,10 @@ absl::StatusOr<Axes> Draw(Canvas& canvas, const Rect& cell, const Scatter& p) {
   const Axis y = MakeAxis(box.ymin, box.ymax, p.ylabel);
   const double aspect =
       p.equal_aspect ? (box.ymax - box.ymin) / (box.xmax - box.xmin) : 0.0;
-  absl::StatusOr<Axes> axes =
-      LayoutAxes(canvas, cell, p.title, x, y, 0.0, aspect);
-  if (!axes.ok()) return axes.status();
+  FT_ASSIGN_OR_RETURN(const Axes axes,
+                      LayoutAxes(canvas, cell, p.title, x, y, 0.0, aspect));
   cairo_t* cr = canvas.cr();
-  const Rect& a = axes->area;
+  const Rect& a = axes.area;
   cairo_save(cr);
   cairo_rectangle(cr, a.x, a.y, a.w, a.h);
   cairo_clip(cr);
@@ -54,7 +54,7 @@ absl::StatusOr<Axes> Draw(Canvas& canvas, const Rect& cell, const Scatter& p) {
     const double* d = series.points.data<double>();
     for (int64_t i = 0; i < series.points.dim(0); ++i) {
       if (!std::isfinite(d[2 * i]) || !std::isfinite(d[2 * i + 1])) continue;
-      const double px = axes->PixelX(d[2 * i]), py = axes->PixelY(d[2 * i + 1]);
+      const double px = axes.PixelX(d[2 * i]), py = axes.PixelY(d[2 * i + 1]);
       if (px < a.x - 5 || px > a.right() + 5 || py < a.y - 5 ||
           py > a.bottom() + 5)
         continue;
@@ -64,7 +64,7 @@ absl::StatusOr<Axes> Draw(Canvas& canvas, const Rect& cell, const Scatter& p) {
     legend.push_back({series.label, color, LegendMark::kDot});
   }
   cairo_restore(cr);
-  DrawAxes(canvas, *axes, p.title);
+  DrawAxes(canvas, axes, p.title);
   DrawLegend(canvas, a, legend);
   return axes;
 }

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "autodiff/status_macros.h"
 #include "autodiff/tape.h"
 #include "viz/colorbar.h"
 #include "viz/legend.h"
@@ -91,7 +92,7 @@ absl::Status SphereDensityOptions::Validate() const {
 absl::StatusOr<SphereMap> SphereDensityMap(
     const std::function<Tensor(const Tensor&)>& log_prob,
     const SphereDensityOptions& options) {
-  if (absl::Status s = options.Validate(); !s.ok()) return s;
+  FT_RETURN_IF_ERROR(options.Validate());
   const int w = options.nlon, h = options.nlat;
   SphereMap map;
   map.title = "model density";
@@ -153,24 +154,22 @@ absl::StatusOr<Axes> Draw(Canvas& canvas, const Rect& cell,
   }
   std::vector<Polyline> coast;
   if (!p.coastlines.empty()) {
-    absl::StatusOr<std::vector<Polyline>> lines = ReadShapeLines(p.coastlines);
-    if (!lines.ok()) return lines.status();
-    coast = std::move(*lines);
+    FT_ASSIGN_OR_RETURN(coast, ReadShapeLines(p.coastlines));
   }
   double vmin = p.vmin, vmax = p.vmax;
-  if (density)
-    if (absl::Status s = ColorRange(p.values, vmin, vmax); !s.ok()) return s;
+  if (density) FT_RETURN_IF_ERROR(ColorRange(p.values, vmin, vmax));
   Axis x = MakeAxis(-180, 180, "longitude"), y = MakeAxis(-90, 90, "latitude");
   for (double v = -180; v <= 180; v += 60) x.ticks.push_back(v);
   for (double v = -90; v <= 90; v += 30) y.ticks.push_back(v);
   x.format = [](double v) { return Degrees(v, "E", "W"); };
   y.format = [](double v) { return Degrees(v, "N", "S"); };
-  absl::StatusOr<Axes> axes = LayoutAxes(
-      canvas, cell, p.title, x, y,
-      density ? ColorbarWidth(canvas, vmin, vmax, p.colorbar_label) : 0.0,
-      /*aspect=*/0.5);
-  if (!axes.ok()) return axes.status();
-  const Rect& a = axes->area;
+  FT_ASSIGN_OR_RETURN(
+      const Axes axes,
+      LayoutAxes(
+          canvas, cell, p.title, x, y,
+          density ? ColorbarWidth(canvas, vmin, vmax, p.colorbar_label) : 0.0,
+          /*aspect=*/0.5));
+  const Rect& a = axes.area;
   cairo_t* cr = canvas.cr();
   if (density) {
     canvas.DrawImage(Colorize(p.nlon, p.nlat, p.values, vmin, vmax), a,
@@ -189,12 +188,12 @@ absl::StatusOr<Axes> Draw(Canvas& canvas, const Rect& cell,
   cairo_set_line_width(cr, 0.8);
   if (p.grid_degrees > 0) {
     for (double lon = -180 + p.grid_degrees; lon < 180; lon += p.grid_degrees) {
-      cairo_move_to(cr, axes->PixelX(lon), a.y);
-      cairo_line_to(cr, axes->PixelX(lon), a.bottom());
+      cairo_move_to(cr, axes.PixelX(lon), a.y);
+      cairo_line_to(cr, axes.PixelX(lon), a.bottom());
     }
     for (double lat = -90 + p.grid_degrees; lat < 90; lat += p.grid_degrees) {
-      cairo_move_to(cr, a.x, axes->PixelY(lat));
-      cairo_line_to(cr, a.right(), axes->PixelY(lat));
+      cairo_move_to(cr, a.x, axes.PixelY(lat));
+      cairo_line_to(cr, a.right(), axes.PixelY(lat));
     }
     cairo_stroke(cr);
   }
@@ -204,10 +203,9 @@ absl::StatusOr<Axes> Draw(Canvas& canvas, const Rect& cell,
   cairo_set_line_width(cr, 0.8);
   cairo_set_line_join(cr, CAIRO_LINE_JOIN_ROUND);
   for (const Polyline& l : coast) {
-    cairo_move_to(cr, axes->PixelX(l[0].first), axes->PixelY(l[0].second));
+    cairo_move_to(cr, axes.PixelX(l[0].first), axes.PixelY(l[0].second));
     for (size_t k = 1; k < l.size(); ++k) {
-      const double px = axes->PixelX(l[k].first),
-                   py = axes->PixelY(l[k].second);
+      const double px = axes.PixelX(l[k].first), py = axes.PixelY(l[k].second);
       if (std::abs(l[k].first - l[k - 1].first) > 180)
         cairo_move_to(cr, px, py);
       else
@@ -225,14 +223,14 @@ absl::StatusOr<Axes> Draw(Canvas& canvas, const Rect& cell,
       double lon, lat;
       ToLonLat(d + 3 * i, &lon, &lat);
       if (!std::isfinite(lon) || !std::isfinite(lat)) continue;
-      cairo_arc(cr, axes->PixelX(lon), axes->PixelY(lat), series.radius, 0,
+      cairo_arc(cr, axes.PixelX(lon), axes.PixelY(lat), series.radius, 0,
                 2 * M_PI);
       cairo_fill(cr);
     }
     legend.push_back({series.label, color, LegendMark::kDot});
   }
   cairo_restore(cr);
-  DrawAxes(canvas, *axes, p.title);
+  DrawAxes(canvas, axes, p.title);
   if (density) DrawColorbar(canvas, a, vmin, vmax, p.colorbar_label);
   DrawLegend(canvas, a, legend, density ? Color{1, 1, 1} : kOcean);
   return axes;

@@ -5,6 +5,7 @@
 #include "absl/flags/flag.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "autodiff/status_macros.h"
 #include "compression/cli/command.h"
 #include "compression/idf_files.h"
 
@@ -37,14 +38,14 @@ absl::Status Run() {
   if (model.empty()) return absl::InvalidArgumentError("--model is required");
   if (images.empty()) return absl::InvalidArgumentError("--images is required");
   if (out.empty()) return absl::InvalidArgumentError("--out is required");
-  auto report = flowtape::compression::CompressIdxFile(
-      ResolveCommandPath(model), ResolveCommandPath(images),
-      absl::GetFlag(FLAGS_first), absl::GetFlag(FLAGS_count),
-      ResolveCommandPath(out));
-  if (!report.ok()) return report.status();
-  std::cout << report->count << " images " << report->height << "x"
-            << report->width << " -> " << report->bytes << " bytes ("
-            << report->bits_per_dim() << " bits/dim)\n";
+  FT_ASSIGN_OR_RETURN(const auto report,
+                      flowtape::compression::CompressIdxFile(
+                          ResolveCommandPath(model), ResolveCommandPath(images),
+                          absl::GetFlag(FLAGS_first),
+                          absl::GetFlag(FLAGS_count), ResolveCommandPath(out)));
+  std::cout << report.count << " images " << report.height << "x"
+            << report.width << " -> " << report.bytes << " bytes ("
+            << report.bits_per_dim() << " bits/dim)\n";
   return absl::OkStatus();
 }
 

@@ -5,6 +5,7 @@
 #include "absl/flags/flag.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "autodiff/status_macros.h"
 #include "compression/cli/command.h"
 #include "compression/idf_files.h"
 
@@ -32,12 +33,12 @@ absl::Status Run() {
   if (model.empty()) return absl::InvalidArgumentError("--model is required");
   if (in.empty()) return absl::InvalidArgumentError("--in is required");
   if (out.empty()) return absl::InvalidArgumentError("--out is required");
-  auto images = flowtape::compression::DecompressToIdx(
-      ResolveCommandPath(model), ResolveCommandPath(in),
-      ResolveCommandPath(out));
-  if (!images.ok()) return images.status();
-  std::cout << images->count << " images " << images->height << "x"
-            << images->width << " -> " << out << "\n";
+  FT_ASSIGN_OR_RETURN(const auto images,
+                      flowtape::compression::DecompressToIdx(
+                          ResolveCommandPath(model), ResolveCommandPath(in),
+                          ResolveCommandPath(out)));
+  std::cout << images.count << " images " << images.height << "x"
+            << images.width << " -> " << out << "\n";
   return absl::OkStatus();
 }
 

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "autodiff/status_macros.h"
 
 namespace flowtape::flows::matching {
 namespace {
@@ -379,7 +380,7 @@ absl::Status AugmentFreeRows(const double* c, int m, Workspace& w) {
 
 absl::StatusOr<Assignment> SolveAssignmentWithDuals(
     const Eigen::MatrixXd& cost) {
-  if (absl::Status s = ValidateCost(cost); !s.ok()) return s;
+  FT_RETURN_IF_ERROR(ValidateCost(cost));
   const int n = static_cast<int>(cost.rows());
   const int m = static_cast<int>(cost.cols());
   Workspace& w = ThreadWorkspace();
@@ -408,7 +409,7 @@ absl::StatusOr<Assignment> SolveAssignmentWithDuals(
       const int j = w.col4row[r];
       w.u[r] = j >= 0 ? ct[static_cast<size_t>(r) * n + j] - w.v[j] : 0.0;
     }
-    if (absl::Status s = AugmentFreeRows(ct, n, w); !s.ok()) return s;
+    FT_RETURN_IF_ERROR(AugmentFreeRows(ct, n, w));
     // Shift so that max_j v_j = 0 (the equality dual has no sign
     // constraint; u_i + v_j is unchanged).
     double top = -kInf;
@@ -430,8 +431,7 @@ absl::StatusOr<Assignment> SolveAssignmentWithDuals(
         w.row_major.data(), n, m) = cost;
     w.free_rows.resize(n);
     for (int i = 0; i < n; ++i) w.free_rows[i] = i;
-    if (absl::Status s = AugmentFreeRows(w.row_major.data(), m, w); !s.ok())
-      return s;
+    FT_RETURN_IF_ERROR(AugmentFreeRows(w.row_major.data(), m, w));
     out.col_for_row.assign(w.col4row.begin(), w.col4row.begin() + n);
     out.row_potential = Eigen::Map<const Eigen::VectorXd>(w.u.data(), n);
     out.col_potential = Eigen::Map<const Eigen::VectorXd>(w.v.data(), m);
@@ -443,9 +443,8 @@ absl::StatusOr<Assignment> SolveAssignmentWithDuals(
 }
 
 absl::StatusOr<std::vector<int>> SolveAssignment(const Eigen::MatrixXd& cost) {
-  absl::StatusOr<Assignment> a = SolveAssignmentWithDuals(cost);
-  if (!a.ok()) return a.status();
-  return std::move(a->col_for_row);
+  FT_ASSIGN_OR_RETURN(Assignment a, SolveAssignmentWithDuals(cost));
+  return std::move(a.col_for_row);
 }
 
 absl::Status VerifyAssignment(const Eigen::MatrixXd& cost, const Assignment& a,

@@ -7,6 +7,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "autodiff/status_macros.h"
 
 namespace flowtape::flows::matching {
 namespace {
@@ -86,18 +87,14 @@ absl::Status Validate(const Eigen::MatrixXd& cost, const Eigen::VectorXd& a,
     }
   }
   double sa = 0.0, sb = 0.0;
-  if (absl::Status s = ValidateMarginal(a, cost.rows(), "a", &sa); !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = ValidateMarginal(b, cost.cols(), "b", &sb); !s.ok()) {
-    return s;
-  }
+  FT_RETURN_IF_ERROR(ValidateMarginal(a, cost.rows(), "a", &sa));
+  FT_RETURN_IF_ERROR(ValidateMarginal(b, cost.cols(), "b", &sb));
   if (std::abs(sa - sb) > 1e-9 * std::max(sa, sb)) {
     return absl::InvalidArgumentError(
         absl::StrCat("Sinkhorn: marginals have different mass (sum a = ", sa,
                      ", sum b = ", sb, ")"));
   }
-  if (absl::Status s = o.Validate(); !s.ok()) return s;
+  FT_RETURN_IF_ERROR(o.Validate());
   const double cmax = cost.cwiseAbs().maxCoeff();
   if (cmax / o.epsilon > 1e290) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -160,7 +157,7 @@ absl::StatusOr<SinkhornResult> Sinkhorn(const Eigen::MatrixXd& cost,
                                         const Eigen::VectorXd& a,
                                         const Eigen::VectorXd& b,
                                         const SinkhornOptions& options) {
-  if (absl::Status s = Validate(cost, a, b, options); !s.ok()) return s;
+  FT_RETURN_IF_ERROR(Validate(cost, a, b, options));
   const Eigen::Index n = cost.rows(), m = cost.cols();
   Workspace w{cost, cost, a.array().log(), b.array().log()};
 

@@ -16,6 +16,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "autodiff/check.h"
+#include "autodiff/status_macros.h"
 
 namespace flowtape::parallel::mpi {
 namespace {
@@ -59,11 +60,9 @@ absl::StatusOr<std::unique_ptr<MpiEnvironment>> MpiEnvironment::Create() {
         "mpi: MPI was already initialised in this process (one "
         "MpiEnvironment per process)");
   int provided = 0;
-  if (absl::Status s = Check(
-          MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided),
-          "MPI_Init_thread");
-      !s.ok())
-    return s;
+  FT_RETURN_IF_ERROR(
+      Check(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided),
+            "MPI_Init_thread"));
   if (provided < MPI_THREAD_FUNNELED)
     return absl::InternalError(
         "mpi: the MPI library does not support MPI_THREAD_FUNNELED");
@@ -101,12 +100,10 @@ absl::Status MpiOptions::Validate() const {
 
 absl::StatusOr<std::unique_ptr<MpiCommunicator>> MpiCommunicator::Create(
     MpiEnvironment& env, const MpiOptions& options) {
-  if (absl::Status s = options.Validate(); !s.ok()) return s;
+  FT_RETURN_IF_ERROR(options.Validate());
   auto h = std::make_unique<Handles>();
   for (MPI_Comm* c : {&h->data, &h->control}) {
-    if (absl::Status s = Check(MPI_Comm_dup(MPI_COMM_WORLD, c), "MPI_Comm_dup");
-        !s.ok())
-      return s;
+    FT_RETURN_IF_ERROR(Check(MPI_Comm_dup(MPI_COMM_WORLD, c), "MPI_Comm_dup"));
     MPI_Comm_set_errhandler(*c, MPI_ERRORS_RETURN);
   }
   return std::unique_ptr<MpiCommunicator>(new MpiCommunicator(
@@ -261,7 +258,7 @@ absl::Status MpiCommunicator::AllReduce(absl::Span<T> buffer) {
       !s.ok())
     return Fail(s);
   h_->pending.assign(1, r);
-  if (absl::Status s = Wait("all_reduce_sum"); !s.ok()) return s;
+  FT_RETURN_IF_ERROR(Wait("all_reduce_sum"));
   // ... and sums it in rank order.
   T* out = data + displs[rank_];
   std::copy(parts, parts + mine, out);
@@ -277,7 +274,7 @@ absl::Status MpiCommunicator::AllReduce(absl::Span<T> buffer) {
       !s.ok())
     return Fail(s);
   h_->pending.assign(1, r);
-  if (absl::Status s = Wait("all_reduce_sum"); !s.ok()) return s;
+  FT_RETURN_IF_ERROR(Wait("all_reduce_sum"));
   std::copy(data, data + n, buffer.begin());
   return absl::OkStatus();
 }
@@ -302,7 +299,7 @@ absl::Status MpiCommunicator::Bcast(absl::Span<T> buffer, int root) {
       !s.ok())
     return Fail(s);
   h_->pending.assign(1, r);
-  if (absl::Status s = Wait("broadcast"); !s.ok()) return s;
+  FT_RETURN_IF_ERROR(Wait("broadcast"));
   std::copy(data, data + buffer.size(), buffer.begin());
   return absl::OkStatus();
 }

@@ -15,6 +15,10 @@
 # cc_library and which holds .cc or .h files) must be a CMake package, so neither build
 # silently drops one. FLOWTAPE_CMAKE_FLAGS (default: -O1, a moderate level
 # that keeps the whole-library build short) replaces Release's flags.
+# flowtape is ISO C++17 without extensions: the library builds with
+# -DFLOWTAPE_WERROR_PEDANTIC=ON (-std=c++17 -pedantic-errors on its own code,
+# so a designated initializer, an extra ';' or a GNU extension fails here),
+# and both consumers compile with -std=c++17 -pedantic-errors.
 set -euo pipefail
 
 tmp=$TEST_TMPDIR
@@ -29,8 +33,14 @@ unset TEST_SRCDIR RUNFILES_DIR RUNFILES_MANIFEST_FILE JAVA_RUNFILES PYTHON_RUNFI
 
 echo "== configure flowtape ($flags)"
 cmake -S "$checkout" -B "$build" -DCMAKE_BUILD_TYPE=Release \
-  -DCMAKE_CXX_FLAGS_RELEASE="$flags" >"$tmp/configure.log" ||
+  -DCMAKE_CXX_FLAGS_RELEASE="$flags" -DFLOWTAPE_WERROR_PEDANTIC=ON >"$tmp/configure.log" ||
   { cat "$tmp/configure.log"; exit 1; }
+
+# The pedantic guard is on: ISO C++17 (no GNU extensions), errors.
+for f in -std=c++17 -pedantic-errors; do
+  grep -qF -e "$f" "$build/CMakeFiles/flowtape_autodiff.dir/flags.make" ||
+    { echo "flowtape's targets do not compile with $f"; exit 1; }
+done
 
 echo "== Bazel library packages are CMake packages"
 bazel_packages=$(cd "$checkout" && find . -name BUILD -not -path './bazel-*' \
@@ -61,10 +71,16 @@ cmake --install "$build" --prefix "$prefix" >"$tmp/install.log"
 echo "== find_package(flowtape) consumer"
 cmake -S "$here" -B "$tmp/consumer" -DCMAKE_PREFIX_PATH="$prefix" \
   -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS_RELEASE="$flags" \
+  -DCMAKE_CXX_STANDARD=17 -DCMAKE_CXX_EXTENSIONS=OFF -DCMAKE_POLICY_DEFAULT_CMP0128=NEW \
+  -DCMAKE_CXX_FLAGS=-pedantic-errors \
   -DFLOWTAPE_EXAMPLE="$checkout/examples/conditional_maf.cc" >"$tmp/consumer.log" ||
   { cat "$tmp/consumer.log"; exit 1; }
 cmake --build "$tmp/consumer" -j2 >>"$tmp/consumer.log" 2>&1 ||
   { tail -n 50 "$tmp/consumer.log"; exit 1; }
+for f in -std=c++17 -pedantic-errors; do
+  grep -qF -e "$f" "$tmp/consumer/CMakeFiles/umbrella_check.dir/flags.make" ||
+    { echo "the consumers do not compile with $f"; exit 1; }
+done
 "$tmp/consumer/conditional_maf" "$tmp/cmake.ckpt"
 "$tmp/consumer/umbrella_check" "$tmp/umbrella.png"
 if [[ -x $tmp/consumer/cli_program ]]; then  # flowtape::cli (MPI found)
@@ -84,6 +100,6 @@ export PKG_CONFIG_PATH=$(dirname "$pc")
 [[ $(pkg-config --modversion flowtape) == "$version" ]]
 echo "pkg-config --cflags --libs flowtape: $(pkg-config --cflags --libs flowtape)"
 # shellcheck disable=SC2046  # word splitting of the flags is intended
-g++ -std=c++17 $flags "$checkout/examples/conditional_maf.cc" -o "$tmp/pc_maf" \
+g++ -std=c++17 -pedantic-errors $flags "$checkout/examples/conditional_maf.cc" -o "$tmp/pc_maf" \
   $(pkg-config --cflags --libs flowtape)
 "$tmp/pc_maf" "$tmp/pc.ckpt"

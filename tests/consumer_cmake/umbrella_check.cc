@@ -59,8 +59,15 @@ int main(int argc, char** argv) {
 
   // A cairo-drawn figure (viz), written and read back.
   const std::string png = argc > 1 ? argv[1] : "umbrella_check.png";
-  viz::Figure figure({.title = "umbrella_check"});
-  figure.Add(viz::Scatter{.title = "points", .series = {{.points = x}}});
+  viz::FigureOptions options;
+  options.title = "umbrella_check";
+  viz::Figure figure(options);
+  viz::ScatterSeries series;
+  series.points = x;
+  viz::Scatter scatter;
+  scatter.title = "points";
+  scatter.series = {series};
+  figure.Add(scatter);
   absl::Status written = figure.Write(png);
   auto read = written.ok() ? viz::ReadPng(png) : written;
   if (!read.ok() || read->width != figure.width() ||

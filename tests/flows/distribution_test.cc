@@ -21,6 +21,16 @@
 namespace flowtape::flows {
 namespace {
 
+// K components in D dimensions (means ~ N(0, init_spread^2)).
+MixtureOptions Mixture(int64_t components, int64_t dims,
+                       double init_spread = 1.0) {
+  MixtureOptions options;
+  options.components = components;
+  options.dims = dims;
+  options.init_spread = init_spread;
+  return options;
+}
+
 // Midpoint rule of exp(log p) on [-l, l]^d, d in {1, 2}, m points per axis.
 double Integral(const Distribution& p, double l, int m) {
   NoGradScope no_grad;
@@ -149,7 +159,7 @@ TEST(Distribution, GaussianMixture) {
 }
 
 TEST(Distribution, FactorizedMixture) {
-  auto p = FactorizedMixture::Create({.components = 3, .dims = 2}).value();
+  auto p = FactorizedMixture::Create(Mixture(3, 2)).value();
   Rng rng(8);
   for (Tensor q : p->Parameters()) {  // move off the symmetric start
     double* v = q.mutable_data<double>();
@@ -242,29 +252,23 @@ TEST(Distribution, BadShapesAndOptionsAreAStatus) {
          "diagonal_normal: event shape [0]");
   expect(Logistic::Create(Shape{2, 0}).status(),
          "logistic: event shape [2, 0]");
-  expect(GaussianMixture::Create({.components = 0, .dims = 2}, rng).status(),
+  expect(GaussianMixture::Create(Mixture(0, 2), rng).status(),
          "components = 0");
-  expect(
-      FullGaussianMixture::Create({.components = 2, .dims = 0}, rng).status(),
-      "dims = 0");
-  expect(GaussianMixture::Create(
-             {.components = 2, .dims = 2, .init_spread = NAN}, rng)
-             .status(),
+  expect(FullGaussianMixture::Create(Mixture(2, 0), rng).status(), "dims = 0");
+  expect(GaussianMixture::Create(Mixture(2, 2, NAN), rng).status(),
          "init_spread = nan");
-  expect(FactorizedMixture::Create({.components = -1, .dims = 2}).status(),
-         "components = -1");
-  EXPECT_TRUE(FactorizedMixture::Create({.components = 2, .dims = 2}).ok());
+  expect(FactorizedMixture::Create(Mixture(-1, 2)).status(), "components = -1");
+  EXPECT_TRUE(FactorizedMixture::Create(Mixture(2, 2)).ok());
 }
 
 TEST(Distribution, ParameterGradients) {
   Rng rng(6);
   Tensor x = Tensor::Randn({5, 3}, rng);
   auto dn = DiagonalNormal::Create({3}).value();
-  auto gm = GaussianMixture::Create({.components = 4, .dims = 3}, rng).value();
-  auto fg =
-      FullGaussianMixture::Create({.components = 4, .dims = 3}, rng).value();
+  auto gm = GaussianMixture::Create(Mixture(4, 3), rng).value();
+  auto fg = FullGaussianMixture::Create(Mixture(4, 3), rng).value();
   auto lg = Logistic::Create({3}, /*learnable=*/true).value();
-  auto fm = FactorizedMixture::Create({.components = 2, .dims = 3}).value();
+  auto fm = FactorizedMixture::Create(Mixture(2, 3)).value();
   for (Distribution* d : std::vector<Distribution*>{
            dn.get(), gm.get(), fg.get(), lg.get(), fm.get()}) {
     for (Tensor q : d->Parameters()) {  // move off the symmetric start
@@ -541,8 +545,7 @@ TEST(Distribution, MixturesWithUndefinedWeightsSampleNaN) {
                                       Tensor::Ones({3, 1}));
   ASSERT_TRUE(diag.ok());
   std::vector<std::shared_ptr<Distribution>> mixtures = {
-      *diag, MakeFull(2),
-      FactorizedMixture::Create({.components = 3, .dims = 2}).value()};
+      *diag, MakeFull(2), FactorizedMixture::Create(Mixture(3, 2)).value()};
   NoGradScope ng;
   for (const auto& p : mixtures) {
     Tensor logits;
@@ -599,9 +602,9 @@ TEST(Distribution, EveryFamilySamplesAndScoresInItsDtype) {
       DiagonalNormal::Create(Shape{3}).value(),
       Logistic::Create(Shape{3}).value(),
       Logistic::Create(Shape{3}, /*learnable=*/true).value(),
-      GaussianMixture::Create({.components = 2, .dims = 3}, rng).value(),
-      FullGaussianMixture::Create({.components = 2, .dims = 3}, rng).value(),
-      FactorizedMixture::Create({.components = 2, .dims = 3}).value()};
+      GaussianMixture::Create(Mixture(2, 3), rng).value(),
+      FullGaussianMixture::Create(Mixture(2, 3), rng).value(),
+      FactorizedMixture::Create(Mixture(2, 3)).value()};
   for (const auto& d : all) {
     SCOPED_TRACE(d->name());
     Tensor x = d->Sample(4, rng);

@@ -11,6 +11,13 @@
 namespace flowtape::flows {
 namespace {
 
+// The double well in `dim` dimensions (default coefficients).
+DoubleWellOptions DoubleWellIn(int64_t dim) {
+  DoubleWellOptions options;
+  options.dim = dim;
+  return options;
+}
+
 constexpr double kPi = 3.14159265358979323846;
 
 // U1-U4 written out in plain doubles from Rezende & Mohamed 2015, Table 1.
@@ -36,7 +43,7 @@ std::vector<EnergyPtr> AllEnergies() {
   std::vector<EnergyPtr> all;
   for (const char* n : {"u1", "u2", "u3", "u4"})
     all.push_back(*RezendeEnergy::Create(n));
-  all.push_back(*DoubleWellEnergy::Create({.dim = 3}));
+  all.push_back(*DoubleWellEnergy::Create(DoubleWellIn(3)));
   all.push_back(*GaussianEnergy::Create({0.5, -1.0}, {0.7, 1.3}));
   all.push_back(
       *InterpolatedEnergy::Create(GaussianEnergy::Standard(2), all[0], 0.3));
@@ -58,7 +65,7 @@ TEST(Energies, RezendeMatchesTheFormulas) {
 }
 
 TEST(Energies, DoubleWellAndGaussianMatchTheFormulas) {
-  auto dw = *DoubleWellEnergy::Create({.dim = 3});
+  auto dw = *DoubleWellEnergy::Create(DoubleWellIn(3));
   auto gs = *GaussianEnergy::Create({0.5, -1.0}, {0.7, 1.3});
   Tensor x = Tensor::FromVector({1, 3}, {1.5, -0.5, 2.0});
   const double x1 = 1.5;
@@ -151,8 +158,10 @@ TEST(Energies, ConfinedEqualsInnerInsideTheBox) {
 
 TEST(Energies, BadArgumentsAreErrors) {
   EXPECT_FALSE(RezendeEnergy::Create("u5").ok());
-  EXPECT_FALSE(DoubleWellEnergy::Create({.c = 0.0}).ok());
-  EXPECT_FALSE(DoubleWellEnergy::Create({.dim = 0}).ok());
+  DoubleWellOptions improper;  // c = 0: exp(-U) does not integrate
+  improper.c = 0.0;
+  EXPECT_FALSE(DoubleWellEnergy::Create(improper).ok());
+  EXPECT_FALSE(DoubleWellEnergy::Create(DoubleWellIn(0)).ok());
   EXPECT_FALSE(GaussianEnergy::Create({0.0}, {0.0}).ok());
   EXPECT_FALSE(GaussianEnergy::Create({0.0, 1.0}, {1.0}).ok());
   EXPECT_FALSE(InterpolatedEnergy::Create(GaussianEnergy::Standard(3),

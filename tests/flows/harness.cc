@@ -389,7 +389,9 @@ void CheckSamplesFiniteAfterTraining(const FlowCase& c, DType dtype) {
   // stops training and restores the whole state (parameters, buffers,
   // optimizer) of the last finite step (guard_every = 1); the run must end
   // with a model that samples and scores.
-  auto opt = nn::Adam::Create(model, {.lr = c.train_lr}).value();
+  nn::AdamOptions adam_options;
+  adam_options.lr = c.train_lr;
+  auto opt = nn::Adam::Create(model, adam_options).value();
   training::TrainOptions o;
   o.batch_size = kBatch;
   o.max_steps = kSteps;

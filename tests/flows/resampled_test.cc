@@ -212,7 +212,9 @@ TEST(Resampled, TrainedNormaliserMatchesQuadrature) {
   };
   const std::vector<double> buffer_before =
       p->NamedBuffers().front().second.ToVector();
-  auto opt_ptr = nn::Adam::Create(p->Parameters(), {.lr = 1e-2}).value();
+  nn::AdamOptions adam_options;
+  adam_options.lr = 1e-2;
+  auto opt_ptr = nn::Adam::Create(p->Parameters(), adam_options).value();
   nn::Adam& opt = *opt_ptr;
   for (int step = 0; step < 400; ++step) {
     TapeScope scope;

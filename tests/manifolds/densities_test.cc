@@ -25,6 +25,9 @@
 
 namespace flowtape::manifolds {
 namespace {
+using testing::AffineOptions;
+using testing::CalibrationOptions;
+using testing::CouplingOptions;
 using testing::RandomInvertible;
 
 // Gauss-Legendre nodes and weights on [a, b] (Newton on P_k).
@@ -119,17 +122,16 @@ TEST(Densities, FlowModelsIntegrateToOneOnS2) {
   std::vector<std::shared_ptr<flows::Flow>> chain;
   for (int k = 0; k < 4; ++k)
     chain.push_back(
-        NormalizedAffine::Create({.n = 3, .noise = 0.4}, rng).value());
+        NormalizedAffine::Create(AffineOptions(3, 0.4), rng).value());
   auto model = std::make_shared<ManifoldFlowModel>(base, chain);
   EXPECT_NEAR(IntegrateS2(*model, 200, 200), 1.0, 1e-7);
   auto other = std::make_shared<ManifoldFlowModel>(
       base, std::vector<std::shared_ptr<flows::Flow>>{
-                NormalizedAffine::Create({.n = 3, .noise = 0.4}, rng).value()});
+                NormalizedAffine::Create(AffineOptions(3, 0.4), rng).value()});
   auto mixture = FlowMixture::Create({model, other}).value();
   EXPECT_NEAR(IntegrateS2(*mixture, 200, 200), 1.0, 1e-7);
   // The neural flow's density goes through the generic volume ratio.
-  auto nf = CylindricalCouplingFlow::Create({.components = 3, .hidden = 8}, rng)
-                .value();
+  auto nf = CylindricalCouplingFlow::Create(CouplingOptions(3, 8), rng).value();
   for (Tensor p : nf->Parameters())
     for (int64_t j = 0; j < p.numel(); ++j)
       p.mutable_data<double>()[j] += 0.3 * rng.Normal();
@@ -147,7 +149,7 @@ TEST(Densities, FlowMixtureWithUndefinedWeightsSamplesNaN) {
     return std::make_shared<ManifoldFlowModel>(
         base,
         std::vector<std::shared_ptr<flows::Flow>>{
-            NormalizedAffine::Create({.n = 3, .noise = 0.4}, rng).value()});
+            NormalizedAffine::Create(AffineOptions(3, 0.4), rng).value()});
   };
   auto made = FlowMixture::Create({part(), part()});
   ASSERT_TRUE(made.ok()) << made.status();
@@ -179,7 +181,7 @@ TEST(Densities, SimplexDensitiesIntegrateToOne) {
   EXPECT_NEAR(IntegrateSimplex2(ManifoldFlowModel(dir, {fcal}), 300), 1.0,
               1e-6);
   auto gcal =
-      GeneralizedCalibration::Create({.n = 3, .noise = 0.2}, rng).value();
+      GeneralizedCalibration::Create(CalibrationOptions(3, 0.2), rng).value();
   EXPECT_NEAR(IntegrateSimplex2(ManifoldFlowModel(dir, {gcal}), 300), 1.0,
               1e-5);
 }
@@ -194,7 +196,7 @@ TEST(Densities, MonteCarloOnS4) {
   std::vector<std::shared_ptr<flows::Flow>> chain;
   for (int k = 0; k < 3; ++k)
     chain.push_back(
-        NormalizedAffine::Create({.n = n, .noise = 0.1}, rng).value());
+        NormalizedAffine::Create(AffineOptions(n, 0.1), rng).value());
   std::vector<std::shared_ptr<ManifoldDensity>> ds = {
       std::shared_ptr<ManifoldDensity>(
           *AngularCentralGaussian::Create(m * m.transpose())),
@@ -454,7 +456,7 @@ class FailingFlow : public flows::Flow {
 TEST(Densities, FlowModelPassesAFailedStepsStatusOn) {
   Rng rng(31);
   auto base = std::make_shared<UniformSphere>(3);
-  auto affine = NormalizedAffine::Create({.n = 3, .noise = 0.4}, rng).value();
+  auto affine = NormalizedAffine::Create(AffineOptions(3, 0.4), rng).value();
   auto failing = std::make_shared<FailingFlow>(/*forward_ok=*/false);
   auto bad = std::make_shared<ManifoldFlowModel>(
       base, std::vector<std::shared_ptr<flows::Flow>>{affine, failing, affine});

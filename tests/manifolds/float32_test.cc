@@ -31,6 +31,9 @@
 
 namespace flowtape::manifolds {
 namespace {
+using testing::AffineOptions;
+using testing::CalibrationOptions;
+using testing::CouplingOptions;
 using testing::RandomInvertible;
 using testing::RandomVector;
 
@@ -98,18 +101,18 @@ std::vector<FlowCase> FlowCases() {
     cases.push_back(
         {"affine" + tag, s, [n] {
            Rng rng(100 + n);
-           return NormalizedAffine::Create({.n = n, .noise = 0.5}, rng).value();
+           return NormalizedAffine::Create(AffineOptions(n, 0.5), rng).value();
          }});
     cases.push_back({"translation" + tag, s, [n] {
                        Rng rng(110 + n);
                        return NormalizedTranslation::Create(
-                                  {.n = n, .noise = 0.5}, rng)
+                                  AffineOptions(n, 0.5), rng)
                            .value();
                      }});
     cases.push_back(
         {"linear" + tag, s, [n] {
            Rng rng(120 + n);
-           return NormalizedLinear::Create({.n = n, .noise = 0.5}, rng).value();
+           return NormalizedLinear::Create(AffineOptions(n, 0.5), rng).value();
          }});
     // Create() factors M with pivoting: a permutation and signs in buffers.
     cases.push_back({"affine_create" + tag, s, [n] {
@@ -134,14 +137,14 @@ std::vector<FlowCase> FlowCases() {
     cases.push_back({"gcal" + tag, d, [n] {
                        Rng rng(150 + n);
                        return GeneralizedCalibration::Create(
-                                  {.n = n, .noise = 0.4}, rng)
+                                  CalibrationOptions(n, 0.4), rng)
                            .value();
                      }});
   }
   cases.push_back({"cylindrical", Manifold::Sphere(3), [] {
                      Rng rng(160);
                      auto f = CylindricalCouplingFlow::Create(
-                                  {.components = 4, .hidden = 16}, rng)
+                                  CouplingOptions(4, 16), rng)
                                   .value();
                      Perturb(*f, rng, 0.3);
                      return f;
@@ -225,7 +228,7 @@ TEST(Float32, GenericVolumeRatioMatchesClosedForm) {
   for (int64_t n : {3, 5}) {
     auto make = [n] {
       Rng rng(170 + n);
-      return NormalizedAffine::Create({.n = n, .noise = 0.3}, rng).value();
+      return NormalizedAffine::Create(AffineOptions(n, 0.3), rng).value();
     };
     std::shared_ptr<NormalizedAffine> f64 = make();
     std::shared_ptr<NormalizedAffine> f32 = ToFloat32(make(), *f64);
@@ -249,8 +252,7 @@ TEST(Float32, GenericVolumeRatioMatchesClosedForm) {
 // float32 (1e-60 underflows to 0 there and gives 0/0).
 TEST(Float32, CylindricalFlowIsFiniteAtThePoles) {
   Rng rng(5);
-  auto f = CylindricalCouplingFlow::Create({.components = 3, .hidden = 8}, rng)
-               .value();
+  auto f = CylindricalCouplingFlow::Create(CouplingOptions(3, 8), rng).value();
   Perturb(*f, rng, 0.3);
   f->To(kFloat32);
   for (double pole : {1.0, -1.0}) {
@@ -285,7 +287,7 @@ std::vector<DensityCase> DensityCases() {
     std::vector<std::shared_ptr<flows::Flow>> flows;
     for (int k = 0; k < layers; ++k)
       flows.push_back(
-          NormalizedAffine::Create({.n = n, .noise = 0.4}, rng).value());
+          NormalizedAffine::Create(AffineOptions(n, 0.4), rng).value());
     return std::make_shared<ManifoldFlowModel>(
         std::make_shared<UniformSphere>(n), flows);
   };
@@ -320,7 +322,7 @@ std::vector<DensityCase> DensityCases() {
        [] {
          Rng rng(204);
          std::vector<std::shared_ptr<flows::Flow>> flows = {
-             GeneralizedCalibration::Create({.n = 3, .noise = 0.3}, rng)
+             GeneralizedCalibration::Create(CalibrationOptions(3, 0.3), rng)
                  .value()};
          return std::make_shared<ManifoldFlowModel>(
              std::shared_ptr<ManifoldDensity>(*Dirichlet::Create({2, 3, 4})),
@@ -329,12 +331,11 @@ std::vector<DensityCase> DensityCases() {
       {"neural",
        [] {
          Rng rng(205);
-         auto nf = CylindricalCouplingFlow::Create(
-                       {.components = 3, .hidden = 8}, rng)
+         auto nf = CylindricalCouplingFlow::Create(CouplingOptions(3, 8), rng)
                        .value();
          Perturb(*nf, rng, 0.3);
          std::vector<std::shared_ptr<flows::Flow>> flows = {
-             nf, NormalizedAffine::Create({.n = 3, .noise = 0.3}, rng).value()};
+             nf, NormalizedAffine::Create(AffineOptions(3, 0.3), rng).value()};
          return std::make_shared<ManifoldFlowModel>(
              std::make_shared<UniformSphere>(3), flows);
        }},
@@ -375,8 +376,8 @@ TEST(Float32, TrainingLowersTheNll) {
       parts.push_back(std::make_shared<ManifoldFlowModel>(
           std::make_shared<UniformSphere>(3),
           std::vector<std::shared_ptr<flows::Flow>>{
-              NormalizedAffine::Create({.n = 3, .noise = 0.3}, rng).value(),
-              NormalizedAffine::Create({.n = 3, .noise = 0.3}, rng).value()}));
+              NormalizedAffine::Create(AffineOptions(3, 0.3), rng).value(),
+              NormalizedAffine::Create(AffineOptions(3, 0.3), rng).value()}));
     return FlowMixture::Create(parts).value();
   };
   auto model = make();

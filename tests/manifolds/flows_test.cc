@@ -24,8 +24,12 @@
 
 namespace flowtape::manifolds {
 namespace {
+using testing::AffineOptions;
+using testing::CalibrationOptions;
+using testing::CouplingOptions;
 using testing::RandomInvertible;
 using testing::RandomVector;
+using testing::SimplexOptions;
 
 double MaxAbsDiff(const Tensor& a, const Tensor& b) {
   double worst = 0.0;
@@ -50,13 +54,13 @@ TEST(SphereFlows, RoundTrips) {
     Manifold s = Manifold::Sphere(n);
     Tensor x = s.SampleUniform(50, rng);
     ExpectRoundTrip(
-        *NormalizedAffine::Create({.n = n, .noise = 0.5}, rng).value(), s, x,
+        *NormalizedAffine::Create(AffineOptions(n, 0.5), rng).value(), s, x,
         1e-10);
     ExpectRoundTrip(
-        *NormalizedTranslation::Create({.n = n, .noise = 0.5}, rng).value(), s,
+        *NormalizedTranslation::Create(AffineOptions(n, 0.5), rng).value(), s,
         x, 1e-10);
     ExpectRoundTrip(
-        *NormalizedLinear::Create({.n = n, .noise = 0.5}, rng).value(), s, x,
+        *NormalizedLinear::Create(AffineOptions(n, 0.5), rng).value(), s, x,
         1e-10);
     Eigen::MatrixXd m = RandomInvertible(n, rng);
     Eigen::VectorXd b = RandomVector(n, rng).normalized() * 0.95;
@@ -101,24 +105,28 @@ TEST(SphereFlows, BadOptionsAreAStatus) {
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
     EXPECT_NE(s.message().find(what), std::string::npos) << s;
   };
-  expect(NormalizedAffine::Create({.n = 1}, rng).status(), "n = 1");
-  expect(NormalizedTranslation::Create({.n = 0}, rng).status(), "n = 0");
-  expect(NormalizedLinear::Create({.n = 3, .noise = NAN}, rng).status(),
+  expect(NormalizedAffine::Create(AffineOptions(1), rng).status(), "n = 1");
+  expect(NormalizedTranslation::Create(AffineOptions(0), rng).status(),
+         "n = 0");
+  expect(NormalizedLinear::Create(AffineOptions(3, NAN), rng).status(),
          "noise = nan");
-  expect(NormalizedAffine::Create({.n = 3, .noise = -1}, rng).status(),
+  expect(NormalizedAffine::Create(AffineOptions(3, -1), rng).status(),
          "noise = -1");
-  expect(CylindricalCouplingFlow::Create({.components = 0}, rng).status(),
+  CylindricalCouplingFlowOptions no_components, negative_hidden;
+  no_components.components = 0;
+  negative_hidden.hidden = -2;
+  expect(CylindricalCouplingFlow::Create(no_components, rng).status(),
          "components = 0");
-  expect(CylindricalCouplingFlow::Create({.hidden = -2}, rng).status(),
+  expect(CylindricalCouplingFlow::Create(negative_hidden, rng).status(),
          "hidden = -2");
-  expect(SimplexCalibration::Create(SimplexCalibrationOptions{.n = 1}).status(),
-         "n = 1");
-  expect(GeneralizedCalibration::Create({.n = 0}, rng).status(), "n = 0");
-  expect(
-      GeneralizedCalibration::Create({.n = 3, .noise = INFINITY}, rng).status(),
-      "noise = inf");
+  expect(SimplexCalibration::Create(SimplexOptions(1)).status(), "n = 1");
+  expect(GeneralizedCalibration::Create(CalibrationOptions(0), rng).status(),
+         "n = 0");
+  expect(GeneralizedCalibration::Create(CalibrationOptions(3, INFINITY), rng)
+             .status(),
+         "noise = inf");
   // Valid options: the identity map at zero noise.
-  auto f = NormalizedAffine::Create({.n = 3}, rng).value();
+  auto f = NormalizedAffine::Create(AffineOptions(3), rng).value();
   Tensor x = Manifold::Sphere(3).SampleUniform(4, rng);
   EXPECT_LT(MaxAbsDiff(f->Forward(x).value, x), 1e-15);
   EXPECT_TRUE(CylindricalCouplingFlow::Create({}, rng).ok());
@@ -126,7 +134,7 @@ TEST(SphereFlows, BadOptionsAreAStatus) {
 
 TEST(SphereFlows, ParametrisationStaysInvertibleForWildParameters) {
   Rng rng(13);
-  auto f = NormalizedAffine::Create({.n = 4, .noise = 1.5}, rng)
+  auto f = NormalizedAffine::Create(AffineOptions(4, 1.5), rng)
                .value();  // large random parameters
   Manifold s = Manifold::Sphere(4);
   NoGradScope no_grad;
@@ -161,8 +169,9 @@ TEST(Calibration, RoundTripsAndStaysOnSimplex) {
     ExpectRoundTrip(**SimplexCalibration::Create(0.4, c), d, p, 1e-10);
     ExpectRoundTrip(**SimplexCalibration::Create(-2.5, c), d, p, 1e-10);
     ExpectRoundTrip(
-        *GeneralizedCalibration::Create({.n = n, .noise = 0.4}, rng).value(), d,
-        p, 1e-10);
+        *GeneralizedCalibration::Create(CalibrationOptions(n, 0.4), rng)
+             .value(),
+        d, p, 1e-10);
   }
 }
 
@@ -184,7 +193,8 @@ TEST(Calibration, TemperatureScalingIsSoftmaxOfScaledLogits) {
 
 TEST(Calibration, GeneralizedConstraintHoldsExactlyByConstruction) {
   Rng rng(16);
-  auto g = GeneralizedCalibration::Create({.n = 6, .noise = 1.0}, rng).value();
+  auto g =
+      GeneralizedCalibration::Create(CalibrationOptions(6, 1.0), rng).value();
   Eigen::MatrixXd a = g->AValue();
   Eigen::VectorXd row_sums = a.rowwise().sum();
   EXPECT_LT((row_sums.array() - g->lambda()).abs().maxCoeff(), 1e-13);
@@ -202,9 +212,9 @@ TEST(Calibration, GeneralizedCalibrationIsAGroup) {
   Rng rng(17);
   for (int64_t n = 2; n <= 6; ++n) {
     auto f1 =
-        GeneralizedCalibration::Create({.n = n, .noise = 0.5}, rng).value();
+        GeneralizedCalibration::Create(CalibrationOptions(n, 0.5), rng).value();
     auto f2 =
-        GeneralizedCalibration::Create({.n = n, .noise = 0.5}, rng).value();
+        GeneralizedCalibration::Create(CalibrationOptions(n, 0.5), rng).value();
     Eigen::MatrixXd a = f2->AValue() * f1->AValue();
     Eigen::VectorXd c = f2->AValue() * f1->CValue() + f2->CValue();
     auto f21 = *GeneralizedCalibration::Create(a, c);
@@ -224,8 +234,7 @@ TEST(Calibration, GeneralizedCalibrationIsAGroup) {
 
 TEST(NeuralSphereFlow, RoundTripAndOnSphere) {
   Rng rng(18);
-  auto f = CylindricalCouplingFlow::Create({.components = 4, .hidden = 16}, rng)
-               .value();
+  auto f = CylindricalCouplingFlow::Create(CouplingOptions(4, 16), rng).value();
   for (Tensor p : f->Parameters())
     for (int64_t j = 0; j < p.numel(); ++j)
       p.mutable_data<double>()[j] += 0.3 * rng.Normal();
@@ -244,11 +253,9 @@ TEST(NeuralSphereFlow, RoundTripAndOnSphere) {
 TEST(NeuralSphereFlow, CheckpointRestoresRotationAcrossSeeds) {
   Rng r1(21), r2(22), rx(23);
   auto saved =
-      CylindricalCouplingFlow::Create({.components = 3, .hidden = 8}, r1)
-          .value();
+      CylindricalCouplingFlow::Create(CouplingOptions(3, 8), r1).value();
   auto fresh =
-      CylindricalCouplingFlow::Create({.components = 3, .hidden = 8}, r2)
-          .value();
+      CylindricalCouplingFlow::Create(CouplingOptions(3, 8), r2).value();
   for (Tensor p : saved->Parameters())
     for (int64_t j = 0; j < p.numel(); ++j)
       p.mutable_data<double>()[j] += 0.3 * rx.Normal();
@@ -272,7 +279,7 @@ TEST(SphereFlows, CheckpointRestoresPermutationAndSigns) {
   Eigen::MatrixXd m(3, 3);
   m << 0.1, -2.0, 0.3, 1.5, 0.2, -0.4, 0.3, 0.5, -1.2;  // pivots, signs < 0
   auto saved = *NormalizedAffine::Create(m, Eigen::Vector3d(0.2, 0.1, -0.3));
-  auto fresh = NormalizedAffine::Create({.n = 3, .noise = 0.1}, rng).value();
+  auto fresh = NormalizedAffine::Create(AffineOptions(3, 0.1), rng).value();
   const char* dir = std::getenv("TEST_TMPDIR");
   const std::string path =
       std::string(dir != nullptr ? dir : "/tmp") + "/affine.ckpt";
@@ -294,8 +301,7 @@ TEST(SphereFlows, CheckpointRestoresPermutationAndSigns) {
 // parameter gradients, and continuity of the map into the pole.
 TEST(NeuralSphereFlow, FiniteAndAccurateAtThePoles) {
   Rng rng(3);
-  auto f = CylindricalCouplingFlow::Create({.components = 3, .hidden = 8}, rng)
-               .value();
+  auto f = CylindricalCouplingFlow::Create(CouplingOptions(3, 8), rng).value();
   for (Tensor p : f->Parameters())
     for (int64_t j = 0; j < p.numel(); ++j)
       p.mutable_data<double>()[j] += 0.3 * rng.Normal();

@@ -197,7 +197,9 @@ TEST(SphereCnfTest, TrainedFieldBeatsUniform) {
                 field, std::make_shared<GeodesicSpherePath>(), {},
                 UniformSphereSource(3))
                 .value();
-  auto adam = nn::Adam::Create(*net, nn::AdamOptions{.lr = 5e-3}).value();
+  nn::AdamOptions adam_options;
+  adam_options.lr = 5e-3;
+  auto adam = nn::Adam::Create(*net, adam_options).value();
   for (int step = 0; step < 300; ++step) {
     std::vector<int64_t> rows(256);
     for (auto& r : rows) r = rng.UniformInt(2048);

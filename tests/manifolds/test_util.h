@@ -1,5 +1,6 @@
-// Shared utilities for the manifold tests: random parameters and a finite
-// difference check of gradients w.r.t. a module's own parameters.
+// Shared utilities for the manifold tests: random parameters, the options of
+// the sphere and calibration maps, and a finite difference check of gradients
+// w.r.t. a module's own parameters.
 #ifndef FLOWTAPE_TESTS_MANIFOLDS_TEST_UTIL_H_
 #define FLOWTAPE_TESTS_MANIFOLDS_TEST_UTIL_H_
 
@@ -12,9 +13,45 @@
 #include "autodiff/grad.h"
 #include "autodiff/tape.h"
 #include "autodiff/tensor.h"
+#include "manifolds/calibration.h"
+#include "manifolds/neural_sphere_flow.h"
+#include "manifolds/sphere_flows.h"
 #include "nn/module.h"
 
 namespace flowtape::manifolds::testing {
+
+// Options of the maps on S^(n-1) (NormalizedAffine, -Translation, -Linear)
+// and of the calibration maps of n classes: the identity plus parameter
+// noise of scale `noise`.
+inline NormalizedAffineOptions AffineOptions(int64_t n, double noise = 0.0) {
+  NormalizedAffineOptions options;
+  options.n = n;
+  options.noise = noise;
+  return options;
+}
+
+inline GeneralizedCalibrationOptions CalibrationOptions(int64_t n,
+                                                        double noise = 0.0) {
+  GeneralizedCalibrationOptions options;
+  options.n = n;
+  options.noise = noise;
+  return options;
+}
+
+inline SimplexCalibrationOptions SimplexOptions(int64_t n) {
+  SimplexCalibrationOptions options;
+  options.n = n;
+  return options;
+}
+
+// K mixture components per coupling, `hidden` units per hidden layer.
+inline CylindricalCouplingFlowOptions CouplingOptions(int64_t components,
+                                                      int64_t hidden) {
+  CylindricalCouplingFlowOptions options;
+  options.components = components;
+  options.hidden = hidden;
+  return options;
+}
 
 inline Eigen::MatrixXd RandomMatrix(int64_t r, int64_t c, Rng& rng) {
   Eigen::MatrixXd m(r, c);

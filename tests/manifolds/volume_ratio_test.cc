@@ -20,10 +20,14 @@
 
 namespace flowtape::manifolds {
 namespace {
+using testing::AffineOptions;
+using testing::CalibrationOptions;
+using testing::CouplingOptions;
 using testing::ParameterGradientError;
 using testing::RandomInvertible;
 using testing::RandomMatrix;
 using testing::RandomVector;
+using testing::SimplexOptions;
 
 TensorFn ForwardMap(const flows::Flow& f) {
   return [&f](const Tensor& x) { return f.Forward(x).value; };
@@ -153,8 +157,7 @@ TEST(VolumeRatio, GenericRatioDoesNotDependOnTheBasis) {
     }
   }
   auto neural =
-      CylindricalCouplingFlow::Create({.components = 3, .hidden = 8}, rng)
-          .value();
+      CylindricalCouplingFlow::Create(CouplingOptions(3, 8), rng).value();
   for (Tensor p : neural->Parameters())
     for (int64_t j = 0; j < p.numel(); ++j)
       p.mutable_data<double>()[j] += 0.3 * rng.Normal();
@@ -207,7 +210,7 @@ TEST(VolumeRatio, GramFormMatchesClosedFormBatched) {
   Rng rng(6);
   for (int64_t n = 2; n <= 6; ++n) {
     Manifold s = Manifold::Sphere(n);
-    auto f = NormalizedAffine::Create({.n = n, .noise = 0.3}, rng).value();
+    auto f = NormalizedAffine::Create(AffineOptions(n, 0.3), rng).value();
     Tensor x = s.SampleUniform(7, rng);
     Tensor generic = LogVolumeRatio(s, ForwardMap(*f), x);
     NoGradScope no_grad;
@@ -231,16 +234,17 @@ TEST(VolumeRatioGradient, ClosedFormLogRMatchesFiniteDifferences) {
   Rng rng(8);
   Manifold s = Manifold::Sphere(4);
   Tensor x = s.SampleUniform(5, rng);
-  auto f = NormalizedAffine::Create({.n = 4, .noise = 0.3}, rng).value();
+  auto f = NormalizedAffine::Create(AffineOptions(4, 0.3), rng).value();
   EXPECT_LT(
       ParameterGradientError(*f, [&] { return Sum(f->Forward(x).logdet); }),
       1e-6);
   Tensor p = Manifold::Simplex(5).SampleUniform(5, rng);
-  auto g = GeneralizedCalibration::Create({.n = 5, .noise = 0.3}, rng).value();
+  auto g =
+      GeneralizedCalibration::Create(CalibrationOptions(5, 0.3), rng).value();
   EXPECT_LT(
       ParameterGradientError(*g, [&] { return Sum(g->Forward(p).logdet); }),
       1e-6);
-  auto c = SimplexCalibration::Create({.n = 5}).value();
+  auto c = SimplexCalibration::Create(SimplexOptions(5)).value();
   EXPECT_LT(
       ParameterGradientError(*c, [&] { return Sum(c->Forward(p).logdet); }),
       1e-6);
@@ -250,11 +254,10 @@ TEST(VolumeRatioGradient, GenericLogRMatchesFiniteDifferences) {
   Rng rng(9);
   Manifold s = Manifold::Sphere(3);
   Tensor x = s.SampleUniform(4, rng);
-  auto f = NormalizedAffine::Create({.n = 3, .noise = 0.3}, rng).value();
+  auto f = NormalizedAffine::Create(AffineOptions(3, 0.3), rng).value();
   auto generic = [&] { return Sum(LogVolumeRatio(s, ForwardMap(*f), x)); };
   EXPECT_LT(ParameterGradientError(*f, generic), 1e-6);
-  auto nf = CylindricalCouplingFlow::Create({.components = 3, .hidden = 8}, rng)
-                .value();
+  auto nf = CylindricalCouplingFlow::Create(CouplingOptions(3, 8), rng).value();
   // Move off the zero-initialised last layers so every parameter matters.
   for (Tensor p : nf->Parameters())
     for (int64_t j = 0; j < p.numel(); ++j)
@@ -273,8 +276,8 @@ TEST(VolumeRatioGradient, GenericLogRGradientFlowsThroughItsInput) {
   Rng rng(13);
   Manifold s = Manifold::Sphere(3);
   Tensor x0 = s.SampleUniform(4, rng);
-  auto g = NormalizedAffine::Create({.n = 3, .noise = 0.3}, rng).value();
-  auto f = NormalizedAffine::Create({.n = 3, .noise = 0.3}, rng).value();
+  auto g = NormalizedAffine::Create(AffineOptions(3, 0.3), rng).value();
+  auto f = NormalizedAffine::Create(AffineOptions(3, 0.3), rng).value();
   EXPECT_LT(
       ParameterGradientError(*g,
                              [&] {
@@ -284,8 +287,10 @@ TEST(VolumeRatioGradient, GenericLogRGradientFlowsThroughItsInput) {
       1e-6);
   Manifold d = Manifold::Simplex(4);
   Tensor p0 = d.SampleUniform(4, rng);
-  auto gc = GeneralizedCalibration::Create({.n = 4, .noise = 0.3}, rng).value();
-  auto fc = GeneralizedCalibration::Create({.n = 4, .noise = 0.3}, rng).value();
+  auto gc =
+      GeneralizedCalibration::Create(CalibrationOptions(4, 0.3), rng).value();
+  auto fc =
+      GeneralizedCalibration::Create(CalibrationOptions(4, 0.3), rng).value();
   EXPECT_LT(
       ParameterGradientError(*gc,
                              [&] {

@@ -30,7 +30,9 @@ double TrainedTestNll(DType dtype, int steps) {
   Rng data(1);
   Tensor train = data::SampleToy2d("moons", 4096, data).value();
   Tensor test = data::SampleToy2d("moons", 8192, data).value();
-  auto adam = nn::Adam::Create(*model, {.lr = 2e-3}).value();
+  nn::AdamOptions adam_options;
+  adam_options.lr = 2e-3;
+  auto adam = nn::Adam::Create(*model, adam_options).value();
   adam->set_schedule(nn::CosineAnnealingLr(2e-3, steps));
   Rng order(2);
   std::vector<int64_t> batch(256);

@@ -29,7 +29,9 @@ TEST(SospfTraining, EightGaussiansStaysFiniteInFloat32) {
   Rng data(1);
   Tensor train = data::SampleToy2d("8gaussians", 4096, data).value();
   Tensor test = data::SampleToy2d("8gaussians", 8192, data).value();
-  auto adam_ptr = nn::Adam::Create(*model, {.lr = 2e-3}).value();
+  nn::AdamOptions adam_options;
+  adam_options.lr = 2e-3;
+  auto adam_ptr = nn::Adam::Create(*model, adam_options).value();
   nn::Adam& adam = *adam_ptr;
   adam.set_schedule(nn::CosineAnnealingLr(2e-3, steps));
   Rng order(2);

@@ -18,6 +18,13 @@
 namespace flowtape::nn {
 namespace {
 
+// `base` (by default the default options) with one field set to `value`.
+template <typename Options, typename T, typename V>
+Options With(T Options::*field, V value, Options base = Options()) {
+  base.*field = value;
+  return base;
+}
+
 // Sets p.grad() to the gradient of sum(w * p^2) / 2, i.e. w * p.
 void QuadraticGrad(const Tensor& p, const Tensor& w) {
   Tensor q = p;
@@ -442,22 +449,33 @@ TEST(Optimizer, BadOptionsAreAStatus) {
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
     EXPECT_NE(s.message().find(what), std::string::npos) << s;
   };
-  expect(Adam::Create({p}, {.beta1 = 1.0}).status(), "beta1 = 1");
-  expect(Adam::Create({p}, {.beta2 = -0.1}).status(), "beta2 = -0.1");
-  expect(AdamW::Create({p}, {.lr = std::nan("")}).status(), "lr = nan");
-  expect(Adam::Create({p}, {.eps = 0.0}).status(), "eps = 0");
-  expect(Adam::Create({p}, {.weight_decay = -1.0}).status(),
+  expect(Adam::Create({p}, With(&AdamOptions::beta1, 1.0)).status(),
+         "beta1 = 1");
+  expect(Adam::Create({p}, With(&AdamOptions::beta2, -0.1)).status(),
+         "beta2 = -0.1");
+  expect(AdamW::Create({p}, With(&AdamOptions::lr, std::nan(""))).status(),
+         "lr = nan");
+  expect(Adam::Create({p}, With(&AdamOptions::eps, 0.0)).status(), "eps = 0");
+  expect(Adam::Create({p}, With(&AdamOptions::weight_decay, -1.0)).status(),
          "weight_decay = -1");
-  expect(Sgd::Create({p}, {.lr = 0.1, .nesterov = true}).status(),
+  expect(Sgd::Create(
+             {p}, With(&SgdOptions::nesterov, true, With(&SgdOptions::lr, 0.1)))
+             .status(),
          "nesterov needs momentum > 0");
-  expect(Sgd::Create({p}, {.lr = INFINITY}).status(), "lr = inf");
-  expect(Adam::Create({p}, {.lr = -1e-3}).status(), "lr = -0.001");
-  EXPECT_TRUE(Sgd::Create({p}, {.lr = 0.0}).ok());  // a frozen run
-  expect(Sgd::Create({p}, {.momentum = -0.5}).status(), "momentum = -0.5");
+  expect(Sgd::Create({p}, With(&SgdOptions::lr, INFINITY)).status(),
+         "lr = inf");
+  expect(Adam::Create({p}, With(&AdamOptions::lr, -1e-3)).status(),
+         "lr = -0.001");
+  // A frozen run.
+  EXPECT_TRUE(Sgd::Create({p}, With(&SgdOptions::lr, 0.0)).ok());
+  expect(Sgd::Create({p}, With(&SgdOptions::momentum, -0.5)).status(),
+         "momentum = -0.5");
   expect(Adam::Create({Tensor::FromVector({1}, {1.0})}, {}).status(),
          "'param0' is not a parameter");
-  EXPECT_TRUE(Adam::Create({p}, {.lr = 1e-3}).ok());
-  EXPECT_TRUE(Sgd::Create({p}, {.momentum = 0.9, .nesterov = true}).ok());
+  EXPECT_TRUE(Adam::Create({p}, With(&AdamOptions::lr, 1e-3)).ok());
+  EXPECT_TRUE(Sgd::Create({p}, With(&SgdOptions::nesterov, true,
+                                    With(&SgdOptions::momentum, 0.9)))
+                  .ok());
   EXPECT_TRUE(AdamOptions{}.Validate().ok());
   EXPECT_TRUE(SgdOptions{}.Validate().ok());
 }

@@ -18,6 +18,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "autodiff/rng.h"
+#include "autodiff/status_macros.h"
 #include "gtest/gtest.h"
 
 namespace flowtape::parallel {
@@ -103,8 +104,7 @@ TEST(ThreadCommunicator, RepeatedCollectivesAreReproducible) {
     RunOnThreads(3, [&](Communicator& c) {
       std::vector<double> v = Values<double>(c.rank(), 37);
       for (int k = 0; k < 300; ++k) {
-        if (absl::Status s = c.AllReduceSum(absl::MakeSpan(v)); !s.ok())
-          return s;
+        FT_RETURN_IF_ERROR(c.AllReduceSum(absl::MakeSpan(v)));
         for (double& e : v) e *= 1.0 / 3.0;
       }
       if (c.rank() == 0) out = v;
@@ -134,7 +134,7 @@ TEST(ThreadCommunicator, BarrierOrdersWrites) {
   std::vector<int> seen(4, 0);
   ASSERT_TRUE(RunOnThreads(4, [&](Communicator& c) {
                 slot[c.rank()] = c.rank() + 1;
-                if (absl::Status s = c.Barrier(); !s.ok()) return s;
+                FT_RETURN_IF_ERROR(c.Barrier());
                 int sum = 0;
                 for (int v : slot) sum += v;
                 seen[c.rank()] = sum;
@@ -147,8 +147,7 @@ TEST(ThreadCommunicator, RunOnThreadsReturnsRankZerosResult) {
   absl::StatusOr<int> r =
       RunOnThreads(3, [](Communicator& c) -> absl::StatusOr<int> {
         std::vector<double> v = {static_cast<double>(c.rank())};
-        if (absl::Status s = c.AllReduceSum(absl::MakeSpan(v)); !s.ok())
-          return s;
+        FT_RETURN_IF_ERROR(c.AllReduceSum(absl::MakeSpan(v)));
         return 100 * c.rank() + static_cast<int>(v[0]);
       });
   ASSERT_TRUE(r.ok()) << r.status();

@@ -132,7 +132,9 @@ TEST(Importance, ReverseKlTrainsAnSnf) {
   const LogDensityFn log_p = EnergyLogDensity(o.target);
   Rng eval(3);
   const double before = FreeEnergy(model, log_p, 4000, eval);
-  auto adam = nn::Adam::Create(model, {.lr = 3e-3}).value();
+  nn::AdamOptions adam_options;
+  adam_options.lr = 3e-3;
+  auto adam = nn::Adam::Create(model, adam_options).value();
   ReverseKlOptions t;
   t.batch_size = 128;
   t.steps = 150;

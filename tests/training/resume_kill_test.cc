@@ -69,7 +69,9 @@ absl::Status TrainAndWrite(const std::string& ckpt, const std::string& out,
   c.layers = 3;
   c.hidden = {32, 32};
   FT_ASSIGN_OR_RETURN(auto m, models::MakeModel("maf", c, init));
-  FT_ASSIGN_OR_RETURN(auto opt, nn::Adam::Create(*m, {.lr = 1e-2}));
+  nn::AdamOptions adam_options;
+  adam_options.lr = 1e-2;
+  FT_ASSIGN_OR_RETURN(auto opt, nn::Adam::Create(*m, adam_options));
   NllFn nll = [&m](const Tensor& x, const Tensor& ctx, Rng& rng) {
     return m->Nll(x + 0.02 * (Tensor::Rand(x.shape(), rng) - 0.5), ctx, &rng);
   };

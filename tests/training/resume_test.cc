@@ -66,7 +66,9 @@ std::shared_ptr<flows::FlowModel> Maf(uint64_t seed = 11, int64_t hidden = 16) {
 }
 
 std::shared_ptr<nn::Optimizer> Adam(const nn::Module& m) {
-  return nn::Adam::Create(m, nn::AdamOptions{.lr = 3e-2}).value();
+  nn::AdamOptions options;
+  options.lr = 3e-2;
+  return nn::Adam::Create(m, options).value();
 }
 
 // The NaN of a poisoned step: the first two rows of its global batch.
@@ -159,10 +161,9 @@ absl::StatusOr<Outcome> TrainOnce(const TrainData& data, const TrainOptions& o,
                                   uint64_t model_seed = 11) {
   auto m = Maf(model_seed);
   auto opt = Adam(*m);
-  absl::StatusOr<TrainResult> r =
-      TrainNll(*m, NoisyNll(*m, poison), *opt, data, o);
-  if (!r.ok()) return r.status();
-  return Outcome{*r, Flat(*m, opt.get())};
+  FT_ASSIGN_OR_RETURN(TrainResult r,
+                      TrainNll(*m, NoisyNll(*m, poison), *opt, data, o));
+  return Outcome{r, Flat(*m, opt.get())};
 }
 
 // The uninterrupted run against one stopped after `k` steps (max_steps = k,
@@ -450,7 +451,9 @@ TEST(Validation, StochasticFlowIsTheSameOnAnyNumberOfRanks) {
   for (int threads : {1, 2, 3}) {
     ReplicaFactory make = [&](int) -> absl::StatusOr<Replica> {
       auto m = Snf(3);
-      FT_ASSIGN_OR_RETURN(auto sgd, nn::Sgd::Create(*m, {.lr = 0.0}));
+      nn::SgdOptions frozen;
+      frozen.lr = 0.0;
+      FT_ASSIGN_OR_RETURN(auto sgd, nn::Sgd::Create(*m, frozen));
       return Replica{m, ModelNll(*m), sgd};
     };
     TrainOptions o;

@@ -130,8 +130,12 @@ TEST(Figure, BadTextAndFarPointsStillDraw) {
 
 TEST(Figure, NegativeSizesAreInvalidArgument) {
   EXPECT_TRUE(FigureOptions{}.Validate().ok());
-  for (FigureOptions o : {FigureOptions{.cols = -1}, FigureOptions{.width = -5},
-                          FigureOptions{.height = -2}}) {
+  FigureOptions negative_cols, negative_width, negative_height;
+  negative_cols.cols = -1;
+  negative_width.width = -5;
+  negative_height.height = -2;
+  for (const FigureOptions& o :
+       {negative_cols, negative_width, negative_height}) {
     Figure f(o);
     f.Add(Diagonal("fine"));
     absl::StatusOr<Rendering> r = f.Render();

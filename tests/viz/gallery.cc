@@ -44,6 +44,28 @@ Tensor Moons(int n, Rng& rng) {
   return t;
 }
 
+// A figure of `cols` panels a row, or of width x height pixels.
+FigureOptions Columns(int cols) {
+  FigureOptions options;
+  options.cols = cols;
+  return options;
+}
+
+FigureOptions Size(int width, int height) {
+  FigureOptions options;
+  options.width = width;
+  options.height = height;
+  return options;
+}
+
+// A point set of a scatter plot (named in the legend unless label is empty).
+ScatterSeries Points(const Tensor& points, const std::string& label = "") {
+  ScatterSeries series;
+  series.label = label;
+  series.points = points;
+  return series;
+}
+
 int Run(const std::string& dir) {
   Rng rng(1);
   auto write = [&](const Figure& f, const std::string& name) {
@@ -66,20 +88,26 @@ int Run(const std::string& dir) {
     ok &= write(f, "log_density.png");
   }
   {
-    Figure f({.cols = 2});
-    f.Add(Scatter{
-        .title = "data", .series = {{.points = Moons(4000, rng)}}, .box = box});
-    f.Add(Scatter{
-        .title = "model samples",
-        .series = {{.points = Moons(4000, rng), .color = SeriesColor(1)}},
-        .box = box});
+    Figure f(Columns(2));
+    Scatter data, model;
+    data.title = "data";
+    data.series = {Points(Moons(4000, rng))};
+    data.box = box;
+    model.title = "model samples";
+    model.series = {Points(Moons(4000, rng))};
+    model.series[0].color = SeriesColor(1);
+    model.box = box;
+    f.Add(data);
+    f.Add(model);
     ok &= write(f, "samples.png");
   }
   {
     Figure f;
-    f.Add(Scatter{.title = "two sets",
-                  .series = {{.label = "data", .points = Moons(1000, rng)},
-                             {.label = "model", .points = Moons(1000, rng)}}});
+    Scatter two;
+    two.title = "two sets";
+    two.series = {Points(Moons(1000, rng), "data"),
+                  Points(Moons(1000, rng), "model")};
+    f.Add(two);
     ok &= write(f, "scatter_legend.png");
   }
   {
@@ -90,9 +118,13 @@ int Run(const std::string& dir) {
       vs.push_back(s);
       vl.push_back(1.25 + 2.0 * std::exp(-s / 600.0));
     }
-    Figure f({.cols = 2});
-    f.Add(LossCurve(train, vs, vl, {.title = "RealNVP on moons"}));
-    f.Add(LossCurve(train, vs, vl, {.title = "log scale", .log_y = true}));
+    Figure f(Columns(2));
+    LossCurveOptions linear, log_scale;
+    linear.title = "RealNVP on moons";
+    log_scale.title = "log scale";
+    log_scale.log_y = true;
+    f.Add(LossCurve(train, vs, vl, linear));
+    f.Add(LossCurve(train, vs, vl, log_scale));
     ok &= write(f, "loss.png");
   }
   {
@@ -101,11 +133,13 @@ int Run(const std::string& dir) {
       in.push_back(4.9 + 0.35 * rng.Normal());
       out.push_back(4.0 + 0.5 * rng.Normal());
     }
-    Figure f({.width = 640, .height = 400});
-    f.Add(Histogram{.title = "Glow trained on Fashion-MNIST",
-                    .xlabel = "bits/dim",
-                    .series = {{"Fashion-MNIST test", in}, {"MNIST test", out}},
-                    .bins = 60});
+    Figure f(Size(640, 400));
+    Histogram h;
+    h.title = "Glow trained on Fashion-MNIST";
+    h.xlabel = "bits/dim";
+    h.series = {{"Fashion-MNIST test", in}, {"MNIST test", out}};
+    h.bins = 60;
+    f.Add(h);
     ok &= write(f, "ood_histogram.png");
   }
   {
@@ -120,13 +154,16 @@ int Run(const std::string& dir) {
               0.1 * rng.Uniform();
     std::vector<std::string> rows;
     for (int k = 0; k < 10; ++k) rows.push_back(std::to_string(k));
-    Figure f({.width = 560, .height = 680});
-    f.Add(ImageGrid{
-        .title = "Glow samples (MNIST)", .images = images, .row_labels = rows});
+    Figure f(Size(560, 680));
+    ImageGrid grid;
+    grid.title = "Glow samples (MNIST)";
+    grid.images = images;
+    grid.row_labels = rows;
+    f.Add(grid);
     ok &= write(f, "image_grid.png");
   }
   {
-    Figure f({.cols = 2});
+    Figure f(Columns(2));
     for (int m = 0; m < 4; ++m) {
       Reliability r;
       r.title = m == 0 ? "uncalibrated" : "temperature (T = 1.31)";
@@ -156,15 +193,20 @@ int Run(const std::string& dir) {
       Tensor mu = Tensor::FromVector(Shape{3}, {m[0], m[1], m[2]});
       return 8.0 * Sum(x * mu, 1) + std::log(8.0 / (4 * M_PI * std::sinh(8.0)));
     };
-    Figure f({.width = 960, .height = 480});
+    SpherePoints events;
+    events.label = "test events";
+    events.points = pts;
+    Figure f(Size(960, 480));
     SphereMap map = SphereDensityMap(vmf).value();
     map.title = "earthquake: model density and test points";
-    map.points.push_back({.label = "test events", .points = pts});
+    map.points.push_back(events);
     f.Add(map);
     ok &= write(f, "sphere_density.png");
-    Figure g({.width = 960, .height = 480});
-    g.Add(SphereMap{.title = "events",
-                    .points = {{.label = "test events", .points = pts}}});
+    Figure g(Size(960, 480));
+    SphereMap only_points;
+    only_points.title = "events";
+    only_points.points = {events};
+    g.Add(only_points);
     ok &= write(g, "sphere_points.png");
   }
   return ok ? 0 : 1;

@@ -21,6 +21,22 @@
 namespace flowtape::viz {
 namespace {
 
+// A density map of `resolution` cells a side (linear or log scale).
+DensityHeatmapOptions HeatmapOptions(int resolution, bool log_scale = false) {
+  DensityHeatmapOptions options;
+  options.resolution = resolution;
+  options.log_scale = log_scale;
+  return options;
+}
+
+// A sphere density map of nlon x nlat cells.
+SphereDensityOptions SphereGrid(int nlon, int nlat) {
+  SphereDensityOptions options;
+  options.nlon = nlon;
+  options.nlat = nlat;
+  return options;
+}
+
 template <typename P>
 Rendering RenderOne(const P& panel, int width = kCellWidth,
                     int height = kCellHeight) {
@@ -73,7 +89,7 @@ Tensor Gaussian(const Tensor& p, double mx, double my) {
 
 TEST(Heatmap, BrightestPixelIsAtTheDensityPeak) {
   Heatmap h = DensityHeatmap([](const Tensor& p) { return Gaussian(p, 1, 2); },
-                             {-4, 4, -4, 4}, {.resolution = 160})
+                             {-4, 4, -4, 4}, HeatmapOptions(160))
                   .value();
   EXPECT_EQ(h.colorbar_label, "p(x)");
   Rendering r = RenderOne(h);
@@ -99,7 +115,7 @@ TEST(Heatmap, BrightestPixelIsAtTheDensityPeak) {
 TEST(Heatmap, LogScaleShowsTenNatsBelowTheMaximum) {
   Heatmap h =
       DensityHeatmap([](const Tensor& p) { return Gaussian(p, 0, 0); },
-                     {-4, 4, -4, 4}, {.resolution = 80, .log_scale = true})
+                     {-4, 4, -4, 4}, HeatmapOptions(80, /*log_scale=*/true))
           .value();
   EXPECT_EQ(h.colorbar_label, "log p(x)");
   EXPECT_NEAR(h.vmax - h.vmin, 10.0, 1e-12);
@@ -117,17 +133,19 @@ TEST(Heatmap, BadDensityOptionsAreInvalidArgument) {
     EXPECT_EQ(h.status().code(), absl::StatusCode::kInvalidArgument);
     EXPECT_NE(h.status().message().find(what), std::string::npos) << h.status();
   };
-  expect(DensityHeatmap(lp, box, {.resolution = 0}), "resolution = 0");
-  expect(DensityHeatmap(lp, box, {.resolution = -3}), "resolution = -3");
-  expect(DensityHeatmap(lp, box, {.resolution = 5000}), "resolution = 5000");
-  expect(DensityHeatmap(lp, box, {.log_scale = true, .log_range = NAN}),
-         "log_range = nan");
+  expect(DensityHeatmap(lp, box, HeatmapOptions(0)), "resolution = 0");
+  expect(DensityHeatmap(lp, box, HeatmapOptions(-3)), "resolution = -3");
+  expect(DensityHeatmap(lp, box, HeatmapOptions(5000)), "resolution = 5000");
+  DensityHeatmapOptions nan_range;
+  nan_range.log_scale = true;
+  nan_range.log_range = NAN;
+  expect(DensityHeatmap(lp, box, nan_range), "log_range = nan");
   expect(DensityHeatmap(lp, {1, 1, -4, 4}), "empty or non-finite box");
   expect(DensityHeatmap(lp, {-4, 4, -4, INFINITY}), "empty or non-finite box");
   expect(DensityHeatmap([](const Tensor&) { return Tensor::Zeros({3}); }, box,
-                        {.resolution = 4}),
+                        HeatmapOptions(4)),
          "log_prob returned [3] for 4 points");
-  EXPECT_TRUE(DensityHeatmap(lp, box, {.resolution = 4}).ok());
+  EXPECT_TRUE(DensityHeatmap(lp, box, HeatmapOptions(4)).ok());
 }
 
 TEST(Heatmap, BadGridsAreInvalidArgument) {
@@ -226,8 +244,10 @@ TEST(Lines, BadSeriesAreInvalidArgument) {
 }
 
 TEST(LossCurve, RunningMeanAndValidationSeries) {
-  Lines l = LossCurve({5, 4, 3, 2, 1, NAN}, {2, 4}, {4.5, 2.5},
-                      {.title = "t", .smooth = 3});
+  LossCurveOptions options;
+  options.title = "t";
+  options.smooth = 3;
+  Lines l = LossCurve({5, 4, 3, 2, 1, NAN}, {2, 4}, {4.5, 2.5}, options);
   ASSERT_EQ(l.series.size(), 3u);  // raw, mean, validation
   EXPECT_EQ(l.series[0].x, (std::vector<double>{1, 2, 3, 4, 5, 6}));
   EXPECT_TRUE(l.series[0].label.empty());
@@ -418,14 +438,17 @@ TEST(SphereMap, BadDensityOptionsAreInvalidArgument) {
     EXPECT_EQ(m.status().code(), absl::StatusCode::kInvalidArgument);
     EXPECT_NE(m.status().message().find(what), std::string::npos) << m.status();
   };
-  expect(SphereDensityMap(lp, {.nlon = 0}), "nlon = 0");
-  expect(SphereDensityMap(lp, {.nlon = 4, .nlat = -1}), "nlat = -1");
-  expect(SphereDensityMap(lp, {.nlon = 4, .nlat = 2, .log_range = -1}),
-         "log_range = -1");
+  SphereDensityOptions no_lon;
+  no_lon.nlon = 0;
+  expect(SphereDensityMap(lp, no_lon), "nlon = 0");
+  expect(SphereDensityMap(lp, SphereGrid(4, -1)), "nlat = -1");
+  SphereDensityOptions negative_range = SphereGrid(4, 2);
+  negative_range.log_range = -1;
+  expect(SphereDensityMap(lp, negative_range), "log_range = -1");
   expect(SphereDensityMap([](const Tensor&) { return Tensor::Zeros({2}); },
-                          {.nlon = 4, .nlat = 2}),
+                          SphereGrid(4, 2)),
          "log_prob returned [2] for 4 points");
-  EXPECT_TRUE(SphereDensityMap(lp, {.nlon = 4, .nlat = 2}).ok());
+  EXPECT_TRUE(SphereDensityMap(lp, SphereGrid(4, 2)).ok());
 }
 
 TEST(SphereMap, DensityPeaksAtTheMeanDirection) {
@@ -434,7 +457,7 @@ TEST(SphereMap, DensityPeaksAtTheMeanDirection) {
   auto vmf = [&](const Tensor& x) {
     return 10.0 * Sum(x * Reshape(mu, {3}), 1);
   };
-  SphereMap m = SphereDensityMap(vmf, {.nlon = 180, .nlat = 90}).value();
+  SphereMap m = SphereDensityMap(vmf, SphereGrid(180, 90)).value();
   m.coastlines = "";
   EXPECT_EQ(m.colorbar_label, "log p(x)");
   Rendering r = RenderOne(m, 900, 450);

@@ -49,8 +49,9 @@ absl::StatusOr<Parts> MakeParts(int rank, DType dtype) {
   p.model->To(dtype);
   if (rank == absl::GetFlag(FLAGS_fault_rank) && fault == "incomplete")
     return p;
-  FT_ASSIGN_OR_RETURN(p.optimizer,
-                      nn::Adam::Create(*p.model, nn::AdamOptions{.lr = 1e-2}));
+  nn::AdamOptions adam_options;
+  adam_options.lr = 1e-2;
+  FT_ASSIGN_OR_RETURN(p.optimizer, nn::Adam::Create(*p.model, adam_options));
   return p;
 }
 

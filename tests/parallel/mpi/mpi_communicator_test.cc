@@ -28,7 +28,9 @@ namespace {
 MpiEnvironment* env = nullptr;
 
 std::unique_ptr<MpiCommunicator> Make(absl::Duration timeout) {
-  return MpiCommunicator::Create(*env, MpiOptions{.timeout = timeout}).value();
+  MpiOptions options;
+  options.timeout = timeout;
+  return MpiCommunicator::Create(*env, options).value();
 }
 
 // Rank r's buffer: normals scaled by 10^k, k uniform in -8..8.
@@ -73,7 +75,8 @@ void CheckAllReduce() {
 // A non-positive timeout is InvalidArgument, from Validate and from Create.
 TEST(MpiCommunicator, BadOptionsAreAStatus) {
   EXPECT_TRUE(MpiOptions{}.Validate().ok());
-  const MpiOptions zero{.timeout = absl::ZeroDuration()};
+  MpiOptions zero;
+  zero.timeout = absl::ZeroDuration();
   EXPECT_EQ(zero.Validate().code(), absl::StatusCode::kInvalidArgument);
   auto c = MpiCommunicator::Create(*env, zero);
   EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);

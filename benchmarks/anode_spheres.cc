@@ -100,7 +100,7 @@ absl::StatusOr<Row> Train(int64_t augment, const Tensor& x, const Tensor& y,
   created->To(ex.dtype());
   FT_ASSIGN_OR_RETURN(
       auto adam,
-      nn::Adam::Create(model, nn::AdamOptions{.lr = absl::GetFlag(FLAGS_lr)}));
+      nn::Adam::Create(model, nn::AdamOptions{/*lr=*/absl::GetFlag(FLAGS_lr)}));
   Row row{0, 0, 0, 0, 0, 0, 0, 0, {}};
   int64_t late = 0, done = 0;  // steps completed
   const char* name = augment > 0 ? "anode" : "node";

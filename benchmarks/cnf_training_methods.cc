@@ -239,7 +239,7 @@ struct Settings {
   int64_t fm_batch = 0, otcfm_batch = 0;
   double fm_warmup = 0, fm_ema_decay = 0, fm_sigma_min = 0;
   bool fm_vp = false, sinkhorn = false;  // --fm_path=vp, --coupling=sinkhorn
-  flows::matching::FlowMatchingOptions fm_options;  // the Sinkhorn settings
+  flows::matching::FlowMatchingOptions fm_options{};  // the Sinkhorn settings
   DType dtype = kFloat64;       // --dtype: training and scoring
   double reference_tol = 1e-9;  // x_ref and the straightness paths
 };
@@ -504,7 +504,7 @@ absl::StatusOr<Row> Train(const Problem& problem, const std::string& method,
                         flows::matching::FlowMatching::Create(net, path, fo));
   }
   const double lr = ml ? st.lr : st.fm_lr;
-  auto adam = nn::Adam::Create(*net, nn::AdamOptions{.lr = lr}).value();
+  auto adam = nn::Adam::Create(*net, nn::AdamOptions{/*lr=*/lr}).value();
   std::unique_ptr<training::ParameterEma> ema;  // flow matching's, scored
   if (!ml && st.fm_ema_decay > 0)
     ema = std::make_unique<training::ParameterEma>(*net);

@@ -434,7 +434,7 @@ absl::StatusOr<training::ThreadedTraining> TrainRfm(
       return -Mean(trained->LogProb(b));
     };
     FT_ASSIGN_OR_RETURN(auto adam,
-                        nn::Adam::Create(*field, nn::AdamOptions{.lr = c.lr}));
+                        nn::Adam::Create(*field, nn::AdamOptions{/*lr=*/c.lr}));
     adam->set_schedule(nn::CosineAnnealingLr(c.lr, c.steps));
     if (rank == ex.rank()) {
       std::lock_guard<std::mutex> lock(mu);

@@ -129,7 +129,7 @@ void StepBench(benchmark::State& state, const std::string& name) {
   Rng rng(0);
   auto model = models::MakeModel(k.family, k.config, rng).value();
   const Tensor x = Cast(k.batch(rng), k.config.dtype).Detach();
-  auto adam = nn::Adam::Create(*model, {.lr = 1e-4}).value();
+  auto adam = nn::Adam::Create(*model, {/*lr=*/1e-4}).value();
   SetIntraOpThreads(static_cast<int>(state.range(1)));
   const double cpu0 = ProcessCpuSeconds();
   for (auto _ : state) {
@@ -169,7 +169,7 @@ void DataParallelBench(benchmark::State& state, const std::string& name) {
     FT_ASSIGN_OR_RETURN(std::shared_ptr<flows::FlowModel> model,
                         models::MakeModel(k.family, k.config, r));
     FT_ASSIGN_OR_RETURN(auto adam,
-                        nn::Adam::Create(*model, nn::AdamOptions{.lr = 1e-4}));
+                        nn::Adam::Create(*model, nn::AdamOptions{/*lr=*/1e-4}));
     return training::Replica{model, training::ModelNll(*model), adam};
   };
   double cpu = 0.0;
@@ -254,7 +254,7 @@ std::shared_ptr<flows::FlowModel> Maf64() {
 
 void BM_Maf64dGuardSnapshotVectors(benchmark::State& state) {
   auto model = Maf64();
-  auto adam = nn::Adam::Create(*model, {.lr = 1e-4}).value();
+  auto adam = nn::Adam::Create(*model, {/*lr=*/1e-4}).value();
   for (auto _ : state) {
     std::vector<std::vector<double>> params, moments;
     for (const Tensor& t : model->Parameters()) params.push_back(t.ToVector());
@@ -268,7 +268,7 @@ BENCHMARK(BM_Maf64dGuardSnapshotVectors)->Unit(benchmark::kMicrosecond);
 
 void BM_Maf64dGuardSnapshotPreallocated(benchmark::State& state) {
   auto model = Maf64();
-  auto adam = nn::Adam::Create(*model, {.lr = 1e-4}).value();
+  auto adam = nn::Adam::Create(*model, {/*lr=*/1e-4}).value();
   training::ModuleState snapshot(*model, adam.get());
   for (auto _ : state) {
     snapshot.Capture();
@@ -284,7 +284,7 @@ BENCHMARK(BM_Maf64dGuardSnapshotPreallocated)->Unit(benchmark::kMicrosecond);
 // loaded machine).
 void BM_Maf64dTrainNllStep(benchmark::State& state) {
   auto model = Maf64();
-  auto adam = nn::Adam::Create(*model, {.lr = 1e-4}).value();
+  auto adam = nn::Adam::Create(*model, {/*lr=*/1e-4}).value();
   Rng rng(1);
   training::TrainData data;
   data.train = Tensor::Randn(Shape{1024, 64}, rng);

@@ -86,7 +86,7 @@ Case Make(int which) {
 }
 
 absl::StatusOr<training::TrainResult> Steps(Case& k) {
-  auto adam = nn::Adam::Create(*k.model, {.lr = 1e-5}).value();
+  auto adam = nn::Adam::Create(*k.model, {/*lr=*/1e-5}).value();
   training::TrainOptions o;
   o.batch_size = k.batch;
   o.max_steps = k.steps;

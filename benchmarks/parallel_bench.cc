@@ -57,7 +57,7 @@ void BM_Maf64dStep(benchmark::State& state) {
   absl::Status s = parallel::RunOnThreads(
       threads, [&](parallel::Communicator& comm) -> absl::Status {
         auto model = Maf64(dtype);
-        auto adam = nn::Adam::Create(*model, {.lr = 1e-4}).value();
+        auto adam = nn::Adam::Create(*model, {/*lr=*/1e-4}).value();
         training::TrainOptions mine = o;
         mine.communicator = &comm;
         auto run = [&]() -> absl::StatusOr<training::TrainResult> {

@@ -147,7 +147,7 @@ absl::StatusOr<Row> TrainOne(cli::Experiment& ex,
         flows::StandardNormal::Create(Shape{target->dim()}).value(), flow);
     model->To(ex.dtype());
     FT_ASSIGN_OR_RETURN(auto adam,
-                        nn::Adam::Create(*model, nn::AdamOptions{.lr = lr}));
+                        nn::Adam::Create(*model, nn::AdamOptions{/*lr=*/lr}));
     adam->set_schedule(nn::CosineAnnealingLr(lr, steps));
     return training::ReverseKlReplica{model, log_p, adam};
   };

@@ -190,7 +190,7 @@ absl::Status Run(cli::Experiment& ex) {
             std::make_shared<manifolds::UniformSphereBase>(), flow);
         model->To(ex.dtype());
         FT_ASSIGN_OR_RETURN(
-            auto opt, nn::Adam::Create(*model, nn::AdamOptions{.lr = lr}));
+            auto opt, nn::Adam::Create(*model, nn::AdamOptions{/*lr=*/lr}));
         return training::ReverseKlReplica{model, log_p, opt};
       };
       training::ReverseKlOptions o;

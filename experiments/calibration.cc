@@ -247,7 +247,7 @@ absl::Status Run(cli::Experiment& ex) {
       return -Sum(LogSoftmax((*m)(x), 1) * c) / static_cast<double>(x.dim(0));
     };
     FT_ASSIGN_OR_RETURN(auto adam,
-                        nn::Adam::Create(*net, nn::AdamOptions{.lr = 1e-3}));
+                        nn::Adam::Create(*net, nn::AdamOptions{/*lr=*/1e-3}));
     return training::Replica{net, nll, adam};
   };
   const int64_t per_epoch = x_fit.dim(0) / kBatch;
@@ -272,10 +272,10 @@ absl::Status Run(cli::Experiment& ex) {
   // 2. Calibration maps, fitted on the held-out split.
   FT_ASSIGN_OR_RETURN(
       auto temperature,
-      SimplexCalibration::Create({.n = kClasses, .temperature_only = true}));
-  FT_ASSIGN_OR_RETURN(auto fcal, SimplexCalibration::Create({.n = kClasses}));
+      SimplexCalibration::Create({/*n=*/kClasses, /*temperature_only=*/true}));
+  FT_ASSIGN_OR_RETURN(auto fcal, SimplexCalibration::Create({/*n=*/kClasses}));
   FT_ASSIGN_OR_RETURN(auto general,
-                      GeneralizedCalibration::Create({.n = kClasses}, rng));
+                      GeneralizedCalibration::Create({/*n=*/kClasses}, rng));
   FT_RETURN_IF_ERROR(Fit(*temperature, p_cal, y_cal, steps, 0.02, "temperature",
                          ex.history()));
   FT_RETURN_IF_ERROR(

@@ -190,7 +190,7 @@ absl::Status Run(cli::Experiment& ex) {
       return f->Nll(x);
     };
     FT_ASSIGN_OR_RETURN(auto adam,
-                        nn::Adam::Create(*flow, nn::AdamOptions{.lr = lr}));
+                        nn::Adam::Create(*flow, nn::AdamOptions{/*lr=*/lr}));
     adam->set_schedule(nn::CosineAnnealingLr(lr, steps, lr / 100));
     return training::Replica{flow, nll, adam};
   };

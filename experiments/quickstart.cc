@@ -55,7 +55,7 @@ absl::Status Run(cli::Experiment& ex) {
     FT_ASSIGN_OR_RETURN(auto model,
                         models::MakeModel(spec.family, spec.config, init));
     FT_ASSIGN_OR_RETURN(auto adam,
-                        nn::Adam::Create(*model, nn::AdamOptions{.lr = 2e-3}));
+                        nn::Adam::Create(*model, nn::AdamOptions{/*lr=*/2e-3}));
     adam->set_schedule(nn::CosineAnnealingLr(2e-3, steps));
     return training::Replica{model, training::ModelNll(*model), adam};
   };

@@ -221,7 +221,7 @@ absl::Status Run(cli::Experiment& ex) {
     FT_ASSIGN_OR_RETURN(std::shared_ptr<flows::FlowModel> model,
                         models::MakeModel(flow, config, init));
     FT_ASSIGN_OR_RETURN(auto adam,
-                        nn::Adam::Create(*model, nn::AdamOptions{.lr = lr}));
+                        nn::Adam::Create(*model, nn::AdamOptions{/*lr=*/lr}));
     adam->set_schedule(nn::CosineAnnealingLr(lr, steps));
     // RNODE: a pass's "regularization" extra (the CNF's kinetic/Jacobian
     // penalty) joins the training loss; other flows have none.

@@ -55,8 +55,8 @@ absl::Status ValidateCost(const Eigen::MatrixXd& cost) {
 // unaligned, may alias the double arrays it is loaded from.
 typedef double Vec8 __attribute__((vector_size(64), aligned(8), may_alias));
 constexpr int kLanes = 8;
-// x in every lane.
-inline Vec8 Splat(double x) { return Vec8{} + x; }
+// (Vec8{} + x: x in every lane. No function returns a Vec8: without
+// AVX-512 its return convention differs between targets, -Wpsabi.)
 
 // Runs block(j, track) over the whole 8-wide blocks of [0, m), alternating
 // two tracks (two independent dependency chains); returns the first column
@@ -89,14 +89,14 @@ int ScanBlocks(int m, Block& block, Track& even, Track& odd) {
 int Relax(const double* ci, double base, double row, const double* v_eff,
           const double* busy, double* dist, double* path, int m,
           double* lowest) {
-  const Vec8 vbase = Splat(base);
-  const Vec8 vrow = Splat(row);
+  const Vec8 vbase = Vec8{} + base;
+  const Vec8 vrow = Vec8{} + row;
   // Per lane, the least (dist, busy) seen and its first index; two sets
   // (even and odd blocks of 8) halve the dependency chain through them.
   struct Track {
-    Vec8 low = Splat(kInf);
-    Vec8 busy = Splat(1);
-    Vec8 idx = Splat(-1);
+    Vec8 low = Vec8{} + kInf;
+    Vec8 busy = Vec8{} + 1;
+    Vec8 idx = Vec8{} + -1;
   } even, odd;
   Vec8 vj = {0, 1, 2, 3, 4, 5, 6, 7};
   auto block = [&](int j, Track& t) {
@@ -159,9 +159,9 @@ void TwoLeast(const double* ci, const double* v, int m, int* j1, double* w1,
               double* w2) {
   // Per lane of two blocks of 8: least a (at index ia) and second least b.
   struct Track {
-    Vec8 a = Splat(kInf);
-    Vec8 b = Splat(kInf);
-    Vec8 ia = Splat(-1);
+    Vec8 a = Vec8{} + kInf;
+    Vec8 b = Vec8{} + kInf;
+    Vec8 ia = Vec8{} + -1;
   } even, odd;
   Vec8 vj = {0, 1, 2, 3, 4, 5, 6, 7};
   auto block = [&](int j, Track& t) {

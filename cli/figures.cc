@@ -46,7 +46,8 @@ viz::Figure LossFigure(const training::TrainResult& result,
   size.width = 640;
   size.height = 420;
   viz::Figure figure(size);
-  figure.Add(viz::LossCurve(result.losses, val_steps, val_nll, options));
+  // Equal lengths and valid options: LossCurve cannot refuse them.
+  figure.Add(*viz::LossCurve(result.losses, val_steps, val_nll, options));
   return figure;
 }
 

@@ -4,13 +4,26 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "autodiff/status_macros.h"
 
 namespace flowtape::viz {
 
-Lines LossCurve(const std::vector<double>& train_loss,
-                const std::vector<double>& val_steps,
-                const std::vector<double>& val_loss,
-                const LossCurveOptions& options) {
+absl::Status LossCurveOptions::Validate() const {
+  if (smooth < 0)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "loss curve: smooth = ", smooth, " (want >= 0; 0: automatic)"));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Lines> LossCurve(const std::vector<double>& train_loss,
+                                const std::vector<double>& val_steps,
+                                const std::vector<double>& val_loss,
+                                const LossCurveOptions& options) {
+  FT_RETURN_IF_ERROR(options.Validate());
+  if (val_steps.size() != val_loss.size())
+    return absl::InvalidArgumentError(
+        absl::StrCat("loss curve: ", val_steps.size(), " validation steps but ",
+                     val_loss.size(), " validation losses"));
   Lines lines;
   lines.title = options.title;
   lines.xlabel = "step";

@@ -8,14 +8,17 @@
 //   (val_steps[k], val_loss[k]): the validation loss after val_steps[k]
 //     steps, a line with dots labelled "validation".
 //   log_y: log10 loss axis (the losses must then be positive).
-// Mismatched val_steps / val_loss lengths surface as the Lines panel's
-// InvalidArgument when drawn.
+// Errors: InvalidArgument for options that fail Validate() (smooth < 0) and
+// val_steps / val_loss of different lengths; non-positive losses on a log
+// axis surface as the Lines panel's InvalidArgument when drawn.
 #ifndef FLOWTAPE_VIZ_LOSS_CURVE_H_
 #define FLOWTAPE_VIZ_LOSS_CURVE_H_
 
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "viz/lines.h"
 
 namespace flowtape::viz {
@@ -25,12 +28,13 @@ struct LossCurveOptions {
   std::string ylabel = "NLL (nats)";
   bool log_y = false;
   int smooth = 0;
+  absl::Status Validate() const;
 };
 
-Lines LossCurve(const std::vector<double>& train_loss,
-                const std::vector<double>& val_steps,
-                const std::vector<double>& val_loss,
-                const LossCurveOptions& options = {});
+absl::StatusOr<Lines> LossCurve(const std::vector<double>& train_loss,
+                                const std::vector<double>& val_steps,
+                                const std::vector<double>& val_loss,
+                                const LossCurveOptions& options = {});
 
 }  // namespace flowtape::viz
 

@@ -123,8 +123,8 @@ int Run(const std::string& dir) {
     linear.title = "RealNVP on moons";
     log_scale.title = "log scale";
     log_scale.log_y = true;
-    f.Add(LossCurve(train, vs, vl, linear));
-    f.Add(LossCurve(train, vs, vl, log_scale));
+    f.Add(LossCurve(train, vs, vl, linear).value());
+    f.Add(LossCurve(train, vs, vl, log_scale).value());
     ok &= write(f, "loss.png");
   }
   {

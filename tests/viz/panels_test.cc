@@ -247,7 +247,8 @@ TEST(LossCurve, RunningMeanAndValidationSeries) {
   LossCurveOptions options;
   options.title = "t";
   options.smooth = 3;
-  Lines l = LossCurve({5, 4, 3, 2, 1, NAN}, {2, 4}, {4.5, 2.5}, options);
+  Lines l =
+      LossCurve({5, 4, 3, 2, 1, NAN}, {2, 4}, {4.5, 2.5}, options).value();
   ASSERT_EQ(l.series.size(), 3u);  // raw, mean, validation
   EXPECT_EQ(l.series[0].x, (std::vector<double>{1, 2, 3, 4, 5, 6}));
   EXPECT_TRUE(l.series[0].label.empty());
@@ -261,8 +262,12 @@ TEST(LossCurve, RunningMeanAndValidationSeries) {
   Rendering r = RenderOne(l);
   // The validation line passes through (3, 3.5).
   EXPECT_TRUE(Near(AtData(r, 3, 3.5), SeriesColor(1), 60));
-  // Mismatched validation vectors: an error when drawn.
-  EXPECT_EQ(DrawError(LossCurve({1, 2}, {1}, {})).code(),
+  // Mismatched validation vectors and a negative window: InvalidArgument.
+  EXPECT_EQ(LossCurve({1, 2}, {1}, {}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  options.smooth = -1;
+  EXPECT_EQ(options.Validate().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(LossCurve({1, 2}, {}, {}, options).status().code(),
             absl::StatusCode::kInvalidArgument);
 }
 

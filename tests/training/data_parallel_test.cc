@@ -27,20 +27,6 @@
 namespace flowtape::training {
 namespace {
 
-// Adam / SGD options with the given learning rate (and momentum).
-nn::AdamOptions AdamWithLr(double lr) {
-  nn::AdamOptions options;
-  options.lr = lr;
-  return options;
-}
-
-nn::SgdOptions SgdWithLr(double lr, double momentum = 0.0) {
-  nn::SgdOptions options;
-  options.lr = lr;
-  options.momentum = momentum;
-  return options;
-}
-
 // Correlated, shifted 4-D Gaussian rows.
 Tensor Data(int64_t n, uint64_t seed) {
   Rng rng(seed);
@@ -124,10 +110,11 @@ using OptimizerMaker =
     std::function<std::shared_ptr<nn::Optimizer>(const nn::Module&)>;
 
 std::shared_ptr<nn::Optimizer> Adam(const nn::Module& m) {
-  return nn::Adam::Create(m, AdamWithLr(1e-2)).value();
+  return nn::Adam::Create(m, nn::AdamOptions{/*lr=*/1e-2}).value();
 }
 std::shared_ptr<nn::Optimizer> Momentum(const nn::Module& m) {
-  return nn::Sgd::Create(m, SgdWithLr(1e-2, /*momentum=*/0.9)).value();
+  return nn::Sgd::Create(m, nn::SgdOptions{/*lr=*/1e-2, /*momentum=*/0.9})
+      .value();
 }
 
 void CheckMatchesOneProcess(const ModelMaker& make_model,
@@ -234,7 +221,8 @@ TEST(DataParallel, TheNanGuardDecidesForAllRanks) {
       Tensor v = m->Nll(x, c, &rng);
       return ++*calls == 6 && rank == 1 ? v * std::nan("") : v;
     };
-    return Replica{m, nll, nn::Adam::Create(*m, AdamWithLr(1e-2)).value()};
+    return Replica{m, nll,
+                   nn::Adam::Create(*m, nn::AdamOptions{/*lr=*/1e-2}).value()};
   };
   TrainOptions o = Options();
   o.threads = 2;
@@ -247,7 +235,7 @@ TEST(DataParallel, TheNanGuardDecidesForAllRanks) {
   EXPECT_EQ(Flat(*models[1]), Flat(*models[0]));
   // The same as 4 steps of one process.
   auto alone = Maf();
-  auto adam = nn::Adam::Create(*alone, AdamWithLr(1e-2)).value();
+  auto adam = nn::Adam::Create(*alone, nn::AdamOptions{/*lr=*/1e-2}).value();
   TrainOptions four = Options();
   four.max_steps = 4;
   four.eval_every = 1000;
@@ -293,7 +281,7 @@ TEST(DataParallel, TrainNllRefusesThreadsItDoesNotRun) {
   // it must match the group's size.
   const TrainData data = Dataset();
   auto m = Maf();
-  auto adam_ptr = nn::Adam::Create(*m, AdamWithLr(1e-2)).value();
+  auto adam_ptr = nn::Adam::Create(*m, nn::AdamOptions{/*lr=*/1e-2}).value();
   nn::Adam& adam = *adam_ptr;
   TrainOptions o = Options();
   o.max_steps = 2;
@@ -306,7 +294,8 @@ TEST(DataParallel, TrainNllRefusesThreadsItDoesNotRun) {
   absl::Status group = parallel::RunOnThreads(
       2, [&](parallel::Communicator& comm) -> absl::Status {
         auto mine = Maf();
-        auto my_adam_ptr = nn::Adam::Create(*mine, AdamWithLr(1e-2)).value();
+        auto my_adam_ptr =
+            nn::Adam::Create(*mine, nn::AdamOptions{/*lr=*/1e-2}).value();
         nn::Adam& my_adam = *my_adam_ptr;
         TrainOptions t = Options();
         t.max_steps = 2;

@@ -25,20 +25,6 @@
 namespace flowtape::training {
 namespace {
 
-// Adam / SGD options with the given learning rate (and momentum).
-nn::AdamOptions AdamWithLr(double lr) {
-  nn::AdamOptions options;
-  options.lr = lr;
-  return options;
-}
-
-nn::SgdOptions SgdWithLr(double lr, double momentum = 0.0) {
-  nn::SgdOptions options;
-  options.lr = lr;
-  options.momentum = momentum;
-  return options;
-}
-
 std::shared_ptr<flows::FlowModel> Make(
     const std::string& name,
     models::BaseChoice base = models::BaseChoice::kFamily) {
@@ -106,7 +92,7 @@ TrainOptions Options(const std::string& file) {
 std::vector<double> StartParams(const std::string& name,
                                 models::BaseChoice base) {
   auto m = Make(name, base);
-  auto sgd_ptr = nn::Sgd::Create(*m, SgdWithLr(0.0)).value();
+  auto sgd_ptr = nn::Sgd::Create(*m, nn::SgdOptions{/*lr=*/0.0}).value();
   nn::Sgd& sgd = *sgd_ptr;
   TrainOptions o = Options(name + "_start.ckpt");
   o.max_steps = 1;
@@ -130,7 +116,7 @@ class GuardTest : public testing::TestWithParam<Divergent> {};
 TEST_P(GuardTest, ADivergedRunIsRestoredToAUsableModel) {
   const Divergent& c = GetParam();
   auto model = Make(c.flow);
-  auto sgd_ptr = nn::Sgd::Create(*model, SgdWithLr(c.lr)).value();
+  auto sgd_ptr = nn::Sgd::Create(*model, nn::SgdOptions{/*lr=*/c.lr}).value();
   nn::Sgd& sgd = *sgd_ptr;
   TrainOptions o = Options(c.flow + "_guard.ckpt");
   absl::StatusOr<TrainResult> r = TrainNll(*model, sgd, Data(), o);
@@ -163,7 +149,7 @@ INSTANTIATE_TEST_SUITE_P(Flows, GuardTest,
 TEST_P(GuardTest, GuardEveryStepRestoresTheLastFiniteStep) {
   const Divergent& c = GetParam();
   auto model = Make(c.flow);
-  auto sgd_ptr = nn::Sgd::Create(*model, SgdWithLr(c.lr)).value();
+  auto sgd_ptr = nn::Sgd::Create(*model, nn::SgdOptions{/*lr=*/c.lr}).value();
   nn::Sgd& sgd = *sgd_ptr;
   TrainOptions o = Options(c.flow + "_every.ckpt");
   o.guard_every = 1;
@@ -172,7 +158,7 @@ TEST_P(GuardTest, GuardEveryStepRestoresTheLastFiniteStep) {
   ASSERT_TRUE(r.diverged) << r.message;
   ASSERT_GE(r.steps, 1) << r.message;
   auto again = Make(c.flow);
-  auto sgd2_ptr = nn::Sgd::Create(*again, SgdWithLr(c.lr)).value();
+  auto sgd2_ptr = nn::Sgd::Create(*again, nn::SgdOptions{/*lr=*/c.lr}).value();
   nn::Sgd& sgd2 = *sgd2_ptr;
   TrainOptions stop = o;
   stop.max_steps = r.steps;
@@ -183,7 +169,8 @@ TEST_P(GuardTest, GuardEveryStepRestoresTheLastFiniteStep) {
   EXPECT_EQ(r.model_status.ok(), CanSampleAndScore(*model, 64)) << r.message;
   if (!r.model_status.ok()) {
     auto other = Make(c.flow);
-    auto sgd3_ptr = nn::Sgd::Create(*other, SgdWithLr(c.lr)).value();
+    auto sgd3_ptr =
+        nn::Sgd::Create(*other, nn::SgdOptions{/*lr=*/c.lr}).value();
     nn::Sgd& sgd3 = *sgd3_ptr;
     absl::Status s = TrainNll(*other, sgd3, Data(), o).status();
     EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
@@ -200,7 +187,7 @@ TEST_P(GuardTest, GuardEveryStepRestoresTheLastFiniteStep) {
 // no checkpoint of a model that cannot sample.
 TEST(TrainNll, AFiniteRunThatCannotSampleIsAnError) {
   auto model = Make("nice");
-  auto sgd_ptr = nn::Sgd::Create(*model, SgdWithLr(10.0)).value();
+  auto sgd_ptr = nn::Sgd::Create(*model, nn::SgdOptions{/*lr=*/10.0}).value();
   nn::Sgd& sgd = *sgd_ptr;
   TrainOptions o = Options("nice_finite.ckpt");
   absl::StatusOr<TrainResult> r = TrainNll(*model, sgd, Data(), o);
@@ -230,7 +217,7 @@ std::shared_ptr<nn::Adam> LogitsAdam(const nn::Module& m) {
   for (const auto& [name, p] : m.NamedParameters())
     if (name.find("logits") != std::string::npos) logits.push_back(p);
   EXPECT_FALSE(logits.empty());
-  return nn::Adam::Create(logits, AdamWithLr(1e308)).value();
+  return nn::Adam::Create(logits, nn::AdamOptions{/*lr=*/1e308}).value();
 }
 
 TEST_P(MixtureBaseTest, AnOverflowingLogitIsRestoredOrReported) {
@@ -271,7 +258,7 @@ TEST(TrainNll, TheGuardRestoresBuffers) {
   // buffers. Restoring the parameters alone would leave them NaN (finite
   // parameters, NaN samples); the guard restores them too.
   auto model = Make("resflow");
-  auto adam = nn::Adam::Create(*model, AdamWithLr(1e-3)).value();
+  auto adam = nn::Adam::Create(*model, nn::AdamOptions{/*lr=*/1e-3}).value();
   Tensor weight;
   for (const auto& [name, p] : model->NamedParameters())
     if (name.find("weight") != std::string::npos) weight = p;
@@ -306,7 +293,7 @@ TEST(TrainNllOutcome, ReportsAnUnusableModelInTheResult) {
   // A model whose samples are NaN: TrainNllOutcome returns the run with
   // model_status saying why; TrainNll turns it into an error.
   auto model = Make("maf");
-  auto adam = nn::Adam::Create(*model, AdamWithLr(1e-3)).value();
+  auto adam = nn::Adam::Create(*model, nn::AdamOptions{/*lr=*/1e-3}).value();
   Rng rng(5);
   TrainData data;
   data.train = Tensor::Randn(Shape{64, 2}, rng);
@@ -331,7 +318,7 @@ TEST(TrainNllOutcome, ReportsAnUnusableModelInTheResult) {
 
 TEST(ModuleState, RestoresParametersBuffersAndOptimizerState) {
   auto model = Make("resflow");  // buffers: spectral-norm u, v; ActNorm flag
-  auto adam = nn::Adam::Create(*model, AdamWithLr(1e-2)).value();
+  auto adam = nn::Adam::Create(*model, nn::AdamOptions{/*lr=*/1e-2}).value();
   ModuleState state(*model, adam.get());
   auto values = [&] {  // parameters, buffers, optimizer state
     std::vector<double> v;

@@ -17,14 +17,6 @@
 namespace flowtape::training {
 namespace {
 
-// SGD options with the given learning rate and momentum.
-nn::SgdOptions SgdWithLr(double lr, double momentum = 0.0) {
-  nn::SgdOptions options;
-  options.lr = lr;
-  options.momentum = momentum;
-  return options;
-}
-
 // Four affine couplings on [4] with random weights; `log_scale_gain`
 // multiplies coupling 2's log-scale outputs (odd columns of its last layer).
 std::shared_ptr<flows::FlowModel> Model(double log_scale_gain) {
@@ -78,7 +70,7 @@ Outcome Train(double log_scale_gain, bool stop) {
   o.invertibility_every = 2;
   o.max_inverse_condition = 1e8;
   o.stop_on_bad_inverse = stop;
-  auto sgd = nn::Sgd::Create(*model, SgdWithLr(1e-6)).value();
+  auto sgd = nn::Sgd::Create(*model, nn::SgdOptions{/*lr=*/1e-6}).value();
   auto r = TrainNllOutcome(*model, ModelNll(*model), *sgd, data, o);
   EXPECT_TRUE(r.ok()) << r.status();
   return {r.ok() ? *r : TrainResult(), log.str()};
@@ -128,7 +120,7 @@ TEST(InvertibilityCheck, NeedsAFlowModelAndValidLimits) {
   Rng rng(1);
   TrainData data;
   data.train = Tensor::Randn({32, 4}, rng);
-  auto sgd = nn::Sgd::Create(*model, SgdWithLr(1e-6)).value();
+  auto sgd = nn::Sgd::Create(*model, nn::SgdOptions{/*lr=*/1e-6}).value();
   TrainOptions o;
   o.log_every = 0;
   o.max_steps = 1;

@@ -13,14 +13,6 @@
 namespace flowtape::training {
 namespace {
 
-// SGD options with the given learning rate and momentum.
-nn::SgdOptions SgdWithLr(double lr, double momentum = 0.0) {
-  nn::SgdOptions options;
-  options.lr = lr;
-  options.momentum = momentum;
-  return options;
-}
-
 struct Toy : nn::Module {
   Toy() {
     w = RegisterParameter("w", Tensor::Zeros(Shape{2}));
@@ -54,7 +46,8 @@ TEST(NanGuard, RestoresTheLastSnapshotWithAFiniteLoss) {
     for (int64_t bad : {2, 7, 8, 10}) {
       Toy model, also;
       auto sgd =
-          nn::Sgd::Create(model, SgdWithLr(0.1, /*momentum=*/0.9)).value();
+          nn::Sgd::Create(model, nn::SgdOptions{/*lr=*/0.1, /*momentum=*/0.9})
+              .value();
       const int64_t updates = RunSteps(every, bad, model, also, *sgd);
       // The snapshot of the bad step itself was never promoted.
       const int64_t want = every * ((bad - 2) / every);
@@ -70,7 +63,7 @@ TEST(NanGuard, RestoresTheLastSnapshotWithAFiniteLoss) {
 
 TEST(NanGuard, MessageNamesTheStepTheCauseAndTheSnapshot) {
   Toy model;
-  auto sgd = nn::Sgd::Create(model, SgdWithLr(0.1)).value();
+  auto sgd = nn::Sgd::Create(model, nn::SgdOptions{/*lr=*/0.1}).value();
   NanGuard guard(model, *sgd, nullptr, 3);
   const double nan = std::numeric_limits<double>::quiet_NaN();
   EXPECT_EQ(guard.Message(5, 1.5, nan),

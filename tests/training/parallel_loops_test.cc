@@ -33,13 +33,6 @@
 namespace flowtape::training {
 namespace {
 
-// Adam / SGD options with the given learning rate (and momentum).
-nn::AdamOptions AdamWithLr(double lr) {
-  nn::AdamOptions options;
-  options.lr = lr;
-  return options;
-}
-
 using flows::matching::AffinePath;
 using flows::matching::CouplingKind;
 using flows::matching::FlowMatching;
@@ -130,7 +123,8 @@ void CheckFlowMatchingMatchesOneProcess(CouplingKind coupling) {
   const TrainData data = FmData();
   FmRig alone = MakeFm(coupling);
   const std::vector<double> initial = Flat(*alone.model);
-  auto adam_ptr = nn::Adam::Create(*alone.model, AdamWithLr(1e-2)).value();
+  auto adam_ptr =
+      nn::Adam::Create(*alone.model, nn::AdamOptions{/*lr=*/1e-2}).value();
   nn::Adam& adam = *adam_ptr;
   // The whole-batch loss of one process: FlowMatching::Loss.
   FlowMatchingLossFn whole = [fm = alone.objective](const Tensor& x,
@@ -156,7 +150,8 @@ void CheckFlowMatchingMatchesOneProcess(CouplingKind coupling) {
       }
       return FlowMatchingReplica{
           s.model, ModelNll(*s.model), ShardedLoss(s.objective),
-          nn::Adam::Create(*s.model, AdamWithLr(1e-2)).value(), nullptr};
+          nn::Adam::Create(*s.model, nn::AdamOptions{/*lr=*/1e-2}).value(),
+          nullptr};
     };
     FlowMatchingTrainOptions o = FmOptions();
     o.threads = threads;
@@ -240,7 +235,8 @@ TEST(ParallelFlowMatching, AWholeBatchLossCannotBeSplit) {
   // communicator of several ranks, on every rank.
   const TrainData data = FmData();
   FmRig s = MakeFm(CouplingKind::kIndependent);
-  auto adam_ptr = nn::Adam::Create(*s.model, AdamWithLr(1e-2)).value();
+  auto adam_ptr =
+      nn::Adam::Create(*s.model, nn::AdamOptions{/*lr=*/1e-2}).value();
   nn::Adam& adam = *adam_ptr;
   FlowMatchingLossFn whole = [fm = s.objective](const Tensor& x,
                                                 const Tensor& c, Rng& rng) {
@@ -250,7 +246,7 @@ TEST(ParallelFlowMatching, AWholeBatchLossCannotBeSplit) {
       2, [&](parallel::Communicator& comm) -> absl::Status {
         FmRig mine = MakeFm(CouplingKind::kIndependent);
         auto my_adam_ptr =
-            nn::Adam::Create(*mine.model, AdamWithLr(1e-2)).value();
+            nn::Adam::Create(*mine.model, nn::AdamOptions{/*lr=*/1e-2}).value();
         nn::Adam& my_adam = *my_adam_ptr;
         FlowMatchingTrainOptions o = FmOptions();
         o.communicator = &comm;
@@ -309,7 +305,8 @@ TEST(ParallelReverseKl, MatchesOneProcess) {
   const LogDensityFn log_p = EnergyLogDensity(Energy::kU1);
   auto alone = Maf2d();
   const std::vector<double> initial = Flat(*alone);
-  auto adam_ptr = nn::Adam::Create(*alone, AdamWithLr(1e-2)).value();
+  auto adam_ptr =
+      nn::Adam::Create(*alone, nn::AdamOptions{/*lr=*/1e-2}).value();
   nn::Adam& adam = *adam_ptr;
   const ReverseKlResult want =
       TrainReverseKl(*alone, log_p, adam, RkOptions()).value();
@@ -328,8 +325,8 @@ TEST(ParallelReverseKl, MatchesOneProcess) {
         std::lock_guard<std::mutex> lock(mu);
         models[rank] = m;
       }
-      return ReverseKlReplica{m, log_p,
-                              nn::Adam::Create(*m, AdamWithLr(1e-2)).value()};
+      return ReverseKlReplica{
+          m, log_p, nn::Adam::Create(*m, nn::AdamOptions{/*lr=*/1e-2}).value()};
     };
     ReverseKlOptions o = RkOptions();
     o.threads = threads;
@@ -366,8 +363,8 @@ TEST(ParallelReverseKl, TheNanGuardDecidesForAllRanks) {
       Tensor v = -PotentialEnergy(Energy::kU1, x);
       return ++*calls == 6 && rank == 1 ? v * std::nan("") : v;
     };
-    return ReverseKlReplica{m, log_p,
-                            nn::Adam::Create(*m, AdamWithLr(1e-2)).value()};
+    return ReverseKlReplica{
+        m, log_p, nn::Adam::Create(*m, nn::AdamOptions{/*lr=*/1e-2}).value()};
   };
   ReverseKlOptions o = RkOptions();
   o.threads = 2;
@@ -382,7 +379,8 @@ TEST(ParallelReverseKl, TheNanGuardDecidesForAllRanks) {
       << run.result.message;
   EXPECT_EQ(Flat(*models[1]), Flat(*models[0]));
   auto alone = Maf2d();
-  auto adam_ptr = nn::Adam::Create(*alone, AdamWithLr(1e-2)).value();
+  auto adam_ptr =
+      nn::Adam::Create(*alone, nn::AdamOptions{/*lr=*/1e-2}).value();
   nn::Adam& adam = *adam_ptr;
   ReverseKlOptions four = RkOptions();
   four.steps = 4;
@@ -393,7 +391,7 @@ TEST(ParallelReverseKl, TheNanGuardDecidesForAllRanks) {
 
 TEST(ParallelReverseKl, OptionErrors) {
   auto m = Maf2d();
-  auto adam_ptr = nn::Adam::Create(*m, AdamWithLr(1e-2)).value();
+  auto adam_ptr = nn::Adam::Create(*m, nn::AdamOptions{/*lr=*/1e-2}).value();
   nn::Adam& adam = *adam_ptr;
   const LogDensityFn log_p = EnergyLogDensity(Energy::kU1);
   ReverseKlOptions o = RkOptions();

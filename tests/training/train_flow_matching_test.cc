@@ -30,13 +30,6 @@
 namespace flowtape::training {
 namespace {
 
-// Adam / SGD options with the given learning rate (and momentum).
-nn::AdamOptions AdamWithLr(double lr) {
-  nn::AdamOptions options;
-  options.lr = lr;
-  return options;
-}
-
 using flows::matching::AffinePath;
 using flows::matching::FlowMatching;
 
@@ -73,7 +66,7 @@ Rig Make(uint64_t seed, double lr = 1e-2) {
   s.objective =
       FlowMatching::Create(s.velocity, AffinePath::OptimalTransport().value())
           .value();
-  s.adam = nn::Adam::Create(*s.model, AdamWithLr(lr)).value();
+  s.adam = nn::Adam::Create(*s.model, nn::AdamOptions{/*lr=*/lr}).value();
   s.loss = [obj = s.objective](const Tensor& x, const Tensor& c, Rng& rng) {
     return obj->Loss(x, c, rng);
   };
@@ -165,7 +158,7 @@ TEST(TrainFlowMatchingTest, SphereModelWithItsOwnNll) {
   NllFn nll = [&](const Tensor& x, const Tensor&, Rng&) {
     return -Mean(model->LogProb(x));
   };
-  auto adam = nn::Adam::Create(*model, AdamWithLr(5e-3)).value();
+  auto adam = nn::Adam::Create(*model, nn::AdamOptions{/*lr=*/5e-3}).value();
   FlowMatchingTrainOptions o;
   o.batch_size = 256;
   o.max_steps = 300;

@@ -24,20 +24,6 @@
 namespace flowtape::training {
 namespace {
 
-// Adam / SGD options with the given learning rate (and momentum).
-nn::AdamOptions AdamWithLr(double lr) {
-  nn::AdamOptions options;
-  options.lr = lr;
-  return options;
-}
-
-nn::SgdOptions SgdWithLr(double lr, double momentum = 0.0) {
-  nn::SgdOptions options;
-  options.lr = lr;
-  options.momentum = momentum;
-  return options;
-}
-
 constexpr double kPi = 3.14159265358979323846;
 
 // z = (x - b) exp(-s) per coordinate: log|dz/dx| = -sum s.
@@ -91,7 +77,7 @@ TEST(TrainNll, ReachesTheGaussianEntropyAndCheckpoints) {
   TrainData data = D(Gaussian(4000, 2.0, 0.5, -1.0, 3.0, rng),
                      Gaussian(1000, 2.0, 0.5, -1.0, 3.0, rng));
   auto model = AffineModel(2);
-  auto adam = nn::Adam::Create(*model, AdamWithLr(0.05)).value();
+  auto adam = nn::Adam::Create(*model, nn::AdamOptions{/*lr=*/0.05}).value();
   adam->set_schedule(nn::CosineAnnealingLr(0.05, 600));
   std::ostringstream log;
   TrainOptions o;
@@ -137,7 +123,7 @@ TEST(TrainNll, EarlyStoppingRestoresTheBestValidationParameters) {
   TrainData data = D(Gaussian(2000, 0.0, 1.0, 0.0, 1.0, rng),
                      Gaussian(500, 4.0, 1.0, 4.0, 1.0, rng));
   auto model = AffineModel(2, 4.0);
-  auto adam = nn::Adam::Create(*model, AdamWithLr(0.05)).value();
+  auto adam = nn::Adam::Create(*model, nn::AdamOptions{/*lr=*/0.05}).value();
   TrainOptions o;
   o.batch_size = 100;
   o.max_steps = 1000;
@@ -157,7 +143,7 @@ TEST(TrainNll, NanGuardRestoresTheLastGoodParameters) {
   Rng rng(3);
   TrainData data = D(Gaussian(1000, 1.0, 1.0, 1.0, 1.0, rng), Tensor());
   auto model = AffineModel(2);
-  auto adam = nn::Adam::Create(*model, AdamWithLr(0.01)).value();
+  auto adam = nn::Adam::Create(*model, nn::AdamOptions{/*lr=*/0.01}).value();
   int calls = 0;
   std::vector<std::vector<double>> at_step6;
   NllFn nll = [&](const Tensor& x, const Tensor& c, Rng&) {
@@ -199,7 +185,7 @@ TEST(TrainNll, NanGuardRestoresTheLatestGoodSnapshot) {
     Rng rng(3);
     TrainData data = D(Gaussian(1000, 1.0, 1.0, 1.0, 1.0, rng), Tensor());
     auto model = AffineModel(2);
-    auto adam = nn::Adam::Create(*model, AdamWithLr(0.01)).value();
+    auto adam = nn::Adam::Create(*model, nn::AdamOptions{/*lr=*/0.01}).value();
     int calls = 0;
     std::vector<std::vector<double>> at_step7;
     NllFn nll = [&](const Tensor& x, const Tensor& c, Rng& r) {
@@ -251,7 +237,8 @@ TEST(TrainNll, DivergenceNeverLeavesACheckpointWithoutAFiniteLoss) {
   // SGD (lr 1, momentum 0.9), gradient -1 / (2 sqrt(1 - b)):
   //   b: 0 -> 0.5 (buffer -0.5) -> 0.5 + 0.45 + 1/sqrt(2) = 1.657 (NaN loss).
   Root root;
-  auto sgd = nn::Sgd::Create(root, SgdWithLr(1.0, /*momentum=*/0.9)).value();
+  auto sgd = nn::Sgd::Create(root, nn::SgdOptions{/*lr=*/1.0, /*momentum=*/0.9})
+                 .value();
   NllFn nll = [&](const Tensor&, const Tensor&, Rng&) { return root.Loss(); };
   TrainOptions o;
   o.batch_size = 2;
@@ -275,7 +262,9 @@ TEST(TrainNll, DivergenceNeverLeavesACheckpointWithoutAFiniteLoss) {
   // The file was written at step 2 with b = 1.657; it now holds b = 0.5 and
   // the optimizer state of that point (one update, momentum buffer -0.5).
   Root loaded;
-  auto sgd2 = nn::Sgd::Create(loaded, SgdWithLr(1.0, /*momentum=*/0.9)).value();
+  auto sgd2 =
+      nn::Sgd::Create(loaded, nn::SgdOptions{/*lr=*/1.0, /*momentum=*/0.9})
+          .value();
   ASSERT_TRUE(nn::LoadCheckpoint(o.checkpoint_path, loaded, sgd2.get()).ok());
   EXPECT_DOUBLE_EQ(loaded.b[0], 0.5);
   EXPECT_DOUBLE_EQ(loaded.Loss().item(), std::sqrt(0.5));
@@ -383,7 +372,7 @@ TEST(ReverseKl, LowersTheKlToU1) {
   const double log_z = LogNormalizer(Energy::kU1);
   Rng eval(9);
   const double kl_before = FreeEnergy(*model, log_p, 20000, eval) + log_z;
-  auto adam = nn::Adam::Create(*model, AdamWithLr(0.02)).value();
+  auto adam = nn::Adam::Create(*model, nn::AdamOptions{/*lr=*/0.02}).value();
   ReverseKlOptions o;
   o.batch_size = 128;
   o.steps = 300;
@@ -400,7 +389,7 @@ TEST(ReverseKl, LowersTheKlToU1) {
 
 TEST(ReverseKl, NanGuardRestoresTheLastGoodParameters) {
   auto model = AffineModel(2);
-  auto adam = nn::Adam::Create(*model, AdamWithLr(0.05)).value();
+  auto adam = nn::Adam::Create(*model, nn::AdamOptions{/*lr=*/0.05}).value();
   int calls = 0;
   std::vector<std::vector<double>> at_step3;
   LogDensityFn log_p = [&](const Tensor& x) {

@@ -50,20 +50,6 @@ ABSL_FLAG(int, fault_step, 5, "nll call at which it fails (kill, stop)");
 namespace flowtape {
 namespace {
 
-// Adam / SGD options with the given learning rate (and momentum).
-nn::AdamOptions AdamWithLr(double lr) {
-  nn::AdamOptions options;
-  options.lr = lr;
-  return options;
-}
-
-nn::SgdOptions SgdWithLr(double lr, double momentum = 0.0) {
-  nn::SgdOptions options;
-  options.lr = lr;
-  options.momentum = momentum;
-  return options;
-}
-
 std::vector<double> Flat(const nn::Module& m) {
   std::vector<double> v;
   for (const Tensor& p : m.Parameters())
@@ -109,9 +95,10 @@ int Run() {
   std::shared_ptr<nn::Optimizer> optimizer;
   if (glow) {
     optimizer =
-        nn::Sgd::Create(*model, SgdWithLr(1e-2, /*momentum=*/0.9)).value();
+        nn::Sgd::Create(*model, nn::SgdOptions{/*lr=*/1e-2, /*momentum=*/0.9})
+            .value();
   } else {
-    optimizer = nn::Adam::Create(*model, AdamWithLr(1e-2)).value();
+    optimizer = nn::Adam::Create(*model, nn::AdamOptions{/*lr=*/1e-2}).value();
   }
   if (const std::string r = absl::GetFlag(FLAGS_resume); !r.empty())
     if (absl::Status s = nn::LoadCheckpoint(r, *model, optimizer.get());

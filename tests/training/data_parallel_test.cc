@@ -21,24 +21,14 @@
 #include "models/zoo.h"
 #include "nn/optim.h"
 #include "parallel/thread_communicator.h"
+#include "tests/training/rows.h"
 #include "training/train.h"
 #include "training/train_threads.h"
 
 namespace flowtape::training {
 namespace {
 
-// Correlated, shifted 4-D Gaussian rows.
-Tensor Data(int64_t n, uint64_t seed) {
-  Rng rng(seed);
-  Tensor x = Tensor::Randn(Shape{n, 4}, rng);
-  double* p = x.mutable_data<double>();
-  for (int64_t i = 0; i < n; ++i) {
-    p[4 * i + 1] = 0.8 * p[4 * i] + 0.3 * p[4 * i + 1] + 1.0;
-    p[4 * i + 2] = 2.0 * p[4 * i + 2] - 3.0;
-    p[4 * i + 3] = p[4 * i + 3] * p[4 * i + 3];
-  }
-  return x;
-}
+using fixtures::RowsData;
 
 using ModelMaker = std::function<std::shared_ptr<flows::FlowModel>()>;
 
@@ -82,13 +72,6 @@ TrainOptions Options() {
   return o;
 }
 
-TrainData Dataset() {
-  TrainData d;
-  d.train = Data(512, 1);
-  d.val = Data(100, 2);
-  return d;
-}
-
 std::vector<double> Flat(const nn::Module& m) {
   std::vector<double> v;
   for (const Tensor& p : m.Parameters())
@@ -119,7 +102,7 @@ std::shared_ptr<nn::Optimizer> Momentum(const nn::Module& m) {
 
 void CheckMatchesOneProcess(const ModelMaker& make_model,
                             const OptimizerMaker& make_optimizer) {
-  const TrainData data = Dataset();
+  const TrainData data = RowsData();
   auto alone = make_model();
   auto optimizer = make_optimizer(*alone);
   TrainResult want = TrainNll(*alone, *optimizer, data, Options()).value();
@@ -179,7 +162,7 @@ TEST(DataParallel, Float32MatchesOneProcess) {
     m->To(kFloat32);
     return m;
   };
-  TrainData data = Dataset();
+  TrainData data = RowsData();
   {
     NoGradScope no_grad;
     data.train = Cast(data.train, kFloat32).Detach();
@@ -207,7 +190,7 @@ TEST(DataParallel, TheNanGuardDecidesForAllRanks) {
   // Rank 1's loss turns NaN at its 6th step (the parameters after 5
   // updates): every rank stops there and restores the state whose loss was
   // last finite, after 4 updates (the replicas stay identical).
-  const TrainData data = Dataset();
+  const TrainData data = RowsData();
   std::mutex mu;
   std::vector<std::shared_ptr<flows::FlowModel>> models(2);
   ReplicaFactory make = [&](int rank) -> absl::StatusOr<Replica> {
@@ -252,7 +235,7 @@ TEST(DataParallel, AFailingFactoryFailsTheRun) {
   };
   TrainOptions o = Options();
   o.threads = 2;
-  absl::StatusOr<ThreadedTraining> run = TrainNllThreads(make, Dataset(), o);
+  absl::StatusOr<ThreadedTraining> run = TrainNllThreads(make, RowsData(), o);
   EXPECT_EQ(run.status().code(), absl::StatusCode::kNotFound);
 }
 
@@ -266,7 +249,7 @@ TEST(DataParallel, AnIncompleteReplicaIsRefused) {
   };
   TrainOptions o = Options();
   o.threads = 2;
-  absl::StatusOr<ThreadedTraining> run = TrainNllThreads(make, Dataset(), o);
+  absl::StatusOr<ThreadedTraining> run = TrainNllThreads(make, RowsData(), o);
   EXPECT_EQ(run.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(run.status().message().find(
                 "train_nll_threads: the factory's replica 1 lacks a model, an "
@@ -279,7 +262,7 @@ TEST(DataParallel, TrainNllRefusesThreadsItDoesNotRun) {
   // TrainNll trains the one model it is given: threads > 1 is an error
   // naming the runner, not a silent single-thread run; under a communicator
   // it must match the group's size.
-  const TrainData data = Dataset();
+  const TrainData data = RowsData();
   auto m = Maf();
   auto adam_ptr = nn::Adam::Create(*m, nn::AdamOptions{/*lr=*/1e-2}).value();
   nn::Adam& adam = *adam_ptr;

@@ -27,6 +27,7 @@
 #include "nn/checkpoint.h"
 #include "nn/optim.h"
 #include "parallel/thread_communicator.h"
+#include "tests/training/rows.h"
 #include "training/data_parallel.h"
 #include "training/train.h"
 #include "training/train_threads.h"
@@ -34,25 +35,8 @@
 namespace flowtape::training {
 namespace {
 
-// Correlated, shifted 4-D Gaussian rows.
-Tensor Data(int64_t n, uint64_t seed) {
-  Rng rng(seed);
-  Tensor x = Tensor::Randn(Shape{n, 4}, rng);
-  double* p = x.mutable_data<double>();
-  for (int64_t i = 0; i < n; ++i) {
-    p[4 * i + 1] = 0.8 * p[4 * i] + 0.3 * p[4 * i + 1] + 1.0;
-    p[4 * i + 2] = 2.0 * p[4 * i + 2] - 3.0;
-    p[4 * i + 3] = p[4 * i + 3] * p[4 * i + 3];
-  }
-  return x;
-}
-
-TrainData Dataset() {
-  TrainData d;
-  d.train = Data(512, 1);
-  d.val = Data(100, 2);
-  return d;
-}
+using fixtures::Rows;
+using fixtures::RowsData;
 
 // A MAF; `seed` changes its initial parameters (a resumed model's must not
 // matter).
@@ -171,7 +155,7 @@ absl::StatusOr<Outcome> TrainOnce(const TrainData& data, const TrainOptions& o,
 // model built from other initial values.
 void CheckResumeMatches(TrainOptions o, int64_t k,
                         std::shared_ptr<Poison> poison = nullptr) {
-  const TrainData data = Dataset();
+  const TrainData data = RowsData();
   const std::string ref_path = o.checkpoint_path + ".ref";
   TrainOptions ref = o;
   ref.checkpoint_path = ref_path;
@@ -198,7 +182,7 @@ TEST(Resume, StoppedAndResumedRunIsBitIdentical) {
   TrainOptions o = Options(TempPath("plain.ckpt"));
   o.max_steps = 200;
   o.checkpoint_every = 20;
-  const Outcome want = TrainOnce(Dataset(), o, nullptr).value();
+  const Outcome want = TrainOnce(RowsData(), o, nullptr).value();
   ASSERT_EQ(want.result.steps, 200);
   ASSERT_FALSE(want.result.stopped_early);
   // restore_best: the final model is the best one, restored on resume from
@@ -216,8 +200,8 @@ TEST(Resume, AcrossANanGuardRestore) {
   // the resumed run restores the snapshot saved with the checkpoint.
   TrainOptions o = Options(TempPath("nan.ckpt"));
   auto poison = std::make_shared<Poison>();
-  poison->rows = RowsOfStep(Dataset(), o.batch_size, o.seed, 33);
-  const Outcome want = TrainOnce(Dataset(), o, poison).value();
+  poison->rows = RowsOfStep(RowsData(), o.batch_size, o.seed, 33);
+  const Outcome want = TrainOnce(RowsData(), o, poison).value();
   ASSERT_TRUE(want.result.diverged);
   ASSERT_EQ(want.result.steps, 28);
   ASSERT_EQ(want.result.losses.size(), 32u);
@@ -231,7 +215,7 @@ TEST(Resume, AcrossEarlyStopping) {
   o.eval_every = 2;
   o.patience = 3;
   o.checkpoint_every = 2;
-  const Outcome want = TrainOnce(Dataset(), o, nullptr).value();
+  const Outcome want = TrainOnce(RowsData(), o, nullptr).value();
   ASSERT_TRUE(want.result.stopped_early) << want.result.message;
   const int64_t stop = want.result.losses.size();
   ASSERT_LT(want.result.best_step, stop);
@@ -246,7 +230,7 @@ TEST(Resume, AcrossEarlyStopping) {
 }
 
 TEST(Resume, OnTwoThreads) {
-  const TrainData data = Dataset();
+  const TrainData data = RowsData();
   const std::string path = TempPath("threads.ckpt");
   auto run = [&](const TrainOptions& o,
                  uint64_t model_seed) -> absl::StatusOr<Outcome> {
@@ -284,15 +268,15 @@ TEST(Resume, MissingFile) {
   TrainOptions o = Options(TempPath("missing.ckpt"));
   std::remove(o.checkpoint_path.c_str());
   o.resume_from = o.checkpoint_path;
-  absl::StatusOr<Outcome> r = TrainOnce(Dataset(), o, nullptr);
+  absl::StatusOr<Outcome> r = TrainOnce(RowsData(), o, nullptr);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound) << r.status();
   EXPECT_TRUE(absl::StrContains(r.status().message(), "missing.ckpt"));
   // resume_missing_ok: a fresh run, the same as one without resume_from.
   o.resume_missing_ok = true;
-  const Outcome fresh = TrainOnce(Dataset(), o, nullptr).value();
+  const Outcome fresh = TrainOnce(RowsData(), o, nullptr).value();
   TrainOptions plain = Options(TempPath("missing_ref.ckpt"));
-  const Outcome want = TrainOnce(Dataset(), plain, nullptr).value();
+  const Outcome want = TrainOnce(RowsData(), plain, nullptr).value();
   ExpectSameRun(fresh.result, want.result);
   EXPECT_EQ(fresh.state, want.state);
 }
@@ -302,7 +286,7 @@ void WriteTenSteps(const std::string& path, nn::NamedTensors* entries,
                    nn::Metadata* meta) {
   TrainOptions o = Options(path);
   o.max_steps = 10;
-  ASSERT_TRUE(TrainOnce(Dataset(), o, nullptr).ok());
+  ASSERT_TRUE(TrainOnce(RowsData(), o, nullptr).ok());
   *entries = nn::ReadTensorFile(path, meta).value();
   ASSERT_EQ(meta->count(kTrainStateKey), 1u);
 }
@@ -338,28 +322,28 @@ TEST(Resume, CorruptOrForeignTrainingStateIsAnError) {
     ASSERT_TRUE(nn::WriteTensorFile(bad, entries, m).ok());
   };
   with_record(record.substr(0, record.size() - 3));
-  ExpectResumeFails(o, Dataset(), absl::StatusCode::kDataLoss, "cut short");
+  ExpectResumeFails(o, RowsData(), absl::StatusCode::kDataLoss, "cut short");
   with_record(record + "x");
-  ExpectResumeFails(o, Dataset(), absl::StatusCode::kDataLoss,
+  ExpectResumeFails(o, RowsData(), absl::StatusCode::kDataLoss,
                     "trailing bytes");
   with_record("FTTRAIX" + record.substr(7));
-  ExpectResumeFails(o, Dataset(), absl::StatusCode::kDataLoss, "bad magic");
+  ExpectResumeFails(o, RowsData(), absl::StatusCode::kDataLoss, "bad magic");
   std::string v2 = record;
   v2[8] = 2;  // the version
   with_record(v2);
-  ExpectResumeFails(o, Dataset(), absl::StatusCode::kInvalidArgument,
+  ExpectResumeFails(o, RowsData(), absl::StatusCode::kInvalidArgument,
                     "version 2 is not supported");
   std::string steps = record;
   steps[16] = 50;  // the step: 50 losses are not there
   with_record(steps);
-  ExpectResumeFails(o, Dataset(), absl::StatusCode::kDataLoss,
+  ExpectResumeFails(o, RowsData(), absl::StatusCode::kDataLoss,
                     "inconsistent counters");
   // A plain checkpoint has no training state.
   {
     auto m = Maf();
     ASSERT_TRUE(nn::SaveCheckpoint(bad, *m).ok());
   }
-  ExpectResumeFails(o, Dataset(), absl::StatusCode::kInvalidArgument,
+  ExpectResumeFails(o, RowsData(), absl::StatusCode::kInvalidArgument,
                     "no training state");
 }
 
@@ -371,7 +355,7 @@ TEST(Resume, MismatchedOptionsDataOrModelIsAnError) {
   TrainOptions o = Options(path);
   o.resume_from = path;
   o.checkpoint_every = 0;
-  const TrainData data = Dataset();
+  const TrainData data = RowsData();
   TrainOptions seed = o;
   seed.seed = 6;
   ExpectResumeFails(seed, data, absl::StatusCode::kInvalidArgument,
@@ -381,15 +365,15 @@ TEST(Resume, MismatchedOptionsDataOrModelIsAnError) {
   ExpectResumeFails(batch, data, absl::StatusCode::kInvalidArgument,
                     "batch size 64 there, 32 here");
   TrainData fewer = data;
-  fewer.train = Data(500, 1);
+  fewer.train = Rows(500, 1);
   ExpectResumeFails(o, fewer, absl::StatusCode::kInvalidArgument,
                     "512 training rows there, 500 here");
   TrainData other = data;
-  other.train = Data(512, 3);
+  other.train = Rows(512, 3);
   ExpectResumeFails(o, other, absl::StatusCode::kInvalidArgument,
                     "the training data");
   TrainData other_val = data;
-  other_val.val = Data(100, 4);
+  other_val.val = Rows(100, 4);
   ExpectResumeFails(o, other_val, absl::StatusCode::kInvalidArgument,
                     "the validation data");
   TrainOptions shorter = o;
@@ -424,7 +408,7 @@ std::shared_ptr<flows::FlowModel> Snf(uint64_t seed) {
 }
 
 TEST(Validation, StochasticFlowIsTheSameOnAnyNumberOfRanks) {
-  const TrainData data = Dataset();
+  const TrainData data = RowsData();
   auto alone = Snf(3);
   const NllFn nll = ModelNll(*alone);
   const double want = EvaluateNll(nll, data.val, Tensor(), 12);

@@ -236,7 +236,9 @@ struct MlpSetup {
     x = Cast(x, dtype);
   }
   Rng rng{3};
-  nn::MLP mlp{{2, 64, 64, 2}, nn::Activation::kTanh, rng};
+  std::shared_ptr<nn::MLP> net =
+      nn::MLP::Create({2, 64, 64, 2}, nn::Activation::kTanh, rng).value();
+  nn::MLP& mlp = *net;
   Tensor x = Tensor::Randn({256, 2}, rng);
   Tensor Loss() const { return Mean(Square(mlp(x))); }
 };

@@ -393,7 +393,7 @@ absl::StatusOr<training::ThreadedTraining> TrainRfm(
       FT_ASSIGN_OR_RETURN(std::shared_ptr<manifolds::SphereCnf> cnf,
                           manifolds::SphereCnf::Create(field, h));
       return std::make_shared<ManifoldFlowModel>(
-          std::make_shared<UniformSphere>(3),
+          UniformSphere::Create(3).value(),
           std::vector<std::shared_ptr<flows::Flow>>{cnf});
     };
     FT_ASSIGN_OR_RETURN(m.trained, with_step(0.02));
@@ -462,8 +462,9 @@ absl::StatusOr<double> MeanNll(const ManifoldDensity& model, const Tensor& x) {
   for (int64_t s = 0; s < x.dim(0); s += chunk) {
     TapeScope scope;
     NoGradScope no_grad;
-    FT_ASSIGN_OR_RETURN(Tensor lp, model.TryLogProb(Narrow(
-                                       x, 0, s, std::min(chunk, x.dim(0) - s))));
+    FT_ASSIGN_OR_RETURN(
+        Tensor lp,
+        model.TryLogProb(Narrow(x, 0, s, std::min(chunk, x.dim(0) - s))));
     total -= Sum(lp).item();
   }
   return total / x.dim(0);

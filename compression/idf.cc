@@ -218,11 +218,11 @@ IdfConvNet::IdfConvNet(int64_t in, const std::vector<int64_t>& hidden,
   for (size_t i = 0; i <= hidden.size(); ++i) {
     const bool last = i == hidden.size();
     const int64_t next = last ? out : hidden[i];
-    layers_.push_back(
-        RegisterModule(absl::StrCat("conv", i),
-                       std::make_shared<nn::Conv2d>(
-                           in, next, kIdfKernel, rng,
-                           last ? nn::ConvInit::kZeros : nn::ConvInit::kHe)));
+    layers_.push_back(RegisterModule(
+        absl::StrCat("conv", i),
+        nn::Conv2d::Create(in, next, kIdfKernel, rng,
+                           last ? nn::ConvInit::kZeros : nn::ConvInit::kHe)
+            .value()));
     in = next;
   }
 }

@@ -51,7 +51,7 @@ absl::StatusOr<std::shared_ptr<LearnedLatentPrior>> LearnedLatentPrior::Create(
           absl::StrCat("LearnedLatentPrior: scale ", j, " = ", init.scale[j],
                        " must be finite and > 0"));
   }
-  return std::make_shared<LearnedLatentPrior>(init);
+  return std::shared_ptr<LearnedLatentPrior>(new LearnedLatentPrior(init));
 }
 
 LearnedLatentPrior::LearnedLatentPrior(const LatentPrior& init) {

@@ -69,14 +69,13 @@ class LearnedLatentPrior : public nn::Module {
   // Parameters from a fitted prior (float64; convert with To).
   static absl::StatusOr<std::shared_ptr<LearnedLatentPrior>> Create(
       const LatentPrior& init);
-  // Precondition: init as Create wants it (else aborts or gives NaN).
-  explicit LearnedLatentPrior(const LatentPrior& init);
   const Tensor& mean() const { return mean_; }            // [D]
   const Tensor& log_scale() const { return log_scale_; }  // [D]
   // mu_d and s_d = exp(log s_d) as doubles.
   LatentPrior Values() const;
 
  private:
+  explicit LearnedLatentPrior(const LatentPrior& init);
   Tensor mean_, log_scale_;
 };
 

@@ -18,11 +18,11 @@ class ConvNetModule : public nn::Module {
       const bool last = l == hidden.size();
       const int64_t from = l == 0 ? in : hidden[l - 1];
       const int64_t to = last ? out : hidden[l];
-      convs_.push_back(
-          RegisterModule(absl::StrCat("conv", l),
-                         std::make_shared<nn::Conv2d>(
-                             from, to, l == 0 || last ? 3 : 1, rng,
-                             last ? nn::ConvInit::kZeros : nn::ConvInit::kHe)));
+      convs_.push_back(RegisterModule(
+          absl::StrCat("conv", l),
+          nn::Conv2d::Create(from, to, l == 0 || last ? 3 : 1, rng,
+                             last ? nn::ConvInit::kZeros : nn::ConvInit::kHe)
+              .value()));
     }
   }
   Tensor operator()(const Tensor& x) const {
@@ -46,8 +46,7 @@ Net MlpNet(int64_t in, const std::vector<int64_t>& hidden, int64_t out,
   std::vector<int64_t> sizes = {in};
   sizes.insert(sizes.end(), hidden.begin(), hidden.end());
   sizes.push_back(out);
-  return MakeNet(
-      std::make_shared<nn::MLP>(sizes, act, rng, /*zero_last=*/true));
+  return MakeNet(nn::MLP::Create(sizes, act, rng, /*zero_last=*/true).value());
 }
 
 Net ConvNet(int64_t in_channels, const std::vector<int64_t>& hidden,

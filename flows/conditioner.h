@@ -1,7 +1,7 @@
 // Conditioner: the network inside a coupling layer, "any Module with a call
 // operator", held as the module (for its parameters) plus a function.
 //
-//   Net net = MakeNet(std::make_shared<nn::MLP>(sizes, act, rng));
+//   Net net = MakeNet(nn::MLP::Create(sizes, act, rng).value());
 //   Tensor h = net(input);
 // Also the standard conditioners of the coupling flows:
 //   MlpNet(in, hidden, out):  MLP in -> hidden... -> out, last layer zero

@@ -67,13 +67,13 @@ Glow::Glow(const GlowOptions& o, Rng& rng) : options_(o) {
     lv.out_channels = last ? c : c - c / 2;
     if (!last)
       lv.prior = RegisterModule(
-          pre + "prior",
-          std::make_shared<nn::Conv2d>(c / 2, 2 * lv.out_channels, 3, rng,
-                                       nn::ConvInit::kZeros));
+          pre + "prior", nn::Conv2d::Create(c / 2, 2 * lv.out_channels, 3, rng,
+                                            nn::ConvInit::kZeros)
+                             .value());
     if (o.context_dim > 0) {
-      lv.context = RegisterModule(pre + "prior_context",
-                                  std::make_shared<nn::Linear>(
-                                      o.context_dim, 2 * lv.out_channels, rng));
+      lv.context = RegisterModule(
+          pre + "prior_context",
+          nn::Linear::Create(o.context_dim, 2 * lv.out_channels, rng).value());
       for (Tensor p : lv.context->Parameters())
         std::fill_n(p.mutable_data<double>(), p.numel(), 0.0);
     }

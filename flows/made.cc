@@ -99,9 +99,8 @@ Made::Made(const MadeOptions& options, Rng& rng) : options_(options) {
     // move monotonically (a staircase), so MaskedAffine skips its zeros.
     std::sort(m.begin(), m.end());
     Tensor mask = Mask(prev, m, [](int64_t a, int64_t b) { return b >= a; });
-    layers_.push_back(
-        RegisterModule(absl::StrCat("layer", l),
-                       std::make_shared<nn::MaskedLinear>(mask, rng)));
+    layers_.push_back(RegisterModule(
+        absl::StrCat("layer", l), nn::MaskedLinear::Create(mask, rng).value()));
     prev = m;
   }
   std::vector<int64_t> out_deg(d * p);
@@ -110,15 +109,16 @@ Made::Made(const MadeOptions& options, Rng& rng) : options_(options) {
   Tensor mask = Mask(prev, out_deg, [](int64_t a, int64_t b) { return b > a; });
   layers_.push_back(
       RegisterModule(absl::StrCat("layer", layers_.size()),
-                     std::make_shared<nn::MaskedLinear>(mask, rng)));
+                     nn::MaskedLinear::Create(mask, rng).value()));
   if (options.zero_last)
     for (auto& [name, param] : layers_.back()->NamedParameters())
       std::fill_n(param.mutable_data<double>(), param.numel(), 0.0);
   for (size_t l = 0; options.context_dim > 0 && l < options.hidden.size(); ++l)
     context_.push_back(RegisterModule(
         absl::StrCat("context", l),
-        std::make_shared<nn::Linear>(options.context_dim, options.hidden[l],
-                                     rng, /*bias=*/false)));
+        nn::Linear::Create(options.context_dim, options.hidden[l], rng,
+                           /*bias=*/false)
+            .value()));
 }
 
 std::vector<int64_t> Made::order() const {

@@ -35,9 +35,10 @@ ResampledNormal::ResampledNormal(const ResampledOptions& o, Rng& rng)
   std::vector<int64_t> sizes = {o.dim};
   sizes.insert(sizes.end(), o.hidden.begin(), o.hidden.end());
   sizes.push_back(1);
-  net_ = RegisterModule(
-      "acceptance", std::make_shared<nn::MLP>(sizes, nn::Activation::kTanh, rng,
-                                              /*zero_last=*/true));
+  net_ = RegisterModule("acceptance",
+                        nn::MLP::Create(sizes, nn::Activation::kTanh, rng,
+                                        /*zero_last=*/true)
+                            .value());
   proposals_ = RegisterBuffer(
       "proposals", Tensor::Randn({o.normaliser_samples, o.dim}, rng));
   log_norm_ = RegisterBuffer("log_norm",

@@ -166,7 +166,8 @@ void Check(const std::string& bytes) {
     if (meta.count("idf2") != 0) CheckIdfModel(path);
   }
   flowtape::Rng rng(1);
-  nn::MLP mlp({2, 3, 1}, nn::Activation::kTanh, rng);
+  auto mlp_ptr = nn::MLP::Create({2, 3, 1}, nn::Activation::kTanh, rng).value();
+  nn::MLP& mlp = *mlp_ptr;
   auto adam = nn::Adam::Create(mlp, nn::AdamOptions()).value();
   const auto params = Values(mlp.NamedParameters());
   const auto state = Values(adam->NamedState());

@@ -45,14 +45,15 @@ CylindricalCouplingFlow::CylindricalCouplingFlow(
     : k_(options.components) {
   const int64_t components = options.components, hidden = options.hidden;
   z_net_ = RegisterModule(
-      "z_net", std::make_shared<nn::MLP>(
-                   std::vector<int64_t>{2, hidden, hidden, 3 * components},
-                   nn::Activation::kTanh, rng, /*zero_last=*/true));
+      "z_net",
+      nn::MLP::Create(std::vector<int64_t>{2, hidden, hidden, 3 * components},
+                      nn::Activation::kTanh, rng, /*zero_last=*/true)
+          .value());
   phi_net_ = RegisterModule(
-      "phi_net",
-      std::make_shared<nn::MLP>(std::vector<int64_t>{1, hidden, hidden, 1},
-                                nn::Activation::kTanh, rng,
-                                /*zero_last=*/true));
+      "phi_net", nn::MLP::Create(std::vector<int64_t>{1, hidden, hidden, 1},
+                                 nn::Activation::kTanh, rng,
+                                 /*zero_last=*/true)
+                     .value());
   Eigen::MatrixXd g(3, 3);
   for (int i = 0; i < 9; ++i) g(i / 3, i % 3) = rng.Normal();
   Eigen::MatrixXd q = Eigen::HouseholderQR<Eigen::MatrixXd>(g).householderQ();

@@ -52,9 +52,9 @@ RecursiveSphereFlow::RecursiveSphereFlow(const RecursiveSphereFlowOptions& o,
     std::vector<int64_t> sizes = {in};
     sizes.insert(sizes.end(), o.hidden.begin(), o.hidden.end());
     sizes.push_back(out);
-    return RegisterModule(name,
-                          std::make_shared<nn::MLP>(sizes, o.activation, rng,
-                                                    /*zero_last=*/true));
+    return RegisterModule(name, nn::MLP::Create(sizes, o.activation, rng,
+                                                /*zero_last=*/true)
+                                    .value());
   };
   height_net_ = mlp("height_net", 2, height_.num_params());
   azimuth_net_ = mlp("azimuth_net", 1, o.azimuth.params_per_entry());

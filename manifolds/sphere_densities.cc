@@ -17,7 +17,7 @@ absl::StatusOr<std::shared_ptr<UniformSphere>> UniformSphere::Create(
   if (n < 2)
     return absl::InvalidArgumentError(absl::StrCat(
         "UniformSphere: n = ", n, " must be >= 2 (the sphere S^(n-1) in R^n)"));
-  return std::make_shared<UniformSphere>(n);
+  return std::shared_ptr<UniformSphere>(new UniformSphere(n));
 }
 
 Tensor UniformSphere::LogProb(const Tensor& x) const {

@@ -39,11 +39,12 @@ namespace flowtape::manifolds {
 class UniformSphere : public ManifoldDensity {
  public:
   static absl::StatusOr<std::shared_ptr<UniformSphere>> Create(int64_t n);
-  // Precondition: n >= 2 (else aborts; see Create).
-  explicit UniformSphere(int64_t n) : ManifoldDensity(Manifold::Sphere(n)) {}
   Tensor LogProb(const Tensor& x) const override;
   Tensor Sample(int64_t num, Rng& rng) const override;
   std::string name() const override { return "UniformSphere"; }
+
+ private:
+  explicit UniformSphere(int64_t n) : ManifoldDensity(Manifold::Sphere(n)) {}
 };
 
 class AngularCentralGaussian : public ManifoldDensity {

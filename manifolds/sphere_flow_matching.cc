@@ -168,7 +168,7 @@ FourierFeatureField::FourierFeatureField(int64_t dim, int64_t features,
   std::vector<int64_t> sizes = {dim + 2 * features + 1 + 2 * kTimeFrequencies};
   sizes.insert(sizes.end(), hidden.begin(), hidden.end());
   sizes.push_back(dim);
-  mlp_ = RegisterModule("mlp", std::make_shared<nn::MLP>(sizes, act, rng));
+  mlp_ = RegisterModule("mlp", nn::MLP::Create(sizes, act, rng).value());
 }
 
 Tensor FourierFeatureField::operator()(double t, const Tensor& z) const {

@@ -40,10 +40,10 @@ TorusFlow::TorusFlow(const TorusFlowOptions& o, Rng& rng) : o_(o) {
     std::vector<int64_t> sizes = {in};
     sizes.insert(sizes.end(), o.hidden.begin(), o.hidden.end());
     sizes.push_back(out);
-    nets_.push_back(
-        RegisterModule(absl::StrCat("net", nets_.size()),
-                       std::make_shared<nn::MLP>(sizes, o.activation, rng,
-                                                 /*zero_last=*/true)));
+    nets_.push_back(RegisterModule(absl::StrCat("net", nets_.size()),
+                                   nn::MLP::Create(sizes, o.activation, rng,
+                                                   /*zero_last=*/true)
+                                       .value()));
   };
   switch (o.structure) {
     case TorusStructure::kElementwise:

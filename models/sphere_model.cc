@@ -167,7 +167,7 @@ absl::Status SphereFieldSpec::Validate() const {
 absl::StatusOr<std::shared_ptr<ManifoldDensity>> MakeSphereModel(
     const SphereModelSpec& spec, const SphereModelInit& init, Rng& rng) {
   FT_RETURN_IF_ERROR(spec.Validate());
-  auto base = std::make_shared<manifolds::UniformSphere>(3);
+  auto base = manifolds::UniformSphere::Create(3).value();
   std::shared_ptr<ManifoldDensity> model;
   if (spec.kind == "affine") {
     FT_ASSIGN_OR_RETURN(

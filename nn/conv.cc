@@ -30,8 +30,8 @@ absl::StatusOr<std::shared_ptr<Conv2d>> Conv2d::Create(int64_t in_channels,
                                                        Rng& rng, ConvInit init,
                                                        bool bias) {
   FT_RETURN_IF_ERROR(CheckConv(in_channels, out_channels, kernel_size));
-  return std::make_shared<Conv2d>(in_channels, out_channels, kernel_size, rng,
-                                  init, bias);
+  return std::shared_ptr<Conv2d>(
+      new Conv2d(in_channels, out_channels, kernel_size, rng, init, bias));
 }
 
 Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel_size,

@@ -30,14 +30,13 @@ class Conv2d : public Module {
   static absl::StatusOr<std::shared_ptr<Conv2d>> Create(
       int64_t in_channels, int64_t out_channels, int64_t kernel_size, Rng& rng,
       ConvInit init = ConvInit::kHe, bool bias = true);
-  // Precondition: arguments as Create wants them (else aborts).
-  Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel_size,
-         Rng& rng, ConvInit init = ConvInit::kHe, bool bias = true);
   Tensor operator()(const Tensor& x) const;
   const Tensor& weight() const { return w_; }
   const Tensor& bias() const { return b_; }  // undefined when bias=false
 
  private:
+  Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel_size,
+         Rng& rng, ConvInit init, bool bias);
   Tensor w_, b_;
 };
 

@@ -39,6 +39,14 @@ absl::StatusOr<Activation> ParseActivation(const std::string& name) {
       "' (want tanh, relu, elu, leaky_relu, softplus or sigmoid)"));
 }
 
+absl::StatusOr<std::shared_ptr<Linear>> Linear::Create(int64_t in, int64_t out,
+                                                       Rng& rng, bool bias) {
+  if (in < 1 || out < 1)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "linear: in = ", in, ", out = ", out, " (want both >= 1)"));
+  return std::shared_ptr<Linear>(new Linear(in, out, rng, bias));
+}
+
 Linear::Linear(int64_t in, int64_t out, Rng& rng, bool bias) {
   w_ = RegisterParameter("weight", XavierUniform({in, out}, rng));
   if (bias) b_ = RegisterParameter("bias", Zeros({out}));
@@ -83,7 +91,7 @@ absl::Status CheckSizes(const std::vector<int64_t>& sizes) {
 absl::StatusOr<std::shared_ptr<MaskedLinear>> MaskedLinear::Create(
     const Tensor& mask, Rng& rng) {
   FT_RETURN_IF_ERROR(CheckMask(mask));
-  return std::make_shared<MaskedLinear>(mask, rng);
+  return std::shared_ptr<MaskedLinear>(new MaskedLinear(mask, rng));
 }
 
 MaskedLinear::MaskedLinear(const Tensor& mask, Rng& rng) {
@@ -106,7 +114,7 @@ absl::StatusOr<std::shared_ptr<MLP>> MLP::Create(
     const std::vector<int64_t>& sizes, Activation act, Rng& rng,
     bool zero_last) {
   FT_RETURN_IF_ERROR(CheckSizes(sizes));
-  return std::make_shared<MLP>(sizes, act, rng, zero_last);
+  return std::shared_ptr<MLP>(new MLP(sizes, act, rng, zero_last));
 }
 
 MLP::MLP(const std::vector<int64_t>& sizes, Activation act, Rng& rng,
@@ -114,7 +122,7 @@ MLP::MLP(const std::vector<int64_t>& sizes, Activation act, Rng& rng,
     : sizes_(sizes), act_(act) {
   FT_CHECK(sizes.size() >= 2, "mlp: need at least {in, out} sizes");
   for (size_t i = 0; i + 1 < sizes.size(); ++i) {
-    auto layer = std::make_shared<Linear>(sizes[i], sizes[i + 1], rng);
+    auto layer = Linear::Create(sizes[i], sizes[i + 1], rng).value();
     layers_.push_back(RegisterModule(absl::StrCat("layer", i), layer));
   }
   if (zero_last) {

@@ -32,12 +32,16 @@ absl::StatusOr<Activation> ParseActivation(const std::string& name);
 
 class Linear : public Module {
  public:
-  Linear(int64_t in, int64_t out, Rng& rng, bool bias = true);
+  // in, out >= 1.
+  static absl::StatusOr<std::shared_ptr<Linear>> Create(int64_t in, int64_t out,
+                                                        Rng& rng,
+                                                        bool bias = true);
   Tensor operator()(const Tensor& x) const;
   const Tensor& weight() const { return w_; }
   const Tensor& bias() const { return b_; }  // undefined when bias=false
 
  private:
+  Linear(int64_t in, int64_t out, Rng& rng, bool bias);
   Tensor w_, b_;
 };
 
@@ -46,12 +50,11 @@ class MaskedLinear : public Module {
   // mask [in, out] with 0/1 entries.
   static absl::StatusOr<std::shared_ptr<MaskedLinear>> Create(
       const Tensor& mask, Rng& rng);
-  // Precondition: mask [in, out] (else aborts; see Create).
-  MaskedLinear(const Tensor& mask, Rng& rng);
   Tensor operator()(const Tensor& x) const;
   const Tensor& mask() const { return mask_; }
 
  private:
+  MaskedLinear(const Tensor& mask, Rng& rng);
   Tensor w_, b_, mask_;
 };
 
@@ -61,14 +64,13 @@ class MLP : public Module {
   static absl::StatusOr<std::shared_ptr<MLP>> Create(
       const std::vector<int64_t>& sizes, Activation act, Rng& rng,
       bool zero_last = false);
-  // Precondition: sizes as Create wants them (else aborts).
-  MLP(const std::vector<int64_t>& sizes, Activation act, Rng& rng,
-      bool zero_last = false);
   Tensor operator()(const Tensor& x) const;
   int64_t in_features() const { return sizes_.front(); }
   int64_t out_features() const { return sizes_.back(); }
 
  private:
+  MLP(const std::vector<int64_t>& sizes, Activation act, Rng& rng,
+      bool zero_last);
   std::vector<int64_t> sizes_;
   Activation act_;
   std::vector<std::shared_ptr<Linear>> layers_;

@@ -42,8 +42,9 @@ NeuralOdeModel::NeuralOdeModel(int64_t in_dim, const NeuralOdeOptions& options,
                                std::shared_ptr<TimeMlp> dynamics, Rng& rng)
     : in_dim_(in_dim), options_(options) {
   dynamics_ = RegisterModule("dynamics", std::move(dynamics));
-  head_ = RegisterModule("head", std::make_shared<nn::Linear>(
-                                     dynamics_->dim(), options.out_dim, rng));
+  head_ = RegisterModule(
+      "head",
+      nn::Linear::Create(dynamics_->dim(), options.out_dim, rng).value());
 }
 
 absl::StatusOr<Tensor> NeuralOdeModel::Features(const Tensor& x) const {

@@ -15,13 +15,12 @@ namespace internal {
 class ConcatSquashLinear : public nn::Module {
  public:
   ConcatSquashLinear(int64_t in, int64_t out, Rng& rng, int64_t hyper_in) {
-    layer_ =
-        RegisterModule("layer", std::make_shared<nn::Linear>(in, out, rng));
+    layer_ = RegisterModule("layer", nn::Linear::Create(in, out, rng).value());
     gate_ = RegisterModule("hyper_gate",
-                           std::make_shared<nn::Linear>(hyper_in, out, rng));
+                           nn::Linear::Create(hyper_in, out, rng).value());
     hyper_bias_ = RegisterModule(
         "hyper_bias",
-        std::make_shared<nn::Linear>(hyper_in, out, rng, /*bias=*/false));
+        nn::Linear::Create(hyper_in, out, rng, /*bias=*/false).value());
   }
   Tensor operator()(const Tensor& u, const Tensor& h) const {
     if (u.dim(0) > 1)  // per-sample u
@@ -148,7 +147,7 @@ TimeMlp::TimeMlp(int64_t dim, const std::vector<int64_t>& hidden,
   std::vector<int64_t> sizes{dim + 1 + context_dim};
   sizes.insert(sizes.end(), hidden.begin(), hidden.end());
   sizes.push_back(dim);
-  mlp_ = RegisterModule("mlp", std::make_shared<nn::MLP>(sizes, act, rng));
+  mlp_ = RegisterModule("mlp", nn::MLP::Create(sizes, act, rng).value());
 }
 
 Tensor TimeMlp::operator()(double t, const Tensor& z) const {

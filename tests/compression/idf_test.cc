@@ -396,7 +396,8 @@ TEST(IdfTest, ModelFileRoundTrip) {
   // A plain checkpoint has no description; a format-1 (single-scale) model
   // file is named as such.
   Rng rng(0);
-  nn::Linear plain(2, 2, rng);
+  auto plain_ptr = nn::Linear::Create(2, 2, rng).value();
+  nn::Linear& plain = *plain_ptr;
   ASSERT_TRUE(nn::SaveCheckpoint(path, plain).ok());
   auto refused = LoadIdf(path);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);

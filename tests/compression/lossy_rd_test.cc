@@ -121,7 +121,8 @@ double ProxyLoss(const LossyModel& m, const LearnedLatentPrior& prior,
 TEST(RateDistortion, ProxyGradientMatchesFiniteDifferencesThroughTheFlow) {
   for (PixelMap map : {PixelMap::kIdentity, PixelMap::kLogit}) {
     const LossyModel m = CouplingModel(map);
-    LearnedLatentPrior prior(m.prior);
+    auto learned = LearnedLatentPrior::Create(m.prior).value();
+    LearnedLatentPrior& prior = *learned;
     Rng rng(2);
     const Tensor x = Images(6, 30, rng);
     const double delta = map == PixelMap::kIdentity ? 8.0 : 0.25;
@@ -164,7 +165,8 @@ TEST(RateDistortion, ProxyGradientMatchesFiniteDifferencesThroughTheFlow) {
 
 TEST(RateDistortion, StraightThroughHasTheRoundedValueAndAnIdentityPassage) {
   const LossyModel m = CouplingModel(PixelMap::kIdentity);
-  LearnedLatentPrior prior(m.prior);
+  auto learned = LearnedLatentPrior::Create(m.prior).value();
+  LearnedLatentPrior& prior = *learned;
   Rng rng(4);
   const Tensor x = Images(5, 30, rng);
   auto terms = [&](QuantizationProxy p) {
@@ -195,7 +197,8 @@ TEST(RateDistortion, RoundedRateIsTheCodecsCodeLengthAndNearlyTheFileSize) {
     m.step_scale.resize(16);
     for (double& w : m.step_scale) w = 0.5 + 1.5 * rng.Uniform();
     const double delta = map == PixelMap::kIdentity ? 4.0 : 0.125;
-    LearnedLatentPrior prior(m.prior);
+    auto learned = LearnedLatentPrior::Create(m.prior).value();
+    LearnedLatentPrior& prior = *learned;
     const Tensor x = Images(300, 30, rng);
     const double estimate =
         Sum(RateDistortion(m, prior, x, delta, QuantizationProxy::kRound,
@@ -220,7 +223,8 @@ TEST(RateDistortion, RoundedRateIsTheCodecsCodeLengthAndNearlyTheFileSize) {
 
 TEST(TrainRateDistortion, LowersTheCodecsRateDistortionLoss) {
   const LossyModel m = CouplingModel(PixelMap::kIdentity);
-  LearnedLatentPrior prior(m.prior);
+  auto learned = LearnedLatentPrior::Create(m.prior).value();
+  LearnedLatentPrior& prior = *learned;
   Rng rng(9);
   const Tensor x = Images(400, 10, rng);
   const double delta = 8.0;
@@ -252,7 +256,8 @@ TEST(TrainRateDistortion, LowersTheCodecsRateDistortionLoss) {
 
 TEST(RateDistortion, BadInputIsInvalidArgument) {
   const LossyModel m = CouplingModel(PixelMap::kIdentity);
-  LearnedLatentPrior prior(m.prior);
+  auto learned = LearnedLatentPrior::Create(m.prior).value();
+  LearnedLatentPrior& prior = *learned;
   Rng rng(1);
   const Tensor x = Images(2, 3, rng);
   auto code = [&](const Tensor& px, double delta, QuantizationProxy p, Rng* r) {
@@ -268,8 +273,8 @@ TEST(RateDistortion, BadInputIsInvalidArgument) {
   LatentPrior small;
   small.mean = {0.0};
   small.scale = {1.0};
-  EXPECT_EQ(RateDistortion(m, LearnedLatentPrior(small), x, 1.0,
-                           QuantizationProxy::kRound, nullptr)
+  EXPECT_EQ(RateDistortion(m, *LearnedLatentPrior::Create(small).value(), x,
+                           1.0, QuantizationProxy::kRound, nullptr)
                 .status()
                 .code(),
             kBad);

@@ -104,7 +104,7 @@ TEST(Densities, SphereDensitiesIntegrateToOneOnS2) {
   Rng rng(21);
   Eigen::MatrixXd m = RandomInvertible(3, rng);
   Eigen::Vector3d mu(0.6, 0.0, 0.8);
-  EXPECT_NEAR(IntegrateS2(UniformSphere(3), 8, 8), 1.0, 1e-14);
+  EXPECT_NEAR(IntegrateS2(*UniformSphere::Create(3).value(), 8, 8), 1.0, 1e-14);
   EXPECT_NEAR(IntegrateS2(**AngularCentralGaussian::Create(m * m.transpose()),
                           200, 200),
               1.0, 1e-8);
@@ -118,7 +118,7 @@ TEST(Densities, SphereDensitiesIntegrateToOneOnS2) {
 // densities so peaked that a 200 x 200 grid misses mass (|error| up to 0.4).
 TEST(Densities, FlowModelsIntegrateToOneOnS2) {
   Rng rng(23);
-  auto base = std::make_shared<UniformSphere>(3);
+  auto base = UniformSphere::Create(3).value();
   std::vector<std::shared_ptr<flows::Flow>> chain;
   for (int k = 0; k < 4; ++k)
     chain.push_back(
@@ -144,7 +144,7 @@ TEST(Densities, FlowModelsIntegrateToOneOnS2) {
 // abort in the draw of the components; a -inf logit is a weight of 0.
 TEST(Densities, FlowMixtureWithUndefinedWeightsSamplesNaN) {
   Rng rng(23);
-  auto base = std::make_shared<UniformSphere>(3);
+  auto base = UniformSphere::Create(3).value();
   auto part = [&] {
     return std::make_shared<ManifoldFlowModel>(
         base,
@@ -201,7 +201,7 @@ TEST(Densities, MonteCarloOnS4) {
       std::shared_ptr<ManifoldDensity>(
           *AngularCentralGaussian::Create(m * m.transpose())),
       std::shared_ptr<ManifoldDensity>(*VonMisesFisher::Create(mu, 2.0)),
-      std::make_shared<ManifoldFlowModel>(std::make_shared<UniformSphere>(n),
+      std::make_shared<ManifoldFlowModel>(UniformSphere::Create(n).value(),
                                           chain)};
   Tensor x = s.SampleUniform(num, rng);
   for (const auto& d : ds) {
@@ -392,11 +392,11 @@ TEST(Densities, CreateRefusesBadArgumentsWithAStatus) {
               -std::log(2 * M_PI * M_PI), 1e-14);  // |S^3| = 2 pi^2
 
   ExpectInvalid(FlowMixture::Create({}).status(), "no components");
-  auto s2 = std::make_shared<UniformSphere>(3);
+  auto s2 = UniformSphere::Create(3).value();
   ExpectInvalid(FlowMixture::Create({s2, nullptr}).status(),
                 "component 1 is null");
   ExpectInvalid(
-      FlowMixture::Create({s2, std::make_shared<UniformSphere>(4)}).status(),
+      FlowMixture::Create({s2, UniformSphere::Create(4).value()}).status(),
       "component 1 lives on S^3, component 0 on S^2");
   std::shared_ptr<ManifoldDensity> simplex(*Dirichlet::Create({1, 2, 3}));
   ExpectInvalid(FlowMixture::Create({s2, simplex}).status(),
@@ -455,7 +455,7 @@ class FailingFlow : public flows::Flow {
 // run; healthy chains give LogProb's values from TryLogProb.
 TEST(Densities, FlowModelPassesAFailedStepsStatusOn) {
   Rng rng(31);
-  auto base = std::make_shared<UniformSphere>(3);
+  auto base = UniformSphere::Create(3).value();
   auto affine = NormalizedAffine::Create(AffineOptions(3, 0.4), rng).value();
   auto failing = std::make_shared<FailingFlow>(/*forward_ok=*/false);
   auto bad = std::make_shared<ManifoldFlowModel>(

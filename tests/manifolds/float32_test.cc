@@ -288,11 +288,11 @@ std::vector<DensityCase> DensityCases() {
     for (int k = 0; k < layers; ++k)
       flows.push_back(
           NormalizedAffine::Create(AffineOptions(n, 0.4), rng).value());
-    return std::make_shared<ManifoldFlowModel>(
-        std::make_shared<UniformSphere>(n), flows);
+    return std::make_shared<ManifoldFlowModel>(UniformSphere::Create(n).value(),
+                                               flows);
   };
   return {
-      {"uniform", [] { return std::make_shared<UniformSphere>(4); }},
+      {"uniform", [] { return UniformSphere::Create(4).value(); }},
       {"acg",
        [] {
          Rng rng(200);
@@ -337,7 +337,7 @@ std::vector<DensityCase> DensityCases() {
          std::vector<std::shared_ptr<flows::Flow>> flows = {
              nf, NormalizedAffine::Create(AffineOptions(3, 0.3), rng).value()};
          return std::make_shared<ManifoldFlowModel>(
-             std::make_shared<UniformSphere>(3), flows);
+             UniformSphere::Create(3).value(), flows);
        }},
   };
 }
@@ -374,7 +374,7 @@ TEST(Float32, TrainingLowersTheNll) {
     std::vector<std::shared_ptr<ManifoldDensity>> parts;
     for (int j = 0; j < 3; ++j)
       parts.push_back(std::make_shared<ManifoldFlowModel>(
-          std::make_shared<UniformSphere>(3),
+          UniformSphere::Create(3).value(),
           std::vector<std::shared_ptr<flows::Flow>>{
               NormalizedAffine::Create(AffineOptions(3, 0.3), rng).value(),
               NormalizedAffine::Create(AffineOptions(3, 0.3), rng).value()}));

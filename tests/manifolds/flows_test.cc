@@ -150,7 +150,7 @@ TEST(SphereFlows, NormalizedLinearPushesUniformToAcg) {
     Eigen::MatrixXd m = RandomInvertible(n, rng);
     auto acg = *AngularCentralGaussian::Create(m * m.transpose());
     ManifoldFlowModel model(
-        std::make_shared<UniformSphere>(n),
+        UniformSphere::Create(n).value(),
         {std::shared_ptr<flows::Flow>(*NormalizedLinear::Create(m.inverse()))});
     // The model's generative map is f = (y -> M^-1 y / |.|)^-1 = (x -> Mx/|.|).
     Tensor y = Manifold::Sphere(n).SampleUniform(20, rng);

@@ -145,7 +145,7 @@ TEST(RecursiveSphereFlow, DensityIntegratesToOneOnTheSphere) {
     for (bool rotate : {false, true}) {
       o.rotate = rotate;
       std::vector<std::shared_ptr<flows::Flow>> chain = {Make(o, rng, 0.3)};
-      ManifoldFlowModel model(std::make_shared<UniformSphere>(3), chain);
+      ManifoldFlowModel model(UniformSphere::Create(3).value(), chain);
       NoGradScope no_grad;
       const double mass =
           Sum(Exp(model.LogProb(x))).item() * (2.0 / nz) * (kTwoPi / nphi);
@@ -263,7 +263,7 @@ TEST(RecursiveSphereFlow, TrainingReachesTheVmfNll) {
     std::vector<std::shared_ptr<flows::Flow>> chain = {
         *RecursiveSphereFlow::Create(o, rng),
         *RecursiveSphereFlow::Create(o, rng)};
-    ManifoldFlowModel model(std::make_shared<UniformSphere>(3), chain);
+    ManifoldFlowModel model(UniformSphere::Create(3).value(), chain);
     nn::AdamOptions adam;
     adam.lr = 1e-2;
     auto opt = nn::Adam::Create(model, adam).value();
@@ -293,7 +293,7 @@ TEST(RecursiveSphereFlow, FailedNumericInverseIsAnErrorWhenSampling) {
   Rng rng(11);
   auto f = Make(Cases()[2], rng, 0.3);
   ASSERT_FALSE(f->analytic_inverse());
-  auto base = std::make_shared<UniformSphere>(3);
+  auto base = UniformSphere::Create(3).value();
   auto model = std::make_shared<ManifoldFlowModel>(
       base, std::vector<std::shared_ptr<flows::Flow>>{f});
   {

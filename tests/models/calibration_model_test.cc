@@ -200,8 +200,8 @@ TEST(CalibrationModel, CorruptedAndMismatchedFilesAreClearErrors) {
       absl::StatusCode::kInvalidArgument,
       "the classifier is float64 but the spec says float32");
   auto negative = std::make_shared<CalibratedClassifier>(
-      std::make_shared<nn::MLP>(std::vector<int64_t>{5, 7, 4},
-                                nn::Activation::kTanh, rng),
+      nn::MLP::Create(std::vector<int64_t>{5, 7, 4}, nn::Activation::kTanh, rng)
+          .value(),
       std::shared_ptr<flows::Flow>(
           manifolds::SimplexCalibration::Create(-2.0, {0, 0, 0, 0}, true)
               .value()));

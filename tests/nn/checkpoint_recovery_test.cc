@@ -51,7 +51,8 @@ constexpr int kKills = 60;
 struct Run {
   Run()
       : rng(1),
-        net({8, 256, 256, 8}, Activation::kTanh, rng),
+        net_ptr(MLP::Create({8, 256, 256, 8}, Activation::kTanh, rng).value()),
+        net(*net_ptr),
         opt(Adam::Create(net, {}).value()) {}
   double Step(int64_t t) {
     Rng data(1000 + static_cast<uint64_t>(t));
@@ -72,7 +73,8 @@ struct Run {
     return v;
   }
   Rng rng;
-  MLP net;
+  std::shared_ptr<MLP> net_ptr;
+  MLP& net;
   std::shared_ptr<Adam> opt;
 };
 

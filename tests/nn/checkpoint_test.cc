@@ -87,7 +87,9 @@ void TrainSteps(const MLP& net, Optimizer& opt, int steps) {
 
 TEST(Checkpoint, RoundTripWithOptimizerResumesBitIdentically) {
   Rng r1(1), r2(2);
-  MLP a({2, 5, 3}, Activation::kTanh, r1), b({2, 5, 3}, Activation::kTanh, r2);
+  auto a_ptr = MLP::Create({2, 5, 3}, Activation::kTanh, r1).value();
+  auto b_ptr = MLP::Create({2, 5, 3}, Activation::kTanh, r2).value();
+  MLP &a = *a_ptr, &b = *b_ptr;
   AdamOptions o;
   o.lr = 0.05;
   auto oa = Adam::Create(a, o).value();
@@ -108,7 +110,9 @@ TEST(Checkpoint, RoundTripWithOptimizerResumesBitIdentically) {
 
 TEST(Checkpoint, WeightsOnlyIgnoresOptimizerEntriesAndLeavesNoTempFiles) {
   Rng r1(1), r2(2);
-  MLP a({2, 4, 1}, Activation::kRelu, r1), b({2, 4, 1}, Activation::kRelu, r2);
+  auto a_ptr = MLP::Create({2, 4, 1}, Activation::kRelu, r1).value();
+  auto b_ptr = MLP::Create({2, 4, 1}, Activation::kRelu, r2).value();
+  MLP &a = *a_ptr, &b = *b_ptr;
   auto opt = Sgd::Create(a, SgdOptions()).value();
   const std::string dir = TmpPath("atomic");
   std::system(("mkdir -p " + dir).c_str());
@@ -149,7 +153,9 @@ TEST(Checkpoint, TensorFileRoundTripsEveryRank) {
 class Corruption : public ::testing::Test {
  protected:
   void SetUp() override {
-    MLP saved({2, 3, 1}, Activation::kTanh, rng_saved_);
+    auto saved_ptr =
+        MLP::Create({2, 3, 1}, Activation::kTanh, rng_saved_).value();
+    MLP& saved = *saved_ptr;
     auto opt = Adam::Create(saved, AdamOptions()).value();
     ASSERT_TRUE(SaveCheckpoint(good_path_, saved, opt.get()).ok());
     good_ = ReadAll(good_path_);
@@ -162,7 +168,8 @@ class Corruption : public ::testing::Test {
     const std::string path = TmpPath("bad.ckpt");
     WriteAll(path, bytes);
     Rng rng(99);
-    MLP m(sizes, Activation::kTanh, rng);
+    auto m_ptr = MLP::Create(sizes, Activation::kTanh, rng).value();
+    MLP& m = *m_ptr;
     auto opt = Sgd::Create(m, SgdOptions()).value();
     auto before = Values(m.NamedParameters());
     auto state_before = Values(opt->NamedState());
@@ -176,7 +183,8 @@ class Corruption : public ::testing::Test {
   }
   std::string Saved(std::vector<int64_t> sizes) {
     Rng rng(5);
-    MLP m(sizes, Activation::kTanh, rng);
+    auto m_ptr = MLP::Create(sizes, Activation::kTanh, rng).value();
+    MLP& m = *m_ptr;
     const std::string path = TmpPath("other.ckpt");
     EXPECT_TRUE(SaveCheckpoint(path, m).ok());
     return ReadAll(path);
@@ -188,7 +196,8 @@ class Corruption : public ::testing::Test {
 
 TEST_F(Corruption, MissingFile) {
   Rng rng(1);
-  MLP m({2, 3, 1}, Activation::kTanh, rng);
+  auto m_ptr = MLP::Create({2, 3, 1}, Activation::kTanh, rng).value();
+  MLP& m = *m_ptr;
   auto before = Values(m.NamedParameters());
   absl::Status s = LoadCheckpoint(TmpPath("does_not_exist.ckpt"), m);
   EXPECT_EQ(s.code(), absl::StatusCode::kNotFound);
@@ -299,7 +308,8 @@ TEST_F(Corruption, NonzeroReservedFlags) {
 TEST_F(Corruption, NonFiniteValues) {
   for (double bad : {std::nan(""), -HUGE_VAL}) {
     Rng rng(1);
-    MLP m({2, 3, 1}, Activation::kTanh, rng);
+    auto m_ptr = MLP::Create({2, 3, 1}, Activation::kTanh, rng).value();
+    MLP& m = *m_ptr;
     NamedTensors ts;
     for (const auto& [name, t] : m.NamedParameters())
       ts.emplace_back(name, t.Detach());
@@ -316,7 +326,8 @@ TEST_F(Corruption, NonFiniteValues) {
 
 TEST(Checkpoint, FileIsWorldReadable) {
   Rng rng(1);
-  MLP m({2, 3, 1}, Activation::kTanh, rng);
+  auto m_ptr = MLP::Create({2, 3, 1}, Activation::kTanh, rng).value();
+  MLP& m = *m_ptr;
   const std::string path = TmpPath("mode.ckpt");
   ASSERT_TRUE(SaveCheckpoint(path, m).ok());
   struct stat st;
@@ -329,9 +340,9 @@ TEST(Checkpoint, FileIsWorldReadable) {
 class WithBuffers : public Module {
  public:
   WithBuffers(int64_t k, Rng& rng) {
-    net_ = RegisterModule("net",
-                          std::make_shared<MLP>(std::vector<int64_t>{2, 3, 1},
-                                                Activation::kTanh, rng));
+    net_ = RegisterModule("net", MLP::Create(std::vector<int64_t>{2, 3, 1},
+                                             Activation::kTanh, rng)
+                                     .value());
     if (k < 0) return;
     state_ = RegisterBuffer("state", Tensor::Randn({k}, rng));
     calls_ = RegisterBuffer("net_calls", Tensor::Scalar(rng.Normal()));
@@ -420,7 +431,8 @@ TEST(CheckpointFormat, ChecksumIsZlibCrc32OfThePayload) {
   //   0xcbf43926
   ASSERT_EQ(BitwiseCrc32("123456789"), 0xCBF43926u);
   Rng rng(1);
-  MLP m({2, 3, 1}, Activation::kTanh, rng);
+  auto m_ptr = MLP::Create({2, 3, 1}, Activation::kTanh, rng).value();
+  MLP& m = *m_ptr;
   const std::string path = TmpPath("crc.ckpt");
   ASSERT_TRUE(SaveCheckpoint(path, m, nullptr, {{"note", "x"}}).ok());
   const std::string b = ReadAll(path);
@@ -450,7 +462,8 @@ TEST(CheckpointFormat, Version1FilesStillLoadIntoEitherDtype) {
                                   -1.0749254607971093, 0.7619209303097314};
   for (DType dtype : {kFloat64, kFloat32}) {
     Rng rng(1);
-    MLP m({2, 3, 1}, Activation::kTanh, rng);
+    auto m_ptr = MLP::Create({2, 3, 1}, Activation::kTanh, rng).value();
+    MLP& m = *m_ptr;
     m.To(dtype);
     auto opt = Adam::Create(m, AdamOptions()).value();
     absl::Status s = LoadCheckpoint(path, m, opt.get());
@@ -475,9 +488,11 @@ TEST(CheckpointFormat, Version1FilesStillLoadIntoEitherDtype) {
 // float64 exactly, float64 into float32 rounded to nearest.
 TEST(CheckpointFormat, DtypesAreStoredAndConverted) {
   Rng r1(1), r2(2), r3(3);
-  MLP f32({2, 5, 3}, Activation::kTanh, r1);
+  auto f32_ptr = MLP::Create({2, 5, 3}, Activation::kTanh, r1).value();
+  MLP& f32 = *f32_ptr;
   f32.To(kFloat32);
-  MLP f64({2, 5, 3}, Activation::kTanh, r2);
+  auto f64_ptr = MLP::Create({2, 5, 3}, Activation::kTanh, r2).value();
+  MLP& f64 = *f64_ptr;
   const std::string p32 = TmpPath("f32.ckpt"), p64 = TmpPath("f64.ckpt");
   ASSERT_TRUE(SaveCheckpoint(p32, f32).ok());
   ASSERT_TRUE(SaveCheckpoint(p64, f64).ok());
@@ -487,7 +502,10 @@ TEST(CheckpointFormat, DtypesAreStoredAndConverted) {
   // 4 bytes a value instead of 8: 33 values.
   EXPECT_EQ(ReadAll(p64).size() - ReadAll(p32).size(), 33u * 4);
 
-  MLP wide({2, 5, 3}, Activation::kTanh, r3);  // float64
+  auto wide_ptr =
+      MLP::Create({2, 5, 3}, Activation::kTanh, r3).value();  // float64
+
+  MLP& wide = *wide_ptr;
   ASSERT_TRUE(LoadCheckpoint(p32, wide).ok());
   EXPECT_EQ(Values(wide.NamedParameters()), Values(f32.NamedParameters()));
 
@@ -526,7 +544,8 @@ class Domains : public ::testing::Test {
   absl::Status LoadWith(const std::string& name, double v,
                         DType dtype = kFloat64) {
     Rng r1(1), r2(2);
-    MLP a({2, 3, 1}, Activation::kTanh, r1);
+    auto a_ptr = MLP::Create({2, 3, 1}, Activation::kTanh, r1).value();
+    MLP& a = *a_ptr;
     auto oa = Adam::Create(a, AdamOptions()).value();
     TrainSteps(a, *oa, 2);
     const std::string path = TmpPath("domain.ckpt");
@@ -541,7 +560,8 @@ class Domains : public ::testing::Test {
       }
     EXPECT_TRUE(found) << name;
     EXPECT_TRUE(WriteTensorFile(path, *file).ok());
-    MLP b({2, 3, 1}, Activation::kTanh, r2);
+    auto b_ptr = MLP::Create({2, 3, 1}, Activation::kTanh, r2).value();
+    MLP& b = *b_ptr;
     b.To(dtype);
     auto ob = Adam::Create(b, AdamOptions()).value();
     auto before = Values(b.NamedParameters());
@@ -594,9 +614,10 @@ TEST_F(Domains, Float32RangeOnConversion) {
 class Masked : public Module {
  public:
   explicit Masked(Rng& rng) {
-    layer_ = RegisterModule("layer",
-                            std::make_shared<MaskedLinear>(
-                                Tensor::FromVector({2, 2}, {1, 0, 1, 1}), rng));
+    layer_ = RegisterModule(
+        "layer",
+        MaskedLinear::Create(Tensor::FromVector({2, 2}, {1, 0, 1, 1}), rng)
+            .value());
   }
   std::shared_ptr<MaskedLinear> layer_;
 };
@@ -662,7 +683,8 @@ TEST(CheckpointTemporaries, NextSaveRemovesStaleOnesOnly) {
   const int held = ::open((dir + "/" + kept[1]).c_str(), O_RDONLY);
   ASSERT_EQ(::flock(held, LOCK_EX), 0);
   Rng rng(1);
-  MLP m({2, 3, 1}, Activation::kTanh, rng);
+  auto m_ptr = MLP::Create({2, 3, 1}, Activation::kTanh, rng).value();
+  MLP& m = *m_ptr;
   ASSERT_TRUE(SaveCheckpoint(dir + "/w.ckpt", m).ok());
   ::close(held);
   std::vector<std::string> want = kept;

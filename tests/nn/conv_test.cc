@@ -34,7 +34,8 @@ double Direct(const Tensor& x, const Tensor& w, const Tensor& b, int64_t n,
 
 TEST(Conv2dModule, ForwardMatchesDirectSum) {
   Rng rng(1);
-  Conv2d conv(2, 3, 3, rng);
+  auto conv_ptr = Conv2d::Create(2, 3, 3, rng).value();
+  Conv2d& conv = *conv_ptr;
   Tensor b = conv.bias();
   for (int o = 0; o < 3; ++o) b.mutable_data<double>()[o] = 0.1 * (o - 1);
   Tensor x = Tensor::Randn({2, 2, 4, 5}, rng);
@@ -51,8 +52,11 @@ TEST(Conv2dModule, ForwardMatchesDirectSum) {
 
 TEST(Conv2dModule, Initialisers) {
   Rng rng(2);
-  Conv2d he(16, 32, 3, rng), xav(16, 32, 3, rng, ConvInit::kXavier),
-      zero(16, 32, 3, rng, ConvInit::kZeros, /*bias=*/false);
+  auto he_ptr = Conv2d::Create(16, 32, 3, rng).value();
+  auto xav_ptr = Conv2d::Create(16, 32, 3, rng, ConvInit::kXavier).value();
+  auto zero_ptr =
+      Conv2d::Create(16, 32, 3, rng, ConvInit::kZeros, /*bias=*/false).value();
+  const Conv2d &he = *he_ptr, &xav = *xav_ptr, &zero = *zero_ptr;
   auto var = [](const Tensor& t) {
     double s = 0;
     for (int64_t i = 0; i < t.numel(); ++i) s += t[i] * t[i];
@@ -72,7 +76,8 @@ TEST(Conv2dModule, Initialisers) {
 
 TEST(Conv2dModule, GradientsMatchFiniteDifferences) {
   Rng rng(3);
-  Conv2d conv(2, 2, 3, rng);
+  auto conv_ptr = Conv2d::Create(2, 2, 3, rng).value();
+  Conv2d& conv = *conv_ptr;
   Tensor x = Tensor::Randn({1, 2, 4, 3}, rng);
   conv.ZeroGrad();
   auto loss = [&] { return Sum(Tanh(conv(x))); };
@@ -120,7 +125,8 @@ TEST(Conv2dModule, CreateRefusesBadArgumentsWithAStatus) {
   Rng a(13), c(13);
   auto made = Conv2d::Create(2, 4, 3, a, ConvInit::kXavier);
   ASSERT_TRUE(made.ok()) << made.status();
-  Conv2d direct(2, 4, 3, c, ConvInit::kXavier);
+  auto direct_ptr = Conv2d::Create(2, 4, 3, c, ConvInit::kXavier).value();
+  Conv2d& direct = *direct_ptr;
   EXPECT_EQ((*made)->weight().shape(), (Shape{4, 2, 3, 3}));
   EXPECT_EQ((*made)->weight().ToVector(), direct.weight().ToVector());
 }

@@ -51,7 +51,8 @@ double ModuleGradError(const Module& m, const LossFn& loss, double h = 1e-6) {
 
 TEST(Linear, ForwardIsXWPlusB) {
   Rng rng(1);
-  Linear lin(3, 2, rng);
+  auto lin_ptr = Linear::Create(3, 2, rng).value();
+  Linear& lin = *lin_ptr;
   Tensor x = Tensor::FromVector({1, 3}, {1.0, 2.0, -1.0});
   NoGradScope ng;
   Tensor y = lin(x);
@@ -64,7 +65,8 @@ TEST(Linear, ForwardIsXWPlusB) {
 
 TEST(Linear, GradientsMatchFiniteDifferences) {
   Rng rng(2);
-  Linear lin(4, 3, rng);
+  auto lin_ptr = Linear::Create(4, 3, rng).value();
+  Linear& lin = *lin_ptr;
   // Non-zero bias so that it matters.
   Tensor b = lin.bias();
   for (int i = 0; i < 3; ++i) b.mutable_data<double>()[i] = 0.1 * (i + 1);
@@ -79,7 +81,8 @@ TEST(Linear, SecondOrderThroughWeightGradient) {
   // f(x) = <dL/dW (x), V> with L = sum((x W + b)^2): differentiating the
   // weight gradient again (create_graph) against finite differences in x.
   Rng rng(6);
-  Linear lin(3, 2, rng);
+  auto lin_ptr = Linear::Create(3, 2, rng).value();
+  Linear& lin = *lin_ptr;
   Tensor v = Tensor::Randn({3, 2}, rng), x = Tensor::Randn({4, 3}, rng);
   auto f = [&](const std::vector<Tensor>& in) {
     EnableGradScope record;
@@ -93,7 +96,8 @@ TEST(Linear, SecondOrderThroughWeightGradient) {
 TEST(MaskedLinear, GradientsRespectMask) {
   Rng rng(3);
   Tensor mask = Tensor::FromVector({3, 2}, {1, 0, 1, 1, 0, 1});
-  MaskedLinear lin(mask, rng);
+  auto lin_ptr = MaskedLinear::Create(mask, rng).value();
+  MaskedLinear& lin = *lin_ptr;
   Tensor x = Tensor::Randn({4, 3}, rng);
   auto loss = [&] { return Sum(Square(lin(x) - 0.3)); };
   EXPECT_LT(ModuleGradError(lin, loss), 1e-7);
@@ -113,7 +117,8 @@ TEST(MLP, GradientsMatchFiniteDifferencesForEveryActivation) {
        {Activation::kTanh, Activation::kElu, Activation::kSoftplus,
         Activation::kSigmoid, Activation::kLeakyRelu}) {
     Rng rng(4);
-    MLP mlp({3, 6, 5, 2}, a, rng);
+    auto mlp_ptr = MLP::Create({3, 6, 5, 2}, a, rng).value();
+    MLP& mlp = *mlp_ptr;
     Tensor x = Tensor::Randn({7, 3}, rng);
     EXPECT_LT(ModuleGradError(mlp, [&] { return Mean(Square(mlp(x))); }), 1e-7)
         << static_cast<int>(a);
@@ -124,7 +129,10 @@ TEST(MLP, GradientsMatchFiniteDifferencesForEveryActivation) {
 
 TEST(MLP, ZeroLastStartsAtZeroOutputAndNamesParameters) {
   Rng rng(5);
-  MLP mlp({2, 4, 3}, Activation::kTanh, rng, /*zero_last=*/true);
+  auto mlp_ptr =
+      MLP::Create({2, 4, 3}, Activation::kTanh, rng, /*zero_last=*/true)
+          .value();
+  MLP& mlp = *mlp_ptr;
   NoGradScope ng;
   Tensor y = mlp(Tensor::Randn({5, 2}, rng));
   for (int64_t i = 0; i < y.numel(); ++i) EXPECT_EQ(y[i], 0.0);
@@ -154,7 +162,8 @@ TEST(MLP, CreateRefusesBadSizesWithAStatus) {
   Rng a(7), b(7);
   auto made = MLP::Create({2, 4, 3}, Activation::kTanh, a);
   ASSERT_TRUE(made.ok()) << made.status();
-  MLP direct({2, 4, 3}, Activation::kTanh, b);
+  auto direct_ptr = MLP::Create({2, 4, 3}, Activation::kTanh, b).value();
+  MLP& direct = *direct_ptr;
   ASSERT_EQ((*made)->NumParameters(), direct.NumParameters());
   for (size_t i = 0; i < direct.Parameters().size(); ++i)
     EXPECT_EQ((*made)->Parameters()[i].ToVector(),
@@ -178,7 +187,8 @@ TEST(MaskedLinear, CreateRefusesBadMasksWithAStatus) {
   Rng a(9), b(9);
   auto made = MaskedLinear::Create(mask, a);
   ASSERT_TRUE(made.ok()) << made.status();
-  MaskedLinear direct(mask, b);
+  auto direct_ptr = MaskedLinear::Create(mask, b).value();
+  MaskedLinear& direct = *direct_ptr;
   Tensor x = Tensor::Randn({4, 3}, a);
   NoGradScope ng;
   EXPECT_EQ((**made)(x).ToVector(), direct(x).ToVector());

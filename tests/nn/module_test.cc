@@ -137,7 +137,7 @@ class Shifted : public Module {
   explicit Shifted(Rng& rng) {
     scale_ = RegisterParameter("scale", Tensor::Scalar(1.0 + rng.Uniform()));
     shift_ = RegisterBuffer("shift", Tensor::Randn({3}, rng));
-    linear_ = RegisterModule("linear", std::make_shared<Linear>(3, 2, rng));
+    linear_ = RegisterModule("linear", Linear::Create(3, 2, rng).value());
   }
   Tensor operator()(const Tensor& x) const {
     return (*linear_)(x + shift_) * scale_;

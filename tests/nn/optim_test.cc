@@ -395,7 +395,9 @@ TEST(OptimizerFloat32, StateInTheParametersDTypeMatchesFloat64) {
 // as the float64 one does.
 TEST(OptimizerFloat32, StateFollowsModuleTo) {
   Rng r32(2), r64(2), rx(3);
-  Linear m32(3, 2, r32), m64(3, 2, r64);
+  auto m32_ptr = Linear::Create(3, 2, r32).value();
+  auto m64_ptr = Linear::Create(3, 2, r64).value();
+  Linear &m32 = *m32_ptr, &m64 = *m64_ptr;
   m32.To(kFloat32);  // the twins start from the same (rounded) values
   m32.To(kFloat64);
   m64.To(kFloat32);

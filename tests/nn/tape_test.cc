@@ -24,7 +24,8 @@ struct TrainResult {
 
 TrainResult Train(uint64_t seed, int steps) {
   Rng rng(seed);
-  MLP mlp({2, 16, 16, 1}, Activation::kTanh, rng);
+  auto mlp_ptr = MLP::Create({2, 16, 16, 1}, Activation::kTanh, rng).value();
+  MLP& mlp = *mlp_ptr;
   auto opt = Adam::Create(mlp, AdamOptions()).value();
   Tensor x = Tensor::Randn({64, 2}, rng);
   Tensor y;
@@ -72,7 +73,8 @@ TEST(Threads, EachThreadHasItsOwnTape) {
 
 TEST(TapeMemory, FlatOver1000StepsWithReset) {
   Rng rng(3);
-  MLP mlp({2, 32, 32, 2}, Activation::kTanh, rng);
+  auto mlp_ptr = MLP::Create({2, 32, 32, 2}, Activation::kTanh, rng).value();
+  MLP& mlp = *mlp_ptr;
   auto opt = Sgd::Create(mlp, SgdOptions()).value();
   Tensor x = Tensor::Randn({128, 2}, rng);
   Tape& tape = Tape::Get();

@@ -301,7 +301,8 @@ TEST(OdeGradientTest, DiscreteGradientIsExactForTheDiscreteMap) {
 // optimise vs central differences of the whole adaptive solve.
 TEST(OdeGradientTest, NeuralOdeAdjointMatchesDiscreteAndFiniteDifferences) {
   Rng rng(3);
-  nn::MLP net({3, 8, 2}, nn::Activation::kTanh, rng);
+  auto net_ptr = nn::MLP::Create({3, 8, 2}, nn::Activation::kTanh, rng).value();
+  nn::MLP& net = *net_ptr;
   OdeFn f = [&net](double t, const Tensor& y) {
     return net(Concat({y, Tensor::Full({y.dim(0), 1}, t)}, 1));
   };

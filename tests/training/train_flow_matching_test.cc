@@ -145,7 +145,7 @@ TEST(TrainFlowMatchingTest, SphereModelWithItsOwnNll) {
                  .value();
   auto field = std::make_shared<manifolds::TangentProjectedField>(net);
   auto model = std::make_shared<ManifoldFlowModel>(
-      std::make_shared<manifolds::UniformSphere>(3),
+      manifolds::UniformSphere::Create(3).value(),
       std::vector<std::shared_ptr<flows::Flow>>{
           manifolds::SphereCnf::Create(field, 0.05).value()});
   auto objective = FlowMatching::Create(

@@ -142,11 +142,18 @@ TEST(MLP, ZeroLastStartsAtZeroOutputAndNamesParameters) {
   EXPECT_EQ(mlp.NumParameters(), 2 * 4 + 4 + 4 * 3 + 3);
 }
 
-// Create refuses what the constructors abort on (and sizes < 1), naming the
-// problem, and otherwise builds the same layer as the constructor.
+// Create refuses what the (private) constructors abort on, and sizes < 1,
+// naming the problem.
 void ExpectInvalid(const absl::Status& s, const std::string& part) {
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
   EXPECT_NE(s.message().find(part), std::string::npos) << s;
+}
+
+TEST(Linear, CreateRefusesBadSizesWithAStatus) {
+  Rng rng(6);
+  ExpectInvalid(Linear::Create(0, 2, rng).status(), "in = 0, out = 2");
+  ExpectInvalid(Linear::Create(3, -1, rng).status(), "out = -1");
+  EXPECT_TRUE(Linear::Create(1, 1, rng).ok());
 }
 
 TEST(MLP, CreateRefusesBadSizesWithAStatus) {

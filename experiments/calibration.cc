@@ -239,8 +239,8 @@ absl::Status Run(cli::Experiment& ex) {
   data.train_context = Cast(onehot(y_fit), dtype);
   auto make = [&](int) -> absl::StatusOr<training::Replica> {
     Rng init(seed);
-    FT_ASSIGN_OR_RETURN(auto net,
-                        nn::MLP::Create(spec.sizes, nn::Activation::kRelu, init));
+    FT_ASSIGN_OR_RETURN(
+        auto net, nn::MLP::Create(spec.sizes, nn::Activation::kRelu, init));
     net->To(dtype);
     const nn::MLP* m = net.get();
     training::NllFn nll = [m](const Tensor& x, const Tensor& c, Rng&) {

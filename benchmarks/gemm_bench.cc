@@ -45,9 +45,9 @@ void BM_Gemm(benchmark::State& state) {
 
 void Shapes(benchmark::internal::Benchmark* b) {
   const std::vector<std::vector<int64_t>> shapes = {
-      {256, 128, 128}, {4096, 128, 128}, {256, 64, 128},  {64, 576, 784},
-      {64, 64, 64},    {96, 96, 96},     {128, 128, 128}, {192, 192, 192},
-      {256, 256, 256}};
+      {256, 128, 128}, {4096, 128, 128}, {256, 64, 128},
+      {64, 576, 784},  {64, 64, 64},     {96, 96, 96},
+      {128, 128, 128}, {192, 192, 192},  {256, 256, 256}};
   for (const auto& s : shapes)
     for (int64_t threads : {1, 2})
       for (int64_t dtype : {0, 1}) b->Args({s[0], s[1], s[2], threads, dtype});

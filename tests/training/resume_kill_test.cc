@@ -1,5 +1,5 @@
 // A TrainNll process that checkpoints every few steps is killed with SIGKILL
-// at random moments, again and again; every new process is started with
+// at random moments (spread over the run's progress), again and again; every new process is started with
 // the same options plus resume_from = checkpoint_path (resume_missing_ok:
 // the first ones may die before any checkpoint). The process that finally
 // runs to the end returns the parameters, buffers, optimizer state and the
@@ -140,12 +140,25 @@ TEST(ResumeKill, SigkillAtRandomMomentsEndsAsTheUninterruptedRun) {
     const pid_t pid = fork();
     ASSERT_GE(pid, 0);
     if (pid == 0) _exit(TrainAndWrite(ckpt, out, true).ok() ? 0 : 3);
-    if (i < kKills) {
-      ::usleep(static_cast<useconds_t>(20000 + timing.Uniform() * 150000));
-      ::kill(pid, SIGKILL);
-    }
     int status = 0;
-    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    pid_t done = 0;
+    if (i < kKills) {
+      // Kill at a random moment after the checkpoint reaches a target step
+      // that grows with i (the first target, -1, can kill before any
+      // checkpoint). Tied to progress, not to wall time: a faster machine
+      // does not finish the run before the kills.
+      const int64_t target = i * 22 - 1 + timing.UniformInt(15);
+      while ((done = waitpid(pid, &status, WNOHANG)) == 0 &&
+             CheckpointStep(ckpt) < target) {
+        ::usleep(300);
+      }
+      if (done == 0) {
+        ::usleep(static_cast<useconds_t>(timing.Uniform() * 3000));
+        ::kill(pid, SIGKILL);
+      }
+    }
+    if (done == 0) ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    ASSERT_NE(done, -1);
     if (WIFSIGNALED(status)) {
       ASSERT_EQ(WTERMSIG(status), SIGKILL);
       ++killed;
@@ -160,7 +173,7 @@ TEST(ResumeKill, SigkillAtRandomMomentsEndsAsTheUninterruptedRun) {
     ASSERT_GE(now, step) << "kill " << i;
     step = now;
   }
-  EXPECT_GT(killed, kKills / 2);
+  EXPECT_EQ(killed, kKills);
   EXPECT_EQ(step, 300);
   // Some child resumed mid-run (neither fresh nor finished).
   int mid_run = 0;

@@ -89,6 +89,23 @@ double PortableExp(double x) {
   return std::ldexp(sum, static_cast<int>(k));
 }
 
+Rng::Position Rng::position() const {
+  uint64_t spare;
+  std::memcpy(&spare, &spare_, 8);
+  return {counter_,  words_[0], words_[1], static_cast<uint64_t>(next_word_),
+          has_spare_, spare};
+}
+
+bool Rng::Seek(const Position& p) {
+  if (p[3] > 2 || p[4] > 1) return false;
+  counter_ = p[0];
+  words_ = {p[1], p[2]};
+  next_word_ = static_cast<int>(p[3]);
+  has_spare_ = p[4] == 1;
+  std::memcpy(&spare_, &p[5], 8);
+  return true;
+}
+
 void Rng::Refill() {
   const auto r = Philox4x32(
       {static_cast<uint32_t>(counter_), static_cast<uint32_t>(counter_ >> 32),

@@ -68,6 +68,15 @@ class Rng {
   uint64_t seed() const { return seed_; }
   uint64_t stream() const { return stream_; }
 
+  // The generator's position in its stream (everything but seed and
+  // stream: the next Philox block, the unread words of the current one, the
+  // polar method's pending normal), e.g. to save with a checkpoint.
+  // Seek(position()) on an Rng of the same seed and stream continues its
+  // draws exactly; false (nothing changed) for a position no Rng can have.
+  using Position = std::array<uint64_t, 6>;
+  Position position() const;
+  bool Seek(const Position& p);
+
  private:
   void Refill();
   uint64_t seed_, stream_;

@@ -301,15 +301,12 @@ absl::Status Experiment::RefuseCheckpointFlags(const char* what) const {
   if (checkpoint_every_ == 0 && resume_dir_.empty()) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrCat(
       "--checkpoint_every / --resume: ", what,
-      " training does not checkpoint its whole state; only NLL training "
-      "resumes"));
+      " training does not checkpoint its whole state; NLL and "
+      "flow-matching training resume"));
 }
 
-absl::StatusOr<training::ThreadedTraining> Experiment::Train(
-    const training::ReplicaFactory& make, const training::TrainData& data,
-    training::TrainOptions options) {
-  FT_ASSIGN_OR_RETURN(parallel::Communicator * comm, MpiRanks(threads_));
-  const std::string file = absl::StrCat("train-", ++nll_trainings_, ".ckpt");
+void Experiment::SetCheckpointing(training::TrainOptions& options) {
+  const std::string file = absl::StrCat("train-", ++trainings_, ".ckpt");
   if (checkpoint_every_ > 0) {
     options.checkpoint_every = checkpoint_every_;
     options.checkpoint_path = Output(file);
@@ -318,6 +315,13 @@ absl::StatusOr<training::ThreadedTraining> Experiment::Train(
     options.resume_from = absl::StrCat(resume_dir_, "/", file);
     options.resume_missing_ok = true;
   }
+}
+
+absl::StatusOr<training::ThreadedTraining> Experiment::Train(
+    const training::ReplicaFactory& make, const training::TrainData& data,
+    training::TrainOptions options) {
+  FT_ASSIGN_OR_RETURN(parallel::Communicator * comm, MpiRanks(threads_));
+  SetCheckpointing(options);
   if (comm == nullptr) {
     options.threads = threads_;
     return training::TrainNllThreads(make, data, options);
@@ -343,8 +347,8 @@ absl::StatusOr<training::ThreadedFlowMatching> Experiment::TrainFlowMatching(
     const training::FlowMatchingReplicaFactory& make,
     const training::TrainData& data,
     training::FlowMatchingTrainOptions options) {
-  FT_RETURN_IF_ERROR(RefuseCheckpointFlags("flow-matching"));
   FT_ASSIGN_OR_RETURN(parallel::Communicator * comm, MpiRanks(threads_));
+  SetCheckpointing(options);
   options.threads = comm == nullptr ? threads_ : 1;
   if (comm == nullptr)
     return training::TrainFlowMatchingThreads(make, data, options);
@@ -425,10 +429,10 @@ io::Json Experiment::Results(const absl::Status& status) const {
 }
 
 absl::Status Experiment::Finish(const absl::Status& status) {
-  if ((checkpoint_every_ > 0 || !resume_dir_.empty()) && nll_trainings_ == 0)
+  if ((checkpoint_every_ > 0 || !resume_dir_.empty()) && trainings_ == 0)
     std::cerr << spec_.name
               << ": --checkpoint_every / --resume not used: this run trained "
-                 "nothing through Experiment::Train\n";
+                 "nothing through Experiment::Train or TrainFlowMatching\n";
   const std::string json = Results(status).dump(2) + "\n";
   const std::string results = absl::StrCat(out_dir_, "/results.json");
   const std::string history = absl::StrCat(out_dir_, "/history.csv");

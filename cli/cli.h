@@ -27,22 +27,22 @@
 //                         replica;
 //        --out_dir=D      default runs/<binary>-YYYYmmdd-HHMMSS (local time;
 //                         -2, -3, ... appended when taken: MakeRunDir);
-//        --checkpoint_every=N  N >= 0: the K-th Experiment::Train call of
-//                         the run writes <out_dir>/train-K.ckpt every N
-//                         steps (TrainOptions::checkpoint_every; the
-//                         model, optimizer and training state, atomic);
-//                         0: none;
+//        --checkpoint_every=N  N >= 0: the K-th Experiment::Train or
+//                         TrainFlowMatching call of the run writes
+//                         <out_dir>/train-K.ckpt every N steps
+//                         (TrainOptions::checkpoint_every; the model,
+//                         optimizer and training state, atomic); 0: none;
 //        --resume=D       an earlier run's output directory: the K-th
-//                         Train call resumes from D/train-K.ckpt
+//                         such call resumes from D/train-K.ckpt
 //                         (TrainOptions::resume_from, resume_missing_ok):
 //                         rerunning a killed command with --resume=<its
 //                         out_dir> gives the uninterrupted run's results
 //                         (the other flags must be that run's; a changed
 //                         seed, batch or data is an error naming it). D
-//                         must be a directory. Flow-matching and reverse-KL
-//                         training refuse both flags (InvalidArgument); a
-//                         run that trains nothing through Train says on
-//                         stderr that they were not used.
+//                         must be a directory. Reverse-KL training refuses
+//                         both flags (InvalidArgument); a run that trains
+//                         nothing through those calls says on stderr that
+//                         they were not used.
 //      Relative paths (--out_dir, input paths through ResolvePath) resolve
 //      against $BUILD_WORKING_DIRECTORY, the directory `bazel run` was
 //      called from, when it is set, else the current directory. The output
@@ -221,7 +221,9 @@ class Experiment {
   History history_;
   int64_t checkpoint_every_ = 0;
   std::string resume_dir_;  // absolute, or empty
-  int nll_trainings_ = 0;   // Train calls so far
+  int trainings_ = 0;  // Train and TrainFlowMatching calls so far
+  // Applies --checkpoint_every / --resume to the next training call.
+  void SetCheckpointing(training::TrainOptions& options);
   absl::Status RefuseCheckpointFlags(const char* what) const;
 };
 

@@ -114,19 +114,15 @@
 // uninterrupted run (with the same number of ranks; elapsed and seconds
 // continue from the saved clock). A checkpoint is written at the end of
 // step s (after its validation, logging and early-stopping decision). The
-// record (version 1, little-endian; bytes of the model state in host order):
-//   char[8] "FTTRAIN\0", uint64 version,
-//   the step s (batches consumed: BatchOrder::Skip(s) restores the epoch
-//   position and permutation; the nll's per-step streams need no state),
-//   the data-order key (seed, global batch, training rows, a 64-bit
-//   fingerprint of the training data and context, one of the validation
-//   data and context: dtype, shape and bytes), the ranks that wrote it, whether
-//   the run had ended (early stop, divergence, bad inverse), the early-stopping
-//   state (best_val_nll, best_step, evaluations since the best, the best
-//   model's parameters and buffers), the NaN guard's last good snapshot
-//   (parameters, buffers, optimizer state) and its update count, the progress
-//   window, the clock, and every TrainResult history (losses, elapsed,
-//   val_history, inverse_condition_history, message, flags).
+// record (training/train_state.h gives its layout) holds the step (batches
+// consumed: BatchOrder::Skip(s) restores the epoch position and
+// permutation; the nll's per-step streams need no state), the data-order
+// key (seed, global batch, training rows, fingerprints of the training and
+// of the validation data), the ranks that wrote it, whether the run had
+// ended (early stop, divergence, bad inverse), the early-stopping state with
+// the best model's parameters and buffers, the NaN guard's last good
+// snapshot and its update count, the progress window, the clock, and every
+// TrainResult history.
 // The file therefore holds up to three copies of the parameters (current,
 // guard, best). nn::LoadCheckpoint reads it as any checkpoint (metadata is
 // ignored). Resuming (rank 0 reads the file; its state and the record are
@@ -137,7 +133,8 @@
 // missing file (unless resume_missing_ok: a fresh run), the checkpoint's
 // own errors (unreadable, corrupt, a model or optimizer whose names or
 // shapes differ: nn::RestoreFromTensors), InvalidArgument for a file
-// without a training state, a record from an unsupported version, and
+// without a training state, a record from an unsupported version or written
+// by another loop (TrainFlowMatching), and
 // options or data that change the data order (seed, batch size, training
 // rows or values, validation values), a step beyond max_steps, a saved
 // snapshot whose size differs from the model's state; DataLoss for a

@@ -5,6 +5,8 @@
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <memory>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -20,6 +22,7 @@
 #include "training/data_parallel.h"
 #include "training/module_state.h"
 #include "training/nan_guard.h"
+#include "training/train_state.h"
 
 namespace flowtape::training {
 namespace {
@@ -187,13 +190,56 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
   r.ranks = dp.size();
   r.best_val_nll = std::numeric_limits<double>::infinity();
 
-  // The NaN guard restores the EMA with the model and the optimizer; its
-  // tensors (model, optimizer, EMA) start as rank 0's.
+  // The NaN guard restores the EMA with the model and the optimizer.
   NanGuard guard(model, optimizer, averaged, o.guard_every);
+  std::optional<ModuleState> best, ema_state;
+  if (has_val) best.emplace(model, nullptr);
+  if (averaged != nullptr) ema_state.emplace(*averaged, nullptr);
+  std::optional<TrainState> resumed;
+  if (!o.resume_from.empty()) {
+    ResumeTarget into;
+    into.model = &model;
+    into.optimizer = &optimizer;
+    into.guard = &guard;
+    into.best = best ? &*best : nullptr;
+    into.ema = ema_state ? &*ema_state : nullptr;
+    into.rng = &rng;
+    FT_ASSIGN_OR_RETURN(resumed, ReadResume(dp, "train_flow_matching", into,
+                                            data, o, batch));
+  }
+  // Model, optimizer and EMA start as rank 0's (a resumed run's: the file's).
   FT_RETURN_IF_ERROR(dp.BroadcastState(guard.tensors()));
   guard.Reset();
-  std::optional<ModuleState> best;
-  if (has_val) best.emplace(model, nullptr);
+  int64_t first_step = 1, evals_since_best = 0, window = 0;
+  double window_loss = 0.0, clock = 0.0;
+  bool finished = false;
+  if (resumed) {
+    const TrainState& t = *resumed;
+    r = t.result;
+    r.ranks = dp.size();
+    first_step = t.step + 1;
+    evals_since_best = t.evals_since_best;
+    window = t.window;
+    window_loss = t.window_loss;
+    clock = r.seconds;
+    finished = t.finished;
+    order.Skip(t.step);
+    Rng::Position at{};  // checked by ReadResume
+    if (t.rng.size() == at.size())
+      std::copy(t.rng.begin(), t.rng.end(), at.begin());
+    if ((!finished &&
+         (!rng.Seek(at) ||
+          !guard.SetGood(t.guard.data(), t.guard.size(), t.guard_updates))) ||
+        (!t.best.empty() && !best->SetData(t.best.data(), t.best.size())) ||
+        (ema_state && !ema_state->SetData(t.ema.data(), t.ema.size())))
+      return absl::InternalError(
+          "train_flow_matching: resume: the replicas' states differ");
+    if (ema_state) ema_state->Restore();  // every rank: the record's bytes
+  }
+  if (resumed && log)
+    *log << "resumed from " << o.resume_from << " after step "
+         << resumed->step << (finished ? " (the run had ended)" : "")
+         << std::endl;
   // Can the model (holding the weights to check) sample and score? Rank 0
   // decides for all.
   auto check_usable = [&]() -> absl::StatusOr<absl::Status> {
@@ -207,8 +253,10 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
     return dp.ShareVerdict(usable);
   };
   // Writes the checkpoint files (rank 0) of a usable model (the EMA weights
-  // are checked); returns the check's verdict, or a failed write.
-  auto save = [&]() -> absl::StatusOr<absl::Status> {
+  // are checked) with the training state after `step` loop steps; returns
+  // the check's verdict, or a failed write.
+  std::optional<std::pair<uint64_t, uint64_t>> hashes;  // once, on rank 0
+  auto save = [&](int64_t step, bool ended) -> absl::StatusOr<absl::Status> {
     absl::Status usable, written;
     {
       EmaScope swap(averaged);
@@ -216,17 +264,45 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
       if (usable.ok() && averaged != nullptr && lead)
         written = nn::SaveCheckpoint(o.checkpoint_path + ".ema", model);
     }
-    if (usable.ok() && written.ok() && lead)
-      written = nn::SaveCheckpoint(o.checkpoint_path, model, &optimizer);
+    if (usable.ok() && written.ok() && lead) {
+      if (!hashes) hashes.emplace(TrainHash(data), ValHash(data));
+      TrainState t;
+      t.loop = "train_flow_matching";
+      t.step = step;
+      t.seed = o.seed;
+      t.batch = batch;
+      t.rows = n;
+      t.train_hash = hashes->first;
+      t.val_hash = hashes->second;
+      t.ranks = dp.size();
+      t.finished = ended;
+      t.evals_since_best = evals_since_best;
+      t.guard_updates = guard.good_updates();
+      t.window = window;
+      t.window_loss = window_loss;
+      t.result = r;
+      t.result.model_status = absl::OkStatus();
+      if (!ended)
+        t.guard.assign(guard.good_data().begin(), guard.good_data().end());
+      if (has_val && r.best_step > 0)
+        t.best.assign(best->data().begin(), best->data().end());
+      if (ema_state) {
+        ema_state->Capture();
+        t.ema.assign(ema_state->data().begin(), ema_state->data().end());
+      }
+      const Rng::Position at = rng.position();
+      t.rng.assign(at.begin(), at.end());
+      written = nn::SaveCheckpoint(o.checkpoint_path, model, &optimizer,
+                                   {{kTrainStateKey, EncodeState(t)}});
+    }
     FT_RETURN_IF_ERROR(dp.AgreeWithRankZero(written));
     return usable;
   };
-  int64_t saved_updates = -1;
-  int64_t evals_since_best = 0, window = 0;
-  double window_loss = 0.0;
+  int64_t saved_updates =
+      resumed && o.resume_from == o.checkpoint_path ? resumed->step : -1;
   const auto start = std::chrono::steady_clock::now();
 
-  for (int64_t step = 1; step <= o.max_steps; ++step) {
+  for (int64_t step = first_step; !finished && step <= o.max_steps; ++step) {
     const std::vector<int64_t> index = order.Next();
     guard.BeforeStep(step);
     optimizer.ZeroGrad();
@@ -255,9 +331,11 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
       r.diverged = true;
       r.message = guard.Message(step, value, gnorm);
       // A checkpoint of the condemned state is rewritten from the restored
-      // one (or deleted if that cannot sample and score).
+      // one, as a record of the ended run (or deleted if that cannot sample
+      // and score).
       if (checkpoints && saved_updates == step - 1) {
-        FT_ASSIGN_OR_RETURN(absl::Status usable, save());
+        r.seconds = clock + Seconds(start);
+        FT_ASSIGN_OR_RETURN(absl::Status usable, save(step - 1, true));
         if (!usable.ok() && lead) {
           std::remove(o.checkpoint_path.c_str());
           std::remove((o.checkpoint_path + ".ema").c_str());
@@ -270,19 +348,9 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
       averaged->Update(std::min(o.ema_decay, (1.0 + step) / (10.0 + step)));
     r.steps = step;
     r.losses.push_back(value);
-    r.elapsed.push_back(Seconds(start));
+    r.elapsed.push_back(clock + Seconds(start));
     window_loss += value;
     ++window;
-
-    if (checkpoints && step % o.checkpoint_every == 0) {
-      FT_ASSIGN_OR_RETURN(absl::Status usable, save());
-      if (usable.ok()) {
-        saved_updates = step;
-      } else if (log) {
-        *log << "step " << step
-             << ": checkpoint not written: " << usable.message() << std::endl;
-      }
-    }
 
     const bool last = step == o.max_steps;
     std::string val_text;
@@ -312,10 +380,20 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
     }
     if (log && (step % o.log_every == 0 || last || r.stopped_early)) {
       *log << ProgressLine(step, o.max_steps, window_loss / window, val_text,
-                           step / Seconds(start))
+                           (step - first_step + 1) / Seconds(start))
            << std::endl;
       window_loss = 0.0;
       window = 0;
+    }
+    if (checkpoints && step % o.checkpoint_every == 0) {
+      r.seconds = clock + Seconds(start);
+      FT_ASSIGN_OR_RETURN(absl::Status usable, save(step, r.stopped_early));
+      if (usable.ok()) {
+        saved_updates = step;
+      } else if (log) {
+        *log << "step " << step
+             << ": checkpoint not written: " << usable.message() << std::endl;
+      }
     }
     if (r.stopped_early) break;
   }
@@ -330,7 +408,7 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
   if (has_val && o.restore_best && !r.diverged && r.best_step > 0)
     best->Restore();
   if (!has_val) r.best_val_nll = r.last_loss;
-  r.seconds = Seconds(start);
+  r.seconds = clock + Seconds(start);
   FT_ASSIGN_OR_RETURN(r.model_status, check_usable());
   if (!r.model_status.ok()) {
     r.message = absl::StrCat(r.message, "; ", r.model_status.message());

@@ -33,13 +33,25 @@
 // of the state whose loss was not finite is rewritten from the restored
 // state (deleted if that fails the usability check).
 //
-// Checkpoints every checkpoint_every steps, of a model that passes the
+// Checkpoints at the end of every checkpoint_every-th step (after its
+// validation and early-stopping decision), of a model that passes the
 // usability check (options.check_model if set, else CheckModelUsable on the
-// EMA weights): `checkpoint_path`
-// holds the raw parameters and the optimizer (nn/checkpoint.h, resumable)
-// and, with an EMA, `checkpoint_path + ".ema"` the EMA weights as a
+// EMA weights): `checkpoint_path` holds the raw parameters and the
+// optimizer (nn/checkpoint.h) with TrainNll's training-state record
+// (training/train_state.h), which here also carries the EMA and the
+// position of the loss's random stream; with an EMA,
+// `checkpoint_path + ".ema"` (written first) holds the EMA weights as a
 // checkpoint of the same model (loadable with nn::LoadCheckpoint as the
 // trained model). LoadFlowMatchingCheckpoint restores all three.
+//
+// Resume (options.resume_from) as TrainNll's (train.h, "Resume", with its
+// errors): a run killed at any moment and restarted with the same options
+// plus resume_from = its checkpoint_path ends with the final parameters,
+// EMA, optimizer state and histories of the uninterrupted run, bit for bit
+// (with the same number of ranks). The record, not the ".ema" file, is the
+// EMA that resumes (a kill between the two writes leaves them apart). A
+// record of TrainNll, or one whose EMA is absent or of another size
+// (ema_decay = 0 against > 0), is InvalidArgument.
 //
 // Data parallel (options.communicator with N > 1 ranks; training/
 // data_parallel.h, as TrainNll): every rank runs this loop on its own

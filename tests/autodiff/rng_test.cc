@@ -125,5 +125,29 @@ TEST(Rng, StreamsDiffer) {
   EXPECT_NE(wa, wc);
 }
 
+// Seek(position()) continues a stream exactly, wherever it stopped: between
+// the two words of a block and with a pending polar normal included.
+TEST(Rng, SeekContinuesTheStream) {
+  for (int skip : {0, 1, 2, 3, 7}) {
+    Rng a(9, 4);
+    for (int i = 0; i < skip; ++i) a.Bits64();
+    a.Normal();  // leaves the second normal pending
+    Rng b(9, 4);
+    ASSERT_TRUE(b.Seek(a.position()));
+    for (int i = 0; i < 50; ++i) {
+      ASSERT_EQ(a.Normal(), b.Normal()) << "skip " << skip << " draw " << i;
+      ASSERT_EQ(a.Bits64(), b.Bits64()) << "skip " << skip << " draw " << i;
+    }
+  }
+  Rng c(1);
+  Rng::Position bad = c.position();
+  bad[3] = 3;  // no block has a third word
+  EXPECT_FALSE(c.Seek(bad));
+  bad = c.position();
+  bad[4] = 2;
+  EXPECT_FALSE(c.Seek(bad));
+  EXPECT_EQ(c.Bits64(), Rng(1).Bits64());  // unchanged
+}
+
 }  // namespace
 }  // namespace flowtape

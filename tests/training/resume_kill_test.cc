@@ -26,6 +26,7 @@
 #include "nn/checkpoint.h"
 #include "nn/optim.h"
 #include "training/train.h"
+#include "training/train_state.h"
 
 namespace flowtape::training {
 namespace {
@@ -99,21 +100,15 @@ absl::Status TrainAndWrite(const std::string& ckpt, const std::string& out,
   return absl::OkStatus();
 }
 
-// The step of the checkpoint's training state (bytes 16..23 of the record:
-// after the magic and the version); -1 without a checkpoint.
+// The step of the checkpoint's training state; -1 without a checkpoint.
 int64_t CheckpointStep(const std::string& ckpt) {
   if (::access(ckpt.c_str(), F_OK) != 0) return -1;
   nn::Metadata meta;
   absl::StatusOr<nn::NamedTensors> file = nn::ReadTensorFile(ckpt, &meta);
   EXPECT_TRUE(file.ok()) << file.status();
-  const std::string& record = meta[kTrainStateKey];
-  EXPECT_GE(record.size(), 24u);
-  if (!file.ok() || record.size() < 24) return -1;
-  int64_t step = 0;
-  for (int i = 0; i < 8; ++i)
-    step |= static_cast<int64_t>(static_cast<unsigned char>(record[16 + i]))
-            << 8 * i;
-  return step;
+  absl::StatusOr<TrainState> state = DecodeState(meta[kTrainStateKey]);
+  EXPECT_TRUE(state.ok()) << state.status();
+  return file.ok() && state.ok() ? state->step : -1;
 }
 
 std::vector<std::string> Lines(const std::string& path) {

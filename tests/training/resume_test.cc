@@ -30,6 +30,7 @@
 #include "tests/training/rows.h"
 #include "training/data_parallel.h"
 #include "training/train.h"
+#include "training/train_state.h"
 #include "training/train_threads.h"
 
 namespace flowtape::training {
@@ -328,16 +329,32 @@ TEST(Resume, CorruptOrForeignTrainingStateIsAnError) {
                     "trailing bytes");
   with_record("FTTRAIX" + record.substr(7));
   ExpectResumeFails(o, RowsData(), absl::StatusCode::kDataLoss, "bad magic");
-  std::string v2 = record;
-  v2[8] = 2;  // the version
-  with_record(v2);
+  std::string v3 = record;
+  v3[8] = 3;  // the version
+  with_record(v3);
   ExpectResumeFails(o, RowsData(), absl::StatusCode::kInvalidArgument,
-                    "version 2 is not supported");
-  std::string steps = record;
-  steps[16] = 50;  // the step: 50 losses are not there
-  with_record(steps);
+                    "version 3 is not supported");
+  const TrainState good = DecodeState(record).value();
+  TrainState t = good;
+  t.step = 50;  // 50 losses are not there
+  with_record(EncodeState(t));
   ExpectResumeFails(o, RowsData(), absl::StatusCode::kDataLoss,
                     "inconsistent counters");
+  t = good;
+  t.loop = "train_flow_matching";
+  with_record(EncodeState(t));
+  ExpectResumeFails(o, RowsData(), absl::StatusCode::kInvalidArgument,
+                    "written by train_flow_matching, not train_nll");
+  t = good;
+  t.ema = "12345678";  // this run keeps no EMA
+  with_record(EncodeState(t));
+  ExpectResumeFails(o, RowsData(), absl::StatusCode::kInvalidArgument,
+                    "EMA's snapshot has 8 bytes");
+  t = good;
+  t.rng = {1, 2, 3};
+  with_record(EncodeState(t));
+  ExpectResumeFails(o, RowsData(), absl::StatusCode::kDataLoss,
+                    "not 6 words");
   // A plain checkpoint has no training state.
   {
     auto m = Maf();

@@ -1,0 +1,100 @@
+// TrainState: the training-state record that TrainNll and TrainFlowMatching
+// write into their checkpoints (metadata entry kTrainStateKey, train.h), and
+// the resume step that reads it back on every rank.
+//
+// A record taken at the end of step s (after its validation, logging and
+// early-stopping decision) holds what the model's and optimizer's tensors do
+// not: restarted from it with the same options, a loop continues exactly
+// where the checkpoint was written. Layout (version 2, little-endian; the
+// snapshots are ModuleState bytes, each tensor's values in host order):
+//   char[8] "FTTRAIN\0", uint64 version, string loop ("train_nll" or
+//   "train_flow_matching"),
+//   int64 step s (batches consumed: BatchOrder::Skip(s) restores the epoch
+//   position and permutation), uint64 seed, int64 global batch, int64
+//   training rows, uint64 fingerprints of the training and of the
+//   validation data (TrainHash, ValHash), int64 ranks that wrote it,
+//   bool finished (early stop, divergence, bad inverse), int64 evaluations
+//   since the best, int64 the NaN guard's update count, int64 + double the
+//   progress window,
+//   the TrainResult histories and flags (steps, last_loss, best_val_nll,
+//   best_step, losses, elapsed, val_history, stopped_early, diverged,
+//   message, seconds, allreduce_seconds, inverse_condition_history,
+//   bad_inverse),
+//   string guard (the NaN guard's good snapshot; empty when finished),
+//   string best (the best evaluation's parameters and buffers; empty =
+//   none), string ema (the parameter EMA; empty = none), and the loss
+//   stream's Rng::Position (count 0 or 6, then the words).
+// Strings and lists are a uint64 count, then the items; a bool is one byte.
+#ifndef FLOWTAPE_TRAINING_TRAIN_STATE_H_
+#define FLOWTAPE_TRAINING_TRAIN_STATE_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "autodiff/tensor.h"
+#include "nn/module.h"
+#include "nn/optim.h"
+#include "training/data_parallel.h"
+#include "training/module_state.h"
+#include "training/nan_guard.h"
+#include "training/train.h"
+
+namespace flowtape::training {
+
+struct TrainState {
+  std::string loop;  // the writer: "train_nll" or "train_flow_matching"
+  int64_t step = 0;  // loop steps done = global batches consumed
+  uint64_t seed = 0;
+  int64_t batch = 0, rows = 0;
+  uint64_t train_hash = 0, val_hash = 0;
+  int64_t ranks = 1;
+  bool finished = false;  // early stop, divergence or bad inverse
+  int64_t evals_since_best = 0, guard_updates = 0, window = 0;
+  double window_loss = 0.0;
+  TrainResult result;       // its histories, flags, message and clocks
+  std::string guard, best;  // ModuleState bytes (best: empty = none)
+  std::string ema;          // ModuleState bytes of a parameter EMA, or empty
+  std::vector<uint64_t> rng;  // the loss stream's Rng::Position, or empty
+};
+
+std::string EncodeState(const TrainState& s);
+// DataLoss naming the first malformed field; InvalidArgument for another
+// version.
+absl::StatusOr<TrainState> DecodeState(absl::string_view in);
+
+// 64-bit fingerprints of the training data and context, and of the
+// validation data and context (dtype, shape and bytes of each).
+uint64_t TrainHash(const TrainData& d);
+uint64_t ValHash(const TrainData& d);
+
+// What a loop resumes into: the states whose saved sizes must match.
+struct ResumeTarget {
+  const nn::Module* model = nullptr;
+  nn::Optimizer* optimizer = nullptr;
+  const NanGuard* guard = nullptr;
+  const ModuleState* best = nullptr;  // null without validation data
+  const ModuleState* ema = nullptr;   // null without an EMA
+  const Rng* rng = nullptr;  // the loss stream, for a loop that keeps one
+};
+
+// Rank 0 reads `o.resume_from` and checks the record against this run
+// (written by `loop`, the same seed, batch, data, a step within max_steps,
+// snapshots of this model's sizes), then loads the model and optimizer;
+// the record's bytes reach every rank (any number of ranks). nullopt: no
+// file and o.resume_missing_ok. Errors (the same on every rank, nothing
+// changed): train.h's "Resume" list, each prefixed with
+// "<loop>: resume from '<file>': ".
+absl::StatusOr<std::optional<TrainState>> ReadResume(DataParallel& dp,
+                                                     absl::string_view loop,
+                                                     const ResumeTarget& into,
+                                                     const TrainData& data,
+                                                     const TrainOptions& o,
+                                                     int64_t batch);
+
+}  // namespace flowtape::training
+
+#endif  // FLOWTAPE_TRAINING_TRAIN_STATE_H_

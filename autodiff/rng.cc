@@ -92,7 +92,7 @@ double PortableExp(double x) {
 Rng::Position Rng::position() const {
   uint64_t spare;
   std::memcpy(&spare, &spare_, 8);
-  return {counter_,  words_[0], words_[1], static_cast<uint64_t>(next_word_),
+  return {counter_,   words_[0], words_[1], static_cast<uint64_t>(next_word_),
           has_spare_, spare};
 }
 

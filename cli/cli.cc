@@ -299,10 +299,10 @@ void Experiment::SetCheckpointFlags(int64_t every, std::string resume_dir) {
 
 absl::Status Experiment::RefuseCheckpointFlags(const char* what) const {
   if (checkpoint_every_ == 0 && resume_dir_.empty()) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(
-      "--checkpoint_every / --resume: ", what,
-      " training does not checkpoint its whole state; NLL and "
-      "flow-matching training resume"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("--checkpoint_every / --resume: ", what,
+                   " training does not checkpoint its whole state; NLL and "
+                   "flow-matching training resume"));
 }
 
 void Experiment::SetCheckpointing(training::TrainOptions& options) {

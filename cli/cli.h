@@ -221,7 +221,7 @@ class Experiment {
   History history_;
   int64_t checkpoint_every_ = 0;
   std::string resume_dir_;  // absolute, or empty
-  int trainings_ = 0;  // Train and TrainFlowMatching calls so far
+  int trainings_ = 0;       // Train and TrainFlowMatching calls so far
   // Applies --checkpoint_every / --resume to the next training call.
   void SetCheckpointing(training::TrainOptions& options);
   absl::Status RefuseCheckpointFlags(const char* what) const;

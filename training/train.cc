@@ -340,7 +340,6 @@ absl::StatusOr<std::string> CheckInverse(DataParallel& dp,
   return std::string(shared.message());
 }
 
-
 absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
                                   const nn::Module& model, const NllFn& nll,
                                   nn::Optimizer& optimizer,

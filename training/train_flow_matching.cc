@@ -204,8 +204,8 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
     into.best = best ? &*best : nullptr;
     into.ema = ema_state ? &*ema_state : nullptr;
     into.rng = &rng;
-    FT_ASSIGN_OR_RETURN(resumed, ReadResume(dp, "train_flow_matching", into,
-                                            data, o, batch));
+    FT_ASSIGN_OR_RETURN(
+        resumed, ReadResume(dp, "train_flow_matching", into, data, o, batch));
   }
   // Model, optimizer and EMA start as rank 0's (a resumed run's: the file's).
   FT_RETURN_IF_ERROR(dp.BroadcastState(guard.tensors()));
@@ -237,9 +237,8 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
     if (ema_state) ema_state->Restore();  // every rank: the record's bytes
   }
   if (resumed && log)
-    *log << "resumed from " << o.resume_from << " after step "
-         << resumed->step << (finished ? " (the run had ended)" : "")
-         << std::endl;
+    *log << "resumed from " << o.resume_from << " after step " << resumed->step
+         << (finished ? " (the run had ended)" : "") << std::endl;
   // Can the model (holding the weights to check) sample and score? Rank 0
   // decides for all.
   auto check_usable = [&]() -> absl::StatusOr<absl::Status> {

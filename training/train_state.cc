@@ -214,9 +214,9 @@ absl::StatusOr<TrainState> DecodeState(absl::string_view in) {
         " is not supported (this build reads version ", kStateVersion, ")"));
   TrainState s;
   TrainResult& r = s.result;
-  if (!rd.Str(&s.loop) || !rd.I64(&s.step) || !rd.U64(&s.seed) || !rd.I64(&s.batch) ||
-      !rd.I64(&s.rows) || !rd.U64(&s.train_hash) || !rd.U64(&s.val_hash) ||
-      !rd.I64(&s.ranks) || !rd.Bool(&s.finished) ||
+  if (!rd.Str(&s.loop) || !rd.I64(&s.step) || !rd.U64(&s.seed) ||
+      !rd.I64(&s.batch) || !rd.I64(&s.rows) || !rd.U64(&s.train_hash) ||
+      !rd.U64(&s.val_hash) || !rd.I64(&s.ranks) || !rd.Bool(&s.finished) ||
       !rd.I64(&s.evals_since_best) || !rd.I64(&s.guard_updates) ||
       !rd.I64(&s.window) || !rd.F64(&s.window_loss))
     return bad("header cut short");
@@ -266,40 +266,40 @@ absl::Status CheckRecord(const TrainState& t, absl::string_view loop,
   else if (t.batch != batch)
     mismatch = absl::StrCat("batch size ", t.batch, " there, ", batch, " here");
   else if (t.rows != data.train.dim(0))
-    mismatch = absl::StrCat(t.rows, " training rows there, ",
-                            data.train.dim(0), " here");
+    mismatch = absl::StrCat(t.rows, " training rows there, ", data.train.dim(0),
+                            " here");
   else if (t.train_hash != TrainHash(data))
     mismatch = "the training data (or its context) differ";
   else if (t.val_hash != ValHash(data))
     mismatch = "the validation data (or its context) differ";
   if (t.loop != loop)
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the checkpoint's training state was written by ", t.loop, ", not ",
-        loop));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the checkpoint's training state was written by ", t.loop,
+                     ", not ", loop));
   if (!mismatch.empty())
     return absl::InvalidArgumentError(absl::StrCat(
         "the checkpoint was written for other options or data (they change "
         "the data order or the validation): ",
         mismatch));
   if (t.step > o.max_steps)
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the checkpoint is at step ", t.step, ", beyond max_steps = ",
-        o.max_steps));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the checkpoint is at step ", t.step,
+                     ", beyond max_steps = ", o.max_steps));
   if (t.ema.size() != size(into.ema))
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the parameter EMA's snapshot has ", t.ema.size(),
-        " bytes but this run's EMA has ", size(into.ema),
-        " (ema_decay = 0 keeps none)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the parameter EMA's snapshot has ", t.ema.size(),
+                     " bytes but this run's EMA has ", size(into.ema),
+                     " (ema_decay = 0 keeps none)"));
   if (!t.finished && t.guard.size() != into.guard->good_data().size())
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the NaN guard's snapshot has ", t.guard.size(),
-        " bytes but this model and optimizer's state has ",
-        into.guard->good_data().size()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the NaN guard's snapshot has ", t.guard.size(),
+                     " bytes but this model and optimizer's state has ",
+                     into.guard->good_data().size()));
   if (!t.best.empty() && (!has_val || t.best.size() != size(into.best)))
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the best model's snapshot has ", t.best.size(),
-        " bytes but this model's parameters and buffers have ",
-        has_val ? size(into.best) : 0));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the best model's snapshot has ", t.best.size(),
+                     " bytes but this model's parameters and buffers have ",
+                     has_val ? size(into.best) : 0));
   if (!t.finished && into.rng != nullptr) {
     Rng probe = *into.rng;
     Rng::Position at{};
@@ -314,12 +314,9 @@ absl::Status CheckRecord(const TrainState& t, absl::string_view loop,
 
 }  // namespace
 
-absl::StatusOr<std::optional<TrainState>> ReadResume(DataParallel& dp,
-                                                     absl::string_view loop,
-                                                     const ResumeTarget& into,
-                                                     const TrainData& data,
-                                                     const TrainOptions& o,
-                                                     int64_t batch) {
+absl::StatusOr<std::optional<TrainState>> ReadResume(
+    DataParallel& dp, absl::string_view loop, const ResumeTarget& into,
+    const TrainData& data, const TrainOptions& o, int64_t batch) {
   const std::string where =
       absl::StrCat(loop, ": resume from '", o.resume_from, "': ");
   auto prefixed = [&where](const absl::Status& e) {

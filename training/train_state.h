@@ -55,9 +55,9 @@ struct TrainState {
   bool finished = false;  // early stop, divergence or bad inverse
   int64_t evals_since_best = 0, guard_updates = 0, window = 0;
   double window_loss = 0.0;
-  TrainResult result;       // its histories, flags, message and clocks
-  std::string guard, best;  // ModuleState bytes (best: empty = none)
-  std::string ema;          // ModuleState bytes of a parameter EMA, or empty
+  TrainResult result;         // its histories, flags, message and clocks
+  std::string guard, best;    // ModuleState bytes (best: empty = none)
+  std::string ema;            // ModuleState bytes of a parameter EMA, or empty
   std::vector<uint64_t> rng;  // the loss stream's Rng::Position, or empty
 };
 
@@ -88,12 +88,9 @@ struct ResumeTarget {
 // file and o.resume_missing_ok. Errors (the same on every rank, nothing
 // changed): train.h's "Resume" list, each prefixed with
 // "<loop>: resume from '<file>': ".
-absl::StatusOr<std::optional<TrainState>> ReadResume(DataParallel& dp,
-                                                     absl::string_view loop,
-                                                     const ResumeTarget& into,
-                                                     const TrainData& data,
-                                                     const TrainOptions& o,
-                                                     int64_t batch);
+absl::StatusOr<std::optional<TrainState>> ReadResume(
+    DataParallel& dp, absl::string_view loop, const ResumeTarget& into,
+    const TrainData& data, const TrainOptions& o, int64_t batch);
 
 }  // namespace flowtape::training
 

@@ -471,11 +471,11 @@ std::string KillAndResume(const std::string& args, const std::string& name,
       Exec("experiments/toy2d", args + " --out_dir=" + a, Tmp("cwd")).code, 0);
   char here[4096];
   EXPECT_NE(getcwd(here, sizeof(here)), nullptr);
-  const std::string kill = absl::StrCat(
-      "'", here, "/experiments/toy2d' ", args, " --out_dir=", b,
-      " >/dev/null 2>&1 & pid=$!; for i in $(seq 1200); do [ -f ", b,
-      "/train-1.ckpt ] && break; sleep 0.05; done; sleep ", delay,
-      "; kill -9 $pid; wait $pid; exit 0");
+  const std::string kill =
+      absl::StrCat("'", here, "/experiments/toy2d' ", args, " --out_dir=", b,
+                   " >/dev/null 2>&1 & pid=$!; for i in $(seq 1200); do [ -f ",
+                   b, "/train-1.ckpt ] && break; sleep 0.05; done; sleep ",
+                   delay, "; kill -9 $pid; wait $pid; exit 0");
   EXPECT_EQ(std::system(kill.c_str()), 0);
   EXPECT_TRUE(std::ifstream(b + "/train-1.ckpt").good());
   Proc p = Exec("experiments/toy2d",

@@ -61,9 +61,9 @@ FlowMatchingTrainOptions Options() {
 // [begin, end) of each batch.
 FlowMatchingReplica Replica(uint64_t seed) {
   Rng rng(seed);
-  auto velocity = flows::cnf::ConcatSquashNet::Create(
-                      2, {16}, nn::Activation::kTanh, rng)
-                      .value();
+  auto velocity =
+      flows::cnf::ConcatSquashNet::Create(2, {16}, nn::Activation::kTanh, rng)
+          .value();
   flows::cnf::CnfOptions co;
   co.ode.rtol = co.ode.atol = 1e-5;
   auto model = std::make_shared<flows::FlowModel>(
@@ -76,7 +76,9 @@ FlowMatchingReplica Replica(uint64_t seed) {
   r.model = model;
   r.nll = ModelNll(*model);
   r.loss = [objective](const Tensor& x, const Tensor& c, Rng& g, int64_t b,
-                       int64_t e) { return objective->LossOfRows(x, c, g, b, e); };
+                       int64_t e) {
+    return objective->LossOfRows(x, c, g, b, e);
+  };
   r.optimizer = nn::Adam::Create(*model, nn::AdamOptions{/*lr=*/2e-2}).value();
   r.ema = std::make_shared<ParameterEma>(*model);
   return r;
@@ -102,17 +104,17 @@ std::vector<std::string> Outcome(const FlowMatchingReplica& rep,
     put(static_cast<double>(step));
     put(x);
   }
-  v.push_back(absl::StrCat("steps ", r.steps, " best ", r.best_step, " ",
-                           r.message));
+  v.push_back(
+      absl::StrCat("steps ", r.steps, " best ", r.best_step, " ", r.message));
   return v;
 }
 
 // Trains `o` on `threads` replicas (seeded `seed`); copies the checkpoint
 // written at the end of each step in `copy_at` to Tmp(prefix + step).
 absl::StatusOr<std::vector<std::string>> Train(FlowMatchingTrainOptions o,
-                                             int threads, uint64_t seed,
-                                             const std::set<int64_t>& copy_at,
-                                             const std::string& prefix) {
+                                               int threads, uint64_t seed,
+                                               const std::set<int64_t>& copy_at,
+                                               const std::string& prefix) {
   o.threads = threads;
   auto calls = std::make_shared<int64_t>(0);
   const std::string ckpt = o.checkpoint_path;

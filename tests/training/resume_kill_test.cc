@@ -1,12 +1,13 @@
 // A TrainNll process that checkpoints every few steps is killed with SIGKILL
-// at random moments (spread over the run's progress), again and again; every new process is started with
-// the same options plus resume_from = checkpoint_path (resume_missing_ok:
-// the first ones may die before any checkpoint). The process that finally
-// runs to the end returns the parameters, buffers, optimizer state and the
-// whole loss and validation history of an uninterrupted run, bit for bit
-// (float64, a stochastic nll, early-stopping state and the NaN guard's
-// snapshot carried by the checkpoints). The children are forked before the
-// test process trains anything (no thread pool to inherit).
+// at random moments (spread over the run's progress), again and again; every
+// new process is started with the same options plus resume_from =
+// checkpoint_path (resume_missing_ok: the first ones may die before any
+// checkpoint). The process that finally runs to the end returns the parameters,
+// buffers, optimizer state and the whole loss and validation history of an
+// uninterrupted run, bit for bit (float64, a stochastic nll, early-stopping
+// state and the NaN guard's snapshot carried by the checkpoints). The children
+// are forked before the test process trains anything (no thread pool to
+// inherit).
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>

@@ -353,8 +353,7 @@ TEST(Resume, CorruptOrForeignTrainingStateIsAnError) {
   t = good;
   t.rng = {1, 2, 3};
   with_record(EncodeState(t));
-  ExpectResumeFails(o, RowsData(), absl::StatusCode::kDataLoss,
-                    "not 6 words");
+  ExpectResumeFails(o, RowsData(), absl::StatusCode::kDataLoss, "not 6 words");
   // A plain checkpoint has no training state.
   {
     auto m = Maf();

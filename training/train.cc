@@ -404,8 +404,9 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
   guard.Reset();
   // Updates held by the checkpoint on disk, and the step that diverged.
   int64_t saved_updates = -1, diverged_at = 0;
-  int64_t first_step = 1, evals_since_best = 0, window = 0;
-  double window_loss = 0.0, clock = 0.0;
+  int64_t first_step = 1;
+  LoopCounters counters;
+  double clock = 0.0;
   bool finished = false;
   if (resumed) {
     const TrainState& t = *resumed;
@@ -413,9 +414,7 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
     r.ranks = size;
     r.model_status = absl::OkStatus();
     first_step = t.step + 1;
-    evals_since_best = t.evals_since_best;
-    window = t.window;
-    window_loss = t.window_loss;
+    counters = t.counters;
     clock = r.seconds;
     finished = t.finished;
     order.Skip(t.step);
@@ -445,31 +444,13 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
   };
   // Rank 0 writes the model, the optimizer and the training state after
   // `step` loop steps (a failed write fails every rank).
-  std::optional<std::pair<uint64_t, uint64_t>> hashes;  // once, on rank 0
+  std::optional<TrainState> run;  // the records' constant part, on rank 0
   auto save = [&](int64_t step, bool ended) -> absl::Status {
     absl::Status s;
     if (rank == 0) {
-      if (!hashes) hashes.emplace(TrainHash(data), ValHash(data));
-      TrainState t;
-      t.loop = "train_nll";
-      t.step = step;
-      t.seed = o.seed;
-      t.batch = batch;
-      t.rows = n;
-      t.train_hash = hashes->first;
-      t.val_hash = hashes->second;
-      t.ranks = size;
-      t.finished = ended;
-      t.evals_since_best = evals_since_best;
-      t.guard_updates = guard.good_updates();
-      t.window = window;
-      t.window_loss = window_loss;
-      t.result = r;
-      t.result.model_status = absl::OkStatus();
-      if (!ended)
-        t.guard.assign(guard.good_data().begin(), guard.good_data().end());
-      if (has_val && r.best_step > 0)
-        t.best.assign(best->data().begin(), best->data().end());
+      if (!run) run = RunRecord("train_nll", o, batch, data, size);
+      TrainState t = StepRecord(*run, step, ended, counters, r, guard,
+                                best ? &*best : nullptr);
       s = nn::SaveCheckpoint(o.checkpoint_path, model, &optimizer,
                              {{kTrainStateKey, EncodeState(t)}});
     }
@@ -509,8 +490,8 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
     r.steps = step;
     r.losses.push_back(value);
     r.elapsed.push_back(clock + Seconds(start));
-    window_loss += value;
-    ++window;
+    counters.window_loss += value;
+    ++counters.window;
 
     if (o.invertibility_every > 0 && step % o.invertibility_every == 0) {
       FT_ASSIGN_OR_RETURN(std::string alarm,
@@ -534,12 +515,12 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
         r.best_val_nll = v;
         r.best_step = step;
         best->Capture();
-        evals_since_best = 0;
+        counters.evals_since_best = 0;
       } else {
-        ++evals_since_best;
+        ++counters.evals_since_best;
       }
       val_text = absl::StrFormat("  val %.4f (best %.4f)", v, r.best_val_nll);
-      if (o.patience > 0 && evals_since_best >= o.patience) {
+      if (o.patience > 0 && counters.evals_since_best >= o.patience) {
         r.stopped_early = true;
         r.message = absl::StrCat(
             "early stop at step ", step, ": no better ", "validation NLL for ",
@@ -548,11 +529,12 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
     }
     if (log && !r.bad_inverse &&
         (step % o.log_every == 0 || last || r.stopped_early)) {
-      *log << ProgressLine(step, o.max_steps, window_loss / window, val_text,
+      *log << ProgressLine(step, o.max_steps,
+                           counters.window_loss / counters.window, val_text,
                            (step - first_step + 1) / Seconds(start))
            << std::endl;
-      window_loss = 0.0;
-      window = 0;
+      counters.window_loss = 0.0;
+      counters.window = 0;
     }
     const bool stop = r.stopped_early || r.bad_inverse;
     if (checkpoints && step % o.checkpoint_every == 0) {

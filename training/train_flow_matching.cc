@@ -210,17 +210,16 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
   // Model, optimizer and EMA start as rank 0's (a resumed run's: the file's).
   FT_RETURN_IF_ERROR(dp.BroadcastState(guard.tensors()));
   guard.Reset();
-  int64_t first_step = 1, evals_since_best = 0, window = 0;
-  double window_loss = 0.0, clock = 0.0;
+  int64_t first_step = 1;
+  LoopCounters counters;
+  double clock = 0.0;
   bool finished = false;
   if (resumed) {
     const TrainState& t = *resumed;
     r = t.result;
     r.ranks = dp.size();
     first_step = t.step + 1;
-    evals_since_best = t.evals_since_best;
-    window = t.window;
-    window_loss = t.window_loss;
+    counters = t.counters;
     clock = r.seconds;
     finished = t.finished;
     order.Skip(t.step);
@@ -254,7 +253,7 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
   // Writes the checkpoint files (rank 0) of a usable model (the EMA weights
   // are checked) with the training state after `step` loop steps; returns
   // the check's verdict, or a failed write.
-  std::optional<std::pair<uint64_t, uint64_t>> hashes;  // once, on rank 0
+  std::optional<TrainState> run;  // the records' constant part, on rank 0
   auto save = [&](int64_t step, bool ended) -> absl::StatusOr<absl::Status> {
     absl::Status usable, written;
     {
@@ -264,27 +263,10 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
         written = nn::SaveCheckpoint(o.checkpoint_path + ".ema", model);
     }
     if (usable.ok() && written.ok() && lead) {
-      if (!hashes) hashes.emplace(TrainHash(data), ValHash(data));
-      TrainState t;
-      t.loop = "train_flow_matching";
-      t.step = step;
-      t.seed = o.seed;
-      t.batch = batch;
-      t.rows = n;
-      t.train_hash = hashes->first;
-      t.val_hash = hashes->second;
-      t.ranks = dp.size();
-      t.finished = ended;
-      t.evals_since_best = evals_since_best;
-      t.guard_updates = guard.good_updates();
-      t.window = window;
-      t.window_loss = window_loss;
-      t.result = r;
-      t.result.model_status = absl::OkStatus();
-      if (!ended)
-        t.guard.assign(guard.good_data().begin(), guard.good_data().end());
-      if (has_val && r.best_step > 0)
-        t.best.assign(best->data().begin(), best->data().end());
+      if (!run)
+        run = RunRecord("train_flow_matching", o, batch, data, dp.size());
+      TrainState t = StepRecord(*run, step, ended, counters, r, guard,
+                                best ? &*best : nullptr);
       if (ema_state) {
         ema_state->Capture();
         t.ema.assign(ema_state->data().begin(), ema_state->data().end());
@@ -348,8 +330,8 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
     r.steps = step;
     r.losses.push_back(value);
     r.elapsed.push_back(clock + Seconds(start));
-    window_loss += value;
-    ++window;
+    counters.window_loss += value;
+    ++counters.window;
 
     const bool last = step == o.max_steps;
     std::string val_text;
@@ -365,12 +347,12 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
       if (*v < r.best_val_nll) {
         r.best_val_nll = *v;
         r.best_step = step;
-        evals_since_best = 0;
+        counters.evals_since_best = 0;
       } else {
-        ++evals_since_best;
+        ++counters.evals_since_best;
       }
       val_text = absl::StrFormat("  val %.4f (best %.4f)", *v, r.best_val_nll);
-      if (o.patience > 0 && evals_since_best >= o.patience) {
+      if (o.patience > 0 && counters.evals_since_best >= o.patience) {
         r.stopped_early = true;
         r.message = absl::StrCat(
             "early stop at step ", step, ": no better validation NLL for ",
@@ -378,11 +360,12 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
       }
     }
     if (log && (step % o.log_every == 0 || last || r.stopped_early)) {
-      *log << ProgressLine(step, o.max_steps, window_loss / window, val_text,
+      *log << ProgressLine(step, o.max_steps,
+                           counters.window_loss / counters.window, val_text,
                            (step - first_step + 1) / Seconds(start))
            << std::endl;
-      window_loss = 0.0;
-      window = 0;
+      counters.window_loss = 0.0;
+      counters.window = 0;
     }
     if (checkpoints && step % o.checkpoint_every == 0) {
       r.seconds = clock + Seconds(start);

@@ -149,13 +149,45 @@ class Reader {
 
 constexpr uint64_t kFnvBasis = 14695981039346656037ULL;
 
-}  // namespace
-
+// Fingerprints of the training data and context, and of the validation
+// data and context.
 uint64_t TrainHash(const TrainData& d) {
   return Fingerprint(d.train_context, Fingerprint(d.train, kFnvBasis));
 }
 uint64_t ValHash(const TrainData& d) {
   return Fingerprint(d.val_context, Fingerprint(d.val, kFnvBasis));
+}
+
+}  // namespace
+
+TrainState RunRecord(absl::string_view loop, const TrainOptions& o,
+                     int64_t batch, const TrainData& data, int ranks) {
+  TrainState t;
+  t.loop = std::string(loop);
+  t.seed = o.seed;
+  t.batch = batch;
+  t.rows = data.train.dim(0);
+  t.train_hash = TrainHash(data);
+  t.val_hash = ValHash(data);
+  t.ranks = ranks;
+  return t;
+}
+
+TrainState StepRecord(const TrainState& run, int64_t step, bool finished,
+                      const LoopCounters& counters, const TrainResult& r,
+                      const NanGuard& guard, const ModuleState* best) {
+  TrainState t = run;
+  t.step = step;
+  t.finished = finished;
+  t.counters = counters;
+  t.guard_updates = guard.good_updates();
+  t.result = r;
+  t.result.model_status = absl::OkStatus();
+  if (!finished)
+    t.guard.assign(guard.good_data().begin(), guard.good_data().end());
+  if (best != nullptr && r.best_step > 0)
+    t.best.assign(best->data().begin(), best->data().end());
+  return t;
 }
 
 std::string EncodeState(const TrainState& s) {
@@ -171,10 +203,10 @@ std::string EncodeState(const TrainState& s) {
   w.U64(s.val_hash);
   w.I64(s.ranks);
   w.Bool(s.finished);
-  w.I64(s.evals_since_best);
+  w.I64(s.counters.evals_since_best);
   w.I64(s.guard_updates);
-  w.I64(s.window);
-  w.F64(s.window_loss);
+  w.I64(s.counters.window);
+  w.F64(s.counters.window_loss);
   const TrainResult& r = s.result;
   w.I64(r.steps);
   w.F64(r.last_loss);
@@ -217,8 +249,8 @@ absl::StatusOr<TrainState> DecodeState(absl::string_view in) {
   if (!rd.Str(&s.loop) || !rd.I64(&s.step) || !rd.U64(&s.seed) ||
       !rd.I64(&s.batch) || !rd.I64(&s.rows) || !rd.U64(&s.train_hash) ||
       !rd.U64(&s.val_hash) || !rd.I64(&s.ranks) || !rd.Bool(&s.finished) ||
-      !rd.I64(&s.evals_since_best) || !rd.I64(&s.guard_updates) ||
-      !rd.I64(&s.window) || !rd.F64(&s.window_loss))
+      !rd.I64(&s.counters.evals_since_best) || !rd.I64(&s.guard_updates) ||
+      !rd.I64(&s.counters.window) || !rd.F64(&s.counters.window_loss))
     return bad("header cut short");
   if (!rd.I64(&r.steps) || !rd.F64(&r.last_loss) || !rd.F64(&r.best_val_nll) ||
       !rd.I64(&r.best_step) || !rd.Doubles(&r.losses) ||
@@ -238,7 +270,7 @@ absl::StatusOr<TrainState> DecodeState(absl::string_view in) {
   if (!rd.done()) return bad("trailing bytes");
   // Values the loop relies on.
   if (s.step < 0 || s.batch < 1 || s.rows < 1 || s.ranks < 1 ||
-      s.evals_since_best < 0 || s.window < 0 || r.steps < 0 ||
+      s.counters.evals_since_best < 0 || s.counters.window < 0 || r.steps < 0 ||
       r.steps > s.step || s.guard_updates < 0 || s.guard_updates > s.step ||
       r.best_step < 0 || r.best_step > s.step ||
       static_cast<int64_t>(r.losses.size()) != s.step ||

@@ -12,7 +12,8 @@
 //   int64 step s (batches consumed: BatchOrder::Skip(s) restores the epoch
 //   position and permutation), uint64 seed, int64 global batch, int64
 //   training rows, uint64 fingerprints of the training and of the
-//   validation data (TrainHash, ValHash), int64 ranks that wrote it,
+//   validation data (each with its context: dtype, shape and bytes), int64
+//   ranks that wrote it,
 //   bool finished (early stop, divergence, bad inverse), int64 evaluations
 //   since the best, int64 the NaN guard's update count, int64 + double the
 //   progress window,
@@ -45,6 +46,13 @@
 
 namespace flowtape::training {
 
+// What a loop carries from step to step besides its TrainResult.
+struct LoopCounters {
+  int64_t evals_since_best = 0;  // validations since the best one
+  int64_t window = 0;            // steps in the progress line's window
+  double window_loss = 0.0;      // their summed loss
+};
+
 struct TrainState {
   std::string loop;  // the writer: "train_nll" or "train_flow_matching"
   int64_t step = 0;  // loop steps done = global batches consumed
@@ -53,23 +61,29 @@ struct TrainState {
   uint64_t train_hash = 0, val_hash = 0;
   int64_t ranks = 1;
   bool finished = false;  // early stop, divergence or bad inverse
-  int64_t evals_since_best = 0, guard_updates = 0, window = 0;
-  double window_loss = 0.0;
+  LoopCounters counters;
+  int64_t guard_updates = 0;
   TrainResult result;         // its histories, flags, message and clocks
   std::string guard, best;    // ModuleState bytes (best: empty = none)
   std::string ema;            // ModuleState bytes of a parameter EMA, or empty
   std::vector<uint64_t> rng;  // the loss stream's Rng::Position, or empty
 };
 
+// The run's part of its records: loop, seed, batch, rows, ranks and the
+// data's fingerprints (computed here: call it once per run).
+TrainState RunRecord(absl::string_view loop, const TrainOptions& o,
+                     int64_t batch, const TrainData& data, int ranks);
+// `run` (RunRecord's) after `step` steps: the loop's counters, its result,
+// and copies of the guard's good snapshot (unless finished) and of `best`
+// (when r.best_step > 0). A loop with an EMA or a loss stream adds them.
+TrainState StepRecord(const TrainState& run, int64_t step, bool finished,
+                      const LoopCounters& counters, const TrainResult& r,
+                      const NanGuard& guard, const ModuleState* best);
+
 std::string EncodeState(const TrainState& s);
 // DataLoss naming the first malformed field; InvalidArgument for another
 // version.
 absl::StatusOr<TrainState> DecodeState(absl::string_view in);
-
-// 64-bit fingerprints of the training data and context, and of the
-// validation data and context (dtype, shape and bytes of each).
-uint64_t TrainHash(const TrainData& d);
-uint64_t ValHash(const TrainData& d);
 
 // What a loop resumes into: the states whose saved sizes must match.
 struct ResumeTarget {

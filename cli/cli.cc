@@ -43,12 +43,13 @@ ABSL_FLAG(int, threads, 0,
           "data-parallel replicas for training (0: $FLOWTAPE_NUM_THREADS, "
           "else 1; under mpirun at most 1: the ranks are the replicas)");
 ABSL_FLAG(int64_t, checkpoint_every, 0,
-          "NLL training writes its whole state (model, optimizer, step, data "
-          "order, best model, histories) to <out_dir>/train-K.ckpt, K the "
-          "run's K-th training, every N steps; 0: never");
+          "NLL and flow-matching training write their whole state (model, "
+          "optimizer, step, data order, best model, EMA, histories) to "
+          "<out_dir>/train-K.ckpt, K the run's K-th training, every N steps; "
+          "0: never");
 ABSL_FLAG(std::string, resume, "",
           "an earlier run's --out_dir written with --checkpoint_every: each "
-          "NLL training continues from its train-K.ckpt (a finished one "
+          "NLL or flow-matching training continues from its train-K.ckpt (a finished one "
           "returns its result, a missing one starts afresh); the other flags "
           "must be that run's");
 

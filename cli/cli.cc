@@ -49,7 +49,8 @@ ABSL_FLAG(int64_t, checkpoint_every, 0,
           "0: never");
 ABSL_FLAG(std::string, resume, "",
           "an earlier run's --out_dir written with --checkpoint_every: each "
-          "NLL or flow-matching training continues from its train-K.ckpt (a finished one "
+          "NLL or flow-matching training continues from its train-K.ckpt (a "
+          "finished one "
           "returns its result, a missing one starts afresh); the other flags "
           "must be that run's");
 

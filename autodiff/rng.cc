@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "absl/numeric/int128.h"
 #include "autodiff/check.h"
 
 // No fused multiply-adds in this file: where the target has FMA (e.g.
@@ -97,7 +98,17 @@ Rng::Position Rng::position() const {
 }
 
 bool Rng::Seek(const Position& p) {
-  if (p[3] > 2 || p[4] > 1) return false;
+  // The words must be block counter - 1's (none before the first block),
+  // and a pending normal finite.
+  Rng block(seed_, stream_);
+  block.counter_ = p[0] - 1;
+  if (p[0] > 0) block.Refill();
+  double spare;
+  std::memcpy(&spare, &p[5], 8);
+  if (p[1] != block.words_[0] || p[2] != block.words_[1] || p[3] > 2 ||
+      (p[0] == 0 && p[3] != 2) || p[4] > 1 ||
+      (p[4] == 1 && !std::isfinite(spare)))
+    return false;
   counter_ = p[0];
   words_ = {p[1], p[2]};
   next_word_ = static_cast<int>(p[3]);
@@ -141,22 +152,6 @@ double Rng::Normal() {
   return u * scale;
 }
 
-namespace {
-
-// The 128-bit product a b as its high and low words, from 32-bit halves
-// (ISO C++ has no 128-bit integer): a b = hh 2^64 + (hl + lh) 2^32 + ll.
-void Multiply64(uint64_t a, uint64_t b, uint64_t* high, uint64_t* low) {
-  const uint64_t a0 = a & 0xFFFFFFFFu, a1 = a >> 32;
-  const uint64_t b0 = b & 0xFFFFFFFFu, b1 = b >> 32;
-  const uint64_t ll = a0 * b0, lh = a0 * b1, hl = a1 * b0, hh = a1 * b1;
-  // The middle column and the carry out of ll (< 3 2^32: no overflow).
-  const uint64_t mid = (ll >> 32) + (lh & 0xFFFFFFFFu) + (hl & 0xFFFFFFFFu);
-  *low = (mid << 32) | (ll & 0xFFFFFFFFu);
-  *high = hh + (lh >> 32) + (hl >> 32) + (mid >> 32);
-}
-
-}  // namespace
-
 int64_t Rng::UniformInt(int64_t n) {
   FT_CHECK(n >= 1, "Rng::UniformInt: want n >= 1, got ", n);
   // Lemire (2019): the high word of w * n is uniform on [0, n) once the low
@@ -164,9 +159,9 @@ int64_t Rng::UniformInt(int64_t n) {
   const uint64_t un = static_cast<uint64_t>(n);
   const uint64_t threshold = (0 - un) % un;  // 2^64 mod n
   for (;;) {
-    uint64_t high, low;
-    Multiply64(Bits64(), un, &high, &low);
-    if (low >= threshold) return static_cast<int64_t>(high);
+    const absl::uint128 m = absl::uint128(Bits64()) * un;
+    if (absl::Uint128Low64(m) >= threshold)
+      return static_cast<int64_t>(absl::Uint128High64(m));
   }
 }
 

@@ -72,7 +72,9 @@ class Rng {
   // stream: the next Philox block, the unread words of the current one, the
   // polar method's pending normal), e.g. to save with a checkpoint.
   // Seek(position()) on an Rng of the same seed and stream continues its
-  // draws exactly; false (nothing changed) for a position no Rng can have.
+  // draws exactly; false (nothing changed) for a position no Rng of this
+  // seed and stream can have (words that are not its block's, a word index
+  // past 2, a non-finite pending normal).
   using Position = std::array<uint64_t, 6>;
   Position position() const;
   bool Seek(const Position& p);

@@ -147,6 +147,17 @@ TEST(Rng, SeekContinuesTheStream) {
   bad[4] = 2;
   EXPECT_FALSE(c.Seek(bad));
   EXPECT_EQ(c.Bits64(), Rng(1).Bits64());  // unchanged
+  // Words that are not the block's (forged, or another seed's) are refused.
+  Rng d(1);
+  d.Bits64();
+  Rng::Position forged = d.position();
+  forged[2] ^= 1;
+  Rng e(1);
+  EXPECT_FALSE(e.Seek(forged));
+  Rng other_seed(2);
+  EXPECT_FALSE(other_seed.Seek(d.position()));
+  EXPECT_TRUE(e.Seek(d.position()));
+  EXPECT_EQ(e.Bits64(), d.Bits64());
 }
 
 }  // namespace

@@ -425,7 +425,9 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
     if (!t.best.empty() && !best->SetData(t.best.data(), t.best.size()))
       return absl::InternalError(
           "train_nll: resume: the replicas' states differ in size");
-    if (o.resume_from == o.checkpoint_path) saved_updates = r.steps;
+    // As in the uninterrupted run, the checkpoint holds this step (the same
+    // on every rank: under mpirun their checkpoint paths differ).
+    saved_updates = t.step;
     if (log)
       *log << "resumed from " << o.resume_from << " after step " << t.step
            << (finished ? " (the run had ended)" : "") << std::endl;

@@ -279,8 +279,9 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
     FT_RETURN_IF_ERROR(dp.AgreeWithRankZero(written));
     return usable;
   };
-  int64_t saved_updates =
-      resumed && o.resume_from == o.checkpoint_path ? resumed->step : -1;
+  // As in the uninterrupted run, the checkpoint holds the resumed step (the
+  // same on every rank: under mpirun their checkpoint paths differ).
+  int64_t saved_updates = resumed ? resumed->step : -1;
   const auto start = std::chrono::steady_clock::now();
 
   for (int64_t step = first_step; !finished && step <= o.max_steps; ++step) {

@@ -1,8 +1,10 @@
 #include "training/train_state.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <optional>
 #include <string>
 #include <utility>
@@ -358,7 +360,10 @@ absl::StatusOr<std::optional<TrainState>> ReadResume(
   std::string bytes;
   bool missing = false;
   if (dp.lead()) {
-    missing = !std::ifstream(o.resume_from).good();
+    // Only a file that is not there is missing (an unreadable one is an
+    // error, not a fresh start).
+    struct stat st;
+    missing = ::stat(o.resume_from.c_str(), &st) != 0 && errno == ENOENT;
     nn::Metadata meta;
     absl::StatusOr<nn::NamedTensors> entries;
     if (missing) {

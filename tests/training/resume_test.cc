@@ -9,6 +9,8 @@
 // data that change the data order, a model of another shape) is a Status
 // naming the problem and leaves the model untouched. Validation with a
 // stochastic flow gives the same NLL history on 1, 2 and 3 threads.
+#include <sys/stat.h>
+
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -280,6 +282,14 @@ TEST(Resume, MissingFile) {
   const Outcome want = TrainOnce(RowsData(), plain, nullptr).value();
   ExpectSameRun(fresh.result, want.result);
   EXPECT_EQ(fresh.state, want.state);
+  // Something there that cannot be read is an error, not a fresh start.
+  TrainOptions unreadable = o;
+  unreadable.resume_from = TempPath("a_directory");
+  ::mkdir(unreadable.resume_from.c_str(), 0755);
+  r = TrainOnce(RowsData(), unreadable, nullptr);
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(absl::StrContains(r.status().message(), "a_directory"))
+      << r.status();
 }
 
 // A checkpoint of 10 steps at `path`, its entries and metadata.

@@ -264,16 +264,15 @@ IntegerDiscreteFlow::IntegerDiscreteFlow(const IdfOptions& options, Rng& rng)
     const IdfShape s = options.LevelShape(l);
     for (int k = 0; k < options.levels[l].couplings; ++k) {
       const int64_t a = k % 2 == 0 ? s.kept() : s.factored();
-      couplings_[l].push_back(
-          RegisterModule(absl::StrCat("level", l, ".coupling", k),
-                         std::shared_ptr<IdfConvNet>(
-                             new IdfConvNet(a, options.hidden, s.c - a, rng))));
+      couplings_[l].push_back(RegisterModule(
+          absl::StrCat("level", l, ".coupling", k),
+          IdfConvNet::Create(a, options.hidden, s.c - a, rng).value()));
     }
     if (l + 1 == num_levels) break;
     const int64_t f = s.factored();
-    auto net = RegisterModule(absl::StrCat("level", l, ".prior"),
-                              std::shared_ptr<IdfConvNet>(new IdfConvNet(
-                                  s.kept(), options.hidden, 3 * f * kc, rng)));
+    auto net = RegisterModule(
+        absl::StrCat("level", l, ".prior"),
+        IdfConvNet::Create(s.kept(), options.hidden, 3 * f * kc, rng).value());
     Tensor bias = net->layers().back()->bias();
     double* b = bias.mutable_data<double>();
     for (int64_t ch = 0; ch < f; ++ch) {

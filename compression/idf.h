@@ -148,7 +148,6 @@ class IdfConvNet : public nn::Module {
   }
 
  private:
-  friend class IntegerDiscreteFlow;  // builds them from validated options
   IdfConvNet(int64_t in, const std::vector<int64_t>& hidden, int64_t out,
              Rng& rng);
   std::vector<std::shared_ptr<nn::Conv2d>> layers_;

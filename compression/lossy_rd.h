@@ -8,8 +8,8 @@
 // per-latent logistic p_d(z) = Logistic(z; mu_d, s_d) of lossy.h; Values()
 // gives the LatentPrior a LossyCodec codes with. Create(init) returns
 // InvalidArgument unless init has D >= 1 means and D scales, the means finite
-// and the scales finite and > 0; the constructor takes a prior known to be
-// valid (a fitted one) and aborts on a size mismatch.
+// and the scales finite and > 0; it is the only way to build one (the
+// constructor is private).
 //
 // Rate. The codec's symbol at z_hat = Delta_d k has the prior's mass over
 // its bin, P_d(z_hat) = F((z_hat - mu_d + Delta_d/2) / s_d) - F((z_hat -

@@ -144,10 +144,11 @@ absl::StatusOr<Tensor> FlowMixture::TryLogProb(const Tensor& y) const {
 }
 
 Tensor FlowMixture::Sample(int64_t num, Rng& rng) const {
-  return *SampleWith(
+  absl::StatusOr<Tensor> s = SampleWith(
       num, rng,
       [](const ManifoldDensity& p, int64_t n,
          Rng& r) -> absl::StatusOr<Tensor> { return p.Sample(n, r); });
+  return s.ok() ? *std::move(s) : NaNs({num, manifold().ambient()}, dtype());
 }
 
 absl::StatusOr<Tensor> FlowMixture::TrySample(int64_t num, Rng& rng) const {
@@ -163,8 +164,10 @@ absl::StatusOr<Tensor> FlowMixture::SampleWith(
   NoGradScope no_grad;
   const int64_t k = parts_.size(), n = manifold().ambient();
   const std::vector<double> w = flows::MixtureWeights(logits_, 0, k);
-  if (w.empty())  // logits that define no weights: NaN rows
-    return NaNs({num, n}, dtype());
+  if (w.empty())
+    return absl::InvalidArgumentError(
+        "FlowMixture: the mixture logits define no weights (a NaN or +inf "
+        "entry)");
   std::vector<int64_t> counts(k, 0), which(num);
   for (int64_t i = 0; i < num; ++i) ++counts[which[i] = rng.Categorical(w)];
   std::vector<std::vector<double>> values(k);

@@ -15,7 +15,8 @@
 // weights), so q integrates to 1 when every q_j does. Sample: component j_i
 // ~ Categorical(w) per draw (flows::MixtureWeights), then counts[j] draws of
 // q_j in one call per component, put back in draw order; logits that define
-// no weights (a NaN or +inf entry: MixtureWeights) give rows of NaN.
+// no weights (a NaN or +inf entry: MixtureWeights) give rows of NaN from
+// Sample and InvalidArgument from TrySample.
 // Failures: a flow step whose numeric inverse or ODE solve fails reports it
 // in its FlowResult::status (flows/flow.h). ManifoldFlowModel stops at the
 // first failing step: Score / SamplePass return that status with NaN values
@@ -40,6 +41,7 @@
 
 #include "absl/status/statusor.h"
 #include "flows/flow.h"
+#include "flows/flow_model.h"
 #include "manifolds/density.h"
 
 namespace flowtape::manifolds {
@@ -48,7 +50,8 @@ class ManifoldFlowModel : public ManifoldDensity {
  public:
   ManifoldFlowModel(std::shared_ptr<ManifoldDensity> base,
                     std::vector<std::shared_ptr<flows::Flow>> flows);
-  static constexpr uint64_t kDefaultScoreSeed = 0x5c0e;
+  static constexpr uint64_t kDefaultScoreSeed =
+      flows::FlowModel::kDefaultScoreSeed;
   // log q(y) with the chain's pass: status and extras of every Forward.
   struct Density {
     Tensor log_prob;         // [N]; NaN when pass.status is not ok

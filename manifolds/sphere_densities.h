@@ -20,9 +20,8 @@
 // |log I_v(x)| >= 1, and also for v = 0 at any x (log I_0(x) ~ x^2/4 keeps
 // its digits: 2.5e-17 at x = 1e-8). For v > 0, log I_v(x) passes through
 // 0 where I_v(x) = 1; near that point only the absolute bound holds.
-// Create() rejects bad parameters with a Status (UniformSphere: n < 2). The
-// UniformSphere constructor takes an n known to be >= 2 (a constant) and
-// aborts otherwise; an n that data or flags choose goes through Create.
+// Create() rejects bad parameters with a Status (UniformSphere: n < 2); it
+// is the only way to build them (a constant n: Create(n).value()).
 #ifndef FLOWTAPE_MANIFOLDS_SPHERE_DENSITIES_H_
 #define FLOWTAPE_MANIFOLDS_SPHERE_DENSITIES_H_
 

@@ -36,8 +36,6 @@ absl::StatusOr<std::shared_ptr<Conv2d>> Conv2d::Create(int64_t in_channels,
 
 Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel_size,
                Rng& rng, ConvInit init, bool bias) {
-  const absl::Status ok = CheckConv(in_channels, out_channels, kernel_size);
-  FT_CHECK(ok.ok(), ok.message());
   Shape s{out_channels, in_channels, kernel_size, kernel_size};
   switch (init) {
     case ConvInit::kHe:

@@ -8,9 +8,9 @@
 // conv of each coupling net at zero so the flow begins at the identity).
 // Biases start at zero.
 // Construction: Create returns InvalidArgument unless the channel counts are
-// >= 1 and the kernel size odd and >= 1 (the message names the bad one). The
-// constructor takes arguments already known to be valid (a flow's validated
-// options) and aborts on bad ones (a programmer error).
+// >= 1 and the kernel size odd and >= 1 (the message names the bad one). It
+// is the only way to build one (the constructor is private); code holding
+// arguments it has already validated calls Create(...).value().
 #ifndef FLOWTAPE_NN_CONV_H_
 #define FLOWTAPE_NN_CONV_H_
 

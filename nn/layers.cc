@@ -95,9 +95,6 @@ absl::StatusOr<std::shared_ptr<MaskedLinear>> MaskedLinear::Create(
 }
 
 MaskedLinear::MaskedLinear(const Tensor& mask, Rng& rng) {
-  FT_CHECK(mask.defined() && mask.rank() == 2,
-           "masked_linear: mask must be [in, out], got ",
-           mask.defined() ? mask.shape().ToString() : "undefined");
   // A copy, so the buffer is a constant this layer owns.
   mask_ = RegisterBuffer("mask", mask.Detach());
   w_ = RegisterParameter("weight", XavierUniform(mask.shape(), rng));
@@ -120,7 +117,6 @@ absl::StatusOr<std::shared_ptr<MLP>> MLP::Create(
 MLP::MLP(const std::vector<int64_t>& sizes, Activation act, Rng& rng,
          bool zero_last)
     : sizes_(sizes), act_(act) {
-  FT_CHECK(sizes.size() >= 2, "mlp: need at least {in, out} sizes");
   for (size_t i = 0; i + 1 < sizes.size(); ++i) {
     auto layer = Linear::Create(sizes[i], sizes[i + 1], rng).value();
     layers_.push_back(RegisterModule(absl::StrCat("layer", i), layer));

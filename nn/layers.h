@@ -9,10 +9,9 @@
 // layer at zero (flows that should begin at the identity).
 // Construction: Create returns InvalidArgument naming the bad argument
 // (MaskedLinear: a mask that is not [in, out] with in, out >= 1 and 0/1
-// entries; MLP: fewer than 2 sizes or a size < 1). The constructors take
-// arguments already known to be valid (a flow's validated options) and abort
-// on bad ones (a programmer error); sizes that data or flags choose go
-// through Create.
+// entries; MLP: fewer than 2 sizes or a size < 1). Create is the only way
+// to build them (the constructors are private); code holding arguments it
+// has already validated (a flow's options) calls Create(...).value().
 #ifndef FLOWTAPE_NN_LAYERS_H_
 #define FLOWTAPE_NN_LAYERS_H_
 

@@ -116,7 +116,8 @@ void AdjointBackward(const OpContext& ctx, const Tensor& gout, Tensor* gin) {
   // paths through listed params computed from params[k], which the tape adds
   // again when it carries g[j] on to params[k]. Keep only the partial:
   //   g_k -= sum_(j derived from k) (d params[j] / d params[k])' g_j,
-  // latest params first, so every g_j used is already a partial.
+  // in c.order (derived params first), so every g_j used is already a
+  // partial.
   for (int k : c.order) {
     if (c.derived[k].empty()) continue;
     std::vector<Tensor> outs, seeds;

@@ -141,7 +141,8 @@ TEST(Densities, FlowModelsIntegrateToOneOnS2) {
 
 // Mixture logits that overflowed in training (NaN or +inf) define no
 // weights: the samples are rows of NaN (as the log-density is NaN), not an
-// abort in the draw of the components; a -inf logit is a weight of 0.
+// abort in the draw of the components, and TrySample is an error; a -inf
+// logit is a weight of 0.
 TEST(Densities, FlowMixtureWithUndefinedWeightsSamplesNaN) {
   Rng rng(23);
   auto base = UniformSphere::Create(3).value();
@@ -165,6 +166,11 @@ TEST(Densities, FlowMixtureWithUndefinedWeightsSamplesNaN) {
     ASSERT_EQ(s.dim(0), 5);
     ASSERT_EQ(s.dim(1), 3);
     for (int64_t i = 0; i < s.numel(); ++i) EXPECT_TRUE(std::isnan(s[i]));
+    // TrySample says why instead.
+    absl::StatusOr<Tensor> t = mixture.TrySample(5, rng);
+    ASSERT_FALSE(t.ok());
+    EXPECT_NE(t.status().message().find("define no weights"), std::string::npos)
+        << t.status();
   }
   logits.mutable_data<double>()[1] = -inf;
   Tensor s = mixture.Sample(50, rng);

@@ -122,13 +122,10 @@ TEST(Conv2dModule, CreateRefusesBadArgumentsWithAStatus) {
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
     EXPECT_NE(s.message().find(b.says), std::string::npos) << s;
   }
-  Rng a(13), c(13);
+  Rng a(13);
   auto made = Conv2d::Create(2, 4, 3, a, ConvInit::kXavier);
   ASSERT_TRUE(made.ok()) << made.status();
-  auto direct_ptr = Conv2d::Create(2, 4, 3, c, ConvInit::kXavier).value();
-  Conv2d& direct = *direct_ptr;
   EXPECT_EQ((*made)->weight().shape(), (Shape{4, 2, 3, 3}));
-  EXPECT_EQ((*made)->weight().ToVector(), direct.weight().ToVector());
 }
 
 }  // namespace

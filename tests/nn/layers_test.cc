@@ -166,15 +166,10 @@ TEST(MLP, CreateRefusesBadSizesWithAStatus) {
                 "sizes[1] = 0 must be >= 1");
   ExpectInvalid(MLP::Create({3, 4, -2}, Activation::kTanh, rng).status(),
                 "sizes[2] = -2");
-  Rng a(7), b(7);
+  Rng a(7);
   auto made = MLP::Create({2, 4, 3}, Activation::kTanh, a);
   ASSERT_TRUE(made.ok()) << made.status();
-  auto direct_ptr = MLP::Create({2, 4, 3}, Activation::kTanh, b).value();
-  MLP& direct = *direct_ptr;
-  ASSERT_EQ((*made)->NumParameters(), direct.NumParameters());
-  for (size_t i = 0; i < direct.Parameters().size(); ++i)
-    EXPECT_EQ((*made)->Parameters()[i].ToVector(),
-              direct.Parameters()[i].ToVector());
+  EXPECT_EQ((*made)->NumParameters(), 2 * 4 + 4 + 4 * 3 + 3);
 }
 
 TEST(MaskedLinear, CreateRefusesBadMasksWithAStatus) {
@@ -191,14 +186,19 @@ TEST(MaskedLinear, CreateRefusesBadMasksWithAStatus) {
           .status(),
       "entry 2 is 0.5");
   Tensor mask = Tensor::FromVector({3, 2}, {1, 0, 1, 1, 0, 1});
-  Rng a(9), b(9);
+  Rng a(9);
   auto made = MaskedLinear::Create(mask, a);
   ASSERT_TRUE(made.ok()) << made.status();
-  auto direct_ptr = MaskedLinear::Create(mask, b).value();
-  MaskedLinear& direct = *direct_ptr;
+  // Output 0 sees inputs 0 and 1 only (mask column 0 = {1, 1, 0}).
   Tensor x = Tensor::Randn({4, 3}, a);
+  Tensor x2 = Tensor::FromVector(x.shape(), x.ToVector());
+  for (int64_t i = 0; i < 4; ++i) x2.mutable_data<double>()[i * 3 + 2] += 1.0;
   NoGradScope ng;
-  EXPECT_EQ((**made)(x).ToVector(), direct(x).ToVector());
+  const Tensor y = (**made)(x), y2 = (**made)(x2);
+  for (int64_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(y[i * 2], y2[i * 2]) << i;
+    EXPECT_NE(y[i * 2 + 1], y2[i * 2 + 1]) << i;
+  }
 }
 
 }  // namespace

@@ -207,8 +207,7 @@ absl::StatusOr<ImageRun> TrainImages(cli::Experiment& ex,
                         {"n_train", n_train},
                         {"n_val", n_val},
                         {"lr", c.lr},
-                        {"alpha", alpha},
-                        {"checkpoint", c.checkpoint}};
+                        {"alpha", alpha}};
   return out;
 }
 

@@ -47,9 +47,6 @@ ABSL_FLAG(double, lr, -1,
           "Adam learning rate, warm-up + cosine (-1: config's)");
 ABSL_FLAG(double, alpha, 0.05, "logit transform alpha (data/preprocess.h)");
 ABSL_FLAG(uint64_t, seed, 0, "random seed");
-ABSL_FLAG(std::string, checkpoint, "",
-          "checkpoint file, every 500 steps (relative: to the directory "
-          "bazel run was called from)");
 
 namespace flowtape::experiments {
 namespace {
@@ -86,18 +83,6 @@ absl::Status Run(cli::Experiment& ex) {
   c.seed = absl::GetFlag(FLAGS_seed);
   ex.set_seed(c.seed);
   c.zoo.dtype = ex.dtype();
-  if (!absl::GetFlag(FLAGS_checkpoint).empty()) {
-    // Its directory must take files before any training.
-    c.checkpoint = cli::ResolvePath(absl::GetFlag(FLAGS_checkpoint));
-    const size_t slash = c.checkpoint.rfind('/');
-    if (slash != std::string::npos && slash > 0)
-      if (absl::Status s = cli::MakeOutputDir(c.checkpoint.substr(0, slash));
-          !s.ok())
-        return absl::Status(
-            s.code(),
-            absl::StrCat("--checkpoint=", absl::GetFlag(FLAGS_checkpoint), ": ",
-                         s.message()));
-  }
   const bool conditional = absl::GetFlag(FLAGS_conditional);
   const Shape expected = name == "digits" ? Shape{1, 8, 8} : Shape{1, 28, 28};
   // n_train and n_test are capped by the data set; the batch and the

@@ -367,13 +367,13 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
   // The best validated state (allocated only when there is validation data).
   std::optional<ModuleState> best;
   if (has_val) best.emplace(model, nullptr);
+  ResumeTarget into;
+  into.model = &model;
+  into.optimizer = &optimizer;
+  into.guard = &guard;
+  into.best = best ? &*best : nullptr;
   std::optional<TrainState> resumed;
   if (!o.resume_from.empty()) {
-    ResumeTarget into;
-    into.model = &model;
-    into.optimizer = &optimizer;
-    into.guard = &guard;
-    into.best = best ? &*best : nullptr;
     FT_ASSIGN_OR_RETURN(resumed,
                         ReadResume(dp, "train_nll", into, data, o, batch));
   }
@@ -417,20 +417,11 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
     counters = t.counters;
     clock = r.seconds;
     finished = t.finished;
-    order.Skip(t.step);
-    if (!finished &&
-        !guard.SetGood(t.guard.data(), t.guard.size(), t.guard_updates))
-      return absl::InternalError(
-          "train_nll: resume: the replicas' states differ in size");
-    if (!t.best.empty() && !best->SetData(t.best.data(), t.best.size()))
-      return absl::InternalError(
-          "train_nll: resume: the replicas' states differ in size");
     // As in the uninterrupted run, the checkpoint holds this step (the same
     // on every rank: under mpirun their checkpoint paths differ).
     saved_updates = t.step;
-    if (log)
-      *log << "resumed from " << o.resume_from << " after step " << t.step
-           << (finished ? " (the run had ended)" : "") << std::endl;
+    FT_RETURN_IF_ERROR(
+        ApplyRecord("train_nll", t, into, order, o.resume_from, log));
   }
   // Can the model sample and score? Rank 0 decides for all (the outer
   // Status is the communicator's).

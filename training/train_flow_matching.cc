@@ -195,15 +195,15 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
   std::optional<ModuleState> best, ema_state;
   if (has_val) best.emplace(model, nullptr);
   if (averaged != nullptr) ema_state.emplace(*averaged, nullptr);
+  ResumeTarget into;
+  into.model = &model;
+  into.optimizer = &optimizer;
+  into.guard = &guard;
+  into.best = best ? &*best : nullptr;
+  into.ema = ema_state ? &*ema_state : nullptr;
+  into.rng = &rng;
   std::optional<TrainState> resumed;
   if (!o.resume_from.empty()) {
-    ResumeTarget into;
-    into.model = &model;
-    into.optimizer = &optimizer;
-    into.guard = &guard;
-    into.best = best ? &*best : nullptr;
-    into.ema = ema_state ? &*ema_state : nullptr;
-    into.rng = &rng;
     FT_ASSIGN_OR_RETURN(
         resumed, ReadResume(dp, "train_flow_matching", into, data, o, batch));
   }
@@ -222,22 +222,9 @@ absl::StatusOr<TrainResult> Train(parallel::Communicator& comm,
     counters = t.counters;
     clock = r.seconds;
     finished = t.finished;
-    order.Skip(t.step);
-    Rng::Position at{};  // checked by ReadResume
-    if (t.rng.size() == at.size())
-      std::copy(t.rng.begin(), t.rng.end(), at.begin());
-    if ((!finished &&
-         (!rng.Seek(at) ||
-          !guard.SetGood(t.guard.data(), t.guard.size(), t.guard_updates))) ||
-        (!t.best.empty() && !best->SetData(t.best.data(), t.best.size())) ||
-        (ema_state && !ema_state->SetData(t.ema.data(), t.ema.size())))
-      return absl::InternalError(
-          "train_flow_matching: resume: the replicas' states differ");
-    if (ema_state) ema_state->Restore();  // every rank: the record's bytes
+    FT_RETURN_IF_ERROR(
+        ApplyRecord("train_flow_matching", t, into, order, o.resume_from, log));
   }
-  if (resumed && log)
-    *log << "resumed from " << o.resume_from << " after step " << resumed->step
-         << (finished ? " (the run had ended)" : "") << std::endl;
   // Can the model (holding the weights to check) sample and score? Rank 0
   // decides for all.
   auto check_usable = [&]() -> absl::StatusOr<absl::Status> {

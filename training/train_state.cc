@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstring>
 #include <optional>
+#include <ostream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -416,6 +417,29 @@ absl::StatusOr<std::optional<TrainState>> ReadResume(
   if (missing) return std::nullopt;
   FT_ASSIGN_OR_RETURN(TrainState state, DecodeState(bytes));
   return state;
+}
+
+absl::Status ApplyRecord(absl::string_view loop, const TrainState& t,
+                         const ResumeTarget& into, BatchOrder& order,
+                         const std::string& file, std::ostream* log) {
+  order.Skip(t.step);
+  Rng::Position at{};
+  if (t.rng.size() == at.size())
+    std::copy(t.rng.begin(), t.rng.end(), at.begin());
+  const bool ok =
+      (t.finished ||
+       (into.guard->SetGood(t.guard.data(), t.guard.size(), t.guard_updates) &&
+        (into.rng == nullptr || into.rng->Seek(at)))) &&
+      (t.best.empty() || into.best->SetData(t.best.data(), t.best.size())) &&
+      (into.ema == nullptr || into.ema->SetData(t.ema.data(), t.ema.size()));
+  if (!ok)
+    return absl::InternalError(
+        absl::StrCat(loop, ": resume: the replicas' states differ"));
+  if (into.ema != nullptr) into.ema->Restore();
+  if (log != nullptr)
+    *log << "resumed from " << file << " after step " << t.step
+         << (t.finished ? " (the run had ended)" : "") << std::endl;
+  return absl::OkStatus();
 }
 
 }  // namespace flowtape::training

@@ -31,6 +31,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -89,10 +90,10 @@ absl::StatusOr<TrainState> DecodeState(absl::string_view in);
 struct ResumeTarget {
   const nn::Module* model = nullptr;
   nn::Optimizer* optimizer = nullptr;
-  const NanGuard* guard = nullptr;
-  const ModuleState* best = nullptr;  // null without validation data
-  const ModuleState* ema = nullptr;   // null without an EMA
-  const Rng* rng = nullptr;  // the loss stream, for a loop that keeps one
+  NanGuard* guard = nullptr;
+  ModuleState* best = nullptr;  // null without validation data
+  ModuleState* ema = nullptr;   // of a parameter EMA; null without one
+  Rng* rng = nullptr;           // the loss stream, for a loop that keeps one
 };
 
 // Rank 0 reads `o.resume_from` and checks the record against this run
@@ -105,6 +106,16 @@ struct ResumeTarget {
 absl::StatusOr<std::optional<TrainState>> ReadResume(
     DataParallel& dp, absl::string_view loop, const ResumeTarget& into,
     const TrainData& data, const TrainOptions& o, int64_t batch);
+
+// Puts ReadResume's record `t` into `into` on this rank: the guard's good
+// snapshot (unless the run had ended), the best model, the EMA (written
+// back into its module) and the loss stream's position; `order` skips
+// t.step batches. Logs "resumed from <file> after step s" to `log` (may be
+// null). InternalError naming `loop` when a snapshot's size differs here
+// (replicas that disagree).
+absl::Status ApplyRecord(absl::string_view loop, const TrainState& t,
+                         const ResumeTarget& into, BatchOrder& order,
+                         const std::string& file, std::ostream* log);
 
 }  // namespace flowtape::training
 

@@ -26,6 +26,7 @@
 #include "models/zoo.h"
 #include "nn/checkpoint.h"
 #include "nn/optim.h"
+#include "tests/training/rows.h"
 #include "training/train.h"
 #include "training/train_state.h"
 
@@ -33,17 +34,9 @@ namespace flowtape::training {
 namespace {
 
 TrainData Dataset() {
-  Rng rng(1);
   TrainData d;
-  d.train = Tensor::Randn(Shape{2048, 4}, rng);
-  d.val = Tensor::Randn(Shape{200, 4}, rng);
-  for (Tensor* t : {&d.train, &d.val}) {
-    double* p = t->mutable_data<double>();
-    for (int64_t i = 0; i < t->numel(); i += 4) {
-      p[i + 1] = 0.8 * p[i] + 0.3 * p[i + 1] + 1.0;
-      p[i + 3] = p[i + 3] * p[i + 3];
-    }
-  }
+  d.train = fixtures::Rows(2048, 1);
+  d.val = fixtures::Rows(200, 2);
   return d;
 }
 

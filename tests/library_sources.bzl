@@ -1,8 +1,8 @@
 """library_sources: the source files (srcs, hdrs) of cc targets of this
 repository and of their dependencies, as one target's files and runfiles.
 
-A test that builds those sources another way (consumer_cmake_test runs CMake
-on the checkout) lists it in `data`, so Bazel reruns the test when one of
+A test that builds those sources another way (the consumer tests run CMake
+or a second Bazel on the checkout) lists it in `data`, so Bazel reruns the test when one of
 them changes; a cc_library in `data` brings none of its sources.
 """
 

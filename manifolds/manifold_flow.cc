@@ -43,7 +43,7 @@ ManifoldFlowModel::Density ManifoldFlowModel::Score(const Tensor& y,
     d.pass.Absorb(step);
     if (!d.pass.status.ok()) {  // later steps would only see NaN
       d.pass.value = NaNs(d.pass.value.shape(), y.dtype());
-      d.log_prob = NaNs({y.dim(0)}, y.dtype());
+      d.pass.logdet = d.log_prob = NaNs({y.dim(0)}, y.dtype());
       return d;
     }
     d.pass.value = step.value;
@@ -58,7 +58,7 @@ flows::FlowResult ManifoldFlowModel::SamplePass(int64_t num, Rng& rng) const {
   flows::FlowResult out;
   out.value = Cast(base_->Sample(num, rng), dtype());
   for (auto it = flows_.rbegin(); it != flows_.rend(); ++it) {
-    flows::FlowResult step = (*it)->Inverse(out.value, Tensor(), &rng);
+    flows::FlowResult step = (*it)->InverseValue(out.value, Tensor(), &rng);
     out.Absorb(step);
     if (!out.status.ok()) {
       out.value = NaNs(out.value.shape(), dtype());

@@ -202,12 +202,9 @@ absl::StatusOr<ImageRun> TrainImages(cli::Experiment& ex,
   FT_ASSIGN_OR_RETURN(
       ex.config()["model"],
       io::ParseJson(models::ModelSpecToJson(out.spec), "model spec"));
-  ex.config()["run"] = {{"steps", c.steps},
-                        {"batch", c.batch},
-                        {"n_train", n_train},
-                        {"n_val", n_val},
-                        {"lr", c.lr},
-                        {"alpha", alpha}};
+  ex.config()["run"] = {{"steps", c.steps},   {"batch", c.batch},
+                        {"n_train", n_train}, {"n_val", n_val},
+                        {"lr", c.lr},         {"alpha", alpha}};
   return out;
 }
 
